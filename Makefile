@@ -1,0 +1,30 @@
+# tinysift: the two commands a newcomer needs are `make demo` and `make test`.
+# Both run the idempotent set-up first (Debian packages, .venv, offline PlatformIO seed).
+VENV := .venv
+PY := $(VENV)/bin/python
+TINYSIFT := $(VENV)/bin/tinysift
+
+.PHONY: setup demo demo-quick test test-fast lint clean
+
+setup:
+	tools/setup.sh
+
+demo: setup
+	$(TINYSIFT) demo
+
+demo-quick: setup
+	$(TINYSIFT) demo --quick
+
+test: setup
+	$(VENV)/bin/ruff check host tests tools
+	$(VENV)/bin/pytest -q
+
+# Without set-up, for a machine that already has it.
+test-fast:
+	$(VENV)/bin/pytest -q -x -m "not slow"
+
+lint:
+	$(VENV)/bin/ruff check host tests tools
+
+clean:
+	rm -rf runs/_scratch .pytest_cache

@@ -1,0 +1,47 @@
+"""``tinysift data list`` and ``tinysift data info NAME``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from tinysift.cli.app_console import console
+
+app = typer.Typer(help="Datasets: list what exists here, inspect one.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the registered datasets, their sizes and whether each is available here."""
+    from tinysift.data import list_datasets
+
+    table = Table(title="datasets")
+    for col in ("name", "shape", "train", "test", "available here", "how to get it"):
+        table.add_column(col)
+    for info in list_datasets():
+        ok = info.available()
+        table.add_row(info.name, "x".join(map(str, info.shape)), str(info.train), str(info.test),
+                      "[green]yes[/]" if ok else "[red]no[/]", info.install_hint)
+    table.add_row("npz:PATH", "any", "-", "-", "user data", "x, y [, x_test, y_test]")
+    table.add_row("folder:PATH", "any", "-", "-", "user data", "one sub-folder per class")
+    console.print(table)
+
+
+@app.command("info")
+def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or folder:PATH"),
+             download: bool = typer.Option(False, help="allow a Keras download if missing")):
+    """Load a dataset and print its split sizes, shape, hash and per-class counts."""
+    from tinysift.data import load_dataset
+
+    ds = load_dataset(name, allow_download=download)
+    console.print(f"[bold]{ds.name}[/]  source: {ds.source}")
+    console.print(f"train {len(ds.y_train)}  test {len(ds.y_test)}  "
+                  f"image {'x'.join(map(str, ds.input_shape))} uint8  "
+                  f"classes {ds.num_classes}  hash {ds.content_hash}")
+    table = Table()
+    for col in ("class", "name", "train", "test"):
+        table.add_column(col, justify="right" if col in ("train", "test") else "left")
+    tr, te = ds.class_counts("train"), ds.class_counts("test")
+    for c, cname in enumerate(ds.class_names):
+        table.add_row(str(c), cname, str(tr[c]), str(te[c]))
+    console.print(table)

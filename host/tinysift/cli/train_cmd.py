@@ -1,0 +1,35 @@
+"""``tinysift train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tinysift.cli.app_console import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
+        out: Path = typer.Option(None, help="run folder (default runs/train-<dataset>)"),
+        keep: str = typer.Option(None, help="fraction in (0,1] or integer count to KEEP"),
+        selection: Path = typer.Option(None, help="selection.npz (or its run folder)"),
+        condensed: Path = typer.Option(None, help="condensed.npz (or its run folder)"),
+        epochs: int = typer.Option(10, help="passes over the data; 0 = subset step rule"),
+        seed: int = typer.Option(0),
+        width: int = typer.Option(16, help="stem channels of the tiny CNN"),
+        variant: str = typer.Option("ds-cnn", help="ds-cnn or conv-maxpool"),
+    ) -> None:
+        """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
+        from tinysift.models.stage import train
+
+        out = out or Path("runs") / f"train-{dataset.replace(':', '_').replace('/', '_')}"
+        res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
+                    epochs=epochs or None, seed=seed, width=width, variant=variant)
+        tag = " (cached: inputs unchanged)" if res.skipped else ""
+        console.print(f"trained on {res.train_samples} samples in {res.seconds:.1f} s "
+                      f"({res.steps} steps){tag}")
+        console.print(f"test accuracy [bold]{res.test_acc:.4f}[/]  params {res.params}  "
+                      f"MACs/sample {res.macs_per_sample}  -> {res.run_dir}/model.keras")

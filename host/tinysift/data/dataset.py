@@ -1,0 +1,123 @@
+"""The in-memory dataset: uint8 NHWC images, integer labels, a fixed split, a content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinysift.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An image classification dataset with a fixed train/test split.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``digits``, ``npz:/path/x.npz``, ...).
+    x_train, x_test : np.ndarray
+        uint8 images, shape ``(N, H, W, C)``.
+    y_train, y_test : np.ndarray
+        int64 labels in ``[0, num_classes)``.
+    class_names : tuple of str
+        One name per class.
+    source : str
+        Where the data was read from (path or package).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str = ""
+    _hash: list = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_arrays(self.x_train, self.y_train, len(self.class_names), "train", self.name)
+        validate_arrays(self.x_test, self.y_test, len(self.class_names), "test", self.name)
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DatasetError(
+                f"dataset {self.name!r}: train images are {self.x_train.shape[1:]} but test images "
+                f"are {self.x_test.shape[1:]}; both splits must have the same H, W, C"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(d) for d in self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 over images, labels and class names of both splits (hex, first 16 bytes)."""
+        if not self._hash:
+            h = hashlib.sha256()
+            for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
+                h.update(str(arr.shape).encode())
+                h.update(np.ascontiguousarray(arr).tobytes())
+            h.update("\0".join(self.class_names).encode())
+            self._hash.append(h.hexdigest()[:32])
+        return self._hash[0]
+
+    def class_counts(self, split: str = "train") -> np.ndarray:
+        y = self.y_train if split == "train" else self.y_test
+        return np.bincount(y, minlength=self.num_classes)
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        """The same dataset with the training split restricted to ``indices``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Dataset(
+            name=self.name,
+            x_train=self.x_train[indices],
+            y_train=self.y_train[indices],
+            x_test=self.x_test,
+            y_test=self.y_test,
+            class_names=self.class_names,
+            source=self.source,
+        )
+
+    def with_train(self, x: np.ndarray, y: np.ndarray, tag: str) -> Dataset:
+        """The same test split with a replacement training split (noisy labels, condensed set)."""
+        return Dataset(
+            name=f"{self.name}+{tag}",
+            x_train=x,
+            y_train=y,
+            x_test=self.x_test,
+            y_test=self.y_test,
+            class_names=self.class_names,
+            source=self.source,
+        )
+
+
+def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str, name: str) -> None:
+    """Refuse malformed arrays with a message that names the problem and the fix."""
+    where = f"dataset {name!r} ({split} split)"
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise DatasetError(f"{where}: images must be a uint8 array, got {getattr(x, 'dtype', x)}")
+    if x.ndim != 4:
+        raise DatasetError(
+            f"{where}: images must have rank 4 (N, H, W, C), got rank {x.ndim} "
+            f"with shape {x.shape}; add a channel axis for grayscale images"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(
+            f"{where}: labels must be integers, got dtype {y.dtype}; "
+            "store class indices 0..K-1, not one-hot or float labels"
+        )
+    if y.ndim != 1:
+        raise DatasetError(f"{where}: labels must be a 1-D array, got shape {y.shape}")
+    if len(x) != len(y):
+        raise DatasetError(
+            f"{where}: {len(x)} images but {len(y)} labels; x and y must have the same length"
+        )
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise DatasetError(
+            f"{where}: labels must lie in [0, {num_classes}), found {y.min()}..{y.max()}"
+        )

@@ -1,0 +1,127 @@
+"""The ``train`` stage: train the tiny CNN on a dataset, a kept subset or a condensed set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.models.cnn import ModelConfig
+from tinysift.models.training import TrainConfig
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass
+class TrainOutcome:
+    run_dir: Path
+    test_acc: float
+    train_samples: int
+    seconds: float
+    steps: int
+    params: int
+    macs_per_sample: int
+    skipped: bool = False
+
+
+def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
+          selection: str | Path | None = None, condensed: str | Path | None = None,
+          epochs: int | None = 10, seed: int = 0, width: int = 16,
+          variant: str = "ds-cnn", progress: bool = True) -> TrainOutcome:
+    """Train the tiny CNN and save it to ``OUT/model.keras``.
+
+    Parameters
+    ----------
+    dataset : registry name or ``npz:PATH`` / ``folder:PATH``
+    out : run folder
+    keep : optional fraction or count; with ``selection`` it must match the selection's
+        ``keep_count``; alone it draws a random class-balanced subset (seeded)
+    selection : a ``selection.npz`` (or its run folder) from ``tinysift prune``
+    condensed : a ``condensed.npz`` (or its run folder) from ``tinysift condense``
+    epochs : passes over the (sub)set; None applies the subset step rule of TrainConfig
+    seed, width, variant : training seed and model shape
+    """
+    from tinysift.data import load_dataset
+    from tinysift.errors import BudgetError
+    from tinysift.models.cost import count_macs
+    from tinysift.models.training import evaluate, train_model
+    from tinysift.runs import Run, atomic_write_bytes, file_hash
+    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.selection.io import read_condensed, read_selection
+
+    ds = load_dataset(dataset)
+    run = Run(out)
+    x, y, source = ds.x_train, ds.y_train, "full"
+    inputs = {"dataset": ds.content_hash}
+    if selection is not None and condensed is not None:
+        raise BudgetError("pass either --selection or --condensed, not both")
+    if selection is not None:
+        sel = read_selection(selection, len(ds.y_train), ds.content_hash)
+        idx = sel["indices"]
+        if keep is not None and resolve_keep(keep, len(ds.y_train)) != len(idx):
+            raise BudgetError(
+                f"--keep {keep} asks for {resolve_keep(keep, len(ds.y_train))} samples but the "
+                f"selection keeps {len(idx)}; drop --keep or prune again with that budget"
+            )
+        x, y, source = x[idx], y[idx], f"selection:{sel['method']}"
+        inputs["selection"] = file_hash(Path(selection) if Path(selection).is_file()
+                                        else Path(selection) / "selection.npz")
+    elif condensed is not None:
+        cond = read_condensed(condensed)
+        x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
+        if x.shape[1:] != ds.x_train.shape[1:]:
+            raise BudgetError(f"condensed images are {x.shape[1:]}, dataset images "
+                              f"{ds.x_train.shape[1:]}: condensed from a different dataset")
+    elif keep is not None:
+        count = resolve_keep(keep, len(ds.y_train))
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed, progress=False)
+        idx = make_method("random", seed=seed).fit_select(ctx, count)
+        x, y, source = x[idx], y[idx], "random"
+    model_cfg = ModelConfig(variant=variant, width=width)
+    train_cfg = TrainConfig(epochs=epochs, seed=seed)
+    params = {"dataset": dataset, "source": source, "samples": int(len(y)),
+              "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
+    key_ok = run.is_fresh("train", _key(params, inputs))
+    if key_ok and (run / MODEL_FILE).exists():
+        info = run.stage_info("train")["results"]
+        return TrainOutcome(run.path, info["test_acc"], info["train_samples"], info["seconds"],
+                            info["steps"], info["params"], info["macs_per_sample"], skipped=True)
+    run.record_command()
+    run.manifest["seed"] = seed
+    run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
+                               "train": len(ds.y_train), "test": len(ds.y_test)}
+    with run.stage("train", params, inputs, seed=seed) as rec:
+        result = train_model(x, y, ds.num_classes, model_cfg, train_cfg, progress=progress)
+        acc = evaluate(result.model, ds.x_test, ds.y_test)
+        cost = count_macs(result.model)
+        tmp = run.path / ".model.tmp.keras"
+        result.model.save(tmp)
+        atomic_write_bytes(run / MODEL_FILE, tmp.read_bytes())
+        tmp.unlink()
+        rec["outputs"].append(MODEL_FILE)
+        rec["results"].update({
+            "test_acc": acc, "train_samples": int(len(y)), "seconds": round(result.seconds, 2),
+            "steps": result.steps, "final_loss": result.final_loss, "params": cost.params,
+            "macs_per_sample": cost.macs_per_sample,
+            "train_macs_per_epoch": cost.epoch_train_macs(len(y)),
+            "class_counts": np.bincount(y, minlength=ds.num_classes).tolist(),
+        })
+    return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
+                        cost.macs_per_sample)
+
+
+def _key(params: dict, inputs: dict) -> str:
+    from tinysift.runs import stage_key
+
+    return stage_key(params, inputs)
+
+
+def load_trained_model(run_dir: str | Path):
+    from tinysift.errors import TinysiftError
+    from tinysift.tfcompat import keras
+
+    path = Path(run_dir) / MODEL_FILE
+    if not path.exists():
+        raise TinysiftError(f"{path} not found; run `tinysift train --out {run_dir}` first")
+    return keras.models.load_model(path)

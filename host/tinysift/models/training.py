@@ -1,0 +1,191 @@
+"""Deterministic training and evaluation of the tiny CNN.
+
+The recipe is the same for every method (so benchmarks compare data, not recipes): Adam with
+cosine decay, batch 128, and a step budget. With ``epochs`` set, that many passes over the
+training set; otherwise ``max(min_steps, subset_epochs * ceil(N / batch))`` steps, so a tiny
+subset still gets enough updates to converge.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tinysift.models.cnn import ModelConfig, build_model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training recipe.
+
+    Parameters
+    ----------
+    epochs : int or None
+        Passes over the training data; ``None`` applies the subset step rule.
+    min_steps, subset_epochs : int
+        Step rule used when ``epochs`` is None.
+    batch_size : int
+    learning_rate : float
+        Peak Adam learning rate, decayed with a cosine schedule to 0.
+    seed : int
+    """
+
+    epochs: int | None = None
+    min_steps: int = 500
+    subset_epochs: int = 6
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+    def total_steps(self, num_samples: int) -> int:
+        per_epoch = max(1, math.ceil(num_samples / self.batch_size))
+        if self.epochs is not None:
+            return self.epochs * per_epoch
+        return max(self.min_steps, self.subset_epochs * per_epoch)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: object
+    steps: int
+    seconds: float
+    final_loss: float
+    history: dict = field(default_factory=dict)
+
+
+EpochHook = Callable[[int, object], None]
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1], the model's input convention."""
+    return x.astype(np.float32) / 255.0
+
+
+def seed_everything(seed: int) -> None:
+    from tinysift.tfcompat import tf
+
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
+                model_config: ModelConfig | None = None,
+                train_config: TrainConfig | None = None,
+                epoch_hooks: Sequence[EpochHook] = (),
+                progress: bool = True, model=None) -> TrainResult:
+    """Train a tiny CNN from scratch (or continue ``model``) on uint8 images.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        uint8 images (N, H, W, C).
+    y : np.ndarray
+        int labels (N,).
+    num_classes : int
+    model_config, train_config : optional configs
+    epoch_hooks : callables ``hook(epoch_index, model)`` run after every pass over the data
+        (used by scorers that track training dynamics: forgetting, AUM, EL2N).
+    progress : bool
+        Show a rich progress bar.
+    model : tf_keras.Model, optional
+        Continue training this model instead of building a new one.
+    """
+    from tinysift.tfcompat import keras, tf
+
+    train_config = train_config or TrainConfig()
+    seed_everything(train_config.seed)
+    if model is None:
+        model = build_model(tuple(x.shape[1:]), num_classes, model_config)
+    n = len(x)
+    total = train_config.total_steps(n)
+    per_epoch = max(1, math.ceil(n / train_config.batch_size))
+    epochs = math.ceil(total / per_epoch)
+    schedule = keras.optimizers.schedules.CosineDecay(train_config.learning_rate, total)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=["accuracy"])
+    ds = (tf.data.Dataset.from_tensor_slices((to_float(x), y.astype(np.int32)))
+          .shuffle(n, seed=train_config.seed, reshuffle_each_iteration=True)
+          .repeat()
+          .batch(train_config.batch_size)
+          .prefetch(2))
+    callbacks = [_HookCallback(epoch_hooks)] if epoch_hooks else []
+    if progress:
+        callbacks.append(_RichProgress(total, f"train {n} samples"))
+    start = time.perf_counter()
+    hist = model.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
+                     callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
+                       final_loss=float(hist.history["loss"][-1]),
+                       history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities for uint8 images."""
+    out = [model(to_float(x[i:i + batch_size]), training=False).numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output.shape[-1]), np.float32)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy on uint8 images."""
+    return float((predict_proba(model, x).argmax(1) == y).mean())
+
+
+def _make_hook_callback():
+    from tinysift.tfcompat import keras
+
+    class HookCallback(keras.callbacks.Callback):
+        def __init__(self, hooks):
+            super().__init__()
+            self.hooks = list(hooks)
+
+        def on_epoch_end(self, epoch, logs=None):
+            for hook in self.hooks:
+                hook(epoch, self.model)
+
+    return HookCallback
+
+
+def _make_progress_callback():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tinysift.tfcompat import keras
+
+    class RichProgress(keras.callbacks.Callback):
+        def __init__(self, total, label):
+            super().__init__()
+            self.total, self.label = total, label
+
+        def on_train_begin(self, logs=None):
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total} steps"),
+                                     TextColumn("loss {task.fields[loss]}"),
+                                     TimeRemainingColumn(), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=self.total, loss="-")
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = f"{logs['loss']:.3f}" if logs and "loss" in logs else "-"
+            self.progress.update(self.task, advance=1, loss=loss)
+
+        def on_train_end(self, logs=None):
+            self.progress.stop()
+
+    return RichProgress
+
+
+def _HookCallback(hooks):  # noqa: N802 - factory standing in for a class
+    return _make_hook_callback()(hooks)
+
+
+def _RichProgress(total, label):  # noqa: N802
+    return _make_progress_callback()(total, label)

@@ -1,0 +1,203 @@
+"""Run folders: every artifact of one pipeline run plus ``manifest.json``.
+
+The manifest records the command, seed, package versions, machine, and for every stage its
+parameters, input hashes, output hashes and timing. A stage whose key (parameters + input
+hashes) and outputs are unchanged is skipped, so a killed run resumes where it stopped.
+All writes are atomic: write to a temporary file in the same folder, then rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+TRACKED_PACKAGES = ("tinysift", "tensorflow", "tf-keras", "tensorflow-model-optimization",
+                    "tensorflow-probability", "tflite-micro", "ai-edge-litert", "numpy",
+                    "scikit-learn", "platformio", "pyserial")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in TRACKED_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "hostname": platform.node()}
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def json_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable)
+                             + "\n")
+
+
+def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+class Run:
+    """A run folder with its manifest.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder (created if missing). Convention: ``runs/<name>``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        mpath = self.path / MANIFEST
+        if mpath.exists():
+            try:
+                self.manifest = json.loads(mpath.read_text())
+            except json.JSONDecodeError as exc:
+                from tinysift.errors import TinysiftError
+
+                raise TinysiftError(
+                    f"{mpath} is not valid JSON ({exc}); it was not written by tinysift's "
+                    "atomic writer. Move it away to start the run folder afresh"
+                ) from exc
+        else:
+            self.manifest = {
+                "tinysift_run": 1,
+                "created": _now(),
+                "versions": package_versions(),
+                "machine": machine_info(),
+                "commands": [],
+                "stages": {},
+            }
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def save(self) -> None:
+        atomic_write_json(self.path / MANIFEST, self.manifest)
+
+    def record_command(self, argv: list[str] | None = None) -> None:
+        self.manifest.setdefault("commands", []).append(
+            {"argv": list(argv if argv is not None else sys.argv), "at": _now()})
+        self.save()
+
+    def set(self, key: str, value: Any) -> None:
+        self.manifest[key] = value
+        self.save()
+
+    def stage_info(self, stage: str) -> dict | None:
+        return self.manifest.get("stages", {}).get(stage)
+
+    def is_fresh(self, stage: str, key: str) -> bool:
+        """True when ``stage`` already ran with this key and its outputs are intact."""
+        info = self.stage_info(stage)
+        if not info or info.get("key") != key or info.get("status") != "done":
+            return False
+        for rel, digest in info.get("outputs", {}).items():
+            p = self.path / rel
+            if not p.exists() or file_hash(p) != digest:
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def stage(self, stage: str, params: dict, inputs: dict[str, str] | None = None,
+              seed: int | None = None) -> Iterator[dict]:
+        """Record a stage. Yields a dict; put output paths (relative) under ``"outputs"``
+        and any results under ``"results"``. The entry is marked done only on success."""
+        entry: dict[str, Any] = {"params": params, "inputs": inputs or {}, "seed": seed,
+                                 "key": stage_key(params, inputs), "status": "running",
+                                 "started": _now()}
+        self.manifest.setdefault("stages", {})[stage] = entry
+        self.save()
+        record: dict[str, Any] = {"outputs": [], "results": {}}
+        start = time.perf_counter()
+        try:
+            yield record
+        except BaseException as exc:
+            entry["status"] = f"failed: {type(exc).__name__}"
+            self.save()
+            raise
+        entry["seconds"] = round(time.perf_counter() - start, 3)
+        entry["outputs"] = {str(rel): file_hash(self.path / rel) for rel in record["outputs"]}
+        entry["results"] = record["results"]
+        entry["status"] = "done"
+        entry["finished"] = _now()
+        self.save()
+
+
+def stage_key(params: dict, inputs: dict[str, str] | None) -> str:
+    return json_hash({"params": params, "inputs": inputs or {}})
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("runs") / name
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")

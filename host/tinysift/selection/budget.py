@@ -1,0 +1,95 @@
+"""Budgets: what 'keep' means, exactly, everywhere in tinysift.
+
+``keep`` is always the part of the training set that is KEPT (never the part pruned):
+
+* a float in (0, 1] is a fraction of the training set: ``round(keep * N)`` samples
+  (at least 1); ``1.0`` keeps everything;
+* an int (or a string without a decimal point, e.g. ``"180"``) is an exact count in [1, N].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinysift.errors import BudgetError
+
+
+def parse_keep(text: str | float | int) -> float | int:
+    """Parse a CLI/API keep value: ``"0.1"`` -> 0.1 (fraction), ``"180"`` -> 180 (count)."""
+    if isinstance(text, bool):
+        raise BudgetError(f"keep must be a fraction in (0, 1] or an integer count, got {text!r}")
+    if isinstance(text, (int, np.integer)):
+        return int(text)
+    if isinstance(text, (float, np.floating)):
+        return float(text)
+    s = str(text).strip()
+    try:
+        if any(c in s for c in ".eE"):
+            return float(s)
+        return int(s)
+    except ValueError:
+        raise BudgetError(
+            f"keep must be a fraction in (0, 1] (e.g. 0.1) or an integer count (e.g. 180), "
+            f"got {text!r}"
+        ) from None
+
+
+def resolve_keep(keep: str | float | int, num_samples: int) -> int:
+    """Number of samples to keep out of ``num_samples``.
+
+    Raises
+    ------
+    BudgetError
+        keep <= 0, a fraction > 1, a count > N, or NaN.
+    """
+    value = parse_keep(keep)
+    if isinstance(value, float):
+        if math.isnan(value) or value <= 0.0 or value > 1.0:
+            raise BudgetError(
+                f"keep fraction must be in (0, 1] (the part of the data KEPT), got {value}; "
+                "pass an integer for an exact count"
+            )
+        return max(1, int(round(value * num_samples)))
+    if value <= 0:
+        raise BudgetError(f"keep count must be at least 1, got {value}")
+    if value > num_samples:
+        raise BudgetError(
+            f"keep count {value} is larger than the training set ({num_samples} samples); "
+            f"use at most {num_samples} or a fraction in (0, 1]"
+        )
+    return value
+
+
+def class_quotas(labels: np.ndarray, count: int, num_classes: int | None = None) -> np.ndarray:
+    """Split ``count`` over classes as evenly as class sizes allow (balanced within 1).
+
+    Classes too small for their share keep all their samples, and the rest is spread over the
+    others; ties in the remainder go to the larger classes, then lower class index.
+    """
+    sizes = np.bincount(labels, minlength=num_classes or 0).astype(np.int64)
+    k = len(sizes)
+    present = int((sizes > 0).sum())
+    if count < present:
+        raise BudgetError(
+            f"keep {count} is fewer than the {present} classes; a class-balanced selection "
+            f"needs at least one sample per class (keep >= {present}, or disable balancing)"
+        )
+    quotas = np.zeros(k, dtype=np.int64)
+    remaining = count
+    open_ = sizes > 0
+    while remaining > 0 and open_.any():
+        share = remaining // int(open_.sum())
+        if share == 0:
+            order = sorted(np.flatnonzero(open_), key=lambda c: (-(sizes[c] - quotas[c]), c))
+            for c in order[:remaining]:
+                quotas[c] += 1
+            remaining = 0
+            break
+        for c in np.flatnonzero(open_):
+            add = min(share, sizes[c] - quotas[c])
+            quotas[c] += add
+            remaining -= add
+        open_ = quotas < sizes
+    return quotas

@@ -1,0 +1,141 @@
+"""What scorers see: the training split, a seed, and cached shared work.
+
+Several methods need the same expensive things: an embedding of every sample, or the
+*training dynamics* of a briefly trained proxy CNN (per-epoch probabilities, margins,
+correctness). The context computes each once, caches it in memory and, with a ``cache_dir``,
+on disk (keyed by the data hash and parameters), and records how long it took so benchmarks
+can charge each method the work it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.errors import DatasetError
+
+
+@dataclass
+class TrainingDynamics:
+    """Per-epoch statistics of a proxy CNN trained briefly on the full training split.
+
+    Attributes
+    ----------
+    true_prob : (E, N) probability of the labelled class after each epoch.
+    margin : (E, N) logit of the labelled class minus the largest other logit (AUM).
+    correct : (E, N) bool, prediction equals label.
+    el2n : (E, N) L2 norm of softmax minus one-hot.
+    grand : (E, N) norm of the head's per-sample gradient (weights and bias).
+    features : (N, D) backbone features of the final proxy model.
+    seconds : wall time of the proxy training including the per-epoch passes.
+    """
+
+    true_prob: np.ndarray
+    margin: np.ndarray
+    correct: np.ndarray
+    el2n: np.ndarray
+    grand: np.ndarray
+    features: np.ndarray
+    seconds: float
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in vars(self).items()}
+
+
+@dataclass
+class ScoringContext:
+    """The training data a method scores, plus cached shared computations.
+
+    Parameters
+    ----------
+    x : uint8 images (N, H, W, C)
+    y : int labels (N,)
+    num_classes : int
+    seed : int
+    cache_dir : folder for on-disk caches (a run folder's ``cache/``); None keeps them in memory
+    proxy_epochs : epochs of the brief proxy training behind the training dynamics
+    embed_dim : dimension of reduced embeddings (<= 64 for the flow)
+    progress : show progress bars
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    num_classes: int
+    seed: int = 0
+    cache_dir: Path | None = None
+    proxy_epochs: int = 4
+    embed_dim: int = 32
+    progress: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise DatasetError(f"{len(self.x)} images but {len(self.y)} labels")
+        present = np.unique(self.y)
+        if len(present) < 2:
+            raise DatasetError(
+                f"the training set has only {len(present)} class; scoring and class-balanced "
+                "selection need at least 2 classes"
+            )
+        if self.cache_dir is not None:
+            self.cache_dir = Path(self.cache_dir)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.y)
+
+    @property
+    def data_hash(self) -> str:
+        if "hash" not in self._cache:
+            h = hashlib.sha256(np.ascontiguousarray(self.x).tobytes())
+            h.update(np.ascontiguousarray(self.y).tobytes())
+            self._cache["hash"] = h.hexdigest()[:16]
+        return self._cache["hash"]
+
+    def class_indices(self, c: int) -> np.ndarray:
+        return np.flatnonzero(self.y == c)
+
+    # -- cached shared work -------------------------------------------------------------
+    def embedding(self, kind: str = "pixels", dim: int | None = None) -> np.ndarray:
+        """Reduced embedding (N, dim) float32: ``pixels``, ``random-conv`` or ``cnn``."""
+        from tinysift.embed import compute_embedding
+
+        dim = dim or self.embed_dim
+        key = f"embed-{kind}-{dim}-s{self.seed}-pe{self.proxy_epochs if kind == 'cnn' else 0}"
+        return self._cached(key, lambda: {"z": compute_embedding(kind, self, dim)})["z"]
+
+    def dynamics(self) -> TrainingDynamics:
+        """Training dynamics of the proxy CNN (trained once, shared by all methods)."""
+        from tinysift.selection.dynamics import record_dynamics
+
+        key = f"dynamics-e{self.proxy_epochs}-s{self.seed}"
+        arrays = self._cached(key, lambda: record_dynamics(self).to_arrays())
+        return TrainingDynamics(**{k: (float(v) if k == "seconds" else v)
+                                   for k, v in arrays.items()})
+
+    def _cached(self, key: str, compute) -> dict[str, np.ndarray]:
+        if key in self._cache:
+            return self._cache[key]
+        path = (self.cache_dir / f"{key}-{self.data_hash}.npz") if self.cache_dir else None
+        start = time.perf_counter()
+        if path is not None and path.exists():
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            cached_seconds = float(arrays.get("_seconds", 0.0))
+        else:
+            arrays = compute()
+            cached_seconds = time.perf_counter() - start
+            if path is not None:
+                from tinysift.runs import atomic_write_npz
+
+                atomic_write_npz(path, _seconds=np.float64(cached_seconds), **arrays)
+        arrays.pop("_seconds", None)
+        # Cost accounting charges the original compute time even when read from disk.
+        self.timings[key] = cached_seconds
+        self._cache[key] = arrays
+        return arrays

@@ -1,0 +1,28 @@
+"""Shared fixtures. Tests use real data (digits is always present) and real tools."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from tinysift.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture()
+def write_npz(tmp_path):
+    def _write(name="data.npz", **arrays):
+        path = tmp_path / name
+        np.savez(path, **arrays)
+        return f"npz:{path}"
+
+    return _write

@@ -1,0 +1,48 @@
+"""'keep' always means kept: fractions, counts and class quotas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinysift.errors import BudgetError
+from tinysift.selection.budget import class_quotas, parse_keep, resolve_keep
+
+
+def test_parse_keep():
+    assert parse_keep("0.1") == 0.1 and isinstance(parse_keep("0.1"), float)
+    assert parse_keep("180") == 180 and isinstance(parse_keep("180"), int)
+    assert parse_keep("1.0") == 1.0
+
+
+@pytest.mark.parametrize("keep", ["0", "0.0", "-0.1", "1.5", "nan", "-3", "2000", "abc"])
+def test_bad_keep_refused(keep):
+    with pytest.raises(BudgetError):
+        resolve_keep(keep, 1437)
+
+
+def test_resolve_keep():
+    assert resolve_keep("0.1", 1437) == 144
+    assert resolve_keep("180", 1437) == 180
+    assert resolve_keep(1.0, 1437) == 1437
+
+
+@given(st.lists(st.integers(1, 60), min_size=2, max_size=12), st.data())
+def test_quotas_exact_and_balanced(sizes, data):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    count = data.draw(st.integers(len(sizes), int(sum(sizes))))
+    q = class_quotas(labels, count)
+    assert q.sum() == count
+    assert np.all(q <= np.array(sizes)) and np.all(q >= 1)
+    # Balanced within 1 among classes that are not exhausted.
+    open_ = q < np.array(sizes)
+    if open_.any():
+        assert q[open_].max() - q.min() <= 1 or q[open_].max() - q[open_].min() <= 1
+        assert q[open_].min() >= q.max() - 1
+
+
+def test_quota_fewer_than_classes():
+    with pytest.raises(BudgetError, match="fewer than the 3 classes"):
+        class_quotas(np.array([0, 1, 2, 2]), 2)

@@ -1,0 +1,56 @@
+"""The tiny CNN family: size limits, determinism, cost meter, the train stage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysift.models import ModelConfig, TrainConfig, build_model, count_macs, train_model
+from tinysift.models.training import evaluate
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (8, 8, 1)])
+@pytest.mark.parametrize("variant", ["ds-cnn", "conv-maxpool"])
+def test_family_fits_a_microcontroller(shape, variant):
+    model = build_model(shape, 10, ModelConfig(variant=variant))
+    cost = count_macs(model)
+    assert cost.params <= 30_000
+    if shape == (28, 28, 1):
+        assert cost.macs_per_sample <= 2_000_000
+    assert model.get_layer("head").units == 10
+    assert cost.epoch_train_macs(100) == 100 * 3 * cost.macs_per_sample
+
+
+def test_training_is_deterministic_and_learns(digits):
+    cfg = TrainConfig(epochs=None, min_steps=150, seed=1)
+    a = train_model(digits.x_train, digits.y_train, 10, train_config=cfg, progress=False)
+    b = train_model(digits.x_train, digits.y_train, 10, train_config=cfg, progress=False)
+    wa = np.concatenate([w.ravel() for w in a.model.get_weights()])
+    wb = np.concatenate([w.ravel() for w in b.model.get_weights()])
+    assert np.array_equal(wa, wb)
+    assert a.steps == 150 or a.steps == 156  # whole epochs covering the step budget
+    assert evaluate(a.model, digits.x_test, digits.y_test) > 0.85
+
+
+def test_step_rule():
+    cfg = TrainConfig()
+    assert cfg.total_steps(60000) == 6 * 469
+    assert cfg.total_steps(600) == 500
+    assert TrainConfig(epochs=2).total_steps(1000) == 16
+
+
+def test_train_stage_writes_manifest_and_caches(tmp_path):
+    from tinysift.models.stage import train
+
+    out = tmp_path / "run"
+    first = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
+    assert first.train_samples == 287 and not first.skipped
+    manifest = json.loads((out / "manifest.json").read_text())
+    stage = manifest["stages"]["train"]
+    assert stage["status"] == "done" and stage["results"]["train_samples"] == 287
+    assert manifest["dataset"]["hash"] and manifest["seed"] == 0
+    assert min(stage["results"]["class_counts"]) >= 28
+    again = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
+    assert again.skipped and again.test_acc == first.test_acc
