@@ -11,6 +11,7 @@ from tinysift.models.cnn import ModelConfig
 from tinysift.models.training import TrainConfig
 
 MODEL_FILE = "model.keras"
+TRAINSET_FILE = "trainset.npz"
 
 
 @dataclass
@@ -46,7 +47,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     from tinysift.errors import BudgetError
     from tinysift.models.cost import count_macs
     from tinysift.models.training import evaluate, train_model
-    from tinysift.runs import Run, atomic_write_bytes, file_hash
+    from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
     from tinysift.selection import ScoringContext, make_method, resolve_keep
     from tinysift.selection.io import read_condensed, read_selection
 
@@ -70,6 +71,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     elif condensed is not None:
         cond = read_condensed(condensed)
         x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
+        idx = np.full(len(y), -1, np.int64)
         if x.shape[1:] != ds.x_train.shape[1:]:
             raise BudgetError(f"condensed images are {x.shape[1:]}, dataset images "
                               f"{ds.x_train.shape[1:]}: condensed from a different dataset")
@@ -78,6 +80,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed, progress=False)
         idx = make_method("random", seed=seed).fit_select(ctx, count)
         x, y, source = x[idx], y[idx], "random"
+    else:
+        idx = np.arange(len(y), dtype=np.int64)
     model_cfg = ModelConfig(variant=variant, width=width)
     train_cfg = TrainConfig(epochs=epochs, seed=seed)
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
@@ -100,6 +104,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         atomic_write_bytes(run / MODEL_FILE, tmp.read_bytes())
         tmp.unlink()
         rec["outputs"].append(MODEL_FILE)
+        # What the model was trained on, for quantization and export: dataset indices, or
+        # the synthetic images themselves (index -1) for a condensed set.
+        synthetic = idx < 0
+        atomic_write_npz(run / TRAINSET_FILE, indices=idx, y=y.astype(np.int64),
+                         x=x if synthetic.any() else np.zeros((0,) + x.shape[1:], np.uint8))
+        rec["outputs"].append(TRAINSET_FILE)
         rec["results"].update({
             "test_acc": acc, "train_samples": int(len(y)), "seconds": round(result.seconds, 2),
             "steps": result.steps, "final_loss": result.final_loss, "params": cost.params,
@@ -115,6 +125,20 @@ def _key(params: dict, inputs: dict) -> str:
     from tinysift.runs import stage_key
 
     return stage_key(params, inputs)
+
+
+def load_trainset(run_dir: str | Path, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) a run's model was trained on."""
+    from tinysift.errors import TinysiftError
+
+    path = Path(run_dir) / TRAINSET_FILE
+    if not path.exists():
+        raise TinysiftError(f"{path} not found; run `tinysift train --out {run_dir}` first")
+    with np.load(path) as npz:
+        idx, y, x = npz["indices"], npz["y"], npz["x"]
+    if len(idx) and idx[0] < 0:
+        return x, y
+    return dataset.x_train[idx], dataset.y_train[idx]
 
 
 def load_trained_model(run_dir: str | Path):

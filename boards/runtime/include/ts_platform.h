@@ -1,0 +1,88 @@
+/*
+ * ts_platform.h -- the small board layer every tinysift firmware target provides.
+ *
+ * Implemented by the local PlatformIO dev-platforms in boards/:
+ *   platform-qemu    QEMU mps2-an386 (Cortex-M4F) / mps2-an500 (Cortex-M7): CMSDK UART0,
+ *                    SysTick as the cycle counter, semihosting exit.
+ *   platform-native  the host: stdin/stdout as the serial link, clock_gettime as the counter.
+ * The formatter (ts_printf and friends) is the same code on every target and never allocates.
+ * No function here uses the heap.
+ */
+#ifndef TS_PLATFORM_H
+#define TS_PLATFORM_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_PLATFORM_API_VERSION 1
+
+#if defined(__GNUC__)
+#define TS_NORETURN __attribute__((noreturn))
+#define TS_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TS_NORETURN
+#define TS_PRINTF_LIKE(f, a)
+#endif
+
+/* Board set-up. Runs before main() (reset handler on QEMU, a constructor on native);
+ * calling it again does nothing. */
+void ts_platform_init(void);
+
+/* "qemu-mps2-an386", "qemu-mps2-an500", "native". */
+const char *ts_platform_name(void);
+
+/* ---- cycle counter -------------------------------------------------------------------
+ * ts_cycles() is a free-running 32-bit counter (it wraps; subtract two readings as uint32_t);
+ * ts_cycles64() does not wrap in practice. ts_cycle_counter_name() says what it counts, for
+ * reports: "systick-icount" (QEMU: SysTick at the core clock, deterministic under -icount;
+ * QEMU's DWT CYCCNT reads 0) or "clock_gettime" (native: nanoseconds).
+ * ts_cycles_hz() is the counter's nominal rate in Hz. */
+uint32_t ts_cycles(void);
+uint64_t ts_cycles64(void);
+uint32_t ts_cycles_hz(void);
+const char *ts_cycle_counter_name(void);
+
+/* ---- serial link (QEMU: CMSDK UART0 at 0x40004000; native: stdin/stdout) --------------- */
+void ts_uart_putc(char c);
+void ts_uart_write(const char *buf, size_t len);
+void ts_uart_puts(const char *s);          /* no newline added */
+void ts_uart_flush(void);                  /* wait until every byte has left */
+int ts_uart_getc_nonblock(void);           /* a byte 0..255, or -1 when none is waiting */
+int ts_uart_getc(void);                    /* blocks; -1 only at end of input (native) */
+/* Blocks for at most `cycles` counter ticks; -1 on timeout or end of input. */
+int ts_uart_getc_timeout(uint32_t cycles);
+
+/* ---- exit ------------------------------------------------------------------------------
+ * Flushes the serial link and ends the program with `code` as the process exit status
+ * (QEMU: semihosting SYS_EXIT_EXTENDED, so qemu-system-arm exits with it; needs
+ * -semihosting-config enable=on,target=native). Returning from main() does the same. */
+TS_NORETURN void ts_exit(int code);
+
+/* ---- stack (fixed region, painted at reset on QEMU) --------------------------------------
+ * Size of the stack region and the most of it ever used, in bytes; 0 where unknown (native).
+ * ts_stack_ok() is 0 once the canary word at the stack's far end was overwritten. */
+size_t ts_stack_size(void);
+size_t ts_stack_high_water(void);
+int ts_stack_ok(void);
+
+/* ---- formatting: one implementation on every target, no heap ------------------------------
+ * Conversions: d i u x X o c s p % f F e E g G; flags - + space # 0; width and precision
+ * (also *); length hh h l ll z t j. Floats are printed from double with at most 17
+ * significant digits (correct for the values a report prints; not a full dtoa). */
+typedef void (*ts_putc_fn)(char c, void *ctx);
+int ts_vformat(ts_putc_fn out, void *ctx, const char *fmt, va_list ap);
+int ts_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
+int ts_snprintf(char *buf, size_t size, const char *fmt, ...) TS_PRINTF_LIKE(3, 4);
+int ts_vprintf(const char *fmt, va_list ap);
+int ts_printf(const char *fmt, ...) TS_PRINTF_LIKE(1, 2);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TS_PLATFORM_H */

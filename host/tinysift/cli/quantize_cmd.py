@@ -1,0 +1,71 @@
+"""``tinysift quantize``, ``tinysift export`` and ``tinysift boards``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinysift.cli.app_console import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quantize")
+    def quantize_cmd(
+        run: Path = typer.Option(..., help="run folder with a trained model"),
+        qat: bool = typer.Option(False, help="quantization-aware fine-tuning (tfmot) first"),
+        representative: int = typer.Option(500, help="kept samples used for calibration"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Full-integer int8 .tflite, checked on the test set with the TFLM runtime."""
+        from tinysift.quantize.stage import quantize
+
+        r = quantize(run, qat=qat, representative=representative, seed=seed)
+        tag = " (cached)" if r.skipped else ""
+        console.print(f"{r.mode}: float {r.float_acc:.4f}  int8 (TFLM) {r.int8_acc:.4f}  "
+                      f"drop {100 * r.drop:+.2f} pt  TFLM arena {r.arena_bytes} B  "
+                      f".tflite {r.tflite_bytes} B{tag}")
+
+    @app.command("export")
+    def export_cmd(
+        run: Path = typer.Option(..., help="run folder with model.tflite"),
+        board: str = typer.Option("qemu-mps2-an386", help="board profile (tinysift boards)"),
+        fit: bool = typer.Option(False, help="shrink the training set to what fits the board"),
+        test_samples: int = typer.Option(200, help="held-out int8 test samples to export"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
+        from tinysift.export.stage import export
+
+        r = export(run, board=board, fit=fit, test_samples=test_samples, seed=seed)
+        print_plan(r.plan)
+        console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
+                      f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
+
+    @app.command("boards")
+    def boards_cmd() -> None:
+        """List the board profiles."""
+        from tinysift.boards import list_boards
+
+        table = Table(title="boards")
+        for col in ("name", "core", "clock", "RAM", "flash", "I active", "counter", "env"):
+            table.add_column(col)
+        for b in list_boards():
+            cur = f"{b.active_current_ma:g} mA" + (" (est.)" if b.current_is_estimate else "")
+            table.add_row(b.name, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.ram_bytes // 1024} KB",
+                          f"{b.flash_bytes // 1024} KB", cur, b.counter, b.pio_env)
+        console.print(table)
+
+
+def print_plan(plan: dict) -> None:
+    table = Table(title=f"memory plan on {plan['board']}")
+    table.add_column("memory")
+    table.add_column("item")
+    table.add_column("bytes", justify="right")
+    for mem in ("flash", "ram"):
+        for item, n in plan[mem].items():
+            table.add_row(mem, item, f"{n:,}")
+        cap = plan[f"{mem}_capacity"]
+        table.add_row(mem, "[bold]total / capacity[/]", f"{plan[f'{mem}_total']:,} / {cap:,}")
+    console.print(table)

@@ -1,0 +1,141 @@
+"""The memory plan: flash and RAM of an export against a board, before any build.
+
+Flash holds the engine code, the layer table and weights, the int8 training and test sets,
+and the head's float initialization (the raw ``.tflite`` array is linked only by users who
+run TFLM on the device, so it is listed but not counted). RAM holds the activation arena,
+the int8 feature cache (when it fits), the head's float training state, I/O buffers and the
+stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from tinysift.boards import Board, list_boards
+from tinysift.errors import FitError
+
+# Measured with arm-none-eabi-size on the qemu-m4 build (engine + protocol + app, -Os);
+# re-measured by the firmware benchmark and kept conservative here.
+ENGINE_CODE_BYTES = 48 * 1024
+STACK_BYTES = 8 * 1024
+IO_BUFFER_BYTES = 2 * 1024
+LAYER_ROW_BYTES = 96
+
+
+@dataclass
+class MemoryPlan:
+    board: str
+    flash: dict[str, int] = field(default_factory=dict)
+    ram: dict[str, int] = field(default_factory=dict)
+    flash_capacity: int = 0
+    ram_capacity: int = 0
+    feature_cache: bool = True
+    train_samples: int = 0
+    not_counted: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flash_total(self) -> int:
+        return sum(self.flash.values())
+
+    @property
+    def ram_total(self) -> int:
+        return sum(self.ram.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_total <= self.flash_capacity and self.ram_total <= self.ram_capacity
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(flash_total=self.flash_total, ram_total=self.ram_total, fits=self.fits)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelFootprint:
+    """What the plan needs to know about an exported model."""
+
+    weight_bytes: int
+    num_layers: int
+    arena_bytes: int
+    sample_bytes: int
+    feature_dim: int
+    num_classes: int
+    tflite_bytes: int
+
+
+def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
+                feature_cache: bool | None = None) -> MemoryPlan:
+    """Plan one configuration; ``feature_cache=None`` caches features when that fits."""
+    if feature_cache is None:
+        cached = plan_memory(fp, board, train_samples, test_samples, True)
+        return cached if cached.fits else plan_memory(fp, board, train_samples, test_samples,
+                                                      False)
+    k, d = fp.num_classes, fp.feature_dim
+    n_all = train_samples + test_samples
+    flash = {
+        "engine code": ENGINE_CODE_BYTES,
+        "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,
+        "training set (int8)": train_samples * (fp.sample_bytes + 1),
+        "test set (int8)": test_samples * (fp.sample_bytes + 1),
+        "head init (float)": (k * d + k) * 4,
+    }
+    ram = {
+        "activation arena": fp.arena_bytes,
+        "feature cache (int8)": n_all * d if feature_cache else 0,
+        # weights + bias, their momentum and gradient accumulators, all float32
+        "head training state": 3 * (k * d + k) * 4 + (d + 2 * k) * 4,
+        "re-quantized head": k * d + 3 * k * 4,
+        "I/O buffers": IO_BUFFER_BYTES,
+        "stack (reserved)": STACK_BYTES,
+    }
+    return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,
+                      ram_capacity=board.ram_bytes, feature_cache=feature_cache,
+                      train_samples=train_samples,
+                      not_counted={"raw .tflite (optional)": fp.tflite_bytes})
+
+
+def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
+                      upper: int) -> int:
+    """Largest training-set size in [0, upper] whose plan fits the board."""
+    if not plan_memory(fp, board, 0, test_samples).fits:
+        return 0
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if plan_memory(fp, board, mid, test_samples).fits:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
+               test_samples: int) -> MemoryPlan:
+    """The plan, or a FitError that says by how much it misses and what would fit."""
+    plan = plan_memory(fp, board, train_samples, test_samples)
+    if plan.fits:
+        return plan
+    problems = []
+    if plan.ram_total > plan.ram_capacity:
+        problems.append(f"needs {kb(plan.ram_total)} RAM, board has {kb(plan.ram_capacity)} "
+                        f"(over by {kb(plan.ram_total - plan.ram_capacity)})")
+    if plan.flash_total > plan.flash_capacity:
+        problems.append(f"needs {kb(plan.flash_total)} flash, board has "
+                        f"{kb(plan.flash_capacity)} "
+                        f"(over by {kb(plan.flash_total - plan.flash_capacity)})")
+    most = max_train_samples(fp, board, test_samples, train_samples)
+    fixes = []
+    if most > 0:
+        fixes.append(f"keep at most {most} samples (or pass --fit)")
+    bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
+              if b.name != board.name and plan_memory(fp, b, train_samples, test_samples).fits]
+    if bigger:
+        fixes.append(f"choose {bigger[0]}")
+    if not fixes:
+        fixes.append("use a smaller model (tinysift train --width) and fewer test samples")
+    raise FitError(f"{board.name}: {'; '.join(problems)}; {' or '.join(fixes)}")
+
+
+def kb(n: int) -> str:
+    return f"{n / 1024:.0f} KB" if n < 10 * 1024 * 1024 else f"{n / 1048576:.1f} MB"

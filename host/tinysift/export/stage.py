@@ -1,0 +1,204 @@
+"""The ``export`` stage: ``RUN/export/`` for the firmware, checked against the board first.
+
+Writes (prefix ``ts_export``):
+
+* ``ts_export.h``       macros (format version, hash, counts, shapes) and declarations
+* ``ts_export_model.c`` layer table, int8 weights, int32 biases, multipliers and shifts,
+                        zero points, the head's float initialization, the raw ``.tflite``
+* ``ts_export_data.c``  the kept training set and a held-out test subset, int8, with labels
+* ``ts_export_golden.c`` TFLM outputs for every test sample and every layer's output for the
+                        first samples (firmware tests name the first layer that differs)
+* ``golden.npz``, ``export.json`` (shapes, hashes, the memory plan)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.boards import DEFAULT_BOARD, load_board
+from tinysift.export import c_writer
+from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples, plan_memory
+from tinysift.export.tflite_reader import FORMAT_VERSION, ParsedModel, parse_tflite
+
+PREFIX = "ts_export"
+GOLDEN_LAYER_SAMPLES = 2
+
+
+@dataclass
+class ExportOutcome:
+    export_dir: Path
+    train_samples: int
+    test_samples: int
+    plan: dict
+    content_hash: str
+    skipped: bool = False
+
+
+def footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
+    head = parsed.head
+    return ModelFootprint(weight_bytes=parsed.weight_bytes(), num_layers=len(parsed.layers),
+                          arena_bytes=parsed.arena_bytes(),
+                          sample_bytes=int(np.prod(parsed.layers[0].in_dims)),
+                          feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
+                          tflite_bytes=tflite_len)
+
+
+def head_float_weights(parsed: ParsedModel) -> tuple[np.ndarray, np.ndarray]:
+    """The head's weights dequantized from the ``.tflite`` (so training starts from exactly the
+    model the device runs): W[k][d] = w_q * scale, b[k] = b_q * input_scale * scale."""
+    head = parsed.head
+    w_t = head.weight_tensor
+    k, d = head.out_dims[2], head.in_dims[2]
+    scales = w_t.scales if len(w_t.scales) == k else np.full(k, w_t.scale, np.float32)
+    w = head.weights.reshape(k, d).astype(np.float32) * scales[:, None].astype(np.float32)
+    b = np.zeros(k, np.float32)
+    if head.bias is not None:
+        b = head.bias.astype(np.float64) * float(head.input_tensor.scale) * scales.astype(
+            np.float64)
+    return w.astype(np.float32), np.asarray(b, np.float32)
+
+
+def stratified_test_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+    from tinysift.selection.budget import class_quotas
+
+    count = min(count, len(y))
+    quotas = class_quotas(y, count, int(y.max()) + 1)
+    rng = np.random.default_rng(seed)
+    picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
+             for c, q in enumerate(quotas) if q > 0]
+    return np.sort(np.concatenate(picks))
+
+
+def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
+           test_samples: int = 200, seed: int = 0) -> ExportOutcome:
+    """Export ``RUN/model.tflite`` and the kept training set to ``RUN/export/``.
+
+    Parameters
+    ----------
+    run_dir : a run folder with ``model.tflite`` (``tinysift quantize``)
+    board : board profile name; the memory plan is checked before anything is written
+    fit : when the kept set does not fit, keep the largest class-balanced prefix that fits
+        (samples ordered by the run's selection scores when there are any, else seeded)
+    test_samples : size of the held-out int8 test subset (stratified, seeded)
+    """
+    from tinysift.data import load_dataset
+    from tinysift.errors import TinysiftError
+    from tinysift.export.golden import layer_outputs
+    from tinysift.models.stage import load_trainset
+    from tinysift.quantize import tflm
+    from tinysift.runs import Run, atomic_write_json, atomic_write_npz, atomic_write_text
+    from tinysift.runs import file_hash, stage_key
+
+    run = Run(run_dir)
+    tpath = run / "model.tflite"
+    if not tpath.exists():
+        raise TinysiftError(f"{tpath} not found; run `tinysift quantize --run {run.path}` first")
+    tflite = tpath.read_bytes()
+    parsed = parse_tflite(tflite)
+    ds = load_dataset(run.manifest["dataset"]["name"])
+    brd = load_board(board)
+    x_kept, y_kept = load_trainset(run.path, ds)
+    test_idx = stratified_test_subset(ds.y_test, test_samples, seed)
+    fp = footprint(parsed, len(tflite))
+    params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
+              "format_version": FORMAT_VERSION}
+    inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
+    out_dir = run / "export"
+    if run.is_fresh("export", stage_key(params, inputs)):
+        r = run.stage_info("export")["results"]
+        return ExportOutcome(out_dir, r["train_samples"], r["test_samples"], r["plan"],
+                             r["content_hash"], skipped=True)
+    if fit:
+        most = max_train_samples(fp, brd, len(test_idx), len(y_kept))
+        if most < len(y_kept):
+            if most < ds.num_classes:
+                check_fits(fp, brd, len(y_kept), len(test_idx))  # raises with the numbers
+            keep = _fit_subset(y_kept, most, seed, ds.num_classes)
+            x_kept, y_kept = x_kept[keep], y_kept[keep]
+    plan = check_fits(fp, brd, len(y_kept), len(test_idx))
+    run.record_command()
+    with run.stage("export", params, inputs, seed=seed) as rec:
+        scale, zp = tflm.input_quant(tflite)
+        x_train = tflm.quantize_images(x_kept, scale, zp)
+        x_test = tflm.quantize_images(ds.x_test[test_idx], scale, zp)
+        y_test = ds.y_test[test_idx]
+        golden_layers = layer_outputs(tflite, x_test)
+        golden_out = golden_layers[-1]
+        head_w, head_b = head_float_weights(parsed)
+        content_hash = file_hash(tpath)
+        h, w, c = parsed.layers[0].in_dims
+        macros = {
+            "FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
+            "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes(),
+            "INPUT_H": h, "INPUT_W": w, "INPUT_C": c, "SAMPLE_BYTES": h * w * c,
+            "NUM_CLASSES": fp.num_classes, "FEATURE_DIM": fp.feature_dim,
+            "HEAD_LAYER": parsed.head_index, "TRAIN_COUNT": len(y_kept),
+            "TEST_COUNT": len(y_test), "FEATURE_CACHE": int(plan.feature_cache),
+            "GOLDEN_LAYER_SAMPLES": min(GOLDEN_LAYER_SAMPLES, len(y_test)),
+            "WEIGHT_BYTES": fp.weight_bytes, "RAM_PLAN_BYTES": plan.ram_total,
+            "FLASH_PLAN_BYTES": plan.flash_total,
+        }
+        files = {
+            f"{PREFIX}.h": c_writer.write_header(PREFIX, macros, golden=True),
+            f"{PREFIX}_model.c": c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite,
+                                                        content_hash),
+            f"{PREFIX}_data.c": c_writer.write_data_c(
+                PREFIX, {"train": (x_train, y_kept), "test": (x_test, y_test)}),
+            f"{PREFIX}_golden.c": c_writer.write_golden_c(
+                PREFIX, golden_out, golden_layers, GOLDEN_LAYER_SAMPLES),
+        }
+        for name, text in files.items():
+            atomic_write_text(out_dir / name, text)
+            rec["outputs"].append(f"export/{name}")
+        atomic_write_npz(out_dir / "golden.npz", x_test=x_test, y_test=y_test,
+                         outputs=golden_out, x_train=x_train, y_train=y_kept,
+                         head_w=head_w, head_b=head_b,
+                         **{f"layer{i}": lo for i, lo in enumerate(golden_layers)})
+        rec["outputs"].append("export/golden.npz")
+        info = {
+            "format_version": FORMAT_VERSION, "content_hash": content_hash, "board": board,
+            "input": {"shape": [h, w, c], "scale": scale, "zero_point": zp},
+            "layers": [{"index": lay.index, "op": lay.op, "name": lay.name,
+                        "in": list(lay.in_dims), "out": list(lay.out_dims)}
+                       for lay in parsed.layers],
+            "head_layer": parsed.head_index, "feature_dim": fp.feature_dim,
+            "num_classes": fp.num_classes, "train_samples": len(y_kept),
+            "test_samples": len(y_test), "test_indices": test_idx.tolist(),
+            "arena_bytes": parsed.arena_bytes(), "weight_bytes": fp.weight_bytes,
+            "memory_plan": plan.to_dict(),
+        }
+        atomic_write_json(out_dir / "export.json", info)
+        rec["outputs"].append("export/export.json")
+        rec["results"].update(train_samples=len(y_kept), test_samples=len(y_test),
+                              plan=plan.to_dict(), content_hash=content_hash)
+    run.manifest["memory_plan"] = plan.to_dict()
+    run.save()
+    return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash)
+
+
+def _fit_subset(y: np.ndarray, count: int, seed: int, num_classes: int) -> np.ndarray:
+    from tinysift.selection.budget import class_quotas
+
+    quotas = class_quotas(y, count, num_classes)
+    rng = np.random.default_rng(seed)
+    picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
+             for c, q in enumerate(quotas) if q > 0]
+    return np.sort(np.concatenate(picks))
+
+
+def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) -> dict:
+    """The plan for a run against any board, without writing anything."""
+    from tinysift.data import load_dataset
+    from tinysift.models.stage import load_trainset
+    from tinysift.runs import Run
+
+    run = Run(run_dir)
+    tflite = (run / "model.tflite").read_bytes()
+    parsed = parse_tflite(tflite)
+    ds = load_dataset(run.manifest["dataset"]["name"])
+    _, y = load_trainset(run.path, ds)
+    return plan_memory(footprint(parsed, len(tflite)), load_board(board), len(y),
+                       min(test_samples, len(ds.y_test))).to_dict()

@@ -1,0 +1,153 @@
+"""The ``quantize`` stage: full-integer int8 ``.tflite``, checked with the TFLM runtime.
+
+Post-training quantization uses a representative set drawn from the samples the model was
+trained on (the kept set). ``qat=True`` first fine-tunes the model with tfmot's
+quantization-aware training on the same samples. Either way the model is then run with
+``tflite_micro.runtime`` on the whole test split: the int8 accuracy reported is what the
+microcontroller computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+TFLITE_FILE = "model.tflite"
+
+
+@dataclass
+class QuantizeOutcome:
+    run_dir: Path
+    mode: str
+    float_acc: float
+    int8_acc: float
+    drop: float
+    arena_bytes: int
+    tflite_bytes: int
+    skipped: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+def convert_int8(model, representative: np.ndarray) -> bytes:
+    """Full-integer conversion: int8 weights, activations, input and output."""
+    from tinysift.models.training import to_float
+    from tinysift.tfcompat import tf
+
+    def rep():
+        for i in range(len(representative)):
+            yield [to_float(representative[i:i + 1])]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    with _quiet_stderr():
+        return bytes(conv.convert())
+
+
+def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
+    """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate."""
+    import tensorflow_model_optimization as tfmot
+
+    from tinysift.models.training import TrainConfig, seed_everything, to_float
+    from tinysift.tfcompat import keras
+
+    seed_everything(seed)
+    qmodel = tfmot.quantization.keras.quantize_model(model)
+    qmodel.compile(optimizer=keras.optimizers.Adam(3e-4),
+                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    batch = TrainConfig().batch_size
+    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+    return qmodel
+
+
+def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
+             qat_epochs: int = 2, seed: int = 0) -> QuantizeOutcome:
+    """Quantize ``RUN/model.keras`` to ``RUN/model.tflite`` and check it with TFLM.
+
+    Parameters
+    ----------
+    run_dir : a run folder with a trained model (``tinysift train``)
+    qat : quantization-aware fine-tuning before conversion
+    representative : number of kept samples used to calibrate activation ranges
+    qat_epochs : epochs of QAT fine-tuning
+    seed : seed for the representative draw and QAT
+    """
+    from tinysift.data import load_dataset
+    from tinysift.errors import TinysiftError
+    from tinysift.models.stage import load_trained_model, load_trainset
+    from tinysift.models.training import evaluate
+    from tinysift.quantize import tflm
+    from tinysift.runs import Run, atomic_write_bytes, file_hash
+
+    run = Run(run_dir)
+    ds_info = run.manifest.get("dataset")
+    if not ds_info or run.stage_info("train") is None:
+        raise TinysiftError(f"{run.path} has no trained model; run `tinysift train --out "
+                            f"{run.path}` first")
+    ds = load_dataset(ds_info["name"])
+    if ds.content_hash != ds_info["hash"]:
+        raise TinysiftError(f"dataset {ds_info['name']!r} changed since training (hash "
+                            f"{ds.content_hash} != {ds_info['hash']}); train again")
+    params = {"qat": qat, "representative": representative, "qat_epochs": qat_epochs,
+              "seed": seed}
+    inputs = {"model": file_hash(run / "model.keras"), "dataset": ds.content_hash}
+    from tinysift.runs import stage_key
+
+    if run.is_fresh("quantize", stage_key(params, inputs)):
+        r = run.stage_info("quantize")["results"]
+        return QuantizeOutcome(run.path, r["mode"], r["float_acc"], r["int8_acc"], r["drop"],
+                               r["arena_bytes"], r["tflite_bytes"], skipped=True)
+    run.record_command()
+    with run.stage("quantize", params, inputs, seed=seed) as rec:
+        model = load_trained_model(run.path)
+        x_kept, y_kept = load_trainset(run.path, ds)
+        rng = np.random.default_rng(seed)
+        rep_idx = rng.choice(len(x_kept), size=min(representative, len(x_kept)), replace=False)
+        float_acc = evaluate(model, ds.x_test, ds.y_test)
+        mode = "ptq"
+        if qat:
+            model = qat_finetune(model, x_kept, y_kept, qat_epochs, seed)
+            mode = "qat"
+        tflite = convert_int8(model, x_kept[np.sort(rep_idx)])
+        atomic_write_bytes(run / TFLITE_FILE, tflite)
+        rec["outputs"].append(TFLITE_FILE)
+        scale, zp = tflm.input_quant(tflite)
+        out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp))[0]
+        int8_acc = float((out.argmax(1) == ds.y_test).mean())
+        with _quiet_stderr():
+            arena = tflm.minimal_arena(tflite)
+        outcome = QuantizeOutcome(run.path, mode, float_acc, int8_acc, float_acc - int8_acc,
+                                  arena, len(tflite))
+        rec["results"].update({k: v for k, v in outcome.to_dict().items()
+                               if k not in ("run_dir", "skipped")})
+        rec["results"]["input_scale"], rec["results"]["input_zero_point"] = scale, zp
+        rec["results"]["representative_samples"] = int(len(rep_idx))
+    return outcome
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C++ logging on fd 2 (TFLM prints every failed arena probe)."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)

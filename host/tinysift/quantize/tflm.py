@@ -1,0 +1,73 @@
+"""The TensorFlow Lite for Microcontrollers runtime as the oracle.
+
+What runs on a microcontroller is TFLM semantics (its reference kernels), so every int8
+accuracy tinysift reports comes from ``tflite_micro.runtime``, not LiteRT/XNNPACK.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinysift.errors import TinysiftError
+
+
+def interpreter(model_bytes: bytes, arena_size: int | None = None):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+
+
+def input_quant(model_bytes: bytes) -> tuple[float, int]:
+    """(scale, zero_point) of the model's int8 input."""
+    details = interpreter(model_bytes).get_input_details(0)
+    q = details["quantization_parameters"]
+    return float(q["scales"][0]), int(q["zero_points"][0])
+
+
+def quantize_images(x_uint8: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """uint8 images -> int8 model input: round((x / 255) / scale) + zero_point, saturated.
+
+    With the usual input scale 1/255 and zero point -128 this is exactly ``x - 128``.
+    """
+    real = x_uint8.astype(np.float32) / np.float32(255.0)
+    q = np.round(real / np.float32(scale)) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
+             arena_size: int | None = None) -> list[np.ndarray]:
+    """Run the TFLM reference runtime on every int8 input; returns one stacked array per
+    model output (N, ...)."""
+    interp = interpreter(model_bytes, arena_size)
+    shape = tuple(interp.get_input_details(0)["shape"])
+    results: list[list[np.ndarray]] = [[] for _ in range(outputs)]
+    for sample in x_int8:
+        interp.set_input(sample.reshape(shape).astype(np.int8), 0)
+        interp.invoke()
+        for i in range(outputs):
+            results[i].append(np.array(interp.get_output(i)).reshape(-1).copy())
+    return [np.stack(r) if r else np.zeros((0,), np.int8) for r in results]
+
+
+def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
+    """Smallest TFLM tensor arena (bytes, 16-byte granularity) that allocates and invokes."""
+    def ok(size: int) -> bool:
+        try:
+            interp = interpreter(model_bytes, size)
+            shape = tuple(interp.get_input_details(0)["shape"])
+            interp.set_input(np.zeros(shape, np.int8), 0)
+            interp.invoke()
+            return True
+        except (RuntimeError, ValueError):
+            return False
+
+    if not ok(hi):
+        raise TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
+    lo = 16
+    while hi - lo > 16:
+        mid = (lo + hi) // 2 // 16 * 16
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
