@@ -89,8 +89,14 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     from tinysift.export.golden import layer_outputs
     from tinysift.models.stage import load_trainset
     from tinysift.quantize import tflm
-    from tinysift.runs import Run, atomic_write_json, atomic_write_npz, atomic_write_text
-    from tinysift.runs import file_hash, stage_key
+    from tinysift.runs import (
+        Run,
+        atomic_write_json,
+        atomic_write_npz,
+        atomic_write_text,
+        file_hash,
+        stage_key,
+    )
 
     run = Run(run_dir)
     tpath = run / "model.tflite"
