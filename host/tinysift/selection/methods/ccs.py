@@ -72,7 +72,7 @@ class CCSMethod(RankedMethod):
 
     Choices:
 
-    * difficulty: EL2N (default; the design's reference CCS row) or AUM (``score="aum"``,
+    * difficulty: EL2N (default; the design's reference CCS row) or AUM (``importance="aum"``,
       difficulty = -AUM, the paper's main choice) or forgetting counts, all from tinysift's
       proxy-CNN dynamics (EL2N read at ``epoch``);
     * ``hard_cut="auto"`` sets beta from the keep fraction with the paper's CIFAR-10 settings
@@ -88,7 +88,8 @@ class CCSMethod(RankedMethod):
     seed : int
         Seed of the within-stratum sampling.
     balance : bool
-    score : {"el2n", "aum", "forgetting"}
+    importance : {"el2n", "aum", "forgetting"}
+        Difficulty score (higher = harder) from the proxy dynamics.
     num_bins : int
         Number of strata ``k`` (50 in the paper).
     hard_cut : float or "auto"
@@ -100,18 +101,18 @@ class CCSMethod(RankedMethod):
     name = "ccs"
     needs = frozenset({"dynamics"})
 
-    def __init__(self, seed: int = 0, balance: bool = True, score: str = "el2n",
+    def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",
                  num_bins: int = 50, hard_cut: float | str = "auto", epoch: int | str = -1):
         super().__init__(seed=seed, balance=balance)
         if num_bins < 1:
             raise TinysiftError(f"num_bins must be >= 1, got {num_bins}")
-        self.score = score
+        self.importance = importance
         self.num_bins = num_bins
         self.hard_cut = hard_cut
         self.epoch = epoch
 
     def _fit(self, context) -> np.ndarray:
-        return difficulty(context, self.score, self.epoch)
+        return difficulty(context, self.importance, self.epoch)
 
     def _select(self, count: int) -> np.ndarray:
         beta = resolve_hard_cut(self.hard_cut, count, self.context_.num_samples)

@@ -105,7 +105,7 @@ class D2Method(RankedMethod):
     Choices:
 
     * difficulty: EL2N of tinysift's proxy CNN at ``epoch`` (the paper uses forgetting, AUM or
-      EL2N depending on the dataset; ``score`` picks), shifted to be non-negative;
+      EL2N depending on the dataset; ``importance`` picks), shifted to be non-negative;
     * embedding: the ``cnn`` embedding (proxy CNN features) where the paper uses the trained
       network's features; graph: symmetric kNN (``n_neighbors=10``), Euclidean distances
       divided by the median kNN distance so ``gamma`` does not depend on the embedding's
@@ -122,7 +122,8 @@ class D2Method(RankedMethod):
     seed : int
         Seed of the tie-breaking key used by the hard cut.
     balance : bool
-    score : {"el2n", "aum", "forgetting"}
+    importance : {"el2n", "aum", "forgetting"}
+        Difficulty score (higher = harder) from the proxy dynamics.
     n_neighbors : int
     gamma_forward, gamma_reverse : float
     hard_cut : float or "auto"
@@ -133,14 +134,14 @@ class D2Method(RankedMethod):
     name = "d2"
     needs = frozenset({"dynamics"})
 
-    def __init__(self, seed: int = 0, balance: bool = True, score: str = "el2n",
+    def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",
                  n_neighbors: int = 10, gamma_forward: float = 1.0, gamma_reverse: float = 1.0,
                  hard_cut: float | str = "auto", epoch: int | str = -1,
                  embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
         if n_neighbors < 1:
             raise TinysiftError(f"n_neighbors must be >= 1, got {n_neighbors}")
-        self.score = score
+        self.importance = importance
         self.n_neighbors = n_neighbors
         self.gamma_forward = gamma_forward
         self.gamma_reverse = gamma_reverse
@@ -149,7 +150,7 @@ class D2Method(RankedMethod):
         self.embedding = embedding
 
     def _fit(self, context) -> np.ndarray:
-        hard = difficulty(context, self.score, self.epoch)
+        hard = difficulty(context, self.importance, self.epoch)
         self.difficulty_ = hard
         self.z_ = np.asarray(context.embedding(self.embedding), dtype=np.float64)
         forward = np.zeros(context.num_samples, dtype=np.float64)
