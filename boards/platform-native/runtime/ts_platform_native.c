@@ -61,6 +61,11 @@ const char *ts_cycle_counter_name(void)
     return "clock_gettime";
 }
 
+int ts_icount_shift(void)
+{
+    return -1;
+}
+
 void ts_uart_putc(char c)
 {
     fputc((unsigned char)c, stdout);

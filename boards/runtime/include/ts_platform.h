@@ -39,13 +39,21 @@ const char *ts_platform_name(void);
 /* ---- cycle counter -------------------------------------------------------------------
  * ts_cycles() is a free-running 32-bit counter (it wraps; subtract two readings as uint32_t);
  * ts_cycles64() does not wrap in practice. ts_cycle_counter_name() says what it counts, for
- * reports: "systick-icount" (QEMU: SysTick at the core clock, deterministic under -icount;
- * QEMU's DWT CYCCNT reads 0) or "clock_gettime" (native: nanoseconds).
- * ts_cycles_hz() is the counter's nominal rate in Hz. */
+ * reports:
+ *   "systick-icount"  QEMU under -icount: executed instructions (CPI 1), deterministic run to
+ *                     run. Derived from SysTick at the 25 MHz core clock, which ticks
+ *                     instructions * 2^shift / 40 times; the shift is measured at boot
+ *                     (ts_icount_shift()). QEMU's DWT CYCCNT reads 0, so it is not used.
+ *   "systick"         QEMU without -icount: raw SysTick ticks (host-speed dependent).
+ *   "clock_gettime"   native: nanoseconds of CLOCK_MONOTONIC.
+ * ts_cycles_hz() is the nominal rate: 25 MHz on QEMU (seconds = instructions / 25e6, i.e. a
+ * 25 MHz core at CPI 1), 1e9 on native. */
 uint32_t ts_cycles(void);
 uint64_t ts_cycles64(void);
 uint32_t ts_cycles_hz(void);
 const char *ts_cycle_counter_name(void);
+/* QEMU: the -icount shift found at boot, -1 without -icount; -1 on other targets. */
+int ts_icount_shift(void);
 
 /* ---- serial link (QEMU: CMSDK UART0 at 0x40004000; native: stdin/stdout) --------------- */
 void ts_uart_putc(char c);

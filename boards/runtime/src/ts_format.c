@@ -6,7 +6,7 @@
  * its %f allocates in dtoa), and the firmware has no heap.
  *
  * Floats: the value is turned into 17 significant decimal digits with double arithmetic and
- * rounded half-up from there; up to ~15 significant digits this equals glibc, beyond that the
+ * rounded from there (half to even on exact ties, like glibc); up to ~15 significant digits this equals glibc, beyond that the
  * last digit may differ (not a full correctly-rounded dtoa).
  */
 #include <stdint.h>
@@ -187,6 +187,19 @@ static void float_digits17(double v, char d[17], int *exp10)
     *exp10 = e10;
 }
 
+/* An exact tie (5 then only zeros) whose kept part ends in an even digit rounds down, as
+ * glibc does in the default rounding mode (round half to even). */
+static int is_even_tie(const char *d, int nd, int keep)
+{
+    int i;
+    for (i = keep + 1; i < nd; i++) {
+        if (d[i] != '0') {
+            return 0;
+        }
+    }
+    return keep == 0 || ((d[keep - 1] - '0') % 2) == 0;
+}
+
 /* Rounds d (nd digits significant) to keep `keep` digits, half-up. Returns the new count of
  * digits; may bump *exp10 when the carry runs out of digits (9.99 -> 10.0). keep <= 0 means
  * rounding at or above the first digit. */
@@ -199,7 +212,7 @@ static int round_digits(char *d, int nd, int keep, int *exp10)
     if (keep < 0) {
         return 0; /* below half of the kept position: the value rounds to zero */
     }
-    if (d[keep] >= '5') {
+    if (d[keep] > '5' || (d[keep] == '5' && !is_even_tie(d, nd, keep))) {
         for (i = keep - 1; i >= 0; i--) {
             if (d[i] == '9') {
                 d[i] = '0';
