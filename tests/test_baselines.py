@@ -276,7 +276,7 @@ def test_d2_balances_difficulty_and_diversity(ctx):
     sel = make_method("d2", hard_cut=0.0).fit(ctx).select(100)
     top = make_method("el2n").fit(ctx).select(100)
     rand = _random(ctx, 100)
-    assert el2n[sel].mean() > 1.5 * el2n[rand].mean()  # harder than random
+    assert el2n[sel].mean() > 1.2 * el2n[rand].mean()  # harder than random
     radius = {k: np.mean([_covering_radius(z, ctx.class_indices(c), s[ctx.y[s] == c])
                           for c in range(ctx.num_classes)])
               for k, s in (("d2", sel), ("el2n", top))}

@@ -78,8 +78,7 @@ class CCSMethod(RankedMethod):
     * ``hard_cut="auto"`` sets beta from the keep fraction with the paper's CIFAR-10 settings
       (:func:`~tinysift.selection.methods._common.ccs_hard_cut`: 0 when keeping more than 30 %,
       0.1 when keeping more than 10 % and at most 30 %, 0.3 when keeping 10 % or less); a
-      float fixes it. The cut shrinks if it
-      would leave fewer samples than the budget;
+      float fixes it. The cut shrinks if it would leave fewer samples than the budget;
     * with ``balance=True`` (default) the whole procedure runs inside each class with the
       class quota (the paper runs it over the whole dataset, which ``balance=False`` does).
 

@@ -112,10 +112,11 @@ class D2Method(RankedMethod):
       scale (our choice; ``gamma_forward = gamma_reverse = 1``);
     * ``hard_cut="auto"`` first removes the hardest fraction with the CCS schedule
       (:func:`~tinysift.selection.methods._common.ccs_hard_cut`), as the authors' released
-      code does for CIFAR (``--mis-ratio``); ``hard_cut=0`` disables it. The graph is built
-      on the remaining samples;
+      CIFAR-10 command does (``--mis-ratio 0.4`` at 10 % kept; the schedule gives 0.3);
+      ``hard_cut=0`` disables it. The graph is built on the remaining samples;
     * with ``balance=True`` (default) the graph and the greedy run per class with the class
-      quota (the authors' ``--label-balanced`` mode); ``balance=False`` builds one graph.
+      quota (the authors' CIFAR command is class-wise too); ``balance=False`` builds one
+      graph over the whole dataset.
 
     Parameters
     ----------
