@@ -36,6 +36,7 @@ void DebugMon_Handler(void) WEAK_DEFAULT;
 void PendSV_Handler(void) WEAK_DEFAULT;
 void SysTick_Handler(void); /* ts_platform_mps2.c */
 void UART0RX_IRQHandler(void); /* ts_platform_mps2.c */
+void TIMER0_IRQHandler(void);  /* ts_platform_mps2.c */
 
 #define TS_NUM_IRQ 32
 
@@ -58,15 +59,18 @@ __attribute__((section(".isr_vector"), used)) const vector_t ts_vector_table[16 
     0,
     PendSV_Handler,
     SysTick_Handler,
-    /* external interrupts: 0 = UART0 RX; the rest end in Default_Handler */
-    UART0RX_IRQHandler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler,
+    /* external interrupts (AN386/AN500 numbering): 0 UART0 RX, 8 TIMER0; the rest end in
+     * Default_Handler, which reports the IRQ and exits */
+    UART0RX_IRQHandler, /* 0 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 1-4 */
+    Default_Handler, Default_Handler, Default_Handler,                  /* 5-7 */
+    TIMER0_IRQHandler,                                                  /* 8 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 9-12 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 13-16 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 17-20 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 21-24 */
+    Default_Handler, Default_Handler, Default_Handler, Default_Handler, /* 25-28 */
+    Default_Handler, Default_Handler, Default_Handler,                  /* 29-31 */
 };
 
 /* The FPU must be on before the compiler may use an FP register, so this part is assembly. */

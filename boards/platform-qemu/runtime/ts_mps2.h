@@ -28,6 +28,16 @@
 #define TS_UART_CTRL_RXINTEN 0x8u
 #define TS_UART0_RX_IRQ 0
 
+/* CMSDK APB TIMER0 (PCLK = SYSCLK): the wake-up alarm of ts_uart_getc_timeout() */
+#define TS_TIMER0_BASE 0x40000000u
+#define TS_TIMER0_CTRL (*(volatile uint32_t *)(TS_TIMER0_BASE + 0x00u))
+#define TS_TIMER0_VALUE (*(volatile uint32_t *)(TS_TIMER0_BASE + 0x04u))
+#define TS_TIMER0_RELOAD (*(volatile uint32_t *)(TS_TIMER0_BASE + 0x08u))
+#define TS_TIMER0_INTCLEAR (*(volatile uint32_t *)(TS_TIMER0_BASE + 0x0Cu))
+#define TS_TIMER_CTRL_EN 0x1u
+#define TS_TIMER_CTRL_IRQEN 0x8u
+#define TS_TIMER0_IRQ 8
+
 /* SysTick and NVIC */
 #define TS_SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define TS_SYST_RVR (*(volatile uint32_t *)0xE000E014u)

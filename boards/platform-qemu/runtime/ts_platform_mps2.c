@@ -169,22 +169,45 @@ int ts_uart_getc_nonblock(void)
     return -1;
 }
 
-/* The RX interrupt only wakes the core from WFI; reading happens in thread mode. */
+/* The RX and timer interrupts only wake the core from WFI; reading happens in thread mode. */
 void UART0RX_IRQHandler(void)
 {
     TS_UART_INTCLEAR = 0x2u;
 }
 
+void TIMER0_IRQHandler(void)
+{
+    TS_TIMER0_INTCLEAR = 0x1u;
+}
+
+static void enable_rx_wakeup(void)
+{
+    TS_UART_CTRL |= TS_UART_CTRL_RXINTEN;
+    TS_NVIC_ISER0 = (1u << TS_UART0_RX_IRQ) | (1u << TS_TIMER0_IRQ);
+}
+
+/* Counter units (instructions under -icount) -> SysTick/TIMER0 ticks at SYSCLK. */
+static uint64_t cycles_to_ticks(uint64_t cycles)
+{
+    int sh = g_icount_shift;
+    if (sh < 0) {
+        return cycles;
+    }
+    return ((sh >= 3) ? (cycles << (sh - 3)) : (cycles >> (3 - sh))) / 5u + 1u;
+}
+
+/*
+ * Waiting sleeps (WFI) instead of spinning: the emulator then does not burn a host core while
+ * the host is quiet, and under -icount its clock runs at real time while the core sleeps.
+ * PRIMASK is set around the check, so a byte arriving just before WFI still wakes it.
+ */
 int ts_uart_getc(void)
 {
     int c = ts_uart_getc_nonblock();
     if (c >= 0) {
         return c;
     }
-    /* Sleep instead of spinning, so the emulator does not burn a host core while the host
-     * is quiet. PRIMASK set: a byte arriving between the check and WFI still wakes it. */
-    TS_UART_CTRL |= TS_UART_CTRL_RXINTEN;
-    TS_NVIC_ISER0 = 1u << TS_UART0_RX_IRQ;
+    enable_rx_wakeup();
     for (;;) {
         __asm__ volatile("cpsid i" ::: "memory");
         c = ts_uart_getc_nonblock();
@@ -200,13 +223,33 @@ int ts_uart_getc(void)
 
 int ts_uart_getc_timeout(uint32_t cycles)
 {
-    uint32_t t0 = ts_cycles();
+    uint64_t start = ts_cycles64();
+    int c = ts_uart_getc_nonblock();
+    if (c >= 0 || cycles == 0u) {
+        return c;
+    }
+    enable_rx_wakeup();
     for (;;) {
-        int c = ts_uart_getc_nonblock();
+        uint64_t elapsed;
+        __asm__ volatile("cpsid i" ::: "memory");
+        c = ts_uart_getc_nonblock();
+        elapsed = ts_cycles64() - start;
+        if (c < 0 && elapsed < cycles) {
+            uint64_t ticks = cycles_to_ticks(cycles - elapsed);
+            TS_TIMER0_CTRL = 0u;
+            TS_TIMER0_INTCLEAR = 0x1u;
+            TS_TIMER0_RELOAD = (ticks > 0xFFFFFFFFu) ? 0xFFFFFFFFu : (uint32_t)ticks;
+            TS_TIMER0_VALUE = TS_TIMER0_RELOAD;
+            TS_TIMER0_CTRL = TS_TIMER_CTRL_EN | TS_TIMER_CTRL_IRQEN;
+            __asm__ volatile("dsb\n wfi" ::: "memory");
+            TS_TIMER0_CTRL = 0u;
+            TS_TIMER0_INTCLEAR = 0x1u;
+        }
+        __asm__ volatile("cpsie i" ::: "memory");
         if (c >= 0) {
             return c;
         }
-        if ((uint32_t)(ts_cycles() - t0) >= cycles) {
+        if (elapsed >= cycles) {
             return -1;
         }
     }
