@@ -57,11 +57,16 @@ class CustomTestRunner(TestRunnerBase):
     def stage_testing(self):
         try:
             result = super().stage_testing()
-        except UnitTestError:
+        except UnitTestError as exc:
             # A test program exits 1 when a test failed; those failures are already recorded.
             if self._done and self._failures > 0:
                 return None
-            raise
+            # PlatformIO words any non-zero status as a signal ("status 1" -> "SIGHUP").
+            raise UnitTestError(
+                f"{exc} -- PlatformIO names the exit status N as signal N: 1 = a failed test or a "
+                "sanitizer report, 3 = CPU fault (QEMU), 6 = abort/assert, 124 = `timeout` "
+                "killed it"
+            ) from exc
         if not self.options.without_testing and not self._done:
             raise UnitTestError(
                 "the test program ended without 'TS_TESTS_DONE' (crash, timeout or no "

@@ -15,8 +15,8 @@ PLATFORM_DIR = platform.get_dir()
 COMMON_DIR = os.path.normpath(os.path.join(PLATFORM_DIR, os.pardir, "runtime"))
 if not os.path.isdir(os.path.join(COMMON_DIR, "include")):
     raise SystemExit(
-        "tinysift platform-native: the shared runtime %s is missing; the platform must stay "
-        "a sibling of boards/runtime (reference it with platform = symlink://...)" % COMMON_DIR
+        f"tinysift platform-native: the shared runtime {COMMON_DIR} is missing; the platform "
+        "must stay a sibling of boards/runtime (reference it with platform = symlink://...)"
     )
 
 # The host compiler: $CC / $CXX from the environment if set (e.g. CC=clang), else cc / c++.

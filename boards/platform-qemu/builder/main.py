@@ -32,8 +32,8 @@ PLATFORM_DIR = platform.get_dir()
 COMMON_DIR = os.path.normpath(os.path.join(PLATFORM_DIR, os.pardir, "runtime"))
 if not os.path.isdir(os.path.join(COMMON_DIR, "include")):
     raise SystemExit(
-        "tinysift platform-qemu: the shared runtime %s is missing; the platform must stay a "
-        "sibling of boards/runtime (reference it with platform = symlink://...)" % COMMON_DIR
+        f"tinysift platform-qemu: the shared runtime {COMMON_DIR} is missing; the platform must "
+        "stay a sibling of boards/runtime (reference it with platform = symlink://...)"
     )
 
 
@@ -48,9 +48,9 @@ def board_opt(key, default=None):
 cpu = board_opt("build.cpu", "cortex-m4")
 fpu = board_opt("build.fpu", "")
 float_abi = board_opt("build.float_abi", "hard" if fpu else "soft")
-machine_flags = ["-mcpu=%s" % cpu, "-mthumb"]
+machine_flags = [f"-mcpu={cpu}", "-mthumb"]
 if fpu and float_abi != "soft":
-    machine_flags += ["-mfpu=%s" % fpu, "-mfloat-abi=%s" % float_abi]
+    machine_flags += [f"-mfpu={fpu}", f"-mfloat-abi={float_abi}"]
 else:
     machine_flags += ["-mfloat-abi=soft"]
 
@@ -131,9 +131,7 @@ target_bin = env.Command(
 )
 
 AlwaysBuild(
-    env.Alias(
-        "size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE")
-    )
+    env.Alias("size", target_elf, env.VerboseAction("$SIZEPRINTCMD", "Calculating size $SOURCE"))
 )
 
 # ---- run in QEMU: upload / exec ---------------------------------------------------------
@@ -151,14 +149,21 @@ qemu_serial = qemu_setting("serial", "TINYSIFT_QEMU_SERIAL", "stdio")
 env.Replace(
     UPLOADER="qemu-system-arm",
     QEMU_TIMEOUT=qemu_timeout,
+    # fmt: off
     UPLOADERFLAGS=[
-        "-machine", qemu_machine,
+        "-machine",
+        qemu_machine,
         "-nographic",
-        "-monitor", "none",
-        "-serial", qemu_serial,
-        "-icount", "shift=%s" % qemu_shift,
-        "-semihosting-config", "enable=on,target=native",
+        "-monitor",
+        "none",
+        "-serial",
+        qemu_serial,
+        "-icount",
+        f"shift={qemu_shift}",
+        "-semihosting-config",
+        "enable=on,target=native",
     ],
+    # fmt: on
     UPLOADCMD="timeout --foreground $QEMU_TIMEOUT $UPLOADER $UPLOADERFLAGS -kernel $SOURCE",
 )
 
@@ -170,8 +175,8 @@ if "__test" in COMMAND_LINE_TARGETS:
 else:
     upload_action = env.VerboseAction(
         "$UPLOADCMD",
-        "Running $SOURCE in QEMU %s (exit status = firmware's; timeout %s s)"
-        % (qemu_machine, qemu_timeout),
+        f"Running $SOURCE in QEMU {qemu_machine} (exit status = firmware's; "
+        f"timeout {qemu_timeout} s)",
     )
 
 AlwaysBuild(env.Alias("upload", target_elf, upload_action))
