@@ -1,0 +1,207 @@
+/*
+ * tinysift engine: the on-device head trainer. Portable C99, no heap, status codes; every
+ * buffer is caller-provided and sized by ts_trainer_workspace_size().
+ *
+ * The algorithm is specified exactly in docs/trainer.md and reproduced by the numpy
+ * reference host/tinysift/ondevice/reference.py (tests/test_trainer.py checks one against
+ * the other). In short:
+ *
+ *  1. Backbone features: layers [0, head_layer) run once per training and test sample
+ *     (ts_run_layers) and are cached as int8, feature_dim bytes each, when the caller gives
+ *     a cache; without one they are recomputed every time they are needed (each epoch).
+ *     Dequantized in float32: f[d] = feature_scale * (float)(q[d] - feature_zero_point).
+ *  2. Head: float32 W[K][D], b[K] (from model->head_weights / head_bias or the config's
+ *     init arrays), softmax cross-entropy, mini-batch SGD with momentum
+ *     (v = mu * v + G / B; w = w - lr * v; G the batch's summed gradient, B its actual size).
+ *  3. Sample order: every epoch, order = 0..N-1, then a Fisher-Yates shuffle
+ *     (for i = N-1 down to 1: j = xorshift32() % (i + 1); swap order[i], order[j]) with
+ *     xorshift32 (x ^= x << 13; x ^= x >> 17; x ^= x << 5) seeded once from config.seed
+ *     (0 -> 0x6D2B79F5) and never reseeded between epochs.
+ *  4. Evaluation on the test subset with the float head, then the head is re-quantized
+ *     (per-tensor symmetric int8 weights, int32 bias, TFLite QuantizeMultiplier for
+ *     feature_scale * w_scale / logit_scale) and evaluated again with the int8
+ *     FULLY_CONNECTED arithmetic. The re-quantized head lands in caller buffers.
+ *
+ * Cycle counts come from config.cycles (the platform's ts_cycles() on the firmware; NULL
+ * gives zero counts), per phase: backbone forward, head forward, backward, update,
+ * evaluation.
+ */
+#ifndef TS_TRAINER_H
+#define TS_TRAINER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ts_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_TRAINER_API_VERSION 1
+
+/* Seed used when config.seed is 0 (xorshift32 must not start at 0). */
+#define TS_TRAINER_SEED_ZERO 0x6D2B79F5u
+
+/* Most training samples one run accepts (the shuffle order is stored as uint16_t). */
+#define TS_TRAINER_MAX_SAMPLES 65535u
+
+/* Phases whose cycles are counted. */
+typedef enum {
+    TS_PHASE_BACKBONE = 0,  /* ts_run_layers(0, head_layer): feature extraction, train + test */
+    TS_PHASE_HEAD_FORWARD,  /* dequantize, logits, softmax, loss (training) */
+    TS_PHASE_BACKWARD,      /* dlogits and the batch's gradient sums */
+    TS_PHASE_UPDATE,        /* momentum SGD step, once per batch */
+    TS_PHASE_EVAL,          /* test-set evaluation (float and int8) and re-quantization */
+    TS_PHASE_COUNT
+} ts_trainer_phase_t;
+
+/* One finished epoch, handed to config.on_epoch. cycles[] covers this epoch only. */
+typedef struct {
+    uint32_t epoch;          /* 0-based */
+    uint32_t epochs;         /* config.epochs */
+    uint32_t samples;        /* training samples seen (N) */
+    uint32_t correct;        /* predictions right before their batch's update */
+    float mean_loss;         /* sum of per-sample losses (float32, sample order) / N */
+    float train_accuracy;    /* correct / N */
+    uint64_t cycles[TS_PHASE_COUNT];
+} ts_trainer_epoch_t;
+
+/* Return nonzero to stop training after this epoch (evaluation still runs). */
+typedef int (*ts_trainer_epoch_fn)(const ts_trainer_epoch_t *stats, void *user);
+
+/* The platform's counter: free-running 32-bit, wraps (differences taken as uint32_t). */
+typedef uint32_t (*ts_trainer_cycles_fn)(void);
+
+typedef struct {
+    uint32_t epochs;               /* 0 trains nothing (evaluation only) */
+    uint32_t batch_size;           /* >= 1; the last batch of an epoch may be smaller */
+    float learning_rate;           /* > 0 */
+    float momentum;                /* in [0, 1) */
+    uint32_t seed;                 /* xorshift32 seed; 0 -> TS_TRAINER_SEED_ZERO */
+    uint32_t eval_initial;         /* nonzero: evaluate the float head before training */
+    const float *init_weights;     /* [K][D]; NULL -> model->head_weights */
+    const float *init_bias;        /* [K];    NULL -> model->head_bias */
+    ts_trainer_cycles_fn cycles;   /* NULL -> every cycle count is 0 */
+    ts_trainer_epoch_fn on_epoch;  /* NULL -> no per-epoch report */
+    void *user;                    /* passed to on_epoch */
+} ts_trainer_config_t;
+
+/* The re-quantized head: weights and bias point to caller buffers of K*D int8 and K int32;
+ * the scalars are filled in. Use it with ts_trainer_patch_model() for inference. */
+typedef struct {
+    int8_t *weights;         /* [K][D], symmetric, zero point 0 */
+    int32_t *bias;           /* [K], scale feature_scale * weight_scale, zero point 0 */
+    float weight_scale;      /* max|W| / 127 (1.0 when W is all zero) */
+    float bias_scale;        /* feature_scale * weight_scale (float32 product) */
+    int32_t multiplier;      /* QuantizeMultiplier(feature_scale * weight_scale / logit_scale) */
+    int32_t shift;           /* TFLite convention: > 0 left, < 0 right */
+} ts_head_q_t;
+
+typedef struct {
+    uint32_t epochs_run;
+    uint32_t train_count;
+    uint32_t test_count;
+    float last_loss;                  /* mean loss of the last epoch run (0 if none) */
+    float last_train_accuracy;
+    uint32_t test_correct_initial;    /* float head before training (eval_initial only) */
+    uint32_t test_correct_float;      /* float head after training */
+    uint32_t test_correct_int8;       /* re-quantized int8 head after training */
+    float test_accuracy_initial;
+    float test_accuracy_float;
+    float test_accuracy_int8;
+    uint64_t cycles[TS_PHASE_COUNT];  /* totals over the whole call */
+    const float *weights;             /* trained float head, inside the workspace [K][D] */
+    const float *bias;                /* [K] */
+} ts_trainer_result_t;
+
+/* Bytes of workspace ts_train_head*() need for `train_count` training samples. The
+ * workspace must be 4-byte aligned (TS_ERR_PARAM otherwise). Exactly
+ *   4 * (3*K*D + 5*K + D) + 2 * train_count + D bytes:
+ * W, momentum V and gradient sum G (K*D floats each); b, vb, gb, logits z, probabilities p
+ * (K floats each); one dequantized feature vector (D floats); the shuffle order (uint16_t
+ * per training sample); one int8 feature vector (D bytes, the backbone's output when
+ * features are recomputed). Returns 0 when the model is unusable. */
+size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count);
+
+/* Bytes of the optional int8 feature cache: (train_count + test_count) * feature_dim. */
+size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
+                             uint32_t test_count);
+
+/* Checks what the trainer needs from the model: the head layer is a FULLY_CONNECTED with
+ * feature_dim inputs and num_classes outputs, positive scales, head init arrays. */
+ts_status_t ts_trainer_check_model(const ts_model_t *model);
+
+/* Train from precomputed int8 features (train_count x feature_dim, then the test set the
+ * same way); labels in [0, num_classes). This is the path the firmware takes once the
+ * feature cache is filled, and the one the host tests drive directly. Needs no executor.
+ * head_q receives the re-quantized head. result may be NULL. */
+ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
+                                   const int8_t *train_features, const uint8_t *train_labels,
+                                   uint32_t train_count, const int8_t *test_features,
+                                   const uint8_t *test_labels, uint32_t test_count,
+                                   uint8_t *workspace, size_t workspace_bytes,
+                                   ts_head_q_t *head_q, ts_trainer_result_t *result);
+
+/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c).
+ * feature_cache: NULL -> features are recomputed each time they are needed (RAM too small);
+ * otherwise it must hold ts_trainer_cache_size() bytes (else TS_ERR_ARENA), is filled once
+ * (train samples first, then test samples) and training continues as
+ * ts_train_head_features(). arena: ts_arena_size(model) bytes, 8-byte aligned. */
+ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
+                          const ts_dataset_t *train, const ts_dataset_t *test,
+                          int8_t *feature_cache, size_t feature_cache_bytes,
+                          uint8_t *arena, size_t arena_bytes,
+                          uint8_t *workspace, size_t workspace_bytes,
+                          ts_head_q_t *head_q, ts_trainer_result_t *result);
+
+/* Backbone features of samples [0, ds->count) into out (count x feature_dim int8).
+ * *cycles (may be NULL) receives the counter ticks spent (0 when cycles_fn is NULL). */
+ts_status_t ts_trainer_extract_features(const ts_model_t *model, const ts_dataset_t *ds,
+                                        int8_t *out, size_t out_bytes, uint8_t *arena,
+                                        size_t arena_bytes, ts_trainer_cycles_fn cycles_fn,
+                                        uint64_t *cycles);
+
+/* ---- pieces, exposed for tests and for apps that run the head themselves ------------- */
+
+/* xorshift32 (Marsaglia 13/17/5): advances *state (never 0) and returns the new value. */
+uint32_t ts_trainer_xorshift32(uint32_t *state);
+
+/* One epoch's sample order: order[i] = i, then for i = n-1 down to 1:
+ * j = ts_trainer_xorshift32(state) % (i + 1); swap order[i], order[j]. n <= 65535. */
+void ts_trainer_shuffle(uint16_t *order, uint32_t n, uint32_t *state);
+
+/* TFLite QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)
+ * (frexp, round half away from zero, the 2^31 carry; shift < -31 gives 0, 0). */
+void ts_trainer_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
+
+/* TFLite MultiplyByQuantizedMultiplier (saturating rounding doubling high multiply, then
+ * rounding divide by a power of two). */
+int32_t ts_trainer_mbqm(int32_t x, int32_t multiplier, int32_t shift);
+
+/* Re-quantize a float head W[K][D], b[K] into head_q (buffers provided by the caller). */
+ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *weights,
+                                       const float *bias, ts_head_q_t *head_q);
+
+/* The head's int8 output for one feature vector, as the FULLY_CONNECTED kernel computes it:
+ * acc = bias[k] + sum_d (q[d] - feature_zero_point) * w[k][d];
+ * out = clamp(mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
+ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *head_q,
+                                 const int8_t *features, int8_t *logits);
+
+/* Float logits z = W f + b for one int8 feature vector (dequantized first). */
+void ts_trainer_head_float(const ts_model_t *model, const float *weights, const float *bias,
+                           const int8_t *features, float *logits);
+
+/* A copy of the model whose head layer uses head_q: layers_copy (capacity layers_cap
+ * entries) receives the layer table with the head's weights, bias, multiplier and shift
+ * pointing into head_q, and *out the model pointing at layers_copy. */
+ts_status_t ts_trainer_patch_model(const ts_model_t *model, const ts_head_q_t *head_q,
+                                   ts_layer_t *layers_copy, uint32_t layers_cap,
+                                   ts_model_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TS_TRAINER_H */

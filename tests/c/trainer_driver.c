@@ -1,0 +1,502 @@
+/*
+ * Host driver for tests/test_trainer.py: runs the real trainer (ts_trainer.c, and with
+ * -DTS_TEST_EXECUTOR the backbone path in ts_trainer_data.c) on a real export
+ * (ts_export_model.c linked in) and prints what it computed as text lines the test parses.
+ *
+ *   driver info                              model fields the numpy reference needs
+ *   driver order N SEED EPOCHS               the sample order of each epoch
+ *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles]
+ *   driver dataset cache|nocache EPOCHS BATCH LR MU SEED   (needs -DTS_TEST_EXECUTOR)
+ *   driver qm                                stdin: one double per line -> "mult shift"
+ *   driver mbqm                              stdin: "x mult shift" per line -> result
+ *   driver errors IN.bin                     status codes of malformed calls
+ *
+ * IN.bin: "TSTR", u32 N, T, D, K, init (0: the export's head, 1: floats follow);
+ * int8 train[N*D], u8 y_train[N], int8 test[T*D], u8 y_test[T]; [float W[K*D], b[K]].
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ts_export.h"
+#include "ts_trainer.h"
+#ifdef TS_TEST_EXECUTOR
+#include "ts_engine.h"
+#endif
+
+static const ts_model_t *M = &ts_export_model;
+
+typedef struct {
+    uint32_t n, t, d, k, init;
+    int8_t *xtr, *xte;
+    uint8_t *ytr, *yte;
+    float *w0, *b0;
+} input_t;
+
+static void die(const char *msg)
+{
+    fprintf(stderr, "driver: %s\n", msg);
+    exit(3);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n > 0 ? n : 1);
+    if (p == NULL) {
+        die("out of memory");
+    }
+    return p;
+}
+
+static void read_exact(FILE *fp, void *dst, size_t n)
+{
+    if (n > 0 && fread(dst, 1, n, fp) != n) {
+        die("short input file");
+    }
+}
+
+static void load_input(const char *path, input_t *in)
+{
+    char magic[4];
+    uint32_t hdr[5];
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL) {
+        die("cannot open input");
+    }
+    read_exact(fp, magic, 4);
+    if (memcmp(magic, "TSTR", 4) != 0) {
+        die("bad magic");
+    }
+    read_exact(fp, hdr, sizeof(hdr));
+    in->n = hdr[0];
+    in->t = hdr[1];
+    in->d = hdr[2];
+    in->k = hdr[3];
+    in->init = hdr[4];
+    if (in->d != M->feature_dim || in->k != M->num_classes) {
+        die("input does not match the linked model");
+    }
+    in->xtr = xmalloc((size_t)in->n * in->d);
+    in->ytr = xmalloc(in->n);
+    in->xte = xmalloc((size_t)in->t * in->d);
+    in->yte = xmalloc(in->t);
+    read_exact(fp, in->xtr, (size_t)in->n * in->d);
+    read_exact(fp, in->ytr, in->n);
+    read_exact(fp, in->xte, (size_t)in->t * in->d);
+    read_exact(fp, in->yte, in->t);
+    in->w0 = NULL;
+    in->b0 = NULL;
+    if (in->init) {
+        in->w0 = xmalloc((size_t)in->k * in->d * sizeof(float));
+        in->b0 = xmalloc((size_t)in->k * sizeof(float));
+        read_exact(fp, in->w0, (size_t)in->k * in->d * sizeof(float));
+        read_exact(fp, in->b0, (size_t)in->k * sizeof(float));
+    }
+    fclose(fp);
+}
+
+static void free_input(input_t *in)
+{
+    free(in->xtr);
+    free(in->ytr);
+    free(in->xte);
+    free(in->yte);
+    free(in->w0);
+    free(in->b0);
+}
+
+static uint32_t clock_cycles(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+}
+
+static int print_epoch(const ts_trainer_epoch_t *e, void *user)
+{
+    int ph;
+    (void)user;
+    printf("epoch %" PRIu32 " %.9g %" PRIu32, e->epoch, (double)e->mean_loss, e->correct);
+    for (ph = 0; ph < TS_PHASE_COUNT; ++ph) {
+        printf(" %" PRIu64, e->cycles[ph]);
+    }
+    printf("\n");
+    return 0;
+}
+
+static void print_floats(const char *tag, const float *v, size_t n)
+{
+    size_t i;
+    printf("%s", tag);
+    for (i = 0; i < n; ++i) {
+        printf(" %.9g", (double)v[i]);
+    }
+    printf("\n");
+}
+
+static void print_result(const ts_trainer_result_t *r, const ts_head_q_t *hq,
+                         const int8_t *test_features, uint32_t test_count)
+{
+    size_t kd = (size_t)M->num_classes * M->feature_dim;
+    size_t i;
+    uint32_t s;
+    int ph;
+    int8_t *logits = xmalloc(M->num_classes);
+    printf("result %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
+           r->epochs_run, r->test_count, r->test_correct_initial, r->test_correct_float,
+           r->test_correct_int8);
+    printf("cycles");
+    for (ph = 0; ph < TS_PHASE_COUNT; ++ph) {
+        printf(" %" PRIu64, r->cycles[ph]);
+    }
+    printf("\n");
+    print_floats("w", r->weights, kd);
+    print_floats("b", r->bias, M->num_classes);
+    printf("qw");
+    for (i = 0; i < kd; ++i) {
+        printf(" %d", hq->weights[i]);
+    }
+    printf("\nqb");
+    for (i = 0; i < M->num_classes; ++i) {
+        printf(" %" PRId32, hq->bias[i]);
+    }
+    printf("\nqs %.9g %.9g %" PRId32 " %" PRId32 "\n", (double)hq->weight_scale,
+           (double)hq->bias_scale, hq->multiplier, hq->shift);
+    printf("logits8");
+    for (s = 0; s < test_count; ++s) {
+        ts_status_t st = ts_trainer_head_int8(M, hq, test_features + (size_t)s * M->feature_dim,
+                                              logits);
+        if (st != TS_OK) {
+            die("ts_trainer_head_int8 failed");
+        }
+        for (i = 0; i < M->num_classes; ++i) {
+            printf(" %d", logits[i]);
+        }
+    }
+    printf("\n");
+    free(logits);
+}
+
+static void parse_config(char **argv, ts_trainer_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->epochs = (uint32_t)strtoul(argv[0], NULL, 10);
+    cfg->batch_size = (uint32_t)strtoul(argv[1], NULL, 10);
+    cfg->learning_rate = strtof(argv[2], NULL);
+    cfg->momentum = strtof(argv[3], NULL);
+    cfg->seed = (uint32_t)strtoul(argv[4], NULL, 0);
+    cfg->eval_initial = 1;
+    cfg->cycles = clock_cycles;
+    cfg->on_epoch = print_epoch;
+}
+
+static int cmd_info(void)
+{
+    const ts_layer_t *head = &M->layers[M->head_layer];
+    printf("info %" PRIu32 " %" PRIu32 " %" PRIu32 " %.9g %" PRId32 " %.9g %" PRId32
+           " %" PRId32 " %" PRId32 "\n",
+           M->feature_dim, M->num_classes, M->head_layer, (double)M->feature_scale,
+           M->feature_zero_point, (double)M->logit_scale, M->logit_zero_point, head->act_min,
+           head->act_max);
+    printf("ws %zu\n", ts_trainer_workspace_size(M, 1000));
+    return 0;
+}
+
+static int cmd_order(char **argv)
+{
+    uint32_t n = (uint32_t)strtoul(argv[0], NULL, 10);
+    uint32_t state = (uint32_t)strtoul(argv[1], NULL, 0);
+    uint32_t epochs = (uint32_t)strtoul(argv[2], NULL, 10);
+    uint32_t e, i;
+    uint16_t *order = xmalloc(n * sizeof(uint16_t));
+    if (state == 0) {
+        state = TS_TRAINER_SEED_ZERO;
+    }
+    for (e = 0; e < epochs; ++e) {
+        ts_trainer_shuffle(order, n, &state);
+        printf("order");
+        for (i = 0; i < n; ++i) {
+            printf(" %u", (unsigned)order[i]);
+        }
+        printf("\n");
+    }
+    free(order);
+    return 0;
+}
+
+static int cmd_train(char **argv, int argc)
+{
+    input_t in;
+    ts_trainer_config_t cfg;
+    ts_trainer_result_t res;
+    ts_head_q_t hq;
+    uint8_t *ws;
+    size_t ws_bytes;
+    ts_status_t st;
+    load_input(argv[0], &in);
+    parse_config(argv + 1, &cfg);
+    if (argc > 6 && strcmp(argv[6], "nocycles") == 0) {
+        cfg.cycles = NULL;
+    }
+    cfg.init_weights = in.w0;
+    cfg.init_bias = in.b0;
+    ws_bytes = ts_trainer_workspace_size(M, in.n);
+    ws = xmalloc(ws_bytes); /* exactly the size asked for: ASan sees any overflow */
+    hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
+    hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
+    printf("ws_size %zu\n", ws_bytes);
+    st = ts_train_head_features(M, &cfg, in.xtr, in.ytr, in.n, in.xte, in.yte, in.t, ws,
+                                ws_bytes, &hq, &res);
+    if (st != TS_OK) {
+        printf("status %d\n", (int)st);
+        return 1;
+    }
+    print_result(&res, &hq, in.xte, in.t);
+    free(ws);
+    free(hq.weights);
+    free(hq.bias);
+    free_input(&in);
+    return 0;
+}
+
+#ifdef TS_TEST_EXECUTOR
+static int cmd_dataset(char **argv)
+{
+    ts_trainer_config_t cfg;
+    ts_trainer_result_t res;
+    ts_head_q_t hq;
+    uint8_t *ws, *arena;
+    int8_t *cache = NULL, *test_features;
+    size_t ws_bytes, arena_bytes, cache_bytes = 0;
+    uint64_t c;
+    ts_status_t st;
+    int use_cache = strcmp(argv[0], "cache") == 0;
+    parse_config(argv + 1, &cfg);
+    ws_bytes = ts_trainer_workspace_size(M, ts_export_train.count);
+    ws = xmalloc(ws_bytes);
+    arena_bytes = ts_arena_size(M);
+    arena = xmalloc(arena_bytes);
+    if (use_cache) {
+        cache_bytes = ts_trainer_cache_size(M, ts_export_train.count, ts_export_test.count);
+        cache = xmalloc(cache_bytes);
+    }
+    hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
+    hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
+    printf("ws_size %zu\n", ws_bytes);
+    st = ts_train_head(M, &cfg, &ts_export_train, &ts_export_test, cache, cache_bytes, arena,
+                       arena_bytes, ws, ws_bytes, &hq, &res);
+    if (st != TS_OK) {
+        printf("status %d\n", (int)st);
+        return 1;
+    }
+    test_features = xmalloc((size_t)ts_export_test.count * M->feature_dim);
+    st = ts_trainer_extract_features(M, &ts_export_test, test_features,
+                                     (size_t)ts_export_test.count * M->feature_dim, arena,
+                                     arena_bytes, NULL, &c);
+    if (st != TS_OK) {
+        die("extract failed");
+    }
+    print_result(&res, &hq, test_features, ts_export_test.count);
+    free(test_features);
+    free(ws);
+    free(arena);
+    free(cache);
+    free(hq.weights);
+    free(hq.bias);
+    return 0;
+}
+#endif
+
+static int cmd_qm(void)
+{
+    char line[128];
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        int32_t m, s;
+        ts_trainer_quantize_multiplier(strtod(line, NULL), &m, &s);
+        printf("%" PRId32 " %" PRId32 "\n", m, s);
+    }
+    return 0;
+}
+
+static int cmd_mbqm(void)
+{
+    char line[128];
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        long x, m, s;
+        if (sscanf(line, "%ld %ld %ld", &x, &m, &s) != 3) {
+            die("bad mbqm line");
+        }
+        printf("%" PRId32 "\n", ts_trainer_mbqm((int32_t)x, (int32_t)m, (int32_t)s));
+    }
+    return 0;
+}
+
+/* Every malformed call must come back with its status code (and nothing else happen). */
+static int cmd_errors(char **argv)
+{
+    input_t in;
+    ts_trainer_config_t cfg;
+    ts_trainer_result_t res;
+    ts_head_q_t hq;
+    ts_model_t bad;
+    ts_layer_t layers[64];
+    ts_model_t patched;
+    uint8_t *ws, *ws_big;
+    size_t ws_bytes;
+    int fails = 0;
+    char *args[5] = {"2", "16", "0.05", "0.9", "1"};
+    load_input(argv[0], &in);
+    parse_config(args, &cfg);
+    cfg.on_epoch = NULL;
+    ws_bytes = ts_trainer_workspace_size(M, in.n);
+    ws = xmalloc(ws_bytes);
+    ws_big = xmalloc(ws_bytes + 8);
+    hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
+    hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
+
+#define EXPECT(name, call, want)                                                          \
+    do {                                                                                  \
+        ts_status_t got_ = (call);                                                        \
+        if (got_ != (want)) {                                                             \
+            printf("FAIL %s: got %d want %d\n", name, (int)got_, (int)(want));            \
+            ++fails;                                                                      \
+        } else {                                                                          \
+            printf("ok %s\n", name);                                                      \
+        }                                                                                 \
+    } while (0)
+#define TRAIN(model, cfgp, n, ytr, wsp, wsb, hqp)                                         \
+    ts_train_head_features(model, cfgp, in.xtr, ytr, n, in.xte, in.yte, in.t, wsp, wsb,   \
+                           hqp, &res)
+
+    EXPECT("valid", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes, &hq), TS_OK);
+    EXPECT("workspace one byte short", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes - 1, &hq),
+           TS_ERR_ARENA);
+    EXPECT("workspace misaligned", TRAIN(M, &cfg, in.n, in.ytr, ws_big + 1, ws_bytes, &hq),
+           TS_ERR_PARAM);
+    EXPECT("null workspace", TRAIN(M, &cfg, in.n, in.ytr, NULL, ws_bytes, &hq), TS_ERR_NULL);
+    EXPECT("null model", TRAIN(NULL, &cfg, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_NULL);
+    EXPECT("null config", TRAIN(M, NULL, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_NULL);
+    EXPECT("null head_q", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes, NULL), TS_ERR_NULL);
+    EXPECT("null labels", TRAIN(M, &cfg, in.n, NULL, ws, ws_bytes, &hq), TS_ERR_NULL);
+    EXPECT("no training samples", TRAIN(M, &cfg, 0, in.ytr, ws, ws_bytes, &hq), TS_ERR_DATA);
+    {
+        ts_trainer_config_t c2 = cfg;
+        c2.batch_size = 0;
+        EXPECT("batch 0", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.learning_rate = 0.0f;
+        EXPECT("lr 0", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.momentum = 1.0f;
+        EXPECT("momentum 1", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.learning_rate = 1e30f; /* diverges: inf/NaN weights cannot be re-quantized */
+        EXPECT("diverged", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.epochs = 0;
+        EXPECT("epochs 0 (evaluation only)", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
+               TS_OK);
+    }
+    {
+        uint8_t *y = xmalloc(in.n);
+        memcpy(y, in.ytr, in.n);
+        y[in.n - 1] = (uint8_t)M->num_classes;
+        EXPECT("label out of range", TRAIN(M, &cfg, in.n, y, ws, ws_bytes, &hq), TS_ERR_DATA);
+        free(y);
+    }
+    bad = *M;
+    bad.format_version = 99;
+    EXPECT("wrong version", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq),
+           TS_ERR_VERSION);
+    bad = *M;
+    bad.head_layer = M->num_layers;
+    EXPECT("head layer out of range", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq),
+           TS_ERR_SHAPE);
+    bad = *M;
+    bad.feature_dim = M->feature_dim + 1;
+    EXPECT("feature dim mismatch", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq),
+           TS_ERR_SHAPE);
+    bad = *M;
+    bad.head_layer = 0; /* layer 0 is not FULLY_CONNECTED */
+    EXPECT("head not FULLY_CONNECTED", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq),
+           TS_ERR_SHAPE);
+    bad = *M;
+    bad.feature_scale = 0.0f;
+    EXPECT("feature scale 0", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq),
+           TS_ERR_PARAM);
+    bad = *M;
+    bad.head_weights = NULL;
+    EXPECT("no head init", TRAIN(&bad, &cfg, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_NULL);
+    if (ts_trainer_workspace_size(&bad, 10) != 0) {
+        printf("FAIL workspace size of a bad model is not 0\n");
+        ++fails;
+    }
+    if (ts_trainer_workspace_size(M, TS_TRAINER_MAX_SAMPLES + 1u) != 0) {
+        printf("FAIL workspace size beyond the sample limit is not 0\n");
+        ++fails;
+    }
+    EXPECT("patch model", ts_trainer_patch_model(M, &hq, layers, 64, &patched), TS_OK);
+    EXPECT("patch model small table", ts_trainer_patch_model(M, &hq, layers, 1, &patched),
+           TS_ERR_ARENA);
+    {
+        /* the patched head layer points at head_q */
+        const ts_layer_t *h = &patched.layers[M->head_layer];
+        if (h->weights != hq.weights || h->bias != hq.bias || *h->multiplier != hq.multiplier ||
+            *h->shift != hq.shift || h->quant_len != 1u) {
+            printf("FAIL patched head does not point at head_q\n");
+            ++fails;
+        }
+    }
+#ifdef TS_TEST_EXECUTOR
+    {
+        uint8_t arena[16];
+        int8_t cache[8];
+        EXPECT("cache too small",
+               ts_train_head(M, &cfg, &ts_export_train, &ts_export_test, cache, sizeof(cache),
+                             arena, sizeof(arena), ws, ws_bytes, &hq, &res),
+               TS_ERR_ARENA);
+    }
+#endif
+    free(ws);
+    free(ws_big);
+    free(hq.weights);
+    free(hq.bias);
+    free_input(&in);
+    printf("fails %d\n", fails);
+    return fails == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        die("usage: driver info|order|train|dataset|qm|mbqm|errors ...");
+    }
+    if (strcmp(argv[1], "info") == 0) {
+        return cmd_info();
+    }
+    if (strcmp(argv[1], "order") == 0 && argc >= 5) {
+        return cmd_order(argv + 2);
+    }
+    if (strcmp(argv[1], "train") == 0 && argc >= 8) {
+        return cmd_train(argv + 2, argc - 2);
+    }
+#ifdef TS_TEST_EXECUTOR
+    if (strcmp(argv[1], "dataset") == 0 && argc >= 8) {
+        return cmd_dataset(argv + 2);
+    }
+#endif
+    if (strcmp(argv[1], "qm") == 0) {
+        return cmd_qm();
+    }
+    if (strcmp(argv[1], "mbqm") == 0) {
+        return cmd_mbqm();
+    }
+    if (strcmp(argv[1], "errors") == 0 && argc >= 3) {
+        return cmd_errors(argv + 2);
+    }
+    die("unknown command or missing arguments");
+    return 2;
+}
