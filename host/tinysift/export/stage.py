@@ -84,10 +84,9 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         (samples ordered by the run's selection scores when there are any, else seeded)
     test_samples : size of the held-out int8 test subset (stratified, seeded)
     """
-    from tinysift.data import load_dataset
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
-    from tinysift.models.stage import load_trainset
+    from tinysift.models.stage import load_run_dataset, load_trainset
     from tinysift.quantize import tflm
     from tinysift.runs import (
         Run,
@@ -104,7 +103,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         raise TinysiftError(f"{tpath} not found; run `tinysift quantize --run {run.path}` first")
     tflite = tpath.read_bytes()
     parsed = parse_tflite(tflite)
-    ds = load_dataset(run.manifest["dataset"]["name"])
+    ds = load_run_dataset(run)
     brd = load_board(board)
     x_kept, y_kept = load_trainset(run.path, ds)
     test_idx = stratified_test_subset(ds.y_test, test_samples, seed)
@@ -197,14 +196,13 @@ def _fit_subset(y: np.ndarray, count: int, seed: int, num_classes: int) -> np.nd
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) -> dict:
     """The plan for a run against any board, without writing anything."""
-    from tinysift.data import load_dataset
-    from tinysift.models.stage import load_trainset
+    from tinysift.models.stage import load_run_dataset, load_trainset
     from tinysift.runs import Run
 
     run = Run(run_dir)
     tflite = (run / "model.tflite").read_bytes()
     parsed = parse_tflite(tflite)
-    ds = load_dataset(run.manifest["dataset"]["name"])
+    ds = load_run_dataset(run)
     _, y = load_trainset(run.path, ds)
     return plan_memory(footprint(parsed, len(tflite)), load_board(board), len(y),
                        min(test_samples, len(ds.y_test))).to_dict()

@@ -58,7 +58,14 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if selection is not None and condensed is not None:
         raise BudgetError("pass either --selection or --condensed, not both")
     if selection is not None:
-        sel = read_selection(selection, len(ds.y_train), ds.content_hash)
+        sel = read_selection(selection, len(ds.y_train))
+        if float(sel.get("label_noise", 0.0)) > 0:
+            # The selection was scored on noisy labels: train on the same noisy labels.
+            from tinysift.data import add_label_noise
+
+            ds, _ = add_label_noise(ds, float(sel["label_noise"]), int(sel["noise_seed"]))
+            x, y = ds.x_train, ds.y_train
+        read_selection(selection, len(ds.y_train), ds.content_hash)
         idx = sel["indices"]
         if keep is not None and resolve_keep(keep, len(ds.y_train)) != len(idx):
             raise BudgetError(
@@ -93,8 +100,11 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                             info["steps"], info["params"], info["macs_per_sample"], skipped=True)
     run.record_command()
     run.manifest["seed"] = seed
+    noise = float(sel.get("label_noise", 0.0)) if selection is not None else 0.0
     run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
-                               "train": len(ds.y_train), "test": len(ds.y_test)}
+                               "train": len(ds.y_train), "test": len(ds.y_test),
+                               "label_noise": noise,
+                               "noise_seed": int(sel["noise_seed"]) if noise else 0}
     with run.stage("train", params, inputs, seed=seed) as rec:
         result = train_model(x, y, ds.num_classes, model_cfg, train_cfg, progress=progress)
         acc = evaluate(result.model, ds.x_test, ds.y_test)
@@ -125,6 +135,24 @@ def _key(params: dict, inputs: dict) -> str:
     from tinysift.runs import stage_key
 
     return stage_key(params, inputs)
+
+
+def load_run_dataset(run):
+    """The dataset a run was trained on (with its label noise re-applied), hash-checked."""
+    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.errors import TinysiftError
+
+    info = run.manifest.get("dataset")
+    if not info:
+        raise TinysiftError(f"{run.path} has no dataset recorded; run `tinysift train --out "
+                            f"{run.path}` first")
+    ds = load_dataset(info["name"])
+    if info.get("label_noise"):
+        ds, _ = add_label_noise(ds, float(info["label_noise"]), int(info["noise_seed"]))
+    if ds.content_hash != info["hash"]:
+        raise TinysiftError(f"dataset {info['name']!r} changed since training (hash "
+                            f"{ds.content_hash} != {info['hash']}); train again")
+    return ds
 
 
 def load_trainset(run_dir: str | Path, dataset) -> tuple[np.ndarray, np.ndarray]:

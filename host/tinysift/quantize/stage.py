@@ -83,22 +83,17 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     qat_epochs : epochs of QAT fine-tuning
     seed : seed for the representative draw and QAT
     """
-    from tinysift.data import load_dataset
     from tinysift.errors import TinysiftError
-    from tinysift.models.stage import load_trained_model, load_trainset
+    from tinysift.models.stage import load_run_dataset, load_trained_model, load_trainset
     from tinysift.models.training import evaluate
     from tinysift.quantize import tflm
     from tinysift.runs import Run, atomic_write_bytes, file_hash
 
     run = Run(run_dir)
-    ds_info = run.manifest.get("dataset")
-    if not ds_info or run.stage_info("train") is None:
+    if run.stage_info("train") is None:
         raise TinysiftError(f"{run.path} has no trained model; run `tinysift train --out "
                             f"{run.path}` first")
-    ds = load_dataset(ds_info["name"])
-    if ds.content_hash != ds_info["hash"]:
-        raise TinysiftError(f"dataset {ds_info['name']!r} changed since training (hash "
-                            f"{ds.content_hash} != {ds_info['hash']}); train again")
+    ds = load_run_dataset(run)
     params = {"qat": qat, "representative": representative, "qat_epochs": qat_epochs,
               "seed": seed}
     inputs = {"model": file_hash(run / "model.keras"), "dataset": ds.content_hash}

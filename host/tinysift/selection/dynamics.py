@@ -9,20 +9,30 @@ import numpy as np
 
 from tinysift.selection.context import ScoringContext, TrainingDynamics
 
+# Each measurement follows at least this many optimizer steps: with fewer, BatchNorm's moving
+# statistics still sit near their initial values and evaluation-mode predictions collapse to
+# one class (seen on digits, 12 steps per epoch).
+MIN_STEPS_PER_MEASURE = 100
+
 
 def record_dynamics(ctx: ScoringContext) -> TrainingDynamics:
-    """Train the default tiny CNN for ``ctx.proxy_epochs`` epochs on all of ``ctx``'s data and
-    measure every sample after every epoch."""
+    """Train the default tiny CNN on all of ``ctx``'s data and measure every sample
+    ``ctx.proxy_epochs`` times, each after at least ``MIN_STEPS_PER_MEASURE`` steps (one epoch
+    on a large dataset, several passes on a small one)."""
     from tinysift.models.cnn import HEAD_LAYER, feature_model
-    from tinysift.models.training import TrainConfig, to_float, train_model
-    from tinysift.tfcompat import keras
+    from tinysift.models.training import TrainConfig, train_model
 
     n, k = ctx.num_samples, ctx.num_classes
     stats = {name: [] for name in ("true_prob", "margin", "correct", "el2n", "grand")}
     onehot = np.eye(k, dtype=np.float32)[ctx.y]
     rows = np.arange(n)
 
+    steps_per_epoch = max(1, -(-n // TrainConfig().batch_size))
+    every = max(1, -(-MIN_STEPS_PER_MEASURE // steps_per_epoch))
+
     def measure(epoch: int, model) -> None:
+        if (epoch + 1) % every:
+            return
         feats_model = feature_model(model)
         head = model.get_layer(HEAD_LAYER)
         w, b = (v.numpy() for v in head.weights)
@@ -46,13 +56,11 @@ def record_dynamics(ctx: ScoringContext) -> TrainingDynamics:
         stats.setdefault("_features", [None])[0] = feats
 
     start = time.perf_counter()
-    cfg = TrainConfig(epochs=ctx.proxy_epochs, seed=ctx.seed)
-    _ = keras  # TF is imported by the training module
+    cfg = TrainConfig(epochs=ctx.proxy_epochs * every, seed=ctx.seed)
     train_model(ctx.x, ctx.y, k, train_config=cfg, epoch_hooks=[measure],
                 progress=ctx.progress)
     seconds = time.perf_counter() - start
     features = stats.pop("_features")[0]
-    _ = to_float
     return TrainingDynamics(**{name: np.stack(v) for name, v in stats.items()},
                             features=features.astype(np.float32), seconds=seconds)
 

@@ -14,7 +14,8 @@ CONDENSED_FILE = "condensed.npz"
 
 
 def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, method: str,
-                    num_samples: int, dataset_hash: str) -> Path:
+                    num_samples: int, dataset_hash: str, label_noise: float = 0.0,
+                    noise_seed: int = 0) -> Path:
     """``indices``: kept training indices (sorted int64); ``scores``: one per original sample
     (higher = kept first); ``keep_count`` = len(indices)."""
     indices = np.unique(np.asarray(indices, dtype=np.int64))
@@ -22,7 +23,8 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
                             method=np.array(method), keep_count=np.int64(len(indices)),
                             num_samples=np.int64(num_samples),
                             keep_fraction=np.float64(len(indices) / num_samples),
-                            dataset_hash=np.array(dataset_hash))
+                            dataset_hash=np.array(dataset_hash),
+                            label_noise=np.float64(label_noise), noise_seed=np.int64(noise_seed))
 
 
 def read_selection(path: str | Path, num_samples: int | None = None,

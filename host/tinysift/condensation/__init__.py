@@ -1,0 +1,1 @@
+"""Condensation: synthesize (or pick) K representative samples per class."""

@@ -1,0 +1,78 @@
+"""One interface for condensation methods: ``fit(context)`` then ``condense(per_class)``.
+
+``condense`` returns ``(x, y)``: uint8 images with the dataset's shape and int64 labels,
+exactly ``per_class`` samples per class, class by class. A new method is one module in
+:mod:`tinysift.condensation.methods` decorated with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from tinysift.errors import BudgetError, TinysiftError
+from tinysift.selection.context import ScoringContext
+
+CONDENSERS: dict[str, type[Condenser]] = {}
+
+
+def register(cls: type[Condenser]) -> type[Condenser]:
+    CONDENSERS[cls.name] = cls
+    return cls
+
+
+class Condenser(ABC):
+    name: ClassVar[str] = ""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.context_: ScoringContext | None = None
+
+    def fit(self, context: ScoringContext) -> Condenser:
+        self.context_ = context
+        self._fit(context)
+        return self
+
+    def _fit(self, context: ScoringContext) -> None:  # noqa: B027 - optional hook
+        """Learn what the method needs (embeddings, flows); default: nothing."""
+
+    def condense(self, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        ctx = self.context_
+        if ctx is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(context) first")
+        counts = np.bincount(ctx.y, minlength=ctx.num_classes)
+        if per_class < 1:
+            raise BudgetError(f"per-class K must be >= 1, got {per_class}")
+        if per_class > counts.min():
+            small = int(np.argmin(counts))
+            raise BudgetError(
+                f"per-class K={per_class} is larger than class {small}, which has only "
+                f"{counts.min()} training samples; use K <= {counts.min()}")
+        xs, ys = [], []
+        for c in range(ctx.num_classes):
+            x_c = self._condense_class(c, ctx.class_indices(c), per_class)
+            if x_c.shape != (per_class,) + ctx.x.shape[1:] or x_c.dtype != np.uint8:
+                raise AssertionError(f"{self.name} produced {x_c.shape} {x_c.dtype}")
+            xs.append(x_c)
+            ys.append(np.full(per_class, c, np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    @abstractmethod
+    def _condense_class(self, c: int, idx: np.ndarray, k: int) -> np.ndarray:
+        """``k`` uint8 images for class ``c`` (whose training indices are ``idx``)."""
+
+
+def make_condenser(name: str, **params) -> Condenser:
+    from tinysift.condensation import methods  # noqa: F401 (registers every method)
+
+    if name not in CONDENSERS:
+        raise TinysiftError(f"unknown condensation method {name!r}; known: "
+                            f"{', '.join(sorted(CONDENSERS))}")
+    return CONDENSERS[name](**params)
+
+
+def to_uint8(x_float: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8 pixels (rounded, clipped)."""
+    return np.clip(np.round(np.asarray(x_float) * 255.0), 0, 255).astype(np.uint8)

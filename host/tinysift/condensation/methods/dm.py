@@ -1,0 +1,79 @@
+"""Distribution matching (DM, Zhao & Bilen, WACV 2023), the reference condensation method.
+
+Synthetic images (initialized from random real samples of their class) are optimized so that
+their mean embedding matches the real class's mean embedding under randomly initialized
+convolutional networks, a fresh random network every iteration. Loss: sum over classes of
+||mean f(real_c) - mean f(syn_c)||^2; SGD with momentum 0.5 on the pixels, as in the paper.
+Simplification (stated): no differentiable siamese augmentation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinysift.condensation.base import Condenser, register, to_uint8
+
+
+@register
+class DMCondenser(Condenser):
+    name = "dm"
+
+    def __init__(self, seed: int = 0, iterations: int = 400, real_batch: int = 128,
+                 learning_rate: float = 1.0, width: int = 64, depth: int = 3):
+        super().__init__(seed)
+        self.iterations, self.real_batch = iterations, real_batch
+        self.learning_rate, self.width, self.depth = learning_rate, width, depth
+
+    def condense(self, per_class: int):
+        self._synth = self._optimize(per_class)
+        return super().condense(per_class)
+
+    def _condense_class(self, c, idx, k):
+        return to_uint8(self._synth[c])
+
+    def _optimize(self, k: int) -> np.ndarray:
+        from tinysift.tfcompat import tf
+
+        ctx = self.context_
+        rng = np.random.default_rng(self.seed)
+        kc = ctx.num_classes
+        x = ctx.x.astype(np.float32) / 255.0
+        by_class = [ctx.class_indices(c) for c in range(kc)]
+        init = np.stack([x[rng.choice(ix, size=k, replace=False)] for ix in by_class])
+        syn = tf.Variable(init)  # (K, k, H, W, C)
+        opt = tf.keras.optimizers.SGD(self.learning_rate, momentum=0.5)
+        h, w, ch = x.shape[1:]
+        depth = max(1, min(self.depth, int(np.log2(min(h, w)))))
+
+        def embed(images, kernels):
+            out = images
+            for kern in kernels:
+                out = tf.nn.conv2d(out, kern, 1, "SAME")
+                mean, var = tf.nn.moments(out, axes=[1, 2], keepdims=True)
+                out = tf.nn.relu((out - mean) / tf.sqrt(var + 1e-5))  # instance norm
+                out = tf.nn.avg_pool2d(out, 2, 2, "VALID")
+            return tf.reshape(out, (tf.shape(out)[0], -1))
+
+        @tf.function
+        def step(real, kernels):
+            with tf.GradientTape() as tape:
+                flat = tf.reshape(syn, (kc * k, h, w, ch))
+                es = tf.reshape(embed(flat, kernels), (kc, k, -1))
+                er = tf.reshape(embed(real, kernels), (kc, self.real_batch, -1))
+                loss = tf.reduce_sum((tf.reduce_mean(er, 1) - tf.reduce_mean(es, 1)) ** 2)
+            opt.apply_gradients([(tape.gradient(loss, syn), syn)])
+            syn.assign(tf.clip_by_value(syn, 0.0, 1.0))
+            return loss
+
+        for _ in range(self.iterations):
+            kernels, cin = [], ch
+            for _layer in range(depth):
+                std = np.sqrt(2.0 / (9 * cin))
+                kernels.append(tf.constant(
+                    rng.normal(0, std, (3, 3, cin, self.width)).astype(np.float32)))
+                cin = self.width
+            picks = np.concatenate([rng.choice(ix, size=self.real_batch,
+                                               replace=len(ix) < self.real_batch)
+                                    for ix in by_class])
+            step(tf.constant(x[picks]), kernels)
+        return syn.numpy()

@@ -1,0 +1,199 @@
+"""VQ: per-class vector quantization with a coverage selection.
+
+Scoring
+-------
+Each class gets a codebook (k-means++, seeded) in an embedding of the samples. Per sample:
+``distance`` to its codeword (prototypicality: small = typical), the codeword's
+``occupancy`` (how many samples it quantizes: density) and the class's codeword coverage.
+``scores_`` (higher = keep first) is the negative distance rank inside the codeword, so a
+typical sample of a dense codeword scores high.
+
+Selection (coverage)
+--------------------
+For a budget of ``q`` samples in a class the codebook has ``K = ceil(q / per_codeword)``
+codewords, so every codeword is represented when the budget allows. The class quota is
+split over codewords by occupancy (largest remainder, at least one each), which keeps the
+selected set's density close to the data's. Inside a codeword, members are ranked by
+distance to the codeword and picks are spread evenly over a *window* of that ranking:
+
+* the outermost ``outlier_tail`` of every codeword (by distance) is never chosen: those are
+  outliers and likely mislabeled samples;
+* at mild pruning (keep >= ``hard_above``) the window is the far part of what remains
+  ('keep hard': informative samples near the boundaries, Sorscher et al. 2022);
+* at extreme pruning (keep <= ``easy_below``) the window is the near part ('keep
+  prototypical': with few samples, typical ones teach the class best);
+* in between, the window slides linearly from one to the other.
+
+Spreading picks over the window (stratified by distance rank) rather than taking the single
+nearest sample keeps diversity inside a codeword: nearest-to-centroid alone loses to random
+at extreme budgets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinysift.selection.base import PruningMethod, register
+
+
+def kmeans(z: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ (scikit-learn, one init, seeded): returns (centroids, assignment)."""
+    from sklearn.cluster import KMeans
+
+    k = max(1, min(k, len(z)))
+    if k == 1:
+        return z.mean(0, keepdims=True), np.zeros(len(z), dtype=np.int64)
+    km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=iters, random_state=seed)
+    assign = km.fit_predict(z)
+    return km.cluster_centers_.astype(np.float32), assign.astype(np.int64)
+
+
+def occupancy_quotas(occupancy: np.ndarray, quota: int) -> np.ndarray:
+    """Split ``quota`` over codewords proportionally to occupancy, >= 1 each when
+    quota >= K, never more than a codeword holds (largest remainder)."""
+    k = len(occupancy)
+    out = np.zeros(k, dtype=np.int64)
+    if quota >= k:
+        out[:] = 1
+    rest = quota - out.sum()
+    while rest > 0:
+        room = occupancy - out
+        weights = np.where(room > 0, occupancy, 0).astype(np.float64)
+        if weights.sum() == 0:
+            break
+        ideal = weights / weights.sum() * rest
+        add = np.minimum(np.floor(ideal).astype(np.int64), room)
+        if add.sum() == 0:
+            order = np.lexsort((np.arange(k), -(ideal - np.floor(ideal)), room <= 0))
+            for j in order[:rest]:
+                if room[j] > 0:
+                    add[j] += 1
+        out += add
+        rest = quota - out.sum()
+    return out
+
+
+def window_picks(n: int, m: int, lo: float, hi: float) -> np.ndarray:
+    """``m`` distinct ranks in [0, n) spread evenly over the quantile window [lo, hi)."""
+    if m >= n:
+        return np.arange(n)
+    a, b = int(math.floor(lo * n)), int(math.ceil(hi * n))
+    if b - a < m:  # widen the window symmetrically until it holds m ranks
+        grow = m - (b - a)
+        a = max(0, a - (grow + 1) // 2)
+        b = min(n, a + max(m, b - a + grow))
+        a = max(0, b - max(m, b - a))
+    picks = a + np.floor((np.arange(m) + 0.5) * (b - a) / m).astype(np.int64)
+    return np.unique(np.clip(picks, a, b - 1))
+
+
+@register
+class VQMethod(PruningMethod):
+    """Vector-quantization coverage selection.
+
+    Parameters
+    ----------
+    embedding : {"pixels", "random-conv", "cnn"}
+    dim : embedding dimension after PCA
+    per_codeword : target picks per codeword (codebook size = ceil(quota / per_codeword))
+    score_codebook : codewords per class for the exported per-sample scores
+    outlier_tail : fraction of each codeword's farthest members never selected
+    hard_above, easy_below : keep fractions of the 'keep hard' / 'keep prototypical' regimes
+    window : width of the distance-rank window (fraction of the non-outlier members)
+    """
+
+    name = "vq"
+
+    def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "random-conv",
+                 dim: int = 32, per_codeword: int = 4, score_codebook: int = 32,
+                 outlier_tail: float = 0.1, hard_above: float = 0.5, easy_below: float = 0.1,
+                 window: float = 0.6):
+        super().__init__(seed=seed, balance=balance)
+        self.embedding = embedding
+        self.dim = dim
+        self.per_codeword = per_codeword
+        self.score_codebook = score_codebook
+        self.outlier_tail = outlier_tail
+        self.hard_above = hard_above
+        self.easy_below = easy_below
+        self.window = window
+
+    @property
+    def needs(self) -> frozenset[str]:  # type: ignore[override]
+        return frozenset({"dynamics"}) if self.embedding == "cnn" else frozenset()
+
+    def _fit(self, context) -> np.ndarray:
+        z = context.embedding(self.embedding, self.dim)
+        self.z_ = z
+        scores = np.zeros(context.num_samples)
+        self.distance_ = np.zeros(context.num_samples)
+        self.occupancy_ = np.zeros(context.num_samples, dtype=np.int64)
+        self.codeword_ = np.zeros(context.num_samples, dtype=np.int64)
+        for c in range(context.num_classes):
+            idx = context.class_indices(c)
+            if len(idx) == 0:
+                continue
+            cent, assign = kmeans(z[idx], self.score_codebook, self.seed + c)
+            dist = np.linalg.norm(z[idx] - cent[assign], axis=1)
+            occ = np.bincount(assign, minlength=len(cent))
+            self.distance_[idx] = dist
+            self.occupancy_[idx] = occ[assign]
+            self.codeword_[idx] = assign
+            # Relative rank inside the codeword: 1 = nearest (most prototypical).
+            rel = np.zeros(len(idx))
+            for j in range(len(cent)):
+                members = np.flatnonzero(assign == j)
+                order = np.argsort(dist[members], kind="stable")
+                rel[members[order]] = 1.0 - np.arange(len(members)) / max(1, len(members))
+            scores[idx] = rel
+        return scores
+
+    def rank_window(self, keep_fraction: float) -> tuple[float, float]:
+        """Quantile window of distance ranks (0 = nearest) used at this keep fraction."""
+        usable = 1.0 - self.outlier_tail
+        width = min(self.window, usable)
+        if keep_fraction >= self.hard_above:
+            t = 1.0
+        elif keep_fraction <= self.easy_below:
+            t = 0.0
+        else:
+            t = (keep_fraction - self.easy_below) / (self.hard_above - self.easy_below)
+        lo = t * (usable - width)
+        return lo, lo + width
+
+    def _select(self, count: int) -> np.ndarray:
+        ctx = self.context_
+        keep_fraction = count / ctx.num_samples
+        lo, hi = self.rank_window(keep_fraction)
+        self.window_ = (lo, hi)
+
+        def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
+            return self._choose_in_class(idx, quota, lo, hi)
+
+        return self._per_class(count, chooser)
+
+    def _choose_in_class(self, idx: np.ndarray, quota: int, lo: float, hi: float) -> np.ndarray:
+        if quota >= len(idx):
+            return idx
+        z = self.z_[idx]
+        k = max(1, math.ceil(quota / self.per_codeword))
+        cent, assign = kmeans(z, k, self.seed + int(idx[0]) % 9973)
+        dist = np.linalg.norm(z - cent[assign], axis=1)
+        occ = np.bincount(assign, minlength=len(cent))
+        quotas = occupancy_quotas(occ, quota)
+        chosen = []
+        for j in range(len(cent)):
+            if quotas[j] == 0:
+                continue
+            members = np.flatnonzero(assign == j)
+            order = members[np.argsort(dist[members], kind="stable")]
+            ranks = window_picks(len(order), int(quotas[j]), lo, hi)
+            chosen.append(order[ranks])
+        picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+        if len(picked) < quota:  # rounding in tiny codewords: fill by prototypicality
+            rest = np.setdiff1d(np.arange(len(idx)), picked)
+            extra = rest[np.argsort(-self.scores_[idx[rest]], kind="stable")]
+            picked = np.concatenate([picked, extra[:quota - len(picked)]])
+        return idx[np.sort(picked[:quota])]

@@ -1,0 +1,86 @@
+"""The ``prune`` stage: score a dataset with one method and keep an exact budget."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.selection.io import SELECTION_FILE, write_selection
+
+
+@dataclass
+class PruneOutcome:
+    run_dir: Path
+    method: str
+    keep_count: int
+    num_samples: int
+    class_counts: list[int]
+    score_seconds: float
+    select_seconds: float
+    skipped: bool = False
+
+
+def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
+          seed: int = 0, label_noise: float = 0.0, balance: bool = True,
+          proxy_epochs: int = 4, progress: bool = True, **method_params) -> PruneOutcome:
+    """Score ``dataset``'s training split with ``method`` and write ``OUT/selection.npz``.
+
+    Parameters
+    ----------
+    dataset : registry name, ``npz:PATH`` or ``folder:PATH``
+    method : a registered method name (``vq``, ``flow``, ``random``, ``el2n``, ...)
+    keep : fraction in (0, 1] or integer count of samples to KEEP
+    out : run folder (embeddings and training dynamics are cached in ``OUT/cache``)
+    seed : seed of every random choice
+    label_noise : symmetric label noise applied (seeded) before scoring, for robustness
+        studies; the train stage re-applies the same noise
+    balance : class-balanced budget (within 1 per class)
+    proxy_epochs : epochs of the brief proxy training behind dynamics-based scores
+    method_params : keyword arguments of the method's constructor
+    """
+    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.runs import Run, stage_key
+    from tinysift.selection import ScoringContext, make_method, resolve_keep
+
+    ds = load_dataset(dataset)
+    if label_noise:
+        ds, _ = add_label_noise(ds, label_noise, seed)
+    count = resolve_keep(keep, len(ds.y_train))
+    run = Run(out)
+    params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
+              "seed": seed, "label_noise": label_noise, "balance": balance,
+              "proxy_epochs": proxy_epochs, "method_params": method_params}
+    inputs = {"dataset": ds.content_hash}
+    if run.is_fresh("prune", stage_key(params, inputs)):
+        r = run.stage_info("prune")["results"]
+        return PruneOutcome(run.path, method, count, len(ds.y_train), r["class_counts"],
+                            r["score_seconds"], r["select_seconds"], skipped=True)
+    run.record_command()
+    run.manifest["seed"] = seed
+    run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
+                               "train": len(ds.y_train), "test": len(ds.y_test),
+                               "label_noise": label_noise}
+    with run.stage("prune", params, inputs, seed=seed) as rec:
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
+                             cache_dir=run / "cache", proxy_epochs=proxy_epochs,
+                             progress=progress)
+        impl = make_method(method, seed=seed, balance=balance, **method_params)
+        start = time.perf_counter()
+        impl.fit(ctx)
+        score_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        kept = impl.select(count)
+        select_seconds = time.perf_counter() - start
+        write_selection(run / SELECTION_FILE, kept, impl.scores_, method, len(ds.y_train),
+                        ds.content_hash, label_noise=label_noise, noise_seed=seed)
+        rec["outputs"].append(SELECTION_FILE)
+        counts = np.bincount(ds.y_train[kept], minlength=ds.num_classes).tolist()
+        rec["results"].update(keep_count=count, keep_fraction=count / len(ds.y_train),
+                              class_counts=counts, score_seconds=round(score_seconds, 3),
+                              select_seconds=round(select_seconds, 3),
+                              shared_seconds={k: round(v, 3) for k, v in ctx.timings.items()})
+    return PruneOutcome(run.path, method, count, len(ds.y_train), counts, score_seconds,
+                        select_seconds)
