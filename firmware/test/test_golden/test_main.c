@@ -4,7 +4,7 @@
  *
  * Built against one export directory: its ts_export*.c files and ts_export.h are compiled
  * in (host: tests/test_engine_golden.py passes -I and the sources; PlatformIO: set
- * TS_EXPORT_DIR, see firmware/test/golden_export.py). Without an export (TS_GOLDEN_EXPORT
+ * TS_EXPORT_DIR, see firmware/test/golden_export.py). Without an export (TS_HAVE_EXPORT
  * undefined) the test reports SKIP.
  *
  * On a mismatch it runs the first TS_EXPORT_GOLDEN_LAYER_SAMPLES samples layer by layer and
@@ -24,7 +24,7 @@
 #include "ts_platform.h"
 #include "ts_test.h"
 
-#if defined(TS_GOLDEN_EXPORT)
+#if defined(TS_HAVE_EXPORT)
 #include "ts_export.h"
 
 #define ARENA_BYTES TS_EXPORT_ARENA_BYTES

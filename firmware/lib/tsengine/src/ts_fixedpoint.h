@@ -40,7 +40,8 @@ static inline int32_t ts_add_wrap(int32_t a, int32_t b) {
     return (int32_t)((uint32_t)a + (uint32_t)b);
 }
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero,
+/* gemmlowp SaturatingRoundingDoublingHighMul: a * b / 2^31 rounded to nearest (a tie
+ * rounds up, toward +infinity: the negative nudge is 1 - 2^30 and the division truncates),
  * saturating the single overflow case a == b == INT32_MIN. */
 static inline int32_t ts_srdhm(int32_t a, int32_t b) {
     int64_t ab, nudge, q;

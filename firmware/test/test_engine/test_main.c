@@ -1,0 +1,585 @@
+/*
+ * Engine tests that need no export:
+ *   - fixed point: the fast MultiplyByQuantizedMultiplier equals the gemmlowp-literal one;
+ *   - kernels: the DSP path equals the scalar path on random layers (odd channel counts,
+ *     strides, dilation, SAME/VALID padding, depth multipliers, per-tensor quantization);
+ *   - malformed layer tables are refused with the right status code (wrong version, shapes
+ *     that do not chain, arena too small, bad op, NULL arrays, out-of-range parameters),
+ *     and random single-field corruptions never get past ts_model_check into undefined
+ *     behaviour (run under -fsanitize=address,undefined by tests/test_engine_golden.py and
+ *     the PlatformIO env native-asan).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "ts_engine.h"
+#include "ts_fixedpoint.h"
+#include "ts_kernels.h"
+#include "ts_platform.h"
+#include "ts_test.h"
+
+/* Fewer random trials under the instruction-counting emulator. */
+#if defined(TS_TARGET_QEMU)
+#define TRIALS(n) ((n) / 10u)
+#else
+#define TRIALS(n) (n)
+#endif
+
+static uint32_t g_rng = 0x12345678u;
+
+static uint32_t rnd(void) { /* xorshift32 */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 17;
+    g_rng ^= g_rng << 5;
+    return g_rng;
+}
+
+static int32_t rnd_range(int32_t lo, int32_t hi) { /* inclusive */
+    return lo + (int32_t)(rnd() % (uint32_t)(hi - lo + 1));
+}
+
+/* ---- fixed point ---------------------------------------------------------------------- */
+
+static void test_mbqm_fast_equals_reference(void) {
+    static const int32_t xs[] = {0, 1, -1, 2, -2, 3, -3, 127, -128, 1 << 20, -(1 << 20),
+                                 TS_INT32_MAX, TS_INT32_MIN, TS_INT32_MIN + 1, 1 << 30,
+                                 -(1 << 30), 0x3FFFFFFF, -0x3FFFFFFF};
+    static const int32_t ms[] = {0, 1, 1 << 30, (1 << 30) + 1, TS_INT32_MAX, 1518500250,
+                                 1932735283};
+    size_t a, b;
+    int32_t s;
+    uint32_t i;
+    for (a = 0; a < sizeof xs / sizeof xs[0]; ++a) {
+        for (b = 0; b < sizeof ms / sizeof ms[0]; ++b) {
+            for (s = -31; s <= 30; ++s) {
+                const int32_t r = ts_mbqm(xs[a], ms[b], s), f = ts_mbqm_fast(xs[a], ms[b], s);
+                if (r != f) {
+                    TS_FAIL_("x=%ld m=%ld s=%ld: %ld vs %ld", (long)xs[a], (long)ms[b], (long)s,
+                             (long)r, (long)f);
+                }
+            }
+        }
+    }
+    for (i = 0; i < TRIALS(200000u); ++i) {
+        const int32_t x = (i & 1u) ? (int32_t)rnd() : rnd_range(-5000000, 5000000);
+        const int32_t m = (int32_t)(rnd() >> 1);
+        const int32_t s = rnd_range(-31, 30);
+        if (ts_mbqm(x, m, s) != ts_mbqm_fast(x, m, s)) {
+            TS_FAIL_("x=%ld m=%ld s=%ld", (long)x, (long)m, (long)s);
+        }
+    }
+}
+
+static void test_rounding_primitives(void) {
+    /* gemmlowp semantics: SRDHM rounds half away from zero and saturates MIN*MIN. */
+    TS_ASSERT_EQ_INT(TS_INT32_MAX, ts_srdhm(TS_INT32_MIN, TS_INT32_MIN));
+    TS_ASSERT_EQ_INT(1, ts_srdhm(1 << 30, 2));           /* 2^31/2^31 */
+    TS_ASSERT_EQ_INT(1, ts_srdhm(1 << 30, 1));           /* 0.5 -> 1 */
+    TS_ASSERT_EQ_INT(-1, ts_srdhm(-(3 << 28), 4));       /* -1.5 -> -1 */
+    TS_ASSERT_EQ_INT(0, ts_srdhm(-(1 << 30), 1));        /* -0.5 -> 0: ties toward +inf */
+    TS_ASSERT_EQ_INT(-1, ts_srdhm(-(1 << 30) - 1, 1));
+    TS_ASSERT_EQ_INT(0, ts_srdhm((1 << 30) - 1, 1));
+    /* RoundingDivideByPOT: half away from zero */
+    TS_ASSERT_EQ_INT(2, ts_rdbpot(3, 1));
+    TS_ASSERT_EQ_INT(-2, ts_rdbpot(-3, 1));
+    TS_ASSERT_EQ_INT(1, ts_rdbpot(5, 2));  /* 1.25 */
+    TS_ASSERT_EQ_INT(-1, ts_rdbpot(-5, 2));
+    TS_ASSERT_EQ_INT(2, ts_rdbpot(6, 2));  /* 1.5 */
+    TS_ASSERT_EQ_INT(-2, ts_rdbpot(-6, 2));
+    TS_ASSERT_EQ_INT(-1, ts_rdbpot(TS_INT32_MIN, 31));
+    TS_ASSERT_EQ_INT(1, ts_rdbpot(TS_INT32_MAX, 31));
+    TS_ASSERT_EQ_INT(TS_INT32_MAX, ts_sat_mul_pot(1 << 30, 1));
+    TS_ASSERT_EQ_INT(TS_INT32_MIN, ts_sat_mul_pot(-(1 << 30) - 1, 1));
+    TS_ASSERT_EQ_INT(-(1 << 30) * 2, ts_sat_mul_pot(-(1 << 30), 1));
+}
+
+/* ---- random layers: DSP path == scalar path --------------------------------------------- */
+
+#define MAXW 4096
+#define MAXA 8192
+static int8_t g_w[MAXW];
+static int32_t g_bias[64], g_mult[64], g_shift[64];
+static int8_t g_in[MAXA], g_out_ref[MAXA], g_out_dsp[MAXA];
+
+static int32_t out_size(int same, int32_t in, int32_t f, int32_t s, int32_t d) {
+    const int32_t eff = (f - 1) * d + 1;
+    return same ? (in + s - 1) / s : (in + s - eff) / s;
+}
+
+static int16_t same_pad(int32_t in, int32_t f, int32_t s, int32_t d, int32_t out) {
+    const int32_t eff = (f - 1) * d + 1;
+    const int32_t total = (out - 1) * s + eff - in;
+    return (int16_t)(total > 0 ? total / 2 : 0);
+}
+
+/* A random valid conv-like layer of `op`; returns 0 when the draw is degenerate. */
+static int random_layer(ts_layer_t *l, uint8_t op) {
+    const int same = (int)(rnd() & 1u);
+    int32_t oc, k, i;
+    memset(l, 0, sizeof *l);
+    l->op = op;
+    l->padding = (uint8_t)(same ? TS_PAD_SAME : TS_PAD_VALID);
+    l->stride_h = (uint8_t)rnd_range(1, 2);
+    l->stride_w = (uint8_t)rnd_range(1, 2);
+    l->dilation_h = (uint8_t)((rnd() % 4u) == 0 ? 2 : 1);
+    l->dilation_w = (uint8_t)((rnd() % 4u) == 0 ? 2 : 1);
+    l->filter_h = (uint8_t)rnd_range(1, 3);
+    l->filter_w = (uint8_t)rnd_range(1, 3);
+    l->depth_multiplier = 1;
+    l->in.h = rnd_range(1, 9);
+    l->in.w = rnd_range(1, 9);
+    l->in.c = rnd_range(1, 13);
+    if (op == TS_OP_FULLY_CONNECTED) {
+        l->in.h = 1;
+        l->in.w = rnd_range(1, 4);
+        l->in.c = rnd_range(1, 80);
+        l->out.h = 1;
+        l->out.w = 1;
+        l->out.c = rnd_range(1, 11);
+        k = l->in.w * l->in.c;
+        oc = l->out.c;
+        l->filter_h = l->filter_w = 1;
+        l->stride_h = l->stride_w = 1;
+        l->dilation_h = l->dilation_w = 1;
+        l->padding = TS_PAD_VALID;
+    } else {
+        l->out.h = out_size(same, l->in.h, l->filter_h, l->stride_h, l->dilation_h);
+        l->out.w = out_size(same, l->in.w, l->filter_w, l->stride_w, l->dilation_w);
+        if (l->out.h < 1 || l->out.w < 1) {
+            return 0;
+        }
+        l->pad_h = same_pad(l->in.h, l->filter_h, l->stride_h, l->dilation_h, l->out.h);
+        l->pad_w = same_pad(l->in.w, l->filter_w, l->stride_w, l->dilation_w, l->out.w);
+        if (op == TS_OP_CONV_2D) {
+            l->out.c = rnd_range(1, 11);
+            k = l->filter_h * l->filter_w * l->in.c;
+        } else {
+            l->depth_multiplier = (uint16_t)((rnd() % 3u) == 0 ? 2 : 1);
+            l->out.c = l->in.c * l->depth_multiplier;
+            k = l->filter_h * l->filter_w;
+        }
+        oc = l->out.c;
+    }
+    if (k * oc > MAXW || l->in.h * l->in.w * l->in.c > MAXA ||
+        l->out.h * l->out.w * l->out.c > MAXA || oc > 64) {
+        return 0;
+    }
+    for (i = 0; i < k * oc; ++i) {
+        g_w[i] = (int8_t)rnd_range(-128, 127);
+    }
+    for (i = 0; i < l->in.h * l->in.w * l->in.c; ++i) {
+        g_in[i] = (int8_t)rnd_range(-128, 127);
+    }
+    for (i = 0; i < oc; ++i) {
+        g_bias[i] = rnd_range(-200000, 200000);
+        g_mult[i] = (int32_t)((rnd() >> 1) | 0x40000000u);
+        g_shift[i] = rnd_range(-14, 1);
+    }
+    l->weights = g_w;
+    l->weights_len = (uint32_t)(k * oc);
+    l->bias = (rnd() % 4u) == 0 ? NULL : g_bias;
+    l->bias_len = l->bias ? (uint32_t)oc : 0u;
+    l->multiplier = g_mult;
+    l->shift = g_shift;
+    l->quant_len = (rnd() % 3u) == 0 ? 1u : (uint32_t)oc;
+    l->input_zero_point = rnd_range(-128, 127);
+    l->output_zero_point = rnd_range(-128, 127);
+    l->act_min = rnd_range(-128, 0);
+    l->act_max = rnd_range(0, 127);
+    return 1;
+}
+
+static void test_dsp_equals_scalar_random_layers(void) {
+    static const uint8_t ops[3] = {TS_OP_CONV_2D, TS_OP_DEPTHWISE_CONV_2D, TS_OP_FULLY_CONNECTED};
+    uint32_t trial, done = 0;
+    for (trial = 0; trial < TRIALS(3000u); ++trial) {
+        ts_layer_t l;
+        size_t n;
+        const uint8_t op = ops[trial % 3u];
+        if (!random_layer(&l, op)) {
+            continue;
+        }
+        if (ts_layer_check(&l) != TS_OK) {
+            TS_FAIL_("trial %u: random layer (op %d) refused: %d", (unsigned)trial, (int)op,
+                     (int)ts_layer_check(&l));
+        }
+        n = ts_layer_out_bytes(&l);
+        memset(g_out_ref, 0x11, n);
+        memset(g_out_dsp, 0x22, n);
+        if (op == TS_OP_CONV_2D) {
+            ts_conv2d_s8_ref(&l, g_in, g_out_ref);
+            ts_conv2d_s8_dsp(&l, g_in, g_out_dsp);
+        } else if (op == TS_OP_DEPTHWISE_CONV_2D) {
+            ts_depthwise_conv2d_s8_ref(&l, g_in, g_out_ref);
+            ts_depthwise_conv2d_s8_dsp(&l, g_in, g_out_dsp);
+        } else {
+            ts_fully_connected_s8_ref(&l, g_in, g_out_ref);
+            ts_fully_connected_s8_dsp(&l, g_in, g_out_dsp);
+        }
+        if (memcmp(g_out_ref, g_out_dsp, n) != 0) {
+            TS_FAIL_("trial %u op %d in %ldx%ldx%ld out %ldx%ldx%ld f %ux%u s %ux%u d %ux%u "
+                     "pad %d: dsp != scalar", (unsigned)trial, (int)op, (long)l.in.h,
+                     (long)l.in.w, (long)l.in.c, (long)l.out.h, (long)l.out.w, (long)l.out.c,
+                     l.filter_h, l.filter_w, l.stride_h, l.stride_w, l.dilation_h,
+                     l.dilation_w, l.padding);
+        }
+        ++done;
+    }
+    TS_ASSERT(done > TRIALS(1500u));
+}
+
+/* ---- a small valid model and its malformed variants -------------------------------------- */
+
+static const int8_t k_conv_w[4 * 3 * 3 * 2] = {
+    1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15, -16, 17, -18,
+    -1, 2, -3, 4, -5, 6, -7, 8, -9, 10, -11, 12, -13, 14, -15, 16, -17, 18,
+    20, 0, 0, 20, 0, 0, 20, 0, 0, 20, 0, 0, 20, 0, 0, 20, 0, 0,
+    -5, -5, -5, -5, 30, 30, -5, -5, -5, -5, -5, -5, 30, 30, -5, -5, -5, -5};
+static const int32_t k_conv_b[4] = {100, -100, 0, 50};
+static const int32_t k_mult4[4] = {1518500250, 1240000000, 1900000000, 1073741824};
+static const int32_t k_shift4[4] = {-7, -6, -8, -7};
+static const int8_t k_dw_w[3 * 3 * 4] = {
+    3, -1, 2, 0, 1, 1, 1, 1, -2, 4, 0, 2, 5, 5, 5, 5, 7, -7, 7, -7,
+    1, 2, 3, 4, -1, -2, -3, -4, 0, 9, 0, 9, 2, 2, 2, 2};
+static const int32_t k_dw_b[4] = {-30, 30, 10, 0};
+static const int8_t k_fc_w[3 * 4] = {10, -20, 30, -40, 50, 60, -70, 80, 1, 2, 3, 4};
+static const int32_t k_fc_b[3] = {1000, -2000, 500};
+/* Per-tensor (quant_len 1), backed by one entry per channel: the table's lengths describe
+ * its arrays, and the corruption test below may set quant_len to the channel count. */
+static const int32_t k_fc_mult[3] = {1431655765, 1431655765, 1431655765};
+static const int32_t k_fc_shift[3] = {-9, -9, -9};
+static const int32_t k_q_mult[1] = {1610612736};
+static const int32_t k_q_shift[1] = {0};
+
+#define NL 8
+static ts_layer_t g_layers[NL];
+static ts_model_t g_model;
+static uint8_t g_arena[1024] __attribute__((aligned(8)));
+static int8_t g_x[6 * 6 * 2];
+static int8_t g_y[4096];
+
+static ts_layer_t row(uint8_t op, ts_dims_t in, ts_dims_t out) {
+    ts_layer_t l;
+    memset(&l, 0, sizeof l);
+    l.op = op;
+    l.in = in;
+    l.out = out;
+    l.stride_h = l.stride_w = 1;
+    l.dilation_h = l.dilation_w = 1;
+    l.filter_h = l.filter_w = 1;
+    l.depth_multiplier = 1;
+    l.act_min = -128;
+    l.act_max = 127;
+    return l;
+}
+
+static void build_valid_model(void) {
+    const ts_dims_t d662 = {6, 6, 2}, d664 = {6, 6, 4}, d334 = {3, 3, 4}, d224 = {2, 2, 4};
+    const ts_dims_t d114 = {1, 1, 4}, d113 = {1, 1, 3};
+    ts_layer_t *l = g_layers;
+    int i;
+    /* 0 CONV 3x3 SAME, ReLU-like clamp */
+    l[0] = row(TS_OP_CONV_2D, d662, d664);
+    l[0].padding = TS_PAD_SAME;
+    l[0].filter_h = l[0].filter_w = 3;
+    l[0].pad_h = l[0].pad_w = 1;
+    l[0].input_zero_point = -128;
+    l[0].output_zero_point = -10;
+    l[0].act_min = -10;
+    l[0].weights = k_conv_w;
+    l[0].weights_len = sizeof k_conv_w;
+    l[0].bias = k_conv_b;
+    l[0].bias_len = 4;
+    l[0].multiplier = k_mult4;
+    l[0].shift = k_shift4;
+    l[0].quant_len = 4;
+    /* 1 DEPTHWISE 3x3 stride 2 SAME */
+    l[1] = row(TS_OP_DEPTHWISE_CONV_2D, d664, d334);
+    l[1].padding = TS_PAD_SAME;
+    l[1].filter_h = l[1].filter_w = 3;
+    l[1].stride_h = l[1].stride_w = 2;
+    l[1].pad_h = l[1].pad_w = 0;
+    l[1].input_zero_point = -10;
+    l[1].output_zero_point = 3;
+    l[1].weights = k_dw_w;
+    l[1].weights_len = sizeof k_dw_w;
+    l[1].bias = k_dw_b;
+    l[1].bias_len = 4;
+    l[1].multiplier = k_mult4;
+    l[1].shift = k_shift4;
+    l[1].quant_len = 4;
+    /* 2 MAX_POOL 2x2 stride 1 VALID */
+    l[2] = row(TS_OP_MAX_POOL_2D, d334, d224);
+    l[2].filter_h = l[2].filter_w = 2;
+    /* 3 AVERAGE_POOL 2x2 VALID */
+    l[3] = row(TS_OP_AVERAGE_POOL_2D, d224, d114);
+    l[3].filter_h = l[3].filter_w = 2;
+    /* 4 RESHAPE */
+    l[4] = row(TS_OP_RESHAPE, d114, d114);
+    /* 5 FULLY_CONNECTED 4 -> 3 */
+    l[5] = row(TS_OP_FULLY_CONNECTED, d114, d113);
+    l[5].input_zero_point = 3;
+    l[5].output_zero_point = 5;
+    l[5].weights = k_fc_w;
+    l[5].weights_len = sizeof k_fc_w;
+    l[5].bias = k_fc_b;
+    l[5].bias_len = 3;
+    l[5].multiplier = k_fc_mult;
+    l[5].shift = k_fc_shift;
+    l[5].quant_len = 1;
+    /* 6 QUANTIZE int8 -> int8 */
+    l[6] = row(TS_OP_QUANTIZE, d113, d113);
+    l[6].input_zero_point = 5;
+    l[6].output_zero_point = -3;
+    l[6].multiplier = k_q_mult;
+    l[6].shift = k_q_shift;
+    l[6].quant_len = 1;
+    /* 7 SOFTMAX */
+    l[7] = row(TS_OP_SOFTMAX, d113, d113);
+    l[7].output_zero_point = -128;
+    l[7].softmax_input_multiplier = 1717986918;
+    l[7].softmax_input_left_shift = 22;
+    l[7].softmax_diff_min = -248;
+
+    memset(&g_model, 0, sizeof g_model);
+    g_model.format_version = TS_FORMAT_VERSION;
+    g_model.num_layers = NL;
+    g_model.layers = g_layers;
+    g_model.input = d662;
+    g_model.head_layer = 5;
+    g_model.num_classes = 3;
+    for (i = 0; i < (int)sizeof g_x; ++i) {
+        g_x[i] = (int8_t)((i * 37) % 256 - 128);
+    }
+}
+
+static ts_status_t invoke(void) {
+    return ts_invoke(&g_model, g_x, g_y, g_arena, sizeof g_arena);
+}
+
+static void test_valid_model_runs(void) {
+    int32_t sum = 0;
+    int i;
+    build_valid_model();
+    TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&g_model));
+    /* largest layer: conv 72 + 144 bytes */
+    TS_ASSERT_EQ_INT(72 + 144, ts_arena_size(&g_model));
+    TS_ASSERT_EQ_INT(TS_OK, invoke());
+    for (i = 0; i < 3; ++i) {
+        sum += g_y[i] + 128;
+    }
+    /* softmax outputs are probabilities in 1/256 units */
+    TS_ASSERT(sum >= 250 && sum <= 260);
+    /* a prefix, then the rest from the prefix's output: the same result */
+    {
+        int8_t mid[16], y2[3];
+        TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, 0, 4, g_x, mid, g_arena, sizeof g_arena));
+        TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, 4, NL, mid, y2, g_arena, sizeof g_arena));
+        TS_ASSERT_MEM_EQ(g_y, y2, 3);
+    }
+    /* a single layer needs no arena */
+    {
+        int8_t y3[3];
+        TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, 7, 8, g_y, y3, NULL, 0));
+    }
+}
+
+#define EXPECT_CHECK(expected, ...)                                                            \
+    do {                                                                                       \
+        build_valid_model();                                                                   \
+        __VA_ARGS__;                                                                           \
+        TS_ASSERT_EQ_INT((expected), ts_model_check(&g_model));                                \
+        TS_ASSERT_EQ_INT((expected), invoke());                                                \
+        TS_ASSERT_EQ_INT(0, ts_arena_size(&g_model));                                          \
+    } while (0)
+
+static void test_wrong_version(void) {
+    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 2);
+    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 0);
+    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 0xFFFFFFFFu);
+}
+
+static void test_null_pointers(void) {
+    build_valid_model();
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_model_check(NULL));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_invoke(NULL, g_x, g_y, g_arena, sizeof g_arena));
+    TS_ASSERT_EQ_INT(0, ts_arena_size(NULL));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_invoke(&g_model, NULL, g_y, g_arena, sizeof g_arena));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_invoke(&g_model, g_x, NULL, g_arena, sizeof g_arena));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_invoke(&g_model, g_x, g_y, NULL, sizeof g_arena));
+    EXPECT_CHECK(TS_ERR_NULL, g_model.layers = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[0].weights = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[1].weights = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[5].weights = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[0].bias = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[0].multiplier = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[5].shift = NULL);
+    EXPECT_CHECK(TS_ERR_NULL, g_layers[6].multiplier = NULL);
+}
+
+static void test_shapes_that_do_not_chain(void) {
+    /* each layer valid on its own, but not fed by its predecessor */
+    EXPECT_CHECK(TS_ERR_SHAPE, {
+        g_layers[2].in.h = 4;
+        g_layers[2].in.w = 4;
+        g_layers[2].out.h = 3;
+        g_layers[2].out.w = 3;
+        g_layers[3].in = g_layers[2].out;
+        g_layers[3].filter_h = g_layers[3].filter_w = 3;
+    });
+    EXPECT_CHECK(TS_ERR_SHAPE, g_model.input.c = 3);
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[4].in.c = 8; g_layers[4].out.c = 8; });
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[4].out.c = 5);  /* RESHAPE changes the count */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[7].out.c = 4);  /* SOFTMAX in != out */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].out.h = 5);  /* does not follow from padding */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[1].out.c = 8);  /* depthwise channels */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[3].in.c = 5);   /* pool changes channels */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_model.num_layers = 0);
+}
+
+static void test_array_lengths(void) {
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].weights_len -= 1);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[1].weights_len += 1);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[5].weights_len = 0);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].bias_len = 3);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].quant_len = 2);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].quant_len = 0);
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[6].quant_len = 0);
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[5].bias_len = 0; }); /* bias without a length */
+}
+
+static void test_bad_op(void) {
+    EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[4].op = 99);
+    EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[0].op = 0);
+    EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[4].op = TS_OP_MEAN);
+}
+
+static void test_out_of_range_params(void) {
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[0].stride_h = 0);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[2].stride_w = 0);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[0].dilation_w = 0);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[0].filter_h = 0);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[0].padding = 7);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[0].pad_h = 2);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[1].pad_w = -1);
+    EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t s[4] = {-7, 31, -8, -7};
+                                 g_layers[0].shift = s; });
+    EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t s[1] = {-32}; g_layers[5].shift = s; });
+    EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t m[1] = {-5}; g_layers[6].multiplier = m; });
+    EXPECT_CHECK(TS_ERR_PARAM, { g_layers[0].act_min = 10; g_layers[0].act_max = 5; });
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[2].act_max = 128);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[5].input_zero_point = 200);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[6].output_zero_point = -129);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[7].output_zero_point = 0);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[7].softmax_input_left_shift = 32);
+    EXPECT_CHECK(TS_ERR_PARAM, g_layers[7].softmax_diff_min = 1);
+    /* a bias that could overflow the int32 accumulator */
+    EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t b[3] = {1000, 2147483000, 0};
+                                 g_layers[5].bias = b; });
+    /* absurd dimensions (and ones whose product would overflow) */
+    EXPECT_CHECK(TS_ERR_SHAPE, g_layers[4].in.h = -1);
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[4].in.h = 30000; g_layers[4].in.w = 30000;
+                                 g_layers[4].in.c = 30000; });
+}
+
+static void test_softmax_depth_limit(void) {
+    static ts_layer_t sm;
+    static int8_t x[600], y[600];
+    ts_model_t m;
+    sm = row(TS_OP_SOFTMAX, (ts_dims_t){1, 1, 600}, (ts_dims_t){1, 1, 600});
+    sm.output_zero_point = -128;
+    sm.softmax_input_multiplier = 1717986918;
+    sm.softmax_input_left_shift = 22;
+    sm.softmax_diff_min = -248;
+    memset(&m, 0, sizeof m);
+    m.format_version = TS_FORMAT_VERSION;
+    m.num_layers = 1;
+    m.layers = &sm;
+    m.input = sm.in;
+    memset(x, 0, sizeof x);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&m, x, y, NULL, 0));
+    sm.in.c = sm.out.c = 511;
+    m.input = sm.in;
+    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&m, x, y, NULL, 0));
+}
+
+static void test_arena_too_small(void) {
+    build_valid_model();
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena, 72 + 144 - 1));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena, 0));
+    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&g_model, g_x, g_y, g_arena, 72 + 144));
+    /* misaligned */
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena + 1, 512));
+    /* bad layer ranges */
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layers(&g_model, 3, 3, g_x, g_y, g_arena, 512));
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layers(&g_model, 0, NL + 1, g_x, g_y, g_arena, 512));
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layers(&g_model, 5, 2, g_x, g_y, g_arena, 512));
+}
+
+/* Random single-field corruptions: whatever ts_model_check accepts must run cleanly (the
+ * sanitizers would flag any out-of-bounds access or signed overflow). */
+static void test_random_corruptions(void) {
+    static const int32_t values[] = {-2147483647 - 1, -65536, -32769, -256, -129, -128, -2,
+                                     -1, 0, 1, 2, 3, 4, 5, 7, 8, 127, 128, 255, 256, 511,
+                                     600, 32767, 65535, 2147483647};
+    uint32_t trial, accepted = 0;
+    for (trial = 0; trial < TRIALS(20000u); ++trial) {
+        ts_layer_t *l;
+        int32_t v;
+        ts_status_t st;
+        build_valid_model();
+        l = &g_layers[rnd() % NL];
+        v = (rnd() & 1u) ? values[rnd() % (sizeof values / sizeof values[0])] : (int32_t)rnd();
+        switch (rnd() % 22u) {
+        case 0: l->op = (uint8_t)v; break;
+        case 1: l->padding = (uint8_t)v; break;
+        case 2: l->stride_h = (uint8_t)v; break;
+        case 3: l->stride_w = (uint8_t)v; break;
+        case 4: l->dilation_h = (uint8_t)v; break;
+        case 5: l->filter_w = (uint8_t)v; break;
+        case 6: l->depth_multiplier = (uint16_t)v; break;
+        case 7: l->pad_h = (int16_t)v; break;
+        case 8: l->in.h = v; break;
+        case 9: l->in.c = v; break;
+        case 10: l->out.w = v; break;
+        case 11: l->out.c = v; break;
+        case 12: l->input_zero_point = v; break;
+        case 13: l->output_zero_point = v; break;
+        case 14: l->act_min = v; break;
+        case 15: l->act_max = v; break;
+        case 16: l->weights_len = (uint32_t)v; break;
+        case 17: l->bias_len = (uint32_t)v; break;
+        case 18: l->quant_len = (uint32_t)v; break;
+        case 19: l->softmax_input_multiplier = v; break;
+        case 20: l->softmax_input_left_shift = v; break;
+        default: l->softmax_diff_min = v; break;
+        }
+        st = ts_model_check(&g_model);
+        if (st == TS_OK) {
+            ++accepted;
+            TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&g_model, g_x, g_y, g_arena, sizeof g_arena));
+        } else {
+            TS_ASSERT(st >= TS_ERR_NULL && st <= TS_ERR_DATA);
+            TS_ASSERT_EQ_INT(st, invoke());
+        }
+    }
+    TS_ASSERT(accepted > 0u);
+}
+
+int main(void) {
+    TS_TEST_BEGIN();
+    TS_RUN(test_mbqm_fast_equals_reference);
+    TS_RUN(test_rounding_primitives);
+    TS_RUN(test_dsp_equals_scalar_random_layers);
+    TS_RUN(test_valid_model_runs);
+    TS_RUN(test_wrong_version);
+    TS_RUN(test_null_pointers);
+    TS_RUN(test_shapes_that_do_not_chain);
+    TS_RUN(test_array_lengths);
+    TS_RUN(test_bad_op);
+    TS_RUN(test_out_of_range_params);
+    TS_RUN(test_softmax_depth_limit);
+    TS_RUN(test_arena_too_small);
+    TS_RUN(test_random_corruptions);
+    return TS_TEST_END();
+}
