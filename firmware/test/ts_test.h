@@ -21,12 +21,18 @@
 
 #include "ts_platform.h"
 
-static int ts_test_count_;
-static int ts_test_failures_;
-static int ts_test_failed_;
-static int ts_test_fail_line_;
-static const char *ts_test_fail_file_;
-static char ts_test_msg_[192];
+#if defined(__GNUC__)
+#define TS_TEST_UNUSED_ __attribute__((unused))
+#else
+#define TS_TEST_UNUSED_
+#endif
+
+static int ts_test_count_ TS_TEST_UNUSED_;
+static int ts_test_failures_ TS_TEST_UNUSED_;
+static int ts_test_failed_ TS_TEST_UNUSED_;
+static int ts_test_fail_line_ TS_TEST_UNUSED_;
+static const char *ts_test_fail_file_ TS_TEST_UNUSED_;
+static char ts_test_msg_[192] TS_TEST_UNUSED_;
 
 #define TS_TEST_BEGIN()                                                                        \
     do {                                                                                       \
