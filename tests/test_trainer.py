@@ -87,7 +87,9 @@ def _executor_sources() -> list[Path]:
     ex = ENGINE / "ts_executor.c"
     if not ex.exists():
         return []
-    return [ex, *sorted(ENGINE.glob("ts_kernels*.c")), ENGINE / "ts_trainer_data.c"]
+    # what ts_run_layers links against, plus the trainer's backbone side
+    return [ex, *sorted(ENGINE.glob("ts_kernels*.c")), *sorted(ENGINE.glob("ts_softmax*.c")),
+            ENGINE / "ts_trainer_data.c"]
 
 
 def _compile(export: Path, out: Path, extra: list[str], with_executor: bool) -> Path:
@@ -192,6 +194,8 @@ def parse(out: str, model: Model) -> CResult:
     lines = {}
     epochs = []
     for line in out.splitlines():
+        if not line.strip():
+            continue
         tag, *rest = line.split()
         if tag == "epoch":
             epochs.append((float(rest[1]), int(rest[2]), [int(c) for c in rest[3:]]))
@@ -201,6 +205,13 @@ def parse(out: str, model: Model) -> CResult:
     k, d = model.num_classes, model.feature_dim
     r = [int(x) for x in lines["result"]]
     qs = lines["qs"]
+
+    def hexf(tag):  # float32 bit patterns (the QEMU bench prints these)
+        return np.array([int(h, 16) for h in lines[tag]], dtype=np.uint32).view(np.float32)
+
+    if "wx" in lines:
+        lines["w"], lines["b"] = hexf("wx"), hexf("bx")
+        qs = [hexf("qsx")[0], hexf("qsbx")[0], qs[2], qs[3]]
     return CResult(
         ws_size=int(lines["ws_size"][0]), epochs=epochs, epochs_run=r[0], test_count=r[1],
         correct_initial=r[2], correct_float=r[3], correct_int8=r[4],
@@ -441,3 +452,35 @@ def test_backbone_status_codes(export_dir, tmp_path_factory, trained):
     _, res = trained
     out = run(exe, "errors", res["export"][2])
     assert "fails 0" in out and "ok cache too small" in out, out
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                    or shutil.which("arm-none-eabi-gcc") is None
+                    or not (ENGINE / "ts_executor.c").exists(),
+                    reason="needs qemu-system-arm, arm-none-eabi-gcc and the executor")
+def test_on_qemu_m4f_matches_reference(export_dir, data, model):
+    """The trainer on the emulated Cortex-M4F (hard float, newlib's expf/logf; backbone
+    through the executor into the feature cache): the same numpy reference, same checks."""
+    cfg = ref.TrainConfig(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
+    r = subprocess.run([str(ROOT / "tools" / "bench_trainer.sh"), str(export_dir),
+                        str(cfg.epochs), "m4f"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "counter systick-icount" in r.stdout
+    c = parse(r.stdout, model)
+    want = reference(data, model, data.head_w, data.head_b, cfg)
+    assert rel_err(c.w, want.weights) <= 1e-4 and rel_err(c.b, want.bias) <= 1e-4
+    assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
+    assert (c.correct_initial, c.correct_float, c.correct_int8) == (
+        want.test_correct_initial, want.test_correct_float, want.test_correct_int8)
+    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
+                             logit_scale=model.logit_scale)
+    np.testing.assert_array_equal(c.qw, hq.weights)
+    np.testing.assert_array_equal(c.qb, hq.bias)
+    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
+        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
+    out = ref.head_int8(data.xte, hq, feature_zero_point=model.feature_zero_point,
+                        logit_zero_point=model.logit_zero_point, act_min=model.act_min,
+                        act_max=model.act_max)
+    np.testing.assert_array_equal(c.logits8, out)
+    assert all(x > 0 for x in c.cycles)
