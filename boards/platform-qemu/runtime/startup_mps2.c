@@ -114,21 +114,35 @@ __attribute__((noreturn, used)) void ts_reset_c(void)
 #define SCB_BFAR (*(volatile uint32_t *)0xE000ED38u)
 #define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
 
+/* The fault handlers run on this stack: after an overflow the thread's SP is outside RAM. */
+__attribute__((used, aligned(8))) uint32_t ts_fault_stack[256];
+
+extern uint32_t __stack_bottom[];
+
 __attribute__((used)) void ts_fault_report(uint32_t *frame, uint32_t exc_return, const char *what)
 {
+    static const uint32_t k_zero_frame[8];
+    int overflow = frame < __stack_bottom || frame + 8 > __stack_top;
+    if (overflow) {
+        ts_printf("\r\n!! stack overflow: sp=0x%08lx is outside the %lu-byte stack "
+                  "[0x%08lx, 0x%08lx)\r\n",
+                  (unsigned long)(uintptr_t)frame, (unsigned long)ts_stack_size(),
+                  (unsigned long)(uintptr_t)__stack_bottom, (unsigned long)(uintptr_t)__stack_top);
+        frame = (uint32_t *)k_zero_frame; /* the stacked registers were not stored anywhere */
+    }
     ts_printf("\r\n!! FAULT %s: pc=0x%08lx lr=0x%08lx psr=0x%08lx cfsr=0x%08lx hfsr=0x%08lx "
               "mmfar=0x%08lx bfar=0x%08lx exc_return=0x%08lx\r\n",
               what, (unsigned long)frame[6], (unsigned long)frame[5], (unsigned long)frame[7],
               (unsigned long)SCB_CFSR, (unsigned long)SCB_HFSR, (unsigned long)SCB_MMFAR,
               (unsigned long)SCB_BFAR, (unsigned long)exc_return);
-    if (!ts_stack_ok()) {
-        ts_printf("!! stack overflow: the %lu-byte stack was exhausted\r\n",
-                  (unsigned long)ts_stack_size());
+    if (!overflow && !ts_stack_ok()) {
+        ts_printf("!! the stack canary was overwritten: the stack overflowed earlier\r\n");
     }
     ts_exit(TS_EXIT_FAULT);
 }
 
-/* Each handler picks the stacked frame (MSP or PSP) and reports it. */
+/* Each handler picks the stacked frame (MSP or PSP), moves to a fresh stack (after an
+ * overflow the old one points outside RAM) and reports; the program ends there anyway. */
 __attribute__((used)) static const char k_hardfault[] = "HardFault";
 __attribute__((used)) static const char k_memmanage[] = "MemManage";
 __attribute__((used)) static const char k_busfault[] = "BusFault";
@@ -141,6 +155,8 @@ __attribute__((naked)) void HardFault_Handler(void)
                      "mrseq r0, msp     \n"
                      "mrsne r0, psp     \n"
                      "mov r1, lr        \n"
+                     "ldr r3, =ts_fault_stack + 1024 \n" /* own stack: the old may be gone */
+                     "mov sp, r3        \n"
                      "ldr r2, =k_hardfault \n"
                      "b ts_fault_report \n");
 }
@@ -152,6 +168,8 @@ __attribute__((naked)) void MemManage_Handler(void)
                      "mrseq r0, msp     \n"
                      "mrsne r0, psp     \n"
                      "mov r1, lr        \n"
+                     "ldr r3, =ts_fault_stack + 1024 \n" /* own stack: the old may be gone */
+                     "mov sp, r3        \n"
                      "ldr r2, =k_memmanage \n"
                      "b ts_fault_report \n");
 }
@@ -163,6 +181,8 @@ __attribute__((naked)) void BusFault_Handler(void)
                      "mrseq r0, msp     \n"
                      "mrsne r0, psp     \n"
                      "mov r1, lr        \n"
+                     "ldr r3, =ts_fault_stack + 1024 \n" /* own stack: the old may be gone */
+                     "mov sp, r3        \n"
                      "ldr r2, =k_busfault \n"
                      "b ts_fault_report \n");
 }
@@ -174,6 +194,8 @@ __attribute__((naked)) void UsageFault_Handler(void)
                      "mrseq r0, msp     \n"
                      "mrsne r0, psp     \n"
                      "mov r1, lr        \n"
+                     "ldr r3, =ts_fault_stack + 1024 \n" /* own stack: the old may be gone */
+                     "mov sp, r3        \n"
                      "ldr r2, =k_usagefault \n"
                      "b ts_fault_report \n");
 }
