@@ -170,10 +170,16 @@ static int random_layer(ts_layer_t *l, uint8_t op) {
     for (i = 0; i < l->in.h * l->in.w * l->in.c; ++i) {
         g_in[i] = (int8_t)rnd_range(-128, 127);
     }
-    for (i = 0; i < oc; ++i) {
-        g_bias[i] = rnd_range(-200000, 200000);
-        g_mult[i] = (int32_t)((rnd() >> 1) | 0x40000000u);
-        g_shift[i] = rnd_range(-14, 1);
+    {
+        /* mostly right shifts (the DSP kernels' fast requantization); sometimes a shift >= 0
+         * or a huge bias (their scalar fallback) */
+        const int left = (rnd() % 8u) == 0;
+        const int huge = (rnd() % 8u) == 0;
+        for (i = 0; i < oc; ++i) {
+            g_bias[i] = huge ? rnd_range(-1000000000, 1000000000) : rnd_range(-200000, 200000);
+            g_mult[i] = (int32_t)((rnd() >> 1) | 0x40000000u);
+            g_shift[i] = left ? rnd_range(-3, 2) : rnd_range(-14, -1);
+        }
     }
     l->weights = g_w;
     l->weights_len = (uint32_t)(k * oc);

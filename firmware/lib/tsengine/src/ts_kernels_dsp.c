@@ -5,19 +5,26 @@
  *
  * Why it is exact: every product (x - zp) * w is formed exactly in 16x16->32 bits
  * (|x - zp| <= 255, |w| <= 128) and int32 addition is associative; ts_layer_check refuses
- * any layer whose accumulator could leave int32, so summation order does not matter.
- * Requantization uses ts_mbqm_fast, proven equal to ts_mbqm (ts_fixedpoint.h).
+ * any layer whose accumulator could leave int32, so summation order does not matter. The
+ * requantization here is MultiplyByQuantizedMultiplier rearranged (see ts_mbqm_fast):
+ *   y = (x * m + 2^30) >> 31            (SaturatingRoundingDoublingHighMul, m >= 0)
+ *   y = (y + 2^(e-1) - (y < 0)) >> e    (RoundingDivideByPOT, e = -shift >= 1)
+ * which needs e >= 1 and |x| < 2^30 (so that the 32-bit sum cannot overflow). A layer with a
+ * channel outside that (shift >= 0, or an accumulator bound >= 2^30) runs the scalar kernel.
  *
  * Data layout trick (the one CMSIS-NN uses for its s8 kernels): SXTB16 of a word of four
  * int8 gives lanes (b0, b2) and SXTB16 ROR 8 gives (b1, b3). Activations are expanded the
  * same way (SXTAB16 also adds the input offset), so each SMLAD pairs matching elements
  * without any repacking.
  *
- * CONV_2D: im2col of two output pixels at a time into an on-stack q15 buffer (zero points
- * for padded taps, so they contribute 0), then a 2-channel x 2-pixel SMLAD kernel.
+ * CONV_2D: im2col of two output pixels at a time into an on-stack q15 buffer (the two
+ * columns interleaved per group of 4; padded taps hold the zero point, i.e. contribute 0),
+ * then 2 channels x 2 pixels per inner loop (8 SMLAD per 16 MACs).
  * FULLY_CONNECTED: the input expanded once, then 2 rows at a time.
- * DEPTHWISE_CONV_2D (depth multiplier 1): 4 channels per word, SMLABB/SMLATT per tap.
- * Layers too large for the stack buffer (TS_DSP_MAX_K) use the scalar kernels.
+ * DEPTHWISE_CONV_2D (depth multiplier 1, no dilation): 4 channels per word, SMLABB/SMLATT per
+ * tap, the 3x3 window unrolled when it lies inside the image; per-channel requantization
+ * constants tabulated once per call.
+ * Layers larger than the stack buffers (TS_DSP_MAX_K, TS_DSP_MAX_C) use the scalar kernels.
  */
 #include <string.h>
 
@@ -25,138 +32,254 @@
 #include "ts_fixedpoint.h"
 #include "ts_kernels.h"
 
-static inline int8_t requant(const ts_layer_t *p, int32_t acc, int32_t channel) {
-    const int32_t q = p->quant_len == 1u ? 0 : channel;
-    if (p->bias != NULL) {
-        acc += p->bias[channel];
+#ifndef TS_DSP_RQ_BLOCK
+#define TS_DSP_RQ_BLOCK 64 /* output channels per requantization table (16 bytes each) */
+#endif
+
+#define TS_FAST_ACC_LIMIT ((int64_t)1 << 30)
+
+/* Keeps the compiler from hoisting the loads of a whole unrolled window ahead of their use
+ * (which spills registers on a 13-register core); no instruction is emitted. */
+#if defined(__GNUC__)
+#define TS_COMPILER_BARRIER() __asm__ volatile("" ::: "memory")
+#else
+#define TS_COMPILER_BARRIER() ((void)0)
+#endif
+
+/* Requantization constants of one output channel. */
+typedef struct {
+    int32_t bias;
+    int32_t mult;
+    int32_t e;     /* right shift, >= 1 */
+    int32_t round; /* 2^(e-1) */
+} ts_rq_t;
+
+/* May the fast requantization be used for this layer? All shifts <= -1, and every
+ * accumulator plus bias below 2^30 in magnitude (k = MACs per output). */
+static int rq_fast_ok(const ts_layer_t *p, int64_t k) {
+    int64_t max_bias = 0;
+    uint32_t i;
+    for (i = 0; i < p->quant_len; ++i) {
+        if (p->shift[i] > -1) {
+            return 0;
+        }
     }
-    acc = ts_mbqm_fast(acc, p->multiplier[q], p->shift[q]) + p->output_zero_point;
-    return (int8_t)ts_clamp_i32(acc, p->act_min, p->act_max);
+    if (p->bias != NULL) {
+        for (i = 0; i < p->bias_len; ++i) {
+            const int64_t b = p->bias[i] < 0 ? -(int64_t)p->bias[i] : (int64_t)p->bias[i];
+            max_bias = b > max_bias ? b : max_bias;
+        }
+    }
+    return k * 255 * 128 + max_bias < TS_FAST_ACC_LIMIT;
 }
 
-/* Expand n int8 (n % 4 == 0) to q15 pairs with the offset added: per 4 inputs two words
- * (x0+o, x2+o), (x1+o, x3+o). */
-static inline uint32_t *expand_s8x4(const int8_t *src, int32_t n, uint32_t offset2,
-                                    uint32_t *dst) {
+/* The constants of output channels [c0, c1) into table[0 .. c1-c0). */
+static void rq_table(const ts_layer_t *p, int32_t c0, int32_t c1, ts_rq_t *table);
+
+static inline ts_rq_t rq_make(const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                              int per_channel, int32_t c) {
+    ts_rq_t r;
+    const int32_t q = per_channel ? c : 0;
+    r.bias = bias != NULL ? bias[c] : 0;
+    r.mult = mult[q];
+    r.e = -shift[q];
+    r.round = (int32_t)1 << (r.e - 1);
+    return r;
+}
+
+static void rq_table(const ts_layer_t *p, int32_t c0, int32_t c1, ts_rq_t *table) {
+    int32_t c;
+    for (c = c0; c < c1; ++c) {
+        table[c - c0] = rq_make(p->bias, p->multiplier, p->shift, p->quant_len != 1u, c);
+    }
+}
+
+/* Bias, MultiplyByQuantizedMultiplier, output offset and clamp (see the file comment). */
+static inline int8_t rq_apply(int32_t acc, const ts_rq_t *r, int32_t zp, int32_t lo, int32_t hi) {
+    const int32_t x = acc + r->bias;
+    int32_t y = (int32_t)(((int64_t)x * r->mult + ((int64_t)1 << 30)) >> 31);
+    y = ((y + r->round) - (int32_t)((uint32_t)y >> 31)) >> r->e;
+    y += zp;
+    y = y < lo ? lo : y;
+    y = y > hi ? hi : y;
+    return (int8_t)y;
+}
+
+/* Four weights of a row's last, partial group (n = 1..3 bytes), zero-padded. */
+static inline uint32_t tail_word(const int8_t *w, int32_t n) {
+    uint32_t v = (uint8_t)w[0];
+    if (n > 1) {
+        v |= (uint32_t)(uint8_t)w[1] << 8;
+    }
+    if (n > 2) {
+        v |= (uint32_t)(uint8_t)w[2] << 16;
+    }
+    return v;
+}
+
+/* Expand n int8 (n % 4 == 0) with the offset added; per 4 inputs the two words
+ * (x0+o, x2+o), (x1+o, x3+o), written `stride` words apart from one group to the next. */
+static inline uint32_t *expand_s8x4(const int8_t *src, int32_t n, uint32_t offset2, uint32_t *dst,
+                                    int32_t stride) {
     int32_t i;
     for (i = 0; i < n; i += 4) {
         const uint32_t v = ts_read_s8x4(src + i);
         dst[0] = ts_sxtab16(offset2, v);
         dst[1] = ts_sxtab16_ror8(offset2, v);
-        dst += 2;
+        dst += stride;
     }
     return dst;
 }
 
-/* Expand n int8 (any n): groups of 4 as above; the tail (n % 4 values) in natural order
- * as halfwords, padded with 0 to a whole group. */
-static void expand_s8(const int8_t *src, int32_t n, int32_t offset, uint32_t *dst) {
-    const int32_t n4 = n & ~3;
-    const int32_t tail = n - n4;
-    int32_t v[4] = {0, 0, 0, 0};
-    int32_t i;
-    dst = expand_s8x4(src, n4, ts_dup16(offset), dst);
-    if (tail > 0) {
-        for (i = 0; i < tail; ++i) {
-            v[i] = (int32_t)src[n4 + i] + offset;
+/* ---- CONV_2D ------------------------------------------------------------------------------ */
+
+/* Small copies and fills for the im2col gather, word at a time (plain loops here would be
+ * turned into library calls, too slow for spans of a few bytes). */
+static inline void copy_s8(int8_t *dst, const int8_t *src, int32_t n) {
+    while (n >= 4) {
+        const uint32_t v = ts_read_s8x4(src);
+        memcpy(dst, &v, sizeof v);
+        dst += 4;
+        src += 4;
+        n -= 4;
+    }
+    if (n > 0) {
+        dst[0] = src[0];
+        if (n > 1) {
+            dst[1] = src[1];
+            if (n > 2) {
+                dst[2] = src[2];
+            }
         }
-        dst[0] = ((uint32_t)(uint16_t)v[0]) | ((uint32_t)(uint16_t)v[1] << 16);
-        dst[1] = ((uint32_t)(uint16_t)v[2]) | ((uint32_t)(uint16_t)v[3] << 16);
     }
 }
 
-/* Tail of a dot product: up to 3 weights against a natural-order q15 tail. */
-static inline int32_t dot_tail(const int8_t *w, const uint32_t *col, int32_t tail, int32_t acc) {
-    int32_t i;
-    for (i = 0; i < tail; ++i) {
-        const uint32_t word = col[i >> 1];
-        const int32_t x = (i & 1) ? (int32_t)(int16_t)(uint16_t)(word >> 16)
-                                  : (int32_t)(int16_t)(uint16_t)(word & 0xFFFFu);
-        acc += x * (int32_t)w[i];
+static inline void fill_s8(int8_t *dst, int8_t v, int32_t n) {
+    const uint32_t w = 0x01010101u * (uint8_t)v;
+    while (n >= 4) {
+        memcpy(dst, &w, sizeof w);
+        dst += 4;
+        n -= 4;
     }
-    return acc;
+    if (n > 0) {
+        dst[0] = v;
+        if (n > 1) {
+            dst[1] = v;
+            if (n > 2) {
+                dst[2] = v;
+            }
+        }
+    }
 }
 
-/* Words of one expanded column of k values. */
-static inline int32_t col_words(int32_t k) { return ((k + 3) / 4) * 2; }
-
-/* im2col of output pixel n of a conv layer into dst (k = fh * fw * in_c values). */
-static void conv_im2col(const ts_layer_t *p, const int8_t *input, int32_t n, uint32_t *dst,
-                        int8_t *stage) {
-    const int32_t in_c = p->in.c;
-    const int32_t oy = n / p->out.w, ox = n % p->out.w;
+/* im2col of output pixel n into column j (0/1) of the interleaved buffer: group g of the
+ * column is cols[4g + 2j], cols[4g + 2j + 1]. `stage` holds k + 3 bytes. */
+static void conv_im2col(const ts_layer_t *p, const int8_t *input, int32_t n, uint32_t *cols,
+                        int j, int8_t *stage) {
+    const int32_t in_h = p->in.h, in_w = p->in.w, in_c = p->in.c;
+    const int32_t fh = p->filter_h, fw = p->filter_w;
+    const int32_t dil_h = p->dilation_h, dil_w = p->dilation_w;
+    const int32_t oy = n / p->out.w, ox = n - (n / p->out.w) * p->out.w;
     const int32_t in_y0 = oy * p->stride_h - p->pad_h;
     const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-    const int32_t offset = -p->input_zero_point;
-    int32_t ky, kx;
+    const int32_t zp = p->input_zero_point;
+    const uint32_t offset2 = ts_dup16(-zp);
+    uint32_t *dst = cols + 2 * j;
+    int32_t ky, kx, i;
 
     if ((in_c & 3) == 0) {
-        const uint32_t offset2 = ts_dup16(offset);
-        for (ky = 0; ky < p->filter_h; ++ky) {
-            const int32_t iy = in_y0 + p->dilation_h * ky;
-            for (kx = 0; kx < p->filter_w; ++kx) {
-                const int32_t ix = in_x0 + p->dilation_w * kx;
-                if (iy < 0 || iy >= p->in.h || ix < 0 || ix >= p->in.w) {
-                    memset(dst, 0, (size_t)in_c / 2u * sizeof(uint32_t));
-                    dst += in_c / 2;
+        for (ky = 0; ky < fh; ++ky) {
+            const int32_t iy = in_y0 + dil_h * ky;
+            for (kx = 0; kx < fw; ++kx) {
+                const int32_t ix = in_x0 + dil_w * kx;
+                if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                    for (i = 0; i < in_c; i += 4) {
+                        dst[0] = 0u;
+                        dst[1] = 0u;
+                        dst += 4;
+                    }
                 } else {
-                    dst = expand_s8x4(input + ((size_t)iy * (size_t)p->in.w + (size_t)ix) * (size_t)in_c,
-                                      in_c, offset2, dst);
+                    dst = expand_s8x4(input + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c,
+                                      in_c, offset2, dst, 4);
                 }
             }
         }
         return;
     }
-    /* Channels not a multiple of 4: gather the int8 column first (padded taps hold the zero
-     * point, which the offset turns into 0), then expand it. */
+    /* Channels not a multiple of 4: gather the int8 column (padded taps and the partial last
+     * group hold the zero point, which the offset turns into 0), then expand it. With
+     * dilation 1 each filter row is one contiguous span of the input. */
     {
+        const int32_t k = fh * fw * in_c;
+        const int32_t row_bytes = fw * in_c;
         int8_t *s = stage;
-        for (ky = 0; ky < p->filter_h; ++ky) {
-            const int32_t iy = in_y0 + p->dilation_h * ky;
-            for (kx = 0; kx < p->filter_w; ++kx) {
-                const int32_t ix = in_x0 + p->dilation_w * kx;
-                if (iy < 0 || iy >= p->in.h || ix < 0 || ix >= p->in.w) {
-                    memset(s, p->input_zero_point, (size_t)in_c);
-                } else {
-                    memcpy(s, input + ((size_t)iy * (size_t)p->in.w + (size_t)ix) * (size_t)in_c,
-                           (size_t)in_c);
+        for (ky = 0; ky < fh; ++ky) {
+            const int32_t iy = in_y0 + dil_h * ky;
+            if (iy < 0 || iy >= in_h) {
+                fill_s8(s, (int8_t)zp, row_bytes);
+            } else if (dil_w == 1) {
+                const int32_t kx0 = in_x0 < 0 ? -in_x0 : 0;
+                const int32_t kx1 = (in_w - in_x0) < fw ? (in_w - in_x0) : fw;
+                fill_s8(s, (int8_t)zp, kx0 * in_c);
+                copy_s8(s + kx0 * in_c,
+                        input + ((size_t)iy * (size_t)in_w + (size_t)(in_x0 + kx0)) * (size_t)in_c,
+                        (kx1 - kx0) * in_c);
+                fill_s8(s + kx1 * in_c, (int8_t)zp, (fw - kx1) * in_c);
+            } else {
+                for (kx = 0; kx < fw; ++kx) {
+                    const int32_t ix = in_x0 + dil_w * kx;
+                    if (ix < 0 || ix >= in_w) {
+                        fill_s8(s + kx * in_c, (int8_t)zp, in_c);
+                    } else {
+                        copy_s8(s + kx * in_c,
+                                input + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c,
+                                in_c);
+                    }
                 }
-                s += in_c;
             }
+            s += row_bytes;
         }
-        expand_s8(stage, p->filter_h * p->filter_w * in_c, offset, dst);
+        fill_s8(stage + k, (int8_t)zp, ((k + 3) & ~3) - k);
+        (void)expand_s8x4(stage, (k + 3) & ~3, offset2, dst, 4);
     }
 }
 
-/* Two output channels (rows w0, w1) against two columns a, b. */
-static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *a,
-                           const uint32_t *b, int32_t k, int32_t acc[4]) {
+/* Two output channels (rows w0, w1 of k weights) against the two interleaved columns. */
+static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *cols, int32_t k,
+                           int32_t acc[4]) {
     int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
-    int32_t g = k >> 2;
-    while (g-- > 0) {
-        const uint32_t v0 = ts_read_s8x4(w0);
-        const uint32_t v1 = ts_read_s8x4(w1);
-        const uint32_t w0l = ts_sxtb16(v0), w0h = ts_sxtb16_ror8(v0);
-        const uint32_t w1l = ts_sxtb16(v1), w1h = ts_sxtb16_ror8(v1);
-        const uint32_t x0 = a[0], x1 = a[1], y0 = b[0], y1 = b[1];
+    const int32_t tail = k & 3;
+    const uint32_t *const end = cols + 4 * (k >> 2);
+    while (cols != end) {
+        const uint32_t x0 = cols[0], x1 = cols[1], y0 = cols[2], y1 = cols[3];
+        uint32_t v = ts_read_s8x4(w0);
+        uint32_t wl = ts_sxtb16(v), wh = ts_sxtb16_ror8(v);
+        a00 = ts_smlad(wl, x0, a00);
+        a00 = ts_smlad(wh, x1, a00);
+        a01 = ts_smlad(wl, y0, a01);
+        a01 = ts_smlad(wh, y1, a01);
+        v = ts_read_s8x4(w1);
+        wl = ts_sxtb16(v);
+        wh = ts_sxtb16_ror8(v);
+        a10 = ts_smlad(wl, x0, a10);
+        a10 = ts_smlad(wh, x1, a10);
+        a11 = ts_smlad(wl, y0, a11);
+        a11 = ts_smlad(wh, y1, a11);
+        cols += 4;
         w0 += 4;
         w1 += 4;
-        a += 2;
-        b += 2;
-        a00 = ts_smlad(w0l, x0, a00);
-        a00 = ts_smlad(w0h, x1, a00);
-        a01 = ts_smlad(w0l, y0, a01);
-        a01 = ts_smlad(w0h, y1, a01);
-        a10 = ts_smlad(w1l, x0, a10);
-        a10 = ts_smlad(w1h, x1, a10);
-        a11 = ts_smlad(w1l, y0, a11);
-        a11 = ts_smlad(w1h, y1, a11);
     }
-    if ((k & 3) != 0) {
-        a00 = dot_tail(w0, a, k & 3, a00);
-        a01 = dot_tail(w0, b, k & 3, a01);
-        a10 = dot_tail(w1, a, k & 3, a10);
-        a11 = dot_tail(w1, b, k & 3, a11);
+    if (tail != 0) {
+        const uint32_t x0 = cols[0], x1 = cols[1], y0 = cols[2], y1 = cols[3];
+        uint32_t v = tail_word(w0, tail);
+        uint32_t wl = ts_sxtb16(v), wh = ts_sxtb16_ror8(v);
+        a00 = ts_smlad(wh, x1, ts_smlad(wl, x0, a00));
+        a01 = ts_smlad(wh, y1, ts_smlad(wl, y0, a01));
+        v = tail_word(w1, tail);
+        wl = ts_sxtb16(v);
+        wh = ts_sxtb16_ror8(v);
+        a10 = ts_smlad(wh, x1, ts_smlad(wl, x0, a10));
+        a11 = ts_smlad(wh, y1, ts_smlad(wl, y0, a11));
     }
     acc[0] = a00;
     acc[1] = a01;
@@ -164,185 +287,263 @@ static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *a
     acc[3] = a11;
 }
 
-/* One row against one column. */
-static inline int32_t mac_1x1(const int8_t *w, const uint32_t *a, int32_t k) {
-    int32_t acc = 0;
-    int32_t g = k >> 2;
-    while (g-- > 0) {
+/* One output channel against the two interleaved columns. */
+static inline void mac_1x2(const int8_t *w, const uint32_t *cols, int32_t k, int32_t acc[2]) {
+    int32_t a0 = 0, a1 = 0;
+    const int32_t tail = k & 3;
+    const uint32_t *const end = cols + 4 * (k >> 2);
+    while (cols != end) {
         const uint32_t v = ts_read_s8x4(w);
-        acc = ts_smlad(ts_sxtb16(v), a[0], acc);
-        acc = ts_smlad(ts_sxtb16_ror8(v), a[1], acc);
+        const uint32_t wl = ts_sxtb16(v), wh = ts_sxtb16_ror8(v);
+        a0 = ts_smlad(wh, cols[1], ts_smlad(wl, cols[0], a0));
+        a1 = ts_smlad(wh, cols[3], ts_smlad(wl, cols[2], a1));
+        cols += 4;
         w += 4;
-        a += 2;
     }
-    return (k & 3) != 0 ? dot_tail(w, a, k & 3, acc) : acc;
-}
-
-/* Two rows against one column. */
-static inline void mac_2x1(const int8_t *w0, const int8_t *w1, const uint32_t *a, int32_t k,
-                           int32_t *acc0, int32_t *acc1) {
-    int32_t s0 = 0, s1 = 0;
-    int32_t g = k >> 2;
-    while (g-- > 0) {
-        const uint32_t v0 = ts_read_s8x4(w0);
-        const uint32_t v1 = ts_read_s8x4(w1);
-        const uint32_t x0 = a[0], x1 = a[1];
-        s0 = ts_smlad(ts_sxtb16(v0), x0, s0);
-        s0 = ts_smlad(ts_sxtb16_ror8(v0), x1, s0);
-        s1 = ts_smlad(ts_sxtb16(v1), x0, s1);
-        s1 = ts_smlad(ts_sxtb16_ror8(v1), x1, s1);
-        w0 += 4;
-        w1 += 4;
-        a += 2;
+    if (tail != 0) {
+        const uint32_t v = tail_word(w, tail);
+        const uint32_t wl = ts_sxtb16(v), wh = ts_sxtb16_ror8(v);
+        a0 = ts_smlad(wh, cols[1], ts_smlad(wl, cols[0], a0));
+        a1 = ts_smlad(wh, cols[3], ts_smlad(wl, cols[2], a1));
     }
-    if ((k & 3) != 0) {
-        s0 = dot_tail(w0, a, k & 3, s0);
-        s1 = dot_tail(w1, a, k & 3, s1);
-    }
-    *acc0 = s0;
-    *acc1 = s1;
+    acc[0] = a0;
+    acc[1] = a1;
 }
 
 void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
     const int32_t k = p->filter_h * p->filter_w * p->in.c;
     const int32_t out_c = p->out.c;
     const int32_t pixels = p->out.h * p->out.w;
-    uint32_t cols[2 * ((TS_DSP_MAX_K + 3) / 4) * 2];
-    int8_t stage[TS_DSP_MAX_K];
-    int32_t n, c;
+    const int8_t *const weights = p->weights;
+    const int32_t zp = p->output_zero_point, lo = p->act_min, hi = p->act_max;
+    uint32_t cols[4 * ((TS_DSP_MAX_K + 3) / 4)];
+    int8_t stage[TS_DSP_MAX_K + 4];
+    ts_rq_t rq[TS_DSP_RQ_BLOCK];
+    int32_t n, c, cb;
 
-    if (k > TS_DSP_MAX_K) {
+    if (k > TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
         ts_conv2d_s8_ref(p, input, output);
         return;
     }
-    for (n = 0; n < pixels; n += 2) {
-        const int two = (n + 1) < pixels;
-        uint32_t *col0 = cols;
-        uint32_t *col1 = cols + col_words(k);
-        int8_t *out0 = output + (size_t)n * (size_t)out_c;
-        int8_t *out1 = out0 + out_c;
-        conv_im2col(p, input, n, col0, stage);
-        if (two) {
-            conv_im2col(p, input, n + 1, col1, stage);
-        }
-        for (c = 0; c < out_c; c += 2) {
-            const int8_t *w0 = p->weights + (size_t)c * (size_t)k;
-            if (c + 1 < out_c) {
-                const int8_t *w1 = w0 + k;
+    if (pixels & 1) {
+        memset(cols, 0, sizeof cols); /* the unused second column of the last pixel */
+    }
+    /* Output channels in blocks whose requantization constants fit the table (one block for
+     * up to TS_DSP_RQ_BLOCK channels; more blocks repeat the im2col). */
+    for (cb = 0; cb < out_c; cb += TS_DSP_RQ_BLOCK) {
+        const int32_t ce = (out_c - cb) < TS_DSP_RQ_BLOCK ? out_c : cb + TS_DSP_RQ_BLOCK;
+        rq_table(p, cb, ce, rq);
+        for (n = 0; n < pixels; n += 2) {
+            const int two = (n + 1) < pixels;
+            int8_t *out0 = output + (size_t)n * (size_t)out_c;
+            int8_t *out1 = out0 + out_c;
+            conv_im2col(p, input, n, cols, 0, stage);
+            if (two) {
+                conv_im2col(p, input, n + 1, cols, 1, stage);
+            }
+            for (c = cb; c + 1 < ce; c += 2) {
+                const int8_t *w0 = weights + (size_t)c * (size_t)k;
+                const ts_rq_t *r = &rq[c - cb];
+                int32_t acc[4];
+                mac_2x2(w0, w0 + k, cols, k, acc);
+                out0[c] = rq_apply(acc[0], r, zp, lo, hi);
+                out0[c + 1] = rq_apply(acc[2], r + 1, zp, lo, hi);
                 if (two) {
-                    int32_t acc[4];
-                    mac_2x2(w0, w1, col0, col1, k, acc);
-                    out0[c] = requant(p, acc[0], c);
-                    out1[c] = requant(p, acc[1], c);
-                    out0[c + 1] = requant(p, acc[2], c + 1);
-                    out1[c + 1] = requant(p, acc[3], c + 1);
-                } else {
-                    int32_t a0, a1;
-                    mac_2x1(w0, w1, col0, k, &a0, &a1);
-                    out0[c] = requant(p, a0, c);
-                    out0[c + 1] = requant(p, a1, c + 1);
+                    out1[c] = rq_apply(acc[1], r, zp, lo, hi);
+                    out1[c + 1] = rq_apply(acc[3], r + 1, zp, lo, hi);
                 }
-            } else {
-                out0[c] = requant(p, mac_1x1(w0, col0, k), c);
+            }
+            if (c < ce) {
+                int32_t acc[2];
+                mac_1x2(weights + (size_t)c * (size_t)k, cols, k, acc);
+                out0[c] = rq_apply(acc[0], &rq[c - cb], zp, lo, hi);
                 if (two) {
-                    out1[c] = requant(p, mac_1x1(w0, col1, k), c);
+                    out1[c] = rq_apply(acc[1], &rq[c - cb], zp, lo, hi);
                 }
             }
         }
     }
 }
+
+/* ---- FULLY_CONNECTED ------------------------------------------------------------------------ */
 
 void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
     const int32_t k = p->in.h * p->in.w * p->in.c;
     const int32_t units = p->out.c;
-    uint32_t col[2 * ((TS_DSP_MAX_K + 3) / 4) * 2];
+    const int32_t k4 = k & ~3, tail = k & 3;
+    const int8_t *const weights = p->weights;
+    const int32_t *const bias = p->bias;
+    const int32_t *const mult = p->multiplier;
+    const int32_t *const shift = p->shift;
+    const int per_channel = p->quant_len != 1u;
+    const int32_t zp = p->output_zero_point, lo = p->act_min, hi = p->act_max;
+    const uint32_t offset2 = ts_dup16(-p->input_zero_point);
+    uint32_t col[2 * ((2 * TS_DSP_MAX_K + 3) / 4)];
     int32_t o;
 
-    if (k > 2 * TS_DSP_MAX_K) {
+    if (k > 2 * TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
         ts_fully_connected_s8_ref(p, input, output);
         return;
     }
-    expand_s8(input, k, -p->input_zero_point, col);
-    for (o = 0; o + 1 < units; o += 2) {
-        int32_t a0, a1;
-        const int8_t *w0 = p->weights + (size_t)o * (size_t)k;
-        mac_2x1(w0, w0 + k, col, k, &a0, &a1);
-        output[o] = requant(p, a0, o);
-        output[o + 1] = requant(p, a1, o + 1);
+    (void)expand_s8x4(input, k4, offset2, col, 2);
+    if (tail != 0) {
+        int8_t last[4];
+        int32_t i;
+        for (i = 0; i < 4; ++i) {
+            last[i] = i < tail ? input[k4 + i] : (int8_t)p->input_zero_point;
+        }
+        (void)expand_s8x4(last, 4, offset2, col + k4 / 2, 2);
     }
-    if (o < units) {
-        output[o] = requant(p, mac_1x1(p->weights + (size_t)o * (size_t)k, col, k), o);
+    for (o = 0; o < units; o += 2) {
+        const int two = o + 1 < units;
+        const int8_t *w0 = weights + (size_t)o * (size_t)k;
+        const int8_t *w1 = two ? w0 + k : w0; /* a single last row is computed twice */
+        const uint32_t *x = col;
+        const uint32_t *const end = col + k4 / 2;
+        int32_t a0 = 0, a1 = 0;
+        while (x != end) {
+            const uint32_t x0 = x[0], x1 = x[1];
+            const uint32_t v0 = ts_read_s8x4(w0);
+            const uint32_t v1 = ts_read_s8x4(w1);
+            a0 = ts_smlad(ts_sxtb16(v0), x0, a0);
+            a0 = ts_smlad(ts_sxtb16_ror8(v0), x1, a0);
+            a1 = ts_smlad(ts_sxtb16(v1), x0, a1);
+            a1 = ts_smlad(ts_sxtb16_ror8(v1), x1, a1);
+            x += 2;
+            w0 += 4;
+            w1 += 4;
+        }
+        if (tail != 0) {
+            const uint32_t v0 = tail_word(w0, tail), v1 = tail_word(w1, tail);
+            a0 = ts_smlad(ts_sxtb16_ror8(v0), x[1], ts_smlad(ts_sxtb16(v0), x[0], a0));
+            a1 = ts_smlad(ts_sxtb16_ror8(v1), x[1], ts_smlad(ts_sxtb16(v1), x[0], a1));
+        }
+        {
+            const ts_rq_t r0 = rq_make(bias, mult, shift, per_channel, o);
+            output[o] = rq_apply(a0, &r0, zp, lo, hi);
+        }
+        if (two) {
+            const ts_rq_t r1 = rq_make(bias, mult, shift, per_channel, o + 1);
+            output[o + 1] = rq_apply(a1, &r1, zp, lo, hi);
+        }
+    }
+}
+
+/* ---- DEPTHWISE_CONV_2D ---------------------------------------------------------------------- */
+
+/* One tap for 4 channels: input word xv, weight word wv. */
+#define TS_DW_TAP(xp, wp)                                                                      \
+    do {                                                                                       \
+        const uint32_t xv_ = ts_read_s8x4(xp);                                                 \
+        const uint32_t wv_ = ts_read_s8x4(wp);                                                 \
+        const uint32_t xe_ = ts_sxtab16(offset2, xv_);      /* channels c, c+2 */              \
+        const uint32_t xo_ = ts_sxtab16_ror8(offset2, xv_); /* channels c+1, c+3 */            \
+        const uint32_t we_ = ts_sxtb16(wv_);                                                   \
+        const uint32_t wo_ = ts_sxtb16_ror8(wv_);                                              \
+        a0 = ts_smlabb(xe_, we_, a0);                                                          \
+        a2 = ts_smlatt(xe_, we_, a2);                                                          \
+        a1 = ts_smlabb(xo_, wo_, a1);                                                          \
+        a3 = ts_smlatt(xo_, wo_, a3);                                                          \
+    } while (0)
+
+/* Channels [c0, c1) of a depthwise layer: groups of 4 in [c0, c4), single channels in
+ * [c4, c1). */
+static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, int32_t c0,
+                     int32_t c4, int32_t c1) {
+    const int32_t in_h = p->in.h, in_w = p->in.w, ch = p->in.c;
+    const int32_t out_h = p->out.h, out_w = p->out.w;
+    const int32_t filter_h = p->filter_h, filter_w = p->filter_w;
+    const int32_t stride_h = p->stride_h, stride_w = p->stride_w;
+    const int32_t pad_h = p->pad_h, pad_w = p->pad_w;
+    const int32_t offset = -p->input_zero_point;
+    const uint32_t offset2 = ts_dup16(offset);
+    const int32_t zp = p->output_zero_point, lo = p->act_min, hi = p->act_max;
+    const int8_t *const weights = p->weights;
+    const size_t row_stride = (size_t)in_w * (size_t)ch;
+    ts_rq_t rq[TS_DSP_RQ_BLOCK];
+    int32_t oy, ox, c, ky, kx;
+
+    rq_table(p, c0, c1, rq);
+    for (oy = 0; oy < out_h; ++oy) {
+        const int32_t in_y0 = oy * stride_h - pad_h;
+        const int32_t ky0 = in_y0 < 0 ? -in_y0 : 0;
+        const int32_t ky1 = (in_h - in_y0) < filter_h ? (in_h - in_y0) : filter_h;
+        for (ox = 0; ox < out_w; ++ox) {
+            const int32_t in_x0 = ox * stride_w - pad_w;
+            const int32_t kx0 = in_x0 < 0 ? -in_x0 : 0;
+            const int32_t kx1 = (in_w - in_x0) < filter_w ? (in_w - in_x0) : filter_w;
+            const int32_t rows = ky1 - ky0, cols = kx1 - kx0;
+            int8_t *out = output + ((size_t)oy * (size_t)out_w + (size_t)ox) * (size_t)ch;
+            /* Top-left valid tap of the window, for input and weights. */
+            const int8_t *in_base = input + (size_t)(in_y0 + ky0) * row_stride
+                                    + (size_t)(in_x0 + kx0) * (size_t)ch;
+            const int8_t *w_base = weights + (size_t)(ky0 * filter_w + kx0) * (size_t)ch;
+            const int full3x3 = rows == 3 && cols == 3 && filter_w == 3;
+            for (c = c0; c < c4; c += 4) {
+                const ts_rq_t *r = &rq[c - c0];
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                if (full3x3) {
+                    const int8_t *x = in_base + c;
+                    const int8_t *w = w_base + c;
+                    const size_t ch2 = 2u * (size_t)ch;
+                    for (ky = 0; ky < 3; ++ky) {
+                        TS_DW_TAP(x, w);
+                        TS_DW_TAP(x + ch, w + ch);
+                        TS_DW_TAP(x + ch2, w + ch2);
+                        x += row_stride;
+                        w += 3u * (size_t)ch;
+                        TS_COMPILER_BARRIER();
+                    }
+                } else {
+                    const int8_t *x_row = in_base + c;
+                    const int8_t *w_row = w_base + c;
+                    for (ky = 0; ky < rows; ++ky) {
+                        const int8_t *x = x_row;
+                        const int8_t *w = w_row;
+                        for (kx = 0; kx < cols; ++kx) {
+                            TS_DW_TAP(x, w);
+                            x += ch;
+                            w += ch;
+                        }
+                        x_row += row_stride;
+                        w_row += (size_t)filter_w * (size_t)ch;
+                    }
+                }
+                out[c] = rq_apply(a0, r, zp, lo, hi);
+                out[c + 1] = rq_apply(a1, r + 1, zp, lo, hi);
+                out[c + 2] = rq_apply(a2, r + 2, zp, lo, hi);
+                out[c + 3] = rq_apply(a3, r + 3, zp, lo, hi);
+            }
+            for (; c < c1; ++c) {
+                int32_t acc = 0;
+                for (ky = 0; ky < rows; ++ky) {
+                    for (kx = 0; kx < cols; ++kx) {
+                        acc += ((int32_t)in_base[(size_t)ky * row_stride + (size_t)kx * (size_t)ch
+                                                 + (size_t)c] + offset)
+                               * (int32_t)w_base[((size_t)ky * (size_t)filter_w + (size_t)kx)
+                                                 * (size_t)ch + (size_t)c];
+                    }
+                }
+                out[c] = rq_apply(acc, &rq[c - c0], zp, lo, hi);
+            }
+        }
     }
 }
 
 void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
-    const int32_t in_h = p->in.h, in_w = p->in.w, ch = p->in.c;
-    const int32_t out_w = p->out.w;
-    const int32_t filter_h = p->filter_h, filter_w = p->filter_w;
+    const int32_t ch = p->in.c;
     const int32_t ch4 = ch & ~3;
-    const int32_t offset = -p->input_zero_point;
-    const uint32_t offset2 = ts_dup16(offset);
-    int32_t oy, ox, c, ky, kx;
+    int32_t cb;
 
-    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u) {
+    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u ||
+        !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
         ts_depthwise_conv2d_s8_ref(p, input, output);
         return;
     }
-    for (oy = 0; oy < p->out.h; ++oy) {
-        const int32_t in_y0 = oy * p->stride_h - p->pad_h;
-        const int32_t ky0 = in_y0 < 0 ? -in_y0 : 0;
-        const int32_t ky1 = (in_h - in_y0) < filter_h ? (in_h - in_y0) : filter_h;
-        for (ox = 0; ox < out_w; ++ox) {
-            const int32_t in_x0 = ox * p->stride_w - p->pad_w;
-            const int32_t kx0 = in_x0 < 0 ? -in_x0 : 0;
-            const int32_t kx1 = (in_w - in_x0) < filter_w ? (in_w - in_x0) : filter_w;
-            int8_t *out = output + ((size_t)oy * (size_t)out_w + (size_t)ox) * (size_t)ch;
-            /* Top-left valid tap of the window, for input and weights. */
-            const int8_t *in_base = input + ((size_t)(in_y0 + ky0) * (size_t)in_w
-                                             + (size_t)(in_x0 + kx0)) * (size_t)ch;
-            const int8_t *w_base = p->weights + (size_t)(ky0 * filter_w + kx0) * (size_t)ch;
-            const int32_t rows = ky1 - ky0, cols = kx1 - kx0;
-            for (c = 0; c < ch4; c += 4) {
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                const int8_t *in_row = in_base + c;
-                const int8_t *w_row = w_base + c;
-                for (ky = 0; ky < rows; ++ky) {
-                    const int8_t *x = in_row;
-                    const int8_t *w = w_row;
-                    for (kx = 0; kx < cols; ++kx) {
-                        const uint32_t xv = ts_read_s8x4(x);
-                        const uint32_t wv = ts_read_s8x4(w);
-                        const uint32_t xe = ts_sxtab16(offset2, xv);      /* ch c, c+2 */
-                        const uint32_t xo = ts_sxtab16_ror8(offset2, xv); /* ch c+1, c+3 */
-                        const uint32_t we = ts_sxtb16(wv);
-                        const uint32_t wo = ts_sxtb16_ror8(wv);
-                        a0 = ts_smlabb(xe, we, a0);
-                        a2 = ts_smlatt(xe, we, a2);
-                        a1 = ts_smlabb(xo, wo, a1);
-                        a3 = ts_smlatt(xo, wo, a3);
-                        x += ch;
-                        w += ch;
-                    }
-                    in_row += (size_t)in_w * (size_t)ch;
-                    w_row += (size_t)filter_w * (size_t)ch;
-                }
-                out[c] = requant(p, a0, c);
-                out[c + 1] = requant(p, a1, c + 1);
-                out[c + 2] = requant(p, a2, c + 2);
-                out[c + 3] = requant(p, a3, c + 3);
-            }
-            for (; c < ch; ++c) {
-                int32_t acc = 0;
-                for (ky = 0; ky < rows; ++ky) {
-                    for (kx = 0; kx < cols; ++kx) {
-                        const size_t tap = (size_t)ky * (size_t)in_w + (size_t)kx;
-                        acc += ((int32_t)in_base[tap * (size_t)ch + (size_t)c] + offset)
-                               * (int32_t)w_base[((size_t)ky * (size_t)filter_w + (size_t)kx) * (size_t)ch
-                                                 + (size_t)c];
-                    }
-                }
-                out[c] = requant(p, acc, c);
-            }
-        }
+    /* Channels in blocks of TS_DSP_RQ_BLOCK (a multiple of 4) whose requantization constants
+     * fit the table. */
+    for (cb = 0; cb < ch; cb += TS_DSP_RQ_BLOCK) {
+        const int32_t ce = (ch - cb) < TS_DSP_RQ_BLOCK ? ch : cb + TS_DSP_RQ_BLOCK;
+        dw_block(p, input, output, cb, ce < ch4 ? ce : ch4, ce);
     }
 }
