@@ -2,7 +2,7 @@
  * tinysift engine: the Armv7E-M DSP instructions the *_dsp kernels use, as inline
  * functions. With __ARM_FEATURE_DSP they are single instructions (inline asm, so the
  * SXTB16 rotation is folded in); elsewhere they are portable C with the architectural
- * semantics (Arm ARM, A7.7: SXTB16, SXTAB16, SMLAD, SMLABB, SMLATT), so the same kernels
+ * semantics (Arm ARM, A7.7: SXTB16, SXTAB16, SMLAD, SMLABB, SMLATT, SMMULR, SSAT), so the same kernels
  * run and are tested on the host.
  *
  * Halfword pairs: bits [15:0] are the "bottom" (B) lane, bits [31:16] the "top" (T) lane.
@@ -64,6 +64,18 @@ static inline int32_t ts_smlatt(uint32_t x, uint32_t y, int32_t acc) {
     __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
     return r;
 }
+/* (a * b + 2^31) >> 32: the rounded high word of the 64-bit product */
+static inline int32_t ts_smmulr(int32_t a, int32_t b) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* saturate to [-128, 127] */
+static inline int32_t ts_ssat8(int32_t x) {
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+}
 
 #else /* portable emulation */
 
@@ -92,6 +104,10 @@ static inline int32_t ts_smlabb(uint32_t x, uint32_t y, int32_t acc) {
 static inline int32_t ts_smlatt(uint32_t x, uint32_t y, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_t(x) * ts_lane_t(y)));
 }
+static inline int32_t ts_smmulr(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+static inline int32_t ts_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 
 #endif
 
