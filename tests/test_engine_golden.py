@@ -353,6 +353,15 @@ def test_golden_bit_exact_qemu_m4(name, pio_workspace):
 
 
 @pytest.mark.qemu
+def test_golden_bit_exact_qemu_m7(pio_workspace):
+    """The same on the Cortex-M7 board (mps2-an500), for the first export."""
+    export = get_export(_export_params()[0].values[0])
+    r = pio_test(pio_workspace, "qemu-m7", "test_golden", export)
+    m = check_golden_output(r.stdout + r.stderr, export, r.returncode)
+    assert m["platform"] == "qemu-mps2-an500" and m["dsp"] == "1"
+
+
+@pytest.mark.qemu
 def test_engine_checks_qemu_m4(pio_workspace):
     r = pio_test(pio_workspace, "qemu-m4", "test_engine", None)
     text = r.stdout + r.stderr
