@@ -59,7 +59,15 @@ def cnn_features(ctx, dim: int) -> np.ndarray:
     return pca_reduce(ctx.dynamics().features, dim, ctx.seed)
 
 
+def given(ctx, dim: int) -> np.ndarray:
+    """The user's own embedding (``ScoringContext(features=...)``), PCA-reduced to ``dim``."""
+    if ctx.features is None:
+        raise TinysiftError("embedding 'given' needs ScoringContext(features=...)")
+    return pca_reduce(ctx.features, dim, ctx.seed)
+
+
 EMBEDDINGS: dict[str, Callable[..., np.ndarray]] = {
+    "given": given,
     "pixels": pixels,
     "random-conv": random_conv,
     "cnn": cnn_features,

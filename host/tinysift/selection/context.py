@@ -70,7 +70,11 @@ class ScoringContext:
     proxy_epochs: int = 4
     embed_dim: int = 32
     progress: bool = True
+    #: optional user-provided embedding (N, D), used by ``embedding("given")``
+    features: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: shared items read since the last ``reset_usage()`` (cost accounting per method)
+    used: set[str] = field(default_factory=set)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +88,16 @@ class ScoringContext:
             )
         if self.cache_dir is not None:
             self.cache_dir = Path(self.cache_dir)
+        if self.features is not None:
+            f = np.asarray(self.features)
+            if f.ndim != 2 or len(f) != len(self.y):
+                raise DatasetError(f"features must have shape (N={len(self.y)}, D), got "
+                                   f"{f.shape}")
+            bad = np.flatnonzero(~np.isfinite(f).all(axis=1))
+            if len(bad):
+                raise DatasetError(
+                    f"features contain NaN or infinite values in {len(bad)} rows (first: "
+                    f"{bad[:5].tolist()}); fix or drop those samples before scoring")
 
     @property
     def num_samples(self) -> int:
@@ -118,7 +132,16 @@ class ScoringContext:
         return TrainingDynamics(**{k: (float(v) if k == "seconds" else v)
                                    for k, v in arrays.items()})
 
+    def reset_usage(self) -> None:
+        self.used = set()
+
+    def shared_seconds(self, keys: set[str] | None = None) -> float:
+        """Compute time of the shared items in ``keys`` (default: those used)."""
+        return float(sum(self.timings.get(k, 0.0) for k in (self.used if keys is None
+                                                            else keys)))
+
     def _cached(self, key: str, compute) -> dict[str, np.ndarray]:
+        self.used.add(key)
         if key in self._cache:
             return self._cache[key]
         path = (self.cache_dir / f"{key}-{self.data_hash}.npz") if self.cache_dir else None

@@ -12,7 +12,7 @@ from tinysift.selection.context import ScoringContext, TrainingDynamics
 # Each measurement follows at least this many optimizer steps: with fewer, BatchNorm's moving
 # statistics still sit near their initial values and evaluation-mode predictions collapse to
 # one class (seen on digits, 12 steps per epoch).
-MIN_STEPS_PER_MEASURE = 100
+MIN_STEPS_PER_MEASURE = 50
 
 
 def record_dynamics(ctx: ScoringContext) -> TrainingDynamics:

@@ -1,31 +1,40 @@
-"""Flow: per-class normalizing-flow density plus training uncertainty.
+"""Flow: per-class normalizing-flow densities plus training uncertainty.
 
 Scoring
 -------
-A RealNVP flow per class (:mod:`tinysift.density.realnvp`) is fit on a reduced embedding
-(<= 64 dimensions; default the proxy CNN's features, PCA to 32). For every sample:
+RealNVP flows per class (:mod:`tinysift.density.realnvp`, cross-fitted so a sample is
+scored by flows that never saw it) model two views of the data, each as a flow on the top-d
+principal components (for pixels, times an isotropic Gaussian on the residual):
 
-* ``density``: its log-likelihood under its own class's flow, standardized within the class;
-* ``agreement``: the flows' posterior log p(label | x) = ll_label - logsumexp_c(ll_c + log
-  prior_c) + log prior_label (a generative classifier's vote for the given label);
-* ``uncertainty``: EL2N of the proxy CNN averaged over its epochs (Paul et al. 2021).
+* the proxy CNN's features (``embedding="cnn"``): semantic, where mislabeled samples
+  stand out;
+* the pixels (``pixel_embedding="pixels"``): where corrupted or foreign images stand out.
 
-The combined score (higher = keep first) is
-``(1 - w) * (density_z + agreement_z) / 2 - w * el2n_z`` with ``w = uncertainty_weight``
-(default 0.5): half from the learned density, half from training dynamics. Outliers and
-mislabeled samples have low density under their labelled class, low agreement and high
-EL2N, so they get the lowest scores of their class.
+Four detectors, each a within-class percentile rank (higher = more trustworthy):
+
+* ``density``: log-likelihood under the labelled class's feature flow;
+* ``pixel density``: log-likelihood under the labelled class's pixel density;
+* ``agreement``: the feature flows' posterior log p(label | x) = ll_label -
+  logsumexp_c(ll_c + log prior_c) + log prior_label (a generative classifier's vote);
+* ``certainty``: minus the proxy CNN's EL2N, averaged over its measurements (Paul et al.
+  2021): the uncertainty term.
+
+``scores_`` (higher = keep first) is the *minimum* of the four ranks: a sample that any
+detector finds atypical is suspect. All four carry equal weight; ranks make them
+commensurable and robust to the heavy tails of log-likelihoods. Outliers and mislabeled
+samples get the lowest scores of their class.
 
 Selection
 ---------
-1. Hard cut: the lowest-scoring samples of each class are removed first. The cut is the
-   estimated mislabeled fraction (samples whose label both the flows and the proxy CNN
-   reject), times ``cut_margin``, clipped to [``min_cut``, ``max_cut``] and never more than
-   the budget allows.
-2. Coverage of the rest (very dense = redundant goes next): the remaining score range is cut
-   into ``bins`` equal-width strata and the budget is spread over them smallest-stratum-
-   first (Zheng et al. 2023), randomly (seeded) inside a stratum. Dense regions therefore
-   give up samples before sparse-but-clean ones do.
+1. Hard cut: the lowest-scoring samples of each class go first. The cut is the estimated
+   mislabeled fraction (samples whose label both the feature flows and the proxy CNN, in at
+   least half of its measurements, reject)
+   times ``cut_margin``, clipped to [``min_cut``, ``max_cut``] and never more than the
+   budget allows.
+2. Coverage of the rest, where very dense means redundant: the remaining samples are
+   stratified into ``bins`` equal-width bins of feature log-density and the budget is spread
+   over the bins smallest-bin-first (the allocation of Zheng et al. 2023), randomly (seeded)
+   inside a bin. Dense regions give up samples before sparse-but-clean ones do.
 """
 
 from __future__ import annotations
@@ -36,12 +45,13 @@ from tinysift.density.realnvp import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
 
 
-def zscore_within(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(values, dtype=np.float64)
+def rank_within(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Within-class percentile rank in [0, 1) (ties broken by index, stable)."""
+    out = np.zeros(len(values), dtype=np.float64)
     for c in np.unique(labels):
-        m = labels == c
-        v = values[m]
-        out[m] = (v - v.mean()) / (v.std() + 1e-12)
+        idx = np.flatnonzero(labels == c)
+        order = np.argsort(values[idx], kind="stable")
+        out[idx[order]] = np.arange(len(idx)) / len(idx)
     return out
 
 
@@ -68,13 +78,13 @@ def stratified_pick(scores: np.ndarray, quota: int, bins: int, rng) -> np.ndarra
 
 @register
 class FlowMethod(PruningMethod):
-    """Normalizing-flow density + uncertainty, hard cut then stratified coverage.
+    """Normalizing-flow densities + uncertainty: hard cut, then density-stratified coverage.
 
     Parameters
     ----------
-    embedding : embedding kind the flows are fit on (``cnn``, ``pixels``, ``random-conv``)
+    embedding : embedding of the semantic flows (``cnn``, ``pixels``, ``random-conv``)
+    pixel_embedding : embedding of the second density (None: only ``embedding``)
     dim : embedding dimension (<= 64)
-    uncertainty_weight : weight w of the EL2N term in the combined score
     min_cut, max_cut, cut_margin : bounds and margin of the adaptive hard cut
     bins : strata for the coverage selection
     folds : cross-fitting folds (a sample is scored by flows that never saw it)
@@ -85,13 +95,13 @@ class FlowMethod(PruningMethod):
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn",
-                 dim: int = 32, uncertainty_weight: float = 0.5, min_cut: float = 0.02,
+                 pixel_embedding: str | None = "pixels", dim: int = 32, min_cut: float = 0.1,
                  max_cut: float = 0.5, cut_margin: float = 1.1, bins: int = 50,
                  folds: int = 2, flow: FlowConfig | None = None):
         super().__init__(seed=seed, balance=balance)
         self.embedding = embedding
+        self.pixel_embedding = pixel_embedding
         self.dim = min(dim, 64)
-        self.uncertainty_weight = uncertainty_weight
         self.min_cut = min_cut
         self.max_cut = max_cut
         self.cut_margin = cut_margin
@@ -99,35 +109,69 @@ class FlowMethod(PruningMethod):
         self.folds = folds
         self.flow = flow or FlowConfig()
 
-    def _fit(self, context) -> np.ndarray:
-        y = context.y
-        z = context.embedding(self.embedding, self.dim)
-        dyn = context.dynamics()
+    def _class_log_prob(self, context, kind: str) -> np.ndarray:
+        """Out-of-fold log-density of every sample under every class, (N, K).
+
+        A flow on the top-d principal components; for pixels, times an isotropic Gaussian on
+        the residual (probabilistic-PCA style), so an image that is unusual only outside
+        the top components (noise, corruption) still gets a low likelihood. (On the CNN
+        features the residual term drowned the class signal, so it is left out there.)"""
+        from sklearn.decomposition import PCA
+
+        y, k = context.y, context.num_classes
+        if kind == "pixels":
+            raw = context.x.reshape(len(y), -1).astype(np.float32) / 255.0
+        else:
+            raw = context.embedding(kind, self.dim)
         # A flow on n samples in d dimensions memorizes when d is large for n: cap d by the
         # smallest class's training fold (about 10 samples per dimension).
-        smallest = int(np.bincount(y, minlength=context.num_classes).min())
-        d = int(np.clip(smallest * (self.folds - 1) / self.folds / 10, 2, z.shape[1]))
-        z = z[:, :d]
-        self.flow_dim_ = d
-        self.flows_ = ClassFlows(self.flow, seed=self.seed).fit(z, y, context.num_classes,
-                                                                 folds=self.folds)
-        ll = self.flows_.log_prob(z, self.flows_.fold_)  # (N, K), out-of-fold
+        smallest = int(np.bincount(y, minlength=k).min())
+        d = int(np.clip(smallest * (self.folds - 1) / self.folds / 10, 2,
+                        min(self.dim, raw.shape[1])))
+        pca = PCA(n_components=d, svd_solver="randomized", random_state=self.seed)
+        z = pca.fit_transform(raw).astype(np.float32)
+        resid = ((raw - pca.inverse_transform(z)) ** 2).sum(1).astype(np.float64)
+        flows = ClassFlows(self.flow, seed=self.seed).fit(z, y, k, folds=self.folds)
+        self.flow_dims_[kind] = d
+        ll = flows.log_prob(z, flows.fold_)
+        extra = raw.shape[1] - d
+        if kind == "pixels" and extra > 0:
+            # Residual variance per class (from its samples), sigma^2 = mean residual / extra.
+            for c in range(k):
+                var = max(resid[y == c].mean() / extra, 1e-12)
+                ll[:, c] += -0.5 * resid / var - 0.5 * extra * np.log(2 * np.pi * var)
+        return ll
+
+    def _fit(self, context) -> np.ndarray:
+        y = context.y
+        dyn = context.dynamics()
+        self.flow_dims_: dict[str, int] = {}
+        ll = self._class_log_prob(context, self.embedding)
+        rows = np.arange(len(y))
+        self.log_likelihood_ = ll[rows, y]
+        density = rank_within(self.log_likelihood_, y)
+        components = {"density": density}
+        if self.pixel_embedding and self.pixel_embedding != self.embedding:
+            ll_pix = self._class_log_prob(context, self.pixel_embedding)
+            self.pixel_log_likelihood_ = ll_pix[rows, y]
+            components["pixel density"] = rank_within(self.pixel_log_likelihood_, y)
         prior = np.log(np.bincount(y, minlength=context.num_classes) / len(y) + 1e-12)
         joint = ll + prior
         mx = joint.max(1, keepdims=True)
         log_evidence = (mx + np.log(np.exp(joint - mx).sum(1, keepdims=True)))[:, 0]
-        rows = np.arange(len(y))
-        self.log_likelihood_ = ll[rows, y]
         self.agreement_ = joint[rows, y] - log_evidence
+        components["agreement"] = rank_within(self.agreement_, y)
         el2n = dyn.el2n.mean(0).astype(np.float64)
-        w = self.uncertainty_weight
-        density_part = 0.5 * (zscore_within(self.log_likelihood_, y)
-                              + zscore_within(np.maximum(self.agreement_, -50.0), y))
-        scores = (1 - w) * density_part - w * zscore_within(el2n, y)
+        components["certainty"] = rank_within(-el2n, y)
+        self.components_ = components
+        # Trust = the weakest evidence: a sample any detector finds atypical is suspect.
+        scores = np.minimum.reduce(list(components.values()))
         # Samples whose label both the flows and the proxy CNN reject: likely mislabeled.
-        proxy_pred = dyn.correct[-1]
-        flow_pred = joint.argmax(1) == y
-        self.suspect_fraction_ = float(np.mean(~proxy_pred & ~flow_pred))
+        # The proxy rejects a label it got wrong in at least half of its measurements (a
+        # network memorizes noisy labels late in training, so the last one alone is blind).
+        proxy_rejects = dyn.correct.mean(0) <= 0.5
+        flow_rejects = joint.argmax(1) != y
+        self.suspect_fraction_ = float(np.mean(proxy_rejects & flow_rejects))
         return scores
 
     def cut_fraction(self, keep_fraction: float) -> float:
@@ -141,11 +185,9 @@ class FlowMethod(PruningMethod):
         rng = np.random.default_rng(self.seed)
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
-            s = self.scores_[idx]
-            order = idx[np.argsort(-s, kind="stable")]
-            n_keep = max(quota, int(round(len(idx) * (1.0 - cut))))
-            pool = order[:n_keep]
-            picks = stratified_pick(self.scores_[pool], quota, self.bins, rng)
+            order = idx[np.argsort(-self.scores_[idx], kind="stable")]
+            pool = order[:max(quota, int(round(len(idx) * (1.0 - cut))))]
+            picks = stratified_pick(self.log_likelihood_[pool], quota, self.bins, rng)
             return pool[picks]
 
         return self._per_class(count, chooser)

@@ -168,6 +168,7 @@ class VQMethod(PruningMethod):
         keep_fraction = count / ctx.num_samples
         lo, hi = self.rank_window(keep_fraction)
         self.window_ = (lo, hi)
+        self.coverage_: dict[int, tuple[int, int]] = {}
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
             return self._choose_in_class(idx, quota, lo, hi)
@@ -192,6 +193,9 @@ class VQMethod(PruningMethod):
             ranks = window_picks(len(order), int(quotas[j]), lo, hi)
             chosen.append(order[ranks])
         picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+        # (codewords, codewords represented) of this class, for inspection and tests
+        self.coverage_[int(self.context_.y[idx[0]])] = (
+            len(cent), len(np.unique(assign[picked])))
         if len(picked) < quota:  # rounding in tiny codewords: fill by prototypicality
             rest = np.setdiff1d(np.arange(len(idx)), picked)
             extra = rest[np.argsort(-self.scores_[idx[rest]], kind="stable")]

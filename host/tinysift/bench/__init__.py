@@ -1,0 +1,1 @@
+"""Benchmarks: results files (JSON + markdown + plot), not timed tests."""

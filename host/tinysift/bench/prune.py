@@ -1,0 +1,140 @@
+"""``tinysift bench prune``: every method at every budget, same recipe, several seeds.
+
+For each seed: one :class:`ScoringContext` is shared by all methods (so the proxy CNN and
+embeddings are computed once), but each method is *charged* the compute time of every
+shared item it used (cost accounting as if it ran alone). Every kept subset is trained with
+the same recipe (:class:`TrainConfig` step rule) and tested on the full test split. A
+full-data training with the same recipe gives the reference accuracy and cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
+               "kcenter", "prototypes", "d2", "vq", "flow")
+DEFAULT_KEEPS = (0.5, 0.3, 0.1, 0.03, 0.01)
+
+
+@dataclass
+class PruneBenchConfig:
+    """What to run. The training recipe is the same for every method and budget:
+    ``max(min_steps, subset_epochs * ceil(n / 128))`` Adam steps (cosine decay)."""
+
+    dataset: str = "fashion-mnist"
+    keeps: tuple[float, ...] = DEFAULT_KEEPS
+    methods: tuple[str, ...] = ALL_METHODS
+    seeds: int = 3
+    label_noise: float = 0.0
+    min_steps: int = 250
+    subset_epochs: int = 3
+    proxy_epochs: int = 3
+    out_dir: Path = Path("benchmarks/results")
+    cache_dir: Path | None = Path("runs/_bench_cache")
+    method_params: dict = field(default_factory=dict)
+    quick: bool = False
+
+    def recipe(self) -> str:
+        return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3 cosine decay, batch 128, "
+                f"steps = max({self.min_steps}, {self.subset_epochs} epochs of the kept set); "
+                f"proxy CNN for dynamics-based scores: {self.proxy_epochs} measurements "
+                f"(>= 50 steps each); class-balanced budgets")
+
+
+def results_stem(dataset: str, label_noise: float) -> str:
+    stem = f"prune_{dataset.replace(':', '_').replace('/', '_')}"
+    return stem + (f"_noise{label_noise:g}" if label_noise else "")
+
+
+def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
+    from rich.console import Console
+
+    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.models.training import TrainConfig, evaluate, train_model
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.selection import ScoringContext, make_method, resolve_keep
+
+    console = Console(stderr=True)
+    wall = time.perf_counter()
+    base = load_dataset(cfg.dataset)
+    per_run: dict[str, dict[str, list]] = {}
+    full_acc, full_sec = [], []
+    for seed in range(cfg.seeds):
+        ds = base
+        if cfg.label_noise:
+            ds, _ = add_label_noise(base, cfg.label_noise, seed)
+        recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
+                             subset_epochs=cfg.subset_epochs, seed=seed)
+        full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
+                           progress=progress)
+        full_acc.append(evaluate(full.model, ds.x_test, ds.y_test))
+        full_sec.append(full.seconds)
+        console.print(f"[seed {seed}] full data: acc {full_acc[-1]:.4f} in {full.seconds:.0f} s")
+        cache = (Path(cfg.cache_dir) / results_stem(cfg.dataset, cfg.label_noise)
+                 if cfg.cache_dir else None)
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
+                             cache_dir=cache, proxy_epochs=cfg.proxy_epochs, progress=progress)
+        for name in cfg.methods:
+            ctx.reset_usage()
+            before = dict(ctx.timings)
+            method = make_method(name, seed=seed, **cfg.method_params.get(name, {}))
+            start = time.perf_counter()
+            method.fit(ctx)
+            wall_fit = time.perf_counter() - start
+            # Charge the method the full compute time of every shared item it used, whether
+            # this call computed it or an earlier method did.
+            computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
+            score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
+            for keep in cfg.keeps:
+                count = resolve_keep(keep, len(ds.y_train))
+                t0 = time.perf_counter()
+                idx = method.select(count)
+                select_seconds = time.perf_counter() - t0
+                res = train_model(ds.x_train[idx], ds.y_train[idx], ds.num_classes,
+                                  train_config=recipe, progress=progress)
+                acc = evaluate(res.model, ds.x_test, ds.y_test)
+                rec = per_run.setdefault(name, {}).setdefault(f"{keep:g}", [])
+                rec.append({"acc": acc, "score_seconds": score_seconds + select_seconds,
+                            "train_seconds": res.seconds, "count": int(count)})
+                console.print(f"[seed {seed}] {name:>10} keep {keep:<5g} ({count:>5}): "
+                              f"acc {acc:.4f}  score {score_seconds:6.1f} s  "
+                              f"train {res.seconds:5.1f} s")
+    results = {
+        "dataset": cfg.dataset, "label_noise": cfg.label_noise,
+        "keep": [float(k) for k in cfg.keeps], "seeds": cfg.seeds,
+        "full_data_acc": {"mean": float(np.mean(full_acc)), "std": float(np.std(full_acc)),
+                          "runs": full_acc},
+        "full_data_seconds": float(np.mean(full_sec)),
+        "recipe": cfg.recipe(), "config": _config_dict(cfg),
+        "machine": machine_info(), "versions": package_versions(),
+        "methods": {name: {k: _summary(v) for k, v in per.items()}
+                    for name, per in per_run.items()},
+        "wall_seconds": time.perf_counter() - wall,
+    }
+    out = Path(cfg.out_dir)
+    stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
+    atomic_write_json(out / f"{stem}.json", results)
+    from tinysift.bench.report import prune_markdown, prune_plot
+
+    atomic_write_text(out / f"{stem}.md", prune_markdown(results))
+    prune_plot(results, out / f"{stem}.png")
+    return results
+
+
+def _summary(runs: list[dict]) -> dict:
+    accs = [r["acc"] for r in runs]
+    return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+            "score_seconds": float(np.mean([r["score_seconds"] for r in runs])),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+            "count": runs[0]["count"], "runs": accs}
+
+
+def _config_dict(cfg: PruneBenchConfig) -> dict:
+    d = asdict(cfg)
+    d["out_dir"] = str(cfg.out_dir)
+    d["cache_dir"] = str(cfg.cache_dir) if cfg.cache_dir else None
+    return d

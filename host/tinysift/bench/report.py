@@ -1,0 +1,82 @@
+"""Markdown tables and plots for benchmark results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def prune_markdown(res: dict) -> str:
+    keeps = [str(k) for k in res["keep"]]
+    lines = [f"# Pruning benchmark: {res['dataset']}"
+             + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""),
+             "",
+             f"Test accuracy (mean ± std over {res['seeds']} seeds) of the tiny CNN trained on "
+             "the kept samples; best mean per budget in bold. Full data: "
+             f"{res['full_data_acc']['mean']:.4f} ± {res['full_data_acc']['std']:.4f} "
+             f"({res['full_data_seconds']:.0f} s per training).", "",
+             "| method | " + " | ".join(f"keep {k}" for k in keeps) + " |",
+             "|---|" + "---|" * len(keeps)]
+    best = {k: max(m[k]["acc_mean"] for m in res["methods"].values() if k in m) for k in keeps}
+    for name, per in res["methods"].items():
+        cells = []
+        for k in keeps:
+            if k not in per:
+                cells.append("-")
+                continue
+            v = per[k]
+            cell = f"{v['acc_mean']:.4f} ± {v['acc_std']:.4f}"
+            cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Cost (seconds, mean over seeds)", "",
+              "Scoring includes any training the score needs (the proxy CNN for dynamics-based "
+              "methods, embeddings). Total = scoring + training on the kept samples; ratio = "
+              "total / full-data training. Ratios above 1 mean the method costs more than "
+              "training on everything.", "",
+              "| method | scoring | " + " | ".join(f"total @ {k} (ratio)" for k in keeps) + " |",
+              "|---|---|" + "---|" * len(keeps)]
+    full = res["full_data_seconds"]
+    for name, per in res["methods"].items():
+        first = next(iter(per.values()))
+        cells = []
+        for k in keeps:
+            if k in per:
+                total = per[k]["score_seconds"] + per[k]["train_seconds"]
+                flag = " ⚠" if total > full else ""
+                cells.append(f"{total:.0f} ({total / full:.2f}){flag}")
+            else:
+                cells.append("-")
+        lines.append(f"| {name} | {first['score_seconds']:.1f} | " + " | ".join(cells) + " |")
+    lines += ["", f"Recipe: {res['recipe']}", "",
+              f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
+              f"tensorflow {res['versions'].get('tensorflow')}, tinysift "
+              f"{res['versions'].get('tinysift')}. Wall time {res['wall_seconds'] / 60:.1f} min.",
+              ""]
+    return "\n".join(lines)
+
+
+def prune_plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    keeps = [float(k) for k in res["keep"]]
+    for name, per in res["methods"].items():
+        xs = [k for k in keeps if str(k) in per or f"{k:g}" in per]
+        pts = [per.get(str(k)) or per.get(f"{k:g}") for k in xs]
+        style = {"linewidth": 2.5} if name in ("vq", "flow") else {"linewidth": 1, "alpha": 0.8}
+        ax.errorbar(xs, [p["acc_mean"] for p in pts], yerr=[p["acc_std"] for p in pts],
+                    marker="o", markersize=3, capsize=2, label=name, **style)
+    ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
+               label="full data")
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of training data kept")
+    ax.set_ylabel("test accuracy")
+    noise = f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""
+    ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({res['seeds']} seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
