@@ -1,0 +1,105 @@
+"""``tinysift device list | flash | run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tinysift.cli.app_console import console
+
+app = typer.Typer(help="The device: list ports and boards, build/flash, fine-tune over serial.",
+                  no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="device")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Serial ports on this machine and the emulated boards."""
+    from serial.tools import list_ports
+
+    from tinysift.boards import list_boards
+
+    table = Table(title="devices")
+    for col in ("kind", "name", "details"):
+        table.add_column(col)
+    for p in list_ports.comports():
+        table.add_row("serial port", p.device, p.description or "")
+    for b in list_boards():
+        if b.emulated:
+            table.add_row("emulated", b.name, f"QEMU {b.qemu_machine}, env {b.pio_env}")
+    console.print(table)
+
+
+@app.command("flash")
+def flash_cmd(
+    run: Path = typer.Option(..., help="run folder with export/"),
+    board: str = typer.Option("qemu-mps2-an386", help="board profile"),
+    port: str = typer.Option(None, help="upload port of a real board"),
+) -> None:
+    """Build the firmware with this run's export (and upload it to a real board)."""
+    from tinysift.boards import load_board
+    from tinysift.device.build import build_firmware
+
+    brd = load_board(board)
+    res = build_firmware(Path(run) / "export", brd, Path(run) / "device", upload=not brd.emulated,
+                         port=port)
+    console.print(f"built {res.elf} in {res.seconds:.1f} s: flash {res.flash_bytes:,} B, "
+                  f"static RAM {res.ram_bytes:,} B"
+                  + ("" if brd.emulated else " and uploaded"))
+
+
+@app.command("run")
+def run_cmd(
+    run: Path = typer.Option(..., help="run folder with export/"),
+    board: str = typer.Option("qemu-mps2-an386", help="board profile"),
+    port: str = typer.Option(None, help="serial port of a real board (default: QEMU)"),
+    epochs: int = typer.Option(5),
+    lr: float = typer.Option(0.05),
+    batch: int = typer.Option(32),
+    seed: int = typer.Option(1),
+    db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
+    on_reset: str = typer.Option("retry", help="retry or stop when the device resets"),
+    joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
+) -> None:
+    """Fine-tune on the device; write RUN/device/results.json and print a table."""
+    from tinysift.device.runner import TrainParams, run_on_device
+
+    monitor = None
+    if joulescope:
+        from tinysift.device.energy import JoulescopeMonitor
+
+        monitor = JoulescopeMonitor()
+
+    def progress(rec) -> None:
+        if rec.type == "epoch":
+            console.print(f"  epoch {rec.fields['n']}: loss {rec.fields['loss']} "
+                          f"train acc {rec.fields['train_acc']}")
+
+    doc = run_on_device(run, board, port=port,
+                        params=TrainParams(epochs=epochs, lr=lr, batch=batch, seed=seed),
+                        use_db=db, on_reset=on_reset, monitor=monitor, progress=progress)
+    print_results(doc)
+    console.print(f"-> {Path(run) / 'device' / 'results.json'}")
+
+
+def print_results(doc: dict) -> None:
+    table = Table(title=f"{doc['board']} ({doc['counter']} counter, {doc['clock_hz'] / 1e6:g} "
+                        f"MHz) - {doc['status']}")
+    for col in ("phase", "cycles", "ms", "energy mJ", "kind"):
+        table.add_column(col, justify="right" if col != "phase" else "left")
+    for name, ph in doc["phases"].items():
+        table.add_row(name, f"{ph.get('cycles', 0):,}", f"{1e3 * ph.get('seconds', 0):.1f}",
+                      f"{ph['energy_mj']:.4f}", ph["energy_kind"])
+    console.print(table)
+    ep = doc["epochs"]
+    if ep:
+        console.print(f"{len(ep)} epochs on {doc['samples']} samples: loss {ep[0]['loss']:.4f} "
+                      f"-> {ep[-1]['loss']:.4f}; {ep[-1]['energy_mj']:.4f} mJ/epoch "
+                      f"({ep[-1]['energy_kind']})")
+    console.print(f"test accuracy before {doc['test_acc_before']}  after "
+                  f"{doc['test_acc_after']} (int8 head {doc['test_int8_acc_after']})")

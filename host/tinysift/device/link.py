@@ -1,0 +1,180 @@
+"""A serial link speaking TSP/1 over pyserial: real ports and ``socket://`` (QEMU)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tinysift.device.protocol import MAX_LINE, FrameError, Record, frame, parse_record, unframe
+from tinysift.errors import DeviceError
+
+
+@dataclass
+class LinkStats:
+    records: int = 0
+    dropped_lines: int = 0
+    dropped_bytes: int = 0
+
+
+class DeviceReset(DeviceError):
+    """An unexpected ``@boot`` arrived in the middle of a command."""
+
+    def __init__(self, boot: Record, received: list[Record]):
+        super().__init__(f"the device reset during a command (boot record {boot.fields}); "
+                         f"{len(received)} records received before the reset were kept")
+        self.boot = boot
+        self.received = received
+
+
+def _open_port(url: str, baudrate: int):
+    import serial
+
+    port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, do_not_open=True)
+    if url.startswith("socket://"):
+        # pyserial's socket handler drains everything already received when it opens, which
+        # loses an emulator's boot record (QEMU starts the guest as soon as we connect).
+        port.reset_input_buffer = lambda: None
+        port.open()
+        del port.reset_input_buffer
+    else:
+        port.open()
+    return port
+
+
+class SerialLink:
+    """Line I/O with drop counting and resynchronization.
+
+    Parameters
+    ----------
+    url : a port (``/dev/ttyACM0``) or a pyserial URL (``socket://127.0.0.1:5555``)
+    baudrate : for real ports
+    on_record : called with every valid record as it arrives (append-only logging)
+    max_line : longest accepted line
+    """
+
+    def __init__(self, url: str, baudrate: int = 115200,
+                 on_record: Callable[[Record], None] | None = None, max_line: int = 4096,
+                 connect_timeout: float = 10.0):
+        import serial
+
+        self.url = url
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            try:
+                self.port = _open_port(url, baudrate)
+                break
+            except (serial.SerialException, OSError, ValueError) as exc:
+                # An emulator may still be binding its TCP port: retry sockets briefly.
+                if url.startswith("socket://") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise DeviceError(f"cannot open {url}: {exc}. Check the port name "
+                                  "(`tinysift device list`) and that no other program "
+                                  "holds it") from exc
+        self.stats = LinkStats()
+        self.on_record = on_record
+        self.max_line = max(max_line, MAX_LINE)
+        self._buf = bytearray()
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self.port.close()
+            except Exception:  # noqa: BLE001 - closing a dead socket may raise anything
+                pass
+
+    def __enter__(self) -> SerialLink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write_line(self, payload: str) -> None:
+        self.write_raw(frame(payload))
+
+    def write_raw(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceError(f"writing to {self.url} failed: {exc}") from exc
+
+    def read_record(self, timeout: float) -> Record:
+        """The next valid record; corrupt lines are dropped and counted."""
+        import serial
+
+        deadline = time.monotonic() + timeout
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl])
+                del self._buf[:nl + 1]
+                try:
+                    rec = parse_record(unframe(line, self.max_line))
+                except FrameError:
+                    self.stats.dropped_lines += 1
+                    self.stats.dropped_bytes += len(line) + 1
+                    continue
+                self.stats.records += 1
+                if self.on_record is not None:
+                    self.on_record(rec)
+                return rec
+            if len(self._buf) > self.max_line:  # garbage without newlines: resync
+                self.stats.dropped_bytes += len(self._buf)
+                self.stats.dropped_lines += 1
+                self._buf.clear()
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"no valid record from {self.url} for {timeout:.0f} s "
+                    f"({self.stats.dropped_lines} corrupt lines dropped). Is the board "
+                    "flashed with tinysift firmware (`tinysift device flash`), the port "
+                    "right and the baud rate 115200?")
+            try:
+                # Read byte-wise from sockets: pyserial loses a partial read when the peer
+                # closes (QEMU exiting).
+                chunk = self.port.read(1 if self.url.startswith("socket://") else 256)
+            except (serial.SerialException, OSError) as exc:
+                raise DeviceError(f"the link to {self.url} closed: {exc}") from exc
+            if chunk:
+                self._buf.extend(chunk)
+
+    def command(self, cmd: str, timeout: float = 20.0,
+                on_progress: Callable[[Record], None] | None = None,
+                data: list[bytes] | None = None) -> list[Record]:
+        """Send ``cmd`` and collect records up to its ``@ready``.
+
+        Raises
+        ------
+        DeviceReset : a ``@boot`` arrived before ``@ready``
+        DeviceError : timeout, or ``@ready`` with a nonzero status (message from ``@err``)
+        """
+        self.write_line(cmd)
+        for line in data or ():
+            self.write_raw(line)
+        name = cmd.split(" ")[0]
+        received: list[Record] = []
+        while True:
+            rec = self.read_record(timeout)
+            if rec.type == "boot":
+                raise DeviceReset(rec, received)
+            received.append(rec)
+            if on_progress is not None:
+                on_progress(rec)
+            if rec.type == "ready" and rec.fields.get("cmd") == name:
+                status = rec.int("status", 0)
+                if status:
+                    errs = [r.fields.get("msg", "") for r in received if r.type == "err"]
+                    raise DeviceError(f"device refused {cmd!r}: status {status} "
+                                      f"({'; '.join(errs) or 'no message'})")
+                return received
+
+    def wait_boot(self, timeout: float = 20.0) -> Record:
+        while True:
+            rec = self.read_record(timeout)
+            if rec.type == "boot":
+                return rec

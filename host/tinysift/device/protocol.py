@@ -1,0 +1,102 @@
+"""TSP/1 framing and records (docs/protocol.md), host side.
+
+Every line is ``<payload> *<CRC>\\n`` with CRC-16/CCITT-FALSE over the payload and the space
+before ``*``. Device records are ``@type key=value ...``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROTOCOL_VERSION = 1
+MAX_LINE = 255
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final XOR."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def frame(payload: str) -> bytes:
+    """``payload`` -> ``payload *CRC\\n`` (bytes)."""
+    if "*" in payload or "\n" in payload:
+        raise ValueError("a payload may not contain '*' or a newline")
+    body = f"{payload} ".encode("ascii")
+    return body + f"*{crc16(body):04X}\n".encode("ascii")
+
+
+class FrameError(ValueError):
+    """A line that fails framing (no CRC, wrong CRC, bad bytes)."""
+
+
+def unframe(line: bytes, max_len: int = MAX_LINE) -> str:
+    """Validate one received line (without its newline); returns the payload."""
+    line = line.rstrip(b"\r")
+    if not line:
+        raise FrameError("empty line")
+    if len(line) > max_len:
+        raise FrameError(f"line of {len(line)} bytes exceeds {max_len}")
+    if any(b < 0x20 or b > 0x7E for b in line):
+        raise FrameError("non-printable byte")
+    if len(line) < 7 or line[-6:-4] != b" *":
+        raise FrameError("no ' *XXXX' checksum")
+    try:
+        want = int(line[-4:], 16)
+    except ValueError:
+        raise FrameError("checksum is not hex") from None
+    body = line[:-5]  # payload plus the space before '*'
+    if crc16(body) != want:
+        raise FrameError("checksum mismatch")
+    return body[:-1].decode("ascii")
+
+
+@dataclass
+class Record:
+    """A device record: ``@type k=v ...``."""
+
+    type: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def int(self, key: str, default: int | None = None) -> int:
+        if key not in self.fields:
+            if default is None:
+                raise KeyError(f"@{self.type} has no field {key!r}")
+            return default
+        return int(self.fields[key])
+
+    def float(self, key: str, default: float | None = None) -> float:
+        if key not in self.fields:
+            if default is None:
+                raise KeyError(f"@{self.type} has no field {key!r}")
+            return default
+        return float(self.fields[key])
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, **self.fields}
+
+
+def parse_record(payload: str) -> Record:
+    if not payload.startswith("@"):
+        raise FrameError("device lines start with '@'")
+    parts = payload[1:].split(" ")
+    rtype, fields = parts[0], {}
+    if not rtype:
+        raise FrameError("record without a type")
+    for part in parts[1:]:
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise FrameError(f"field {part!r} is not key=value")
+        fields[key] = value
+    return Record(rtype, fields)
+
+
+def data_line(label: int, sample: bytes) -> bytes:
+    """A ``db load`` data line: ``<label>:<hex>`` framed."""
+    return frame(f"{int(label)}:{sample.hex().upper()}")

@@ -1,0 +1,74 @@
+"""Run firmware on an emulated board: QEMU with ``-icount`` and a TCP serial port.
+
+The emulator is started in its own process group and always killed on exit; the serial
+port is reached with pyserial's ``socket://`` URL, exactly like a real port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tinysift.boards import Board
+from tinysift.errors import DeviceError
+
+ICOUNT_SHIFT = 6
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def qemu_command(board: Board, elf: Path, port: int, icount_shift: int = ICOUNT_SHIFT) -> list:
+    if not board.emulated:
+        raise DeviceError(f"{board.name} is a real board; pass --port to talk to it")
+    return ["qemu-system-arm", "-machine", board.qemu_machine, "-nographic", "-monitor", "none",
+            "-icount", f"shift={icount_shift}",
+            "-semihosting-config", "enable=on,target=native",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
+
+
+@contextlib.contextmanager
+def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
+                ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start QEMU and yield ``(serial_url, process)``; the emulator dies on exit."""
+    port = free_port()
+    cmd = qemu_command(board, elf, port)
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    except FileNotFoundError as exc:
+        raise DeviceError("qemu-system-arm not found; run tools/setup.sh") from exc
+    try:
+        # Give QEMU a moment to bind; the caller's first connection (SerialLink, which
+        # retries) is the one QEMU's 'wait=on' accepts, so no boot output is lost.
+        time.sleep(0.1)
+        if proc.poll() is not None:
+            raise DeviceError(f"QEMU exited with status {proc.returncode} at start: "
+                              f"{' '.join(cmd)}")
+        yield f"socket://127.0.0.1:{port}", proc
+    finally:
+        stop(proc)
+        if log_path:
+            log.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)

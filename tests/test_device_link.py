@@ -1,0 +1,263 @@
+"""Host side of TSP/1 against a loopback TCP peer: framing, faults, resets, partial results.
+
+The peer is a real TCP server speaking the protocol from a script (the emulator itself is
+exercised in tests/test_device_qemu.py); these tests cover the faults a real board shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinysift.device.energy import integrate_windows
+from tinysift.device.link import SerialLink
+from tinysift.device.protocol import FrameError, crc16, frame, parse_record, unframe
+from tinysift.errors import DeviceError
+
+
+class Peer(threading.Thread):
+    """Accept one client; for every received command line run ``script(cmd, send)``."""
+
+    def __init__(self, on_connect=b"", script=None):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.url = f"socket://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.on_connect, self.script = on_connect, script
+        self.received: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        conn, _ = self.sock.accept()
+        self.conn = conn
+        conn.sendall(self.on_connect)
+        buf = b""
+        conn.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                chunk = conn.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    cmd = unframe(line, 100000)
+                except FrameError:
+                    continue
+                self.received.append(cmd)
+                if self.script:
+                    self.script(cmd, lambda data: conn.sendall(data))
+        conn.close()
+
+
+def rec(payload: str) -> bytes:
+    return frame(payload)
+
+
+def test_crc_check_values():
+    assert crc16(b"123456789") == 0x29B1
+    assert frame("@ready cmd=info status=0") == b"@ready cmd=info status=0 *4946\n"
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E,
+                                      blacklist_characters="*"), min_size=1, max_size=200))
+def test_frame_roundtrip(payload):
+    assert unframe(frame(payload)[:-1]) == payload
+
+
+@pytest.mark.parametrize("line", [b"", b"@ready cmd=x status=0", b"@ready *ZZZZ",
+                                  b"@ready cmd=x status=0 *0000", b"\x00\x01 *1234"])
+def test_bad_lines_rejected(line):
+    with pytest.raises(FrameError):
+        unframe(line)
+
+
+def test_parse_record():
+    r = parse_record("@epoch n=2 loss=0.25 train_acc=0.9")
+    assert r.type == "epoch" and r.int("n") == 2 and r.float("loss") == 0.25
+    with pytest.raises(FrameError):
+        parse_record("epoch n=2")
+
+
+def test_silent_port_times_out_clearly():
+    peer = Peer()
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(DeviceError, match="no valid record"):
+        link.command("info", timeout=1.0)
+    peer.stop.set()
+
+
+def test_garbage_and_corrupt_lines_are_dropped_and_counted():
+    good = rec("@info proto=1")
+    corrupt = bytearray(good)
+    corrupt[3] ^= 0x01  # one flipped bit: CRC must catch it
+
+    def script(cmd, send):
+        send(b"\x00\xff garbage without newline" * 10)
+        send(b"\nnoise line\n" + bytes(corrupt) + rec("@epoch n=1")[:-6] + b"*FFFF\n")
+        send(good + rec("@ready cmd=info status=0"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("info", timeout=5.0)
+        assert [r.type for r in records] == ["info", "ready"]
+        assert link.stats.dropped_lines >= 3
+    peer.stop.set()
+
+
+def test_device_error_status_carries_the_message():
+    def script(cmd, send):
+        send(rec("@err code=100 msg=unknown_command") + rec("@ready cmd=bogus status=100"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(DeviceError, match="unknown_command"):
+        link.command("bogus", timeout=5.0)
+    peer.stop.set()
+
+
+def make_run(tmp_path, samples=20):
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    info = {"train_samples": samples, "content_hash": "abc", "memory_plan":
+            {"ram_total": 1000, "flash_total": 2000}}
+    (export / "export.json").write_text(json.dumps(info))
+    np.savez(export / "golden.npz", x_train=np.zeros((samples, 64), np.int8),
+             y_train=np.arange(samples) % 10)
+    return tmp_path / "run"
+
+
+BOOT = rec("@boot proto=1 fw=1 board=test counter=systick-icount hz=25000000 resets=0 "
+           "model=abc")
+
+
+def train_script(resets_at_epoch=None, stall_after=None):
+    state = {"boots": 0}
+
+    def script(cmd, send):
+        if cmd.startswith("info"):
+            send(rec("@info proto=1 flash=50000 ram_static=20000")
+                 + rec("@ready cmd=info status=0"))
+        elif cmd.startswith("db load"):
+            pass  # data lines follow as separate lines; answered on the last one
+        elif ":" in cmd and not cmd.startswith("train"):
+            state.setdefault("data", 0)
+            state["data"] += 1
+            if state["data"] == 20:
+                send(rec("@db loaded=20 source=ram") + rec("@ready cmd=db status=0"))
+        elif cmd.startswith("db use"):
+            send(rec("@db loaded=20 source=ram") + rec("@ready cmd=db status=0"))
+        elif cmd.startswith("train"):
+            send(rec("@eval when=before acc=0.5 correct=10 total=20 int8_acc=0.5"))
+            send(rec("@phase name=features cycles=1000000"))
+            for n in (1, 2, 3):
+                if stall_after is not None and n > stall_after:
+                    return  # the device goes quiet
+                if resets_at_epoch == n and state["boots"] == 0:
+                    state["boots"] += 1
+                    send(rec("@boot proto=1 fw=1 board=test counter=systick-icount "
+                             "hz=25000000 resets=1 model=abc"))
+                    return
+                send(rec(f"@epoch n={n} loss={1.0 / n:.4f} train_acc=0.{5 + n} correct=1 "
+                         f"samples=20 cycles=2500000"))
+            send(rec("@eval when=after acc=0.9 correct=18 total=20 int8_acc=0.85")
+                 + rec("@phase name=backward cycles=3000000")
+                 + rec("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")
+                 + rec("@ready cmd=train status=0"))
+    return script
+
+
+def test_run_writes_results_and_energy(tmp_path):
+    from tinysift.device.runner import TrainParams, run_on_device
+
+    peer = Peer(on_connect=BOOT, script=train_script())
+    peer.start()
+    doc = run_on_device(make_run(tmp_path), "qemu-mps2-an386", port=peer.url,
+                        params=TrainParams(epochs=3), use_db=True, timeout=5.0)
+    assert doc["status"] == "complete" and len(doc["epochs"]) == 3
+    assert doc["test_acc_after"] > doc["test_acc_before"]
+    ep = doc["epochs"][0]
+    # E = V * I * cycles / f = 3.3 V * 2.75 mA * 2.5e6 / 25e6 = 0.9075 mJ
+    assert ep["energy_mj"] == pytest.approx(0.9075) and ep["energy_kind"] == "estimated"
+    assert doc["phases"]["features"]["seconds"] == pytest.approx(0.04)
+    assert sum(1 for c in peer.received if ":" in c and not c.startswith("train")) == 20
+    saved = json.loads((tmp_path / "run" / "device" / "results.json").read_text())
+    assert saved["status"] == "complete" and saved["counter"] == "systick-icount"
+    peer.stop.set()
+
+
+@pytest.mark.parametrize("on_reset", ["stop", "retry"])
+def test_device_reset_mid_run(tmp_path, on_reset):
+    from tinysift.device.runner import TrainParams, run_on_device
+
+    peer = Peer(on_connect=BOOT, script=train_script(resets_at_epoch=2))
+    peer.start()
+    run = make_run(tmp_path)
+    if on_reset == "stop":
+        with pytest.raises(DeviceError, match="reset"):
+            run_on_device(run, "qemu-mps2-an386", port=peer.url, params=TrainParams(epochs=3),
+                          on_reset="stop", timeout=5.0)
+        doc = json.loads((run / "device" / "results.json").read_text())
+        assert doc["status"] == "device-reset" and len(doc["epochs"]) == 1  # kept
+    else:
+        doc = run_on_device(run, "qemu-mps2-an386", port=peer.url,
+                            params=TrainParams(epochs=3), on_reset="retry", timeout=5.0)
+        assert doc["status"] == "complete" and len(doc["epochs"]) == 3
+    assert any("device_reset" in e for e in doc["events"])
+    log = [json.loads(line) for line in (run / "device" / "log.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in log].count("boot") == 2  # append-only: both boots kept
+    peer.stop.set()
+
+
+def test_host_killed_mid_run_leaves_partial_results(tmp_path):
+    peer = Peer(on_connect=BOOT, script=train_script(stall_after=2))
+    peer.start()
+    run = make_run(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "tinysift.cli.app", "device", "run", "--run",
+                             str(run), "--port", peer.url, "--epochs", "3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    results = run / "device" / "results.json"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if results.exists() and len(json.loads(results.read_text())["epochs"]) == 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    doc = json.loads(results.read_text())
+    assert doc["status"] == "partial" and len(doc["epochs"]) == 2
+    peer.stop.set()
+
+
+def test_integrate_windows_joulescope_like_capture():
+    fs = 1_000_000.0  # 1 Msample/s as a JS220 streams
+    t = np.arange(int(0.6 * fs)) / fs
+    current = np.full_like(t, 0.001)
+    marker = np.zeros_like(t)
+    win = (t >= 0.1) & (t < 0.4)
+    current[win] = 0.010  # 10 mA while the phase runs
+    marker[win] = 3.3
+    voltage = np.full_like(t, 3.3)
+    (w,) = integrate_windows(t, current, voltage, marker)
+    assert w.duration_s == pytest.approx(0.3, abs=2e-6)
+    assert w.energy_mj == pytest.approx(3.3 * 0.010 * 0.3 * 1e3, rel=1e-4)
+    assert w.mean_current_ma == pytest.approx(10.0)
