@@ -26,3 +26,20 @@ def write_npz(tmp_path):
         return f"npz:{path}"
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def digits_run():
+    """The shared digits run (trained, quantized, exported), built once and cached across
+    test files and sessions in runs/_scratch/trainer-digits (stage caching skips work)."""
+    from pathlib import Path
+
+    from tinysift.export.stage import export
+    from tinysift.models.stage import train
+    from tinysift.quantize.stage import quantize
+
+    run = Path(__file__).resolve().parents[1] / "runs" / "_scratch" / "trainer-digits"
+    train("digits", run, epochs=30, seed=0, progress=False)
+    quantize(run)
+    export(run)
+    return run
