@@ -94,7 +94,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
               "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
     key_ok = run.is_fresh("train", _key(params, inputs))
-    if key_ok and (run / MODEL_FILE).exists():
+    if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
         info = run.stage_info("train")["results"]
         return TrainOutcome(run.path, info["test_acc"], info["train_samples"], info["seconds"],
                             info["steps"], info["params"], info["macs_per_sample"], skipped=True)
