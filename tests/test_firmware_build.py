@@ -7,8 +7,10 @@ firmware/.pio is neither used nor disturbed.
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -24,10 +26,23 @@ PIO = ROOT / "tools" / "pio"
 FIRMWARE = ROOT / "firmware"
 PLATFORM_QEMU = ROOT / "boards" / "platform-qemu"
 QEMU_MACHINES = {"qemu-m4": "mps2-an386", "qemu-m7": "mps2-an500"}
+# The app's boot record (docs/protocol.md, TSP/1), built without an export (model=none).
 BOOT_RE = re.compile(
-    r"tinysift-fw boot engine=(?P<engine>\d+) platform=(?P<platform>\S+) "
-    r"counter=(?P<counter>\S+) hz=(?P<hz>\d+) icount_shift=(?P<shift>-?\d+)"
+    r"^@boot proto=1 fw=(?P<engine>\d+) board=(?P<platform>\S+) counter=(?P<counter>\S+) "
+    r"hz=(?P<hz>\d+) resets=(?P<resets>\d+) model=(?P<model>\S+) \*(?P<crc>[0-9A-F]{4})$",
+    re.M,
 )
+
+
+def frame(payload: str) -> bytes:
+    """A TSP/1 host line: payload, space, '*', CRC-16/CCITT-FALSE of payload + space."""
+    body = (payload + " ").encode()
+    return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)
+
+
+def crc_ok(line: str) -> bool:
+    body, _, crc = line.rpartition("*")
+    return len(crc) == 4 and binascii.crc_hqx(body.encode(), 0xFFFF) == int(crc, 16)
 
 
 def _missing_tools() -> list[str]:
@@ -56,6 +71,7 @@ def workspace(tmp_path_factory) -> Path:
 def pio(workspace: Path, *args: str, timeout: float = 300, cwd: Path = ROOT):
     env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(workspace))
     env.pop("PLATFORMIO_BUILD_DIR", None)
+    env.pop("TS_EXPORT_DIR", None)  # these builds are the app without an export
     return subprocess.run(
         [str(PIO), *args],
         cwd=cwd,
@@ -144,44 +160,108 @@ def test_malloc_fails_the_link(tmp_path):
     )
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to `timeout`, which passes it on to QEMU (a SIGKILL would orphan QEMU)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def qemu_session(machine: str, elf: Path, send: bytes, until: str, timeout: float = 30) -> str:
+    """Runs the app in QEMU with the UART on stdio, writes `send`, reads until a line starting
+    with `until` arrives, then stops QEMU (the command loop never exits by itself)."""
+    proc = subprocess.Popen(
+        ["timeout", str(int(timeout) + 10), *qemu_cmd(machine, elf)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out = b""
+    try:
+        proc.stdin.write(send)
+        proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while until.encode() not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+            if ready:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                out += chunk
+        text = out.decode(errors="replace")
+        assert until in text, text
+        # the rest of the line that holds `until`
+        while not out.endswith(b"\n"):
+            out += os.read(proc.stdout.fileno(), 1)
+        return out.decode(errors="replace")
+    finally:
+        stop(proc)
+
+
 @pytest.mark.parametrize("env_name", list(QEMU_MACHINES))
-def test_boot_line_and_exit_code(built, env_name):
-    elf = built[env_name]
-    runs = []
-    for _ in range(2):
-        res = subprocess.run(
-            ["timeout", "30", *qemu_cmd(QEMU_MACHINES[env_name], elf)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stdout + res.stderr
-        runs.append(res.stdout)
+def test_boot_record_and_info(built, env_name):
+    """The app (no export compiled in) boots with a checksummed @boot record and answers
+    `info`; under -icount the whole exchange is the same run after run."""
+    runs = [
+        qemu_session(QEMU_MACHINES[env_name], built[env_name], frame("info"),
+                     "@ready cmd=info")
+        for _ in range(2)
+    ]
     m = BOOT_RE.search(runs[0])
     assert m, runs[0]
     assert m["engine"] == "1"
     assert m["platform"] == f"qemu-{QEMU_MACHINES[env_name]}"
     assert m["counter"] == "systick-icount"
     assert m["hz"] == "25000000"
-    assert m["shift"] == "6"
-    # -icount: the same firmware prints the same cycle counts run after run
-    cycles = [re.search(r"boot_line=(\d+)", out).group(1) for out in runs]
-    assert cycles[0] == cycles[1]
+    assert m["resets"] == "0"
+    assert m["model"] == "none"
+    lines = [ln for ln in runs[0].splitlines() if ln.startswith("@")]
+    assert all(crc_ok(ln) for ln in lines), lines
+    info = next(ln for ln in lines if ln.startswith("@info "))
+    assert " icount_shift=6 " in info and " counter=systick-icount " in info, info
+    assert "@ready cmd=info status=0 *4946" in lines  # the spec's check value
+    # -icount: deterministic (stack high-water included)
+    assert runs[0] == runs[1]
 
 
-def test_exit_status_and_rx_over_stdio(built):
-    """Bytes written to QEMU's stdin reach the UART RX; `exit N` becomes QEMU's status."""
-    res = subprocess.run(
-        ["timeout", "30", *qemu_cmd("mps2-an386", built["qemu-m4"])],
-        input="hello\r\nexit 3\n",
+def test_rx_over_stdio(built):
+    """Bytes written to QEMU's stdin reach the UART RX: a command is answered, a corrupted
+    line is refused with 103 and the app keeps working."""
+    bad = bytearray(frame("name"))
+    bad[0] ^= 0x01  # one flipped bit: the CRC no longer matches
+    out = qemu_session("mps2-an386", built["qemu-m4"],
+                       bytes(bad) + frame("name"), "@ready cmd=name")
+    assert "@err code=103 msg=bad_crc" in out, out
+    assert "@ready cmd=- status=103" in out, out
+    assert "@name name=tinysift-fw" in out, out
+
+
+def test_exit_status(tmp_path):
+    """main's return value is QEMU's exit status (semihosting SYS_EXIT_EXTENDED)."""
+    proj = tmp_path / "exit3"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(
+        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 3; }\n'
+    )
+    (proj / "platformio.ini").write_text(
+        f"[env:qemu-m4]\nplatform = symlink://{PLATFORM_QEMU}\nboard = qemu-mps2-an386\n"
+    )
+    res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    elf = tmp_path / "ws" / "build" / "qemu-m4" / "firmware.elf"
+    run = subprocess.run(
+        ["timeout", "30", *qemu_cmd("mps2-an386", elf)],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert res.returncode == 3, res.stdout + res.stderr
-    assert "echo: hello" in res.stdout
-    assert "tinysift-fw bye" in res.stdout
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "bye" in run.stdout
 
 
 def _free_port() -> int:
@@ -218,25 +298,23 @@ def test_serial_over_tcp(built):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.05)
-        link.write(b"ping 1 2 3\nexit 7\n")
+        link.write(frame("name") + frame("reset"))
         received = b""
         deadline = time.monotonic() + 30
-        while b"tinysift-fw bye" not in received and time.monotonic() < deadline:
-            try:
-                # One byte at a time: pyserial's socket read(n) raises when the peer closes
-                # and drops whatever that same call had already received.
-                received += link.read(1)
-            except serial.SerialException:  # the firmware exited and QEMU closed the socket
-                break
+        while received.count(b"@boot ") < 2 and time.monotonic() < deadline:
+            # One byte at a time: pyserial's socket read(n) raises when the peer closes
+            # and drops whatever that same call had already received.
+            received += link.read(1)
+        while not received.endswith(b"\n") and time.monotonic() < deadline:
+            received += link.read(1)
         link.close()
-        assert proc.wait(timeout=30) == 7
         text = received.decode()
-        assert BOOT_RE.search(text), text
-        assert "echo: ping 1 2 3" in text
+        boots = list(BOOT_RE.finditer(text))
+        assert [b["resets"] for b in boots] == ["0", "1"], text  # reset restarts the app
+        assert "@name name=tinysift-fw" in text
+        assert "@ready cmd=reset status=0" in text
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_pio_test_native(workspace):

@@ -67,9 +67,9 @@ env.Replace(
     SIZETOOL="arm-none-eabi-size",
     ARFLAGS=["rc"],
     PROGSUFFIX=".elf",
-    # flash = vectors + code + read-only data + .data's load image; RAM = stack + data + bss
+    # flash = vectors + code + read-only data + .data's load image; RAM = stack + data + bss + noinit
     SIZEPROGREGEXP=r"^(?:\.isr_vector|\.text|\.ARM\.extab|\.ARM\.exidx|\.init_array|\.data)\s+(\d+).*",
-    SIZEDATAREGEXP=r"^(?:\.stack|\.data|\.bss)\s+(\d+).*",
+    SIZEDATAREGEXP=r"^(?:\.stack|\.data|\.bss|\.noinit)\s+(\d+).*",
     SIZECHECKCMD="$SIZETOOL -A -d $SOURCES",
     SIZEPRINTCMD="$SIZETOOL -B -d $SOURCES",
 )

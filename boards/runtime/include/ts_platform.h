@@ -78,6 +78,14 @@ size_t ts_stack_size(void);
 size_t ts_stack_high_water(void);
 int ts_stack_ok(void);
 
+/* ---- measurement marker ------------------------------------------------------------------
+ * ts_marker(1) at the start of a measurement window (a training phase or epoch), ts_marker(0)
+ * at its end; the firmware sends no serial bytes inside a window (docs/protocol.md). This is
+ * where a board drives its GPIO marker pin for a power monitor (Joulescope, PPK2). The
+ * default (boards/runtime/src/ts_marker.c) is a weak no-op: a board port overrides it by
+ * defining ts_marker() itself. */
+void ts_marker(int on);
+
 /* ---- formatting: one implementation on every target, no heap ------------------------------
  * Conversions: d i u x X o c s p % f F e E g G; flags - + space # 0; width and precision
  * (also *); length hh h l ll z t j. Floats are printed from double with at most 17
