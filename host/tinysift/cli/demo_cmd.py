@@ -1,10 +1,11 @@
-"""``tinysift demo``: the main job, on the emulated board (what exists of it so far)."""
+"""``tinysift demo`` and ``tinysift run PIPELINE.toml``: the whole pipeline, one command."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from tinysift.cli.app_console import console
 
@@ -13,22 +14,51 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         quick: bool = typer.Option(False, help="digits instead of Fashion-MNIST (< 2 min)"),
-        out: Path = typer.Option(Path("runs/demo"), help="run folder"),
+        out: str = typer.Option(None, help="run folder (default runs/demo)"),
+        epochs: int = typer.Option(None, help="on-device training epochs"),
+        seed: int = typer.Option(None),
     ) -> None:
         """Run the pipeline end to end on the emulated board and report the trade-off."""
-        from tinysift.export.stage import export
-        from tinysift.models.stage import train
-        from tinysift.quantize.stage import quantize
+        from tinysift.pipeline.config import PipelineConfig
 
-        dataset = "digits" if quick else "fashion-mnist"
-        console.print(f"[bold]tinysift demo[/] on {dataset} -> {out}")
-        t = train(dataset, out, keep="0.1", epochs=None, seed=0)
-        console.print(f"train (random keep 0.1): {t.train_samples} samples, "
-                      f"test acc {t.test_acc:.4f}")
-        q = quantize(out)
-        console.print(f"quantize: int8 (TFLM) {q.int8_acc:.4f}, float {q.float_acc:.4f}")
-        e = export(out, fit=True)
-        console.print(f"export: {e.train_samples} samples -> {e.export_dir}")
-        console.print("[yellow]not yet built:[/] scoring with vq/flow, firmware build for "
-                      "qemu-m4, on-device fine-tuning over serial, report.html "
-                      "(see the open issues)")
+        cfg = PipelineConfig.quick() if quick else PipelineConfig()
+        _run(cfg.override(out=out, epochs=epochs, seed=seed))
+
+    @app.command("run")
+    def run_cmd(
+        pipeline: Path = typer.Argument(..., help="pipeline TOML (see pipelines/demo.toml)"),
+        out: str = typer.Option(None, help="override: run folder"),
+        dataset: str = typer.Option(None, help="override: dataset"),
+        board: str = typer.Option(None, help="override: board profile"),
+        epochs: int = typer.Option(None, help="override: on-device epochs"),
+        seed: int = typer.Option(None, help="override: seed"),
+        budgets: str = typer.Option(None, help="override: comma-separated sample counts"),
+        methods: str = typer.Option(None, help="override: comma-separated methods"),
+    ) -> None:
+        """Execute a pipeline file; flags override its settings."""
+        from tinysift.pipeline.config import PipelineConfig
+
+        cfg = PipelineConfig.from_toml(pipeline).override(
+            out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,
+            budgets=[int(b) for b in budgets.split(",")] if budgets else None,
+            methods=methods.split(",") if methods else None)
+        _run(cfg)
+
+
+def _run(cfg) -> None:
+    from tinysift.pipeline.run import run_pipeline
+
+    console.print(f"[bold]tinysift[/] {cfg.name}: {cfg.dataset} on {cfg.board} -> {cfg.out}")
+    summary = run_pipeline(cfg, log=console.print)
+    table = Table(title=f"{summary['dataset']} on {summary['board']}: on-device fine-tuning, "
+                        f"{summary['epochs']} epochs (energy estimated)")
+    from tinysift.report.html import SUMMARY_HEADERS, summary_rows
+
+    for h in SUMMARY_HEADERS:
+        table.add_column(h, justify="left" if h == "method" else "right")
+    for row in summary_rows(summary):
+        table.add_row(*[str(c) for c in row])
+    console.print(table)
+    console.print(summary["headline"])
+    console.print(f"report: {Path(cfg.out) / 'report.html'}  summary: "
+                  f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")

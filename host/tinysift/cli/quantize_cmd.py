@@ -33,12 +33,15 @@ def register(app: typer.Typer) -> None:
         board: str = typer.Option("qemu-mps2-an386", help="board profile (tinysift boards)"),
         fit: bool = typer.Option(False, help="shrink the training set to what fits the board"),
         test_samples: int = typer.Option(200, help="held-out int8 test samples to export"),
+        db_capacity: int = typer.Option(None, help="samples `db load` can stream into RAM "
+                                                   "(default: the exported set's size)"),
         seed: int = typer.Option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
         from tinysift.export.stage import export
 
-        r = export(run, board=board, fit=fit, test_samples=test_samples, seed=seed)
+        r = export(run, board=board, fit=fit, test_samples=test_samples,
+                   db_capacity=db_capacity, seed=seed)
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")

@@ -32,10 +32,11 @@ class TrainParams:
     momentum: float = 0.9
     batch: int = 32
     seed: int = 1
+    init: str = "export"
 
     def command(self) -> str:
         return (f"train epochs={self.epochs} lr={self.lr:g} momentum={self.momentum:g} "
-                f"batch={self.batch} seed={self.seed}")
+                f"batch={self.batch} seed={self.seed} init={self.init}")
 
 
 @dataclass
@@ -45,10 +46,11 @@ class DeviceSession:
     board: Board
     run_dir: Path
     params: TrainParams
+    label: str | None = None
     doc: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.dir = self.run_dir / "device"
+        self.dir = self.run_dir / "device" / (self.label or "")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.doc = {
             "status": "partial", "board": self.board.name, "counter": None,
@@ -110,7 +112,9 @@ class DeviceSession:
 def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
                   params: TrainParams | None = None, use_db: bool = False,
                   on_reset: str = "retry", monitor: PowerMonitor | None = None,
-                  timeout: float = 120.0, progress=None) -> dict:
+                  timeout: float = 120.0, progress=None,
+                  train_set: tuple[np.ndarray, np.ndarray] | None = None,
+                  label: str | None = None) -> dict:
     """Build (emulated) or reach (real port) the board, fine-tune, and write the results.
 
     Parameters
@@ -121,6 +125,8 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     params : training hyper-parameters sent with ``train``
     use_db : stream the exported training set over the link (``db load``) instead of
         using the compiled-in copy
+    train_set : (int8 samples, labels) to stream with ``db load`` instead (implies use_db)
+    label : results go to ``RUN/device/<label>/`` (several sets on one export)
     on_reset : ``retry`` (re-send the command once after a device reset) or ``stop``
     monitor : a power monitor measuring the marker windows
     timeout : seconds without a valid record before giving up
@@ -131,16 +137,20 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     export_dir = run_dir / "export"
     if not (export_dir / "export.json").exists():
         raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
-    session = DeviceSession(brd, run_dir, params)
+    session = DeviceSession(brd, run_dir, params, label)
     export_info = json.loads((export_dir / "export.json").read_text())
-    session.doc["samples"] = export_info["train_samples"]
+    if train_set is None and use_db:
+        with np.load(export_dir / "golden.npz") as g:
+            train_set = (g["x_train"], g["y_train"])
+    session.doc["samples"] = (len(train_set[1]) if train_set is not None
+                              else export_info["train_samples"])
     session.doc["model_hash"] = export_info["content_hash"]
     session.doc["plan"] = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                            "flash_bytes": export_info["memory_plan"]["flash_total"]}
     try:
         with _open_link(brd, run_dir, port, session) as link:
-            _session(link, session, brd, params, export_dir, use_db, on_reset, monitor,
-                     timeout, progress)
+            _session(link, session, brd, params, train_set, on_reset, monitor, timeout,
+                     progress)
     except KeyboardInterrupt:
         session.doc["status"] = "interrupted"
         session.save()
@@ -183,8 +193,8 @@ def ensure_built(run_dir: Path, brd: Board) -> Path:
 
 
 def _session(link: SerialLink, session: DeviceSession, brd: Board, params: TrainParams,
-             export_dir: Path, use_db: bool, on_reset: str, monitor: PowerMonitor | None,
-             timeout: float, progress) -> None:
+             train_set, on_reset: str, monitor: PowerMonitor | None, timeout: float,
+             progress) -> None:
     doc = session.doc
     try:
         boot = link.wait_boot(timeout=5.0 if not brd.emulated else timeout)
@@ -195,9 +205,8 @@ def _session(link: SerialLink, session: DeviceSession, brd: Board, params: Train
         # A real board may have booted before the port was opened: 'name' syncs instead.
     for rec in link.command("info", timeout=timeout):
         session.absorb(rec)
-    if use_db:
-        with np.load(export_dir / "golden.npz") as g:
-            x, y = g["x_train"], g["y_train"]
+    if train_set is not None:
+        x, y = train_set
         lines = [data_line(int(label), sample.astype(np.int8).tobytes())
                  for sample, label in zip(x, y, strict=True)]
         for rec in link.command(f"db load {len(lines)}", timeout=timeout, data=lines):

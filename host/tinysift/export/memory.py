@@ -31,6 +31,7 @@ class MemoryPlan:
     ram_capacity: int = 0
     feature_cache: bool = True
     train_samples: int = 0
+    db_capacity: int = 0
     not_counted: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -65,14 +66,18 @@ class ModelFootprint:
 
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
-                feature_cache: bool | None = None) -> MemoryPlan:
-    """Plan one configuration; ``feature_cache=None`` caches features when that fits."""
+                feature_cache: bool | None = None, db_capacity: int | None = None) -> MemoryPlan:
+    """Plan one configuration; ``feature_cache=None`` caches features when that fits.
+
+    ``db_capacity``: samples the RAM buffer for ``db load`` holds (None: as many as the
+    exported training set)."""
+    db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
-        cached = plan_memory(fp, board, train_samples, test_samples, True)
+        cached = plan_memory(fp, board, train_samples, test_samples, True, db)
         return cached if cached.fits else plan_memory(fp, board, train_samples, test_samples,
-                                                      False)
+                                                      False, db)
     k, d = fp.num_classes, fp.feature_dim
-    n_all = train_samples + test_samples
+    n_all = max(train_samples, db) + test_samples
     flash = {
         "engine code": ENGINE_CODE_BYTES,
         "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,
@@ -82,28 +87,31 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     }
     ram = {
         "activation arena": fp.arena_bytes,
+        "db buffer (streamed set)": db * (fp.sample_bytes + 1),
         "feature cache (int8)": n_all * d if feature_cache else 0,
-        # weights + bias, their momentum and gradient accumulators, all float32
-        "head training state": 3 * (k * d + k) * 4 + (d + 2 * k) * 4,
+        # ts_trainer_workspace_size: W, b, their momentum and gradient sums, logits,
+        # probabilities, one feature vector (float32), the shuffle order (uint16 per sample)
+        # and one int8 feature vector
+        "head training state": 4 * (3 * k * d + 5 * k + d) + 2 * max(train_samples, db) + d,
         "re-quantized head": k * d + 3 * k * 4,
         "I/O buffers": IO_BUFFER_BYTES,
         "stack (reserved)": STACK_BYTES,
     }
     return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,
                       ram_capacity=board.ram_bytes, feature_cache=feature_cache,
-                      train_samples=train_samples,
+                      train_samples=train_samples, db_capacity=db,
                       not_counted={"raw .tflite (optional)": fp.tflite_bytes})
 
 
 def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
-                      upper: int) -> int:
+                      upper: int, db_capacity: int | None = None) -> int:
     """Largest training-set size in [0, upper] whose plan fits the board."""
-    if not plan_memory(fp, board, 0, test_samples).fits:
+    if not plan_memory(fp, board, 0, test_samples, db_capacity=db_capacity).fits:
         return 0
     lo, hi = 0, upper
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if plan_memory(fp, board, mid, test_samples).fits:
+        if plan_memory(fp, board, mid, test_samples, db_capacity=db_capacity).fits:
             lo = mid
         else:
             hi = mid - 1
@@ -111,9 +119,9 @@ def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
 
 
 def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
-               test_samples: int) -> MemoryPlan:
+               test_samples: int, db_capacity: int | None = None) -> MemoryPlan:
     """The plan, or a FitError that says by how much it misses and what would fit."""
-    plan = plan_memory(fp, board, train_samples, test_samples)
+    plan = plan_memory(fp, board, train_samples, test_samples, db_capacity=db_capacity)
     if plan.fits:
         return plan
     problems = []
@@ -124,12 +132,13 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
         problems.append(f"needs {kb(plan.flash_total)} flash, board has "
                         f"{kb(plan.flash_capacity)} "
                         f"(over by {kb(plan.flash_total - plan.flash_capacity)})")
-    most = max_train_samples(fp, board, test_samples, train_samples)
+    most = max_train_samples(fp, board, test_samples, train_samples, db_capacity)
     fixes = []
     if most > 0:
         fixes.append(f"keep at most {most} samples (or pass --fit)")
     bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
-              if b.name != board.name and plan_memory(fp, b, train_samples, test_samples).fits]
+              if b.name != board.name
+              and plan_memory(fp, b, train_samples, test_samples, db_capacity=db_capacity).fits]
     if bigger:
         fixes.append(f"choose {bigger[0]}")
     if not fixes:

@@ -73,7 +73,8 @@ def stratified_test_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
-           test_samples: int = 200, seed: int = 0) -> ExportOutcome:
+           test_samples: int = 200, db_capacity: int | None = None,
+           seed: int = 0) -> ExportOutcome:
     """Export ``RUN/model.tflite`` and the kept training set to ``RUN/export/``.
 
     Parameters
@@ -83,6 +84,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     fit : when the kept set does not fit, keep the largest class-balanced prefix that fits
         (samples ordered by the run's selection scores when there are any, else seeded)
     test_samples : size of the held-out int8 test subset (stratified, seeded)
+    db_capacity : samples the firmware's ``db load`` RAM buffer holds (None: as many as the
+        exported training set); part of the memory plan
     """
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
@@ -109,7 +112,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     test_idx = stratified_test_subset(ds.y_test, test_samples, seed)
     fp = footprint(parsed, len(tflite))
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
-              "format_version": FORMAT_VERSION}
+              "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
     out_dir = run / "export"
     if run.is_fresh("export", stage_key(params, inputs)):
@@ -117,13 +120,13 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         return ExportOutcome(out_dir, r["train_samples"], r["test_samples"], r["plan"],
                              r["content_hash"], skipped=True)
     if fit:
-        most = max_train_samples(fp, brd, len(test_idx), len(y_kept))
+        most = max_train_samples(fp, brd, len(test_idx), len(y_kept), db_capacity)
         if most < len(y_kept):
             if most < ds.num_classes:
-                check_fits(fp, brd, len(y_kept), len(test_idx))  # raises with the numbers
+                check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)  # raises
             keep = _fit_subset(y_kept, most, seed, ds.num_classes)
             x_kept, y_kept = x_kept[keep], y_kept[keep]
-    plan = check_fits(fp, brd, len(y_kept), len(test_idx))
+    plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)
     run.record_command()
     with run.stage("export", params, inputs, seed=seed) as rec:
         scale, zp = tflm.input_quant(tflite)
@@ -142,6 +145,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
             "NUM_CLASSES": fp.num_classes, "FEATURE_DIM": fp.feature_dim,
             "HEAD_LAYER": parsed.head_index, "TRAIN_COUNT": len(y_kept),
             "TEST_COUNT": len(y_test), "FEATURE_CACHE": int(plan.feature_cache),
+            "DB_CAPACITY": plan.db_capacity,
             "GOLDEN_LAYER_SAMPLES": min(GOLDEN_LAYER_SAMPLES, len(y_test)),
             "WEIGHT_BYTES": fp.weight_bytes, "RAM_PLAN_BYTES": plan.ram_total,
             "FLASH_PLAN_BYTES": plan.flash_total,

@@ -84,3 +84,47 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
                               shared_seconds={k: round(v, 3) for k, v in ctx.timings.items()})
     return PruneOutcome(run.path, method, count, len(ds.y_train), counts, score_seconds,
                         select_seconds)
+
+
+def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | Path,
+               seed: int = 0, proxy_epochs: int = 3, progress: bool = True,
+               method_params: dict | None = None) -> dict[tuple[str, int], Path]:
+    """Several methods at several budgets with one shared scoring context (embeddings and
+    the proxy CNN computed once): ``OUT/<method>-<count>/selection.npz`` each.
+
+    Returns ``{(method, count): selection path}``. Each method's stage is cached in
+    ``OUT/manifest.json``.
+    """
+    from tinysift.data import load_dataset
+    from tinysift.runs import Run, stage_key
+    from tinysift.selection import ScoringContext, make_method, resolve_keep
+
+    ds = load_dataset(dataset)
+    run = Run(out)
+    counts = [resolve_keep(c, len(ds.y_train)) for c in counts]
+    ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
+                         cache_dir=run / "cache", proxy_epochs=proxy_epochs, progress=progress)
+    paths: dict[tuple[str, int], Path] = {}
+    for method in methods:
+        params = {"dataset": dataset, "method": method, "counts": counts, "seed": seed,
+                  "proxy_epochs": proxy_epochs,
+                  "method_params": (method_params or {}).get(method, {})}
+        outputs = {c: Path(f"{method}-{c}") / SELECTION_FILE for c in counts}
+        key = stage_key(params, {"dataset": ds.content_hash})
+        stage = f"prune:{method}"
+        if not run.is_fresh(stage, key):
+            with run.stage(stage, params, {"dataset": ds.content_hash}, seed=seed) as rec:
+                impl = make_method(method, seed=seed, **params["method_params"])
+                start = time.perf_counter()
+                ctx.reset_usage()
+                impl.fit(ctx)
+                rec["results"]["score_seconds"] = round(time.perf_counter() - start, 3)
+                rec["results"]["shared_seconds"] = round(ctx.shared_seconds(), 3)
+                for c, rel in outputs.items():
+                    kept = impl.select(c)
+                    write_selection(run / rel, kept, impl.scores_, method, len(ds.y_train),
+                                    ds.content_hash, noise_seed=seed)
+                    rec["outputs"].append(str(rel))
+        for c, rel in outputs.items():
+            paths[(method, c)] = run / rel
+    return paths

@@ -1,0 +1,1 @@
+"""The whole pipeline as one run: ``tinysift demo`` and ``tinysift run pipeline.toml``."""

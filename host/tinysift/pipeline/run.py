@@ -1,0 +1,163 @@
+"""Run the whole pipeline and write the report.
+
+1. base model: the tiny CNN trained on the host on ``base_keep`` of the data, int8-quantized
+   (checked with TFLM) and exported with the largest training set that fits the board (the
+   *full exported set*);
+2. selection: every method picks every budget from the full training split (one shared
+   scoring context);
+3. device: the firmware is built once for the export; on the emulated board the head is
+   fine-tuned on the full exported set (compiled into flash) and on every selected set
+   (streamed with ``db load``), each in a fresh emulator; cycles, estimated energy and
+   accuracy come back over serial;
+4. report: ``summary.json``, ``report.html`` and a terminal table.
+
+Every stage is cached in its run folder, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.pipeline.config import PipelineConfig
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
+    from tinysift.boards import load_board
+    from tinysift.data import load_dataset
+    from tinysift.device.runner import TrainParams, ensure_built, run_on_device
+    from tinysift.export.stage import export
+    from tinysift.models.stage import train
+    from tinysift.quantize import tflm
+    from tinysift.quantize.stage import quantize
+    from tinysift.report.html import write_report
+    from tinysift.runs import Run, atomic_write_json, machine_info, package_versions
+    from tinysift.selection.stage import prune_many
+
+    cfg.validate()
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    run = Run(out)
+    run.record_command()
+    run.set("pipeline", cfg.to_dict())
+    board = load_board(cfg.board)
+    ds = load_dataset(cfg.dataset)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = round(time.perf_counter() - t0, 2)
+        log(f"[{name}] {timings[name]:.1f} s")
+        return result
+
+    base_dir = out / "base"
+    base = timed("train base model", lambda: train(
+        cfg.dataset, base_dir, keep=cfg.base_keep, epochs=cfg.base_epochs, seed=cfg.seed,
+        progress=False))
+    log(f"  base model: {base.train_samples} samples, float test accuracy {base.test_acc:.4f}")
+    q = timed("quantize (TFLM check)", lambda: quantize(base_dir, seed=cfg.seed))
+    log(f"  int8 (TFLM) {q.int8_acc:.4f} vs float {q.float_acc:.4f}")
+    exp = timed("export (fit the board)", lambda: export(
+        base_dir, board=cfg.board, fit=True, test_samples=cfg.test_samples,
+        db_capacity=max(cfg.budgets), seed=cfg.seed))
+    log(f"  full exported set: {exp.train_samples} samples")
+    budgets = sorted({min(int(b), exp.train_samples) for b in cfg.budgets})
+    selections = timed("score and select", lambda: prune_many(
+        cfg.dataset, cfg.methods, budgets, out / "select", seed=cfg.seed,
+        proxy_epochs=cfg.proxy_epochs, progress=False))
+    timings["firmware build"] = 0.0
+    t0 = time.perf_counter()
+    ensure_built(base_dir, board)
+    timings["firmware build"] = round(time.perf_counter() - t0, 2)
+    log(f"[firmware build] {timings['firmware build']:.1f} s")
+
+    params = TrainParams(epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
+                         seed=cfg.seed + 1, init=cfg.head_init)
+    scale, zp = tflm.input_quant((base_dir / "model.tflite").read_bytes())
+    rows = []
+    t_dev = time.perf_counter()
+    jobs = [("full", exp.train_samples, None)] + [
+        (m, c, selections[(m, c)]) for m in cfg.methods for c in budgets]
+    for method, count, sel_path in jobs:
+        label = f"{method}-{count}"
+        cached = _cached_device(base_dir, label, params)
+        if cached is None:
+            train_set = None
+            if sel_path is not None:
+                idx = np.load(sel_path)["indices"]
+                train_set = (tflm.quantize_images(ds.x_train[idx], scale, zp), ds.y_train[idx])
+            doc = run_on_device(base_dir, cfg.board, params=params, train_set=train_set,
+                                label=label)
+        else:
+            doc = cached
+        rows.append(_row(method, count, doc))
+        log(f"  device {label:>12}: acc {rows[-1]['acc_before']:.3f} -> "
+            f"{rows[-1]['acc_after']:.3f}, {rows[-1]['energy_mj_per_epoch']:.3f} mJ/epoch")
+    timings["on-device fine-tuning"] = round(time.perf_counter() - t_dev, 2)
+
+    summary = {
+        "name": cfg.name, "dataset": cfg.dataset, "board": cfg.board, "seed": cfg.seed,
+        "counter": rows[0]["counter"], "clock_hz": board.clock_hz,
+        "epochs": cfg.epochs, "test_samples": exp.test_samples,
+        "base_model": f"ds-cnn width 16 trained on {base.train_samples} samples; int8 "
+                      f"{q.int8_acc:.4f} (TFLM) vs float {q.float_acc:.4f}",
+        "energy_model": {"supply_v": board.supply_v,
+                         "active_current_ma": board.active_current_ma,
+                         "source": board.current_source},
+        "memory_plan": exp.plan, "rows": rows, "timings": timings,
+        "config": cfg.to_dict(), "versions": package_versions(), "machine": machine_info(),
+        "commands": [" ".join(c["argv"]) for c in run.manifest.get("commands", [])][-3:]
+                    or [" ".join(sys.argv)],
+        "wall_seconds": time.perf_counter() - start,
+    }
+    summary["headline"] = headline(summary)
+    atomic_write_json(out / "summary.json", summary)
+    write_report(summary, out / "report.html")
+    return summary
+
+
+def _cached_device(base_dir: Path, label: str, params) -> dict | None:
+    """A finished device result for the same export and parameters (resume support)."""
+    path = base_dir / "device" / label / "results.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    if doc.get("status") != "complete" or doc.get("params") != vars(params):
+        return None
+    return doc
+
+
+def _row(method: str, count: int, doc: dict) -> dict:
+    epochs = doc["epochs"]
+    per_epoch_cycles = int(np.mean([e["cycles"] for e in epochs])) if epochs else 0
+    per_epoch_mj = float(np.mean([e["energy_mj"] for e in epochs])) if epochs else 0.0
+    features = doc["phases"].get("features", {})
+    total_mj = float(sum(e["energy_mj"] for e in epochs) + features.get("energy_mj", 0.0))
+    return {
+        "method": method, "samples": int(doc.get("samples") or count),
+        "acc_before": doc["test_acc_before"], "acc_after": doc["test_acc_after"],
+        "int8_acc_after": doc.get("test_int8_acc_after"),
+        "cycles_per_epoch": per_epoch_cycles, "energy_mj_per_epoch": per_epoch_mj,
+        "energy_mj_total": total_mj,
+        "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])) if epochs else 0,
+        "feature_cycles": features.get("cycles", 0), "counter": doc.get("counter"),
+        "energy_kind": epochs[0]["energy_kind"] if epochs else "estimated",
+    }
+
+
+def headline(summary: dict) -> str:
+    rows = summary["rows"]
+    full = next(r for r in rows if r["method"] == "full")
+    pruned = [r for r in rows if r["method"] != "full"]
+    best = max(pruned, key=lambda r: (r["acc_after"], -r["samples"]))
+    return (f"Best pruned set: {best['method']} with {best['samples']} samples reaches "
+            f"{best['acc_after']:.3f} after fine-tuning (full exported set, {full['samples']} "
+            f"samples: {full['acc_after']:.3f}) at {best['energy_mj_per_epoch']:.3f} mJ per "
+            f"epoch instead of {full['energy_mj_per_epoch']:.3f} mJ "
+            f"({full['energy_mj_per_epoch'] / max(best['energy_mj_per_epoch'], 1e-12):.0f}x "
+            "less).")

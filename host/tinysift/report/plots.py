@@ -1,0 +1,123 @@
+"""Plots of a demo summary: each returns PNG bytes (inlined into the HTML report)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+COLORS = {"random": "#7f7f7f", "vq": "#1f77b4", "flow": "#d62728", "full": "#000000"}
+
+
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(6.4, 4.0))
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _by_method(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["method"], []).append(r)
+    for v in out.values():
+        v.sort(key=lambda r: r["samples"])
+    return out
+
+
+def accuracy_vs_samples(summary: dict) -> bytes:
+    plt, fig, ax = _fig()
+    for method, rows in _by_method(summary["rows"]).items():
+        xs = [r["samples"] for r in rows]
+        style = dict(marker="*", markersize=12, linestyle="none") if method == "full" else \
+            dict(marker="o")
+        ax.plot(xs, [r["acc_after"] for r in rows], color=COLORS.get(method), label=method,
+                **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples on the device")
+    ax.set_ylabel("test accuracy after on-device fine-tuning")
+    ax.set_title("Accuracy against samples kept")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _png(plt, fig)
+
+
+def cost_vs_samples(summary: dict) -> bytes:
+    plt, fig, ax = _fig()
+    ax2 = ax.twinx()
+    for method, rows in _by_method(summary["rows"]).items():
+        xs = [r["samples"] for r in rows]
+        ax.plot(xs, [r["cycles_per_epoch"] for r in rows], marker="o", color=COLORS.get(method),
+                label=f"{method} cycles")
+        ax2.plot(xs, [r["energy_mj_per_epoch"] for r in rows], marker="x", linestyle=":",
+                 color=COLORS.get(method), label=f"{method} energy")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax2.set_yscale("log")
+    ax.set_xlabel("training samples on the device")
+    ax.set_ylabel(f"cycles per epoch ({summary['counter']})")
+    ax2.set_ylabel("estimated energy per epoch (mJ)")
+    ax.set_title("On-device cost per training epoch")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7)
+    return _png(plt, fig)
+
+
+def pareto(summary: dict) -> bytes:
+    plt, fig, ax = _fig()
+    pts = [(r["energy_mj_total"], r["acc_after"], r) for r in summary["rows"]]
+    for e, a, r in pts:
+        ax.scatter(e, a, color=COLORS.get(r["method"]), s=40,
+                   marker="*" if r["method"] == "full" else "o")
+        ax.annotate(f"{r['method']} {r['samples']}", (e, a), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    front = pareto_front([(e, a) for e, a, _ in pts])
+    if front:
+        fx, fy = zip(*front, strict=True)
+        ax.step(fx, fy, where="post", color="black", linewidth=1, label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("estimated energy of on-device fine-tuning (mJ)")
+    ax.set_ylabel("test accuracy after fine-tuning")
+    ax.set_title("Accuracy against energy")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _png(plt, fig)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated (lower energy and higher accuracy), sorted by energy."""
+    front, best = [], -np.inf
+    for e, a in sorted(points):
+        if a > best:
+            front.append((e, a))
+            best = a
+    return front
+
+
+def memory_plan(summary: dict) -> bytes:
+    plt, fig, ax = _fig()
+    plan = summary["memory_plan"]
+    for row, mem in enumerate(("flash", "ram")):
+        left = 0
+        for item, n in plan[mem].items():
+            if n <= 0:
+                continue
+            ax.barh(row, n / 1024, left=left / 1024, label=f"{mem}: {item}")
+            left += n
+        ax.plot([plan[f"{mem}_capacity"] / 1024] * 2, [row - 0.4, row + 0.4], color="red")
+    ax.set_yticks([0, 1], ["flash", "RAM"])
+    ax.set_xscale("log")
+    ax.set_xlabel("KB (red: the board's capacity)")
+    ax.set_title(f"Memory plan on {plan['board']}")
+    ax.legend(fontsize=6, loc="lower right")
+    return _png(plt, fig)
