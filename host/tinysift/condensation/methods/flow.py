@@ -18,10 +18,10 @@ class FlowCondenser(Condenser):
     name = "flow"
 
     def __init__(self, seed: int = 0, dim: int = 24, temperature: float = 0.7,
-                 flow: FlowConfig | None = None):
+                 flow: FlowConfig | dict | None = None):
         super().__init__(seed)
         self.dim, self.temperature = dim, temperature
-        self.flow = flow or FlowConfig()
+        self.flow = FlowConfig(**flow) if isinstance(flow, dict) else (flow or FlowConfig())
 
     def _fit(self, context):
         from sklearn.decomposition import PCA

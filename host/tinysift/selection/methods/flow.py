@@ -97,7 +97,7 @@ class FlowMethod(PruningMethod):
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn",
                  pixel_embedding: str | None = "pixels", dim: int = 32, min_cut: float = 0.1,
                  max_cut: float = 0.5, cut_margin: float = 1.1, bins: int = 50,
-                 folds: int = 2, flow: FlowConfig | None = None):
+                 folds: int = 2, flow: FlowConfig | dict | None = None):
         super().__init__(seed=seed, balance=balance)
         self.embedding = embedding
         self.pixel_embedding = pixel_embedding
@@ -107,7 +107,7 @@ class FlowMethod(PruningMethod):
         self.cut_margin = cut_margin
         self.bins = bins
         self.folds = folds
-        self.flow = flow or FlowConfig()
+        self.flow = FlowConfig(**flow) if isinstance(flow, dict) else (flow or FlowConfig())
 
     def _class_log_prob(self, context, kind: str) -> np.ndarray:
         """Out-of-fold log-density of every sample under every class, (N, K).

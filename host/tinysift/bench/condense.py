@@ -1,0 +1,92 @@
+"""``tinysift bench condense``: condensation methods at K samples per class, same recipe."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
+
+
+@dataclass
+class CondenseBenchConfig:
+    dataset: str = "fashion-mnist"
+    per_class: tuple[int, ...] = (1, 10, 50)
+    methods: tuple[str, ...] = ALL_CONDENSERS
+    seeds: int = 3
+    min_steps: int = 250
+    subset_epochs: int = 3
+    out_dir: Path = Path("benchmarks/results")
+    quick: bool = False
+
+
+def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
+    from rich.console import Console
+
+    from tinysift.condensation.base import make_condenser
+    from tinysift.data import load_dataset
+    from tinysift.models.training import TrainConfig, evaluate, train_model
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.selection import ScoringContext
+
+    console = Console(stderr=True)
+    wall = time.perf_counter()
+    ds = load_dataset(cfg.dataset)
+    per: dict[str, dict[str, list]] = {}
+    for seed in range(cfg.seeds):
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
+                             progress=progress)
+        recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
+                             subset_epochs=cfg.subset_epochs, seed=seed)
+        for name in cfg.methods:
+            for k in cfg.per_class:
+                t0 = time.perf_counter()
+                x, y = make_condenser(name, seed=seed).fit(ctx).condense(k)
+                secs = time.perf_counter() - t0
+                res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
+                acc = evaluate(res.model, ds.x_test, ds.y_test)
+                per.setdefault(name, {}).setdefault(str(k), []).append(
+                    {"acc": acc, "condense_seconds": secs, "train_seconds": res.seconds})
+                console.print(f"[seed {seed}] {name:>8} K={k:<3}: acc {acc:.4f} "
+                              f"({secs:.1f} s to condense)")
+    results = {
+        "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": cfg.seeds,
+        "recipe": f"tiny CNN, Adam 3e-3 cosine, batch 128, steps = max({cfg.min_steps}, "
+                  f"{cfg.subset_epochs} epochs)",
+        "machine": machine_info(), "versions": package_versions(),
+        "methods": {m: {k: {"acc_mean": float(np.mean([r["acc"] for r in v])),
+                            "acc_std": float(np.std([r["acc"] for r in v])),
+                            "condense_seconds": float(np.mean([r["condense_seconds"]
+                                                               for r in v])),
+                            "runs": [r["acc"] for r in v]}
+                        for k, v in ks.items()} for m, ks in per.items()},
+        "wall_seconds": time.perf_counter() - wall,
+    }
+    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
+    out = Path(cfg.out_dir)
+    atomic_write_json(out / f"{stem}.json", results)
+    atomic_write_text(out / f"{stem}.md", condense_markdown(results))
+    return results
+
+
+def condense_markdown(res: dict) -> str:
+    ks = [str(k) for k in res["per_class"]]
+    best = {k: max(m[k]["acc_mean"] for m in res["methods"].values()) for k in ks}
+    lines = [f"# Condensation benchmark: {res['dataset']}", "",
+             f"Test accuracy (mean ± std, {res['seeds']} seeds) of the tiny CNN trained on K "
+             f"samples per class only. {res['recipe']}.", "",
+             "| method | " + " | ".join(f"K={k}" for k in ks) + " | seconds to condense |",
+             "|---|" + "---|" * (len(ks) + 1)]
+    for name, per in res["methods"].items():
+        cells = []
+        for k in ks:
+            v = per[k]
+            cell = f"{v['acc_mean']:.4f} ± {v['acc_std']:.4f}"
+            cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
+        secs = max(v["condense_seconds"] for v in per.values())
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.1f} |")
+    lines += ["", f"Wall time {res['wall_seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""``tinysift bench prune`` and ``tinysift bench condense``: results files, not tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tinysift.cli.app_console import console
+
+app = typer.Typer(help="Benchmarks: write JSON + markdown + plot under benchmarks/results.",
+                  no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="bench")
+
+
+@app.command("prune")
+def prune_cmd(
+    dataset: str = typer.Option("fashion-mnist"),
+    keep: str = typer.Option("0.5,0.3,0.1,0.03,0.01", help="fractions KEPT"),
+    methods: str = typer.Option("all", help="comma-separated, or 'all'"),
+    seeds: int = typer.Option(3),
+    label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
+    quick: bool = typer.Option(False, help="digits, 2 budgets, 1 seed, short training"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """Every method at every budget, same training recipe, several seeds."""
+    from tinysift.bench.prune import ALL_METHODS, PruneBenchConfig, bench_prune
+
+    names = ALL_METHODS if methods == "all" else tuple(methods.split(","))
+    if quick:
+        cfg = PruneBenchConfig(dataset="digits", keeps=(0.3, 0.1), methods=names, seeds=1,
+                               min_steps=100, subset_epochs=3, proxy_epochs=3, quick=True,
+                               out_dir=out_dir, cache_dir=None, label_noise=label_noise,
+                               method_params={"flow": {"flow": {"steps": 150}}})
+    else:
+        cfg = PruneBenchConfig(dataset=dataset, keeps=tuple(float(k) for k in keep.split(",")),
+                               methods=names, seeds=seeds, label_noise=label_noise,
+                               out_dir=out_dir)
+    res = bench_prune(cfg, progress=False)
+    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
+@app.command("condense")
+def condense_cmd(
+    dataset: str = typer.Option("fashion-mnist"),
+    per_class: str = typer.Option("1,10,50"),
+    methods: str = typer.Option("all"),
+    seeds: int = typer.Option(3),
+    quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """Condensation methods at K samples per class."""
+    from tinysift.bench.condense import ALL_CONDENSERS, CondenseBenchConfig, bench_condense
+
+    names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
+    if quick:
+        cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
+                                  min_steps=100, quick=True, out_dir=out_dir)
+    else:
+        cfg = CondenseBenchConfig(dataset=dataset,
+                                  per_class=tuple(int(k) for k in per_class.split(",")),
+                                  methods=names, seeds=seeds, out_dir=out_dir)
+    res = bench_condense(cfg)
+    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
