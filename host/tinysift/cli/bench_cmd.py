@@ -65,3 +65,17 @@ def condense_cmd(
                                   methods=names, seeds=seeds, out_dir=out_dir)
     res = bench_condense(cfg)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
+@app.command("scoring")
+def scoring_cmd(
+    dataset: str = typer.Option("mnist"),
+    methods: str = typer.Option("vq,flow"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """Cold-start scoring time of VQ and flow on a full dataset (targets: 60 s, 5 min)."""
+    from tinysift.bench.scoring import bench_scoring
+
+    res = bench_scoring(dataset, tuple(methods.split(",")), out_dir=out_dir)
+    for name, r in res["methods"].items():
+        console.print(f"{name}: {r['seconds']:.1f} s (target {r['target_seconds']} s)")

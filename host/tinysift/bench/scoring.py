@@ -1,0 +1,48 @@
+"""``tinysift bench scoring``: wall time of VQ and flow scoring on a full dataset, from a
+cold start (no cached embedding or proxy CNN), embedding included."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+TARGETS_SECONDS = {"vq": 60.0, "flow": 300.0}
+
+
+def bench_scoring(dataset: str = "mnist", methods: tuple[str, ...] = ("vq", "flow"),
+                  keep: float = 0.1, seed: int = 0,
+                  out_dir: Path = Path("benchmarks/results")) -> dict:
+    from tinysift.data import load_dataset
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.selection import ScoringContext, make_method, resolve_keep
+
+    ds = load_dataset(dataset)
+    rows = {}
+    for name in methods:
+        # A fresh context per method: nothing is shared or cached, so each time is complete.
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed, progress=False)
+        t0 = time.perf_counter()
+        method = make_method(name, seed=seed).fit(ctx)
+        fit = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        kept = method.select(resolve_keep(keep, len(ds.y_train)))
+        select = time.perf_counter() - t1
+        rows[name] = {"seconds": fit + select, "fit_seconds": fit, "select_seconds": select,
+                      "shared_work_seconds": dict(ctx.timings), "kept": int(len(kept)),
+                      "target_seconds": TARGETS_SECONDS.get(name),
+                      "meets_target": (fit + select) <= TARGETS_SECONDS.get(name, float("inf"))}
+    res = {"dataset": dataset, "samples": int(len(ds.y_train)), "keep": keep, "seed": seed,
+           "methods": rows, "machine": machine_info(), "versions": package_versions()}
+    out = Path(out_dir)
+    atomic_write_json(out / f"scoring_{dataset}.json", res)
+    lines = [f"# Scoring speed: {dataset} ({res['samples']} samples), cold start", "",
+             "| method | total s | fit s | select s | target s | met |",
+             "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['seconds']:.1f} | {r['fit_seconds']:.1f} | "
+                     f"{r['select_seconds']:.1f} | {r['target_seconds']} | "
+                     f"{'yes' if r['meets_target'] else 'no'} |")
+    lines += ["", "Shared work inside the fits (embeddings, proxy CNN): "
+              + "; ".join(f"{n}: {r['shared_work_seconds']}" for n, r in rows.items()), ""]
+    atomic_write_text(out / f"scoring_{dataset}.md", "\n".join(lines))
+    return res
