@@ -57,9 +57,14 @@
 #define TS_APP_NAME "tinysift-fw"
 #endif
 
-/* Samples the `db` RAM set holds (`db load N` accepts N <= this). */
+/* Samples the `db` RAM set holds (`db load N` accepts N <= this): the export's memory plan
+ * (TS_EXPORT_DB_CAPACITY, at least 1), else its training-set size. */
 #ifndef TS_DB_CAPACITY
+#if defined(TS_EXPORT_DB_CAPACITY)
+#define TS_DB_CAPACITY (TS_EXPORT_DB_CAPACITY > 0 ? TS_EXPORT_DB_CAPACITY : 1)
+#else
 #define TS_DB_CAPACITY APP_N
+#endif
 #endif
 #if TS_DB_CAPACITY < 1 || TS_DB_CAPACITY > 65535
 #error "TS_DB_CAPACITY must be in 1..65535 (the trainer's sample order is uint16)"
@@ -102,6 +107,7 @@ static int8_t g_cache_train[(size_t)APP_NMAX * APP_D];
 static int8_t g_cache_test[(size_t)APP_T * APP_D];
 static int8_t g_head_w[APP_K * APP_D];
 static int32_t g_head_b[APP_K];
+static const float k_zero_head[APP_K * APP_D + APP_K]; /* init=zero: W then b, all 0 */
 static ts_layer_t g_layers[APP_LAYERS];
 static int8_t g_db_x[(size_t)TS_DB_CAPACITY * APP_S];
 static uint8_t g_db_y[TS_DB_CAPACITY];
@@ -343,11 +349,17 @@ static int ensure_test_features(uint64_t *cycles)
     return st;
 }
 
-/* The current head on the test features: the trained one after a successful `train`, else the
- * export's (float head as exported, int8 head as quantized by the exporter). */
-static int eval_current(eval_rec_t *out)
+typedef enum {
+    HEAD_EXPORT,  /* the export's float head; int8: the exported head layer */
+    HEAD_ZERO,    /* an all-zero head; its int8 form predicts exactly what the float one does */
+    HEAD_TRAINED  /* the last train's float head (in g_ws); int8: the re-quantized g_head_q */
+} head_kind_t;
+
+/* A head on the cached test features: float and int8 predictions. */
+static int eval_head(head_kind_t kind, eval_rec_t *out)
 {
     const ts_model_t *m = g_app.model;
+    const float *w, *b;
     uint32_t i, k_n;
     float z[APP_K];
     int8_t q[APP_K];
@@ -356,24 +368,41 @@ static int eval_current(eval_rec_t *out)
         return TS_ERR_NULL;
     }
     k_n = m->num_classes;
+    switch (kind) {
+    case HEAD_TRAINED:
+        w = g_app.trained_w;
+        b = g_app.trained_b;
+        break;
+    case HEAD_ZERO:
+        w = k_zero_head;
+        b = k_zero_head + (size_t)APP_K * APP_D;
+        break;
+    default:
+        w = m->head_weights;
+        b = m->head_bias;
+        break;
+    }
     out->total = g_app.test->count;
     for (i = 0; i < g_app.test->count; ++i) {
         const int8_t *f = g_cache_test + (size_t)i * m->feature_dim;
         uint32_t y = g_app.test->y[i];
-        int st;
-        if (g_app.head_trained) {
-            ts_trainer_head_float(m, g_app.trained_w, g_app.trained_b, f, z);
+        uint32_t pred;
+        int st = TS_OK;
+        ts_trainer_head_float(m, w, b, f, z);
+        pred = argmax_f(z, k_n);
+        out->correct += pred == y;
+        if (kind == HEAD_TRAINED) {
             st = ts_trainer_head_int8(m, &g_app.head_q, f, q);
-        } else {
-            ts_trainer_head_float(m, m->head_weights, m->head_bias, f, z);
+            pred = argmax_q(q, k_n);
+        } else if (kind == HEAD_EXPORT) {
             st = ts_run_layers(m, m->head_layer, m->head_layer + 1u, f, q, g_arena,
                                sizeof g_arena);
+            pred = argmax_q(q, k_n);
         }
         if (st != TS_OK) {
             return st;
         }
-        out->correct += argmax_f(z, k_n) == y;
-        out->int8_correct += argmax_q(q, k_n) == y;
+        out->int8_correct += pred == y;
     }
     return TS_OK;
 }
@@ -460,7 +489,7 @@ static void load_end(int code, const char *msg)
         g_app.db_count = 0;
         send_err((uint32_t)code, msg);
     }
-    send_ready("db_load", (uint32_t)code);
+    send_ready("db", (uint32_t)code);
 }
 
 static void load_line(const char *p, size_t n)
@@ -572,19 +601,11 @@ static int cmd_train(const ts_train_args_t *a)
     }
     g_app.phases[PH_FEATURES] = c_train + c_test;
 
-    /* window: the export's head before training */
-    window_open();
-    t0 = ts_cycles();
-    st = eval_current(&g_app.before);
-    g_app.phases[PH_EVALUATION] += (uint32_t)(ts_cycles() - t0);
-    window_close();
-    if (st != TS_OK) {
-        return fail(st, engine_status_name(st));
-    }
-    send_eval("before", &g_app.before);
     send_phase(PH_FEATURES);
 
-    /* windows: one per epoch (on_epoch closes and reopens), then the final evaluation */
+    /* windows: one per epoch (on_epoch closes and reopens them), then the evaluation: the
+     * trainer's (trained head, float and int8, and its re-quantization), then the initial
+     * head's ("before"), which needs the features and so comes after them */
     memset(&cfg, 0, sizeof cfg);
     cfg.epochs = a->epochs;
     cfg.batch_size = a->batch;
@@ -592,6 +613,10 @@ static int cmd_train(const ts_train_args_t *a)
     cfg.momentum = a->momentum;
     cfg.seed = a->seed;
     cfg.eval_initial = 0;
+    if (a->init == TS_INIT_ZERO) {
+        cfg.init_weights = k_zero_head;
+        cfg.init_bias = k_zero_head + (size_t)APP_K * APP_D;
+    }
     cfg.cycles = ts_cycles;
     cfg.on_epoch = on_epoch;
     g_app.head_q.weights = g_head_w;
@@ -600,6 +625,11 @@ static int cmd_train(const ts_train_args_t *a)
     st = ts_train_head_features(m, &cfg, g_cache_train, train->y, train->count, g_cache_test,
                                 g_app.test->y, g_app.test->count, g_ws, sizeof g_ws,
                                 &g_app.head_q, &res);
+    if (st == TS_OK) {
+        t0 = ts_cycles();
+        st = eval_head(a->init == TS_INIT_ZERO ? HEAD_ZERO : HEAD_EXPORT, &g_app.before);
+        g_app.phases[PH_EVALUATION] += (uint32_t)(ts_cycles() - t0);
+    }
     window_close();
     if (st == TS_OK) {
         st = ts_trainer_patch_model(m, &g_app.head_q, g_layers, APP_LAYERS, &g_app.tuned);
@@ -624,6 +654,7 @@ static int cmd_train(const ts_train_args_t *a)
                                    (res.cycles[TS_PHASE_BACKBONE] - g_app.epoch_lookup_cycles);
     g_app.results_valid = 1;
 
+    send_eval("before", &g_app.before);
     send_eval("after", &g_app.after);
     send_phase(PH_HEAD_FORWARD);
     send_phase(PH_BACKWARD);
@@ -644,7 +675,7 @@ static int cmd_eval(void)
     window_open();
     st = ensure_test_features(&c);
     if (st == TS_OK) {
-        st = eval_current(&e);
+        st = eval_head(g_app.head_trained ? HEAD_TRAINED : HEAD_EXPORT, &e);
     }
     window_close();
     if (st != TS_OK) {
@@ -660,13 +691,13 @@ static int cmd_results(void)
     if (!g_app.results_valid) {
         return 0; /* no train yet (or the last one failed): nothing to repeat */
     }
-    send_eval("before", &g_app.before);
     send_phase(PH_FEATURES);
     first = g_app.epochs_run > TS_APP_RESULT_EPOCHS ? g_app.epochs_run - TS_APP_RESULT_EPOCHS
                                                     : 0u;
     for (n = first; n < g_app.epochs_run; ++n) {
         send_epoch(&g_app.epochs[n % TS_APP_RESULT_EPOCHS]);
     }
+    send_eval("before", &g_app.before);
     send_eval("after", &g_app.after);
     send_phase(PH_HEAD_FORWARD);
     send_phase(PH_BACKWARD);

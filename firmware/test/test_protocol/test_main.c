@@ -333,15 +333,15 @@ static void test_parse_db(void)
     TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db load 5", &c));
     TS_ASSERT_EQ_INT(TS_CMD_DB_LOAD, c.id);
     TS_ASSERT_EQ_INT(5, c.db_count);
-    TS_ASSERT_STR_EQ("db_load", c.name);
+    TS_ASSERT_STR_EQ("db", c.name);
     TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db use ram", &c));
     TS_ASSERT_EQ_INT(TS_CMD_DB_USE, c.id);
     TS_ASSERT_EQ_INT(TS_DB_RAM, c.db_source);
-    TS_ASSERT_STR_EQ("db_use", c.name);
+    TS_ASSERT_STR_EQ("db", c.name);
     TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db use flash", &c));
     TS_ASSERT_EQ_INT(TS_DB_FLASH, c.db_source);
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load", &c));
-    TS_ASSERT_STR_EQ("db_load", c.name);
+    TS_ASSERT_STR_EQ("db", c.name);
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 0", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load -3", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 3.0", &c));
@@ -366,6 +366,7 @@ static void test_parse_train(void)
     TS_ASSERT(c.train.momentum == 0.9f);
     TS_ASSERT_EQ_INT(32, c.train.batch);
     TS_ASSERT_EQ_INT(1, c.train.seed);
+    TS_ASSERT_EQ_INT(TS_INIT_EXPORT, c.train.init);
     TS_ASSERT_EQ_INT(TS_PROTO_OK,
                      parse("train epochs=3 lr=0.01 momentum=0 batch=8 seed=4294967295", &c));
     TS_ASSERT_EQ_INT(3, c.train.epochs);
@@ -376,6 +377,16 @@ static void test_parse_train(void)
     TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train seed=0 epochs=0", &c)); /* any order */
     TS_ASSERT_EQ_INT(0, c.train.epochs);
     TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train lr=10 momentum=0.999 batch=65535 epochs=10000", &c));
+    /* what the host sends (tinysift.device.runner.TrainParams.command) */
+    TS_ASSERT_EQ_INT(TS_PROTO_OK,
+                     parse("train epochs=5 lr=0.05 momentum=0.9 batch=32 seed=1 init=zero", &c));
+    TS_ASSERT_EQ_INT(TS_INIT_ZERO, c.train.init);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train init=export lr=3e-05", &c));
+    TS_ASSERT_EQ_INT(TS_INIT_EXPORT, c.train.init);
+    TS_ASSERT(c.train.lr == 3e-05f);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train init=zeros", &c));
+    TS_ASSERT_STR_EQ("bad_value:init", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train init=", &c));
     /* refused, with the key named */
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train lr=0", &c));
     TS_ASSERT_STR_EQ("bad_value:lr", c.error);

@@ -357,6 +357,7 @@ void ts_train_args_default(ts_train_args_t *args)
     args->momentum = 0.9f;
     args->batch = 32u;
     args->seed = 1u;
+    args->init = TS_INIT_EXPORT;
 }
 
 typedef struct {
@@ -414,10 +415,10 @@ static ts_proto_status_t fail(ts_command_t *cmd, ts_proto_status_t st, const cha
 static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
                                          unsigned *seen, const char **msg)
 {
-    static const char *const keys[5] = {"epochs", "lr", "momentum", "batch", "seed"};
-    static const char *const bad[5] = {"bad_value:epochs", "bad_value:lr",
+    static const char *const keys[6] = {"epochs", "lr", "momentum", "batch", "seed", "init"};
+    static const char *const bad[6] = {"bad_value:epochs", "bad_value:lr",
                                        "bad_value:momentum", "bad_value:batch",
-                                       "bad_value:seed"};
+                                       "bad_value:seed", "bad_value:init"};
     const char *eq = (const char *)memchr(w->p, '=', w->len);
     size_t klen, vlen;
     const char *val;
@@ -431,12 +432,12 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
     klen = (size_t)(eq - w->p);
     val = eq + 1;
     vlen = w->len - klen - 1u;
-    for (k = 0; k < 5u; ++k) {
+    for (k = 0; k < 6u; ++k) {
         if (strlen(keys[k]) == klen && memcmp(keys[k], w->p, klen) == 0) {
             break;
         }
     }
-    if (k == 5u) {
+    if (k == 6u) {
         *msg = "unknown_key";
         return TS_PROTO_ERR_BAD_ARG;
     }
@@ -472,11 +473,20 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
         }
         a->batch = u;
         break;
-    default:
+    case 4:
         if (ts_parse_u32(val, vlen, &u) != TS_PROTO_OK) {
             return TS_PROTO_ERR_BAD_ARG;
         }
         a->seed = u;
+        break;
+    default:
+        if (vlen == 6u && memcmp(val, "export", 6u) == 0) {
+            a->init = TS_INIT_EXPORT;
+        } else if (vlen == 4u && memcmp(val, "zero", 4u) == 0) {
+            a->init = TS_INIT_ZERO;
+        } else {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
         break;
     }
     *msg = NULL;
@@ -518,7 +528,6 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
         }
         if (word_is(&arg, "load")) {
             cmd->id = TS_CMD_DB_LOAD;
-            set_name(cmd, "db_load", 7u);
             if (!next_word(payload, len, &pos, &arg)) {
                 return fail(cmd, TS_PROTO_ERR_BAD_ARG, "expected_count");
             }
@@ -528,7 +537,6 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
             }
         } else if (word_is(&arg, "use")) {
             cmd->id = TS_CMD_DB_USE;
-            set_name(cmd, "db_use", 6u);
             if (!next_word(payload, len, &pos, &arg)) {
                 return fail(cmd, TS_PROTO_ERR_BAD_ARG, "expected_flash_or_ram");
             }

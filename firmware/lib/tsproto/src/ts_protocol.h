@@ -133,19 +133,23 @@ typedef enum {
 
 typedef enum { TS_DB_FLASH = 0, TS_DB_RAM = 1 } ts_db_source_t;
 
+/* Where training starts: the export's head, or an all-zero head (learned from scratch). */
+typedef enum { TS_INIT_EXPORT = 0, TS_INIT_ZERO = 1 } ts_head_init_t;
+
 typedef struct {
     uint32_t epochs;    /* 0..TS_PROTO_MAX_EPOCHS, default 5 */
     float lr;           /* (0, TS_PROTO_MAX_LR], default 0.05 */
     float momentum;     /* [0, 1), default 0.9 */
     uint32_t batch;     /* 1..TS_PROTO_MAX_BATCH, default 32 */
     uint32_t seed;      /* any uint32, default 1 */
+    ts_head_init_t init;/* init=export (default) or init=zero */
 } ts_train_args_t;
 
 typedef struct {
     ts_cmd_id_t id;
-    /* For `@ready cmd=`: "name", "info", "db_load", "db_use", "train", "eval", "results",
-     * "reset"; "db" for a bad db subcommand; the first word of an unknown command (printable,
-     * no spaces, cut to TS_PROTO_CMD_NAME_MAX); "-" for an empty line. */
+    /* For `@ready cmd=`: the command's first word ("name", "info", "db", "train", "eval",
+     * "results", "reset"), also for an unknown command (printable, no spaces, cut to
+     * TS_PROTO_CMD_NAME_MAX); "-" for an empty payload. */
     char name[TS_PROTO_CMD_NAME_MAX + 1u];
     /* On failure: a static message for `@err msg=` ("unknown_command", "bad_value:lr", ...). */
     const char *error;

@@ -1,0 +1,413 @@
+"""The firmware app (firmware/src/main.c) speaking TSP/1 (docs/protocol.md) in QEMU mps2-an386,
+with a real digits export compiled in (TS_EXPORT_DIR). No mocks: PlatformIO through tools/pio,
+QEMU under -icount with its UART on a TCP port, pyserial's socket:// URL on the host side.
+
+The host side here is a minimal framing helper written from the spec, independent of
+tinysift.device (which has its own tests), so that both ends are checked against the spec.
+
+The export: $TINYSIFT_PROTO_EXPORT (an export folder) if set, else a digits run (300 kept
+samples) built, and cached by the stages' own skip logic, under runs/_scratch/proto-digits.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.qemu
+
+ROOT = Path(__file__).resolve().parents[1]
+PIO = ROOT / "tools" / "pio"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tools_present():
+    need = ["qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-size"]
+    missing = [t for t in need if shutil.which(t) is None]
+    if not (ROOT / ".venv" / "bin" / "pio").exists():
+        missing.append(".venv/bin/pio")
+    if missing:
+        msg = f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+# ---- TSP/1, host side, from the spec ------------------------------------------------------
+
+def frame(payload: str) -> bytes:
+    body = (payload + " ").encode()
+    return body + b"*%04X\n" % binascii.crc_hqx(body, 0xFFFF)  # CRC-16/CCITT-FALSE
+
+
+def unframe(line: bytes) -> str | None:
+    """The payload of a valid device line, None for a line to drop."""
+    line = line.rstrip(b"\r")
+    if len(line) < 7 or len(line) > 255 or any(b < 0x20 or b > 0x7E for b in line):
+        return None
+    if line[-6:-4] != b" *" or not re.fullmatch(rb"[0-9A-F]{4}", line[-4:]):
+        return None
+    if binascii.crc_hqx(line[:-5], 0xFFFF) != int(line[-4:], 16):
+        return None
+    return line[:-6].decode()
+
+
+class Rec:
+    def __init__(self, payload: str):
+        head, *parts = payload.split(" ")
+        assert head.startswith("@"), payload
+        self.type = head[1:]
+        self.f = dict(p.split("=", 1) for p in parts)
+        self.payload = payload
+
+    def __getitem__(self, key: str) -> str:
+        return self.f[key]
+
+    def int(self, key: str) -> int:
+        return int(self.f[key])
+
+    def float(self, key: str) -> float:
+        return float(self.f[key])
+
+    def __repr__(self) -> str:
+        return self.payload
+
+
+class Device:
+    """QEMU running the app, its UART on a TCP port; every record is checked against the CRC."""
+
+    def __init__(self, elf: Path):
+        import serial
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log = []
+        self.dropped = 0
+        self.proc = subprocess.Popen(
+            ["timeout", "600", "qemu-system-arm", "-machine", "mps2-an386", "-nographic",
+             "-monitor", "none", "-icount", "shift=6",
+             "-semihosting-config", "enable=on,target=native",
+             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
+                                             do_not_open=True)
+                # pyserial drains the socket when it opens: that would eat the @boot record
+                link.reset_input_buffer = lambda: None
+                link.open()
+                break
+            except (serial.SerialException, OSError):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()
+                    raise
+                time.sleep(0.05)
+        self.link = link
+        self.buf = b""
+
+    def close(self) -> None:
+        if getattr(self, "link", None) is not None:
+            self.link.close()
+            self.link = None
+        if self.proc.poll() is None:
+            self.proc.terminate()  # `timeout` passes SIGTERM on to QEMU
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def write(self, data: bytes) -> None:
+        self.link.write(data)
+
+    def send(self, payload: str) -> None:
+        self.write(frame(payload))
+
+    def record(self, timeout: float = 60) -> Rec:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                payload = unframe(line)
+                if payload is None:
+                    self.dropped += 1
+                    continue
+                rec = Rec(payload)
+                self.log.append(rec)
+                return rec
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no record for {timeout} s; last: {self.log[-5:]}")
+            self.buf += self.link.read(1)  # byte-wise: see docs/firmware-build.md
+
+    def until_ready(self, cmd: str, timeout: float = 120) -> list[Rec]:
+        """Records up to and including `@ready cmd=<cmd>`."""
+        out = []
+        while True:
+            rec = self.record(timeout)
+            out.append(rec)
+            assert rec.type != "boot", f"unexpected reset: {out}"
+            if rec.type == "ready" and rec["cmd"] == cmd:
+                return out
+
+    def command(self, payload: str, timeout: float = 120) -> list[Rec]:
+        self.send(payload)
+        return self.until_ready(payload.split(" ")[0], timeout)
+
+
+def ok(recs: list[Rec]) -> list[Rec]:
+    assert recs[-1].type == "ready" and recs[-1].int("status") == 0, recs
+    assert sum(r.type == "ready" for r in recs) == 1, recs
+    return recs
+
+
+def by_type(recs: list[Rec], rtype: str) -> list[Rec]:
+    return [r for r in recs if r.type == rtype]
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+
+def _build_export() -> Path:
+    from tinysift.export.stage import export
+    from tinysift.models.stage import train
+    from tinysift.quantize.stage import quantize
+
+    run = ROOT / "runs" / "_scratch" / "proto-digits"
+    train("digits", run, keep=300, epochs=None, seed=0, progress=False)  # CLI --epochs 0
+    quantize(run)
+    export(run)
+    return run / "export"
+
+
+@pytest.fixture(scope="module")
+def export_dir() -> Path:
+    env = os.environ.get("TINYSIFT_PROTO_EXPORT")
+    path = Path(env) if env else _build_export()
+    for name in ("ts_export.h", "ts_export_model.c", "ts_export_data.c", "golden.npz"):
+        assert (path / name).exists(), f"{path} lacks {name}"
+    return path
+
+
+@pytest.fixture(scope="module")
+def macros(export_dir) -> dict[str, str]:
+    text = (export_dir / "ts_export.h").read_text()
+    return dict(re.findall(r"#define TS_EXPORT_(\w+) (\S+)", text))
+
+
+@pytest.fixture(scope="module")
+def elf(export_dir, tmp_path_factory) -> Path:
+    ws = tmp_path_factory.mktemp("pio-app")
+    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
+    env.pop("PLATFORMIO_BUILD_DIR", None)
+    t0 = time.monotonic()
+    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "qemu-m4"], cwd=ROOT,
+                         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "warning:" not in res.stdout + res.stderr, res.stdout[-4000:]
+    print(f"app build with the export: {time.monotonic() - t0:.1f} s")
+    return Path(shutil.copy(ws / "build" / "qemu-m4" / "firmware.elf",
+                            tmp_path_factory.mktemp("elf") / "app.elf"))
+
+
+@pytest.fixture(scope="module")
+def dev(elf):
+    d = Device(elf)
+    d.boot = d.record(timeout=30)
+    yield d
+    d.close()
+
+
+# ---- tests -------------------------------------------------------------------------------------
+
+def test_boot_record(dev, macros):
+    b = dev.boot
+    assert b.type == "boot", b
+    assert b["proto"] == "1" and b["fw"] == "1"
+    assert b["board"] == "qemu-mps2-an386"
+    assert b["counter"] == "systick-icount" and b["hz"] == "25000000"
+    assert b["resets"] == "0"
+    assert b["model"] == macros["CONTENT_HASH"].strip('"')
+
+
+def test_info_and_memory(dev, macros, elf):
+    recs = ok(dev.command("info"))
+    assert [r.type for r in recs] == ["info", "mem", "ready"]
+    info, mem = recs[0], recs[1]
+    n, t = int(macros["TRAIN_COUNT"]), int(macros["TEST_COUNT"])
+    k, d, s = int(macros["NUM_CLASSES"]), int(macros["FEATURE_DIM"]), int(macros["SAMPLE_BYTES"])
+    cap = int(macros.get("DB_CAPACITY", n)) or 1
+    assert info["proto"] == "1" and info["format"] == macros["FORMAT_VERSION"]
+    assert (info.int("train"), info.int("test"), info.int("classes"), info.int("features"),
+            info.int("sample_bytes"), info.int("db_capacity")) == (n, t, k, d, s, cap)
+    assert info.int("arena") == int(macros["ARENA_BYTES"]) == mem.int("arena")
+    assert info["counter"] == "systick-icount" and info["icount_shift"] == "6"
+    # the static buffers, sized at build time from the export
+    nmax = max(n, cap)
+    ws = 4 * (3 * k * d + 5 * k + d) + 2 * nmax + d
+    assert mem.int("workspace") == (ws + 3) // 4 * 4
+    assert mem.int("cache") == (nmax + t) * d
+    assert mem.int("db") == cap * (s + 1)
+    assert mem.int("stack") == 64 * 1024 and 0 < mem.int("stack_hwm") < 64 * 1024
+    # ram_static / flash are the image's own figures
+    res = subprocess.run(["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True,
+                         text=True, check=True)
+    sec = {m[1]: int(m[2]) for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+\d+$", res.stdout, re.M)}
+    ram = sum(sec.get(x, 0) for x in (".stack", ".data", ".bss", ".noinit"))
+    flash = sum(sec.get(x, 0) for x in (".isr_vector", ".text", ".ARM.exidx", ".init_array",
+                                        ".data"))
+    assert 0 <= info.int("ram_static") - ram < 64, (info, sec)
+    assert 0 <= info.int("flash") - flash < 64, (info, sec)
+    assert info.int("ram_static") > mem.int("cache") + mem.int("db") + mem.int("workspace")
+
+
+def test_name_and_unknown_command(dev):
+    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+    recs = dev.command("fly now")
+    assert [r.payload for r in recs] == ["@err code=100 msg=unknown_command",
+                                         "@ready cmd=fly status=100"]
+    recs = dev.command("train lr=0")
+    assert [r.payload for r in recs] == ["@err code=101 msg=bad_value:lr",
+                                         "@ready cmd=train status=101"]
+
+
+def test_train_records_and_accuracy(dev):
+    """train: @phase features, one @epoch per epoch, @eval before/after, @phase totals, @mem;
+    from a zero head the accuracy rises far above chance; from the export's head it does not
+    fall."""
+    t0 = time.monotonic()
+    recs = ok(dev.command("train epochs=3 init=zero lr=0.1"))
+    wall = time.monotonic() - t0
+    types = [r.type for r in recs]
+    assert types == ["phase", "epoch", "epoch", "epoch", "eval", "eval", "phase", "phase",
+                     "phase", "phase", "mem", "ready"], recs
+    phases = {r["name"]: r.int("cycles") for r in by_type(recs, "phase")}
+    assert list(phases) == ["features", "head_forward", "backward", "update", "evaluation"]
+    assert all(c > 0 for c in phases.values()), phases
+    epochs = by_type(recs, "epoch")
+    assert [e.int("n") for e in epochs] == [1, 2, 3]
+    assert all(e.int("samples") == 300 for e in epochs)
+    assert epochs[-1].float("loss") < epochs[0].float("loss")
+    # the epochs' cycles are exactly the training phases' totals
+    assert sum(e.int("cycles") for e in epochs) == (
+        phases["head_forward"] + phases["backward"] + phases["update"])
+    before, after = by_type(recs, "eval")
+    assert before["when"] == "before" and after["when"] == "after"
+    assert before.int("total") == after.int("total") == 200
+    assert before.float("acc") < 0.2  # an all-zero head predicts class 0
+    assert after.float("acc") > 0.8 and after.float("int8_acc") > 0.8
+    print(f"train epochs=3 (300 samples): {wall:.1f} s wall, cycles {phases}")
+
+    recs = ok(dev.command("train epochs=3"))
+    before, after = by_type(recs, "eval")
+    assert after.float("acc") >= before.float("acc") - 1e-9
+    assert after.float("int8_acc") >= before.float("int8_acc") - 0.011
+
+    # eval: the current (trained) head, the same numbers as @eval after
+    ev = ok(dev.command("eval"))[0]
+    assert ev["when"] == "current"
+    assert (ev["acc"], ev["int8_acc"]) == (after["acc"], after["int8_acc"])
+
+
+def test_results_repeat_and_determinism(dev):
+    """`results` repeats the last train's records; the same train again gives the same losses
+    and, under -icount, the same cycle counts up to a few instructions (SysTick tick
+    quantization and wrap interrupts land at different points run to run)."""
+    first = ok(dev.command("train epochs=2 seed=7 init=zero"))
+    rep = ok(dev.command("results"))
+    assert [r.payload for r in rep[:-2]] == [r.payload for r in first[:-2]]  # all but @mem
+    again = ok(dev.command("train epochs=2 seed=7 init=zero"))
+    for a, b in zip(first, again, strict=True):
+        assert a.type == b.type
+        if a.type == "epoch":
+            assert (a["loss"], a["correct"]) == (b["loss"], b["correct"])
+        if a.type in ("epoch", "phase"):
+            ca, cb = a.int("cycles"), b.int("cycles")
+            assert abs(ca - cb) <= 16 + ca // 10**6, (a, b)
+        if a.type == "eval":
+            assert a.payload == b.payload
+
+
+def test_corrupted_line_is_refused_and_the_device_keeps_working(dev):
+    bad = bytearray(frame("name"))
+    bad[1] ^= 0x04  # one bit: "name" -> "nene", CRC unchanged
+    dev.write(bytes(bad))
+    recs = dev.until_ready("-")
+    assert [r.payload for r in recs] == ["@err code=103 msg=bad_crc", "@ready cmd=- status=103"]
+    # no frame at all, non-printable noise, an over-long line
+    dev.write(b"info\n")
+    assert dev.until_ready("-")[0].payload == "@err code=103 msg=bad_frame"
+    dev.write(b"\x00\xff\x13noise\r\n")
+    assert dev.until_ready("-")[0].payload == "@err code=103 msg=non_printable"
+    dev.write(frame("info " + "x" * 300))
+    assert dev.until_ready("-")[0].payload == "@err code=102 msg=too_long"
+    # empty lines are dropped silently
+    dev.write(b"\r\n\n")
+    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+    assert dev.dropped == 0  # every device line was well-framed
+
+
+def test_db_load(dev, export_dir):
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    y = g["y_train"]
+    idx = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])  # 30, all classes
+
+    def data_line(i: int) -> bytes:
+        return frame(f"{int(y[i])}:{x[i].tobytes().hex().upper()}")
+
+    dev.send(f"db load {len(idx)}")
+    dev.write(b"".join(data_line(i) for i in idx))
+    recs = ok(dev.until_ready("db"))
+    assert recs[0].payload == f"@db loaded={len(idx)} source=ram"
+    recs = ok(dev.command("train epochs=4 init=zero lr=0.1"))
+    epochs = by_type(recs, "epoch")
+    assert [e.int("samples") for e in epochs] == [len(idx)] * 4
+    assert by_type(recs, "eval")[1].float("acc") > 0.5  # 30 samples already teach a lot
+
+    # errors: above capacity, a malformed data line (the RAM set is then empty), a command
+    # where a data line was expected
+    recs = dev.command("db load 100000")
+    assert [r.payload for r in recs] == ["@err code=105 msg=above_db_capacity",
+                                         "@ready cmd=db status=105"]
+    dev.send("db load 3")
+    dev.write(data_line(idx[0]) + frame("11:00") + data_line(idx[2]))
+    recs = dev.until_ready("db")
+    assert [r.payload for r in recs] == ["@err code=104 msg=malformed_data_line",
+                                         "@ready cmd=db status=104"]
+    recs = dev.command("db use ram")
+    assert recs[0].payload == "@err code=106 msg=no_data_loaded"
+    dev.send("db load 2")
+    dev.write(data_line(idx[0]))
+    recs = dev.command("name")
+    assert [r.payload for r in recs] == ["@err code=104 msg=load_interrupted",
+                                         "@ready cmd=db status=104", "@name name=tinysift-fw",
+                                         "@ready cmd=name status=0"]
+    recs = ok(dev.command("db use flash"))
+    assert recs[0].payload == "@db loaded=300 source=flash"
+
+
+def test_reset_increments_the_counter(dev):
+    """The last test of the session: reset restarts the firmware (SYSRESETREQ; QEMU reloads
+    the -kernel image, RAM and so the .noinit counter survive)."""
+    dev.send("reset")
+    assert dev.record().payload == "@ready cmd=reset status=0"
+    boot = dev.record(timeout=30)
+    assert boot.type == "boot" and boot["resets"] == "1", boot
+    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+    dev.send("reset")
+    assert dev.record().payload == "@ready cmd=reset status=0"
+    assert dev.record(timeout=30)["resets"] == "2"
+    # state is fresh after a reset: no results to repeat
+    assert [r.type for r in dev.command("results")] == ["ready"]
