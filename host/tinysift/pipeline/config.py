@@ -27,6 +27,7 @@ class PipelineConfig:
     head_init : ``zero`` (the head is learned on the device from scratch) or ``export``
     test_samples : held-out samples the device evaluates on
     proxy_epochs : measurements of the proxy CNN behind the flow's uncertainty term
+    method_params : per-method constructor settings, e.g. ``{"flow": {"flow": {"steps": 200}}}``
     """
 
     name: str = "demo"
@@ -45,12 +46,14 @@ class PipelineConfig:
     head_init: str = "zero"
     test_samples: int = 500
     proxy_epochs: int = 3
+    method_params: dict = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> PipelineConfig:
         """digits, small budgets: under 2 minutes after set-up."""
         return cls(name="demo-quick", out="runs/demo-quick", dataset="digits", base_keep="1.0",
-                   base_epochs=30, budgets=[20, 50, 150], test_samples=200, proxy_epochs=3)
+                   base_epochs=30, budgets=[20, 50, 150], test_samples=200, proxy_epochs=2,
+                   method_params={"flow": {"flow": {"steps": 200}}})
 
     @classmethod
     def from_toml(cls, path: str | Path) -> PipelineConfig:

@@ -52,7 +52,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         t0 = time.perf_counter()
         result = fn()
         timings[name] = round(time.perf_counter() - t0, 2)
-        log(f"[{name}] {timings[name]:.1f} s")
+        log(f"{name}: {timings[name]:.1f} s")
         return result
 
     base_dir = out / "base"
@@ -69,12 +69,12 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     budgets = sorted({min(int(b), exp.train_samples) for b in cfg.budgets})
     selections = timed("score and select", lambda: prune_many(
         cfg.dataset, cfg.methods, budgets, out / "select", seed=cfg.seed,
-        proxy_epochs=cfg.proxy_epochs, progress=False))
+        proxy_epochs=cfg.proxy_epochs, progress=False, method_params=cfg.method_params))
     timings["firmware build"] = 0.0
     t0 = time.perf_counter()
     ensure_built(base_dir, board)
     timings["firmware build"] = round(time.perf_counter() - t0, 2)
-    log(f"[firmware build] {timings['firmware build']:.1f} s")
+    log(f"firmware build: {timings['firmware build']:.1f} s")
 
     params = TrainParams(epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
                          seed=cfg.seed + 1, init=cfg.head_init)
@@ -137,9 +137,15 @@ def _row(method: str, count: int, doc: dict) -> dict:
     per_epoch_cycles = int(np.mean([e["cycles"] for e in epochs])) if epochs else 0
     per_epoch_mj = float(np.mean([e["energy_mj"] for e in epochs])) if epochs else 0.0
     features = doc["phases"].get("features", {})
-    total_mj = float(sum(e["energy_mj"] for e in epochs) + features.get("energy_mj", 0.0))
+    samples = int(doc.get("samples") or count)
+    tests = int(doc.get("test_samples") or 0)
+    # The features phase runs the backbone once per training AND test sample (same cost
+    # each); the fine-tuning bill counts the training samples' share plus the epochs.
+    train_share = samples / max(1, samples + tests)
+    total_mj = float(sum(e["energy_mj"] for e in epochs)
+                     + features.get("energy_mj", 0.0) * train_share)
     return {
-        "method": method, "samples": int(doc.get("samples") or count),
+        "method": method, "samples": samples,
         "acc_before": doc["test_acc_before"], "acc_after": doc["test_acc_after"],
         "int8_acc_after": doc.get("test_int8_acc_after"),
         "cycles_per_epoch": per_epoch_cycles, "energy_mj_per_epoch": per_epoch_mj,

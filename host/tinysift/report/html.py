@@ -30,7 +30,7 @@ def summary_rows(summary: dict) -> list[list]:
 
 
 SUMMARY_HEADERS = ["method", "samples", "acc before", "acc after", "int8 acc after",
-                   "cycles/epoch", "mJ/epoch (est.)", "mJ total (est.)", "ms/epoch"]
+                   "cycles/epoch", "mJ/epoch (est.)", "mJ fine-tune (est.)", "ms/epoch"]
 
 
 def write_report(summary: dict, path: Path) -> Path:
@@ -63,12 +63,21 @@ V = {energy['supply_v']} V, I = {energy['active_current_ma']} mA at
 {summary['clock_hz'] / 1e6:g} MHz ({html.escape(energy['source'])}).</p>
 {_table(SUMMARY_HEADERS, summary_rows(summary))}
 <p>Test accuracy is measured on the device on {summary['test_samples']} held-out samples.
+"mJ fine-tune" is the whole on-device training bill: the backbone run once over the kept
+samples (features cached in RAM) plus every epoch of the head.
 {html.escape(summary.get('headline', ''))}</p>
 {''.join(figures)}
 <h2>Commands</h2>{commands}
 <h2>Versions and machine</h2>{versions}
 <p>{html.escape(str(summary['machine']))}</p>
 <p>Seed {summary['seed']}. Demo wall time {summary['wall_seconds']:.0f} s.</p>
+<script>
+// Self-check for headless tests: how many plots decoded and rendered.
+window.addEventListener("load", () => {{
+  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-images-rendered", String(ok));
+}});
+</script>
 </body></html>
 """
     from tinysift.runs import atomic_write_text
