@@ -106,7 +106,7 @@ class VQMethod(PruningMethod):
 
     name = "vq"
 
-    def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "random-conv",
+    def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "pixels",
                  dim: int = 32, per_codeword: int = 4, score_codebook: int = 32,
                  outlier_tail: float = 0.1, hard_above: float = 0.5, easy_below: float = 0.1,
                  window: float = 0.6):
