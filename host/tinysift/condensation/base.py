@@ -64,6 +64,17 @@ class Condenser(ABC):
         """``k`` uint8 images for class ``c`` (whose training indices are ``idx``)."""
 
 
+class EmbeddingCondenser(Condenser):
+    """A condenser working in one of the context's embeddings (``self.z_`` after fit)."""
+
+    def __init__(self, seed: int = 0, embedding: str = "random-conv", dim: int = 32):
+        super().__init__(seed)
+        self.embedding, self.dim = embedding, dim
+
+    def _fit(self, context: ScoringContext) -> None:
+        self.z_ = context.embedding(self.embedding, self.dim)
+
+
 def make_condenser(name: str, **params) -> Condenser:
     from tinysift.condensation import methods  # noqa: F401 (registers every method)
 

@@ -61,7 +61,9 @@ def head_float_weights(parsed: ParsedModel) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), np.asarray(b, np.float32)
 
 
-def stratified_test_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+def balanced_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` indices (sorted), class-balanced within 1, random inside a class (seeded):
+    the held-out test subset, and the training subset ``--fit`` keeps."""
     from tinysift.selection.budget import class_quotas
 
     count = min(count, len(y))
@@ -109,7 +111,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     ds = load_run_dataset(run)
     brd = load_board(board)
     x_kept, y_kept = load_trainset(run.path, ds)
-    test_idx = stratified_test_subset(ds.y_test, test_samples, seed)
+    test_idx = balanced_subset(ds.y_test, test_samples, seed)
     fp = footprint(parsed, len(tflite))
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
               "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
@@ -124,7 +126,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         if most < len(y_kept):
             if most < ds.num_classes:
                 check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)  # raises
-            keep = _fit_subset(y_kept, most, seed, ds.num_classes)
+            keep = balanced_subset(y_kept, most, seed)
             x_kept, y_kept = x_kept[keep], y_kept[keep]
     plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)
     run.record_command()
@@ -186,16 +188,6 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     run.manifest["memory_plan"] = plan.to_dict()
     run.save()
     return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash)
-
-
-def _fit_subset(y: np.ndarray, count: int, seed: int, num_classes: int) -> np.ndarray:
-    from tinysift.selection.budget import class_quotas
-
-    quotas = class_quotas(y, count, num_classes)
-    rng = np.random.default_rng(seed)
-    picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
-             for c, q in enumerate(quotas) if q > 0]
-    return np.sort(np.concatenate(picks))
 
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) -> dict:

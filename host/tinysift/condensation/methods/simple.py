@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinysift.condensation.base import Condenser, register
+from tinysift.condensation.base import Condenser, EmbeddingCondenser, register
+from tinysift.selection.methods.herding import herding_order
 
 
 @register
@@ -19,31 +20,11 @@ class RandomCondenser(Condenser):
 
 
 @register
-class HerdingCondenser(Condenser):
+class HerdingCondenser(EmbeddingCondenser):
     """Herding (Welling 2009): greedily pick real samples whose running mean embedding best
     matches the class mean (the iCaRL exemplar rule)."""
 
     name = "herding"
 
-    def __init__(self, seed: int = 0, embedding: str = "random-conv", dim: int = 32):
-        super().__init__(seed)
-        self.embedding, self.dim = embedding, dim
-
-    def _fit(self, context):
-        self.z_ = context.embedding(self.embedding, self.dim)
-
     def _condense_class(self, c, idx, k):
-        z = self.z_[idx].astype(np.float64)
-        mu = z.mean(0)
-        chosen: list[int] = []
-        running = np.zeros_like(mu)
-        available = np.ones(len(idx), bool)
-        for t in range(1, k + 1):
-            cand = (running[None, :] + z) / t
-            dist = np.linalg.norm(cand - mu, axis=1)
-            dist[~available] = np.inf
-            j = int(np.argmin(dist))
-            chosen.append(j)
-            available[j] = False
-            running += z[j]
-        return self.context_.x[idx[np.array(chosen)]]
+        return self.context_.x[idx[herding_order(self.z_[idx], k)]]

@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinysift.condensation.base import Condenser, register, to_uint8
+from tinysift.condensation.base import EmbeddingCondenser, register, to_uint8
 from tinysift.selection.methods.vq import kmeans
 
 
 @register
-class VQCondenser(Condenser):
+class VQCondenser(EmbeddingCondenser):
     name = "vq"
     nearest_real = False
-
-    def __init__(self, seed: int = 0, embedding: str = "random-conv", dim: int = 32):
-        super().__init__(seed)
-        self.embedding, self.dim = embedding, dim
-
-    def _fit(self, context):
-        self.z_ = context.embedding(self.embedding, self.dim)
 
     def _condense_class(self, c, idx, k):
         z = self.z_[idx]
