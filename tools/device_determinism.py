@@ -1,0 +1,62 @@
+"""Run the same on-device training twice on the emulated board and record the cycle counts.
+
+    .venv/bin/python tools/device_determinism.py [RUN]   (default: a digits run it builds)
+
+Writes benchmarks/results/device_determinism_qemu-m4.json and .md: per phase and per epoch,
+the counts of both runs and their difference. Under -icount the instruction stream is
+deterministic; the SysTick-based counter still moves by a few instructions between runs
+(see docs/protocol.md, "Cycle counts").
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str]) -> int:
+    from tinysift.device.runner import TrainParams, run_on_device
+    from tinysift.export.stage import export
+    from tinysift.models.stage import train
+    from tinysift.quantize.stage import quantize
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+
+    run = Path(argv[0]) if argv else ROOT / "runs" / "_scratch" / "trainer-digits"
+    if not argv:
+        train("digits", run, epochs=30, seed=0, progress=False)
+        quantize(run)
+        export(run)
+    params = TrainParams(epochs=5, init="zero")
+    docs = [run_on_device(run, "qemu-mps2-an386", params=params, label=f"determinism-{i}")
+            for i in (1, 2)]
+    rows = []
+    for name in docs[0]["phases"]:
+        a, b = docs[0]["phases"][name]["cycles"], docs[1]["phases"][name]["cycles"]
+        rows.append({"what": f"phase {name}", "run1": a, "run2": b, "diff": b - a})
+    for e1, e2 in zip(docs[0]["epochs"], docs[1]["epochs"], strict=True):
+        rows.append({"what": f"epoch {e1['epoch']}", "run1": e1["cycles"], "run2": e2["cycles"],
+                     "diff": e2["cycles"] - e1["cycles"]})
+    worst = max(abs(r["diff"]) / max(1, r["run1"]) for r in rows)
+    same_results = all(docs[0][k] == docs[1][k] for k in ("test_acc_before", "test_acc_after",
+                                                            "test_int8_acc_after")) and [
+        e["loss"] for e in docs[0]["epochs"]] == [e["loss"] for e in docs[1]["epochs"]]
+    res = {"board": "qemu-mps2-an386", "counter": docs[0]["counter"], "run": str(run),
+           "params": vars(params), "rows": rows, "max_relative_difference": worst,
+           "losses_and_accuracies_identical": same_results,
+           "machine": machine_info(), "versions": package_versions()}
+    out = ROOT / "benchmarks" / "results"
+    atomic_write_json(out / "device_determinism_qemu-m4.json", res)
+    lines = ["# Same inputs, two runs: cycle counts on qemu-m4 (-icount)", "",
+             f"Counter `{res['counter']}`; losses and accuracies identical: {same_results}; "
+             f"largest relative difference {worst:.2e}.", "",
+             "| what | run 1 | run 2 | difference |", "|---|---|---|---|"]
+    lines += [f"| {r['what']} | {r['run1']:,} | {r['run2']:,} | {r['diff']:+d} |" for r in rows]
+    atomic_write_text(out / "device_determinism_qemu-m4.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
