@@ -32,9 +32,9 @@ def prune_cmd(
     names = ALL_METHODS if methods == "all" else tuple(methods.split(","))
     if quick:
         cfg = PruneBenchConfig(dataset="digits", keeps=(0.3, 0.1), methods=names, seeds=1,
-                               min_steps=100, subset_epochs=3, proxy_epochs=3, quick=True,
+                               min_steps=60, subset_epochs=2, proxy_epochs=2, quick=True,
                                out_dir=out_dir, cache_dir=None, label_noise=label_noise,
-                               method_params={"flow": {"flow": {"steps": 150}}})
+                               method_params={"flow": {"flow": {"steps": 100}}})
     else:
         cfg = PruneBenchConfig(dataset=dataset, keeps=tuple(float(k) for k in keep.split(",")),
                                methods=names, seeds=seeds, label_noise=label_noise,

@@ -161,9 +161,18 @@ def headline(summary: dict) -> str:
     full = next(r for r in rows if r["method"] == "full")
     pruned = [r for r in rows if r["method"] != "full"]
     best = max(pruned, key=lambda r: (r["acc_after"], -r["samples"]))
-    return (f"Best pruned set: {best['method']} with {best['samples']} samples reaches "
+
+    def saving(r: dict) -> str:
+        return f"{full['energy_mj_per_epoch'] / max(r['energy_mj_per_epoch'], 1e-12):.0f}x"
+
+    text = (f"Best pruned set: {best['method']} with {best['samples']} samples reaches "
             f"{best['acc_after']:.3f} after fine-tuning (full exported set, {full['samples']} "
             f"samples: {full['acc_after']:.3f}) at {best['energy_mj_per_epoch']:.3f} mJ per "
-            f"epoch instead of {full['energy_mj_per_epoch']:.3f} mJ "
-            f"({full['energy_mj_per_epoch'] / max(best['energy_mj_per_epoch'], 1e-12):.0f}x "
-            "less).")
+            f"epoch instead of {full['energy_mj_per_epoch']:.3f} mJ ({saving(best)} less).")
+    close = [r for r in pruned if r["acc_after"] >= full["acc_after"] - 0.01]
+    if close:
+        small = min(close, key=lambda r: (r["samples"], -r["acc_after"]))
+        text += (f" Smallest set within 1 point of the full set: {small['method']} with "
+                 f"{small['samples']} samples ({small['acc_after']:.3f}), {saving(small)} less "
+                 "energy per epoch.")
+    return text

@@ -106,6 +106,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 def memory_plan(summary: dict) -> bytes:
     plt, fig, ax = _fig()
+    fig.set_size_inches(9.0, 3.6)
     plan = summary["memory_plan"]
     for row, mem in enumerate(("flash", "ram")):
         left = 0
@@ -119,5 +120,5 @@ def memory_plan(summary: dict) -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("KB (red: the board's capacity)")
     ax.set_title(f"Memory plan on {plan['board']}")
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(plt, fig)
