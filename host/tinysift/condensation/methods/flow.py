@@ -34,10 +34,9 @@ class FlowCondenser(Condenser):
                                                                 context.num_classes)
 
     def _condense_class(self, c, idx, k):
-        mean, std = self.flows_.mean_[c], self.flows_.std_[c]
+        mean = self.flows_.mean_[c]
         raw = self.flows_.sample(c, k, seed=self.seed + c)
-        # sample() returns mean + std * x with x from the flow; shrink x toward the mode.
+        # sample() returns mean + std * x with x from the flow; shrink toward the class mean.
         z = mean + (raw - mean) * self.temperature
-        _ = std
         flat = self.pca_.inverse_transform(z)
         return to_uint8(flat.reshape((k,) + self.context_.x.shape[1:]))
