@@ -67,15 +67,15 @@ class ModelFootprint:
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
                 feature_cache: bool | None = None, db_capacity: int | None = None) -> MemoryPlan:
-    """Plan one configuration; ``feature_cache=None`` caches features when that fits.
+    """Plan one configuration (``feature_cache=None``: as the firmware app does, cached).
 
     ``db_capacity``: samples the RAM buffer for ``db load`` holds (None: as many as the
     exported training set)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
-        cached = plan_memory(fp, board, train_samples, test_samples, True, db)
-        return cached if cached.fits else plan_memory(fp, board, train_samples, test_samples,
-                                                      False, db)
+        # The firmware app always caches the features (firmware/src/main.c sizes the cache
+        # from the export); the trainer can recompute them instead, but no app path does yet.
+        feature_cache = True
     k, d = fp.num_classes, fp.feature_dim
     n_all = max(train_samples, db) + test_samples
     flash = {
