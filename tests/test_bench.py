@@ -27,3 +27,29 @@ def test_bench_prune_quick_writes_results(tmp_path):
     md = (tmp_path / "prune_digits_quick.md").read_text()
     assert "| vq |" in md and "ratio" in md
     assert (tmp_path / "prune_digits_quick.png").stat().st_size > 10_000
+
+
+def test_bench_prune_resumes_from_progress_log(tmp_path):
+    """A second run of the same configuration trains nothing and reports the same numbers;
+    a torn last line (a kill mid-write) is ignored and that training reruns."""
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+
+    cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=("random",), seeds=1,
+                           min_steps=60, subset_epochs=1, proxy_epochs=1,
+                           out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
+    first = bench_prune(cfg, progress=False)
+    (log,) = (tmp_path / "cache").glob("progress_*.jsonl")
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2  # full data + random @ 0.1
+    assert first["methods"]["random"]["0.1"]["acc_mean"] > 0.3
+    second = bench_prune(cfg, progress=False)
+    assert log.read_text().splitlines() == lines
+    assert second["methods"] == first["methods"]
+    assert second["full_data_acc"] == first["full_data_acc"]
+    log.write_text(lines[0] + "\n" + lines[1][:15])
+    third = bench_prune(cfg, progress=False)
+    assert len([ln for ln in log.read_text().splitlines() if ln.endswith("}")]) == 2
+    # Seeded training: the rerun gives the same accuracy.
+    assert third["methods"]["random"]["0.1"]["acc_mean"] == first["methods"]["random"]["0.1"][
+        "acc_mean"]
+    assert json.loads((tmp_path / "out" / "prune_digits.json").read_text())["seeds"] == 1

@@ -5,10 +5,17 @@ embeddings are computed once), but each method is *charged* the compute time of 
 shared item it used (cost accounting as if it ran alone). Every kept subset is trained with
 the same recipe (:class:`TrainConfig` step rule) and tested on the full test split. A
 full-data training with the same recipe gives the reference accuracy and cost.
+
+Every finished training is appended to a progress log beside the cache (keyed by a hash of
+the configuration), and the results files are rewritten after every seed: a killed bench
+resumes where it stopped, and a partial bench still leaves honest results (``seeds`` says
+how many seeds are in them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,13 +62,15 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
 
     from tinysift.data import add_label_noise, load_dataset
     from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
     from tinysift.selection import ScoringContext, make_method, resolve_keep
 
     console = Console(stderr=True)
     wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
-    per_run: dict[str, dict[str, list]] = {}
+    stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
+    log = _ProgressLog(cfg, base.content_hash)
+    if log.done:
+        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     full_acc, full_sec = [], []
     for seed in range(cfg.seeds):
         ds = base
@@ -69,16 +78,25 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
             ds, _ = add_label_noise(base, cfg.label_noise, seed)
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
-        full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
-                           progress=progress)
-        full_acc.append(evaluate(full.model, ds.x_test, ds.y_test))
-        full_sec.append(full.seconds)
-        console.print(f"[seed {seed}] full data: acc {full_acc[-1]:.4f} in {full.seconds:.0f} s")
+        rec = log.get(seed, "full", "1")
+        if rec is None:
+            full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
+                               progress=progress)
+            rec = log.add(seed, "full", "1", acc=evaluate(full.model, ds.x_test, ds.y_test),
+                          score_seconds=0.0, train_seconds=full.seconds,
+                          count=len(ds.y_train))
+        full_acc.append(rec["acc"])
+        full_sec.append(rec["train_seconds"])
+        console.print(f"[seed {seed}] full data: acc {rec['acc']:.4f} in "
+                      f"{rec['train_seconds']:.0f} s")
         cache = (Path(cfg.cache_dir) / results_stem(cfg.dataset, cfg.label_noise)
                  if cfg.cache_dir else None)
         ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
                              cache_dir=cache, proxy_epochs=cfg.proxy_epochs, progress=progress)
         for name in cfg.methods:
+            todo = [k for k in cfg.keeps if log.get(seed, name, f"{k:g}") is None]
+            if not todo:
+                continue
             ctx.reset_usage()
             before = dict(ctx.timings)
             method = make_method(name, seed=seed, **cfg.method_params.get(name, {}))
@@ -89,7 +107,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
             # this call computed it or an earlier method did.
             computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
             score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
-            for keep in cfg.keeps:
+            for keep in todo:
                 count = resolve_keep(keep, len(ds.y_train))
                 t0 = time.perf_counter()
                 idx = method.select(count)
@@ -97,32 +115,87 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                 res = train_model(ds.x_train[idx], ds.y_train[idx], ds.num_classes,
                                   train_config=recipe, progress=progress)
                 acc = evaluate(res.model, ds.x_test, ds.y_test)
-                rec = per_run.setdefault(name, {}).setdefault(f"{keep:g}", [])
-                rec.append({"acc": acc, "score_seconds": score_seconds + select_seconds,
-                            "train_seconds": res.seconds, "count": int(count)})
+                log.add(seed, name, f"{keep:g}", acc=acc,
+                        score_seconds=score_seconds + select_seconds,
+                        train_seconds=res.seconds, count=int(count))
                 console.print(f"[seed {seed}] {name:>10} keep {keep:<5g} ({count:>5}): "
                               f"acc {acc:.4f}  score {score_seconds:6.1f} s  "
                               f"train {res.seconds:5.1f} s")
-    results = {
+        results = _results(cfg, log, seed + 1, full_acc, full_sec,
+                           time.perf_counter() - wall)
+        _write(results, Path(cfg.out_dir), stem)
+    return results
+
+
+class _ProgressLog:
+    """Append-only JSON-lines log of finished trainings, one file per configuration."""
+
+    def __init__(self, cfg: PruneBenchConfig, data_hash: str) -> None:
+        key = {k: v for k, v in _config_dict(cfg).items()
+               if k not in ("seeds", "methods", "out_dir", "cache_dir")}
+        key["data"] = data_hash
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+        # Without a cache folder (--quick) the log stays in memory: nothing to resume.
+        self.path = (Path(cfg.cache_dir) / f"progress_{digest.hexdigest()[:12]}.jsonl"
+                     if cfg.cache_dir else None)
+        self.done: dict[tuple, dict] = {}
+        if self.path is not None and self.path.exists():
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # end a torn line before appending
+                with open(self.path, "a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+                    continue
+                self.done[(r["seed"], r["method"], r["keep"])] = r
+
+    def get(self, seed: int, method: str, keep: str) -> dict | None:
+        return self.done.get((seed, method, keep))
+
+    def add(self, seed: int, method: str, keep: str, **values) -> dict:
+        rec = {"seed": seed, "method": method, "keep": keep,
+               **{k: float(v) if k != "count" else int(v) for k, v in values.items()}}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        self.done[(seed, method, keep)] = rec
+        return rec
+
+
+def _results(cfg: PruneBenchConfig, log: _ProgressLog, seeds_done: int, full_acc: list,
+             full_sec: list, wall_seconds: float) -> dict:
+    from tinysift.runs import machine_info, package_versions
+
+    methods: dict[str, dict] = {}
+    for name in cfg.methods:
+        for keep in cfg.keeps:
+            runs = [log.get(s, name, f"{keep:g}") for s in range(seeds_done)]
+            if all(r is not None for r in runs):
+                methods.setdefault(name, {})[f"{keep:g}"] = _summary(runs)
+    return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise,
-        "keep": [float(k) for k in cfg.keeps], "seeds": cfg.seeds,
+        "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,
+        "seeds_planned": cfg.seeds,
         "full_data_acc": {"mean": float(np.mean(full_acc)), "std": float(np.std(full_acc)),
                           "runs": full_acc},
         "full_data_seconds": float(np.mean(full_sec)),
         "recipe": cfg.recipe(), "config": _config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
-        "methods": {name: {k: _summary(v) for k, v in per.items()}
-                    for name, per in per_run.items()},
-        "wall_seconds": time.perf_counter() - wall,
+        "methods": methods,
+        "wall_seconds": wall_seconds,
     }
-    out = Path(cfg.out_dir)
-    stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
-    atomic_write_json(out / f"{stem}.json", results)
-    from tinysift.bench.report import prune_markdown, prune_plot
 
+
+def _write(results: dict, out: Path, stem: str) -> None:
+    from tinysift.bench.report import prune_markdown, prune_plot
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", prune_markdown(results))
     prune_plot(results, out / f"{stem}.png")
-    return results
 
 
 def _summary(runs: list[dict]) -> dict:
