@@ -53,3 +53,20 @@ def test_bench_prune_resumes_from_progress_log(tmp_path):
     assert third["methods"]["random"]["0.1"]["acc_mean"] == first["methods"]["random"]["0.1"][
         "acc_mean"]
     assert json.loads((tmp_path / "out" / "prune_digits.json").read_text())["seeds"] == 1
+
+
+def test_bench_condense_quick_writes_results(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tinysift.cli.app", "bench", "condense", "--quick",
+                        "--methods", "random,vq,dm", "--out-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "condense_digits_quick.json").read_text())
+    assert res["per_class"] == [1, 5] and set(res["methods"]) == {"random", "vq", "dm"}
+    for per in res["methods"].values():
+        assert set(per) == {"1", "5"}
+        for v in per.values():
+            assert 0.0 < v["acc_mean"] <= 1.0 and v["condense_seconds"] >= 0
+    # Five samples per class teach more than one, for the random baseline at least.
+    assert res["methods"]["random"]["5"]["acc_mean"] > res["methods"]["random"]["1"]["acc_mean"]
+    assert "| dm |" in (tmp_path / "condense_digits_quick.md").read_text()
+    assert (tmp_path / "condense_digits_quick.png").stat().st_size > 10_000

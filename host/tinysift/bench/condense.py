@@ -69,7 +69,34 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     out = Path(cfg.out_dir)
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", condense_markdown(results))
+    condense_plot(results, out / f"{stem}.png")
     return results
+
+
+def condense_plot(res: dict, path: Path) -> None:
+    """Accuracy against samples per class (log x), one line per method, error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = [int(k) for k in res["per_class"]]
+    for name, per in res["methods"].items():
+        pts = [per[str(k)] for k in ks]
+        style = ({"linewidth": 2.5} if name in ("vq", "vq-real", "flow")
+                 else {"linewidth": 1, "alpha": 0.8})
+        ax.errorbar(ks, [p["acc_mean"] for p in pts], yerr=[p["acc_std"] for p in pts],
+                    marker="o", markersize=3, capsize=2, label=name, **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("samples per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{res['dataset']}: condensation ({res['seeds']} seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def condense_markdown(res: dict) -> str:
