@@ -61,6 +61,9 @@ def main() -> int:
             out += ["Not run yet.", ""]
             continue
         md = (RESULTS / f"{stem}.md").read_text().split("\n", 2)[2]
+        if res["seeds"] < 3:
+            out += [f"**Partial: {res['seeds']} of 3 seeds.** The bench resumes from its "
+                    "progress log: rerun the command above to add the missing seeds.", ""]
         out += [md, f"![accuracy vs kept]({Path('../benchmarks/results') / (stem + '.png')})", "",
                 "Targets:", ""] + prune_targets(res) + [""]
         if res["label_noise"]:
@@ -71,7 +74,8 @@ def main() -> int:
                     out.append(f"- {m} at keep 0.5: {a:.4f} vs full noisy data {full:.4f} "
                                f"({'matches or beats' if a >= full else 'below'})")
             out.append("")
-    for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST"),
+    for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST "
+                         "(`tinysift bench condense --dataset fashion-mnist`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
                         ("device_determinism_qemu-m4.md", "Device determinism")]:
