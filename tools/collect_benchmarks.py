@@ -82,6 +82,8 @@ def main() -> int:
         p = RESULTS / name
         out += [f"## {title}", ""]
         out += [p.read_text().split("\n", 2)[2] if p.exists() else "Not run yet.", ""]
+        if p.with_suffix(".png").exists():
+            out += [f"![{title}](../benchmarks/results/{p.with_suffix('.png').name})", ""]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(out))
     print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
     return 0
