@@ -4,8 +4,8 @@
 
 Writes benchmarks/results/device_determinism_qemu-m4.json and .md: per phase and per epoch,
 the counts of both runs and their difference. Under -icount the instruction stream is
-deterministic; the SysTick-based counter still moves by a few instructions between runs
-(see docs/protocol.md, "Cycle counts").
+deterministic, and with the counter re-aligned at every measurement window the counts are
+identical (docs/protocol.md, "Cycle counts").
 """
 
 from __future__ import annotations

@@ -303,6 +303,7 @@ static uint32_t flash_bytes(void)
 static void window_open(void)
 {
     ts_uart_flush(); /* no serial bytes inside a window */
+    ts_cycles_align(); /* readings inside the window repeat exactly run to run (-icount) */
     ts_marker(1);
 }
 

@@ -61,6 +61,11 @@ const char *ts_cycle_counter_name(void)
     return "clock_gettime";
 }
 
+void ts_cycles_align(void)
+{
+    /* CLOCK_MONOTONIC has no tick phase to align */
+}
+
 int ts_icount_shift(void)
 {
     return -1;

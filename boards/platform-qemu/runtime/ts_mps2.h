@@ -43,6 +43,8 @@
 #define TS_SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define TS_SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define TS_NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
+#define TS_SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define TS_SCB_ICSR_PENDSTCLR (1u << 25)
 
 void ts_mps2_paint_stack(void);
 

@@ -15,6 +15,7 @@
 /* ---- init ------------------------------------------------------------------------------- */
 
 static volatile uint32_t g_systick_wraps;
+static uint64_t g_ticks_base; /* ticks before the last ts_cycles_align() */
 static int g_initialized;
 static int g_icount_shift = -1; /* -1: QEMU runs without -icount (SysTick is wall-clock) */
 
@@ -26,7 +27,7 @@ static uint64_t systick_ticks64(void)
         hi = g_systick_wraps;
         lo = TS_SYST_CVR;
     } while (hi != g_systick_wraps);
-    return ((uint64_t)hi << 24) + (uint64_t)(0x00FFFFFFu - lo);
+    return g_ticks_base + ((uint64_t)hi << 24) + (uint64_t)(0x00FFFFFFu - lo);
 }
 
 /*
@@ -110,6 +111,29 @@ uint64_t ts_cycles64(void)
         return t;
     }
     return (sh >= 3) ? (t * 5u) >> (sh - 3) : (t * 5u) << (3 - sh);
+}
+
+void ts_cycles_align(void)
+{
+    uint64_t now;
+    if (g_icount_shift < 0) {
+        return; /* without -icount the counter is wall-clock anyway */
+    }
+    now = systick_ticks64();
+    TS_SYST_CSR = 0x5u; /* TICKINT off: the restart must not count as a wrap */
+    TS_SYST_CVR = 0u;   /* any write clears VAL; the period restarts at the next tick */
+    while (TS_SYST_CVR == 0u) {
+    }
+    TS_SCB_ICSR = TS_SCB_ICSR_PENDSTCLR;
+    g_systick_wraps = 0u;
+    /* ts_cycles64() truncates ticks * 5 / 2^(N-3): a base that is a multiple of 2^(N-3) makes
+     * that truncation the same for every reading in the window, whatever `now` was */
+    if (g_icount_shift > 3) {
+        uint64_t mask = ((uint64_t)1u << (g_icount_shift - 3)) - 1u;
+        now = (now + mask) & ~mask;
+    }
+    g_ticks_base = now;
+    TS_SYST_CSR = 0x7u;
 }
 
 int ts_icount_shift(void)

@@ -54,6 +54,13 @@ uint32_t ts_cycles_hz(void);
 const char *ts_cycle_counter_name(void);
 /* QEMU: the -icount shift found at boot, -1 without -icount; -1 on other targets. */
 int ts_icount_shift(void);
+/* Called at the start of every measurement window. Under -icount the SysTick period starts at
+ * a virtual time that depends on how long the emulator idled waiting for the host, and each
+ * reading truncates to whole ticks differently; this restarts the SysTick period at this
+ * instruction, so every reading inside the window is the same from run to run. The counter
+ * stays monotonic (it loses the few ticks of the restart). A no-op where the counter counts
+ * cycles or time directly (DWT, native). */
+void ts_cycles_align(void);
 
 /* ---- serial link (QEMU: CMSDK UART0 at 0x40004000; native: stdin/stdout) --------------- */
 void ts_uart_putc(char c);

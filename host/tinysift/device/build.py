@@ -17,6 +17,26 @@ FIRMWARE = ROOT / "firmware"
 PIO_OFFLINE = ROOT / "tools" / "pio"
 
 
+# Everything a firmware build compiles besides the export: a change here means a rebuild.
+FIRMWARE_SOURCES = (FIRMWARE / "src", FIRMWARE / "lib", FIRMWARE / "platformio.ini",
+                    FIRMWARE / "scripts", ROOT / "boards" / "runtime",
+                    ROOT / "boards" / "platform-qemu", ROOT / "boards" / "platform-native")
+
+
+def firmware_source_hash() -> str:
+    """sha256 over the paths and contents of the firmware sources (not the build output)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for root in FIRMWARE_SOURCES:
+        files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+        for f in files:
+            if ".pio" in f.parts or "__pycache__" in f.parts:
+                continue
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @dataclass
 class BuildResult:
     elf: Path

@@ -176,15 +176,17 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
 
 
 def ensure_built(run_dir: Path, brd: Board) -> Path:
-    """The firmware ELF for this run's export, rebuilt when the export changed."""
-    from tinysift.device.build import build_firmware
+    """The firmware ELF for this run's export, rebuilt when the export or the firmware
+    sources changed."""
+    from tinysift.device.build import build_firmware, firmware_source_hash
     from tinysift.runs import file_hash
 
     export_dir = run_dir / "export"
     out = run_dir / "device"
     elf = out / f"firmware-{brd.pio_env}.elf"
     stamp = out / f"firmware-{brd.pio_env}.stamp"
-    want = "|".join(file_hash(p) for p in sorted(export_dir.glob("ts_export*")))
+    want = "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
+                    + [f"fw={firmware_source_hash()}"])
     if elf.exists() and stamp.exists() and stamp.read_text() == want:
         return elf
     res = build_firmware(export_dir, brd, out)
