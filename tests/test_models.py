@@ -34,6 +34,20 @@ def test_training_is_deterministic_and_learns(digits):
     assert evaluate(a.model, digits.x_test, digits.y_test) > 0.85
 
 
+def test_single_pass_equals_per_epoch_training(digits):
+    """Without epoch hooks all steps run in one Keras epoch: same weights bit for bit, and
+    the reported final loss is still the last data epoch's mean."""
+    x, y = digits.x_train[:300], digits.y_train[:300]
+    cfg = TrainConfig(epochs=None, min_steps=40, subset_epochs=2, seed=3)
+    fast = train_model(x, y, 10, train_config=cfg)
+    seen = []
+    slow = train_model(x, y, 10, train_config=cfg, epoch_hooks=[lambda e, m: seen.append(e)])
+    assert len(seen) == 14 and fast.steps == slow.steps == 42  # 3 steps per epoch
+    for a, b in zip(fast.model.get_weights(), slow.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
+
+
 def test_step_rule():
     cfg = TrainConfig()
     assert cfg.total_steps(60000) == 6 * 469
