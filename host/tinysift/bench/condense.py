@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.bench.report import acc_cell, seeds_phrase
+
 ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
 
 
@@ -91,7 +93,7 @@ def condense_plot(res: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("samples per class")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"{res['dataset']}: condensation ({res['seeds']} seeds)")
+    ax.set_title(f"{res['dataset']}: condensation ({seeds_phrase(res['seeds'])})")
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -103,7 +105,8 @@ def condense_markdown(res: dict) -> str:
     ks = [str(k) for k in res["per_class"]]
     best = {k: max(m[k]["acc_mean"] for m in res["methods"].values()) for k in ks}
     lines = [f"# Condensation benchmark: {res['dataset']}", "",
-             f"Test accuracy (mean ± std, {res['seeds']} seeds) of the tiny CNN trained on K "
+             f"Test accuracy (mean ± std, {seeds_phrase(res['seeds'])}) of the tiny CNN "
+             "trained on K "
              f"samples per class only. {res['recipe']}.", "",
              "| method | " + " | ".join(f"K={k}" for k in ks) + " | seconds to condense |",
              "|---|" + "---|" * (len(ks) + 1)]
@@ -111,7 +114,7 @@ def condense_markdown(res: dict) -> str:
         cells = []
         for k in ks:
             v = per[k]
-            cell = f"{v['acc_mean']:.4f} ± {v['acc_std']:.4f}"
+            cell = acc_cell(v, res["seeds"])
             cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
         secs = max(v["condense_seconds"] for v in per.values())
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.1f} |")

@@ -5,14 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def seeds_phrase(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def acc_cell(v: dict, seeds: int) -> str:
+    """Mean ± std; a single seed has no spread to show."""
+    return f"{v['acc_mean']:.4f}" + (f" ± {v['acc_std']:.4f}" if seeds > 1 else "")
+
+
 def prune_markdown(res: dict) -> str:
+    full_acc = {"acc_mean": res["full_data_acc"]["mean"], "acc_std": res["full_data_acc"]["std"]}
     keeps = [str(k) for k in res["keep"]]
     lines = [f"# Pruning benchmark: {res['dataset']}"
              + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""),
              "",
-             f"Test accuracy (mean ± std over {res['seeds']} seeds) of the tiny CNN trained on "
+             f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
+             "trained on "
              "the kept samples; best mean per budget in bold. Full data: "
-             f"{res['full_data_acc']['mean']:.4f} ± {res['full_data_acc']['std']:.4f} "
+             f"{acc_cell(full_acc, res['seeds'])} "
              f"({res['full_data_seconds']:.0f} s per training).", "",
              "| method | " + " | ".join(f"keep {k}" for k in keeps) + " |",
              "|---|" + "---|" * len(keeps)]
@@ -24,7 +35,7 @@ def prune_markdown(res: dict) -> str:
                 cells.append("-")
                 continue
             v = per[k]
-            cell = f"{v['acc_mean']:.4f} ± {v['acc_std']:.4f}"
+            cell = acc_cell(v, res["seeds"])
             cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Cost (seconds, mean over seeds)", "",
@@ -74,7 +85,7 @@ def prune_plot(res: dict, path: Path) -> None:
     ax.set_xlabel("fraction of training data kept")
     ax.set_ylabel("test accuracy")
     noise = f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""
-    ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({res['seeds']} seeds)")
+    ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({seeds_phrase(res['seeds'])})")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
