@@ -66,28 +66,48 @@ def prune_markdown(res: dict) -> str:
 
 
 def prune_plot(res: dict, path: Path) -> None:
+    """Left: accuracy vs fraction kept (log x, error bars over seeds). Right: the same minus
+    random's accuracy at each budget, in points, where the close methods can be told apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8))
     keeps = [float(k) for k in res["keep"]]
-    for name, per in res["methods"].items():
-        xs = [k for k in keeps if str(k) in per or f"{k:g}" in per]
-        pts = [per.get(str(k)) or per.get(f"{k:g}") for k in xs]
-        style = {"linewidth": 2.5} if name in ("vq", "flow") else {"linewidth": 1, "alpha": 0.8}
+    colors = plt.get_cmap("tab20").colors
+    markers = "os^vD<>phX*P"
+    rand = res["methods"].get("random", {})
+    for i, (name, per) in enumerate(res["methods"].items()):
+        xs = [k for k in keeps if f"{k:g}" in per]
+        pts = [per[f"{k:g}"] for k in xs]
+        ours = name in ("vq", "flow")
+        style = {"linewidth": 2.6 if ours else 1.0, "alpha": 1.0 if ours else 0.8,
+                 "color": {"vq": "black", "flow": "#c2185b"}.get(name, colors[(2 * i) % 20 +
+                                                                         (i >= 10)]),
+                 "marker": markers[i % len(markers)],
+                 "markersize": 5 if ours else 3.5, "label": name}
         ax.errorbar(xs, [p["acc_mean"] for p in pts], yerr=[p["acc_std"] for p in pts],
-                    marker="o", markersize=3, capsize=2, label=name, **style)
+                    capsize=2, **style)
+        both = [(k, p) for k, p in zip(xs, pts, strict=True) if f"{k:g}" in rand]
+        if both and name != "random":
+            diff = [100 * (p["acc_mean"] - rand[f"{k:g}"]["acc_mean"]) for k, p in both]
+            dx.plot([k for k, _ in both], diff, **style)
     ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
                label="full data")
-    ax.set_xscale("log")
-    ax.set_xlabel("fraction of training data kept")
-    ax.set_ylabel("test accuracy")
+    dx.axhline(0.0, color="black", linewidth=1)
     noise = f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""
     ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({seeds_phrase(res['seeds'])})")
+    dx.set_title("difference to random (points); below -6 clipped")
+    lows = [min(line.get_ydata()) for line in dx.get_lines() if len(line.get_ydata())]
+    dx.set_ylim(max(-6.0, min(lows, default=-1.0) - 0.5), None)
+    for a in (ax, dx):
+        a.set_xscale("log")
+        a.set_xlabel("fraction of training data kept")
+        a.grid(True, which="both", alpha=0.3)
+    ax.set_ylabel("test accuracy")
+    dx.set_ylabel("accuracy - random (points)")
     ax.legend(fontsize=7, ncol=2)
-    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
