@@ -23,7 +23,7 @@ def prune_cmd(
     methods: str = typer.Option("all", help="comma-separated, or 'all'"),
     seeds: int = typer.Option(3),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
-    quick: bool = typer.Option(False, help="digits, 2 budgets, 1 seed, short training"),
+    quick: bool = typer.Option(False, help="digits, keep 0.1, 1 seed, short training"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
     """Every method at every budget, same training recipe, several seeds."""
@@ -31,7 +31,7 @@ def prune_cmd(
 
     names = ALL_METHODS if methods == "all" else tuple(methods.split(","))
     if quick:
-        cfg = PruneBenchConfig(dataset="digits", keeps=(0.3, 0.1), methods=names, seeds=1,
+        cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=names, seeds=1,
                                min_steps=60, subset_epochs=2, proxy_epochs=2, quick=True,
                                out_dir=out_dir, cache_dir=None, label_noise=label_noise,
                                method_params={"flow": {"flow": {"steps": 100}}})
