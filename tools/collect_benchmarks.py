@@ -43,19 +43,13 @@ def prune_targets(res: dict) -> list[str]:
 
 
 def rerender() -> None:
-    """Rewrite every benchmark's markdown table and plot from its JSON (format changes apply
-    to old results; the numbers come only from the JSON)."""
-    from tinysift.bench.condense import condense_markdown, condense_plot
-    from tinysift.bench.report import prune_markdown, prune_plot
+    """Rewrite every benchmark's files from its JSON with the benches' own writers (format
+    changes apply to old results; the numbers come only from the JSON)."""
+    from tinysift.bench import condense, prune
 
-    for path in sorted(RESULTS.glob("prune_*.json")):
-        res = json.loads(path.read_text())
-        path.with_suffix(".md").write_text(prune_markdown(res))
-        prune_plot(res, path.with_suffix(".png"))
-    for path in sorted(RESULTS.glob("condense_*.json")):
-        res = json.loads(path.read_text())
-        path.with_suffix(".md").write_text(condense_markdown(res))
-        condense_plot(res, path.with_suffix(".png"))
+    for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense)):
+        for path in sorted(RESULTS.glob(pattern)):
+            bench.write_outputs(json.loads(path.read_text()), RESULTS, path.stem)
 
 
 def main() -> int:

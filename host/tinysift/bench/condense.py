@@ -31,7 +31,7 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     from tinysift.condensation.base import make_condenser
     from tinysift.data import load_dataset
     from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.runs import machine_info, package_versions
     from tinysift.selection import ScoringContext
 
     console = Console(stderr=True)
@@ -68,11 +68,17 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
         "wall_seconds": time.perf_counter() - wall,
     }
     stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
-    out = Path(cfg.out_dir)
+    write_outputs(results, Path(cfg.out_dir), stem)
+    return results
+
+
+def write_outputs(results: dict, out: Path, stem: str) -> None:
+    """``stem``.json, the markdown table and the plot, all from ``results``."""
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", condense_markdown(results))
     condense_plot(results, out / f"{stem}.png")
-    return results
 
 
 def condense_plot(res: dict, path: Path) -> None:

@@ -61,9 +61,12 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     from rich.console import Console
 
     from tinysift.data import add_label_noise, load_dataset
+    from tinysift.errors import TinysiftError
     from tinysift.models.training import TrainConfig, evaluate, train_model
     from tinysift.selection import ScoringContext, make_method, resolve_keep
 
+    if cfg.seeds < 1:
+        raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
     console = Console(stderr=True)
     wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
@@ -123,7 +126,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                               f"train {res.seconds:5.1f} s")
         results = _results(cfg, log, seed + 1, full_acc, full_sec,
                            time.perf_counter() - wall)
-        _write(results, Path(cfg.out_dir), stem)
+        write_outputs(results, Path(cfg.out_dir), stem)
     return results
 
 
@@ -189,7 +192,8 @@ def _results(cfg: PruneBenchConfig, log: _ProgressLog, seeds_done: int, full_acc
     }
 
 
-def _write(results: dict, out: Path, stem: str) -> None:
+def write_outputs(results: dict, out: Path, stem: str) -> None:
+    """``stem``.json, the markdown table and the plot, all from ``results``."""
     from tinysift.bench.report import prune_markdown, prune_plot
     from tinysift.runs import atomic_write_json, atomic_write_text
 

@@ -77,15 +77,16 @@ def prune_plot(res: dict, path: Path) -> None:
     keeps = [float(k) for k in res["keep"]]
     colors = plt.get_cmap("tab20").colors
     markers = "os^vD<>phX*P"
+    highlight = {"vq": "black", "flow": "#c2185b"}  # tinysift's methods stand out
     rand = res["methods"].get("random", {})
     for i, (name, per) in enumerate(res["methods"].items()):
         xs = [k for k in keeps if f"{k:g}" in per]
         pts = [per[f"{k:g}"] for k in xs]
-        ours = name in ("vq", "flow")
+        ours = name in highlight
+        # tab20's dark shades for the first ten methods, its light shades after
+        color = highlight.get(name, colors[(2 * i) % 20 + (i >= 10)])
         style = {"linewidth": 2.6 if ours else 1.0, "alpha": 1.0 if ours else 0.8,
-                 "color": {"vq": "black", "flow": "#c2185b"}.get(name, colors[(2 * i) % 20 +
-                                                                         (i >= 10)]),
-                 "marker": markers[i % len(markers)],
+                 "color": color, "marker": markers[i % len(markers)],
                  "markersize": 5 if ours else 3.5, "label": name}
         ax.errorbar(xs, [p["acc_mean"] for p in pts], yerr=[p["acc_std"] for p in pts],
                     capsize=2, **style)
