@@ -70,3 +70,27 @@ def test_bench_condense_quick_writes_results(tmp_path):
     assert res["methods"]["random"]["5"]["acc_mean"] > res["methods"]["random"]["1"]["acc_mean"]
     assert "| dm |" in (tmp_path / "condense_digits_quick.md").read_text()
     assert (tmp_path / "condense_digits_quick.png").stat().st_size > 10_000
+
+
+def test_bench_condense_resumes_and_adds_seeds(tmp_path):
+    """The condense bench logs every training: a rerun trains nothing, and a larger --seeds
+    only adds the new seed; the full-data ceiling is in the results."""
+    from tinysift.bench.condense import CondenseBenchConfig, bench_condense
+
+    cfg = CondenseBenchConfig(dataset="digits", per_class=(2,), methods=("random",), seeds=1,
+                              min_steps=60, subset_epochs=1, out_dir=tmp_path / "out",
+                              cache_dir=tmp_path / "cache")
+    first = bench_condense(cfg)
+    (log,) = (tmp_path / "cache").glob("progress_*.jsonl")
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2  # full data + random K=2
+    assert bench_condense(cfg)["methods"] == first["methods"]
+    assert log.read_text().splitlines() == lines
+    cfg.seeds = 2
+    second = bench_condense(cfg)
+    assert log.read_text().splitlines()[:2] == lines and len(log.read_text().splitlines()) == 4
+    assert second["seeds"] == 2 and len(second["methods"]["random"]["2"]["runs"]) == 2
+    assert second["methods"]["random"]["2"]["runs"][0] == first["methods"]["random"]["2"][
+        "acc_mean"]
+    assert second["full_data_acc"]["mean"] > second["methods"]["random"]["2"]["acc_mean"]
+    assert "Full data:" in (tmp_path / "out" / "condense_digits.md").read_text()

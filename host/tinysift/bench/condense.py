@@ -1,13 +1,19 @@
-"""``tinysift bench condense``: condensation methods at K samples per class, same recipe."""
+"""``tinysift bench condense``: condensation methods at K samples per class, same recipe.
+
+Like the pruning bench, every finished training goes to an append-only progress log keyed by
+the configuration and the data, the results are rewritten after every seed, and a rerun with
+more seeds only adds the missing ones. A full-data training per seed gives the ceiling.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinysift.bench.progress import ProgressLog
 from tinysift.bench.report import acc_cell, seeds_phrase
 
 ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
@@ -22,7 +28,12 @@ class CondenseBenchConfig:
     min_steps: int = 250
     subset_epochs: int = 3
     out_dir: Path = Path("benchmarks/results")
+    cache_dir: Path | None = Path("runs/_bench_cache")
     quick: bool = False
+
+    def recipe(self) -> str:
+        return (f"tiny CNN, Adam 3e-3 cosine, batch 128, steps = max({self.min_steps}, "
+                f"{self.subset_epochs} epochs)")
 
 
 def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
@@ -30,46 +41,74 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
 
     from tinysift.condensation.base import make_condenser
     from tinysift.data import load_dataset
+    from tinysift.errors import TinysiftError
     from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.runs import machine_info, package_versions
     from tinysift.selection import ScoringContext
 
+    if cfg.seeds < 1:
+        raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
     console = Console(stderr=True)
     wall = time.perf_counter()
     ds = load_dataset(cfg.dataset)
-    per: dict[str, dict[str, list]] = {}
+    key = {k: v for k, v in asdict(cfg).items()
+           if k not in ("seeds", "methods", "out_dir", "cache_dir")}
+    key.update(bench="condense", data=ds.content_hash)
+    log = ProgressLog(key, cfg.cache_dir, point="per_class")
+    if log.done:
+        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
     for seed in range(cfg.seeds):
-        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
-                             progress=progress)
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
+        if log.get(seed, "full", "all") is None:
+            full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
+                               progress=progress)
+            log.add(seed, "full", "all", acc=evaluate(full.model, ds.x_test, ds.y_test),
+                    condense_seconds=0.0, train_seconds=full.seconds)
+        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
+                             progress=progress)
         for name in cfg.methods:
             for k in cfg.per_class:
+                if log.get(seed, name, str(k)) is not None:
+                    continue
                 t0 = time.perf_counter()
                 x, y = make_condenser(name, seed=seed).fit(ctx).condense(k)
                 secs = time.perf_counter() - t0
                 res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
                 acc = evaluate(res.model, ds.x_test, ds.y_test)
-                per.setdefault(name, {}).setdefault(str(k), []).append(
-                    {"acc": acc, "condense_seconds": secs, "train_seconds": res.seconds})
+                log.add(seed, name, str(k), acc=acc, condense_seconds=secs,
+                        train_seconds=res.seconds)
                 console.print(f"[seed {seed}] {name:>8} K={k:<3}: acc {acc:.4f} "
                               f"({secs:.1f} s to condense)")
-    results = {
-        "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": cfg.seeds,
-        "recipe": f"tiny CNN, Adam 3e-3 cosine, batch 128, steps = max({cfg.min_steps}, "
-                  f"{cfg.subset_epochs} epochs)",
-        "machine": machine_info(), "versions": package_versions(),
-        "methods": {m: {k: {"acc_mean": float(np.mean([r["acc"] for r in v])),
-                            "acc_std": float(np.std([r["acc"] for r in v])),
-                            "condense_seconds": float(np.mean([r["condense_seconds"]
-                                                               for r in v])),
-                            "runs": [r["acc"] for r in v]}
-                        for k, v in ks.items()} for m, ks in per.items()},
-        "wall_seconds": time.perf_counter() - wall,
-    }
-    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
-    write_outputs(results, Path(cfg.out_dir), stem)
+        results = _results(cfg, log, seed + 1, time.perf_counter() - wall)
+        write_outputs(results, Path(cfg.out_dir), stem)
     return results
+
+
+def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
+             wall_seconds: float) -> dict:
+    from tinysift.runs import machine_info, package_versions
+
+    def summary(runs: list[dict]) -> dict:
+        accs = [r["acc"] for r in runs]
+        return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
+                "condense_seconds": float(np.mean([r["condense_seconds"] for r in runs])),
+                "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+                "runs": accs}
+
+    seeds = range(seeds_done)
+    methods = {name: {str(k): summary([log.get(s, name, str(k)) for s in seeds])
+                      for k in cfg.per_class} for name in cfg.methods}
+    full = summary([log.get(s, "full", "all") for s in seeds])
+    return {
+        "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": seeds_done,
+        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(),
+        "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
+                          "runs": full["runs"]},
+        "full_data_seconds": full["train_seconds"],
+        "machine": machine_info(), "versions": package_versions(),
+        "methods": methods, "wall_seconds": wall_seconds,
+    }
 
 
 def write_outputs(results: dict, out: Path, stem: str) -> None:
@@ -96,6 +135,9 @@ def condense_plot(res: dict, path: Path) -> None:
                  else {"linewidth": 1, "alpha": 0.8})
         ax.errorbar(ks, [p["acc_mean"] for p in pts], yerr=[p["acc_std"] for p in pts],
                     marker="o", markersize=3, capsize=2, label=name, **style)
+    if "full_data_acc" in res:
+        ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
+                   label="full data")
     ax.set_xscale("log")
     ax.set_xlabel("samples per class")
     ax.set_ylabel("test accuracy")
@@ -113,7 +155,7 @@ def condense_markdown(res: dict) -> str:
     lines = [f"# Condensation benchmark: {res['dataset']}", "",
              f"Test accuracy (mean ± std, {seeds_phrase(res['seeds'])}) of the tiny CNN "
              "trained on K "
-             f"samples per class only. {res['recipe']}.", "",
+             f"samples per class only. {res['recipe']}." + _full_phrase(res), "",
              "| method | " + " | ".join(f"K={k}" for k in ks) + " | seconds to condense |",
              "|---|" + "---|" * (len(ks) + 1)]
     for name, per in res["methods"].items():
@@ -126,3 +168,11 @@ def condense_markdown(res: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.1f} |")
     lines += ["", f"Wall time {res['wall_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
+
+
+def _full_phrase(res: dict) -> str:
+    if "full_data_acc" not in res:
+        return ""
+    full = {"acc_mean": res["full_data_acc"]["mean"], "acc_std": res["full_data_acc"]["std"]}
+    return (f" Full data: {acc_cell(full, res['seeds'])} "
+            f"({res['full_data_seconds']:.0f} s per training).")

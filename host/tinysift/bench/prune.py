@@ -14,13 +14,13 @@ how many seeds are in them).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tinysift.bench.progress import ProgressLog
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
@@ -71,7 +71,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
-    log = _ProgressLog(cfg, base.content_hash)
+    log = _progress_log(cfg, base.content_hash)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     full_acc, full_sec = [], []
@@ -130,45 +130,15 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     return results
 
 
-class _ProgressLog:
-    """Append-only JSON-lines log of finished trainings, one file per configuration."""
-
-    def __init__(self, cfg: PruneBenchConfig, data_hash: str) -> None:
-        key = {k: v for k, v in _config_dict(cfg).items()
-               if k not in ("seeds", "methods", "out_dir", "cache_dir")}
-        key["data"] = data_hash
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
-        # Without a cache folder (--quick) the log stays in memory: nothing to resume.
-        self.path = (Path(cfg.cache_dir) / f"progress_{digest.hexdigest()[:12]}.jsonl"
-                     if cfg.cache_dir else None)
-        self.done: dict[tuple, dict] = {}
-        if self.path is not None and self.path.exists():
-            text = self.path.read_text()
-            if text and not text.endswith("\n"):  # end a torn line before appending
-                with open(self.path, "a") as f:
-                    f.write("\n")
-            for line in text.splitlines():
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that training reruns
-                    continue
-                self.done[(r["seed"], r["method"], r["keep"])] = r
-
-    def get(self, seed: int, method: str, keep: str) -> dict | None:
-        return self.done.get((seed, method, keep))
-
-    def add(self, seed: int, method: str, keep: str, **values) -> dict:
-        rec = {"seed": seed, "method": method, "keep": keep,
-               **{k: float(v) if k != "count" else int(v) for k, v in values.items()}}
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-        self.done[(seed, method, keep)] = rec
-        return rec
+def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
+    key = {k: v for k, v in _config_dict(cfg).items()
+           if k not in ("seeds", "methods", "out_dir", "cache_dir")}
+    key["data"] = data_hash
+    # Without a cache folder (--quick) the log stays in memory: nothing to resume.
+    return ProgressLog(key, cfg.cache_dir, point="keep")
 
 
-def _results(cfg: PruneBenchConfig, log: _ProgressLog, seeds_done: int, full_acc: list,
+def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc: list,
              full_sec: list, wall_seconds: float) -> dict:
     from tinysift.runs import machine_info, package_versions
 

@@ -58,7 +58,7 @@ def condense_cmd(
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
     if quick:
         cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
-                                  min_steps=100, quick=True, out_dir=out_dir)
+                                  min_steps=100, quick=True, out_dir=out_dir, cache_dir=None)
     else:
         cfg = CondenseBenchConfig(dataset=dataset,
                                   per_class=tuple(int(k) for k in per_class.split(",")),

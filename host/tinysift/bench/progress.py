@@ -1,0 +1,58 @@
+"""Append-only progress log of a benchmark: every finished training, one JSON line each.
+
+A bench keyed by the same configuration and data finds its log again, so a killed run resumes
+where it stopped and a rerun with more seeds only adds the missing ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+
+class ProgressLog:
+    """Finished trainings of one bench configuration, keyed by (seed, method, point).
+
+    Parameters
+    ----------
+    key : dict
+        What identifies the configuration (everything that changes a result: recipe, data
+        hash, budgets' meaning); hashed into the file name.
+    cache_dir : Path or None
+        Folder of the log; ``None`` keeps it in memory only (nothing to resume).
+    point : str
+        Name of the budget field in a record (``keep`` for pruning, ``per_class`` for
+        condensation).
+    """
+
+    def __init__(self, key: dict, cache_dir: Path | None, point: str = "keep") -> None:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+        self.point = point
+        self.path = (Path(cache_dir) / f"progress_{digest.hexdigest()[:12]}.jsonl"
+                     if cache_dir else None)
+        self.done: dict[tuple, dict] = {}
+        if self.path is not None and self.path.exists():
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # end a torn line before appending
+                with open(self.path, "a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+                    continue
+                self.done[(r["seed"], r["method"], r[point])] = r
+
+    def get(self, seed: int, method: str, at: str) -> dict | None:
+        return self.done.get((seed, method, at))
+
+    def add(self, seed: int, method: str, at: str, **values) -> dict:
+        rec = {"seed": seed, "method": method, self.point: at,
+               **{k: float(v) if k != "count" else int(v) for k, v in values.items()}}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        self.done[(seed, method, at)] = rec
+        return rec
