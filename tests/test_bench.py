@@ -40,8 +40,9 @@ def test_bench_prune_resumes_from_progress_log(tmp_path):
     first = bench_prune(cfg, progress=False)
     (log,) = (tmp_path / "cache").glob("progress_*.jsonl")
     lines = log.read_text().splitlines()
-    assert len(lines) == 2  # full data + random @ 0.1
+    assert len(lines) == 3  # full data + random @ 0.1 + the seed's wall time
     assert first["methods"]["random"]["0.1"]["acc_mean"] > 0.3
+    assert first["seed_wall_seconds"][0] > first["full_data_seconds"]
     second = bench_prune(cfg, progress=False)
     assert log.read_text().splitlines() == lines
     assert second["methods"] == first["methods"]
@@ -49,6 +50,9 @@ def test_bench_prune_resumes_from_progress_log(tmp_path):
     log.write_text(lines[0] + "\n" + lines[1][:15])
     third = bench_prune(cfg, progress=False)
     assert len([ln for ln in log.read_text().splitlines() if ln.endswith("}")]) == 2
+    # A seed finished by a resumed run has no honest wall time.
+    assert third["seed_wall_seconds"] == [None]
+    assert "not timed" in (tmp_path / "out" / "prune_digits.md").read_text()
     # Seeded training: the rerun gives the same accuracy.
     assert third["methods"]["random"]["0.1"]["acc_mean"] == first["methods"]["random"]["0.1"][
         "acc_mean"]

@@ -25,6 +25,7 @@ from tinysift.bench.progress import ProgressLog
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
 DEFAULT_KEEPS = (0.5, 0.3, 0.1, 0.03, 0.01)
+WALL = "_wall"  # progress-log records of a whole seed's wall time (seeds run in one go)
 
 
 @dataclass
@@ -76,6 +77,8 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     full_acc, full_sec = [], []
     for seed in range(cfg.seeds):
+        seed_start = time.perf_counter()
+        fresh_seed = not any(k[0] == seed for k in log.done)
         ds = base
         if cfg.label_noise:
             ds, _ = add_label_noise(base, cfg.label_noise, seed)
@@ -124,6 +127,8 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                 console.print(f"[seed {seed}] {name:>10} keep {keep:<5g} ({count:>5}): "
                               f"acc {acc:.4f}  score {score_seconds:6.1f} s  "
                               f"train {res.seconds:5.1f} s")
+        if fresh_seed:  # a seed resumed half-way has no honest wall time
+            log.add(seed, WALL, "seed", seconds=time.perf_counter() - seed_start)
         results = _results(cfg, log, seed + 1, full_acc, full_sec,
                            time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), stem)
@@ -159,6 +164,8 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc:
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods,
         "wall_seconds": wall_seconds,
+        "seed_wall_seconds": [r["seconds"] if r else None
+                              for r in (log.get(s, WALL, "seed") for s in range(seeds_done))],
     }
 
 

@@ -60,9 +60,21 @@ def prune_markdown(res: dict) -> str:
     lines += ["", f"Recipe: {res['recipe']}", "",
               f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
               f"tensorflow {res['versions'].get('tensorflow')}, tinysift "
-              f"{res['versions'].get('tinysift')}. Wall time {res['wall_seconds'] / 60:.1f} min.",
-              ""]
+              f"{res['versions'].get('tinysift')}. " + wall_phrase(res), ""]
     return "\n".join(lines)
+
+
+def wall_phrase(res: dict) -> str:
+    """Wall time per seed where a seed ran in one go; else the last invocation's time."""
+    per_seed = [s for s in res.get("seed_wall_seconds", []) if s is not None]
+    if not per_seed:
+        untimed = " (seeds resumed half-way, not timed)" if "seed_wall_seconds" in res else ""
+        return f"Wall time of the last invocation {res['wall_seconds'] / 60:.1f} min{untimed}."
+    mins = ", ".join(f"{s / 60:.1f}" for s in per_seed)
+    text = f"Wall time per seed: {mins} min"
+    if len(per_seed) < res["seeds"]:
+        text += f" ({res['seeds'] - len(per_seed)} seed(s) resumed half-way, not timed)"
+    return text + "."
 
 
 def prune_plot(res: dict, path: Path) -> None:
