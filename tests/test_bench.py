@@ -36,9 +36,10 @@ def test_bench_prune_resumes_from_progress_log(tmp_path):
 
     cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=("random",), seeds=1,
                            min_steps=60, subset_epochs=1, proxy_epochs=1,
-                           out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")
+                           out_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
+                           progress_dir=tmp_path / "progress")
     first = bench_prune(cfg, progress=False)
-    (log,) = (tmp_path / "cache").glob("progress_*.jsonl")
+    (log,) = (tmp_path / "progress").glob("prune_digits_*.jsonl")
     lines = log.read_text().splitlines()
     assert len(lines) == 3  # full data + random @ 0.1 + the seed's wall time
     assert first["methods"]["random"]["0.1"]["acc_mean"] > 0.3
@@ -83,9 +84,9 @@ def test_bench_condense_resumes_and_adds_seeds(tmp_path):
 
     cfg = CondenseBenchConfig(dataset="digits", per_class=(2,), methods=("random",), seeds=1,
                               min_steps=60, subset_epochs=1, out_dir=tmp_path / "out",
-                              cache_dir=tmp_path / "cache")
+                              progress_dir=tmp_path / "progress")
     first = bench_condense(cfg)
-    (log,) = (tmp_path / "cache").glob("progress_*.jsonl")
+    (log,) = (tmp_path / "progress").glob("condense_digits_*.jsonl")
     lines = log.read_text().splitlines()
     assert len(lines) == 2  # full data + random K=2
     assert bench_condense(cfg)["methods"] == first["methods"]

@@ -28,7 +28,7 @@ class CondenseBenchConfig:
     min_steps: int = 250
     subset_epochs: int = 3
     out_dir: Path = Path("benchmarks/results")
-    cache_dir: Path | None = Path("runs/_bench_cache")
+    progress_dir: Path | None = Path("benchmarks/results/progress")
     quick: bool = False
 
     def recipe(self) -> str:
@@ -51,12 +51,12 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     wall = time.perf_counter()
     ds = load_dataset(cfg.dataset)
     key = {k: v for k, v in asdict(cfg).items()
-           if k not in ("seeds", "methods", "out_dir", "cache_dir")}
+           if k not in ("seeds", "methods", "out_dir", "progress_dir")}
     key.update(bench="condense", data=ds.content_hash)
-    log = ProgressLog(key, cfg.cache_dir, point="per_class")
+    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
+    log = ProgressLog(key, cfg.progress_dir, stem, point="per_class")
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
-    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
     for seed in range(cfg.seeds):
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)

@@ -19,18 +19,21 @@ class ProgressLog:
     key : dict
         What identifies the configuration (everything that changes a result: recipe, data
         hash, budgets' meaning); hashed into the file name.
-    cache_dir : Path or None
+    directory : Path or None
         Folder of the log; ``None`` keeps it in memory only (nothing to resume).
+    prefix : str
+        Start of the file name (the results stem), before the configuration hash.
     point : str
         Name of the budget field in a record (``keep`` for pruning, ``per_class`` for
         condensation).
     """
 
-    def __init__(self, key: dict, cache_dir: Path | None, point: str = "keep") -> None:
+    def __init__(self, key: dict, directory: Path | None, prefix: str,
+                 point: str = "keep") -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.point = point
-        self.path = (Path(cache_dir) / f"progress_{digest.hexdigest()[:12]}.jsonl"
-                     if cache_dir else None)
+        self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
+                     if directory else None)
         self.done: dict[tuple, dict] = {}
         if self.path is not None and self.path.exists():
             text = self.path.read_text()

@@ -43,6 +43,9 @@ class PruneBenchConfig:
     proxy_epochs: int = 3
     out_dir: Path = Path("benchmarks/results")
     cache_dir: Path | None = Path("runs/_bench_cache")
+    # Every finished training, committed with the results: the raw numbers behind the
+    # tables, and what a rerun on any machine resumes from.
+    progress_dir: Path | None = Path("benchmarks/results/progress")
     method_params: dict = field(default_factory=dict)
     quick: bool = False
 
@@ -137,10 +140,11 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
 
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
     key = {k: v for k, v in _config_dict(cfg).items()
-           if k not in ("seeds", "methods", "out_dir", "cache_dir")}
+           if k not in ("seeds", "methods", "out_dir", "cache_dir", "progress_dir")}
     key["data"] = data_hash
-    # Without a cache folder (--quick) the log stays in memory: nothing to resume.
-    return ProgressLog(key, cfg.cache_dir, point="keep")
+    # Without a progress folder (--quick) the log stays in memory: nothing to resume.
+    return ProgressLog(key, cfg.progress_dir, results_stem(cfg.dataset, cfg.label_noise),
+                       point="keep")
 
 
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc: list,
@@ -191,4 +195,5 @@ def _config_dict(cfg: PruneBenchConfig) -> dict:
     d = asdict(cfg)
     d["out_dir"] = str(cfg.out_dir)
     d["cache_dir"] = str(cfg.cache_dir) if cfg.cache_dir else None
+    d["progress_dir"] = str(cfg.progress_dir) if cfg.progress_dir else None
     return d

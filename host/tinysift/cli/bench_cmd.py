@@ -33,12 +33,13 @@ def prune_cmd(
     if quick:
         cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=names, seeds=1,
                                min_steps=60, subset_epochs=2, proxy_epochs=2, quick=True,
-                               out_dir=out_dir, cache_dir=None, label_noise=label_noise,
+                               out_dir=out_dir, cache_dir=None, progress_dir=None,
+                               label_noise=label_noise,
                                method_params={"flow": {"flow": {"steps": 100}}})
     else:
         cfg = PruneBenchConfig(dataset=dataset, keeps=tuple(float(k) for k in keep.split(",")),
                                methods=names, seeds=seeds, label_noise=label_noise,
-                               out_dir=out_dir)
+                               out_dir=out_dir, progress_dir=out_dir / "progress")
     res = bench_prune(cfg, progress=False)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
@@ -58,11 +59,13 @@ def condense_cmd(
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
     if quick:
         cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
-                                  min_steps=100, quick=True, out_dir=out_dir, cache_dir=None)
+                                  min_steps=100, quick=True, out_dir=out_dir,
+                                  progress_dir=None)
     else:
         cfg = CondenseBenchConfig(dataset=dataset,
                                   per_class=tuple(int(k) for k in per_class.split(",")),
-                                  methods=names, seeds=seeds, out_dir=out_dir)
+                                  methods=names, seeds=seeds, out_dir=out_dir,
+                                  progress_dir=out_dir / "progress")
     res = bench_condense(cfg)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
