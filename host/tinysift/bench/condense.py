@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.bench.progress import ProgressLog
-from tinysift.bench.report import acc_cell, seeds_phrase
+from tinysift.bench.report import acc_cell, full_data_cell, seeds_phrase
 
 ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
 
@@ -173,6 +173,5 @@ def condense_markdown(res: dict) -> str:
 def _full_phrase(res: dict) -> str:
     if "full_data_acc" not in res:
         return ""
-    full = {"acc_mean": res["full_data_acc"]["mean"], "acc_std": res["full_data_acc"]["std"]}
-    return (f" Full data: {acc_cell(full, res['seeds'])} "
+    return (f" Full data: {full_data_cell(res)} "
             f"({res['full_data_seconds']:.0f} s per training).")

@@ -14,8 +14,13 @@ def acc_cell(v: dict, seeds: int) -> str:
     return f"{v['acc_mean']:.4f}" + (f" ± {v['acc_std']:.4f}" if seeds > 1 else "")
 
 
+def full_data_cell(res: dict) -> str:
+    """The full-data reference accuracy of a results file, as a table cell."""
+    full = res["full_data_acc"]
+    return acc_cell({"acc_mean": full["mean"], "acc_std": full["std"]}, res["seeds"])
+
+
 def prune_markdown(res: dict) -> str:
-    full_acc = {"acc_mean": res["full_data_acc"]["mean"], "acc_std": res["full_data_acc"]["std"]}
     keeps = [str(k) for k in res["keep"]]
     lines = [f"# Pruning benchmark: {res['dataset']}"
              + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""),
@@ -23,7 +28,7 @@ def prune_markdown(res: dict) -> str:
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
              "trained on "
              "the kept samples; best mean per budget in bold. Full data: "
-             f"{acc_cell(full_acc, res['seeds'])} "
+             f"{full_data_cell(res)} "
              f"({res['full_data_seconds']:.0f} s per training).", "",
              "| method | " + " | ".join(f"keep {k}" for k in keeps) + " |",
              "|---|" + "---|" * len(keeps)]
