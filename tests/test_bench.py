@@ -88,14 +88,16 @@ def test_bench_condense_resumes_and_adds_seeds(tmp_path):
     first = bench_condense(cfg)
     (log,) = (tmp_path / "progress").glob("condense_digits_*.jsonl")
     lines = log.read_text().splitlines()
-    assert len(lines) == 2  # full data + random K=2
+    assert len(lines) == 3  # full data + random K=2 + the seed's wall time
+    assert first["seed_wall_seconds"][0] > first["full_data_seconds"]
     assert bench_condense(cfg)["methods"] == first["methods"]
     assert log.read_text().splitlines() == lines
     cfg.seeds = 2
     second = bench_condense(cfg)
-    assert log.read_text().splitlines()[:2] == lines and len(log.read_text().splitlines()) == 4
+    assert log.read_text().splitlines()[:3] == lines and len(log.read_text().splitlines()) == 6
     assert second["seeds"] == 2 and len(second["methods"]["random"]["2"]["runs"]) == 2
     assert second["methods"]["random"]["2"]["runs"][0] == first["methods"]["random"]["2"][
         "acc_mean"]
     assert second["full_data_acc"]["mean"] > second["methods"]["random"]["2"]["acc_mean"]
-    assert "Full data:" in (tmp_path / "out" / "condense_digits.md").read_text()
+    md = (tmp_path / "out" / "condense_digits.md").read_text()
+    assert "Full data:" in md and "Wall time per seed" in md

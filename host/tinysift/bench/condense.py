@@ -11,10 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from tinysift.bench.progress import ProgressLog
-from tinysift.bench.report import acc_cell, full_data_cell, seeds_phrase
+from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.report import acc_cell, full_data_cell, seeds_phrase, wall_phrase
 
 ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
 
@@ -58,6 +56,7 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     for seed in range(cfg.seeds):
+        seed_start, fresh_seed = time.perf_counter(), log.is_fresh(seed)
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
         if log.get(seed, "full", "all") is None:
@@ -80,6 +79,8 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
                         train_seconds=res.seconds)
                 console.print(f"[seed {seed}] {name:>8} K={k:<3}: acc {acc:.4f} "
                               f"({secs:.1f} s to condense)")
+        if fresh_seed:  # a seed resumed half-way has no honest wall time
+            log.add_seed_wall(seed, time.perf_counter() - seed_start)
         results = _results(cfg, log, seed + 1, time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), stem)
     return results
@@ -90,11 +91,7 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
     from tinysift.runs import machine_info, package_versions
 
     def summary(runs: list[dict]) -> dict:
-        accs = [r["acc"] for r in runs]
-        return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
-                "condense_seconds": float(np.mean([r["condense_seconds"] for r in runs])),
-                "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
-                "runs": accs}
+        return summarize(runs, ("condense_seconds", "train_seconds"))
 
     seeds = range(seeds_done)
     methods = {name: {str(k): summary([log.get(s, name, str(k)) for s in seeds])
@@ -108,6 +105,7 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
         "full_data_seconds": full["train_seconds"],
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods, "wall_seconds": wall_seconds,
+        "seed_wall_seconds": log.seed_walls(seeds_done),
     }
 
 
@@ -166,7 +164,7 @@ def condense_markdown(res: dict) -> str:
             cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
         secs = max(v["condense_seconds"] for v in per.values())
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.1f} |")
-    lines += ["", f"Wall time {res['wall_seconds'] / 60:.1f} min.", ""]
+    lines += ["", wall_phrase(res), ""]
     return "\n".join(lines)
 
 

@@ -10,6 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
+WALL = "_wall"  # records of a whole seed's wall time (only seeds run in one go have one)
+
 
 class ProgressLog:
     """Finished trainings of one bench configuration, keyed by (seed, method, point).
@@ -59,3 +63,27 @@ class ProgressLog:
                 f.write(json.dumps(rec) + "\n")
         self.done[(seed, method, at)] = rec
         return rec
+
+    def is_fresh(self, seed: int) -> bool:
+        """No training of ``seed`` is logged yet: its wall time can be measured whole."""
+        return not any(k[0] == seed for k in self.done)
+
+    def add_seed_wall(self, seed: int, seconds: float) -> None:
+        self.add(seed, WALL, "seed", seconds=seconds)
+
+    def seed_walls(self, seeds: int) -> list[float | None]:
+        """Wall time of each of the first ``seeds`` seeds; ``None`` where it was resumed."""
+        return [r["seconds"] if r else None
+                for r in (self.get(s, WALL, "seed") for s in range(seeds))]
+
+
+def summarize(runs: list[dict], seconds: tuple[str, ...], count: bool = False) -> dict:
+    """Mean and std of accuracy over seeds, mean of each ``seconds`` field, the per-seed
+    accuracies, and the kept ``count`` (the same for every seed) when asked."""
+    accs = [r["acc"] for r in runs]
+    out = {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs))}
+    out.update({f: float(np.mean([r[f] for r in runs])) for f in seconds})
+    if count:
+        out["count"] = runs[0]["count"]
+    out["runs"] = accs
+    return out

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.bench.progress import ProgressLog
+from tinysift.bench.progress import ProgressLog, summarize
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
 DEFAULT_KEEPS = (0.5, 0.3, 0.1, 0.03, 0.01)
-WALL = "_wall"  # progress-log records of a whole seed's wall time (seeds run in one go)
 
 
 @dataclass
@@ -81,7 +80,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     full_acc, full_sec = [], []
     for seed in range(cfg.seeds):
         seed_start = time.perf_counter()
-        fresh_seed = not any(k[0] == seed for k in log.done)
+        fresh_seed = log.is_fresh(seed)
         ds = base
         if cfg.label_noise:
             ds, _ = add_label_noise(base, cfg.label_noise, seed)
@@ -131,7 +130,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                               f"acc {acc:.4f}  score {score_seconds:6.1f} s  "
                               f"train {res.seconds:5.1f} s")
         if fresh_seed:  # a seed resumed half-way has no honest wall time
-            log.add(seed, WALL, "seed", seconds=time.perf_counter() - seed_start)
+            log.add_seed_wall(seed, time.perf_counter() - seed_start)
         results = _results(cfg, log, seed + 1, full_acc, full_sec,
                            time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), stem)
@@ -156,7 +155,8 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc:
         for keep in cfg.keeps:
             runs = [log.get(s, name, f"{keep:g}") for s in range(seeds_done)]
             if all(r is not None for r in runs):
-                methods.setdefault(name, {})[f"{keep:g}"] = _summary(runs)
+                methods.setdefault(name, {})[f"{keep:g}"] = summarize(
+                    runs, ("score_seconds", "train_seconds"), count=True)
     return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise,
         "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,
@@ -168,8 +168,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc:
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods,
         "wall_seconds": wall_seconds,
-        "seed_wall_seconds": [r["seconds"] if r else None
-                              for r in (log.get(s, WALL, "seed") for s in range(seeds_done))],
+        "seed_wall_seconds": log.seed_walls(seeds_done),
     }
 
 
@@ -181,14 +180,6 @@ def write_outputs(results: dict, out: Path, stem: str) -> None:
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", prune_markdown(results))
     prune_plot(results, out / f"{stem}.png")
-
-
-def _summary(runs: list[dict]) -> dict:
-    accs = [r["acc"] for r in runs]
-    return {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs)),
-            "score_seconds": float(np.mean([r["score_seconds"] for r in runs])),
-            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
-            "count": runs[0]["count"], "runs": accs}
 
 
 def _config_dict(cfg: PruneBenchConfig) -> dict:
