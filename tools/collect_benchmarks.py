@@ -106,6 +106,10 @@ def main() -> int:
                         ("device_determinism_qemu-m4.md", "Device determinism")]:
         p = RESULTS / name
         out += [f"## {title}", ""]
+        res = load(p.with_suffix(".json").name)
+        if res and res.get("seeds_planned", 0) > res.get("seeds", 0):
+            out += [f"**Partial: {res['seeds']} of {res['seeds_planned']} seeds.** The bench "
+                    "resumes from its progress log: rerun its command to add the rest.", ""]
         out += [p.read_text().split("\n", 2)[2] if p.exists() else "Not run yet.", ""]
         if p.with_suffix(".png").exists():
             out += [f"![{title}](../benchmarks/results/{p.with_suffix('.png').name})", ""]
