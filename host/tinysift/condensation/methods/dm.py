@@ -11,8 +11,8 @@ quarter of the pixels within 150 iterations on Fashion-MNIST and made K=1 worse 
 random real initialization (0.14 vs 0.32).
 Simplification (stated): no differentiable siamese augmentation, and 400 iterations (the
 paper runs 20,000) with 64 real images per class per iteration (the paper: 256), for the
-2-core budget (~200 s per K on Fashion-MNIST), so this is a cheap DM, not its published
-numbers.
+2-core budget (3 to 9 min per K of 1 to 50 on Fashion-MNIST), so this is a cheap DM, not
+its published numbers.
 """
 
 from __future__ import annotations
