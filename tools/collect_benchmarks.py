@@ -53,6 +53,14 @@ def prune_targets(res: dict) -> list[str]:
     return lines
 
 
+def partial_notice(res: dict, planned: int) -> list[str]:
+    """A line saying a bench has fewer seeds than planned (nothing when it is complete)."""
+    if res["seeds"] >= planned:
+        return []
+    return [f"**Partial: {res['seeds']} of {planned} seeds.** The bench resumes from its "
+            "progress log: rerun its command to add the missing seeds.", ""]
+
+
 def rerender() -> None:
     """Rewrite every benchmark's files from its JSON with the benches' own writers (format
     changes apply to old results; the numbers come only from the JSON)."""
@@ -86,9 +94,7 @@ def main() -> int:
             out += ["Not run yet.", ""]
             continue
         md = (RESULTS / f"{stem}.md").read_text().split("\n", 2)[2]
-        if res["seeds"] < 3:
-            out += [f"**Partial: {res['seeds']} of 3 seeds.** The bench resumes from its "
-                    "progress log: rerun the command above to add the missing seeds.", ""]
+        out += partial_notice(res, planned=3)
         out += [md, f"![accuracy vs kept]({Path('../benchmarks/results') / (stem + '.png')})", "",
                 "Targets:", ""] + prune_targets(res) + [""]
         if res["label_noise"]:
@@ -107,9 +113,8 @@ def main() -> int:
         p = RESULTS / name
         out += [f"## {title}", ""]
         res = load(p.with_suffix(".json").name)
-        if res and res.get("seeds_planned", 0) > res.get("seeds", 0):
-            out += [f"**Partial: {res['seeds']} of {res['seeds_planned']} seeds.** The bench "
-                    "resumes from its progress log: rerun its command to add the rest.", ""]
+        if res and "seeds_planned" in res:
+            out += partial_notice(res, planned=res["seeds_planned"])
         out += [p.read_text().split("\n", 2)[2] if p.exists() else "Not run yet.", ""]
         if p.with_suffix(".png").exists():
             out += [f"![{title}](../benchmarks/results/{p.with_suffix('.png').name})", ""]

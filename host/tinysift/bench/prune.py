@@ -18,8 +18,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from tinysift.bench.progress import ProgressLog, summarize
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
@@ -77,7 +75,6 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     log = _progress_log(cfg, base.content_hash)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
-    full_acc, full_sec = [], []
     for seed in range(cfg.seeds):
         seed_start = time.perf_counter()
         fresh_seed = log.is_fresh(seed)
@@ -93,8 +90,6 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
             rec = log.add(seed, "full", "1", acc=evaluate(full.model, ds.x_test, ds.y_test),
                           score_seconds=0.0, train_seconds=full.seconds,
                           count=len(ds.y_train))
-        full_acc.append(rec["acc"])
-        full_sec.append(rec["train_seconds"])
         console.print(f"[seed {seed}] full data: acc {rec['acc']:.4f} in "
                       f"{rec['train_seconds']:.0f} s")
         cache = (Path(cfg.cache_dir) / results_stem(cfg.dataset, cfg.label_noise)
@@ -131,8 +126,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                               f"train {res.seconds:5.1f} s")
         if fresh_seed:  # a seed resumed half-way has no honest wall time
             log.add_seed_wall(seed, time.perf_counter() - seed_start)
-        results = _results(cfg, log, seed + 1, full_acc, full_sec,
-                           time.perf_counter() - wall)
+        results = _results(cfg, log, seed + 1, time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), stem)
     return results
 
@@ -146,8 +140,8 @@ def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
                        point="keep")
 
 
-def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc: list,
-             full_sec: list, wall_seconds: float) -> dict:
+def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
+             wall_seconds: float) -> dict:
     from tinysift.runs import machine_info, package_versions
 
     methods: dict[str, dict] = {}
@@ -157,13 +151,14 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int, full_acc:
             if all(r is not None for r in runs):
                 methods.setdefault(name, {})[f"{keep:g}"] = summarize(
                     runs, ("score_seconds", "train_seconds"), count=True)
+    full = summarize([log.get(s, "full", "1") for s in range(seeds_done)], ("train_seconds",))
     return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise,
         "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,
         "seeds_planned": cfg.seeds,
-        "full_data_acc": {"mean": float(np.mean(full_acc)), "std": float(np.std(full_acc)),
-                          "runs": full_acc},
-        "full_data_seconds": float(np.mean(full_sec)),
+        "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
+                          "runs": full["runs"]},
+        "full_data_seconds": full["train_seconds"],
         "recipe": cfg.recipe(), "config": _config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods,
