@@ -34,9 +34,9 @@ def digits_run():
     test files and sessions in runs/_scratch/trainer-digits (stage caching skips work)."""
     from pathlib import Path
 
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     run = Path(__file__).resolve().parents[1] / "runs" / "_scratch" / "trainer-digits"
     train("digits", run, epochs=30, seed=0, progress=False)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinysift.selection import ScoringContext, make_method
-from tinysift.selection.context import TrainingDynamics
+from tinysift.scoring import ScoringContext
+from tinysift.scoring.context import TrainingDynamics
+from tinysift.selection import make_method
 
 BASELINES = ["el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding", "kcenter",
              "prototypes", "d2"]

@@ -179,9 +179,9 @@ def by_type(recs: list[Rec], rtype: str) -> list[Rec]:
 # ---- fixtures ---------------------------------------------------------------------------------
 
 def _build_export() -> Path:
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     run = ROOT / "runs" / "_scratch" / "proto-digits"
     train("digits", run, keep=300, epochs=None, seed=0, progress=False)  # CLI --epochs 0

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from tinysift.device.energy import integrate_windows
 from tinysift.device.link import SerialLink
 from tinysift.device.protocol import FrameError, crc16, frame, parse_record, unframe
+from tinysift.device.results import DeviceResults
 from tinysift.errors import DeviceError
 
 
@@ -186,27 +187,27 @@ def train_script(resets_at_epoch=None, stall_after=None):
 
 
 def test_run_writes_results_and_energy(tmp_path):
-    from tinysift.device.runner import TrainParams, run_on_device
+    from tinysift.stages.device import TrainParams, run_on_device
 
     peer = Peer(on_connect=BOOT, script=train_script())
     peer.start()
-    doc = run_on_device(make_run(tmp_path), "qemu-mps2-an386", port=peer.url,
+    res = run_on_device(make_run(tmp_path), "qemu-mps2-an386", port=peer.url,
                         params=TrainParams(epochs=3), use_db=True, timeout=5.0)
-    assert doc["status"] == "complete" and len(doc["epochs"]) == 3
-    assert doc["test_acc_after"] > doc["test_acc_before"]
-    ep = doc["epochs"][0]
+    assert res.status == "complete" and len(res.epochs) == 3
+    assert res.test_acc_after > res.test_acc_before
+    ep = res.epochs[0]
     # E = V * I * cycles / f = 3.3 V * 2.75 mA * 2.5e6 / 25e6 = 0.9075 mJ
-    assert ep["energy_mj"] == pytest.approx(0.9075) and ep["energy_kind"] == "estimated"
-    assert doc["phases"]["features"]["seconds"] == pytest.approx(0.04)
+    assert ep.energy_mj == pytest.approx(0.9075) and ep.energy_kind == "estimated"
+    assert res.phases["features"].seconds == pytest.approx(0.04)
     assert sum(1 for c in peer.received if ":" in c and not c.startswith("train")) == 20
-    saved = json.loads((tmp_path / "run" / "device" / "results.json").read_text())
-    assert saved["status"] == "complete" and saved["counter"] == "systick-icount"
+    saved = DeviceResults.load(tmp_path / "run" / "device" / "results.json")
+    assert saved == res and saved.counter == "systick-icount"
     peer.stop.set()
 
 
 @pytest.mark.parametrize("on_reset", ["stop", "retry"])
 def test_device_reset_mid_run(tmp_path, on_reset):
-    from tinysift.device.runner import TrainParams, run_on_device
+    from tinysift.stages.device import TrainParams, run_on_device
 
     peer = Peer(on_connect=BOOT, script=train_script(resets_at_epoch=2))
     peer.start()
@@ -215,13 +216,13 @@ def test_device_reset_mid_run(tmp_path, on_reset):
         with pytest.raises(DeviceError, match="reset"):
             run_on_device(run, "qemu-mps2-an386", port=peer.url, params=TrainParams(epochs=3),
                           on_reset="stop", timeout=5.0)
-        doc = json.loads((run / "device" / "results.json").read_text())
-        assert doc["status"] == "device-reset" and len(doc["epochs"]) == 1  # kept
+        res = DeviceResults.load(run / "device" / "results.json")
+        assert res.status == "device-reset" and len(res.epochs) == 1  # kept
     else:
-        doc = run_on_device(run, "qemu-mps2-an386", port=peer.url,
+        res = run_on_device(run, "qemu-mps2-an386", port=peer.url,
                             params=TrainParams(epochs=3), on_reset="retry", timeout=5.0)
-        assert doc["status"] == "complete" and len(doc["epochs"]) == 3
-    assert any("device_reset" in e for e in doc["events"])
+        assert res.status == "complete" and len(res.epochs) == 3
+    assert any("device_reset" in e for e in res.events)
     log = [json.loads(line) for line in (run / "device" / "log.jsonl").read_text().splitlines()]
     assert [r["type"] for r in log].count("boot") == 2  # append-only: both boots kept
     peer.stop.set()

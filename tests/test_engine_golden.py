@@ -75,9 +75,9 @@ def _rgb32_dataset() -> str:
 
 
 def _build_export(name: str) -> Path:
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     if name == "digits":  # the same run as tests/test_trainer.py: built once, then skipped
         run = SCRATCH / "trainer-digits"

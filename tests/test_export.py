@@ -133,7 +133,7 @@ def test_compiled_arrays_equal_the_tflite_tensors(digits_run, tmp_path):
 
 def test_unsupported_op_is_named(tmp_path):
     from tinysift.export.tflite_reader import parse_tflite
-    from tinysift.quantize.stage import convert_int8
+    from tinysift.quantize.convert import convert_int8
     from tinysift.tfcompat import keras
 
     inp = keras.Input((8, 8, 1))
@@ -172,8 +172,8 @@ def test_memory_plan_refuses_oversize_with_numbers_and_fix():
 
 def test_cli_export_oversize_exits_nonzero_and_fit_shrinks(tmp_path):
     """A real MNIST run with 20,000 kept samples (15 MB of int8 images) on nano33ble."""
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     run = ROOT / "runs" / "_scratch" / "export-oversize-mnist"
     train("mnist", run, keep=20000, epochs=1, seed=0, progress=False)

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinysift.data import add_label_noise
-from tinysift.density.realnvp import FlowConfig
 from tinysift.errors import BudgetError, DatasetError
-from tinysift.selection import ScoringContext, make_method
+from tinysift.scoring import ScoringContext
+from tinysift.scoring.flows import FlowConfig
+from tinysift.selection import make_method
 
 FAST_FLOW = {"flow": FlowConfig(steps=250)}
 
@@ -94,7 +95,7 @@ def test_flow_flags_planted_outliers_and_flipped_labels(digits):
 
 @pytest.mark.parametrize("keep", [0, -5, 1438, "0", "1.5", "-0.1"])
 def test_bad_keep_refused(tmp_path, keep):
-    from tinysift.selection.stage import prune
+    from tinysift.stages.prune import prune
 
     with pytest.raises(BudgetError):
         prune("digits", "random", keep, tmp_path / "r", progress=False)
@@ -121,7 +122,7 @@ def test_given_features_drive_vq(digits):
 
 
 def test_per_class_larger_than_class_refused(tmp_path):
-    from tinysift.condensation.stage import condense
+    from tinysift.stages.condense import condense
 
     with pytest.raises(BudgetError, match="larger than class"):
         condense("digits", "random", 1000, tmp_path / "c", progress=False)

@@ -56,7 +56,7 @@ def test_step_rule():
 
 
 def test_train_stage_writes_manifest_and_caches(tmp_path):
-    from tinysift.models.stage import train
+    from tinysift.stages.train import train
 
     out = tmp_path / "run"
     first = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)

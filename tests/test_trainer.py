@@ -1,5 +1,5 @@
 """The on-device head trainer (firmware/lib/tsengine/src/ts_trainer.c) against its numpy
-reference (tinysift.ondevice.reference), on a real export of the real pipeline.
+reference (tests/trainer_reference.py), on a real export of the real pipeline.
 
 The C code is compiled with the host gcc (-std=c99 -Wall -Wextra -Werror, and once more with
 -fsanitize=address,undefined) together with the export's ts_export_model.c, and driven by
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinysift.ondevice import reference as ref
+import trainer_reference as ref
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -38,9 +38,9 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs host 
 # ---- the export ----------------------------------------------------------------------------
 
 def _build_export() -> Path:
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     run = ROOT / "runs" / "_scratch" / "trainer-digits"
     train("digits", run, epochs=30, seed=0, progress=False)
@@ -225,7 +225,7 @@ def parse(out: str, model: Model) -> CResult:
         logits8=np.array(lines["logits8"], dtype=np.int64).reshape(-1, k))
 
 
-def reference(d: Data, m: Model, w0, b0, cfg: ref.TrainConfig) -> ref.TrainResult:
+def reference(d: Data, m: Model, w0, b0, cfg: ref.HeadTrainConfig) -> ref.HeadTrainResult:
     return ref.train_head(d.xtr, d.ytr, d.xte, d.yte, w0, b0, feature_scale=m.feature_scale,
                           feature_zero_point=m.feature_zero_point, logit_scale=m.logit_scale,
                           logit_zero_point=m.logit_zero_point, act_min=m.act_min,
@@ -267,7 +267,7 @@ INITS = ("export", "zeros", "rolled", "noisy")
 @pytest.fixture(scope="session")
 def trained(driver, data, model, tmp_path_factory):
     """C and numpy results for each head initialization (same config)."""
-    cfg = ref.TrainConfig(epochs=8, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
+    cfg = ref.HeadTrainConfig(epochs=8, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
     rng = np.random.default_rng(0)
     inits = {
         "export": (None, None),
@@ -378,7 +378,7 @@ def test_cycle_counts(trained, driver, tmp_path, model):
 
 
 def test_quantize_multiplier_and_mbqm(driver):
-    from tinysift.export.quant_math import quantize_multiplier as qm_export
+    from tinysift.export.quant_math import quantize_multiplier
 
     rng = np.random.default_rng(1)
     reals = np.concatenate([
@@ -387,7 +387,7 @@ def test_quantize_multiplier_and_mbqm(driver):
     out = run(driver, "qm", stdin="\n".join(repr(float(x)) for x in reals) + "\n")
     got = [tuple(int(v) for v in line.split()) for line in out.splitlines()]
     for x, g in zip(reals, got, strict=True):
-        assert g == ref.quantize_multiplier(float(x)) == qm_export(float(x)), x
+        assert g == quantize_multiplier(float(x)), x
     xs = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 300),
                          [0, 1, -1, (1 << 31) - 1, -(1 << 31), 12345, -12345]])
     cases = [(int(x), int(m), int(s)) for x in xs
@@ -474,7 +474,7 @@ def test_backbone_status_codes(exec_drivers, trained):
 def test_on_qemu_m4f_matches_reference(export_dir, data, model):
     """The trainer on the emulated Cortex-M4F (hard float, newlib's expf/logf; backbone
     through the executor into the feature cache): the same numpy reference, same checks."""
-    cfg = ref.TrainConfig(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
+    cfg = ref.HeadTrainConfig(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
     r = subprocess.run([str(ROOT / "tools" / "bench_trainer.sh"), str(export_dir),
                         str(cfg.epochs), "m4f"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]

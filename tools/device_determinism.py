@@ -17,11 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
-    from tinysift.device.runner import TrainParams, run_on_device
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
-    from tinysift.quantize.stage import quantize
     from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.stages.device import TrainParams, run_on_device
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     run = Path(argv[0]) if argv else ROOT / "runs" / "_scratch" / "trainer-digits"
     if not argv:
@@ -29,20 +29,20 @@ def main(argv: list[str]) -> int:
         quantize(run)
         export(run)
     params = TrainParams(epochs=5, init="zero")
-    docs = [run_on_device(run, "qemu-mps2-an386", params=params, label=f"determinism-{i}")
-            for i in (1, 2)]
+    one, two = (run_on_device(run, "qemu-mps2-an386", params=params, label=f"determinism-{i}")
+                for i in (1, 2))
     rows = []
-    for name in docs[0]["phases"]:
-        a, b = docs[0]["phases"][name]["cycles"], docs[1]["phases"][name]["cycles"]
+    for name in one.phases:
+        a, b = one.phases[name].cycles, two.phases[name].cycles
         rows.append({"what": f"phase {name}", "run1": a, "run2": b, "diff": b - a})
-    for e1, e2 in zip(docs[0]["epochs"], docs[1]["epochs"], strict=True):
-        rows.append({"what": f"epoch {e1['epoch']}", "run1": e1["cycles"], "run2": e2["cycles"],
-                     "diff": e2["cycles"] - e1["cycles"]})
+    for e1, e2 in zip(one.epochs, two.epochs, strict=True):
+        rows.append({"what": f"epoch {e1.epoch}", "run1": e1.cycles, "run2": e2.cycles,
+                     "diff": e2.cycles - e1.cycles})
     worst = max(abs(r["diff"]) / max(1, r["run1"]) for r in rows)
-    same_results = all(docs[0][k] == docs[1][k] for k in ("test_acc_before", "test_acc_after",
-                                                            "test_int8_acc_after")) and [
-        e["loss"] for e in docs[0]["epochs"]] == [e["loss"] for e in docs[1]["epochs"]]
-    res = {"board": "qemu-mps2-an386", "counter": docs[0]["counter"], "run": str(run),
+    same_results = all(getattr(one, k) == getattr(two, k)
+                       for k in ("test_acc_before", "test_acc_after", "test_int8_acc_after")
+                       ) and [e.loss for e in one.epochs] == [e.loss for e in two.epochs]
+    res = {"board": "qemu-mps2-an386", "counter": one.counter, "run": str(run),
            "params": vars(params), "rows": rows, "max_relative_difference": worst,
            "losses_and_accuracies_identical": same_results,
            "machine": machine_info(), "versions": package_versions()}

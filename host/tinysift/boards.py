@@ -1,14 +1,13 @@
-"""Board profiles: one TOML file per board in the repository's ``boards/`` folder."""
+"""Board profiles: one TOML file per board in the project's ``boards/`` folder."""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from tinysift.errors import TinysiftError
+from tinysift.paths import boards_dir
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 DEFAULT_BOARD = "qemu-mps2-an386"
 COUNTERS = ("dwt", "systick-icount", "timer", "ccount")
 
@@ -46,7 +45,7 @@ class Board:
 
 
 def load_board(name: str) -> Board:
-    path = BOARDS_DIR / f"{name}.toml"
+    path = boards_dir() / f"{name}.toml"
     if not path.exists():
         known = ", ".join(b.name for b in list_boards())
         raise TinysiftError(f"unknown board {name!r}; known boards: {known}")
@@ -62,4 +61,4 @@ def load_board(name: str) -> Board:
 
 
 def list_boards() -> list[Board]:
-    return [load_board(p.stem) for p in sorted(BOARDS_DIR.glob("*.toml"))]
+    return [load_board(p.stem) for p in sorted(boards_dir().glob("*.toml"))]

@@ -38,10 +38,10 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     from rich.console import Console
 
     from tinysift.condensation.base import make_condenser
-    from tinysift.data import load_dataset
+    from tinysift.data import dataset_slug, load_dataset
     from tinysift.errors import TinysiftError
     from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.selection import ScoringContext
+    from tinysift.scoring import ScoringContext
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -51,7 +51,7 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     key = {k: v for k, v in asdict(cfg).items()
            if k not in ("seeds", "methods", "out_dir", "progress_dir")}
     key.update(bench="condense", data=ds.content_hash)
-    stem = f"condense_{cfg.dataset}" + ("_quick" if cfg.quick else "")
+    stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
     log = ProgressLog(key, cfg.progress_dir, stem, point="per_class")
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")

@@ -23,12 +23,19 @@ from tinysift.bench.progress import ProgressLog, summarize
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
 DEFAULT_KEEPS = (0.5, 0.3, 0.1, 0.03, 0.01)
+PROTOCOLS = ("proportional", "equal-steps")
+# The equal-steps protocol's defaults: selection quality at the budgets where it matters.
+EQUAL_STEPS_KEEPS = (0.1, 0.03, 0.01)
+EQUAL_STEPS_METHODS = ("random", "ccs", "d2", "moderate", "herding", "vq", "flow")
 
 
 @dataclass
 class PruneBenchConfig:
-    """What to run. The training recipe is the same for every method and budget:
-    ``max(min_steps, subset_epochs * ceil(n / 128))`` Adam steps (cosine decay)."""
+    """What to run. The training recipe is the same for every method and budget. Protocol
+    ``proportional``: ``max(min_steps, subset_epochs * ceil(n / 128))`` Adam steps (cosine
+    decay), so compute shrinks with the kept set. Protocol ``equal-steps``: every kept set
+    trains for the full-data recipe's steps (``subset_epochs`` epochs of all the data), the
+    regime of a device that can loop over a tiny set many times: selection quality alone."""
 
     dataset: str = "fashion-mnist"
     keeps: tuple[float, ...] = DEFAULT_KEEPS
@@ -45,17 +52,24 @@ class PruneBenchConfig:
     progress_dir: Path | None = Path("benchmarks/results/progress")
     method_params: dict = field(default_factory=dict)
     quick: bool = False
+    protocol: str = "proportional"
 
     def recipe(self) -> str:
-        return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3 cosine decay, batch 128, "
-                f"steps = max({self.min_steps}, {self.subset_epochs} epochs of the kept set); "
+        steps = (f"steps = max({self.min_steps}, {self.subset_epochs} epochs of the kept set)"
+                 if self.protocol == "proportional" else
+                 f"steps = those of the full data ({self.subset_epochs} epochs) for every "
+                 "kept set (protocol equal-steps)")
+        return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3 cosine decay, batch 128, {steps}; "
                 f"proxy CNN for dynamics-based scores: {self.proxy_epochs} measurements "
                 f"(>= 50 steps each); class-balanced budgets")
 
 
-def results_stem(dataset: str, label_noise: float) -> str:
-    stem = f"prune_{dataset.replace(':', '_').replace('/', '_')}"
-    return stem + (f"_noise{label_noise:g}" if label_noise else "")
+def results_stem(dataset: str, label_noise: float, protocol: str = "proportional") -> str:
+    from tinysift.data.registry import dataset_slug
+
+    stem = f"prune_{dataset_slug(dataset)}"
+    stem += f"_noise{label_noise:g}" if label_noise else ""
+    return stem + ("" if protocol == "proportional" else f"_{protocol}")
 
 
 def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
@@ -64,14 +78,19 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
     from tinysift.data import add_label_noise, load_dataset
     from tinysift.errors import TinysiftError
     from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    if cfg.protocol not in PROTOCOLS:
+        raise TinysiftError(f"unknown --protocol {cfg.protocol!r}; choose one of "
+                            f"{', '.join(PROTOCOLS)}")
     console = Console(stderr=True)
     wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
-    stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
+    stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
+            + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
@@ -83,6 +102,11 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
             ds, _ = add_label_noise(base, cfg.label_noise, seed)
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
+        subset_recipe = recipe
+        if cfg.protocol == "equal-steps":
+            # Every kept set gets the full data's steps (max() with its own epochs is moot).
+            subset_recipe = TrainConfig(epochs=None, seed=seed, subset_epochs=cfg.subset_epochs,
+                                        min_steps=recipe.total_steps(len(ds.y_train)))
         rec = log.get(seed, "full", "1")
         if rec is None:
             full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
@@ -116,7 +140,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                 idx = method.select(count)
                 select_seconds = time.perf_counter() - t0
                 res = train_model(ds.x_train[idx], ds.y_train[idx], ds.num_classes,
-                                  train_config=recipe, progress=progress)
+                                  train_config=subset_recipe, progress=progress)
                 acc = evaluate(res.model, ds.x_test, ds.y_test)
                 log.add(seed, name, f"{keep:g}", acc=acc,
                         score_seconds=score_seconds + select_seconds,
@@ -134,10 +158,12 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
     key = {k: v for k, v in _config_dict(cfg).items()
            if k not in ("seeds", "methods", "out_dir", "cache_dir", "progress_dir")}
+    if cfg.protocol == "proportional":
+        del key["protocol"]  # the logs written before protocols existed stay valid
     key["data"] = data_hash
     # Without a progress folder (--quick) the log stays in memory: nothing to resume.
-    return ProgressLog(key, cfg.progress_dir, results_stem(cfg.dataset, cfg.label_noise),
-                       point="keep")
+    return ProgressLog(key, cfg.progress_dir,
+                       results_stem(cfg.dataset, cfg.label_noise, cfg.protocol), point="keep")
 
 
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
@@ -153,7 +179,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
                     runs, ("score_seconds", "train_seconds"), count=True)
     full = summarize([log.get(s, "full", "1") for s in range(seeds_done)], ("train_seconds",))
     return {
-        "dataset": cfg.dataset, "label_noise": cfg.label_noise,
+        "dataset": cfg.dataset, "label_noise": cfg.label_noise, "protocol": cfg.protocol,
         "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,
         "seeds_planned": cfg.seeds,
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],

@@ -14,7 +14,8 @@ def bench_scoring(dataset: str = "mnist", methods: tuple[str, ...] = ("vq", "flo
                   out_dir: Path = Path("benchmarks/results")) -> dict:
     from tinysift.data import load_dataset
     from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
-    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
 
     ds = load_dataset(dataset)
     rows = {}

@@ -19,18 +19,20 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from tinysift.cli import data_cmd, train_cmd
+    """Every command module adds its verbs with ``register(app)``, in help order. A module
+    missing here is an ImportError at start-up, never a silently absent command."""
+    from tinysift.cli import (
+        bench_cmd,
+        data_cmd,
+        demo_cmd,
+        device_cmd,
+        prune_cmd,
+        quantize_cmd,
+        train_cmd,
+    )
 
-    app.add_typer(data_cmd.app, name="data")
-    train_cmd.register(app)
-    for name in ("prune_cmd", "quantize_cmd", "export_cmd", "device_cmd", "bench_cmd",
-                 "demo_cmd"):
-        try:
-            module = __import__(f"tinysift.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tinysift.cli.{name}":
-                raise
-            continue
+    for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, device_cmd, bench_cmd,
+                   demo_cmd):
         module.register(app)
 
 

@@ -1,6 +1,29 @@
-"""Shared rich consoles (stdout for results, stderr for errors)."""
+"""Shared rich consoles (stdout for results, stderr for errors), and plain JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
 
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    # Not a terminal (a pipe, a file, CI): no width limit, so table cells are never cut or
+    # wrapped and `tinysift boards | grep NAME` finds the name whatever COLUMNS says.
+    return Console(stderr=stderr, width=None if tty else 10_000)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """``--json`` output: plain JSON on stdout, no markup, no highlighting."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

@@ -19,29 +19,91 @@ def register(root: typer.Typer) -> None:
 @app.command("prune")
 def prune_cmd(
     dataset: str = typer.Option("fashion-mnist"),
-    keep: str = typer.Option("0.5,0.3,0.1,0.03,0.01", help="fractions KEPT"),
-    methods: str = typer.Option("all", help="comma-separated, or 'all'"),
-    seeds: int = typer.Option(3),
+    keep: str = typer.Option(None, help="fractions KEPT (default 0.5,0.3,0.1,0.03,0.01; "
+                                        "equal-steps: 0.1,0.03,0.01)"),
+    methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
+                                            "random,ccs,d2,moderate,herding,vq,flow)"),
+    seeds: int = typer.Option(None, help="default 3 (equal-steps: 5, paired)"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
+    protocol: str = typer.Option("proportional", help="proportional: steps shrink with the "
+                                 "kept set; equal-steps: every set gets the full data's steps"),
     quick: bool = typer.Option(False, help="digits, keep 0.1, 1 seed, short training"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
     """Every method at every budget, same training recipe, several seeds."""
-    from tinysift.bench.prune import ALL_METHODS, PruneBenchConfig, bench_prune
+    from tinysift.bench.prune import (
+        ALL_METHODS,
+        DEFAULT_KEEPS,
+        EQUAL_STEPS_KEEPS,
+        EQUAL_STEPS_METHODS,
+        PROTOCOLS,
+        PruneBenchConfig,
+        bench_prune,
+    )
+    from tinysift.errors import BudgetError
 
-    names = ALL_METHODS if methods == "all" else tuple(methods.split(","))
+    if protocol not in PROTOCOLS:
+        raise BudgetError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    equal = protocol == "equal-steps"
+    names = ((EQUAL_STEPS_METHODS if equal else ALL_METHODS) if methods == "all"
+             else tuple(methods.split(",")))
+    keeps = (tuple(_fractions(keep, "--keep")) if keep
+             else (EQUAL_STEPS_KEEPS if equal else DEFAULT_KEEPS))
     if quick:
         cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=names, seeds=1,
                                min_steps=60, subset_epochs=2, proxy_epochs=2, quick=True,
                                out_dir=out_dir, cache_dir=None, progress_dir=None,
-                               label_noise=label_noise,
+                               label_noise=label_noise, protocol=protocol,
                                method_params={"flow": {"flow": {"steps": 100}}})
     else:
-        cfg = PruneBenchConfig(dataset=dataset, keeps=tuple(float(k) for k in keep.split(",")),
-                               methods=names, seeds=seeds, label_noise=label_noise,
-                               out_dir=out_dir, progress_dir=out_dir / "progress")
+        cfg = PruneBenchConfig(dataset=dataset, keeps=keeps, methods=names,
+                               seeds=seeds or (5 if equal else 3), label_noise=label_noise,
+                               out_dir=out_dir, progress_dir=out_dir / "progress",
+                               protocol=protocol)
     res = bench_prune(cfg, progress=False)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
+@app.command("guided")
+def guided_cmd(
+    dataset: str = typer.Option("fashion-mnist"),
+    budgets: str = typer.Option("0.3,0.5,0.7", help="fractions of the full-data recipe's "
+                                                    "sample-passes"),
+    methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
+    seeds: int = typer.Option(5),
+    epochs: int = typer.Option(10, help="epochs of the full-data recipe"),
+    label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
+    quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 8 epochs"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
+    from tinysift.bench.guided import ALL_GUIDED, GuidedBenchConfig, bench_guided
+
+    names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
+    if quick:
+        cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=names, seeds=1,
+                                epochs=8, label_noise=label_noise, out_dir=out_dir,
+                                progress_dir=None, quick=True)
+    else:
+        cfg = GuidedBenchConfig(dataset=dataset, budgets=tuple(_fractions(budgets, "--budgets")),
+                                methods=names, seeds=seeds, epochs=epochs,
+                                label_noise=label_noise, out_dir=out_dir,
+                                progress_dir=out_dir / "progress")
+    res = bench_guided(cfg)
+    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
+def _fractions(text: str, flag: str) -> list[float]:
+    from tinysift.errors import BudgetError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise BudgetError(f"{flag} takes comma-separated fractions, got {text!r}") from exc
+    bad = [v for v in values if not 0.0 < v <= 1.0]
+    if bad:
+        raise BudgetError(f"{flag} values must be fractions in (0, 1], got {bad}")
+    return values
 
 
 @app.command("condense")

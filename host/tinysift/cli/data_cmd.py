@@ -5,16 +5,25 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, print_json
 
 app = typer.Typer(help="Datasets: list what exists here, inspect one.", no_args_is_help=True)
 
 
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="data")
+
+
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")) -> None:
     """List the registered datasets, their sizes and whether each is available here."""
     from tinysift.data import list_datasets
 
+    if json_out:
+        print_json([{"name": i.name, "description": i.description, "shape": list(i.shape),
+                     "train": i.train, "test": i.test, "available": i.available(),
+                     "install_hint": i.install_hint} for i in list_datasets()])
+        return
     table = Table(title="datasets")
     for col in ("name", "shape", "train", "test", "available here", "how to get it"):
         table.add_column(col)
@@ -29,11 +38,20 @@ def list_cmd() -> None:
 
 @app.command("info")
 def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or folder:PATH"),
-             download: bool = typer.Option(False, help="allow a Keras download if missing")):
+             download: bool = typer.Option(False, help="allow a Keras download if missing"),
+             json_out: bool = typer.Option(False, "--json", help="JSON on stdout")):
     """Load a dataset and print its split sizes, shape, hash and per-class counts."""
     from tinysift.data import load_dataset
 
     ds = load_dataset(name, allow_download=download)
+    if json_out:
+        tr, te = ds.class_counts("train"), ds.class_counts("test")
+        print_json({"name": ds.name, "source": ds.source, "train": len(ds.y_train),
+                    "test": len(ds.y_test), "shape": list(ds.input_shape),
+                    "num_classes": ds.num_classes, "content_hash": ds.content_hash,
+                    "classes": [{"index": c, "name": n, "train": int(tr[c]),
+                                 "test": int(te[c])} for c, n in enumerate(ds.class_names)]})
+        return
     console.print(f"[bold]{ds.name}[/]  source: {ds.source}")
     console.print(f"train {len(ds.y_train)}  test {len(ds.y_test)}  "
                   f"image {'x'.join(map(str, ds.input_shape))} uint8  "

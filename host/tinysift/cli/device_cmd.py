@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, print_json
+from tinysift.device.results import DeviceResults
 
 app = typer.Typer(help="The device: list ports and boards, build/flash, fine-tune over serial.",
                   no_args_is_help=True)
@@ -18,12 +19,21 @@ def register(root: typer.Typer) -> None:
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")) -> None:
     """Serial ports on this machine and the emulated boards."""
     from serial.tools import list_ports
 
     from tinysift.boards import list_boards
 
+    if json_out:
+        print_json({"serial_ports": [{"device": p.device, "description": p.description or "",
+                                      "vid": p.vid, "pid": p.pid,
+                                      "serial_number": p.serial_number}
+                                     for p in list_ports.comports()],
+                    "emulated": [{"name": b.name, "qemu_machine": b.qemu_machine,
+                                  "pio_env": b.pio_env}
+                                 for b in list_boards() if b.emulated]})
+        return
     table = Table(title="devices")
     for col in ("kind", "name", "details"):
         table.add_column(col)
@@ -67,7 +77,7 @@ def run_cmd(
     joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
 ) -> None:
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
-    from tinysift.device.runner import TrainParams, run_on_device
+    from tinysift.stages.device import TrainParams, run_on_device
 
     monitor = None
     if joulescope:
@@ -80,26 +90,26 @@ def run_cmd(
             console.print(f"  epoch {rec.fields['n']}: loss {rec.fields['loss']} "
                           f"train acc {rec.fields['train_acc']}")
 
-    doc = run_on_device(run, board, port=port,
+    res = run_on_device(run, board, port=port,
                         params=TrainParams(epochs=epochs, lr=lr, batch=batch, seed=seed),
                         use_db=db, on_reset=on_reset, monitor=monitor, progress=progress)
-    print_results(doc)
+    print_results(res)
     console.print(f"-> {Path(run) / 'device' / 'results.json'}")
 
 
-def print_results(doc: dict) -> None:
-    table = Table(title=f"{doc['board']} ({doc['counter']} counter, {doc['clock_hz'] / 1e6:g} "
-                        f"MHz) - {doc['status']}")
+def print_results(res: DeviceResults) -> None:
+    table = Table(title=f"{res.board} ({res.counter} counter, {res.clock_hz / 1e6:g} "
+                        f"MHz) - {res.status}")
     for col in ("phase", "cycles", "ms", "energy mJ", "kind"):
         table.add_column(col, justify="right" if col != "phase" else "left")
-    for name, ph in doc["phases"].items():
-        table.add_row(name, f"{ph.get('cycles', 0):,}", f"{1e3 * ph.get('seconds', 0):.1f}",
-                      f"{ph['energy_mj']:.4f}", ph["energy_kind"])
+    for name, ph in res.phases.items():
+        table.add_row(name, f"{ph.cycles:,}", f"{1e3 * ph.seconds:.1f}",
+                      f"{ph.energy_mj:.4f}", ph.energy_kind)
     console.print(table)
-    ep = doc["epochs"]
+    ep = res.epochs
     if ep:
-        console.print(f"{len(ep)} epochs on {doc['samples']} samples: loss {ep[0]['loss']:.4f} "
-                      f"-> {ep[-1]['loss']:.4f}; {ep[-1]['energy_mj']:.4f} mJ/epoch "
-                      f"({ep[-1]['energy_kind']})")
-    console.print(f"test accuracy before {doc['test_acc_before']}  after "
-                  f"{doc['test_acc_after']} (int8 head {doc['test_int8_acc_after']})")
+        console.print(f"{len(ep)} epochs on {res.samples} samples: loss {ep[0].loss:.4f} "
+                      f"-> {ep[-1].loss:.4f}; {ep[-1].energy_mj:.4f} mJ/epoch "
+                      f"({ep[-1].energy_kind})")
+    console.print(f"test accuracy before {res.test_acc_before}  after "
+                  f"{res.test_acc_after} (int8 head {res.test_int8_acc_after})")

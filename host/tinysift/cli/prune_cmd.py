@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console
+from tinysift.data.registry import dataset_slug
 
 
 def register(app: typer.Typer) -> None:
@@ -21,9 +22,9 @@ def register(app: typer.Typer) -> None:
         no_balance: bool = typer.Option(False, help="global instead of per-class budget"),
     ) -> None:
         """Keep an exact budget of the most useful training samples -> RUN/selection.npz."""
-        from tinysift.selection.stage import prune
+        from tinysift.stages.prune import prune
 
-        out = out or Path("runs") / f"prune-{_slug(dataset)}-{method}-{keep}"
+        out = out or Path("runs") / f"prune-{dataset_slug(dataset)}-{method}-{keep}"
         r = prune(dataset, method, keep, out, seed=seed, label_noise=label_noise,
                   balance=not no_balance)
         tag = " (cached)" if r.skipped else ""
@@ -41,14 +42,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Synthesize K samples per class -> RUN/condensed.npz."""
-        from tinysift.condensation.stage import condense
+        from tinysift.stages.condense import condense
 
-        out = out or Path("runs") / f"condense-{_slug(dataset)}-{method}-{per_class}"
+        out = out or Path("runs") / f"condense-{dataset_slug(dataset)}-{method}-{per_class}"
         r = condense(dataset, method, per_class, out, seed=seed)
         console.print(f"{method}: {r.count} samples ({per_class} per class) in "
                       f"{r.seconds:.1f} s -> {r.run_dir}/condensed.npz"
                       f"{' (cached)' if r.skipped else ''}")
-
-
-def _slug(text: str) -> str:
-    return text.replace(":", "_").replace("/", "_")

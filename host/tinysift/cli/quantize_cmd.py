@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, print_json
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Full-integer int8 .tflite, checked on the test set with the TFLM runtime."""
-        from tinysift.quantize.stage import quantize
+        from tinysift.stages.quantize import quantize
 
         r = quantize(run, qat=qat, representative=representative, seed=seed)
         tag = " (cached)" if r.skipped else ""
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
-        from tinysift.export.stage import export
+        from tinysift.stages.export import export
 
         r = export(run, board=board, fit=fit, test_samples=test_samples,
                    db_capacity=db_capacity, seed=seed)
@@ -47,10 +47,14 @@ def register(app: typer.Typer) -> None:
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
 
     @app.command("boards")
-    def boards_cmd() -> None:
+    def boards_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")
+                   ) -> None:
         """List the board profiles."""
         from tinysift.boards import list_boards
 
+        if json_out:
+            print_json([b.to_dict() for b in list_boards()])
+            return
         table = Table(title="boards")
         for col in ("name", "core", "clock", "RAM", "flash", "I active", "counter", "env"):
             table.add_column(col)

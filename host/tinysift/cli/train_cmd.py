@@ -21,13 +21,20 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         width: int = typer.Option(16, help="stem channels of the tiny CNN"),
         variant: str = typer.Option("ds-cnn", help="ds-cnn or conv-maxpool"),
+        guided: str = typer.Option(None, help="guided training: full-cut, rs2, infobatch, "
+                                              "ucb, vq or flow choose each epoch's data"),
+        budget: float = typer.Option(None, help="with --guided: fraction in (0,1] of the "
+                                                "full-data recipe's sample-passes"),
+        label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
-        from tinysift.models.stage import train
+        from tinysift.data import dataset_slug
+        from tinysift.stages.train import train
 
-        out = out or Path("runs") / f"train-{dataset.replace(':', '_').replace('/', '_')}"
+        out = out or Path("runs") / f"train-{dataset_slug(dataset)}"
         res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
-                    epochs=epochs or None, seed=seed, width=width, variant=variant)
+                    epochs=epochs or None, seed=seed, width=width, variant=variant,
+                    guided=guided, budget=budget, label_noise=label_noise)
         tag = " (cached: inputs unchanged)" if res.skipped else ""
         console.print(f"trained on {res.train_samples} samples in {res.seconds:.1f} s "
                       f"({res.steps} steps){tag}")

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.selection.context import ScoringContext
+from tinysift.scoring.context import ScoringContext
 
 CONDENSERS: dict[str, type[Condenser]] = {}
 

@@ -103,3 +103,8 @@ def add_label_noise(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, n
     offsets = rng.integers(1, ds.num_classes, size=int(flip.sum()))
     y[flip] = (y[flip] + offsets) % ds.num_classes
     return ds.with_train(ds.x_train, y, f"noise{fraction:g}"), flip
+
+
+def dataset_slug(name: str) -> str:
+    """A dataset name (``npz:PATH`` and ``folder:PATH`` included) as a file-name part."""
+    return name.replace(":", "_").replace("/", "_")

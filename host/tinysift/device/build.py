@@ -11,29 +11,28 @@ from pathlib import Path
 
 from tinysift.boards import Board
 from tinysift.errors import DeviceError
+from tinysift.paths import firmware_dir, offline_pio, project_root
 
-ROOT = Path(__file__).resolve().parents[3]
-FIRMWARE = ROOT / "firmware"
-PIO_OFFLINE = ROOT / "tools" / "pio"
-
-
-# Everything a firmware build compiles besides the export: a change here means a rebuild.
-FIRMWARE_SOURCES = (FIRMWARE / "src", FIRMWARE / "lib", FIRMWARE / "platformio.ini",
-                    FIRMWARE / "scripts", ROOT / "boards" / "runtime",
-                    ROOT / "boards" / "platform-qemu", ROOT / "boards" / "platform-native")
+# Everything a firmware build compiles besides the export, relative to the project folder:
+# a change here means a rebuild.
+FIRMWARE_SOURCES = ("firmware/src", "firmware/lib", "firmware/platformio.ini",
+                    "firmware/scripts", "boards/runtime", "boards/platform-qemu",
+                    "boards/platform-native")
 
 
 def firmware_source_hash() -> str:
     """sha256 over the paths and contents of the firmware sources (not the build output)."""
     import hashlib
 
+    root_dir = project_root()
     h = hashlib.sha256()
-    for root in FIRMWARE_SOURCES:
+    for rel in FIRMWARE_SOURCES:
+        root = root_dir / rel
         files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
         for f in files:
             if ".pio" in f.parts or "__pycache__" in f.parts:
                 continue
-            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+            h.update(str(f.relative_to(root_dir)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -50,8 +49,8 @@ def pio_command(board: Board) -> list[str]:
     """Emulated boards build offline through tools/pio; real boards need stock PlatformIO
     (its platforms and toolchains download on first use)."""
     if board.emulated:
-        return [str(PIO_OFFLINE)]
-    pio = shutil.which("pio") or str(ROOT / ".venv" / "bin" / "pio")
+        return [str(offline_pio())]
+    pio = shutil.which("pio") or str(project_root() / ".venv" / "bin" / "pio")
     return [pio]
 
 
@@ -70,7 +69,7 @@ def build_firmware(export_dir: Path, board: Board, out_dir: Path, upload: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TS_EXPORT_DIR=str(export_dir),
                PLATFORMIO_BUILD_DIR=str(out_dir / "build"))
-    cmd = pio_command(board) + ["run", "-d", str(FIRMWARE), "-e", board.pio_env]
+    cmd = pio_command(board) + ["run", "-d", str(firmware_dir()), "-e", board.pio_env]
     if upload and not board.emulated:
         cmd += ["-t", "upload"] + (["--upload-port", port] if port else [])
     start = time.perf_counter()

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinysift.boards import Board
+from tinysift.device.results import PhaseResult
 from tinysift.errors import DeviceError
 
 
-def estimate(board: Board, cycles: int) -> dict:
+def estimate(board: Board, cycles: int) -> PhaseResult:
     """One phase's time and estimated energy from its cycle count."""
-    return {"cycles": int(cycles), "seconds": board.seconds(cycles),
-            "energy_mj": board.energy_mj(cycles), "energy_kind": "estimated"}
+    return PhaseResult(int(cycles), board.seconds(cycles), board.energy_mj(cycles), "estimated")
 
 
 @dataclass(frozen=True)

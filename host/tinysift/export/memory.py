@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from tinysift.boards import Board, list_boards
 from tinysift.errors import FitError
+from tinysift.export.tflite_reader import ParsedModel
 
 # Measured with arm-none-eabi-size on the qemu-m4 build (engine + protocol + app, -Os);
 # re-measured by the firmware benchmark and kept conservative here.
@@ -63,6 +66,16 @@ class ModelFootprint:
     feature_dim: int
     num_classes: int
     tflite_bytes: int
+
+
+def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
+    """What the plan needs, read off a parsed ``.tflite`` of ``tflite_len`` bytes."""
+    head = parsed.head
+    return ModelFootprint(weight_bytes=parsed.weight_bytes(), num_layers=len(parsed.layers),
+                          arena_bytes=parsed.arena_bytes(),
+                          sample_bytes=int(np.prod(parsed.layers[0].in_dims)),
+                          feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
+                          tflite_bytes=tflite_len)
 
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,

@@ -280,3 +280,18 @@ def _set_padding(spec: LayerSpec) -> None:
                                  f"input {ih}x{iw} with {spec.padding} padding")
     if spec.padding == "SAME":
         spec.pad = (qm.same_padding(ih, fh, sh, dh, oh), qm.same_padding(iw, fw, sw, dw, ow))
+
+
+def head_float_weights(parsed: ParsedModel) -> tuple[np.ndarray, np.ndarray]:
+    """The head's weights dequantized from the ``.tflite`` (so training starts from exactly the
+    model the device runs): W[k][d] = w_q * scale, b[k] = b_q * input_scale * scale."""
+    head = parsed.head
+    w_t = head.weight_tensor
+    k, d = head.out_dims[2], head.in_dims[2]
+    scales = w_t.scales if len(w_t.scales) == k else np.full(k, w_t.scale, np.float32)
+    w = head.weights.reshape(k, d).astype(np.float32) * scales[:, None].astype(np.float32)
+    b = np.zeros(k, np.float32)
+    if head.bias is not None:
+        b = head.bias.astype(np.float64) * float(head.input_tensor.scale) * scales.astype(
+            np.float64)
+    return w.astype(np.float32), np.asarray(b, np.float32)

@@ -16,27 +16,27 @@ Every stage is cached in its run folder, so a killed run resumes where it stoppe
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from tinysift.device.results import DeviceResults
 from tinysift.pipeline.config import PipelineConfig
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from tinysift.boards import load_board
     from tinysift.data import load_dataset
-    from tinysift.device.runner import TrainParams, ensure_built, run_on_device
-    from tinysift.export.stage import export
-    from tinysift.models.stage import train
     from tinysift.quantize import tflm
-    from tinysift.quantize.stage import quantize
     from tinysift.report.html import write_report
     from tinysift.runs import Run, atomic_write_json, machine_info, package_versions
-    from tinysift.selection.stage import prune_many
+    from tinysift.stages.device import TrainParams, cached_results, ensure_built, run_on_device
+    from tinysift.stages.export import export
+    from tinysift.stages.prune import prune_many
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
 
     cfg.validate()
     start = time.perf_counter()
@@ -85,17 +85,17 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         (m, c, selections[(m, c)]) for m in cfg.methods for c in budgets]
     for method, count, sel_path in jobs:
         label = f"{method}-{count}"
-        cached = _cached_device(base_dir, label, params)
+        cached = cached_results(base_dir, label, params)
         if cached is None:
             train_set = None
             if sel_path is not None:
                 idx = np.load(sel_path)["indices"]
                 train_set = (tflm.quantize_images(ds.x_train[idx], scale, zp), ds.y_train[idx])
-            doc = run_on_device(base_dir, cfg.board, params=params, train_set=train_set,
-                                label=label)
+            result = run_on_device(base_dir, cfg.board, params=params, train_set=train_set,
+                                   label=label)
         else:
-            doc = cached
-        rows.append(_row(method, count, doc))
+            result = cached
+        rows.append(_row(method, count, result))
         log(f"  device {label:>12}: acc {rows[-1]['acc_before']:.3f} -> "
             f"{rows[-1]['acc_after']:.3f}, {rows[-1]['energy_mj_per_epoch']:.3f} mJ/epoch")
     timings["on-device fine-tuning"] = round(time.perf_counter() - t_dev, 2)
@@ -121,38 +121,24 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     return summary
 
 
-def _cached_device(base_dir: Path, label: str, params) -> dict | None:
-    """A finished device result for the same export and parameters (resume support)."""
-    path = base_dir / "device" / label / "results.json"
-    if not path.exists():
-        return None
-    doc = json.loads(path.read_text())
-    if doc.get("status") != "complete" or doc.get("params") != vars(params):
-        return None
-    return doc
-
-
-def _row(method: str, count: int, doc: dict) -> dict:
-    epochs = doc["epochs"]
-    per_epoch_cycles = int(np.mean([e["cycles"] for e in epochs])) if epochs else 0
-    per_epoch_mj = float(np.mean([e["energy_mj"] for e in epochs])) if epochs else 0.0
-    features = doc["phases"].get("features", {})
-    samples = int(doc.get("samples") or count)
-    tests = int(doc.get("test_samples") or 0)
+def _row(method: str, count: int, res: DeviceResults) -> dict:
+    features = res.phase("features")
+    samples = int(res.samples or count)
+    tests = int(res.test_samples or 0)
     # The features phase runs the backbone once per training AND test sample (same cost
     # each); the fine-tuning bill counts the training samples' share plus the epochs.
     train_share = samples / max(1, samples + tests)
-    total_mj = float(sum(e["energy_mj"] for e in epochs)
-                     + features.get("energy_mj", 0.0) * train_share)
+    total_mj = float(sum(e.energy_mj for e in res.epochs) + features.energy_mj * train_share)
     return {
         "method": method, "samples": samples,
-        "acc_before": doc["test_acc_before"], "acc_after": doc["test_acc_after"],
-        "int8_acc_after": doc.get("test_int8_acc_after"),
-        "cycles_per_epoch": per_epoch_cycles, "energy_mj_per_epoch": per_epoch_mj,
+        "acc_before": res.test_acc_before, "acc_after": res.test_acc_after,
+        "int8_acc_after": res.test_int8_acc_after,
+        "cycles_per_epoch": int(res.mean_epoch("cycles")),
+        "energy_mj_per_epoch": float(res.mean_epoch("energy_mj")),
         "energy_mj_total": total_mj,
-        "seconds_per_epoch": float(np.mean([e["seconds"] for e in epochs])) if epochs else 0,
-        "feature_cycles": features.get("cycles", 0), "counter": doc.get("counter"),
-        "energy_kind": epochs[0]["energy_kind"] if epochs else "estimated",
+        "seconds_per_epoch": float(res.mean_epoch("seconds")),
+        "feature_cycles": features.cycles, "counter": res.counter,
+        "energy_kind": res.epochs[0].energy_kind if res.epochs else "estimated",
     }
 
 

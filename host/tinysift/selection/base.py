@@ -21,8 +21,8 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
+from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
-from tinysift.selection.context import ScoringContext
 
 METHODS: dict[str, type[PruningMethod]] = {}
 

@@ -93,3 +93,14 @@ def class_quotas(labels: np.ndarray, count: int, num_classes: int | None = None)
             remaining -= add
         open_ = quotas < sizes
     return quotas
+
+
+def balanced_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` indices (sorted), class-balanced within 1, random inside a class (seeded):
+    the held-out test subset, and the training subset ``--fit`` keeps."""
+    count = min(count, len(y))
+    quotas = class_quotas(y, count, int(y.max()) + 1)
+    rng = np.random.default_rng(seed)
+    picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
+             for c, q in enumerate(quotas) if q > 0]
+    return np.sort(np.concatenate(picks))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
-from tinysift.density.realnvp import ClassFlows, FlowConfig
+from tinysift.scoring.flows import ClassFlows, FlowConfig
 
 
 @register

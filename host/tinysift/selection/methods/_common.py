@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.scoring.dynamics import forgetting_counts
 from tinysift.selection.base import PruningMethod
 
 
@@ -69,8 +70,6 @@ def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray
     if kind == "aum":
         return -np.asarray(dyn.margin, dtype=np.float64).mean(0)
     if kind == "forgetting":
-        from tinysift.selection.methods.forgetting import forgetting_counts
-
         return forgetting_counts(dyn.correct)
     raise TinysiftError(f"unknown difficulty score {kind!r}; choose one of {SCORE_KINDS}")
 

@@ -2,7 +2,7 @@
 
 Scoring
 -------
-RealNVP flows per class (:mod:`tinysift.density.realnvp`, cross-fitted so a sample is
+RealNVP flows per class (:mod:`tinysift.scoring.flows`, cross-fitted so a sample is
 scored by flows that never saw it) model two views of the data, each as a flow on the top-d
 principal components (for pixels, times an isotropic Gaussian on the residual):
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinysift.density.realnvp import ClassFlows, FlowConfig
+from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
 
 

@@ -4,25 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.scoring.dynamics import forgetting_counts
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import RankedMethod
-
-
-def forgetting_counts(correct: np.ndarray) -> np.ndarray:
-    """Forgetting events per sample from an ``(E, N)`` correctness record.
-
-    A forgetting event is a transition from correctly classified at one recorded epoch to
-    misclassified at the next. A sample that is never classified correctly gets ``E``, more
-    than any sample can reach (at most ``E // 2`` events fit in ``E`` records), so never-learned
-    samples rank as the most forgotten.
-    """
-    correct = np.asarray(correct, dtype=bool)
-    if correct.ndim != 2:
-        raise ValueError(f"correct must be (epochs, samples), got shape {correct.shape}")
-    epochs = correct.shape[0]
-    events = (correct[:-1] & ~correct[1:]).sum(0).astype(np.float64)
-    events[~correct.any(0)] = float(epochs)
-    return events
 
 
 @register

@@ -34,7 +34,7 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     from tinysift.condensation.base import make_condenser
     from tinysift.data import load_dataset
     from tinysift.runs import Run, stage_key
-    from tinysift.selection import ScoringContext
+    from tinysift.scoring import ScoringContext
 
     ds = load_dataset(dataset)
     run = Run(out)

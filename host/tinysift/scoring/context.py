@@ -17,33 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.errors import DatasetError
-
-
-@dataclass
-class TrainingDynamics:
-    """Per-epoch statistics of a proxy CNN trained briefly on the full training split.
-
-    Attributes
-    ----------
-    true_prob : (E, N) probability of the labelled class after each epoch.
-    margin : (E, N) logit of the labelled class minus the largest other logit (AUM).
-    correct : (E, N) bool, prediction equals label.
-    el2n : (E, N) L2 norm of softmax minus one-hot.
-    grand : (E, N) norm of the head's per-sample gradient (weights and bias).
-    features : (N, D) backbone features of the final proxy model.
-    seconds : wall time of the proxy training including the per-epoch passes.
-    """
-
-    true_prob: np.ndarray
-    margin: np.ndarray
-    correct: np.ndarray
-    el2n: np.ndarray
-    grand: np.ndarray
-    features: np.ndarray
-    seconds: float
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in vars(self).items()}
+from tinysift.scoring.dynamics import TrainingDynamics, record_dynamics
+from tinysift.scoring.embeddings import compute_embedding
 
 
 @dataclass
@@ -117,18 +92,16 @@ class ScoringContext:
     # -- cached shared work -------------------------------------------------------------
     def embedding(self, kind: str = "pixels", dim: int | None = None) -> np.ndarray:
         """Reduced embedding (N, dim) float32: ``pixels``, ``random-conv`` or ``cnn``."""
-        from tinysift.embed import compute_embedding
-
         dim = dim or self.embed_dim
         key = f"embed-{kind}-{dim}-s{self.seed}-pe{self.proxy_epochs if kind == 'cnn' else 0}"
         return self._cached(key, lambda: {"z": compute_embedding(kind, self, dim)})["z"]
 
     def dynamics(self) -> TrainingDynamics:
         """Training dynamics of the proxy CNN (trained once, shared by all methods)."""
-        from tinysift.selection.dynamics import record_dynamics
-
         key = f"dynamics-e{self.proxy_epochs}-s{self.seed}"
-        arrays = self._cached(key, lambda: record_dynamics(self).to_arrays())
+        arrays = self._cached(key, lambda: record_dynamics(
+            self.x, self.y, self.num_classes, self.proxy_epochs, self.seed,
+            progress=self.progress).to_arrays())
         return TrainingDynamics(**{k: (float(v) if k == "seconds" else v)
                                    for k, v in arrays.items()})
 

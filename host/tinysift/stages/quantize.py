@@ -9,8 +9,6 @@ microcontroller computes.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,41 +34,6 @@ class QuantizeOutcome:
         return d
 
 
-def convert_int8(model, representative: np.ndarray) -> bytes:
-    """Full-integer conversion: int8 weights, activations, input and output."""
-    from tinysift.models.training import to_float
-    from tinysift.tfcompat import tf
-
-    def rep():
-        for i in range(len(representative)):
-            yield [to_float(representative[i:i + 1])]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    with _quiet_stderr():
-        return bytes(conv.convert())
-
-
-def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
-    """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate."""
-    import tensorflow_model_optimization as tfmot
-
-    from tinysift.models.training import TrainConfig, seed_everything, to_float
-    from tinysift.tfcompat import keras
-
-    seed_everything(seed)
-    qmodel = tfmot.quantization.keras.quantize_model(model)
-    qmodel.compile(optimizer=keras.optimizers.Adam(3e-4),
-                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    batch = TrainConfig().batch_size
-    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
-    return qmodel
-
-
 def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
              qat_epochs: int = 2, seed: int = 0) -> QuantizeOutcome:
     """Quantize ``RUN/model.keras`` to ``RUN/model.tflite`` and check it with TFLM.
@@ -84,10 +47,11 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     seed : seed for the representative draw and QAT
     """
     from tinysift.errors import TinysiftError
-    from tinysift.models.stage import load_run_dataset, load_trained_model, load_trainset
     from tinysift.models.training import evaluate
     from tinysift.quantize import tflm
+    from tinysift.quantize.convert import convert_int8, qat_finetune, quiet_stderr
     from tinysift.runs import Run, atomic_write_bytes, file_hash
+    from tinysift.stages.train import load_run_dataset, load_trained_model, load_trainset
 
     run = Run(run_dir)
     if run.stage_info("train") is None:
@@ -120,7 +84,7 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
         scale, zp = tflm.input_quant(tflite)
         out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp))[0]
         int8_acc = float((out.argmax(1) == ds.y_test).mean())
-        with _quiet_stderr():
+        with quiet_stderr():
             arena = tflm.minimal_arena(tflite)
         outcome = QuantizeOutcome(run.path, mode, float_acc, int8_acc, float_acc - int8_acc,
                                   arena, len(tflite))
@@ -129,20 +93,3 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
         rec["results"]["input_scale"], rec["results"]["input_zero_point"] = scale, zp
         rec["results"]["representative_samples"] = int(len(rep_idx))
     return outcome
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence C++ logging on fd 2 (TFLM prints every failed arena probe)."""
-    try:
-        fd = os.dup(2)
-    except OSError:
-        yield
-        return
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 2)
-            os.close(fd)

@@ -54,10 +54,11 @@ bit. The sample order and every integer step are bit-exact.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from tinysift.export.quant_math import quantize_multiplier
 
 SEED_ZERO = 0x6D2B79F5
 MASK32 = 0xFFFFFFFF
@@ -107,7 +108,7 @@ def logits(f: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class TrainConfig:
+class HeadTrainConfig:
     epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 0.01
@@ -127,7 +128,7 @@ class EpochStats:
 
 
 @dataclass
-class TrainResult:
+class HeadTrainResult:
     weights: np.ndarray                 # float32 [K][D]
     bias: np.ndarray                    # float32 [K]
     epochs: list[EpochStats] = field(default_factory=list)
@@ -146,9 +147,9 @@ def train_head(train_q: np.ndarray, train_y: np.ndarray, test_q: np.ndarray,
                test_y: np.ndarray, w0: np.ndarray, b0: np.ndarray, *, feature_scale: float,
                feature_zero_point: int, logit_scale: float, logit_zero_point: int,
                act_min: int = -128, act_max: int = 127,
-               config: TrainConfig | None = None) -> TrainResult:
+               config: HeadTrainConfig | None = None) -> HeadTrainResult:
     """Train the float head exactly as ``ts_train_head_features`` does; evaluate; requantize."""
-    cfg = config or TrainConfig()
+    cfg = config or HeadTrainConfig()
     if cfg.batch_size < 1 or not cfg.learning_rate > 0 or not 0 <= cfg.momentum < 1:
         raise ValueError("batch_size >= 1, learning_rate > 0, 0 <= momentum < 1")
     train_y = np.asarray(train_y, dtype=np.int64)
@@ -164,7 +165,7 @@ def train_head(train_q: np.ndarray, train_y: np.ndarray, test_q: np.ndarray,
     vb = np.zeros_like(b)
     mu, lr = F32(cfg.momentum), F32(cfg.learning_rate)
     n = len(train_y)
-    res = TrainResult(weights=w, bias=b, test_count=len(test_y))
+    res = HeadTrainResult(weights=w, bias=b, test_count=len(test_y))
     res.test_correct_initial = _correct(logits(fte, w, b), test_y) if len(test_y) else 0
     eye = np.eye(k_n, dtype=F32)
     for order in epoch_order(n, cfg.epochs, cfg.seed):
@@ -208,20 +209,6 @@ def round_away(x: np.ndarray) -> np.ndarray:
     """Round half away from zero in float64 (std::round)."""
     x = np.asarray(x, dtype=np.float64)
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite QuantizeMultiplier: real = multiplier * 2**(shift - 31)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(round_away(q * float(1 << 31)))
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
 
 
 def mbqm(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:

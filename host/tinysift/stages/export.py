@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tinysift.boards import DEFAULT_BOARD, load_board
 from tinysift.export import c_writer
-from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples, plan_memory
-from tinysift.export.tflite_reader import FORMAT_VERSION, ParsedModel, parse_tflite
+from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
+from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
+from tinysift.selection.budget import balanced_subset
 
 PREFIX = "ts_export"
 GOLDEN_LAYER_SAMPLES = 2
@@ -35,43 +34,6 @@ class ExportOutcome:
     plan: dict
     content_hash: str
     skipped: bool = False
-
-
-def footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
-    head = parsed.head
-    return ModelFootprint(weight_bytes=parsed.weight_bytes(), num_layers=len(parsed.layers),
-                          arena_bytes=parsed.arena_bytes(),
-                          sample_bytes=int(np.prod(parsed.layers[0].in_dims)),
-                          feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
-                          tflite_bytes=tflite_len)
-
-
-def head_float_weights(parsed: ParsedModel) -> tuple[np.ndarray, np.ndarray]:
-    """The head's weights dequantized from the ``.tflite`` (so training starts from exactly the
-    model the device runs): W[k][d] = w_q * scale, b[k] = b_q * input_scale * scale."""
-    head = parsed.head
-    w_t = head.weight_tensor
-    k, d = head.out_dims[2], head.in_dims[2]
-    scales = w_t.scales if len(w_t.scales) == k else np.full(k, w_t.scale, np.float32)
-    w = head.weights.reshape(k, d).astype(np.float32) * scales[:, None].astype(np.float32)
-    b = np.zeros(k, np.float32)
-    if head.bias is not None:
-        b = head.bias.astype(np.float64) * float(head.input_tensor.scale) * scales.astype(
-            np.float64)
-    return w.astype(np.float32), np.asarray(b, np.float32)
-
-
-def balanced_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` indices (sorted), class-balanced within 1, random inside a class (seeded):
-    the held-out test subset, and the training subset ``--fit`` keeps."""
-    from tinysift.selection.budget import class_quotas
-
-    count = min(count, len(y))
-    quotas = class_quotas(y, count, int(y.max()) + 1)
-    rng = np.random.default_rng(seed)
-    picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
-             for c, q in enumerate(quotas) if q > 0]
-    return np.sort(np.concatenate(picks))
 
 
 def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
@@ -91,7 +53,6 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     """
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
-    from tinysift.models.stage import load_run_dataset, load_trainset
     from tinysift.quantize import tflm
     from tinysift.runs import (
         Run,
@@ -101,6 +62,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         file_hash,
         stage_key,
     )
+    from tinysift.stages.train import load_run_dataset, load_trainset
 
     run = Run(run_dir)
     tpath = run / "model.tflite"
@@ -112,7 +74,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     brd = load_board(board)
     x_kept, y_kept = load_trainset(run.path, ds)
     test_idx = balanced_subset(ds.y_test, test_samples, seed)
-    fp = footprint(parsed, len(tflite))
+    fp = model_footprint(parsed, len(tflite))
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
               "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
@@ -192,13 +154,13 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) -> dict:
     """The plan for a run against any board, without writing anything."""
-    from tinysift.models.stage import load_run_dataset, load_trainset
     from tinysift.runs import Run
+    from tinysift.stages.train import load_run_dataset, load_trainset
 
     run = Run(run_dir)
     tflite = (run / "model.tflite").read_bytes()
     parsed = parse_tflite(tflite)
     ds = load_run_dataset(run)
     _, y = load_trainset(run.path, ds)
-    return plan_memory(footprint(parsed, len(tflite)), load_board(board), len(y),
+    return plan_memory(model_footprint(parsed, len(tflite)), load_board(board), len(y),
                        min(test_samples, len(ds.y_test))).to_dict()

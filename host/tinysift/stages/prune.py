@@ -43,7 +43,8 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     """
     from tinysift.data import add_label_noise, load_dataset
     from tinysift.runs import Run, stage_key
-    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
 
     ds = load_dataset(dataset)
     if label_noise:
@@ -97,7 +98,8 @@ def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | P
     """
     from tinysift.data import load_dataset
     from tinysift.runs import Run, stage_key
-    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
 
     ds = load_dataset(dataset)
     run = Run(out)

@@ -29,7 +29,9 @@ class TrainOutcome:
 def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
           selection: str | Path | None = None, condensed: str | Path | None = None,
           epochs: int | None = 10, seed: int = 0, width: int = 16,
-          variant: str = "ds-cnn", progress: bool = True) -> TrainOutcome:
+          variant: str = "ds-cnn", progress: bool = True, guided: str | None = None,
+          budget: float | None = None, guided_params: dict | None = None,
+          label_noise: float = 0.0) -> TrainOutcome:
     """Train the tiny CNN and save it to ``OUT/model.keras``.
 
     Parameters
@@ -40,18 +42,40 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         ``keep_count``; alone it draws a random class-balanced subset (seeded)
     selection : a ``selection.npz`` (or its run folder) from ``tinysift prune``
     condensed : a ``condensed.npz`` (or its run folder) from ``tinysift condense``
-    epochs : passes over the (sub)set; None applies the subset step rule of TrainConfig
+    epochs : passes over the (sub)set; None applies the subset step rule of TrainConfig.
+        With ``guided``: the full-data recipe's epochs the budget is a fraction of
     seed, width, variant : training seed and model shape
+    guided : a guided-training method (``tinysift.guided``: full-cut, rs2, infobatch, ucb, vq,
+        flow): each epoch's samples are chosen while training; writes ``OUT/guided.json``
+        (the cost ledger and every epoch's plan)
+    budget : with ``guided``, the fraction in (0, 1] of the full-data recipe's sample-passes
+        to spend, everything counted (training, extra forward passes, fits)
+    guided_params : keyword arguments of the guided method
+    label_noise : symmetric label noise (seeded with ``seed``) applied to the training split
+        first (robustness studies; quantize and export re-apply it)
     """
     from tinysift.data import load_dataset
     from tinysift.errors import BudgetError
     from tinysift.models.cost import count_macs
     from tinysift.models.training import evaluate, train_model
     from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
-    from tinysift.selection import ScoringContext, make_method, resolve_keep
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
     from tinysift.selection.io import read_condensed, read_selection
 
     ds = load_dataset(dataset)
+    if guided is None and budget is not None:
+        raise BudgetError("--budget needs --guided METHOD (the budget of a guided training)")
+    if guided is not None:
+        _check_guided(guided, budget, epochs, keep, selection, condensed)
+    if label_noise and (selection is not None or condensed is not None):
+        raise BudgetError("--label-noise applies to the full split; a selection carries its "
+                          "own noise (prune --label-noise)")
+    noise_seed = seed
+    if label_noise:
+        from tinysift.data import add_label_noise
+
+        ds, _ = add_label_noise(ds, label_noise, seed)
     run = Run(out)
     x, y, source = ds.x_train, ds.y_train, "full"
     inputs = {"dataset": ds.content_hash}
@@ -93,6 +117,11 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     train_cfg = TrainConfig(epochs=epochs, seed=seed)
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
               "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
+    if guided is not None:
+        params["guided"] = {"method": guided, "budget": budget,
+                            "params": dict(guided_params or {})}
+    if label_noise:
+        params["label_noise"] = label_noise
     key_ok = run.is_fresh("train", _key(params, inputs))
     if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
         info = run.stage_info("train")["results"]
@@ -100,13 +129,19 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                             info["steps"], info["params"], info["macs_per_sample"], skipped=True)
     run.record_command()
     run.manifest["seed"] = seed
-    noise = float(sel.get("label_noise", 0.0)) if selection is not None else 0.0
+    noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
+    if selection is not None and noise:
+        noise_seed = int(sel["noise_seed"])
     run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test),
-                               "label_noise": noise,
-                               "noise_seed": int(sel["noise_seed"]) if noise else 0}
+                               "label_noise": noise, "noise_seed": noise_seed if noise else 0}
     with run.stage("train", params, inputs, seed=seed) as rec:
-        result = train_model(x, y, ds.num_classes, model_cfg, train_cfg, progress=progress)
+        if guided is not None:
+            result = _train_guided(run, x, y, ds.num_classes, guided, budget, guided_params,
+                                   model_cfg, train_cfg, progress, rec)
+        else:
+            result = train_model(x, y, ds.num_classes, model_cfg, train_cfg,
+                                 progress=progress)
         acc = evaluate(result.model, ds.x_test, ds.y_test)
         cost = count_macs(result.model)
         tmp = run.path / ".model.tmp.keras"
@@ -129,6 +164,52 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         })
     return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
                         cost.macs_per_sample)
+
+
+GUIDED_FILE = "guided.json"
+
+
+def _check_guided(guided, budget, epochs, keep, selection, condensed) -> None:
+    from tinysift.errors import BudgetError
+    from tinysift.guided import known_samplers
+
+    if guided not in known_samplers():
+        raise BudgetError(f"unknown guided method {guided!r}; known: "
+                          f"{', '.join(known_samplers())}")
+    if budget is None:
+        raise BudgetError("--guided needs --budget F: the fraction in (0, 1] of the full-data "
+                          "recipe's sample-passes to spend")
+    if not 0.0 < float(budget) <= 1.0:
+        raise BudgetError(f"--budget must be a fraction in (0, 1], got {budget}")
+    if not epochs:
+        raise BudgetError("--guided needs --epochs N >= 1: the full-data recipe the budget is "
+                          "a fraction of")
+    if keep is not None or selection is not None or condensed is not None:
+        raise BudgetError("--guided chooses its own data each epoch; drop --keep, --selection "
+                          "and --condensed")
+
+
+def _train_guided(run, x, y, num_classes, method, budget, method_params, model_cfg,
+                  train_cfg, progress, rec):
+    """Guided training; the ledger and per-epoch plans go to ``OUT/guided.json``."""
+    from tinysift.guided import make_sampler
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.training import TrainResult
+    from tinysift.runs import atomic_write_json
+
+    sampler = make_sampler(method, seed=train_cfg.seed, **(method_params or {}))
+    res = train_guided(x, y, num_classes, sampler, float(budget), model_cfg, train_cfg,
+                       progress=progress)
+    atomic_write_json(run / GUIDED_FILE, {"method": method, "budget": budget,
+                                          "params": sampler.params(),
+                                          "ledger": res.ledger.to_dict(),
+                                          "epochs": res.epochs})
+    rec["outputs"].append(GUIDED_FILE)
+    rec["results"]["guided"] = {"method": method, "budget": budget,
+                                "spent_fraction": round(res.ledger.spent / (
+                                    res.ledger.budget_passes / budget), 4)}
+    return TrainResult(model=res.model, steps=res.steps, seconds=res.seconds,
+                       final_loss=res.final_loss)
 
 
 def _key(params: dict, inputs: dict) -> str:

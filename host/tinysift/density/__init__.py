@@ -1,5 +1,0 @@
-"""Learned densities over embeddings: per-class normalizing flows."""
-
-from tinysift.density.realnvp import ClassFlows, FlowConfig
-
-__all__ = ["ClassFlows", "FlowConfig"]

@@ -1,0 +1,104 @@
+"""The result of one on-device training: a typed record, written once as ``results.json``
+(``RUN/device[/<label>]/results.json``) and read back by the pipeline, the report and the
+CLI through :meth:`DeviceResults.load`, never by string keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("partial", "complete", "device-reset", "interrupted")
+
+
+@dataclass
+class PhaseResult:
+    """Cycles of one phase and what they cost (``energy_kind``: estimated or measured)."""
+
+    cycles: int = 0
+    seconds: float = 0.0
+    energy_mj: float = 0.0
+    energy_kind: str = "estimated"
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    loss: float
+    train_acc: float
+    cycles: int
+    seconds: float
+    energy_mj: float
+    energy_kind: str = "estimated"
+
+
+@dataclass
+class DeviceResults:
+    """Everything one ``train`` on the device reported, plus what the host added (the
+    energy estimate, link statistics, events such as resets)."""
+
+    board: str
+    clock_hz: int
+    params: dict[str, Any]
+    energy_model: dict[str, Any]
+    started: str
+    status: str = "partial"
+    counter: str | None = None
+    phases: dict[str, PhaseResult] = field(default_factory=dict)
+    epochs: list[EpochResult] = field(default_factory=list)
+    test_acc_before: float | None = None
+    test_acc_after: float | None = None
+    test_int8_acc_after: float | None = None
+    ram_bytes: int | None = None
+    flash_bytes: int | None = None
+    samples: int | None = None
+    events: list[dict] = field(default_factory=list)
+    link: dict[str, Any] = field(default_factory=dict)
+    test_samples: int | None = None
+    model_hash: str | None = None
+    plan: dict[str, int] | None = None
+    firmware: dict[str, Any] | None = None
+    info: dict[str, str] | None = None
+    memory: dict[str, int] | None = None
+    elf: str | None = None
+    finished: str | None = None
+
+    # -- derived figures ----------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    def mean_epoch(self, attr: str) -> float:
+        """Mean of an epoch attribute (``cycles``, ``energy_mj``, ``seconds``); 0 without
+        epochs."""
+        if not self.epochs:
+            return 0.0
+        return sum(getattr(e, attr) for e in self.epochs) / len(self.epochs)
+
+    def phase(self, name: str) -> PhaseResult:
+        return self.phases.get(name, PhaseResult())
+
+    # -- the file -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items()
+                if v is not None or k in _ALWAYS_WRITTEN}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeviceResults:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["phases"] = {name: PhaseResult(**ph) for name, ph in
+                            data.get("phases", {}).items()}
+        kwargs["epochs"] = [EpochResult(**ep) for ep in data.get("epochs", [])]
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DeviceResults:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# Fields present in every results.json even while unknown (null), as the format has always had.
+_ALWAYS_WRITTEN = {"counter", "test_acc_before", "test_acc_after", "test_int8_acc_after",
+                   "ram_bytes", "flash_bytes", "samples"}

@@ -1,0 +1,61 @@
+"""Keras model -> full-integer int8 ``.tflite`` (post-training, or after tfmot's
+quantization-aware fine-tuning)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+
+def convert_int8(model, representative: np.ndarray) -> bytes:
+    """Full-integer conversion: int8 weights, activations, input and output."""
+    from tinysift.models.training import to_float
+    from tinysift.tfcompat import tf
+
+    def rep():
+        for i in range(len(representative)):
+            yield [to_float(representative[i:i + 1])]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    with quiet_stderr():
+        return bytes(conv.convert())
+
+
+def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
+    """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate."""
+    import tensorflow_model_optimization as tfmot
+
+    from tinysift.models.training import TrainConfig, seed_everything, to_float
+    from tinysift.tfcompat import keras
+
+    seed_everything(seed)
+    qmodel = tfmot.quantization.keras.quantize_model(model)
+    qmodel.compile(optimizer=keras.optimizers.Adam(3e-4),
+                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    batch = TrainConfig().batch_size
+    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+    return qmodel
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence C++ logging on fd 2 (TFLM prints every failed arena probe)."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)

@@ -1,0 +1,122 @@
+"""The ``device`` stage: fine-tune on the device and collect timing and energy.
+
+Writes ``RUN/device[/<label>]/results.json`` (a :class:`DeviceResults`, rewritten atomically
+after every record, so a killed host leaves a readable partial file) and appends every record
+to ``log.jsonl`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.boards import Board, load_board
+from tinysift.device.energy import PowerMonitor
+from tinysift.device.link import SerialLink
+from tinysift.device.results import DeviceResults
+from tinysift.device.session import RESULTS, DeviceSession, TrainParams, converse
+from tinysift.errors import TinysiftError
+
+__all__ = ["RESULTS", "TrainParams", "cached_results", "ensure_built", "run_on_device"]
+
+
+def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
+                  params: TrainParams | None = None, use_db: bool = False,
+                  on_reset: str = "retry", monitor: PowerMonitor | None = None,
+                  timeout: float = 120.0, progress=None,
+                  train_set: tuple[np.ndarray, np.ndarray] | None = None,
+                  label: str | None = None) -> DeviceResults:
+    """Build (emulated) or reach (real port) the board, fine-tune, and write the results.
+
+    Parameters
+    ----------
+    run_dir : a run with ``export/`` (``tinysift export``)
+    board : board profile name
+    port : serial port or URL of a real board (already flashed); None starts QEMU
+    params : training hyper-parameters sent with ``train``
+    use_db : stream the exported training set over the link (``db load``) instead of
+        using the compiled-in copy
+    train_set : (int8 samples, labels) to stream with ``db load`` instead (implies use_db)
+    label : results go to ``RUN/device/<label>/`` (several sets on one export)
+    on_reset : ``retry`` (re-send the command once after a device reset) or ``stop``
+    monitor : a power monitor measuring the marker windows
+    timeout : seconds without a valid record before giving up
+    """
+    run_dir = Path(run_dir)
+    brd = load_board(board)
+    params = params or TrainParams()
+    export_dir = run_dir / "export"
+    if not (export_dir / "export.json").exists():
+        raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
+    session = DeviceSession(brd, run_dir / "device" / (label or ""), params)
+    export_info = json.loads((export_dir / "export.json").read_text())
+    if train_set is None and use_db:
+        with np.load(export_dir / "golden.npz") as g:
+            train_set = (g["x_train"], g["y_train"])
+    res = session.results
+    res.samples = (len(train_set[1]) if train_set is not None
+                   else export_info["train_samples"])
+    res.model_hash = export_info["content_hash"]
+    res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
+                "flash_bytes": export_info["memory_plan"]["flash_total"]}
+    try:
+        with _open_link(brd, run_dir, port, session) as link:
+            converse(link, session, train_set, on_reset, monitor, timeout, progress)
+    except KeyboardInterrupt:
+        res.status = "interrupted"
+        session.save()
+        raise
+    finally:
+        session.close()
+    return res
+
+
+def cached_results(run_dir: str | Path, label: str,
+                   params: TrainParams) -> DeviceResults | None:
+    """A finished result for the same export and parameters (resume support)."""
+    path = Path(run_dir) / "device" / label / RESULTS
+    if not path.exists():
+        return None
+    res = DeviceResults.load(path)
+    if not res.complete or res.params != vars(params):
+        return None
+    return res
+
+
+@contextlib.contextmanager
+def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSession):
+    if port is not None:
+        with SerialLink(port, on_record=session.on_record) as link:
+            yield link
+        return
+    from tinysift.device.qemu import qemu_serial
+
+    elf = ensure_built(run_dir, brd)
+    session.results.elf = str(elf)
+    with qemu_serial(brd, elf, log_path=session.folder / "qemu.log") as (url, _proc), \
+            SerialLink(url, on_record=session.on_record) as link:
+        yield link
+
+
+def ensure_built(run_dir: Path, brd: Board) -> Path:
+    """The firmware ELF for this run's export, rebuilt when the export or the firmware
+    sources changed."""
+    from tinysift.device.build import build_firmware, firmware_source_hash
+    from tinysift.runs import file_hash
+
+    export_dir = run_dir / "export"
+    out = run_dir / "device"
+    elf = out / f"firmware-{brd.pio_env}.elf"
+    stamp = out / f"firmware-{brd.pio_env}.stamp"
+    want = "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
+                    + [f"fw={firmware_source_hash()}"])
+    if elf.exists() and stamp.exists() and stamp.read_text() == want:
+        return elf
+    res = build_firmware(export_dir, brd, out)
+    stamp.write_text(want)
+    return res.elf
+
+
