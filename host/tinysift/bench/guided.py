@@ -1,0 +1,222 @@
+"""``tinysift bench guided``: guided training at fixed budgets against its controls.
+
+For each seed: the full-data recipe (``full-cut`` at budget 1: every epoch on all the data,
+the same loop) gives the reference accuracy; then every method trains at every budget (a
+fraction of the recipe's sample-passes, every overhead charged). A seed fixes the
+initialization and the run's random stream for every method (paired seeds), so the tables
+give each method's paired difference to ``full-cut``, ``rs2`` and ``infobatch`` with a 95%
+interval. Test accuracy is also measured after every epoch on a fixed stratified test subset
+(not charged), for the accuracy-against-sample-passes curves.
+
+Every finished training is appended to a progress log (committed with the results), and the
+results files are rewritten after every seed: a killed bench resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tinysift.bench.progress import ProgressLog, summarize
+
+ALL_GUIDED = ("full-cut", "rs2", "infobatch", "ucb", "vq", "flow")
+CONTROLS = ("full-cut", "rs2", "infobatch")
+DEFAULT_BUDGETS = (0.3, 0.5, 0.7)
+CURVE_TEST_SAMPLES = 2000
+
+
+@dataclass
+class GuidedBenchConfig:
+    """What to run; the recipe is the full-data one (``epochs`` epochs of Adam 3e-3 with
+    cosine decay, batch 128), of which every budget is a fraction."""
+
+    dataset: str = "fashion-mnist"
+    budgets: tuple[float, ...] = DEFAULT_BUDGETS
+    methods: tuple[str, ...] = ALL_GUIDED
+    seeds: int = 5
+    label_noise: float = 0.0
+    epochs: int = 10
+    out_dir: Path = Path("benchmarks/results")
+    progress_dir: Path | None = Path("benchmarks/results/progress")
+    method_params: dict = field(default_factory=dict)
+    quick: bool = False
+
+    def recipe(self) -> str:
+        return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3, batch 128, {self.epochs} epochs of the "
+                f"full data = the reference; a budget is a fraction of its sample-passes, the "
+                f"learning rate decays (cosine) to zero as the budget is spent")
+
+
+def results_stem(dataset: str, label_noise: float) -> str:
+    from tinysift.data import dataset_slug
+
+    stem = f"guided_{dataset_slug(dataset)}"
+    return stem + (f"_noise{label_noise:g}" if label_noise else "")
+
+
+def bench_guided(cfg: GuidedBenchConfig, progress: bool = False) -> dict:
+    from rich.console import Console
+
+    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.errors import BudgetError
+    from tinysift.guided import known_samplers, make_sampler
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.training import TrainConfig, evaluate, predict_proba
+    from tinysift.selection.budget import balanced_subset
+
+    if cfg.seeds < 1:
+        raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    for b in cfg.budgets:
+        if not 0.0 < b <= 1.0:
+            raise BudgetError(f"--budgets must be fractions in (0, 1], got {b}")
+    unknown = sorted(set(cfg.methods) - set(known_samplers()))
+    if unknown:
+        raise BudgetError(f"unknown guided method(s) {unknown}; known: "
+                          f"{', '.join(known_samplers())}")
+    console = Console(stderr=True)
+    wall = time.perf_counter()
+    base = load_dataset(cfg.dataset)
+    stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
+    log = _progress_log(cfg, base.content_hash, stem)
+    if log.done:
+        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    curves = _load_curves(log)
+    curve_idx = balanced_subset(base.y_test, CURVE_TEST_SAMPLES, 0)
+    x_curve, y_curve = base.x_test[curve_idx], base.y_test[curve_idx]
+
+    def curve(epoch, model, ledger) -> dict:
+        acc = float((predict_proba(model, x_curve).argmax(1) == y_curve).mean())
+        return {"curve_acc": round(acc, 4)}
+
+    jobs = [("full", 1.0)] + [(m, b) for m in cfg.methods for b in cfg.budgets]
+    results: dict = {}
+    for seed in range(cfg.seeds):
+        seed_start = time.perf_counter()
+        fresh_seed = log.is_fresh(seed)
+        ds = base
+        if cfg.label_noise:
+            ds, _ = add_label_noise(base, cfg.label_noise, seed)
+        recipe = TrainConfig(epochs=cfg.epochs, seed=seed)
+        for method, budget in jobs:
+            at = f"{budget:g}"
+            if log.get(seed, method, at) is not None:
+                continue
+            name = "full-cut" if method == "full" else method
+            sampler = make_sampler(name, seed=seed, **cfg.method_params.get(name, {}))
+            res = train_guided(ds.x_train, ds.y_train, ds.num_classes, sampler, budget,
+                               train_config=recipe, progress=progress, on_epoch_end=curve)
+            acc = evaluate(res.model, ds.x_test, ds.y_test)
+            led = res.ledger
+            full_passes = cfg.epochs * len(ds.y_train)
+            # The per-epoch curve first (a side file): a training whose log line exists always
+            # has its curve.
+            curves[(seed, method, at)] = _append_curve(log, seed, method, at, res.epochs,
+                                                       full_passes)
+            log.add(seed, method, at, acc=acc, seconds=res.seconds,
+                    spent=led.spent / full_passes, train_passes=led.train_passes,
+                    fit_passes=led.fit_passes, fit_seconds=sum(led.fit_seconds.values()))
+            console.print(f"[seed {seed}] {method:>9} budget {at:<4}: acc {acc:.4f}  spent "
+                          f"{led.spent / full_passes:.3f}  {res.seconds:5.0f} s")
+        if fresh_seed:
+            log.add_seed_wall(seed, time.perf_counter() - seed_start)
+        results = _results(cfg, log, curves, seed + 1, time.perf_counter() - wall)
+        write_outputs(results, Path(cfg.out_dir), stem)
+    return results
+
+
+def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
+    key = {k: v for k, v in _config_dict(cfg).items()
+           if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir")}
+    key["data"] = data_hash
+    return ProgressLog(key, cfg.progress_dir, stem, point="budget")
+
+
+def _curves_path(log: ProgressLog) -> Path | None:
+    return log.path.with_suffix(".curves.jsonl") if log.path is not None else None
+
+
+def _append_curve(log: ProgressLog, seed: int, method: str, at: str, epochs: list[dict],
+                  full_passes: int) -> list:
+    """(fraction of the recipe spent, test-subset accuracy) after every epoch; appended to the
+    curves file beside the progress log (with each epoch's plan size)."""
+    import json
+
+    points = [[round(e["spent"] / full_passes, 4), e["curve_acc"]] for e in epochs]
+    path = _curves_path(log)
+    if path is not None:
+        rec = {"seed": seed, "method": method, "budget": at, "points": points,
+               "sizes": [e["samples"] for e in epochs]}
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    return points
+
+
+def _load_curves(log: ProgressLog) -> dict[tuple, list]:
+    import json
+
+    path = _curves_path(log)
+    out: dict[tuple, list] = {}
+    if path is not None and path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out[(r["seed"], r["method"], r["budget"])] = r["points"]
+    return out
+
+
+def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done: int,
+              wall_seconds: float) -> dict:
+    from tinysift.bench.stats import paired_difference
+    from tinysift.runs import machine_info, package_versions
+
+    full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
+    full = summarize(full_runs, ("seconds",))
+    methods: dict[str, dict] = {}
+    for name in cfg.methods:
+        for b in cfg.budgets:
+            at = f"{b:g}"
+            runs = [log.get(s, name, at) for s in range(seeds_done)]
+            if any(r is None for r in runs):
+                continue
+            point = summarize(runs, ("seconds", "spent", "fit_passes", "fit_seconds"))
+            point["vs_full_data"] = paired_difference([r["acc"] for r in runs],
+                                                      [r["acc"] for r in full_runs])
+            for ctrl in CONTROLS:
+                ctrl_runs = [log.get(s, ctrl, at) for s in range(seeds_done)]
+                if ctrl != name and all(r is not None for r in ctrl_runs):
+                    point[f"vs_{ctrl}"] = paired_difference([r["acc"] for r in runs],
+                                                            [r["acc"] for r in ctrl_runs])
+            point["curves"] = [curves.get((s, name, at), []) for s in range(seeds_done)]
+            methods.setdefault(name, {})[at] = point
+    return {
+        "dataset": cfg.dataset, "label_noise": cfg.label_noise,
+        "budgets": [float(b) for b in cfg.budgets], "seeds": seeds_done,
+        "seeds_planned": cfg.seeds,
+        "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
+                          "runs": full["runs"]},
+        "full_data_seconds": full["seconds"],
+        "full_data_curves": [curves.get((s, "full", "1"), []) for s in range(seeds_done)],
+        "recipe": cfg.recipe(), "config": _config_dict(cfg),
+        "machine": machine_info(), "versions": package_versions(),
+        "methods": methods, "wall_seconds": wall_seconds,
+        "seed_wall_seconds": log.seed_walls(seeds_done),
+    }
+
+
+def write_outputs(results: dict, out: Path, stem: str) -> None:
+    from tinysift.bench.guided_report import guided_markdown, guided_plot
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", results)
+    atomic_write_text(out / f"{stem}.md", guided_markdown(results))
+    guided_plot(results, out / f"{stem}.png")
+
+
+def _config_dict(cfg: GuidedBenchConfig) -> dict:
+    d = asdict(cfg)
+    d["out_dir"] = str(cfg.out_dir)
+    d["progress_dir"] = str(cfg.progress_dir) if cfg.progress_dir else None
+    return d

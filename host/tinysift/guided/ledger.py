@@ -1,0 +1,92 @@
+"""The cost ledger of a guided training: every sample-pass, every extra forward pass and every
+fit (codebooks, flows) counted against one budget.
+
+The unit is the *sample-pass*: one sample through forward and backward, what a full-data
+epoch spends N of. An extra forward-only pass (scoring a sample without training on it)
+costs ``FORWARD_COST`` of that (the backward pass costs about twice the forward: Kaplan et
+al. 2020's 2N-forward / 4N-backward FLOP count). A fit (k-means, a flow, a mixture) is timed
+and converted into sample-passes at the run's own measured training speed, so a method pays
+for its scoring in the same currency as its training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+FORWARD_COST = 1.0 / 3.0
+
+
+@dataclass
+class CostLedger:
+    """Spending against ``budget_passes`` sample-pass equivalents.
+
+    Parameters
+    ----------
+    budget_passes : float
+        What the run may spend: ``budget x epochs x N`` of the full-data recipe.
+    """
+
+    budget_passes: float
+    train_passes: int = 0
+    forward_passes: int = 0
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    #: seconds per training sample-pass, measured by the training loop (None until known)
+    seconds_per_pass: float | None = None
+    #: the per-epoch plan sizes, as trained
+    epoch_sizes: list[int] = field(default_factory=list)
+
+    # -- charging -----------------------------------------------------------------------
+    def charge_training(self, samples: int, seconds: float) -> None:
+        self.train_passes += int(samples)
+        self.train_seconds += float(seconds)
+        if self.train_passes:
+            self.seconds_per_pass = self.train_seconds / self.train_passes
+
+    def charge_forward(self, samples: int) -> None:
+        self.forward_passes += int(samples)
+
+    @contextlib.contextmanager
+    def fit(self, name: str) -> Iterator[None]:
+        """Time a fit (codebook, flow, mixture) and charge it under ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.fit_seconds[name] = (self.fit_seconds.get(name, 0.0)
+                                      + time.perf_counter() - start)
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def fit_passes(self) -> float:
+        """Fit time in sample-pass equivalents at the measured training speed."""
+        if not self.fit_seconds or not self.seconds_per_pass:
+            return 0.0
+        return sum(self.fit_seconds.values()) / self.seconds_per_pass
+
+    @property
+    def spent(self) -> float:
+        return self.train_passes + FORWARD_COST * self.forward_passes + self.fit_passes
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.budget_passes - self.spent)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the budget spent, in [0, 1] (drives the learning-rate schedule)."""
+        return min(1.0, self.spent / self.budget_passes) if self.budget_passes else 1.0
+
+    def to_dict(self) -> dict:
+        return {"budget_passes": round(self.budget_passes, 1),
+                "train_passes": self.train_passes, "forward_passes": self.forward_passes,
+                "forward_cost": FORWARD_COST,
+                "fit_seconds": {k: round(v, 3) for k, v in self.fit_seconds.items()},
+                "fit_passes": round(self.fit_passes, 1),
+                "spent_passes": round(self.spent, 1),
+                "train_seconds": round(self.train_seconds, 2),
+                "seconds_per_pass": self.seconds_per_pass,
+                "epoch_sizes": list(self.epoch_sizes)}

@@ -1,0 +1,154 @@
+"""Guided training: the tiny CNN trained on a per-epoch subset chosen while it trains, for a
+fixed budget of sample-passes.
+
+The recipe is the full-data one (Adam, batch 128, cosine decay to zero, the same model) with
+one change: the learning rate follows the fraction of the *budget* spent (sample-passes plus
+every charged overhead), so it reaches zero exactly when the budget runs out, however a
+method spreads its passes over epochs. Each step trains on a batch of the epoch's plan with
+per-sample loss weights; the forward pass's per-sample loss, label probability and backbone
+features go to the sampler (:class:`tinysift.guided.base.TrainingState`), so keeping it
+informed costs no extra pass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinysift.guided.base import EpochSampler, TrainingState
+from tinysift.guided.ledger import CostLedger
+from tinysift.models.cnn import FEATURES_LAYER, HEAD_LAYER, ModelConfig, build_model
+from tinysift.models.training import TrainConfig, seed_everything, to_float
+
+#: A run stops after this many epochs even if a sampler keeps planning tiny epochs.
+MAX_EPOCH_FACTOR = 20
+
+
+@dataclass
+class GuidedResult:
+    model: object
+    ledger: CostLedger
+    seconds: float
+    steps: int
+    final_loss: float
+    epochs: list[dict] = field(default_factory=list)
+
+
+def full_recipe_passes(num_samples: int, train_config: TrainConfig) -> int:
+    """Sample-passes of the full-data recipe: ``epochs x N``."""
+    if train_config.epochs is None:
+        raise ValueError("guided training needs the full-data recipe's epochs")
+    return train_config.epochs * num_samples
+
+
+def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochSampler,
+                 budget: float, model_config: ModelConfig | None = None,
+                 train_config: TrainConfig | None = None, progress: bool = True,
+                 on_epoch_end=None) -> GuidedResult:
+    """Train a new tiny CNN on ``x, y`` with ``sampler`` choosing each epoch's samples.
+
+    Parameters
+    ----------
+    x, y : uint8 images (N, H, W, C) and int labels
+    num_classes : int
+    sampler : the guided method (:func:`tinysift.guided.make_sampler`)
+    budget : fraction in (0, 1] of the full-data recipe's sample-passes to spend
+    model_config, train_config : the full-data recipe (``train_config.epochs`` epochs)
+    progress : show a progress bar over the budget
+    on_epoch_end : optional ``f(epoch, model, ledger) -> dict``, called after every epoch (not
+        charged: evaluation is not training); what it returns is added to the epoch's record
+    """
+    from tinysift.tfcompat import keras, tf
+
+    train_config = train_config or TrainConfig(epochs=10)
+    seed_everything(train_config.seed)
+    n = len(y)
+    model = build_model(tuple(x.shape[1:]), num_classes, model_config)
+    twin = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output,
+                                     model.get_layer(HEAD_LAYER).output])
+    lr = tf.Variable(train_config.learning_rate, dtype=tf.float32, trainable=False)
+    optimizer = keras.optimizers.Adam(learning_rate=lambda: lr)
+    feature_dim = int(twin.outputs[0].shape[-1])
+
+    @tf.function(reduce_retracing=True)
+    def step(xb, yb, wb):
+        with tf.GradientTape() as tape:
+            feats, logits = twin(xb, training=True)
+            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            loss = tf.reduce_sum(wb * per_sample) / tf.cast(tf.shape(yb)[0], tf.float32)
+        grads = tape.gradient(loss, twin.trainable_variables)
+        optimizer.apply_gradients(zip(grads, twin.trainable_variables, strict=True))
+        return per_sample, feats
+
+    ledger = CostLedger(budget_passes=budget * full_recipe_passes(n, train_config))
+    rng = np.random.default_rng(train_config.seed)
+    state = TrainingState(x=x, y=np.asarray(y, np.int64), num_classes=num_classes,
+                          epochs=int(train_config.epochs), budget=budget, ledger=ledger,
+                          rng=rng, feature_dim=feature_dim)
+    sampler.begin(state)
+    bar = _progress_bar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}")
+    batch = train_config.batch_size
+    history: list[dict] = []
+    steps, last_loss = 0, float("nan")
+    start = time.perf_counter()
+    try:
+        for epoch in range(MAX_EPOCH_FACTOR * state.epochs):
+            state.epoch = epoch
+            if ledger.remaining < 1:
+                break
+            plan = sampler.plan(state)
+            order = rng.permutation(len(plan.indices))
+            idx = np.asarray(plan.indices, np.int64)[order]
+            w = (np.ones(len(idx), np.float32) if plan.weights is None
+                 else np.asarray(plan.weights, np.float32)[order])
+            take = min(len(idx), int(math.floor(ledger.remaining)))
+            idx, w = idx[:take], w[:take]
+            if take == 0:
+                break
+            w = w / w.mean()
+            losses = []
+            for s in range(0, take, batch):
+                bi, bw = idx[s:s + batch], w[s:s + batch]
+                lr.assign(_cosine(train_config.learning_rate, ledger.progress))
+                t0 = time.perf_counter()
+                per_sample, feats = step(tf.constant(to_float(x[bi])),
+                                         tf.constant(state.y[bi], tf.int32), tf.constant(bw))
+                per_sample = per_sample.numpy()
+                ledger.charge_training(len(bi), time.perf_counter() - t0)
+                state.record(bi, per_sample, np.exp(-per_sample), feats.numpy())
+                losses.append(per_sample)
+                steps += 1
+                if bar is not None:
+                    bar[0].update(bar[1], completed=ledger.spent)
+            ledger.epoch_sizes.append(take)
+            epoch_loss = float(np.concatenate(losses).mean())
+            last_loss = epoch_loss
+            history.append({"epoch": epoch, "samples": take, "loss": round(epoch_loss, 5),
+                            "spent": round(ledger.spent, 1), "note": plan.note})
+            sampler.end_epoch(state)
+            if on_epoch_end is not None:
+                history[-1].update(on_epoch_end(epoch, model, ledger) or {})
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    return GuidedResult(model=model, ledger=ledger, seconds=time.perf_counter() - start,
+                        steps=steps, final_loss=last_loss, epochs=history)
+
+
+def _cosine(base: float, progress: float) -> float:
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def _progress_bar(show: bool, total: float, label: str):
+    if not show:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                   TextColumn("{task.completed:.0f}/{task.total:.0f} sample-passes"),
+                   TimeRemainingColumn(), transient=True)
+    bar.start()
+    return bar, bar.add_task(label, total=total)

@@ -1,0 +1,114 @@
+"""``flow``: the ``vq`` sampler plus a class-conditional density that drops likely mislabels
+and outliers, and a within-codeword priority that mixes loss with dynamic uncertainty.
+
+At every codebook refit, a class-conditional density (per-class RealNVP flows by default;
+``density="gmm"`` or ``"knn"`` for the ablation) is fit on the same PCA-reduced features,
+charged to the budget. Per sample it gives
+
+* ``log p(y | z)``: the label's posterior under the densities and the class priors (a
+  generative classifier's vote on the label);
+* ``log p(z | y)``: typicality inside the labelled class.
+
+A sample is **dropped** (for the rest of the run, final epochs included) when the density
+gives its label a posterior below ``mislabel_posterior`` *and* the model itself gives it a
+probability below ``mislabel_model`` at its last pass (two independent detectors must agree:
+a clean but hard sample rarely fails both), or when it is in the lowest ``outlier_tail`` of
+its class's typicality *and* the model gets it wrong. At most ``max_drop`` of a class goes.
+
+Inside a codeword the highest-priority members are kept first: priority is the weighted
+rank ``loss_weight * rank(recent loss) + (1 - loss_weight) * rank(dynamic uncertainty)``,
+where dynamic uncertainty (He et al., "Large-scale Dataset Pruning with Dynamic
+Uncertainty", CVPR 2024) is the standard deviation of the label's probability over the
+sample's recent passes: samples the model keeps changing its mind on.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from tinysift.guided.base import TrainingState, register
+from tinysift.guided.methods.vq import VQGuided
+
+
+def within_class_rank(values: np.ndarray, y: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(values))
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        out[idx[np.argsort(values[idx], kind="stable")]] = np.arange(len(idx)) / len(idx)
+    return out
+
+
+def dynamic_uncertainty(p_true: list[np.ndarray], window: int) -> np.ndarray:
+    """Std of each sample's label probability over the last ``window`` epochs it was
+    trained in (NaN-aware; 0 with fewer than two passes)."""
+    if not p_true:
+        return np.zeros(0)
+    recent = np.stack([p.astype(np.float32) for p in p_true[-window:]])
+    seen = (~np.isnan(recent)).sum(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: never trained
+        du = np.nanstd(recent, axis=0)
+    return np.where(seen >= 2, np.nan_to_num(du), 0.0)
+
+
+@register
+class FlowGuided(VQGuided):
+    """The ``vq`` sampler with a density-based mislabel/outlier filter and an uncertainty-aware
+    priority (see the module docstring; the ``vq`` parameters apply too).
+
+    Parameters
+    ----------
+    density : ``flow``, ``gmm`` or ``knn``
+    mislabel_posterior : drop when p(label | z) is below this (and the model agrees)
+    mislabel_model : ... and the model's probability of the label is below this
+    outlier_tail : typicality quantile under which a misclassified sample is dropped
+    max_drop : at most this share of a class is dropped
+    loss_weight : weight of the loss rank in the priority (the rest: dynamic uncertainty)
+    du_window : epochs of label probabilities behind the dynamic uncertainty
+    """
+
+    name = "flow"
+
+    def __init__(self, seed: int = 0, density: str = "flow",
+                 mislabel_posterior: float = 0.1, mislabel_model: float = 0.2,
+                 outlier_tail: float = 0.02, max_drop: float = 0.3, loss_weight: float = 0.5,
+                 du_window: int = 4, **vq_params):
+        super().__init__(seed, **vq_params)
+        self.density = density
+        self.mislabel_posterior = mislabel_posterior
+        self.mislabel_model = mislabel_model
+        self.outlier_tail = outlier_tail
+        self.max_drop = max_drop
+        self.loss_weight = loss_weight
+        self.du_window = du_window
+
+    def before_codebook(self, state: TrainingState) -> None:
+        from tinysift.scoring.density import label_posterior, make_density, typicality
+
+        z, y, k = self.z_, state.y, state.num_classes
+        with state.ledger.fit(f"density-{self.density}"):
+            logp = make_density(self.density, seed=self.seed).fit(z, y, k).log_prob(z)
+        priors = np.bincount(y, minlength=k) / len(y)
+        post = np.exp(label_posterior(logp, y, priors))
+        typ_rank = within_class_rank(typicality(logp, y), y)
+        p_model = np.exp(-np.nan_to_num(state.loss.astype(np.float64), nan=0.0))
+        wrong = p_model < self.mislabel_model
+        suspect = (wrong & (post < self.mislabel_posterior)) | (
+            wrong & (typ_rank < self.outlier_tail))
+        # Worst first, at most max_drop of a class: order suspects by the posterior.
+        drop = np.zeros(len(y), bool)
+        for c in range(k):
+            idx = np.flatnonzero((y == c) & suspect)
+            cap = int(self.max_drop * (y == c).sum())
+            drop[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
+        self.dropped_ = drop
+        self.posterior_ = post
+
+    def priority(self, state: TrainingState) -> np.ndarray:
+        loss = np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
+        du = dynamic_uncertainty(state.p_true, self.du_window)
+        y = state.y
+        return (self.loss_weight * within_class_rank(loss, y)
+                + (1 - self.loss_weight) * within_class_rank(du, y))

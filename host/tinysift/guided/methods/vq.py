@@ -1,0 +1,212 @@
+"""``vq``: each epoch, a stratified importance sample over a per-class codebook of the features
+the model computes while it trains.
+
+1. **Warm-up**: random epochs without replacement (as ``rs2``) until every sample has been
+   trained once, so every sample has a loss and features (no extra pass).
+2. **Codebook** (refit every ``refresh`` epochs, charged to the budget): the cached features
+   are PCA-reduced to ``dim``, and every class gets a k-means codebook of
+   ``ceil(n_c / per_code)`` codewords.
+3. **Guided epochs** of ``budget x N`` samples: class quotas follow the class sizes; inside a
+   class, codeword ``j`` (``m_j`` members, mean recent loss ``L_j``) gets a quota proportional
+   to ``m_j^alpha * L_j^beta`` (capped at ``m_j``): dense regions are kept in proportion,
+   regions the model still gets wrong get more. Inside a codeword the ``keep_hard`` share
+   of its quota goes to its highest-priority members (the highest recent loss), the rest is
+   drawn at random from the other members and upweighted by ``(m_j - h) / (q_j - h)``, so
+   every codeword's weights sum to its mass: the epoch's weighted loss is an unbiased
+   estimate of the full-data loss with a lower variance than a random subset's
+   (``weighting="none"`` drops the weights, ``"mass"`` uses ``m_j / q_j`` for all).
+4. **Final epochs on all the data** for the last ``final_full`` of the budget, the learning
+   rate going to zero (as InfoBatch's annealing).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinysift.errors import TinysiftError
+from tinysift.guided.base import (
+    EpochPlan,
+    EpochSampler,
+    TrainingState,
+    register,
+    without_replacement_stream,
+)
+
+WEIGHTINGS = ("unbiased", "none", "mass")
+EMBEDDINGS = ("model", "pixels")
+
+
+def allocate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
+    """Integers summing to ``min(total, caps.sum())``, proportional to ``weights``, each at
+    most its cap (largest remainder; what a capped entry cannot take goes to the others)."""
+    weights = np.maximum(np.asarray(weights, np.float64), 0.0)
+    caps = np.asarray(caps, np.int64)
+    total = int(min(total, caps.sum()))
+    out = np.zeros(len(caps), np.int64)
+    for _ in range(len(caps) + 1):
+        rest = total - out.sum()
+        room = caps - out
+        open_ = room > 0
+        if rest <= 0 or not open_.any():
+            break
+        w = np.where(open_, weights, 0.0)
+        if w.sum() <= 0:
+            w = open_.astype(np.float64)
+        ideal = w / w.sum() * rest
+        add = np.minimum(np.floor(ideal).astype(np.int64), room)
+        if add.sum() == 0:
+            frac = np.where(open_, ideal - np.floor(ideal), -1.0)
+            for j in np.argsort(-frac, kind="stable")[:rest]:
+                if room[j] > 0:
+                    add[j] += 1
+        out += add
+    return out
+
+
+@register
+class VQGuided(EpochSampler):
+    """Codebook-stratified, loss-guided epochs (see the module docstring).
+
+    Parameters
+    ----------
+    per_code : members per codeword (the codebook size per class is ``ceil(n_c / per_code)``)
+    alpha : exponent of a codeword's mass in its quota (1: density-preserving)
+    beta : exponent of a codeword's mean recent loss in its quota (0: loss-blind)
+    keep_hard : share of a codeword's quota given to its highest-loss members
+    weighting : ``unbiased``, ``none`` or ``mass`` (see the module docstring)
+    refresh : epochs between codebook refits
+    dim : PCA dimension of the features the codebook is fit on
+    final_full : last share of the budget trained on all the (non-dropped) data
+    embedding : ``model`` (the features cached during training) or ``pixels`` (a fixed PCA of
+        the images, fit once)
+    """
+
+    name = "vq"
+
+    def __init__(self, seed: int = 0, per_code: int = 50, alpha: float = 1.0,
+                 beta: float = 1.0, keep_hard: float = 0.5, weighting: str = "unbiased",
+                 refresh: int = 2, dim: int = 16, final_full: float = 0.125,
+                 embedding: str = "model"):
+        super().__init__(seed)
+        if weighting not in WEIGHTINGS:
+            raise TinysiftError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        if embedding not in EMBEDDINGS:
+            raise TinysiftError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+        if not 0.0 <= keep_hard <= 1.0 or not 0.0 <= final_full < 1.0 or per_code < 1:
+            raise TinysiftError("need 0 <= keep_hard <= 1, 0 <= final_full < 1, per_code >= 1")
+        self.per_code = per_code
+        self.alpha = alpha
+        self.beta = beta
+        self.keep_hard = keep_hard
+        self.weighting = weighting
+        self.refresh = refresh
+        self.dim = dim
+        self.final_full = final_full
+        self.embedding = embedding
+
+    # -- the phases ------------------------------------------------------------------------
+    def begin(self, state: TrainingState) -> None:
+        self.stream_ = without_replacement_stream(state.num_samples, state.rng)
+        self.dropped_ = np.zeros(state.num_samples, bool)
+        self.fitted_epoch_ = None
+        self.codes_: list[tuple[np.ndarray, np.ndarray]] = []
+        self.rng_ = np.random.default_rng(self.seed)
+        if self.embedding == "pixels":
+            with state.ledger.fit("pixel-pca"):
+                self.pixel_z_ = _pca(state.x.reshape(len(state.x), -1).astype(np.float32)
+                                     / 255.0, self.dim, self.seed)
+
+    def plan(self, state: TrainingState) -> EpochPlan:
+        if not state.all_seen:
+            unseen = np.flatnonzero(state.seen_epoch < 0)
+            take = self.stream_(state.epoch_size)
+            # Prefer samples not trained yet, so the warm-up ends after about one data pass.
+            pick = np.union1d(unseen[:state.epoch_size], take)[:state.epoch_size]
+            return EpochPlan(pick, note="warm-up")
+        keep = np.flatnonzero(~self.dropped_)
+        if state.ledger.progress >= 1.0 - self.final_full:
+            return EpochPlan(keep, note="final: all kept data")
+        if self.fitted_epoch_ is None or state.epoch - self.fitted_epoch_ >= self.refresh:
+            with state.ledger.fit("codebook"):
+                self._fit_codebook(state)
+            self.fitted_epoch_ = state.epoch
+        idx, w = self._guided_epoch(state)
+        return EpochPlan(idx, w, note=f"guided ({int(self.dropped_.sum())} dropped)")
+
+    # -- pieces ----------------------------------------------------------------------------
+    def embedding_of(self, state: TrainingState) -> np.ndarray:
+        if self.embedding == "pixels":
+            return self.pixel_z_
+        return _pca(state.features, self.dim, self.seed)
+
+    def priority(self, state: TrainingState) -> np.ndarray:
+        """Within-codeword order, higher = kept first (here the recent loss)."""
+        return np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
+
+    def _fit_codebook(self, state: TrainingState) -> None:
+        from tinysift.selection.methods.vq import kmeans
+
+        self.z_ = self.embedding_of(state)
+        self.before_codebook(state)
+        self.codes_ = []
+        for c in range(state.num_classes):
+            idx = np.flatnonzero((state.y == c) & ~self.dropped_)
+            if len(idx) == 0:
+                self.codes_.append((idx, np.zeros(0, np.int64)))
+                continue
+            k = max(1, math.ceil(len(idx) / self.per_code))
+            _, assign = kmeans(self.z_[idx], k, self.seed + 7919 * c + state.epoch)
+            self.codes_.append((idx, assign))
+
+    def before_codebook(self, state: TrainingState) -> None:
+        """Hook run at every refit, before the codebook (the flow method drops mislabels)."""
+
+    def _guided_epoch(self, state: TrainingState) -> tuple[np.ndarray, np.ndarray]:
+        sizes = np.array([len(idx) for idx, _ in self.codes_])
+        class_quota = allocate(sizes, sizes, state.epoch_size)
+        loss = np.nan_to_num(state.loss.astype(np.float64), nan=float(np.nanmean(state.loss)))
+        prio = self.priority(state)
+        picked, weights = [], []
+        for (idx, assign), quota in zip(self.codes_, class_quota, strict=True):
+            if quota == 0:
+                continue
+            k = int(assign.max()) + 1
+            mass = np.bincount(assign, minlength=k)
+            code_loss = np.bincount(assign, weights=loss[idx], minlength=k) / np.maximum(mass, 1)
+            score = mass.astype(np.float64) ** self.alpha * np.maximum(code_loss,
+                                                                       1e-6) ** self.beta
+            quotas = allocate(score, mass, int(quota))
+            order = np.argsort(assign, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(mass)])
+            for j in np.flatnonzero(quotas):
+                members = idx[order[starts[j]:starts[j + 1]]]
+                p, w = self._within(members, int(quotas[j]), prio)
+                picked.append(p)
+                weights.append(w)
+        return np.concatenate(picked), np.concatenate(weights).astype(np.float32)
+
+    def _within(self, members: np.ndarray, q: int, prio: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        m = len(members)
+        if q >= m:
+            return members, np.ones(m)
+        h = int(round(self.keep_hard * q))
+        by_prio = members[np.argsort(-prio[members], kind="stable")]
+        hard, rest = by_prio[:h], by_prio[h:]
+        rand = self.rng_.choice(rest, size=q - h, replace=False) if q > h else rest[:0]
+        if self.weighting == "unbiased":
+            w_rand = (m - h) / max(1, q - h)
+            w = np.concatenate([np.ones(h), np.full(q - h, w_rand)])
+        elif self.weighting == "mass":
+            w = np.full(q, m / q)
+        else:
+            w = np.ones(q)
+        return np.concatenate([hard, rand]), w
+
+
+def _pca(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    from tinysift.scoring.embeddings import pca_reduce
+
+    return pca_reduce(z, dim, seed)
