@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinysift.export.memory import trainer_workspace_bytes
+
 pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,8 +257,8 @@ def test_info_and_memory(dev, macros, elf):
     assert info["counter"] == "systick-icount" and info["icount_shift"] == "6"
     # the static buffers, sized at build time from the export
     nmax = max(n, cap)
-    ws = 4 * (3 * k * d + 5 * k + d) + 2 * nmax + d
-    assert mem.int("workspace") == (ws + 3) // 4 * 4
+    ws = trainer_workspace_bytes(k, d, nmax)
+    assert mem.int("workspace") == (ws + 3) // 4 * 4  # rounded up to whole words
     assert mem.int("cache") == (nmax + t) * d
     assert mem.int("db") == cap * (s + 1)
     assert mem.int("stack") == 64 * 1024 and 0 < mem.int("stack_hwm") < 64 * 1024

@@ -93,9 +93,8 @@
 #define APP_MAX(a, b) ((a) > (b) ? (a) : (b))
 /* Largest training set: the compiled-in one or the RAM one. */
 #define APP_NMAX APP_MAX(APP_N, TS_DB_CAPACITY)
-/* ts_trainer_workspace_size(): 4 * (3*K*D + 5*K + D) + 2*N + D, rounded up to 4 bytes. */
-#define APP_WS_BYTES                                                                           \
-    (((4u * (3u * APP_K * APP_D + 5u * APP_K + APP_D) + 2u * APP_NMAX + APP_D) + 3u) & ~3u)
+/* The trainer's workspace for the largest training set, rounded up to 4 bytes. */
+#define APP_WS_BYTES ((TS_TRAINER_WORKSPACE_BYTES(APP_K, APP_D, APP_NMAX) + 3u) & ~(size_t)3u)
 /* Longest host line: a command (255) or a db data line. */
 #define APP_LINE_MAX APP_MAX(TS_PROTO_MAX_LINE, TS_PROTO_DB_LINE_MAX(APP_S))
 

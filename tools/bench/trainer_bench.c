@@ -25,7 +25,7 @@
 
 static uint8_t g_arena[TS_EXPORT_ARENA_BYTES] __attribute__((aligned(8)));
 static int8_t g_cache[(N_TRAIN + N_TEST) * D];
-static uint8_t g_ws[4u * (3u * K * D + 5u * K + D) + 2u * N_TRAIN + D] __attribute__((aligned(8)));
+static uint8_t g_ws[TS_TRAINER_WORKSPACE_BYTES(K, D, N_TRAIN)] __attribute__((aligned(8)));
 static int8_t g_qw[K * D];
 static int32_t g_qb[K];
 

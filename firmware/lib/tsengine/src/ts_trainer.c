@@ -57,9 +57,11 @@ ts_status_t ts_trainer_check_model(const ts_model_t *model)
     return TS_OK;
 }
 
-/* Offsets (bytes) of the workspace parts; all floats first, so 4-byte alignment holds. */
+/* Offsets (bytes) of the workspace parts, in the order TS_TRAINER_WORKSPACE_BYTES counts
+ * them: all floats first, so 4-byte alignment holds; the last part (feat8, D bytes) ends at
+ * exactly TS_TRAINER_WORKSPACE_BYTES(K, D, N). */
 typedef struct {
-    size_t w, v, g, b, vb, gb, z, p, f, order, feat8, total;
+    size_t w, v, g, b, vb, gb, z, p, f, order, feat8;
 } ts_ws_layout_t;
 
 static void ws_layout(const ts_model_t *model, uint32_t train_count, ts_ws_layout_t *l)
@@ -78,17 +80,14 @@ static void ws_layout(const ts_model_t *model, uint32_t train_count, ts_ws_layou
     l->f = l->p + k * sizeof(float);
     l->order = l->f + d * sizeof(float);
     l->feat8 = l->order + (size_t)train_count * sizeof(uint16_t);
-    l->total = l->feat8 + d;
 }
 
 size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count)
 {
-    ts_ws_layout_t l;
     if (ts_trainer_check_model(model) != TS_OK || train_count > TS_TRAINER_MAX_SAMPLES) {
         return 0;
     }
-    ws_layout(model, train_count, &l);
-    return l.total;
+    return TS_TRAINER_WORKSPACE_BYTES(model->num_classes, model->feature_dim, train_count);
 }
 
 size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
@@ -524,10 +523,11 @@ ts_status_t ts_trainer_run_sources(const ts_model_t *model, const ts_trainer_con
     if (((uintptr_t)workspace & 3u) != 0) {
         return TS_ERR_PARAM;
     }
-    ws_layout(model, train_count, &l);
-    if (workspace_bytes < l.total) {
+    if (workspace_bytes <
+        TS_TRAINER_WORKSPACE_BYTES(model->num_classes, model->feature_dim, train_count)) {
         return TS_ERR_ARENA;
     }
+    ws_layout(model, train_count, &l);
     k_n = model->num_classes;
     d_n = model->feature_dim;
     for (i = 0; i < train_count; ++i) {

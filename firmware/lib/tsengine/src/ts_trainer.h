@@ -1,6 +1,7 @@
 /*
  * tinysift engine: the on-device head trainer. Portable C99, no heap, status codes; every
- * buffer is caller-provided and sized by ts_trainer_workspace_size().
+ * buffer is caller-provided; the workspace is sized by TS_TRAINER_WORKSPACE_BYTES() /
+ * ts_trainer_workspace_size().
  *
  * The algorithm is specified exactly in docs/trainer.md and reproduced by the numpy
  * reference host/tinysift/ondevice/reference.py (tests/test_trainer.py checks one against
@@ -115,13 +116,24 @@ typedef struct {
     const float *bias;                /* [K] */
 } ts_trainer_result_t;
 
-/* Bytes of workspace ts_train_head*() need for `train_count` training samples. The
- * workspace must be 4-byte aligned (TS_ERR_PARAM otherwise). Exactly
- *   4 * (3*K*D + 5*K + D) + 2 * train_count + D bytes:
- * W, momentum V and gradient sum G (K*D floats each); b, vb, gb, logits z, probabilities p
- * (K floats each); one dequantized feature vector (D floats); the shuffle order (uint16_t
- * per training sample); one int8 feature vector (D bytes, the backbone's output when
- * features are recomputed). Returns 0 when the model is unusable. */
+/* Bytes of workspace ts_train_head*() need for K classes, D features and N training
+ * samples: the one definition of the formula (ts_trainer_workspace_size() returns it for a
+ * model; the firmware app sizes its static workspace with it; the host's memory plan,
+ * tinysift.export.memory.trainer_workspace_bytes(), is its Python twin, checked against
+ * it by tests/test_trainer.py). A constant expression (of type size_t) when K, D and N are:
+ *   4 * (3*K*D + 5*K + D)   W, momentum V, gradient sum G (K*D floats each); b, vb, gb,
+ *                           logits z, probabilities p (K floats each); one dequantized
+ *                           feature vector f (D floats)
+ *   + 2 * N                 the shuffle order (uint16_t per training sample)
+ *   + D                     one int8 feature vector (the backbone's output when features
+ *                           are recomputed)
+ * The workspace must be 4-byte aligned (TS_ERR_PARAM otherwise). */
+#define TS_TRAINER_WORKSPACE_BYTES(K, D, N)                                                 \
+    (sizeof(float) * (3u * (size_t)(K) * (size_t)(D) + 5u * (size_t)(K) + (size_t)(D)) +   \
+     sizeof(uint16_t) * (size_t)(N) + (size_t)(D))
+
+/* TS_TRAINER_WORKSPACE_BYTES(num_classes, feature_dim, train_count) for a model; 0 when the
+ * model is unusable or train_count > TS_TRAINER_MAX_SAMPLES. */
 size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count);
 
 /* Bytes of the optional int8 feature cache: (train_count + test_count) * feature_dim. */
