@@ -8,7 +8,7 @@
  *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles]
  *   driver dataset cache|nocache EPOCHS BATCH LR MU SEED   (needs -DTS_TEST_EXECUTOR)
  *   driver qm                                stdin: one double per line -> "mult shift"
- *   driver mbqm                              stdin: "x mult shift" per line -> result
+ *   driver mbqm                              stdin: "x mult shift" per line -> ts_mbqm()
  *   driver errors IN.bin                     status codes of malformed calls
  *
  * IN.bin: "TSTR", u32 N, T, D, K, init (0: the export's head, 1: floats follow);
@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "ts_export.h"
+#include "ts_fixedpoint.h"
 #include "ts_trainer.h"
 #ifdef TS_TEST_EXECUTOR
 #include "ts_engine.h"
@@ -329,7 +330,7 @@ static int cmd_mbqm(void)
         if (sscanf(line, "%ld %ld %ld", &x, &m, &s) != 3) {
             die("bad mbqm line");
         }
-        printf("%" PRId32 "\n", ts_trainer_mbqm((int32_t)x, (int32_t)m, (int32_t)s));
+        printf("%" PRId32 "\n", ts_mbqm((int32_t)x, (int32_t)m, (int32_t)s));
     }
     return 0;
 }

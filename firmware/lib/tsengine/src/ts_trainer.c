@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ts_fixedpoint.h"
 #include "ts_trainer.h"
 #include "ts_trainer_internal.h"
 
@@ -107,7 +108,7 @@ int8_t *ts_trainer_ws_feature_buffer(const ts_model_t *model, uint32_t train_cou
     return (int8_t *)(void *)(workspace + l.feat8);
 }
 
-/* ---- integer helpers (TFLite quantization arithmetic) ----------------------------------- */
+/* ---- QuantizeMultiplier (the fixed-point arithmetic itself: ts_fixedpoint.h) --------- */
 
 /* Round half away from zero of a finite x, saturated to [lo, hi] first. */
 static int64_t round_away_clamped(double x, int64_t lo, int64_t hi)
@@ -147,35 +148,6 @@ void ts_trainer_quantize_multiplier(double real, int32_t *multiplier, int32_t *s
     }
     *multiplier = (int32_t)q_fixed;
     *shift = (int32_t)e;
-}
-
-static int32_t srdhm(int32_t a, int32_t b)
-{
-    int64_t ab;
-    int32_t nudge;
-    if (a == b && a == INT32_MIN) {
-        return INT32_MAX;
-    }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-}
-
-static int32_t rounding_divide_by_pot(int32_t x, int exponent)
-{
-    int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
-    int32_t remainder = x & mask;
-    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-int32_t ts_trainer_mbqm(int32_t x, int32_t multiplier, int32_t shift)
-{
-    int left = shift > 0 ? (int)shift : 0;
-    int right = shift > 0 ? 0 : (int)-shift;
-    /* x * 2^left wraps as TFLite's int32 multiply does on every target */
-    int32_t shifted = (int32_t)(uint32_t)((uint32_t)x << left);
-    return rounding_divide_by_pot(srdhm(shifted, multiplier), right);
 }
 
 /* ---- float head ---------------------------------------------------------------------------- */
@@ -308,7 +280,7 @@ ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *hea
         for (d = 0; d < model->feature_dim; ++d) {
             acc += ((int32_t)features[d] - model->feature_zero_point) * (int32_t)row[d];
         }
-        out = ts_trainer_mbqm(acc, head_q->multiplier, head_q->shift) +
+        out = ts_mbqm(acc, head_q->multiplier, head_q->shift) +
               model->logit_zero_point;
         if (out < head->act_min) {
             out = head->act_min;

@@ -21,7 +21,8 @@
  *  4. Evaluation on the test subset with the float head, then the head is re-quantized
  *     (per-tensor symmetric int8 weights, int32 bias, TFLite QuantizeMultiplier for
  *     feature_scale * w_scale / logit_scale) and evaluated again with the int8
- *     FULLY_CONNECTED arithmetic. The re-quantized head lands in caller buffers.
+ *     FULLY_CONNECTED arithmetic (ts_mbqm of ts_fixedpoint.h, as the kernels). The
+ *     re-quantized head lands in caller buffers.
  *
  * Cycle counts come from config.cycles (the platform's ts_cycles() on the firmware; NULL
  * gives zero counts), per phase: backbone forward, head forward, backward, update,
@@ -39,7 +40,8 @@
 extern "C" {
 #endif
 
-#define TS_TRAINER_API_VERSION 1
+/* 2: ts_trainer_mbqm() is gone (ts_mbqm() of ts_fixedpoint.h is the one implementation). */
+#define TS_TRAINER_API_VERSION 2
 
 /* Seed used when config.seed is 0 (xorshift32 must not start at 0). */
 #define TS_TRAINER_SEED_ZERO 0x6D2B79F5u
@@ -184,12 +186,10 @@ uint32_t ts_trainer_xorshift32(uint32_t *state);
 void ts_trainer_shuffle(uint16_t *order, uint32_t n, uint32_t *state);
 
 /* TFLite QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)
- * (frexp, round half away from zero, the 2^31 carry; shift < -31 gives 0, 0). */
+ * (frexp, round half away from zero, the 2^31 carry; shift < -31 gives 0, 0). The only
+ * float-to-fixed-point conversion on the device (the kernels' multipliers come precomputed
+ * in the export); MultiplyByQuantizedMultiplier is ts_mbqm() of ts_fixedpoint.h. */
 void ts_trainer_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
-
-/* TFLite MultiplyByQuantizedMultiplier (saturating rounding doubling high multiply, then
- * rounding divide by a power of two). */
-int32_t ts_trainer_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
 /* Re-quantize a float head W[K][D], b[K] into head_q (buffers provided by the caller). */
 ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *weights,
@@ -197,7 +197,7 @@ ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *wei
 
 /* The head's int8 output for one feature vector, as the FULLY_CONNECTED kernel computes it:
  * acc = bias[k] + sum_d (q[d] - feature_zero_point) * w[k][d];
- * out = clamp(mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
+ * out = clamp(ts_mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
 ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *head_q,
                                  const int8_t *features, int8_t *logits);
 
