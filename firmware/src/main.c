@@ -313,28 +313,6 @@ static void window_close(void)
 
 /* ---- heads and evaluation ----------------------------------------------------------------- */
 
-static uint32_t argmax_f(const float *z, uint32_t n)
-{
-    uint32_t k, best = 0;
-    for (k = 1; k < n; ++k) {
-        if (z[k] > z[best]) {
-            best = k;
-        }
-    }
-    return best;
-}
-
-static uint32_t argmax_q(const int8_t *z, uint32_t n)
-{
-    uint32_t k, best = 0;
-    for (k = 1; k < n; ++k) {
-        if (z[k] > z[best]) {
-            best = k;
-        }
-    }
-    return best;
-}
-
 /* Test-set features into g_cache_test (once; they do not depend on the head). */
 static int ensure_test_features(uint64_t *cycles)
 {
@@ -389,15 +367,15 @@ static int eval_head(head_kind_t kind, eval_rec_t *out)
         uint32_t pred;
         int st = TS_OK;
         ts_trainer_head_float(m, w, b, f, z);
-        pred = argmax_f(z, k_n);
+        pred = ts_trainer_argmax_f(z, k_n);
         out->correct += pred == y;
         if (kind == HEAD_TRAINED) {
             st = ts_trainer_head_int8(m, &g_app.head_q, f, q);
-            pred = argmax_q(q, k_n);
+            pred = ts_trainer_argmax_q(q, k_n);
         } else if (kind == HEAD_EXPORT) {
             st = ts_run_layers(m, m->head_layer, m->head_layer + 1u, f, q, g_arena,
                                sizeof g_arena);
-            pred = argmax_q(q, k_n);
+            pred = ts_trainer_argmax_q(q, k_n);
         }
         if (st != TS_OK) {
             return st;
@@ -552,9 +530,10 @@ static int on_epoch(const ts_trainer_epoch_t *es, void *user)
 static int cmd_train(const ts_train_args_t *a)
 {
     const ts_model_t *m = g_app.model;
-    ts_dataset_t ram_set;
+    ts_dataset_t ram_set, train_f, test_f;
     const ts_dataset_t *train;
     ts_trainer_config_t cfg;
+    ts_train_request_t req;
     ts_trainer_result_t res;
     uint64_t c_train = 0, c_test = 0;
     uint32_t t0;
@@ -621,10 +600,14 @@ static int cmd_train(const ts_train_args_t *a)
     cfg.on_epoch = on_epoch;
     g_app.head_q.weights = g_head_w;
     g_app.head_q.bias = g_head_b;
+    /* the cached features as the trainer's feature sets */
+    train_f = ts_trainer_feature_set(m, g_cache_train, train->y, train->count);
+    test_f = ts_trainer_feature_set(m, g_cache_test, g_app.test->y, g_app.test->count);
+    req = (ts_train_request_t){.train = &train_f, .test = &test_f, .workspace = g_ws,
+                               .workspace_bytes = sizeof g_ws, .head_q = &g_app.head_q,
+                               .result = &res};
     window_open();
-    st = ts_train_head_features(m, &cfg, g_cache_train, train->y, train->count, g_cache_test,
-                                g_app.test->y, g_app.test->count, g_ws, sizeof g_ws,
-                                &g_app.head_q, &res);
+    st = ts_train_head_features(m, &cfg, &req);
     if (st == TS_OK) {
         t0 = ts_cycles();
         st = eval_head(a->init == TS_INIT_ZERO ? HEAD_ZERO : HEAD_EXPORT, &g_app.before);

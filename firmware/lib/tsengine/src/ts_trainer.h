@@ -1,7 +1,7 @@
 /*
  * tinysift engine: the on-device head trainer. Portable C99, no heap, status codes; every
- * buffer is caller-provided; the workspace is sized by TS_TRAINER_WORKSPACE_BYTES() /
- * ts_trainer_workspace_size().
+ * buffer is caller-provided (a ts_train_request_t) and the workspace is sized by
+ * TS_TRAINER_WORKSPACE_BYTES() / ts_trainer_workspace_size().
  *
  * The algorithm is specified exactly in docs/trainer.md and reproduced by the numpy
  * reference host/tinysift/ondevice/reference.py (tests/test_trainer.py checks one against
@@ -40,7 +40,8 @@
 extern "C" {
 #endif
 
-/* 2: ts_trainer_mbqm() is gone (ts_mbqm() of ts_fixedpoint.h is the one implementation). */
+/* 2: ts_train_head*() take a ts_train_request_t; ts_trainer_mbqm() is gone (ts_mbqm() of
+ * ts_fixedpoint.h is the one implementation). */
 #define TS_TRAINER_API_VERSION 2
 
 /* Seed used when config.seed is 0 (xorshift32 must not start at 0). */
@@ -146,28 +147,51 @@ size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
  * feature_dim inputs and num_classes outputs, positive scales, head init arrays. */
 ts_status_t ts_trainer_check_model(const ts_model_t *model);
 
-/* Train from precomputed int8 features (train_count x feature_dim, then the test set the
- * same way); labels in [0, num_classes). This is the path the firmware takes once the
- * feature cache is filled, and the one the host tests drive directly. Needs no executor.
- * head_q receives the re-quantized head. result may be NULL. */
-ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
-                                   const int8_t *train_features, const uint8_t *train_labels,
-                                   uint32_t train_count, const int8_t *test_features,
-                                   const uint8_t *test_labels, uint32_t test_count,
-                                   uint8_t *workspace, size_t workspace_bytes,
-                                   ts_head_q_t *head_q, ts_trainer_result_t *result);
+/* One training run's data, caller memory and outputs: the caller owns every buffer, the
+ * trainer checks them first and allocates nothing (the layout of CMSIS-NN's and TFLM's
+ * reference kernels: checks, then work in caller buffers, a status returned). Fields an entry
+ * point does not read may stay 0 (designated initializers leave them so). */
+typedef struct {
+    /* data; labels (y) in [0, num_classes) */
+    const ts_dataset_t *train;   /* ts_train_head: model inputs (sample_bytes = the model's
+                                    input size); ts_train_head_features: int8 features
+                                    (sample_bytes = feature_dim) */
+    const ts_dataset_t *test;    /* the same for the test subset (count may be 0) */
+    /* caller memory */
+    uint8_t *workspace;          /* TS_TRAINER_WORKSPACE_BYTES(K, D, train->count) bytes,
+                                    4-byte aligned; holds the trained float head afterwards */
+    size_t workspace_bytes;
+    int8_t *feature_cache;       /* ts_train_head only: ts_trainer_cache_size() bytes, filled
+                                    once (train samples first, then test samples); NULL ->
+                                    features are recomputed each time they are needed */
+    size_t feature_cache_bytes;
+    uint8_t *arena;              /* ts_train_head only, needed when head_layer > 0:
+                                    ts_arena_size(model) bytes, 8-byte aligned */
+    size_t arena_bytes;
+    /* outputs */
+    ts_head_q_t *head_q;         /* the re-quantized head (weights and bias buffers set) */
+    ts_trainer_result_t *result; /* may be NULL */
+} ts_train_request_t;
 
-/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c).
- * feature_cache: NULL -> features are recomputed each time they are needed (RAM too small);
- * otherwise it must hold ts_trainer_cache_size() bytes (else TS_ERR_ARENA), is filled once
- * (train samples first, then test samples) and training continues as
- * ts_train_head_features(). arena: ts_arena_size(model) bytes, 8-byte aligned. */
+/* A dataset of count int8 feature vectors (feature_dim bytes each) and their labels: what
+ * ts_train_head_features() reads (a filled feature cache, for instance). */
+ts_dataset_t ts_trainer_feature_set(const ts_model_t *model, const int8_t *features,
+                                    const uint8_t *labels, uint32_t count);
+
+/* Train from precomputed int8 features: req->train and req->test hold feature vectors
+ * (sample_bytes == feature_dim). This is the path the firmware app takes once its feature
+ * cache is filled, and the one the host tests drive directly. Needs no executor;
+ * feature_cache and arena are not used. */
+ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
+                                   const ts_train_request_t *req);
+
+/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c):
+ * with req->feature_cache the features of every sample are computed once into it (it must
+ * hold ts_trainer_cache_size() bytes, else TS_ERR_ARENA) and training continues as
+ * ts_train_head_features(); without one they are recomputed each time they are needed (RAM
+ * too small). */
 ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
-                          const ts_dataset_t *train, const ts_dataset_t *test,
-                          int8_t *feature_cache, size_t feature_cache_bytes,
-                          uint8_t *arena, size_t arena_bytes,
-                          uint8_t *workspace, size_t workspace_bytes,
-                          ts_head_q_t *head_q, ts_trainer_result_t *result);
+                          const ts_train_request_t *req);
 
 /* Backbone features of samples [0, ds->count) into out (count x feature_dim int8).
  * *cycles (may be NULL) receives the counter ticks spent (0 when cycles_fn is NULL). */
@@ -200,6 +224,10 @@ ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *wei
  * out = clamp(ts_mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
 ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *head_q,
                                  const int8_t *features, int8_t *logits);
+
+/* The prediction: the first index of the largest of n logits (float, or int8). */
+uint32_t ts_trainer_argmax_f(const float *logits, uint32_t n);
+uint32_t ts_trainer_argmax_q(const int8_t *logits, uint32_t n);
 
 /* Float logits z = W f + b for one int8 feature vector (dequantized first). */
 void ts_trainer_head_float(const ts_model_t *model, const float *weights, const float *bias,
