@@ -120,10 +120,6 @@ static volatile uint32_t g_boot_check APP_NOINIT;
 
 /* ---- state ------------------------------------------------------------------------------ */
 
-enum { PH_FEATURES, PH_HEAD_FORWARD, PH_BACKWARD, PH_UPDATE, PH_EVALUATION, PH_COUNT };
-static const char *const k_phase_names[PH_COUNT] = {"features", "head_forward", "backward",
-                                                    "update", "evaluation"};
-
 typedef struct {
     uint32_t n; /* 1-based */
     float loss;
@@ -162,10 +158,10 @@ typedef struct {
     /* the last train, for `results` */
     int results_valid;
     uint32_t epochs_run;
-    uint64_t epoch_lookup_cycles; /* the trainer's TS_PHASE_BACKBONE inside the epochs */
+    uint64_t epoch_lookup_cycles; /* the trainer's TS_PHASE_FEATURES inside the epochs */
     epoch_rec_t epochs[TS_APP_RESULT_EPOCHS];
     eval_rec_t before, after;
-    uint64_t phases[PH_COUNT];
+    uint64_t phases[TS_PHASE_COUNT];
 } app_t;
 
 static app_t g_app;
@@ -234,10 +230,11 @@ static void send_epoch(const epoch_rec_t *e)
     rec_send();
 }
 
-static void send_phase(int ph)
+/* The phases are the trainer's, named by ts_trainer_phase_name(). */
+static void send_phase(ts_trainer_phase_t ph)
 {
     ts_record_t *r = rec("phase");
-    ts_record_text(r, "name", k_phase_names[ph]);
+    ts_record_text(r, "name", ts_trainer_phase_name(ph));
     ts_record_u64(r, "cycles", g_app.phases[ph]);
     rec_send();
 }
@@ -519,7 +516,7 @@ static int on_epoch(const ts_trainer_epoch_t *es, void *user)
     for (ph = 0; ph < TS_PHASE_COUNT; ++ph) {
         e.cycles += es->cycles[ph];
     }
-    g_app.epoch_lookup_cycles += es->cycles[TS_PHASE_BACKBONE];
+    g_app.epoch_lookup_cycles += es->cycles[TS_PHASE_FEATURES];
     g_app.epochs[es->epoch % TS_APP_RESULT_EPOCHS] = e;
     g_app.epochs_run = es->epoch + 1u;
     send_epoch(&e);
@@ -578,9 +575,9 @@ static int cmd_train(const ts_train_args_t *a)
     if (st != TS_OK) {
         return fail(st, engine_status_name(st));
     }
-    g_app.phases[PH_FEATURES] = c_train + c_test;
+    g_app.phases[TS_PHASE_FEATURES] = c_train + c_test;
 
-    send_phase(PH_FEATURES);
+    send_phase(TS_PHASE_FEATURES);
 
     /* windows: one per epoch (on_epoch closes and reopens them), then the evaluation: the
      * trainer's (trained head, float and int8, and its re-quantization), then the initial
@@ -611,7 +608,7 @@ static int cmd_train(const ts_train_args_t *a)
     if (st == TS_OK) {
         t0 = ts_cycles();
         st = eval_head(a->init == TS_INIT_ZERO ? HEAD_ZERO : HEAD_EXPORT, &g_app.before);
-        g_app.phases[PH_EVALUATION] += (uint32_t)(ts_cycles() - t0);
+        g_app.phases[TS_PHASE_EVALUATION] += (uint32_t)(ts_cycles() - t0);
     }
     window_close();
     if (st == TS_OK) {
@@ -626,23 +623,25 @@ static int cmd_train(const ts_train_args_t *a)
     g_app.after.correct = res.test_correct_float;
     g_app.after.int8_correct = res.test_correct_int8;
     g_app.after.total = res.test_count;
-    /* With cached features the trainer's "backbone" bucket only holds the lookups of cached
-     * feature vectors: those of the epochs go to head_forward, the rest to evaluation, so that
-     * the phases add up to the epochs' cycles plus the evaluations. */
-    g_app.phases[PH_HEAD_FORWARD] =
+    /* The app's features phase is its own cache fill (above). With cached features the
+     * trainer's TS_PHASE_FEATURES bucket only holds the lookups of cached feature vectors:
+     * those of the epochs go to head_forward, the rest to evaluation, so that the phases add
+     * up to the epochs' cycles plus the evaluations. */
+    g_app.phases[TS_PHASE_HEAD_FORWARD] =
         res.cycles[TS_PHASE_HEAD_FORWARD] + g_app.epoch_lookup_cycles;
-    g_app.phases[PH_BACKWARD] = res.cycles[TS_PHASE_BACKWARD];
-    g_app.phases[PH_UPDATE] = res.cycles[TS_PHASE_UPDATE];
-    g_app.phases[PH_EVALUATION] += res.cycles[TS_PHASE_EVAL] +
-                                   (res.cycles[TS_PHASE_BACKBONE] - g_app.epoch_lookup_cycles);
+    g_app.phases[TS_PHASE_BACKWARD] = res.cycles[TS_PHASE_BACKWARD];
+    g_app.phases[TS_PHASE_UPDATE] = res.cycles[TS_PHASE_UPDATE];
+    g_app.phases[TS_PHASE_EVALUATION] +=
+        res.cycles[TS_PHASE_EVALUATION] +
+        (res.cycles[TS_PHASE_FEATURES] - g_app.epoch_lookup_cycles);
     g_app.results_valid = 1;
 
     send_eval("before", &g_app.before);
     send_eval("after", &g_app.after);
-    send_phase(PH_HEAD_FORWARD);
-    send_phase(PH_BACKWARD);
-    send_phase(PH_UPDATE);
-    send_phase(PH_EVALUATION);
+    send_phase(TS_PHASE_HEAD_FORWARD);
+    send_phase(TS_PHASE_BACKWARD);
+    send_phase(TS_PHASE_UPDATE);
+    send_phase(TS_PHASE_EVALUATION);
     send_mem();
     return 0;
 }
@@ -674,7 +673,7 @@ static int cmd_results(void)
     if (!g_app.results_valid) {
         return 0; /* no train yet (or the last one failed): nothing to repeat */
     }
-    send_phase(PH_FEATURES);
+    send_phase(TS_PHASE_FEATURES);
     first = g_app.epochs_run > TS_APP_RESULT_EPOCHS ? g_app.epochs_run - TS_APP_RESULT_EPOCHS
                                                     : 0u;
     for (n = first; n < g_app.epochs_run; ++n) {
@@ -682,10 +681,10 @@ static int cmd_results(void)
     }
     send_eval("before", &g_app.before);
     send_eval("after", &g_app.after);
-    send_phase(PH_HEAD_FORWARD);
-    send_phase(PH_BACKWARD);
-    send_phase(PH_UPDATE);
-    send_phase(PH_EVALUATION);
+    send_phase(TS_PHASE_HEAD_FORWARD);
+    send_phase(TS_PHASE_BACKWARD);
+    send_phase(TS_PHASE_UPDATE);
+    send_phase(TS_PHASE_EVALUATION);
     send_mem();
     return 0;
 }

@@ -113,6 +113,13 @@ int8_t *ts_trainer_ws_feature_buffer(const ts_model_t *model, uint32_t train_cou
     return (int8_t *)(void *)(workspace + l.feat8);
 }
 
+const char *ts_trainer_phase_name(ts_trainer_phase_t phase)
+{
+    static const char *const names[TS_PHASE_COUNT] = {"features", "head_forward", "backward",
+                                                      "update", "evaluation"};
+    return (unsigned)phase < (unsigned)TS_PHASE_COUNT ? names[phase] : "unknown";
+}
+
 /* ---- QuantizeMultiplier (the fixed-point arithmetic itself: ts_fixedpoint.h) --------- */
 
 /* Round half away from zero of a finite x, saturated to [lo, hi] first. */
@@ -465,19 +472,19 @@ static ts_status_t eval_float(ts_run_t *r, const ts_feature_src_t *src, const ui
     for (i = 0; i < count; ++i) {
         ts_status_t st = TS_OK;
         const int8_t *q;
-        clock_lap(&r->clk, &cycles[TS_PHASE_EVAL]);
+        clock_lap(&r->clk, &cycles[TS_PHASE_EVALUATION]);
         q = src->get(src->ctx, i, &st);
         if (q == NULL) {
             return st != TS_OK ? st : TS_ERR_NULL;
         }
-        clock_lap(&r->clk, &cycles[TS_PHASE_BACKBONE]);
+        clock_lap(&r->clk, &cycles[TS_PHASE_FEATURES]);
         dequantize(r->model, q, r->f);
         head_logits(r->k_n, r->d_n, r->w, r->b, r->f, r->z);
         if (ts_trainer_argmax_f(r->z, r->k_n) == labels[i]) {
             ++n_ok;
         }
     }
-    clock_lap(&r->clk, &cycles[TS_PHASE_EVAL]);
+    clock_lap(&r->clk, &cycles[TS_PHASE_EVALUATION]);
     *correct = n_ok;
     return TS_OK;
 }
@@ -492,18 +499,18 @@ static ts_status_t eval_int8(ts_run_t *r, const ts_head_q_t *head_q,
     for (i = 0; i < count; ++i) {
         ts_status_t st = TS_OK;
         const int8_t *q;
-        clock_lap(&r->clk, &cycles[TS_PHASE_EVAL]);
+        clock_lap(&r->clk, &cycles[TS_PHASE_EVALUATION]);
         q = src->get(src->ctx, i, &st);
         if (q == NULL) {
             return st != TS_OK ? st : TS_ERR_NULL;
         }
-        clock_lap(&r->clk, &cycles[TS_PHASE_BACKBONE]);
+        clock_lap(&r->clk, &cycles[TS_PHASE_FEATURES]);
         ts_trainer_head_int8(r->model, head_q, q, logits);
         if (ts_trainer_argmax_q(logits, r->k_n) == labels[i]) {
             ++n_ok;
         }
     }
-    clock_lap(&r->clk, &cycles[TS_PHASE_EVAL]);
+    clock_lap(&r->clk, &cycles[TS_PHASE_EVALUATION]);
     *correct = n_ok;
     return TS_OK;
 }
@@ -520,7 +527,7 @@ static ts_status_t evaluate(ts_run_t *r, ts_head_q_t *head_q, const ts_feature_s
         return st;
     }
     st = ts_trainer_requantize_head(r->model, r->w, r->b, head_q);
-    clock_lap(&r->clk, &r->res.cycles[TS_PHASE_EVAL]);
+    clock_lap(&r->clk, &r->res.cycles[TS_PHASE_EVALUATION]);
     if (st != TS_OK) {
         return st;
     }
@@ -661,7 +668,7 @@ static ts_status_t train_epoch(ts_run_t *r, const ts_feature_src_t *src, const u
             if (q == NULL) {
                 return st != TS_OK ? st : TS_ERR_NULL;
             }
-            clock_lap(&r->clk, &es->cycles[TS_PHASE_BACKBONE]);
+            clock_lap(&r->clk, &es->cycles[TS_PHASE_FEATURES]);
             loss_sum += sample_forward(r, q, y, &es->correct);
             clock_lap(&r->clk, &es->cycles[TS_PHASE_HEAD_FORWARD]);
             sample_backward(r, y);
@@ -788,7 +795,7 @@ ts_status_t ts_trainer_run(const ts_model_t *model, const ts_trainer_config_t *c
     memset(&r.res, 0, sizeof(r.res));
     r.res.train_count = train->count;
     r.res.test_count = test->count;
-    r.res.cycles[TS_PHASE_BACKBONE] = features_cycles;
+    r.res.cycles[TS_PHASE_FEATURES] = features_cycles;
     r.res.weights = r.w;
     r.res.bias = r.b;
     r.clk.fn = config->cycles;

@@ -25,8 +25,8 @@
  *     re-quantized head lands in caller buffers.
  *
  * Cycle counts come from config.cycles (the platform's ts_cycles() on the firmware; NULL
- * gives zero counts), per phase: backbone forward, head forward, backward, update,
- * evaluation.
+ * gives zero counts), per phase (ts_trainer_phase_t): features, head forward, backward,
+ * update, evaluation.
  */
 #ifndef TS_TRAINER_H
 #define TS_TRAINER_H
@@ -40,8 +40,9 @@
 extern "C" {
 #endif
 
-/* 2: ts_train_head*() take a ts_train_request_t; ts_trainer_mbqm() is gone (ts_mbqm() of
- * ts_fixedpoint.h is the one implementation). */
+/* 2: ts_train_head*() take a ts_train_request_t; the phases TS_PHASE_BACKBONE and
+ * TS_PHASE_EVAL are named TS_PHASE_FEATURES and TS_PHASE_EVALUATION; ts_trainer_mbqm() is
+ * gone (ts_mbqm() of ts_fixedpoint.h is the one implementation). */
 #define TS_TRAINER_API_VERSION 2
 
 /* Seed used when config.seed is 0 (xorshift32 must not start at 0). */
@@ -50,15 +51,20 @@ extern "C" {
 /* Most training samples one run accepts (the shuffle order is stored as uint16_t). */
 #define TS_TRAINER_MAX_SAMPLES 65535u
 
-/* Phases whose cycles are counted. */
+/* Phases whose cycles are counted. The firmware app reports the same phases under the
+ * names of ts_trainer_phase_name() (its `@phase` records). */
 typedef enum {
-    TS_PHASE_BACKBONE = 0,  /* ts_run_layers(0, head_layer): feature extraction, train + test */
+    TS_PHASE_FEATURES = 0,  /* getting the int8 features: ts_run_layers(0, head_layer) (the
+                               cache fill or every recomputation), or a cache lookup */
     TS_PHASE_HEAD_FORWARD,  /* dequantize, logits, softmax, loss (training) */
     TS_PHASE_BACKWARD,      /* dlogits and the batch's gradient sums */
-    TS_PHASE_UPDATE,        /* momentum SGD step, once per batch */
-    TS_PHASE_EVAL,          /* test-set evaluation (float and int8) and re-quantization */
+    TS_PHASE_UPDATE,        /* momentum SGD step, once per batch (and the epoch's shuffle) */
+    TS_PHASE_EVALUATION,    /* test-set evaluation (float and int8) and re-quantization */
     TS_PHASE_COUNT
 } ts_trainer_phase_t;
+
+/* "features", "head_forward", "backward", "update", "evaluation"; "unknown" otherwise. */
+const char *ts_trainer_phase_name(ts_trainer_phase_t phase);
 
 /* One finished epoch, handed to config.on_epoch. cycles[] covers this epoch only. */
 typedef struct {

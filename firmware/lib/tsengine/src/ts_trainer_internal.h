@@ -32,7 +32,7 @@ ts_status_t ts_trainer_check_request(const ts_model_t *model, const ts_trainer_c
                                      const ts_train_request_t *req, ts_sample_kind_t kind);
 
 /* The whole training run of a checked request over two feature sources (train and test
- * samples, by index). features_cycles is added to the TS_PHASE_BACKBONE total (the
+ * samples, by index). features_cycles is added to the TS_PHASE_FEATURES total (the
  * feature-cache fill that happened before). */
 ts_status_t ts_trainer_run(const ts_model_t *model, const ts_trainer_config_t *config,
                            const ts_train_request_t *req, const ts_feature_src_t *train_src,
