@@ -1,4 +1,4 @@
-"""The firmware app (firmware/src/main.c) speaking TSP/1 (docs/protocol.md) in QEMU mps2-an386,
+"""The firmware app (firmware/src/) speaking TSP/1 (docs/protocol.md) in QEMU mps2-an386,
 with a real digits export compiled in (TS_EXPORT_DIR). No mocks: PlatformIO through tools/pio,
 QEMU under -icount with its UART on a TCP port, pyserial's socket:// URL on the host side.
 

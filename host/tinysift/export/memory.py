@@ -84,7 +84,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     exported training set)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
-        # The firmware app always caches the features (firmware/src/main.c sizes the cache
+        # The firmware app always caches the features (firmware/src/app.h sizes the cache
         # from the export); the trainer can recompute them instead, but no app path does yet.
         feature_cache = True
     k, d = fp.num_classes, fp.feature_dim
