@@ -1,4 +1,4 @@
-"""The firmware app (firmware/src/main.c) speaking TSP/1 (docs/protocol.md) in QEMU mps2-an386,
+"""The firmware app (firmware/src/) speaking TSP/1 (docs/protocol.md) in QEMU mps2-an386,
 with a real digits export compiled in (TS_EXPORT_DIR). No mocks: PlatformIO through tools/pio,
 QEMU under -icount with its UART on a TCP port, pyserial's socket:// URL on the host side.
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tinysift.export.memory import trainer_workspace_bytes
 
 pytestmark = pytest.mark.qemu
 
@@ -255,8 +257,8 @@ def test_info_and_memory(dev, macros, elf):
     assert info["counter"] == "systick-icount" and info["icount_shift"] == "6"
     # the static buffers, sized at build time from the export
     nmax = max(n, cap)
-    ws = 4 * (3 * k * d + 5 * k + d) + 2 * nmax + d
-    assert mem.int("workspace") == (ws + 3) // 4 * 4
+    ws = trainer_workspace_bytes(k, d, nmax)
+    assert mem.int("workspace") == (ws + 3) // 4 * 4  # rounded up to whole words
     assert mem.int("cache") == (nmax + t) * d
     assert mem.int("db") == cap * (s + 1)
     assert mem.int("stack") == 64 * 1024 and 0 < mem.int("stack_hwm") < 64 * 1024

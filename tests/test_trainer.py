@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import trainer_reference as ref
+from tinysift.export.memory import trainer_workspace_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -237,11 +238,6 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b)) / np.max(np.abs(b)))
 
 
-def workspace_bytes(m: Model, n: int) -> int:
-    k, d = m.num_classes, m.feature_dim
-    return 4 * (3 * k * d + 5 * k + d) + 2 * n + d
-
-
 # ---- tests -------------------------------------------------------------------------------------
 
 def test_sample_order_is_bit_exact(driver):
@@ -363,7 +359,42 @@ def test_requantized_export_head_matches_tflm(driver, data, model, export_dir, t
 def test_workspace_size_is_exact(trained, model, data):
     _, res = trained
     c, _, _ = res["export"]
-    assert c.ws_size == workspace_bytes(model, len(data.ytr))
+    assert c.ws_size == trainer_workspace_bytes(model.num_classes, model.feature_dim,
+                                                len(data.ytr))
+
+
+# (K, D, N): the smallest, odd sizes, the digits exports, the sample limit, the largest head
+# the trainer accepts (K*D = 2^24), and shapes it refuses (its size function then gives 0)
+WS_CASES = [(1, 1, 0), (1, 1, 1), (2, 3, 7), (3, 5, 8), (10, 64, 300), (10, 64, 1437),
+            (1, 1, 65535), (4096, 4096, 65535), (65536, 256, 1), (1, 65536, 0),
+            (10, 64, 65536), (4097, 4096, 1), (65537, 1, 1)]
+
+
+def _refused(k: int, d: int, n: int) -> bool:
+    return n > 65535 or k > 65536 or d > 65536 or k * d > 1 << 24
+
+
+def test_workspace_formula_c_and_python_agree(tmp_path):
+    """TS_TRAINER_WORKSPACE_BYTES (the C macro: static arrays and runtime values) and
+    ts_trainer_workspace_size() give the numbers of the memory plan's Python twin,
+    tinysift.export.memory.trainer_workspace_bytes."""
+    exe = tmp_path / "workspace_size"
+    cmd = ["gcc", *CFLAGS, f"-I{ENGINE}", str(ROOT / "tests" / "c" / "workspace_size.c"),
+           str(ENGINE / "ts_trainer.c"), "-lm", "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    out = run(exe, stdin="".join(f"{k} {d} {n}\n" for k, d, n in WS_CASES))
+    rows = [line.split() for line in out.splitlines()]
+    consts = [tuple(int(v) for v in row[1:]) for row in rows if row[0] == "const"]
+    assert [c[:3] for c in consts] == [(1, 1, 0), (2, 3, 7), (10, 64, 1437)]
+    for k, d, n, size in consts:
+        assert size == trainer_workspace_bytes(k, d, n), (k, d, n)
+    got = [tuple(int(v) for v in row[1:]) for row in rows if row[0] == "ws"]
+    assert [g[:3] for g in got] == WS_CASES
+    for k, d, n, macro, function in got:
+        assert macro == trainer_workspace_bytes(k, d, n), (k, d, n)
+        assert function == (0 if _refused(k, d, n) else macro), (k, d, n)
+    assert trainer_workspace_bytes(10, 64, 1437) == 11074  # docs/trainer.md's digits figure
 
 
 def test_cycle_counts(trained, driver, tmp_path, model):

@@ -8,7 +8,7 @@
  *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles]
  *   driver dataset cache|nocache EPOCHS BATCH LR MU SEED   (needs -DTS_TEST_EXECUTOR)
  *   driver qm                                stdin: one double per line -> "mult shift"
- *   driver mbqm                              stdin: "x mult shift" per line -> result
+ *   driver mbqm                              stdin: "x mult shift" per line -> ts_mbqm()
  *   driver errors IN.bin                     status codes of malformed calls
  *
  * IN.bin: "TSTR", u32 N, T, D, K, init (0: the export's head, 1: floats follow);
@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "ts_export.h"
+#include "ts_fixedpoint.h"
 #include "ts_trainer.h"
 #ifdef TS_TEST_EXECUTOR
 #include "ts_engine.h"
@@ -96,6 +97,21 @@ static void load_input(const char *path, input_t *in)
         read_exact(fp, in->b0, (size_t)in->k * sizeof(float));
     }
     fclose(fp);
+}
+
+/* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set. */
+static ts_status_t train_features(const ts_model_t *model, const ts_trainer_config_t *cfg,
+                                  const input_t *in, uint32_t n, const uint8_t *ytr,
+                                  uint8_t *ws, size_t ws_bytes, ts_head_q_t *hq,
+                                  ts_trainer_result_t *res)
+{
+    /* sample_bytes from the input file, not from the model: the bad models of cmd_errors
+     * (NULL among them) must reach the trainer's own checks */
+    ts_dataset_t train = {n, in->d, in->xtr, ytr};
+    ts_dataset_t test = {in->t, in->d, in->xte, in->yte};
+    ts_train_request_t req = {.train = &train, .test = &test, .workspace = ws,
+                              .workspace_bytes = ws_bytes, .head_q = hq, .result = res};
+    return ts_train_head_features(model, cfg, &req);
 }
 
 static void free_input(input_t *in)
@@ -248,8 +264,7 @@ static int cmd_train(char **argv, int argc)
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
     printf("ws_size %zu\n", ws_bytes);
-    st = ts_train_head_features(M, &cfg, in.xtr, in.ytr, in.n, in.xte, in.yte, in.t, ws,
-                                ws_bytes, &hq, &res);
+    st = train_features(M, &cfg, &in, in.n, in.ytr, ws, ws_bytes, &hq, &res);
     if (st != TS_OK) {
         printf("status %d\n", (int)st);
         return 1;
@@ -268,6 +283,7 @@ static int cmd_dataset(char **argv)
     ts_trainer_config_t cfg;
     ts_trainer_result_t res;
     ts_head_q_t hq;
+    ts_train_request_t req;
     uint8_t *ws, *arena;
     int8_t *cache = NULL, *test_features;
     size_t ws_bytes, arena_bytes, cache_bytes = 0;
@@ -286,8 +302,12 @@ static int cmd_dataset(char **argv)
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
     printf("ws_size %zu\n", ws_bytes);
-    st = ts_train_head(M, &cfg, &ts_export_train, &ts_export_test, cache, cache_bytes, arena,
-                       arena_bytes, ws, ws_bytes, &hq, &res);
+    req = (ts_train_request_t){.train = &ts_export_train, .test = &ts_export_test,
+                               .workspace = ws, .workspace_bytes = ws_bytes,
+                               .feature_cache = cache, .feature_cache_bytes = cache_bytes,
+                               .arena = arena, .arena_bytes = arena_bytes,
+                               .head_q = &hq, .result = &res};
+    st = ts_train_head(M, &cfg, &req);
     if (st != TS_OK) {
         printf("status %d\n", (int)st);
         return 1;
@@ -329,7 +349,7 @@ static int cmd_mbqm(void)
         if (sscanf(line, "%ld %ld %ld", &x, &m, &s) != 3) {
             die("bad mbqm line");
         }
-        printf("%" PRId32 "\n", ts_trainer_mbqm((int32_t)x, (int32_t)m, (int32_t)s));
+        printf("%" PRId32 "\n", ts_mbqm((int32_t)x, (int32_t)m, (int32_t)s));
     }
     return 0;
 }
@@ -368,8 +388,7 @@ static int cmd_errors(char **argv)
         }                                                                                 \
     } while (0)
 #define TRAIN(model, cfgp, n, ytr, wsp, wsb, hqp)                                         \
-    ts_train_head_features(model, cfgp, in.xtr, ytr, n, in.xte, in.yte, in.t, wsp, wsb,   \
-                           hqp, &res)
+    train_features(model, cfgp, &in, n, ytr, wsp, wsb, hqp, &res)
 
     EXPECT("valid", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes, &hq), TS_OK);
     EXPECT("workspace one byte short", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes - 1, &hq),
@@ -382,6 +401,20 @@ static int cmd_errors(char **argv)
     EXPECT("null head_q", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes, NULL), TS_ERR_NULL);
     EXPECT("null labels", TRAIN(M, &cfg, in.n, NULL, ws, ws_bytes, &hq), TS_ERR_NULL);
     EXPECT("no training samples", TRAIN(M, &cfg, 0, in.ytr, ws, ws_bytes, &hq), TS_ERR_DATA);
+    {
+        ts_dataset_t train = ts_trainer_feature_set(M, in.xtr, in.ytr, in.n);
+        ts_dataset_t test = train;
+        ts_train_request_t req = {.train = &train, .test = &test, .workspace = ws,
+                                  .workspace_bytes = ws_bytes, .head_q = &hq};
+        EXPECT("null request", ts_train_head_features(M, &cfg, NULL), TS_ERR_NULL);
+        EXPECT("valid request, no result", ts_train_head_features(M, &cfg, &req), TS_OK);
+        req.test = NULL;
+        EXPECT("null test set", ts_train_head_features(M, &cfg, &req), TS_ERR_NULL);
+        req.test = &test;
+        test.sample_bytes = in.d + 1u;
+        EXPECT("test features of the wrong size", ts_train_head_features(M, &cfg, &req),
+               TS_ERR_SHAPE);
+    }
     {
         ts_trainer_config_t c2 = cfg;
         c2.batch_size = 0;
@@ -454,10 +487,17 @@ static int cmd_errors(char **argv)
     {
         uint8_t arena[16];
         int8_t cache[8];
-        EXPECT("cache too small",
-               ts_train_head(M, &cfg, &ts_export_train, &ts_export_test, cache, sizeof(cache),
-                             arena, sizeof(arena), ws, ws_bytes, &hq, &res),
-               TS_ERR_ARENA);
+        size_t ws_ds_bytes = ts_trainer_workspace_size(M, ts_export_train.count);
+        uint8_t *ws_ds = xmalloc(ws_ds_bytes);
+        ts_train_request_t req = {.train = &ts_export_train, .test = &ts_export_test,
+                                  .workspace = ws_ds, .workspace_bytes = ws_ds_bytes,
+                                  .feature_cache = cache, .feature_cache_bytes = sizeof(cache),
+                                  .arena = arena, .arena_bytes = sizeof(arena), .head_q = &hq};
+        EXPECT("cache too small", ts_train_head(M, &cfg, &req), TS_ERR_ARENA);
+        req.arena = NULL; /* the backbone needs one (head_layer > 0) */
+        EXPECT("no arena", ts_train_head(M, &cfg, &req),
+               M->head_layer > 0 ? TS_ERR_NULL : TS_ERR_ARENA);
+        free(ws_ds);
     }
 #endif
     free(ws);

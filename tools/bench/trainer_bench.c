@@ -25,7 +25,7 @@
 
 static uint8_t g_arena[TS_EXPORT_ARENA_BYTES] __attribute__((aligned(8)));
 static int8_t g_cache[(N_TRAIN + N_TEST) * D];
-static uint8_t g_ws[4u * (3u * K * D + 5u * K + D) + 2u * N_TRAIN + D] __attribute__((aligned(8)));
+static uint8_t g_ws[TS_TRAINER_WORKSPACE_BYTES(K, D, N_TRAIN)] __attribute__((aligned(8)));
 static int8_t g_qw[K * D];
 static int32_t g_qb[K];
 
@@ -63,6 +63,8 @@ int main(void)
     ts_trainer_config_t cfg = {0};
     ts_trainer_result_t res;
     ts_head_q_t hq;
+    ts_train_request_t req;
+    ts_dataset_t train_f, test_f; /* the filled cache as feature sets */
     ts_status_t st;
     int8_t logits[K];
     uint64_t counted = 0;
@@ -85,9 +87,12 @@ int main(void)
         ts_printf("workspace size mismatch\n");
         return 1;
     }
-    st = ts_train_head(&ts_export_model, &cfg, &ts_export_train, &ts_export_test, g_cache,
-                       sizeof(g_cache), g_arena, sizeof(g_arena), g_ws, sizeof(g_ws), &hq,
-                       &res);
+    req = (ts_train_request_t){.train = &ts_export_train, .test = &ts_export_test,
+                               .workspace = g_ws, .workspace_bytes = sizeof(g_ws),
+                               .feature_cache = g_cache, .feature_cache_bytes = sizeof(g_cache),
+                               .arena = g_arena, .arena_bytes = sizeof(g_arena),
+                               .head_q = &hq, .result = &res};
+    st = ts_train_head(&ts_export_model, &cfg, &req);
     if (st != TS_OK) {
         ts_printf("status %d\n", (int)st);
         return 1;
@@ -128,10 +133,13 @@ int main(void)
     }
     cfg.cycles = 0;
     cfg.on_epoch = 0;
+    train_f = ts_trainer_feature_set(&ts_export_model, g_cache, ts_export_train.y, N_TRAIN);
+    test_f = ts_trainer_feature_set(&ts_export_model, g_cache + N_TRAIN * D, ts_export_test.y,
+                                    N_TEST);
+    req.train = &train_f;
+    req.test = &test_f;
     t0 = ts_cycles();
-    st = ts_train_head_features(&ts_export_model, &cfg, g_cache, ts_export_train.y, N_TRAIN,
-                                g_cache + N_TRAIN * D, ts_export_test.y, N_TEST, g_ws,
-                                sizeof(g_ws), &hq, &res);
+    st = ts_train_head_features(&ts_export_model, &cfg, &req);
     t1 = ts_cycles();
     ts_printf("overhead uncounted %lu counted %llu status %d\n",
               (unsigned long)(uint32_t)(t1 - t0), (unsigned long long)counted, (int)st);

@@ -25,6 +25,17 @@ IO_BUFFER_BYTES = 2 * 1024
 LAYER_ROW_BYTES = 96
 
 
+def trainer_workspace_bytes(k: int, d: int, n: int) -> int:
+    """Bytes of the on-device trainer's workspace for ``k`` classes, ``d`` features and ``n``
+    training samples: the Python twin of ``TS_TRAINER_WORKSPACE_BYTES(K, D, N)`` in
+    firmware/lib/tsengine/src/ts_trainer.h (tests/test_trainer.py compiles that macro and
+    checks both give the same numbers). W, its momentum and gradient sum (``k*d`` floats
+    each), b, its momentum and gradient sum, logits and probabilities (``k`` floats each),
+    one dequantized feature vector (``d`` floats), the shuffle order (uint16 per sample) and
+    one int8 feature vector (``d`` bytes)."""
+    return 4 * (3 * k * d + 5 * k + d) + 2 * n + d
+
+
 @dataclass
 class MemoryPlan:
     board: str
@@ -86,7 +97,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     exported training set)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
-        # The firmware app always caches the features (firmware/src/main.c sizes the cache
+        # The firmware app always caches the features (firmware/src/app.h sizes the cache
         # from the export); the trainer can recompute them instead, but no app path does yet.
         feature_cache = True
     k, d = fp.num_classes, fp.feature_dim
@@ -102,10 +113,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "activation arena": fp.arena_bytes,
         "db buffer (streamed set)": db * (fp.sample_bytes + 1),
         "feature cache (int8)": n_all * d if feature_cache else 0,
-        # ts_trainer_workspace_size: W, b, their momentum and gradient sums, logits,
-        # probabilities, one feature vector (float32), the shuffle order (uint16 per sample)
-        # and one int8 feature vector
-        "head training state": 4 * (3 * k * d + 5 * k + d) + 2 * max(train_samples, db) + d,
+        "head training state": trainer_workspace_bytes(k, d, max(train_samples, db)),
         "re-quantized head": k * d + 3 * k * 4,
         "I/O buffers": IO_BUFFER_BYTES,
         "stack (reserved)": STACK_BYTES,

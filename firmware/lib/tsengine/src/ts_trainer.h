@@ -1,9 +1,10 @@
 /*
  * tinysift engine: the on-device head trainer. Portable C99, no heap, status codes; every
- * buffer is caller-provided and sized by ts_trainer_workspace_size().
+ * buffer is caller-provided (a ts_train_request_t) and the workspace is sized by
+ * TS_TRAINER_WORKSPACE_BYTES() / ts_trainer_workspace_size().
  *
  * The algorithm is specified exactly in docs/trainer.md and reproduced by the numpy
- * reference host/tinysift/ondevice/reference.py (tests/test_trainer.py checks one against
+ * reference tests/trainer_reference.py (tests/test_trainer.py checks one against
  * the other). In short:
  *
  *  1. Backbone features: layers [0, head_layer) run once per training and test sample
@@ -20,11 +21,12 @@
  *  4. Evaluation on the test subset with the float head, then the head is re-quantized
  *     (per-tensor symmetric int8 weights, int32 bias, TFLite QuantizeMultiplier for
  *     feature_scale * w_scale / logit_scale) and evaluated again with the int8
- *     FULLY_CONNECTED arithmetic. The re-quantized head lands in caller buffers.
+ *     FULLY_CONNECTED arithmetic (ts_mbqm of ts_fixedpoint.h, as the kernels). The
+ *     re-quantized head lands in caller buffers.
  *
  * Cycle counts come from config.cycles (the platform's ts_cycles() on the firmware; NULL
- * gives zero counts), per phase: backbone forward, head forward, backward, update,
- * evaluation.
+ * gives zero counts), per phase (ts_trainer_phase_t): features, head forward, backward,
+ * update, evaluation.
  */
 #ifndef TS_TRAINER_H
 #define TS_TRAINER_H
@@ -38,7 +40,10 @@
 extern "C" {
 #endif
 
-#define TS_TRAINER_API_VERSION 1
+/* 2: ts_train_head*() take a ts_train_request_t; the phases TS_PHASE_BACKBONE and
+ * TS_PHASE_EVAL are named TS_PHASE_FEATURES and TS_PHASE_EVALUATION; ts_trainer_mbqm() is
+ * gone (ts_mbqm() of ts_fixedpoint.h is the one implementation). */
+#define TS_TRAINER_API_VERSION 2
 
 /* Seed used when config.seed is 0 (xorshift32 must not start at 0). */
 #define TS_TRAINER_SEED_ZERO 0x6D2B79F5u
@@ -46,15 +51,20 @@ extern "C" {
 /* Most training samples one run accepts (the shuffle order is stored as uint16_t). */
 #define TS_TRAINER_MAX_SAMPLES 65535u
 
-/* Phases whose cycles are counted. */
+/* Phases whose cycles are counted. The firmware app reports the same phases under the
+ * names of ts_trainer_phase_name() (its `@phase` records). */
 typedef enum {
-    TS_PHASE_BACKBONE = 0,  /* ts_run_layers(0, head_layer): feature extraction, train + test */
+    TS_PHASE_FEATURES = 0,  /* getting the int8 features: ts_run_layers(0, head_layer) (the
+                               cache fill or every recomputation), or a cache lookup */
     TS_PHASE_HEAD_FORWARD,  /* dequantize, logits, softmax, loss (training) */
     TS_PHASE_BACKWARD,      /* dlogits and the batch's gradient sums */
-    TS_PHASE_UPDATE,        /* momentum SGD step, once per batch */
-    TS_PHASE_EVAL,          /* test-set evaluation (float and int8) and re-quantization */
+    TS_PHASE_UPDATE,        /* momentum SGD step, once per batch (and the epoch's shuffle) */
+    TS_PHASE_EVALUATION,    /* test-set evaluation (float and int8) and re-quantization */
     TS_PHASE_COUNT
 } ts_trainer_phase_t;
+
+/* "features", "head_forward", "backward", "update", "evaluation"; "unknown" otherwise. */
+const char *ts_trainer_phase_name(ts_trainer_phase_t phase);
 
 /* One finished epoch, handed to config.on_epoch. cycles[] covers this epoch only. */
 typedef struct {
@@ -115,13 +125,24 @@ typedef struct {
     const float *bias;                /* [K] */
 } ts_trainer_result_t;
 
-/* Bytes of workspace ts_train_head*() need for `train_count` training samples. The
- * workspace must be 4-byte aligned (TS_ERR_PARAM otherwise). Exactly
- *   4 * (3*K*D + 5*K + D) + 2 * train_count + D bytes:
- * W, momentum V and gradient sum G (K*D floats each); b, vb, gb, logits z, probabilities p
- * (K floats each); one dequantized feature vector (D floats); the shuffle order (uint16_t
- * per training sample); one int8 feature vector (D bytes, the backbone's output when
- * features are recomputed). Returns 0 when the model is unusable. */
+/* Bytes of workspace ts_train_head*() need for K classes, D features and N training
+ * samples: the one definition of the formula (ts_trainer_workspace_size() returns it for a
+ * model; the firmware app sizes its static workspace with it; the host's memory plan,
+ * tinysift.export.memory.trainer_workspace_bytes(), is its Python twin, checked against
+ * it by tests/test_trainer.py). A constant expression (of type size_t) when K, D and N are:
+ *   4 * (3*K*D + 5*K + D)   W, momentum V, gradient sum G (K*D floats each); b, vb, gb,
+ *                           logits z, probabilities p (K floats each); one dequantized
+ *                           feature vector f (D floats)
+ *   + 2 * N                 the shuffle order (uint16_t per training sample)
+ *   + D                     one int8 feature vector (the backbone's output when features
+ *                           are recomputed)
+ * The workspace must be 4-byte aligned (TS_ERR_PARAM otherwise). */
+#define TS_TRAINER_WORKSPACE_BYTES(K, D, N)                                                 \
+    (sizeof(float) * (3u * (size_t)(K) * (size_t)(D) + 5u * (size_t)(K) + (size_t)(D)) +   \
+     sizeof(uint16_t) * (size_t)(N) + (size_t)(D))
+
+/* TS_TRAINER_WORKSPACE_BYTES(num_classes, feature_dim, train_count) for a model; 0 when the
+ * model is unusable or train_count > TS_TRAINER_MAX_SAMPLES. */
 size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count);
 
 /* Bytes of the optional int8 feature cache: (train_count + test_count) * feature_dim. */
@@ -132,28 +153,51 @@ size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
  * feature_dim inputs and num_classes outputs, positive scales, head init arrays. */
 ts_status_t ts_trainer_check_model(const ts_model_t *model);
 
-/* Train from precomputed int8 features (train_count x feature_dim, then the test set the
- * same way); labels in [0, num_classes). This is the path the firmware takes once the
- * feature cache is filled, and the one the host tests drive directly. Needs no executor.
- * head_q receives the re-quantized head. result may be NULL. */
-ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
-                                   const int8_t *train_features, const uint8_t *train_labels,
-                                   uint32_t train_count, const int8_t *test_features,
-                                   const uint8_t *test_labels, uint32_t test_count,
-                                   uint8_t *workspace, size_t workspace_bytes,
-                                   ts_head_q_t *head_q, ts_trainer_result_t *result);
+/* One training run's data, caller memory and outputs: the caller owns every buffer, the
+ * trainer checks them first and allocates nothing (the layout of CMSIS-NN's and TFLM's
+ * reference kernels: checks, then work in caller buffers, a status returned). Fields an entry
+ * point does not read may stay 0 (designated initializers leave them so). */
+typedef struct {
+    /* data; labels (y) in [0, num_classes) */
+    const ts_dataset_t *train;   /* ts_train_head: model inputs (sample_bytes = the model's
+                                    input size); ts_train_head_features: int8 features
+                                    (sample_bytes = feature_dim) */
+    const ts_dataset_t *test;    /* the same for the test subset (count may be 0) */
+    /* caller memory */
+    uint8_t *workspace;          /* TS_TRAINER_WORKSPACE_BYTES(K, D, train->count) bytes,
+                                    4-byte aligned; holds the trained float head afterwards */
+    size_t workspace_bytes;
+    int8_t *feature_cache;       /* ts_train_head only: ts_trainer_cache_size() bytes, filled
+                                    once (train samples first, then test samples); NULL ->
+                                    features are recomputed each time they are needed */
+    size_t feature_cache_bytes;
+    uint8_t *arena;              /* ts_train_head only, needed when head_layer > 0:
+                                    ts_arena_size(model) bytes, 8-byte aligned */
+    size_t arena_bytes;
+    /* outputs */
+    ts_head_q_t *head_q;         /* the re-quantized head (weights and bias buffers set) */
+    ts_trainer_result_t *result; /* may be NULL */
+} ts_train_request_t;
 
-/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c).
- * feature_cache: NULL -> features are recomputed each time they are needed (RAM too small);
- * otherwise it must hold ts_trainer_cache_size() bytes (else TS_ERR_ARENA), is filled once
- * (train samples first, then test samples) and training continues as
- * ts_train_head_features(). arena: ts_arena_size(model) bytes, 8-byte aligned. */
+/* A dataset of count int8 feature vectors (feature_dim bytes each) and their labels: what
+ * ts_train_head_features() reads (a filled feature cache, for instance). */
+ts_dataset_t ts_trainer_feature_set(const ts_model_t *model, const int8_t *features,
+                                    const uint8_t *labels, uint32_t count);
+
+/* Train from precomputed int8 features: req->train and req->test hold feature vectors
+ * (sample_bytes == feature_dim). This is the path the firmware app takes once its feature
+ * cache is filled, and the one the host tests drive directly. Needs no executor;
+ * feature_cache and arena are not used. */
+ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
+                                   const ts_train_request_t *req);
+
+/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c):
+ * with req->feature_cache the features of every sample are computed once into it (it must
+ * hold ts_trainer_cache_size() bytes, else TS_ERR_ARENA) and training continues as
+ * ts_train_head_features(); without one they are recomputed each time they are needed (RAM
+ * too small). */
 ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
-                          const ts_dataset_t *train, const ts_dataset_t *test,
-                          int8_t *feature_cache, size_t feature_cache_bytes,
-                          uint8_t *arena, size_t arena_bytes,
-                          uint8_t *workspace, size_t workspace_bytes,
-                          ts_head_q_t *head_q, ts_trainer_result_t *result);
+                          const ts_train_request_t *req);
 
 /* Backbone features of samples [0, ds->count) into out (count x feature_dim int8).
  * *cycles (may be NULL) receives the counter ticks spent (0 when cycles_fn is NULL). */
@@ -172,12 +216,10 @@ uint32_t ts_trainer_xorshift32(uint32_t *state);
 void ts_trainer_shuffle(uint16_t *order, uint32_t n, uint32_t *state);
 
 /* TFLite QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31)
- * (frexp, round half away from zero, the 2^31 carry; shift < -31 gives 0, 0). */
+ * (frexp, round half away from zero, the 2^31 carry; shift < -31 gives 0, 0). The only
+ * float-to-fixed-point conversion on the device (the kernels' multipliers come precomputed
+ * in the export); MultiplyByQuantizedMultiplier is ts_mbqm() of ts_fixedpoint.h. */
 void ts_trainer_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
-
-/* TFLite MultiplyByQuantizedMultiplier (saturating rounding doubling high multiply, then
- * rounding divide by a power of two). */
-int32_t ts_trainer_mbqm(int32_t x, int32_t multiplier, int32_t shift);
 
 /* Re-quantize a float head W[K][D], b[K] into head_q (buffers provided by the caller). */
 ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *weights,
@@ -185,9 +227,13 @@ ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *wei
 
 /* The head's int8 output for one feature vector, as the FULLY_CONNECTED kernel computes it:
  * acc = bias[k] + sum_d (q[d] - feature_zero_point) * w[k][d];
- * out = clamp(mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
+ * out = clamp(ts_mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
 ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *head_q,
                                  const int8_t *features, int8_t *logits);
+
+/* The prediction: the first index of the largest of n logits (float, or int8). */
+uint32_t ts_trainer_argmax_f(const float *logits, uint32_t n);
+uint32_t ts_trainer_argmax_q(const int8_t *logits, uint32_t n);
 
 /* Float logits z = W f + b for one int8 feature vector (dequantized first). */
 void ts_trainer_head_float(const ts_model_t *model, const float *weights, const float *bias,

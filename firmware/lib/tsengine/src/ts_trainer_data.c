@@ -13,22 +13,6 @@
 #include "ts_trainer.h"
 #include "ts_trainer_internal.h"
 
-static ts_status_t check_dataset(const ts_model_t *model, const ts_dataset_t *ds)
-{
-    uint64_t in_bytes;
-    if (ds == NULL) {
-        return TS_ERR_NULL;
-    }
-    if (ds->count > 0 && (ds->x == NULL || ds->y == NULL)) {
-        return TS_ERR_NULL;
-    }
-    in_bytes = (uint64_t)model->input.h * (uint64_t)model->input.w * (uint64_t)model->input.c;
-    if (ds->sample_bytes != in_bytes) {
-        return TS_ERR_SHAPE;
-    }
-    return TS_OK;
-}
-
 /* Features of one sample into out (feature_dim bytes). head_layer 0 means the input is the
  * feature vector. */
 static ts_status_t backbone_one(const ts_model_t *model, const ts_dataset_t *ds,
@@ -57,7 +41,7 @@ ts_status_t ts_trainer_extract_features(const ts_model_t *model, const ts_datase
     if (st != TS_OK) {
         return st;
     }
-    st = check_dataset(model, ds);
+    st = ts_trainer_check_dataset(model, ds, TS_SAMPLES_INPUTS);
     if (st != TS_OK) {
         return st;
     }
@@ -85,6 +69,8 @@ ts_status_t ts_trainer_extract_features(const ts_model_t *model, const ts_datase
     return TS_OK;
 }
 
+/* ---- feature sources -------------------------------------------------------------------- */
+
 /* Recompute source: runs the backbone into the workspace's int8 feature buffer. */
 typedef struct {
     const ts_model_t *model;
@@ -105,83 +91,72 @@ static const int8_t *recompute_get(void *ctx, uint32_t index, ts_status_t *statu
     return r->buf;
 }
 
-ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
-                          const ts_dataset_t *train, const ts_dataset_t *test,
-                          int8_t *feature_cache, size_t feature_cache_bytes,
-                          uint8_t *arena, size_t arena_bytes,
-                          uint8_t *workspace, size_t workspace_bytes,
-                          ts_head_q_t *head_q, ts_trainer_result_t *result)
+static void recompute_src(ts_recompute_src_t *rs, const ts_model_t *model,
+                          const ts_dataset_t *ds, const ts_train_request_t *req,
+                          ts_feature_src_t *src)
 {
-    ts_status_t st = ts_trainer_check_model(model);
-    size_t need_ws;
-    if (st != TS_OK) {
-        return st;
-    }
-    if (config == NULL || workspace == NULL) {
-        return TS_ERR_NULL;
-    }
-    st = ts_trainer_check_config(config);
-    if (st != TS_OK) {
-        return st;
-    }
-    st = check_dataset(model, train);
-    if (st == TS_OK) {
-        st = check_dataset(model, test);
-    }
-    if (st != TS_OK) {
-        return st;
-    }
-    if (model->head_layer > 0 && arena == NULL) {
-        return TS_ERR_NULL;
-    }
-    if (train->count > TS_TRAINER_MAX_SAMPLES) {
-        return TS_ERR_DATA;
-    }
-    need_ws = ts_trainer_workspace_size(model, train->count);
-    if (workspace_bytes < need_ws) {
+    rs->model = model;
+    rs->ds = ds;
+    rs->arena = req->arena;
+    rs->arena_bytes = req->arena_bytes;
+    rs->buf = ts_trainer_ws_feature_buffer(model, req->train->count, req->workspace);
+    src->get = recompute_get;
+    src->ctx = rs;
+}
+
+/* Fill the cache once (training samples, then test samples), then train from it. */
+static ts_status_t train_cached(const ts_model_t *model, const ts_trainer_config_t *config,
+                                const ts_train_request_t *req)
+{
+    const ts_dataset_t *train = req->train;
+    const ts_dataset_t *test = req->test;
+    size_t train_bytes = (size_t)train->count * model->feature_dim;
+    int8_t *test_cache;
+    uint64_t c_train = 0, c_test = 0;
+    ts_array_src_t tr, te;
+    ts_feature_src_t trs, tes;
+    ts_status_t st;
+    if (req->feature_cache_bytes < ts_trainer_cache_size(model, train->count, test->count)) {
         return TS_ERR_ARENA;
     }
+    test_cache = req->feature_cache + train_bytes;
+    st = ts_trainer_extract_features(model, train, req->feature_cache, train_bytes, req->arena,
+                                     req->arena_bytes, config->cycles, &c_train);
+    if (st != TS_OK) {
+        return st;
+    }
+    st = ts_trainer_extract_features(model, test, test_cache,
+                                     req->feature_cache_bytes - train_bytes, req->arena,
+                                     req->arena_bytes, config->cycles, &c_test);
+    if (st != TS_OK) {
+        return st;
+    }
+    ts_trainer_array_src(&tr, req->feature_cache, model->feature_dim, &trs);
+    ts_trainer_array_src(&te, test_cache, model->feature_dim, &tes);
+    return ts_trainer_run(model, config, req, &trs, &tes, c_train + c_test);
+}
 
-    if (feature_cache != NULL) {
-        /* fill the cache once: training samples, then test samples */
-        size_t train_bytes = (size_t)train->count * model->feature_dim;
-        uint64_t c_train = 0, c_test = 0;
-        if (feature_cache_bytes < ts_trainer_cache_size(model, train->count, test->count)) {
-            return TS_ERR_ARENA;
-        }
-        st = ts_trainer_extract_features(model, train, feature_cache, train_bytes, arena,
-                                         arena_bytes, config->cycles, &c_train);
-        if (st != TS_OK) {
-            return st;
-        }
-        st = ts_trainer_extract_features(model, test, feature_cache + train_bytes,
-                                         feature_cache_bytes - train_bytes, arena,
-                                         arena_bytes, config->cycles, &c_test);
-        if (st != TS_OK) {
-            return st;
-        }
-        return ts_trainer_run_features(model, config, feature_cache, train->y, train->count,
-                                       feature_cache + train_bytes, test->y, test->count,
-                                       workspace, workspace_bytes, head_q, result,
-                                       c_train + c_test);
+/* No cache: the backbone runs every time a sample's features are needed. */
+static ts_status_t train_recomputed(const ts_model_t *model, const ts_trainer_config_t *config,
+                                    const ts_train_request_t *req)
+{
+    ts_recompute_src_t rtr, rte;
+    ts_feature_src_t trs, tes;
+    recompute_src(&rtr, model, req->train, req, &trs);
+    recompute_src(&rte, model, req->test, req, &tes);
+    return ts_trainer_run(model, config, req, &trs, &tes, 0u);
+}
+
+ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
+                          const ts_train_request_t *req)
+{
+    ts_status_t st = ts_trainer_check_request(model, config, req, TS_SAMPLES_INPUTS);
+    if (st != TS_OK) {
+        return st;
     }
-    {
-        ts_recompute_src_t rtr, rte;
-        ts_feature_src_t trs, tes;
-        int8_t *buf = ts_trainer_ws_feature_buffer(model, train->count, workspace);
-        rtr.model = model;
-        rtr.ds = train;
-        rtr.arena = arena;
-        rtr.arena_bytes = arena_bytes;
-        rtr.buf = buf;
-        rte = rtr;
-        rte.ds = test;
-        trs.get = recompute_get;
-        trs.ctx = &rtr;
-        tes.get = recompute_get;
-        tes.ctx = &rte;
-        return ts_trainer_run_sources(model, config, &trs, train->y, train->count, &tes,
-                                      test->y, test->count, workspace, workspace_bytes,
-                                      head_q, result, 0u);
+    if (model->head_layer > 0 && req->arena == NULL) {
+        return TS_ERR_NULL;
     }
+    return req->feature_cache != NULL ? train_cached(model, config, req)
+                                      : train_recomputed(model, config, req);
 }

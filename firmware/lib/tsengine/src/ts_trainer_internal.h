@@ -15,27 +15,37 @@ typedef struct {
     void *ctx;
 } ts_feature_src_t;
 
-/* The whole training run over two feature sources. backbone_cycles is added to the
- * backbone total (the feature-cache fill that happened before). */
-ts_status_t ts_trainer_run_sources(const ts_model_t *model, const ts_trainer_config_t *config,
-                                   const ts_feature_src_t *train_src,
-                                   const uint8_t *train_labels, uint32_t train_count,
-                                   const ts_feature_src_t *test_src, const uint8_t *test_labels,
-                                   uint32_t test_count, uint8_t *workspace,
-                                   size_t workspace_bytes, ts_head_q_t *head_q,
-                                   ts_trainer_result_t *result, uint64_t backbone_cycles);
+/* What a request's datasets hold: feature vectors (feature_dim bytes a sample) or model
+ * inputs (the model's input size a sample). */
+typedef enum { TS_SAMPLES_FEATURES, TS_SAMPLES_INPUTS } ts_sample_kind_t;
 
-/* TS_OK when the config's values are usable (batch size, learning rate, momentum). */
-ts_status_t ts_trainer_check_config(const ts_trainer_config_t *cfg);
+/* TS_ERR_NULL without the dataset or its arrays (count > 0), TS_ERR_SHAPE when its samples
+ * are not of the kind's size. The model must have passed ts_trainer_check_model(). */
+ts_status_t ts_trainer_check_dataset(const ts_model_t *model, const ts_dataset_t *ds,
+                                     ts_sample_kind_t kind);
 
-/* ts_train_head_features() with backbone_cycles added to the backbone total. */
-ts_status_t ts_trainer_run_features(const ts_model_t *model, const ts_trainer_config_t *config,
-                                    const int8_t *train_features, const uint8_t *train_labels,
-                                    uint32_t train_count, const int8_t *test_features,
-                                    const uint8_t *test_labels, uint32_t test_count,
-                                    uint8_t *workspace, size_t workspace_bytes,
-                                    ts_head_q_t *head_q, ts_trainer_result_t *result,
-                                    uint64_t backbone_cycles);
+/* The checks both entry points share, in this order: the model, the config, the request's
+ * pointers (TS_ERR_NULL), the datasets (samples of the kind's size, else TS_ERR_SHAPE),
+ * the sample counts (TS_ERR_DATA), the workspace (4-byte aligned, else TS_ERR_PARAM;
+ * TS_TRAINER_WORKSPACE_BYTES long, else TS_ERR_ARENA) and every label (TS_ERR_DATA). */
+ts_status_t ts_trainer_check_request(const ts_model_t *model, const ts_trainer_config_t *config,
+                                     const ts_train_request_t *req, ts_sample_kind_t kind);
+
+/* The whole training run of a checked request over two feature sources (train and test
+ * samples, by index). features_cycles is added to the TS_PHASE_FEATURES total (the
+ * feature-cache fill that happened before). */
+ts_status_t ts_trainer_run(const ts_model_t *model, const ts_trainer_config_t *config,
+                           const ts_train_request_t *req, const ts_feature_src_t *train_src,
+                           const ts_feature_src_t *test_src, uint64_t features_cycles);
+
+/* A feature source over count x feature_dim int8 features in memory. */
+typedef struct {
+    const int8_t *base;
+    uint32_t dim;
+} ts_array_src_t;
+
+void ts_trainer_array_src(ts_array_src_t *arr, const int8_t *base, uint32_t dim,
+                          ts_feature_src_t *src);
 
 /* The int8 feature buffer inside a workspace (D bytes at its end). */
 int8_t *ts_trainer_ws_feature_buffer(const ts_model_t *model, uint32_t train_count,

@@ -1,0 +1,172 @@
+/*
+ * tinysift firmware app: what its parts share (build-time sizes, the compiled-in export, the
+ * record types and each part's functions). The parts, one concern each:
+ *
+ *   main.c          boot (the reset counter) and the command loop: framing, data lines
+ *   app_commands.c  the command handlers (name, info, train, eval, results, reset) and the
+ *                   static buffers of training: arena, workspace, feature caches, head
+ *   app_db.c        `db load` / `db use`: the RAM training set and the load state machine
+ *   app_records.c   the typed @-records (docs/protocol.md) and the image's memory figures
+ *   app_window.c    the measurement windows (marker + drained UART)
+ *
+ * Memory: no heap. Every buffer is a static array sized at build time from the export's
+ * macros (below); `info` and `@mem` report their sizes.
+ */
+#ifndef APP_H
+#define APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ts_model.h"
+#include "ts_protocol.h"
+#include "ts_trainer.h"
+
+#if defined(TS_HAVE_EXPORT)
+#include "ts_export.h"
+#define APP_HAVE_MODEL 1
+#define APP_K TS_EXPORT_NUM_CLASSES
+#define APP_D TS_EXPORT_FEATURE_DIM
+#define APP_S TS_EXPORT_SAMPLE_BYTES
+#define APP_N TS_EXPORT_TRAIN_COUNT
+#define APP_T TS_EXPORT_TEST_COUNT
+#define APP_LAYERS TS_EXPORT_NUM_LAYERS
+#define APP_ARENA TS_EXPORT_ARENA_BYTES
+#else
+/* No export: placeholders so that every buffer still has a (tiny) size. */
+#define APP_HAVE_MODEL 0
+#define APP_K 1
+#define APP_D 1
+#define APP_S 1
+#define APP_N 1
+#define APP_T 1
+#define APP_LAYERS 1
+#define APP_ARENA 8
+#endif
+
+#ifndef TS_APP_NAME
+#define TS_APP_NAME "tinysift-fw"
+#endif
+
+/* Samples the `db` RAM set holds (`db load N` accepts N <= this): the export's memory plan
+ * (TS_EXPORT_DB_CAPACITY, at least 1), else its training-set size. */
+#ifndef TS_DB_CAPACITY
+#if defined(TS_EXPORT_DB_CAPACITY)
+#define TS_DB_CAPACITY (TS_EXPORT_DB_CAPACITY > 0 ? TS_EXPORT_DB_CAPACITY : 1)
+#else
+#define TS_DB_CAPACITY APP_N
+#endif
+#endif
+#if TS_DB_CAPACITY < 1 || TS_DB_CAPACITY > 65535
+#error "TS_DB_CAPACITY must be in 1..65535 (the trainer's sample order is uint16)"
+#endif
+
+/* `results` repeats at most this many (the last) `@epoch` records. */
+#ifndef TS_APP_RESULT_EPOCHS
+#define TS_APP_RESULT_EPOCHS 64
+#endif
+
+#if defined(__GNUC__)
+#define APP_ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define APP_ALIGNED(n)
+#endif
+
+#define APP_MAX(a, b) ((a) > (b) ? (a) : (b))
+/* Largest training set: the compiled-in one or the RAM one. */
+#define APP_NMAX APP_MAX(APP_N, TS_DB_CAPACITY)
+
+/* The static buffers' sizes (`info` and `@mem` report them). */
+/* The trainer's workspace for the largest training set, rounded up to 4 bytes. */
+#define APP_WS_BYTES ((TS_TRAINER_WORKSPACE_BYTES(APP_K, APP_D, APP_NMAX) + 3u) & ~(size_t)3u)
+#define APP_CACHE_TRAIN_BYTES ((size_t)APP_NMAX * APP_D) /* features of the training set */
+#define APP_CACHE_TEST_BYTES ((size_t)APP_T * APP_D)     /* features of the test set */
+#define APP_DB_X_BYTES ((size_t)TS_DB_CAPACITY * APP_S)  /* the RAM set's samples */
+#define APP_DB_Y_BYTES ((size_t)TS_DB_CAPACITY)          /* and its labels */
+/* Longest host line: a command (255) or a db data line. */
+#define APP_LINE_MAX APP_MAX(TS_PROTO_MAX_LINE, TS_PROTO_DB_LINE_MAX(APP_S))
+
+/* The compiled-in export; every pointer NULL when the app is built without one. */
+typedef struct {
+    const ts_model_t *model;
+    const ts_dataset_t *flash_train;
+    const ts_dataset_t *test;
+} app_export_t;
+
+extern const app_export_t app_export;
+
+/* ---- records (app_records.c) ------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t n; /* 1-based */
+    float loss;
+    float train_acc;
+    uint32_t correct;
+    uint32_t samples;
+    uint64_t cycles;
+} app_epoch_rec_t;
+
+typedef struct {
+    uint32_t correct;      /* float head */
+    uint32_t int8_correct; /* int8 head */
+    uint32_t total;
+} app_eval_rec_t;
+
+/* A record of this type, to be filled with ts_record_*() and sent with app_rec_send(). */
+ts_record_t *app_rec(const char *type);
+void app_rec_send(void);
+
+void app_send_err(uint32_t code, const char *msg);
+void app_send_ready(const char *cmd, uint32_t status);
+/* @err code msg; returns code (for `return app_fail(...)` in a command). */
+int app_fail(int code, const char *msg);
+/* The engine's status code as an @err msg ("engine:arena", ...). */
+const char *app_engine_status_name(int st);
+
+void app_send_boot(uint32_t resets);
+void app_send_name(void);
+void app_send_info(void);
+void app_send_mem(void);
+void app_send_db(uint32_t loaded, const char *source);
+void app_send_epoch(const app_epoch_rec_t *e);
+void app_send_eval(const char *when, const app_eval_rec_t *e);
+/* @phase name=<ts_trainer_phase_name(phase)> cycles=... */
+void app_send_phase(ts_trainer_phase_t phase, uint64_t cycles);
+
+/* ---- measurement windows (app_window.c) ---------------------------------------------------- */
+
+/* Every phase and every epoch of `train` runs between app_window_open() (UART drained, then
+ * ts_marker(1)) and app_window_close() (ts_marker(0)); no serial byte is sent inside a
+ * window: the records of a window are sent after it closes. */
+void app_window_open(void);
+void app_window_close(void);
+
+/* ---- db (app_db.c) ------------------------------------------------------------------------- */
+
+/* At boot: the flash set in use, nothing loaded. */
+void app_db_init(void);
+/* `db load N`: -1 when the data lines follow (the load ends with its own @ready), else an
+ * error code (already reported). */
+int app_cmd_db_load(uint32_t count);
+/* `db use ram|flash`: 0 or an error code (already reported). */
+int app_cmd_db_use(ts_db_source_t src);
+/* Nonzero inside `db load` (data lines expected). */
+int app_db_loading(void);
+/* A data line: the next sample of the load, or dropped outside one. */
+void app_db_data_line(const char *payload, size_t len);
+/* Ends the load in progress with an error (@err, then @ready cmd=db); the RAM set is empty. */
+void app_db_load_abort(int code, const char *msg);
+/* The training set `train` uses (*ram filled when it is the RAM set): 0, or an error code
+ * (already reported) when the RAM set is selected but empty. */
+int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set);
+
+/* ---- commands (app_commands.c) --------------------------------------------------------------- */
+
+/* At boot: no trained head, no results. */
+void app_commands_init(void);
+/* 0 when the app has a model, else @err code=107 and that code. */
+int app_need_model(void);
+/* Runs one command line; returns 1 when the app must restart (reset without hardware). */
+int app_run_command(const char *payload, size_t len);
+
+#endif /* APP_H */

@@ -1,0 +1,381 @@
+/*
+ * tinysift firmware app: the command handlers of TSP/1 (docs/protocol.md): name, info,
+ * db (app_db.c), train, eval, results, reset. Training fine-tunes the compiled-in export's
+ * classifier head (ts_trainer.h) on the training set `db` selects, from features cached in
+ * static buffers: the feature window fills the caches (training set, then test set), then
+ * ts_train_head_features() trains from them.
+ *
+ * Phases: the `@phase` records use the trainer's phases (ts_trainer_phase_t) and names
+ * (ts_trainer_phase_name()). What the app counts in each differs from the trainer's
+ * buckets only where the app fills the cache itself: see phases_of_train().
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "app.h"
+#include "ts_engine.h"
+#include "ts_platform.h"
+
+/* ---- static buffers --------------------------------------------------------------------- */
+
+static uint8_t s_arena[APP_ARENA] APP_ALIGNED(8);
+static uint8_t s_ws[APP_WS_BYTES] APP_ALIGNED(4);
+static int8_t s_cache_train[APP_CACHE_TRAIN_BYTES];
+static int8_t s_cache_test[APP_CACHE_TEST_BYTES];
+static int8_t s_head_w[APP_K * APP_D];
+static int32_t s_head_b[APP_K];
+static const float k_zero_head[APP_K * APP_D + APP_K]; /* init=zero: W then b, all 0 */
+static ts_layer_t s_layers[APP_LAYERS];
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+static struct {
+    /* heads */
+    int test_features_valid; /* s_cache_test holds the test set's features */
+    int head_trained;        /* the last train succeeded: float head in s_ws, int8 in head_q */
+    const float *trained_w;
+    const float *trained_b;
+    ts_head_q_t head_q;
+    ts_model_t tuned;
+    /* the last train, for `results` */
+    int results_valid;
+    uint32_t epochs_run;
+    uint64_t epoch_lookup_cycles; /* the trainer's TS_PHASE_FEATURES inside the epochs */
+    app_epoch_rec_t epochs[TS_APP_RESULT_EPOCHS];
+    app_eval_rec_t before, after;
+    uint64_t phases[TS_PHASE_COUNT];
+} s_app;
+
+void app_commands_init(void)
+{
+    memset(&s_app, 0, sizeof s_app);
+}
+
+int app_need_model(void)
+{
+    return app_export.model == NULL
+               ? app_fail(TS_PROTO_ERR_NO_MODEL, "no_model:build_with_TS_EXPORT_DIR")
+               : 0;
+}
+
+/* ---- heads and evaluation ----------------------------------------------------------------- */
+
+/* Test-set features into s_cache_test (once; they do not depend on the head). */
+static int ensure_test_features(uint64_t *cycles)
+{
+    int st;
+    if (s_app.test_features_valid) {
+        return TS_OK;
+    }
+    st = ts_trainer_extract_features(app_export.model, app_export.test, s_cache_test,
+                                     sizeof s_cache_test, s_arena, sizeof s_arena, ts_cycles,
+                                     cycles);
+    s_app.test_features_valid = (st == TS_OK);
+    return st;
+}
+
+typedef enum {
+    HEAD_EXPORT,  /* the export's float head; int8: the exported head layer */
+    HEAD_ZERO,    /* an all-zero head; its int8 form predicts exactly what the float one does */
+    HEAD_TRAINED  /* the last train's float head (in s_ws); int8: the re-quantized head_q */
+} head_kind_t;
+
+/* A head on the cached test features: float and int8 predictions. */
+static int eval_head(head_kind_t kind, app_eval_rec_t *out)
+{
+    const ts_model_t *m = app_export.model;
+    const ts_dataset_t *test = app_export.test;
+    const float *w, *b;
+    uint32_t i, k_n;
+    float z[APP_K];
+    int8_t q[APP_K];
+    memset(out, 0, sizeof *out);
+    if (!APP_HAVE_MODEL || m == NULL) {
+        return TS_ERR_NULL;
+    }
+    k_n = m->num_classes;
+    switch (kind) {
+    case HEAD_TRAINED:
+        w = s_app.trained_w;
+        b = s_app.trained_b;
+        break;
+    case HEAD_ZERO:
+        w = k_zero_head;
+        b = k_zero_head + (size_t)APP_K * APP_D;
+        break;
+    default:
+        w = m->head_weights;
+        b = m->head_bias;
+        break;
+    }
+    out->total = test->count;
+    for (i = 0; i < test->count; ++i) {
+        const int8_t *f = s_cache_test + (size_t)i * m->feature_dim;
+        uint32_t y = test->y[i];
+        uint32_t pred;
+        int st = TS_OK;
+        ts_trainer_head_float(m, w, b, f, z);
+        pred = ts_trainer_argmax_f(z, k_n);
+        out->correct += pred == y;
+        if (kind == HEAD_TRAINED) {
+            st = ts_trainer_head_int8(m, &s_app.head_q, f, q);
+            pred = ts_trainer_argmax_q(q, k_n);
+        } else if (kind == HEAD_EXPORT) {
+            st = ts_run_layers(m, m->head_layer, m->head_layer + 1u, f, q, s_arena,
+                               sizeof s_arena);
+            pred = ts_trainer_argmax_q(q, k_n);
+        }
+        if (st != TS_OK) {
+            return st;
+        }
+        out->int8_correct += pred == y;
+    }
+    return TS_OK;
+}
+
+/* ---- train ---------------------------------------------------------------------------------- */
+
+static int on_epoch(const ts_trainer_epoch_t *es, void *user)
+{
+    app_epoch_rec_t e;
+    int ph;
+    (void)user;
+    app_window_close();
+    e.n = es->epoch + 1u;
+    e.loss = es->mean_loss;
+    e.train_acc = es->train_accuracy;
+    e.correct = es->correct;
+    e.samples = es->samples;
+    e.cycles = 0;
+    for (ph = 0; ph < TS_PHASE_COUNT; ++ph) {
+        e.cycles += es->cycles[ph];
+    }
+    s_app.epoch_lookup_cycles += es->cycles[TS_PHASE_FEATURES];
+    s_app.epochs[es->epoch % TS_APP_RESULT_EPOCHS] = e;
+    s_app.epochs_run = es->epoch + 1u;
+    app_send_epoch(&e);
+    app_window_open(); /* the next epoch, or the final evaluation */
+    return 0;
+}
+
+/* The trainer's cycles into the app's phases (features: the app's own cache fill, already
+ * in s_app.phases). With cached features the trainer's TS_PHASE_FEATURES bucket only holds
+ * the lookups of cached feature vectors: those of the epochs go to head_forward, the rest to
+ * evaluation, so that the phases add up to the epochs' cycles plus the evaluations. */
+static void phases_of_train(const ts_trainer_result_t *res)
+{
+    s_app.phases[TS_PHASE_HEAD_FORWARD] =
+        res->cycles[TS_PHASE_HEAD_FORWARD] + s_app.epoch_lookup_cycles;
+    s_app.phases[TS_PHASE_BACKWARD] = res->cycles[TS_PHASE_BACKWARD];
+    s_app.phases[TS_PHASE_UPDATE] = res->cycles[TS_PHASE_UPDATE];
+    s_app.phases[TS_PHASE_EVALUATION] +=
+        res->cycles[TS_PHASE_EVALUATION] +
+        (res->cycles[TS_PHASE_FEATURES] - s_app.epoch_lookup_cycles);
+}
+
+/* What follows the epochs in `train` and `results`: the evaluations, the other phases, @mem. */
+static void send_train_summary(void)
+{
+    int ph;
+    app_send_eval("before", &s_app.before);
+    app_send_eval("after", &s_app.after);
+    for (ph = TS_PHASE_HEAD_FORWARD; ph < TS_PHASE_COUNT; ++ph) {
+        app_send_phase((ts_trainer_phase_t)ph, s_app.phases[ph]);
+    }
+    app_send_mem();
+}
+
+/* The window of the features phase: the training set's features and the test set's into
+ * the caches. */
+static int fill_caches(const ts_dataset_t *train)
+{
+    uint64_t c_train = 0, c_test = 0;
+    int st;
+    app_window_open();
+    st = ts_trainer_extract_features(app_export.model, train, s_cache_train,
+                                     sizeof s_cache_train, s_arena, sizeof s_arena, ts_cycles,
+                                     &c_train);
+    if (st == TS_OK) {
+        s_app.test_features_valid = 0;
+        st = ensure_test_features(&c_test);
+    }
+    app_window_close();
+    s_app.phases[TS_PHASE_FEATURES] = c_train + c_test;
+    return st;
+}
+
+static int cmd_train(const ts_train_args_t *a)
+{
+    const ts_model_t *m = app_export.model;
+    const ts_dataset_t *test = app_export.test;
+    ts_dataset_t ram_set, train_f, test_f;
+    const ts_dataset_t *train;
+    ts_trainer_config_t cfg;
+    ts_train_request_t req;
+    ts_trainer_result_t res;
+    uint32_t t0;
+    size_t ws;
+    int st = app_need_model();
+    if (st != 0) {
+        return st;
+    }
+    st = app_db_train_set(&ram_set, &train);
+    if (st != 0) {
+        return st;
+    }
+    ws = ts_trainer_workspace_size(m, train->count);
+    if (ws == 0 || ws > sizeof s_ws ||
+        (size_t)train->count * m->feature_dim > sizeof s_cache_train) {
+        return app_fail(TS_ERR_ARENA, "buffers_too_small");
+    }
+
+    s_app.head_trained = 0; /* the workspace (the trained float head) is about to change */
+    s_app.results_valid = 0;
+    s_app.epochs_run = 0;
+    s_app.epoch_lookup_cycles = 0;
+    memset(s_app.phases, 0, sizeof s_app.phases);
+
+    st = fill_caches(train);
+    if (st != TS_OK) {
+        return app_fail(st, app_engine_status_name(st));
+    }
+    app_send_phase(TS_PHASE_FEATURES, s_app.phases[TS_PHASE_FEATURES]);
+
+    /* windows: one per epoch (on_epoch closes and reopens them), then the evaluation: the
+     * trainer's (trained head, float and int8, and its re-quantization), then the initial
+     * head's ("before"), which needs the features and so comes after them */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.epochs = a->epochs;
+    cfg.batch_size = a->batch;
+    cfg.learning_rate = a->lr;
+    cfg.momentum = a->momentum;
+    cfg.seed = a->seed;
+    cfg.eval_initial = 0;
+    if (a->init == TS_INIT_ZERO) {
+        cfg.init_weights = k_zero_head;
+        cfg.init_bias = k_zero_head + (size_t)APP_K * APP_D;
+    }
+    cfg.cycles = ts_cycles;
+    cfg.on_epoch = on_epoch;
+    s_app.head_q.weights = s_head_w;
+    s_app.head_q.bias = s_head_b;
+    /* the cached features as the trainer's feature sets */
+    train_f = ts_trainer_feature_set(m, s_cache_train, train->y, train->count);
+    test_f = ts_trainer_feature_set(m, s_cache_test, test->y, test->count);
+    req = (ts_train_request_t){.train = &train_f, .test = &test_f, .workspace = s_ws,
+                               .workspace_bytes = sizeof s_ws, .head_q = &s_app.head_q,
+                               .result = &res};
+    app_window_open();
+    st = ts_train_head_features(m, &cfg, &req);
+    if (st == TS_OK) {
+        t0 = ts_cycles();
+        st = eval_head(a->init == TS_INIT_ZERO ? HEAD_ZERO : HEAD_EXPORT, &s_app.before);
+        s_app.phases[TS_PHASE_EVALUATION] += (uint32_t)(ts_cycles() - t0);
+    }
+    app_window_close();
+    if (st == TS_OK) {
+        st = ts_trainer_patch_model(m, &s_app.head_q, s_layers, APP_LAYERS, &s_app.tuned);
+    }
+    if (st != TS_OK) {
+        return app_fail(st, app_engine_status_name(st));
+    }
+    s_app.head_trained = 1;
+    s_app.trained_w = res.weights;
+    s_app.trained_b = res.bias;
+    s_app.after.correct = res.test_correct_float;
+    s_app.after.int8_correct = res.test_correct_int8;
+    s_app.after.total = res.test_count;
+    phases_of_train(&res);
+    s_app.results_valid = 1;
+    send_train_summary();
+    return 0;
+}
+
+/* ---- eval, results, the others -------------------------------------------------------------- */
+
+static int cmd_eval(void)
+{
+    app_eval_rec_t e;
+    uint64_t c = 0;
+    int st = app_need_model();
+    if (st != 0) {
+        return st;
+    }
+    app_window_open();
+    st = ensure_test_features(&c);
+    if (st == TS_OK) {
+        st = eval_head(s_app.head_trained ? HEAD_TRAINED : HEAD_EXPORT, &e);
+    }
+    app_window_close();
+    if (st != TS_OK) {
+        return app_fail(st, app_engine_status_name(st));
+    }
+    app_send_eval("current", &e);
+    return 0;
+}
+
+static int cmd_results(void)
+{
+    uint32_t n, first;
+    if (!s_app.results_valid) {
+        return 0; /* no train yet (or the last one failed): nothing to repeat */
+    }
+    app_send_phase(TS_PHASE_FEATURES, s_app.phases[TS_PHASE_FEATURES]);
+    first = s_app.epochs_run > TS_APP_RESULT_EPOCHS ? s_app.epochs_run - TS_APP_RESULT_EPOCHS
+                                                    : 0u;
+    for (n = first; n < s_app.epochs_run; ++n) {
+        app_send_epoch(&s_app.epochs[n % TS_APP_RESULT_EPOCHS]);
+    }
+    send_train_summary();
+    return 0;
+}
+
+static int cmd_info(void)
+{
+    app_send_info();
+    app_send_mem();
+    return 0;
+}
+
+/* Cortex-M: SCB AIRCR = VECTKEY | SYSRESETREQ (QEMU mps2 restarts the -kernel image; RAM,
+ * hence .noinit, is kept). Elsewhere (native) it returns, and the app restarts in-process. */
+static void system_reset(void)
+{
+#if defined(__arm__) && defined(__ARM_ARCH_PROFILE) && (__ARM_ARCH_PROFILE == 'M')
+    ts_uart_flush();
+    __asm__ volatile("dsb" ::: "memory");
+    *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u;
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;) {
+    }
+#endif
+}
+
+int app_run_command(const char *payload, size_t len)
+{
+    ts_command_t cmd;
+    int st = (int)ts_command_parse(payload, len, &cmd);
+    if (st != TS_PROTO_OK) {
+        app_send_err((uint32_t)st, cmd.error);
+        app_send_ready(cmd.name, (uint32_t)st);
+        return 0;
+    }
+    switch (cmd.id) {
+    case TS_CMD_NAME: app_send_name(); st = 0; break;
+    case TS_CMD_INFO: st = cmd_info(); break;
+    case TS_CMD_DB_LOAD: st = app_cmd_db_load(cmd.db_count); break;
+    case TS_CMD_DB_USE: st = app_cmd_db_use(cmd.db_source); break;
+    case TS_CMD_TRAIN: st = cmd_train(&cmd.train); break;
+    case TS_CMD_EVAL: st = cmd_eval(); break;
+    case TS_CMD_RESULTS: st = cmd_results(); break;
+    case TS_CMD_RESET:
+        app_send_ready(cmd.name, 0);
+        system_reset();
+        return 1;
+    default: st = app_fail(TS_PROTO_ERR_UNKNOWN_CMD, "unknown_command"); break;
+    }
+    if (st >= 0) { /* -1: db load waits for its data lines */
+        app_send_ready(cmd.name, (uint32_t)st);
+    }
+    return 0;
+}
