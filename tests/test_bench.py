@@ -101,3 +101,52 @@ def test_bench_condense_resumes_and_adds_seeds(tmp_path):
     assert second["full_data_acc"]["mean"] > second["methods"]["random"]["2"]["acc_mean"]
     md = (tmp_path / "out" / "condense_digits.md").read_text()
     assert "Full data:" in md and "Wall time per seed" in md
+
+
+def test_bench_guided_quick_writes_results(tmp_path):
+    """Every guided method at budget 0.5 on digits: results files, and the budget held."""
+    r = subprocess.run([sys.executable, "-m", "tinysift.cli.app", "bench", "guided", "--quick",
+                        "--out-dir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "guided_digits_quick.json").read_text())
+    assert set(res["methods"]) == {"full-cut", "rs2", "infobatch", "ucb", "vq", "flow"}
+    full = res["full_data_acc"]["mean"]
+    assert full > 0.85, full  # 8 epochs of digits
+    for name, per in res["methods"].items():
+        p = per["0.5"]
+        # The budget is spent, never overspent by more than one batch or a final fit.
+        assert 0.45 <= p["spent"] <= 0.56, (name, p["spent"])
+        assert p["curves"][0], name  # accuracy after every epoch, for the curves
+    # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes.
+    assert res["methods"]["vq"]["0.5"]["fit_seconds"] > 0
+    assert res["methods"]["flow"]["0.5"]["fit_seconds"] > res["methods"]["vq"]["0.5"][
+        "fit_seconds"]
+    assert res["methods"]["rs2"]["0.5"]["fit_seconds"] == 0
+    md = (tmp_path / "guided_digits_quick.md").read_text()
+    assert "| vq |" in md and "Paired difference to `full-cut`" not in md  # one seed
+    assert (tmp_path / "guided_digits_quick.png").stat().st_size > 10_000
+
+
+def test_bench_and_train_refuse_bad_budgets_methods_protocols():
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "tinysift.cli.app", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    for args, words in [
+        (("train", "--dataset", "digits", "--guided", "vq", "--budget", "1.5"),
+         "--budget must be a fraction in (0, 1]"),
+        (("train", "--dataset", "digits", "--guided", "vq", "--budget", "0"),
+         "--budget must be a fraction in (0, 1]"),
+        (("train", "--dataset", "digits", "--guided", "nope", "--budget", "0.5"),
+         "known: flow, full-cut, infobatch, rs2, ucb, vq"),
+        (("train", "--dataset", "digits", "--budget", "0.5"), "--budget needs --guided"),
+        (("bench", "prune", "--protocol", "bogus"), "choose one of proportional, equal-steps"),
+        (("bench", "guided", "--budgets", "0.5,2"), "fractions in (0, 1]"),
+        (("bench", "guided", "--methods", "vq,nope", "--seeds", "1"), "unknown guided method"),
+    ]:
+        r = cli(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        err = " ".join(r.stderr.split())
+        assert words in err, (args, err)
+        assert "Traceback" not in r.stderr

@@ -53,6 +53,76 @@ def prune_targets(res: dict) -> list[str]:
     return lines
 
 
+def equal_steps_targets(res: dict) -> list[str]:
+    """vq or flow above random beyond the paired interval at keep 0.01 and 0.03, and best or
+    within the paired interval of the best at every keep <= 0.1."""
+    from tinysift.bench.stats import paired_difference
+
+    lines = []
+    methods = res["methods"]
+    for k in [k for k in res["keep"] if k <= 0.1]:
+        key = f"{k:g}"
+        have = {m: v[key] for m, v in methods.items() if key in v}
+        ours = max((have[m]["acc_mean"], m) for m in OURS if m in have)[1]
+        best = max(have, key=lambda m: have[m]["acc_mean"])
+        if "random" in have and ours != "random":
+            vs_r = paired_difference(have[ours]["runs"], have["random"]["runs"])
+            if k in (0.01, 0.03):
+                lines.append(
+                    f"- keep {key}: {ours} vs random {100 * vs_r['mean']:+.2f} ± "
+                    f"{100 * vs_r['half_width']:.2f} pt (target: above beyond the interval: "
+                    f"{'met' if vs_r['mean'] > vs_r['half_width'] else 'NOT met'})")
+        if best == ours:
+            lines.append(f"- keep {key}: {ours} is best ({have[ours]['acc_mean']:.4f}): met")
+        else:
+            vs_b = paired_difference(have[ours]["runs"], have[best]["runs"])
+            ok = vs_b["mean"] + vs_b["half_width"] >= 0
+            lines.append(f"- keep {key}: best is {best} ({have[best]['acc_mean']:.4f}); {ours} "
+                         f"{100 * vs_b['mean']:+.2f} ± {100 * vs_b['half_width']:.2f} pt "
+                         f"(target: best or within the interval: {'met' if ok else 'NOT met'})")
+    return lines
+
+
+def guided_targets(res: dict) -> list[str]:
+    """Full-data accuracy within 0.2 points at a budget <= 0.5; beats full-cut, rs2 and
+    infobatch beyond the paired interval at 0.3 and 0.5; with label noise, flow at 0.5 above
+    the full noisy data."""
+    lines = []
+    methods = res["methods"]
+    full = res["full_data_acc"]["mean"]
+    if res["label_noise"]:
+        f = methods.get("flow", {}).get("0.5")
+        if f:
+            d = f["vs_full_data"]
+            lines.append(f"- flow at budget 0.5: {f['acc_mean']:.4f} vs full noisy data "
+                         f"{full:.4f} ({100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f} pt; "
+                         f"target above: {'met' if d['mean'] > 0 else 'NOT met'})")
+        return lines
+    reach = [(m, b, methods[m][b]["acc_mean"]) for m in OURS if m in methods
+             for b in methods[m] if float(b) <= 0.5]
+    if reach:
+        m, b, a = max(reach, key=lambda t: (t[2], -float(t[1])))
+        ok = a >= full - 0.002
+        lines.append(f"- best of vq/flow at budget <= 0.5: {m} at {b}: {a:.4f} vs full-data "
+                     f"recipe {full:.4f} ({100 * (a - full):+.2f} pt; target within 0.2 pt: "
+                     f"{'met' if ok else 'NOT met'})")
+    for b in ("0.3", "0.5"):
+        for m in OURS:
+            p = methods.get(m, {}).get(b)
+            if not p:
+                continue
+            wins = []
+            for ctrl in ("full-cut", "rs2", "infobatch"):
+                d = p.get(f"vs_{ctrl}")
+                if d:
+                    wins.append(f"{ctrl} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+                                + (" (beats)" if d["mean"] > d["half_width"] else ""))
+            all_beaten = len(wins) == 3 and all("beats" in w for w in wins)
+            lines.append(f"- {m} at budget {b}: " + "; ".join(wins)
+                         + f" pt (target: beats all three: {'met' if all_beaten else 'NOT met'})")
+    return lines
+
+
 def partial_notice(res: dict, planned: int) -> list[str]:
     """A line saying a bench has fewer seeds than planned (nothing when it is complete)."""
     if res["seeds"] >= planned:
@@ -64,9 +134,10 @@ def partial_notice(res: dict, planned: int) -> list[str]:
 def rerender() -> None:
     """Rewrite every benchmark's files from its JSON with the benches' own writers (format
     changes apply to old results; the numbers come only from the JSON)."""
-    from tinysift.bench import condense, prune
+    from tinysift.bench import condense, guided, prune
 
-    for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense)):
+    for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense),
+                           ("guided_*.json", guided)):
         for path in sorted(RESULTS.glob(pattern)):
             bench.write_outputs(json.loads(path.read_text()), RESULTS, path.stem)
 
@@ -105,6 +176,37 @@ def benchmarks_doc() -> str:
                     out.append(f"- {m} at keep 0.5: {a:.4f} vs full noisy data {full:.4f} "
                                f"({'matches or beats' if a >= full else 'below'})")
             out.append("")
+    for stem, title, cmd in [
+        ("prune_fashion-mnist_equal-steps", "Fashion-MNIST, equal steps",
+         "tinysift bench prune --dataset fashion-mnist --protocol equal-steps"),
+        ("prune_mnist_equal-steps", "MNIST, equal steps",
+         "tinysift bench prune --dataset mnist --protocol equal-steps"),
+    ]:
+        res = load(f"{stem}.json")
+        out += [f"## Pruning: {title}", "", f"`{cmd}`", ""]
+        if res is None:
+            out += ["Not run yet.", ""]
+            continue
+        out += partial_notice(res, planned=res["seeds_planned"])
+        out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
+                f"![accuracy vs kept](../benchmarks/results/{stem}.png)", "", "Targets:", ""]
+        out += equal_steps_targets(res) + [""]
+    for stem, title, cmd in [
+        ("guided_fashion-mnist", "Fashion-MNIST",
+         "tinysift bench guided --dataset fashion-mnist"),
+        ("guided_mnist", "MNIST", "tinysift bench guided --dataset mnist"),
+        ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
+         "tinysift bench guided --dataset fashion-mnist --label-noise 0.2"),
+    ]:
+        res = load(f"{stem}.json")
+        out += [f"## Guided training: {title}", "", f"`{cmd}`", ""]
+        if res is None:
+            out += ["Not run yet.", ""]
+            continue
+        out += partial_notice(res, planned=res["seeds_planned"])
+        out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
+                f"![guided training](../benchmarks/results/{stem}.png)", "", "Targets:", ""]
+        out += guided_targets(res) + [""]
     for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST "
                          "(`tinysift bench condense --dataset fashion-mnist`)"),
                         ("scoring_mnist.md", "Scoring speed"),

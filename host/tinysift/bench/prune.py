@@ -57,8 +57,9 @@ class PruneBenchConfig:
     def recipe(self) -> str:
         steps = (f"steps = max({self.min_steps}, {self.subset_epochs} epochs of the kept set)"
                  if self.protocol == "proportional" else
-                 f"steps = those of the full data ({self.subset_epochs} epochs) for every "
-                 "kept set (protocol equal-steps)")
+                 f"the full data's steps (max({self.min_steps}, {self.subset_epochs} epochs)) "
+                 "for every kept set, cosine decay over them (protocol equal-steps; "
+                 "tinysift.guided's loop, softmax cross-entropy on logits)")
         return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3 cosine decay, batch 128, {steps}; "
                 f"proxy CNN for dynamics-based scores: {self.proxy_epochs} measurements "
                 f"(>= 50 steps each); class-balanced budgets")
@@ -77,6 +78,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
 
     from tinysift.data import add_label_noise, load_dataset
     from tinysift.errors import TinysiftError
+    from tinysift.guided.loop import train_for_passes
     from tinysift.models.training import TrainConfig, evaluate, train_model
     from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
@@ -102,15 +104,19 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
             ds, _ = add_label_noise(base, cfg.label_noise, seed)
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
-        subset_recipe = recipe
         if cfg.protocol == "equal-steps":
-            # Every kept set gets the full data's steps (max() with its own epochs is moot).
-            subset_recipe = TrainConfig(epochs=None, seed=seed, subset_epochs=cfg.subset_epochs,
-                                        min_steps=recipe.total_steps(len(ds.y_train)))
+            # Every kept set (and the full data) trains for the full data's steps (as
+            # sample-passes: steps x batch).
+            passes = recipe.total_steps(len(ds.y_train)) * recipe.batch_size
+
+            def fit(x, y, _k=ds.num_classes, _passes=passes, _seed=seed):
+                return train_for_passes(x, y, _k, _passes, seed=_seed, progress=progress)
+        else:
+            def fit(x, y, _k=ds.num_classes, _recipe=recipe):
+                return train_model(x, y, _k, train_config=_recipe, progress=progress)
         rec = log.get(seed, "full", "1")
         if rec is None:
-            full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
-                               progress=progress)
+            full = fit(ds.x_train, ds.y_train)
             rec = log.add(seed, "full", "1", acc=evaluate(full.model, ds.x_test, ds.y_test),
                           score_seconds=0.0, train_seconds=full.seconds,
                           count=len(ds.y_train))
@@ -139,8 +145,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
                 t0 = time.perf_counter()
                 idx = method.select(count)
                 select_seconds = time.perf_counter() - t0
-                res = train_model(ds.x_train[idx], ds.y_train[idx], ds.num_classes,
-                                  train_config=subset_recipe, progress=progress)
+                res = fit(ds.x_train[idx], ds.y_train[idx])
                 acc = evaluate(res.model, ds.x_test, ds.y_test)
                 log.add(seed, name, f"{keep:g}", acc=acc,
                         score_seconds=score_seconds + select_seconds,

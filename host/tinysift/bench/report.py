@@ -20,11 +20,21 @@ def full_data_cell(res: dict) -> str:
     return acc_cell({"acc_mean": full["mean"], "acc_std": full["std"]}, res["seeds"])
 
 
+PROTOCOL_TEXT = {
+    "proportional": "training steps shrink with the kept set (max(250 steps, 3 epochs of it)): "
+                    "what a kept set buys at proportional compute",
+    "equal-steps": "every kept set trains for the full data's sample-passes: selection "
+                   "quality alone, the regime of a device looping over a tiny set",
+}
+
+
 def prune_markdown(res: dict) -> str:
     keeps = [str(k) for k in res["keep"]]
+    protocol = res.get("protocol", "proportional")
     lines = [f"# Pruning benchmark: {res['dataset']}"
-             + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""),
-             "",
+             + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else "")
+             + ("" if protocol == "proportional" else f", protocol {protocol}"),
+             "", f"Protocol **{protocol}**: {PROTOCOL_TEXT[protocol]}.", "",
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
              "trained on "
              "the kept samples; best mean per budget in bold. Full data: "
@@ -43,6 +53,7 @@ def prune_markdown(res: dict) -> str:
             cell = acc_cell(v, res["seeds"])
             cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += paired_to_random(res, keeps)
     lines += ["", "## Cost (seconds, mean over seeds)", "",
               "Scoring includes any training the score needs (the proxy CNN for dynamics-based "
               "methods, embeddings). Total = scoring + training on the kept samples; ratio = "
@@ -67,6 +78,26 @@ def prune_markdown(res: dict) -> str:
               f"tensorflow {res['versions'].get('tensorflow')}, tinysift "
               f"{res['versions'].get('tinysift')}. " + wall_phrase(res), ""]
     return "\n".join(lines)
+
+
+def paired_to_random(res: dict, keeps: list[str]) -> list[str]:
+    """Each method minus random on the same seed, in points with a 95% t interval."""
+    from tinysift.bench.stats import diff_cell, paired_difference
+
+    rand = res["methods"].get("random")
+    if rand is None or res["seeds"] < 2:
+        return []
+    lines = ["", "## Paired difference to random (points, 95% interval; bold: excludes 0)",
+             "", "Same seed = same initialization and random stream for both methods.", "",
+             "| method | " + " | ".join(f"keep {k}" for k in keeps) + " |",
+             "|---|" + "---|" * len(keeps)]
+    for name, per in res["methods"].items():
+        if name == "random":
+            continue
+        cells = [diff_cell(paired_difference(per[k]["runs"], rand[k]["runs"]))
+                 if k in per and k in rand else "-" for k in keeps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def wall_phrase(res: dict) -> str:

@@ -74,6 +74,7 @@ class TrainingState:
     p_true : per epoch, the probability of the label for the samples trained in it (NaN for
         the others), float16
     features : last backbone features per sample (zeros until first trained)
+    pred : the model's predicted class at the sample's last pass (-1 until first trained)
     seen_epoch : the epoch a sample was last trained in (-1: never)
     epoch : the index of the epoch being planned or trained
     """
@@ -89,6 +90,7 @@ class TrainingState:
     loss: np.ndarray = field(init=False)
     p_true: list[np.ndarray] = field(init=False, default_factory=list)
     features: np.ndarray = field(init=False)
+    pred: np.ndarray = field(init=False)
     seen_epoch: np.ndarray = field(init=False)
     epoch: int = 0
 
@@ -96,6 +98,7 @@ class TrainingState:
         n = len(self.y)
         self.loss = np.full(n, np.nan, np.float32)
         self.features = np.zeros((n, self.feature_dim), np.float32)
+        self.pred = np.full(n, -1, np.int64)
         self.seen_epoch = np.full(n, -1, np.int32)
 
     @property
@@ -112,12 +115,13 @@ class TrainingState:
         return bool((self.seen_epoch >= 0).all())
 
     def record(self, idx: np.ndarray, loss: np.ndarray, p_true: np.ndarray,
-               features: np.ndarray) -> None:
+               features: np.ndarray, pred: np.ndarray) -> None:
         if len(self.p_true) <= self.epoch:
             self.p_true.append(np.full(self.num_samples, np.nan, np.float16))
         self.loss[idx] = loss
         self.p_true[self.epoch][idx] = p_true
         self.features[idx] = features
+        self.pred[idx] = pred
         self.seen_epoch[idx] = self.epoch
 
     def class_indices(self, c: int) -> np.ndarray:

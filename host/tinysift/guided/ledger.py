@@ -33,6 +33,8 @@ class CostLedger:
     train_passes: int = 0
     forward_passes: int = 0
     fit_seconds: dict[str, float] = field(default_factory=dict)
+    #: fits converted into sample-passes when they ran (at the speed measured until then)
+    fit_passes: float = 0.0
     train_seconds: float = 0.0
     #: seconds per training sample-pass, measured by the training loop (None until known)
     seconds_per_pass: float | None = None
@@ -40,11 +42,15 @@ class CostLedger:
     epoch_sizes: list[int] = field(default_factory=list)
 
     # -- charging -----------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self._pending = 0.0
+
     def charge_training(self, samples: int, seconds: float) -> None:
         self.train_passes += int(samples)
         self.train_seconds += float(seconds)
         if self.train_passes:
             self.seconds_per_pass = self.train_seconds / self.train_passes
+        self._convert_pending()
 
     def charge_forward(self, samples: int) -> None:
         self.forward_passes += int(samples)
@@ -56,17 +62,19 @@ class CostLedger:
         try:
             yield
         finally:
-            self.fit_seconds[name] = (self.fit_seconds.get(name, 0.0)
-                                      + time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            self.fit_seconds[name] = self.fit_seconds.get(name, 0.0) + seconds
+            # Converted once, at the speed measured so far, so the budget spent never drifts
+            # afterwards (a fit before any training step is charged at the first step's rate).
+            self._pending += seconds
+            self._convert_pending()
+
+    def _convert_pending(self) -> None:
+        if self._pending and self.seconds_per_pass:
+            self.fit_passes += self._pending / self.seconds_per_pass
+            self._pending = 0.0
 
     # -- reading ----------------------------------------------------------------------------
-    @property
-    def fit_passes(self) -> float:
-        """Fit time in sample-pass equivalents at the measured training speed."""
-        if not self.fit_seconds or not self.seconds_per_pass:
-            return 0.0
-        return sum(self.fit_seconds.values()) / self.seconds_per_pass
-
     @property
     def spent(self) -> float:
         return self.train_passes + FORWARD_COST * self.forward_passes + self.fit_passes

@@ -9,11 +9,12 @@ charged to the budget. Per sample it gives
   generative classifier's vote on the label);
 * ``log p(z | y)``: typicality inside the labelled class.
 
-A sample is **dropped** (for the rest of the run, final epochs included) when the density
-gives its label a posterior below ``mislabel_posterior`` *and* the model itself gives it a
-probability below ``mislabel_model`` at its last pass (two independent detectors must agree:
-a clean but hard sample rarely fails both), or when it is in the lowest ``outlier_tail`` of
-its class's typicality *and* the model gets it wrong. At most ``max_drop`` of a class goes.
+A sample is **dropped** (until the next refit, final epochs included) when the density gives
+its label a posterior below ``mislabel_posterior``, the model gives it a probability below
+``mislabel_model`` at its last pass, *and* both put it in the same other class (two
+independent detectors must agree on the class: a clean but hard sample rarely does), or
+when it is in the lowest ``outlier_tail`` of its class's typicality and the model gets it
+wrong. At most ``max_drop`` of a class goes.
 
 Inside a codeword the highest-priority members are kept first: priority is the weighted
 rank ``loss_weight * rank(recent loss) + (1 - loss_weight) * rank(dynamic uncertainty)``,
@@ -94,9 +95,13 @@ class FlowGuided(VQGuided):
         post = np.exp(label_posterior(logp, y, priors))
         typ_rank = within_class_rank(typicality(logp, y), y)
         p_model = np.exp(-np.nan_to_num(state.loss.astype(np.float64), nan=0.0))
-        wrong = p_model < self.mislabel_model
-        suspect = (wrong & (post < self.mislabel_posterior)) | (
-            wrong & (typ_rank < self.outlier_tail))
+        # The classifier and the density must agree: both doubt the label, and both put the
+        # sample in the same other class. A hard but correctly labelled sample rarely
+        # passes all three.
+        other = (state.pred != y) & (np.argmax(logp, axis=1) == state.pred)
+        mislabel = other & (p_model < self.mislabel_model) & (post < self.mislabel_posterior)
+        outlier = (state.pred != y) & (typ_rank < self.outlier_tail)
+        suspect = mislabel | outlier
         # Worst first, at most max_drop of a class: order suspects by the posterior.
         drop = np.zeros(len(y), bool)
         for c in range(k):

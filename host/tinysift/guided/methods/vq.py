@@ -1,20 +1,21 @@
 """``vq``: each epoch, a stratified importance sample over a per-class codebook of the features
 the model computes while it trains.
 
-1. **Warm-up**: random epochs without replacement (as ``rs2``) until every sample has been
+1. **Warm-up**: random epochs of samples not trained yet, until every sample has been
    trained once, so every sample has a loss and features (no extra pass).
 2. **Codebook** (refit every ``refresh`` epochs, charged to the budget): the cached features
    are PCA-reduced to ``dim``, and every class gets a k-means codebook of
    ``ceil(n_c / per_code)`` codewords.
-3. **Guided epochs** of ``budget x N`` samples: class quotas follow the class sizes; inside a
-   class, codeword ``j`` (``m_j`` members, mean recent loss ``L_j``) gets a quota proportional
-   to ``m_j^alpha * L_j^beta`` (capped at ``m_j``): dense regions are kept in proportion,
-   regions the model still gets wrong get more. Inside a codeword the ``keep_hard`` share
-   of its quota goes to its highest-priority members (the highest recent loss), the rest is
-   drawn at random from the other members and upweighted by ``(m_j - h) / (q_j - h)``, so
-   every codeword's weights sum to its mass: the epoch's weighted loss is an unbiased
-   estimate of the full-data loss with a lower variance than a random subset's
-   (``weighting="none"`` drops the weights, ``"mass"`` uses ``m_j / q_j`` for all).
+3. **Guided epochs** of ``budget x N`` samples. Inside a class, codeword ``j`` (``m_j``
+   members, mean recent loss ``L_j``) gets a quota proportional to ``m_j^alpha * L_j^beta``
+   (capped at ``m_j``; classes get theirs by the same rule over their sizes and mean
+   losses): dense regions keep their share, regions the model still gets wrong get more.
+   Inside a codeword the ``keep_hard`` share of its quota goes to its highest-priority
+   members (the highest recent loss), the rest is drawn at random from the other members.
+   ``weighting="unbiased"`` upweights those by ``(m_j - h) / (q_j - h)`` so every
+   codeword's weights sum to its mass (the epoch's weighted loss is then an unbiased
+   estimate of the full-data loss); ``"mass"`` uses ``m_j / q_j`` for all; ``"none"`` keeps
+   weight 1, so the epoch leans on the hard regions.
 4. **Final epochs on all the data** for the last ``final_full`` of the budget, the learning
    rate going to zero (as InfoBatch's annealing).
 """
@@ -26,13 +27,7 @@ import math
 import numpy as np
 
 from tinysift.errors import TinysiftError
-from tinysift.guided.base import (
-    EpochPlan,
-    EpochSampler,
-    TrainingState,
-    register,
-    without_replacement_stream,
-)
+from tinysift.guided.base import EpochPlan, EpochSampler, TrainingState, register
 
 WEIGHTINGS = ("unbiased", "none", "mass")
 EMBEDDINGS = ("model", "pixels")
@@ -108,7 +103,6 @@ class VQGuided(EpochSampler):
 
     # -- the phases ------------------------------------------------------------------------
     def begin(self, state: TrainingState) -> None:
-        self.stream_ = without_replacement_stream(state.num_samples, state.rng)
         self.dropped_ = np.zeros(state.num_samples, bool)
         self.fitted_epoch_ = None
         self.codes_: list[tuple[np.ndarray, np.ndarray]] = []
@@ -120,10 +114,15 @@ class VQGuided(EpochSampler):
 
     def plan(self, state: TrainingState) -> EpochPlan:
         if not state.all_seen:
-            unseen = np.flatnonzero(state.seen_epoch < 0)
-            take = self.stream_(state.epoch_size)
-            # Prefer samples not trained yet, so the warm-up ends after about one data pass.
-            pick = np.union1d(unseen[:state.epoch_size], take)[:state.epoch_size]
+            # Samples not trained yet first (the warm-up ends after one pass over the data),
+            # topped up with random seen ones in the epoch that completes the pass.
+            unseen = state.rng.permutation(np.flatnonzero(state.seen_epoch < 0))
+            pick = unseen[:state.epoch_size]
+            if len(pick) < state.epoch_size:
+                seen = np.flatnonzero(state.seen_epoch >= 0)
+                fill = state.rng.choice(seen, size=min(len(seen), state.epoch_size - len(pick)),
+                                        replace=False)
+                pick = np.concatenate([pick, fill])
             return EpochPlan(pick, note="warm-up")
         keep = np.flatnonzero(~self.dropped_)
         if state.ledger.progress >= 1.0 - self.final_full:
@@ -164,9 +163,13 @@ class VQGuided(EpochSampler):
         """Hook run at every refit, before the codebook (the flow method drops mislabels)."""
 
     def _guided_epoch(self, state: TrainingState) -> tuple[np.ndarray, np.ndarray]:
-        sizes = np.array([len(idx) for idx, _ in self.codes_])
-        class_quota = allocate(sizes, sizes, state.epoch_size)
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=float(np.nanmean(state.loss)))
+        sizes = np.array([len(idx) for idx, _ in self.codes_])
+        # Classes get quotas by the same rule as codewords: mass^alpha * mean loss^beta.
+        class_loss = np.array([loss[idx].mean() if len(idx) else 0.0 for idx, _ in self.codes_])
+        class_quota = allocate(sizes.astype(np.float64) ** self.alpha
+                               * np.maximum(class_loss, 1e-6) ** self.beta, sizes,
+                               state.epoch_size)
         prio = self.priority(state)
         picked, weights = [], []
         for (idx, assign), quota in zip(self.codes_, class_quota, strict=True):

@@ -1,0 +1,143 @@
+"""Guided training: the budget is held, the samplers do what their papers say, the filter
+finds planted mislabels, runs are seeded. Real digits data, real training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysift.guided import CostLedger, TrainingState, make_sampler
+from tinysift.guided.methods.vq import allocate
+from tinysift.models.training import TrainConfig
+
+
+def _state(y, budget=0.5, epochs=4, seed=0, dim=8):
+    n = len(y)
+    return TrainingState(x=np.zeros((n, 2, 2, 1), np.uint8), y=np.asarray(y), num_classes=int(
+        np.max(y)) + 1, epochs=epochs, budget=budget,
+        ledger=CostLedger(budget * epochs * n), rng=np.random.default_rng(seed),
+        feature_dim=dim)
+
+
+def test_allocate_is_proportional_capped_and_exact():
+    out = allocate(np.array([1.0, 1.0, 2.0]), np.array([10, 1, 10]), 8)
+    assert out.sum() == 8 and out[1] <= 1 and out[2] >= out[0]
+    assert allocate(np.ones(3), np.array([2, 2, 2]), 100).tolist() == [2, 2, 2]
+    assert allocate(np.zeros(4), np.array([5, 5, 5, 5]), 6).sum() == 6  # all-zero weights
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        k = int(rng.integers(1, 12))
+        caps = rng.integers(0, 20, k)
+        total = int(rng.integers(0, 60))
+        a = allocate(rng.random(k), caps, total)
+        assert a.sum() == min(total, caps.sum()) and (a <= caps).all() and (a >= 0).all()
+
+
+def test_ledger_charges_fits_once_at_the_measured_speed():
+    led = CostLedger(budget_passes=1000)
+    with led.fit("codebook"):  # before any training: charged at the first step's speed
+        pass
+    led.fit_seconds["codebook"] = 0.5
+    led._pending = 0.5
+    led.charge_training(100, 1.0)  # 0.01 s per pass -> the 0.5 s fit is 50 passes
+    assert led.fit_passes == pytest.approx(50.0)
+    led.charge_training(100, 3.0)  # slower now: the earlier fit's charge does not move
+    assert led.fit_passes == pytest.approx(50.0)
+    led.charge_forward(30)
+    assert led.spent == pytest.approx(200 + 10 + 50)
+    assert led.remaining == pytest.approx(740) and 0 < led.progress < 1
+
+
+def test_rs2_covers_every_sample_once_per_pass():
+    y = np.repeat(np.arange(4), 25)
+    st = _state(y, budget=0.25)
+    s = make_sampler("rs2")
+    s.begin(st)
+    seen = np.concatenate([s.plan(st).indices for _ in range(4)])
+    assert sorted(seen.tolist()) == list(range(100))
+
+
+def test_infobatch_prunes_well_learned_at_random_and_rescales():
+    y = np.repeat(np.arange(2), 500)
+    st = _state(y)
+    st.loss[:] = np.where(np.arange(1000) % 2 == 0, 0.1, 2.0)  # half well-learned
+    plan = make_sampler("infobatch", prune_ratio=0.5).plan(st)
+    well = np.isin(plan.indices, np.flatnonzero(st.loss < 1))
+    assert 200 < well.sum() < 300 and (~well).sum() == 500  # ~half of 500 kept, all hard
+    assert np.allclose(plan.weights[well], 2.0) and np.allclose(plan.weights[~well], 1.0)
+    st.ledger.train_passes = int(0.9 * st.ledger.budget_passes)  # annealing: all data
+    assert len(make_sampler("infobatch").plan(st).indices) == 1000
+
+
+def test_ucb_trains_untried_samples_first_then_the_highest_bound():
+    y = np.repeat(np.arange(2), 50)
+    st = _state(y, budget=0.5)
+    s = make_sampler("ucb", c=0.0)
+    s.begin(st)
+    first = s.plan(st).indices
+    st.record(first, np.linspace(0, 1, len(first)).astype(np.float32),
+              np.ones(len(first), np.float32), np.zeros((len(first), 8), np.float32),
+              np.zeros(len(first), np.int64))
+    s.end_epoch(st)
+    st.epoch = 1
+    second = s.plan(st).indices
+    assert set(second) == set(range(100)) - set(first)  # never-trained first
+
+
+@pytest.fixture(scope="module")
+def noisy_digits():
+    from tinysift.data import add_label_noise, load_dataset
+
+    ds = load_dataset("digits")
+    noisy, flipped = add_label_noise(ds, 0.2, 0)
+    return ds, noisy, flipped
+
+
+def _train(ds, method, budget=0.5, epochs=30, seed=0, **params):
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.training import evaluate
+
+    sampler = make_sampler(method, seed=seed, **params)
+    res = train_guided(ds.x_train, ds.y_train, ds.num_classes, sampler, budget,
+                       train_config=TrainConfig(epochs=epochs, seed=seed), progress=False)
+    return res, sampler, evaluate(res.model, ds.x_test, ds.y_test)
+
+
+def test_budget_is_held_and_runs_are_seeded():
+    from tinysift.data import load_dataset
+
+    ds = load_dataset("digits")
+    res, _, acc = _train(ds, "rs2")
+    full = 30 * len(ds.y_train)
+    assert 0.5 * full - 128 <= res.ledger.spent <= 0.5 * full
+    assert acc > 0.9  # digits at half of 30 epochs
+    again, _, acc2 = _train(ds, "rs2")
+    assert acc2 == acc and again.ledger.epoch_sizes == res.ledger.epoch_sizes
+
+
+def test_flow_filter_drops_planted_mislabels(noisy_digits):
+    """On digits with 20% flipped labels, what the flow method drops is mostly flipped, and
+    it drops a good part of the flipped samples."""
+    _, noisy, flipped = noisy_digits
+    res, sampler, _ = _train(noisy, "flow", density="gmm", final_full=0.2, refresh=3)
+    dropped = sampler.dropped_
+    assert dropped.sum() > 0.3 * flipped.sum(), (dropped.sum(), flipped.sum())
+    precision = (dropped & flipped).sum() / dropped.sum()
+    assert precision > 0.8, precision
+    assert "density-gmm" in res.ledger.fit_seconds
+
+
+def test_train_stage_guided_writes_the_ledger(tmp_path):
+    from tinysift.stages.train import train
+
+    out = train("digits", tmp_path / "run", epochs=8, guided="vq", budget=0.5,
+                progress=False)
+    doc = json.loads((tmp_path / "run" / "guided.json").read_text())
+    assert doc["method"] == "vq" and doc["budget"] == 0.5
+    led = doc["ledger"]
+    assert led["spent_passes"] <= led["budget_passes"] + 1
+    assert led["fit_seconds"]["codebook"] > 0 and sum(led["epoch_sizes"]) == led["train_passes"]
+    assert [e["note"] for e in doc["epochs"]][:2] == ["warm-up", "warm-up"]
+    assert out.test_acc > 0.5
