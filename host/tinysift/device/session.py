@@ -29,16 +29,33 @@ LOG = "log.jsonl"
 
 @dataclass
 class TrainParams:
+    """The ``train`` command's parameters (docs/protocol.md). ``update``, ``steps``,
+    ``schedule`` and ``balance`` are sent only when set, so the command of a plain head
+    training is what it always was."""
+
     epochs: int = 5
     lr: float = 0.05
     momentum: float = 0.9
     batch: int = 32
     seed: int = 1
     init: str = "export"
+    update: str | None = None     # head | bias | last-block
+    steps: int | None = None      # total optimizer steps instead of epochs
+    schedule: str | None = None   # constant | cosine | step
+    balance: bool = False         # class-balanced loss weights
 
     def command(self) -> str:
-        return (f"train epochs={self.epochs} lr={self.lr:g} momentum={self.momentum:g} "
-                f"batch={self.batch} seed={self.seed} init={self.init}")
+        cmd = (f"train epochs={self.epochs} lr={self.lr:g} momentum={self.momentum:g} "
+               f"batch={self.batch} seed={self.seed} init={self.init}")
+        if self.update is not None:
+            cmd += f" update={self.update}"
+        if self.steps is not None:
+            cmd += f" steps={self.steps}"
+        if self.schedule is not None:
+            cmd += f" schedule={self.schedule}"
+        if self.balance:
+            cmd += " balance=1"
+        return cmd
 
 
 @dataclass
@@ -111,9 +128,11 @@ class DeviceSession:
 
 
 def converse(link: SerialLink, session: DeviceSession, train_set, on_reset: str,
-             monitor: PowerMonitor | None, timeout: float, progress) -> None:
-    """Boot, ``info``, optionally ``db load`` ``train_set``, then ``train``; retry ``train``
-    once after a device reset when ``on_reset`` is ``retry``."""
+             monitor: PowerMonitor | None, timeout: float, progress,
+             db_use: str = "ram") -> None:
+    """Boot, ``info``, optionally ``db load`` ``train_set`` and ``db use`` it (``ram``: alone;
+    ``both``: after the compiled-in set), then ``train``; retry ``train`` once after a device
+    reset when ``on_reset`` is ``retry``."""
     doc, brd, params = session.results, session.board, session.params
     try:
         boot = link.wait_boot(timeout=5.0 if not brd.emulated else timeout)
@@ -130,7 +149,7 @@ def converse(link: SerialLink, session: DeviceSession, train_set, on_reset: str,
                  for sample, label in zip(x, y, strict=True)]
         for rec in link.command(f"db load {len(lines)}", timeout=timeout, data=lines):
             session.absorb(rec)
-        for rec in link.command("db use ram", timeout=timeout):
+        for rec in link.command(f"db use {db_use}", timeout=timeout):
             session.absorb(rec)
     retried = False
     while True:

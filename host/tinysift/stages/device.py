@@ -28,7 +28,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
                   on_reset: str = "retry", monitor: PowerMonitor | None = None,
                   timeout: float = 120.0, progress=None,
                   train_set: tuple[np.ndarray, np.ndarray] | None = None,
-                  label: str | None = None) -> DeviceResults:
+                  label: str | None = None, db_use: str = "ram") -> DeviceResults:
     """Build (emulated) or reach (real port) the board, fine-tune, and write the results.
 
     Parameters
@@ -41,6 +41,8 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         using the compiled-in copy
     train_set : (int8 samples, labels) to stream with ``db load`` instead (implies use_db)
     label : results go to ``RUN/device/<label>/`` (several sets on one export)
+    db_use : with ``train_set``: ``ram`` trains on it alone, ``both`` on the compiled-in set
+        followed by it (an adaptation: the exported replay set plus the new samples)
     on_reset : ``retry`` (re-send the command once after a device reset) or ``stop``
     monitor : a power monitor measuring the marker windows
     timeout : seconds without a valid record before giving up
@@ -59,12 +61,14 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     res = session.results
     res.samples = (len(train_set[1]) if train_set is not None
                    else export_info["train_samples"])
+    if train_set is not None and db_use == "both":
+        res.samples += export_info["train_samples"]
     res.model_hash = export_info["content_hash"]
     res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                 "flash_bytes": export_info["memory_plan"]["flash_total"]}
     try:
         with _open_link(brd, run_dir, port, session) as link:
-            converse(link, session, train_set, on_reset, monitor, timeout, progress)
+            converse(link, session, train_set, on_reset, monitor, timeout, progress, db_use)
     except KeyboardInterrupt:
         res.status = "interrupted"
         session.save()

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tinysift.boards import DEFAULT_BOARD, load_board
 from tinysift.export import c_writer
 from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
@@ -38,7 +40,8 @@ class ExportOutcome:
 
 def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
            test_samples: int = 200, db_capacity: int | None = None,
-           seed: int = 0) -> ExportOutcome:
+           seed: int = 0, train_indices: np.ndarray | None = None,
+           test_indices: np.ndarray | None = None) -> ExportOutcome:
     """Export ``RUN/model.tflite`` and the kept training set to ``RUN/export/``.
 
     Parameters
@@ -50,6 +53,9 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     test_samples : size of the held-out int8 test subset (stratified, seeded)
     db_capacity : samples the firmware's ``db load`` RAM buffer holds (None: as many as the
         exported training set); part of the memory plan
+    train_indices : export these training-split samples instead of the ones the model was
+        trained on (an adaptation's replay set)
+    test_indices : export these test-split samples instead of a stratified draw
     """
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
@@ -60,6 +66,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         atomic_write_npz,
         atomic_write_text,
         file_hash,
+        json_hash,
         stage_key,
     )
     from tinysift.stages.train import load_run_dataset, load_trainset
@@ -72,12 +79,21 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     parsed = parse_tflite(tflite)
     ds = load_run_dataset(run)
     brd = load_board(board)
-    x_kept, y_kept = load_trainset(run.path, ds)
-    test_idx = balanced_subset(ds.y_test, test_samples, seed)
+    if train_indices is None:
+        x_kept, y_kept = load_trainset(run.path, ds)
+    else:
+        train_indices = np.asarray(train_indices, np.int64)
+        x_kept, y_kept = ds.x_train[train_indices], ds.y_train[train_indices]
+    test_idx = (balanced_subset(ds.y_test, test_samples, seed) if test_indices is None
+                else np.asarray(test_indices, np.int64))
     fp = model_footprint(parsed, len(tflite))
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
               "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
+    if train_indices is not None:
+        inputs["train_indices"] = json_hash(train_indices.tolist())
+    if test_indices is not None:
+        inputs["test_indices"] = json_hash(test_idx.tolist())
     out_dir = run / "export"
     if run.is_fresh("export", stage_key(params, inputs)):
         r = run.stage_info("export")["results"]

@@ -68,14 +68,19 @@ class FlowGuided(VQGuided):
     max_drop : at most this share of a class is dropped
     loss_weight : weight of the loss rank in the priority (the rest: dynamic uncertainty)
     du_window : epochs of label probabilities behind the dynamic uncertainty
+    density_refits : how many codebook refits reuse a density before it is fit again
+        (0: fit once, after the warm-up, where the labels are judged by a model that has not
+        had time to memorize the wrong ones)
+    density_steps : Adam steps of the flows (each one batch of 256 per class)
     """
 
     name = "flow"
 
     def __init__(self, seed: int = 0, density: str = "flow",
-                 mislabel_posterior: float = 0.1, mislabel_model: float = 0.2,
+                 mislabel_posterior: float = 0.05, mislabel_model: float = 0.05,
                  outlier_tail: float = 0.02, max_drop: float = 0.3, loss_weight: float = 0.5,
-                 du_window: int = 4, **vq_params):
+                 du_window: int = 4, density_refits: int = 0, density_steps: int = 100,
+                 **vq_params):
         super().__init__(seed, **vq_params)
         self.density = density
         self.mislabel_posterior = mislabel_posterior
@@ -84,13 +89,19 @@ class FlowGuided(VQGuided):
         self.max_drop = max_drop
         self.loss_weight = loss_weight
         self.du_window = du_window
+        self.density_refits = density_refits
+        self.density_steps = density_steps
 
     def before_codebook(self, state: TrainingState) -> None:
         from tinysift.scoring.density import label_posterior, make_density, typicality
 
+        self.refits_ = getattr(self, "refits_", -1) + 1
+        if self.refits_ and (not self.density_refits or self.refits_ % self.density_refits):
+            return  # keep the last density's verdict
         z, y, k = self.z_, state.y, state.num_classes
+        params = {"steps": self.density_steps} if self.density == "flow" else {}
         with state.ledger.fit(f"density-{self.density}"):
-            logp = make_density(self.density, seed=self.seed).fit(z, y, k).log_prob(z)
+            logp = make_density(self.density, seed=self.seed, **params).fit(z, y, k).log_prob(z)
         priors = np.bincount(y, minlength=k) / len(y)
         post = np.exp(label_posterior(logp, y, priors))
         typ_rank = within_class_rank(typicality(logp, y), y)

@@ -81,7 +81,7 @@ class VQGuided(EpochSampler):
     name = "vq"
 
     def __init__(self, seed: int = 0, per_code: int = 50, alpha: float = 1.0,
-                 beta: float = 1.0, keep_hard: float = 0.5, weighting: str = "unbiased",
+                 beta: float = 1.0, keep_hard: float = 0.5, weighting: str = "none",
                  refresh: int = 2, dim: int = 16, final_full: float = 0.125,
                  embedding: str = "model"):
         super().__init__(seed)
@@ -145,8 +145,6 @@ class VQGuided(EpochSampler):
         return np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
 
     def _fit_codebook(self, state: TrainingState) -> None:
-        from tinysift.selection.methods.vq import kmeans
-
         self.z_ = self.embedding_of(state)
         self.before_codebook(state)
         self.codes_ = []
@@ -156,7 +154,7 @@ class VQGuided(EpochSampler):
                 self.codes_.append((idx, np.zeros(0, np.int64)))
                 continue
             k = max(1, math.ceil(len(idx) / self.per_code))
-            _, assign = kmeans(self.z_[idx], k, self.seed + 7919 * c + state.epoch)
+            _, assign = lloyd_kmeans(self.z_[idx], k, self.seed + 7919 * c + state.epoch)
             self.codes_.append((idx, assign))
 
     def before_codebook(self, state: TrainingState) -> None:
@@ -210,6 +208,41 @@ class VQGuided(EpochSampler):
 
 
 def _pca(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
-    from tinysift.scoring.embeddings import pca_reduce
+    """Projection on the top ``dim`` principal axes (eigendecomposition of the D x D
+    covariance: exact, and cheap for the model's 64-dim features; ``seed`` unused)."""
+    z = np.asarray(z, np.float32)
+    zc = z - z.mean(0)
+    if dim >= z.shape[1]:
+        return zc
+    cov = (zc.T @ zc) / max(1, len(z) - 1)
+    _, vecs = np.linalg.eigh(cov.astype(np.float64))
+    return zc @ vecs[:, ::-1][:, :dim].astype(np.float32)
 
-    return pca_reduce(z, dim, seed)
+
+def lloyd_kmeans(z: np.ndarray, k: int, seed: int, iters: int = 10
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ seeding then ``iters`` Lloyd steps, in numpy (a codebook refit is charged
+    to the training budget, so it must be cheap: about 10 ms for 5,000 x 16, k = 100)."""
+    z = np.asarray(z, np.float32)
+    n = len(z)
+    k = max(1, min(k, n))
+    rng = np.random.default_rng(seed)
+    sq = (z * z).sum(1)
+    cent = np.empty((k, z.shape[1]), np.float32)
+    cent[0] = z[rng.integers(n)]
+    d2 = np.maximum(sq - 2 * z @ cent[0] + cent[0] @ cent[0], 0)
+    for j in range(1, k):
+        cdf = np.cumsum(d2, dtype=np.float64)
+        pick = (int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+                if cdf[-1] > 0 else int(rng.integers(n)))
+        cent[j] = z[min(pick, n - 1)]
+        d2 = np.minimum(d2, np.maximum(sq - 2 * z @ cent[j] + cent[j] @ cent[j], 0))
+    for _ in range(iters):
+        assign = np.argmin(sq[:, None] - 2 * z @ cent.T + (cent * cent).sum(1)[None, :], 1)
+        counts = np.bincount(assign, minlength=k)
+        sums = np.stack([np.bincount(assign, weights=z[:, j], minlength=k)
+                         for j in range(z.shape[1])], axis=1)
+        full = counts > 0
+        cent[full] = sums[full] / counts[full, None]
+    assign = np.argmin(sq[:, None] - 2 * z @ cent.T + (cent * cent).sum(1)[None, :], 1)
+    return cent, assign.astype(np.int64)

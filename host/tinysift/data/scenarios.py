@@ -1,0 +1,196 @@
+"""On-device adaptation scenarios: what the host trains the base model on, what the device
+learns later, and the test sets that tell forgetting from learning.
+
+* ``new-classes``: the base model learns some classes of a dataset (Fashion-MNIST 0-7); the
+  device learns the others (8, 9) from samples streamed to it, keeping the old ones with a
+  replay set.
+* ``shift``: the base model learns a source dataset (MNIST); the device adapts to a shifted
+  target with the same classes (the scikit-learn 8x8 digits, upsampled to 28x28), keeping the
+  source with a replay set.
+* ``user``: the base model learns a dataset; the device learns the user's own data
+  (``npz:PATH`` or ``folder:PATH``) whose labels must be classes of the base dataset and
+  whose images must have the same shape.
+
+A :class:`Scenario` holds every split as arrays; :meth:`Scenario.to_npz` writes it as one
+``npz:`` dataset (the base and new training samples together, the old and new test samples
+together) plus index arrays, so the pipeline's stages run on it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinysift.errors import DatasetError
+
+KINDS = ("new-classes", "shift", "user")
+
+
+@dataclass
+class Scenario:
+    """Every split of one adaptation scenario (uint8 NHWC images, int64 labels).
+
+    Attributes
+    ----------
+    kind : ``new-classes``, ``shift`` or ``user``
+    x_old, y_old : what the base model is trained on (and the replay set is chosen from)
+    x_new, y_new : the pool of new samples the device learns from
+    x_test_old, y_test_old : test samples of the old task (old classes / source domain)
+    x_test_new, y_test_new : test samples of the new task
+    num_classes : classes of the model (the head has this many outputs from the start)
+    old_classes, new_classes : which labels each task has
+    class_names : one per class
+    description : one line for reports
+    """
+
+    kind: str
+    x_old: np.ndarray
+    y_old: np.ndarray
+    x_new: np.ndarray
+    y_new: np.ndarray
+    x_test_old: np.ndarray
+    y_test_old: np.ndarray
+    x_test_new: np.ndarray
+    y_test_new: np.ndarray
+    num_classes: int
+    old_classes: tuple[int, ...]
+    new_classes: tuple[int, ...]
+    class_names: tuple[str, ...]
+    description: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shapes = {a.shape[1:] for a in (self.x_old, self.x_new, self.x_test_old,
+                                        self.x_test_new)}
+        if len(shapes) != 1:
+            raise DatasetError(f"scenario {self.kind}: image shapes differ across splits "
+                               f"({sorted(shapes)}); every image must match the model's input")
+        for name, y in (("new", self.y_new), ("test_new", self.y_test_new)):
+            bad = sorted(set(np.unique(y).tolist()) - set(range(self.num_classes)))
+            if bad:
+                raise DatasetError(
+                    f"scenario {self.kind}: {name} labels {bad} are not classes of the model "
+                    f"(0..{self.num_classes - 1}); relabel the new data into the model's "
+                    "classes or train a base model with more classes")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_old.shape[1:])
+
+    def to_npz(self, path) -> dict:
+        """Write the scenario as one ``npz:`` dataset; returns the index arrays (into the
+        npz's training and test splits) of each part."""
+        from tinysift.runs import atomic_write_npz
+
+        n_old, n_test_old = len(self.y_old), len(self.y_test_old)
+        parts = {
+            "old": np.arange(n_old), "new": n_old + np.arange(len(self.y_new)),
+            "test_old": np.arange(n_test_old),
+            "test_new": n_test_old + np.arange(len(self.y_test_new)),
+        }
+        atomic_write_npz(path, x=np.concatenate([self.x_old, self.x_new]),
+                         y=np.concatenate([self.y_old, self.y_new]),
+                         x_test=np.concatenate([self.x_test_old, self.x_test_new]),
+                         y_test=np.concatenate([self.y_test_old, self.y_test_new]),
+                         class_names=np.array(self.class_names),
+                         **{f"part_{k}": v for k, v in parts.items()})
+        return parts
+
+
+def _take_per_class(y: np.ndarray, classes, per_class: int | None,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Indices of up to ``per_class`` samples of each class in ``classes`` (all with None)."""
+    out = []
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        if per_class is not None and per_class < len(idx):
+            idx = np.sort(rng.choice(idx, size=per_class, replace=False))
+        out.append(idx)
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
+                new_per_class: int = 100, seed: int = 0) -> Scenario:
+    """The base model learns ``old_classes``; the device learns the rest of the dataset's
+    classes from ``new_per_class`` samples each (drawn from the training split, seeded)."""
+    from tinysift.data import load_dataset
+
+    ds = load_dataset(dataset)
+    old = tuple(sorted(int(c) for c in old_classes))
+    if not old or min(old) < 0 or max(old) >= ds.num_classes:
+        raise DatasetError(f"old classes must be in 0..{ds.num_classes - 1}, got {old}")
+    new = tuple(c for c in range(ds.num_classes) if c not in old)
+    if not new:
+        raise DatasetError("every class is old: leave at least one class for the device")
+    rng = np.random.default_rng(seed)
+    i_old = _take_per_class(ds.y_train, old, None, rng)
+    i_new = _take_per_class(ds.y_train, new, new_per_class, rng)
+    t_old = np.flatnonzero(np.isin(ds.y_test, old))
+    t_new = np.flatnonzero(np.isin(ds.y_test, new))
+    return Scenario("new-classes", ds.x_train[i_old], ds.y_train[i_old], ds.x_train[i_new],
+                    ds.y_train[i_new], ds.x_test[t_old], ds.y_test[t_old], ds.x_test[t_new],
+                    ds.y_test[t_new], ds.num_classes, old, new, ds.class_names,
+                    f"{dataset}: base model on classes {list(old)}, device learns "
+                    f"{list(new)} from {new_per_class} samples each",
+                    meta={"dataset": dataset, "dataset_hash": ds.content_hash})
+
+
+def upsample_digits(x8: np.ndarray, size: int = 28) -> np.ndarray:
+    """scikit-learn's 8x8 digits (0..16 ink) as MNIST-like images: bilinear resize of the 8x8
+    image into a 20x20 box centred in ``size`` x ``size`` (MNIST's layout), scaled to 0..255."""
+    from PIL import Image
+
+    out = np.zeros((len(x8), size, size, 1), np.uint8)
+    box = round(size * 20 / 28)
+    off = (size - box) // 2
+    for i, img in enumerate(x8[..., 0]):
+        im = Image.fromarray(np.clip(img.astype(np.float32) / 16.0 * 255.0, 0, 255)
+                             .astype(np.uint8))
+        out[i, off:off + box, off:off + box, 0] = np.asarray(
+            im.resize((box, box), Image.BILINEAR))
+    return out
+
+
+def shift(source: str = "mnist", new_per_class: int = 30, seed: int = 0) -> Scenario:
+    """The base model learns ``source`` (MNIST); the device adapts to the scikit-learn digits
+    upsampled to 28x28 (:func:`upsample_digits`), ``new_per_class`` samples per class from
+    their training split; tested on both domains."""
+    from tinysift.data import load_dataset
+
+    src = load_dataset(source)
+    tgt = load_dataset("digits")
+    if src.input_shape[:2] != (28, 28) or src.num_classes != 10:
+        raise DatasetError(f"the shift scenario adapts a 28x28, 10-class source to the "
+                           f"upsampled digits; {source} is {src.input_shape}, "
+                           f"{src.num_classes} classes")
+    rng = np.random.default_rng(seed)
+    x_tgt, x_tgt_test = upsample_digits(tgt.x_train), upsample_digits(tgt.x_test)
+    i_new = _take_per_class(tgt.y_train, range(10), new_per_class, rng)
+    return Scenario("shift", src.x_train, src.y_train, x_tgt[i_new], tgt.y_train[i_new],
+                    src.x_test, src.y_test, x_tgt_test, tgt.y_test, 10, tuple(range(10)),
+                    tuple(range(10)), src.class_names,
+                    f"{source} -> scikit-learn digits upsampled to 28x28: the device adapts "
+                    f"from {new_per_class} samples per class",
+                    meta={"dataset": source, "dataset_hash": src.content_hash,
+                          "target_hash": tgt.content_hash})
+
+
+def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -> Scenario:
+    """The base model learns ``base``; the device learns the user's ``new`` data (an
+    ``npz:PATH`` or ``folder:PATH`` dataset; its test split is the new task's test set)."""
+    from tinysift.data import load_dataset
+
+    b, u = load_dataset(base), load_dataset(new)
+    if u.input_shape != b.input_shape:
+        raise DatasetError(f"{new}: images are {'x'.join(map(str, u.input_shape))} but the "
+                           f"base model's input is {'x'.join(map(str, b.input_shape))}; "
+                           "resize the new data to the model's input shape")
+    rng = np.random.default_rng(seed)
+    i_new = _take_per_class(u.y_train, np.unique(u.y_train), new_per_class, rng)
+    return Scenario("user", b.x_train, b.y_train, u.x_train[i_new], u.y_train[i_new],
+                    b.x_test, b.y_test, u.x_test, u.y_test, b.num_classes,
+                    tuple(range(b.num_classes)), tuple(int(c) for c in np.unique(u.y_train)),
+                    b.class_names, f"{base} base model, the device learns {new}",
+                    meta={"dataset": base, "dataset_hash": b.content_hash,
+                          "new_hash": u.content_hash})

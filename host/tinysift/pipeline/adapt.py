@@ -1,0 +1,266 @@
+"""On-device adaptation: the device learns something new (new classes, a shifted domain, the
+user's data) and keeps what it knew with a replay set tinysift chose.
+
+1. the scenario's splits are written as one ``npz:`` dataset (``RUN/scenario.npz``);
+2. the base model trains on the host on the old task only, is int8-quantized (TFLM check);
+3. the replay set is a pruning problem: ``replay_per_class`` samples of every old class,
+   chosen from the old training data by any pruning method, in the base model's own feature
+   space (``embedding="given"``); it is exported with the model (flash), with a test subset
+   of both tasks;
+4. on the device, the new samples are streamed (``db load``) and trained together with the
+   replay set (``db use both``), class-balanced, for a fixed number of steps with a decaying
+   learning rate, updating ``head``, ``bias`` or ``last-block``; per-class accuracy comes
+   back, split into old task, new task and all;
+5. references on the host, on the same frozen backbone: the *joint* head trained on all the
+   old data plus the new samples (the upper bound) and, on the device, the same training
+   with no replay (the forgetting floor).
+
+Every stage is cached in its run folder: a killed adaptation resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.boards import DEFAULT_BOARD
+from tinysift.errors import BudgetError
+
+SCENARIO_FILE = "scenario.npz"
+UPDATES = ("head", "bias", "last-block")
+NO_REPLAY = "none"
+
+
+@dataclass
+class AdaptConfig:
+    """One adaptation. ``replay="none"`` (or ``replay_per_class=0``) trains on the new
+    samples alone: the forgetting floor."""
+
+    scenario: str = "new-classes"
+    dataset: str = "fashion-mnist"
+    old_classes: tuple[int, ...] = tuple(range(8))
+    new: str | None = None
+    new_per_class: int = 100
+    replay: str = "vq"
+    replay_per_class: int = 20
+    update: str = "head"
+    board: str = DEFAULT_BOARD
+    steps: int = 300
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch: int = 32
+    schedule: str = "cosine"
+    balance: bool = True
+    base_epochs: int = 10
+    test_per_class: int = 30
+    seed: int = 0
+    out: str = "runs/adapt"
+    replay_params: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from tinysift.data.scenarios import KINDS
+
+        if self.scenario not in KINDS:
+            raise BudgetError(f"unknown scenario {self.scenario!r}; choose one of "
+                              f"{', '.join(KINDS)}")
+        if self.scenario == "user" and not self.new:
+            raise BudgetError("the user scenario needs --new npz:PATH or folder:PATH")
+        if self.update not in UPDATES:
+            raise BudgetError(f"--update must be one of {', '.join(UPDATES)}")
+        if self.replay_per_class < 0 or self.new_per_class < 1 or self.steps < 1:
+            raise BudgetError("--replay-per-class must be >= 0, --new-per-class and --steps "
+                              ">= 1")
+
+    @property
+    def uses_replay(self) -> bool:
+        return self.replay != NO_REPLAY and self.replay_per_class > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_scenario(cfg: AdaptConfig):
+    from tinysift.data import scenarios
+
+    if cfg.scenario == "new-classes":
+        return scenarios.new_classes(cfg.dataset, cfg.old_classes, cfg.new_per_class, cfg.seed)
+    if cfg.scenario == "shift":
+        return scenarios.shift(cfg.dataset, cfg.new_per_class, cfg.seed)
+    return scenarios.user(cfg.dataset, cfg.new, cfg.new_per_class, cfg.seed)
+
+
+def prepare_base(cfg: AdaptConfig, log=print):
+    """Scenario, base model (trained on the old task, quantized): cached in ``cfg.out``.
+    Returns ``(scenario, parts, dataset name of RUN/scenario.npz, base run folder)``."""
+    from tinysift.data import load_dataset
+    from tinysift.runs import json_hash
+    from tinysift.selection.io import write_selection
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scn = build_scenario(cfg)
+    key = json_hash({k: v for k, v in cfg.to_dict().items()
+                     if k in ("scenario", "dataset", "old_classes", "new", "new_per_class",
+                              "seed")})
+    npz = out / SCENARIO_FILE
+    stamp = out / "scenario.key"
+    if not (npz.exists() and stamp.exists() and stamp.read_text() == key):
+        scn.to_npz(npz)
+        stamp.write_text(key)
+    name = f"npz:{npz}"
+    ds = load_dataset(name)
+    with np.load(npz) as z:
+        parts = {k[5:]: z[k] for k in z.files if k.startswith("part_")}
+    base = out / "base"
+    sel = base / "old.npz"
+    write_selection(sel, parts["old"], np.zeros(len(ds.y_train)), "scenario:old",
+                    len(ds.y_train), ds.content_hash)
+    t0 = time.perf_counter()
+    tr = train(name, base, selection=sel, epochs=cfg.base_epochs, seed=cfg.seed,
+               progress=False)
+    q = quantize(base, seed=cfg.seed)
+    log(f"base model on the old task: {tr.train_samples} samples, int8 (TFLM) "
+        f"{q.int8_acc:.4f} on the whole test split ({time.perf_counter() - t0:.0f} s)")
+    return scn, parts, name, base
+
+
+def base_features(base: Path, x: np.ndarray) -> np.ndarray:
+    """The float base model's backbone features (what the replay selection measures)."""
+    from tinysift.models.cnn import feature_model
+    from tinysift.models.training import predict_proba
+    from tinysift.stages.train import load_trained_model
+
+    return predict_proba(feature_model(load_trained_model(base)), x)
+
+
+def choose_replay(cfg: AdaptConfig, scn, base: Path) -> np.ndarray:
+    """Indices into the old training data: ``replay_per_class`` of every old class."""
+    import inspect
+
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import METHODS, make_method
+
+    if not cfg.uses_replay:
+        return np.zeros(0, np.int64)
+    feats = base_features(base, scn.x_old)
+    ctx = ScoringContext(scn.x_old, scn.y_old, scn.num_classes, seed=cfg.seed,
+                         features=feats, progress=False)
+    params = dict(cfg.replay_params)
+    make_method(cfg.replay)  # unknown names fail here with the list of known ones
+    if "embedding" in inspect.signature(METHODS[cfg.replay].__init__).parameters:
+        params.setdefault("embedding", "given")
+    method = make_method(cfg.replay, seed=cfg.seed, **params)
+    count = cfg.replay_per_class * len(scn.old_classes)
+    return np.sort(method.fit(ctx).select(count))
+
+
+def test_indices(scn, parts: dict, per_class: int, seed: int) -> np.ndarray:
+    """A class-balanced test subset of each task (indices into the scenario's test split)."""
+    from tinysift.selection.budget import balanced_subset
+
+    out = []
+    for part, y in (("test_old", scn.y_test_old), ("test_new", scn.y_test_new)):
+        classes = len(np.unique(y))
+        pick = balanced_subset(y, min(len(y), per_class * classes), seed)
+        out.append(parts[part][pick])
+    return np.sort(np.concatenate(out))
+
+
+def host_joint_reference(scn, base: Path, seed: int) -> dict:
+    """The upper bound: the head trained on the frozen base features of ALL the old training
+    data plus the new samples (multinomial logistic regression), tested per task."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([scn.x_old, scn.x_new])
+    y = np.concatenate([scn.y_old, scn.y_new])
+    f = base_features(base, x)
+    clf = LogisticRegression(max_iter=300, C=1.0, random_state=seed).fit(f, y)
+    acc_old = float((clf.predict(base_features(base, scn.x_test_old)) == scn.y_test_old).mean())
+    acc_new = float((clf.predict(base_features(base, scn.x_test_new)) == scn.y_test_new).mean())
+    n_old, n_new = len(scn.y_test_old), len(scn.y_test_new)
+    return {"old": acc_old, "new": acc_new,
+            "all": (acc_old * n_old + acc_new * n_new) / (n_old + n_new)}
+
+
+def task_accuracies(per_class_correct, per_class_total, scn) -> dict:
+    """Old-task, new-task and overall accuracy from per-class counts. For ``shift`` (same
+    classes, two domains) the device reports per-domain counts instead."""
+    correct = np.asarray(per_class_correct, np.int64)
+    total = np.asarray(per_class_total, np.int64)
+    old = list(scn.old_classes)
+    new = [c for c in scn.new_classes if c not in old]
+    out = {"all": float(correct.sum() / max(1, total.sum()))}
+    if new:
+        out["old"] = float(correct[old].sum() / max(1, total[old].sum()))
+        out["new"] = float(correct[new].sum() / max(1, total[new].sum()))
+    return out
+
+
+def run_adapt(cfg: AdaptConfig, log=print) -> dict:
+    """One adaptation end to end; writes ``RUN/adapt-<label>.json`` and returns it."""
+    from tinysift.quantize import tflm
+    from tinysift.stages.device import TrainParams, cached_results, run_on_device
+    from tinysift.stages.export import export
+
+    cfg.validate()
+    start = time.perf_counter()
+    scn, parts, name, base = prepare_base(cfg, log)
+    replay_local = choose_replay(cfg, scn, base)
+    replay = parts["old"][replay_local]
+    tests = test_indices(scn, parts, cfg.test_per_class, cfg.seed)
+    # The export always carries the replay set (possibly empty is not exportable: the floor
+    # exports one sample per old class and trains on the new samples alone).
+    exported = replay if len(replay) else parts["old"][_one_per_class(scn.y_old)]
+    exp = export(base, board=cfg.board, test_samples=len(tests), seed=cfg.seed,
+                 db_capacity=len(scn.y_new), train_indices=exported, test_indices=tests)
+    scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
+    new_set = (tflm.quantize_images(scn.x_new, scale, zp), scn.y_new)
+    params = TrainParams(epochs=1, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
+                         seed=cfg.seed + 1, update=cfg.update, steps=cfg.steps,
+                         schedule=cfg.schedule, balance=cfg.balance)
+    label = (f"{cfg.replay}-{cfg.replay_per_class}-{cfg.update}" if cfg.uses_replay
+             else f"noreplay-{cfg.update}")
+    res = cached_results(base, label, params)
+    if res is None:
+        res = run_on_device(base, cfg.board, params=params, train_set=new_set, label=label,
+                            db_use="both" if cfg.uses_replay else "ram")
+    accs = device_task_accuracies(res, scn, exp_dir=base / "export")
+    doc = {
+        "config": cfg.to_dict(), "scenario": scn.description, "label": label,
+        "replay_samples": int(len(replay)), "new_samples": int(len(scn.y_new)),
+        "device": {"acc": accs, "energy_mj": float(sum(e.energy_mj for e in res.epochs)),
+                   "features_mj": res.phase("features").energy_mj,
+                   "cycles": int(sum(e.cycles for e in res.epochs)),
+                   "ram_bytes": res.ram_bytes, "flash_bytes": res.flash_bytes,
+                   "counter": res.counter},
+        "memory_plan": exp.plan,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    from tinysift.runs import atomic_write_json
+
+    atomic_write_json(Path(cfg.out) / f"adapt-{label}.json", doc)
+    log(f"{label}: old {accs.get('old', float('nan')):.3f}  new "
+        f"{accs.get('new', float('nan')):.3f}  all {accs['all']:.3f}")
+    return doc
+
+
+def _one_per_class(y: np.ndarray) -> np.ndarray:
+    return np.array([np.flatnonzero(y == c)[0] for c in np.unique(y)], np.int64)
+
+
+def device_task_accuracies(res, scn, exp_dir: Path) -> dict:
+    """Old/new/all accuracy of the int8 head from the device's per-class counts; for
+    ``shift`` (old and new share classes) from the exported test set's task of each sample."""
+    per_class = res.per_class or {}
+    if not per_class:
+        raise BudgetError("the device reported no per-class counts; rebuild the firmware "
+                          "(tinysift device flash) so it answers with @evalclass records")
+    info = json.loads((exp_dir / "export.json").read_text())
+    del info
+    return task_accuracies(per_class["int8_correct"], per_class["total"], scn)
