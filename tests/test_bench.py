@@ -112,7 +112,7 @@ def test_bench_guided_quick_writes_results(tmp_path):
     res = json.loads((tmp_path / "guided_digits_quick.json").read_text())
     assert set(res["methods"]) == {"full-cut", "rs2", "infobatch", "ucb", "vq", "flow"}
     full = res["full_data_acc"]["mean"]
-    assert full > 0.85, full  # 8 epochs of digits
+    assert full > 0.9, full  # 20 epochs of digits
     for name, per in res["methods"].items():
         p = per["0.5"]
         # The budget is spent, never overspent by more than one batch or a final fit.

@@ -121,7 +121,8 @@ def test_flow_filter_drops_planted_mislabels(noisy_digits):
     """On digits with 20% flipped labels, what the flow method drops is mostly flipped, and
     it drops a good part of the flipped samples."""
     _, noisy, flipped = noisy_digits
-    res, sampler, _ = _train(noisy, "flow", density="gmm", final_full=0.2, refresh=3)
+    res, sampler, _ = _train(noisy, "flow", density="gmm", final_full=0.2, refresh=3,
+                             mislabel_model=0.2, mislabel_posterior=0.1)
     dropped = sampler.dropped_
     assert dropped.sum() > 0.3 * flipped.sum(), (dropped.sum(), flipped.sum())
     precision = (dropped & flipped).sum() / dropped.sum()
@@ -132,7 +133,7 @@ def test_flow_filter_drops_planted_mislabels(noisy_digits):
 def test_train_stage_guided_writes_the_ledger(tmp_path):
     from tinysift.stages.train import train
 
-    out = train("digits", tmp_path / "run", epochs=8, guided="vq", budget=0.5,
+    out = train("digits", tmp_path / "run", epochs=30, guided="vq", budget=0.5,
                 progress=False)
     doc = json.loads((tmp_path / "run" / "guided.json").read_text())
     assert doc["method"] == "vq" and doc["budget"] == 0.5

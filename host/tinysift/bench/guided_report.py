@@ -39,7 +39,7 @@ def guided_markdown(res: dict) -> str:
         key = f"vs_{ref}"
         rows = [(name, per) for name, per in methods.items()
                 if any(key in per[b] for b in budgets if b in per)]
-        if not rows:
+        if not rows or res["seeds"] < 2:  # one seed has no interval
             continue
         lines += [f"## Paired difference to {title} (points, 95% interval; bold: excludes 0)",
                   "", "| method | " + " | ".join(f"budget {b}" for b in budgets) + " |",

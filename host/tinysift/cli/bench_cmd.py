@@ -73,7 +73,7 @@ def guided_cmd(
     seeds: int = typer.Option(5),
     epochs: int = typer.Option(10, help="epochs of the full-data recipe"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
-    quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 8 epochs"),
+    quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
@@ -82,7 +82,7 @@ def guided_cmd(
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
     if quick:
         cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=names, seeds=1,
-                                epochs=8, label_noise=label_noise, out_dir=out_dir,
+                                epochs=20, label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=None, quick=True)
     else:
         cfg = GuidedBenchConfig(dataset=dataset, budgets=tuple(_fractions(budgets, "--budgets")),
