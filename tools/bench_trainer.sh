@@ -21,7 +21,8 @@ defs=(-DTS_TARGET_QEMU -DTS_MPS2_SYSCLK_HZ=25000000u -DBENCH_EPOCHS="${epochs}u"
 common=(-std=c99 -O2 -g -ffunction-sections -fdata-sections -Wall -Wextra)
 runtime_src=("$qr"/*.c "$rt"/src/*.c)
 engine_src=("$eng"/ts_executor.c "$eng"/ts_kernels*.c "$eng"/ts_softmax*.c "$eng"/ts_trainer.c
-            "$eng"/ts_trainer_data.c "$export_dir"/ts_export_model.c
+            "$eng"/ts_trainer_data.c "$eng"/ts_trainer_tail.c "$eng"/ts_tflite.c
+            "$export_dir"/ts_export_model.c
             "$export_dir"/ts_export_data.c "$root"/tools/bench/trainer_bench.c)
 
 build() { # name, runtime cpu flags, engine cpu flags, link cpu flags

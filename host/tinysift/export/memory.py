@@ -30,10 +30,10 @@ def trainer_workspace_bytes(k: int, d: int, n: int) -> int:
     training samples: the Python twin of ``TS_TRAINER_WORKSPACE_BYTES(K, D, N)`` in
     firmware/lib/tsengine/src/ts_trainer.h (tests/test_trainer.py compiles that macro and
     checks both give the same numbers). W, its momentum and gradient sum (``k*d`` floats
-    each), b, its momentum and gradient sum, logits and probabilities (``k`` floats each),
-    one dequantized feature vector (``d`` floats), the shuffle order (uint16 per sample) and
-    one int8 feature vector (``d`` bytes)."""
-    return 4 * (3 * k * d + 5 * k + d) + 2 * n + d
+    each), b, its momentum and gradient sum, logits, probabilities and class weights (``k``
+    floats each), one dequantized feature vector (``d`` floats), the shuffle order (uint16
+    per sample) and one int8 feature vector (``d`` bytes)."""
+    return 4 * (3 * k * d + 6 * k + d) + 2 * n + d
 
 
 @dataclass
