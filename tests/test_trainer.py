@@ -419,6 +419,70 @@ def test_workspace_formula_c_and_python_agree(tmp_path):
     assert trainer_workspace_bytes(10, 64, 1437) == 11114
 
 
+# (H, CIN, COUT, PIX) / (H, SUMC, AMAX, MBITS): the digits and Fashion-MNIST ds-cnn exports,
+# odd and tiny shapes, a large one
+BLOCK_CASES = [(9, 64, 64, 16), (9, 64, 64, 49), (1, 1, 1, 1), (3, 5, 7, 3), (30, 512, 10, 4096)]
+BIAS_CASES = [(9, 288, 2048, 7680), (9, 288, 6272, 23520), (1, 1, 1, 1), (4, 17, 33, 31),
+              (40, 4000, 100000, 1000000)]
+
+
+def test_backbone_formulas_c_and_python_agree(tmp_path):
+    """TS_TRAINER_BLOCK_WORKSPACE_BYTES, TS_TRAINER_BIAS_WORKSPACE_BYTES, the two _Q_BYTES and
+    TS_TRAINER_PER_CLASS_COUNT (static arrays and runtime values) against their Python twins
+    in tinysift.export.memory."""
+    from tinysift.export import memory as mem
+
+    exe = tmp_path / "workspace_size"
+    cmd = ["gcc", *CFLAGS, f"-I{ENGINE}", str(ROOT / "tests" / "c" / "workspace_size.c"),
+           *map(str, _engine_sources()), "-lm", "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    stdin = ("".join(f"block {h} {a} {b} {c}\n" for h, a, b, c in BLOCK_CASES)
+             + "".join(f"bias {h} {a} {b} {c}\n" for h, a, b, c in BIAS_CASES)
+             + "class 10\nclass 1\n")
+    rows = [line.split() for line in run(exe, stdin=stdin).splitlines()]
+    seen = set()
+    for row in rows:
+        v = [int(x) for x in row[1:]]
+        if row[0] in ("block", "const_block"):
+            assert v[4:] == [mem.trainer_block_workspace_bytes(*v[:4]),
+                             mem.trainer_block_q_bytes(v[1], v[2])], row
+        elif row[0] in ("bias", "const_bias"):
+            assert v[4:] == [mem.trainer_bias_workspace_bytes(*v[:4]),
+                             mem.trainer_bias_q_bytes(v[1])], row
+        elif row[0] in ("class", "const_class"):
+            assert v[1] == mem.trainer_per_class_count(v[0])
+        else:
+            continue
+        seen.add(row[0])
+    assert seen == {"block", "const_block", "bias", "const_bias", "class", "const_class"}
+
+
+def test_sizes_of_the_export(driver, parsed, tflite):
+    """ts_trainer_sizes() on the export: the numbers equal the macros given the model's dims,
+    and the memory plan's BackboneDims (read off the parsed .tflite) give the same dims and
+    bytes; unknown modes are refused."""
+    from tinysift.export import memory as mem
+
+    rows = [[int(x) for x in line.split()[1:]] for line in run(driver, "sizes").splitlines()]
+    head, block, bias, bad = rows
+    dims = mem.model_footprint(parsed, len(tflite)).backbone
+    # u st first sample in_c out_c pix channels act_max mask_bits params ws q macro macro_q cache
+    assert head[:4] == [0, 0, parsed.head_index, parsed.head.in_dims[2]]
+    assert head[11:15] == [0, 0, 0, 0]
+    assert block[1] == 0 and block[11:13] == block[13:15]
+    assert (block[4], block[5], block[6]) == (dims.block_in_c, dims.block_out_c,
+                                              dims.block_pixels)
+    assert (block[11], block[12]) == (dims.block_bytes, dims.block_q_bytes)
+    assert block[15] == 13 * block[3]  # the cache of 10 + 3 samples of the block's input
+    assert bias[1] == 0 and bias[11:13] == bias[13:15] and bias[2] == 0
+    assert (bias[7], bias[8], bias[9]) == (dims.bias_channels, dims.bias_act_max,
+                                           dims.bias_mask_bits)
+    assert (bias[11], bias[12]) == (dims.bias_bytes, dims.bias_q_bytes)
+    assert bias[15] == 0  # update=bias reads its samples where they are
+    assert bad[1] == 6  # TS_ERR_PARAM
+
+
 def test_cycle_counts(trained, driver, tmp_path, model):
     _, res = trained
     c, _, path = res["export"]

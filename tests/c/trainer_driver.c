@@ -679,6 +679,116 @@ static int cmd_mbqm(void)
     return 0;
 }
 
+#define EXPECT(name, call, want)                                                          \
+    do {                                                                                  \
+        ts_status_t got_ = (call);                                                        \
+        if (got_ != (want)) {                                                             \
+            printf("FAIL %s: got %d want %d\n", name, (int)got_, (int)(want));            \
+            ++fails;                                                                      \
+        } else {                                                                          \
+            printf("ok %s\n", name);                                                      \
+        }                                                                                 \
+    } while (0)
+
+#ifdef TS_TEST_EXECUTOR
+/* update=last-block / bias requests on the export's own datasets (model inputs): each
+ * missing, short, misaligned or corrupt buffer gives its status code. Returns the fails. */
+static int backbone_errors(const ts_trainer_config_t *base, ts_head_q_t *hq)
+{
+    int fails = 0;
+    uint32_t u;
+    for (u = TS_UPDATE_LAST_BLOCK; u <= TS_UPDATE_BIAS; ++u) {
+        ts_trainer_config_t cfg = *base;
+        backbone_t bb;
+        ts_train_request_t req;
+        ts_dataset_t train = ts_export_train;
+        size_t ws_bytes = ts_trainer_workspace_size(M, 40);
+        uint8_t *ws = xmalloc(ws_bytes);
+        uint8_t *bad_tfl = xmalloc(ts_export_tflite_len);
+        ts_model_t bad;
+        ts_layer_t *layers = xmalloc((size_t)M->num_layers * sizeof(ts_layer_t));
+        uint32_t l;
+        train.count = 40;
+        cfg.update = u;
+        cfg.epochs = 1;
+        backbone_alloc(&bb, u);
+        req = (ts_train_request_t){.train = &train, .test = &ts_export_test, .workspace = ws,
+                                   .workspace_bytes = ws_bytes, .head_q = hq};
+        request_backbone(&req, &bb);
+        printf("mode %s\n", ts_trainer_update_name(u));
+        EXPECT("valid", ts_train_head(M, &cfg, &req), TS_OK);
+        req.tflite = NULL;
+        EXPECT("no tflite", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.tflite = ts_export_tflite;
+        req.tflite_bytes = ts_export_tflite_len / 2u;
+        EXPECT("tflite cut in half", ts_train_head(M, &cfg, &req), TS_ERR_DATA);
+        memcpy(bad_tfl, ts_export_tflite, ts_export_tflite_len);
+        bad_tfl[4] = 'X'; /* the file identifier */
+        req.tflite = bad_tfl;
+        req.tflite_bytes = ts_export_tflite_len;
+        EXPECT("not a tflite", ts_train_head(M, &cfg, &req), TS_ERR_DATA);
+        req.tflite = ts_export_tflite;
+        req.backbone_ws_bytes = bb.ws_bytes - 1u;
+        EXPECT("backbone workspace one byte short", ts_train_head(M, &cfg, &req),
+               TS_ERR_ARENA);
+        req.backbone_ws_bytes = bb.ws_bytes;
+        req.backbone_ws = bb.ws + 2;
+        EXPECT("backbone workspace misaligned", ts_train_head(M, &cfg, &req), TS_ERR_PARAM);
+        req.backbone_ws = NULL;
+        EXPECT("no backbone workspace", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.backbone_ws = bb.ws;
+        req.backbone_q_bytes = bb.q_bytes - 1u;
+        EXPECT("re-quantized backbone one byte short", ts_train_head(M, &cfg, &req),
+               TS_ERR_ARENA);
+        req.backbone_q_bytes = bb.q_bytes;
+        req.layers_cap = M->num_layers - 1u;
+        EXPECT("layer table short", ts_train_head(M, &cfg, &req), TS_ERR_ARENA);
+        req.layers_cap = M->num_layers;
+        req.layers = NULL;
+        EXPECT("no layer table", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.layers = bb.layers;
+        req.arena_bytes = ts_arena_size(M) - 8u;
+        EXPECT("arena short", ts_train_head(M, &cfg, &req), TS_ERR_ARENA);
+        req.arena_bytes = bb.arena_bytes;
+        cfg.learning_rate = 1e30f; /* diverges: non-finite parameters are not re-quantized */
+        EXPECT("diverged", ts_train_head(M, &cfg, &req), TS_ERR_PARAM);
+        cfg.learning_rate = base->learning_rate;
+        /* a model the float layers do not handle: the pooling made a MAX_POOL_2D */
+        memcpy(layers, M->layers, (size_t)M->num_layers * sizeof(ts_layer_t));
+        for (l = 0; l < M->head_layer; ++l) {
+            if (layers[l].op == TS_OP_AVERAGE_POOL_2D) {
+                layers[l].op = TS_OP_MAX_POOL_2D;
+            }
+        }
+        bad = *M;
+        bad.layers = layers;
+        EXPECT("unsupported layer below the head", ts_train_head(&bad, &cfg, &req),
+               TS_ERR_UNSUPPORTED_OP);
+        {
+            ts_trainer_sizes_t sz;
+            if (ts_trainer_sizes(&bad, u, &sz) != TS_ERR_UNSUPPORTED_OP ||
+                ts_trainer_cache_bytes(&bad, u, 10, 10) != 0) {
+                printf("FAIL sizes of an unsupported model\n");
+                ++fails;
+            }
+        }
+        EXPECT("patch backbone", ts_trainer_patch_backbone(M, u, bb.q, bb.q_bytes, layers,
+                                                           M->num_layers), TS_OK);
+        EXPECT("patch backbone short q",
+               ts_trainer_patch_backbone(M, u, bb.q, bb.q_bytes - 1u, layers, M->num_layers),
+               TS_ERR_ARENA);
+        EXPECT("patch backbone null",
+               ts_trainer_patch_backbone(M, u, NULL, bb.q_bytes, layers, M->num_layers),
+               TS_ERR_NULL);
+        backbone_free(&bb);
+        free(layers);
+        free(bad_tfl);
+        free(ws);
+    }
+    return fails;
+}
+#endif
+
 /* Every malformed call must come back with its status code (and nothing else happen). */
 static int cmd_errors(char **argv)
 {
@@ -702,16 +812,6 @@ static int cmd_errors(char **argv)
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
 
-#define EXPECT(name, call, want)                                                          \
-    do {                                                                                  \
-        ts_status_t got_ = (call);                                                        \
-        if (got_ != (want)) {                                                             \
-            printf("FAIL %s: got %d want %d\n", name, (int)got_, (int)(want));            \
-            ++fails;                                                                      \
-        } else {                                                                          \
-            printf("ok %s\n", name);                                                      \
-        }                                                                                 \
-    } while (0)
 #define TRAIN(model, cfgp, n, ytr, wsp, wsb, hqp)                                         \
     train_features(model, cfgp, &in, n, ytr, wsp, wsb, hqp, &res, NULL)
 
@@ -757,6 +857,47 @@ static int cmd_errors(char **argv)
         c2.epochs = 0;
         EXPECT("epochs 0 (evaluation only)", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
                TS_OK);
+    }
+    {
+        ts_trainer_config_t c2 = cfg;
+        c2.update = TS_UPDATE_COUNT;
+        EXPECT("unknown update", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.schedule = TS_SCHEDULE_COUNT;
+        EXPECT("unknown schedule", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_PARAM);
+        c2 = cfg;
+        c2.epochs = 0;
+        c2.steps = 3;
+        EXPECT("steps without samples", TRAIN(M, &c2, 0, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_DATA);
+        EXPECT("steps", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_OK);
+        c2.update = TS_UPDATE_LAST_BLOCK; /* head features are not the block's input */
+        EXPECT("features of the wrong mode", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_SHAPE);
+    }
+    {
+        /* train_extra: a label out of range there, and the total over the sample limit */
+        uint8_t *y = xmalloc(in.n);
+        ts_dataset_t train = {in.n / 2u, in.d, in.xtr, in.ytr};
+        ts_dataset_t extra = {in.n - in.n / 2u, in.d, in.xtr + (size_t)(in.n / 2u) * in.d, y};
+        ts_dataset_t test = {in.t, in.d, in.xte, in.yte};
+        ts_train_request_t req = {.train = &train, .test = &test, .train_extra = &extra,
+                                  .workspace = ws, .workspace_bytes = ws_bytes, .head_q = &hq};
+        memcpy(y, in.ytr + in.n / 2u, extra.count);
+        EXPECT("train + train_extra", ts_train_head_features(M, &cfg, &req), TS_OK);
+        y[0] = (uint8_t)M->num_classes;
+        EXPECT("train_extra label out of range", ts_train_head_features(M, &cfg, &req),
+               TS_ERR_DATA);
+        y[0] = 0;
+        extra.count = TS_TRAINER_MAX_SAMPLES;
+        EXPECT("train + train_extra above the sample limit",
+               ts_train_head_features(M, &cfg, &req), TS_ERR_DATA);
+        extra.count = in.n - in.n / 2u;
+        extra.x = NULL;
+        EXPECT("train_extra without samples", ts_train_head_features(M, &cfg, &req),
+               TS_ERR_NULL);
+        free(y);
     }
     {
         uint8_t *y = xmalloc(in.n);
@@ -824,6 +965,7 @@ static int cmd_errors(char **argv)
                M->head_layer > 0 ? TS_ERR_NULL : TS_ERR_ARENA);
         free(ws_ds);
     }
+    fails += backbone_errors(&cfg, &hq);
 #endif
     free(ws);
     free(ws_big);
