@@ -636,7 +636,7 @@ void ts_tail_update(ts_tail_t *t, float lr, float mu, uint32_t bn)
 
 /* ---- re-quantization ---------------------------------------------------------------------- */
 
-static int finite(float v)
+static int finite_f(float v)
 {
     float a = v < 0.0f ? -v : v;
     return a <= 3.0e38f;
@@ -663,12 +663,12 @@ static ts_status_t requantize_block(const ts_tail_t *t, uint32_t l, uint8_t *q)
         int32_t mult, shift;
         for (j = 0; j < per_c; ++j) {
             float a = row[j] < 0.0f ? -row[j] : row[j];
-            if (!finite(row[j])) {
+            if (!finite_f(row[j])) {
                 return TS_ERR_PARAM;
             }
             maxabs = a > maxabs ? a : maxabs;
         }
-        if (!finite(b)) {
+        if (!finite_f(b)) {
             return TS_ERR_PARAM;
         }
         ws = maxabs > 0.0f ? maxabs / 127.0f : 1.0f;
@@ -709,7 +709,7 @@ ts_status_t ts_tail_requantize(const ts_tail_t *t, uint8_t *q)
         for (c = 0; c < (uint32_t)ly->out.c; ++c) {
             float b = t->par[tl->b_off + c];
             float bs = tl->s_in * t->wscale[tl->sc_off + c];
-            if (!finite(b) || !(bs > 0.0f)) {
+            if (!finite_f(b) || !(bs > 0.0f)) {
                 return TS_ERR_PARAM;
             }
             ((int32_t *)(void *)q)[tl->sc_off + c] =
