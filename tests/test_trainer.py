@@ -1028,3 +1028,58 @@ def test_on_qemu_m4f_matches_reference(export_dir, data, model):
                         act_max=model.act_max)
     np.testing.assert_array_equal(c.logits8, out)
     assert all(x > 0 for x in c.cycles)
+
+
+QEMU_MODES = {
+    # name: (config, bench flags); batch 32, lr 0.05, momentum 0.9, seed 7 (trainer_bench.c)
+    "last-block": (_cfg(update="last-block", steps=50, schedule="cosine", balance=True),
+                   ["-DBENCH_UPDATE=1", "-DBENCH_STEPS=50", "-DBENCH_SCHEDULE=1",
+                    "-DBENCH_BALANCE=1"]),
+    "bias": (_cfg(update="bias", steps=25, schedule="step"),
+             ["-DBENCH_UPDATE=2", "-DBENCH_STEPS=25", "-DBENCH_SCHEDULE=2", "-DBENCH_CACHE=0"]),
+}
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                    or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("name", list(QEMU_MODES))
+def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed, all_layers,
+                                           tflite):
+    """update=last-block and bias on the emulated Cortex-M4F (hard float, newlib's libm; the
+    frozen layers through the DSP kernels): the numpy reference to FLOAT_TOL, the same
+    counts, the re-quantization exact and the tuned int8 model equal to TFLM's."""
+    from tinysift.export.golden import layer_outputs
+
+    cfg, flags = QEMU_MODES[name]
+    r = subprocess.run([str(ROOT / "tools" / "bench_trainer.sh"), str(export_dir), "1", "m4f",
+                        *flags], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "counter systick-icount" in r.stdout
+    c = parse(r.stdout, model)
+    md = mode_data(data, cfg.update, parsed, all_layers, export_dir)
+    layers = ref.float_layers(parsed, cfg.update)
+    want = ref.train(md.xtr, md.ytr, md.xte, md.yte, data.head_w, data.head_b,
+                     feature_scale=model.feature_scale,
+                     feature_zero_point=model.feature_zero_point,
+                     logit_scale=model.logit_scale, logit_zero_point=model.logit_zero_point,
+                     act_min=model.act_min, act_max=model.act_max, config=cfg, layers=layers)
+    assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
+    assert rel_err(c.w, want.weights) <= FLOAT_TOL and rel_err(c.b, want.bias) <= FLOAT_TOL
+    assert per_layer_rel_err(layers, c.floats("bp"), want.backbone) <= FLOAT_TOL
+    assert (c.correct_initial, c.correct_float) == (want.test_correct_initial,
+                                                    want.test_correct_float)
+    bq = ref.requantize_backbone(layers, c.floats("bp"))
+    np.testing.assert_array_equal(c.ints("bq"), bq.words())
+    if bq.weights is not None:
+        np.testing.assert_array_equal(c.ints("bw"), bq.weights)
+    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
+                             logit_scale=model.logit_scale)
+    np.testing.assert_array_equal(c.qw, hq.weights)
+    assert (c.multiplier, c.shift) == (hq.multiplier, hq.shift)
+    x_test = np.load(export_dir / "golden.npz")["x_test"]
+    tflm = layer_outputs(patched_tflite(tflite, parsed, layers, c), x_test)[parsed.head_index]
+    np.testing.assert_array_equal(c.logits8, tflm.reshape(len(tflm), -1))
+    assert c.correct_int8 == int(np.sum(np.argmax(c.logits8, axis=1) == md.yte))
+    assert all(x > 0 for x in c.cycles[1:])
