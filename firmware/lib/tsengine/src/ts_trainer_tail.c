@@ -280,6 +280,85 @@ static float clamp_mask(float pre, float lo, float hi, uint32_t *mask, size_t bi
     return pre <= lo ? lo : hi;
 }
 
+/* Running sums acc + w[0] x[0] + w[1] x[1] + ... and updates over n contiguous values,
+ * unrolled by four without changing the order of the additions (the results equal the plain
+ * loops' bit for bit). */
+static float dot_f(float acc, const float *w, const float *x, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc += w[i] * x[i];
+        acc += w[i + 1] * x[i + 1];
+        acc += w[i + 2] * x[i + 2];
+        acc += w[i + 3] * x[i + 3];
+    }
+    for (; i < n; ++i) {
+        acc += w[i] * x[i];
+    }
+    return acc;
+}
+
+static float dot_q(float acc, const int8_t *w, const float *x, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc += (float)w[i] * x[i];
+        acc += (float)w[i + 1] * x[i + 1];
+        acc += (float)w[i + 2] * x[i + 2];
+        acc += (float)w[i + 3] * x[i + 3];
+    }
+    for (; i < n; ++i) {
+        acc += (float)w[i] * x[i];
+    }
+    return acc;
+}
+
+/* y[i] += g * x[i] */
+static void axpy_f(float *y, float g, const float *x, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        y[i] += g * x[i];
+        y[i + 1] += g * x[i + 1];
+        y[i + 2] += g * x[i + 2];
+        y[i + 3] += g * x[i + 3];
+    }
+    for (; i < n; ++i) {
+        y[i] += g * x[i];
+    }
+}
+
+static void axpy_q(float *y, float g, const int8_t *w, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        y[i] += g * (float)w[i];
+        y[i + 1] += g * (float)w[i + 1];
+        y[i + 2] += g * (float)w[i + 2];
+        y[i + 3] += g * (float)w[i + 3];
+    }
+    for (; i < n; ++i) {
+        y[i] += g * (float)w[i];
+    }
+}
+
+/* The filter taps [*k0, *k1) of output position o whose input index
+ * o * stride - pad + dil * k lies in [0, size). */
+static void tap_range(int32_t o, int32_t stride, int32_t pad, int32_t dil, int32_t filter,
+                      int32_t size, int32_t *k0, int32_t *k1)
+{
+    int32_t first = o * stride - pad;
+    int32_t a = 0, b = filter;
+    while (a < b && first + dil * a < 0) {
+        ++a;
+    }
+    while (b > a && first + dil * (b - 1) >= size) {
+        --b;
+    }
+    *k0 = a;
+    *k1 = b;
+}
+
 static void conv_forward(ts_tail_t *t, uint32_t l, const float *in, float *out)
 {
     const ts_layer_t *ly = &t->model->layers[l];
@@ -290,35 +369,24 @@ static void conv_forward(ts_tail_t *t, uint32_t l, const float *in, float *out)
     const float *wf = t->par + tl->w_off;
     const float *b = t->par + tl->b_off;
     const float *s = t->wscale + tl->sc_off;
-    int32_t oy, ox, oc, ky, kx, ic;
+    int32_t oy, ox, oc, ky, kx, ky0, ky1, kx0, kx1;
     for (oy = 0; oy < ly->out.h; ++oy) {
+        tap_range(oy, ly->stride_h, ly->pad_h, ly->dilation_h, fh, in_h, &ky0, &ky1);
         for (ox = 0; ox < ly->out.w; ++ox) {
             size_t o = ((size_t)oy * (size_t)ly->out.w + (size_t)ox) * (size_t)out_c;
+            tap_range(ox, ly->stride_w, ly->pad_w, ly->dilation_w, fw, in_w, &kx0, &kx1);
             for (oc = 0; oc < out_c; ++oc) {
                 float acc = 0.0f, pre;
-                for (ky = 0; ky < fh; ++ky) {
+                for (ky = ky0; ky < ky1; ++ky) {
                     int32_t iy = oy * ly->stride_h - ly->pad_h + ly->dilation_h * ky;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < fw; ++kx) {
+                    for (kx = kx0; kx < kx1; ++kx) {
                         int32_t ix = ox * ly->stride_w - ly->pad_w + ly->dilation_w * kx;
-                        const float *x;
-                        size_t wo;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        x = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c;
-                        wo = ((size_t)(oc * fh + ky) * (size_t)fw + (size_t)kx) * (size_t)in_c;
-                        if (trained) {
-                            for (ic = 0; ic < in_c; ++ic) {
-                                acc += wf[wo + (size_t)ic] * x[ic];
-                            }
-                        } else {
-                            for (ic = 0; ic < in_c; ++ic) {
-                                acc += (float)ly->weights[wo + (size_t)ic] * x[ic];
-                            }
-                        }
+                        const float *x =
+                            in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c;
+                        size_t wo = ((size_t)(oc * fh + ky) * (size_t)fw + (size_t)kx) *
+                                    (size_t)in_c;
+                        acc = trained ? dot_f(acc, wf + wo, x, in_c)
+                                      : dot_q(acc, ly->weights + wo, x, in_c);
                     }
                 }
                 pre = trained ? acc + b[oc] : s[oc] * acc + b[oc];
@@ -337,24 +405,21 @@ static void depthwise_forward(ts_tail_t *t, uint32_t l, const float *in, float *
     const int32_t dm = ly->depth_multiplier;
     const float *b = t->par + tl->b_off;
     const float *s = t->wscale + tl->sc_off;
-    int32_t oy, ox, ic, m, ky, kx;
+    int32_t oy, ox, ic, m, ky, kx, ky0, ky1, kx0, kx1;
     for (oy = 0; oy < ly->out.h; ++oy) {
+        tap_range(oy, ly->stride_h, ly->pad_h, ly->dilation_h, ly->filter_h, in_h, &ky0, &ky1);
         for (ox = 0; ox < ly->out.w; ++ox) {
             size_t o = ((size_t)oy * (size_t)ly->out.w + (size_t)ox) * (size_t)out_c;
+            tap_range(ox, ly->stride_w, ly->pad_w, ly->dilation_w, ly->filter_w, in_w, &kx0,
+                      &kx1);
             for (ic = 0; ic < in_c; ++ic) {
                 for (m = 0; m < dm; ++m) {
                     int32_t oc = m + ic * dm;
                     float acc = 0.0f;
-                    for (ky = 0; ky < ly->filter_h; ++ky) {
+                    for (ky = ky0; ky < ky1; ++ky) {
                         int32_t iy = oy * ly->stride_h - ly->pad_h + ly->dilation_h * ky;
-                        if (iy < 0 || iy >= in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < ly->filter_w; ++kx) {
+                        for (kx = kx0; kx < kx1; ++kx) {
                             int32_t ix = ox * ly->stride_w - ly->pad_w + ly->dilation_w * kx;
-                            if (ix < 0 || ix >= in_w) {
-                                continue;
-                            }
                             acc += (float)ly->weights[(size_t)(ky * ly->filter_w + kx) *
                                                           (size_t)out_c + (size_t)oc] *
                                    in[((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c +
@@ -500,13 +565,15 @@ static void conv_backward(ts_tail_t *t, uint32_t l, const float *d, float *din,
     const int32_t fh = ly->filter_h, fw = ly->filter_w;
     const float *s = t->wscale + tl->sc_off;
     float *gw = t->grad + tl->w_off;
-    int32_t oy, ox, oc, ky, kx, ic;
+    int32_t oy, ox, oc, ky, kx, ky0, ky1, kx0, kx1;
     if (x == NULL) {
         memset(din, 0, (size_t)elems(ly->in) * sizeof(float));
     }
     for (oy = 0; oy < ly->out.h; ++oy) {
+        tap_range(oy, ly->stride_h, ly->pad_h, ly->dilation_h, fh, in_h, &ky0, &ky1);
         for (ox = 0; ox < ly->out.w; ++ox) {
             const float *dp = d + ((size_t)oy * (size_t)ly->out.w + (size_t)ox) * (size_t)out_c;
+            tap_range(ox, ly->stride_w, ly->pad_w, ly->dilation_w, fw, in_w, &kx0, &kx1);
             for (oc = 0; oc < out_c; ++oc) {
                 float g = dp[oc];
                 if (g == 0.0f) {
@@ -515,27 +582,17 @@ static void conv_backward(ts_tail_t *t, uint32_t l, const float *d, float *din,
                 if (x == NULL) {
                     g = g * s[oc];
                 }
-                for (ky = 0; ky < fh; ++ky) {
+                for (ky = ky0; ky < ky1; ++ky) {
                     int32_t iy = oy * ly->stride_h - ly->pad_h + ly->dilation_h * ky;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (kx = 0; kx < fw; ++kx) {
+                    for (kx = kx0; kx < kx1; ++kx) {
                         int32_t ix = ox * ly->stride_w - ly->pad_w + ly->dilation_w * kx;
-                        size_t io, wo;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        io = ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c;
-                        wo = ((size_t)(oc * fh + ky) * (size_t)fw + (size_t)kx) * (size_t)in_c;
+                        size_t io = ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c;
+                        size_t wo = ((size_t)(oc * fh + ky) * (size_t)fw + (size_t)kx) *
+                                    (size_t)in_c;
                         if (x != NULL) {
-                            for (ic = 0; ic < in_c; ++ic) {
-                                gw[wo + (size_t)ic] += g * x[io + (size_t)ic];
-                            }
+                            axpy_f(gw + wo, g, x + io, in_c);
                         } else {
-                            for (ic = 0; ic < in_c; ++ic) {
-                                din[io + (size_t)ic] += g * (float)ly->weights[wo + (size_t)ic];
-                            }
+                            axpy_q(din + io, g, ly->weights + wo, in_c);
                         }
                     }
                 }
@@ -551,11 +608,14 @@ static void depthwise_backward(ts_tail_t *t, uint32_t l, const float *d, float *
     const int32_t in_h = ly->in.h, in_w = ly->in.w, in_c = ly->in.c, out_c = ly->out.c;
     const int32_t dm = ly->depth_multiplier;
     const float *s = t->wscale + tl->sc_off;
-    int32_t oy, ox, ic, m, ky, kx;
+    int32_t oy, ox, ic, m, ky, kx, ky0, ky1, kx0, kx1;
     memset(din, 0, (size_t)elems(ly->in) * sizeof(float));
     for (oy = 0; oy < ly->out.h; ++oy) {
+        tap_range(oy, ly->stride_h, ly->pad_h, ly->dilation_h, ly->filter_h, in_h, &ky0, &ky1);
         for (ox = 0; ox < ly->out.w; ++ox) {
             const float *dp = d + ((size_t)oy * (size_t)ly->out.w + (size_t)ox) * (size_t)out_c;
+            tap_range(ox, ly->stride_w, ly->pad_w, ly->dilation_w, ly->filter_w, in_w, &kx0,
+                      &kx1);
             for (ic = 0; ic < in_c; ++ic) {
                 for (m = 0; m < dm; ++m) {
                     int32_t oc = m + ic * dm;
@@ -564,16 +624,10 @@ static void depthwise_backward(ts_tail_t *t, uint32_t l, const float *d, float *
                         continue;
                     }
                     g = g * s[oc];
-                    for (ky = 0; ky < ly->filter_h; ++ky) {
+                    for (ky = ky0; ky < ky1; ++ky) {
                         int32_t iy = oy * ly->stride_h - ly->pad_h + ly->dilation_h * ky;
-                        if (iy < 0 || iy >= in_h) {
-                            continue;
-                        }
-                        for (kx = 0; kx < ly->filter_w; ++kx) {
+                        for (kx = kx0; kx < kx1; ++kx) {
                             int32_t ix = ox * ly->stride_w - ly->pad_w + ly->dilation_w * kx;
-                            if (ix < 0 || ix >= in_w) {
-                                continue;
-                            }
                             din[((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)in_c +
                                 (size_t)ic] +=
                                 g * (float)ly->weights[(size_t)(ky * ly->filter_w + kx) *
