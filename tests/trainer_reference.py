@@ -1,6 +1,12 @@
-"""Numpy reference of the on-device head trainer (``ts_trainer.c``), step for step.
+"""Numpy reference of the on-device trainer (``ts_trainer.c``, ``ts_trainer_tail.c``), step
+for step.
 
-The specification (docs/trainer.md), which the C code and this module both follow:
+The specification is docs/trainer.md, which the C code and this module both follow. Below,
+update=head; the modes (update=last-block: the last pointwise conv before the pooling and the
+head; update=bias: every conv/depthwise bias and the head: float_layers(), tail_forward(),
+tail_backward(), requantize_backbone()) and the recipe (steps: sample_stream(), windows();
+schedule: learning_rate(); balance: class_weights()) are specified in docs/trainer.md
+("Modes", "The recipe") and implemented in the functions named here.
 
 Features
     Backbone features are the int8 output of layer ``head_layer - 1`` (layers
@@ -48,8 +54,9 @@ Evaluation and re-quantization (after the last epoch)
     logit_zp, act_min, act_max)``; prediction: the first index of the largest int8 logit.
 
 The C code accumulates dot products and sums sequentially, numpy's matmul and sum do not,
-so float results agree to rounding (about 1e-6 relative after tens of epochs), not bit for
-bit. The sample order and every integer step are bit-exact.
+so float results agree to rounding (about 1e-6 relative after tens of epochs; up to 2e-5 for
+the float layers with balance), not bit for bit. The sample order, the learning rates, the
+class weights and every integer step are bit-exact.
 """
 
 from __future__ import annotations
