@@ -495,3 +495,36 @@ def test_reset_increments_the_counter(dev):
     assert dev.record(timeout=30)["resets"] == "2"
     # state is fresh after a reset: no results to repeat
     assert [r.type for r in dev.command("results")] == ["ready"]
+
+
+def test_app_modes_under_sanitizers(export_dir, tmp_path):
+    """The app built for the host with ASan + UBSan (env native-asan; stdin/stdout are the
+    serial link) through every new path: the float modes, db use both, steps with a batch
+    larger than the set, epochs=0, results, eval after each mode. Any invalid access aborts;
+    every command must end with @ready status=0."""
+    ws = tmp_path / "pio"
+    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
+    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "native-asan"], cwd=ROOT,
+                         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    y = g["y_train"]
+    idx = np.flatnonzero(y >= 8)[:20]
+    cmds = ["train update=last-block epochs=1 init=zero lr=0.1", "eval", f"db load {len(idx)}",
+            *[f"{int(y[i])}:{x[i].tobytes().hex().upper()}" for i in idx], "db use both",
+            "train update=bias steps=4 schedule=cosine balance=1", "eval", "results",
+            "train steps=5 schedule=step balance=1", "eval",
+            "train update=last-block steps=3 batch=500", "train update=bias epochs=0",
+            "db use ram", "train update=last-block steps=2", "name"]
+    p = subprocess.run([str(ws / "build" / "native-asan" / "program")],
+                       input=b"".join(frame(c) for c in cmds), capture_output=True,
+                       timeout=1200, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    assert p.returncode == 0, p.stderr.decode()[-4000:]
+    assert b"runtime error" not in p.stderr and b"Sanitizer" not in p.stderr
+    recs = [Rec(unframe(line)) for line in p.stdout.splitlines()]
+    readies = [r for r in recs if r.type == "ready"]
+    assert len(readies) == len(cmds) - len(idx)
+    assert all(r.int("status") == 0 for r in readies), readies
+    assert sum(r.type == "class" for r in recs) == 10 * sum(r.type == "eval" for r in recs)
