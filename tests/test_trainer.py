@@ -647,6 +647,32 @@ def _options(cfg: ref.HeadTrainConfig, split: int) -> list[str]:
     return opts + ([f"split={split}"] if split else [])
 
 
+def check_requantization(c: CResult, model: Model, layers) -> ref.HeadQ:
+    """numpy re-quantizes the C run's own float head (and float layers) to the integers C
+    wrote: weights, biases, scales, multipliers, shifts. Returns numpy's head."""
+    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
+                             logit_scale=model.logit_scale)
+    np.testing.assert_array_equal(c.qw, hq.weights)
+    np.testing.assert_array_equal(c.qb, hq.bias)
+    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
+        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
+    if layers is not None:
+        bq = ref.requantize_backbone(layers, c.floats("bp"))
+        np.testing.assert_array_equal(c.ints("bq"), bq.words())
+        if bq.weights is not None:
+            np.testing.assert_array_equal(c.ints("bw"), bq.weights)
+    return hq
+
+
+def check_head_logits(c: CResult, model: Model, features: np.ndarray) -> None:
+    """The C run's int8 logits are numpy's re-quantized head on the int8 test features."""
+    hq = check_requantization(c, model, None)
+    out = ref.head_int8(features, hq, feature_zero_point=model.feature_zero_point,
+                        logit_zero_point=model.logit_zero_point, act_min=model.act_min,
+                        act_max=model.act_max)
+    np.testing.assert_array_equal(c.logits8, out)
+
+
 def per_layer_rel_err(layers, got: np.ndarray, want: np.ndarray) -> float:
     """rel_err over each conv layer's weights and biases (different magnitudes)."""
     gv, wv = ref._views(layers, got), ref._views(layers, want)
@@ -757,26 +783,14 @@ def test_mode_requantization_is_exact(mode_runs, name, model, tflite, parsed, ex
     from tinysift.export.golden import layer_outputs
 
     cfg, c, r, layers, md, _, _ = mode_runs[name]
-    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
-                             logit_scale=model.logit_scale)
-    np.testing.assert_array_equal(c.qw, hq.weights)
-    np.testing.assert_array_equal(c.qb, hq.bias)
-    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
-        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
+    check_requantization(c, model, layers)
     if layers is not None:
-        bq = ref.requantize_backbone(layers, c.floats("bp"))
-        np.testing.assert_array_equal(c.ints("bq"), bq.words())
-        if bq.weights is not None:
-            np.testing.assert_array_equal(c.ints("bw"), bq.weights)
         patched = patched_tflite(tflite, parsed, layers, c)
         x_test = np.load(export_dir / "golden.npz")["x_test"]  # the test images
         tflm = layer_outputs(patched, x_test)[parsed.head_index]
         np.testing.assert_array_equal(c.logits8, tflm.reshape(len(tflm), -1))
     else:
-        out = ref.head_int8(md.xte, hq, feature_zero_point=model.feature_zero_point,
-                            logit_zero_point=model.logit_zero_point, act_min=model.act_min,
-                            act_max=model.act_max)
-        np.testing.assert_array_equal(c.logits8, out)
+        check_head_logits(c, model, md.xte)
     assert c.correct_int8 == int(np.sum(np.argmax(c.logits8, axis=1) == md.yte))
 
 
@@ -1017,16 +1031,7 @@ def test_on_qemu_m4f_matches_reference(export_dir, data, model):
     assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
     assert (c.correct_initial, c.correct_float, c.correct_int8) == (
         want.test_correct_initial, want.test_correct_float, want.test_correct_int8)
-    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
-                             logit_scale=model.logit_scale)
-    np.testing.assert_array_equal(c.qw, hq.weights)
-    np.testing.assert_array_equal(c.qb, hq.bias)
-    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
-        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
-    out = ref.head_int8(data.xte, hq, feature_zero_point=model.feature_zero_point,
-                        logit_zero_point=model.logit_zero_point, act_min=model.act_min,
-                        act_max=model.act_max)
-    np.testing.assert_array_equal(c.logits8, out)
+    check_head_logits(c, model, data.xte)
     assert all(x > 0 for x in c.cycles)
 
 
@@ -1070,14 +1075,7 @@ def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed
     assert per_layer_rel_err(layers, c.floats("bp"), want.backbone) <= FLOAT_TOL
     assert (c.correct_initial, c.correct_float) == (want.test_correct_initial,
                                                     want.test_correct_float)
-    bq = ref.requantize_backbone(layers, c.floats("bp"))
-    np.testing.assert_array_equal(c.ints("bq"), bq.words())
-    if bq.weights is not None:
-        np.testing.assert_array_equal(c.ints("bw"), bq.weights)
-    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
-                             logit_scale=model.logit_scale)
-    np.testing.assert_array_equal(c.qw, hq.weights)
-    assert (c.multiplier, c.shift) == (hq.multiplier, hq.shift)
+    check_requantization(c, model, layers)
     x_test = np.load(export_dir / "golden.npz")["x_test"]
     tflm = layer_outputs(patched_tflite(tflite, parsed, layers, c), x_test)[parsed.head_index]
     np.testing.assert_array_equal(c.logits8, tflm.reshape(len(tflm), -1))
