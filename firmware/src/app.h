@@ -120,6 +120,9 @@
 /* The trainer's workspace for the largest training set, rounded up to 4 bytes. */
 #define APP_WS_BYTES ((TS_TRAINER_WORKSPACE_BYTES(APP_K, APP_D, APP_NMAX) + 3u) & ~(size_t)3u)
 #define APP_CACHE_TRAIN_BYTES ((size_t)APP_NMAX * APP_D) /* features of the training set */
+/* ... sharing one buffer with the float layers' workspace (app_commands.c) */
+#define APP_SHARED_BYTES                                                                    \
+    ((APP_MAX(APP_CACHE_TRAIN_BYTES, (size_t)APP_BB_WS_BYTES) + 3u) & ~(size_t)3u)
 #define APP_CACHE_TEST_BYTES ((size_t)APP_T * APP_D)     /* features of the test set */
 #define APP_DB_X_BYTES ((size_t)TS_DB_CAPACITY * APP_S)  /* the RAM set's samples */
 #define APP_DB_Y_BYTES ((size_t)TS_DB_CAPACITY)          /* and its labels */

@@ -22,14 +22,18 @@
 
 static uint8_t s_arena[APP_ARENA] APP_ALIGNED(8);
 static uint8_t s_ws[APP_WS_BYTES] APP_ALIGNED(4);
-static int8_t s_cache_train[APP_CACHE_TRAIN_BYTES];
+/* The training set's features (update=head) and the float layers' workspace (last-block,
+ * bias) share one buffer: a train uses one or the other, and nothing reads either after it
+ * (eval reads the test features, the re-quantized head and backbone). */
+static uint8_t s_shared[APP_SHARED_BYTES] APP_ALIGNED(4);
+static int8_t *const s_cache_train = (int8_t *)(void *)s_shared;
+static uint8_t *const s_bb_ws = s_shared;
 static int8_t s_cache_test[APP_CACHE_TEST_BYTES];
 static int8_t s_head_w[APP_K * APP_D];
 static int32_t s_head_b[APP_K];
 static const float k_zero_head[APP_K * APP_D + APP_K]; /* init=zero: W then b, all 0 */
 static ts_layer_t s_layers[APP_LAYERS];
-/* update=last-block / bias: the float layers' workspace and their re-quantized form */
-static uint8_t s_bb_ws[APP_BB_WS_BYTES] APP_ALIGNED(4);
+/* update=last-block / bias: the float layers' re-quantized form */
 static uint8_t s_bb_q[APP_BB_Q_BYTES] APP_ALIGNED(4);
 static uint32_t s_per_class[TS_TRAINER_PER_CLASS_COUNT(APP_K)];
 
@@ -82,7 +86,7 @@ static int update_usable(uint32_t u, ts_trainer_sizes_t *sz)
     if (st != TS_OK || u == TS_UPDATE_HEAD) {
         return st;
     }
-    if (!TS_APP_BACKBONE_TRAINING || sz->workspace_bytes > sizeof s_bb_ws ||
+    if (!TS_APP_BACKBONE_TRAINING || sz->workspace_bytes > APP_BB_WS_BYTES ||
         sz->q_bytes > sizeof s_bb_q) {
         return TS_ERR_ARENA;
     }
@@ -273,11 +277,11 @@ static int fill_caches(const ts_dataset_t *train, const ts_dataset_t *extra, uin
     app_window_open();
     if (update == TS_UPDATE_HEAD) {
         st = ts_trainer_extract_features(app_export.model, train, s_cache_train,
-                                         sizeof s_cache_train, s_arena, sizeof s_arena,
+                                         APP_CACHE_TRAIN_BYTES, s_arena, sizeof s_arena,
                                          ts_cycles, &c_train);
         if (st == TS_OK && extra != NULL) {
             st = ts_trainer_extract_features(app_export.model, extra, s_cache_train + at,
-                                             sizeof s_cache_train - at, s_arena,
+                                             APP_CACHE_TRAIN_BYTES - at, s_arena,
                                              sizeof s_arena, ts_cycles, &c_extra);
         }
     }
@@ -342,7 +346,7 @@ static void train_request(const ts_train_args_t *a, const ts_dataset_t *train,
     req->arena = s_arena;
     req->arena_bytes = sizeof s_arena;
     req->backbone_ws = s_bb_ws;
-    req->backbone_ws_bytes = sizeof s_bb_ws;
+    req->backbone_ws_bytes = APP_BB_WS_BYTES;
     req->backbone_q = s_bb_q;
     req->backbone_q_bytes = sizeof s_bb_q;
     req->layers = s_layers;
@@ -391,7 +395,7 @@ static int train_checks(const ts_train_args_t *a, ts_dataset_t *ram_set,
                                                : app_engine_status_name(st));
     }
     ws = ts_trainer_workspace_size(m, n);
-    if (ws == 0 || ws > sizeof s_ws || (size_t)n * m->feature_dim > sizeof s_cache_train) {
+    if (ws == 0 || ws > sizeof s_ws || (size_t)n * m->feature_dim > APP_CACHE_TRAIN_BYTES) {
         return app_fail(TS_ERR_ARENA, "buffers_too_small");
     }
     return 0;

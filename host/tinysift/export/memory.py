@@ -204,7 +204,8 @@ def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
 def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
     """The firmware app's static buffers for update=last-block and update=bias (one
     workspace and one re-quantized backbone, each the larger of the two modes, rounded up to
-    whole words, at least one word): firmware/src/app.h's APP_BB_WS_BYTES, APP_BB_Q_BYTES."""
+    whole words, at least one word): firmware/src/app.h's APP_BB_WS_BYTES, APP_BB_Q_BYTES.
+    The workspace shares its memory with the training set's feature cache."""
     def words(n: int) -> int:
         return max(4, (n + 3) // 4 * 4)
 
@@ -239,13 +240,16 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         else 0,
     }
     bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (0, 0)
+    cache_train = n_train * d if feature_cache else 0
     ram = {
         "activation arena": fp.arena_bytes,
         "db buffer (streamed set)": db * (fp.sample_bytes + 1),
-        "feature cache (int8)": (n_train + test_samples) * d if feature_cache else 0,
+        "feature cache (int8)": cache_train + (test_samples * d if feature_cache else 0),
         "head training state": trainer_workspace_bytes(k, d, n_train),
         "re-quantized head": k * d + 3 * k * 4,
-        "backbone training state (last-block / bias)": bb_ws,
+        # the app's backbone workspace shares the training features' cache (a float-layer
+        # train does not use it): only what exceeds that cache counts
+        "backbone training state (last-block / bias)": max(0, bb_ws - cache_train),
         "re-quantized backbone": bb_q,
         "per-class counts": 4 * (trainer_per_class_count(k) + 3 * 3 * k),
         "I/O buffers": IO_BUFFER_BYTES,
