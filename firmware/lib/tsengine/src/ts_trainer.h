@@ -286,15 +286,19 @@ typedef struct {
                                     train_extra's i - train->count (a replay set in flash
                                     plus samples streamed into RAM) */
     /* caller memory */
-    uint8_t *workspace;          /* TS_TRAINER_WORKSPACE_BYTES(K, D, train->count) bytes,
-                                    4-byte aligned; holds the trained float head afterwards */
+    uint8_t *workspace;          /* TS_TRAINER_WORKSPACE_BYTES(K, D, N) bytes (N: train and
+                                    train_extra samples), 4-byte aligned; holds the trained
+                                    float head afterwards */
     size_t workspace_bytes;
-    int8_t *feature_cache;       /* ts_train_head only: ts_trainer_cache_size() bytes, filled
-                                    once (train samples first, then test samples); NULL ->
-                                    features are recomputed each time they are needed */
+    int8_t *feature_cache;       /* ts_train_head only: ts_trainer_cache_bytes() bytes (the
+                                    trained layers' inputs: features for head), filled once
+                                    (train, train_extra, then test samples); shorter:
+                                    TS_ERR_ARENA; NULL -> recomputed each time they are
+                                    needed; update=bias ignores it */
     size_t feature_cache_bytes;
-    uint8_t *arena;              /* ts_train_head only, needed when head_layer > 0:
-                                    ts_arena_size(model) bytes, 8-byte aligned */
+    uint8_t *arena;              /* ts_arena_size(model) bytes, 8-byte aligned: ts_train_head
+                                    when the frozen layers are not empty, and the int8
+                                    evaluation of last-block / bias */
     size_t arena_bytes;
     /* update=last-block / bias only */
     uint8_t *backbone_ws;        /* sizes.workspace_bytes, 4-byte aligned: the float layers;
@@ -319,18 +323,20 @@ typedef struct {
 ts_dataset_t ts_trainer_feature_set(const ts_model_t *model, const int8_t *features,
                                     const uint8_t *labels, uint32_t count);
 
-/* Train from precomputed int8 features: req->train and req->test hold feature vectors
- * (sample_bytes == feature_dim). This is the path the firmware app takes once its feature
- * cache is filled, and the one the host tests drive directly. Needs no executor;
- * feature_cache and arena are not used. */
+/* Train from precomputed int8 inputs of the trained layers: req->train (and train_extra)
+ * and req->test hold them (sample_bytes == ts_trainer_sizes().sample_bytes: feature vectors
+ * for update=head). This is the path the firmware app takes once its feature cache is
+ * filled, and the one the host tests drive directly. feature_cache is not used; the arena
+ * only by the int8 evaluation of last-block / bias. */
 ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_config_t *config,
                                    const ts_train_request_t *req);
 
-/* Train from the int8 datasets, running the backbone with ts_run_layers (ts_trainer_data.c):
- * with req->feature_cache the features of every sample are computed once into it (it must
- * hold ts_trainer_cache_size() bytes, else TS_ERR_ARENA) and training continues as
- * ts_train_head_features(); without one they are recomputed each time they are needed (RAM
- * too small). */
+/* Train from the int8 datasets (model inputs), running the frozen layers [0, first) with
+ * ts_run_layers (ts_trainer_data.c): with req->feature_cache their output for every sample
+ * (the features for update=head, the pointwise convolution's input for last-block) is
+ * computed once into it (it must hold ts_trainer_cache_bytes(), else TS_ERR_ARENA) and
+ * training continues as ts_train_head_features(); without one they are recomputed each time
+ * they are needed (RAM too small). update=bias reads the samples themselves. */
 ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
                           const ts_train_request_t *req);
 
