@@ -1,5 +1,5 @@
 /*
- * tinysift engine: the on-device head trainer. Portable C99, no heap, status codes; every
+ * tinysift engine: the on-device trainer. Portable C99, no heap, status codes; every
  * buffer is caller-provided (a ts_train_request_t) and the workspace is sized by
  * TS_TRAINER_WORKSPACE_BYTES() / ts_trainer_workspace_size().
  *
