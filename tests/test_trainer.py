@@ -727,6 +727,16 @@ def patched_tflite(tflite: bytes, parsed, layers, c: CResult) -> bytes:
     return bytes(builder.Output())
 
 
+def reference_mode(md: Data, data: Data, model: Model, parsed, cfg: ref.HeadTrainConfig):
+    """(float layers or None, the numpy reference's run) for a mode's samples md."""
+    layers = ref.float_layers(parsed, cfg.update) if cfg.update != "head" else None
+    r = ref.train(md.xtr, md.ytr, md.xte, md.yte, data.head_w, data.head_b,
+                  feature_scale=model.feature_scale, feature_zero_point=model.feature_zero_point,
+                  logit_scale=model.logit_scale, logit_zero_point=model.logit_zero_point,
+                  act_min=model.act_min, act_max=model.act_max, config=cfg, layers=layers)
+    return layers, r
+
+
 @pytest.fixture(scope="session")
 def mode_runs(driver, data, model, parsed, all_layers, export_dir, tmp_path_factory):
     """C and numpy for every entry of MODE_RUNS: {name: (cfg, C, numpy, layers, mdata)}."""
@@ -740,12 +750,7 @@ def mode_runs(driver, data, model, parsed, all_layers, export_dir, tmp_path_fact
         path = write_input(tmp / f"{name}.bin", md)
         c = parse(run(driver, "train", path, cfg.epochs, cfg.batch_size, cfg.learning_rate,
                       cfg.momentum, cfg.seed, *_options(cfg, split)), model)
-        layers = ref.float_layers(parsed, cfg.update) if cfg.update != "head" else None
-        r = ref.train(md.xtr, md.ytr, md.xte, md.yte, data.head_w, data.head_b,
-                      feature_scale=model.feature_scale,
-                      feature_zero_point=model.feature_zero_point,
-                      logit_scale=model.logit_scale, logit_zero_point=model.logit_zero_point,
-                      act_min=model.act_min, act_max=model.act_max, config=cfg, layers=layers)
+        layers, r = reference_mode(md, data, model, parsed, cfg)
         out[name] = (cfg, c, r, layers, md, path, split)
     return out
 
@@ -1067,12 +1072,7 @@ def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed
     assert "counter systick-icount" in r.stdout
     c = parse(r.stdout, model)
     md = mode_data(data, cfg.update, parsed, all_layers, export_dir)
-    layers = ref.float_layers(parsed, cfg.update) if cfg.update != "head" else None
-    want = ref.train(md.xtr, md.ytr, md.xte, md.yte, data.head_w, data.head_b,
-                     feature_scale=model.feature_scale,
-                     feature_zero_point=model.feature_zero_point,
-                     logit_scale=model.logit_scale, logit_zero_point=model.logit_zero_point,
-                     act_min=model.act_min, act_max=model.act_max, config=cfg, layers=layers)
+    layers, want = reference_mode(md, data, model, parsed, cfg)
     assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
     assert rel_err(c.w, want.weights) <= FLOAT_TOL and rel_err(c.b, want.bias) <= FLOAT_TOL
     if layers is not None:
