@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinysift.export.memory import trainer_workspace_bytes
+from tinysift.export.memory import app_backbone_bytes, model_footprint, trainer_workspace_bytes
 
 pytestmark = pytest.mark.qemu
 
@@ -243,7 +243,7 @@ def test_boot_record(dev, macros):
     assert b["model"] == macros["CONTENT_HASH"].strip('"')
 
 
-def test_info_and_memory(dev, macros, elf):
+def test_info_and_memory(dev, macros, elf, export_dir):
     recs = ok(dev.command("info"))
     assert [r.type for r in recs] == ["info", "mem", "ready"]
     info, mem = recs[0], recs[1]
@@ -255,12 +255,20 @@ def test_info_and_memory(dev, macros, elf):
             info.int("sample_bytes"), info.int("db_capacity")) == (n, t, k, d, s, cap)
     assert info.int("arena") == int(macros["ARENA_BYTES"]) == mem.int("arena")
     assert info["counter"] == "systick-icount" and info["icount_shift"] == "6"
-    # the static buffers, sized at build time from the export
-    nmax = max(n, cap)
+    # the static buffers, sized at build time from the export; the training set can be the
+    # flash set followed by the RAM set (db use both)
+    nmax = n + cap
     ws = trainer_workspace_bytes(k, d, nmax)
     assert mem.int("workspace") == (ws + 3) // 4 * 4  # rounded up to whole words
     assert mem.int("cache") == (nmax + t) * d
     assert mem.int("db") == cap * (s + 1)
+    # update=last-block / bias: the memory plan's twins of the C macros, from the .tflite
+    from tinysift.export.tflite_reader import parse_tflite
+
+    tflite = (export_dir.parent / "model.tflite").read_bytes()
+    dims = model_footprint(parse_tflite(tflite), len(tflite)).backbone
+    assert (mem.int("backbone"), mem.int("backbone_q")) == app_backbone_bytes(dims)
+    assert dims.block_bytes > 0 and dims.bias_bytes > 0
     assert mem.int("stack") == 64 * 1024 and 0 < mem.int("stack_hwm") < 64 * 1024
     # ram_static / flash are the image's own figures
     res = subprocess.run(["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True,
@@ -292,8 +300,8 @@ def test_train_records_and_accuracy(dev):
     recs = ok(dev.command("train epochs=3 init=zero lr=0.1"))
     wall = time.monotonic() - t0
     types = [r.type for r in recs]
-    assert types == ["phase", "epoch", "epoch", "epoch", "eval", "eval", "phase", "phase",
-                     "phase", "phase", "mem", "ready"], recs
+    assert types == ["phase", "epoch", "epoch", "epoch", "eval", *["class"] * 10, "eval",
+                     *["class"] * 10, "phase", "phase", "phase", "phase", "mem", "ready"], recs
     phases = {r["name"]: r.int("cycles") for r in by_type(recs, "phase")}
     assert list(phases) == ["features", "head_forward", "backward", "update", "evaluation"]
     assert all(c > 0 for c in phases.values()), phases
@@ -307,6 +315,7 @@ def test_train_records_and_accuracy(dev):
     before, after = by_type(recs, "eval")
     assert before["when"] == "before" and after["when"] == "after"
     assert before.int("total") == after.int("total") == 200
+    check_classes(recs)
     assert before.float("acc") < 0.2  # an all-zero head predicts class 0
     assert after.float("acc") > 0.8 and after.float("int8_acc") > 0.8
     print(f"train epochs=3 (300 samples): {wall:.1f} s wall, cycles {phases}")
@@ -320,6 +329,52 @@ def test_train_records_and_accuracy(dev):
     ev = ok(dev.command("eval"))[0]
     assert ev["when"] == "current"
     assert (ev["acc"], ev["int8_acc"]) == (after["acc"], after["int8_acc"])
+
+
+def check_classes(recs: list[Rec]) -> None:
+    """Each @eval is followed by one @class per class whose counts add up to it."""
+    for i, r in enumerate(recs):
+        if r.type != "eval":
+            continue
+        cls = recs[i + 1:i + 11]
+        assert [c.type for c in cls] == ["class"] * 10, recs[i:i + 11]
+        assert [c.int("class") for c in cls] == list(range(10))
+        assert all(c["when"] == r["when"] for c in cls)
+        for key, total in (("correct", "correct"), ("total", "total")):
+            assert sum(c.int(key) for c in cls) == r.int(total)
+        int8 = sum(c.int("int8_correct") for c in cls) / r.int("total")
+        assert abs(int8 - r.float("int8_acc")) < 1e-5
+
+
+def test_train_modes(dev):
+    """update=last-block and update=bias on the device: the same records as update=head;
+    from a zero head the accuracy rises; `eval` recomputes the int8 accuracy with the tuned
+    model (every trained layer re-quantized and patched) and finds the trainer's number."""
+    for update, args in (("last-block", "epochs=2"), ("bias", "steps=12 schedule=cosine")):
+        recs = ok(dev.command(f"train update={update} init=zero lr=0.1 {args}", timeout=300))
+        types = [r.type for r in recs if r.type != "class"]
+        # 2 epochs, or 12 steps = windows of ceil(300 / 32) = 10 steps and 2 steps
+        assert types == ["phase", "epoch", "epoch", "eval", "eval", "phase", "phase",
+                         "phase", "phase", "mem", "ready"], recs
+        check_classes(recs)
+        epochs = by_type(recs, "epoch")
+        if update == "bias":
+            assert [e.int("samples") for e in epochs] == [10 * 32, 2 * 32]
+        phases = {r["name"]: r.int("cycles") for r in by_type(recs, "phase")}
+        assert sum(e.int("cycles") for e in epochs) == (
+            phases["head_forward"] + phases["backward"] + phases["update"])
+        before, after = by_type(recs, "eval")
+        assert before.float("acc") < 0.2
+        assert after.float("acc") > 0.8 and after.float("int8_acc") > 0.8, recs
+        ev = ok(dev.command("eval"))
+        check_classes(ev)
+        assert (ev[0]["acc"], ev[0]["int8_acc"]) == (after["acc"], after["int8_acc"])
+    # an unknown mode is a protocol error; the head's training still works afterwards
+    recs = dev.command("train update=everything")
+    assert [r.payload for r in recs] == ["@err code=101 msg=bad_value:update",
+                                         "@ready cmd=train status=101"]
+    recs = dev.command("train epochs=1 steps=3")
+    assert recs[0].payload == "@err code=101 msg=epochs_and_steps"
 
 
 def test_results_repeat_and_determinism(dev):
@@ -399,6 +454,34 @@ def test_db_load(dev, export_dir):
     assert recs[0].payload == "@db loaded=300 source=flash"
 
 
+def test_db_use_both_with_balance(dev, export_dir):
+    """The replay scenario: the flash set (300 samples, every class) followed by a streamed
+    set of two classes only; balance=1 weighs each class equally; the per-class records
+    give old and new classes apart."""
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    y = g["y_train"]
+    idx = np.flatnonzero(y >= 8)[:40]
+    recs = dev.command("db use both")  # the RAM set is empty after test_db_load's last load
+    assert recs[0].payload == "@err code=106 msg=no_data_loaded"
+    dev.send(f"db load {len(idx)}")
+    dev.write(b"".join(frame(f"{int(y[i])}:{x[i].tobytes().hex().upper()}") for i in idx))
+    assert ok(dev.until_ready("db"))[0].payload == f"@db loaded={len(idx)} source=ram"
+    recs = ok(dev.command("db use both"))
+    assert recs[0].payload == f"@db loaded={300 + len(idx)} source=both"
+    recs = ok(dev.command("train steps=30 balance=1 schedule=step update=last-block"))
+    epochs = by_type(recs, "epoch")
+    per_window = -(-(300 + len(idx)) // 32)  # 11 steps: windows of 11, 11 and 8 steps
+    assert [e.int("samples") for e in epochs] == [
+        min(per_window, 30 - i) * 32 for i in range(0, 30, per_window)]
+    check_classes(recs)
+    after = [r for r in recs if r.type == "class" and r["when"] == "after"]
+    assert [c.int("total") for c in after] == [20] * 10  # the test set: 20 per class
+    recs = ok(dev.command("train epochs=1 balance=1"))  # the head alone on both sets
+    assert by_type(recs, "epoch")[0].int("samples") == 300 + len(idx)
+    ok(dev.command("db use flash"))
+
+
 def test_reset_increments_the_counter(dev):
     """The last test of the session: reset restarts the firmware (SYSRESETREQ; QEMU reloads
     the -kernel image, RAM and so the .noinit counter survive)."""
@@ -412,3 +495,36 @@ def test_reset_increments_the_counter(dev):
     assert dev.record(timeout=30)["resets"] == "2"
     # state is fresh after a reset: no results to repeat
     assert [r.type for r in dev.command("results")] == ["ready"]
+
+
+def test_app_modes_under_sanitizers(export_dir, tmp_path):
+    """The app built for the host with ASan + UBSan (env native-asan; stdin/stdout are the
+    serial link) through every new path: the float modes, db use both, steps with a batch
+    larger than the set, epochs=0, results, eval after each mode. Any invalid access aborts;
+    every command must end with @ready status=0."""
+    ws = tmp_path / "pio"
+    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
+    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "native-asan"], cwd=ROOT,
+                         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    y = g["y_train"]
+    idx = np.flatnonzero(y >= 8)[:20]
+    cmds = ["train update=last-block epochs=1 init=zero lr=0.1", "eval", f"db load {len(idx)}",
+            *[f"{int(y[i])}:{x[i].tobytes().hex().upper()}" for i in idx], "db use both",
+            "train update=bias steps=4 schedule=cosine balance=1", "eval", "results",
+            "train steps=5 schedule=step balance=1", "eval",
+            "train update=last-block steps=3 batch=500", "train update=bias epochs=0",
+            "db use ram", "train update=last-block steps=2", "name"]
+    p = subprocess.run([str(ws / "build" / "native-asan" / "program")],
+                       input=b"".join(frame(c) for c in cmds), capture_output=True,
+                       timeout=1200, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    assert p.returncode == 0, p.stderr.decode()[-4000:]
+    assert b"runtime error" not in p.stderr and b"Sanitizer" not in p.stderr
+    recs = [Rec(unframe(line)) for line in p.stdout.splitlines()]
+    readies = [r for r in recs if r.type == "ready"]
+    assert len(readies) == len(cmds) - len(idx)
+    assert all(r.int("status") == 0 for r in readies), readies
+    assert sum(r.type == "class" for r in recs) == 10 * sum(r.type == "eval" for r in recs)

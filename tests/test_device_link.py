@@ -180,6 +180,8 @@ def train_script(resets_at_epoch=None, stall_after=None):
                 send(rec(f"@epoch n={n} loss={1.0 / n:.4f} train_acc=0.{5 + n} correct=1 "
                          f"samples=20 cycles=2500000"))
             send(rec("@eval when=after acc=0.9 correct=18 total=20 int8_acc=0.85")
+                 + rec("@class when=after class=0 correct=10 int8_correct=9 total=10")
+                 + rec("@class when=after class=1 correct=8 int8_correct=8 total=10")
                  + rec("@phase name=backward cycles=3000000")
                  + rec("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")
                  + rec("@ready cmd=train status=0"))
@@ -202,6 +204,14 @@ def test_run_writes_results_and_energy(tmp_path):
     assert sum(1 for c in peer.received if ":" in c and not c.startswith("train")) == 20
     saved = DeviceResults.load(tmp_path / "run" / "device" / "results.json")
     assert saved == res and saved.counter == "systick-icount"
+    # the per-class records: old and new classes apart
+    assert res.per_class["after"] == [
+        {"class": 0, "correct": 10, "int8_correct": 9, "total": 10},
+        {"class": 1, "correct": 8, "int8_correct": 8, "total": 10}]
+    assert res.per_class["before"] == []
+    assert res.class_accuracy("after", [1]) == pytest.approx(0.8)
+    assert res.class_accuracy("after", [0, 1], int8=True) == pytest.approx(0.85)
+    assert res.class_accuracy("after", [5]) is None
     peer.stop.set()
 
 

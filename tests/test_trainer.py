@@ -17,7 +17,7 @@ import os
 import shutil
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +84,18 @@ class Data:
 
 # ---- building the driver ---------------------------------------------------------------------
 
-def _executor_sources() -> list[Path]:
-    ex = ENGINE / "ts_executor.c"
-    if not ex.exists():
-        return []
-    # what ts_run_layers links against, plus the trainer's backbone side
-    return [ex, *sorted(ENGINE.glob("ts_kernels*.c")), *sorted(ENGINE.glob("ts_softmax*.c")),
-            ENGINE / "ts_trainer_data.c"]
+def _engine_sources() -> list[Path]:
+    """The trainer and what it links against: the float layers (ts_trainer_tail.c), the
+    .tflite reader, the executor and its kernels (the int8 evaluation of update=last-block
+    and bias, the frozen layers of ts_train_head)."""
+    return sorted(p for p in ENGINE.glob("ts_*.c") if p.name != "ts_version.c")
 
 
 def _compile(export: Path, out: Path, extra: list[str], with_executor: bool) -> Path:
-    srcs = [DRIVER, ENGINE / "ts_trainer.c", export / "ts_export_model.c"]
+    srcs = [DRIVER, *_engine_sources(), export / "ts_export_model.c"]
     defs = []
-    if with_executor:
-        srcs += [*_executor_sources(), export / "ts_export_data.c"]
+    if with_executor:  # the export's datasets: the `dataset` and backbone `errors` commands
+        srcs += [export / "ts_export_data.c"]
         defs = ["-DTS_TEST_EXECUTOR"]
     cmd = ["gcc", *CFLAGS, *extra, *defs, f"-I{ENGINE}", f"-I{export}",
            *map(str, srcs), "-lm", "-o", str(out)]
@@ -136,15 +134,28 @@ def model(driver) -> Model:
 
 
 @pytest.fixture(scope="session")
-def data(export_dir, model) -> Data:
-    """int8 backbone features of every exported training and test sample (TFLM)."""
+def tflite(export_dir) -> bytes:
+    return (export_dir.parent / "model.tflite").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def all_layers(export_dir, tflite) -> list[np.ndarray]:
+    """Every layer's int8 output (TFLM) for every exported training sample, then every test
+    sample: one (N + T, size) array per layer."""
     from tinysift.export.golden import layer_outputs
 
     g = np.load(export_dir / "golden.npz")
-    tflite = (export_dir.parent / "model.tflite").read_bytes()
+    xs = np.concatenate([g["x_train"], g["x_test"]])
+    return layer_outputs(tflite, xs)
+
+
+@pytest.fixture(scope="session")
+def data(export_dir, model, all_layers) -> Data:
+    """int8 backbone features of every exported training and test sample (TFLM)."""
+    g = np.load(export_dir / "golden.npz")
     h = model.head_layer
     xs = np.concatenate([g["x_train"], g["x_test"]])
-    feats = layer_outputs(tflite, xs)[h - 1].reshape(len(xs), -1).astype(np.int8)
+    feats = all_layers[h - 1].reshape(len(xs), -1).astype(np.int8)
     n = len(g["x_train"])
     xtr, xte = feats[:n], feats[n:]
     assert xtr.shape[1] == model.feature_dim
@@ -156,7 +167,7 @@ def data(export_dir, model) -> Data:
 
 def write_input(path: Path, d: Data, w0: np.ndarray | None = None,
                 b0: np.ndarray | None = None) -> Path:
-    k, dim = d.head_w.shape
+    k, dim = d.head_w.shape[0], d.xtr.shape[1]
     with open(path, "wb") as fp:
         fp.write(b"TSTR")
         fp.write(struct.pack("<5I", len(d.ytr), len(d.yte), dim, k, 0 if w0 is None else 1))
@@ -189,6 +200,13 @@ class CResult:
     multiplier: int
     shift: int
     logits8: np.ndarray
+    raw: dict = field(default_factory=dict)  # every other line: tag -> words
+
+    def ints(self, tag: str) -> np.ndarray:
+        return np.array(self.raw.get(tag, []), dtype=np.int64)
+
+    def floats(self, tag: str) -> np.ndarray:
+        return np.array(self.raw.get(tag, []), dtype=np.float32)
 
 
 def parse(out: str, model: Model) -> CResult:
@@ -210,6 +228,8 @@ def parse(out: str, model: Model) -> CResult:
     def hexf(tag):  # float32 bit patterns (the QEMU bench prints these)
         return np.array([int(h, 16) for h in lines[tag]], dtype=np.uint32).view(np.float32)
 
+    if "bpx" in lines:
+        lines["bp"] = hexf("bpx")
     if "wx" in lines:
         lines["w"], lines["b"] = hexf("wx"), hexf("bx")
         qs = [hexf("qsx")[0], hexf("qsbx")[0], qs[2], qs[3]]
@@ -223,7 +243,7 @@ def parse(out: str, model: Model) -> CResult:
         qb=np.array(lines["qb"], dtype=np.int64),
         w_scale=float(np.float32(qs[0])), bias_scale=float(np.float32(qs[1])),
         multiplier=int(qs[2]), shift=int(qs[3]),
-        logits8=np.array(lines["logits8"], dtype=np.int64).reshape(-1, k))
+        logits8=np.array(lines["logits8"], dtype=np.int64).reshape(-1, k), raw=lines)
 
 
 def reference(d: Data, m: Model, w0, b0, cfg: ref.HeadTrainConfig) -> ref.HeadTrainResult:
@@ -380,7 +400,7 @@ def test_workspace_formula_c_and_python_agree(tmp_path):
     tinysift.export.memory.trainer_workspace_bytes."""
     exe = tmp_path / "workspace_size"
     cmd = ["gcc", *CFLAGS, f"-I{ENGINE}", str(ROOT / "tests" / "c" / "workspace_size.c"),
-           str(ENGINE / "ts_trainer.c"), "-lm", "-o", str(exe)]
+           *map(str, _engine_sources()), "-lm", "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
     out = run(exe, stdin="".join(f"{k} {d} {n}\n" for k, d, n in WS_CASES))
@@ -394,7 +414,73 @@ def test_workspace_formula_c_and_python_agree(tmp_path):
     for k, d, n, macro, function in got:
         assert macro == trainer_workspace_bytes(k, d, n), (k, d, n)
         assert function == (0 if _refused(k, d, n) else macro), (k, d, n)
-    assert trainer_workspace_bytes(10, 64, 1437) == 11074  # docs/trainer.md's digits figure
+    # docs/trainer.md's digits figure (11,074 B before API version 3 added the K class
+    # weights of balance=1)
+    assert trainer_workspace_bytes(10, 64, 1437) == 11114
+
+
+# (H, CIN, COUT, PIX) / (H, SUMC, AMAX, MBITS): the digits and Fashion-MNIST ds-cnn exports,
+# odd and tiny shapes, a large one
+BLOCK_CASES = [(9, 64, 64, 16), (9, 64, 64, 49), (1, 1, 1, 1), (3, 5, 7, 3), (30, 512, 10, 4096)]
+BIAS_CASES = [(9, 288, 2048, 7680), (9, 288, 6272, 23520), (1, 1, 1, 1), (4, 17, 33, 31),
+              (40, 4000, 100000, 1000000)]
+
+
+def test_backbone_formulas_c_and_python_agree(tmp_path):
+    """TS_TRAINER_BLOCK_WORKSPACE_BYTES, TS_TRAINER_BIAS_WORKSPACE_BYTES, the two _Q_BYTES and
+    TS_TRAINER_PER_CLASS_COUNT (static arrays and runtime values) against their Python twins
+    in tinysift.export.memory."""
+    from tinysift.export import memory as mem
+
+    exe = tmp_path / "workspace_size"
+    cmd = ["gcc", *CFLAGS, f"-I{ENGINE}", str(ROOT / "tests" / "c" / "workspace_size.c"),
+           *map(str, _engine_sources()), "-lm", "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stderr}"
+    stdin = ("".join(f"block {h} {a} {b} {c}\n" for h, a, b, c in BLOCK_CASES)
+             + "".join(f"bias {h} {a} {b} {c}\n" for h, a, b, c in BIAS_CASES)
+             + "class 10\nclass 1\n")
+    rows = [line.split() for line in run(exe, stdin=stdin).splitlines()]
+    seen = set()
+    for row in rows:
+        v = [int(x) for x in row[1:]]
+        if row[0] in ("block", "const_block"):
+            assert v[4:] == [mem.trainer_block_workspace_bytes(*v[:4]),
+                             mem.trainer_block_q_bytes(v[1], v[2])], row
+        elif row[0] in ("bias", "const_bias"):
+            assert v[4:] == [mem.trainer_bias_workspace_bytes(*v[:4]),
+                             mem.trainer_bias_q_bytes(v[1])], row
+        elif row[0] in ("class", "const_class"):
+            assert v[1] == mem.trainer_per_class_count(v[0])
+        else:
+            continue
+        seen.add(row[0])
+    assert seen == {"block", "const_block", "bias", "const_bias", "class", "const_class"}
+
+
+def test_sizes_of_the_export(driver, parsed, tflite):
+    """ts_trainer_sizes() on the export: the numbers equal the macros given the model's dims,
+    and the memory plan's BackboneDims (read off the parsed .tflite) give the same dims and
+    bytes; unknown modes are refused."""
+    from tinysift.export import memory as mem
+
+    rows = [[int(x) for x in line.split()[1:]] for line in run(driver, "sizes").splitlines()]
+    head, block, bias, bad = rows
+    dims = mem.model_footprint(parsed, len(tflite)).backbone
+    # u st first sample in_c out_c pix channels act_max mask_bits params ws q macro macro_q cache
+    assert head[:4] == [0, 0, parsed.head_index, parsed.head.in_dims[2]]
+    assert head[11:15] == [0, 0, 0, 0]
+    assert block[1] == 0 and block[11:13] == block[13:15]
+    assert (block[4], block[5], block[6]) == (dims.block_in_c, dims.block_out_c,
+                                              dims.block_pixels)
+    assert (block[11], block[12]) == (dims.block_bytes, dims.block_q_bytes)
+    assert block[15] == 13 * block[3]  # the cache of 10 + 3 samples of the block's input
+    assert bias[1] == 0 and bias[11:13] == bias[13:15] and bias[2] == 0
+    assert (bias[7], bias[8], bias[9]) == (dims.bias_channels, dims.bias_act_max,
+                                           dims.bias_mask_bits)
+    assert (bias[11], bias[12]) == (dims.bias_bytes, dims.bias_q_bytes)
+    assert bias[15] == 0  # update=bias reads its samples where they are
+    assert bad[1] == 6  # TS_ERR_PARAM
 
 
 def test_cycle_counts(trained, driver, tmp_path, model):
@@ -497,6 +583,440 @@ def test_backbone_status_codes(exec_drivers, trained):
     assert "fails 0" in out and "ok cache too small" in out, out
 
 
+# ---- API version 3: the recipe (steps, schedules, balance), a second training set, and the
+# ---- float layers of update=last-block and update=bias ------------------------------------
+
+@pytest.fixture(scope="session")
+def parsed(tflite):
+    from tinysift.export.tflite_reader import parse_tflite
+
+    return parse_tflite(tflite)
+
+
+def mode_data(d: Data, update: str, parsed, all_layers, export_dir: Path) -> Data:
+    """The same samples as the int8 inputs of a mode's first trained layer: the features
+    (head), the pointwise convolution's input (last-block), the image (bias)."""
+    n, t = len(d.ytr), len(d.yte)
+    if update == "head":
+        return d
+    if update == "bias":
+        g = np.load(export_dir / "golden.npz")
+        x = np.concatenate([g["x_train"], g["x_test"]])
+    else:
+        x = all_layers[ref.float_layers(parsed, update)[0].index - 1]
+    x = x.reshape(n + t, -1).astype(np.int8)
+    return Data(x[:n], d.ytr, x[n:], d.yte, d.head_w, d.head_b)
+
+
+def replay_subset(d: Data, per_old: int = 5) -> tuple[Data, int]:
+    """The on-device replay scenario: a few samples per old class (0-7, in flash) then every
+    sample of the new classes (8, 9, streamed): (data, replay count)."""
+    old = np.concatenate([np.flatnonzero(d.ytr == c)[:per_old] for c in range(8)])
+    new = np.flatnonzero(d.ytr >= 8)
+    idx = np.concatenate([old, new])
+    return Data(d.xtr[idx], d.ytr[idx], d.xte, d.yte, d.head_w, d.head_b), len(old)
+
+
+def _cfg(**kw) -> ref.HeadTrainConfig:
+    base = dict(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
+    base.update(kw)
+    return ref.HeadTrainConfig(**base)
+
+
+# name: (config, replay scenario): every mode, in epochs and in steps with each schedule,
+# balance on the imbalanced replay set (whose replay part is train, the rest train_extra)
+MODE_RUNS = {
+    "head-recipe": (_cfg(steps=70, schedule="cosine", balance=True, seed=3), True),
+    "head-step": (_cfg(epochs=3, schedule="step"), False),
+    "block": (_cfg(update="last-block", epochs=3), False),
+    "block-recipe": (_cfg(update="last-block", steps=40, schedule="step", balance=True), True),
+    "bias": (_cfg(update="bias", epochs=2), False),
+    "bias-recipe": (_cfg(update="bias", steps=30, schedule="cosine", balance=True, seed=11),
+                    True),
+}
+# Float tolerance (max |C - numpy| / max |numpy| per parameter tensor; losses relative):
+# measured on the digits export, the largest over MODE_RUNS is about 3e-6 (weights), 1e-5
+# (losses); 1e-4 leaves a margin of 10x while a wrong step (a missed mask, a gradient off by
+# a factor, a batch out of order) moves them by 1e-2 or more.
+FLOAT_TOL = 1e-4
+
+
+def _options(cfg: ref.HeadTrainConfig, split: int) -> list[str]:
+    opts = [f"update={cfg.update}", f"schedule={cfg.schedule}", f"balance={int(cfg.balance)}",
+            f"steps={cfg.steps}"]
+    return opts + ([f"split={split}"] if split else [])
+
+
+def check_requantization(c: CResult, model: Model, layers) -> ref.HeadQ:
+    """numpy re-quantizes the C run's own float head (and float layers) to the integers C
+    wrote: weights, biases, scales, multipliers, shifts. Returns numpy's head."""
+    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
+                             logit_scale=model.logit_scale)
+    np.testing.assert_array_equal(c.qw, hq.weights)
+    np.testing.assert_array_equal(c.qb, hq.bias)
+    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
+        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
+    if layers is not None:
+        bq = ref.requantize_backbone(layers, c.floats("bp"))
+        np.testing.assert_array_equal(c.ints("bq"), bq.words())
+        if bq.weights is not None:
+            np.testing.assert_array_equal(c.ints("bw"), bq.weights)
+    return hq
+
+
+def check_head_logits(c: CResult, model: Model, features: np.ndarray) -> None:
+    """The C run's int8 logits are numpy's re-quantized head on the int8 test features."""
+    hq = check_requantization(c, model, None)
+    out = ref.head_int8(features, hq, feature_zero_point=model.feature_zero_point,
+                        logit_zero_point=model.logit_zero_point, act_min=model.act_min,
+                        act_max=model.act_max)
+    np.testing.assert_array_equal(c.logits8, out)
+
+
+def per_layer_rel_err(layers, got: np.ndarray, want: np.ndarray) -> float:
+    """rel_err over each conv layer's weights and biases (different magnitudes)."""
+    gv, wv = ref._views(layers, got), ref._views(layers, want)
+    errs = []
+    for g, w in zip(gv, wv, strict=True):
+        for a, b in zip(g or (), w or (), strict=True):
+            if a is not None:
+                errs.append(rel_err(a, b) if np.max(np.abs(b)) > 0 else float(np.max(np.abs(a))))
+    return max(errs)
+
+
+def patched_tflite(tflite: bytes, parsed, layers, c: CResult) -> bytes:
+    """The .tflite with the C run's re-quantized layers put in (weights, biases and the
+    weight scales TFLM computes its multipliers from): what TFLM then computes is the
+    independent check of the C re-quantization and of the tuned int8 model."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    graph = model.subgraphs[0]
+
+    def put(tensor_index: int, arr: np.ndarray, scales=None) -> None:
+        t = graph.tensors[tensor_index]
+        model.buffers[t.buffer].data = np.frombuffer(arr.tobytes(), np.uint8)
+        if scales is not None:
+            t.quantization.scale = [float(x) for x in np.asarray(scales, np.float32)]
+
+    head = graph.operators[parsed.head_index]
+    put(head.inputs[1], c.qw.astype(np.int8), [c.w_scale])
+    put(head.inputs[2], c.qb.astype("<i4"), [c.bias_scale])
+    words, at = c.ints("bq"), 0
+    for fl in layers or []:
+        if not fl.conv:
+            continue
+        op = graph.operators[fl.index]
+        oc = fl.channels
+        if fl.trained_weights:
+            w = c.ints("bw").astype(np.int8)
+            m, sh = words[oc:2 * oc], words[2 * oc:3 * oc]
+            # the scales whose QuantizeMultiplier gives C's multipliers: numpy's re-quantization
+            # of C's float weights (checked equal to C's integers before)
+            bq = ref.requantize_backbone(layers, c.floats("bp"))
+            assert np.array_equal(bq.multiplier, m) and np.array_equal(bq.shift, sh)
+            put(op.inputs[1], w, bq.weight_scales)
+            put(op.inputs[2], words[:oc].astype("<i4"),
+                (fl.s_in * bq.weight_scales).astype(np.float32))
+            break
+        put(op.inputs[2], words[at:at + oc].astype("<i4"))
+        at += oc
+    builder = flatbuffers.Builder(len(tflite) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def reference_mode(md: Data, data: Data, model: Model, parsed, cfg: ref.HeadTrainConfig):
+    """(float layers or None, the numpy reference's run) for a mode's samples md."""
+    layers = ref.float_layers(parsed, cfg.update) if cfg.update != "head" else None
+    r = ref.train(md.xtr, md.ytr, md.xte, md.yte, data.head_w, data.head_b,
+                  feature_scale=model.feature_scale, feature_zero_point=model.feature_zero_point,
+                  logit_scale=model.logit_scale, logit_zero_point=model.logit_zero_point,
+                  act_min=model.act_min, act_max=model.act_max, config=cfg, layers=layers)
+    return layers, r
+
+
+@pytest.fixture(scope="session")
+def mode_runs(driver, data, model, parsed, all_layers, export_dir, tmp_path_factory):
+    """C and numpy for every entry of MODE_RUNS: {name: (cfg, C, numpy, layers, mdata)}."""
+    tmp = tmp_path_factory.mktemp("modes")
+    out = {}
+    for name, (cfg, replay) in MODE_RUNS.items():
+        md = mode_data(data, cfg.update, parsed, all_layers, export_dir)
+        split = 0
+        if replay:
+            md, split = replay_subset(md)
+        path = write_input(tmp / f"{name}.bin", md)
+        c = parse(run(driver, "train", path, cfg.epochs, cfg.batch_size, cfg.learning_rate,
+                      cfg.momentum, cfg.seed, *_options(cfg, split)), model)
+        layers, r = reference_mode(md, data, model, parsed, cfg)
+        out[name] = (cfg, c, r, layers, md, path, split)
+    return out
+
+
+@pytest.mark.parametrize("name", list(MODE_RUNS))
+def test_mode_matches_reference(mode_runs, name):
+    """Every window's training count and every test count exactly; the losses, the head
+    and the float layers' parameters to FLOAT_TOL."""
+    cfg, c, r, layers, md, _, _ = mode_runs[name]
+    assert [e[1] for e in c.epochs] == [e.correct for e in r.epochs]
+    assert int(c.raw["steps_run"][0]) == r.steps
+    if cfg.steps:
+        per_epoch = -(-len(md.ytr) // cfg.batch_size)
+        assert r.steps == cfg.steps and len(r.epochs) == -(-cfg.steps // per_epoch)
+        assert [e.samples for e in r.epochs][0] == per_epoch * cfg.batch_size
+    np.testing.assert_allclose([e[0] for e in c.epochs], [e.mean_loss for e in r.epochs],
+                               rtol=FLOAT_TOL)
+    assert rel_err(c.w, r.weights) <= FLOAT_TOL, rel_err(c.w, r.weights)
+    assert rel_err(c.b, r.bias) <= FLOAT_TOL, rel_err(c.b, r.bias)
+    if layers is not None:
+        err = per_layer_rel_err(layers, c.floats("bp"), r.backbone)
+        assert err <= FLOAT_TOL, err
+    assert (c.correct_initial, c.correct_float) == (r.test_correct_initial,
+                                                    r.test_correct_float)
+    pc = c.ints("pc").reshape(4, -1)
+    np.testing.assert_array_equal(pc[:3], r.per_class[:3])
+    assert pc[3].sum() == c.correct_int8
+
+
+@pytest.mark.parametrize("name", list(MODE_RUNS))
+def test_mode_requantization_is_exact(mode_runs, name, model, tflite, parsed, export_dir):
+    """From the C run's own float parameters numpy re-quantizes to the same integers, and
+    TFLM, running the .tflite with those integers and scales put in, computes exactly the C
+    tuned model's int8 logits on every test sample (and so the same int8 accuracy)."""
+    from tinysift.export.golden import layer_outputs
+
+    cfg, c, r, layers, md, _, _ = mode_runs[name]
+    check_requantization(c, model, layers)
+    if layers is not None:
+        patched = patched_tflite(tflite, parsed, layers, c)
+        x_test = np.load(export_dir / "golden.npz")["x_test"]  # the test images
+        tflm = layer_outputs(patched, x_test)[parsed.head_index]
+        np.testing.assert_array_equal(c.logits8, tflm.reshape(len(tflm), -1))
+    else:
+        check_head_logits(c, model, md.xte)
+    assert c.correct_int8 == int(np.sum(np.argmax(c.logits8, axis=1) == md.yte))
+
+
+@pytest.mark.parametrize("name", ("head-recipe", "block-recipe", "bias-recipe"))
+def test_modes_under_sanitizers(name, mode_runs, driver_asan, model):
+    """The runs with ASan/UBSan and every buffer malloc'ed to exactly the size asked for
+    (workspace, backbone workspace, re-quantized backbone, arena, layer table): the same
+    results as the optimized build."""
+    cfg, c, _, _, _, path, split = mode_runs[name]
+    a = parse(run(driver_asan, "train", path, cfg.epochs, cfg.batch_size, cfg.learning_rate,
+                  cfg.momentum, cfg.seed, *_options(cfg, split)), model)
+    assert [e[1] for e in a.epochs] == [e[1] for e in c.epochs]
+    assert (a.correct_float, a.correct_int8) == (c.correct_float, c.correct_int8)
+    assert rel_err(a.w, c.w) <= 1e-5
+    if cfg.update != "head":
+        assert rel_err(a.floats("bp"), c.floats("bp")) <= 1e-5
+
+
+@needs_executor
+@pytest.mark.parametrize("kind", ("O2", "asan"))
+@pytest.mark.parametrize("update", ("last-block", "bias"))
+def test_backbone_path_modes(update, kind, exec_drivers, driver, model, data, parsed,
+                             all_layers, export_dir, tmp_path):
+    """ts_train_head on the exported int8 sets (the frozen layers through the executor,
+    cached or recomputed; the flash set split into train and train_extra) equals
+    ts_train_head_features on TFLM's inputs of the trained layers, bit for bit."""
+    args = (1, 32, 0.05, 0.9, 7, f"update={update}", "steps=25", "schedule=cosine",
+            "balance=1", "split=900")
+    md = mode_data(data, update, parsed, all_layers, export_dir)
+    want = parse(run(driver, "train", write_input(tmp_path / "in.bin", md), *args), model)
+    for mode in ("cache", "nocache"):
+        c = parse(run(exec_drivers(kind), "dataset", mode, *args), model)
+        np.testing.assert_array_equal(c.floats("bp"), want.floats("bp"))
+        np.testing.assert_array_equal(c.w, want.w)
+        np.testing.assert_array_equal(c.logits8, want.logits8)
+        np.testing.assert_array_equal(c.ints("bq"), want.ints("bq"))
+        assert [e[:2] for e in c.epochs] == [e[:2] for e in want.epochs]
+        assert (c.correct_initial, c.correct_float, c.correct_int8) == (
+            want.correct_initial, want.correct_float, want.correct_int8)
+
+
+def test_degraded_model_learns_in_every_mode(driver, data, model, parsed, all_layers,
+                                             export_dir, tmp_path):
+    """From an all-zero head the float layers and the head learn together: the loss falls
+    and the test accuracy, float and int8, rises far above chance."""
+    for update in ("last-block", "bias"):
+        md = mode_data(data, update, parsed, all_layers, export_dir)
+        z = np.zeros_like(data.head_w), np.zeros_like(data.head_b)
+        path = write_input(tmp_path / f"{update}.bin", md, *z)
+        c = parse(run(driver, "train", path, 3, 32, 0.05, 0.9, 7, f"update={update}"), model)
+        losses = [e[0] for e in c.epochs]
+        assert losses[-1] < 0.5 * losses[0], losses
+        n = c.test_count
+        assert c.correct_initial / n < 0.2
+        assert c.correct_float / n > 0.85 and c.correct_int8 / n > 0.85, (
+            c.correct_float, c.correct_int8)
+
+
+def test_sample_stream_is_bit_exact(driver):
+    """config.steps: batches of exactly B samples from epoch orders reshuffled whenever one
+    is used up (also when B > N, and in the first steps where it equals the epoch order)."""
+    for n, batch, steps, seed in ((300, 32, 25, 7), (7, 3, 11, 0), (5, 12, 4, 1),
+                                  (1437, 32, 100, 0xDEADBEEF)):
+        got = [np.array(line.split()[1:], dtype=np.int64)
+               for line in run(driver, "stream", n, batch, steps, seed).splitlines()]
+        want = ref.sample_stream(n, batch, steps, seed)
+        assert len(got) == steps
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    first = ref.sample_stream(300, 30, 10, 7)
+    np.testing.assert_array_equal(np.concatenate(first), ref.epoch_order(300, 1, 7)[0])
+
+
+@pytest.mark.parametrize("schedule", ("constant", "cosine", "step"))
+def test_learning_rate_schedule_is_exact(driver, schedule):
+    total = 97
+    code = ("constant", "cosine", "step").index(schedule)
+    got = np.array(run(driver, "lr", 0.05, code, total).split(), dtype=np.float32)
+    want = np.array([ref.learning_rate(0.05, schedule, t, total) for t in range(total)],
+                    dtype=np.float32)
+    np.testing.assert_array_equal(got, want)
+    if schedule == "step":
+        assert set(got[:48]) == {np.float32(0.05)} and got[49] == np.float32(0.05) / 10
+        assert got[-1] == np.float32(0.05) / 100
+    if schedule == "cosine":
+        assert got[0] == np.float32(0.05) and 0 < got[-1] < 1e-4
+
+
+def test_class_weights_are_exact(driver):
+    y = np.array([0] * 5 + [1] * 5 + [2] * 100 + [3] * 37 + [0, 2])
+    got = np.array(run(driver, "classw", 6, *y.tolist()).split()[1:], dtype=np.float32)
+    np.testing.assert_array_equal(got, ref.class_weights(y, 6))
+    assert got[4] == got[5] == 0  # absent classes
+    n_c = np.bincount(y, minlength=6)[:4]
+    np.testing.assert_allclose(got[:4] * n_c, len(y) / 4, rtol=1e-6)  # each class weighs N/C
+
+
+def test_tflite_scales_match_the_python_reader(driver, parsed):
+    """ts_tflite_op reads the scales, zero points and ops the exporter's parser reads."""
+    from tinysift.export.tflite_reader import OP_CODES
+
+    codes = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 9, "AVERAGE_POOL_2D": 1,
+             "MAX_POOL_2D": 17, "RESHAPE": 22, "SOFTMAX": 25, "QUANTIZE": 114}
+    assert set(codes) <= set(OP_CODES)
+    lines = run(driver, "scales").splitlines()
+    assert lines[0] == "check 0"
+    assert len(lines) - 1 == len(parsed.layers)
+    for line, ly in zip(lines[1:], parsed.layers, strict=True):
+        f = line.split()
+        assert (int(f[1]), int(f[2]), int(f[3])) == (ly.index, 0, codes[ly.op])
+        assert np.float32(f[4]) == np.float32(ly.input_tensor.scale)
+        assert np.float32(f[6]) == np.float32(ly.output_tensor.scale)
+        assert (int(f[5]), int(f[7])) == (ly.input_zero_point, ly.output_zero_point)
+        ws = np.array(f[8:], dtype=np.float32)
+        want = ly.weight_tensor.scales if ly.weight_tensor is not None else np.zeros(0)
+        np.testing.assert_array_equal(ws, np.asarray(want, np.float32))
+
+
+def test_tflite_reader_survives_corruption(driver_asan):
+    """20,000 corrupted or truncated copies of the .tflite through every reader call under
+    ASan/UBSan: status codes only, and most corruptions are caught (TS_ERR_DATA)."""
+    counts = [int(v) for v in run(driver_asan, "tflfuzz", 12345, 20000).split()[1:]]
+    assert sum(counts) == 20000
+    assert counts[7] > 2000 and counts[0] > 2000, counts  # TS_ERR_DATA, and untouched bytes
+
+
+def tf_gradients(layers, params: np.ndarray, w: np.ndarray, b: np.ndarray, q: np.ndarray,
+                 y: np.ndarray, cw: np.ndarray | None):
+    """d(mean weighted loss)/d(float layers' params, head W, head b) by TensorFlow autodiff
+    of the same float forward, written with TF ops (tf.nn.conv2d, depthwise_conv2d,
+    clip_by_value, avg_pool2d, the softmax cross-entropy): independent of the hand-written
+    backward passes in C and numpy."""
+    import tensorflow as tf
+
+    p_var = tf.Variable(params)
+    w_var, b_var = tf.Variable(w), tf.Variable(b)
+    first = layers[0]
+    x0 = ref.dequantize(q, first.s_in, first.in_zp).reshape(len(q), *first.in_dims)
+    with tf.GradientTape() as tape:
+        x, at = tf.constant(x0), 0
+        for fl in layers:
+            if fl.conv:
+                (ph, pw), (h, wd) = fl.pad, fl.in_dims[:2]
+                oh, ow = fl.out_dims[:2]
+                bottom = max(0, (oh - 1) * fl.stride[0] + (fl.filter[0] - 1) * fl.dilation[0]
+                             + 1 - h - ph)
+                right = max(0, (ow - 1) * fl.stride[1] + (fl.filter[1] - 1) * fl.dilation[1]
+                            + 1 - wd - pw)
+                xp = tf.pad(x, [[0, 0], [ph, bottom], [pw, right], [0, 0]])
+                if fl.trained_weights:
+                    kern = tf.reshape(p_var[at:at + fl.wq.size], fl.wq.shape)
+                    at += fl.wq.size
+                elif fl.op == "CONV_2D":
+                    kern = fl.s_w[:, None, None, None] * fl.wq.astype(np.float32)
+                if fl.op == "CONV_2D":
+                    out = tf.nn.conv2d(xp, tf.transpose(kern, [1, 2, 3, 0]),
+                                       strides=list(fl.stride), padding="VALID",
+                                       dilations=list(fl.dilation))
+                else:
+                    filt = (fl.wq.astype(np.float32) * fl.s_w).reshape(
+                        *fl.filter, fl.in_dims[2], fl.dm)
+                    out = tf.nn.depthwise_conv2d(xp, filt, strides=[1, *fl.stride, 1],
+                                                 padding="VALID", dilations=list(fl.dilation))
+                out = out + p_var[at:at + fl.channels]
+                at += fl.channels
+                x = tf.clip_by_value(out, fl.lo, fl.hi)
+            elif fl.op == "AVERAGE_POOL_2D":
+                assert fl.pad == (0, 0)
+                x = tf.nn.avg_pool2d(x, ksize=list(fl.filter), strides=list(fl.stride),
+                                     padding="VALID")
+            else:
+                x = tf.reshape(x, (len(q), *fl.out_dims))
+        f = tf.reshape(x, (len(q), -1))
+        z = tf.matmul(f, w_var, transpose_b=True) + b_var
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z)
+        if cw is not None:
+            loss = loss * cw[y]
+        mean = tf.reduce_mean(loss)
+    gp, gw, gb = tape.gradient(mean, [p_var, w_var, b_var])
+    return gp.numpy(), gw.numpy(), gb.numpy()
+
+
+@pytest.mark.parametrize("update", ("last-block", "bias"))
+def test_gradient_matches_tensorflow(update, driver, data, model, parsed, all_layers,
+                                     export_dir, tmp_path):
+    """One step of plain SGD (momentum 0) on a 64-sample batch of the replay set, balance on:
+    the step numpy's backward pass gives and the step the C trainer took are both the
+    TensorFlow gradient of the same float forward."""
+    md = mode_data(data, update, parsed, all_layers, export_dir)
+    md, _ = replay_subset(md, per_old=3)
+    rng = np.random.default_rng(5)
+    keep = np.sort(rng.choice(len(md.ytr), 64, replace=False))
+    md = Data(md.xtr[keep], md.ytr[keep], md.xte[:8], md.yte[:8], md.head_w, md.head_b)
+    layers = ref.float_layers(parsed, update)
+    p0 = ref.initial_params(layers)
+    cw = ref.class_weights(md.ytr, model.num_classes)
+    gp, gw, gb = tf_gradients(layers, p0, data.head_w, data.head_b, md.xtr, md.ytr, cw)
+
+    # numpy: the reference's own backward pass (the batch sum, / B)
+    f, masks = ref.tail_forward(layers, p0, md.xtr)
+    z = ref.logits(f, data.head_w, data.head_b)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    dz = (e / e.sum(axis=1, keepdims=True) - np.eye(model.num_classes)[md.ytr]) * cw[md.ytr,
+                                                                                       None]
+    dz = dz.astype(np.float32)
+    g_np = ref.tail_backward(layers, p0, md.xtr, masks, dz @ data.head_w) / 64
+    for got, want in ((g_np, gp), ((dz.T @ f) / 64, gw)):
+        assert rel_err(got, want) < 1e-4, rel_err(got, want)
+
+    # C: W1 = W0 - lr * G / B with momentum 0, so G / B = (W0 - W1) / lr
+    lr = 8.0
+    path = write_input(tmp_path / "in.bin", md)
+    c = parse(run(driver, "train", path, 1, 64, lr, 0.0, 1, f"update={update}", "balance=1"),
+              model)
+    for got, want in (((p0 - c.floats("bp")) / lr, gp), ((data.head_w - c.w) / lr, gw),
+                      ((data.head_b - c.b) / lr, gb)):
+        err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        assert err < 1e-3, err
+    assert per_layer_rel_err(layers, (p0 - c.floats("bp")) / lr, gp) < 1e-2
+
+
 @pytest.mark.qemu
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None
                     or shutil.which("arm-none-eabi-gcc") is None
@@ -516,14 +1036,52 @@ def test_on_qemu_m4f_matches_reference(export_dir, data, model):
     assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
     assert (c.correct_initial, c.correct_float, c.correct_int8) == (
         want.test_correct_initial, want.test_correct_float, want.test_correct_int8)
-    hq = ref.requantize_head(c.w, c.b, feature_scale=model.feature_scale,
-                             logit_scale=model.logit_scale)
-    np.testing.assert_array_equal(c.qw, hq.weights)
-    np.testing.assert_array_equal(c.qb, hq.bias)
-    assert (c.w_scale, c.bias_scale, c.multiplier, c.shift) == (
-        hq.weight_scale, hq.bias_scale, hq.multiplier, hq.shift)
-    out = ref.head_int8(data.xte, hq, feature_zero_point=model.feature_zero_point,
-                        logit_zero_point=model.logit_zero_point, act_min=model.act_min,
-                        act_max=model.act_max)
-    np.testing.assert_array_equal(c.logits8, out)
+    check_head_logits(c, model, data.xte)
     assert all(x > 0 for x in c.cycles)
+
+
+QEMU_MODES = {
+    # name: (config, bench flags); batch 32, lr 0.05, momentum 0.9, seed 7 (trainer_bench.c)
+    "head-recipe": (_cfg(steps=60, schedule="cosine", balance=True),
+                    ["-DBENCH_STEPS=60", "-DBENCH_SCHEDULE=1", "-DBENCH_BALANCE=1"]),
+    "last-block": (_cfg(update="last-block", steps=50, schedule="cosine", balance=True),
+                   ["-DBENCH_UPDATE=1", "-DBENCH_STEPS=50", "-DBENCH_SCHEDULE=1",
+                    "-DBENCH_BALANCE=1"]),
+    "bias": (_cfg(update="bias", steps=25, schedule="step"),
+             ["-DBENCH_UPDATE=2", "-DBENCH_STEPS=25", "-DBENCH_SCHEDULE=2", "-DBENCH_CACHE=0"]),
+}
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
+                    or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("name", list(QEMU_MODES))
+def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed, all_layers,
+                                           tflite):
+    """The recipe (steps, schedules, balance) and update=last-block and bias on the emulated
+    Cortex-M4F (hard float, newlib's libm; the frozen layers through the DSP kernels): the
+    numpy reference to FLOAT_TOL, the same counts, the re-quantization exact and the tuned
+    int8 model equal to TFLM's."""
+    from tinysift.export.golden import layer_outputs
+
+    cfg, flags = QEMU_MODES[name]
+    r = subprocess.run([str(ROOT / "tools" / "bench_trainer.sh"), str(export_dir), "1", "m4f",
+                        *flags], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "counter systick-icount" in r.stdout
+    c = parse(r.stdout, model)
+    md = mode_data(data, cfg.update, parsed, all_layers, export_dir)
+    layers, want = reference_mode(md, data, model, parsed, cfg)
+    assert [e[1] for e in c.epochs] == [e.correct for e in want.epochs]
+    assert rel_err(c.w, want.weights) <= FLOAT_TOL and rel_err(c.b, want.bias) <= FLOAT_TOL
+    if layers is not None:
+        assert per_layer_rel_err(layers, c.floats("bp"), want.backbone) <= FLOAT_TOL
+    assert (c.correct_initial, c.correct_float) == (want.test_correct_initial,
+                                                    want.test_correct_float)
+    check_requantization(c, model, layers)
+    x_test = np.load(export_dir / "golden.npz")["x_test"]
+    tflm = layer_outputs(patched_tflite(tflite, parsed, layers, c), x_test)[parsed.head_index]
+    np.testing.assert_array_equal(c.logits8, tflm.reshape(len(tflm), -1))
+    assert c.correct_int8 == int(np.sum(np.argmax(c.logits8, axis=1) == md.yte))
+    assert all(x > 0 for x in c.cycles[1:])

@@ -3,7 +3,10 @@
 # tools/bench/trainer_bench.c built for the Cortex-M4F FPU (m4f) and with the engine as
 # Cortex-M0+ soft-float code (m0plus). Built by hand with arm-none-eabi-gcc from the QEMU
 # platform runtime (boards/), independent of PlatformIO.
-#   tools/bench_trainer.sh EXPORT_DIR [EPOCHS] [m4f|m0plus|all]
+#   tools/bench_trainer.sh EXPORT_DIR [EPOCHS] [m4f|m0plus|all] [BENCH_* FLAGS...]
+# e.g. tools/bench_trainer.sh runs/x/export 1 m4f -DBENCH_UPDATE=2 -DBENCH_STEPS=40
+# (BENCH_UPDATE 0 head, 1 last-block, 2 bias; BENCH_STEPS, BENCH_SCHEDULE, BENCH_BALANCE,
+# BENCH_CACHE: tools/bench/trainer_bench.c).
 # Needs arm-none-eabi-gcc (Debian) and qemu-system-arm. Prints one block per build
 # ("== NAME" then the bench's lines); exits non-zero if a build or run fails.
 set -euo pipefail
@@ -11,17 +14,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export_dir=$(cd "${1:?usage: tools/bench_trainer.sh EXPORT_DIR [EPOCHS]}" && pwd)
 epochs=${2:-2}
 which=${3:-all}
+bench_flags=("${@:4}")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 eng=$root/firmware/lib/tsengine/src
 rt=$root/boards/runtime
 qr=$root/boards/platform-qemu/runtime
 inc=(-I"$eng" -I"$export_dir" -I"$rt/include" -I"$qr")
-defs=(-DTS_TARGET_QEMU -DTS_MPS2_SYSCLK_HZ=25000000u -DBENCH_EPOCHS="${epochs}u")
+read -r -a dims <<< "$(python3 "$root/firmware/scripts/ts_model_dims.py" "$export_dir")"
+defs=(-DTS_TARGET_QEMU -DTS_MPS2_SYSCLK_HZ=25000000u -DBENCH_EPOCHS="${epochs}u" "${dims[@]}"
+      "${bench_flags[@]}")
 common=(-std=c99 -O2 -g -ffunction-sections -fdata-sections -Wall -Wextra)
 runtime_src=("$qr"/*.c "$rt"/src/*.c)
 engine_src=("$eng"/ts_executor.c "$eng"/ts_kernels*.c "$eng"/ts_softmax*.c "$eng"/ts_trainer.c
-            "$eng"/ts_trainer_data.c "$export_dir"/ts_export_model.c
+            "$eng"/ts_trainer_data.c "$eng"/ts_trainer_tail.c "$eng"/ts_tflite.c
+            "$export_dir"/ts_export_model.c
             "$export_dir"/ts_export_data.c "$root"/tools/bench/trainer_bench.c)
 
 build() { # name, runtime cpu flags, engine cpu flags, link cpu flags

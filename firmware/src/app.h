@@ -4,7 +4,8 @@
  *
  *   main.c          boot (the reset counter) and the command loop: framing, data lines
  *   app_commands.c  the command handlers (name, info, train, eval, results, reset) and the
- *                   static buffers of training: arena, workspace, feature caches, head
+ *                   static buffers of training: arena, workspace, feature caches, head,
+ *                   the backbone buffers of update=last-block / bias
  *   app_db.c        `db load` / `db use`: the RAM training set and the load state machine
  *   app_records.c   the typed @-records (docs/protocol.md) and the image's memory figures
  *   app_window.c    the measurement windows (marker + drained UART)
@@ -73,13 +74,55 @@
 #endif
 
 #define APP_MAX(a, b) ((a) > (b) ? (a) : (b))
-/* Largest training set: the compiled-in one or the RAM one. */
-#define APP_NMAX APP_MAX(APP_N, TS_DB_CAPACITY)
+/* Largest training set: the compiled-in one and the RAM one (`db use both`). */
+#define APP_NMAX (APP_N + TS_DB_CAPACITY)
+
+/* update=last-block / bias: the model's dims (the build script ts_export_dir.py defines
+ * them from the export's export.json; 0 where the model has no such layers) and the
+ * buffers they size. -DTS_APP_BACKBONE_TRAINING=0 leaves the buffers out (and the .tflite
+ * the scales are read from): `train update=last-block|bias` then answers code 4. */
+#ifndef TS_APP_BACKBONE_TRAINING
+#define TS_APP_BACKBONE_TRAINING APP_HAVE_MODEL
+#endif
+#ifndef TS_MODEL_BLOCK_IN_C
+#define TS_MODEL_BLOCK_IN_C 0
+#define TS_MODEL_BLOCK_PIXELS 0
+#endif
+#ifndef TS_MODEL_BIAS_CHANNELS
+#define TS_MODEL_BIAS_CHANNELS 0
+#define TS_MODEL_BIAS_ACT_MAX 0
+#define TS_MODEL_BIAS_MASK_BITS 0
+#endif
+#if TS_APP_BACKBONE_TRAINING && APP_HAVE_MODEL
+#define APP_HEAD_LAYER TS_EXPORT_HEAD_LAYER
+#define APP_BLOCK_WS                                                                        \
+    (TS_MODEL_BLOCK_IN_C > 0 ? TS_TRAINER_BLOCK_WORKSPACE_BYTES(APP_HEAD_LAYER, TS_MODEL_BLOCK_IN_C,  \
+                                                                APP_D, TS_MODEL_BLOCK_PIXELS) \
+                             : 0u)
+#define APP_BIAS_WS                                                                         \
+    (TS_MODEL_BIAS_CHANNELS > 0                                                             \
+         ? TS_TRAINER_BIAS_WORKSPACE_BYTES(APP_HEAD_LAYER, TS_MODEL_BIAS_CHANNELS,                   \
+                                           TS_MODEL_BIAS_ACT_MAX, TS_MODEL_BIAS_MASK_BITS)  \
+         : 0u)
+#define APP_BB_WS_BYTES ((APP_MAX(APP_MAX(APP_BLOCK_WS, APP_BIAS_WS), 4u) + 3u) & ~(size_t)3u)
+#define APP_BLOCK_Q                                                                         \
+    (TS_MODEL_BLOCK_IN_C > 0 ? TS_TRAINER_BLOCK_Q_BYTES(TS_MODEL_BLOCK_IN_C, APP_D) : 0u)
+#define APP_BB_Q_BYTES                                                                      \
+    ((APP_MAX(APP_MAX(APP_BLOCK_Q, TS_TRAINER_BIAS_Q_BYTES(TS_MODEL_BIAS_CHANNELS)), 4u) +   \
+      3u) &                                                                                 \
+     ~(size_t)3u)
+#else
+#define APP_BB_WS_BYTES 4u
+#define APP_BB_Q_BYTES 4u
+#endif
 
 /* The static buffers' sizes (`info` and `@mem` report them). */
 /* The trainer's workspace for the largest training set, rounded up to 4 bytes. */
 #define APP_WS_BYTES ((TS_TRAINER_WORKSPACE_BYTES(APP_K, APP_D, APP_NMAX) + 3u) & ~(size_t)3u)
 #define APP_CACHE_TRAIN_BYTES ((size_t)APP_NMAX * APP_D) /* features of the training set */
+/* ... sharing one buffer with the float layers' workspace (app_commands.c) */
+#define APP_SHARED_BYTES                                                                    \
+    ((APP_MAX(APP_CACHE_TRAIN_BYTES, (size_t)APP_BB_WS_BYTES) + 3u) & ~(size_t)3u)
 #define APP_CACHE_TEST_BYTES ((size_t)APP_T * APP_D)     /* features of the test set */
 #define APP_DB_X_BYTES ((size_t)TS_DB_CAPACITY * APP_S)  /* the RAM set's samples */
 #define APP_DB_Y_BYTES ((size_t)TS_DB_CAPACITY)          /* and its labels */
@@ -107,9 +150,13 @@ typedef struct {
 } app_epoch_rec_t;
 
 typedef struct {
-    uint32_t correct;      /* float head */
-    uint32_t int8_correct; /* int8 head */
+    uint32_t correct;      /* float model */
+    uint32_t int8_correct; /* int8 model */
     uint32_t total;
+    /* per class (the `@class` records) */
+    uint32_t class_correct[APP_K];
+    uint32_t class_int8_correct[APP_K];
+    uint32_t class_total[APP_K];
 } app_eval_rec_t;
 
 /* A record of this type, to be filled with ts_record_*() and sent with app_rec_send(). */
@@ -129,6 +176,7 @@ void app_send_info(void);
 void app_send_mem(void);
 void app_send_db(uint32_t loaded, const char *source);
 void app_send_epoch(const app_epoch_rec_t *e);
+/* @eval when=..., then one @class record per class */
 void app_send_eval(const char *when, const app_eval_rec_t *e);
 /* @phase name=<ts_trainer_phase_name(phase)> cycles=... */
 void app_send_phase(ts_trainer_phase_t phase, uint64_t cycles);
@@ -148,7 +196,7 @@ void app_db_init(void);
 /* `db load N`: -1 when the data lines follow (the load ends with its own @ready), else an
  * error code (already reported). */
 int app_cmd_db_load(uint32_t count);
-/* `db use ram|flash`: 0 or an error code (already reported). */
+/* `db use flash|ram|both`: 0 or an error code (already reported). */
 int app_cmd_db_use(ts_db_source_t src);
 /* Nonzero inside `db load` (data lines expected). */
 int app_db_loading(void);
@@ -156,9 +204,10 @@ int app_db_loading(void);
 void app_db_data_line(const char *payload, size_t len);
 /* Ends the load in progress with an error (@err, then @ready cmd=db); the RAM set is empty. */
 void app_db_load_abort(int code, const char *msg);
-/* The training set `train` uses (*ram filled when it is the RAM set): 0, or an error code
- * (already reported) when the RAM set is selected but empty. */
-int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set);
+/* The training set `train` uses: *set (the flash set or the RAM set, *ram filled when it is
+ * the RAM set) and *extra (the RAM set after the flash set for `db use both`, else NULL): 0,
+ * or an error code (already reported) when the RAM set is selected but empty. */
+int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set, const ts_dataset_t **extra);
 
 /* ---- commands (app_commands.c) --------------------------------------------------------------- */
 

@@ -1,7 +1,9 @@
 /*
  * tinysift firmware app: the training set `train` uses. `db use flash` (the default) selects
  * the compiled-in set; `db load N` streams N samples over the link into the RAM set
- * (TS_DB_CAPACITY samples) and selects it; `db use ram` selects it again.
+ * (TS_DB_CAPACITY samples) and selects it; `db use ram` selects it again; `db use both`
+ * trains on the compiled-in set followed by the RAM set (a replay set in flash plus new
+ * samples: the trainer's train and train_extra).
  *
  * The load is a small state machine driven by the command loop: `db load N` starts it (no
  * @ready yet), each data line stores one sample in place, the N-th ends it with `@db` and
@@ -97,12 +99,16 @@ int app_cmd_db_use(ts_db_source_t src)
     if (st != 0) {
         return st;
     }
-    if (src == TS_DB_RAM) {
+    if (src == TS_DB_RAM || src == TS_DB_BOTH) {
         if (s_db.count == 0) {
             return app_fail(TS_PROTO_ERR_NO_DATA, "no_data_loaded");
         }
-        s_db.source = TS_DB_RAM;
-        app_send_db(s_db.count, "ram");
+        s_db.source = src;
+        if (src == TS_DB_RAM) {
+            app_send_db(s_db.count, "ram");
+        } else {
+            app_send_db(app_export.flash_train->count + s_db.count, "both");
+        }
     } else {
         s_db.source = TS_DB_FLASH;
         app_send_db(app_export.flash_train->count, "flash");
@@ -110,9 +116,10 @@ int app_cmd_db_use(ts_db_source_t src)
     return 0;
 }
 
-int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set)
+int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set, const ts_dataset_t **extra)
 {
-    if (s_db.source != TS_DB_RAM) {
+    *extra = NULL;
+    if (s_db.source == TS_DB_FLASH) {
         *set = app_export.flash_train;
         return 0;
     }
@@ -123,6 +130,11 @@ int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set)
     ram->sample_bytes = APP_S;
     ram->x = s_db_x;
     ram->y = s_db_y;
-    *set = ram;
+    if (s_db.source == TS_DB_BOTH) {
+        *set = app_export.flash_train;
+        *extra = ram;
+    } else {
+        *set = ram;
+    }
     return 0;
 }

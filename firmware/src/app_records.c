@@ -149,6 +149,8 @@ void app_send_mem(void)
     ts_record_u32(r, "workspace", model_bytes(APP_WS_BYTES));
     ts_record_u32(r, "cache", model_bytes(APP_CACHE_TRAIN_BYTES + APP_CACHE_TEST_BYTES));
     ts_record_u32(r, "db", model_bytes(APP_DB_X_BYTES + APP_DB_Y_BYTES));
+    ts_record_u32(r, "backbone", model_bytes(APP_BB_WS_BYTES));
+    ts_record_u32(r, "backbone_q", model_bytes(APP_BB_Q_BYTES));
     app_rec_send();
 }
 
@@ -186,6 +188,18 @@ void app_send_eval(const char *when, const app_eval_rec_t *e)
     ts_record_u32(r, "total", e->total);
     ts_record_real(r, "int8_acc", ratio(e->int8_correct, e->total));
     app_rec_send();
+    if (app_export.model != NULL) {
+        uint32_t k;
+        for (k = 0; k < app_export.model->num_classes && k < APP_K; ++k) {
+            r = app_rec("class");
+            ts_record_text(r, "when", when);
+            ts_record_u32(r, "class", k);
+            ts_record_u32(r, "correct", e->class_correct[k]);
+            ts_record_u32(r, "int8_correct", e->class_int8_correct[k]);
+            ts_record_u32(r, "total", e->class_total[k]);
+            app_rec_send();
+        }
+    }
 }
 
 void app_send_phase(ts_trainer_phase_t phase, uint64_t cycles)

@@ -5,14 +5,26 @@
  *
  *   driver info                              model fields the numpy reference needs
  *   driver order N SEED EPOCHS               the sample order of each epoch
- *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles]
- *   driver dataset cache|nocache EPOCHS BATCH LR MU SEED   (needs -DTS_TEST_EXECUTOR)
+ *   driver stream N BATCH STEPS SEED         the sample stream of config.steps, per step
+ *   driver lr LR SCHEDULE TOTAL              the learning rate of every step
+ *   driver classw K LABEL...                 balance=1's class weights
+ *   driver sizes                             ts_trainer_sizes() and the macros, per mode
+ *   driver scales                            the .tflite's scales per layer (ts_tflite.h)
+ *   driver tflfuzz SEED ROUNDS               corrupted .tflite copies through the reader
+ *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles] [KEY=VALUE...]
+ *          keys: update=head|last-block|bias steps=S schedule=constant|cosine|step
+ *                balance=0|1 split=M (the first M training samples are train, the rest
+ *                train_extra)
+ *   driver dataset cache|nocache EPOCHS BATCH LR MU SEED [KEY=VALUE...]
+ *                                            (needs -DTS_TEST_EXECUTOR)
  *   driver qm                                stdin: one double per line -> "mult shift"
  *   driver mbqm                              stdin: "x mult shift" per line -> ts_mbqm()
  *   driver errors IN.bin                     status codes of malformed calls
  *
  * IN.bin: "TSTR", u32 N, T, D, K, init (0: the export's head, 1: floats follow);
  * int8 train[N*D], u8 y_train[N], int8 test[T*D], u8 y_test[T]; [float W[K*D], b[K]].
+ * D is the mode's sample size (ts_trainer_sizes: the features for update=head, the input of
+ * the pointwise convolution for last-block, the model input for bias).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
@@ -21,12 +33,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "ts_engine.h"
 #include "ts_export.h"
 #include "ts_fixedpoint.h"
+#include "ts_tflite.h"
 #include "ts_trainer.h"
-#ifdef TS_TEST_EXECUTOR
-#include "ts_engine.h"
-#endif
 
 static const ts_model_t *M = &ts_export_model;
 
@@ -77,7 +88,7 @@ static void load_input(const char *path, input_t *in)
     in->d = hdr[2];
     in->k = hdr[3];
     in->init = hdr[4];
-    if (in->d != M->feature_dim || in->k != M->num_classes) {
+    if (in->k != M->num_classes) {
         die("input does not match the linked model");
     }
     in->xtr = xmalloc((size_t)in->n * in->d);
@@ -91,26 +102,85 @@ static void load_input(const char *path, input_t *in)
     in->w0 = NULL;
     in->b0 = NULL;
     if (in->init) {
-        in->w0 = xmalloc((size_t)in->k * in->d * sizeof(float));
+        in->w0 = xmalloc((size_t)in->k * M->feature_dim * sizeof(float));
         in->b0 = xmalloc((size_t)in->k * sizeof(float));
-        read_exact(fp, in->w0, (size_t)in->k * in->d * sizeof(float));
+        read_exact(fp, in->w0, (size_t)in->k * M->feature_dim * sizeof(float));
         read_exact(fp, in->b0, (size_t)in->k * sizeof(float));
     }
     fclose(fp);
 }
 
-/* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set. */
+/* The buffers of update=last-block / bias (all exactly the size asked for), and the
+ * per-class counts. */
+typedef struct {
+    uint8_t *ws, *q, *arena;
+    size_t ws_bytes, q_bytes, arena_bytes;
+    ts_layer_t *layers;
+    uint32_t per_class[4u * 256u];
+    uint32_t split; /* train = the first split samples, train_extra the rest (0: no split) */
+} backbone_t;
+
+static void backbone_alloc(backbone_t *bb, uint32_t update)
+{
+    ts_trainer_sizes_t sz;
+    memset(bb, 0, sizeof *bb);
+    if (ts_trainer_sizes(M, update, &sz) != TS_OK) {
+        die("mode refused for this model");
+    }
+    bb->ws_bytes = sz.workspace_bytes;
+    bb->q_bytes = sz.q_bytes;
+    bb->arena_bytes = ts_arena_size(M);
+    bb->ws = xmalloc(bb->ws_bytes);
+    bb->q = xmalloc(bb->q_bytes);
+    bb->arena = xmalloc(bb->arena_bytes);
+    bb->layers = xmalloc((size_t)M->num_layers * sizeof(ts_layer_t));
+}
+
+static void backbone_free(backbone_t *bb)
+{
+    free(bb->ws);
+    free(bb->q);
+    free(bb->arena);
+    free(bb->layers);
+}
+
+static void request_backbone(ts_train_request_t *req, backbone_t *bb)
+{
+    req->backbone_ws = bb->ws;
+    req->backbone_ws_bytes = bb->ws_bytes;
+    req->backbone_q = bb->q;
+    req->backbone_q_bytes = bb->q_bytes;
+    req->tflite = ts_export_tflite;
+    req->tflite_bytes = ts_export_tflite_len;
+    req->layers = bb->layers;
+    req->layers_cap = M->num_layers;
+    req->arena = bb->arena;
+    req->arena_bytes = bb->arena_bytes;
+    req->per_class = M->num_classes <= 256u ? bb->per_class : NULL;
+}
+
+/* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set
+ * (bb: the backbone buffers, may be NULL for update=head). */
 static ts_status_t train_features(const ts_model_t *model, const ts_trainer_config_t *cfg,
                                   const input_t *in, uint32_t n, const uint8_t *ytr,
                                   uint8_t *ws, size_t ws_bytes, ts_head_q_t *hq,
-                                  ts_trainer_result_t *res)
+                                  ts_trainer_result_t *res, backbone_t *bb)
 {
     /* sample_bytes from the input file, not from the model: the bad models of cmd_errors
      * (NULL among them) must reach the trainer's own checks */
-    ts_dataset_t train = {n, in->d, in->xtr, ytr};
+    uint32_t split = bb != NULL && bb->split > 0 && bb->split < n ? bb->split : n;
+    ts_dataset_t train = {split, in->d, in->xtr, ytr};
+    ts_dataset_t extra = {n - split, in->d, in->xtr + (size_t)split * in->d,
+                          ytr != NULL ? ytr + split : NULL};
     ts_dataset_t test = {in->t, in->d, in->xte, in->yte};
     ts_train_request_t req = {.train = &train, .test = &test, .workspace = ws,
                               .workspace_bytes = ws_bytes, .head_q = hq, .result = res};
+    if (split < n) {
+        req.train_extra = &extra;
+    }
+    if (bb != NULL) {
+        request_backbone(&req, bb);
+    }
     return ts_train_head_features(model, cfg, &req);
 }
 
@@ -153,8 +223,38 @@ static void print_floats(const char *tag, const float *v, size_t n)
     printf("\n");
 }
 
-static void print_result(const ts_trainer_result_t *r, const ts_head_q_t *hq,
-                         const int8_t *test_features, uint32_t test_count)
+/* The tuned model's int8 logits of one sample of the trained layers' input (logits: K). */
+static void tuned_logits(const ts_trainer_config_t *cfg, const ts_head_q_t *hq,
+                         const backbone_t *bb, const int8_t *x, int8_t *logits)
+{
+    ts_trainer_sizes_t sz;
+    ts_model_t tuned;
+    ts_status_t st = ts_trainer_sizes(M, cfg->update, &sz);
+    int8_t *feat = xmalloc(M->feature_dim);
+    if (st == TS_OK && cfg->update != TS_UPDATE_HEAD) {
+        st = ts_trainer_patch_model(M, hq, bb->layers, M->num_layers, &tuned);
+        if (st == TS_OK) {
+            st = ts_trainer_patch_backbone(M, cfg->update, bb->q, bb->q_bytes, bb->layers,
+                                           M->num_layers);
+        }
+        if (st == TS_OK) {
+            st = ts_run_layers(&tuned, sz.first_layer, M->head_layer, x, feat, bb->arena,
+                               bb->arena_bytes);
+        }
+        x = feat;
+    }
+    if (st == TS_OK) {
+        st = ts_trainer_head_int8(M, hq, x, logits);
+    }
+    if (st != TS_OK) {
+        die("int8 logits failed");
+    }
+    free(feat);
+}
+
+static void print_result(const ts_trainer_config_t *cfg, const ts_trainer_result_t *r,
+                         const ts_head_q_t *hq, const int8_t *test_samples,
+                         uint32_t sample_bytes, uint32_t test_count, const backbone_t *bb)
 {
     size_t kd = (size_t)M->num_classes * M->feature_dim;
     size_t i;
@@ -164,6 +264,7 @@ static void print_result(const ts_trainer_result_t *r, const ts_head_q_t *hq,
     printf("result %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 "\n",
            r->epochs_run, r->test_count, r->test_correct_initial, r->test_correct_float,
            r->test_correct_int8);
+    printf("steps_run %" PRIu32 "\n", r->steps_run);
     printf("cycles");
     for (ph = 0; ph < TS_PHASE_COUNT; ++ph) {
         printf(" %" PRIu64, r->cycles[ph]);
@@ -181,19 +282,73 @@ static void print_result(const ts_trainer_result_t *r, const ts_head_q_t *hq,
     }
     printf("\nqs %.9g %.9g %" PRId32 " %" PRId32 "\n", (double)hq->weight_scale,
            (double)hq->bias_scale, hq->multiplier, hq->shift);
+    if (bb != NULL && cfg->update != TS_UPDATE_HEAD) {
+        ts_trainer_sizes_t sz;
+        (void)ts_trainer_sizes(M, cfg->update, &sz);
+        print_floats("bp", r->backbone_params, r->backbone_param_count);
+        printf("bq");
+        for (i = 0; i + 4u <= sz.q_bytes && (cfg->update == TS_UPDATE_BIAS ||
+                                            i < 12u * (size_t)sz.out_c);
+             i += 4u) {
+            int32_t v;
+            memcpy(&v, bb->q + i, sizeof v);
+            printf(" %" PRId32, v);
+        }
+        printf("\nbw");
+        for (; cfg->update == TS_UPDATE_LAST_BLOCK && i < sz.q_bytes; ++i) {
+            printf(" %d", (int)(int8_t)bb->q[i]);
+        }
+        printf("\n");
+    }
+    if (bb != NULL) {
+        printf("pc");
+        for (i = 0; i < 4u * M->num_classes; ++i) {
+            printf(" %" PRIu32, bb->per_class[i]);
+        }
+        printf("\n");
+    }
     printf("logits8");
     for (s = 0; s < test_count; ++s) {
-        ts_status_t st = ts_trainer_head_int8(M, hq, test_features + (size_t)s * M->feature_dim,
-                                              logits);
-        if (st != TS_OK) {
-            die("ts_trainer_head_int8 failed");
-        }
+        tuned_logits(cfg, hq, bb, test_samples + (size_t)s * sample_bytes, logits);
         for (i = 0; i < M->num_classes; ++i) {
             printf(" %d", logits[i]);
         }
     }
     printf("\n");
     free(logits);
+}
+
+/* KEY=VALUE options after the fixed arguments (and the word nocycles). */
+static void parse_options(char **argv, int argc, ts_trainer_config_t *cfg, uint32_t *split)
+{
+    int i;
+    for (i = 0; i < argc; ++i) {
+        const char *a = argv[i];
+        if (strcmp(a, "nocycles") == 0) {
+            cfg->cycles = NULL;
+        } else if (strncmp(a, "update=", 7) == 0) {
+            uint32_t u;
+            for (u = 0; u < TS_UPDATE_COUNT && strcmp(a + 7, ts_trainer_update_name(u)) != 0;
+                 ++u) {
+            }
+            cfg->update = u;
+        } else if (strncmp(a, "schedule=", 9) == 0) {
+            uint32_t u;
+            for (u = 0;
+                 u < TS_SCHEDULE_COUNT && strcmp(a + 9, ts_trainer_schedule_name(u)) != 0;
+                 ++u) {
+            }
+            cfg->schedule = u;
+        } else if (strncmp(a, "steps=", 6) == 0) {
+            cfg->steps = (uint32_t)strtoul(a + 6, NULL, 10);
+        } else if (strncmp(a, "balance=", 8) == 0) {
+            cfg->balance = (uint32_t)strtoul(a + 8, NULL, 10);
+        } else if (strncmp(a, "split=", 6) == 0) {
+            *split = (uint32_t)strtoul(a + 6, NULL, 10);
+        } else {
+            die("unknown option");
+        }
+    }
 }
 
 static void parse_config(char **argv, ts_trainer_config_t *cfg)
@@ -249,27 +404,30 @@ static int cmd_train(char **argv, int argc)
     ts_trainer_config_t cfg;
     ts_trainer_result_t res;
     ts_head_q_t hq;
+    backbone_t bb;
     uint8_t *ws;
     size_t ws_bytes;
     ts_status_t st;
+    uint32_t split = 0;
     load_input(argv[0], &in);
     parse_config(argv + 1, &cfg);
-    if (argc > 6 && strcmp(argv[6], "nocycles") == 0) {
-        cfg.cycles = NULL;
-    }
+    parse_options(argv + 6, argc - 6, &cfg, &split);
     cfg.init_weights = in.w0;
     cfg.init_bias = in.b0;
+    backbone_alloc(&bb, cfg.update);
+    bb.split = split;
     ws_bytes = ts_trainer_workspace_size(M, in.n);
     ws = xmalloc(ws_bytes); /* exactly the size asked for: ASan sees any overflow */
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
     printf("ws_size %zu\n", ws_bytes);
-    st = train_features(M, &cfg, &in, in.n, in.ytr, ws, ws_bytes, &hq, &res);
+    st = train_features(M, &cfg, &in, in.n, in.ytr, ws, ws_bytes, &hq, &res, &bb);
     if (st != TS_OK) {
         printf("status %d\n", (int)st);
         return 1;
     }
-    print_result(&res, &hq, in.xte, in.t);
+    print_result(&cfg, &res, &hq, in.xte, in.d, in.t, &bb);
+    backbone_free(&bb);
     free(ws);
     free(hq.weights);
     free(hq.bias);
@@ -278,49 +436,74 @@ static int cmd_train(char **argv, int argc)
 }
 
 #ifdef TS_TEST_EXECUTOR
-static int cmd_dataset(char **argv)
+static int cmd_dataset(char **argv, int argc)
 {
     ts_trainer_config_t cfg;
     ts_trainer_result_t res;
     ts_head_q_t hq;
     ts_train_request_t req;
+    ts_trainer_sizes_t sz;
+    backbone_t bb;
     uint8_t *ws, *arena;
-    int8_t *cache = NULL, *test_features;
+    int8_t *cache = NULL, *test_inputs;
     size_t ws_bytes, arena_bytes, cache_bytes = 0;
     uint64_t c;
     ts_status_t st;
+    uint32_t split = 0;
     int use_cache = strcmp(argv[0], "cache") == 0;
+    ts_dataset_t train = ts_export_train, extra;
     parse_config(argv + 1, &cfg);
+    parse_options(argv + 6, argc - 6, &cfg, &split);
+    if (ts_trainer_sizes(M, cfg.update, &sz) != TS_OK) {
+        die("mode refused");
+    }
+    backbone_alloc(&bb, cfg.update);
     ws_bytes = ts_trainer_workspace_size(M, ts_export_train.count);
     ws = xmalloc(ws_bytes);
     arena_bytes = ts_arena_size(M);
     arena = xmalloc(arena_bytes);
     if (use_cache) {
-        cache_bytes = ts_trainer_cache_size(M, ts_export_train.count, ts_export_test.count);
+        cache_bytes = ts_trainer_cache_bytes(M, cfg.update, ts_export_train.count,
+                                             ts_export_test.count);
         cache = xmalloc(cache_bytes);
     }
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
     printf("ws_size %zu\n", ws_bytes);
-    req = (ts_train_request_t){.train = &ts_export_train, .test = &ts_export_test,
+    req = (ts_train_request_t){.train = &train, .test = &ts_export_test,
                                .workspace = ws, .workspace_bytes = ws_bytes,
                                .feature_cache = cache, .feature_cache_bytes = cache_bytes,
                                .arena = arena, .arena_bytes = arena_bytes,
                                .head_q = &hq, .result = &res};
+    if (cfg.update != TS_UPDATE_HEAD) {
+        request_backbone(&req, &bb);
+        req.arena = arena; /* the same arena for the frozen layers and the int8 evaluation */
+        req.arena_bytes = arena_bytes;
+    }
+    if (split > 0 && split < train.count) { /* the flash set as replay + "new" samples */
+        extra = train;
+        extra.count = train.count - split;
+        extra.x = train.x + (size_t)split * train.sample_bytes;
+        extra.y = train.y + split;
+        train.count = split;
+        req.train_extra = &extra;
+    }
     st = ts_train_head(M, &cfg, &req);
     if (st != TS_OK) {
         printf("status %d\n", (int)st);
         return 1;
     }
-    test_features = xmalloc((size_t)ts_export_test.count * M->feature_dim);
-    st = ts_trainer_extract_features(M, &ts_export_test, test_features,
-                                     (size_t)ts_export_test.count * M->feature_dim, arena,
-                                     arena_bytes, NULL, &c);
+    test_inputs = xmalloc((size_t)ts_export_test.count * sz.sample_bytes + 1u);
+    st = ts_trainer_extract_inputs(M, cfg.update, &ts_export_test, test_inputs,
+                                   (size_t)ts_export_test.count * sz.sample_bytes, arena,
+                                   arena_bytes, NULL, &c);
     if (st != TS_OK) {
         die("extract failed");
     }
-    print_result(&res, &hq, test_features, ts_export_test.count);
-    free(test_features);
+    print_result(&cfg, &res, &hq, test_inputs, sz.sample_bytes, ts_export_test.count,
+                 cfg.update != TS_UPDATE_HEAD ? &bb : NULL);
+    backbone_free(&bb);
+    free(test_inputs);
     free(ws);
     free(arena);
     free(cache);
@@ -329,6 +512,148 @@ static int cmd_dataset(char **argv)
     return 0;
 }
 #endif
+
+static int cmd_stream(char **argv)
+{
+    uint32_t n = (uint32_t)strtoul(argv[0], NULL, 10);
+    uint32_t batch = (uint32_t)strtoul(argv[1], NULL, 10);
+    uint32_t steps = (uint32_t)strtoul(argv[2], NULL, 10);
+    uint32_t seed = (uint32_t)strtoul(argv[3], NULL, 0);
+    uint16_t *order = xmalloc(n * sizeof(uint16_t));
+    ts_trainer_sampler_t smp;
+    uint32_t t, i;
+    ts_trainer_sampler_init(&smp, order, n, seed);
+    for (t = 0; t < steps; ++t) {
+        printf("step");
+        for (i = 0; i < batch; ++i) {
+            printf(" %" PRIu32, ts_trainer_sampler_next(&smp));
+        }
+        printf("\n");
+    }
+    free(order);
+    return 0;
+}
+
+static int cmd_lr(char **argv)
+{
+    float lr = strtof(argv[0], NULL);
+    uint32_t sched = (uint32_t)strtoul(argv[1], NULL, 10);
+    uint32_t total = (uint32_t)strtoul(argv[2], NULL, 10), t;
+    for (t = 0; t < total; ++t) {
+        printf("%.9g\n", (double)ts_trainer_learning_rate(lr, sched, t, total));
+    }
+    return 0;
+}
+
+static int cmd_classw(char **argv, int argc)
+{
+    uint32_t k = (uint32_t)strtoul(argv[0], NULL, 10), i;
+    uint32_t n = (uint32_t)(argc - 1);
+    uint8_t *y = xmalloc(n);
+    float *w = xmalloc(k * sizeof(float));
+    for (i = 0; i < n; ++i) {
+        y[i] = (uint8_t)strtoul(argv[1 + i], NULL, 10);
+    }
+    /* split in two parts, as a replay set and new samples */
+    ts_trainer_class_weights(y, n / 2u, y + n / 2u, n - n / 2u, k, w);
+    print_floats("cw", w, k);
+    free(y);
+    free(w);
+    return 0;
+}
+
+static int cmd_sizes(void)
+{
+    uint32_t u;
+    for (u = 0; u < TS_UPDATE_COUNT + 1u; ++u) {
+        ts_trainer_sizes_t z;
+        ts_status_t st = ts_trainer_sizes(M, u, &z);
+        size_t macro = 0, macro_q = 0;
+        if (st == TS_OK && u == TS_UPDATE_LAST_BLOCK) {
+            macro = TS_TRAINER_BLOCK_WORKSPACE_BYTES(M->head_layer, z.in_c, z.out_c, z.pixels);
+            macro_q = TS_TRAINER_BLOCK_Q_BYTES(z.in_c, z.out_c);
+        } else if (st == TS_OK && u == TS_UPDATE_BIAS) {
+            macro = TS_TRAINER_BIAS_WORKSPACE_BYTES(M->head_layer, z.channels, z.act_max,
+                                                    z.mask_bits);
+            macro_q = TS_TRAINER_BIAS_Q_BYTES(z.channels);
+        }
+        printf("sizes %" PRIu32 " %d %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32
+               " %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %zu %zu %zu %zu %zu\n",
+               u, (int)st, z.first_layer, z.sample_bytes, z.in_c, z.out_c, z.pixels,
+               z.channels, z.act_max, z.mask_bits, z.params, z.workspace_bytes, z.q_bytes,
+               macro, macro_q, ts_trainer_cache_bytes(M, u, 10, 3));
+    }
+    return 0;
+}
+
+static int cmd_scales(void)
+{
+    uint32_t n, i, c;
+    float ws[4096];
+    if (ts_tflite_num_ops(ts_export_tflite, ts_export_tflite_len, &n) != TS_OK) {
+        die("not a tflite");
+    }
+    printf("check %d\n", (int)ts_tflite_check_model(ts_export_tflite, ts_export_tflite_len, M));
+    for (i = 0; i < n; ++i) {
+        ts_tflite_op_t op;
+        ts_status_t st = ts_tflite_op(ts_export_tflite, ts_export_tflite_len, i, &op, ws, 4096u);
+        printf("op %" PRIu32 " %d %" PRIu32 " %.9g %" PRId32 " %.9g %" PRId32, i, (int)st,
+               op.builtin_code, (double)op.input_scale, op.input_zero_point,
+               (double)op.output_scale, op.output_zero_point);
+        for (c = 0; c < op.weight_scales; ++c) {
+            printf(" %.9g", (double)ws[c]);
+        }
+        printf("\n");
+    }
+    return 0;
+}
+
+/* Corrupted copies of the .tflite (a byte changed, a range zeroed, the buffer cut) through
+ * every reader entry point, each copy exactly as long as its buffer (ASan sees any read past
+ * it). Prints how many came back OK and how many with each error status. */
+static int cmd_tflfuzz(char **argv)
+{
+    uint32_t state = (uint32_t)strtoul(argv[0], NULL, 0) | 1u;
+    uint32_t rounds = (uint32_t)strtoul(argv[1], NULL, 10), r, i, n;
+    uint32_t counts[8] = {0};
+    size_t len = ts_export_tflite_len;
+    float ws[64];
+    for (r = 0; r < rounds; ++r) {
+        size_t cut = len, pos;
+        uint8_t *copy;
+        ts_status_t st;
+        ts_tflite_op_t op;
+        uint32_t kind = ts_trainer_xorshift32(&state) % 3u;
+        if (kind == 2u) {
+            cut = ts_trainer_xorshift32(&state) % (len + 1u);
+        }
+        copy = xmalloc(cut);
+        memcpy(copy, ts_export_tflite, cut);
+        pos = cut > 0 ? ts_trainer_xorshift32(&state) % cut : 0;
+        if (kind == 0u && cut > 0) {
+            copy[pos] = (uint8_t)ts_trainer_xorshift32(&state);
+        } else if (kind == 1u && cut > 0) {
+            size_t k, span = ts_trainer_xorshift32(&state) % 16u;
+            for (k = pos; k < cut && k < pos + span; ++k) {
+                copy[k] = 0xFFu;
+            }
+        }
+        st = ts_tflite_check_model(copy, cut, M);
+        counts[st < 8 ? st : 7]++;
+        if (ts_tflite_num_ops(copy, cut, &n) == TS_OK) {
+            for (i = 0; i < n && i < 64u; ++i) {
+                (void)ts_tflite_op(copy, cut, i, &op, ws, 64u);
+            }
+        }
+        free(copy);
+    }
+    printf("tflfuzz");
+    for (i = 0; i < 8u; ++i) {
+        printf(" %" PRIu32, counts[i]);
+    }
+    printf("\n");
+    return 0;
+}
 
 static int cmd_qm(void)
 {
@@ -354,6 +679,116 @@ static int cmd_mbqm(void)
     return 0;
 }
 
+#define EXPECT(name, call, want)                                                          \
+    do {                                                                                  \
+        ts_status_t got_ = (call);                                                        \
+        if (got_ != (want)) {                                                             \
+            printf("FAIL %s: got %d want %d\n", name, (int)got_, (int)(want));            \
+            ++fails;                                                                      \
+        } else {                                                                          \
+            printf("ok %s\n", name);                                                      \
+        }                                                                                 \
+    } while (0)
+
+#ifdef TS_TEST_EXECUTOR
+/* update=last-block / bias requests on the export's own datasets (model inputs): each
+ * missing, short, misaligned or corrupt buffer gives its status code. Returns the fails. */
+static int backbone_errors(const ts_trainer_config_t *base, ts_head_q_t *hq)
+{
+    int fails = 0;
+    uint32_t u;
+    for (u = TS_UPDATE_LAST_BLOCK; u <= TS_UPDATE_BIAS; ++u) {
+        ts_trainer_config_t cfg = *base;
+        backbone_t bb;
+        ts_train_request_t req;
+        ts_dataset_t train = ts_export_train;
+        size_t ws_bytes = ts_trainer_workspace_size(M, 40);
+        uint8_t *ws = xmalloc(ws_bytes);
+        uint8_t *bad_tfl = xmalloc(ts_export_tflite_len);
+        ts_model_t bad;
+        ts_layer_t *layers = xmalloc((size_t)M->num_layers * sizeof(ts_layer_t));
+        uint32_t l;
+        train.count = 40;
+        cfg.update = u;
+        cfg.epochs = 1;
+        backbone_alloc(&bb, u);
+        req = (ts_train_request_t){.train = &train, .test = &ts_export_test, .workspace = ws,
+                                   .workspace_bytes = ws_bytes, .head_q = hq};
+        request_backbone(&req, &bb);
+        printf("mode %s\n", ts_trainer_update_name(u));
+        EXPECT("valid", ts_train_head(M, &cfg, &req), TS_OK);
+        req.tflite = NULL;
+        EXPECT("no tflite", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.tflite = ts_export_tflite;
+        req.tflite_bytes = ts_export_tflite_len / 2u;
+        EXPECT("tflite cut in half", ts_train_head(M, &cfg, &req), TS_ERR_DATA);
+        memcpy(bad_tfl, ts_export_tflite, ts_export_tflite_len);
+        bad_tfl[4] = 'X'; /* the file identifier */
+        req.tflite = bad_tfl;
+        req.tflite_bytes = ts_export_tflite_len;
+        EXPECT("not a tflite", ts_train_head(M, &cfg, &req), TS_ERR_DATA);
+        req.tflite = ts_export_tflite;
+        req.backbone_ws_bytes = bb.ws_bytes - 1u;
+        EXPECT("backbone workspace one byte short", ts_train_head(M, &cfg, &req),
+               TS_ERR_ARENA);
+        req.backbone_ws_bytes = bb.ws_bytes;
+        req.backbone_ws = bb.ws + 2;
+        EXPECT("backbone workspace misaligned", ts_train_head(M, &cfg, &req), TS_ERR_PARAM);
+        req.backbone_ws = NULL;
+        EXPECT("no backbone workspace", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.backbone_ws = bb.ws;
+        req.backbone_q_bytes = bb.q_bytes - 1u;
+        EXPECT("re-quantized backbone one byte short", ts_train_head(M, &cfg, &req),
+               TS_ERR_ARENA);
+        req.backbone_q_bytes = bb.q_bytes;
+        req.layers_cap = M->num_layers - 1u;
+        EXPECT("layer table short", ts_train_head(M, &cfg, &req), TS_ERR_ARENA);
+        req.layers_cap = M->num_layers;
+        req.layers = NULL;
+        EXPECT("no layer table", ts_train_head(M, &cfg, &req), TS_ERR_NULL);
+        req.layers = bb.layers;
+        req.arena_bytes = ts_arena_size(M) - 8u;
+        EXPECT("arena short", ts_train_head(M, &cfg, &req), TS_ERR_ARENA);
+        req.arena_bytes = bb.arena_bytes;
+        cfg.learning_rate = 1e30f; /* diverges: non-finite parameters are not re-quantized */
+        EXPECT("diverged", ts_train_head(M, &cfg, &req), TS_ERR_PARAM);
+        cfg.learning_rate = base->learning_rate;
+        /* a model the float layers do not handle: the pooling made a MAX_POOL_2D */
+        memcpy(layers, M->layers, (size_t)M->num_layers * sizeof(ts_layer_t));
+        for (l = 0; l < M->head_layer; ++l) {
+            if (layers[l].op == TS_OP_AVERAGE_POOL_2D) {
+                layers[l].op = TS_OP_MAX_POOL_2D;
+            }
+        }
+        bad = *M;
+        bad.layers = layers;
+        EXPECT("unsupported layer below the head", ts_train_head(&bad, &cfg, &req),
+               TS_ERR_UNSUPPORTED_OP);
+        {
+            ts_trainer_sizes_t sz;
+            if (ts_trainer_sizes(&bad, u, &sz) != TS_ERR_UNSUPPORTED_OP ||
+                ts_trainer_cache_bytes(&bad, u, 10, 10) != 0) {
+                printf("FAIL sizes of an unsupported model\n");
+                ++fails;
+            }
+        }
+        EXPECT("patch backbone", ts_trainer_patch_backbone(M, u, bb.q, bb.q_bytes, layers,
+                                                           M->num_layers), TS_OK);
+        EXPECT("patch backbone short q",
+               ts_trainer_patch_backbone(M, u, bb.q, bb.q_bytes - 1u, layers, M->num_layers),
+               TS_ERR_ARENA);
+        EXPECT("patch backbone null",
+               ts_trainer_patch_backbone(M, u, NULL, bb.q_bytes, layers, M->num_layers),
+               TS_ERR_NULL);
+        backbone_free(&bb);
+        free(layers);
+        free(bad_tfl);
+        free(ws);
+    }
+    return fails;
+}
+#endif
+
 /* Every malformed call must come back with its status code (and nothing else happen). */
 static int cmd_errors(char **argv)
 {
@@ -377,18 +812,8 @@ static int cmd_errors(char **argv)
     hq.weights = xmalloc((size_t)M->num_classes * M->feature_dim);
     hq.bias = xmalloc(M->num_classes * sizeof(int32_t));
 
-#define EXPECT(name, call, want)                                                          \
-    do {                                                                                  \
-        ts_status_t got_ = (call);                                                        \
-        if (got_ != (want)) {                                                             \
-            printf("FAIL %s: got %d want %d\n", name, (int)got_, (int)(want));            \
-            ++fails;                                                                      \
-        } else {                                                                          \
-            printf("ok %s\n", name);                                                      \
-        }                                                                                 \
-    } while (0)
 #define TRAIN(model, cfgp, n, ytr, wsp, wsb, hqp)                                         \
-    train_features(model, cfgp, &in, n, ytr, wsp, wsb, hqp, &res)
+    train_features(model, cfgp, &in, n, ytr, wsp, wsb, hqp, &res, NULL)
 
     EXPECT("valid", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes, &hq), TS_OK);
     EXPECT("workspace one byte short", TRAIN(M, &cfg, in.n, in.ytr, ws, ws_bytes - 1, &hq),
@@ -432,6 +857,47 @@ static int cmd_errors(char **argv)
         c2.epochs = 0;
         EXPECT("epochs 0 (evaluation only)", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
                TS_OK);
+    }
+    {
+        ts_trainer_config_t c2 = cfg;
+        c2.update = TS_UPDATE_COUNT;
+        EXPECT("unknown update", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_ERR_PARAM);
+        c2 = cfg;
+        c2.schedule = TS_SCHEDULE_COUNT;
+        EXPECT("unknown schedule", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_PARAM);
+        c2 = cfg;
+        c2.epochs = 0;
+        c2.steps = 3;
+        EXPECT("steps without samples", TRAIN(M, &c2, 0, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_DATA);
+        EXPECT("steps", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq), TS_OK);
+        c2.update = TS_UPDATE_LAST_BLOCK; /* head features are not the block's input */
+        EXPECT("features of the wrong mode", TRAIN(M, &c2, in.n, in.ytr, ws, ws_bytes, &hq),
+               TS_ERR_SHAPE);
+    }
+    {
+        /* train_extra: a label out of range there, and the total over the sample limit */
+        uint8_t *y = xmalloc(in.n);
+        ts_dataset_t train = {in.n / 2u, in.d, in.xtr, in.ytr};
+        ts_dataset_t extra = {in.n - in.n / 2u, in.d, in.xtr + (size_t)(in.n / 2u) * in.d, y};
+        ts_dataset_t test = {in.t, in.d, in.xte, in.yte};
+        ts_train_request_t req = {.train = &train, .test = &test, .train_extra = &extra,
+                                  .workspace = ws, .workspace_bytes = ws_bytes, .head_q = &hq};
+        memcpy(y, in.ytr + in.n / 2u, extra.count);
+        EXPECT("train + train_extra", ts_train_head_features(M, &cfg, &req), TS_OK);
+        y[0] = (uint8_t)M->num_classes;
+        EXPECT("train_extra label out of range", ts_train_head_features(M, &cfg, &req),
+               TS_ERR_DATA);
+        y[0] = 0;
+        extra.count = TS_TRAINER_MAX_SAMPLES;
+        EXPECT("train + train_extra above the sample limit",
+               ts_train_head_features(M, &cfg, &req), TS_ERR_DATA);
+        extra.count = in.n - in.n / 2u;
+        extra.x = NULL;
+        EXPECT("train_extra without samples", ts_train_head_features(M, &cfg, &req),
+               TS_ERR_NULL);
+        free(y);
     }
     {
         uint8_t *y = xmalloc(in.n);
@@ -499,6 +965,7 @@ static int cmd_errors(char **argv)
                M->head_layer > 0 ? TS_ERR_NULL : TS_ERR_ARENA);
         free(ws_ds);
     }
+    fails += backbone_errors(&cfg, &hq);
 #endif
     free(ws);
     free(ws_big);
@@ -525,9 +992,27 @@ int main(int argc, char **argv)
     }
 #ifdef TS_TEST_EXECUTOR
     if (strcmp(argv[1], "dataset") == 0 && argc >= 8) {
-        return cmd_dataset(argv + 2);
+        return cmd_dataset(argv + 2, argc - 2);
     }
 #endif
+    if (strcmp(argv[1], "stream") == 0 && argc >= 6) {
+        return cmd_stream(argv + 2);
+    }
+    if (strcmp(argv[1], "lr") == 0 && argc >= 5) {
+        return cmd_lr(argv + 2);
+    }
+    if (strcmp(argv[1], "classw") == 0 && argc >= 3) {
+        return cmd_classw(argv + 2, argc - 2);
+    }
+    if (strcmp(argv[1], "sizes") == 0) {
+        return cmd_sizes();
+    }
+    if (strcmp(argv[1], "scales") == 0) {
+        return cmd_scales();
+    }
+    if (strcmp(argv[1], "tflfuzz") == 0 && argc >= 4) {
+        return cmd_tflfuzz(argv + 2);
+    }
     if (strcmp(argv[1], "qm") == 0) {
         return cmd_qm();
     }

@@ -6,7 +6,12 @@
  * the trainer refuses the shape or N):
  *
  *   const K D N BYTES          (one per static array)
- *   ws K D N MACRO FUNCTION    (one per stdin line)
+ *   ws K D N MACRO FUNCTION    (one per stdin line "K D N")
+ *
+ * and the backbone macros of update=last-block / bias, for stdin lines "block H CIN COUT PIX",
+ * "bias H SUMC AMAX MBITS" and "class K":
+ *   block H CIN COUT PIX WORKSPACE Q     bias H SUMC AMAX MBITS WORKSPACE Q     class K COUNT
+ * (static arrays of each too: "const_block ...", "const_bias ...").
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,6 +23,12 @@
 static uint8_t ws_1_1_0[TS_TRAINER_WORKSPACE_BYTES(1, 1, 0)];
 static uint8_t ws_2_3_7[TS_TRAINER_WORKSPACE_BYTES(2, 3, 7)];
 static uint8_t ws_10_64_1437[TS_TRAINER_WORKSPACE_BYTES(10, 64, 1437)];
+/* the backbone buffers of the digits ds-cnn export */
+static uint8_t block_ws[TS_TRAINER_BLOCK_WORKSPACE_BYTES(9, 64, 64, 16)];
+static uint8_t block_q[TS_TRAINER_BLOCK_Q_BYTES(64, 64)];
+static uint8_t bias_ws[TS_TRAINER_BIAS_WORKSPACE_BYTES(9, 288, 2048, 7680)];
+static uint8_t bias_q[TS_TRAINER_BIAS_Q_BYTES(288)];
+static uint32_t per_class[TS_TRAINER_PER_CLASS_COUNT(10)];
 /* and one usable in a constant condition (C99 has no static_assert) */
 typedef char ws_grows_with_n[TS_TRAINER_WORKSPACE_BYTES(3, 5, 8) >
                                      TS_TRAINER_WORKSPACE_BYTES(3, 5, 7)
@@ -59,8 +70,29 @@ int main(void)
     printf("const 1 1 0 %zu\n", sizeof(ws_1_1_0));
     printf("const 2 3 7 %zu\n", sizeof(ws_2_3_7));
     printf("const 10 64 1437 %zu\n", sizeof(ws_10_64_1437));
+    printf("const_block 9 64 64 16 %zu %zu\n", sizeof(block_ws), sizeof(block_q));
+    printf("const_bias 9 288 2048 7680 %zu %zu\n", sizeof(bias_ws), sizeof(bias_q));
+    printf("const_class 10 %zu\n", sizeof(per_class) / sizeof(per_class[0]));
     while (fgets(line, sizeof(line), stdin) != NULL) {
-        uint32_t k, d, n;
+        uint32_t k, d, n, a, b, c, e;
+        if (sscanf(line, "block %" SCNu32 " %" SCNu32 " %" SCNu32 " %" SCNu32, &a, &b, &c,
+                   &e) == 4) {
+            printf("block %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %zu %zu\n", a, b, c,
+                   e, (size_t)TS_TRAINER_BLOCK_WORKSPACE_BYTES(a, b, c, e),
+                   (size_t)TS_TRAINER_BLOCK_Q_BYTES(b, c));
+            continue;
+        }
+        if (sscanf(line, "bias %" SCNu32 " %" SCNu32 " %" SCNu32 " %" SCNu32, &a, &b, &c,
+                   &e) == 4) {
+            printf("bias %" PRIu32 " %" PRIu32 " %" PRIu32 " %" PRIu32 " %zu %zu\n", a, b, c, e,
+                   (size_t)TS_TRAINER_BIAS_WORKSPACE_BYTES(a, b, c, e),
+                   (size_t)TS_TRAINER_BIAS_Q_BYTES(b));
+            continue;
+        }
+        if (sscanf(line, "class %" SCNu32, &a) == 1) {
+            printf("class %" PRIu32 " %zu\n", a, (size_t)TS_TRAINER_PER_CLASS_COUNT(a));
+            continue;
+        }
         if (sscanf(line, "%" SCNu32 " %" SCNu32 " %" SCNu32, &k, &d, &n) != 3) {
             fprintf(stderr, "workspace_size: bad line: %s", line);
             return 2;

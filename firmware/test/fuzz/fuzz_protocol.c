@@ -65,13 +65,19 @@ static void check_command(const char *p, size_t n)
         CHECK(c.error == NULL);
         switch (c.id) {
         case TS_CMD_DB_LOAD: CHECK(c.db_count >= 1u); break;
-        case TS_CMD_DB_USE: CHECK(c.db_source == TS_DB_FLASH || c.db_source == TS_DB_RAM); break;
+        case TS_CMD_DB_USE:
+            CHECK(c.db_source == TS_DB_FLASH || c.db_source == TS_DB_RAM ||
+                  c.db_source == TS_DB_BOTH);
+            break;
         case TS_CMD_TRAIN:
             CHECK(c.train.epochs <= TS_PROTO_MAX_EPOCHS);
             CHECK(c.train.batch >= 1u && c.train.batch <= TS_PROTO_MAX_BATCH);
             CHECK(c.train.lr > 0.0f && c.train.lr <= TS_PROTO_MAX_LR);
             CHECK(c.train.momentum >= 0.0f && c.train.momentum < 1.0f);
             CHECK(c.train.init == TS_INIT_EXPORT || c.train.init == TS_INIT_ZERO);
+            CHECK(c.train.steps <= TS_PROTO_MAX_STEPS);
+            CHECK((unsigned)c.train.schedule <= 2u && c.train.balance <= 1u);
+            CHECK((unsigned)c.train.update <= 2u);
             break;
         default: break;
         }

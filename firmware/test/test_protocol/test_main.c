@@ -347,6 +347,8 @@ static void test_parse_db(void)
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 3.0", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 4294967296", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 3 4", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db use both", &c));
+    TS_ASSERT_EQ_INT(TS_DB_BOTH, c.db_source);
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db use disk", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db use", &c));
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db use ram now", &c));
@@ -412,6 +414,43 @@ static void test_parse_train(void)
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train epochs=3 epochs=4", &c));
     TS_ASSERT_STR_EQ("duplicate_key", c.error);
     TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train lr==0.1", &c));
+}
+
+/* API 3 of the trainer: steps, schedule, balance, update (docs/protocol.md). */
+static void test_parse_train_recipe(void)
+{
+    ts_command_t c;
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train", &c));
+    TS_ASSERT_EQ_INT(0, c.train.steps);
+    TS_ASSERT_EQ_INT(TS_TRAIN_SCHEDULE_CONSTANT, c.train.schedule);
+    TS_ASSERT_EQ_INT(0, c.train.balance);
+    TS_ASSERT_EQ_INT(TS_TRAIN_UPDATE_HEAD, c.train.update);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train steps=500 schedule=cosine balance=1 "
+                                        "update=last-block lr=0.1 init=zero", &c));
+    TS_ASSERT_EQ_INT(500, c.train.steps);
+    TS_ASSERT_EQ_INT(TS_TRAIN_SCHEDULE_COSINE, c.train.schedule);
+    TS_ASSERT_EQ_INT(1, c.train.balance);
+    TS_ASSERT_EQ_INT(TS_TRAIN_UPDATE_LAST_BLOCK, c.train.update);
+    TS_ASSERT_EQ_INT(TS_INIT_ZERO, c.train.init);
+    TS_ASSERT_EQ_INT(5, c.train.epochs); /* untouched default, not used with steps */
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train update=bias schedule=step steps=1000000", &c));
+    TS_ASSERT_EQ_INT(TS_TRAIN_UPDATE_BIAS, c.train.update);
+    TS_ASSERT_EQ_INT(TS_TRAIN_SCHEDULE_STEP, c.train.schedule);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("train update=head schedule=constant balance=0", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train steps=0", &c));
+    TS_ASSERT_STR_EQ("bad_value:steps", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train steps=1000001", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train schedule=linear", &c));
+    TS_ASSERT_STR_EQ("bad_value:schedule", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train balance=2", &c));
+    TS_ASSERT_STR_EQ("bad_value:balance", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train update=all", &c));
+    TS_ASSERT_STR_EQ("bad_value:update", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train update=last_block", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train epochs=3 steps=30", &c));
+    TS_ASSERT_STR_EQ("epochs_and_steps", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("train update=bias update=head", &c));
+    TS_ASSERT_STR_EQ("duplicate_key", c.error);
 }
 
 /* ---- db data lines --------------------------------------------------------------------------- */
@@ -561,6 +600,7 @@ int main(void)
     TS_RUN(test_parse_simple_commands);
     TS_RUN(test_parse_db);
     TS_RUN(test_parse_train);
+    TS_RUN(test_parse_train_recipe);
     TS_RUN(test_db_decode);
     TS_RUN(test_record_writer);
     TS_RUN(test_record_overflow);

@@ -64,6 +64,9 @@ class DeviceResults:
     memory: dict[str, int] | None = None
     elf: str | None = None
     finished: str | None = None
+    # per-class test counts from the `@class` records, by `when` (before, after, current):
+    # one {"class", "correct", "int8_correct", "total"} per class, in class order
+    per_class: dict[str, list[dict[str, int]]] | None = None
 
     # -- derived figures ----------------------------------------------------------------
     @property
@@ -79,6 +82,16 @@ class DeviceResults:
 
     def phase(self, name: str) -> PhaseResult:
         return self.phases.get(name, PhaseResult())
+
+    def class_accuracy(self, when: str, classes, int8: bool = False) -> float | None:
+        """Test accuracy over the given classes (old or new ones, say) from the `@class`
+        records of ``when``; None without records or test samples of those classes."""
+        wanted = set(classes)
+        rows = [r for r in (self.per_class or {}).get(when, []) if r["class"] in wanted]
+        total = sum(r["total"] for r in rows)
+        if not total:
+            return None
+        return sum(r["int8_correct" if int8 else "correct"] for r in rows) / total
 
     # -- the file -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

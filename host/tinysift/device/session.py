@@ -110,6 +110,8 @@ class DeviceSession:
         elif rec.type == "phase":
             r.phases[rec.fields["name"]] = estimate(self.board, rec.int("cycles"))
         elif rec.type == "eval":
+            # its @class records follow: a new list for this `when`
+            r.per_class = {**(r.per_class or {}), rec.fields.get("when", "-"): []}
             if rec.fields.get("when") == "before":
                 r.test_acc_before = rec.float("acc")
             else:
@@ -117,6 +119,11 @@ class DeviceSession:
                 if "int8_acc" in rec.fields:
                     r.test_int8_acc_after = rec.float("int8_acc")
             r.test_samples = rec.int("total", 0)
+        elif rec.type == "class":
+            r.per_class = r.per_class or {}
+            rows = r.per_class.setdefault(rec.fields.get("when", "-"), [])
+            rows.append({key: rec.int(key, 0) for key in ("class", "correct", "int8_correct",
+                                                          "total")})
         elif rec.type == "mem":
             r.memory = {k: int(v) for k, v in rec.fields.items() if v.lstrip("-").isdigit()}
         elif rec.type == "err":

@@ -1,10 +1,14 @@
 """The memory plan: flash and RAM of an export against a board, before any build.
 
 Flash holds the engine code, the layer table and weights, the int8 training and test sets,
-and the head's float initialization (the raw ``.tflite`` array is linked only by users who
-run TFLM on the device, so it is listed but not counted). RAM holds the activation arena,
-the int8 feature cache (when it fits), the head's float training state, I/O buffers and the
-stack.
+the head's float initialization and the raw ``.tflite`` (the firmware app reads the scales of
+the layers it trains in float from it: ``update=last-block`` and ``update=bias``). RAM holds
+the activation arena, the int8 feature cache, the head's float training state, the float
+layers' training state and their re-quantized form, I/O buffers and the stack.
+
+Every trainer buffer has its formula written once in C (firmware/lib/tsengine/src/
+ts_trainer.h); the functions here are their Python twins, checked against the compiled macros
+by tests/test_trainer.py.
 """
 
 from __future__ import annotations
@@ -30,10 +34,115 @@ def trainer_workspace_bytes(k: int, d: int, n: int) -> int:
     training samples: the Python twin of ``TS_TRAINER_WORKSPACE_BYTES(K, D, N)`` in
     firmware/lib/tsengine/src/ts_trainer.h (tests/test_trainer.py compiles that macro and
     checks both give the same numbers). W, its momentum and gradient sum (``k*d`` floats
-    each), b, its momentum and gradient sum, logits and probabilities (``k`` floats each),
-    one dequantized feature vector (``d`` floats), the shuffle order (uint16 per sample) and
-    one int8 feature vector (``d`` bytes)."""
-    return 4 * (3 * k * d + 5 * k + d) + 2 * n + d
+    each), b, its momentum and gradient sum, logits, probabilities and class weights (``k``
+    floats each), one dequantized feature vector (``d`` floats), the shuffle order (uint16
+    per sample) and one int8 feature vector (``d`` bytes)."""
+    return 4 * (3 * k * d + 6 * k + d) + 2 * n + d
+
+
+def trainer_tail_bytes(h: int, sc: int, a: int, mb: int, np_: int, x8: int) -> int:
+    """``TS_TRAINER_TAIL_BYTES(H, SC, A, MB, NP, X8)``: the backbone workspace of the float
+    layers below the head (``h`` = head_layer): one 32-byte record per layer below the head,
+    ``sc`` weight scales, two float buffers of ``a`` values, ``np_`` trained parameters with
+    their momentum and gradient sums, ``mb`` mask bits (whole words) and ``x8`` int8 input
+    bytes (rounded up to 4)."""
+    return 32 * h + 4 * (sc + 2 * a + 3 * np_ + (mb + 31) // 32) + (x8 + 3) // 4 * 4
+
+
+def trainer_block_workspace_bytes(h: int, cin: int, cout: int, pix: int) -> int:
+    """``TS_TRAINER_BLOCK_WORKSPACE_BYTES``: update=last-block, the pointwise convolution
+    with ``cin`` input and ``cout`` output channels over ``pix`` pixels."""
+    return trainer_tail_bytes(h, cout, pix * max(cin, cout), pix * cout, cin * cout + cout,
+                              pix * cin)
+
+
+def trainer_bias_workspace_bytes(h: int, sumc: int, amax: int, mbits: int) -> int:
+    """``TS_TRAINER_BIAS_WORKSPACE_BYTES``: update=bias (``sumc`` conv/depthwise output
+    channels below the head, ``amax`` the largest layer input or output, ``mbits`` their
+    output values)."""
+    return trainer_tail_bytes(h, sumc, amax, mbits, sumc, 0)
+
+
+def trainer_block_q_bytes(cin: int, cout: int) -> int:
+    """``TS_TRAINER_BLOCK_Q_BYTES``: int32 bias, multiplier and shift per output channel and
+    the int8 weights of the re-quantized pointwise convolution."""
+    return 12 * cout + cin * cout
+
+
+def trainer_bias_q_bytes(sumc: int) -> int:
+    """``TS_TRAINER_BIAS_Q_BYTES``: one int32 bias per conv/depthwise output channel."""
+    return 4 * sumc
+
+
+def trainer_per_class_count(k: int) -> int:
+    """``TS_TRAINER_PER_CLASS_COUNT``: uint32 per-class test counts (totals, initial float,
+    float, int8)."""
+    return 4 * k
+
+
+@dataclass(frozen=True)
+class BackboneDims:
+    """The numbers the backbone macros take (ts_trainer_sizes() in C): the last pointwise
+    convolution before the average pooling (0 when the model has none) and the layers below
+    the head (0 when update=bias cannot train them)."""
+
+    head_layer: int = 0
+    block_in_c: int = 0
+    block_out_c: int = 0
+    block_pixels: int = 0
+    bias_channels: int = 0
+    bias_act_max: int = 0
+    bias_mask_bits: int = 0
+
+    @property
+    def block_bytes(self) -> int:
+        if not self.block_out_c:
+            return 0
+        return trainer_block_workspace_bytes(self.head_layer, self.block_in_c,
+                                             self.block_out_c, self.block_pixels)
+
+    @property
+    def bias_bytes(self) -> int:
+        if not self.bias_channels:
+            return 0
+        return trainer_bias_workspace_bytes(self.head_layer, self.bias_channels,
+                                            self.bias_act_max, self.bias_mask_bits)
+
+    @property
+    def block_q_bytes(self) -> int:
+        return trainer_block_q_bytes(self.block_in_c, self.block_out_c)
+
+    @property
+    def bias_q_bytes(self) -> int:
+        return trainer_bias_q_bytes(self.bias_channels)
+
+
+_FLOAT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "QUANTIZE")
+
+
+def backbone_dims(layers: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+                  head_layer: int) -> BackboneDims:
+    """The dims from the layer list (op, in dims, out dims), as ts_trainer_sizes() derives
+    them: the CONV_2D right below the AVERAGE_POOL_2D that precedes the head (RESHAPE /
+    QUANTIZE between them), every layer below the head for update=bias."""
+    def count(dims) -> int:
+        return int(np.prod(dims))
+
+    block = {}
+    i = head_layer
+    while i > 0 and layers[i - 1][0] in ("RESHAPE", "QUANTIZE"):
+        i -= 1
+    if i >= 2 and layers[i - 1][0] == "AVERAGE_POOL_2D" and layers[i - 2][0] == "CONV_2D":
+        _, din, dout = layers[i - 2]
+        block = dict(block_in_c=din[2], block_out_c=dout[2], block_pixels=dout[0] * dout[1])
+    below = layers[:head_layer]
+    bias = {}
+    if all(op in _FLOAT_OPS for op, _, _ in below):
+        convs = [dout for op, _, dout in below if op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        bias = dict(bias_channels=sum(d[2] for d in convs),
+                    bias_act_max=max(max(count(a), count(b)) for _, a, b in below),
+                    bias_mask_bits=sum(count(d) for d in convs))
+    return BackboneDims(head_layer=head_layer, **block, **bias)
 
 
 @dataclass
@@ -77,51 +186,79 @@ class ModelFootprint:
     feature_dim: int
     num_classes: int
     tflite_bytes: int
+    backbone: BackboneDims = field(default_factory=BackboneDims)
 
 
 def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
     """What the plan needs, read off a parsed ``.tflite`` of ``tflite_len`` bytes."""
     head = parsed.head
+    dims = backbone_dims([(lay.op, lay.in_dims, lay.out_dims) for lay in parsed.layers],
+                         parsed.head_index)
     return ModelFootprint(weight_bytes=parsed.weight_bytes(), num_layers=len(parsed.layers),
                           arena_bytes=parsed.arena_bytes(),
                           sample_bytes=int(np.prod(parsed.layers[0].in_dims)),
                           feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
-                          tflite_bytes=tflite_len)
+                          tflite_bytes=tflite_len, backbone=dims)
+
+
+def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
+    """The firmware app's static buffers for update=last-block and update=bias (one
+    workspace and one re-quantized backbone, each the larger of the two modes, rounded up to
+    whole words, at least one word): firmware/src/app.h's APP_BB_WS_BYTES, APP_BB_Q_BYTES.
+    The workspace shares its memory with the training set's feature cache."""
+    def words(n: int) -> int:
+        return max(4, (n + 3) // 4 * 4)
+
+    return (words(max(dims.block_bytes, dims.bias_bytes)),
+            words(max(dims.block_q_bytes, dims.bias_q_bytes)))
 
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
-                feature_cache: bool | None = None, db_capacity: int | None = None) -> MemoryPlan:
+                feature_cache: bool | None = None, db_capacity: int | None = None,
+                backbone_training: bool = True) -> MemoryPlan:
     """Plan one configuration (``feature_cache=None``: as the firmware app does, cached).
 
     ``db_capacity``: samples the RAM buffer for ``db load`` holds (None: as many as the
-    exported training set)."""
+    exported training set). The training set is the flash set, the RAM set or both (`db use
+    both`), so the caches hold both. ``backbone_training``: the app's buffers for
+    update=last-block / bias and the .tflite it reads their scales from (the default
+    firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
         # The firmware app always caches the features (firmware/src/app.h sizes the cache
         # from the export); the trainer can recompute them instead, but no app path does yet.
         feature_cache = True
     k, d = fp.num_classes, fp.feature_dim
-    n_all = max(train_samples, db) + test_samples
+    n_train = train_samples + db  # `db use both`: the flash set, then the RAM set
     flash = {
         "engine code": ENGINE_CODE_BYTES,
         "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,
         "training set (int8)": train_samples * (fp.sample_bytes + 1),
         "test set (int8)": test_samples * (fp.sample_bytes + 1),
         "head init (float)": (k * d + k) * 4,
+        "raw .tflite (scales for last-block / bias)": fp.tflite_bytes if backbone_training
+        else 0,
     }
+    bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (0, 0)
+    cache_train = n_train * d if feature_cache else 0
     ram = {
         "activation arena": fp.arena_bytes,
         "db buffer (streamed set)": db * (fp.sample_bytes + 1),
-        "feature cache (int8)": n_all * d if feature_cache else 0,
-        "head training state": trainer_workspace_bytes(k, d, max(train_samples, db)),
+        "feature cache (int8)": cache_train + (test_samples * d if feature_cache else 0),
+        "head training state": trainer_workspace_bytes(k, d, n_train),
         "re-quantized head": k * d + 3 * k * 4,
+        # the app's backbone workspace shares the training features' cache (a float-layer
+        # train does not use it): only what exceeds that cache counts
+        "backbone training state (last-block / bias)": max(0, bb_ws - cache_train),
+        "re-quantized backbone": bb_q,
+        "per-class counts": 4 * (trainer_per_class_count(k) + 3 * 3 * k),
         "I/O buffers": IO_BUFFER_BYTES,
         "stack (reserved)": STACK_BYTES,
     }
+    not_counted = {} if backbone_training else {"raw .tflite (optional)": fp.tflite_bytes}
     return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,
                       ram_capacity=board.ram_bytes, feature_cache=feature_cache,
-                      train_samples=train_samples, db_capacity=db,
-                      not_counted={"raw .tflite (optional)": fp.tflite_bytes})
+                      train_samples=train_samples, db_capacity=db, not_counted=not_counted)
 
 
 def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,

@@ -1,5 +1,5 @@
 /*
- * tinysift engine: public API of the int8 executor and the on-device head trainer.
+ * tinysift engine: public API of the int8 executor and the on-device trainer.
  * Portable C99, no heap: every buffer is caller-provided and sized by a *_size() function.
  * (Contract between the executor and the trainer; implementations in ts_executor.c,
  * ts_kernels*.c and ts_trainer.c.)

@@ -358,6 +358,10 @@ void ts_train_args_default(ts_train_args_t *args)
     args->batch = 32u;
     args->seed = 1u;
     args->init = TS_INIT_EXPORT;
+    args->steps = 0u;
+    args->schedule = TS_TRAIN_SCHEDULE_CONSTANT;
+    args->balance = 0u;
+    args->update = TS_TRAIN_UPDATE_HEAD;
 }
 
 typedef struct {
@@ -411,14 +415,33 @@ static ts_proto_status_t fail(ts_command_t *cmd, ts_proto_status_t st, const cha
     return st;
 }
 
+/* The index of val[0..vlen) in the n names, or n when it is none of them. */
+static unsigned word_index(const char *val, size_t vlen, const char *const *names, unsigned n)
+{
+    unsigned i;
+    for (i = 0; i < n; ++i) {
+        if (strlen(names[i]) == vlen && memcmp(names[i], val, vlen) == 0) {
+            break;
+        }
+    }
+    return i;
+}
+
+#define TS_TRAIN_KEYS 10u
+
 /* One `key=value` of `train`. seen: bit per key, so a key given twice is refused. */
 static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
                                          unsigned *seen, const char **msg)
 {
-    static const char *const keys[6] = {"epochs", "lr", "momentum", "batch", "seed", "init"};
-    static const char *const bad[6] = {"bad_value:epochs", "bad_value:lr",
-                                       "bad_value:momentum", "bad_value:batch",
-                                       "bad_value:seed", "bad_value:init"};
+    static const char *const keys[TS_TRAIN_KEYS] = {"epochs", "lr", "momentum", "batch",
+                                                    "seed", "init", "steps", "schedule",
+                                                    "balance", "update"};
+    static const char *const bad[TS_TRAIN_KEYS] = {
+        "bad_value:epochs", "bad_value:lr", "bad_value:momentum", "bad_value:batch",
+        "bad_value:seed", "bad_value:init", "bad_value:steps", "bad_value:schedule",
+        "bad_value:balance", "bad_value:update"};
+    static const char *const schedules[3] = {"constant", "cosine", "step"};
+    static const char *const updates[3] = {"head", "last-block", "bias"};
     const char *eq = (const char *)memchr(w->p, '=', w->len);
     size_t klen, vlen;
     const char *val;
@@ -432,12 +455,8 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
     klen = (size_t)(eq - w->p);
     val = eq + 1;
     vlen = w->len - klen - 1u;
-    for (k = 0; k < 6u; ++k) {
-        if (strlen(keys[k]) == klen && memcmp(keys[k], w->p, klen) == 0) {
-            break;
-        }
-    }
-    if (k == 6u) {
+    k = word_index(w->p, klen, keys, TS_TRAIN_KEYS);
+    if (k == TS_TRAIN_KEYS) {
         *msg = "unknown_key";
         return TS_PROTO_ERR_BAD_ARG;
     }
@@ -479,7 +498,7 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
         }
         a->seed = u;
         break;
-    default:
+    case 5:
         if (vlen == 6u && memcmp(val, "export", 6u) == 0) {
             a->init = TS_INIT_EXPORT;
         } else if (vlen == 4u && memcmp(val, "zero", 4u) == 0) {
@@ -487,6 +506,32 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
         } else {
             return TS_PROTO_ERR_BAD_ARG;
         }
+        break;
+    case 6:
+        if (ts_parse_u32(val, vlen, &u) != TS_PROTO_OK || u == 0u || u > TS_PROTO_MAX_STEPS) {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
+        a->steps = u;
+        break;
+    case 7:
+        u = word_index(val, vlen, schedules, 3u);
+        if (u == 3u) {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
+        a->schedule = (ts_train_schedule_t)u;
+        break;
+    case 8:
+        if (ts_parse_u32(val, vlen, &u) != TS_PROTO_OK || u > 1u) {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
+        a->balance = u;
+        break;
+    default:
+        u = word_index(val, vlen, updates, 3u);
+        if (u == 3u) {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
+        a->update = (ts_train_update_t)u;
         break;
     }
     *msg = NULL;
@@ -544,6 +589,8 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
                 cmd->db_source = TS_DB_FLASH;
             } else if (word_is(&arg, "ram")) {
                 cmd->db_source = TS_DB_RAM;
+            } else if (word_is(&arg, "both")) {
+                cmd->db_source = TS_DB_BOTH;
             } else {
                 return fail(cmd, TS_PROTO_ERR_BAD_ARG, "expected_flash_or_ram");
             }
@@ -565,6 +612,9 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
             if (st != TS_PROTO_OK) {
                 return fail(cmd, st, msg);
             }
+        }
+        if ((seen & 1u) && (seen & (1u << 6))) { /* epochs= and steps=: one or the other */
+            return fail(cmd, TS_PROTO_ERR_BAD_ARG, "epochs_and_steps");
         }
         return TS_PROTO_OK;
     }

@@ -31,6 +31,7 @@ extern "C" {
 #define TS_PROTO_CMD_NAME_MAX 16u
 /* Limits of the `train` arguments (docs/protocol.md). */
 #define TS_PROTO_MAX_EPOCHS 10000u
+#define TS_PROTO_MAX_STEPS 1000000u
 #define TS_PROTO_MAX_BATCH 65535u
 #define TS_PROTO_MAX_LR 10.0f
 
@@ -131,10 +132,25 @@ typedef enum {
     TS_CMD_RESET
 } ts_cmd_id_t;
 
-typedef enum { TS_DB_FLASH = 0, TS_DB_RAM = 1 } ts_db_source_t;
+/* The training set: the compiled-in one, the streamed one, or both (flash first). */
+typedef enum { TS_DB_FLASH = 0, TS_DB_RAM = 1, TS_DB_BOTH = 2 } ts_db_source_t;
 
 /* Where training starts: the export's head, or an all-zero head (learned from scratch). */
 typedef enum { TS_INIT_EXPORT = 0, TS_INIT_ZERO = 1 } ts_head_init_t;
+
+/* What `train` updates (update=): the same values as the trainer's ts_trainer_update_t. */
+typedef enum {
+    TS_TRAIN_UPDATE_HEAD = 0,
+    TS_TRAIN_UPDATE_LAST_BLOCK = 1,
+    TS_TRAIN_UPDATE_BIAS = 2
+} ts_train_update_t;
+
+/* The learning rate per step (schedule=): the trainer's ts_trainer_schedule_t values. */
+typedef enum {
+    TS_TRAIN_SCHEDULE_CONSTANT = 0,
+    TS_TRAIN_SCHEDULE_COSINE = 1,
+    TS_TRAIN_SCHEDULE_STEP = 2
+} ts_train_schedule_t;
 
 typedef struct {
     uint32_t epochs;    /* 0..TS_PROTO_MAX_EPOCHS, default 5 */
@@ -143,6 +159,10 @@ typedef struct {
     uint32_t batch;     /* 1..TS_PROTO_MAX_BATCH, default 32 */
     uint32_t seed;      /* any uint32, default 1 */
     ts_head_init_t init;/* init=export (default) or init=zero */
+    uint32_t steps;     /* steps=1..TS_PROTO_MAX_STEPS instead of epochs; 0 (default): epochs */
+    ts_train_schedule_t schedule; /* schedule=constant (default)|cosine|step */
+    uint32_t balance;   /* balance=0 (default)|1 */
+    ts_train_update_t update;     /* update=head (default)|last-block|bias */
 } ts_train_args_t;
 
 typedef struct {
