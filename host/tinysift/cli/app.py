@@ -22,6 +22,7 @@ def _register() -> None:
     """Every command module adds its verbs with ``register(app)``, in help order. A module
     missing here is an ImportError at start-up, never a silently absent command."""
     from tinysift.cli import (
+        adapt_cmd,
         bench_cmd,
         data_cmd,
         demo_cmd,
@@ -31,8 +32,8 @@ def _register() -> None:
         train_cmd,
     )
 
-    for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, device_cmd, bench_cmd,
-                   demo_cmd):
+    for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, device_cmd, adapt_cmd,
+                   bench_cmd, demo_cmd):
         module.register(app)
 
 

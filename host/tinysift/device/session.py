@@ -45,12 +45,12 @@ class TrainParams:
     balance: bool = False         # class-balanced loss weights
 
     def command(self) -> str:
-        cmd = (f"train epochs={self.epochs} lr={self.lr:g} momentum={self.momentum:g} "
+        # epochs= and steps= exclude each other (the firmware answers 101).
+        length = f"steps={self.steps}" if self.steps is not None else f"epochs={self.epochs}"
+        cmd = (f"train {length} lr={self.lr:g} momentum={self.momentum:g} "
                f"batch={self.batch} seed={self.seed} init={self.init}")
         if self.update is not None:
             cmd += f" update={self.update}"
-        if self.steps is not None:
-            cmd += f" steps={self.steps}"
         if self.schedule is not None:
             cmd += f" schedule={self.schedule}"
         if self.balance:

@@ -20,7 +20,6 @@ Every stage is cached in its run folder: a killed adaptation resumes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,12 +159,15 @@ def choose_replay(cfg: AdaptConfig, scn, base: Path) -> np.ndarray:
     return np.sort(method.fit(ctx).select(count))
 
 
-def test_indices(scn, parts: dict, per_class: int, seed: int) -> np.ndarray:
+def test_indices(scn, parts: dict, per_class: int, seed: int,
+                 tasks=("test_old", "test_new")) -> np.ndarray:
     """A class-balanced test subset of each task (indices into the scenario's test split)."""
     from tinysift.selection.budget import balanced_subset
 
     out = []
-    for part, y in (("test_old", scn.y_test_old), ("test_new", scn.y_test_new)):
+    ys = {"test_old": scn.y_test_old, "test_new": scn.y_test_new}
+    for part in tasks:
+        y = ys[part]
         classes = len(np.unique(y))
         pick = balanced_subset(y, min(len(y), per_class * classes), seed)
         out.append(parts[part][pick])
@@ -188,17 +190,21 @@ def host_joint_reference(scn, base: Path, seed: int) -> dict:
             "all": (acc_old * n_old + acc_new * n_new) / (n_old + n_new)}
 
 
-def task_accuracies(per_class_correct, per_class_total, scn) -> dict:
-    """Old-task, new-task and overall accuracy from per-class counts. For ``shift`` (same
-    classes, two domains) the device reports per-domain counts instead."""
-    correct = np.asarray(per_class_correct, np.int64)
-    total = np.asarray(per_class_total, np.int64)
+def device_task_accuracies(res, scn) -> dict:
+    """Old-task, new-task and overall accuracy of the device's re-quantized int8 model after
+    training, from its ``@class`` records. For ``shift`` (old and new share classes) the
+    exported test set is the new domain's only, so ``all`` is the new domain."""
     old = list(scn.old_classes)
     new = [c for c in scn.new_classes if c not in old]
-    out = {"all": float(correct.sum() / max(1, total.sum()))}
+    out = {"all": res.class_accuracy("after", range(scn.num_classes), int8=True)}
+    if out["all"] is None:
+        raise BudgetError("the device reported no per-class counts; rebuild the firmware "
+                          "(tinysift device flash) so it sends @class records")
     if new:
-        out["old"] = float(correct[old].sum() / max(1, total[old].sum()))
-        out["new"] = float(correct[new].sum() / max(1, total[new].sum()))
+        out["old"] = res.class_accuracy("after", old, int8=True)
+        out["new"] = res.class_accuracy("after", new, int8=True)
+    else:
+        out["new"] = out["all"]
     return out
 
 
@@ -213,7 +219,9 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     scn, parts, name, base = prepare_base(cfg, log)
     replay_local = choose_replay(cfg, scn, base)
     replay = parts["old"][replay_local]
-    tests = test_indices(scn, parts, cfg.test_per_class, cfg.seed)
+    tests = test_indices(scn, parts, cfg.test_per_class, cfg.seed,
+                         tasks=("test_new",) if cfg.scenario == "shift" else
+                         ("test_old", "test_new"))
     # The export always carries the replay set (possibly empty is not exportable: the floor
     # exports one sample per old class and trains on the new samples alone).
     exported = replay if len(replay) else parts["old"][_one_per_class(scn.y_old)]
@@ -230,9 +238,10 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     if res is None:
         res = run_on_device(base, cfg.board, params=params, train_set=new_set, label=label,
                             db_use="both" if cfg.uses_replay else "ram")
-    accs = device_task_accuracies(res, scn, exp_dir=base / "export")
+    accs = device_task_accuracies(res, scn)
     doc = {
         "config": cfg.to_dict(), "scenario": scn.description, "label": label,
+        "host_joint": host_joint_reference(scn, base, cfg.seed),
         "replay_samples": int(len(replay)), "new_samples": int(len(scn.y_new)),
         "device": {"acc": accs, "energy_mj": float(sum(e.energy_mj for e in res.epochs)),
                    "features_mj": res.phase("features").energy_mj,
@@ -252,15 +261,3 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
 
 def _one_per_class(y: np.ndarray) -> np.ndarray:
     return np.array([np.flatnonzero(y == c)[0] for c in np.unique(y)], np.int64)
-
-
-def device_task_accuracies(res, scn, exp_dir: Path) -> dict:
-    """Old/new/all accuracy of the int8 head from the device's per-class counts; for
-    ``shift`` (old and new share classes) from the exported test set's task of each sample."""
-    per_class = res.per_class or {}
-    if not per_class:
-        raise BudgetError("the device reported no per-class counts; rebuild the firmware "
-                          "(tinysift device flash) so it answers with @evalclass records")
-    info = json.loads((exp_dir / "export.json").read_text())
-    del info
-    return task_accuracies(per_class["int8_correct"], per_class["total"], scn)

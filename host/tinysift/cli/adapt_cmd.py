@@ -1,0 +1,62 @@
+"""``tinysift adapt``: on-device adaptation with a replay set tinysift chose."""
+
+from __future__ import annotations
+
+import typer
+
+from tinysift.cli.app_console import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("adapt")
+    def adapt_cmd(
+        scenario: str = typer.Option("new-classes", help="new-classes, shift or user"),
+        dataset: str = typer.Option("fashion-mnist", help="the base model's dataset"),
+        old_classes: str = typer.Option("0-7", help="new-classes: the base model's classes"),
+        new: str = typer.Option(None, help="user: the new data, npz:PATH or folder:PATH"),
+        new_per_class: int = typer.Option(100, help="new samples per class the device gets"),
+        replay: str = typer.Option("vq", help="pruning method choosing the replay set, or "
+                                              "'none' (the forgetting floor)"),
+        replay_per_class: int = typer.Option(20, help="replay samples per old class"),
+        update: str = typer.Option("head", help="head, bias or last-block"),
+        board: str = typer.Option("qemu-mps2-an386"),
+        steps: int = typer.Option(300, help="on-device optimizer steps"),
+        lr: float = typer.Option(0.05),
+        schedule: str = typer.Option("cosine", help="constant, cosine or step"),
+        seed: int = typer.Option(0),
+        out: str = typer.Option("runs/adapt", help="run folder (shared by the runs of one "
+                                                   "scenario: the base model is cached)"),
+    ) -> None:
+        """Train a base model on the old task, choose a replay set, and let the device learn
+        the new task with it; prints old/new/all accuracy against the host's joint model."""
+        from tinysift.pipeline.adapt import AdaptConfig, run_adapt
+
+        cfg = AdaptConfig(scenario=scenario, dataset=dataset,
+                          old_classes=_classes(old_classes), new=new,
+                          new_per_class=new_per_class, replay=replay,
+                          replay_per_class=replay_per_class, update=update, board=board,
+                          steps=steps, lr=lr, schedule=schedule, seed=seed, out=out)
+        doc = run_adapt(cfg, log=console.print)
+        acc, ref = doc["device"]["acc"], doc["host_joint"]
+        console.print(f"device ({doc['label']}): old {_pct(acc.get('old'))}  new "
+                      f"{_pct(acc.get('new'))}  all {_pct(acc['all'])};  host joint model: "
+                      f"old {_pct(ref.get('old'))}  new {_pct(ref.get('new'))}  all "
+                      f"{_pct(ref['all'])};  {doc['device']['energy_mj']:.1f} mJ (estimated)")
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    from tinysift.errors import BudgetError
+
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError as exc:
+        raise BudgetError(f"--old-classes takes numbers and ranges like 0-7 or 0,2,4; "
+                          f"got {text!r}") from exc
+    return tuple(out)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
