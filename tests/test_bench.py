@@ -150,3 +150,20 @@ def test_bench_and_train_refuse_bad_budgets_methods_protocols():
         err = " ".join(r.stderr.split())
         assert words in err, (args, err)
         assert "Traceback" not in r.stderr
+
+
+def test_bench_device_quick_on_the_emulated_board(tmp_path):
+    """digits new-classes on QEMU: the floor forgets, a replay set keeps the old classes."""
+    r = subprocess.run([sys.executable, "-m", "tinysift.cli.app", "bench", "device", "--quick",
+                        "--out-dir", str(tmp_path)], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "device_new-classes_digits_quick.json").read_text())
+    pts = res["points"]
+    floor, rnd, vq = pts["none:0:head"], pts["random:5:head"], pts["vq:5:head"]
+    assert floor["acc_old"] < 0.3  # no replay: the old classes are forgotten
+    for p in (rnd, vq):
+        assert p["acc_old"] > floor["acc_old"] + 0.5 and p["acc_mean"] > 0.8
+        assert p["energy_mj"] > 0 and p["ram_plan"] > 0
+    assert res["joint"]["acc_mean"] > 0.85
+    assert "| vq | 5 |" in (tmp_path / "device_new-classes_digits_quick.md").read_text()

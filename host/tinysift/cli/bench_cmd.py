@@ -93,6 +93,41 @@ def guided_cmd(
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
+@app.command("device")
+def device_cmd(
+    scenario: str = typer.Option("new-classes", help="new-classes or shift"),
+    dataset: str = typer.Option(None, help="base dataset (fashion-mnist; shift: mnist)"),
+    board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
+    seeds: int = typer.Option(3),
+    methods: str = typer.Option("random,herding,ccs,vq,flow", help="replay methods"),
+    sizes: str = typer.Option("5,10,20", help="replay samples per old class"),
+    updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
+    steps: int = typer.Option(300, help="on-device optimizer steps"),
+    new_per_class: int = typer.Option(None, help="new samples per class (100; shift: 30)"),
+    quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """On-device adaptation: replay methods x sizes x update modes on the emulated board."""
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+
+    if quick:
+        cfg = DeviceBenchConfig(dataset="digits", new_per_class=30, seeds=1,
+                                methods=("random", "vq"), sizes=(5,), updates=("head",),
+                                steps=150, base_epochs=30, test_per_class=15, quick=True,
+                                out_dir=out_dir, progress_dir=None)
+    else:
+        shift = scenario == "shift"
+        cfg = DeviceBenchConfig(
+            scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
+            old_classes=tuple(range(10)) if shift else tuple(range(8)),
+            new_per_class=new_per_class or (30 if shift else 100), board=board, seeds=seeds,
+            methods=tuple(methods.split(",")), sizes=tuple(int(s) for s in sizes.split(",")),
+            updates=tuple(updates.split(",")), steps=steps, out_dir=out_dir,
+            progress_dir=out_dir / "progress")
+    res = bench_device(cfg, log=console.print)
+    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
 def _fractions(text: str, flag: str) -> list[float]:
     from tinysift.errors import BudgetError
 

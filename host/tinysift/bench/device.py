@@ -1,0 +1,216 @@
+"""``tinysift bench device``: on-device adaptation, replay methods x replay sizes x update
+modes, on the emulated board, against the host's joint model and the no-replay floor.
+
+Per seed: the scenario (its new samples drawn with the seed), the base model trained on the
+old task with the seed, int8-quantized, exported once, the firmware built once; then every
+(replay method, replay size, update mode) trains on the device from the export's model, on
+the replay set followed by the new samples, both streamed with ``db load`` (one firmware
+for every replay set; the same set in the same order as a replay set exported to flash
+with ``db use both``). Accuracy of the re-quantized int8 model on the exported test subset
+(old and new task), estimated energy of the training epochs, and the memory plan's RAM of
+each update mode. A seed is paired across methods (the same base model, new samples and
+device sample order), so the tables give each method's paired difference to random replay.
+
+Every finished device run is appended to a progress log; the results files are rewritten
+after every seed, so a killed bench resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.bench.progress import ProgressLog, summarize
+
+REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
+
+
+@dataclass
+class DeviceBenchConfig:
+    scenario: str = "new-classes"
+    dataset: str = "fashion-mnist"
+    old_classes: tuple[int, ...] = tuple(range(8))
+    new_per_class: int = 100
+    board: str = "qemu-mps2-an386"
+    seeds: int = 3
+    methods: tuple[str, ...] = REPLAY_METHODS
+    sizes: tuple[int, ...] = (5, 10, 20)
+    updates: tuple[str, ...] = ("head",)
+    steps: int = 300
+    lr: float = 0.05
+    batch: int = 32
+    schedule: str = "cosine"
+    base_epochs: int = 10
+    test_per_class: int = 30
+    out_dir: Path = Path("benchmarks/results")
+    progress_dir: Path | None = Path("benchmarks/results/progress")
+    work_dir: Path = Path("runs/_bench_device")
+    quick: bool = False
+    replay_params: dict = field(default_factory=dict)
+
+    def adapt_config(self, seed: int, replay: str = "none", size: int = 0,
+                     update: str = "head"):
+        from tinysift.pipeline.adapt import AdaptConfig
+
+        return AdaptConfig(scenario=self.scenario, dataset=self.dataset,
+                           old_classes=self.old_classes, new_per_class=self.new_per_class,
+                           replay=replay, replay_per_class=size, update=update,
+                           board=self.board, steps=self.steps, lr=self.lr, batch=self.batch,
+                           schedule=self.schedule, base_epochs=self.base_epochs,
+                           test_per_class=self.test_per_class, seed=seed,
+                           out=str(self.work_dir / f"{self.stem()}-s{seed}"),
+                           replay_params=self.replay_params.get(replay, {}))
+
+    def stem(self) -> str:
+        from tinysift.data import dataset_slug
+
+        return (f"device_{self.scenario}_{dataset_slug(self.dataset)}"
+                + ("_quick" if self.quick else ""))
+
+
+def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
+    from rich.console import Console
+
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.adapt import (
+        choose_replay,
+        device_task_accuracies,
+        exported_tests,
+        host_joint_reference,
+        prepare_base,
+        test_indices,
+    )
+    from tinysift.quantize import tflm
+    from tinysift.stages.device import TrainParams, run_on_device
+    from tinysift.stages.export import export
+
+    if cfg.seeds < 1:
+        raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    console = Console(stderr=True)
+    say = log or console.print
+    wall = time.perf_counter()
+    key = {k: v for k, v in _config_dict(cfg).items()
+           if k not in ("seeds", "methods", "sizes", "updates", "out_dir", "progress_dir",
+                        "work_dir")}
+    plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point")
+    results: dict = {}
+    for seed in range(cfg.seeds):
+        base_cfg = cfg.adapt_config(seed)
+        base_cfg.validate()
+        scn, parts, _name, base = prepare_base(base_cfg, say)
+        tests = test_indices(scn, parts, cfg.test_per_class, seed,
+                             tasks=("test_new",) if cfg.scenario == "shift" else
+                             ("test_old", "test_new"))
+        if plog.get(seed, "joint", "host") is None:
+            # On the same exported test subset as the device: a paired comparison.
+            ref = host_joint_reference(scn, base, seed, exported_tests(scn, parts, tests))
+            plog.add(seed, "joint", "host", acc=ref["all"], acc_old=ref.get("old", 0.0),
+                     acc_new=ref.get("new", 0.0))
+        most = max(cfg.sizes) * len(scn.old_classes) + len(scn.y_new)
+        flash = parts["old"][[int(np.flatnonzero(scn.y_old == c)[0]) for c in scn.old_classes]]
+        exp = export(base, board=cfg.board, test_samples=len(tests), seed=seed,
+                     db_capacity=most, train_indices=flash, test_indices=tests)
+        scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
+        x_new = tflm.quantize_images(scn.x_new, scale, zp)
+        jobs = [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]
+        for method, size in jobs:
+            todo = [u for u in cfg.updates if plog.get(seed, method, f"{size}:{u}") is None]
+            if not todo:
+                continue
+            run_cfg = cfg.adapt_config(seed, method, size)
+            t0 = time.perf_counter()
+            local = choose_replay(run_cfg, scn, base)
+            select_seconds = time.perf_counter() - t0
+            x_rep = tflm.quantize_images(scn.x_old[local], scale, zp)
+            train_set = (np.concatenate([x_rep, x_new]),
+                         np.concatenate([scn.y_old[local], scn.y_new]))
+            for update in todo:
+                params = TrainParams(lr=cfg.lr, batch=cfg.batch, seed=seed + 1,
+                                     update=update, steps=cfg.steps, schedule=cfg.schedule,
+                                     balance=True)
+                res = run_on_device(base, cfg.board, params=params, train_set=train_set,
+                                    label=f"{method}-{size}-{update}", db_use="ram")
+                acc = device_task_accuracies(res, scn)
+                ram = _plan_ram(exp.plan, update)
+                plog.add(seed, method, f"{size}:{update}", acc=acc["all"],
+                         acc_old=acc.get("old") or 0.0, acc_new=acc.get("new") or 0.0,
+                         energy_mj=sum(e.energy_mj for e in res.epochs),
+                         cycles=sum(e.cycles for e in res.epochs),
+                         select_seconds=select_seconds, ram_plan=ram,
+                         ram_static=res.ram_bytes or 0)
+                say(f"[seed {seed}] {method:>8} {size:>3}/class {update:<10}: old "
+                    f"{acc.get('old') or 0:.3f} new {acc.get('new') or 0:.3f} all "
+                    f"{acc['all']:.3f}")
+        results = _results(cfg, plog, seed + 1, exp.plan, time.perf_counter() - wall)
+        write_outputs(results, Path(cfg.out_dir), cfg.stem())
+    return results
+
+
+def _plan_ram(plan: dict, update: str) -> int:
+    """RAM the memory plan counts for this update mode (head: without the float-layer
+    buffers, which only last-block/bias need)."""
+    total = int(plan["ram_total"])
+    if update == "head":
+        total -= sum(v for k, v in plan["ram"].items()
+                     if "last-block" in k or "re-quantized backbone" in k)
+    return total
+
+
+def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: int, plan: dict,
+             wall_seconds: float) -> dict:
+    from tinysift.bench.stats import paired_difference
+    from tinysift.runs import machine_info, package_versions
+
+    def runs(method, point):
+        rs = [plog.get(s, method, point) for s in range(seeds_done)]
+        return rs if all(r is not None for r in rs) else None
+
+    joint = runs("joint", "host")
+    points: dict[str, dict] = {}
+    for update in cfg.updates:
+        for method, size in [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]:
+            rs = runs(method, f"{size}:{update}")
+            if rs is None:
+                continue
+            p = summarize(rs, ("acc_old", "acc_new", "energy_mj", "cycles", "ram_plan"))
+            p.update(method=method, size=size, update=update,
+                     old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
+            for ref in ("random", "herding"):
+                ref_rs = runs(ref, f"{size}:{update}")
+                if ref_rs is not None and ref != method and method != "none":
+                    p[f"vs_{ref}"] = paired_difference([r["acc"] for r in rs],
+                                                       [r["acc"] for r in ref_rs])
+            if joint is not None:
+                p["vs_joint"] = paired_difference([r["acc"] for r in rs],
+                                                  [r["acc"] for r in joint])
+                p["old_vs_joint"] = paired_difference([r["acc_old"] for r in rs],
+                                                      [r["acc_old"] for r in joint])
+            points[f"{method}:{size}:{update}"] = p
+    return {
+        "scenario": cfg.scenario, "dataset": cfg.dataset, "board": cfg.board,
+        "seeds": seeds_done, "seeds_planned": cfg.seeds, "methods": list(cfg.methods),
+        "sizes": list(cfg.sizes), "updates": list(cfg.updates),
+        "joint": (summarize(joint, ("acc_old", "acc_new")) if joint else None),
+        "points": points, "memory_plan": plan, "config": _config_dict(cfg),
+        "machine": machine_info(), "versions": package_versions(),
+        "wall_seconds": wall_seconds,
+    }
+
+
+def write_outputs(results: dict, out: Path, stem: str) -> None:
+    from tinysift.bench.device_report import device_markdown, device_plot
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", results)
+    atomic_write_text(out / f"{stem}.md", device_markdown(results))
+    device_plot(results, out / f"{stem}.png")
+
+
+def _config_dict(cfg: DeviceBenchConfig) -> dict:
+    d = asdict(cfg)
+    for k in ("out_dir", "progress_dir", "work_dir"):
+        d[k] = str(d[k]) if d[k] is not None else None
+    return d
