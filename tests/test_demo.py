@@ -27,20 +27,24 @@ def demo(tmp_path_factory):
 
 
 def test_demo_summary_side_by_side(demo):
+    """The device learns the new classes; a replay set keeps the old ones; without one the
+    device forgets them. Every point has energy and a RAM plan."""
     out, stdout = demo
     summary = json.loads((out / "summary.json").read_text())
-    rows = summary["rows"]
-    methods = {r["method"] for r in rows}
-    assert methods == {"full", "random", "vq", "flow"}
-    full = next(r for r in rows if r["method"] == "full")
-    for r in rows:
-        assert r["acc_after"] > r["acc_before"]  # the head is learned on the device
-        assert r["cycles_per_epoch"] > 0 and r["energy_mj_per_epoch"] > 0
-        if r["method"] != "full":
-            assert r["samples"] < full["samples"]
-            assert r["energy_mj_per_epoch"] < full["energy_mj_per_epoch"]
-    assert summary["counter"] == "systick-icount"
-    assert "Best pruned set" in summary["headline"] and "Best pruned set" in stdout
+    res = summary["results"]
+    pts = res["points"]
+    assert {p["method"] for p in pts.values()} == {"none", "random", "herding", "vq"}
+    floor = pts["none:0:head"]
+    assert floor["acc_old"] < 0.3
+    for p in pts.values():
+        assert p["energy_mj"] > 0 and p["ram_plan"] > 0
+        if p["method"] != "none":
+            assert p["acc_old"] > floor["acc_old"] + 0.5
+            assert p["acc_new"] > 0.5 and p["acc_mean"] > 0.85
+    assert res["joint"]["acc_mean"] > 0.9
+    fits = summary["plans"]["largest_replay_per_class_fitting"]
+    assert fits["board"] == "nano33ble" and fits["by_update"]["head"] >= 10
+    assert "Best replay" in summary["headline"] and "Best replay" in stdout
 
 
 def test_report_renders_every_plot_in_chromium(demo, tmp_path):
@@ -66,20 +70,29 @@ def test_report_renders_every_plot_in_chromium(demo, tmp_path):
     assert shot.stat().st_size > 50_000
 
 
-def test_killed_demo_resumes_from_cache(demo):
+def test_rerun_demo_uses_its_cache(demo):
+    """A second run of a finished demo re-runs no stage and no device training (the same
+    mechanism resumes a killed one: every finished stage and device run is cached)."""
     out, _ = demo
-    before = json.loads((out / "base" / "manifest.json").read_text())["stages"]
-    from tinysift.pipeline.run import run_pipeline
+    base = out / "work" / "device_new-classes_digits-s0" / "base"
+    before = json.loads((base / "manifest.json").read_text())["stages"]
+    results = sorted((base / "device").glob("*/results.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in results}
+    from tinysift.pipeline.adapt_demo import AdaptDemoConfig, run_adapt_demo
 
-    cfg = PipelineConfig.quick().override(out=str(out))
-    run_pipeline(cfg, log=lambda *_: None)
-    after = json.loads((out / "base" / "manifest.json").read_text())["stages"]
+    run_adapt_demo(AdaptDemoConfig.quick().override(out=str(out)), log=lambda *_: None)
+    after = json.loads((base / "manifest.json").read_text())["stages"]
     for stage in ("train", "quantize", "export"):
         assert after[stage]["started"] == before[stage]["started"]  # not re-run
+    assert results and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
 def test_pipeline_toml_and_overrides(tmp_path):
-    cfg = PipelineConfig.from_toml(ROOT / "pipelines" / "demo.toml")
+    from tinysift.pipeline.adapt_demo import AdaptDemoConfig
+
+    demo = AdaptDemoConfig.from_toml(ROOT / "pipelines" / "demo.toml")
+    assert demo == AdaptDemoConfig()  # the file says what `tinysift demo` does
+    cfg = PipelineConfig.from_toml(ROOT / "pipelines" / "select.toml")
     assert cfg.dataset == "fashion-mnist" and cfg.budgets == [50, 150, 500]
     cfg2 = cfg.override(dataset="digits", epochs=3)
     assert cfg2.dataset == "digits" and cfg2.epochs == 3 and cfg2.board == cfg.board

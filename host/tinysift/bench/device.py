@@ -135,9 +135,14 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                                     label=f"{method}-{size}-{update}", db_use="ram")
                 acc = device_task_accuracies(res, scn)
                 ram = _plan_ram(exp.plan, update)
+                # The training bill: every epoch, plus the backbone's pass over the training
+                # samples (the features phase also covers the test samples: their share is
+                # evaluation, not training).
+                n_train, n_test = len(train_set[1]), int(res.test_samples or 0)
+                features_mj = res.phase("features").energy_mj * n_train / max(1, n_train + n_test)
                 plog.add(seed, method, f"{size}:{update}", acc=acc["all"],
                          acc_old=acc.get("old") or 0.0, acc_new=acc.get("new") or 0.0,
-                         energy_mj=sum(e.energy_mj for e in res.epochs),
+                         energy_mj=sum(e.energy_mj for e in res.epochs) + features_mj,
                          cycles=sum(e.cycles for e in res.epochs),
                          select_seconds=select_seconds, ram_plan=ram,
                          ram_static=res.ram_bytes or 0)
@@ -145,6 +150,11 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                     f"{acc.get('old') or 0:.3f} new {acc.get('new') or 0:.3f} all "
                     f"{acc['all']:.3f}")
         results = _results(cfg, plog, seed + 1, exp.plan, time.perf_counter() - wall)
+        results["scenario_info"] = {"description": scn.description,
+                                    "new_samples": int(len(scn.y_new)),
+                                    "num_classes": int(scn.num_classes),
+                                    "old_classes": list(scn.old_classes),
+                                    "new_classes": list(scn.new_classes)}
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
     return results
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tinysift.bench.report import seeds_phrase
 from tinysift.bench.stats import diff_cell
+from tinysift.report.adapt import replay_plot as device_plot
+
+__all__ = ["device_markdown", "device_plot"]
 
 
 def _acc(p: dict, key: str = "acc", seeds: int = 1) -> str:
@@ -52,44 +53,3 @@ def device_markdown(res: dict) -> str:
               f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
               f"wall time of the last invocation {res['wall_seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
-
-
-def device_plot(res: dict, path: Path) -> None:
-    """Accuracy (all, and old) against replay size per method, one panel per update mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ups = res["updates"]
-    fig, axes = plt.subplots(1, len(ups), figsize=(6 * len(ups), 4.5), squeeze=False)
-    highlight = {"vq": "black", "flow": "#c2185b"}
-    colors = plt.get_cmap("tab10").colors
-    for ax, update in zip(axes[0], ups, strict=True):
-        pts = [p for p in res["points"].values() if p["update"] == update]
-        for i, m in enumerate(res["methods"]):
-            mp = sorted((p for p in pts if p["method"] == m), key=lambda p: p["size"])
-            if not mp:
-                continue
-            c = highlight.get(m, colors[i % 10])
-            ax.errorbar([p["size"] for p in mp], [p["acc_mean"] for p in mp],
-                        yerr=[p["acc_std"] for p in mp], marker="o", color=c, capsize=2,
-                        linewidth=2.4 if m in highlight else 1.2, label=m)
-            ax.plot([p["size"] for p in mp], [p["acc_old"] for p in mp], linestyle=":",
-                    color=c, linewidth=1)
-        floor = next((p for p in pts if p["method"] == "none"), None)
-        if floor:
-            ax.axhline(floor["acc_mean"], color="red", linestyle="--", linewidth=1,
-                       label="no replay")
-        if res.get("joint"):
-            ax.axhline(res["joint"]["acc_mean"], color="grey", linestyle="--", linewidth=1,
-                       label="host joint model")
-        ax.set_title(f"update={update} ({seeds_phrase(res['seeds'])}); dotted: old task")
-        ax.set_xlabel("replay samples per old class")
-        ax.set_ylabel("test accuracy (int8, on the device)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{res['scenario']}: {res['dataset']} on {res['board']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -13,16 +13,16 @@ from tinysift.cli.app_console import console
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
-        quick: bool = typer.Option(False, help="digits instead of Fashion-MNIST (< 2 min)"),
+        quick: bool = typer.Option(False, help="digits instead of Fashion-MNIST (minutes)"),
         out: str = typer.Option(None, help="run folder (default runs/demo)"),
-        epochs: int = typer.Option(None, help="on-device training epochs"),
+        board: str = typer.Option(None, help="an emulated board"),
         seed: int = typer.Option(None),
     ) -> None:
-        """Run the pipeline end to end on the emulated board and report the trade-off."""
-        from tinysift.pipeline.config import PipelineConfig
+        """The emulated board learns new classes with a replay set; report the trade-off."""
+        from tinysift.pipeline.adapt_demo import AdaptDemoConfig
 
-        cfg = PipelineConfig.quick() if quick else PipelineConfig()
-        _run(cfg.override(out=out, epochs=epochs, seed=seed))
+        cfg = AdaptDemoConfig.quick() if quick else AdaptDemoConfig()
+        _run_adapt(cfg.override(out=out, board=board, seed=seed))
 
     @app.command("run")
     def run_cmd(
@@ -36,13 +36,39 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option(None, help="override: comma-separated methods"),
     ) -> None:
         """Execute a pipeline file; flags override its settings."""
+        import tomllib
+
+        from tinysift.pipeline.adapt_demo import AdaptDemoConfig
         from tinysift.pipeline.config import PipelineConfig
 
+        if pipeline.exists() and tomllib.loads(pipeline.read_text()).get("kind") == "adapt":
+            _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(out=out, dataset=dataset,
+                                                                    board=board, seed=seed))
+            return
         cfg = PipelineConfig.from_toml(pipeline).override(
             out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,
             budgets=[int(b) for b in budgets.split(",")] if budgets else None,
             methods=methods.split(",") if methods else None)
         _run(cfg)
+
+
+def _run_adapt(cfg) -> None:
+    from tinysift.pipeline.adapt_demo import run_adapt_demo
+    from tinysift.report.adapt import headers, rows
+
+    console.print(f"[bold]tinysift[/] {cfg.name}: {cfg.dataset}, the device learns new "
+                  f"classes on {cfg.board} -> {cfg.out}")
+    summary = run_adapt_demo(cfg, log=console.print)
+    table = Table(title="on-device learning of new classes with a replay set (int8 accuracy, "
+                        "energy estimated)")
+    for h in headers(summary):
+        table.add_column(h, justify="left" if h in ("replay", "update") else "right")
+    for row in rows(summary):
+        table.add_row(*[str(c) for c in row])
+    console.print(table)
+    console.print(summary["headline"])
+    console.print(f"report: {Path(cfg.out) / 'report.html'}  summary: "
+                  f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")
 
 
 def _run(cfg) -> None:

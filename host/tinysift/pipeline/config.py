@@ -65,6 +65,7 @@ class PipelineConfig:
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
+        data.pop("kind", None)
         flat: dict = {}
         for key, value in data.items():
             if isinstance(value, dict):  # sections are only for readability

@@ -9,12 +9,12 @@ from pathlib import Path
 from tinysift.report import plots
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode()
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def table_html(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                    for r in rows)
@@ -35,12 +35,12 @@ SUMMARY_HEADERS = ["method", "samples", "acc before", "acc after", "int8 acc aft
 
 def write_report(summary: dict, path: Path) -> Path:
     figures = [
-        _img(plots.accuracy_vs_samples(summary), "accuracy against samples kept"),
-        _img(plots.cost_vs_samples(summary), "cycles and energy against samples kept"),
-        _img(plots.pareto(summary), "Pareto front of accuracy against energy"),
-        _img(plots.memory_plan(summary), "memory plan against the board"),
+        img_tag(plots.accuracy_vs_samples(summary), "accuracy against samples kept"),
+        img_tag(plots.cost_vs_samples(summary), "cycles and energy against samples kept"),
+        img_tag(plots.pareto(summary), "Pareto front of accuracy against energy"),
+        img_tag(plots.memory_plan(summary), "memory plan against the board"),
     ]
-    versions = _table(["package", "version"], sorted(summary["versions"].items()))
+    versions = table_html(["package", "version"], sorted(summary["versions"].items()))
     commands = "".join(f"<pre>{html.escape(c)}</pre>" for c in summary["commands"])
     energy = summary["energy_model"]
     body = f"""<!doctype html>
@@ -61,7 +61,7 @@ over serial with <code>db load</code>, or the full exported set compiled into fl
 counter; energy is <b>estimated</b> as V &times; I<sub>active</sub> &times; cycles / f with
 V = {energy['supply_v']} V, I = {energy['active_current_ma']} mA at
 {summary['clock_hz'] / 1e6:g} MHz ({html.escape(energy['source'])}).</p>
-{_table(SUMMARY_HEADERS, summary_rows(summary))}
+{table_html(SUMMARY_HEADERS, summary_rows(summary))}
 <p>Test accuracy is measured on the device on {summary['test_samples']} held-out samples.
 "mJ fine-tune" is the whole on-device training bill: the backbone run once over the kept
 samples (features cached in RAM) plus every epoch of the head.

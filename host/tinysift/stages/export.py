@@ -168,8 +168,14 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash)
 
 
-def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) -> dict:
-    """The plan for a run against any board, without writing anything."""
+def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
+                    train_samples: int | None = None, db_capacity: int | None = None,
+                    backbone_training: bool = True) -> dict:
+    """The plan for a run's model against any board, without writing anything.
+
+    ``train_samples``: the flash training set (default: what the model was trained on);
+    ``db_capacity``: samples streamed into RAM; ``backbone_training``: the buffers of
+    update=last-block / bias (a firmware built without them plans less RAM)."""
     from tinysift.runs import Run
     from tinysift.stages.train import load_run_dataset, load_trainset
 
@@ -177,6 +183,8 @@ def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200) ->
     tflite = (run / "model.tflite").read_bytes()
     parsed = parse_tflite(tflite)
     ds = load_run_dataset(run)
-    _, y = load_trainset(run.path, ds)
-    return plan_memory(model_footprint(parsed, len(tflite)), load_board(board), len(y),
-                       min(test_samples, len(ds.y_test))).to_dict()
+    if train_samples is None:
+        train_samples = len(load_trainset(run.path, ds)[1])
+    return plan_memory(model_footprint(parsed, len(tflite)), load_board(board), train_samples,
+                       min(test_samples, len(ds.y_test)), db_capacity=db_capacity,
+                       backbone_training=backbone_training).to_dict()

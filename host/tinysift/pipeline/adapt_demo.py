@@ -1,0 +1,174 @@
+"""The main job (``tinysift demo``): on-device learning of new classes with a replay set.
+
+The base model learns Fashion-MNIST's classes 0-7 on the host (int8, TFLM-checked); the
+emulated Cortex-M4 then learns classes 8 and 9 from 100 streamed samples each, keeping the
+old classes with a replay set chosen by each replay method at each size; the report shows
+accuracy (old, new, all) against the energy of on-device training and the RAM of the memory
+plan, next to the host's joint model (the upper bound) and training without replay (the
+forgetting floor). It is one seed of ``tinysift bench device`` plus the report, cached in the
+run folder (a killed demo resumes).
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from tinysift.errors import TinysiftError
+
+
+@dataclass
+class AdaptDemoConfig:
+    """Everything ``tinysift demo`` does; ``pipelines/demo.toml`` sets the same fields."""
+
+    name: str = "demo"
+    out: str = "runs/demo"
+    dataset: str = "fashion-mnist"
+    old_classes: list[int] = field(default_factory=lambda: list(range(8)))
+    new_per_class: int = 100
+    board: str = "qemu-mps2-an386"
+    fit_board: str = "nano33ble"
+    seed: int = 0
+    methods: list[str] = field(default_factory=lambda: ["random", "herding", "vq", "flow"])
+    sizes: list[int] = field(default_factory=lambda: [5, 20])
+    updates: list[str] = field(default_factory=lambda: ["head"])
+    steps: int = 300
+    lr: float = 0.05
+    batch: int = 32
+    schedule: str = "cosine"
+    base_epochs: int = 10
+    test_per_class: int = 30
+
+    @classmethod
+    def quick(cls) -> AdaptDemoConfig:
+        """digits (base model on 0-7, the device learns 8 and 9): a couple of minutes."""
+        return cls(name="demo-quick", out="runs/demo-quick", dataset="digits",
+                   new_per_class=30, methods=["random", "herding", "vq"], sizes=[5, 10],
+                   steps=150, base_epochs=30, test_per_class=15)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> AdaptDemoConfig:
+        p = Path(path)
+        if not p.exists():
+            raise TinysiftError(f"pipeline file {p} not found")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
+        flat = {}
+        for key, value in data.items():
+            flat.update(value if isinstance(value, dict) else {key: value})
+        flat.pop("kind", None)
+        return cls().override(**flat)
+
+    def override(self, **values) -> AdaptDemoConfig:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
+        data = asdict(self)
+        data.update({k: v for k, v in values.items() if v is not None})
+        cfg = AdaptDemoConfig(**data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.sizes or min(self.sizes) < 1:
+            raise TinysiftError(f"sizes must be positive replay samples per class, got "
+                                f"{self.sizes}")
+        if self.steps < 1:
+            raise TinysiftError("steps must be >= 1")
+
+    def bench_config(self):
+        from tinysift.bench.device import DeviceBenchConfig
+
+        out = Path(self.out)
+        return DeviceBenchConfig(
+            scenario="new-classes", dataset=self.dataset, old_classes=tuple(self.old_classes),
+            new_per_class=self.new_per_class, board=self.board, seeds=1,
+            methods=tuple(self.methods), sizes=tuple(self.sizes), updates=tuple(self.updates),
+            steps=self.steps, lr=self.lr, batch=self.batch, schedule=self.schedule,
+            base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
+            progress_dir=out / "progress", work_dir=out / "work")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
+    """Run (or resume) the demo; writes ``OUT/summary.json`` and ``OUT/report.html``."""
+    import sys
+
+    from tinysift.bench.device import bench_device
+    from tinysift.report.adapt import write_adapt_report
+    from tinysift.runs import atomic_write_json, machine_info, package_versions
+
+    start = time.perf_counter()
+    bcfg = cfg.bench_config()
+    res = bench_device(bcfg, log=log)
+    base = bcfg.work_dir / f"{bcfg.stem()}-s0" / "base"
+    summary = {
+        "name": cfg.name, "config": cfg.to_dict(), "results": res,
+        "plans": _plans(cfg, base, len(cfg.old_classes), res["scenario_info"]["new_samples"]),
+        "versions": package_versions(), "machine": machine_info(),
+        "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - start,
+    }
+    summary["headline"] = headline(summary)
+    out = Path(cfg.out)
+    atomic_write_json(out / "summary.json", summary)
+    write_adapt_report(summary, out / "report.html")
+    return summary
+
+
+def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int) -> dict:
+    """The product configuration's memory plan (replay set in flash, the new samples streamed
+    into RAM) on the demo's board and on ``fit_board``, for each replay size and mode, and
+    the largest replay size per class that fits ``fit_board``."""
+    from tinysift.stages.export import memory_plan_for
+
+    tests = cfg.test_per_class * 10
+    plans: dict = {"new_samples": n_new, "boards": {}}
+    for board in (cfg.board, cfg.fit_board):
+        rows = {}
+        for size in cfg.sizes:
+            for update in cfg.updates:
+                p = memory_plan_for(base, board, tests, train_samples=size * n_old,
+                                    db_capacity=n_new, backbone_training=update != "head")
+                rows[f"{size}:{update}"] = {"ram_total": p["ram_total"],
+                                            "flash_total": p["flash_total"],
+                                            "ram_capacity": p["ram_capacity"],
+                                            "flash_capacity": p["flash_capacity"],
+                                            "fits": p["fits"]}
+        plans["boards"][board] = rows
+    fits = {}
+    for update in cfg.updates:
+        best = 0
+        for size in (1, 2, 5, 10, 20, 50, 100, 200):
+            p = memory_plan_for(base, cfg.fit_board, tests, train_samples=size * n_old,
+                                db_capacity=n_new, backbone_training=update != "head")
+            if p["fits"]:
+                best = size
+        fits[update] = best
+    plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
+    plans["detail"] = memory_plan_for(base, cfg.board, tests,
+                                      train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,
+                                      backbone_training=any(u != "head" for u in cfg.updates))
+    return plans
+
+
+def headline(summary: dict) -> str:
+    pts = summary["results"]["points"]
+    joint = summary["results"]["joint"]
+    floor = pts.get("none:0:head")
+    replay = [p for p in pts.values() if p["method"] != "none"]
+    best = max(replay, key=lambda p: (p["acc_mean"], -p["size"]))
+    text = (f"Best replay: {best['method']} with {best['size']} per old class "
+            f"(update={best['update']}): all {best['acc_mean']:.3f}, old "
+            f"{best['acc_old']:.3f}, new {best['acc_new']:.3f} on the device; host joint "
+            f"model {joint['acc_mean']:.3f}")
+    if floor:
+        text += (f"; without replay the device forgets the old classes (old "
+                 f"{floor['acc_old']:.3f}, all {floor['acc_mean']:.3f})")
+    return text + "."
