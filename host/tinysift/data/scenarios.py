@@ -181,16 +181,57 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
     ``npz:PATH`` or ``folder:PATH`` dataset; its test split is the new task's test set)."""
     from tinysift.data import load_dataset
 
-    b, u = load_dataset(base), load_dataset(new)
-    if u.input_shape != b.input_shape:
-        raise DatasetError(f"{new}: images are {'x'.join(map(str, u.input_shape))} but the "
+    b = load_dataset(base)
+    x_new, y_new, x_test, y_test = _user_data(new)
+    shape = tuple(int(d) for d in x_new.shape[1:])
+    if shape != b.input_shape:
+        raise DatasetError(f"{new}: images are {'x'.join(map(str, shape))} but the "
                            f"base model's input is {'x'.join(map(str, b.input_shape))}; "
                            "resize the new data to the model's input shape")
     rng = np.random.default_rng(seed)
-    i_new = _take_per_class(u.y_train, np.unique(u.y_train), new_per_class, rng)
-    return Scenario("user", b.x_train, b.y_train, u.x_train[i_new], u.y_train[i_new],
-                    b.x_test, b.y_test, u.x_test, u.y_test, b.num_classes,
-                    tuple(range(b.num_classes)), tuple(int(c) for c in np.unique(u.y_train)),
+    i_new = _take_per_class(y_new, np.unique(y_new), new_per_class, rng)
+    return Scenario("user", b.x_train, b.y_train, x_new[i_new], y_new[i_new],
+                    b.x_test, b.y_test, x_test, y_test, b.num_classes,
+                    tuple(range(b.num_classes)), tuple(int(c) for c in np.unique(y_new)),
                     b.class_names, f"{base} base model, the device learns {new}",
-                    meta={"dataset": base, "dataset_hash": b.content_hash,
-                          "new_hash": u.content_hash})
+                    meta={"dataset": base, "dataset_hash": b.content_hash})
+
+
+def _user_data(spec: str):
+    """The user's new data: (x, y, x_test, y_test). An ``npz:`` file may hold any subset of
+    the model's classes (its labels are the model's class indices); without ``x_test`` a
+    stratified 20% is held out. A ``folder:`` dataset is loaded as usual."""
+    from tinysift.data import load_dataset, sources
+
+    if not spec.startswith("npz:"):
+        d = load_dataset(spec)
+        return d.x_train, d.y_train, d.x_test, d.y_test
+    import zipfile
+    from pathlib import Path
+
+    path = Path(spec[4:])
+    if not path.exists():
+        raise DatasetError(f"{spec}: file not found; pass npz:PATH to an existing .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{spec}: not a readable .npz file ({exc})") from exc
+    if "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"{spec}: needs x (N,H,W[,C]) uint8 and y (N,) labels")
+    x = sources._normalize_images(arrays["x"], spec)
+    y = np.asarray(arrays["y"])
+    sources._check_labels(y, spec, "y")
+    if len(x) != len(y):
+        raise DatasetError(f"{spec}: x has {len(x)} samples but y has {len(y)}")
+    y = y.astype(np.int64)
+    if "x_test" in arrays and "y_test" in arrays:
+        x_te = sources._normalize_images(arrays["x_test"], spec)
+        y_te = np.asarray(arrays["y_test"]).astype(np.int64)
+        return x, y, x_te, y_te
+    rng = np.random.default_rng(0)
+    test = np.zeros(len(y), bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
+    return x[~test], y[~test], x[test], y[test]

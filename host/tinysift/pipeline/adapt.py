@@ -242,6 +242,8 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     # The export always carries the replay set (possibly empty is not exportable: the floor
     # exports one sample per old class and trains on the new samples alone).
     exported = replay if len(replay) else parts["old"][_one_per_class(scn.y_old)]
+    check_adaptation_fits(cfg, base, len(exported), len(scn.y_new), len(tests),
+                          len(scn.old_classes))
     exp = export(base, board=cfg.board, test_samples=len(tests), seed=cfg.seed,
                  db_capacity=len(scn.y_new), train_indices=exported, test_indices=tests)
     scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
@@ -275,6 +277,44 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     log(f"{label}: old {accs.get('old', float('nan')):.3f}  new "
         f"{accs.get('new', float('nan')):.3f}  all {accs['all']:.3f}")
     return doc
+
+
+def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, tests: int,
+                          old_classes: int) -> dict:
+    """The memory plan of the adaptation (replay set in flash, the new samples in RAM, the
+    update mode's buffers) against the board, before anything is built; a set that does not
+    fit is refused with the numbers and the largest replay size that fits."""
+    from tinysift.errors import FitError
+    from tinysift.stages.export import memory_plan_for
+
+    def plan(n_replay: int) -> dict:
+        return memory_plan_for(base, cfg.board, tests, train_samples=max(1, n_replay),
+                               db_capacity=new, backbone_training=cfg.update != "head")
+
+    p = plan(replay)
+    if p["fits"]:
+        return p
+    most = 0
+    for k in range(cfg.replay_per_class - 1, 0, -1):
+        if plan(k * old_classes)["fits"]:
+            most = k
+            break
+
+    def kb(n: int) -> str:
+        return f"{n / 1024:.0f} KB"
+
+    over = []
+    if p["ram_total"] > p["ram_capacity"]:
+        over.append(f"RAM {kb(p['ram_total'])} of {kb(p['ram_capacity'])} (over by "
+                    f"{kb(p['ram_total'] - p['ram_capacity'])})")
+    if p["flash_total"] > p["flash_capacity"]:
+        over.append(f"flash {kb(p['flash_total'])} of {kb(p['flash_capacity'])} (over by "
+                    f"{kb(p['flash_total'] - p['flash_capacity'])})")
+    fix = (f"use --replay-per-class {most} or fewer" if most else
+           "fewer --new-per-class samples or update=head")
+    raise FitError(f"{cfg.board}: a replay set of {replay} samples plus {new} new samples "
+                   f"with update={cfg.update} needs {' and '.join(over)}; {fix}, or a board "
+                   "with more memory (tinysift boards)")
 
 
 def _one_per_class(y: np.ndarray) -> np.ndarray:
