@@ -18,12 +18,12 @@ after every seed, so a killed bench resumes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
 
@@ -92,7 +92,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     console = Console(stderr=True)
     say = log or console.print
     wall = time.perf_counter()
-    key = {k: v for k, v in _config_dict(cfg).items()
+    key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "sizes", "updates", "out_dir", "progress_dir",
                         "work_dir")}
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point")
@@ -204,23 +204,14 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: int, plan: d
         "seeds": seeds_done, "seeds_planned": cfg.seeds, "methods": list(cfg.methods),
         "sizes": list(cfg.sizes), "updates": list(cfg.updates),
         "joint": (summarize(joint, ("acc_old", "acc_new")) if joint else None),
-        "points": points, "memory_plan": plan, "config": _config_dict(cfg),
+        "points": points, "memory_plan": plan, "config": config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
         "wall_seconds": wall_seconds,
     }
 
 
 def write_outputs(results: dict, out: Path, stem: str) -> None:
+    """``stem``.json, the markdown table and the plot, all from ``results``."""
     from tinysift.bench.device_report import device_markdown, device_plot
-    from tinysift.runs import atomic_write_json, atomic_write_text
 
-    atomic_write_json(out / f"{stem}.json", results)
-    atomic_write_text(out / f"{stem}.md", device_markdown(results))
-    device_plot(results, out / f"{stem}.png")
-
-
-def _config_dict(cfg: DeviceBenchConfig) -> dict:
-    d = asdict(cfg)
-    for k in ("out_dir", "progress_dir", "work_dir"):
-        d[k] = str(d[k]) if d[k] is not None else None
-    return d
+    write_results(results, out, stem, device_markdown, device_plot)

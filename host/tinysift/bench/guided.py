@@ -15,10 +15,10 @@ results files are rewritten after every seed: a killed bench resumes where it st
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
 
 ALL_GUIDED = ("full-cut", "rs2", "infobatch", "ucb", "vq", "flow")
 CONTROLS = ("full-cut", "rs2", "infobatch")
@@ -126,7 +126,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False) -> dict:
 
 
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
-    key = {k: v for k, v in _config_dict(cfg).items()
+    key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir")}
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget")
@@ -199,7 +199,7 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
                           "runs": full["runs"]},
         "full_data_seconds": full["seconds"],
         "full_data_curves": [curves.get((s, "full", "1"), []) for s in range(seeds_done)],
-        "recipe": cfg.recipe(), "config": _config_dict(cfg),
+        "recipe": cfg.recipe(), "config": config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods, "wall_seconds": wall_seconds,
         "seed_wall_seconds": log.seed_walls(seeds_done),
@@ -207,16 +207,7 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
 
 
 def write_outputs(results: dict, out: Path, stem: str) -> None:
+    """``stem``.json, the markdown table and the plot, all from ``results``."""
     from tinysift.bench.guided_report import guided_markdown, guided_plot
-    from tinysift.runs import atomic_write_json, atomic_write_text
 
-    atomic_write_json(out / f"{stem}.json", results)
-    atomic_write_text(out / f"{stem}.md", guided_markdown(results))
-    guided_plot(results, out / f"{stem}.png")
-
-
-def _config_dict(cfg: GuidedBenchConfig) -> dict:
-    d = asdict(cfg)
-    d["out_dir"] = str(cfg.out_dir)
-    d["progress_dir"] = str(cfg.progress_dir) if cfg.progress_dir else None
-    return d
+    write_results(results, out, stem, guided_markdown, guided_plot)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,28 @@ def summarize(runs: list[dict], seconds: tuple[str, ...], count: bool = False) -
         out["count"] = runs[0]["count"]
     out["runs"] = accs
     return out
+
+
+def config_dict(cfg) -> dict:
+    """A bench config dataclass as JSON-ready values (paths as strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+
+
+def write_results(results: dict, out: Path, stem: str, markdown, plot) -> None:
+    """``stem``.json, its markdown table (``markdown(results)``) and plot
+    (``plot(results, path)``), all from ``results``."""
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", results)
+    atomic_write_text(out / f"{stem}.md", markdown(results))
+    plot(results, out / f"{stem}.png")
+
+
+def run_record(cfg, seeds_done: int, log: ProgressLog, wall_seconds: float) -> dict:
+    """The fields every results file carries: seeds done and planned, the configuration,
+    the machine and versions, wall times."""
+    from tinysift.runs import machine_info, package_versions
+
+    return {"seeds": seeds_done, "seeds_planned": cfg.seeds, "config": config_dict(cfg),
+            "machine": machine_info(), "versions": package_versions(),
+            "wall_seconds": wall_seconds, "seed_wall_seconds": log.seed_walls(seeds_done)}

@@ -15,10 +15,10 @@ how many seeds are in them).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
@@ -161,7 +161,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
 
 
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
-    key = {k: v for k, v in _config_dict(cfg).items()
+    key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "out_dir", "cache_dir", "progress_dir")}
     if cfg.protocol == "proportional":
         del key["protocol"]  # the logs written before protocols existed stay valid
@@ -190,7 +190,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
-        "recipe": cfg.recipe(), "config": _config_dict(cfg),
+        "recipe": cfg.recipe(), "config": config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods,
         "wall_seconds": wall_seconds,
@@ -201,16 +201,5 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
 def write_outputs(results: dict, out: Path, stem: str) -> None:
     """``stem``.json, the markdown table and the plot, all from ``results``."""
     from tinysift.bench.report import prune_markdown, prune_plot
-    from tinysift.runs import atomic_write_json, atomic_write_text
 
-    atomic_write_json(out / f"{stem}.json", results)
-    atomic_write_text(out / f"{stem}.md", prune_markdown(results))
-    prune_plot(results, out / f"{stem}.png")
-
-
-def _config_dict(cfg: PruneBenchConfig) -> dict:
-    d = asdict(cfg)
-    d["out_dir"] = str(cfg.out_dir)
-    d["cache_dir"] = str(cfg.cache_dir) if cfg.cache_dir else None
-    d["progress_dir"] = str(cfg.progress_dir) if cfg.progress_dir else None
-    return d
+    write_results(results, out, stem, prune_markdown, prune_plot)

@@ -12,15 +12,15 @@ run folder (a killed demo resumes).
 from __future__ import annotations
 
 import time
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinysift.errors import TinysiftError
+from tinysift.pipeline.config import TomlConfig
 
 
 @dataclass
-class AdaptDemoConfig:
+class AdaptDemoConfig(TomlConfig):
     """Everything ``tinysift demo`` does; ``pipelines/demo.toml`` sets the same fields."""
 
     name: str = "demo"
@@ -48,32 +48,6 @@ class AdaptDemoConfig:
                    new_per_class=30, methods=["random", "herding", "vq"], sizes=[5, 10],
                    steps=150, base_epochs=30, test_per_class=15)
 
-    @classmethod
-    def from_toml(cls, path: str | Path) -> AdaptDemoConfig:
-        p = Path(path)
-        if not p.exists():
-            raise TinysiftError(f"pipeline file {p} not found")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
-        flat = {}
-        for key, value in data.items():
-            flat.update(value if isinstance(value, dict) else {key: value})
-        flat.pop("kind", None)
-        return cls().override(**flat)
-
-    def override(self, **values) -> AdaptDemoConfig:
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
-        data = asdict(self)
-        data.update({k: v for k, v in values.items() if v is not None})
-        cfg = AdaptDemoConfig(**data)
-        cfg.validate()
-        return cfg
-
     def validate(self) -> None:
         if not self.sizes or min(self.sizes) < 1:
             raise TinysiftError(f"sizes must be positive replay samples per class, got "
@@ -93,8 +67,6 @@ class AdaptDemoConfig:
             base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
             progress_dir=out / "progress", work_dir=out / "work")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:

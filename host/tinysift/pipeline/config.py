@@ -9,8 +9,49 @@ from pathlib import Path
 from tinysift.errors import TinysiftError
 
 
+class TomlConfig:
+    """A dataclass config read from a TOML pipeline file (its sections only group keys for
+    readability) and overridden by flags; subclasses implement ``validate``."""
+
+    @classmethod
+    def from_toml(cls, path: str | Path):
+        p = Path(path)
+        if not p.exists():
+            raise TinysiftError(f"pipeline file {p} not found")
+        try:
+            with open(p, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
+        data.pop("kind", None)
+        flat: dict = {}
+        for key, value in data.items():
+            if isinstance(value, dict):  # sections are only for readability
+                flat.update(value)
+            else:
+                flat[key] = value
+        return cls().override(**flat)
+
+    def override(self, **values):
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
+        data = asdict(self)
+        data.update({k: v for k, v in values.items() if v is not None})
+        cfg = type(self)(**data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class PipelineConfig:
+class PipelineConfig(TomlConfig):
     """Everything ``tinysift demo`` / ``tinysift run`` does, in one place.
 
     Parameters
@@ -55,36 +96,6 @@ class PipelineConfig:
                    base_epochs=30, budgets=[20, 50, 150], test_samples=200, proxy_epochs=2,
                    method_params={"flow": {"flow": {"steps": 200}}})
 
-    @classmethod
-    def from_toml(cls, path: str | Path) -> PipelineConfig:
-        p = Path(path)
-        if not p.exists():
-            raise TinysiftError(f"pipeline file {p} not found")
-        try:
-            with open(p, "rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
-        data.pop("kind", None)
-        flat: dict = {}
-        for key, value in data.items():
-            if isinstance(value, dict):  # sections are only for readability
-                flat.update(value)
-            else:
-                flat[key] = value
-        return cls().override(**flat)
-
-    def override(self, **values) -> PipelineConfig:
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
-        data = asdict(self)
-        data.update({k: v for k, v in values.items() if v is not None})
-        cfg = PipelineConfig(**data)
-        cfg.validate()
-        return cfg
-
     def validate(self) -> None:
         if self.head_init not in ("zero", "export"):
             raise TinysiftError(f"head_init must be 'zero' or 'export', got {self.head_init!r}")
@@ -92,6 +103,3 @@ class PipelineConfig:
             raise TinysiftError(f"budgets must be positive sample counts, got {self.budgets}")
         if self.epochs < 1:
             raise TinysiftError("epochs must be >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from tinysift.report import plots
-from tinysift.report.html import img_tag, table_html
+from tinysift.report.html import img_tag, table_html, write_page
 
 HEADERS = ["replay", "per old class", "update", "all", "old", "new", "mJ (est.)",
            "RAM plan on the board", "fits " + "{fit}"]
@@ -92,18 +92,7 @@ def write_adapt_report(summary: dict, path: Path) -> Path:
                 "memory plan against the board"),
     ]
     fit_text = ", ".join(f"update={u}: {n} per class" for u, n in fits["by_update"].items())
-    versions = table_html(["package", "version"], sorted(summary["versions"].items()))
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>tinysift report: {html.escape(summary['name'])}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f0f0f0; }} figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 6px; overflow-x: auto; }}
-</style></head><body>
-<h1>tinysift: learning new classes on {html.escape(cfg['board'])}</h1>
+    content = f"""<h1>tinysift: learning new classes on {html.escape(cfg['board'])}</h1>
 <p>{html.escape(res['scenario_info']['description'])}. The base model (int8, checked with the
 TFLM runtime) runs on the emulated board; the device trains on a <b>replay set</b> of the old
 classes, chosen by each replay method on the host, plus the new samples streamed over serial,
@@ -118,22 +107,9 @@ profile. Host joint model (upper bound): all {res['joint']['acc_mean']:.3f}, old
 set in flash, {summary['plans']['new_samples']} new samples streamed into RAM) the largest
 replay set that fits: {html.escape(fit_text)}.</p>
 {''.join(figures)}
-<h2>Command</h2><pre>{html.escape(summary['command'])}</pre>
-<h2>Versions and machine</h2>{versions}
-<p>{html.escape(str(summary['machine']))}</p>
-<p>Seed {cfg['seed']}. Demo wall time {summary['wall_seconds']:.0f} s.</p>
-<script>
-// Self-check for headless tests: how many plots decoded and rendered.
-window.addEventListener("load", () => {{
-  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute("data-images-rendered", String(ok));
-}});
-</script>
-</body></html>
-"""
-    from tinysift.runs import atomic_write_text
-
-    return atomic_write_text(path, body)
+<h2>Command</h2><pre>{html.escape(summary['command'])}</pre>"""
+    return write_page(path, summary["name"], content, summary,
+                      f"Seed {cfg['seed']}. Demo wall time {summary['wall_seconds']:.0f} s.")
 
 
 def replay_plot(res: dict, path) -> None:

@@ -29,6 +29,34 @@ def summary_rows(summary: dict) -> list[list]:
             for r in summary["rows"]]
 
 
+STYLE = """body { font-family: sans-serif; max-width: 980px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; } figure { margin: 1em 0; } img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 6px; overflow-x: auto; }"""
+
+# Self-check for headless tests: how many plots decoded and rendered.
+IMAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-images-rendered", String(ok));
+});
+</script>"""
+
+
+def write_page(path: Path, title: str, content: str, summary: dict, footer: str) -> Path:
+    """A self-contained page: ``content``, then versions, machine and ``footer``."""
+    from tinysift.runs import atomic_write_text
+
+    versions = table_html(["package", "version"], sorted(summary["versions"].items()))
+    body = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
+            f"<title>tinysift report: {html.escape(title)}</title>\n<style>\n{STYLE}\n"
+            f"</style></head><body>\n{content}\n<h2>Versions and machine</h2>{versions}\n"
+            f"<p>{html.escape(str(summary['machine']))}</p>\n<p>{footer}</p>\n"
+            f"{IMAGE_CHECK}\n</body></html>\n")
+    return atomic_write_text(path, body)
+
+
 SUMMARY_HEADERS = ["method", "samples", "acc before", "acc after", "int8 acc after",
                    "cycles/epoch", "mJ/epoch (est.)", "mJ fine-tune (est.)", "ms/epoch"]
 
@@ -40,20 +68,10 @@ def write_report(summary: dict, path: Path) -> Path:
         img_tag(plots.pareto(summary), "Pareto front of accuracy against energy"),
         img_tag(plots.memory_plan(summary), "memory plan against the board"),
     ]
-    versions = table_html(["package", "version"], sorted(summary["versions"].items()))
     commands = "".join(f"<pre>{html.escape(c)}</pre>" for c in summary["commands"])
     energy = summary["energy_model"]
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>tinysift report: {html.escape(summary['name'])}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f0f0f0; }} figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
-pre {{ background: #f6f6f6; padding: 6px; overflow-x: auto; }}
-</style></head><body>
-<h1>tinysift: {html.escape(summary['dataset'])} on {html.escape(summary['board'])}</h1>
+    where = f"{html.escape(summary['dataset'])} on {html.escape(summary['board'])}"
+    content = f"""<h1>tinysift: {where}</h1>
 <p>A base model ({html.escape(summary['base_model'])}) runs on the emulated board; its
 classifier head is re-learned <b>on the device</b> from each training set below (streamed
 over serial with <code>db load</code>, or the full exported set compiled into flash), for
@@ -67,19 +85,7 @@ V = {energy['supply_v']} V, I = {energy['active_current_ma']} mA at
 samples (features cached in RAM) plus every epoch of the head.
 {html.escape(summary.get('headline', ''))}</p>
 {''.join(figures)}
-<h2>Commands</h2>{commands}
-<h2>Versions and machine</h2>{versions}
-<p>{html.escape(str(summary['machine']))}</p>
-<p>Seed {summary['seed']}. Demo wall time {summary['wall_seconds']:.0f} s.</p>
-<script>
-// Self-check for headless tests: how many plots decoded and rendered.
-window.addEventListener("load", () => {{
-  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
-  document.body.setAttribute("data-images-rendered", String(ok));
-}});
-</script>
-</body></html>
-"""
-    from tinysift.runs import atomic_write_text
-
-    return atomic_write_text(path, body)
+<h2>Commands</h2>{commands}"""
+    return write_page(path, summary["name"], content, summary,
+                      f"Seed {summary['seed']}. Demo wall time "
+                      f"{summary['wall_seconds']:.0f} s.")
