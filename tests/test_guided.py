@@ -142,3 +142,49 @@ def test_train_stage_guided_writes_the_ledger(tmp_path):
     assert led["fit_seconds"]["codebook"] > 0 and sum(led["epoch_sizes"]) == led["train_passes"]
     assert [e["note"] for e in doc["epochs"]][:2] == ["warm-up", "warm-up"]
     assert out.test_acc > 0.5
+
+
+def test_vq_epochs_follow_the_loss_inside_a_covering_codebook():
+    """After the warm-up: the epoch has budget x N samples; codewords whose members have a
+    high loss get more of them (beta=1), every class keeps a share, and the last part of the
+    budget trains all the data."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 400)
+    st = _state(y, budget=0.25, epochs=8, dim=4)
+    centers = rng.normal(size=(4, 4)) * 10
+    blob = np.repeat(np.arange(4), 200)  # 2 blobs per class
+    st.features[:] = centers[blob] + rng.normal(size=(800, 4))
+    st.seen_epoch[:] = 0
+    st.loss[:] = np.where(blob % 2 == 0, 2.0, 0.1)  # one hard blob per class
+    s = make_sampler("vq", per_code=25, keep_hard=0.5)
+    s.begin(st)
+    st.epoch = 1
+    plan = s.plan(st)
+    assert plan.note.startswith("guided") and len(plan.indices) == 200
+    assert len(np.unique(plan.indices)) == 200
+    per_blob = np.bincount(blob[plan.indices], minlength=4)
+    assert per_blob[0] > 2 * per_blob[1] and per_blob[2] > 2 * per_blob[3]
+    assert per_blob[1] > 0 and per_blob[3] > 0  # easy regions keep a share
+    assert np.bincount(y[plan.indices]).min() >= 90
+    st.ledger.train_passes = int(0.9 * st.ledger.budget_passes)
+    assert len(s.plan(st).indices) == 800  # the final part: all the data
+    assert "codebook" in st.ledger.fit_seconds
+
+
+def test_vq_warm_up_trains_every_sample_once_before_guiding():
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.3, epochs=10)
+    s = make_sampler("vq")
+    s.begin(st)
+    seen = []
+    for epoch in range(4):
+        st.epoch = epoch
+        plan = s.plan(st)
+        if plan.note != "warm-up":
+            break
+        seen.append(plan.indices)
+        st.seen_epoch[plan.indices] = epoch
+        st.loss[plan.indices] = 1.0
+    first_pass = np.concatenate(seen)
+    assert set(first_pass) == set(range(200)) and len(seen) == 4  # ceil(200 / 60)
+    assert len(first_pass) == 4 * 60 and len(np.unique(first_pass[:180])) == 180

@@ -35,29 +35,28 @@ EMBEDDINGS = ("model", "pixels")
 
 def allocate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
     """Integers summing to ``min(total, caps.sum())``, proportional to ``weights``, each at
-    most its cap (largest remainder; what a capped entry cannot take goes to the others)."""
+    most its cap: largest remainder (Hamilton) on the ideal shares; what a capped entry
+    cannot take is shared again among the others."""
     weights = np.maximum(np.asarray(weights, np.float64), 0.0)
     caps = np.asarray(caps, np.int64)
     total = int(min(total, caps.sum()))
     out = np.zeros(len(caps), np.int64)
-    for _ in range(len(caps) + 1):
-        rest = total - out.sum()
+    while True:
+        rest = total - int(out.sum())
         room = caps - out
         open_ = room > 0
         if rest <= 0 or not open_.any():
-            break
+            return out
         w = np.where(open_, weights, 0.0)
         if w.sum() <= 0:
             w = open_.astype(np.float64)
         ideal = w / w.sum() * rest
         add = np.minimum(np.floor(ideal).astype(np.int64), room)
-        if add.sum() == 0:
-            frac = np.where(open_, ideal - np.floor(ideal), -1.0)
-            for j in np.argsort(-frac, kind="stable")[:rest]:
-                if room[j] > 0:
-                    add[j] += 1
+        frac = np.where(room - add > 0, ideal - add, -1.0)
+        for j in np.argsort(-frac, kind="stable")[:rest - int(add.sum())]:
+            if frac[j] >= 0:
+                add[j] += 1
         out += add
-    return out
 
 
 @register
