@@ -22,13 +22,24 @@ def _collect():
     return module
 
 
-@pytest.mark.parametrize("path", sorted(RESULTS.glob("prune_*.json"))
-                         + sorted(RESULTS.glob("condense_*.json")), ids=lambda p: p.stem)
-def test_table_rerenders_identical(path):
+def _renderer(stem: str):
     from tinysift.bench.condense import condense_markdown
+    from tinysift.bench.device_report import device_markdown
+    from tinysift.bench.guided_report import guided_markdown
     from tinysift.bench.report import prune_markdown
 
-    render = prune_markdown if path.stem.startswith("prune_") else condense_markdown
+    for prefix, render in (("prune_", prune_markdown), ("condense_", condense_markdown),
+                           ("guided_", guided_markdown), ("device_new-classes_", device_markdown),
+                           ("device_shift_", device_markdown)):
+        if stem.startswith(prefix):
+            return render
+    return None
+
+
+@pytest.mark.parametrize("path", [p for p in sorted(RESULTS.glob("*.json"))
+                                  if _renderer(p.stem) is not None], ids=lambda p: p.stem)
+def test_table_rerenders_identical(path):
+    render = _renderer(path.stem)
     assert render(json.loads(path.read_text())) == path.with_suffix(".md").read_text()
 
 

@@ -6,7 +6,7 @@ The training split is cut into train (N - VAL) and a stratified, seeded validati
 samples; every variant trains on the rest at the same budget and is scored on the validation
 set. Design choices of the ``vq`` and ``flow`` samplers were made from these numbers; the
 benchmarks (``tinysift bench guided``) then measure on the test split. Writes
-``benchmarks/results/guided_ablation_<dataset>[_noiseP].{json,md}``; every finished training
+``benchmarks/results/ablation_guided_<dataset>[_noiseP].{json,md}``; every finished training
 is appended to a progress log beside it, so a killed run resumes.
 """
 
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     ds = load_dataset(args.dataset)
     val = balanced_subset(ds.y_train, args.val, seed=12345)
     rest = np.setdiff1d(np.arange(len(ds.y_train)), val)
-    stem = f"guided_ablation_{dataset_slug(args.dataset)}" + (
+    stem = f"ablation_guided_{dataset_slug(args.dataset)}" + (
         f"_noise{args.label_noise:g}" if args.label_noise else "")
     key = {"dataset": args.dataset, "hash": ds.content_hash, "budget": args.budget,
            "epochs": args.epochs, "val": args.val, "noise": args.label_noise}
