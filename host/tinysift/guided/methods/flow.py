@@ -1,9 +1,9 @@
 """``flow``: the ``vq`` sampler plus a class-conditional density that drops likely mislabels
 and outliers, and a within-codeword priority that mixes loss with dynamic uncertainty.
 
-At every codebook refit, a class-conditional density (per-class RealNVP flows by default;
-``density="gmm"`` or ``"knn"`` for the ablation) is fit on the same PCA-reduced features,
-charged to the budget. Per sample it gives
+After the warm-up, a class-conditional density (per-class RealNVP flows by default;
+``density="gmm"`` or ``"knn"`` for the ablation) is fit on the same PCA-reduced features (charged
+to the budget; ``fit_on="agree"`` fits it on the samples the model already agrees with). Per sample it gives
 
 * ``log p(y | z)``: the label's posterior under the densities and the class priors (a
   generative classifier's vote on the label);
@@ -72,6 +72,9 @@ class FlowGuided(VQGuided):
         (0: fit once, after the warm-up, where the labels are judged by a model that has not
         had time to memorize the wrong ones)
     density_steps : Adam steps of the flows (each one batch of 256 per class)
+    fit_on : ``all`` or ``agree`` (each class's density fit on its samples the model
+        predicts as labelled, so the flipped ones do not shape it; on noisy digits this made
+        the density echo the model and halved the filter's precision, 0.54 against 0.8+)
     """
 
     name = "flow"
@@ -80,7 +83,7 @@ class FlowGuided(VQGuided):
                  mislabel_posterior: float = 0.05, mislabel_model: float = 0.05,
                  outlier_tail: float = 0.02, max_drop: float = 0.3, loss_weight: float = 0.5,
                  du_window: int = 4, density_refits: int = 0, density_steps: int = 100,
-                 **vq_params):
+                 fit_on: str = "all", **vq_params):
         super().__init__(seed, **vq_params)
         self.density = density
         self.mislabel_posterior = mislabel_posterior
@@ -91,6 +94,7 @@ class FlowGuided(VQGuided):
         self.du_window = du_window
         self.density_refits = density_refits
         self.density_steps = density_steps
+        self.fit_on = fit_on
 
     def before_codebook(self, state: TrainingState) -> None:
         from tinysift.scoring.density import label_posterior, make_density, typicality
@@ -100,8 +104,15 @@ class FlowGuided(VQGuided):
             return  # keep the last density's verdict
         z, y, k = self.z_, state.y, state.num_classes
         params = {"steps": self.density_steps} if self.density == "flow" else {}
+        # Fit each class's density on the samples the model agrees with: a class density fit
+        # on everything labelled c would model the flipped samples too, and its posterior
+        # would vouch for them.
+        fit = state.pred == y if self.fit_on == "agree" else np.ones(len(y), bool)
+        if np.bincount(y[fit], minlength=k).min() < 10:
+            fit = np.ones(len(y), bool)  # a class the model gets all wrong: use everything
         with state.ledger.fit(f"density-{self.density}"):
-            logp = make_density(self.density, seed=self.seed, **params).fit(z, y, k).log_prob(z)
+            logp = make_density(self.density, seed=self.seed, **params).fit(
+                z[fit], y[fit], k).log_prob(z)
         priors = np.bincount(y, minlength=k) / len(y)
         post = np.exp(label_posterior(logp, y, priors))
         typ_rank = within_class_rank(typicality(logp, y), y)
