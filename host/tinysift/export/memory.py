@@ -92,9 +92,10 @@ def replay_workspace_bytes(b: int, k: int, c: int, d: int) -> int:
     return (6 * b + 10 * k * c + k + k * c * d + 3) // 4 * 4
 
 
-# The firmware app's `db stream` state besides the workspace: the upkeep's state struct and
-# the header that keeps a finished stream's buffer across a reset (firmware/src/app_stream.c:
-# ts_replay_t is 96 bytes on a 32-bit core, the header 44 + 4 * K), rounded up.
+# The firmware app's `db stream` state besides the workspace and the per-class counts: the
+# upkeep's state (ts_replay_t, 84 bytes on a 32-bit core) and the rest of the header that
+# keeps a finished stream's buffer across a reset (firmware/src/app_stream.c, 40 bytes with
+# padding), rounded up; tests/test_device_stream.py checks the image's symbols against it.
 STREAM_STATE_BYTES = 160
 
 
