@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 
 import replay_reference as ref
-from test_device_firmware import (  # noqa: F401  (_tools_present: autouse, skips without tools)
-    PIO,
+from test_device_firmware import (  # noqa: F401  (fixtures: _tools_present is autouse)
     ROOT,
-    Device,
     Rec,
     _tools_present,
+    build_app,
     by_type,
     frame,
     ok,
+    start_device,
     unframe,
 )
 
@@ -99,26 +99,15 @@ def stream(export_dir) -> Stream:
     return Stream(export_dir)
 
 
-def _build(export_dir: Path, env_name: str, ws: Path) -> Path:
-    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
-    env.pop("PLATFORMIO_BUILD_DIR", None)
-    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", env_name], cwd=ROOT,
-                         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                         timeout=900)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    assert "warning:" not in res.stdout + res.stderr, res.stdout[-4000:]
-    return ws / "build" / env_name
-
-
 @pytest.fixture(scope="module")
 def elf(export_dir, tmp_path_factory) -> Path:
-    return _build(export_dir, "qemu-m4", tmp_path_factory.mktemp("pio-stream")) / "firmware.elf"
+    return build_app(export_dir, "qemu-m4", tmp_path_factory.mktemp("pio-stream")) / \
+        "firmware.elf"
 
 
 @pytest.fixture(scope="module")
 def dev(elf):
-    d = Device(elf)
-    d.boot = d.record(timeout=30)
+    d = start_device(elf)
     yield d
     d.close()
 
@@ -253,7 +242,7 @@ def test_buffer_survives_a_reset(dev, stream):
 def test_kept_set_equals_reference_natively(export_dir, stream, tmp_path):
     """The same app built for the host: every case's kept set equals the reference's, the
     buffer trains, and survives the in-process restart of `reset`."""
-    exe = _build(export_dir, "native-asan", tmp_path / "pio") / "program"
+    exe = build_app(export_dir, "native-asan", tmp_path / "pio") / "program"
     cmds = []
     for policy, cap in CASES:
         cmds += [stream_command(policy, cap), *stream.lines(), "db kept"]
