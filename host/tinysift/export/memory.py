@@ -1,10 +1,12 @@
 """The memory plan: flash and RAM of an export against a board, before any build.
 
 Flash holds the engine code, the layer table and weights, the int8 training and test sets,
-the head's float initialization and the raw ``.tflite`` (the firmware app reads the scales of
-the layers it trains in float from it: ``update=last-block`` and ``update=bias``). RAM holds
-the activation arena, the int8 feature cache, the head's float training state, the float
-layers' training state and their re-quantized form, I/O buffers and the stack.
+the head's float initialization, the raw ``.tflite`` (the firmware app reads the scales of
+the layers it trains in float from it: ``update=last-block`` and ``update=bias``) and the
+optional VQ codebook of ``db stream policy=coverage``. RAM holds the activation arena, the
+int8 feature cache, the head's float training state, the float layers' training state and
+their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, I/O buffers and
+the stack.
 
 Every trainer buffer has its formula written once in C (firmware/lib/tsengine/src/
 ts_trainer.h); the functions here are their Python twins, checked against the compiled macros
