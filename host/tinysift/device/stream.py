@@ -23,6 +23,10 @@ from tinysift.runs import atomic_write_json
 
 POLICIES = ("reservoir", "coverage")
 STREAM_FILE = "stream.json"
+# The device answers `db stream` only after the last sample, each of which may have cost a
+# pass through the frozen layers (coverage): the reply's timeout grows by this per sample
+# (the emulated M4 on a busy 2-core machine managed 1,437 28x28 samples in about 10 min).
+SECONDS_PER_SAMPLE = 1.0
 
 
 @dataclass
@@ -77,8 +81,9 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
     report = StreamReport()
-    for cmd, data in ((params.command(), lines), ("db kept", None)):
-        for rec in link.command(cmd, timeout=timeout, data=data):
+    for cmd, data, wait in ((params.command(), lines, SECONDS_PER_SAMPLE * len(lines)),
+                            ("db kept", None, 0.0)):
+        for rec in link.command(cmd, timeout=timeout + wait, data=data):
             session.absorb(rec)
             report.absorb(rec)
     return report
