@@ -207,26 +207,37 @@ def macros(export_dir) -> dict[str, str]:
     return dict(re.findall(r"#define TS_EXPORT_(\w+) (\S+)", text))
 
 
-@pytest.fixture(scope="module")
-def elf(export_dir, tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("pio-app")
+def build_app(export_dir: Path, env_name: str, ws: Path) -> Path:
+    """The app with the export compiled in, built for a PlatformIO env in workspace ws (no
+    warnings allowed); returns the env's build folder (firmware.elf, or program natively)."""
     env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
     env.pop("PLATFORMIO_BUILD_DIR", None)
     t0 = time.monotonic()
-    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "qemu-m4"], cwd=ROOT,
+    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", env_name], cwd=ROOT,
                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=900)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert "warning:" not in res.stdout + res.stderr, res.stdout[-4000:]
-    print(f"app build with the export: {time.monotonic() - t0:.1f} s")
-    return Path(shutil.copy(ws / "build" / "qemu-m4" / "firmware.elf",
-                            tmp_path_factory.mktemp("elf") / "app.elf"))
+    print(f"app build ({env_name}) with the export: {time.monotonic() - t0:.1f} s")
+    return ws / "build" / env_name
+
+
+@pytest.fixture(scope="module")
+def elf(export_dir, tmp_path_factory) -> Path:
+    build = build_app(export_dir, "qemu-m4", tmp_path_factory.mktemp("pio-app"))
+    return Path(shutil.copy(build / "firmware.elf", tmp_path_factory.mktemp("elf") / "app.elf"))
+
+
+def start_device(elf: Path) -> Device:
+    """QEMU running the app, its @boot record read (``.boot``)."""
+    d = Device(elf)
+    d.boot = d.record(timeout=30)
+    return d
 
 
 @pytest.fixture(scope="module")
 def dev(elf):
-    d = Device(elf)
-    d.boot = d.record(timeout=30)
+    d = start_device(elf)
     yield d
     d.close()
 
@@ -502,12 +513,7 @@ def test_app_modes_under_sanitizers(export_dir, tmp_path):
     serial link) through every new path: the float modes, db use both, steps with a batch
     larger than the set, epochs=0, results, eval after each mode. Any invalid access aborts;
     every command must end with @ready status=0."""
-    ws = tmp_path / "pio"
-    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
-    res = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "native-asan"], cwd=ROOT,
-                         env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    program = build_app(export_dir, "native-asan", tmp_path / "pio") / "program"
     g = np.load(export_dir / "golden.npz")
     x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
     y = g["y_train"]
@@ -518,7 +524,7 @@ def test_app_modes_under_sanitizers(export_dir, tmp_path):
             "train steps=5 schedule=step balance=1", "eval",
             "train update=last-block steps=3 batch=500", "train update=bias epochs=0",
             "db use ram", "train update=last-block steps=2", "name"]
-    p = subprocess.run([str(ws / "build" / "native-asan" / "program")],
+    p = subprocess.run([str(program)],
                        input=b"".join(frame(c) for c in cmds), capture_output=True,
                        timeout=1200, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
     assert p.returncode == 0, p.stderr.decode()[-4000:]

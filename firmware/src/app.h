@@ -7,6 +7,8 @@
  *                   static buffers of training: arena, workspace, feature caches, head,
  *                   the backbone buffers of update=last-block / bias
  *   app_db.c        `db load` / `db use`: the RAM training set and the load state machine
+ *   app_stream.c    `db stream` / `db kept`: the RAM set kept by a replay policy while
+ *                   samples stream in (ts_replay.h), and its survival across a reset
  *   app_records.c   the typed @-records (docs/protocol.md) and the image's memory figures
  *   app_window.c    the measurement windows (marker + drained UART)
  *
@@ -21,6 +23,7 @@
 
 #include "ts_model.h"
 #include "ts_protocol.h"
+#include "ts_replay.h"
 #include "ts_trainer.h"
 
 #if defined(TS_HAVE_EXPORT)
@@ -71,6 +74,15 @@
 #define APP_ALIGNED(n) __attribute__((aligned(n)))
 #else
 #define APP_ALIGNED(n)
+#endif
+
+/* Kept across a system reset: QEMU's linker script has a NOLOAD .noinit section (neither
+ * copied nor zeroed at reset); a real board's script needs one too (most vendor scripts have
+ * it). Other targets (native) restart in-process and keep these in ordinary RAM. */
+#if defined(TS_TARGET_QEMU) && defined(__GNUC__)
+#define APP_NOINIT __attribute__((section(".noinit")))
+#else
+#define APP_NOINIT
 #endif
 
 #define APP_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -126,6 +138,16 @@
 #define APP_CACHE_TEST_BYTES ((size_t)APP_T * APP_D)     /* features of the test set */
 #define APP_DB_X_BYTES ((size_t)TS_DB_CAPACITY * APP_S)  /* the RAM set's samples */
 #define APP_DB_Y_BYTES ((size_t)TS_DB_CAPACITY)          /* and its labels */
+/* `db stream policy=coverage`: the export's per-class VQ codebook (C codewords per class in
+ * the feature space; 0 without one: reservoir only) and the upkeep's workspace for a buffer
+ * of up to TS_DB_CAPACITY samples (ts_replay.h). */
+#if defined(TS_EXPORT_VQ_PER_CLASS) && APP_HAVE_MODEL
+#define APP_VQ_C TS_EXPORT_VQ_PER_CLASS
+#else
+#define APP_VQ_C 0
+#endif
+#define APP_STREAM_WS_BYTES                                                                 \
+    TS_REPLAY_WORKSPACE_BYTES(TS_DB_CAPACITY, APP_K, APP_VQ_C, APP_VQ_C > 0 ? APP_D : 0)
 /* Longest host line: a command (255) or a db data line. */
 #define APP_LINE_MAX APP_MAX(TS_PROTO_MAX_LINE, TS_PROTO_DB_LINE_MAX(APP_S))
 
@@ -170,7 +192,8 @@ int app_fail(int code, const char *msg);
 /* The engine's status code as an @err msg ("engine:arena", ...). */
 const char *app_engine_status_name(int st);
 
-void app_send_boot(uint32_t resets);
+/* @boot; db: the samples of a streamed RAM set that survived the reset (0: none). */
+void app_send_boot(uint32_t resets, uint32_t db);
 void app_send_name(void);
 void app_send_info(void);
 void app_send_mem(void);
@@ -191,11 +214,22 @@ void app_window_close(void);
 
 /* ---- db (app_db.c) ------------------------------------------------------------------------- */
 
-/* At boot: the flash set in use, nothing loaded. */
+/* The RAM set's samples and labels (kept across a reset: a finished stream's set survives). */
+extern int8_t app_db_x[APP_DB_X_BYTES];
+extern uint8_t app_db_y[APP_DB_Y_BYTES];
+
+/* At boot: the flash set in use; the RAM set is what app_stream_restore() finds (a finished
+ * stream's buffer that survived the reset), else empty. */
 void app_db_init(void);
+/* Samples in the RAM set (at boot: those that survived the reset). */
+uint32_t app_db_count(void);
 /* `db load N`: -1 when the data lines follow (the load ends with its own @ready), else an
  * error code (already reported). */
 int app_cmd_db_load(uint32_t count);
+/* `db stream N cap= policy= seed=`: -1 when the data lines follow, else an error code. */
+int app_cmd_db_stream(uint32_t count, const ts_stream_args_t *args);
+/* `db kept`: one @kept per sample of the RAM set; 0 or an error code (already reported). */
+int app_cmd_db_kept(void);
 /* `db use flash|ram|both`: 0 or an error code (already reported). */
 int app_cmd_db_use(ts_db_source_t src);
 /* Nonzero inside `db load` (data lines expected). */
@@ -209,12 +243,39 @@ void app_db_load_abort(int code, const char *msg);
  * or an error code (already reported) when the RAM set is selected but empty. */
 int app_db_train_set(ts_dataset_t *ram, const ts_dataset_t **set, const ts_dataset_t **extra);
 
+/* ---- db stream (app_stream.c) ------------------------------------------------------------ */
+
+/* Starts a stream of `count` samples into a buffer of `cap` (already checked against
+ * TS_DB_CAPACITY): 0, or an error code (already reported). The RAM set is empty from now on
+ * until the stream ends. */
+int app_stream_begin(uint32_t count, uint32_t cap, uint32_t policy, uint32_t seed);
+/* Where the next data line is decoded (one sample, APP_S bytes). */
+int8_t *app_stream_scratch(void);
+/* Offers the decoded sample with its label: 0, or an engine status. */
+int app_stream_sample(uint8_t label);
+/* The stream is complete: the buffer becomes the RAM set (compacted, saved for a reset);
+ * returns its samples. */
+uint32_t app_stream_end(void);
+/* The RAM set is no longer a stream's (a `db load`, a failed stream): nothing survives. */
+void app_stream_forget(void);
+/* At boot: the samples of a finished stream's RAM set that survived the reset (magic, build
+ * and checksum valid), else 0. */
+uint32_t app_stream_restore(void);
+/* @db (stream form) and one @dbclass per class. */
+void app_stream_send_db(void);
+/* The stream index and codeword (-1: none) of RAM sample i; 0 when the RAM set is not a
+ * stream's (then index = i). */
+int app_stream_provenance(uint32_t i, uint32_t *index, int32_t *codeword);
+
 /* ---- commands (app_commands.c) --------------------------------------------------------------- */
 
 /* At boot: no trained head, no results. */
 void app_commands_init(void);
 /* 0 when the app has a model, else @err code=107 and that code. */
 int app_need_model(void);
+/* The int8 features of one sample (layers [0, head_layer), what the trainer caches) into f
+ * (APP_D bytes), with the app's arena: an engine status. */
+int app_sample_features(const int8_t *x, int8_t *f);
 /* Runs one command line; returns 1 when the app must restart (reset without hardware). */
 int app_run_command(const char *payload, size_t len);
 

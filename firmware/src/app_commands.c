@@ -78,6 +78,19 @@ int app_need_model(void)
                : 0;
 }
 
+int app_sample_features(const int8_t *x, int8_t *f)
+{
+    const ts_model_t *m = app_export.model;
+    if (m == NULL) {
+        return TS_ERR_NULL;
+    }
+    if (m->head_layer == 0u) { /* no backbone: the features are the input */
+        memcpy(f, x, m->feature_dim);
+        return TS_OK;
+    }
+    return ts_run_layers(m, 0, m->head_layer, x, f, s_arena, sizeof s_arena);
+}
+
 /* TS_OK when `train update=<u>` can run: the trainer supports the model (else its status)
  * and the app's buffers hold what it needs (else TS_ERR_ARENA). */
 static int update_usable(uint32_t u, ts_trainer_sizes_t *sz)
@@ -540,6 +553,8 @@ int app_run_command(const char *payload, size_t len)
     case TS_CMD_INFO: st = cmd_info(); break;
     case TS_CMD_DB_LOAD: st = app_cmd_db_load(cmd.db_count); break;
     case TS_CMD_DB_USE: st = app_cmd_db_use(cmd.db_source); break;
+    case TS_CMD_DB_STREAM: st = app_cmd_db_stream(cmd.db_count, &cmd.stream); break;
+    case TS_CMD_DB_KEPT: st = app_cmd_db_kept(); break;
     case TS_CMD_TRAIN: st = cmd_train(&cmd.train); break;
     case TS_CMD_EVAL: st = cmd_eval(); break;
     case TS_CMD_RESULTS: st = cmd_results(); break;

@@ -97,7 +97,7 @@ static uint32_t model_bytes(size_t n)
 
 /* ---- the records ----------------------------------------------------------------------- */
 
-void app_send_boot(uint32_t resets)
+void app_send_boot(uint32_t resets, uint32_t db)
 {
     const ts_model_t *m = app_export.model;
     ts_record_t *r = app_rec("boot");
@@ -108,6 +108,7 @@ void app_send_boot(uint32_t resets)
     ts_record_u32(r, "hz", ts_cycles_hz());
     ts_record_u32(r, "resets", resets);
     ts_record_text(r, "model", m != NULL ? m->content_hash : "none");
+    ts_record_u32(r, "db", db);
     app_rec_send();
 }
 

@@ -17,8 +17,8 @@
  * Memory: no heap. Every buffer is a static array sized at build time from the export's
  * macros: the inference arena, the trainer workspace, the int8 feature cache (training set and
  * test set), the re-quantized head, the `db` RAM set (TS_DB_CAPACITY samples, default the
- * export's TRAIN_COUNT; -DTS_DB_CAPACITY=N changes it) and the line buffer. `info` and `@mem`
- * report their sizes.
+ * export's TRAIN_COUNT; -DTS_DB_CAPACITY=N changes it), the `db stream` upkeep's workspace
+ * and the line buffer. `info` and `@mem` report their sizes.
  */
 #include <stdint.h>
 
@@ -31,15 +31,7 @@ const app_export_t app_export = {&ts_export_model, &ts_export_train, &ts_export_
 const app_export_t app_export = {NULL, NULL, NULL};
 #endif
 
-/* Kept across a system reset: QEMU's linker script has a NOLOAD .noinit section (neither
- * copied nor zeroed at reset); a real board's script needs one too (most vendor scripts have
- * it). Other targets (native) restart in-process and keep the counter in ordinary RAM. */
-#if defined(TS_TARGET_QEMU) && defined(__GNUC__)
-#define APP_NOINIT __attribute__((section(".noinit")))
-#else
-#define APP_NOINIT
-#endif
-
+/* The reset counter lives in no-init RAM (APP_NOINIT, app.h). */
 static volatile uint32_t g_boot_magic APP_NOINIT;
 static volatile uint32_t g_boot_resets APP_NOINIT;
 static volatile uint32_t g_boot_check APP_NOINIT;
@@ -61,7 +53,7 @@ static void boot(void)
     app_commands_init();
     app_db_init();
     ts_framer_init(&g_framer, g_line, sizeof g_line, APP_LINE_MAX);
-    app_send_boot(resets);
+    app_send_boot(resets, app_db_count());
 }
 
 /* A framed line that failed validation (or a command line above TS_PROTO_MAX_LINE). */

@@ -65,6 +65,11 @@ static void check_command(const char *p, size_t n)
         CHECK(c.error == NULL);
         switch (c.id) {
         case TS_CMD_DB_LOAD: CHECK(c.db_count >= 1u); break;
+        case TS_CMD_DB_STREAM:
+            CHECK(c.db_count >= 1u && c.stream.cap <= TS_PROTO_MAX_STREAM_CAP);
+            CHECK(c.stream.policy == TS_STREAM_RESERVOIR ||
+                  c.stream.policy == TS_STREAM_COVERAGE);
+            break;
         case TS_CMD_DB_USE:
             CHECK(c.db_source == TS_DB_FLASH || c.db_source == TS_DB_RAM ||
                   c.db_source == TS_DB_BOTH);

@@ -358,6 +358,47 @@ static void test_parse_db(void)
     TS_ASSERT_STR_EQ("db", c.name);
 }
 
+static void test_parse_db_stream(void)
+{
+    ts_command_t c;
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db stream 1437", &c));
+    TS_ASSERT_EQ_INT(TS_CMD_DB_STREAM, c.id);
+    TS_ASSERT_STR_EQ("db", c.name);
+    TS_ASSERT_EQ_INT(1437, c.db_count);
+    TS_ASSERT_EQ_INT(0, c.stream.cap); /* the app's capacity */
+    TS_ASSERT_EQ_INT(TS_STREAM_RESERVOIR, c.stream.policy);
+    TS_ASSERT_EQ_INT(1, c.stream.seed);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db stream 70 seed=0 policy=coverage cap=65535", &c));
+    TS_ASSERT_EQ_INT(70, c.db_count);
+    TS_ASSERT_EQ_INT(65535, c.stream.cap);
+    TS_ASSERT_EQ_INT(TS_STREAM_COVERAGE, c.stream.policy);
+    TS_ASSERT_EQ_INT(0, c.stream.seed);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db stream 4294967295 cap=1 policy=reservoir", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream", &c));
+    TS_ASSERT_STR_EQ("expected_count", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 0", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 cap=0", &c));
+    TS_ASSERT_STR_EQ("bad_value:cap", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 cap=65536", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 policy=random", &c));
+    TS_ASSERT_STR_EQ("bad_value:policy", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 seed=-1", &c));
+    TS_ASSERT_STR_EQ("bad_value:seed", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 cap=3 cap=4", &c));
+    TS_ASSERT_STR_EQ("duplicate_key", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 size=3", &c));
+    TS_ASSERT_STR_EQ("unknown_key", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db stream 5 3", &c));
+    TS_ASSERT_STR_EQ("expected_key=value", c.error);
+    /* db load takes no key=value */
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db load 5 cap=3", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("db kept", &c));
+    TS_ASSERT_EQ_INT(TS_CMD_DB_KEPT, c.id);
+    TS_ASSERT_STR_EQ("db", c.name);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("db kept 3", &c));
+    TS_ASSERT_STR_EQ("unexpected_argument", c.error);
+}
+
 static void test_parse_train(void)
 {
     ts_command_t c;
@@ -599,6 +640,7 @@ int main(void)
     TS_RUN(test_parse_real);
     TS_RUN(test_parse_simple_commands);
     TS_RUN(test_parse_db);
+    TS_RUN(test_parse_db_stream);
     TS_RUN(test_parse_train);
     TS_RUN(test_parse_train_recipe);
     TS_RUN(test_db_decode);

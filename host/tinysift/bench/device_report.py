@@ -47,9 +47,16 @@ def device_markdown(res: dict) -> str:
             cells += [f"{p['energy_mj']:.1f}", f"{int(p['ram_plan']):,}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [f"Differences are paired over seeds with a 95% Student-t interval (bold: excludes "
-              f"0). Recipe: {res['config']['steps']} steps, batch {res['config']['batch']}, "
-              f"lr {res['config']['lr']} {res['config']['schedule']}, class-balanced loss.", "",
-              f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
-              f"wall time of the last invocation {res['wall_seconds'] / 60:.1f} min.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + recipe_footer(res))
+
+
+def recipe_footer(res: dict, note: str = "") -> list[str]:
+    """The closing lines of an on-device results table: how differences are paired, the
+    on-device recipe (``res["config"]``), ``note``, the machine and the wall time."""
+    cfg = res["config"]
+    return [f"Differences are paired over seeds with a 95% Student-t interval (bold: excludes "
+            f"0). Recipe: {cfg['steps']} steps, batch {cfg['batch']}, lr {cfg['lr']} "
+            f"{cfg['schedule']}, class-balanced loss.{note}", "",
+            f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
+            f"wall time of the last invocation {res['wall_seconds'] / 60:.1f} min.", ""]
+

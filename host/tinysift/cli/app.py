@@ -30,10 +30,11 @@ def _register() -> None:
         prune_cmd,
         quantize_cmd,
         train_cmd,
+        upkeep_cmd,
     )
 
     for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, device_cmd, adapt_cmd,
-                   bench_cmd, demo_cmd):
+                   bench_cmd, upkeep_cmd, demo_cmd):
         module.register(app)
 
 

@@ -134,22 +134,30 @@ class DeviceSession:
         atomic_write_json(self.folder / RESULTS, self.results.to_dict())
 
 
+def hello(link: SerialLink, session: DeviceSession, timeout: float):
+    """The start of every conversation: the ``@boot`` record (None when a real board booted
+    before the port was opened), then ``info``."""
+    boot = None
+    try:
+        boot = link.wait_boot(timeout=5.0 if not session.board.emulated else timeout)
+        session.absorb(boot)
+    except DeviceError:
+        if session.board.emulated:
+            raise
+        # A real board may have booted before the port was opened: 'info' syncs instead.
+    for rec in link.command("info", timeout=timeout):
+        session.absorb(rec)
+    return boot
+
+
 def converse(link: SerialLink, session: DeviceSession, train_set, on_reset: str,
              monitor: PowerMonitor | None, timeout: float, progress,
              db_use: str = "ram") -> None:
     """Boot, ``info``, optionally ``db load`` ``train_set`` and ``db use`` it (``ram``: alone;
     ``both``: after the compiled-in set), then ``train``; retry ``train`` once after a device
     reset when ``on_reset`` is ``retry``."""
-    doc, brd, params = session.results, session.board, session.params
-    try:
-        boot = link.wait_boot(timeout=5.0 if not brd.emulated else timeout)
-        session.absorb(boot)
-    except DeviceError:
-        if brd.emulated:
-            raise
-        # A real board may have booted before the port was opened: 'name' syncs instead.
-    for rec in link.command("info", timeout=timeout):
-        session.absorb(rec)
+    doc = session.results
+    hello(link, session, timeout)
     if train_set is not None:
         x, y = train_set
         lines = [data_line(int(label), sample.astype(np.int8).tobytes())
@@ -158,35 +166,50 @@ def converse(link: SerialLink, session: DeviceSession, train_set, on_reset: str,
             session.absorb(rec)
         for rec in link.command(f"db use {db_use}", timeout=timeout):
             session.absorb(rec)
-    retried = False
-    while True:
-        try:
-            if monitor is not None:
-                monitor.start()
-            link.command(params.command(), timeout=timeout,
-                         on_progress=lambda r: (session.absorb(r),
-                                                progress(r) if progress else None))
-            break
-        except DeviceReset as reset:
-            doc.events.append({"device_reset": reset.boot.fields,
-                               "records_before_reset": len(reset.received)})
-            session.absorb(reset.boot)
-            if on_reset == "retry" and not retried:
-                retried = True
-                doc.epochs = []
-                doc.phases = {}
-                continue
-            doc.status = "device-reset"
-            doc.link = vars(link.stats)
-            session.save()
-            raise DeviceError(f"{reset}; stopped (--on-reset stop). Partial results in "
-                              f"{session.folder / RESULTS}") from reset
+    try:
+        train_with_retry(link, session, timeout, progress,
+                         may_retry=lambda _boot: on_reset == "retry",
+                         before=monitor.start if monitor is not None else None)
+    except DeviceReset as reset:
+        doc.link = vars(link.stats)
+        session.save()
+        raise DeviceError(f"{reset}; stopped (--on-reset stop). Partial results in "
+                          f"{session.folder / RESULTS}") from reset
     if monitor is not None:
         _apply_measurements(doc, monitor.stop())
     doc.link = vars(link.stats)
     doc.status = "complete"
     doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     session.save()
+
+
+def train_with_retry(link: SerialLink, session: DeviceSession, timeout: float, progress,
+                     may_retry, before=None) -> None:
+    """``train`` with the session's parameters. After a device reset (an ``@boot`` before
+    ``@ready``), once, when ``may_retry(boot record)`` says so, the epochs and phases so far
+    are dropped and ``before()`` (if any) and ``train`` run again; otherwise the session's
+    status becomes ``device-reset`` and the :class:`DeviceReset` is raised."""
+    doc = session.results
+    retried = False
+    while True:
+        try:
+            if before is not None:
+                before()
+            link.command(session.params.command(), timeout=timeout,
+                         on_progress=lambda r: (session.absorb(r),
+                                                progress(r) if progress else None))
+            return
+        except DeviceReset as reset:
+            doc.events.append({"device_reset": reset.boot.fields,
+                               "records_before_reset": len(reset.received)})
+            session.absorb(reset.boot)
+            if retried or not may_retry(reset.boot):
+                doc.status = "device-reset"
+                session.save()
+                raise
+            retried = True
+            doc.epochs = []
+            doc.phases = {}
 
 
 def _apply_measurements(doc: DeviceResults, windows) -> None:

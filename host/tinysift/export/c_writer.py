@@ -15,7 +15,7 @@ ALIGN = ("#if defined(__GNUC__)\n#define TS_EXPORT_ALIGN __attribute__((aligned(
          "#define TS_EXPORT_ALIGN\n#endif\n")
 C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t",
            np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float",
-           np.dtype(np.int16): "int16_t"}
+           np.dtype(np.int16): "int16_t", np.dtype(np.uint32): "uint32_t"}
 
 
 def c_array(name: str, arr: np.ndarray, static: bool = True, per_line: int = 24) -> str:
@@ -26,6 +26,8 @@ def c_array(name: str, arr: np.ndarray, static: bool = True, per_line: int = 24)
         items = [_c_float(v) for v in arr]
     elif arr.dtype == np.int32:
         items = [_c_int32(int(v)) for v in arr]
+    elif arr.dtype == np.uint32:
+        items = [f"{int(v)}u" for v in arr]
     else:
         items = [str(int(v)) for v in arr]
     if not items:
@@ -119,6 +121,19 @@ def write_data_c(prefix: str, sets: dict[str, tuple[np.ndarray, np.ndarray]]) ->
     return "".join(out)
 
 
+def write_codebook_c(prefix: str, codewords: np.ndarray, counts: np.ndarray,
+                     radius2: np.ndarray) -> str:
+    """The per-class VQ codebook of ``db stream policy=coverage`` (appended to the data
+    file): ``<prefix>_vq_codebook`` [K][C][D] int8, ``_vq_count`` [K] uint8 (exported codewords
+    per class, 0: opened online), ``_vq_radius2`` [K] uint32 (squared radius, int8 units)."""
+    return "".join([
+        "\n/* db stream policy=coverage: the per-class VQ codebook in the feature space */\n",
+        c_array(f"{prefix}_vq_codebook", np.asarray(codewords, np.int8), static=False),
+        c_array(f"{prefix}_vq_count", np.asarray(counts, np.uint8), static=False),
+        c_array(f"{prefix}_vq_radius2", np.asarray(radius2, np.uint32), static=False),
+    ])
+
+
 def write_golden_c(prefix: str, outputs: np.ndarray, layer_outputs: list[np.ndarray],
                    layer_samples: int) -> str:
     """Expected final outputs for every test sample, and every layer's output for the first
@@ -140,7 +155,8 @@ def write_golden_c(prefix: str, outputs: np.ndarray, layer_outputs: list[np.ndar
     return "".join(out)
 
 
-def write_header(prefix: str, macros: dict[str, object], golden: bool) -> str:
+def write_header(prefix: str, macros: dict[str, object], golden: bool,
+                 codebook: bool = False) -> str:
     guard = f"{prefix.upper()}_H"
     lines = [HEADER_NOTE, f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n",
              '#include "ts_model.h"\n\n']
@@ -156,6 +172,10 @@ def write_header(prefix: str, macros: dict[str, object], golden: bool) -> str:
     lines.append(f"extern const ts_dataset_t {prefix}_test;\n")
     lines.append(f"extern const uint8_t {prefix}_tflite[];\n")
     lines.append(f"extern const uint32_t {prefix}_tflite_len;\n")
+    if codebook:
+        lines.append(f"extern const int8_t {prefix}_vq_codebook[];\n")
+        lines.append(f"extern const uint8_t {prefix}_vq_count[];\n")
+        lines.append(f"extern const uint32_t {prefix}_vq_radius2[];\n")
     if golden:
         lines.append(f"extern const int8_t *const {prefix}_golden_outputs;\n")
         lines.append(f"extern const int8_t *const {prefix}_golden_layers;\n")

@@ -1,10 +1,12 @@
 """The memory plan: flash and RAM of an export against a board, before any build.
 
 Flash holds the engine code, the layer table and weights, the int8 training and test sets,
-the head's float initialization and the raw ``.tflite`` (the firmware app reads the scales of
-the layers it trains in float from it: ``update=last-block`` and ``update=bias``). RAM holds
-the activation arena, the int8 feature cache, the head's float training state, the float
-layers' training state and their re-quantized form, I/O buffers and the stack.
+the head's float initialization, the raw ``.tflite`` (the firmware app reads the scales of
+the layers it trains in float from it: ``update=last-block`` and ``update=bias``) and the
+optional VQ codebook of ``db stream policy=coverage``. RAM holds the activation arena, the
+int8 feature cache, the head's float training state, the float layers' training state and
+their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, I/O buffers and
+the stack.
 
 Every trainer buffer has its formula written once in C (firmware/lib/tsengine/src/
 ts_trainer.h); the functions here are their Python twins, checked against the compiled macros
@@ -19,6 +21,7 @@ import numpy as np
 
 from tinysift.boards import Board, list_boards
 from tinysift.errors import FitError
+from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import ParsedModel
 
 # Measured with arm-none-eabi-size on the qemu-m4 build (engine + protocol + app, -Os);
@@ -78,6 +81,33 @@ def trainer_per_class_count(k: int) -> int:
     """``TS_TRAINER_PER_CLASS_COUNT``: uint32 per-class test counts (totals, initial float,
     float, int8)."""
     return 4 * k
+
+
+def replay_workspace_bytes(b: int, k: int, c: int, d: int) -> int:
+    """``TS_REPLAY_WORKSPACE_BYTES(B, K, C, D)`` (firmware/lib/tsengine/src/ts_replay.h): the
+    replay-buffer upkeep of ``db stream`` for ``b`` slots, ``k`` classes, ``c`` codewords per
+    class and ``d`` feature bytes (``c = 0``: reservoir sampling only). Per slot its stream
+    index (uint32) and codeword (uint16); per codeword the samples assigned (uint32), kept,
+    rank and rank's codeword (uint16 each); per class the online codewords opened (uint8);
+    the online codewords (``k*c*d`` int8); rounded up to 4 bytes. tests/test_replay.py
+    compiles the macro and checks both give the same numbers."""
+    return (6 * b + 10 * k * c + k + k * c * d + 3) // 4 * 4
+
+
+# The firmware app's `db stream` state besides the workspace and the per-class counts: the
+# upkeep's state (ts_replay_t, 84 bytes on a 32-bit core) and the rest of the header that
+# keeps a finished stream's buffer across a reset (firmware/src/app_stream.c, 40 bytes with
+# padding), rounded up; tests/test_device_stream.py checks the image's symbols against it.
+STREAM_STATE_BYTES = 160
+
+
+def stream_ram_bytes(db: int, k: int, c: int, d: int, sample_bytes: int) -> int:
+    """RAM of `db stream` in the firmware app (firmware/src/app.h, app_stream.c): the upkeep's
+    workspace for the ``db`` capacity and the export's codebook (``c`` codewords per class,
+    0 without one), one scratch sample and one feature vector, the samples streamed per class
+    and the fixed state."""
+    return (replay_workspace_bytes(db, k, c, d if c else 0) + sample_bytes + d + 4 * k
+            + STREAM_STATE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -215,14 +245,17 @@ def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
                 feature_cache: bool | None = None, db_capacity: int | None = None,
-                backbone_training: bool = True) -> MemoryPlan:
+                backbone_training: bool = True, vq_per_class: int = 0) -> MemoryPlan:
     """Plan one configuration (``feature_cache=None``: as the firmware app does, cached).
 
     ``db_capacity``: samples the RAM buffer for ``db load`` holds (None: as many as the
     exported training set). The training set is the flash set, the RAM set or both (`db use
     both`), so the caches hold both. ``backbone_training``: the app's buffers for
     update=last-block / bias and the .tflite it reads their scales from (the default
-    firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither)."""
+    firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither). ``vq_per_class``:
+    codewords per class of the export's VQ codebook for `db stream policy=coverage` (flash,
+    and the online codewords' RAM); the stream's bookkeeping for the db capacity is always
+    counted (every firmware can stream with reservoir sampling)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
         # The firmware app always caches the features (firmware/src/app.h sizes the cache
@@ -238,6 +271,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "head init (float)": (k * d + k) * 4,
         "raw .tflite (scales for last-block / bias)": fp.tflite_bytes if backbone_training
         else 0,
+        "VQ codebook (db stream coverage)": vq_flash_bytes(k, vq_per_class, d),
     }
     bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (0, 0)
     cache_train = n_train * d if feature_cache else 0
@@ -252,6 +286,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "backbone training state (last-block / bias)": max(0, bb_ws - cache_train),
         "re-quantized backbone": bb_q,
         "per-class counts": 4 * (trainer_per_class_count(k) + 3 * 3 * k),
+        "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, fp.sample_bytes),
         "I/O buffers": IO_BUFFER_BYTES,
         "stack (reserved)": STACK_BYTES,
     }
@@ -262,14 +297,19 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
 
 
 def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
-                      upper: int, db_capacity: int | None = None) -> int:
+                      upper: int, db_capacity: int | None = None,
+                      vq_per_class: int = 0) -> int:
     """Largest training-set size in [0, upper] whose plan fits the board."""
-    if not plan_memory(fp, board, 0, test_samples, db_capacity=db_capacity).fits:
+    def fits(n: int) -> bool:
+        return plan_memory(fp, board, n, test_samples, db_capacity=db_capacity,
+                           vq_per_class=vq_per_class).fits
+
+    if not fits(0):
         return 0
     lo, hi = 0, upper
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if plan_memory(fp, board, mid, test_samples, db_capacity=db_capacity).fits:
+        if fits(mid):
             lo = mid
         else:
             hi = mid - 1
@@ -277,9 +317,11 @@ def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
 
 
 def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
-               test_samples: int, db_capacity: int | None = None) -> MemoryPlan:
+               test_samples: int, db_capacity: int | None = None,
+               vq_per_class: int = 0) -> MemoryPlan:
     """The plan, or a FitError that says by how much it misses and what would fit."""
-    plan = plan_memory(fp, board, train_samples, test_samples, db_capacity=db_capacity)
+    plan = plan_memory(fp, board, train_samples, test_samples, db_capacity=db_capacity,
+                       vq_per_class=vq_per_class)
     if plan.fits:
         return plan
     problems = []
@@ -290,13 +332,15 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
         problems.append(f"needs {kb(plan.flash_total)} flash, board has "
                         f"{kb(plan.flash_capacity)} "
                         f"(over by {kb(plan.flash_total - plan.flash_capacity)})")
-    most = max_train_samples(fp, board, test_samples, train_samples, db_capacity)
+    most = max_train_samples(fp, board, test_samples, train_samples, db_capacity,
+                             vq_per_class)
     fixes = []
     if most > 0:
         fixes.append(f"keep at most {most} samples (or pass --fit)")
     bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
               if b.name != board.name
-              and plan_memory(fp, b, train_samples, test_samples, db_capacity=db_capacity).fits]
+              and plan_memory(fp, b, train_samples, test_samples, db_capacity=db_capacity,
+                              vq_per_class=vq_per_class).fits]
     if bigger:
         fixes.append(f"choose {bigger[0]}")
     if not fixes:

@@ -6,6 +6,7 @@ Writes (prefix ``ts_export``):
 * ``ts_export_model.c`` layer table, int8 weights, int32 biases, multipliers and shifts,
                         zero points, the head's float initialization, the raw ``.tflite``
 * ``ts_export_data.c``  the kept training set and a held-out test subset, int8, with labels
+                        (and, with a codebook, the per-class VQ codebook of ``db stream``)
 * ``ts_export_golden.c`` TFLM outputs for every test sample and every layer's output for the
                         first samples (firmware tests name the first layer that differs)
 * ``golden.npz``, ``export.json`` (shapes, hashes, the memory plan)
@@ -20,6 +21,7 @@ import numpy as np
 
 from tinysift.boards import DEFAULT_BOARD, load_board
 from tinysift.export import c_writer
+from tinysift.export.codebook import VQCodebook
 from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
 from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
 from tinysift.selection.budget import balanced_subset
@@ -41,7 +43,8 @@ class ExportOutcome:
 def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
            test_samples: int = 200, db_capacity: int | None = None,
            seed: int = 0, train_indices: np.ndarray | None = None,
-           test_indices: np.ndarray | None = None) -> ExportOutcome:
+           test_indices: np.ndarray | None = None,
+           codebook: VQCodebook | None = None) -> ExportOutcome:
     """Export ``RUN/model.tflite`` and the kept training set to ``RUN/export/``.
 
     Parameters
@@ -56,6 +59,10 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     train_indices : export these training-split samples instead of the ones the model was
         trained on (an adaptation's replay set)
     test_indices : export these test-split samples instead of a stratified draw
+    codebook : a per-class VQ codebook in the feature space (``tinysift.export.codebook``)
+        for ``db stream policy=coverage``: written to the data file with its macros, counted
+        in the memory plan (flash); None: no codebook (the device streams with reservoir
+        sampling only)
     """
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
@@ -87,6 +94,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     test_idx = (balanced_subset(ds.y_test, test_samples, seed) if test_indices is None
                 else np.asarray(test_indices, np.int64))
     fp = model_footprint(parsed, len(tflite))
+    vq = _check_codebook(codebook, fp)
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
               "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
@@ -94,19 +102,23 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         inputs["train_indices"] = json_hash(train_indices.tolist())
     if test_indices is not None:
         inputs["test_indices"] = json_hash(test_idx.tolist())
+    if codebook is not None:
+        inputs["codebook"] = json_hash({k: v.tolist() for k, v in codebook.arrays().items()})
     out_dir = run / "export"
     if run.is_fresh("export", stage_key(params, inputs)):
         r = run.stage_info("export")["results"]
         return ExportOutcome(out_dir, r["train_samples"], r["test_samples"], r["plan"],
                              r["content_hash"], skipped=True)
     if fit:
-        most = max_train_samples(fp, brd, len(test_idx), len(y_kept), db_capacity)
+        most = max_train_samples(fp, brd, len(test_idx), len(y_kept), db_capacity,
+                                 vq_per_class=vq)
         if most < len(y_kept):
             if most < ds.num_classes:
-                check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)  # raises
+                check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity,
+                           vq_per_class=vq)  # raises
             keep = balanced_subset(y_kept, most, seed)
             x_kept, y_kept = x_kept[keep], y_kept[keep]
-    plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity)
+    plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity, vq_per_class=vq)
     run.record_command()
     with run.stage("export", params, inputs, seed=seed) as rec:
         scale, zp = tflm.input_quant(tflite)
@@ -130,12 +142,20 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
             "WEIGHT_BYTES": fp.weight_bytes, "RAM_PLAN_BYTES": plan.ram_total,
             "FLASH_PLAN_BYTES": plan.flash_total,
         }
+        if codebook is not None:
+            macros.update(VQ_PER_CLASS=codebook.per_class,
+                          VQ_CODEWORDS=int(codebook.counts.sum()))
+        data_c = c_writer.write_data_c(PREFIX, {"train": (x_train, y_kept),
+                                                "test": (x_test, y_test)})
+        if codebook is not None:
+            data_c += c_writer.write_codebook_c(PREFIX, codebook.codewords, codebook.counts,
+                                                codebook.radius2)
         files = {
-            f"{PREFIX}.h": c_writer.write_header(PREFIX, macros, golden=True),
+            f"{PREFIX}.h": c_writer.write_header(PREFIX, macros, golden=True,
+                                                 codebook=codebook is not None),
             f"{PREFIX}_model.c": c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite,
                                                         content_hash),
-            f"{PREFIX}_data.c": c_writer.write_data_c(
-                PREFIX, {"train": (x_train, y_kept), "test": (x_test, y_test)}),
+            f"{PREFIX}_data.c": data_c,
             f"{PREFIX}_golden.c": c_writer.write_golden_c(
                 PREFIX, golden_out, golden_layers, GOLDEN_LAYER_SAMPLES),
         }
@@ -145,6 +165,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         atomic_write_npz(out_dir / "golden.npz", x_test=x_test, y_test=y_test,
                          outputs=golden_out, x_train=x_train, y_train=y_kept,
                          head_w=head_w, head_b=head_b,
+                         **(codebook.arrays() if codebook is not None else {}),
                          **{f"layer{i}": lo for i, lo in enumerate(golden_layers)})
         rec["outputs"].append("export/golden.npz")
         info = {
@@ -159,6 +180,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
             "arena_bytes": parsed.arena_bytes(), "weight_bytes": fp.weight_bytes,
             "memory_plan": plan.to_dict(),
         }
+        if codebook is not None:
+            info["codebook"] = codebook.summary()
         atomic_write_json(out_dir / "export.json", info)
         rec["outputs"].append("export/export.json")
         rec["results"].update(train_samples=len(y_kept), test_samples=len(y_test),
@@ -166,6 +189,19 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     run.manifest["memory_plan"] = plan.to_dict()
     run.save()
     return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash)
+
+
+def _check_codebook(codebook: VQCodebook | None, fp) -> int:
+    """Codewords per class of a codebook that matches the model (0 without one)."""
+    from tinysift.errors import TinysiftError
+
+    if codebook is None:
+        return 0
+    if (codebook.num_classes, codebook.dim) != (fp.num_classes, fp.feature_dim):
+        raise TinysiftError(f"the VQ codebook has {codebook.num_classes} classes of "
+                            f"{codebook.dim} features; the model has {fp.num_classes} classes "
+                            f"and {fp.feature_dim} features")
+    return codebook.per_class
 
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,

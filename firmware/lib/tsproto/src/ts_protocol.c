@@ -427,6 +427,67 @@ static unsigned word_index(const char *val, size_t vlen, const char *const *name
     return i;
 }
 
+/* One `key=value` word of a command: *k the key's index in keys[0..n) (seen: a bit per key,
+ * so that a key given twice is refused), *val / *vlen the value. Else 101 and *msg. */
+static ts_proto_status_t split_key(const ts_word_t *w, const char *const *keys, unsigned n,
+                                   unsigned *seen, unsigned *k, const char **val,
+                                   size_t *vlen, const char **msg)
+{
+    const char *eq = (const char *)memchr(w->p, '=', w->len);
+    size_t klen;
+    if (eq == NULL) {
+        *msg = "expected_key=value";
+        return TS_PROTO_ERR_BAD_ARG;
+    }
+    klen = (size_t)(eq - w->p);
+    *val = eq + 1;
+    *vlen = w->len - klen - 1u;
+    *k = word_index(w->p, klen, keys, n);
+    if (*k == n) {
+        *msg = "unknown_key";
+        return TS_PROTO_ERR_BAD_ARG;
+    }
+    if (*seen & (1u << *k)) {
+        *msg = "duplicate_key";
+        return TS_PROTO_ERR_BAD_ARG;
+    }
+    *seen |= 1u << *k;
+    return TS_PROTO_OK;
+}
+
+/* One `key=value` of `db stream`: cap, policy, seed. */
+static ts_proto_status_t parse_stream_arg(const ts_word_t *w, ts_stream_args_t *a,
+                                          unsigned *seen, const char **msg)
+{
+    static const char *const keys[3] = {"cap", "policy", "seed"};
+    static const char *const bad[3] = {"bad_value:cap", "bad_value:policy", "bad_value:seed"};
+    static const char *const policies[2] = {"reservoir", "coverage"};
+    size_t vlen;
+    const char *val;
+    unsigned k;
+    uint32_t u = 0;
+    if (split_key(w, keys, 3u, seen, &k, &val, &vlen, msg) != TS_PROTO_OK) {
+        return TS_PROTO_ERR_BAD_ARG;
+    }
+    *msg = bad[k];
+    if (k == 1u) {
+        u = word_index(val, vlen, policies, 2u);
+        if (u == 2u) {
+            return TS_PROTO_ERR_BAD_ARG;
+        }
+        a->policy = (ts_stream_policy_t)u;
+    } else if (ts_parse_u32(val, vlen, &u) != TS_PROTO_OK ||
+               (k == 0u && (u == 0u || u > TS_PROTO_MAX_STREAM_CAP))) {
+        return TS_PROTO_ERR_BAD_ARG;
+    } else if (k == 0u) {
+        a->cap = u;
+    } else {
+        a->seed = u;
+    }
+    *msg = NULL;
+    return TS_PROTO_OK;
+}
+
 #define TS_TRAIN_KEYS 10u
 
 /* One `key=value` of `train`. seen: bit per key, so a key given twice is refused. */
@@ -442,29 +503,14 @@ static ts_proto_status_t parse_train_arg(const ts_word_t *w, ts_train_args_t *a,
         "bad_value:balance", "bad_value:update"};
     static const char *const schedules[3] = {"constant", "cosine", "step"};
     static const char *const updates[3] = {"head", "last-block", "bias"};
-    const char *eq = (const char *)memchr(w->p, '=', w->len);
-    size_t klen, vlen;
+    size_t vlen;
     const char *val;
     unsigned k;
     uint32_t u = 0;
     float f = 0.0f;
-    if (eq == NULL) {
-        *msg = "expected_key=value";
+    if (split_key(w, keys, TS_TRAIN_KEYS, seen, &k, &val, &vlen, msg) != TS_PROTO_OK) {
         return TS_PROTO_ERR_BAD_ARG;
     }
-    klen = (size_t)(eq - w->p);
-    val = eq + 1;
-    vlen = w->len - klen - 1u;
-    k = word_index(w->p, klen, keys, TS_TRAIN_KEYS);
-    if (k == TS_TRAIN_KEYS) {
-        *msg = "unknown_key";
-        return TS_PROTO_ERR_BAD_ARG;
-    }
-    if (*seen & (1u << k)) {
-        *msg = "duplicate_key";
-        return TS_PROTO_ERR_BAD_ARG;
-    }
-    *seen |= 1u << k;
     *msg = bad[k];
     switch (k) {
     case 0:
@@ -551,6 +597,7 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
     size_t pos = 0, i;
     memset(cmd, 0, sizeof *cmd);
     ts_train_args_default(&cmd->train);
+    cmd->stream.seed = 1u;
     cmd->name[0] = '-';
     if (payload == NULL || !next_word(payload, len, &pos, &w)) {
         return fail(cmd, TS_PROTO_ERR_UNKNOWN_CMD, "empty_command");
@@ -571,8 +618,8 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
         if (!next_word(payload, len, &pos, &arg)) {
             return fail(cmd, TS_PROTO_ERR_BAD_ARG, "expected_load_or_use");
         }
-        if (word_is(&arg, "load")) {
-            cmd->id = TS_CMD_DB_LOAD;
+        if (word_is(&arg, "load") || word_is(&arg, "stream")) {
+            cmd->id = word_is(&arg, "load") ? TS_CMD_DB_LOAD : TS_CMD_DB_STREAM;
             if (!next_word(payload, len, &pos, &arg)) {
                 return fail(cmd, TS_PROTO_ERR_BAD_ARG, "expected_count");
             }
@@ -580,6 +627,18 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
                 cmd->db_count == 0u) {
                 return fail(cmd, TS_PROTO_ERR_BAD_ARG, "bad_count");
             }
+            if (cmd->id == TS_CMD_DB_STREAM) {
+                unsigned seen = 0;
+                while (next_word(payload, len, &pos, &arg)) {
+                    const char *msg = NULL;
+                    ts_proto_status_t st = parse_stream_arg(&arg, &cmd->stream, &seen, &msg);
+                    if (st != TS_PROTO_OK) {
+                        return fail(cmd, st, msg);
+                    }
+                }
+            }
+        } else if (word_is(&arg, "kept")) {
+            cmd->id = TS_CMD_DB_KEPT;
         } else if (word_is(&arg, "use")) {
             cmd->id = TS_CMD_DB_USE;
             if (!next_word(payload, len, &pos, &arg)) {

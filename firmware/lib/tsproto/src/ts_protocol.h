@@ -129,7 +129,9 @@ typedef enum {
     TS_CMD_TRAIN,
     TS_CMD_EVAL,
     TS_CMD_RESULTS,
-    TS_CMD_RESET
+    TS_CMD_RESET,
+    TS_CMD_DB_STREAM, /* db stream N [cap=B] [policy=reservoir|coverage] [seed=S] */
+    TS_CMD_DB_KEPT    /* db kept */
 } ts_cmd_id_t;
 
 /* The training set: the compiled-in one, the streamed one, or both (flash first). */
@@ -165,6 +167,19 @@ typedef struct {
     ts_train_update_t update;     /* update=head (default)|last-block|bias */
 } ts_train_args_t;
 
+/* How `db stream` keeps its buffer (stream policy=): ts_replay_policy_t's values. */
+typedef enum { TS_STREAM_RESERVOIR = 0, TS_STREAM_COVERAGE = 1 } ts_stream_policy_t;
+
+/* Limit of the `db stream` buffer (cap=). */
+#define TS_PROTO_MAX_STREAM_CAP 65535u
+
+typedef struct {
+    uint32_t cap;               /* cap=1..TS_PROTO_MAX_STREAM_CAP; 0 (default): the app's db
+                                   capacity */
+    ts_stream_policy_t policy;  /* policy=reservoir (default)|coverage */
+    uint32_t seed;              /* seed=any uint32, default 1 */
+} ts_stream_args_t;
+
 typedef struct {
     ts_cmd_id_t id;
     /* For `@ready cmd=`: the command's first word ("name", "info", "db", "train", "eval",
@@ -173,9 +188,11 @@ typedef struct {
     char name[TS_PROTO_CMD_NAME_MAX + 1u];
     /* On failure: a static message for `@err msg=` ("unknown_command", "bad_value:lr", ...). */
     const char *error;
-    uint32_t db_count;          /* TS_CMD_DB_LOAD: >= 1 (the capacity is the app's check) */
+    uint32_t db_count;          /* TS_CMD_DB_LOAD: >= 1 (the capacity is the app's check);
+                                   TS_CMD_DB_STREAM: the samples streamed, >= 1 */
     ts_db_source_t db_source;   /* TS_CMD_DB_USE */
     ts_train_args_t train;      /* TS_CMD_TRAIN: defaults, then the given key=value pairs */
+    ts_stream_args_t stream;    /* TS_CMD_DB_STREAM: defaults, then the given pairs */
 } ts_command_t;
 
 void ts_train_args_default(ts_train_args_t *args);

@@ -1,0 +1,352 @@
+/*
+ * tinysift engine: replay-buffer upkeep (ts_replay.h): reservoir sampling and the
+ * per-codeword reservoir over a per-class VQ codebook. The rules, step by step, are
+ * docs/trainer.md "Replay upkeep"; tests/replay_reference.py is the numpy reference.
+ * C99, no heap, no static state.
+ */
+#include "ts_replay.h"
+
+#include <string.h>
+
+#include "ts_trainer.h" /* ts_trainer_xorshift32, TS_TRAINER_SEED_ZERO */
+
+/* Codewords per class the policy uses (0 for reservoir sampling). */
+static uint32_t used_per_class(uint32_t policy, uint32_t per_class)
+{
+    return policy == TS_REPLAY_COVERAGE ? per_class : 0u;
+}
+
+static size_t workspace_bytes(uint32_t policy, uint32_t b, uint32_t k, uint32_t c, uint32_t d)
+{
+    uint32_t pc = used_per_class(policy, c);
+    return TS_REPLAY_WORKSPACE_BYTES(b, k, pc, pc > 0u ? d : 0u);
+}
+
+size_t ts_replay_workspace_size(const ts_replay_config_t *cfg)
+{
+    if (cfg == NULL) {
+        return 0;
+    }
+    return workspace_bytes(cfg->policy, cfg->capacity, cfg->num_classes, cfg->per_class,
+                           cfg->dim);
+}
+
+const char *ts_replay_policy_name(uint32_t policy)
+{
+    switch (policy) {
+    case TS_REPLAY_RESERVOIR: return "reservoir";
+    case TS_REPLAY_COVERAGE: return "coverage";
+    default: return NULL;
+    }
+}
+
+uint32_t ts_replay_rank_capacity(uint32_t b, uint32_t m, uint32_t rank)
+{
+    if (m == 0u || rank >= m) {
+        return 0u;
+    }
+    return b / m + (rank < b % m ? 1u : 0u);
+}
+
+static ts_status_t check_config(const ts_replay_config_t *cfg)
+{
+    uint32_t c;
+    if (cfg->policy >= (uint32_t)TS_REPLAY_POLICY_COUNT || cfg->capacity == 0u ||
+        cfg->capacity > TS_REPLAY_MAX_CAPACITY || cfg->num_classes == 0u ||
+        cfg->num_classes > 256u) {
+        return TS_ERR_PARAM;
+    }
+    if (cfg->policy != TS_REPLAY_COVERAGE) {
+        return TS_OK;
+    }
+    if (cfg->per_class == 0u || cfg->per_class > 255u || cfg->dim == 0u ||
+        cfg->dim > TS_REPLAY_MAX_DIM ||
+        (uint64_t)cfg->num_classes * cfg->per_class > TS_REPLAY_MAX_CODEWORDS) {
+        return TS_ERR_PARAM;
+    }
+    for (c = 0; c < cfg->num_classes; ++c) {
+        uint32_t n = cfg->codebook_count != NULL ? cfg->codebook_count[c] : 0u;
+        if (n > cfg->per_class || (n > 0u && cfg->codebook == NULL) ||
+            (n == 0u && cfg->radius2 == NULL)) {
+            return TS_ERR_PARAM;
+        }
+    }
+    return TS_OK;
+}
+
+ts_status_t ts_replay_bind(ts_replay_t *r, uint8_t *ws, size_t ws_bytes)
+{
+    size_t b, kc;
+    uint32_t pc;
+    if (r == NULL || ws == NULL) {
+        return TS_ERR_NULL;
+    }
+    if (((uintptr_t)ws & 3u) != 0u) {
+        return TS_ERR_PARAM;
+    }
+    if (ws_bytes < workspace_bytes(r->policy, r->capacity, r->num_classes, r->per_class,
+                                   r->dim)) {
+        return TS_ERR_ARENA;
+    }
+    pc = used_per_class(r->policy, r->per_class);
+    b = r->capacity;
+    kc = (size_t)r->num_classes * pc;
+    r->slot_index = (uint32_t *)(void *)ws;
+    r->cw_seen = r->slot_index + b;
+    r->slot_cw = (uint16_t *)(void *)(r->cw_seen + kc);
+    r->cw_kept = r->slot_cw + b;
+    r->cw_rank = r->cw_kept + kc;
+    r->rank_cw = r->cw_rank + kc;
+    r->online_count = (uint8_t *)(void *)(r->rank_cw + kc);
+    r->online = (int8_t *)(void *)(r->online_count + r->num_classes);
+    return TS_OK;
+}
+
+ts_status_t ts_replay_init(ts_replay_t *r, const ts_replay_config_t *cfg, uint8_t *ws,
+                           size_t ws_bytes)
+{
+    ts_status_t st;
+    size_t kc, i;
+    if (r == NULL || cfg == NULL || ws == NULL) {
+        return TS_ERR_NULL;
+    }
+    st = check_config(cfg);
+    if (st != TS_OK) {
+        return st;
+    }
+    memset(r, 0, sizeof *r);
+    r->policy = cfg->policy;
+    r->capacity = cfg->capacity;
+    r->num_classes = cfg->num_classes;
+    r->per_class = used_per_class(cfg->policy, cfg->per_class);
+    r->dim = r->per_class > 0u ? cfg->dim : 0u;
+    if (r->per_class > 0u) {
+        r->codebook = cfg->codebook;
+        r->codebook_count = cfg->codebook_count;
+        r->radius2 = cfg->radius2;
+    }
+    r->rng = cfg->seed != 0u ? cfg->seed : TS_TRAINER_SEED_ZERO;
+    st = ts_replay_bind(r, ws, ws_bytes);
+    if (st != TS_OK) {
+        return st;
+    }
+    kc = (size_t)r->num_classes * r->per_class;
+    memset(r->slot_index, 0, sizeof(uint32_t) * r->capacity);
+    memset(r->cw_seen, 0, sizeof(uint32_t) * kc);
+    for (i = 0; i < r->capacity; ++i) {
+        r->slot_cw[i] = TS_REPLAY_FREE;
+    }
+    for (i = 0; i < kc; ++i) {
+        r->cw_kept[i] = 0;
+        r->cw_rank[i] = TS_REPLAY_UNSEEN;
+        r->rank_cw[i] = 0;
+    }
+    memset(r->online_count, 0, r->num_classes);
+    return TS_OK;
+}
+
+/* ---- coverage: codeword assignment ------------------------------------------------------ */
+
+static uint32_t distance2(const int8_t *a, const int8_t *b, uint32_t d)
+{
+    uint32_t i, acc = 0;
+    for (i = 0; i < d; ++i) {
+        int32_t diff = (int32_t)a[i] - (int32_t)b[i];
+        acc += (uint32_t)(diff * diff);
+    }
+    return acc;
+}
+
+/* The first of the n rows (stride D) nearest to f; *best2 its squared distance. */
+static uint32_t nearest(const int8_t *rows, uint32_t n, uint32_t d, const int8_t *f,
+                        uint32_t *best2)
+{
+    uint32_t j, best = 0, bd = 0;
+    for (j = 0; j < n; ++j) {
+        uint32_t dj = distance2(rows + (size_t)j * d, f, d);
+        if (j == 0u || dj < bd) {
+            best = j;
+            bd = dj;
+        }
+    }
+    *best2 = bd;
+    return best;
+}
+
+/* The codeword (class * C + j) of a sample of class c: the nearest exported codeword of its
+ * class, else the online leader rule (a sample farther than the class radius from every
+ * online codeword of its class opens a new one while the class has fewer than C). */
+static uint32_t assign(ts_replay_t *r, uint32_t c, const int8_t *f)
+{
+    uint32_t pc = r->per_class, d = r->dim, base = c * pc, d2 = 0, j;
+    uint32_t exported = r->codebook_count != NULL ? r->codebook_count[c] : 0u;
+    uint32_t opened = r->online_count[c];
+    if (exported > 0u) {
+        return base + nearest(r->codebook + (size_t)base * d, exported, d, f, &d2);
+    }
+    j = opened > 0u ? nearest(r->online + (size_t)base * d, opened, d, f, &d2) : 0u;
+    if (opened == 0u || (d2 > r->radius2[c] && opened < pc)) {
+        j = opened;
+        memcpy(r->online + (size_t)(base + j) * d, f, d);
+        r->online_count[c] = (uint8_t)(opened + 1u);
+    }
+    return base + j;
+}
+
+/* ---- slots -------------------------------------------------------------------------------- */
+
+/* The slot of the j-th (0-based, slot order) sample of codeword g in the buffer. */
+static uint32_t nth_slot(const ts_replay_t *r, uint32_t g, uint32_t j)
+{
+    uint32_t s;
+    for (s = 0; s < r->capacity; ++s) {
+        if (r->slot_cw[s] == g) {
+            if (j == 0u) {
+                return s;
+            }
+            --j;
+        }
+    }
+    return TS_REPLAY_DROP; /* not reached: cw_kept[g] counts g's slots */
+}
+
+static uint32_t first_free_slot(const ts_replay_t *r)
+{
+    uint32_t s;
+    for (s = 0; s < r->capacity; ++s) {
+        if (r->slot_cw[s] == TS_REPLAY_FREE) {
+            return s;
+        }
+    }
+    return TS_REPLAY_DROP; /* not reached: kept < B whenever a codeword is below capacity */
+}
+
+/* A new codeword was seen: every codeword above its new capacity loses samples, rank by
+ * rank, each eviction a uniform draw among that codeword's kept samples. */
+static void rebalance(ts_replay_t *r)
+{
+    uint32_t rank;
+    for (rank = 0; rank < r->codewords; ++rank) {
+        uint32_t g = r->rank_cw[rank];
+        uint32_t cap = ts_replay_rank_capacity(r->capacity, r->codewords, rank);
+        while (r->cw_kept[g] > cap) {
+            uint32_t j = ts_trainer_xorshift32(&r->rng) % r->cw_kept[g];
+            r->slot_cw[nth_slot(r, g, j)] = TS_REPLAY_FREE;
+            r->cw_kept[g]--;
+            r->kept--;
+            r->evicted++;
+        }
+    }
+}
+
+static uint32_t offer_reservoir(ts_replay_t *r, uint32_t t)
+{
+    uint32_t j;
+    if (r->kept < r->capacity) {
+        r->slot_cw[r->kept] = TS_REPLAY_NO_CODEWORD;
+        return r->kept++;
+    }
+    j = ts_trainer_xorshift32(&r->rng) % (t + 1u);
+    return j < r->capacity ? j : TS_REPLAY_DROP;
+}
+
+static uint32_t offer_coverage(ts_replay_t *r, uint32_t label, const int8_t *f)
+{
+    uint32_t g = assign(r, label, f), cap, j, s;
+    if (r->cw_rank[g] == TS_REPLAY_UNSEEN) {
+        r->cw_rank[g] = (uint16_t)r->codewords;
+        r->rank_cw[r->codewords] = (uint16_t)g;
+        r->codewords++;
+        rebalance(r);
+    }
+    r->cw_seen[g]++;
+    cap = ts_replay_rank_capacity(r->capacity, r->codewords, r->cw_rank[g]);
+    if (r->cw_kept[g] < cap) {
+        s = first_free_slot(r);
+        r->slot_cw[s] = (uint16_t)g;
+        r->cw_kept[g]++;
+        r->kept++;
+        return s;
+    }
+    if (cap == 0u) {
+        return TS_REPLAY_DROP;
+    }
+    j = ts_trainer_xorshift32(&r->rng) % r->cw_seen[g];
+    return j < cap ? nth_slot(r, g, j) : TS_REPLAY_DROP;
+}
+
+ts_status_t ts_replay_offer(ts_replay_t *r, uint32_t label, const int8_t *features,
+                            uint32_t *slot)
+{
+    uint32_t t, s;
+    if (r == NULL || slot == NULL || r->slot_cw == NULL) {
+        return TS_ERR_NULL;
+    }
+    *slot = TS_REPLAY_DROP;
+    if (label >= r->num_classes) {
+        return TS_ERR_DATA;
+    }
+    if (r->policy == TS_REPLAY_COVERAGE && features == NULL) {
+        return TS_ERR_NULL;
+    }
+    if (r->seen == 0xFFFFFFFFu) {
+        return TS_ERR_PARAM;
+    }
+    t = r->seen;
+    s = r->policy == TS_REPLAY_COVERAGE ? offer_coverage(r, label, features)
+                                        : offer_reservoir(r, t);
+    if (s != TS_REPLAY_DROP) {
+        r->slot_index[s] = t;
+    }
+    r->seen = t + 1u;
+    *slot = s;
+    return TS_OK;
+}
+
+uint32_t ts_replay_compact(ts_replay_t *r, int8_t *x, size_t sample_bytes, uint8_t *y)
+{
+    uint32_t s, w = 0;
+    if (r == NULL || r->slot_cw == NULL) {
+        return 0u;
+    }
+    for (s = 0; s < r->capacity; ++s) {
+        if (r->slot_cw[s] == TS_REPLAY_FREE) {
+            continue;
+        }
+        if (w != s) {
+            r->slot_cw[w] = r->slot_cw[s];
+            r->slot_index[w] = r->slot_index[s];
+            r->slot_cw[s] = TS_REPLAY_FREE;
+            if (x != NULL) {
+                memcpy(x + (size_t)w * sample_bytes, x + (size_t)s * sample_bytes,
+                       sample_bytes);
+            }
+            if (y != NULL) {
+                y[w] = y[s];
+            }
+        }
+        ++w;
+    }
+    return w;
+}
+
+void ts_replay_class_stats(const ts_replay_t *r, uint32_t c, uint32_t *codewords,
+                           uint32_t *covered)
+{
+    uint32_t j, n = 0, k = 0;
+    if (r != NULL && r->cw_rank != NULL && c < r->num_classes) {
+        for (j = 0; j < r->per_class; ++j) {
+            uint32_t g = c * r->per_class + j;
+            if (r->cw_rank[g] != TS_REPLAY_UNSEEN) {
+                ++n;
+                k += r->cw_kept[g] > 0u ? 1u : 0u;
+            }
+        }
+    }
+    if (codewords != NULL) {
+        *codewords = n;
+    }
+    if (covered != NULL) {
+        *covered = k;
+    }
+}

@@ -1,0 +1,151 @@
+/*
+ * tinysift engine: replay-buffer upkeep. While samples stream in one at a time, keep at most
+ * B of them in a fixed buffer (the caller's sample storage, B slots), chosen by a policy:
+ *
+ *   TS_REPLAY_RESERVOIR  plain reservoir sampling (Vitter's Algorithm R): every sample of the
+ *                        stream ends in the buffer with the same probability B / N.
+ *   TS_REPLAY_COVERAGE   a per-codeword reservoir over a per-class VQ codebook in the model's
+ *                        feature space: each sample is assigned to the nearest codeword of
+ *                        its class (exported by the host, or opened online by a leader rule
+ *                        for classes the host had no data for), and the B slots are split
+ *                        over the codewords seen so far, each codeword keeping a reservoir of
+ *                        its share. Every codeword seen keeps at least one sample while
+ *                        B >= codewords seen.
+ *
+ * The exact rules (the random draws, their order, the capacities, evictions, slot choice) are
+ * docs/trainer.md "Replay upkeep"; tests/replay_reference.py is the numpy reference and
+ * tests/test_replay.py checks one against the other, sample by sample.
+ *
+ * C99, no heap, no static state; status codes; every buffer is the caller's (one workspace
+ * of TS_REPLAY_WORKSPACE_BYTES). The library decides where a sample goes (a slot) and keeps
+ * the bookkeeping; the caller stores the sample's bytes in that slot of its own storage.
+ */
+#ifndef TS_REPLAY_H
+#define TS_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ts_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    TS_REPLAY_RESERVOIR = 0,
+    TS_REPLAY_COVERAGE = 1,
+    TS_REPLAY_POLICY_COUNT
+} ts_replay_policy_t;
+
+/* ts_replay_offer(): the sample is not kept. */
+#define TS_REPLAY_DROP 0xFFFFFFFFu
+/* slot_cw[]: a free slot; a slot kept by reservoir sampling (no codeword). */
+#define TS_REPLAY_FREE 0xFFFFu
+#define TS_REPLAY_NO_CODEWORD 0xFFFEu
+/* cw_rank[]: a codeword no sample has been assigned to yet. */
+#define TS_REPLAY_UNSEEN 0xFFFFu
+/* Largest buffer (slots) and codebook (K * C codewords). */
+#define TS_REPLAY_MAX_CAPACITY 65535u
+#define TS_REPLAY_MAX_CODEWORDS 65534u
+/* Largest feature dimension: squared int8 distances D * 255^2 fit a uint32. */
+#define TS_REPLAY_MAX_DIM 66051u
+
+/* Workspace bytes for a buffer of B slots, K classes, C codewords per class and D feature
+ * bytes (C = 0 for reservoir sampling only): the one definition of the formula (a constant
+ * expression for static arrays; ts_replay_workspace_size() returns it; the host's memory plan,
+ * tinysift.export.memory.replay_workspace_bytes(), is its Python twin, checked against it by
+ * tests/test_replay.py):
+ *   4 * B        the stream index of each slot (uint32)
+ *   + 4 * K*C    samples assigned to each codeword (uint32)
+ *   + 2 * B      the codeword of each slot (uint16; TS_REPLAY_FREE, TS_REPLAY_NO_CODEWORD)
+ *   + 6 * K*C    samples kept, rank (order of first appearance), and the codeword of each
+ *                rank (uint16 each)
+ *   + K          online codewords opened per class (uint8)
+ *   + K*C*D      the online codewords (int8), for classes without exported ones
+ * rounded up to a multiple of 4. The workspace must be 4-byte aligned. */
+#define TS_REPLAY_WORKSPACE_BYTES(B, K, C, D)                                                \
+    ((6u * (size_t)(B) + 10u * (size_t)(K) * (size_t)(C) + (size_t)(K) +                   \
+      (size_t)(K) * (size_t)(C) * (size_t)(D) + 3u) &                                       \
+     ~(size_t)3u)
+
+typedef struct {
+    uint32_t policy;       /* ts_replay_policy_t */
+    uint32_t capacity;     /* B: 1..TS_REPLAY_MAX_CAPACITY slots */
+    uint32_t seed;         /* xorshift32 seed; 0 -> TS_TRAINER_SEED_ZERO (0x6D2B79F5) */
+    uint32_t num_classes;  /* K: labels are < K */
+    /* coverage only (reservoir ignores them) */
+    uint32_t per_class;    /* C: 1..255 codewords per class */
+    uint32_t dim;          /* D: feature bytes per sample, 1..TS_REPLAY_MAX_DIM */
+    const int8_t *codebook;        /* [K][C][D] exported codewords (rows j < count[c] used);
+                                      may be NULL when every count is 0 */
+    const uint8_t *codebook_count; /* [K] exported codewords of each class (0: online); NULL:
+                                      every class online */
+    const uint32_t *radius2;       /* [K] squared radius of each online class (int8 units) */
+} ts_replay_config_t;
+
+/* The buffer's state. Read the fields; change them only through the functions below. */
+typedef struct {
+    uint32_t policy, capacity, num_classes, per_class, dim;
+    const int8_t *codebook;
+    const uint8_t *codebook_count;
+    const uint32_t *radius2;
+    uint32_t rng;          /* xorshift32 state */
+    uint32_t seen;         /* samples offered (the next sample's stream index) */
+    uint32_t kept;         /* samples in the buffer */
+    uint32_t codewords;    /* M: codewords seen (coverage) */
+    uint32_t evicted;      /* samples removed to make room for new codewords (coverage) */
+    /* the workspace's parts */
+    uint32_t *slot_index;  /* [B] stream index of the sample in each slot */
+    uint32_t *cw_seen;     /* [K*C] samples assigned to each codeword (cw = class * C + j) */
+    uint16_t *slot_cw;     /* [B] codeword of each slot, or TS_REPLAY_FREE / _NO_CODEWORD */
+    uint16_t *cw_kept;     /* [K*C] samples of each codeword in the buffer */
+    uint16_t *cw_rank;     /* [K*C] order of first appearance, or TS_REPLAY_UNSEEN */
+    uint16_t *rank_cw;     /* [K*C] the codeword of each rank < codewords */
+    uint8_t *online_count; /* [K] codewords opened online per class */
+    int8_t *online;        /* [K][C][D] the online codewords */
+} ts_replay_t;
+
+/* TS_REPLAY_WORKSPACE_BYTES(B, K, C, D); C and D count only for coverage (0 otherwise). */
+size_t ts_replay_workspace_size(const ts_replay_config_t *cfg);
+
+/* Checks the config (TS_ERR_NULL, TS_ERR_PARAM: policy, B, K, C, D out of range, a count
+ * above C, a missing codebook or radius) and the workspace (TS_ERR_ARENA: too short;
+ * TS_ERR_PARAM: not 4-byte aligned), then starts an empty buffer. */
+ts_status_t ts_replay_init(ts_replay_t *r, const ts_replay_config_t *cfg, uint8_t *ws,
+                           size_t ws_bytes);
+
+/* Points r's arrays into ws again from r's own dims (after the state was kept across a reset
+ * in memory the image may place elsewhere); the contents of ws are not touched. */
+ts_status_t ts_replay_bind(ts_replay_t *r, uint8_t *ws, size_t ws_bytes);
+
+/* Offers the next sample of the stream (its index is r->seen) with its label and, for
+ * coverage, its D feature bytes (NULL allowed for reservoir). *slot receives the slot the
+ * caller must store the sample in (replacing what was there), or TS_REPLAY_DROP. Slots freed
+ * by a rebalance (coverage) are simply no longer counted. TS_ERR_DATA: label >= K;
+ * TS_ERR_NULL; TS_ERR_PARAM: the stream already holds 2^32 - 1 samples. */
+ts_status_t ts_replay_offer(ts_replay_t *r, uint32_t label, const int8_t *features,
+                            uint32_t *slot);
+
+/* Moves the kept samples to slots [0, kept) keeping their order (the bookkeeping and, when
+ * not NULL, the caller's rows x[slot * sample_bytes ...] and labels y[slot]); returns kept.
+ * Offers may go on afterwards: the order of each codeword's samples is unchanged. */
+uint32_t ts_replay_compact(ts_replay_t *r, int8_t *x, size_t sample_bytes, uint8_t *y);
+
+/* For class c: codewords seen and codewords with at least one sample kept (coverage; 0 for
+ * reservoir). */
+void ts_replay_class_stats(const ts_replay_t *r, uint32_t c, uint32_t *codewords,
+                           uint32_t *covered);
+
+/* The capacity of the codeword of rank `rank` when m codewords have been seen and the
+ * buffer has b slots: floor(b / m) + (rank < b mod m), 0 for rank >= m (or m == 0). */
+uint32_t ts_replay_rank_capacity(uint32_t b, uint32_t m, uint32_t rank);
+
+/* "reservoir", "coverage"; NULL otherwise. */
+const char *ts_replay_policy_name(uint32_t policy);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TS_REPLAY_H */

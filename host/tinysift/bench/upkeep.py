@@ -1,0 +1,133 @@
+"""``tinysift bench upkeep``: on-device replay upkeep, ``reservoir`` against ``coverage``, at
+several buffer sizes and update modes, on the emulated board.
+
+Per seed (:mod:`tinysift.pipeline.upkeep`): the scenario, the base model trained with the
+seed, the exported replay set and VQ codebook, the stream (every new sample, shuffled with the
+seed), one firmware; then for every buffer size and update mode both policies keep a buffer
+of the same stream and the device trains on it plus the replay set (the same training seed),
+and a reference point keeps the whole stream. A seed is paired across policies (same base
+model, stream order, replay set and sample order of the training), so the tables give the
+paired difference coverage - reservoir with a 95% interval.
+
+Every finished device run is appended to a progress log; the results files are rewritten
+after every seed, so a killed bench resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
+
+FIELDS = ("acc_old", "acc_new", "seen", "kept", "codewords", "covered", "evicted",
+          "stream_cycles", "train_cycles", "energy_mj")
+
+
+@dataclass
+class UpkeepBenchConfig:
+    """The experiment of one seed (``upkeep``: its ``seed`` and ``out`` are set per seed)
+    and how many seeds, where results, progress and run folders go."""
+
+    upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
+    seeds: int = 3
+    out_dir: Path = Path("benchmarks/results")
+    progress_dir: Path | None = Path("benchmarks/results/progress")
+    work_dir: Path = Path("runs/_bench_upkeep")
+    quick: bool = False
+
+    def stem(self) -> str:
+        from tinysift.data import dataset_slug
+
+        u = self.upkeep
+        return (f"upkeep_{u.scenario}_{dataset_slug(u.dataset)}"
+                + ("_quick" if self.quick else ""))
+
+    def seed_config(self, seed: int) -> UpkeepConfig:
+        return replace(self.upkeep, seed=seed, out=str(self.work_dir / f"{self.stem()}-s{seed}"))
+
+
+def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str]:
+    """(method, point) of the progress log: the policy (``all`` for the whole stream) and
+    ``<buffer per class>:<update>``."""
+    return (ALL, f"all:{update}") if per_class is None else (policy, f"{per_class}:{update}")
+
+
+def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
+    from rich.console import Console
+
+    from tinysift.errors import BudgetError
+
+    if cfg.seeds < 1:
+        raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    say = log or Console(stderr=True).print
+    cfg.upkeep.validate()
+    wall = time.perf_counter()
+    key = {k: v for k, v in asdict(cfg.upkeep).items()
+           if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
+    plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
+                       point="point")
+    results: dict = {}
+    for seed in range(cfg.seeds):
+        ucfg = cfg.seed_config(seed)
+        setup = None
+        for policy, per_class, update in points(ucfg):
+            method, at = point_key(policy, per_class, update)
+            if plog.get(seed, method, at) is not None:
+                continue
+            setup = setup or prepare(ucfg, say)
+            row = run_point(ucfg, setup, policy, per_class, update)
+            plog.add(seed, method, at, acc=row["acc"], acc_old=row["acc_old"] or 0.0,
+                     acc_new=row["acc_new"] or 0.0,
+                     **{k: row[k] for k in FIELDS if k not in ("acc_old", "acc_new")})
+            say(f"[seed {seed}] {method:>9} buffer {row['cap']:>5} {update:<10}: all "
+                f"{row['acc']:.3f} (kept {row['kept']}, codewords {row['codewords']}, "
+                f"covered {row['covered']})")
+        results = _results(cfg, plog, seed + 1, time.perf_counter() - wall)
+        write_outputs(results, Path(cfg.out_dir), cfg.stem())
+    return results
+
+
+def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
+             wall_seconds: float) -> dict:
+    from tinysift.bench.stats import paired_difference
+    from tinysift.runs import machine_info, package_versions
+
+    def runs(method, at):
+        rs = [plog.get(s, method, at) for s in range(seeds_done)]
+        return rs if all(r is not None for r in rs) else None
+
+    u = cfg.upkeep
+    out: dict[str, dict] = {}
+    for policy, per_class, update in points(u):
+        method, at = point_key(policy, per_class, update)
+        rs = runs(method, at)
+        if rs is None:
+            continue
+        p = summarize(rs, FIELDS)
+        p.update(policy=method, per_class=per_class, update=update,
+                 old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
+        other = runs("reservoir", at)
+        if method == "coverage" and other is not None:
+            p["vs_reservoir"] = paired_difference([r["acc"] for r in rs],
+                                                  [r["acc"] for r in other])
+            p["old_vs_reservoir"] = paired_difference([r["acc_old"] for r in rs],
+                                                      [r["acc_old"] for r in other])
+        out[f"{method}:{at}"] = p
+    return {"scenario": u.scenario, "dataset": u.dataset, "board": u.board,
+            "seeds": seeds_done, "seeds_planned": cfg.seeds, "buffers": list(u.buffers),
+            "updates": list(u.updates), "policies": list(u.policies), "points": out,
+            "config": {**asdict(u), "seeds": cfg.seeds, "quick": cfg.quick},
+            "machine": machine_info(), "versions": package_versions(),
+            "wall_seconds": wall_seconds}
+
+
+def write_outputs(results: dict, out: Path, stem: str) -> None:
+    from tinysift.bench.upkeep_report import upkeep_markdown, upkeep_plot
+    from tinysift.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / f"{stem}.json", results)
+    atomic_write_text(out / f"{stem}.md", upkeep_markdown(results))
+    upkeep_plot(results, out / f"{stem}.png")

@@ -1,0 +1,62 @@
+"""``tinysift bench upkeep``: on-device replay upkeep (``db stream``), reservoir against
+coverage; a verb of the ``bench`` group, in its own module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tinysift.cli.app_console import console
+
+
+def register(root: typer.Typer) -> None:
+    from tinysift.cli.bench_cmd import app as bench
+
+    bench.command("upkeep")(upkeep_cmd)
+
+
+def upkeep_cmd(
+    scenario: str = typer.Option("shift", help="shift (MNIST -> the digits) or new-classes"),
+    dataset: str = typer.Option(None, help="base dataset (shift: mnist; new-classes: "
+                                           "fashion-mnist)"),
+    seeds: int = typer.Option(3),
+    buffers: str = typer.Option("5,10", help="buffer samples per streamed class"),
+    updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
+    vq_per_class: int = typer.Option(4, help="codewords per class of the exported codebook"),
+    replay: str = typer.Option("random", help="method choosing the exported replay set"),
+    replay_per_class: int = typer.Option(10, help="exported replay samples per old class"),
+    new_per_class: int = typer.Option(None, help="new samples per class streamed (default: "
+                                                 "every one there is)"),
+    steps: int = typer.Option(300, help="on-device optimizer steps"),
+    base_epochs: int = typer.Option(10, help="epochs of the base model on the host"),
+    board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
+    quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, buffer 5, head"),
+    out_dir: Path = typer.Option(Path("benchmarks/results")),
+) -> None:
+    """Replay upkeep on the device: stream every new sample, keep a buffer by reservoir
+    sampling or by VQ coverage, train on it plus the exported replay set."""
+    from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
+    from tinysift.cli.adapt_cmd import _classes
+    from tinysift.pipeline.upkeep import EVERY, UpkeepConfig
+
+    if quick:
+        up = UpkeepConfig(scenario="new-classes", dataset="digits", old_classes=_classes("0-7"),
+                          new_per_class=EVERY, replay="random", replay_per_class=5,
+                          vq_per_class=4, buffers=(5,), updates=("head",), steps=150,
+                          base_epochs=30, test_per_class=15, board=board)
+        cfg = UpkeepBenchConfig(up, seeds=1, out_dir=out_dir, progress_dir=None, quick=True)
+    else:
+        shift = scenario == "shift"
+        up = UpkeepConfig(
+            scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
+            old_classes=_classes("0-9" if shift else "0-7"),
+            new_per_class=new_per_class or EVERY, replay=replay,
+            replay_per_class=replay_per_class, vq_per_class=vq_per_class,
+            buffers=tuple(int(b) for b in buffers.split(",")),
+            updates=tuple(updates.split(",")), steps=steps, base_epochs=base_epochs,
+            board=board)
+        cfg = UpkeepBenchConfig(up, seeds=seeds, out_dir=out_dir,
+                                progress_dir=out_dir / "progress")
+    res = bench_upkeep(cfg, log=console.print)
+    console.print(f"wrote {out_dir}/{cfg.stem()}.* ({res['wall_seconds'] / 60:.1f} min)")

@@ -1,0 +1,119 @@
+"""``db stream`` (docs/protocol.md), host side: the device keeps at most ``cap`` of the samples
+streamed to it, chosen by a replay policy (``reservoir`` or ``coverage``); then trains on
+that buffer (and the compiled-in replay set with ``db use both``).
+
+:func:`converse_stream` is one conversation: boot, ``info``, ``db stream`` with the data
+lines, ``db kept`` (which samples the device kept), ``db use``, ``train``. A finished stream's
+buffer survives a device reset, so a ``train`` interrupted by a reset is retried after
+selecting the buffer again, without streaming anew.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tinysift.device.link import DeviceReset, SerialLink
+from tinysift.device.protocol import Record, data_line
+from tinysift.device.session import DeviceSession, hello, train_with_retry
+from tinysift.errors import DeviceError
+from tinysift.runs import atomic_write_json
+
+POLICIES = ("reservoir", "coverage")
+STREAM_FILE = "stream.json"
+# The device answers `db stream` only after the last sample, each of which may have cost a
+# pass through the frozen layers (coverage): the reply's timeout grows by this per sample
+# (the emulated M4 on a busy 2-core machine managed 1,437 28x28 samples in about 10 min).
+SECONDS_PER_SAMPLE = 1.0
+
+
+@dataclass
+class StreamParams:
+    """``db stream <count> cap=<cap> policy=<policy> seed=<seed>``."""
+
+    count: int
+    cap: int
+    policy: str = "reservoir"
+    seed: int = 1
+
+    def command(self) -> str:
+        return f"db stream {self.count} cap={self.cap} policy={self.policy} seed={self.seed}"
+
+
+@dataclass
+class StreamReport:
+    """What the device reported about its buffer: the numbers of the stream's ``@db`` record
+    (``loaded`` = kept, ``seen``, ``cap``, ``codewords``, ``covered``, ``evicted``,
+    ``cycles``), one ``@dbclass`` per class, and the ``@kept`` records of ``db kept`` (in
+    RAM-set order: stream index, class, codeword or -1)."""
+
+    policy: str = ""
+    db: dict[str, int] = field(default_factory=dict)
+    classes: list[dict] = field(default_factory=list)
+    kept_index: list[int] = field(default_factory=list)
+    kept_class: list[int] = field(default_factory=list)
+    kept_codeword: list[int] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return self.db.get("loaded", 0)
+
+    def absorb(self, rec: Record) -> None:
+        if rec.type == "db" and "policy" in rec.fields:
+            self.policy = rec.fields["policy"]
+            self.db = {k: rec.int(k) for k in rec.fields if k not in ("policy", "source")}
+        elif rec.type == "dbclass":
+            self.classes.append({k: rec.int(k) for k in rec.fields})
+        elif rec.type == "kept":
+            self.kept_index.append(rec.int("idx"))
+            self.kept_class.append(rec.int("class"))
+            self.kept_codeword.append(rec.int("cw"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
+               params: StreamParams, timeout: float) -> StreamReport:
+    """``db stream`` of (int8 samples ``x``, labels ``y``), then ``db kept``."""
+    lines = [data_line(int(label), sample.astype(np.int8).tobytes())
+             for sample, label in zip(x, y, strict=True)]
+    report = StreamReport()
+    for cmd, data, wait in ((params.command(), lines, SECONDS_PER_SAMPLE * len(lines)),
+                            ("db kept", None, 0.0)):
+        for rec in link.command(cmd, timeout=timeout + wait, data=data):
+            session.absorb(rec)
+            report.absorb(rec)
+    return report
+
+
+def converse_stream(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
+                    params: StreamParams, db_use: str = "both", timeout: float = 120.0,
+                    progress=None) -> StreamReport:
+    """Boot, ``info``, stream, ``db use <db_use>``, ``train``; the stream's report is written
+    to ``stream.json`` in the session's folder. A device reset during ``train`` is retried
+    once when the buffer survived it (``@boot db=<kept>``)."""
+    doc = session.results
+    hello(link, session, timeout)
+    t0 = time.perf_counter()
+    report = stream_set(link, session, x, y, params, timeout)
+    atomic_write_json(session.folder / STREAM_FILE,
+                      {**report.to_dict(), "host_seconds": time.perf_counter() - t0})
+
+    def select():  # the buffer survives a reset: select it again before a retry
+        for rec in link.command(f"db use {db_use}", timeout=timeout):
+            session.absorb(rec)
+
+    try:
+        train_with_retry(link, session, timeout, progress, before=select,
+                         may_retry=lambda boot: boot.int("db", 0) == report.kept)
+    except DeviceReset as reset:
+        raise DeviceError(f"{reset}; the streamed buffer did not survive it or a retry failed "
+                          f"(@boot db={reset.boot.fields.get('db', '?')})") from reset
+    doc.link = vars(link.stats)
+    doc.status = "complete"
+    doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    session.save()
+    return report

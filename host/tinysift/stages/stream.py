@@ -1,0 +1,67 @@
+"""The device stage with a streamed buffer: ``db stream`` the new samples (the device keeps
+``cap`` of them by a replay policy), then train on the buffer (and the exported replay set).
+
+Writes ``RUN/device/<label>/results.json`` and ``log.jsonl`` like the ``device`` stage, and
+``stream.json`` (what the device kept: :class:`tinysift.device.stream.StreamReport`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tinysift.boards import load_board
+from tinysift.device.results import DeviceResults
+from tinysift.device.session import DeviceSession, TrainParams
+from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
+from tinysift.errors import TinysiftError
+from tinysift.stages.device import RESULTS, _open_link
+
+
+def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
+                         samples: tuple[np.ndarray, np.ndarray], stream: StreamParams,
+                         label: str, db_use: str = "both", port: str | None = None,
+                         timeout: float = 300.0) -> tuple[DeviceResults, StreamReport]:
+    """Stream ``samples`` (int8 inputs, labels) with ``stream`` and train with ``params`` on
+    ``db use <db_use>``; a finished result with the same parameters is read back instead
+    (resume)."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "device" / label
+    cached = _cached(folder, params, stream)
+    if cached is not None:
+        return cached
+    export_info = run_dir / "export" / "export.json"
+    if not export_info.exists():
+        raise TinysiftError(f"{export_info.parent} not found; export the run first")
+    info = json.loads(export_info.read_text())
+    brd = load_board(board)
+    session = DeviceSession(brd, folder, params)
+    res = session.results
+    res.model_hash = info["content_hash"]
+    res.plan = {"ram_bytes": info["memory_plan"]["ram_total"],
+                "flash_bytes": info["memory_plan"]["flash_total"]}
+    try:
+        with _open_link(brd, run_dir, port, session) as link:
+            report = converse_stream(link, session, samples[0], samples[1], stream, db_use,
+                                     timeout)
+    finally:
+        session.close()
+    res.samples = report.kept + (info["train_samples"] if db_use == "both" else 0)
+    session.save()
+    (folder / "stream_params.json").write_text(json.dumps(vars(stream)))
+    return res, report
+
+
+def _cached(folder: Path, params: TrainParams, stream: StreamParams):
+    path, spath = folder / RESULTS, folder / "stream_params.json"
+    if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
+        return None
+    res = DeviceResults.load(path)
+    if not res.complete or res.params != vars(params) or \
+            json.loads(spath.read_text()) != vars(stream):
+        return None
+    doc = json.loads((folder / STREAM_FILE).read_text())
+    doc.pop("host_seconds", None)
+    return res, StreamReport(**doc)

@@ -1,0 +1,157 @@
+"""Numpy reference of the replay-buffer upkeep (``firmware/lib/tsengine/src/ts_replay.c``),
+written from docs/trainer.md "Replay upkeep": the same draws in the same order, so the kept
+set (slots, stream indices, codewords) must be identical for the same stream and seed.
+
+A test oracle, not shipped. :func:`run_stream` is the whole stream; :class:`ReplayBuffer`
+one offer at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SEED_ZERO = 0x6D2B79F5
+FREE = 0xFFFF
+NO_CODEWORD = 0xFFFE
+DROP = 0xFFFFFFFF
+M32 = 0xFFFFFFFF
+
+
+def xorshift32(state: int) -> int:
+    x = state
+    x ^= (x << 13) & M32
+    x ^= x >> 17
+    x ^= (x << 5) & M32
+    return x
+
+
+def rank_capacity(b: int, m: int, rank: int) -> int:
+    """floor(b / m) + (rank < b mod m); 0 for rank >= m."""
+    if m == 0 or rank >= m:
+        return 0
+    return b // m + (1 if rank < b % m else 0)
+
+
+class ReplayBuffer:
+    """``policy`` ``reservoir`` or ``coverage``; ``capacity`` B slots; for coverage
+    ``codebook`` (K, C, D) int8 with ``counts`` (K,) exported codewords per class (0: the
+    class is online) and ``radius2`` (K,) squared radii."""
+
+    def __init__(self, policy: str, capacity: int, seed: int, num_classes: int,
+                 codebook: np.ndarray | None = None, counts=None, radius2=None):
+        self.policy, self.b, self.k = policy, capacity, num_classes
+        self.rng = seed if seed else SEED_ZERO
+        self.seen = self.kept = self.codewords = self.evicted = 0
+        self.slot_index = [0] * capacity
+        self.slot_cw = [FREE] * capacity
+        if policy == "coverage":
+            self.codebook = np.asarray(codebook, np.int64)
+            self.c, self.d = self.codebook.shape[1], self.codebook.shape[2]
+            self.counts = [int(v) for v in counts]
+            self.radius2 = [int(v) for v in radius2]
+            self.online = np.zeros_like(self.codebook)
+            self.online_count = [0] * num_classes
+            n = num_classes * self.c
+            self.cw_seen, self.cw_kept = [0] * n, [0] * n
+            self.cw_rank, self.rank_cw = [None] * n, []
+
+    def _draw(self) -> int:
+        self.rng = xorshift32(self.rng)
+        return self.rng
+
+    # ---- coverage -------------------------------------------------------------------------
+
+    @staticmethod
+    def _nearest(rows: np.ndarray, f: np.ndarray) -> tuple[int, int]:
+        d2 = ((rows - f[None, :]) ** 2).sum(1)
+        j = int(np.argmin(d2))  # the first of equal minima
+        return j, int(d2[j])
+
+    def assign(self, c: int, f: np.ndarray) -> int:
+        base = c * self.c
+        if self.counts[c] > 0:
+            return base + self._nearest(self.codebook[c, :self.counts[c]], f)[0]
+        opened = self.online_count[c]
+        j, d2 = self._nearest(self.online[c, :opened], f) if opened else (0, 0)
+        if opened == 0 or (d2 > self.radius2[c] and opened < self.c):
+            j = opened
+            self.online[c, j] = f
+            self.online_count[c] = opened + 1
+        return base + j
+
+    def _nth_slot(self, g: int, j: int) -> int:
+        return [s for s in range(self.b) if self.slot_cw[s] == g][j]
+
+    def _rebalance(self) -> None:
+        for rank, g in enumerate(self.rank_cw):
+            cap = rank_capacity(self.b, self.codewords, rank)
+            while self.cw_kept[g] > cap:
+                j = self._draw() % self.cw_kept[g]
+                self.slot_cw[self._nth_slot(g, j)] = FREE
+                self.cw_kept[g] -= 1
+                self.kept -= 1
+                self.evicted += 1
+
+    def _offer_coverage(self, label: int, f: np.ndarray) -> int:
+        g = self.assign(label, np.asarray(f, np.int64))
+        if self.cw_rank[g] is None:
+            self.cw_rank[g] = self.codewords
+            self.rank_cw.append(g)
+            self.codewords += 1
+            self._rebalance()
+        self.cw_seen[g] += 1
+        cap = rank_capacity(self.b, self.codewords, self.cw_rank[g])
+        if self.cw_kept[g] < cap:
+            s = self.slot_cw.index(FREE)
+            self.slot_cw[s] = g
+            self.cw_kept[g] += 1
+            self.kept += 1
+            return s
+        if cap == 0:
+            return DROP
+        j = self._draw() % self.cw_seen[g]
+        return self._nth_slot(g, j) if j < cap else DROP
+
+    # ---- reservoir ------------------------------------------------------------------------
+
+    def _offer_reservoir(self, t: int) -> int:
+        if self.kept < self.b:
+            self.slot_cw[self.kept] = NO_CODEWORD
+            self.kept += 1
+            return self.kept - 1
+        j = self._draw() % (t + 1)
+        return j if j < self.b else DROP
+
+    def offer(self, label: int, features=None) -> int:
+        t = self.seen
+        s = (self._offer_coverage(label, features) if self.policy == "coverage"
+             else self._offer_reservoir(t))
+        if s != DROP:
+            self.slot_index[s] = t
+        self.seen = t + 1
+        return s
+
+    def compact(self) -> list[tuple[int, int]]:
+        """The kept samples in slot order: ``(stream index, codeword or -1)``."""
+        return [(self.slot_index[s], -1 if self.slot_cw[s] == NO_CODEWORD else self.slot_cw[s])
+                for s in range(self.b) if self.slot_cw[s] != FREE]
+
+    def class_stats(self, c: int) -> tuple[int, int]:
+        """(codewords seen, codewords with a kept sample) of class ``c``."""
+        if self.policy != "coverage":
+            return 0, 0
+        gs = [c * self.c + j for j in range(self.c) if self.cw_rank[c * self.c + j] is not None]
+        return len(gs), sum(self.cw_kept[g] > 0 for g in gs)
+
+
+def run_stream(policy: str, capacity: int, seed: int, labels, features=None,
+               num_classes: int | None = None, codebook=None, counts=None,
+               radius2=None) -> ReplayBuffer:
+    """Offer every sample of the stream in order; the buffer afterwards (``.compact()`` is
+    the kept set in the device's order)."""
+    labels = np.asarray(labels)
+    k = num_classes if num_classes is not None else int(labels.max()) + 1
+    buf = ReplayBuffer(policy, capacity, seed, k, codebook, counts, radius2)
+    for i, y in enumerate(labels):
+        buf.offer(int(y), None if features is None else features[i])
+    return buf

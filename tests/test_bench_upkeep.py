@@ -1,0 +1,37 @@
+"""`tinysift bench upkeep --quick` (digits new-classes on the emulated board): results files,
+both policies on the same stream, coverage's guarantee in the records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.qemu
+
+
+def test_bench_upkeep_quick_on_the_emulated_board(tmp_path):
+    from typer.testing import CliRunner
+
+    from tinysift.cli.app import app
+
+    out = CliRunner().invoke(app, ["bench", "upkeep", "--quick", "--out-dir", str(tmp_path)])
+    assert out.exit_code == 0, (out.output[-3000:], out.exception)
+    stem = tmp_path / "upkeep_new-classes_digits_quick"
+    res = json.loads(stem.with_suffix(".json").read_text())
+    pts = res["points"]
+    assert set(pts) == {"reservoir:5:head", "coverage:5:head", "all:all:head"}
+    rsv, cov, whole = pts["reservoir:5:head"], pts["coverage:5:head"], pts["all:all:head"]
+    # the same stream (classes 8 and 9 of the digits training split), a buffer of 5 per class
+    assert rsv["seen"] == cov["seen"] == whole["seen"] == whole["kept"] > 200
+    assert rsv["kept"] == cov["kept"] == 10
+    # classes 8 and 9 have no exported codewords: the device opened them online, at most 4
+    # each; with 10 slots every one keeps a sample
+    assert 2 <= cov["codewords"] <= 8 and cov["covered"] == cov["codewords"]
+    assert rsv["codewords"] == 0
+    for p in (rsv, cov, whole):
+        assert p["acc_mean"] > 0.7 and p["acc_old"] > 0.8 and p["acc_new"] > 0.3
+    assert cov["stream_cycles"] > 100 * rsv["stream_cycles"]  # coverage runs the backbone
+    md = stem.with_suffix(".md").read_text()
+    assert "| 5 | coverage |" in md and "| whole stream | all |" in md
+    assert stem.with_suffix(".png").stat().st_size > 10_000
