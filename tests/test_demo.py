@@ -78,7 +78,7 @@ def test_rerun_demo_uses_its_cache(demo):
     before = json.loads((base / "manifest.json").read_text())["stages"]
     results = sorted((base / "device").glob("*/results.json"))
     stamps = {p: p.stat().st_mtime_ns for p in results}
-    from tinysift.pipeline.adapt_demo import AdaptDemoConfig, run_adapt_demo
+    from tinysift.bench.adapt_demo import AdaptDemoConfig, run_adapt_demo
 
     run_adapt_demo(AdaptDemoConfig.quick().override(out=str(out)), log=lambda *_: None)
     after = json.loads((base / "manifest.json").read_text())["stages"]
@@ -88,7 +88,7 @@ def test_rerun_demo_uses_its_cache(demo):
 
 
 def test_pipeline_toml_and_overrides(tmp_path):
-    from tinysift.pipeline.adapt_demo import AdaptDemoConfig
+    from tinysift.bench.adapt_demo import AdaptDemoConfig
 
     demo = AdaptDemoConfig.from_toml(ROOT / "pipelines" / "demo.toml")
     assert demo == AdaptDemoConfig()  # the file says what `tinysift demo` does

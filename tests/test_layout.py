@@ -27,7 +27,8 @@ LAYERS: list[set[str]] = [
     {"device"},
     {"report"},
     {"stages"},
-    {"pipeline", "bench"},
+    {"pipeline"},
+    {"bench"},
     {"cli"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None),
     ) -> None:
         """The emulated board learns new classes with a replay set; report the trade-off."""
-        from tinysift.pipeline.adapt_demo import AdaptDemoConfig
+        from tinysift.bench.adapt_demo import AdaptDemoConfig
 
         cfg = AdaptDemoConfig.quick() if quick else AdaptDemoConfig()
         _run_adapt(cfg.override(out=out, board=board, seed=seed))
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         """Execute a pipeline file; flags override its settings."""
         import tomllib
 
-        from tinysift.pipeline.adapt_demo import AdaptDemoConfig
+        from tinysift.bench.adapt_demo import AdaptDemoConfig
         from tinysift.pipeline.config import PipelineConfig
 
         if pipeline.exists() and tomllib.loads(pipeline.read_text()).get("kind") == "adapt":
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _run_adapt(cfg) -> None:
-    from tinysift.pipeline.adapt_demo import run_adapt_demo
+    from tinysift.bench.adapt_demo import run_adapt_demo
     from tinysift.report.adapt import headers, rows
 
     console.print(f"[bold]tinysift[/] {cfg.name}: {cfg.dataset}, the device learns new "
