@@ -45,3 +45,12 @@ def test_table_rerenders_identical(path):
 
 def test_benchmarks_doc_rerenders_identical():
     assert _collect().benchmarks_doc() == (ROOT / "docs" / "benchmarks.md").read_text()
+
+
+def test_readme_results_block_is_generated():
+    """The README's numbers are the tool's rendering of the committed results, not typed."""
+    collect = _collect()
+    text = (ROOT / "README.md").read_text()
+    block = collect.README_START + text.split(collect.README_START, 1)[1].split(
+        collect.README_END, 1)[0] + collect.README_END
+    assert block == collect.readme_summary()

@@ -2,7 +2,9 @@
 
     .venv/bin/python tools/collect_benchmarks.py
 
-Every number in docs/benchmarks.md comes from a results file; this script only reads them.
+Every number in docs/benchmarks.md, and in the README's block between the
+``<!-- results:start -->`` and ``<!-- results:end -->`` markers, comes from a results file; this
+script only reads them (tests/test_bench_render.py checks both are what it renders).
 """
 
 from __future__ import annotations
@@ -283,10 +285,162 @@ def benchmarks_doc() -> str:
     return "\n".join(out)
 
 
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _pt(d: dict) -> str:
+    """A paired difference in points, bold when its 95% interval excludes 0."""
+    if d.get("n", 0) < 2 or d["half_width"] != d["half_width"]:  # one seed: no interval
+        return f"{100 * d['mean']:+.1f}"
+    cell = f"{100 * d['mean']:+.1f} ± {100 * d['half_width']:.1f}"
+    return f"**{cell}**" if abs(d["mean"]) > d["half_width"] else cell
+
+
+def _provenance(res: dict, stem: str) -> str:
+    seeds = f"{res['seeds']} seed{'s' if res['seeds'] != 1 else ''}"
+    planned = res.get("seeds_planned")
+    if planned and res["seeds"] < planned:
+        seeds += f" of {planned} planned"
+    m = res["machine"]
+    return (f"{seeds}; {m.get('cpus')}-CPU {m.get('processor')} machine; "
+            f"`benchmarks/results/{stem}.json`")
+
+
+def _readme_equal_steps(stem: str, title: str) -> list[str]:
+    from tinysift.bench.stats import paired_difference
+
+    res = load(f"{stem}.json")
+    if res is None:
+        return []
+    methods = res["methods"]
+    out = [f"**{title}** ({_provenance(res, stem)}): accuracy after the full data's steps "
+           f"(full data {res['full_data_acc']['mean']:.3f}); vq and flow as the paired "
+           "difference to random in points (bold: the 95% interval excludes 0).", "",
+           "| keep | random | best method | vq − random | flow − random |", "|---|---|---|---|---|"]
+    for k in res["keep"]:
+        key = f"{k:g}"
+        have = {m: v[key] for m, v in methods.items() if key in v}
+        if "random" not in have:
+            continue
+        best = max(have, key=lambda m: have[m]["acc_mean"])
+        cells = [key, f"{have['random']['acc_mean']:.3f}",
+                 f"{best} {have[best]['acc_mean']:.3f}"]
+        for m in OURS:
+            cells.append(_pt(paired_difference(have[m]["runs"], have["random"]["runs"]))
+                         if m in have else "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _readme_proportional() -> list[str]:
+    out = ["**Proportional protocol** (the kept set trains for max(250 steps, 3 epochs); "
+           "best method and the best of vq/flow at each keep):", "",
+           "| dataset | keep | random | best method | best of vq/flow |", "|---|---|---|---|---|"]
+    seeds = set()
+    for stem, name in (("prune_fashion-mnist", "Fashion-MNIST"),
+                       ("prune_fashion-mnist_noise0.2", "Fashion-MNIST, 20% noise"),
+                       ("prune_mnist", "MNIST"), ("prune_digits", "digits")):
+        res = load(f"{stem}.json")
+        if res is None:
+            continue
+        seeds.add(res["seeds"])
+        for k in [k for k in res["keep"] if k <= 0.1]:
+            key = f"{k:g}"
+            have = {m: v[key]["acc_mean"] for m, v in res["methods"].items() if key in v}
+            best = max(have, key=have.get)
+            ours = max((m for m in OURS if m in have), key=have.get)
+            out.append(f"| {name} | {key} | {have['random']:.3f} | {best} {have[best]:.3f} | "
+                       f"{ours} {have[ours]:.3f} |")
+    seeds_text = "/".join(str(s) for s in sorted(seeds))
+    return out + ["", f"({seeds_text} seeds per dataset; `benchmarks/results/prune_*.json`.)", ""]
+
+
+def _readme_guided(stem: str, title: str) -> list[str]:
+    res = load(f"{stem}.json")
+    if res is None:
+        return []
+    methods = res["methods"]
+    order = [m for m in ("full-cut", "rs2", "infobatch", "ucb", "vq", "flow") if m in methods]
+    out = [f"**{title}** ({_provenance(res, stem)}): test accuracy at a fraction of the "
+           f"full-data recipe's sample-passes, every cost charged (full recipe "
+           f"{res['full_data_acc']['mean']:.3f}).", "",
+           "| budget | " + " | ".join(order) + " |", "|---" * (len(order) + 1) + "|"]
+    for b in res["budgets"]:
+        key = f"{b:g}"
+        cells = [key] + [f"{methods[m][key]['acc_mean']:.3f}" if key in methods[m] else "-"
+                         for m in order]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _readme_device(stem: str, title: str) -> list[str]:
+    res = load(f"{stem}.json")
+    if res is None:
+        return []
+    pts = res["points"]
+    methods = [m for m in res["methods"] if m != "none"]
+    out = [f"**{title}** ({_provenance(res, stem)}): overall test accuracy of the int8 model "
+           "after training on the emulated Cortex-M4; in brackets the paired difference to "
+           "random replay in points.", ""]
+    for update in res["updates"]:
+        out += [f"| replay per old class (update={update}) | " + " | ".join(methods) + " |",
+                "|---" * (len(methods) + 1) + "|"]
+        for size in res["sizes"]:
+            cells = [str(size)]
+            for m in methods:
+                p = pts.get(f"{m}:{size}:{update}")
+                if p is None:
+                    cells.append("-")
+                    continue
+                cell = f"{p['acc_mean']:.3f}"
+                if "vs_random" in p:
+                    cell += f" ({_pt(p['vs_random'])})"
+                cells.append(cell)
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    refs = []
+    if res.get("joint"):
+        j = res["joint"]
+        refs.append(f"host joint model (class-balanced head on all the old data plus the new "
+                    f"samples): {j['acc_mean']:.3f} (old {j['acc_old']:.3f}, new "
+                    f"{j['acc_new']:.3f})")
+    floor = pts.get("none:0:head")
+    if floor:
+        refs.append(f"no replay: {floor['acc_mean']:.3f} (old {floor['acc_old']:.3f})")
+    return out + (["References: " + "; ".join(refs) + ".", ""] if refs else [])
+
+
+def readme_summary() -> str:
+    """The README's results block (between the markers), from the results files."""
+    out = [README_START,
+           "<!-- generated by tools/collect_benchmarks.py from benchmarks/results/*.json -->", ""]
+    out += _readme_device("device_new-classes_fashion-mnist",
+                          "On-device learning of new classes, Fashion-MNIST 0-7 → 8, 9")
+    out += _readme_device("device_shift_mnist", "On-device domain shift, MNIST → digits")
+    out += _readme_equal_steps("prune_fashion-mnist_equal-steps",
+                               "Equal steps, Fashion-MNIST")
+    out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
+    out += _readme_guided("guided_fashion-mnist", "Guided training, Fashion-MNIST")
+    out += _readme_guided("guided_mnist", "Guided training, MNIST")
+    out += _readme_guided("guided_fashion-mnist_noise0.2",
+                          "Guided training, Fashion-MNIST with 20% label noise")
+    out += _readme_proportional()
+    return "\n".join(out + [README_END])
+
+
+def write_readme_summary(readme: Path = ROOT / "README.md") -> None:
+    text = readme.read_text()
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(head + readme_summary() + tail)
+
+
 def main() -> int:
     rerender()
     (ROOT / "docs" / "benchmarks.md").write_text(benchmarks_doc())
     print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
+    write_readme_summary()
+    print(f"wrote the results block of {ROOT / 'README.md'}")
     return 0
 
 
