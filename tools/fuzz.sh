@@ -62,10 +62,12 @@ fi
 # A small ASan quarantine keeps the RSS near 100 MB instead of growing to ~600 MB.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
 LIMIT=(-max_total_time="$SECONDS_TO_RUN")
+WHAT="$SECONDS_TO_RUN s"
 if [ -n "${FUZZ_RUNS:-}" ]; then
     LIMIT=(-runs="$FUZZ_RUNS")
+    WHAT="$FUZZ_RUNS runs"
 fi
-echo "[fuzz] $TARGET: ${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-$SECONDS_TO_RUN s} (seeds: $SEEDS)"
+echo "[fuzz] $TARGET: $WHAT (seeds: $SEEDS)"
 exec "$BIN" "$OUT/corpus" "$SEEDS" "${LIMIT[@]}" -max_len=4096 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/" \
     ${FUZZ_JOBS:+-jobs=$FUZZ_JOBS -workers=$FUZZ_JOBS}

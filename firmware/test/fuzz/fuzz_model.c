@@ -215,6 +215,55 @@ static int build_layer(reader_t *r, ts_layer_t *l, ts_dims_t in)
     }
 }
 
+static void resize_weights(ts_layer_t *l, uint32_t n)
+{
+    int8_t *w;
+    if (l->weights == NULL) {
+        l->weights_len = n; /* a NULL array with a length: refused as NULL */
+        return;
+    }
+    w = block(n);
+    memset(w, 1, n);
+    memcpy(w, l->weights, n < l->weights_len ? n : l->weights_len);
+    l->weights = w;
+    l->weights_len = n;
+}
+
+static void resize_bias(ts_layer_t *l, uint32_t n)
+{
+    int32_t *b;
+    uint32_t i;
+    if (l->bias == NULL) {
+        l->bias_len = n;
+        return;
+    }
+    b = block(n * sizeof *b);
+    for (i = 0; i < n; ++i) {
+        b[i] = i < l->bias_len ? l->bias[i] : 0;
+    }
+    l->bias = b;
+    l->bias_len = n;
+}
+
+static void resize_quant(ts_layer_t *l, uint32_t n)
+{
+    int32_t *mult, *shift;
+    uint32_t i;
+    if (l->multiplier == NULL || l->shift == NULL) {
+        l->quant_len = n;
+        return;
+    }
+    mult = block(n * sizeof *mult);
+    shift = block(n * sizeof *shift);
+    for (i = 0; i < n; ++i) {
+        mult[i] = i < l->quant_len ? l->multiplier[i] : 1 << 30;
+        shift[i] = i < l->quant_len ? l->shift[i] : 0;
+    }
+    l->multiplier = mult;
+    l->shift = shift;
+    l->quant_len = n;
+}
+
 /* One field of the table set to a value from the bytes. */
 static void corrupt(reader_t *r, ts_model_t *m, ts_layer_t *layers)
 {
@@ -234,9 +283,13 @@ static void corrupt(reader_t *r, ts_model_t *m, ts_layer_t *layers)
     case 10: l->out.c = v; break;
     case 11: l->input_zero_point = v; break;
     case 12: l->act_max = v; break;
-    case 13: l->weights_len += (uint32_t)(v % 4); break; /* a length that lies */
-    case 14: l->bias_len = (uint32_t)v % 16u; break;
-    case 15: l->quant_len = (uint32_t)v % 16u; break;
+    /* A length that does not fit the layer, with an array of that length: the table's
+     * lengths are its arrays' sizes (the exporter writes both), the engine checks them
+     * against the shapes and cannot check them against the memory. */
+    case 13: resize_weights(l, l->weights_len + (uint32_t)(v & 3)
+                                   - (l->weights_len < 4u ? 0u : (uint32_t)(v >> 2 & 3))); break;
+    case 14: resize_bias(l, (uint32_t)v % 16u); break;
+    case 15: resize_quant(l, (uint32_t)v % 16u); break;
     case 16: l->weights = NULL; break;
     case 17: l->multiplier = NULL; break;
     case 18: l->softmax_input_left_shift = v; break;
