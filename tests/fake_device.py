@@ -49,7 +49,7 @@ class FakeDevice(threading.Thread):
     def __init__(self, faults=(), *, classes: int = 2, flash: int = 20, capacity: int = 64,
                  sample_bytes: int = 64, model: str = "abc", test: int = 20,
                  boot: bool = True, source: str = "flash", ram: int = 0,
-                 epoch_delay: float = 0.0):
+                 epoch_delay: float = 0.0, hold: threading.Event | None = None):
         super().__init__(daemon=True)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,6 +61,7 @@ class FakeDevice(threading.Thread):
         self.classes, self.flash, self.capacity = classes, flash, capacity
         self.sample_bytes, self.model, self.test = sample_bytes, model, test
         self.boot_on_connect, self.epoch_delay = boot, epoch_delay
+        self.hold = hold  # set: epochs after the first wait for it (a run held mid-train)
         self.resets = 0
         self.source, self.ram = source, ram  # a board left on a RAM set by an earlier session
         self.loading = 0
@@ -269,6 +270,8 @@ class FakeDevice(threading.Thread):
         for i in range(1, windows + 1):
             if self.epoch_delay:
                 time.sleep(self.epoch_delay)
+            if self.hold is not None and i > 1:
+                self.hold.wait(120)
             cycles = "lots" if self._bad_value_next else "2500000"
             self._bad_value_next = False
             rec(f"@epoch n={i} loss={1.0 / i:.4f} train_acc=0.{min(9, 4 + i)} correct={n // 2} "

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -184,10 +185,10 @@ def test_results_rewritten_seldom(tmp_path):
 
 # ---- the CLI under signals ---------------------------------------------------------------------
 
-def _cli(run, url, *extra):
+def _cli(run, url, *extra, timeout: float = 10):
     return subprocess.Popen(
         [sys.executable, "-m", "tinysift.cli.app", "device", "run", "--run", str(run),
-         "--port", url, "--epochs", "20", "--timeout", "10", *extra],
+         "--port", url, "--epochs", "20", "--timeout", str(timeout), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -242,12 +243,16 @@ def test_second_writer_is_refused(tmp_path):
     """Two `device run` on one run folder: the second is refused, naming the first; the
     first completes; the log holds one session."""
     run = fake_run(tmp_path / "run")
-    dev1, dev2 = FakeDevice(epoch_delay=0.1), FakeDevice()
-    first = _cli(run, dev1.url)
+    hold = threading.Event()  # the first run stays mid-train until the second has been refused
+    dev1, dev2 = FakeDevice(epoch_delay=0.1, hold=hold), FakeDevice()
+    first = _cli(run, dev1.url, timeout=120)
     _wait_epochs(run, 1, first)
-    second = subprocess.run(
-        [sys.executable, "-m", "tinysift.cli.app", "device", "run", "--run", str(run), "--port",
-         dev2.url, "--epochs", "2"], capture_output=True, text=True, timeout=120)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "tinysift.cli.app", "device", "run", "--run", str(run),
+             "--port", dev2.url, "--epochs", "2"], capture_output=True, text=True, timeout=120)
+    finally:
+        hold.set()
     assert second.returncode == 2, second.stderr
     assert "in use by another tinysift process" in second.stderr
     assert f"pid {first.pid}" in second.stderr and "device run" in second.stderr
