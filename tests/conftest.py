@@ -43,3 +43,15 @@ def digits_run():
     quantize(run)
     export(run)
     return run
+
+
+@pytest.fixture(scope="session")
+def fault_table():
+    """Rows of the fault-injection tests; TINYSIFT_WRITE_FAULTS=1 writes them to
+    benchmarks/results/faults.{json,md} at the end of the session (tests/fault_table.py)."""
+    from fault_table import FaultTable
+
+    table = FaultTable()
+    yield table
+    if os.environ.get("TINYSIFT_WRITE_FAULTS") and table.rows:
+        table.write()

@@ -69,3 +69,89 @@ def test_project_root_missing_is_one_clear_line(tmp_path):
     assert r.returncode == 2
     assert "TINYSIFT_ROOT" in r.stderr and "not a tinysift project folder" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path):
+    for args, said in ((["bogus"], "No such command"),
+                       (["train", "--dataset", "digits", "--bogus-flag"], "No such option"),
+                       (["train", "--dataset", "digits", "--epochs", "abc"], "--epochs"),
+                       (["prune", "--dataset", "digits"], "--keep"),
+                       (["device", "run", "--run", str(tmp_path), "--on-reset", "bogus"],
+                        "--on-reset must be one of retry, stop"),
+                       (["train", "--dataset", "digits", "--epochs", "-1"],
+                        "--epochs must be a whole number >= 0")):
+        r = tinysift(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert said in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def _main(monkeypatch, capsys, target: str, exc: BaseException, args: list[str]):
+    """Run the CLI in-process with ``target`` (module:function) raising ``exc``."""
+    import importlib
+
+    from tinysift.cli import main
+
+    module, name = target.split(":")
+
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(importlib.import_module(module), name, boom)
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys, tmp_path):
+    """typer turns Ctrl-C into Exit(130) and returns it: it used to end in exit 0, silently."""
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.prune:prune", KeyboardInterrupt(),
+                      ["prune", "--dataset", "digits", "--keep", "0.1", "--out", str(tmp_path)])
+    assert code == 130 and "interrupted" in err
+
+
+def test_compiler_output_verbatim(monkeypatch, capsys, tmp_path):
+    """Paths and flags in brackets are text, not rich markup (it raised MarkupError and hid
+    the compiler's output)."""
+    from tinysift.errors import DeviceError
+
+    text = ("firmware build for qemu-mps2-an386 failed:\n[/work/x/src/app.c:12]: error: "
+            "expected ';' [-Werror=implicit] [bold]x[/]")
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash", DeviceError(text),
+                      ["device", "flash", "--run", str(tmp_path)])
+    assert code == 2 and text in err, err
+
+
+def test_unexpected_errors_are_one_line(monkeypatch, capsys, tmp_path):
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
+                      ZeroDivisionError("x"), ["device", "flash", "--run", str(tmp_path)])
+    assert code == 1 and "unexpected ZeroDivisionError" in err and "Traceback" not in err
+
+
+def test_train_on_a_kept_set_defaults_to_the_step_rule(monkeypatch, tmp_path):
+    """`prune --keep 0.1` then `train` without --epochs: the subset step rule, not 10 epochs
+    of 143 samples (20 steps, accuracy near chance)."""
+    import importlib
+
+    from tinysift.cli import main
+
+    train_mod = importlib.import_module("tinysift.stages.train")
+    seen = []
+
+    def fake_train(*a, **k):
+        seen.append(k["epochs"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    main(["train", "--dataset", "digits", "--keep", "0.1", "--out", str(tmp_path)])
+    main(["train", "--dataset", "digits", "--out", str(tmp_path)])
+    main(["train", "--dataset", "digits", "--keep", "0.1", "--epochs", "3", "--out",
+          str(tmp_path)])
+    assert seen == [None, 10, 3]
+
+
+def test_corrupt_selection_is_one_clear_line(tmp_path):
+    bad = tmp_path / "selection.npz"
+    bad.write_text("not a zip")
+    r = tinysift("train", "--dataset", "digits", "--selection", str(bad), "--out",
+                 str(tmp_path / "r"))
+    assert r.returncode == 2 and "not a readable selection" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

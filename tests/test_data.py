@@ -147,3 +147,43 @@ def test_label_noise_is_symmetric_and_exact(digits):
     assert np.array_equal(changed, flipped)
     again, _ = add_label_noise(digits, 0.2, seed=3)
     assert np.array_equal(again.y_train, noisy.y_train)
+
+
+def _selection(path, **override):
+    from tinysift.selection.io import write_selection
+
+    write_selection(path, np.array([1, 5, 9]), np.zeros(20), "vq", 20, "h", label_noise=0.2,
+                    noise_seed=3)
+    if override:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays.update(override)
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+@pytest.mark.parametrize("kind,make,message", [
+    ("truncated", lambda p: p.write_bytes(_selection(p).read_bytes()[:100]), "not a readable"),
+    ("empty", lambda p: p.write_bytes(b""), "not a readable"),
+    ("text", lambda p: p.write_text("indices: 1 2 3\n"), "not a readable"),
+    ("one array", lambda p: np.save(open(p, "wb"), np.arange(3)), "not a readable"),
+    ("float indices", lambda p: _selection(p, indices=np.array([1.0, 2.0, 3.0])), "integers"),
+    ("2-D indices", lambda p: _selection(p, indices=np.array([[1, 2, 3]])), "1-D"),
+    ("empty indices", lambda p: _selection(p, indices=np.array([], np.int64),
+                                           keep_count=np.int64(0)), "keeps no sample"),
+    ("no noise seed", lambda p: _selection(p, noise_seed=None), "no 'noise_seed'"),
+    ("no indices", lambda p: _selection(p, indices=None), "no 'indices'"),
+    ("count mismatch", lambda p: _selection(p, keep_count=np.int64(7)), "keep_count 7"),
+    ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])), "outside"),
+    ("repeated", lambda p: _selection(p, indices=np.array([1, 1, 2])), "twice"),
+    ("method array", lambda p: _selection(p, method=np.array(["a", "b"])), "'method'"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_corrupt_selection_refused(tmp_path, kind, make, message):
+    """Every corrupt selection.npz is one DatasetError naming the problem (they were
+    tracebacks: BadZipFile, EOFError, IndexError on float or 2-D indices, KeyError)."""
+    from tinysift.selection.io import read_selection
+
+    path = tmp_path / "selection.npz"
+    make(path)
+    with pytest.raises(DatasetError, match=message):
+        read_selection(path, 20, "h")

@@ -41,31 +41,21 @@ class Peer(threading.Thread):
         self.stop = threading.Event()
 
     def run(self):
+        from fake_device import serve_lines
+
         conn, _ = self.sock.accept()
         self.conn = conn
         conn.sendall(self.on_connect)
-        buf = b""
-        conn.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                chunk = conn.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                try:
-                    cmd = unframe(line, 100000)
-                except FrameError:
-                    continue
-                self.received.append(cmd)
-                if self.script:
-                    self.script(cmd, lambda data: conn.sendall(data))
-        conn.close()
+        serve_lines(conn, self.stop.is_set, self.on_line)
+
+    def on_line(self, line: bytes) -> None:
+        try:
+            cmd = unframe(line, 100000)
+        except FrameError:
+            return
+        self.received.append(cmd)
+        if self.script:
+            self.script(cmd, lambda data: self.conn.sendall(data))
 
 
 def rec(payload: str) -> bytes:
@@ -136,14 +126,9 @@ def test_device_error_status_carries_the_message():
 
 
 def make_run(tmp_path, samples=20):
-    export = tmp_path / "run" / "export"
-    export.mkdir(parents=True)
-    info = {"train_samples": samples, "content_hash": "abc", "memory_plan":
-            {"ram_total": 1000, "flash_total": 2000}}
-    (export / "export.json").write_text(json.dumps(info))
-    np.savez(export / "golden.npz", x_train=np.zeros((samples, 64), np.int8),
-             y_train=np.arange(samples) % 10)
-    return tmp_path / "run"
+    from fake_device import fake_run
+
+    return fake_run(tmp_path / "run", samples=samples, classes=10)
 
 
 BOOT = rec("@boot proto=1 fw=1 board=test counter=systick-icount hz=25000000 resets=0 "
@@ -165,7 +150,7 @@ def train_script(resets_at_epoch=None, stall_after=None):
             if state["data"] == 20:
                 send(rec("@db loaded=20 source=ram") + rec("@ready cmd=db status=0"))
         elif cmd.startswith("db use"):
-            send(rec("@db loaded=20 source=ram") + rec("@ready cmd=db status=0"))
+            send(rec(f"@db loaded=20 source={cmd.split()[-1]}") + rec("@ready cmd=db status=0"))
         elif cmd.startswith("train"):
             send(rec("@eval when=before acc=0.5 correct=10 total=20 int8_acc=0.5"))
             send(rec("@phase name=features cycles=1000000"))

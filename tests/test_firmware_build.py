@@ -325,6 +325,17 @@ def test_pio_test_native(workspace):
     print(f"tools/pio test -e native: {time.monotonic() - t0:.1f} s")
 
 
+def test_pio_test_native_asan(workspace):
+    """The firmware tests (smoke, protocol, engine) again with ASan + UBSan
+    (-fno-sanitize-recover: any report fails its test)."""
+    t0 = time.monotonic()
+    res = pio(workspace, "test", "-d", "firmware", "-e", "native-asan")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    for name in ("test_smoke", "test_protocol", "test_engine"):
+        assert re.search(rf"native-asan\s+{name}\s+PASSED", res.stdout), res.stdout[-2000:]
+    print(f"tools/pio test -e native-asan: {time.monotonic() - t0:.1f} s")
+
+
 def test_pio_test_qemu_m4(workspace, built):
     t0 = time.monotonic()
     res = pio(workspace, "test", "-d", "firmware", "-e", "qemu-m4")

@@ -44,3 +44,45 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         atomic_write_json(target, {"bad": Boom()})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def _holder(folder):
+    """Another process holding ``folder``'s lock until killed."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom tinysift.runs import run_lock\n"
+         "with run_lock(sys.argv[1], 'holding'):\n    print('held', flush=True)\n"
+         "    time.sleep(120)\n", str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    time.sleep(0.05)
+    return proc
+
+
+def test_second_writer_refused_naming_the_holder(tmp_path):
+    """One writer per run folder: a second process is refused with the holder's pid and
+    command; the lock goes with the holder, even when it is killed."""
+    import signal
+
+    from tinysift.errors import RunBusy
+    from tinysift.runs import run_lock
+
+    proc = _holder(tmp_path / "r")
+    try:
+        with pytest.raises(RunBusy, match=f"pid {proc.pid} .*holding since"), \
+                run_lock(tmp_path / "r", "test"):
+            pass
+        # every writing stage takes it: a firmware build in the same folder is refused too
+        from fake_device import fake_run
+        from tinysift.stages.device import flash
+
+        with pytest.raises(RunBusy, match=f"pid {proc.pid}"):
+            flash(tmp_path / "r", "qemu-mps2-an386")
+        fake_run(tmp_path / "other")  # another folder is free
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with run_lock(tmp_path / "r", "test"), run_lock(tmp_path / "r", "re-entrant"):
+        pass

@@ -28,3 +28,20 @@ class UnsupportedOpError(TinysiftError):
 
 class DeviceError(TinysiftError):
     """The device or its serial link misbehaved (silent, garbled, reset)."""
+
+
+class RunBusy(TinysiftError):
+    """Another process is writing the same run folder."""
+
+
+class StageError(TinysiftError):
+    """A stage's input stage did not finish, or its outputs changed since."""
+
+
+class Terminated(BaseException):  # noqa: N818 - raised by a signal, like KeyboardInterrupt
+    """SIGTERM or SIGHUP reached the CLI: unwinds like Ctrl-C, so every cleanup runs (the
+    emulator is stopped, partial results are written)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum

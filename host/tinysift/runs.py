@@ -1,5 +1,9 @@
 """Run folders: every artifact of one pipeline run plus ``manifest.json``.
 
+One writer at a time: a stage holds the folder's lock (``.tinysift.lock``, an flock released
+when its process ends, however it ends) while it runs, and a second process writing the same
+folder is refused with a message naming the holder.
+
 The manifest records the command, seed, package versions, machine, and for every stage its
 parameters, input hashes, output hashes and timing. A stage whose key (parameters + input
 hashes) and outputs are unchanged is skipped, so a killed run resumes where it stopped.
@@ -10,15 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
+import inspect
 import io
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ from typing import Any
 import numpy as np
 
 MANIFEST = "manifest.json"
+LOCK_FILE = ".tinysift.lock"
 TRACKED_PACKAGES = ("tinysift", "tensorflow", "tf-keras", "tensorflow-model-optimization",
                     "tensorflow-probability", "tflite-micro", "ai-edge-litert", "numpy",
                     "scikit-learn", "platformio", "pyserial")
@@ -202,3 +211,77 @@ def default_run_dir(name: str) -> Path:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+# ---- one writer per run folder ----------------------------------------------------------
+
+_held: dict[str, list] = {}  # resolved folder -> [fd, depth]: the locks this process holds
+_held_guard = threading.Lock()
+
+
+def _holder(what: str) -> dict:
+    return {"pid": os.getpid(), "host": platform.node(), "what": what,
+            "command": " ".join(shlex.quote(a) for a in sys.argv), "since": _now()}
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
+    """Hold ``folder``'s lock while the block runs: another process that tries gets a
+    RunBusy naming this one (pid, command, since when). Re-entrant within a process; the
+    kernel drops it when the process ends, so a killed run leaves no stale lock."""
+    from tinysift.errors import RunBusy
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+            fd = None
+        else:
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = json.loads(os.read(fd, 4096) or b"{}")
+                except ValueError:
+                    holder = {}
+                os.close(fd)
+                raise RunBusy(
+                    f"{folder} is in use by another tinysift process (pid "
+                    f"{holder.get('pid', '?')} on {holder.get('host', '?')}: "
+                    f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "
+                    f"{holder.get('since', '?')}); one writer per run folder: wait for it to "
+                    "finish, stop it, or use another --out/--run") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(_holder(what)).encode())
+            _held[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[key][1] -= 1
+            if _held[key][1] == 0:
+                fd = _held.pop(key)[0]
+                os.ftruncate(fd, 0)
+                os.close(fd)  # closing the descriptor releases the flock
+
+
+def locks_run(param: str) -> Callable:
+    """Decorator: the function holds the lock of the run folder passed as ``param``."""
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            folder = signature.bind(*args, **kwargs).arguments[param]
+            with run_lock(folder, fn.__name__):
+                return fn(*args, **kwargs)
+        return wrapper
+    return decorate

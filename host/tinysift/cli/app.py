@@ -7,7 +7,7 @@ import sys
 import typer
 
 from tinysift.cli.app_console import console, err_console  # noqa: E402,F401
-from tinysift.errors import TinysiftError
+from tinysift.errors import Terminated, TinysiftError
 
 app = typer.Typer(
     name="tinysift",
@@ -42,28 +42,102 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one clear message and exit with status 2."""
+    """Entry point, and the one error path of every command: nothing ends in a traceback.
+
+    Exit status: 0 done; 2 bad input or environment (a TinysiftError: one clear message) and
+    usage errors (unknown command or option, a bad value); 130 Ctrl-C; 128 + N when signal N
+    (SIGTERM, SIGHUP) stopped it; 1 an unexpected error (a bug: one line, the traceback with
+    TINYSIFT_TRACEBACK=1)."""
+    usage, abort = _click_exceptions()
+    previous = _install_signal_handlers()
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if rv == 130:  # typer turns Ctrl-C into Exit(130) and returns its code
+            return _interrupted("interrupted (Ctrl-C)", 130)
+        return rv if isinstance(rv, int) else 0
     except TinysiftError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        report_error(str(exc))
         return 2
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         return int(code or 0)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: finished stages are saved; rerun to resume")
-        return 130
-    except Exception as exc:  # click usage errors
-        import click
+        return _interrupted("interrupted (Ctrl-C)", 130)
+    except Terminated as exc:
+        return _interrupted(f"stopped by signal {exc.signum}", 128 + exc.signum)
+    except usage as exc:
+        exc.show()
+        return exc.exit_code
+    except abort:
+        return _interrupted("aborted", 130)
+    except Exception as exc:  # noqa: BLE001 - the last resort of the one error path
+        import os
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
-    return 0
+        if os.environ.get("TINYSIFT_TRACEBACK"):
+            raise
+        report_error(f"unexpected {type(exc).__name__}: {exc} (a bug in tinysift: please "
+                     "report it; TINYSIFT_TRACEBACK=1 shows the traceback)")
+        return 1
+    finally:
+        _restore_signal_handlers(previous)
+
+
+def report_error(message: str) -> None:
+    """``error: <message>`` on stderr, verbatim: compiler output, paths in brackets and the
+    like are text, never rich markup."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def _interrupted(what: str, code: int) -> int:
+    from rich.text import Text
+
+    err_console.print(Text.assemble((f"{what}", "yellow"), ": finished stages are saved and a "
+                                    "device run's partial results are in its results.json; "
+                                    "rerun the command to resume"), soft_wrap=True)
+    return code
+
+
+def _click_exceptions() -> tuple[tuple, tuple]:
+    """Usage errors and aborts of click and of the click that typer vendors."""
+    import click
+
+    usage, abort = [click.exceptions.ClickException], [click.exceptions.Abort]
+    for module in ("typer._click.exceptions", "typer.exceptions"):
+        try:
+            mod = __import__(module, fromlist=["_"])
+        except ImportError:
+            continue
+        usage += [mod.ClickException] if hasattr(mod, "ClickException") else []
+        abort += [mod.Abort] if hasattr(mod, "Abort") else []
+    return tuple(usage), tuple(abort)
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (every ``finally`` runs: the emulator stops,
+    results are written) instead of killing the process where it stands."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    import signal
+
+    for sig, old in previous.items():
+        signal.signal(sig, old)
 
 
 if __name__ == "__main__":

@@ -53,14 +53,12 @@ def flash_cmd(
 ) -> None:
     """Build the firmware with this run's export (and upload it to a real board)."""
     from tinysift.boards import load_board
-    from tinysift.device.build import build_firmware
+    from tinysift.stages.device import flash
 
-    brd = load_board(board)
-    res = build_firmware(Path(run) / "export", brd, Path(run) / "device", upload=not brd.emulated,
-                         port=port)
+    res = flash(run, board, port=port)
     console.print(f"built {res.elf} in {res.seconds:.1f} s: flash {res.flash_bytes:,} B, "
                   f"static RAM {res.ram_bytes:,} B"
-                  + ("" if brd.emulated else " and uploaded"))
+                  + ("" if load_board(board).emulated else " and uploaded"))
 
 
 @app.command("run")
@@ -73,7 +71,11 @@ def run_cmd(
     batch: int = typer.Option(32),
     seed: int = typer.Option(1),
     db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
-    on_reset: str = typer.Option("retry", help="retry or stop when the device resets"),
+    on_reset: str = typer.Option("retry", help="retry (set the session up again and re-send "
+                                                "train, once) or stop when the device resets"),
+    timeout: float = typer.Option(20.0, help="seconds without a valid record, added to the "
+                                             "limits derived from the board's clock and the "
+                                             "expected cycles (docs/protocol.md)"),
     joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
 ) -> None:
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
@@ -92,7 +94,8 @@ def run_cmd(
 
     res = run_on_device(run, board, port=port,
                         params=TrainParams(epochs=epochs, lr=lr, batch=batch, seed=seed),
-                        use_db=db, on_reset=on_reset, monitor=monitor, progress=progress)
+                        use_db=db, on_reset=on_reset, monitor=monitor, progress=progress,
+                        timeout=timeout)
     print_results(res)
     console.print(f"-> {Path(run) / 'device' / 'results.json'}")
 

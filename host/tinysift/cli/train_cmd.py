@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
         keep: str = typer.Option(None, help="fraction in (0,1] or integer count to KEEP"),
         selection: Path = typer.Option(None, help="selection.npz (or its run folder)"),
         condensed: Path = typer.Option(None, help="condensed.npz (or its run folder)"),
-        epochs: int = typer.Option(10, help="passes over the data; 0 = subset step rule"),
+        epochs: int = typer.Option(None, help="passes over the data (default: 10 on the full "
+                                              "set; on a kept or condensed set the subset "
+                                              "step rule, max(500 steps, 6 epochs)); 0 = that "
+                                              "rule"),
         seed: int = typer.Option(0),
         width: int = typer.Option(16, help="stem channels of the tiny CNN"),
         variant: str = typer.Option("ds-cnn", help="ds-cnn or conv-maxpool"),
@@ -32,9 +35,17 @@ def register(app: typer.Typer) -> None:
         from tinysift.stages.train import train
 
         out = out or Path("runs") / f"train-{dataset_slug(dataset)}"
+        subset = keep is not None or selection is not None or condensed is not None
+        if epochs is None:
+            epochs = 0 if subset else 10
         res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
-                    epochs=epochs or None, seed=seed, width=width, variant=variant,
-                    guided=guided, budget=budget, label_noise=label_noise)
+                    epochs=epochs if epochs != 0 else None, seed=seed, width=width,
+                    variant=variant, guided=guided, budget=budget, label_noise=label_noise)
+        for warning in res.warnings:
+            from rich.text import Text
+
+            err_console.print(Text.assemble(("warning:", "yellow"), " ", warning),
+                              soft_wrap=True)
         tag = " (cached: inputs unchanged)" if res.skipped else ""
         console.print(f"trained on {res.train_samples} samples in {res.seconds:.1f} s "
                       f"({res.steps} steps){tag}")

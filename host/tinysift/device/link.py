@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tinysift.device.limits import Limits
 from tinysift.device.protocol import MAX_LINE, FrameError, Record, frame, parse_record, unframe
 from tinysift.errors import DeviceError
 
@@ -20,11 +21,13 @@ class LinkStats:
 class DeviceReset(DeviceError):
     """An unexpected ``@boot`` arrived in the middle of a command."""
 
-    def __init__(self, boot: Record, received: list[Record]):
-        super().__init__(f"the device reset during a command (boot record {boot.fields}); "
-                         f"{len(received)} records received before the reset were kept")
+    def __init__(self, boot: Record, received: list[Record], command: str = ""):
+        super().__init__(f"the device reset during `{command or 'a command'}` (boot record "
+                         f"{boot.fields}); {len(received)} records received before the reset "
+                         "were kept")
         self.boot = boot
         self.received = received
+        self.command = command
 
 
 def _open_port(url: str, baudrate: int):
@@ -51,11 +54,12 @@ class SerialLink:
     baudrate : for real ports
     on_record : called with every valid record as it arrives (append-only logging)
     max_line : longest accepted line
+    on_idle : called while a read waits for bytes (the session writes pending results then)
     """
 
     def __init__(self, url: str, baudrate: int = 115200,
                  on_record: Callable[[Record], None] | None = None, max_line: int = 4096,
-                 connect_timeout: float = 10.0):
+                 connect_timeout: float = 10.0, on_idle: Callable[[], None] | None = None):
         import serial
 
         self.url = url
@@ -74,6 +78,7 @@ class SerialLink:
                                   "holds it") from exc
         self.stats = LinkStats()
         self.on_record = on_record
+        self.on_idle = on_idle
         self.max_line = max(max_line, MAX_LINE)
         self._buf = bytearray()
         self._closed = False
@@ -92,23 +97,34 @@ class SerialLink:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def write_line(self, payload: str) -> None:
-        self.write_raw(frame(payload))
+    def write_line(self, payload: str, deadline: float | None = None) -> None:
+        self.write_raw(frame(payload), deadline)
 
-    def write_raw(self, data: bytes) -> None:
+    def write_raw(self, data: bytes, deadline: float | None = None) -> None:
+        """Write ``data``; with ``deadline`` (time.monotonic()), a device that stops reading
+        fails the write at the deadline instead of blocking forever."""
         import serial
 
+        if deadline is not None:
+            self.port.write_timeout = max(0.05, deadline - time.monotonic())
         try:
             self.port.write(data)
             self.port.flush()
+        except serial.SerialTimeoutException as exc:
+            raise DeviceError(f"{self.url} stopped reading: writing {len(data)} bytes did not "
+                              "finish before the command's deadline") from exc
         except (serial.SerialException, OSError) as exc:
             raise DeviceError(f"writing to {self.url} failed: {exc}") from exc
 
-    def read_record(self, timeout: float) -> Record:
-        """The next valid record; corrupt lines are dropped and counted."""
+    def read_record(self, timeout: float, deadline: float | None = None,
+                    what: str = "") -> Record:
+        """The next valid record; corrupt lines are dropped and counted.
+
+        ``timeout``: seconds without a valid record; ``deadline``: a time.monotonic() the
+        record must arrive by; ``what``: the command waited for (for the messages)."""
         import serial
 
-        deadline = time.monotonic() + timeout
+        quiet_until = time.monotonic() + timeout
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
@@ -128,9 +144,17 @@ class SerialLink:
                 self.stats.dropped_bytes += len(self._buf)
                 self.stats.dropped_lines += 1
                 self._buf.clear()
-            if time.monotonic() > deadline:
-                raise DeviceError(
-                    f"no valid record from {self.url} for {timeout:.0f} s "
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise DeviceTimeout(
+                    f"{what or 'the device'} did not finish by its deadline on {self.url} "
+                    f"({self.stats.dropped_lines} corrupt lines dropped): the device is much "
+                    "slower than its board profile says, or it keeps talking without "
+                    "finishing; pass a larger --timeout if the board is really that slow")
+            if now > quiet_until:
+                raise DeviceTimeout(
+                    f"no valid record from {self.url} for {timeout:.0f} s"
+                    f"{' during ' + what if what else ''} "
                     f"({self.stats.dropped_lines} corrupt lines dropped). Is the board "
                     "flashed with tinysift firmware (`tinysift device flash`), the port "
                     "right and the baud rate 115200?")
@@ -139,30 +163,45 @@ class SerialLink:
                 # closes (QEMU exiting).
                 chunk = self.port.read(1 if self.url.startswith("socket://") else 256)
             except (serial.SerialException, OSError) as exc:
-                raise DeviceError(f"the link to {self.url} closed: {exc}") from exc
+                raise LinkLost(f"the link to {self.url} closed: {exc}") from exc
             if chunk:
                 self._buf.extend(chunk)
+            elif self.on_idle is not None:
+                self.on_idle()
 
     def command(self, cmd: str, timeout: float = 20.0,
                 on_progress: Callable[[Record], None] | None = None,
-                data: list[bytes] | None = None) -> list[Record]:
+                data: list[bytes] | None = None, limits: Limits | None = None
+                ) -> list[Record]:
         """Send ``cmd`` and collect records up to its ``@ready``.
+
+        ``limits`` bound the command (tinysift.device.limits); without them, ``timeout``
+        seconds without a valid record, 10x that in all, and 1000 records.
 
         Raises
         ------
         DeviceReset : a ``@boot`` arrived before ``@ready``
-        DeviceError : timeout, or ``@ready`` with a nonzero status (message from ``@err``)
+        DeviceTimeout : silence, or the deadline passed
+        DeviceError : more records than the command can produce, the link closed, or
+            ``@ready`` with a nonzero status (message from ``@err``)
         """
-        self.write_line(cmd)
-        for line in data or ():
-            self.write_raw(line)
+        limits = limits or Limits(timeout, 10 * timeout, 1000)
+        deadline = time.monotonic() + limits.deadline
+        self.write_line(cmd, deadline)
+        if data:
+            self.write_raw(b"".join(data), deadline)
         name = cmd.split(" ")[0]
         received: list[Record] = []
         while True:
-            rec = self.read_record(timeout)
+            rec = self.read_record(limits.silence, deadline, f"`{cmd}`")
             if rec.type == "boot":
-                raise DeviceReset(rec, received)
+                raise DeviceReset(rec, received, cmd)
             received.append(rec)
+            if len(received) > limits.records:
+                raise DeviceError(
+                    f"the device sent {len(received)} records for `{cmd}` without ending it "
+                    f"(it can send at most {limits.records}; last: @{rec.type} "
+                    f"{' '.join(f'{k}={v}' for k, v in rec.fields.items())}): stopped")
             if on_progress is not None:
                 on_progress(rec)
             if rec.type == "ready" and rec.fields.get("cmd") == name:
@@ -173,8 +212,21 @@ class SerialLink:
                                       f"({'; '.join(errs) or 'no message'})")
                 return received
 
-    def wait_boot(self, timeout: float = 20.0) -> Record:
-        while True:
-            rec = self.read_record(timeout)
+    def wait_boot(self, timeout: float = 20.0, limits: Limits | None = None) -> Record:
+        """The next ``@boot``; other records before it are bounded like a command's."""
+        limits = limits or Limits(timeout, 2 * timeout, 64)
+        deadline = time.monotonic() + limits.deadline
+        for _ in range(limits.records + 1):
+            rec = self.read_record(limits.silence, deadline, "the boot record")
             if rec.type == "boot":
                 return rec
+        raise DeviceError(f"{self.url} sent {limits.records + 1} records but no @boot: is it "
+                          "tinysift firmware, freshly started?")
+
+
+class DeviceTimeout(DeviceError):
+    """Silence, or a command past its deadline."""
+
+
+class LinkLost(DeviceError):
+    """The port or socket closed under the host (unplugged board, emulator gone)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinysift.errors import DeviceError
+
 PROTOCOL_VERSION = 1
 MAX_LINE = 255
 
@@ -63,21 +65,36 @@ class Record:
     fields: dict[str, str] = field(default_factory=dict)
 
     def int(self, key: str, default: int | None = None) -> int:
-        if key not in self.fields:
-            if default is None:
-                raise KeyError(f"@{self.type} has no field {key!r}")
-            return default
-        return int(self.fields[key])
+        return self._number(key, default, int)
 
     def float(self, key: str, default: float | None = None) -> float:
+        return self._number(key, default, float)
+
+    def _number(self, key: str, default, kind):
         if key not in self.fields:
             if default is None:
-                raise KeyError(f"@{self.type} has no field {key!r}")
+                raise RecordError(self, f"has no field {key!r}")
             return default
-        return float(self.fields[key])
+        try:
+            return kind(self.fields[key])
+        except ValueError:
+            raise RecordError(self, f"has {key}={self.fields[key]!r}, not "
+                              f"{'an integer' if kind is int else 'a number'}") from None
 
     def to_dict(self) -> dict:
         return {"type": self.type, **self.fields}
+
+
+class RecordError(DeviceError):
+    """A record with a valid CRC but a field the host cannot use (missing or not a number):
+    the firmware and the host disagree on TSP/1, so the session stops instead of guessing."""
+
+    def __init__(self, rec: Record, problem: str):
+        super().__init__(f"the device sent @{rec.type} that {problem} "
+                         f"({' '.join(f'{k}={v}' for k, v in rec.fields.items())}); the firmware "
+                         "and this host disagree on TSP/1 (docs/protocol.md): rebuild and flash "
+                         "the firmware from this checkout (`tinysift device flash`)")
+        self.record = rec
 
 
 def parse_record(payload: str) -> Record:

@@ -1,7 +1,11 @@
 """Run firmware on an emulated board: QEMU with ``-icount`` and a TCP serial port.
 
-The emulator is started in its own process group and always killed on exit; the serial
-port is reached with pyserial's ``socket://`` URL, exactly like a real port.
+The emulator never outlives the host: it runs in its own process group, which is killed
+when the host leaves the ``with`` block (normally, on an error, on Ctrl-C, or on SIGTERM /
+SIGHUP, which the CLI turns into an exception); and the kernel kills it when the host
+process dies without cleaning up (SIGKILL, a crash): Linux's parent-death signal, set in the
+child before QEMU starts, with a check that the parent is still the host. The serial port is
+reached with pyserial's ``socket://`` URL, exactly like a real port.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent())
     except FileNotFoundError as exc:
         raise DeviceError("qemu-system-arm not found; run tools/setup.sh") from exc
     try:
@@ -60,6 +64,29 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
         stop(proc)
         if log_path:
             log.close()
+
+
+def die_with_parent():
+    """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies
+    (prctl PR_SET_PDEATHSIG; Linux), and exits at once if that already happened. None
+    elsewhere (the ``finally`` and the CLI's signal handlers still stop the emulator)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    parent = os.getpid()
+
+    def child() -> None:
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the host died before the prctl
+            os._exit(1)
+    return child
 
 
 def stop(proc: subprocess.Popen) -> None:

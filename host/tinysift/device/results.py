@@ -1,4 +1,4 @@
-"""The result of one on-device training: a typed record, written once as ``results.json``
+"""The result of one on-device training: a typed record, written as ``results.json``
 (``RUN/device[/<label>]/results.json``) and read back by the pipeline, the report and the
 CLI through :meth:`DeviceResults.load`, never by string keys.
 """
@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("partial", "complete", "device-reset", "interrupted")
+#: partial: still running, or the host was killed; failed: a clear failure (its message in
+#: `events`); device-reset: stopped after a reset (--on-reset stop, or reset again on retry)
+STATUSES = ("partial", "complete", "device-reset", "interrupted", "failed")
 
 
 @dataclass
@@ -67,6 +69,8 @@ class DeviceResults:
     # per-class test counts from the `@class` records, by `when` (before, after, current):
     # one {"class", "correct", "int8_correct", "total"} per class, in class order
     per_class: dict[str, list[dict[str, int]]] | None = None
+    # the session that wrote this file (every record of it in log.jsonl carries the same id)
+    session: str | None = None
 
     # -- derived figures ----------------------------------------------------------------
     @property

@@ -1,14 +1,18 @@
-"""One conversation with the device: boot, ``info``, optionally ``db load``, ``train``;
-every record is logged append-only and folded into a :class:`DeviceResults`.
+"""One conversation with the device: boot, ``info``, the training set (``db load`` and
+``db use``, or ``db use flash``), ``train``; every record is logged append-only and folded
+into a :class:`DeviceResults`.
 
-Writes ``results.json`` (rewritten atomically after every record, so a killed host leaves a
-readable partial file) and appends every record to ``log.jsonl``, both in the session's
-folder.
+Every record is appended to ``log.jsonl`` as it arrives (one line, with the session's id);
+``results.json`` is rewritten atomically at most once a second while records stream, whenever
+the link goes quiet, and at the end, so a killed host leaves a readable partial file and the
+log holds every record. A device reset restores everything the session had set up (the model
+check, every streamed set, the ``db use`` mode) before ``train`` is sent again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,8 @@ import numpy as np
 
 from tinysift.boards import Board
 from tinysift.device.energy import PowerMonitor, estimate
-from tinysift.device.link import DeviceReset, SerialLink
+from tinysift.device.limits import Limits, SessionLimits
+from tinysift.device.link import DeviceReset, DeviceTimeout, SerialLink
 from tinysift.device.protocol import Record, data_line
 from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
 from tinysift.errors import DeviceError
@@ -25,6 +30,12 @@ from tinysift.runs import atomic_write_json
 
 RESULTS = "results.json"
 LOG = "log.jsonl"
+#: results.json is rewritten at most this often while records stream (seconds).
+SAVE_INTERVAL = 1.0
+#: A reset is answered by setting the session up again and re-sending `train` this often.
+MAX_RETRIES = 1
+ON_RESET = ("retry", "stop")
+DB_USE = ("ram", "both")
 
 
 @dataclass
@@ -57,6 +68,68 @@ class TrainParams:
             cmd += " balance=1"
         return cmd
 
+    def validate(self) -> None:
+        """The firmware's ranges (docs/protocol.md), checked before anything starts."""
+        from tinysift.errors import TinysiftError
+
+        problems = []
+        if self.steps is None and not 0 <= self.epochs <= 10000:
+            problems.append(f"epochs {self.epochs} (0..10000)")
+        if self.steps is not None and not 1 <= self.steps <= 1_000_000:
+            problems.append(f"steps {self.steps} (1..1000000)")
+        if not 1 <= self.batch <= 65535:
+            problems.append(f"batch {self.batch} (1..65535)")
+        if not 0 < self.lr <= 10:
+            problems.append(f"lr {self.lr:g} (in (0, 10])")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum {self.momentum:g} (in [0, 1))")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed {self.seed} (a uint32)")
+        for key, value, allowed in (("init", self.init, ("export", "zero")),
+                                    ("update", self.update, (None, "head", "last-block", "bias")),
+                                    ("schedule", self.schedule,
+                                     (None, "constant", "cosine", "step"))):
+            if value not in allowed:
+                problems.append(f"{key} {value!r} (one of "
+                                f"{', '.join(a for a in allowed if a)})")
+        if problems:
+            raise TinysiftError("the device cannot train with " + "; ".join(problems))
+
+    def windows(self, samples: int) -> int:
+        """`@epoch` records the device sends for a training set of ``samples``."""
+        if self.steps is None:
+            return self.epochs
+        per_window = -(-max(1, samples) // self.batch)
+        return -(-self.steps // per_window)
+
+
+@dataclass
+class SessionSetup:
+    """What a session sets up on the device before `train`; all of it is sent again after a
+    device reset (a rebooted firmware has the compiled-in set selected and nothing loaded).
+
+    train_set : (int8 samples, labels) streamed with ``db load``; None trains on the
+        compiled-in set (``db use flash``, so a board left on a RAM set by an earlier session
+        cannot train on it)
+    db_use : with ``train_set``: ``ram`` (alone) or ``both`` (after the compiled-in set)
+    model_hash : the export's content hash; a firmware holding another model is refused
+    flash_samples : the compiled-in set's size (the export's)
+    """
+
+    train_set: tuple[np.ndarray, np.ndarray] | None = None
+    db_use: str = "ram"
+    model_hash: str | None = None
+    flash_samples: int | None = None
+
+    def samples(self) -> int | None:
+        """The training set's size on the device (None when unknown)."""
+        streamed = None if self.train_set is None else len(self.train_set[1])
+        if streamed is None:
+            return self.flash_samples
+        if self.db_use == "both":
+            return None if self.flash_samples is None else self.flash_samples + streamed
+        return streamed
+
 
 @dataclass
 class DeviceSession:
@@ -67,28 +140,40 @@ class DeviceSession:
     board : the board profile (its clock and current give the energy estimate)
     folder : where ``results.json`` and ``log.jsonl`` go (created)
     params : the ``train`` parameters
+    session_id : written with every logged record and into ``results.json`` (default: a new
+        one), so the log of a folder tells its sessions apart
     """
 
     board: Board
     folder: Path
     params: TrainParams
+    session_id: str = ""
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.session_id = self.session_id or new_session_id()
         self.results = DeviceResults(
             board=self.board.name, clock_hz=self.board.clock_hz, params=vars(self.params),
             energy_model={"supply_v": self.board.supply_v,
                           "active_current_ma": self.board.active_current_ma,
                           "source": self.board.current_source},
-            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), session=self.session_id)
         self.log = open(self.folder / LOG, "a", buffering=1)
+        self.stats = None  # the link's LinkStats, once a link is open
+        self.epoch_samples: list[int] = []  # each @epoch's `samples`
+        self.saves = 0
+        self._dirty = False
+        self._saved_at = 0.0
 
     def close(self) -> None:
+        """The final rewrite of ``results.json``; closes the log."""
+        self.save()
         self.log.close()
 
     def on_record(self, rec: Record) -> None:
-        self.log.write(json.dumps({"t": round(time.time(), 3), **rec.to_dict()}) + "\n")
+        self.log.write(json.dumps({"t": round(time.time(), 3), "session": self.session_id,
+                                   **rec.to_dict()}) + "\n")
 
     def absorb(self, rec: Record) -> None:
         r = self.results
@@ -107,8 +192,9 @@ class DeviceSession:
             r.epochs.append(EpochResult(rec.int("n"), rec.float("loss"), rec.float("train_acc"),
                                         e.cycles, e.seconds, e.energy_mj, e.energy_kind))
             r.samples = rec.int("samples", r.samples or 0)
+            self.epoch_samples.append(r.samples)
         elif rec.type == "phase":
-            r.phases[rec.fields["name"]] = estimate(self.board, rec.int("cycles"))
+            r.phases[rec.fields.get("name", "?")] = estimate(self.board, rec.int("cycles"))
         elif rec.type == "eval":
             # its @class records follow: a new list for this `when`
             r.per_class = {**(r.per_class or {}), rec.fields.get("when", "-"): []}
@@ -128,10 +214,23 @@ class DeviceSession:
             r.memory = {k: int(v) for k, v in rec.fields.items() if v.lstrip("-").isdigit()}
         elif rec.type == "err":
             r.events.append({"error": rec.fields})
-        self.save()
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= SAVE_INTERVAL:
+            self.save()
+
+    def flush(self) -> None:
+        """Rewrite ``results.json`` if records arrived since the last write (the link calls
+        this whenever it waits)."""
+        if self._dirty:
+            self.save()
 
     def save(self) -> None:
+        if self.stats is not None:
+            self.results.link = dict(vars(self.stats))
         atomic_write_json(self.folder / RESULTS, self.results.to_dict())
+        self.saves += 1
+        self._dirty = False
+        self._saved_at = time.monotonic()
 
 
 def hello(link: SerialLink, session: DeviceSession, timeout: float):
@@ -150,34 +249,58 @@ def hello(link: SerialLink, session: DeviceSession, timeout: float):
     return boot
 
 
-def converse(link: SerialLink, session: DeviceSession, train_set, on_reset: str,
-             monitor: PowerMonitor | None, timeout: float, progress,
-             db_use: str = "ram") -> None:
-    """Boot, ``info``, optionally ``db load`` ``train_set`` and ``db use`` it (``ram``: alone;
-    ``both``: after the compiled-in set), then ``train``; retry ``train`` once after a device
-    reset when ``on_reset`` is ``retry``."""
+
+def new_session_id() -> str:
+    """Unique per session: the start time, the process and a random part."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class ModelMismatch(DeviceError):
+    """The firmware holds another model than the export the session is for."""
+
+
+class WrongTrainingSet(DeviceError):
+    """The device trained on another set than the session set up."""
+
+
+def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
+             limits: SessionLimits, on_reset: str = "retry",
+             monitor: PowerMonitor | None = None, progress=None) -> None:
+    """Boot, set the session up (``info`` and the model check, the training set), ``train``.
+
+    A device reset at any point (``@boot`` in the middle of a command) is recorded; with
+    ``on_reset="retry"`` the whole set-up is sent again and ``train`` re-sent, at most
+    MAX_RETRIES times; else the session stops with status ``device-reset``. Raises
+    DeviceError on every other failure (the caller records it)."""
     doc = session.results
-    hello(link, session, timeout)
-    if train_set is not None:
-        x, y = train_set
-        lines = [data_line(int(label), sample.astype(np.int8).tobytes())
-                 for sample, label in zip(x, y, strict=True)]
-        for rec in link.command(f"db load {len(lines)}", timeout=timeout, data=lines):
-            session.absorb(rec)
-        for rec in link.command(f"db use {db_use}", timeout=timeout):
-            session.absorb(rec)
-    try:
-        train_with_retry(link, session, timeout, progress,
-                         may_retry=lambda _boot: on_reset == "retry",
-                         before=monitor.start if monitor is not None else None)
-    except DeviceReset as reset:
-        doc.link = vars(link.stats)
-        session.save()
-        raise DeviceError(f"{reset}; stopped (--on-reset stop). Partial results in "
-                          f"{session.folder / RESULTS}") from reset
+    boot = _first_boot(link, session, limits)
+    resets = 0
+    while True:
+        try:
+            if boot is not None:
+                session.absorb(boot)
+            _set_up(link, session, setup, limits)
+            _train(link, session, setup, limits, monitor, progress)
+            break
+        except DeviceReset as reset:
+            resets += 1
+            doc.events.append({"device_reset": reset.boot.fields, "during": reset.command,
+                               "records_before_reset": len(reset.received)})
+            boot = reset.boot
+            if on_reset == "retry" and resets <= MAX_RETRIES:
+                _clear_training(session)
+                continue
+            session.absorb(boot)
+            doc.status = "device-reset"
+            session.save()
+            how = ("stopped (--on-reset stop)" if on_reset != "retry" else
+                   f"it reset again after {MAX_RETRIES} retry (set-up and `train` sent "
+                   "again): giving up; check the board's power and reset line")
+            raise DeviceError(f"{reset}; {how}. Partial results in "
+                              f"{session.folder / RESULTS}") from reset
+    _complete_records(link, session, setup, limits)
     if monitor is not None:
         _apply_measurements(doc, monitor.stop())
-    doc.link = vars(link.stats)
     doc.status = "complete"
     doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     session.save()
@@ -208,8 +331,111 @@ def train_with_retry(link: SerialLink, session: DeviceSession, timeout: float, p
                 session.save()
                 raise
             retried = True
-            doc.epochs = []
-            doc.phases = {}
+            _clear_training(session)
+
+
+def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
+                ) -> Record | None:
+    if session.board.emulated:
+        return link.wait_boot(limits=limits.boot())
+    try:
+        return link.wait_boot(limits=Limits(5.0, 5.0, limits.boot().records))
+    except DeviceTimeout:
+        return None  # a real board may have booted before the port was opened
+
+
+def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
+            limits: SessionLimits) -> None:
+    """``info`` (the firmware must hold the export's model), then the training set."""
+    for rec in link.command("info", limits=limits.simple(3)):
+        session.absorb(rec)
+    info = session.results.info or {}
+    held = info.get("model") or (session.results.firmware or {}).get("model")
+    if setup.model_hash and held and held != setup.model_hash:
+        raise ModelMismatch(
+            f"the firmware on {link.url} holds model {held}, but this run's export is "
+            f"{setup.model_hash}: flash the export first (`tinysift device flash --run RUN "
+            f"--board {session.board.name}`)")
+    if setup.train_set is not None:
+        x, y = setup.train_set
+        lines = [data_line(int(label), sample.astype(np.int8).tobytes())
+                 for sample, label in zip(x, y, strict=True)]
+        for rec in link.command(f"db load {len(lines)}", data=lines,
+                                limits=limits.db_load(len(lines))):
+            session.absorb(rec)
+        source = setup.db_use
+    else:
+        source = "flash"
+    recs = link.command(f"db use {source}", limits=limits.simple(2))
+    for rec in recs:
+        session.absorb(rec)
+    db = next((r for r in recs if r.type == "db"), None)
+    want = setup.samples()
+    if db is None or db.fields.get("source") != source or (
+            want is not None and db.int("loaded", -1) != want):
+        raise WrongTrainingSet(
+            f"after `db use {source}` the device reports "
+            f"{'nothing' if db is None else db.fields} instead of {want} samples from "
+            f"{source}: it would train on another set; stopped")
+
+
+def _train(link: SerialLink, session: DeviceSession, setup: SessionSetup,
+           limits: SessionLimits, monitor: PowerMonitor | None, progress) -> None:
+    params = session.params
+    if monitor is not None:
+        monitor.start()
+    link.command(params.command(),
+                 limits=limits.train(params, setup.samples() or session.results.samples or 1),
+                 on_progress=lambda r: (session.absorb(r), progress(r) if progress else None))
+
+
+def _clear_training(session: DeviceSession) -> None:
+    """Forget a train's records (before it is sent again, or repeated by `results`)."""
+    doc = session.results
+    doc.epochs, doc.phases, doc.per_class = [], {}, None
+    session.epoch_samples = []
+    doc.test_acc_before = doc.test_acc_after = doc.test_int8_acc_after = None
+
+
+def _missing(doc: DeviceResults, params: TrainParams, samples: int | None) -> list[str]:
+    """What a finished `train` should have reported and did not (lines dropped as corrupt)."""
+    out = []
+    windows = params.windows(samples) if samples else len(doc.epochs)
+    got = [e.epoch for e in doc.epochs]
+    lost = sorted(set(range(1, windows + 1)) - set(got))
+    if lost:
+        out.append(f"@epoch n={','.join(map(str, lost))}")
+    if doc.test_acc_before is None or doc.test_acc_after is None:
+        out.append("@eval")
+    for name in ("features", "head_forward", "backward", "update", "evaluation"):
+        if name not in doc.phases:
+            out.append(f"@phase name={name}")
+    return out
+
+
+def _complete_records(link: SerialLink, session: DeviceSession, setup: SessionSetup,
+                      limits: SessionLimits) -> None:
+    """Records of the train lost to corrupt lines are asked for again (`results` repeats
+    the last train's records); then the device must have trained on the set up set."""
+    doc, params = session.results, session.params
+    samples = setup.samples()
+    missing = _missing(doc, params, samples)
+    if missing and link.stats.dropped_lines:  # lost on the link, not left out by the device
+        recs = link.command("results", limits=limits.results())
+        _clear_training(session)
+        for rec in recs:
+            session.absorb(rec)
+        still = _missing(doc, params, samples)
+        doc.events.append({"records_repeated": missing, "still_missing": still})
+        if "@eval" in still:
+            raise DeviceError(f"the train's results were lost ({', '.join(still)} missing even "
+                              "after `results`): the link corrupts too many lines")
+    if params.steps is None and samples is not None:
+        wrong = sorted({n for n in session.epoch_samples if n != samples})
+        if wrong:
+            raise WrongTrainingSet(f"the device trained on {wrong[0]} samples per epoch, the "
+                                   f"session set up {samples}: the result is not this "
+                                   "session's; stopped")
 
 
 def _apply_measurements(doc: DeviceResults, windows) -> None:

@@ -27,6 +27,29 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
                             label_noise=np.float64(label_noise), noise_seed=np.int64(noise_seed))
 
 
+def _load_npz(p: Path, what: str, fix: str) -> dict:
+    """Every array of an ``.npz``, or one clear DatasetError for a file that is not one."""
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            raise ValueError("a single array, not an .npz archive")
+        with loaded as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, format and I/O errors alike
+        raise DatasetError(f"{p} is not a readable {what} ({type(exc).__name__}: {exc}); "
+                           f"{fix}") from None
+
+
+def _scalar(sel: dict, key: str, p: Path, kind: type):
+    value = sel[key]
+    if value.ndim != 0 or (kind is str and value.dtype.kind not in "US") or (
+            kind is int and value.dtype.kind not in "iu") or (
+            kind is float and value.dtype.kind not in "iuf"):
+        raise DatasetError(f"{p}: {key!r} must be one {kind.__name__}, got {value.dtype} "
+                           f"{value.shape}: not a tinysift selection file")
+    return kind(value)
+
+
 def read_selection(path: str | Path, num_samples: int | None = None,
                    dataset_hash: str | None = None) -> dict:
     """Load a selection and check it belongs to the dataset it is applied to."""
@@ -35,19 +58,39 @@ def read_selection(path: str | Path, num_samples: int | None = None,
         p = p / SELECTION_FILE
     if not p.exists():
         raise DatasetError(f"selection file {p} not found; create it with `tinysift prune`")
-    with np.load(p, allow_pickle=False) as npz:
-        sel = {k: npz[k] for k in npz.files}
+    fix = "create it again with `tinysift prune`"
+    sel = _load_npz(p, "selection (.npz)", fix)
     for key in ("indices", "method", "keep_count"):
         if key not in sel:
-            raise DatasetError(f"{p} has no {key!r}: not a tinysift selection file")
+            raise DatasetError(f"{p} has no {key!r}: not a tinysift selection file; {fix}")
     idx = sel["indices"]
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise DatasetError(f"{p}: 'indices' must be a 1-D array of integers, got {idx.dtype} "
+                           f"{idx.shape}; {fix}")
+    if len(idx) == 0:
+        raise DatasetError(f"{p} keeps no sample (empty 'indices'); {fix}")
+    if len(np.unique(idx)) != len(idx):
+        raise DatasetError(f"{p} lists a sample twice in 'indices'; {fix}")
+    if _scalar(sel, "keep_count", p, int) != len(idx):
+        raise DatasetError(f"{p}: keep_count {int(sel['keep_count'])} but {len(idx)} indices; "
+                           f"{fix}")
+    _scalar(sel, "method", p, str)
+    if "label_noise" in sel:
+        noise = _scalar(sel, "label_noise", p, float)
+        if not 0.0 <= noise < 1.0:
+            raise DatasetError(f"{p}: label_noise {noise} is not in [0, 1); {fix}")
+        if noise > 0 and "noise_seed" not in sel:
+            raise DatasetError(f"{p} has label noise {noise} but no 'noise_seed' to repeat it "
+                               f"with; {fix}")
+        if "noise_seed" in sel:
+            _scalar(sel, "noise_seed", p, int)
     if num_samples is not None:
-        if "num_samples" in sel and int(sel["num_samples"]) != num_samples:
+        if "num_samples" in sel and _scalar(sel, "num_samples", p, int) != num_samples:
             raise DatasetError(
                 f"{p} was made for a training set of {int(sel['num_samples'])} samples, but "
                 f"this dataset has {num_samples}; prune this dataset again"
             )
-        if len(idx) and (idx.min() < 0 or idx.max() >= num_samples):
+        if idx.min() < 0 or idx.max() >= num_samples:
             raise DatasetError(f"{p} has indices outside [0, {num_samples})")
     if dataset_hash is not None and "dataset_hash" in sel and str(sel["dataset_hash"]) not in (
             dataset_hash, ""):
@@ -71,5 +114,17 @@ def read_condensed(path: str | Path) -> dict:
         p = p / CONDENSED_FILE
     if not p.exists():
         raise DatasetError(f"condensed file {p} not found; create it with `tinysift condense`")
-    with np.load(p, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    fix = "create it again with `tinysift condense`"
+    cond = _load_npz(p, "condensed set (.npz)", fix)
+    for key in ("x", "y", "method"):
+        if key not in cond:
+            raise DatasetError(f"{p} has no {key!r}: not a tinysift condensed file; {fix}")
+    x, y = cond["x"], cond["y"]
+    if x.ndim not in (3, 4) or x.dtype != np.uint8 or len(x) == 0:
+        raise DatasetError(f"{p}: 'x' must be (N, H, W[, C]) uint8 images with N >= 1, got "
+                           f"{x.dtype} {x.shape}; {fix}")
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or (y < 0).any():
+        raise DatasetError(f"{p}: 'y' must hold one non-negative integer label per image, got "
+                           f"{y.dtype} {y.shape} for {len(x)} images; {fix}")
+    _scalar(cond, "method", p, str)
+    return cond

@@ -1,8 +1,9 @@
 """The ``device`` stage: fine-tune on the device and collect timing and energy.
 
-Writes ``RUN/device[/<label>]/results.json`` (a :class:`DeviceResults`, rewritten atomically
-after every record, so a killed host leaves a readable partial file) and appends every record
-to ``log.jsonl`` beside it.
+Writes ``RUN/device[/<label>]/results.json`` (a :class:`DeviceResults`; rewritten while
+records arrive and at the end, so a killed host leaves a readable partial file) and appends
+every record, with the session's id, to ``log.jsonl`` beside it. The run folder is locked
+for the session (one writer); its export must be finished and current.
 """
 
 from __future__ import annotations
@@ -15,18 +16,30 @@ import numpy as np
 
 from tinysift.boards import Board, load_board
 from tinysift.device.energy import PowerMonitor
+from tinysift.device.limits import ModelCost, SessionLimits
 from tinysift.device.link import SerialLink
 from tinysift.device.results import DeviceResults
-from tinysift.device.session import RESULTS, DeviceSession, TrainParams, converse
+from tinysift.device.session import (
+    DB_USE,
+    ON_RESET,
+    RESULTS,
+    DeviceSession,
+    SessionSetup,
+    TrainParams,
+    converse,
+)
 from tinysift.errors import TinysiftError
+from tinysift.runs import Run, locks_run
 
-__all__ = ["RESULTS", "TrainParams", "cached_results", "ensure_built", "run_on_device"]
+__all__ = ["RESULTS", "TrainParams", "cached_results", "ensure_built", "flash",
+           "run_on_device"]
 
 
+@locks_run("run_dir")
 def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
                   params: TrainParams | None = None, use_db: bool = False,
                   on_reset: str = "retry", monitor: PowerMonitor | None = None,
-                  timeout: float = 120.0, progress=None,
+                  timeout: float = 20.0, progress=None,
                   train_set: tuple[np.ndarray, np.ndarray] | None = None,
                   label: str | None = None, db_use: str = "ram") -> DeviceResults:
     """Build (emulated) or reach (real port) the board, fine-tune, and write the results.
@@ -43,35 +56,50 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     label : results go to ``RUN/device/<label>/`` (several sets on one export)
     db_use : with ``train_set``: ``ram`` trains on it alone, ``both`` on the compiled-in set
         followed by it (an adaptation: the exported replay set plus the new samples)
-    on_reset : ``retry`` (re-send the command once after a device reset) or ``stop``
+    on_reset : ``retry`` (set the session up again and re-send ``train``, once, after a
+        device reset) or ``stop``
     monitor : a power monitor measuring the marker windows
-    timeout : seconds without a valid record before giving up
+    timeout : seconds without a valid record, added to every limit derived from the board's
+        clock and the command's expected cycles (tinysift.device.limits)
     """
+    from tinysift.stages.checks import check_exported
+
     run_dir = Path(run_dir)
+    if on_reset not in ON_RESET:
+        raise TinysiftError(f"--on-reset must be one of {', '.join(ON_RESET)}, got {on_reset!r}")
+    if db_use not in DB_USE:
+        raise TinysiftError(f"db_use must be one of {', '.join(DB_USE)}, got {db_use!r}")
     brd = load_board(board)
     params = params or TrainParams()
+    params.validate()
     export_dir = run_dir / "export"
     if not (export_dir / "export.json").exists():
         raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
-    session = DeviceSession(brd, run_dir / "device" / (label or ""), params)
+    check_exported(Run(run_dir))
     export_info = json.loads((export_dir / "export.json").read_text())
     if train_set is None and use_db:
         with np.load(export_dir / "golden.npz") as g:
             train_set = (g["x_train"], g["y_train"])
+    limits = SessionLimits(brd, ModelCost.from_export(export_info), timeout)
+    setup = SessionSetup(train_set=train_set, db_use=db_use,
+                         model_hash=export_info["content_hash"],
+                         flash_samples=export_info["train_samples"])
+    session = DeviceSession(brd, run_dir / "device" / (label or ""), params)
     res = session.results
-    res.samples = (len(train_set[1]) if train_set is not None
-                   else export_info["train_samples"])
-    if train_set is not None and db_use == "both":
-        res.samples += export_info["train_samples"]
+    res.samples = setup.samples()
     res.model_hash = export_info["content_hash"]
     res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                 "flash_bytes": export_info["memory_plan"]["flash_total"]}
     try:
         with _open_link(brd, run_dir, port, session) as link:
-            converse(link, session, train_set, on_reset, monitor, timeout, progress, db_use)
-    except KeyboardInterrupt:
+            converse(link, session, setup, limits, on_reset, monitor, progress)
+    except TinysiftError as exc:
+        if res.status == "partial":
+            res.status = "failed"
+            res.events.append({"failed": str(exc)})
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM (tinysift.errors.Terminated)
         res.status = "interrupted"
-        session.save()
         raise
     finally:
         session.close()
@@ -93,7 +121,8 @@ def cached_results(run_dir: str | Path, label: str,
 @contextlib.contextmanager
 def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSession):
     if port is not None:
-        with SerialLink(port, on_record=session.on_record) as link:
+        with SerialLink(port, on_record=session.on_record, on_idle=session.flush) as link:
+            session.stats = link.stats
             yield link
         return
     from tinysift.device.qemu import qemu_serial
@@ -101,16 +130,19 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
     elf = ensure_built(run_dir, brd)
     session.results.elf = str(elf)
     with qemu_serial(brd, elf, log_path=session.folder / "qemu.log") as (url, _proc), \
-            SerialLink(url, on_record=session.on_record) as link:
+            SerialLink(url, on_record=session.on_record, on_idle=session.flush) as link:
+        session.stats = link.stats
         yield link
 
 
+@locks_run("run_dir")
 def ensure_built(run_dir: Path, brd: Board) -> Path:
     """The firmware ELF for this run's export, rebuilt when the export or the firmware
     sources changed."""
     from tinysift.device.build import build_firmware, firmware_source_hash
     from tinysift.runs import file_hash
 
+    run_dir = Path(run_dir)
     export_dir = run_dir / "export"
     out = run_dir / "device"
     elf = out / f"firmware-{brd.pio_env}.elf"
@@ -124,3 +156,15 @@ def ensure_built(run_dir: Path, brd: Board) -> Path:
     return res.elf
 
 
+@locks_run("run_dir")
+def flash(run_dir: str | Path, board: str, port: str | None = None):
+    """``tinysift device flash``: build the firmware with the run's (current) export, and
+    upload it to a real board. Returns the BuildResult."""
+    from tinysift.device.build import build_firmware
+    from tinysift.stages.checks import check_exported
+
+    run_dir = Path(run_dir)
+    brd = load_board(board)
+    check_exported(Run(run_dir))
+    return build_firmware(run_dir / "export", brd, run_dir / "device",
+                          upload=not brd.emulated, port=port)

@@ -24,6 +24,7 @@ from tinysift.export import c_writer
 from tinysift.export.codebook import VQCodebook
 from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
 from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
+from tinysift.runs import locks_run
 from tinysift.selection.budget import balanced_subset
 
 PREFIX = "ts_export"
@@ -40,6 +41,7 @@ class ExportOutcome:
     skipped: bool = False
 
 
+@locks_run("run_dir")
 def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
            test_samples: int = 200, db_capacity: int | None = None,
            seed: int = 0, train_indices: np.ndarray | None = None,
@@ -76,12 +78,14 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         json_hash,
         stage_key,
     )
+    from tinysift.stages.checks import check_quantized
     from tinysift.stages.train import load_run_dataset, load_trainset
 
     run = Run(run_dir)
     tpath = run / "model.tflite"
     if not tpath.exists():
         raise TinysiftError(f"{tpath} not found; run `tinysift quantize --run {run.path}` first")
+    check_quantized(run)
     tflite = tpath.read_bytes()
     parsed = parse_tflite(tflite)
     ds = load_run_dataset(run)
@@ -172,7 +176,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
             "format_version": FORMAT_VERSION, "content_hash": content_hash, "board": board,
             "input": {"shape": [h, w, c], "scale": scale, "zero_point": zp},
             "layers": [{"index": lay.index, "op": lay.op, "name": lay.name,
-                        "in": list(lay.in_dims), "out": list(lay.out_dims)}
+                        "in": list(lay.in_dims), "out": list(lay.out_dims),
+                        "macs": layer_macs(lay)}
                        for lay in parsed.layers],
             "head_layer": parsed.head_index, "feature_dim": fp.feature_dim,
             "num_classes": fp.num_classes, "train_samples": len(y_kept),
@@ -202,6 +207,16 @@ def _check_codebook(codebook: VQCodebook | None, fp) -> int:
                             f"{codebook.dim} features; the model has {fp.num_classes} classes "
                             f"and {fp.feature_dim} features")
     return codebook.per_class
+
+
+def layer_macs(lay) -> int:
+    """Multiply-accumulates of one layer per sample (what the device's time budget for a
+    command is derived from, tinysift.device.limits)."""
+    if lay.weights is None or lay.op not in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                             "FULLY_CONNECTED"):
+        return 0
+    pixels = 1 if lay.op == "FULLY_CONNECTED" else lay.out_dims[0] * lay.out_dims[1]
+    return int(pixels * lay.weights.size)
 
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,

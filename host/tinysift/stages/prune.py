@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.runs import locks_run
 from tinysift.selection.io import SELECTION_FILE, write_selection
 
 
@@ -23,6 +24,7 @@ class PruneOutcome:
     skipped: bool = False
 
 
+@locks_run("out")
 def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
           seed: int = 0, label_noise: float = 0.0, balance: bool = True,
           proxy_epochs: int = 4, progress: bool = True, **method_params) -> PruneOutcome:
@@ -87,6 +89,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
                         select_seconds)
 
 
+@locks_run("out")
 def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | Path,
                seed: int = 0, proxy_epochs: int = 3, progress: bool = True,
                method_params: dict | None = None) -> dict[tuple[str, int], Path]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.runs import locks_run
+
 TFLITE_FILE = "model.tflite"
 
 
@@ -34,6 +36,7 @@ class QuantizeOutcome:
         return d
 
 
+@locks_run("run_dir")
 def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
              qat_epochs: int = 2, seed: int = 0) -> QuantizeOutcome:
     """Quantize ``RUN/model.keras`` to ``RUN/model.tflite`` and check it with TFLM.
@@ -46,17 +49,15 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     qat_epochs : epochs of QAT fine-tuning
     seed : seed for the representative draw and QAT
     """
-    from tinysift.errors import TinysiftError
     from tinysift.models.training import evaluate
     from tinysift.quantize import tflm
     from tinysift.quantize.convert import convert_int8, qat_finetune, quiet_stderr
     from tinysift.runs import Run, atomic_write_bytes, file_hash
+    from tinysift.stages.checks import check_trained
     from tinysift.stages.train import load_run_dataset, load_trained_model, load_trainset
 
     run = Run(run_dir)
-    if run.stage_info("train") is None:
-        raise TinysiftError(f"{run.path} has no trained model; run `tinysift train --out "
-                            f"{run.path}` first")
+    check_trained(run)
     ds = load_run_dataset(run)
     params = {"qat": qat, "representative": representative, "qat_epochs": qat_epochs,
               "seed": seed}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tinysift.models.cnn import ModelConfig
 from tinysift.models.training import TrainConfig
+from tinysift.runs import locks_run
 
 MODEL_FILE = "model.keras"
 TRAINSET_FILE = "trainset.npz"
@@ -24,8 +25,11 @@ class TrainOutcome:
     params: int
     macs_per_sample: int
     skipped: bool = False
+    # e.g. a kept set trained for fewer steps than the subset step rule gives it
+    warnings: list[str] = field(default_factory=list)
 
 
+@locks_run("out")
 def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
           selection: str | Path | None = None, condensed: str | Path | None = None,
           epochs: int | None = 10, seed: int = 0, width: int = 16,
@@ -54,8 +58,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     label_noise : symmetric label noise (seeded with ``seed``) applied to the training split
         first (robustness studies; quantize and export re-apply it)
     """
-    from tinysift.data import load_dataset
     from tinysift.errors import BudgetError
+
+    if epochs is not None and (not isinstance(epochs, int | np.integer) or epochs < 0):
+        raise BudgetError(f"--epochs must be a whole number >= 0 (0: the subset step rule), "
+                          f"got {epochs}")
+    from tinysift.data import load_dataset
     from tinysift.models.cost import count_macs
     from tinysift.models.training import evaluate, train_model
     from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
@@ -122,11 +130,13 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                             "params": dict(guided_params or {})}
     if label_noise:
         params["label_noise"] = label_noise
+    warnings = _step_warnings(train_cfg, len(y), source, guided)
     key_ok = run.is_fresh("train", _key(params, inputs))
     if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
         info = run.stage_info("train")["results"]
         return TrainOutcome(run.path, info["test_acc"], info["train_samples"], info["seconds"],
-                            info["steps"], info["params"], info["macs_per_sample"], skipped=True)
+                            info["steps"], info["params"], info["macs_per_sample"], skipped=True,
+                            warnings=warnings)
     run.record_command()
     run.manifest["seed"] = seed
     noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
@@ -161,9 +171,27 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             "macs_per_sample": cost.macs_per_sample,
             "train_macs_per_epoch": cost.epoch_train_macs(len(y)),
             "class_counts": np.bincount(y, minlength=ds.num_classes).tolist(),
+            # what quantize and export check the folder still records
+            "dataset": run.manifest["dataset"], "warnings": warnings,
         })
     return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
-                        cost.macs_per_sample)
+                        cost.macs_per_sample, warnings=warnings)
+
+
+def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | None
+                   ) -> list[str]:
+    """A kept or condensed set trained for fewer steps than the subset step rule gives it
+    (10 epochs of 143 samples are 20 steps: the model stays near chance)."""
+    if cfg.epochs is None or guided is not None or source == "full":
+        return []
+    steps = cfg.total_steps(samples)
+    rule = TrainConfig(epochs=None, batch_size=cfg.batch_size).total_steps(samples)
+    if steps >= rule:
+        return []
+    return [f"{samples} samples for {cfg.epochs} epochs are {steps} optimizer steps of batch "
+            f"{cfg.batch_size}; a set this small needs the subset step rule's {rule} "
+            f"(max({cfg.min_steps} steps, {cfg.subset_epochs} epochs)): pass --epochs 0 "
+            "(or leave --epochs out)"]
 
 
 GUIDED_FILE = "guided.json"

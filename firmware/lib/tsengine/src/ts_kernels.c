@@ -32,7 +32,9 @@ static inline int8_t ts_requant_ref(const ts_layer_t *p, int32_t acc, int32_t ch
         acc += p->bias[channel];
     }
     acc = ts_mbqm(acc, p->multiplier[q], p->shift[q]);
-    acc += p->output_zero_point;
+    /* wraps as TFLM does on the target (a multiplier with shift > 0 can bring acc near
+     * INT32_MIN/MAX; signed overflow would be undefined here) */
+    acc = ts_add_wrap(acc, p->output_zero_point);
     return (int8_t)ts_clamp_i32(acc, p->act_min, p->act_max);
 }
 
@@ -222,7 +224,8 @@ void ts_requantize_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) 
     size_t i;
     for (i = 0; i < n; ++i) {
         const int32_t x = (int32_t)input[i] - p->input_zero_point;
-        const int32_t y = ts_mbqm(x, p->multiplier[0], p->shift[0]) + p->output_zero_point;
+        const int32_t y = ts_add_wrap(ts_mbqm(x, p->multiplier[0], p->shift[0]),
+                                      p->output_zero_point);
         output[i] = (int8_t)ts_clamp_i32(y, -128, 127);
     }
 }

@@ -1,0 +1,91 @@
+"""A stage's inputs are the outputs of an earlier stage in the same run folder: before it
+runs, a stage checks that stage finished (``done``) and that what it wrote is still there and
+unchanged (content hashes in ``manifest.json``), else it refuses with the command to run.
+
+    train -> quantize -> export -> device
+
+Without these checks a killed ``train`` left the previous ``model.keras`` to be quantized
+as if it were new, and a ``prune`` of another dataset into the folder made ``export`` serve
+a stale export.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from tinysift.errors import StageError
+from tinysift.runs import Run, file_hash
+
+
+def rerun_hint(run: Run, verb: str, fallback: str) -> str:
+    """The last ``tinysift <verb> ...`` recorded in the run's manifest, else ``fallback``."""
+    for entry in reversed(run.manifest.get("commands", [])):
+        argv = entry.get("argv", [])
+        if len(argv) > 1 and argv[1] == verb and (
+                argv[0].endswith("tinysift") or argv[0].endswith("app.py")):
+            return "tinysift " + " ".join(shlex.quote(a) for a in argv[1:])
+    return fallback
+
+
+def require_done(run: Run, stage: str, fix: str) -> dict:
+    """The manifest entry of ``stage`` when it finished and its outputs are intact."""
+    info = run.stage_info(stage)
+    if info is None:
+        raise StageError(f"{run.path} has no {stage} stage yet; run `{fix}` first")
+    status = info.get("status")
+    if status != "done":
+        raise StageError(
+            f"the last `{stage}` in {run.path} did not finish ({status}), so its outputs "
+            f"are missing or left from an earlier {stage}; run `{fix}` again")
+    for rel, digest in info.get("outputs", {}).items():
+        path = run.path / rel
+        if not path.exists():
+            raise StageError(f"{path} ({stage}'s output) is missing; run `{fix}` again")
+        if file_hash(path) != digest:
+            raise StageError(f"{path} changed since `{stage}` wrote it (another process, or "
+                             f"an edit); run `{fix}` again")
+    return info
+
+
+def _train_hint(run: Run) -> str:
+    params = (run.stage_info("train") or {}).get("params", {})
+    return rerun_hint(run, "train", f"tinysift train --dataset {params.get('dataset', 'D')} "
+                                    f"--out {run.path}")
+
+
+def check_trained(run: Run) -> dict:
+    """quantize's input: a finished train, on the dataset the folder now records."""
+    info = require_done(run, "train", _train_hint(run))
+    trained_on = info.get("results", {}).get("dataset")
+    now = run.manifest.get("dataset")
+    if trained_on and now and trained_on != now:
+        raise StageError(
+            f"{run.path}'s model was trained on {trained_on.get('name')} (hash "
+            f"{trained_on.get('hash')}), but the folder now records {now.get('name')} (hash "
+            f"{now.get('hash')}: a later prune or condense wrote into it); train again "
+            f"(`{_train_hint(run)}`) or use another run folder")
+    return info
+
+
+def check_quantized(run: Run) -> dict:
+    """export's input: a finished quantize of the current model."""
+    train = check_trained(run)
+    fix = rerun_hint(run, "quantize", f"tinysift quantize --run {run.path}")
+    info = require_done(run, "quantize", fix)
+    if info.get("inputs", {}).get("model") != train.get("outputs", {}).get("model.keras"):
+        raise StageError(f"{run.path}/model.tflite was quantized from an earlier model.keras; "
+                         f"run `{fix}` again")
+    return info
+
+
+def check_exported(run: Run) -> dict:
+    """The device's input: a finished export of the current quantized model."""
+    fix = rerun_hint(run, "export", f"tinysift export --run {run.path}")
+    info = require_done(run, "export", fix)
+    if run.stage_info("quantize") is not None:
+        quantized = check_quantized(run)
+        if info.get("inputs", {}).get("tflite") != quantized.get("outputs", {}).get(
+                "model.tflite"):
+            raise StageError(f"{run.path}/export/ was written from an earlier model.tflite; "
+                             f"run `{fix}` again")
+    return info

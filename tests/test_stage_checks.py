@@ -1,0 +1,92 @@
+"""Stages refuse stale or unfinished inputs (tinysift.stages.checks): a killed train, an
+output changed since its stage wrote it, a prune of another dataset into the folder, an
+export older than the model. Each refusal names the command to run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tinysift.errors import StageError
+
+
+@pytest.fixture()
+def run(digits_run, tmp_path):
+    """A private copy of the shared digits run (trained, quantized, exported)."""
+    dest = tmp_path / "run"
+    shutil.copytree(digits_run, dest, ignore=shutil.ignore_patterns("device", ".tinysift.lock"))
+    return dest
+
+
+def _edit_manifest(run, fn):
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    fn(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+def test_killed_train_is_not_quantized_or_exported(run):
+    from tinysift.stages.device import run_on_device
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+
+    _edit_manifest(run, lambda m: m["stages"]["train"].update(status="failed: KeyboardInterrupt"))
+    for stage in (lambda: quantize(run), lambda: export(run),
+                  lambda: run_on_device(run, "qemu-mps2-an386", port="socket://127.0.0.1:9")):
+        with pytest.raises(StageError, match=r"train.*did not finish.*tinysift train"):
+            stage()
+
+
+def test_changed_model_is_refused(run):
+    from tinysift.stages.quantize import quantize
+
+    with open(run / "model.keras", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(StageError, match="model.keras changed since `train`"):
+        quantize(run)
+
+
+def test_prune_of_another_dataset_into_the_folder(run):
+    """The folder's dataset changed after the train (a prune wrote into it): neither quantize
+    nor export may use the model (export used to answer with its cached old export)."""
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+
+    _edit_manifest(run, lambda m: m.update(dataset={"name": "fashion-mnist", "hash": "x",
+                                                    "train": 60000, "test": 10000,
+                                                    "label_noise": 0.0}))
+    for stage in (quantize, export):
+        with pytest.raises(StageError, match="trained on digits.*now records fashion-mnist"):
+            stage(run)
+
+
+def test_export_older_than_the_model_is_refused(run):
+    from tinysift.stages.device import run_on_device
+
+    _edit_manifest(run, lambda m: m["stages"]["quantize"]["outputs"].update(
+        {"model.tflite": "0" * 32}))
+    with pytest.raises(StageError, match="model.tflite changed since `quantize`"):
+        run_on_device(run, "qemu-mps2-an386", port="socket://127.0.0.1:9")
+    _edit_manifest(run, lambda m: m["stages"]["export"]["inputs"].update(tflite="1" * 32))
+    from tinysift.runs import file_hash
+
+    _edit_manifest(run, lambda m: m["stages"]["quantize"]["outputs"].update(
+        {"model.tflite": file_hash(run / "model.tflite")}))
+    with pytest.raises(StageError, match="export/ was written from an earlier model.tflite"):
+        run_on_device(run, "qemu-mps2-an386", port="socket://127.0.0.1:9")
+
+
+def test_small_subset_warns_about_steps(tmp_path):
+    """10 epochs of a 143-sample kept set are 20 steps: the train says so and gives the fix;
+    the subset step rule gives it 500."""
+    from tinysift.models.training import TrainConfig
+    from tinysift.stages.train import _step_warnings, train
+
+    assert _step_warnings(TrainConfig(epochs=10), 1437, "full", None) == []
+    assert _step_warnings(TrainConfig(epochs=None), 143, "random", None) == []
+    res = train("digits", tmp_path / "r", keep=0.1, epochs=10, progress=False)
+    assert res.steps == 20
+    assert len(res.warnings) == 1 and "--epochs 0" in res.warnings[0], res.warnings
+    assert "500" in res.warnings[0]

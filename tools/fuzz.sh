@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Fuzz the device side on the host with libFuzzer + ASan + UBSan for a bounded time.
+#
+#   tools/fuzz.sh TARGET [SECONDS]     (default 60)
+#
+# TARGET (harnesses in firmware/test/fuzz/, seeds in firmware/test/fuzz/corpus*/):
+#   protocol  TSP/1: framer, command parser, number parsers, db decoder, record writer
+#             (fuzz_protocol.c; seeds corpus/)
+#   app       the firmware app's command dispatch and db-load state machine with a real
+#             export compiled in (fuzz_app.c, export/; seeds corpus-app/)
+#   model     the engine's model validation: malformed layer tables through ts_model_check,
+#             the executor and the trainer's sizes, malformed .tflite through ts_tflite
+#             (fuzz_model.c; seeds corpus-model/)
+# Working corpus, crash artifacts and the binary: build/fuzz/TARGET/ (gitignored; FUZZ_OUT=DIR
+# puts them elsewhere). FUZZ_RUNS=N stops after N executions instead of the time; FUZZ_JOBS=N
+# runs N workers (default 1). Exit status: 0 when no crash, else libFuzzer's (the crashing
+# input is left in the output folder). Needs Debian's clang and libclang-rt-14-dev
+# (tools/setup.sh installs both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=${1:?usage: tools/fuzz.sh protocol|app|model [SECONDS]}
+SECONDS_TO_RUN=${2:-60}
+OUT=${FUZZ_OUT:-build/fuzz/$TARGET}
+BIN=$OUT/fuzz_$TARGET
+CC=${CC_FUZZ:-clang}
+FUZZ=firmware/test/fuzz
+ENGINE=firmware/lib/tsengine/src
+PROTO=firmware/lib/tsproto/src
+mkdir -p "$OUT/corpus"
+
+INC=(-I"$PROTO" -Iboards/runtime/include)
+DEFS=()
+case $TARGET in
+protocol)
+    SRCS=("$FUZZ"/fuzz_protocol.c "$PROTO"/ts_protocol.c boards/runtime/src/ts_format.c)
+    SEEDS=$FUZZ/corpus ;;
+model)
+    SRCS=("$FUZZ"/fuzz_model.c "$ENGINE"/*.c)
+    INC+=(-I"$ENGINE" -Ifirmware/lib/tsengine/include)
+    SEEDS=$FUZZ/corpus-model ;;
+app)
+    SRCS=("$FUZZ"/fuzz_app.c firmware/src/*.c "$ENGINE"/*.c "$PROTO"/ts_protocol.c
+          boards/runtime/src/ts_format.c "$FUZZ"/export/ts_export_model.c
+          "$FUZZ"/export/ts_export_data.c)
+    INC+=(-I"$ENGINE" -Ifirmware/lib/tsengine/include -Ifirmware/src -I"$FUZZ"/export)
+    read -r -a DIMS <<< "$(python3 firmware/scripts/ts_model_dims.py "$FUZZ"/export)"
+    DEFS=(-DTS_HAVE_EXPORT -Dmain=ts_app_main "${DIMS[@]}")
+    SEEDS=$FUZZ/corpus-app ;;
+*)
+    echo "unknown target $TARGET (protocol, app or model)" >&2
+    exit 2 ;;
+esac
+
+if [ ! -x "$BIN" ] || [ -n "$(find "${SRCS[@]}" "$FUZZ" firmware/src "$ENGINE" "$PROTO" \
+        boards/runtime -newer "$BIN" -type f 2>/dev/null | head -1)" ]; then
+    echo "[fuzz] building $BIN"
+    "$CC" -std=c99 -g -O1 -Wall -Wextra -Werror \
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+        -fno-omit-frame-pointer "${INC[@]}" "${DEFS[@]}" "${SRCS[@]}" -lm -o "$BIN"
+fi
+
+# A small ASan quarantine keeps the RSS near 100 MB instead of growing to ~600 MB.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
+LIMIT=(-max_total_time="$SECONDS_TO_RUN")
+WHAT="$SECONDS_TO_RUN s"
+if [ -n "${FUZZ_RUNS:-}" ]; then
+    LIMIT=(-runs="$FUZZ_RUNS")
+    WHAT="$FUZZ_RUNS runs"
+fi
+echo "[fuzz] $TARGET: $WHAT (seeds: $SEEDS)"
+exec "$BIN" "$OUT/corpus" "$SEEDS" "${LIMIT[@]}" -max_len=4096 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/" \
+    ${FUZZ_JOBS:+-jobs=$FUZZ_JOBS -workers=$FUZZ_JOBS}
