@@ -9,6 +9,7 @@
  *   app_db.c        `db load` / `db use`: the RAM training set and the load state machine
  *   app_records.c   the typed @-records (docs/protocol.md) and the image's memory figures
  *   app_window.c    the measurement windows (marker + drained UART)
+ *   app_calib.c     `calib`: the fixed workload of an energy calibration
  *
  * Memory: no heap. Every buffer is a static array sized at build time from the export's
  * macros (below); `info` and `@mem` report their sizes.
@@ -188,6 +189,11 @@ void app_send_phase(ts_trainer_phase_t phase, uint64_t cycles);
  * window: the records of a window are sent after it closes. */
 void app_window_open(void);
 void app_window_close(void);
+
+/* ---- calib (app_calib.c) ------------------------------------------------------------------ */
+
+/* `calib ms=N`: a fixed workload in one measurement window, then `@phase name=calib`; 0. */
+int app_cmd_calib(uint32_t ms);
 
 /* ---- db (app_db.c) ------------------------------------------------------------------------- */
 

@@ -31,10 +31,12 @@ const app_export_t app_export = {&ts_export_model, &ts_export_train, &ts_export_
 const app_export_t app_export = {NULL, NULL, NULL};
 #endif
 
-/* Kept across a system reset: QEMU's linker script has a NOLOAD .noinit section (neither
- * copied nor zeroed at reset); a real board's script needs one too (most vendor scripts have
- * it). Other targets (native) restart in-process and keep the counter in ordinary RAM. */
-#if defined(TS_TARGET_QEMU) && defined(__GNUC__)
+/* Kept across a system reset: the bare-metal targets' linker script (the shared Cortex-M
+ * layout, boards/runtime/cortex-m/ts_sections.ld: QEMU and the STM32 boards) has a NOLOAD
+ * .noinit section (neither copied nor zeroed at reset; SRAM keeps its contents over a system
+ * reset). Other targets (native, the framework ports) restart in-process or zero it: their
+ * counter stays in ordinary RAM. */
+#if (defined(TS_TARGET_QEMU) || defined(TS_TARGET_BAREMETAL)) && defined(__GNUC__)
 #define APP_NOINIT __attribute__((section(".noinit")))
 #else
 #define APP_NOINIT
@@ -112,7 +114,12 @@ static int app_run(void)
     }
 }
 
+/* Frameworks that own main() (Arduino, ESP-IDF: boards/ports/) call ts_app_main() from theirs. */
+#if defined(TS_FRAMEWORK_MAIN)
+int ts_app_main(void)
+#else
 int main(void)
+#endif
 {
     while (app_run()) {
     }
