@@ -575,3 +575,48 @@ def test_app_modes_under_sanitizers(base_export, tmp_path):
     assert len(readies) == len(cmds) - len(idx)
     assert all(r.int("status") == 0 for r in readies), readies
     assert sum(r.type == "class" for r in recs) == 10 * sum(r.type == "eval" for r in recs)
+
+
+# ---- `tinysift device run` on the emulated STM32F4, through the host's own code --------------
+
+def test_device_run_on_the_emulated_stm32f4():
+    """What `tinysift device run --board qemu-netduinoplus2` does on a digits run exported for
+    it: the host builds the STM32F4 port with the export, starts QEMU netduinoplus2 with its
+    console on USART2, fine-tunes, streams the set with `db load`, writes the results."""
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    export = _checked(_build_export(**BOARDS["qemu-netduinoplus2"]["export"]))
+    run = export.parent
+    res = run_on_device(run, "qemu-netduinoplus2", params=TrainParams(epochs=2, init="zero",
+                                                                      lr=0.1),
+                        label="stm32f4-e2e", timeout=300)
+    assert res.complete, res.events
+    assert res.firmware["board"] == "qemu-netduinoplus2"
+    assert res.firmware["port"] == "stm32f4" and res.firmware["clock"] == "skipped_under_qemu"
+    assert res.counter == "systick-icount" and res.clock_hz == 168_000_000
+    assert len(res.epochs) == 2 and res.test_acc_after > 0.8 > res.test_acc_before
+    assert res.energy_model and all(e.energy_mj > 0 for e in res.epochs)
+    assert (run / "device" / "stm32f4-e2e" / "results.json").is_file()
+    # the same through `db load`: the exported set streamed over the STM32 USART model
+    res = run_on_device(run, "qemu-netduinoplus2", params=TrainParams(epochs=1),
+                        use_db=True, label="stm32f4-e2e-db", timeout=300)
+    assert res.complete and res.samples == 300, res.events
+
+
+def test_an_export_that_does_not_fit_is_refused_before_building(base_export):
+    """An export made for the 4 MB mps2 board (a 300-sample `db load` buffer) does not fit the
+    STM32F405's 128 KB: refused with the numbers, before any build; the L4R5ZI's 640 KB take
+    it."""
+    from tinysift.boards import load_board
+    from tinysift.errors import FitError
+    from tinysift.stages.device import check_export_fits, run_on_device
+
+    run = base_export.parent
+    with pytest.raises(FitError, match=r"qemu-netduinoplus2: .* RAM, board has 128 KB.*"
+                                       r"--board qemu-netduinoplus2"):
+        check_export_fits(run, load_board("qemu-netduinoplus2"))
+    check_export_fits(run, load_board("nucleo_l4r5zi"))
+    with pytest.raises(FitError):
+        run_on_device(run, "nucleo_f401re", label="refused")  # 96 KB
+    assert not (run / "device" / "refused").exists()
+    assert not list((run / "device").glob("firmware-nucleo_f401re*"))

@@ -68,6 +68,10 @@ def flash_cmd(
     from tinysift.paths import firmware_dir
 
     brd = load_board(board)
+    if run is not None:
+        from tinysift.stages.device import check_export_fits
+
+        check_export_fits(run, brd)  # before any build
     export = Path(run) / "export" if run is not None else None
     out = Path(run) / "device" if run is not None else firmware_dir() / ".pio" / "tinysift"
     build, steps = flash_steps(brd, build_plan(brd, export, out), probe, port)
