@@ -479,3 +479,26 @@ def test_pio_test_qemu_netduinoplus2(workspace, stm32_built):
     assert re.search(r"qemu-netduinoplus2\s+test_smoke\s+PASSED", res.stdout), (
         res.stdout[-2000:])
     print(f"tools/pio test -e qemu-netduinoplus2: {time.monotonic() - t0:.1f} s")
+
+
+def test_netduinoplus2_fault_report_and_exit_status(tmp_path):
+    """A CPU fault in the STM32F4 port: the shared handler reports it on USART2 and ends with
+    status 3, QEMU's exit status (semihosting)."""
+    proj = tmp_path / "trap"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(
+        '#include "ts_platform.h"\n'
+        'int main(void) { ts_printf("about to trap\\n"); ts_uart_flush(); __builtin_trap(); }\n'
+    )
+    platform = ROOT / "boards" / "platform-stm32"
+    (proj / "platformio.ini").write_text(
+        f"[env:n2]\nplatform = symlink://{platform}\nboard = qemu-netduinoplus2\n"
+    )
+    res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    elf = tmp_path / "ws" / "build" / "n2" / "firmware.elf"
+    run = subprocess.run(["timeout", "30", *qemu_cmd("netduinoplus2", elf, serial_index=1)],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "about to trap" in run.stdout
+    assert "!! FAULT HardFault: pc=0x080" in run.stdout, run.stdout
