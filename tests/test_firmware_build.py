@@ -1,5 +1,6 @@
 """The offline firmware build, for real: PlatformIO through tools/pio (seeded core, local
-platforms), Debian's arm-none-eabi-gcc, QEMU mps2-an386/an500. No mocks.
+platforms), Debian's arm-none-eabi-gcc, QEMU mps2-an386/an500 and netduinoplus2 (the STM32F4
+port); the real STM32 boards built and checked against their memory maps. No mocks.
 
 Builds go to a private PlatformIO workspace (PLATFORMIO_WORKSPACE_DIR) so that a developer's
 firmware/.pio is neither used nor disturbed.
@@ -26,10 +27,21 @@ PIO = ROOT / "tools" / "pio"
 FIRMWARE = ROOT / "firmware"
 PLATFORM_QEMU = ROOT / "boards" / "platform-qemu"
 QEMU_MACHINES = {"qemu-m4": "mps2-an386", "qemu-m7": "mps2-an500"}
-# The app's boot record (docs/protocol.md, TSP/1), built without an export (model=none).
+# The STM32 port's envs (boards/platform-stm32): env -> (port, flash bytes, RAM bytes), the
+# chips' memory maps (flash at 0x08000000, SRAM at 0x20000000)
+STM32_ENVS = {
+    "qemu-netduinoplus2": ("stm32f4", 1024 * 1024, 128 * 1024),  # STM32F405RG
+    "nucleo_f411re": ("stm32f4", 512 * 1024, 128 * 1024),
+    "nucleo_f401re": ("stm32f4", 512 * 1024, 96 * 1024),
+    "nucleo_f446re": ("stm32f4", 512 * 1024, 128 * 1024),
+    "nucleo_l4r5zi": ("stm32l4", 2048 * 1024, 640 * 1024),
+}
+# The app's boot record (docs/protocol.md, TSP/1), built without an export (model=none); a
+# port that names itself adds port= and clock=.
 BOOT_RE = re.compile(
     r"^@boot proto=1 fw=(?P<engine>\d+) board=(?P<platform>\S+) counter=(?P<counter>\S+) "
-    r"hz=(?P<hz>\d+) resets=(?P<resets>\d+) model=(?P<model>\S+) \*(?P<crc>[0-9A-F]{4})$",
+    r"hz=(?P<hz>\d+) resets=(?P<resets>\d+) model=(?P<model>\S+)"
+    r"(?P<extra>(?: \w+=\S+)*) \*(?P<crc>[0-9A-F]{4})$",
     re.M,
 )
 
@@ -83,12 +95,16 @@ def pio(workspace: Path, *args: str, timeout: float = 300, cwd: Path = ROOT):
     )
 
 
-def qemu_cmd(machine: str, elf: Path, serial: str = "stdio") -> list[str]:
+def qemu_cmd(machine: str, elf: Path, serial: str = "stdio", serial_index: int = 0
+             ) -> list[str]:
+    """``serial_index``: which of the machine's serial ports is the console (netduinoplus2:
+    USART2, the second); the ones before it get nothing."""
     return [
         "qemu-system-arm",
         "-machine", machine,
         "-nographic",
         "-monitor", "none",
+        *["-serial", "null"] * serial_index,
         "-serial", serial,
         "-icount", "shift=6",
         "-semihosting-config", "enable=on,target=native",
@@ -171,20 +187,32 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def qemu_session(machine: str, elf: Path, send: bytes, until: str, timeout: float = 30) -> str:
-    """Runs the app in QEMU with the UART on stdio, writes `send`, reads until a line starting
-    with `until` arrives, then stops QEMU (the command loop never exits by itself)."""
+def qemu_session(machine: str, elf: Path, send: bytes, until: str, timeout: float = 30,
+                 serial_index: int = 0, after_boot: bool = False) -> str:
+    """Runs the app in QEMU with the UART on stdio, writes `send` (``after_boot``: once the
+    @boot line is out), reads until a line starting with `until` arrives, then stops QEMU
+    (the command loop never exits by itself)."""
     proc = subprocess.Popen(
-        ["timeout", str(int(timeout) + 10), *qemu_cmd(machine, elf)],
+        ["timeout", str(int(timeout) + 10),
+         *qemu_cmd(machine, elf, serial_index=serial_index)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     out = b""
     try:
+        deadline = time.monotonic() + timeout
+        # QEMU's STM32 USART drops what arrives before the firmware enables its receiver
+        # (so does the chip): send only once the firmware is listening
+        while after_boot and not re.search(rb"@boot [^\n]*\n", out) and (
+                time.monotonic() < deadline):
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                out += chunk
         proc.stdin.write(send)
         proc.stdin.flush()
-        deadline = time.monotonic() + timeout
         while until.encode() not in out and time.monotonic() < deadline:
             ready, _, _ = select.select([proc.stdout], [], [], 0.5)
             if ready:
@@ -219,6 +247,7 @@ def test_boot_record_and_info(built, env_name):
     assert m["hz"] == "25000000"
     assert m["resets"] == "0"
     assert m["model"] == "none"
+    assert m["extra"] == ""  # the QEMU mps2 runtime names no port
     lines = [ln for ln in runs[0].splitlines() if ln.startswith("@")]
     assert all(crc_ok(ln) for ln in lines), lines
     info = next(ln for ln in lines if ln.startswith("@info "))
@@ -342,3 +371,145 @@ def test_pio_test_qemu_m4(workspace, built):
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert re.search(r"qemu-m4\s+test_smoke\s+PASSED", res.stdout), res.stdout[-2000:]
     print(f"tools/pio test -e qemu-m4: {time.monotonic() - t0:.1f} s")
+
+
+# ---- the STM32 port: the emulated STM32F4 and the real boards --------------------------------
+
+@pytest.fixture(scope="module")
+def stm32_built(workspace, tmp_path_factory) -> dict[str, Path]:
+    """`tools/pio run` for every env of the STM32 port, the app without an export."""
+    t0 = time.monotonic()
+    args = [a for env_name in STM32_ENVS for a in ("-e", env_name)]
+    res = pio(workspace, "run", "-d", "firmware", *args, timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "warning:" not in res.stdout + res.stderr, res.stdout[-4000:]
+    print(f"tools/pio run {' '.join(STM32_ENVS)}: {time.monotonic() - t0:.1f} s")
+    out = tmp_path_factory.mktemp("stm32-elf")
+    elfs = {"_log": res.stdout}
+    for env_name in STM32_ENVS:
+        elf = workspace / "build" / env_name / "firmware.elf"
+        assert elf.is_file(), f"no {elf}"
+        elfs[env_name] = Path(shutil.copy(elf, out / f"{env_name}.elf"))
+    return elfs  # type: ignore[return-value]
+
+
+def _sections(elf: Path) -> dict[str, tuple[int, int]]:
+    """name -> (address, size) of the ELF's allocated sections."""
+    res = subprocess.run(["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True,
+                         text=True, check=True)
+    return {m[1]: (int(m[3]), int(m[2]))
+            for m in re.finditer(r"^(\.\S+)\s+(\d+)\s+(\d+)$", res.stdout, re.M)}
+
+
+@pytest.mark.parametrize("env_name", list(STM32_ENVS))
+def test_stm32_builds_link_against_their_memory_maps(stm32_built, env_name):
+    """Each chip's image: the vector table at the start of flash (0x08000000), the stack at
+    the bottom of SRAM (0x20000000), everything inside the chip's flash and SRAM; PlatformIO
+    reports its size against them; the port's own strings are in the image."""
+    port, flash_bytes, ram_bytes = STM32_ENVS[env_name]
+    sec = _sections(stm32_built[env_name])
+    assert sec[".isr_vector"][0] == 0x08000000, sec
+    assert sec[".isr_vector"][1] >= 4 * (16 + 80), sec  # the core's 16 + the chip's IRQs
+    assert sec[".stack"] == (0x20000000, 16 * 1024), sec
+    flash_end = max(a + n for name, (a, n) in sec.items()
+                    if name in (".isr_vector", ".text", ".ARM.exidx", ".init_array"))
+    flash_end += sec[".data"][1]  # its load image follows
+    assert flash_end <= 0x08000000 + flash_bytes
+    ram_end = max(a + n for name, (a, n) in sec.items()
+                  if name in (".stack", ".data", ".bss", ".noinit"))
+    assert ram_end <= 0x20000000 + ram_bytes
+    log = stm32_built["_log"]
+    assert re.search(rf"RAM:.*from {ram_bytes} bytes", log) and re.search(
+        rf"Flash:.*from {flash_bytes} bytes", log)
+    data = stm32_built[env_name].read_bytes()
+    assert b"\0" + port.encode() + b"\0" in data
+    assert env_name.encode() + b"\0" in data  # ts_platform_name()
+    counter = b"\0systick-icount\0" if env_name.startswith("qemu-") else b"\0dwt\0"
+    assert counter in data
+
+
+def test_stm32_malloc_fails_the_link(tmp_path):
+    """The STM32 platform shares the no-heap rule of the Cortex-M runtime."""
+    proj = tmp_path / "heapy"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(
+        "#include <stdlib.h>\nint main(void) { return malloc(8) != 0; }\n"
+    )
+    platform = ROOT / "boards" / "platform-stm32"
+    (proj / "platformio.ini").write_text(
+        f"[env:nucleo_f411re]\nplatform = symlink://{platform}\nboard = nucleo_f411re\n"
+    )
+    res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
+    assert res.returncode != 0
+    assert "tinysift_error_NO_HEAP_malloc_or_newlib_stdio_was_linked_in" in (
+        res.stdout + res.stderr
+    )
+
+
+def test_netduinoplus2_boots_the_stm32f4_port(stm32_built):
+    """The STM32F4 port in QEMU netduinoplus2, its console on USART2 (QEMU's model of the
+    STM32 USART): @boot names the port and says the clock set-up was skipped (QEMU models
+    no RCC); `info` and a corrupted line work; deterministic under -icount."""
+    elf = stm32_built["qemu-netduinoplus2"]
+    bad = bytearray(frame("name"))
+    bad[0] ^= 0x01
+    runs = [qemu_session("netduinoplus2", elf, frame("info") + bytes(bad) + frame("name"),
+                         "@ready cmd=name", serial_index=1, after_boot=True)
+            for _ in range(2)]
+    m = BOOT_RE.search(runs[0])
+    assert m, runs[0]
+    assert m["platform"] == "qemu-netduinoplus2"
+    assert m["counter"] == "systick-icount" and m["hz"] == "168000000"
+    assert m["resets"] == "0" and m["model"] == "none"
+    assert m["extra"] == " port=stm32f4 clock=skipped_under_qemu"
+    lines = [ln for ln in runs[0].splitlines() if ln.startswith("@")]
+    assert all(crc_ok(ln) for ln in lines), lines
+    info = next(ln for ln in lines if ln.startswith("@info "))
+    assert " icount_shift=6 " in info and " counter=systick-icount " in info, info
+    assert "@ready cmd=info status=0 *4946" in lines
+    assert any(ln.startswith("@err code=103 msg=bad_crc") for ln in lines), lines
+    assert any(ln.startswith("@name name=tinysift-fw") for ln in lines), lines
+    # the same run to run, but for the stack's high-water mark: the input now arrives while
+    # the firmware waits (not queued before boot), and where the receive interrupt lands
+    # moves the deepest stack use
+    def same(text: str) -> str:
+        return re.sub(r"stack_hwm=\d+ (.*)\*[0-9A-F]{4}", r"stack_hwm=N \1*CRC", text)
+
+    assert same(runs[0]) == same(runs[1])
+    # nothing on USART1 (the first serial port): the console is USART2 only
+    quiet = subprocess.run(["timeout", "5", *qemu_cmd("netduinoplus2", elf)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert b"@boot" not in quiet.stdout
+
+
+def test_pio_test_qemu_netduinoplus2(workspace, stm32_built):
+    """The firmware's own tests (engine, protocol, smoke) on the STM32F4 port in QEMU."""
+    t0 = time.monotonic()
+    res = pio(workspace, "test", "-d", "firmware", "-e", "qemu-netduinoplus2", timeout=900)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert re.search(r"qemu-netduinoplus2\s+test_smoke\s+PASSED", res.stdout), (
+        res.stdout[-2000:])
+    print(f"tools/pio test -e qemu-netduinoplus2: {time.monotonic() - t0:.1f} s")
+
+
+def test_netduinoplus2_fault_report_and_exit_status(tmp_path):
+    """A CPU fault in the STM32F4 port: the shared handler reports it on USART2 and ends with
+    status 3, QEMU's exit status (semihosting)."""
+    proj = tmp_path / "trap"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(
+        '#include "ts_platform.h"\n'
+        'int main(void) { ts_printf("about to trap\\n"); ts_uart_flush(); __builtin_trap(); }\n'
+    )
+    platform = ROOT / "boards" / "platform-stm32"
+    (proj / "platformio.ini").write_text(
+        f"[env:n2]\nplatform = symlink://{platform}\nboard = qemu-netduinoplus2\n"
+    )
+    res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    elf = tmp_path / "ws" / "build" / "n2" / "firmware.elf"
+    run = subprocess.run(["timeout", "30", *qemu_cmd("netduinoplus2", elf, serial_index=1)],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "about to trap" in run.stdout
+    assert "!! FAULT HardFault: pc=0x080" in run.stdout, run.stdout

@@ -40,6 +40,7 @@ ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
 ENGINE_SRCS = ["ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c", "ts_softmax.c"]
 RUNTIME = ROOT / "boards" / "runtime"
 QEMU_RT = ROOT / "boards" / "platform-qemu" / "runtime"
+CORTEXM_RT = RUNTIME / "cortex-m"  # reset, faults, stack, libc glue, the SysTick counter
 LDSCRIPT = ROOT / "boards" / "platform-qemu" / "ldscripts" / "qemu_mps2.ld"
 BENCH_SRC = ROOT / "tools" / "bench" / "kernels_bench.c"
 SIZE_SRC = ROOT / "tools" / "bench" / "engine_size_main.c"
@@ -48,9 +49,10 @@ GOAL_INSTR_PER_MAC = 2.0
 CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
 CFLAGS = ["-std=c99", "-O2", "-g", "-ffunction-sections", "-fdata-sections", "-fno-common",
           "-Wall", "-Wextra", "-Werror"]
-DEFINES = ["-DTS_TARGET_QEMU", "-DTS_MPS2_SYSCLK_HZ=25000000u"]
+DEFINES = ["-DTS_TARGET_QEMU", "-DTS_SYSTICK_HZ=25000000u", "-DTS_SYSTICK_NS_NUM=40u",
+           "-DTS_SYSTICK_NS_DEN=1u"]
 LDFLAGS = ["--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections",
-           "-Wl,--no-warn-rwx-segments", f"-T{LDSCRIPT}"]
+           "-Wl,--no-warn-rwx-segments", f"-L{CORTEXM_RT}", f"-T{LDSCRIPT}"]
 QEMU = ["qemu-system-arm", "-machine", "mps2-an386", "-nographic", "-monitor", "none",
         "-serial", "stdio", "-icount", "shift=0", "-semihosting-config",
         "enable=on,target=native", "-kernel"]
@@ -79,10 +81,10 @@ def build(out: Path, name: str, main: Path, dsp: int, export: Path | None = None
     """Compile and link one firmware ELF; returns its path."""
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
-    inc = [f"-I{ENGINE}", f"-I{RUNTIME / 'include'}", f"-I{QEMU_RT}"]
+    inc = [f"-I{ENGINE}", f"-I{RUNTIME / 'include'}", f"-I{CORTEXM_RT}", f"-I{QEMU_RT}"]
     defs = [*DEFINES, f"-DTS_USE_DSP={dsp}", *extra_defines]
     srcs = [main, *(ENGINE / s for s in ENGINE_SRCS), *sorted(QEMU_RT.glob("*.c")),
-            *sorted((RUNTIME / "src").glob("*.c"))]
+            *sorted((RUNTIME / "src").glob("*.c")), *sorted(CORTEXM_RT.glob("*.c"))]
     if export is not None:
         inc.append(f"-I{export}")
         defs.append("-DTS_HAVE_EXPORT")

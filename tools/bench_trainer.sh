@@ -20,12 +20,14 @@ trap 'rm -rf "$out"' EXIT
 eng=$root/firmware/lib/tsengine/src
 rt=$root/boards/runtime
 qr=$root/boards/platform-qemu/runtime
-inc=(-I"$eng" -I"$export_dir" -I"$rt/include" -I"$qr")
+cm=$rt/cortex-m
+inc=(-I"$eng" -I"$export_dir" -I"$rt/include" -I"$cm" -I"$qr")
 read -r -a dims <<< "$(python3 "$root/firmware/scripts/ts_model_dims.py" "$export_dir")"
-defs=(-DTS_TARGET_QEMU -DTS_MPS2_SYSCLK_HZ=25000000u -DBENCH_EPOCHS="${epochs}u" "${dims[@]}"
+defs=(-DTS_TARGET_QEMU -DTS_SYSTICK_HZ=25000000u -DTS_SYSTICK_NS_NUM=40u -DTS_SYSTICK_NS_DEN=1u
+      -DBENCH_EPOCHS="${epochs}u" "${dims[@]}"
       "${bench_flags[@]}")
 common=(-std=c99 -O2 -g -ffunction-sections -fdata-sections -Wall -Wextra)
-runtime_src=("$qr"/*.c "$rt"/src/*.c)
+runtime_src=("$qr"/*.c "$rt"/src/*.c "$cm"/*.c)
 engine_src=("$eng"/ts_executor.c "$eng"/ts_kernels*.c "$eng"/ts_softmax*.c "$eng"/ts_trainer.c
             "$eng"/ts_trainer_data.c "$eng"/ts_trainer_tail.c "$eng"/ts_tflite.c
             "$export_dir"/ts_export_model.c
@@ -46,7 +48,7 @@ build() { # name, runtime cpu flags, engine cpu flags, link cpu flags
         objs+=("$dir/en_$(basename "$s").o")
     done
     arm-none-eabi-gcc "${lnf[@]}" -mthumb --specs=nano.specs -nostartfiles \
-        -Wl,--gc-sections -Wl,--no-warn-rwx-segments \
+        -Wl,--gc-sections -Wl,--no-warn-rwx-segments -L"$cm" \
         -T "$root/boards/platform-qemu/ldscripts/qemu_mps2.ld" "${objs[@]}" -lm \
         -o "$dir/bench.elf"
     echo "== $name"

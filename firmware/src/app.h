@@ -11,6 +11,7 @@
  *                   samples stream in (ts_replay.h), and its survival across a reset
  *   app_records.c   the typed @-records (docs/protocol.md) and the image's memory figures
  *   app_window.c    the measurement windows (marker + drained UART)
+ *   app_calib.c     `calib`: the fixed workload of an energy calibration
  *
  * Memory: no heap. Every buffer is a static array sized at build time from the export's
  * macros (below); `info` and `@mem` report their sizes.
@@ -76,10 +77,12 @@
 #define APP_ALIGNED(n)
 #endif
 
-/* Kept across a system reset: QEMU's linker script has a NOLOAD .noinit section (neither
- * copied nor zeroed at reset); a real board's script needs one too (most vendor scripts have
- * it). Other targets (native) restart in-process and keep these in ordinary RAM. */
-#if defined(TS_TARGET_QEMU) && defined(__GNUC__)
+/* Kept across a system reset: the bare-metal targets' linker script (the shared Cortex-M
+ * layout, boards/runtime/cortex-m/ts_sections.ld: QEMU and the STM32 boards) has a NOLOAD
+ * .noinit section (neither copied nor zeroed at reset; SRAM keeps its contents over a system
+ * reset). Other targets (native, the framework ports) restart in-process or zero it: they
+ * keep these in ordinary RAM. */
+#if (defined(TS_TARGET_QEMU) || defined(TS_TARGET_BAREMETAL)) && defined(__GNUC__)
 #define APP_NOINIT __attribute__((section(".noinit")))
 #else
 #define APP_NOINIT
@@ -211,6 +214,11 @@ void app_send_phase(ts_trainer_phase_t phase, uint64_t cycles);
  * window: the records of a window are sent after it closes. */
 void app_window_open(void);
 void app_window_close(void);
+
+/* ---- calib (app_calib.c) ------------------------------------------------------------------ */
+
+/* `calib ms=N`: a fixed workload in one measurement window, then `@phase name=calib`; 0. */
+int app_cmd_calib(uint32_t ms);
 
 /* ---- db (app_db.c) ------------------------------------------------------------------------- */
 

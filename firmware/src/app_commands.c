@@ -558,6 +558,7 @@ int app_run_command(const char *payload, size_t len)
     case TS_CMD_TRAIN: st = cmd_train(&cmd.train); break;
     case TS_CMD_EVAL: st = cmd_eval(); break;
     case TS_CMD_RESULTS: st = cmd_results(); break;
+    case TS_CMD_CALIB: st = app_cmd_calib(cmd.calib_ms); break;
     case TS_CMD_RESET:
         app_send_ready(cmd.name, 0);
         system_reset();

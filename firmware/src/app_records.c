@@ -65,18 +65,21 @@ const char *app_engine_status_name(int st)
     }
 }
 
-/* ---- memory figures of the image (QEMU linker script symbols; 0 where unknown) ---------- */
+/* ---- memory figures of the image (the shared Cortex-M linker script's symbols, QEMU and
+ * the STM32 boards; 0 where unknown) ------------------------------------------------------ */
 
-#if defined(TS_TARGET_QEMU)
+#if defined(TS_TARGET_QEMU) || defined(TS_TARGET_BAREMETAL)
 extern uint32_t __stack_bottom[], __noinit_end[], __data_load[], __data_start[], __data_end[];
+extern uint32_t __ts_flash_start[];
 static uint32_t ram_static_bytes(void)
 {
     return (uint32_t)((uintptr_t)__noinit_end - (uintptr_t)__stack_bottom);
 }
 static uint32_t flash_bytes(void)
 {
-    /* FLASH starts at 0: everything up to the end of .data's load image */
-    return (uint32_t)((uintptr_t)__data_load + ((uintptr_t)__data_end - (uintptr_t)__data_start));
+    /* everything from the start of FLASH up to the end of .data's load image */
+    return (uint32_t)((uintptr_t)__data_load - (uintptr_t)__ts_flash_start +
+                      ((uintptr_t)__data_end - (uintptr_t)__data_start));
 }
 #else
 static uint32_t ram_static_bytes(void)
@@ -109,6 +112,10 @@ void app_send_boot(uint32_t resets, uint32_t db)
     ts_record_u32(r, "resets", resets);
     ts_record_text(r, "model", m != NULL ? m->content_hash : "none");
     ts_record_u32(r, "db", db);
+    if (ts_platform_port() != NULL) { /* a port that names itself, and its clock set-up */
+        ts_record_text(r, "port", ts_platform_port());
+        ts_record_text(r, "clock", ts_platform_clock() != NULL ? ts_platform_clock() : "-");
+    }
     app_rec_send();
 }
 

@@ -104,7 +104,12 @@ static int app_run(void)
     }
 }
 
+/* Frameworks that own main() (Arduino, ESP-IDF: boards/ports/) call ts_app_main() from theirs. */
+#if defined(TS_FRAMEWORK_MAIN)
+int ts_app_main(void)
+#else
 int main(void)
+#endif
 {
     while (app_run()) {
     }

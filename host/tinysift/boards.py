@@ -1,15 +1,32 @@
-"""Board profiles: one TOML file per board in the project's ``boards/`` folder."""
+"""Board profiles: one TOML file per board in the project's ``boards/`` folder.
+
+A user's own copy of a profile (``tinysift device calibrate`` writes one, with the measured
+active current) lives outside the repository, in :func:`user_boards_dir`, and takes the place
+of the project's profile of the same name in every later command.
+
+Where a board can be built and run is read off ``firmware/platformio.ini``
+(:func:`board_support`): an emulated board is built and run here; a board whose env uses one
+of the project's local platforms (``symlink://``) is built here (offline) but not run; a board
+on a stock PlatformIO platform needs internet to build.
+"""
 
 from __future__ import annotations
 
+import configparser
+import json
+import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from tinysift.errors import TinysiftError
-from tinysift.paths import boards_dir
+from tinysift.paths import boards_dir, firmware_dir
 
 DEFAULT_BOARD = "qemu-mps2-an386"
 COUNTERS = ("dwt", "systick-icount", "timer", "ccount")
+#: Where a user's board profiles live: ``$TINYSIFT_CONFIG_DIR/boards``, else
+#: ``$XDG_CONFIG_HOME/tinysift/boards``, else ``~/.config/tinysift/boards``.
+CONFIG_ENV = "TINYSIFT_CONFIG_DIR"
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,25 @@ class Board:
     pio_env: str
     emulated: bool
     qemu_machine: str = ""
+    #: which ``-serial`` of the QEMU machine is the board's console (netduinoplus2: USART2,
+    #: the second)
+    qemu_serial_index: int = 0
+    #: the code behind ts_platform.h: stm32f4, stm32l4, arduino, esp-idf, qemu-mps2; empty
+    #: where there is none yet
+    port: str = ""
+    #: the stack the memory plan reserves: the firmware's linker script's on the STM32 boards
+    #: (16 KiB); 8 KiB elsewhere (the QEMU mps2 image has 64 KiB of its 4 MB)
+    stack_bytes: int = 8 * 1024
+    #: USB VID:PID pairs (lower-case hex) of the board's serial port, for ``device list``
+    usb_ids: list[str] = field(default_factory=list)
+    #: how ``device flash`` writes it: probe (OpenOCD / pyOCD / st-flash), uf2, pio-upload
+    flash_method: str = ""
+    openocd_config: str = ""
+    pyocd_target: str = ""
+    marker_pin: str = ""
+    serial: str = ""
+    #: where the profile was read from (the project's boards/ or the user's folder)
+    source_file: str = ""
 
     def energy_mj(self, cycles: int) -> float:
         """Estimated energy E = V * I_active * cycles / f, in millijoules."""
@@ -40,19 +76,49 @@ class Board:
     def seconds(self, cycles: int) -> float:
         return cycles / self.clock_hz
 
+    @property
+    def user_profile(self) -> bool:
+        return bool(self.source_file) and Path(self.source_file).parent == user_boards_dir()
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def user_boards_dir() -> Path:
+    """The user's board profiles (outside the repository)."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser() / "boards"
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base).expanduser() / "tinysift" / "boards"
+
+
+def _read_toml(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise TinysiftError(f"board profile {path} is not valid TOML: {exc}") from exc
+
+
 def load_board(name: str) -> Board:
-    path = boards_dir() / f"{name}.toml"
-    if not path.exists():
+    """The profile ``name``: the project's, with the user's copy (its keys) on top."""
+    project, user = boards_dir() / f"{name}.toml", user_boards_dir() / f"{name}.toml"
+    data: dict = {}
+    path = None
+    for candidate in (project, user):
+        if candidate.is_file():
+            data.update(_read_toml(candidate))
+            path = candidate
+    if path is None:
         known = ", ".join(b.name for b in list_boards())
         raise TinysiftError(f"unknown board {name!r}; known boards: {known}")
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
+    known_keys = {f.name for f in fields(Board)} - {"source_file"}
+    unknown = sorted(set(data) - known_keys)
+    if unknown:
+        raise TinysiftError(f"board profile {path}: unknown keys {', '.join(unknown)}")
     try:
-        board = Board(**data)
+        board = Board(**data, source_file=str(path))
     except TypeError as exc:
         raise TinysiftError(f"board profile {path} is malformed: {exc}") from exc
     if board.counter not in COUNTERS:
@@ -62,3 +128,79 @@ def load_board(name: str) -> Board:
 
 def list_boards() -> list[Board]:
     return [load_board(p.stem) for p in sorted(boards_dir().glob("*.toml"))]
+
+
+# ---- where a board is built and run ----------------------------------------------------------
+
+#: (code, what ``tinysift boards`` says)
+SUPPORT = {
+    "run-here": "built and run here (emulated)",
+    "build-here": "built here, not run (no board on these machines)",
+    "internet": "needs internet (stock PlatformIO); not built here",
+    "no-port": "no port of ts_platform.h yet",
+}
+
+
+def _pio_envs() -> dict[str, dict[str, str]]:
+    """``[env:NAME]`` sections of firmware/platformio.ini with ``extends`` resolved."""
+    ini = configparser.ConfigParser(interpolation=None, strict=False)
+    ini.read(firmware_dir() / "platformio.ini")
+
+    def section(name: str, seen: tuple = ()) -> dict[str, str]:
+        if name in seen or not ini.has_section(name):
+            return {}
+        own = dict(ini.items(name))
+        base = {}
+        for parent in own.get("extends", "").replace(",", " ").split():
+            base.update(section(parent, (*seen, name)))
+        return {**base, **own}
+
+    return {s[4:]: section(s) for s in ini.sections() if s.startswith("env:")}
+
+
+def builds_offline(board: Board) -> bool:
+    """True when the board's env uses one of the project's local platforms."""
+    env = _pio_envs().get(board.pio_env, {})
+    return env.get("platform", "").startswith("symlink://")
+
+
+def board_support(board: Board) -> str:
+    """One of :data:`SUPPORT`'s codes."""
+    if not board.port:
+        return "no-port"
+    if board.emulated:
+        return "run-here"
+    return "build-here" if builds_offline(board) else "internet"
+
+
+# ---- the user's profiles ----------------------------------------------------------------------
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are valid TOML
+
+
+def save_user_board(name: str, changes: dict, header: str = "") -> Path:
+    """Write ``changes`` (profile keys) into the user's profile of board ``name``, on top of
+    what it already holds, atomically; later :func:`load_board` calls apply them over the
+    project's profile. Returns the path."""
+    known_keys = {f.name for f in fields(Board)} - {"source_file"}
+    bad = sorted(set(changes) - known_keys)
+    if bad:
+        raise TinysiftError(f"not board profile keys: {', '.join(bad)}")
+    folder = user_boards_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    data = {**(_read_toml(path) if path.is_file() else {}), **changes}
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    load_board(name)  # what was written must load
+    return path

@@ -4,7 +4,12 @@
  * Implemented by the local PlatformIO dev-platforms in boards/:
  *   platform-qemu    QEMU mps2-an386 (Cortex-M4F) / mps2-an500 (Cortex-M7): CMSDK UART0,
  *                    SysTick as the cycle counter, semihosting exit.
+ *   platform-stm32   the STM32 ports (NUCLEO-F411RE/F401RE/F446RE, NUCLEO-L4R5ZI): clock
+ *                    set-up, USART2 / LPUART1, DWT CYCCNT, marker GPIO; and the STM32F4 port
+ *                    under QEMU netduinoplus2 (SysTick under -icount as the counter).
  *   platform-native  the host: stdin/stdout as the serial link, clock_gettime as the counter.
+ * and, for stock PlatformIO with internet, by boards/ports/ (Arduino: nano33ble, pico;
+ * ESP-IDF: esp32-s3).
  * The formatter (ts_printf and friends) is the same code on every target and never allocates.
  * No function here uses the heap.
  */
@@ -33,8 +38,16 @@ extern "C" {
  * calling it again does nothing. */
 void ts_platform_init(void);
 
-/* "qemu-mps2-an386", "qemu-mps2-an500", "native". */
+/* "qemu-mps2-an386", "qemu-mps2-an500", "native", "nucleo_f411re", "qemu-netduinoplus2", ... */
 const char *ts_platform_name(void);
+
+/* The port (the code behind this header) and the state of its clock set-up, for `@boot`
+ * (docs/protocol.md): e.g. "stm32f4" and "hse_pll", or "skipped_under_qemu" where an
+ * emulated build leaves out what the emulator lacks. NULL where there is nothing to say: the
+ * defaults (boards/runtime/src/ts_port_info.c) are weak and return NULL, so `@boot` of the
+ * QEMU mps2 and native targets has no such fields. */
+const char *ts_platform_port(void);
+const char *ts_platform_clock(void);
 
 /* ---- cycle counter -------------------------------------------------------------------
  * ts_cycles() is a free-running 32-bit counter (it wraps; subtract two readings as uint32_t);
@@ -46,6 +59,9 @@ const char *ts_platform_name(void);
  *                     (ts_icount_shift()). QEMU's DWT CYCCNT reads 0, so it is not used.
  *   "systick"         QEMU without -icount: raw SysTick ticks (host-speed dependent).
  *   "clock_gettime"   native: nanoseconds of CLOCK_MONOTONIC.
+ *   "dwt"             a real Cortex-M3/M4/M7: DWT CYCCNT, core clock cycles.
+ *   "timer"           a microsecond timer (RP2040: no DWT on the Cortex-M0+).
+ *   "ccount"          the ESP32-S3's CCOUNT, core clock cycles.
  * ts_cycles_hz() is the nominal rate: 25 MHz on QEMU (seconds = instructions / 25e6, i.e. a
  * 25 MHz core at CPI 1), 1e9 on native. */
 uint32_t ts_cycles(void);

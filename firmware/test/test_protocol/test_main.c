@@ -399,6 +399,30 @@ static void test_parse_db_stream(void)
     TS_ASSERT_STR_EQ("unexpected_argument", c.error);
 }
 
+static void test_parse_calib(void)
+{
+    ts_command_t c;
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("calib", &c));
+    TS_ASSERT_EQ_INT(TS_CMD_CALIB, c.id);
+    TS_ASSERT_STR_EQ("calib", c.name);
+    TS_ASSERT_EQ_INT(2000, c.calib_ms);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("calib ms=1", &c));
+    TS_ASSERT_EQ_INT(1, c.calib_ms);
+    TS_ASSERT_EQ_INT(TS_PROTO_OK, parse("calib ms=600000", &c));
+    TS_ASSERT_EQ_INT(600000, c.calib_ms);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib ms=0", &c));
+    TS_ASSERT_STR_EQ("bad_value:ms", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib ms=600001", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib ms=", &c));
+    TS_ASSERT_STR_EQ("bad_value:ms", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib ms=1.5", &c));
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib s=2", &c));
+    TS_ASSERT_STR_EQ("unknown_key", c.error);
+    TS_ASSERT_EQ_INT(TS_PROTO_ERR_BAD_ARG, parse("calib ms=2 ms=3", &c));
+    TS_ASSERT_STR_EQ("unexpected_argument", c.error);
+    TS_ASSERT_STR_EQ("calib", c.name);
+}
+
 static void test_parse_train(void)
 {
     ts_command_t c;
@@ -641,6 +665,7 @@ int main(void)
     TS_RUN(test_parse_simple_commands);
     TS_RUN(test_parse_db);
     TS_RUN(test_parse_db_stream);
+    TS_RUN(test_parse_calib);
     TS_RUN(test_parse_train);
     TS_RUN(test_parse_train_recipe);
     TS_RUN(test_db_decode);

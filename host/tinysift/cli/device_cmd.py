@@ -1,4 +1,4 @@
-"""``tinysift device list | flash | run``."""
+"""``tinysift device list | flash | calibrate | run``."""
 
 from __future__ import annotations
 
@@ -20,45 +20,104 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")) -> None:
-    """Serial ports on this machine and the emulated boards."""
+    """Serial ports on this machine, matched to board profiles by USB VID:PID, and the
+    emulated boards."""
     from serial.tools import list_ports
 
     from tinysift.boards import list_boards
+    from tinysift.device.ports import match_ports
 
+    boards = list_boards()
+    matches = match_ports(list_ports.comports(), boards)
+    emulated = [b for b in boards if b.emulated]
     if json_out:
-        print_json({"serial_ports": [{"device": p.device, "description": p.description or "",
-                                      "vid": p.vid, "pid": p.pid,
-                                      "serial_number": p.serial_number}
-                                     for p in list_ports.comports()],
+        print_json({"serial_ports": [m.to_dict() for m in matches],
                     "emulated": [{"name": b.name, "qemu_machine": b.qemu_machine,
-                                  "pio_env": b.pio_env}
-                                 for b in list_boards() if b.emulated]})
+                                  "pio_env": b.pio_env} for b in emulated]})
         return
     table = Table(title="devices")
-    for col in ("kind", "name", "details"):
+    for col in ("kind", "name", "USB id", "what", "pass"):
         table.add_column(col)
-    for p in list_ports.comports():
-        table.add_row("serial port", p.device, p.description or "")
-    for b in list_boards():
-        if b.emulated:
-            table.add_row("emulated", b.name, f"QEMU {b.qemu_machine}, env {b.pio_env}")
+    for m in matches:
+        what = m.adapter or m.description
+        if m.boards:
+            what += f" -> {', '.join(m.boards)}"
+        table.add_row("serial port", m.device, m.usb_id or "-", what, m.hint)
+    for b in emulated:
+        table.add_row("emulated", b.name, "-", f"QEMU {b.qemu_machine}, env {b.pio_env}",
+                      f"--board {b.name}")
     console.print(table)
+    if not matches:
+        console.print("no serial ports: plug a board in over USB (a Nucleo's ST-LINK, a Nano "
+                      "33 BLE, a Pico, an ESP32-S3); `tinysift boards` lists the profiles")
 
 
 @app.command("flash")
 def flash_cmd(
-    run: Path = typer.Option(..., help="run folder with export/"),
-    board: str = typer.Option("qemu-mps2-an386", help="board profile"),
-    port: str = typer.Option(None, help="upload port of a real board"),
+    board: str = typer.Option(..., help="board profile (tinysift boards)"),
+    run: Path = typer.Option(None, help="run folder with export/ (default: the firmware "
+                                        "without a model: name, info, reset, calib)"),
+    probe: str = typer.Option(None, help="openocd (default), pyocd or stlink (STM32 boards)"),
+    port: str = typer.Option(None, help="upload port (boards flashed by PlatformIO)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the commands, run nothing"),
 ) -> None:
-    """Build the firmware with this run's export (and upload it to a real board)."""
+    """Build the firmware (with a run's export) and flash it onto a real board."""
     from tinysift.boards import load_board
-    from tinysift.stages.device import flash
+    from tinysift.device.build import build_firmware, build_plan
+    from tinysift.device.flash import flash_steps, run_step
+    from tinysift.paths import firmware_dir
 
-    res = flash(run, board, port=port)
+    brd = load_board(board)
+    if run is not None:
+        from tinysift.runs import Run
+        from tinysift.stages.checks import check_exported
+        from tinysift.stages.device import check_export_fits
+
+        check_exported(Run(run))  # a finished export of the current model
+        check_export_fits(run, brd)  # before any build
+    export = Path(run) / "export" if run is not None else None
+    out = Path(run) / "device" if run is not None else firmware_dir() / ".pio" / "tinysift"
+    build, steps = flash_steps(brd, build_plan(brd, export, out), probe, port)
+    if dry_run:
+        print(build.shell())
+        for step in steps:
+            print(step.shell())
+        return
+    upload = brd.flash_method == "pio-upload"  # PlatformIO builds and uploads in one
+    res = build_firmware(export, brd, out, upload=upload, port=port)
     console.print(f"built {res.elf} in {res.seconds:.1f} s: flash {res.flash_bytes:,} B, "
-                  f"static RAM {res.ram_bytes:,} B"
-                  + ("" if load_board(board).emulated else " and uploaded"))
+                  f"static RAM {res.ram_bytes:,} B" + (" and uploaded" if upload else ""))
+    for step in steps:
+        console.print(f"{step.what}: {step.shell()}")
+        run_step(step, brd)
+    if steps:
+        console.print(f"flashed {brd.name}; `tinysift device list` shows its serial port")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    board: str = typer.Option(..., help="board profile to calibrate"),
+    port: str = typer.Option(None, help="the board's serial port (it runs `calib`)"),
+    joulescope: bool = typer.Option(False, help="measure with a Joulescope (marker on IN0)"),
+    current_ma: float = typer.Option(None, help="your meter's reading instead, in mA"),
+    ms: int = typer.Option(2000, help="length of the fixed workload in ms"),
+) -> None:
+    """Measure the board's active current; later runs' energy estimates use it (your own
+    board profile, outside the repository)."""
+    from tinysift.device.calibrate import calibrate
+
+    monitor = None
+    if joulescope:
+        from tinysift.device.energy import JoulescopeMonitor
+
+        monitor = JoulescopeMonitor(duration_s=ms / 1000 + 2.0)
+    cal = calibrate(board, port=port, monitor=monitor, current_ma=current_ma, ms=ms)
+    console.print(f"{cal.board}: measured {cal.measured_ma:.3f} mA ({cal.how}); the profile "
+                  f"estimated {cal.estimated_ma:g} mA: ratio measured/estimated "
+                  f"{cal.ratio:.3f}")
+    if cal.cycles is not None:
+        console.print(f"workload: {cal.cycles:,} cycles")
+    console.print(f"-> {cal.profile} (used by every later run on {cal.board})")
 
 
 @app.command("run")

@@ -49,19 +49,25 @@ def register(app: typer.Typer) -> None:
     @app.command("boards")
     def boards_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")
                    ) -> None:
-        """List the board profiles."""
-        from tinysift.boards import list_boards
+        """List the board profiles and where each is built and run."""
+        from tinysift.boards import SUPPORT, board_support, list_boards
 
+        boards = [(b, board_support(b)) for b in list_boards()]
         if json_out:
-            print_json([b.to_dict() for b in list_boards()])
+            print_json([{**b.to_dict(), "support": code, "support_text": SUPPORT[code],
+                         "user_profile": b.user_profile} for b, code in boards])
             return
         table = Table(title="boards")
-        for col in ("name", "core", "clock", "RAM", "flash", "I active", "counter", "env"):
+        for col in ("name", "core", "clock", "RAM", "flash", "I active", "counter", "env",
+                    "port", "on this project's machines"):
             table.add_column(col)
-        for b in list_boards():
-            cur = f"{b.active_current_ma:g} mA" + (" (est.)" if b.current_is_estimate else "")
+        for b, code in boards:
+            cur = f"{b.active_current_ma:g} mA" + (" (est.)" if b.current_is_estimate
+                                                   else " (measured)" if b.user_profile
+                                                   else "")
             table.add_row(b.name, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.ram_bytes // 1024} KB",
-                          f"{b.flash_bytes // 1024} KB", cur, b.counter, b.pio_env)
+                          f"{b.flash_bytes // 1024} KB", cur, b.counter, b.pio_env,
+                          b.port or "-", SUPPORT[code])
         console.print(table)
 
 

@@ -6,10 +6,10 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysift.boards import Board
+from tinysift.boards import Board, builds_offline
 from tinysift.errors import DeviceError
 from tinysift.paths import firmware_dir, offline_pio, project_root
 
@@ -17,7 +17,7 @@ from tinysift.paths import firmware_dir, offline_pio, project_root
 # a change here means a rebuild.
 FIRMWARE_SOURCES = ("firmware/src", "firmware/lib", "firmware/platformio.ini",
                     "firmware/scripts", "boards/runtime", "boards/platform-qemu",
-                    "boards/platform-native")
+                    "boards/platform-stm32", "boards/platform-native", "boards/ports")
 
 
 def firmware_source_hash() -> str:
@@ -45,36 +45,80 @@ class BuildResult:
     seconds: float
 
 
+@dataclass
+class BuildPlan:
+    """The PlatformIO command of one build (``env``: the variables it sets) and where the
+    ELF lands; ``offline``: the project's own platforms (tools/pio), else stock PlatformIO."""
+
+    cmd: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    build_dir: Path = Path()
+    offline: bool = True
+
+    @property
+    def elf(self) -> Path:
+        return self.build_dir / self.cmd[self.cmd.index("-e") + 1] / "firmware.elf"
+
+    def shell(self) -> str:
+        """The command as one shell line (what --dry-run prints)."""
+        import shlex
+
+        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env.items()),
+                         shlex.join(self.cmd)])
+
+
 def pio_command(board: Board) -> list[str]:
-    """Emulated boards build offline through tools/pio; real boards need stock PlatformIO
-    (its platforms and toolchains download on first use)."""
-    if board.emulated:
+    """Emulated boards and the project's own ports build offline through tools/pio; the
+    boards on stock platforms need stock PlatformIO (its platforms and toolchains download on
+    first use)."""
+    if board.emulated or builds_offline(board):
         return [str(offline_pio())]
     pio = shutil.which("pio") or str(project_root() / ".venv" / "bin" / "pio")
     return [pio]
 
 
-def build_firmware(export_dir: Path, board: Board, out_dir: Path, upload: bool = False,
+def build_plan(board: Board, export_dir: Path | None, out_dir: Path, upload: bool = False,
+               port: str | None = None) -> BuildPlan:
+    """The build of the app for ``board`` with ``export_dir`` compiled in (None: the app
+    without a model, which answers name, info, reset and calib) into ``out_dir/build``;
+    ``upload``: PlatformIO uploads it too (the boards flashed with ``pio run -t upload``)."""
+    env = {"PLATFORMIO_BUILD_DIR": str(Path(out_dir).resolve() / "build")}
+    if export_dir is not None:
+        env = {"TS_EXPORT_DIR": str(Path(export_dir).resolve()), **env}
+    cmd = pio_command(board) + ["run", "-d", str(firmware_dir()), "-e", board.pio_env]
+    if upload:
+        cmd += ["-t", "upload"] + (["--upload-port", port] if port else [])
+    return BuildPlan(cmd, env, Path(env["PLATFORMIO_BUILD_DIR"]),
+                     offline=cmd[0] == str(offline_pio()))
+
+
+def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload: bool = False,
                    port: str | None = None, timeout: float = 900) -> BuildResult:
-    """Compile the app with ``export_dir`` compiled in; copy the ELF to ``out_dir``.
+    """Compile the app with ``export_dir`` compiled in (None: without a model); copy the ELF
+    to ``out_dir``.
 
     Each run builds in its own folder (``out_dir/build``) so runs never share objects.
     """
     import time
 
-    export_dir = Path(export_dir).resolve()
-    if not (export_dir / "ts_export.h").exists():
-        raise DeviceError(f"{export_dir} has no ts_export.h; run `tinysift export` first")
+    if export_dir is not None:
+        export_dir = Path(export_dir).resolve()
+        if not (export_dir / "ts_export.h").exists():
+            raise DeviceError(f"{export_dir} has no ts_export.h; run `tinysift export` first")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, TS_EXPORT_DIR=str(export_dir),
-               PLATFORMIO_BUILD_DIR=str(out_dir / "build"))
-    cmd = pio_command(board) + ["run", "-d", str(firmware_dir()), "-e", board.pio_env]
-    if upload and not board.emulated:
-        cmd += ["-t", "upload"] + (["--upload-port", port] if port else [])
+    plan = build_plan(board, export_dir, out_dir, upload=upload, port=port)
+    env = {k: v for k, v in os.environ.items() if k != "TS_EXPORT_DIR"}
+    env.update(plan.env)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(plan.cmd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except FileNotFoundError as exc:
+        raise DeviceError(f"{plan.cmd[0]} not found: " + (
+            "run tools/setup.sh" if plan.offline else
+            "install PlatformIO (pip install platformio); this board builds with stock "
+            "PlatformIO, which needs internet on first use")) from exc
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"the firmware build for {board.name} took over {timeout:.0f} s") \
             from exc
@@ -82,10 +126,10 @@ def build_firmware(export_dir: Path, board: Board, out_dir: Path, upload: bool =
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(log.strip().splitlines()[-25:])
-        hint = ("" if board.emulated else " (real boards need internet for PlatformIO's "
-                "platform and toolchain on first use)")
+        hint = ("" if plan.offline else " (this board builds with stock PlatformIO, which "
+                "needs internet for its platform and toolchain on first use)")
         raise DeviceError(f"firmware build for {board.name} failed{hint}:\n{tail}")
-    elf = out_dir / "build" / board.pio_env / "firmware.elf"
+    elf = plan.elf
     if not elf.exists():
         raise DeviceError(f"the build reported success but {elf} is missing")
     dest = out_dir / f"firmware-{board.pio_env}.elf"

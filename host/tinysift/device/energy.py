@@ -87,8 +87,10 @@ class JoulescopeMonitor(PowerMonitor):
 
     Wiring: the Joulescope's current path in series with the board's supply (IN+ from the
     supply, OUT+ to the board, GND common) and its general-purpose input IN0 to the
-    firmware's marker pin (``ts_marker``), see docs/energy.md. Samples are streamed for
-    the capture and integrated between IN0 edges. Not run here (no hardware).
+    firmware's marker pin (``ts_marker``), see docs/energy.md. ``start()`` begins a capture of
+    ``duration_s`` seconds in the background (the driver's ``read`` blocks for that long);
+    ``stop()`` waits for it and integrates between IN0 edges, so the capture must outlast the
+    command it measures. Not run here (no hardware).
     """
 
     name = "joulescope"
@@ -102,8 +104,12 @@ class JoulescopeMonitor(PowerMonitor):
         self._js_module = joulescope
         self.duration_s = duration_s
         self._device = None
+        self._thread = None
+        self._capture: dict = {}
 
     def start(self) -> None:
+        import threading
+
         try:
             self._device = self._js_module.scan_require_one(config="auto")
             self._device.open()
@@ -112,16 +118,30 @@ class JoulescopeMonitor(PowerMonitor):
         except Exception as exc:  # noqa: BLE001 - driver errors have many types
             raise DeviceError(f"no Joulescope found or it failed to open: {exc}") from exc
 
+        def capture() -> None:
+            try:
+                self._capture["data"] = self._device.read(
+                    contiguous_duration=self.duration_s, out_format="samples_get",
+                    fields=["current", "voltage", "in0"])
+            except Exception as exc:  # noqa: BLE001 - reported by stop()
+                self._capture["error"] = exc
+
+        self._capture = {}
+        self._thread = threading.Thread(target=capture, daemon=True)
+        self._thread.start()
+
     def stop(self) -> list[Window]:
-        if self._device is None:
+        if self._device is None or self._thread is None:
             raise DeviceError("the Joulescope capture was not started")
         try:
-            data = self._device.read(contiguous_duration=self.duration_s,
-                                     out_format="samples_get",
-                                     fields=["current", "voltage", "in0"])
+            self._thread.join(timeout=self.duration_s + 30)
         finally:
             self._device.close()
             self._device = None
+        if "data" not in self._capture:
+            raise DeviceError(f"the Joulescope capture failed: "
+                              f"{self._capture.get('error', 'it did not finish')}")
+        data = self._capture["data"]
         signals = data["signals"]
         i, v, m = (np.asarray(signals[k]["value"]) for k in ("current", "voltage", "in0"))
         fs = float(data["time"]["sampling_frequency"]["value"])

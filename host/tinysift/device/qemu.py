@@ -34,9 +34,12 @@ def free_port() -> int:
 def qemu_command(board: Board, elf: Path, port: int, icount_shift: int = ICOUNT_SHIFT) -> list:
     if not board.emulated:
         raise DeviceError(f"{board.name} is a real board; pass --port to talk to it")
+    # the machine's serial ports before the board's console get nothing (netduinoplus2: USART2
+    # is the second)
+    unused = ["-serial", "null"] * board.qemu_serial_index
     return ["qemu-system-arm", "-machine", board.qemu_machine, "-nographic", "-monitor", "none",
             "-icount", f"shift={icount_shift}",
-            "-semihosting-config", "enable=on,target=native",
+            "-semihosting-config", "enable=on,target=native", *unused,
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
 
 

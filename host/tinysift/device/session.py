@@ -181,6 +181,9 @@ class DeviceSession:
             r.counter = rec.fields.get("counter", r.counter)
             r.firmware = {"proto": rec.fields.get("proto"), "fw": rec.fields.get("fw"),
                           "model": rec.fields.get("model")}
+            for key in ("board", "port", "clock"):  # the port and its clock set-up, if named
+                if key in rec.fields:
+                    r.firmware[key] = rec.fields[key]
         elif rec.type == "info":
             r.info = rec.fields
             if "flash" in rec.fields:

@@ -5,8 +5,8 @@ the head's float initialization, the raw ``.tflite`` (the firmware app reads the
 the layers it trains in float from it: ``update=last-block`` and ``update=bias``) and the
 optional VQ codebook of ``db stream policy=coverage``. RAM holds the activation arena, the
 int8 feature cache, the head's float training state, the float layers' training state and
-their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, I/O buffers and
-the stack.
+their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, the app's own
+state, its serial line buffers and the stack (the board profile's ``stack_bytes``).
 
 Every trainer buffer has its formula written once in C (firmware/lib/tsengine/src/
 ts_trainer.h); the functions here are their Python twins, checked against the compiled macros
@@ -24,11 +24,18 @@ from tinysift.errors import FitError
 from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import ParsedModel
 
-# Measured with arm-none-eabi-size on the qemu-m4 build (engine + protocol + app, -Os);
-# re-measured by the firmware benchmark and kept conservative here.
-ENGINE_CODE_BYTES = 48 * 1024
+# Code and constants of the engine, protocol, app and runtime: 60-61 KB measured with
+# arm-none-eabi-size on the app builds with a digits export (qemu-netduinoplus2,
+# nucleo_f411re, qemu-m4: flash minus the export's data), kept conservative here.
+ENGINE_CODE_BYTES = 64 * 1024
+#: the stack reserved where a board profile does not say (Board.stack_bytes)
 STACK_BYTES = 8 * 1024
-IO_BUFFER_BYTES = 2 * 1024
+#: the app's and runtime's fixed RAM beyond the buffers sized from the export: the last
+#: train's records for `results` (~2.5 KB), the fault handlers' stack (1 KB), the serial
+#: receive ring (512 B), `calib`'s buffers (512 B), the command state; measured ~4.9 KB
+APP_STATE_BYTES = 6 * 1024
+#: a host line (a command, or a `db` data line of 2 bytes a sample byte) and a record
+RECORD_BYTES = 256
 LAYER_ROW_BYTES = 96
 
 
@@ -269,6 +276,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "training set (int8)": train_samples * (fp.sample_bytes + 1),
         "test set (int8)": test_samples * (fp.sample_bytes + 1),
         "head init (float)": (k * d + k) * 4,
+        "zero head (init=zero)": (k * d + k) * 4,
         "raw .tflite (scales for last-block / bias)": fp.tflite_bytes if backbone_training
         else 0,
         "VQ codebook (db stream coverage)": vq_flash_bytes(k, vq_per_class, d),
@@ -287,8 +295,12 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "re-quantized backbone": bb_q,
         "per-class counts": 4 * (trainer_per_class_count(k) + 3 * 3 * k),
         "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, fp.sample_bytes),
-        "I/O buffers": IO_BUFFER_BYTES,
-        "stack (reserved)": STACK_BYTES,
+        # the app's copy of the layer table, where tuned layers are patched in
+        "layer table (tuned copy)": fp.num_layers * LAYER_ROW_BYTES,
+        "serial line buffers": max(RECORD_BYTES, 2 * fp.sample_bytes + 16) + 1
+        + RECORD_BYTES + 1,
+        "app and runtime state": APP_STATE_BYTES,
+        "stack (reserved)": board.stack_bytes,
     }
     not_counted = {} if backbone_training else {"raw .tflite (optional)": fp.tflite_bytes}
     return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,

@@ -31,8 +31,8 @@ from tinysift.device.session import (
 from tinysift.errors import TinysiftError
 from tinysift.runs import Run, locks_run
 
-__all__ = ["RESULTS", "TrainParams", "cached_results", "ensure_built", "flash",
-           "run_on_device"]
+__all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits", "ensure_built",
+           "flash", "run_on_device"]
 
 
 @locks_run("run_dir")
@@ -77,6 +77,9 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
     check_exported(Run(run_dir))
     export_info = json.loads((export_dir / "export.json").read_text())
+    if port is None:  # it is built here: a model or set that does not fit is refused first
+        check_export_fits(run_dir, brd)
+    session = DeviceSession(brd, run_dir / "device" / (label or ""), params)
     if train_set is None and use_db:
         with np.load(export_dir / "golden.npz") as g:
             train_set = (g["x_train"], g["y_train"])
@@ -104,6 +107,37 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     finally:
         session.close()
     return res
+
+
+def check_export_fits(run_dir: str | Path, brd: Board) -> None:
+    """Refuse, before any build, a run whose export was made for another board and does not
+    fit this one: the memory plan of the export's model, samples and `db load` capacity,
+    against ``brd`` (an export for ``brd`` itself was checked by ``tinysift export``)."""
+    from tinysift.errors import FitError
+    from tinysift.export.memory import kb
+    from tinysift.stages.export import memory_plan_for
+
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "export" / "export.json").read_text())
+    made_for = info.get("board")
+    if made_for == brd.name:
+        return
+    db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
+    plan = memory_plan_for(run_dir, brd.name, test_samples=info["test_samples"],
+                           train_samples=info["train_samples"], db_capacity=db_capacity)
+    if plan["fits"]:
+        return
+    problems = []
+    if plan["ram_total"] > plan["ram_capacity"]:
+        problems.append(f"needs {kb(plan['ram_total'])} RAM, board has "
+                        f"{kb(plan['ram_capacity'])}")
+    if plan["flash_total"] > plan["flash_capacity"]:
+        problems.append(f"needs {kb(plan['flash_total'])} flash, board has "
+                        f"{kb(plan['flash_capacity'])}")
+    raise FitError(f"{brd.name}: the export of {run_dir} (made for {made_for}: "
+                   f"{info['train_samples']} samples, db capacity {db_capacity}) "
+                   f"{' and '.join(problems)}; export for this board first: tinysift export "
+                   f"--run {run_dir} --board {brd.name} [--fit]")
 
 
 def cached_results(run_dir: str | Path, label: str,

@@ -662,6 +662,24 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
         return TS_PROTO_OK;
     }
 
+    if (word_is(&w, "calib")) { /* calib [ms=<1..TS_PROTO_MAX_CALIB_MS>] */
+        cmd->id = TS_CMD_CALIB;
+        cmd->calib_ms = TS_PROTO_CALIB_MS_DEFAULT;
+        if (next_word(payload, len, &pos, &arg)) {
+            if (arg.len < 3u || memcmp(arg.p, "ms=", 3) != 0) {
+                return fail(cmd, TS_PROTO_ERR_BAD_ARG, "unknown_key");
+            }
+            if (ts_parse_u32(arg.p + 3, arg.len - 3u, &cmd->calib_ms) != TS_PROTO_OK ||
+                cmd->calib_ms == 0u || cmd->calib_ms > TS_PROTO_MAX_CALIB_MS) {
+                return fail(cmd, TS_PROTO_ERR_BAD_ARG, "bad_value:ms");
+            }
+            if (next_word(payload, len, &pos, &arg)) {
+                return fail(cmd, TS_PROTO_ERR_BAD_ARG, "unexpected_argument");
+            }
+        }
+        return TS_PROTO_OK;
+    }
+
     if (word_is(&w, "train")) {
         unsigned seen = 0;
         cmd->id = TS_CMD_TRAIN;

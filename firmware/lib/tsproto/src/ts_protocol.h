@@ -34,6 +34,9 @@ extern "C" {
 #define TS_PROTO_MAX_STEPS 1000000u
 #define TS_PROTO_MAX_BATCH 65535u
 #define TS_PROTO_MAX_LR 10.0f
+/* `calib ms=`: the fixed workload's length, 1..TS_PROTO_MAX_CALIB_MS ms (default 2000) */
+#define TS_PROTO_MAX_CALIB_MS 600000u
+#define TS_PROTO_CALIB_MS_DEFAULT 2000u
 
 /* Protocol status codes (above the engine's ts_status_t range, which ends at 7). */
 typedef enum {
@@ -131,7 +134,8 @@ typedef enum {
     TS_CMD_RESULTS,
     TS_CMD_RESET,
     TS_CMD_DB_STREAM, /* db stream N [cap=B] [policy=reservoir|coverage] [seed=S] */
-    TS_CMD_DB_KEPT    /* db kept */
+    TS_CMD_DB_KEPT,   /* db kept */
+    TS_CMD_CALIB
 } ts_cmd_id_t;
 
 /* The training set: the compiled-in one, the streamed one, or both (flash first). */
@@ -183,7 +187,7 @@ typedef struct {
 typedef struct {
     ts_cmd_id_t id;
     /* For `@ready cmd=`: the command's first word ("name", "info", "db", "train", "eval",
-     * "results", "reset"), also for an unknown command (printable, no spaces, cut to
+     * "results", "reset", "calib"), also for an unknown command (printable, no spaces, cut to
      * TS_PROTO_CMD_NAME_MAX); "-" for an empty payload. */
     char name[TS_PROTO_CMD_NAME_MAX + 1u];
     /* On failure: a static message for `@err msg=` ("unknown_command", "bad_value:lr", ...). */
@@ -193,6 +197,7 @@ typedef struct {
     ts_db_source_t db_source;   /* TS_CMD_DB_USE */
     ts_train_args_t train;      /* TS_CMD_TRAIN: defaults, then the given key=value pairs */
     ts_stream_args_t stream;    /* TS_CMD_DB_STREAM: defaults, then the given pairs */
+    uint32_t calib_ms;          /* TS_CMD_CALIB: 1..TS_PROTO_MAX_CALIB_MS, default 2000 */
 } ts_command_t;
 
 void ts_train_args_default(ts_train_args_t *args);

@@ -1,0 +1,111 @@
+"""Energy calibration: the board's real active current, into the user's board profile.
+
+The firmware's ``calib ms=N`` runs a fixed workload (int8 multiply-accumulates and float
+updates, the trainer's arithmetic) for N ms inside one measurement window: the marker GPIO is
+high for exactly that time and nothing crosses the serial link. A Joulescope on the supply
+integrates that window; its mean current replaces the profile's estimate. Without a power
+monitor, ``current_ma`` is the user's own meter reading during ``calib`` (or any training).
+
+The result goes into the user's profile (:func:`tinysift.boards.save_user_board`, outside the
+repository), so every later run's energy estimate uses it; the report gives the ratio
+measured / estimated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinysift.boards import Board, load_board, save_user_board
+from tinysift.device.energy import PowerMonitor
+from tinysift.errors import DeviceError, TinysiftError
+
+
+@dataclass
+class Calibration:
+    board: str
+    estimated_ma: float
+    measured_ma: float
+    how: str
+    profile: Path
+    cycles: int | None = None
+    window_s: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_ma / self.estimated_ma
+
+
+def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
+                 timeout: float = 60.0) -> tuple[int, list]:
+    """``calib ms=<ms>`` on the board at ``port``, with ``monitor`` capturing; returns the
+    cycles the firmware counted and the monitor's marker windows."""
+    from tinysift.device.link import SerialLink
+
+    with SerialLink(port) as link:
+        try:
+            link.wait_boot(timeout=3.0)
+        except DeviceError:
+            pass  # it booted before the port opened: the command syncs
+        if monitor is not None:
+            monitor.start()
+        recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
+        windows = monitor.stop() if monitor is not None else []
+    phase = [r for r in recs if r.type == "phase" and r.fields.get("name") == "calib"]
+    if not phase:
+        raise DeviceError(f"the board at {port} did not run `calib` (records: "
+                          f"{[r.type for r in recs]}); flash the current firmware")
+    return phase[0].int("cycles"), windows
+
+
+def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None = None,
+              current_ma: float | None = None, ms: int = 2000) -> Calibration:
+    """Measure (``monitor``) or take (``current_ma``) the board's active current and write it
+    into the user's profile of ``board``."""
+    brd = load_board(board)
+    if brd.emulated:
+        raise TinysiftError(f"{brd.name} is emulated: its energy is a model, there is no "
+                            "current to measure")
+    if (monitor is None) == (current_ma is None):
+        raise TinysiftError("pass exactly one of --joulescope (measure) and --current-ma X "
+                            "(your meter's reading)")
+    if current_ma is not None and not current_ma > 0:
+        raise TinysiftError(f"--current-ma must be a positive current in mA, not {current_ma}")
+    if monitor is not None and port is None:
+        raise TinysiftError("--joulescope needs --port: the board must run the workload")
+    cycles = window_s = None
+    if port is not None:
+        cycles, windows = run_workload(port, ms, monitor)
+    if monitor is not None:
+        if len(windows) != 1:
+            raise DeviceError(f"the power monitor saw {len(windows)} marker windows during "
+                              f"`calib`, expected 1: check the marker wire ({brd.marker_pin})")
+        measured, window_s = windows[0].mean_current_ma, windows[0].duration_s
+        how = f"{monitor.name}, one {window_s:.2f} s marker window of `calib`"
+    else:
+        measured, how = float(current_ma), "the user's meter (--current-ma)"
+    est = _estimate_of(brd)
+    ratio = measured / est
+    path = save_user_board(brd.name, {
+        "active_current_ma": round(measured, 4),
+        "current_source": (f"measured: tinysift device calibrate ({how}) on "
+                           f"{time.strftime('%Y-%m-%d')}; {ratio:.3f}x the project profile's "
+                           f"{est:g} mA"),
+        "current_is_estimate": False,
+    }, header=f"tinysift device calibrate, {time.strftime('%Y-%m-%dT%H:%M:%S')}: your "
+              f"{brd.name}'s measured active current, over the project's profile")
+    return Calibration(brd.name, est, measured, how, path, cycles, window_s)
+
+
+def _estimate_of(brd: Board) -> float:
+    """The project profile's current (not an earlier calibration's)."""
+    import tomllib
+
+    from tinysift.paths import boards_dir
+
+    project = boards_dir() / f"{brd.name}.toml"
+    if project.is_file():
+        with open(project, "rb") as fh:
+            return float(tomllib.load(fh).get("active_current_ma", brd.active_current_ma))
+    return brd.active_current_ma

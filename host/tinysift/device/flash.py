@@ -1,0 +1,167 @@
+"""Flashing a real board: the commands for its flash method and probe, and running them.
+
+* ``probe`` (the STM32 boards): OpenOCD with the board's stock script (Debian ``openocd``),
+  pyOCD (``pip install pyocd``; the chip's CMSIS pack once: ``pyocd pack install``) or
+  st-flash (Debian ``stlink-tools``) on the ST-LINK of the Nucleo.
+* ``uf2`` (the Pico): the ELF as a UF2 image (:mod:`tinysift.device.uf2`) copied onto the
+  RPI-RP2 drive the Pico shows in BOOTSEL mode.
+* ``pio-upload`` (Arduino, ESP-IDF boards): stock PlatformIO's ``pio run -t upload``.
+
+Every step is a command line, so ``--dry-run`` prints exactly what would run. A missing tool,
+probe or drive is one :class:`DeviceError` line that says what to install or plug in.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinysift.boards import Board
+from tinysift.device.build import BuildPlan
+from tinysift.errors import DeviceError
+
+PROBES = ("openocd", "pyocd", "stlink")
+#: tool -> (executable, how to install it)
+TOOLS = {
+    "openocd": ("openocd", "sudo apt-get install openocd"),
+    "pyocd": ("pyocd", "pip install pyocd (and the chip's pack: pyocd pack install TARGET)"),
+    "stlink": ("st-flash", "sudo apt-get install stlink-tools"),
+}
+FLASH_BASE = 0x08000000  # st-flash writes the raw .bin here (every STM32 of the ports)
+
+
+@dataclass
+class FlashStep:
+    """One command (or, ``copy_to`` set, one file copy) of a flash."""
+
+    what: str
+    cmd: list[str]
+    tool: str = ""  # a key of TOOLS whose absence is reported in one line
+    copy_to: Path | None = None
+
+    def shell(self) -> str:
+        return shlex.join(self.cmd)
+
+
+def probe_steps(board: Board, elf: Path, probe: str) -> list[FlashStep]:
+    """The probe commands that write ``elf`` (and start it)."""
+    if probe not in PROBES:
+        raise DeviceError(f"unknown probe {probe!r}; choose one of {', '.join(PROBES)}")
+    if probe == "openocd":
+        if not board.openocd_config:
+            raise DeviceError(f"{board.name} has no OpenOCD script in its profile "
+                              "(openocd_config)")
+        return [FlashStep("flash with OpenOCD", [
+            "openocd", "-f", board.openocd_config,
+            "-c", f"program {elf} verify reset exit"], tool="openocd")]
+    if probe == "pyocd":
+        if not board.pyocd_target:
+            raise DeviceError(f"{board.name} has no pyOCD target in its profile (pyocd_target)")
+        return [FlashStep("flash with pyOCD", [
+            "pyocd", "flash", "--target", board.pyocd_target, str(elf)], tool="pyocd")]
+    binary = elf.with_suffix(".bin")
+    return [FlashStep("raw image for st-flash", [
+                "arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)]),
+            FlashStep("flash with st-flash", [
+                "st-flash", "--reset", "write", str(binary), hex(FLASH_BASE)], tool="stlink")]
+
+
+def uf2_drive() -> Path | None:
+    """The mounted RPI-RP2 drive (a Pico in BOOTSEL mode), found by its INFO_UF2.TXT."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        mount = Path(parts[1].replace("\\040", " "))
+        info = mount / "INFO_UF2.TXT"
+        try:
+            if info.is_file() and "RPI-RP2" in info.read_text(errors="replace"):
+                return mount
+        except OSError:
+            continue
+    return None
+
+
+def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
+                port: str | None = None) -> tuple[BuildPlan, list[FlashStep]]:
+    """The build (for ``pio-upload`` boards: build and upload in one) and the flash steps."""
+    if board.emulated:
+        raise DeviceError(f"{board.name} is emulated: nothing to flash (tinysift device run "
+                          "starts QEMU with the ELF)")
+    method = board.flash_method
+    if method == "probe":
+        return build, probe_steps(board, build.elf, probe or "openocd")
+    if probe:
+        raise DeviceError(f"{board.name} is not flashed through a debug probe "
+                          f"({method}): leave out --probe")
+    if method == "uf2":
+        drive = uf2_drive()
+        binary, uf2 = build.elf.with_suffix(".bin"), build.elf.with_suffix(".uf2")
+        return build, [
+            FlashStep("raw image", ["arm-none-eabi-objcopy", "-O", "binary", str(build.elf),
+                                    str(binary)]),
+            FlashStep("UF2 image", [sys.executable, "-m", "tinysift.device.uf2", str(binary),
+                                    str(uf2)]),
+            FlashStep("copy the UF2 to the Pico in BOOTSEL mode",
+                      ["cp", str(uf2), str(drive or "<RPI-RP2 drive>") + "/"], copy_to=drive)]
+    if method == "pio-upload":
+        upload = BuildPlan([*build.cmd, "-t", "upload", *(["--upload-port", port] if port
+                                                          else [])],
+                           build.env, build.build_dir, build.offline)
+        return upload, []
+    raise DeviceError(f"{board.name} has no flash method in its profile (flash_method)")
+
+
+#: what a flash tool says when no probe is attached, in its own words -> in ours
+NO_PROBE = ("open failed", "couldn't find any st-link", "no connected debug probes",
+            "unable to find a matching", "no device found")
+
+
+def _failure(text: str) -> str:
+    """The line a flash tool's failure is best told by (OpenOCD's own "Error:" lines first)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = ([ln for ln in lines if ln.startswith("Error:")]
+              or [ln for ln in lines if re.search(r"(?i)\b(error|fatal|failed|not found)\b", ln)]
+              or lines or ["no output"])
+    line = errors[-1]
+    if any(sign in line.lower() for sign in NO_PROBE):
+        return f"no debug probe found ({line})"
+    return line
+
+
+def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
+    """Run one step; any failure is one DeviceError line (what failed, what to do)."""
+    if step.tool:
+        exe, install = TOOLS[step.tool]
+        if shutil.which(exe) is None:
+            raise DeviceError(f"{exe} not found: {install} (or choose another --probe: "
+                              f"{', '.join(PROBES)})")
+    if step.cmd[0] == "cp":
+        if step.copy_to is None:
+            raise DeviceError("no RPI-RP2 drive mounted: hold BOOTSEL while plugging the Pico "
+                              "in, then run this again")
+        shutil.copy(step.cmd[1], step.copy_to)
+        return
+    try:
+        proc = subprocess.run(step.cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise DeviceError(f"{step.cmd[0]} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DeviceError(f"{step.what} took over {timeout:.0f} s: is the board connected?") \
+            from exc
+    if proc.returncode != 0:
+        hint = ""
+        if step.tool:
+            hint = (f"; is {board.name} plugged in over USB (its ST-LINK), and no other "
+                    "debugger holding the probe?")
+        raise DeviceError(f"{step.what} failed: {_failure(proc.stdout + proc.stderr)}{hint}")

@@ -1,0 +1,46 @@
+"""UF2 images (Microsoft's USB flashing format, github.com/microsoft/uf2): what the Pico's
+BOOTSEL drive accepts. A raw binary is cut into 256-byte payloads, one 512-byte block each:
+
+    magic 0x0A324655, magic 0x9E5D5157, flags, target address, payload size, block number,
+    block count, family ID (flags bit 0x2000), 476 bytes of data (payload, zero padded),
+    magic 0x0AB16F30   (all little-endian 32-bit words)
+
+``python -m tinysift.device.uf2 IN.bin OUT.uf2 [--base 0x10000000] [--family 0xe48bff56]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+from pathlib import Path
+
+RP2040_FLASH = 0x10000000
+RP2040_FAMILY = 0xE48BFF56
+PAYLOAD = 256
+_FLAG_FAMILY = 0x00002000
+_MAGIC = (0x0A324655, 0x9E5D5157, 0x0AB16F30)
+
+
+def bin_to_uf2(data: bytes, base: int = RP2040_FLASH, family: int = RP2040_FAMILY) -> bytes:
+    count = (len(data) + PAYLOAD - 1) // PAYLOAD
+    blocks = []
+    for i in range(count):
+        chunk = data[i * PAYLOAD:(i + 1) * PAYLOAD]
+        head = struct.pack("<8I", _MAGIC[0], _MAGIC[1], _FLAG_FAMILY, base + i * PAYLOAD,
+                           PAYLOAD, i, count, family)
+        blocks.append(head + chunk.ljust(476, b"\0") + struct.pack("<I", _MAGIC[2]))
+    return b"".join(blocks)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bin", type=Path)
+    ap.add_argument("uf2", type=Path)
+    ap.add_argument("--base", type=lambda v: int(v, 0), default=RP2040_FLASH)
+    ap.add_argument("--family", type=lambda v: int(v, 0), default=RP2040_FAMILY)
+    args = ap.parse_args(argv)
+    args.uf2.write_bytes(bin_to_uf2(args.bin.read_bytes(), args.base, args.family))
+
+
+if __name__ == "__main__":
+    main()
