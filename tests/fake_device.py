@@ -101,7 +101,9 @@ class FakeDevice(threading.Thread):
                 self._fire(fault.action)
 
     def _fire(self, action: str) -> None:
-        if action == "reset":
+        if action in ("reset", "reset_mid_line"):
+            if action == "reset_mid_line":  # cut inside a line: the @boot follows, no newline
+                self.conn.sendall(b"@epoch n=9 loss=0.5 tra")
             self.resets += 1
             self.source, self.ram, self.loading, self.last_train = "flash", 0, 0, []
             self.send(self._boot())

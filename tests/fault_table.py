@@ -43,6 +43,8 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "re-streams the set, re-sends train, completes on the streamed set"),
     "reset-eval": ("fake", "reset while the evaluation records arrive",
                    "re-streams the set, re-sends train, completes"),
+    "reset-mid-line": ("fake", "reset while a record is half sent (the `@boot` follows the cut)",
+                       "drops the cut line, reads the `@boot`, sets up again, completes"),
     "reset-twice": ("fake", "a second reset during the retry",
                     "fails: status device-reset, every record kept"),
     "reset-stop": ("fake", "reset with --on-reset stop",

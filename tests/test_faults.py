@@ -56,6 +56,7 @@ CASES = [
     Case("reset-features", [Fault("train:features", "reset")]),
     Case("reset-epoch", [Fault("train:epoch:2", "reset")]),
     Case("reset-eval", [Fault("train:eval", "reset")]),
+    Case("reset-mid-line", [Fault("train:epoch:2", "reset_mid_line")]),
     Case("reset-twice", [Fault("train:features", "reset"),
                          Fault("train:features", "reset", times=2)],
          fails="reset again", status="device-reset"),
@@ -268,9 +269,9 @@ def test_second_writer_is_refused(tmp_path):
 def test_fault_table_is_current():
     """The committed table (benchmarks/results/faults.md) has a passing row, with no record
     lost, for every fault of tests/fault_table.py."""
+    if os.environ.get("TINYSIFT_WRITE_FAULTS"):
+        pytest.skip("the table is being rewritten")
     rows = {r["id"]: r for r in load_rows()}
     assert set(rows) == set(FAULTS), set(FAULTS) ^ set(rows)
     bad = [r for r in rows.values() if not r["passed"] or r["records_lost"]]
     assert not bad, bad
-    if os.environ.get("TINYSIFT_WRITE_FAULTS"):
-        pytest.skip("the table is being rewritten")

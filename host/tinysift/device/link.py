@@ -133,9 +133,13 @@ class SerialLink:
                 try:
                     rec = parse_record(unframe(line, self.max_line))
                 except FrameError:
+                    rec = _record_after_cut(line, self.max_line)
                     self.stats.dropped_lines += 1
-                    self.stats.dropped_bytes += len(line) + 1
-                    continue
+                    if rec is None:
+                        self.stats.dropped_bytes += len(line) + 1
+                        continue
+                    self.stats.dropped_bytes += len(line) - len(rec[1])
+                    rec = rec[0]
                 self.stats.records += 1
                 if self.on_record is not None:
                     self.on_record(rec)
@@ -222,6 +226,19 @@ class SerialLink:
                 return rec
         raise DeviceError(f"{self.url} sent {limits.records + 1} records but no @boot: is it "
                           "tinysift firmware, freshly started?")
+
+
+def _record_after_cut(line: bytes, max_line: int) -> tuple[Record, bytes] | None:
+    """A valid record at the end of a corrupt line, and its bytes: a device that resets
+    while sending a line starts its ``@boot`` right after the cut, with no newline between
+    (the @boot must not be lost: it tells the host the device reset)."""
+    at = line.find(b"@", 1)
+    while at > 0:
+        try:
+            return parse_record(unframe(line[at:], max_line)), line[at:]
+        except FrameError:
+            at = line.find(b"@", at + 1)
+    return None
 
 
 class DeviceTimeout(DeviceError):
