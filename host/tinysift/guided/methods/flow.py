@@ -2,8 +2,9 @@
 and outliers, and a within-codeword priority that mixes loss with dynamic uncertainty.
 
 After the warm-up, a class-conditional density (per-class RealNVP flows by default;
-``density="gmm"`` or ``"knn"`` for the ablation) is fit on the same PCA-reduced features (charged
-to the budget; ``fit_on="agree"`` fits it on the samples the model already agrees with). Per sample it gives
+``density="gmm"`` or ``"knn"`` for the ablation) is fit on the same PCA-reduced features
+(charged to the budget; ``fit_on="agree"`` fits it on the samples the model already agrees
+with). Per sample it gives
 
 * ``log p(y | z)``: the label's posterior under the densities and the class priors (a
   generative classifier's vote on the label);
