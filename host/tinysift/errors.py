@@ -28,3 +28,7 @@ class UnsupportedOpError(TinysiftError):
 
 class DeviceError(TinysiftError):
     """The device or its serial link misbehaved (silent, garbled, reset)."""
+
+
+class ClusterError(TinysiftError):
+    """A cluster engine (Dask) is missing, unreachable, or its workers cannot run the tasks."""

@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except TinysiftError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        from rich.markup import escape
+
+        # Escaped: a message naming `tinysift[dask]` or `[seed 0]` is text, not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
