@@ -60,14 +60,16 @@ RESUMABLE = textwrap.dedent("""
     from tinysift.bench.executor import open_executor
     from tinysift.bench.prune import PruneBenchConfig, bench_prune
 
-    # `bench prune --quick`'s configuration, with a progress log.
-    tmp = Path(sys.argv[1])
-    cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=tuple(sys.argv[2].split(",")),
-                           seeds=1, min_steps=60, subset_epochs=2, proxy_epochs=2, quick=True,
-                           out_dir=tmp / "out", cache_dir=None, progress_dir=tmp / "progress",
-                           method_params={"flow": {"flow": {"steps": 100}}})
-    with open_executor("local:2") as ex:
-        bench_prune(cfg, progress=False, executor=ex)
+    if __name__ == "__main__":  # Dask's worker processes import this module again
+        # `bench prune --quick`'s configuration, with a progress log.
+        tmp = Path(sys.argv[1])
+        cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), seeds=1,
+                               methods=tuple(sys.argv[2].split(",")), min_steps=60,
+                               subset_epochs=2, proxy_epochs=2, quick=True, out_dir=tmp / "out",
+                               cache_dir=None, progress_dir=tmp / "progress",
+                               method_params={"flow": {"flow": {"steps": 100}}})
+        with open_executor("local:2") as ex:
+            bench_prune(cfg, progress=False, executor=ex)
 """)
 
 

@@ -218,9 +218,15 @@ def connect(spec: str | None, say: Callable[[str], None] = print):
         n = int(arg) if arg else (os.cpu_count() or 1)
         # No memory limit: Dask would pause or restart a worker whose TensorFlow grows past
         # its share, killing a training half-way. No dashboard: nothing to serve.
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=0,
-                               silence_logs=logging.ERROR)
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, memory_limit=0,
+                                   silence_logs=logging.ERROR)
+        except Exception as exc:  # e.g. a script without a __main__ guard: workers re-run it
+            raise ClusterError(
+                f"could not start a local Dask cluster of {n} workers ({type(exc).__name__}: "
+                f"{exc}); a script that uses --executor local must start its work under "
+                "`if __name__ == '__main__':` (docs/scale.md)") from exc
         ex = DaskExecutor(f"local:{n}", Client(cluster), cluster)
     else:
         address = arg or dask.config.get("scheduler-address", None)
