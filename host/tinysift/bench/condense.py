@@ -34,19 +34,22 @@ class CondenseBenchConfig:
                 f"{self.subset_epochs} epochs)")
 
 
-def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
+def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=None) -> dict:
+    """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
+    serial, in this process): per seed the full-data training, and one task per method and
+    K (condense, then train on the condensed set)."""
     from rich.console import Console
 
-    from tinysift.condensation.base import make_condenser
+    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
+    from tinysift.bench.executor import SerialExecutor
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.errors import TinysiftError
-    from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.scoring import ScoringContext
+    from tinysift.models.training import TrainConfig
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    ex = executor or SerialExecutor()
     console = Console(stderr=True)
-    wall = time.perf_counter()
     ds = load_dataset(cfg.dataset)
     key = {k: v for k, v in asdict(cfg).items()
            if k not in ("seeds", "methods", "out_dir", "progress_dir")}
@@ -55,35 +58,53 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False) -> dict:
     log = ProgressLog(key, cfg.progress_dir, stem, point="per_class")
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
-    for seed in range(cfg.seeds):
-        seed_start, fresh_seed = time.perf_counter(), log.is_fresh(seed)
+    data = SeedData(ds)
+    shipped = ex.share(data)
+    progress = progress and not ex.remote
+
+    def handler(seed: int, name: str, at: str):
+        def handle(done) -> None:
+            log.add(seed, name, at, **done.value, **worker_fields(ex, done))
+            if name != "full":
+                console.print(f"[seed {seed}] {name:>8} K={at:<3}: acc {done.value['acc']:.4f}"
+                              f" ({done.value['condense_seconds']:.1f} s to condense)",
+                              markup=False)
+        return handle
+
+    def submit(seed: int) -> list:
         recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
                              subset_epochs=cfg.subset_epochs, seed=seed)
-        if log.get(seed, "full", "all") is None:
-            full = train_model(ds.x_train, ds.y_train, ds.num_classes, train_config=recipe,
-                               progress=progress)
-            log.add(seed, "full", "all", acc=evaluate(full.model, ds.x_test, ds.y_test),
-                    condense_seconds=0.0, train_seconds=full.seconds)
-        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
-                             progress=progress)
-        for name in cfg.methods:
-            for k in cfg.per_class:
-                if log.get(seed, name, str(k)) is not None:
-                    continue
-                t0 = time.perf_counter()
-                x, y = make_condenser(name, seed=seed).fit(ctx).condense(k)
-                secs = time.perf_counter() - t0
-                res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
-                acc = evaluate(res.model, ds.x_test, ds.y_test)
-                log.add(seed, name, str(k), acc=acc, condense_seconds=secs,
-                        train_seconds=res.seconds)
-                console.print(f"[seed {seed}] {name:>8} K={k:<3}: acc {acc:.4f} "
-                              f"({secs:.1f} s to condense)")
-        if fresh_seed:  # a seed resumed half-way has no honest wall time
-            log.add_seed_wall(seed, time.perf_counter() - seed_start)
-        results = _results(cfg, log, seed + 1, time.perf_counter() - wall)
-        write_outputs(results, Path(cfg.out_dir), stem)
-    return results
+        # Serial: one context per seed, its embeddings shared by the methods, as always; a
+        # task on a cluster builds its own.
+        ctx = None if ex.remote else data.context(seed, progress=progress)
+        jobs = [("full", "all", None)] + [(name, str(k), k) for name in cfg.methods
+                                          for k in cfg.per_class]
+        return [(ex.submit(_condense_point, ctx, shipped, seed, name, k, recipe, progress),
+                 handler(seed, name, at))
+                for name, at, k in jobs if log.get(seed, name, at) is None]
+
+    return run_seeds(ex, log, cfg.seeds, submit,
+                     lambda seeds, wall: _results(cfg, log, seeds, wall),
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
+
+
+def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, recipe,
+                    progress: bool) -> dict:
+    """Task: condense ``per_class`` samples per class with ``name`` (``full``: no
+    condensing, all the data) and train on them; the record the progress log gets."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.models.training import evaluate, train_model
+
+    ds = data.for_seed(seed)
+    x, y, secs = ds.x_train, ds.y_train, 0.0
+    if name != "full":
+        ctx = ctx or data.context(seed, progress=False)
+        t0 = time.perf_counter()
+        x, y = make_condenser(name, seed=seed).fit(ctx).condense(per_class)
+        secs = time.perf_counter() - t0
+    res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
+    return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "condense_seconds": secs,
+            "train_seconds": res.seconds}
 
 
 def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,

@@ -14,7 +14,6 @@ results files are rewritten after every seed: a killed bench resumes where it st
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,15 +54,17 @@ def results_stem(dataset: str, label_noise: float) -> str:
     return stem + (f"_noise{label_noise:g}" if label_noise else "")
 
 
-def bench_guided(cfg: GuidedBenchConfig, progress: bool = False) -> dict:
+def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) -> dict:
+    """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
+    serial, in this process): one per (seed, method, budget) training."""
     from rich.console import Console
 
-    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.data import load_dataset
     from tinysift.errors import BudgetError
-    from tinysift.guided import known_samplers, make_sampler
-    from tinysift.guided.loop import train_guided
-    from tinysift.models.training import TrainConfig, evaluate, predict_proba
-    from tinysift.selection.budget import balanced_subset
+    from tinysift.guided import known_samplers
+    from tinysift.models.training import TrainConfig
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -74,55 +75,73 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False) -> dict:
     if unknown:
         raise BudgetError(f"unknown guided method(s) {unknown}; known: "
                           f"{', '.join(known_samplers())}")
+    ex = executor or SerialExecutor()
     console = Console(stderr=True)
-    wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, base.content_hash, stem)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     curves = _load_curves(log)
-    curve_idx = balanced_subset(base.y_test, CURVE_TEST_SAMPLES, 0)
-    x_curve, y_curve = base.x_test[curve_idx], base.y_test[curve_idx]
+    shipped = ex.share(SeedData(base, cfg.label_noise))
+    progress = progress and not ex.remote
+    jobs = [("full", 1.0)] + [(m, b) for m in cfg.methods for b in cfg.budgets]
+
+    def handler(seed: int, method: str, at: str):
+        def handle(done) -> None:
+            r = dict(done.value)
+            # The per-epoch curve first (a side file): a training whose log line exists
+            # always has its curve.
+            curves[(seed, method, at)] = _append_curve(log, seed, method, at, r.pop("epochs"),
+                                                       r.pop("full_passes"))
+            log.add(seed, method, at, **r, **worker_fields(ex, done))
+            console.print(f"[seed {seed}] {method:>9} budget {at:<4}: acc {r['acc']:.4f}  "
+                          f"spent {r['spent']:.3f}  {r['seconds']:5.0f} s", markup=False)
+        return handle
+
+    def submit(seed: int) -> list:
+        recipe = TrainConfig(epochs=cfg.epochs, seed=seed)
+        return [(ex.submit(_guided_point, shipped, seed, method, budget, recipe,
+                           cfg.method_params.get(_sampler_name(method), {}), progress),
+                 handler(seed, method, f"{budget:g}"))
+                for method, budget in jobs if log.get(seed, method, f"{budget:g}") is None]
+
+    return run_seeds(ex, log, cfg.seeds, submit,
+                     lambda seeds, wall: _results(cfg, log, curves, seeds, wall),
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
+
+
+def _sampler_name(method: str) -> str:
+    return "full-cut" if method == "full" else method
+
+
+def _guided_point(data, seed: int, method: str, budget: float, recipe, params: dict,
+                  progress: bool) -> dict:
+    """Task: one guided training (``full``: the full-data recipe, full-cut at budget 1),
+    tested on the full test split, and on a fixed stratified test subset after every epoch
+    (not charged) for the curves."""
+    from tinysift.guided import make_sampler
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.training import evaluate, predict_proba
+    from tinysift.selection.budget import balanced_subset
+
+    ds = data.for_seed(seed)
+    curve_idx = balanced_subset(ds.y_test, CURVE_TEST_SAMPLES, 0)
+    x_curve, y_curve = ds.x_test[curve_idx], ds.y_test[curve_idx]
 
     def curve(epoch, model, ledger) -> dict:
         acc = float((predict_proba(model, x_curve).argmax(1) == y_curve).mean())
         return {"curve_acc": round(acc, 4)}
 
-    jobs = [("full", 1.0)] + [(m, b) for m in cfg.methods for b in cfg.budgets]
-    results: dict = {}
-    for seed in range(cfg.seeds):
-        seed_start = time.perf_counter()
-        fresh_seed = log.is_fresh(seed)
-        ds = base
-        if cfg.label_noise:
-            ds, _ = add_label_noise(base, cfg.label_noise, seed)
-        recipe = TrainConfig(epochs=cfg.epochs, seed=seed)
-        for method, budget in jobs:
-            at = f"{budget:g}"
-            if log.get(seed, method, at) is not None:
-                continue
-            name = "full-cut" if method == "full" else method
-            sampler = make_sampler(name, seed=seed, **cfg.method_params.get(name, {}))
-            res = train_guided(ds.x_train, ds.y_train, ds.num_classes, sampler, budget,
-                               train_config=recipe, progress=progress, on_epoch_end=curve)
-            acc = evaluate(res.model, ds.x_test, ds.y_test)
-            led = res.ledger
-            full_passes = cfg.epochs * len(ds.y_train)
-            # The per-epoch curve first (a side file): a training whose log line exists always
-            # has its curve.
-            curves[(seed, method, at)] = _append_curve(log, seed, method, at, res.epochs,
-                                                       full_passes)
-            log.add(seed, method, at, acc=acc, seconds=res.seconds,
-                    spent=led.spent / full_passes, train_passes=led.train_passes,
-                    fit_passes=led.fit_passes, fit_seconds=sum(led.fit_seconds.values()))
-            console.print(f"[seed {seed}] {method:>9} budget {at:<4}: acc {acc:.4f}  spent "
-                          f"{led.spent / full_passes:.3f}  {res.seconds:5.0f} s")
-        if fresh_seed:
-            log.add_seed_wall(seed, time.perf_counter() - seed_start)
-        results = _results(cfg, log, curves, seed + 1, time.perf_counter() - wall)
-        write_outputs(results, Path(cfg.out_dir), stem)
-    return results
+    sampler = make_sampler(_sampler_name(method), seed=seed, **params)
+    res = train_guided(ds.x_train, ds.y_train, ds.num_classes, sampler, budget,
+                       train_config=recipe, progress=progress, on_epoch_end=curve)
+    led = res.ledger
+    full_passes = recipe.epochs * len(ds.y_train)
+    return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "seconds": res.seconds,
+            "spent": led.spent / full_passes, "train_passes": led.train_passes,
+            "fit_passes": led.fit_passes, "fit_seconds": sum(led.fit_seconds.values()),
+            "epochs": res.epochs, "full_passes": full_passes}
 
 
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:

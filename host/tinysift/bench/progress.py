@@ -57,7 +57,8 @@ class ProgressLog:
 
     def add(self, seed: int, method: str, at: str, **values) -> dict:
         rec = {"seed": seed, "method": method, self.point: at,
-               **{k: float(v) if k != "count" else int(v) for k, v in values.items()}}
+               **{k: v if isinstance(v, str) else int(v) if k == "count" else float(v)
+                  for k, v in values.items()}}
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:

@@ -73,91 +73,175 @@ def results_stem(dataset: str, label_noise: float, protocol: str = "proportional
     return stem + ("" if protocol == "proportional" else f"_{protocol}")
 
 
-def bench_prune(cfg: PruneBenchConfig, progress: bool = True) -> dict:
+def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> dict:
+    """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
+    serial, in this process)."""
     from rich.console import Console
 
-    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.bench.driver import SeedData, run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.data import load_dataset
     from tinysift.errors import TinysiftError
-    from tinysift.guided.loop import train_for_passes
-    from tinysift.models.training import TrainConfig, evaluate, train_model
-    from tinysift.scoring import ScoringContext
-    from tinysift.selection import make_method, resolve_keep
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
     if cfg.protocol not in PROTOCOLS:
         raise TinysiftError(f"unknown --protocol {cfg.protocol!r}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
+    ex = executor or SerialExecutor()
     console = Console(stderr=True)
-    wall = time.perf_counter()
     base = load_dataset(cfg.dataset)
     stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
             + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
-    for seed in range(cfg.seeds):
-        seed_start = time.perf_counter()
-        fresh_seed = log.is_fresh(seed)
-        ds = base
-        if cfg.label_noise:
-            ds, _ = add_label_noise(base, cfg.label_noise, seed)
-        recipe = TrainConfig(epochs=None, min_steps=cfg.min_steps,
-                             subset_epochs=cfg.subset_epochs, seed=seed)
-        if cfg.protocol == "equal-steps":
-            # Every kept set (and the full data) trains for the full data's steps (as
-            # sample-passes: steps x batch).
-            passes = recipe.total_steps(len(ds.y_train)) * recipe.batch_size
+    data = SeedData(base, cfg.label_noise)
+    tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data), progress and not ex.remote)
+    return run_seeds(ex, log, cfg.seeds, tasks.submit,
+                     lambda seeds, wall: _results(cfg, log, seeds, wall),
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
 
-            def fit(x, y, _k=ds.num_classes, _passes=passes, _seed=seed):
-                return train_for_passes(x, y, _k, _passes, seed=_seed, progress=progress)
-        else:
-            def fit(x, y, _k=ds.num_classes, _recipe=recipe):
-                return train_model(x, y, _k, train_config=_recipe, progress=progress)
+
+class _PruneTasks:
+    """One seed's tasks: the full-data training; per method with budgets left, its scoring
+    fit, then one training per budget. On a cluster the proxy CNN's training dynamics (shared
+    by most methods) are one more task, computed once per seed (or read from the cache)."""
+
+    def __init__(self, cfg: PruneBenchConfig, ex, log: ProgressLog, console, data,
+                 shipped, progress: bool) -> None:
+        self.cfg, self.ex, self.log, self.console = cfg, ex, log, console
+        self.data, self.shipped, self.progress = data, shipped, progress
+        self.cache = (Path(cfg.cache_dir) / results_stem(cfg.dataset, cfg.label_noise)
+                      if cfg.cache_dir else None)
+
+    def submit(self, seed: int) -> list:
+        from tinysift.models.training import TrainConfig
+        from tinysift.selection import make_method
+
+        cfg, ex, log = self.cfg, self.ex, self.log
+        recipe = (cfg.protocol, TrainConfig(epochs=None, min_steps=cfg.min_steps,
+                                            subset_epochs=cfg.subset_epochs, seed=seed))
+        tasks: list = []
         rec = log.get(seed, "full", "1")
         if rec is None:
-            full = fit(ds.x_train, ds.y_train)
-            rec = log.add(seed, "full", "1", acc=evaluate(full.model, ds.x_test, ds.y_test),
-                          score_seconds=0.0, train_seconds=full.seconds,
-                          count=len(ds.y_train))
-        console.print(f"[seed {seed}] full data: acc {rec['acc']:.4f} in "
-                      f"{rec['train_seconds']:.0f} s")
-        cache = (Path(cfg.cache_dir) / results_stem(cfg.dataset, cfg.label_noise)
-                 if cfg.cache_dir else None)
-        ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
-                             cache_dir=cache, proxy_epochs=cfg.proxy_epochs, progress=progress)
-        for name in cfg.methods:
-            todo = [k for k in cfg.keeps if log.get(seed, name, f"{k:g}") is None]
-            if not todo:
-                continue
-            ctx.reset_usage()
-            before = dict(ctx.timings)
-            method = make_method(name, seed=seed, **cfg.method_params.get(name, {}))
-            start = time.perf_counter()
-            method.fit(ctx)
-            wall_fit = time.perf_counter() - start
-            # Charge the method the full compute time of every shared item it used, whether
-            # this call computed it or an earlier method did.
-            computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
-            score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
-            for keep in todo:
-                count = resolve_keep(keep, len(ds.y_train))
-                t0 = time.perf_counter()
-                idx = method.select(count)
-                select_seconds = time.perf_counter() - t0
-                res = fit(ds.x_train[idx], ds.y_train[idx])
-                acc = evaluate(res.model, ds.x_test, ds.y_test)
-                log.add(seed, name, f"{keep:g}", acc=acc,
-                        score_seconds=score_seconds + select_seconds,
-                        train_seconds=res.seconds, count=int(count))
-                console.print(f"[seed {seed}] {name:>10} keep {keep:<5g} ({count:>5}): "
-                              f"acc {acc:.4f}  score {score_seconds:6.1f} s  "
-                              f"train {res.seconds:5.1f} s")
-        if fresh_seed:  # a seed resumed half-way has no honest wall time
-            log.add_seed_wall(seed, time.perf_counter() - seed_start)
-        results = _results(cfg, log, seed + 1, time.perf_counter() - wall)
-        write_outputs(results, Path(cfg.out_dir), stem)
-    return results
+            tasks.append((ex.submit(_train_point, self.shipped, seed, recipe, None, None,
+                                    self.progress), self._handler(seed, "full", "1")))
+        else:
+            self._say(rec)
+        todo = {name: keeps for name in cfg.methods
+                if (keeps := [k for k in cfg.keeps if log.get(seed, name, f"{k:g}") is None])}
+        if not todo:
+            return tasks
+        ctx = self.data.context(seed, cache_dir=self.cache, proxy_epochs=cfg.proxy_epochs,
+                                progress=self.progress)
+        shared = None
+        if ex.remote:  # each method's task gets a context of its own, with the shared work
+            needs = set().union(*(make_method(n, **cfg.method_params.get(n, {})).needs
+                                  for n in todo))
+            shared, more = _ship_shared(ex, ctx, self.shipped, seed, cfg.proxy_epochs, needs)
+            tasks += more
+            ctx = None
+        for name, keeps in todo.items():
+            score = ex.submit(_score, ctx, self.shipped, seed, cfg.proxy_epochs, shared, name,
+                              cfg.method_params.get(name, {}), keeps)
+            tasks.append((score, None))
+            tasks += [(ex.submit(_train_point, self.shipped, seed, recipe, score, keep,
+                                 self.progress), self._handler(seed, name, f"{keep:g}"))
+                      for keep in keeps]
+        return tasks
+
+    def _handler(self, seed: int, name: str, at: str):
+        from tinysift.bench.driver import worker_fields
+
+        def handle(done) -> None:
+            self._say(self.log.add(seed, name, at, **done.value,
+                                   **worker_fields(self.ex, done)))
+        return handle
+
+    def _say(self, rec: dict) -> None:
+        if rec["method"] == "full":
+            text = f"full data: acc {rec['acc']:.4f} in {rec['train_seconds']:.0f} s"
+        else:
+            text = (f"{rec['method']:>10} keep {rec['keep']:<5} ({rec['count']:>5}): acc "
+                    f"{rec['acc']:.4f}  score {rec['score_seconds']:6.1f} s  train "
+                    f"{rec['train_seconds']:5.1f} s")
+        self.console.print(f"[seed {rec['seed']}] {text}", markup=False)
+
+
+def _ship_shared(ex, ctx, shipped, seed: int, proxy_epochs: int, needs: set) -> tuple:
+    """The seed's shared work for the methods' tasks: from the driver's cache when there,
+    else a task (whose result the driver then caches). Returns (handle, tasks)."""
+    from tinysift.scoring.context import SHARED_WORK
+
+    needs = sorted(set(needs) & set(SHARED_WORK))
+    if not needs:
+        return None, []
+    if ctx.has_shared(needs):
+        return ex.share(ctx.shared_work(needs)), []
+    future = ex.submit(_shared_work, shipped, seed, proxy_epochs, needs)
+    keep = (lambda done: ctx.adopt(done.value)) if ctx.cache_dir is not None else None
+    return future, [(future, keep)]
+
+
+def _shared_work(data, seed: int, proxy_epochs: int, needs: list) -> dict:
+    """Task: the seed's shared work (the proxy CNN's training dynamics) with its compute time."""
+    return data.context(seed, proxy_epochs=proxy_epochs, progress=False).shared_work(needs)
+
+
+def _score(ctx, data, seed: int, proxy_epochs: int, shared, name: str, params: dict,
+           keeps: list) -> dict:
+    """Task: fit one method and select its kept indices at every budget. ``ctx`` is the
+    seed's shared context (serial) or None (a task: a context of its own, given ``shared``).
+
+    The method is charged the full compute time of every shared item it used, whether this
+    call computed it or an earlier method (or another task) did: cost as if it ran alone."""
+    from tinysift.selection import make_method, resolve_keep
+
+    if ctx is None:
+        ctx = data.context(seed, proxy_epochs=proxy_epochs, progress=False)
+        if shared:
+            ctx.adopt(shared)
+    ctx.reset_usage()
+    before = dict(ctx.timings)
+    method = make_method(name, seed=seed, **params)
+    start = time.perf_counter()
+    method.fit(ctx)
+    wall_fit = time.perf_counter() - start
+    computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
+    score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
+    picks = {}
+    for keep in keeps:
+        count = resolve_keep(keep, ctx.num_samples)
+        t0 = time.perf_counter()
+        idx = method.select(count)
+        picks[keep] = (idx, time.perf_counter() - t0)
+    return {"score_seconds": score_seconds, "picks": picks}
+
+
+def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progress: bool
+                 ) -> dict:
+    """Task: train on the kept samples at ``keep`` (all the data when ``score`` is None) and
+    test on the full test split; the record the progress log gets."""
+    from tinysift.guided.loop import train_for_passes
+    from tinysift.models.training import evaluate, train_model
+
+    protocol, config = recipe
+    ds = data.for_seed(seed)
+    x, y, charged = ds.x_train, ds.y_train, 0.0
+    if score is not None:
+        idx, select_seconds = score["picks"][keep]
+        x, y, charged = x[idx], y[idx], score["score_seconds"] + select_seconds
+    if protocol == "equal-steps":
+        # Every kept set (and the full data) trains for the full data's steps (as
+        # sample-passes: steps x batch).
+        passes = config.total_steps(len(ds.y_train)) * config.batch_size
+        res = train_for_passes(x, y, ds.num_classes, passes, seed=config.seed,
+                               progress=progress)
+    else:
+        res = train_model(x, y, ds.num_classes, train_config=config, progress=progress)
+    return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "score_seconds": charged,
+            "train_seconds": res.seconds, "count": len(y)}
 
 
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:

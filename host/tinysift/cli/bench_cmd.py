@@ -1,4 +1,4 @@
-"""``tinysift bench prune`` and ``tinysift bench condense``: results files, not tests."""
+"""``tinysift bench ...``: results files, not tests; ``--executor`` says where trainings run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="bench")
 
 
+_EXECUTOR = typer.Option("serial", help="where the trainings run: serial (here, one after "
+                         "another), local[:N] (a Dask cluster of N workers on this machine) "
+                         "or dask:ADDRESS (a running Dask scheduler); docs/scale.md")
+
+
+def _executor(spec: str):
+    from tinysift.bench.executor import open_executor
+
+    return open_executor(spec, say=console.print)
+
+
 @app.command("prune")
 def prune_cmd(
     dataset: str = typer.Option("fashion-mnist"),
@@ -29,6 +40,7 @@ def prune_cmd(
                                  "kept set; equal-steps: every set gets the full data's steps"),
     quick: bool = typer.Option(False, help="digits, keep 0.1, 1 seed, short training"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
+    executor: str = _EXECUTOR,
 ) -> None:
     """Every method at every budget, same training recipe, several seeds."""
     from tinysift.bench.prune import (
@@ -60,7 +72,8 @@ def prune_cmd(
                                seeds=seeds or (5 if equal else 3), label_noise=label_noise,
                                out_dir=out_dir, progress_dir=out_dir / "progress",
                                protocol=protocol)
-    res = bench_prune(cfg, progress=False)
+    with _executor(executor) as ex:
+        res = bench_prune(cfg, progress=False, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
@@ -75,6 +88,7 @@ def guided_cmd(
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
+    executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
     from tinysift.bench.guided import ALL_GUIDED, GuidedBenchConfig, bench_guided
@@ -89,7 +103,8 @@ def guided_cmd(
                                 methods=names, seeds=seeds, epochs=epochs,
                                 label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=out_dir / "progress")
-    res = bench_guided(cfg)
+    with _executor(executor) as ex:
+        res = bench_guided(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
@@ -106,9 +121,17 @@ def device_cmd(
     new_per_class: int = typer.Option(None, help="new samples per class (100; shift: 30)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
+    executor: str = typer.Option("serial", help="accepted for symmetry; device runs are "
+                                                "always serial (docs/scale.md)"),
 ) -> None:
     """On-device adaptation: replay methods x sizes x update modes on the emulated board."""
     from tinysift.bench.device import DeviceBenchConfig, bench_device
+    from tinysift.bench.executor import parse_spec
+
+    if parse_spec(executor)[0] != "serial":
+        console.print("bench device runs serially: each run drives an emulator over a socket "
+                      "on this machine, from the firmware and export built here; --executor "
+                      f"{executor} is not used (docs/scale.md)")
 
     if quick:
         cfg = DeviceBenchConfig(dataset="digits", new_per_class=30, seeds=1,
@@ -149,6 +172,7 @@ def condense_cmd(
     seeds: int = typer.Option(3),
     quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
+    executor: str = _EXECUTOR,
 ) -> None:
     """Condensation methods at K samples per class."""
     from tinysift.bench.condense import ALL_CONDENSERS, CondenseBenchConfig, bench_condense
@@ -163,7 +187,8 @@ def condense_cmd(
                                   per_class=tuple(int(k) for k in per_class.split(",")),
                                   methods=names, seeds=seeds, out_dir=out_dir,
                                   progress_dir=out_dir / "progress")
-    res = bench_condense(cfg)
+    with _executor(executor) as ex:
+        res = bench_condense(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 

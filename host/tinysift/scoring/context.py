@@ -20,6 +20,10 @@ from tinysift.errors import DatasetError
 from tinysift.scoring.dynamics import TrainingDynamics, record_dynamics
 from tinysift.scoring.embeddings import compute_embedding
 
+#: Shared work a method may declare in its ``needs``: a bench on a cluster computes each once
+#: per seed as a task of its own and hands it to the tasks of every method that needs it.
+SHARED_WORK = ("dynamics",)
+
 
 @dataclass
 class ScoringContext:
@@ -98,8 +102,7 @@ class ScoringContext:
 
     def dynamics(self) -> TrainingDynamics:
         """Training dynamics of the proxy CNN (trained once, shared by all methods)."""
-        key = f"dynamics-e{self.proxy_epochs}-s{self.seed}"
-        arrays = self._cached(key, lambda: record_dynamics(
+        arrays = self._cached(self._shared_key("dynamics"), lambda: record_dynamics(
             self.x, self.y, self.num_classes, self.proxy_epochs, self.seed,
             progress=self.progress).to_arrays())
         return TrainingDynamics(**{k: (float(v) if k == "seconds" else v)
@@ -113,11 +116,51 @@ class ScoringContext:
         return float(sum(self.timings.get(k, 0.0) for k in (self.used if keys is None
                                                             else keys)))
 
+    # -- shared work computed in another process (a bench's task on a cluster) ------------
+    def shared_work(self, needs) -> dict[str, dict]:
+        """The shared items behind ``needs`` (computed, or read from the caches), each with
+        its original compute time as ``_seconds``: what another context can ``adopt``."""
+        out = {}
+        for need in sorted(set(needs) & set(SHARED_WORK)):
+            getattr(self, need)()
+            key = self._shared_key(need)
+            out[key] = {**self._cache[key], "_seconds": np.float64(self.timings[key])}
+        return out
+
+    def has_shared(self, needs) -> bool:
+        """Whether every shared item behind ``needs`` is in memory or in the disk cache."""
+        keys = [self._shared_key(n) for n in set(needs) & set(SHARED_WORK)]
+        return all(k in self._cache or (self._path(k) is not None and self._path(k).exists())
+                   for k in keys)
+
+    def adopt(self, items: dict[str, dict]) -> None:
+        """Take shared items computed elsewhere (:meth:`shared_work`): cached here (and on
+        disk with a ``cache_dir``), and charged to their users at their original compute
+        time, exactly as if computed here."""
+        for key, arrays in items.items():
+            arrays = dict(arrays)  # the caller's copy (a worker's shared object) stays whole
+            seconds = float(arrays.pop("_seconds"))
+            path = self._path(key)
+            if path is not None and not path.exists():
+                from tinysift.runs import atomic_write_npz
+
+                atomic_write_npz(path, _seconds=np.float64(seconds), **arrays)
+            self._cache[key] = arrays
+            self.timings[key] = seconds
+
+    def _shared_key(self, need: str) -> str:
+        if need != "dynamics":
+            raise KeyError(f"no shared work called {need!r}; known: {SHARED_WORK}")
+        return f"dynamics-e{self.proxy_epochs}-s{self.seed}"
+
+    def _path(self, key: str) -> Path | None:
+        return (self.cache_dir / f"{key}-{self.data_hash}.npz") if self.cache_dir else None
+
     def _cached(self, key: str, compute) -> dict[str, np.ndarray]:
         self.used.add(key)
         if key in self._cache:
             return self._cache[key]
-        path = (self.cache_dir / f"{key}-{self.data_hash}.npz") if self.cache_dir else None
+        path = self._path(key)
         start = time.perf_counter()
         if path is not None and path.exists():
             with np.load(path) as npz:

@@ -1,0 +1,142 @@
+"""Benches on a cluster (``--executor``, docs/scale.md): a 2-worker local Dask cluster gives the
+serial run's accuracies, a killed cluster bench resumes without repeating finished trainings,
+and bad executors are one clear line with exit status 2.
+
+The cluster tests need the ``dask`` extra, which tools/setup.sh installs: they do not skip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+# Two methods keep this quick: random (no scoring) and el2n (the proxy CNN's training
+# dynamics, a shared task on a cluster, charged to the method as if it ran alone).
+METHODS = "random,el2n"
+CLI = [sys.executable, "-m", "tinysift.cli.app"]
+
+
+def _accuracies(res: dict) -> dict:
+    return {"full": res["full_data_acc"]["runs"],
+            **{m: {k: v["runs"] for k, v in per.items()} for m, per in res["methods"].items()}}
+
+
+@pytest.fixture(scope="module")
+def serial_quick(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("serial")
+    r = subprocess.run(CLI + ["bench", "prune", "--quick", "--methods", METHODS,
+                              "--out-dir", str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "prune_digits_quick.json").read_text())
+    assert "executor" not in res  # serial results keep the fields they always had
+    return res
+
+
+def test_local_cluster_matches_serial(serial_quick, tmp_path):
+    r = subprocess.run(CLI + ["bench", "prune", "--quick", "--methods", METHODS,
+                              "--executor", "local:2", "--out-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "prune_digits_quick.json").read_text())
+    assert _accuracies(res) == _accuracies(serial_quick)
+    assert res["executor"]["spec"] == "local:2" and res["executor"]["workers"] == 2
+    assert res["executor"]["engine"].startswith("dask ")
+    # Cost accounting unchanged: el2n is still charged the proxy CNN it used.
+    assert (res["methods"]["el2n"]["0.1"]["score_seconds"]
+            > res["methods"]["random"]["0.1"]["score_seconds"])
+
+
+RESUMABLE = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    from tinysift.bench.executor import open_executor
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+
+    if __name__ == "__main__":  # Dask's worker processes import this module again
+        # `bench prune --quick`'s configuration, with a progress log.
+        tmp = Path(sys.argv[1])
+        cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), seeds=1,
+                               methods=tuple(sys.argv[2].split(",")), min_steps=60,
+                               subset_epochs=2, proxy_epochs=2, quick=True, out_dir=tmp / "out",
+                               cache_dir=None, progress_dir=tmp / "progress",
+                               method_params={"flow": {"flow": {"steps": 100}}})
+        with open_executor("local:2") as ex:
+            bench_prune(cfg, progress=False, executor=ex)
+""")
+
+
+def _records(log) -> list[dict]:
+    if not log.exists():
+        return []
+    return [json.loads(ln) for ln in log.read_text().splitlines()
+            if ln.endswith("}") and '"method"' in ln]
+
+
+def test_killed_cluster_bench_resumes(serial_quick, tmp_path):
+    """Kill the driver (and its local cluster) once a training is logged; the rerun trains
+    only what is missing, and the numbers are still the serial run's."""
+    script = tmp_path / "bench.py"
+    script.write_text(RESUMABLE)
+    args = [sys.executable, str(script), str(tmp_path), METHODS]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    log_dir = tmp_path / "progress"
+    try:
+        deadline = time.monotonic() + 400
+        while not any(_records(p) for p in log_dir.glob("*.jsonl")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no training finished in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, like a hard kill
+        proc.wait()
+        proc.stderr.close()
+    (log,) = log_dir.glob("*.jsonl")
+    before = log.read_text()
+    finished = {(r["seed"], r["method"], r["keep"]) for r in _records(log)}
+    assert 1 <= len(finished) < 3, "the kill came too late to test resuming"
+
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming: {len(finished)} trainings already" in r.stderr
+    complete = [ln for ln in before.splitlines() if ln.endswith("}")]
+    assert log.read_text().splitlines()[:len(complete)] == complete  # kept as they were
+    keys = [(r["seed"], r["method"], r["keep"]) for r in _records(log)]
+    assert len(keys) == len(set(keys)) == 3  # full, random and el2n: none trained twice
+    res = json.loads((tmp_path / "out" / "prune_digits_quick.json").read_text())
+    assert _accuracies(res) == _accuracies(serial_quick)
+
+
+def _one_line_error(argv: list[str], pre: str = "", timeout: int = 120) -> str:
+    code = f"{pre}import sys; from tinysift.cli.app import main; sys.exit(main(sys.argv[1:]))"
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+QUICK = ["bench", "prune", "--quick", "--methods", "random", "--out-dir", "/nonexistent/x"]
+
+
+def test_bad_executors_are_one_clear_line():
+    assert "Dask, not Ray" in _one_line_error(QUICK + ["--executor", "ray:10.0.0.1:6379"])
+    assert "unknown --executor" in _one_line_error(QUICK + ["--executor", "spark"])
+    assert "number of workers" in _one_line_error(QUICK + ["--executor", "local:0"])
+    # The extra missing: what to install.
+    line = _one_line_error(QUICK + ["--executor", "local:2"],
+                           pre="import sys; sys.modules['distributed'] = None; ")
+    assert "pip install 'tinysift[dask]'" in line
+    # Nothing listening: what to start, and where.
+    line = _one_line_error(QUICK + ["--executor", "dask:tcp://127.0.0.1:9"])
+    assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in line
+    assert "dask scheduler" in line
