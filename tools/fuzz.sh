@@ -40,7 +40,7 @@ model)
     SEEDS=$FUZZ/corpus-model ;;
 app)
     SRCS=("$FUZZ"/fuzz_app.c firmware/src/*.c "$ENGINE"/*.c "$PROTO"/ts_protocol.c
-          boards/runtime/src/ts_format.c "$FUZZ"/export/ts_export_model.c
+          boards/runtime/src/ts_format.c boards/runtime/src/ts_port_info.c "$FUZZ"/export/ts_export_model.c
           "$FUZZ"/export/ts_export_data.c)
     INC+=(-I"$ENGINE" -Ifirmware/lib/tsengine/include -Ifirmware/src -I"$FUZZ"/export)
     read -r -a DIMS <<< "$(python3 firmware/scripts/ts_model_dims.py "$FUZZ"/export)"
