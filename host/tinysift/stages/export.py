@@ -20,7 +20,13 @@ import numpy as np
 
 from tinysift.boards import DEFAULT_BOARD, load_board
 from tinysift.export import c_writer
-from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
+from tinysift.export.memory import (
+    PLAN_VERSION,
+    check_fits,
+    max_train_samples,
+    model_footprint,
+    plan_memory,
+)
 from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
 from tinysift.selection.budget import balanced_subset
 
@@ -88,7 +94,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
                 else np.asarray(test_indices, np.int64))
     fp = model_footprint(parsed, len(tflite))
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
-              "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
+              "db_capacity": db_capacity, "format_version": FORMAT_VERSION,
+              "plan_version": PLAN_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
     if train_indices is not None:
         inputs["train_indices"] = json_hash(train_indices.tolist())
