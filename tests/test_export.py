@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from tinysift.errors import FitError, UnsupportedOpError
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -32,8 +32,7 @@ def test_int8_within_one_point_of_float(digits_run):
                            "-mfpu=fpv4-sp-d16"]),
 ])
 def test_export_compiles_without_warnings(digits_run, tmp_path, compiler, flags):
-    if shutil.which(compiler) is None:
-        pytest.skip(f"{compiler} missing")
+    need_tools(compiler)
     for src in ("ts_export_model.c", "ts_export_data.c", "ts_export_golden.c"):
         r = subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", f"-I{ENGINE}",
                             "-c", str(digits_run / "export" / src), "-o",

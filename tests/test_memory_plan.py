@@ -33,6 +33,7 @@ from test_device_firmware import Device, ok
 from tinysift.boards import load_board
 from tinysift.export.memory import model_footprint, plan_memory
 from tinysift.export.tflite_reader import parse_tflite
+from tools_needed import FIRMWARE_TOOLS, need_tools
 
 pytestmark = pytest.mark.qemu
 
@@ -72,15 +73,7 @@ FLASH_SECTIONS = (".isr_vector", ".text", ".ARM.extab", ".ARM.exidx", ".init_arr
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools_present():
-    missing = [t for t in ("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-nm",
-                           "arm-none-eabi-size") if shutil.which(t) is None]
-    if not (ROOT / ".venv" / "bin" / "pio").exists():
-        missing.append(".venv/bin/pio")
-    if missing:
-        msg = f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    need_tools(*FIRMWARE_TOOLS, "arm-none-eabi-nm", pio=True)
 
 
 @pytest.fixture(scope="module")

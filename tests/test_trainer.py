@@ -14,7 +14,6 @@ The export: $TINYSIFT_TRAINER_EXPORT (an export folder) if set, else a digits ru
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pytest
 
 import trainer_reference as ref
 from tinysift.export.memory import trainer_workspace_bytes
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -33,7 +33,11 @@ CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
 SANITIZE = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
             "-fno-sanitize-recover=all"]
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs host gcc")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gcc_present():
+    need_tools("gcc")
 
 
 # ---- the export ----------------------------------------------------------------------------
@@ -534,9 +538,6 @@ def test_training_under_sanitizers(driver_asan, trained, model):
     assert rel_err(a.w, c.w) <= 1e-5
 
 
-needs_executor = pytest.mark.skipif(not (ENGINE / "ts_executor.c").exists(),
-                                    reason="the executor (ts_executor.c) is not there yet")
-
 
 @pytest.fixture(scope="session")
 def exec_drivers(export_dir, tmp_path_factory):
@@ -552,7 +553,6 @@ def exec_drivers(export_dir, tmp_path_factory):
     return get
 
 
-@needs_executor
 @pytest.mark.parametrize("kind", ("O2", "asan"))
 @pytest.mark.parametrize("mode", ("cache", "nocache"))
 def test_backbone_path(mode, kind, exec_drivers, driver, model, trained):
@@ -576,7 +576,6 @@ def test_backbone_path(mode, kind, exec_drivers, driver, model, trained):
         assert all(cyc[0] < c.cycles[0] // 10 for _, _, cyc in c.epochs)
 
 
-@needs_executor
 def test_backbone_status_codes(exec_drivers, trained):
     _, res = trained
     out = run(exec_drivers("asan"), "errors", res["export"][2])
@@ -814,7 +813,6 @@ def test_modes_under_sanitizers(name, mode_runs, driver_asan, model):
         assert rel_err(a.floats("bp"), c.floats("bp")) <= 1e-5
 
 
-@needs_executor
 @pytest.mark.parametrize("kind", ("O2", "asan"))
 @pytest.mark.parametrize("update", ("last-block", "bias"))
 def test_backbone_path_modes(update, kind, exec_drivers, driver, model, data, parsed,
@@ -1018,13 +1016,10 @@ def test_gradient_matches_tensorflow(update, driver, data, model, parsed, all_la
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
-                    or shutil.which("arm-none-eabi-gcc") is None
-                    or not (ENGINE / "ts_executor.c").exists(),
-                    reason="needs qemu-system-arm, arm-none-eabi-gcc and the executor")
 def test_on_qemu_m4f_matches_reference(export_dir, data, model):
     """The trainer on the emulated Cortex-M4F (hard float, newlib's expf/logf; backbone
     through the executor into the feature cache): the same numpy reference, same checks."""
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc")
     cfg = ref.HeadTrainConfig(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, seed=7)
     r = subprocess.run([str(ROOT / "tools" / "bench_trainer.sh"), str(export_dir),
                         str(cfg.epochs), "m4f"], capture_output=True, text=True, timeout=900)
@@ -1053,9 +1048,6 @@ QEMU_MODES = {
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None
-                    or shutil.which("arm-none-eabi-gcc") is None,
-                    reason="needs qemu-system-arm and arm-none-eabi-gcc")
 @pytest.mark.parametrize("name", list(QEMU_MODES))
 def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed, all_layers,
                                            tflite):
@@ -1063,6 +1055,7 @@ def test_modes_on_qemu_m4f_match_reference(name, export_dir, data, model, parsed
     Cortex-M4F (hard float, newlib's libm; the frozen layers through the DSP kernels): the
     numpy reference to FLOAT_TOL, the same counts, the re-quantization exact and the tuned
     int8 model equal to TFLM's."""
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc")
     from tinysift.export.golden import layer_outputs
 
     cfg, flags = QEMU_MODES[name]
