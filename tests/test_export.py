@@ -148,11 +148,18 @@ def test_unsupported_op_is_named(tmp_path):
 
 
 def test_memory_plan_refuses_oversize_with_numbers_and_fix():
+    """The footprint of the default model on 28x28 inputs, converted and parsed (not typed)."""
     from tinysift.boards import load_board
-    from tinysift.export.memory import ModelFootprint, check_fits
+    from tinysift.export.memory import check_fits, model_footprint
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.models import ModelConfig, build_model
+    from tinysift.quantize.convert import convert_int8
 
-    fp = ModelFootprint(weight_bytes=12_000, num_layers=11, arena_bytes=12_544,
-                        sample_bytes=784, feature_dim=64, num_classes=10, tflite_bytes=30_000)
+    model = build_model((28, 28, 1), 10, ModelConfig())
+    tflite = convert_int8(model, np.random.default_rng(0).integers(0, 255, (8, 28, 28, 1),
+                                                                     np.uint8))
+    fp = model_footprint(parse_tflite(tflite), len(tflite))
+    assert fp.sample_bytes == 784 and fp.num_classes == 10 and fp.tflite_bytes == len(tflite)
     nano = load_board("nano33ble")
     with pytest.raises(FitError) as err:  # no db streaming buffer: 4.7 MB fits a bigger board
         check_fits(fp, nano, train_samples=6000, test_samples=200, db_capacity=0)
