@@ -26,13 +26,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -57,7 +58,11 @@ DONE_RE = re.compile(r"^TS_TESTS_DONE (\d+) Tests (\d+) Failures", re.M)
 LAYER_RE = re.compile(r"^GOLDEN_LAYER sample=\d+ first_diff=(?P<layer>\d+) op=(?P<op>\S+)", re.M)
 MIN_INPUTS = 200
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs host gcc")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gcc_present():
+    need_tools("gcc")
 
 
 # ---- the exports (real pipeline) ---------------------------------------------------------------
@@ -312,22 +317,9 @@ def test_tflm_uses_double_rounding():
 
 # ---- QEMU (Cortex-M4F, DSP path) through PlatformIO ---------------------------------------------
 
-def _qemu_missing() -> list[str]:
-    need = ["qemu-system-arm", "arm-none-eabi-gcc"]
-    missing = [t for t in need if shutil.which(t) is None]
-    if not (ROOT / ".venv" / "bin" / "pio").exists():
-        missing.append(".venv/bin/pio")
-    return missing
-
-
 @pytest.fixture(scope="module")
 def pio_workspace(tmp_path_factory) -> Path:
-    missing = _qemu_missing()
-    if missing:
-        msg = f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc", pio=True)
     return tmp_path_factory.mktemp("pio-golden")
 
 

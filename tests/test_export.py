@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from tinysift.errors import FitError, UnsupportedOpError
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
@@ -32,8 +32,7 @@ def test_int8_within_one_point_of_float(digits_run):
                            "-mfpu=fpv4-sp-d16"]),
 ])
 def test_export_compiles_without_warnings(digits_run, tmp_path, compiler, flags):
-    if shutil.which(compiler) is None:
-        pytest.skip(f"{compiler} missing")
+    need_tools(compiler)
     for src in ("ts_export_model.c", "ts_export_data.c", "ts_export_golden.c"):
         r = subprocess.run([compiler, *flags, "-Wall", "-Wextra", "-Werror", f"-I{ENGINE}",
                             "-c", str(digits_run / "export" / src), "-o",
@@ -149,11 +148,18 @@ def test_unsupported_op_is_named(tmp_path):
 
 
 def test_memory_plan_refuses_oversize_with_numbers_and_fix():
+    """The footprint of the default model on 28x28 inputs, converted and parsed (not typed)."""
     from tinysift.boards import load_board
-    from tinysift.export.memory import ModelFootprint, check_fits
+    from tinysift.export.memory import check_fits, model_footprint
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.models import ModelConfig, build_model
+    from tinysift.quantize.convert import convert_int8
 
-    fp = ModelFootprint(weight_bytes=12_000, num_layers=11, arena_bytes=12_544,
-                        sample_bytes=784, feature_dim=64, num_classes=10, tflite_bytes=30_000)
+    model = build_model((28, 28, 1), 10, ModelConfig())
+    tflite = convert_int8(model, np.random.default_rng(0).integers(0, 255, (8, 28, 28, 1),
+                                                                     np.uint8))
+    fp = model_footprint(parse_tflite(tflite), len(tflite))
+    assert fp.sample_bytes == 784 and fp.num_classes == 10 and fp.tflite_bytes == len(tflite)
     nano = load_board("nano33ble")
     with pytest.raises(FitError) as err:  # no db streaming buffer: 4.7 MB fits a bigger board
         check_fits(fp, nano, train_samples=6000, test_samples=200, db_capacity=0)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tools_needed import FIRMWARE_TOOLS, need_tools
+
 pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,22 +59,9 @@ def crc_ok(line: str) -> bool:
     return len(crc) == 4 and binascii.crc_hqx(body.encode(), 0xFFFF) == int(crc, 16)
 
 
-def _missing_tools() -> list[str]:
-    need = ["qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-size", "cc"]
-    missing = [t for t in need if shutil.which(t) is None]
-    if not (ROOT / ".venv" / "bin" / "pio").exists():
-        missing.append(".venv/bin/pio")
-    return missing
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _tools_present():
-    missing = _missing_tools()
-    if missing:
-        msg = f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    need_tools(*FIRMWARE_TOOLS, "cc", pio=True)
 
 
 @pytest.fixture(scope="module")

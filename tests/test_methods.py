@@ -54,21 +54,66 @@ def test_deterministic_under_seed(ctx, fitted, name):
     assert np.array_equal(again.select(144), fitted[name].select(144))
 
 
-def test_vq_covers_every_codeword(fitted):
-    vq = fitted["vq"]
-    for count in (40, 144, 700):
-        vq.select(count)
-        for c, (codewords, covered) in vq.coverage_.items():
-            assert covered == codewords, (count, c)
+def _vq_codewords(vq, kept):
+    """Rebuild, with scikit-learn directly, the per-class codebooks vq's selection of ``kept``
+    uses (k = ceil(picks / per_codeword), its seed rule) and read the picks off them: per
+    codeword (members, distance ranks of the picked members; 0 = nearest)."""
+    from sklearn.cluster import KMeans
+
+    y = vq.context_.y
+    out = []
+    for c in range(vq.context_.num_classes):
+        idx = np.flatnonzero(y == c)
+        picked = np.isin(idx, kept)
+        k = -(-int(picked.sum()) // vq.per_codeword)
+        z = vq.z_[idx]
+        km = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=30,
+                    random_state=vq.seed + int(idx[0]) % 9973).fit(z)
+        d2 = ((z[:, None, :] - km.cluster_centers_[None].astype(np.float32)) ** 2).sum(-1)
+        assign, dist = d2.argmin(1), d2.min(1)
+        for j in range(k):
+            members = np.flatnonzero(assign == j)
+            order = members[np.argsort(dist[members], kind="stable")]
+            out.append((len(members), np.flatnonzero(picked[order])))
+    return out
 
 
-def test_vq_switches_from_hard_to_prototypical(fitted):
-    vq = fitted["vq"]
+def test_vq_covers_every_codeword(ctx, fitted):
+    """Every codeword of the codebook the selection is built on holds a pick (the codebook
+    rebuilt outside vq); random's picks at the same budget miss some."""
+    vq, rnd = fitted["vq"], make_method("random", seed=0).fit(ctx)
+    for count in (40, 144, 400, 700):
+        words = _vq_codewords(vq, vq.select(count))
+        assert all(len(ranks) > 0 for _, ranks in words), count
+        if count >= 400:
+            words = _vq_codewords(vq, rnd.select(count))  # same k per class (balanced)
+            assert sum(len(ranks) == 0 for _, ranks in words) >= 3, count
+
+
+def test_vq_switches_from_hard_to_prototypical(ctx, fitted):
+    """At extreme pruning the picks are the near part of each codeword, at mild pruning the
+    far part; the outer ``outlier_tail`` of a codeword is never picked when the codeword's
+    picks fit outside it. Checked on the picked samples' distance ranks (random: ~0.5)."""
+    vq, rnd = fitted["vq"], make_method("random", seed=0).fit(ctx)
     lo_mild, _ = vq.rank_window(0.6)
     lo_extreme, hi_extreme = vq.rank_window(0.02)
     assert lo_extreme == 0.0 and lo_mild > lo_extreme
-    # Never the outer tail of a codeword (outliers).
     assert vq.rank_window(0.9)[1] <= 1 - vq.outlier_tail + 1e-9
+
+    def mean_rank(words):  # picks' mean distance-rank quantile inside their codewords
+        return np.mean(np.concatenate([(ranks + 0.5) / n for n, ranks in words]))
+
+    n = ctx.num_samples
+    extreme, mild = _vq_codewords(vq, vq.select(144)), _vq_codewords(vq, vq.select(862))
+    assert mean_rank(extreme) < 0.35 < 0.45 < mean_rank(_vq_codewords(vq, rnd.select(862)))
+    assert mean_rank(mild) > 0.58
+    hi = vq.rank_window(144 / n)[1]
+    assert all((ranks < np.ceil(hi * size)).all() for size, ranks in extreme)
+    for count in (144, 400, 700, 862):
+        for size, ranks in _vq_codewords(vq, vq.select(count)):
+            usable = int(np.ceil((1 - vq.outlier_tail) * size))
+            if len(ranks) <= usable:
+                assert (ranks < usable).all(), (count, size, ranks)
 
 
 def test_flow_flags_planted_outliers_and_flipped_labels(digits):
@@ -129,10 +174,22 @@ def test_nan_features_refused(digits):
 
 
 def test_given_features_drive_vq(digits):
-    f = np.random.default_rng(0).normal(size=(len(digits.y_train), 8))
+    """Features that put every class in 5 tight clusters (unrelated to the pixels): vq with
+    one pick per codeword and 5 picks per class takes one sample of each cluster; on pixels
+    it does not (chance of all 5 clusters in 5 random picks: 4%)."""
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(0, 5, size=len(digits.y_train))
+    f = rng.normal(size=(5, 8))[cluster] * 10 + rng.normal(size=(len(cluster), 8)) * 0.01
     ctx = ScoringContext(digits.x_train, digits.y_train, 10, features=f, progress=False)
-    kept = make_method("vq", seed=0, embedding="given", dim=8).fit(ctx).select(100)
-    assert len(kept) == 100
+
+    def clusters_hit(embedding):
+        kept = make_method("vq", seed=0, embedding=embedding, dim=8,
+                           per_codeword=1).fit(ctx).select(50)
+        assert len(kept) == 50
+        return [len(set(cluster[kept][digits.y_train[kept] == c])) for c in range(10)]
+
+    assert clusters_hit("given") == [5] * 10
+    assert sum(hits == 5 for hits in clusters_hit("pixels")) <= 3
 
 
 def test_per_class_larger_than_class_refused(tmp_path):

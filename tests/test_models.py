@@ -21,6 +21,29 @@ def test_family_fits_a_microcontroller(shape, variant):
         assert cost.macs_per_sample <= 2_000_000
     assert model.get_layer("head").units == 10
     assert cost.epoch_train_macs(100) == 100 * 3 * cost.macs_per_sample
+    # MACs counted another way: every kernel weight is used once per output pixel (convs,
+    # depthwise) or once (dense); the parameters are the weights Keras holds
+    macs = 0
+    for layer in model.layers:
+        kernels = [w for w in layer.weights if "kernel" in w.name]
+        if kernels:
+            pixels = int(np.prod(layer.output.shape[1:-1])) if len(layer.output.shape) == 4 else 1
+            macs += pixels * int(np.prod(kernels[0].shape))
+    assert cost.macs_per_sample == macs
+    assert cost.params == sum(int(np.prod(w.shape)) for w in model.weights)
+
+
+def test_readme_model_cost():
+    """The README's figures for the default model on 28x28 inputs, read from the README."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    found = re.search(r"has ([\d,]+) parameters and ([\d,]+) MACs per 28x28 sample", readme)
+    assert found, "README no longer states the default model's cost"
+    params, macs = (int(g.replace(",", "")) for g in found.groups())
+    cost = count_macs(build_model((28, 28, 1), 10, ModelConfig()))
+    assert (cost.params, cost.macs_per_sample) == (params, macs)
 
 
 def test_training_is_deterministic_and_learns(digits):

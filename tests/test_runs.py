@@ -34,14 +34,28 @@ def test_failed_stage_is_not_fresh(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A write that dies after its bytes are on disk but before they are in place (here:
+    fsync fails) leaves the old file whole and no temporary file; while it is in flight, the
+    target still holds the old content."""
+    import os
+
+    from tinysift import runs
+
     target = tmp_path / "f.json"
     atomic_write_json(target, {"ok": 1})
+    seen = []
 
-    class Boom:
-        pass
+    def failing_fsync(fd):
+        seen.append((json.loads(target.read_text()), os.fstat(fd).st_size,
+                     sorted(p.name for p in tmp_path.iterdir())))
+        raise OSError("disk gone")
 
-    with pytest.raises(TypeError):
-        atomic_write_json(target, {"bad": Boom()})
+    monkeypatch.setattr(runs.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic_write_json(target, {"new": "x" * 10_000})
+    (old, written, names), = seen
+    assert old == {"ok": 1} and written > 10_000  # the new bytes were in another file
+    assert len(names) == 2 and "f.json" in names
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 

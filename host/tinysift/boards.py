@@ -55,8 +55,8 @@ class Board:
     #: the code behind ts_platform.h: stm32f4, stm32l4, arduino, esp-idf, qemu-mps2; empty
     #: where there is none yet
     port: str = ""
-    #: the stack the memory plan reserves: the firmware's linker script's on the STM32 boards
-    #: (16 KiB); 8 KiB elsewhere (the QEMU mps2 image has 64 KiB of its 4 MB)
+    #: the stack the memory plan reserves: the firmware's linker script's (16 KiB on the
+    #: STM32 boards, 64 KiB on the QEMU mps2 image); 8 KiB where the profile does not say
     stack_bytes: int = 8 * 1024
     #: USB VID:PID pairs (lower-case hex) of the board's serial port, for ``device list``
     usb_ids: list[str] = field(default_factory=list)

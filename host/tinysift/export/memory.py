@@ -1,12 +1,13 @@
 """The memory plan: flash and RAM of an export against a board, before any build.
 
 Flash holds the engine code, the layer table and weights, the int8 training and test sets,
-the head's float initialization, the raw ``.tflite`` (the firmware app reads the scales of
+the head's float initializations, the raw ``.tflite`` (the firmware app reads the scales of
 the layers it trains in float from it: ``update=last-block`` and ``update=bias``) and the
 optional VQ codebook of ``db stream policy=coverage``. RAM holds the activation arena, the
 int8 feature cache, the head's float training state, the float layers' training state and
-their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, the app's own
-state, its serial line buffers and the stack (the board profile's ``stack_bytes``).
+their re-quantized form, the ``db`` buffer and ``db stream``'s bookkeeping, the layer table's
+RAM copy, I/O buffers, the app's state and the stack region the linker script reserves (the
+board profile's ``stack_bytes``).
 
 Every trainer buffer has its formula written once in C (firmware/lib/tsengine/src/
 ts_trainer.h); the functions here are their Python twins, checked against the compiled macros
@@ -24,19 +25,36 @@ from tinysift.errors import FitError
 from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import ParsedModel
 
-# Code and constants of the engine, protocol, app and runtime: 60-61 KB measured with
-# arm-none-eabi-size on the app builds with a digits export (qemu-netduinoplus2,
-# nucleo_f411re, qemu-m4: flash minus the export's data), kept conservative here.
+# Part of the export stage's key: a changed formula redoes exports planned with the old one.
+PLAN_VERSION = 2
+
+# The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
+# but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
+# checks each against the symbols of a real build (arm-none-eabi-nm) and the device's @mem.
+# Estimates, measured on the qemu-m4 build (arm-none-eabi-size, -Os) and kept above it:
+# the code (engine, protocol, app, newlib's libm and the runtime, plus the padding of the
+# 16-byte aligned export arrays; 58.1 KB measured) and the app's state besides its buffers
+# (the `results` ring, the fault handler's stack, newlib's impure data: 3.7 KB measured for
+# 10 classes, of which 24 bytes per class).
 ENGINE_CODE_BYTES = 64 * 1024
-#: the stack reserved where a board profile does not say (Board.stack_bytes)
-STACK_BYTES = 8 * 1024
-#: the app's and runtime's fixed RAM beyond the buffers sized from the export: the last
-#: train's records for `results` (~2.5 KB), the fault handlers' stack (1 KB), the serial
-#: receive ring (512 B), `calib`'s buffers (512 B), the command state; measured ~4.9 KB
-APP_STATE_BYTES = 6 * 1024
-#: a host line (a command, or a `db` data line of 2 bytes a sample byte) and a record
-RECORD_BYTES = 256
-LAYER_ROW_BYTES = 96
+APP_STATE_BYTES = 3 * 1024 + 512
+APP_STATE_CLASS_BYTES = 24
+LAYER_ROW_BYTES = 96  # sizeof(ts_layer_t) on a 32-bit core: the flash table and its RAM copy
+# TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
+PROTO_MAX_LINE = 255
+PROTO_RECORD_BUF = PROTO_MAX_LINE + 2
+
+
+def io_buffer_bytes(sample_bytes: int) -> int:
+    """The app's line buffer (TS_FRAMER_BUF_BYTES of the longest line: a command or a `db`
+    data line of one sample in hex, TS_PROTO_DB_LINE_MAX) and its record buffer."""
+    line_max = max(PROTO_MAX_LINE, 2 * sample_bytes + 16)
+    return line_max + 2 + PROTO_RECORD_BUF
+
+
+def _words(n: int) -> int:
+    """Rounded up to whole 32-bit words (the app's `(n + 3u) & ~3u`)."""
+    return (n + 3) // 4 * 4
 
 
 def trainer_workspace_bytes(k: int, d: int, n: int) -> int:
@@ -243,11 +261,8 @@ def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
     workspace and one re-quantized backbone, each the larger of the two modes, rounded up to
     whole words, at least one word): firmware/src/app.h's APP_BB_WS_BYTES, APP_BB_Q_BYTES.
     The workspace shares its memory with the training set's feature cache."""
-    def words(n: int) -> int:
-        return max(4, (n + 3) // 4 * 4)
-
-    return (words(max(dims.block_bytes, dims.bias_bytes)),
-            words(max(dims.block_q_bytes, dims.bias_q_bytes)))
+    return (max(4, _words(max(dims.block_bytes, dims.bias_bytes))),
+            max(4, _words(max(dims.block_q_bytes, dims.bias_q_bytes))))
 
 
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
@@ -256,50 +271,53 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     """Plan one configuration (``feature_cache=None``: as the firmware app does, cached).
 
     ``db_capacity``: samples the RAM buffer for ``db load`` holds (None: as many as the
-    exported training set). The training set is the flash set, the RAM set or both (`db use
-    both`), so the caches hold both. ``backbone_training``: the app's buffers for
-    update=last-block / bias and the .tflite it reads their scales from (the default
-    firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither). ``vq_per_class``:
-    codewords per class of the export's VQ codebook for `db stream policy=coverage` (flash,
-    and the online codewords' RAM); the stream's bookkeeping for the db capacity is always
-    counted (every firmware can stream with reservoir sampling)."""
+    exported training set; the app holds at least one). The training set is the flash set,
+    the RAM set or both (`db use both`), so the caches hold both. ``backbone_training``: the
+    app's buffers for update=last-block / bias and the .tflite it reads their scales from
+    (the default firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither: one word
+    each). ``vq_per_class``: codewords per class of the export's VQ codebook for `db stream
+    policy=coverage` (flash, and the online codewords' RAM); the stream's bookkeeping for the
+    db capacity is always counted (every firmware can stream with reservoir sampling)."""
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
         # The firmware app always caches the features (firmware/src/app.h sizes the cache
         # from the export); the trainer can recompute them instead, but no app path does yet.
         feature_cache = True
-    k, d = fp.num_classes, fp.feature_dim
-    n_train = train_samples + db  # `db use both`: the flash set, then the RAM set
+    k, d, s = fp.num_classes, fp.feature_dim, fp.sample_bytes
+    db_slots = max(1, db)  # app.h: the RAM set has room for at least one sample
+    n_train = train_samples + db_slots  # `db use both`: the flash set, then the RAM set
+    head_init = (k * d + k) * 4
     flash = {
         "engine code": ENGINE_CODE_BYTES,
         "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,
-        "training set (int8)": train_samples * (fp.sample_bytes + 1),
-        "test set (int8)": test_samples * (fp.sample_bytes + 1),
-        "head init (float)": (k * d + k) * 4,
-        "zero head (init=zero)": (k * d + k) * 4,
+        "training set (int8)": train_samples * (s + 1),
+        "test set (int8)": test_samples * (s + 1),
+        # the export's float head (init=export) and the app's zero head (init=zero)
+        "head init (float)": 2 * head_init,
         "raw .tflite (scales for last-block / bias)": fp.tflite_bytes if backbone_training
         else 0,
         "VQ codebook (db stream coverage)": vq_flash_bytes(k, vq_per_class, d),
     }
-    bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (0, 0)
+    bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (4, 4)
     cache_train = n_train * d if feature_cache else 0
     ram = {
         "activation arena": fp.arena_bytes,
-        "db buffer (streamed set)": db * (fp.sample_bytes + 1),
+        "db buffer (streamed set)": db_slots * (s + 1),
         "feature cache (int8)": cache_train + (test_samples * d if feature_cache else 0),
-        "head training state": trainer_workspace_bytes(k, d, n_train),
-        "re-quantized head": k * d + 3 * k * 4,
+        "head training state": _words(trainer_workspace_bytes(k, d, n_train)),
+        "re-quantized head": k * d + 4 * k,
         # the app's backbone workspace shares the training features' cache (a float-layer
         # train does not use it): only what exceeds that cache counts
-        "backbone training state (last-block / bias)": max(0, bb_ws - cache_train),
+        "backbone training state (last-block / bias)": _words(max(cache_train, bb_ws))
+        - cache_train,
         "re-quantized backbone": bb_q,
-        "per-class counts": 4 * (trainer_per_class_count(k) + 3 * 3 * k),
-        "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, fp.sample_bytes),
-        # the app's copy of the layer table, where tuned layers are patched in
-        "layer table (tuned copy)": fp.num_layers * LAYER_ROW_BYTES,
-        "serial line buffers": max(RECORD_BYTES, 2 * fp.sample_bytes + 16) + 1
-        + RECORD_BYTES + 1,
-        "app and runtime state": APP_STATE_BYTES,
+        "layer table (RAM copy, patched after training)": fp.num_layers * LAYER_ROW_BYTES,
+        "per-class counts": 4 * trainer_per_class_count(k),
+        "I/O buffers (line, record)": io_buffer_bytes(s),
+        "app state and runtime": APP_STATE_BYTES + APP_STATE_CLASS_BYTES * k,
+        "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, s),
+        # the stack region the firmware's linker script reserves (__ts_stack_size: 64 KiB on
+        # the QEMU mps2 image, 16 KiB on the STM32 boards): RAM the app cannot use
         "stack (reserved)": board.stack_bytes,
     }
     not_counted = {} if backbone_training else {"raw .tflite (optional)": fp.tflite_bytes}

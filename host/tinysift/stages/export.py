@@ -22,7 +22,13 @@ import numpy as np
 from tinysift.boards import DEFAULT_BOARD, load_board
 from tinysift.export import c_writer
 from tinysift.export.codebook import VQCodebook
-from tinysift.export.memory import check_fits, max_train_samples, model_footprint, plan_memory
+from tinysift.export.memory import (
+    PLAN_VERSION,
+    check_fits,
+    max_train_samples,
+    model_footprint,
+    plan_memory,
+)
 from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
 from tinysift.runs import locks_run
 from tinysift.selection.budget import balanced_subset
@@ -100,7 +106,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     fp = model_footprint(parsed, len(tflite))
     vq = _check_codebook(codebook, fp)
     params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
-              "db_capacity": db_capacity, "format_version": FORMAT_VERSION}
+              "db_capacity": db_capacity, "format_version": FORMAT_VERSION,
+              "plan_version": PLAN_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
     if train_indices is not None:
         inputs["train_indices"] = json_hash(train_indices.tolist())

@@ -75,8 +75,10 @@ def occupancy_quotas(occupancy: np.ndarray, quota: int) -> np.ndarray:
     return out
 
 
-def window_picks(n: int, m: int, lo: float, hi: float) -> np.ndarray:
-    """``m`` distinct ranks in [0, n) spread evenly over the quantile window [lo, hi)."""
+def window_picks(n: int, m: int, lo: float, hi: float, limit: float = 1.0) -> np.ndarray:
+    """``m`` distinct ranks in [0, n) spread evenly over the quantile window [lo, hi); a
+    window widened to hold ``m`` ranks never reaches past quantile ``limit`` (the outlier
+    tail) unless ``m`` ranks do not fit below it."""
     if m >= n:
         return np.arange(n)
     a, b = int(math.floor(lo * n)), int(math.ceil(hi * n))
@@ -85,6 +87,9 @@ def window_picks(n: int, m: int, lo: float, hi: float) -> np.ndarray:
         a = max(0, a - (grow + 1) // 2)
         b = min(n, a + max(m, b - a + grow))
         a = max(0, b - max(m, b - a))
+    top = max(m, int(math.ceil(limit * n)))
+    if b > top:  # widened into the tail: slide the window back below it
+        a, b = max(0, a - (b - top)), top
     picks = a + np.floor((np.arange(m) + 0.5) * (b - a) / m).astype(np.int64)
     return np.unique(np.clip(picks, a, b - 1))
 
@@ -190,7 +195,7 @@ class VQMethod(PruningMethod):
                 continue
             members = np.flatnonzero(assign == j)
             order = members[np.argsort(dist[members], kind="stable")]
-            ranks = window_picks(len(order), int(quotas[j]), lo, hi)
+            ranks = window_picks(len(order), int(quotas[j]), lo, hi, 1.0 - self.outlier_tail)
             chosen.append(order[ranks])
         picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
         # (codewords, codewords represented) of this class, for inspection and tests
