@@ -1,0 +1,81 @@
+"""Graph execution (format version 2): a Keras model with a residual ADD and
+GlobalAveragePooling2D (MEAN) runs bit-exact with the TFLM runtime on the engine.
+
+The model is built here (random weights, calibrated on random images: bit-exactness does not
+need a trained model), converted to full-integer int8, exported as a bare ``.tflite``
+(``tinysift.stages.export.export_tflite``, no run folder) with 200 random inputs and TFLM's
+per-layer outputs, and run by firmware/test/test_golden/test_main.c exactly as the pipeline's
+exports are (tests/test_engine_golden.py): host gcc, scalar and DSP kernels, plain and under
+ASan/UBSan. The arena is planned from tensor lifetimes and must not exceed TFLM's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import test_engine_golden as eg
+
+pytestmark = eg.pytestmark
+GRAPH_INPUTS = eg.MIN_INPUTS
+
+
+def _residual_gap_model(keep_dims: bool):
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inp)
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))  # ADD with a fused RELU
+    x = keras.layers.GlobalAveragePooling2D(keepdims=keep_dims)(x)  # MEAN
+    if keep_dims:
+        x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(4, activation="softmax", name="head")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["mean", "mean-keepdims"])
+def graph_export(request, tmp_path_factory):
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.stages.export import export_tflite
+
+    folder = tmp_path_factory.mktemp(f"graph-{request.param_index}")
+    rep = np.random.default_rng(0).integers(0, 255, (32, 12, 12, 3), np.uint8)
+    tflite = convert_int8(_residual_gap_model(request.param), rep)
+    path = folder / "residual.tflite"
+    path.write_bytes(tflite)
+    info = export_tflite(path, folder / "export", count=GRAPH_INPUTS, seed=1)
+    return folder / "export", info, tflite
+
+
+def test_graph_is_parsed_with_its_residual(graph_export):
+    _, info, tflite = graph_export
+    from tinysift.quantize.tflm import arena_usage
+
+    ops = [lay["op"] for lay in info["layers"]]
+    assert "ADD" in ops and "MEAN" in ops
+    add = info["layers"][ops.index("ADD")]
+    assert len(add["inputs"]) == 2  # the skip connection and the block's output
+    readers = [t for lay in info["layers"] for t in lay["inputs"]]
+    assert any(readers.count(t) > 1 for t in set(readers))  # a tensor with two readers
+    assert info["arena_bytes"] <= arena_usage(tflite)["head"]  # <= TFLM's planned tensors
+
+
+@pytest.mark.parametrize("dsp", [0, 1], ids=["scalar", "dsp"])
+@pytest.mark.parametrize("build", list(eg.BUILDS))
+def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
+    export, _, _ = graph_export
+    exe = eg.build_program(eg.TESTS / "test_golden" / "test_main.c",
+                           objdir / f"graph-{abs(hash((str(export), build, dsp)))}", build,
+                           [f"TS_USE_DSP={dsp}", "TS_HAVE_EXPORT"],
+                           extra=eg.export_objects(export, build, objdir), include=[export])
+    r = eg.run_program(exe)
+    m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
+    assert int(m["dsp"]) == dsp and int(m["inputs"]) == GRAPH_INPUTS
+
+
+@pytest.fixture(scope="module")
+def objdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine-graph")
