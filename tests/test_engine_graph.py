@@ -11,6 +11,9 @@ ASan/UBSan. The arena is planned from tensor lifetimes and must not exceed TFLM'
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -47,11 +50,11 @@ def graph_export(request, tmp_path_factory):
     path = folder / "residual.tflite"
     path.write_bytes(tflite)
     info = export_tflite(path, folder / "export", count=GRAPH_INPUTS, seed=1)
-    return folder / "export", info, tflite
+    return folder / "export", info, tflite, path
 
 
 def test_graph_is_parsed_with_its_residual(graph_export):
-    _, info, tflite = graph_export
+    _, info, tflite, _ = graph_export
     from tinysift.quantize.tflm import arena_usage
 
     ops = [lay["op"] for lay in info["layers"]]
@@ -66,7 +69,7 @@ def test_graph_is_parsed_with_its_residual(graph_export):
 @pytest.mark.parametrize("dsp", [0, 1], ids=["scalar", "dsp"])
 @pytest.mark.parametrize("build", list(eg.BUILDS))
 def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
-    export, _, _ = graph_export
+    export, _, _, _ = graph_export
     exe = eg.build_program(eg.TESTS / "test_golden" / "test_main.c",
                            objdir / f"graph-{abs(hash((str(export), build, dsp)))}", build,
                            [f"TS_USE_DSP={dsp}", "TS_HAVE_EXPORT"],
@@ -74,6 +77,47 @@ def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
     r = eg.run_program(exe)
     m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
     assert int(m["dsp"]) == dsp and int(m["inputs"]) == GRAPH_INPUTS
+
+
+# ---- tinysift engine check --------------------------------------------------------------------
+
+def tinysift(*args):
+    return subprocess.run([sys.executable, "-m", "tinysift.cli.app", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_engine_check_reports_all_identical(graph_export, request):
+    if "keepdims" in request.node.callspec.id:
+        pytest.skip("one model is enough for the CLI")
+    _, _, _, path = graph_export
+    r = tinysift("engine", "check", "--tflite", str(path), "--count", "20", "--board",
+                 "nucleo_l4r5zi")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for kind in ("scalar", "dsp"):
+        assert f"{kind} kernels: 20/20 outputs identical to TFLM: all identical" in r.stdout
+    assert "ADD" in r.stdout and "MEAN" in r.stdout and "activation arena" in r.stdout
+
+
+def test_engine_check_refuses_in_one_line(tmp_path):
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer at all")
+    r = tinysift("engine", "check", "--tflite", str(garbage))
+    assert r.returncode == 2 and "not a readable .tflite" in r.stderr, r.stderr[-2000:]
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.Conv2DTranspose(4, 3, name="deconv")(x)
+    out = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    path = tmp_path / "deconv.tflite"
+    path.write_bytes(convert_int8(keras.Model(inp, out), np.random.default_rng(0).integers(
+        0, 255, (8, 8, 8, 1), np.uint8)))
+    r = tinysift("engine", "check", "--tflite", str(path))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]  # TF logs aside
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert "layer 1" in lines[0] and "deconv" in lines[0]
 
 
 @pytest.fixture(scope="module")
