@@ -205,12 +205,17 @@ def _align(n: int) -> int:
 
 
 def plan_arena(sizes: list[int], first: list[int], last: list[int],
-               external: set[int]) -> tuple[list[int | None], int]:
+               external: set[int], tie: list[int] | None = None,
+               place_external: bool = False) -> tuple[list[int | None], int]:
     """Offsets for tensors alive from layer ``first[t]`` to ``last[t]`` (inclusive), greedy by
-    size as TFLM's GreedyMemoryPlanner: the largest first, each at the lowest offset where it
-    overlaps no placed tensor alive at the same time. Returns (offsets, arena bytes)."""
-    order = sorted((t for t in range(len(sizes)) if t not in external),
-                   key=lambda t: -_align(sizes[t]))  # stable: ties keep tensor order
+    size as TFLM's GreedyMemoryPlanner: the largest first (equal sizes by ``tie``, default
+    tensor order), each at the lowest offset where it overlaps no placed tensor alive at the
+    same time. ``place_external`` plans the external tensors too (as TFLM does, which has the
+    model input and output in its arena) and then drops them: a valid plan of a superset is
+    valid for the rest. Returns (offsets, arena bytes: the end of the last planned tensor)."""
+    tie = list(range(len(sizes))) if tie is None else tie
+    order = sorted((t for t in range(len(sizes)) if place_external or t not in external),
+                   key=lambda t: (-_align(sizes[t]), tie[t]))
     placed: list[tuple[int, int]] = []  # (offset, tensor), kept sorted by offset
     offsets: list[int | None] = [None] * len(sizes)
     for t in order:
@@ -225,6 +230,8 @@ def plan_arena(sizes: list[int], first: list[int], last: list[int],
         offsets[t] = candidate
         placed.append((candidate, t))
         placed.sort()
+    for t in external:
+        offsets[t] = None
     arena = max((offsets[t] + _align(sizes[t]) for t in range(len(sizes)) if t not in external),
                 default=0)
     return offsets, arena
@@ -379,7 +386,18 @@ def _plan(parsed: ParsedModel) -> TensorPlan:
         if last[t] < 0:
             raise UnsupportedOpError(f"tensor {t} (output of layer {t - 1}) is never read; the "
                                      "engine runs models without dead branches")
-    offsets, arena = plan_arena(sizes, first, last, external={0, n})
+    # Greedy by size with three orders of equal sizes, the smallest arena wins: execution
+    # order, reverse execution order (a residual's long-lived tensors are placed after the
+    # later ones, which often packs tighter), and TFLM's own (by .tflite tensor index, the
+    # model input and output planned too as in TFLM's arena, then dropped). Not provably
+    # <= TFLM's arena; the tests compare on every model they export.
+    external = {0, n}
+    tflite_ids = [parsed.input.index] + [lay.output_tensor.index for lay in parsed.layers]
+    candidates = [plan_arena(sizes, first, last, external),
+                  plan_arena(sizes, first, last, external, tie=[-t for t in range(n + 1)]),
+                  plan_arena(sizes, first, last, external, tie=tflite_ids,
+                             place_external=True)]
+    offsets, arena = min(candidates, key=lambda c: c[1])
     return TensorPlan(sizes, first, last, offsets, arena)
 
 
