@@ -175,3 +175,69 @@ def test_engine_check_refuses_in_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def objdir(tmp_path_factory):
     return tmp_path_factory.mktemp("engine-graph")
+
+
+def test_float_edges_bit_exact(graph_export, request, tmp_path):
+    """ts_quantize_input / ts_dequantize_output (the C float edges) equal TFLM's QUANTIZE of
+    the float inputs and DEQUANTIZE of the int8 outputs, bit for bit."""
+    import ctypes
+
+    if request.node.callspec.id != "ops-float-edges":
+        pytest.skip("an int8-edged model")
+    export, info, _tflite, _ = graph_export
+    lib = tmp_path / "libengine.so"
+    r = subprocess.run(["gcc", "-shared", "-fPIC", "-std=c99", "-O2", f"-I{eg.ENGINE}",
+                        f"-I{export}", "-o", str(lib), str(export / "ts_export_model.c"),
+                        *map(str, eg.ENGINE_SRCS), "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    so = ctypes.CDLL(str(lib))
+    model = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(so, "ts_export_model")))
+    f32, i8 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int8)
+    so.ts_quantize_input.argtypes = [ctypes.c_void_p, f32, i8]
+    so.ts_dequantize_output.argtypes = [ctypes.c_void_p, i8, f32]
+    with np.load(export / "golden.npz") as g:
+        out_int8, out_float = g["outputs"], g["outputs_tflite"]
+        x_int8 = g["x_test"]
+    # inputs off the grid, exactly halfway between two steps, and beyond int8's range
+    from tinysift.export.golden import layer_outputs
+
+    scale, zp = info["input"]["scale"], info["input"]["zero_point"]
+    rng = np.random.default_rng(3)
+    shape = (40, *x_int8.shape[1:])
+    steps = rng.integers(-140, 140, shape) + rng.choice([0.5, -0.5, 0.25, 0.0], shape)
+    x = ((steps - zp) * np.float32(scale)).astype(np.float32)
+    x_int8 = np.asarray(layer_outputs(_tflite, x)[0], np.int8)
+    n_in, n_out = x_int8[0].size, out_int8[0].size
+    for s in range(len(x)):
+        q = np.zeros(n_in, np.int8)
+        xs = np.ascontiguousarray(x[s].reshape(-1))
+        assert so.ts_quantize_input(model, xs.ctypes.data_as(f32), q.ctypes.data_as(i8)) == 0
+        assert np.array_equal(q, x_int8[s].reshape(-1)), f"sample {s} quantized"
+    for s in range(len(out_int8)):
+        y = np.zeros(n_out, np.float32)
+        o = np.ascontiguousarray(out_int8[s].reshape(-1))
+        assert so.ts_dequantize_output(model, o.ctypes.data_as(i8), y.ctypes.data_as(f32)) == 0
+        assert np.array_equal(y, out_float[s].reshape(-1)), f"sample {s} dequantized"
+
+
+def test_engine_run_writes_tflm_identical_outputs(graph_export, request, tmp_path):
+    """`tinysift engine run`: the engine's outputs equal TFLM's, float edges included (float
+    inputs off the quantization grid in, float outputs out)."""
+    from tinysift.quantize.tflm import run_tflm
+
+    if request.node.callspec.id not in ("mean", "ops-float-edges"):
+        pytest.skip("one model per input type is enough")
+    _, info, tflite, path = graph_export
+    rng = np.random.default_rng(5)
+    shape = (30, *info["input"]["shape"])
+    if info["input"]["float"]:
+        x = rng.uniform(-0.2, 1.2, shape).astype(np.float32)
+    else:
+        x = rng.integers(-128, 128, shape).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    r = tinysift("engine", "run", "--tflite", str(path), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    y = np.load(tmp_path / "y.npy")
+    want = run_tflm(tflite, x)[0]
+    assert y.dtype == want.dtype and np.array_equal(y, want.reshape(y.shape))

@@ -1,4 +1,5 @@
-"""``tinysift engine check``: one's own ``.tflite`` on the firmware engine vs the TFLM runtime."""
+"""``tinysift engine check|run|export``: one's own ``.tflite`` on the firmware engine (natively,
+host gcc), against the TFLM runtime, without a run folder."""
 
 from __future__ import annotations
 
@@ -63,3 +64,44 @@ def register(app: typer.Typer) -> None:
                     console.print(f"         {line}", markup=False)
         if not r.ok:
             raise typer.Exit(1)
+
+    @engine.command("run")
+    def run_cmd(
+        tflite: Path = typer.Option(..., help="a full-integer int8 .tflite"),
+        inputs: Path = typer.Option(..., help=".npy of inputs in the model's input type"),
+        out: Path = typer.Option(..., help=".npy to write the engine's outputs to"),
+        dsp: bool = typer.Option(False, help="the DSP kernels (emulated in C on the host)"),
+    ) -> None:
+        """Run the engine on the inputs and write its outputs (N, output size)."""
+        import numpy as np
+
+        from tinysift.errors import TinysiftError
+        from tinysift.stages.engine import run_tflite
+
+        if not inputs.is_file():
+            raise TinysiftError(f"{inputs} not found")
+        y = run_tflite(tflite, np.load(inputs), dsp=dsp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, y)
+        console.print(f"{len(y)} outputs of {y.shape[1] if y.ndim == 2 else 0} {y.dtype} "
+                      f"-> {out}", markup=False)
+
+    @engine.command("export")
+    def export_cmd(
+        tflite: Path = typer.Option(..., help="a full-integer int8 .tflite"),
+        out_dir: Path = typer.Option(..., help="the folder to write the export to"),
+        inputs: Path = typer.Option(None, help=".npy of inputs for the golden data "
+                                               "(default: random)"),
+        count: int = typer.Option(200, help="random inputs when --inputs is not given"),
+        board: str = typer.Option(None, help="add the inference memory plan for this board"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
+        import numpy as np
+
+        from tinysift.stages.export import export_tflite
+
+        x = np.load(inputs) if inputs is not None else None
+        info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
+        console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
+                      f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)

@@ -4,6 +4,7 @@ The program is firmware/test/test_golden/test_main.c, the one the bit-exactness 
 (tests/test_engine_golden.py): ``ts_invoke`` on every exported input, compared with TFLM's
 outputs; on a mismatch it names the first differing layer (chained and isolated), and it
 checks every layer with the scalar and the DSP kernels. This module parses its summary.
+``run_engine`` runs the engine on given inputs (a shared library called through ctypes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from tinysift.errors import DeviceError
 from tinysift.paths import project_root
@@ -86,3 +89,59 @@ def _cc(cmd: list[str], timeout: float) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise DeviceError(f"compiling the engine with host gcc failed:\n{r.stderr[-3000:]}")
+
+
+def run_engine(export_dir: Path, work_dir: Path, x: np.ndarray, out_bytes: int,
+               dsp: bool = False, float_input: bool = False, float_output: bool = False,
+               timeout: float = 600) -> np.ndarray:
+    """``ts_invoke`` on every sample of ``x`` (int8, or float32 with ``float_input``: the
+    engine's ts_quantize_input first), the engine and ``export_dir``'s model compiled into a
+    shared library with host gcc and called through ctypes (``export_dir`` needs only
+    ts_export.h and ts_export_model.c). Returns the outputs (N, out_bytes):
+    int8, or float32 with ``float_output`` (ts_dequantize_output)."""
+    import ctypes
+
+    root = project_root()
+    engine = root / "firmware" / "lib" / "tsengine" / "src"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    lib = work_dir / f"libtsengine-{'dsp' if dsp else 'scalar'}.so"
+    _cc([compiler(), "-shared", "-fPIC", "-std=c99", "-O2", f"-DTS_USE_DSP={int(dsp)}",
+         f"-I{engine}", f"-I{export_dir}", "-o", str(lib),
+         str(export_dir / "ts_export_model.c"), *[str(engine / s) for s in ENGINE_SOURCES],
+         "-lm"], timeout)
+    so = ctypes.CDLL(str(lib))
+    model = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(so, "ts_export_model")))
+    i8, f32 = ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_float)
+    so.ts_arena_size.argtypes, so.ts_arena_size.restype = [ctypes.c_void_p], ctypes.c_size_t
+    so.ts_invoke.argtypes = [ctypes.c_void_p, i8, i8, ctypes.c_void_p, ctypes.c_size_t]
+    so.ts_quantize_input.argtypes = [ctypes.c_void_p, f32, i8]
+    so.ts_dequantize_output.argtypes = [ctypes.c_void_p, i8, f32]
+    arena_bytes = int(so.ts_arena_size(model))
+    if arena_bytes == 0:
+        raise DeviceError(f"the engine refuses the layer table in {export_dir} "
+                          "(ts_model_check failed)")
+    arena = np.zeros(arena_bytes + 16, np.uint8)
+    arena_ptr = ctypes.c_void_p((arena.ctypes.data + 7) // 8 * 8)  # 8-byte aligned
+    results = []
+    for s in range(len(x)):
+        sample = np.ascontiguousarray(x[s].reshape(-1))
+        if float_input:
+            q = np.zeros(sample.size, np.int8)
+            _status(so.ts_quantize_input(model, sample.astype(np.float32).ctypes.data_as(f32),
+                                         q.ctypes.data_as(i8)), "ts_quantize_input", s)
+            sample = q
+        out = np.zeros(out_bytes, np.int8)
+        _status(so.ts_invoke(model, sample.astype(np.int8).ctypes.data_as(i8),
+                             out.ctypes.data_as(i8), arena_ptr, arena_bytes), "ts_invoke", s)
+        if float_output:
+            y = np.zeros(out_bytes, np.float32)
+            _status(so.ts_dequantize_output(model, out.ctypes.data_as(i8),
+                                            y.ctypes.data_as(f32)), "ts_dequantize_output", s)
+            out = y
+        results.append(out)
+    return np.stack(results) if results else np.zeros((0, 0), np.int8)
+
+
+def _status(code: int, what: str, sample: int) -> None:
+    if code != 0:
+        raise DeviceError(f"{what} returned status {code} on sample {sample}")

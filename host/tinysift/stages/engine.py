@@ -68,3 +68,42 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
             check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok,
                                        first_layer=g.layer_lines, failures=g.failures)
     return check
+
+
+def run_tflite(tflite_path: str | Path, x: np.ndarray, dsp: bool = False,
+               work_dir: str | Path | None = None) -> np.ndarray:
+    """The engine's outputs on ``x`` (the model's input type: int8, or float32 for a model
+    with a float input), compiled natively; float32 outputs for a model with a float
+    output. No TFLM involved."""
+    from tinysift.device.native import run_engine
+    from tinysift.errors import TinysiftError
+    from tinysift.export import c_writer
+    from tinysift.export.tflite_reader import FORMAT_VERSION, parse_tflite
+    from tinysift.runs import file_hash
+    from tinysift.stages.export import PREFIX, check_inputs
+
+    tflite_path = Path(tflite_path)
+    if not tflite_path.is_file():
+        raise TinysiftError(f"{tflite_path} not found")
+    tflite = tflite_path.read_bytes()
+    parsed = parse_tflite(tflite)
+    x = check_inputs(parsed, x)
+    content_hash = file_hash(tflite_path)
+    with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        export_dir = work / "model"
+        export_dir.mkdir(parents=True, exist_ok=True)
+        macros = {"FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
+                  "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes()}
+        (export_dir / f"{PREFIX}.h").write_text(c_writer.write_header(PREFIX, macros,
+                                                                      golden=False))
+        head_w = head_b = None
+        if parsed.has_head:
+            from tinysift.export.tflite_reader import head_float_weights
+
+            head_w, head_b = head_float_weights(parsed)
+        (export_dir / f"{PREFIX}_model.c").write_text(
+            c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite, content_hash))
+        return run_engine(export_dir, work / "build", x, parsed.layers[-1].out_bytes, dsp=dsp,
+                          float_input=parsed.input_float is not None,
+                          float_output=parsed.output_float is not None)

@@ -72,7 +72,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     if not parsed.has_head:
         raise TinysiftError(f"{tpath}: the model has no classifier head for the on-device "
                             f"trainer ({parsed.head_note}); export it without a run folder: "
-                            "`tinysift engine export --tflite FILE`")
+                            "`tinysift engine export --tflite FILE --out-dir DIR`")
     ds = load_run_dataset(run)
     brd = load_board(board)
     if train_indices is None:
