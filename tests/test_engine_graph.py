@@ -171,6 +171,15 @@ def test_engine_check_refuses_in_one_line(tmp_path):
     assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
     assert "layer 1" in lines[0] and "deconv" in lines[0]
 
+    inp = keras.Input((8, 8, 1), batch_size=2)
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp)))
+    path = tmp_path / "batch2.tflite"
+    path.write_bytes(convert_int8(keras.Model(inp, out), np.random.default_rng(0).integers(
+        0, 255, (8, 8, 8, 1), np.uint8)))
+    r = tinysift("engine", "check", "--tflite", str(path))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "batch 2" in lines[0], r.stderr[-2000:]
+
 
 @pytest.fixture(scope="module")
 def objdir(tmp_path_factory):
@@ -241,3 +250,32 @@ def test_engine_run_writes_tflm_identical_outputs(graph_export, request, tmp_pat
     y = np.load(tmp_path / "y.npy")
     want = run_tflm(tflite, x)[0]
     assert y.dtype == want.dtype and np.array_equal(y, want.reshape(y.shape))
+
+
+# ---- MLPerf Tiny's reference models -------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet", "ds_cnn", "autoencoder"])
+def test_mlperf_tiny_bit_exact(name, tmp_path):
+    """Each of MLPerf Tiny's four reference models (tinysift.models.mlperf_tiny), trained
+    briefly on stand-in data and converted to int8, runs bit-exact on the engine natively
+    (scalar and DSP kernels; `engine check`'s path) with an arena <= TFLM's."""
+    from tinysift.models import mlperf_tiny
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.stages.engine import check_tflite
+    from tinysift.tfcompat import tf
+
+    model = mlperf_tiny.build(name)
+    rep = mlperf_tiny.train_on_stand_in(model, name)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(16))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    with quiet_stderr():
+        tflite = bytes(conv.convert())
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(tflite)
+    r = check_tflite(path, count=20)
+    assert r.ok, r.results
+    assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head
