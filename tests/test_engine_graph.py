@@ -131,6 +131,19 @@ def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
     assert int(m["dsp"]) == dsp and int(m["inputs"]) == GRAPH_INPUTS
 
 
+@pytest.mark.qemu
+def test_graph_bit_exact_qemu_m4(graph_export, tmp_path):
+    """The same on the emulated Cortex-M4 (QEMU mps2-an386, the real SMLAD path) through
+    PlatformIO, as tests/test_engine_golden.py runs the pipeline's exports."""
+    missing = eg._qemu_missing()
+    if missing:
+        pytest.skip(f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh")
+    export = graph_export[0]
+    r = eg.pio_test(tmp_path, "qemu-m4", "test_golden", export)
+    m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
+    assert m["platform"] == "qemu-mps2-an386" and m["dsp"] == "1"
+
+
 # ---- tinysift engine check --------------------------------------------------------------------
 
 def tinysift(*args):
