@@ -38,7 +38,7 @@ from tools_needed import need_tools
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
 ENGINE_SRCS = [ENGINE / n for n in ("ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c",
-                                    "ts_softmax.c")]
+                                    "ts_kernels_elementwise.c", "ts_softmax.c")]
 TESTS = ROOT / "firmware" / "test"
 RUNTIME_INC = ROOT / "boards" / "runtime" / "include"
 RUNTIME_SRCS = [ROOT / "boards" / "runtime" / "src" / "ts_format.c",

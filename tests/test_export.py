@@ -58,7 +58,15 @@ class Layer(ctypes.Structure):
                 ("multiplier", ctypes.POINTER(ctypes.c_int32)),
                 ("shift", ctypes.POINTER(ctypes.c_int32)), ("quant_len", ctypes.c_uint32),
                 ("sm_mult", ctypes.c_int32), ("sm_shift", ctypes.c_int32),
-                ("sm_diff_min", ctypes.c_int32)]
+                ("sm_diff_min", ctypes.c_int32),
+                # format version 2: the graph
+                ("num_inputs", ctypes.c_uint16), ("inputs", ctypes.c_uint16 * 10),
+                ("in2", Dims), ("input2_zero_point", ctypes.c_int32), ("axis", ctypes.c_int32),
+                ("pad_c", ctypes.c_int16)]
+
+
+class TensorRow(ctypes.Structure):
+    _fields_ = [("offset", ctypes.c_uint32), ("last_use", ctypes.c_uint32)]
 
 
 class Model(ctypes.Structure):
@@ -71,7 +79,11 @@ class Model(ctypes.Structure):
                 ("logit_scale", ctypes.c_float), ("logit_zero_point", ctypes.c_int32),
                 ("head_weights", ctypes.POINTER(ctypes.c_float)),
                 ("head_bias", ctypes.POINTER(ctypes.c_float)),
-                ("content_hash", ctypes.c_char_p)]
+                ("content_hash", ctypes.c_char_p),
+                ("num_tensors", ctypes.c_uint32), ("tensors", ctypes.POINTER(TensorRow)),
+                ("tflite_first_op", ctypes.c_uint32), ("input_float", ctypes.c_uint8),
+                ("output_float", ctypes.c_uint8), ("output_scale", ctypes.c_float),
+                ("output_zero_point", ctypes.c_int32)]
 
 
 class Dataset(ctypes.Structure):
@@ -93,8 +105,17 @@ def test_compiled_arrays_equal_the_tflite_tensors(digits_run, tmp_path):
     so = ctypes.CDLL(str(lib))
     model = Model.in_dll(so, "ts_export_model")
     tflite = (digits_run / "model.tflite").read_bytes()
-    assert model.format_version == 1 and model.content_hash.decode() == json.loads(
-        (export / "export.json").read_text())["content_hash"]
+    info = json.loads((export / "export.json").read_text())
+    assert model.format_version == 2 and model.content_hash.decode() == info["content_hash"]
+    # the graph: every layer of this chain reads its predecessor; the tensor plan as written
+    assert model.num_tensors == model.num_layers + 1 and not model.input_float
+    for i in range(model.num_layers):
+        assert model.layers[i].num_inputs == 1 and model.layers[i].inputs[0] == i
+    offsets = [model.tensors[t].offset for t in range(model.num_tensors)]
+    ext = 0xFFFFFFFF
+    assert offsets == [ext if t["offset"] is None else t["offset"] for t in info["tensors"]]
+    assert [model.tensors[t].last_use for t in range(model.num_tensors)] == [
+        t["last"] for t in info["tensors"]]
 
     interp = tf.lite.Interpreter(model_content=tflite)
     ops = interp._get_ops_details()

@@ -37,7 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
-ENGINE_SRCS = ["ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c", "ts_softmax.c"]
+ENGINE_SRCS = ["ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c", "ts_kernels_elementwise.c",
+               "ts_softmax.c"]
 RUNTIME = ROOT / "boards" / "runtime"
 QEMU_RT = ROOT / "boards" / "platform-qemu" / "runtime"
 CORTEXM_RT = RUNTIME / "cortex-m"  # reset, faults, stack, libc glue, the SysTick counter

@@ -400,7 +400,8 @@ static void test_valid_model_runs(void) {
     } while (0)
 
 static void test_wrong_version(void) {
-    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 2);
+    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 1);
+    EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 3);
     EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 0);
     EXPECT_CHECK(TS_ERR_VERSION, g_model.format_version = 0xFFFFFFFFu);
 }
@@ -457,7 +458,13 @@ static void test_array_lengths(void) {
 static void test_bad_op(void) {
     EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[4].op = 99);
     EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[0].op = 0);
-    EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[4].op = TS_OP_MEAN);
+    EXPECT_CHECK(TS_ERR_UNSUPPORTED_OP, g_layers[4].op = 16);
+    /* a chain has no second operand for ADD (no constant either), no CONCATENATION */
+    EXPECT_CHECK(TS_ERR_SHAPE, { static const int32_t m[3] = {1 << 30, 1 << 30, 1 << 30};
+                                 static const int32_t sh[3] = {0, 0, 0};
+                                 g_layers[4].op = TS_OP_ADD; g_layers[4].in2 = g_layers[4].in;
+                                 g_layers[4].multiplier = m; g_layers[4].shift = sh;
+                                 g_layers[4].quant_len = 3; });
 }
 
 static void test_out_of_range_params(void) {

@@ -27,14 +27,15 @@ def _register() -> None:
         data_cmd,
         demo_cmd,
         device_cmd,
+        engine_cmd,
         prune_cmd,
         quantize_cmd,
         train_cmd,
         upkeep_cmd,
     )
 
-    for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, device_cmd, adapt_cmd,
-                   bench_cmd, upkeep_cmd, demo_cmd):
+    for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, engine_cmd, device_cmd,
+                   adapt_cmd, bench_cmd, upkeep_cmd, demo_cmd):
         module.register(app)
 
 

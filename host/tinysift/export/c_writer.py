@@ -53,8 +53,11 @@ def _c_float(v: float) -> str:
     return r + "f"
 
 
-def write_model_c(parsed: ParsedModel, prefix: str, head_w: np.ndarray, head_b: np.ndarray,
-                  tflite: bytes, content_hash: str) -> str:
+def write_model_c(parsed: ParsedModel, prefix: str, head_w: np.ndarray | None,
+                  head_b: np.ndarray | None, tflite: bytes, content_hash: str) -> str:
+    """The layer table, its arrays, the tensor plan and the ``ts_model_t`` (format version
+    2). Without a classifier head (``head_w`` None) head_layer is the layer count and the
+    trainer refuses the model."""
     out = [HEADER_NOTE, "#include <stdint.h>\n", '#include "ts_model.h"\n',
            f'#include "{prefix}.h"\n\n', ALIGN, "\n"]
     rows = []
@@ -69,19 +72,46 @@ def write_model_c(parsed: ParsedModel, prefix: str, head_w: np.ndarray, head_b: 
     out.append(f"\nstatic const ts_layer_t {prefix}_layers[{len(rows)}] = {{\n")
     out.append(",\n".join(rows))
     out.append("\n};\n\n")
-    out.append(c_array(f"{prefix}_head_weights", head_w.astype(np.float32)))
-    out.append(c_array(f"{prefix}_head_bias", head_b.astype(np.float32)))
-    head = parsed.head
-    feat_t, logit_t, in_t = head.input_tensor, head.output_tensor, parsed.input
-    h, w, c = parsed.layers[0].in_dims
+    plan = parsed.plan
+    tensors = []
+    for t, off in enumerate(plan.offsets):
+        offset = "TS_TENSOR_EXTERNAL" if off is None else f"{off}u"
+        tensors.append(f"    {{{offset}, {plan.last[t]}u}}")
+    out.append(f"/* the arena plan: {{offset, last reader}} of the model input, then of each "
+               f"layer's output */\nstatic const ts_tensor_t {prefix}_tensors[{len(tensors)}] = "
+               f"{{\n" + ",\n".join(tensors) + "\n};\n\n")
+    in_t = parsed.input
+    h, w, c = parsed.input_dims
+    if parsed.has_head:
+        head = parsed.head
+        feat_t, logit_t = head.input_tensor, head.output_tensor
+        out.append(c_array(f"{prefix}_head_weights", head_w.astype(np.float32)))
+        out.append(c_array(f"{prefix}_head_bias", head_b.astype(np.float32)))
+        head_fields = (f"    .head_layer = {parsed.head_index}u, .feature_dim = "
+                       f"{head.in_dims[2]}u,\n    .feature_scale = {_c_float(feat_t.scale)}, "
+                       f".feature_zero_point = {feat_t.zero_point},\n"
+                       f"    .num_classes = {head.out_dims[2]}u, .logit_scale = "
+                       f"{_c_float(logit_t.scale)}, .logit_zero_point = {logit_t.zero_point},\n"
+                       f"    .head_weights = {prefix}_head_weights, .head_bias = "
+                       f"{prefix}_head_bias,\n")
+    else:
+        head_fields = (f"    .head_layer = {len(rows)}u, /* no classifier head: "
+                       f"{parsed.head_note} */\n")
+    out_t = parsed.output
     out.append(
         f"\nconst ts_model_t {prefix}_model = {{\n"
-        f"    TS_FORMAT_VERSION, {len(rows)}u, {prefix}_layers, {parsed.arena_bytes()}u,\n"
-        f"    {{{h}, {w}, {c}}}, {_c_float(in_t.scale)}, {in_t.zero_point},\n"
-        f"    {parsed.head_index}u, {head.in_dims[2]}u, {_c_float(feat_t.scale)}, "
-        f"{feat_t.zero_point},\n"
-        f"    {head.out_dims[2]}u, {_c_float(logit_t.scale)}, {logit_t.zero_point},\n"
-        f"    {prefix}_head_weights, {prefix}_head_bias, \"{content_hash}\"\n}};\n\n")
+        f"    .format_version = TS_FORMAT_VERSION, .num_layers = {len(rows)}u,\n"
+        f"    .layers = {prefix}_layers, .arena_bytes = {parsed.arena_bytes()}u,\n"
+        f"    .input = {{{h}, {w}, {c}}}, .input_scale = {_c_float(in_t.scale)}, "
+        f".input_zero_point = {in_t.zero_point},\n"
+        f"{head_fields}"
+        f"    .content_hash = \"{content_hash}\",\n"
+        f"    .num_tensors = {len(tensors)}u, .tensors = {prefix}_tensors,\n"
+        f"    .tflite_first_op = {parsed.tflite_first_op}u, .input_float = "
+        f"{int(parsed.input_float is not None)}u, .output_float = "
+        f"{int(parsed.output_float is not None)}u,\n"
+        f"    .output_scale = {_c_float(out_t.scale)}, .output_zero_point = "
+        f"{out_t.zero_point}\n}};\n\n")
     out.append(c_array(f"{prefix}_tflite", np.frombuffer(tflite, np.uint8), static=False))
     out.append(f"const uint32_t {prefix}_tflite_len = {len(tflite)}u;\n")
     return "".join(out)
@@ -98,6 +128,8 @@ def _layer_row(layer: LayerSpec, names: dict[str, str]) -> str:
     pad = 1 if layer.padding == "SAME" else 0
     (ih, iw, ic), (oh, ow, oc) = layer.in_dims, layer.out_dims
     sm = layer.softmax
+    ins = ", ".join(str(t) for t in layer.inputs)
+    i2 = layer.in2_dims
     return (f"    {{ /* {layer.index}: {layer.op} {layer.name} */\n"
             f"        {layer.op_code}u, {pad}u, {layer.stride[0]}u, {layer.stride[1]}u, "
             f"{layer.dilation[0]}u, {layer.dilation[1]}u, {layer.filter[0]}u, "
@@ -106,7 +138,9 @@ def _layer_row(layer: LayerSpec, names: dict[str, str]) -> str:
             f"{layer.output_zero_point}, {layer.act_min}, {layer.act_max},\n"
             f"        {ref('weights')}, {length('weights')}u, {ref('bias')}, {length('bias')}u, "
             f"{ref('multiplier')}, {ref('shift')}, {length('multiplier')}u,\n"
-            f"        {_c_int32(sm[0])}, {sm[1]}, {sm[2]}\n    }}")
+            f"        {_c_int32(sm[0])}, {sm[1]}, {sm[2]},\n"
+            f"        {len(layer.inputs)}u, {{{ins}}}, {{{i2[0]}, {i2[1]}, {i2[2]}}}, "
+            f"{layer.input2_zero_point}, {layer.axis}, {layer.pad_c}\n    }}")
 
 
 def write_data_c(prefix: str, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:

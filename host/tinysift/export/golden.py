@@ -7,6 +7,8 @@ output (the operators and their parameters are untouched), which makes TFLM keep
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tinysift.quantize.tflm import run_tflm
@@ -26,6 +28,34 @@ def with_all_outputs(model_bytes: bytes) -> tuple[bytes, int]:
 
 
 def layer_outputs(model_bytes: bytes, x_int8: np.ndarray) -> list[np.ndarray]:
-    """Per-layer int8 outputs from TFLM, one (N, size) array per layer."""
+    """Per-operator outputs from TFLM, one (N, size) array per operator of the .tflite."""
     exposed, count = with_all_outputs(model_bytes)
     return run_tflm(exposed, x_int8, outputs=count)
+
+
+@dataclass
+class Golden:
+    """What TFLM computes for a batch of inputs, in the engine's terms."""
+
+    x: np.ndarray              # the .tflite's inputs (int8, or float for a float-input model)
+    x_int8: np.ndarray         # the engine's int8 inputs (TFLM's QUANTIZE of x when float)
+    layers: list[np.ndarray]   # each engine layer's int8 output (N, size)
+    outputs: np.ndarray        # the .tflite's outputs (int8, or float after its DEQUANTIZE)
+
+    @property
+    def int8_outputs(self) -> np.ndarray:
+        return self.layers[-1]
+
+
+def golden(model_bytes: bytes, parsed, x: np.ndarray) -> Golden:
+    """TFLM on every input, with every layer's output (``parsed``: the model's
+    ``ParsedModel``; float edges are mapped to the engine's int8 input and output)."""
+    per_op = layer_outputs(model_bytes, x)
+    first = parsed.tflite_first_op
+    layers = per_op[first:first + len(parsed.layers)]
+    if parsed.input_float is not None:
+        x_int8 = np.asarray(per_op[0], np.int8).reshape(len(x), *parsed.input_dims)
+    else:
+        x_int8 = np.asarray(x, np.int8)
+    return Golden(x=x, x_int8=x_int8,
+                  layers=[np.asarray(lo, np.int8) for lo in layers], outputs=per_op[-1])

@@ -175,27 +175,33 @@ class BackboneDims:
 _FLOAT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "QUANTIZE")
 
 
-def backbone_dims(layers: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
-                  head_layer: int) -> BackboneDims:
-    """The dims from the layer list (op, in dims, out dims), as ts_trainer_sizes() derives
-    them: the CONV_2D right below the AVERAGE_POOL_2D that precedes the head (RESHAPE /
-    QUANTIZE between them), every layer below the head for update=bias."""
+def backbone_dims(layers: list[tuple], head_layer: int) -> BackboneDims:
+    """The dims from the layer list (op, in dims, out dims[, input tensors]), as
+    ts_trainer_sizes() derives them: the CONV_2D right below the AVERAGE_POOL_2D that
+    precedes the head (RESHAPE / QUANTIZE between them), every layer below the head for
+    update=bias; the float layers must form a chain (layer i reads only tensor i, the
+    previous layer's output), else the mode is refused (0)."""
     def count(dims) -> int:
         return int(np.prod(dims))
+
+    def chain(lo: int) -> bool:
+        return all(len(lay) < 4 or list(lay[3]) == [i]
+                   for i, lay in enumerate(layers[lo:head_layer], start=lo))
 
     block = {}
     i = head_layer
     while i > 0 and layers[i - 1][0] in ("RESHAPE", "QUANTIZE"):
         i -= 1
-    if i >= 2 and layers[i - 1][0] == "AVERAGE_POOL_2D" and layers[i - 2][0] == "CONV_2D":
-        _, din, dout = layers[i - 2]
+    if i >= 2 and layers[i - 1][0] == "AVERAGE_POOL_2D" and layers[i - 2][0] == "CONV_2D" \
+            and chain(i - 2):
+        din, dout = layers[i - 2][1], layers[i - 2][2]
         block = dict(block_in_c=din[2], block_out_c=dout[2], block_pixels=dout[0] * dout[1])
     below = layers[:head_layer]
     bias = {}
-    if all(op in _FLOAT_OPS for op, _, _ in below):
-        convs = [dout for op, _, dout in below if op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    if below and all(lay[0] in _FLOAT_OPS for lay in below) and chain(0):
+        convs = [lay[2] for lay in below if lay[0] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
         bias = dict(bias_channels=sum(d[2] for d in convs),
-                    bias_act_max=max(max(count(a), count(b)) for _, a, b in below),
+                    bias_act_max=max(max(count(lay[1]), count(lay[2])) for lay in below),
                     bias_mask_bits=sum(count(d) for d in convs))
     return BackboneDims(head_layer=head_layer, **block, **bias)
 
@@ -247,11 +253,11 @@ class ModelFootprint:
 def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
     """What the plan needs, read off a parsed ``.tflite`` of ``tflite_len`` bytes."""
     head = parsed.head
-    dims = backbone_dims([(lay.op, lay.in_dims, lay.out_dims) for lay in parsed.layers],
-                         parsed.head_index)
+    dims = backbone_dims([(lay.op, lay.in_dims, lay.out_dims, lay.inputs)
+                          for lay in parsed.layers], parsed.head_index)
     return ModelFootprint(weight_bytes=parsed.weight_bytes(), num_layers=len(parsed.layers),
                           arena_bytes=parsed.arena_bytes(),
-                          sample_bytes=int(np.prod(parsed.layers[0].in_dims)),
+                          sample_bytes=int(np.prod(parsed.input_dims)),
                           feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
                           tflite_bytes=tflite_len, backbone=dims)
 
@@ -376,6 +382,27 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
     if not fixes:
         fixes.append("use a smaller model (tinysift train --width) and fewer test samples")
     raise FitError(f"{board.name}: {'; '.join(problems)}; {' or '.join(fixes)}")
+
+
+def inference_plan(parsed: ParsedModel, board: Board, tflite_len: int,
+                   include_tflite: bool = False) -> MemoryPlan:
+    """The plan of inference alone (no trainer, no data sets): flash holds the engine code,
+    the weights and the layer table (and the raw .tflite when ``include_tflite``); RAM the
+    planned activation arena, the input and output buffers and the reserved stack."""
+    in_bytes = int(np.prod(parsed.input_dims))
+    out_bytes = parsed.layers[-1].out_bytes
+    flash = {"engine code": ENGINE_CODE_BYTES,
+             "weights and layer table": parsed.weight_bytes()
+             + len(parsed.layers) * LAYER_ROW_BYTES + 8 * (len(parsed.layers) + 1)}
+    if include_tflite:
+        flash["raw .tflite"] = tflite_len
+    ram = {"activation arena": parsed.arena_bytes(),
+           "input and output buffers": in_bytes + out_bytes
+           + 4 * (in_bytes * (parsed.input_float is not None)
+                  + out_bytes * (parsed.output_float is not None)),
+           "stack (reserved)": board.stack_bytes}
+    return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,
+                      ram_capacity=board.ram_bytes, feature_cache=False)
 
 
 def kb(n: int) -> str:

@@ -8,6 +8,12 @@ References (TensorFlow Lite quantization spec and kernels/internal/quantization_
 * Activation ranges: ``CalculateActivationRangeQuantized``.
 * SAME padding: ``ComputePaddingHeightWidth`` (floor of half the total padding).
 * Softmax: ``PreprocessSoftmaxScaling`` with 5 integer bits and ``CalculateInputRadius``.
+* ADD: both inputs rescaled to twice the larger input scale after a left shift of 20
+  (``QuantizeMultiplierSmallerThanOneExp``), the sum to the output scale.
+* MEAN: ``QuantizeMultiplier(in_scale / out_scale)`` with 1/count folded in as
+  ``QuantizedMeanOrSum`` does at run time.
+* LOGISTIC: ``frexp(input_scale * 2^27)`` (4 integer bits) and the input range radius.
+* HARD_SWISH: the float32 "hires" and "reluish" scales and ``DownScaleInt32ToInt16Multiplier``.
 """
 
 from __future__ import annotations
@@ -99,3 +105,63 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
                           / float(1 << left_shift))
     diff_min = -int(math.floor(max_input_rescaled))
     return mult, left_shift, diff_min
+
+
+ADD_LEFT_SHIFT = 20  # TFLM add for int8
+
+
+def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
+    """``QuantizeMultiplierSmallerThanOneExp``: as QuantizeMultiplier, shift <= 0."""
+    if not 0.0 <= real < 1.0:
+        raise ValueError(f"multiplier {real} is not below one")
+    m, s = quantize_multiplier(real)
+    return m, min(s, 0) if m else 0
+
+
+def add_params(scale1: float, scale2: float, out_scale: float) -> list[tuple[int, int]]:
+    """[(m1, s1), (m2, s2), (m_out, s_out)] of TFLM's int8 ADD."""
+    s1, s2, so = (float(np.float32(v)) for v in (scale1, scale2, out_scale))
+    twice_max = 2.0 * max(s1, s2)
+    return [quantize_multiplier_smaller_than_one(s1 / twice_max),
+            quantize_multiplier_smaller_than_one(s2 / twice_max),
+            quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * so))]
+
+
+def mean_multiplier(in_scale: float, out_scale: float, count: int) -> tuple[int, int]:
+    """The output multiplier of TFLM's QuantizedMeanOrSum for a mean over ``count`` values:
+    QuantizeMultiplier(in/out), then shift = min(floor(log2 count), 32, 31 + s),
+    m' = (m << shift) // count (int64), s' = s - shift."""
+    m, s = quantize_multiplier(float(np.float32(in_scale)) / float(np.float32(out_scale)))
+    shift = min(count.bit_length() - 1, 32, 31 + s)
+    m = int((m << shift) // count)
+    return m, s - shift
+
+
+def logistic_params(input_scale: float) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, input_range_radius) of TFLM's int8 LOGISTIC:
+    frexp(input_scale * 2^27) -> (q, e), multiplier = round(q * 2^31), radius =
+    CalculateInputRadius(4, e, 31)."""
+    bits = 4
+    real = float(np.float32(input_scale)) * float(1 << (31 - bits))
+    q, e = math.frexp(real)
+    mult = tflite_round(q * float(1 << 31))
+    radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(2.0 ** e))
+    return int(mult), int(e), int(radius)
+
+
+def downscale_int16(m32: int) -> int:
+    """``DownScaleInt32ToInt16Multiplier``."""
+    if m32 >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (m32 + (1 << 15)) >> 16
+
+
+def hard_swish_params(in_scale: float, out_scale: float) -> tuple[int, int, int, int]:
+    """(output multiplier int16, output exponent, reluish multiplier int16, reluish exponent)
+    of TFLM's int8 HARD_SWISH, the scales combined in float32 as its Prepare does."""
+    f32 = np.float32
+    hires = f32(1.0 / 128.0) * f32(in_scale)
+    reluish_scale = f32(3.0) / f32(32768.0)
+    om, oe = quantize_multiplier(float(f32(hires / f32(out_scale))))
+    rm, re = quantize_multiplier(float(f32(hires / reluish_scale)))
+    return downscale_int16(om), oe, downscale_int16(rm), re

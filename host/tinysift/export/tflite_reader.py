@@ -1,8 +1,13 @@
-"""Read a ``.tflite`` flatbuffer into the firmware's layer table (format version 1).
+"""Read a ``.tflite`` flatbuffer into the firmware's layer table (format version 2).
 
 The exporter reads the converted model, not the Keras model, so the device executes exactly
-what the TFLM runtime executes. Only linear chains of supported int8 ops are accepted; any
-other op is refused naming the op and its layer.
+what the TFLM runtime executes: every operator of the single subgraph, in the flatbuffer's
+order (its execution order), with the tensors each one reads. Tensors may have several
+readers (residual connections) and layers several inputs (ADD, MUL, CONCATENATION). A float
+input or output is accepted at the edges only (a QUANTIZE first, a DEQUANTIZE last: kept off
+the table, see ``ParsedModel.input_float``). Anything else (an op the engine lacks, float
+tensors in the middle, batch > 1, several subgraphs) is refused with one line that names the
+problem and the layer.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ import numpy as np
 from tinysift.errors import UnsupportedOpError
 from tinysift.export import quant_math as qm
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+MAX_INPUTS = 10  # TS_MAX_INPUTS in ts_model.h
+ALIGN = 8  # arena alignment of every planned tensor
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D",
-                 "MAX_POOL_2D", "RESHAPE", "SOFTMAX", "QUANTIZE")
+                 "MAX_POOL_2D", "RESHAPE", "SOFTMAX", "QUANTIZE", "MEAN", "ADD", "MUL", "PAD",
+                 "CONCATENATION", "LOGISTIC", "HARD_SWISH")
+EDGE_OPS = ("QUANTIZE (float input)", "DEQUANTIZE (float output)")
 OP_CODES = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "AVERAGE_POOL_2D": 4,
-            "MAX_POOL_2D": 5, "RESHAPE": 6, "SOFTMAX": 7, "MEAN": 8,
-            "QUANTIZE": 9}
+            "MAX_POOL_2D": 5, "RESHAPE": 6, "SOFTMAX": 7, "MEAN": 8, "QUANTIZE": 9, "ADD": 10,
+            "MUL": 11, "PAD": 12, "CONCATENATION": 13, "LOGISTIC": 14, "HARD_SWISH": 15}
+# Ops that may follow the classifier head (the trainer replaces what comes before them).
+_AFTER_HEAD = ("SOFTMAX", "RESHAPE", "QUANTIZE")
+MAX_HEAD_CLASSES = 256  # labels are uint8
 _NP_TYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
 
 
@@ -70,6 +82,14 @@ class LayerSpec:
     output_tensor: Tensor | None = None
     weight_tensor: Tensor | None = None
     bias_tensor: Tensor | None = None
+    # format version 2: the graph
+    inputs: list[int] = field(default_factory=list)  # engine tensors read (0 = model input)
+    input_tensors: list[Tensor] = field(default_factory=list)
+    in2_dims: tuple[int, int, int] = (0, 0, 0)
+    input2_zero_point: int = 0
+    axis: int = 0
+    pad_c: int = 0
+    tflite_index: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -84,24 +104,64 @@ class LayerSpec:
     def in_bytes(self) -> int:
         return int(np.prod(self.in_dims))
 
+    @property
+    def macs(self) -> int:
+        out = int(np.prod(self.out_dims))
+        if self.op == "CONV_2D":
+            return out * self.filter[0] * self.filter[1] * self.in_dims[2]
+        if self.op == "DEPTHWISE_CONV_2D":
+            return out * self.filter[0] * self.filter[1]
+        if self.op == "FULLY_CONNECTED":
+            return self.in_bytes * self.out_dims[2]
+        return 0
+
+
+@dataclass
+class TensorPlan:
+    """The arena plan: offsets (None for the model input and output: the caller's buffers),
+    each tensor's producer (-1 for the model input) and last reader."""
+
+    sizes: list[int]
+    first: list[int]
+    last: list[int]
+    offsets: list[int | None]
+    arena_bytes: int
+
 
 @dataclass
 class ParsedModel:
     layers: list[LayerSpec]
-    input: Tensor
-    output: Tensor
-    head_index: int
+    input: Tensor          # the int8 input the engine takes
+    output: Tensor         # the int8 output the engine gives
+    head_index: int | None  # the FULLY_CONNECTED classifier head (None: the trainer refuses)
+    plan: TensorPlan | None = None
+    input_float: Tensor | None = None   # the .tflite's float input (QUANTIZE at its start)
+    output_float: Tensor | None = None  # the .tflite's float output (DEQUANTIZE at its end)
+    tflite_first_op: int = 0
+    num_tflite_ops: int = 0
+    head_note: str = ""    # why there is no head, when there is none
 
     @property
     def head(self) -> LayerSpec:
+        if self.head_index is None:
+            raise UnsupportedOpError(f"the model has no classifier head to train: {self.head_note}")
         return self.layers[self.head_index]
 
-    def arena_bytes(self) -> int:
-        """Two ping-pong activation buffers (each 8-byte aligned) for the largest in+out."""
-        def align(n: int) -> int:
-            return (n + 7) // 8 * 8
+    @property
+    def has_head(self) -> bool:
+        return self.head_index is not None
 
-        return max(align(layer.in_bytes) + align(layer.out_bytes) for layer in self.layers)
+    @property
+    def input_dims(self) -> tuple[int, int, int]:
+        return _dims(self.input.shape)
+
+    @property
+    def is_chain(self) -> bool:
+        return all(lay.inputs == [lay.index] for lay in self.layers)
+
+    def arena_bytes(self) -> int:
+        """The planned activation arena (the model input and output are the caller's)."""
+        return self.plan.arena_bytes
 
     def weight_bytes(self) -> int:
         total = 0
@@ -111,6 +171,9 @@ class ParsedModel:
                     total += arr.nbytes
         return total
 
+    def macs(self) -> int:
+        return sum(lay.macs for lay in self.layers)
+
 
 def _schema():
     from tensorflow.lite.python import schema_py_generated as schema
@@ -118,25 +181,73 @@ def _schema():
     return schema
 
 
-def _dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """NHWC (batch 1) or (1, D) -> (h, w, c)."""
+def _dims(shape: tuple[int, ...], where: str = "") -> tuple[int, int, int]:
+    """NHWC (batch 1), (1, W, C), (1, D) or (D,) -> (h, w, c)."""
     s = [int(d) for d in shape]
+    if len(s) >= 2 and s[0] != 1:
+        raise UnsupportedOpError(f"{where}: batch {s[0]} (shape {tuple(s)}); the engine runs "
+                                 "batch 1: convert the model with a batch dimension of 1")
     if len(s) == 4:
         return s[1], s[2], s[3]
-    if len(s) == 2:
-        return 1, 1, s[1]
     if len(s) == 3:
         return 1, s[1], s[2]
-    raise UnsupportedOpError(f"tensor shape {tuple(shape)} is not NHWC or (1, D)")
+    if len(s) == 2:
+        return 1, 1, s[1]
+    if len(s) == 1:
+        return 1, 1, s[0]
+    if len(s) == 0:
+        return 1, 1, 1
+    raise UnsupportedOpError(f"{where}: tensor shape {tuple(shape)} has more than 4 dimensions")
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan_arena(sizes: list[int], first: list[int], last: list[int],
+               external: set[int], tie: list[int] | None = None,
+               place_external: bool = False) -> tuple[list[int | None], int]:
+    """Offsets for tensors alive from layer ``first[t]`` to ``last[t]`` (inclusive), greedy by
+    size as TFLM's GreedyMemoryPlanner: the largest first (equal sizes by ``tie``, default
+    tensor order), each at the lowest offset where it overlaps no placed tensor alive at the
+    same time. ``place_external`` plans the external tensors too (as TFLM does, which has the
+    model input and output in its arena) and then drops them: a valid plan of a superset is
+    valid for the rest. Returns (offsets, arena bytes: the end of the last planned tensor)."""
+    tie = list(range(len(sizes))) if tie is None else tie
+    order = sorted((t for t in range(len(sizes)) if place_external or t not in external),
+                   key=lambda t: (-_align(sizes[t]), tie[t]))
+    placed: list[tuple[int, int]] = []  # (offset, tensor), kept sorted by offset
+    offsets: list[int | None] = [None] * len(sizes)
+    for t in order:
+        need = _align(sizes[t])
+        candidate = 0
+        for off, u in placed:
+            if first[u] > last[t] or first[t] > last[u]:
+                continue  # not alive together
+            if off - candidate >= need:
+                break
+            candidate = max(candidate, off + _align(sizes[u]))
+        offsets[t] = candidate
+        placed.append((candidate, t))
+        placed.sort()
+    for t in external:
+        offsets[t] = None
+    arena = max((offsets[t] + _align(sizes[t]) for t in range(len(sizes)) if t not in external),
+                default=0)
+    return offsets, arena
 
 
 def parse_tflite(model_bytes: bytes) -> ParsedModel:
-    """Parse and check a full-integer ``.tflite`` into the layer table."""
+    """Parse and check a full-integer ``.tflite`` into the layer table and its arena plan."""
     schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    if len(model.subgraphs) != 1:
-        raise UnsupportedOpError(f"the model has {len(model.subgraphs)} subgraphs; "
-                                 "the firmware engine runs single-subgraph models")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    except Exception as e:  # noqa: BLE001 - any decoding failure means "not a .tflite"
+        raise UnsupportedOpError(f"not a readable .tflite flatbuffer ({type(e).__name__})") from e
+    if model.subgraphs is None or len(model.subgraphs) != 1:
+        n = 0 if model.subgraphs is None else len(model.subgraphs)
+        raise UnsupportedOpError(f"the model has {n} subgraphs; the firmware engine runs "
+                                 "single-subgraph models (no control flow)")
     graph = model.subgraphs[0]
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     act_names = {v: k for k, v in vars(schema.ActivationFunctionType).items()
@@ -153,98 +264,357 @@ def parse_tflite(model_bytes: bytes) -> ParsedModel:
         data = None
         buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
         dtype = _NP_TYPES.get(t.type, np.uint8)
+        shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
         if buf is not None and len(buf):
-            data = np.frombuffer(bytes(bytearray(buf)), dtype=dtype).reshape(t.shape)
+            data = np.frombuffer(bytes(bytearray(buf)), dtype=dtype).reshape(shape)
         name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        return Tensor(i, name, tuple(int(d) for d in t.shape), dtype, scales, zps, data)
+        return Tensor(i, name, shape, dtype, scales, zps, data)
 
-    layers: list[LayerSpec] = []
-    prev_out = int(graph.inputs[0])
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+    if graph.inputs is None or graph.outputs is None or len(graph.inputs) != 1 \
+            or len(graph.outputs) != 1:
         raise UnsupportedOpError("the firmware engine runs models with one input and one output")
-    for i, op in enumerate(graph.operators):
+    ops = list(graph.operators or [])
+    if not ops:
+        raise UnsupportedOpError("the model has no operators")
+    names = []
+    for op in ops:
         code = model.operatorCodes[op.opcodeIndex]
-        name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        names.append(op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"))
+    g_in, g_out = tensor(int(graph.inputs[0])), tensor(int(graph.outputs[0]))
+
+    # the float edges: a QUANTIZE of the float input first, a DEQUANTIZE to the float output last
+    first_op, end_op = 0, len(ops)
+    in_float = out_float = None
+    if g_in.dtype is np.float32:
+        if names[0] == "QUANTIZE" and int(ops[0].inputs[0]) == g_in.index \
+                and tensor(int(ops[0].outputs[0])).dtype is np.int8:
+            in_float, first_op = g_in, 1
+        else:
+            raise UnsupportedOpError(
+                "the model input is float and layer 0 does not quantize it to int8; convert "
+                "with full-integer quantization (float is accepted only at the edges)")
+    if g_out.dtype is np.float32:
+        if names[-1] == "DEQUANTIZE" and int(ops[-1].outputs[0]) == g_out.index \
+                and tensor(int(ops[-1].inputs[0])).dtype is np.int8:
+            out_float, end_op = g_out, len(ops) - 1
+        else:
+            raise UnsupportedOpError(
+                "the model output is float and the last layer does not dequantize an int8 "
+                "tensor; convert with full-integer quantization")
+    if end_op <= first_op:
+        raise UnsupportedOpError("the model has no int8 operators between its float edges")
+    engine_in = tensor(int(ops[0].outputs[0])) if in_float is not None else g_in
+    engine_out = tensor(int(ops[-1].inputs[0])) if out_float is not None else g_out
+    if engine_in.dtype is not np.int8 or engine_out.dtype is not np.int8:
+        raise UnsupportedOpError(
+            f"the model's input/output are {engine_in.dtype.__name__}/"
+            f"{engine_out.dtype.__name__}; the engine runs int8 (quantize with full-integer "
+            "int8 input and output, or float edges)")
+    _dims(engine_in.shape, "the model input")
+
+    engine_id = {engine_in.index: 0}  # tflite tensor -> engine tensor
+    layers: list[LayerSpec] = []
+    for i in range(first_op, end_op):
+        li = i - first_op
+        op, name = ops[i], names[i]
         out_t = tensor(int(op.outputs[0]))
-        where = f"layer {i} (output tensor {out_t.name!r})"
+        where = f"layer {li} (output tensor {out_t.name!r})"
         if name not in SUPPORTED_OPS:
+            edge = (" (float edges are accepted only as the first and last operators)"
+                    if name in ("DEQUANTIZE", "QUANTIZE") else "")
             raise UnsupportedOpError(
-                f"op {name} at {where} is not supported by the firmware engine; supported ops: "
-                f"{', '.join(SUPPORTED_OPS)}. Rebuild the model from those ops "
-                "(tinysift.models builds only supported ones)")
-        in_t = tensor(int(op.inputs[0]))
-        if in_t.index != prev_out:
-            raise UnsupportedOpError(f"{where} does not read the previous layer's output; "
-                                     "the engine runs linear chains of layers only")
-        if in_t.dtype is not np.int8 or out_t.dtype is not np.int8:
-            raise UnsupportedOpError(
-                f"op {name} at {where} is not int8 (input {in_t.dtype.__name__}, output "
-                f"{out_t.dtype.__name__}); quantize with full-integer int8 input and output")
-        prev_out = out_t.index
+                f"op {name} at {where} is not supported by the firmware engine{edge}; supported "
+                f"ops: {', '.join(SUPPORTED_OPS)}, and {' / '.join(EDGE_OPS)} at the edges. "
+                "Rebuild the model from those ops (tinysift.models builds only supported ones)")
+        if len(op.outputs) != 1:
+            raise UnsupportedOpError(f"op {name} at {where} has {len(op.outputs)} outputs")
+        act_inputs, consts = [], []
+        for j in op.inputs if op.inputs is not None else []:
+            j = int(j)
+            if j < 0:
+                continue
+            t = tensor(j)
+            (consts if t.data is not None else act_inputs).append(t)
+        for t in [*act_inputs, out_t]:
+            if t.dtype is not np.int8:
+                raise UnsupportedOpError(
+                    f"op {name} at {where} has a {t.dtype.__name__} tensor {t.name!r}: "
+                    "non-int8 (e.g. float) tensors in the middle of the model are not "
+                    "supported (the engine runs int8; float only at the edges)")
+            if t.index not in engine_id and t is not out_t:
+                raise UnsupportedOpError(f"{where} reads tensor {t.name!r}, which no earlier "
+                                         "layer writes (operators out of execution order?)")
+        if not act_inputs:
+            raise UnsupportedOpError(f"{where} reads no activation tensor")
+        if len(act_inputs) > MAX_INPUTS:
+            raise UnsupportedOpError(f"{where} reads {len(act_inputs)} tensors; the engine "
+                                     f"takes at most {MAX_INPUTS}")
+        in_t = act_inputs[0]
         opts = op.builtinOptions
-        spec = LayerSpec(index=i, op=name, name=out_t.name, in_dims=_dims(in_t.shape),
-                         out_dims=_dims(out_t.shape), input_zero_point=in_t.zero_point,
-                         output_zero_point=out_t.zero_point, input_tensor=in_t,
-                         output_tensor=out_t)
-        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w_t = tensor(int(op.inputs[1]))
-            b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-            spec.padding = pad_names[opts.padding]
-            spec.stride = (opts.strideH, opts.strideW)
-            spec.dilation = (opts.dilationHFactor, opts.dilationWFactor)
-            if name == "CONV_2D":
-                spec.filter = (w_t.shape[1], w_t.shape[2])
-                out_channels = w_t.shape[0]
-            else:
-                spec.filter = (w_t.shape[1], w_t.shape[2])
-                spec.depth_multiplier = int(opts.depthMultiplier) or (
-                    w_t.shape[3] // spec.in_dims[2])
-                out_channels = w_t.shape[3]
-            _set_conv_quant(spec, w_t, b_t, in_t, out_t, out_channels,
-                            act_names[opts.fusedActivationFunction], where)
-            _set_padding(spec)
-        elif name == "FULLY_CONNECTED":
-            w_t = tensor(int(op.inputs[1]))
-            b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-            spec.out_dims = (1, 1, int(w_t.shape[0]))
-            spec.in_dims = (1, 1, int(w_t.shape[1]))
-            if int(np.prod(_dims(in_t.shape))) != w_t.shape[1]:
-                raise UnsupportedOpError(f"{where}: FC input size does not match its weights")
-            _set_conv_quant(spec, w_t, b_t, in_t, out_t, w_t.shape[0],
-                            act_names[opts.fusedActivationFunction], where)
-        elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-            spec.padding = pad_names[opts.padding]
-            spec.stride = (opts.strideH, opts.strideW)
-            spec.filter = (opts.filterHeight, opts.filterWidth)
-            spec.act_min, spec.act_max = qm.activation_range(
-                act_names[opts.fusedActivationFunction], out_t.scale, out_t.zero_point)
-            if (in_t.scale, in_t.zero_point) != (out_t.scale, out_t.zero_point):
-                raise UnsupportedOpError(f"{where}: pooling must keep its input quantization")
-            _set_padding(spec)
-        elif name == "RESHAPE":
-            if int(np.prod(spec.in_dims)) != int(np.prod(spec.out_dims)):
-                raise UnsupportedOpError(f"{where}: RESHAPE changes the element count")
-        elif name == "QUANTIZE":
-            # int8 -> int8 requantization (QAT graphs insert it where two ranges meet):
-            # out = MultiplyByQuantizedMultiplier(in - in_zp, m, s) + out_zp, m*2^s from
-            # (double)in_scale / (double)out_scale as TFLM's quantize kernel computes it.
-            real = float(np.float32(in_t.scale)) / float(np.float32(out_t.scale))
-            m, s = qm.quantize_multiplier(real)
-            spec.multiplier = np.array([m], np.int32)
-            spec.shift = np.array([s], np.int32)
-        elif name == "SOFTMAX":
-            beta = float(opts.beta) if opts is not None else 1.0
-            spec.softmax = qm.softmax_params(beta, in_t.scale)
-            if abs(out_t.scale - 1.0 / 256) > 1e-9 or out_t.zero_point != -128:
-                raise UnsupportedOpError(f"{where}: int8 SOFTMAX output must be 1/256, -128")
+        spec = LayerSpec(index=li, op=name, name=out_t.name,
+                         in_dims=_dims(in_t.shape, where), out_dims=_dims(out_t.shape, where),
+                         input_zero_point=in_t.zero_point, output_zero_point=out_t.zero_point,
+                         input_tensor=in_t, output_tensor=out_t, tflite_index=i,
+                         inputs=[engine_id[t.index] for t in act_inputs],
+                         input_tensors=act_inputs)
+        _parse_op(spec, op, opts, tensor, act_inputs, consts, act_names, pad_names, where)
+        engine_id[out_t.index] = li + 1
         layers.append(spec)
-    if prev_out != int(graph.outputs[0]):
+    if engine_id.get(engine_out.index) != len(layers):
         raise UnsupportedOpError("the last layer does not produce the model output")
-    heads = [lay.index for lay in layers if lay.op == "FULLY_CONNECTED"]
-    if not heads:
-        raise UnsupportedOpError("the model has no FULLY_CONNECTED classifier head to train")
-    return ParsedModel(layers, tensor(int(graph.inputs[0])), tensor(int(graph.outputs[0])),
-                       heads[-1])
+    parsed = ParsedModel(layers, engine_in, engine_out, None, input_float=in_float,
+                         output_float=out_float, tflite_first_op=first_op,
+                         num_tflite_ops=len(ops))
+    parsed.plan = _plan(parsed)
+    parsed.head_index, parsed.head_note = _find_head(parsed)
+    return parsed
+
+
+def _plan(parsed: ParsedModel) -> TensorPlan:
+    """Tensor lifetimes and the greedy arena plan. Tensor 0 is the model input, tensor i + 1
+    layer i's output; the model input and output live in the caller's buffers."""
+    n = len(parsed.layers)
+    sizes = [int(np.prod(parsed.input_dims))]
+    sizes += [lay.out_bytes for lay in parsed.layers]
+    first = [-1] + list(range(n))
+    last = [-1] * (n + 1)
+    for lay in parsed.layers:
+        for t in lay.inputs:
+            last[t] = max(last[t], lay.index)
+    last[n] = n
+    for t in range(n):
+        if last[t] < 0:
+            raise UnsupportedOpError(f"tensor {t} (output of layer {t - 1}) is never read; the "
+                                     "engine runs models without dead branches")
+    # Greedy by size with three orders of equal sizes, the smallest arena wins: execution
+    # order, reverse execution order (a residual's long-lived tensors are placed after the
+    # later ones, which often packs tighter), and TFLM's own (by .tflite tensor index, the
+    # model input and output planned too as in TFLM's arena, then dropped). Not provably
+    # <= TFLM's arena; the tests compare on every model they export.
+    external = {0, n}
+    tflite_ids = [parsed.input.index] + [lay.output_tensor.index for lay in parsed.layers]
+    candidates = [plan_arena(sizes, first, last, external),
+                  plan_arena(sizes, first, last, external, tie=[-t for t in range(n + 1)]),
+                  plan_arena(sizes, first, last, external, tie=tflite_ids,
+                             place_external=True)]
+    offsets, arena = min(candidates, key=lambda c: c[1])
+    return TensorPlan(sizes, first, last, offsets, arena)
+
+
+def _find_head(parsed: ParsedModel) -> tuple[int | None, str]:
+    """The classifier head the trainer trains: the last FULLY_CONNECTED, fed by the layer
+    right before it alone (its input is the features), whose input nothing later reads, with
+    only SOFTMAX / RESHAPE / QUANTIZE after it in a chain, and at most 256 outputs."""
+    fcs = [lay.index for lay in parsed.layers if lay.op == "FULLY_CONNECTED"]
+    if not fcs:
+        return None, "the model has no FULLY_CONNECTED layer"
+    h = fcs[-1]
+    head = parsed.layers[h]
+    plan = parsed.plan
+    if head.inputs != [h]:
+        return None, f"the last FULLY_CONNECTED (layer {h}) does not read the layer before it"
+    if any(plan.last[t] > h for t in range(h + 1)):
+        return None, f"tensors before the head (layer {h}) are read after it"
+    after = parsed.layers[h + 1:]
+    if any(lay.op not in _AFTER_HEAD or lay.inputs != [lay.index] for lay in after):
+        return None, (f"layers after the last FULLY_CONNECTED (layer {h}) are not a chain of "
+                      f"{', '.join(_AFTER_HEAD)}")
+    if head.out_dims[2] > MAX_HEAD_CLASSES:
+        return None, (f"the last FULLY_CONNECTED (layer {h}) has {head.out_dims[2]} outputs; a "
+                      f"classifier head has at most {MAX_HEAD_CLASSES} classes")
+    return h, ""
+
+
+def _const(consts: list[Tensor], where: str, what: str) -> np.ndarray:
+    if not consts:
+        raise UnsupportedOpError(f"{where}: {what} must be a constant tensor")
+    return np.asarray(consts[0].data)
+
+
+def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
+              consts: list[Tensor], act_names, pad_names, where: str) -> None:
+    name = spec.op
+    in_t, out_t = act_inputs[0], spec.output_tensor
+    n_act = {"ADD": (1, 2), "MUL": (1, 2), "CONCATENATION": (1, MAX_INPUTS)}.get(name, (1, 1))
+    if not n_act[0] <= len(act_inputs) <= n_act[1]:
+        raise UnsupportedOpError(f"op {name} at {where} reads {len(act_inputs)} activation "
+                                 "tensors")
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        w_t = tensor(int(op.inputs[1]))
+        b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        spec.padding = pad_names[opts.padding]
+        spec.stride = (opts.strideH, opts.strideW)
+        spec.dilation = (opts.dilationHFactor, opts.dilationWFactor)
+        spec.filter = (w_t.shape[1], w_t.shape[2])
+        if name == "CONV_2D":
+            out_channels = w_t.shape[0]
+            if w_t.shape[3] != spec.in_dims[2]:
+                raise UnsupportedOpError(f"{where}: grouped CONV_2D is not supported")
+        else:
+            spec.depth_multiplier = int(opts.depthMultiplier) or (
+                w_t.shape[3] // spec.in_dims[2])
+            out_channels = w_t.shape[3]
+        _set_conv_quant(spec, w_t, b_t, in_t, out_t, out_channels,
+                        act_names[opts.fusedActivationFunction], where)
+        _set_padding(spec)
+    elif name == "FULLY_CONNECTED":
+        w_t = tensor(int(op.inputs[1]))
+        b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        if w_t.data is None:
+            raise UnsupportedOpError(f"{where}: FULLY_CONNECTED weights must be constant")
+        spec.out_dims = (1, 1, int(w_t.shape[0]))
+        spec.in_dims = (1, 1, int(w_t.shape[1]))
+        if int(np.prod(_dims(in_t.shape, where))) != w_t.shape[1]:
+            raise UnsupportedOpError(f"{where}: FC input size does not match its weights "
+                                     "(batch > 1?)")
+        if int(np.prod(_dims(out_t.shape, where))) != w_t.shape[0]:
+            raise UnsupportedOpError(f"{where}: FC output size does not match its weights")
+        _set_conv_quant(spec, w_t, b_t, in_t, out_t, w_t.shape[0],
+                        act_names[opts.fusedActivationFunction], where)
+    elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        spec.padding = pad_names[opts.padding]
+        spec.stride = (opts.strideH, opts.strideW)
+        spec.filter = (opts.filterHeight, opts.filterWidth)
+        spec.act_min, spec.act_max = qm.activation_range(
+            act_names[opts.fusedActivationFunction], out_t.scale, out_t.zero_point)
+        if (in_t.scale, in_t.zero_point) != (out_t.scale, out_t.zero_point):
+            raise UnsupportedOpError(f"{where}: pooling must keep its input quantization")
+        _set_padding(spec)
+    elif name == "RESHAPE":
+        if int(np.prod(spec.in_dims)) != int(np.prod(spec.out_dims)):
+            raise UnsupportedOpError(f"{where}: RESHAPE changes the element count")
+    elif name == "QUANTIZE":
+        # int8 -> int8 requantization (QAT graphs insert it where two ranges meet):
+        # out = MultiplyByQuantizedMultiplier(in - in_zp, m, s) + out_zp, m*2^s from
+        # (double)in_scale / (double)out_scale as TFLM's quantize kernel computes it.
+        real = float(np.float32(in_t.scale)) / float(np.float32(out_t.scale))
+        m, s = qm.quantize_multiplier(real)
+        spec.multiplier = np.array([m], np.int32)
+        spec.shift = np.array([s], np.int32)
+    elif name == "SOFTMAX":
+        beta = float(opts.beta) if opts is not None else 1.0
+        spec.softmax = qm.softmax_params(beta, in_t.scale)
+        if abs(out_t.scale - 1.0 / 256) > 1e-9 or out_t.zero_point != -128:
+            raise UnsupportedOpError(f"{where}: int8 SOFTMAX output must be 1/256, -128")
+    elif name in ("ADD", "MUL"):
+        _parse_binary(spec, opts, act_inputs, consts, act_names, where)
+    elif name == "MEAN":
+        _parse_mean(spec, opts, in_t, out_t, consts, where)
+    elif name == "PAD":
+        _parse_pad(spec, in_t, out_t, consts, where)
+    elif name == "CONCATENATION":
+        _parse_concat(spec, opts, act_inputs, out_t, where)
+    elif name == "LOGISTIC":
+        if abs(out_t.scale - 1.0 / 256) > 1e-9 or out_t.zero_point != -128:
+            raise UnsupportedOpError(f"{where}: int8 LOGISTIC output must be 1/256, -128")
+        spec.softmax = qm.logistic_params(in_t.scale)
+        if spec.softmax[0] >= 1 << 31:
+            raise UnsupportedOpError(f"{where}: LOGISTIC input scale out of range")
+    elif name == "HARD_SWISH":
+        om, oe, rm, re = qm.hard_swish_params(in_t.scale, out_t.scale)
+        if not (-30 <= oe <= 0 and -30 <= re <= 15):
+            raise UnsupportedOpError(f"{where}: HARD_SWISH scales out of range")
+        spec.multiplier = np.array([om, rm], np.int32)
+        spec.shift = np.array([oe, re], np.int32)
+    if name in ("LOGISTIC", "HARD_SWISH", "SOFTMAX", "QUANTIZE") and \
+            spec.in_dims != spec.out_dims:
+        raise UnsupportedOpError(f"{where}: {name} changes the shape")
+
+
+def _parse_binary(spec: LayerSpec, opts, act_inputs: list[Tensor], consts: list[Tensor],
+                  act_names, where: str) -> None:
+    """ADD / MUL: two operands (one may be a constant, kept in the row's weights), each
+    broadcast to the output; the parameters TFLM's Prepare computes."""
+    operands = list(act_inputs) + list(consts)
+    if len(operands) != 2:
+        raise UnsupportedOpError(f"{where}: {spec.op} needs two operands")
+    if len(act_inputs) == 1 and operands[0] is not act_inputs[0]:
+        operands.reverse()
+    a, b = operands  # a is an activation; b may be a constant (both ops commute)
+    for t in (a, b):
+        if t.dtype is not np.int8:
+            raise UnsupportedOpError(f"{where}: {spec.op} operand {t.name!r} is not int8")
+        if len(t.shape) > 4:
+            raise UnsupportedOpError(f"{where}: {spec.op} operand of rank {len(t.shape)}")
+    out_t = spec.output_tensor
+    spec.in_dims = _dims(a.shape, where)
+    spec.in2_dims = _dims(b.shape, where)
+    for d in (spec.in_dims, spec.in2_dims):
+        if any(x not in (o, 1) for x, o in zip(d, spec.out_dims, strict=True)):
+            raise UnsupportedOpError(f"{where}: {spec.op} operands {spec.in_dims} and "
+                                     f"{spec.in2_dims} do not broadcast to {spec.out_dims}")
+    spec.input_zero_point, spec.input2_zero_point = a.zero_point, b.zero_point
+    spec.input_tensor = a
+    if b.data is not None:
+        spec.weights = np.ascontiguousarray(b.data).reshape(-1).astype(np.int8)
+        spec.weight_tensor = b
+    activation = act_names[opts.fusedActivationFunction] if opts is not None else "NONE"
+    spec.act_min, spec.act_max = qm.activation_range(activation, out_t.scale, out_t.zero_point)
+    if spec.op == "ADD":
+        mults = qm.add_params(a.scale, b.scale, out_t.scale)
+    else:
+        mults = [qm.quantize_multiplier(float(np.float32(a.scale)) * float(np.float32(b.scale))
+                                        / float(np.float32(out_t.scale)))]
+    spec.multiplier = np.array([m for m, _ in mults], np.int32)
+    spec.shift = np.array([s for _, s in mults], np.int32)
+
+
+def _parse_mean(spec: LayerSpec, opts, in_t: Tensor, out_t: Tensor, consts: list[Tensor],
+                where: str) -> None:
+    """MEAN over the spatial axes (keep_dims either way), as TFLM's EvalIntegerMean: with
+    equal input and output quantization the truncated mean of the raw values, else the
+    integer QuantizedMeanOrSum with 1/(h*w) folded into the output multiplier."""
+    rank = len(in_t.shape)
+    axes = {int(a) % max(rank, 1) for a in _const(consts, where, "the MEAN axes").reshape(-1)}
+    if rank != 4 or axes != {1, 2}:
+        raise UnsupportedOpError(f"{where}: MEAN over axes {sorted(axes)} of a rank-{rank} "
+                                 "tensor; the engine reduces the spatial axes (1, 2) of NHWC")
+    h, w, c = spec.in_dims
+    spec.out_dims = (1, 1, c)
+    if int(np.prod(_dims(out_t.shape, where))) != c:
+        raise UnsupportedOpError(f"{where}: MEAN output shape {out_t.shape}")
+    same = (np.float32(in_t.scale) == np.float32(out_t.scale)
+            and in_t.zero_point == out_t.zero_point)
+    if same:
+        return  # quant_len 0: the raw mean
+    m, s = qm.mean_multiplier(in_t.scale, out_t.scale, h * w)
+    spec.multiplier = np.array([m], np.int32)
+    spec.shift = np.array([s], np.int32)
+
+
+def _parse_pad(spec: LayerSpec, in_t: Tensor, out_t: Tensor, consts: list[Tensor],
+               where: str) -> None:
+    pads = _const(consts, where, "the PAD paddings").astype(np.int64).reshape(-1, 2)
+    rank = len(in_t.shape)
+    if pads.shape[0] != rank or rank not in (2, 3, 4) or pads[0].any() or (pads < 0).any():
+        raise UnsupportedOpError(f"{where}: PAD paddings {pads.tolist()} (the engine pads h, w "
+                                 "and c of a batch-1 tensor)")
+    before = [0, 0, 0]
+    before[3 - (rank - 1):] = [int(p) for p in pads[1:, 0]]
+    spec.pad = (before[0], before[1])
+    spec.pad_c = before[2]
+    if in_t.zero_point != out_t.zero_point or np.float32(in_t.scale) != np.float32(out_t.scale):
+        raise UnsupportedOpError(f"{where}: PAD must keep its input quantization")
+    if any(i + b > o for i, b, o in zip(spec.in_dims, before, spec.out_dims, strict=True)):
+        raise UnsupportedOpError(f"{where}: PAD output {spec.out_dims} is smaller than its input")
+
+
+def _parse_concat(spec: LayerSpec, opts, act_inputs: list[Tensor], out_t: Tensor,
+                  where: str) -> None:
+    rank = len(out_t.shape)
+    axis = int(opts.axis) if opts is not None else 0
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0 or not 0 < axis < rank or rank > 4:
+        raise UnsupportedOpError(f"{where}: CONCATENATION along axis {axis} of a rank-{rank} "
+                                 "tensor (the batch axis cannot be concatenated)")
+    if opts is not None and opts.fusedActivationFunction != 0:
+        raise UnsupportedOpError(f"{where}: CONCATENATION with a fused activation")
+    spec.axis = axis + (3 - rank)
+    dims = [_dims(t.shape, where) for t in act_inputs]
+    along = sum(d[spec.axis] for d in dims)
+    if along != spec.out_dims[spec.axis]:
+        raise UnsupportedOpError(f"{where}: CONCATENATION inputs {dims} do not add up to "
+                                 f"{spec.out_dims}")
 
 
 def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tensor,
@@ -265,7 +635,11 @@ def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tens
         spec.bias = np.ascontiguousarray(b_t.data).reshape(-1)
         spec.bias_tensor = b_t
     spec.multiplier, spec.shift = qm.channel_multipliers(in_t.scale, scales, out_t.scale)
-    spec.act_min, spec.act_max = qm.activation_range(activation, out_t.scale, out_t.zero_point)
+    try:
+        spec.act_min, spec.act_max = qm.activation_range(activation, out_t.scale,
+                                                         out_t.zero_point)
+    except ValueError as e:
+        raise UnsupportedOpError(f"{where}: {e}") from None
 
 
 def _set_padding(spec: LayerSpec) -> None:
@@ -295,3 +669,13 @@ def head_float_weights(parsed: ParsedModel) -> tuple[np.ndarray, np.ndarray]:
         b = head.bias.astype(np.float64) * float(head.input_tensor.scale) * scales.astype(
             np.float64)
     return w.astype(np.float32), np.asarray(b, np.float32)
+
+
+def describe(parsed: ParsedModel) -> str:
+    """One line per layer: index, op, inputs, output dims (for the CLI)."""
+    lines = []
+    for lay in parsed.layers:
+        ins = ",".join("in" if t == 0 else f"L{t - 1}" for t in lay.inputs)
+        lines.append(f"{lay.index:3d} {lay.op:<18} <- {ins:<12} out {lay.out_dims}")
+    return "\n".join(lines)
+

@@ -36,13 +36,14 @@ def quantize_images(x_uint8: np.ndarray, scale: float, zero_point: int) -> np.nd
 
 def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
              arena_size: int | None = None) -> list[np.ndarray]:
-    """Run the TFLM reference runtime on every int8 input; returns one stacked array per
-    model output (N, ...)."""
+    """Run the TFLM reference runtime on every input (int8, or float for a model that takes
+    float); returns one stacked array per model output (N, ...)."""
     interp = interpreter(model_bytes, arena_size)
-    shape = tuple(interp.get_input_details(0)["shape"])
+    details = interp.get_input_details(0)
+    shape, dtype = tuple(details["shape"]), details["dtype"]
     results: list[list[np.ndarray]] = [[] for _ in range(outputs)]
     for sample in x_int8:
-        interp.set_input(sample.reshape(shape).astype(np.int8), 0)
+        interp.set_input(sample.reshape(shape).astype(dtype), 0)
         interp.invoke()
         for i in range(outputs):
             results[i].append(np.array(interp.get_output(i)).reshape(-1).copy())
@@ -54,8 +55,8 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
     def ok(size: int) -> bool:
         try:
             interp = interpreter(model_bytes, size)
-            shape = tuple(interp.get_input_details(0)["shape"])
-            interp.set_input(np.zeros(shape, np.int8), 0)
+            details = interp.get_input_details(0)
+            interp.set_input(np.zeros(tuple(details["shape"]), details["dtype"]), 0)
             interp.invoke()
             return True
         except (RuntimeError, ValueError):
@@ -71,3 +72,38 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
         else:
             lo = mid
     return hi
+
+
+def arena_usage(model_bytes: bytes, arena_size: int | None = None) -> dict[str, int]:
+    """TFLM's own account of its arena after one invoke (RecordingMicroAllocator): ``total``,
+    ``head`` (the non-persistent part: the planned activation tensors and scratch buffers)
+    and ``tail`` (persistent: tensor structs, op data), in bytes."""
+    import ctypes
+    import os
+    import re
+    import sys
+    import tempfile
+
+    interp = interpreter(model_bytes, arena_size)
+    details = interp.get_input_details(0)
+    interp.set_input(np.zeros(tuple(details["shape"]), details["dtype"]), 0)
+    interp.invoke()
+    libc = ctypes.CDLL(None)
+    with tempfile.TemporaryFile("w+") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)  # TFLM logs to stderr
+        os.dup2(tmp.fileno(), 2)
+        try:
+            interp.print_allocations()
+        finally:
+            libc.fflush(None)  # the C runtime's buffers, before fd 2 is restored
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read()
+    out = {}
+    for key in ("total", "head", "tail"):
+        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
+        if m:
+            out[key] = int(m.group(1))
+    return out

@@ -73,17 +73,9 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         sampling only)
     """
     from tinysift.errors import TinysiftError
-    from tinysift.export.golden import layer_outputs
+    from tinysift.export.golden import golden
     from tinysift.quantize import tflm
-    from tinysift.runs import (
-        Run,
-        atomic_write_json,
-        atomic_write_npz,
-        atomic_write_text,
-        file_hash,
-        json_hash,
-        stage_key,
-    )
+    from tinysift.runs import Run, file_hash, json_hash, stage_key
     from tinysift.stages.checks import check_quantized
     from tinysift.stages.train import load_run_dataset, load_trainset
 
@@ -94,6 +86,10 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     check_quantized(run)
     tflite = tpath.read_bytes()
     parsed = parse_tflite(tflite)
+    if not parsed.has_head:
+        raise TinysiftError(f"{tpath}: the model has no classifier head for the on-device "
+                            f"trainer ({parsed.head_note}); export it without a run folder: "
+                            "`tinysift engine export --tflite FILE --out-dir DIR`")
     ds = load_run_dataset(run)
     brd = load_board(board)
     if train_indices is None:
@@ -132,70 +128,19 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity, vq_per_class=vq)
     run.record_command()
     with run.stage("export", params, inputs, seed=seed) as rec:
-        scale, zp = tflm.input_quant(tflite)
+        scale, zp = tflm.input_quant(tflite) if parsed.input_float is None else (
+            parsed.input.scale, parsed.input.zero_point)
         x_train = tflm.quantize_images(x_kept, scale, zp)
         x_test = tflm.quantize_images(ds.x_test[test_idx], scale, zp)
         y_test = ds.y_test[test_idx]
-        golden_layers = layer_outputs(tflite, x_test)
-        golden_out = golden_layers[-1]
-        head_w, head_b = head_float_weights(parsed)
         content_hash = file_hash(tpath)
-        h, w, c = parsed.layers[0].in_dims
-        macros = {
-            "FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
-            "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes(),
-            "INPUT_H": h, "INPUT_W": w, "INPUT_C": c, "SAMPLE_BYTES": h * w * c,
-            "NUM_CLASSES": fp.num_classes, "FEATURE_DIM": fp.feature_dim,
-            "HEAD_LAYER": parsed.head_index, "TRAIN_COUNT": len(y_kept),
-            "TEST_COUNT": len(y_test), "FEATURE_CACHE": int(plan.feature_cache),
-            "DB_CAPACITY": plan.db_capacity,
-            "GOLDEN_LAYER_SAMPLES": min(GOLDEN_LAYER_SAMPLES, len(y_test)),
-            "WEIGHT_BYTES": fp.weight_bytes, "RAM_PLAN_BYTES": plan.ram_total,
-            "FLASH_PLAN_BYTES": plan.flash_total,
-        }
-        if codebook is not None:
-            macros.update(VQ_PER_CLASS=codebook.per_class,
-                          VQ_CODEWORDS=int(codebook.counts.sum()))
-        data_c = c_writer.write_data_c(PREFIX, {"train": (x_train, y_kept),
-                                                "test": (x_test, y_test)})
-        if codebook is not None:
-            data_c += c_writer.write_codebook_c(PREFIX, codebook.codewords, codebook.counts,
-                                                codebook.radius2)
-        files = {
-            f"{PREFIX}.h": c_writer.write_header(PREFIX, macros, golden=True,
-                                                 codebook=codebook is not None),
-            f"{PREFIX}_model.c": c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite,
-                                                        content_hash),
-            f"{PREFIX}_data.c": data_c,
-            f"{PREFIX}_golden.c": c_writer.write_golden_c(
-                PREFIX, golden_out, golden_layers, GOLDEN_LAYER_SAMPLES),
-        }
-        for name, text in files.items():
-            atomic_write_text(out_dir / name, text)
-            rec["outputs"].append(f"export/{name}")
-        atomic_write_npz(out_dir / "golden.npz", x_test=x_test, y_test=y_test,
-                         outputs=golden_out, x_train=x_train, y_train=y_kept,
-                         head_w=head_w, head_b=head_b,
-                         **(codebook.arrays() if codebook is not None else {}),
-                         **{f"layer{i}": lo for i, lo in enumerate(golden_layers)})
-        rec["outputs"].append("export/golden.npz")
-        info = {
-            "format_version": FORMAT_VERSION, "content_hash": content_hash, "board": board,
-            "input": {"shape": [h, w, c], "scale": scale, "zero_point": zp},
-            "layers": [{"index": lay.index, "op": lay.op, "name": lay.name,
-                        "in": list(lay.in_dims), "out": list(lay.out_dims),
-                        "macs": layer_macs(lay)}
-                       for lay in parsed.layers],
-            "head_layer": parsed.head_index, "feature_dim": fp.feature_dim,
-            "num_classes": fp.num_classes, "train_samples": len(y_kept),
-            "test_samples": len(y_test), "test_indices": test_idx.tolist(),
-            "arena_bytes": parsed.arena_bytes(), "weight_bytes": fp.weight_bytes,
-            "memory_plan": plan.to_dict(),
-        }
-        if codebook is not None:
-            info["codebook"] = codebook.summary()
-        atomic_write_json(out_dir / "export.json", info)
-        rec["outputs"].append("export/export.json")
+        gold = golden(tflite, parsed, x_test)
+        outputs = write_export(out_dir, parsed, tflite, content_hash, gold, y_test, x_train,
+                               y_kept, plan.to_dict(), board,
+                               extra_info={"test_indices": test_idx.tolist()},
+                               feature_cache=plan.feature_cache, db_capacity=plan.db_capacity,
+                               codebook=codebook)
+        rec["outputs"].extend(f"export/{name}" for name in outputs)
         rec["results"].update(train_samples=len(y_kept), test_samples=len(y_test),
                               plan=plan.to_dict(), content_hash=content_hash)
     run.manifest["memory_plan"] = plan.to_dict()
@@ -214,16 +159,6 @@ def _check_codebook(codebook: VQCodebook | None, fp) -> int:
                             f"{codebook.dim} features; the model has {fp.num_classes} classes "
                             f"and {fp.feature_dim} features")
     return codebook.per_class
-
-
-def layer_macs(lay) -> int:
-    """Multiply-accumulates of one layer per sample (what the device's time budget for a
-    command is derived from, tinysift.device.limits)."""
-    if lay.weights is None or lay.op not in ("CONV_2D", "DEPTHWISE_CONV_2D",
-                                             "FULLY_CONNECTED"):
-        return 0
-    pixels = 1 if lay.op == "FULLY_CONNECTED" else lay.out_dims[0] * lay.out_dims[1]
-    return int(pixels * lay.weights.size)
 
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
@@ -246,3 +181,141 @@ def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
     return plan_memory(model_footprint(parsed, len(tflite)), load_board(board), train_samples,
                        min(test_samples, len(ds.y_test)), db_capacity=db_capacity,
                        backbone_training=backbone_training).to_dict()
+
+
+def write_export(out_dir: Path, parsed, tflite: bytes, content_hash: str, gold,
+                 y_test: np.ndarray, x_train: np.ndarray, y_train: np.ndarray,
+                 plan: dict | None, board: str, extra_info: dict | None = None,
+                 feature_cache: bool = True, db_capacity: int = 0,
+                 codebook: VQCodebook | None = None) -> list[str]:
+    """Write the C files, ``golden.npz`` and ``export.json`` of one export into ``out_dir``
+    (``gold``: TFLM's outputs on the test inputs, tinysift.export.golden.Golden; ``codebook``:
+    the per-class VQ codebook of ``db stream``, or None). Returns the file names written."""
+    from tinysift.runs import atomic_write_json, atomic_write_npz, atomic_write_text
+
+    fp_head = parsed.has_head
+    head_w, head_b = head_float_weights(parsed) if fp_head else (None, None)
+    h, w, c = parsed.input_dims
+    head = parsed.head if fp_head else None
+    macros = {
+        "FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
+        "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes(),
+        "INPUT_H": h, "INPUT_W": w, "INPUT_C": c, "SAMPLE_BYTES": h * w * c,
+        "OUTPUT_BYTES": parsed.layers[-1].out_bytes,
+        "NUM_CLASSES": head.out_dims[2] if head else 0,
+        "FEATURE_DIM": head.in_dims[2] if head else 0,
+        "HEAD_LAYER": parsed.head_index if head else len(parsed.layers),
+        "TRAIN_COUNT": len(y_train), "TEST_COUNT": len(y_test),
+        "FEATURE_CACHE": int(feature_cache), "DB_CAPACITY": db_capacity,
+        "GOLDEN_LAYER_SAMPLES": min(GOLDEN_LAYER_SAMPLES, len(y_test)),
+        "WEIGHT_BYTES": parsed.weight_bytes(), "MACS": parsed.macs(),
+        "RAM_PLAN_BYTES": plan["ram_total"] if plan else 0,
+        "FLASH_PLAN_BYTES": plan["flash_total"] if plan else 0,
+    }
+    if codebook is not None:
+        macros.update(VQ_PER_CLASS=codebook.per_class, VQ_CODEWORDS=int(codebook.counts.sum()))
+    x_test = gold.x_int8
+    data_c = c_writer.write_data_c(PREFIX, {"train": (x_train, y_train), "test": (x_test, y_test)})
+    if codebook is not None:
+        data_c += c_writer.write_codebook_c(PREFIX, codebook.codewords, codebook.counts,
+                                            codebook.radius2)
+    files = {
+        f"{PREFIX}.h": c_writer.write_header(PREFIX, macros, golden=True,
+                                             codebook=codebook is not None),
+        f"{PREFIX}_model.c": c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite,
+                                                    content_hash),
+        f"{PREFIX}_data.c": data_c,
+        f"{PREFIX}_golden.c": c_writer.write_golden_c(
+            PREFIX, gold.int8_outputs, gold.layers, GOLDEN_LAYER_SAMPLES),
+    }
+    for name, text in files.items():
+        atomic_write_text(out_dir / name, text)
+    arrays = dict(x_test=x_test, y_test=y_test, outputs=gold.int8_outputs, x_train=x_train,
+                  y_train=y_train, **{f"layer{i}": lo for i, lo in enumerate(gold.layers)})
+    if fp_head:
+        arrays.update(head_w=head_w, head_b=head_b)
+    if codebook is not None:
+        arrays.update(codebook.arrays())
+    if parsed.input_float is not None or parsed.output_float is not None:
+        arrays.update(x_tflite=gold.x, outputs_tflite=gold.outputs)
+    atomic_write_npz(out_dir / "golden.npz", **arrays)
+    pl = parsed.plan
+    info = {
+        "format_version": FORMAT_VERSION, "content_hash": content_hash, "board": board,
+        "input": {"shape": [h, w, c], "scale": parsed.input.scale,
+                  "zero_point": parsed.input.zero_point,
+                  "float": parsed.input_float is not None},
+        "output": {"bytes": parsed.layers[-1].out_bytes, "scale": parsed.output.scale,
+                   "zero_point": parsed.output.zero_point,
+                   "float": parsed.output_float is not None},
+        "layers": [{"index": lay.index, "op": lay.op, "name": lay.name, "inputs": lay.inputs,
+                    "in": list(lay.in_dims), "out": list(lay.out_dims), "macs": lay.macs}
+                   for lay in parsed.layers],
+        "tensors": [{"bytes": pl.sizes[t], "offset": pl.offsets[t], "first": pl.first[t],
+                     "last": pl.last[t]} for t in range(len(pl.sizes))],
+        "head_layer": parsed.head_index, "head_note": parsed.head_note,
+        "feature_dim": macros["FEATURE_DIM"], "num_classes": macros["NUM_CLASSES"],
+        "train_samples": len(y_train), "test_samples": len(y_test),
+        "arena_bytes": parsed.arena_bytes(), "weight_bytes": parsed.weight_bytes(),
+        "macs": parsed.macs(), "memory_plan": plan, **(extra_info or {}),
+    }
+    if codebook is not None:
+        info["codebook"] = codebook.summary()
+    atomic_write_json(out_dir / "export.json", info)
+    return [*files, "golden.npz", "export.json"]
+
+
+def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarray | None = None,
+                  count: int = 8, seed: int = 0, board: str | None = None) -> dict:
+    """Export a bare ``.tflite`` (no run folder) to ``out_dir``: the layer table, the tensor
+    plan and golden data from TFLM on ``inputs`` (in the model's input type; default
+    ``count`` random ones). No training set; the head, if any, is exported for the trainer.
+    Returns export.json's content."""
+    import json
+
+    from tinysift.export.golden import golden
+    from tinysift.export.memory import inference_plan
+    from tinysift.runs import file_hash
+
+    tflite_path, out_dir = Path(tflite_path), Path(out_dir)
+    tflite = tflite_path.read_bytes()
+    parsed = parse_tflite(tflite)
+    x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
+    gold = golden(tflite, parsed, x)
+    plan = inference_plan(parsed, load_board(board), len(tflite)).to_dict() if board else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(x)
+    write_export(out_dir, parsed, tflite, file_hash(tflite_path), gold, np.zeros(n, np.uint8),
+                 np.zeros((0, int(np.prod(parsed.input_dims))), np.int8), np.zeros(0, np.uint8),
+                 plan, board or "", extra_info={"tflite": str(tflite_path)})
+    return json.loads((out_dir / "export.json").read_text())
+
+
+def random_inputs(parsed, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` random inputs in the model's input type: int8 uniform over [-128, 127], or
+    for a float-input model floats that quantize across the whole int8 range."""
+    rng = np.random.default_rng(seed)
+    shape = (count, *parsed.input_dims)
+    q = rng.integers(-128, 128, shape, dtype=np.int64)
+    if parsed.input_float is None:
+        return q.astype(np.int8)
+    t = parsed.input
+    return ((q - t.zero_point) * np.float64(t.scale)).astype(np.float32)
+
+
+def check_inputs(parsed, x: np.ndarray) -> np.ndarray:
+    """User inputs: (N, *input shape) or one sample of the input shape, in the model's input
+    type (int8, or float32 for a float-input model)."""
+    from tinysift.errors import TinysiftError
+
+    x = np.asarray(x)
+    want = np.float32 if parsed.input_float is not None else np.int8
+    size = int(np.prod(parsed.input_dims))
+    if x.size % size != 0 or x.size == 0:
+        raise TinysiftError(f"inputs of shape {x.shape} do not hold whole samples of the model "
+                            f"input {tuple(parsed.input.shape)} ({size} values each)")
+    if want is np.int8 and x.dtype != np.int8:
+        if not np.issubdtype(x.dtype, np.integer) or x.min() < -128 or x.max() > 127:
+            raise TinysiftError(f"the model takes int8 inputs; got {x.dtype} (range "
+                                f"{x.min()}..{x.max()})")
+    return x.reshape(-1, *parsed.input_dims).astype(want)

@@ -256,7 +256,46 @@ ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *outpu
     case TS_OP_QUANTIZE:
         ts_requantize_s8(p, input, output);
         return TS_OK;
+    case TS_OP_MEAN:
+        ts_mean_s8(p, input, output);
+        return TS_OK;
+    case TS_OP_PAD:
+        ts_pad_s8(p, input, output);
+        return TS_OK;
+    case TS_OP_LOGISTIC:
+        ts_logistic_s8(p, input, output);
+        return TS_OK;
+    case TS_OP_HARD_SWISH:
+        ts_hard_swish_s8(p, input, output);
+        return TS_OK;
+    case TS_OP_ADD: /* a constant second operand (checked: weights holds it) */
+        ts_add_s8(p, input, p->weights, output);
+        return TS_OK;
+    case TS_OP_MUL:
+        ts_mul_s8(p, input, p->weights, output);
+        return TS_OK;
     default:
         return TS_ERR_UNSUPPORTED_OP;
+    }
+}
+
+ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
+                                const int8_t *const *inputs, uint32_t count, int8_t *output) {
+    if (count == 0u) {
+        return TS_ERR_PARAM;
+    }
+    switch (p->op) {
+    case TS_OP_ADD:
+    case TS_OP_MUL:
+        if (count == 1u) {
+            return ts_run_layer(p, inputs[0], output);
+        }
+        (p->op == TS_OP_ADD ? ts_add_s8 : ts_mul_s8)(p, inputs[0], inputs[1], output);
+        return TS_OK;
+    case TS_OP_CONCATENATION:
+        ts_concatenation_s8(p, in_dims, inputs, output);
+        return TS_OK;
+    default:
+        return count == 1u ? ts_run_layer(p, inputs[0], output) : TS_ERR_PARAM;
     }
 }

@@ -1,7 +1,8 @@
 /*
  * tinysift engine: int8 kernels, bit-exact with the TFLite Micro reference kernels
  * (tensorflow/lite/kernels/internal/reference/integer_ops/{conv,depthwise_conv,
- * fully_connected,pooling}.h, reference/softmax.h, reference/requantize.h).
+ * fully_connected,pooling,add,mul,logistic,mean}.h, reference/{softmax,requantize,pad,
+ * concatenation,hard_swish,reduce}.h).
  *
  * Each kernel is a small pure function over a parameter block (a ts_layer_t row of the
  * exported table, see ts_model.h) and raw int8 buffers, batch 1, NHWC. Kernels do no
@@ -71,6 +72,33 @@ void ts_reshape_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 void ts_softmax_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 void ts_requantize_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 
+/* ---- element-wise, reduction and data movement (ts_kernels_elementwise.c) -------------
+ * ADD   (x1 - input_zero_point) and (x2 - input2_zero_point), each << 20 and scaled by
+ *       multiplier/shift[0] and [1]; their sum scaled by [2]; + output_zero_point, clamped
+ *       to the activation range. `in` and `in2` broadcast to `out` (a dim of 1 repeats).
+ * MUL   (x1 - zp1) * (x2 - zp2) scaled by multiplier/shift[0], + output_zero_point, clamped.
+ * MEAN  over h and w (out 1x1xC). quant_len 0 (input and output quantized alike): the sum
+ *       of the raw values divided by h*w, truncated (TFLM reference_ops::Mean); quant_len 1:
+ *       MBQM(sum - input_zero_point*h*w, multiplier[0], shift[0]) + output_zero_point,
+ *       saturated (TFLM QuantizedMeanOrSum; the host folded 1/(h*w) into the multiplier).
+ * PAD   pad_h rows, pad_w columns, pad_c channels before, the rest after, filled with
+ *       output_zero_point.
+ * CONCATENATION  the inputs side by side along `axis` (bytes copied: TFLM does not rescale).
+ * LOGISTIC  gemmlowp logistic of MBQM(x - input_zero_point, softmax_input_multiplier,
+ *       softmax_input_left_shift) in Q4.27, saturated beyond softmax_diff_min (the input
+ *       range radius); output scale 1/256, zero point -128.
+ * HARD_SWISH  TFLM reference_ops::HardSwish in 16-bit fixed point: multiplier[0]/shift[0]
+ *       the int16 output multiplier and exponent, multiplier[1]/shift[1] the "reluish" ones.
+ */
+void ts_add_s8(const ts_layer_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void ts_mul_s8(const ts_layer_t *p, const int8_t *input1, const int8_t *input2, int8_t *output);
+void ts_mean_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
+void ts_pad_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
+void ts_concatenation_s8(const ts_layer_t *p, const ts_dims_t *in_dims,
+                         const int8_t *const *inputs, int8_t *output);
+void ts_logistic_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
+void ts_hard_swish_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
+
 #if TS_USE_DSP
 #define ts_conv2d_s8 ts_conv2d_s8_dsp
 #define ts_depthwise_conv2d_s8 ts_depthwise_conv2d_s8_dsp
@@ -81,8 +109,13 @@ void ts_requantize_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 #define ts_fully_connected_s8 ts_fully_connected_s8_ref
 #endif
 
-/* Run one validated layer (dispatch on op). */
+/* Run one validated single-input layer (dispatch on op; ADD / MUL with a constant second
+ * operand count as single-input). */
 ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output);
+
+/* Run one validated layer on its inputs (count of them, in_dims their dims): every op. */
+ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
+                                const int8_t *const *inputs, uint32_t count, int8_t *output);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * tinysift engine: int8 -> int8 SOFTMAX, bit-exact with TFLite's reference_ops::Softmax for
+ * tinysift engine: int8 -> int8 SOFTMAX (and LOGISTIC, at the end of the file), bit-exact with TFLite's reference_ops::Softmax for
  * quantized types (the kernel TFLM runs for int8 input and int8 output), which evaluates
  * exp and 1/x in gemmlowp fixed point:
  *
@@ -46,29 +46,35 @@ static int32_t exp_on_interval_quarter(int32_t a) {
     return ts_add_wrap(constant_term, ts_srdhm(constant_term, ts_add_wrap(x, poly)));
 }
 
-/* gemmlowp exp_on_negative_values for a Q5.26 input a <= 0; returns exp(a) in Q0.31. */
-static int32_t exp_on_negative_values_q5(int32_t a) {
+/* gemmlowp exp_on_negative_values for a Q(integer_bits) input a <= 0 (integer_bits 4 or
+ * 5); returns exp(a) in Q0.31. */
+static int32_t exp_on_negative_values(int32_t a, int integer_bits) {
     /* Barrel shifter constants exp(-2^k) in Q0.31, for k = -2 .. 4. */
     static const int32_t multipliers[7] = {
         1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242
     };
-    const int fractional_bits = 31 - TS_SOFTMAX_DIFF_INTEGER_BITS; /* 26 */
+    const int fractional_bits = 31 - integer_bits;
     const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
     const int32_t mask = one_quarter - 1;
     const int32_t a_mod_quarter_minus_one_quarter = (int32_t)((a & mask) - one_quarter);
     int32_t result = exp_on_interval_quarter(
-        ts_sat_mul_pot(a_mod_quarter_minus_one_quarter, TS_SOFTMAX_DIFF_INTEGER_BITS));
+        ts_sat_mul_pot(a_mod_quarter_minus_one_quarter, integer_bits));
     const int32_t remainder = (int32_t)((uint32_t)a_mod_quarter_minus_one_quarter - (uint32_t)a);
     int k;
 
-    for (k = 0; k < 7; ++k) {
+    /* exponents k - 2 below integer_bits only (gemmlowp's kIntegerBits > Exponent) */
+    for (k = 0; k < 7 && k - 2 < integer_bits; ++k) {
         const int shift_amount = fractional_bits + (k - 2);
         if ((remainder & ((int32_t)1 << shift_amount)) != 0) {
             result = ts_srdhm(result, multipliers[k]);
         }
     }
-    /* (With 5 integer bits no clamp to -32 is needed.) */
+    /* (With at most 5 integer bits no clamp to -32 is needed.) */
     return a == 0 ? TS_INT32_MAX : result;
+}
+
+static int32_t exp_on_negative_values_q5(int32_t a) {
+    return exp_on_negative_values(a, TS_SOFTMAX_DIFF_INTEGER_BITS);
 }
 
 /* gemmlowp one_over_one_plus_x_for_x_in_0_1: 1/(1 + a) for a in [0, 1), Q0.31 in and out;
@@ -151,6 +157,47 @@ void ts_softmax_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) {
             } else {
                 y[c] = -128;
             }
+        }
+    }
+}
+
+/* ---- LOGISTIC (TFLM reference_integer_ops::Logistic for int8) ----------------------------
+ *
+ *   x = input - input_zero_point
+ *   x <= -radius: -128;  x >= radius: 127
+ *   else: q = MultiplyByQuantizedMultiplier(x, input_multiplier, input_left_shift)   (Q4.27)
+ *         y = RoundingDivideByPOT(gemmlowp::logistic(q), 31 - 8) - 128, saturated
+ * gemmlowp::logistic(a) = 1/(1 + exp(-|a|)) for a > 0, 1 - that for a < 0, 1/2 at 0, with
+ * exp_on_negative_values and one_over_one_plus_x_for_x_in_0_1 as in the softmax above. */
+#define TS_LOGISTIC_INPUT_INTEGER_BITS 4
+
+static int32_t logistic_q0(int32_t a) {
+    int32_t pos;
+    if (a == 0) {
+        return (int32_t)1 << 30; /* one half */
+    }
+    /* logistic_on_positive_values(|a|) = 1/(1 + exp(-|a|)) */
+    pos = one_over_one_plus_x(
+        exp_on_negative_values(a > 0 ? -a : a, TS_LOGISTIC_INPUT_INTEGER_BITS));
+    /* ResultF::One() - x: One() of Q0.31 saturates to INT32_MAX; wrapping subtraction */
+    return a > 0 ? pos : (int32_t)((uint32_t)TS_INT32_MAX - (uint32_t)pos);
+}
+
+void ts_logistic_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) {
+    const size_t n = (size_t)p->out.h * (size_t)p->out.w * (size_t)p->out.c;
+    const int32_t radius = p->softmax_diff_min;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t x = (int32_t)input[i] - p->input_zero_point;
+        if (x <= -radius) {
+            output[i] = -128;
+        } else if (x >= radius) {
+            output[i] = 127;
+        } else {
+            const int32_t q = ts_mbqm(x, p->softmax_input_multiplier,
+                                      p->softmax_input_left_shift);
+            const int32_t y = ts_rdbpot(logistic_q0(q), 31 - 8) - 128;
+            output[i] = (int8_t)ts_clamp_i32(y, -128, 127);
         }
     }
 }

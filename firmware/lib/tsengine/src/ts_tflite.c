@@ -300,6 +300,12 @@ static uint32_t builtin_of(uint8_t op)
     case TS_OP_SOFTMAX: return TS_TFLITE_SOFTMAX;
     case TS_OP_MEAN: return TS_TFLITE_MEAN;
     case TS_OP_QUANTIZE: return TS_TFLITE_QUANTIZE;
+    case TS_OP_ADD: return TS_TFLITE_ADD;
+    case TS_OP_MUL: return TS_TFLITE_MUL;
+    case TS_OP_PAD: return TS_TFLITE_PAD;
+    case TS_OP_CONCATENATION: return TS_TFLITE_CONCATENATION;
+    case TS_OP_LOGISTIC: return TS_TFLITE_LOGISTIC;
+    case TS_OP_HARD_SWISH: return TS_TFLITE_HARD_SWISH;
     default: return 0xFFFFFFFFu;
     }
 }
@@ -315,13 +321,16 @@ ts_status_t ts_tflite_check_model(const uint8_t *tflite, size_t bytes, const ts_
     if (st != TS_OK) {
         return st;
     }
-    if (n != model->num_layers) {
+    /* the table's layers, after tflite_first_op edge operators, then at most a DEQUANTIZE */
+    if (model->tflite_first_op > 1u ||
+        n < model->num_layers + model->tflite_first_op ||
+        n > model->num_layers + model->tflite_first_op + 1u) {
         return TS_ERR_DATA;
     }
-    for (i = 0; i < n; ++i) {
+    for (i = 0; i < model->num_layers; ++i) {
         const ts_layer_t *l = &model->layers[i];
         ts_tflite_op_t op;
-        st = ts_tflite_op(tflite, bytes, i, &op, NULL, 0u);
+        st = ts_tflite_op(tflite, bytes, i + model->tflite_first_op, &op, NULL, 0u);
         if (st != TS_OK) {
             return st;
         }

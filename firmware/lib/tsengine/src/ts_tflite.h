@@ -7,7 +7,9 @@
  * trainer's update=last-block and update=bias, docs/trainer.md) needs them: the activation
  * scales to dequantize, the weight scales to dequantize the frozen weights and the biases, and
  * the output scale to re-quantize. They are read from the model's own .tflite: layer i of an
- * export is operator i of its single subgraph (the exporter refuses anything else), so
+ * export is operator i + tflite_first_op of its single subgraph (the exporter keeps the
+ * operators in order; tflite_first_op is 1 when a float QUANTIZE at the start stays off
+ * the table), so
  *
  *   input scale   = scale[0] of operator i's inputs[0] tensor
  *   output scale  = scale[0] of operator i's outputs[0] tensor
@@ -32,15 +34,21 @@ extern "C" {
 #endif
 
 /* BuiltinOperator codes of the ops the engine runs (tensorflow/lite/schema/schema.fbs). */
+#define TS_TFLITE_ADD 0u
 #define TS_TFLITE_AVERAGE_POOL_2D 1u
+#define TS_TFLITE_CONCATENATION 2u
 #define TS_TFLITE_CONV_2D 3u
 #define TS_TFLITE_DEPTHWISE_CONV_2D 4u
 #define TS_TFLITE_FULLY_CONNECTED 9u
+#define TS_TFLITE_LOGISTIC 14u
 #define TS_TFLITE_MAX_POOL_2D 17u
+#define TS_TFLITE_MUL 18u
 #define TS_TFLITE_RESHAPE 22u
 #define TS_TFLITE_SOFTMAX 25u
+#define TS_TFLITE_PAD 34u
 #define TS_TFLITE_MEAN 40u
 #define TS_TFLITE_QUANTIZE 114u
+#define TS_TFLITE_HARD_SWISH 117u
 
 /* One operator's quantization, as stored in the .tflite. */
 typedef struct {

@@ -52,6 +52,10 @@ ts_status_t ts_trainer_check_model(const ts_model_t *model)
     if (head->op != TS_OP_FULLY_CONNECTED) {
         return TS_ERR_SHAPE;
     }
+    /* the features are the previous layer's output: [0, head_layer) runs on its own */
+    if (!ts_layer_reads_previous(model, model->head_layer)) {
+        return TS_ERR_UNSUPPORTED_OP;
+    }
     if ((uint64_t)head->in.h * (uint64_t)head->in.w * (uint64_t)head->in.c !=
             model->feature_dim ||
         (uint64_t)head->out.h * (uint64_t)head->out.w * (uint64_t)head->out.c !=

@@ -115,7 +115,8 @@ ts_status_t ts_trainer_sizes(const ts_model_t *model, uint32_t update, ts_traine
     }
     for (l = first; l < model->head_layer; ++l) {
         const ts_layer_t *ly = &model->layers[l];
-        if (!float_op_ok(ly)) {
+        /* the float layers form a chain (each reads its predecessor's output) */
+        if (!float_op_ok(ly) || !ts_layer_reads_previous(model, l)) {
             return TS_ERR_UNSUPPORTED_OP;
         }
         act = elems(ly->in) > act ? elems(ly->in) : act;
@@ -201,7 +202,8 @@ static ts_status_t read_layer(ts_tail_t *t, uint32_t l, const uint8_t *tflite, s
     uint32_t ch = is_conv(ly) ? (uint32_t)ly->out.c : 0u;
     ts_tflite_op_t op;
     uint32_t c;
-    ts_status_t st = ts_tflite_op(tflite, bytes, l, &op, ch > 0 ? t->wscale + sc : NULL, ch);
+    ts_status_t st = ts_tflite_op(tflite, bytes, l + t->model->tflite_first_op, &op,
+                                  ch > 0 ? t->wscale + sc : NULL, ch);
     if (st != TS_OK) {
         return st;
     }

@@ -1,0 +1,107 @@
+"""``tinysift engine check|run|export``: one's own ``.tflite`` on the firmware engine (natively,
+host gcc), against the TFLM runtime, without a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tinysift.cli.app_console import console, print_json
+
+
+def register(app: typer.Typer) -> None:
+    engine = typer.Typer(help="Run a .tflite on the firmware engine (natively) and compare "
+                              "with TFLM.", no_args_is_help=True)
+    app.add_typer(engine, name="engine")
+
+    @engine.command("check")
+    def check_cmd(
+        tflite: Path = typer.Option(..., help="a full-integer int8 .tflite (float accepted "
+                                              "only at its input and output)"),
+        inputs: Path = typer.Option(None, help=".npy of inputs in the model's input type "
+                                               "(default: random int8)"),
+        count: int = typer.Option(200, help="random inputs when --inputs is not given"),
+        board: str = typer.Option(None, help="add the inference memory plan for this board"),
+        out_dir: Path = typer.Option(None, help="keep the export and the build here"),
+        seed: int = typer.Option(0),
+        json_out: bool = typer.Option(False, "--json", help="JSON on stdout"),
+    ) -> None:
+        """Parse, export, compile the engine with host gcc, run it (scalar and DSP kernels)
+        and count the outputs identical to TFLM's: exit 0 when all are, 1 when not, 2 when
+        the model is refused."""
+        import numpy as np
+
+        from tinysift.errors import TinysiftError
+        from tinysift.stages.engine import check_tflite
+
+        x = None
+        if inputs is not None:
+            if not inputs.is_file():
+                raise TinysiftError(f"{inputs} not found")
+            x = np.load(inputs)
+        r = check_tflite(tflite, inputs=x, count=count, seed=seed, board=board,
+                         out_dir=out_dir)
+        if json_out:
+            print_json(dict(tflite=str(r.tflite), inputs=r.inputs, layers=r.layers,
+                            arena_bytes=r.arena_bytes, tflm_arena_head=r.tflm_arena_head,
+                            results=r.results, plan=r.plan, ok=r.ok))
+        else:
+            console.print(f"{r.tflite}: {len(r.layers)} layers", markup=False)
+            for line in r.layers:
+                console.print(f"  {line}", markup=False)
+            tflm = "?" if r.tflm_arena_head is None else f"{r.tflm_arena_head:,}"
+            console.print(f"arena {r.arena_bytes:,} B (TFLM's planned tensors: {tflm} B)")
+            if r.plan is not None:
+                from tinysift.cli.quantize_cmd import print_plan
+
+                print_plan(r.plan)
+            for kind, res in r.results.items():
+                verdict = "all identical" if res["ok"] else "MISMATCH"
+                console.print(f"{kind:>6} kernels: {res['equal']}/{res['inputs']} outputs "
+                              f"identical to TFLM: {verdict}", markup=False)
+                for line in res["first_layer"] + res["failures"]:
+                    console.print(f"         {line}", markup=False)
+        if not r.ok:
+            raise typer.Exit(1)
+
+    @engine.command("run")
+    def run_cmd(
+        tflite: Path = typer.Option(..., help="a full-integer int8 .tflite"),
+        inputs: Path = typer.Option(..., help=".npy of inputs in the model's input type"),
+        out: Path = typer.Option(..., help=".npy to write the engine's outputs to"),
+        dsp: bool = typer.Option(False, help="the DSP kernels (emulated in C on the host)"),
+    ) -> None:
+        """Run the engine on the inputs and write its outputs (N, output size)."""
+        import numpy as np
+
+        from tinysift.errors import TinysiftError
+        from tinysift.stages.engine import run_tflite
+
+        if not inputs.is_file():
+            raise TinysiftError(f"{inputs} not found")
+        y = run_tflite(tflite, np.load(inputs), dsp=dsp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, y)
+        console.print(f"{len(y)} outputs of {y.shape[1] if y.ndim == 2 else 0} {y.dtype} "
+                      f"-> {out}", markup=False)
+
+    @engine.command("export")
+    def export_cmd(
+        tflite: Path = typer.Option(..., help="a full-integer int8 .tflite"),
+        out_dir: Path = typer.Option(..., help="the folder to write the export to"),
+        inputs: Path = typer.Option(None, help=".npy of inputs for the golden data "
+                                               "(default: random)"),
+        count: int = typer.Option(200, help="random inputs when --inputs is not given"),
+        board: str = typer.Option(None, help="add the inference memory plan for this board"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
+        import numpy as np
+
+        from tinysift.stages.export import export_tflite
+
+        x = np.load(inputs) if inputs is not None else None
+        info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
+        console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
+                      f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)

@@ -1,0 +1,109 @@
+"""``tinysift engine check``: one's own ``.tflite`` against the firmware engine, no run folder.
+
+Parses the model (an unsupported one is refused with one line naming the problem and the
+layer), exports it with golden data from the TFLM runtime on the given inputs (random ones
+by default), compiles the engine natively with host gcc and runs it, with the scalar and the
+DSP kernels (on the host the DSP instructions are emulated in C), counting the outputs
+identical to TFLM's and naming the first differing layer on a mismatch. ``board`` adds the
+inference memory plan for that board.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class EngineCheck:
+    tflite: Path
+    inputs: int
+    layers: list[str]               # one line per layer (index, op, inputs, output dims)
+    arena_bytes: int                # the engine's planned activation arena
+    tflm_arena_head: int | None     # TFLM's planned (non-persistent) arena, for comparison
+    results: dict[str, dict] = field(default_factory=dict)  # "scalar"/"dsp" -> counts
+    plan: dict | None = None
+    export_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r["ok"] for r in self.results.values())
+
+
+def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, count: int = 200,
+                 seed: int = 0, board: str | None = None, out_dir: str | Path | None = None,
+                 kernels: tuple[str, ...] = ("scalar", "dsp")) -> EngineCheck:
+    """Run the engine on ``tflite_path`` natively and compare with TFLM (see the module
+    docstring). ``out_dir`` keeps the export and the build there (default: a temporary
+    folder)."""
+    from tinysift.device.native import golden_check
+    from tinysift.errors import TinysiftError
+    from tinysift.export.tflite_reader import describe, parse_tflite
+    from tinysift.quantize.tflm import arena_usage
+    from tinysift.stages.export import export_tflite
+
+    tflite_path = Path(tflite_path)
+    if not tflite_path.is_file():
+        raise TinysiftError(f"{tflite_path} not found")
+    tflite = tflite_path.read_bytes()
+    parsed = parse_tflite(tflite)  # refuses what the engine cannot run, naming the layer
+    with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:
+        work = Path(out_dir) if out_dir is not None else Path(tmp)
+        info = export_tflite(tflite_path, work / "export", inputs=inputs, count=count,
+                             seed=seed, board=board)
+        try:
+            tflm_head = arena_usage(tflite).get("head")
+        except (RuntimeError, ValueError):
+            tflm_head = None
+        check = EngineCheck(tflite=tflite_path, inputs=info["test_samples"],
+                            layers=describe(parsed).splitlines(),
+                            arena_bytes=info["arena_bytes"], tflm_arena_head=tflm_head,
+                            plan=info.get("memory_plan"),
+                            export_dir=work / "export" if out_dir is not None else None)
+        for kind in kernels:
+            g = golden_check(work / "export", work / "build", dsp=kind == "dsp")
+            check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok,
+                                       first_layer=g.layer_lines, failures=g.failures)
+    return check
+
+
+def run_tflite(tflite_path: str | Path, x: np.ndarray, dsp: bool = False,
+               work_dir: str | Path | None = None) -> np.ndarray:
+    """The engine's outputs on ``x`` (the model's input type: int8, or float32 for a model
+    with a float input), compiled natively; float32 outputs for a model with a float
+    output. No TFLM involved."""
+    from tinysift.device.native import run_engine
+    from tinysift.errors import TinysiftError
+    from tinysift.export import c_writer
+    from tinysift.export.tflite_reader import FORMAT_VERSION, parse_tflite
+    from tinysift.runs import file_hash
+    from tinysift.stages.export import PREFIX, check_inputs
+
+    tflite_path = Path(tflite_path)
+    if not tflite_path.is_file():
+        raise TinysiftError(f"{tflite_path} not found")
+    tflite = tflite_path.read_bytes()
+    parsed = parse_tflite(tflite)
+    x = check_inputs(parsed, x)
+    content_hash = file_hash(tflite_path)
+    with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        export_dir = work / "model"
+        export_dir.mkdir(parents=True, exist_ok=True)
+        macros = {"FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
+                  "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes()}
+        (export_dir / f"{PREFIX}.h").write_text(c_writer.write_header(PREFIX, macros,
+                                                                      golden=False))
+        head_w = head_b = None
+        if parsed.has_head:
+            from tinysift.export.tflite_reader import head_float_weights
+
+            head_w, head_b = head_float_weights(parsed)
+        (export_dir / f"{PREFIX}_model.c").write_text(
+            c_writer.write_model_c(parsed, PREFIX, head_w, head_b, tflite, content_hash))
+        return run_engine(export_dir, work / "build", x, parsed.layers[-1].out_bytes, dsp=dsp,
+                          float_input=parsed.input_float is not None,
+                          float_output=parsed.output_float is not None)

@@ -1,0 +1,294 @@
+"""Graph execution (format version 2): a Keras model with a residual ADD and
+GlobalAveragePooling2D (MEAN, keep_dims either way), and one with every other new op (PAD,
+HARD_SWISH, LOGISTIC, MUL, CONCATENATION, pooling at strides 1 and 2, float input and output
+at the edges), run bit-exact with the TFLM runtime on the engine.
+
+The model is built here (random weights, calibrated on random images: bit-exactness does not
+need a trained model), converted to full-integer int8, exported as a bare ``.tflite``
+(``tinysift.stages.export.export_tflite``, no run folder) with 200 random inputs and TFLM's
+per-layer outputs, and run by firmware/test/test_golden/test_main.c exactly as the pipeline's
+exports are (tests/test_engine_golden.py): host gcc, scalar and DSP kernels, plain and under
+ASan/UBSan. The arena is planned from tensor lifetimes and must not exceed TFLM's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import test_engine_golden as eg
+
+pytestmark = eg.pytestmark
+GRAPH_INPUTS = eg.MIN_INPUTS
+
+
+def _residual_gap_model(keep_dims: bool):
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inp)
+    y = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="c2")(y)
+    x = keras.layers.ReLU()(keras.layers.Add()([x, y]))  # ADD with a fused RELU
+    x = keras.layers.GlobalAveragePooling2D(keepdims=keep_dims)(x)  # MEAN
+    if keep_dims:
+        x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(4, activation="softmax", name="head")(x)
+    return keras.Model(inp, out)
+
+
+def _ops_model():
+    """Every other new op in one graph: PAD, HARD_SWISH, a squeeze-excite (MEAN keep_dims,
+    LOGISTIC, MUL broadcasting (1, 1, C)), MAX_POOL_2D stride 1 and a CONCATENATION of two
+    branches, AVERAGE_POOL_2D stride 2, LOGISTIC on a feature map."""
+    from tinysift.tfcompat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inp)
+    x = keras.layers.ZeroPadding2D(((1, 1), (2, 0)))(x)                     # PAD
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(x)     # HARD_SWISH
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)                # MEAN
+    s = keras.layers.Conv2D(8, 1, activation="sigmoid", name="se")(s)       # LOGISTIC
+    x = keras.layers.Multiply()([x, s])                                      # MUL
+    a = keras.layers.MaxPooling2D(3, strides=1, padding="same")(x)
+    b = keras.layers.Conv2D(4, 1, name="branch")(x)
+    x = keras.layers.Concatenate()([a, b])                                   # CONCATENATION
+    x = keras.layers.AveragePooling2D(3, strides=2)(x)
+    x = keras.layers.Activation("sigmoid")(x)
+    out = keras.layers.Dense(4, activation="softmax", name="head")(keras.layers.Flatten()(x))
+    return keras.Model(inp, out)
+
+
+def _convert(model, float_edges: bool) -> bytes:
+    """Full-integer int8 conversion; ``float_edges`` keeps a float input and output (a
+    QUANTIZE first and a DEQUANTIZE last)."""
+    from tinysift.quantize.convert import convert_int8, quiet_stderr
+    from tinysift.tfcompat import tf
+
+    rep = np.random.default_rng(0).integers(0, 255, (32, 12, 12, 3), np.uint8)
+    if not float_edges:
+        return convert_int8(model, rep)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1].astype(np.float32) / 255]
+                                           for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with quiet_stderr():
+        return bytes(conv.convert())
+
+
+MODELS = {"mean": lambda: _convert(_residual_gap_model(False), False),
+          "mean-keepdims": lambda: _convert(_residual_gap_model(True), False),
+          "ops-float-edges": lambda: _convert(_ops_model(), True)}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def graph_export(request, tmp_path_factory):
+    from tinysift.stages.export import export_tflite
+
+    folder = tmp_path_factory.mktemp(f"graph-{request.param}")
+    tflite = MODELS[request.param]()
+    path = folder / "model.tflite"
+    path.write_bytes(tflite)
+    info = export_tflite(path, folder / "export", count=GRAPH_INPUTS, seed=1)
+    return folder / "export", info, tflite, path
+
+
+def test_graph_is_parsed_with_its_residual(graph_export):
+    _, info, tflite, _ = graph_export
+    from tinysift.quantize.tflm import arena_usage
+
+    ops = [lay["op"] for lay in info["layers"]]
+    if "ADD" in ops:
+        assert "MEAN" in ops
+        add = info["layers"][ops.index("ADD")]
+        assert len(add["inputs"]) == 2  # the skip connection and the block's output
+    else:
+        assert set(ops) >= {"PAD", "HARD_SWISH", "MEAN", "LOGISTIC", "MUL", "CONCATENATION",
+                            "MAX_POOL_2D", "AVERAGE_POOL_2D"}
+        assert info["input"]["float"] and info["output"]["float"]
+    readers = [t for lay in info["layers"] for t in lay["inputs"]]
+    assert any(readers.count(t) > 1 for t in set(readers))  # a tensor with two readers
+    assert info["arena_bytes"] <= arena_usage(tflite)["head"]  # <= TFLM's planned tensors
+
+
+@pytest.mark.parametrize("dsp", [0, 1], ids=["scalar", "dsp"])
+@pytest.mark.parametrize("build", list(eg.BUILDS))
+def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
+    export, _, _, _ = graph_export
+    exe = eg.build_program(eg.TESTS / "test_golden" / "test_main.c",
+                           objdir / f"graph-{abs(hash((str(export), build, dsp)))}", build,
+                           [f"TS_USE_DSP={dsp}", "TS_HAVE_EXPORT"],
+                           extra=eg.export_objects(export, build, objdir), include=[export])
+    r = eg.run_program(exe)
+    m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
+    assert int(m["dsp"]) == dsp and int(m["inputs"]) == GRAPH_INPUTS
+
+
+@pytest.mark.qemu
+def test_graph_bit_exact_qemu_m4(graph_export, tmp_path):
+    """The same on the emulated Cortex-M4 (QEMU mps2-an386, the real SMLAD path) through
+    PlatformIO, as tests/test_engine_golden.py runs the pipeline's exports."""
+    missing = eg._qemu_missing()
+    if missing:
+        pytest.skip(f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh")
+    export = graph_export[0]
+    r = eg.pio_test(tmp_path, "qemu-m4", "test_golden", export)
+    m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
+    assert m["platform"] == "qemu-mps2-an386" and m["dsp"] == "1"
+
+
+# ---- tinysift engine check --------------------------------------------------------------------
+
+def tinysift(*args):
+    return subprocess.run([sys.executable, "-m", "tinysift.cli.app", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_engine_check_reports_all_identical(graph_export, request):
+    if request.node.callspec.id != "mean":
+        pytest.skip("one model is enough for the CLI")
+    _, _, _, path = graph_export
+    r = tinysift("engine", "check", "--tflite", str(path), "--count", "20", "--board",
+                 "nucleo_l4r5zi")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for kind in ("scalar", "dsp"):
+        assert f"{kind} kernels: 20/20 outputs identical to TFLM: all identical" in r.stdout
+    assert "ADD" in r.stdout and "MEAN" in r.stdout and "activation arena" in r.stdout
+
+
+def test_engine_check_refuses_in_one_line(tmp_path):
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer at all")
+    r = tinysift("engine", "check", "--tflite", str(garbage))
+    assert r.returncode == 2 and "not a readable .tflite" in r.stderr, r.stderr[-2000:]
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.Conv2DTranspose(4, 3, name="deconv")(x)
+    out = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    path = tmp_path / "deconv.tflite"
+    path.write_bytes(convert_int8(keras.Model(inp, out), np.random.default_rng(0).integers(
+        0, 255, (8, 8, 8, 1), np.uint8)))
+    r = tinysift("engine", "check", "--tflite", str(path))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]  # TF logs aside
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert "layer 1" in lines[0] and "deconv" in lines[0]
+
+    inp = keras.Input((8, 8, 1), batch_size=2)
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp)))
+    path = tmp_path / "batch2.tflite"
+    path.write_bytes(convert_int8(keras.Model(inp, out), np.random.default_rng(0).integers(
+        0, 255, (8, 8, 8, 1), np.uint8)))
+    r = tinysift("engine", "check", "--tflite", str(path))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "batch 2" in lines[0], r.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def objdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("engine-graph")
+
+
+def test_float_edges_bit_exact(graph_export, request, tmp_path):
+    """ts_quantize_input / ts_dequantize_output (the C float edges) equal TFLM's QUANTIZE of
+    the float inputs and DEQUANTIZE of the int8 outputs, bit for bit."""
+    import ctypes
+
+    if request.node.callspec.id != "ops-float-edges":
+        pytest.skip("an int8-edged model")
+    export, info, _tflite, _ = graph_export
+    lib = tmp_path / "libengine.so"
+    r = subprocess.run(["gcc", "-shared", "-fPIC", "-std=c99", "-O2", f"-I{eg.ENGINE}",
+                        f"-I{export}", "-o", str(lib), str(export / "ts_export_model.c"),
+                        *map(str, eg.ENGINE_SRCS), "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    so = ctypes.CDLL(str(lib))
+    model = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(so, "ts_export_model")))
+    f32, i8 = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int8)
+    so.ts_quantize_input.argtypes = [ctypes.c_void_p, f32, i8]
+    so.ts_dequantize_output.argtypes = [ctypes.c_void_p, i8, f32]
+    with np.load(export / "golden.npz") as g:
+        out_int8, out_float = g["outputs"], g["outputs_tflite"]
+        x_int8 = g["x_test"]
+    # inputs off the grid, exactly halfway between two steps, and beyond int8's range
+    from tinysift.export.golden import layer_outputs
+
+    scale, zp = info["input"]["scale"], info["input"]["zero_point"]
+    rng = np.random.default_rng(3)
+    shape = (40, *x_int8.shape[1:])
+    steps = rng.integers(-140, 140, shape) + rng.choice([0.5, -0.5, 0.25, 0.0], shape)
+    x = ((steps - zp) * np.float32(scale)).astype(np.float32)
+    x_int8 = np.asarray(layer_outputs(_tflite, x)[0], np.int8)
+    n_in, n_out = x_int8[0].size, out_int8[0].size
+    for s in range(len(x)):
+        q = np.zeros(n_in, np.int8)
+        xs = np.ascontiguousarray(x[s].reshape(-1))
+        assert so.ts_quantize_input(model, xs.ctypes.data_as(f32), q.ctypes.data_as(i8)) == 0
+        assert np.array_equal(q, x_int8[s].reshape(-1)), f"sample {s} quantized"
+    for s in range(len(out_int8)):
+        y = np.zeros(n_out, np.float32)
+        o = np.ascontiguousarray(out_int8[s].reshape(-1))
+        assert so.ts_dequantize_output(model, o.ctypes.data_as(i8), y.ctypes.data_as(f32)) == 0
+        assert np.array_equal(y, out_float[s].reshape(-1)), f"sample {s} dequantized"
+
+
+def test_engine_run_writes_tflm_identical_outputs(graph_export, request, tmp_path):
+    """`tinysift engine run`: the engine's outputs equal TFLM's, float edges included (float
+    inputs off the quantization grid in, float outputs out)."""
+    from tinysift.quantize.tflm import run_tflm
+
+    if request.node.callspec.id not in ("mean", "ops-float-edges"):
+        pytest.skip("one model per input type is enough")
+    _, info, tflite, path = graph_export
+    rng = np.random.default_rng(5)
+    shape = (30, *info["input"]["shape"])
+    if info["input"]["float"]:
+        x = rng.uniform(-0.2, 1.2, shape).astype(np.float32)
+    else:
+        x = rng.integers(-128, 128, shape).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    r = tinysift("engine", "run", "--tflite", str(path), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    y = np.load(tmp_path / "y.npy")
+    want = run_tflm(tflite, x)[0]
+    assert y.dtype == want.dtype and np.array_equal(y, want.reshape(y.shape))
+
+
+# ---- MLPerf Tiny's reference models -------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet8", "mobilenet", "ds_cnn", "autoencoder"])
+def test_mlperf_tiny_bit_exact(name, tmp_path):
+    """Each of MLPerf Tiny's four reference models (tinysift.models.mlperf_tiny), trained
+    briefly on stand-in data and converted to int8, runs bit-exact on the engine natively
+    (scalar and DSP kernels; `engine check`'s path) with an arena <= TFLM's."""
+    from tinysift.models import mlperf_tiny
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.stages.engine import check_tflite
+    from tinysift.tfcompat import tf
+
+    model = mlperf_tiny.build(name)
+    rep = mlperf_tiny.train_on_stand_in(model, name)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(16))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    with quiet_stderr():
+        tflite = bytes(conv.convert())
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(tflite)
+    r = check_tflite(path, count=20)
+    assert r.ok, r.results
+    assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head
