@@ -121,17 +121,20 @@ def device_cmd(
     new_per_class: int = typer.Option(None, help="new samples per class (100; shift: 30)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
-    executor: str = typer.Option("serial", help="accepted for symmetry; device runs are "
-                                                "always serial (docs/scale.md)"),
+    executor: str = typer.Option("serial", help="serial only: device runs drive an emulator "
+                                                "here (docs/scale.md)"),
 ) -> None:
     """On-device adaptation: replay methods x sizes x update modes on the emulated board."""
     from tinysift.bench.device import DeviceBenchConfig, bench_device
     from tinysift.bench.executor import parse_spec
 
     if parse_spec(executor)[0] != "serial":
-        console.print("bench device runs serially: each run drives an emulator over a socket "
-                      "on this machine, from the firmware and export built here; --executor "
-                      f"{executor} is not used (docs/scale.md)")
+        from tinysift.errors import ClusterError
+
+        # Refused rather than ignored: a user must not believe the runs were distributed.
+        raise ClusterError(f"bench device runs only serially (--executor {executor}): each run "
+                           "drives an emulator over a socket on this machine, from the firmware "
+                           "and export built here; drop --executor (docs/scale.md)")
 
     if quick:
         cfg = DeviceBenchConfig(dataset="digits", new_per_class=30, seeds=1,
