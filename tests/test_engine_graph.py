@@ -20,9 +20,14 @@ import numpy as np
 import pytest
 
 import test_engine_golden as eg
+from tools_needed import need_tools
 
-pytestmark = eg.pytestmark
 GRAPH_INPUTS = eg.MIN_INPUTS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gcc_present():
+    need_tools("gcc")
 
 
 def _residual_gap_model(keep_dims: bool):
@@ -135,9 +140,7 @@ def test_graph_bit_exact_native(graph_export, build, dsp, objdir):
 def test_graph_bit_exact_qemu_m4(graph_export, tmp_path):
     """The same on the emulated Cortex-M4 (QEMU mps2-an386, the real SMLAD path) through
     PlatformIO, as tests/test_engine_golden.py runs the pipeline's exports."""
-    missing = eg._qemu_missing()
-    if missing:
-        pytest.skip(f"firmware tools missing ({', '.join(missing)}): run tools/setup.sh")
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc", pio=True)
     export = graph_export[0]
     r = eg.pio_test(tmp_path, "qemu-m4", "test_golden", export)
     m = eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
