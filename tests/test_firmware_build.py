@@ -314,6 +314,19 @@ def test_pio_test_native(workspace):
     print(f"tools/pio test -e native: {time.monotonic() - t0:.1f} s")
 
 
+def test_pio_test_native_asan(workspace):
+    """Every firmware test suite that runs on the host, once more with ASan + UBSan (env
+    native-asan, -fno-sanitize-recover=all: any finding fails its suite)."""
+    t0 = time.monotonic()
+    res = pio(workspace, "test", "-d", "firmware", "-e", "native-asan", timeout=900)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    passed = set(re.findall(r"native-asan\s+(test_\w+)\s+PASSED", res.stdout))
+    assert {"test_smoke", "test_engine", "test_protocol"} <= passed, res.stdout[-2000:]
+    assert "runtime error" not in out and "Sanitizer" not in out
+    print(f"tools/pio test -e native-asan: {time.monotonic() - t0:.1f} s")
+
+
 def test_pio_test_qemu_m4(workspace, built):
     t0 = time.monotonic()
     res = pio(workspace, "test", "-d", "firmware", "-e", "qemu-m4")
