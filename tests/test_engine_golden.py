@@ -105,9 +105,92 @@ def _build_export(name: str) -> Path:
               progress=False)
         quantize(run)
         export(run, test_samples=MIN_INPUTS, fit=True)  # 3072-byte samples: fit 4 MB flash
+    elif name in ("kernels", "kernels-per-tensor"):
+        run = SCRATCH / f"golden-{name}"
+        _kernels_run(run, per_channel=name == "kernels")
+        export(run, test_samples=MIN_INPUTS)
     else:
         raise ValueError(name)
     return run / "export"
+
+
+def _kernels_run(run: Path, per_channel: bool) -> None:
+    """A run folder (the digits run's manifest and kept set) whose model exercises what the
+    pipeline's models do not: a dilated CONV_2D (2x2 and 2x1), DEPTHWISE_CONV_2D with depth
+    multiplier 2 and with dilation, VALID padding, and a CONV_2D whose effective scale is
+    above 1 (a left shift in its requantization: huge weights into a relu6);
+    seeded and untrained (TF has no dilated-conv gradient on CPU); converted per channel
+    (TFLite's default) or per tensor."""
+    import shutil
+
+    if (run / "model.tflite").exists():
+        return
+    from tinysift.data import load_dataset
+    from tinysift.models.training import to_float
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import keras, tf
+
+    layers = keras.layers
+
+    class Dilated(layers.Layer):
+        """A dilated conv or depthwise conv as one TF op (Keras' own lowers dilation to
+        SPACE_TO_BATCH_ND, which the converter does not always fold back)."""
+
+        def __init__(self, filters, size, rate, padding, depthwise=False, relu=False, **kw):
+            super().__init__(**kw)
+            self.filters, self.size, self.rate = filters, size, rate
+            self.padding, self.depthwise, self.relu = padding, depthwise, relu
+
+        def build(self, shape):
+            cin = int(shape[-1])
+            out = self.filters if not self.depthwise else 1
+            self.kernel = self.add_weight("kernel", (*self.size, cin, out),
+                                          initializer="glorot_uniform")
+            self.bias = self.add_weight("bias", (cin if self.depthwise else self.filters,),
+                                        initializer="zeros")
+
+        def call(self, x):
+            if self.depthwise:
+                y = tf.raw_ops.DepthwiseConv2dNative(
+                    input=x, filter=self.kernel, strides=[1, 1, 1, 1], padding=self.padding,
+                    dilations=[1, *self.rate, 1])
+            else:
+                y = tf.nn.conv2d(x, self.kernel, 1, self.padding, dilations=self.rate)
+            y = y + self.bias
+            return tf.nn.relu(y) if self.relu else y
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = Dilated(8, (3, 3), (2, 2), "SAME", relu=True, name="dil")(inp)
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu6",
+                               name="dm2")(x)
+    x = Dilated(0, (3, 3), (2, 2), "VALID", depthwise=True, name="dwdil")(x)
+    x = Dilated(12, (3, 1), (2, 1), "SAME", relu=True, name="dil21")(x)
+    # weights far above what the input and output ranges need: s_in * s_w > s_out
+    x = layers.Conv2D(12, 1, activation="relu6", name="gain",
+                      kernel_initializer=keras.initializers.RandomNormal(stddev=1e5))(x)
+    x = layers.AveragePooling2D(pool_size=(4, 4), name="gap")(x)
+    out = layers.Softmax(name="softmax")(layers.Dense(10, name="head")(layers.Flatten()(x)))
+    model = keras.Model(inp, out)  # seeded, untrained: bit-exactness needs no accuracy
+    ds = load_dataset("digits")
+
+    def rep():
+        for i in range(200):
+            yield [to_float(ds.x_train[i:i + 1])]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    conv._experimental_disable_per_channel = not per_channel
+    with quiet_stderr():
+        tflite = bytes(conv.convert())
+    digits = _build_export("digits").parent  # its manifest (dataset) and kept set
+    run.mkdir(parents=True, exist_ok=True)
+    for f in ("manifest.json", "trainset.npz"):
+        shutil.copy(digits / f, run / f)
+    (run / "model.tflite").write_bytes(tflite)
 
 
 def _env_exports() -> list[Path] | None:
@@ -121,6 +204,8 @@ def _export_params():
         return [pytest.param(str(p), id=p.parent.name) for p in env]
     slow = pytest.mark.slow
     return [pytest.param("digits", id="digits"),
+            pytest.param("kernels", id="kernels"),
+            pytest.param("kernels-per-tensor", id="kernels-per-tensor"),
             pytest.param("digits-qat", id="digits-qat", marks=slow),
             pytest.param("fmnist", id="fmnist-28x28x1", marks=slow),
             pytest.param("rgb32", id="rgb32-32x32x3", marks=slow)]
@@ -214,6 +299,25 @@ def test_golden_bit_exact_native(name, build, dsp, objdir):
     r = run_program(exe)
     m = check_golden_output(r.stdout + r.stderr, export, r.returncode)
     assert int(m["dsp"]) == dsp and m["platform"] == "native"
+
+
+@pytest.mark.parametrize("name", ["kernels", "kernels-per-tensor"])
+def test_kernel_exports_cover_what_they_claim(name):
+    """The kernel exports hold what their golden runs are for: dilation, depth multiplier 2,
+    a left-shift requantization, per-tensor or per-channel weight scales."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    parsed = parse_tflite((get_export(name).parent / "model.tflite").read_bytes())
+    convs = [ly for ly in parsed.layers if ly.op in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert {(ly.op, ly.dilation) for ly in convs} >= {
+        ("CONV_2D", (2, 2)), ("CONV_2D", (2, 1)), ("DEPTHWISE_CONV_2D", (2, 2))}
+    assert any(ly.op == "DEPTHWISE_CONV_2D" and ly.depth_multiplier == 2 for ly in convs)
+    assert any(ly.op == "CONV_2D" and ly.shift.max() > 0 for ly in convs)
+    scales = {len(ly.weight_tensor.scales) for ly in convs}
+    if name == "kernels-per-tensor":
+        assert scales == {1}
+    else:
+        assert 1 not in scales
 
 
 def test_golden_names_the_first_differing_layer(objdir):
