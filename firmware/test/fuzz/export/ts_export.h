@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include "ts_model.h"
 
-#define TS_EXPORT_FORMAT_VERSION 1
+#define TS_EXPORT_FORMAT_VERSION 2
 #define TS_EXPORT_CONTENT_HASH "5473b2ebf99ec34f743b2e1e673dce48"
 #define TS_EXPORT_NUM_LAYERS 11
 #define TS_EXPORT_ARENA_BYTES 768
@@ -13,6 +13,7 @@
 #define TS_EXPORT_INPUT_W 8
 #define TS_EXPORT_INPUT_C 1
 #define TS_EXPORT_SAMPLE_BYTES 64
+#define TS_EXPORT_OUTPUT_BYTES 10
 #define TS_EXPORT_NUM_CLASSES 10
 #define TS_EXPORT_FEATURE_DIM 16
 #define TS_EXPORT_HEAD_LAYER 9
@@ -22,8 +23,9 @@
 #define TS_EXPORT_DB_CAPACITY 8
 #define TS_EXPORT_GOLDEN_LAYER_SAMPLES 2
 #define TS_EXPORT_WEIGHT_BYTES 1848
-#define TS_EXPORT_RAM_PLAN_BYTES 21184
-#define TS_EXPORT_FLASH_PLAN_BYTES 64766
+#define TS_EXPORT_MACS 16416
+#define TS_EXPORT_RAM_PLAN_BYTES 81774
+#define TS_EXPORT_FLASH_PLAN_BYTES 81830
 
 extern const ts_model_t ts_export_model;
 extern const ts_dataset_t ts_export_train;

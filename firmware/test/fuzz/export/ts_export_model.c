@@ -142,68 +142,95 @@ static const ts_layer_t ts_export_layers[11] = {
         1u, 1u, 1u, 1u, 1u, 1u, 3u, 3u, 1u, 1, 1,
         {8, 8, 1}, {8, 8, 4}, -128, -128, -128, 127,
         ts_export_l0_weights, 36u, ts_export_l0_bias, 4u, ts_export_l0_multiplier, ts_export_l0_shift, 4u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {0}, {0, 0, 0}, 0, 0, 0
     },
     { /* 1: DEPTHWISE_CONV_2D tinysift_ds-cnn_w4/block1_dw_relu/Relu;tinysift_ds-cnn_w4/block1_dw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block1_dw/depthwise1 */
         2u, 1u, 1u, 1u, 1u, 1u, 3u, 3u, 1u, 1, 1,
         {8, 8, 4}, {8, 8, 4}, -128, -128, -128, 127,
         ts_export_l1_weights, 36u, ts_export_l1_bias, 4u, ts_export_l1_multiplier, ts_export_l1_shift, 4u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {1}, {0, 0, 0}, 0, 0, 0
     },
     { /* 2: CONV_2D tinysift_ds-cnn_w4/block1_pw_relu/Relu;tinysift_ds-cnn_w4/block1_pw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block1_pw/Conv2D1 */
         1u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {8, 8, 4}, {8, 8, 8}, -128, -128, -128, 127,
         ts_export_l2_weights, 32u, ts_export_l2_bias, 8u, ts_export_l2_multiplier, ts_export_l2_shift, 8u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {2}, {0, 0, 0}, 0, 0, 0
     },
     { /* 3: DEPTHWISE_CONV_2D tinysift_ds-cnn_w4/block2_dw_relu/Relu;tinysift_ds-cnn_w4/block2_dw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block2_dw/depthwise1 */
         2u, 1u, 2u, 2u, 1u, 1u, 3u, 3u, 1u, 0, 0,
         {8, 8, 8}, {4, 4, 8}, -128, -128, -128, 127,
         ts_export_l3_weights, 72u, ts_export_l3_bias, 8u, ts_export_l3_multiplier, ts_export_l3_shift, 8u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {3}, {0, 0, 0}, 0, 0, 0
     },
     { /* 4: CONV_2D tinysift_ds-cnn_w4/block2_pw_relu/Relu;tinysift_ds-cnn_w4/block2_pw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block2_pw/Conv2D1 */
         1u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {4, 4, 8}, {4, 4, 16}, -128, -128, -128, 127,
         ts_export_l4_weights, 128u, ts_export_l4_bias, 16u, ts_export_l4_multiplier, ts_export_l4_shift, 16u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {4}, {0, 0, 0}, 0, 0, 0
     },
     { /* 5: DEPTHWISE_CONV_2D tinysift_ds-cnn_w4/block3_dw_relu/Relu;tinysift_ds-cnn_w4/block3_dw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block3_dw/depthwise1 */
         2u, 1u, 1u, 1u, 1u, 1u, 3u, 3u, 1u, 1, 1,
         {4, 4, 16}, {4, 4, 16}, -128, -128, -128, 127,
         ts_export_l5_weights, 144u, ts_export_l5_bias, 16u, ts_export_l5_multiplier, ts_export_l5_shift, 16u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {5}, {0, 0, 0}, 0, 0, 0
     },
     { /* 6: CONV_2D tinysift_ds-cnn_w4/block3_pw_relu/Relu;tinysift_ds-cnn_w4/block3_pw_bn/FusedBatchNormV3;tinysift_ds-cnn_w4/block3_pw/Conv2D1 */
         1u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {4, 4, 16}, {4, 4, 16}, -128, -128, -128, 127,
         ts_export_l6_weights, 256u, ts_export_l6_bias, 16u, ts_export_l6_multiplier, ts_export_l6_shift, 16u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {6}, {0, 0, 0}, 0, 0, 0
     },
     { /* 7: AVERAGE_POOL_2D tinysift_ds-cnn_w4/gap/AvgPool */
         4u, 0u, 4u, 4u, 1u, 1u, 4u, 4u, 1u, 0, 0,
         {4, 4, 16}, {1, 1, 16}, -128, -128, -128, 127,
         0, 0u, 0, 0u, 0, 0, 0u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {7}, {0, 0, 0}, 0, 0, 0
     },
     { /* 8: RESHAPE tinysift_ds-cnn_w4/features/Reshape */
         6u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {1, 1, 16}, {1, 1, 16}, -128, -128, -128, 127,
         0, 0u, 0, 0u, 0, 0, 0u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {8}, {0, 0, 0}, 0, 0, 0
     },
     { /* 9: FULLY_CONNECTED tinysift_ds-cnn_w4/head/MatMul;tinysift_ds-cnn_w4/head/BiasAdd */
         3u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {1, 1, 16}, {1, 1, 10}, -128, 33, -128, 127,
         ts_export_l9_weights, 160u, ts_export_l9_bias, 10u, ts_export_l9_multiplier, ts_export_l9_shift, 10u,
-        0, 0, 0
+        0, 0, 0,
+        1u, {9}, {0, 0, 0}, 0, 0, 0
     },
     { /* 10: SOFTMAX StatefulPartitionedCall:0 */
         7u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u, 0, 0,
         {1, 1, 10}, {1, 1, 10}, 33, -128, -128, 127,
         0, 0u, 0, 0u, 0, 0, 0u,
-        1617043072, 15, -63488
+        1617043072, 15, -63488,
+        1u, {10}, {0, 0, 0}, 0, 0, 0
     }
+};
+
+/* the arena plan: {offset, last reader} of the model input, then of each layer's output */
+static const ts_tensor_t ts_export_tensors[12] = {
+    {TS_TENSOR_EXTERNAL, 0u},
+    {0u, 1u},
+    {512u, 2u},
+    {0u, 3u},
+    {512u, 4u},
+    {0u, 5u},
+    {256u, 6u},
+    {0u, 7u},
+    {256u, 8u},
+    {0u, 9u},
+    {16u, 10u},
+    {TS_TENSOR_EXTERNAL, 11u}
 };
 
 static const float ts_export_head_weights[160] TS_EXPORT_ALIGN = {
@@ -220,11 +247,17 @@ static const float ts_export_head_bias[10] TS_EXPORT_ALIGN = {
 };
 
 const ts_model_t ts_export_model = {
-    TS_FORMAT_VERSION, 11u, ts_export_layers, 768u,
-    {8, 8, 1}, 0.003921568859368563f, -128,
-    9u, 16u, 0.0004619165847543627f, -128,
-    10u, 0.00036767302663065493f, 33,
-    ts_export_head_weights, ts_export_head_bias, "5473b2ebf99ec34f743b2e1e673dce48"
+    .format_version = TS_FORMAT_VERSION, .num_layers = 11u,
+    .layers = ts_export_layers, .arena_bytes = 768u,
+    .input = {8, 8, 1}, .input_scale = 0.003921568859368563f, .input_zero_point = -128,
+    .head_layer = 9u, .feature_dim = 16u,
+    .feature_scale = 0.0004619165847543627f, .feature_zero_point = -128,
+    .num_classes = 10u, .logit_scale = 0.00036767302663065493f, .logit_zero_point = 33,
+    .head_weights = ts_export_head_weights, .head_bias = ts_export_head_bias,
+    .content_hash = "5473b2ebf99ec34f743b2e1e673dce48",
+    .num_tensors = 12u, .tensors = ts_export_tensors,
+    .tflite_first_op = 0u, .input_float = 0u, .output_float = 0u,
+    .output_scale = 0.00390625f, .output_zero_point = -128
 };
 
 const uint8_t ts_export_tflite[10080] TS_EXPORT_ALIGN = {
