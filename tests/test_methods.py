@@ -93,6 +93,20 @@ def test_flow_flags_planted_outliers_and_flipped_labels(digits):
     assert planted[kept].mean() < 0.6 * planted.mean()  # random keeps 1.0x
 
 
+def test_flow_dimension_ignores_absent_classes(digits):
+    """A replay set over old classes only (labels 0-7 of 10): the flow's dimension is set by
+    the smallest class present, not by the absent ones (which gave 2 dimensions)."""
+    old = digits.y_train < 8
+    x, y = digits.x_train[old], digits.y_train[old]
+    full = make_method("flow", seed=0, **FAST_FLOW).fit(
+        ScoringContext(x, y, 8, seed=0, progress=False))
+    partial = make_method("flow", seed=0, **FAST_FLOW).fit(
+        ScoringContext(x, y, 10, seed=0, progress=False))
+    assert partial.flow_dims_ == full.flow_dims_
+    assert min(partial.flow_dims_.values()) > 2
+    assert np.isfinite(partial.scores_).all()
+
+
 @pytest.mark.parametrize("keep", [0, -5, 1438, "0", "1.5", "-0.1"])
 def test_bad_keep_refused(tmp_path, keep):
     from tinysift.stages.prune import prune

@@ -27,7 +27,7 @@ class FlowCondenser(Condenser):
         from sklearn.decomposition import PCA
 
         x = context.x.reshape(len(context.x), -1).astype(np.float32) / 255.0
-        dim = int(min(self.dim, x.shape[1], max(2, np.bincount(context.y).min() // 10)))
+        dim = int(min(self.dim, x.shape[1], max(2, _smallest_class(context.y) // 10)))
         self.pca_ = PCA(n_components=dim, svd_solver="randomized", random_state=self.seed)
         z = self.pca_.fit_transform(x).astype(np.float32)
         self.flows_ = ClassFlows(self.flow, seed=self.seed).fit(z, context.y,
@@ -40,3 +40,9 @@ class FlowCondenser(Condenser):
         z = mean + (raw - mean) * self.temperature
         flat = self.pca_.inverse_transform(z)
         return to_uint8(flat.reshape((k,) + self.context_.x.shape[1:]))
+
+
+def _smallest_class(y: np.ndarray) -> int:
+    """Samples in the smallest class present (absent labels do not count)."""
+    counts = np.bincount(y)
+    return int(counts[counts > 0].min())

@@ -124,8 +124,10 @@ class FlowMethod(PruningMethod):
         else:
             raw = context.embedding(kind, self.dim)
         # A flow on n samples in d dimensions memorizes when d is large for n: cap d by the
-        # smallest class's training fold (about 10 samples per dimension).
-        smallest = int(np.bincount(y, minlength=k).min())
+        # smallest class's training fold (about 10 samples per dimension). Only the classes
+        # present count: a replay set over old classes has none of the new ones.
+        counts = np.bincount(y, minlength=k)
+        smallest = int(counts[counts > 0].min())
         d = int(np.clip(smallest * (self.folds - 1) / self.folds / 10, 2,
                         min(self.dim, raw.shape[1])))
         pca = PCA(n_components=d, svd_solver="randomized", random_state=self.seed)
@@ -137,7 +139,7 @@ class FlowMethod(PruningMethod):
         extra = raw.shape[1] - d
         if kind == "pixels" and extra > 0:
             # Residual variance per class (from its samples), sigma^2 = mean residual / extra.
-            for c in range(k):
+            for c in np.flatnonzero(counts):
                 var = max(resid[y == c].mean() / extra, 1e-12)
                 ll[:, c] += -0.5 * resid / var - 0.5 * extra * np.log(2 * np.pi * var)
         return ll
