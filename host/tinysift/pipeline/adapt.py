@@ -177,13 +177,16 @@ def test_indices(scn, parts: dict, per_class: int, seed: int,
 def host_joint_reference(scn, base: Path, seed: int, tests: dict | None = None) -> dict:
     """The upper bound: the head trained on the frozen base features of ALL the old training
     data plus the new samples (multinomial logistic regression), tested per task on
-    ``tests`` (``{"old": (x, y), "new": (x, y)}``, default: the whole test splits)."""
+    ``tests`` (``{"old": (x, y), "new": (x, y)}``, default: the whole test splits).
+
+    Class-balanced, like the device's loss: unweighted, 200 new samples against 48,000 old
+    ones left the new classes at 0.45 on Fashion-MNIST and the "upper bound" below the device."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.concatenate([scn.x_old, scn.x_new])
     y = np.concatenate([scn.y_old, scn.y_new])
-    clf = LogisticRegression(max_iter=300, C=1.0, random_state=seed).fit(
-        base_features(base, x), y)
+    clf = LogisticRegression(max_iter=300, C=1.0, class_weight="balanced",
+                             random_state=seed).fit(base_features(base, x), y)
     tests = tests or {"old": (scn.x_test_old, scn.y_test_old),
                       "new": (scn.x_test_new, scn.y_test_new)}
     out, correct, total = {}, 0, 0
