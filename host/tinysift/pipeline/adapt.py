@@ -138,15 +138,14 @@ def base_features(base: Path, x: np.ndarray) -> np.ndarray:
     return predict_proba(feature_model(load_trained_model(base)), x)
 
 
-def choose_replay(cfg: AdaptConfig, scn, base: Path) -> np.ndarray:
-    """Indices into the old training data: ``replay_per_class`` of every old class."""
+def fit_replay(cfg: AdaptConfig, scn, base: Path):
+    """The replay method fitted on the old training data, in the base model's feature space
+    (``embedding="given"`` where the method has one); one fit serves every replay size."""
     import inspect
 
     from tinysift.scoring import ScoringContext
     from tinysift.selection import METHODS, make_method
 
-    if not cfg.uses_replay:
-        return np.zeros(0, np.int64)
     feats = base_features(base, scn.x_old)
     ctx = ScoringContext(scn.x_old, scn.y_old, scn.num_classes, seed=cfg.seed,
                          features=feats, progress=False)
@@ -154,9 +153,16 @@ def choose_replay(cfg: AdaptConfig, scn, base: Path) -> np.ndarray:
     make_method(cfg.replay)  # unknown names fail here with the list of known ones
     if "embedding" in inspect.signature(METHODS[cfg.replay].__init__).parameters:
         params.setdefault("embedding", "given")
-    method = make_method(cfg.replay, seed=cfg.seed, **params)
-    count = cfg.replay_per_class * len(scn.old_classes)
-    return np.sort(method.fit(ctx).select(count))
+    return make_method(cfg.replay, seed=cfg.seed, **params).fit(ctx)
+
+
+def choose_replay(cfg: AdaptConfig, scn, base: Path, fitted=None) -> np.ndarray:
+    """Indices into the old training data: ``replay_per_class`` of every old class
+    (``fitted``: the method already fitted by :func:`fit_replay` for this scenario)."""
+    if not cfg.uses_replay:
+        return np.zeros(0, np.int64)
+    method = fitted if fitted is not None else fit_replay(cfg, scn, base)
+    return np.sort(method.select(cfg.replay_per_class * len(scn.old_classes)))
 
 
 def test_indices(scn, parts: dict, per_class: int, seed: int,
