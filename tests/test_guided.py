@@ -113,6 +113,12 @@ def test_budget_is_held_and_runs_are_seeded():
     full = 30 * len(ds.y_train)
     assert 0.5 * full - 128 <= res.ledger.spent <= 0.5 * full
     assert acc > 0.9  # digits at half of 30 epochs
+    # The optimizer's own learning rate follows the cosine over the budget down to ~0 (a
+    # schedule written into a copy once left Adam at a constant 3e-3 in every run).
+    lrs = [e["lr"] for e in res.epochs]
+    base = TrainConfig().learning_rate
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert lrs[0] > 0.8 * base and lrs[-1] < 0.02 * base
     again, _, acc2 = _train(ds, "rs2")
     assert acc2 == acc and again.ledger.epoch_sizes == res.ledger.epoch_sizes
 

@@ -71,8 +71,11 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     model = build_model(tuple(x.shape[1:]), num_classes, model_config)
     twin = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output,
                                      model.get_layer(HEAD_LAYER).output])
-    lr = tf.Variable(train_config.learning_rate, dtype=tf.float32, trainable=False)
-    optimizer = keras.optimizers.Adam(learning_rate=lambda: lr)
+    # The schedule is written into the optimizer's own variable each step: Adam given a
+    # callable (``lambda: var``) copies its value once, and assigning the outer variable
+    # then changes nothing (every guided and equal-steps run before this fix trained at a
+    # constant 3e-3).
+    optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
     feature_dim = int(twin.outputs[0].shape[-1])
 
     @tf.function(reduce_retracing=True)  # XLA (jit_compile) measured 5x slower on CPU
@@ -120,7 +123,8 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
             losses = []
             for s in range(0, take, batch):
                 bi, bw = idx[s:s + batch], w[s:s + batch]
-                lr.assign(_cosine(train_config.learning_rate, ledger.progress))
+                optimizer.learning_rate.assign(_cosine(train_config.learning_rate,
+                                                       ledger.progress))
                 t0 = time.perf_counter()
                 per_sample, feats, pred = step(tf.constant(to_float(x[bi])),
                                                tf.constant(state.y[bi], tf.int32),
@@ -136,7 +140,9 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
             epoch_loss = float(np.concatenate(losses).mean())
             last_loss = epoch_loss
             history.append({"epoch": epoch, "samples": take, "loss": round(epoch_loss, 5),
-                            "spent": round(ledger.spent, 1), "note": plan.note})
+                            "spent": round(ledger.spent, 1), "note": plan.note,
+                            # what the optimizer used last (its own variable, not a copy)
+                            "lr": float(optimizer.learning_rate.numpy())})
             sampler.end_epoch(state)
             if on_epoch_end is not None:
                 history[-1].update(on_epoch_end(epoch, model, ledger) or {})
