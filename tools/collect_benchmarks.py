@@ -189,6 +189,11 @@ def rerender() -> None:
             bench.write_outputs(json.loads(path.read_text()), RESULTS, path.stem)
 
 
+NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/methods.md): the "
+             "results measured before it trained at a constant learning rate and were "
+             "withdrawn (git history); rerun with the command above.")
+
+
 def benchmarks_doc() -> str:
     """docs/benchmarks.md from the results files (reads only)."""
     out = ["# Benchmarks", "",
@@ -232,7 +237,7 @@ def benchmarks_doc() -> str:
         res = load(f"{stem}.json")
         out += [f"## Pruning: {title}", "", f"`{cmd}`", ""]
         if res is None:
-            out += ["Not run yet.", ""]
+            out += [NOT_RERUN, ""]
             continue
         out += partial_notice(res, planned=res["seeds_planned"])
         out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
@@ -248,7 +253,7 @@ def benchmarks_doc() -> str:
         res = load(f"{stem}.json")
         out += [f"## Guided training: {title}", "", f"`{cmd}`", ""]
         if res is None:
-            out += ["Not run yet.", ""]
+            out += [NOT_RERUN, ""]
             continue
         out += partial_notice(res, planned=res["seeds_planned"])
         out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
