@@ -108,6 +108,9 @@ def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys, tmp_path):
     assert code == 130 and "interrupted" in err
 
 
+FLASH = ["device", "flash", "--board", "nucleo_f411re", "--run"]  # a board with a flash step
+
+
 def test_compiler_output_verbatim(monkeypatch, capsys, tmp_path):
     """Paths and flags in brackets are text, not rich markup (it raised MarkupError and hid
     the compiler's output)."""
@@ -116,13 +119,13 @@ def test_compiler_output_verbatim(monkeypatch, capsys, tmp_path):
     text = ("firmware build for qemu-mps2-an386 failed:\n[/work/x/src/app.c:12]: error: "
             "expected ';' [-Werror=implicit] [bold]x[/]")
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash", DeviceError(text),
-                      ["device", "flash", "--run", str(tmp_path)])
+                      FLASH + [str(tmp_path)])
     assert code == 2 and text in err, err
 
 
 def test_unexpected_errors_are_one_line(monkeypatch, capsys, tmp_path):
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
-                      ZeroDivisionError("x"), ["device", "flash", "--run", str(tmp_path)])
+                      ZeroDivisionError("x"), FLASH + [str(tmp_path)])
     assert code == 1 and "unexpected ZeroDivisionError" in err and "Traceback" not in err
 
 

@@ -188,9 +188,17 @@ def _kernels_run(run: Path, per_channel: bool) -> None:
         tflite = bytes(conv.convert())
     digits = _build_export("digits").parent  # its manifest (dataset) and kept set
     run.mkdir(parents=True, exist_ok=True)
-    for f in ("manifest.json", "trainset.npz"):
+    for f in ("manifest.json", "trainset.npz", "model.keras"):
         shutil.copy(digits / f, run / f)
     (run / "model.tflite").write_bytes(tflite)
+    # The manifest then says quantize wrote this model.tflite (export checks the lineage
+    # train -> quantize -> export; this run's .tflite stands in for the digits one).
+    from tinysift.runs import Run, file_hash
+
+    r = Run(run)
+    r.manifest["stages"]["quantize"]["outputs"]["model.tflite"] = file_hash(run / "model.tflite")
+    r.manifest["stages"].pop("export", None)
+    r.save()
 
 
 def _env_exports() -> list[Path] | None:

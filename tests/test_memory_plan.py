@@ -93,7 +93,8 @@ def _export_copy(base: Path, name: str, **kw) -> Path:
 
     run = SCRATCH / f"memplan-{name}"
     run.mkdir(parents=True, exist_ok=True)
-    for f in ("manifest.json", "model.tflite", "trainset.npz"):
+    # the whole model lineage: export checks the quantized model came from the trained one
+    for f in ("manifest.json", "model.keras", "model.tflite", "trainset.npz"):
         if not (run / f).exists() or (run / f).read_bytes() != (base / f).read_bytes():
             shutil.copyfile(base / f, run / f)
     return export(run, **kw).export_dir

@@ -68,23 +68,28 @@ def flash_cmd(
     from tinysift.paths import firmware_dir
 
     brd = load_board(board)
-    if run is not None:
-        from tinysift.runs import Run
-        from tinysift.stages.checks import check_exported
-        from tinysift.stages.device import check_export_fits
-
-        check_exported(Run(run))  # a finished export of the current model
-        check_export_fits(run, brd)  # before any build
     export = Path(run) / "export" if run is not None else None
     out = Path(run) / "device" if run is not None else firmware_dir() / ".pio" / "tinysift"
     build, steps = flash_steps(brd, build_plan(brd, export, out), probe, port)
+    upload = brd.flash_method == "pio-upload"  # PlatformIO builds and uploads in one
     if dry_run:
+        if run is not None:
+            from tinysift.runs import Run
+            from tinysift.stages.checks import check_exported
+            from tinysift.stages.device import check_export_fits
+
+            check_exported(Run(run))  # a finished export of the current model
+            check_export_fits(run, brd)  # before any build
         print(build.shell())
         for step in steps:
             print(step.shell())
         return
-    upload = brd.flash_method == "pio-upload"  # PlatformIO builds and uploads in one
-    res = build_firmware(export, brd, out, upload=upload, port=port)
+    if run is not None:
+        from tinysift.stages.device import flash
+
+        res = flash(run, board, port=port, upload=upload)  # checked, the run folder locked
+    else:
+        res = build_firmware(None, brd, out, upload=upload, port=port)
     console.print(f"built {res.elf} in {res.seconds:.1f} s: flash {res.flash_bytes:,} B, "
                   f"static RAM {res.ram_bytes:,} B" + (" and uploaded" if upload else ""))
     for step in steps:

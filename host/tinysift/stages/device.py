@@ -191,14 +191,18 @@ def ensure_built(run_dir: Path, brd: Board) -> Path:
 
 
 @locks_run("run_dir")
-def flash(run_dir: str | Path, board: str, port: str | None = None):
-    """``tinysift device flash``: build the firmware with the run's (current) export, and
-    upload it to a real board. Returns the BuildResult."""
+def flash(run_dir: str | Path, board: str, port: str | None = None,
+          upload: bool | None = None):
+    """``tinysift device flash --run``: build the firmware with the run's (current) export,
+    refused first if the export does not fit the board, and upload it with PlatformIO where
+    the board is flashed that way (``upload``; default: every real board). Returns the
+    BuildResult."""
     from tinysift.device.build import build_firmware
     from tinysift.stages.checks import check_exported
 
     run_dir = Path(run_dir)
     brd = load_board(board)
     check_exported(Run(run_dir))
+    check_export_fits(run_dir, brd)  # before any build
     return build_firmware(run_dir / "export", brd, run_dir / "device",
-                          upload=not brd.emulated, port=port)
+                          upload=not brd.emulated if upload is None else upload, port=port)
