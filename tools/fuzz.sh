@@ -59,8 +59,9 @@ if [ ! -x "$BIN" ] || [ -n "$(find "${SRCS[@]}" "$FUZZ" firmware/src "$ENGINE" "
         -fno-omit-frame-pointer "${INC[@]}" "${DEFS[@]}" "${SRCS[@]}" -lm -o "$BIN"
 fi
 
-# A small ASan quarantine keeps the RSS near 100 MB instead of growing to ~600 MB.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
+# A small ASan quarantine keeps the RSS near 100 MB instead of growing to ~600 MB (added to
+# any ASAN_OPTIONS the caller set, not replaced by them).
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
 LIMIT=(-max_total_time="$SECONDS_TO_RUN")
 WHAT="$SECONDS_TO_RUN s"
 if [ -n "${FUZZ_RUNS:-}" ]; then
@@ -69,5 +70,5 @@ if [ -n "${FUZZ_RUNS:-}" ]; then
 fi
 echo "[fuzz] $TARGET: $WHAT (seeds: $SEEDS)"
 exec "$BIN" "$OUT/corpus" "$SEEDS" "${LIMIT[@]}" -max_len=4096 -timeout=10 \
-    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/" \
+    -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$OUT/" \
     ${FUZZ_JOBS:+-jobs=$FUZZ_JOBS -workers=$FUZZ_JOBS}
