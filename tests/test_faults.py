@@ -190,7 +190,10 @@ def _cli(run, url, *extra, timeout: float = 10):
     return subprocess.Popen(
         [sys.executable, "-m", "tinysift.cli.app", "device", "run", "--run", str(run),
          "--port", url, "--epochs", "20", "--timeout", str(timeout), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # SIGINT as a terminal gives it: an ignored SIGINT in the test process (left by an
+        # in-process CLI test) would be inherited and the Ctrl-C case would never land
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_epochs(run, n, proc, seconds=120):
