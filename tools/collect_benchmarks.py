@@ -194,6 +194,20 @@ NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/metho
              "withdrawn (git history); rerun with the command above.")
 
 
+def _seeded_section(heading: str, stem: str, cmd: str, missing: str, plot_alt: str,
+                    targets) -> list[str]:
+    """One bench's section: its command, a partial-seeds notice, its table and plot, and its
+    targets (``targets(res)``); ``missing`` when it has no results file."""
+    res = load(f"{stem}.json")
+    out = [f"## {heading}", "", f"`{cmd}`", ""]
+    if res is None:
+        return out + [missing, ""]
+    out += partial_notice(res, planned=res["seeds_planned"])
+    return out + [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
+                  f"![{plot_alt}](../benchmarks/results/{stem}.png)", "", "Targets:", ""
+                  ] + targets(res) + [""]
+
+
 def benchmarks_doc() -> str:
     """docs/benchmarks.md from the results files (reads only)."""
     out = ["# Benchmarks", "",
@@ -234,15 +248,8 @@ def benchmarks_doc() -> str:
         ("prune_mnist_equal-steps", "MNIST, equal steps",
          "tinysift bench prune --dataset mnist --protocol equal-steps"),
     ]:
-        res = load(f"{stem}.json")
-        out += [f"## Pruning: {title}", "", f"`{cmd}`", ""]
-        if res is None:
-            out += [NOT_RERUN, ""]
-            continue
-        out += partial_notice(res, planned=res["seeds_planned"])
-        out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
-                f"![accuracy vs kept](../benchmarks/results/{stem}.png)", "", "Targets:", ""]
-        out += equal_steps_targets(res) + [""]
+        out += _seeded_section(f"Pruning: {title}", stem, cmd, NOT_RERUN, "accuracy vs kept",
+                               equal_steps_targets)
     for stem, title, cmd in [
         ("guided_fashion-mnist", "Fashion-MNIST",
          "tinysift bench guided --dataset fashion-mnist"),
@@ -250,30 +257,16 @@ def benchmarks_doc() -> str:
         ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
          "tinysift bench guided --dataset fashion-mnist --label-noise 0.2"),
     ]:
-        res = load(f"{stem}.json")
-        out += [f"## Guided training: {title}", "", f"`{cmd}`", ""]
-        if res is None:
-            out += [NOT_RERUN, ""]
-            continue
-        out += partial_notice(res, planned=res["seeds_planned"])
-        out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
-                f"![guided training](../benchmarks/results/{stem}.png)", "", "Targets:", ""]
-        out += guided_targets(res) + [""]
+        out += _seeded_section(f"Guided training: {title}", stem, cmd, NOT_RERUN,
+                               "guided training", guided_targets)
     for stem, title, cmd in [
         ("device_new-classes_fashion-mnist", "new classes, Fashion-MNIST 0-7 -> 8, 9",
          "tinysift bench device --scenario new-classes --seeds 5"),
         ("device_shift_mnist", "shift, MNIST -> upsampled scikit-learn digits",
          "tinysift bench device --scenario shift --updates head,last-block"),
     ]:
-        res = load(f"{stem}.json")
-        out += [f"## On-device adaptation: {title}", "", f"`{cmd}`", ""]
-        if res is None:
-            out += ["Not run yet.", ""]
-            continue
-        out += partial_notice(res, planned=res["seeds_planned"])
-        out += [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
-                f"![on-device adaptation](../benchmarks/results/{stem}.png)", "", "Targets:",
-                ""] + device_targets(res) + [""]
+        out += _seeded_section(f"On-device adaptation: {title}", stem, cmd, "Not run yet.",
+                               "on-device adaptation", device_targets)
     for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST "
                          "(`tinysift bench condense --dataset fashion-mnist`)"),
                         ("scoring_mnist.md", "Scoring speed"),
