@@ -137,6 +137,16 @@ def test_fault(case, tmp_path, fault_table):
     assert not problems, problems
 
 
+def test_records_lost_counts_gaps_not_salvaged_records():
+    sent = ["@a", "@b", "@c", "@d"]
+    assert records_lost(sent, sent) == 0
+    assert records_lost(sent, ["@a", "@c", "@d"]) == 1
+    assert records_lost(sent, ["@a", "@b"]) == 0  # a prefix: the rest was never read
+    # a record salvaged from a cut line is not in `sent`: it must not eat the rest
+    assert records_lost(sent, ["@a", "@b", "@x", "@c", "@d"]) == 0
+    assert records_lost(sent, ["@a", "@x", "@d"]) == 2
+
+
 def test_log_records_carry_the_session(tmp_path):
     """Two sessions in one folder: every log line names its session, results.json the last."""
     from tinysift.stages.device import TrainParams, run_on_device

@@ -88,7 +88,7 @@ class Qemu:
                                      preexec_fn=die_with_parent())
         self.qmp = self.qmp_file = None
 
-    def _connect_qmp(self) -> None:
+    def connect_qmp(self) -> None:
         """Once the serial port is connected (QEMU may wait for it before it listens)."""
         deadline = time.monotonic() + 30
         while not self.qmp_path.exists():
@@ -102,7 +102,7 @@ class Qemu:
 
     def _qmp(self, command: str) -> dict:
         if self.qmp is None:
-            self._connect_qmp()
+            self.connect_qmp()
         self.qmp_file.write(json.dumps({"execute": command}).encode() + b"\n")
         self.qmp_file.flush()
         while True:
@@ -138,6 +138,7 @@ class Relay(threading.Thread):
         self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
         self.sent: list[str] = []      # valid records the device sent, in order
         self.fired_at: float | None = None
+        self.seen_at_fire: list[str] = []  # the device's records before the fault fired
         self.done = threading.Event()
         self.start()
 
@@ -153,6 +154,7 @@ class Relay(threading.Thread):
                     host.close()
                     return
                 time.sleep(0.05)
+        self.qemu.connect_qmp()  # now, not when the fault fires: that would add its latency
         pumps = [threading.Thread(target=self._pump, args=(host, dev, "host"), daemon=True),
                  threading.Thread(target=self._pump, args=(dev, host, "device"), daemon=True)]
         for p in pumps:
@@ -190,6 +192,7 @@ class Relay(threading.Thread):
             self.sent.append(payload)
         if self.fired_at is None and self.trigger(direction, payload):
             self.fired_at = time.monotonic()
+            self.seen_at_fire = list(self.sent)
             if self.delay:
                 time.sleep(self.delay)
             self.action()
@@ -215,14 +218,16 @@ def _device_record(prefix: str):
     return lambda direction, payload: direction == "device" and payload.startswith(prefix)
 
 
-# An epoch on the 30 streamed samples takes ~170,000 cycles: 40 epochs keep the device
-# training for a while after the first @epoch, so a fault there lands mid-train.
+# An epoch on the 30 streamed samples takes ~170,000 cycles, under a millisecond in QEMU: 40
+# epochs were over before a loaded machine's relay had fired (CI, twice). 1500 epochs keep
+# the device training for a second or more after the first @epoch, so a fault there lands
+# mid-train; the test checks that it did (the train had not ended when the fault fired).
 QEMU_CASES = {
     # id: (trigger, action, delay, epochs, fails: None when the run must complete)
     "qemu-reset-db-load": (lambda: _data_lines(15), "reset", 0.0, 3, None),
     "qemu-reset-features": (lambda: _host_command("train "), "reset", 0.05, 3, None),
-    "qemu-reset-epoch": (lambda: _device_record("@epoch n=1 "), "reset", 0.0, 40, None),
-    "qemu-killed": (lambda: _device_record("@epoch n=1 "), "kill", 0.0, 40, "closed|lost"),
+    "qemu-reset-epoch": (lambda: _device_record("@epoch n=1 "), "reset", 0.0, 1500, None),
+    "qemu-killed": (lambda: _device_record("@epoch n=1 "), "kill", 0.0, 1500, "closed|lost"),
 }
 
 
@@ -255,6 +260,9 @@ def test_qemu_fault(fault, qemu_run, tmp_path, fault_table):
     problems = []
     if relay.fired_at is None:
         problems.append("the fault was never injected")
+    elif any(p.startswith("@ready cmd=train") for p in relay.seen_at_fire):
+        problems.append("the fault fired after the train had ended (the machine too slow for "
+                        "the trigger: raise the case's epochs)")
     if fails is None:
         resets = [e for e in doc.events if "device_reset" in e]
         if error is not None:
