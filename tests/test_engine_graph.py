@@ -154,9 +154,8 @@ def tinysift(*args):
                           capture_output=True, text=True, timeout=900)
 
 
-def test_engine_check_reports_all_identical(graph_export, request):
-    if request.node.callspec.id != "mean":
-        pytest.skip("one model is enough for the CLI")
+@pytest.mark.parametrize("graph_export", ["mean"], indirect=True)  # one is enough for the CLI
+def test_engine_check_reports_all_identical(graph_export):
     _, _, _, path = graph_export
     r = tinysift("engine", "check", "--tflite", str(path), "--count", "20", "--board",
                  "nucleo_l4r5zi")
@@ -202,13 +201,12 @@ def objdir(tmp_path_factory):
     return tmp_path_factory.mktemp("engine-graph")
 
 
-def test_float_edges_bit_exact(graph_export, request, tmp_path):
+@pytest.mark.parametrize("graph_export", ["ops-float-edges"], indirect=True)
+def test_float_edges_bit_exact(graph_export, tmp_path):
     """ts_quantize_input / ts_dequantize_output (the C float edges) equal TFLM's QUANTIZE of
     the float inputs and DEQUANTIZE of the int8 outputs, bit for bit."""
     import ctypes
 
-    if request.node.callspec.id != "ops-float-edges":
-        pytest.skip("an int8-edged model")
     export, info, _tflite, _ = graph_export
     lib = tmp_path / "libengine.so"
     r = subprocess.run(["gcc", "-shared", "-fPIC", "-std=c99", "-O2", f"-I{eg.ENGINE}",
@@ -245,13 +243,13 @@ def test_float_edges_bit_exact(graph_export, request, tmp_path):
         assert np.array_equal(y, out_float[s].reshape(-1)), f"sample {s} dequantized"
 
 
-def test_engine_run_writes_tflm_identical_outputs(graph_export, request, tmp_path):
+# one model per input type (int8, float)
+@pytest.mark.parametrize("graph_export", ["mean", "ops-float-edges"], indirect=True)
+def test_engine_run_writes_tflm_identical_outputs(graph_export, tmp_path):
     """`tinysift engine run`: the engine's outputs equal TFLM's, float edges included (float
     inputs off the quantization grid in, float outputs out)."""
     from tinysift.quantize.tflm import run_tflm
 
-    if request.node.callspec.id not in ("mean", "ops-float-edges"):
-        pytest.skip("one model per input type is enough")
     _, info, tflite, path = graph_export
     rng = np.random.default_rng(5)
     shape = (30, *info["input"]["shape"])
