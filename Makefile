@@ -15,9 +15,11 @@ demo: setup
 demo-quick: setup
 	$(TINYSIFT) demo --quick
 
+# Two pytest-xdist workers, a test file per worker at a time (module fixtures build once; runs
+# shared by several files are held with a lock: tests/scratch.py).
 test: setup
 	$(VENV)/bin/ruff check host tests tools
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 # Without set-up, for a machine that already has it.
 test-fast:

@@ -32,16 +32,15 @@ def write_npz(tmp_path):
 def digits_run():
     """The shared digits run (trained, quantized, exported), built once and cached across
     test files and sessions in runs/_scratch/trainer-digits (stage caching skips work)."""
-    from pathlib import Path
-
+    from scratch import scratch_run
     from tinysift.stages.export import export
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
-    run = Path(__file__).resolve().parents[1] / "runs" / "_scratch" / "trainer-digits"
-    train("digits", run, epochs=30, seed=0, progress=False)
-    quantize(run)
-    export(run)
+    with scratch_run("trainer-digits") as run:
+        train("digits", run, epochs=30, seed=0, progress=False)
+        quantize(run)
+        export(run)
     return run
 
 

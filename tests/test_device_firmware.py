@@ -212,14 +212,15 @@ def by_type(recs: list[Rec], rtype: str) -> list[Rec]:
 # ---- fixtures ---------------------------------------------------------------------------------
 
 def _build_export(name: str = "proto-digits", **export_args) -> Path:
+    from scratch import scratch_run
     from tinysift.stages.export import export
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
-    run = ROOT / "runs" / "_scratch" / name
-    train("digits", run, keep=300, epochs=None, seed=0, progress=False)  # CLI --epochs 0
-    quantize(run)
-    export(run, **export_args)
+    with scratch_run(name) as run:
+        train("digits", run, keep=300, epochs=None, seed=0, progress=False)  # CLI --epochs 0
+        quantize(run)
+        export(run, **export_args)
     return run / "export"
 
 

@@ -83,25 +83,27 @@ def _tools_present():
 @pytest.fixture(scope="module")
 def base_run() -> Path:
     """The Fashion-MNIST ds-cnn of tests/test_engine_golden.py (cached by the stages)."""
+    from scratch import scratch_run
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
-    run = SCRATCH / "golden-fmnist"
-    train("fashion-mnist", run, keep=3000, epochs=3, seed=0, progress=False)
-    quantize(run)
+    with scratch_run("golden-fmnist") as run:
+        train("fashion-mnist", run, keep=3000, epochs=3, seed=0, progress=False)
+        quantize(run)
     return run
 
 
 def _export_copy(base: Path, name: str, **kw) -> Path:
+    from scratch import scratch_run
     from tinysift.stages.export import export
 
-    run = SCRATCH / f"memplan-{name}"
-    run.mkdir(parents=True, exist_ok=True)
-    # the whole model lineage: export checks the quantized model came from the trained one
-    for f in ("manifest.json", "model.keras", "model.tflite", "trainset.npz"):
-        if not (run / f).exists() or (run / f).read_bytes() != (base / f).read_bytes():
-            shutil.copyfile(base / f, run / f)
-    return export(run, **kw).export_dir
+    with scratch_run(f"memplan-{name}") as run:
+        run.mkdir(parents=True, exist_ok=True)
+        # the whole model lineage: export checks the quantized model came from the trained one
+        for f in ("manifest.json", "model.keras", "model.tflite", "trainset.npz"):
+            if not (run / f).exists() or (run / f).read_bytes() != (base / f).read_bytes():
+                shutil.copyfile(base / f, run / f)
+        return export(run, **kw).export_dir
 
 
 def _demo_export(base: Path) -> Path:

@@ -43,14 +43,15 @@ def _gcc_present():
 # ---- the export ----------------------------------------------------------------------------
 
 def _build_export() -> Path:
+    from scratch import scratch_run
     from tinysift.stages.export import export
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
-    run = ROOT / "runs" / "_scratch" / "trainer-digits"
-    train("digits", run, epochs=30, seed=0, progress=False)
-    quantize(run)
-    export(run)
+    with scratch_run("trainer-digits") as run:
+        train("digits", run, epochs=30, seed=0, progress=False)
+        quantize(run)
+        export(run)
     return run / "export"
 
 
