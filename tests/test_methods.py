@@ -116,6 +116,24 @@ def test_vq_switches_from_hard_to_prototypical(ctx, fitted):
                 assert (ranks < usable).all(), (count, size, ranks)
 
 
+def test_vq_replay_rule_picks_near_medoids(ctx):
+    """The replay rule of tinysift adapt (pipeline.adapt.REPLAY_DEFAULTS): a codeword per pick,
+    and the pick among the nearest 1% of its codeword (the codebooks rebuilt with
+    scikit-learn); vq's pruning default at the same budgets does not do that."""
+    from tinysift.pipeline.adapt import replay_method_params
+
+    rule = make_method("vq", seed=0, **replay_method_params("vq")).fit(ctx)
+    for count in (50, 100, 200):
+        for size, ranks in _vq_codewords(rule, rule.select(count)):
+            # <=: the rebuilt codebook's distances may order a near-tie the other way
+            assert len(ranks) == 1 and ranks[0] <= max(1, np.ceil(0.01 * size)), (count, size)
+    default = make_method("vq", seed=0).fit(ctx)
+    near = [len(r) == 1 and r[0] == 0 for _, r in _vq_codewords(default, default.select(100))]
+    assert not all(near)
+    assert replay_method_params("vq", {"window": 0.2}) == {"per_codeword": 1, "window": 0.2}
+    assert replay_method_params("herding") == {}
+
+
 def test_flow_flags_planted_outliers_and_flipped_labels(digits):
     rng = np.random.default_rng(5)
     noisy, flipped = add_label_noise(digits, 0.1, seed=2)

@@ -28,6 +28,12 @@ from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_r
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
 
 
+def _replay_defaults() -> dict:
+    from tinysift.pipeline.adapt import REPLAY_DEFAULTS
+
+    return REPLAY_DEFAULTS
+
+
 @dataclass
 class DeviceBenchConfig:
     scenario: str = "new-classes"
@@ -44,12 +50,17 @@ class DeviceBenchConfig:
     batch: int = 32
     schedule: str = "cosine"
     base_epochs: int = 10
-    test_per_class: int = 30
+    # 30 per class (300 in all) left one standard error of ~2 points, as large as the
+    # differences between replay methods (docs/methods.md)
+    test_per_class: int = 100
     out_dir: Path = Path("benchmarks/results")
     progress_dir: Path | None = Path("benchmarks/results/progress")
     work_dir: Path = Path("runs/_bench_device")
     quick: bool = False
-    replay_params: dict = field(default_factory=dict)
+    # in the config (and so in the progress log's key): a change of a replay rule starts a
+    # new log instead of mixing runs of the old rule with the new
+    replay_params: dict = field(default_factory=lambda: {
+        name: dict(p) for name, p in _replay_defaults().items()})
 
     def adapt_config(self, seed: int, replay: str = "none", size: int = 0,
                      update: str = "head"):

@@ -119,6 +119,9 @@ def device_cmd(
     updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
     steps: int = typer.Option(300, help="on-device optimizer steps"),
     new_per_class: int = typer.Option(None, help="new samples per class (100; shift: 30)"),
+    test_per_class: int = typer.Option(
+        100, help="exported test samples per class (the device evaluates them all; 100: one "
+                  "standard error of an accuracy ~1 point)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     executor: str = typer.Option("serial", help="serial only: device runs drive an emulator "
@@ -148,8 +151,8 @@ def device_cmd(
             old_classes=tuple(range(10)) if shift else tuple(range(8)),
             new_per_class=new_per_class or (30 if shift else 100), board=board, seeds=seeds,
             methods=tuple(methods.split(",")), sizes=tuple(int(s) for s in sizes.split(",")),
-            updates=tuple(updates.split(",")), steps=steps, out_dir=out_dir,
-            progress_dir=out_dir / "progress")
+            updates=tuple(updates.split(",")), steps=steps, test_per_class=test_per_class,
+            out_dir=out_dir, progress_dir=out_dir / "progress")
     res = bench_device(cfg, log=console.print)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
