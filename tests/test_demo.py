@@ -70,21 +70,57 @@ def test_report_renders_every_plot_in_chromium(demo, tmp_path):
     assert shot.stat().st_size > 50_000
 
 
-def test_rerun_demo_uses_its_cache(demo):
-    """A second run of a finished demo re-runs no stage and no device training (the same
-    mechanism resumes a killed one: every finished stage and device run is cached)."""
+def test_killed_demo_resumes_from_its_cache(demo):
+    """A demo killed (SIGKILL to its whole process group) while a device run is in flight
+    resumes: the rerun re-runs no stage and no finished device run, redoes the killed one
+    (vq at 10 per class: its progress line and run folder removed first, so that the kill
+    lands inside it) and gives the same numbers as the uninterrupted demo."""
+    import os
+    import signal
+    import time
+
     out, _ = demo
     base = out / "work" / "device_new-classes_digits-s0" / "base"
     before = json.loads((base / "manifest.json").read_text())["stages"]
+    summary = json.loads((out / "summary.json").read_text())
+    (plog,) = (out / "progress").glob("device_*.jsonl")
+    lines = plog.read_text().splitlines()
+    kept = [ln for ln in lines if not ('"method": "vq"' in ln and '"point": "10:head"' in ln)]
+    assert len(kept) == len(lines) - 1, "the demo logged vq at 10 per class once"
+    plog.write_text("\n".join(kept) + "\n")
+    victims = [d for d in (base / "device").iterdir() if d.is_dir() and "vq" in d.name
+               and "10" in d.name]
+    assert len(victims) == 1, sorted(d.name for d in (base / "device").iterdir())
+    victim = victims[0]
+    shutil.rmtree(victim)
     results = sorted((base / "device").glob("*/results.json"))
     stamps = {p: p.stat().st_mtime_ns for p in results}
+    proc = subprocess.Popen([sys.executable, "-m", "tinysift.cli.app", "demo", "--quick",
+                             "--out", str(out)], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(victim.glob("*.jsonl")):  # the device run has started logging
+            assert proc.poll() is None and time.monotonic() < deadline, "no device run"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed = victim / "results.json"
+    assert not killed.exists() or json.loads(killed.read_text())["status"] != "complete"
+    assert len(plog.read_text().splitlines()) == len(kept)  # nothing logged for the victim
     from tinysift.bench.adapt_demo import AdaptDemoConfig, run_adapt_demo
 
-    run_adapt_demo(AdaptDemoConfig.quick().override(out=str(out)), log=lambda *_: None)
+    again = run_adapt_demo(AdaptDemoConfig.quick().override(out=str(out)), log=lambda *_: None)
     after = json.loads((base / "manifest.json").read_text())["stages"]
     for stage in ("train", "quantize", "export"):
         assert after[stage]["started"] == before[stage]["started"]  # not re-run
     assert results and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert json.loads(killed.read_text())["status"] == "complete"
+    point = "vq:10:head"
+    assert again["results"]["points"][point]["acc_mean"] == summary["results"]["points"][
+        point]["acc_mean"]
+    assert again["headline"] == summary["headline"]
 
 
 def test_pipeline_toml_and_overrides(tmp_path):
