@@ -38,8 +38,8 @@ RECORD_SLACK = 8
 BOOT_RECORDS = 64
 SERIAL_BAUD = 115200
 #: Bytes per second an emulated board's UART takes in (QEMU hands the guest one byte at a time:
-#: `db load` of 360 Fashion-MNIST samples, 570 KB, took 40 s idle and 61 s on a loaded 2-core
-#: machine, 9-14 KB/s; the limit assumes less).
+#: `db load` of 200-360 Fashion-MNIST samples, 300-570 KB, took 20-99 s on this 2-core machine,
+#: 4.5-14 KB/s depending on its load; the limit, 4x the time at this rate, allows ~1.2 KB/s).
 EMULATED_LINK_BPS = 5_000
 
 
