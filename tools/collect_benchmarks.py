@@ -418,9 +418,14 @@ def _readme_device(stem: str, title: str) -> list[str]:
         return []
     pts = res["points"]
     methods = [m for m in res["methods"] if m != "none"]
+    cfg = res.get("config", {})
+    rules = "; ".join(f"{m}: {', '.join(f'{k}={v}' for k, v in p.items())}"
+                      for m, p in (cfg.get("replay_params") or {}).items())
     out = [f"**{title}** ({_provenance(res, stem)}): overall test accuracy of the int8 model "
-           "after training on the emulated Cortex-M4; in brackets the paired difference to "
-           "random replay in points.", ""]
+           "after training on the emulated Cortex-M4, on "
+           f"{cfg.get('test_per_class', '?')} exported test samples per class"
+           + (f" (replay rule {rules})" if rules else "")
+           + "; in brackets the paired difference to random replay in points.", ""]
     for update in res["updates"]:
         out += [f"| replay per old class (update={update}) | " + " | ".join(methods) + " |",
                 "|---" * (len(methods) + 1) + "|"]
