@@ -86,30 +86,25 @@ def _build_export(name: str) -> Path:
     from tinysift.stages.train import train
 
     run_name = {"digits": "trainer-digits"}.get(name, f"golden-{name}")
-    with scratch_run(run_name):
+    with scratch_run(run_name) as run:
         if name == "digits":  # the same run as tests/test_trainer.py: built once, then skipped
-            run = SCRATCH / "trainer-digits"
             train("digits", run, epochs=30, seed=0, progress=False)
             quantize(run)
             export(run)
         elif name == "digits-qat":
-            run = SCRATCH / "golden-digits-qat"
             train("digits", run, epochs=30, seed=0, progress=False)
             quantize(run, qat=True)
             export(run, test_samples=MIN_INPUTS)
         elif name == "fmnist":
-            run = SCRATCH / "golden-fmnist"
             train("fashion-mnist", run, keep=3000, epochs=3, seed=0, progress=False)
             quantize(run)
             export(run, test_samples=MIN_INPUTS)
         elif name == "rgb32":
-            run = SCRATCH / "golden-rgb32"
             train(_rgb32_dataset(), run, keep=3000, epochs=3, seed=0, variant="conv-maxpool",
                   progress=False)
             quantize(run)
             export(run, test_samples=MIN_INPUTS, fit=True)  # 3072-byte samples: fit 4 MB flash
         elif name in ("kernels", "kernels-per-tensor"):
-            run = SCRATCH / f"golden-{name}"
             _kernels_run(run, per_channel=name == "kernels")
             export(run, test_samples=MIN_INPUTS)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -220,7 +221,7 @@ def main() -> None:
            "summary": summary, "rows": rows, "seconds": time.perf_counter() - t0,
            "versions": {"numpy": np.__version__, "tensorflow": tf.__version__,
                         "scikit-learn": sklearn.__version__},
-           "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()}}
+           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
     out = Path(a.out_dir)
     (out / "replay_study_fashion-mnist.json").write_text(json.dumps(doc, indent=1))
     lines = [f"# Replay selection on the host ({len(seeds)} base-model seeds; random: "

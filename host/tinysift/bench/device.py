@@ -17,6 +17,7 @@ after every seed, so a killed bench resumes.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
+from tinysift.pipeline.adapt import REPLAY_DEFAULTS
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
-
-
-def _replay_defaults() -> dict:
-    from tinysift.pipeline.adapt import REPLAY_DEFAULTS
-
-    return REPLAY_DEFAULTS
 
 
 @dataclass
@@ -59,8 +55,7 @@ class DeviceBenchConfig:
     quick: bool = False
     # in the config (and so in the progress log's key): a change of a replay rule starts a
     # new log instead of mixing runs of the old rule with the new
-    replay_params: dict = field(default_factory=lambda: {
-        name: dict(p) for name, p in _replay_defaults().items()})
+    replay_params: dict = field(default_factory=lambda: copy.deepcopy(REPLAY_DEFAULTS))
 
     def adapt_config(self, seed: int, replay: str = "none", size: int = 0,
                      update: str = "head"):
