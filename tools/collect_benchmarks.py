@@ -169,6 +169,23 @@ def device_targets(res: dict) -> list[str]:
     return lines
 
 
+def upkeep_targets(res: dict) -> list[str]:
+    """The coverage buffer scores at least as well as a reservoir of the same size."""
+    pts = res["points"]
+    lines = []
+    for update in res["updates"]:
+        for per in res["buffers"]:
+            cov, rsv = pts.get(f"coverage:{per}:{update}"), pts.get(f"reservoir:{per}:{update}")
+            if not (cov and rsv and "vs_reservoir" in cov):
+                continue
+            d = cov["vs_reservoir"]
+            lines.append(f"- {per}/class ({update}): coverage {cov['acc_mean']:.4f} vs reservoir "
+                         f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.2f} ± "
+                         f"{100 * d['half_width']:.2f} pt; target at least as well: "
+                         f"{'met' if d['mean'] >= 0 else 'NOT met'})")
+    return lines
+
+
 def partial_notice(res: dict, planned: int) -> list[str]:
     """A line saying a bench has fewer seeds than planned (nothing when it is complete)."""
     if res["seeds"] >= planned:
@@ -180,11 +197,11 @@ def partial_notice(res: dict, planned: int) -> list[str]:
 def rerender() -> None:
     """Rewrite every benchmark's files from its JSON with the benches' own writers (format
     changes apply to old results; the numbers come only from the JSON)."""
-    from tinysift.bench import condense, device, guided, prune
+    from tinysift.bench import condense, device, guided, prune, upkeep
 
     for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense),
                            ("guided_*.json", guided), ("device_new-classes_*.json", device),
-                           ("device_shift_*.json", device)):
+                           ("device_shift_*.json", device), ("upkeep_*.json", upkeep)):
         for path in sorted(RESULTS.glob(pattern)):
             bench.write_outputs(json.loads(path.read_text()), RESULTS, path.stem)
 
@@ -263,10 +280,14 @@ def benchmarks_doc() -> str:
         ("device_new-classes_fashion-mnist", "new classes, Fashion-MNIST 0-7 -> 8, 9",
          "tinysift bench device --scenario new-classes --seeds 5"),
         ("device_shift_mnist", "shift, MNIST -> upsampled scikit-learn digits",
-         "tinysift bench device --scenario shift --updates head,last-block"),
+         "tinysift bench device --scenario shift --dataset mnist --methods random --sizes 10 "
+         "--updates head,last-block --seeds 3"),
     ]:
         out += _seeded_section(f"On-device adaptation: {title}", stem, cmd, "Not run yet.",
                                "on-device adaptation", device_targets)
+    out += _seeded_section("On-device replay upkeep: shift, MNIST -> upsampled scikit-learn digits",
+                           UPKEEP, f"tinysift bench upkeep --scenario shift --seeds {UPKEEP_SEEDS}",
+                           "Not run yet.", "replay upkeep", upkeep_targets)
     out += _replay_study_section()
     for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST "
                          "(`tinysift bench condense --dataset fashion-mnist`)"),
@@ -285,6 +306,7 @@ def benchmarks_doc() -> str:
 
 
 STUDY = "replay_study_fashion-mnist"
+UPKEEP, UPKEEP_SEEDS = "upkeep_shift_mnist", 3
 
 
 def _replay_study_section() -> list[str]:
@@ -343,6 +365,31 @@ def _provenance(res: dict, stem: str) -> str:
     m = res["machine"]
     return (f"{seeds}; {m.get('cpus')}-CPU {m.get('processor')} machine; "
             f"`benchmarks/results/{stem}.json`")
+
+
+def _readme_upkeep() -> list[str]:
+    res = load(f"{UPKEEP}.json")
+    if res is None:
+        return []
+    pts = res["points"]
+    out = [f"**On-device replay upkeep, MNIST → digits** ({_provenance(res, UPKEEP)}): the "
+           "device keeps a buffer of the streamed samples (`db stream`) and trains on it plus "
+           "the exported replay set; test accuracy of the int8 model on the new domain; in "
+           "brackets coverage's paired difference to reservoir in points.", "",
+           "| buffer per class (update) | reservoir | coverage (VQ codewords) |", "|---|---|---|"]
+    for update in res["updates"]:
+        for per in res["buffers"]:
+            rsv, cov = pts.get(f"reservoir:{per}:{update}"), pts.get(f"coverage:{per}:{update}")
+            if not (rsv and cov):
+                continue
+            diff = f" ({_pt(cov['vs_reservoir'])})" if "vs_reservoir" in cov else ""
+            out.append(f"| {per} ({update}) | {rsv['acc_mean']:.3f} | "
+                       f"{cov['acc_mean']:.3f}{diff} |")
+    whole = [p for p in pts.values() if p["policy"] == "all"]
+    if whole:
+        out += ["", "Whole stream kept: " + ", ".join(
+            f"{p['acc_mean']:.3f} ({p['update']})" for p in whole) + "."]
+    return out + [""]
 
 
 def _readme_equal_steps(stem: str, title: str) -> list[str]:
@@ -462,6 +509,7 @@ def readme_summary() -> str:
                           "On-device learning of new classes, Fashion-MNIST 0-7 → 8, 9")
     out += _readme_replay_study()
     out += _readme_device("device_shift_mnist", "On-device domain shift, MNIST → digits")
+    out += _readme_upkeep()
     out += _readme_equal_steps("prune_fashion-mnist_equal-steps",
                                "Equal steps, Fashion-MNIST")
     out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
