@@ -16,10 +16,11 @@ demo-quick: setup
 	$(TINYSIFT) demo --quick
 
 # Two pytest-xdist workers, a test file per worker at a time (module fixtures build once; runs
-# shared by several files are held with a lock: tests/scratch.py).
+# shared by several files are held with a lock: tests/scratch.py), longest files first
+# (tests/conftest.py orders them; --no-loadscope-reorder keeps that order).
 test: setup
 	$(VENV)/bin/ruff check host tests tools
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Without set-up, for a machine that already has it.
 test-fast:

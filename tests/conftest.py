@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest test files first (seconds measured per file: tests/file_durations.json,
+    written by tools/test_durations.py), each file's tests kept together and in order.
+    ``make test`` runs two xdist workers a file at a time in this order
+    (``--no-loadscope-reorder``), so no worker ends the run alone on a long file it started
+    last (xdist's own order, by number of tests, put the 136-s cluster file near the end)."""
+    table = Path(__file__).with_name("file_durations.json")
+    seconds = json.loads(table.read_text()) if table.exists() else {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.path.name, i)
+    items.sort(key=lambda it: (-seconds.get(it.path.name, 0), first[it.path.name]))
 
 
 @pytest.fixture(scope="session")
