@@ -37,7 +37,9 @@ from test_device_firmware import (  # noqa: F401  (fixtures: _tools_present is a
 pytestmark = pytest.mark.qemu
 
 N, SEED = 240, 7
-DB_CAPACITY = 400
+# above 1,000: the host's test below keeps a whole stream longer than the link's default
+# bound on a command's records
+DB_CAPACITY = 1100
 # (policy, cap): a buffer smaller than the stream, and for coverage one smaller than the
 # codewords seen (some codewords then keep nothing); reservoir with a buffer larger than the
 # stream keeps everything
@@ -202,6 +204,31 @@ def test_errors(dev, stream):
     assert [r.payload for r in dev.until_ready("db")] == [
         "@err code=104 msg=malformed_data_line", "@ready cmd=db status=104"]
     assert dev.command("db kept")[0].payload == "@err code=106 msg=no_data_loaded"
+
+
+def test_host_reads_back_a_kept_set_of_more_than_1000(elf, stream, tmp_path):
+    """The host's side (tinysift.device.stream.stream_set) over the emulator's serial port:
+    a stream kept whole (1,050 samples, the upkeep bench's `all` point keeps 1,437) comes
+    back with every @kept record, although `db kept` then sends more records than the
+    link's default bound of 1,000 (the bench stopped there)."""
+    from tinysift.boards import load_board
+    from tinysift.device.link import SerialLink
+    from tinysift.device.qemu import qemu_serial
+    from tinysift.device.session import DeviceSession, TrainParams
+    from tinysift.device.stream import StreamParams, stream_set
+
+    n = 1050
+    order = np.arange(n) % N  # the stream's samples again and again
+    brd = load_board("qemu-mps2-an386")
+    session = DeviceSession(brd, tmp_path / "session", TrainParams(epochs=1))
+    with qemu_serial(brd, elf) as (url, _proc), SerialLink(url) as link:
+        link.wait_boot(timeout=30)
+        report = stream_set(link, session, stream.x[order], stream.y[order],
+                            StreamParams(count=n, cap=n, policy="reservoir", seed=SEED),
+                            timeout=60)
+    session.close()
+    assert report.kept == n and report.kept_index == list(range(n))
+    assert report.kept_class == stream.y[order].tolist()
 
 
 def test_buffer_survives_a_reset(dev, stream):

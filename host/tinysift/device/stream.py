@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tinysift.device.limits import RECORD_SLACK, Limits
 from tinysift.device.link import DeviceReset, SerialLink
 from tinysift.device.protocol import Record, data_line
 from tinysift.device.session import DeviceSession, hello, train_with_retry
@@ -81,11 +82,16 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
     report = StreamReport()
-    for cmd, data, wait in ((params.command(), lines, SECONDS_PER_SAMPLE * len(lines)),
-                            ("db kept", None, 0.0)):
-        for rec in link.command(cmd, timeout=timeout + wait, data=data):
-            session.absorb(rec)
-            report.absorb(rec)
+    for rec in link.command(params.command(), timeout=timeout + SECONDS_PER_SAMPLE * len(lines),
+                            data=lines):
+        session.absorb(rec)
+        report.absorb(rec)
+    # one @kept per kept sample: a whole stream kept (1,437 digits) is more than the link's
+    # default bound of 1,000 records
+    for rec in link.command("db kept", limits=Limits(timeout, 10 * timeout,
+                                                     report.kept + 1 + RECORD_SLACK)):
+        session.absorb(rec)
+        report.absorb(rec)
     return report
 
 
