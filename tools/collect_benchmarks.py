@@ -273,8 +273,9 @@ def benchmarks_doc() -> str:
                                equal_steps_targets)
     for stem, title, cmd in [
         ("guided_fashion-mnist", "Fashion-MNIST",
-         "tinysift bench guided --dataset fashion-mnist"),
-        ("guided_mnist", "MNIST", "tinysift bench guided --dataset mnist"),
+         "tinysift bench guided --dataset fashion-mnist --budgets 0.3,0.5 --seeds 1"),
+        ("guided_mnist", "MNIST",
+         "tinysift bench guided --dataset mnist --budgets 0.3,0.5 --seeds 3"),
         ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
          "tinysift bench guided --dataset fashion-mnist --label-noise 0.2"),
     ]:
