@@ -125,6 +125,26 @@ def guided_targets(res: dict) -> list[str]:
     return lines
 
 
+def _update_pairs(res: dict):
+    """(method, size, head point, last-block point) of a shift bench, where both ran."""
+    pts = res["points"]
+    for m in res["methods"]:
+        for size in res["sizes"]:
+            h, lb = pts.get(f"{m}:{size}:head"), pts.get(f"{m}:{size}:last-block")
+            if h and lb:
+                yield m, size, h, lb
+
+
+def _policy_pairs(res: dict):
+    """(update, buffer per class, reservoir point, coverage point) of an upkeep bench."""
+    pts = res["points"]
+    for update in res["updates"]:
+        for per in res["buffers"]:
+            rsv, cov = pts.get(f"reservoir:{per}:{update}"), pts.get(f"coverage:{per}:{update}")
+            if rsv and cov:
+                yield update, per, rsv, cov
+
+
 def device_targets(res: dict) -> list[str]:
     """new-classes: the best replay at 20 per class within 2 points of the host joint model
     overall and at most 3 below it on the old classes; vq or flow above random beyond the
@@ -135,18 +155,15 @@ def device_targets(res: dict) -> list[str]:
     pts = res["points"]
     lines = []
     if res["scenario"] == "shift":
-        for size in res["sizes"]:
-            for m in res["methods"]:
-                h, lb = pts.get(f"{m}:{size}:head"), pts.get(f"{m}:{size}:last-block")
-                if h and lb:
-                    gain = 100 * (lb["acc_mean"] - h["acc_mean"])
-                    d = paired_difference(lb["runs"], h["runs"])
-                    lines.append(f"- {m} {size}/class: last-block {lb['acc_mean']:.4f} vs head "
-                                 f"{h['acc_mean']:.4f} ({gain:+.2f} pt, paired 95% interval "
-                                 f"± {100 * d['half_width']:.2f}; {lb['energy_mj']:.0f} vs "
-                                 f"{h['energy_mj']:.0f} mJ, RAM plan {int(lb['ram_plan']):,} vs "
-                                 f"{int(h['ram_plan']):,} B; target >= +3: "
-                                 f"{'met' if gain >= 3 else 'NOT met'})")
+        for m, size, h, lb in sorted(_update_pairs(res), key=lambda t: t[1]):
+            gain = 100 * (lb["acc_mean"] - h["acc_mean"])
+            d = paired_difference(lb["runs"], h["runs"])
+            lines.append(f"- {m} {size}/class: last-block {lb['acc_mean']:.4f} vs head "
+                         f"{h['acc_mean']:.4f} ({gain:+.2f} pt, paired 95% interval "
+                         f"± {100 * d['half_width']:.2f}; {lb['energy_mj']:.0f} vs "
+                         f"{h['energy_mj']:.0f} mJ, RAM plan {int(lb['ram_plan']):,} vs "
+                         f"{int(h['ram_plan']):,} B; target >= +3: "
+                         f"{'met' if gain >= 3 else 'NOT met'})")
         return lines
     at20 = [p for p in pts.values() if p["size"] == 20 and p["method"] != "none"]
     if at20:
@@ -175,13 +192,9 @@ def device_targets(res: dict) -> list[str]:
 
 def upkeep_targets(res: dict) -> list[str]:
     """The coverage buffer scores at least as well as a reservoir of the same size."""
-    pts = res["points"]
     lines = []
-    for update in res["updates"]:
-        for per in res["buffers"]:
-            cov, rsv = pts.get(f"coverage:{per}:{update}"), pts.get(f"reservoir:{per}:{update}")
-            if not (cov and rsv and "vs_reservoir" in cov):
-                continue
+    for update, per, rsv, cov in _policy_pairs(res):
+        if "vs_reservoir" in cov:
             d = cov["vs_reservoir"]
             lines.append(f"- {per}/class ({update}): coverage {cov['acc_mean']:.4f} vs reservoir "
                          f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.2f} ± "
@@ -401,13 +414,8 @@ def _readme_shift(stem: str) -> list[str]:
                 last = q or last
         cells += [f"{last['energy_mj']:,.0f}", f"{int(last['ram_plan']):,}"] if last else ["-"] * 2
         out.append("| " + " | ".join(cells) + " |")
-    gains = []
-    for m in methods:
-        for s in res["sizes"]:
-            h, lb = pts.get(f"{m}:{s}:head"), pts.get(f"{m}:{s}:last-block")
-            if h and lb:
-                gains.append(f"{_pt(paired_difference(lb['runs'], h['runs']))} points with {m} "
-                             f"replay, {s}/class")
+    gains = [f"{_pt(paired_difference(lb['runs'], h['runs']))} points with {m} replay, "
+             f"{s}/class" for m, s, h, lb in _update_pairs(res)]
     out.append("")
     if gains:
         out.append("last-block minus head (paired, 95% interval): " + "; ".join(gains) + ".")
@@ -427,14 +435,9 @@ def _readme_upkeep() -> list[str]:
            "the exported replay set; test accuracy of the int8 model on the new domain; in "
            "brackets coverage's paired difference to reservoir in points.", "",
            "| buffer per class (update) | reservoir | coverage (VQ codewords) |", "|---|---|---|"]
-    for update in res["updates"]:
-        for per in res["buffers"]:
-            rsv, cov = pts.get(f"reservoir:{per}:{update}"), pts.get(f"coverage:{per}:{update}")
-            if not (rsv and cov):
-                continue
-            diff = f" ({_pt(cov['vs_reservoir'])})" if "vs_reservoir" in cov else ""
-            out.append(f"| {per} ({update}) | {rsv['acc_mean']:.3f} | "
-                       f"{cov['acc_mean']:.3f}{diff} |")
+    for update, per, rsv, cov in _policy_pairs(res):
+        diff = f" ({_pt(cov['vs_reservoir'])})" if "vs_reservoir" in cov else ""
+        out.append(f"| {per} ({update}) | {rsv['acc_mean']:.3f} | {cov['acc_mean']:.3f}{diff} |")
     whole = [p for p in pts.values() if p["policy"] == "all"]
     if whole:
         out += ["", "Whole stream kept: " + ", ".join(

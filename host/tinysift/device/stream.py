@@ -82,16 +82,18 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
     report = StreamReport()
-    for rec in link.command(params.command(), timeout=timeout + SECONDS_PER_SAMPLE * len(lines),
-                            data=lines):
-        session.absorb(rec)
-        report.absorb(rec)
+
+    def absorb(records: list[Record]) -> None:
+        for rec in records:
+            session.absorb(rec)
+            report.absorb(rec)
+
+    absorb(link.command(params.command(), timeout=timeout + SECONDS_PER_SAMPLE * len(lines),
+                        data=lines))
     # one @kept per kept sample: a whole stream kept (1,437 digits) is more than the link's
     # default bound of 1,000 records
-    for rec in link.command("db kept", limits=Limits(timeout, 10 * timeout,
-                                                     report.kept + 1 + RECORD_SLACK)):
-        session.absorb(rec)
-        report.absorb(rec)
+    absorb(link.command("db kept", limits=Limits(timeout, 10 * timeout,
+                                                 report.kept + 1 + RECORD_SLACK)))
     return report
 
 
