@@ -25,13 +25,6 @@ def xorshift32(state: int) -> int:
     return x
 
 
-def rank_capacity(b: int, m: int, rank: int) -> int:
-    """floor(b / m) + (rank < b mod m); 0 for rank >= m."""
-    if m == 0 or rank >= m:
-        return 0
-    return b // m + (1 if rank < b % m else 0)
-
-
 class ReplayBuffer:
     """``policy`` ``reservoir`` or ``coverage``; ``capacity`` B slots; for coverage
     ``codebook`` (K, C, D) int8 with ``counts`` (K,) exported codewords per class (0: the
@@ -53,7 +46,7 @@ class ReplayBuffer:
             self.online_count = [0] * num_classes
             n = num_classes * self.c
             self.cw_seen, self.cw_kept = [0] * n, [0] * n
-            self.cw_rank, self.rank_cw = [None] * n, []
+            self.class_kept = [0] * num_classes
 
     def _draw(self) -> int:
         self.rng = xorshift32(self.rng)
@@ -82,35 +75,37 @@ class ReplayBuffer:
     def _nth_slot(self, g: int, j: int) -> int:
         return [s for s in range(self.b) if self.slot_cw[s] == g][j]
 
-    def _rebalance(self) -> None:
-        for rank, g in enumerate(self.rank_cw):
-            cap = rank_capacity(self.b, self.codewords, rank)
-            while self.cw_kept[g] > cap:
-                j = self._draw() % self.cw_kept[g]
-                self.slot_cw[self._nth_slot(g, j)] = FREE
-                self.cw_kept[g] -= 1
-                self.kept -= 1
-                self.evicted += 1
+    def _largest_codeword(self, c: int) -> int:
+        kept = self.cw_kept[c * self.c:(c + 1) * self.c]
+        return c * self.c + kept.index(max(kept))  # the first of equal maxima
+
+    def _evict_from(self, h: int) -> int:
+        s = self._nth_slot(h, self._draw() % self.cw_kept[h])
+        self.cw_kept[h] -= 1
+        self.class_kept[h // self.c] -= 1
+        self.evicted += 1
+        return s
 
     def _offer_coverage(self, label: int, f: np.ndarray) -> int:
         g = self.assign(label, np.asarray(f, np.int64))
-        if self.cw_rank[g] is None:
-            self.cw_rank[g] = self.codewords
-            self.rank_cw.append(g)
+        if self.cw_seen[g] == 0:
             self.codewords += 1
-            self._rebalance()
         self.cw_seen[g] += 1
-        cap = rank_capacity(self.b, self.codewords, self.cw_rank[g])
-        if self.cw_kept[g] < cap:
+        largest = self.class_kept.index(max(self.class_kept))
+        if self.kept < self.b:
             s = self.slot_cw.index(FREE)
-            self.slot_cw[s] = g
-            self.cw_kept[g] += 1
             self.kept += 1
-            return s
-        if cap == 0:
-            return DROP
-        j = self._draw() % self.cw_seen[g]
-        return self._nth_slot(g, j) if j < cap else DROP
+        elif self.class_kept[label] < self.class_kept[largest]:
+            s = self._evict_from(self._largest_codeword(largest))
+        elif self.cw_kept[g] < self.cw_kept[self._largest_codeword(label)]:
+            s = self._evict_from(self._largest_codeword(label))
+        else:  # g is a largest codeword of a largest class: g's own reservoir
+            j = self._draw() % self.cw_seen[g]
+            return self._nth_slot(g, j) if j < self.cw_kept[g] else DROP
+        self.slot_cw[s] = g
+        self.cw_kept[g] += 1
+        self.class_kept[label] += 1
+        return s
 
     # ---- reservoir ------------------------------------------------------------------------
 
@@ -140,7 +135,7 @@ class ReplayBuffer:
         """(codewords seen, codewords with a kept sample) of class ``c``."""
         if self.policy != "coverage":
             return 0, 0
-        gs = [c * self.c + j for j in range(self.c) if self.cw_rank[c * self.c + j] is not None]
+        gs = [c * self.c + j for j in range(self.c) if self.cw_seen[c * self.c + j] > 0]
         return len(gs), sum(self.cw_kept[g] > 0 for g in gs)
 
 

@@ -160,8 +160,11 @@ def check_stream(recs: list[Rec], kept: list[Rec], s: Stream, policy: str, cap: 
     assert [r.type for r in kept] == ["kept"] * len(want)
     assert [(r.int("pos"), r.int("idx"), r.int("class"), r.int("cw")) for r in kept] == [
         (p, i, int(s.y[i]), cw) for p, (i, cw) in enumerate(want)]
-    if policy == "coverage" and buf.codewords <= cap:
-        assert db.int("covered") == buf.codewords  # every codeword seen keeps a sample
+    assert db.int("loaded") == min(cap, N)  # both policies keep the buffer full
+    if policy == "coverage":
+        counts = [c.int("kept") for c in cls]
+        lost = [k for k, c in enumerate(cls) if c.int("kept") < c.int("seen")]
+        assert all(counts[k] >= max(counts) - 1 for k in lost), counts  # classes balanced
     if policy == "coverage":
         online = [k for k in range(10) if s.counts[k] == 0]
         assert all(stats[k][0] >= 1 for k in online)  # the device opened codewords online

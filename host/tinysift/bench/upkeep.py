@@ -22,6 +22,11 @@ from pathlib import Path
 from tinysift.bench.progress import ProgressLog, summarize
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
 
+# The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"); part of the
+# progress log's key, so results of older rules are never resumed. 1: codewords' shares of
+# the buffer by rank (left slots empty); 2: class-, then codeword-balanced reservoir.
+COVERAGE_RULES = 2
+
 FIELDS = ("acc_old", "acc_new", "seen", "kept", "codewords", "covered", "evicted",
           "stream_cycles", "train_cycles", "energy_mj")
 
@@ -67,7 +72,8 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()
            if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
-    plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
+    plog = ProgressLog({**key, "quick": cfg.quick, "coverage_rules": COVERAGE_RULES},
+                       cfg.progress_dir, cfg.stem(),
                        point="point")
     results: dict = {}
     for seed in range(cfg.seeds):
@@ -119,7 +125,8 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
     return {"scenario": u.scenario, "dataset": u.dataset, "board": u.board,
             "seeds": seeds_done, "seeds_planned": cfg.seeds, "buffers": list(u.buffers),
             "updates": list(u.updates), "policies": list(u.policies), "points": out,
-            "config": {**asdict(u), "seeds": cfg.seeds, "quick": cfg.quick},
+            "config": {**asdict(u), "seeds": cfg.seeds, "quick": cfg.quick,
+                       "coverage_rules": COVERAGE_RULES},
             "machine": machine_info(), "versions": package_versions(),
             "wall_seconds": wall_seconds}
 

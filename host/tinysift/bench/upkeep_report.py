@@ -23,8 +23,9 @@ def upkeep_markdown(res: dict) -> str:
              f"{res['board']}", "",
              f"The device streams every new sample (`db stream`) and keeps a buffer of "
              f"`per class x classes in the stream` samples: `reservoir` (plain reservoir "
-             f"sampling) or `coverage` (a reservoir per codeword of a per-class VQ codebook "
-             f"in the feature space, {cfg['vq_per_class']} codewords per class exported; "
+             f"sampling) or `coverage` (a class-, then codeword-balanced reservoir over a "
+             f"per-class VQ codebook in the feature space, {cfg['vq_per_class']} codewords "
+             f"per class exported; "
              f"classes without host data get codewords online). Then it trains on the "
              f"exported replay set ({cfg['replay']}, {cfg['replay_per_class']} per old class) "
              f"plus the buffer (`db use both`). `all` keeps the whole stream. Test accuracy of "

@@ -113,11 +113,11 @@ def replay_workspace_bytes(b: int, k: int, c: int, d: int) -> int:
     """``TS_REPLAY_WORKSPACE_BYTES(B, K, C, D)`` (firmware/lib/tsengine/src/ts_replay.h): the
     replay-buffer upkeep of ``db stream`` for ``b`` slots, ``k`` classes, ``c`` codewords per
     class and ``d`` feature bytes (``c = 0``: reservoir sampling only). Per slot its stream
-    index (uint32) and codeword (uint16); per codeword the samples assigned (uint32), kept,
-    rank and rank's codeword (uint16 each); per class the online codewords opened (uint8);
+    index (uint32) and codeword (uint16); per codeword the samples assigned (uint32) and kept
+    (uint16); per class the samples kept (uint16) and the online codewords opened (uint8);
     the online codewords (``k*c*d`` int8); rounded up to 4 bytes. tests/test_replay.py
     compiles the macro and checks both give the same numbers."""
-    return (6 * b + 10 * k * c + k + k * c * d + 3) // 4 * 4
+    return (6 * b + 6 * k * c + 3 * k + k * c * d + 3) // 4 * 4
 
 
 # The firmware app's `db stream` state besides the workspace and the per-class counts: the

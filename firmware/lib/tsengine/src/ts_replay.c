@@ -40,14 +40,6 @@ const char *ts_replay_policy_name(uint32_t policy)
     }
 }
 
-uint32_t ts_replay_rank_capacity(uint32_t b, uint32_t m, uint32_t rank)
-{
-    if (m == 0u || rank >= m) {
-        return 0u;
-    }
-    return b / m + (rank < b % m ? 1u : 0u);
-}
-
 static ts_status_t check_config(const ts_replay_config_t *cfg)
 {
     uint32_t c;
@@ -95,9 +87,8 @@ ts_status_t ts_replay_bind(ts_replay_t *r, uint8_t *ws, size_t ws_bytes)
     r->cw_seen = r->slot_index + b;
     r->slot_cw = (uint16_t *)(void *)(r->cw_seen + kc);
     r->cw_kept = r->slot_cw + b;
-    r->cw_rank = r->cw_kept + kc;
-    r->rank_cw = r->cw_rank + kc;
-    r->online_count = (uint8_t *)(void *)(r->rank_cw + kc);
+    r->class_kept = r->cw_kept + kc;
+    r->online_count = (uint8_t *)(void *)(r->class_kept + r->num_classes);
     r->online = (int8_t *)(void *)(r->online_count + r->num_classes);
     return TS_OK;
 }
@@ -136,11 +127,8 @@ ts_status_t ts_replay_init(ts_replay_t *r, const ts_replay_config_t *cfg, uint8_
     for (i = 0; i < r->capacity; ++i) {
         r->slot_cw[i] = TS_REPLAY_FREE;
     }
-    for (i = 0; i < kc; ++i) {
-        r->cw_kept[i] = 0;
-        r->cw_rank[i] = TS_REPLAY_UNSEEN;
-        r->rank_cw[i] = 0;
-    }
+    memset(r->cw_kept, 0, sizeof(uint16_t) * kc);
+    memset(r->class_kept, 0, sizeof(uint16_t) * r->num_classes);
     memset(r->online_count, 0, r->num_classes);
     return TS_OK;
 }
@@ -218,25 +206,42 @@ static uint32_t first_free_slot(const ts_replay_t *r)
             return s;
         }
     }
-    return TS_REPLAY_DROP; /* not reached: kept < B whenever a codeword is below capacity */
+    return TS_REPLAY_DROP; /* not reached: called only while kept < B */
 }
 
-/* A new codeword was seen: every codeword above its new capacity loses samples, rank by
- * rank, each eviction a uniform draw among that codeword's kept samples. */
-static void rebalance(ts_replay_t *r)
+/* The first class with the most samples kept. */
+static uint32_t largest_class(const ts_replay_t *r)
 {
-    uint32_t rank;
-    for (rank = 0; rank < r->codewords; ++rank) {
-        uint32_t g = r->rank_cw[rank];
-        uint32_t cap = ts_replay_rank_capacity(r->capacity, r->codewords, rank);
-        while (r->cw_kept[g] > cap) {
-            uint32_t j = ts_trainer_xorshift32(&r->rng) % r->cw_kept[g];
-            r->slot_cw[nth_slot(r, g, j)] = TS_REPLAY_FREE;
-            r->cw_kept[g]--;
-            r->kept--;
-            r->evicted++;
+    uint32_t c, best = 0;
+    for (c = 1; c < r->num_classes; ++c) {
+        if (r->class_kept[c] > r->class_kept[best]) {
+            best = c;
         }
     }
+    return best;
+}
+
+/* The first codeword of class c with the most samples kept. */
+static uint32_t largest_codeword(const ts_replay_t *r, uint32_t c)
+{
+    uint32_t j, base = c * r->per_class, best = base;
+    for (j = 1; j < r->per_class; ++j) {
+        if (r->cw_kept[base + j] > r->cw_kept[best]) {
+            best = base + j;
+        }
+    }
+    return best;
+}
+
+/* Evicts a uniform draw among codeword h's kept samples; returns its slot, now the caller's. */
+static uint32_t evict_from(ts_replay_t *r, uint32_t h)
+{
+    uint32_t j = ts_trainer_xorshift32(&r->rng) % r->cw_kept[h];
+    uint32_t s = nth_slot(r, h, j);
+    r->cw_kept[h]--;
+    r->class_kept[h / r->per_class]--;
+    r->evicted++;
+    return s;
 }
 
 static uint32_t offer_reservoir(ts_replay_t *r, uint32_t t)
@@ -250,29 +255,33 @@ static uint32_t offer_reservoir(ts_replay_t *r, uint32_t t)
     return j < r->capacity ? j : TS_REPLAY_DROP;
 }
 
+/* Class-balanced, then codeword-balanced reservoir (docs/trainer.md "Replay upkeep"). */
 static uint32_t offer_coverage(ts_replay_t *r, uint32_t label, const int8_t *f)
 {
-    uint32_t g = assign(r, label, f), cap, j, s;
-    if (r->cw_rank[g] == TS_REPLAY_UNSEEN) {
-        r->cw_rank[g] = (uint16_t)r->codewords;
-        r->rank_cw[r->codewords] = (uint16_t)g;
+    uint32_t g = assign(r, label, f), s, j;
+    if (r->cw_seen[g]++ == 0u) {
         r->codewords++;
-        rebalance(r);
     }
-    r->cw_seen[g]++;
-    cap = ts_replay_rank_capacity(r->capacity, r->codewords, r->cw_rank[g]);
-    if (r->cw_kept[g] < cap) {
+    if (r->kept < r->capacity) {
         s = first_free_slot(r);
-        r->slot_cw[s] = (uint16_t)g;
-        r->cw_kept[g]++;
         r->kept++;
-        return s;
+    } else if (r->class_kept[label] < r->class_kept[largest_class(r)]) {
+        uint32_t v = largest_class(r);
+        s = evict_from(r, largest_codeword(r, v));
+    } else if (r->cw_kept[g] < r->cw_kept[largest_codeword(r, label)]) {
+        s = evict_from(r, largest_codeword(r, label));
+    } else {
+        /* g is a largest codeword of a largest class: a reservoir over g's own samples */
+        j = ts_trainer_xorshift32(&r->rng) % r->cw_seen[g];
+        if (j >= r->cw_kept[g]) {
+            return TS_REPLAY_DROP;
+        }
+        return nth_slot(r, g, j);
     }
-    if (cap == 0u) {
-        return TS_REPLAY_DROP;
-    }
-    j = ts_trainer_xorshift32(&r->rng) % r->cw_seen[g];
-    return j < cap ? nth_slot(r, g, j) : TS_REPLAY_DROP;
+    r->slot_cw[s] = (uint16_t)g;
+    r->cw_kept[g]++;
+    r->class_kept[label]++;
+    return s;
 }
 
 ts_status_t ts_replay_offer(ts_replay_t *r, uint32_t label, const int8_t *features,
@@ -334,10 +343,10 @@ void ts_replay_class_stats(const ts_replay_t *r, uint32_t c, uint32_t *codewords
                            uint32_t *covered)
 {
     uint32_t j, n = 0, k = 0;
-    if (r != NULL && r->cw_rank != NULL && c < r->num_classes) {
+    if (r != NULL && r->cw_seen != NULL && c < r->num_classes) {
         for (j = 0; j < r->per_class; ++j) {
             uint32_t g = c * r->per_class + j;
-            if (r->cw_rank[g] != TS_REPLAY_UNSEEN) {
+            if (r->cw_seen[g] > 0u) {
                 ++n;
                 k += r->cw_kept[g] > 0u ? 1u : 0u;
             }

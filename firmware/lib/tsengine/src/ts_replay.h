@@ -4,13 +4,17 @@
  *
  *   TS_REPLAY_RESERVOIR  plain reservoir sampling (Vitter's Algorithm R): every sample of the
  *                        stream ends in the buffer with the same probability B / N.
- *   TS_REPLAY_COVERAGE   a per-codeword reservoir over a per-class VQ codebook in the model's
- *                        feature space: each sample is assigned to the nearest codeword of
- *                        its class (exported by the host, or opened online by a leader rule
- *                        for classes the host had no data for), and the B slots are split
- *                        over the codewords seen so far, each codeword keeping a reservoir of
- *                        its share. Every codeword seen keeps at least one sample while
- *                        B >= codewords seen.
+ *   TS_REPLAY_COVERAGE   a class-balanced, then codeword-balanced reservoir over a per-class
+ *                        VQ codebook in the model's feature space: each sample is assigned
+ *                        to the nearest codeword of its class (exported by the host, or
+ *                        opened online by a leader rule for classes the host had no data
+ *                        for); once the buffer is full, a sample of a class that has fewer
+ *                        samples kept than the largest class replaces one of the largest
+ *                        class's largest codeword, else one of its own class's largest
+ *                        codeword, else (its codeword is among its class's largest) it enters
+ *                        its codeword's own reservoir. The buffer always holds min(B, N)
+ *                        samples and every class that lost a sample holds at least the
+ *                        largest class's count minus one.
  *
  * The exact rules (the random draws, their order, the capacities, evictions, slot choice) are
  * docs/trainer.md "Replay upkeep"; tests/replay_reference.py is the numpy reference and
@@ -43,8 +47,6 @@ typedef enum {
 /* slot_cw[]: a free slot; a slot kept by reservoir sampling (no codeword). */
 #define TS_REPLAY_FREE 0xFFFFu
 #define TS_REPLAY_NO_CODEWORD 0xFFFEu
-/* cw_rank[]: a codeword no sample has been assigned to yet. */
-#define TS_REPLAY_UNSEEN 0xFFFFu
 /* Largest buffer (slots) and codebook (K * C codewords). */
 #define TS_REPLAY_MAX_CAPACITY 65535u
 #define TS_REPLAY_MAX_CODEWORDS 65534u
@@ -59,13 +61,13 @@ typedef enum {
  *   4 * B        the stream index of each slot (uint32)
  *   + 4 * K*C    samples assigned to each codeword (uint32)
  *   + 2 * B      the codeword of each slot (uint16; TS_REPLAY_FREE, TS_REPLAY_NO_CODEWORD)
- *   + 6 * K*C    samples kept, rank (order of first appearance), and the codeword of each
- *                rank (uint16 each)
+ *   + 2 * K*C    samples kept of each codeword (uint16)
+ *   + 2 * K      samples kept of each class (uint16)
  *   + K          online codewords opened per class (uint8)
  *   + K*C*D      the online codewords (int8), for classes without exported ones
  * rounded up to a multiple of 4. The workspace must be 4-byte aligned. */
 #define TS_REPLAY_WORKSPACE_BYTES(B, K, C, D)                                                \
-    ((6u * (size_t)(B) + 10u * (size_t)(K) * (size_t)(C) + (size_t)(K) +                   \
+    ((6u * (size_t)(B) + 6u * (size_t)(K) * (size_t)(C) + 3u * (size_t)(K) +               \
       (size_t)(K) * (size_t)(C) * (size_t)(D) + 3u) &                                       \
      ~(size_t)3u)
 
@@ -94,14 +96,13 @@ typedef struct {
     uint32_t seen;         /* samples offered (the next sample's stream index) */
     uint32_t kept;         /* samples in the buffer */
     uint32_t codewords;    /* M: codewords seen (coverage) */
-    uint32_t evicted;      /* samples removed to make room for new codewords (coverage) */
+    uint32_t evicted;      /* samples replaced to balance classes or codewords (coverage) */
     /* the workspace's parts */
     uint32_t *slot_index;  /* [B] stream index of the sample in each slot */
     uint32_t *cw_seen;     /* [K*C] samples assigned to each codeword (cw = class * C + j) */
     uint16_t *slot_cw;     /* [B] codeword of each slot, or TS_REPLAY_FREE / _NO_CODEWORD */
     uint16_t *cw_kept;     /* [K*C] samples of each codeword in the buffer */
-    uint16_t *cw_rank;     /* [K*C] order of first appearance, or TS_REPLAY_UNSEEN */
-    uint16_t *rank_cw;     /* [K*C] the codeword of each rank < codewords */
+    uint16_t *class_kept;  /* [K] samples of each class in the buffer (coverage) */
     uint8_t *online_count; /* [K] codewords opened online per class */
     int8_t *online;        /* [K][C][D] the online codewords */
 } ts_replay_t;
@@ -121,8 +122,8 @@ ts_status_t ts_replay_bind(ts_replay_t *r, uint8_t *ws, size_t ws_bytes);
 
 /* Offers the next sample of the stream (its index is r->seen) with its label and, for
  * coverage, its D feature bytes (NULL allowed for reservoir). *slot receives the slot the
- * caller must store the sample in (replacing what was there), or TS_REPLAY_DROP. Slots freed
- * by a rebalance (coverage) are simply no longer counted. TS_ERR_DATA: label >= K;
+ * caller must store the sample in (replacing what was there), or TS_REPLAY_DROP. TS_ERR_DATA:
+ * label >= K;
  * TS_ERR_NULL; TS_ERR_PARAM: the stream already holds 2^32 - 1 samples. */
 ts_status_t ts_replay_offer(ts_replay_t *r, uint32_t label, const int8_t *features,
                             uint32_t *slot);
@@ -136,10 +137,6 @@ uint32_t ts_replay_compact(ts_replay_t *r, int8_t *x, size_t sample_bytes, uint8
  * reservoir). */
 void ts_replay_class_stats(const ts_replay_t *r, uint32_t c, uint32_t *codewords,
                            uint32_t *covered);
-
-/* The capacity of the codeword of rank `rank` when m codewords have been seen and the
- * buffer has b slots: floor(b / m) + (rank < b mod m), 0 for rank >= m (or m == 0). */
-uint32_t ts_replay_rank_capacity(uint32_t b, uint32_t m, uint32_t rank);
 
 /* "reservoir", "coverage"; NULL otherwise. */
 const char *ts_replay_policy_name(uint32_t policy);
