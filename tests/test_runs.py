@@ -100,3 +100,32 @@ def test_second_writer_refused_naming_the_holder(tmp_path):
         proc.wait()
     with run_lock(tmp_path / "r", "test"), run_lock(tmp_path / "r", "re-entrant"):
         pass
+
+
+def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_path,
+                                                                         monkeypatch):
+    """A finished device result is reused only for the same parameters, export and firmware
+    sources: the upkeep bench once read back results of the previous replay rules after
+    ts_replay.c changed, because only the parameters were compared."""
+    import tinysift.device.build as build
+    from tinysift.device.results import DeviceResults
+    from tinysift.device.session import TrainParams
+    from tinysift.stages.device import RESULTS, build_identity, cached_results
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "export" / "ts_export_model.c").write_text("const int a = 1;\n")
+    params = TrainParams(epochs=2)
+    res = DeviceResults(board="b", clock_hz=1, params=vars(params), energy_model={},
+                        started="now", status="complete", build=build_identity(run))
+    (run / "device" / "x").mkdir(parents=True)
+    atomic_write_json(run / "device" / "x" / RESULTS, res.to_dict())
+    assert cached_results(run, "x", params) is not None
+    assert cached_results(run, "x", TrainParams(epochs=3)) is None
+    real = build.firmware_source_hash()
+    monkeypatch.setattr(build, "firmware_source_hash", lambda: real + "0")  # a source edited
+    assert cached_results(run, "x", params) is None
+    monkeypatch.setattr(build, "firmware_source_hash", lambda: real)
+    assert cached_results(run, "x", params) is not None
+    (run / "export" / "ts_export_model.c").write_text("const int a = 2;\n")  # re-exported
+    assert cached_results(run, "x", params) is None

@@ -71,6 +71,9 @@ class DeviceResults:
     per_class: dict[str, list[dict[str, int]]] | None = None
     # the session that wrote this file (every record of it in log.jsonl carries the same id)
     session: str | None = None
+    # what the firmware was built from (tinysift.stages.device.build_identity): the export's
+    # and the firmware sources' hashes; a cached result is reused only for the same
+    build: str | None = None
 
     # -- derived figures ----------------------------------------------------------------
     @property

@@ -91,6 +91,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     res = session.results
     res.samples = setup.samples()
     res.model_hash = export_info["content_hash"]
+    res.build = build_identity(run_dir)
     res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                 "flash_bytes": export_info["memory_plan"]["flash_total"]}
     try:
@@ -142,14 +143,27 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
 
 def cached_results(run_dir: str | Path, label: str,
                    params: TrainParams) -> DeviceResults | None:
-    """A finished result for the same export and parameters (resume support)."""
+    """A finished result for the same export, firmware sources and parameters (resume
+    support)."""
     path = Path(run_dir) / "device" / label / RESULTS
     if not path.exists():
         return None
     res = DeviceResults.load(path)
-    if not res.complete or res.params != vars(params):
+    if not res.complete or res.params != vars(params) or res.build != build_identity(run_dir):
         return None
     return res
+
+
+def build_identity(run_dir: str | Path) -> str:
+    """What a firmware build of this run compiles: the hashes of the export's C files and of
+    the firmware sources. A device result records it, and a cached result (or ELF) is reused
+    only while it is unchanged: a changed firmware rule must run again."""
+    from tinysift.device.build import firmware_source_hash
+    from tinysift.runs import file_hash
+
+    export_dir = Path(run_dir) / "export"
+    return "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
+                    + [f"fw={firmware_source_hash()}"])
 
 
 @contextlib.contextmanager
@@ -173,16 +187,14 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
 def ensure_built(run_dir: Path, brd: Board) -> Path:
     """The firmware ELF for this run's export, rebuilt when the export or the firmware
     sources changed."""
-    from tinysift.device.build import build_firmware, firmware_source_hash
-    from tinysift.runs import file_hash
+    from tinysift.device.build import build_firmware
 
     run_dir = Path(run_dir)
     export_dir = run_dir / "export"
     out = run_dir / "device"
     elf = out / f"firmware-{brd.pio_env}.elf"
     stamp = out / f"firmware-{brd.pio_env}.stamp"
-    want = "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
-                    + [f"fw={firmware_source_hash()}"])
+    want = build_identity(run_dir)
     if elf.exists() and stamp.exists() and stamp.read_text() == want:
         return elf
     res = build_firmware(export_dir, brd, out)

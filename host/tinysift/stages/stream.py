@@ -17,7 +17,7 @@ from tinysift.device.results import DeviceResults
 from tinysift.device.session import DeviceSession, TrainParams
 from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
 from tinysift.errors import TinysiftError
-from tinysift.stages.device import RESULTS, _open_link
+from tinysift.stages.device import RESULTS, _open_link, build_identity
 
 
 def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
@@ -29,7 +29,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     (resume)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
-    cached = _cached(folder, params, stream)
+    cached = _cached(folder, params, stream, build_identity(run_dir))
     if cached is not None:
         return cached
     export_info = run_dir / "export" / "export.json"
@@ -40,6 +40,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     session = DeviceSession(brd, folder, params)
     res = session.results
     res.model_hash = info["content_hash"]
+    res.build = build_identity(run_dir)
     res.plan = {"ram_bytes": info["memory_plan"]["ram_total"],
                 "flash_bytes": info["memory_plan"]["flash_total"]}
     try:
@@ -54,12 +55,12 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     return res, report
 
 
-def _cached(folder: Path, params: TrainParams, stream: StreamParams):
+def _cached(folder: Path, params: TrainParams, stream: StreamParams, build: str):
     path, spath = folder / RESULTS, folder / "stream_params.json"
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
     res = DeviceResults.load(path)
-    if not res.complete or res.params != vars(params) or \
+    if not res.complete or res.params != vars(params) or res.build != build or \
             json.loads(spath.read_text()) != vars(stream):
         return None
     doc = json.loads((folder / STREAM_FILE).read_text())
