@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,23 +196,23 @@ def test_memory_plan_refuses_oversize_with_numbers_and_fix():
     assert "choose" not in str(err.value) and "keep at most" in str(err.value)
 
 
-def test_cli_export_oversize_exits_nonzero_and_fit_shrinks(tmp_path):
+def test_cli_export_oversize_exits_nonzero_and_fit_shrinks(tmp_path, capfd):
     """A real MNIST run with 3,000 kept samples (2.3 MB of int8 images) on nano33ble (1 MB
-    of flash)."""
+    of flash), through the CLI's entry point (in this process: its error path is main()'s,
+    the same as the console script's)."""
+    from tinysift.cli.app import main
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
     run = ROOT / "runs" / "_scratch" / "export-oversize-mnist"
     train("mnist", run, keep=3000, epochs=1, seed=0, progress=False)
     quantize(run)
-    cmd = [sys.executable, "-m", "tinysift.cli.app", "export", "--run", str(run), "--board",
-           "nano33ble"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2
-    err = " ".join(r.stderr.split())
+    argv = ["export", "--run", str(run), "--board", "nano33ble"]
+    capfd.readouterr()
+    assert main(argv) == 2
+    err = " ".join(capfd.readouterr().err.split())
     assert "needs" in err and "board has" in err and "keep at most" in err
-    ok = subprocess.run(cmd + ["--fit"], capture_output=True, text=True, timeout=600)
-    assert ok.returncode == 0, ok.stderr
+    assert main(argv + ["--fit"]) == 0, capfd.readouterr().err
     info = json.loads((run / "export" / "export.json").read_text())
     assert 0 < info["train_samples"] < 3000 and info["memory_plan"]["fits"]
     counts = np.bincount(np.load(run / "export" / "golden.npz")["y_train"], minlength=10)

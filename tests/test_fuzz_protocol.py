@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "fuzz.sh"
 # The suite's run is a smoke campaign; tools/fuzz.sh TARGET SECONDS runs a real one.
-SECONDS = int(os.environ.get("TINYSIFT_FUZZ_SECONDS", "10"))
+SECONDS = int(os.environ.get("TINYSIFT_FUZZ_SECONDS", "5"))
 # Executions that show a target really ran in SECONDS on a busy 2-core machine (idle, about
 # 2,600/s for protocol, 1,000/s for model, 100/s for app, whose inputs run training).
 MIN_RUNS = {"protocol": 50 * SECONDS, "model": 15 * SECONDS, "app": 2 * SECONDS}
