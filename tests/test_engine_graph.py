@@ -275,21 +275,10 @@ def test_mlperf_tiny_bit_exact(name, tmp_path):
     briefly on stand-in data and converted to int8, runs bit-exact on the engine natively
     (scalar and DSP kernels; `engine check`'s path) with an arena <= TFLM's."""
     from tinysift.models import mlperf_tiny
-    from tinysift.quantize.convert import quiet_stderr
     from tinysift.stages.engine import check_tflite
-    from tinysift.tfcompat import tf
 
-    model = mlperf_tiny.build(name)
-    rep = mlperf_tiny.train_on_stand_in(model, name)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(16))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    with quiet_stderr():
-        tflite = bytes(conv.convert())
     path = tmp_path / f"{name}.tflite"
-    path.write_bytes(tflite)
+    path.write_bytes(mlperf_tiny.int8_tflite(name))
     r = check_tflite(path, count=20)
     assert r.ok, r.results
     assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head

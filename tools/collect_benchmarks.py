@@ -311,6 +311,8 @@ def benchmarks_doc() -> str:
                          "(`tinysift bench condense --dataset fashion-mnist`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
+                        ("mlperf_tiny_qemu-m4.md", "MLPerf Tiny's reference models "
+                         "(`tools/bench_mlperf.py`)"),
                         ("device_determinism_qemu-m4.md", "Device determinism")]:
         p = RESULTS / name
         out += [f"## {title}", ""]
