@@ -13,6 +13,7 @@ ASan/UBSan. The arena is planned from tensor lifetimes and must not exceed TFLM'
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -163,6 +164,14 @@ def test_engine_check_reports_all_identical(graph_export):
     for kind in ("scalar", "dsp"):
         assert f"{kind} kernels: 20/20 outputs identical to TFLM: all identical" in r.stdout
     assert "ADD" in r.stdout and "MEAN" in r.stdout and "activation arena" in r.stdout
+    # --board also runs one inference on the emulated Cortex-M4 and counts its instructions
+    m = re.search(r"([\d,]+) instructions for ([\d,]+) MACs .* stack ([\d,]+) B; on "
+                  r"nucleo_l4r5zi at 120 MHz, one cycle each: ([\d.]+) ms", r.stdout)
+    assert m, r.stdout[-2000:]
+    instr, macs, stack = (int(m.group(i).replace(",", "")) for i in (1, 2, 3))
+    assert macs > 0 and macs / 2 < instr < 50 * macs + 50_000  # SMLAD's floor; a sane bound
+    assert 0 < stack <= 16_384  # within the board's reserved stack
+    assert float(m.group(4)) == pytest.approx(instr / 120e6 * 1e3, abs=0.006)
 
 
 def test_engine_check_refuses_in_one_line(tmp_path):

@@ -28,85 +28,26 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from tinysift.device.icount import (
+    BENCH_SRC,
+    CFLAGS,
+    CPU,
+    QEMU,
+    build,
+    parse,
+    run_qemu,
+    run_tool,
+    size_of,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
-ENGINE_SRCS = ["ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c", "ts_kernels_elementwise.c",
-               "ts_softmax.c"]
-RUNTIME = ROOT / "boards" / "runtime"
-QEMU_RT = ROOT / "boards" / "platform-qemu" / "runtime"
-CORTEXM_RT = RUNTIME / "cortex-m"  # reset, faults, stack, libc glue, the SysTick counter
-LDSCRIPT = ROOT / "boards" / "platform-qemu" / "ldscripts" / "qemu_mps2.ld"
-BENCH_SRC = ROOT / "tools" / "bench" / "kernels_bench.c"
 SIZE_SRC = ROOT / "tools" / "bench" / "engine_size_main.c"
 GOAL_INSTR_PER_MAC = 2.0
-
-CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
-CFLAGS = ["-std=c99", "-O2", "-g", "-ffunction-sections", "-fdata-sections", "-fno-common",
-          "-Wall", "-Wextra", "-Werror"]
-DEFINES = ["-DTS_TARGET_QEMU", "-DTS_SYSTICK_HZ=25000000u", "-DTS_SYSTICK_NS_NUM=40u",
-           "-DTS_SYSTICK_NS_DEN=1u"]
-LDFLAGS = ["--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections",
-           "-Wl,--no-warn-rwx-segments", f"-L{CORTEXM_RT}", f"-T{LDSCRIPT}"]
-QEMU = ["qemu-system-arm", "-machine", "mps2-an386", "-nographic", "-monitor", "none",
-        "-serial", "stdio", "-icount", "shift=0", "-semihosting-config",
-        "enable=on,target=native", "-kernel"]
-
-LINE_RE = re.compile(r"^(BENCH\w*) (.*)$", re.M)
-
-
-def _kv(text: str) -> dict:
-    out = {}
-    for item in text.split():
-        key, _, value = item.partition("=")
-        out[key] = int(value) if re.fullmatch(r"-?\d+", value) else value
-    return out
-
-
-def _run(cmd: list[str], timeout: float = 600) -> str:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise SystemExit(f"command failed ({r.returncode}): {' '.join(cmd)}\n"
-                         f"{r.stdout[-3000:]}{r.stderr[-3000:]}")
-    return r.stdout
-
-
-def build(out: Path, name: str, main: Path, dsp: int, export: Path | None = None,
-          extra_defines: list[str] = ()) -> Path:
-    """Compile and link one firmware ELF; returns its path."""
-    d = out / name
-    d.mkdir(parents=True, exist_ok=True)
-    inc = [f"-I{ENGINE}", f"-I{RUNTIME / 'include'}", f"-I{CORTEXM_RT}", f"-I{QEMU_RT}"]
-    defs = [*DEFINES, f"-DTS_USE_DSP={dsp}", *extra_defines]
-    srcs = [main, *(ENGINE / s for s in ENGINE_SRCS), *sorted(QEMU_RT.glob("*.c")),
-            *sorted((RUNTIME / "src").glob("*.c")), *sorted(CORTEXM_RT.glob("*.c"))]
-    if export is not None:
-        inc.append(f"-I{export}")
-        defs.append("-DTS_HAVE_EXPORT")
-        srcs += [export / "ts_export_model.c", export / "ts_export_data.c"]
-    objs = []
-    for i, src in enumerate(srcs):
-        obj = d / f"{i:02d}_{src.stem}.o"
-        flags = CFLAGS if src.parent in (ENGINE, main.parent) else [
-            f for f in CFLAGS if f != "-Werror"]
-        _run(["arm-none-eabi-gcc", *CPU, *flags, *defs, *inc, "-c", str(src), "-o", str(obj)])
-        objs.append(str(obj))
-    elf = d / f"{name}.elf"
-    _run(["arm-none-eabi-gcc", *CPU, *LDFLAGS, *objs, "-lm", "-o", str(elf)])
-    return elf
-
-
-def size_of(elf: Path) -> dict:
-    """arm-none-eabi-size (Berkeley): text, data, bss."""
-    line = _run(["arm-none-eabi-size", "-B", "-d", str(elf)]).strip().splitlines()[-1].split()
-    text, data, bss = (int(v) for v in line[:3])
-    return {"text": text, "data": data, "bss": bss}
 
 
 def engine_size(out: Path, dsp: int) -> dict:
@@ -119,37 +60,6 @@ def engine_size(out: Path, dsp: int) -> dict:
     ram = (with_engine["data"] + with_engine["bss"]) - (baseline["data"] + baseline["bss"])
     return {"flash_bytes": flash, "static_ram_bytes": ram, "elf": with_engine,
             "baseline_elf": baseline}
-
-
-def run_qemu(elf: Path, timeout: float = 900) -> str:
-    r = subprocess.run(["timeout", "--foreground", str(int(timeout)), *QEMU, str(elf)],
-                       capture_output=True, text=True, timeout=timeout + 30)
-    if r.returncode != 0 or "BENCH_DONE" not in r.stdout:
-        raise SystemExit(f"the bench firmware failed (exit {r.returncode}):\n"
-                         f"{r.stdout[-3000:]}{r.stderr[-3000:]}")
-    return r.stdout
-
-
-def parse(text: str) -> dict:
-    res = {"info": {}, "cases": [], "layers": [], "model": None}
-    for kind, rest in LINE_RE.findall(text):
-        kv = _kv(rest)
-        if kind == "BENCH_INFO":
-            res["info"] = kv
-        elif kind == "BENCH":
-            kv["ref_instr_per_mac"] = round(kv["ref_instr"] / kv["macs"], 3)
-            kv["dsp_instr_per_mac"] = round(kv["dsp_instr"] / kv["macs"], 3)
-            kv["speedup"] = round(kv["ref_instr"] / kv["dsp_instr"], 2)
-            res["cases"].append(kv)
-        elif kind == "BENCH_LAYER":
-            if kv["macs"]:
-                kv["dsp_instr_per_mac"] = round(kv["dsp_instr"] / kv["macs"], 3)
-            res["layers"].append(kv)
-        elif kind == "BENCH_MODEL":
-            res["model"] = kv
-        elif kind == "BENCH_ERROR":
-            raise SystemExit(f"bench error: {rest}")
-    return res
 
 
 def per_op_summary(cases: list[dict]) -> dict:
@@ -245,8 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
             "board": "qemu-m4 (QEMU mps2-an386, Cortex-M4F)",
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "toolchain": {
-                "gcc": _run(["arm-none-eabi-gcc", "--version"]).splitlines()[0],
-                "qemu": _run(["qemu-system-arm", "--version"]).splitlines()[0],
+                "gcc": run_tool(["arm-none-eabi-gcc", "--version"]).splitlines()[0],
+                "qemu": run_tool(["qemu-system-arm", "--version"]).splitlines()[0],
                 "cflags": CPU + CFLAGS,
             },
             "run": {**parsed["info"], "qemu_args": QEMU},

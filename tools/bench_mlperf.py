@@ -36,10 +36,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import bench_kernels  # noqa: E402  (the bench firmware's build and run)
-
 BOARD = "nucleo_l4r5zi"
 TASKS = {"resnet8": "image classification (CIFAR-10, 32x32x3)",
          "mobilenet": "visual wake words (96x96x3)",
@@ -92,6 +88,7 @@ PUBLISHED: list[dict] = [
 
 def measure(name: str, work: Path) -> dict:
     from tinysift.boards import load_board
+    from tinysift.device.icount import invoke_instructions
     from tinysift.models import mlperf_tiny
     from tinysift.stages.engine import check_tflite
 
@@ -102,10 +99,8 @@ def measure(name: str, work: Path) -> dict:
     if not chk.ok:
         raise SystemExit(f"{name}: not bit-exact with TFLM: {chk.results}")
     plan = chk.plan
-    elf = bench_kernels.build(work / "fw", f"{name}-dsp", bench_kernels.BENCH_SRC, 1,
-                              chk.export_dir, extra_defines=["-DTS_BENCH_MODEL_ONLY"])
-    model = bench_kernels.parse(bench_kernels.run_qemu(elf))["model"]
-    instr = int(model["invoke_instr"])
+    model = invoke_instructions(chk.export_dir, work / "fw" / name)
+    instr = model["instructions"]
     ms = instr / board.clock_hz * 1e3
     power_w = board.active_current_ma * 1e-3 * board.supply_v
     return {
@@ -181,6 +176,7 @@ def markdown(res: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     from tinysift.boards import load_board
+    from tinysift.device.icount import run_tool
     from tinysift.models.mlperf_tiny import MODELS
     from tinysift.runs import machine_info, package_versions
 
@@ -215,10 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         "counter": "QEMU mps2-an386 -icount shift=0 (instructions)",
         "models": rows,
         "published": [p for p in PUBLISHED if p["model"] in names],
-        "toolchain": {"gcc": bench_kernels._run(["arm-none-eabi-gcc", "--version"])
-                      .splitlines()[0],
-                      "qemu": bench_kernels._run(["qemu-system-arm", "--version"])
-                      .splitlines()[0]},
+        "toolchain": {"gcc": run_tool(["arm-none-eabi-gcc", "--version"]).splitlines()[0],
+                      "qemu": run_tool(["qemu-system-arm", "--version"]).splitlines()[0]},
         "versions": package_versions(),
         "machine": f"{machine.get('platform', '')} x {machine.get('cpus', '?')} CPUs",
         "machine_info": machine,

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         inputs: Path = typer.Option(None, help=".npy of inputs in the model's input type "
                                                "(default: random int8)"),
         count: int = typer.Option(200, help="random inputs when --inputs is not given"),
-        board: str = typer.Option(None, help="add the inference memory plan for this board"),
+        board: str = typer.Option(None, help="add the inference memory plan for this board "
+                                             "and the instructions of one inference on the "
+                                             "emulated Cortex-M4"),
         out_dir: Path = typer.Option(None, help="keep the export and the build here"),
         seed: int = typer.Option(0),
         json_out: bool = typer.Option(False, "--json", help="JSON on stdout"),
@@ -45,7 +47,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(dict(tflite=str(r.tflite), inputs=r.inputs, layers=r.layers,
                             arena_bytes=r.arena_bytes, tflm_arena_head=r.tflm_arena_head,
-                            results=r.results, plan=r.plan, ok=r.ok))
+                            results=r.results, plan=r.plan, invoke=r.invoke, ok=r.ok))
         else:
             console.print(f"{r.tflite}: {len(r.layers)} layers", markup=False)
             for line in r.layers:
@@ -56,6 +58,14 @@ def register(app: typer.Typer) -> None:
                 from tinysift.cli.quantize_cmd import print_plan
 
                 print_plan(r.plan)
+            if r.invoke is not None:
+                v = r.invoke
+                console.print(f"emulated Cortex-M4 (QEMU mps2-an386, -icount, DSP kernels): "
+                              f"{v['instructions']:,} instructions for {v['macs']:,} MACs "
+                              f"({v['instructions'] / max(v['macs'], 1):.2f}/MAC), stack "
+                              f"{v['stack']:,} B; on {v['board']} at "
+                              f"{v['clock_hz'] / 1e6:g} MHz, one cycle each: "
+                              f"{v['implied_ms']:.2f} ms (a lower bound)", markup=False)
             for kind, res in r.results.items():
                 verdict = "all identical" if res["ok"] else "MISMATCH"
                 console.print(f"{kind:>6} kernels: {res['equal']}/{res['inputs']} outputs "

@@ -5,7 +5,9 @@ layer), exports it with golden data from the TFLM runtime on the given inputs (r
 by default), compiles the engine natively with host gcc and runs it, with the scalar and the
 DSP kernels (on the host the DSP instructions are emulated in C), counting the outputs
 identical to TFLM's and naming the first differing layer on a mismatch. ``board`` adds the
-inference memory plan for that board.
+inference memory plan for that board and one ``ts_invoke`` on the emulated Cortex-M4 (QEMU
+mps2-an386 under ``-icount``, tinysift.device.icount): executed instructions, the stack it
+used, and the time at the board's clock if each instruction took one cycle (a lower bound).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class EngineCheck:
     results: dict[str, dict] = field(default_factory=dict)  # "scalar"/"dsp" -> counts
     plan: dict | None = None
     export_dir: Path | None = None
+    # with a board: one ts_invoke on the emulated Cortex-M4 (DSP kernels): instructions, macs,
+    # stack, arena, dsp; and implied_ms, the instructions at the board's clock, one cycle each
+    invoke: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,7 +72,29 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
             g = golden_check(work / "export", work / "build", dsp=kind == "dsp")
             check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok,
                                        first_layer=g.layer_lines, failures=g.failures)
+        if board is not None:
+            check.invoke = emulated_invoke(work / "export", work / "icount", board)
     return check
+
+
+def emulated_invoke(export_dir: Path, work: Path, board: str) -> dict:
+    """One ts_invoke of the export on the emulated Cortex-M4 (tinysift.device.icount) and its
+    time at ``board``'s clock at one cycle per instruction."""
+    import shutil
+
+    from tinysift.boards import load_board
+    from tinysift.device.icount import invoke_instructions
+    from tinysift.errors import TinysiftError
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        raise TinysiftError(f"--board counts instructions on the emulated Cortex-M4 and needs "
+                            f"{' and '.join(missing)}: run tools/setup.sh")
+    brd = load_board(board)
+    inv = invoke_instructions(export_dir, work)
+    inv.update(board=brd.name, clock_hz=brd.clock_hz,
+               implied_ms=round(inv["instructions"] / brd.clock_hz * 1e3, 3))
+    return inv
 
 
 def run_tflite(tflite_path: str | Path, x: np.ndarray, dsp: bool = False,
