@@ -1,5 +1,5 @@
 """`tinysift bench upkeep --quick` (digits new-classes on the emulated board): results files,
-both policies on the same stream, coverage's guarantee in the records."""
+both policies on the same stream, coverage's buffer and codewords in the records."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_bench_upkeep_quick_on_the_emulated_board(tmp_path):
     assert rsv["seen"] == cov["seen"] == whole["seen"] == whole["kept"] > 200
     assert rsv["kept"] == cov["kept"] == 10
     # classes 8 and 9 have no exported codewords: the device opened them online, at most 4
-    # each; with 10 slots every one keeps a sample
+    # each; with 5 slots per class every one keeps a sample (a codeword's first sample always
+    # enters, and its last leaves only when every codeword of its class holds at most one)
     assert 2 <= cov["codewords"] <= 8 and cov["covered"] == cov["codewords"]
     assert rsv["codewords"] == 0
     for p in (rsv, cov, whole):
