@@ -75,9 +75,17 @@ class ReplayBuffer:
     def _nth_slot(self, g: int, j: int) -> int:
         return [s for s in range(self.b) if self.slot_cw[s] == g][j]
 
-    def _largest_codeword(self, c: int) -> int:
-        kept = self.cw_kept[c * self.c:(c + 1) * self.c]
-        return c * self.c + kept.index(max(kept))  # the first of equal maxima
+    def _most_kept(self, c: int) -> int:
+        """The first codeword of class ``c`` with the largest share kept, kept / assigned
+        (compared as kept[h] * n[best] > kept[best] * n[h]; unseen codewords skipped)."""
+        best = None
+        for h in range(c * self.c, (c + 1) * self.c):
+            if self.cw_seen[h] == 0:
+                continue
+            if best is None or (self.cw_kept[h] * self.cw_seen[best]
+                                > self.cw_kept[best] * self.cw_seen[h]):
+                best = h
+        return best
 
     def _evict_from(self, h: int) -> int:
         s = self._nth_slot(h, self._draw() % self.cw_kept[h])
@@ -96,10 +104,11 @@ class ReplayBuffer:
             s = self.slot_cw.index(FREE)
             self.kept += 1
         elif self.class_kept[label] < self.class_kept[largest]:
-            s = self._evict_from(self._largest_codeword(largest))
-        elif self.cw_kept[g] < self.cw_kept[self._largest_codeword(label)]:
-            s = self._evict_from(self._largest_codeword(label))
-        else:  # g is a largest codeword of a largest class: g's own reservoir
+            s = self._evict_from(self._most_kept(largest))
+        elif (self.cw_kept[g] * self.cw_seen[h := self._most_kept(label)]
+              < self.cw_kept[h] * self.cw_seen[g]):
+            s = self._evict_from(h)
+        else:  # g has the largest share kept of a largest class: g's own reservoir
             j = self._draw() % self.cw_seen[g]
             return self._nth_slot(g, j) if j < self.cw_kept[g] else DROP
         self.slot_cw[s] = g

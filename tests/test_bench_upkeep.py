@@ -26,9 +26,9 @@ def test_bench_upkeep_quick_on_the_emulated_board(tmp_path):
     assert rsv["seen"] == cov["seen"] == whole["seen"] == whole["kept"] > 200
     assert rsv["kept"] == cov["kept"] == 10
     # classes 8 and 9 have no exported codewords: the device opened them online, at most 4
-    # each; with 5 slots per class every one keeps a sample (a codeword's first sample always
-    # enters, and its last leaves only when every codeword of its class holds at most one)
-    assert 2 <= cov["codewords"] <= 8 and cov["covered"] == cov["codewords"]
+    # each; the 5 slots of a class go to its codewords in proportion to their samples, so
+    # each class keeps at least its largest codeword and a rare one may hold none
+    assert 2 <= cov["codewords"] <= 8 and 2 <= cov["covered"] <= cov["codewords"]
     assert rsv["codewords"] == 0
     for p in (rsv, cov, whole):
         assert p["acc_mean"] > 0.7 and p["acc_old"] > 0.8 and p["acc_new"] > 0.3

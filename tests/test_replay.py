@@ -228,12 +228,14 @@ def test_reservoir_inclusion_is_uniform(driver):
         assert run_c(driver, [streams[seed - 1]])[0]["kept"] == want
 
 
-def test_coverage_reservoirs_are_uniform_after_balancing(driver):
+def test_coverage_stratifies_a_class_by_codeword(driver):
     """One class, two exported codewords; the first 20 samples belong to the first, the next
     10 to the second (B = 7). The first codeword fills the buffer and keeps a reservoir of 7
-    of its 20; the second then takes slots from it (uniform evictions) until the two are as
-    balanced as 7 slots allow (3 and 4), and keeps a reservoir of its 4 from then on: each of
-    the first 20 is kept with probability 3/20, each of the last 10 with 4/10."""
+    of its 20; the second then takes slots from it whenever its share kept falls below the
+    first's, ending at the proportional 4 and 3 (7 x 20/30 = 4.7, 7 x 10/30 = 2.3). The first
+    codeword's samples stay a uniform sample (uniform evictions from Algorithm R): each kept
+    with probability 4/20. The second's are not: a sample that arrives when its codeword gains
+    a slot is always kept (docs/trainer.md)."""
     n, b, s = 30, 7, UNIFORM_SEEDS
     feats = np.array([[-100]] * 20 + [[100]] * 10, np.int8)
     cb = np.array([[[-90], [90]]], np.int8)
@@ -241,13 +243,15 @@ def test_coverage_reservoirs_are_uniform_after_balancing(driver):
                for seed in range(1, s + 1)]
     counts = np.zeros(n)
     for blk in run_c(driver, streams):
-        assert [cw for _, cw in blk["kept"]].count(0) == 3
-        assert [cw for _, cw in blk["kept"]].count(1) == 4
+        assert [cw for _, cw in blk["kept"]].count(0) == 4
+        assert [cw for _, cw in blk["kept"]].count(1) == 3
         for idx, _ in blk["kept"]:
             counts[idx] += 1
-    p = np.array([3 / 20] * 20 + [4 / 10] * 10)
-    z = _z_scores(counts, p, s)
+    z = _z_scores(counts[:20], np.full(20, 4 / 20), s)
     assert np.abs(z).max() < 4.0, z
+    assert (z ** 2).sum() < CHI2_19_999 * 20 / 19, (z ** 2).sum()
+    growth = counts[20:] / s  # the 4th and 9th samples of the second codeword: slots gained
+    assert growth[3] > 0.4 and growth[8] > 0.85 and np.delete(growth, [3, 8]).max() < 0.3
     assert ref.run_stream("coverage", b, 5, np.zeros(n, int), feats, 1, cb, [2],
                           [0]).compact() == [tuple(k) for k in run_c(driver, [streams[4]])[0][
                                                   "kept"]]

@@ -22,10 +22,19 @@ from pathlib import Path
 from tinysift.bench.progress import ProgressLog, summarize
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
 
-# The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"); part of the
-# progress log's key, so results of older rules are never resumed. 1: codewords' shares of
-# the buffer by rank (left slots empty); 2: class-, then codeword-balanced reservoir.
-COVERAGE_RULES = 2
+# The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"). Every
+# coverage record in the progress log carries it (none: 1), and only records of the current
+# rules are resumed: the other points (reservoir, the whole stream) do not depend on them.
+# 1: codewords' shares of the buffer by rank (left slots empty); 2: class-, then
+# codeword-balanced reservoir; 3: class-balanced, codeword-proportional (stratified).
+COVERAGE_RULES = 3
+
+
+def current(rec: dict | None, method: str) -> dict | None:
+    """``rec`` if it was measured with the current rules (always, but for coverage)."""
+    if rec is None or method != "coverage":
+        return rec
+    return rec if rec.get("coverage_rules", 1) == COVERAGE_RULES else None
 
 FIELDS = ("acc_old", "acc_new", "seen", "kept", "codewords", "covered", "evicted",
           "stream_cycles", "train_cycles", "energy_mj")
@@ -72,8 +81,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()
            if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
-    plog = ProgressLog({**key, "quick": cfg.quick, "coverage_rules": COVERAGE_RULES},
-                       cfg.progress_dir, cfg.stem(),
+    plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
                        point="point")
     results: dict = {}
     for seed in range(cfg.seeds):
@@ -81,12 +89,13 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
         setup = None
         for policy, per_class, update in points(ucfg):
             method, at = point_key(policy, per_class, update)
-            if plog.get(seed, method, at) is not None:
+            if current(plog.get(seed, method, at), method) is not None:
                 continue
             setup = setup or prepare(ucfg, say)
             row = run_point(ucfg, setup, policy, per_class, update)
+            rules = {"coverage_rules": COVERAGE_RULES} if method == "coverage" else {}
             plog.add(seed, method, at, acc=row["acc"], acc_old=row["acc_old"] or 0.0,
-                     acc_new=row["acc_new"] or 0.0,
+                     acc_new=row["acc_new"] or 0.0, **rules,
                      **{k: row[k] for k in FIELDS if k not in ("acc_old", "acc_new")})
             say(f"[seed {seed}] {method:>9} buffer {row['cap']:>5} {update:<10}: all "
                 f"{row['acc']:.3f} (kept {row['kept']}, codewords {row['codewords']}, "
@@ -102,7 +111,7 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
     from tinysift.runs import machine_info, package_versions
 
     def runs(method, at):
-        rs = [plog.get(s, method, at) for s in range(seeds_done)]
+        rs = [current(plog.get(s, method, at), method) for s in range(seeds_done)]
         return rs if all(r is not None for r in rs) else None
 
     u = cfg.upkeep

@@ -19,7 +19,10 @@ def _mean_std(p: dict, seeds: int) -> str:
 # no version: 1).
 COVERAGE_RULES = {1: "rules 1: a reservoir per codeword, the buffer split evenly over the "
                      "codewords seen",
-                  2: "rules 2: a class-balanced, then codeword-balanced reservoir"}
+                  2: "rules 2: a class-balanced, then codeword-balanced reservoir",
+                  3: "rules 3: a class-balanced reservoir, stratified by codeword: each "
+                     "codeword keeps a share of its class's slots proportional to its "
+                     "samples"}
 
 
 def upkeep_markdown(res: dict) -> str:

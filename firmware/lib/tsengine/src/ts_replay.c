@@ -221,13 +221,20 @@ static uint32_t largest_class(const ts_replay_t *r)
     return best;
 }
 
-/* The first codeword of class c with the most samples kept. */
-static uint32_t largest_codeword(const ts_replay_t *r, uint32_t c)
+/* The first codeword of class c with the largest share kept, kept / assigned (compared by
+ * cross-multiplication in 64 bits; codewords no sample was assigned to are skipped). A class
+ * with a sample kept has one. */
+static uint32_t most_kept(const ts_replay_t *r, uint32_t c)
 {
-    uint32_t j, base = c * r->per_class, best = base;
-    for (j = 1; j < r->per_class; ++j) {
-        if (r->cw_kept[base + j] > r->cw_kept[best]) {
-            best = base + j;
+    uint32_t j, base = c * r->per_class, best = TS_REPLAY_DROP;
+    for (j = 0; j < r->per_class; ++j) {
+        uint32_t h = base + j;
+        if (r->cw_seen[h] == 0u) {
+            continue;
+        }
+        if (best == TS_REPLAY_DROP || (uint64_t)r->cw_kept[h] * r->cw_seen[best] >
+                                          (uint64_t)r->cw_kept[best] * r->cw_seen[h]) {
+            best = h;
         }
     }
     return best;
@@ -255,28 +262,26 @@ static uint32_t offer_reservoir(ts_replay_t *r, uint32_t t)
     return j < r->capacity ? j : TS_REPLAY_DROP;
 }
 
-/* Class-balanced, then codeword-balanced reservoir (docs/trainer.md "Replay upkeep"). */
+/* A class-balanced reservoir stratified by codeword (docs/trainer.md "Replay upkeep"). */
 static uint32_t offer_coverage(ts_replay_t *r, uint32_t label, const int8_t *f)
 {
-    uint32_t g = assign(r, label, f), s, j;
+    uint32_t g = assign(r, label, f), s, v, h, j;
     if (r->cw_seen[g]++ == 0u) {
         r->codewords++;
     }
     if (r->kept < r->capacity) {
         s = first_free_slot(r);
         r->kept++;
-    } else if (r->class_kept[label] < r->class_kept[largest_class(r)]) {
-        uint32_t v = largest_class(r);
-        s = evict_from(r, largest_codeword(r, v));
-    } else if (r->cw_kept[g] < r->cw_kept[largest_codeword(r, label)]) {
-        s = evict_from(r, largest_codeword(r, label));
+    } else if (r->class_kept[label] < r->class_kept[v = largest_class(r)]) {
+        s = evict_from(r, most_kept(r, v)); /* balance the classes */
     } else {
-        /* g is a largest codeword of a largest class: a reservoir over g's own samples */
-        j = ts_trainer_xorshift32(&r->rng) % r->cw_seen[g];
-        if (j >= r->cw_kept[g]) {
-            return TS_REPLAY_DROP;
+        h = most_kept(r, label);
+        if ((uint64_t)r->cw_kept[g] * r->cw_seen[h] >= (uint64_t)r->cw_kept[h] * r->cw_seen[g]) {
+            /* g has the largest share kept of a largest class: a reservoir over g's samples */
+            j = ts_trainer_xorshift32(&r->rng) % r->cw_seen[g];
+            return j < r->cw_kept[g] ? nth_slot(r, g, j) : TS_REPLAY_DROP;
         }
-        return nth_slot(r, g, j);
+        s = evict_from(r, h); /* stratify the class by codeword */
     }
     r->slot_cw[s] = (uint16_t)g;
     r->cw_kept[g]++;
