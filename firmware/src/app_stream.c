@@ -3,8 +3,8 @@
  *
  * The host sends N data lines exactly as for `db load`; the device keeps at most B of the
  * samples in the RAM set, chosen by the replay policy of ts_replay.h: `reservoir` (Algorithm
- * R) or `coverage` (a class-, then codeword-balanced reservoir over the export's per-class
- * VQ codebook in the feature space; the features of every arriving sample are computed with the frozen layers
+ * R) or `coverage` (a class-balanced reservoir stratified by the export's per-class VQ
+ * codebook in the feature space; the features of every arriving sample are computed with the frozen layers
  * [0, head_layer), as the trainer caches them). Each sample is decoded into a scratch buffer,
  * offered, and copied into the slot of the RAM set the policy gives (or dropped). At the end
  * the buffer is compacted (slot order) and becomes the RAM set: `db use ram|both` trains on

@@ -3,12 +3,11 @@ fixed-size buffer of them (``db stream``) and then trains on it together with th
 replay set (``db use both``). Two ways to keep the buffer are compared on the same stream:
 
 * ``reservoir``: plain reservoir sampling (every sample of the stream equally likely);
-* ``coverage``: a class-balanced, then codeword-balanced reservoir over a per-class VQ
-  codebook in the model's feature space (exported by the host, fit with k-means on the base
-  model's features of the old training data; classes the host has no data for are covered
-  by codewords the device opens online): the buffer stays full, every class keeps as many
-  samples as the largest (minus one) once it has lost one, and within a class the codewords
-  share its slots the same way.
+* ``coverage``: a class-balanced reservoir stratified by a per-class VQ codebook in the
+  model's feature space (exported by the host, fit with k-means on the base model's features
+  of the old training data; classes the host has no data for get codewords the device opens
+  online): the buffer stays full, every class keeps as many samples as the largest (minus
+  one) once it has lost one, and a class's slots follow its codewords' sample counts.
 
 One experiment (:func:`run_upkeep`, one seed): the adaptation scenario (``shift``: an MNIST
 base model, the stream is the scikit-learn digits upsampled to 28x28; ``new-classes``), the

@@ -4,17 +4,18 @@
  *
  *   TS_REPLAY_RESERVOIR  plain reservoir sampling (Vitter's Algorithm R): every sample of the
  *                        stream ends in the buffer with the same probability B / N.
- *   TS_REPLAY_COVERAGE   a class-balanced, then codeword-balanced reservoir over a per-class
- *                        VQ codebook in the model's feature space: each sample is assigned
- *                        to the nearest codeword of its class (exported by the host, or
- *                        opened online by a leader rule for classes the host had no data
- *                        for); once the buffer is full, a sample of a class that has fewer
- *                        samples kept than the largest class replaces one of the largest
- *                        class's largest codeword, else one of its own class's largest
- *                        codeword, else (its codeword is among its class's largest) it enters
- *                        its codeword's own reservoir. The buffer always holds min(B, N)
- *                        samples and every class that lost a sample holds at least the
- *                        largest class's count minus one.
+ *   TS_REPLAY_COVERAGE   a class-balanced reservoir stratified by the codewords of a
+ *                        per-class VQ codebook in the model's feature space: each sample is
+ *                        assigned to the nearest codeword of its class (exported by the
+ *                        host, or opened online by a leader rule for classes the host had no
+ *                        data for); once the buffer is full, a sample of a class that has
+ *                        fewer samples kept than the largest class replaces one of the
+ *                        largest class's fullest codeword (largest share kept), else one of
+ *                        its own class's fullest codeword when its own codeword's share kept
+ *                        is lower, else it enters its codeword's own reservoir. The buffer
+ *                        always holds min(B, N) samples, every class that lost a sample
+ *                        holds at least the largest class's count minus one, and a class's
+ *                        slots follow its codewords' sample counts.
  *
  * The exact rules (the random draws, their order, the capacities, evictions, slot choice) are
  * docs/trainer.md "Replay upkeep"; tests/replay_reference.py is the numpy reference and
