@@ -283,11 +283,11 @@ def test_mlperf_tiny_bit_exact(name, tmp_path):
     """Each of MLPerf Tiny's four reference models (tinysift.models.mlperf_tiny), trained
     briefly on stand-in data and converted to int8, runs bit-exact on the engine natively
     (scalar and DSP kernels; `engine check`'s path) with an arena <= TFLM's."""
-    from tinysift.models import mlperf_tiny
+    from tinysift.quantize.convert import mlperf_tiny_int8
     from tinysift.stages.engine import check_tflite
 
     path = tmp_path / f"{name}.tflite"
-    path.write_bytes(mlperf_tiny.int8_tflite(name))
+    path.write_bytes(mlperf_tiny_int8(name))
     r = check_tflite(path, count=20)
     assert r.ok, r.results
     assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head

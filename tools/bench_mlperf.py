@@ -89,12 +89,12 @@ PUBLISHED: list[dict] = [
 def measure(name: str, work: Path) -> dict:
     from tinysift.boards import load_board
     from tinysift.device.icount import invoke_instructions
-    from tinysift.models import mlperf_tiny
+    from tinysift.quantize.convert import mlperf_tiny_int8
     from tinysift.stages.engine import check_tflite
 
     board = load_board(BOARD)
     path = work / f"{name}.tflite"
-    path.write_bytes(mlperf_tiny.int8_tflite(name))
+    path.write_bytes(mlperf_tiny_int8(name))
     chk = check_tflite(path, count=20, board=BOARD, out_dir=work / name)
     if not chk.ok:
         raise SystemExit(f"{name}: not bit-exact with TFLM: {chk.results}")

@@ -118,20 +118,3 @@ def train_on_stand_in(model, name: str, samples: int = 64, epochs: int = 2, seed
     model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
     return x
 
-
-def int8_tflite(name: str, seed: int = 0) -> bytes:
-    """``name`` built, trained briefly on stand-in data (:func:`train_on_stand_in`) and
-    converted to a full-int8 ``.tflite`` (int8 input and output, calibrated on 16 stand-in
-    inputs), as MLPerf Tiny's closed division quantizes its models."""
-    from tinysift.quantize.convert import quiet_stderr
-    from tinysift.tfcompat import tf
-
-    model = build(name, seed)
-    rep = train_on_stand_in(model, name, seed=seed)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(16))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    with quiet_stderr():
-        return bytes(conv.convert())

@@ -28,6 +28,25 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
         return bytes(conv.convert())
 
 
+def mlperf_tiny_int8(name: str, seed: int = 0) -> bytes:
+    """MLPerf Tiny's model ``name`` (tinysift.models.mlperf_tiny) built, trained briefly on
+    its stand-in data and converted to a full-int8 ``.tflite`` (int8 input and output,
+    calibrated on 16 stand-in inputs), as MLPerf Tiny's closed division quantizes its
+    models."""
+    from tinysift.models import mlperf_tiny
+    from tinysift.tfcompat import tf
+
+    model = mlperf_tiny.build(name, seed)
+    rep = mlperf_tiny.train_on_stand_in(model, name, seed=seed)  # floats in [0, 1]
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(16))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    with quiet_stderr():
+        return bytes(conv.convert())
+
+
 def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
     """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate."""
     import tensorflow_model_optimization as tfmot
