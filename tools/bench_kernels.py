@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import shutil
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from tinysift.device.icount import (
     run_tool,
     size_of,
 )
+from tinysift.runs import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE_SRC = ROOT / "tools" / "bench" / "engine_size_main.c"
@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kernels_qemu-m4.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out / "kernels_qemu-m4.json", result)
     md = markdown(result)
-    (args.out / "kernels_qemu-m4.md").write_text(md)
+    atomic_write_text(args.out / "kernels_qemu-m4.md", md)
     print(md)
     return result
 

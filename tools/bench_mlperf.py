@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import shutil
 import sys
 import tempfile
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tinysift.boards import load_board
     from tinysift.device.icount import run_tool
     from tinysift.models.mlperf_tiny import MODELS
-    from tinysift.runs import machine_info, package_versions
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
@@ -218,9 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
         "machine_info": machine,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mlperf_tiny_qemu-m4.json").write_text(json.dumps(res, indent=2) + "\n")
+    atomic_write_json(args.out / "mlperf_tiny_qemu-m4.json", res)
     md = markdown(res)
-    (args.out / "mlperf_tiny_qemu-m4.md").write_text(md)
+    atomic_write_text(args.out / "mlperf_tiny_qemu-m4.md", md)
     print(md)
     return res
 

@@ -15,9 +15,9 @@ def _mean_std(p: dict, seeds: int) -> str:
             else f"{p['acc_mean']:.4f}")
 
 
-# What `coverage` did, by tinysift.bench.upkeep.COVERAGE_RULES (results before rules 2 carry
-# no version: 1).
-COVERAGE_RULES = {1: "rules 1: a reservoir per codeword, the buffer split evenly over the "
+# What `coverage` did, by the version tinysift.bench.upkeep.COVERAGE_RULES (results before
+# rules 2 carry no version: 1).
+RULES_TEXT = {1: "rules 1: a reservoir per codeword, the buffer split evenly over the "
                      "codewords seen",
                   2: "rules 2: a class-balanced, then codeword-balanced reservoir",
                   3: "rules 3: a class-balanced reservoir, stratified by codeword: each "
@@ -35,7 +35,7 @@ def upkeep_markdown(res: dict) -> str:
              f"`per class x classes in the stream` samples: `reservoir` (plain reservoir "
              f"sampling) or `coverage` (over a per-class VQ codebook in the feature space, "
              f"{cfg['vq_per_class']} codewords per class exported, classes without host data "
-             f"get codewords online; {COVERAGE_RULES[cfg.get('coverage_rules', 1)]}). Then "
+             f"get codewords online; {RULES_TEXT[cfg.get('coverage_rules', 1)]}). Then "
              f"it trains on the "
              f"exported replay set ({cfg['replay']}, {cfg['replay_per_class']} per old class) "
              f"plus the buffer (`db use both`). `all` keeps the whole stream. Test accuracy of "

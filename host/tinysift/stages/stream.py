@@ -29,7 +29,8 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     (resume)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
-    cached = _cached(folder, params, stream, build_identity(run_dir))
+    build = build_identity(run_dir)
+    cached = _cached(folder, params, stream, build)
     if cached is not None:
         return cached
     export_info = run_dir / "export" / "export.json"
@@ -40,7 +41,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     session = DeviceSession(brd, folder, params)
     res = session.results
     res.model_hash = info["content_hash"]
-    res.build = build_identity(run_dir)
+    res.build = build
     res.plan = {"ram_bytes": info["memory_plan"]["ram_total"],
                 "flash_bytes": info["memory_plan"]["flash_total"]}
     try:
