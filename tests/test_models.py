@@ -33,6 +33,22 @@ def test_family_fits_a_microcontroller(shape, variant):
     assert cost.params == sum(int(np.prod(w.shape)) for w in model.weights)
 
 
+def test_resnet8_variant_is_mlperf_tinys_resnet8():
+    """--variant resnet8 at CIFAR-10's shape is MLPerf Tiny's ResNet-8 (the bench's
+    rebuild of the published model): the same layers, weights and MACs; at any other shape
+    the same stacks, three residual ADDs."""
+    from tinysift.models import mlperf_tiny
+
+    ours = build_model((32, 32, 3), 10, ModelConfig(variant="resnet8"))
+    theirs = mlperf_tiny.build("resnet8")
+    assert sorted(tuple(w.shape) for w in ours.weights) == sorted(
+        tuple(w.shape) for w in theirs.weights)
+    assert count_macs(ours).macs_per_sample == count_macs(theirs).macs_per_sample
+    small = build_model((8, 8, 1), 10, ModelConfig(variant="resnet8"))
+    assert sum(type(lay).__name__ == "Add" for lay in small.layers) == 3
+    assert small.get_layer("features").output.shape[-1] == 64
+
+
 def test_readme_model_cost():
     """The README's figures for the default model on 28x28 inputs, read from the README."""
     import re

@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
                                               "rule"),
         seed: int = typer.Option(0),
         width: int = typer.Option(16, help="stem channels of the tiny CNN"),
-        variant: str = typer.Option("ds-cnn", help="ds-cnn or conv-maxpool"),
+        variant: str = typer.Option("ds-cnn", help="ds-cnn, conv-maxpool or resnet8 "
+                                                   "(MLPerf Tiny's residual ResNet-8)"),
         guided: str = typer.Option(None, help="guided training: full-cut, rs2, infobatch, "
                                               "ucb, vq or flow choose each epoch's data"),
         budget: float = typer.Option(None, help="with --guided: fraction in (0,1] of the "

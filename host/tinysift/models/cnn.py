@@ -1,10 +1,12 @@
 """A tiny CNN family for microcontrollers, in Keras 2 (tf_keras).
 
 Every model is ``backbone -> features -> head``: the backbone is a strided stem convolution
-and depthwise-separable blocks (or plain conv + max-pool for the ``conv-maxpool`` variant),
-global average pooling written as an ``AveragePooling2D`` over the whole map (it lowers to
-TFLite AVERAGE_POOL_2D + RESHAPE, whose integer rounding is simple and exact), and the head
-is one Dense layer (``head``) followed by Softmax. The firmware fine-tunes only the head.
+and depthwise-separable blocks (or plain conv + max-pool for the ``conv-maxpool`` variant, or
+MLPerf Tiny's ResNet-8 residual stacks for ``resnet8``: a graph, each block's input read by
+its residual ADD too), global average pooling written as an ``AveragePooling2D`` over the
+whole map (it lowers to TFLite AVERAGE_POOL_2D + RESHAPE, whose integer rounding is simple and
+exact), and the head is one Dense layer (``head``) followed by Softmax. The firmware
+fine-tunes only the head.
 
 BatchNorm uses momentum 0.9: with short trainings the default 0.99 leaves the moving
 statistics far from the data and test accuracy near chance.
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 FEATURES_LAYER = "features"
 HEAD_LAYER = "head"
-VARIANTS = ("ds-cnn", "conv-maxpool")
+VARIANTS = ("ds-cnn", "conv-maxpool", "resnet8")
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,16 @@ class ModelConfig:
 
     Parameters
     ----------
-    variant : {"ds-cnn", "conv-maxpool"}
+    variant : {"ds-cnn", "conv-maxpool", "resnet8"}
         ``ds-cnn``: strided stem + three depthwise-separable blocks (the default).
         ``conv-maxpool``: two plain 3x3 convolutions each followed by 2x2 max-pooling.
+        ``resnet8``: MLPerf Tiny's image-classification ResNet-8 (tinysift.models.
+        mlperf_tiny) at the dataset's shape: a 3x3 stem, three residual stacks (two 3x3
+        convolutions added to the block's input; the second and third at stride 2, their
+        skip through a strided 1x1 convolution).
     width : int
-        Channels of the stem; blocks use ``2*width`` and ``4*width``.
+        Channels of the stem; blocks use ``2*width`` and ``4*width`` (resnet8: the stacks
+        use ``width``, ``2*width``, ``4*width``; 16 is MLPerf Tiny's model).
     bn_momentum : float
         BatchNorm momentum.
     """
@@ -87,6 +94,19 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int,
         x = ds_block(x, 2 * wd, 1, "block1")
         x = ds_block(x, 4 * wd, 2, "block2")
         x = ds_block(x, 4 * wd, 1, "block3")
+    elif config.variant == "resnet8":
+        x = layers.Conv2D(wd, 3, padding="same", name="stem")(inputs)
+        x = bn_relu(x, "stem")
+        for i, (filters, stride) in enumerate(((wd, 1), (2 * wd, 2), (4 * wd, 2)), start=1):
+            name = f"stack{i}"
+            y = layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"{name}_a")(x)
+            y = bn_relu(y, f"{name}_a")
+            y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_b")(y)
+            y = layers.BatchNormalization(momentum=config.bn_momentum, name=f"{name}_b_bn")(y)
+            if stride != 1:  # the skip takes the new shape through a strided 1x1 conv
+                x = layers.Conv2D(filters, 1, strides=stride, padding="same",
+                                  name=f"{name}_skip")(x)
+            x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([x, y]))
     else:
         x = layers.Conv2D(wd, 3, padding="same", use_bias=False, name="conv1")(inputs)
         x = bn_relu(x, "conv1")
