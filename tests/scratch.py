@@ -24,3 +24,24 @@ def scratch_run(name: str) -> Iterator[Path]:
             yield SCRATCH / name
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def mlperf_tflite(name: str) -> Path:
+    """MLPerf Tiny's model ``name`` as the bench converts it (tinysift.quantize.convert.
+    mlperf_tiny_int8), built once into runs/_scratch/mlperf/ and reused while the sources
+    that make it (the model definitions, the conversion) are unchanged."""
+    import hashlib
+
+    from tinysift.models import mlperf_tiny
+    from tinysift.quantize import convert
+
+    key = hashlib.sha256(b"".join(Path(m.__file__).read_bytes()
+                                  for m in (mlperf_tiny, convert))).hexdigest()[:12]
+    with scratch_run("mlperf") as folder:
+        path = folder / f"{name}-{key}.tflite"
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(convert.mlperf_tiny_int8(name))
+            tmp.replace(path)
+    return path

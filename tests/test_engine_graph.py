@@ -279,15 +279,14 @@ def test_engine_run_writes_tflm_identical_outputs(graph_export, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet8", "mobilenet", "ds_cnn", "autoencoder"])
-def test_mlperf_tiny_bit_exact(name, tmp_path):
+def test_mlperf_tiny_bit_exact(name):
     """Each of MLPerf Tiny's four reference models (tinysift.models.mlperf_tiny), trained
     briefly on stand-in data and converted to int8, runs bit-exact on the engine natively
     (scalar and DSP kernels; `engine check`'s path) with an arena <= TFLM's."""
-    from tinysift.quantize.convert import mlperf_tiny_int8
+    from scratch import mlperf_tflite
     from tinysift.stages.engine import check_tflite
 
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(mlperf_tiny_int8(name))
+    path = mlperf_tflite(name)
     r = check_tflite(path, count=20)
     assert r.ok, r.results
     assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head

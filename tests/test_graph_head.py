@@ -127,3 +127,64 @@ def test_device_trains_the_resnet8_head_on_the_emulated_m4(r8):
     assert round(res.test_int8_acc_after * t) == r.test_correct_int8
     # the zero head (chance) learned on the graph's features in 3 epochs (measured 0.89)
     assert res.test_acc_before < 0.2 and res.test_int8_acc_after > 0.8
+
+
+# ---- MLPerf Tiny's three classifiers at their published shapes -----------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet8", "ds_cnn", "mobilenet"])
+def test_mlperf_tiny_heads_train_through_the_engine(name, tmp_path):
+    """ResNet-8 (residual graph), DS-CNN and MobileNetV1 0.25 (chains with a pooled feature
+    vector), as the MLPerf bench converts them (stand-in data, int8 in and out), exported with
+    a stand-in training set: ts_train_head with the frozen layers run by the executor (under
+    ASan/UBSan) == the trainer on TFLM's features, bit for bit, and == the numpy reference."""
+    from scratch import mlperf_tflite
+    from tinysift.export.golden import layer_outputs
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.export import export_tflite, random_inputs
+
+    need_tools("gcc")
+    path = mlperf_tflite(name)
+    tflite = path.read_bytes()
+    parsed = parse_tflite(tflite)
+    assert parsed.has_head, parsed.head_note
+    k = parsed.head.out_dims[2]
+    rng = np.random.default_rng(0)
+    n, t = 24, 8
+    x = random_inputs(parsed, n + t, seed=1)
+    y = rng.integers(0, k, n + t)
+    export_dir = tmp_path / "export"
+    export_tflite(path, export_dir, inputs=x[n:], labels=y[n:], train=(x[:n], y[:n]))
+    drv = tt._compile(export_dir, tmp_path / "drv", tt.SANITIZE, True)
+    f = tt.run(drv, "info").split("\n")[0].split()
+    model = tt.Model(int(f[1]), int(f[2]), int(f[3]), float(np.float32(f[4])), int(f[5]),
+                     float(np.float32(f[6])), int(f[7]), int(f[8]), int(f[9]))
+    feats = layer_outputs(tflite, x.reshape(n + t, *parsed.input_dims))[model.head_layer - 1]
+    feats = feats.reshape(n + t, -1).astype(np.int8)
+    g = np.load(export_dir / "golden.npz")
+    data = tt.Data(feats[:n], y[:n], feats[n:], y[n:], g["head_w"].astype(np.float32),
+                   g["head_b"].astype(np.float32))
+    cfg = ref.HeadTrainConfig(epochs=2, batch_size=8, learning_rate=0.05, momentum=0.9, seed=3)
+    args = (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.momentum, cfg.seed)
+    want = tt.parse(tt.run(drv, "train", tt.write_input(tmp_path / "in.bin", data), *args),
+                    model)
+    got = tt.parse(tt.run(drv, "dataset", "cache", *args), model)
+    np.testing.assert_array_equal(got.w, want.w)
+    np.testing.assert_array_equal(got.logits8, want.logits8)
+    assert [e[:2] for e in got.epochs] == [e[:2] for e in want.epochs]
+    r = tt.reference(data, model, data.head_w, data.head_b, cfg)
+    assert tt.rel_err(got.w, r.weights) <= 2 * tt.ORACLE_TOL
+    assert [e[1] for e in got.epochs] == [e.correct for e in r.epochs]
+
+
+def test_bare_export_refuses_bad_labels(r8_export, tmp_path):
+    from tinysift.errors import TinysiftError
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.export import export_tflite, random_inputs
+
+    path = r8_export / "model.tflite"
+    x = random_inputs(parse_tflite(path.read_bytes()), 4)
+    with pytest.raises(TinysiftError, match=r"classes 0\.\.9"):
+        export_tflite(path, tmp_path, inputs=x, labels=np.array([0, 1, 2, 10]))
+    with pytest.raises(TinysiftError, match="one integer label per sample"):
+        export_tflite(path, tmp_path, inputs=x, train=(x, np.zeros(3, int)))

@@ -266,13 +266,18 @@ def write_export(out_dir: Path, parsed, tflite: bytes, content_hash: str, gold,
 
 
 def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarray | None = None,
-                  count: int = 8, seed: int = 0, board: str | None = None) -> dict:
+                  count: int = 8, seed: int = 0, board: str | None = None,
+                  labels: np.ndarray | None = None,
+                  train: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Export a bare ``.tflite`` (no run folder) to ``out_dir``: the layer table, the tensor
     plan and golden data from TFLM on ``inputs`` (in the model's input type; default
-    ``count`` random ones). No training set; the head, if any, is exported for the trainer.
-    Returns export.json's content."""
+    ``count`` random ones). The head, if any, is exported for the trainer, with ``labels``
+    of the inputs (the test set; default zeros) and ``train`` = (samples in the model's
+    input type, labels) as the flash training set (default none). Returns export.json's
+    content."""
     import json
 
+    from tinysift.errors import TinysiftError
     from tinysift.export.golden import golden
     from tinysift.export.memory import inference_plan
     from tinysift.runs import file_hash
@@ -281,14 +286,38 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite)
     x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
+    y_test = np.zeros(len(x), np.uint8) if labels is None else _labels(parsed, labels, len(x))
+    if train is None:
+        x_train, y_train = np.zeros((0, int(np.prod(parsed.input_dims))), np.int8), y_test[:0]
+    else:
+        if parsed.input_float is not None:
+            raise TinysiftError("a training set needs a model with int8 input (the device "
+                                "trains on int8 samples)")
+        x_train = check_inputs(parsed, train[0])
+        y_train = _labels(parsed, train[1], len(x_train))
     gold = golden(tflite, parsed, x)
     plan = inference_plan(parsed, load_board(board), len(tflite)).to_dict() if board else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    n = len(x)
-    write_export(out_dir, parsed, tflite, file_hash(tflite_path), gold, np.zeros(n, np.uint8),
-                 np.zeros((0, int(np.prod(parsed.input_dims))), np.int8), np.zeros(0, np.uint8),
-                 plan, board or "", extra_info={"tflite": str(tflite_path)})
+    x_train = x_train.reshape(len(x_train), int(np.prod(parsed.input_dims)))
+    write_export(out_dir, parsed, tflite, file_hash(tflite_path), gold, y_test, x_train,
+                 y_train, plan, board or "", extra_info={"tflite": str(tflite_path)})
     return json.loads((out_dir / "export.json").read_text())
+
+
+def _labels(parsed, y: np.ndarray, n: int) -> np.ndarray:
+    """Class labels of ``n`` samples for the model's head, as uint8."""
+    from tinysift.errors import TinysiftError
+
+    y = np.asarray(y)
+    classes = parsed.head.out_dims[2] if parsed.has_head else 0
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+        raise TinysiftError(f"labels of shape {y.shape} ({y.dtype}) for {n} samples: give one "
+                            "integer label per sample")
+    if not classes or (n and (y.min() < 0 or y.max() >= classes)):
+        raise TinysiftError(f"labels must be classes 0..{classes - 1} of the model's head"
+                            if classes else f"the model has no classifier head "
+                            f"({parsed.head_note}): labels mean nothing to it")
+    return y.astype(np.uint8)
 
 
 def random_inputs(parsed, count: int, seed: int = 0) -> np.ndarray:
