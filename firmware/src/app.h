@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ts_kernels.h"
 #include "ts_model.h"
 #include "ts_protocol.h"
 #include "ts_replay.h"
@@ -36,7 +37,8 @@
 #define APP_N TS_EXPORT_TRAIN_COUNT
 #define APP_T TS_EXPORT_TEST_COUNT
 #define APP_LAYERS TS_EXPORT_NUM_LAYERS
-#define APP_ARENA TS_EXPORT_ARENA_BYTES
+/* ts_arena_size(): the planned tensors, then the DSP kernels' scratch (ts_kernels.h) */
+#define APP_ARENA TS_ARENA_BYTES(TS_EXPORT_ARENA_BYTES, TS_EXPORT_SCRATCH_BYTES)
 #else
 /* No export: placeholders so that every buffer still has a (tiny) size. */
 #define APP_HAVE_MODEL 0

@@ -46,6 +46,19 @@ static uint32_t rnd(void) {
 
 typedef void (*kernel_fn)(const ts_layer_t *, const int8_t *, int8_t *);
 
+/* The DSP kernels' scratch (caller-owned, as in CMSIS-NN): not on the stack they report. */
+static uint8_t g_scratch[4096] __attribute__((aligned(8)));
+
+static void conv_dsp(const ts_layer_t *l, const int8_t *in, int8_t *out) {
+    ts_conv2d_s8_dsp(l, in, out, g_scratch);
+}
+static void dw_dsp(const ts_layer_t *l, const int8_t *in, int8_t *out) {
+    ts_depthwise_conv2d_s8_dsp(l, in, out, g_scratch);
+}
+static void fc_dsp(const ts_layer_t *l, const int8_t *in, int8_t *out) {
+    ts_fully_connected_s8_dsp(l, in, out, g_scratch);
+}
+
 typedef struct {
     const char *name;
     uint8_t op;
@@ -174,6 +187,7 @@ static void bench_cases(void) {
         ts_layer_t l;
         kernel_fn ref, dsp;
         uint32_t macs, reps, outputs;
+        size_t scratch;
         make_layer(bc, &l);
         if (ts_layer_check(&l) != TS_OK) {
             ts_printf("BENCH_ERROR case=%s status=%d\n", bc->name, (int)ts_layer_check(&l));
@@ -181,13 +195,20 @@ static void bench_cases(void) {
         }
         if (bc->op == TS_OP_CONV_2D) {
             ref = ts_conv2d_s8_ref;
-            dsp = ts_conv2d_s8_dsp;
+            dsp = conv_dsp;
+            scratch = ts_conv2d_s8_dsp_scratch_size(&l);
         } else if (bc->op == TS_OP_DEPTHWISE_CONV_2D) {
             ref = ts_depthwise_conv2d_s8_ref;
-            dsp = ts_depthwise_conv2d_s8_dsp;
+            dsp = dw_dsp;
+            scratch = ts_depthwise_conv2d_s8_dsp_scratch_size(&l);
         } else {
             ref = ts_fully_connected_s8_ref;
-            dsp = ts_fully_connected_s8_dsp;
+            dsp = fc_dsp;
+            scratch = ts_fully_connected_s8_dsp_scratch_size(&l);
+        }
+        if (scratch > sizeof g_scratch) {
+            ts_printf("BENCH_ERROR case=%s scratch=%lu\n", bc->name, (unsigned long)scratch);
+            continue;
         }
         macs = ts_layer_macs(&l);
         outputs = (uint32_t)ts_layer_out_bytes(&l);
@@ -199,16 +220,18 @@ static void bench_cases(void) {
             const uint32_t dsp_instr = instructions_of(dsp, &l, g_out_dsp, reps);
             const int equal = memcmp(g_out_ref, g_out_dsp, outputs) == 0;
             ts_printf("BENCH case=%s op=%s macs=%lu outputs=%lu ref_instr=%lu dsp_instr=%lu "
-                      "ref_stack=%lu dsp_stack=%lu equal=%d\n",
+                      "ref_stack=%lu dsp_stack=%lu dsp_scratch=%lu equal=%d\n",
                       bc->name, op_name(bc->op), (unsigned long)macs, (unsigned long)outputs,
                       (unsigned long)ref_instr, (unsigned long)dsp_instr,
-                      (unsigned long)ref_stack, (unsigned long)dsp_stack, equal);
+                      (unsigned long)ref_stack, (unsigned long)dsp_stack,
+                      (unsigned long)scratch, equal);
         }
     }
 }
 
 #if defined(TS_HAVE_EXPORT)
-static uint8_t g_arena[TS_EXPORT_ARENA_BYTES] __attribute__((aligned(8)));
+static uint8_t g_arena[TS_ARENA_BYTES(TS_EXPORT_ARENA_BYTES, TS_EXPORT_SCRATCH_BYTES)]
+    __attribute__((aligned(8)));
 static int8_t g_a[TS_EXPORT_ARENA_BYTES], g_b[TS_EXPORT_ARENA_BYTES];
 
 static void run_layer_ref(const ts_layer_t *l, const int8_t *in, int8_t *out) {
@@ -216,16 +239,16 @@ static void run_layer_ref(const ts_layer_t *l, const int8_t *in, int8_t *out) {
     case TS_OP_CONV_2D: ts_conv2d_s8_ref(l, in, out); break;
     case TS_OP_DEPTHWISE_CONV_2D: ts_depthwise_conv2d_s8_ref(l, in, out); break;
     case TS_OP_FULLY_CONNECTED: ts_fully_connected_s8_ref(l, in, out); break;
-    default: (void)ts_run_layer(l, in, out); break;
+    default: (void)ts_run_layer(l, in, out, NULL); break;
     }
 }
 
 static void run_layer_dsp(const ts_layer_t *l, const int8_t *in, int8_t *out) {
     switch (l->op) {
-    case TS_OP_CONV_2D: ts_conv2d_s8_dsp(l, in, out); break;
-    case TS_OP_DEPTHWISE_CONV_2D: ts_depthwise_conv2d_s8_dsp(l, in, out); break;
-    case TS_OP_FULLY_CONNECTED: ts_fully_connected_s8_dsp(l, in, out); break;
-    default: (void)ts_run_layer(l, in, out); break;
+    case TS_OP_CONV_2D: conv_dsp(l, in, out); break;
+    case TS_OP_DEPTHWISE_CONV_2D: dw_dsp(l, in, out); break;
+    case TS_OP_FULLY_CONNECTED: fc_dsp(l, in, out); break;
+    default: (void)ts_run_layer(l, in, out, g_scratch); break;
     }
 }
 
@@ -276,10 +299,13 @@ static void bench_export(void) {
         t0 = ts_cycles64();
         (void)ts_invoke(m, ts_export_test.x, g_a, g_arena, sizeof g_arena);
         t1 = ts_cycles64();
-        ts_printf("BENCH_MODEL hash=%s macs=%lu invoke_instr=%lu dsp=%d stack=%lu arena=%lu\n",
+        /* arena: the planned tensors (TFLM's arena holds the same); scratch: the kernels' */
+        ts_printf("BENCH_MODEL hash=%s macs=%lu invoke_instr=%lu dsp=%d stack=%lu arena=%lu "
+                  "scratch=%lu\n",
                   TS_EXPORT_CONTENT_HASH, (unsigned long)macs, (unsigned long)(t1 - t0),
                   TS_USE_DSP, (unsigned long)(ts_stack_high_water() - live),
-                  (unsigned long)sizeof g_arena);
+                  (unsigned long)(sizeof g_arena - ts_scratch_size(m)),
+                  (unsigned long)ts_scratch_size(m));
     }
 }
 #endif

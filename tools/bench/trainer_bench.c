@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "ts_engine.h"
+#include "ts_kernels.h"
 #include "ts_export.h"
 #include "ts_platform.h"
 #include "ts_trainer.h"
@@ -66,7 +67,8 @@
 #define BB_Q 4
 #endif
 
-static uint8_t g_arena[TS_EXPORT_ARENA_BYTES] __attribute__((aligned(8)));
+static uint8_t g_arena[TS_ARENA_BYTES(TS_EXPORT_ARENA_BYTES, TS_EXPORT_SCRATCH_BYTES)]
+    __attribute__((aligned(8)));
 #if BENCH_CACHE
 static int8_t g_cache[(N_TRAIN + N_TEST) * SAMPLE];
 #else

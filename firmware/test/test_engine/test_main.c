@@ -197,6 +197,8 @@ static int random_layer(ts_layer_t *l, uint8_t op) {
 
 static void test_dsp_equals_scalar_random_layers(void) {
     static const uint8_t ops[3] = {TS_OP_CONV_2D, TS_OP_DEPTHWISE_CONV_2D, TS_OP_FULLY_CONNECTED};
+    /* the DSP kernels' scratch, exactly their *_scratch_size() bytes with a guard after */
+    static uint8_t scratch[8192 + 8] __attribute__((aligned(8)));
     uint32_t trial, done = 0;
     for (trial = 0; trial < TRIALS(3000u); ++trial) {
         ts_layer_t l;
@@ -212,15 +214,25 @@ static void test_dsp_equals_scalar_random_layers(void) {
         n = ts_layer_out_bytes(&l);
         memset(g_out_ref, 0x11, n);
         memset(g_out_dsp, 0x22, n);
-        if (op == TS_OP_CONV_2D) {
-            ts_conv2d_s8_ref(&l, g_in, g_out_ref);
-            ts_conv2d_s8_dsp(&l, g_in, g_out_dsp);
-        } else if (op == TS_OP_DEPTHWISE_CONV_2D) {
-            ts_depthwise_conv2d_s8_ref(&l, g_in, g_out_ref);
-            ts_depthwise_conv2d_s8_dsp(&l, g_in, g_out_dsp);
-        } else {
-            ts_fully_connected_s8_ref(&l, g_in, g_out_ref);
-            ts_fully_connected_s8_dsp(&l, g_in, g_out_dsp);
+        {
+            const size_t need = op == TS_OP_CONV_2D ? ts_conv2d_s8_dsp_scratch_size(&l)
+                              : op == TS_OP_DEPTHWISE_CONV_2D
+                                  ? ts_depthwise_conv2d_s8_dsp_scratch_size(&l)
+                                  : ts_fully_connected_s8_dsp_scratch_size(&l);
+            void *sp = need > 0u ? scratch : NULL;
+            TS_ASSERT(need <= 8192u);
+            memset(scratch + need, 0x5A, 8);
+            if (op == TS_OP_CONV_2D) {
+                ts_conv2d_s8_ref(&l, g_in, g_out_ref);
+                ts_conv2d_s8_dsp(&l, g_in, g_out_dsp, sp);
+            } else if (op == TS_OP_DEPTHWISE_CONV_2D) {
+                ts_depthwise_conv2d_s8_ref(&l, g_in, g_out_ref);
+                ts_depthwise_conv2d_s8_dsp(&l, g_in, g_out_dsp, sp);
+            } else {
+                ts_fully_connected_s8_ref(&l, g_in, g_out_ref);
+                ts_fully_connected_s8_dsp(&l, g_in, g_out_dsp, sp);
+            }
+            TS_ASSERT(scratch[need] == 0x5A && scratch[need + 7u] == 0x5A); /* stays inside */
         }
         if (memcmp(g_out_ref, g_out_dsp, n) != 0) {
             TS_FAIL_("trial %u op %d in %ldx%ldx%ld out %ldx%ldx%ld f %ux%u s %ux%u d %ux%u "
@@ -368,8 +380,9 @@ static void test_valid_model_runs(void) {
     int i;
     build_valid_model();
     TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&g_model));
-    /* largest layer: conv 72 + 144 bytes */
-    TS_ASSERT_EQ_INT(72 + 144, ts_arena_size(&g_model));
+    /* largest layer: conv 72 + 144 bytes, then (DSP build) the largest kernel scratch */
+    TS_ASSERT_EQ_INT(72 + 144 + ts_scratch_size(&g_model), ts_arena_size(&g_model));
+    TS_ASSERT(TS_USE_DSP ? ts_scratch_size(&g_model) > 0u : ts_scratch_size(&g_model) == 0u);
     TS_ASSERT_EQ_INT(TS_OK, invoke());
     for (i = 0; i < 3; ++i) {
         sum += g_y[i] + 128;
@@ -517,10 +530,12 @@ static void test_softmax_depth_limit(void) {
 }
 
 static void test_arena_too_small(void) {
+    size_t need;
     build_valid_model();
-    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena, 72 + 144 - 1));
+    need = ts_arena_size(&g_model);
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena, need - 1u));
     TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena, 0));
-    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&g_model, g_x, g_y, g_arena, 72 + 144));
+    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&g_model, g_x, g_y, g_arena, need));
     /* misaligned */
     TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&g_model, g_x, g_y, g_arena + 1, 512));
     /* bad layer ranges */

@@ -29,7 +29,8 @@
 #if defined(TS_HAVE_EXPORT)
 #include "ts_export.h"
 
-#define ARENA_BYTES TS_EXPORT_ARENA_BYTES
+/* the planned tensors, then (DSP build) the kernels' scratch */
+#define ARENA_BYTES TS_ARENA_BYTES(TS_EXPORT_ARENA_BYTES, TS_EXPORT_SCRATCH_BYTES)
 /* every layer output fits: the intermediate ones in the arena's size, the last is the
  * model output */
 #define BUF_BYTES (TS_EXPORT_ARENA_BYTES > TS_EXPORT_OUTPUT_BYTES ? TS_EXPORT_ARENA_BYTES \
@@ -37,6 +38,8 @@
 
 static uint8_t g_arena[ARENA_BYTES + 8] __attribute__((aligned(8)));
 static int8_t g_buf_a[BUF_BYTES] __attribute__((aligned(8)));
+/* the DSP kernels called directly (both builds): the largest layer's scratch */
+static uint8_t g_scratch[TS_EXPORT_SCRATCH_BYTES + 8] __attribute__((aligned(8)));
 static int8_t g_buf_b[BUF_BYTES] __attribute__((aligned(8)));
 
 static const char *op_name(uint8_t op) {
@@ -102,8 +105,10 @@ static uint32_t tflm_inputs(uint32_t i, uint32_t s, const int8_t **ins, ts_dims_
 static void test_model_valid(void) {
     TS_ASSERT_EQ_INT(TS_OK, ts_model_check(model()));
     TS_ASSERT_EQ_INT(TS_EXPORT_NUM_LAYERS, model()->num_layers);
-    /* the engine needs exactly the arena the exporter planned */
-    TS_ASSERT_EQ_INT(TS_EXPORT_ARENA_BYTES, ts_arena_size(model()));
+    /* the engine needs exactly the arena the exporter planned, and its twin of the DSP
+     * kernels' scratch sizes (tinysift.export.memory.layer_scratch_bytes) is exact */
+    TS_ASSERT_EQ_INT(ARENA_BYTES, ts_arena_size(model()));
+    TS_ASSERT_EQ_INT(TS_USE_DSP ? TS_EXPORT_SCRATCH_BYTES : 0, ts_scratch_size(model()));
     TS_ASSERT_EQ_INT(TS_EXPORT_SAMPLE_BYTES, ts_export_test.sample_bytes);
     TS_ASSERT_EQ_INT(ts_export_golden_layer_sizes[TS_EXPORT_NUM_LAYERS - 1], out_bytes());
 }
@@ -137,7 +142,7 @@ static int32_t first_layer_diff(uint32_t s) {
             const int8_t *ins[TS_MAX_INPUTS];
             ts_dims_t dims[TS_MAX_INPUTS];
             const uint32_t count = tflm_inputs(i, s, ins, dims);
-            (void)ts_run_layer_inputs(&m->layers[i], dims, ins, count, g_buf_b);
+            (void)ts_run_layer_inputs(&m->layers[i], dims, ins, count, g_buf_b, g_scratch);
             for (k = 0; k < n; ++k) {
                 iso_diffs += g_buf_b[k] != want[k];
             }
@@ -216,16 +221,29 @@ static void test_layers_both_paths(void) {
                 memset(g_buf_a, 0x55, n);
                 switch (l->op) {
                 case TS_OP_CONV_2D:
-                    (v ? ts_conv2d_s8_dsp : ts_conv2d_s8_ref)(l, in, g_buf_a);
+                    if (v) {
+                        ts_conv2d_s8_dsp(l, in, g_buf_a, g_scratch);
+                    } else {
+                        ts_conv2d_s8_ref(l, in, g_buf_a);
+                    }
                     break;
                 case TS_OP_DEPTHWISE_CONV_2D:
-                    (v ? ts_depthwise_conv2d_s8_dsp : ts_depthwise_conv2d_s8_ref)(l, in, g_buf_a);
+                    if (v) {
+                        ts_depthwise_conv2d_s8_dsp(l, in, g_buf_a, g_scratch);
+                    } else {
+                        ts_depthwise_conv2d_s8_ref(l, in, g_buf_a);
+                    }
                     break;
                 case TS_OP_FULLY_CONNECTED:
-                    (v ? ts_fully_connected_s8_dsp : ts_fully_connected_s8_ref)(l, in, g_buf_a);
+                    if (v) {
+                        ts_fully_connected_s8_dsp(l, in, g_buf_a, g_scratch);
+                    } else {
+                        ts_fully_connected_s8_ref(l, in, g_buf_a);
+                    }
                     break;
                 default:
-                    TS_ASSERT_EQ_INT(TS_OK, ts_run_layer_inputs(l, dims, ins, count, g_buf_a));
+                    TS_ASSERT_EQ_INT(TS_OK, ts_run_layer_inputs(l, dims, ins, count, g_buf_a,
+                                                                g_scratch));
                     break;
                 }
                 if (memcmp(g_buf_a, want, n) != 0) {

@@ -26,7 +26,7 @@ from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import ParsedModel
 
 # Part of the export stage's key: a changed formula redoes exports planned with the old one.
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: the arena holds the DSP kernels' scratch
 
 # The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
 # but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
@@ -40,6 +40,11 @@ PLAN_VERSION = 2
 ENGINE_CODE_BYTES = 76 * 1024
 APP_STATE_BYTES = 4 * 1024
 APP_STATE_CLASS_BYTES = 24
+# ts_kernels.h / ts_kernels_dsp.c defaults: the DSP kernels' largest reduction and the output
+# channels per requantization table (16 bytes a channel)
+DSP_MAX_K = 512
+DSP_RQ_BLOCK = 16 * 4
+DW_MAX_XTAPS = 9
 LAYER_ROW_BYTES = 144  # sizeof(ts_layer_t) (format 2) on a 32-bit core: flash table, RAM copy
 # TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
 PROTO_MAX_LINE = 255
@@ -237,6 +242,44 @@ class MemoryPlan:
         return d
 
 
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1), depth_multiplier: int = 1,
+                        dilation=(1, 1)) -> int:
+    """The DSP kernel's scratch for one layer (ts_layer_scratch_size with TS_USE_DSP): the
+    im2col columns of two pixels, the staging row and one requantization table (conv); the
+    expanded input and a table (FC); a table and the expanded 3x3 weights (depthwise)."""
+    rq = 16 * min(int(out_dims[2]), DSP_RQ_BLOCK)
+    if op == "CONV_2D":
+        k = filter_hw[0] * filter_hw[1] * int(in_dims[2])
+        n = 16 * ((k + 3) // 4) + _align(k + 4, 4) + rq if k <= DSP_MAX_K else 0
+    elif op == "FULLY_CONNECTED":
+        k = int(np.prod(in_dims))
+        n = 8 * ((k + 3) // 4) + rq if k <= 2 * DSP_MAX_K else 0
+    elif op == "DEPTHWISE_CONV_2D":
+        taps, block = filter_hw[0] * filter_hw[1], min(int(in_dims[2]), DSP_RQ_BLOCK)
+        n = 0 if depth_multiplier != 1 or tuple(dilation) != (1, 1) else (
+            16 * block + (8 * taps * (block // 4) if taps <= DW_MAX_XTAPS else 0))
+    else:
+        n = 0
+    return _align(n, 8)
+
+
+def model_scratch_bytes(parsed: ParsedModel) -> int:
+    """ts_scratch_size of the exported model on a DSP build: the largest layer scratch (the
+    arena holds it after the tensors; 0 on cores without the DSP extension)."""
+    return max((layer_scratch_bytes(lay.op, lay.in_dims, lay.out_dims, lay.filter,
+                                    lay.depth_multiplier, lay.dilation)
+                for lay in parsed.layers), default=0)
+
+
+def arena_with_scratch(arena_bytes: int, scratch_bytes: int, dsp: bool) -> int:
+    """ts_arena_size: the tensors (8-byte aligned), then the DSP kernels' scratch."""
+    return _align(arena_bytes, 8) + (scratch_bytes if dsp else 0)
+
+
 @dataclass(frozen=True)
 class ModelFootprint:
     """What the plan needs to know about an exported model."""
@@ -249,6 +292,7 @@ class ModelFootprint:
     num_classes: int
     tflite_bytes: int
     backbone: BackboneDims = field(default_factory=BackboneDims)
+    scratch_bytes: int = 0  # the DSP kernels' scratch (model_scratch_bytes)
 
 
 def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
@@ -260,7 +304,8 @@ def model_footprint(parsed: ParsedModel, tflite_len: int) -> ModelFootprint:
                           arena_bytes=parsed.arena_bytes(),
                           sample_bytes=int(np.prod(parsed.input_dims)),
                           feature_dim=head.in_dims[2], num_classes=head.out_dims[2],
-                          tflite_bytes=tflite_len, backbone=dims)
+                          tflite_bytes=tflite_len, backbone=dims,
+                          scratch_bytes=model_scratch_bytes(parsed))
 
 
 def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
@@ -308,7 +353,8 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     bb_ws, bb_q = app_backbone_bytes(fp.backbone) if backbone_training else (4, 4)
     cache_train = n_train * d if feature_cache else 0
     ram = {
-        "activation arena": fp.arena_bytes,
+        # the tensors, then the DSP kernels' scratch on a core with the DSP extension
+        "activation arena": arena_with_scratch(fp.arena_bytes, fp.scratch_bytes, board.dsp),
         "db buffer (streamed set)": db_slots * (s + 1),
         "feature cache (int8)": cache_train + (test_samples * d if feature_cache else 0),
         "head training state": _words(trainer_workspace_bytes(k, d, n_train)),
@@ -397,7 +443,8 @@ def inference_plan(parsed: ParsedModel, board: Board, tflite_len: int,
              + len(parsed.layers) * LAYER_ROW_BYTES + 8 * (len(parsed.layers) + 1)}
     if include_tflite:
         flash["raw .tflite"] = tflite_len
-    ram = {"activation arena": parsed.arena_bytes(),
+    ram = {"activation arena": arena_with_scratch(parsed.arena_bytes(),
+                                                  model_scratch_bytes(parsed), board.dsp),
            "input and output buffers": in_bytes + out_bytes
            + 4 * (in_bytes * (parsed.input_float is not None)
                   + out_bytes * (parsed.output_float is not None)),

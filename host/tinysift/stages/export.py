@@ -27,6 +27,7 @@ from tinysift.export.memory import (
     check_fits,
     max_train_samples,
     model_footprint,
+    model_scratch_bytes,
     plan_memory,
 )
 from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
@@ -200,6 +201,7 @@ def write_export(out_dir: Path, parsed, tflite: bytes, content_hash: str, gold,
     macros = {
         "FORMAT_VERSION": FORMAT_VERSION, "CONTENT_HASH": content_hash,
         "NUM_LAYERS": len(parsed.layers), "ARENA_BYTES": parsed.arena_bytes(),
+        "SCRATCH_BYTES": model_scratch_bytes(parsed),
         "INPUT_H": h, "INPUT_W": w, "INPUT_C": c, "SAMPLE_BYTES": h * w * c,
         "OUTPUT_BYTES": parsed.layers[-1].out_bytes,
         "NUM_CLASSES": head.out_dims[2] if head else 0,
@@ -256,7 +258,8 @@ def write_export(out_dir: Path, parsed, tflite: bytes, content_hash: str, gold,
         "head_layer": parsed.head_index, "head_note": parsed.head_note,
         "feature_dim": macros["FEATURE_DIM"], "num_classes": macros["NUM_CLASSES"],
         "train_samples": len(y_train), "test_samples": len(y_test),
-        "arena_bytes": parsed.arena_bytes(), "weight_bytes": parsed.weight_bytes(),
+        "arena_bytes": parsed.arena_bytes(), "scratch_bytes": macros["SCRATCH_BYTES"],
+        "weight_bytes": parsed.weight_bytes(),
         "macs": parsed.macs(), "memory_plan": plan, **(extra_info or {}),
     }
     if codebook is not None:

@@ -23,9 +23,14 @@ extern "C" {
  * entry point below calls it (cheaply) or relies on it having passed. */
 ts_status_t ts_model_check(const ts_model_t *model);
 
-/* Bytes of arena ts_invoke / ts_run_layers need (a graph: its planned arena_bytes; a chain:
- * two ping-pong activation buffers); 0 for an invalid table. */
+/* Bytes of arena ts_invoke / ts_run_layers need: the activation tensors (a graph: its
+ * planned arena_bytes; a chain: two ping-pong buffers), 8-byte aligned, then the kernels'
+ * scratch (ts_scratch_size); 0 for an invalid table. */
 size_t ts_arena_size(const ts_model_t *model);
+
+/* The largest scratch any layer's kernel needs (the DSP kernels' im2col columns and
+ * requantization tables, ts_layer_scratch_size; 0 without TS_USE_DSP). */
+size_t ts_scratch_size(const ts_model_t *model);
 
 /* Run layers [first, last) on `input` (the first input of layer `first`), writing the output
  * of layer last-1 to `output`. `arena` must hold ts_arena_size() bytes, 8-byte aligned (it

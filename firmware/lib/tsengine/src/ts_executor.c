@@ -518,14 +518,13 @@ ts_status_t ts_model_check(const ts_model_t *model) {
     return is_graph(model) ? check_graph(model) : check_chain(model);
 }
 
-size_t ts_arena_size(const ts_model_t *model) {
+/* Bytes of the activation tensors (a checked model): a graph's planned arena, a chain's two
+ * ping-pong buffers. The kernels' scratch follows them. */
+static size_t tensor_bytes(const ts_model_t *model) {
     size_t need = 0;
     uint32_t i;
-    if (ts_model_check(model) != TS_OK) {
-        return 0;
-    }
     if (is_graph(model)) {
-        return model->arena_bytes;
+        return align8(model->arena_bytes);
     }
     for (i = 0; i < model->num_layers; ++i) {
         const ts_layer_t *l = &model->layers[i];
@@ -533,6 +532,26 @@ size_t ts_arena_size(const ts_model_t *model) {
         need = n > need ? n : need;
     }
     return need;
+}
+
+size_t ts_scratch_size(const ts_model_t *model) {
+    size_t need = 0;
+    uint32_t i;
+    if (ts_model_check(model) != TS_OK) {
+        return 0;
+    }
+    for (i = 0; i < model->num_layers; ++i) {
+        const size_t n = ts_layer_scratch_size(&model->layers[i]);
+        need = n > need ? n : need;
+    }
+    return need;
+}
+
+size_t ts_arena_size(const ts_model_t *model) {
+    if (ts_model_check(model) != TS_OK) {
+        return 0;
+    }
+    return tensor_bytes(model) + ts_scratch_size(model);
 }
 
 int ts_layer_reads_previous(const ts_model_t *model, uint32_t layer) {
@@ -550,7 +569,8 @@ int ts_layer_reads_previous(const ts_model_t *model, uint32_t layer) {
 /* Graph: run [first, last); tensors read inside the range are the range's input (layer
  * first's first input: the caller's `input`) or produced inside it. */
 static ts_status_t run_graph(const ts_model_t *model, uint32_t first, uint32_t last,
-                             const int8_t *input, int8_t *output, uint8_t *arena) {
+                             const int8_t *input, int8_t *output, uint8_t *arena,
+                             void *scratch) {
     const uint32_t t_in = model->layers[first].inputs[0];
     const int8_t *ins[TS_MAX_INPUTS];
     ts_dims_t dims[TS_MAX_INPUTS];
@@ -572,7 +592,7 @@ static ts_status_t run_graph(const ts_model_t *model, uint32_t first, uint32_t l
             ins[k] = t == t_in ? input : (const int8_t *)(arena + model->tensors[t].offset);
             dims[k] = ts_tensor_dims(model, t);
         }
-        st = ts_run_layer_inputs(l, dims, ins, l->num_inputs, dst);
+        st = ts_run_layer_inputs(l, dims, ins, l->num_inputs, dst, scratch);
         if (st != TS_OK) {
             return st;
         }
@@ -580,10 +600,11 @@ static ts_status_t run_graph(const ts_model_t *model, uint32_t first, uint32_t l
     return TS_OK;
 }
 
-/* Chain: ping-pong between the two ends of the arena. */
+/* Chain: ping-pong between the two ends of the tensor part of the arena. */
 static ts_status_t run_chain(const ts_model_t *model, uint32_t first, uint32_t last,
                              const int8_t *input, int8_t *output, uint8_t *arena,
-                             size_t arena_bytes) {
+                             void *scratch) {
+    const size_t tensors = tensor_bytes(model);
     const int8_t *src = input;
     int high = 1; /* the next output goes to the high end of the arena */
     uint32_t i;
@@ -594,11 +615,11 @@ static ts_status_t run_chain(const ts_model_t *model, uint32_t first, uint32_t l
         if (i + 1u == last) {
             dst = output;
         } else if (high) {
-            dst = (int8_t *)(arena + (arena_bytes & ~(size_t)7u) - align8(ts_layer_out_bytes(l)));
+            dst = (int8_t *)(arena + tensors - align8(ts_layer_out_bytes(l)));
         } else {
             dst = (int8_t *)arena;
         }
-        st = ts_run_layer(l, src, dst);
+        st = ts_run_layer(l, src, dst, scratch);
         if (st != TS_OK) {
             return st;
         }
@@ -611,6 +632,7 @@ static ts_status_t run_chain(const ts_model_t *model, uint32_t first, uint32_t l
 ts_status_t ts_run_layers(const ts_model_t *model, uint32_t first, uint32_t last,
                           const int8_t *input, int8_t *output, uint8_t *arena,
                           size_t arena_bytes) {
+    void *scratch = NULL;
     ts_status_t st = ts_model_check(model);
     if (st != TS_OK) {
         return st;
@@ -629,8 +651,14 @@ ts_status_t ts_run_layers(const ts_model_t *model, uint32_t first, uint32_t last
             return TS_ERR_ARENA;
         }
     }
-    return is_graph(model) ? run_graph(model, first, last, input, output, arena)
-                           : run_chain(model, first, last, input, output, arena, arena_bytes);
+    /* the kernels' scratch: after the tensors (a single layer without a whole arena runs
+     * the scalar kernels) */
+    if (arena != NULL && ((uintptr_t)arena & 7u) == 0u && arena_bytes >= ts_arena_size(model) &&
+        ts_scratch_size(model) > 0u) {
+        scratch = arena + tensor_bytes(model);
+    }
+    return is_graph(model) ? run_graph(model, first, last, input, output, arena, scratch)
+                           : run_chain(model, first, last, input, output, arena, scratch);
 }
 
 ts_status_t ts_invoke(const ts_model_t *model, const int8_t *input, int8_t *output,

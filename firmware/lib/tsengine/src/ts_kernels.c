@@ -230,16 +230,57 @@ void ts_requantize_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) 
     }
 }
 
-ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output) {
+size_t ts_layer_scratch_size(const ts_layer_t *p) {
+    size_t n = 0;
+#if TS_USE_DSP
     switch (p->op) {
     case TS_OP_CONV_2D:
-        ts_conv2d_s8(p, input, output);
+        n = ts_conv2d_s8_dsp_scratch_size(p);
+        break;
+    case TS_OP_DEPTHWISE_CONV_2D:
+        n = ts_depthwise_conv2d_s8_dsp_scratch_size(p);
+        break;
+    case TS_OP_FULLY_CONNECTED:
+        n = ts_fully_connected_s8_dsp_scratch_size(p);
+        break;
+    default:
+        break;
+    }
+#else
+    (void)p;
+#endif
+    return (n + 7u) & ~(size_t)7u;
+}
+
+ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                         void *scratch) {
+#if TS_USE_DSP
+    if (ts_layer_scratch_size(p) == 0u) {
+        scratch = NULL;
+    }
+#endif
+    switch (p->op) {
+    case TS_OP_CONV_2D:
+#if TS_USE_DSP
+        ts_conv2d_s8_dsp(p, input, output, scratch);
+#else
+        (void)scratch;
+        ts_conv2d_s8_ref(p, input, output);
+#endif
         return TS_OK;
     case TS_OP_DEPTHWISE_CONV_2D:
-        ts_depthwise_conv2d_s8(p, input, output);
+#if TS_USE_DSP
+        ts_depthwise_conv2d_s8_dsp(p, input, output, scratch);
+#else
+        ts_depthwise_conv2d_s8_ref(p, input, output);
+#endif
         return TS_OK;
     case TS_OP_FULLY_CONNECTED:
-        ts_fully_connected_s8(p, input, output);
+#if TS_USE_DSP
+        ts_fully_connected_s8_dsp(p, input, output, scratch);
+#else
+        ts_fully_connected_s8_ref(p, input, output);
+#endif
         return TS_OK;
     case TS_OP_AVERAGE_POOL_2D:
         ts_average_pool2d_s8(p, input, output);
@@ -280,7 +321,8 @@ ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *outpu
 }
 
 ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
-                                const int8_t *const *inputs, uint32_t count, int8_t *output) {
+                                const int8_t *const *inputs, uint32_t count, int8_t *output,
+                                void *scratch) {
     if (count == 0u) {
         return TS_ERR_PARAM;
     }
@@ -288,7 +330,7 @@ ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
     case TS_OP_ADD:
     case TS_OP_MUL:
         if (count == 1u) {
-            return ts_run_layer(p, inputs[0], output);
+            return ts_run_layer(p, inputs[0], output, scratch);
         }
         (p->op == TS_OP_ADD ? ts_add_s8 : ts_mul_s8)(p, inputs[0], inputs[1], output);
         return TS_OK;
@@ -296,6 +338,6 @@ ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
         ts_concatenation_s8(p, in_dims, inputs, output);
         return TS_OK;
     default:
-        return count == 1u ? ts_run_layer(p, inputs[0], output) : TS_ERR_PARAM;
+        return count == 1u ? ts_run_layer(p, inputs[0], output, scratch) : TS_ERR_PARAM;
     }
 }

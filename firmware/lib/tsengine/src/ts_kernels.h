@@ -36,9 +36,18 @@ extern "C" {
 #endif
 #endif
 
-/* Largest reduction length (filter_h * filter_w * in_c, or the FC input size) the DSP
- * kernels handle with their on-stack q15 buffer of 2 * TS_DSP_MAX_K int16; larger layers
- * fall back to the scalar kernels. Stack cost: 4 * TS_DSP_MAX_K + TS_DSP_MAX_K bytes. */
+/* Bytes of arena (ts_arena_size) a model with `tensors` planned bytes and `scratch` bytes
+ * of DSP kernel scratch (an export's TS_EXPORT_ARENA_BYTES and TS_EXPORT_SCRATCH_BYTES)
+ * needs on this build: for static arenas. */
+#if TS_USE_DSP
+#define TS_ARENA_BYTES(tensors, scratch) ((((tensors) + 7u) & ~7u) + (scratch))
+#else
+#define TS_ARENA_BYTES(tensors, scratch) (((tensors) + 7u) & ~7u)
+#endif
+
+/* Largest reduction length (filter_h * filter_w * in_c; twice that for the FC input size)
+ * the DSP kernels handle; larger layers fall back to the scalar kernels. It bounds their
+ * scratch: a conv needs about 5 * k bytes + 16 per output channel (at most 64 channels). */
 #ifndef TS_DSP_MAX_K
 #define TS_DSP_MAX_K 512
 #endif
@@ -60,10 +69,18 @@ void ts_conv2d_s8_ref(const ts_layer_t *p, const int8_t *input, int8_t *output);
 void ts_depthwise_conv2d_s8_ref(const ts_layer_t *p, const int8_t *input, int8_t *output);
 void ts_fully_connected_s8_ref(const ts_layer_t *p, const int8_t *input, int8_t *output);
 
-/* ---- DSP kernels (same semantics) ----------------------------------------------------- */
-void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output);
-void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output);
-void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output);
+/* ---- DSP kernels (same semantics) -----------------------------------------------------
+ * `scratch`: *_scratch_size(p) bytes, 4-byte aligned, owned by the caller (CMSIS-NN's
+ * convention; ts_run_layers takes it from the end of the arena); NULL, or a size of 0 (a
+ * layer the fast path does not take), runs the scalar kernel. Stack: a few words. */
+size_t ts_conv2d_s8_dsp_scratch_size(const ts_layer_t *p);
+size_t ts_depthwise_conv2d_s8_dsp_scratch_size(const ts_layer_t *p);
+size_t ts_fully_connected_s8_dsp_scratch_size(const ts_layer_t *p);
+void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output, void *scratch);
+void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                                void *scratch);
+void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                               void *scratch);
 
 /* ---- the rest (no MAC loops worth a DSP variant) ------------------------------------- */
 void ts_average_pool2d_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
@@ -99,23 +116,20 @@ void ts_concatenation_s8(const ts_layer_t *p, const ts_dims_t *in_dims,
 void ts_logistic_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 void ts_hard_swish_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
 
-#if TS_USE_DSP
-#define ts_conv2d_s8 ts_conv2d_s8_dsp
-#define ts_depthwise_conv2d_s8 ts_depthwise_conv2d_s8_dsp
-#define ts_fully_connected_s8 ts_fully_connected_s8_dsp
-#else
-#define ts_conv2d_s8 ts_conv2d_s8_ref
-#define ts_depthwise_conv2d_s8 ts_depthwise_conv2d_s8_ref
-#define ts_fully_connected_s8 ts_fully_connected_s8_ref
-#endif
+/* Scratch bytes the kernel ts_run_layer picks for this layer needs (the DSP kernels' when
+ * TS_USE_DSP, else 0); a multiple of 8. */
+size_t ts_layer_scratch_size(const ts_layer_t *p);
 
 /* Run one validated single-input layer (dispatch on op; ADD / MUL with a constant second
- * operand count as single-input). */
-ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output);
+ * operand count as single-input); `scratch`: ts_layer_scratch_size(p) bytes or NULL (the
+ * scalar kernels). */
+ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                         void *scratch);
 
 /* Run one validated layer on its inputs (count of them, in_dims their dims): every op. */
 ts_status_t ts_run_layer_inputs(const ts_layer_t *p, const ts_dims_t *in_dims,
-                                const int8_t *const *inputs, uint32_t count, int8_t *output);
+                                const int8_t *const *inputs, uint32_t count, int8_t *output,
+                                void *scratch);
 
 #ifdef __cplusplus
 }

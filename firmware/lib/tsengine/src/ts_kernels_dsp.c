@@ -25,14 +25,19 @@
  * same way (SXTAB16 also adds the input offset), so each SMLAD pairs matching elements
  * without any repacking.
  *
- * CONV_2D: im2col of two output pixels at a time into an on-stack q15 buffer (the two
+ * CONV_2D: im2col of two output pixels at a time into a q15 scratch buffer (the two
  * columns interleaved per group of 4; padded taps hold the zero point, i.e. contribute 0),
  * then 2 channels x 2 pixels per inner loop (8 SMLAD per 16 MACs).
  * FULLY_CONNECTED: the input expanded once, then 2 rows at a time.
  * DEPTHWISE_CONV_2D (depth multiplier 1, no dilation): 4 channels per word, SMLABB/SMLATT per
  * tap; weights of windows up to 3x3 expanded once per call, the 3x3 window unrolled when it
  * lies inside the image.
- * Layers larger than the stack buffers (TS_DSP_MAX_K) use the scalar kernels.
+ * Layers larger than TS_DSP_MAX_K use the scalar kernels.
+ *
+ * Scratch (the im2col columns, the expanded FC input, the expanded depthwise weights and the
+ * requantization tables) comes from the caller, as in CMSIS-NN: *_scratch_size() bytes,
+ * 4-byte aligned; a kernel keeps only a few words on the stack. NULL scratch runs the scalar
+ * kernel (same result).
  */
 #include <string.h>
 
@@ -63,6 +68,43 @@ typedef struct {
     int32_t e;     /* right shift, 1..TS_FAST_MAX_E */
     int32_t rz;    /* 2^(e-1) + output_zero_point * 2^e */
 } ts_rq_t;
+
+static size_t align4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+
+static size_t rq_bytes(int32_t channels) {
+    return (size_t)(channels < TS_DSP_RQ_BLOCK ? channels : TS_DSP_RQ_BLOCK) * sizeof(ts_rq_t);
+}
+
+/* conv: im2col of two pixels (4 * ceil(k / 4) words), the staging row (k + 4 bytes), the
+ * requantization table of one block */
+size_t ts_conv2d_s8_dsp_scratch_size(const ts_layer_t *p) {
+    const int32_t k = p->filter_h * p->filter_w * p->in.c;
+    if (k > TS_DSP_MAX_K) {
+        return 0;
+    }
+    return 16u * (size_t)((k + 3) / 4) + align4((size_t)k + 4u) + rq_bytes(p->out.c);
+}
+
+/* FC: the expanded input (2 * ceil(k / 4) words), the requantization table of one block */
+size_t ts_fully_connected_s8_dsp_scratch_size(const ts_layer_t *p) {
+    const int32_t k = p->in.h * p->in.w * p->in.c;
+    if (k > 2 * TS_DSP_MAX_K) {
+        return 0;
+    }
+    return 8u * (size_t)((k + 3) / 4) + rq_bytes(p->out.c);
+}
+
+/* depthwise: the requantization table of one block, and for windows up to TS_DW_MAX_XTAPS
+ * taps the block's expanded weights (two words per tap per group of four channels) */
+size_t ts_depthwise_conv2d_s8_dsp_scratch_size(const ts_layer_t *p) {
+    const int32_t taps = p->filter_h * p->filter_w;
+    const int32_t block = p->in.c < TS_DSP_RQ_BLOCK ? p->in.c : TS_DSP_RQ_BLOCK;
+    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u) {
+        return 0;
+    }
+    return rq_bytes(p->in.c) + (taps <= TS_DW_MAX_XTAPS ? 8u * (size_t)taps * (size_t)(block / 4)
+                                                         : 0u);
+}
 
 /* Output range of a layer: the activation clamp, and whether it is all of int8. */
 typedef struct {
@@ -350,22 +392,27 @@ static inline void mac_1x2(const int8_t *w, const uint32_t *cols, int32_t k, int
     acc[1] = a1;
 }
 
-void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
+void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                      void *scratch) {
     const int32_t k = p->filter_h * p->filter_w * p->in.c;
     const int32_t out_c = p->out.c, out_w = p->out.w;
     const int32_t pixels = p->out.h * p->out.w;
     const int8_t *const weights = p->weights;
     const ts_clamp_t cl = clamp_of(p);
+    const size_t cols_bytes = 16u * (size_t)((k + 3) / 4);
     ts_im2col_t g;
-    uint32_t cols[4 * ((TS_DSP_MAX_K + 3) / 4)];
-    int8_t stage[TS_DSP_MAX_K + 4];
-    ts_rq_t rq[TS_DSP_RQ_BLOCK];
+    uint32_t *cols;
+    int8_t *stage;
+    ts_rq_t *rq;
     int32_t n, c, cb;
 
-    if (k > TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
+    if (scratch == NULL || k > TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
         ts_conv2d_s8_ref(p, input, output);
         return;
     }
+    cols = (uint32_t *)scratch;
+    stage = (int8_t *)scratch + cols_bytes;
+    rq = (ts_rq_t *)(void *)((uint8_t *)scratch + cols_bytes + align4((size_t)k + 4u));
     g.input = input;
     g.in_h = p->in.h;
     g.in_w = p->in.w;
@@ -382,7 +429,7 @@ void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) 
     g.offset2 = ts_dup16(-p->input_zero_point);
     g.pointwise = g.fh == 1 && g.fw == 1 && g.pad_h == 0 && g.pad_w == 0 && (g.in_c & 3) == 0;
     if (pixels & 1) {
-        memset(cols, 0, sizeof cols); /* the unused second column of the last pixel */
+        memset(cols, 0, cols_bytes); /* the unused second column of the last pixel */
     }
     /* Output channels in blocks whose requantization constants fit the table (one block for
      * up to TS_DSP_RQ_BLOCK channels; more blocks repeat the im2col). */
@@ -432,21 +479,24 @@ void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) 
 
 /* ---- FULLY_CONNECTED ------------------------------------------------------------------------ */
 
-void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
+void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                               void *scratch) {
     const int32_t k = p->in.h * p->in.w * p->in.c;
     const int32_t units = p->out.c;
     const int32_t k4 = k & ~3, tail = k & 3;
     const int8_t *const weights = p->weights;
     const uint32_t offset2 = ts_dup16(-p->input_zero_point);
     const ts_clamp_t cl = clamp_of(p);
-    uint32_t col[2 * ((2 * TS_DSP_MAX_K + 3) / 4)];
-    ts_rq_t rq[TS_DSP_RQ_BLOCK];
+    uint32_t *col;
+    ts_rq_t *rq;
     int32_t o, cb;
 
-    if (k > 2 * TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
+    if (scratch == NULL || k > 2 * TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
         ts_fully_connected_s8_ref(p, input, output);
         return;
     }
+    col = (uint32_t *)scratch;
+    rq = (ts_rq_t *)(void *)((uint8_t *)scratch + 8u * (size_t)((k + 3) / 4));
     (void)expand_s8x4(input, k4, offset2, col, 2);
     if (tail != 0) {
         int8_t last[4];
@@ -543,7 +593,7 @@ void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t 
  * [c4, c1). Windows of up to TS_DW_MAX_XTAPS taps use weights expanded once per call
  * (wexp: per group, per tap, two words), others read the int8 weights per tap. */
 static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, int32_t c0,
-                     int32_t c4, int32_t c1) {
+                     int32_t c4, int32_t c1, ts_rq_t *rq, uint32_t *wexp) {
     const int32_t in_h = p->in.h, in_w = p->in.w, ch = p->in.c;
     const int32_t out_h = p->out.h, out_w = p->out.w;
     const int32_t filter_h = p->filter_h, filter_w = p->filter_w;
@@ -557,8 +607,6 @@ static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, i
     const size_t row_stride = (size_t)in_w * (size_t)ch;
     const int expanded = taps <= TS_DW_MAX_XTAPS;
     const int is3x3 = filter_h == 3 && filter_w == 3;
-    ts_rq_t rq[TS_DSP_RQ_BLOCK];
-    uint32_t wexp[(TS_DSP_RQ_BLOCK / 4) * TS_DW_MAX_XTAPS * 2];
     int32_t oy, ox, c, ky, kx;
 
     rq_table(p, c0, c1, rq);
@@ -660,20 +708,24 @@ static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, i
     }
 }
 
-void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output) {
+void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                                void *scratch) {
     const int32_t ch = p->in.c;
     const int32_t ch4 = ch & ~3;
+    ts_rq_t *rq = (ts_rq_t *)scratch;
+    uint32_t *wexp;
     int32_t cb;
 
-    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u ||
-        !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
+    if (scratch == NULL || p->depth_multiplier != 1u || p->dilation_h != 1u ||
+        p->dilation_w != 1u || !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
         ts_depthwise_conv2d_s8_ref(p, input, output);
         return;
     }
+    wexp = (uint32_t *)(void *)((uint8_t *)scratch + rq_bytes(ch));
     /* Channels in blocks of TS_DSP_RQ_BLOCK (a multiple of 4) whose requantization constants
      * fit the table. */
     for (cb = 0; cb < ch; cb += TS_DSP_RQ_BLOCK) {
         const int32_t ce = (ch - cb) < TS_DSP_RQ_BLOCK ? ch : cb + TS_DSP_RQ_BLOCK;
-        dw_block(p, input, output, cb, ce < ch4 ? ce : ch4, ce);
+        dw_block(p, input, output, cb, ce < ch4 ? ce : ch4, ce, rq, wexp);
     }
 }

@@ -9,6 +9,7 @@
 #define TS_EXPORT_CONTENT_HASH "5473b2ebf99ec34f743b2e1e673dce48"
 #define TS_EXPORT_NUM_LAYERS 11
 #define TS_EXPORT_ARENA_BYTES 768
+#define TS_EXPORT_SCRATCH_BYTES 544
 #define TS_EXPORT_INPUT_H 8
 #define TS_EXPORT_INPUT_W 8
 #define TS_EXPORT_INPUT_C 1
@@ -24,8 +25,8 @@
 #define TS_EXPORT_GOLDEN_LAYER_SAMPLES 2
 #define TS_EXPORT_WEIGHT_BYTES 1848
 #define TS_EXPORT_MACS 16416
-#define TS_EXPORT_RAM_PLAN_BYTES 81774
-#define TS_EXPORT_FLASH_PLAN_BYTES 81830
+#define TS_EXPORT_RAM_PLAN_BYTES 83378
+#define TS_EXPORT_FLASH_PLAN_BYTES 94646
 
 extern const ts_model_t ts_export_model;
 extern const ts_dataset_t ts_export_train;
