@@ -103,13 +103,13 @@ def markdown(result: dict) -> str:
                      f"{s['ref_instr_per_mac'] / s['dsp_instr_per_mac']:.2f}x |")
     lines += ["", "## Per case", "",
               "| case | op | MACs | outputs | scalar instr | DSP instr | scalar instr/MAC | "
-              "DSP instr/MAC | speed-up | stack scalar / DSP (B) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "DSP instr/MAC | speed-up | stack scalar / DSP (B) | DSP scratch (B) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in result["cases"]:
         lines.append(f"| {c['case']} | {c['op']} | {c['macs']:,} | {c['outputs']:,} | "
                      f"{c['ref_instr']:,} | {c['dsp_instr']:,} | {c['ref_instr_per_mac']:.2f} | "
                      f"{c['dsp_instr_per_mac']:.2f} | {c['speedup']:.2f}x | "
-                     f"{c['ref_stack']} / {c['dsp_stack']} |")
+                     f"{c['ref_stack']} / {c['dsp_stack']} | {c.get('dsp_scratch', '-')} |")
     lines += ["", "## Engine size (arm-none-eabi-size)", "",
               "A program calling `ts_invoke` (all kernels reachable) minus the same program "
               "without the engine; `-O2`, `--gc-sections`.", "",
@@ -120,13 +120,15 @@ def markdown(result: dict) -> str:
     lines += ["", f"Bench firmware: text {result['bench_elf']['text']:,} B, data "
               f"{result['bench_elf']['data']:,} B, bss {result['bench_elf']['bss']:,} B; "
               f"stack region {info['stack_size']:,} B (each call's stack use is in the "
-              "table above)."]
+              "table above; the DSP kernels' scratch is the caller's, as in CMSIS-NN: "
+              "`*_scratch_size()` bytes, which ts_invoke takes from the end of the arena)."]
     if result.get("model"):
         m = result["model"]
         lines += ["", f"## Whole model ({result['export']})", "",
                   f"ts_invoke (TS_USE_DSP={m['dsp']}): {m['invoke_instr']:,} instructions for "
                   f"{m['macs']:,} MACs = {m['invoke_instr'] / m['macs']:.2f} instr/MAC; stack "
-                  f"{m['stack']} B; arena {m['arena']:,} B.", "",
+                  f"{m['stack']} B; arena {m['arena']:,} B of tensors + "
+                  f"{m.get('scratch', 0):,} B of kernel scratch.", "",
                   "| layer | op | MACs | scalar instr | DSP instr | DSP instr/MAC |",
                   "|---:|---|---:|---:|---:|---:|"]
         for lay in result["layers"]:

@@ -108,6 +108,7 @@ def measure(name: str, work: Path) -> dict:
         "macs": int(model["macs"]), "invoke_instructions": instr,
         "instr_per_mac": round(instr / int(model["macs"]), 3),
         "stack_bytes": int(model["stack"]), "arena_bytes": chk.arena_bytes,
+        "scratch_bytes": model["scratch"],
         "tflm_arena_bytes": chk.tflm_arena_head,
         "flash_bytes": plan["flash_total"], "flash": plan["flash"],
         "ram_bytes": plan["ram_total"], "ram": plan["ram"],
@@ -131,8 +132,8 @@ def markdown(res: dict) -> str:
         "`tools/bench_mlperf.py`.",
         "",
         "| model | task | MACs | instructions | instr/MAC | implied ms (uJ) at 1 CPI | "
-        "arena (TFLM) | flash (plan) | stack | bit-exact scalar / DSP |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "arena (TFLM) | kernel scratch | flash (plan) | stack | bit-exact scalar / DSP |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in res["models"]:
         tflm = f"{m['tflm_arena_bytes']:,}" if m["tflm_arena_bytes"] is not None else "-"
@@ -140,7 +141,8 @@ def markdown(res: dict) -> str:
             f"| {m['model']} | {m['task']} | {m['macs']:,} | {m['invoke_instructions']:,} | "
             f"{m['instr_per_mac']:.2f} | {m['implied_ms_at_1_cpi']:.1f} "
             f"({m['implied_uj_at_1_cpi']:,.0f}) | {m['arena_bytes']:,} ({tflm}) | "
-            f"{m['flash_bytes']:,} | {m['stack_bytes']:,} | {m['bit_exact']['scalar']} / "
+            f"{m.get('scratch_bytes', 0):,} | {m['flash_bytes']:,} | {m['stack_bytes']:,} | "
+            f"{m['bit_exact']['scalar']} / "
             f"{m['bit_exact']['dsp']} |")
     if res["published"]:
         subs = list(dict.fromkeys((p["round"], p["submitter"], p["software"])

@@ -121,12 +121,13 @@ def parse(text: str) -> dict:
 
 def invoke_instructions(export_dir: Path, work: Path, dsp: bool = True) -> dict:
     """One ``ts_invoke`` of the exported model (its first test input) on the emulated
-    Cortex-M4: ``{"instructions", "macs", "stack", "arena", "dsp"}``; ``work`` holds the
-    build."""
+    Cortex-M4: ``{"instructions", "macs", "stack", "arena", "scratch", "dsp"}`` (arena: the
+    planned tensors; scratch: the DSP kernels', after them); ``work`` holds the build."""
     elf = build(Path(work), "invoke", BENCH_SRC, int(dsp), Path(export_dir),
                 extra_defines=["-DTS_BENCH_MODEL_ONLY"])
     model = parse(run_qemu(elf))["model"]
     if model is None:
         raise DeviceError("the bench firmware printed no BENCH_MODEL line")
     return {"instructions": int(model["invoke_instr"]), "macs": int(model["macs"]),
-            "stack": int(model["stack"]), "arena": int(model["arena"]), "dsp": bool(dsp)}
+            "stack": int(model["stack"]), "arena": int(model["arena"]),
+            "scratch": int(model.get("scratch", 0)), "dsp": bool(dsp)}

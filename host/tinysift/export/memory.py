@@ -26,7 +26,7 @@ from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import ParsedModel
 
 # Part of the export stage's key: a changed formula redoes exports planned with the old one.
-PLAN_VERSION = 3  # 3: the arena holds the DSP kernels' scratch
+PLAN_VERSION = 4  # 3, 4: the arena holds the DSP kernels' scratch
 
 # The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
 # but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
@@ -44,7 +44,6 @@ APP_STATE_CLASS_BYTES = 24
 # channels per requantization table (16 bytes a channel)
 DSP_MAX_K = 512
 DSP_RQ_BLOCK = 16 * 4
-DW_MAX_XTAPS = 9
 LAYER_ROW_BYTES = 144  # sizeof(ts_layer_t) (format 2) on a 32-bit core: flash table, RAM copy
 # TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
 PROTO_MAX_LINE = 255
@@ -246,11 +245,10 @@ def _align(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1), depth_multiplier: int = 1,
-                        dilation=(1, 1)) -> int:
+def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1)) -> int:
     """The DSP kernel's scratch for one layer (ts_layer_scratch_size with TS_USE_DSP): the
     im2col columns of two pixels, the staging row and one requantization table (conv); the
-    expanded input and a table (FC); a table and the expanded 3x3 weights (depthwise)."""
+    expanded input and a table (FC)."""
     rq = 16 * min(int(out_dims[2]), DSP_RQ_BLOCK)
     if op == "CONV_2D":
         k = filter_hw[0] * filter_hw[1] * int(in_dims[2])
@@ -258,11 +256,7 @@ def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1), depth_mult
     elif op == "FULLY_CONNECTED":
         k = int(np.prod(in_dims))
         n = 8 * ((k + 3) // 4) + rq if k <= 2 * DSP_MAX_K else 0
-    elif op == "DEPTHWISE_CONV_2D":
-        taps, block = filter_hw[0] * filter_hw[1], min(int(in_dims[2]), DSP_RQ_BLOCK)
-        n = 0 if depth_multiplier != 1 or tuple(dilation) != (1, 1) else (
-            16 * block + (8 * taps * (block // 4) if taps <= DW_MAX_XTAPS else 0))
-    else:
+    else:  # depthwise keeps its small tables on the stack; the other ops need none
         n = 0
     return _align(n, 8)
 
@@ -270,8 +264,7 @@ def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1), depth_mult
 def model_scratch_bytes(parsed: ParsedModel) -> int:
     """ts_scratch_size of the exported model on a DSP build: the largest layer scratch (the
     arena holds it after the tensors; 0 on cores without the DSP extension)."""
-    return max((layer_scratch_bytes(lay.op, lay.in_dims, lay.out_dims, lay.filter,
-                                    lay.depth_multiplier, lay.dilation)
+    return max((layer_scratch_bytes(lay.op, lay.in_dims, lay.out_dims, lay.filter)
                 for lay in parsed.layers), default=0)
 
 

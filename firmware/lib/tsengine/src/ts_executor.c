@@ -534,12 +534,10 @@ static size_t tensor_bytes(const ts_model_t *model) {
     return need;
 }
 
-size_t ts_scratch_size(const ts_model_t *model) {
+/* The largest layer scratch of a checked model. */
+static size_t scratch_bytes(const ts_model_t *model) {
     size_t need = 0;
     uint32_t i;
-    if (ts_model_check(model) != TS_OK) {
-        return 0;
-    }
     for (i = 0; i < model->num_layers; ++i) {
         const size_t n = ts_layer_scratch_size(&model->layers[i]);
         need = n > need ? n : need;
@@ -547,11 +545,15 @@ size_t ts_scratch_size(const ts_model_t *model) {
     return need;
 }
 
+size_t ts_scratch_size(const ts_model_t *model) {
+    return ts_model_check(model) == TS_OK ? scratch_bytes(model) : 0u;
+}
+
 size_t ts_arena_size(const ts_model_t *model) {
     if (ts_model_check(model) != TS_OK) {
         return 0;
     }
-    return tensor_bytes(model) + ts_scratch_size(model);
+    return tensor_bytes(model) + scratch_bytes(model);
 }
 
 int ts_layer_reads_previous(const ts_model_t *model, uint32_t layer) {
@@ -633,10 +635,13 @@ ts_status_t ts_run_layers(const ts_model_t *model, uint32_t first, uint32_t last
                           const int8_t *input, int8_t *output, uint8_t *arena,
                           size_t arena_bytes) {
     void *scratch = NULL;
+    size_t tensors, need;
     ts_status_t st = ts_model_check(model);
     if (st != TS_OK) {
         return st;
     }
+    tensors = tensor_bytes(model);
+    need = tensors + scratch_bytes(model);
     if (input == NULL || output == NULL) {
         return TS_ERR_NULL;
     }
@@ -647,15 +652,14 @@ ts_status_t ts_run_layers(const ts_model_t *model, uint32_t first, uint32_t last
         if (arena == NULL) {
             return TS_ERR_NULL;
         }
-        if (((uintptr_t)arena & 7u) != 0u || arena_bytes < ts_arena_size(model)) {
+        if (((uintptr_t)arena & 7u) != 0u || arena_bytes < need) {
             return TS_ERR_ARENA;
         }
     }
     /* the kernels' scratch: after the tensors (a single layer without a whole arena runs
      * the scalar kernels) */
-    if (arena != NULL && ((uintptr_t)arena & 7u) == 0u && arena_bytes >= ts_arena_size(model) &&
-        ts_scratch_size(model) > 0u) {
-        scratch = arena + tensor_bytes(model);
+    if (arena != NULL && ((uintptr_t)arena & 7u) == 0u && arena_bytes >= need && need > tensors) {
+        scratch = arena + tensors;
     }
     return is_graph(model) ? run_graph(model, first, last, input, output, arena, scratch)
                            : run_chain(model, first, last, input, output, arena, scratch);

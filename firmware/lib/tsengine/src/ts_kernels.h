@@ -71,8 +71,10 @@ void ts_fully_connected_s8_ref(const ts_layer_t *p, const int8_t *input, int8_t 
 
 /* ---- DSP kernels (same semantics) -----------------------------------------------------
  * `scratch`: *_scratch_size(p) bytes, 4-byte aligned, owned by the caller (CMSIS-NN's
- * convention; ts_run_layers takes it from the end of the arena); NULL, or a size of 0 (a
- * layer the fast path does not take), runs the scalar kernel. Stack: a few words. */
+ * convention; ts_run_layers takes it from the end of the arena). Conv and FC: NULL, or a
+ * size of 0 (a layer the fast path does not take), runs the scalar kernel. Depthwise needs
+ * none (size 0): its tables for 16 channels at a time, 544 bytes, are on its stack. Each
+ * kernel's stack stays under 1 KB (tools/bench_kernels.py measures it). */
 size_t ts_conv2d_s8_dsp_scratch_size(const ts_layer_t *p);
 size_t ts_depthwise_conv2d_s8_dsp_scratch_size(const ts_layer_t *p);
 size_t ts_fully_connected_s8_dsp_scratch_size(const ts_layer_t *p);

@@ -51,6 +51,7 @@
 
 #define TS_FAST_ACC_LIMIT ((int64_t)1 << 30)
 #define TS_DW_MAX_XTAPS 9 /* depthwise windows up to 3x3 use pre-expanded weights */
+#define TS_DW_RQ_BLOCK 16 /* depthwise channels per on-stack table (16 + 72 words each 4) */
 #define TS_FAST_MAX_E 22
 
 /* Keeps the compiler from hoisting the loads of a whole unrolled window ahead of their use
@@ -94,16 +95,11 @@ size_t ts_fully_connected_s8_dsp_scratch_size(const ts_layer_t *p) {
     return 8u * (size_t)((k + 3) / 4) + rq_bytes(p->out.c);
 }
 
-/* depthwise: the requantization table of one block, and for windows up to TS_DW_MAX_XTAPS
- * taps the block's expanded weights (two words per tap per group of four channels) */
+/* depthwise: none (its requantization table and expanded weights for TS_DW_RQ_BLOCK
+ * channels at a time, 544 bytes, live on the stack) */
 size_t ts_depthwise_conv2d_s8_dsp_scratch_size(const ts_layer_t *p) {
-    const int32_t taps = p->filter_h * p->filter_w;
-    const int32_t block = p->in.c < TS_DSP_RQ_BLOCK ? p->in.c : TS_DSP_RQ_BLOCK;
-    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u) {
-        return 0;
-    }
-    return rq_bytes(p->in.c) + (taps <= TS_DW_MAX_XTAPS ? 8u * (size_t)taps * (size_t)(block / 4)
-                                                         : 0u);
+    (void)p;
+    return 0;
 }
 
 /* Output range of a layer: the activation clamp, and whether it is all of int8. */
@@ -331,8 +327,10 @@ static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *c
                            int32_t acc[4]) {
     int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
     const int32_t tail = k & 3;
-    const uint32_t *const end = cols + 4 * (k >> 2);
-    while (cols != end) {
+    /* w1 addressed from w0 (one pointer, one counter: 13 registers hold the loop) */
+    const int32_t d1 = (int32_t)(w1 - w0);
+    int32_t n = k >> 2;
+    for (; n > 0; --n) {
         const uint32_t x0 = cols[0], x1 = cols[1], y0 = cols[2], y1 = cols[3];
         uint32_t v = ts_read_s8x4(w0);
         uint32_t wl = ts_sxtb16(v), wh = ts_sxtb16_ror8(v);
@@ -340,7 +338,7 @@ static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *c
         a00 = ts_smlad(wh, x1, a00);
         a01 = ts_smlad(wl, y0, a01);
         a01 = ts_smlad(wh, y1, a01);
-        v = ts_read_s8x4(w1);
+        v = ts_read_s8x4(w0 + d1);
         wl = ts_sxtb16(v);
         wh = ts_sxtb16_ror8(v);
         a10 = ts_smlad(wl, x0, a10);
@@ -349,8 +347,8 @@ static inline void mac_2x2(const int8_t *w0, const int8_t *w1, const uint32_t *c
         a11 = ts_smlad(wh, y1, a11);
         cols += 4;
         w0 += 4;
-        w1 += 4;
     }
+    w1 = w0 + d1;
     if (tail != 0) {
         const uint32_t x0 = cols[0], x1 = cols[1], y0 = cols[2], y1 = cols[3];
         uint32_t v = tail_word(w0, tail);
@@ -401,9 +399,11 @@ void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
     const ts_clamp_t cl = clamp_of(p);
     const size_t cols_bytes = 16u * (size_t)((k + 3) / 4);
     ts_im2col_t g;
-    uint32_t *cols;
-    int8_t *stage;
-    ts_rq_t *rq;
+    /* restrict: the scratch is no alias of the input, weights or output (int8 stores could
+     * alias anything otherwise, and every table entry would be reloaded after each) */
+    uint32_t *restrict cols;
+    int8_t *restrict stage;
+    ts_rq_t *restrict rq;
     int32_t n, c, cb;
 
     if (scratch == NULL || k > TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
@@ -487,8 +487,8 @@ void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t 
     const int8_t *const weights = p->weights;
     const uint32_t offset2 = ts_dup16(-p->input_zero_point);
     const ts_clamp_t cl = clamp_of(p);
-    uint32_t *col;
-    ts_rq_t *rq;
+    uint32_t *restrict col;
+    ts_rq_t *restrict rq;
     int32_t o, cb;
 
     if (scratch == NULL || k > 2 * TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
@@ -593,7 +593,7 @@ void ts_fully_connected_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t 
  * [c4, c1). Windows of up to TS_DW_MAX_XTAPS taps use weights expanded once per call
  * (wexp: per group, per tap, two words), others read the int8 weights per tap. */
 static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, int32_t c0,
-                     int32_t c4, int32_t c1, ts_rq_t *rq, uint32_t *wexp) {
+                     int32_t c4, int32_t c1) {
     const int32_t in_h = p->in.h, in_w = p->in.w, ch = p->in.c;
     const int32_t out_h = p->out.h, out_w = p->out.w;
     const int32_t filter_h = p->filter_h, filter_w = p->filter_w;
@@ -607,6 +607,8 @@ static void dw_block(const ts_layer_t *p, const int8_t *input, int8_t *output, i
     const size_t row_stride = (size_t)in_w * (size_t)ch;
     const int expanded = taps <= TS_DW_MAX_XTAPS;
     const int is3x3 = filter_h == 3 && filter_w == 3;
+    ts_rq_t rq[TS_DW_RQ_BLOCK];
+    uint32_t wexp[(TS_DW_RQ_BLOCK / 4) * TS_DW_MAX_XTAPS * 2];
     int32_t oy, ox, c, ky, kx;
 
     rq_table(p, c0, c1, rq);
@@ -712,20 +714,18 @@ void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t
                                 void *scratch) {
     const int32_t ch = p->in.c;
     const int32_t ch4 = ch & ~3;
-    ts_rq_t *rq = (ts_rq_t *)scratch;
-    uint32_t *wexp;
     int32_t cb;
 
-    if (scratch == NULL || p->depth_multiplier != 1u || p->dilation_h != 1u ||
-        p->dilation_w != 1u || !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
+    (void)scratch; /* its tables are small enough for the stack (ts_kernels.h) */
+    if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u ||
+        !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
         ts_depthwise_conv2d_s8_ref(p, input, output);
         return;
     }
-    wexp = (uint32_t *)(void *)((uint8_t *)scratch + rq_bytes(ch));
-    /* Channels in blocks of TS_DSP_RQ_BLOCK (a multiple of 4) whose requantization constants
-     * fit the table. */
-    for (cb = 0; cb < ch; cb += TS_DSP_RQ_BLOCK) {
-        const int32_t ce = (ch - cb) < TS_DSP_RQ_BLOCK ? ch : cb + TS_DSP_RQ_BLOCK;
-        dw_block(p, input, output, cb, ce < ch4 ? ce : ch4, ce, rq, wexp);
+    /* Channels in blocks of TS_DW_RQ_BLOCK (a multiple of 4) whose requantization constants
+     * and expanded weights fit the on-stack tables. */
+    for (cb = 0; cb < ch; cb += TS_DW_RQ_BLOCK) {
+        const int32_t ce = (ch - cb) < TS_DW_RQ_BLOCK ? ch : cb + TS_DW_RQ_BLOCK;
+        dw_block(p, input, output, cb, ce < ch4 ? ce : ch4, ce);
     }
 }
