@@ -276,3 +276,29 @@ def test_integrate_windows_joulescope_like_capture():
     assert w.duration_s == pytest.approx(0.3, abs=2e-6)
     assert w.energy_mj == pytest.approx(3.3 * 0.010 * 0.3 * 1e3, rel=1e-4)
     assert w.mean_current_ma == pytest.approx(10.0)
+
+
+def test_stream_limits_derive_from_the_board_and_the_model():
+    """`db stream` and `db kept` get the device stage's bounds (tinysift.device.limits):
+    silent until the last sample, so the silence limit covers the whole stream, longer with
+    the coverage policy (a pass through the frozen layers a sample) and on a slower board;
+    at least the 0.4 s a 28x28 sample took on the emulated M4 of a busy 2-core machine; a
+    bounded number of records."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import RECORD_SLACK, ModelCost, SessionLimits
+
+    cost = ModelCost.from_export({
+        "layers": [{"op": "CONV_2D", "in": [28, 28, 1], "out": [14, 14, 16], "macs": 28224},
+                   {"op": "CONV_2D", "in": [14, 14, 16], "out": [7, 7, 64], "macs": 472608},
+                   {"op": "AVERAGE_POOL_2D", "in": [7, 7, 64], "out": [1, 1, 64], "macs": 0},
+                   {"op": "FULLY_CONNECTED", "in": [1, 1, 64], "out": [1, 1, 10],
+                    "macs": 640}],
+        "head_layer": 3, "input": {"shape": [28, 28, 1]}, "num_classes": 10,
+        "feature_dim": 64, "test_samples": 200})
+    qemu = SessionLimits(load_board("qemu-mps2-an386"), cost, timeout=20)
+    cov, res = qemu.db_stream(1437, coverage=True), qemu.db_stream(1437, coverage=False)
+    assert cov.silence > res.silence > 20 and cov.deadline >= cov.silence
+    assert cov.silence >= 0.4 * 1437
+    assert cov.records == res.records == 2 + cost.classes + RECORD_SLACK
+    assert qemu.db_stream(10, coverage=True).silence < cov.silence
+    assert qemu.db_kept(1050).records == 1051 + RECORD_SLACK

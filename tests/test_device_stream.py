@@ -48,20 +48,21 @@ CASES = [("reservoir", 40), ("coverage", 40), ("coverage", 8), ("reservoir", 300
 
 @pytest.fixture(scope="module")
 def export_dir() -> Path:
+    from scratch import scratch_run
     from tinysift.pipeline.upkeep import fit_run_codebook
     from tinysift.runs import Run
     from tinysift.stages.export import export
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import load_run_dataset, load_trainset, train
 
-    run = ROOT / "runs" / "_scratch" / "stream-digits"
-    train("digits", run, keep=300, epochs=None, seed=0, progress=False)
-    quantize(run)
-    x, y = load_trainset(run, load_run_dataset(Run(run)))
-    old = y < 8
-    cb = fit_run_codebook(run, x[old], y[old], 10, 4, seed=0)
-    assert cb.counts[:8].min() >= 1 and cb.counts[8:].sum() == 0
-    export(run, db_capacity=DB_CAPACITY, codebook=cb)
+    with scratch_run("stream-digits") as run:  # held against other workers while built
+        train("digits", run, keep=300, epochs=None, seed=0, progress=False)
+        quantize(run)
+        x, y = load_trainset(run, load_run_dataset(Run(run)))
+        old = y < 8
+        cb = fit_run_codebook(run, x[old], y[old], 10, 4, seed=0)
+        assert cb.counts[:8].min() >= 1 and cb.counts[8:].sum() == 0
+        export(run, db_capacity=DB_CAPACITY, codebook=cb)
     return run / "export"
 
 
@@ -209,12 +210,13 @@ def test_errors(dev, stream):
     assert dev.command("db kept")[0].payload == "@err code=106 msg=no_data_loaded"
 
 
-def test_host_reads_back_a_kept_set_of_more_than_1000(elf, stream, tmp_path):
+def test_host_reads_back_a_kept_set_of_more_than_1000(elf, export_dir, stream, tmp_path):
     """The host's side (tinysift.device.stream.stream_set) over the emulator's serial port:
     a stream kept whole (1,050 samples, the upkeep bench's `all` point keeps 1,437) comes
     back with every @kept record, although `db kept` then sends more records than the
     link's default bound of 1,000 (the bench stopped there)."""
     from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
     from tinysift.device.link import SerialLink
     from tinysift.device.qemu import qemu_serial
     from tinysift.device.session import DeviceSession, TrainParams
@@ -224,11 +226,13 @@ def test_host_reads_back_a_kept_set_of_more_than_1000(elf, stream, tmp_path):
     order = np.arange(n) % N  # the stream's samples again and again
     brd = load_board("qemu-mps2-an386")
     session = DeviceSession(brd, tmp_path / "session", TrainParams(epochs=1))
+    info = json.loads((export_dir / "export.json").read_text())
+    limits = SessionLimits(brd, ModelCost.from_export(info), timeout=60)
     with qemu_serial(brd, elf) as (url, _proc), SerialLink(url) as link:
         link.wait_boot(timeout=30)
         report = stream_set(link, session, stream.x[order], stream.y[order],
                             StreamParams(count=n, cap=n, policy="reservoir", seed=SEED),
-                            timeout=60)
+                            limits)
     session.close()
     assert report.kept == n and report.kept_index == list(range(n))
     assert report.kept_class == stream.y[order].tolist()

@@ -139,6 +139,22 @@ class SessionLimits:
         link = size / EMULATED_LINK_BPS if self.board.emulated else size * 10 / SERIAL_BAUD
         return self._limits(size * CYCLES_PER_BYTE, size * CYCLES_PER_BYTE, 2, link)
 
+    def db_stream(self, samples: int, coverage: bool) -> Limits:
+        """Silent until the last sample: the lines at the link's rate, decoded, and with the
+        ``coverage`` policy each sample's pass through the frozen layers; then ``@db``, one
+        ``@dbclass`` per class and ``@ready``."""
+        c = self.cost
+        line = 2 * c.sample_bytes + 16
+        size = samples * line
+        link = size / EMULATED_LINK_BPS if self.board.emulated else size * 10 / SERIAL_BAUD
+        cycles = size * CYCLES_PER_BYTE + (samples * c.backbone_macs * self.int8 if coverage
+                                           else 0)
+        return self._limits(cycles, cycles, 2 + c.classes, link)
+
+    def db_kept(self, kept: int) -> Limits:
+        """One ``@kept`` per sample in the buffer, then ``@ready``."""
+        return self._limits(0, 0, kept + 1)
+
     def eval(self) -> Limits:
         c = self.cost
         cycles = c.test_samples * (c.backbone_macs * self.int8 + c.head_macs * self.float)

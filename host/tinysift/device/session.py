@@ -236,18 +236,13 @@ class DeviceSession:
         self._saved_at = time.monotonic()
 
 
-def hello(link: SerialLink, session: DeviceSession, timeout: float):
+def hello(link: SerialLink, session: DeviceSession, limits: SessionLimits):
     """The start of every conversation: the ``@boot`` record (None when a real board booted
     before the port was opened), then ``info``."""
-    boot = None
-    try:
-        boot = link.wait_boot(timeout=5.0 if not session.board.emulated else timeout)
+    boot = _first_boot(link, session, limits)
+    if boot is not None:
         session.absorb(boot)
-    except DeviceError:
-        if session.board.emulated:
-            raise
-        # A real board may have booted before the port was opened: 'info' syncs instead.
-    for rec in link.command("info", timeout=timeout):
+    for rec in link.command("info", limits=limits.simple(3)):  # @info, @mem, @ready
         session.absorb(rec)
     return boot
 
@@ -309,7 +304,7 @@ def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     session.save()
 
 
-def train_with_retry(link: SerialLink, session: DeviceSession, timeout: float, progress,
+def train_with_retry(link: SerialLink, session: DeviceSession, limits: Limits, progress,
                      may_retry, before=None) -> None:
     """``train`` with the session's parameters. After a device reset (an ``@boot`` before
     ``@ready``), once, when ``may_retry(boot record)`` says so, the epochs and phases so far
@@ -321,7 +316,7 @@ def train_with_retry(link: SerialLink, session: DeviceSession, timeout: float, p
         try:
             if before is not None:
                 before()
-            link.command(session.params.command(), timeout=timeout,
+            link.command(session.params.command(), limits=limits,
                          on_progress=lambda r: (session.absorb(r),
                                                 progress(r) if progress else None))
             return

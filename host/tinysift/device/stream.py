@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tinysift.device.limits import RECORD_SLACK, Limits
+from tinysift.device.limits import SessionLimits
 from tinysift.device.link import DeviceReset, SerialLink
 from tinysift.device.protocol import Record, data_line
 from tinysift.device.session import DeviceSession, hello, train_with_retry
@@ -24,10 +24,6 @@ from tinysift.runs import atomic_write_json
 
 POLICIES = ("reservoir", "coverage")
 STREAM_FILE = "stream.json"
-# The device answers `db stream` only after the last sample, each of which may have cost a
-# pass through the frozen layers (coverage): the reply's timeout grows by this per sample
-# (the emulated M4 on a busy 2-core machine managed 1,437 28x28 samples in about 10 min).
-SECONDS_PER_SAMPLE = 1.0
 
 
 @dataclass
@@ -77,7 +73,7 @@ class StreamReport:
 
 
 def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
-               params: StreamParams, timeout: float) -> StreamReport:
+               params: StreamParams, limits: SessionLimits) -> StreamReport:
     """``db stream`` of (int8 samples ``x``, labels ``y``), then ``db kept``."""
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
@@ -88,35 +84,34 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
             session.absorb(rec)
             report.absorb(rec)
 
-    absorb(link.command(params.command(), timeout=timeout + SECONDS_PER_SAMPLE * len(lines),
-                        data=lines))
-    # one @kept per kept sample: a whole stream kept (1,437 digits) is more than the link's
-    # default bound of 1,000 records
-    absorb(link.command("db kept", limits=Limits(timeout, 10 * timeout,
-                                                 report.kept + 1 + RECORD_SLACK)))
+    absorb(link.command(params.command(), data=lines,
+                        limits=limits.db_stream(len(lines), params.policy == "coverage")))
+    absorb(link.command("db kept", limits=limits.db_kept(report.kept)))
     return report
 
 
 def converse_stream(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
-                    params: StreamParams, db_use: str = "both", timeout: float = 120.0,
+                    params: StreamParams, limits: SessionLimits, db_use: str = "both",
                     progress=None) -> StreamReport:
     """Boot, ``info``, stream, ``db use <db_use>``, ``train``; the stream's report is written
     to ``stream.json`` in the session's folder. A device reset during ``train`` is retried
     once when the buffer survived it (``@boot db=<kept>``)."""
     doc = session.results
-    hello(link, session, timeout)
+    hello(link, session, limits)
     t0 = time.perf_counter()
-    report = stream_set(link, session, x, y, params, timeout)
+    report = stream_set(link, session, x, y, params, limits)
     atomic_write_json(session.folder / STREAM_FILE,
                       {**report.to_dict(), "host_seconds": time.perf_counter() - t0})
 
     def select():  # the buffer survives a reset: select it again before a retry
-        for rec in link.command(f"db use {db_use}", timeout=timeout):
+        for rec in link.command(f"db use {db_use}", limits=limits.simple()):
             session.absorb(rec)
 
     try:
-        train_with_retry(link, session, timeout, progress, before=select,
-                         may_retry=lambda boot: boot.int("db", 0) == report.kept)
+        samples = report.kept + (int(doc.info.get("train", 0)) if db_use == "both" and doc.info
+                                 else 0)
+        train_with_retry(link, session, limits.train(session.params, samples), progress,
+                         before=select, may_retry=lambda boot: boot.int("db", 0) == report.kept)
     except DeviceReset as reset:
         raise DeviceError(f"{reset}; the streamed buffer did not survive it or a retry failed "
                           f"(@boot db={reset.boot.fields.get('db', '?')})") from reset

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.boards import load_board
+from tinysift.device.limits import ModelCost, SessionLimits
 from tinysift.device.results import DeviceResults
 from tinysift.device.session import DeviceSession, TrainParams
 from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
@@ -23,10 +24,12 @@ from tinysift.stages.device import RESULTS, _open_link, build_identity
 def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
                          samples: tuple[np.ndarray, np.ndarray], stream: StreamParams,
                          label: str, db_use: str = "both", port: str | None = None,
-                         timeout: float = 300.0) -> tuple[DeviceResults, StreamReport]:
+                         timeout: float = 20.0) -> tuple[DeviceResults, StreamReport]:
     """Stream ``samples`` (int8 inputs, labels) with ``stream`` and train with ``params`` on
     ``db use <db_use>``; a finished result with the same parameters is read back instead
-    (resume)."""
+    (resume). Every command is bounded as in the device stage (tinysift.device.limits: its
+    silence, deadline and records from the board's clock and the command's expected cycles,
+    ``timeout`` seconds added)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
     build = build_identity(run_dir)
@@ -38,6 +41,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
         raise TinysiftError(f"{export_info.parent} not found; export the run first")
     info = json.loads(export_info.read_text())
     brd = load_board(board)
+    limits = SessionLimits(brd, ModelCost.from_export(info), timeout)
     session = DeviceSession(brd, folder, params)
     res = session.results
     res.model_hash = info["content_hash"]
@@ -46,8 +50,8 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
                 "flash_bytes": info["memory_plan"]["flash_total"]}
     try:
         with _open_link(brd, run_dir, port, session) as link:
-            report = converse_stream(link, session, samples[0], samples[1], stream, db_use,
-                                     timeout)
+            report = converse_stream(link, session, samples[0], samples[1], stream, limits,
+                                     db_use)
     finally:
         session.close()
     res.samples = report.kept + (info["train_samples"] if db_use == "both" else 0)
