@@ -50,9 +50,7 @@ def r8(r8_export, tmp_path_factory):
     need_tools("gcc")
     export_dir = r8_export / "export"
     drv = tt._compile(export_dir, tmp_path_factory.mktemp("r8") / "drv", [], True)
-    f = tt.run(drv, "info").split("\n")[0].split()
-    model = tt.Model(int(f[1]), int(f[2]), int(f[3]), float(np.float32(f[4])), int(f[5]),
-                     float(np.float32(f[6])), int(f[7]), int(f[8]), int(f[9]))
+    model = tt.model_of(drv)
     g = np.load(export_dir / "golden.npz")
     xs = np.concatenate([g["x_train"], g["x_test"]])
     layers = layer_outputs((r8_export / "model.tflite").read_bytes(), xs)
@@ -76,24 +74,31 @@ def test_the_model_is_a_residual_graph_with_a_trainable_head(r8):
     assert model.feature_dim == 64 and data.xtr.shape == (300, 64)
 
 
+def check_executor_training(drv, exe, mode: str, data, model, cfg, tmp_path) -> None:
+    """`dataset MODE` on `exe` (the frozen layers run by the executor) == `train` on TFLM's
+    features with `drv`, bit for bit, and both == the numpy reference."""
+    args = (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.momentum, cfg.seed)
+    want = tt.parse(tt.run(drv, "train", tt.write_input(tmp_path / "in.bin", data), *args),
+                    model)
+    got = tt.parse(tt.run(exe, "dataset", mode, *args), model)
+    np.testing.assert_array_equal(got.w, want.w)
+    np.testing.assert_array_equal(got.b, want.b)
+    np.testing.assert_array_equal(got.logits8, want.logits8)
+    assert [e[:2] for e in got.epochs] == [e[:2] for e in want.epochs]
+    r = tt.reference(data, model, data.head_w, data.head_b, cfg)
+    assert tt.rel_err(got.w, r.weights) <= 2 * tt.ORACLE_TOL
+    assert [e[1] for e in got.epochs] == [e.correct for e in r.epochs]
+    assert (got.correct_initial, got.correct_float, got.correct_int8) == (
+        r.test_correct_initial, r.test_correct_float, r.test_correct_int8)
+
+
 @pytest.mark.parametrize("mode,build", [("cache", "O2"), ("nocache", "asan")])
 def test_graph_features_train_the_head_bit_exactly(r8, mode, build, tmp_path):
     """ts_train_head with the frozen layers run as a graph == the trainer on TFLM's features,
     bit for bit; and both match the numpy reference."""
     export_dir, model, data, drv = r8
     exe = drv if build == "O2" else tt._compile(export_dir, tmp_path / "asan", tt.SANITIZE, True)
-    args = (CFG.epochs, CFG.batch_size, CFG.learning_rate, CFG.momentum, CFG.seed)
-    want = tt.parse(tt.run(drv, "train", tt.write_input(tmp_path / "in.bin", data), *args), model)
-    got = tt.parse(tt.run(exe, "dataset", mode, *args), model)
-    np.testing.assert_array_equal(got.w, want.w)
-    np.testing.assert_array_equal(got.b, want.b)
-    np.testing.assert_array_equal(got.logits8, want.logits8)
-    assert [e[:2] for e in got.epochs] == [e[:2] for e in want.epochs]
-    r = tt.reference(data, model, data.head_w, data.head_b, CFG)
-    assert tt.rel_err(got.w, r.weights) <= 2 * tt.ORACLE_TOL
-    assert [e[1] for e in got.epochs] == [e.correct for e in r.epochs]
-    assert (got.correct_initial, got.correct_float, got.correct_int8) == (
-        r.test_correct_initial, r.test_correct_float, r.test_correct_int8)
+    check_executor_training(drv, exe, mode, data, model, CFG, tmp_path)
 
 
 @pytest.mark.qemu
@@ -156,25 +161,14 @@ def test_mlperf_tiny_heads_train_through_the_engine(name, tmp_path):
     export_dir = tmp_path / "export"
     export_tflite(path, export_dir, inputs=x[n:], labels=y[n:], train=(x[:n], y[:n]))
     drv = tt._compile(export_dir, tmp_path / "drv", tt.SANITIZE, True)
-    f = tt.run(drv, "info").split("\n")[0].split()
-    model = tt.Model(int(f[1]), int(f[2]), int(f[3]), float(np.float32(f[4])), int(f[5]),
-                     float(np.float32(f[6])), int(f[7]), int(f[8]), int(f[9]))
+    model = tt.model_of(drv)
     feats = layer_outputs(tflite, x.reshape(n + t, *parsed.input_dims))[model.head_layer - 1]
     feats = feats.reshape(n + t, -1).astype(np.int8)
     g = np.load(export_dir / "golden.npz")
     data = tt.Data(feats[:n], y[:n], feats[n:], y[n:], g["head_w"].astype(np.float32),
                    g["head_b"].astype(np.float32))
     cfg = ref.HeadTrainConfig(epochs=2, batch_size=8, learning_rate=0.05, momentum=0.9, seed=3)
-    args = (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.momentum, cfg.seed)
-    want = tt.parse(tt.run(drv, "train", tt.write_input(tmp_path / "in.bin", data), *args),
-                    model)
-    got = tt.parse(tt.run(drv, "dataset", "cache", *args), model)
-    np.testing.assert_array_equal(got.w, want.w)
-    np.testing.assert_array_equal(got.logits8, want.logits8)
-    assert [e[:2] for e in got.epochs] == [e[:2] for e in want.epochs]
-    r = tt.reference(data, model, data.head_w, data.head_b, cfg)
-    assert tt.rel_err(got.w, r.weights) <= 2 * tt.ORACLE_TOL
-    assert [e[1] for e in got.epochs] == [e.correct for e in r.epochs]
+    check_executor_training(drv, drv, "cache", data, model, cfg, tmp_path)
 
 
 def test_bare_export_refuses_bad_labels(r8_export, tmp_path):

@@ -130,12 +130,17 @@ def run(exe: Path, *args, stdin: str | None = None, check: bool = True) -> str:
     return r.stdout
 
 
-@pytest.fixture(scope="session")
-def model(driver) -> Model:
-    f = run(driver, "info").split("\n")[0].split()
+def model_of(exe: Path) -> Model:
+    """The export's model as a compiled driver reports it (`info`)."""
+    f = run(exe, "info").split("\n")[0].split()
     assert f[0] == "info"
     return Model(int(f[1]), int(f[2]), int(f[3]), float(np.float32(f[4])), int(f[5]),
                  float(np.float32(f[6])), int(f[7]), int(f[8]), int(f[9]))
+
+
+@pytest.fixture(scope="session")
+def model(driver) -> Model:
+    return model_of(driver)
 
 
 @pytest.fixture(scope="session")

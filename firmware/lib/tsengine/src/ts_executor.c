@@ -602,11 +602,11 @@ static ts_status_t run_graph(const ts_model_t *model, uint32_t first, uint32_t l
     return TS_OK;
 }
 
-/* Chain: ping-pong between the two ends of the tensor part of the arena. */
+/* Chain: ping-pong between the two ends of the tensor part of the arena (its first
+ * `tensors` bytes). */
 static ts_status_t run_chain(const ts_model_t *model, uint32_t first, uint32_t last,
                              const int8_t *input, int8_t *output, uint8_t *arena,
-                             void *scratch) {
-    const size_t tensors = tensor_bytes(model);
+                             size_t tensors, void *scratch) {
     const int8_t *src = input;
     int high = 1; /* the next output goes to the high end of the arena */
     uint32_t i;
@@ -662,7 +662,8 @@ ts_status_t ts_run_layers(const ts_model_t *model, uint32_t first, uint32_t last
         scratch = arena + tensors;
     }
     return is_graph(model) ? run_graph(model, first, last, input, output, arena, scratch)
-                           : run_chain(model, first, last, input, output, arena, scratch);
+                           : run_chain(model, first, last, input, output, arena, tensors,
+                                       scratch);
 }
 
 ts_status_t ts_invoke(const ts_model_t *model, const int8_t *input, int8_t *output,

@@ -254,11 +254,6 @@ size_t ts_layer_scratch_size(const ts_layer_t *p) {
 
 ts_status_t ts_run_layer(const ts_layer_t *p, const int8_t *input, int8_t *output,
                          void *scratch) {
-#if TS_USE_DSP
-    if (ts_layer_scratch_size(p) == 0u) {
-        scratch = NULL;
-    }
-#endif
     switch (p->op) {
     case TS_OP_CONV_2D:
 #if TS_USE_DSP
