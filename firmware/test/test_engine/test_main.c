@@ -126,6 +126,11 @@ static int random_layer(ts_layer_t *l, uint8_t op) {
     l->filter_h = (uint8_t)rnd_range(1, 3);
     l->filter_w = (uint8_t)rnd_range(1, 3);
     l->depth_multiplier = 1;
+    if (op == TS_OP_DEPTHWISE_CONV_2D && (rnd() % 2u) == 0) {
+        /* half the depthwise layers: the 3x3 shape with its own DSP path (channel planes) */
+        l->filter_h = l->filter_w = 3;
+        l->dilation_h = l->dilation_w = 1;
+    }
     l->in.h = rnd_range(1, 9);
     l->in.w = rnd_range(1, 9);
     l->in.c = rnd_range(1, 13);
@@ -154,7 +159,7 @@ static int random_layer(ts_layer_t *l, uint8_t op) {
             l->out.c = rnd_range(1, 11);
             k = l->filter_h * l->filter_w * l->in.c;
         } else {
-            l->depth_multiplier = (uint16_t)((rnd() % 3u) == 0 ? 2 : 1);
+            l->depth_multiplier = (uint16_t)((rnd() % 3u) == 0 && l->filter_h != 3 ? 2 : 1);
             l->out.c = l->in.c * l->depth_multiplier;
             k = l->filter_h * l->filter_w;
         }

@@ -23,10 +23,10 @@ import numpy as np
 from tinysift.boards import Board, list_boards
 from tinysift.errors import FitError
 from tinysift.export.codebook import vq_flash_bytes
-from tinysift.export.tflite_reader import ParsedModel
+from tinysift.export.tflite_reader import LayerSpec, ParsedModel
 
 # Part of the export stage's key: a changed formula redoes exports planned with the old one.
-PLAN_VERSION = 4  # 3, 4: the arena holds the DSP kernels' scratch
+PLAN_VERSION = 5  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 channel planes
 
 # The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
 # but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
@@ -44,6 +44,7 @@ APP_STATE_CLASS_BYTES = 24
 # channels per requantization table (16 bytes a channel)
 DSP_MAX_K = 512
 DSP_RQ_BLOCK = 16 * 4
+DSP_PLANE_MAX_BYTES = 8192  # TS_DW_PLANE_MAX_BYTES
 LAYER_ROW_BYTES = 144  # sizeof(ts_layer_t) (format 2) on a 32-bit core: flash table, RAM copy
 # TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
 PROTO_MAX_LINE = 255
@@ -245,27 +246,45 @@ def _align(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def layer_scratch_bytes(op: str, in_dims, out_dims, filter_hw=(1, 1)) -> int:
-    """The DSP kernel's scratch for one layer (ts_layer_scratch_size with TS_USE_DSP): the
-    im2col columns of two pixels, the staging row and one requantization table (conv); the
-    expanded input and a table (FC)."""
-    rq = 16 * min(int(out_dims[2]), DSP_RQ_BLOCK)
-    if op == "CONV_2D":
-        k = filter_hw[0] * filter_hw[1] * int(in_dims[2])
+def plane3x3_bytes(lay: LayerSpec) -> int:
+    """The channel plane of the 3x3 DSP path (ts_kernels_dsp.c, plane3x3_of): depthwise 3x3
+    with depth multiplier 1, or a CONV_2D 3x3 on one input channel; no dilation, strides 1 or
+    2. Rows of int16 (the pitch even) covering every window and the input, then one row of
+    int32 accumulators; 0 when the layer takes another path or the plane exceeds its cap."""
+    depthwise = lay.op == "DEPTHWISE_CONV_2D" and lay.depth_multiplier == 1
+    conv1 = lay.op == "CONV_2D" and int(lay.in_dims[2]) == 1
+    sh, sw = lay.stride
+    if (not (depthwise or conv1) or tuple(lay.filter) != (3, 3) or tuple(lay.dilation) != (1, 1)
+            or sh not in (1, 2) or sw not in (1, 2) or min(lay.pad) < 0):
+        return 0
+    out_h, out_w = int(lay.out_dims[0]), int(lay.out_dims[1])
+    out_w2 = out_w + out_w % 2
+    rows = max((out_h - 1) * sh + 3, lay.pad[0] + int(lay.in_dims[0]))
+    pitch = max((out_w2 - 1) * sw + 4, lay.pad[1] + int(lay.in_dims[1]))
+    pitch += pitch % 2
+    n = 2 * rows * pitch + 4 * out_w2
+    return n if n <= DSP_PLANE_MAX_BYTES else 0
+
+
+def layer_scratch_bytes(lay: LayerSpec) -> int:
+    """The DSP kernel's scratch for one layer (ts_layer_scratch_size with TS_USE_DSP): a 3x3
+    channel plane (plane3x3_bytes); else the im2col columns of two pixels, the staging row
+    and one requantization table (conv); the expanded input and a table (FC)."""
+    rq = 16 * min(int(lay.out_dims[2]), DSP_RQ_BLOCK)
+    n = plane3x3_bytes(lay)
+    if n == 0 and lay.op == "CONV_2D":
+        k = lay.filter[0] * lay.filter[1] * int(lay.in_dims[2])
         n = 16 * ((k + 3) // 4) + _align(k + 4, 4) + rq if k <= DSP_MAX_K else 0
-    elif op == "FULLY_CONNECTED":
-        k = int(np.prod(in_dims))
+    elif n == 0 and lay.op == "FULLY_CONNECTED":
+        k = int(np.prod(lay.in_dims))
         n = 8 * ((k + 3) // 4) + rq if k <= 2 * DSP_MAX_K else 0
-    else:  # depthwise keeps its small tables on the stack; the other ops need none
-        n = 0
     return _align(n, 8)
 
 
 def model_scratch_bytes(parsed: ParsedModel) -> int:
     """ts_scratch_size of the exported model on a DSP build: the largest layer scratch (the
     arena holds it after the tensors; 0 on cores without the DSP extension)."""
-    return max((layer_scratch_bytes(lay.op, lay.in_dims, lay.out_dims, lay.filter)
-                for lay in parsed.layers), default=0)
+    return max((layer_scratch_bytes(lay) for lay in parsed.layers), default=0)
 
 
 def arena_with_scratch(arena_bytes: int, scratch_bytes: int, dsp: bool) -> int:

@@ -2,7 +2,8 @@
  * tinysift engine: the Armv7E-M DSP instructions the *_dsp kernels use, as inline
  * functions. With __ARM_FEATURE_DSP they are single instructions (inline asm, so the
  * SXTB16 rotation is folded in); elsewhere they are portable C with the architectural
- * semantics (Arm ARM, A7.7: SXTB16, SXTAB16, SMLAD, SMLABB, SMLATT, SMMULR, SSAT), so the same kernels
+ * semantics (Arm ARM, A7.7: SXTB16, SXTAB16, SMLAD, SMLADX, SMUAD, SMUADX, SMLABB, SMLABT, SMLATB, SMLATT,
+ * PKHBT, SMMULR, SSAT), so the same kernels
  * run and are tested on the host.
  *
  * Halfword pairs: bits [15:0] are the "bottom" (B) lane, bits [31:16] the "top" (T) lane.
@@ -64,6 +65,48 @@ static inline int32_t ts_smlatt(uint32_t x, uint32_t y, int32_t acc) {
     __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
     return r;
 }
+/* x.B * y.B + x.T * y.T (SMUAD) */
+static inline int32_t ts_smuad(uint32_t x, uint32_t y) {
+    int32_t r;
+    __asm__("smuad %0, %1, %2" : "=r"(r) : "r"(x), "r"(y));
+    return r;
+}
+/* x.B * y.T + x.T * y.B (SMUADX) */
+static inline int32_t ts_smuadx(uint32_t x, uint32_t y) {
+    int32_t r;
+    __asm__("smuadx %0, %1, %2" : "=r"(r) : "r"(x), "r"(y));
+    return r;
+}
+/* acc + x.B * y.T + x.T * y.B (SMLADX: the second operand's halves exchanged) */
+static inline int32_t ts_smladx(uint32_t x, uint32_t y, int32_t acc) {
+    int32_t r;
+    __asm__("smladx %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+    return r;
+}
+/* acc + x.B * y.T */
+static inline int32_t ts_smlabt(uint32_t x, uint32_t y, int32_t acc) {
+    int32_t r;
+    __asm__("smlabt %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+    return r;
+}
+/* acc + x.T * y.B */
+static inline int32_t ts_smlatb(uint32_t x, uint32_t y, int32_t acc) {
+    int32_t r;
+    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+    return r;
+}
+/* x.B in the bottom lane, y.T in the top lane (PKHBT) */
+static inline uint32_t ts_pkhbt(uint32_t x, uint32_t y) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(x), "r"(y));
+    return r;
+}
+/* x.B in the bottom lane, y.B in the top lane (PKHBT, LSL #16) */
+static inline uint32_t ts_pkhbt_lsl16(uint32_t x, uint32_t y) {
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(x), "r"(y));
+    return r;
+}
 /* (a * b + 2^31) >> 32: the rounded high word of the 64-bit product */
 static inline int32_t ts_smmulr(int32_t a, int32_t b) {
     int32_t r;
@@ -104,12 +147,38 @@ static inline int32_t ts_smlabb(uint32_t x, uint32_t y, int32_t acc) {
 static inline int32_t ts_smlatt(uint32_t x, uint32_t y, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_t(x) * ts_lane_t(y)));
 }
+static inline int32_t ts_smladx(uint32_t x, uint32_t y, int32_t acc) {
+    const uint32_t p = (uint32_t)(ts_lane_b(x) * ts_lane_t(y)) + (uint32_t)(ts_lane_t(x) * ts_lane_b(y));
+    return (int32_t)((uint32_t)acc + p);
+}
+static inline int32_t ts_smuad(uint32_t x, uint32_t y) { return ts_smlad(x, y, 0); }
+static inline int32_t ts_smuadx(uint32_t x, uint32_t y) { return ts_smladx(x, y, 0); }
+static inline int32_t ts_smlabt(uint32_t x, uint32_t y, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_b(x) * ts_lane_t(y)));
+}
+static inline int32_t ts_smlatb(uint32_t x, uint32_t y, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ts_lane_t(x) * ts_lane_b(y)));
+}
+static inline uint32_t ts_pkhbt(uint32_t x, uint32_t y) { return (x & 0xFFFFu) | (y & 0xFFFF0000u); }
+static inline uint32_t ts_pkhbt_lsl16(uint32_t x, uint32_t y) { return (x & 0xFFFFu) | (y << 16); }
 static inline int32_t ts_smmulr(int32_t a, int32_t b) {
     return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
 static inline int32_t ts_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 
 #endif
+
+/* Two int16 from a 4-byte aligned address (one LDR). */
+static inline uint32_t ts_read_q15x2(const int16_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* (b, t) as a halfword pair. */
+static inline uint32_t ts_pack_q15(int32_t b, int32_t t) {
+    return ((uint32_t)(uint16_t)b) | ((uint32_t)(uint16_t)t << 16);
+}
 
 /* Both halfword lanes set to v. */
 static inline uint32_t ts_dup16(int32_t v) {

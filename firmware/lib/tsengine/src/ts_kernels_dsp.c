@@ -53,6 +53,9 @@
 #define TS_DW_MAX_XTAPS 9 /* depthwise windows up to 3x3 use pre-expanded weights */
 #define TS_DW_RQ_BLOCK 16 /* depthwise channels per on-stack table (16 + 72 words each 4) */
 #define TS_FAST_MAX_E 22
+#ifndef TS_DW_PLANE_MAX_BYTES
+#define TS_DW_PLANE_MAX_BYTES 8192 /* the largest depthwise channel plane (scratch) */
+#endif
 
 /* Keeps the compiler from hoisting the loads of a whole unrolled window ahead of their use
  * (which spills registers on a 13-register core); no instruction is emitted. */
@@ -76,10 +79,53 @@ static size_t rq_bytes(int32_t channels) {
     return (size_t)(channels < TS_DSP_RQ_BLOCK ? channels : TS_DSP_RQ_BLOCK) * sizeof(ts_rq_t);
 }
 
+/* Depthwise 3x3 (depth multiplier 1, no dilation, strides 1 or 2), and CONV_2D 3x3 with one
+ * input channel (a stem: the same sum over one channel's 3x3 window, once per output
+ * channel), work on one input channel at a time, copied into an int16 plane bordered with
+ * the input zero point: `rows` rows of `pitch` halfwords (even, so every row starts on a
+ * word), wide enough for the last pair of outputs of a row (an odd last output is computed
+ * in a pair and not stored); one row of int32 accumulators follows it. */
+typedef struct {
+    int32_t rows, pitch;
+} ts_plane3x3_t;
+
+static int plane3x3_of(const ts_layer_t *p, ts_plane3x3_t *g) {
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    const int32_t out_w2 = p->out.w + (p->out.w & 1);
+    int32_t rows, pitch;
+    const int depthwise = p->op == TS_OP_DEPTHWISE_CONV_2D && p->depth_multiplier == 1u;
+    const int conv1 = p->op == TS_OP_CONV_2D && p->in.c == 1;
+    if ((!depthwise && !conv1) || p->filter_h != 3u || p->filter_w != 3u ||
+        p->dilation_h != 1u || p->dilation_w != 1u || sh < 1 || sh > 2 || sw < 1 || sw > 2 ||
+        p->pad_h < 0 || p->pad_w < 0) {
+        return 0;
+    }
+    rows = (p->out.h - 1) * sh + 3;
+    rows = rows > p->pad_h + p->in.h ? rows : p->pad_h + p->in.h;
+    pitch = (out_w2 - 1) * sw + 4;
+    pitch = pitch > p->pad_w + p->in.w ? pitch : p->pad_w + p->in.w;
+    pitch += pitch & 1;
+    if ((int64_t)rows * pitch * 2 + (int64_t)out_w2 * 4 > TS_DW_PLANE_MAX_BYTES) {
+        return 0;
+    }
+    g->rows = rows;
+    g->pitch = pitch;
+    return 1;
+}
+
+/* the plane, then one row of accumulators */
+static size_t plane3x3_bytes(const ts_layer_t *p, const ts_plane3x3_t *g) {
+    return 2u * (size_t)g->rows * (size_t)g->pitch + 4u * (size_t)(p->out.w + (p->out.w & 1));
+}
+
 /* conv: im2col of two pixels (4 * ceil(k / 4) words), the staging row (k + 4 bytes), the
  * requantization table of one block */
 size_t ts_conv2d_s8_dsp_scratch_size(const ts_layer_t *p) {
     const int32_t k = p->filter_h * p->filter_w * p->in.c;
+    ts_plane3x3_t g;
+    if (plane3x3_of(p, &g)) { /* a 3x3 stem on one input channel: its plane */
+        return plane3x3_bytes(p, &g);
+    }
     if (k > TS_DSP_MAX_K) {
         return 0;
     }
@@ -95,11 +141,11 @@ size_t ts_fully_connected_s8_dsp_scratch_size(const ts_layer_t *p) {
     return 8u * (size_t)((k + 3) / 4) + rq_bytes(p->out.c);
 }
 
-/* depthwise: none (its requantization table and expanded weights for TS_DW_RQ_BLOCK
- * channels at a time, 544 bytes, live on the stack) */
+/* depthwise: the channel plane (3x3 windows; other windows keep their small tables, 544
+ * bytes, on the stack and need none) */
 size_t ts_depthwise_conv2d_s8_dsp_scratch_size(const ts_layer_t *p) {
-    (void)p;
-    return 0;
+    ts_plane3x3_t g;
+    return plane3x3_of(p, &g) ? plane3x3_bytes(p, &g) : 0u;
 }
 
 /* Output range of a layer: the activation clamp, and whether it is all of int8. */
@@ -158,6 +204,21 @@ static inline int8_t rq_apply(int32_t acc, const ts_rq_t *r, const ts_clamp_t *c
         v = v > cl->hi ? cl->hi : v;
     }
     return (int8_t)v;
+}
+
+/* Two accumulators of one channel -> int8 (before the clamp), its constants read once. */
+static inline void rq_pair(int32_t acc0, int32_t acc1, const ts_rq_t *r, int32_t *v0,
+                           int32_t *v1) {
+    const int32_t bias2 = r->bias2, mult = r->mult, rz = r->rz, e = r->e;
+    const int32_t y0 = ts_smmulr(2 * acc0 + bias2, mult);
+    const int32_t y1 = ts_smmulr(2 * acc1 + bias2, mult);
+    *v0 = ts_ssat8((y0 + rz - (int32_t)((uint32_t)y0 >> 31)) >> e);
+    *v1 = ts_ssat8((y1 + rz - (int32_t)((uint32_t)y1 >> 31)) >> e);
+}
+
+static inline int32_t clamp_v(int32_t v, const ts_clamp_t *cl) {
+    v = v < cl->lo ? cl->lo : v;
+    return v > cl->hi ? cl->hi : v;
 }
 
 /* Four weights of a row's last, partial group (n = 1..3 bytes), zero-padded. */
@@ -221,6 +282,258 @@ static inline void fill_s8(int8_t *dst, int8_t v, int32_t n) {
             if (n > 2) {
                 dst[2] = v;
             }
+        }
+    }
+}
+
+/* ---- 3x3 windows on one channel plane (DEPTHWISE_CONV_2D, a CONV_2D stem) ------------- */
+
+/* 3x3 windows on channel planes: per channel, the plane is filled once, then each pair of
+ * horizontally adjacent outputs takes 3 rows x (2 loads, 4 MACs: SMLAD / SMLADX over tap
+ * pairs, SMLAxy for the third column), the weights held in 5 registers for the whole plane.
+ * Stride 1: out0 = (x0,x1).(w0,w1) + x2 w2 and out1 = (x1,x2).(w0,w1) + x3 w2, (x2 | x1)
+ * packed by one PKHBT; stride 2: out1 = (x2,x3).(w0,w1) + x4 w2. */
+/* `row` points at a window row's first pair of taps (a word of the plane) */
+#define TS_DW_PAIR_S1(row, wp, wtap, acc0, acc1, bb, bt)                                       \
+    do {                                                                                       \
+        uint32_t xa_ = (row)[0];                                                               \
+        const uint32_t xb_ = (row)[1];                                                         \
+        acc0 = ts_smlad(xa_, wp, acc0);                                                        \
+        acc0 = bb(xb_, wtap, acc0);                                                            \
+        xa_ = ts_pkhbt(xb_, xa_);                                                              \
+        acc1 = ts_smladx(xa_, wp, acc1);                                                       \
+        acc1 = bt(xb_, wtap, acc1);                                                            \
+    } while (0)
+
+/* the first row starts the accumulators (SMUAD: no zero register to keep) */
+#define TS_DW_PAIR_S1_FIRST(row, wp, wtap, acc0, acc1)                                         \
+    do {                                                                                       \
+        uint32_t xa_ = (row)[0];                                                               \
+        const uint32_t xb_ = (row)[1];                                                         \
+        acc0 = ts_smlabb(xb_, wtap, ts_smuad(xa_, wp));                                        \
+        xa_ = ts_pkhbt(xb_, xa_);                                                              \
+        acc1 = ts_smlatb(xb_, wtap, ts_smuadx(xa_, wp));                                       \
+    } while (0)
+
+#define TS_DW_PAIR_S2_FIRST(row, wp, wtap, acc0, acc1)                                         \
+    do {                                                                                       \
+        const uint32_t xb_ = (row)[1];                                                         \
+        acc0 = ts_smlabb(xb_, wtap, ts_smuad((row)[0], wp));                                   \
+        acc1 = ts_smlabb((row)[2], wtap, ts_smuad(xb_, wp));                                   \
+    } while (0)
+
+#define TS_DW_PAIR_S2(row, wp, wtap, acc0, acc1, bb)                                           \
+    do {                                                                                       \
+        const uint32_t xb_ = (row)[1];                                                         \
+        acc0 = bb(xb_, wtap, ts_smlad((row)[0], wp, acc0));                                    \
+        acc1 = bb((row)[2], wtap, ts_smlad(xb_, wp, acc1));                                    \
+    } while (0)
+
+/* One output row of pairs: r0..r2 the window's rows (words), acc[0 .. n2) (n2 even). The
+ * weights: w0..w2 (w[r][0], w[r][1]) per row, wc (w[0][2], w[1][2]), w8 (w[2][2], 0). */
+typedef struct {
+    uint32_t w0, w1, w2, wc, w8;
+} ts_w3x3_t;
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
+#define TS_NOINLINE __attribute__((noinline)) /* a fresh register file for the loop */
+/* The loops in assembly: they need all 14 allocatable registers (3 row pointers, the
+ * accumulator pointer and its end, 5 weights, 2 accumulators, 2 taps), which the compiler,
+ * allocating the C version, spills from (30 instructions a pair instead of 21). Same
+ * arithmetic as the C version below, which the host tests run. */
+static TS_NOINLINE void pairs_row_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
+                         int32_t *a, const int32_t *a_end, const ts_w3x3_t *w) {
+    uint32_t acc0, acc1, t0, t1;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[t0], %[t1], [%[r0]], #4\n\t"
+        "smuad  %[acc0], %[t0], %[w0]\n\t"
+        "smlabb %[acc0], %[t1], %[wc], %[acc0]\n\t"
+        "pkhbt  %[t0], %[t1], %[t0]\n\t"
+        "smuadx %[acc1], %[t0], %[w0]\n\t"
+        "smlatb %[acc1], %[t1], %[wc], %[acc1]\n\t"
+        "ldrd   %[t0], %[t1], [%[r1]], #4\n\t"
+        "smlad  %[acc0], %[t0], %[w1], %[acc0]\n\t"
+        "smlabt %[acc0], %[t1], %[wc], %[acc0]\n\t"
+        "pkhbt  %[t0], %[t1], %[t0]\n\t"
+        "smladx %[acc1], %[t0], %[w1], %[acc1]\n\t"
+        "smlatt %[acc1], %[t1], %[wc], %[acc1]\n\t"
+        "ldrd   %[t0], %[t1], [%[r2]], #4\n\t"
+        "smlad  %[acc0], %[t0], %[w2], %[acc0]\n\t"
+        "smlabb %[acc0], %[t1], %[w8], %[acc0]\n\t"
+        "pkhbt  %[t0], %[t1], %[t0]\n\t"
+        "smladx %[acc1], %[t0], %[w2], %[acc1]\n\t"
+        "smlatb %[acc1], %[t1], %[w8], %[acc1]\n\t"
+        "strd   %[acc0], %[acc1], [%[a]], #8\n\t"
+        "cmp    %[a], %[end]\n\t"
+        "bne    1b"
+        : [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), [a] "+r"(a), [acc0] "=&r"(acc0),
+          [acc1] "=&r"(acc1), [t0] "=&r"(t0), [t1] "=&r"(t1)
+        : [end] "r"(a_end), [w0] "r"(w->w0), [w1] "r"(w->w1), [w2] "r"(w->w2),
+          [wc] "r"(w->wc), [w8] "r"(w->w8)
+        : "cc", "memory");
+}
+
+static TS_NOINLINE void pairs_row_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
+                         int32_t *a, const int32_t *a_end, const ts_w3x3_t *w) {
+    uint32_t acc0, acc1, t0, t1;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[t0], %[t1], [%[r0]], #8\n\t"
+        "smuad  %[acc0], %[t0], %[w0]\n\t"
+        "ldr    %[t0], [%[r0]]\n\t"
+        "smlabb %[acc0], %[t1], %[wc], %[acc0]\n\t"
+        "smuad  %[acc1], %[t1], %[w0]\n\t"
+        "smlabb %[acc1], %[t0], %[wc], %[acc1]\n\t"
+        "ldrd   %[t0], %[t1], [%[r1]], #8\n\t"
+        "smlad  %[acc0], %[t0], %[w1], %[acc0]\n\t"
+        "ldr    %[t0], [%[r1]]\n\t"
+        "smlabt %[acc0], %[t1], %[wc], %[acc0]\n\t"
+        "smlad  %[acc1], %[t1], %[w1], %[acc1]\n\t"
+        "smlabt %[acc1], %[t0], %[wc], %[acc1]\n\t"
+        "ldrd   %[t0], %[t1], [%[r2]], #8\n\t"
+        "smlad  %[acc0], %[t0], %[w2], %[acc0]\n\t"
+        "ldr    %[t0], [%[r2]]\n\t"
+        "smlabb %[acc0], %[t1], %[w8], %[acc0]\n\t"
+        "smlad  %[acc1], %[t1], %[w2], %[acc1]\n\t"
+        "smlabb %[acc1], %[t0], %[w8], %[acc1]\n\t"
+        "strd   %[acc0], %[acc1], [%[a]], #8\n\t"
+        "cmp    %[a], %[end]\n\t"
+        "bne    1b"
+        : [r0] "+r"(r0), [r1] "+r"(r1), [r2] "+r"(r2), [a] "+r"(a), [acc0] "=&r"(acc0),
+          [acc1] "=&r"(acc1), [t0] "=&r"(t0), [t1] "=&r"(t1)
+        : [end] "r"(a_end), [w0] "r"(w->w0), [w1] "r"(w->w1), [w2] "r"(w->w2),
+          [wc] "r"(w->wc), [w8] "r"(w->w8)
+        : "cc", "memory");
+}
+#else
+#define TS_NOINLINE
+static TS_NOINLINE void pairs_row_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
+                         int32_t *a, const int32_t *a_end, const ts_w3x3_t *w) {
+    const uint32_t w0 = w->w0, w1 = w->w1, w2 = w->w2, wc = w->wc, w8 = w->w8;
+    while (a != a_end) {
+        int32_t a0, a1;
+        TS_DW_PAIR_S1_FIRST(r0, w0, wc, a0, a1);
+        TS_DW_PAIR_S1(r1, w1, wc, a0, a1, ts_smlabt, ts_smlatt);
+        TS_DW_PAIR_S1(r2, w2, w8, a0, a1, ts_smlabb, ts_smlatb);
+        a[0] = a0;
+        a[1] = a1;
+        a += 2;
+        ++r0;
+        ++r1;
+        ++r2;
+    }
+}
+
+static TS_NOINLINE void pairs_row_s2(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
+                         int32_t *a, const int32_t *a_end, const ts_w3x3_t *w) {
+    const uint32_t w0 = w->w0, w1 = w->w1, w2 = w->w2, wc = w->wc, w8 = w->w8;
+    while (a != a_end) {
+        int32_t a0, a1;
+        TS_DW_PAIR_S2_FIRST(r0, w0, wc, a0, a1);
+        TS_DW_PAIR_S2(r1, w1, wc, a0, a1, ts_smlabt);
+        TS_DW_PAIR_S2(r2, w2, w8, a0, a1, ts_smlabb);
+        a[0] = a0;
+        a[1] = a1;
+        a += 2;
+        r0 += 2;
+        r1 += 2;
+        r2 += 2;
+    }
+}
+#endif
+
+static void rq_row(const int32_t *acc, int32_t n, const ts_rq_t *r, const ts_clamp_t *cl,
+                   int8_t *out, int32_t ch) {
+    const int32_t bias2 = r->bias2, mult = r->mult, rz = r->rz, e = r->e;
+    const int32_t lo = cl->lo, hi = cl->hi;
+    const int32_t *const end = acc + n;
+    if (cl->full) {
+        while (acc != end) {
+            const int32_t y = ts_smmulr(2 * *acc++ + bias2, mult);
+            *out = (int8_t)ts_ssat8((y + rz - (int32_t)((uint32_t)y >> 31)) >> e);
+            out += ch;
+        }
+    } else {
+        while (acc != end) {
+            const int32_t y = ts_smmulr(2 * *acc++ + bias2, mult);
+            int32_t v = ts_ssat8((y + rz - (int32_t)((uint32_t)y >> 31)) >> e);
+            v = v < lo ? lo : v;
+            *out = (int8_t)(v > hi ? hi : v);
+            out += ch;
+        }
+    }
+}
+
+static void conv3x3_planes(const ts_layer_t *p, const int8_t *input, int8_t *output,
+                           int16_t *plane, const ts_plane3x3_t *g) {
+    const int32_t in_h = p->in.h, in_w = p->in.w, in_c = p->in.c, out_c = p->out.c;
+    const int32_t out_h = p->out.h, out_w = p->out.w;
+    const int32_t sh = p->stride_h, sw = p->stride_w;
+    const int32_t pitch = g->pitch;
+    const int32_t offset = -p->input_zero_point;
+    const int depthwise = p->op == TS_OP_DEPTHWISE_CONV_2D;
+    const ts_clamp_t cl = clamp_of(p);
+    const size_t in_row = (size_t)in_w * (size_t)in_c, out_row = (size_t)out_w * (size_t)out_c;
+    const size_t plane_len = (size_t)g->rows * (size_t)pitch; /* even */
+    /* tap t of output channel c: depthwise [3][3][c], conv [c][3][3][1] */
+    const size_t tap_step = depthwise ? (size_t)out_c : 1u;
+    int32_t *const acc = (int32_t *)(void *)(plane + plane_len);
+    const uint32_t zp2 = ts_dup16(p->input_zero_point);
+    int32_t c, y;
+    size_t i;
+
+    /* The plane holds the raw inputs and its border the input zero point, so every tap
+     * contributes (x - zp) * w - (-zp) * w: the offset's share, offset * sum(w) over all 9
+     * taps, goes into the bias (a padded tap then contributes 0, as in TFLM). */
+    for (i = 0; i < plane_len; i += 2) {
+        memcpy(plane + i, &zp2, sizeof zp2);
+    }
+    for (c = 0; c < out_c; ++c) {
+        const int8_t *w = p->weights + (depthwise ? (size_t)c : (size_t)c * 9u);
+        const size_t s = tap_step;
+        /* (w[r][0], w[r][1]) per row r, then (w[0][2], w[1][2]) and w[2][2] */
+        ts_w3x3_t wt;
+        int32_t sum_w = 0;
+        ts_rq_t r;
+        for (i = 0; i < 9u; ++i) {
+            sum_w += w[i * s];
+        }
+        wt.w0 = ts_pack_q15(w[0], w[s]);
+        wt.w1 = ts_pack_q15(w[3 * s], w[4 * s]);
+        wt.w2 = ts_pack_q15(w[6 * s], w[7 * s]);
+        wt.wc = ts_pack_q15(w[2 * s], w[5 * s]);
+        wt.w8 = ts_pack_q15(w[8 * s], 0);
+        rq_table(p, c, c + 1, &r);
+        r.bias2 += 2 * offset * sum_w;
+        /* the input channel into the plane (a stem's one channel: once) */
+        for (y = 0; (depthwise || c == 0) && y < in_h; ++y) {
+            const int8_t *src = input + (size_t)y * in_row + (depthwise ? c : 0);
+            int16_t *dst = plane + (size_t)(y + p->pad_h) * (size_t)pitch + p->pad_w;
+            int16_t *const dst_end = dst + (in_w & ~1);
+            while (dst != dst_end) {
+                const uint32_t v = ts_pkhbt_lsl16((uint32_t)src[0], (uint32_t)src[in_c]);
+                memcpy(dst, &v, sizeof v); /* an unaligned STR when pad_w is odd */
+                dst += 2;
+                src += 2 * in_c;
+            }
+            if (in_w & 1) {
+                const int16_t v = src[0];
+                memcpy(dst, &v, sizeof v);
+            }
+        }
+        for (y = 0; y < out_h; ++y) {
+            /* the window's three rows as words (pairs of taps; the plane was written by
+             * memcpy, which aliases any type), each pointer stepped along */
+            const uint32_t *r0 = (const uint32_t *)(const void *)(plane + (size_t)(y * sh) * (size_t)pitch);
+            const uint32_t *r1 = r0 + pitch / 2, *r2 = r1 + pitch / 2;
+            int32_t *const a_end = acc + (out_w + (out_w & 1));
+            if (sw == 1) {
+                pairs_row_s1(r0, r1, r2, acc, a_end, &wt);
+            } else {
+                pairs_row_s2(r0, r1, r2, acc, a_end, &wt);
+            }
+            rq_row(acc, out_w, &r, &cl, output + (size_t)y * out_row + c, out_c);
         }
     }
 }
@@ -390,6 +703,51 @@ static inline void mac_1x2(const int8_t *w, const uint32_t *cols, int32_t k, int
     acc[1] = a1;
 }
 
+#if defined(__GNUC__)
+#define TS_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TS_ALWAYS_INLINE inline
+#endif
+
+/* Channels [0, n) of two output pixels (their columns interleaved in `cols`), weights and
+ * requantization constants from channel 0, outputs to out0 / out1 (out1 only when `two`).
+ * `two` and `full` are constants at each call, so each variant is compiled without them. */
+static TS_ALWAYS_INLINE void conv_channels(const int8_t *w, int32_t k, const uint32_t *cols,
+                                           const ts_rq_t *r, int32_t n, int8_t *out0,
+                                           int8_t *out1, const ts_clamp_t *cl, const int two,
+                                           const int full) {
+    const int8_t *const w_end = w + (size_t)(n & ~1) * (size_t)k;
+    const size_t step = 2u * (size_t)k;
+    for (; w != w_end; w += step, r += 2, out0 += 2, out1 += 2) {
+        int32_t acc[4], v00, v01, v10, v11;
+        mac_2x2(w, w + k, cols, k, acc);
+        /* both pixels of a channel from one read of its constants, all four outputs before
+         * any store (an int8 store would force the table to be read again) */
+        rq_pair(acc[0], acc[1], &r[0], &v00, &v01);
+        rq_pair(acc[2], acc[3], &r[1], &v10, &v11);
+        if (!full) {
+            v00 = clamp_v(v00, cl);
+            v01 = clamp_v(v01, cl);
+            v10 = clamp_v(v10, cl);
+            v11 = clamp_v(v11, cl);
+        }
+        out0[0] = (int8_t)v00;
+        out0[1] = (int8_t)v10;
+        if (two) {
+            out1[0] = (int8_t)v01;
+            out1[1] = (int8_t)v11;
+        }
+    }
+    if (n & 1) {
+        int32_t acc[2];
+        mac_1x2(w, cols, k, acc);
+        out0[0] = rq_apply(acc[0], r, cl);
+        if (two) {
+            out1[0] = rq_apply(acc[1], r, cl);
+        }
+    }
+}
+
 void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
                       void *scratch) {
     const int32_t k = p->filter_h * p->filter_w * p->in.c;
@@ -404,8 +762,14 @@ void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
     uint32_t *restrict cols;
     int8_t *restrict stage;
     ts_rq_t *restrict rq;
-    int32_t n, c, cb;
+    int32_t n, cb;
 
+    ts_plane3x3_t plane;
+
+    if (scratch != NULL && plane3x3_of(p, &plane) && rq_fast_ok(p, 9)) {
+        conv3x3_planes(p, input, output, (int16_t *)scratch, &plane);
+        return;
+    }
     if (scratch == NULL || k > TS_DSP_MAX_K || !rq_fast_ok(p, k)) {
         ts_conv2d_s8_ref(p, input, output);
         return;
@@ -453,25 +817,16 @@ void ts_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t *output,
                     ++oy;
                 }
             }
-            for (c = cb; c + 1 < ce; c += 2) {
-                const int8_t *w0 = weights + (size_t)c * (size_t)k;
-                const ts_rq_t *r = &rq[c - cb];
-                int32_t acc[4];
-                mac_2x2(w0, w0 + k, cols, k, acc);
-                out0[c] = rq_apply(acc[0], r, &cl);
-                out0[c + 1] = rq_apply(acc[2], r + 1, &cl);
-                if (two) {
-                    out1[c] = rq_apply(acc[1], r, &cl);
-                    out1[c + 1] = rq_apply(acc[3], r + 1, &cl);
-                }
-            }
-            if (c < ce) {
-                int32_t acc[2];
-                mac_1x2(weights + (size_t)c * (size_t)k, cols, k, acc);
-                out0[c] = rq_apply(acc[0], &rq[c - cb], &cl);
-                if (two) {
-                    out1[c] = rq_apply(acc[1], &rq[c - cb], &cl);
-                }
+            /* the variants inlined apart: no per-channel test of the pair or the clamp */
+            if (two && cl.full) {
+                conv_channels(weights + (size_t)cb * (size_t)k, k, cols, rq, ce - cb,
+                              out0 + cb, out1 + cb, &cl, 1, 1);
+            } else if (two) {
+                conv_channels(weights + (size_t)cb * (size_t)k, k, cols, rq, ce - cb,
+                              out0 + cb, out1 + cb, &cl, 1, 0);
+            } else {
+                conv_channels(weights + (size_t)cb * (size_t)k, k, cols, rq, ce - cb,
+                              out0 + cb, out1 + cb, &cl, 0, 0);
             }
         }
     }
@@ -714,9 +1069,13 @@ void ts_depthwise_conv2d_s8_dsp(const ts_layer_t *p, const int8_t *input, int8_t
                                 void *scratch) {
     const int32_t ch = p->in.c;
     const int32_t ch4 = ch & ~3;
+    ts_plane3x3_t g;
     int32_t cb;
 
-    (void)scratch; /* its tables are small enough for the stack (ts_kernels.h) */
+    if (scratch != NULL && plane3x3_of(p, &g) && rq_fast_ok(p, 9)) {
+        conv3x3_planes(p, input, output, (int16_t *)scratch, &g);
+        return;
+    }
     if (p->depth_multiplier != 1u || p->dilation_h != 1u || p->dilation_w != 1u ||
         !rq_fast_ok(p, (int64_t)p->filter_h * p->filter_w)) {
         ts_depthwise_conv2d_s8_ref(p, input, output);
