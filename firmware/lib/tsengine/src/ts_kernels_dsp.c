@@ -57,6 +57,15 @@
 #define TS_DW_PLANE_MAX_BYTES 8192 /* the largest depthwise channel plane (scratch) */
 #endif
 
+/* Inner loops in inline assembly (Armv7E-M with GCC's asm syntax); the C versions elsewhere. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
+#define TS_DSP_ASM 1
+#define TS_NOINLINE __attribute__((noinline)) /* a fresh register file for the loop */
+#else
+#define TS_DSP_ASM 0
+#define TS_NOINLINE
+#endif
+
 /* Keeps the compiler from hoisting the loads of a whole unrolled window ahead of their use
  * (which spills registers on a 13-register core); no instruction is emitted. */
 #if defined(__GNUC__)
@@ -335,8 +344,7 @@ typedef struct {
     uint32_t w0, w1, w2, wc, w8;
 } ts_w3x3_t;
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__GNUC__)
-#define TS_NOINLINE __attribute__((noinline)) /* a fresh register file for the loop */
+#if TS_DSP_ASM
 /* The loops in assembly: they need all 14 allocatable registers (3 row pointers, the
  * accumulator pointer and its end, 5 weights, 2 accumulators, 2 taps), which the compiler,
  * allocating the C version, spills from (30 instructions a pair instead of 21). Same
@@ -407,7 +415,6 @@ static TS_NOINLINE void pairs_row_s2(const uint32_t *r0, const uint32_t *r1, con
         : "cc", "memory");
 }
 #else
-#define TS_NOINLINE
 static TS_NOINLINE void pairs_row_s1(const uint32_t *r0, const uint32_t *r1, const uint32_t *r2,
                          int32_t *a, const int32_t *a_end, const ts_w3x3_t *w) {
     const uint32_t w0 = w->w0, w1 = w->w1, w2 = w->w2, wc = w->wc, w8 = w->w8;
@@ -447,21 +454,34 @@ static void rq_row(const int32_t *acc, int32_t n, const ts_rq_t *r, const ts_cla
                    int8_t *out, int32_t ch) {
     const int32_t bias2 = r->bias2, mult = r->mult, rz = r->rz, e = r->e;
     const int32_t lo = cl->lo, hi = cl->hi;
-    const int32_t *const end = acc + n;
+    const int32_t *const end2 = acc + (n & ~1);
+    const size_t ch2 = 2u * (size_t)ch;
     if (cl->full) {
-        while (acc != end) {
-            const int32_t y = ts_smmulr(2 * *acc++ + bias2, mult);
-            *out = (int8_t)ts_ssat8((y + rz - (int32_t)((uint32_t)y >> 31)) >> e);
-            out += ch;
+        /* two outputs a pass (one LDRD, half the loop tests) */
+        while (acc != end2) {
+            const int32_t y0 = ts_smmulr(2 * acc[0] + bias2, mult);
+            const int32_t y1 = ts_smmulr(2 * acc[1] + bias2, mult);
+            acc += 2;
+            out[0] = (int8_t)ts_ssat8((y0 + rz - (int32_t)((uint32_t)y0 >> 31)) >> e);
+            out[ch] = (int8_t)ts_ssat8((y1 + rz - (int32_t)((uint32_t)y1 >> 31)) >> e);
+            out += ch2;
         }
     } else {
-        while (acc != end) {
-            const int32_t y = ts_smmulr(2 * *acc++ + bias2, mult);
-            int32_t v = ts_ssat8((y + rz - (int32_t)((uint32_t)y >> 31)) >> e);
-            v = v < lo ? lo : v;
-            *out = (int8_t)(v > hi ? hi : v);
-            out += ch;
+        while (acc != end2) {
+            const int32_t y0 = ts_smmulr(2 * acc[0] + bias2, mult);
+            const int32_t y1 = ts_smmulr(2 * acc[1] + bias2, mult);
+            int32_t v0 = ts_ssat8((y0 + rz - (int32_t)((uint32_t)y0 >> 31)) >> e);
+            int32_t v1 = ts_ssat8((y1 + rz - (int32_t)((uint32_t)y1 >> 31)) >> e);
+            acc += 2;
+            v0 = v0 < lo ? lo : v0;
+            v1 = v1 < lo ? lo : v1;
+            out[0] = (int8_t)(v0 > hi ? hi : v0);
+            out[ch] = (int8_t)(v1 > hi ? hi : v1);
+            out += ch2;
         }
+    }
+    if (n & 1) {
+        *out = rq_apply(*acc, r, cl);
     }
 }
 
@@ -703,6 +723,127 @@ static inline void mac_1x2(const int8_t *w, const uint32_t *cols, int32_t k, int
     acc[1] = a1;
 }
 
+#if TS_DSP_ASM
+/* conv_channels for two pixels, the full int8 range and k % 4 == 0, in assembly: n_pairs
+ * channel pairs from row w (k bytes each), the columns [cols, cols_end), the constants r,
+ * outputs to o0 / o1. The MAC loop needs all 14 allocatable registers (2 weight rows, the
+ * column pointer and its end, 4 accumulators, 6 operands), so the outer loop's state (the
+ * constants' and outputs' pointers, the end, the columns' start) lives in a 20-byte frame
+ * the code pushes itself; the first group starts the accumulators with SMUAD. The same
+ * arithmetic as mac_2x2 + rq_pair (the C path, which the host tests run); 46 instructions
+ * a channel pair besides 18 a group of 4 (about 76 + 19 in C, which spills). */
+static TS_NOINLINE void conv_pairs_asm(const int8_t *w, int32_t k, const uint32_t *cols,
+                                       const uint32_t *cols_end, const ts_rq_t *r,
+                                       int32_t n_pairs, int8_t *o0, int8_t *o1) {
+    const int8_t *w0 = w, *w1 = w + k;
+    const int8_t *const w_end = w + 2 * (size_t)k * (size_t)n_pairs;
+    const uint32_t *col = cols;
+    uint32_t wl, v, x0, x1, y0, y1;
+    __asm__ volatile(
+        /* frame: [sp] r, [sp+4] o0, [sp+8] o1, [sp+12] w_end, [sp+16] cols */
+        "str    %[col], [sp, #-4]!\n\t"
+        "strd   %[o1], %[wend], [sp, #-8]!\n\t"
+        "strd   %[r], %[o0], [sp, #-8]!\n\t"
+        "2:\n\t"
+        "ldr    %[col], [sp, #16]\n\t"
+        /* first group: SMUAD starts the accumulators (in the r, o0, o1, w_end registers) */
+        "ldr    %[v], [%[w0]], #4\n\t"
+        "ldrd   %[x0], %[x1], [%[col]], #16\n\t"
+        "ldrd   %[y0], %[y1], [%[col], #-8]\n\t"
+        "sxtb16 %[wl], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smuad  %[r], %[wl], %[x0]\n\t"
+        "smlad  %[r], %[v], %[x1], %[r]\n\t"
+        "smuad  %[o0], %[wl], %[y0]\n\t"
+        "smlad  %[o0], %[v], %[y1], %[o0]\n\t"
+        "ldr    %[v], [%[w1]], #4\n\t"
+        "sxtb16 %[wl], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smuad  %[o1], %[wl], %[x0]\n\t"
+        "smlad  %[o1], %[v], %[x1], %[o1]\n\t"
+        "smuad  %[wend], %[wl], %[y0]\n\t"
+        "smlad  %[wend], %[v], %[y1], %[wend]\n\t"
+        "cmp    %[col], %[cend]\n\t"
+        "beq    4f\n\t"
+        "3:\n\t"
+        "ldr    %[v], [%[w0]], #4\n\t"
+        "ldrd   %[x0], %[x1], [%[col]], #16\n\t"
+        "ldrd   %[y0], %[y1], [%[col], #-8]\n\t"
+        "sxtb16 %[wl], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smlad  %[r], %[wl], %[x0], %[r]\n\t"
+        "smlad  %[r], %[v], %[x1], %[r]\n\t"
+        "smlad  %[o0], %[wl], %[y0], %[o0]\n\t"
+        "smlad  %[o0], %[v], %[y1], %[o0]\n\t"
+        "ldr    %[v], [%[w1]], #4\n\t"
+        "sxtb16 %[wl], %[v]\n\t"
+        "sxtb16 %[v], %[v], ror #8\n\t"
+        "smlad  %[o1], %[wl], %[x0], %[o1]\n\t"
+        "smlad  %[o1], %[v], %[x1], %[o1]\n\t"
+        "smlad  %[wend], %[wl], %[y0], %[wend]\n\t"
+        "smlad  %[wend], %[v], %[y1], %[wend]\n\t"
+        "cmp    %[col], %[cend]\n\t"
+        "bne    3b\n\t"
+        "4:\n\t"
+        /* next pair: w0 = w1, w1 = w1 + k = 2 w1 - w0 */
+        "rsb    %[x0], %[w0], %[w1], lsl #1\n\t"
+        "mov    %[w0], %[w1]\n\t"
+        "mov    %[w1], %[x0]\n\t"
+        /* requantize (see rq_apply): channel c (acc r: pixel 0, o0: pixel 1), then c + 1
+         * (o1, w_end), each from its bias2, mult, e, rz */
+        "ldr    %[col], [sp]\n\t"
+        "ldrd   %[x0], %[x1], [%[col]]\n\t"
+        "ldrd   %[y0], %[y1], [%[col], #8]\n\t"
+        "add    %[wl], %[x0], %[r], lsl #1\n\t"
+        "smmulr %[wl], %[wl], %[x1]\n\t"
+        "add    %[r], %[wl], %[y1]\n\t"
+        "sub    %[r], %[r], %[wl], lsr #31\n\t"
+        "asr    %[r], %[r], %[y0]\n\t"
+        "ssat   %[r], #8, %[r]\n\t"
+        "add    %[wl], %[x0], %[o0], lsl #1\n\t"
+        "smmulr %[wl], %[wl], %[x1]\n\t"
+        "add    %[o0], %[wl], %[y1]\n\t"
+        "sub    %[o0], %[o0], %[wl], lsr #31\n\t"
+        "asr    %[o0], %[o0], %[y0]\n\t"
+        "ssat   %[o0], #8, %[o0]\n\t"
+        "ldrd   %[x0], %[x1], [%[col], #16]\n\t"
+        "ldrd   %[y0], %[y1], [%[col], #24]\n\t"
+        "add    %[col], %[col], #32\n\t"
+        "str    %[col], [sp]\n\t"
+        "add    %[wl], %[x0], %[o1], lsl #1\n\t"
+        "smmulr %[wl], %[wl], %[x1]\n\t"
+        "add    %[o1], %[wl], %[y1]\n\t"
+        "sub    %[o1], %[o1], %[wl], lsr #31\n\t"
+        "asr    %[o1], %[o1], %[y0]\n\t"
+        "ssat   %[o1], #8, %[o1]\n\t"
+        "add    %[wl], %[x0], %[wend], lsl #1\n\t"
+        "smmulr %[wl], %[wl], %[x1]\n\t"
+        "add    %[wend], %[wl], %[y1]\n\t"
+        "sub    %[wend], %[wend], %[wl], lsr #31\n\t"
+        "asr    %[wend], %[wend], %[y0]\n\t"
+        "ssat   %[wend], #8, %[wend]\n\t"
+        /* out0[c], out0[c + 1], out1[c], out1[c + 1] */
+        "ldrd   %[x0], %[x1], [sp, #4]\n\t"
+        "strb   %[r], [%[x0]], #1\n\t"
+        "strb   %[o1], [%[x0]], #1\n\t"
+        "strb   %[o0], [%[x1]], #1\n\t"
+        "strb   %[wend], [%[x1]], #1\n\t"
+        "strd   %[x0], %[x1], [sp, #4]\n\t"
+        "ldr    %[y0], [sp, #12]\n\t"
+        "cmp    %[w0], %[y0]\n\t"
+        "bne    2b\n\t"
+        /* the pointers back in their registers, the frame dropped */
+        "ldrd   %[r], %[o0], [sp], #8\n\t"
+        "ldrd   %[o1], %[wend], [sp], #8\n\t"
+        "add    sp, sp, #4"
+        : [w0] "+r"(w0), [w1] "+r"(w1), [col] "+r"(col), [r] "+r"(r), [o0] "+r"(o0),
+          [o1] "+r"(o1), [wl] "=&r"(wl), [v] "=&r"(v), [x0] "=&r"(x0), [x1] "=&r"(x1),
+          [y0] "=&r"(y0), [y1] "=&r"(y1)
+        : [cend] "r"(cols_end), [wend] "r"(w_end)
+        : "cc", "memory");
+}
+#endif
+
 #if defined(__GNUC__)
 #define TS_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -718,6 +859,15 @@ static TS_ALWAYS_INLINE void conv_channels(const int8_t *w, int32_t k, const uin
                                            const int full) {
     const int8_t *const w_end = w + (size_t)(n & ~1) * (size_t)k;
     const size_t step = 2u * (size_t)k;
+#if TS_DSP_ASM
+    if (two && full && (k & 3) == 0 && n >= 2) {
+        conv_pairs_asm(w, k, cols, cols + (size_t)k, r, n >> 1, out0, out1);
+        r += n & ~1;
+        out0 += n & ~1;
+        out1 += n & ~1;
+        w = w_end;
+    }
+#endif
     for (; w != w_end; w += step, r += 2, out0 += 2, out1 += 2) {
         int32_t acc[4], v00, v01, v10, v11;
         mac_2x2(w, w + k, cols, k, acc);
