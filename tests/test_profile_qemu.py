@@ -4,22 +4,17 @@
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import profile_qemu  # noqa: E402
 
-EXPORT = ROOT / "firmware" / "test" / "fuzz" / "export"
+from tools_needed import need_tools  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and arm-none-eabi-gcc (tools/setup.sh installs them)")
+EXPORT = ROOT / "firmware" / "test" / "fuzz" / "export"
 
 
 def test_trace_lines_are_counted_per_address():
@@ -31,6 +26,7 @@ def test_trace_lines_are_counted_per_address():
 
 
 def test_profile_of_one_invoke(tmp_path):
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-objdump")
     prof = profile_qemu.profile(EXPORT, tmp_path)
     model = re.search(r"invoke_instr=(\d+)", prof["serial"])
     invoke = int(model.group(1))
