@@ -12,7 +12,8 @@ each update mode. A seed is paired across methods (the same base model, new samp
 device sample order), so the tables give each method's paired difference to random replay.
 
 Every finished device run is appended to a progress log; the results files are rewritten
-after every seed, so a killed bench resumes.
+after every seed, so a killed bench resumes. Each record carries the firmware sources' hash:
+after a firmware change (its kernels set the cycles and the energy) the points run again.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class DeviceBenchConfig:
 def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     from rich.console import Console
 
+    from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import (
         choose_replay,
@@ -102,7 +104,10 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "sizes", "updates", "out_dir", "progress_dir",
                         "work_dir")}
-    plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point")
+    # device points depend on the firmware (its kernels set the cycles and energy): a
+    # changed firmware source reruns them
+    plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
+                       stamp={"firmware": firmware_source_hash()})
     results: dict = {}
     for seed in range(cfg.seeds):
         base_cfg = cfg.adapt_config(seed)

@@ -31,12 +31,19 @@ class ProgressLog:
     point : str
         Name of the budget field in a record (``keep`` for pruning, ``per_class`` for
         condensation).
+    stamp : dict, optional
+        Fields every record written carries and a logged record must match to count as
+        done, e.g. the firmware sources' hash of a device bench: a changed firmware reruns
+        the device points (their cycles and energy change) without orphaning the log.
+        Records without the stamp's fields predate it and count as not done.
     """
 
     def __init__(self, key: dict, directory: Path | None, prefix: str,
-                 point: str = "keep") -> None:
+                 point: str = "keep", stamp: dict | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.point = point
+        self.stamp = dict(stamp or {})
+        self.stale = 0  # records of another stamp, ignored
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
         self.done: dict[tuple, dict] = {}
@@ -50,6 +57,9 @@ class ProgressLog:
                     r = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: that training reruns
                     continue
+                if any(r.get(k) != v for k, v in self.stamp.items()):
+                    self.stale += 1
+                    continue
                 self.done[(r["seed"], r["method"], r[point])] = r
 
     def get(self, seed: int, method: str, at: str) -> dict | None:
@@ -58,7 +68,7 @@ class ProgressLog:
     def add(self, seed: int, method: str, at: str, **values) -> dict:
         rec = {"seed": seed, "method": method, self.point: at,
                **{k: v if isinstance(v, str) else int(v) if k == "count" else float(v)
-                  for k, v in values.items()}}
+                  for k, v in values.items()}, **self.stamp}
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:

@@ -10,7 +10,8 @@ model, stream order, replay set and sample order of the training), so the tables
 paired difference coverage - reservoir with a 95% interval.
 
 Every finished device run is appended to a progress log; the results files are rewritten
-after every seed, so a killed bench resumes.
+after every seed, so a killed bench resumes. Each record carries the firmware sources' hash:
+after a firmware change (its kernels set the cycles and the energy) the points run again.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str
 def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     from rich.console import Console
 
+    from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
 
     if cfg.seeds < 1:
@@ -81,8 +83,9 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()
            if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
+    # device points depend on the firmware: a changed firmware source reruns them
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
-                       point="point")
+                       point="point", stamp={"firmware": firmware_source_hash()})
     results: dict = {}
     for seed in range(cfg.seeds):
         ucfg = cfg.seed_config(seed)

@@ -1,0 +1,44 @@
+"""The benches' progress log (tinysift.bench.progress.ProgressLog): resume by key, torn
+lines, and the stamp that makes device points rerun when the firmware changed."""
+
+from __future__ import annotations
+
+import json
+
+from tinysift.bench.progress import ProgressLog
+
+
+def test_resume_and_torn_line(tmp_path):
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="point")
+    log.add(0, "random", "10", acc=0.5)
+    log.path.write_text(log.path.read_text() + '{"seed": 0, "meth')  # killed mid-line
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="point")
+    assert again.get(0, "random", "10")["acc"] == 0.5
+    again.add(1, "random", "10", acc=0.6)
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="point").get(1, "random", "10")
+    # another configuration: another file, nothing done
+    assert ProgressLog({"a": 2}, tmp_path, "bench", point="point").get(0, "random", "10") is None
+
+
+def test_stamp_reruns_records_of_another_firmware(tmp_path):
+    old = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f1"})
+    old.add(0, "random", "10:head", acc=0.5, energy_mj=200.0)
+    rec = json.loads(old.path.read_text().splitlines()[0])
+    assert rec["firmware"] == "f1" and rec["energy_mj"] == 200.0
+    same = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f1"})
+    assert same.get(0, "random", "10:head")["acc"] == 0.5 and same.stale == 0
+    # a changed firmware: the same file (the configuration is the same), the point not done
+    new = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f2"})
+    assert new.path == old.path and new.get(0, "random", "10:head") is None
+    assert new.stale == 1
+    new.add(0, "random", "10:head", acc=0.5, energy_mj=150.0)
+    # the rerun's record wins for f2, the old one still counts for f1
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="point",
+                       stamp={"firmware": "f2"}).get(0, "random", "10:head")["energy_mj"] == 150
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="point",
+                       stamp={"firmware": "f1"}).get(0, "random", "10:head")["energy_mj"] == 200
+    # records written before stamps existed count as not done
+    plain = ProgressLog({"b": 1}, tmp_path, "bench", point="point")
+    plain.add(0, "random", "5:head", acc=0.1)
+    assert ProgressLog({"b": 1}, tmp_path, "bench", point="point",
+                       stamp={"firmware": "f1"}).get(0, "random", "5:head") is None
