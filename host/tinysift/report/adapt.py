@@ -43,7 +43,7 @@ def accuracy_vs_energy(summary: dict) -> bytes:
     plt, fig, ax = plots._fig()
     res = summary["results"]
     for p in res["points"].values():
-        color = plots.COLORS.get(p["method"], "#2ca02c")
+        color = plots.COLORS.get(p["method"], "#000000")
         ax.scatter(p["energy_mj"], p["acc_mean"], color=color, s=20 + 3 * p["size"],
                    marker="x" if p["method"] == "none" else "o",
                    label=f"{p['method']} ({p['update']})")

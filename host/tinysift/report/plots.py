@@ -6,7 +6,10 @@ import io
 
 import numpy as np
 
-COLORS = {"random": "#7f7f7f", "vq": "#1f77b4", "flow": "#d62728", "full": "#000000"}
+# One colour per method wherever it is plotted (tab10's, none repeated).
+COLORS = {"random": "#7f7f7f", "vq": "#1f77b4", "flow": "#d62728", "full": "#000000",
+          "herding": "#ff7f0e", "ccs": "#2ca02c", "none": "#8c564b", "d2": "#9467bd",
+          "moderate": "#e377c2", "aum": "#bcbd22", "el2n": "#17becf"}
 
 
 def _fig():
@@ -105,20 +108,38 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def memory_plan(summary: dict) -> bytes:
+    """Flash and RAM as stacked bars of their items (a linear axis: a log axis distorts
+    stacked parts), each item its own colour; the board's capacity a red line, or named in
+    the title where it lies far beyond the use."""
     plt, fig, ax = _fig()
     fig.set_size_inches(9.0, 3.6)
     plan = summary["memory_plan"]
+    items = [(mem, item, n) for mem in ("flash", "ram") for item, n in plan[mem].items()
+             if n > 0]
+    colors = plt.get_cmap("tab20").colors
+    used = {mem: sum(n for m, _i, n in items if m == mem) for mem in ("flash", "ram")}
+    # the use, and a capacity up to twice it (a real board's), on one scale
+    right = 1.15 * max(used.values())
+    right = max([right, *(1.05 * plan[f"{m}_capacity"] for m in ("flash", "ram")
+                          if plan[f"{m}_capacity"] <= 2 * right)])
+    left = {"flash": 0, "ram": 0}
+    for i, (mem, item, n) in enumerate(items):
+        ax.barh(0 if mem == "flash" else 1, n / 1024, left=left[mem] / 1024,
+                color=colors[i % len(colors)], label=f"{mem}: {item}")
+        left[mem] += n
+    beyond = []
     for row, mem in enumerate(("flash", "ram")):
-        left = 0
-        for item, n in plan[mem].items():
-            if n <= 0:
-                continue
-            ax.barh(row, n / 1024, left=left / 1024, label=f"{mem}: {item}")
-            left += n
-        ax.plot([plan[f"{mem}_capacity"] / 1024] * 2, [row - 0.4, row + 0.4], color="red")
+        cap = plan[f"{mem}_capacity"]
+        if cap <= right:
+            ax.plot([cap / 1024] * 2, [row - 0.4, row + 0.4], color="red")
+        else:
+            beyond.append(f"{mem} {cap / 1024:,.0f} KB")
+    ax.set_xlim(0, right / 1024)
     ax.set_yticks([0, 1], ["flash", "RAM"])
-    ax.set_xscale("log")
     ax.set_xlabel("KB (red: the board's capacity)")
-    ax.set_title(f"Memory plan on {plan['board']}")
+    title = f"Memory plan on {plan['board']}"
+    if beyond:
+        title += f" (capacity off the scale: {', '.join(beyond)})"
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _png(plt, fig)
