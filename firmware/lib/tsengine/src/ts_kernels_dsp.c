@@ -27,17 +27,24 @@
  *
  * CONV_2D: im2col of two output pixels at a time into a q15 scratch buffer (the two
  * columns interleaved per group of 4; padded taps hold the zero point, i.e. contribute 0),
- * then 2 channels x 2 pixels per inner loop (8 SMLAD per 16 MACs).
+ * then 2 channels x 2 pixels per inner loop (8 SMLAD per 16 MACs); for two pixels, no clamp
+ * inside int8 and K % 4 == 0 the loop over channel pairs, requantization included, is inline
+ * assembly (conv_pairs_asm: the MAC loop needs all 14 allocatable registers).
  * FULLY_CONNECTED: the input expanded once, then 2 rows at a time.
- * DEPTHWISE_CONV_2D (depth multiplier 1, no dilation): 4 channels per word, SMLABB/SMLATT per
- * tap; weights of windows up to 3x3 expanded once per call, the 3x3 window unrolled when it
- * lies inside the image.
+ * 3x3 DEPTHWISE_CONV_2D (depth multiplier 1, no dilation, strides 1-2) and a 3x3 CONV_2D on
+ * one input channel: one input channel at a time in an int16 plane (conv3x3_planes), two
+ * adjacent outputs per pass with SMLAD/SMLADX over pairs of taps (pairs_row_*), a row of
+ * accumulators requantized at once.
+ * Other DEPTHWISE_CONV_2D (depth multiplier 1, no dilation): 4 channels per word,
+ * SMLABB/SMLATT per tap; weights of windows up to 3x3 expanded once per call, the 3x3 window
+ * unrolled when it lies inside the image.
  * Layers larger than TS_DSP_MAX_K use the scalar kernels.
  *
- * Scratch (the im2col columns, the expanded FC input, the expanded depthwise weights and the
+ * Scratch (the im2col columns, the expanded FC input, the channel plane and the
  * requantization tables) comes from the caller, as in CMSIS-NN: *_scratch_size() bytes,
- * 4-byte aligned; a kernel keeps only a few words on the stack. NULL scratch runs the scalar
- * kernel (same result).
+ * 4-byte aligned (the exporter's twin: export/memory.py); a kernel keeps only a few words on
+ * the stack. NULL scratch runs the scalar kernel (the 4-channel kernel for depthwise; same
+ * result).
  */
 #include <string.h>
 
