@@ -66,7 +66,7 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
         def handle(done) -> None:
             log.add(seed, name, at, **done.value, **worker_fields(ex, done))
             if name != "full":
-                console.print(f"[seed {seed}] {name:>8} K={at:<3}: acc {done.value['acc']:.4f}"
+                console.print(f"seed {seed}: {name:>8} K={at:<3}: acc {done.value['acc']:.4f}"
                               f" ({done.value['condense_seconds']:.1f} s to condense)",
                               markup=False)
         return handle

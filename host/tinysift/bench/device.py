@@ -164,7 +164,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                          cycles=sum(e.cycles for e in res.epochs),
                          select_seconds=select_seconds, ram_plan=ram,
                          ram_static=res.ram_bytes or 0)
-                say(f"[seed {seed}] {method:>8} {size:>3}/class {update:<10}: old "
+                say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old "
                     f"{acc.get('old') or 0:.3f} new {acc.get('new') or 0:.3f} all "
                     f"{acc['all']:.3f}")
         results = _results(cfg, plog, seed + 1, exp.plan, time.perf_counter() - wall)

@@ -95,7 +95,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
             curves[(seed, method, at)] = _append_curve(log, seed, method, at, r.pop("epochs"),
                                                        r.pop("full_passes"))
             log.add(seed, method, at, **r, **worker_fields(ex, done))
-            console.print(f"[seed {seed}] {method:>9} budget {at:<4}: acc {r['acc']:.4f}  "
+            console.print(f"seed {seed}: {method:>9} budget {at:<4}: acc {r['acc']:.4f}  "
                           f"spent {r['spent']:.3f}  {r['seconds']:5.0f} s", markup=False)
         return handle
 

@@ -100,7 +100,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
             plog.add(seed, method, at, acc=row["acc"], acc_old=row["acc_old"] or 0.0,
                      acc_new=row["acc_new"] or 0.0, **rules,
                      **{k: row[k] for k in FIELDS if k not in ("acc_old", "acc_new")})
-            say(f"[seed {seed}] {method:>9} buffer {row['cap']:>5} {update:<10}: all "
+            say(f"seed {seed}: {method:>9} buffer {row['cap']:>5} {update:<10}: all "
                 f"{row['acc']:.3f} (kept {row['kept']}, codewords {row['codewords']}, "
                 f"covered {row['covered']})")
         results = _results(cfg, plog, seed + 1, time.perf_counter() - wall)
