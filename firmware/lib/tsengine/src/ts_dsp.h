@@ -21,6 +21,11 @@ static inline uint32_t ts_read_s8x4(const int8_t *p) {
     return v;
 }
 
+/* (b, t) as a halfword pair: b in the bottom lane, t in the top. */
+static inline uint32_t ts_pack_q15(int32_t b, int32_t t) {
+    return ((uint32_t)(uint16_t)b) | ((uint32_t)(uint16_t)t << 16);
+}
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
 
 /* bytes 0 and 2, sign-extended to halfwords */
@@ -124,18 +129,15 @@ static inline int32_t ts_ssat8(int32_t x) {
 
 static inline int32_t ts_lane_b(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu); }
 static inline int32_t ts_lane_t(uint32_t x) { return (int32_t)(int16_t)(uint16_t)(x >> 16); }
-static inline uint32_t ts_pack16(int32_t b, int32_t t) {
-    return ((uint32_t)(uint16_t)b) | ((uint32_t)(uint16_t)t << 16);
-}
 static inline int32_t ts_byte(uint32_t x, int n) { return (int32_t)(int8_t)(uint8_t)(x >> (8 * n)); }
 
-static inline uint32_t ts_sxtb16(uint32_t x) { return ts_pack16(ts_byte(x, 0), ts_byte(x, 2)); }
-static inline uint32_t ts_sxtb16_ror8(uint32_t x) { return ts_pack16(ts_byte(x, 1), ts_byte(x, 3)); }
+static inline uint32_t ts_sxtb16(uint32_t x) { return ts_pack_q15(ts_byte(x, 0), ts_byte(x, 2)); }
+static inline uint32_t ts_sxtb16_ror8(uint32_t x) { return ts_pack_q15(ts_byte(x, 1), ts_byte(x, 3)); }
 static inline uint32_t ts_sxtab16(uint32_t a, uint32_t x) {
-    return ts_pack16(ts_lane_b(a) + ts_byte(x, 0), ts_lane_t(a) + ts_byte(x, 2));
+    return ts_pack_q15(ts_lane_b(a) + ts_byte(x, 0), ts_lane_t(a) + ts_byte(x, 2));
 }
 static inline uint32_t ts_sxtab16_ror8(uint32_t a, uint32_t x) {
-    return ts_pack16(ts_lane_b(a) + ts_byte(x, 1), ts_lane_t(a) + ts_byte(x, 3));
+    return ts_pack_q15(ts_lane_b(a) + ts_byte(x, 1), ts_lane_t(a) + ts_byte(x, 3));
 }
 static inline int32_t ts_smlad(uint32_t x, uint32_t y, int32_t acc) {
     const uint32_t p = (uint32_t)(ts_lane_b(x) * ts_lane_b(y)) + (uint32_t)(ts_lane_t(x) * ts_lane_t(y));
@@ -167,18 +169,6 @@ static inline int32_t ts_smmulr(int32_t a, int32_t b) {
 static inline int32_t ts_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
 
 #endif
-
-/* Two int16 from a 4-byte aligned address (one LDR). */
-static inline uint32_t ts_read_q15x2(const int16_t *p) {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* (b, t) as a halfword pair. */
-static inline uint32_t ts_pack_q15(int32_t b, int32_t t) {
-    return ((uint32_t)(uint16_t)b) | ((uint32_t)(uint16_t)t << 16);
-}
 
 /* Both halfword lanes set to v. */
 static inline uint32_t ts_dup16(int32_t v) {
