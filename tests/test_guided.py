@@ -194,3 +194,22 @@ def test_vq_warm_up_trains_every_sample_once_before_guiding():
     first_pass = np.concatenate(seen)
     assert set(first_pass) == set(range(200)) and len(seen) == 4  # ceil(200 / 60)
     assert len(first_pass) == 4 * 60 and len(np.unique(first_pass[:180])) == 180
+
+
+def test_vq_class_beta_zero_keeps_the_class_shares():
+    """With class_beta=0 a class the model gets wrong does not take the others' share (the
+    class prior of an unweighted epoch stays the data's); with the default it does."""
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(2), [600, 200])
+    st = _state(y, budget=0.25, epochs=8, dim=4)
+    st.features[:] = rng.normal(size=(800, 4))
+    st.seen_epoch[:] = 0
+    st.loss[:] = np.where(y == 1, 3.0, 0.1)  # the small class is the hard one
+    shares = {}
+    for class_beta in (None, 0.0):
+        s = make_sampler("vq", per_code=25, class_beta=class_beta)
+        s.begin(st)
+        st.epoch = 1
+        shares[class_beta] = np.bincount(y[s.plan(st).indices], minlength=2)
+    assert shares[0.0].tolist() == [150, 50]  # 200 samples, 3:1 as in the data
+    assert shares[None][1] > 2 * shares[0.0][1]  # loss-driven: the hard class grows

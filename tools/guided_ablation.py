@@ -32,6 +32,7 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("vq alpha=0.5", "vq", {"alpha": 0.5}),
     ("vq beta=0 (loss-blind)", "vq", {"beta": 0.0}),
     ("vq beta=2", "vq", {"beta": 2.0}),
+    ("vq class_beta=0 (class shares kept)", "vq", {"class_beta": 0.0}),
     ("vq keep_hard=0 (random in code)", "vq", {"keep_hard": 0.0}),
     ("vq keep_hard=1 (hardest in code)", "vq", {"keep_hard": 1.0}),
     ("vq weighting=unbiased", "vq", {"weighting": "unbiased"}),

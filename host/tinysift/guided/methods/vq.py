@@ -8,8 +8,10 @@ the model computes while it trains.
    ``ceil(n_c / per_code)`` codewords.
 3. **Guided epochs** of ``budget x N`` samples. Inside a class, codeword ``j`` (``m_j``
    members, mean recent loss ``L_j``) gets a quota proportional to ``m_j^alpha * L_j^beta``
-   (capped at ``m_j``; classes get theirs by the same rule over their sizes and mean
-   losses): dense regions keep their share, regions the model still gets wrong get more.
+   (capped at ``m_j``; classes get theirs by the rule with ``class_beta`` over their sizes
+   and mean losses): dense regions keep their share, regions the model still gets wrong get
+   more. With ``class_beta=0`` the classes keep their share of the data, so an unweighted
+   epoch does not shift the class prior the model learns towards the hard classes.
    Inside a codeword the ``keep_hard`` share of its quota goes to its highest-priority
    members (the highest recent loss), the rest is drawn at random from the other members.
    ``weighting="unbiased"`` upweights those by ``(m_j - h) / (q_j - h)`` so every
@@ -68,6 +70,7 @@ class VQGuided(EpochSampler):
     per_code : members per codeword (the codebook size per class is ``ceil(n_c / per_code)``)
     alpha : exponent of a codeword's mass in its quota (1: density-preserving)
     beta : exponent of a codeword's mean recent loss in its quota (0: loss-blind)
+    class_beta : the same exponent for the classes' quotas (None: ``beta``)
     keep_hard : share of a codeword's quota given to its highest-loss members
     weighting : ``unbiased``, ``none`` or ``mass`` (see the module docstring)
     refresh : epochs between codebook refits
@@ -82,7 +85,7 @@ class VQGuided(EpochSampler):
     def __init__(self, seed: int = 0, per_code: int = 50, alpha: float = 1.0,
                  beta: float = 1.0, keep_hard: float = 0.5, weighting: str = "none",
                  refresh: int = 2, dim: int = 16, final_full: float = 0.125,
-                 embedding: str = "model"):
+                 embedding: str = "model", class_beta: float | None = None):
         super().__init__(seed)
         if weighting not in WEIGHTINGS:
             raise TinysiftError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -93,6 +96,7 @@ class VQGuided(EpochSampler):
         self.per_code = per_code
         self.alpha = alpha
         self.beta = beta
+        self.class_beta = beta if class_beta is None else class_beta
         self.keep_hard = keep_hard
         self.weighting = weighting
         self.refresh = refresh
@@ -162,10 +166,10 @@ class VQGuided(EpochSampler):
     def _guided_epoch(self, state: TrainingState) -> tuple[np.ndarray, np.ndarray]:
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=float(np.nanmean(state.loss)))
         sizes = np.array([len(idx) for idx, _ in self.codes_])
-        # Classes get quotas by the same rule as codewords: mass^alpha * mean loss^beta.
+        # Classes get quotas by the codewords' rule: mass^alpha * mean loss^class_beta.
         class_loss = np.array([loss[idx].mean() if len(idx) else 0.0 for idx, _ in self.codes_])
         class_quota = allocate(sizes.astype(np.float64) ** self.alpha
-                               * np.maximum(class_loss, 1e-6) ** self.beta, sizes,
+                               * np.maximum(class_loss, 1e-6) ** self.class_beta, sizes,
                                state.epoch_size)
         prio = self.priority(state)
         picked, weights = [], []
