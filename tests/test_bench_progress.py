@@ -42,3 +42,28 @@ def test_stamp_reruns_records_of_another_firmware(tmp_path):
     plain.add(0, "random", "5:head", acc=0.1)
     assert ProgressLog({"b": 1}, tmp_path, "bench", point="point",
                        stamp={"firmware": "f1"}).get(0, "random", "5:head") is None
+
+
+def test_changed_method_defaults_rerun_that_method_only(tmp_path):
+    params = {"rs2": {}, "vq": {"alpha": 1.0, "dims": (16, 8)}}
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget", method_params=params)
+    log.add(0, "rs2", "0.5", acc=0.8)
+    log.add(0, "vq", "0.5", acc=0.9)
+    log.add(0, "_wall", "seed", seconds=3.0)  # not a method: no params
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget", method_params=params)
+    assert again.get(0, "vq", "0.5")["params"] == {"alpha": 1.0, "dims": [16, 8]}
+    assert again.get(0, "_wall", "seed") and again.stale == 0  # the tuple survived JSON
+    changed = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                          method_params={**params, "vq": {"alpha": 0.5, "dims": (16, 8)}})
+    assert changed.path == log.path and changed.stale == 1
+    assert changed.get(0, "vq", "0.5") is None and changed.get(0, "rs2", "0.5")["acc"] == 0.8
+
+
+def test_guided_bench_stamps_every_methods_parameters():
+    from tinysift.bench.guided import GuidedBenchConfig, sampler_params
+
+    cfg = GuidedBenchConfig(dataset="digits", methods=("rs2", "vq"),
+                            method_params={"vq": {"alpha": 0.5}})
+    params = sampler_params(cfg)
+    assert set(params) == {"full", "rs2", "vq"} and "seed" not in params["vq"]
+    assert params["vq"]["alpha"] == 0.5 and params["vq"]["per_code"] == 50  # a default

@@ -82,6 +82,9 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     log = _progress_log(cfg, base.content_hash, stem)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    if log.stale:
+        console.print(f"{log.stale} logged trainings ran with other method parameters: "
+                      "rerunning those")
     curves = _load_curves(log)
     shipped = ex.share(SeedData(base, cfg.label_noise))
     progress = progress and not ex.remote
@@ -148,7 +151,21 @@ def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> Progress
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir")}
     key["data"] = data_hash
-    return ProgressLog(key, cfg.progress_dir, stem, point="budget")
+    return ProgressLog(key, cfg.progress_dir, stem, point="budget",
+                       method_params=sampler_params(cfg))
+
+
+def sampler_params(cfg: GuidedBenchConfig) -> dict[str, dict]:
+    """Every method's parameters, defaults included (the seed aside): a logged training
+    counts as done only while its method's are unchanged."""
+    from tinysift.guided import make_sampler
+
+    out = {}
+    for method in ("full", *cfg.methods):
+        name = _sampler_name(method)
+        params = make_sampler(name, **cfg.method_params.get(name, {})).params()
+        out[method] = {k: v for k, v in params.items() if k != "seed"}
+    return out
 
 
 def _curves_path(log: ProgressLog) -> Path | None:

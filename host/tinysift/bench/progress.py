@@ -36,13 +36,20 @@ class ProgressLog:
         done, e.g. the firmware sources' hash of a device bench: a changed firmware reruns
         the device points (their cycles and energy change) without orphaning the log.
         Records without the stamp's fields predate it and count as not done.
+    method_params : dict, optional
+        Per method, the parameters it runs with (defaults included): a record carries its
+        method's as ``params`` and counts as done only while they are the same, so changing
+        a method's defaults reruns that method's points and no other.
     """
 
     def __init__(self, key: dict, directory: Path | None, prefix: str,
-                 point: str = "keep", stamp: dict | None = None) -> None:
+                 point: str = "keep", stamp: dict | None = None,
+                 method_params: dict[str, dict] | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.point = point
         self.stamp = dict(stamp or {})
+        # JSON round trip: a logged record's params compare equal to the live ones.
+        self.method_params = json.loads(json.dumps(method_params or {}, sort_keys=True))
         self.stale = 0  # records of another stamp, ignored
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
@@ -57,7 +64,9 @@ class ProgressLog:
                     r = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: that training reruns
                     continue
-                if any(r.get(k) != v for k, v in self.stamp.items()):
+                if any(r.get(k) != v for k, v in self.stamp.items()) or (
+                        r.get("method") in self.method_params
+                        and r.get("params") != self.method_params[r["method"]]):
                     self.stale += 1
                     continue
                 self.done[(r["seed"], r["method"], r[point])] = r
@@ -69,6 +78,8 @@ class ProgressLog:
         rec = {"seed": seed, "method": method, self.point: at,
                **{k: v if isinstance(v, str) else int(v) if k == "count" else float(v)
                   for k, v in values.items()}, **self.stamp}
+        if method in self.method_params:
+            rec["params"] = self.method_params[method]
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
