@@ -286,11 +286,12 @@ def benchmarks_doc() -> str:
                                equal_steps_targets)
     for stem, title, cmd in [
         ("guided_fashion-mnist", "Fashion-MNIST",
-         "tinysift bench guided --dataset fashion-mnist --budgets 0.3,0.5 --seeds 1"),
+         "tinysift bench guided --dataset fashion-mnist --budgets 0.3,0.5 --seeds 3"),
         ("guided_mnist", "MNIST",
          "tinysift bench guided --dataset mnist --budgets 0.3,0.5 --seeds 3"),
         ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
-         "tinysift bench guided --dataset fashion-mnist --label-noise 0.2"),
+         "tinysift bench guided --dataset fashion-mnist --label-noise 0.2 --budgets 0.3,0.5 "
+         "--seeds 3"),
     ]:
         out += _seeded_section(f"Guided training: {title}", stem, cmd, NOT_RERUN,
                                "guided training", guided_targets)
@@ -309,6 +310,9 @@ def benchmarks_doc() -> str:
     out += _replay_study_section()
     for name, title in [("condense_fashion-mnist.md", "Condensation: Fashion-MNIST "
                          "(`tinysift bench condense --dataset fashion-mnist`)"),
+                        ("ablation_guided_fashion-mnist.md", "Guided training: ablations on "
+                         "a validation split (`.venv/bin/python tools/guided_ablation.py "
+                         "--dataset fashion-mnist --budget 0.5 --seeds 2`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
                         ("mlperf_tiny_qemu-m4.md", "MLPerf Tiny's reference models "
