@@ -197,8 +197,9 @@ def test_vq_warm_up_trains_every_sample_once_before_guiding():
 
 
 def test_vq_class_beta_zero_keeps_the_class_shares():
-    """With class_beta=0 a class the model gets wrong does not take the others' share (the
-    class prior of an unweighted epoch stays the data's); with the default it does."""
+    """With class_beta=0 (the default) a class the model gets wrong does not take the
+    others' share (the class prior of an unweighted epoch stays the data's); with
+    class_beta=1 it does."""
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(2), [600, 200])
     st = _state(y, budget=0.25, epochs=8, dim=4)
@@ -206,10 +207,11 @@ def test_vq_class_beta_zero_keeps_the_class_shares():
     st.seen_epoch[:] = 0
     st.loss[:] = np.where(y == 1, 3.0, 0.1)  # the small class is the hard one
     shares = {}
-    for class_beta in (None, 0.0):
+    for class_beta in (1.0, 0.0):
         s = make_sampler("vq", per_code=25, class_beta=class_beta)
         s.begin(st)
         st.epoch = 1
         shares[class_beta] = np.bincount(y[s.plan(st).indices], minlength=2)
     assert shares[0.0].tolist() == [150, 50]  # 200 samples, 3:1 as in the data
-    assert shares[None][1] > 2 * shares[0.0][1]  # loss-driven: the hard class grows
+    assert shares[1.0][1] > 2 * shares[0.0][1]  # loss-driven: the hard class grows
+    assert make_sampler("vq").class_beta == 0.0
