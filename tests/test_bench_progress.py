@@ -60,10 +60,10 @@ def test_changed_method_defaults_rerun_that_method_only(tmp_path):
 
 
 def test_guided_bench_stamps_every_methods_parameters():
-    from tinysift.bench.guided import GuidedBenchConfig, sampler_params
+    from tinysift.bench.guided import GuidedBenchConfig, bench_sampler_params
 
     cfg = GuidedBenchConfig(dataset="digits", methods=("rs2", "vq"),
                             method_params={"vq": {"alpha": 0.5}})
-    params = sampler_params(cfg)
+    params = bench_sampler_params(cfg)
     assert set(params) == {"full", "rs2", "vq"} and "seed" not in params["vq"]
     assert params["vq"]["alpha"] == 0.5 and params["vq"]["per_code"] == 50  # a default

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 # The base each vq/flow variant changes one thing of: the samplers' defaults until
-# 2026-11-30 (class_beta=1: the classes' quotas followed their loss). These numbers made
+# 2026-11-30, when the classes' quotas followed their loss with the codewords' exponent
+# (class_beta = beta, 1 by default; so the beta variants changed both). These numbers made
 # class_beta=0 the default; the variants keep the base they ran on.
 OLD = {"class_beta": 1.0}
 
@@ -35,8 +36,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("vq per_code=20", "vq", {**OLD, "per_code": 20}),
     ("vq per_code=200", "vq", {**OLD, "per_code": 200}),
     ("vq alpha=0.5", "vq", {**OLD, "alpha": 0.5}),
-    ("vq beta=0 (loss-blind)", "vq", {**OLD, "beta": 0.0}),
-    ("vq beta=2", "vq", {**OLD, "beta": 2.0}),
+    ("vq beta=0 (loss-blind)", "vq", {"beta": 0.0, "class_beta": 0.0}),
+    ("vq beta=2", "vq", {"beta": 2.0, "class_beta": 2.0}),
     ("vq class_beta=0 (class shares kept)", "vq", {"class_beta": 0.0}),  # the default now
     ("vq keep_hard=0 (random in code)", "vq", {**OLD, "keep_hard": 0.0}),
     ("vq keep_hard=1 (hardest in code)", "vq", {**OLD, "keep_hard": 1.0}),
@@ -45,7 +46,7 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("vq final_full=0", "vq", {**OLD, "final_full": 0.0}),
     ("vq embedding=pixels", "vq", {**OLD, "embedding": "pixels"}),
     ("vq class_beta=0 final_full=0", "vq", {"class_beta": 0.0, "final_full": 0.0}),
-    ("vq beta=0 final_full=0", "vq", {**OLD, "beta": 0.0, "final_full": 0.0}),
+    ("vq beta=0 final_full=0", "vq", {"beta": 0.0, "class_beta": 0.0, "final_full": 0.0}),
     ("flow class_beta=1 (until 2026-11-30)", "flow", {**OLD}),
     ("flow density=gmm", "flow", {**OLD, "density": "gmm"}),
     ("flow density=knn", "flow", {**OLD, "density": "knn"}),
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> int:
     from tinysift.bench.progress import ProgressLog, summarize
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
-    from tinysift.guided import make_sampler
+    from tinysift.guided import make_sampler, sampler_params
     from tinysift.guided.loop import train_guided
     from tinysift.models.training import TrainConfig, evaluate
     from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
@@ -88,7 +89,11 @@ def main(argv: list[str]) -> int:
         f"_noise{args.label_noise:g}" if args.label_noise else "")
     key = {"dataset": args.dataset, "hash": ds.content_hash, "budget": args.budget,
            "epochs": args.epochs, "val": args.val, "noise": args.label_noise}
-    log = ProgressLog(key, args.out_dir / "progress", stem, point="variant")
+    # A variant's record counts only while it would run with the same parameters, defaults
+    # included: a changed default reruns the variants it touches.
+    log = ProgressLog(key, args.out_dir / "progress", stem, point="variant",
+                      method_params={name: sampler_params(method, **params)
+                                     for name, method, params in VARIANTS})
     chosen = [v for v in VARIANTS if not args.only or v[0] in args.only.split(",")]
     start = time.perf_counter()
     for seed in range(args.seeds):
@@ -133,8 +138,8 @@ def main(argv: list[str]) -> int:
              f"difference to `{args.baseline}` in points with a 95% interval (bold: excludes "
              f"0). Recipe: {args.epochs} epochs of the full data, Adam 3e-3, batch 128. "
              "Each vq/flow variant changes one thing of the samplers' defaults until "
-             "2026-11-30 (class_beta=1) unless it names class_beta; class_beta=0 is the "
-             "default since.", "",
+             "2026-11-30 (the classes' quotas followed their loss: class_beta = beta, 1) "
+             "unless it names class_beta; class_beta=0 is the default since.", "",
              "| variant | val acc | vs " + args.baseline + " | spent | seconds (fits) |",
              "|---|---|---|---|---|"]
     for name, r in rows.items():

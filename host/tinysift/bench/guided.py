@@ -152,20 +152,16 @@ def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> Progress
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir")}
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
-                       method_params=sampler_params(cfg))
+                       method_params=bench_sampler_params(cfg))
 
 
-def sampler_params(cfg: GuidedBenchConfig) -> dict[str, dict]:
-    """Every method's parameters, defaults included (the seed aside): a logged training
-    counts as done only while its method's are unchanged."""
-    from tinysift.guided import make_sampler
+def bench_sampler_params(cfg: GuidedBenchConfig) -> dict[str, dict]:
+    """Every method's parameters, defaults included: a logged training counts as done only
+    while its method's are unchanged."""
+    from tinysift.guided import sampler_params
 
-    out = {}
-    for method in ("full", *cfg.methods):
-        name = _sampler_name(method)
-        params = make_sampler(name, **cfg.method_params.get(name, {})).params()
-        out[method] = {k: v for k, v in params.items() if k != "seed"}
-    return out
+    return {m: sampler_params(_sampler_name(m), **cfg.method_params.get(_sampler_name(m), {}))
+            for m in ("full", *cfg.methods)}
 
 
 def _curves_path(log: ProgressLog) -> Path | None:

@@ -8,8 +8,9 @@ from tinysift.guided.base import (
            TrainingState,
            known_samplers,
            make_sampler,
+           sampler_params,
 )
 from tinysift.guided.ledger import CostLedger
 
 __all__ = ["CostLedger", "EpochPlan", "EpochSampler", "TrainingState", "known_samplers",
-           "make_sampler"]
+           "make_sampler", "sampler_params"]

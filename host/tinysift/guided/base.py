@@ -47,6 +47,13 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
         raise TinysiftError(f"guided method {name!r}: {exc}") from exc
 
 
+def sampler_params(name: str, **params) -> dict:
+    """What ``make_sampler(name, **params)`` runs with, defaults included, the seed aside:
+    what a logged training is stamped with, so a changed default shows."""
+    resolved = make_sampler(name, **params).params()
+    return {k: v for k, v in resolved.items() if k != "seed"}
+
+
 @dataclass
 class EpochPlan:
     """The samples of one epoch (the loop shuffles them) and their loss weights (None: all
