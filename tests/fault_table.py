@@ -68,7 +68,7 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "exits 130 with a message, status interrupted"),
     "qemu-reset-db-load": ("QEMU", "system reset (QMP) during `db load`",
                            "re-streams the set, completes on the 30 streamed samples"),
-    "qemu-reset-features": ("QEMU", "system reset inside the features window",
+    "qemu-reset-features": ("QEMU", "system reset as `train` arrives (features window)",
                             "re-streams the set, re-sends train, completes"),
     "qemu-reset-epoch": ("QEMU", "system reset after epoch 1",
                          "re-streams the set, re-sends train, completes"),

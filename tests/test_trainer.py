@@ -674,6 +674,14 @@ MODE_RUNS = {
 # (losses); 1e-4 leaves a margin of 10x while a wrong step (a missed mask, a gradient off by
 # a factor, a batch out of order) moves them by 1e-2 or more.
 FLOAT_TOL = 1e-4
+# ...unless the run itself is that sensitive to float32 rounding: update=bias trains through
+# every ReLU of the backbone, and a pre-activation within rounding of the clip edge flips its
+# mask in one summation order and not in another. On a digits export trained on an AMD EPYC
+# (CI, 2026-11-30) numpy's own float32 run was 1.1e-4 (head bias) and 3.7e-4 (backbone) from
+# the same run in float64, and C 1.3e-4 / 5.1e-4. So a parameter tensor must be within
+# max(FLOAT_TOL, FLOAT64_MARGIN x |numpy float32 - numpy float64|) of numpy's float64 run:
+# C as close to exact as numpy's float32 is, give or take the margin.
+FLOAT64_MARGIN = 4.0
 
 
 def _options(cfg: ref.HeadTrainConfig, split: int) -> list[str]:
@@ -790,11 +798,30 @@ def mode_runs(driver, data, model, parsed, all_layers, export_dir, tmp_path_fact
     return out
 
 
+@pytest.fixture(scope="session")
+def float64_runs(mode_runs, data, model, parsed):
+    """{name: the numpy reference's run of that mode in float64}."""
+    out = {}
+    with ref.float64_arithmetic():
+        for name, (cfg, _, _, _, md, _, _) in mode_runs.items():
+            out[name] = reference_mode(md, data, model, parsed, cfg)[1]
+    return out
+
+
+def check_float_params(got: np.ndarray, want32: np.ndarray, want64: np.ndarray,
+                       err=rel_err) -> None:
+    """got (C) within max(FLOAT_TOL, FLOAT64_MARGIN x numpy's float32 error) of float64."""
+    tol = max(FLOAT_TOL, FLOAT64_MARGIN * err(want32, want64))
+    assert err(got, want64) <= tol, (err(got, want64), tol)
+
+
 @pytest.mark.parametrize("name", list(MODE_RUNS))
-def test_mode_matches_reference(mode_runs, name):
-    """Every window's training count and every test count exactly; the losses, the head
-    and the float layers' parameters to FLOAT_TOL."""
+def test_mode_matches_reference(mode_runs, float64_runs, name):
+    """Every window's training count and every test count exactly; the losses to FLOAT_TOL;
+    the head and the float layers' parameters as close to numpy's float64 run as numpy's
+    float32 run is (FLOAT64_MARGIN), and never needing more than FLOAT_TOL."""
     cfg, c, r, layers, md, _, _ = mode_runs[name]
+    r64 = float64_runs[name]
     assert [e[1] for e in c.epochs] == [e.correct for e in r.epochs]
     assert int(c.raw["steps_run"][0]) == r.steps
     if cfg.steps:
@@ -803,11 +830,11 @@ def test_mode_matches_reference(mode_runs, name):
         assert [e.samples for e in r.epochs][0] == per_epoch * cfg.batch_size
     np.testing.assert_allclose([e[0] for e in c.epochs], [e.mean_loss for e in r.epochs],
                                rtol=FLOAT_TOL)
-    assert rel_err(c.w, r.weights) <= FLOAT_TOL, rel_err(c.w, r.weights)
-    assert rel_err(c.b, r.bias) <= FLOAT_TOL, rel_err(c.b, r.bias)
+    check_float_params(c.w, r.weights, r64.weights)
+    check_float_params(c.b, r.bias, r64.bias)
     if layers is not None:
-        err = per_layer_rel_err(layers, c.floats("bp"), r.backbone)
-        assert err <= FLOAT_TOL, err
+        check_float_params(c.floats("bp"), r.backbone, r64.backbone,
+                           lambda a, b: per_layer_rel_err(layers, a, b))
     assert (c.correct_initial, c.correct_float) == (r.test_correct_initial,
                                                     r.test_correct_float)
     pc = c.ints("pc").reshape(4, -1)

@@ -62,6 +62,8 @@ class weights and every integer step are bit-exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +73,20 @@ from tinysift.export.quant_math import quantize_multiplier
 SEED_ZERO = 0x6D2B79F5
 MASK32 = 0xFFFFFFFF
 F32 = np.float32
+
+
+@contextmanager
+def float64_arithmetic() -> Iterator[None]:
+    """Inside: every float the reference computes with F32 is float64 instead. A run made
+    here against the same run in float32 measures how far float32 rounding alone moves a
+    result (a ReLU mask that flips on a pre-activation within rounding of the clip edge moves
+    it far more than the rounding itself): the yardstick for C's float32 against numpy's."""
+    global F32
+    saved, F32 = F32, np.float64
+    try:
+        yield
+    finally:
+        F32 = saved
 
 
 # ---- sample order ------------------------------------------------------------------------
