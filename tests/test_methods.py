@@ -267,3 +267,39 @@ def test_cli_keep_count_and_bad_keep(tmp_path):
     assert int(np.load(tmp_path / "r" / "selection.npz")["keep_count"]) == 180
     bad = subprocess.run(base + ["--keep", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "keep" in bad.stderr
+
+
+def test_vq_hard_cut_drops_each_class_hardest(ctx):
+    """hard_cut: none of the kept samples is among its class's hardest beta by the proxy's
+    EL2N ('auto' = CCS's 30 % at keep <= 0.1); the budget and the class balance hold."""
+    from tinysift.selection.methods._common import difficulty
+
+    vq = make_method("vq", seed=0, hard_cut="auto").fit(ctx)
+    assert vq.needs == {"dynamics"}
+    hard, y = difficulty(ctx, "el2n"), ctx.y
+    kept = vq.select(100)
+    assert len(kept) == 100 and np.ptp(np.bincount(y[kept], minlength=10)) <= 1
+    for c in range(10):
+        idx = np.flatnonzero(y == c)
+        cutoff = np.sort(hard[idx])[::-1][int(0.3 * len(idx)) - 1]  # the cut's easiest
+        assert (hard[kept[y[kept] == c]] <= cutoff).all()  # <=: a tie with the cut's easiest
+
+
+def test_vq_within_herding_tracks_each_codeword_mean(ctx):
+    """within='herding': a codeword's picks are herding's over its non-outlier members, so
+    their mean is closer to those members' mean than the distance window's picks are."""
+    herd = make_method("vq", seed=0, within="herding").fit(ctx)
+    win = make_method("vq", seed=0).fit(ctx)
+    gaps = {"herding": [], "window": []}
+    for name, vq in (("herding", herd), ("window", win)):
+        kept = vq.select(120)
+        assert len(kept) == 120
+        for size, ranks in _vq_codewords(vq, kept):
+            assert max(ranks) < max(len(ranks), np.ceil(0.9 * size)) + 1
+        z, y = vq.z_, ctx.y
+        for c in range(10):
+            members, picks = np.flatnonzero(y == c), kept[y[kept] == c]
+            gaps[name].append(np.linalg.norm(z[picks].mean(0) - z[members].mean(0)))
+    assert np.mean(gaps["herding"]) < np.mean(gaps["window"])
+    with pytest.raises(Exception, match="within must be"):
+        make_method("vq", within="nearest")

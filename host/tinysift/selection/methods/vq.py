@@ -27,6 +27,14 @@ distance to the codeword and picks are spread evenly over a *window* of that ran
 Spreading picks over the window (stratified by distance rank) rather than taking the single
 nearest sample keeps diversity inside a codeword: nearest-to-centroid alone loses to random
 at extreme budgets.
+
+``hard_cut`` (off by default) first drops the hardest fraction of each class by the proxy
+CNN's EL2N, as CCS does (Zheng et al. 2023; ``"auto"``: CCS's rule, 30 % at keep <= 0.1),
+so the codebook covers what is left.
+
+``within="herding"`` replaces the window by herding inside the codeword (Welling 2009): the
+codeword's non-outlier members are picked greedily so that the picks' mean tracks the
+members' mean, a coverage of the codeword's shape rather than of its distance ranks.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ import math
 
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.selection.base import PruningMethod, register
+from tinysift.selection.methods._common import cut_hardest, difficulty, resolve_hard_cut
 
 
 def kmeans(z: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +117,8 @@ class VQMethod(PruningMethod):
     outlier_tail : fraction of each codeword's farthest members never selected
     hard_above, easy_below : keep fractions of the 'keep hard' / 'keep prototypical' regimes
     window : width of the distance-rank window (fraction of the non-outlier members)
+    within : {"window", "herding"} how a codeword's picks are chosen (see the module)
+    hard_cut : None, a fraction in [0, 1) or "auto": each class's hardest (EL2N) dropped first
     """
 
     name = "vq"
@@ -114,7 +126,8 @@ class VQMethod(PruningMethod):
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "pixels",
                  dim: int = 32, per_codeword: int = 4, score_codebook: int = 32,
                  outlier_tail: float = 0.1, hard_above: float = 0.5, easy_below: float = 0.1,
-                 window: float = 0.6):
+                 window: float = 0.6, within: str = "window",
+                 hard_cut: float | str | None = None):
         super().__init__(seed=seed, balance=balance)
         self.embedding = embedding
         self.dim = dim
@@ -124,14 +137,21 @@ class VQMethod(PruningMethod):
         self.hard_above = hard_above
         self.easy_below = easy_below
         self.window = window
+        if within not in ("window", "herding"):
+            raise TinysiftError(f"within must be 'window' or 'herding', got {within!r}")
+        self.within = within
+        resolve_hard_cut(hard_cut, 0, 1)  # checks the value now, not at select
+        self.hard_cut = hard_cut
 
     @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]
-        return frozenset({"dynamics"}) if self.embedding == "cnn" else frozenset()
+        uses = self.embedding == "cnn" or self.hard_cut is not None
+        return frozenset({"dynamics"}) if uses else frozenset()
 
     def _fit(self, context) -> np.ndarray:
         z = context.embedding(self.embedding, self.dim)
         self.z_ = z
+        self.hardness_ = (difficulty(context, "el2n") if self.hard_cut is not None else None)
         scores = np.zeros(context.num_samples)
         self.distance_ = np.zeros(context.num_samples)
         self.occupancy_ = np.zeros(context.num_samples, dtype=np.int64)
@@ -175,7 +195,12 @@ class VQMethod(PruningMethod):
         self.window_ = (lo, hi)
         self.coverage_: dict[int, tuple[int, int]] = {}
 
+        beta = resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
+        tiebreak = np.random.default_rng(self.seed).permutation(ctx.num_samples)
+
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
+            if beta > 0:
+                idx = idx[cut_hardest(self.hardness_[idx], beta, quota, tiebreak[idx])]
             return self._choose_in_class(idx, quota, lo, hi)
 
         return self._per_class(count, chooser)
@@ -195,6 +220,9 @@ class VQMethod(PruningMethod):
                 continue
             members = np.flatnonzero(assign == j)
             order = members[np.argsort(dist[members], kind="stable")]
+            if self.within == "herding":
+                chosen.append(self._herd(z, order, int(quotas[j])))
+                continue
             ranks = window_picks(len(order), int(quotas[j]), lo, hi, 1.0 - self.outlier_tail)
             chosen.append(order[ranks])
         picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
@@ -206,3 +234,11 @@ class VQMethod(PruningMethod):
             extra = rest[np.argsort(-self.scores_[idx[rest]], kind="stable")]
             picked = np.concatenate([picked, extra[:quota - len(picked)]])
         return idx[np.sort(picked[:quota])]
+
+    def _herd(self, z: np.ndarray, order: np.ndarray, m: int) -> np.ndarray:
+        """``m`` of a codeword's members (``order``: by distance) by herding towards the
+        mean of its non-outlier members (the outlier tail only when ``m`` needs it)."""
+        from tinysift.selection.methods.herding import herding_order
+
+        usable = order[:max(m, math.ceil((1.0 - self.outlier_tail) * len(order)))]
+        return usable[herding_order(z[usable], m)]
