@@ -313,6 +313,12 @@ def benchmarks_doc() -> str:
                         ("ablation_guided_fashion-mnist.md", "Guided training: ablations on "
                          "a validation split (`.venv/bin/python tools/guided_ablation.py "
                          "--dataset fashion-mnist --budget 0.5 --seeds 2`)"),
+                        ("ablation_selection_fashion-mnist.md", "Selection: ablations under "
+                         "equal steps on a validation split (`.venv/bin/python "
+                         "tools/selection_ablation.py --dataset fashion-mnist --seeds 3`)"),
+                        ("ablation_selection_mnist.md", "Selection: ablations under equal steps "
+                         "on MNIST's validation split (`.venv/bin/python "
+                         "tools/selection_ablation.py --dataset mnist --seeds 3 --only ...`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
                         ("mlperf_tiny_qemu-m4.md", "MLPerf Tiny's reference models "

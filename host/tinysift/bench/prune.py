@@ -252,7 +252,30 @@ def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
     key["data"] = data_hash
     # Without a progress folder (--quick) the log stays in memory: nothing to resume.
     return ProgressLog(key, cfg.progress_dir,
-                       results_stem(cfg.dataset, cfg.label_noise, cfg.protocol), point="keep")
+                       results_stem(cfg.dataset, cfg.label_noise, cfg.protocol), point="keep",
+                       method_params=bench_method_params(cfg))
+
+
+def bench_method_params(cfg: PruneBenchConfig) -> dict[str, dict]:
+    """Per method, the parameters it runs with (defaults included, the seed left out): a
+    logged record counts as done only while they match, so changing a method's defaults
+    reruns that method's points and no other."""
+    import dataclasses
+    import json
+
+    from tinysift.selection import make_method
+
+    def plain(value):  # nested configs (flow's FlowConfig) as dicts
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)
+        raise TypeError(f"{type(value).__name__} is not a plain parameter")
+
+    out = {}
+    for name in cfg.methods:
+        params = make_method(name, **cfg.method_params.get(name, {})).get_params()
+        params.pop("seed", None)
+        out[name] = json.loads(json.dumps(params, sort_keys=True, default=plain))
+    return out
 
 
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,

@@ -39,7 +39,8 @@ NO_REPLAY = "none"
 # 0.7 points at 5 / 10 / 20 per class, on validation as on test, 3/3 seeds, where vq's pruning
 # defaults (picks spread over distance ranks: for training a network from scratch) gave 1.2 /
 # 0.2 / 0.3 (tools/replay_study.py, docs/methods.md). ``replay_params`` override these.
-REPLAY_DEFAULTS: dict[str, dict] = {"vq": {"per_codeword": 1, "window": 0.01}}
+REPLAY_DEFAULTS: dict[str, dict] = {"vq": {"per_codeword": 1, "window": 0.01,
+                                           "within": "window", "hard_cut": None}}
 
 
 @dataclass
