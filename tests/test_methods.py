@@ -26,7 +26,11 @@ def ctx(digits):
 
 @pytest.fixture(scope="module")
 def fitted(ctx):
+    # vq-window / vq-herding: the within-codeword rules on the whole class (no hard cut), so
+    # the codebooks can be rebuilt outside vq; "vq" is the default (the cut, then herding).
     return {"vq": make_method("vq", seed=0).fit(ctx),
+            "vq-window": make_method("vq", seed=0, within="window", hard_cut=None).fit(ctx),
+            "vq-herding": make_method("vq", seed=0, hard_cut=None).fit(ctx),
             "flow": make_method("flow", seed=0, **FAST_FLOW).fit(ctx)}
 
 
@@ -78,10 +82,12 @@ def _vq_codewords(vq, kept):
     return out
 
 
-def test_vq_covers_every_codeword(ctx, fitted):
+@pytest.mark.parametrize("rule", ["vq-window", "vq-herding"])
+def test_vq_covers_every_codeword(ctx, fitted, rule):
     """Every codeword of the codebook the selection is built on holds a pick (the codebook
-    rebuilt outside vq); random's picks at the same budget miss some."""
-    vq, rnd = fitted["vq"], make_method("random", seed=0).fit(ctx)
+    rebuilt outside vq), whichever rule picks inside it; random's picks at the same budget
+    miss some."""
+    vq, rnd = fitted[rule], make_method("random", seed=0).fit(ctx)
     for count in (40, 144, 400, 700):
         words = _vq_codewords(vq, vq.select(count))
         assert all(len(ranks) > 0 for _, ranks in words), count
@@ -94,7 +100,7 @@ def test_vq_switches_from_hard_to_prototypical(ctx, fitted):
     """At extreme pruning the picks are the near part of each codeword, at mild pruning the
     far part; the outer ``outlier_tail`` of a codeword is never picked when the codeword's
     picks fit outside it. Checked on the picked samples' distance ranks (random: ~0.5)."""
-    vq, rnd = fitted["vq"], make_method("random", seed=0).fit(ctx)
+    vq, rnd = fitted["vq-window"], make_method("random", seed=0).fit(ctx)
     lo_mild, _ = vq.rank_window(0.6)
     lo_extreme, hi_extreme = vq.rank_window(0.02)
     assert lo_extreme == 0.0 and lo_mild > lo_extreme
@@ -130,7 +136,8 @@ def test_vq_replay_rule_picks_near_medoids(ctx):
     default = make_method("vq", seed=0).fit(ctx)
     near = [len(r) == 1 and r[0] == 0 for _, r in _vq_codewords(default, default.select(100))]
     assert not all(near)
-    assert replay_method_params("vq", {"window": 0.2}) == {"per_codeword": 1, "window": 0.2}
+    assert replay_method_params("vq", {"window": 0.2}) == {
+        "per_codeword": 1, "window": 0.2, "within": "window", "hard_cut": None}
     assert replay_method_params("herding") == {}
 
 
@@ -269,27 +276,30 @@ def test_cli_keep_count_and_bad_keep(tmp_path):
     assert bad.returncode == 2 and "keep" in bad.stderr
 
 
-def test_vq_hard_cut_drops_each_class_hardest(ctx):
+@pytest.mark.parametrize("params, beta", [({"hard_cut": "auto"}, 0.3), ({}, 0.1)])
+def test_vq_hard_cut_drops_each_class_hardest(ctx, params, beta):
     """hard_cut: none of the kept samples is among its class's hardest beta by the proxy's
-    EL2N ('auto' = CCS's 30 % at keep <= 0.1); the budget and the class balance hold."""
+    EL2N ('auto' = CCS's 30 % at keep <= 0.1; the default 0.1); the budget and the class
+    balance hold; without the cut vq needs no proxy CNN."""
     from tinysift.selection.methods._common import difficulty
 
-    vq = make_method("vq", seed=0, hard_cut="auto").fit(ctx)
+    assert make_method("vq", hard_cut=None).needs == frozenset()
+    vq = make_method("vq", seed=0, **params).fit(ctx)
     assert vq.needs == {"dynamics"}
     hard, y = difficulty(ctx, "el2n"), ctx.y
     kept = vq.select(100)
     assert len(kept) == 100 and np.ptp(np.bincount(y[kept], minlength=10)) <= 1
     for c in range(10):
         idx = np.flatnonzero(y == c)
-        cutoff = np.sort(hard[idx])[::-1][int(0.3 * len(idx)) - 1]  # the cut's easiest
+        cutoff = np.sort(hard[idx])[::-1][int(beta * len(idx)) - 1]  # the cut's easiest
         assert (hard[kept[y[kept] == c]] <= cutoff).all()  # <=: a tie with the cut's easiest
 
 
 def test_vq_within_herding_tracks_each_codeword_mean(ctx):
     """within='herding': a codeword's picks are herding's over its non-outlier members, so
     their mean is closer to those members' mean than the distance window's picks are."""
-    herd = make_method("vq", seed=0, within="herding").fit(ctx)
-    win = make_method("vq", seed=0).fit(ctx)
+    herd = make_method("vq", seed=0, within="herding", hard_cut=None).fit(ctx)
+    win = make_method("vq", seed=0, within="window", hard_cut=None).fit(ctx)
     gaps = {"herding": [], "window": []}
     for name, vq in (("herding", herd), ("window", win)):
         kept = vq.select(120)

@@ -245,8 +245,10 @@ def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progr
 
 
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
+    # A record is one (seed, method, keep): adding a budget or a method to a finished bench
+    # runs only the new points.
     key = {k: v for k, v in config_dict(cfg).items()
-           if k not in ("seeds", "methods", "out_dir", "cache_dir", "progress_dir")}
+           if k not in ("seeds", "methods", "keeps", "out_dir", "cache_dir", "progress_dir")}
     if cfg.protocol == "proportional":
         del key["protocol"]  # the logs written before protocols existed stay valid
     key["data"] = data_hash
