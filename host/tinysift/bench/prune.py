@@ -262,22 +262,10 @@ def bench_method_params(cfg: PruneBenchConfig) -> dict[str, dict]:
     """Per method, the parameters it runs with (defaults included, the seed left out): a
     logged record counts as done only while they match, so changing a method's defaults
     reruns that method's points and no other."""
-    import dataclasses
-    import json
-
     from tinysift.selection import make_method
 
-    def plain(value):  # nested configs (flow's FlowConfig) as dicts
-        if dataclasses.is_dataclass(value):
-            return dataclasses.asdict(value)
-        raise TypeError(f"{type(value).__name__} is not a plain parameter")
-
-    out = {}
-    for name in cfg.methods:
-        params = make_method(name, **cfg.method_params.get(name, {})).get_params()
-        params.pop("seed", None)
-        out[name] = json.loads(json.dumps(params, sort_keys=True, default=plain))
-    return out
+    return {name: make_method(name, **cfg.method_params.get(name, {})).plain_params()
+            for name in cfg.methods}
 
 
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,

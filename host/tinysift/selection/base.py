@@ -119,6 +119,21 @@ class PruningMethod(ABC):
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
 
+    def plain_params(self) -> dict:
+        """:meth:`get_params` as JSON values (nested configs as dicts), the seed left out:
+        what a cache key or a results record needs to tell a changed default apart."""
+        import dataclasses
+        import json
+
+        def plain(value):
+            if dataclasses.is_dataclass(value):
+                return dataclasses.asdict(value)
+            raise TypeError(f"{type(value).__name__} is not a plain parameter")
+
+        params = self.get_params()
+        params.pop("seed", None)
+        return json.loads(json.dumps(params, sort_keys=True, default=plain))
+
 
 def make_method(name: str, **params) -> PruningMethod:
     from tinysift.selection import methods  # noqa: F401  (registers every method)

@@ -55,7 +55,10 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     run = Run(out)
     params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
               "seed": seed, "label_noise": label_noise, "balance": balance,
-              "proxy_epochs": proxy_epochs, "method_params": method_params}
+              "proxy_epochs": proxy_epochs, "method_params": method_params,
+              # every parameter with the defaults: a changed default is a new stage key
+              "resolved_params": make_method(method, balance=balance,
+                                             **method_params).plain_params()}
     inputs = {"dataset": ds.content_hash}
     if run.is_fresh("prune", stage_key(params, inputs)):
         r = run.stage_info("prune")["results"]
@@ -114,6 +117,7 @@ def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | P
         params = {"dataset": dataset, "method": method, "counts": counts, "seed": seed,
                   "proxy_epochs": proxy_epochs,
                   "method_params": (method_params or {}).get(method, {})}
+        params["resolved_params"] = make_method(method, **params["method_params"]).plain_params()
         outputs = {c: Path(f"{method}-{c}") / SELECTION_FILE for c in counts}
         key = stage_key(params, {"dataset": ds.content_hash})
         stage = f"prune:{method}"
