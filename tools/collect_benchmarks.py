@@ -211,6 +211,46 @@ def partial_notice(res: dict, planned: int) -> list[str]:
             "progress log: rerun its command to add the missing seeds.", ""]
 
 
+def stale_params(stem: str) -> dict[str, dict]:
+    """Per method of a prune bench with no logged record of its current parameters (a
+    default changed since), what its records ran with: {method: {param: (then, now)}}.
+    Read from the bench's progress log, whose records carry their params."""
+    import re
+
+    from tinysift.selection import make_method
+
+    logs = [p for p in (RESULTS / "progress").glob(f"{stem}_*.jsonl")
+            if re.fullmatch(re.escape(stem) + r"_[0-9a-f]{12}\.jsonl", p.name)]
+    now: dict[str, dict] = {}
+    current: set[str] = set()  # methods with a record of the current parameters
+    out: dict[str, dict] = {}
+    for path in logs:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            then, name = rec.get("params"), rec["method"]
+            if then is None:
+                continue
+            if name not in now:
+                now[name] = make_method(name).plain_params()
+            diff = {k: (then.get(k), v) for k, v in now[name].items() if then.get(k) != v}
+            if diff:
+                out[name] = diff
+            else:
+                current.add(name)
+    return {m: d for m, d in out.items() if m not in current}
+
+
+def stale_notice(stem: str) -> list[str]:
+    """A line naming the methods whose numbers here ran with earlier parameters."""
+    stale = stale_params(stem)
+    if not stale:
+        return []
+    parts = [f"{m} ({', '.join(f'{k}={a!r}, now {b!r}' for k, (a, b) in d.items())})"
+             for m, d in sorted(stale.items())]
+    return [f"**Measured with earlier defaults:** {'; '.join(parts)}. Rerun the command to "
+            "measure the current ones (only those points rerun).", ""]
+
+
 def rerender() -> None:
     """Rewrite every benchmark's files from its JSON with the benches' own writers (format
     changes apply to old results; the numbers come only from the JSON)."""
@@ -237,6 +277,8 @@ def _seeded_section(heading: str, stem: str, cmd: str, missing: str, plot_alt: s
     if res is None:
         return out + [missing, ""]
     out += partial_notice(res, planned=res["seeds_planned"])
+    if stem.startswith("prune_"):
+        out += stale_notice(stem)
     return out + [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
                   f"![{plot_alt}](../benchmarks/results/{stem}.png)", "", "Targets:", ""
                   ] + targets(res) + [""]
@@ -265,7 +307,7 @@ def benchmarks_doc() -> str:
             out += ["Not run yet.", ""]
             continue
         md = (RESULTS / f"{stem}.md").read_text().split("\n", 2)[2]
-        out += partial_notice(res, planned=3)
+        out += partial_notice(res, planned=3) + stale_notice(stem)
         out += [md, f"![accuracy vs kept]({Path('../benchmarks/results') / (stem + '.png')})", "",
                 "Targets:", ""] + prune_targets(res) + [""]
         if res["label_noise"]:
@@ -504,7 +546,12 @@ def _readme_proportional() -> list[str]:
             out.append(f"| {name} | {key} | {have['random']:.3f} | {best} {have[best]:.3f} | "
                        f"{ours} {have[ours]:.3f} |")
     seeds_text = "/".join(str(s) for s in sorted(seeds))
-    return out + ["", f"({seeds_text} seeds per dataset; `benchmarks/results/prune_*.json`.)", ""]
+    stale = sorted({m for stem in ("prune_fashion-mnist", "prune_fashion-mnist_noise0.2",
+                                   "prune_mnist", "prune_digits") for m in stale_params(stem)})
+    note = (f" {', '.join(stale)}: measured with earlier defaults (docs/benchmarks.md says "
+            "which).") if stale else ""
+    return out + ["", f"({seeds_text} seeds per dataset; `benchmarks/results/prune_*.json`.)"
+                  f"{note}", ""]
 
 
 def _readme_guided(stem: str, title: str) -> list[str]:

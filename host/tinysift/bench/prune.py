@@ -289,6 +289,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
         "full_data_seconds": full["train_seconds"],
         "recipe": cfg.recipe(), "config": config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
+        "method_params": log.method_params,  # every parameter, the defaults included
         "methods": methods,
         "wall_seconds": wall_seconds,
         "seed_wall_seconds": log.seed_walls(seeds_done),
