@@ -29,8 +29,9 @@ def fitted(ctx):
     # vq-window / vq-herding: the within-codeword rules on the whole class (no hard cut), so
     # the codebooks can be rebuilt outside vq; "vq" is the default (the cut, then herding).
     return {"vq": make_method("vq", seed=0).fit(ctx),
-            "vq-window": make_method("vq", seed=0, within="window", hard_cut=None).fit(ctx),
-            "vq-herding": make_method("vq", seed=0, hard_cut=None).fit(ctx),
+            "vq-window": make_method("vq", seed=0, within="window", hard_cut=None,
+                                     hard_above=0.5).fit(ctx),
+            "vq-herding": make_method("vq", seed=0, hard_cut=None, hard_above=1.0).fit(ctx),
             "flow": make_method("flow", seed=0, **FAST_FLOW).fit(ctx)}
 
 
@@ -137,7 +138,8 @@ def test_vq_replay_rule_picks_near_medoids(ctx):
     near = [len(r) == 1 and r[0] == 0 for _, r in _vq_codewords(default, default.select(100))]
     assert not all(near)
     assert replay_method_params("vq", {"window": 0.2}) == {
-        "per_codeword": 1, "window": 0.2, "within": "window", "hard_cut": None}
+        "per_codeword": 1, "window": 0.2, "within": "window", "hard_cut": None,
+        "hard_above": 0.5}
     assert replay_method_params("herding") == {}
 
 
@@ -293,6 +295,25 @@ def test_vq_hard_cut_drops_each_class_hardest(ctx, params, beta):
         idx = np.flatnonzero(y == c)
         cutoff = np.sort(hard[idx])[::-1][int(beta * len(idx)) - 1]  # the cut's easiest
         assert (hard[kept[y[kept] == c]] <= cutoff).all()  # <=: a tie with the cut's easiest
+    assert vq.regime_ == "typical"
+
+
+def test_vq_keeps_hard_from_hard_above(ctx):
+    """From keep hard_above (0.1) on, the default is the far window on the whole class: the
+    same picks as the window rule without a cut, and some of each class's hardest 10 %
+    kept; below it the cut holds."""
+    from tinysift.selection.methods._common import difficulty
+
+    vq = make_method("vq", seed=0).fit(ctx)
+    window = make_method("vq", seed=0, within="window", hard_cut=None).fit(ctx)
+    count = int(np.ceil(0.1 * ctx.num_samples))
+    kept = vq.select(count)
+    assert vq.regime_ == "hard" and np.array_equal(kept, window.select(count))
+    hard, y = difficulty(ctx, "el2n"), ctx.y
+    hardest = np.concatenate([np.flatnonzero(y == c)[np.argsort(-hard[y == c])][
+        :int(0.1 * (y == c).sum())] for c in range(10)])
+    assert np.isin(kept, hardest).sum() > 0
+    assert np.isin(vq.select(count - 15), hardest).sum() == 0 and vq.regime_ == "typical"
 
 
 def test_vq_within_herding_tracks_each_codeword_mean(ctx):

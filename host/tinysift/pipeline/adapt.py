@@ -40,7 +40,8 @@ NO_REPLAY = "none"
 # defaults (picks spread over distance ranks: for training a network from scratch) gave 1.2 /
 # 0.2 / 0.3 (tools/replay_study.py, docs/methods.md). ``replay_params`` override these.
 REPLAY_DEFAULTS: dict[str, dict] = {"vq": {"per_codeword": 1, "window": 0.01,
-                                           "within": "window", "hard_cut": None}}
+                                           "within": "window", "hard_cut": None,
+                                           "hard_above": 0.5}}
 
 
 @dataclass

@@ -28,20 +28,24 @@ Spreading picks over the window (stratified by distance rank) rather than taking
 nearest sample keeps diversity inside a codeword: nearest-to-centroid alone loses to random
 at extreme budgets.
 
-``hard_cut`` (default 0.1) first drops the hardest fraction of each class by the proxy
-CNN's EL2N, as CCS does (Zheng et al. 2023; ``"auto"``: CCS's rule, 30 % at keep <= 0.1;
-``None``: no cut, no proxy CNN), so the codebook covers what is left.
+Below ``hard_above``, ``hard_cut`` (default 0.1) first drops the hardest fraction of each
+class by the proxy CNN's EL2N, as CCS does (Zheng et al. 2023; ``"auto"``: CCS's rule, 30 %
+at keep <= 0.1; ``None``: no cut, no proxy CNN), so the codebook covers what is left.
 
 ``within="herding"`` (the default) replaces the window by herding inside the codeword
 (Welling 2009): the codeword's non-outlier members are picked greedily so that the picks'
 mean tracks the members' mean, a coverage of the codeword's shape rather than of its
 distance ranks; ``within="window"`` is the distance-rank window above.
 
+At keep >= ``hard_above`` (default 0.1) neither applies: the far window on the whole class
+('keep hard'), the regime where typical-first selection loses to random.
+
 The defaults come from ``tools/selection_ablation.py`` (equal steps, a validation split of
-MNIST and Fashion-MNIST, keep 0.03 and 0.01, 3 seeds): the hard cut is what the window
-lacked against CCS, 10 % rather than CCS's 30 % because 30 % lost to random on MNIST at
-keep 0.03; with herding after the cut the mean gain over random across the four
-cells was highest with none negative (docs/methods.md).
+MNIST and Fashion-MNIST, keep 0.1, 0.03 and 0.01, 3 seeds): the hard cut is what the window
+lacked against CCS at tiny budgets, 10 % rather than CCS's 30 % because 30 % lost to random
+on MNIST at keep 0.03; with herding after the cut the mean gain over random across keep
+0.03 and 0.01 was highest with none negative; at keep 0.1 every typical-first rule lost to
+random on MNIST and the far window was best on both datasets (docs/methods.md).
 """
 
 from __future__ import annotations
@@ -132,7 +136,7 @@ class VQMethod(PruningMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "pixels",
                  dim: int = 32, per_codeword: int = 4, score_codebook: int = 32,
-                 outlier_tail: float = 0.1, hard_above: float = 0.5, easy_below: float = 0.1,
+                 outlier_tail: float = 0.1, hard_above: float = 0.1, easy_below: float = 0.1,
                  window: float = 0.6, within: str = "herding",
                  hard_cut: float | str | None = 0.1):
         super().__init__(seed=seed, balance=balance)
@@ -202,17 +206,23 @@ class VQMethod(PruningMethod):
         self.window_ = (lo, hi)
         self.coverage_: dict[int, tuple[int, int]] = {}
 
-        beta = resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
+        # 'Keep hard' regime (keep >= hard_above): the far window on the whole class, no cut
+        # and no herding, whatever ``within`` and ``hard_cut`` say for smaller budgets.
+        hard_regime = keep_fraction >= self.hard_above
+        self.regime_ = "hard" if hard_regime else "typical"
+        beta = 0.0 if hard_regime else resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
+        within = "window" if hard_regime else self.within
         tiebreak = np.random.default_rng(self.seed).permutation(ctx.num_samples)
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
             if beta > 0:
                 idx = idx[cut_hardest(self.hardness_[idx], beta, quota, tiebreak[idx])]
-            return self._choose_in_class(idx, quota, lo, hi)
+            return self._choose_in_class(idx, quota, lo, hi, within)
 
         return self._per_class(count, chooser)
 
-    def _choose_in_class(self, idx: np.ndarray, quota: int, lo: float, hi: float) -> np.ndarray:
+    def _choose_in_class(self, idx: np.ndarray, quota: int, lo: float, hi: float,
+                         within: str) -> np.ndarray:
         if quota >= len(idx):
             return idx
         z = self.z_[idx]
@@ -227,7 +237,7 @@ class VQMethod(PruningMethod):
                 continue
             members = np.flatnonzero(assign == j)
             order = members[np.argsort(dist[members], kind="stable")]
-            if self.within == "herding":
+            if within == "herding":
                 chosen.append(self._herd(z, order, int(quotas[j])))
                 continue
             ranks = window_picks(len(order), int(quotas[j]), lo, hi, 1.0 - self.outlier_tail)
