@@ -682,6 +682,12 @@ FLOAT_TOL = 1e-4
 # max(FLOAT_TOL, FLOAT64_MARGIN x |numpy float32 - numpy float64|) of numpy's float64 run:
 # C as close to exact as numpy's float32 is, give or take the margin.
 FLOAT64_MARGIN = 4.0
+# The floor for the modes that train through the backbone's ReLUs (bias, last-block): there C's
+# sequential float32 sums and numpy's pairwise ones part further than numpy's float32 does
+# from float64 (a digits export of 2026-12-01: C 1.3e-4 from float64 on the head bias of
+# update=bias where numpy float32 was 2.5e-5; 2026-11-30: C 5.1e-4 on the backbone). A wrong
+# step still moves them by 1e-2 or more, and every count is checked exactly.
+THROUGH_RELU_TOL = 1e-3
 
 
 def _options(cfg: ref.HeadTrainConfig, split: int) -> list[str]:
@@ -809,9 +815,9 @@ def float64_runs(mode_runs, data, model, parsed):
 
 
 def check_float_params(got: np.ndarray, want32: np.ndarray, want64: np.ndarray,
-                       err=rel_err) -> None:
-    """got (C) within max(FLOAT_TOL, FLOAT64_MARGIN x numpy's float32 error) of float64."""
-    tol = max(FLOAT_TOL, FLOAT64_MARGIN * err(want32, want64))
+                       err=rel_err, floor: float = FLOAT_TOL) -> None:
+    """got (C) within max(floor, FLOAT64_MARGIN x numpy's float32 error) of float64."""
+    tol = max(floor, FLOAT64_MARGIN * err(want32, want64))
     assert err(got, want64) <= tol, (err(got, want64), tol)
 
 
@@ -830,11 +836,12 @@ def test_mode_matches_reference(mode_runs, float64_runs, name):
         assert [e.samples for e in r.epochs][0] == per_epoch * cfg.batch_size
     np.testing.assert_allclose([e[0] for e in c.epochs], [e.mean_loss for e in r.epochs],
                                rtol=FLOAT_TOL)
-    check_float_params(c.w, r.weights, r64.weights)
-    check_float_params(c.b, r.bias, r64.bias)
+    floor = FLOAT_TOL if cfg.update == "head" else THROUGH_RELU_TOL
+    check_float_params(c.w, r.weights, r64.weights, floor=floor)
+    check_float_params(c.b, r.bias, r64.bias, floor=floor)
     if layers is not None:
         check_float_params(c.floats("bp"), r.backbone, r64.backbone,
-                           lambda a, b: per_layer_rel_err(layers, a, b))
+                           lambda a, b: per_layer_rel_err(layers, a, b), floor=floor)
     assert (c.correct_initial, c.correct_float) == (r.test_correct_initial,
                                                     r.test_correct_float)
     pc = c.ints("pc").reshape(4, -1)
@@ -1063,8 +1070,10 @@ def test_gradient_matches_tensorflow(update, driver, data, model, parsed, all_la
                                                                                        None]
     dz = dz.astype(np.float32)
     g_np = ref.tail_backward(layers, p0, md.xtr, masks, dz @ data.head_w) / 64
+    # 1e-3 as for C below: a batch sum of 64 float32 terms with cancellation (values 1e-5 to
+    # 8e-4) measured 6e-4 against TensorFlow's for update=last-block (2026-12-01)
     for got, want in ((g_np, gp), ((dz.T @ f) / 64, gw)):
-        assert rel_err(got, want) < 1e-4, rel_err(got, want)
+        assert rel_err(got, want) < 1e-3, rel_err(got, want)
 
     # C: W1 = W0 - lr * G / B with momentum 0, so G / B = (W0 - W1) / lr
     lr = 8.0
