@@ -71,20 +71,17 @@ def main(argv: list[str]) -> int:
                          "exploration")
     args = ap.parse_args(argv)
 
-    import numpy as np
-
-    from tinysift.bench.progress import ProgressLog, summarize
+    from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
     from tinysift.guided import make_sampler, sampler_params
     from tinysift.guided.loop import train_guided
     from tinysift.models.training import TrainConfig, evaluate
-    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
-    from tinysift.selection.budget import balanced_subset
+    from tinysift.runs import machine_info, package_versions
+    from tinysift.selection.budget import validation_split
 
     ds = load_dataset(args.dataset)
-    val = balanced_subset(ds.y_train, args.val, seed=12345)
-    rest = np.setdiff1d(np.arange(len(ds.y_train)), val)
+    rest, val = validation_split(ds.y_train, args.val)
     stem = f"ablation_guided_{dataset_slug(args.dataset)}" + (
         f"_noise{args.label_noise:g}" if args.label_noise else "")
     key = {"dataset": args.dataset, "hash": ds.content_hash, "budget": args.budget,
@@ -130,7 +127,6 @@ def main(argv: list[str]) -> int:
            "epochs": args.epochs, "validation_samples": args.val, "seeds": args.seeds,
            "baseline": args.baseline, "variants": rows, "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
-    atomic_write_json(args.out_dir / f"{stem}.json", res)
     noise = f", {int(100 * args.label_noise)}% label noise" if args.label_noise else ""
     lines = [f"# Guided-training ablations: {args.dataset}{noise}, budget {args.budget:g}", "",
              f"Validation accuracy ({args.val} samples held out of the training split, clean "
@@ -147,7 +143,7 @@ def main(argv: list[str]) -> int:
         lines.append(f"| {name} | {r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {vs} | "
                      f"{r['spent']:.3f} | {r['seconds']:.0f} ({r['fit_seconds']:.1f}) |")
     lines += ["", f"Machine: {res['machine']['processor']} × {res['machine']['cpus']} CPUs.", ""]
-    atomic_write_text(args.out_dir / f"{stem}.md", "\n".join(lines))
+    write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -73,23 +73,20 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
 
-    import numpy as np
-
-    from tinysift.bench.progress import ProgressLog, summarize
+    from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.guided.loop import train_for_passes
     from tinysift.models.training import TrainConfig, evaluate
-    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.runs import machine_info, package_versions
     from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
-    from tinysift.selection.budget import balanced_subset
+    from tinysift.selection.budget import validation_split
 
     bench = PruneBenchConfig(protocol="equal-steps")
     ds = load_dataset(args.dataset)
-    val = balanced_subset(ds.y_train, args.val, seed=12345)
-    rest = np.setdiff1d(np.arange(len(ds.y_train)), val)
+    rest, val = validation_split(ds.y_train, args.val)
     x_tr, y_tr = ds.x_train[rest], ds.y_train[rest]
     x_val, y_val = ds.x_train[val], ds.y_train[val]
     stem = f"ablation_selection_{dataset_slug(args.dataset)}"
@@ -144,7 +141,6 @@ def main(argv: list[str]) -> int:
            "validation_samples": args.val, "seeds": args.seeds, "baseline": args.baseline,
            "recipe": bench.recipe(), "rows": rows, "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
-    atomic_write_json(args.out_dir / f"{stem}.json", res)
     lines = [f"# Selection ablations (equal steps): {args.dataset}", "",
              f"Validation accuracy ({args.val} samples held out of the training split; never "
              f"the test split), mean ± std over {args.seeds} seeds, paired difference to "
@@ -156,7 +152,7 @@ def main(argv: list[str]) -> int:
         lines.append(f"| {row['variant']} | {row['keep']:g} | {row['acc_mean']:.4f} ± "
                      f"{row['acc_std']:.4f} | {vs} |")
     lines += ["", f"Machine: {res['machine']['processor']} × {res['machine']['cpus']} CPUs.", ""]
-    atomic_write_text(args.out_dir / f"{stem}.md", "\n".join(lines))
+    write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -117,14 +117,15 @@ def config_dict(cfg) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
 
 
-def write_results(results: dict, out: Path, stem: str, markdown, plot) -> None:
+def write_results(results: dict, out: Path, stem: str, markdown, plot=None) -> None:
     """``stem``.json, its markdown table (``markdown(results)``) and plot
-    (``plot(results, path)``), all from ``results``."""
+    (``plot(results, path)``; none when ``plot`` is None), all from ``results``."""
     from tinysift.runs import atomic_write_json, atomic_write_text
 
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", markdown(results))
-    plot(results, out / f"{stem}.png")
+    if plot is not None:
+        plot(results, out / f"{stem}.png")
 
 
 def run_record(cfg, seeds_done: int, log: ProgressLog, wall_seconds: float) -> dict:

@@ -104,3 +104,15 @@ def balanced_subset(y: np.ndarray, count: int, seed: int) -> np.ndarray:
     picks = [np.sort(rng.choice(np.flatnonzero(y == c), size=int(q), replace=False))
              for c, q in enumerate(quotas) if q > 0]
     return np.sort(np.concatenate(picks))
+
+
+#: Seed of the validation split the ablation tools hold out of the training split.
+VALIDATION_SEED = 12345
+
+
+def validation_split(y: np.ndarray, count: int, seed: int = VALIDATION_SEED
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held): ``count`` class-balanced indices held out (:func:`balanced_subset`) and
+    the sorted indices left to train on."""
+    held = balanced_subset(y, count, seed)
+    return np.setdiff1d(np.arange(len(y)), held), held
