@@ -53,12 +53,12 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
         ds, _ = add_label_noise(ds, label_noise, seed)
     count = resolve_keep(keep, len(ds.y_train))
     run = Run(out)
+    impl = make_method(method, seed=seed, balance=balance, **method_params)
     params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
               "seed": seed, "label_noise": label_noise, "balance": balance,
               "proxy_epochs": proxy_epochs, "method_params": method_params,
               # every parameter with the defaults: a changed default is a new stage key
-              "resolved_params": make_method(method, balance=balance,
-                                             **method_params).plain_params()}
+              "resolved_params": impl.plain_params()}
     inputs = {"dataset": ds.content_hash}
     if run.is_fresh("prune", stage_key(params, inputs)):
         r = run.stage_info("prune")["results"]
@@ -73,7 +73,6 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
         ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
                              cache_dir=run / "cache", proxy_epochs=proxy_epochs,
                              progress=progress)
-        impl = make_method(method, seed=seed, balance=balance, **method_params)
         start = time.perf_counter()
         impl.fit(ctx)
         score_seconds = time.perf_counter() - start
@@ -117,13 +116,13 @@ def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | P
         params = {"dataset": dataset, "method": method, "counts": counts, "seed": seed,
                   "proxy_epochs": proxy_epochs,
                   "method_params": (method_params or {}).get(method, {})}
-        params["resolved_params"] = make_method(method, **params["method_params"]).plain_params()
+        impl = make_method(method, seed=seed, **params["method_params"])
+        params["resolved_params"] = impl.plain_params()
         outputs = {c: Path(f"{method}-{c}") / SELECTION_FILE for c in counts}
         key = stage_key(params, {"dataset": ds.content_hash})
         stage = f"prune:{method}"
         if not run.is_fresh(stage, key):
             with run.stage(stage, params, {"dataset": ds.content_hash}, seed=seed) as rec:
-                impl = make_method(method, seed=seed, **params["method_params"])
                 start = time.perf_counter()
                 ctx.reset_usage()
                 impl.fit(ctx)
