@@ -4,6 +4,7 @@ finds planted mislabels, runs are seeded. Real digits data, real training."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +49,22 @@ def test_ledger_charges_fits_once_at_the_measured_speed():
     led.charge_forward(30)
     assert led.spent == pytest.approx(200 + 10 + 50)
     assert led.remaining == pytest.approx(740) and 0 < led.progress < 1
+
+
+def test_ledger_charges_a_nested_fit_once():
+    # The flow's density is fit inside the codebook refit; its seconds count once.
+    led = CostLedger(budget_passes=1e6)
+    led.charge_training(1000, 1.0)  # 1 ms per pass
+    start = time.perf_counter()
+    with led.fit("codebook"):
+        time.sleep(0.05)
+        with led.fit("density"):
+            time.sleep(0.1)
+    wall = time.perf_counter() - start
+    assert led.fit_seconds["density"] == pytest.approx(0.1, abs=0.03)
+    assert led.fit_seconds["codebook"] == pytest.approx(0.05, abs=0.03)
+    assert sum(led.fit_seconds.values()) == pytest.approx(wall, abs=1e-3)
+    assert led.fit_passes == pytest.approx(1000 * wall, rel=0.02)
 
 
 def test_rs2_covers_every_sample_once_per_pass():

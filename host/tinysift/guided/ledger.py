@@ -44,6 +44,9 @@ class CostLedger:
     # -- charging -----------------------------------------------------------------------
     def __post_init__(self) -> None:
         self._pending = 0.0
+        # Seconds of fits nested inside each open fit (a flow fit inside a codebook refit):
+        # the outer fit excludes them, so every second is charged once.
+        self._nested: list[float] = []
 
     def charge_training(self, samples: int, seconds: float) -> None:
         self.train_passes += int(samples)
@@ -57,12 +60,19 @@ class CostLedger:
 
     @contextlib.contextmanager
     def fit(self, name: str) -> Iterator[None]:
-        """Time a fit (codebook, flow, mixture) and charge it under ``name``."""
+        """Time a fit (codebook, flow, mixture) and charge it under ``name``.
+
+        Fits may nest: each is charged its own time, without the fits inside it (until
+        2026-12-01 an inner fit was charged twice, once more inside the outer one)."""
         start = time.perf_counter()
+        self._nested.append(0.0)
         try:
             yield
         finally:
-            seconds = time.perf_counter() - start
+            total = time.perf_counter() - start
+            seconds = total - self._nested.pop()
+            if self._nested:
+                self._nested[-1] += total
             self.fit_seconds[name] = self.fit_seconds.get(name, 0.0) + seconds
             # Converted once, at the speed measured so far, so the budget spent never drifts
             # afterwards (a fit before any training step is charged at the first step's rate).
