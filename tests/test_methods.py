@@ -316,6 +316,28 @@ def test_vq_keeps_hard_from_hard_above(ctx):
     assert np.isin(vq.select(count - 15), hardest).sum() == 0 and vq.regime_ == "typical"
 
 
+def test_vq_trains_the_proxy_only_for_a_cut(digits):
+    """The proxy CNN behind the hard cut is trained at the first selection below hard_above,
+    not at fit: a mild keep never pays for it; the bench charges it to the small keep only."""
+    from tinysift.bench.prune import _score
+    from tinysift.selection.methods._common import difficulty
+
+    fresh = ScoringContext(digits.x_train, digits.y_train, 10, seed=0, progress=False)
+    vq = make_method("vq", seed=0).fit(fresh)
+    vq.select(int(np.ceil(0.2 * fresh.num_samples)))
+    assert vq.regime_ == "hard" and not any("dynamics" in k for k in fresh.timings)
+    small = vq.select(50)
+    assert vq.regime_ == "typical" and any("dynamics" in k for k in fresh.timings)
+    hard, y = difficulty(fresh, "el2n"), fresh.y
+    assert all((hard[small[y[small] == c]] < np.quantile(hard[y == c], 0.9)).all()
+               for c in range(10))
+
+    fresh = ScoringContext(digits.x_train, digits.y_train, 10, seed=0, progress=False)
+    picks = _score(fresh, None, 0, 1, None, "vq", {}, [0.5, 0.02])["picks"]
+    proxy = fresh.shared_seconds({k for k in fresh.timings if "dynamics" in k})
+    assert proxy > 0 and picks[0.02][1] >= proxy > picks[0.5][1]
+
+
 def test_vq_within_herding_tracks_each_codeword_mean(ctx):
     """within='herding': a codeword's picks are herding's over its non-outlier members, so
     their mean is closer to those members' mean than the distance window's picks are."""

@@ -210,12 +210,21 @@ def _score(ctx, data, seed: int, proxy_epochs: int, shared, name: str, params: d
     wall_fit = time.perf_counter() - start
     computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
     score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
+    fit_used = set(ctx.used)
     picks = {}
     for keep in keeps:
         count = resolve_keep(keep, ctx.num_samples)
+        # Shared work a selection needs beyond the fit's (vq's hard cut reads the proxy CNN's
+        # dynamics only at small keeps) is charged to that point in full, computed here or
+        # not, like the fit's.
+        ctx.reset_usage()
+        before = dict(ctx.timings)
         t0 = time.perf_counter()
         idx = method.select(count)
-        picks[keep] = (idx, time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
+        picks[keep] = (idx, max(0.0, wall - computed_here)
+                       + ctx.shared_seconds(ctx.used - fit_used))
     return {"score_seconds": score_seconds, "picks": picks}
 
 

@@ -127,12 +127,13 @@ def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | P
                 ctx.reset_usage()
                 impl.fit(ctx)
                 rec["results"]["score_seconds"] = round(time.perf_counter() - start, 3)
-                rec["results"]["shared_seconds"] = round(ctx.shared_seconds(), 3)
                 for c, rel in outputs.items():
                     kept = impl.select(c)
                     write_selection(run / rel, kept, impl.scores_, method, len(ds.y_train),
                                     ds.content_hash, noise_seed=seed)
                     rec["outputs"].append(str(rel))
+                # After the selections: a method may read shared work only when it selects.
+                rec["results"]["shared_seconds"] = round(ctx.shared_seconds(), 3)
         for c, rel in outputs.items():
             paths[(method, c)] = run / rel
     return paths

@@ -162,7 +162,9 @@ class VQMethod(PruningMethod):
     def _fit(self, context) -> np.ndarray:
         z = context.embedding(self.embedding, self.dim)
         self.z_ = z
-        self.hardness_ = (difficulty(context, "el2n") if self.hard_cut is not None else None)
+        # The proxy CNN's EL2N behind the hard cut is computed at the first selection that
+        # cuts (keep < hard_above): a mild keep never pays for the proxy's training.
+        self.hardness_ = None
         scores = np.zeros(context.num_samples)
         self.distance_ = np.zeros(context.num_samples)
         self.occupancy_ = np.zeros(context.num_samples, dtype=np.int64)
@@ -216,6 +218,8 @@ class VQMethod(PruningMethod):
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
             if beta > 0:
+                if self.hardness_ is None:
+                    self.hardness_ = difficulty(ctx, "el2n")
                 idx = idx[cut_hardest(self.hardness_[idx], beta, quota, tiebreak[idx])]
             return self._choose_in_class(idx, quota, lo, hi, within)
 
