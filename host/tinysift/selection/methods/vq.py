@@ -30,7 +30,8 @@ at extreme budgets.
 
 Below ``hard_above``, ``hard_cut`` (default 0.1) first drops the hardest fraction of each
 class by the proxy CNN's EL2N, as CCS does (Zheng et al. 2023; ``"auto"``: CCS's rule, 30 %
-at keep <= 0.1; ``None``: no cut, no proxy CNN), so the codebook covers what is left.
+at keep <= 0.1; ``None``: no cut, no proxy CNN), so the codebook covers what is left. The
+proxy is trained at the first selection that cuts, so a mild keep never pays for it.
 
 ``within="herding"`` (the default) replaces the window by herding inside the codeword
 (Welling 2009): the codeword's non-outlier members are picked greedily so that the picks'
