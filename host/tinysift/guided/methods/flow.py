@@ -73,6 +73,11 @@ class FlowGuided(VQGuided):
         (0: fit once, after the warm-up, where the labels are judged by a model that has not
         had time to memorize the wrong ones)
     density_steps : Adam steps of the flows (each one batch of 256 per class)
+    rejudge : at a codebook refit that reuses the density, judge the labels again: the
+        model's latest predictions against the density's verdict, kept from its fit (free:
+        no refit); what was dropped stays a suspect. Under 20% label noise on Fashion-MNIST
+        (validation) it raised the filter's recall of the flipped labels from 0.63 to 0.78 at
+        the same precision (0.95), for the same accuracy
     fit_on : ``all`` or ``agree`` (each class's density fit on its samples the model
         predicts as labelled, so the flipped ones do not shape it; on noisy digits this made
         the density echo the model and halved the filter's precision, 0.54 against 0.8+)
@@ -84,7 +89,7 @@ class FlowGuided(VQGuided):
                  mislabel_posterior: float = 0.05, mislabel_model: float = 0.05,
                  outlier_tail: float = 0.02, max_drop: float = 0.3, loss_weight: float = 0.5,
                  du_window: int = 4, density_refits: int = 0, density_steps: int = 100,
-                 fit_on: str = "all", **vq_params):
+                 fit_on: str = "all", rejudge: bool = True, **vq_params):
         super().__init__(seed, **vq_params)
         self.density = density
         self.mislabel_posterior = mislabel_posterior
@@ -96,13 +101,16 @@ class FlowGuided(VQGuided):
         self.density_refits = density_refits
         self.density_steps = density_steps
         self.fit_on = fit_on
+        self.rejudge = rejudge
 
     def before_codebook(self, state: TrainingState) -> None:
         from tinysift.scoring.density import label_posterior, make_density, typicality
 
         self.refits_ = getattr(self, "refits_", -1) + 1
         if self.refits_ and (not self.density_refits or self.refits_ % self.density_refits):
-            return  # keep the last density's verdict
+            if self.rejudge:  # the density's last verdict, the model's latest
+                self.dropped_ = self._judge(state, also=self.dropped_)
+            return
         z, y, k = self.z_, state.y, state.num_classes
         params = {"steps": self.density_steps} if self.density == "flow" else {}
         # Fit each class's density on the samples the model agrees with: a class density fit
@@ -115,24 +123,30 @@ class FlowGuided(VQGuided):
             logp = make_density(self.density, seed=self.seed, **params).fit(
                 z[fit], y[fit], k).log_prob(z)
         priors = np.bincount(y, minlength=k) / len(y)
-        post = np.exp(label_posterior(logp, y, priors))
-        typ_rank = within_class_rank(typicality(logp, y), y)
+        self.posterior_ = np.exp(label_posterior(logp, y, priors))
+        self.density_class_ = np.argmax(logp, axis=1)
+        self.typicality_rank_ = within_class_rank(typicality(logp, y), y)
+        self.dropped_ = self._judge(state)
+
+    def _judge(self, state: TrainingState, also: np.ndarray | None = None) -> np.ndarray:
+        """The samples to drop by the density's verdict and the model's latest one (``also``:
+        suspects already, the cap per class still holds)."""
+        y, post = state.y, self.posterior_
         p_model = np.exp(-np.nan_to_num(state.loss.astype(np.float64), nan=0.0))
         # The classifier and the density must agree: both doubt the label, and both put the
         # sample in the same other class. A hard but correctly labelled sample rarely
         # passes all three.
-        other = (state.pred != y) & (np.argmax(logp, axis=1) == state.pred)
+        other = (state.pred != y) & (self.density_class_ == state.pred)
         mislabel = other & (p_model < self.mislabel_model) & (post < self.mislabel_posterior)
-        outlier = (state.pred != y) & (typ_rank < self.outlier_tail)
-        suspect = mislabel | outlier
+        outlier = (state.pred != y) & (self.typicality_rank_ < self.outlier_tail)
+        suspect = mislabel | outlier | (False if also is None else also)
         # Worst first, at most max_drop of a class: order suspects by the posterior.
         drop = np.zeros(len(y), bool)
-        for c in range(k):
+        for c in range(state.num_classes):
             idx = np.flatnonzero((y == c) & suspect)
             cap = int(self.max_drop * (y == c).sum())
             drop[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
-        self.dropped_ = drop
-        self.posterior_ = post
+        return drop
 
     def priority(self, state: TrainingState) -> np.ndarray:
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
