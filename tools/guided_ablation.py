@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -25,6 +27,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (class_beta = beta, 1 by default; so the beta variants changed both). These numbers made
 # class_beta=0 the default; the variants keep the base they ran on.
 OLD = {"class_beta": 1.0}
+
+# The flow variants measured before its filter judged again at every codebook refit
+# (rejudge, the default since 2026-12-01).
+NO_REJUDGE = {"rejudge": False}
 
 # (variant, method, params): one question each.
 VARIANTS: list[tuple[str, str, dict]] = [
@@ -47,13 +53,68 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("vq embedding=pixels", "vq", {**OLD, "embedding": "pixels"}),
     ("vq class_beta=0 final_full=0", "vq", {"class_beta": 0.0, "final_full": 0.0}),
     ("vq beta=0 final_full=0", "vq", {"beta": 0.0, "class_beta": 0.0, "final_full": 0.0}),
-    ("flow class_beta=1 (until 2026-11-30)", "flow", {**OLD}),
-    ("flow density=gmm", "flow", {**OLD, "density": "gmm"}),
-    ("flow density=knn", "flow", {**OLD, "density": "knn"}),
-    ("flow loss_weight=1 (no DU)", "flow", {**OLD, "loss_weight": 1.0}),
-    ("flow class_beta=0", "flow", {"class_beta": 0.0}),  # the default now
-    ("flow class_beta=0 final_full=0", "flow", {"class_beta": 0.0, "final_full": 0.0}),
+    ("flow class_beta=1 (until 2026-11-30)", "flow", {**NO_REJUDGE, **OLD}),
+    ("flow density=gmm", "flow", {**NO_REJUDGE, **OLD, "density": "gmm"}),
+    ("flow density=knn", "flow", {**NO_REJUDGE, **OLD, "density": "knn"}),
+    ("flow loss_weight=1 (no DU)", "flow", {**NO_REJUDGE, **OLD, "loss_weight": 1.0}),
+    ("flow class_beta=0 final_full=0", "flow",
+     {**NO_REJUDGE, "class_beta": 0.0, "final_full": 0.0}),
+    # 2026-12-01, asked under label noise (base: the defaults, class_beta=0): does the filter
+    # catch the flipped labels, and does keeping each codeword's highest-loss members (the
+    # undetected flipped ones, under noise) cost accuracy?
+    ("full (budget 1)", "full-cut", {}),
+    ("vq", "vq", {}),
+    ("flow", "flow", {**NO_REJUDGE}),  # the defaults until rejudge (class_beta=0)
+    ("flow keep_hard=0", "flow", {**NO_REJUDGE, "keep_hard": 0.0}),
+    ("flow loose filter (0.3/0.3)", "flow",
+     {**NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3}),
+    ("flow loose filter keep_hard=0", "flow",
+     {**NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3, "keep_hard": 0.0}),
+    ("flow agreement-only filter", "flow",
+     {**NO_REJUDGE, "mislabel_posterior": 1.0, "mislabel_model": 1.0}),
+    ("flow beta=0 keep_hard=0 (filter + stratified random)", "flow",
+     {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0}),
+    ("flow density_refits=1", "flow", {**NO_REJUDGE, "density_refits": 1}),
+    ("flow keep_hard=0 density_refits=1", "flow",
+     {**NO_REJUDGE, "keep_hard": 0.0, "density_refits": 1}),
+    ("flow rejudge", "flow", {"rejudge": True}),  # the default since
+    ("flow rejudge keep_hard=0", "flow", {"rejudge": True, "keep_hard": 0.0}),
+    ("flow beta=0 keep_hard=0 density_refits=1", "flow",
+     {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0, "density_refits": 1}),
+    # Upper bounds under label noise, not methods: full-data epochs on the training set less a
+    # share (recall) of the truly flipped labels, removed from the start or after one warm-up
+    # pass over everything (where the flow's filter first judges).
+    ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
+    ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
+    ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
+    ("oracle: 78% of flips removed after a warm-up pass", "oracle",
+     {"recall": 0.78, "warm": 1}),
 ]
+
+#: Variants trained at another budget than --budget (the full-data recipe itself).
+BUDGETS = {"full (budget 1)": 1.0}
+
+
+def oracle_sampler(seed: int, flipped: np.ndarray, recall: float, warm: int):
+    """Full-data epochs (all samples for ``warm`` epochs first), then without ``recall`` of
+    the flipped labels (a seeded random share): what a filter of that recall, acting at that
+    time, could reach at best."""
+    from tinysift.guided.base import EpochPlan, EpochSampler
+
+    rng = np.random.default_rng(seed)
+    keep = np.flatnonzero(~(flipped & (rng.random(len(flipped)) < recall)))
+
+    class Oracle(EpochSampler):
+        name = "oracle"
+
+        def plan(self, state):
+            if state.epoch < warm:
+                return EpochPlan(np.arange(state.num_samples), note="warm-up")
+            self.dropped_ = np.ones(state.num_samples, bool)
+            self.dropped_[keep] = False
+            return EpochPlan(keep, note="oracle")
+
+    return Oracle(seed)
 
 
 def main(argv: list[str]) -> int:
@@ -89,9 +150,11 @@ def main(argv: list[str]) -> int:
     # A variant's record counts only while it would run with the same parameters, defaults
     # included: a changed default reruns the variants it touches.
     log = ProgressLog(key, args.out_dir / "progress", stem, point="variant",
-                      method_params={name: sampler_params(method, **params)
+                      method_params={name: (params if method == "oracle"
+                                            else sampler_params(method, **params))
                                      for name, method, params in VARIANTS})
-    chosen = [v for v in VARIANTS if not args.only or v[0] in args.only.split(",")]
+    chosen = [v for v in VARIANTS if (not args.only or v[0] in args.only.split(","))
+              and (v[1] != "oracle" or args.label_noise)]
     start = time.perf_counter()
     for seed in range(args.seeds):
         y_train = ds.y_train
@@ -102,16 +165,25 @@ def main(argv: list[str]) -> int:
         for name, method, params in chosen:
             if log.get(seed, name, name) is not None:
                 continue
-            sampler = make_sampler(method, seed=seed, **params)
-            res = train_guided(x_tr, y_tr, ds.num_classes, sampler, args.budget,
+            flipped = y_tr != ds.y_train[rest]
+            sampler = (oracle_sampler(seed, flipped, **params) if method == "oracle"
+                       else make_sampler(method, seed=seed, **params))
+            res = train_guided(x_tr, y_tr, ds.num_classes, sampler,
+                               BUDGETS.get(name, args.budget),
                                train_config=TrainConfig(epochs=args.epochs, seed=seed),
                                progress=False)
             acc = evaluate(res.model, x_val, y_val)
             spent = res.ledger.spent / (args.epochs * len(y_tr))
+            # What the mislabel filter dropped at the end, and how much of it was flipped.
+            dropped = getattr(sampler, "dropped_", np.zeros(len(y_tr), bool))
             log.add(seed, name, name, acc=acc, seconds=res.seconds, spent=spent,
-                    fit_seconds=sum(res.ledger.fit_seconds.values()))
+                    fit_seconds=sum(res.ledger.fit_seconds.values()),
+                    dropped=int(dropped.sum()), dropped_flipped=int((dropped & flipped).sum()),
+                    flipped=int(flipped.sum()))
             print(f"[seed {seed}] {name:<36} val acc {acc:.4f}  spent {spent:.3f}  "
-                  f"{res.seconds:.0f} s", flush=True)
+                  f"{res.seconds:.0f} s  dropped {int(dropped.sum())} "
+                  f"({int((dropped & flipped).sum())} of {int(flipped.sum())} flipped)",
+                  flush=True)
     rows = {}
     for name, method, params in VARIANTS:
         runs = [log.get(s, name, name) for s in range(args.seeds)]
@@ -119,6 +191,9 @@ def main(argv: list[str]) -> int:
             continue
         rows[name] = summarize(runs, ("seconds", "spent", "fit_seconds"))
         rows[name].update(method=method, params=params)
+        if all("dropped" in r for r in runs):  # logged since 2026-12-01
+            rows[name].update({f: float(np.mean([r[f] for r in runs]))
+                               for f in ("dropped", "dropped_flipped", "flipped")})
     base = rows.get(args.baseline)
     for name, r in rows.items():
         if base is not None and name != args.baseline:
@@ -133,19 +208,42 @@ def main(argv: list[str]) -> int:
              f"labels; never the test split), mean ± std over {args.seeds} seeds, paired "
              f"difference to `{args.baseline}` in points with a 95% interval (bold: excludes "
              f"0). Recipe: {args.epochs} epochs of the full data, Adam 3e-3, batch 128. "
-             "Each vq/flow variant changes one thing of the samplers' defaults until "
-             "2026-11-30 (the classes' quotas followed their loss: class_beta = beta, 1) "
-             "unless it names class_beta; class_beta=0 is the default since.", "",
-             "| variant | val acc | vs " + args.baseline + " | spent | seconds (fits) |",
-             "|---|---|---|---|---|"]
+             "The vq/flow variants above `full (budget 1)` change one thing of the "
+             "samplers' defaults until 2026-11-30 (the classes' quotas followed their loss: "
+             "class_beta = beta, 1) unless they name class_beta (0 is the default since); "
+             "from `full (budget 1)` on (2026-12-01), one thing of the defaults before flow's "
+             "`rejudge` (class_beta=0, rejudge off) unless they name rejudge (on is the "
+             "default since). `oracle` rows are not methods: full-data epochs without a "
+             "share of the truly flipped labels (known to the tool only), from the start or "
+             "after one warm-up pass over everything: what a filter of that recall, acting "
+             "then, could reach at best.", "",
+             "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
+             "(mean over seeds), with the precision and recall of that set against the flipped "
+             "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",
+             "| variant | val acc | vs " + args.baseline + " | spent | seconds (fits) | dropped |",
+             "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         vs = diff_cell(r["vs_baseline"]) if "vs_baseline" in r else "-"
         lines.append(f"| {name} | {r['acc_mean']:.4f} ± {r['acc_std']:.4f} | {vs} | "
-                     f"{r['spent']:.3f} | {r['seconds']:.0f} ({r['fit_seconds']:.1f}) |")
+                     f"{r['spent']:.3f} | {r['seconds']:.0f} ({r['fit_seconds']:.1f}) | "
+                     f"{_dropped_cell(r)} |")
     lines += ["", f"Machine: {res['machine']['processor']} × {res['machine']['cpus']} CPUs.", ""]
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def _dropped_cell(row: dict) -> str:
+    if "dropped" not in row:
+        return "n/a"
+    if not row["dropped"]:
+        return "0"
+    cell = f"{row['dropped']:.0f}"
+    if row["flipped"]:
+        precision = row["dropped_flipped"] / row["dropped"]
+        recall = row["dropped_flipped"] / row["flipped"]
+        cell += f" (precision {precision:.2f}, recall {recall:.2f})"
+    return cell
 
 
 if __name__ == "__main__":
