@@ -163,9 +163,8 @@ class VQMethod(PruningMethod):
     def _fit(self, context) -> np.ndarray:
         z = context.embedding(self.embedding, self.dim)
         self.z_ = z
-        # The proxy CNN's EL2N behind the hard cut is computed at the first selection that
-        # cuts (keep < hard_above): a mild keep never pays for the proxy's training.
-        self.hardness_ = None
+        # The proxy CNN's EL2N behind the hard cut is read at selections that cut (keep <
+        # hard_above), not here: a mild keep never pays for the proxy's training.
         scores = np.zeros(context.num_samples)
         self.distance_ = np.zeros(context.num_samples)
         self.occupancy_ = np.zeros(context.num_samples, dtype=np.int64)
@@ -216,12 +215,13 @@ class VQMethod(PruningMethod):
         beta = 0.0 if hard_regime else resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
         within = "window" if hard_regime else self.within
         tiebreak = np.random.default_rng(self.seed).permutation(ctx.num_samples)
+        # Read from the context at every selection that cuts (the proxy is trained at the
+        # first, then cached there), so each such selection is seen to use it and is charged.
+        hardness = difficulty(ctx, "el2n") if beta > 0 else None
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
             if beta > 0:
-                if self.hardness_ is None:
-                    self.hardness_ = difficulty(ctx, "el2n")
-                idx = idx[cut_hardest(self.hardness_[idx], beta, quota, tiebreak[idx])]
+                idx = idx[cut_hardest(hardness[idx], beta, quota, tiebreak[idx])]
             return self._choose_in_class(idx, quota, lo, hi, within)
 
         return self._per_class(count, chooser)
