@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tinysift.data import load_dataset
 
 # One method of each kind the bench treats differently: no scoring (random), the proxy CNN's
@@ -213,3 +215,19 @@ def check_condense_quick(res: dict) -> None:
                                            for per in res["methods"].values()
                                            for v in per.values())
     assert timed <= res["wall_seconds"]  # each fit and training timed once, inside the run
+
+
+def test_prune_cost_ratio_is_independent_of_the_machine_speed():
+    """The cost ratio times the full data's training at the point's own training speed: the
+    plain ratio of seconds on one machine, and unchanged when a point ran twice as slow."""
+    from tinysift.bench.prune import PruneBenchConfig, cost_ratio
+
+    cfg = PruneBenchConfig()  # max(250 steps, 3 epochs): 60,000 samples -> 1,407 steps
+    full_seconds = 1407 * 0.01
+    point = {"count": 6000, "score_seconds": 2.0, "train_seconds": 250 * 0.01}  # 250 steps
+    assert cost_ratio(cfg, point, 60000) == pytest.approx((2.0 + 2.5) / full_seconds)
+    slow = {**point, "score_seconds": 4.0, "train_seconds": 5.0}
+    assert cost_ratio(cfg, slow, 60000) == pytest.approx(cost_ratio(cfg, point, 60000))
+    equal = PruneBenchConfig(protocol="equal-steps")  # every point trains the full steps
+    full_run = {"count": 6000, "score_seconds": 0.0, "train_seconds": full_seconds}
+    assert cost_ratio(equal, full_run, 60000) == pytest.approx(1.0)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
@@ -277,10 +279,27 @@ def bench_method_params(cfg: PruneBenchConfig) -> dict[str, dict]:
             for name in cfg.methods}
 
 
+def cost_ratio(cfg: PruneBenchConfig, rec: dict, full_count: int) -> float:
+    """A point's cost (scoring + training) over the full data's training, both at the speed
+    the point's own training ran: ``steps / full_steps x (score + train) / train``.
+
+    The same as the plain ratio of seconds when both ran on one machine; unlike it, it stays
+    right when the points of one table were measured on machines of different speeds (the
+    guided ledger converts fits into sample-passes the same way)."""
+    from tinysift.models.training import TrainConfig
+
+    config = TrainConfig(epochs=None, min_steps=cfg.min_steps, subset_epochs=cfg.subset_epochs)
+    full_steps = config.total_steps(full_count)
+    steps = full_steps if cfg.protocol == "equal-steps" else config.total_steps(rec["count"])
+    train = max(rec["train_seconds"], 1e-9)
+    return steps / full_steps * (rec["score_seconds"] + train) / train
+
+
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
              wall_seconds: float) -> dict:
     from tinysift.runs import machine_info, package_versions
 
+    full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
     methods: dict[str, dict] = {}
     for name in cfg.methods:
         for keep in cfg.keeps:
@@ -288,7 +307,10 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
             if all(r is not None for r in runs):
                 methods.setdefault(name, {})[f"{keep:g}"] = summarize(
                     runs, ("score_seconds", "train_seconds"), count=True)
-    full = summarize([log.get(s, "full", "1") for s in range(seeds_done)], ("train_seconds",))
+                methods[name][f"{keep:g}"]["cost_ratio"] = float(np.mean(
+                    [cost_ratio(cfg, r, f["count"]) for r, f in zip(runs, full_runs,
+                                                                  strict=True)]))
+    full = summarize(full_runs, ("train_seconds",))
     return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise, "protocol": cfg.protocol,
         "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,

@@ -57,8 +57,10 @@ def prune_markdown(res: dict) -> str:
     lines += ["", "## Cost (seconds, mean over seeds)", "",
               "Scoring includes any training the score needs (the proxy CNN for dynamics-based "
               "methods, embeddings). Total = scoring + training on the kept samples; ratio = "
-              "total / full-data training. Ratios above 1 mean the method costs more than "
-              "training on everything.", "",
+              "total / full-data training, the full data's training timed at the speed of the "
+              "point's own training (its share of the full data's steps), so points measured "
+              "on machines of different speeds compare. Ratios above 1 mean the method costs "
+              "more than training on everything.", "",
               "| method | scoring | " + " | ".join(f"total @ {k} (ratio)" for k in keeps) + " |",
               "|---|---|" + "---|" * len(keeps)]
     full = res["full_data_seconds"]
@@ -68,8 +70,9 @@ def prune_markdown(res: dict) -> str:
         for k in keeps:
             if k in per:
                 total = per[k]["score_seconds"] + per[k]["train_seconds"]
-                flag = " ⚠" if total > full else ""
-                cells.append(f"{total:.0f} ({total / full:.2f}){flag}")
+                ratio = per[k].get("cost_ratio", total / full)  # older files: plain seconds
+                flag = " ⚠" if ratio > 1 else ""
+                cells.append(f"{total:.0f} ({ratio:.2f}){flag}")
             else:
                 cells.append("-")
         lines.append(f"| {name} | {first['score_seconds']:.1f} | " + " | ".join(cells) + " |")
