@@ -81,6 +81,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("flow rejudge keep_hard=0", "flow", {"rejudge": True, "keep_hard": 0.0}),
     ("flow beta=0 keep_hard=0 density_refits=1", "flow",
      {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0, "density_refits": 1}),
+    ("flow rejudge density_steps=30", "flow", {"density_steps": 30}),
+    ("flow rejudge density=gmm", "flow", {"density": "gmm"}),
     # Upper bounds under label noise, not methods: full-data epochs on the training set less a
     # share (recall) of the truly flipped labels, removed from the start or after one warm-up
     # pass over everything (where the flow's filter first judges).
