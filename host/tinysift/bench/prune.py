@@ -204,30 +204,30 @@ def _score(ctx, data, seed: int, proxy_epochs: int, shared, name: str, params: d
         ctx = data.context(seed, proxy_epochs=proxy_epochs, progress=False)
         if shared:
             ctx.adopt(shared)
-    ctx.reset_usage()
-    before = dict(ctx.timings)
     method = make_method(name, seed=seed, **params)
-    start = time.perf_counter()
-    method.fit(ctx)
-    wall_fit = time.perf_counter() - start
-    computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
-    score_seconds = max(0.0, wall_fit - computed_here) + ctx.shared_seconds()
-    fit_used = set(ctx.used)
+    _, score_seconds, fit_used = _charged(ctx, lambda: method.fit(ctx))
     picks = {}
     for keep in keeps:
         count = resolve_keep(keep, ctx.num_samples)
         # Shared work a selection needs beyond the fit's (vq's hard cut reads the proxy CNN's
-        # dynamics only at small keeps) is charged to that point in full, computed here or
-        # not, like the fit's.
-        ctx.reset_usage()
-        before = dict(ctx.timings)
-        t0 = time.perf_counter()
-        idx = method.select(count)
-        wall = time.perf_counter() - t0
-        computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
-        picks[keep] = (idx, max(0.0, wall - computed_here)
-                       + ctx.shared_seconds(ctx.used - fit_used))
+        # dynamics only at small keeps) is charged to that point in full, like the fit's.
+        idx, seconds, _ = _charged(ctx, lambda c=count: method.select(c), already=fit_used)
+        picks[keep] = (idx, seconds)
     return {"score_seconds": score_seconds, "picks": picks}
+
+
+def _charged(ctx, call, already: frozenset | set = frozenset()) -> tuple:
+    """Run ``call()``; return its result, the seconds it is charged (its wall time less the
+    shared work computed during it, plus the full compute time of every shared item it read
+    but ``already``) and the shared items it read."""
+    ctx.reset_usage()
+    before = set(ctx.timings)
+    start = time.perf_counter()
+    out = call()
+    wall = time.perf_counter() - start
+    computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
+    return (out, max(0.0, wall - computed_here) + ctx.shared_seconds(ctx.used - set(already)),
+            set(ctx.used))
 
 
 def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progress: bool

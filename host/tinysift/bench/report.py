@@ -63,14 +63,13 @@ def prune_markdown(res: dict) -> str:
               "more than training on everything.", "",
               "| method | scoring | " + " | ".join(f"total @ {k} (ratio)" for k in keeps) + " |",
               "|---|---|" + "---|" * len(keeps)]
-    full = res["full_data_seconds"]
     for name, per in res["methods"].items():
         first = next(iter(per.values()))
         cells = []
         for k in keeps:
             if k in per:
                 total = per[k]["score_seconds"] + per[k]["train_seconds"]
-                ratio = per[k].get("cost_ratio", total / full)  # older files: plain seconds
+                ratio = per[k]["cost_ratio"]
                 flag = " ⚠" if ratio > 1 else ""
                 cells.append(f"{total:.0f} ({ratio:.2f}){flag}")
             else:
