@@ -285,7 +285,7 @@ def test_vq_hard_cut_drops_each_class_hardest(ctx, params, beta):
     balance hold; without the cut vq needs no proxy CNN."""
     from tinysift.selection.methods._common import difficulty
 
-    assert make_method("vq", hard_cut=None).needs == frozenset()
+    assert make_method("vq", hard_cut=None, hard_above=0.1).needs == frozenset()
     vq = make_method("vq", seed=0, **params).fit(ctx)
     assert vq.needs == {"dynamics"}
     hard, y = difficulty(ctx, "el2n"), ctx.y
@@ -314,6 +314,35 @@ def test_vq_keeps_hard_from_hard_above(ctx):
         :int(0.1 * (y == c).sum())] for c in range(10)])
     assert np.isin(kept, hardest).sum() > 0
     assert np.isin(vq.select(count - 15), hardest).sum() == 0 and vq.regime_ == "typical"
+
+
+def test_vq_auto_keeps_hard_earlier_on_easy_data(ctx, digits, monkeypatch):
+    """hard_above='auto': the keep-hard regime starts at the proxy's mean training error once
+    every class keeps AUTO_MIN_PER_CLASS samples (lowered here: Digits is tiny), so on easy
+    data a small keep takes the far window; below the floor, or on data the proxy finds
+    hard (30 % flipped labels), the regime starts at 0.1 and the cut holds."""
+    from tinysift.selection.methods import vq as vq_module
+
+    monkeypatch.setattr(vq_module, "AUTO_MIN_PER_CLASS", 8)
+    vq = make_method("vq", seed=0).fit(ctx)
+    far = make_method("vq", seed=0, within="window", hard_cut=None, hard_above=0.0,
+                      easy_below=0.0).fit(ctx)
+    error = 1.0 - ctx.dynamics().correct.mean()
+    assert 0 < error < 0.05
+    kept = vq.select(100)  # 10 per class, keep 0.07
+    assert vq.regime_ == "hard" and vq.hard_start_ == pytest.approx(error)
+    assert np.array_equal(kept, far.select(100))
+    vq.select(70)  # 7 per class: scarce whatever the error
+    assert vq.regime_ == "typical" and vq.hard_start_ == 0.1
+
+    noisy, _ = add_label_noise(digits, 0.3, seed=0)
+    hard_ctx = ScoringContext(noisy.x_train, noisy.y_train, 10, seed=0, progress=False)
+    vq = make_method("vq", seed=0).fit(hard_ctx)
+    vq.select(100)
+    assert 1.0 - hard_ctx.dynamics().correct.mean() > 0.1
+    assert vq.regime_ == "typical" and vq.hard_start_ == 0.1
+    with pytest.raises(Exception, match="hard_above must be"):
+        make_method("vq", hard_above="early")
 
 
 def test_vq_trains_the_proxy_only_for_a_cut(digits):

@@ -56,6 +56,10 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # vq's defaults since 2026-12-01 below keep 0.1 (the best mean over keep 0.03 and 0.01
     # with no cell negative); from keep 0.1 vq's default is the far window (hard_above=0.1)
     ("vq hard_cut=0.1 within=herding", "vq", {**WINDOW, "hard_cut": 0.1, "within": "herding"}),
+    # the same below the switch, the switch itself set by the proxy CNN's training error
+    # (hard_above="auto", vq's default since 2026-12-01): the far window from keep 0.03 on
+    # MNIST, from 0.1 on Fashion-MNIST
+    ("vq hard_above=auto", "vq", {"hard_cut": 0.1, "within": "herding", "hard_above": "auto"}),
 ]
 
 
