@@ -211,6 +211,12 @@ class VQMethod(PruningMethod):
             scores[idx] = rel
         return scores
 
+    @property
+    def _fixed_start(self) -> float:
+        """The keep-hard regime's start without the proxy: ``hard_above``, or its "auto"
+        upper bound."""
+        return AUTO_HARD_ABOVE if self.hard_above == "auto" else float(self.hard_above)
+
     def hard_start(self, count: int) -> float:
         """Keep fraction from which a selection of ``count`` samples keeps hard ones.
 
@@ -218,12 +224,10 @@ class VQMethod(PruningMethod):
         ``AUTO_HARD_ABOVE`` (a smaller keep with enough samples per class), and those
         selections cut with the same proxy anyway.
         """
-        if self.hard_above != "auto":
-            return float(self.hard_above)
         ctx = self.context_
-        if (count / ctx.num_samples >= AUTO_HARD_ABOVE
+        if (self.hard_above != "auto" or count / ctx.num_samples >= AUTO_HARD_ABOVE
                 or count < AUTO_MIN_PER_CLASS * ctx.num_classes):
-            return AUTO_HARD_ABOVE
+            return self._fixed_start
         error = 1.0 - np.asarray(ctx.dynamics().correct, dtype=np.float64).mean()
         return min(AUTO_HARD_ABOVE, float(error))
 
@@ -232,7 +236,7 @@ class VQMethod(PruningMethod):
         """Quantile window of distance ranks (0 = nearest) used at this keep fraction
         (``hard_above``: the regime's start, default the fixed one or ``AUTO_HARD_ABOVE``)."""
         if hard_above is None:
-            hard_above = AUTO_HARD_ABOVE if self.hard_above == "auto" else self.hard_above
+            hard_above = self._fixed_start
         usable = 1.0 - self.outlier_tail
         width = min(self.window, usable)
         if keep_fraction >= hard_above:
@@ -252,7 +256,7 @@ class VQMethod(PruningMethod):
         self.window_ = (lo, hi)
         self.coverage_: dict[int, tuple[int, int]] = {}
 
-        # 'Keep hard' regime (keep >= hard_above): the far window on the whole class, no cut
+        # 'Keep hard' regime (keep >= hard_start_): the far window on the whole class, no cut
         # and no herding, whatever ``within`` and ``hard_cut`` say for smaller budgets.
         hard_regime = keep_fraction >= self.hard_start_
         self.regime_ = "hard" if hard_regime else "typical"
