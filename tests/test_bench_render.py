@@ -54,3 +54,27 @@ def test_readme_results_block_is_generated():
     block = collect.README_START + text.split(collect.README_START, 1)[1].split(
         collect.README_END, 1)[0] + collect.README_END
     assert block == collect.readme_summary()
+
+
+def test_stale_params_reads_the_bench_overrides(tmp_path, monkeypatch):
+    """A method run with the bench's own ``--method-params`` is current, not stale; records
+    of the plain defaults are stale against those overrides, and the notice names both."""
+    from tinysift.selection import make_method
+
+    collect = _collect()
+    monkeypatch.setattr(collect, "RESULTS", tmp_path)
+    (tmp_path / "progress").mkdir()
+    stem = "prune_digits"
+    (tmp_path / f"{stem}.json").write_text(json.dumps(
+        {"config": {"method_params": {"vq": {"per_codeword": 2}}}}))
+    log = tmp_path / "progress" / f"{stem}_0123456789ab.jsonl"
+
+    def record(method: str, **params) -> str:
+        return json.dumps({"method": method, "params": make_method(method, **params)
+                           .plain_params()})
+
+    log.write_text(record("vq", per_codeword=2) + "\n" + record("random") + "\n")
+    assert collect.stale_params(stem) == {}
+    log.write_text(record("vq") + "\n")
+    assert collect.stale_params(stem) == {"vq": {"per_codeword": (4, 2)}}
+    assert "per_codeword=4, now 2" in " ".join(collect.stale_notice(stem))

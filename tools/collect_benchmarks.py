@@ -214,11 +214,15 @@ def partial_notice(res: dict, planned: int) -> list[str]:
 def stale_params(stem: str) -> dict[str, dict]:
     """Per method of a prune bench with no logged record of its current parameters (a
     default changed since), what its records ran with: {method: {param: (then, now)}}.
-    Read from the bench's progress log, whose records carry their params."""
+    Read from the bench's progress log, whose records carry their params; "now" is the
+    defaults with the bench's own ``--method-params`` overrides (its JSON's config)."""
     import re
 
     from tinysift.selection import make_method
 
+    results = RESULTS / f"{stem}.json"
+    overrides = (json.loads(results.read_text()).get("config", {}).get("method_params", {})
+                 if results.exists() else {})
     logs = [p for p in (RESULTS / "progress").glob(f"{stem}_*.jsonl")
             if re.fullmatch(re.escape(stem) + r"_[0-9a-f]{12}\.jsonl", p.name)]
     now: dict[str, dict] = {}
@@ -231,7 +235,7 @@ def stale_params(stem: str) -> dict[str, dict]:
             if then is None:
                 continue
             if name not in now:
-                now[name] = make_method(name).plain_params()
+                now[name] = make_method(name, **overrides.get(name, {})).plain_params()
             diff = {k: (then.get(k), v) for k, v in now[name].items() if then.get(k) != v}
             if diff:
                 out[name] = diff
