@@ -387,3 +387,26 @@ def test_vq_within_herding_tracks_each_codeword_mean(ctx):
     assert np.mean(gaps["herding"]) < np.mean(gaps["window"])
     with pytest.raises(Exception, match="within must be"):
         make_method("vq", within="nearest")
+
+
+def test_vq_within_strata_fills_ccs_difficulty_strata(ctx):
+    """within='strata': after the cut, each class's picks fill CCS's equal-width EL2N strata
+    with CCS's allocation (smallest first), and inside each stratum herding over codewords."""
+    from tinysift.selection.methods._common import cut_hardest, difficulty
+    from tinysift.selection.methods.ccs import allocate, strata
+    from tinysift.selection.methods.vq import STRATA_BINS
+
+    vq = make_method("vq", seed=0, within="strata", hard_cut=0.3).fit(ctx)
+    kept = vq.select(100)
+    assert len(kept) == len(np.unique(kept)) == 100
+    hard = difficulty(ctx, "el2n")
+    tiebreak = np.random.default_rng(0).permutation(ctx.num_samples)
+    for c in range(10):
+        idx = np.flatnonzero(ctx.y == c)
+        picks = kept[ctx.y[kept] == c]
+        pool = idx[cut_hardest(hard[idx], 0.3, len(picks), tiebreak[idx])]
+        assert np.isin(picks, pool).all()  # nothing from the cut
+        bins = strata(hard[pool], STRATA_BINS)
+        want = allocate(len(picks), np.bincount(bins, minlength=STRATA_BINS))
+        got = np.bincount(bins[np.searchsorted(pool, picks)], minlength=STRATA_BINS)
+        np.testing.assert_array_equal(got, want)

@@ -60,6 +60,11 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # (hard_above="auto", vq's default since 2026-12-01): the far window from keep 0.03 on
     # MNIST, from 0.1 on Fashion-MNIST
     ("vq hard_above=auto", "vq", {"hard_cut": 0.1, "within": "herding", "hard_above": "auto"}),
+    # CCS's difficulty strata and cut (the best published selector on Fashion-MNIST at keep
+    # 0.03), each stratum filled by codeword coverage (herding inside codewords) instead of
+    # at random: difficulty coverage and density coverage together
+    ("vq within=strata hard_cut=auto", "vq",
+     {"hard_cut": "auto", "within": "strata", "hard_above": "auto"}),
 ]
 
 
