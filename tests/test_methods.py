@@ -278,14 +278,15 @@ def test_cli_keep_count_and_bad_keep(tmp_path):
     assert bad.returncode == 2 and "keep" in bad.stderr
 
 
-@pytest.mark.parametrize("params, beta", [({"hard_cut": "auto"}, 0.3), ({}, 0.1)])
+@pytest.mark.parametrize("params, beta", [({}, 0.3), ({"hard_cut": 0.1}, 0.1)])
 def test_vq_hard_cut_drops_each_class_hardest(ctx, params, beta):
     """hard_cut: none of the kept samples is among its class's hardest beta by the proxy's
-    EL2N ('auto' = CCS's 30 % at keep <= 0.1; the default 0.1); the budget and the class
-    balance hold; without the cut vq needs no proxy CNN."""
+    EL2N (the default 'auto' = CCS's 30 % at keep <= 0.1; or a fraction); the budget and the
+    class balance hold; without the cut and a rule reading EL2N vq needs no proxy CNN."""
     from tinysift.selection.methods._common import difficulty
 
-    assert make_method("vq", hard_cut=None, hard_above=0.1).needs == frozenset()
+    assert make_method("vq", hard_cut=None, hard_above=0.1, within="herding").needs == frozenset()
+    assert make_method("vq", hard_cut=None, hard_above=0.1).needs == {"dynamics"}
     vq = make_method("vq", seed=0, **params).fit(ctx)
     assert vq.needs == {"dynamics"}
     hard, y = difficulty(ctx, "el2n"), ctx.y

@@ -65,6 +65,10 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # at random: difficulty coverage and density coverage together
     ("vq within=strata hard_cut=auto", "vq",
      {"hard_cut": "auto", "within": "strata", "hard_above": "auto"}),
+    # the other way round: codewords partition the class, and inside each the picks spread
+    # evenly over the EL2N values (CCS's equal-width coverage of difficulty, per codeword)
+    ("vq within=difficulty hard_cut=auto", "vq",
+     {"hard_cut": "auto", "within": "difficulty", "hard_above": "auto"}),
 ]
 
 
