@@ -411,3 +411,28 @@ def test_vq_within_strata_fills_ccs_difficulty_strata(ctx):
         want = allocate(len(picks), np.bincount(bins, minlength=STRATA_BINS))
         got = np.bincount(bins[np.searchsorted(pool, picks)], minlength=STRATA_BINS)
         np.testing.assert_array_equal(got, want)
+
+
+def test_spread_over_values_covers_the_range_evenly():
+    """Targets evenly spaced over the values' range, each position once: on a skewed score
+    the picks reach the sparse hard end (unlike a uniform or rank-quantile draw)."""
+    from tinysift.selection.methods.vq import spread_over_values
+
+    np.testing.assert_array_equal(spread_over_values(np.arange(100.0), 4), [12, 37, 62, 87])
+    skewed = np.concatenate([np.zeros(90), np.linspace(0.5, 1.0, 10)])
+    picks = spread_over_values(skewed, 4)
+    assert len(set(picks.tolist())) == 4 and (skewed[picks] >= 0.5).sum() == 3  # of 10 %
+    np.testing.assert_array_equal(spread_over_values(np.ones(5), 3), [0, 1, 2])  # ties: once
+
+
+def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx):
+    """The default rule below the switch: after the cut, the picks' EL2N reaches further into
+    the kept range than herding's (which favours each codeword's typical members)."""
+    from tinysift.selection.methods._common import difficulty
+
+    hard = difficulty(ctx, "el2n")
+    spread = make_method("vq", seed=0).fit(ctx)
+    herd = make_method("vq", seed=0, within="herding").fit(ctx)
+    a, b = spread.select(100), herd.select(100)
+    assert spread.regime_ == "typical" and len(a) == len(np.unique(a)) == 100
+    assert np.quantile(hard[a], 0.9) > np.quantile(hard[b], 0.9)
