@@ -425,14 +425,20 @@ def test_spread_over_values_covers_the_range_evenly():
     np.testing.assert_array_equal(spread_over_values(np.ones(5), 3), [0, 1, 2])  # ties: once
 
 
-def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx):
+def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):
     """The default rule below the switch: after the cut, the picks' EL2N reaches further into
-    the kept range than herding's (which favours each codeword's typical members)."""
+    the kept range than herding's (which favours each codeword's typical members); with fewer
+    than SPREAD_MIN_PER_CLASS per class (data scarce) the picks are herding's."""
+    from tinysift.selection.methods import vq as vq_module
     from tinysift.selection.methods._common import difficulty
 
     hard = difficulty(ctx, "el2n")
     spread = make_method("vq", seed=0).fit(ctx)
     herd = make_method("vq", seed=0, within="herding").fit(ctx)
+    scarce = spread.select(100)  # 10 per class
+    assert spread.within_ == "herding" and np.array_equal(scarce, herd.select(100))
+    monkeypatch.setattr(vq_module, "SPREAD_MIN_PER_CLASS", 8)  # Digits is tiny
     a, b = spread.select(100), herd.select(100)
-    assert spread.regime_ == "typical" and len(a) == len(np.unique(a)) == 100
+    assert spread.regime_ == "typical" and spread.within_ == "difficulty"
+    assert len(a) == len(np.unique(a)) == 100
     assert np.quantile(hard[a], 0.9) > np.quantile(hard[b], 0.9)
