@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
 
-    from tinysift.bench.progress import ProgressLog, summarize, write_results
+    from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import dataset_slug, load_dataset
@@ -142,7 +142,11 @@ def main(argv: list[str]) -> int:
                 print(f"[seed {seed}] {name:<48} keep {keep:<5} val acc {acc:.4f}  "
                       f"{res.seconds:.0f} s", flush=True)
     rows: dict[str, dict] = {}
-    for keep in keeps:
+    # The report covers every keep logged, not only the ones this call trained: a run with
+    # a few --keeps does not drop the others' rows from the results files.
+    logged = {float(at) for (_, method, at) in log.done if method != WALL}
+    report_keeps = sorted(set(keeps) | logged, reverse=True)
+    for keep in report_keeps:
         for name, method, params in VARIANTS:
             runs = [log.get(s, name, f"{keep:g}") for s in range(args.seeds)]
             if any(r is None for r in runs):
@@ -153,7 +157,7 @@ def main(argv: list[str]) -> int:
         base = rows.get(f"{args.baseline}@{row['keep']:g}")
         if base is not None and row["variant"] != args.baseline:
             row["vs_baseline"] = paired_difference(row["runs"], base["runs"])
-    res = {"dataset": args.dataset, "protocol": "equal-steps", "keeps": keeps,
+    res = {"dataset": args.dataset, "protocol": "equal-steps", "keeps": report_keeps,
            "validation_samples": args.val, "seeds": args.seeds, "baseline": args.baseline,
            "recipe": bench.recipe(), "rows": rows, "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
