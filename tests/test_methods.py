@@ -319,12 +319,12 @@ def test_vq_keeps_hard_from_hard_above(ctx):
 
 def test_vq_auto_keeps_hard_earlier_on_easy_data(ctx, digits, monkeypatch):
     """hard_above='auto': the keep-hard regime starts at the proxy's mean training error once
-    every class keeps AUTO_MIN_PER_CLASS samples (lowered here: Digits is tiny), so on easy
+    every class keeps SCARCE_PER_CLASS samples (lowered here: Digits is tiny), so on easy
     data a small keep takes the far window; below the floor, or on data the proxy finds
     hard (30 % flipped labels), the regime starts at 0.1 and the cut holds."""
     from tinysift.selection.methods import vq as vq_module
 
-    monkeypatch.setattr(vq_module, "AUTO_MIN_PER_CLASS", 8)
+    monkeypatch.setattr(vq_module, "SCARCE_PER_CLASS", 8)
     vq = make_method("vq", seed=0).fit(ctx)
     far = make_method("vq", seed=0, within="window", hard_cut=None, hard_above=0.0,
                       easy_below=0.0).fit(ctx)
@@ -428,16 +428,18 @@ def test_spread_over_values_covers_the_range_evenly():
 def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):
     """The default rule below the switch: after the cut, the picks' EL2N reaches further into
     the kept range than herding's (which favours each codeword's typical members); with fewer
-    than SPREAD_MIN_PER_CLASS per class (data scarce) the picks are herding's."""
+    than SCARCE_PER_CLASS per class (data scarce) the picks are herding's."""
     from tinysift.selection.methods import vq as vq_module
     from tinysift.selection.methods._common import difficulty
 
     hard = difficulty(ctx, "el2n")
-    spread = make_method("vq", seed=0).fit(ctx)
-    herd = make_method("vq", seed=0, within="herding").fit(ctx)
+    # the switch fixed at 0.1: with the floor lowered, "auto" would start the keep-hard
+    # regime at Digits' tiny training error (the same floor serves both)
+    spread = make_method("vq", seed=0, hard_above=0.1).fit(ctx)
+    herd = make_method("vq", seed=0, within="herding", hard_above=0.1).fit(ctx)
     scarce = spread.select(100)  # 10 per class
     assert spread.within_ == "herding" and np.array_equal(scarce, herd.select(100))
-    monkeypatch.setattr(vq_module, "SPREAD_MIN_PER_CLASS", 8)  # Digits is tiny
+    monkeypatch.setattr(vq_module, "SCARCE_PER_CLASS", 8)  # Digits is tiny
     a, b = spread.select(100), herd.select(100)
     assert spread.regime_ == "typical" and spread.within_ == "difficulty"
     assert len(a) == len(np.unique(a)) == 100

@@ -69,7 +69,7 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # evenly over the EL2N values (CCS's equal-width coverage of difficulty, per codeword)
     ("vq within=difficulty hard_cut=auto", "vq",
      {"hard_cut": "auto", "within": "difficulty", "hard_above": "auto"}),
-    # herding after CCS's cut: what "difficulty" does below SPREAD_MIN_PER_CLASS per class
+    # herding after CCS's cut: what "difficulty" does below SCARCE_PER_CLASS per class
     ("vq within=herding hard_cut=auto", "vq",
      {"hard_cut": "auto", "within": "herding", "hard_above": "auto"}),
 ]

@@ -39,16 +39,16 @@ inside each codeword: a codeword's picks are the non-outlier members whose EL2N 
 targets spread evenly over the members' EL2N range (equal-width coverage of the values, so
 harder samples than a uniform draw, as CCS's smallest-stratum-first allocation gives). The
 codewords keep the class's appearance covered and its density; the difficulty spread inside
-each keeps the picks diverse. Below ``SPREAD_MIN_PER_CLASS`` samples per class the data is
+each keeps the picks diverse. Below ``SCARCE_PER_CLASS`` samples per class the data is
 scarce and the rule takes herding's typical picks instead (on Digits, 1-4 samples per
 class, the spread was 7-18 points under herding on validation). ``within="herding"`` picks
 a codeword's non-outlier members greedily so that their mean tracks the members' mean
-(Welling 2009); ``within="window"`` is
-the distance-rank window above. ``within="strata"`` turns it round: CCS's equal-width EL2N
-strata of the class with CCS's allocation, each filled by herding over its own codewords. It
-loses to random by 4-8 points at keep 0.03 and 0.01 (validation): codewords formed inside a
-difficulty stratum no longer partition the class's appearance, so the picks crowd its
-centre; kept as the ablation's record, not for use.
+(Welling 2009); ``within="window"`` is the distance-rank window above. ``within="strata"``
+turns it round: CCS's equal-width EL2N strata of the class with CCS's allocation, each
+filled by herding over its own codewords. It loses to random by 4-8 points at keep 0.03 and
+0.01 (validation): codewords formed inside a difficulty stratum no longer partition the
+class's appearance, so the picks crowd its centre; kept as the ablation's record, not for
+use.
 
 At keep >= ``hard_above`` neither applies: the far window on the whole class ('keep hard'),
 the regime where typical-first selection loses to random. ``hard_above="auto"`` (the
@@ -56,7 +56,7 @@ default) starts that regime where the data is abundant for its difficulty (Sorsc
 2022: keep easy samples when data is scarce, hard ones when it is abundant): at
 ``min(0.1, e)``, ``e`` the proxy CNN's training error averaged over its measurements (the
 share of the class's mass a model still gets wrong while it learns), once every class keeps
-at least ``AUTO_MIN_PER_CLASS`` samples; otherwise at 0.1. MNIST (e about 2 %) keeps hard
+at least ``SCARCE_PER_CLASS`` samples; otherwise at 0.1. MNIST (e about 2 %) keeps hard
 from keep 0.03 on, Fashion-MNIST (about 13 %) from 0.1. The training error alone would
 call a tiny dataset easy (the proxy memorizes Digits' 1437 samples: e under 1 %), hence
 the per-class floor: a handful of samples per class is scarce whatever the error.
@@ -84,15 +84,16 @@ from tinysift.selection.base import PruningMethod, register
 from tinysift.selection.methods._common import cut_hardest, difficulty, resolve_hard_cut
 from tinysift.selection.methods.ccs import allocate, strata
 
-#: ``hard_above="auto"``: the keep-hard regime never starts later than this keep fraction,
+#: ``hard_above="auto"``: the keep-hard regime never starts later than this keep fraction.
 AUTO_HARD_ABOVE = 0.1
-#: and never earlier than where every class keeps this many samples.
-AUTO_MIN_PER_CLASS = 50
-#: ``within="difficulty"`` spreads picks over EL2N once every class keeps this many samples;
-#: below, data is scarce and the picks are herding's (typical), as at 1-4 per class on Digits.
-SPREAD_MIN_PER_CLASS = 50
+#: Below this many samples per class the data is scarce whatever the proxy says: the
+#: keep-hard regime does not start early (``hard_above="auto"``) and ``within="difficulty"``
+#: takes herding's typical picks (as at 1-4 per class on Digits).
+SCARCE_PER_CLASS = 50
 #: How a codeword's picks are chosen below the keep-hard regime (see the module).
 WITHIN_RULES = ("difficulty", "herding", "window", "strata")
+#: The rules that read the proxy CNN's EL2N even without a cut.
+EL2N_RULES = ("difficulty", "strata")
 #: ``within="strata"``: equal-width EL2N strata per class (CCS's 50).
 STRATA_BINS = 50
 
@@ -216,7 +217,7 @@ class VQMethod(PruningMethod):
     @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]
         uses = (self.embedding == "cnn" or self.hard_cut is not None
-                or self.within in ("strata", "difficulty")
+                or self.within in EL2N_RULES
                 or self.hard_above == "auto")
         return frozenset({"dynamics"}) if uses else frozenset()
 
@@ -263,7 +264,7 @@ class VQMethod(PruningMethod):
         """
         ctx = self.context_
         if (self.hard_above != "auto" or count / ctx.num_samples >= AUTO_HARD_ABOVE
-                or count < AUTO_MIN_PER_CLASS * ctx.num_classes):
+                or count < SCARCE_PER_CLASS * ctx.num_classes):
             return self._fixed_start
         error = 1.0 - np.asarray(ctx.dynamics().correct, dtype=np.float64).mean()
         return min(AUTO_HARD_ABOVE, float(error))
@@ -299,22 +300,19 @@ class VQMethod(PruningMethod):
         self.regime_ = "hard" if hard_regime else "typical"
         beta = 0.0 if hard_regime else resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
         within = "window" if hard_regime else self.within
-        if within == "difficulty" and count < SPREAD_MIN_PER_CLASS * ctx.num_classes:
+        if within == "difficulty" and count < SCARCE_PER_CLASS * ctx.num_classes:
             within = "herding"  # scarce: typical picks teach a class best (Sorscher et al.)
         self.within_ = within
         tiebreak = np.random.default_rng(self.seed).permutation(ctx.num_samples)
         # Read from the context at every selection that cuts (the proxy is trained at the
         # first, then cached there), so each such selection is seen to use it and is charged.
-        strata_rule = within == "strata"
-        hardness = (difficulty(ctx, "el2n") if beta > 0 or within in ("strata", "difficulty")
-                    else None)
-        self.hardness_ = hardness
+        hardness = difficulty(ctx, "el2n") if beta > 0 or within in EL2N_RULES else None
 
         def chooser(idx: np.ndarray, quota: int) -> np.ndarray:
             if beta > 0:
                 idx = idx[cut_hardest(hardness[idx], beta, quota, tiebreak[idx])]
-            if not strata_rule:
-                return self._choose_in_class(idx, quota, lo, hi, within)
+            if within != "strata":
+                return self._choose_in_class(idx, quota, lo, hi, within, hardness)
             # CCS's difficulty strata, each filled by codeword coverage instead of at random
             bins = strata(hardness[idx], STRATA_BINS)
             budgets = allocate(quota, np.bincount(bins, minlength=STRATA_BINS))
@@ -325,7 +323,7 @@ class VQMethod(PruningMethod):
         return self._per_class(count, chooser)
 
     def _choose_in_class(self, idx: np.ndarray, quota: int, lo: float, hi: float,
-                         within: str) -> np.ndarray:
+                         within: str, hardness: np.ndarray | None = None) -> np.ndarray:
         if quota >= len(idx):
             return idx
         z = self.z_[idx]
@@ -345,7 +343,7 @@ class VQMethod(PruningMethod):
                 continue
             if within == "difficulty":
                 usable = self._inliers(order, int(quotas[j]))
-                hard = self.hardness_[idx[usable]]
+                hard = hardness[idx[usable]]
                 chosen.append(usable[spread_over_values(hard, int(quotas[j]))])
                 continue
             ranks = window_picks(len(order), int(quotas[j]), lo, hi, 1.0 - self.outlier_tail)
