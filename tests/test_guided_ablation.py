@@ -31,3 +31,32 @@ def test_ablation_scores_on_validation_and_resumes(tmp_path):
     assert abs(vq["spent"] - 0.5) < 0.05  # the budget held
     assert "| rs2 |" in (tmp_path / "ablation_guided_digits.md").read_text()
     assert "[seed 0]" not in _run(tmp_path)  # resumed: nothing trained again
+
+
+def test_vq_ucb_variant_keeps_the_highest_loss_bound_first_inside_a_codeword():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import numpy as np
+    from guided_ablation import vq_ucb_sampler
+
+    from tinysift.guided.base import TrainingState
+    from tinysift.guided.ledger import CostLedger
+
+    y = np.repeat(np.arange(2), 50)
+    st = TrainingState(x=np.zeros((100, 2, 2, 1), np.uint8), y=y, num_classes=2, epochs=4,
+                       budget=0.5, ledger=CostLedger(200), rng=np.random.default_rng(0),
+                       feature_dim=8)
+    s = vq_ucb_sampler(0, c=1.0, decay=0.5)
+    assert s.params()["c"] == 1.0 and s.params()["per_code"] == 50  # vq's parameters, stamped
+    s.begin(st)
+    assert np.isinf(s.priority(st)).all()  # never trained: first
+    half = np.arange(50)
+    for epoch, loss in enumerate((np.linspace(0, 1, 50), np.full(50, 0.5))):
+        st.epoch = epoch
+        st.record(half, loss.astype(np.float32), np.ones(50, np.float32),
+                  np.zeros((50, 8), np.float32), np.zeros(50, np.int64))
+        s.end_epoch(st)
+    prio = s.priority(st)
+    # EMA mean 0.5 * l + 0.25, deviation |l - 0.5| / sqrt(2): the bound grows with |l - 0.5|.
+    l0 = np.linspace(0, 1, 50)
+    assert np.allclose(prio[:50], 0.5 * l0 + 0.25 + np.sqrt(0.5 * (0.5 - l0) ** 2), atol=1e-6)
+    assert np.isinf(prio[50:]).all()

@@ -86,6 +86,12 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # Upper bounds under label noise, not methods: full-data epochs on the training set less a
     # share (recall) of the truly flipped labels, removed from the start or after one warm-up
     # pass over everything (where the flow's filter first judges).
+    # 2026-12-01 (3 seeds, MNIST, its own results folder): UCB's per-sample priority (an upper
+    # confidence bound on the loss's moving average) inside vq's codewords instead of the last
+    # loss: does vq lose to ucb for its within-codeword rule?
+    ("vq ucb-priority", "vq-ucb", {}),
+    ("vq ucb-priority keep_hard=1", "vq-ucb", {"keep_hard": 1.0}),
+    ("vq ucb-priority keep_hard=0.8", "vq-ucb", {"keep_hard": 0.8}),
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -119,6 +125,45 @@ def oracle_sampler(seed: int, flipped: np.ndarray, recall: float, warm: int):
     return Oracle(seed)
 
 
+def vq_ucb_sampler(seed: int, c: float = 1.0, decay: float = 0.9, **vq_params):
+    """vq's sampler with ucb's priority inside a codeword (an ablation, not a method): the
+    members kept first are those with the highest upper confidence bound on their loss."""
+    from tinysift.guided.methods.ucb import UCB
+    from tinysift.guided.methods.vq import VQGuided
+
+    class VQWithUCBPriority(VQGuided):
+        name = "vq-ucb"
+
+        def __init__(self):
+            super().__init__(seed, **vq_params)
+            self.c, self.decay = c, decay
+            self.ucb_ = UCB(seed, c=c, decay=decay)
+
+        def begin(self, state):
+            super().begin(state)
+            self.ucb_.begin(state)
+
+        def priority(self, state):
+            return self.ucb_.bound()
+
+        def end_epoch(self, state):
+            super().end_epoch(state)
+            self.ucb_.end_epoch(state)
+
+    return VQWithUCBPriority()
+
+
+def make_variant(method: str, seed: int, params: dict, flipped: np.ndarray | None = None):
+    """The sampler a variant trains with (the ablation-only ones built here)."""
+    from tinysift.guided import make_sampler
+
+    if method == "oracle":
+        return oracle_sampler(seed, flipped, **params)
+    if method == "vq-ucb":
+        return vq_ucb_sampler(seed, **params)
+    return make_sampler(method, seed=seed, **params)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
@@ -137,7 +182,6 @@ def main(argv: list[str]) -> int:
     from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
-    from tinysift.guided import make_sampler, sampler_params
     from tinysift.guided.loop import train_guided
     from tinysift.models.training import TrainConfig, evaluate
     from tinysift.runs import machine_info, package_versions
@@ -152,8 +196,8 @@ def main(argv: list[str]) -> int:
     # A variant's record counts only while it would run with the same parameters, defaults
     # included: a changed default reruns the variants it touches.
     log = ProgressLog(key, args.out_dir / "progress", stem, point="variant",
-                      method_params={name: (params if method == "oracle"
-                                            else sampler_params(method, **params))
+                      method_params={name: (params if method == "oracle" else
+                                            _stamp(make_variant(method, 0, params).params()))
                                      for name, method, params in VARIANTS})
     chosen = [v for v in VARIANTS if (not args.only or v[0] in args.only.split(","))
               and (v[1] != "oracle" or args.label_noise)]
@@ -168,8 +212,7 @@ def main(argv: list[str]) -> int:
             if log.get(seed, name, name) is not None:
                 continue
             flipped = y_tr != ds.y_train[rest]
-            sampler = (oracle_sampler(seed, flipped, **params) if method == "oracle"
-                       else make_sampler(method, seed=seed, **params))
+            sampler = make_variant(method, seed, params, flipped)
             res = train_guided(x_tr, y_tr, ds.num_classes, sampler,
                                BUDGETS.get(name, args.budget),
                                train_config=TrainConfig(epochs=args.epochs, seed=seed),
@@ -218,7 +261,9 @@ def main(argv: list[str]) -> int:
              "default since). `oracle` rows are not methods: full-data epochs without a "
              "share of the truly flipped labels (known to the tool only), from the start or "
              "after one warm-up pass over everything: what a filter of that recall, acting "
-             "then, could reach at best.", "",
+             "then, could reach at best. `vq ucb-priority` rows (2026-12-01) are vq's defaults "
+             "with ucb's priority inside a codeword (an upper confidence bound on the "
+             "moving average of a sample's loss) in place of its last loss.", "",
              "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
              "(mean over seeds), with the precision and recall of that set against the flipped "
              "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",
@@ -233,6 +278,11 @@ def main(argv: list[str]) -> int:
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
+
+
+def _stamp(params: dict) -> dict:
+    """A sampler's parameters as a logged training is stamped with them (the seed aside)."""
+    return {k: v for k, v in params.items() if k != "seed"}
 
 
 def _dropped_cell(row: dict) -> str:

@@ -33,12 +33,16 @@ class UCB(EpochSampler):
         self.var_ = np.zeros(state.num_samples, np.float64)
         self.count_ = np.zeros(state.num_samples, np.int64)
 
-    def plan(self, state: TrainingState) -> EpochPlan:
+    def bound(self) -> np.ndarray:
+        """Per sample ``mean + c * std`` of its loss (infinite until first trained)."""
         ucb = self.mean_ + self.c * np.sqrt(self.var_)
         ucb[self.count_ == 0] = np.inf
+        return ucb
+
+    def plan(self, state: TrainingState) -> EpochPlan:
         # Random tie-break (never-trained samples all tie at infinity).
         key = state.rng.random(state.num_samples)
-        order = np.lexsort((key, -ucb))
+        order = np.lexsort((key, -self.bound()))
         return EpochPlan(order[:state.epoch_size], note="ucb")
 
     def end_epoch(self, state: TrainingState) -> None:
