@@ -389,9 +389,10 @@ def _replay_study_section() -> list[str]:
     out = ["## Replay selection on the host: new classes, Fashion-MNIST 0-7 -> 8, 9", "",
            "`.venv/bin/python tools/replay_study.py --seeds 0,1,2` (after the device bench "
            "has built its base models)", "",
-           "The device bench's exported test subset has 30 samples per class: one standard "
-           "error of an accuracy there is about 2 points, and random replay is one draw per "
-           "seed. This study trains the device's head recipe in float on the bench's own base "
+           "The device bench's exported test subset had 30 samples per class when this study "
+           "was made (100 since, for this reason): one standard error of an accuracy there "
+           "was about 2 points, and random replay is one draw per seed. This study trains "
+           "the device's head recipe in float on the bench's own base "
            "models and scores the whole test split, with several random draws.", ""]
     p = RESULTS / f"{STUDY}.md"
     return out + ([p.read_text().split("\n", 2)[2], ""] if p.exists() else ["Not run yet.", ""])
