@@ -33,8 +33,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     from tinysift.bench.progress import write_results
-    from tinysift.data import load_dataset
-    from tinysift.runs import machine_info, package_versions
+    from tinysift.runs import Run, machine_info, package_versions
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
@@ -52,7 +51,8 @@ def main(argv: list[str]) -> int:
                       "params": t.params, "macs_per_sample": t.macs_per_sample,
                       "int8_acc": q.int8_acc, "drop": q.drop, "tflite_bytes": q.tflite_bytes,
                       "arena_bytes": q.arena_bytes,
-                      "dataset_hash": load_dataset(name).content_hash}
+                      # as the train stage recorded it (no second load of the data)
+                      "dataset_hash": Run(run).manifest["dataset"]["hash"]}
         print(f"{name}: float {t.test_acc:.4f} ({t.seconds:.0f} s), int8 {q.int8_acc:.4f} "
               f"(drop {100 * q.drop:.2f} pt)", flush=True)
     res = {"seed": args.seed, "datasets": rows, "machine": machine_info(),

@@ -83,15 +83,15 @@ VARIANTS: list[tuple[str, str, dict]] = [
      {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0, "density_refits": 1}),
     ("flow rejudge density_steps=30", "flow", {"density_steps": 30}),
     ("flow rejudge density=gmm", "flow", {"density": "gmm"}),
-    # Upper bounds under label noise, not methods: full-data epochs on the training set less a
-    # share (recall) of the truly flipped labels, removed from the start or after one warm-up
-    # pass over everything (where the flow's filter first judges).
-    # 2026-12-01 (3 seeds, MNIST, its own results folder): UCB's per-sample priority (an upper
-    # confidence bound on the loss's moving average) inside vq's codewords instead of the last
-    # loss: does vq lose to ucb for its within-codeword rule?
+    # 2026-12-01 (3 seeds, MNIST and Fashion-MNIST, their own results folder): UCB's
+    # per-sample priority (an upper confidence bound on the loss's moving average) inside vq's
+    # codewords instead of the last loss: does vq lose to ucb for its within-codeword rule?
     ("vq ucb-priority", "vq-ucb", {}),
     ("vq ucb-priority keep_hard=1", "vq-ucb", {"keep_hard": 1.0}),
     ("vq ucb-priority keep_hard=0.8", "vq-ucb", {"keep_hard": 0.8}),
+    # Upper bounds under label noise, not methods: full-data epochs on the training set less a
+    # share (recall) of the truly flipped labels, removed from the start or after one warm-up
+    # pass over everything (where the flow's filter first judges).
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -182,6 +182,7 @@ def main(argv: list[str]) -> int:
     from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
+    from tinysift.guided import stamped_params
     from tinysift.guided.loop import train_guided
     from tinysift.models.training import TrainConfig, evaluate
     from tinysift.runs import machine_info, package_versions
@@ -197,7 +198,7 @@ def main(argv: list[str]) -> int:
     # included: a changed default reruns the variants it touches.
     log = ProgressLog(key, args.out_dir / "progress", stem, point="variant",
                       method_params={name: (params if method == "oracle" else
-                                            _stamp(make_variant(method, 0, params).params()))
+                                            stamped_params(make_variant(method, 0, params)))
                                      for name, method, params in VARIANTS})
     chosen = [v for v in VARIANTS if (not args.only or v[0] in args.only.split(","))
               and (v[1] != "oracle" or args.label_noise)]
@@ -278,11 +279,6 @@ def main(argv: list[str]) -> int:
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
-
-
-def _stamp(params: dict) -> dict:
-    """A sampler's parameters as a logged training is stamped with them (the seed aside)."""
-    return {k: v for k, v in params.items() if k != "seed"}
 
 
 def _dropped_cell(row: dict) -> str:

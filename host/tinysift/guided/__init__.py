@@ -9,8 +9,9 @@ from tinysift.guided.base import (
            known_samplers,
            make_sampler,
            sampler_params,
+           stamped_params,
 )
 from tinysift.guided.ledger import CostLedger
 
 __all__ = ["CostLedger", "EpochPlan", "EpochSampler", "TrainingState", "known_samplers",
-           "make_sampler", "sampler_params"]
+           "make_sampler", "sampler_params", "stamped_params"]

@@ -50,8 +50,13 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
 def sampler_params(name: str, **params) -> dict:
     """What ``make_sampler(name, **params)`` runs with, defaults included, the seed aside:
     what a logged training is stamped with, so a changed default shows."""
-    resolved = make_sampler(name, **params).params()
-    return {k: v for k, v in resolved.items() if k != "seed"}
+    return stamped_params(make_sampler(name, **params))
+
+
+def stamped_params(sampler: EpochSampler) -> dict:
+    """A built sampler's parameters, defaults included, the seed aside (see
+    :func:`sampler_params`; this form also takes samplers not in the registry)."""
+    return {k: v for k, v in sampler.params().items() if k != "seed"}
 
 
 @dataclass
