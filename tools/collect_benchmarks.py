@@ -365,8 +365,12 @@ def benchmarks_doc() -> str:
                         ("ablation_selection_mnist.md", "Selection: ablations under equal steps "
                          "on MNIST's validation split (`.venv/bin/python "
                          "tools/selection_ablation.py --dataset mnist --seeds 3 --only ...`)"),
+                        ("full_data.md", "Full-data training, float and int8 "
+                         "(`.venv/bin/python tools/full_data_table.py`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
+                        ("trainer_qemu.md", "The on-device trainer on qemu-m4 "
+                         "(`.venv/bin/python tools/trainer_table.py`)"),
                         ("mlperf_tiny_qemu-m4.md", "MLPerf Tiny's reference models "
                          "(`tools/bench_mlperf.py`)"),
                         ("device_determinism_qemu-m4.md", "Device determinism")]:

@@ -81,7 +81,9 @@ static ts_layer_t g_layers[TS_EXPORT_NUM_LAYERS];
 static uint32_t g_per_class[TS_TRAINER_PER_CLASS_COUNT(K)];
 static int8_t g_qw[K * D];
 static int32_t g_qb[K];
-static int8_t g_feat[D];
+#if BENCH_UPDATE != 0 || !BENCH_CACHE
+static int8_t g_feat[D]; /* one sample's features, when they are not in the cache */
+#endif
 
 static int on_epoch(const ts_trainer_epoch_t *e, void *user)
 {
