@@ -174,12 +174,15 @@ def cache_bytes(b: Build, info: dict) -> int:
     return (info["train_count"] + info["test_count"]) * per
 
 
-def run_build(b: Build, export: Path) -> dict:
+def run_build(b: Build, export: Path, log_dir: Path | None = None) -> dict:
     cmd = [str(SCRIPT), str(export), "1", b.core, *b.bench_flags()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"{build_key(b)}: bench_trainer.sh failed ({done.returncode}):\n"
                          f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
+    if log_dir is not None:  # the bench's whole output (weights, logits) beside the results
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / (build_key(b).replace("/", "_") + ".txt")).write_text(done.stdout)
     return parse_bench(done.stdout)
 
 
@@ -294,6 +297,8 @@ def main(argv: list[str]) -> int:
                     help="builds to run, NAME or NAME/CORE, comma-separated (default: all)")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "_bench_trainer")
+    ap.add_argument("--logs", type=Path, default=None,
+                    help="also write each build's bench output to this folder")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the markdown from the results JSON in --out-dir")
     args = ap.parse_args(argv)
@@ -337,7 +342,7 @@ def main(argv: list[str]) -> int:
             print(f"  not built: its cache needs {need:,} B, the board has {RAM_BYTES:,} B",
                   flush=True)
             continue
-        rows.append(summarize(b, run_build(b, exports[b.dataset]), info))
+        rows.append(summarize(b, run_build(b, exports[b.dataset], args.logs), info))
         e = rows[-1]["per_epoch"]
         print(f"  epoch {fmt_m(e['epoch'])} ({fmt_m(rows[-1]['per_sample'])} a sample)",
               flush=True)
