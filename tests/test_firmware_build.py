@@ -9,6 +9,7 @@ firmware/.pio is neither used nor disturbed.
 from __future__ import annotations
 
 import binascii
+import importlib.util
 import os
 import re
 import select
@@ -123,6 +124,13 @@ def test_build_reports_size(built):
     log = built["_log"]
     assert re.search(r"RAM:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
     assert re.search(r"Flash:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
+    # tools/firmware_size_table.py reads the same lines (its RAM figure counts the stack)
+    spec = importlib.util.spec_from_file_location("fst", ROOT / "tools" / "firmware_size_table.py")
+    fst = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fst)
+    figs = fst.pio_figures(log)
+    assert figs["ram"]["of"] == figs["flash"]["of"] == 4194304
+    assert figs["ram"]["used"] > 64 * 1024 and figs["flash"]["used"] > 1000
     for env_name in QEMU_MACHINES:
         res = subprocess.run(
             ["arm-none-eabi-size", "-A", "-d", str(built[env_name])],

@@ -122,24 +122,37 @@ def _fit_export(base: Path) -> Path:
     return _export_copy(base, "nano33ble", board="nano33ble", fit=True, test_samples=200)
 
 
-# name: (export, boards planned, backbone buffers built in)
+def _stm32_export(base: Path) -> Path:
+    """The digits export test_device_firmware.py runs on the STM32F405 (300 training samples,
+    a 100-sample db buffer: 93 % of its 128 KB; a Fashion-MNIST model with the backbone
+    buffers does not fit it)."""
+    from test_device_firmware import _build_export
+
+    return _build_export("proto-digits-stm32f4", board="qemu-netduinoplus2", db_capacity=100)
+
+
+# name: (export, boards planned, backbone buffers built in, the board the image is built for)
 CASES = {
-    "demo": (_demo_export, ("qemu-mps2-an386", "nano33ble"), True),
-    "demo-head-only": (_demo_export, ("nano33ble",), False),
-    "nano33ble-fit": (_fit_export, ("nano33ble",), True),
+    "demo": (_demo_export, ("qemu-mps2-an386", "nano33ble"), True, IMAGE_BOARD),
+    "demo-head-only": (_demo_export, ("nano33ble",), False, IMAGE_BOARD),
+    "nano33ble-fit": (_fit_export, ("nano33ble",), True, IMAGE_BOARD),
+    # the STM32 port's own image (its runtime: the USART receive ring, the clock's state)
+    "netduinoplus2-digits": (_stm32_export, ("qemu-netduinoplus2", "nucleo_f411re"), True,
+                             "qemu-netduinoplus2"),
 }
 
 
-def _build(export_dir: Path, ws: Path, backbone: bool) -> Path:
+def _build(export_dir: Path, ws: Path, backbone: bool, board: str = IMAGE_BOARD) -> Path:
     env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
     env.pop("PLATFORMIO_BUILD_DIR", None)
     env.pop("PLATFORMIO_BUILD_FLAGS", None)
     if not backbone:
         env["PLATFORMIO_BUILD_FLAGS"] = "-DTS_APP_BACKBONE_TRAINING=0"
-    r = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", "qemu-m4"], cwd=ROOT, env=env,
+    pio_env = load_board(board).pio_env
+    r = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", pio_env], cwd=ROOT, env=env,
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    return ws / "build" / "qemu-m4" / "firmware.elf"
+    return ws / "build" / pio_env / "firmware.elf"
 
 
 def elf_figures(elf: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -158,13 +171,15 @@ def elf_figures(elf: Path) -> tuple[dict[str, int], dict[str, int]]:
     return sections, symbols
 
 
-def compare(plan: dict, sections: dict[str, int], symbols: dict[str, int]) -> list[str]:
-    """Every line of a plan against the image: the lines it gets wrong (empty: none)."""
+def compare(plan: dict, sections: dict[str, int], symbols: dict[str, int],
+            image_board: str = IMAGE_BOARD) -> list[str]:
+    """Every line of a plan against the image (built for ``image_board``): the lines it
+    gets wrong (empty: none)."""
     bad = []
     real_ram = sum(sections.get(s, 0) for s in RAM_SECTIONS)
     real_flash = sum(sections.get(s, 0) for s in FLASH_SECTIONS)
     image_stack = sections[".stack"]
-    if plan["board"] != IMAGE_BOARD:
+    if plan["board"] != image_board:
         # The image is the emulated board's, with its stack region; another board's plan
         # reserves that board's linker-script stack (not built here): only the rest is
         # compared with this image.
@@ -204,9 +219,10 @@ def compare(plan: dict, sections: dict[str, int], symbols: dict[str, int]) -> li
 
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request, base_run, tmp_path_factory):
-    make, boards, backbone = CASES[request.param]
+    make, boards, backbone, image_board = CASES[request.param]
     export_dir = make(base_run)
-    elf = _build(export_dir, tmp_path_factory.mktemp(f"pio-{request.param}"), backbone)
+    elf = _build(export_dir, tmp_path_factory.mktemp(f"pio-{request.param}"), backbone,
+                 image_board)
     tflite = (export_dir.parent / "model.tflite").read_bytes()
     fp = model_footprint(parse_tflite(tflite), len(tflite))
     macros = dict(re.findall(r"#define TS_EXPORT_(\w+) (\S+)",
@@ -214,24 +230,24 @@ def case(request, base_run, tmp_path_factory):
     n, t = int(macros["TRAIN_COUNT"]), int(macros["TEST_COUNT"])
     plans = {b: plan_memory(fp, load_board(b), n, t, db_capacity=int(macros["DB_CAPACITY"]),
                             backbone_training=backbone) for b in boards}
-    return request.param, elf, plans, macros
+    return request.param, elf, plans, macros, image_board
 
 
 def test_every_plan_line_matches_the_image(case):
-    name, elf, plans, _ = case
+    name, elf, plans, _, image_board = case
     sections, symbols = elf_figures(elf)
     assert not any(s.startswith("ts_export_golden") for s in symbols)  # dropped by the linker
     for board, plan in plans.items():
-        bad = compare(plan.to_dict(), sections, symbols)
+        bad = compare(plan.to_dict(), sections, symbols, image_board)
         assert not bad, f"{name} on {board}:\n" + "\n".join(bad)
 
 
 def test_the_device_reports_what_the_plan_says(case):
     """`info` and `@mem` from the running image: the buffers the plan computes, the stack
     region, and the image's static RAM and flash, which the plan's totals cover."""
-    name, elf, plans, macros = case
+    name, elf, plans, macros, image_board = case
     plan = next(iter(plans.values()))
-    dev = Device(elf)
+    dev = Device(elf, load_board(image_board).pio_env)
     try:
         assert dev.record(timeout=30).type == "boot"
         info, mem, _ = ok(dev.command("info"))
@@ -246,11 +262,9 @@ def test_the_device_reports_what_the_plan_says(case):
     shared = (max(cache_train, mem.int("backbone")) + 3) // 4 * 4
     assert shared - cache_train == ram["backbone training state (last-block / bias)"]
     assert mem.int("backbone_q") == ram["re-quantized backbone"]
-    # the image is the emulated board's (its stack region); a plan for another board
-    # reserves that board's stack
-    from tinysift.boards import load_board
-
-    assert mem.int("stack") == load_board(IMAGE_BOARD).stack_bytes
+    # the image is its board's (its stack region); a plan for another board reserves that
+    # board's stack
+    assert mem.int("stack") == load_board(image_board).stack_bytes
     assert 0 < mem.int("stack_hwm") < mem.int("stack")
     assert info.int("db_capacity") == plan.db_capacity
     for p in plans.values():

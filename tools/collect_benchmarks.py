@@ -369,6 +369,8 @@ def benchmarks_doc() -> str:
                          "(`.venv/bin/python tools/full_data_table.py`)"),
                         ("scoring_mnist.md", "Scoring speed"),
                         ("kernels_qemu-m4.md", "Firmware kernels on qemu-m4"),
+                        ("firmware_size.md", "Firmware size per board "
+                         "(`.venv/bin/python tools/firmware_size_table.py`)"),
                         ("trainer_qemu.md", "The on-device trainer on qemu-m4 "
                          "(`.venv/bin/python tools/trainer_table.py`)"),
                         ("mlperf_tiny_qemu-m4.md", "MLPerf Tiny's reference models "

@@ -26,7 +26,8 @@ from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import LayerSpec, ParsedModel
 
 # Part of the export stage's key: a changed formula redoes exports planned with the old one.
-PLAN_VERSION = 5  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 channel planes
+PLAN_VERSION = 6  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 channel planes;
+# 6: the STM32 runtime's receive ring
 
 # The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
 # but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
@@ -40,6 +41,13 @@ PLAN_VERSION = 5  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 chann
 ENGINE_CODE_BYTES = 76 * 1024
 APP_STATE_BYTES = 4 * 1024
 APP_STATE_CLASS_BYTES = 24
+# What a port's runtime holds besides the shared Cortex-M one, by the board's `port`: the
+# STM32 runtime's USART receive ring (TS_RX_RING, boards/platform-stm32/runtime/common/
+# ts_stm32_common.c) and its five words (ring head, tail and lost count, the clock's state,
+# the APB1 clock). The QEMU mps2 runtime has none; the stock-framework ports (arduino,
+# esp-idf) hold their frameworks' buffers, which no plan here knows.
+STM32_RX_RING = 512
+PORT_RUNTIME_BYTES = {"stm32f4": STM32_RX_RING + 5 * 4, "stm32l4": STM32_RX_RING + 5 * 4}
 # ts_kernels.h / ts_kernels_dsp.c defaults: the DSP kernels' largest reduction and the output
 # channels per requantization table (16 bytes a channel)
 DSP_MAX_K = 512
@@ -379,7 +387,8 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "layer table (RAM copy, patched after training)": fp.num_layers * LAYER_ROW_BYTES,
         "per-class counts": 4 * trainer_per_class_count(k),
         "I/O buffers (line, record)": io_buffer_bytes(s),
-        "app state and runtime": APP_STATE_BYTES + APP_STATE_CLASS_BYTES * k,
+        "app state and runtime": APP_STATE_BYTES + APP_STATE_CLASS_BYTES * k
+        + PORT_RUNTIME_BYTES.get(board.port, 0),
         "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, s),
         # the stack region the firmware's linker script reserves (__ts_stack_size: 64 KiB on
         # the QEMU mps2 image, 16 KiB on the STM32 boards): RAM the app cannot use
