@@ -158,3 +158,17 @@ def test_corrupt_selection_is_one_clear_line(tmp_path):
                  str(tmp_path / "r"))
     assert r.returncode == 2 and "not a readable selection" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_plan_caveats_name_what_the_plan_leaves_out():
+    """`tinysift export` prints, under the memory plan, its not-counted lines and, for a board
+    built with a stock framework (nano33ble: Arduino), that the framework's own memory is
+    not in the plan; the project's own runtimes (QEMU, STM32) get no such line."""
+    from tinysift.cli.quantize_cmd import plan_caveats
+
+    got = plan_caveats({"board": "nano33ble", "not_counted": {"raw .tflite (optional)": 1234}})
+    assert got[0] == "not counted: raw .tflite (optional) (1,234 B)"
+    assert len(got) == 2 and "port arduino" in got[1] and "framework's own RAM" in got[1]
+    for board in ("qemu-mps2-an386", "qemu-netduinoplus2", "nucleo_f411re"):
+        assert plan_caveats({"board": board}) == []
+    assert plan_caveats({"board": "no-such-board"}) == []

@@ -82,3 +82,24 @@ def print_plan(plan: dict) -> None:
         cap = plan[f"{mem}_capacity"]
         table.add_row(mem, "[bold]total / capacity[/]", f"{plan[f'{mem}_total']:,} / {cap:,}")
     console.print(table)
+    for line in plan_caveats(plan):
+        console.print(f"[yellow]{line}[/]")
+
+
+def plan_caveats(plan: dict) -> list[str]:
+    """What the plan's totals leave out: its own ``not_counted`` lines, and the framework of
+    a board built with stock PlatformIO (Arduino, ESP-IDF), whose RAM and flash no plan here
+    measures (the plan's estimates were measured on the project's own runtimes)."""
+    from tinysift.boards import builds_offline, load_board
+    from tinysift.errors import TinysiftError
+
+    out = [f"not counted: {item} ({n:,} B)" for item, n in plan.get("not_counted", {}).items()]
+    try:
+        board = load_board(plan["board"])
+    except TinysiftError:
+        return out
+    if board.port and not builds_offline(board):
+        out.append(f"{board.name} builds with its stock framework (port {board.port}): the "
+                   "plan does not count that framework's own RAM and flash; leave room for "
+                   "them, and check the build's sizes (`tinysift device flash` prints them)")
+    return out
