@@ -22,6 +22,7 @@ from tinysift.device.build import build_plan
 from tinysift.device.flash import FlashStep, flash_steps, run_step
 from tinysift.device.ports import boards_for, match_ports, usb_id
 from tinysift.errors import DeviceError, TinysiftError
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,9 +165,10 @@ def test_missing_flash_tool_is_one_line(monkeypatch):
     assert "\n" not in msg and msg.startswith("pyocd not found: pip install pyocd")
 
 
-@pytest.mark.skipif(shutil.which("openocd") is None, reason="openocd not installed")
 def test_flash_without_a_probe_fails_in_one_line(tmp_path):
-    """A real OpenOCD run with no ST-LINK attached (as on these machines)."""
+    """A real OpenOCD run (tools/setup.sh installs it) with no ST-LINK attached (as on these
+    machines)."""
+    need_tools("openocd")
     brd = load_board("nucleo_f411re")
     elf = tmp_path / "firmware.elf"
     elf.write_bytes(b"\x7fELF")
