@@ -120,8 +120,8 @@ def parse_bench(text: str) -> dict:
             out["phases"] = dict(zip(PHASES, map(int, f), strict=True))
         elif word == "overhead":  # uncounted U counted C status S
             out["uncounted"], out["counted"] = int(f[1]), int(f[3])
-        elif word == "counter":
-            pass
+        elif word == "platform":  # platform NAME counter NAME
+            out["platform"], out["counter"] = f[0], f[2]
         elif word in ("qw", "qb", "qs"):
             out.setdefault("_head", []).append(line)
     if "phases" not in out or not out["epochs"]:
