@@ -92,6 +92,10 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # Upper bounds under label noise, not methods: full-data epochs on the training set less a
     # share (recall) of the truly flipped labels, removed from the start or after one warm-up
     # pass over everything (where the flow's filter first judges).
+    # flow's labels also judged before any training, on a PCA of the pixels (2026-12-01):
+    # can a filter that acts before the warm-up clear the full noisy recipe (the oracles)?
+    ("flow prejudge=flow", "flow-prejudge", {}),
+    ("flow prejudge=knn", "flow-prejudge", {"judge": "knn"}),
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -153,6 +157,77 @@ def vq_ucb_sampler(seed: int, c: float = 1.0, decay: float = 0.9, **vq_params):
     return VQWithUCBPriority()
 
 
+def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float = 0.02,
+                          **flow_params):
+    """flow's sampler with the labels also judged once before any training (an ablation, not
+    a method): a class-conditional density (``judge``: flow, gmm or knn) on a PCA of the
+    pixels (flow's ``dim``), charged to the budget; a sample whose label's posterior is below
+    ``judge_posterior`` and whose most likely class is another is dropped from the start
+    (warm-up included), at most ``max_drop`` of a class, and stays dropped. The warm-up then
+    passes over the kept samples only, and the model-side density is fit on them."""
+    from tinysift.guided.base import EpochPlan
+    from tinysift.guided.methods.flow import FlowGuided
+    from tinysift.guided.methods.vq import _pca
+    from tinysift.scoring.density import label_posterior, make_density
+
+    class FlowWithPrejudge(FlowGuided):
+        name = "flow-prejudge"
+
+        def __init__(self):
+            super().__init__(seed, **flow_params)
+            self.judge, self.judge_posterior = judge, judge_posterior
+
+        def begin(self, state):
+            super().begin(state)
+            y, k = state.y, state.num_classes
+            with state.ledger.fit("prejudge-pixel-pca"):
+                z = _pca(state.x.reshape(len(y), -1).astype(np.float32) / 255.0, self.dim,
+                         self.seed)
+            params = {"steps": self.density_steps} if judge == "flow" else {}
+            with state.ledger.fit(f"prejudge-{judge}"):
+                logp = make_density(judge, seed=self.seed, **params).fit(z, y, k).log_prob(z)
+            post = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
+            suspect = (np.argmax(logp, axis=1) != y) & (post < judge_posterior)
+            self.prejudged_ = np.zeros(len(y), bool)
+            for c in range(k):
+                idx = np.flatnonzero((y == c) & suspect)
+                cap = int(self.max_drop * (y == c).sum())
+                self.prejudged_[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
+            self.dropped_ = self.prejudged_.copy()
+
+        def plan(self, state):
+            pending = (state.seen_epoch < 0) & ~self.prejudged_
+            if pending.any():  # the warm-up: one pass over the kept samples
+                pick = state.rng.permutation(np.flatnonzero(pending))[:state.epoch_size]
+                if len(pick) < state.epoch_size:
+                    seen = np.flatnonzero((state.seen_epoch >= 0) & ~self.prejudged_)
+                    fill = state.rng.choice(seen, size=min(len(seen),
+                                                           state.epoch_size - len(pick)),
+                                            replace=False)
+                    pick = np.concatenate([pick, fill])
+                return EpochPlan(pick, note="warm-up (kept samples)")
+            # the judged samples were never trained: count them as seen so the guided
+            # epochs start (their loss stays unknown; they stay dropped)
+            state.seen_epoch[state.seen_epoch < 0] = 0
+            return super().plan(state)
+
+        def embedding_of(self, state):
+            # never-trained samples have zero features: put them at the kept samples' mean,
+            # which leaves the PCA of the kept samples' features unchanged
+            z = state.features.copy()
+            z[self.prejudged_] = z[~self.prejudged_].mean(0)
+            return _pca(z, self.dim, self.seed)
+
+        def density_fit_mask(self, state):
+            return super().density_fit_mask(state) & ~self.prejudged_
+
+        def before_codebook(self, state):
+            super().before_codebook(state)
+            self.dropped_ |= self.prejudged_
+
+    return FlowWithPrejudge()
+
+
 def make_variant(method: str, seed: int, params: dict, flipped: np.ndarray | None = None):
     """The sampler a variant trains with (the ablation-only ones built here)."""
     from tinysift.guided import make_sampler
@@ -161,6 +236,8 @@ def make_variant(method: str, seed: int, params: dict, flipped: np.ndarray | Non
         return oracle_sampler(seed, flipped, **params)
     if method == "vq-ucb":
         return vq_ucb_sampler(seed, **params)
+    if method == "flow-prejudge":
+        return flow_prejudge_sampler(seed, **params)
     return make_sampler(method, seed=seed, **params)
 
 
@@ -264,7 +341,10 @@ def main(argv: list[str]) -> int:
              "after one warm-up pass over everything: what a filter of that recall, acting "
              "then, could reach at best. `vq ucb-priority` rows (2026-12-01) are vq's defaults "
              "with ucb's priority inside a codeword (an upper confidence bound on the "
-             "moving average of a sample's loss) in place of its last loss.", "",
+             "moving average of a sample's loss) in place of its last loss. `flow prejudge` "
+             "rows (2026-12-01) are flow's defaults with the labels also judged once before "
+             "any training by a class-conditional density (flow or knn) on a PCA of the "
+             "pixels: the judged samples are dropped from the start, warm-up included.", "",
              "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
              "(mean over seeds), with the precision and recall of that set against the flipped "
              "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",

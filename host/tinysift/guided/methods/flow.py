@@ -113,12 +113,7 @@ class FlowGuided(VQGuided):
             return
         z, y, k = self.z_, state.y, state.num_classes
         params = {"steps": self.density_steps} if self.density == "flow" else {}
-        # Fit each class's density on the samples the model agrees with: a class density fit
-        # on everything labelled c would model the flipped samples too, and its posterior
-        # would vouch for them.
-        fit = state.pred == y if self.fit_on == "agree" else np.ones(len(y), bool)
-        if np.bincount(y[fit], minlength=k).min() < 10:
-            fit = np.ones(len(y), bool)  # a class the model gets all wrong: use everything
+        fit = self.density_fit_mask(state)
         with state.ledger.fit(f"density-{self.density}"):
             logp = make_density(self.density, seed=self.seed, **params).fit(
                 z[fit], y[fit], k).log_prob(z)
@@ -127,6 +122,17 @@ class FlowGuided(VQGuided):
         self.density_class_ = np.argmax(logp, axis=1)
         self.typicality_rank_ = within_class_rank(typicality(logp, y), y)
         self.dropped_ = self._judge(state)
+
+    def density_fit_mask(self, state: TrainingState) -> np.ndarray:
+        """The samples each class's density is fit on."""
+        y, k = state.y, state.num_classes
+        # Fit each class's density on the samples the model agrees with: a class density fit
+        # on everything labelled c would model the flipped samples too, and its posterior
+        # would vouch for them.
+        fit = state.pred == y if self.fit_on == "agree" else np.ones(len(y), bool)
+        if np.bincount(y[fit], minlength=k).min() < 10:
+            fit = np.ones(len(y), bool)  # a class the model gets all wrong: use everything
+        return fit
 
     def _judge(self, state: TrainingState, also: np.ndarray | None = None) -> np.ndarray:
         """The samples to drop by the density's verdict and the model's latest one (``also``:
