@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,7 +64,8 @@ def test_vq_ucb_variant_keeps_the_highest_loss_bound_first_inside_a_codeword():
     assert np.isinf(prio[50:]).all()
 
 
-def test_flow_prejudge_variant_drops_flips_before_the_warm_up():
+@pytest.mark.parametrize("judge", ["knn", "knn+flow"])
+def test_flow_prejudge_variant_drops_flips_before_the_warm_up(judge):
     """The ablation's `flow prejudge`: labels judged on the pixels before any training (a
     knn density here); the warm-up passes over the kept samples only, the model-side density
     is fit without the judged ones, and they stay dropped after every refit."""
@@ -80,12 +83,23 @@ def test_flow_prejudge_variant_drops_flips_before_the_warm_up():
     flipped = np.zeros(200, bool)
     flipped[rng.choice(200, 20, replace=False)] = True
     y = np.where(flipped, 1 - truth, truth)
-    st = TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5, ledger=CostLedger(600),
-                       rng=np.random.default_rng(0), feature_dim=4)
-    s = flow_prejudge_sampler(0, judge="knn", density="knn", per_code=20, refresh=1)
-    assert s.params()["judge"] == "knn" and s.params()["mislabel_posterior"] == 0.05
+    def state():
+        return TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5,
+                             ledger=CostLedger(600), rng=np.random.default_rng(0), feature_dim=4)
+
+    def judged(kind):
+        s = flow_prejudge_sampler(0, judge=kind, density="knn", per_code=20, refresh=1)
+        s.begin(state())
+        return s.prejudged_
+
+    st = state()
+    s = flow_prejudge_sampler(0, judge=judge, density="knn", per_code=20, refresh=1)
+    assert s.params()["judge"] == judge and s.params()["mislabel_posterior"] == 0.05
     s.begin(st)
-    assert (s.prejudged_ == flipped).all()  # two well-separated classes: every flip found
+    if judge == "knn":  # two well-separated classes: every flip found, nothing else
+        assert (s.prejudged_ == flipped).all()
+    else:  # every judge must doubt the label
+        assert (s.prejudged_ == judged("knn") & judged("flow")).all() and s.prejudged_.any()
     fit_masks = []
     for epoch in range(5):
         st.epoch = epoch

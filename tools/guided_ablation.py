@@ -96,6 +96,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # can a filter that acts before the warm-up clear the full noisy recipe (the oracles)?
     ("flow prejudge=flow", "flow-prejudge", {}),
     ("flow prejudge=knn", "flow-prejudge", {"judge": "knn"}),
+    # both judges must doubt the label: keep the clean ambiguous samples knn alone drops
+    ("flow prejudge=knn+flow", "flow-prejudge", {"judge": "knn+flow"}),
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -160,8 +162,9 @@ def vq_ucb_sampler(seed: int, c: float = 1.0, decay: float = 0.9, **vq_params):
 def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float = 0.02,
                           **flow_params):
     """flow's sampler with the labels also judged once before any training (an ablation, not
-    a method): a class-conditional density (``judge``: flow, gmm or knn) on a PCA of the
-    pixels (flow's ``dim``), charged to the budget; a sample whose label's posterior is below
+    a method): a class-conditional density (``judge``: flow, gmm or knn, or several joined by
+    ``+``, which must all doubt the label) on a PCA of the pixels (flow's ``dim``), charged to
+    the budget; a sample whose label's posterior is below
     ``judge_posterior`` and whose most likely class is another is dropped from the start
     (warm-up included), at most ``max_drop`` of a class, and stays dropped. The warm-up then
     passes over the kept samples only, and the model-side density is fit on them."""
@@ -183,11 +186,15 @@ def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float
             with state.ledger.fit("prejudge-pixel-pca"):
                 z = _pca(state.x.reshape(len(y), -1).astype(np.float32) / 255.0, self.dim,
                          self.seed)
-            params = {"steps": self.density_steps} if judge == "flow" else {}
-            with state.ledger.fit(f"prejudge-{judge}"):
-                logp = make_density(judge, seed=self.seed, **params).fit(z, y, k).log_prob(z)
-            post = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
-            suspect = (np.argmax(logp, axis=1) != y) & (post < judge_posterior)
+            # "a+b": every named density must doubt the label (fewer clean samples dropped)
+            suspect, post = np.ones(len(y), bool), np.zeros(len(y))
+            for kind in judge.split("+"):
+                params = {"steps": self.density_steps} if kind == "flow" else {}
+                with state.ledger.fit(f"prejudge-{kind}"):
+                    logp = make_density(kind, seed=self.seed, **params).fit(z, y, k).log_prob(z)
+                p_label = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
+                suspect &= (np.argmax(logp, axis=1) != y) & (p_label < judge_posterior)
+                post = np.maximum(post, p_label)  # the least doubtful judge orders the drops
             self.prejudged_ = np.zeros(len(y), bool)
             for c in range(k):
                 idx = np.flatnonzero((y == c) & suspect)
