@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,15 +52,13 @@ def build(export: Path | None, board, out: Path) -> dict:
     import shutil
 
     from tinysift.device.build import build_firmware
+    from tinysift.device.icount import size_of
 
     shutil.rmtree(out, ignore_errors=True)  # a clean build: its time is a whole build's
     t0 = time.perf_counter()
     res = build_firmware(export, board, out)
     seconds = time.perf_counter() - t0
-    text = subprocess.run(["arm-none-eabi-size", str(res.elf)], capture_output=True,
-                          text=True, check=True).stdout
-    t, d, b = (int(v) for v in text.splitlines()[1].split()[:3])
-    return {"size": {"text": t, "data": d, "bss": b}, "flash_bytes": res.flash_bytes,
+    return {"size": size_of(res.elf), "flash_bytes": res.flash_bytes,
             "ram_bytes": res.ram_bytes, "platformio": pio_figures(res.log),
             "seconds": round(seconds, 1)}
 
@@ -116,6 +113,7 @@ def main(argv: list[str]) -> int:
 
     from tinysift.bench.progress import write_results
     from tinysift.boards import load_board
+    from tinysift.device.icount import run_tool
     from tinysift.runs import machine_info, package_versions
 
     rows = {}
@@ -135,11 +133,10 @@ def main(argv: list[str]) -> int:
         w = rows[name]["with_export"]
         print(f"  flash {w['flash_bytes']:,} B, RAM {w['ram_bytes']:,} B "
               f"({w['seconds']:.0f} s)", flush=True)
-    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
-                         check=True).stdout.splitlines()[0]
     res = {"benchmark": "firmware_size",
            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-           "toolchain": {"gcc": gcc}, "boards": rows, "machine": machine_info(),
+           "toolchain": {"gcc": run_tool(["arm-none-eabi-gcc", "--version"]).splitlines()[0]},
+           "boards": rows, "machine": machine_info(),
            "versions": package_versions()}
     write_results(res, args.out_dir, "firmware_size", markdown)
     print(markdown(res))

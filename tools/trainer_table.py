@@ -30,7 +30,7 @@ import hashlib
 import math
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +53,10 @@ class Build:
     update: int = 0  # 0 head, 1 last-block, 2 bias
     cache: bool = True  # the trained layers' inputs cached once
     steps: int = 0  # 0: one epoch
-    flags: tuple[str, ...] = field(default=())
 
     def bench_flags(self) -> list[str]:
         out = [f"-DBENCH_UPDATE={self.update}", f"-DBENCH_CACHE={int(self.cache)}"]
-        if self.steps:
-            out.append(f"-DBENCH_STEPS={self.steps}")
-        return out + list(self.flags)
+        return out + ([f"-DBENCH_STEPS={self.steps}"] if self.steps else [])
 
 
 BUILDS = (
@@ -308,6 +305,7 @@ def main(argv: list[str]) -> int:
     import shutil
 
     from tinysift.bench.progress import write_results
+    from tinysift.device.icount import run_tool
     from tinysift.runs import machine_info, package_versions
 
     if args.render:
@@ -348,8 +346,7 @@ def main(argv: list[str]) -> int:
               flush=True)
 
     def tool_version(cmd: str) -> str:
-        return subprocess.run([cmd, "--version"], capture_output=True, text=True,
-                              check=True).stdout.splitlines()[0]
+        return run_tool([cmd, "--version"]).splitlines()[0]
 
     res = {"benchmark": "trainer", "board": "qemu-m4 (QEMU mps2-an386, -icount)",
            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
