@@ -168,7 +168,6 @@ def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float
     ``judge_posterior`` and whose most likely class is another is dropped from the start
     (warm-up included), at most ``max_drop`` of a class, and stays dropped. The warm-up then
     passes over the kept samples only, and the model-side density is fit on them."""
-    from tinysift.guided.base import EpochPlan
     from tinysift.guided.methods.flow import FlowGuided
     from tinysift.guided.methods.vq import _pca
     from tinysift.scoring.density import label_posterior, make_density
@@ -201,22 +200,6 @@ def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float
                 cap = int(self.max_drop * (y == c).sum())
                 self.prejudged_[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
             self.dropped_ = self.prejudged_.copy()
-
-        def plan(self, state):
-            pending = (state.seen_epoch < 0) & ~self.prejudged_
-            if pending.any():  # the warm-up: one pass over the kept samples
-                pick = state.rng.permutation(np.flatnonzero(pending))[:state.epoch_size]
-                if len(pick) < state.epoch_size:
-                    seen = np.flatnonzero((state.seen_epoch >= 0) & ~self.prejudged_)
-                    fill = state.rng.choice(seen, size=min(len(seen),
-                                                           state.epoch_size - len(pick)),
-                                            replace=False)
-                    pick = np.concatenate([pick, fill])
-                return EpochPlan(pick, note="warm-up (kept samples)")
-            # the judged samples were never trained: count them as seen so the guided
-            # epochs start (their loss stays unknown; they stay dropped)
-            state.seen_epoch[state.seen_epoch < 0] = 0
-            return super().plan(state)
 
         def embedding_of(self, state):
             # never-trained samples have zero features: put them at the kept samples' mean,

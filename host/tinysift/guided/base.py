@@ -122,10 +122,6 @@ class TrainingState:
         """Samples per epoch when the budget is spread evenly over the recipe's epochs."""
         return max(1, int(round(self.budget * self.num_samples)))
 
-    @property
-    def all_seen(self) -> bool:
-        return bool((self.seen_epoch >= 0).all())
-
     def record(self, idx: np.ndarray, loss: np.ndarray, p_true: np.ndarray,
                features: np.ndarray, pred: np.ndarray) -> None:
         if len(self.p_true) <= self.epoch:

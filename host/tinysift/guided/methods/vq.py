@@ -117,13 +117,15 @@ class VQGuided(EpochSampler):
                                      / 255.0, self.dim, self.seed)
 
     def plan(self, state: TrainingState) -> EpochPlan:
-        if not state.all_seen:
-            # Samples not trained yet first (the warm-up ends after one pass over the data),
+        pending = (state.seen_epoch < 0) & ~self.dropped_
+        if pending.any():
+            # Samples not trained yet first (the warm-up ends after one pass over the data
+            # not already dropped: all of it, unless a subclass judged samples in begin()),
             # topped up with random seen ones in the epoch that completes the pass.
-            unseen = state.rng.permutation(np.flatnonzero(state.seen_epoch < 0))
+            unseen = state.rng.permutation(np.flatnonzero(pending))
             pick = unseen[:state.epoch_size]
             if len(pick) < state.epoch_size:
-                seen = np.flatnonzero(state.seen_epoch >= 0)
+                seen = np.flatnonzero((state.seen_epoch >= 0) & ~self.dropped_)
                 fill = state.rng.choice(seen, size=min(len(seen), state.epoch_size - len(pick)),
                                         replace=False)
                 pick = np.concatenate([pick, fill])
