@@ -232,3 +232,63 @@ def test_vq_class_beta_zero_keeps_the_class_shares():
     assert shares[0.0].tolist() == [150, 50]  # 200 samples, 3:1 as in the data
     assert shares[1.0][1] > 2 * shares[0.0][1]  # loss-driven: the hard class grows
     assert make_sampler("vq").class_beta == 0.0
+
+
+@pytest.mark.parametrize("judge", ["knn", "knn+flow"])
+def test_flow_judge_drops_flips_before_the_warm_up(judge):
+    """flow's `judge`: labels judged on the pixels before any training (a knn density here);
+    the warm-up passes over the kept samples only, the model-side density is fit without the
+    judged ones, and they stay dropped after every refit."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(2), 100)
+    x = np.clip(rng.normal(60 + 120 * truth[:, None], 15, (200, 16)), 0, 255)
+    x = x.astype(np.uint8).reshape(200, 4, 4, 1)
+    flipped = np.zeros(200, bool)
+    flipped[rng.choice(200, 20, replace=False)] = True
+    y = np.where(flipped, 1 - truth, truth)
+
+    def state():
+        return TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5,
+                             ledger=CostLedger(600), rng=np.random.default_rng(0), feature_dim=4)
+
+    def judged(kind):
+        s = make_sampler("flow", judge=kind, density="knn", per_code=20, refresh=1)
+        s.begin(state())
+        return s.judged_
+
+    st = state()
+    s = make_sampler("flow", judge=judge, density="knn", per_code=20, refresh=1)
+    assert s.params()["judge"] == judge and s.params()["mislabel_posterior"] == 0.05
+    s.begin(st)
+    if judge == "knn":  # two well-separated classes: every flip found, nothing else
+        assert (s.judged_ == flipped).all()
+    else:  # every judge must doubt the label
+        assert (s.judged_ == judged("knn") & judged("flow")).all() and s.judged_.any()
+    assert {"judge-pixel-pca", f"judge-{judge.split('+')[0]}"} <= set(st.ledger.fit_seconds)
+    fit_masks = []
+    for epoch in range(5):
+        st.epoch = epoch
+        plan = s.plan(st)
+        assert not s.judged_[plan.indices].any()  # never trained, warm-up included
+        if hasattr(s, "z_"):
+            fit_masks.append(s.density_fit_mask(st))
+        feats = np.column_stack([truth, 1 - truth, truth, truth]).astype(np.float32)
+        st.record(plan.indices, np.full(len(plan.indices), 0.1, np.float32),
+                  np.full(len(plan.indices), 0.9, np.float32), feats[plan.indices],
+                  truth[plan.indices])
+        s.end_epoch(st)
+        assert (s.dropped_ >= s.judged_).all()
+    assert fit_masks and all(not (m & s.judged_).any() for m in fit_masks)
+
+
+def test_flow_without_a_judge_keeps_its_stamp_and_rejects_an_unknown_one():
+    """judge="none" leaves flow's stamp as it was before the judge existed (its logged
+    benchmark records still count); an unknown density is a clear error."""
+    from tinysift.errors import TinysiftError
+    from tinysift.guided import sampler_params
+
+    plain = sampler_params("flow", judge="none")
+    assert "judge" not in plain and "judge_posterior" not in plain and plain["rejudge"] is True
+    assert sampler_params("flow", judge="knn")["judge_posterior"] == 0.02
+    with pytest.raises(TinysiftError, match="judge must be 'none' or densities"):
+        make_sampler("flow", judge="kde")

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,55 +60,3 @@ def test_vq_ucb_variant_keeps_the_highest_loss_bound_first_inside_a_codeword():
     l0 = np.linspace(0, 1, 50)
     assert np.allclose(prio[:50], 0.5 * l0 + 0.25 + np.sqrt(0.5 * (0.5 - l0) ** 2), atol=1e-6)
     assert np.isinf(prio[50:]).all()
-
-
-@pytest.mark.parametrize("judge", ["knn", "knn+flow"])
-def test_flow_prejudge_variant_drops_flips_before_the_warm_up(judge):
-    """The ablation's `flow prejudge`: labels judged on the pixels before any training (a
-    knn density here); the warm-up passes over the kept samples only, the model-side density
-    is fit without the judged ones, and they stay dropped after every refit."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import numpy as np
-    from guided_ablation import flow_prejudge_sampler
-
-    from tinysift.guided.base import TrainingState
-    from tinysift.guided.ledger import CostLedger
-
-    rng = np.random.default_rng(0)
-    truth = np.repeat(np.arange(2), 100)
-    x = np.clip(rng.normal(60 + 120 * truth[:, None], 15, (200, 16)), 0, 255)
-    x = x.astype(np.uint8).reshape(200, 4, 4, 1)
-    flipped = np.zeros(200, bool)
-    flipped[rng.choice(200, 20, replace=False)] = True
-    y = np.where(flipped, 1 - truth, truth)
-    def state():
-        return TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5,
-                             ledger=CostLedger(600), rng=np.random.default_rng(0), feature_dim=4)
-
-    def judged(kind):
-        s = flow_prejudge_sampler(0, judge=kind, density="knn", per_code=20, refresh=1)
-        s.begin(state())
-        return s.prejudged_
-
-    st = state()
-    s = flow_prejudge_sampler(0, judge=judge, density="knn", per_code=20, refresh=1)
-    assert s.params()["judge"] == judge and s.params()["mislabel_posterior"] == 0.05
-    s.begin(st)
-    if judge == "knn":  # two well-separated classes: every flip found, nothing else
-        assert (s.prejudged_ == flipped).all()
-    else:  # every judge must doubt the label
-        assert (s.prejudged_ == judged("knn") & judged("flow")).all() and s.prejudged_.any()
-    fit_masks = []
-    for epoch in range(5):
-        st.epoch = epoch
-        plan = s.plan(st)
-        assert not s.prejudged_[plan.indices].any()  # never trained, warm-up included
-        if hasattr(s, "z_"):
-            fit_masks.append(s.density_fit_mask(st))
-        feats = np.column_stack([truth, 1 - truth, truth, truth]).astype(np.float32)
-        st.record(plan.indices, np.full(len(plan.indices), 0.1, np.float32),
-                  np.full(len(plan.indices), 0.9, np.float32), feats[plan.indices],
-                  truth[plan.indices])
-        s.end_epoch(st)
-        assert (s.dropped_ >= s.prejudged_).all()
-    assert fit_masks and all(not (m & s.prejudged_).any() for m in fit_masks)

@@ -32,6 +32,10 @@ OLD = {"class_beta": 1.0}
 # (rejudge, the default since 2026-12-01).
 NO_REJUDGE = {"rejudge": False}
 
+# The flow variants measured before flow judged the labels on the pixels before training
+# (judge="knn", the default since 2026-12-02; "none" is flow without that judge).
+NO_JUDGE = {"judge": "none"}
+
 # (variant, method, params): one question each.
 VARIANTS: list[tuple[str, str, dict]] = [
     ("full-cut", "full-cut", {}),
@@ -53,36 +57,36 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("vq embedding=pixels", "vq", {**OLD, "embedding": "pixels"}),
     ("vq class_beta=0 final_full=0", "vq", {"class_beta": 0.0, "final_full": 0.0}),
     ("vq beta=0 final_full=0", "vq", {"beta": 0.0, "class_beta": 0.0, "final_full": 0.0}),
-    ("flow class_beta=1 (until 2026-11-30)", "flow", {**NO_REJUDGE, **OLD}),
-    ("flow density=gmm", "flow", {**NO_REJUDGE, **OLD, "density": "gmm"}),
-    ("flow density=knn", "flow", {**NO_REJUDGE, **OLD, "density": "knn"}),
-    ("flow loss_weight=1 (no DU)", "flow", {**NO_REJUDGE, **OLD, "loss_weight": 1.0}),
+    ("flow class_beta=1 (until 2026-11-30)", "flow", {**NO_JUDGE, **NO_REJUDGE, **OLD}),
+    ("flow density=gmm", "flow", {**NO_JUDGE, **NO_REJUDGE, **OLD, "density": "gmm"}),
+    ("flow density=knn", "flow", {**NO_JUDGE, **NO_REJUDGE, **OLD, "density": "knn"}),
+    ("flow loss_weight=1 (no DU)", "flow", {**NO_JUDGE, **NO_REJUDGE, **OLD, "loss_weight": 1.0}),
     ("flow class_beta=0 final_full=0", "flow",
-     {**NO_REJUDGE, "class_beta": 0.0, "final_full": 0.0}),
+     {**NO_JUDGE, **NO_REJUDGE, "class_beta": 0.0, "final_full": 0.0}),
     # 2026-12-01, asked under label noise (base: the defaults, class_beta=0): does the filter
     # catch the flipped labels, and does keeping each codeword's highest-loss members (the
     # undetected flipped ones, under noise) cost accuracy?
     ("full (budget 1)", "full-cut", {}),
     ("vq", "vq", {}),
-    ("flow", "flow", {**NO_REJUDGE}),  # the defaults until rejudge (class_beta=0)
-    ("flow keep_hard=0", "flow", {**NO_REJUDGE, "keep_hard": 0.0}),
+    ("flow", "flow", {**NO_JUDGE, **NO_REJUDGE}),  # the defaults until rejudge (class_beta=0)
+    ("flow keep_hard=0", "flow", {**NO_JUDGE, **NO_REJUDGE, "keep_hard": 0.0}),
     ("flow loose filter (0.3/0.3)", "flow",
-     {**NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3}),
+     {**NO_JUDGE, **NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3}),
     ("flow loose filter keep_hard=0", "flow",
-     {**NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3, "keep_hard": 0.0}),
+     {**NO_JUDGE, **NO_REJUDGE, "mislabel_posterior": 0.3, "mislabel_model": 0.3, "keep_hard": 0.0}),
     ("flow agreement-only filter", "flow",
-     {**NO_REJUDGE, "mislabel_posterior": 1.0, "mislabel_model": 1.0}),
+     {**NO_JUDGE, **NO_REJUDGE, "mislabel_posterior": 1.0, "mislabel_model": 1.0}),
     ("flow beta=0 keep_hard=0 (filter + stratified random)", "flow",
-     {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0}),
-    ("flow density_refits=1", "flow", {**NO_REJUDGE, "density_refits": 1}),
+     {**NO_JUDGE, **NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0}),
+    ("flow density_refits=1", "flow", {**NO_JUDGE, **NO_REJUDGE, "density_refits": 1}),
     ("flow keep_hard=0 density_refits=1", "flow",
-     {**NO_REJUDGE, "keep_hard": 0.0, "density_refits": 1}),
-    ("flow rejudge", "flow", {"rejudge": True}),  # the default since
-    ("flow rejudge keep_hard=0", "flow", {"rejudge": True, "keep_hard": 0.0}),
+     {**NO_JUDGE, **NO_REJUDGE, "keep_hard": 0.0, "density_refits": 1}),
+    ("flow rejudge", "flow", {**NO_JUDGE, "rejudge": True}),  # the default since
+    ("flow rejudge keep_hard=0", "flow", {**NO_JUDGE, "rejudge": True, "keep_hard": 0.0}),
     ("flow beta=0 keep_hard=0 density_refits=1", "flow",
-     {**NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0, "density_refits": 1}),
-    ("flow rejudge density_steps=30", "flow", {"density_steps": 30}),
-    ("flow rejudge density=gmm", "flow", {"density": "gmm"}),
+     {**NO_JUDGE, **NO_REJUDGE, "beta": 0.0, "keep_hard": 0.0, "density_refits": 1}),
+    ("flow rejudge density_steps=30", "flow", {**NO_JUDGE, "density_steps": 30}),
+    ("flow rejudge density=gmm", "flow", {**NO_JUDGE, "density": "gmm"}),
     # 2026-12-01 (3 seeds, MNIST and Fashion-MNIST, their own results folder): UCB's
     # per-sample priority (an upper confidence bound on the loss's moving average) inside vq's
     # codewords instead of the last loss: does vq lose to ucb for its within-codeword rule?
@@ -94,10 +98,11 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # pass over everything (where the flow's filter first judges).
     # flow's labels also judged before any training, on a PCA of the pixels (2026-12-01):
     # can a filter that acts before the warm-up clear the full noisy recipe (the oracles)?
-    ("flow prejudge=flow", "flow-prejudge", {}),
-    ("flow prejudge=knn", "flow-prejudge", {"judge": "knn"}),
+    # (flow's `judge` parameter since; the variants keep their names)
+    ("flow prejudge=flow", "flow", {"judge": "flow"}),
+    ("flow prejudge=knn", "flow", {"judge": "knn"}),
     # both judges must doubt the label: keep the clean ambiguous samples knn alone drops
-    ("flow prejudge=knn+flow", "flow-prejudge", {"judge": "knn+flow"}),
+    ("flow prejudge=knn+flow", "flow", {"judge": "knn+flow"}),
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -159,65 +164,6 @@ def vq_ucb_sampler(seed: int, c: float = 1.0, decay: float = 0.9, **vq_params):
     return VQWithUCBPriority()
 
 
-def flow_prejudge_sampler(seed: int, judge: str = "flow", judge_posterior: float = 0.02,
-                          **flow_params):
-    """flow's sampler with the labels also judged once before any training (an ablation, not
-    a method): a class-conditional density (``judge``: flow, gmm or knn, or several joined by
-    ``+``, which must all doubt the label) on a PCA of the pixels (flow's ``dim``), charged to
-    the budget; a sample whose label's posterior is below
-    ``judge_posterior`` and whose most likely class is another is dropped from the start
-    (warm-up included), at most ``max_drop`` of a class, and stays dropped. The warm-up then
-    passes over the kept samples only, and the model-side density is fit on them."""
-    from tinysift.guided.methods.flow import FlowGuided
-    from tinysift.guided.methods.vq import _pca
-    from tinysift.scoring.density import label_posterior, make_density
-
-    class FlowWithPrejudge(FlowGuided):
-        name = "flow-prejudge"
-
-        def __init__(self):
-            super().__init__(seed, **flow_params)
-            self.judge, self.judge_posterior = judge, judge_posterior
-
-        def begin(self, state):
-            super().begin(state)
-            y, k = state.y, state.num_classes
-            with state.ledger.fit("prejudge-pixel-pca"):
-                z = _pca(state.x.reshape(len(y), -1).astype(np.float32) / 255.0, self.dim,
-                         self.seed)
-            # "a+b": every named density must doubt the label (fewer clean samples dropped)
-            suspect, post = np.ones(len(y), bool), np.zeros(len(y))
-            for kind in judge.split("+"):
-                params = {"steps": self.density_steps} if kind == "flow" else {}
-                with state.ledger.fit(f"prejudge-{kind}"):
-                    logp = make_density(kind, seed=self.seed, **params).fit(z, y, k).log_prob(z)
-                p_label = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
-                suspect &= (np.argmax(logp, axis=1) != y) & (p_label < judge_posterior)
-                post = np.maximum(post, p_label)  # the least doubtful judge orders the drops
-            self.prejudged_ = np.zeros(len(y), bool)
-            for c in range(k):
-                idx = np.flatnonzero((y == c) & suspect)
-                cap = int(self.max_drop * (y == c).sum())
-                self.prejudged_[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
-            self.dropped_ = self.prejudged_.copy()
-
-        def embedding_of(self, state):
-            # never-trained samples have zero features: put them at the kept samples' mean,
-            # which leaves the PCA of the kept samples' features unchanged
-            z = state.features.copy()
-            z[self.prejudged_] = z[~self.prejudged_].mean(0)
-            return _pca(z, self.dim, self.seed)
-
-        def density_fit_mask(self, state):
-            return super().density_fit_mask(state) & ~self.prejudged_
-
-        def before_codebook(self, state):
-            super().before_codebook(state)
-            self.dropped_ |= self.prejudged_
-
-    return FlowWithPrejudge()
-
-
 def make_variant(method: str, seed: int, params: dict, flipped: np.ndarray | None = None):
     """The sampler a variant trains with (the ablation-only ones built here)."""
     from tinysift.guided import make_sampler
@@ -226,8 +172,6 @@ def make_variant(method: str, seed: int, params: dict, flipped: np.ndarray | Non
         return oracle_sampler(seed, flipped, **params)
     if method == "vq-ucb":
         return vq_ucb_sampler(seed, **params)
-    if method == "flow-prejudge":
-        return flow_prejudge_sampler(seed, **params)
     return make_sampler(method, seed=seed, **params)
 
 

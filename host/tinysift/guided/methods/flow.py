@@ -17,6 +17,13 @@ independent detectors must agree on the class: a clean but hard sample rarely do
 when it is in the lowest ``outlier_tail`` of its class's typicality and the model gets it
 wrong. At most ``max_drop`` of a class goes.
 
+With ``judge`` set, the labels are also judged once *before any training*, where no model has
+yet fit the wrong ones: a class-conditional density (``knn``, ``gmm`` or ``flow``, or several
+joined by ``+``, which must all doubt the label) on a PCA of the pixels, charged to the budget.
+A sample whose label's posterior is below ``judge_posterior`` and whose most likely class is
+another is dropped from the start (the warm-up never trains it, the model-side density is fit
+without it) and stays dropped; at most ``max_drop`` of a class.
+
 Inside a codeword the highest-priority members are kept first: priority is the weighted
 rank ``loss_weight * rank(recent loss) + (1 - loss_weight) * rank(dynamic uncertainty)``,
 where dynamic uncertainty (He et al., "Large-scale Dataset Pruning with Dynamic
@@ -30,8 +37,10 @@ import warnings
 
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.guided.base import TrainingState, register
-from tinysift.guided.methods.vq import VQGuided
+from tinysift.guided.methods.vq import VQGuided, _pca
+from tinysift.scoring.density import KINDS
 
 
 def within_class_rank(values: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -81,6 +90,11 @@ class FlowGuided(VQGuided):
     fit_on : ``all`` or ``agree`` (each class's density fit on its samples the model
         predicts as labelled, so the flipped ones do not shape it; on noisy digits this made
         the density echo the model and halved the filter's precision, 0.54 against 0.8+)
+    judge : ``none``, or the density (``knn``, ``gmm``, ``flow``; several joined by ``+`` must
+        all doubt the label) that judges the labels on a PCA of the pixels before any training
+        (see the module docstring)
+    judge_posterior : with ``judge``: drop when the label's posterior is below this and
+        another class is the most likely
     """
 
     name = "flow"
@@ -89,8 +103,12 @@ class FlowGuided(VQGuided):
                  mislabel_posterior: float = 0.05, mislabel_model: float = 0.05,
                  outlier_tail: float = 0.02, max_drop: float = 0.3, loss_weight: float = 0.5,
                  du_window: int = 4, density_refits: int = 0, density_steps: int = 100,
-                 fit_on: str = "all", rejudge: bool = True, **vq_params):
+                 fit_on: str = "all", rejudge: bool = True, judge: str = "knn",
+                 judge_posterior: float = 0.02, **vq_params):
         super().__init__(seed, **vq_params)
+        if judge != "none" and not set(judge.split("+")) <= set(KINDS):
+            raise TinysiftError(f"judge must be 'none' or densities of {KINDS} joined by '+', "
+                                f"got {judge!r}")
         self.density = density
         self.mislabel_posterior = mislabel_posterior
         self.mislabel_model = mislabel_model
@@ -102,6 +120,53 @@ class FlowGuided(VQGuided):
         self.density_steps = density_steps
         self.fit_on = fit_on
         self.rejudge = rejudge
+        self.judge = judge
+        self.judge_posterior = judge_posterior
+
+    def params(self) -> dict:
+        p = super().params()
+        if self.judge == "none":  # no judge: the stamp flow had before the judge existed
+            del p["judge"], p["judge_posterior"]
+        return p
+
+    def begin(self, state: TrainingState) -> None:
+        super().begin(state)
+        self.judged_ = np.zeros(state.num_samples, bool)
+        if self.judge != "none":
+            self.judged_ = self._judge_pixels(state)
+            self.dropped_ = self.judged_.copy()
+
+    def _judge_pixels(self, state: TrainingState) -> np.ndarray:
+        """The samples whose labels every ``judge`` density doubts, on a PCA of the pixels."""
+        from tinysift.scoring.density import label_posterior, make_density
+
+        y, k = state.y, state.num_classes
+        with state.ledger.fit("judge-pixel-pca"):
+            z = _pca(state.x.reshape(len(y), -1).astype(np.float32) / 255.0, self.dim,
+                     self.seed)
+        suspect, post = np.ones(len(y), bool), np.zeros(len(y))
+        for kind in self.judge.split("+"):
+            params = {"steps": self.density_steps} if kind == "flow" else {}
+            with state.ledger.fit(f"judge-{kind}"):
+                logp = make_density(kind, seed=self.seed, **params).fit(z, y, k).log_prob(z)
+            p_label = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
+            suspect &= (np.argmax(logp, axis=1) != y) & (p_label < self.judge_posterior)
+            post = np.maximum(post, p_label)  # the least doubtful judge orders the drops
+        judged = np.zeros(len(y), bool)
+        for c in range(k):
+            idx = np.flatnonzero((y == c) & suspect)
+            cap = int(self.max_drop * (y == c).sum())
+            judged[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
+        return judged
+
+    def embedding_of(self, state: TrainingState) -> np.ndarray:
+        if self.embedding == "pixels" or not self.judged_.any():
+            return super().embedding_of(state)
+        # The judged samples were never trained (zero features): put them at the kept
+        # samples' mean, which leaves the PCA of the kept samples' features unchanged.
+        z = state.features.copy()
+        z[self.judged_] = z[~self.judged_].mean(0)
+        return _pca(z, self.dim, self.seed)
 
     def before_codebook(self, state: TrainingState) -> None:
         from tinysift.scoring.density import label_posterior, make_density, typicality
@@ -110,6 +175,7 @@ class FlowGuided(VQGuided):
         if self.refits_ and (not self.density_refits or self.refits_ % self.density_refits):
             if self.rejudge:  # the density's last verdict, the model's latest
                 self.dropped_ = self._judge(state, also=self.dropped_)
+            self.dropped_ |= self.judged_
             return
         z, y, k = self.z_, state.y, state.num_classes
         params = {"steps": self.density_steps} if self.density == "flow" else {}
@@ -121,7 +187,7 @@ class FlowGuided(VQGuided):
         self.posterior_ = np.exp(label_posterior(logp, y, priors))
         self.density_class_ = np.argmax(logp, axis=1)
         self.typicality_rank_ = within_class_rank(typicality(logp, y), y)
-        self.dropped_ = self._judge(state)
+        self.dropped_ = self._judge(state) | self.judged_
 
     def density_fit_mask(self, state: TrainingState) -> np.ndarray:
         """The samples each class's density is fit on."""
@@ -132,7 +198,7 @@ class FlowGuided(VQGuided):
         fit = state.pred == y if self.fit_on == "agree" else np.ones(len(y), bool)
         if np.bincount(y[fit], minlength=k).min() < 10:
             fit = np.ones(len(y), bool)  # a class the model gets all wrong: use everything
-        return fit
+        return fit & ~self.judged_  # never trained: no features to fit on
 
     def _judge(self, state: TrainingState, also: np.ndarray | None = None) -> np.ndarray:
         """The samples to drop by the density's verdict and the model's latest one (``also``:
