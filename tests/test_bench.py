@@ -148,6 +148,8 @@ def test_bench_and_train_refuse_bad_budgets_methods_protocols():
         (("bench", "prune", "--protocol", "bogus"), "choose one of proportional, equal-steps"),
         (("bench", "guided", "--budgets", "0.5,2"), "fractions in (0, 1]"),
         (("bench", "guided", "--methods", "vq,nope", "--seeds", "1"), "unknown guided method"),
+        (("bench", "guided", "--methods", "vq", "--rerun", "rs2", "--seeds", "1"),
+         "--rerun names ['rs2'], which this bench does not run; choose from full, vq"),
     ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)

@@ -59,6 +59,22 @@ def test_changed_method_defaults_rerun_that_method_only(tmp_path):
     assert changed.get(0, "vq", "0.5") is None and changed.get(0, "rs2", "0.5")["acc"] == 0.8
 
 
+def test_forgotten_methods_train_again_and_their_new_records_win(tmp_path):
+    """`bench guided --rerun full`: the method's logged trainings no longer count, the file
+    keeps them, and the record appended by the rerun is the one a later read sees."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    log.add(0, "full", "1", acc=0.80)
+    log.add(0, "flow", "0.5", acc=0.81)
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert again.forget(("full",)) == 1
+    assert again.get(0, "full", "1") is None and again.get(0, "flow", "0.5")["acc"] == 0.81
+    again.add(0, "full", "1", acc=0.79)
+    lines = log.path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["acc"] == 0.80  # nothing lost
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="budget").get(0, "full", "1")[
+        "acc"] == 0.79
+
+
 def test_guided_bench_stamps_every_methods_parameters():
     from tinysift.bench.guided import GuidedBenchConfig, bench_sampler_params
 

@@ -40,6 +40,9 @@ class GuidedBenchConfig:
     progress_dir: Path | None = Path("benchmarks/results/progress")
     method_params: dict = field(default_factory=dict)
     quick: bool = False
+    #: methods (``full``: the recipe) trained again though logged, e.g. to pair them with a
+    #: rerun method on one machine; the progress log keeps their earlier records
+    rerun: tuple[str, ...] = ()
 
     def recipe(self) -> str:
         return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3, batch 128, {self.epochs} epochs of the "
@@ -75,6 +78,10 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     if unknown:
         raise BudgetError(f"unknown guided method(s) {unknown}; known: "
                           f"{', '.join(known_samplers())}")
+    if not set(cfg.rerun) <= {"full", *cfg.methods}:
+        raise BudgetError(f"--rerun names {sorted(set(cfg.rerun) - {'full', *cfg.methods})}, "
+                          f"which this bench does not run; choose from full, "
+                          f"{', '.join(cfg.methods)}")
     ex = executor or SerialExecutor()
     console = Console(stderr=True)
     base = load_dataset(cfg.dataset)
@@ -85,6 +92,9 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     if log.stale:
         console.print(f"{log.stale} logged trainings ran with other method parameters: "
                       "rerunning those")
+    if cfg.rerun:
+        console.print(f"training {', '.join(cfg.rerun)} again: {log.forget(cfg.rerun)} "
+                      "logged trainings stay in the log and no longer count")
     curves = _load_curves(log)
     shipped = ex.share(SeedData(base, cfg.label_noise))
     progress = progress and not ex.remote
@@ -149,7 +159,7 @@ def _guided_point(data, seed: int, method: str, budget: float, recipe, params: d
 
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
     key = {k: v for k, v in config_dict(cfg).items()
-           if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir")}
+           if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir", "rerun")}
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
                        method_params=bench_sampler_params(cfg))

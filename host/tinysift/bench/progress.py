@@ -74,6 +74,14 @@ class ProgressLog:
     def get(self, seed: int, method: str, at: str) -> dict | None:
         return self.done.get((seed, method, at))
 
+    def forget(self, methods: tuple[str, ...]) -> int:
+        """Count the logged trainings of ``methods`` as not done (they train again; their
+        records stay in the file, and a record appended later wins when the log is read)."""
+        gone = [k for k in self.done if k[1] in methods]
+        for k in gone:
+            del self.done[k]
+        return len(gone)
+
     def add(self, seed: int, method: str, at: str, **values) -> dict:
         rec = {"seed": seed, "method": method, self.point: at,
                **{k: v if isinstance(v, str) else int(v) if k == "count" else float(v)

@@ -88,6 +88,9 @@ def guided_cmd(
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
+    rerun: str = typer.Option("", help="comma-separated methods ('full': the recipe) to "
+                              "train again though logged, e.g. to pair them with a rerun "
+                              "method on one machine; earlier records stay in the log"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
@@ -102,7 +105,8 @@ def guided_cmd(
         cfg = GuidedBenchConfig(dataset=dataset, budgets=tuple(_fractions(budgets, "--budgets")),
                                 methods=names, seeds=seeds, epochs=epochs,
                                 label_noise=label_noise, out_dir=out_dir,
-                                progress_dir=out_dir / "progress")
+                                progress_dir=out_dir / "progress",
+                                rerun=tuple(m for m in rerun.split(",") if m))
     with _executor(executor) as ex:
         res = bench_guided(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
