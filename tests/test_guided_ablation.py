@@ -11,10 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(out: Path) -> str:
+def _run(out: Path, *extra: str) -> str:
     cmd = [sys.executable, str(ROOT / "tools" / "guided_ablation.py"), "--dataset", "digits",
            "--budget", "0.5", "--seeds", "1", "--epochs", "30", "--val", "300",
-           "--only", "rs2,vq class_beta=0 (class shares kept)", "--out-dir", str(out)]
+           "--only", "rs2,vq class_beta=0 (class shares kept)", "--out-dir", str(out), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -31,6 +31,14 @@ def test_ablation_scores_on_validation_and_resumes(tmp_path):
     assert abs(vq["spent"] - 0.5) < 0.05  # the budget held
     assert "| rs2 |" in (tmp_path / "ablation_guided_digits.md").read_text()
     assert "[seed 0]" not in _run(tmp_path)  # resumed: nothing trained again
+    # --render rewrites the files from the log and keeps the training run's machine and time
+    elsewhere = {**res["machine"], "hostname": "elsewhere"}
+    res["machine"], res["wall_seconds"] = elsewhere, 1234.5
+    (tmp_path / "ablation_guided_digits.json").write_text(json.dumps(res))
+    assert "[seed 0]" not in _run(tmp_path, "--render", "--only", "")
+    again = json.loads((tmp_path / "ablation_guided_digits.json").read_text())
+    assert again["machine"] == elsewhere and again["wall_seconds"] == 1234.5
+    assert again["variants"]["rs2"]["runs"] == res["variants"]["rs2"]["runs"]
 
 
 def test_vq_ucb_variant_keeps_the_highest_loss_bound_first_inside_a_codeword():

@@ -7,7 +7,9 @@ samples; every variant trains on the rest at the same budget and is scored on th
 set. Design choices of the ``vq`` and ``flow`` samplers were made from these numbers; the
 benchmarks (``tinysift bench guided``) then measure on the test split. Writes
 ``benchmarks/results/ablation_guided_<dataset>[_noiseP].{json,md}``; every finished training
-is appended to a progress log beside it, so a killed run resumes.
+is appended to a progress log beside it, so a killed run resumes; ``--render`` rewrites the
+results files from that log (after a change to the text or the variants' names) and trains
+nothing.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--label-noise", type=float, default=0.0)
     ap.add_argument("--only", default="", help="comma-separated variant names")
     ap.add_argument("--baseline", default="rs2")
+    ap.add_argument("--render", action="store_true",
+                    help="rewrite the results files from the progress log; train nothing")
     ap.add_argument("--out-dir", type=Path, default=RESULTS,
                     help="results folder (its progress/ holds the log); a scratch folder for "
                          "exploration")
@@ -213,7 +217,7 @@ def main(argv: list[str]) -> int:
                                             stamped_params(make_variant(method, 0, params)))
                                      for name, method, params in VARIANTS})
     chosen = [v for v in VARIANTS if (not args.only or v[0] in args.only.split(","))
-              and (v[1] != "oracle" or args.label_noise)]
+              and (v[1] != "oracle" or args.label_noise) and not args.render]
     start = time.perf_counter()
     for seed in range(args.seeds):
         y_train = ds.y_train
@@ -260,6 +264,12 @@ def main(argv: list[str]) -> int:
            "epochs": args.epochs, "validation_samples": args.val, "seeds": args.seeds,
            "baseline": args.baseline, "variants": rows, "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
+    previous = args.out_dir / f"{stem}.json"
+    if args.render and previous.exists():  # trained elsewhere: keep where and how long
+        import json
+
+        res.update({k: v for k, v in json.loads(previous.read_text()).items()
+                    if k in ("machine", "versions", "wall_seconds")})
     noise = f", {int(100 * args.label_noise)}% label noise" if args.label_noise else ""
     lines = [f"# Guided-training ablations: {args.dataset}{noise}, budget {args.budget:g}", "",
              f"Validation accuracy ({args.val} samples held out of the training split, clean "
@@ -277,9 +287,11 @@ def main(argv: list[str]) -> int:
              "then, could reach at best. `vq ucb-priority` rows (2026-12-01) are vq's defaults "
              "with ucb's priority inside a codeword (an upper confidence bound on the "
              "moving average of a sample's loss) in place of its last loss. `flow prejudge` "
-             "rows (2026-12-01) are flow's defaults with the labels also judged once before "
-             "any training by a class-conditional density (flow or knn) on a PCA of the "
-             "pixels: the judged samples are dropped from the start, warm-up included.", "",
+             "rows (2026-12-01) are flow's defaults of the day with the labels also judged "
+             "once before any training by a class-conditional density (flow or knn) on a PCA "
+             "of the pixels: the judged samples are dropped from the start, warm-up included "
+             "(flow's `judge` parameter since; `judge=knn` is its default from 2026-12-02, "
+             "the other flow rows ran without a judge).", "",
              "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
              "(mean over seeds), with the precision and recall of that set against the flipped "
              "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",
