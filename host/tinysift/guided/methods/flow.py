@@ -152,12 +152,17 @@ class FlowGuided(VQGuided):
             p_label = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
             suspect &= (np.argmax(logp, axis=1) != y) & (p_label < self.judge_posterior)
             post = np.maximum(post, p_label)  # the least doubtful judge orders the drops
-        judged = np.zeros(len(y), bool)
-        for c in range(k):
+        return self._worst_per_class(suspect, post, y, k)
+
+    def _worst_per_class(self, suspect: np.ndarray, post: np.ndarray, y: np.ndarray,
+                         num_classes: int) -> np.ndarray:
+        """The suspects, lowest label posterior first, at most ``max_drop`` of a class."""
+        drop = np.zeros(len(y), bool)
+        for c in range(num_classes):
             idx = np.flatnonzero((y == c) & suspect)
             cap = int(self.max_drop * (y == c).sum())
-            judged[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
-        return judged
+            drop[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
+        return drop
 
     def embedding_of(self, state: TrainingState) -> np.ndarray:
         if self.embedding == "pixels" or not self.judged_.any():
@@ -212,13 +217,7 @@ class FlowGuided(VQGuided):
         mislabel = other & (p_model < self.mislabel_model) & (post < self.mislabel_posterior)
         outlier = (state.pred != y) & (self.typicality_rank_ < self.outlier_tail)
         suspect = mislabel | outlier | (False if also is None else also)
-        # Worst first, at most max_drop of a class: order suspects by the posterior.
-        drop = np.zeros(len(y), bool)
-        for c in range(state.num_classes):
-            idx = np.flatnonzero((y == c) & suspect)
-            cap = int(self.max_drop * (y == c).sum())
-            drop[idx[np.argsort(post[idx], kind="stable")[:cap]]] = True
-        return drop
+        return self._worst_per_class(suspect, post, y, state.num_classes)
 
     def priority(self, state: TrainingState) -> np.ndarray:
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
