@@ -15,6 +15,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -266,8 +267,6 @@ def main(argv: list[str]) -> int:
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     previous = args.out_dir / f"{stem}.json"
     if args.render and previous.exists():  # trained elsewhere: keep where and how long
-        import json
-
         res.update({k: v for k, v in json.loads(previous.read_text()).items()
                     if k in ("machine", "versions", "wall_seconds")})
     noise = f", {int(100 * args.label_noise)}% label noise" if args.label_noise else ""

@@ -39,8 +39,8 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.base import TrainingState, register
-from tinysift.guided.methods.vq import VQGuided, _pca
-from tinysift.scoring.density import KINDS
+from tinysift.guided.methods.vq import VQGuided, _pca, pixel_pca
+from tinysift.scoring.density import KINDS, label_posterior, make_density, typicality
 
 
 def within_class_rank(values: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -49,6 +49,11 @@ def within_class_rank(values: np.ndarray, y: np.ndarray) -> np.ndarray:
         idx = np.flatnonzero(y == c)
         out[idx[np.argsort(values[idx], kind="stable")]] = np.arange(len(idx)) / len(idx)
     return out
+
+
+def label_agreement(logp: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """p(label | z) from per-class log-densities, with the labels' class shares as priors."""
+    return np.exp(label_posterior(logp, y, np.bincount(y, minlength=num_classes) / len(y)))
 
 
 def dynamic_uncertainty(p_true: list[np.ndarray], window: int) -> np.ndarray:
@@ -138,18 +143,17 @@ class FlowGuided(VQGuided):
 
     def _judge_pixels(self, state: TrainingState) -> np.ndarray:
         """The samples whose labels every ``judge`` density doubts, on a PCA of the pixels."""
-        from tinysift.scoring.density import label_posterior, make_density
-
         y, k = state.y, state.num_classes
-        with state.ledger.fit("judge-pixel-pca"):
-            z = _pca(state.x.reshape(len(y), -1).astype(np.float32) / 255.0, self.dim,
-                     self.seed)
+        if self.embedding == "pixels":
+            z = self.pixel_z_  # fit (and charged) in vq's begin()
+        else:
+            with state.ledger.fit("judge-pixel-pca"):
+                z = pixel_pca(state.x, self.dim, self.seed)
         suspect, post = np.ones(len(y), bool), np.zeros(len(y))
         for kind in self.judge.split("+"):
-            params = {"steps": self.density_steps} if kind == "flow" else {}
             with state.ledger.fit(f"judge-{kind}"):
-                logp = make_density(kind, seed=self.seed, **params).fit(z, y, k).log_prob(z)
-            p_label = np.exp(label_posterior(logp, y, np.bincount(y, minlength=k) / len(y)))
+                logp = self._density(kind).fit(z, y, k).log_prob(z)
+            p_label = label_agreement(logp, y, k)
             suspect &= (np.argmax(logp, axis=1) != y) & (p_label < self.judge_posterior)
             post = np.maximum(post, p_label)  # the least doubtful judge orders the drops
         return self._worst_per_class(suspect, post, y, k)
@@ -173,9 +177,12 @@ class FlowGuided(VQGuided):
         z[self.judged_] = z[~self.judged_].mean(0)
         return _pca(z, self.dim, self.seed)
 
-    def before_codebook(self, state: TrainingState) -> None:
-        from tinysift.scoring.density import label_posterior, make_density, typicality
+    def _density(self, kind: str):
+        """An unfitted class-conditional density of ``kind`` (flows get ``density_steps``)."""
+        params = {"steps": self.density_steps} if kind == "flow" else {}
+        return make_density(kind, seed=self.seed, **params)
 
+    def before_codebook(self, state: TrainingState) -> None:
         self.refits_ = getattr(self, "refits_", -1) + 1
         if self.refits_ and (not self.density_refits or self.refits_ % self.density_refits):
             if self.rejudge:  # the density's last verdict, the model's latest
@@ -183,13 +190,10 @@ class FlowGuided(VQGuided):
             self.dropped_ |= self.judged_
             return
         z, y, k = self.z_, state.y, state.num_classes
-        params = {"steps": self.density_steps} if self.density == "flow" else {}
         fit = self.density_fit_mask(state)
         with state.ledger.fit(f"density-{self.density}"):
-            logp = make_density(self.density, seed=self.seed, **params).fit(
-                z[fit], y[fit], k).log_prob(z)
-        priors = np.bincount(y, minlength=k) / len(y)
-        self.posterior_ = np.exp(label_posterior(logp, y, priors))
+            logp = self._density(self.density).fit(z[fit], y[fit], k).log_prob(z)
+        self.posterior_ = label_agreement(logp, y, k)
         self.density_class_ = np.argmax(logp, axis=1)
         self.typicality_rank_ = within_class_rank(typicality(logp, y), y)
         self.dropped_ = self._judge(state) | self.judged_

@@ -113,8 +113,7 @@ class VQGuided(EpochSampler):
         self.rng_ = np.random.default_rng(self.seed)
         if self.embedding == "pixels":
             with state.ledger.fit("pixel-pca"):
-                self.pixel_z_ = _pca(state.x.reshape(len(state.x), -1).astype(np.float32)
-                                     / 255.0, self.dim, self.seed)
+                self.pixel_z_ = pixel_pca(state.x, self.dim, self.seed)
 
     def plan(self, state: TrainingState) -> EpochPlan:
         pending = (state.seen_epoch < 0) & ~self.dropped_
@@ -211,6 +210,11 @@ class VQGuided(EpochSampler):
         else:
             w = np.ones(q)
         return np.concatenate([hard, rand]), w
+
+
+def pixel_pca(x: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """The uint8 images scaled to [0, 1], flattened, on their top ``dim`` principal axes."""
+    return _pca(x.reshape(len(x), -1).astype(np.float32) / 255.0, dim, seed)
 
 
 def _pca(z: np.ndarray, dim: int, seed: int) -> np.ndarray:
