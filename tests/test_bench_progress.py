@@ -70,9 +70,26 @@ def test_forgotten_methods_train_again_and_their_new_records_win(tmp_path):
     assert again.get(0, "full", "1") is None and again.get(0, "flow", "0.5")["acc"] == 0.81
     again.add(0, "full", "1", acc=0.79)
     lines = log.path.read_text().splitlines()
-    assert len(lines) == 3 and json.loads(lines[0])["acc"] == 0.80  # nothing lost
+    assert len(lines) == 4 and json.loads(lines[0])["acc"] == 0.80  # nothing lost
     assert ProgressLog({"a": 1}, tmp_path, "bench", point="budget").get(0, "full", "1")[
         "acc"] == 0.79
+
+
+def test_a_rerun_killed_halfway_resumes_without_forgetting_again(tmp_path):
+    """`--rerun flow` killed after one of its two points: opening the log again (the
+    command without --rerun) counts the point the rerun wrote, and not the older record of
+    the point it had not reached yet, which trains again; other methods keep theirs."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for at, acc in (("0.3", 0.70), ("0.5", 0.71)):
+        log.add(0, "flow", at, acc=acc)
+    log.add(0, "rs2", "0.5", acc=0.60)
+    rerun = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert rerun.forget(("flow",)) == 2
+    rerun.add(0, "flow", "0.3", acc=0.72)  # then the kill
+    resumed = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert resumed.get(0, "flow", "0.3")["acc"] == 0.72
+    assert resumed.get(0, "flow", "0.5") is None  # the old 0.71 no longer counts
+    assert resumed.get(0, "rs2", "0.5")["acc"] == 0.60
 
 
 def test_guided_bench_stamps_every_methods_parameters():

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 WALL = "_wall"  # records of a whole seed's wall time (only seeds run in one go have one)
+FORGET = "forget"  # a marker line: the methods' records above it no longer count
 
 
 class ProgressLog:
@@ -64,6 +65,9 @@ class ProgressLog:
                     r = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: that training reruns
                     continue
+                if FORGET in r:  # a --rerun began here: earlier records of these no longer count
+                    self._drop(r[FORGET])
+                    continue
                 if any(r.get(k) != v for k, v in self.stamp.items()) or (
                         r.get("method") in self.method_params
                         and r.get("params") != self.method_params[r["method"]]):
@@ -75,8 +79,19 @@ class ProgressLog:
         return self.done.get((seed, method, at))
 
     def forget(self, methods: tuple[str, ...]) -> int:
-        """Count the logged trainings of ``methods`` as not done (they train again; their
-        records stay in the file, and a record appended later wins when the log is read)."""
+        """Count the logged trainings of ``methods`` as not done: they train again.
+
+        Their records stay in the file; a marker line appended after them says they no longer
+        count, so a rerun killed halfway resumes by opening the log again (without
+        forgetting again): the records written since the marker count, the older ones not.
+        """
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({FORGET: list(methods)}) + "\n")
+        return self._drop(methods)
+
+    def _drop(self, methods) -> int:
         gone = [k for k in self.done if k[1] in methods]
         for k in gone:
             del self.done[k]

@@ -90,7 +90,8 @@ def guided_cmd(
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     rerun: str = typer.Option("", help="comma-separated methods ('full': the recipe) to "
                               "train again though logged, e.g. to pair them with a rerun "
-                              "method on one machine; earlier records stay in the log"),
+                              "method on one machine; earlier records stay in the log. "
+                              "Killed halfway: run again WITHOUT --rerun to resume"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
