@@ -38,22 +38,44 @@ def test_allocate_is_proportional_capped_and_exact():
 
 def test_ledger_charges_fits_once_at_the_measured_speed():
     led = CostLedger(budget_passes=1000)
-    with led.fit("codebook"):  # before any training: charged at the first step's speed
+    with led.fit("codebook"):  # before any training: charged at the first steady speed
         pass
     led.fit_seconds["codebook"] = 0.5
     led._pending = 0.5
+    led.charge_training(100, 20.0)  # the first step traces the step function: not a speed
+    assert led.fit_passes == 0 and led.seconds_per_pass is None
     led.charge_training(100, 1.0)  # 0.01 s per pass -> the 0.5 s fit is 50 passes
     assert led.fit_passes == pytest.approx(50.0)
     led.charge_training(100, 3.0)  # slower now: the earlier fit's charge does not move
     assert led.fit_passes == pytest.approx(50.0)
     led.charge_forward(30)
-    assert led.spent == pytest.approx(200 + 10 + 50)
-    assert led.remaining == pytest.approx(740) and 0 < led.progress < 1
+    assert led.spent == pytest.approx(300 + 10 + 50)
+    assert led.remaining == pytest.approx(640) and 0 < led.progress < 1
+
+
+def test_ledger_speed_leaves_out_each_batch_sizes_tracing_step():
+    """The first step of a batch size traces; the speed is the other steps' (until
+    2026-12-02 a fit before training was charged at the tracing step's rate: ~40x less)."""
+    led = CostLedger(budget_passes=1e6)
+    for size, seconds in ((128, 2.0), (128, 0.128), (96, 1.5), (96, 0.096), (128, 0.128)):
+        led.charge_training(size, seconds)
+    assert led.seconds_per_pass == pytest.approx(1e-3)  # 1 ms a pass once traced
+    assert led.train_seconds == pytest.approx(3.852)  # reported time keeps everything
+    with led.fit("judge"):
+        pass
+    assert led.fit_passes == pytest.approx(led.fit_seconds["judge"] / 1e-3)
+    alone = CostLedger(budget_passes=1e6)  # a run of one step: settle() uses what it has
+    alone._pending = 1.0
+    alone.charge_training(100, 2.0)
+    assert alone.fit_passes == 0
+    alone.settle()
+    assert alone.fit_passes == pytest.approx(50.0)
 
 
 def test_ledger_charges_a_nested_fit_once():
     # The flow's density is fit inside the codebook refit; its seconds count once.
     led = CostLedger(budget_passes=1e6)
+    led.charge_training(1000, 5.0)  # tracing
     led.charge_training(1000, 1.0)  # 1 ms per pass
     start = time.perf_counter()
     with led.fit("codebook"):

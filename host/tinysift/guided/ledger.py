@@ -6,7 +6,10 @@ epoch spends N of. An extra forward-only pass (scoring a sample without training
 costs ``FORWARD_COST`` of that (the backward pass costs about twice the forward: Kaplan et
 al. 2020's 2N-forward / 4N-backward FLOP count). A fit (k-means, a flow, a mixture) is timed
 and converted into sample-passes at the run's own measured training speed, so a method pays
-for its scoring in the same currency as its training.
+for its scoring in the same currency as its training. That speed leaves out the first step of
+each batch size, which traces the step function: until 2026-12-02 it did not, and a fit made
+before training (flow's label judge) was converted at the first step's rate, tracing
+included, about 40x too slow a rate, so it was charged a fortieth of its cost.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class CostLedger:
     #: fits converted into sample-passes when they ran (at the speed measured until then)
     fit_passes: float = 0.0
     train_seconds: float = 0.0
-    #: seconds per training sample-pass, measured by the training loop (None until known)
+    #: seconds per training sample-pass in steady state, measured by the training loop on
+    #: the steps of a batch size met before (None until one ran)
     seconds_per_pass: float | None = None
     #: the per-epoch plan sizes, as trained
     epoch_sizes: list[int] = field(default_factory=list)
@@ -47,11 +51,24 @@ class CostLedger:
         # Seconds of fits nested inside each open fit (a flow fit inside a codebook refit):
         # the outer fit excludes them, so every second is charged once.
         self._nested: list[float] = []
+        self._sizes: set[int] = set()  # batch sizes whose first (tracing) step has run
+        self._steady = [0, 0.0]  # passes and seconds of the other steps
 
     def charge_training(self, samples: int, seconds: float) -> None:
         self.train_passes += int(samples)
         self.train_seconds += float(seconds)
-        if self.train_passes:
+        if samples not in self._sizes:  # a new input shape: this step traced the function
+            self._sizes.add(samples)
+        else:
+            self._steady[0] += int(samples)
+            self._steady[1] += float(seconds)
+            self.seconds_per_pass = self._steady[1] / self._steady[0]
+        self._convert_pending()
+
+    def settle(self) -> None:
+        """Convert fits still pending at the end of a run (one with no step of a repeated
+        batch size) at the only speed measured, tracing included."""
+        if self._pending and self.seconds_per_pass is None and self.train_passes:
             self.seconds_per_pass = self.train_seconds / self.train_passes
         self._convert_pending()
 
@@ -75,7 +92,7 @@ class CostLedger:
                 self._nested[-1] += total
             self.fit_seconds[name] = self.fit_seconds.get(name, 0.0) + seconds
             # Converted once, at the speed measured so far, so the budget spent never drifts
-            # afterwards (a fit before any training step is charged at the first step's rate).
+            # afterwards (a fit before training waits for the first steady step's rate).
             self._pending += seconds
             self._convert_pending()
 

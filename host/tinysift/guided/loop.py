@@ -149,6 +149,7 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     finally:
         if bar is not None:
             bar[0].stop()
+    ledger.settle()
     return GuidedResult(model=model, ledger=ledger, seconds=time.perf_counter() - start,
                         steps=steps, final_loss=last_loss, epochs=history)
 
