@@ -314,3 +314,19 @@ def test_flow_without_a_judge_keeps_its_stamp_and_rejects_an_unknown_one():
     assert sampler_params("flow", judge="knn")["judge_posterior"] == 0.02
     with pytest.raises(TinysiftError, match="judge must be 'none' or densities"):
         make_sampler("flow", judge="kde")
+
+
+def test_pixel_pca_in_chunks_is_the_whole_arrays_pca():
+    """The judge's and vq's pixel PCA run over chunks of images (no float copy of the whole
+    set): the same axes, up to sign and float32 rounding, as the PCA of the whole array."""
+    from tinysift.guided.methods.vq import _pca, pixel_pca
+
+    rng = np.random.default_rng(0)
+    # images with structure (a few directions carry most variance), so the axes are defined
+    x = np.clip(rng.normal(size=(1000, 5)) @ rng.normal(size=(5, 64)) * 30 + 128
+                + rng.normal(size=(1000, 64)) * 3, 0, 255).astype(np.uint8).reshape(1000, 8, 8, 1)
+    whole = _pca(x.reshape(1000, -1).astype(np.float32) / 255.0, 4, 0)
+    chunked = pixel_pca(x, 4, 0, chunk=96)  # 11 chunks, the last one short
+    sign = np.sign((whole * chunked).sum(0))
+    assert chunked.shape == (1000, 4) and chunked.dtype == np.float32
+    np.testing.assert_allclose(chunked, whole * sign, atol=1e-4)
