@@ -330,3 +330,17 @@ def test_pixel_pca_in_chunks_is_the_whole_arrays_pca():
     sign = np.sign((whole * chunked).sum(0))
     assert chunked.shape == (1000, 4) and chunked.dtype == np.float32
     np.testing.assert_allclose(chunked, whole * sign, atol=1e-4)
+
+
+def test_knn_density_posterior_follows_the_class_shares_on_one_distribution():
+    """Two classes drawn from one distribution, 400 and 100 samples: a density's label
+    posterior should be about the class share (0.8). Until 2026-12-02 the kNN density added
+    log n_c instead of subtracting it, which made it ~0.98 (the size counted squared)."""
+    from tinysift.scoring.density import label_posterior, make_density
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(500, 2)).astype(np.float32)
+    y = np.repeat([0, 1], [400, 100])
+    logp = make_density("knn").fit(z, y, 2).log_prob(z)
+    post_big = np.exp(label_posterior(logp, np.zeros(500, np.int64), np.array([0.8, 0.2])))
+    assert 0.7 < np.median(post_big) < 0.9
