@@ -100,3 +100,19 @@ def test_guided_bench_stamps_every_methods_parameters():
     params = bench_sampler_params(cfg)
     assert set(params) == {"full", "rs2", "vq"} and "seed" not in params["vq"]
     assert params["vq"]["alpha"] == 0.5 and params["vq"]["per_code"] == 50  # a default
+
+
+def test_guided_curves_follow_the_records_whose_parameters_count(tmp_path):
+    """A curve logged with other parameters does not replace the curve of the parameters the
+    log counts (a default set back: the earlier records and their curves count again)."""
+    from tinysift.bench.guided import _append_curve, _load_curves
+
+    epochs = [{"spent": 50, "curve_acc": 0.7, "samples": 50}]
+    now = {"flow": {"judge": "none"}}
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget", method_params=now)
+    _append_curve(log, 0, "flow", "0.5", epochs, 100)
+    other = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                        method_params={"flow": {"judge": "knn"}})
+    _append_curve(other, 0, "flow", "0.5", [{**epochs[0], "curve_acc": 0.9}], 100)
+    assert _load_curves(log)[(0, "flow", "0.5")] == [[0.5, 0.7]]
+    assert _load_curves(other)[(0, "flow", "0.5")] == [[0.5, 0.9]]

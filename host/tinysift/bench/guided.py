@@ -189,23 +189,36 @@ def _append_curve(log: ProgressLog, seed: int, method: str, at: str, epochs: lis
     if path is not None:
         rec = {"seed": seed, "method": method, "budget": at, "points": points,
                "sizes": [e["samples"] for e in epochs]}
+        if method in log.method_params:
+            rec["params"] = log.method_params[method]
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
     return points
 
 
 def _load_curves(log: ProgressLog) -> dict[tuple, list]:
+    """Each training's curve: the last one logged, except that a curve of another method
+    parameters than the log's never replaces one of the same (a default set back to an
+    earlier value makes the earlier records count again, and their curves with them).
+    Curves logged before 2026-12-02 carry no parameters and count as matching."""
     import json
 
     path = _curves_path(log)
     out: dict[tuple, list] = {}
+    matched: set[tuple] = set()
     if path is not None and path.exists():
         for line in path.read_text().splitlines():
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            out[(r["seed"], r["method"], r["budget"])] = r["points"]
+            key = (r["seed"], r["method"], r["budget"])
+            same = ("params" not in r or r["method"] not in log.method_params
+                    or r["params"] == log.method_params[r["method"]])
+            if same:
+                matched.add(key)
+            if same or key not in matched:
+                out[key] = r["points"]
     return out
 
 
