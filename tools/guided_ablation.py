@@ -35,8 +35,8 @@ OLD = {"class_beta": 1.0}
 # (rejudge, the default since 2026-12-01).
 NO_REJUDGE = {"rejudge": False}
 
-# The flow variants measured before flow judged the labels on the pixels before training
-# (judge="knn", the default since 2026-12-02; "none" is flow without that judge).
+# The flow variants measured without the pixel judge (judge="knn" was flow's default on
+# 2026-12-02 until its cost was charged in full; "none", the default again, is flow without it).
 NO_JUDGE = {"judge": "none"}
 
 # (variant, method, params): one question each.
