@@ -289,8 +289,13 @@ def main(argv: list[str]) -> int:
              "rows (2026-12-01) are flow's defaults of the day with the labels also judged "
              "once before any training by a class-conditional density (flow or knn) on a PCA "
              "of the pixels: the judged samples are dropped from the start, warm-up included "
-             "(flow's `judge` parameter since; `judge=knn` is its default from 2026-12-02, "
-             "the other flow rows ran without a judge).", "",
+             "(flow's `judge` parameter since, its default on 2026-12-02 only; the other "
+             "flow rows ran without a judge). Charging: until the ledger fix of 2026-12-02 a "
+             "fit made before training (the prejudge rows' judge) was converted at the first "
+             "training step's rate, tracing included, and charged about a fortieth of its "
+             "cost; fits after the warm-up about a tenth too little (around 0.5 % of a 0.5 "
+             "budget). The rows in benchmarks/results/guided_ablation_ledger/ were measured "
+             "after the fix, all others before it.", "",
              "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
              "(mean over seeds), with the precision and recall of that set against the flipped "
              "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",
