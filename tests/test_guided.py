@@ -189,6 +189,19 @@ def test_train_stage_guided_writes_the_ledger(tmp_path):
     assert out.test_acc > 0.5
 
 
+def test_train_cli_passes_guided_params_to_the_method(tmp_path):
+    """`tinysift train --guided flow --guided-params '{"judge": "knn"}'`: the judge runs (its
+    fits are in the ledger) and the run records the parameters."""
+    from tinysift.cli.app import main
+
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--epochs",
+                 "4", "--guided", "flow", "--budget", "0.5", "--guided-params",
+                 '{"judge": "knn", "per_code": 20}']) == 0
+    doc = json.loads((tmp_path / "run" / "guided.json").read_text())
+    assert doc["params"]["judge"] == "knn" and doc["params"]["per_code"] == 20
+    assert "judge-knn" in doc["ledger"]["fit_seconds"]
+
+
 def test_vq_epochs_follow_the_loss_inside_a_covering_codebook():
     """After the warm-up: the epoch has budget x N samples; codewords whose members have a
     high loss get more of them (beta=1), every class keeps a share, and the last part of the

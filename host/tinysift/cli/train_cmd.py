@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
                                               "ucb, vq or flow choose each epoch's data"),
         budget: float = typer.Option(None, help="with --guided: fraction in (0,1] of the "
                                                 "full-data recipe's sample-passes"),
+        guided_params: str = typer.Option(None, help="with --guided: the method's parameters "
+                                                     "as a JSON object, e.g. '{\"judge\": "
+                                                     "\"knn\"}' (flow's label judge)"),
         label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
@@ -41,7 +44,8 @@ def register(app: typer.Typer) -> None:
             epochs = 0 if subset else 10
         res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
                     epochs=epochs if epochs != 0 else None, seed=seed, width=width,
-                    variant=variant, guided=guided, budget=budget, label_noise=label_noise)
+                    variant=variant, guided=guided, budget=budget, label_noise=label_noise,
+                    guided_params=_json_object("--guided-params", guided_params))
         for warning in res.warnings:
             from rich.text import Text
 
@@ -52,3 +56,22 @@ def register(app: typer.Typer) -> None:
                       f"({res.steps} steps){tag}")
         console.print(f"test accuracy [bold]{res.test_acc:.4f}[/]  params {res.params}  "
                       f"MACs/sample {res.macs_per_sample}  -> {res.run_dir}/model.keras")
+
+
+def _json_object(option: str, text: str | None) -> dict | None:
+    """``text`` parsed as a JSON object (None when not given); anything else is a clear error."""
+    import json
+
+    from tinysift.errors import TinysiftError
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
+                            "an object such as '{\"judge\": \"knn\"}'") from exc
+    if not isinstance(value, dict):
+        raise TinysiftError(f"{option} must be a JSON object of parameter names and values, "
+                            f"got {type(value).__name__}")
+    return value

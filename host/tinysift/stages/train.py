@@ -75,7 +75,9 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if guided is None and budget is not None:
         raise BudgetError("--budget needs --guided METHOD (the budget of a guided training)")
     if guided is not None:
-        _check_guided(guided, budget, epochs, keep, selection, condensed)
+        _check_guided(guided, budget, epochs, keep, selection, condensed, guided_params)
+    elif guided_params:
+        raise BudgetError("--guided-params needs --guided METHOD (the method they configure)")
     if label_noise and (selection is not None or condensed is not None):
         raise BudgetError("--label-noise applies to the full split; a selection carries its "
                           "own noise (prune --label-noise)")
@@ -197,9 +199,9 @@ def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | No
 GUIDED_FILE = "guided.json"
 
 
-def _check_guided(guided, budget, epochs, keep, selection, condensed) -> None:
+def _check_guided(guided, budget, epochs, keep, selection, condensed, params=None) -> None:
     from tinysift.errors import BudgetError
-    from tinysift.guided import known_samplers
+    from tinysift.guided import known_samplers, make_sampler
 
     if guided not in known_samplers():
         raise BudgetError(f"unknown guided method {guided!r}; known: "
@@ -215,6 +217,7 @@ def _check_guided(guided, budget, epochs, keep, selection, condensed) -> None:
     if keep is not None or selection is not None or condensed is not None:
         raise BudgetError("--guided chooses its own data each epoch; drop --keep, --selection "
                           "and --condensed")
+    make_sampler(guided, **(params or {}))  # unknown or bad parameters fail before any data
 
 
 def _train_guided(run, x, y, num_classes, method, budget, method_params, model_cfg,
