@@ -117,10 +117,16 @@ def test_bench_guided_quick_writes_results(tmp_path):
     assert set(res["methods"]) == {"full-cut", "rs2", "infobatch", "ucb", "vq", "flow"}
     full = res["full_data_acc"]["mean"]
     assert full > 0.9, full  # 20 epochs of digits
+    full_passes = 20 * 1437  # the quick recipe: 20 epochs of digits' training split
     for name, per in res["methods"].items():
         p = per["0.5"]
-        # The budget is spent, never overspent by more than one batch or a final fit.
-        assert 0.45 <= p["spent"] <= 0.56, (name, p["spent"])
+        # The budget is spent; training stops when it is (one batch over at most). A fit is
+        # charged when it ends and may overshoot: on digits flow's density fit (2-5 s,
+        # mostly building the flows' graph) costs more than the budget's training.
+        assert p["spent"] >= 0.45, (name, p["spent"])
+        assert p["spent"] - p["fit_passes"] / full_passes <= 0.56, (name, p["spent"])
+        if name not in ("vq", "flow"):
+            assert p["spent"] <= 0.56, (name, p["spent"])
         assert p["curves"][0], name  # accuracy after every epoch, for the curves
     # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes.
     assert res["methods"]["vq"]["0.5"]["fit_seconds"] > 0
