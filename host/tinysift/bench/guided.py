@@ -17,7 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
+from tinysift.bench.progress import (
+    ProgressLog,
+    append_json_line,
+    config_dict,
+    summarize,
+    write_results,
+)
 
 ALL_GUIDED = ("full-cut", "rs2", "infobatch", "ucb", "vq", "flow")
 CONTROLS = ("full-cut", "rs2", "infobatch")
@@ -182,8 +188,6 @@ def _append_curve(log: ProgressLog, seed: int, method: str, at: str, epochs: lis
                   full_passes: int) -> list:
     """(fraction of the recipe spent, test-subset accuracy) after every epoch; appended to the
     curves file beside the progress log (with each epoch's plan size)."""
-    import json
-
     points = [[round(e["spent"] / full_passes, 4), e["curve_acc"]] for e in epochs]
     path = _curves_path(log)
     if path is not None:
@@ -191,8 +195,7 @@ def _append_curve(log: ProgressLog, seed: int, method: str, at: str, epochs: lis
                "sizes": [e["samples"] for e in epochs]}
         if method in log.method_params:
             rec["params"] = log.method_params[method]
-        with open(path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_json_line(path, rec)
     return points
 
 
@@ -213,8 +216,7 @@ def _load_curves(log: ProgressLog) -> dict[tuple, list]:
             except json.JSONDecodeError:
                 continue
             key = (r["seed"], r["method"], r["budget"])
-            same = ("params" not in r or r["method"] not in log.method_params
-                    or r["params"] == log.method_params[r["method"]])
+            same = "params" not in r or log.current(r["method"], r["params"])
             if same:
                 matched.add(key)
             if same or key not in matched:

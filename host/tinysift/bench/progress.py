@@ -17,6 +17,13 @@ WALL = "_wall"  # records of a whole seed's wall time (only seeds run in one go 
 FORGET = "forget"  # a marker line: the methods' records above it no longer count
 
 
+def append_json_line(path: Path, record: dict) -> None:
+    """``record`` as one JSON line at the end of ``path`` (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 class ProgressLog:
     """Finished trainings of one bench configuration, keyed by (seed, method, point).
 
@@ -68,12 +75,15 @@ class ProgressLog:
                 if FORGET in r:  # a --rerun began here: earlier records of these no longer count
                     self._drop(r[FORGET])
                     continue
-                if any(r.get(k) != v for k, v in self.stamp.items()) or (
-                        r.get("method") in self.method_params
-                        and r.get("params") != self.method_params[r["method"]]):
+                if any(r.get(k) != v for k, v in self.stamp.items()) or not self.current(
+                        r.get("method"), r.get("params")):
                     self.stale += 1
                     continue
                 self.done[(r["seed"], r["method"], r[point])] = r
+
+    def current(self, method: str | None, params: dict | None) -> bool:
+        """``params`` are what ``method`` runs with now (always, for a method without any)."""
+        return method not in self.method_params or params == self.method_params[method]
 
     def get(self, seed: int, method: str, at: str) -> dict | None:
         return self.done.get((seed, method, at))
@@ -85,11 +95,13 @@ class ProgressLog:
         count, so a rerun killed halfway resumes by opening the log again (without
         forgetting again): the records written since the marker count, the older ones not.
         """
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps({FORGET: list(methods)}) + "\n")
+        self._append({FORGET: list(methods)})
         return self._drop(methods)
+
+    def _append(self, line: dict) -> None:
+        """One JSON line at the end of the log file (nothing in memory-only mode)."""
+        if self.path is not None:
+            append_json_line(self.path, line)
 
     def _drop(self, methods) -> int:
         gone = [k for k in self.done if k[1] in methods]
@@ -103,10 +115,7 @@ class ProgressLog:
                   for k, v in values.items()}, **self.stamp}
         if method in self.method_params:
             rec["params"] = self.method_params[method]
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+        self._append(rec)
         self.done[(seed, method, at)] = rec
         return rec
 
