@@ -87,6 +87,34 @@ def test_single_pass_equals_per_epoch_training(digits):
     assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
 
 
+def test_reused_compiled_step_equals_a_fresh_compile(digits):
+    """New models train through one compiled twin per architecture (no retracing); each
+    training must equal, bit for bit, a freshly built and compiled model with the same seed:
+    after another recipe ran on the twin (Adam's state and the schedule reset), with step
+    counts whose reciprocal is inexact (the schedule's rounding), and the caller must get a
+    model of its own."""
+    from tinysift.models.training import seed_everything
+
+    x, y = digits.x_train[:400], digits.y_train[:400]
+    recipes = [TrainConfig(min_steps=40, subset_epochs=1, seed=3),
+               TrainConfig(min_steps=25, subset_epochs=1, seed=5, learning_rate=1e-3),
+               TrainConfig(epochs=3, seed=3, batch_size=96)]
+    models = []
+    for cfg in recipes:
+        twin = train_model(x, y, 10, train_config=cfg, progress=False)
+        seed_everything(cfg.seed)
+        compiled = train_model(x, y, 10, train_config=cfg, progress=False,
+                               model=build_model(x.shape[1:], 10))
+        assert twin.final_loss == compiled.final_loss
+        for a, b in zip(twin.model.get_weights(), compiled.model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        models.append(twin.model)
+    assert len({id(m) for m in models}) == len(models)  # later trainings leave it alone
+    np.testing.assert_array_equal(models[0].get_weights()[0],
+                                  train_model(x, y, 10, train_config=recipes[0],
+                                              progress=False).model.get_weights()[0])
+
+
 def test_step_rule():
     cfg = TrainConfig()
     assert cfg.total_steps(60000) == 6 * 469

@@ -9,6 +9,7 @@ subset still gets enough updates to converge.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,17 +101,23 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     from tinysift.tfcompat import keras, tf
 
     train_config = train_config or TrainConfig()
-    seed_everything(train_config.seed)
-    if model is None:
-        model = build_model(tuple(x.shape[1:]), num_classes, model_config)
     n = len(x)
     total = train_config.total_steps(n)
     per_epoch = max(1, math.ceil(n / train_config.batch_size))
     epochs = math.ceil(total / per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(train_config.learning_rate, total)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    fresh = None
+    if model is None:
+        shape = tuple(x.shape[1:])
+        twin = _compiled_twin(shape, num_classes, model_config)  # before seeding: it draws
+        seed_everything(train_config.seed)
+        fresh = build_model(shape, num_classes, model_config)
+        model = _reset_twin(twin, fresh, train_config.learning_rate, total)
+    else:
+        seed_everything(train_config.seed)
+        schedule = keras.optimizers.schedules.CosineDecay(train_config.learning_rate, total)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"])
     ds = (tf.data.Dataset.from_tensor_slices((to_float(x), y.astype(np.int32)))
           .shuffle(n, seed=train_config.seed, reshuffle_each_iteration=True)
           .repeat()
@@ -134,9 +141,89 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
                          callbacks=callbacks + [tail])
         final_loss = tail.value()
     seconds = time.perf_counter() - start
+    if fresh is not None:
+        # The caller gets its own model (the twin trains the next model), uncompiled.
+        fresh.set_weights(model.get_weights())
+        model = fresh
     return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
+
+
+_TWINS = threading.local()  # per thread: a twin is one training at a time
+
+
+def _compiled_twin(shape: tuple, num_classes: int, model_config: ModelConfig | None):
+    """The compiled model that trains every new model of this architecture in this thread.
+
+    Compiling a new model per training made Keras trace its train step every time (about
+    2.5 s per training on a 2-CPU machine, a third of a 250-step digits training). The twin
+    is compiled once per architecture and thread and its schedule reads two variables, so
+    its traced step serves every recipe. Built before the training's seed is set, so making
+    it draws nothing from the seeded generators.
+    """
+    from tinysift.tfcompat import keras
+
+    twins = _TWINS.__dict__.setdefault("by_key", {})
+    key = (shape, num_classes, model_config)
+    if key not in twins:
+        schedule = _make_cosine_schedule()()
+        twin = build_model(shape, num_classes, model_config)
+        twin.compile(optimizer=keras.optimizers.Adam(schedule),
+                     loss=keras.losses.SparseCategoricalCrossentropy(),
+                     metrics=["accuracy"])
+        twins[key] = (twin, schedule)
+    return twins[key]
+
+
+def _reset_twin(twin_and_schedule: tuple, fresh, learning_rate: float, total_steps: int):
+    """The twin as a freshly compiled ``fresh`` would be: ``fresh``'s weights, Adam's state
+    zeroed, and the cosine schedule from ``learning_rate`` over ``total_steps``, bit for bit
+    (tests/test_models.py compares the two paths' weights exactly)."""
+    from tinysift.tfcompat import tf
+
+    twin, schedule = twin_and_schedule
+    schedule.set(learning_rate, total_steps)
+    for var in twin.optimizer.variables:  # iterations and Adam's moments: a new optimizer
+        var.assign(tf.zeros_like(var))
+    twin.set_weights(fresh.get_weights())
+    return twin
+
+
+def _make_cosine_schedule():
+    from tinysift.tfcompat import keras, tf
+
+    class CosineToZero(keras.optimizers.schedules.LearningRateSchedule):
+        """Keras' ``CosineDecay(learning_rate, total_steps)`` as its compiled train step
+        computes it, with both numbers in variables so one traced step serves any recipe.
+
+        Inside a traced function TensorFlow's graph optimizer turns CosineDecay's
+        ``step / decay_steps`` by a constant into ``step * (1 / decay_steps)``: 1 ulp off
+        the division at some steps (9 of 41 for 40 steps). This computes the product with
+        the float32 reciprocal, which matches the compiled CosineDecay bit for bit.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False)
+            self.total_steps = tf.Variable(1.0, dtype=tf.float32, trainable=False)
+            self.inverse_steps = tf.Variable(1.0, dtype=tf.float32, trainable=False)
+
+        def set(self, learning_rate: float, total_steps: int) -> None:
+            self.learning_rate.assign(learning_rate)
+            self.total_steps.assign(float(total_steps))
+            self.inverse_steps.assign(np.float32(1.0) / np.float32(total_steps))
+
+        def __call__(self, step):
+            step = tf.minimum(tf.cast(step, tf.float32), self.total_steps)
+            cosine = 0.5 * (1.0 + tf.cos(tf.constant(math.pi, tf.float32)
+                                         * (step * self.inverse_steps)))
+            return tf.multiply(tf.convert_to_tensor(self.learning_rate), cosine)
+
+        def get_config(self):
+            return {}
+
+    return CosineToZero
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
