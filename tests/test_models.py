@@ -110,6 +110,7 @@ def test_reused_compiled_step_equals_a_fresh_compile(digits):
             np.testing.assert_array_equal(a, b)
         models.append(twin.model)
     assert len({id(m) for m in models}) == len(models)  # later trainings leave it alone
+    assert all(m.optimizer is not None for m in models)  # compiled, as before
     np.testing.assert_array_equal(models[0].get_weights()[0],
                                   train_model(x, y, 10, train_config=recipes[0],
                                               progress=False).model.get_weights()[0])

@@ -98,7 +98,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     model : tf_keras.Model, optional
         Continue training this model instead of building a new one.
     """
-    from tinysift.tfcompat import keras, tf
+    from tinysift.tfcompat import tf
 
     train_config = train_config or TrainConfig()
     n = len(x)
@@ -114,10 +114,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
         model = _reset_twin(twin, fresh, train_config.learning_rate, total)
     else:
         seed_everything(train_config.seed)
-        schedule = keras.optimizers.schedules.CosineDecay(train_config.learning_rate, total)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"])
+        _compile(model, _cosine(train_config.learning_rate, total))
     ds = (tf.data.Dataset.from_tensor_slices((to_float(x), y.astype(np.int32)))
           .shuffle(n, seed=train_config.seed, reshuffle_each_iteration=True)
           .repeat()
@@ -142,12 +139,28 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
         final_loss = tail.value()
     seconds = time.perf_counter() - start
     if fresh is not None:
-        # The caller gets its own model (the twin trains the next model), uncompiled.
+        # The caller gets its own model (the twin trains the next one), compiled with the
+        # recipe as before (Adam's moments start afresh if the caller trains it further).
         fresh.set_weights(model.get_weights())
-        model = fresh
+        model = _compile(fresh, _cosine(train_config.learning_rate, total))
     return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
+
+
+def _cosine(learning_rate: float, total_steps: int):
+    from tinysift.tfcompat import keras
+
+    return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+
+
+def _compile(model, schedule):
+    """The recipe's optimizer and loss: Adam on ``schedule``, cross-entropy, accuracy."""
+    from tinysift.tfcompat import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return model
 
 
 _TWINS = threading.local()  # per thread: a twin is one training at a time
@@ -158,21 +171,16 @@ def _compiled_twin(shape: tuple, num_classes: int, model_config: ModelConfig | N
 
     Compiling a new model per training made Keras trace its train step every time (about
     2.5 s per training on a 2-CPU machine, a third of a 250-step digits training). The twin
-    is compiled once per architecture and thread and its schedule reads two variables, so
-    its traced step serves every recipe. Built before the training's seed is set, so making
+    is compiled once per architecture and thread and its schedule reads variables, so its
+    traced step serves every recipe. Built before the training's seed is set, so making
     it draws nothing from the seeded generators.
     """
-    from tinysift.tfcompat import keras
-
     twins = _TWINS.__dict__.setdefault("by_key", {})
     key = (shape, num_classes, model_config)
     if key not in twins:
         schedule = _make_cosine_schedule()()
-        twin = build_model(shape, num_classes, model_config)
-        twin.compile(optimizer=keras.optimizers.Adam(schedule),
-                     loss=keras.losses.SparseCategoricalCrossentropy(),
-                     metrics=["accuracy"])
-        twins[key] = (twin, schedule)
+        twins[key] = (_compile(build_model(shape, num_classes, model_config), schedule),
+                      schedule)
     return twins[key]
 
 
