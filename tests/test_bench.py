@@ -128,6 +128,11 @@ def test_bench_guided_quick_writes_results(tmp_path):
         if name not in ("vq", "flow"):
             assert p["spent"] <= 0.56, (name, p["spent"])
         assert p["curves"][0], name  # accuracy after every epoch, for the curves
+        # Half the budget trains digits well (0.86-0.97 measured; full recipe 0.99), but for
+        # flow: its density fit eats the budget right after the warm-up, so it ends at chance
+        # on data this small (docs/methods.md; 0.10 measured).
+        if name != "flow":
+            assert p["acc_mean"] > 0.75, (name, p["acc_mean"])
     # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes.
     assert res["methods"]["vq"]["0.5"]["fit_seconds"] > 0
     assert res["methods"]["flow"]["0.5"]["fit_seconds"] > res["methods"]["vq"]["0.5"][
