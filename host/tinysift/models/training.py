@@ -98,23 +98,22 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     model : tf_keras.Model, optional
         Continue training this model instead of building a new one.
     """
-    from tinysift.tfcompat import tf
+    from tinysift.tfcompat import keras, tf
 
     train_config = train_config or TrainConfig()
     n = len(x)
     total = train_config.total_steps(n)
     per_epoch = max(1, math.ceil(n / train_config.batch_size))
     epochs = math.ceil(total / per_epoch)
-    fresh = None
+    shape = tuple(x.shape[1:])
+    # A new model trains through its architecture's compiled twin, made before seeding.
+    twin = None if model is not None else _compiled_twin(shape, num_classes, model_config)
+    seed_everything(train_config.seed)
     if model is None:
-        shape = tuple(x.shape[1:])
-        twin = _compiled_twin(shape, num_classes, model_config)  # before seeding: it draws
-        seed_everything(train_config.seed)
-        fresh = build_model(shape, num_classes, model_config)
-        model = _reset_twin(twin, fresh, train_config.learning_rate, total)
-    else:
-        seed_everything(train_config.seed)
-        _compile(model, _cosine(train_config.learning_rate, total))
+        model = build_model(shape, num_classes, model_config)
+    _compile(model, keras.optimizers.schedules.CosineDecay(train_config.learning_rate, total))
+    trainer = model if twin is None else _reset_twin(twin, model, train_config.learning_rate,
+                                                     total)
     ds = (tf.data.Dataset.from_tensor_slices((to_float(x), y.astype(np.int32)))
           .shuffle(n, seed=train_config.seed, reshuffle_each_iteration=True)
           .repeat()
@@ -125,7 +124,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
         callbacks.append(_RichProgress(total, f"train {n} samples"))
     start = time.perf_counter()
     if epoch_hooks:
-        hist = model.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
+        hist = trainer.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
                          callbacks=callbacks)
         final_loss = float(hist.history["loss"][-1])
     else:
@@ -134,24 +133,15 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
         # and bit-identical weights, without Keras' per-epoch overhead, which dominates on
         # tiny kept sets (600 samples = 5 steps per epoch).
         tail = _TailLoss(epochs * per_epoch, per_epoch)
-        hist = model.fit(ds, epochs=1, steps_per_epoch=epochs * per_epoch, verbose=0,
+        hist = trainer.fit(ds, epochs=1, steps_per_epoch=epochs * per_epoch, verbose=0,
                          callbacks=callbacks + [tail])
         final_loss = tail.value()
     seconds = time.perf_counter() - start
-    if fresh is not None:
-        # The caller gets its own model (the twin trains the next one), compiled with the
-        # recipe as before (Adam's moments start afresh if the caller trains it further).
-        fresh.set_weights(model.get_weights())
-        model = _compile(fresh, _cosine(train_config.learning_rate, total))
+    if trainer is not model:  # the caller keeps its own model; the twin trains the next one
+        model.set_weights(trainer.get_weights())
     return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
-
-
-def _cosine(learning_rate: float, total_steps: int):
-    from tinysift.tfcompat import keras
-
-    return keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
 
 
 def _compile(model, schedule):
