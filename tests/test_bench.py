@@ -120,23 +120,19 @@ def test_bench_guided_quick_writes_results(tmp_path):
     full_passes = 20 * 1437  # the quick recipe: 20 epochs of digits' training split
     for name, per in res["methods"].items():
         p = per["0.5"]
-        # The budget is spent; training stops when it is (one batch over at most). A fit is
-        # charged when it ends and may overshoot: on digits flow's density fit (2-5 s,
-        # mostly building the flows' graph) costs more than the budget's training.
-        assert p["spent"] >= 0.45, (name, p["spent"])
-        assert p["spent"] - p["fit_passes"] / full_passes <= 0.56, (name, p["spent"])
-        if name not in ("vq", "flow"):
-            assert p["spent"] <= 0.56, (name, p["spent"])
+        # The budget is spent; training stops when it is (one batch over at most; a fit is
+        # charged when it ends). Until flow fit a Gaussian mixture on classes smaller than a
+        # flow batch, its flows' fit alone overspent digits' budget (0.76-0.98 of the recipe).
+        assert 0.45 <= p["spent"] <= 0.56, (name, p["spent"])
         assert p["curves"][0], name  # accuracy after every epoch, for the curves
-        # Half the budget trains digits well (0.86-0.97 measured; full recipe 0.99), but for
-        # flow: its density fit eats the budget right after the warm-up, so it ends at chance
-        # on data this small (docs/methods.md; 0.10 measured).
-        if name != "flow":
-            assert p["acc_mean"] > 0.75, (name, p["acc_mean"])
-    # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes.
-    assert res["methods"]["vq"]["0.5"]["fit_seconds"] > 0
-    assert res["methods"]["flow"]["0.5"]["fit_seconds"] > res["methods"]["vq"]["0.5"][
-        "fit_seconds"]
+        # Half the budget trains digits well (0.89-0.97 measured, 3 seeds; full recipe 0.98);
+        # flow ended at chance (0.10) while it fit flows on digits' 144-a-class.
+        assert p["acc_mean"] > 0.75, (name, p["acc_mean"])
+    # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes, a
+    # fraction of the budget (measured 6% and 11%; the flows' fit was 1.6x the budget).
+    for name in ("vq", "flow"):
+        fits = res["methods"][name]["0.5"]["fit_passes"]
+        assert 0 < fits < 0.2 * 0.5 * full_passes, (name, fits)
     assert res["methods"]["rs2"]["0.5"]["fit_seconds"] == 0
     md = (tmp_path / "guided_digits_quick.md").read_text()
     assert "| vq |" in md and "Paired difference to `full-cut`" not in md  # one seed

@@ -335,6 +335,8 @@ def benchmarks_doc() -> str:
          "tinysift bench guided --dataset fashion-mnist --budgets 0.3,0.5 --seeds 3"),
         ("guided_mnist", "MNIST",
          "tinysift bench guided --dataset mnist --budgets 0.3,0.5 --seeds 3"),
+        ("guided_digits", "digits (1,437 images; the issue's targets are for the two above)",
+         "tinysift bench guided --dataset digits --epochs 20 --budgets 0.3,0.5 --seeds 3"),
         ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
          "tinysift bench guided --dataset fashion-mnist --label-noise 0.2 --budgets 0.3,0.5 "
          "--seeds 3"),
