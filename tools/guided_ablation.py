@@ -110,6 +110,9 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # 2026-12-02 (afternoon): a judge that costs little, a Gaussian mixture on the pixels'
     # PCA (under a second on Fashion-MNIST, where the kNN judge takes 8-11 s)
     ("flow prejudge=gmm", "flow", {"judge": "gmm"}),
+    # ... it dropped 3,700 clean samples (precision 0.72): a stricter posterior, or kNN too
+    ("flow prejudge=gmm posterior=0.002", "flow", {"judge": "gmm", "judge_posterior": 0.002}),
+    ("flow prejudge=knn+gmm", "flow", {"judge": "knn+gmm"}),
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
