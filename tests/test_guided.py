@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tinysift.guided import CostLedger, TrainingState, make_sampler
-from tinysift.guided.methods.flow import FLOW_MIN_CLASS, FlowGuided
+from tinysift.guided.methods.flow import FLOW_MIN_CLASS, FlowGuided, label_agreement
 from tinysift.guided.methods.vq import allocate
 from tinysift.models.training import TrainConfig
+from tinysift.scoring.density import make_density
 
 
 def _state(y, budget=0.5, epochs=4, seed=0, dim=8):
@@ -304,6 +305,19 @@ def test_flow_fits_a_mixture_on_classes_smaller_than_a_flow_batch(per_class):
     assert {k for k in st.ledger.fit_seconds if k.startswith("density-")} == {
         f"density-{expected}"}
     assert FlowGuided.density_kind("knn", y[:3], 2) == "knn"  # only flow is replaced
+
+
+def test_densities_leave_a_class_without_samples_out():
+    """A class absent from the fit set (a dataset may lack one) neither decides the flow/
+    mixture rule nor breaks the mixture: it is never the most likely class."""
+    y, _ = _two_blobs(2 * FLOW_MIN_CLASS)
+    assert FlowGuided.density_kind("flow", y, 3) == "flow"  # class 2 has no samples
+    assert FlowGuided.density_kind("flow", y[FLOW_MIN_CLASS - 20:], 3) == "gmm"
+    z = np.random.default_rng(0).normal(size=(len(y), 4)) + 3 * y[:, None]
+    logp = make_density("gmm").fit(z, y, 3).log_prob(z)
+    assert np.isfinite(logp[:, :2]).all() and np.isneginf(logp[:, 2]).all()
+    p_label = label_agreement(logp, y, 3)
+    assert np.isfinite(p_label).all() and (logp.argmax(1) < 2).all()
 
 
 @pytest.mark.parametrize("judge", ["knn", "knn+flow"])

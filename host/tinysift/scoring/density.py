@@ -54,7 +54,8 @@ class FlowDensity(ClassDensity):
 
 
 class GMMDensity(ClassDensity):
-    """Per-class Gaussian mixture with ``components`` diagonal components."""
+    """Per-class Gaussian mixture with ``components`` diagonal components (at most one per
+    10 samples); a class absent from the fit set has density zero everywhere."""
 
     def __init__(self, seed: int = 0, components: int = 4):
         super().__init__(seed)
@@ -66,13 +67,17 @@ class GMMDensity(ClassDensity):
         self.models_ = []
         for c in range(num_classes):
             zc = z[y == c]
+            if not len(zc):  # never the most likely class
+                self.models_.append(None)
+                continue
             k = max(1, min(self.components, len(zc) // 10))
             self.models_.append(GaussianMixture(k, covariance_type="diag", reg_covar=1e-4,
                                                 random_state=self.seed).fit(zc))
         return self
 
     def log_prob(self, z):
-        return np.stack([m.score_samples(z) for m in self.models_], axis=1)
+        return np.stack([np.full(len(z), -np.inf) if m is None else m.score_samples(z)
+                         for m in self.models_], axis=1)
 
 
 class KNNDensity(ClassDensity):

@@ -200,8 +200,10 @@ class FlowGuided(VQGuided):
     @staticmethod
     def density_kind(kind: str, y_fit: np.ndarray, num_classes: int) -> str:
         """The density fit for ``kind`` on labels ``y_fit``: ``gmm`` instead of ``flow`` when
-        a class has fewer than :data:`FLOW_MIN_CLASS` samples."""
-        if kind == "flow" and np.bincount(y_fit, minlength=num_classes).min() < FLOW_MIN_CLASS:
+        a class has fewer than :data:`FLOW_MIN_CLASS` samples (a class without any is not
+        fit by either: it counts for nothing here)."""
+        counts = np.bincount(y_fit, minlength=num_classes)
+        if kind == "flow" and counts[counts > 0].min() < FLOW_MIN_CLASS:
             return "gmm"
         return kind
 
