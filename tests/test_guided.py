@@ -282,8 +282,8 @@ def _two_blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("per_class", [FLOW_MIN_CLASS - 1, FLOW_MIN_CLASS])
 def test_flow_fits_a_mixture_on_classes_smaller_than_a_flow_batch(per_class):
     """density="flow" fits per-class flows, but a Gaussian mixture once a class is smaller
-    than a flow's batch (on Digits' 112-a-class the mixture held out better and cost a tenth:
-    docs/methods.md); the ledger names the density that was fit."""
+    than a flow's batch (on Digits' 112-a-class the mixture held out better, for 0.08 s of
+    fit against 2.25 s: docs/methods.md); the ledger names the density that was fit."""
     y, x = _two_blobs(2 * per_class)
     st = TrainingState(x=x, y=y, num_classes=2, epochs=4, budget=0.5,
                        ledger=CostLedger(4 * len(y)), rng=np.random.default_rng(0),

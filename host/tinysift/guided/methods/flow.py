@@ -49,7 +49,7 @@ from tinysift.scoring.flows import FlowConfig
 #: A class with fewer samples than this gets a Gaussian mixture where a flow was asked for:
 #: the flow's own batch (below it, its sampler draws with replacement, every step repeats
 #: samples). On Digits (112 a class) a Gaussian mixture had the better held-out likelihood
-#: at a tenth of the fit's seconds, and the flow's fit ate the budget (docs/methods.md,
+#: in 0.08 s of fit against 2.25 s, and the flows' fit ate the budget (docs/methods.md,
 #: "Flow on small classes").
 FLOW_MIN_CLASS = FlowConfig.batch
 
