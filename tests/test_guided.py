@@ -370,6 +370,27 @@ def test_flow_judge_drops_flips_before_the_warm_up(judge):
     assert fit_masks and all(not (m & s.judged_).any() for m in fit_masks)
 
 
+def test_flow_judge_on_fewer_dimensions_and_a_share_of_references():
+    """`judge_dim` gives the judge its own pixel PCA (vq's is reused only at the same
+    dimension) and `judge_references` a share of each class as kNN references: on two
+    well-separated blobs both still find every flip and nothing else."""
+    n = 600
+    truth, x = _two_blobs(n)
+    flipped = np.zeros(n, bool)
+    flipped[np.random.default_rng(0).choice(n, 16, replace=False)] = True
+    y = np.where(flipped, 1 - truth, truth)
+    for judge_dim, fits in [(None, {"pixel-pca", "judge-knn"}),
+                            (2, {"pixel-pca", "judge-pixel-pca", "judge-knn"})]:
+        st = TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5,
+                           ledger=CostLedger(3 * n), rng=np.random.default_rng(0),
+                           feature_dim=4)
+        s = make_sampler("flow", judge="knn", judge_dim=judge_dim, judge_references=0.5,
+                         embedding="pixels", per_code=20)
+        s.begin(st)
+        assert (s.judged_ == flipped).all()
+        assert set(st.ledger.fit_seconds) == fits
+
+
 def test_flow_without_a_judge_keeps_its_stamp_and_rejects_an_unknown_one():
     """judge="none" leaves flow's stamp as it was before the judge existed (its logged
     benchmark records still count); an unknown density is a clear error."""
@@ -411,3 +432,45 @@ def test_knn_density_posterior_follows_the_class_shares_on_one_distribution():
     logp = make_density("knn").fit(z, y, 2).log_prob(z)
     post_big = np.exp(label_posterior(logp, np.zeros(500, np.int64), np.array([0.8, 0.2])))
     assert 0.7 < np.median(post_big) < 0.9
+
+
+def test_knn_density_on_a_share_of_references_keeps_the_posterior_and_the_rules():
+    """``references`` measures distances to a seeded share of each class: the class-share
+    posterior still holds (the count term counts the references), a sample outside the
+    references is not taken for itself, an absent class is never the most likely, and a
+    share out of (0, 1] is refused, by the density and by flow's judge."""
+    from tinysift.errors import TinysiftError
+    from tinysift.guided import sampler_params
+    from tinysift.scoring.density import label_posterior, make_density
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 2)).astype(np.float32)
+    y = np.repeat([0, 1], [1600, 400])
+    quarter = make_density("knn", references=0.25).fit(z, y, 3)  # class 2 absent
+    assert quarter.counts_.tolist() == [400, 100, 0]
+    logp = quarter.log_prob(z)
+    assert np.isneginf(logp[:, 2]).all() and (logp[:, :2].argmax(1) == logp.argmax(1)).all()
+    post_big = np.exp(label_posterior(logp[:, :2], np.zeros(2000, np.int64),
+                                      np.array([0.8, 0.2])))
+    assert 0.7 < np.median(post_big) < 0.9
+    # the same seed picks the same references; the whole class at references=1
+    np.testing.assert_array_equal(make_density("knn", references=0.25).fit(z, y, 3)
+                                  .log_prob(z[:50]), logp[:50])
+    whole = make_density("knn").fit(z, y, 2)
+    assert whole.counts_.tolist() == [1600, 400]
+    # by hand: the k-th nearest reference, the sample itself left out when it is one
+    refs = quarter.members_[0]
+    for i in [*refs[:3], *np.setdiff1d(np.flatnonzero(y == 0), refs)[:3]]:
+        dist = np.sort(np.linalg.norm(z[refs] - z[i], axis=1))
+        r = dist[10] if i in refs else dist[9]
+        assert logp[i, 0] == pytest.approx(-2 * np.log(r) - np.log(400), rel=1e-5)
+    with pytest.raises(TinysiftError, match=r"references must be a share in \(0, 1\]"):
+        make_density("knn", references=0.0)
+    with pytest.raises(TinysiftError, match="judge_references must be a share"):
+        make_sampler("flow", judge="knn", judge_references=1.5)
+    with pytest.raises(TinysiftError, match="judge_dim must be a positive PCA dimension"):
+        make_sampler("flow", judge="knn", judge_dim=0)
+    # the defaults keep flow's stamp (its logged records still count)
+    assert not {"judge_references", "judge_dim"} & set(sampler_params("flow", judge="knn"))
+    assert sampler_params("flow", judge="knn", judge_references=0.25)["judge_references"] == 0.25
+    assert sampler_params("flow", judge="knn", judge_dim=8)["judge_dim"] == 8
