@@ -474,3 +474,19 @@ def test_knn_density_on_a_share_of_references_keeps_the_posterior_and_the_rules(
     assert not {"judge_references", "judge_dim"} & set(sampler_params("flow", judge="knn"))
     assert sampler_params("flow", judge="knn", judge_references=0.25)["judge_references"] == 0.25
     assert sampler_params("flow", judge="knn", judge_dim=8)["judge_dim"] == 8
+
+
+def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
+    """A typo in --guided-params is refused with the method's parameters listed (flow's
+    include vq's, which it passes on), and every parameter a sampler is stamped with is one
+    it accepts, so a logged record's parameters can be passed back."""
+    from tinysift.errors import TinysiftError
+    from tinysift.guided import known_samplers, sampler_params
+    from tinysift.guided.base import SAMPLERS, parameter_names
+
+    with pytest.raises(TinysiftError, match=r"'flow' has no parameter judge_dimm; its "
+                                            r"parameters: alpha, .*judge_dim, .*per_code"):
+        make_sampler("flow", judge_dimm=3)
+    for name in known_samplers():
+        assert set(sampler_params(name)) <= parameter_names(SAMPLERS[name]), name
+        make_sampler(name, **sampler_params(name))

@@ -14,6 +14,7 @@ A new method is one module in ``tinysift/guided/methods/`` that subclasses
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -41,10 +42,31 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     known = known_samplers()
     if name not in SAMPLERS:
         raise TinysiftError(f"unknown guided method {name!r}; known: {', '.join(known)}")
+    accepted = parameter_names(SAMPLERS[name])
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
+                            f"its parameters: {', '.join(sorted(accepted - {'seed'}))}")
     try:
         return SAMPLERS[name](seed=seed, **params)
     except TypeError as exc:
         raise TinysiftError(f"guided method {name!r}: {exc}") from exc
+
+
+def parameter_names(cls: type) -> set[str]:
+    """The keyword parameters ``cls(...)`` takes, those its ``**params`` pass on to a base
+    class's ``__init__`` included (flow takes vq's)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        sig = inspect.signature(init)
+        names |= {n for n, p in sig.parameters.items()
+                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return names
 
 
 def sampler_params(name: str, **params) -> dict:
