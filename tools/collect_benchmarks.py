@@ -288,25 +288,57 @@ def _seeded_section(heading: str, stem: str, cmd: str, missing: str, plot_alt: s
                   ] + targets(res) + [""]
 
 
+GUIDED_RERUNS = (("guided_fashion-mnist", "Fashion-MNIST"), ("guided_mnist", "MNIST"),
+                 ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% label noise"))
+
+
 def _rerun_section() -> list[str]:
-    """The guided benches run again from an empty progress folder on another machine: the
+    """The guided benches run again from an empty progress folder on other machines: the
     target verdicts of each run beside the committed ones (reproducibility, not a new
     result)."""
+    committed = "; ".join(f"{title} {res['full_data_seconds']:.0f} s" for title, res in (
+        (t, load(f"{stem}.json")) for stem, t in GUIDED_RERUNS) if res)
     out = ["## Guided training: fresh reruns on another machine", "",
-           "The same commands with an empty progress folder on a machine whose trainings are "
-           "2-3x faster (`benchmarks/results/guided_rerun/`; docs/methods.md, \"A fresh run on "
-           "another machine\"). The committed tables above stay the reference; a target met in "
-           "one run and not in the other sits at the edge of what two machines reproduce "
-           "and is counted as not met.", ""]
+           "The same commands with an empty progress folder on machines whose trainings are "
+           "faster (each line gives its full recipe's seconds; the committed tables': "
+           f"{committed}; `benchmarks/results/guided_rerun/`; "
+           "docs/methods.md, \"A fresh run on another machine\"). The committed tables above "
+           "stay the reference; a target met in one run and not in the other sits at the edge "
+           "of what two machines reproduce and is counted as not met.", ""]
     found = False
-    for stem, title in (("guided_fashion-mnist", "Fashion-MNIST"), ("guided_mnist", "MNIST")):
+    for stem, title in GUIDED_RERUNS:
         res = load(f"guided_rerun/{stem}.json")
         if res is None:
             continue
         found = True
-        out += [f"{title} (full recipe {res['full_data_acc']['mean']:.4f}, "
-                f"{res['seeds']} seeds, {res['wall_seconds'] / 60:.1f} min):", ""]
+        out += [f"{title} (full recipe {res['full_data_acc']['mean']:.4f} in "
+                f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds, "
+                f"{res['wall_seconds'] / 60:.1f} min):", ""]
         out += guided_targets(res) + [""]
+    return out if found else []
+
+
+def _equal_steps_rerun_section() -> list[str]:
+    """The equal-steps benches run again from an empty progress folder on another machine,
+    with their target verdicts (reproducibility, not a new result)."""
+    out = ["## Equal steps: fresh reruns on another machine", "",
+           "The same commands with an empty progress folder on a faster machine "
+           "(`benchmarks/results/prune_rerun/`, its tables there; docs/methods.md, \"Equal "
+           "steps, run again\"). The committed tables above stay the reference; a target met "
+           "in one run and not in the other is counted as not met.", ""]
+    found = False
+    for stem, title in (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
+                        ("prune_mnist_equal-steps", "MNIST")):
+        res = load(f"prune_rerun/{stem}.json")
+        if res is None:
+            continue
+        found = True
+        partial = (f", partial: {res['seeds']} of {res['seeds_planned']} seeds"
+                   if res["seeds"] < res["seeds_planned"] else "")
+        out += [f"{title} (full data {res['full_data_acc']['mean']:.4f} in "
+                f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds"
+                f"{partial}):", ""]
+        out += equal_steps_targets(res) + [""]
     return out if found else []
 
 
@@ -352,6 +384,7 @@ def benchmarks_doc() -> str:
     ]:
         out += _seeded_section(f"Pruning: {title}", stem, cmd, NOT_RERUN, "accuracy vs kept",
                                equal_steps_targets)
+    out += _equal_steps_rerun_section()
     for stem, title, cmd in [
         ("guided_fashion-mnist", "Fashion-MNIST",
          "tinysift bench guided --dataset fashion-mnist --budgets 0.3,0.5 --seeds 3"),
