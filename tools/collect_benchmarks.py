@@ -311,9 +311,11 @@ def _rerun_section() -> list[str]:
         if res is None:
             continue
         found = True
+        partial = (f", partial: {res['seeds']} of {res['seeds_planned']} seeds"
+                   if res["seeds"] < res.get("seeds_planned", res["seeds"]) else "")
         out += [f"{title} (full recipe {res['full_data_acc']['mean']:.4f} in "
                 f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds, "
-                f"{res['wall_seconds'] / 60:.1f} min):", ""]
+                f"{res['wall_seconds'] / 60:.1f} min{partial}):", ""]
         out += guided_targets(res) + [""]
     return out if found else []
 
