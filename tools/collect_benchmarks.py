@@ -305,19 +305,9 @@ def _rerun_section() -> list[str]:
            "docs/methods.md, \"A fresh run on another machine\"). The committed tables above "
            "stay the reference; a target met in one run and not in the other sits at the edge "
            "of what two machines reproduce and is counted as not met.", ""]
-    found = False
-    for stem, title in GUIDED_RERUNS:
-        res = load(f"guided_rerun/{stem}.json")
-        if res is None:
-            continue
-        found = True
-        partial = (f", partial: {res['seeds']} of {res['seeds_planned']} seeds"
-                   if res["seeds"] < res.get("seeds_planned", res["seeds"]) else "")
-        out += [f"{title} (full recipe {res['full_data_acc']['mean']:.4f} in "
-                f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds, "
-                f"{res['wall_seconds'] / 60:.1f} min{partial}):", ""]
-        out += guided_targets(res) + [""]
-    return out if found else []
+    runs = _rerun_runs("guided_rerun", GUIDED_RERUNS, "full recipe", guided_targets,
+                       minutes=True)
+    return out + runs if runs else []
 
 
 def _equal_steps_rerun_section() -> list[str]:
@@ -328,20 +318,28 @@ def _equal_steps_rerun_section() -> list[str]:
            "(`benchmarks/results/prune_rerun/`, its tables there; docs/methods.md, \"Equal "
            "steps, run again\"). The committed tables above stay the reference; a target met "
            "in one run and not in the other is counted as not met.", ""]
-    found = False
-    for stem, title in (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
-                        ("prune_mnist_equal-steps", "MNIST")):
-        res = load(f"prune_rerun/{stem}.json")
+    runs = _rerun_runs("prune_rerun", (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
+                                       ("prune_mnist_equal-steps", "MNIST")),
+                       "full data", equal_steps_targets, minutes=False)
+    return out + runs if runs else []
+
+
+def _rerun_runs(folder: str, runs, reference: str, targets, minutes: bool) -> list[str]:
+    """Per rerun found in ``folder``: a line with its reference accuracy and seconds, its
+    seeds (and wall minutes), then its target verdicts; nothing when none was run."""
+    out = []
+    for stem, title in runs:
+        res = load(f"{folder}/{stem}.json")
         if res is None:
             continue
-        found = True
+        wall = f", {res['wall_seconds'] / 60:.1f} min" if minutes else ""
         partial = (f", partial: {res['seeds']} of {res['seeds_planned']} seeds"
                    if res["seeds"] < res["seeds_planned"] else "")
-        out += [f"{title} (full data {res['full_data_acc']['mean']:.4f} in "
+        out += [f"{title} ({reference} {res['full_data_acc']['mean']:.4f} in "
                 f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds"
-                f"{partial}):", ""]
-        out += equal_steps_targets(res) + [""]
-    return out if found else []
+                f"{wall}{partial}):", ""]
+        out += targets(res) + [""]
+    return out
 
 
 def benchmarks_doc() -> str:
