@@ -89,7 +89,8 @@ def test_single_pass_equals_per_epoch_training(digits):
 
 def test_reused_compiled_step_equals_a_fresh_compile(digits):
     """New models train through one compiled twin per architecture (no retracing); each
-    training must equal, bit for bit, a freshly built and compiled model with the same seed:
+    training must equal, bit for bit, a freshly built and compiled model with the same seed
+    (weights and Adam's state):
     after another recipe ran on the twin (Adam's state and the schedule reset), with step
     counts whose reciprocal is inexact (the schedule's rounding), and the caller must get a
     model of its own."""
@@ -108,6 +109,11 @@ def test_reused_compiled_step_equals_a_fresh_compile(digits):
         assert twin.final_loss == compiled.final_loss
         for a, b in zip(twin.model.get_weights(), compiled.model.get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
+        # Adam's step count and moments reach the caller's model too (saved with it)
+        for a, b in zip(twin.model.optimizer.variables, compiled.model.optimizer.variables,
+                        strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert int(twin.model.optimizer.iterations.numpy()) == twin.steps
         models.append(twin.model)
     assert len({id(m) for m in models}) == len(models)  # later trainings leave it alone
     assert all(m.optimizer is not None for m in models)  # compiled, as before
@@ -134,5 +140,9 @@ def test_train_stage_writes_manifest_and_caches(tmp_path):
     assert stage["status"] == "done" and stage["results"]["train_samples"] == 287
     assert manifest["dataset"]["hash"] and manifest["seed"] == 0
     assert min(stage["results"]["class_counts"]) >= 28
+    # the saved model holds Adam's state after training, as a freshly compiled one would
+    from tinysift.tfcompat import keras
+    saved = keras.models.load_model(out / "model.keras")
+    assert int(saved.optimizer.iterations.numpy()) == stage["results"]["steps"]
     again = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
     assert again.skipped and again.test_acc == first.test_acc

@@ -139,6 +139,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     seconds = time.perf_counter() - start
     if trainer is not model:  # the caller keeps its own model; the twin trains the next one
         model.set_weights(trainer.get_weights())
+        _copy_optimizer_state(trainer.optimizer, model)
     return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
@@ -186,6 +187,18 @@ def _reset_twin(twin_and_schedule: tuple, fresh, learning_rate: float, total_ste
         var.assign(tf.zeros_like(var))
     twin.set_weights(fresh.get_weights())
     return twin
+
+
+def _copy_optimizer_state(source, model) -> None:
+    """The twin's step count and Adam moments into ``model``'s own optimizer, so that the
+    model the caller saves holds the state a freshly compiled model would after training
+    (a saved model that trains on resumes Adam where the twin stopped)."""
+    model.optimizer.build(model.trainable_variables)
+    for target, value in zip(model.optimizer.variables, source.variables, strict=True):
+        if tuple(target.shape) != tuple(value.shape):
+            raise RuntimeError(f"optimizer state mismatch: {target.name} {target.shape} "
+                               f"vs {value.name} {value.shape}")
+        target.assign(value)
 
 
 def _make_cosine_schedule():
