@@ -164,6 +164,41 @@ def test_budget_is_held_and_runs_are_seeded():
     assert acc2 == acc and again.ledger.epoch_sizes == res.ledger.epoch_sizes
 
 
+def test_shared_step_trains_each_run_as_a_fresh_one():
+    """Guided runs train through one traced step per architecture (no retracing): a run after
+    another recipe (other seed, learning rate and batch size) must equal, bit for bit, the
+    same run on a freshly traced step; the per-epoch hook sees the run's current weights; and
+    each caller keeps a model of its own that later runs leave alone."""
+    from tinysift.data import load_dataset
+    from tinysift.guided import loop
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.training import evaluate
+
+    ds = load_dataset("digits")
+    x, y, xt, yt = ds.x_train[:600], ds.y_train[:600], ds.x_test, ds.y_test
+
+    def run(seed, **recipe):
+        curve = []
+        res = train_guided(x, y, 10, make_sampler("infobatch", seed=seed), 0.5,
+                           train_config=TrainConfig(epochs=6, seed=seed, **recipe),
+                           progress=False,
+                           on_epoch_end=lambda e, m, _: curve.append(evaluate(m, xt, yt)))
+        return res, curve
+
+    loop._SHARED.__dict__.get("by_key", {}).clear()  # a freshly traced step
+    first, first_curve = run(1)
+    weights = [w.copy() for w in first.model.get_weights()]
+    run(2, learning_rate=1e-3, batch_size=96)
+    again, again_curve = run(1)
+    assert again.model is not first.model
+    for a, b, c in zip(weights, again.model.get_weights(), first.model.get_weights(),
+                       strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)  # the later runs left the first model alone
+    assert again.final_loss == first.final_loss and again.epochs == first.epochs
+    assert again_curve == first_curve and first_curve[-1] == evaluate(first.model, xt, yt)
+
+
 def test_flow_filter_drops_planted_mislabels(noisy_digits):
     """On digits with 20% flipped labels, what the flow method drops is mostly flipped, and
     it drops a good part of the flipped samples."""

@@ -7,9 +7,10 @@ costs ``FORWARD_COST`` of that (the backward pass costs about twice the forward:
 al. 2020's 2N-forward / 4N-backward FLOP count). A fit (k-means, a flow, a mixture) is timed
 and converted into sample-passes at the run's own measured training speed, so a method pays
 for its scoring in the same currency as its training. That speed leaves out the first step of
-each batch size, which traces the step function: until 2026-12-02 it did not, and a fit made
-before training (flow's label judge) was converted at the first step's rate, tracing
-included, about 40x too slow a rate, so it was charged a fortieth of its cost.
+each batch size, which traces the step function (in a process's first run of an architecture;
+later runs share the traced step, :mod:`tinysift.guided.loop`): until 2026-12-02 it did
+not, and a fit made before training (flow's label judge) was converted at the first step's
+rate, tracing included, about 40x too slow a rate, so it was charged a fortieth of its cost.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ informed costs no extra pass.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -63,30 +64,17 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     budget_passes : spend exactly this many sample-passes instead (``budget`` then only sets
         the samplers' nominal epoch size)
     """
-    from tinysift.tfcompat import keras, tf
+    from tinysift.tfcompat import tf
 
     train_config = train_config or TrainConfig(epochs=10)
+    shape = tuple(x.shape[1:])
+    # Made before seeding (the first time): the shared step draws nothing from the seeds.
+    trainer, optimizer, step = _shared_step(shape, num_classes, model_config)
     seed_everything(train_config.seed)
     n = len(y)
-    model = build_model(tuple(x.shape[1:]), num_classes, model_config)
-    twin = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output,
-                                     model.get_layer(HEAD_LAYER).output])
-    # The schedule is written into the optimizer's own variable each step: Adam given a
-    # callable (``lambda: var``) copies its value once, and assigning the outer variable
-    # then changes nothing (every guided and equal-steps run before this fix trained at a
-    # constant 3e-3).
-    optimizer = keras.optimizers.Adam(learning_rate=train_config.learning_rate)
-    feature_dim = int(twin.outputs[0].shape[-1])
-
-    @tf.function(reduce_retracing=True)  # XLA (jit_compile) measured 5x slower on CPU
-    def step(xb, yb, wb):
-        with tf.GradientTape() as tape:
-            feats, logits = twin(xb, training=True)
-            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
-            loss = tf.reduce_sum(wb * per_sample) / tf.cast(tf.shape(yb)[0], tf.float32)
-        grads = tape.gradient(loss, twin.trainable_variables)
-        optimizer.apply_gradients(zip(grads, twin.trainable_variables, strict=True))
-        return per_sample, feats, tf.argmax(logits, axis=1, output_type=tf.int32)
+    model = build_model(shape, num_classes, model_config)
+    _reset(trainer, optimizer, model)
+    feature_dim = int(trainer.outputs[0].shape[-1])
 
     if budget_passes is None:
         budget_passes = budget * full_recipe_passes(n, train_config)
@@ -145,13 +133,73 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                             "lr": float(optimizer.learning_rate.numpy())})
             sampler.end_epoch(state)
             if on_epoch_end is not None:
+                model.set_weights(trainer.get_weights())
                 history[-1].update(on_epoch_end(epoch, model, ledger) or {})
     finally:
         if bar is not None:
             bar[0].stop()
+    model.set_weights(trainer.get_weights())  # the caller's model; the step trains the next
     ledger.settle()
     return GuidedResult(model=model, ledger=ledger, seconds=time.perf_counter() - start,
                         steps=steps, final_loss=last_loss, epochs=history)
+
+
+_SHARED = threading.local()  # per thread: one guided training at a time
+
+
+def _shared_step(shape: tuple, num_classes: int, model_config: ModelConfig | None):
+    """The model, optimizer and traced train step that every guided run of this architecture
+    in this thread trains through.
+
+    A new ``tf.function`` per run traced the step again every time (about 2 s on a 2-CPU
+    machine, a tenth of a full-data equal-steps training); each run copies its own seeded
+    model's weights in and out (:func:`_reset`) and zeroes Adam's state, so its numbers are
+    those of a fresh step (tests/test_guided.py checks them exactly).
+
+    Returns
+    -------
+    (trainer, optimizer, step): ``trainer`` maps images to (backbone features, logits);
+    ``step(xb, yb, wb)`` trains one weighted batch and returns the per-sample loss, the
+    features and the predicted class.
+    """
+    from tinysift.tfcompat import keras, tf
+
+    shared = _SHARED.__dict__.setdefault("by_key", {})
+    key = (shape, num_classes, model_config)
+    if key in shared:
+        return shared[key]
+    base = build_model(shape, num_classes, model_config)
+    trainer = keras.Model(base.input, [base.get_layer(FEATURES_LAYER).output,
+                                       base.get_layer(HEAD_LAYER).output])
+    # The schedule is written into the optimizer's own variable each step: Adam given a
+    # callable (``lambda: var``) copies its value once, and assigning the outer variable
+    # then changes nothing (every guided and equal-steps run before this fix trained at a
+    # constant 3e-3).
+    optimizer = keras.optimizers.Adam(learning_rate=0.0)
+
+    @tf.function(reduce_retracing=True)  # XLA (jit_compile) measured 5x slower on CPU
+    def step(xb, yb, wb):
+        with tf.GradientTape() as tape:
+            feats, logits = trainer(xb, training=True)
+            per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            loss = tf.reduce_sum(wb * per_sample) / tf.cast(tf.shape(yb)[0], tf.float32)
+        grads = tape.gradient(loss, trainer.trainable_variables)
+        optimizer.apply_gradients(zip(grads, trainer.trainable_variables, strict=True))
+        return per_sample, feats, tf.argmax(logits, axis=1, output_type=tf.int32)
+
+    shared[key] = (trainer, optimizer, step)
+    return shared[key]
+
+
+def _reset(trainer, optimizer, fresh) -> None:
+    """``trainer`` as a new run starts it: ``fresh``'s weights (BatchNorm's moving statistics
+    included) and a new Adam (step count and moments zero; the learning rate is set before
+    every step)."""
+    from tinysift.tfcompat import tf
+
+    trainer.set_weights(fresh.get_weights())
+    for var in optimizer.variables:
+        var.assign(tf.zeros_like(var))
 
 
 def train_for_passes(x: np.ndarray, y: np.ndarray, num_classes: int, passes: int,
