@@ -206,7 +206,9 @@ def host_joint_reference(scn, base: Path, seed: int, tests: dict | None = None) 
 
     x = np.concatenate([scn.x_old, scn.x_new])
     y = np.concatenate([scn.y_old, scn.y_new])
-    clf = LogisticRegression(max_iter=300, C=1.0, class_weight="balanced",
+    # lbfgs needs ~360 iterations on the Fashion-MNIST scenario's features (checked on the
+    # demo's seed); the earlier cap of 300 stopped it short, 0.3 points off on the new classes.
+    clf = LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced",
                              random_state=seed).fit(base_features(base, x), y)
     tests = tests or {"old": (scn.x_test_old, scn.y_test_old),
                       "new": (scn.x_test_new, scn.y_test_new)}
