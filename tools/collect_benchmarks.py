@@ -272,12 +272,15 @@ NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/metho
              "withdrawn (git history); rerun with the command above.")
 
 
-def _seeded_section(heading: str, stem: str, cmd: str, missing: str, plot_alt: str,
-                    targets) -> list[str]:
-    """One bench's section: its command, a partial-seeds notice, its table and plot, and its
-    targets (``targets(res)``); ``missing`` when it has no results file."""
+def _seeded_section(heading: str, stem: str, cmd: str, missing: str | None, plot_alt: str,
+                    targets, intro: str | None = None) -> list[str]:
+    """One bench's section: its command, ``intro`` (a paragraph, optional), a partial-seeds
+    notice, its table and plot, and its targets (``targets(res)``); ``missing`` when it has
+    no results file, or no section at all when ``missing`` is None."""
     res = load(f"{stem}.json")
-    out = [f"## {heading}", "", f"`{cmd}`", ""]
+    if res is None and missing is None:
+        return []
+    out = [f"## {heading}", "", f"`{cmd}`", ""] + ([intro, ""] if intro else [])
     if res is None:
         return out + [missing, ""]
     out += partial_notice(res, planned=res["seeds_planned"])
@@ -325,14 +328,11 @@ def _long_recipe_section() -> list[str]:
             ("guided_fashion-mnist", "Fashion-MNIST", "--budgets 0.3,0.5"),
             ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% symmetric label noise",
              "--label-noise 0.2 --budgets 0.5 --methods full-cut,rs2,infobatch,flow")):
-        if load(f"guided_long/{stem}.json") is None:
-            continue
-        section = _seeded_section(
+        out += _seeded_section(
             f"Guided training: {title}, with a 20-epoch recipe", f"guided_long/{stem}",
             f"tinysift bench guided --dataset fashion-mnist --epochs 20 {flags} --seeds 3 "
-            "--out-dir benchmarks/results/guided_long", "", "guided training, 20 epochs",
-            guided_targets)
-        out += section[:4] + [intro, ""] + section[4:]
+            "--out-dir benchmarks/results/guided_long", None, "guided training, 20 epochs",
+            guided_targets, intro=intro)
     return out
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tinysift.guided.base import EpochSampler, TrainingState
 from tinysift.guided.ledger import CostLedger
 from tinysift.models.cnn import FEATURES_LAYER, HEAD_LAYER, ModelConfig, build_model
-from tinysift.models.training import TrainConfig, seed_everything, to_float
+from tinysift.models.training import TrainConfig, seed_everything, start_from, to_float
 
 #: A run stops after this many epochs even if a sampler keeps planning tiny epochs.
 MAX_EPOCH_FACTOR = 20
@@ -73,7 +73,7 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     seed_everything(train_config.seed)
     n = len(y)
     model = build_model(shape, num_classes, model_config)
-    _reset(trainer, optimizer, model)
+    start_from(trainer, optimizer, model)  # the learning rate is set before every step
     feature_dim = int(trainer.outputs[0].shape[-1])
 
     if budget_passes is None:
@@ -153,8 +153,9 @@ def _shared_step(shape: tuple, num_classes: int, model_config: ModelConfig | Non
 
     A new ``tf.function`` per run traced the step again every time (about 2 s on a 2-CPU
     machine, a tenth of a full-data equal-steps training); each run copies its own seeded
-    model's weights in and out (:func:`_reset`) and zeroes Adam's state, so its numbers are
-    those of a fresh step (tests/test_guided.py checks them exactly).
+    model's weights in and out and zeroes Adam's state
+    (:func:`tinysift.models.training.start_from`), so its numbers are those of a fresh step
+    (tests/test_guided.py checks them exactly).
 
     Returns
     -------
@@ -189,17 +190,6 @@ def _shared_step(shape: tuple, num_classes: int, model_config: ModelConfig | Non
 
     shared[key] = (trainer, optimizer, step)
     return shared[key]
-
-
-def _reset(trainer, optimizer, fresh) -> None:
-    """``trainer`` as a new run starts it: ``fresh``'s weights (BatchNorm's moving statistics
-    included) and a new Adam (step count and moments zero; the learning rate is set before
-    every step)."""
-    from tinysift.tfcompat import tf
-
-    trainer.set_weights(fresh.get_weights())
-    for var in optimizer.variables:
-        var.assign(tf.zeros_like(var))
 
 
 def train_for_passes(x: np.ndarray, y: np.ndarray, num_classes: int, passes: int,

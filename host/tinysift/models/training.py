@@ -179,14 +179,21 @@ def _reset_twin(twin_and_schedule: tuple, fresh, learning_rate: float, total_ste
     """The twin as a freshly compiled ``fresh`` would be: ``fresh``'s weights, Adam's state
     zeroed, and the cosine schedule from ``learning_rate`` over ``total_steps``, bit for bit
     (tests/test_models.py compares the two paths' weights exactly)."""
-    from tinysift.tfcompat import tf
-
     twin, schedule = twin_and_schedule
     schedule.set(learning_rate, total_steps)
-    for var in twin.optimizer.variables:  # iterations and Adam's moments: a new optimizer
-        var.assign(tf.zeros_like(var))
-    twin.set_weights(fresh.get_weights())
+    start_from(twin, twin.optimizer, fresh)
     return twin
+
+
+def start_from(trainer, optimizer, fresh) -> None:
+    """``trainer`` as a new training starts it: ``fresh``'s weights (BatchNorm's moving
+    statistics included) and a new ``optimizer`` (step count and Adam's moments zero; its
+    learning rate is the caller's)."""
+    from tinysift.tfcompat import tf
+
+    trainer.set_weights(fresh.get_weights())
+    for var in optimizer.variables:
+        var.assign(tf.zeros_like(var))
 
 
 def _copy_optimizer_state(source, model) -> None:
@@ -195,10 +202,7 @@ def _copy_optimizer_state(source, model) -> None:
     (a saved model that trains on resumes Adam where the twin stopped)."""
     model.optimizer.build(model.trainable_variables)
     for target, value in zip(model.optimizer.variables, source.variables, strict=True):
-        if tuple(target.shape) != tuple(value.shape):
-            raise RuntimeError(f"optimizer state mismatch: {target.name} {target.shape} "
-                               f"vs {value.name} {value.shape}")
-        target.assign(value)
+        target.assign(value)  # raises on a shape mismatch
 
 
 def _make_cosine_schedule():
