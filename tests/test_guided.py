@@ -239,6 +239,40 @@ def test_train_cli_passes_guided_params_to_the_method(tmp_path):
     assert "judge-knn" in doc["ledger"]["fit_seconds"]
 
 
+def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path):
+    """`tinysift train --guided M --budget 0.5 --keep-steps` trains in batches of 64: about as
+    many optimizer steps as the full recipe in batches of 128, twice the same run's without
+    the option, for the same sample-passes; the run records its batch."""
+    from tinysift.cli.app import main
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import MIN_KEEP_STEPS_BATCH, keep_steps_batch, train_guided
+
+    assert keep_steps_batch(128, 0.5) == 64 and keep_steps_batch(128, 1.0) == 128
+    assert keep_steps_batch(128, 0.01) == MIN_KEEP_STEPS_BATCH
+    ds = load_dataset("digits")
+    recipe = TrainConfig(epochs=4, seed=0)
+
+    def run(budget, keep_steps):
+        return train_guided(ds.x_train, ds.y_train, ds.num_classes, make_sampler("rs2"),
+                            budget, train_config=recipe, progress=False,
+                            keep_steps=keep_steps)
+
+    full, half, kept = run(1.0, False), run(0.5, False), run(0.5, True)
+    assert (full.batch_size, half.batch_size, kept.batch_size) == (128, 128, 64)
+    assert abs(kept.steps - full.steps) <= 2 and abs(kept.steps - 2 * half.steps) <= 2
+    budget = 0.5 * 4 * len(ds.y_train)
+    for res in (half, kept):  # the same sample-passes: the budget less under one batch
+        assert budget - res.batch_size < res.ledger.spent <= budget
+    assert run(1.0, True).steps == full.steps  # at budget 1 the option changes nothing
+
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "run"), "--epochs",
+                 "4", "--guided", "full-cut", "--budget", "0.5", "--keep-steps"]) == 0
+    doc = json.loads((tmp_path / "run" / "guided.json").read_text())
+    assert doc["batch_size"] == 64
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "bad"),
+                 "--keep-steps"]) == 2
+
+
 def test_vq_epochs_follow_the_loss_inside_a_covering_codebook():
     """After the warm-up: the epoch has budget x N samples; codewords whose members have a
     high loss get more of them (beta=1), every class keeps a share, and the last part of the

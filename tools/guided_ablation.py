@@ -121,6 +121,16 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # set 8 dims flag the flips at precision 0.95, recall 0.80; 16 dims 0.89, 0.91)
     ("flow prejudge=knn dim=8", "flow", {"judge": "knn", "judge_dim": 8}),
     ("flow prejudge=knn dim=12", "flow", {"judge": "knn", "judge_dim": 12}),
+    # 2026-12-02 (night): is a budgeted run short of steps rather than of samples? The same
+    # sample-passes in batches of 64 take as many optimizer steps at budget 0.5 as the
+    # full-data recipe's batches of 128 (same learning rate; one thing changed).
+    ("full-cut batch=64", "full-cut", {}),
+    ("rs2 batch=64", "rs2", {}),
+    ("infobatch batch=64", "infobatch", {}),
+    ("ucb batch=64", "ucb", {}),
+    ("vq batch=64", "vq", {}),
+    ("flow batch=64", "flow", {}),
+    ("full (budget 1) batch=64", "full-cut", {}),  # the recipe itself in batches of 64
     ("oracle: all flips removed", "oracle", {"recall": 1.0, "warm": 0}),
     ("oracle: 78% of flips removed", "oracle", {"recall": 0.78, "warm": 0}),
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
@@ -129,7 +139,10 @@ VARIANTS: list[tuple[str, str, dict]] = [
 ]
 
 #: Variants trained at another budget than --budget (the full-data recipe itself).
-BUDGETS = {"full (budget 1)": 1.0}
+BUDGETS = {"full (budget 1)": 1.0, "full (budget 1) batch=64": 1.0}
+
+#: Variants trained in other batches than the recipe's 128.
+BATCHES = {name: 64 for name, _, _ in VARIANTS if name.endswith(" batch=64")}
 
 
 def oracle_sampler(seed: int, flipped: np.ndarray, recall: float, warm: int):
@@ -247,7 +260,8 @@ def main(argv: list[str]) -> int:
             sampler = make_variant(method, seed, params, flipped)
             res = train_guided(x_tr, y_tr, ds.num_classes, sampler,
                                BUDGETS.get(name, args.budget),
-                               train_config=TrainConfig(epochs=args.epochs, seed=seed),
+                               train_config=TrainConfig(epochs=args.epochs, seed=seed,
+                                                        batch_size=BATCHES.get(name, 128)),
                                progress=False)
             acc = evaluate(res.model, x_val, y_val)
             spent = res.ledger.spent / (args.epochs * len(y_tr))

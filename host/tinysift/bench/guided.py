@@ -49,11 +49,21 @@ class GuidedBenchConfig:
     #: methods (``full``: the recipe) trained again though logged, e.g. to pair them with a
     #: rerun method on one machine; the progress log keeps their earlier records
     rerun: tuple[str, ...] = ()
+    #: budgeted runs train in batches of ``batch`` x budget: as many optimizer steps as the
+    #: recipe (:func:`tinysift.guided.loop.keep_steps_batch`); the recipe keeps ``batch``
+    keep_steps: bool = False
+    #: the recipe's batch (every run's, unless ``keep_steps``)
+    batch: int = 128
 
     def recipe(self) -> str:
-        return (f"tiny CNN (ds-cnn, width 16), Adam 3e-3, batch 128, {self.epochs} epochs of the "
+        text = (f"tiny CNN (ds-cnn, width 16), Adam 3e-3, batch {self.batch}, {self.epochs} "
+                f"epochs of the "
                 f"full data = the reference; a budget is a fraction of its sample-passes, the "
                 f"learning rate decays (cosine) to zero as the budget is spent")
+        if self.keep_steps:
+            text += (f"; budgeted runs train in batches of {self.batch} x budget (as many "
+                     f"steps as the recipe, --keep-steps)")
+        return text
 
 
 def results_stem(dataset: str, label_noise: float) -> str:
@@ -77,6 +87,8 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    if cfg.batch < 1:
+        raise BudgetError(f"--batch must be at least 1 (got {cfg.batch})")
     for b in cfg.budgets:
         if not 0.0 < b <= 1.0:
             raise BudgetError(f"--budgets must be fractions in (0, 1], got {b}")
@@ -119,9 +131,10 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
         return handle
 
     def submit(seed: int) -> list:
-        recipe = TrainConfig(epochs=cfg.epochs, seed=seed)
+        recipe = TrainConfig(epochs=cfg.epochs, seed=seed, batch_size=cfg.batch)
         return [(ex.submit(_guided_point, shipped, seed, method, budget, recipe,
-                           cfg.method_params.get(_sampler_name(method), {}), progress),
+                           cfg.method_params.get(_sampler_name(method), {}), progress,
+                           cfg.keep_steps),
                  handler(seed, method, f"{budget:g}"))
                 for method, budget in jobs if log.get(seed, method, f"{budget:g}") is None]
 
@@ -135,7 +148,7 @@ def _sampler_name(method: str) -> str:
 
 
 def _guided_point(data, seed: int, method: str, budget: float, recipe, params: dict,
-                  progress: bool) -> dict:
+                  progress: bool, keep_steps: bool = False) -> dict:
     """Task: one guided training (``full``: the full-data recipe, full-cut at budget 1),
     tested on the full test split, and on a fixed stratified test subset after every epoch
     (not charged) for the curves."""
@@ -154,18 +167,24 @@ def _guided_point(data, seed: int, method: str, budget: float, recipe, params: d
 
     sampler = make_sampler(_sampler_name(method), seed=seed, **params)
     res = train_guided(ds.x_train, ds.y_train, ds.num_classes, sampler, budget,
-                       train_config=recipe, progress=progress, on_epoch_end=curve)
+                       train_config=recipe, progress=progress, on_epoch_end=curve,
+                       keep_steps=keep_steps)
     led = res.ledger
     full_passes = recipe.epochs * len(ds.y_train)
     return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "seconds": res.seconds,
             "spent": led.spent / full_passes, "train_passes": led.train_passes,
             "fit_passes": led.fit_passes, "fit_seconds": sum(led.fit_seconds.values()),
-            "epochs": res.epochs, "full_passes": full_passes}
+            "epochs": res.epochs, "full_passes": full_passes, "batch_size": res.batch_size}
 
 
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir", "rerun")}
+    # The logs written before these options keep their key.
+    if not cfg.keep_steps:
+        del key["keep_steps"]
+    if cfg.batch == 128:
+        del key["batch"]
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
                        method_params=bench_sampler_params(cfg))

@@ -92,6 +92,11 @@ def guided_cmd(
                               "train again though logged, e.g. to pair them with a rerun "
                               "method on one machine; earlier records stay in the log. "
                               "Killed halfway: run again WITHOUT --rerun to resume"),
+    keep_steps: bool = typer.Option(False, help="budgeted runs train in batches of --batch x "
+                                    "budget, as many optimizer steps as the recipe (which "
+                                    "stays at --batch); results in their own log"),
+    batch: int = typer.Option(128, help="the recipe's batch (a study of the recipe; the "
+                              "committed benches use 128)"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
@@ -107,7 +112,8 @@ def guided_cmd(
                                 methods=names, seeds=seeds, epochs=epochs,
                                 label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=out_dir / "progress",
-                                rerun=tuple(m for m in rerun.split(",") if m))
+                                rerun=tuple(m for m in rerun.split(",") if m),
+                                keep_steps=keep_steps, batch=batch)
     with _executor(executor) as ex:
         res = bench_guided(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")

@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         guided_params: str = typer.Option(None, help="with --guided: the method's parameters "
                                                      "as a JSON object, e.g. '{\"judge\": "
                                                      "\"knn\"}' (flow's label judge)"),
+        keep_steps: bool = typer.Option(False, help="with --guided: train in batches of "
+                                        "128 x budget, as many optimizer steps as the "
+                                        "full-data recipe"),
         label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
@@ -45,7 +48,8 @@ def register(app: typer.Typer) -> None:
         res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
                     epochs=epochs if epochs != 0 else None, seed=seed, width=width,
                     variant=variant, guided=guided, budget=budget, label_noise=label_noise,
-                    guided_params=_json_object("--guided-params", guided_params))
+                    guided_params=_json_object("--guided-params", guided_params),
+                    keep_steps=keep_steps)
         for warning in res.warnings:
             from rich.text import Text
 

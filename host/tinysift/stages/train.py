@@ -35,7 +35,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
           epochs: int | None = 10, seed: int = 0, width: int = 16,
           variant: str = "ds-cnn", progress: bool = True, guided: str | None = None,
           budget: float | None = None, guided_params: dict | None = None,
-          label_noise: float = 0.0) -> TrainOutcome:
+          label_noise: float = 0.0, keep_steps: bool = False) -> TrainOutcome:
     """Train the tiny CNN and save it to ``OUT/model.keras``.
 
     Parameters
@@ -55,6 +55,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     budget : with ``guided``, the fraction in (0, 1] of the full-data recipe's sample-passes
         to spend, everything counted (training, extra forward passes, fits)
     guided_params : keyword arguments of the guided method
+    keep_steps : with ``guided``, train in batches of the recipe's batch x ``budget``: as many
+        optimizer steps as the full-data recipe (:func:`tinysift.guided.loop.train_guided`)
     label_noise : symmetric label noise (seeded with ``seed``) applied to the training split
         first (robustness studies; quantize and export re-apply it)
     """
@@ -78,6 +80,9 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         _check_guided(guided, budget, epochs, keep, selection, condensed, guided_params)
     elif guided_params:
         raise BudgetError("--guided-params needs --guided METHOD (the method they configure)")
+    elif keep_steps:
+        raise BudgetError("--keep-steps needs --guided METHOD --budget F (it sets the batch of "
+                          "a budgeted guided training)")
     if label_noise and (selection is not None or condensed is not None):
         raise BudgetError("--label-noise applies to the full split; a selection carries its "
                           "own noise (prune --label-noise)")
@@ -130,6 +135,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if guided is not None:
         params["guided"] = {"method": guided, "budget": budget,
                             "params": dict(guided_params or {})}
+        if keep_steps:  # only when set: earlier runs' cache keys stay valid
+            params["guided"]["keep_steps"] = True
     if label_noise:
         params["label_noise"] = label_noise
     warnings = _step_warnings(train_cfg, len(y), source, guided)
@@ -150,7 +157,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     with run.stage("train", params, inputs, seed=seed) as rec:
         if guided is not None:
             result = _train_guided(run, x, y, ds.num_classes, guided, budget, guided_params,
-                                   model_cfg, train_cfg, progress, rec)
+                                   model_cfg, train_cfg, progress, rec, keep_steps)
         else:
             result = train_model(x, y, ds.num_classes, model_cfg, train_cfg,
                                  progress=progress)
@@ -221,7 +228,7 @@ def _check_guided(guided, budget, epochs, keep, selection, condensed, params=Non
 
 
 def _train_guided(run, x, y, num_classes, method, budget, method_params, model_cfg,
-                  train_cfg, progress, rec):
+                  train_cfg, progress, rec, keep_steps=False):
     """Guided training; the ledger and per-epoch plans go to ``OUT/guided.json``."""
     from tinysift.guided import make_sampler
     from tinysift.guided.loop import train_guided
@@ -230,8 +237,9 @@ def _train_guided(run, x, y, num_classes, method, budget, method_params, model_c
 
     sampler = make_sampler(method, seed=train_cfg.seed, **(method_params or {}))
     res = train_guided(x, y, num_classes, sampler, float(budget), model_cfg, train_cfg,
-                       progress=progress)
+                       progress=progress, keep_steps=keep_steps)
     atomic_write_json(run / GUIDED_FILE, {"method": method, "budget": budget,
+                                          "batch_size": res.batch_size,
                                           "params": sampler.params(),
                                           "ledger": res.ledger.to_dict(),
                                           "epochs": res.epochs})
