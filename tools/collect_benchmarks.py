@@ -273,10 +273,11 @@ NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/metho
 
 
 def _seeded_section(heading: str, stem: str, cmd: str, missing: str | None, plot_alt: str,
-                    targets, intro: str | None = None) -> list[str]:
+                    targets, intro: str | None = None,
+                    checks: str = "Targets:") -> list[str]:
     """One bench's section: its command, ``intro`` (a paragraph, optional), a partial-seeds
-    notice, its table and plot, and its targets (``targets(res)``); ``missing`` when it has
-    no results file, or no section at all when ``missing`` is None."""
+    notice, its table and plot, and its targets (``targets(res)``, under ``checks``);
+    ``missing`` when it has no results file, or no section at all when ``missing`` is None."""
     res = load(f"{stem}.json")
     if res is None and missing is None:
         return []
@@ -287,7 +288,7 @@ def _seeded_section(heading: str, stem: str, cmd: str, missing: str | None, plot
     if stem.startswith("prune_"):
         out += stale_notice(stem)
     return out + [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
-                  f"![{plot_alt}](../benchmarks/results/{stem}.png)", "", "Targets:", ""
+                  f"![{plot_alt}](../benchmarks/results/{stem}.png)", "", checks, ""
                   ] + targets(res) + [""]
 
 
@@ -313,6 +314,9 @@ def _rerun_section() -> list[str]:
     return out + runs if runs else []
 
 
+NOT_COUNTED = "The targets' rules applied to this bench (not counted as the targets):"
+
+
 def _long_recipe_section() -> list[str]:
     """The Fashion-MNIST guided benches against a 20-epoch recipe, clean and with 20% label
     noise: is the 10-epoch recipe's step limit what keeps the samplers from it? (A question,
@@ -332,7 +336,50 @@ def _long_recipe_section() -> list[str]:
             f"Guided training: {title}, with a 20-epoch recipe", f"guided_long/{stem}",
             f"tinysift bench guided --dataset fashion-mnist --epochs 20 {flags} --seeds 3 "
             "--out-dir benchmarks/results/guided_long", None, "guided training, 20 epochs",
-            guided_targets, intro=intro)
+            guided_targets, intro=intro, checks=NOT_COUNTED)
+    return out
+
+
+def _keep_steps_section() -> list[str]:
+    """The guided benches with ``--keep-steps`` (budgeted runs in batches of 128 x budget, as
+    many steps as the recipe), and the recipe itself in batches of 64 beside Fashion-MNIST's:
+    is the samplers' gap a shortage of steps, and does the recipe gain from them too? (A
+    question about the batch, not the targets' yardstick.) Nothing for a bench not run."""
+    from tinysift.bench.stats import paired_difference
+
+    intro = ("Budgeted runs in batches of 128 x budget (64 at 0.5, 38 at 0.3): as many "
+             "optimizer steps as the batch-128 recipe for a fraction of its sample-passes "
+             "(docs/methods.md, \"Budgeted runs in smaller batches\"). The checks under the "
+             "table apply the targets' rules against the batch-128 recipe and are not counted "
+             "as the targets: every method, the controls included, gains from the batch, and "
+             "the recipe gains from it too (Fashion-MNIST: the paragraph after the checks).")
+    out = []
+    for slug, title, flags in (("fashion-mnist", "Fashion-MNIST", "--budgets 0.3,0.5"),
+                               ("mnist", "MNIST", "--budgets 0.5")):
+        out += _seeded_section(
+            f"Guided training: {title}, budgeted runs keeping the recipe's steps",
+            f"guided_keep_steps/guided_{slug}",
+            f"tinysift bench guided --dataset {slug} --keep-steps {flags} --seeds 3 "
+            "--out-dir benchmarks/results/guided_keep_steps", None,
+            "guided training, keeping the recipe's steps", guided_targets, intro=intro,
+            checks=NOT_COUNTED)
+        small = load(f"guided_batch64/guided_{slug}.json")
+        kept = load(f"guided_keep_steps/guided_{slug}.json")
+        if small is None or kept is None:
+            continue
+        n = min(small["seeds"], kept["seeds"])
+        ref = small["full_data_acc"]["runs"][:n]
+        diffs = "; ".join(
+            f"{m} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+            for m in kept["methods"] if "0.5" in kept["methods"][m]
+            for d in [paired_difference(kept["methods"][m]["0.5"]["runs"][:n], ref)])
+        gain = paired_difference(ref, kept["full_data_acc"]["runs"][:n])
+        out += [f"The recipe itself in batches of 64 (`tinysift bench guided --dataset {slug} "
+                f"--batch 64 --budgets 0.5 --methods full-cut --seeds 3 --out-dir "
+                f"benchmarks/results/guided_batch64`, same machine and seeds): "
+                f"{small['full_data_acc']['mean']:.4f}, {100 * gain['mean']:+.2f} ± "
+                f"{100 * gain['half_width']:.2f} pt over the batch-128 recipe. Against it, at "
+                f"budget 0.5 (pt, paired): {diffs}.", ""]
     return out
 
 
@@ -426,6 +473,7 @@ def benchmarks_doc() -> str:
                                "guided training", guided_targets)
     out += _rerun_section()
     out += _long_recipe_section()
+    out += _keep_steps_section()
     for stem, title, cmd in [
         ("device_new-classes_fashion-mnist", "new classes, Fashion-MNIST 0-7 -> 8, 9",
          "tinysift bench device --scenario new-classes --seeds 5"),
