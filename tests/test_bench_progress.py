@@ -116,3 +116,26 @@ def test_guided_curves_follow_the_records_whose_parameters_count(tmp_path):
     _append_curve(other, 0, "flow", "0.5", [{**epochs[0], "curve_acc": 0.9}], 100)
     assert _load_curves(log)[(0, "flow", "0.5")] == [[0.5, 0.7]]
     assert _load_curves(other)[(0, "flow", "0.5")] == [[0.5, 0.9]]
+
+
+def test_guided_bench_keeps_the_committed_logs_keys_and_separates_the_batch_options(tmp_path):
+    """`--keep-steps` and `--batch` came after the committed guided benches: at their
+    defaults the bench finds its committed log (the key is what it was); set, they log apart."""
+    from pathlib import Path
+
+    from tinysift.bench.guided import GuidedBenchConfig, _progress_log
+    from tinysift.data import load_dataset
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "progress"
+    data_hash = load_dataset("digits").content_hash
+
+    def log(directory, **options):
+        cfg = GuidedBenchConfig(dataset="digits", epochs=20, progress_dir=directory, **options)
+        return _progress_log(cfg, data_hash, "guided_digits")
+
+    default = log(committed)
+    assert default.path.exists() and len(default.done) > 0
+    paths = {log(tmp_path, **options).path.name
+             for options in ({}, {"keep_steps": True}, {"batch": 64},
+                             {"batch": 64, "keep_steps": True})}
+    assert len(paths) == 4 and default.path.name in paths
