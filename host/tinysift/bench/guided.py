@@ -34,7 +34,7 @@ CURVE_TEST_SAMPLES = 2000
 @dataclass
 class GuidedBenchConfig:
     """What to run; the recipe is the full-data one (``epochs`` epochs of Adam 3e-3 with
-    cosine decay, batch 128), of which every budget is a fraction."""
+    cosine decay, batch ``batch``), of which every budget is a fraction."""
 
     dataset: str = "fashion-mnist"
     budgets: tuple[float, ...] = DEFAULT_BUDGETS
@@ -57,9 +57,8 @@ class GuidedBenchConfig:
 
     def recipe(self) -> str:
         text = (f"tiny CNN (ds-cnn, width 16), Adam 3e-3, batch {self.batch}, {self.epochs} "
-                f"epochs of the "
-                f"full data = the reference; a budget is a fraction of its sample-passes, the "
-                f"learning rate decays (cosine) to zero as the budget is spent")
+                "epochs of the full data = the reference; a budget is a fraction of its "
+                "sample-passes, the learning rate decays (cosine) to zero as the budget is spent")
         if self.keep_steps:
             text += (f"; budgeted runs train in batches of {self.batch} x budget (as many "
                      f"steps as the recipe, --keep-steps)")

@@ -4,10 +4,11 @@ fixed budget of sample-passes.
 The recipe is the full-data one (Adam, batch 128, cosine decay to zero, the same model) with
 one change: the learning rate follows the fraction of the *budget* spent (sample-passes plus
 every charged overhead), so it reaches zero exactly when the budget runs out, however a
-method spreads its passes over epochs. Each step trains on a batch of the epoch's plan with
-per-sample loss weights; the forward pass's per-sample loss, label probability and backbone
-features go to the sampler (:class:`tinysift.guided.base.TrainingState`), so keeping it
-informed costs no extra pass.
+method spreads its passes over epochs. With ``keep_steps`` the batch changes too (128 x
+budget: the recipe's number of steps for a fraction of its sample-passes). Each step trains
+on a batch of the epoch's plan with per-sample loss weights; the forward pass's per-sample
+loss, label probability and backbone features go to the sampler
+(:class:`tinysift.guided.base.TrainingState`), so keeping it informed costs no extra pass.
 """
 
 from __future__ import annotations
