@@ -258,10 +258,10 @@ def main(argv: list[str]) -> int:
                 continue
             flipped = y_tr != ds.y_train[rest]
             sampler = make_variant(method, seed, params, flipped)
+            recipe = TrainConfig(epochs=args.epochs, seed=seed,
+                                 batch_size=BATCHES.get(name, TrainConfig.batch_size))
             res = train_guided(x_tr, y_tr, ds.num_classes, sampler,
-                               BUDGETS.get(name, args.budget),
-                               train_config=TrainConfig(epochs=args.epochs, seed=seed,
-                                                        batch_size=BATCHES.get(name, 128)),
+                               BUDGETS.get(name, args.budget), train_config=recipe,
                                progress=False)
             acc = evaluate(res.model, x_val, y_val)
             spent = res.ledger.spent / (args.epochs * len(y_tr))

@@ -176,14 +176,17 @@ def _guided_point(data, seed: int, method: str, budget: float, recipe, params: d
             "epochs": res.epochs, "full_passes": full_passes, "batch_size": res.batch_size}
 
 
+#: Options added after the committed benches: in the progress log's key only when set, so a
+#: bench at their defaults finds the log it wrote before them.
+LATER_OPTIONS = ("keep_steps", "batch")
+
+
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir", "rerun")}
-    # The logs written before these options keep their key.
-    if not cfg.keep_steps:
-        del key["keep_steps"]
-    if cfg.batch == 128:
-        del key["batch"]
+    for name in LATER_OPTIONS:  # at its default, as in the logs written before it
+        if key[name] == GuidedBenchConfig.__dataclass_fields__[name].default:
+            del key[name]
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
                        method_params=bench_sampler_params(cfg))
