@@ -342,7 +342,7 @@ def _long_recipe_section() -> list[str]:
 
 def _keep_steps_section() -> list[str]:
     """The guided benches with ``--keep-steps`` (budgeted runs in batches of 128 x budget, as
-    many steps as the recipe), and the recipe itself in batches of 64 beside Fashion-MNIST's:
+    many steps as the recipe), and the recipe itself in batches of 64 beside each:
     is the samplers' gap a shortage of steps, and does the recipe gain from them too? (A
     question about the batch, not the targets' yardstick.) Nothing for a bench not run."""
     from tinysift.bench.stats import paired_difference
@@ -354,16 +354,16 @@ def _keep_steps_section() -> list[str]:
              "as the targets: every method, the controls included, gains from the batch, and "
              "the recipe gains from it too (the paragraph after the checks, where measured).")
     out = []
-    for slug, stem, title, flags in (
-            ("fashion-mnist", "fashion-mnist", "Fashion-MNIST", "--budgets 0.3,0.5"),
-            ("mnist", "mnist", "MNIST", "--budgets 0.5"),
+    for slug, stem, title, noise, budgets in (
+            ("fashion-mnist", "fashion-mnist", "Fashion-MNIST", "", "0.3,0.5"),
+            ("mnist", "mnist", "MNIST", "", "0.3,0.5"),
             ("fashion-mnist", "fashion-mnist_noise0.2", "Fashion-MNIST, 20% label noise",
-             "--label-noise 0.2 --budgets 0.5 --methods full-cut,rs2,infobatch,flow")):
+             "--label-noise 0.2 ", "0.5")):
         out += _seeded_section(
             f"Guided training: {title}, budgeted runs keeping the recipe's steps",
             f"guided_keep_steps/guided_{stem}",
-            f"tinysift bench guided --dataset {slug} --keep-steps {flags} --seeds 3 "
-            "--out-dir benchmarks/results/guided_keep_steps", None,
+            f"tinysift bench guided --dataset {slug} {noise}--keep-steps --budgets {budgets} "
+            "--seeds 3 --out-dir benchmarks/results/guided_keep_steps", None,
             "guided training, keeping the recipe's steps", guided_targets, intro=intro,
             checks=NOT_COUNTED)
         small = load(f"guided_batch64/guided_{stem}.json")
@@ -378,7 +378,7 @@ def _keep_steps_section() -> list[str]:
             for d in [paired_difference(kept["methods"][m]["0.5"]["runs"][:n], ref)])
         gain = paired_difference(ref, kept["full_data_acc"]["runs"][:n])
         out += [f"The recipe itself in batches of 64 (`tinysift bench guided --dataset {slug} "
-                f"--batch 64 --budgets 0.5 --methods full-cut --seeds 3 --out-dir "
+                f"{noise}--batch 64 --budgets 0.5 --methods full-cut --seeds 3 --out-dir "
                 f"benchmarks/results/guided_batch64`, same machine and seeds): "
                 f"{small['full_data_acc']['mean']:.4f}, {100 * gain['mean']:+.2f} ± "
                 f"{100 * gain['half_width']:.2f} pt over the batch-128 recipe. Against it, at "
