@@ -273,6 +273,32 @@ def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path)
                  "--keep-steps"]) == 2
 
 
+def test_train_batch_sets_the_recipe_s_batch_and_the_keep_steps_batch(tmp_path, capsys):
+    """`tinysift train --batch 64` trains the recipe in batches of 64 (twice the steps of 128)
+    and records it; with `--guided M --budget 0.5 --keep-steps` the budgeted run trains in
+    batches of 64 x 0.5; a batch below 1 is one clear line and exit 2, before any data."""
+    from tinysift.cli.app import main
+
+    def stage(name):
+        return json.loads((tmp_path / name / "manifest.json").read_text())["stages"]["train"]
+
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "b64"), "--epochs",
+                 "2", "--batch", "64"]) == 0
+    train = stage("b64")
+    samples = train["results"]["train_samples"]
+    assert train["params"]["train"]["batch_size"] == 64
+    assert train["results"]["steps"] == 2 * -(-samples // 64)
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "g"), "--epochs",
+                 "4", "--guided", "full-cut", "--budget", "0.5", "--keep-steps", "--batch",
+                 "64"]) == 0
+    assert json.loads((tmp_path / "g" / "guided.json").read_text())["batch_size"] == 32
+    capsys.readouterr()
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "bad"), "--batch",
+                 "0"]) == 2
+    assert "--batch must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "model.keras").exists()
+
+
 def test_vq_epochs_follow_the_loss_inside_a_covering_codebook():
     """After the warm-up: the epoch has budget x N samples; codewords whose members have a
     high loss get more of them (beta=1), every class keeps a share, and the last part of the

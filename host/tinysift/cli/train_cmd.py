@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
                                                      "as a JSON object, e.g. '{\"judge\": "
                                                      "\"knn\"}' (flow's label judge)"),
         keep_steps: bool = typer.Option(False, help="with --guided: train in batches of "
-                                        "128 x budget, as many optimizer steps as the "
+                                        "--batch x budget, as many optimizer steps as the "
                                         "full-data recipe"),
+        batch: int = typer.Option(128, help="the recipe's batch (with --guided: the full-data "
+                                            "recipe's; the benchmarks use 128)"),
         label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
                     epochs=epochs if epochs != 0 else None, seed=seed, width=width,
                     variant=variant, guided=guided, budget=budget, label_noise=label_noise,
                     guided_params=_json_object("--guided-params", guided_params),
-                    keep_steps=keep_steps)
+                    keep_steps=keep_steps, batch=batch)
         for warning in res.warnings:
             from rich.text import Text
 
