@@ -237,6 +237,16 @@ def test_train_cli_passes_guided_params_to_the_method(tmp_path):
     doc = json.loads((tmp_path / "run" / "guided.json").read_text())
     assert doc["params"]["judge"] == "knn" and doc["params"]["per_code"] == 20
     assert "judge-knn" in doc["ledger"]["fit_seconds"]
+    # The stage is keyed on every parameter, defaults included (a changed default trains
+    # again): naming a default changes nothing, the run is reused.
+    from tinysift.stages.train import train
+
+    stage = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["train"]
+    assert stage["params"]["guided"]["params"]["alpha"] == 1.0
+    again = train("digits", tmp_path / "run", epochs=4, guided="flow", budget=0.5,
+                  guided_params={"judge": "knn", "per_code": 20, "alpha": 1.0},
+                  progress=False)
+    assert again.skipped
 
 
 def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path):
@@ -271,6 +281,32 @@ def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path)
     assert doc["batch_size"] == 64
     assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "bad"),
                  "--keep-steps"]) == 2
+
+
+def test_a_budget_under_one_batch_is_an_error_and_a_late_fit_charge_stops_the_epoch():
+    """A budget smaller than one batch would train nothing and return an untrained model: a
+    clear error instead. A fit made before training is charged at the epoch's second step;
+    in a one-epoch recipe that epoch is the whole budget, so the epoch stops where the budget
+    does instead of spending the fit on top of it."""
+    from tinysift.data import load_dataset
+    from tinysift.errors import BudgetError
+    from tinysift.guided.loop import train_guided
+
+    ds = load_dataset("digits")
+    one_epoch = TrainConfig(epochs=1, seed=0)
+    with pytest.raises(BudgetError, match="less than one batch of 128"):
+        train_guided(ds.x_train, ds.y_train, ds.num_classes, make_sampler("rs2"), 0.05,
+                     train_config=one_epoch, progress=False)
+    res = train_guided(ds.x_train, ds.y_train, ds.num_classes,
+                       make_sampler("flow", judge="knn"), 0.5, train_config=one_epoch,
+                       progress=False)
+    led = res.ledger
+    assert led.fit_passes > 0 and res.steps > 0
+    # Within the budget, or stopped as soon as the charge landed (after the first two steps,
+    # which measure the speed; the fit's seconds, and so its passes, vary between runs).
+    # Without the stop the whole epoch trains: 718 passes plus the fit's.
+    assert led.spent <= led.budget_passes or led.train_passes <= 2 * res.batch_size
+    assert sum(led.epoch_sizes) == led.train_passes
 
 
 def test_train_batch_sets_the_recipe_s_batch_and_the_keep_steps_batch(tmp_path, capsys):
@@ -497,6 +533,50 @@ def test_flow_without_a_judge_keeps_its_stamp_and_rejects_an_unknown_one():
     assert sampler_params("flow", judge="knn")["judge_posterior"] == 0.02
     with pytest.raises(TinysiftError, match="judge must be 'none' or densities"):
         make_sampler("flow", judge="kde")
+
+
+def test_flow_priority_uses_each_sample_s_own_passes_and_shares_tied_ranks():
+    """The dynamic uncertainty is the std over a sample's last `du_window` passes wherever they
+    fell (a sample trained every third epoch still has one), and tied values share their mean
+    rank instead of being ordered by index. The rule before 2026-12-03 (`priority_rule=
+    "epochs"`) keeps its stamp, so its logged rows still count as what they are."""
+    from tinysift.errors import TinysiftError
+    from tinysift.guided import sampler_params
+    from tinysift.guided.methods.flow import dynamic_uncertainty, within_class_rank
+
+    nan = np.nan
+    # sample 0 trained every third epoch (0.2, 0.8, 0.2 at epochs 0, 3, 6); sample 1 in the
+    # last two epochs; sample 2 once
+    p_true = [np.array(row, np.float16) for row in
+              ([0.2, nan, nan], [nan, nan, nan], [nan, nan, 0.5], [0.8, nan, nan],
+               [nan, nan, nan], [nan, 0.4, nan], [0.2, 0.6, nan])]
+    own = dynamic_uncertainty(p_true, window=2)
+    np.testing.assert_allclose(own, [0.3, 0.1, 0.0], atol=1e-3)  # 0: one pass only
+    run = dynamic_uncertainty(p_true, window=2, over="epochs")  # the run's last 2 epochs
+    np.testing.assert_allclose(run, [0.0, 0.1, 0.0], atol=1e-3)
+    np.testing.assert_allclose(dynamic_uncertainty(p_true, window=3), [0.283, 0.1, 0.0],
+                               atol=1e-3)
+
+    values, y = np.array([0.0, 0.0, 0.0, 0.5, 0.0, 1.0]), np.array([0, 0, 0, 0, 1, 1])
+    np.testing.assert_allclose(within_class_rank(values, y), [0.25, 0.25, 0.25, 0.75, 0, 0.5])
+    np.testing.assert_allclose(within_class_rank(values, y, "index"),
+                               [0, 0.25, 0.5, 0.75, 0, 0.5])
+    assert sampler_params("flow")["priority_rule"] == "passes"
+    assert "priority_rule" not in sampler_params("flow", priority_rule="epochs")
+    with pytest.raises(TinysiftError, match="priority_rule must be"):
+        make_sampler("flow", priority_rule="loss")
+
+
+def test_infobatch_refuses_a_prune_ratio_it_cannot_rescale():
+    """The survivors' weight is 1 / (1 - prune_ratio): 1 or more is a clear error up front,
+    not a division by zero (or negative weights) an epoch into the run."""
+    from tinysift.errors import TinysiftError
+
+    for bad in ({"prune_ratio": 1.0}, {"prune_ratio": 1.5}, {"prune_ratio": -0.1}):
+        with pytest.raises(TinysiftError, match="prune_ratio must be in"):
+            make_sampler("infobatch", **bad)
+    with pytest.raises(TinysiftError, match="anneal must be"):
+        make_sampler("infobatch", anneal=1.5)
 
 
 def test_pixel_pca_in_chunks_is_the_whole_arrays_pca():

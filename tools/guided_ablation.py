@@ -39,6 +39,10 @@ NO_REJUDGE = {"rejudge": False}
 # 2026-12-02 until its cost was charged in full; "none", the default again, is flow without it).
 NO_JUDGE = {"judge": "none"}
 
+# Every flow variant above ran with flow's priority rule before 2026-12-03 (the dynamic
+# uncertainty over the run's last epochs, ties ranked by index); the rows keep it.
+PRIORITY_BEFORE = {"priority_rule": "epochs"}
+
 # (variant, method, params): one question each.
 VARIANTS: list[tuple[str, str, dict]] = [
     ("full-cut", "full-cut", {}),
@@ -136,6 +140,14 @@ VARIANTS: list[tuple[str, str, dict]] = [
     ("oracle: all flips removed after a warm-up pass", "oracle", {"recall": 1.0, "warm": 1}),
     ("oracle: 78% of flips removed after a warm-up pass", "oracle",
      {"recall": 0.78, "warm": 1}),
+]
+VARIANTS = [(name, method, {**PRIORITY_BEFORE, **params} if method == "flow" else params)
+            for name, method, params in VARIANTS] + [
+    # 2026-12-03: flow's priority with the dynamic uncertainty over each sample's own last
+    # passes and tied ranks shared (the rule before ranked most samples' zero uncertainty by
+    # their index), its default since.
+    ("flow priority=passes", "flow", {}),
+    ("flow priority=passes batch=64", "flow", {}),
 ]
 
 #: Variants trained at another budget than --budget (the full-data recipe itself).
@@ -323,7 +335,10 @@ def main(argv: list[str]) -> int:
              "training step's rate, tracing included, and charged about a fortieth of its "
              "cost; fits after the warm-up about a tenth too little (around 0.5 % of a 0.5 "
              "budget). The rows in benchmarks/results/guided_ablation_ledger/ were measured "
-             "after the fix, all others before it.", "",
+             "after the fix, all others before it. `flow priority=passes` rows (2026-12-03) "
+             "run flow's priority rule since: the dynamic uncertainty over each sample's own "
+             "last passes, tied ranks shared; every other flow row ran with the rule before "
+             "(over the run's last epochs, ties ranked by index).", "",
              "`dropped`: samples the mislabel/outlier filter excluded at the end of training "
              "(mean over seeds), with the precision and recall of that set against the flipped "
              "labels under noise; `n/a`: not logged (runs before 2026-12-01).", "",

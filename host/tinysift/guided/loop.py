@@ -102,10 +102,16 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     state = TrainingState(x=x, y=np.asarray(y, np.int64), num_classes=num_classes,
                           epochs=int(train_config.epochs), budget=budget, ledger=ledger,
                           rng=rng, feature_dim=feature_dim)
-    sampler.begin(state)
-    bar = _progress_bar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}")
     batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
              else train_config.batch_size)
+    if ledger.budget_passes < batch:
+        from tinysift.errors import BudgetError
+
+        raise BudgetError(f"a budget of {ledger.budget_passes:.0f} sample-passes ({budget:g} x "
+                          f"{train_config.epochs} epochs x {n} samples) is less than one batch "
+                          f"of {batch}: nothing would train; raise --budget or --epochs")
+    sampler.begin(state)
+    bar = _progress_bar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}")
     history: list[dict] = []
     steps, last_loss = 0, float("nan")
     start = time.perf_counter()
@@ -131,6 +137,12 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
             losses = []
             for s in range(0, take, batch):
                 bi, bw = idx[s:s + batch], w[s:s + batch]
+                if ledger.remaining < len(bi):
+                    # A fit made before training is charged once the speed is known (the
+                    # epoch's second step): when it lands in the epoch that ends the budget,
+                    # the epoch stops where the budget does.
+                    take = s
+                    break
                 optimizer.learning_rate.assign(_cosine(train_config.learning_rate,
                                                        ledger.progress))
                 t0 = time.perf_counter()
@@ -144,6 +156,8 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                 steps += 1
                 if bar is not None:
                     bar[0].update(bar[1], completed=ledger.spent)
+            if not losses:  # the budget ended before this epoch's first batch
+                break
             ledger.epoch_sizes.append(take)
             epoch_loss = float(np.concatenate(losses).mean())
             last_loss = epoch_loss

@@ -47,7 +47,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         ``keep_count``; alone it draws a random class-balanced subset (seeded)
     selection : a ``selection.npz`` (or its run folder) from ``tinysift prune``
     condensed : a ``condensed.npz`` (or its run folder) from ``tinysift condense``
-    epochs : passes over the (sub)set; None applies the subset step rule of TrainConfig.
+    epochs : passes over the (sub)set; None (or 0) applies the subset step rule of TrainConfig.
         With ``guided``: the full-data recipe's epochs the budget is a fraction of
     seed, width, variant : training seed and model shape
     guided : a guided-training method (``tinysift.guided``: full-cut, rs2, infobatch, ucb, vq,
@@ -70,6 +70,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if epochs is not None and (not isinstance(epochs, int | np.integer) or epochs < 0):
         raise BudgetError(f"--epochs must be a whole number >= 0 (0: the subset step rule), "
                           f"got {epochs}")
+    if epochs == 0:  # as on the command line: 0 is the subset step rule
+        epochs = None
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise BudgetError(f"--batch must be a whole number of samples >= 1 (the recipe's "
                           f"batch, {TrainConfig.batch_size} by default), got {batch}")
@@ -141,8 +143,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
               "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
     if guided is not None:
+        from tinysift.guided import sampler_params
+
+        # Every parameter, defaults included: a changed default trains again instead of
+        # reusing a model made with the old one (the benches' progress logs do the same).
         params["guided"] = {"method": guided, "budget": budget,
-                            "params": dict(guided_params or {})}
+                            "params": sampler_params(guided, **(guided_params or {}))}
         if keep_steps:  # only when set: earlier runs' cache keys stay valid
             params["guided"]["keep_steps"] = True
     if label_noise:

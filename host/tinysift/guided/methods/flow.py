@@ -23,7 +23,8 @@ yet fit the wrong ones: a class-conditional density (``knn``, ``gmm`` or ``flow`
 joined by ``+``, which must all doubt the label) on a PCA of the pixels, charged to the budget.
 A sample whose label's posterior is below ``judge_posterior`` and whose most likely class is
 another is dropped from the start (the warm-up never trains it, the model-side density is fit
-without it) and stays dropped; at most ``max_drop`` of a class. Off by default: with its fits
+without it) and stays dropped; at most ``max_drop`` of a class (capped apart from the filter's
+drops above, so the two together may take up to twice that). Off by default: with its fits
 charged in full it gained 0.14 points under 20% label noise (validation, inside the noise) and
 cost points on clean data (docs/methods.md, "Judging the labels before any training").
 
@@ -54,11 +55,19 @@ from tinysift.scoring.flows import FlowConfig
 FLOW_MIN_CLASS = FlowConfig.batch
 
 
-def within_class_rank(values: np.ndarray, y: np.ndarray) -> np.ndarray:
+def within_class_rank(values: np.ndarray, y: np.ndarray, ties: str = "mean") -> np.ndarray:
+    """Each value's rank inside its class, in [0, 1): tied values share their mean rank
+    (``ties="index"``: ordered by position, the rule before 2026-12-03, which made the ties of
+    the many samples without an uncertainty yet a fixed preference for later indices)."""
+    from scipy.stats import rankdata
+
     out = np.zeros(len(values))
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        out[idx[np.argsort(values[idx], kind="stable")]] = np.arange(len(idx)) / len(idx)
+        if ties == "index":
+            out[idx[np.argsort(values[idx], kind="stable")]] = np.arange(len(idx)) / len(idx)
+        else:
+            out[idx] = (rankdata(values[idx], method="average") - 1.0) / len(idx)
     return out
 
 
@@ -67,12 +76,20 @@ def label_agreement(logp: np.ndarray, y: np.ndarray, num_classes: int) -> np.nda
     return np.exp(label_posterior(logp, y, np.bincount(y, minlength=num_classes) / len(y)))
 
 
-def dynamic_uncertainty(p_true: list[np.ndarray], window: int) -> np.ndarray:
-    """Std of each sample's label probability over the last ``window`` epochs it was
-    trained in (NaN-aware; 0 with fewer than two passes)."""
+def dynamic_uncertainty(p_true: list[np.ndarray], window: int, over: str = "passes"
+                        ) -> np.ndarray:
+    """Std of each sample's label probability over its last ``window`` passes, the epochs it
+    was trained in (0 with fewer than two). ``over="epochs"``: over the run's last ``window``
+    epochs, the rule before 2026-12-03, where at budget 0.3 most samples had under two passes
+    in the window and so no uncertainty."""
     if not p_true:
         return np.zeros(0)
-    recent = np.stack([p.astype(np.float32) for p in p_true[-window:]])
+    recent = np.stack([p.astype(np.float32) for p in p_true[-window:]] if over == "epochs"
+                      else [p.astype(np.float32) for p in p_true])
+    if over != "epochs":  # each sample's own last `window` passes, wherever they fell
+        trained = ~np.isnan(recent)
+        later = np.cumsum(trained[::-1], axis=0)[::-1]  # passes from this epoch on
+        recent = np.where(trained & (later <= window), recent, np.nan)
     seen = (~np.isnan(recent)).sum(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: never trained
@@ -95,7 +112,12 @@ class FlowGuided(VQGuided):
     outlier_tail : typicality quantile under which a misclassified sample is dropped
     max_drop : at most this share of a class is dropped
     loss_weight : weight of the loss rank in the priority (the rest: dynamic uncertainty)
-    du_window : epochs of label probabilities behind the dynamic uncertainty
+    du_window : a sample's last passes (epochs it was trained in) behind its dynamic
+        uncertainty
+    priority_rule : ``passes``: the dynamic uncertainty over each sample's last ``du_window``
+        passes, ties in either rank sharing their mean rank; ``epochs``: the rule until
+        2026-12-03 (the run's last ``du_window`` epochs, ties ordered by index; every committed
+        flow row before that day), kept to reproduce those rows
     density_refits : how many codebook refits reuse a density before it is fit again
         (0: fit once, after the warm-up, where the labels are judged by a model that has not
         had time to memorize the wrong ones)
@@ -130,8 +152,12 @@ class FlowGuided(VQGuided):
                  du_window: int = 4, density_refits: int = 0, density_steps: int = 100,
                  fit_on: str = "all", rejudge: bool = True, judge: str = "none",
                  judge_posterior: float = 0.02, judge_dim: int | None = None,
-                 judge_references: float = 1.0, **vq_params):
+                 judge_references: float = 1.0, priority_rule: str = "passes",
+                 **vq_params):
         super().__init__(seed, **vq_params)
+        if priority_rule not in ("passes", "epochs"):
+            raise TinysiftError(f"priority_rule must be 'passes' or 'epochs' (the rule before "
+                                f"2026-12-03), got {priority_rule!r}")
         if judge != "none" and not set(judge.split("+")) <= set(KINDS):
             raise TinysiftError(f"judge must be 'none' or densities of {KINDS} joined by '+', "
                                 f"got {judge!r}")
@@ -155,6 +181,7 @@ class FlowGuided(VQGuided):
         self.judge_posterior = judge_posterior
         self.judge_dim = judge_dim
         self.judge_references = judge_references
+        self.priority_rule = priority_rule
 
     def params(self) -> dict:
         p = super().params()
@@ -165,10 +192,13 @@ class FlowGuided(VQGuided):
             del p["judge_references"]
         if self.judge == "none" or self.judge_dim is None:
             del p["judge_dim"]
+        if self.priority_rule == "epochs":  # the stamp of every flow row before the rule
+            del p["priority_rule"]
         return p
 
     def begin(self, state: TrainingState) -> None:
         super().begin(state)
+        self.refits_ = -1  # a sampler run twice fits its density again
         self.judged_ = np.zeros(state.num_samples, bool)
         if self.judge != "none":
             self.judged_ = self._judge_pixels(state)
@@ -230,7 +260,7 @@ class FlowGuided(VQGuided):
         return kind
 
     def before_codebook(self, state: TrainingState) -> None:
-        self.refits_ = getattr(self, "refits_", -1) + 1
+        self.refits_ += 1
         if self.refits_ and (not self.density_refits or self.refits_ % self.density_refits):
             if self.rejudge:  # the density's last verdict, the model's latest
                 self.dropped_ = self._judge(state, also=self.dropped_)
@@ -243,7 +273,8 @@ class FlowGuided(VQGuided):
             logp = self._density(self.density_fit_).fit(z[fit], y[fit], k).log_prob(z)
         self.posterior_ = label_agreement(logp, y, k)
         self.density_class_ = np.argmax(logp, axis=1)
-        self.typicality_rank_ = within_class_rank(typicality(logp, y), y)
+        self.typicality_rank_ = within_class_rank(
+            typicality(logp, y), y, "index" if self.priority_rule == "epochs" else "mean")
         self.dropped_ = self._judge(state) | self.judged_
 
     def density_fit_mask(self, state: TrainingState) -> np.ndarray:
@@ -273,7 +304,7 @@ class FlowGuided(VQGuided):
 
     def priority(self, state: TrainingState) -> np.ndarray:
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
-        du = dynamic_uncertainty(state.p_true, self.du_window)
-        y = state.y
-        return (self.loss_weight * within_class_rank(loss, y)
-                + (1 - self.loss_weight) * within_class_rank(du, y))
+        du = dynamic_uncertainty(state.p_true, self.du_window, self.priority_rule)
+        y, ties = state.y, "index" if self.priority_rule == "epochs" else "mean"
+        return (self.loss_weight * within_class_rank(loss, y, ties)
+                + (1 - self.loss_weight) * within_class_rank(du, y, ties))

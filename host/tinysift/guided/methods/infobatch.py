@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.guided.base import EpochPlan, EpochSampler, TrainingState, register
 
 
@@ -29,6 +30,10 @@ class InfoBatch(EpochSampler):
 
     def __init__(self, seed: int = 0, prune_ratio: float = 0.5, anneal: float = 0.875):
         super().__init__(seed)
+        if not 0.0 <= prune_ratio < 1.0:  # the survivors' weight is 1 / (1 - r)
+            raise TinysiftError(f"prune_ratio must be in [0, 1), got {prune_ratio}")
+        if not 0.0 <= anneal <= 1.0:
+            raise TinysiftError(f"anneal must be a share of the budget in [0, 1], got {anneal}")
         self.prune_ratio = prune_ratio
         self.anneal = anneal
 
