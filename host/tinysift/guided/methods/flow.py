@@ -273,8 +273,7 @@ class FlowGuided(VQGuided):
             logp = self._density(self.density_fit_).fit(z[fit], y[fit], k).log_prob(z)
         self.posterior_ = label_agreement(logp, y, k)
         self.density_class_ = np.argmax(logp, axis=1)
-        self.typicality_rank_ = within_class_rank(
-            typicality(logp, y), y, "index" if self.priority_rule == "epochs" else "mean")
+        self.typicality_rank_ = within_class_rank(typicality(logp, y), y, self._ties)
         self.dropped_ = self._judge(state) | self.judged_
 
     def density_fit_mask(self, state: TrainingState) -> np.ndarray:
@@ -305,6 +304,11 @@ class FlowGuided(VQGuided):
     def priority(self, state: TrainingState) -> np.ndarray:
         loss = np.nan_to_num(state.loss.astype(np.float64), nan=np.inf)
         du = dynamic_uncertainty(state.p_true, self.du_window, self.priority_rule)
-        y, ties = state.y, "index" if self.priority_rule == "epochs" else "mean"
-        return (self.loss_weight * within_class_rank(loss, y, ties)
-                + (1 - self.loss_weight) * within_class_rank(du, y, ties))
+        y = state.y
+        return (self.loss_weight * within_class_rank(loss, y, self._ties)
+                + (1 - self.loss_weight) * within_class_rank(du, y, self._ties))
+
+    @property
+    def _ties(self) -> str:
+        """How within-class ranks break ties under ``priority_rule``."""
+        return "index" if self.priority_rule == "epochs" else "mean"
