@@ -59,6 +59,25 @@ def test_changed_method_defaults_rerun_that_method_only(tmp_path):
     assert changed.get(0, "vq", "0.5") is None and changed.get(0, "rs2", "0.5")["acc"] == 0.8
 
 
+def test_a_seeds_wall_time_stops_counting_once_a_training_is_logged_after_it(tmp_path):
+    """A seed's wall time describes the trainings it ran in one go: a method rerun since
+    (a changed default, --rerun) makes it describe records no longer shown, so it goes."""
+    params = {"flow": {"rule": "old"}}
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget", method_params=params)
+    for seed in (0, 1):
+        log.add(seed, "flow", "0.5", acc=0.8)
+        log.add_seed_wall(seed, 60.0)
+    assert log.seed_walls(2) == [60.0, 60.0]
+    changed = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                          method_params={"flow": {"rule": "new"}})
+    assert changed.seed_walls(2) == [60.0, 60.0]  # nothing rerun yet
+    changed.add(0, "flow", "0.5", acc=0.81)  # seed 0's flow reruns
+    assert changed.seed_walls(2) == [None, 60.0]
+    reread = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                         method_params={"flow": {"rule": "new"}})
+    assert reread.seed_walls(2) == [None, 60.0] and reread.get(0, "flow", "0.5")["acc"] == 0.81
+
+
 def test_forgotten_methods_train_again_and_their_new_records_win(tmp_path):
     """`bench guided --rerun full`: the method's logged trainings no longer count, the file
     keeps them, and the record appended by the rerun is the one a later read sees."""

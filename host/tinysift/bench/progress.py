@@ -79,7 +79,15 @@ class ProgressLog:
                         r.get("method"), r.get("params")):
                     self.stale += 1
                     continue
-                self.done[(r["seed"], r["method"], r[point])] = r
+                self._keep(r)
+
+    def _keep(self, rec: dict) -> None:
+        """Count ``rec`` as done. A training logged after its seed's wall time means the
+        seed was not run in one go (resumed, or a method rerun since): that time no longer
+        describes the seed's records, so it stops counting."""
+        if rec["method"] != WALL:
+            self.done.pop((rec["seed"], WALL, "seed"), None)
+        self.done[(rec["seed"], rec["method"], rec[self.point])] = rec
 
     def current(self, method: str | None, params: dict | None) -> bool:
         """``params`` are what ``method`` runs with now (always, for a method without any)."""
@@ -116,7 +124,7 @@ class ProgressLog:
         if method in self.method_params:
             rec["params"] = self.method_params[method]
         self._append(rec)
-        self.done[(seed, method, at)] = rec
+        self._keep(rec)
         return rec
 
     def is_fresh(self, seed: int) -> bool:
