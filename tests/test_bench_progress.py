@@ -76,6 +76,7 @@ def test_a_seeds_wall_time_stops_counting_once_a_training_is_logged_after_it(tmp
     reread = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
                          method_params={"flow": {"rule": "new"}})
     assert reread.seed_walls(2) == [None, 60.0] and reread.get(0, "flow", "0.5")["acc"] == 0.81
+    assert changed.stale == 2 and reread.stale == 1  # seed 0's old record was trained again
 
 
 def test_forgotten_methods_train_again_and_their_new_records_win(tmp_path):

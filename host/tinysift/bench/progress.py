@@ -58,10 +58,11 @@ class ProgressLog:
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
         self.method_params = json.loads(json.dumps(method_params or {}, sort_keys=True))
-        self.stale = 0  # records of another stamp, ignored
+        self.stale = 0  # trainings logged only with another stamp: they train again
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
         self.done: dict[tuple, dict] = {}
+        stale: set[tuple] = set()
         if self.path is not None and self.path.exists():
             text = self.path.read_text()
             if text and not text.endswith("\n"):  # end a torn line before appending
@@ -77,9 +78,11 @@ class ProgressLog:
                     continue
                 if any(r.get(k) != v for k, v in self.stamp.items()) or not self.current(
                         r.get("method"), r.get("params")):
-                    self.stale += 1
+                    stale.add((r.get("seed"), r.get("method"), r.get(point)))
                     continue
                 self._keep(r)
+        # A stale record whose point was trained again since is not waiting for a rerun.
+        self.stale = len(stale - self.done.keys())
 
     def _keep(self, rec: dict) -> None:
         """Count ``rec`` as done. A training logged after its seed's wall time means the
