@@ -1,10 +1,11 @@
 """A scripted fake device speaking TSP/1 (docs/protocol.md) over TCP, reached with pyserial's
 ``socket://`` URL exactly like QEMU's serial port, for the host's fault-injection tests.
 
-It implements the commands the host sends (``name``, ``info``, ``db load`` with its data
-lines, ``db use``, ``train``, ``eval``, ``results``, ``reset``) with the firmware's state
-rules (a reset selects the compiled-in set and forgets the RAM set; a failed load empties
-it; data lines outside a load are dropped), and injects faults at named points:
+It implements the commands the host sends (``name``, ``info``, ``db load`` and ``db stream``
+with their data lines, ``db kept``, ``db use``, ``train``, ``eval``, ``results``, ``reset``)
+with the firmware's state rules (a reset selects the compiled-in set and forgets the RAM set,
+except a finished stream's buffer; a failed load empties it; data lines outside a load are
+dropped; a stream keeps its first ``cap`` samples), and injects faults at named points:
 
     connect            on connection
     cmd:<word>         when a command arrives, before it is answered (info, db, train, ...)
@@ -12,6 +13,7 @@ it; data lines outside a load are dropped), and injects faults at named points:
     train:features     after `@phase name=features`
     train:epoch:<n>    after `@epoch n=<n>`
     train:eval         after `@eval when=before` and its `@class` records
+    train:class:<when>:<k>  after `@class when=<when> class=<k>`
 
 Faults (each fires once, at its point, on the `times`-th time the point is reached):
 
@@ -23,6 +25,8 @@ Faults (each fires once, at its point, on the `times`-th time the point is reach
     endless      `@epoch` records (valid, n counting up) until the link closes
     bad_value    the next `@epoch` has `cycles=lots`
     stop_reading the device stops reading (its receive buffer fills)
+    flash_set    the device switches to the compiled-in set (a firmware losing its `db use`)
+    lose_samples the RAM set loses half its samples
 
 `sent` lists every valid record sent (payloads, in order); `received` every host line.
 """
@@ -66,6 +70,9 @@ class FakeDevice(threading.Thread):
         self.source, self.ram = source, ram  # a board left on a RAM set by an earlier session
         self.loading = 0
         self.loaded = 0
+        self.labels: list[int] = []  # the RAM set's labels, in order
+        self.stream: int | None = None  # the cap of the `db stream` in progress
+        self.kept = 0  # a finished stream's buffer: survives a reset (`@boot db=`)
         self.last_train: list[str] = []
         self.sent: list[str] = []
         self.received: list[str] = []
@@ -105,7 +112,7 @@ class FakeDevice(threading.Thread):
             if action == "reset_mid_line":  # cut inside a line: the @boot follows, no newline
                 self.conn.sendall(b"@epoch n=9 loss=0.5 tra")
             self.resets += 1
-            self.source, self.ram, self.loading, self.last_train = "flash", 0, 0, []
+            self.source, self.ram, self.loading, self.last_train = "flash", self.kept, 0, []
             self.send(self._boot())
             raise _Abort
         if action == "silence":
@@ -130,10 +137,14 @@ class FakeDevice(threading.Thread):
                           "cycles=2500000")
         elif action == "stop_reading":
             self.deaf = True
+        elif action == "flash_set":
+            self.source = "flash"
+        elif action == "lose_samples":
+            self.ram //= 2
 
     def _boot(self) -> str:
         return (f"@boot proto=1 fw=1 board=fake counter=systick-icount hz=25000000 "
-                f"resets={self.resets} model={self.model}")
+                f"resets={self.resets} model={self.model} db={self.kept}")
 
     # ---- the device ----------------------------------------------------------------------
     def run(self) -> None:
@@ -203,14 +214,30 @@ class FakeDevice(threading.Thread):
             self._end_load(104, "malformed_data_line")
             return
         self.loaded += 1
+        self.labels.append(int(label))
         self.point(f"db_line:{self.loaded}")
-        if self.loaded == self.loading:
+        if self.loaded == self.loading and self.stream is not None:
+            self._end_stream()
+        elif self.loaded == self.loading:
             self.loading, self.ram, self.source = 0, self.loaded, "ram"
             self.send(f"@db loaded={self.ram} source=ram")
             self.send("@ready cmd=db status=0")
 
+    def _end_stream(self) -> None:
+        """The stream's buffer: its first `cap` samples (the policy is not modelled)."""
+        seen, cap, streamed = self.loaded, self.stream, self.labels
+        self.loading, self.stream = 0, None
+        self.ram = self.kept = min(seen, cap)
+        self.labels, self.source = streamed[:self.ram], "ram"
+        self.send(f"@db loaded={self.ram} source=ram policy=reservoir seen={seen} cap={cap} "
+                  "codewords=0 covered=0 evicted=0 cycles=1000")
+        for k in range(self.classes):
+            self.send(f"@dbclass class={k} kept={self.labels.count(k)} "
+                      f"seen={streamed.count(k)} codewords=0 covered=0")
+        self.send("@ready cmd=db status=0")
+
     def _end_load(self, code: int, msg: str) -> None:
-        self.loading, self.ram = 0, 0
+        self.loading, self.ram, self.stream, self.kept = 0, 0, None, 0
         self.send(f"@err code={code} msg={msg}")
         self.send(f"@ready cmd=db status={code}")
 
@@ -235,7 +262,27 @@ class FakeDevice(threading.Thread):
                 self.send("@err code=105 msg=above_db_capacity")
                 self.send("@ready cmd=db status=105")
                 return
-            self.loading, self.loaded, self.ram = count, 0, 0
+            self.loading, self.loaded, self.ram, self.kept, self.labels = count, 0, 0, 0, []
+            return
+        if args[:1] == ["stream"]:
+            kv = dict(a.split("=", 1) for a in args[2:] if "=" in a)
+            cap = int(kv.get("cap", self.capacity))
+            if cap > self.capacity:
+                self.send("@err code=105 msg=above_db_capacity")
+                self.send("@ready cmd=db status=105")
+                return
+            self.loading, self.loaded, self.ram, self.kept, self.labels = (
+                int(args[1]), 0, 0, 0, [])
+            self.stream = cap
+            return
+        if args[:1] == ["kept"]:
+            if not self.ram:
+                self.send("@err code=106 msg=no_data_loaded")
+                self.send("@ready cmd=db status=106")
+                return
+            for i, label in enumerate(self.labels[:self.ram]):
+                self.send(f"@kept pos={i} idx={i} class={label} cw=-1")
+            self.send("@ready cmd=db status=0")
             return
         src = args[1] if len(args) > 1 else ""
         if src in ("ram", "both") and not self.ram:
@@ -284,6 +331,7 @@ class FakeDevice(threading.Thread):
         for k in range(self.classes):
             rec(f"@class when=before class={k} correct={total // 2 // self.classes} "
                 f"int8_correct={total // 2 // self.classes} total={total // self.classes}")
+            self.point(f"train:class:before:{k}")
         self.point("train:eval")
         # the accuracy after training tells the sets apart: n correct of the test samples
         right = min(total, n)
@@ -293,6 +341,7 @@ class FakeDevice(threading.Thread):
             share = right // self.classes + (1 if k < right % self.classes else 0)
             rec(f"@class when=after class={k} correct={share} int8_correct={share} "
                 f"total={total // self.classes}")
+            self.point(f"train:class:after:{k}")
         for name in ("head_forward", "backward", "update", "evaluation"):
             rec(f"@phase name={name} cycles={1000000 * windows + 1}")
         rec("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")

@@ -30,6 +30,15 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                 "drops and counts them (link.dropped_lines), completes"),
     "bad-crc": ("fake", "an `@epoch` record with a wrong CRC",
                 "drops it, asks `results` for the train's records again, completes"),
+    "bad-crc-long-train": ("fake", "epoch 80 of 100 corrupt (`results` repeats epochs 37-100)",
+                           "merges the repeat into the epochs kept by number: all 100, "
+                           "completes"),
+    "bad-crc-old-epoch": ("fake", "epoch 10 of 100 corrupt (older than `results` repeats)",
+                          "fails naming `@epoch n=10` and the 64-epoch repeat: status failed, "
+                          "the other 99 epochs kept"),
+    "bad-crc-class": ("fake", "an `@class` record with a wrong CRC",
+                      "one `@class` per class and `when` is required: asks `results`, "
+                      "completes"),
     "bad-value": ("fake", "a valid CRC but `cycles=lots`",
                   "fails naming the record (firmware and host disagree on TSP/1)"),
     "reset-info": ("fake", "reset during `info`",
@@ -59,6 +68,14 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "refuses before training: names both hashes and `device flash`"),
     "stale-ram-set": ("fake", "board left on a streamed set by an earlier session",
                       "sends `db use flash` and checks `@db`: trains on the flash set"),
+    "stream-bad-crc": ("fake", "`db stream` session: an `@epoch` with a wrong CRC",
+                       "asks `results` as the session does, completes"),
+    "stream-wrong-set": ("fake", "`db stream` session: the device trains on the flash set",
+                         "fails: `@epoch samples` is not the buffer plus the flash set; "
+                         "not complete (the stage records `failed`)"),
+    "stream-db-use": ("fake", "`db stream` session: `db use both` reports another count",
+                      "refuses before training; not complete (the stage records "
+                      "`failed`)"),
     "host-sigkill": ("fake", "host killed (SIGKILL) mid-train",
                      "nothing to do: log.jsonl holds every record read, results.json "
                      "partial and readable"),

@@ -144,6 +144,125 @@ def test_device_error_status_carries_the_message():
     peer.stop.set()
 
 
+class GarblingPeer(Peer):
+    """A peer whose first ``garble`` received lines arrive with one bit flipped, answered as
+    the firmware answers a host line it cannot read: ``@err code=103`` and
+    ``@ready cmd=- status=103`` (docs/protocol.md)."""
+
+    def __init__(self, garble: int, **kwargs):
+        super().__init__(**kwargs)
+        self.garble = garble
+
+    def on_line(self, line: bytes) -> None:
+        if self.garble > 0:
+            self.garble -= 1
+            line = bytes([line[0] ^ 0x01]) + line[1:]
+        try:
+            unframe(line, 100000)
+        except FrameError:
+            self.conn.sendall(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=- status=103"))
+            return
+        super().on_line(line)
+
+
+def answer_info(cmd, send):
+    if cmd == "info":
+        send(rec("@info proto=1") + rec("@mem stack=8192") + rec("@ready cmd=info status=0"))
+
+
+def test_unreadable_command_is_sent_again():
+    """The device answers a garbled command line with `@ready cmd=-`: the host sends the
+    command once more at once instead of waiting out the silence limit."""
+    peer = GarblingPeer(1, script=answer_info)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        t0 = time.monotonic()
+        records = link.command("info", timeout=5.0)
+        assert time.monotonic() - t0 < 4.0
+        assert [r.type for r in records] == ["info", "mem", "ready"]
+        assert peer.received == ["info"]  # the garbled first copy did not unframe
+        assert link.stats.garbled_host_lines == 1 and link.stats.stray_records == 0
+    peer.stop.set()
+
+
+def test_command_unreadable_twice_names_the_garbled_direction():
+    peer = GarblingPeer(2, script=answer_info)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=r"could not read `info` twice.*bad_crc.*"
+                                              r"host to the device.*cable.*baud rate"):
+            link.command("info", timeout=5.0)
+        assert time.monotonic() - t0 < 4.0
+        assert link.stats.garbled_host_lines == 2
+    peer.stop.set()
+
+
+def test_garbled_data_line_refusal_names_the_direction():
+    def script(cmd, send):
+        if cmd.startswith("db load"):  # a data line arrived garbled: the load ends
+            send(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=db status=103"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(DeviceError,
+                                                     match=r"bad_crc.*garbled.*cable"):
+        link.command("db load 1", data=[b"0:00 *0000\n"], timeout=5.0)
+    peer.stop.set()
+
+
+def stale_train(epochs: int) -> bytes:
+    """What a board still finishing an earlier session's `train` sends after its boot."""
+    return b"".join(rec(f"@epoch n={n} loss=0.5 train_acc=0.5 correct=1 samples=20 "
+                        "cycles=2500000") for n in range(1, epochs + 1)) + rec(
+        "@ready cmd=train status=0")
+
+
+def test_records_of_another_command_are_left_out_and_counted():
+    peer = Peer(on_connect=BOOT + stale_train(5), script=answer_info)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        link.wait_boot(timeout=5.0)
+        records = link.command("info", timeout=5.0)
+        assert [r.type for r in records] == ["info", "mem", "ready"]
+        assert link.stats.stray_records == 6  # five @epoch and their @ready
+        assert link.stats.records == 1 + 6 + 3  # every record was still read (and logged)
+    peer.stop.set()
+
+
+def test_too_many_stray_records_name_the_fix():
+    from tinysift.device.limits import Limits
+
+    peer = Peer(on_connect=BOOT + stale_train(20), script=answer_info)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        link.wait_boot(timeout=5.0)
+        with pytest.raises(DeviceError, match=r"without ending it.*wait for the device to "
+                                              r"finish.*reset the board.*tinysift device run"):
+            link.command("info", limits=Limits(5.0, 10.0, 11))
+    peer.stop.set()
+
+
+def test_overflow_without_newline_keeps_a_partly_arrived_boot():
+    """More than max_line bytes without a newline are dropped, but not the start of a
+    `@boot` that arrived with them: the device reset inside the noise."""
+    boot = rec("@boot proto=1 resets=1")
+    noise = (b"\xff\x00 noise " * 500)[:4080]  # 17 bytes of the @boot overflow the buffer
+    assert len(noise) == 4080
+
+    def script(cmd, send):
+        send(noise + boot)
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceReset) as err:
+            link.command("train", timeout=3.0)
+        assert err.value.boot.fields["resets"] == "1"
+        assert link.stats.dropped_bytes == len(noise) and link.stats.dropped_lines == 1
+    peer.stop.set()
+
+
 def make_run(tmp_path, samples=20):
     from fake_device import fake_run
 

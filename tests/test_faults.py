@@ -39,6 +39,7 @@ class Case:
     on_reset: str = "retry"
     fails: str | None = None      # a regex the clear failure must match; None: completes
     status: str = "complete"
+    epochs: int = 3
 
 
 CASES = [
@@ -48,6 +49,11 @@ CASES = [
          status="failed"),
     Case("garbage", [Fault("cmd:info", "garbage"), Fault("train:epoch:1", "garbage")]),
     Case("bad-crc", [Fault("train:epoch:1", "corrupt")]),
+    # `results` repeats only the last 64 epochs: the repeat is merged into what arrived
+    Case("bad-crc-long-train", [Fault("train:epoch:79", "corrupt")], epochs=100),
+    Case("bad-crc-old-epoch", [Fault("train:epoch:9", "corrupt")], epochs=100,
+         fails=r"@epoch n=10 were lost.*only the last 64 epochs", status="failed"),
+    Case("bad-crc-class", [Fault("train:class:after:0", "corrupt")]),  # class 1's line
     Case("bad-value", [Fault("train:epoch:1", "bad_value")], fails="cycles='lots'",
          status="failed"),
     Case("reset-info", [Fault("cmd:info", "reset")]),
@@ -89,7 +95,7 @@ def test_fault(case, tmp_path, fault_table):
     t0 = time.monotonic()
     error = None
     try:
-        run_on_device(run, BOARD, port=dev.url, params=TrainParams(epochs=3),
+        run_on_device(run, BOARD, port=dev.url, params=TrainParams(epochs=case.epochs),
                       train_set=streamed_set() if case.stream else None,
                       on_reset=case.on_reset, timeout=TIMEOUT)
     except DeviceError as exc:
@@ -106,10 +112,14 @@ def test_fault(case, tmp_path, fault_table):
             problems.append(f"failed: {error}")
         elif dev.trained_on[-1:] != [want] or doc.samples != want:
             problems.append(f"trained on {dev.trained_on}, results say {doc.samples}")
-        elif [e.epoch for e in doc.epochs] != [1, 2, 3]:
+        elif [e.epoch for e in doc.epochs] != list(range(1, case.epochs + 1)):
             problems.append(f"epochs {[e.epoch for e in doc.epochs]}")
+        elif sum(e.cycles for e in doc.epochs) != 2_500_000 * case.epochs:
+            problems.append(f"epoch cycles {sum(e.cycles for e in doc.epochs)}")
         elif doc.test_acc_after != pytest.approx(want / 20):
             problems.append(f"accuracy {doc.test_acc_after} is another set's")
+        elif problem := per_class_problem(doc, classes=2, test=20):
+            problems.append(problem)
         elif logged != dev.sent:  # a finished session read everything the device sent
             lost = max(lost, len(dev.sent) - len(logged))
         outcome = f"complete, {doc.samples} samples"
@@ -123,14 +133,109 @@ def test_fault(case, tmp_path, fault_table):
         problems.append(f"status {doc.status}, expected {case.status}")
     if case.id.startswith("reset") and doc.status == "complete":
         assert sum(1 for e in doc.events if "device_reset" in e) == 1
-    if case.id == "bad-crc":
+    if case.id.startswith("bad-crc"):
         assert doc.link["dropped_lines"] >= 1
         assert any("records_repeated" in e for e in doc.events), doc.events
     if case.id == "garbage":
         assert doc.link["dropped_lines"] >= 3
+    if case.id == "bad-crc-old-epoch":  # what arrived is kept, the lost one named
+        assert [e.epoch for e in doc.epochs] == [n for n in range(1, 101) if n != 10]
+        assert doc.events[-2]["still_missing"] == ["@epoch n=10"], doc.events
     limit = 3 * TIMEOUT + 10  # a clear failure well within the derived limits
     if seconds > limit:
         problems.append(f"{seconds:.1f} s > {limit} s")
+    if lost:
+        problems.append(f"{lost} records lost")
+    fault_table.add(Row(case.id, outcome, round(seconds, 2), lost, not problems))
+    assert not problems, problems
+
+
+def per_class_problem(doc: DeviceResults, classes: int, test: int) -> str | None:
+    """None when `before` and `after` each have one `@class` row per class, in order,
+    adding up to the test set; else what is wrong."""
+    for when in ("before", "after"):
+        rows = (doc.per_class or {}).get(when, [])
+        if [r["class"] for r in rows] != list(range(classes)) or \
+                sum(r["total"] for r in rows) != test:
+            return f"@class rows of {when}: {rows}"
+    return None
+
+
+@dataclass
+class StreamCase:
+    id: str
+    faults: list = field(default_factory=list)
+    fails: str | None = None      # a regex the clear failure must match; None: completes
+    trains: bool = True           # the device got `train`
+
+
+STREAM_CASES = [
+    StreamCase("stream-bad-crc", [Fault("train:epoch:2", "corrupt")]),
+    StreamCase("stream-wrong-set", [Fault("cmd:train", "flash_set")],
+               fails="trained on 20 samples per epoch"),
+    StreamCase("stream-db-use", [Fault("cmd:db", "lose_samples", times=3)],
+               fails="after `db use both`", trains=False),
+]
+STREAM_CAP = 8  # of the STREAMED samples the device keeps
+
+
+@pytest.mark.parametrize("case", STREAM_CASES, ids=lambda c: c.id)
+def test_stream_fault(case, tmp_path, fault_table):
+    """The streamed session (`db stream`, tinysift.device.stream.converse_stream) ends a
+    train as the session does: lost records asked for again, the `db use` answer and every
+    `@epoch` checked against the buffer; a failure never reads `complete`."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
+    from tinysift.device.link import SerialLink
+    from tinysift.device.session import DeviceSession, TrainParams
+    from tinysift.device.stream import StreamParams, converse_stream
+
+    run = fake_run(tmp_path / "run", samples=20, classes=2)
+    export = json.loads((run / "export" / "export.json").read_text())
+    brd = load_board(BOARD)
+    folder = run / "device" / "stream"
+    session = DeviceSession(brd, folder, TrainParams(epochs=3))
+    dev = FakeDevice(case.faults)
+    t0 = time.monotonic()
+    error = None
+    try:
+        with SerialLink(dev.url, on_record=session.on_record, on_idle=session.flush) as link:
+            session.stats = link.stats
+            converse_stream(link, session, *streamed_set(), StreamParams(STREAMED, STREAM_CAP),
+                            SessionLimits(brd, ModelCost.from_export(export), TIMEOUT))
+    except DeviceError as exc:
+        error = exc
+    finally:
+        session.close()
+    seconds = time.monotonic() - t0
+    dev.close()
+    doc = DeviceResults.load(folder / "results.json")
+    logged = logged_payloads(folder / "log.jsonl", doc.session)
+    lost = records_lost(dev.sent, logged)
+    want = 20 + STREAM_CAP  # db use both: the compiled-in set, then the buffer
+    problems = []
+    if case.fails is None:
+        if error is not None:
+            problems.append(f"failed: {error}")
+        elif doc.status != "complete" or dev.trained_on != [want]:
+            problems.append(f"status {doc.status}, trained on {dev.trained_on}")
+        elif [e.epoch for e in doc.epochs] != [1, 2, 3]:
+            problems.append(f"epochs {[e.epoch for e in doc.epochs]}")
+        elif problem := per_class_problem(doc, classes=2, test=20):
+            problems.append(problem)
+        elif not any("records_repeated" in e for e in doc.events):
+            problems.append(f"no `results` asked for: {doc.events}")
+        outcome = f"complete, {doc.samples} samples"
+    else:
+        import re
+
+        if error is None or not re.search(case.fails, str(error)):
+            problems.append(f"expected a failure matching {case.fails!r}, got {error!r}")
+        if doc.status == "complete":
+            problems.append("status complete")
+        if bool(dev.trained_on) != case.trains:
+            problems.append(f"trained on {dev.trained_on}")
+        outcome = f"{doc.status}: {str(error).split(':')[0][:60]}" if error else "complete"
     if lost:
         problems.append(f"{lost} records lost")
     fault_table.add(Row(case.id, outcome, round(seconds, 2), lost, not problems))

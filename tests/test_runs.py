@@ -110,14 +110,15 @@ def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_
     import tinysift.device.build as build
     from tinysift.device.results import DeviceResults
     from tinysift.device.session import TrainParams
-    from tinysift.stages.device import RESULTS, build_identity, cached_results
+    from tinysift.stages.device import RESULTS, build_identity, cached_results, session_set
 
     run = tmp_path / "run"
     (run / "export").mkdir(parents=True)
     (run / "export" / "ts_export_model.c").write_text("const int a = 1;\n")
     params = TrainParams(epochs=2)
     res = DeviceResults(board="b", clock_hz=1, params=vars(params), energy_model={},
-                        started="now", status="complete", build=build_identity(run))
+                        started="now", status="complete", build=build_identity(run),
+                        train_set_hash=session_set(run, None, False, "ram")[1])
     (run / "device" / "x").mkdir(parents=True)
     atomic_write_json(run / "device" / "x" / RESULTS, res.to_dict())
     assert cached_results(run, "x", params) is not None

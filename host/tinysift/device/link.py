@@ -13,9 +13,24 @@ from tinysift.errors import DeviceError
 
 @dataclass
 class LinkStats:
+    """What the link read and dropped (``results.json`` ``link``).
+
+    Attributes
+    ----------
+    records : valid records read
+    dropped_lines : corrupt or unframed lines dropped
+    dropped_bytes : their bytes
+    stray_records : valid records of another command (those before a ``@ready`` for a
+        command other than the one waited on, that ``@ready`` included), left out of the
+        command's records
+    garbled_host_lines : host lines the device could not read (``@ready cmd=-``)
+    """
+
     records: int = 0
     dropped_lines: int = 0
     dropped_bytes: int = 0
+    stray_records: int = 0
+    garbled_host_lines: int = 0
 
 
 class DeviceReset(DeviceError):
@@ -145,9 +160,14 @@ class SerialLink:
                     self.on_record(rec)
                 return rec
             if len(self._buf) > self.max_line:  # garbage without newlines: resync
-                self.stats.dropped_bytes += len(self._buf)
+                # Keep the tail from the last '@' (at most one record long): a device that
+                # resets inside the noise has its @boot partly here, and losing it would
+                # hide the reset.
+                at = self._buf.rfind(b"@", len(self._buf) - MAX_LINE)
+                cut = at if at >= 0 else len(self._buf)
+                self.stats.dropped_bytes += cut
                 self.stats.dropped_lines += 1
-                self._buf.clear()
+                del self._buf[:cut]
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 raise DeviceTimeout(
@@ -179,22 +199,64 @@ class SerialLink:
                 ) -> list[Record]:
         """Send ``cmd`` and collect records up to its ``@ready``.
 
-        ``limits`` bound the command (tinysift.device.limits); without them, ``timeout``
-        seconds without a valid record, 10x that in all, and 1000 records.
+        Records before a ``@ready`` of another command (one still running from an earlier
+        command or session) are that command's: they are left out and counted
+        (``stats.stray_records``). ``@ready cmd=-`` with a nonzero status means the device
+        could not read a host line (docs/protocol.md): the command is sent once more.
+
+        Parameters
+        ----------
+        cmd : the command line
+        timeout : without ``limits``: seconds without a valid record, 10x that in all, and
+            1000 records
+        on_progress : called with every record as it arrives (before it is known to be
+            stray: records of another command reach it too)
+        data : lines sent right after ``cmd`` (``db load``, ``db stream``)
+        limits : the command's bounds (tinysift.device.limits)
+
+        Returns
+        -------
+        list of Record : the command's records, its ``@ready`` last
 
         Raises
         ------
         DeviceReset : a ``@boot`` arrived before ``@ready``
         DeviceTimeout : silence, or the deadline passed
-        DeviceError : more records than the command can produce, the link closed, or
-            ``@ready`` with a nonzero status (message from ``@err``)
+        DeviceError : more records than the command can produce, the link closed,
+            ``@ready`` with a nonzero status (message from ``@err``), or the device could
+            not read the command twice
         """
         limits = limits or Limits(timeout, 10 * timeout, 1000)
-        deadline = time.monotonic() + limits.deadline
-        self.write_line(cmd, deadline)
-        if data:
-            self.write_raw(b"".join(data), deadline)
         name = cmd.split(" ")[0]
+        sends = 0
+        while True:  # one pass per send: the first, and one resend of a garbled line
+            sends += 1
+            deadline = time.monotonic() + limits.deadline
+            self.write_line(cmd, deadline)
+            if data:
+                self.write_raw(b"".join(data), deadline)
+            received, garbled = self._collect(cmd, name, limits, deadline, on_progress)
+            if garbled is None:
+                return received
+            if sends >= 2:
+                raise DeviceError(
+                    f"{self.url} could not read `{name}` twice in a row (@err {garbled}): "
+                    "the bytes from the host to the device arrive garbled. Check the cable "
+                    "and its connectors (a shorter one, no unpowered hub), that the port's "
+                    "baud rate is the firmware's (115200), and electrical noise near the "
+                    "board; then run again")
+
+    def _collect(self, cmd: str, name: str, limits: Limits, deadline: float,
+                 on_progress: Callable[[Record], None] | None
+                 ) -> tuple[list[Record], str | None]:
+        """Read ``cmd``'s records up to its ``@ready``.
+
+        Returns
+        -------
+        records : ``cmd``'s records, its ``@ready`` last
+        garbled : None when ``cmd``'s ``@ready`` came; else the device answered
+            ``@ready cmd=-`` (it could not read a host line) and this is its ``@err``
+        """
         received: list[Record] = []
         while True:
             rec = self.read_record(limits.silence, deadline, f"`{cmd}`")
@@ -205,16 +267,37 @@ class SerialLink:
                 raise DeviceError(
                     f"the device sent {len(received)} records for `{cmd}` without ending it "
                     f"(it can send at most {limits.records}; last: @{rec.type} "
-                    f"{' '.join(f'{k}={v}' for k, v in rec.fields.items())}): stopped")
+                    f"{' '.join(f'{k}={v}' for k, v in rec.fields.items())}): stopped. Records "
+                    "of another command may still be arriving (a `train` an earlier session "
+                    "started runs on after the host quits): wait for the device to finish, "
+                    "or reset the board (its reset button or power) and run `tinysift device "
+                    "run` again")
             if on_progress is not None:
                 on_progress(rec)
-            if rec.type == "ready" and rec.fields.get("cmd") == name:
+            if rec.type != "ready":
+                continue
+            cmd_of = rec.fields.get("cmd")
+            if cmd_of == name:
                 status = rec.int("status", 0)
                 if status:
                     errs = [r.fields.get("msg", "") for r in received if r.type == "err"]
+                    hint = ("; a line from the host arrived garbled: check the cable, the "
+                            "baud rate (115200) and noise, then run again"
+                            if status in (102, 103) else "")
                     raise DeviceError(f"device refused {cmd!r}: status {status} "
-                                      f"({'; '.join(errs) or 'no message'})")
-                return received
+                                      f"({'; '.join(errs) or 'no message'}){hint}")
+                return received, None
+            if cmd_of == "-" and rec.int("status", 0):
+                # The device could not read a host line, so it did not run it: the records
+                # before its @err belong to earlier commands.
+                err = next((r for r in reversed(received) if r.type == "err"), None)
+                self.stats.garbled_host_lines += 1
+                self.stats.stray_records += len(received) - (2 if err is not None else 1)
+                fields = err.fields if err is not None else {"status": rec.fields["status"]}
+                return [], " ".join(f"{k}={v}" for k, v in fields.items())
+            # Another command's @ready: it and the records before it are not ours.
+            self.stats.stray_records += len(received)
+            received.clear()
 
     def wait_boot(self, timeout: float = 20.0, limits: Limits | None = None) -> Record:
         """The next ``@boot``; other records before it are bounded like a command's."""

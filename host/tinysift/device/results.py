@@ -5,10 +5,13 @@ CLI through :meth:`DeviceResults.load`, never by string keys.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: partial: still running, or the host was killed; failed: a clear failure (its message in
 #: `events`); device-reset: stopped after a reset (--on-reset stop, or reset again on retry)
@@ -74,6 +77,10 @@ class DeviceResults:
     # what the firmware was built from (tinysift.stages.device.build_identity): the export's
     # and the firmware sources' hashes; a cached result is reused only for the same
     build: str | None = None
+    # what the device trained on besides the firmware (training_set_hash): the streamed
+    # samples, their labels and the `db` mode; a cached result is reused only for the same
+    # (None: written before the field existed, never reused)
+    train_set_hash: str | None = None
 
     # -- derived figures ----------------------------------------------------------------
     @property
@@ -117,6 +124,34 @@ class DeviceResults:
     @classmethod
     def load(cls, path: str | Path) -> DeviceResults:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def training_set_hash(train_set: tuple[np.ndarray, np.ndarray] | None, mode: str) -> str:
+    """A content hash of what a session sends the device to train on.
+
+    Parameters
+    ----------
+    train_set : (samples, labels) streamed over the link, or None (the compiled-in set, which
+        the build identity already covers)
+    mode : how it is used, e.g. ``db use flash``, ``db load, db use both`` or
+        ``db stream, db use ram``: the same samples in another mode are another training
+
+    Returns
+    -------
+    str
+        32 hex digits. The samples are hashed as the link sends them (each as int8 bytes)
+        and the labels as integers, so the dtype the caller holds them in does not matter.
+    """
+    h = hashlib.sha256(f"tinysift training set 1; {mode}".encode())
+    if train_set is not None:
+        x, y = train_set
+        x = np.ascontiguousarray(np.asarray(x).astype(np.int8, copy=False))
+        y = np.ascontiguousarray(np.asarray(y).astype(np.int64, copy=False))
+        h.update(f"; {len(x)} samples of {x[0].size if len(x) else 0} bytes; {len(y)} "
+                 "labels;".encode())
+        h.update(x.tobytes())
+        h.update(y.tobytes())
+    return h.hexdigest()[:32]
 
 
 # Fields present in every results.json even while unknown (null), as the format has always had.

@@ -162,6 +162,8 @@ class DeviceSession:
         self.log = open(self.folder / LOG, "a", buffering=1)
         self.stats = None  # the link's LinkStats, once a link is open
         self.epoch_samples: list[int] = []  # each @epoch's `samples`
+        # each @eval's `total` by `when`: its @class records' totals must add up to it
+        self.eval_totals: dict[str, int] = {}
         self.saves = 0
         self._dirty = False
         self._saved_at = 0.0
@@ -208,6 +210,7 @@ class DeviceSession:
                 if "int8_acc" in rec.fields:
                     r.test_int8_acc_after = rec.float("int8_acc")
             r.test_samples = rec.int("total", 0)
+            self.eval_totals[rec.fields.get("when", "-")] = r.test_samples
         elif rec.type == "class":
             r.per_class = r.per_class or {}
             rows = r.per_class.setdefault(rec.fields.get("when", "-"), [])
@@ -261,6 +264,11 @@ class WrongTrainingSet(DeviceError):
     """The device trained on another set than the session set up."""
 
 
+class IncompleteRecords(DeviceError):
+    """Records of a finished `train` were lost on the link and `results` did not repeat
+    them: the result is incomplete (energy, cycles or accuracy would be wrong)."""
+
+
 def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
              limits: SessionLimits, on_reset: str = "retry",
              monitor: PowerMonitor | None = None, progress=None) -> None:
@@ -296,7 +304,7 @@ def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
                    "again): giving up; check the board's power and reset line")
             raise DeviceError(f"{reset}; {how}. Partial results in "
                               f"{session.folder / RESULTS}") from reset
-    _complete_records(link, session, setup, limits)
+    complete_records(link, session, setup.samples(), limits)
     if monitor is not None:
         _apply_measurements(doc, monitor.stop())
     doc.status = "complete"
@@ -367,14 +375,7 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     recs = link.command(f"db use {source}", limits=limits.simple(2))
     for rec in recs:
         session.absorb(rec)
-    db = next((r for r in recs if r.type == "db"), None)
-    want = setup.samples()
-    if db is None or db.fields.get("source") != source or (
-            want is not None and db.int("loaded", -1) != want):
-        raise WrongTrainingSet(
-            f"after `db use {source}` the device reports "
-            f"{'nothing' if db is None else db.fields} instead of {want} samples from "
-            f"{source}: it would train on another set; stopped")
+    check_db_use(link, recs, source, setup.samples())
 
 
 def _train(link: SerialLink, session: DeviceSession, setup: SessionSetup,
@@ -387,47 +388,156 @@ def _train(link: SerialLink, session: DeviceSession, setup: SessionSetup,
                  on_progress=lambda r: (session.absorb(r), progress(r) if progress else None))
 
 
+def check_db_use(link: SerialLink, recs: list[Record], source: str, want: int | None) -> None:
+    """The ``@db`` answer of ``db use <source>`` must name ``source`` and ``want`` samples
+    (None: any count), else the device would train on another set than the session's.
+
+    Raises
+    ------
+    WrongTrainingSet : the answer is missing or names another source or count
+    """
+    db = next((r for r in recs if r.type == "db"), None)
+    if db is None or db.fields.get("source") != source or (
+            want is not None and db.int("loaded", -1) != want):
+        raise WrongTrainingSet(
+            f"after `db use {source}` the device on {link.url} reports "
+            f"{'nothing' if db is None else db.fields} instead of {want} samples from "
+            f"{source}: it would train on another set; stopped")
+
+
 def _clear_training(session: DeviceSession) -> None:
     """Forget a train's records (before it is sent again, or repeated by `results`)."""
     doc = session.results
     doc.epochs, doc.phases, doc.per_class = [], {}, None
     session.epoch_samples = []
     doc.test_acc_before = doc.test_acc_after = doc.test_int8_acc_after = None
+    session.eval_totals = {}
 
 
-def _missing(doc: DeviceResults, params: TrainParams, samples: int | None) -> list[str]:
-    """What a finished `train` should have reported and did not (lines dropped as corrupt)."""
+def _spans(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``1-3,7`` (a run of lost epochs stays one short item)."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _missing(session: DeviceSession, samples: int | None) -> list[str]:
+    """What a finished `train` should have reported and did not (lines dropped as corrupt):
+    every `@epoch` window, `@eval` before and after, one `@class` per class (`@info
+    classes`) for each, their totals adding up to the `@eval`'s, and the five `@phase`s."""
+    doc, params = session.results, session.params
     out = []
-    windows = params.windows(samples) if samples else len(doc.epochs)
     got = [e.epoch for e in doc.epochs]
+    # with epochs= the count is known; with steps= it needs the set's size
+    windows = (params.windows(samples) if samples or params.steps is None
+               else max(got, default=0))
     lost = sorted(set(range(1, windows + 1)) - set(got))
     if lost:
-        out.append(f"@epoch n={','.join(map(str, lost))}")
-    if doc.test_acc_before is None or doc.test_acc_after is None:
-        out.append("@eval")
+        out.append(f"@epoch n={_spans(lost)}")
+    text = str((doc.info or {}).get("classes", ""))
+    classes = int(text) if text.isdigit() else None  # None: @info did not say
+    for when in ("before", "after"):
+        if when not in session.eval_totals:
+            out.append(f"@eval when={when}")
+        rows = (doc.per_class or {}).get(when, [])
+        have = {row["class"] for row in rows}
+        absent = sorted(set(range(classes)) - have) if classes is not None else []
+        if absent:
+            out.append(f"@class when={when} class={_spans(absent)}")
+        elif when in session.eval_totals and (
+                sum(row["total"] for row in rows) != session.eval_totals[when]
+                or len(rows) != len(have)):
+            # every class is there, yet they do not add up: a row lost or repeated
+            out.append(f"@class when={when} (totals {sum(row['total'] for row in rows)}, "
+                       f"@eval total {session.eval_totals[when]})")
     for name in ("features", "head_forward", "backward", "update", "evaluation"):
         if name not in doc.phases:
             out.append(f"@phase name={name}")
     return out
 
 
-def _complete_records(link: SerialLink, session: DeviceSession, setup: SessionSetup,
-                      limits: SessionLimits) -> None:
-    """Records of the train lost to corrupt lines are asked for again (`results` repeats
-    the last train's records); then the device must have trained on the set up set."""
+def _repeat_records(link: SerialLink, session: DeviceSession, limits: SessionLimits) -> None:
+    """Ask `results` for the last train's records again and merge them into what arrived.
+
+    The repeat is the same train, so a record it holds replaces the first copy; what it
+    does not hold is kept: `results` repeats at most the last 64 `@epoch`s
+    (TS_APP_RESULT_EPOCHS), and a line of the repeat may be corrupt too. Epochs are keyed
+    by their number, `@class` rows by `when` and class, phases by name.
+    """
+    doc = session.results
+    first_epochs = {e.epoch: (e, n) for e, n in zip(doc.epochs, session.epoch_samples,
+                                                    strict=True)}
+    first_phases = dict(doc.phases)
+    first_rows = {when: {row["class"]: row for row in rows}
+                  for when, rows in (doc.per_class or {}).items()}
+    first_acc = (doc.test_acc_before, doc.test_acc_after, doc.test_int8_acc_after)
+    first_totals, first_test = dict(session.eval_totals), doc.test_samples
+    recs = link.command("results", limits=limits.results())
+    _clear_training(session)
+    for rec in recs:
+        session.absorb(rec)
+    epochs = {**first_epochs, **{e.epoch: (e, n) for e, n in
+                                 zip(doc.epochs, session.epoch_samples, strict=True)}}
+    doc.epochs = [epochs[k][0] for k in sorted(epochs)]
+    session.epoch_samples = [epochs[k][1] for k in sorted(epochs)]
+    if session.epoch_samples:
+        doc.samples = session.epoch_samples[-1]
+    doc.phases = {**first_phases, **doc.phases}
+    repeated = doc.per_class or {}
+    merged = {}
+    for when in [*first_rows, *(w for w in repeated if w not in first_rows)]:
+        by_class = {**first_rows.get(when, {}),
+                    **{row["class"]: row for row in repeated.get(when, [])}}
+        merged[when] = [by_class[k] for k in sorted(by_class)]
+    doc.per_class = merged or None
+    before, after, int8_after = first_acc
+    if doc.test_acc_before is None:
+        doc.test_acc_before = before
+    if doc.test_acc_after is None:
+        doc.test_acc_after = after
+    if doc.test_int8_acc_after is None:
+        doc.test_int8_acc_after = int8_after
+    session.eval_totals = {**first_totals, **session.eval_totals}
+    if doc.test_samples is None:
+        doc.test_samples = first_test
+    session.save()
+
+
+def complete_records(link: SerialLink, session: DeviceSession, samples: int | None,
+                     limits: SessionLimits) -> None:
+    """The step after every finished `train` (:func:`converse` and the streamed session):
+    records lost to corrupt lines are asked for again (`results` repeats the last train's
+    records) and merged into what arrived; then the device must have trained on the set
+    the session set up.
+
+    Parameters
+    ----------
+    samples : the training set's size on the device (None when unknown)
+
+    Raises
+    ------
+    IncompleteRecords : records still missing after `results`; the result is not complete
+    WrongTrainingSet : an `@epoch` reports another set's size
+    """
     doc, params = session.results, session.params
-    samples = setup.samples()
-    missing = _missing(doc, params, samples)
+    missing = _missing(session, samples)
     if missing and link.stats.dropped_lines:  # lost on the link, not left out by the device
-        recs = link.command("results", limits=limits.results())
-        _clear_training(session)
-        for rec in recs:
-            session.absorb(rec)
-        still = _missing(doc, params, samples)
+        _repeat_records(link, session, limits)
+        still = _missing(session, samples)
         doc.events.append({"records_repeated": missing, "still_missing": still})
-        if "@eval" in still:
-            raise DeviceError(f"the train's results were lost ({', '.join(still)} missing even "
-                              "after `results`): the link corrupts too many lines")
+        if still:
+            raise IncompleteRecords(
+                f"the train's records {'; '.join(still)} were lost on {link.url} "
+                f"({link.stats.dropped_lines} corrupt lines dropped) and `results` did not "
+                "repeat them (it repeats only the last 64 epochs): the result is incomplete "
+                "(its cycles, energy or accuracy would be wrong), so it is not marked "
+                f"complete; what arrived is in {session.folder / RESULTS}. Run the training "
+                "again; if lines keep arriving corrupt, check the cable, the port and the "
+                "baud rate (115200)")
     if params.steps is None and samples is not None:
         wrong = sorted({n for n in session.epoch_samples if n != samples})
         if wrong:

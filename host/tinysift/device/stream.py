@@ -18,7 +18,13 @@ import numpy as np
 from tinysift.device.limits import SessionLimits
 from tinysift.device.link import DeviceReset, SerialLink
 from tinysift.device.protocol import Record, data_line
-from tinysift.device.session import DeviceSession, hello, train_with_retry
+from tinysift.device.session import (
+    DeviceSession,
+    check_db_use,
+    complete_records,
+    hello,
+    train_with_retry,
+)
 from tinysift.errors import DeviceError
 from tinysift.runs import atomic_write_json
 
@@ -95,28 +101,53 @@ def converse_stream(link: SerialLink, session: DeviceSession, x: np.ndarray, y: 
                     progress=None) -> StreamReport:
     """Boot, ``info``, stream, ``db use <db_use>``, ``train``; the stream's report is written
     to ``stream.json`` in the session's folder. A device reset during ``train`` is retried
-    once when the buffer survived it (``@boot db=<kept>``)."""
+    once when the buffer survived it (``@boot db=<kept>``). As in
+    :func:`tinysift.device.session.converse`, the ``db use`` answer must name the buffer
+    (and the compiled-in set with ``both``), records lost to corrupt lines are asked for
+    again with ``results``, and every ``@epoch`` must report that set's size; only then is
+    the status ``complete``.
+
+    Raises
+    ------
+    DeviceError : any failure (the caller records it, as for
+        :func:`tinysift.device.session.converse`)
+    """
+    doc = session.results
+    report = _stream_and_train(link, session, x, y, params, limits, db_use, progress)
+    doc.link = vars(link.stats)
+    doc.status = "complete"
+    doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    session.save()
+    return report
+
+
+def _stream_and_train(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
+                      params: StreamParams, limits: SessionLimits, db_use: str,
+                      progress) -> StreamReport:
+    """:func:`converse_stream` up to a complete set of the train's records."""
     doc = session.results
     hello(link, session, limits)
     t0 = time.perf_counter()
     report = stream_set(link, session, x, y, params, limits)
     atomic_write_json(session.folder / STREAM_FILE,
                       {**report.to_dict(), "host_seconds": time.perf_counter() - t0})
+    # the set `train` must use: the buffer, after the compiled-in set with `both` (its
+    # size from `@info train`; None when @info did not say: then not checked)
+    flash = str((doc.info or {}).get("train", "")) if db_use == "both" else "0"
+    samples = report.kept + int(flash) if flash.isdigit() else None
 
-    def select():  # the buffer survives a reset: select it again before a retry
-        for rec in link.command(f"db use {db_use}", limits=limits.simple()):
+    def select() -> None:  # the buffer survives a reset: select it again before a retry
+        recs = link.command(f"db use {db_use}", limits=limits.simple())
+        for rec in recs:
             session.absorb(rec)
+        check_db_use(link, recs, db_use, samples)
 
     try:
-        samples = report.kept + (int(doc.info.get("train", 0)) if db_use == "both" and doc.info
-                                 else 0)
-        train_with_retry(link, session, limits.train(session.params, samples), progress,
+        train_with_retry(link, session, limits.train(session.params, samples or report.kept),
+                         progress,
                          before=select, may_retry=lambda boot: boot.int("db", 0) == report.kept)
     except DeviceReset as reset:
         raise DeviceError(f"{reset}; the streamed buffer did not survive it or a retry failed "
                           f"(@boot db={reset.boot.fields.get('db', '?')})") from reset
-    doc.link = vars(link.stats)
-    doc.status = "complete"
-    doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    session.save()
+    complete_records(link, session, samples, limits)
     return report

@@ -16,6 +16,7 @@ by tests/test_trainer.py.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,8 +27,8 @@ from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import LayerSpec, ParsedModel
 
 # Part of the export stage's key: a changed formula redoes exports planned with the old one.
-PLAN_VERSION = 6  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 channel planes;
-# 6: the STM32 runtime's receive ring
+PLAN_VERSION = 7  # 3, 4: the arena holds the DSP kernels' scratch; 5: 3x3 channel planes;
+# 6: the STM32 runtime's receive ring; 7: db stream's workspace for TS_DB_CAPACITY (at least 1)
 
 # The firmware app's static memory, line by line (firmware/src/app*.c, app.h); every line
 # but two is computed from the same formulas as the C buffers, and tests/test_memory_plan.py
@@ -389,7 +390,8 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
         "I/O buffers (line, record)": io_buffer_bytes(s),
         "app state and runtime": APP_STATE_BYTES + APP_STATE_CLASS_BYTES * k
         + PORT_RUNTIME_BYTES.get(board.port, 0),
-        "db stream upkeep": stream_ram_bytes(db, k, vq_per_class, d, s),
+        # sized, like the db buffer, for the firmware's TS_DB_CAPACITY = max(db, 1)
+        "db stream upkeep": stream_ram_bytes(db_slots, k, vq_per_class, d, s),
         # the stack region the firmware's linker script reserves (__ts_stack_size: 64 KiB on
         # the QEMU mps2 image, 16 KiB on the STM32 boards): RAM the app cannot use
         "stack (reserved)": board.stack_bytes,
@@ -428,14 +430,7 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
                        vq_per_class=vq_per_class)
     if plan.fits:
         return plan
-    problems = []
-    if plan.ram_total > plan.ram_capacity:
-        problems.append(f"needs {kb(plan.ram_total)} RAM, board has {kb(plan.ram_capacity)} "
-                        f"(over by {kb(plan.ram_total - plan.ram_capacity)})")
-    if plan.flash_total > plan.flash_capacity:
-        problems.append(f"needs {kb(plan.flash_total)} flash, board has "
-                        f"{kb(plan.flash_capacity)} "
-                        f"(over by {kb(plan.flash_total - plan.flash_capacity)})")
+    problems = over_capacity(plan)
     most = max_train_samples(fp, board, test_samples, train_samples, db_capacity,
                              vq_per_class)
     fixes = []
@@ -450,6 +445,19 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
     if not fixes:
         fixes.append("use a smaller model (tinysift train --width) and fewer test samples")
     raise FitError(f"{board.name}: {'; '.join(problems)}; {' or '.join(fixes)}")
+
+
+def over_capacity(plan: MemoryPlan) -> list[str]:
+    """What a plan needs beyond the board, one phrase per memory ("needs 96.3 KB RAM, board
+    has 96 KB (over by 300 bytes)"); empty when it fits. The fit errors of the export and
+    the device stage both say it this way."""
+    problems = []
+    for what, total, capacity in (("RAM", plan.ram_total, plan.ram_capacity),
+                                  ("flash", plan.flash_total, plan.flash_capacity)):
+        if total > capacity:
+            problems.append(f"needs {kb(total)} {what}, board has {kb(capacity)} "
+                            f"(over by {over_by(total - capacity)})")
+    return problems
 
 
 def inference_plan(parsed: ParsedModel, board: Board, tflite_len: int,
@@ -475,4 +483,18 @@ def inference_plan(parsed: ParsedModel, board: Board, tflite_len: int,
 
 
 def kb(n: int) -> str:
-    return f"{n / 1024:.0f} KB" if n < 10 * 1024 * 1024 else f"{n / 1048576:.1f} MB"
+    """``n`` bytes in KB (MB from 10 MB): whole when exact, else rounded up to a tenth, so a
+    size just over a capacity never reads as the capacity itself."""
+    if n >= 10 * 1024 * 1024:
+        return f"{math.ceil(n * 10 / 1048576) / 10:.1f} MB"
+    if n % 1024 == 0:
+        return f"{n // 1024} KB"
+    return f"{math.ceil(n * 10 / 1024) / 10:.1f} KB"
+
+
+def over_by(n: int) -> str:
+    """An overshoot of ``n`` > 0 bytes: exact under 10 KB, else as :func:`kb` (rounded up);
+    never "0"."""
+    if n < 10 * 1024:
+        return "1 byte" if n == 1 else f"{n:,} bytes"
+    return kb(n)

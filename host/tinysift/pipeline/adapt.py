@@ -279,10 +279,11 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
                          schedule=cfg.schedule, balance=cfg.balance)
     label = (f"{cfg.replay}-{cfg.replay_per_class}-{cfg.update}" if cfg.uses_replay
              else f"noreplay-{cfg.update}")
-    res = cached_results(base, label, params)
+    db_use = "both" if cfg.uses_replay else "ram"
+    res = cached_results(base, label, params, train_set=new_set, db_use=db_use)
     if res is None:
         res = run_on_device(base, cfg.board, params=params, train_set=new_set, label=label,
-                            db_use="both" if cfg.uses_replay else "ram")
+                            db_use=db_use)
     accs = device_task_accuracies(res, scn)
     doc = {
         "config": cfg.to_dict(), "scenario": scn.description, "label": label,
@@ -326,16 +327,15 @@ def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, t
             most = k
             break
 
-    def kb(n: int) -> str:
-        return f"{n / 1024:.0f} KB"
+    from tinysift.export.memory import kb, over_by
 
     over = []
     if p["ram_total"] > p["ram_capacity"]:
         over.append(f"RAM {kb(p['ram_total'])} of {kb(p['ram_capacity'])} (over by "
-                    f"{kb(p['ram_total'] - p['ram_capacity'])})")
+                    f"{over_by(p['ram_total'] - p['ram_capacity'])})")
     if p["flash_total"] > p["flash_capacity"]:
         over.append(f"flash {kb(p['flash_total'])} of {kb(p['flash_capacity'])} (over by "
-                    f"{kb(p['flash_total'] - p['flash_capacity'])})")
+                    f"{over_by(p['flash_total'] - p['flash_capacity'])})")
     fix = (f"use --replay-per-class {most} or fewer" if most else
            "fewer --new-per-class samples or update=head")
     raise FitError(f"{cfg.board}: a replay set of {replay} samples plus {new} new samples "

@@ -85,12 +85,13 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         (m, c, selections[(m, c)]) for m in cfg.methods for c in budgets]
     for method, count, sel_path in jobs:
         label = f"{method}-{count}"
-        cached = cached_results(base_dir, label, params)
+        train_set = None
+        if sel_path is not None:
+            idx = np.load(sel_path)["indices"]
+            train_set = (tflm.quantize_images(ds.x_train[idx], scale, zp), ds.y_train[idx])
+        # The set is part of the key: a changed selection under the same label trains again.
+        cached = cached_results(base_dir, label, params, train_set=train_set)
         if cached is None:
-            train_set = None
-            if sel_path is not None:
-                idx = np.load(sel_path)["indices"]
-                train_set = (tflm.quantize_images(ds.x_train[idx], scale, zp), ds.y_train[idx])
             result = run_on_device(base_dir, cfg.board, params=params, train_set=train_set,
                                    label=label)
         else:

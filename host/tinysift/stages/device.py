@@ -4,12 +4,18 @@ Writes ``RUN/device[/<label>]/results.json`` (a :class:`DeviceResults`; rewritte
 records arrive and at the end, so a killed host leaves a readable partial file) and appends
 every record, with the session's id, to ``log.jsonl`` beside it. The run folder is locked
 for the session (one writer); its export must be finished and current.
+
+A rerun never loses a finished result: an earlier complete ``results.json`` is moved aside
+(``results.previous.json``) while the new session runs; if that session does not complete,
+its results go to ``results.failed.json`` and the earlier ones are put back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +24,7 @@ from tinysift.boards import Board, load_board
 from tinysift.device.energy import PowerMonitor
 from tinysift.device.limits import ModelCost, SessionLimits
 from tinysift.device.link import SerialLink
-from tinysift.device.results import DeviceResults
+from tinysift.device.results import DeviceResults, training_set_hash
 from tinysift.device.session import (
     DB_USE,
     ON_RESET,
@@ -32,7 +38,11 @@ from tinysift.errors import TinysiftError
 from tinysift.runs import Run, locks_run
 
 __all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits", "ensure_built",
-           "flash", "run_on_device"]
+           "flash", "run_on_device", "session_set"]
+
+#: The tags of the files a session moves aside: an earlier complete result while a new
+#: session runs, and the new session's own results when it does not complete.
+PREVIOUS, FAILED = "previous", "failed"
 
 
 @locks_run("run_dir")
@@ -61,6 +71,9 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     monitor : a power monitor measuring the marker windows
     timeout : seconds without a valid record, added to every limit derived from the board's
         clock and the command's expected cycles (tinysift.device.limits)
+
+    A session that does not complete leaves an earlier complete result of the folder in
+    ``results.json`` and its own in ``results.failed.json`` (:func:`attempt`).
     """
     from tinysift.stages.checks import check_exported
 
@@ -79,10 +92,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     export_info = json.loads((export_dir / "export.json").read_text())
     if port is None:  # it is built here: a model or set that does not fit is refused first
         check_export_fits(run_dir, brd)
-    session = DeviceSession(brd, run_dir / "device" / (label or ""), params)
-    if train_set is None and use_db:
-        with np.load(export_dir / "golden.npz") as g:
-            train_set = (g["x_train"], g["y_train"])
+    train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
     limits = SessionLimits(brd, ModelCost.from_export(export_info), timeout)
     setup = SessionSetup(train_set=train_set, db_use=db_use,
                          model_hash=export_info["content_hash"],
@@ -92,31 +102,138 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     res.samples = setup.samples()
     res.model_hash = export_info["content_hash"]
     res.build = build_identity(run_dir)
+    res.train_set_hash = set_hash
     res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                 "flash_bytes": export_info["memory_plan"]["flash_total"]}
-    try:
+    with attempt(session):
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
-    except TinysiftError as exc:
+    return res
+
+
+def session_set(run_dir: str | Path, train_set: tuple[np.ndarray, np.ndarray] | None,
+                use_db: bool, db_use: str) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """The set a device session streams and its :func:`training_set_hash`.
+
+    Parameters
+    ----------
+    run_dir : the run (its export's ``golden.npz`` holds the exported training set)
+    train_set : (int8 samples, labels) to stream, or None
+    use_db : without ``train_set``, stream the exported training set instead of training on
+        the compiled-in copy
+    db_use : ``ram`` or ``both`` (with a streamed set)
+
+    Returns
+    -------
+    (train_set or None, hash)
+    """
+    if train_set is None and use_db:
+        with np.load(Path(run_dir) / "export" / "golden.npz") as g:
+            train_set = (g["x_train"], g["y_train"])
+    mode = "db use flash" if train_set is None else f"db load, db use {db_use}"
+    return train_set, training_set_hash(train_set, mode)
+
+
+@contextlib.contextmanager
+def attempt(session: DeviceSession, also: tuple[str, ...] = ()) -> Iterator[DeviceResults]:
+    """One session's conversation, recorded however it ends, without losing a finished
+    result of the same folder.
+
+    An earlier complete ``results.json`` (and the files named in ``also`` that belong to it)
+    is moved aside to ``<name>.previous.<ext>`` first. On success the new results replace
+    it. A TinysiftError (or any other error) sets the status ``failed`` with its message in
+    ``events``; Ctrl-C or SIGTERM sets ``interrupted``; either way the results are written,
+    then, if an earlier complete result was set aside, this session's files go to
+    ``<name>.failed.<ext>`` and the earlier ones come back, and a TinysiftError says where.
+    A host killed outright leaves the earlier result in ``results.previous.json``; the next
+    session of the folder keeps it the same way.
+    """
+    names = (RESULTS, *also)
+    folder = session.folder
+    try:
+        previous = _set_aside(folder, names)
+    except BaseException:
+        session.log.close()
+        raise
+    res = session.results
+    try:
+        yield res
+    except Exception as exc:  # TinysiftError: a clear failure; anything else: a bug, also one
         if res.status == "partial":
             res.status = "failed"
             res.events.append({"failed": str(exc)})
+        failed = _settle(session, names, previous)
+        if failed is not None and isinstance(exc, TinysiftError):
+            exc.args = (f"{exc} [this attempt's results: {failed}; the earlier complete "
+                        f"results stay in {folder / RESULTS}]",)
         raise
     except BaseException:  # Ctrl-C, SIGTERM (tinysift.errors.Terminated)
-        res.status = "interrupted"
+        if res.status != "complete":
+            res.status = "interrupted"
+        _settle(session, names, previous)
         raise
-    finally:
-        session.close()
-    return res
+    _settle(session, names, previous)
+
+
+def _tagged(folder: Path, name: str, tag: str) -> Path:
+    stem, dot, ext = name.partition(".")
+    return folder / f"{stem}.{tag}{dot}{ext}"
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        return DeviceResults.load(path).complete
+    except (OSError, ValueError, TypeError):  # missing, or torn by a crash of an old writer
+        return False
+
+
+def _set_aside(folder: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
+    """Move an earlier complete result (``names[0]``) and its companions out of the new
+    session's way; returns where they are, or None when there is none to keep."""
+    kept = {name: _tagged(folder, name, PREVIOUS) for name in names}
+    if _is_complete(folder / names[0]):
+        # the results last, so that a crash in between leaves them where they were
+        for name in (*names[1:], names[0]):
+            if (folder / name).exists():
+                os.replace(folder / name, kept[name])
+        return kept
+    if _is_complete(kept[names[0]]):  # set aside by a session whose host was killed
+        return kept
+    return None
+
+
+def _settle(session: DeviceSession, names: tuple[str, ...],
+            previous: dict[str, Path] | None) -> Path | None:
+    """Write the session's final results, then keep the earlier complete ones: dropped once
+    this session completed, else put back with this session's files moved to
+    ``*.failed.*``. Returns where this session's results went when they were moved."""
+    session.close()
+    if previous is None:
+        return None
+    folder = session.folder
+    if session.results.complete:
+        for path in previous.values():
+            path.unlink(missing_ok=True)
+        return None
+    for name in names:
+        failed = _tagged(folder, name, FAILED)
+        if (folder / name).exists():
+            os.replace(folder / name, failed)
+        else:
+            failed.unlink(missing_ok=True)
+    for name in (*names[1:], names[0]):  # the results last: their presence marks it done
+        if previous[name].exists():
+            os.replace(previous[name], folder / name)
+    return _tagged(folder, names[0], FAILED)
 
 
 def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     """Refuse, before any build, a run whose export was made for another board and does not
-    fit this one: the memory plan of the export's model, samples and `db load` capacity,
-    against ``brd`` (an export for ``brd`` itself was checked by ``tinysift export``)."""
+    fit this one: the memory plan of the export's model, samples, `db load` capacity and VQ
+    codebook, against ``brd`` (an export for ``brd`` itself was checked by ``tinysift
+    export``)."""
     from tinysift.errors import FitError
-    from tinysift.export.memory import kb
-    from tinysift.stages.export import memory_plan_for
+    from tinysift.export.memory import over_capacity, plan_memory
 
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "export" / "export.json").read_text())
@@ -124,32 +241,49 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     if made_for == brd.name:
         return
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
-    plan = memory_plan_for(run_dir, brd.name, test_samples=info["test_samples"],
-                           train_samples=info["train_samples"], db_capacity=db_capacity)
-    if plan["fits"]:
+    vq = int((info.get("codebook") or {}).get("per_class", 0))
+    plan = plan_memory(_export_footprint(run_dir), brd, info["train_samples"],
+                       info["test_samples"], db_capacity=db_capacity, vq_per_class=vq)
+    if plan.fits:
         return
-    problems = []
-    if plan["ram_total"] > plan["ram_capacity"]:
-        problems.append(f"needs {kb(plan['ram_total'])} RAM, board has "
-                        f"{kb(plan['ram_capacity'])}")
-    if plan["flash_total"] > plan["flash_capacity"]:
-        problems.append(f"needs {kb(plan['flash_total'])} flash, board has "
-                        f"{kb(plan['flash_capacity'])}")
+    codebook = f", a VQ codebook of {vq} per class" if vq else ""
     raise FitError(f"{brd.name}: the export of {run_dir} (made for {made_for}: "
-                   f"{info['train_samples']} samples, db capacity {db_capacity}) "
-                   f"{' and '.join(problems)}; export for this board first: tinysift export "
-                   f"--run {run_dir} --board {brd.name} [--fit]")
+                   f"{info['train_samples']} samples, db capacity {db_capacity}{codebook}) "
+                   f"{' and '.join(over_capacity(plan))}; export for this board first: "
+                   f"tinysift export --run {run_dir} --board {brd.name} [--fit]")
 
 
-def cached_results(run_dir: str | Path, label: str,
-                   params: TrainParams) -> DeviceResults | None:
-    """A finished result for the same export, firmware sources and parameters (resume
-    support)."""
+def _export_footprint(run_dir: Path):
+    """The memory footprint of the run's model (the one its export was made from)."""
+    from tinysift.export.memory import model_footprint
+    from tinysift.export.tflite_reader import parse_tflite
+
+    path = run_dir / "model.tflite"
+    if not path.exists():
+        raise TinysiftError(f"{path} not found: the board check needs the exported model; "
+                            f"run `tinysift quantize --run {run_dir}` and export again")
+    tflite = path.read_bytes()
+    return model_footprint(parse_tflite(tflite), len(tflite))
+
+
+def cached_results(run_dir: str | Path, label: str, params: TrainParams,
+                   train_set: tuple[np.ndarray, np.ndarray] | None = None,
+                   use_db: bool = False, db_use: str = "ram") -> DeviceResults | None:
+    """A finished result for the same export, firmware sources, parameters and training set
+    (resume support).
+
+    ``train_set``, ``use_db`` and ``db_use`` are what :func:`run_on_device` would be given:
+    the result is reused only when it trained on the same streamed samples and labels in the
+    same mode (None and not ``use_db``: the compiled-in set). A result written before the
+    set was recorded is not reused."""
     path = Path(run_dir) / "device" / label / RESULTS
     if not path.exists():
         return None
     res = DeviceResults.load(path)
     if not res.complete or res.params != vars(params) or res.build != build_identity(run_dir):
+        return None
+    if res.train_set_hash is None or \
+            res.train_set_hash != session_set(run_dir, train_set, use_db, db_use)[1]:
         return None
     return res
 

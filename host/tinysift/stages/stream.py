@@ -1,8 +1,11 @@
 """The device stage with a streamed buffer: ``db stream`` the new samples (the device keeps
 ``cap`` of them by a replay policy), then train on the buffer (and the exported replay set).
 
-Writes ``RUN/device/<label>/results.json`` and ``log.jsonl`` like the ``device`` stage, and
-``stream.json`` (what the device kept: :class:`tinysift.device.stream.StreamReport`).
+Writes ``RUN/device/<label>/results.json`` and ``log.jsonl`` like the ``device`` stage,
+``stream_params.json`` (the ``db stream`` parameters) and ``stream.json`` (what the device
+kept: :class:`tinysift.device.stream.StreamReport`). Like the ``device`` stage it holds the
+run folder's lock, records a failure or an interruption in ``results.json``, and a rerun
+that does not complete keeps an earlier complete result (tinysift.stages.device.attempt).
 """
 
 from __future__ import annotations
@@ -14,26 +17,31 @@ import numpy as np
 
 from tinysift.boards import load_board
 from tinysift.device.limits import ModelCost, SessionLimits
-from tinysift.device.results import DeviceResults
+from tinysift.device.results import DeviceResults, training_set_hash
 from tinysift.device.session import DeviceSession, TrainParams
 from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
 from tinysift.errors import TinysiftError
-from tinysift.stages.device import RESULTS, _open_link, build_identity
+from tinysift.runs import atomic_write_json, locks_run
+from tinysift.stages.device import RESULTS, _open_link, attempt, build_identity
+
+STREAM_PARAMS = "stream_params.json"
 
 
+@locks_run("run_dir")
 def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
                          samples: tuple[np.ndarray, np.ndarray], stream: StreamParams,
                          label: str, db_use: str = "both", port: str | None = None,
                          timeout: float = 20.0) -> tuple[DeviceResults, StreamReport]:
     """Stream ``samples`` (int8 inputs, labels) with ``stream`` and train with ``params`` on
-    ``db use <db_use>``; a finished result with the same parameters is read back instead
-    (resume). Every command is bounded as in the device stage (tinysift.device.limits: its
-    silence, deadline and records from the board's clock and the command's expected cycles,
-    ``timeout`` seconds added)."""
+    ``db use <db_use>``; a finished result with the same parameters, build and streamed set
+    is read back instead (resume). Every command is bounded as in the device stage
+    (tinysift.device.limits: its silence, deadline and records from the board's clock and the
+    command's expected cycles, ``timeout`` seconds added)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
     build = build_identity(run_dir)
-    cached = _cached(folder, params, stream, build)
+    set_hash = stream_set_hash(samples, db_use)
+    cached = _cached(folder, params, stream, build, set_hash)
     if cached is not None:
         return cached
     export_info = run_dir / "export" / "export.json"
@@ -46,27 +54,33 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     res = session.results
     res.model_hash = info["content_hash"]
     res.build = build
+    res.train_set_hash = set_hash
     res.plan = {"ram_bytes": info["memory_plan"]["ram_total"],
                 "flash_bytes": info["memory_plan"]["flash_total"]}
-    try:
+    with attempt(session, also=(STREAM_FILE, STREAM_PARAMS)):
+        # the parameters first: a complete results.json always has its own beside it
+        atomic_write_json(folder / STREAM_PARAMS, vars(stream))
         with _open_link(brd, run_dir, port, session) as link:
             report = converse_stream(link, session, samples[0], samples[1], stream, limits,
                                      db_use)
-    finally:
-        session.close()
-    res.samples = report.kept + (info["train_samples"] if db_use == "both" else 0)
-    session.save()
-    (folder / "stream_params.json").write_text(json.dumps(vars(stream)))
+        res.samples = report.kept + (info["train_samples"] if db_use == "both" else 0)
     return res, report
 
 
-def _cached(folder: Path, params: TrainParams, stream: StreamParams, build: str):
-    path, spath = folder / RESULTS, folder / "stream_params.json"
+def stream_set_hash(samples: tuple[np.ndarray, np.ndarray], db_use: str) -> str:
+    """The :func:`training_set_hash` of a streamed set used with ``db use <db_use>``."""
+    return training_set_hash(samples, f"db stream, db use {db_use}")
+
+
+def _cached(folder: Path, params: TrainParams, stream: StreamParams, build: str,
+            set_hash: str) -> tuple[DeviceResults, StreamReport] | None:
+    path, spath = folder / RESULTS, folder / STREAM_PARAMS
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
     res = DeviceResults.load(path)
+    # a result without the set's hash was written before it was recorded: not reused
     if not res.complete or res.params != vars(params) or res.build != build or \
-            json.loads(spath.read_text()) != vars(stream):
+            res.train_set_hash != set_hash or json.loads(spath.read_text()) != vars(stream):
         return None
     doc = json.loads((folder / STREAM_FILE).read_text())
     doc.pop("host_seconds", None)

@@ -1,0 +1,363 @@
+"""The device and stream stages' bookkeeping, without a device: a rerun that fails or is
+interrupted keeps an earlier complete result, the stream stage records its failures and
+holds the run folder's lock, a cached result is reused only for the same streamed set, the
+board check counts the export's VQ codebook, and the memory plan's sizes and overshoots."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tinysift.device.results import DeviceResults
+from tinysift.errors import DeviceError, FitError, RunBusy
+
+BOARD = "qemu-mps2-an386"
+NO_PORT = "/nonexistent/tinysift-test-port"  # fails at once (a socket:// URL retries 10 s)
+
+
+def exported_run(folder, samples: int = 20, classes: int = 2, sample_bytes: int = 64,
+                 **extra):
+    """A run folder with a finished export stage: a small model's export.json and golden.npz
+    (what the device stages read), recorded in manifest.json."""
+    from tinysift.runs import Run
+
+    run = Run(folder)
+    with run.stage("export", {"board": BOARD}, {"tflite": "-"}) as rec:
+        export = run.path / "export"
+        export.mkdir(parents=True, exist_ok=True)
+        info = {"board": BOARD, "train_samples": samples, "content_hash": "abc",
+                "num_classes": classes, "test_samples": 20, "head_layer": 1,
+                "input": {"shape": [8, 8, 1]},
+                "layers": [{"op": "CONV_2D", "in": [8, 8, 1], "out": [4, 4, 8], "macs": 1152},
+                           {"op": "FULLY_CONNECTED", "in": [1, 1, 8], "out": [1, 1, classes],
+                            "macs": 8 * classes}],
+                "memory_plan": {"ram_total": 1000, "flash_total": 2000}, **extra}
+        (export / "export.json").write_text(json.dumps(info))
+        rng = np.random.default_rng(0)
+        np.savez(export / "golden.npz",
+                 x_train=rng.integers(-128, 128, (samples, sample_bytes)).astype(np.int8),
+                 y_train=np.arange(samples) % classes)
+        rec["outputs"] += ["export/export.json", "export/golden.npz"]
+    return run.path
+
+
+def a_set(seed: int = 0, n: int = 6):
+    rng = np.random.default_rng(seed)
+    return rng.integers(-128, 128, (n, 64)).astype(np.int8), np.arange(n) % 2
+
+
+def complete_result(run, label: str, params, set_hash: str | None, session: str = "earlier"):
+    """A finished result as a session of the current export and firmware leaves it."""
+    from tinysift.runs import atomic_write_json
+    from tinysift.stages.device import RESULTS, build_identity
+
+    res = DeviceResults(board=BOARD, clock_hz=1, params=vars(params), energy_model={},
+                        started="then", status="complete", build=build_identity(run),
+                        session=session, train_set_hash=set_hash, test_acc_after=0.9)
+    atomic_write_json(run / "device" / label / RESULTS, res.to_dict())
+    return res
+
+
+def load(path) -> DeviceResults:
+    return DeviceResults.load(path)
+
+
+@contextlib.contextmanager
+def _no_link(*_args):
+    yield None
+
+
+# ---- the device stage: a rerun never loses a finished result ----------------------------
+
+def test_failed_rerun_keeps_the_earlier_complete_result(tmp_path):
+    """A rerun whose port cannot be opened used to replace a complete results.json by a
+    failed one: the failed attempt now goes to results.failed.json, the error says so, and
+    the finished result stays."""
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "x", params, None)
+    folder = run / "device" / "x"
+    with pytest.raises(DeviceError, match=r"cannot open .*results\.failed\.json.*earlier "
+                                          r"complete results stay in .*results\.json"):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    kept = load(folder / "results.json")
+    assert kept.complete and kept.session == "earlier" and kept.test_acc_after == 0.9
+    failed = load(folder / "results.failed.json")
+    assert failed.status == "failed" and "cannot open" in failed.events[-1]["failed"]
+    assert not (folder / "results.previous.json").exists()
+
+
+def test_rerun_without_an_earlier_result_records_its_failure_in_place(tmp_path):
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    with pytest.raises(DeviceError, match="cannot open") as err:
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=2))
+    assert "results.failed" not in str(err.value)
+    assert load(run / "device" / "results.json").status == "failed"
+    assert not (run / "device" / "results.failed.json").exists()
+
+
+def test_interrupted_or_killed_rerun_keeps_it_and_a_complete_one_replaces_it(tmp_path,
+                                                                           monkeypatch):
+    """Ctrl-C in a rerun puts the earlier result back (its own: interrupted, beside it); a
+    host killed outright leaves it in results.previous.json, which the next session keeps;
+    a rerun that completes replaces it."""
+    import tinysift.stages.device as stage
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    folder = run / "device" / "x"
+    complete_result(run, "x", params, None)
+    monkeypatch.setattr(stage, "_open_link", _no_link)
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "converse", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    assert load(folder / "results.json").session == "earlier"
+    assert load(folder / "results.failed.json").status == "interrupted"
+
+    # killed: the partial results of the killed session, the earlier ones set aside
+    (folder / "results.json").replace(folder / "results.previous.json")
+    partial = DeviceResults(board=BOARD, clock_hz=1, params={}, energy_model={}, started="",
+                            session="killed")
+    (folder / "results.json").write_text(json.dumps(partial.to_dict()))
+
+    def fails(*_args):
+        raise DeviceError("the board did not answer")
+
+    monkeypatch.setattr(stage, "converse", fails)
+    with pytest.raises(DeviceError, match="did not answer"):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    assert load(folder / "results.json").session == "earlier"
+    assert not (folder / "results.previous.json").exists()
+
+    def completes(_link, session, *_args):
+        session.results.status = "complete"
+
+    monkeypatch.setattr(stage, "converse", completes)
+    res = run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    assert load(folder / "results.json").session == res.session != "earlier"
+    assert not (folder / "results.previous.json").exists()
+
+
+def test_one_session_per_run(tmp_path, monkeypatch):
+    """The stage made its DeviceSession twice: the first one's log.jsonl was never closed."""
+    import tinysift.stages.device as stage
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    made = []
+    real = stage.DeviceSession
+
+    def counted(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(stage, "DeviceSession", counted)
+    run = exported_run(tmp_path / "run")
+    with pytest.raises(DeviceError):
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=2))
+    assert len(made) == 1 and made[0].log.closed
+
+
+# ---- the streamed training set is part of the cache key ---------------------------------
+
+def test_cached_result_only_for_the_same_streamed_set(tmp_path):
+    """pipeline/run.py labels device runs by method and count: another selection of the
+    same size reused the first one's result. The set (samples, labels, db mode) is hashed."""
+    from tinysift.stages.device import TrainParams, cached_results, run_on_device, session_set
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    one, two = a_set(0), a_set(1)
+    complete_result(run, "x", params, session_set(run, one, False, "ram")[1])
+    assert cached_results(run, "x", params, train_set=one) is not None
+    assert cached_results(run, "x", params, train_set=(one[0].astype(np.int16), one[1]))
+    assert cached_results(run, "x", params, train_set=two) is None
+    assert cached_results(run, "x", params, train_set=(one[0], 1 - one[1])) is None
+    assert cached_results(run, "x", params, train_set=one, db_use="both") is None
+    assert cached_results(run, "x", params) is None  # the compiled-in set
+    complete_result(run, "x", params, None)  # written before the hash was recorded
+    assert cached_results(run, "x", params, train_set=one) is None
+    complete_result(run, "f", params, session_set(run, None, False, "ram")[1])
+    assert cached_results(run, "f", params) is not None
+    assert cached_results(run, "f", params, use_db=True) is None  # the same set, streamed
+    # the session records it (here: in the failed attempt's results)
+    with pytest.raises(DeviceError):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, train_set=two, label="y")
+    assert load(run / "device" / "y" / "results.json").train_set_hash == \
+        session_set(run, two, False, "ram")[1]
+
+
+# ---- the stream stage ---------------------------------------------------------------------
+
+def _stream_files(run, label, params, stream, samples, db_use="both"):
+    """A finished streamed result: results.json, stream_params.json, stream.json."""
+    from tinysift.device.stream import StreamReport
+    from tinysift.runs import atomic_write_json
+    from tinysift.stages.stream import stream_set_hash
+
+    folder = run / "device" / label
+    complete_result(run, label, params, stream_set_hash(samples, db_use))
+    atomic_write_json(folder / "stream_params.json", vars(stream))
+    atomic_write_json(folder / "stream.json", StreamReport(policy="reservoir",
+                                                           db={"loaded": 3}).to_dict())
+    return folder
+
+
+def test_stream_stage_records_a_failure_and_keeps_the_earlier_result(tmp_path):
+    """A DeviceError used to leave status `partial` (still running, or killed) and no event;
+    and a rerun for a changed set (not cached) must not replace the finished result."""
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_stream_on_device(run, BOARD, params, a_set(0), stream, "fresh", port=NO_PORT)
+    doc = load(run / "device" / "fresh" / "results.json")
+    assert doc.status == "failed" and "cannot open" in doc.events[-1]["failed"]
+
+    folder = _stream_files(run, "s", params, stream, a_set(0))
+    res, rep = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
+    assert res.session == "earlier" and rep.kept == 3  # cached: the port is never opened
+    with pytest.raises(DeviceError, match=r"results\.failed\.json"):  # another set
+        run_stream_on_device(run, BOARD, params, a_set(1), stream, "s", port=NO_PORT)
+    assert load(folder / "results.json").session == "earlier"
+    assert json.loads((folder / "stream_params.json").read_text()) == vars(stream)
+    assert load(folder / "results.failed.json").status == "failed"
+    again, _ = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
+    assert again.session == "earlier"  # still cached
+
+
+def test_stream_stage_interrupted_and_writes_its_parameters_atomically(tmp_path,
+                                                                       monkeypatch):
+    import tinysift.stages.stream as stage
+    from tinysift.device.stream import StreamParams, StreamReport
+    from tinysift.stages.device import TrainParams
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    monkeypatch.setattr(stage, "_open_link", _no_link)
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "converse_stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
+    assert load(run / "device" / "s" / "results.json").status == "interrupted"
+
+    written = []
+    real = stage.atomic_write_json
+    monkeypatch.setattr(stage, "atomic_write_json",
+                        lambda path, obj: (written.append(path.name), real(path, obj)))
+
+    def completes(_link, session, *_args):
+        session.results.status = "complete"
+        return StreamReport(policy="reservoir", db={"loaded": 3})
+
+    monkeypatch.setattr(stage, "converse_stream", completes)
+    res, _ = stage.run_stream_on_device(run, BOARD, params, a_set(0), stream, "s",
+                                        port=NO_PORT)
+    assert written == ["stream_params.json"] and res.samples == 3 + 20
+
+
+def test_stream_stage_holds_the_run_lock(tmp_path):
+    """One writer per run folder: a stream session in a folder another process writes is
+    refused (the device stage always was)."""
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom tinysift.runs import run_lock\n"
+         "with run_lock(sys.argv[1], 'holding'):\n    print('held', flush=True)\n"
+         "    time.sleep(120)\n", str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        time.sleep(0.05)
+        with pytest.raises(RunBusy, match=f"pid {proc.pid}"):
+            run_stream_on_device(run, BOARD, TrainParams(epochs=1), a_set(0),
+                                 StreamParams(6, 3), "s", port=NO_PORT)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (run / "device" / "s").exists()
+
+
+# ---- the board check and the memory plan --------------------------------------------------
+
+def _footprint():
+    from tinysift.export.memory import ModelFootprint
+
+    return ModelFootprint(weight_bytes=20_000, num_layers=10, arena_bytes=12_000,
+                          sample_bytes=784, feature_dim=64, num_classes=10,
+                          tflite_bytes=30_000)
+
+
+def test_board_check_counts_the_codebook_and_says_by_how_much(tmp_path, monkeypatch):
+    """An export made for another board with a VQ codebook: the check ignored the codebook
+    (so a too-big export reached the build) and gave no overshoot."""
+    import tinysift.stages.device as stage
+    from tinysift.boards import load_board
+    from tinysift.export.memory import plan_memory
+
+    small = load_board("nucleo_f411re")
+    fp = _footprint()
+    bare = plan_memory(fp, small, 40, 50, db_capacity=20)
+    assert bare.fits
+    # codewords enough to overflow what is left of the RAM (their online copy is in RAM)
+    per_class = (small.ram_bytes - bare.ram_total) // (fp.num_classes * fp.feature_dim) + 1
+    assert not plan_memory(fp, small, 40, 50, db_capacity=20, vq_per_class=per_class).fits
+    run = exported_run(tmp_path / "run", samples=40, codebook={"per_class": per_class})
+    info = json.loads((run / "export" / "export.json").read_text())
+    info.update(test_samples=50, memory_plan={"ram_total": 1, "flash_total": 1,
+                                              "db_capacity": 20})
+    (run / "export" / "export.json").write_text(json.dumps(info))
+    monkeypatch.setattr(stage, "_export_footprint", lambda _run: fp, raising=False)
+    with pytest.raises(FitError, match=rf"nucleo_f411re: .*{per_class} per class.* RAM, board "
+                                       r"has 128 KB \(over by [1-9][\d,.]* (bytes|KB)\).*"
+                                       r"--board nucleo_f411re"):
+        stage.check_export_fits(run, small)
+    info["codebook"] = {"per_class": 0}
+    (run / "export" / "export.json").write_text(json.dumps(info))
+    stage.check_export_fits(run, small)
+
+
+def test_sizes_and_overshoots_never_read_as_zero():
+    """98,604 bytes on a 96 KB board read "needs 96 KB, board has 96 KB (over by 0 KB)"."""
+    from tinysift.export.memory import MemoryPlan, kb, over_by, over_capacity
+
+    plan = MemoryPlan(board="b", ram={"all": 98_604}, ram_capacity=96 * 1024,
+                      flash={"all": 10}, flash_capacity=1024)
+    assert over_capacity(plan) == ["needs 96.3 KB RAM, board has 96 KB (over by 300 bytes)"]
+    assert kb(96 * 1024) == "96 KB" and kb(96 * 1024 + 1) == "96.1 KB"
+    assert over_by(1) == "1 byte" and over_by(10 * 1024 + 1) == "10.1 KB"
+    assert kb(10 * 1048576 + 1) == "10.1 MB"
+
+
+def test_stream_upkeep_is_planned_for_at_least_one_slot():
+    """The firmware's TS_DB_CAPACITY is max(db, 1): the plan's `db stream` workspace for
+    db=0 is the one for a capacity of 1 (it was 4 bytes short)."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import plan_memory
+
+    board = load_board(BOARD)
+    none, one = (plan_memory(_footprint(), board, 40, 50, db_capacity=db) for db in (0, 1))
+    assert none.ram["db stream upkeep"] == one.ram["db stream upkeep"]
+    assert none.ram["db buffer (streamed set)"] == one.ram["db buffer (streamed set)"]
