@@ -68,6 +68,9 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "refuses before training: names both hashes and `device flash`"),
     "stale-ram-set": ("fake", "board left on a streamed set by an earlier session",
                       "sends `db use flash` and checks `@db`: trains on the flash set"),
+    "small-db-buffer": ("fake", "firmware's RAM buffer (8 samples) smaller than the set (12)",
+                        "refuses before streaming: names both counts and the export/flash "
+                        "fix"),
     "stream-bad-crc": ("fake", "`db stream` session: an `@epoch` with a wrong CRC",
                        "asks `results` as the session does, completes"),
     "stream-wrong-set": ("fake", "`db stream` session: the device trains on the flash set",

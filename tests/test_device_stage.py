@@ -361,3 +361,25 @@ def test_stream_upkeep_is_planned_for_at_least_one_slot():
     none, one = (plan_memory(_footprint(), board, 40, 50, db_capacity=db) for db in (0, 1))
     assert none.ram["db stream upkeep"] == one.ram["db stream upkeep"]
     assert none.ram["db buffer (streamed set)"] == one.ram["db buffer (streamed set)"]
+
+
+def test_a_set_that_does_not_fit_the_exported_buffer_is_refused_before_the_board(tmp_path):
+    """More samples than the export's `db load` buffer, samples of another size, or labels
+    outside the model's classes: one clear error before any port is opened (the port here
+    does not exist, so reaching it would fail with another message)."""
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run", memory_plan={"ram_total": 1000, "flash_total": 2000,
+                                                      "db_capacity": 4})
+    with pytest.raises(TinysiftError, match=r"6 samples.*holds 4 \(over by 2\).*"
+                                            r"--db-capacity 6"):
+        run_on_device(run, BOARD, port=NO_PORT, train_set=a_set(n=6))
+    x, y = a_set(n=4)
+    with pytest.raises(TinysiftError, match=r"shape \(32,\).*takes \(8, 8, 1\)"):
+        run_on_device(run, BOARD, port=NO_PORT, train_set=(x[:, :32], y))
+    with pytest.raises(TinysiftError, match=r"labels 0\.\.2.*classes 0\.\.1"):
+        run_on_device(run, BOARD, port=NO_PORT, train_set=(x, np.array([0, 1, 2, 0])))
+    assert not (run / "device" / "results.json").exists()  # no session was started
+    with pytest.raises(DeviceError, match="cannot open"):  # a set that fits gets to the port
+        run_on_device(run, BOARD, port=NO_PORT, train_set=(x, y), params=TrainParams(epochs=1))

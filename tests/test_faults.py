@@ -77,6 +77,8 @@ CASES = [
     Case("wrong-model", device={"model": "0123456789abcdef"}, fails="holds model",
          status="failed"),
     Case("stale-ram-set", device={"source": "ram", "ram": 5}, stream=False),
+    Case("small-db-buffer", device={"capacity": 8}, fails="holds 8 samples in RAM",
+         status="failed"),
 ]
 
 

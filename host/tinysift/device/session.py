@@ -364,6 +364,7 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
             f"--board {session.board.name}`)")
     if setup.train_set is not None:
         x, y = setup.train_set
+        _check_fits_device(link, info, x, session.board.name)
         lines = [data_line(int(label), sample.astype(np.int8).tobytes())
                  for sample, label in zip(x, y, strict=True)]
         for rec in link.command(f"db load {len(lines)}", data=lines,
@@ -376,6 +377,25 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     for rec in recs:
         session.absorb(rec)
     check_db_use(link, recs, source, setup.samples())
+
+
+def _check_fits_device(link: SerialLink, info: dict, x: np.ndarray, board: str) -> None:
+    """The set about to be loaded must fit what the firmware on the board reports (`@info
+    db_capacity`, `sample_bytes`): a board flashed with another export would refuse it
+    only after the whole stream."""
+    capacity, size = str(info.get("db_capacity", "")), str(info.get("sample_bytes", ""))
+    per_sample = int(np.prod(x.shape[1:]))
+    if size.isdigit() and int(size) and per_sample != int(size):
+        raise DeviceError(
+            f"the firmware on {link.url} takes samples of {size} bytes, the set to load has "
+            f"{per_sample}: flash this run's export first (`tinysift device flash --run RUN "
+            f"--board {board}`)")
+    if capacity.isdigit() and len(x) > int(capacity):
+        raise DeviceError(
+            f"the firmware on {link.url} holds {capacity} samples in RAM, the set to load has "
+            f"{len(x)} (over by {len(x) - int(capacity)}): export with `--db-capacity "
+            f"{len(x)}` and flash that (`tinysift device flash --run RUN --board {board}`), "
+            "or load fewer samples")
 
 
 def _train(link: SerialLink, session: DeviceSession, setup: SessionSetup,

@@ -37,8 +37,8 @@ from tinysift.device.session import (
 from tinysift.errors import TinysiftError
 from tinysift.runs import Run, locks_run
 
-__all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits", "ensure_built",
-           "flash", "run_on_device", "session_set"]
+__all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits",
+           "check_stream_fits", "ensure_built", "flash", "run_on_device", "session_set"]
 
 #: The tags of the files a session moves aside: an earlier complete result while a new
 #: session runs, and the new session's own results when it does not complete.
@@ -93,6 +93,8 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     if port is None:  # it is built here: a model or set that does not fit is refused first
         check_export_fits(run_dir, brd)
     train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
+    if train_set is not None:  # refused before the board is contacted, not after a stream
+        check_stream_fits(run_dir, export_info, train_set, brd.name)
     limits = SessionLimits(brd, ModelCost.from_export(export_info), timeout)
     setup = SessionSetup(train_set=train_set, db_use=db_use,
                          model_hash=export_info["content_hash"],
@@ -109,6 +111,36 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
     return res
+
+
+def check_stream_fits(run_dir: str | Path, export_info: dict,
+                      train_set: tuple[np.ndarray, np.ndarray], board: str) -> None:
+    """A set streamed with `db load` must fit the export's RAM buffer: at most its
+    ``db_capacity`` samples, each of the model's input size, labels among its classes.
+
+    Raises
+    ------
+    TinysiftError : naming the numbers and the fix (export again with a larger
+        ``--db-capacity``, or stream fewer samples)
+    """
+    x, y = train_set
+    shape = tuple(export_info["input"]["shape"])
+    if tuple(x.shape[1:]) != shape and int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+        raise TinysiftError(
+            f"the set to stream has samples of shape {tuple(x.shape[1:])}, the exported "
+            f"model takes {shape}: stream samples of the model's dataset")
+    classes = int(export_info["num_classes"])
+    if len(y) and (int(np.min(y)) < 0 or int(np.max(y)) >= classes):
+        raise TinysiftError(f"the set to stream has labels {int(np.min(y))}..{int(np.max(y))},"
+                            f" the exported model has classes 0..{classes - 1}")
+    capacity = (export_info.get("memory_plan") or {}).get("db_capacity")
+    if capacity is not None and len(y) > int(capacity):
+        raise TinysiftError(
+            f"the set to stream has {len(y)} samples, the export's `db load` buffer holds "
+            f"{capacity} (over by {len(y) - int(capacity)}): export again with a larger "
+            f"buffer (`tinysift export --run {run_dir} --board {board} --db-capacity "
+            f"{len(y)}`, if the board's RAM allows it: the memory plan says) or stream at "
+            f"most {capacity} samples")
 
 
 def session_set(run_dir: str | Path, train_set: tuple[np.ndarray, np.ndarray] | None,
