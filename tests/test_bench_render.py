@@ -134,3 +134,6 @@ def test_guided_target_within_0_2_points_counts_an_exact_0_2():
            "methods": {"vq": {"0.5": {"acc_mean": sum(vq) / 3}}}}
     line = _collect().guided_targets(res)[0]
     assert "-0.20 pt" in line and line.endswith(": met)")
+    res["methods"]["vq"]["0.5"]["acc_mean"] = sum(full) / 3 - 0.00203
+    line = _collect().guided_targets(res)[0]
+    assert "-0.203 pt" in line and line.endswith("NOT met)")  # the miss shows

@@ -190,11 +190,71 @@ def test_command_unreadable_twice_names_the_garbled_direction():
     peer.start()
     with SerialLink(peer.url) as link:
         t0 = time.monotonic()
-        with pytest.raises(DeviceError, match=r"could not read `info` twice.*bad_crc.*"
-                                              r"host to the device.*cable.*baud rate"):
+        with pytest.raises(DeviceError, match=r"could not read a line.*bad_crc.*did not run "
+                                              r"`info` after it was sent twice.*host to the "
+                                              r"device.*cable.*baud rate"):
             link.command("info", timeout=5.0)
         assert time.monotonic() - t0 < 4.0
         assert link.stats.garbled_host_lines == 2
+    peer.stop.set()
+
+
+class SplittingPeer(GarblingPeer):
+    """A bit error that turns the `*` before the checksum into a newline splits the first
+    host line in two: the device answers both halves as unreadable lines."""
+
+    def on_line(self, line: bytes) -> None:
+        if self.garble > 0:
+            self.garble -= 1
+            for _ in range(2):
+                self.conn.sendall(rec("@err code=103 msg=bad_crc")
+                                  + rec("@ready cmd=- status=103"))
+            return
+        super().on_line(line)
+
+
+def test_a_split_unreadable_command_is_sent_again_once():
+    peer = SplittingPeer(1, script=answer_info)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("info", timeout=5.0)
+        assert [r.type for r in records] == ["info", "mem", "ready"]
+        assert peer.received == ["info"] and link.stats.garbled_host_lines == 2
+    peer.stop.set()
+
+
+def answer_train(cmd, send):
+    if cmd == "train":
+        send(rec("@epoch n=1 loss=0.5") + rec("@ready cmd=train status=0"))
+
+
+def test_an_unreadable_line_before_a_command_that_runs_does_not_send_it_again():
+    """Noise ending in a newline just before `train`: the device answers the noise as an
+    unreadable line, then runs the train. The host must not send `train` again (it would
+    train twice); the unreadable line is counted."""
+    def script(cmd, send):
+        send(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=- status=103"))
+        answer_train(cmd, send)
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("train", timeout=5.0)
+        assert [r.type for r in records] == ["epoch", "ready"]
+        assert peer.received == ["train"] and link.stats.garbled_host_lines == 1
+    peer.stop.set()
+
+
+def test_an_unread_train_is_not_sent_again_but_named():
+    """`train` itself unreadable: not resent (a train is not harmless to run twice); after
+    its silence limit the error names the garbled direction, not flashing or the port."""
+    peer = GarblingPeer(1, script=answer_train)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceError, match=r"could not read a line.*did not run `train`: "
+                                              r"the bytes from the host.*cable"):
+            link.command("train", timeout=1.0)
+        assert peer.received == []
     peer.stop.set()
 
 

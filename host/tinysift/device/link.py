@@ -10,6 +10,13 @@ from tinysift.device.limits import Limits
 from tinysift.device.protocol import MAX_LINE, FrameError, Record, frame, parse_record, unframe
 from tinysift.errors import DeviceError
 
+#: Commands the device may run twice without harm: sent again when the device answers that
+#: it could not read a line and then stays silent (``db use`` too, by its full text).
+RESENDABLE = ("info", "name", "results")
+#: Seconds of silence after an unreadable-line answer that mean a resendable command was not
+#: read (the device answers a command it read within milliseconds).
+UNREAD_GRACE = 1.0
+
 
 @dataclass
 class LinkStats:
@@ -202,7 +209,9 @@ class SerialLink:
         Records before a ``@ready`` of another command (one still running from an earlier
         command or session) are that command's: they are left out and counted
         (``stats.stray_records``). ``@ready cmd=-`` with a nonzero status means the device
-        could not read a host line (docs/protocol.md): the command is sent once more.
+        could not read a host line (docs/protocol.md); if the command then does not run, a
+        resendable one (:data:`RESENDABLE`) is sent once more, any other fails with a
+        message naming the garbled direction (sending `train` twice would train twice).
 
         Parameters
         ----------
@@ -224,42 +233,62 @@ class SerialLink:
         DeviceTimeout : silence, or the deadline passed
         DeviceError : more records than the command can produce, the link closed,
             ``@ready`` with a nonzero status (message from ``@err``), or the device could
-            not read the command twice
+            not read the command (twice, for a resendable one)
         """
         limits = limits or Limits(timeout, 10 * timeout, 1000)
         name = cmd.split(" ")[0]
+        resendable = name in RESENDABLE or cmd.startswith("db use")
         sends = 0
-        while True:  # one pass per send: the first, and one resend of a garbled line
+        while True:  # one pass per send: the first, and one resend of an unread command
             sends += 1
             deadline = time.monotonic() + limits.deadline
             self.write_line(cmd, deadline)
             if data:
                 self.write_raw(b"".join(data), deadline)
-            received, garbled = self._collect(cmd, name, limits, deadline, on_progress)
+            received, garbled = self._collect(cmd, name, limits, deadline, on_progress,
+                                              resendable)
             if garbled is None:
                 return received
-            if sends >= 2:
-                raise DeviceError(
-                    f"{self.url} could not read `{name}` twice in a row (@err {garbled}): "
-                    "the bytes from the host to the device arrive garbled. Check the cable "
-                    "and its connectors (a shorter one, no unpowered hub), that the port's "
-                    "baud rate is the firmware's (115200), and electrical noise near the "
-                    "board; then run again")
+            if resendable and sends < 2:
+                continue
+            raise DeviceError(
+                f"{self.url} answered that it could not read a line from the host (@err "
+                f"{garbled}) and then did not run `{name}`"
+                + (" after it was sent twice" if resendable else "")
+                + ": the bytes from the host to the device arrive garbled. Check the cable "
+                "and its connectors (a shorter one, no unpowered hub), that the port's baud "
+                "rate is the firmware's (115200), and electrical noise near the board; then "
+                "run again")
 
     def _collect(self, cmd: str, name: str, limits: Limits, deadline: float,
-                 on_progress: Callable[[Record], None] | None
+                 on_progress: Callable[[Record], None] | None, resendable: bool
                  ) -> tuple[list[Record], str | None]:
         """Read ``cmd``'s records up to its ``@ready``.
 
+        ``@ready cmd=-`` (the device could not read a host line) does not say which line:
+        it may be this command, or noise before it. So the reading goes on: the command's
+        records mean it ran; silence after it means it was not read. For a ``resendable``
+        command that silence is :data:`UNREAD_GRACE` seconds (a resend costs nothing); for
+        the others it is the command's own silence limit, since a second `train` or `db
+        load` would run it twice.
+
         Returns
         -------
-        records : ``cmd``'s records, its ``@ready`` last
-        garbled : None when ``cmd``'s ``@ready`` came; else the device answered
-            ``@ready cmd=-`` (it could not read a host line) and this is its ``@err``
+        records : ``cmd``'s records, its ``@ready`` last (None-free)
+        garbled : None when ``cmd``'s ``@ready`` came; else the last ``@err`` of an
+            unreadable line, after which the device stayed silent
         """
         received: list[Record] = []
+        garbled: str | None = None
         while True:
-            rec = self.read_record(limits.silence, deadline, f"`{cmd}`")
+            silence = (min(limits.silence, UNREAD_GRACE) if garbled is not None and resendable
+                       else limits.silence)
+            try:
+                rec = self.read_record(silence, deadline, f"`{cmd}`")
+            except DeviceTimeout:
+                if garbled is None:
+                    raise
+                return [], garbled
             if rec.type == "boot":
                 raise DeviceReset(rec, received, cmd)
             received.append(rec)
@@ -288,13 +317,15 @@ class SerialLink:
                                       f"({'; '.join(errs) or 'no message'}){hint}")
                 return received, None
             if cmd_of == "-" and rec.int("status", 0):
-                # The device could not read a host line, so it did not run it: the records
-                # before its @err belong to earlier commands.
+                # An unreadable line: its @err and this @ready are not the command's, nor
+                # are records before them (earlier commands').
                 err = next((r for r in reversed(received) if r.type == "err"), None)
                 self.stats.garbled_host_lines += 1
                 self.stats.stray_records += len(received) - (2 if err is not None else 1)
                 fields = err.fields if err is not None else {"status": rec.fields["status"]}
-                return [], " ".join(f"{k}={v}" for k, v in fields.items())
+                garbled = " ".join(f"{k}={v}" for k, v in fields.items())
+                received.clear()
+                continue
             # Another command's @ready: it and the records before it are not ours.
             self.stats.stray_records += len(received)
             received.clear()
