@@ -134,7 +134,9 @@ def check_stream_fits(run_dir: str | Path, export_info: dict,
         raise TinysiftError(f"the set to stream has labels {int(np.min(y))}..{int(np.max(y))},"
                             f" the exported model has classes 0..{classes - 1}")
     capacity = (export_info.get("memory_plan") or {}).get("db_capacity")
-    if capacity is not None and len(y) > int(capacity):
+    if capacity is not None:
+        capacity = max(int(capacity), 1)  # the firmware's buffer has at least one slot
+    if capacity is not None and len(y) > capacity:
         raise TinysiftError(
             f"the set to stream has {len(y)} samples, the export's `db load` buffer holds "
             f"{capacity} (over by {len(y) - int(capacity)}): export again with a larger "
