@@ -401,9 +401,10 @@ class _Abort(Exception):
 
 
 def fake_run(folder, samples: int = 20, classes: int = 2, model: str = "abc",
-             test: int = 20, sample_bytes: int = 64):
+             test: int = 20, sample_bytes: int = 64, **extra):
     """A run folder with a finished export stage (what `tinysift device run` reads): a
-    small model's export.json and golden.npz, recorded in manifest.json."""
+    small model's export.json (``extra`` keys added or replaced) and golden.npz, recorded
+    in manifest.json."""
     import json
 
     import numpy as np
@@ -419,7 +420,7 @@ def fake_run(folder, samples: int = 20, classes: int = 2, model: str = "abc",
                 "layers": [{"op": "CONV_2D", "in": [8, 8, 1], "out": [4, 4, 8], "macs": 1152},
                            {"op": "FULLY_CONNECTED", "in": [1, 1, 8], "out": [1, 1, classes],
                             "macs": 8 * classes}],
-                "memory_plan": {"ram_total": 1000, "flash_total": 2000}}
+                "memory_plan": {"ram_total": 1000, "flash_total": 2000}, **extra}
         (export / "export.json").write_text(json.dumps(info))
         rng = np.random.default_rng(0)
         np.savez(export / "golden.npz",

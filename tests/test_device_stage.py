@@ -21,30 +21,11 @@ BOARD = "qemu-mps2-an386"
 NO_PORT = "/nonexistent/tinysift-test-port"  # fails at once (a socket:// URL retries 10 s)
 
 
-def exported_run(folder, samples: int = 20, classes: int = 2, sample_bytes: int = 64,
-                 **extra):
-    """A run folder with a finished export stage: a small model's export.json and golden.npz
-    (what the device stages read), recorded in manifest.json."""
-    from tinysift.runs import Run
+def exported_run(folder, **kwargs):
+    """A run folder with a finished export stage (tests/fake_device.py's, for this board)."""
+    from fake_device import fake_run
 
-    run = Run(folder)
-    with run.stage("export", {"board": BOARD}, {"tflite": "-"}) as rec:
-        export = run.path / "export"
-        export.mkdir(parents=True, exist_ok=True)
-        info = {"board": BOARD, "train_samples": samples, "content_hash": "abc",
-                "num_classes": classes, "test_samples": 20, "head_layer": 1,
-                "input": {"shape": [8, 8, 1]},
-                "layers": [{"op": "CONV_2D", "in": [8, 8, 1], "out": [4, 4, 8], "macs": 1152},
-                           {"op": "FULLY_CONNECTED", "in": [1, 1, 8], "out": [1, 1, classes],
-                            "macs": 8 * classes}],
-                "memory_plan": {"ram_total": 1000, "flash_total": 2000}, **extra}
-        (export / "export.json").write_text(json.dumps(info))
-        rng = np.random.default_rng(0)
-        np.savez(export / "golden.npz",
-                 x_train=rng.integers(-128, 128, (samples, sample_bytes)).astype(np.int8),
-                 y_train=np.arange(samples) % classes)
-        rec["outputs"] += ["export/export.json", "export/golden.npz"]
-    return run.path
+    return fake_run(folder, board=BOARD, **kwargs)
 
 
 def a_set(seed: int = 0, n: int = 6):
