@@ -53,7 +53,8 @@ class FakeDevice(threading.Thread):
     def __init__(self, faults=(), *, classes: int = 2, flash: int = 20, capacity: int = 64,
                  sample_bytes: int = 64, model: str = "abc", test: int = 20,
                  boot: bool = True, source: str = "flash", ram: int = 0,
-                 epoch_delay: float = 0.0, hold: threading.Event | None = None):
+                 epoch_delay: float = 0.0, hold: threading.Event | None = None,
+                 hz: int = 25_000_000):
         super().__init__(daemon=True)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,6 +68,7 @@ class FakeDevice(threading.Thread):
         self.boot_on_connect, self.epoch_delay = boot, epoch_delay
         self.hold = hold  # set: epochs after the first wait for it (a run held mid-train)
         self.resets = 0
+        self.hz = hz  # the clock `@info` reports (the emulated board's profile: 25 MHz)
         self.source, self.ram = source, ram  # a board left on a RAM set by an earlier session
         self.loading = 0
         self.loaded = 0
@@ -250,7 +252,7 @@ class FakeDevice(threading.Thread):
         self.send(f"@info proto=1 format=1 model={self.model} train={self.flash} "
                   f"test={self.test} classes={self.classes} features=8 "
                   f"sample_bytes={self.sample_bytes} db_capacity={self.capacity} arena=3072 "
-                  "ram_static=20000 flash=50000 counter=systick-icount hz=25000000 "
+                  f"ram_static=20000 flash=50000 counter=systick-icount hz={self.hz} "
                   "icount_shift=6")
         self.send("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")
         self.send("@ready cmd=info status=0")

@@ -270,6 +270,28 @@ def test_log_records_carry_the_session(tmp_path):
     assert DeviceResults.load(run / "device" / "results.json").session == ids[1]
 
 
+def test_a_clock_other_than_the_profile_s_is_recorded_and_named(tmp_path):
+    """Seconds and energy divide cycles by the profile's clock: a firmware reporting another
+    clock completes, but the results carry the two rates and the CLI's warning names the
+    factor and the fix; a matching clock leaves no such event."""
+    from tinysift.device.session import clock_warning
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = fake_run(tmp_path / "run")
+    results = []
+    for hz in (100_000_000, 25_100_000):  # 4x off; 0.4 % off (within 1 %)
+        dev = FakeDevice(hz=hz)
+        results.append(run_on_device(run, BOARD, port=dev.url, params=TrainParams(epochs=1),
+                                     timeout=TIMEOUT, label=str(hz)))
+        dev.close()
+    off, close = results
+    assert off.complete and {"clock_differs": {"device_hz": 100_000_000,
+                                               "profile_hz": 25_000_000}} in off.events
+    assert "off by 4.00x" in clock_warning(off) and "boards/qemu-mps2-an386.toml" in \
+        clock_warning(off)
+    assert close.complete and clock_warning(close) is None
+
+
 def test_results_rewritten_seldom(tmp_path):
     """5,000 epochs: results.json is rewritten a few times (at most once a second while
     records stream), not once per record; the log has every record."""

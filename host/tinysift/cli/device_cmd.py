@@ -180,3 +180,7 @@ def print_results(res: DeviceResults) -> None:
                       f"({ep[-1].energy_kind})")
     console.print(f"test accuracy before {res.test_acc_before}  after "
                   f"{res.test_acc_after} (int8 head {res.test_int8_acc_after})")
+    from tinysift.device.session import clock_warning
+
+    if (warning := clock_warning(res)) is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}")

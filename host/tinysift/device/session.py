@@ -356,6 +356,7 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     for rec in link.command("info", limits=limits.simple(3)):
         session.absorb(rec)
     info = session.results.info or {}
+    _note_clock(session, str(info.get("hz", "")))
     held = info.get("model") or (session.results.firmware or {}).get("model")
     if setup.model_hash and held and held != setup.model_hash:
         raise ModelMismatch(
@@ -377,6 +378,29 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     for rec in recs:
         session.absorb(rec)
     check_db_use(link, recs, source, setup.samples())
+
+
+def _note_clock(session: DeviceSession, hz: str) -> None:
+    """Seconds and energy are the cycles over the profile's clock: a firmware that reports
+    another clock (more than 1 % off) makes both wrong, so the results say so (an event the
+    CLI prints), with both rates."""
+    profile = session.board.clock_hz
+    if hz.isdigit() and int(hz) and abs(int(hz) - profile) > 0.01 * profile:
+        event = {"clock_differs": {"device_hz": int(hz), "profile_hz": profile}}
+        if event not in session.results.events:
+            session.results.events.append(event)
+
+
+def clock_warning(res: DeviceResults) -> str | None:
+    """The line to show when the device reported another clock than its board profile."""
+    for event in res.events:
+        if "clock_differs" in event:
+            dev, prof = event["clock_differs"]["device_hz"], event["clock_differs"]["profile_hz"]
+            return (f"the firmware reports a {dev / 1e6:g} MHz clock, the board profile says "
+                    f"{prof / 1e6:g} MHz: seconds and energy here use the profile's, so they "
+                    f"are off by {dev / prof:.2f}x; correct `clock_hz` in boards/{res.board}.toml"
+                    " or the firmware's clock set-up")
+    return None
 
 
 def _check_fits_device(link: SerialLink, info: dict, x: np.ndarray, board: str) -> None:
