@@ -25,6 +25,7 @@ Faults (each fires once, at its point, on the `times`-th time the point is reach
     endless      `@epoch` records (valid, n counting up) until the link closes
     bad_value    the next `@epoch` has `cycles=lots`
     stop_reading the device stops reading (its receive buffer fills)
+    garble_host  the next host line arrives with a bit flipped (the device cannot read it)
     flash_set    the device switches to the compiled-in set (a firmware losing its `db use`)
     lose_samples the RAM set loses half its samples
 
@@ -82,6 +83,7 @@ class FakeDevice(threading.Thread):
         self.conn: socket.socket | None = None
         self.quiet = self.closed = self.deaf = False
         self._corrupt_next = self._bad_value_next = False
+        self._garble_host_next = False  # the next host line arrives garbled
         self.stop_event = threading.Event()
         self.start()
 
@@ -126,6 +128,8 @@ class FakeDevice(threading.Thread):
             raise _Stop
         if action == "corrupt":
             self._corrupt_next = True
+        elif action == "garble_host":
+            self._garble_host_next = True
         elif action == "bad_value":
             self._bad_value_next = True
         elif action == "garbage":
@@ -180,6 +184,9 @@ class FakeDevice(threading.Thread):
         self.sock.close()
 
     def on_line(self, line: bytes) -> None:
+        if self._garble_host_next and line.strip():  # a bit flipped on the way in
+            self._garble_host_next = False
+            line = bytes([line[0] ^ 0x01]) + line[1:]
         try:
             payload = unframe(line, 100000)
         except FrameError:

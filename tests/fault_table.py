@@ -68,6 +68,10 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "refuses before training: names both hashes and `device flash`"),
     "stale-ram-set": ("fake", "board left on a streamed set by an earlier session",
                       "sends `db use flash` and checks `@db`: trains on the flash set"),
+    "garbled-data-line": ("fake", "data line 6 of 12 of `db load` arrives garbled (the device "
+                          "ends the load, status 103)",
+                          "sends the whole load once more (the device dropped the rest), "
+                          "completes on the 12"),
     "small-db-buffer": ("fake", "firmware's RAM buffer (8 samples) smaller than the set (12)",
                         "refuses before streaming: names both counts and the export/flash "
                         "fix"),

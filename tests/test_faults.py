@@ -77,6 +77,7 @@ CASES = [
     Case("wrong-model", device={"model": "0123456789abcdef"}, fails="holds model",
          status="failed"),
     Case("stale-ram-set", device={"source": "ram", "ram": 5}, stream=False),
+    Case("garbled-data-line", [Fault("db_line:5", "garble_host")]),
     Case("small-db-buffer", device={"capacity": 8}, fails="holds 8 samples in RAM",
          status="failed"),
 ]
@@ -138,6 +139,8 @@ def test_fault(case, tmp_path, fault_table):
     if case.id.startswith("bad-crc"):
         assert doc.link["dropped_lines"] >= 1
         assert any("records_repeated" in e for e in doc.events), doc.events
+    if case.id == "garbled-data-line":
+        assert any("db_load_sent_again" in e for e in doc.events), doc.events
     if case.id == "garbage":
         assert doc.link["dropped_lines"] >= 3
     if case.id == "bad-crc-old-epoch":  # what arrived is kept, the lost one named

@@ -313,8 +313,8 @@ class SerialLink:
                     hint = ("; a line from the host arrived garbled: check the cable, the "
                             "baud rate (115200) and noise, then run again"
                             if status in (102, 103) else "")
-                    raise DeviceError(f"device refused {cmd!r}: status {status} "
-                                      f"({'; '.join(errs) or 'no message'}){hint}")
+                    raise DeviceRefused(f"device refused {cmd!r}: status {status} "
+                                        f"({'; '.join(errs) or 'no message'}){hint}", status)
                 return received, None
             if cmd_of == "-" and rec.int("status", 0):
                 # An unreadable line: its @err and this @ready are not the command's, nor
@@ -357,6 +357,14 @@ def _record_after_cut(line: bytes, max_line: int) -> tuple[Record, bytes] | None
 
 class DeviceTimeout(DeviceError):
     """Silence, or a command past its deadline."""
+
+
+class DeviceRefused(DeviceError):
+    """A command's ``@ready`` with a nonzero status (the code in ``status``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class LinkLost(DeviceError):

@@ -22,7 +22,7 @@ import numpy as np
 from tinysift.boards import Board
 from tinysift.device.energy import PowerMonitor, estimate
 from tinysift.device.limits import Limits, SessionLimits
-from tinysift.device.link import DeviceReset, DeviceTimeout, SerialLink
+from tinysift.device.link import DeviceRefused, DeviceReset, DeviceTimeout, SerialLink
 from tinysift.device.protocol import Record, data_line
 from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
 from tinysift.errors import DeviceError
@@ -368,8 +368,7 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
         _check_fits_device(link, info, x, session.board.name)
         lines = [data_line(int(label), sample.astype(np.int8).tobytes())
                  for sample, label in zip(x, y, strict=True)]
-        for rec in link.command(f"db load {len(lines)}", data=lines,
-                                limits=limits.db_load(len(lines))):
+        for rec in _load(link, session, lines, limits):
             session.absorb(rec)
         source = setup.db_use
     else:
@@ -378,6 +377,22 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     for rec in recs:
         session.absorb(rec)
     check_db_use(link, recs, source, setup.samples())
+
+
+def _load(link: SerialLink, session: DeviceSession, lines: list[bytes],
+          limits: SessionLimits) -> list[Record]:
+    """`db load` of ``lines``, sent once more if a data line arrived garbled (status 102 or
+    103: the device ended the load there, emptied its RAM set and drops the rest of the
+    lines, so a second load starts clean). Data lines are most of a session's bytes."""
+    try:
+        return link.command(f"db load {len(lines)}", data=lines,
+                            limits=limits.db_load(len(lines)))
+    except DeviceRefused as refused:
+        if refused.status not in (102, 103):
+            raise
+        session.results.events.append({"db_load_sent_again": str(refused)})
+        return link.command(f"db load {len(lines)}", data=lines,
+                            limits=limits.db_load(len(lines)))
 
 
 def _note_clock(session: DeviceSession, hz: str) -> None:
