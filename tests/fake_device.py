@@ -26,6 +26,7 @@ Faults (each fires once, at its point, on the `times`-th time the point is reach
     bad_value    the next `@epoch` has `cycles=lots`
     stop_reading the device stops reading (its receive buffer fills)
     garble_host  the next host line arrives with a bit flipped (the device cannot read it)
+    omit         the next record is not sent at all (a firmware that leaves one out)
     flash_set    the device switches to the compiled-in set (a firmware losing its `db use`)
     lose_samples the RAM set loses half its samples
 
@@ -84,6 +85,7 @@ class FakeDevice(threading.Thread):
         self.quiet = self.closed = self.deaf = False
         self._corrupt_next = self._bad_value_next = False
         self._garble_host_next = False  # the next host line arrives garbled
+        self._omit_next = False  # the next record is not sent at all (a firmware bug)
         self.stop_event = threading.Event()
         self.start()
 
@@ -91,6 +93,9 @@ class FakeDevice(threading.Thread):
     def send(self, payload: str) -> None:
         if self.quiet or self.closed:
             raise _Stop
+        if self._omit_next:
+            self._omit_next = False
+            return
         data = frame(payload)
         if self._corrupt_next:
             self._corrupt_next = False
@@ -130,6 +135,8 @@ class FakeDevice(threading.Thread):
             self._corrupt_next = True
         elif action == "garble_host":
             self._garble_host_next = True
+        elif action == "omit":
+            self._omit_next = True
         elif action == "bad_value":
             self._bad_value_next = True
         elif action == "garbage":

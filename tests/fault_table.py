@@ -68,6 +68,9 @@ FAULTS: dict[str, tuple[str, str, str]] = {
                     "refuses before training: names both hashes and `device flash`"),
     "stale-ram-set": ("fake", "board left on a streamed set by an earlier session",
                       "sends `db use flash` and checks `@db`: trains on the flash set"),
+    "omitted-class": ("fake", "the device leaves one `@class` out (no line lost on the link)",
+                      "records it (`events` `records_not_sent`): a firmware disagreeing on "
+                      "TSP/1; completes with the records sent"),
     "garbled-data-line": ("fake", "data line 6 of 12 of `db load` arrives garbled (the device "
                           "ends the load, status 103)",
                           "sends the whole load once more (the device dropped the rest), "
