@@ -54,7 +54,7 @@ class Fault:
 class FakeDevice(threading.Thread):
     def __init__(self, faults=(), *, classes: int = 2, flash: int = 20, capacity: int = 64,
                  sample_bytes: int = 64, model: str = "abc", test: int = 20,
-                 boot: bool = True, source: str = "flash", ram: int = 0,
+                 boot: bool | str = True, source: str = "flash", ram: int = 0,
                  epoch_delay: float = 0.0, hold: threading.Event | None = None,
                  hz: int = 25_000_000):
         super().__init__(daemon=True)
@@ -169,7 +169,9 @@ class FakeDevice(threading.Thread):
         self.conn = conn
         try:
             self.point("connect")
-            if self.boot_on_connect:
+            if self.boot_on_connect == "before":  # booted before the host opened the port
+                pass
+            elif self.boot_on_connect:
                 self.send(self._boot())
             else:
                 while not self.stop_event.is_set():  # valid records, never a @boot
@@ -263,7 +265,7 @@ class FakeDevice(threading.Thread):
         self.send("@ready cmd=name status=0")
 
     def cmd_info(self, args) -> None:
-        self.send(f"@info proto=1 format=1 model={self.model} train={self.flash} "
+        self.send(f"@info proto=1 fw=1 format=1 model={self.model} train={self.flash} "
                   f"test={self.test} classes={self.classes} features=8 "
                   f"sample_bytes={self.sample_bytes} db_capacity={self.capacity} arena=3072 "
                   f"ram_static=20000 flash=50000 counter=systick-icount hz={self.hz} "

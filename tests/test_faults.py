@@ -299,6 +299,20 @@ def test_a_clock_other_than_the_profile_s_is_recorded_and_named(tmp_path):
     assert close.complete and clock_warning(close) is None
 
 
+def test_a_board_booted_before_the_port_opened_still_records_its_firmware(tmp_path):
+    """A real board (an ST-LINK's port opened after the board booted) sends no `@boot`: the
+    firmware's version comes from `@info` (which carries `fw` for this reason)."""
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = fake_run(tmp_path / "run")
+    dev = FakeDevice(boot="before")  # no @boot, answers commands
+    res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=1),
+                        timeout=TIMEOUT)
+    dev.close()
+    assert res.complete and res.firmware == {"proto": "1", "fw": "1", "model": "abc",
+                                             "from": "info"}
+
+
 def test_results_rewritten_seldom(tmp_path):
     """5,000 epochs: results.json is rewritten a few times (at most once a second while
     records stream), not once per record; the log has every record."""

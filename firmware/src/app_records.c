@@ -131,6 +131,8 @@ void app_send_info(void)
     const ts_model_t *m = app_export.model;
     ts_record_t *r = app_rec("info");
     ts_record_u32(r, "proto", TS_PROTO_VERSION);
+    /* also in @boot, which a host opening the port after the boot never sees */
+    ts_record_u32(r, "fw", (uint32_t)ts_engine_version());
     ts_record_u32(r, "format", m != NULL ? m->format_version : 0u);
     ts_record_text(r, "model", m != NULL ? m->content_hash : "none");
     ts_record_u32(r, "train", m != NULL ? app_export.flash_train->count : 0u);

@@ -188,6 +188,9 @@ class DeviceSession:
                     r.firmware[key] = rec.fields[key]
         elif rec.type == "info":
             r.info = rec.fields
+            if r.firmware is None:  # a real board that booted before the port was opened
+                r.firmware = {"proto": rec.fields.get("proto"), "fw": rec.fields.get("fw"),
+                              "model": rec.fields.get("model"), "from": "info"}
             if "flash" in rec.fields:
                 r.flash_bytes = rec.int("flash")
             if "ram_static" in rec.fields:
