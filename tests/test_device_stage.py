@@ -310,7 +310,10 @@ def test_board_check_counts_the_codebook_and_says_by_how_much(tmp_path, monkeypa
     info.update(test_samples=50, memory_plan={"ram_total": 1, "flash_total": 1,
                                               "db_capacity": 20})
     (run / "export" / "export.json").write_text(json.dumps(info))
-    monkeypatch.setattr(stage, "_export_footprint", lambda _run: fp, raising=False)
+    import importlib
+
+    export_stage = importlib.import_module("tinysift.stages.export")  # the module, not export()
+    monkeypatch.setattr(export_stage, "run_model_footprint", lambda _run: fp)
     with pytest.raises(FitError, match=rf"nucleo_f411re: .*{per_class} per class.* RAM, board "
                                        r"has 128 KB \(over by [1-9][\d,.]* (bytes|KB)\).*"
                                        r"--board nucleo_f411re"):

@@ -274,7 +274,7 @@ class SerialLink:
 
         Returns
         -------
-        records : ``cmd``'s records, its ``@ready`` last (None-free)
+        records : ``cmd``'s records, its ``@ready`` last (empty with ``garbled``)
         garbled : None when ``cmd``'s ``@ready`` came; else the last ``@err`` of an
             unreadable line, after which the device stayed silent
         """

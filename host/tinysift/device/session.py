@@ -191,6 +191,7 @@ class DeviceSession:
             if r.firmware is None:  # a real board that booted before the port was opened
                 r.firmware = {"proto": rec.fields.get("proto"), "fw": rec.fields.get("fw"),
                               "model": rec.fields.get("model"), "from": "info"}
+            _note_clock(self, str(rec.fields.get("hz", "")))  # every session path reads @info
             if "flash" in rec.fields:
                 r.flash_bytes = rec.int("flash")
             if "ram_static" in rec.fields:
@@ -359,7 +360,6 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     for rec in link.command("info", limits=limits.simple(3)):
         session.absorb(rec)
     info = session.results.info or {}
-    _note_clock(session, str(info.get("hz", "")))
     held = info.get("model") or (session.results.firmware or {}).get("model")
     if setup.model_hash and held and held != setup.model_hash:
         raise ModelMismatch(

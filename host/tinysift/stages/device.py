@@ -268,6 +268,7 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     export``)."""
     from tinysift.errors import FitError
     from tinysift.export.memory import over_capacity, plan_memory
+    from tinysift.stages.export import run_model_footprint
 
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "export" / "export.json").read_text())
@@ -276,7 +277,7 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
         return
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
-    plan = plan_memory(_export_footprint(run_dir), brd, info["train_samples"],
+    plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],
                        info["test_samples"], db_capacity=db_capacity, vq_per_class=vq)
     if plan.fits:
         return
@@ -285,19 +286,6 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
                    f"{info['train_samples']} samples, db capacity {db_capacity}{codebook}) "
                    f"{' and '.join(over_capacity(plan))}; export for this board first: "
                    f"tinysift export --run {run_dir} --board {brd.name} [--fit]")
-
-
-def _export_footprint(run_dir: Path):
-    """The memory footprint of the run's model (the one its export was made from)."""
-    from tinysift.export.memory import model_footprint
-    from tinysift.export.tflite_reader import parse_tflite
-
-    path = run_dir / "model.tflite"
-    if not path.exists():
-        raise TinysiftError(f"{path} not found: the board check needs the exported model; "
-                            f"run `tinysift quantize --run {run_dir}` and export again")
-    tflite = path.read_bytes()
-    return model_footprint(parse_tflite(tflite), len(tflite))
 
 
 def cached_results(run_dir: str | Path, label: str, params: TrainParams,

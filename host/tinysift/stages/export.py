@@ -162,6 +162,19 @@ def _check_codebook(codebook: VQCodebook | None, fp) -> int:
     return codebook.per_class
 
 
+def run_model_footprint(run_dir: str | Path):
+    """The memory footprint (tinysift.export.memory.model_footprint) of a run's quantized
+    model, ``RUN/model.tflite``."""
+    from tinysift.errors import TinysiftError
+
+    path = Path(run_dir) / "model.tflite"
+    if not path.exists():
+        raise TinysiftError(f"{path} not found: the memory plan needs the quantized model; "
+                            f"run `tinysift quantize --run {run_dir}` first")
+    tflite = path.read_bytes()
+    return model_footprint(parse_tflite(tflite), len(tflite))
+
+
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
                     train_samples: int | None = None, db_capacity: int | None = None,
                     backbone_training: bool = True) -> dict:
@@ -174,12 +187,10 @@ def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
     from tinysift.stages.train import load_run_dataset, load_trainset
 
     run = Run(run_dir)
-    tflite = (run / "model.tflite").read_bytes()
-    parsed = parse_tflite(tflite)
     ds = load_run_dataset(run)
     if train_samples is None:
         train_samples = len(load_trainset(run.path, ds)[1])
-    return plan_memory(model_footprint(parsed, len(tflite)), load_board(board), train_samples,
+    return plan_memory(run_model_footprint(run.path), load_board(board), train_samples,
                        min(test_samples, len(ds.y_test)), db_capacity=db_capacity,
                        backbone_training=backbone_training).to_dict()
 
