@@ -145,7 +145,10 @@ class ProgressLog:
 
 def summarize(runs: list[dict], seconds: tuple[str, ...], count: bool = False) -> dict:
     """Mean and std of accuracy over seeds, mean of each ``seconds`` field, the per-seed
-    accuracies, and the kept ``count`` (the same for every seed) when asked."""
+    accuracies, and the kept ``count`` (the same for every seed) when asked.
+
+    The std is numpy's default, ddof 0 (the population std): every committed table uses it,
+    and docs/benchmarks.md says so; the paired intervals (``bench.stats``) use ddof 1."""
     accs = [r["acc"] for r in runs]
     out = {"acc_mean": float(np.mean(accs)), "acc_std": float(np.std(accs))}
     out.update({f: float(np.mean([r[f] for r in runs])) for f in seconds})
