@@ -86,6 +86,10 @@ FAULTS: dict[str, tuple[str, str, str]] = {
     "stream-db-use": ("fake", "`db stream` session: `db use both` reports another count",
                       "refuses before training; not complete (the stage records "
                       "`failed`)"),
+    "stream-garbled-data-line": ("fake", "`db stream` session: data line 6 of 12 arrives "
+                                 "garbled (the device ends the stream, status 103)",
+                                 "sends the whole stream once more (the policy starts again "
+                                 "from its seed), completes on the buffer"),
     "host-sigkill": ("fake", "host killed (SIGKILL) mid-train",
                      "nothing to do: log.jsonl holds every record read, results.json "
                      "partial and readable"),

@@ -184,6 +184,7 @@ STREAM_CASES = [
                fails="trained on 20 samples per epoch"),
     StreamCase("stream-db-use", [Fault("cmd:db", "lose_samples", times=3)],
                fails="after `db use both`", trains=False),
+    StreamCase("stream-garbled-data-line", [Fault("db_line:5", "garble_host")]),
 ]
 STREAM_CAP = 8  # of the STREAMED samples the device keeps
 
@@ -232,8 +233,12 @@ def test_stream_fault(case, tmp_path, fault_table):
             problems.append(f"epochs {[e.epoch for e in doc.epochs]}")
         elif problem := per_class_problem(doc, classes=2, test=20):
             problems.append(problem)
-        elif not any("records_repeated" in e for e in doc.events):
+        elif case.id == "stream-bad-crc" and not any("records_repeated" in e
+                                                     for e in doc.events):
             problems.append(f"no `results` asked for: {doc.events}")
+        elif case.id == "stream-garbled-data-line" and not any(
+                "db_stream_sent_again" in e for e in doc.events):
+            problems.append(f"the stream was not sent again: {doc.events}")
         outcome = f"complete, {doc.samples} samples"
     else:
         import re

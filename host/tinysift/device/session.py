@@ -371,7 +371,8 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
         _check_fits_device(link, info, x, session.board.name)
         lines = [data_line(int(label), sample.astype(np.int8).tobytes())
                  for sample, label in zip(x, y, strict=True)]
-        for rec in _load(link, session, lines, limits):
+        for rec in send_lines(link, session, f"db load {len(lines)}", lines,
+                              limits.db_load(len(lines))):
             session.absorb(rec)
         source = setup.db_use
     else:
@@ -382,20 +383,21 @@ def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     check_db_use(link, recs, source, setup.samples())
 
 
-def _load(link: SerialLink, session: DeviceSession, lines: list[bytes],
-          limits: SessionLimits) -> list[Record]:
-    """`db load` of ``lines``, sent once more if a data line arrived garbled (status 102 or
-    103: the device ended the load there, emptied its RAM set and drops the rest of the
-    lines, so a second load starts clean). Data lines are most of a session's bytes."""
+def send_lines(link: SerialLink, session: DeviceSession, cmd: str, lines: list[bytes],
+               limits: Limits) -> list[Record]:
+    """``cmd`` (`db load N` or `db stream N ...`) with its data ``lines``, sent once more if a
+    data line arrived garbled (status 102 or 103: the device ended the load or stream there,
+    emptied its RAM set and drops the rest of the lines, so a second one starts clean; a
+    stream starts its policy again from its seed, so it keeps what an unbroken one would).
+    Data lines are most of a session's bytes."""
     try:
-        return link.command(f"db load {len(lines)}", data=lines,
-                            limits=limits.db_load(len(lines)))
+        return link.command(cmd, data=lines, limits=limits)
     except DeviceRefused as refused:
         if refused.status not in (102, 103):
             raise
-        session.results.events.append({"db_load_sent_again": str(refused)})
-        return link.command(f"db load {len(lines)}", data=lines,
-                            limits=limits.db_load(len(lines)))
+        event = "_".join(cmd.split()[:2]) + "_sent_again"
+        session.results.events.append({event: str(refused)})
+        return link.command(cmd, data=lines, limits=limits)
 
 
 def _note_clock(session: DeviceSession, hz: str) -> None:

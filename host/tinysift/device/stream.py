@@ -23,6 +23,7 @@ from tinysift.device.session import (
     check_db_use,
     complete_records,
     hello,
+    send_lines,
     train_with_retry,
 )
 from tinysift.errors import DeviceError
@@ -80,7 +81,8 @@ class StreamReport:
 
 def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
                params: StreamParams, limits: SessionLimits) -> StreamReport:
-    """``db stream`` of (int8 samples ``x``, labels ``y``), then ``db kept``."""
+    """``db stream`` of (int8 samples ``x``, labels ``y``; sent once more after a garbled
+    data line), then ``db kept``."""
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
     report = StreamReport()
@@ -90,8 +92,8 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
             session.absorb(rec)
             report.absorb(rec)
 
-    absorb(link.command(params.command(), data=lines,
-                        limits=limits.db_stream(len(lines), params.policy == "coverage")))
+    absorb(send_lines(link, session, params.command(), lines,
+                      limits.db_stream(len(lines), params.policy == "coverage")))
     absorb(link.command("db kept", limits=limits.db_kept(report.kept)))
     return report
 
