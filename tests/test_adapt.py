@@ -78,8 +78,9 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     _, parts, _, base = prepare_base(cfg, log=lambda *_: None)
     check_adaptation_fits(cfg, base, 8 * 5, 60, 300, 8)  # a small set fits
     with pytest.raises(FitError, match=r"nano33ble: a replay set of 8000 samples plus 60 new "
-                                       r"samples with update=last-block needs RAM .* \(over by "
-                                       r".*\); use --replay-per-class \d+ or fewer"):
+                                       r"samples with update=last-block needs .* RAM, "
+                                       r"board has .* \(over by .*\); "
+                                       r"use --replay-per-class \d+ or fewer"):
         check_adaptation_fits(cfg, base, 8 * 1000, 60, 300, 8)
     with pytest.raises(FitError, match="fewer --new-per-class samples or update=head"):
         check_adaptation_fits(cfg, base, 8 * 5, 20000, 300, 8)

@@ -447,13 +447,14 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
     raise FitError(f"{board.name}: {'; '.join(problems)}; {' or '.join(fixes)}")
 
 
-def over_capacity(plan: MemoryPlan) -> list[str]:
-    """What a plan needs beyond the board, one phrase per memory ("needs 96.3 KB RAM, board
-    has 96 KB (over by 300 bytes)"); empty when it fits. The fit errors of the export and
-    the device stage both say it this way."""
+def over_capacity(plan: MemoryPlan | dict) -> list[str]:
+    """What a plan (or its ``to_dict()``) needs beyond the board, one phrase per memory
+    ("needs 96.3 KB RAM, board has 96 KB (over by 300 bytes)"); empty when it fits. The fit
+    errors of the export, the device stage and the adaptation all say it this way."""
+    get = plan.__getitem__ if isinstance(plan, dict) else lambda name: getattr(plan, name)
     problems = []
-    for what, total, capacity in (("RAM", plan.ram_total, plan.ram_capacity),
-                                  ("flash", plan.flash_total, plan.flash_capacity)):
+    for what, total, capacity in (("RAM", get("ram_total"), get("ram_capacity")),
+                                  ("flash", get("flash_total"), get("flash_capacity"))):
         if total > capacity:
             problems.append(f"needs {kb(total)} {what}, board has {kb(capacity)} "
                             f"(over by {over_by(total - capacity)})")

@@ -312,6 +312,7 @@ def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, t
     update mode's buffers) against the board, before anything is built; a set that does not
     fit is refused with the numbers and the largest replay size that fits."""
     from tinysift.errors import FitError
+    from tinysift.export.memory import over_capacity
     from tinysift.stages.export import memory_plan_for
 
     def plan(n_replay: int) -> dict:
@@ -327,20 +328,11 @@ def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, t
             most = k
             break
 
-    from tinysift.export.memory import kb, over_by
-
-    over = []
-    if p["ram_total"] > p["ram_capacity"]:
-        over.append(f"RAM {kb(p['ram_total'])} of {kb(p['ram_capacity'])} (over by "
-                    f"{over_by(p['ram_total'] - p['ram_capacity'])})")
-    if p["flash_total"] > p["flash_capacity"]:
-        over.append(f"flash {kb(p['flash_total'])} of {kb(p['flash_capacity'])} (over by "
-                    f"{over_by(p['flash_total'] - p['flash_capacity'])})")
     fix = (f"use --replay-per-class {most} or fewer" if most else
            "fewer --new-per-class samples or update=head")
     raise FitError(f"{cfg.board}: a replay set of {replay} samples plus {new} new samples "
-                   f"with update={cfg.update} needs {' and '.join(over)}; {fix}, or a board "
-                   "with more memory (tinysift boards)")
+                   f"with update={cfg.update} {' and '.join(over_capacity(p))}; {fix}, or a "
+                   "board with more memory (tinysift boards)")
 
 
 def _one_per_class(y: np.ndarray) -> np.ndarray:
