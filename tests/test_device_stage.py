@@ -91,7 +91,7 @@ def test_interrupted_or_killed_rerun_keeps_it_and_a_complete_one_replaces_it(tmp
                                                                            monkeypatch):
     """Ctrl-C in a rerun puts the earlier result back (its own: interrupted, beside it); a
     host killed outright leaves it in results.previous.json, which the next session keeps;
-    a rerun that completes replaces it."""
+    a rerun that completes replaces it and drops the failed attempts' files."""
     import tinysift.stages.device as stage
     from tinysift.stages.device import TrainParams, run_on_device
 
@@ -129,9 +129,13 @@ def test_interrupted_or_killed_rerun_keeps_it_and_a_complete_one_replaces_it(tmp
         session.results.status = "complete"
 
     monkeypatch.setattr(stage, "converse", completes)
+    assert (folder / "results.failed.json").exists()  # the failed attempt, beside it
     res = run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
     assert load(folder / "results.json").session == res.session != "earlier"
     assert not (folder / "results.previous.json").exists()
+    # a complete session drops the older failed attempt's file: it no longer describes
+    # anything current, and log.jsonl keeps its records
+    assert not (folder / "results.failed.json").exists()
 
 
 def test_one_session_per_run(tmp_path, monkeypatch):

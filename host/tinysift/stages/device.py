@@ -7,7 +7,8 @@ for the session (one writer); its export must be finished and current.
 
 A rerun never loses a finished result: an earlier complete ``results.json`` is moved aside
 (``results.previous.json``) while the new session runs; if that session does not complete,
-its results go to ``results.failed.json`` and the earlier ones are put back.
+its results go to ``results.failed.json`` and the earlier ones are put back (until a later
+session completes: then the failed attempt's files go; ``log.jsonl`` keeps its records).
 """
 
 from __future__ import annotations
@@ -240,14 +241,17 @@ def _settle(session: DeviceSession, names: tuple[str, ...],
             previous: dict[str, Path] | None) -> Path | None:
     """Write the session's final results, then keep the earlier complete ones: dropped once
     this session completed, else put back with this session's files moved to
-    ``*.failed.*``. Returns where this session's results went when they were moved."""
+    ``*.failed.*``. A complete session also drops an older attempt's ``*.failed.*`` files
+    (they describe a result no longer current; ``log.jsonl`` keeps their records). Returns
+    where this session's results went when they were moved."""
     session.close()
-    if previous is None:
-        return None
     folder = session.folder
     if session.results.complete:
-        for path in previous.values():
+        for path in [*(previous or {}).values(),
+                     *(_tagged(folder, name, FAILED) for name in names)]:
             path.unlink(missing_ok=True)
+        return None
+    if previous is None:
         return None
     for name in names:
         failed = _tagged(folder, name, FAILED)
