@@ -17,6 +17,7 @@ import pytest
 from tinysift.scoring import ScoringContext
 from tinysift.scoring.context import TrainingDynamics
 from tinysift.selection import make_method
+from tinysift.selection.budget import resolve_keep
 
 BASELINES = ["el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding", "kcenter",
              "prototypes", "d2"]
@@ -180,6 +181,29 @@ def test_ccs_allocation_and_schedule():
     assert strata(np.array([0.0, 0.5, 1.0]), 2).tolist() == [0, 1, 1]
     assert [ccs_hard_cut(k) for k in (0.5, 0.31, 0.3, 0.2, 0.1, 0.01)] == \
         [0.0, 0.0, 0.1, 0.1, 0.3, 0.3]
+
+
+@pytest.mark.parametrize("n", [1437, 1797, 1137, 12345, 50000])
+def test_rules_that_switch_at_a_keep_fraction_read_the_budget_as_its_count(n):
+    """keep 0.1 of 1,437 samples is 144, 0.1002 of them: CCS's cut read count / N and cut as
+    for keep 0.3 (beta 0.1, not 0.3) on the digits table; keep 0.5 of 1,437 (718, 0.4997)
+    was not keep 0.5 to the prototypes switch."""
+    from tinysift.selection.budget import fraction_count, resolve_keep
+    from tinysift.selection.methods._common import ccs_hard_cut, resolve_hard_cut
+
+    for keep in (0.7, 0.5, 0.31, 0.3, 0.2, 0.1, 0.03, 0.01):
+        count = resolve_keep(keep, n)
+        assert resolve_hard_cut("auto", count, n) == ccs_hard_cut(keep), (keep, count)
+    assert fraction_count(0.5, n) == resolve_keep(0.5, n)
+    # a count one above what keep 0.3 keeps is more than keep 0.3: no cut
+    assert resolve_hard_cut("auto", resolve_keep(0.3, n) + 1, n) == 0.0
+
+
+def test_prototypes_switch_reads_the_budget_as_its_count(ctx):
+    n = ctx.num_samples
+    method = make_method("prototypes", switch_keep=0.5).fit(ctx)
+    half = resolve_keep(0.5, n)
+    assert method.keeps_hard(half) and not method.keeps_hard(half - 1)
 
 
 def test_ccs_cuts_the_hardest_and_covers_the_score_range(ctx):

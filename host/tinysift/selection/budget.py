@@ -51,7 +51,7 @@ def resolve_keep(keep: str | float | int, num_samples: int) -> int:
                 f"keep fraction must be in (0, 1] (the part of the data KEPT), got {value}; "
                 "pass an integer for an exact count"
             )
-        return max(1, int(round(value * num_samples)))
+        return fraction_count(value, num_samples)
     if value <= 0:
         raise BudgetError(f"keep count must be at least 1, got {value}")
     if value > num_samples:
@@ -60,6 +60,15 @@ def resolve_keep(keep: str | float | int, num_samples: int) -> int:
             f"use at most {num_samples} or a fraction in (0, 1]"
         )
     return value
+
+
+def fraction_count(keep_fraction: float, num_samples: int) -> int:
+    """The count ``keep=keep_fraction`` resolves to: ``round(keep * N)``, at least 1.
+
+    A method whose rule switches at a keep fraction compares the budget's count with this
+    count, not ``count / N`` with the fraction: keep 0.1 of 1,437 samples is 144 (0.1002)
+    and keep 0.5 of 1,437 is 718 (0.4997), and to the rule they must be keep 0.1 and 0.5."""
+    return max(1, int(round(float(keep_fraction) * num_samples)))
 
 
 def class_quotas(labels: np.ndarray, count: int, num_classes: int | None = None) -> np.ndarray:

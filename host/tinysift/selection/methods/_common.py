@@ -16,6 +16,7 @@ import numpy as np
 from tinysift.errors import TinysiftError
 from tinysift.scoring.dynamics import forgetting_counts
 from tinysift.selection.base import PruningMethod
+from tinysift.selection.budget import fraction_count
 
 
 class RankedMethod(PruningMethod):
@@ -74,29 +75,39 @@ def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray
     raise TinysiftError(f"unknown difficulty score {kind!r}; choose one of {SCORE_KINDS}")
 
 
+#: CCS's hard-cutoff schedule: (keep fraction, beta) pairs, largest keep first; a keep
+#: above a fraction cuts its beta, a keep at or below every fraction cuts the last one's.
+CCS_SCHEDULE = ((0.3, 0.0), (0.1, 0.1))
+CCS_SMALLEST_BETA = 0.3
+
+
 def ccs_hard_cut(keep_fraction: float) -> float:
     """CCS hard-cutoff rate beta (fraction of the hardest samples dropped first) for a keep
     fraction, following the CIFAR-10 settings of Zheng et al. (2023, Appendix B): no cut at
     pruning rates up to 50 %, 10 % at 70-80 %, 30 % at 90 % (the authors' README example uses
     ``--mis-ratio 0.3`` for 90 % pruning). Beyond 90 % pruning the paper gives no setting; we
     keep 30 %. Between the published points the nearest lower pruning rate's value is used."""
-    prune = 1.0 - float(keep_fraction)
-    if prune < 0.7 - 1e-9:
-        return 0.0
-    if prune < 0.9 - 1e-9:
-        return 0.1
-    return 0.3
+    for above, beta in CCS_SCHEDULE:
+        if float(keep_fraction) > above + 1e-9:
+            return beta
+    return CCS_SMALLEST_BETA
 
 
 def resolve_hard_cut(hard_cut: float | str | None, count: int, num_samples: int) -> float:
-    """``"auto"`` -> :func:`ccs_hard_cut` of the keep fraction; a float in [0, 1) as given."""
+    """``"auto"`` -> :func:`ccs_hard_cut` of the budget; a float in [0, 1) as given.
+
+    The budget is compared as a count (:func:`~tinysift.selection.budget.fraction_count`):
+    keep 0.1 of 1,437 samples is 144 samples, 0.1002 of them, and cuts as keep 0.1 does."""
     if hard_cut is None:
         return 0.0
     if isinstance(hard_cut, str):
         if hard_cut != "auto":
             raise TinysiftError(
                 f"hard_cut must be a fraction in [0, 1) or 'auto', got {hard_cut!r}")
-        return ccs_hard_cut(count / num_samples)
+        for above, beta in CCS_SCHEDULE:
+            if count > fraction_count(above, num_samples):
+                return beta
+        return CCS_SMALLEST_BETA
     beta = float(hard_cut)
     if not 0.0 <= beta < 1.0:
         raise TinysiftError(f"hard_cut must be a fraction in [0, 1), got {beta}")

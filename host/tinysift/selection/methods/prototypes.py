@@ -6,6 +6,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.selection.base import register
+from tinysift.selection.budget import fraction_count
 from tinysift.selection.methods._common import RankedMethod, top_order
 
 
@@ -48,9 +49,10 @@ class PrototypesMethod(RankedMethod):
     rule: with abundant data keep the hard examples, with scarce data keep the easy ones.
 
     Score direction: ``scores_`` is the distance (**higher = harder**), with the raw values also
-    in ``distance_``. Selection applies the paper's rule with a switch on the kept fraction
-    ``f = count / N``: ``f >= switch_keep`` keeps the **largest** distances first (hard),
-    ``f < switch_keep`` keeps the **smallest** first (easy). Ties broken by a seeded key.
+    in ``distance_``. Selection applies the paper's rule with a switch on the kept fraction:
+    a budget of at least ``keep=switch_keep`` (as a count: keep 0.5 of 1,437 is 718) keeps
+    the **largest** distances first (hard), a smaller one the **smallest** first (easy).
+    Ties broken by a seeded key.
 
     Choices:
 
@@ -100,7 +102,7 @@ class PrototypesMethod(RankedMethod):
     def keeps_hard(self, count: int) -> bool:
         """True when a budget of ``count`` keeps the hardest (farthest) samples first."""
         self._check_fitted()
-        return count / self.context_.num_samples >= self.switch_keep
+        return count >= fraction_count(self.switch_keep, self.context_.num_samples)
 
     def _select(self, count: int) -> np.ndarray:
         sign = 1.0 if self.keeps_hard(count) else -1.0

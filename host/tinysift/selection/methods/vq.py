@@ -81,6 +81,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.selection.base import PruningMethod, register
+from tinysift.selection.budget import fraction_count
 from tinysift.selection.methods._common import cut_hardest, difficulty, resolve_hard_cut
 from tinysift.selection.methods.ccs import allocate, strata
 
@@ -263,7 +264,7 @@ class VQMethod(PruningMethod):
         selections cut with the same proxy anyway.
         """
         ctx = self.context_
-        if (self.hard_above != "auto" or count / ctx.num_samples >= AUTO_HARD_ABOVE
+        if (self.hard_above != "auto" or count >= fraction_count(AUTO_HARD_ABOVE, ctx.num_samples)
                 or count < SCARCE_PER_CLASS * ctx.num_classes):
             return self._fixed_start
         error = 1.0 - np.asarray(ctx.dynamics().correct, dtype=np.float64).mean()
@@ -288,15 +289,18 @@ class VQMethod(PruningMethod):
 
     def _select(self, count: int) -> np.ndarray:
         ctx = self.context_
-        keep_fraction = count / ctx.num_samples
         self.hard_start_ = self.hard_start(count)
+        # the regime switches on the count the start resolves to (keep 0.1 of 1,345 is 134)
+        hard_regime = count >= fraction_count(self.hard_start_, ctx.num_samples)
+        keep_fraction = count / ctx.num_samples
+        if hard_regime:
+            keep_fraction = max(keep_fraction, self.hard_start_)
         lo, hi = self.rank_window(keep_fraction, self.hard_start_)
         self.window_ = (lo, hi)
         self.coverage_: dict[int, tuple[int, int]] = {}
 
         # 'Keep hard' regime (keep >= hard_start_): the far window on the whole class, no cut
         # and no herding, whatever ``within`` and ``hard_cut`` say for smaller budgets.
-        hard_regime = keep_fraction >= self.hard_start_
         self.regime_ = "hard" if hard_regime else "typical"
         beta = 0.0 if hard_regime else resolve_hard_cut(self.hard_cut, count, ctx.num_samples)
         within = "window" if hard_regime else self.within
