@@ -90,3 +90,27 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert res.steps == 20
     assert len(res.warnings) == 1 and "--epochs 0" in res.warnings[0], res.warnings
     assert "500" in res.warnings[0]
+
+
+def test_a_set_condensed_again_retrains(tmp_path, digits):
+    """`train --condensed` keyed its stage on the dataset alone: a set condensed again into
+    the same folder reused the model trained on the old set ("cached: inputs unchanged")."""
+    import numpy as np
+
+    from tinysift.selection.io import write_condensed
+    from tinysift.stages.train import train
+
+    def condense(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate([rng.choice(np.flatnonzero(digits.y_train == c), 2, replace=False)
+                              for c in range(digits.num_classes)])
+        write_condensed(tmp_path / "c" / "condensed.npz", digits.x_train[idx],
+                        digits.y_train[idx], "random", 2, digits.content_hash)
+
+    condense(0)
+    first = train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1, progress=False)
+    again = train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1, progress=False)
+    assert not first.skipped and again.skipped
+    condense(1)
+    assert not train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1,
+                     progress=False).skipped

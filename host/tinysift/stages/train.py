@@ -127,6 +127,9 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     elif condensed is not None:
         cond = read_condensed(condensed)
         x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
+        # the set's bytes key the stage: a set condensed again into the same folder retrains
+        inputs["condensed"] = file_hash(Path(condensed) if Path(condensed).is_file()
+                                        else Path(condensed) / "condensed.npz")
         idx = np.full(len(y), -1, np.int64)
         if x.shape[1:] != ds.x_train.shape[1:]:
             raise BudgetError(f"condensed images are {x.shape[1:]}, dataset images "
