@@ -707,9 +707,9 @@ def _readme_equal_steps(stem: str, title: str) -> list[str]:
         return []
     methods = res["methods"]
     out = [f"**{title}** ({_provenance(res, stem)}; methods {', '.join(methods)}): accuracy "
-           f"after the full data's steps (full data {res['full_data_acc']['mean']:.3f}); vq "
-           "and flow as the paired difference to random in points (bold: the 95% interval "
-           "excludes 0).", "",
+           "after the full data's sample-passes (full data "
+           f"{res['full_data_acc']['mean']:.3f}); vq and flow as the paired difference to "
+           "random in points (bold: the 95% interval excludes 0).", "",
            "| keep | random | best method | vq − random | flow − random |", "|---|---|---|---|---|"]
     for k in res["keep"]:
         key = f"{k:g}"

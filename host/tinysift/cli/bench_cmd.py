@@ -37,7 +37,8 @@ def prune_cmd(
     seeds: int = typer.Option(None, help="default 3 (equal-steps: 5, paired)"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     protocol: str = typer.Option("proportional", help="proportional: steps shrink with the "
-                                 "kept set; equal-steps: every set gets the full data's steps"),
+                                 "kept set; equal-steps: every set gets the full data's "
+                                 "sample-passes (steps x 128)"),
     quick: bool = typer.Option(False, help="digits, keep 0.1, 1 seed, short training"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     executor: str = _EXECUTOR,
