@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tinysift.runs import Run, atomic_write_json
@@ -19,6 +20,11 @@ def test_manifest_records_versions_and_stages(tmp_path):
     assert m["versions"]["tensorflow"].startswith("2.21")
     assert m["stages"]["demo"]["status"] == "done"
     assert m["stages"]["demo"]["seed"] == 7
+    # each stage records what it ran with, the code included (not only the folder's first)
+    stage = m["stages"]["demo"]
+    assert stage["versions"]["numpy"] == np.__version__
+    assert len(stage["versions"]["tinysift_source"]) == 16
+    assert stage["machine"]["cpus"] and "cpu_model" in stage["machine"]
     key = m["stages"]["demo"]["key"]
     assert Run(tmp_path / "r").is_fresh("demo", key)
     (run / "out.txt").write_text("changed")

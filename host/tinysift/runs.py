@@ -5,7 +5,8 @@ when its process ends, however it ends) while it runs, and a second process writ
 folder is refused with a message naming the holder.
 
 The manifest records the command, seed, package versions, machine, and for every stage its
-parameters, input hashes, output hashes and timing. A stage whose key (parameters + input
+parameters, input hashes, output hashes, timing, and the versions (the code's source hash and
+git commit among them) and machine it ran with. A stage whose key (parameters + input
 hashes) and outputs are unchanged is skipped, so a killed run resumes where it stopped.
 All writes are atomic: write to a temporary file in the same folder, then rename.
 """
@@ -37,23 +38,58 @@ MANIFEST = "manifest.json"
 LOCK_FILE = ".tinysift.lock"
 TRACKED_PACKAGES = ("tinysift", "tensorflow", "tf-keras", "tensorflow-model-optimization",
                     "tensorflow-probability", "tflite-micro", "ai-edge-litert", "numpy",
-                    "scikit-learn", "platformio", "pyserial")
+                    "scipy", "scikit-learn", "platformio", "pyserial")
 
 
 def package_versions() -> dict[str, str]:
+    """Python's and the tracked packages' versions, and the code that ran
+    (:func:`code_identity`): an editable install reports 0.1.0 whatever its source says."""
     out = {"python": platform.python_version()}
     for pkg in TRACKED_PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
+    out.update(code_identity())
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict[str, str]:
+    """``tinysift_source``: a hash of the package's Python sources as this process imported
+    them (any edit changes it, committed or not); ``git``: the commit of the checkout they
+    sit in, when they sit in one (empty otherwise)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        git = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        git = ""
+    return {"tinysift_source": h.hexdigest()[:16], "git": git}
 
 
 def machine_info() -> dict[str, Any]:
     return {"platform": platform.platform(), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "hostname": platform.node()}
+            "cpu_model": _cpu_model(), "cpus": os.cpu_count(), "hostname": platform.node()}
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; empty elsewhere): TF's CPU kernels differ
+    between CPU generations, and so can a training's last digits."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def file_hash(path: str | Path) -> str:
@@ -180,9 +216,11 @@ class Run:
               seed: int | None = None) -> Iterator[dict]:
         """Record a stage. Yields a dict; put output paths (relative) under ``"outputs"``
         and any results under ``"results"``. The entry is marked done only on success."""
+        # versions and machine per stage: a folder's stages may run months and machines apart
         entry: dict[str, Any] = {"params": params, "inputs": inputs or {}, "seed": seed,
                                  "key": stage_key(params, inputs), "status": "running",
-                                 "started": _now()}
+                                 "started": _now(), "versions": package_versions(),
+                                 "machine": machine_info()}
         self.manifest.setdefault("stages", {})[stage] = entry
         self.save()
         record: dict[str, Any] = {"outputs": [], "results": {}}

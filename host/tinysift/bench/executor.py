@@ -267,8 +267,10 @@ def _check_workers(ex: DaskExecutor, say: Callable[[str], None]) -> None:
                            f"every worker ({INSTALL_HINT})") from exc
     here = worker_facts()
     for worker, facts in ex.workers.items():
-        diff = [f"{p} {facts['versions'][p]} (here {v})"
-                for p, v in here["versions"].items() if facts["versions"][p] != v]
+        # the same source is what matters, not the commit it came from (a pip install has none)
+        diff = [f"{p} {facts['versions'].get(p, 'unknown')} (here {v})"
+                for p, v in here["versions"].items()
+                if p != "git" and facts["versions"].get(p) != v]
         if diff:
             raise ClusterError(f"worker {worker} has {', '.join(diff)}: its trainings would "
                                "not match a serial run; install the same versions there")
