@@ -24,6 +24,7 @@ from tinysift.guided.base import EpochSampler, TrainingState
 from tinysift.guided.ledger import CostLedger
 from tinysift.models.cnn import FEATURES_LAYER, HEAD_LAYER, ModelConfig, build_model
 from tinysift.models.training import TrainConfig, seed_everything, start_from, to_float
+from tinysift.progress import ProgressBar
 
 #: A run stops after this many epochs even if a sampler keeps planning tiny epochs.
 MAX_EPOCH_FACTOR = 20
@@ -111,7 +112,8 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                           f"{train_config.epochs} epochs x {n} samples) is less than one batch "
                           f"of {batch}: nothing would train; raise --budget or --epochs")
     sampler.begin(state)
-    bar = _progress_bar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}")
+    bar = ProgressBar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}",
+                      "sample-passes")
     history: list[dict] = []
     steps, last_loss = 0, float("nan")
     start = time.perf_counter()
@@ -154,8 +156,7 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                 state.record(bi, per_sample, np.exp(-per_sample), feats.numpy(), pred.numpy())
                 losses.append(per_sample)
                 steps += 1
-                if bar is not None:
-                    bar[0].update(bar[1], completed=ledger.spent)
+                bar.update(ledger.spent)
             if not losses:  # the budget ended before this epoch's first batch
                 break
             ledger.epoch_sizes.append(take)
@@ -170,8 +171,7 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                 model.set_weights(trainer.get_weights())
                 history[-1].update(on_epoch_end(epoch, model, ledger) or {})
     finally:
-        if bar is not None:
-            bar[0].stop()
+        bar.stop()
     model.set_weights(trainer.get_weights())  # the caller's model; the step trains the next
     ledger.settle()
     return GuidedResult(model=model, ledger=ledger, seconds=time.perf_counter() - start,
@@ -243,15 +243,3 @@ def train_for_passes(x: np.ndarray, y: np.ndarray, num_classes: int, passes: int
 
 def _cosine(base: float, progress: float) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
-
-
-def _progress_bar(show: bool, total: float, label: str):
-    if not show:
-        return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                   TextColumn("{task.completed:.0f}/{task.total:.0f} sample-passes"),
-                   TimeRemainingColumn(), transient=True)
-    bar.start()
-    return bar, bar.add_task(label, total=total)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
+from tinysift.progress import progress_bar
 
 
 @register
@@ -74,15 +75,17 @@ class DMCondenser(Condenser):
             syn.assign(tf.clip_by_value(syn, 0.0, 1.0))
             return loss
 
-        for _ in range(self.iterations):
-            kernels, cin = [], ch
-            for _layer in range(depth):
-                std = np.sqrt(2.0 / (9 * cin))
-                kernels.append(tf.constant(
-                    rng.normal(0, std, (3, 3, cin, self.width)).astype(np.float32)))
-                cin = self.width
-            picks = np.concatenate([rng.choice(ix, size=self.real_batch,
-                                               replace=len(ix) < self.real_batch)
-                                    for ix in by_class])
-            step(tf.constant(x[picks]), kernels)
+        with progress_bar(ctx.progress, self.iterations, f"dm {k}/class", "iterations") as bar:
+            for it in range(self.iterations):
+                kernels, cin = [], ch
+                for _layer in range(depth):
+                    std = np.sqrt(2.0 / (9 * cin))
+                    kernels.append(tf.constant(
+                        rng.normal(0, std, (3, 3, cin, self.width)).astype(np.float32)))
+                    cin = self.width
+                picks = np.concatenate([rng.choice(ix, size=self.real_batch,
+                                                   replace=len(ix) < self.real_batch)
+                                        for ix in by_class])
+                step(tf.constant(x[picks]), kernels)
+                bar.update(it + 1)
         return syn.numpy()
