@@ -114,3 +114,32 @@ def test_a_set_condensed_again_retrains(tmp_path, digits):
     condense(1)
     assert not train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1,
                      progress=False).skipped
+
+
+def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, write_npz):
+    """A prune of another dataset into a used folder replaced its selection.npz without a
+    word, and the folder's model could no longer be rebuilt from it: refused now, the folder
+    untouched. A folder with someone else's manifest.json is not taken over."""
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import file_hash
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune
+
+    out = tmp_path / "r"
+    prune("digits", "random", 0.1, out, progress=False)
+    before = file_hash(out / "selection.npz"), (out / "manifest.json").read_text()
+    other = write_npz(x=digits.x_train[:, ::-1], y=digits.y_train)
+    for call in (lambda: prune(other, "random", 0.1, out, progress=False),
+                 lambda: prune("digits", "random", 0.1, out, label_noise=0.2, progress=False),
+                 lambda: condense(other, "random", 2, out, progress=False)):
+        with pytest.raises(StageError, match="holds a run on digits.*another folder"):
+            call()
+    assert (file_hash(out / "selection.npz"), (out / "manifest.json").read_text()) == before
+    prune("digits", "random", 0.2, out, progress=False)  # the same data: fine
+
+    foreign = tmp_path / "app"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"name": "my app", "version": "1.0"}')
+    with pytest.raises(TinysiftError, match="not a tinysift run folder"):
+        prune("digits", "random", 0.1, foreign, progress=False)
+    assert (foreign / "manifest.json").read_text() == '{"name": "my app", "version": "1.0"}'

@@ -172,6 +172,15 @@ class Run:
                     f"{mpath} is not valid JSON ({exc}); it was not written by tinysift's "
                     "atomic writer. Move it away to start the run folder afresh"
                 ) from exc
+            if not (isinstance(self.manifest, dict) and self.manifest.get("tinysift_run")
+                    and isinstance(self.manifest.get("stages", {}), dict)):
+                from tinysift.errors import TinysiftError
+
+                # someone else's manifest.json: never take the folder over and rewrite it
+                raise TinysiftError(
+                    f"{self.path} is not a tinysift run folder ({MANIFEST} has no "
+                    "'tinysift_run' entry, or its stages are not a table): choose another "
+                    "folder (--out)")
         else:
             self.manifest = {
                 "tinysift_run": 1,
@@ -196,6 +205,30 @@ class Run:
     def set(self, key: str, value: Any) -> None:
         self.manifest[key] = value
         self.save()
+
+    def refuse_other_dataset(self, name: str, content_hash: str,
+                             label_noise: float = 0.0) -> None:
+        """Refuse a stage of another dataset (or other label noise) in this folder.
+
+        A prune or condense of another dataset into a folder would replace its selection.npz
+        or condensed.npz and strand its model and export: the old set could not be rebuilt.
+        So a folder holds one dataset; the fix is another folder.
+
+        Raises
+        ------
+        StageError : the folder records a different dataset hash or label noise
+        """
+        from tinysift.errors import StageError
+
+        now = self.manifest.get("dataset")
+        if now and (now.get("hash") != content_hash
+                    or float(now.get("label_noise", 0.0)) != float(label_noise)):
+            raise StageError(
+                f"{self.path} holds a run on {now.get('name')} (hash {now.get('hash')}, label "
+                f"noise {float(now.get('label_noise', 0.0)):g}); writing {name} (hash "
+                f"{content_hash}, label noise {float(label_noise):g}) into it would replace "
+                "its set and strand its model: use another folder (--out), or move this one "
+                "away")
 
     def stage_info(self, stage: str) -> dict | None:
         return self.manifest.get("stages", {}).get(stage)

@@ -40,6 +40,7 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
 
     ds = load_dataset(dataset)
     run = Run(out)
+    run.refuse_other_dataset(dataset, ds.content_hash)
     params = {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed,
               "method_params": method_params}
     inputs = {"dataset": ds.content_hash}

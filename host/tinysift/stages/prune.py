@@ -53,6 +53,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
         ds, _ = add_label_noise(ds, label_noise, seed)
     count = resolve_keep(keep, len(ds.y_train))
     run = Run(out)
+    run.refuse_other_dataset(dataset, ds.content_hash, label_noise)
     impl = make_method(method, seed=seed, balance=balance, **method_params)
     params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
               "seed": seed, "label_noise": label_noise, "balance": balance,
