@@ -143,3 +143,20 @@ def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, wri
     with pytest.raises(TinysiftError, match="not a tinysift run folder"):
         prune("digits", "random", 0.1, foreign, progress=False)
     assert (foreign / "manifest.json").read_text() == '{"name": "my app", "version": "1.0"}'
+
+
+def test_budgets_are_refused_before_anything_is_scored_or_written(tmp_path):
+    """prune --keep 5 of 10 classes and condense --per-class 0 (or above the smallest class)
+    were refused only after the embedding, the proxy CNN or a flow fit had run (20-25 s on
+    Digits, minutes on Fashion-MNIST), with a failed stage left in the folder."""
+    from tinysift.errors import BudgetError
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune
+
+    with pytest.raises(BudgetError, match="fewer than the 10 classes"):
+        prune("digits", "vq", 5, tmp_path / "p", progress=False)
+    for k, words in ((0, ">= 1"), (10_000, "larger than class")):
+        with pytest.raises(BudgetError, match=words):
+            condense("digits", "flow", k, tmp_path / "c", progress=False)
+    assert not (tmp_path / "p" / "manifest.json").exists()
+    assert not (tmp_path / "c" / "manifest.json").exists()

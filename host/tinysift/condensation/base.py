@@ -42,14 +42,7 @@ class Condenser(ABC):
         ctx = self.context_
         if ctx is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(context) first")
-        counts = np.bincount(ctx.y, minlength=ctx.num_classes)
-        if per_class < 1:
-            raise BudgetError(f"per-class K must be >= 1, got {per_class}")
-        if per_class > counts.min():
-            small = int(np.argmin(counts))
-            raise BudgetError(
-                f"per-class K={per_class} is larger than class {small}, which has only "
-                f"{counts.min()} training samples; use K <= {counts.min()}")
+        check_per_class(per_class, np.bincount(ctx.y, minlength=ctx.num_classes))
         xs, ys = [], []
         for c in range(ctx.num_classes):
             x_c = self._condense_class(c, ctx.class_indices(c), per_class)
@@ -73,6 +66,18 @@ class EmbeddingCondenser(Condenser):
 
     def _fit(self, context: ScoringContext) -> None:
         self.z_ = context.embedding(self.embedding, self.dim)
+
+
+def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
+    """Refuse a per-class K below 1 or above the smallest class (before any fit is paid)."""
+    if isinstance(per_class, bool) or not isinstance(per_class, int | np.integer) \
+            or per_class < 1:
+        raise BudgetError(f"per-class K must be a whole number >= 1, got {per_class!r}")
+    smallest = int(np.min(class_counts))
+    if per_class > smallest:
+        raise BudgetError(
+            f"per-class K={per_class} is larger than class {int(np.argmin(class_counts))}, "
+            f"which has only {smallest} training samples; use K <= {smallest}")
 
 
 def make_condenser(name: str, **params) -> Condenser:

@@ -33,12 +33,13 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     per_class : K, samples per class (refused when larger than the smallest class)
     out : run folder
     """
-    from tinysift.condensation.base import make_condenser
+    from tinysift.condensation.base import check_per_class, make_condenser
     from tinysift.data import load_dataset
     from tinysift.runs import Run, stage_key
     from tinysift.scoring import ScoringContext
 
     ds = load_dataset(dataset)
+    check_per_class(per_class, ds.class_counts("train"))  # before any fit is paid for
     run = Run(out)
     run.refuse_other_dataset(dataset, ds.content_hash)
     params = {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed,
@@ -50,9 +51,6 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     impl = make_condenser(method, seed=seed, **method_params)
     ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
                          cache_dir=run / "cache", progress=progress)
-    counts = ds.class_counts("train")
-    if per_class > counts.min():
-        impl.fit(ctx)  # condense() raises the budget error with the numbers
     run.record_command()
     run.manifest["seed"] = seed
     run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,

@@ -47,11 +47,14 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     from tinysift.runs import Run, stage_key
     from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
+    from tinysift.selection.budget import class_quotas
 
     ds = load_dataset(dataset)
     if label_noise:
         ds, _ = add_label_noise(ds, label_noise, seed)
     count = resolve_keep(keep, len(ds.y_train))
+    if balance:  # a budget under one sample a class is refused before any scoring
+        class_quotas(ds.y_train, count, ds.num_classes)
     run = Run(out)
     run.refuse_other_dataset(dataset, ds.content_hash, label_noise)
     impl = make_method(method, seed=seed, balance=balance, **method_params)
