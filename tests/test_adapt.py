@@ -58,11 +58,14 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         (("adapt", "--update", "all"), "--update must be one of head, bias, last-block"),
         (("adapt", "--old-classes", "a-b"), "--old-classes takes numbers and ranges"),
         (("adapt", "--scenario", "user", "--dataset", "digits"), "needs --new"),
+        # the device's ranges, before the base model is trained (was after 33 s on Digits)
+        (("adapt", "--dataset", "digits", "--lr", "0"), "cannot train with lr 0"),
     ]:
         r = cli(*args, "--out", str(tmp_path / "x"))
         assert r.returncode == 2, (args, r.stderr)
         assert words in " ".join(r.stderr.split()), (args, r.stderr)
         assert "Traceback" not in r.stderr
+        assert not (tmp_path / "x" / "base").exists(), args  # refused before any training
 
 
 def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):

@@ -83,6 +83,18 @@ class AdaptConfig:
         if self.replay_per_class < 0 or self.new_per_class < 1 or self.steps < 1:
             raise BudgetError("--replay-per-class must be >= 0, --new-per-class and --steps "
                               ">= 1")
+        if self.seed < 0:
+            raise BudgetError(f"--seed must be >= 0, got {self.seed}")
+        # the device's own ranges (lr, momentum, batch, schedule) before the base is trained
+        self.device_params().validate()
+
+    def device_params(self):
+        """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""
+        from tinysift.stages.device import TrainParams
+
+        return TrainParams(epochs=1, lr=self.lr, momentum=self.momentum, batch=self.batch,
+                           seed=self.seed + 1, update=self.update, steps=self.steps,
+                           schedule=self.schedule, balance=self.balance)
 
     @property
     def uses_replay(self) -> bool:
@@ -254,7 +266,7 @@ def device_task_accuracies(res, scn) -> dict:
 def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     """One adaptation end to end; writes ``RUN/adapt-<label>.json`` and returns it."""
     from tinysift.quantize import tflm
-    from tinysift.stages.device import TrainParams, cached_results, run_on_device
+    from tinysift.stages.device import cached_results, run_on_device
     from tinysift.stages.export import export
 
     cfg.validate()
@@ -274,9 +286,7 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
                  db_capacity=len(scn.y_new), train_indices=exported, test_indices=tests)
     scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
     new_set = (tflm.quantize_images(scn.x_new, scale, zp), scn.y_new)
-    params = TrainParams(epochs=1, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
-                         seed=cfg.seed + 1, update=cfg.update, steps=cfg.steps,
-                         schedule=cfg.schedule, balance=cfg.balance)
+    params = cfg.device_params()
     label = (f"{cfg.replay}-{cfg.replay_per_class}-{cfg.update}" if cfg.uses_replay
              else f"noreplay-{cfg.update}")
     db_use = "both" if cfg.uses_replay else "ram"

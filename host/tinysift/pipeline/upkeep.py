@@ -23,7 +23,7 @@ Every device run is cached in its run folder: a killed experiment resumes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,14 +125,11 @@ def run_point(cfg: UpkeepConfig, setup: UpkeepSetup, policy: str, per_class: int
     whole stream, policy reservoir), train, read the accuracies."""
     from tinysift.device.stream import StreamParams
     from tinysift.pipeline.adapt import device_task_accuracies
-    from tinysift.stages.device import TrainParams
     from tinysift.stages.stream import run_stream_on_device
 
     n = len(setup.y_stream)
     cap = n if per_class is None else min(n, per_class * setup.stream_classes)
-    params = TrainParams(epochs=1, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
-                         seed=cfg.seed + 1, update=update, steps=cfg.steps,
-                         schedule=cfg.schedule, balance=True)
+    params = replace(cfg.device_params(), update=update, balance=True)
     label = f"upkeep-{policy if per_class is not None else ALL}-{cap}-{update}"
     res, rep = run_stream_on_device(setup.base, cfg.board, params,
                                     (setup.x_stream, setup.y_stream),
