@@ -341,3 +341,56 @@ def test_d2_balances_difficulty_and_diversity(ctx):
         members = ctx.class_indices(c)
         hardest = members[np.argsort(-el2n[members], kind="stable")][: int(0.3 * len(members))]
         assert not np.intersect1d(kept, hardest).size
+
+
+# -- what selection.npz's scores mean ---------------------------------------------------------
+def _registered() -> list[str]:
+    from tinysift.selection import METHODS
+
+    make_method("random")  # registers every method
+    return sorted(METHODS)
+
+
+def _is_class_top(ctx, scores: np.ndarray, kept: np.ndarray, count: int) -> bool:
+    """Whether ``kept`` is the top of ``scores`` in every class at the class quotas (the
+    default selector's cut; ties may go either way)."""
+    from tinysift.selection.budget import class_quotas
+
+    quotas = class_quotas(ctx.y, count, ctx.num_classes)
+    chosen = np.zeros(ctx.num_samples, bool)
+    chosen[kept] = True
+    for c in range(ctx.num_classes):
+        members = ctx.class_indices(c)
+        inside, outside = scores[members[chosen[members]]], scores[members[~chosen[members]]]
+        if len(inside) != quotas[c] or (len(outside) and inside.min() < outside.max()):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_saved_scores_are_the_selection_only_where_nested(ctx, tmp_path, name):
+    """selection.npz's scores re-cut a budget (the top of each class) only where the file
+    says ``nested``; CCS (difficulty, stratified), prototypes (lowest first below keep 0.5),
+    D2, VQ and flow say they do not, and a nested method's every cut is the top."""
+    from tinysift.scoring.flows import FlowConfig
+    from tinysift.selection.io import read_selection, write_selection
+
+    params = {"flow": FlowConfig(steps=100)} if name == "flow" else {}
+    method = make_method(name, seed=0, **params).fit(ctx)
+    n, tops = ctx.num_samples, []
+    for count in (14, 144, 718):
+        kept = method.select(count)
+        path = write_selection(tmp_path / f"{count}.npz", kept, method.scores_, name, n, "h",
+                               score_meaning=method.score_meaning, nested=method.nested)
+        sel = read_selection(path, n, "h")
+        tops.append(_is_class_top(ctx, sel["scores"], sel["indices"], count))
+        assert tops[-1] or not sel["nested"], f"{name} at {count}: nested but not the top"
+        assert "higher" in str(sel["score_meaning"])
+    # and the flag is not set false needlessly
+    assert bool(sel["nested"]) == all(tops), (name, tops)
+    # written by name only (the prune stage's call), the registered defaults' flags
+    default = read_selection(write_selection(tmp_path / "d.npz", kept, method.scores_, name,
+                                             n, "h"), n, "h")
+    assert bool(default["nested"]) == method.nested
+    if name in ("herding", "kcenter"):  # one greedy over the whole set is not the top
+        assert not make_method(name, balance=False).nested

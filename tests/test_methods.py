@@ -181,6 +181,48 @@ def test_flow_dimension_ignores_absent_classes(digits):
     assert np.isfinite(partial.scores_).all()
 
 
+def test_class_flows_never_fit_an_empty_training_set():
+    """A flow with no training data (an absent class; the fold of a one-sample class whose
+    complement is empty) is not trained on another class's samples (it was: on sample 0)
+    and scores -inf, as the other densities score an absent class."""
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0, 1, (30, 3)), rng.normal(4, 1, (30, 3)),
+                        rng.normal(-4, 1, (1, 3))]).astype(np.float32)
+    y = np.array([0] * 30 + [1] * 30 + [2])
+    flows = ClassFlows(FlowConfig(steps=20, batch=16), seed=0).fit(z, y, 4, folds=2)
+    ll = flows.log_prob(z, flows.fold_)
+    assert np.isneginf(ll[:, 3]).all() and np.isneginf(ll[60, 2])
+    assert np.isfinite(ll[:60, :2]).all()
+    lone = int(flows.fold_[60])  # class 2's flow for this fold trains on nothing
+    assert flows.trained_.tolist() == [True] * 4 + [lone == 1, lone == 0] + [False] * 2
+
+
+def test_flow_one_sample_class_changes_no_other_class(digits):
+    """One class of a single sample: the other classes keep the flow dimension they have
+    without it (it capped every class at 2), it gets the pooled Gaussian, and every score is
+    finite; the selection stays exact."""
+    three = digits.y_train < 3
+    lone = np.flatnonzero(digits.y_train == 3)[:1]
+    brief = {"flow": FlowConfig(steps=30)}
+
+    def fit(rows, k=4):
+        ctx = ScoringContext(digits.x_train[rows], digits.y_train[rows], k, seed=0,
+                             progress=False, proxy_epochs=1)
+        return make_method("flow", seed=0, **brief).fit(ctx)
+
+    without = fit(np.flatnonzero(three))
+    flow = fit(np.concatenate([np.flatnonzero(three), lone]))
+    assert flow.flow_dims_ == without.flow_dims_ and min(flow.flow_dims_.values()) > 2
+    assert flow.small_classes_.tolist() == [3]
+    for values in (flow.scores_, flow.log_likelihood_, flow.pixel_log_likelihood_,
+                   flow.agreement_):
+        assert np.isfinite(values).all()
+    kept = flow.select(40)
+    assert len(kept) == 40 and len(np.unique(kept)) == 40
+
+
 @pytest.mark.parametrize("keep", [0, -5, 1438, "0", "1.5", "-0.1"])
 def test_bad_keep_refused(tmp_path, keep):
     from tinysift.stages.prune import prune
@@ -200,6 +242,67 @@ def test_nan_features_refused(digits):
     f[[3, 99]] = np.nan
     with pytest.raises(DatasetError, match="NaN or infinite values in 2 rows"):
         ScoringContext(digits.x_train, digits.y_train, 10, features=f)
+
+
+def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
+    """The disk cache of the proxy's dynamics (and of the ``cnn`` embedding built on them) is
+    keyed on the proxy's recipe: a changed TrainConfig or ModelConfig default, measurement
+    spacing or recording version recomputes instead of reusing dynamics from the old recipe.
+    ``given`` embeddings are keyed on the features (the data hash covers only x and y)."""
+    import dataclasses
+
+    from tinysift.models import cnn, training
+    from tinysift.scoring import context as context_module
+    from tinysift.scoring import dynamics
+    from tinysift.scoring.dynamics import TrainingDynamics
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(40, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(40) % 2
+    recorded = []
+
+    def record(x, y, k, epochs, seed, progress=True):  # the proxy, without training
+        recorded.append(dynamics.proxy_recipe(len(y), epochs, seed))
+        e, n = epochs, len(y)
+        return TrainingDynamics(*(np.zeros((e, n), np.float32) for _ in range(2)),
+                                np.zeros((e, n), bool), *(np.zeros((e, n), np.float32)
+                                                          for _ in range(2)),
+                                features=rng.normal(size=(n, 6)).astype(np.float32),
+                                seconds=1.0)
+
+    monkeypatch.setattr(context_module, "record_dynamics", record)
+
+    def computed() -> int:
+        ctx = ScoringContext(x, y, 2, cache_dir=tmp_path, progress=False)
+        ctx.dynamics()
+        ctx.embedding("cnn", 3)
+        return len(recorded)
+
+    assert computed() == 1 and computed() == 1  # an unchanged recipe is a cache hit
+
+    @dataclasses.dataclass(frozen=True)
+    class SlowerTraining(training.TrainConfig):
+        learning_rate: float = 1e-3
+
+    @dataclasses.dataclass(frozen=True)
+    class WiderModel(cnn.ModelConfig):
+        width: int = 32
+
+    changes = [(training, "TrainConfig", SlowerTraining), (cnn, "ModelConfig", WiderModel),
+               (dynamics, "MIN_STEPS_PER_MEASURE", 25),
+               (dynamics, "DYNAMICS_VERSION", dynamics.DYNAMICS_VERSION + 1)]
+    for i, (module, name, value) in enumerate(changes, start=2):
+        with monkeypatch.context() as changed:
+            changed.setattr(module, name, value)
+            assert computed() == i, f"{name} changed, cached dynamics reused"
+    assert len(list(tmp_path.glob("embed-cnn-*"))) == len(changes) + 1
+
+    def given(f):
+        ctx = ScoringContext(x, y, 2, cache_dir=tmp_path, features=f, progress=False)
+        return ctx.embedding("given", 2)
+
+    f = rng.normal(size=(40, 4))
+    assert not np.allclose(given(f), given(f[::-1].copy()))
 
 
 def test_given_features_drive_vq(digits):

@@ -3,13 +3,15 @@
 Several methods need the same expensive things: an embedding of every sample, or the
 *training dynamics* of a briefly trained proxy CNN (per-epoch probabilities, margins,
 correctness). The context computes each once, caches it in memory and, with a ``cache_dir``,
-on disk (keyed by the data hash and parameters), and records how long it took so benchmarks
-can charge each method the work it used.
+on disk (keyed by the data hash, the parameters and a hash of the recipe behind each item:
+a changed proxy recipe is a new key, never a stale hit), and records how long it took so
+benchmarks can charge each method the work it used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.errors import DatasetError
-from tinysift.scoring.dynamics import TrainingDynamics, record_dynamics
+from tinysift.scoring.dynamics import TrainingDynamics, proxy_recipe, record_dynamics
 from tinysift.scoring.embeddings import compute_embedding
 
 #: Shared work a method may declare in its ``needs``: a bench on a cluster computes each once
@@ -95,9 +97,16 @@ class ScoringContext:
 
     # -- cached shared work -------------------------------------------------------------
     def embedding(self, kind: str = "pixels", dim: int | None = None) -> np.ndarray:
-        """Reduced embedding (N, dim) float32: ``pixels``, ``random-conv`` or ``cnn``."""
+        """Reduced embedding (N, dim) float32: ``pixels``, ``random-conv``, ``cnn`` or
+        ``given``."""
         dim = dim or self.embed_dim
         key = f"embed-{kind}-{dim}-s{self.seed}-pe{self.proxy_epochs if kind == 'cnn' else 0}"
+        # What the key must also tell apart: the proxy behind ``cnn``, the user's features
+        # behind ``given`` (the data hash covers only the images and labels).
+        if kind == "cnn":
+            key += f"-r{self._proxy_recipe_hash()}"
+        elif kind == "given" and self.features is not None:
+            key += f"-f{_array_hash(self.features)}"
         return self._cached(key, lambda: {"z": compute_embedding(kind, self, dim)})["z"]
 
     def dynamics(self) -> TrainingDynamics:
@@ -151,7 +160,14 @@ class ScoringContext:
     def _shared_key(self, need: str) -> str:
         if need != "dynamics":
             raise KeyError(f"no shared work called {need!r}; known: {SHARED_WORK}")
-        return f"dynamics-e{self.proxy_epochs}-s{self.seed}"
+        return f"dynamics-e{self.proxy_epochs}-s{self.seed}-r{self._proxy_recipe_hash()}"
+
+    def _proxy_recipe_hash(self) -> str:
+        """Hash of what the proxy's dynamics depend on besides the data (its TrainConfig,
+        ModelConfig, measurement spacing and recording version): a cache written under an
+        older recipe is then a different key, not a stale hit."""
+        recipe = proxy_recipe(self.num_samples, self.proxy_epochs, self.seed)
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
     def _path(self, key: str) -> Path | None:
         return (self.cache_dir / f"{key}-{self.data_hash}.npz") if self.cache_dir else None
@@ -178,3 +194,11 @@ class ScoringContext:
         self.timings[key] = cached_seconds
         self._cache[key] = arrays
         return arrays
+
+
+def _array_hash(a: np.ndarray) -> str:
+    """Short hash of an array's dtype, shape and bytes."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tinysift.models.training import TrainConfig
 
 
 @dataclass
@@ -36,7 +40,6 @@ class TrainingDynamics:
         return {k: np.asarray(v) for k, v in vars(self).items()}
 
 
-
 def forgetting_counts(correct: np.ndarray) -> np.ndarray:
     """Forgetting events per sample from an ``(E, N)`` correctness record.
 
@@ -54,11 +57,62 @@ def forgetting_counts(correct: np.ndarray) -> np.ndarray:
     return events
 
 
-
 # Each measurement follows at least this many optimizer steps: with fewer, BatchNorm's moving
 # statistics still sit near their initial values and evaluation-mode predictions collapse to
 # one class (seen on digits, 12 steps per epoch).
 MIN_STEPS_PER_MEASURE = 50
+
+#: Version of the recording: bump it when what ``record_dynamics`` measures or how it trains
+#: changes in a way :func:`proxy_recipe` does not show (code, not configuration), so caches of
+#: dynamics recorded by older code are recomputed instead of silently reused.
+DYNAMICS_VERSION = 1
+
+
+def proxy_schedule(num_samples: int, proxy_epochs: int,
+                   seed: int) -> tuple[TrainConfig, int]:
+    """The proxy's ``TrainConfig`` and the epochs between two measurements.
+
+    Parameters
+    ----------
+    num_samples : training samples the proxy trains on
+    proxy_epochs : measurements to record
+    seed : training seed
+
+    Returns
+    -------
+    (TrainConfig, int)
+        The recipe (``proxy_epochs`` measurements, each after at least
+        ``MIN_STEPS_PER_MEASURE`` steps) and the number of passes between measurements.
+    """
+    from tinysift.models.training import TrainConfig
+
+    steps_per_epoch = max(1, -(-num_samples // TrainConfig().batch_size))
+    every = max(1, -(-MIN_STEPS_PER_MEASURE // steps_per_epoch))
+    return TrainConfig(epochs=proxy_epochs * every, seed=seed), every
+
+
+def proxy_recipe(num_samples: int, proxy_epochs: int, seed: int) -> dict:
+    """Everything the recorded dynamics depend on besides the data, as plain values.
+
+    A cache of dynamics is keyed on this (with the data's hash): a changed training recipe,
+    model default or measurement spacing is a different key, not a stale hit.
+
+    Parameters
+    ----------
+    num_samples, proxy_epochs, seed : as for :func:`proxy_schedule`
+
+    Returns
+    -------
+    dict
+        ``version``, ``train`` (the TrainConfig as a dict), ``model`` (the ModelConfig the
+        proxy is built with) and ``min_steps_per_measure``.
+    """
+    from tinysift.models.cnn import ModelConfig
+
+    train, _ = proxy_schedule(num_samples, proxy_epochs, seed)
+    # record_dynamics passes no model config: train_model builds the default ModelConfig().
+    return {"version": DYNAMICS_VERSION, "train": train.to_dict(),
+            "model": ModelConfig().to_dict(), "min_steps_per_measure": MIN_STEPS_PER_MEASURE}
 
 
 def record_dynamics(x: np.ndarray, y: np.ndarray, num_classes: int, proxy_epochs: int,
@@ -67,15 +121,15 @@ def record_dynamics(x: np.ndarray, y: np.ndarray, num_classes: int, proxy_epochs
     ``proxy_epochs`` times, each after at least ``MIN_STEPS_PER_MEASURE`` steps (one epoch
     on a large dataset, several passes on a small one)."""
     from tinysift.models.cnn import HEAD_LAYER, feature_model
-    from tinysift.models.training import TrainConfig, train_model
+    from tinysift.models.training import train_model
 
     n, k = len(y), num_classes
     stats = {name: [] for name in ("true_prob", "margin", "correct", "el2n", "grand")}
     onehot = np.eye(k, dtype=np.float32)[y]
     rows = np.arange(n)
 
-    steps_per_epoch = max(1, -(-n // TrainConfig().batch_size))
-    every = max(1, -(-MIN_STEPS_PER_MEASURE // steps_per_epoch))
+    # The same schedule proxy_recipe hashes into the cache key.
+    cfg, every = proxy_schedule(n, proxy_epochs, seed)
 
     def measure(epoch: int, model) -> None:
         if (epoch + 1) % every:
@@ -103,7 +157,6 @@ def record_dynamics(x: np.ndarray, y: np.ndarray, num_classes: int, proxy_epochs
         stats.setdefault("_features", [None])[0] = feats
 
     start = time.perf_counter()
-    cfg = TrainConfig(epochs=proxy_epochs * every, seed=seed)
     train_model(x, y, k, train_config=cfg, epoch_hooks=[measure],
                 progress=progress)
     seconds = time.perf_counter() - start

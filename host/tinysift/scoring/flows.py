@@ -12,6 +12,10 @@ With ``folds > 1`` the flows are *cross-fitted*: class c gets one flow per fold 
 on the class's samples outside fold f, and a training sample is scored only by flows that
 never saw it. Without this a flow memorizes small classes and every sample looks typical.
 
+A flow whose training set is empty (a class absent from ``y``, or a fold holding all of a
+tiny class) is never trained, on this class's samples or any other's: its log-density is
+``-inf`` everywhere, as the other densities give an absent class.
+
 ``log_prob(z, fold)`` returns the log-density of every sample under every class flow, (N, K).
 """
 
@@ -84,6 +88,8 @@ class ClassFlows:
                                for ix in train_sets]).astype(np.float32)
         self.std_ = np.stack([z[ix].std(0) + 1e-3 if len(ix) > 1 else np.ones(d, np.float32)
                               for ix in train_sets]).astype(np.float32)
+        #: flows with training data; the others are masked out of the loss and score -inf
+        self.trained_ = np.array([len(ix) > 0 for ix in train_sets])
         masks = []
         perms = []
         for layer in range(cfg.n_layers):
@@ -114,11 +120,18 @@ class ClassFlows:
         opt = tf.keras.optimizers.Adam(cfg.learning_rate)
         variables = list(self.vars_.values())
         logp = self._graph_log_prob
+        # An untrained flow's rows weigh 0 in the loss. Each flow has its own weights, so the
+        # trained ones get exactly the gradients they got before flows could be masked; with
+        # every flow trained there is no weighting at all (the same graph).
+        weights = None if self.trained_.all() else tf.constant(
+            self.trained_[:, None].astype(np.float32))
 
         @tf.function
         def step(batch):  # batch: (K, B, d), already standardized per class
             with tf.GradientTape() as tape:
                 ll = logp(batch)
+                if weights is not None:
+                    ll = ll * weights
                 l2 = tf.add_n([tf.reduce_sum(self.vars_[n] ** 2) for n in ("w1", "ws", "wt")])
                 loss = -tf.reduce_mean(ll) / d + cfg.weight_decay * l2
             grads = tape.gradient(loss, variables)
@@ -129,8 +142,12 @@ class ClassFlows:
         start = time.perf_counter()
         for s in range(cfg.steps):
             picks = [rng.choice(ix, size=cfg.batch, replace=len(ix) < cfg.batch) if len(ix)
-                     else np.zeros(cfg.batch, np.int64) for ix in by_class]
-            batch = np.stack([(z[p] - self.mean_[c]) / self.std_[c] for c, p in enumerate(picks)])
+                     else None for ix in by_class]
+            # An empty training set gets a batch of zeros (weight 0 in the loss), never
+            # another class's samples.
+            batch = np.stack([(z[p] - self.mean_[c]) / self.std_[c] if p is not None
+                              else np.zeros((cfg.batch, d), np.float32)
+                              for c, p in enumerate(picks)])
             step(tf.constant(batch))
             if progress is not None:
                 progress(s + 1, cfg.steps)
@@ -162,7 +179,8 @@ class ClassFlows:
         """Log-density of every sample under every class: (N, num_classes).
 
         ``fold[i]`` picks which cross-fitted flows score sample i (its own fold, so the
-        flows never saw it); None uses fold 0 (new data)."""
+        flows never saw it); None uses fold 0 (new data). A flow that had no training data
+        gives ``-inf``."""
         from tinysift.tfcompat import tf
 
         z = np.asarray(z, np.float32)
@@ -180,7 +198,8 @@ class ClassFlows:
                 # this fold's.
                 x = (zc[None, :, :] - self.mean_[:, None, :]) / self.std_[:, None, :]
                 ll = self._graph_log_prob(tf.constant(x)).numpy()  # (K * folds, b)
-                out[rows] = (ll[groups] - log_std[groups, None]).T
+                ll = np.where(self.trained_[:, None], ll - log_std[:, None], -np.inf)
+                out[rows] = ll[groups].T
         return out
 
     def sample(self, c: int, n: int, seed: int = 0) -> np.ndarray:

@@ -9,6 +9,13 @@ A method is a *scorer* plus a *selector*:
   class-balanced by default. The default selector keeps the top scores of each class; methods
   with their own selection rule (coverage, strata, greedy geometry) override ``select``.
 
+Not every method's selection is the top of its scores: CCS stratifies its difficulty scores
+(higher = harder), prototypes keeps the lowest at small budgets, D2, VQ and flow select by
+rules their scores only feed. Each method says so: ``score_meaning`` (what the scores measure,
+direction included) and ``nested`` (True when ``select(count)`` is the top ``count`` of the
+scores, per class at the class quotas when balanced, so the scores re-cut any budget).
+``selection.npz`` records both.
+
 A new method is one module that subclasses :class:`PruningMethod` and decorates itself with
 :func:`register`.
 """
@@ -46,6 +53,13 @@ class PruningMethod(ABC):
     name: ClassVar[str] = ""
     #: What the method needs from the context, for cost accounting (e.g. ``{"dynamics"}``).
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: What ``scores_`` measure, direction included (saved in ``selection.npz``).
+    score_meaning: ClassVar[str] = "importance, higher = kept first"
+    #: True when ``select(count)`` is the top ``count`` of ``scores_`` (per class at the class
+    #: quotas when balanced; ties broken by the method's key), for every ``count``: only then
+    #: do the saved scores re-cut another budget. A method with a selection rule of its own
+    #: sets it False (tests/test_baselines.py checks the claim for every registered method).
+    nested: ClassVar[bool] = True
 
     def __init__(self, seed: int = 0, balance: bool = True):
         self.seed = seed
@@ -63,7 +77,8 @@ class PruningMethod(ABC):
 
     @abstractmethod
     def _fit(self, context: ScoringContext) -> np.ndarray:
-        """Return per-sample scores (higher = keep first)."""
+        """Return per-sample scores (as ``score_meaning`` says; the top of them is the
+        selection only when ``nested``)."""
 
     def score(self) -> np.ndarray:
         self._check_fitted()

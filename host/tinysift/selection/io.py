@@ -1,4 +1,12 @@
-"""Reading and writing ``selection.npz`` (pruning) and ``condensed.npz`` (condensation)."""
+"""Reading and writing ``selection.npz`` (pruning) and ``condensed.npz`` (condensation).
+
+In ``selection.npz`` only ``indices`` is the selection. ``scores`` are what the method
+measured, one per training sample, as its ``score_meaning`` says; the top ``k`` of them (per
+class, at the class quotas) is the method's selection of ``k`` only where ``nested`` is
+true. For the others (CCS, D2, prototypes, VQ, flow) re-cutting a budget from the scores
+(``argsort(-scores)[:k]``) is not the method: run ``tinysift prune`` at that budget. Files
+written before these two fields existed load without them (read them as unknown).
+"""
 
 from __future__ import annotations
 
@@ -13,18 +21,56 @@ SELECTION_FILE = "selection.npz"
 CONDENSED_FILE = "condensed.npz"
 
 
+def describe_scores(method: str) -> tuple[str, bool]:
+    """``(score_meaning, nested)`` of a registered method with its default parameters;
+    ``("", False)`` for a name that is not one (e.g. ``scenario:old``)."""
+    from tinysift.selection.base import METHODS, make_method
+
+    make_method("random")  # registers every method
+    if method not in METHODS:
+        return "", False
+    impl = make_method(method)
+    return impl.score_meaning, bool(impl.nested)
+
+
 def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, method: str,
                     num_samples: int, dataset_hash: str, label_noise: float = 0.0,
-                    noise_seed: int = 0) -> Path:
-    """``indices``: kept training indices (sorted int64); ``scores``: one per original sample
-    (higher = kept first); ``keep_count`` = len(indices)."""
+                    noise_seed: int = 0, score_meaning: str | None = None,
+                    nested: bool | None = None) -> Path:
+    """Write a selection.
+
+    Parameters
+    ----------
+    path : the ``.npz`` to write
+    indices : kept training indices (saved sorted, int64): **the selection**
+    scores : one per original sample, what the method measured (``score_meaning`` says what,
+        direction included); the top of them is the selection only when ``nested``
+    method : method name
+    num_samples, dataset_hash : the training set the selection belongs to
+    label_noise, noise_seed : label noise applied before scoring
+    score_meaning, nested : the method's :attr:`~tinysift.selection.base.PruningMethod.
+        score_meaning` and ``nested`` (pass the fitted method's: they may depend on its
+        parameters); None reads them from the registered method's defaults
+
+    Returns
+    -------
+    Path
+        The file written. It also holds ``keep_count`` = len(indices), ``keep_fraction``,
+        ``score_meaning`` and ``nested``.
+    """
+    if score_meaning is None or nested is None:
+        default_meaning, default_nested = describe_scores(method)
+        score_meaning = default_meaning if score_meaning is None else score_meaning
+        nested = default_nested if nested is None else nested
     indices = np.unique(np.asarray(indices, dtype=np.int64))
     return atomic_write_npz(path, indices=indices, scores=np.asarray(scores, dtype=np.float64),
                             method=np.array(method), keep_count=np.int64(len(indices)),
                             num_samples=np.int64(num_samples),
                             keep_fraction=np.float64(len(indices) / num_samples),
                             dataset_hash=np.array(dataset_hash),
-                            label_noise=np.float64(label_noise), noise_seed=np.int64(noise_seed))
+                            label_noise=np.float64(label_noise), noise_seed=np.int64(noise_seed),
+                            score_meaning=np.array(str(score_meaning)),
+                            nested=np.bool_(nested))
 
 
 def _load_npz(p: Path, what: str, fix: str) -> dict:
@@ -44,7 +90,8 @@ def _scalar(sel: dict, key: str, p: Path, kind: type):
     value = sel[key]
     if value.ndim != 0 or (kind is str and value.dtype.kind not in "US") or (
             kind is int and value.dtype.kind not in "iu") or (
-            kind is float and value.dtype.kind not in "iuf"):
+            kind is float and value.dtype.kind not in "iuf") or (
+            kind is bool and value.dtype.kind != "b"):
         raise DatasetError(f"{p}: {key!r} must be one {kind.__name__}, got {value.dtype} "
                            f"{value.shape}: not a tinysift selection file")
     return kind(value)
@@ -52,7 +99,10 @@ def _scalar(sel: dict, key: str, p: Path, kind: type):
 
 def read_selection(path: str | Path, num_samples: int | None = None,
                    dataset_hash: str | None = None) -> dict:
-    """Load a selection and check it belongs to the dataset it is applied to."""
+    """Load a selection and check it belongs to the dataset it is applied to.
+
+    Returns every array of the file; ``score_meaning`` and ``nested`` only where the file has
+    them (files written before they existed have neither)."""
     p = Path(path)
     if p.is_dir():
         p = p / SELECTION_FILE
@@ -75,6 +125,11 @@ def read_selection(path: str | Path, num_samples: int | None = None,
         raise DatasetError(f"{p}: keep_count {int(sel['keep_count'])} but {len(idx)} indices; "
                            f"{fix}")
     _scalar(sel, "method", p, str)
+    # Both absent from files written before they existed: those still load.
+    if "score_meaning" in sel:
+        _scalar(sel, "score_meaning", p, str)
+    if "nested" in sel:
+        _scalar(sel, "nested", p, bool)
     if "label_noise" in sel:
         noise = _scalar(sel, "label_noise", p, float)
         if not 0.0 <= noise < 1.0:

@@ -151,6 +151,11 @@ class GreedyMethod(PruningMethod):
 
     embedding: str = "cnn"
 
+    @property
+    def nested(self) -> bool:  # type: ignore[override]
+        # balance=False runs one greedy over the whole set, not the top of per-class orders.
+        return self.balance
+
     def _order(self, z: np.ndarray, rng: np.random.Generator, limit: int) -> np.ndarray:
         raise NotImplementedError
 

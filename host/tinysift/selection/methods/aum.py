@@ -50,6 +50,8 @@ class AUMMethod(RankedMethod):
     """
 
     name = "aum"
+    score_meaning = ("-AUM, or AUM minus a constant for samples flagged as mislabelled "
+                     "(AUM < threshold), higher = kept first")
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, threshold: float = 0.0):

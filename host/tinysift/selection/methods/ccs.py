@@ -98,6 +98,11 @@ class CCSMethod(RankedMethod):
     """
 
     name = "ccs"
+    score_meaning = (
+        "difficulty from the proxy CNN (EL2N by default, `importance`), higher = harder; the "
+        "selection cuts the hardest, then samples equal-width difficulty strata at random: "
+        "not the top of the scores")
+    nested = False
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",

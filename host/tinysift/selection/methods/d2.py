@@ -133,6 +133,11 @@ class D2Method(RankedMethod):
     """
 
     name = "d2"
+    score_meaning = (
+        "difficulty after forward message passing on the class's kNN graph, higher = more "
+        "important; the selection is the greedy reverse-message-passing order after a hard "
+        "cut of the hardest: not the top of the scores")
+    nested = False
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",

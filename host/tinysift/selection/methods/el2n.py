@@ -37,6 +37,7 @@ class EL2NMethod(RankedMethod):
     """
 
     name = "el2n"
+    score_meaning = "EL2N of the proxy CNN, higher = harder = kept first"
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, epoch: int | str = -1):

@@ -76,6 +76,55 @@ def stratified_pick(scores: np.ndarray, quota: int, bins: int, rng) -> np.ndarra
     return np.concatenate(chosen)
 
 
+#: Fewest training samples a class's flow may have: the dimension cap's 10 samples per
+#: dimension at the smallest dimension a flow has (2). A class whose training fold is smaller
+#: gets :func:`gaussian_log_prob` and does not cap the other classes' dimension. (Digits'
+#: smallest class, 139 samples, has 69 in a fold of the default 2.)
+MIN_FLOW_TRAIN = 20
+
+
+def _train_share(folds: int) -> float:
+    """Share of a class a cross-fitted flow trains on (all of it without cross-fitting)."""
+    return (folds - 1) / folds if folds > 1 else 1.0
+
+
+def gaussian_log_prob(z: np.ndarray, y: np.ndarray, classes: np.ndarray,
+                      num_classes: int) -> np.ndarray:
+    """Log-density of every row of ``z`` under a diagonal Gaussian per class in ``classes``.
+
+    For classes too small for a flow: the mean is the class's own (all its samples, no
+    held-out fold: a class of one sample has none to spare), the variance the within-class
+    variance pooled over every class with at least two samples (a class of a few samples
+    cannot estimate its own; the shared covariance is LDA's rule), or the data's variance when
+    no class has two.
+
+    Parameters
+    ----------
+    z : (N, d) embedding
+    y : (N,) labels
+    classes : the classes to model
+    num_classes : K
+
+    Returns
+    -------
+    np.ndarray
+        (N, len(classes)) float64 log-densities, finite.
+    """
+    z = np.asarray(z, np.float64)
+    counts = np.bincount(y, minlength=num_classes)
+    means = np.zeros((num_classes, z.shape[1]))
+    np.add.at(means, y, z)
+    means /= np.maximum(counts, 1)[:, None]
+    pooled = counts[y] > 1
+    dev = z[pooled] - means[y[pooled]] if pooled.any() else z - z.mean(0)
+    var = np.maximum((dev ** 2).mean(0), 1e-6)
+    out = np.empty((len(z), len(classes)))
+    norm = -0.5 * np.log(2 * np.pi * var).sum()
+    for j, c in enumerate(classes):
+        out[:, j] = norm - 0.5 * (((z - means[c]) ** 2) / var).sum(1)
+    return out
+
+
 @register
 class FlowMethod(PruningMethod):
     """Normalizing-flow densities + uncertainty: hard cut, then density-stratified coverage.
@@ -92,6 +141,12 @@ class FlowMethod(PruningMethod):
     """
 
     name = "flow"
+    score_meaning = (
+        "trust: the minimum of four within-class ranks (feature density, pixel density, "
+        "label agreement, certainty), higher = more trustworthy; the selection drops each "
+        "class's lowest, then samples the rest over feature-density strata at random: not "
+        "the top of the scores")
+    nested = False
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn",
@@ -125,17 +180,30 @@ class FlowMethod(PruningMethod):
             raw = context.embedding(kind, self.dim)
         # A flow on n samples in d dimensions memorizes when d is large for n: cap d by the
         # smallest class's training fold (about 10 samples per dimension). Only the classes
-        # present count: a replay set over old classes has none of the new ones.
+        # present count: a replay set over old classes has none of the new ones. Nor do the
+        # classes too small for any flow (below MIN_FLOW_TRAIN): one such class would set
+        # every class's flow to 2 dimensions; they get a Gaussian instead.
         counts = np.bincount(y, minlength=k)
-        smallest = int(counts[counts > 0].min())
+        small = (counts > 0) & (counts * _train_share(self.folds) < MIN_FLOW_TRAIN)
+        sized = counts[(counts > 0) & ~small]
+        smallest = int(sized.min()) if len(sized) else 0
         d = int(np.clip(smallest * (self.folds - 1) / self.folds / 10, 2,
                         min(self.dim, raw.shape[1])))
         pca = PCA(n_components=d, svd_solver="randomized", random_state=self.seed)
         z = pca.fit_transform(raw).astype(np.float32)
         resid = ((raw - pca.inverse_transform(z)) ** 2).sum(1).astype(np.float64)
-        flows = ClassFlows(self.flow, seed=self.seed).fit(z, y, k, folds=self.folds)
         self.flow_dims_[kind] = d
-        ll = flows.log_prob(z, flows.fold_)
+        if len(sized):
+            # Small classes' samples are left out of the flows (label -1: no flow trains on
+            # them, and their flows, with no data, are masked).
+            y_flow = np.where(small[y], -1, y)
+            flows = ClassFlows(self.flow, seed=self.seed).fit(z, y_flow, k, folds=self.folds)
+            ll = flows.log_prob(z, flows.fold_)
+        else:  # every class is small: nothing for a flow to learn
+            ll = np.full((len(y), k), -np.inf)
+        if small.any():
+            ll[:, small] = gaussian_log_prob(z, y, np.flatnonzero(small), k)
+        self.small_classes_ = np.flatnonzero(small)
         extra = raw.shape[1] - d
         if kind == "pixels" and extra > 0:
             # Residual variance per class (from its samples), sigma^2 = mean residual / extra.

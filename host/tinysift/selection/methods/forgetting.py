@@ -36,6 +36,9 @@ class ForgettingMethod(RankedMethod):
     """
 
     name = "forgetting"
+    score_meaning = (
+        "forgetting-event count (never learned = the number of measurements), higher = kept "
+        "first; ties broken by a seeded key")
     needs = frozenset({"dynamics"})
 
     def _fit(self, context) -> np.ndarray:

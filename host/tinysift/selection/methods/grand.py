@@ -35,6 +35,8 @@ class GraNdMethod(RankedMethod):
     """
 
     name = "grand"
+    score_meaning = ("GraNd (norm of the proxy head's loss gradient), higher = kept "
+                     "first")
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, epoch: int | str = -1):

@@ -61,6 +61,8 @@ class HerdingMethod(GreedyMethod):
     """
 
     name = "herding"
+    score_meaning = ("1 - rank / class size in the class's herding order, higher = "
+                     "picked earlier = kept first")
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):

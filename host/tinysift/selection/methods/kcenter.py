@@ -55,6 +55,8 @@ class KCenterMethod(GreedyMethod):
     """
 
     name = "kcenter"
+    score_meaning = ("1 - rank / class size in the class's farthest-first order, higher = "
+                     "picked earlier = kept first")
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):

@@ -45,6 +45,8 @@ class ModerateMethod(RankedMethod):
     """
 
     name = "moderate"
+    score_meaning = ("-|distance to the class centre - the class's median distance|, "
+                     "higher = nearer the median = kept first")
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):

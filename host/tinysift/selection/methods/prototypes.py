@@ -79,6 +79,10 @@ class PrototypesMethod(RankedMethod):
     """
 
     name = "prototypes"
+    score_meaning = (
+        "cosine distance to the nearest k-means prototype of the class, higher = harder; "
+        "budgets of at least switch_keep keep the highest first, smaller ones the lowest")
+    nested = False
     needs = frozenset({"dynamics"})
 
     def __init__(self, seed: int = 0, balance: bool = True, clusters_per_class: int = 5,

@@ -190,6 +190,11 @@ class VQMethod(PruningMethod):
     """
 
     name = "vq"
+    score_meaning = (
+        "prototypicality: rank inside the sample's codeword, higher = nearer the codeword; "
+        "the selection is codeword coverage (a hard cut and a difficulty spread at small "
+        "keeps, the far window at large ones): not the top of the scores")
+    nested = False
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "pixels",
                  dim: int = 32, per_codeword: int = 4, score_codebook: int = 32,
