@@ -326,6 +326,19 @@ def test_board_check_counts_the_codebook_and_says_by_how_much(tmp_path, monkeypa
     (run / "export" / "export.json").write_text(json.dumps(info))
     stage.check_export_fits(run, small)
 
+    # an export for this board's name, planned against other figures (a user profile that
+    # shrank the RAM since): planned again, not waved through on the name
+    from dataclasses import replace
+
+    from tinysift.export.memory import board_plan_fields
+
+    info.update(board=small.name, board_profile=board_plan_fields(small))
+    (run / "export" / "export.json").write_text(json.dumps(info))
+    shrunk = replace(small, ram_bytes=bare.ram_total - 1)
+    stage.check_export_fits(run, small)  # the profile it was planned for
+    with pytest.raises(FitError, match="nucleo_f411re with other RAM/flash figures"):
+        stage.check_export_fits(run, shrunk)
+
 
 def test_sizes_and_overshoots_never_read_as_zero():
     """98,604 bytes on a 96 KB board read "needs 96 KB, board has 96 KB (over by 0 KB)"."""

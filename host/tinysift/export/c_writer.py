@@ -39,6 +39,27 @@ def c_array(name: str, arr: np.ndarray, static: bool = True, per_line: int = 24)
             f"    {body}\n}};\n")
 
 
+def c_comment(text: str) -> str:
+    """``text`` made safe inside a C block comment on one line.
+
+    Parameters
+    ----------
+    text : any text (a tensor name comes from the ``.tflite``, whatever its author wrote)
+
+    Returns
+    -------
+    str
+        printable ASCII only (anything else becomes ``?``), with ``*/`` (it would end the
+        comment and compile the rest), ``/*`` (-Wcomment under -Wall -Werror) and ``??``
+        (a C99 trigraph) broken apart by a space.
+    """
+    out = "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+    while any(seq in out for seq in ("*/", "/*", "??")):  # until no break makes another
+        for seq in ("*/", "/*", "??"):
+            out = out.replace(seq, f"{seq[0]} {seq[1]}")
+    return out
+
+
 def _c_int32(v: int) -> str:
     # INT32_MIN cannot be written as a literal without a warning.
     return "(-2147483647 - 1)" if v == -(1 << 31) else str(v)
@@ -96,7 +117,7 @@ def write_model_c(parsed: ParsedModel, prefix: str, head_w: np.ndarray | None,
                        f"{prefix}_head_bias,\n")
     else:
         head_fields = (f"    .head_layer = {len(rows)}u, /* no classifier head: "
-                       f"{parsed.head_note} */\n")
+                       f"{c_comment(parsed.head_note)} */\n")
     out_t = parsed.output
     out.append(
         f"\nconst ts_model_t {prefix}_model = {{\n"
@@ -130,7 +151,7 @@ def _layer_row(layer: LayerSpec, names: dict[str, str]) -> str:
     sm = layer.softmax
     ins = ", ".join(str(t) for t in layer.inputs)
     i2 = layer.in2_dims
-    return (f"    {{ /* {layer.index}: {layer.op} {layer.name} */\n"
+    return (f"    {{ /* {layer.index}: {layer.op} {c_comment(layer.name)} */\n"
             f"        {layer.op_code}u, {pad}u, {layer.stride[0]}u, {layer.stride[1]}u, "
             f"{layer.dilation[0]}u, {layer.dilation[1]}u, {layer.filter[0]}u, "
             f"{layer.filter[1]}u, {layer.depth_multiplier}u, {layer.pad[0]}, {layer.pad[1]},\n"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tinysift.boards import Board, list_boards
+from tinysift.boards import Board, board_support, list_boards
 from tinysift.errors import FitError
 from tinysift.export.codebook import vq_flash_bytes
 from tinysift.export.tflite_reader import LayerSpec, ParsedModel
@@ -338,6 +338,26 @@ def app_backbone_bytes(dims: BackboneDims) -> tuple[int, int]:
             max(4, _words(max(dims.block_q_bytes, dims.bias_q_bytes))))
 
 
+def board_plan_fields(board: Board) -> dict:
+    """The fields of a board profile that :func:`plan_memory` and :func:`inference_plan`
+    read, as a dict.
+
+    Parameters
+    ----------
+    board : the board profile
+
+    Returns
+    -------
+    dict
+        name, RAM, flash, stack, DSP extension and port: the export stage's key holds them,
+        so a profile whose figures change (a user's copy) re-plans its export, while one that
+        changes what no plan reads (the measured current) does not.
+    """
+    return {"name": board.name, "ram_bytes": board.ram_bytes,
+            "flash_bytes": board.flash_bytes, "stack_bytes": board.stack_bytes,
+            "dsp": board.dsp, "port": board.port}
+
+
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
                 feature_cache: bool | None = None, db_capacity: int | None = None,
                 backbone_training: bool = True, vq_per_class: int = 0) -> MemoryPlan:
@@ -436,8 +456,10 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
     fixes = []
     if most > 0:
         fixes.append(f"keep at most {most} samples (or pass --fit)")
+    # only boards the firmware has a port for: "choose disco_f746ng" would send the user to
+    # a board nothing can be built for
     bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
-              if b.name != board.name
+              if b.name != board.name and board_support(b) != "no-port"
               and plan_memory(fp, b, train_samples, test_samples, db_capacity=db_capacity,
                               vq_per_class=vq_per_class).fits]
     if bigger:

@@ -62,8 +62,13 @@ def channel_multipliers(input_scale: float, filter_scales: np.ndarray,
     return np.array(mults, dtype=np.int32), np.array(shifts, dtype=np.int32)
 
 
+#: the fused activations activation_range (and so the engine's clamp) implements
+FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
 def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """Clamp range of a fused activation in the output's int8 domain."""
+    """Clamp range of a fused activation in the output's int8 domain (ValueError for one
+    not in :data:`FUSED_ACTIVATIONS`)."""
     def quantize(f: float) -> int:
         return zero_point + tflite_round(f / float(np.float32(scale)))
 

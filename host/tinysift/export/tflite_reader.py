@@ -32,6 +32,13 @@ OP_CODES = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "AVERAGE
 # Ops that may follow the classifier head (the trainer replaces what comes before them).
 _AFTER_HEAD = ("SOFTMAX", "RESHAPE", "QUANTIZE")
 MAX_HEAD_CLASSES = 256  # labels are uint8
+# ts_layer_t's narrow fields (firmware/lib/tsengine/src/ts_model.h): a value beyond its C type
+# would be truncated by the compiler without a word, so the reader refuses it
+_UINT8_FIELDS = ("stride", "dilation", "filter")
+_C_LIMITS = {"uint8_t": (0, 255), "uint16_t": (0, 65535), "int16_t": (-32768, 32767)}
+_SMALLER_WINDOW = "a smaller window, stride or dilation (split the layer in two)"
+_C_FIELD_FIX = {"stride": _SMALLER_WINDOW, "dilation": _SMALLER_WINDOW, "filter": _SMALLER_WINDOW,
+                "depth": "a smaller depth multiplier", "pad": "less padding"}
 _NP_TYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
 
 
@@ -250,8 +257,8 @@ def parse_tflite(model_bytes: bytes) -> ParsedModel:
                                  "single-subgraph models (no control flow)")
     graph = model.subgraphs[0]
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    act_names = {v: k for k, v in vars(schema.ActivationFunctionType).items()
-                 if not k.startswith("_")}
+    act_names = _Names({v: k for k, v in vars(schema.ActivationFunctionType).items()
+                        if not k.startswith("_")})
     pad_names = {v: k for k, v in vars(schema.Padding).items() if not k.startswith("_")}
 
     def tensor(i: int) -> Tensor:
@@ -344,6 +351,7 @@ def parse_tflite(model_bytes: bytes) -> ParsedModel:
             if t.index not in engine_id and t is not out_t:
                 raise UnsupportedOpError(f"{where} reads tensor {t.name!r}, which no earlier "
                                          "layer writes (operators out of execution order?)")
+            _check_quantization(t, name, where)
         if not act_inputs:
             raise UnsupportedOpError(f"{where} reads no activation tensor")
         if len(act_inputs) > MAX_INPUTS:
@@ -357,7 +365,15 @@ def parse_tflite(model_bytes: bytes) -> ParsedModel:
                          input_tensor=in_t, output_tensor=out_t, tflite_index=i,
                          inputs=[engine_id[t.index] for t in act_inputs],
                          input_tensors=act_inputs)
-        _parse_op(spec, op, opts, tensor, act_inputs, consts, act_names, pad_names, where)
+        try:
+            _parse_op(spec, op, opts, tensor, act_inputs, consts, act_names, pad_names, where)
+        except (ValueError, ZeroDivisionError, OverflowError) as e:
+            # TFLM's Prepare would refuse these parameters too; say which layer, not a bug
+            raise UnsupportedOpError(
+                f"op {name} at {where}: its quantization parameters are outside what TFLM's "
+                f"int8 kernels take ({str(e) or type(e).__name__}); re-convert the model with "
+                "full-integer int8 quantization and a representative dataset") from None
+        _check_c_fields(spec, where)
         engine_id[out_t.index] = li + 1
         layers.append(spec)
     if engine_id.get(engine_out.index) != len(layers):
@@ -475,8 +491,8 @@ def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
         spec.padding = pad_names[opts.padding]
         spec.stride = (opts.strideH, opts.strideW)
         spec.filter = (opts.filterHeight, opts.filterWidth)
-        spec.act_min, spec.act_max = qm.activation_range(
-            act_names[opts.fusedActivationFunction], out_t.scale, out_t.zero_point)
+        spec.act_min, spec.act_max = _fused_range(
+            act_names[opts.fusedActivationFunction], out_t, name, where)
         if (in_t.scale, in_t.zero_point) != (out_t.scale, out_t.zero_point):
             raise UnsupportedOpError(f"{where}: pooling must keep its input quantization")
         _set_padding(spec)
@@ -493,7 +509,13 @@ def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
         spec.shift = np.array([s], np.int32)
     elif name == "SOFTMAX":
         beta = float(opts.beta) if opts is not None else 1.0
-        spec.softmax = qm.softmax_params(beta, in_t.scale)
+        try:
+            spec.softmax = qm.softmax_params(beta, in_t.scale)
+        except ValueError as e:
+            raise UnsupportedOpError(
+                f"{where}: SOFTMAX with beta {beta:g} and input scale {in_t.scale:g}: {e} "
+                "(TFLM's int8 SOFTMAX needs beta * input_scale * 2^26 > 1); re-convert the "
+                "model with a representative dataset that spans its logits") from None
         if abs(out_t.scale - 1.0 / 256) > 1e-9 or out_t.zero_point != -128:
             raise UnsupportedOpError(f"{where}: int8 SOFTMAX output must be 1/256, -128")
     elif name in ("ADD", "MUL"):
@@ -549,12 +571,21 @@ def _parse_binary(spec: LayerSpec, opts, act_inputs: list[Tensor], consts: list[
         spec.weights = np.ascontiguousarray(b.data).reshape(-1).astype(np.int8)
         spec.weight_tensor = b
     activation = act_names[opts.fusedActivationFunction] if opts is not None else "NONE"
-    spec.act_min, spec.act_max = qm.activation_range(activation, out_t.scale, out_t.zero_point)
-    if spec.op == "ADD":
-        mults = qm.add_params(a.scale, b.scale, out_t.scale)
-    else:
-        mults = [qm.quantize_multiplier(float(np.float32(a.scale)) * float(np.float32(b.scale))
-                                        / float(np.float32(out_t.scale)))]
+    spec.act_min, spec.act_max = _fused_range(activation, out_t, spec.op, where)
+    if b.data is not None:
+        _check_quantization(b, spec.op, where)  # the constant operand (activations: checked)
+    try:
+        if spec.op == "ADD":
+            mults = qm.add_params(a.scale, b.scale, out_t.scale)
+        else:
+            mults = [qm.quantize_multiplier(float(np.float32(a.scale))
+                                            * float(np.float32(b.scale))
+                                            / float(np.float32(out_t.scale)))]
+    except (ValueError, ZeroDivisionError, OverflowError) as e:
+        raise UnsupportedOpError(
+            f"{where}: {spec.op} of scales {a.scale:g} and {b.scale:g} into {out_t.scale:g}: "
+            f"{str(e) or type(e).__name__}; TFLM's int8 {spec.op} cannot rescale these (re-convert "
+            "the model with full-integer int8 quantization)") from None
     spec.multiplier = np.array([m for m, _ in mults], np.int32)
     spec.shift = np.array([s for _, s in mults], np.int32)
 
@@ -621,6 +652,9 @@ def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tens
                     out_t: Tensor, out_channels: int, activation: str, where: str) -> None:
     if w_t.data is None or w_t.dtype is not np.int8:
         raise UnsupportedOpError(f"{where}: weights must be constant int8")
+    if not len(w_t.scales) or not np.all(np.isfinite(w_t.scales)):
+        raise UnsupportedOpError(f"{where}: weights {w_t.name!r} have no quantization scale; "
+                                 "convert with full-integer int8 quantization")
     if np.any(w_t.zero_points != 0):
         raise UnsupportedOpError(f"{where}: weights must be symmetric (zero point 0)")
     scales = w_t.scales if len(w_t.scales) > 1 else np.full(1, w_t.scale, np.float32)
@@ -635,11 +669,61 @@ def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tens
         spec.bias = np.ascontiguousarray(b_t.data).reshape(-1)
         spec.bias_tensor = b_t
     spec.multiplier, spec.shift = qm.channel_multipliers(in_t.scale, scales, out_t.scale)
-    try:
-        spec.act_min, spec.act_max = qm.activation_range(activation, out_t.scale,
-                                                         out_t.zero_point)
-    except ValueError as e:
-        raise UnsupportedOpError(f"{where}: {e}") from None
+    spec.act_min, spec.act_max = _fused_range(activation, out_t, spec.op, where)
+
+
+class _Names(dict):
+    """Enum value -> name, ``#<value>`` for one the schema does not know."""
+
+    def __missing__(self, key: int) -> str:
+        return f"#{key}"
+
+
+def _fused_range(activation: str, out_t: Tensor, op: str, where: str) -> tuple[int, int]:
+    """The clamp of ``op``'s fused activation, or UnsupportedOpError naming it."""
+    if activation not in qm.FUSED_ACTIVATIONS:
+        raise UnsupportedOpError(
+            f"{where}: {op} with a fused {activation} activation is not supported by the "
+            f"firmware engine; supported fused activations: {', '.join(qm.FUSED_ACTIVATIONS)} "
+            "(rebuild the model with one of those)")
+    return qm.activation_range(activation, out_t.scale, out_t.zero_point)
+
+
+def _check_quantization(t: Tensor, op: str, where: str) -> None:
+    """An int8 activation (or constant operand) needs one scale (finite, > 0) and one zero
+    point: the engine keeps one pair per tensor, and a missing scale divides by zero."""
+    if not len(t.scales) or not len(t.zero_points):
+        raise UnsupportedOpError(
+            f"{where}: {op}'s int8 tensor {t.name!r} has no quantization parameters (scale, "
+            "zero point); convert with full-integer int8 quantization (a representative "
+            "dataset)")
+    if len(t.scales) != 1 or len(t.zero_points) != 1:
+        raise UnsupportedOpError(
+            f"{where}: {op}'s int8 tensor {t.name!r} has {len(t.scales)} scales and "
+            f"{len(t.zero_points)} zero points; the engine takes one per activation tensor "
+            "(per-channel quantization is supported for weights only)")
+    if not (np.isfinite(t.scales[0]) and t.scales[0] > 0):
+        raise UnsupportedOpError(f"{where}: {op}'s int8 tensor {t.name!r} has scale "
+                                 f"{float(t.scales[0]):g}; a quantization scale must be a "
+                                 "finite number > 0")
+
+
+def _check_c_fields(spec: LayerSpec, where: str) -> None:
+    """Refuse a layer whose stride, dilation, filter, depth multiplier or paddings do not fit
+    their ts_layer_t field (the C compiler would truncate them and the device would run
+    another layer)."""
+    fields = [(f"{name}_{axis}", getattr(spec, name)[i], "uint8_t")
+              for name in _UINT8_FIELDS for i, axis in enumerate("hw")]
+    fields += [("depth_multiplier", spec.depth_multiplier, "uint16_t"),
+               ("pad_h", spec.pad[0], "int16_t"), ("pad_w", spec.pad[1], "int16_t"),
+               ("pad_c", spec.pad_c, "int16_t")]
+    for field_name, value, ctype in fields:
+        lo, hi = _C_LIMITS[ctype]
+        if not lo <= int(value) <= hi:
+            raise UnsupportedOpError(
+                f"{where}: {spec.op} {field_name} {int(value)} does not fit the layer "
+                f"table's {ctype} (limit {lo}..{hi}); rebuild the model with "
+                f"{_C_FIELD_FIX[field_name.split('_')[0]]}")
 
 
 def _set_padding(spec: LayerSpec) -> None:

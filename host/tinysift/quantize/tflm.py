@@ -25,13 +25,35 @@ def input_quant(model_bytes: bytes) -> tuple[float, int]:
 
 
 def quantize_images(x_uint8: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """uint8 images -> int8 model input: round((x / 255) / scale) + zero_point, saturated.
+    """uint8 images -> int8 model input, as TFLM's QUANTIZE computes it from the float input.
 
-    With the usual input scale 1/255 and zero point -128 this is exactly ``x - 128``.
+    Parameters
+    ----------
+    x_uint8 : images (any shape), uint8
+    scale, zero_point : the model input's quantization
+
+    Returns
+    -------
+    np.ndarray
+        int8, same shape: ``round(float32(x / 255) / float32(scale)) + zero_point``,
+        saturated to [-128, 127]. The quotient is float32 and rounded half away from zero,
+        as TFLM's reference AffineQuantize does (``TfLiteRound(val / (float)scale)``); with
+        the usual input scale 1/255 and zero point -128 this is exactly ``x - 128``.
     """
     real = x_uint8.astype(np.float32) / np.float32(255.0)
-    q = np.round(real / np.float32(scale)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return round_affine(real / np.float32(scale), zero_point)
+
+
+def round_affine(q: np.ndarray, zero_point: int) -> np.ndarray:
+    """``TfLiteRound(q) + zero_point`` saturated to int8, for float32 quotients ``q``.
+
+    std::round rounds half away from zero (np.round rounds half to even: 33 of the 256
+    pixels differ at scale 2/255). float64 holds ``q +- 0.5`` exactly, so truncating it is
+    std::round; ``floor(q + 0.5)`` in float32 would round 0.49999997 up.
+    """
+    q64 = np.asarray(q, np.float32).astype(np.float64)
+    r = np.trunc(q64 + np.copysign(0.5, q64)) + zero_point
+    return np.clip(r, -128, 127).astype(np.int8)
 
 
 def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,

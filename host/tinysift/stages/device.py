@@ -271,14 +271,17 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     codebook, against ``brd`` (an export for ``brd`` itself was checked by ``tinysift
     export``)."""
     from tinysift.errors import FitError
-    from tinysift.export.memory import over_capacity, plan_memory
+    from tinysift.export.memory import board_plan_fields, over_capacity, plan_memory
     from tinysift.stages.export import run_model_footprint
 
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "export" / "export.json").read_text())
     made_for = info.get("board")
-    if made_for == brd.name:
+    # the same profile as planned (an export before profiles were recorded is planned again)
+    if made_for == brd.name and info.get("board_profile") == board_plan_fields(brd):
         return
+    if made_for == brd.name:
+        made_for = f"{made_for} with other RAM/flash figures"
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
     plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],

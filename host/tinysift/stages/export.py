@@ -24,13 +24,19 @@ from tinysift.export import c_writer
 from tinysift.export.codebook import VQCodebook
 from tinysift.export.memory import (
     PLAN_VERSION,
+    board_plan_fields,
     check_fits,
     max_train_samples,
     model_footprint,
     model_scratch_bytes,
     plan_memory,
 )
-from tinysift.export.tflite_reader import FORMAT_VERSION, head_float_weights, parse_tflite
+from tinysift.export.tflite_reader import (
+    FORMAT_VERSION,
+    ParsedModel,
+    head_float_weights,
+    parse_tflite,
+)
 from tinysift.runs import locks_run
 from tinysift.selection.budget import balanced_subset
 
@@ -46,6 +52,8 @@ class ExportOutcome:
     plan: dict
     content_hash: str
     skipped: bool = False
+    #: what ``fit=True`` cut (kept, exported, dropped, seed); None when the kept set fitted
+    fit: dict | None = None
 
 
 @locks_run("run_dir")
@@ -60,8 +68,10 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     ----------
     run_dir : a run folder with ``model.tflite`` (``tinysift quantize``)
     board : board profile name; the memory plan is checked before anything is written
-    fit : when the kept set does not fit, keep the largest class-balanced prefix that fits
-        (samples ordered by the run's selection scores when there are any, else seeded)
+    fit : when the kept set does not fit, export the largest class-balanced random subset
+        of it (seeded by ``seed``) that fits, not the samples the selection ranked first;
+        export.json's ``fit`` records the positions exported within the kept set. To fit a
+        selection-ordered set, prune again with ``--keep N`` (the N the plan allows)
     test_samples : size of the held-out int8 test subset (stratified, seeded)
     db_capacity : samples the firmware's ``db load`` RAM buffer holds (None: as many as the
         exported training set); part of the memory plan
@@ -102,7 +112,11 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
                 else np.asarray(test_indices, np.int64))
     fp = model_footprint(parsed, len(tflite))
     vq = _check_codebook(codebook, fp)
-    params = {"board": board, "fit": fit, "test_samples": test_samples, "seed": seed,
+    # the profile's planned figures, not just its name: a user profile that changes the
+    # RAM or flash must re-plan (and may refuse) an export made against the old figures
+    profile = board_plan_fields(brd)
+    params = {"board": board, "board_profile": profile, "fit": fit,
+              "test_samples": test_samples, "seed": seed,
               "db_capacity": db_capacity, "format_version": FORMAT_VERSION,
               "plan_version": PLAN_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
@@ -116,7 +130,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     if run.is_fresh("export", stage_key(params, inputs)):
         r = run.stage_info("export")["results"]
         return ExportOutcome(out_dir, r["train_samples"], r["test_samples"], r["plan"],
-                             r["content_hash"], skipped=True)
+                             r["content_hash"], skipped=True, fit=r.get("fit"))
+    fit_cut: dict | None = None
     if fit:
         most = max_train_samples(fp, brd, len(test_idx), len(y_kept), db_capacity,
                                  vq_per_class=vq)
@@ -125,6 +140,11 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
                 check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity,
                            vq_per_class=vq)  # raises
             keep = balanced_subset(y_kept, most, seed)
+            # positions: rows of the kept set (trainset.npz, or train_indices) exported
+            fit_cut = {"kept": len(y_kept), "exported": len(keep),
+                       "dropped": len(y_kept) - len(keep), "seed": seed,
+                       "order": "class-balanced random subset of the kept set (seeded)",
+                       "positions": keep.tolist()}
             x_kept, y_kept = x_kept[keep], y_kept[keep]
     plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity, vq_per_class=vq)
     run.record_command()
@@ -132,21 +152,55 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         scale, zp = tflm.input_quant(tflite) if parsed.input_float is None else (
             parsed.input.scale, parsed.input.zero_point)
         x_train = tflm.quantize_images(x_kept, scale, zp)
-        x_test = tflm.quantize_images(ds.x_test[test_idx], scale, zp)
         y_test = ds.y_test[test_idx]
         content_hash = file_hash(tpath)
-        gold = golden(tflite, parsed, x_test)
+        # golden() feeds the .tflite its own input type: a float-input model gets the float
+        # images (TFLM's QUANTIZE gives the int8 test set), never int8 it would saturate
+        gold = golden(tflite, parsed, _model_inputs(parsed, ds.x_test[test_idx], scale, zp))
         outputs = write_export(out_dir, parsed, tflite, content_hash, gold, y_test, x_train,
                                y_kept, plan.to_dict(), board,
-                               extra_info={"test_indices": test_idx.tolist()},
+                               extra_info={"test_indices": test_idx.tolist(), "fit": fit_cut,
+                                           "board_profile": profile},
                                feature_cache=plan.feature_cache, db_capacity=plan.db_capacity,
                                codebook=codebook)
         rec["outputs"].extend(f"export/{name}" for name in outputs)
         rec["results"].update(train_samples=len(y_kept), test_samples=len(y_test),
-                              plan=plan.to_dict(), content_hash=content_hash)
+                              plan=plan.to_dict(), content_hash=content_hash,
+                              fit=_fit_summary(fit_cut))
     run.manifest["memory_plan"] = plan.to_dict()
     run.save()
-    return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash)
+    return ExportOutcome(out_dir, len(y_kept), len(y_test), plan.to_dict(), content_hash,
+                         fit=_fit_summary(fit_cut))
+
+
+def _fit_summary(fit_cut: dict | None) -> dict | None:
+    """What ``--fit`` cut without the positions (those stay in export.json: the manifest
+    would hold thousands of numbers)."""
+    return None if fit_cut is None else {k: v for k, v in fit_cut.items() if k != "positions"}
+
+
+def _model_inputs(parsed: ParsedModel, x_uint8: np.ndarray, scale: float,
+                  zero_point: int) -> np.ndarray:
+    """uint8 images in the ``.tflite``'s own input type.
+
+    Parameters
+    ----------
+    parsed : the parsed model
+    x_uint8 : the images
+    scale, zero_point : the int8 input's quantization (used for an int8-input model)
+
+    Returns
+    -------
+    np.ndarray
+        float32 in [0, 1] (the training convention, tinysift.models.training.to_float) for a
+        model that takes float, else int8 quantized with ``scale`` and ``zero_point``.
+    """
+    from tinysift.models.training import to_float
+    from tinysift.quantize import tflm
+
+    if parsed.input_float is not None:
+        return to_float(x_uint8)
+    return tflm.quantize_images(x_uint8, scale, zero_point)
 
 
 def _check_codebook(codebook: VQCodebook | None, fp) -> int:
