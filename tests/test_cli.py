@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 
 def tinysift(*args):
     return subprocess.run([sys.executable, "-m", "tinysift.cli.app", *args],
@@ -71,7 +74,16 @@ def test_project_root_missing_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def _run_folder(path):
+    """``path`` made a run folder (its manifest.json), as `tinysift train --out` leaves it."""
+    from tinysift.runs import Run
+
+    Run(path).save()
+    return path
+
+
 def test_usage_errors_exit_2_without_traceback(tmp_path):
+    _run_folder(tmp_path)
     for args, said in ((["bogus"], "No such command"),
                        (["train", "--dataset", "digits", "--bogus-flag"], "No such option"),
                        (["train", "--dataset", "digits", "--epochs", "abc"], "--epochs"),
@@ -119,13 +131,13 @@ def test_compiler_output_verbatim(monkeypatch, capsys, tmp_path):
     text = ("firmware build for qemu-mps2-an386 failed:\n[/work/x/src/app.c:12]: error: "
             "expected ';' [-Werror=implicit] [bold]x[/]")
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash", DeviceError(text),
-                      FLASH + [str(tmp_path)])
+                      FLASH + [str(_run_folder(tmp_path))])
     assert code == 2 and text in err, err
 
 
 def test_unexpected_errors_are_one_line(monkeypatch, capsys, tmp_path):
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
-                      ZeroDivisionError("x"), FLASH + [str(tmp_path)])
+                      ZeroDivisionError("x"), FLASH + [str(_run_folder(tmp_path))])
     assert code == 1 and "unexpected ZeroDivisionError" in err and "Traceback" not in err
 
 
@@ -172,3 +184,186 @@ def test_plan_caveats_name_what_the_plan_leaves_out():
     for board in ("qemu-mps2-an386", "qemu-netduinoplus2", "nucleo_f411re"):
         assert plan_caveats({"board": board}) == []
     assert plan_caveats({"board": "no-such-board"}) == []
+
+
+# ---- bad input: one line naming the problem, exit 2, before any stage or data --------------
+
+# (args, a text the one line must hold). {tmp} is the test's folder, holding the files of
+# _bad_files. Datasets are `nope` where the refusal must come before any data is loaded (the
+# unfixed CLI said "unknown dataset" there, or ran a benchmark).
+BAD_INPUT = [
+    # an `or` default took 0 for "not given" and ran the default
+    (["bench", "prune", "--dataset", "nope", "--seeds", "0"], "--seeds"),
+    (["bench", "prune", "--dataset", "nope", "--seeds", "0", "--protocol", "equal-steps"],
+     "--seeds"),
+    (["bench", "device", "--dataset", "nope", "--new-per-class", "0"], "--new-per-class"),
+    (["bench", "upkeep", "--dataset", "nope", "--new-per-class", "0"], "--new-per-class"),
+    (["bench", "guided", "--dataset", "nope", "--seeds", "0"], "--seeds"),
+    (["bench", "condense", "--dataset", "nope", "--seeds", "0"], "--seeds"),
+    (["bench", "device", "--dataset", "nope", "--steps", "0"], "--steps"),
+    # comma-separated counts were a bare int()
+    (["bench", "condense", "--dataset", "nope", "--per-class", "abc"], "--per-class"),
+    (["bench", "condense", "--dataset", "nope", "--per-class", ""], "--per-class"),
+    (["bench", "condense", "--dataset", "nope", "--per-class", "1,0"], "--per-class"),
+    (["bench", "device", "--dataset", "nope", "--sizes", "5,x"], "--sizes"),
+    (["bench", "upkeep", "--dataset", "nope", "--buffers", "5,,3"], "--buffers"),
+    (["run", "{tmp}/ok.toml", "--budgets", "5,x"], "--budgets"),
+    # seeds numpy refuses, widths keras refuses, a variant nobody builds
+    (["prune", "--dataset", "nope", "--keep", "0.1", "--seed", "-1"], "--seed"),
+    (["train", "--dataset", "nope", "--seed", "-1"], "--seed"),
+    (["train", "--dataset", "nope", "--seed", str(2**32)], "--seed"),
+    (["adapt", "--dataset", "digits", "--out", "{tmp}/adapt", "--seed", "-1"], "--seed"),
+    (["train", "--dataset", "nope", "--width", "0"], "--width"),
+    (["train", "--dataset", "nope", "--width", "-4"], "--width"),
+    (["train", "--dataset", "nope", "--variant", "bogus"], "ds-cnn, conv-maxpool, resnet8"),
+    # user data files
+    (["data", "info", "npz:{tmp}/empty.npz"], "x holds no images"),
+    (["data", "info", "npz:{tmp}/array.npz"], "not an .npz archive"),
+    # the engine's counts and input files
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--count", "0"], "--count"),
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--count", "-1"], "--count"),
+    (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e",
+      "--count", "-1"], "--count"),
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/obj.npy"],
+     "not a readable .npy"),
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/garbage.npz"],
+     "not a readable .npy"),
+    (["engine", "run", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/none.npy", "--out",
+      "{tmp}/y.npy"], "holds no inputs (shape (0, 8, 8, 1))"),
+    (["engine", "run", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/x.npz", "--out",
+      "{tmp}/y.npy"], "is an .npz archive (arrays x), not one array"),
+    (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e", "--inputs",
+      "{tmp}/x.npz"], "is an .npz archive (arrays x), not one array"),
+    # guided parameters of the wrong type (one was an AttributeError, one trained first)
+    (["train", "--dataset", "digits", "--guided", "flow", "--budget", "0.5", "--epochs", "2",
+      "--out", "{tmp}/g", "--guided-params", '{"judge": 5}'], "parameter judge takes a string"),
+    (["train", "--dataset", "digits", "--guided", "vq", "--budget", "0.5", "--epochs", "2",
+      "--out", "{tmp}/g", "--guided-params", '{"alpha": "x"}'], "parameter alpha takes a number"),
+    # pipeline files
+    (["run", "{tmp}/broken.toml"], "is not valid TOML"),
+    (["run", "{tmp}/broken-adapt.toml"], "is not valid TOML"),
+    (["run", "{tmp}/ten.toml"], "epochs must be a whole number, got 'ten'"),
+    (["run", "{tmp}/ten-adapt.toml"], "steps must be a whole number, got 'ten'"),
+    (["run", "{tmp}/sizes-adapt.toml"], "sizes must be a list of whole numbers"),
+    (["run", "{tmp}/seed.toml"], "seed must be a whole number in [0, 2147483647]"),
+    # --run folders that are not run folders
+    (["quantize", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
+    (["export", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
+    (["export", "--run", "{tmp}/ok.toml"], "is a file, not a folder"),
+    (["device", "run", "--run", "{tmp}/empty"], "{tmp}/empty has no manifest.json"),
+    (["device", "flash", "--board", "nucleo_f411re", "--run", "{tmp}/typo", "--dry-run"],
+     "not a run folder: {tmp}/typo does not exist"),
+    (["device", "flash", "--board", "nucleo_f411re", "--run", "{tmp}/empty"],
+     "{tmp}/empty has no manifest.json"),
+]
+
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    """The malformed inputs of BAD_INPUT, in ``tmp_path``."""
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 8, 8), np.uint8), y=np.zeros(0, np.int64))
+    np.save(tmp_path / "array.npy", np.zeros((3, 4)))
+    (tmp_path / "array.npz").write_bytes((tmp_path / "array.npy").read_bytes())
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "garbage.npz").write_text("not numpy")
+    np.savez(tmp_path / "x.npz", x=np.zeros((2, 8, 8, 1), np.int8))
+    np.save(tmp_path / "none.npy", np.zeros((0, 8, 8, 1), np.int8))
+    (tmp_path / "m.tflite").write_bytes(b"never read: the input is refused first")
+    (tmp_path / "ok.toml").write_text('dataset = "nope"\n')
+    (tmp_path / "broken.toml").write_text('name = "x"\nepochs = [\n')
+    (tmp_path / "broken-adapt.toml").write_text('kind = "adapt"\nsteps = [\n')
+    (tmp_path / "ten.toml").write_text('dataset = "nope"\nepochs = "ten"\n')
+    (tmp_path / "ten-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
+                                             'steps = "ten"\n')
+    (tmp_path / "sizes-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
+                                               'sizes = [5, "x"]\n')
+    (tmp_path / "seed.toml").write_text('dataset = "nope"\nseed = -1\n')
+    (tmp_path / "empty").mkdir()
+    return tmp_path
+
+
+def _error_lines(err: str) -> list[str]:
+    """The lines of stderr that state an error: tinysift's ``error: ...`` or typer's
+    ``Error: ...`` (typer prints its usage and help hint above it)."""
+    return [line for line in err.splitlines() if line.lower().startswith("error:")]
+
+
+@pytest.mark.parametrize("args,said", BAD_INPUT,
+                         ids=[" ".join(a)[:60] for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_and_exit_2(args, said, bad_files, capsys, monkeypatch):
+    """Plain bad input is refused with one line naming it and exit 2, never an "unexpected
+    ... (a bug in tinysift)" exit 1, and before any stage ran (no folder was created)."""
+    from tinysift.cli import main
+
+    monkeypatch.chdir(bad_files)  # what an unfixed command wrote (runs/, benchmarks/) lands here
+    tmp = str(bad_files)
+    code = main([a.replace("{tmp}", tmp) for a in args])
+    err = capsys.readouterr().err
+    lines = _error_lines(err)
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and said.replace("{tmp}", tmp) in lines[0], err
+    assert "unexpected" not in err and "Traceback" not in err, err
+    assert not (bad_files / "typo").exists() and not (bad_files / "e").exists()
+    assert not (bad_files / "empty" / ".tinysift.lock").exists()
+
+
+def test_bench_defaults_apply_only_when_not_given(monkeypatch):
+    """`bench prune` without --seeds runs 3 seeds (equal-steps: 5), `bench device` without
+    --new-per-class 100 (shift: 30); a given value is used as given."""
+    import importlib
+
+    from tinysift.cli import main
+
+    seen = []
+
+    def capture(cfg, *a, **k):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("tinysift.bench.prune"), "bench_prune", capture)
+    monkeypatch.setattr(importlib.import_module("tinysift.bench.device"), "bench_device",
+                        capture)
+    for args in (["bench", "prune"], ["bench", "prune", "--protocol", "equal-steps"],
+                 ["bench", "prune", "--seeds", "1"], ["bench", "device"],
+                 ["bench", "device", "--scenario", "shift"],
+                 ["bench", "device", "--new-per-class", "7", "--sizes", "3,4"]):
+        assert main(args) == 130, args
+    assert [c.seeds for c in seen[:3]] == [3, 5, 1]
+    assert [c.new_per_class for c in seen[3:]] == [100, 30, 7] and seen[5].sizes == (3, 4)
+
+
+def test_guided_params_of_the_right_type_pass():
+    """The type check takes what the methods' defaults allow: a whole number for a float,
+    null where the default is None, numpy scalars from a caller."""
+    from tinysift.guided import make_sampler
+
+    s = make_sampler("flow", alpha=2, judge="knn", judge_dim=None, rejudge=False,
+                     per_code=np.int64(20), keep_hard=np.float32(0.25))
+    assert s.alpha == 2 and s.judge == "knn" and s.per_code == 20
+    assert make_sampler("ucb", c=0).c == 0
+
+
+def test_pipeline_settings_are_typed():
+    """TOML values are checked against the settings' types; a number is a base_keep's text,
+    a whole number a float setting's value; the shipped pipelines load."""
+    from tinysift.pipeline.config import PipelineConfig
+
+    cfg = PipelineConfig().override(base_keep=0.2, lr=1)
+    assert cfg.base_keep == "0.2" and cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    from tinysift.errors import TinysiftError
+
+    for bad in ({"methods": "vq"}, {"budgets": [50, 1.5]}, {"epochs": True},
+                {"method_params": []}, {"name": 3}):
+        with pytest.raises(TinysiftError, match=f"pipeline setting {next(iter(bad))} must be"):
+            PipelineConfig().override(**bad)
+
+
+def test_model_shape_is_a_tinysift_error():
+    from tinysift.errors import TinysiftError
+    from tinysift.models.cnn import ModelConfig
+
+    with pytest.raises(TinysiftError, match="choose one of ds-cnn, conv-maxpool, resnet8"):
+        ModelConfig(variant="bogus")
+    with pytest.raises(TinysiftError, match="width must be a whole number"):
+        ModelConfig(width=0)
+    assert ModelConfig(width=np.int64(8)).width == 8

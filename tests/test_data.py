@@ -177,6 +177,8 @@ def _selection(path, **override):
     ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])), "outside"),
     ("repeated", lambda p: _selection(p, indices=np.array([1, 1, 2])), "twice"),
     ("method array", lambda p: _selection(p, method=np.array(["a", "b"])), "'method'"),
+    ("nested text", lambda p: _selection(p, nested=np.array("yes")), "'nested'"),
+    ("meaning number", lambda p: _selection(p, score_meaning=np.float64(1)), "'score_meaning'"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_corrupt_selection_refused(tmp_path, kind, make, message):
     """Every corrupt selection.npz is one DatasetError naming the problem (they were
@@ -187,3 +189,45 @@ def test_corrupt_selection_refused(tmp_path, kind, make, message):
     make(path)
     with pytest.raises(DatasetError, match=message):
         read_selection(path, 20, "h")
+
+
+def test_selection_says_what_its_scores_mean_and_old_files_load(tmp_path):
+    """selection.npz records what its scores are and whether their top is the selection
+    (vq's are not: a re-cut by argsort(-scores) is not vq); files from before load."""
+    from tinysift.selection.io import read_selection
+
+    sel = read_selection(_selection(tmp_path / "new.npz"), 20, "h")
+    assert sel["nested"].dtype == bool and not sel["nested"]
+    assert "higher = nearer the codeword" in str(sel["score_meaning"])
+    old = read_selection(_selection(tmp_path / "old.npz", score_meaning=None, nested=None),
+                         20, "h")
+    assert "nested" not in old and "score_meaning" not in old
+    assert np.array_equal(old["indices"], [1, 5, 9])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: np.savez(p, x=np.zeros((0, 8, 8), np.uint8), y=np.zeros(0, np.int64)),
+     "x holds no images"),
+    (lambda p: np.savez(p, x=np.zeros((0, 8, 8), np.float32), y=np.zeros(0, np.int64)),
+     "x holds no images"),
+    (lambda p: np.savez(p, x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 0, 1]),
+                        x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0, np.int64)),
+     "x_test holds no images"),
+    (lambda p: p.write_bytes(_npy_bytes(np.zeros((3, 4)))), "not an .npz archive"),
+    (lambda p: p.write_text("not numpy"), "neither a zip archive nor a numpy file"),
+], ids=["empty", "empty float", "empty test split", ".npy named .npz", "text"])
+def test_unusable_npz_is_a_dataset_error(tmp_path, make, message):
+    """An .npz without samples, or a file that is not one, is one DatasetError (they were a
+    ValueError from y.max() of nothing and a TypeError from `with` on a plain array)."""
+    path = tmp_path / "data.npz"
+    make(path)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(f"npz:{path}")
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tinysift.cli.app_console import console
+from tinysift.cli.checks import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(300, help="on-device optimizer steps"),
         lr: float = typer.Option(0.05),
         schedule: str = typer.Option("cosine", help="constant, cosine or step"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
         out: str = typer.Option("runs/adapt", help="run folder (shared by the runs of one "
                                                    "scenario: the base model is cached)"),
     ) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console
+from tinysift.cli.checks import positive_ints
 
 app = typer.Typer(help="Benchmarks: write JSON + markdown + plot under benchmarks/results.",
                   no_args_is_help=True)
@@ -34,7 +35,7 @@ def prune_cmd(
                                         "equal-steps: 0.1,0.03,0.01)"),
     methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
                                             "random,ccs,d2,moderate,herding,vq,flow)"),
-    seeds: int = typer.Option(None, help="default 3 (equal-steps: 5, paired)"),
+    seeds: int = typer.Option(None, min=1, help="default 3 (equal-steps: 5, paired)"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     protocol: str = typer.Option("proportional", help="proportional: steps shrink with the "
                                  "kept set; equal-steps: every set gets the full data's "
@@ -70,7 +71,8 @@ def prune_cmd(
                                method_params={"flow": {"flow": {"steps": 100}}})
     else:
         cfg = PruneBenchConfig(dataset=dataset, keeps=keeps, methods=names,
-                               seeds=seeds or (5 if equal else 3), label_noise=label_noise,
+                               seeds=(5 if equal else 3) if seeds is None else seeds,
+                               label_noise=label_noise,
                                out_dir=out_dir, progress_dir=out_dir / "progress",
                                protocol=protocol)
     with _executor(executor) as ex:
@@ -84,8 +86,8 @@ def guided_cmd(
     budgets: str = typer.Option("0.3,0.5,0.7", help="fractions of the full-data recipe's "
                                                     "sample-passes"),
     methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
-    seeds: int = typer.Option(5),
-    epochs: int = typer.Option(10, help="epochs of the full-data recipe"),
+    seeds: int = typer.Option(5, min=1),
+    epochs: int = typer.Option(10, min=1, help="epochs of the full-data recipe"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -96,7 +98,7 @@ def guided_cmd(
     keep_steps: bool = typer.Option(False, help="budgeted runs train in batches of --batch x "
                                     "budget, as many optimizer steps as the recipe (which "
                                     "stays at --batch); results in their own log"),
-    batch: int = typer.Option(128, help="the recipe's batch (a study of the recipe; the "
+    batch: int = typer.Option(128, min=1, help="the recipe's batch (a study of the recipe; the "
                               "committed benches use 128)"),
     executor: str = _EXECUTOR,
 ) -> None:
@@ -125,14 +127,15 @@ def device_cmd(
     scenario: str = typer.Option("new-classes", help="new-classes or shift"),
     dataset: str = typer.Option(None, help="base dataset (fashion-mnist; shift: mnist)"),
     board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
-    seeds: int = typer.Option(3),
+    seeds: int = typer.Option(3, min=1),
     methods: str = typer.Option("random,herding,ccs,vq,flow", help="replay methods"),
     sizes: str = typer.Option("5,10,20", help="replay samples per old class"),
     updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
-    steps: int = typer.Option(300, help="on-device optimizer steps"),
-    new_per_class: int = typer.Option(None, help="new samples per class (100; shift: 30)"),
+    steps: int = typer.Option(300, min=1, help="on-device optimizer steps"),
+    new_per_class: int = typer.Option(None, min=1,
+                                      help="new samples per class (100; shift: 30)"),
     test_per_class: int = typer.Option(
-        100, help="exported test samples per class (the device evaluates them all; 100: one "
+        100, min=1, help="exported test samples per class (the device evaluates them all; 100: one "
                   "standard error of an accuracy ~1 point)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -151,6 +154,7 @@ def device_cmd(
                            "drives an emulator over a socket on this machine, from the firmware "
                            "and export built here; drop --executor (docs/scale.md)")
 
+    sizes_ = positive_ints(sizes, "--sizes", "replay samples per old class >= 1")
     if quick:
         cfg = DeviceBenchConfig(dataset="digits", new_per_class=30, seeds=1,
                                 methods=("random", "vq"), sizes=(5,), updates=("head",),
@@ -161,8 +165,8 @@ def device_cmd(
         cfg = DeviceBenchConfig(
             scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
             old_classes=tuple(range(10)) if shift else tuple(range(8)),
-            new_per_class=new_per_class or (30 if shift else 100), board=board, seeds=seeds,
-            methods=tuple(methods.split(",")), sizes=tuple(int(s) for s in sizes.split(",")),
+            new_per_class=(30 if shift else 100) if new_per_class is None else new_per_class,
+            board=board, seeds=seeds, methods=tuple(methods.split(",")), sizes=sizes_,
             updates=tuple(updates.split(",")), steps=steps, test_per_class=test_per_class,
             out_dir=out_dir, progress_dir=out_dir / "progress")
     res = bench_device(cfg, log=console.print)
@@ -187,7 +191,7 @@ def condense_cmd(
     dataset: str = typer.Option("fashion-mnist"),
     per_class: str = typer.Option("1,10,50"),
     methods: str = typer.Option("all"),
-    seeds: int = typer.Option(3),
+    seeds: int = typer.Option(3, min=1),
     quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     executor: str = _EXECUTOR,
@@ -196,13 +200,14 @@ def condense_cmd(
     from tinysift.bench.condense import ALL_CONDENSERS, CondenseBenchConfig, bench_condense
 
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
+    ks = positive_ints(per_class, "--per-class", "samples per class >= 1")
     if quick:
         cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
                                   min_steps=100, quick=True, out_dir=out_dir,
                                   progress_dir=None)
     else:
         cfg = CondenseBenchConfig(dataset=dataset,
-                                  per_class=tuple(int(k) for k in per_class.split(",")),
+                                  per_class=ks,
                                   methods=names, seeds=seeds, out_dir=out_dir,
                                   progress_dir=out_dir / "progress")
     with _executor(executor) as ex:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tinysift.cli.app_console import console
+from tinysift.cli.checks import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
         quick: bool = typer.Option(False, help="digits instead of Fashion-MNIST (minutes)"),
         out: str = typer.Option(None, help="run folder (default runs/demo)"),
         board: str = typer.Option(None, help="an emulated board"),
-        seed: int = typer.Option(None),
+        seed: int = seed_option(None),
     ) -> None:
         """The emulated board learns new classes with a replay set; report the trade-off."""
         from tinysift.bench.adapt_demo import AdaptDemoConfig
@@ -30,24 +31,24 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option(None, help="override: run folder"),
         dataset: str = typer.Option(None, help="override: dataset"),
         board: str = typer.Option(None, help="override: board profile"),
-        epochs: int = typer.Option(None, help="override: on-device epochs"),
-        seed: int = typer.Option(None, help="override: seed"),
+        epochs: int = typer.Option(None, min=1, help="override: on-device epochs"),
+        seed: int = seed_option(None, help="override: seed"),
         budgets: str = typer.Option(None, help="override: comma-separated sample counts"),
         methods: str = typer.Option(None, help="override: comma-separated methods"),
     ) -> None:
         """Execute a pipeline file; flags override its settings."""
-        import tomllib
-
         from tinysift.bench.adapt_demo import AdaptDemoConfig
-        from tinysift.pipeline.config import PipelineConfig
+        from tinysift.cli.checks import positive_ints
+        from tinysift.pipeline.config import PipelineConfig, read_toml
 
-        if pipeline.exists() and tomllib.loads(pipeline.read_text()).get("kind") == "adapt":
+        if read_toml(pipeline).get("kind") == "adapt":
             _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(out=out, dataset=dataset,
                                                                     board=board, seed=seed))
             return
         cfg = PipelineConfig.from_toml(pipeline).override(
             out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,
-            budgets=[int(b) for b in budgets.split(",")] if budgets else None,
+            budgets=list(positive_ints(budgets, "--budgets", "sample counts >= 1"))
+            if budgets else None,
             methods=methods.split(",") if methods else None)
         _run(cfg)
 

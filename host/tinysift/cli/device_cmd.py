@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
+from tinysift.cli.checks import require_run, seed_option
 from tinysift.device.results import DeviceResults
 
 app = typer.Typer(help="The device: list ports and boards, build/flash, fine-tune over serial.",
@@ -67,6 +68,8 @@ def flash_cmd(
     from tinysift.device.flash import flash_steps, run_step
     from tinysift.paths import firmware_dir
 
+    if run is not None:
+        require_run(run)
     brd = load_board(board)
     export = Path(run) / "export" if run is not None else None
     out = Path(run) / "device" if run is not None else firmware_dir() / ".pio" / "tinysift"
@@ -133,7 +136,7 @@ def run_cmd(
     epochs: int = typer.Option(5),
     lr: float = typer.Option(0.05),
     batch: int = typer.Option(32),
-    seed: int = typer.Option(1),
+    seed: int = seed_option(1),
     db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
     on_reset: str = typer.Option("retry", help="retry (set the session up again and re-send "
                                                 "train, once) or stop when the device resets"),
@@ -145,6 +148,7 @@ def run_cmd(
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
     from tinysift.stages.device import TrainParams, run_on_device
 
+    require_run(run)
     monitor = None
     if joulescope:
         from tinysift.device.energy import JoulescopeMonitor

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console, print_json
+from tinysift.cli.checks import load_array, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -21,27 +22,21 @@ def register(app: typer.Typer) -> None:
                                               "only at its input and output)"),
         inputs: Path = typer.Option(None, help=".npy of inputs in the model's input type "
                                                "(default: random int8)"),
-        count: int = typer.Option(200, help="random inputs when --inputs is not given"),
+        count: int = typer.Option(200, min=1, help="random inputs when --inputs is not "
+                                                           "given"),
         board: str = typer.Option(None, help="add the inference memory plan for this board "
                                              "and the instructions of one inference on the "
                                              "emulated Cortex-M4"),
         out_dir: Path = typer.Option(None, help="keep the export and the build here"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
         json_out: bool = typer.Option(False, "--json", help="JSON on stdout"),
     ) -> None:
         """Parse, export, compile the engine with host gcc, run it (scalar and DSP kernels)
         and count the outputs identical to TFLM's: exit 0 when all are, 1 when not, 2 when
         the model is refused."""
-        import numpy as np
-
-        from tinysift.errors import TinysiftError
         from tinysift.stages.engine import check_tflite
 
-        x = None
-        if inputs is not None:
-            if not inputs.is_file():
-                raise TinysiftError(f"{inputs} not found")
-            x = np.load(inputs)
+        x = load_array(inputs, "--inputs") if inputs is not None else None
         r = check_tflite(tflite, inputs=x, count=count, seed=seed, board=board,
                          out_dir=out_dir)
         if json_out:
@@ -85,12 +80,9 @@ def register(app: typer.Typer) -> None:
         """Run the engine on the inputs and write its outputs (N, output size)."""
         import numpy as np
 
-        from tinysift.errors import TinysiftError
         from tinysift.stages.engine import run_tflite
 
-        if not inputs.is_file():
-            raise TinysiftError(f"{inputs} not found")
-        y = run_tflite(tflite, np.load(inputs), dsp=dsp)
+        y = run_tflite(tflite, load_array(inputs, "--inputs"), dsp=dsp)
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, y)
         console.print(f"{len(y)} outputs of {y.shape[1] if y.ndim == 2 else 0} {y.dtype} "
@@ -102,16 +94,15 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(..., help="the folder to write the export to"),
         inputs: Path = typer.Option(None, help=".npy of inputs for the golden data "
                                                "(default: random)"),
-        count: int = typer.Option(200, help="random inputs when --inputs is not given"),
+        count: int = typer.Option(200, min=1, help="random inputs when --inputs is not "
+                                                           "given"),
         board: str = typer.Option(None, help="add the inference memory plan for this board"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
     ) -> None:
         """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
-        import numpy as np
-
         from tinysift.stages.export import export_tflite
 
-        x = np.load(inputs) if inputs is not None else None
+        x = load_array(inputs, "--inputs") if inputs is not None else None
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
         console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
                       f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console
+from tinysift.cli.checks import seed_option
 from tinysift.data.registry import dataset_slug
 
 
@@ -17,7 +18,7 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("vq", help="vq, flow, or a baseline (random, el2n, ...)"),
         keep: str = typer.Option(..., help="fraction in (0,1] or integer count to KEEP"),
         out: Path = typer.Option(None, help="run folder (default runs/prune-<dataset>-<m>)"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
         label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
         no_balance: bool = typer.Option(False, help="global instead of per-class budget"),
     ) -> None:
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("vq", help="vq, vq-real, flow, dm, random, herding"),
         per_class: int = typer.Option(..., help="synthetic/representative samples per class"),
         out: Path = typer.Option(None, help="run folder"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
     ) -> None:
         """Synthesize K samples per class -> RUN/condensed.npz."""
         from tinysift.stages.condense import condense

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
+from tinysift.cli.checks import require_run, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -15,13 +16,14 @@ def register(app: typer.Typer) -> None:
     def quantize_cmd(
         run: Path = typer.Option(..., help="run folder with a trained model"),
         qat: bool = typer.Option(False, help="quantization-aware fine-tuning (tfmot) first"),
-        representative: int = typer.Option(500, help="kept samples used for calibration"),
-        seed: int = typer.Option(0),
+        representative: int = typer.Option(500, min=1,
+                                           help="kept samples used for calibration"),
+        seed: int = seed_option(0),
     ) -> None:
         """Full-integer int8 .tflite, checked on the test set with the TFLM runtime."""
         from tinysift.stages.quantize import quantize
 
-        r = quantize(run, qat=qat, representative=representative, seed=seed)
+        r = quantize(require_run(run), qat=qat, representative=representative, seed=seed)
         tag = " (cached)" if r.skipped else ""
         console.print(f"{r.mode}: float {r.float_acc:.4f}  int8 (TFLM) {r.int8_acc:.4f}  "
                       f"drop {100 * r.drop:+.2f} pt  TFLM arena {r.arena_bytes} B  "
@@ -31,20 +33,30 @@ def register(app: typer.Typer) -> None:
     def export_cmd(
         run: Path = typer.Option(..., help="run folder with model.tflite"),
         board: str = typer.Option("qemu-mps2-an386", help="board profile (tinysift boards)"),
-        fit: bool = typer.Option(False, help="shrink the training set to what fits the board"),
+        fit: bool = typer.Option(False, help="shrink the training set to what fits the board: "
+                                             "a class-balanced random subset (seeded) of the "
+                                             "kept set; for a selection-ordered set, prune "
+                                             "again with --keep N"),
         test_samples: int = typer.Option(200, help="held-out int8 test samples to export"),
         db_capacity: int = typer.Option(None, help="samples `db load` can stream into RAM "
                                                    "(default: the exported set's size)"),
-        seed: int = typer.Option(0),
+        seed: int = seed_option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
         from tinysift.stages.export import export
 
-        r = export(run, board=board, fit=fit, test_samples=test_samples,
+        r = export(require_run(run), board=board, fit=fit, test_samples=test_samples,
                    db_capacity=db_capacity, seed=seed)
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
+        if r.fit:
+            f = r.fit
+            console.print(f"--fit: a class-balanced random subset (seed {f['seed']}) of the "
+                          f"{f['kept']} kept samples, not the selection's first {f['exported']}"
+                          f" ({f['dropped']} dropped; export.json `fit` lists the positions); "
+                          f"for a selection-ordered set, prune again with --keep "
+                          f"{f['exported']}")
 
     @app.command("boards")
     def boards_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console, err_console
+from tinysift.cli.checks import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +22,8 @@ def register(app: typer.Typer) -> None:
                                               "set; on a kept or condensed set the subset "
                                               "step rule, max(500 steps, 6 epochs)); 0 = that "
                                               "rule"),
-        seed: int = typer.Option(0),
-        width: int = typer.Option(16, help="stem channels of the tiny CNN"),
+        seed: int = seed_option(0),
+        width: int = typer.Option(16, min=1, help="stem channels of the tiny CNN"),
         variant: str = typer.Option("ds-cnn", help="ds-cnn, conv-maxpool or resnet8 "
                                                    "(MLPerf Tiny's residual ResNet-8)"),
         guided: str = typer.Option(None, help="guided training: full-cut, rs2, infobatch, "
@@ -41,8 +42,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
         from tinysift.data import dataset_slug
+        from tinysift.models.cnn import check_shape
         from tinysift.stages.train import train
 
+        check_shape(variant, width)  # before any data is loaded
+        params = _json_object("--guided-params", guided_params)
         out = out or Path("runs") / f"train-{dataset_slug(dataset)}"
         subset = keep is not None or selection is not None or condensed is not None
         if epochs is None:
@@ -50,7 +54,7 @@ def register(app: typer.Typer) -> None:
         res = train(dataset, out, keep=keep, selection=selection, condensed=condensed,
                     epochs=epochs if epochs != 0 else None, seed=seed, width=width,
                     variant=variant, guided=guided, budget=budget, label_noise=label_noise,
-                    guided_params=_json_object("--guided-params", guided_params),
+                    guided_params=params,
                     keep_steps=keep_steps, batch=batch)
         for warning in res.warnings:
             from rich.text import Text

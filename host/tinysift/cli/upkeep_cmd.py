@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console
+from tinysift.cli.checks import positive_ints
 
 
 def register(root: typer.Typer) -> None:
@@ -20,16 +21,16 @@ def upkeep_cmd(
     scenario: str = typer.Option("shift", help="shift (MNIST -> the digits) or new-classes"),
     dataset: str = typer.Option(None, help="base dataset (shift: mnist; new-classes: "
                                            "fashion-mnist)"),
-    seeds: int = typer.Option(3),
+    seeds: int = typer.Option(3, min=1),
     buffers: str = typer.Option("5,10", help="buffer samples per streamed class"),
     updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
-    vq_per_class: int = typer.Option(4, help="codewords per class of the exported codebook"),
+    vq_per_class: int = typer.Option(4, min=1, help="codewords per class of the exported codebook"),
     replay: str = typer.Option("random", help="method choosing the exported replay set"),
-    replay_per_class: int = typer.Option(10, help="exported replay samples per old class"),
-    new_per_class: int = typer.Option(None, help="new samples per class streamed (default: "
-                                                 "every one there is)"),
-    steps: int = typer.Option(300, help="on-device optimizer steps"),
-    base_epochs: int = typer.Option(10, help="epochs of the base model on the host"),
+    replay_per_class: int = typer.Option(10, min=0, help="exported replay samples per old class"),
+    new_per_class: int = typer.Option(None, min=1, help="new samples per class streamed "
+                                                         "(default: every one there is)"),
+    steps: int = typer.Option(300, min=1, help="on-device optimizer steps"),
+    base_epochs: int = typer.Option(10, min=1, help="epochs of the base model on the host"),
     board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, buffer 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -40,6 +41,7 @@ def upkeep_cmd(
     from tinysift.cli.adapt_cmd import _classes
     from tinysift.pipeline.upkeep import EVERY, UpkeepConfig
 
+    buffer_sizes = positive_ints(buffers, "--buffers", "buffer samples per class >= 1")
     if quick:
         up = UpkeepConfig(scenario="new-classes", dataset="digits", old_classes=_classes("0-7"),
                           new_per_class=EVERY, replay="random", replay_per_class=5,
@@ -51,9 +53,9 @@ def upkeep_cmd(
         up = UpkeepConfig(
             scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
             old_classes=_classes("0-9" if shift else "0-7"),
-            new_per_class=new_per_class or EVERY, replay=replay,
+            new_per_class=EVERY if new_per_class is None else new_per_class, replay=replay,
             replay_per_class=replay_per_class, vq_per_class=vq_per_class,
-            buffers=tuple(int(b) for b in buffers.split(",")),
+            buffers=buffer_sizes,
             updates=tuple(updates.split(",")), steps=steps, base_epochs=base_epochs,
             board=board)
         cfg = UpkeepBenchConfig(up, seeds=seeds, out_dir=out_dir,

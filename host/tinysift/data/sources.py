@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -174,17 +173,26 @@ def load_npz(path: str) -> Dataset:
     if not p.exists():
         raise DatasetError(f"{name}: file not found; pass npz:PATH to an existing .npz file")
     try:
-        with np.load(p, allow_pickle=False) as npz:
+        with open(p, "rb") as fh:
+            head = fh.read(6)
+        if not head.startswith((b"PK", b"\x93NUMPY")):
+            raise ValueError("neither a zip archive nor a numpy file")
+        loaded = np.load(p, allow_pickle=False)
+        if not hasattr(loaded, "files"):  # a .npy under an .npz name
+            raise ValueError(f"one array of shape {loaded.shape}, not an .npz archive of "
+                             "named arrays")
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{name}: not a readable .npz file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, format and I/O errors alike
+        raise DatasetError(f"{name}: not a readable .npz file ({exc}); save it with "
+                           "np.savez(PATH, x=images, y=labels)") from None
     for key in ("x", "y"):
         if key not in arrays:
             raise DatasetError(
                 f"{name}: missing array {key!r} (found {sorted(arrays)}); "
                 "the file needs x (N,H,W[,C]) uint8 and y (N,) integer labels"
             )
-    x, y = _normalize_images(arrays["x"], name), arrays["y"]
+    x, y = _normalize_images(arrays["x"], name, "x"), arrays["y"]
     _check_labels(y, name, "y")
     if len(x) != len(y):
         raise DatasetError(
@@ -193,7 +201,7 @@ def load_npz(path: str) -> Dataset:
     if "x_test" in arrays:
         if "y_test" not in arrays:
             raise DatasetError(f"{name}: x_test is present but y_test is missing")
-        x_te, y_te = _normalize_images(arrays["x_test"], name), arrays["y_test"]
+        x_te, y_te = _normalize_images(arrays["x_test"], name, "x_test"), arrays["y_test"]
         _check_labels(y_te, name, "y_test")
         if len(x_te) != len(y_te):
             raise DatasetError(
@@ -262,7 +270,7 @@ def load_folder(path: str) -> Dataset:
                    source=str(root.resolve()))
 
 
-def _normalize_images(x: np.ndarray, name: str) -> np.ndarray:
+def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -270,6 +278,9 @@ def _normalize_images(x: np.ndarray, name: str) -> np.ndarray:
             f"{name}: images must have rank 3 (N,H,W) or 4 (N,H,W,C), got rank {x.ndim} "
             f"with shape {x.shape}"
         )
+    if x.size == 0:
+        raise DatasetError(f"{name}: {key} holds no images (shape {x.shape}); it needs at "
+                           "least one image per class, each at least 1x1")
     if x.dtype == np.uint8:
         return x
     if np.issubdtype(x.dtype, np.floating):

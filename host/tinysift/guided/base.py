@@ -15,8 +15,11 @@ A new method is one module in ``tinysift/guided/methods/`` that subclasses
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
@@ -47,10 +50,74 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     if unknown:
         raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
                             f"its parameters: {', '.join(sorted(accepted - {'seed'}))}")
+    kinds = parameter_kinds(SAMPLERS[name])
+    for key, value in params.items():
+        if key in kinds and not _fits(value, kinds[key]):
+            raise TinysiftError(f"guided method {name!r}: parameter {key} takes "
+                                f"{' or '.join(sorted(_KIND_TEXT[k] for k in kinds[key]))}, "
+                                f"got {value!r}")
     try:
         return SAMPLERS[name](seed=seed, **params)
-    except TypeError as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise TinysiftError(f"guided method {name!r}: {exc}") from exc
+
+
+_KIND_TEXT = {"bool": "true or false", "integer": "a whole number", "number": "a number",
+              "text": "a string", "none": "null"}
+_KIND_OF_TYPE = {bool: "bool", int: "integer", float: "number", str: "text",
+                 type(None): "none"}
+
+
+def parameter_kinds(cls: type) -> dict[str, set[str]]:
+    """The kinds of value (``bool``, ``integer``, ``number``, ``text``, ``none``) each keyword
+    parameter of ``cls(...)`` takes, read from its annotation (or, unannotated, from its
+    default), base classes its ``**params`` reach included; a parameter of any other type is
+    left out (not checked)."""
+    kinds: dict[str, set[str]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init, eval_str=True)
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate: its default
+            sig = inspect.signature(init)
+        for n, p in sig.parameters.items():
+            if n == "self" or n in kinds or p.kind not in (p.POSITIONAL_OR_KEYWORD,
+                                                            p.KEYWORD_ONLY):
+                continue
+            if (found := _kinds(p.annotation, p.default)):
+                kinds[n] = found
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return kinds
+
+
+def _kinds(annotation, default) -> set[str]:
+    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+        kind = _KIND_OF_TYPE.get(type(default))
+        return {kind} if kind and kind != "none" else set()
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    out = set()
+    for a in typing.get_args(annotation) if union else (annotation,):
+        if a not in _KIND_OF_TYPE:
+            return set()
+        out.add(_KIND_OF_TYPE[a])
+    return out
+
+
+def _fits(value, kinds: set[str]) -> bool:
+    """Whether ``value`` (JSON's, or a caller's numpy scalar) is of one of ``kinds``: a whole
+    number fits a number, a bool fits only a bool."""
+    if value is None:
+        return "none" in kinds
+    if isinstance(value, bool | np.bool_):
+        return "bool" in kinds
+    if isinstance(value, Integral):
+        return bool(kinds & {"integer", "number"})
+    if isinstance(value, Real):
+        return "number" in kinds
+    return isinstance(value, str) and "text" in kinds
 
 
 def parameter_names(cls: type) -> set[str]:

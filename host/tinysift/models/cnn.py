@@ -15,10 +15,23 @@ statistics far from the data and test accuracy near chance.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Integral
+
+from tinysift.errors import TinysiftError
 
 FEATURES_LAYER = "features"
 HEAD_LAYER = "head"
 VARIANTS = ("ds-cnn", "conv-maxpool", "resnet8")
+
+
+def check_shape(variant: str, width: int) -> None:
+    """One TinysiftError for a variant tinysift does not build or a width below 1 channel."""
+    if variant not in VARIANTS:
+        raise TinysiftError(f"unknown model variant {variant!r}; choose one of "
+                            f"{', '.join(VARIANTS)} (--variant)")
+    if isinstance(width, bool) or not isinstance(width, Integral) or width < 1:
+        raise TinysiftError(f"model width must be a whole number of stem channels >= 1 "
+                            f"(16 by default), got {width!r} (--width)")
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,9 @@ class ModelConfig:
     width: int = 16
     bn_momentum: float = 0.9
 
+    def __post_init__(self) -> None:
+        check_shape(self.variant, self.width)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -68,8 +84,7 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int,
     from tinysift.tfcompat import keras
 
     config = config or ModelConfig()
-    if config.variant not in VARIANTS:
-        raise ValueError(f"unknown model variant {config.variant!r}; choose one of {VARIANTS}")
+    check_shape(config.variant, config.width)
     layers = keras.layers
     h, w, _ = input_shape
     inputs = keras.Input(shape=input_shape, name="image")

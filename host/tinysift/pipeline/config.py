@@ -3,26 +3,49 @@
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from tinysift.errors import TinysiftError
+
+SEED_MAX = 2**31 - 1  # the CLI's --seed range: derived seeds (seed + 1, ...) stay in uint32
+
+
+def read_toml(path: str | Path) -> dict:
+    """A pipeline file's table, or one TinysiftError: missing, a folder, unreadable, not
+    TOML."""
+    p = Path(path)
+    if not p.exists():
+        raise TinysiftError(f"pipeline file {p} not found")
+    if not p.is_file():
+        raise TinysiftError(f"pipeline file {p} is a folder; pass a .toml file such as "
+                            "pipelines/demo.toml")
+    try:
+        with open(p, "rb") as fh:
+            return tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TinysiftError(f"{p} is not valid TOML ({exc}); fix the file (see "
+                            "pipelines/demo.toml)") from exc
+    except OSError as exc:
+        raise TinysiftError(f"pipeline file {p} cannot be read ({exc.strerror})") from exc
 
 
 class TomlConfig:
     """A dataclass config read from a TOML pipeline file (its sections only group keys for
-    readability) and overridden by flags; subclasses implement ``validate``."""
+    readability) and overridden by flags; subclasses implement ``validate``.
+
+    Every setting is checked against its field's type first (``epochs = "ten"`` is one clear
+    error, not a TypeError later); the fields of ``TEXT_FIELDS`` also take a number, as its
+    text (``base_keep = 0.1`` is ``"0.1"``)."""
+
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_toml(cls, path: str | Path):
-        p = Path(path)
-        if not p.exists():
-            raise TinysiftError(f"pipeline file {p} not found")
-        try:
-            with open(p, "rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise TinysiftError(f"{p} is not valid TOML: {exc}") from exc
+        data = read_toml(path)
         data.pop("kind", None)
         flat: dict = {}
         for key, value in data.items():
@@ -38,10 +61,29 @@ class TomlConfig:
         if unknown:
             raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
         data = asdict(self)
-        data.update({k: v for k, v in values.items() if v is not None})
+        data.update(self._checked({k: v for k, v in values.items() if v is not None}))
         cfg = type(self)(**data)
         cfg.validate()
         return cfg
+
+    def _checked(self, values: dict) -> dict:
+        """``values`` with each one checked against its field's type (a whole number is a
+        float's value too, a number a text field's in ``TEXT_FIELDS``)."""
+        hints = typing.get_type_hints(type(self))
+        out = {}
+        for key, value in values.items():
+            if key in self.TEXT_FIELDS and isinstance(value, int | float) and not isinstance(
+                    value, bool):
+                value = str(value)
+            expected = hints.get(key)
+            if expected is not None and not _fits(value, expected):
+                raise TinysiftError(f"pipeline setting {key} must be {_describe(expected)}, "
+                                    f"got {value!r}; fix it in the pipeline file")
+            if key == "seed" and not 0 <= value <= SEED_MAX:
+                raise TinysiftError(f"pipeline setting seed must be a whole number in [0, "
+                                    f"{SEED_MAX}], got {value}")
+            out[key] = float(value) if expected is float else value
+        return out
 
     def validate(self) -> None:
         raise NotImplementedError
@@ -89,6 +131,8 @@ class PipelineConfig(TomlConfig):
     proxy_epochs: int = 3
     method_params: dict = field(default_factory=dict)
 
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = ("base_keep",)
+
     @classmethod
     def quick(cls) -> PipelineConfig:
         """digits, small budgets: under 2 minutes after set-up."""
@@ -103,3 +147,42 @@ class PipelineConfig(TomlConfig):
             raise TinysiftError(f"budgets must be positive sample counts, got {self.budgets}")
         if self.epochs < 1:
             raise TinysiftError("epochs must be >= 1")
+
+
+_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+          dict: "a table", type(None): "absent"}
+
+
+def _fits(value, expected) -> bool:
+    """Whether a TOML (or flag) value is of the annotated type: ``int``, ``float`` (a whole
+    number too), ``str``, ``bool``, ``dict``, ``list[X]`` and unions of them (``int | None``);
+    a bool is never a number."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(expected))
+    if origin is list:
+        (item,) = typing.get_args(expected) or (typing.Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if expected is typing.Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if expected in (int, float) and isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, int | float)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, expected) if isinstance(expected, type) else True
+
+
+def _describe(expected) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(expected)
+                           if a is not type(None))
+    if origin is list:
+        (item,) = typing.get_args(expected) or (typing.Any,)
+        return f"a list of {_describe(item).removeprefix('a ')}s" if item in (
+            int, float, str) else "a list"
+    return _NAMES.get(origin or expected, getattr(expected, "__name__", str(expected)))

@@ -83,7 +83,8 @@ def class_quotas(labels: np.ndarray, count: int, num_classes: int | None = None)
     if count < present:
         raise BudgetError(
             f"keep {count} is fewer than the {present} classes; a class-balanced selection "
-            f"needs at least one sample per class (keep >= {present}, or disable balancing)"
+            f"needs at least one sample per class (keep >= {present}, or a global budget: "
+            "--no-balance, balance=False in Python)"
         )
     quotas = np.zeros(k, dtype=np.int64)
     remaining = count

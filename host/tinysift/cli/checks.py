@@ -1,0 +1,91 @@
+"""Checks of the command line's input that every command shares: bad input is one clear line
+and exit 2 before any stage runs (a seed out of range, a count below 1, a run folder that is
+not one, an array file that does not hold an array)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+# numpy's and scikit-learn's seeds are unsigned 32-bit; stages derive seeds by adding small
+# offsets (seed + 1 for the device, seed + class, seed + 7919 * class + epoch), so the CLI
+# takes the lower half and every derived seed stays in range.
+SEED_MAX = 2**31 - 1
+
+
+def seed_option(default: int | None = 0, help: str | None = None) -> Any:  # noqa: A002
+    """A ``--seed`` option: a whole number in [0, 2**31 - 1] (typer refuses others, exit 2)."""
+    return typer.Option(default, min=0, max=SEED_MAX, help=help)
+
+
+def positive_ints(text: str, flag: str, what: str = "whole numbers >= 1") -> tuple[int, ...]:
+    """``"5,10,20"`` -> ``(5, 10, 20)``; anything else (a word, an empty item, 0, a negative
+    number) is one BudgetError naming ``flag``."""
+    from tinysift.errors import BudgetError
+
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise BudgetError(f"{flag} takes comma-separated {what}, e.g. 5,10,20; got "
+                          f"{text!r}") from None
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise BudgetError(f"{flag} values must be {what}, got {', '.join(map(str, bad))} "
+                          f"in {text!r}")
+    return values
+
+
+def require_run(run: Path, flag: str = "--run") -> Path:
+    """``run`` when it is a run folder (a folder with ``manifest.json``); otherwise one
+    TinysiftError, before any stage can create or lock the folder."""
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import MANIFEST
+
+    fix = f"create it with `tinysift train --dataset D --out {run}` (then quantize, export)"
+    if not run.exists():
+        raise TinysiftError(f"not a run folder: {run} does not exist ({flag}); {fix}")
+    if not run.is_dir():
+        raise TinysiftError(f"not a run folder: {run} is a file, not a folder ({flag}); pass "
+                            "the folder a `tinysift train --out` wrote")
+    if not (run / MANIFEST).is_file():
+        raise TinysiftError(f"not a run folder: {run} has no {MANIFEST} ({flag}); {fix}")
+    return run
+
+
+def load_array(path: Path, flag: str):
+    """The one array a ``.npy`` holds, or one TinysiftError saying what the file holds
+    instead (an ``.npz`` archive, pickled objects, not numpy at all) and what is expected."""
+    import numpy as np
+
+    from tinysift.errors import TinysiftError
+
+    expected = ("a .npy of one numeric array of inputs, (N, then the model's input shape), "
+                "written by np.save")
+    if not path.is_file():
+        raise TinysiftError(f"{flag} {path}: file not found; give {expected}")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+        if not head.startswith((b"PK", b"\x93NUMPY")):
+            raise ValueError("neither a numpy file nor a zip archive")
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - pickles, bad headers, I/O errors alike
+        raise TinysiftError(f"{flag} {path} is not a readable .npy ({type(exc).__name__}: "
+                            f"{exc}); give {expected}") from None
+    if hasattr(loaded, "files"):
+        with loaded as npz:
+            names = list(npz.files)
+        holds = f"arrays {', '.join(names)}" if names else "no arrays"
+        example = (f", e.g. np.save('inputs.npy', np.load('{path.name}')['{names[0]}'])"
+                   if names else "")
+        raise TinysiftError(f"{flag} {path} is an .npz archive ({holds}), not one array; "
+                            f"give {expected}{example}")
+    if loaded.dtype.kind not in "biuf":
+        raise TinysiftError(f"{flag} {path} holds {loaded.dtype} values of shape "
+                            f"{loaded.shape}; give {expected}")
+    if loaded.ndim == 0 or len(loaded) == 0:
+        raise TinysiftError(f"{flag} {path} holds no inputs (shape {loaded.shape}); give "
+                            f"{expected}, N >= 1")
+    return loaded
