@@ -115,6 +115,18 @@ def test_a_set_condensed_again_retrains(tmp_path, digits):
     assert not train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1,
                      progress=False).skipped
 
+    # a set of other data, or with labels the dataset lacks: refused, not trained on
+    from tinysift.errors import DatasetError
+
+    x, y = digits.x_train[:20], digits.y_train[:20]
+    write_condensed(tmp_path / "o" / "condensed.npz", x, y, "random", 2, "other-hash")
+    with pytest.raises(DatasetError, match="condensed from dataset hash other-hash"):
+        train("digits", tmp_path / "r2", condensed=tmp_path / "o", epochs=1, progress=False)
+    write_condensed(tmp_path / "l" / "condensed.npz", x, y + 10, "random", 2,
+                    digits.content_hash)
+    with pytest.raises(DatasetError, match="label 19, but the dataset has 10 classes"):
+        train("digits", tmp_path / "r3", condensed=tmp_path / "l", epochs=1, progress=False)
+
 
 def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, write_npz):
     """A prune of another dataset into a used folder replaced its selection.npz without a

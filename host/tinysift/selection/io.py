@@ -163,7 +163,16 @@ def write_condensed(path: str | Path, x: np.ndarray, y: np.ndarray, method: str,
                             dataset_hash=np.array(dataset_hash))
 
 
-def read_condensed(path: str | Path) -> dict:
+def read_condensed(path: str | Path, dataset_hash: str | None = None,
+                   num_classes: int | None = None) -> dict:
+    """A ``condensed.npz``, checked; with ``dataset_hash`` it must belong to that dataset
+    (a file without the hash, or with an empty one, passes) and with ``num_classes`` its
+    labels must be among the dataset's classes.
+
+    Raises
+    ------
+    DatasetError : missing, unreadable, malformed, or of another dataset
+    """
     p = Path(path)
     if p.is_dir():
         p = p / CONDENSED_FILE
@@ -182,4 +191,12 @@ def read_condensed(path: str | Path) -> dict:
         raise DatasetError(f"{p}: 'y' must hold one non-negative integer label per image, got "
                            f"{y.dtype} {y.shape} for {len(x)} images; {fix}")
     _scalar(cond, "method", p, str)
+    made_for = str(cond["dataset_hash"]) if "dataset_hash" in cond else ""
+    if dataset_hash is not None and made_for not in (dataset_hash, ""):
+        raise DatasetError(f"{p} was condensed from dataset hash {made_for}, not "
+                           f"{dataset_hash}: the set belongs to different data; condense this "
+                           "dataset again")
+    if num_classes is not None and int(y.max()) >= num_classes:
+        raise DatasetError(f"{p} has label {int(y.max())}, but the dataset has {num_classes} "
+                           f"classes (0..{num_classes - 1}); {fix} from this dataset")
     return cond

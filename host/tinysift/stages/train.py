@@ -125,7 +125,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         inputs["selection"] = file_hash(Path(selection) if Path(selection).is_file()
                                         else Path(selection) / "selection.npz")
     elif condensed is not None:
-        cond = read_condensed(condensed)
+        cond = read_condensed(condensed, ds.content_hash, ds.num_classes)
         x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
         # the set's bytes key the stage: a set condensed again into the same folder retrains
         inputs["condensed"] = file_hash(Path(condensed) if Path(condensed).is_file()
