@@ -304,6 +304,16 @@ def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
     f = rng.normal(size=(40, 4))
     assert not np.allclose(given(f), given(f[::-1].copy()))
 
+    # a cache file torn by a crash (or not an .npz at all) is computed again, not an error
+    n = computed()
+    for cached in tmp_path.glob("dynamics-*"):
+        cached.write_bytes(cached.read_bytes()[:100])
+    assert computed() == n + 1
+    for cached in tmp_path.glob("dynamics-*"):
+        np.save(cached.with_suffix(""), np.zeros(3))  # writes <name>.npy
+        cached.with_suffix(".npy").replace(cached)
+    assert computed() == n + 2
+
 
 def test_given_features_drive_vq(digits):
     """Features that put every class in 5 tight clusters (unrelated to the pixels): vq with

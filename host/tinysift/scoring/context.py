@@ -178,9 +178,8 @@ class ScoringContext:
             return self._cache[key]
         path = self._path(key)
         start = time.perf_counter()
-        if path is not None and path.exists():
-            with np.load(path) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+        arrays = _read_cache(path) if path is not None and path.exists() else None
+        if arrays is not None:
             cached_seconds = float(arrays.get("_seconds", 0.0))
         else:
             arrays = compute()
@@ -194,6 +193,18 @@ class ScoringContext:
         self.timings[key] = cached_seconds
         self._cache[key] = arrays
         return arrays
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """A cache file's arrays, or None when it cannot be read (torn by a crash, truncated,
+    not an .npz): then the item is computed again and the file rewritten, as if absent."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
 
 
 def _array_hash(a: np.ndarray) -> str:
