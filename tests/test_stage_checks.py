@@ -172,3 +172,20 @@ def test_budgets_are_refused_before_anything_is_scored_or_written(tmp_path):
             condense("digits", "flow", k, tmp_path / "c", progress=False)
     assert not (tmp_path / "p" / "manifest.json").exists()
     assert not (tmp_path / "c" / "manifest.json").exists()
+
+
+def test_condense_records_and_keys_on_every_parameter(tmp_path, monkeypatch):
+    """condense recorded only the parameters passed ({}), so a changed default reused an old
+    condensed.npz and the manifest could not say how the set was made."""
+    import json
+
+    from tinysift.condensation.base import EmbeddingCondenser
+    from tinysift.stages.condense import condense
+
+    out = tmp_path / "c"
+    assert not condense("digits", "herding", 2, out, progress=False).skipped
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["condense"]
+    assert stage["params"]["resolved_params"] == {"dim": 32, "embedding": "random-conv"}
+    assert condense("digits", "herding", 2, out, progress=False).skipped
+    monkeypatch.setattr(EmbeddingCondenser.__init__, "__defaults__", (0, "random-conv", 16))
+    assert not condense("digits", "herding", 2, out, progress=False).skipped

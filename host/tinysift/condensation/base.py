@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
+from tinysift.params import Parameterized
 from tinysift.scoring.context import ScoringContext
 
 CONDENSERS: dict[str, type[Condenser]] = {}
@@ -23,7 +24,7 @@ def register(cls: type[Condenser]) -> type[Condenser]:
     return cls
 
 
-class Condenser(ABC):
+class Condenser(Parameterized, ABC):
     name: ClassVar[str] = ""
 
     def __init__(self, seed: int = 0):

@@ -28,6 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
+from tinysift.params import Parameterized
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
 
@@ -39,7 +40,7 @@ def register(cls: type[PruningMethod]) -> type[PruningMethod]:
     return cls
 
 
-class PruningMethod(ABC):
+class PruningMethod(Parameterized, ABC):
     """Base class: subclasses set ``name`` and implement ``_fit``.
 
     Parameters
@@ -130,24 +131,6 @@ class PruningMethod(ABC):
     def _check_fitted(self) -> None:
         if self.scores_ is None or self.context_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(context) first")
-
-    def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
-    def plain_params(self) -> dict:
-        """:meth:`get_params` as JSON values (nested configs as dicts), the seed left out:
-        what a cache key or a results record needs to tell a changed default apart."""
-        import dataclasses
-        import json
-
-        def plain(value):
-            if dataclasses.is_dataclass(value):
-                return dataclasses.asdict(value)
-            raise TypeError(f"{type(value).__name__} is not a plain parameter")
-
-        params = self.get_params()
-        params.pop("seed", None)
-        return json.loads(json.dumps(params, sort_keys=True, default=plain))
 
 
 def make_method(name: str, **params) -> PruningMethod:

@@ -42,13 +42,15 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     check_per_class(per_class, ds.class_counts("train"))  # before any fit is paid for
     run = Run(out)
     run.refuse_other_dataset(dataset, ds.content_hash)
+    impl = make_condenser(method, seed=seed, **method_params)
     params = {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed,
-              "method_params": method_params}
+              "method_params": method_params,
+              # every parameter with the defaults: a changed default is a new stage key
+              "resolved_params": impl.plain_params()}
     inputs = {"dataset": ds.content_hash}
     if run.is_fresh("condense", stage_key(params, inputs)):
         r = run.stage_info("condense")["results"]
         return CondenseOutcome(run.path, method, r["count"], r["seconds"], skipped=True)
-    impl = make_condenser(method, seed=seed, **method_params)
     ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
                          cache_dir=run / "cache", progress=progress)
     run.record_command()
