@@ -47,11 +47,15 @@ def mlperf_tiny_int8(name: str, seed: int = 0) -> bytes:
         return bytes(conv.convert())
 
 
-def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
-    """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate."""
+def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+                 progress: bool = False):
+    """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate
+    (``progress``: a bar over its steps)."""
+    import math
+
     import tensorflow_model_optimization as tfmot
 
-    from tinysift.models.training import TrainConfig, seed_everything, to_float
+    from tinysift.models.training import TrainConfig, _RichProgress, seed_everything, to_float
     from tinysift.tfcompat import keras
 
     seed_everything(seed)
@@ -59,7 +63,10 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int):
     qmodel.compile(optimizer=keras.optimizers.Adam(3e-4),
                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     batch = TrainConfig().batch_size
-    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0)
+    steps = epochs * math.ceil(len(y) / batch)
+    callbacks = [_RichProgress(steps, f"QAT {len(y)} samples")] if progress else []
+    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
+               callbacks=callbacks)
     return qmodel
 
 

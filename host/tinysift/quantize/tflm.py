@@ -57,18 +57,24 @@ def round_affine(q: np.ndarray, zero_point: int) -> np.ndarray:
 
 
 def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
-             arena_size: int | None = None) -> list[np.ndarray]:
+             arena_size: int | None = None, progress: bool = False) -> list[np.ndarray]:
     """Run the TFLM reference runtime on every input (int8, or float for a model that takes
-    float); returns one stacked array per model output (N, ...)."""
+    float); returns one stacked array per model output (N, ...). ``progress``: a bar over
+    the samples (a test split takes tens of seconds)."""
+    from tinysift.progress import progress_bar
+
     interp = interpreter(model_bytes, arena_size)
     details = interp.get_input_details(0)
     shape, dtype = tuple(details["shape"]), details["dtype"]
     results: list[list[np.ndarray]] = [[] for _ in range(outputs)]
-    for sample in x_int8:
-        interp.set_input(sample.reshape(shape).astype(dtype), 0)
-        interp.invoke()
-        for i in range(outputs):
-            results[i].append(np.array(interp.get_output(i)).reshape(-1).copy())
+    with progress_bar(progress, len(x_int8), "TFLM", "samples") as bar:
+        for n, sample in enumerate(x_int8, start=1):
+            interp.set_input(sample.reshape(shape).astype(dtype), 0)
+            interp.invoke()
+            for i in range(outputs):
+                results[i].append(np.array(interp.get_output(i)).reshape(-1).copy())
+            if n % 100 == 0 or n == len(x_int8):
+                bar.update(n)
     return [np.stack(r) if r else np.zeros((0,), np.int8) for r in results]
 
 

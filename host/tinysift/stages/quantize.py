@@ -38,7 +38,7 @@ class QuantizeOutcome:
 
 @locks_run("run_dir")
 def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
-             qat_epochs: int = 2, seed: int = 0) -> QuantizeOutcome:
+             qat_epochs: int = 2, seed: int = 0, progress: bool = True) -> QuantizeOutcome:
     """Quantize ``RUN/model.keras`` to ``RUN/model.tflite`` and check it with TFLM.
 
     Parameters
@@ -48,6 +48,7 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     representative : number of kept samples used to calibrate activation ranges
     qat_epochs : epochs of QAT fine-tuning
     seed : seed for the representative draw and QAT
+    progress : bars over QAT's steps and the TFLM check of the test split
     """
     from tinysift.models.training import evaluate
     from tinysift.quantize import tflm
@@ -77,13 +78,14 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
         float_acc = evaluate(model, ds.x_test, ds.y_test)
         mode = "ptq"
         if qat:
-            model = qat_finetune(model, x_kept, y_kept, qat_epochs, seed)
+            model = qat_finetune(model, x_kept, y_kept, qat_epochs, seed, progress=progress)
             mode = "qat"
         tflite = convert_int8(model, x_kept[np.sort(rep_idx)])
         atomic_write_bytes(run / TFLITE_FILE, tflite)
         rec["outputs"].append(TFLITE_FILE)
         scale, zp = tflm.input_quant(tflite)
-        out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp))[0]
+        out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp),
+                            progress=progress)[0]
         int8_acc = float((out.argmax(1) == ds.y_test).mean())
         with quiet_stderr():
             arena = tflm.minimal_arena(tflite)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.progress import progress_bar
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
 
@@ -197,7 +198,10 @@ class FlowMethod(PruningMethod):
             # Small classes' samples are left out of the flows (label -1: no flow trains on
             # them, and their flows, with no data, are masked).
             y_flow = np.where(small[y], -1, y)
-            flows = ClassFlows(self.flow, seed=self.seed).fit(z, y_flow, k, folds=self.folds)
+            with progress_bar(getattr(context, "progress", False), self.flow.steps,
+                              f"flow fit ({kind}, {k * self.folds} flows)", "steps") as bar:
+                flows = ClassFlows(self.flow, seed=self.seed).fit(
+                    z, y_flow, k, folds=self.folds, progress=lambda s, _n: bar.update(s))
             ll = flows.log_prob(z, flows.fold_)
         else:  # every class is small: nothing for a flow to learn
             ll = np.full((len(y), k), -np.inf)
