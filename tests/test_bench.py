@@ -31,6 +31,11 @@ def test_bench_prune_quick_writes_results(tmp_path):
     assert res["methods"]["el2n"]["0.1"]["score_seconds"] > res["methods"]["random"]["0.1"][
         "score_seconds"]
     assert res["versions"]["tensorflow"] and res["machine"]["cpus"]
+    # provenance: the data's hash (the digits the numbers came from), the seeds, the date
+    from tinysift.data import load_dataset
+
+    assert res["data_hash"] == load_dataset("digits").content_hash
+    assert res["seed_values"] == [0] and res["written"].endswith("Z")
     md = (tmp_path / "prune_digits_quick.md").read_text()
     assert "| vq |" in md and "ratio" in md
     assert (tmp_path / "prune_digits_quick.png").stat().st_size > 10_000

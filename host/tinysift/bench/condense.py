@@ -120,7 +120,7 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
     full = summary([log.get(s, "full", "all") for s in seeds])
     return {
         "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": seeds_done,
-        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(),
+        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(), **log.provenance(seeds_done),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],

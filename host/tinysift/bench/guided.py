@@ -278,6 +278,7 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
         "full_data_seconds": full["seconds"],
         "full_data_curves": [curves.get((s, "full", "1"), []) for s in range(seeds_done)],
         "recipe": cfg.recipe(), "config": config_dict(cfg),
+        **log.provenance(seeds_done),
         "machine": machine_info(), "versions": package_versions(),
         "methods": methods, "wall_seconds": wall_seconds,
         "seed_wall_seconds": log.seed_walls(seeds_done),

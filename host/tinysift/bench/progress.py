@@ -54,6 +54,7 @@ class ProgressLog:
                  point: str = "keep", stamp: dict | None = None,
                  method_params: dict[str, dict] | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
+        self.key = key
         self.point = point
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
@@ -129,6 +130,16 @@ class ProgressLog:
         self._append(rec)
         self._keep(rec)
         return rec
+
+    def provenance(self, seeds: int) -> dict:
+        """What a results file records beside its numbers: the data's content hash (the key's
+        ``data``), the seeds (0..seeds-1: a seed is an index, the same for every method), the
+        log the numbers come from, and when the file was written."""
+        import datetime
+
+        return {"data_hash": self.key.get("data"), "seed_values": list(range(seeds)),
+                "progress_log": self.path.name if self.path is not None else None,
+                "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     def is_fresh(self, seed: int) -> bool:
         """No training of ``seed`` is logged yet: its wall time can be measured whole."""

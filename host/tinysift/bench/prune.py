@@ -325,6 +325,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
         "recipe": cfg.recipe(), "config": config_dict(cfg),
+        **log.provenance(seeds_done),
         "machine": machine_info(), "versions": package_versions(),
         "method_params": log.method_params,  # every parameter, the defaults included
         "methods": methods,
