@@ -488,9 +488,9 @@ def test_quantization_arithmetic_errors_name_the_layer(small_model_tflite, monke
                                                   r"scales .*: multiplier 3.0 is not below one"):
         parse_tflite(small_model_tflite)
     monkeypatch.setattr(quant_math, "channel_multipliers", lambda *a: 1 / 0)
-    with pytest.raises(UnsupportedOpError, match=r"op CONV_2D at layer 0 .*: its quantization "
-                                                  r"parameters are outside what TFLM's int8 "
-                                                  r"kernels take \(division by zero\)"):
+    with pytest.raises(UnsupportedOpError, match=r"op CONV_2D at layer 0 .*: its parameters "
+                                                  r"are outside what TFLM's int8 kernels and "
+                                                  r"this reader take \(division by zero\)"):
         parse_tflite(small_model_tflite)
 
 

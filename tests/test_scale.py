@@ -140,3 +140,25 @@ def test_bad_executors_are_one_clear_line():
     line = _one_line_error(QUICK + ["--executor", "dask:tcp://127.0.0.1:9"])
     assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in line
     assert "dask scheduler" in line
+
+
+def test_a_worker_with_other_tinysift_source_is_refused():
+    """Editable installs all say tinysift 0.1.0: the workers' check compared only package
+    versions, so a worker running other source code passed and computed other numbers."""
+    from types import SimpleNamespace
+
+    from tinysift.bench.executor import _check_workers, worker_facts
+    from tinysift.errors import ClusterError
+
+    def executor(source: str):
+        facts = worker_facts()
+        facts["versions"] = {**facts["versions"], "tinysift_source": source}
+        client = SimpleNamespace(scheduler=SimpleNamespace(address="tcp://x:1"),
+                                 wait_for_workers=lambda n, timeout: None,
+                                 run=lambda fn: {"tcp://w:2": facts})
+        return SimpleNamespace(client=client, workers={})
+
+    said = []
+    _check_workers(executor(worker_facts()["versions"]["tinysift_source"]), said.append)
+    with pytest.raises(ClusterError, match="tinysift_source 0000 .*install the same"):
+        _check_workers(executor("0000"), said.append)

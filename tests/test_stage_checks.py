@@ -149,6 +149,11 @@ def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, wri
     assert (file_hash(out / "selection.npz"), (out / "manifest.json").read_text()) == before
     prune("digits", "random", 0.2, out, progress=False)  # the same data: fine
 
+    noisy = tmp_path / "n"  # label noise is drawn with the seed: the message says so
+    prune("digits", "random", 0.1, noisy, label_noise=0.2, progress=False)
+    with pytest.raises(StageError, match="drawn with seed 0; seed 1 draws other"):
+        prune("digits", "random", 0.1, noisy, label_noise=0.2, seed=1, progress=False)
+
     foreign = tmp_path / "app"
     foreign.mkdir()
     (foreign / "manifest.json").write_text('{"name": "my app", "version": "1.0"}')

@@ -207,12 +207,13 @@ class Run:
         self.save()
 
     def refuse_other_dataset(self, name: str, content_hash: str,
-                             label_noise: float = 0.0) -> None:
+                             label_noise: float = 0.0, noise_seed: int | None = None) -> None:
         """Refuse a stage of another dataset (or other label noise) in this folder.
 
         A prune or condense of another dataset into a folder would replace its selection.npz
         or condensed.npz and strand its model and export: the old set could not be rebuilt.
-        So a folder holds one dataset; the fix is another folder.
+        So a folder holds one dataset; the fix is another folder. Label noise is drawn with
+        the stage's seed, so under noise another ``noise_seed`` is other data too.
 
         Raises
         ------
@@ -223,6 +224,14 @@ class Run:
         now = self.manifest.get("dataset")
         if now and (now.get("hash") != content_hash
                     or float(now.get("label_noise", 0.0)) != float(label_noise)):
+            noise = float(label_noise)
+            if (now.get("name") == name and noise and float(now.get("label_noise", 0)) == noise
+                    and now.get("noise_seed") not in (None, noise_seed)):
+                raise StageError(
+                    f"{self.path} holds a run on {name} with label noise {noise:g} drawn with "
+                    f"seed {now['noise_seed']}; seed {noise_seed} draws other noisy labels, "
+                    f"which would replace its set and strand its model: use --seed "
+                    f"{now['noise_seed']} here, or another folder (--out)")
             raise StageError(
                 f"{self.path} holds a run on {now.get('name')} (hash {now.get('hash')}, label "
                 f"noise {float(now.get('label_noise', 0.0)):g}); writing {name} (hash "

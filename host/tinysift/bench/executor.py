@@ -175,7 +175,7 @@ def worker_facts() -> dict:
     """What a worker reports at connection: its machine, TensorFlow threads, versions."""
     from importlib import metadata
 
-    from tinysift.runs import machine_info
+    from tinysift.runs import code_identity, machine_info
 
     versions = {}
     for pkg in MATCHED_PACKAGES:
@@ -183,6 +183,8 @@ def worker_facts() -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
+    # the source itself: every editable install says tinysift 0.1.0
+    versions["tinysift_source"] = code_identity()["tinysift_source"]
     return {**machine_info(), "tf_threads": tf_intra_threads(), "versions": versions}
 
 
@@ -267,10 +269,8 @@ def _check_workers(ex: DaskExecutor, say: Callable[[str], None]) -> None:
                            f"every worker ({INSTALL_HINT})") from exc
     here = worker_facts()
     for worker, facts in ex.workers.items():
-        # the same source is what matters, not the commit it came from (a pip install has none)
         diff = [f"{p} {facts['versions'].get(p, 'unknown')} (here {v})"
-                for p, v in here["versions"].items()
-                if p != "git" and facts["versions"].get(p) != v]
+                for p, v in here["versions"].items() if facts["versions"].get(p) != v]
         if diff:
             raise ClusterError(f"worker {worker} has {', '.join(diff)}: its trainings would "
                                "not match a serial run; install the same versions there")

@@ -369,10 +369,12 @@ def parse_tflite(model_bytes: bytes) -> ParsedModel:
             _parse_op(spec, op, opts, tensor, act_inputs, consts, act_names, pad_names, where)
         except (ValueError, ZeroDivisionError, OverflowError) as e:
             # TFLM's Prepare would refuse these parameters too; say which layer, not a bug
+            # (chained: should the cause be a reader bug, not the model, it stays visible)
             raise UnsupportedOpError(
-                f"op {name} at {where}: its quantization parameters are outside what TFLM's "
-                f"int8 kernels take ({str(e) or type(e).__name__}); re-convert the model with "
-                "full-integer int8 quantization and a representative dataset") from None
+                f"op {name} at {where}: its parameters are outside what TFLM's int8 kernels "
+                f"and this reader take ({str(e) or type(e).__name__}); re-convert the model "
+                "with full-integer int8 quantization and a representative dataset (if it "
+                "already is one, report this with the .tflite)") from e
         _check_c_fields(spec, where)
         engine_id[out_t.index] = li + 1
         layers.append(spec)

@@ -145,7 +145,7 @@ def prepare_base(cfg: AdaptConfig, log=print):
     t0 = time.perf_counter()
     tr = train(name, base, selection=sel, epochs=cfg.base_epochs, seed=cfg.seed,
                progress=False)
-    q = quantize(base, seed=cfg.seed)
+    q = quantize(base, seed=cfg.seed, progress=False)
     log(f"base model on the old task: {tr.train_samples} samples, int8 (TFLM) "
         f"{q.int8_acc:.4f} on the whole test split ({time.perf_counter() - t0:.0f} s)")
     return scn, parts, name, base

@@ -60,7 +60,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         cfg.dataset, base_dir, keep=cfg.base_keep, epochs=cfg.base_epochs, seed=cfg.seed,
         progress=False))
     log(f"  base model: {base.train_samples} samples, float test accuracy {base.test_acc:.4f}")
-    q = timed("quantize (TFLM check)", lambda: quantize(base_dir, seed=cfg.seed))
+    q = timed("quantize (TFLM check)", lambda: quantize(base_dir, seed=cfg.seed,
+                                                                progress=False))
     log(f"  int8 (TFLM) {q.int8_acc:.4f} vs float {q.float_acc:.4f}")
     exp = timed("export (fit the board)", lambda: export(
         base_dir, board=cfg.board, fit=True, test_samples=cfg.test_samples,

@@ -281,7 +281,8 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     if made_for == brd.name and info.get("board_profile") == board_plan_fields(brd):
         return
     if made_for == brd.name:
-        made_for = f"{made_for} with other RAM/flash figures"
+        made_for = (f"{made_for} with other RAM/flash figures" if info.get("board_profile")
+                    else f"{made_for}, its figures not recorded: an older export")
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
     plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],

@@ -56,7 +56,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     if balance:  # a budget under one sample a class is refused before any scoring
         class_quotas(ds.y_train, count, ds.num_classes)
     run = Run(out)
-    run.refuse_other_dataset(dataset, ds.content_hash, label_noise)
+    run.refuse_other_dataset(dataset, ds.content_hash, label_noise, noise_seed=seed)
     impl = make_method(method, seed=seed, balance=balance, **method_params)
     params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
               "seed": seed, "label_noise": label_noise, "balance": balance,
@@ -72,7 +72,8 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     run.manifest["seed"] = seed
     run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test),
-                               "label_noise": label_noise}
+                               "label_noise": label_noise,
+                               "noise_seed": seed if label_noise else 0}
     with run.stage("prune", params, inputs, seed=seed) as rec:
         ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed,
                              cache_dir=run / "cache", proxy_epochs=proxy_epochs,
