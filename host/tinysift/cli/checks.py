@@ -57,8 +57,7 @@ def require_run(run: Path, flag: str = "--run") -> Path:
 def load_array(path: Path, flag: str):
     """The one array a ``.npy`` holds, or one TinysiftError saying what the file holds
     instead (an ``.npz`` archive, pickled objects, not numpy at all) and what is expected."""
-    import numpy as np
-
+    from tinysift.data.sources import open_numpy
     from tinysift.errors import TinysiftError
 
     expected = ("a .npy of one numeric array of inputs, (N, then the model's input shape), "
@@ -66,11 +65,7 @@ def load_array(path: Path, flag: str):
     if not path.is_file():
         raise TinysiftError(f"{flag} {path}: file not found; give {expected}")
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-        if not head.startswith((b"PK", b"\x93NUMPY")):
-            raise ValueError("neither a numpy file nor a zip archive")
-        loaded = np.load(path, allow_pickle=False)
+        loaded = open_numpy(path)
     except Exception as exc:  # noqa: BLE001 - pickles, bad headers, I/O errors alike
         raise TinysiftError(f"{flag} {path} is not a readable .npy ({type(exc).__name__}: "
                             f"{exc}); give {expected}") from None

@@ -165,6 +165,16 @@ def keras_cache_has(keras_name: str) -> bool:
     return (cache / stems[keras_name]).exists()
 
 
+def open_numpy(path: Path):
+    """``np.load`` of a file that must be numpy's (a ``.npy`` array or an ``.npz`` archive,
+    never pickles): anything else raises ValueError before numpy guesses at it."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith((b"PK", b"\x93NUMPY")):
+        raise ValueError("neither a zip archive nor a numpy file")
+    return np.load(path, allow_pickle=False)
+
+
 def load_npz(path: str) -> Dataset:
     """User data: an ``.npz`` with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``,
     ``class_names``). Without a test split, a stratified 20% split with seed 0 is held out."""
@@ -173,11 +183,7 @@ def load_npz(path: str) -> Dataset:
     if not p.exists():
         raise DatasetError(f"{name}: file not found; pass npz:PATH to an existing .npz file")
     try:
-        with open(p, "rb") as fh:
-            head = fh.read(6)
-        if not head.startswith((b"PK", b"\x93NUMPY")):
-            raise ValueError("neither a zip archive nor a numpy file")
-        loaded = np.load(p, allow_pickle=False)
+        loaded = open_numpy(p)
         if not hasattr(loaded, "files"):  # a .npy under an .npz name
             raise ValueError(f"one array of shape {loaded.shape}, not an .npz archive of "
                              "named arrays")
