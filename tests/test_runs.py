@@ -136,3 +136,23 @@ def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_
     assert cached_results(run, "x", params) is not None
     (run / "export" / "ts_export_model.c").write_text("const int a = 2;\n")  # re-exported
     assert cached_results(run, "x", params) is None
+
+
+def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
+    """`train --epochs -1 --out new` was refused after the run lock had made the folder: an
+    empty folder with a lock file stayed. A folder the lock made and nothing wrote into goes
+    with the lock; a folder that was there, or got files, stays."""
+    from tinysift.errors import BudgetError
+    from tinysift.runs import LOCK_FILE, run_lock
+    from tinysift.stages.train import train
+
+    with pytest.raises(BudgetError, match="--epochs"):
+        train("digits", tmp_path / "new", epochs=-1, progress=False)
+    assert not (tmp_path / "new").exists()
+    with run_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "file").write_text("x")
+    assert (tmp_path / "kept" / "file").exists() and (tmp_path / "kept" / LOCK_FILE).exists()
+    (tmp_path / "there").mkdir()
+    with run_lock(tmp_path / "there"):
+        pass
+    assert (tmp_path / "there").is_dir()

@@ -317,6 +317,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
         yield
         return
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = str(folder.resolve())
     with _held_guard:
@@ -350,6 +351,11 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             if _held[key][1] == 0:
                 fd = _held.pop(key)[0]
                 os.ftruncate(fd, 0)
+                if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                    # a folder this call made and nothing wrote into (a refused command):
+                    # leave no empty run folder behind; still locked while it goes
+                    os.unlink(folder / LOCK_FILE)
+                    folder.rmdir()
                 os.close(fd)  # closing the descriptor releases the flock
 
 
