@@ -73,7 +73,15 @@ def parameter_kinds(cls: type) -> dict[str, set[str]]:
     parameter of ``cls(...)`` takes, read from its annotation (or, unannotated, from its
     default), base classes its ``**params`` reach included; a parameter of any other type is
     left out (not checked)."""
-    kinds: dict[str, set[str]] = {}
+    return {p.name: found for p in _init_parameters(cls)
+            if (found := _kinds(p.annotation, p.default))}
+
+
+def _init_parameters(cls: type) -> list[inspect.Parameter]:
+    """The keyword parameters ``cls(...)`` takes (annotations evaluated where they can be),
+    those its ``**params`` pass on to a base class's ``__init__`` included; a name the
+    subclass and a base both take is the subclass's."""
+    found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -83,14 +91,12 @@ def parameter_kinds(cls: type) -> dict[str, set[str]]:
         except Exception:  # noqa: BLE001 - an annotation that does not evaluate: its default
             sig = inspect.signature(init)
         for n, p in sig.parameters.items():
-            if n == "self" or n in kinds or p.kind not in (p.POSITIONAL_OR_KEYWORD,
-                                                            p.KEYWORD_ONLY):
-                continue
-            if (found := _kinds(p.annotation, p.default)):
-                kinds[n] = found
+            if n != "self" and n not in found and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                             p.KEYWORD_ONLY):
+                found[n] = p
         if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
             break
-    return kinds
+    return list(found.values())
 
 
 def _kinds(annotation, default) -> set[str]:
@@ -123,17 +129,7 @@ def _fits(value, kinds: set[str]) -> bool:
 def parameter_names(cls: type) -> set[str]:
     """The keyword parameters ``cls(...)`` takes, those its ``**params`` pass on to a base
     class's ``__init__`` included (flow takes vq's)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        sig = inspect.signature(init)
-        names |= {n for n, p in sig.parameters.items()
-                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            break
-    return names
+    return {p.name for p in _init_parameters(cls)}
 
 
 def sampler_params(name: str, **params) -> dict:

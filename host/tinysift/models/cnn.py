@@ -83,8 +83,7 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int,
     """
     from tinysift.tfcompat import keras
 
-    config = config or ModelConfig()
-    check_shape(config.variant, config.width)
+    config = config or ModelConfig()  # checked when made (ModelConfig.__post_init__)
     layers = keras.layers
     h, w, _ = input_shape
     inputs = keras.Input(shape=input_shape, name="image")

@@ -87,8 +87,14 @@ def ccs_hard_cut(keep_fraction: float) -> float:
     pruning rates up to 50 %, 10 % at 70-80 %, 30 % at 90 % (the authors' README example uses
     ``--mis-ratio 0.3`` for 90 % pruning). Beyond 90 % pruning the paper gives no setting; we
     keep 30 %. Between the published points the nearest lower pruning rate's value is used."""
+    return _ccs_beta(lambda above: float(keep_fraction) > above + 1e-9)
+
+
+def _ccs_beta(keeps_more_than) -> float:
+    """The schedule's beta for a budget, ``keeps_more_than(fraction)`` telling whether it
+    keeps more than that fraction (of a keep fraction, or of a count)."""
     for above, beta in CCS_SCHEDULE:
-        if float(keep_fraction) > above + 1e-9:
+        if keeps_more_than(above):
             return beta
     return CCS_SMALLEST_BETA
 
@@ -104,10 +110,7 @@ def resolve_hard_cut(hard_cut: float | str | None, count: int, num_samples: int)
         if hard_cut != "auto":
             raise TinysiftError(
                 f"hard_cut must be a fraction in [0, 1) or 'auto', got {hard_cut!r}")
-        for above, beta in CCS_SCHEDULE:
-            if count > fraction_count(above, num_samples):
-                return beta
-        return CCS_SMALLEST_BETA
+        return _ccs_beta(lambda above: count > fraction_count(above, num_samples))
     beta = float(hard_cut)
     if not 0.0 <= beta < 1.0:
         raise TinysiftError(f"hard_cut must be a fraction in [0, 1), got {beta}")
