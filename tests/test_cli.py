@@ -343,6 +343,23 @@ def test_guided_params_of_the_right_type_pass():
     assert make_sampler("ucb", c=0).c == 0
 
 
+def test_one_type_check_for_settings_and_guided_params():
+    """Pipeline settings and guided parameters share one check (tinysift.params): a bool is
+    never a number, a whole number is a float's value, numpy scalars pass, lists and
+    literals are checked item by item."""
+    from typing import Literal
+
+    from tinysift.params import describe_annotation, value_fits
+
+    assert value_fits(3, float) and value_fits(np.int64(3), int) and value_fits(None, int | None)
+    assert not value_fits(True, int) and not value_fits(np.bool_(True), float)
+    assert not value_fits(1.5, int) and not value_fits("1", float) and value_fits(True, bool)
+    assert value_fits([1, 2.5], list[float]) and not value_fits([1, "x"], list[float])
+    assert value_fits("a", Literal["a", "b"]) and not value_fits("c", Literal["a", "b"])
+    assert describe_annotation(int | None) == "a whole number"
+    assert describe_annotation(list[int]) == "a list of whole numbers"
+
+
 def test_pipeline_settings_are_typed():
     """TOML values are checked against the settings' types; a number is a base_keep's text,
     a whole number a float setting's value; the shipped pipelines load."""

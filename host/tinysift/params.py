@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
+from numbers import Integral, Real
+
+import numpy as np
 
 
 class Parameterized:
@@ -29,3 +34,52 @@ class Parameterized:
         params = self.get_params()
         params.pop("seed", None)
         return json.loads(json.dumps(params, sort_keys=True, default=plain))
+
+
+_TYPE_TEXT = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+              dict: "a table", type(None): "absent"}
+
+
+def value_fits(value, annotation) -> bool:
+    """Whether a setting's value (TOML's, JSON's, a flag's, or a caller's numpy scalar) is of
+    the annotated type: ``bool``, ``int``, ``float`` (a whole number too), ``str``, ``dict``,
+    ``list[X]``, ``Literal[...]``, other classes by ``isinstance``, and unions of them
+    (``int | None``). A bool is never a number; an annotation left as text is not checked."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(value_fits(value, a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (typing.Any,)
+        return isinstance(value, list) and all(value_fits(v, item) for v in value)
+    if annotation is typing.Any or isinstance(annotation, str):
+        return True
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool | np.bool_)
+    if annotation in (int, float) and isinstance(value, bool | np.bool_):
+        return False
+    if annotation is int:
+        return isinstance(value, Integral)
+    if annotation is float:
+        return isinstance(value, Real)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, annotation) if isinstance(annotation, type) else True
+
+
+def describe_annotation(annotation) -> str:
+    """What :func:`value_fits` takes, in words (``int | None``: "a whole number")."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_annotation(a) for a in typing.get_args(annotation)
+                           if a is not type(None))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (typing.Any,)
+        return f"a list of {describe_annotation(item).removeprefix('a ')}s" if item in (
+            int, float, str) else "a list"
+    return _TYPE_TEXT.get(origin or annotation, getattr(annotation, "__name__", str(annotation)))

@@ -15,17 +15,15 @@ A new method is one module in ``tinysift/guided/methods/`` that subclasses
 from __future__ import annotations
 
 import inspect
-import types
-import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.ledger import CostLedger
+from tinysift.params import describe_annotation, value_fits
 
 SAMPLERS: dict[str, type[EpochSampler]] = {}
 
@@ -50,31 +48,28 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     if unknown:
         raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
                             f"its parameters: {', '.join(sorted(accepted - {'seed'}))}")
-    kinds = parameter_kinds(SAMPLERS[name])
+    annotations = parameter_annotations(SAMPLERS[name])
     for key, value in params.items():
-        if key in kinds and not _fits(value, kinds[key]):
+        if key in annotations and not value_fits(value, annotations[key]):
             raise TinysiftError(f"guided method {name!r}: parameter {key} takes "
-                                f"{' or '.join(sorted(_KIND_TEXT[k] for k in kinds[key]))}, "
-                                f"got {value!r}")
+                                f"{describe_annotation(annotations[key])}, got {value!r}")
     try:
         return SAMPLERS[name](seed=seed, **params)
     except (TypeError, ValueError, AttributeError) as exc:
         raise TinysiftError(f"guided method {name!r}: {exc}") from exc
 
 
-_KIND_TEXT = {"bool": "true or false", "integer": "a whole number", "number": "a number",
-              "text": "a string", "none": "null"}
-_KIND_OF_TYPE = {bool: "bool", int: "integer", float: "number", str: "text",
-                 type(None): "none"}
-
-
-def parameter_kinds(cls: type) -> dict[str, set[str]]:
-    """The kinds of value (``bool``, ``integer``, ``number``, ``text``, ``none``) each keyword
-    parameter of ``cls(...)`` takes, read from its annotation (or, unannotated, from its
-    default), base classes its ``**params`` reach included; a parameter of any other type is
-    left out (not checked)."""
-    return {p.name: found for p in _init_parameters(cls)
-            if (found := _kinds(p.annotation, p.default))}
+def parameter_annotations(cls: type) -> dict:
+    """The type each keyword parameter of ``cls(...)`` takes (see :func:`_init_parameters`),
+    read from its annotation or, unannotated, from its default's type; a parameter with
+    neither is left out (not checked)."""
+    found = {}
+    for p in _init_parameters(cls):
+        if p.annotation is not inspect.Parameter.empty:
+            found[p.name] = p.annotation
+        elif type(p.default) in (bool, int, float, str):
+            found[p.name] = type(p.default)
+    return found
 
 
 def _init_parameters(cls: type) -> list[inspect.Parameter]:
@@ -97,33 +92,6 @@ def _init_parameters(cls: type) -> list[inspect.Parameter]:
         if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
             break
     return list(found.values())
-
-
-def _kinds(annotation, default) -> set[str]:
-    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
-        kind = _KIND_OF_TYPE.get(type(default))
-        return {kind} if kind and kind != "none" else set()
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    out = set()
-    for a in typing.get_args(annotation) if union else (annotation,):
-        if a not in _KIND_OF_TYPE:
-            return set()
-        out.add(_KIND_OF_TYPE[a])
-    return out
-
-
-def _fits(value, kinds: set[str]) -> bool:
-    """Whether ``value`` (JSON's, or a caller's numpy scalar) is of one of ``kinds``: a whole
-    number fits a number, a bool fits only a bool."""
-    if value is None:
-        return "none" in kinds
-    if isinstance(value, bool | np.bool_):
-        return "bool" in kinds
-    if isinstance(value, Integral):
-        return bool(kinds & {"integer", "number"})
-    if isinstance(value, Real):
-        return "number" in kinds
-    return isinstance(value, str) and "text" in kinds
 
 
 def parameter_names(cls: type) -> set[str]:

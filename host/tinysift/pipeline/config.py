@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
 from tinysift.errors import TinysiftError
+from tinysift.params import describe_annotation, value_fits
 
 SEED_MAX = 2**31 - 1  # the CLI's --seed range: derived seeds (seed + 1, ...) stay in uint32
 
@@ -76,9 +76,10 @@ class TomlConfig:
                     value, bool):
                 value = str(value)
             expected = hints.get(key)
-            if expected is not None and not _fits(value, expected):
-                raise TinysiftError(f"pipeline setting {key} must be {_describe(expected)}, "
-                                    f"got {value!r}; fix it in the pipeline file")
+            if expected is not None and not value_fits(value, expected):
+                raise TinysiftError(f"pipeline setting {key} must be "
+                                    f"{describe_annotation(expected)}, got {value!r}; fix it in "
+                                    "the pipeline file")
             if key == "seed" and not 0 <= value <= SEED_MAX:
                 raise TinysiftError(f"pipeline setting seed must be a whole number in [0, "
                                     f"{SEED_MAX}], got {value}")
@@ -147,42 +148,3 @@ class PipelineConfig(TomlConfig):
             raise TinysiftError(f"budgets must be positive sample counts, got {self.budgets}")
         if self.epochs < 1:
             raise TinysiftError("epochs must be >= 1")
-
-
-_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-          dict: "a table", type(None): "absent"}
-
-
-def _fits(value, expected) -> bool:
-    """Whether a TOML (or flag) value is of the annotated type: ``int``, ``float`` (a whole
-    number too), ``str``, ``bool``, ``dict``, ``list[X]`` and unions of them (``int | None``);
-    a bool is never a number."""
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in typing.get_args(expected))
-    if origin is list:
-        (item,) = typing.get_args(expected) or (typing.Any,)
-        return isinstance(value, list) and all(_fits(v, item) for v in value)
-    if expected is typing.Any:
-        return True
-    if expected is type(None):
-        return value is None
-    if expected in (int, float) and isinstance(value, bool):
-        return False
-    if expected is float:
-        return isinstance(value, int | float)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, expected) if isinstance(expected, type) else True
-
-
-def _describe(expected) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(expected)
-                           if a is not type(None))
-    if origin is list:
-        (item,) = typing.get_args(expected) or (typing.Any,)
-        return f"a list of {_describe(item).removeprefix('a ')}s" if item in (
-            int, float, str) else "a list"
-    return _NAMES.get(origin or expected, getattr(expected, "__name__", str(expected)))
