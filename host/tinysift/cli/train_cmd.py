@@ -42,10 +42,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
         from tinysift.data import dataset_slug
-        from tinysift.models.cnn import check_shape
         from tinysift.stages.train import train
 
-        check_shape(variant, width)  # before any data is loaded
         params = _json_object("--guided-params", guided_params)
         out = out or Path("runs") / f"train-{dataset_slug(dataset)}"
         subset = keep is not None or selection is not None or condensed is not None

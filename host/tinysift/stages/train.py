@@ -75,15 +75,6 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise BudgetError(f"--batch must be a whole number of samples >= 1 (the recipe's "
                           f"batch, {TrainConfig.batch_size} by default), got {batch}")
-    from tinysift.data import load_dataset
-    from tinysift.models.cost import count_macs
-    from tinysift.models.training import evaluate, train_model
-    from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
-    from tinysift.scoring import ScoringContext
-    from tinysift.selection import make_method, resolve_keep
-    from tinysift.selection.io import read_condensed, read_selection
-
-    ds = load_dataset(dataset)
     if guided is None and budget is not None:
         raise BudgetError("--budget needs --guided METHOD (the budget of a guided training)")
     if guided is not None:
@@ -96,6 +87,18 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if label_noise and (selection is not None or condensed is not None):
         raise BudgetError("--label-noise applies to the full split; a selection carries its "
                           "own noise (prune --label-noise)")
+    if selection is not None and condensed is not None:
+        raise BudgetError("pass either --selection or --condensed, not both")
+    model_cfg = ModelConfig(variant=variant, width=width)  # checks the shape before any data
+    from tinysift.data import load_dataset
+    from tinysift.models.cost import count_macs
+    from tinysift.models.training import evaluate, train_model
+    from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
+    from tinysift.selection.io import read_condensed, read_selection
+
+    ds = load_dataset(dataset)
     noise_seed = seed
     if label_noise:
         from tinysift.data import add_label_noise
@@ -104,8 +107,6 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     run = Run(out)
     x, y, source = ds.x_train, ds.y_train, "full"
     inputs = {"dataset": ds.content_hash}
-    if selection is not None and condensed is not None:
-        raise BudgetError("pass either --selection or --condensed, not both")
     if selection is not None:
         sel = read_selection(selection, len(ds.y_train))
         if float(sel.get("label_noise", 0.0)) > 0:
@@ -141,7 +142,6 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         x, y, source = x[idx], y[idx], "random"
     else:
         idx = np.arange(len(y), dtype=np.int64)
-    model_cfg = ModelConfig(variant=variant, width=width)
     train_cfg = TrainConfig(epochs=epochs, seed=seed, batch_size=int(batch))
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
               "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
