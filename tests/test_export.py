@@ -256,6 +256,16 @@ def _float_input_tflite(model, representative: np.ndarray) -> bytes:
         return bytes(conv.convert())
 
 
+def test_tflite_round_is_std_round_on_every_float():
+    """One rounding for the whole host (quantize.tflm.tflite_round): half away from zero,
+    also at the float64 just below one half, where floor(|x| + 0.5) rounds up."""
+    from tinysift.quantize.tflm import tflite_round
+
+    below_half = np.nextafter(0.5, 0.0)
+    got = tflite_round([0.5, -0.5, 1.5, 2.5, -2.5, below_half, -below_half, 2.0**52 + 1])
+    assert got.tolist() == [1, -1, 2, 3, -3, 0, 0, 2.0**52 + 1]
+
+
 def test_input_quantization_is_tflm_quantize():
     """quantize_images gives what TFLM's own QUANTIZE (float -> int8: the float32 quotient
     rounded half away from zero) computes, on every pixel value at three input scales; half

@@ -22,13 +22,10 @@ import math
 
 import numpy as np
 
+from tinysift.quantize.tflm import tflite_round
+
 INT8_MIN, INT8_MAX = -128, 127
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5
-
-
-def tflite_round(x: float) -> int:
-    """std::round: half away from zero."""
-    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -36,7 +33,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     if real == 0.0:
         return 0, 0
     q, shift = math.frexp(real)
-    q_fixed = tflite_round(q * (1 << 31))
+    q_fixed = int(tflite_round(q * (1 << 31)))
     if q_fixed > (1 << 31):
         raise ValueError(f"quantize_multiplier overflow for {real}")
     if q_fixed == (1 << 31):
@@ -70,7 +67,7 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
     """Clamp range of a fused activation in the output's int8 domain (ValueError for one
     not in :data:`FUSED_ACTIVATIONS`)."""
     def quantize(f: float) -> int:
-        return zero_point + tflite_round(f / float(np.float32(scale)))
+        return zero_point + int(tflite_round(f / float(np.float32(scale))))
 
     if activation == "NONE":
         return INT8_MIN, INT8_MAX
@@ -149,7 +146,7 @@ def logistic_params(input_scale: float) -> tuple[int, int, int]:
     bits = 4
     real = float(np.float32(input_scale)) * float(1 << (31 - bits))
     q, e = math.frexp(real)
-    mult = tflite_round(q * float(1 << 31))
+    mult = int(tflite_round(q * float(1 << 31)))
     radius = math.floor(1.0 * ((1 << bits) - 1) * float(1 << (31 - bits)) / float(2.0 ** e))
     return int(mult), int(e), int(radius)
 

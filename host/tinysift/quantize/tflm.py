@@ -44,15 +44,22 @@ def quantize_images(x_uint8: np.ndarray, scale: float, zero_point: int) -> np.nd
     return round_affine(real / np.float32(scale), zero_point)
 
 
-def round_affine(q: np.ndarray, zero_point: int) -> np.ndarray:
-    """``TfLiteRound(q) + zero_point`` saturated to int8, for float32 quotients ``q``.
+def tflite_round(x) -> np.ndarray:
+    """TfLiteRound (std::round): half away from zero, exact for any float, as float64.
 
-    std::round rounds half away from zero (np.round rounds half to even: 33 of the 256
-    pixels differ at scale 2/255). float64 holds ``q +- 0.5`` exactly, so truncating it is
-    std::round; ``floor(q + 0.5)`` in float32 would round 0.49999997 up.
+    np.round rounds half to even (33 of the 256 pixels differ at scale 2/255), and
+    ``floor(|x| + 0.5)`` rounds 0.49999999999999994 up (the sum rounds to 1.0); the
+    fractional part ``|x| - floor(|x|)`` is exact, so comparing it with 0.5 is std::round.
     """
-    q64 = np.asarray(q, np.float32).astype(np.float64)
-    r = np.trunc(q64 + np.copysign(0.5, q64)) + zero_point
+    x = np.asarray(x, np.float64)
+    magnitude = np.abs(x)
+    whole = np.floor(magnitude)
+    return np.copysign(whole + (magnitude - whole >= 0.5), x)
+
+
+def round_affine(q: np.ndarray, zero_point: int) -> np.ndarray:
+    """``TfLiteRound(q) + zero_point`` saturated to int8, for float32 quotients ``q``."""
+    r = tflite_round(np.asarray(q, np.float32)) + zero_point
     return np.clip(r, -128, 127).astype(np.int8)
 
 
