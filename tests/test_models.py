@@ -87,6 +87,21 @@ def test_single_pass_equals_per_epoch_training(digits):
     assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
 
 
+def test_a_failed_training_stops_its_progress_bar(digits):
+    """Keras skips on_train_end when a step raises: the step bar is stopped anyway, so no
+    live bar is left over the error message (or over the next command's output)."""
+    from rich import get_console
+
+    def fail(epoch, model):
+        raise RuntimeError("stop here")
+
+    cfg = TrainConfig(epochs=1, seed=0)
+    with pytest.raises(RuntimeError, match="stop here"):
+        train_model(digits.x_train[:64], digits.y_train[:64], 10, train_config=cfg,
+                    epoch_hooks=[fail], progress=True)
+    assert get_console()._live_stack == []
+
+
 def test_reused_compiled_step_equals_a_fresh_compile(digits):
     """New models train through one compiled twin per architecture (no retracing); each
     training must equal, bit for bit, a freshly built and compiled model with the same seed

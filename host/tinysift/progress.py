@@ -9,21 +9,26 @@ from contextlib import contextmanager
 class ProgressBar:
     """One task's bar; every method is a no-op when the bar is not shown."""
 
-    def __init__(self, show: bool, total: float, label: str, unit: str):
+    def __init__(self, show: bool, total: float, label: str, unit: str,
+                 fields: dict[str, str] | None = None):
+        """``fields``: named values shown after the count (``{"loss": "-"}``: "loss -"),
+        changed by :meth:`update`."""
         self._bar = self._task = None
         if not show:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        fields = fields or {}
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                              TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {unit}"),
+                             *(TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields),
                              TimeRemainingColumn(), transient=True)
         self._bar.start()
-        self._task = self._bar.add_task(label, total=total)
+        self._task = self._bar.add_task(label, total=total, **fields)
 
-    def update(self, completed: float) -> None:
+    def update(self, completed: float, **fields: str) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=completed)
+            self._bar.update(self._task, completed=completed, **fields)
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -8,10 +8,11 @@ subset still gets enough updates to converge.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -120,22 +121,21 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
           .batch(train_config.batch_size)
           .prefetch(2))
     callbacks = [_HookCallback(epoch_hooks)] if epoch_hooks else []
-    if progress:
-        callbacks.append(_RichProgress(total, f"train {n} samples"))
     start = time.perf_counter()
-    if epoch_hooks:
-        hist = trainer.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
-                         callbacks=callbacks)
-        final_loss = float(hist.history["loss"][-1])
-    else:
-        # Without per-epoch hooks, one Keras epoch holds every step: the same batches in the
-        # same order (the repeated dataset's iterator is shared across Keras epochs anyway)
-        # and bit-identical weights, without Keras' per-epoch overhead, which dominates on
-        # tiny kept sets (600 samples = 5 steps per epoch).
-        tail = _TailLoss(epochs * per_epoch, per_epoch)
-        hist = trainer.fit(ds, epochs=1, steps_per_epoch=epochs * per_epoch, verbose=0,
-                         callbacks=callbacks + [tail])
-        final_loss = tail.value()
+    with fit_progress(progress, total, f"train {n} samples") as bar:
+        if epoch_hooks:
+            hist = trainer.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
+                               callbacks=callbacks + bar)
+            final_loss = float(hist.history["loss"][-1])
+        else:
+            # Without per-epoch hooks, one Keras epoch holds every step: the same batches in
+            # the same order (the repeated dataset's iterator is shared across Keras epochs
+            # anyway) and bit-identical weights, without Keras' per-epoch overhead, which
+            # dominates on tiny kept sets (600 samples = 5 steps per epoch).
+            tail = _TailLoss(epochs * per_epoch, per_epoch)
+            hist = trainer.fit(ds, epochs=1, steps_per_epoch=epochs * per_epoch, verbose=0,
+                               callbacks=callbacks + bar + [tail])
+            final_loss = tail.value()
     seconds = time.perf_counter() - start
     if trainer is not model:  # the caller keeps its own model; the twin trains the next one
         model.set_weights(trainer.get_weights())
@@ -269,31 +269,44 @@ def _make_hook_callback():
 
 
 def _make_progress_callback():
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
+    from tinysift.progress import ProgressBar
     from tinysift.tfcompat import keras
 
-    class RichProgress(keras.callbacks.Callback):
+    class StepProgress(keras.callbacks.Callback):
+        """A step bar with the last batch's loss."""
+
         def __init__(self, total, label):
             super().__init__()
-            self.total, self.label = total, label
+            self.total, self.label, self.steps = total, label, 0
+            self.bar = ProgressBar(False, total, label, "steps")
 
         def on_train_begin(self, logs=None):
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed}/{task.total} steps"),
-                                     TextColumn("loss {task.fields[loss]}"),
-                                     TimeRemainingColumn(), transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=self.total, loss="-")
+            self.bar = ProgressBar(True, self.total, self.label, "steps", fields={"loss": "-"})
 
         def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
             loss = f"{logs['loss']:.3f}" if logs and "loss" in logs else "-"
-            self.progress.update(self.task, advance=1, loss=loss)
+            self.bar.update(self.steps, loss=loss)
 
         def on_train_end(self, logs=None):
-            self.progress.stop()
+            self.bar.stop()
 
-    return RichProgress
+    return StepProgress
+
+
+@contextlib.contextmanager
+def fit_progress(show: bool, total: int, label: str) -> Iterator[list]:
+    """Keras callbacks showing a step bar (none when not ``show``), the bar stopped however
+    ``fit`` ends: Keras skips ``on_train_end`` when a step raises or is interrupted, which
+    left a live bar over the error message."""
+    if not show:
+        yield []
+        return
+    callback = _make_progress_callback()(total, label)
+    try:
+        yield [callback]
+    finally:
+        callback.bar.stop()
 
 
 def _make_tail_loss_callback():
@@ -330,5 +343,3 @@ def _HookCallback(hooks):  # noqa: N802 - factory standing in for a class
     return _make_hook_callback()(hooks)
 
 
-def _RichProgress(total, label):  # noqa: N802
-    return _make_progress_callback()(total, label)

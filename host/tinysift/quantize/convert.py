@@ -55,7 +55,7 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
 
     import tensorflow_model_optimization as tfmot
 
-    from tinysift.models.training import TrainConfig, _RichProgress, seed_everything, to_float
+    from tinysift.models.training import TrainConfig, fit_progress, seed_everything, to_float
     from tinysift.tfcompat import keras
 
     seed_everything(seed)
@@ -64,9 +64,9 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     batch = TrainConfig().batch_size
     steps = epochs * math.ceil(len(y) / batch)
-    callbacks = [_RichProgress(steps, f"QAT {len(y)} samples")] if progress else []
-    qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
-               callbacks=callbacks)
+    with fit_progress(progress, steps, f"QAT {len(y)} samples") as bar:
+        qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
+                   callbacks=bar)
     return qmodel
 
 
