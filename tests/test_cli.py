@@ -246,6 +246,10 @@ BAD_INPUT = [
     (["run", "{tmp}/ten-adapt.toml"], "steps must be a whole number, got 'ten'"),
     (["run", "{tmp}/sizes-adapt.toml"], "sizes must be a list of whole numbers"),
     (["run", "{tmp}/seed.toml"], "seed must be a whole number in [0, 2147483647]"),
+    (["run", "{tmp}/ok-adapt.toml", "--epochs", "3"], "is an adapt pipeline"),
+    (["run", "{tmp}/ok-adapt.toml", "--budgets", "5"], "set steps and sizes"),
+    (["run", "{tmp}/ok-adapt.toml", "--methods", "el2n"], "methods must name replay methods"),
+    (["run", "{tmp}/lr.toml"], "cannot train with lr -1"),
     # --run folders that are not run folders
     (["quantize", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
     (["export", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
@@ -278,6 +282,8 @@ def bad_files(tmp_path):
     (tmp_path / "sizes-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
                                                'sizes = [5, "x"]\n')
     (tmp_path / "seed.toml").write_text('dataset = "nope"\nseed = -1\n')
+    (tmp_path / "ok-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n')
+    (tmp_path / "lr.toml").write_text('dataset = "nope"\nlr = -1\n')
     (tmp_path / "empty").mkdir()
     return tmp_path
 

@@ -32,7 +32,7 @@ def prune_markdown(res: dict) -> str:
     keeps = [str(k) for k in res["keep"]]
     protocol = res.get("protocol", "proportional")
     lines = [f"# Pruning benchmark: {res['dataset']}"
-             + (f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else "")
+             + (f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else "")
              + ("" if protocol == "proportional" else f", protocol {protocol}"),
              "", f"Protocol **{protocol}**: {PROTOCOL_TEXT[protocol]}.", "",
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
@@ -147,7 +147,7 @@ def prune_plot(res: dict, path: Path) -> None:
     ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
                label="full data")
     dx.axhline(0.0, color="black", linewidth=1)
-    noise = f", {int(100 * res['label_noise'])}% label noise" if res["label_noise"] else ""
+    noise = f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else ""
     ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({seeds_phrase(res['seeds'])})")
     dx.set_title("difference to random (points); below -6 clipped")
     lows = [min(line.get_ydata()) for line in dx.get_lines() if len(line.get_ydata())]

@@ -75,6 +75,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
 
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
+    from tinysift.pipeline.adapt import replay_method_params
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -83,6 +84,9 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()
            if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
+    # the replay rule in effect (defaults included), as `bench device` keys it: a changed
+    # default starts a new log instead of counting the old rule's points as done
+    key["replay_params"] = replay_method_params(cfg.upkeep.replay, cfg.upkeep.replay_params)
     # device points depend on the firmware: a changed firmware source reruns them
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
                        point="point", stamp={"firmware": firmware_source_hash()})

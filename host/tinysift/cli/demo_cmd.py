@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(None, min=1, help="override: on-device epochs"),
         seed: int = seed_option(None, help="override: seed"),
         budgets: str = typer.Option(None, help="override: comma-separated sample counts"),
-        methods: str = typer.Option(None, help="override: comma-separated methods"),
+        methods: str = typer.Option(None, help="override: comma-separated methods (an adapt "
+                                               "pipeline's replay methods)"),
     ) -> None:
         """Execute a pipeline file; flags override its settings."""
         from tinysift.bench.adapt_demo import AdaptDemoConfig
@@ -42,8 +43,15 @@ def register(app: typer.Typer) -> None:
         from tinysift.pipeline.config import PipelineConfig, read_toml
 
         if read_toml(pipeline).get("kind") == "adapt":
-            _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(out=out, dataset=dataset,
-                                                                    board=board, seed=seed))
+            from tinysift.errors import BudgetError
+
+            if epochs is not None or budgets is not None:
+                raise BudgetError(f"{pipeline} is an adapt pipeline (kind = \"adapt\"): it "
+                                  "has no --epochs or --budgets; set steps and sizes (replay "
+                                  "samples per class) in the file")
+            _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(
+                out=out, dataset=dataset, board=board, seed=seed,
+                methods=methods.split(",") if methods else None))
             return
         cfg = PipelineConfig.from_toml(pipeline).override(
             out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,

@@ -148,3 +148,22 @@ class PipelineConfig(TomlConfig):
             raise TinysiftError(f"budgets must be positive sample counts, got {self.budgets}")
         if self.epochs < 1:
             raise TinysiftError("epochs must be >= 1")
+        if not self.methods:
+            raise TinysiftError("methods must name at least one selection method, e.g. "
+                                "[\"random\", \"vq\"]")
+        from tinysift.selection import METHODS
+        from tinysift.selection import methods as _registered  # noqa: F401
+
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise TinysiftError(f"unknown selection methods {unknown}; known: "
+                                f"{', '.join(sorted(METHODS))}")
+        # the device's ranges (lr, momentum, batch) before any stage runs
+        self.device_params().validate()
+
+    def device_params(self):
+        """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""
+        from tinysift.stages.device import TrainParams
+
+        return TrainParams(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
+                           batch=self.batch, seed=self.seed + 1, init=self.head_init)
