@@ -88,3 +88,93 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     with pytest.raises(FitError, match="fewer --new-per-class samples or update=head"):
         check_adaptation_fits(cfg, base, 8 * 5, 20000, 300, 8)
     assert not (tmp_path / "run" / "base" / "device").exists()
+
+
+def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
+    """The scenario cache is keyed on its content: a --new file rewritten in place replaces
+    RUN/scenario.npz (the base, replay and test set came from the old file, the streamed
+    samples from the new one)."""
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+
+    labels = np.repeat([8, 9], 20)
+    path = write_npz("new.npz", x=np.full((40, 8, 8), 1, np.uint8), y=labels)
+    cfg = AdaptConfig(scenario="user", dataset="digits", new=path, new_per_class=10,
+                      base_epochs=1, out=str(tmp_path / "run"))
+    prepare_base(cfg, log=lambda *_: None)
+    write_npz("new.npz", x=np.full((40, 8, 8), 7, np.uint8), y=labels)
+    scn, parts, _, _ = prepare_base(cfg, log=lambda *_: None)
+    assert scn.x_new.max() == 7
+    with np.load(tmp_path / "run" / "scenario.npz") as z:
+        assert z["x"][parts["new"]].min() == 7 and z["x_test"][parts["test_new"]].min() == 7
+
+
+def test_training_energy_is_one_bill_for_every_mode():
+    """Every epoch plus the training samples' share of the features phase with update=head;
+    in the other modes that phase holds only the test set's pass (fill_caches), none of it
+    training."""
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
+
+    def result(update):
+        return DeviceResults(board="b", clock_hz=1, params={"update": update},
+                             energy_model={}, started="", samples=300, test_samples=100,
+                             phases={"features": PhaseResult(energy_mj=40.0)},
+                             epochs=[EpochResult(1, 0.0, 0.0, 1, 0.0, 5.0)] * 2)
+
+    assert result("head").training_energy_mj() == 10.0 + 40.0 * 300 / 400
+    assert result("head").training_energy_mj(100) == 10.0 + 40.0 * 100 / 200
+    assert result("last-block").training_energy_mj() == 10.0
+    assert result("bias").training_energy_mj() == 10.0
+
+
+def test_demo_seed_reaches_the_device_bench():
+    """`tinysift demo --seed 5` runs seed 5 (it ran seed 0 and said 5)."""
+    from tinysift.bench.adapt_demo import AdaptDemoConfig
+
+    bench = AdaptDemoConfig().override(seed=5).bench_config()
+    assert bench.seed_values() == [5]
+    assert bench.adapt_config(5).seed == 5 and bench.adapt_config(5).out.endswith("-s5")
+
+
+def test_largest_replay_that_fits_is_exact():
+    from tinysift.bench.adapt_demo import largest_fitting
+
+    for most in (0, 1, 2, 3, 37, 200, 1000):
+        assert largest_fitting(lambda size, most=most: size <= most) == most
+
+
+def test_untested_old_task_is_not_reported_as_zero(tmp_path):
+    """shift: the device tests the new domain only; the logs' 0.0 for the old task is a
+    placeholder, so the results carry None and no old-vs-joint difference."""
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.progress import ProgressLog
+
+    cfg = DeviceBenchConfig(scenario="shift", dataset="mnist", seeds=2, methods=("random",),
+                            sizes=(10,))
+    plog = ProgressLog({"t": 1}, tmp_path, "shift", point="point")
+    for seed in (0, 1):
+        plog.add(seed, "joint", "host", acc=0.7, acc_old=0.0, acc_new=0.7)
+        for method, size in (("none", 0), ("random", 10)):
+            plog.add(seed, method, f"{size}:head", acc=0.8, acc_old=0.0, acc_new=0.8,
+                     energy_mj=1.0, cycles=1.0, ram_plan=1.0)
+    res = _results(cfg, plog, [0, 1], {"ram_total": 1}, 1.0)
+    p = res["points"]["random:10:head"]
+    assert p["acc_old"] is None and "old_vs_joint" not in p and "vs_joint" in p
+    assert "acc_old" not in res["joint"] and res["seed_values"] == [0, 1]
+
+
+def test_pipeline_files_are_checked_before_any_stage():
+    """Device ranges and method lists of a pipeline file are refused when it is read (they
+    were refused after base training, selection and the build, or crashed the summary)."""
+    from tinysift.bench.adapt_demo import AdaptDemoConfig
+    from tinysift.errors import TinysiftError
+    from tinysift.pipeline.config import PipelineConfig
+
+    for bad, said in (({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0"),
+                      ({"momentum": 5}, "momentum 5"), ({"methods": []}, "at least one"),
+                      ({"methods": ["bogus"]}, "unknown selection methods")):
+        with pytest.raises(TinysiftError, match=said):
+            PipelineConfig().override(**bad)
+    for bad, said in (({"methods": []}, "replay methods"), ({"methods": ["el2n"]}, "el2n"),
+                      ({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0")):
+        with pytest.raises(TinysiftError, match=said):
+            AdaptDemoConfig().override(**bad)

@@ -54,6 +54,15 @@ class AdaptDemoConfig(TomlConfig):
                                 f"{self.sizes}")
         if self.steps < 1:
             raise TinysiftError("steps must be >= 1")
+        from tinysift.bench.device import REPLAY_METHODS
+
+        unknown = [m for m in self.methods if m not in REPLAY_METHODS]
+        if not self.methods or unknown:
+            raise TinysiftError(f"methods must name replay methods among "
+                                f"{', '.join(REPLAY_METHODS)}; got {self.methods}")
+        bench = self.bench_config()
+        for update in self.updates:  # the device's ranges (lr, batch, update, ...) up front
+            bench.adapt_config(self.seed, update=update).validate()
 
     def bench_config(self):
         from tinysift.bench.device import DeviceBenchConfig
@@ -61,7 +70,7 @@ class AdaptDemoConfig(TomlConfig):
         out = Path(self.out)
         return DeviceBenchConfig(
             scenario="new-classes", dataset=self.dataset, old_classes=tuple(self.old_classes),
-            new_per_class=self.new_per_class, board=self.board, seeds=1,
+            new_per_class=self.new_per_class, board=self.board, seeds=1, first_seed=self.seed,
             methods=tuple(self.methods), sizes=tuple(self.sizes), updates=tuple(self.updates),
             steps=self.steps, lr=self.lr, batch=self.batch, schedule=self.schedule,
             base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
@@ -80,10 +89,11 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     start = time.perf_counter()
     bcfg = cfg.bench_config()
     res = bench_device(bcfg, log=log)
-    base = bcfg.work_dir / f"{bcfg.stem()}-s0" / "base"
+    base = bcfg.work_dir / f"{bcfg.stem()}-s{cfg.seed}" / "base"
     summary = {
         "name": cfg.name, "config": cfg.to_dict(), "results": res,
-        "plans": _plans(cfg, base, len(cfg.old_classes), res["scenario_info"]["new_samples"]),
+        "plans": _plans(cfg, base, len(cfg.old_classes), res["scenario_info"]["new_samples"],
+                        res["scenario_info"]["num_classes"]),
         "versions": package_versions(), "machine": machine_info(),
         "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - start,
     }
@@ -94,13 +104,14 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     return summary
 
 
-def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int) -> dict:
+def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
+           num_classes: int) -> dict:
     """The product configuration's memory plan (replay set in flash, the new samples streamed
     into RAM) on the demo's board and on ``fit_board``, for each replay size and mode, and
     the largest replay size per class that fits ``fit_board``."""
     from tinysift.stages.export import memory_plan_for
 
-    tests = cfg.test_per_class * 10
+    tests = cfg.test_per_class * num_classes
     plans: dict = {"new_samples": n_new, "boards": {}}
     for board in (cfg.board, cfg.fit_board):
         rows = {}
@@ -116,18 +127,32 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int) -> dict:
         plans["boards"][board] = rows
     fits = {}
     for update in cfg.updates:
-        best = 0
-        for size in (1, 2, 5, 10, 20, 50, 100, 200):
-            p = memory_plan_for(base, cfg.fit_board, tests, train_samples=size * n_old,
-                                db_capacity=n_new, backbone_training=update != "head")
-            if p["fits"]:
-                best = size
-        fits[update] = best
+        def fits_board(size: int, update: str = update) -> bool:
+            return memory_plan_for(base, cfg.fit_board, tests, train_samples=size * n_old,
+                                   db_capacity=n_new, backbone_training=update != "head")["fits"]
+
+        fits[update] = largest_fitting(fits_board)
     plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
     plans["detail"] = memory_plan_for(base, cfg.board, tests,
                                       train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,
                                       backbone_training=any(u != "head" for u in cfg.updates))
     return plans
+
+
+def largest_fitting(fits, most: int = 1 << 16) -> int:
+    """The largest size in [0, ``most``] for which ``fits(size)`` holds (0: not even one),
+    ``fits`` being monotone (a larger replay set never needs less memory): doubling, then
+    bisection."""
+    if not fits(1):
+        return 0
+    low = 1
+    while low < most and fits(min(2 * low, most)):
+        low = min(2 * low, most)
+    high = min(2 * low, most + 1)  # fits(low) holds, fits(high) does not (or high > most)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 def headline(summary: dict) -> str:
@@ -141,6 +166,6 @@ def headline(summary: dict) -> str:
             f"{best['acc_old']:.3f}, new {best['acc_new']:.3f} on the device; host joint "
             f"model {joint['acc_mean']:.3f}")
     if floor:
-        text += (f"; without replay the device forgets the old classes (old "
-                 f"{floor['acc_old']:.3f}, all {floor['acc_mean']:.3f})")
+        text += (f"; without replay (the forgetting floor) old {floor['acc_old']:.3f}, all "
+                 f"{floor['acc_mean']:.3f}")
     return text + "."

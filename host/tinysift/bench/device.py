@@ -39,6 +39,7 @@ class DeviceBenchConfig:
     new_per_class: int = 100
     board: str = "qemu-mps2-an386"
     seeds: int = 3
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1 (the demo's --seed)
     methods: tuple[str, ...] = REPLAY_METHODS
     sizes: tuple[int, ...] = (5, 10, 20)
     updates: tuple[str, ...] = ("head",)
@@ -71,6 +72,9 @@ class DeviceBenchConfig:
                            out=str(self.work_dir / f"{self.stem()}-s{seed}"),
                            replay_params=self.replay_params.get(replay, {}))
 
+    def seed_values(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
     def stem(self) -> str:
         from tinysift.data import dataset_slug
 
@@ -102,14 +106,14 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     say = log or console.print
     wall = time.perf_counter()
     key = {k: v for k, v in config_dict(cfg).items()
-           if k not in ("seeds", "methods", "sizes", "updates", "out_dir", "progress_dir",
-                        "work_dir")}
+           if k not in ("seeds", "first_seed", "methods", "sizes", "updates", "out_dir",
+                        "progress_dir", "work_dir")}
     # device points depend on the firmware (its kernels set the cycles and energy): a
     # changed firmware source reruns them
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
     results: dict = {}
-    for seed in range(cfg.seeds):
+    for seed in cfg.seed_values():
         base_cfg = cfg.adapt_config(seed)
         base_cfg.validate()
         scn, parts, _name, base = prepare_base(base_cfg, say)
@@ -153,21 +157,17 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                                     label=f"{method}-{size}-{update}", db_use="ram")
                 acc = device_task_accuracies(res, scn)
                 ram = _plan_ram(exp.plan, update)
-                # The training bill: every epoch, plus the backbone's pass over the training
-                # samples (the features phase also covers the test samples: their share is
-                # evaluation, not training).
-                n_train, n_test = len(train_set[1]), int(res.test_samples or 0)
-                features_mj = res.phase("features").energy_mj * n_train / max(1, n_train + n_test)
                 plog.add(seed, method, f"{size}:{update}", acc=acc["all"],
                          acc_old=acc.get("old") or 0.0, acc_new=acc.get("new") or 0.0,
-                         energy_mj=sum(e.energy_mj for e in res.epochs) + features_mj,
+                         energy_mj=res.training_energy_mj(len(train_set[1])),
                          cycles=sum(e.cycles for e in res.epochs),
                          select_seconds=select_seconds, ram_plan=ram,
                          ram_static=res.ram_bytes or 0)
                 say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old "
                     f"{acc.get('old') or 0:.3f} new {acc.get('new') or 0:.3f} all "
                     f"{acc['all']:.3f}")
-        results = _results(cfg, plog, seed + 1, exp.plan, time.perf_counter() - wall)
+        done = list(range(cfg.first_seed, seed + 1))
+        results = _results(cfg, plog, done, exp.plan, time.perf_counter() - wall)
         results["scenario_info"] = {"description": scn.description,
                                     "new_samples": int(len(scn.y_new)),
                                     "num_classes": int(scn.num_classes),
@@ -187,16 +187,18 @@ def _plan_ram(plan: dict, update: str) -> int:
     return total
 
 
-def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: int, plan: dict,
+def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], plan: dict,
              wall_seconds: float) -> dict:
     from tinysift.bench.stats import paired_difference
     from tinysift.runs import machine_info, package_versions
 
     def runs(method, point):
-        rs = [plog.get(s, method, point) for s in range(seeds_done)]
+        rs = [plog.get(s, method, point) for s in seeds_done]
         return rs if all(r is not None for r in rs) else None
 
     joint = runs("joint", "host")
+    # shift: the device tests the new domain only; the old task's accuracy is not measured
+    old_untested = cfg.scenario == "shift"
     points: dict[str, dict] = {}
     for update in cfg.updates:
         for method, size in [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]:
@@ -214,14 +216,19 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: int, plan: d
             if joint is not None:
                 p["vs_joint"] = paired_difference([r["acc"] for r in rs],
                                                   [r["acc"] for r in joint])
-                p["old_vs_joint"] = paired_difference([r["acc_old"] for r in rs],
-                                                      [r["acc_old"] for r in joint])
+                if not old_untested:
+                    p["old_vs_joint"] = paired_difference([r["acc_old"] for r in rs],
+                                                          [r["acc_old"] for r in joint])
+            if old_untested:  # the logs' 0.0 is a placeholder, not a measurement
+                p["acc_old"] = p["old_runs"] = None
             points[f"{method}:{size}:{update}"] = p
     return {
         "scenario": cfg.scenario, "dataset": cfg.dataset, "board": cfg.board,
-        "seeds": seeds_done, "seeds_planned": cfg.seeds, "methods": list(cfg.methods),
+        "seeds": len(seeds_done), "seed_values": seeds_done, "seeds_planned": cfg.seeds,
+        "methods": list(cfg.methods),
         "sizes": list(cfg.sizes), "updates": list(cfg.updates),
-        "joint": (summarize(joint, ("acc_old", "acc_new")) if joint else None),
+        "joint": (summarize(joint, ("acc_new",) if old_untested else ("acc_old", "acc_new"))
+                  if joint else None),
         "points": points, "memory_plan": plan, "config": config_dict(cfg),
         "machine": machine_info(), "versions": package_versions(),
         "wall_seconds": wall_seconds,

@@ -28,8 +28,11 @@ def device_markdown(res: dict) -> str:
              f"Test accuracy of the device's re-quantized int8 model after training on the "
              f"replay set plus the new samples (mean over {seeds_phrase(seeds)}; {tasks}). "
              "`none` = no replay (the forgetting floor). Energy: estimated from the "
-             "instruction count (board profile), training epochs only. RAM: the memory plan "
-             "for the mode.", ""]
+             "instruction count (board profile), the training bill: every epoch plus, with "
+             "update=head, the training samples' share of the backbone's feature pass. RAM: "
+             "the memory plan for the mode as the bench runs it, one plan for every row: the "
+             "largest replay set plus the new samples streamed into RAM (the product keeps "
+             "the replay set in flash, which needs less: `tinysift demo`'s plans).", ""]
     joint = res.get("joint")
     if joint:
         lines += [f"Host joint model (the head trained on the frozen backbone's features of "

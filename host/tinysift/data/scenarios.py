@@ -78,6 +78,19 @@ class Scenario:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.x_old.shape[1:])
 
+    def content_hash(self) -> str:
+        """sha256 over every split and the class names (hex, first 16 bytes): what a cache of
+        the written scenario is keyed on, so that data changed in place is written again."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.x_old, self.y_old, self.x_new, self.y_new, self.x_test_old,
+                    self.y_test_old, self.x_test_new, self.y_test_new):
+            h.update(f"{arr.dtype}{arr.shape}".encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\0".join(self.class_names).encode())
+        return h.hexdigest()[:32]
+
     def to_npz(self, path) -> dict:
         """Write the scenario as one ``npz:`` dataset; returns the index arrays (into the
         npz's training and test splits) of each part."""

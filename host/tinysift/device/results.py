@@ -97,6 +97,20 @@ class DeviceResults:
     def phase(self, name: str) -> PhaseResult:
         return self.phases.get(name, PhaseResult())
 
+    def training_energy_mj(self, train_samples: int | None = None) -> float:
+        """The training bill, one definition for every table: every epoch, plus the share of
+        the features phase that is training. With ``update=head`` that phase runs the
+        backbone once per training and per test sample, and the training samples' share is
+        training; in the other modes it holds only the test set's pass (the firmware's
+        ``fill_caches``), so none of it is. ``train_samples``: the samples trained on
+        (default: what the device reported)."""
+        epochs_mj = float(sum(e.energy_mj for e in self.epochs))
+        if self.params.get("update", "head") != "head":
+            return epochs_mj
+        n_train = int(self.samples or 0) if train_samples is None else int(train_samples)
+        n_test = int(self.test_samples or 0)
+        return epochs_mj + self.phase("features").energy_mj * n_train / max(1, n_train + n_test)
+
     def class_accuracy(self, when: str, classes, int8: bool = False) -> float | None:
         """Test accuracy over the given classes (old or new ones, say) from the `@class`
         records of ``when``; None without records or test samples of those classes."""

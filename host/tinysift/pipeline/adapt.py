@@ -126,12 +126,15 @@ def prepare_base(cfg: AdaptConfig, log=print):
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     scn = build_scenario(cfg)
-    key = json_hash({k: v for k, v in cfg.to_dict().items()
-                     if k in ("scenario", "dataset", "old_classes", "new", "new_per_class",
-                              "seed")})
+    # keyed on the scenario's content too: a user's --new file (or a dataset) changed in
+    # place is written again, instead of pairing the old file's base with the new samples
+    key = json_hash({**{k: v for k, v in cfg.to_dict().items()
+                        if k in ("scenario", "dataset", "old_classes", "new", "new_per_class",
+                                 "seed")}, "content": scn.content_hash()})
     npz = out / SCENARIO_FILE
     stamp = out / "scenario.key"
     if not (npz.exists() and stamp.exists() and stamp.read_text() == key):
+        stamp.unlink(missing_ok=True)  # first: a kill mid-write leaves no stamp to trust
         scn.to_npz(npz)
         stamp.write_text(key)
     name = f"npz:{npz}"
@@ -300,7 +303,8 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
         "host_joint": host_joint_reference(scn, base, cfg.seed,
                                            exported_tests(scn, parts, tests)),
         "replay_samples": int(len(replay)), "new_samples": int(len(scn.y_new)),
-        "device": {"acc": accs, "energy_mj": float(sum(e.energy_mj for e in res.epochs)),
+        "device": {"acc": accs, "energy_mj": res.training_energy_mj(),
+                   "epochs_mj": float(sum(e.energy_mj for e in res.epochs)),
                    "features_mj": res.phase("features").energy_mj,
                    "cycles": int(sum(e.cycles for e in res.epochs)),
                    "ram_bytes": res.ram_bytes, "flash_bytes": res.flash_bytes,

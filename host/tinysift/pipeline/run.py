@@ -32,7 +32,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from tinysift.quantize import tflm
     from tinysift.report.html import write_report
     from tinysift.runs import Run, atomic_write_json, machine_info, package_versions
-    from tinysift.stages.device import TrainParams, cached_results, ensure_built, run_on_device
+    from tinysift.stages.device import cached_results, ensure_built, run_on_device
     from tinysift.stages.export import export
     from tinysift.stages.prune import prune_many
     from tinysift.stages.quantize import quantize
@@ -77,8 +77,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     timings["firmware build"] = round(time.perf_counter() - t0, 2)
     log(f"firmware build: {timings['firmware build']:.1f} s")
 
-    params = TrainParams(epochs=cfg.epochs, lr=cfg.lr, momentum=cfg.momentum, batch=cfg.batch,
-                         seed=cfg.seed + 1, init=cfg.head_init)
+    params = cfg.device_params()
     scale, zp = tflm.input_quant((base_dir / "model.tflite").read_bytes())
     rows = []
     t_dev = time.perf_counter()
@@ -126,11 +125,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
 def _row(method: str, count: int, res: DeviceResults) -> dict:
     features = res.phase("features")
     samples = int(res.samples or count)
-    tests = int(res.test_samples or 0)
-    # The features phase runs the backbone once per training AND test sample (same cost
-    # each); the fine-tuning bill counts the training samples' share plus the epochs.
-    train_share = samples / max(1, samples + tests)
-    total_mj = float(sum(e.energy_mj for e in res.epochs) + features.energy_mj * train_share)
+    total_mj = res.training_energy_mj(samples)
     return {
         "method": method, "samples": samples,
         "acc_before": res.test_acc_before, "acc_after": res.test_acc_after,
@@ -151,16 +146,18 @@ def headline(summary: dict) -> str:
     best = max(pruned, key=lambda r: (r["acc_after"], -r["samples"]))
 
     def saving(r: dict) -> str:
-        return f"{full['energy_mj_per_epoch'] / max(r['energy_mj_per_epoch'], 1e-12):.0f}x"
+        ratio = full["energy_mj_per_epoch"] / max(r["energy_mj_per_epoch"], 1e-12)
+        return f"{ratio:.{0 if ratio >= 10 else 1}f}x less" if ratio > 1 else "no less"
 
-    text = (f"Best pruned set: {best['method']} with {best['samples']} samples reaches "
-            f"{best['acc_after']:.3f} after fine-tuning (full exported set, {full['samples']} "
-            f"samples: {full['acc_after']:.3f}) at {best['energy_mj_per_epoch']:.3f} mJ per "
-            f"epoch instead of {full['energy_mj_per_epoch']:.3f} mJ ({saving(best)} less).")
+    text = (f"Best pruned set (one seed): {best['method']} with {best['samples']} samples "
+            f"reaches {best['acc_after']:.3f} after fine-tuning (full exported set, "
+            f"{full['samples']} samples: {full['acc_after']:.3f}) at "
+            f"{best['energy_mj_per_epoch']:.3f} mJ per epoch instead of "
+            f"{full['energy_mj_per_epoch']:.3f} mJ ({saving(best)}).")
     close = [r for r in pruned if r["acc_after"] >= full["acc_after"] - 0.01]
     if close:
         small = min(close, key=lambda r: (r["samples"], -r["acc_after"]))
         text += (f" Smallest set within 1 point of the full set: {small['method']} with "
-                 f"{small['samples']} samples ({small['acc_after']:.3f}), {saving(small)} less "
+                 f"{small['samples']} samples ({small['acc_after']:.3f}), {saving(small)} "
                  "energy per epoch.")
     return text

@@ -134,8 +134,9 @@ def replay_plot(res: dict, path) -> None:
             ax.errorbar([p["size"] for p in mp], [p["acc_mean"] for p in mp],
                         yerr=[p["acc_std"] for p in mp], marker="o", color=c, capsize=2,
                         linewidth=2.4 if m in highlight else 1.2, label=m)
-            ax.plot([p["size"] for p in mp], [p["acc_old"] for p in mp], linestyle=":",
-                    color=c, linewidth=1)
+            if all(p.get("acc_old") is not None for p in mp):
+                ax.plot([p["size"] for p in mp], [p["acc_old"] for p in mp], linestyle=":",
+                        color=c, linewidth=1)
         floor = next((p for p in pts if p["method"] == "none"), None)
         if floor:
             ax.axhline(floor["acc_mean"], color="red", linestyle="--", linewidth=1,
@@ -144,7 +145,8 @@ def replay_plot(res: dict, path) -> None:
             ax.axhline(res["joint"]["acc_mean"], color="grey", linestyle="--", linewidth=1,
                        label="host joint model")
         seeds = f"{res['seeds']} seed" + ("" if res["seeds"] == 1 else "s")
-        ax.set_title(f"update={update} ({seeds}); dotted: old task")
+        old_shown = all(p.get("acc_old") is not None for p in pts if p["method"] != "none")
+        ax.set_title(f"update={update} ({seeds})" + ("; dotted: old task" if old_shown else ""))
         ax.set_xlabel("replay samples per old class")
         ax.set_ylabel("test accuracy (int8, on the device)")
         ax.grid(True, alpha=0.3)
