@@ -5,7 +5,8 @@ It implements the commands the host sends (``name``, ``info``, ``db load`` and `
 with their data lines, ``db kept``, ``db use``, ``train``, ``eval``, ``results``, ``reset``)
 with the firmware's state rules (a reset selects the compiled-in set and forgets the RAM set,
 except a finished stream's buffer; a failed load empties it; data lines outside a load are
-dropped; a stream keeps its first ``cap`` samples), and injects faults at named points:
+dropped, other lines that start with a digit are unknown commands there; a stream keeps its
+first ``cap`` samples), and injects faults at named points:
 
     connect            on connection
     cmd:<word>         when a command arrives, before it is answered (info, db, train, ...)
@@ -36,12 +37,16 @@ Faults (each fires once, at its point, on the `times`-th time the point is reach
 from __future__ import annotations
 
 import math
+import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
 
 from tinysift.device.protocol import FrameError, frame, unframe
+
+# ts_db_has_data_form: what the firmware drops outside a load (the rest of a failed one)
+DATA_FORM = re.compile(r"[0-9]{1,3}:[0-9A-Fa-f]+")
 
 
 @dataclass
@@ -203,7 +208,9 @@ class FakeDevice(threading.Thread):
                 self._bad_line(103, "bad_crc")
             return
         self.received.append(payload)
-        if payload[:1].isdigit():
+        # in a load any line that starts with a digit is a data line; outside one only the
+        # data line form is (dropped), anything else a command line (`5train`: unknown)
+        if payload[:1].isdigit() and (self.loading or DATA_FORM.fullmatch(payload)):
             self._data_line(payload)
             return
         if self.loading:

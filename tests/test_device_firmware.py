@@ -567,12 +567,52 @@ def test_reset_increments_the_counter(dev):
     assert [r.type for r in dev.command("results")] == ["ready"]
 
 
-def test_app_modes_under_sanitizers(base_export, tmp_path):
+@pytest.fixture(scope="module")
+def native_asan(base_export, tmp_path_factory) -> Path:
+    """The app built for the host with ASan + UBSan (env native-asan; stdin/stdout are the
+    serial link), -fno-sanitize-recover=all: any finding aborts it."""
+    return build_app(base_export, "native-asan", tmp_path_factory.mktemp("pio-asan")) / "program"
+
+
+def run_native(program: Path, cmds: list[str]) -> list[Rec]:
+    """The host lines framed into the app's stdin (it returns at their end); its records,
+    the @boot first, after checking that no sanitizer spoke."""
+    p = subprocess.run([str(program)], input=b"".join(frame(c) for c in cmds),
+                       capture_output=True, timeout=1200,
+                       env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    assert p.returncode == 0, p.stderr.decode()[-4000:]
+    assert b"runtime error" not in p.stderr and b"Sanitizer" not in p.stderr
+    return [Rec(unframe(line)) for line in p.stdout.splitlines()]
+
+
+def test_app_answers_every_line_under_sanitizers(native_asan):
+    """Two things the native sanitizer build checks: `calib` with its default workload
+    (2000 ms) is free of undefined behaviour (its int8 multiply-accumulate sum overflowed an
+    int32 after ~76k passes of its loop); and every host line gets its one @ready but a data
+    line (docs/protocol.md): outside a load a line that starts with a digit without the
+    data line form is a command line (`5train` an unknown command), the data line form is
+    dropped silently (the rest of a failed load), and inside a load the same `5train` is a
+    malformed data line that ends the load."""
+    recs = run_native(native_asan, ["calib", "5train epochs=1", "3:00FF", "db load 2",
+                                    "5train epochs=1", "7x", "name"])
+    assert recs[0].type == "boot"
+    got = [r.payload for r in recs[1:] if r.type != "phase"]
+    assert got == ["@ready cmd=calib status=0",
+                   "@err code=100 msg=unknown_command", "@ready cmd=5train status=100",
+                   "@err code=104 msg=malformed_data_line", "@ready cmd=db status=104",
+                   "@err code=100 msg=unknown_command", "@ready cmd=7x status=100",
+                   "@name name=tinysift-fw", "@ready cmd=name status=0"], got
+    calib = [r for r in recs if r.type == "phase"]
+    assert len(calib) == 1 and calib[0]["name"] == "calib"
+    assert calib[0].int("cycles") >= 2_000_000_000  # native: ns of CLOCK_MONOTONIC
+
+
+def test_app_modes_under_sanitizers(base_export, native_asan):
     """The app built for the host with ASan + UBSan (env native-asan; stdin/stdout are the
     serial link) through every new path: the float modes, db use both, steps with a batch
     larger than the set, epochs=0, results, eval after each mode. Any invalid access aborts;
     every command must end with @ready status=0."""
-    program = build_app(base_export, "native-asan", tmp_path / "pio") / "program"
+    program = native_asan
     g = np.load(base_export / "golden.npz")
     x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
     y = g["y_train"]
@@ -583,12 +623,7 @@ def test_app_modes_under_sanitizers(base_export, tmp_path):
             "train steps=5 schedule=step balance=1", "eval",
             "train update=last-block steps=3 batch=500", "train update=bias epochs=0",
             "db use ram", "train update=last-block steps=2", "name"]
-    p = subprocess.run([str(program)],
-                       input=b"".join(frame(c) for c in cmds), capture_output=True,
-                       timeout=1200, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
-    assert p.returncode == 0, p.stderr.decode()[-4000:]
-    assert b"runtime error" not in p.stderr and b"Sanitizer" not in p.stderr
-    recs = [Rec(unframe(line)) for line in p.stdout.splitlines()]
+    recs = run_native(program, cmds)
     readies = [r for r in recs if r.type == "ready"]
     assert len(readies) == len(cmds) - len(idx)
     assert all(r.int("status") == 0 for r in readies), readies

@@ -374,6 +374,34 @@ def test_requantized_head_equals_numpy(trained, data, model):
         assert c.correct_int8 == int(np.sum(np.argmax(out, axis=1) == data.yte))
 
 
+def test_head_beyond_the_accumulator_bound_is_refused(model):
+    """The engine's accumulator bound (ts_executor.c check_quant: D * 255 * 128 + max|bias|
+    <= INT32_MAX) holds for the re-quantized head too: a head whose weights shrank (1e-7)
+    next to a bias of 1 has a bias the int32 accumulator cannot hold next to D products, and
+    numpy refuses it as C does (`driver errors`: "head bias beyond the accumulator bound",
+    run by test_status_codes_under_sanitizers, which also checks C's head_int8 against the
+    engine on both sides of the bound). The logit zero point is added with int32 wrap, as
+    the FULLY_CONNECTED kernel (and C's head_int8) add it."""
+    k, d = model.num_classes, model.feature_dim
+    kw = dict(feature_scale=model.feature_scale, logit_scale=model.logit_scale)
+    w = np.full((k, d), 1e-7, np.float32)
+    with pytest.raises(ValueError, match="accumulator"):
+        ref.requantize_head(w, np.ones(k, np.float32), **kw)
+    assert ref.requantize_head(w, np.zeros(k, np.float32), **kw).bias.tolist() == [0] * k
+    room = (1 << 31) - 1 - d * 255 * 128
+    assert ref.acc_bound_ok(d, np.array([room, -room]))
+    assert not ref.acc_bound_ok(d, np.array([room + 1]))
+    assert not ref.acc_bound_ok(d, np.array([-room - 1]))
+    # ts_mbqm(-2, INT32_MAX, 30) = -(2^31 - 1); + (-128) wraps to 2^31 - 129: clamped to 127
+    hq = ref.HeadQ(np.zeros((k, d), np.int8), np.full(k, -2, np.int32), 1.0, 1.0,
+                   (1 << 31) - 1, 30)
+    assert int(ref.mbqm(np.array([-2]), (1 << 31) - 1, 30)[0]) == -(1 << 31) + 1
+    q = np.full((1, d), model.feature_zero_point, np.int8)
+    out = ref.head_int8(q, hq, feature_zero_point=model.feature_zero_point,
+                        logit_zero_point=-128)
+    assert out.tolist() == [[127] * k]
+
+
 def _quantization_bound(q: np.ndarray, model: Model, w_scales, bias_scales) -> np.ndarray:
     """Per test sample and logit, in output LSB: how far an int8 head whose weights and
     biases are the float head rounded to these scales can land from the float head's logit

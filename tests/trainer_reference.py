@@ -46,12 +46,14 @@ Evaluation and re-quantization (after the last epoch)
     ``w_scale = max|W| / 127`` (float32; ``1.0`` when W is all zero),
     ``wq = clamp(round_away((double)W / (double)w_scale), -127, 127)``;
     ``bias_scale = feature_scale * w_scale`` (float32),
-    ``bq = clamp(round_away((double)b / (double)bias_scale), INT32_MIN, INT32_MAX)``;
-    ``(multiplier, shift) = QuantizeMultiplier((double)feature_scale * (double)w_scale /
-    (double)logit_scale)``; the export's logit scale and zero point are kept. int8 logits as
-    TFLite's FULLY_CONNECTED computes them: ``acc = bq[k] + sum_d (q[d] - feature_zp) *
-    wq[k][d]``, ``out = clamp(MultiplyByQuantizedMultiplier(acc, multiplier, shift) +
-    logit_zp, act_min, act_max)``; prediction: the first index of the largest int8 logit.
+    ``bq = clamp(round_away((double)b / (double)bias_scale), INT32_MIN, INT32_MAX)``, refused
+    (``TS_ERR_PARAM``; ValueError here) when ``D * 255 * 128 + max|bq| > INT32_MAX``, the
+    engine's accumulator bound; ``(multiplier, shift) = QuantizeMultiplier(
+    (double)feature_scale * (double)w_scale / (double)logit_scale)``; the export's logit
+    scale and zero point are kept. int8 logits as TFLite's FULLY_CONNECTED computes them:
+    ``acc = bq[k] + sum_d (q[d] - feature_zp) * wq[k][d]``, ``out = clamp(
+    MultiplyByQuantizedMultiplier(acc, multiplier, shift) + logit_zp (wrapping in int32),
+    act_min, act_max)``; prediction: the first index of the largest int8 logit.
 
 The C code accumulates dot products and sums sequentially, numpy's matmul and sum do not,
 so float results agree to rounding (about 1e-6 relative after tens of epochs; up to 2e-5 for
@@ -601,6 +603,19 @@ class HeadQ:
     shift: int
 
 
+def acc_bound_ok(k: int, bias: np.ndarray) -> bool:
+    """ts_acc_bound_ok (the engine's check_quant): k * 255 * 128 + max|bias| <= INT32_MAX,
+    so that no int32 accumulator of k int8 products and the bias can overflow."""
+    max_bias = int(np.max(np.abs(np.asarray(bias, dtype=np.int64)))) if np.size(bias) else 0
+    return k * 255 * 128 + max_bias <= (1 << 31) - 1
+
+
+def wrap32(x: np.ndarray) -> np.ndarray:
+    """int64 values wrapped to int32 (two's complement), as ts_add_wrap adds."""
+    x = np.asarray(x, dtype=np.int64)
+    return ((x + (1 << 31)) & MASK32) - (1 << 31)
+
+
 def requantize_head(w: np.ndarray, b: np.ndarray, *, feature_scale: float,
                     logit_scale: float) -> HeadQ:
     w = np.asarray(w, dtype=F32)
@@ -611,6 +626,8 @@ def requantize_head(w: np.ndarray, b: np.ndarray, *, feature_scale: float,
     wq = np.clip(round_away(w.astype(np.float64) / np.float64(w_scale)), -127, 127)
     bq = np.clip(round_away(b.astype(np.float64) / np.float64(bias_scale)),
                  -(1 << 31), (1 << 31) - 1)
+    if not acc_bound_ok(w.shape[-1] if w.ndim else 0, bq):
+        raise ValueError("head bias beyond the int32 accumulator bound")  # TS_ERR_PARAM
     real = float(F32(feature_scale)) * float(w_scale) / float(F32(logit_scale))
     mult, shift = quantize_multiplier(real)
     return HeadQ(wq.astype(np.int8), bq.astype(np.int64).astype(np.int32), float(w_scale),
@@ -673,5 +690,5 @@ def head_int8(q: np.ndarray, hq: HeadQ, *, feature_zero_point: int, logit_zero_p
     q = np.asarray(q).reshape(len(q), -1).astype(np.int64) - feature_zero_point
     acc = q @ hq.weights.astype(np.int64).T + hq.bias.astype(np.int64)
     acc = acc.astype(np.int32)  # int32 accumulator, as on the device (no overflow here)
-    out = mbqm(acc, hq.multiplier, hq.shift).astype(np.int64) + logit_zero_point
+    out = wrap32(mbqm(acc, hq.multiplier, hq.shift).astype(np.int64) + logit_zero_point)
     return np.clip(out, act_min, act_max).astype(np.int8)

@@ -15,7 +15,9 @@
 
 static int8_t s_calib_a[APP_CALIB_N];
 static int8_t s_calib_b[APP_CALIB_N];
-static volatile int32_t s_calib_sink;
+/* unsigned, so the sum wraps (an int32 one would overflow, undefined, after ~76k passes of
+ * the loop: well inside the default 2000 ms on a fast board); only its use matters */
+static volatile uint32_t s_calib_sink;
 
 int app_cmd_calib(uint32_t ms)
 {
@@ -23,7 +25,7 @@ int app_cmd_calib(uint32_t ms)
     uint64_t t0;
     uint64_t elapsed;
     uint32_t x = 0x9E3779B9u;
-    int32_t acc = 0;
+    uint32_t acc = 0;
     float f = 0.0f;
     uint32_t i;
     ts_record_t *r;
@@ -37,13 +39,13 @@ int app_cmd_calib(uint32_t ms)
     t0 = ts_cycles64();
     do {
         for (i = 0; i < APP_CALIB_N; i++) {
-            acc += (int32_t)s_calib_a[i] * (int32_t)s_calib_b[i];
+            acc += (uint32_t)((int32_t)s_calib_a[i] * (int32_t)s_calib_b[i]);
             f = f * 0.999f + (float)s_calib_a[i];
         }
         elapsed = ts_cycles64() - t0;
     } while (elapsed < want);
     app_window_close();
-    s_calib_sink = acc + (int32_t)f;
+    s_calib_sink = acc + (uint32_t)(int32_t)f;
 
     r = app_rec("phase");
     ts_record_text(r, "name", "calib");

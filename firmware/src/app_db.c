@@ -8,8 +8,9 @@
  * The load is a small state machine driven by the command loop: `db load N` starts it (no
  * @ready yet), each data line stores one sample in place, the N-th ends it with `@db` and
  * `@ready cmd=db status=0`; a malformed data line, a bad frame or a command line in its
- * place ends it with `@err` and `@ready cmd=db status=<code>`, the RAM set then empty. Data
- * lines outside a load (the rest of an aborted one) are dropped.
+ * place ends it with `@err` and `@ready cmd=db status=<code>`, the RAM set then empty. Lines
+ * of the data line form outside a load (the rest of an aborted one) are dropped (main.c: any
+ * other line starting with a digit is a command line there).
  *
  * `db stream N` is the same state machine, but each data line is offered to the replay
  * policy (app_stream.c), which keeps at most `cap` of the N samples in the RAM set; a
@@ -30,7 +31,7 @@ static struct {
     int streaming;       /* ... of `db stream` */
     uint32_t load_total;
     uint32_t load_done;
-    uint32_t stray_data; /* data lines outside a load (rest of an aborted load), dropped */
+    uint32_t stray_data; /* data-form lines outside a load (rest of an aborted load), dropped */
 } s_db;
 
 void app_db_init(void)

@@ -18,7 +18,9 @@
  * macros: the inference arena, the trainer workspace, the int8 feature cache (training set and
  * test set), the re-quantized head, the `db` RAM set (TS_DB_CAPACITY samples, default the
  * export's TRAIN_COUNT; -DTS_DB_CAPACITY=N changes it), the `db stream` upkeep's workspace
- * and the line buffer. `info` and `@mem` report their sizes.
+ * and the line buffer. `@mem` reports the arena, the workspace, the caches, the db set and
+ * the backbone buffers one by one; the upkeep's workspace and the line buffer are counted
+ * only in `@info ram_static` (all static RAM, where the port knows it).
  */
 #include <stdint.h>
 
@@ -87,7 +89,11 @@ static int app_run(void)
             bad_line((int)ts_frame_status(fr), ts_frame_result_name(fr));
             continue;
         }
-        if (ts_db_is_data_line(payload, len)) {
+        /* a data line: in a load, any line that starts with a digit (a malformed one ends
+         * the load); outside one, a line of the data line form (the rest of a failed load:
+         * dropped). Any other line is a command line (`5train` answers unknown_command). */
+        if (ts_db_is_data_line(payload, len) &&
+            (app_db_loading() || ts_db_has_data_form(payload, len))) {
             app_db_data_line(payload, len);
             continue;
         }

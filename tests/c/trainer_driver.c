@@ -789,6 +789,151 @@ static int backbone_errors(const ts_trainer_config_t *base, ts_head_q_t *hq)
 }
 #endif
 
+/* The model's head alone (head_layer == 0, the features are the input): update=head
+ * trains it; last-block and bias have no layer below the head to train and are refused up
+ * front (sizes, cache bytes and the trainer itself), before any epoch. */
+static int head_only_errors(const ts_trainer_config_t *base, const input_t *in, uint8_t *ws,
+                            size_t ws_bytes, ts_head_q_t *hq)
+{
+    int fails = 0;
+    uint32_t u;
+    ts_model_t h = *M;
+    ts_trainer_config_t cfg = *base;
+    ts_trainer_result_t res;
+    h.layers = M->layers + M->head_layer;
+    h.num_layers = M->num_layers - M->head_layer;
+    h.head_layer = 0;
+    h.input = h.layers[0].in;
+    h.num_tensors = 0;
+    h.tensors = NULL;
+    EXPECT("head-only model update=head", train_features(&h, &cfg, in, in->n, in->ytr, ws,
+                                                         ws_bytes, hq, &res, NULL),
+           TS_OK);
+    for (u = TS_UPDATE_LAST_BLOCK; u <= TS_UPDATE_BIAS; ++u) {
+        ts_trainer_sizes_t sz;
+        char name[96];
+        cfg.update = u;
+        snprintf(name, sizeof name, "head-only model sizes update=%s",
+                 ts_trainer_update_name(u));
+        EXPECT(name, ts_trainer_sizes(&h, u, &sz), TS_ERR_UNSUPPORTED_OP);
+        snprintf(name, sizeof name, "head-only model update=%s", ts_trainer_update_name(u));
+        EXPECT(name, train_features(&h, &cfg, in, in->n, in->ytr, ws, ws_bytes, hq, &res, NULL),
+               TS_ERR_UNSUPPORTED_OP);
+        if (ts_trainer_cache_bytes(&h, u, 10, 10) != 0) {
+            printf("FAIL cache bytes of the head-only model update=%s\n",
+                   ts_trainer_update_name(u));
+            ++fails;
+        }
+    }
+    return fails;
+}
+
+/* The int8 head against the engine's FULLY_CONNECTED (ts_run_layers on the patched model):
+ * both must accept it and give the same logits. */
+static int head_matches_engine(const char *name, const ts_model_t *m, ts_head_q_t *hq,
+                               const int8_t *feat)
+{
+    int fails = 0;
+    const uint32_t k_n = m->num_classes;
+    ts_layer_t *layers = xmalloc((size_t)m->num_layers * sizeof(ts_layer_t));
+    size_t arena_bytes = ts_arena_size(m) + 64u;
+    uint8_t *arena = xmalloc(arena_bytes);
+    int8_t *z8 = xmalloc(k_n), *ze = xmalloc(k_n);
+    ts_model_t patched;
+    char what[128];
+    snprintf(what, sizeof what, "%s: head_int8", name);
+    EXPECT(what, ts_trainer_head_int8(m, hq, feat, z8), TS_OK);
+    snprintf(what, sizeof what, "%s: the engine runs it", name);
+    EXPECT(what, ts_trainer_patch_model(m, hq, layers, m->num_layers, &patched), TS_OK);
+    EXPECT(what, ts_run_layers(&patched, m->head_layer, m->head_layer + 1u, feat, ze, arena,
+                               arena_bytes),
+           TS_OK);
+    if (memcmp(z8, ze, k_n) != 0) {
+        printf("FAIL %s: head_int8 %d differs from the engine's %d\n", name, z8[0], ze[0]);
+        ++fails;
+    }
+    free(layers);
+    free(arena);
+    free(z8);
+    free(ze);
+    return fails;
+}
+
+/* The engine's accumulator bound (D * 255 * 128 + max|bias| <= INT32_MAX, check_quant in
+ * ts_executor.c): a re-quantized head beyond it is refused (TS_ERR_PARAM), not clamped into
+ * one the engine would not run (and whose int32 accumulator would overflow); one just
+ * inside it runs, in ts_trainer_head_int8 as in the engine. The logit zero point is added
+ * with wrap-around, as the kernel does. */
+static int head_bound_errors(void)
+{
+    int fails = 0;
+    const uint32_t k_n = M->num_classes, d_n = M->feature_dim;
+    const int64_t room = (int64_t)INT32_MAX - (int64_t)d_n * 255 * 128;
+    float *w = xmalloc((size_t)k_n * d_n * sizeof(float));
+    float *b = xmalloc((size_t)k_n * sizeof(float));
+    int8_t *feat = xmalloc(d_n);
+    ts_head_q_t hq;
+    ts_model_t mz;
+    size_t j;
+    uint32_t k;
+    float bias_scale;
+    hq.weights = xmalloc((size_t)k_n * d_n);
+    hq.bias = xmalloc((size_t)k_n * sizeof(int32_t));
+    for (j = 0; j < (size_t)k_n * d_n; ++j) {
+        w[j] = 1e-7f; /* a head whose weights shrank: its bias is huge in their scale */
+    }
+    for (k = 0; k < k_n; ++k) {
+        b[k] = 1.0f;
+    }
+    for (j = 0; j < d_n; ++j) {
+        feat[j] = 127;
+    }
+    EXPECT("head bias beyond the accumulator bound", ts_trainer_requantize_head(M, w, b, &hq),
+           TS_ERR_PARAM);
+    for (k = 0; k < k_n; ++k) {
+        b[k] = 0.0f;
+    }
+    EXPECT("head bias 0", ts_trainer_requantize_head(M, w, b, &hq), TS_OK);
+    bias_scale = hq.bias_scale;
+    /* float b: the quantized bias lands within a few hundred of the target */
+    b[0] = (float)((double)(room + 4096) * (double)bias_scale);
+    EXPECT("head bias just beyond the accumulator bound",
+           ts_trainer_requantize_head(M, w, b, &hq), TS_ERR_PARAM);
+    b[0] = -b[0];
+    EXPECT("negative head bias just beyond the accumulator bound",
+           ts_trainer_requantize_head(M, w, b, &hq), TS_ERR_PARAM);
+    b[0] = (float)((double)(room - 4096) * (double)bias_scale);
+    EXPECT("head bias just inside the accumulator bound",
+           ts_trainer_requantize_head(M, w, b, &hq), TS_OK);
+    fails += head_matches_engine("bias inside the bound", M, &hq, feat);
+    hq.bias[0] = (int32_t)(room + 1);
+    EXPECT("head_int8 refuses a bias beyond the bound", ts_trainer_head_int8(M, &hq, feat,
+                                                                            (int8_t *)w),
+           TS_ERR_PARAM);
+    /* ts_mbqm(-2, INT32_MAX, 30) = -(2^31 - 1); + (-128) wraps, as in the kernel */
+    mz = *M;
+    mz.logit_zero_point = -128;
+    memset(hq.weights, 0, (size_t)k_n * d_n);
+    for (k = 0; k < k_n; ++k) {
+        hq.bias[k] = -2;
+    }
+    hq.multiplier = INT32_MAX;
+    hq.shift = 30;
+    for (j = 0; j < d_n; ++j) {
+        feat[j] = (int8_t)M->feature_zero_point;
+    }
+    fails += head_matches_engine("logit zero point wraps", &mz, &hq, feat);
+    hq.shift = 31;
+    EXPECT("head_int8 refuses a shift of 31", ts_trainer_head_int8(M, &hq, feat, (int8_t *)w),
+           TS_ERR_PARAM);
+    free(w);
+    free(b);
+    free(feat);
+    free(hq.weights);
+    free(hq.bias);
+    return fails;
+}
+
 /* Every malformed call must come back with its status code (and nothing else happen). */
 static int cmd_errors(char **argv)
 {
@@ -949,6 +1094,8 @@ static int cmd_errors(char **argv)
             ++fails;
         }
     }
+    fails += head_only_errors(&cfg, &in, ws, ws_bytes, &hq);
+    fails += head_bound_errors();
 #ifdef TS_TEST_EXECUTOR
     {
         uint8_t arena[16];

@@ -15,7 +15,12 @@
  *   - a failed command's `@ready status=N` follows its `@err code=N`;
  *   - one `@ready` per command: with C valid command lines and B unreadable lines, the
  *     app sends between C - 1 (a `db load` still waiting for data) and C + B `@ready`s
- *     (`reset` restarts the app: its @ready counts, the @boot after it does not).
+ *     (`reset` restarts the app: its @ready counts, the @boot after it does not);
+ *   - no line goes unanswered but a data line: every command line other than a `db load`
+ *     / `db stream` the parser accepts gets its own `@ready`, and so does every unreadable
+ *     line and every line that starts with a digit without the data line form (`5train`),
+ *     except one that ends a load (it then brings the load's `@ready`: a load ends at most
+ *     once, so at least C - L + B + U `@ready`s for L loads and U such lines).
  * Inputs whose `train` commands would take too long (epochs x samples, steps x batch above
  * a budget) are rejected before they run: the fuzzer is after the dispatcher, not the
  * trainer's arithmetic (tests/test_trainer.py checks that against a reference).
@@ -89,7 +94,9 @@ int ts_uart_getc_timeout(uint32_t cycles) { (void)cycles; return ts_uart_getc();
 
 typedef struct {
     uint32_t commands; /* valid command lines (a `db load` included) */
+    uint32_t loads;    /* ... of them `db load` / `db stream` the parser accepts */
     uint32_t bad;      /* lines the app cannot read (framing, a command line too long) */
+    uint32_t odd;      /* lines starting with a digit without the data line form */
     uint64_t cost;     /* sample-passes of training asked for */
 } host_lines_t;
 
@@ -102,7 +109,7 @@ static uint64_t train_cost(const ts_train_args_t *t)
 static host_lines_t scan_host(const uint8_t *data, size_t size)
 {
     static char buf[TS_FRAMER_BUF_BYTES(APP_LINE_MAX)];
-    host_lines_t h = {0, 0, 0};
+    host_lines_t h = {0, 0, 0, 0, 0};
     ts_framer_t fr;
     size_t i;
     CHECK(ts_framer_init(&fr, buf, sizeof buf, APP_LINE_MAX) == TS_PROTO_OK);
@@ -120,11 +127,17 @@ static host_lines_t scan_host(const uint8_t *data, size_t size)
             continue;
         }
         if (ts_db_is_data_line(p, n)) {
+            /* in a load a data line (a malformed one ends it); outside one the data line
+             * form is dropped, anything else answered (unknown command, or too long) */
+            h.odd += !ts_db_has_data_form(p, n);
             continue;
         }
         h.commands++;
-        if (ts_command_parse(p, n, &cmd) == TS_PROTO_OK && cmd.id == TS_CMD_TRAIN) {
-            h.cost += train_cost(&cmd.train);
+        if (ts_command_parse(p, n, &cmd) == TS_PROTO_OK) {
+            if (cmd.id == TS_CMD_TRAIN) {
+                h.cost += train_cost(&cmd.train);
+            }
+            h.loads += cmd.id == TS_CMD_DB_LOAD || cmd.id == TS_CMD_DB_STREAM;
         }
     }
     return h;
@@ -169,7 +182,8 @@ static void check_output(const host_lines_t *h)
             prev_err[k] = '\0';
         }
     }
-    CHECK(readies + 1u >= h->commands && readies <= h->commands + h->bad);
+    CHECK(readies + 1u >= h->commands && readies <= h->commands + h->bad + h->odd);
+    CHECK(readies >= h->commands - h->loads + h->bad + h->odd);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -97,9 +97,12 @@ static void check_data_line(const char *p, size_t n, size_t sb, uint32_t nc)
     int8_t sample[17];
     uint8_t label = 0xEE;
     memset(sample, 0x5A, sizeof sample);
+    /* the form the app drops outside a load starts with a digit, as a data line does */
+    CHECK(!ts_db_has_data_form(p, n) || ts_db_is_data_line(p, n));
     if (ts_db_decode_line(p, n, nc, sample, sb, &label) == TS_PROTO_OK) {
         CHECK(label < nc);
         CHECK(n == 2u + 2u * sb || n == 3u + 2u * sb || n == 4u + 2u * sb);
+        CHECK(ts_db_has_data_form(p, n)); /* every line a load accepts has the form */
     } else {
         CHECK(label == 0xEE);
         CHECK(sample[0] == 0x5A); /* nothing written on failure */

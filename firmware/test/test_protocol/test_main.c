@@ -528,6 +528,19 @@ static void test_db_decode(void)
     TS_ASSERT(ts_db_is_data_line(ok, strlen(ok)));
     TS_ASSERT(!ts_db_is_data_line("db load 3", 9));
     TS_ASSERT(!ts_db_is_data_line("", 0));
+    /* the data line form (label and length unchecked): what the app drops outside a load */
+    TS_ASSERT(ts_db_has_data_form(ok, strlen(ok)));
+    TS_ASSERT(ts_db_has_data_form("999:f", 5));
+    TS_ASSERT(ts_db_has_data_form("0:0", 3));
+    TS_ASSERT(!ts_db_has_data_form("5train epochs=1", 15));
+    TS_ASSERT(!ts_db_has_data_form("7:", 2));
+    TS_ASSERT(!ts_db_has_data_form("7:00 17", 7));
+    TS_ASSERT(!ts_db_has_data_form("7:0g", 4));
+    TS_ASSERT(!ts_db_has_data_form("1000:00", 7));
+    TS_ASSERT(!ts_db_has_data_form(":00", 3));
+    TS_ASSERT(!ts_db_has_data_form("7", 1));
+    TS_ASSERT(!ts_db_has_data_form("", 0));
+    TS_ASSERT(!ts_db_has_data_form(NULL, 0));
     TS_ASSERT_EQ_INT(TS_PROTO_OK, ts_db_decode_line(ok, strlen(ok), 10, s, 4, &y));
     TS_ASSERT_EQ_INT(7, y);
     TS_ASSERT_EQ_INT(0, s[0]);

@@ -140,7 +140,7 @@ static ts_status_t check_quant(const ts_layer_t *l, uint32_t channels, int64_t k
     } else if (l->bias != NULL) {
         return TS_ERR_SHAPE;
     }
-    if (k * 255 * 128 + max_bias > (int64_t)TS_INT32_MAX) {
+    if (!ts_acc_bound_ok(k, max_bias)) {
         return TS_ERR_PARAM;
     }
     return TS_OK;

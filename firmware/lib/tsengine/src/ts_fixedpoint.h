@@ -40,6 +40,15 @@ static inline int32_t ts_add_wrap(int32_t a, int32_t b) {
     return (int32_t)((uint32_t)a + (uint32_t)b);
 }
 
+/* Can an int8 layer's int32 accumulator overflow? k products of (q - zp) in [-255, 255] and
+ * an int8 weight, plus a bias of magnitude up to max_abs_bias (k, max_abs_bias >= 0, k below
+ * 2^31): nonzero when k * 255 * 128 + max_abs_bias <= INT32_MAX, whatever the summation
+ * order. The executor's check of every FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D, and the
+ * trainer's of its re-quantized head. */
+static inline int ts_acc_bound_ok(int64_t k, int64_t max_abs_bias) {
+    return k * 255 * 128 + max_abs_bias <= (int64_t)TS_INT32_MAX;
+}
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: a * b / 2^31 rounded to nearest (a tie
  * rounds up, toward +infinity: the negative nudge is 1 - 2^30 and the division truncates),
  * saturating the single overflow case a == b == INT32_MIN. */

@@ -252,6 +252,7 @@ ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *wei
     uint32_t k;
     float maxabs = 0.0f;
     float w_scale, bias_scale;
+    int64_t max_bias = 0;
     double real;
     int32_t mult, shift;
     ts_status_t st = ts_trainer_check_model(model);
@@ -288,6 +289,17 @@ ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *wei
     if (shift > 30 || shift < -31) {
         return TS_ERR_PARAM;
     }
+    /* the engine's accumulator bound (ts_executor.c check_quant): a bias too large for the
+     * int32 accumulator is refused, not clamped into a head the engine would not run */
+    for (k = 0; k < model->num_classes; ++k) {
+        int64_t q = ts_trainer_round_away((double)bias[k] / (double)bias_scale, INT32_MIN,
+                                          INT32_MAX);
+        q = q < 0 ? -q : q;
+        max_bias = q > max_bias ? q : max_bias;
+    }
+    if (!ts_acc_bound_ok((int64_t)model->feature_dim, max_bias)) {
+        return TS_ERR_PARAM;
+    }
     for (j = 0; j < kd; ++j) {
         head_q->weights[j] =
             (int8_t)ts_trainer_round_away((double)weights[j] / (double)w_scale, -127, 127);
@@ -308,9 +320,22 @@ ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *hea
 {
     const ts_layer_t *head;
     uint32_t k, d;
+    int64_t max_bias = 0;
     if (model == NULL || head_q == NULL || features == NULL || logits == NULL ||
         head_q->weights == NULL || head_q->bias == NULL || model->layers == NULL) {
         return TS_ERR_NULL;
+    }
+    /* what the engine checks of a FULLY_CONNECTED layer (ts_executor.c check_quant) */
+    if (head_q->multiplier < 0 || head_q->shift < -31 || head_q->shift > 30) {
+        return TS_ERR_PARAM;
+    }
+    for (k = 0; k < model->num_classes; ++k) {
+        const int64_t b = head_q->bias[k] < 0 ? -(int64_t)head_q->bias[k]
+                                              : (int64_t)head_q->bias[k];
+        max_bias = b > max_bias ? b : max_bias;
+    }
+    if (!ts_acc_bound_ok((int64_t)model->feature_dim, max_bias)) {
+        return TS_ERR_PARAM;
     }
     head = &model->layers[model->head_layer];
     for (k = 0; k < model->num_classes; ++k) {
@@ -320,8 +345,10 @@ ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *hea
         for (d = 0; d < model->feature_dim; ++d) {
             acc += ((int32_t)features[d] - model->feature_zero_point) * (int32_t)row[d];
         }
-        out = ts_mbqm(acc, head_q->multiplier, head_q->shift) +
-              model->logit_zero_point;
+        /* wraps as the FULLY_CONNECTED kernel does (ts_kernels.c): a shift > 0 can bring
+         * ts_mbqm's result near INT32_MIN/MAX */
+        out = ts_add_wrap(ts_mbqm(acc, head_q->multiplier, head_q->shift),
+                          model->logit_zero_point);
         if (out < head->act_min) {
             out = head->act_min;
         }

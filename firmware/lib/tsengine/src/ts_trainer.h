@@ -247,10 +247,11 @@ typedef struct {
 } ts_trainer_sizes_t;
 
 /* The sizes of an update mode for a model, and whether the trainer supports it:
- * TS_ERR_UNSUPPORTED_OP when the model has no last pointwise convolution before an
- * AVERAGE_POOL_2D (last-block), or a layer below the head the float layers do not handle
- * (bias: only CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D without activation, RESHAPE and
- * QUANTIZE); TS_ERR_PARAM for an unknown mode. */
+ * TS_ERR_UNSUPPORTED_OP when the model has no layer below the head (head_layer == 0:
+ * last-block and bias), no last pointwise convolution before an AVERAGE_POOL_2D
+ * (last-block), or a layer below the head the float layers do not handle (bias: only
+ * CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D without activation, RESHAPE and QUANTIZE);
+ * TS_ERR_PARAM for an unknown mode. */
 ts_status_t ts_trainer_sizes(const ts_model_t *model, uint32_t update, ts_trainer_sizes_t *out);
 
 /* Bytes of the optional cache of the int8 inputs of the trained layers, per mode:
@@ -371,13 +372,19 @@ void ts_trainer_shuffle(uint16_t *order, uint32_t n, uint32_t *state);
  * in the export); MultiplyByQuantizedMultiplier is ts_mbqm() of ts_fixedpoint.h. */
 void ts_trainer_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
 
-/* Re-quantize a float head W[K][D], b[K] into head_q (buffers provided by the caller). */
+/* Re-quantize a float head W[K][D], b[K] into head_q (buffers provided by the caller).
+ * TS_ERR_PARAM for non-finite parameters, a multiplier shift outside [-31, 30], or a bias
+ * the engine's FULLY_CONNECTED refuses (ts_acc_bound_ok: D * 255 * 128 + max|bq| above
+ * INT32_MAX, so that the int32 accumulator could overflow). */
 ts_status_t ts_trainer_requantize_head(const ts_model_t *model, const float *weights,
                                        const float *bias, ts_head_q_t *head_q);
 
 /* The head's int8 output for one feature vector, as the FULLY_CONNECTED kernel computes it:
  * acc = bias[k] + sum_d (q[d] - feature_zero_point) * w[k][d];
- * out = clamp(ts_mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max). */
+ * out = clamp(ts_mbqm(acc, multiplier, shift) + logit_zero_point, act_min, act_max), the
+ * zero point added with two's-complement wrap as the kernel does. TS_ERR_PARAM for a head_q
+ * the engine refuses (a multiplier below 0, a shift outside [-31, 30], a bias beyond the
+ * accumulator bound of ts_trainer_requantize_head). */
 ts_status_t ts_trainer_head_int8(const ts_model_t *model, const ts_head_q_t *head_q,
                                  const int8_t *features, int8_t *logits);
 

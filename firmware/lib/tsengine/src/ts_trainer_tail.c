@@ -106,6 +106,11 @@ ts_status_t ts_trainer_sizes(const ts_model_t *model, uint32_t update, ts_traine
     if (st != TS_OK) {
         return st;
     }
+    /* no layer below the head: nothing for the float layers to train (and no int8 layers
+     * [first, head_layer) for the tuned evaluation to run) */
+    if (model->head_layer == 0u) {
+        return TS_ERR_UNSUPPORTED_OP;
+    }
     first = 0;
     if (update == TS_UPDATE_LAST_BLOCK) {
         first = last_pointwise(model);

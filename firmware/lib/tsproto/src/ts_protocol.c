@@ -706,6 +706,26 @@ int ts_db_is_data_line(const char *payload, size_t len)
     return payload != NULL && len > 0 && payload[0] >= '0' && payload[0] <= '9';
 }
 
+int ts_db_has_data_form(const char *payload, size_t len)
+{
+    size_t i = 0, j;
+    if (payload == NULL) {
+        return 0;
+    }
+    while (i < len && i < 3u && payload[i] >= '0' && payload[i] <= '9') {
+        ++i;
+    }
+    if (i == 0 || i + 1u >= len || payload[i] != ':') {
+        return 0;
+    }
+    for (j = i + 1u; j < len; ++j) {
+        if (hex_value(payload[j]) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 ts_proto_status_t ts_db_decode_line(const char *payload, size_t len, uint32_t num_classes,
                                     int8_t *sample, size_t sample_bytes, uint8_t *label)
 {

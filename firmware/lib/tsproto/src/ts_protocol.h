@@ -212,6 +212,11 @@ ts_proto_status_t ts_command_parse(const char *payload, size_t len, ts_command_t
 /* Nonzero when the payload looks like a data line (starts with a decimal digit); commands
  * start with a letter. */
 int ts_db_is_data_line(const char *payload, size_t len);
+/* Nonzero when the payload has the form of a data line: 1..3 decimal digits, ':', one or more
+ * hex digits (either case) and nothing else; the label's range and the sample's length are
+ * not checked (ts_db_decode_line does, against the model). Outside a load the app drops such
+ * a line silently (the rest of a failed load); any other line is a command line there. */
+int ts_db_has_data_form(const char *payload, size_t len);
 /* label: 1..3 decimal digits, < num_classes; ':'; exactly 2 * sample_bytes hex digits (either
  * case), each byte an int8 in two's complement ("FF" = -1). Writes sample and *label only on
  * success; TS_PROTO_ERR_DB_MALFORMED otherwise. */
