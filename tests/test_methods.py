@@ -165,6 +165,37 @@ def test_flow_flags_planted_outliers_and_flipped_labels(digits):
     assert planted[kept].mean() < 0.6 * planted.mean()  # random keeps 1.0x
 
 
+def test_flows_on_small_classes_do_not_memorize_their_folds(digits):
+    """600 steps of 256 draws are ~2,000 passes over a Digits fold of 72: the flow memorized
+    it (out-of-fold median log-density -20, its own fold's +2.5, a cross-fitted Gaussian's
+    -1.6). Training stops at MAX_EPOCHS passes over the smallest flow's data: out of fold
+    the flow is then within a nat of the Gaussian; a large class runs every step."""
+    from sklearn.decomposition import PCA
+
+    from tinysift.scoring.flows import MAX_EPOCHS, ClassFlows
+
+    x = digits.x_train.reshape(len(digits.y_train), -1).astype(np.float32) / 16.0
+    z = PCA(7, random_state=0).fit_transform(x).astype(np.float32)
+    y, rows = digits.y_train, np.arange(len(digits.y_train))
+    flows = ClassFlows(FlowConfig(), seed=0).fit(z, y, 10, folds=2)
+    smallest = min(int(((y == c) & (flows.fold_ != f)).sum()) for c in range(10)
+                   for f in range(2))
+    assert flows.steps_ == int(np.ceil(MAX_EPOCHS * smallest / 256)) < 600
+    oof = flows.log_prob(z, flows.fold_)[rows, y]
+    gauss = np.zeros(len(y))
+    for c in range(10):
+        for f in range(2):
+            fit, held = (y == c) & (flows.fold_ != f), (y == c) & (flows.fold_ == f)
+            cov = np.cov(z[fit].T) + 1e-6 * np.eye(7)
+            d = z[held] - z[fit].mean(0)
+            gauss[held] = -0.5 * (np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d)
+                                  + np.linalg.slogdet(cov)[1] + 7 * np.log(2 * np.pi))
+    assert np.median(oof) > np.median(gauss) - 1.0
+    big = np.repeat(np.arange(2), 2500)
+    zb = np.random.default_rng(0).standard_normal((5000, 2)).astype(np.float32)
+    assert ClassFlows(FlowConfig(steps=5), seed=0).fit(zb, big, 2, folds=2).steps_ == 5
+
+
 def test_flow_dimension_ignores_absent_classes(digits):
     """A replay set over old classes only (labels 0-7 of 10): the flow's dimension is set by
     the smallest class present, not by the absent ones (which gave 2 dimensions)."""
