@@ -481,3 +481,167 @@ def test_stream_limits_derive_from_the_board_and_the_model():
     assert cov.records == res.records == 2 + cost.classes + RECORD_SLACK
     assert qemu.db_stream(10, coverage=True).silence < cov.silence
     assert qemu.db_kept(1050).records == 1051 + RECORD_SLACK
+
+
+# -- the Joulescope monitor, against tests/fake_joulescope.py (no Joulescope here) --------
+
+def _drive_marker(wire, highs_s, gap_s=0.05):
+    """The firmware's marker: high for each duration in ``highs_s``, low ``gap_s`` between;
+    returns the (rise, fall) times."""
+    edges = []
+    for k, high_s in enumerate(highs_s):
+        if k:
+            time.sleep(gap_s)
+        rise = wire.set(True)
+        time.sleep(high_s)
+        edges.append((rise, wire.set(False)))
+    return edges
+
+
+def _assert_window(w, rise, fall, fs, time_scale=1.0):
+    seconds = (fall - rise) / time_scale
+    assert w.complete
+    assert w.duration_s == pytest.approx(seconds, abs=2 / fs)
+    assert w.energy_mj == pytest.approx(3.3 * 10e-3 * seconds * 1e3, rel=1e-3, abs=1e-3)
+    assert w.mean_current_ma == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("model,backend", [("js220", "v1"), ("js110", "v1"), ("js110", "v0")])
+def test_joulescope_monitor_reads_the_marker_from_gpi0(monkeypatch, model, backend):
+    """pyjoulescope has no "in0" field: the marker on IN0/GPI0 comes back as current_lsb
+    (after current_lsb=gpi0 on a JS110); asking for "in0" fails (v0: ValueError, v1: the
+    field is missing from the result)."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    wire = MarkerWire()
+    dev = FakeJoulescope(wire, model=model, backend=backend)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=1.0)
+    mon.start()
+    time.sleep(0.05)
+    edges = _drive_marker(wire, [0.15, 0.1])
+    windows = mon.stop()
+    assert dev.reads[0]["fields"] == ["current", "voltage", "current_lsb"]
+    if model == "js110":  # its current LSB carries GPI0 only when routed there
+        assert dev.parameters["current_lsb"] == "gpi0"
+    assert not dev.is_open
+    assert len(windows) == 2
+    for w, (rise, fall) in zip(windows, edges, strict=True):
+        _assert_window(w, rise, fall, dev.fs)
+
+
+def test_joulescope_monitor_starts_the_command_inside_the_capture(monkeypatch):
+    """The firmware raises the features marker as soon as `train` arrives, and the driver's
+    samples begin a while after read(): start() returns only once samples flow, so the first
+    window is captured whole (not cut and reported as the phase's energy)."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    wire = MarkerWire()
+    dev = FakeJoulescope(wire, startup_s=0.3)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=1.0)
+    mon.start()
+    edges = _drive_marker(wire, [0.1, 0.1])  # at once, as the firmware does on `train`
+    windows = mon.stop()
+    assert dev.capture_start <= edges[0][0]
+    assert len(windows) == 2
+    for w, (rise, fall) in zip(windows, edges, strict=True):
+        _assert_window(w, rise, fall, dev.fs)
+
+
+def test_integrate_windows_flags_windows_cut_by_the_capture():
+    """A marker high at the first sample (the capture began inside the window) or at the
+    last (it ended inside one) gives a window marked incomplete, in its place."""
+    fs = 1000.0
+    t = np.arange(1000) / fs
+    marker = ((t < 0.1) | ((t >= 0.3) & (t < 0.5)) | (t >= 0.9)).astype(np.uint8)
+    current = np.where(marker, 0.010, 0.001)
+    windows = integrate_windows(t, current, np.full_like(t, 3.3), marker)
+    assert [w.complete for w in windows] == [False, True, False]
+    assert windows[1].duration_s == pytest.approx(0.2, abs=2 / fs)
+    (whole,) = integrate_windows(t, current, np.full_like(t, 3.3), (t >= 0.3) & (t < 0.5))
+    assert whole.complete
+
+
+def test_a_cut_window_keeps_the_estimate(monkeypatch):
+    """When the capture still begins inside the features window (marker already high), the
+    windows stay aligned with the phases, but features keeps its estimate and says why; the
+    epochs and the evaluation are measured."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+    from tinysift.device.results import EpochResult, PhaseResult
+    from tinysift.device.session import _apply_measurements
+
+    wire = MarkerWire(high=True)  # features window open before the capture
+    dev = FakeJoulescope(wire)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=1.0)
+    mon.start()
+    time.sleep(0.05)
+    wire.set(False)
+    time.sleep(0.05)
+    edges = _drive_marker(wire, [0.08, 0.08, 0.05])
+    windows = mon.stop()
+    assert [w.complete for w in windows] == [False, True, True, True]
+    doc = DeviceResults(board="nucleo_f411re", clock_hz=100_000_000, params={},
+                        energy_model={}, started="",
+                        phases={"features": PhaseResult(10**6, 0.01, 0.4),
+                                "evaluation": PhaseResult(10**6, 0.01, 0.4)},
+                        epochs=[EpochResult(n, 1.0, 0.5, 10**6, 0.01, 0.4) for n in (1, 2)])
+    _apply_measurements(doc, windows)
+    assert doc.phases["features"].energy_kind == "estimated"
+    assert doc.phases["features"].energy_mj == 0.4
+    assert [ep.energy_kind for ep in doc.epochs] == ["measured", "measured"]
+    assert doc.phases["evaluation"].energy_kind == "measured"
+    (event,) = [e["monitor"] for e in doc.events if "monitor" in e]
+    assert "features" in event and "estimated" in event
+    for ep, (rise, fall) in zip(doc.epochs, edges, strict=False):
+        assert ep.seconds == pytest.approx(fall - rise, abs=2 / dev.fs)
+
+
+def test_calibrate_refuses_a_cut_window(monkeypatch):
+    from tinysift.device import calibrate as cal
+    from tinysift.device.energy import Window
+
+    class Monitor:
+        name = "joulescope"
+
+    monkeypatch.setattr(cal, "run_workload", lambda port, ms, monitor: (
+        1000, [Window(0.0, 1.2, 40.0, 10.0, complete=False)]))
+    with pytest.raises(DeviceError, match="only part"):
+        cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor(), ms=2000)
+
+
+def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
+    """The driver's stream buffer holds 30 s unless set, and read() refuses a longer
+    capture: the monitor sizes it to the capture (here 45 s, on a fake whose captured second
+    takes 10 ms and which samples at 1 kHz, one of the driver's sampling_frequency values)."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    wire = MarkerWire()
+    dev = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
+    assert dev.buffer_duration == 30  # the driver's default
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=45.0)
+    mon.start()
+    assert len(dev.stream_buffer) / dev.fs >= 45.0
+    time.sleep(0.02)
+    ((rise, fall),) = _drive_marker(wire, [0.1])
+    (w,) = mon.stop()
+    _assert_window(w, rise, fall, dev.fs, time_scale=0.01)
+
+
+def test_joulescope_monitor_refuses_before_the_command_when_no_samples_come(monkeypatch):
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    dev = FakeJoulescope(MarkerWire(), startup_s=30.0)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=1.0)
+    mon.start_timeout_s = 0.2
+    with pytest.raises(DeviceError, match="did not start"):
+        mon.start()
+    assert not dev.is_open

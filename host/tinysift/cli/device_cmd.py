@@ -184,6 +184,9 @@ def print_results(res: DeviceResults) -> None:
                       f"({ep[-1].energy_kind})")
     console.print(f"test accuracy before {res.test_acc_before}  after "
                   f"{res.test_acc_after} (int8 head {res.test_int8_acc_after})")
+    for event in res.events:
+        if "monitor" in event:  # measured energy not used: why (docs/energy.md)
+            console.print(f"[yellow]power monitor:[/yellow] {event['monitor']}")
     from tinysift.device.session import clock_warning
 
     if (warning := clock_warning(res)) is not None:

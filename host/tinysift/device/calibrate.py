@@ -81,6 +81,10 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         if len(windows) != 1:
             raise DeviceError(f"the power monitor saw {len(windows)} marker windows during "
                               f"`calib`, expected 1: check the marker wire ({brd.marker_pin})")
+        if not windows[0].complete:
+            raise DeviceError(f"the power monitor's capture began or ended inside the `calib` "
+                              f"marker window, so only part of it was measured: run it again "
+                              f"(a longer capture than the {ms} ms workload)")
         measured, window_s = windows[0].mean_current_ma, windows[0].duration_s
         how = f"{monitor.name}, one {window_s:.2f} s marker window of `calib`"
     else:

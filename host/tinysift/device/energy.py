@@ -9,6 +9,8 @@ power between marker edges. Windows map to the firmware's records in order.
 
 from __future__ import annotations
 
+import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -32,11 +34,20 @@ class Window:
     duration_s: float
     energy_mj: float
     mean_current_ma: float
+    #: False when the capture began after the marker rose (high at its first sample) or ended
+    #: before it fell: only part of the window was integrated, so its energy, duration and
+    #: mean current are not the phase's and must not be reported as measured.
+    complete: bool = True
 
 
 def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarray,
                       marker: np.ndarray, threshold: float = 0.5) -> list[Window]:
     """Integrate power (trapezoids) over every interval where ``marker`` is high.
+
+    Every marker-high interval gives one :class:`Window`, in order. One already high at the
+    first sample (the capture began inside it) or still high at the last (it ended inside
+    it) is returned with ``complete=False``: it keeps its place in the sequence, so the
+    windows still line up with the firmware's phases, but only part of it was seen.
 
     Parameters
     ----------
@@ -49,22 +60,23 @@ def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarra
     high = np.asarray(marker, np.float64) > threshold
     if not (len(t) == len(p) == len(high)):
         raise ValueError("t, current, voltage and marker must have the same length")
+    if len(t) == 0:
+        return []
     edges = np.diff(high.astype(np.int8))
     starts = list(np.flatnonzero(edges == 1) + 1)
     ends = list(np.flatnonzero(edges == -1) + 1)
     if high[0]:
         starts.insert(0, 0)
+    if high[-1]:
+        ends.append(len(t))
     windows = []
-    for s in starts:
-        later = [e for e in ends if e > s]
-        if not later:  # still high at the end of the capture: incomplete, ignored
-            break
-        e = later[0]
+    for s, e in zip(starts, ends, strict=True):
         seg_t, seg_p = t[s:e], p[s:e]
         energy = float(np.trapezoid(seg_p, seg_t)) if len(seg_t) > 1 else 0.0
         dur = float(seg_t[-1] - seg_t[0]) if len(seg_t) > 1 else 0.0
         mean_i = float(np.mean(np.asarray(current_a)[s:e])) * 1e3
-        windows.append(Window(float(seg_t[0]), dur, energy * 1e3, mean_i))
+        cut = s == 0 or e == len(t)  # seen from the capture's first or to its last sample
+        windows.append(Window(float(seg_t[0]), dur, energy * 1e3, mean_i, complete=not cut))
     return windows
 
 
@@ -82,20 +94,51 @@ class PowerMonitor(ABC):
         """End the capture and return the marker windows, in order."""
 
 
+class _FirstData:
+    """A stream process object for ``Device.stream_process_register`` (pyjoulescope's
+    ``StreamProcessApi``): the driver calls ``stream_notify(stream_buffer)`` from its USB
+    thread whenever new samples arrive; returning False keeps it streaming."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.arrived = threading.Event()
+
+    def stream_notify(self, stream_buffer) -> bool:
+        self.arrived.set()
+        return False
+
+
 class JoulescopeMonitor(PowerMonitor):
     """Joulescope JS110/JS220 (``pip install tinysift[joulescope]``).
 
     Wiring: the Joulescope's current path in series with the board's supply (IN+ from the
-    supply, OUT+ to the board, GND common) and its general-purpose input IN0 to the
-    firmware's marker pin (``ts_marker``), see docs/energy.md. ``start()`` begins a capture of
-    ``duration_s`` seconds in the background (the driver's ``read`` blocks for that long);
-    ``stop()`` waits for it and integrates between IN0 edges, so the capture must outlast the
-    command it measures. Not run here (no hardware).
+    supply, OUT+ to the board, GND common) and its general-purpose input IN0 (JS220: GPI0) to
+    the firmware's marker pin (``ts_marker``), see docs/energy.md.
+
+    pyjoulescope has no "in0" signal: ``samples_get`` fields are current (A), voltage (V),
+    power, current_range, current_lsb and voltage_lsb, and the general-purpose input GPI0
+    reaches the samples as ``current_lsb`` (0/1) once ``parameter_set('current_lsb', 'gpi0')``
+    routes it there (the JS110 replaces the current's least-significant bit with it; the v1
+    backend streams a JS220's GPI0 into that field anyway). ``start()`` sizes the driver's
+    stream buffer to the capture (``read`` refuses a duration longer than the buffer, 30 s
+    by default), opens the device, begins a ``duration_s`` capture in the background (the
+    driver's ``read`` blocks for that long) and returns once samples arrive, so the command
+    it measures starts inside the capture; ``stop()`` waits for it and integrates between
+    the marker's edges, so the capture must outlast the command. Not run here (no hardware):
+    tests drive it through tests/fake_joulescope.py.
     """
 
     name = "joulescope"
+    #: seconds to wait for the first samples after starting the capture
+    start_timeout_s = 10.0
+    #: the driver's signals: current (A), voltage (V), GPI0 as the current LSB (0/1)
+    FIELDS = ("current", "voltage", "current_lsb")
 
     def __init__(self, duration_s: float = 60.0):
+        if not duration_s > 0:
+            raise DeviceError(f"the Joulescope capture needs a positive duration, not "
+                              f"{duration_s} s")
         try:
             import joulescope
         except ImportError as exc:
@@ -107,28 +150,67 @@ class JoulescopeMonitor(PowerMonitor):
         self._thread = None
         self._capture: dict = {}
 
+    def buffer_s(self) -> int:
+        """The stream buffer the capture needs: whole seconds (the driver's
+        ``buffer_duration`` parameter rounds to them), with one to spare."""
+        return math.ceil(self.duration_s) + 1
+
     def start(self) -> None:
         import threading
 
+        if self._device is not None:  # started again (a retried `train`): a fresh capture
+            self._close()
         try:
-            self._device = self._js_module.scan_require_one(config="auto")
-            self._device.open()
-            self._device.parameter_set("i_range", "auto")
-            self._device.parameter_set("source", "on")
+            device = self._js_module.scan_require_one(config="auto")
+            # Before open(): the v0 backend allocates its stream buffer in open() from this
+            # parameter, the v1 backend applies parameters set before open() and then
+            # allocates it.
+            device.parameter_set("buffer_duration", self.buffer_s())
+            device.open()
         except Exception as exc:  # noqa: BLE001 - driver errors have many types
             raise DeviceError(f"no Joulescope found or it failed to open: {exc}") from exc
+        self._device = device
+        try:
+            device.parameter_set("i_range", "auto")
+            device.parameter_set("source", "on")
+            device.parameter_set("current_lsb", "gpi0")  # the marker, on IN0/GPI0
+        except Exception as exc:  # noqa: BLE001
+            self._close()
+            raise DeviceError(f"the Joulescope refused its settings: {exc}") from exc
+        first = _FirstData()
+        device.stream_process_register(first)
+
+        box: dict = {}  # this capture's result (a restarted one gets its own)
 
         def capture() -> None:
             try:
-                self._capture["data"] = self._device.read(
+                box["data"] = device.read(
                     contiguous_duration=self.duration_s, out_format="samples_get",
-                    fields=["current", "voltage", "in0"])
-            except Exception as exc:  # noqa: BLE001 - reported by stop()
-                self._capture["error"] = exc
+                    fields=list(self.FIELDS))
+            except Exception as exc:  # noqa: BLE001 - reported by start() or stop()
+                box["error"] = exc
 
-        self._capture = {}
+        self._capture = box
         self._thread = threading.Thread(target=capture, daemon=True)
         self._thread.start()
+        # Streaming starts a while after read() is called; wait for the first samples so the
+        # command (and its first marker window) starts inside the capture.
+        deadline = time.monotonic() + self.start_timeout_s
+        while not first.arrived.wait(0.02):
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                break
+        device.stream_process_unregister(first)
+        if not first.arrived.is_set():
+            why = self._capture.get("error", f"no samples within {self.start_timeout_s:g} s")
+            self._close()
+            raise DeviceError(f"the Joulescope capture did not start: {why}")
+
+    def _close(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.close()  # also stops a capture in progress: read() returns
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
 
     def stop(self) -> list[Window]:
         if self._device is None or self._thread is None:
@@ -136,13 +218,16 @@ class JoulescopeMonitor(PowerMonitor):
         try:
             self._thread.join(timeout=self.duration_s + 30)
         finally:
-            self._device.close()
-            self._device = None
+            self._close()
         if "data" not in self._capture:
             raise DeviceError(f"the Joulescope capture failed: "
                               f"{self._capture.get('error', 'it did not finish')}")
         data = self._capture["data"]
         signals = data["signals"]
-        i, v, m = (np.asarray(signals[k]["value"]) for k in ("current", "voltage", "in0"))
+        missing = [k for k in self.FIELDS if k not in signals]
+        if missing:
+            raise DeviceError(f"the Joulescope capture has no {', '.join(missing)} signal "
+                              f"(it returned {sorted(signals)})")
+        i, v, m = (np.asarray(signals[k]["value"]) for k in self.FIELDS)
         fs = float(data["time"]["sampling_frequency"]["value"])
         return integrate_windows(np.arange(len(i)) / fs, i, v, m)

@@ -615,14 +615,25 @@ def complete_records(link: SerialLink, session: DeviceSession, samples: int | No
 
 
 def _apply_measurements(doc: DeviceResults, windows) -> None:
-    """Windows in firmware order: features, each epoch, evaluation."""
+    """Windows in firmware order: features, each epoch, evaluation. A window the capture
+    cut (it began inside it or ended inside it, ``complete`` False) still holds its place
+    in the order, but its phase keeps the estimate: a part of a window is not the phase's
+    energy."""
     expected = 1 + len(doc.epochs) + 1
     if len(windows) != expected:
         doc.events.append({"monitor": f"{len(windows)} marker windows, expected "
                                       f"{expected}; energy stays estimated"})
         return
+    names = ["features", *(f"epoch {ep.epoch}" for ep in doc.epochs), "evaluation"]
+    cut = [name for name, w in zip(names, windows, strict=True) if not w.complete]
+    if cut:
+        doc.events.append({"monitor": f"the capture began or ended inside the marker window "
+                                      f"of {', '.join(cut)}: only part of it was measured, "
+                                      "so its energy stays estimated"})
     for name, w in (("features", windows[0]), ("evaluation", windows[-1])):
-        phase = doc.phases.setdefault(name, PhaseResult())
-        phase.energy_mj, phase.energy_kind = w.energy_mj, "measured"
+        if w.complete:
+            phase = doc.phases.setdefault(name, PhaseResult())
+            phase.energy_mj, phase.energy_kind = w.energy_mj, "measured"
     for ep, w in zip(doc.epochs, windows[1:-1], strict=True):
-        ep.energy_mj, ep.energy_kind, ep.seconds = w.energy_mj, "measured", w.duration_s
+        if w.complete:
+            ep.energy_mj, ep.energy_kind, ep.seconds = w.energy_mj, "measured", w.duration_s
