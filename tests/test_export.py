@@ -266,6 +266,20 @@ def test_tflite_round_is_std_round_on_every_float():
     assert got.tolist() == [1, -1, 2, 3, -3, 0, 0, 2.0**52 + 1]
 
 
+def test_tflm_check_refuses_inputs_a_cast_would_wrap(digits_run):
+    """Raw uint8 pixels into an int8 model wrapped (200 -> -56) and the check reported
+    garbage accuracy; integers within int8 and already quantized inputs pass."""
+    from tinysift.errors import TinysiftError
+    from tinysift.quantize import tflm
+
+    model = (digits_run / "model.tflite").read_bytes()
+    with pytest.raises(TinysiftError, match="outside \\[-128, 127\\]: quantize them first"):
+        tflm.run_tflm(model, np.full((2, 8, 8, 1), 200, np.uint8))
+    with pytest.raises(TinysiftError, match="takes int8 inputs, got float32"):
+        tflm.run_tflm(model, np.zeros((2, 8, 8, 1), np.float32))
+    assert tflm.run_tflm(model, np.zeros((2, 8, 8, 1), np.int64))[0].shape[0] == 2
+
+
 def test_input_quantization_is_tflm_quantize():
     """quantize_images gives what TFLM's own QUANTIZE (float -> int8: the float32 quotient
     rounded half away from zero) computes, on every pixel value at three input scales; half

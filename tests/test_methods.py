@@ -196,6 +196,85 @@ def test_flows_on_small_classes_do_not_memorize_their_folds(digits):
     assert ClassFlows(FlowConfig(steps=5), seed=0).fit(zb, big, 2, folds=2).steps_ == 5
 
 
+def test_flow_log_prob_refuses_folds_it_has_no_flow_for():
+    """A fold outside [0, folds) kept log-density 0 under every class, silently."""
+    from tinysift.scoring.flows import ClassFlows
+
+    z = np.random.default_rng(0).standard_normal((40, 2)).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=2), seed=0).fit(z, np.repeat([0, 1], 20), 2, folds=2)
+    with pytest.raises(ValueError, match=r"a fold in \[0, 2\)"):
+        flows.log_prob(z, np.full(40, 2))
+    with pytest.raises(ValueError, match="each of the 40 samples"):
+        flows.log_prob(z, np.zeros(39, np.int64))
+
+
+def test_flow_condenser_samples_are_typical_of_their_class(ctx):
+    """The temperature scales the flow's base noise (Glow): the samples stay on the class's
+    density, at least as typical as the median real sample. Shrinking decoded samples
+    toward the class mean put them between modes, below the real samples' 25th density
+    percentile in some classes."""
+    from tinysift.condensation.base import make_condenser
+
+    cond = make_condenser("flow", seed=0).fit(ctx)
+    x, y = cond.condense(10)
+    z_syn = cond.pca_.transform(x.reshape(len(x), -1).astype(np.float32) / 255.0)
+    z_real = cond.pca_.transform(ctx.x.reshape(len(ctx.x), -1).astype(np.float32) / 255.0)
+    ll_syn = cond.flows_.log_prob(z_syn.astype(np.float32))
+    ll_real = cond.flows_.log_prob(z_real.astype(np.float32))
+    for c in range(10):
+        real = ll_real[ctx.y == c, c]
+        assert np.median(ll_syn[y == c, c]) > np.percentile(real, 25), c
+    with pytest.raises(BudgetError, match="temperature must be in"):
+        make_condenser("flow", temperature=0)
+
+
+def test_flow_temperature_keeps_samples_on_the_density():
+    """Two moons, one flow: at temperature 0.7 (the base noise scaled, Glow) few samples
+    fall below the data's 5th density percentile; shrinking decoded samples toward the
+    mean instead lands a quarter of them between the moons."""
+    from sklearn.datasets import make_moons
+
+    from tinysift.scoring.flows import ClassFlows
+
+    z = make_moons(3000, noise=0.05, random_state=0)[0].astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=750), seed=0).fit(z, np.zeros(3000, np.int64), 1)
+    floor = np.percentile(flows.log_prob(z)[:, 0], 5)
+    cold = flows.sample(0, 2000, seed=1, temperature=0.7)
+    assert (flows.log_prob(cold)[:, 0] < floor).mean() < 0.05
+    raw = flows.sample(0, 2000, seed=1)
+    shrunk = (flows.mean_[0] + 0.7 * (raw - flows.mean_[0])).astype(np.float32)
+    assert (flows.log_prob(shrunk)[:, 0] < floor).mean() > 0.1
+
+
+def test_dm_checks_k_before_optimizing(ctx):
+    from tinysift.condensation.base import make_condenser
+
+    dm = make_condenser("dm", seed=0, iterations=5).fit(ctx)
+    for k in (0, 10_000):
+        with pytest.raises(BudgetError):
+            dm.condense(k)
+
+
+def test_knn_density_puts_small_classes_on_the_same_scale():
+    """p(z|c) ~ m / (n_c V_d r_m^d), r_m the m-th neighbour: m is k, but a class of k or
+    fewer references uses its last neighbour, and the log k dropped for every class must
+    then be log m for it (it read the small class up to d log(r_k/r_m) too dense)."""
+    from tinysift.scoring.density import make_density
+
+    rng = np.random.default_rng(0)
+    d, k = 2, 10
+    z = np.concatenate([rng.uniform(0, 1, (50, d)), rng.uniform(2, 3, (4, d))])
+    y = np.repeat([0, 1], [50, 4])
+    dens = make_density("knn", seed=0, k=k).fit(z.astype(np.float32), y, 2)
+    q = np.array([[0.5, 0.5], [2.5, 2.5]], np.float32)
+    ll = dens.log_prob(q)
+    for c, n_c in ((0, 50), (1, 4)):
+        r = np.sort(np.linalg.norm(z[y == c][None] - q[:, None], axis=2), axis=1)
+        m = min(k, n_c)
+        want = -d * np.log(r[:, m - 1]) - np.log(n_c) + np.log(m / k)
+        np.testing.assert_allclose(ll[:, c], want, rtol=1e-5)
+
+
 def test_flow_dimension_ignores_absent_classes(digits):
     """A replay set over old classes only (labels 0-7 of 10): the flow's dimension is set by
     the smallest class present, not by the absent ones (which gave 2 dimensions)."""

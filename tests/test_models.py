@@ -49,6 +49,16 @@ def test_resnet8_variant_is_mlperf_tinys_resnet8():
     assert small.get_layer("features").output.shape[-1] == 64
 
 
+def test_ds_cnn_pools_as_the_mlperf_reference():
+    """MLPerf Tiny's DS-CNN averages its 25x5 map with final_pool_size = half the input,
+    (24, 5): the last row is left out."""
+    from tinysift.models import mlperf_tiny
+
+    model = mlperf_tiny.build("ds_cnn")
+    pool = next(lay for lay in model.layers if type(lay).__name__ == "AveragePooling2D")
+    assert tuple(pool.pool_size) == (24, 5) and tuple(pool.input.shape[1:3]) == (25, 5)
+
+
 def test_readme_model_cost():
     """The README's figures for the default model on 28x28 inputs, read from the README."""
     import re

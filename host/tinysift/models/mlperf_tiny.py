@@ -85,7 +85,10 @@ def _ds_cnn(keras):
     x = _conv_bn(keras, inputs, 64, (10, 4), strides=(2, 2))
     for _ in range(4):
         x = _separable(keras, x, 64, 1)
-    x = L.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]))(x)
+    # The reference's final_pool_size is half the input, (24, 5), on the 25x5 map: its last
+    # row is left out of the average (a 1x1 output either way)
+    h, w = INPUT_SHAPES["ds_cnn"][:2]
+    x = L.AveragePooling2D(pool_size=(h // 2, w // 2))(x)
     outputs = L.Dense(NUM_OUTPUTS["ds_cnn"], activation="softmax")(L.Flatten()(x))
     return keras.Model(inputs, outputs, name="ds_cnn")
 

@@ -106,6 +106,9 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     total = train_config.total_steps(n)
     per_epoch = max(1, math.ceil(n / train_config.batch_size))
     epochs = math.ceil(total / per_epoch)
+    # Training runs whole epochs (epochs * per_epoch >= total steps, reported as `steps`)
+    # while the cosine decays over `total`: the few steps past it train at learning rate 0
+    # (Digits: 504 steps, the last 4). Kept as every committed result was trained.
     shape = tuple(x.shape[1:])
     # A new model trains through its architecture's compiled twin, made before seeding.
     twin = None if model is not None else _compiled_twin(shape, num_classes, model_config)

@@ -164,9 +164,9 @@ class ScoringContext:
 
     def _proxy_recipe_hash(self) -> str:
         """Hash of what the proxy's dynamics depend on besides the data (its TrainConfig,
-        ModelConfig, measurement spacing and recording version): a cache written under an
-        older recipe is then a different key, not a stale hit."""
-        recipe = proxy_recipe(self.num_samples, self.proxy_epochs, self.seed)
+        ModelConfig, head width, measurement spacing and recording version): a cache written
+        under an older recipe is then a different key, not a stale hit."""
+        recipe = proxy_recipe(self.num_samples, self.proxy_epochs, self.seed, self.num_classes)
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
     def _path(self, key: str) -> Path | None:

@@ -133,7 +133,12 @@ class KNNDensity(ClassDensity):
             # k-th neighbour.
             same = dist[:, 0] < 1e-9
             r = np.where(same, dist[:, -1], dist[:, min(self.k, dist.shape[1]) - 1])
-            out[:, c] = -d * np.log(np.maximum(r, 1e-12)) - np.log(max(1, self.counts_[c]))
+            # p ~ m / (n V_d r_m^d) with r_m the m-th neighbour: m is k but for a class of k or
+            # fewer references, where the constant log k dropped for every class would not
+            # be shared; log(m / k) puts such a class on the others' scale
+            m = np.where(same, dist.shape[1] - 1, min(self.k, dist.shape[1]))
+            out[:, c] = (-d * np.log(np.maximum(r, 1e-12)) - np.log(max(1, self.counts_[c]))
+                         + np.log(np.maximum(m, 1) / self.k))
         return out
 
 

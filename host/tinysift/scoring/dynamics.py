@@ -91,7 +91,8 @@ def proxy_schedule(num_samples: int, proxy_epochs: int,
     return TrainConfig(epochs=proxy_epochs * every, seed=seed), every
 
 
-def proxy_recipe(num_samples: int, proxy_epochs: int, seed: int) -> dict:
+def proxy_recipe(num_samples: int, proxy_epochs: int, seed: int,
+                 num_classes: int | None = None) -> dict:
     """Everything the recorded dynamics depend on besides the data, as plain values.
 
     A cache of dynamics is keyed on this (with the data's hash): a changed training recipe,
@@ -100,19 +101,23 @@ def proxy_recipe(num_samples: int, proxy_epochs: int, seed: int) -> dict:
     Parameters
     ----------
     num_samples, proxy_epochs, seed : as for :func:`proxy_schedule`
+    num_classes : the proxy's head width (the data's hash holds the labels, not this)
 
     Returns
     -------
     dict
         ``version``, ``train`` (the TrainConfig as a dict), ``model`` (the ModelConfig the
-        proxy is built with) and ``min_steps_per_measure``.
+        proxy is built with), ``min_steps_per_measure`` and, when given, ``num_classes``.
     """
     from tinysift.models.cnn import ModelConfig
 
     train, _ = proxy_schedule(num_samples, proxy_epochs, seed)
     # record_dynamics passes no model config: train_model builds the default ModelConfig().
-    return {"version": DYNAMICS_VERSION, "train": train.to_dict(),
-            "model": ModelConfig().to_dict(), "min_steps_per_measure": MIN_STEPS_PER_MEASURE}
+    recipe = {"version": DYNAMICS_VERSION, "train": train.to_dict(),
+              "model": ModelConfig().to_dict(), "min_steps_per_measure": MIN_STEPS_PER_MEASURE}
+    if num_classes is not None:
+        recipe["num_classes"] = int(num_classes)
+    return recipe
 
 
 def record_dynamics(x: np.ndarray, y: np.ndarray, num_classes: int, proxy_epochs: int,

@@ -34,6 +34,14 @@ class DMCondenser(Condenser):
         self.learning_rate, self.width, self.depth = learning_rate, width, depth
 
     def condense(self, per_class: int):
+        from tinysift.condensation.base import check_per_class
+
+        ctx = self.context_
+        if ctx is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(context) first")
+        # K is checked before the optimization it sizes (a K of 0 was a TF graph error, one
+        # above a class a numpy sampling error)
+        check_per_class(per_class, np.bincount(ctx.y, minlength=ctx.num_classes))
         self._synth = self._optimize(per_class)
         return super().condense(per_class)
 

@@ -1,8 +1,10 @@
 """Flow condensation: samples drawn from a per-class normalizing flow, decoded to images.
 
 The flow is fit on a PCA of the pixels (so a sampled embedding decodes linearly back to an
-image); samples are drawn at a reduced temperature (0.7), which trades diversity for
-typicality as Glow does.
+image); samples are drawn at a reduced temperature (0.7): the base distribution's noise is
+scaled before the flow is inverted, which trades diversity for typicality as Glow does.
+(Until 2026-12-03 the decoded samples were shrunk toward the class mean instead, which
+moves them between the class's modes, off its density.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class FlowCondenser(Condenser):
     def __init__(self, seed: int = 0, dim: int = 24, temperature: float = 0.7,
                  flow: FlowConfig | dict | None = None):
         super().__init__(seed)
+        if not 0 < temperature <= 1:
+            from tinysift.errors import BudgetError
+
+            raise BudgetError(f"flow condenser temperature must be in (0, 1], got {temperature}")
         self.dim, self.temperature = dim, temperature
         self.flow = FlowConfig(**flow) if isinstance(flow, dict) else (flow or FlowConfig())
 
@@ -34,10 +40,7 @@ class FlowCondenser(Condenser):
                                                                 context.num_classes)
 
     def _condense_class(self, c, idx, k):
-        mean = self.flows_.mean_[c]
-        raw = self.flows_.sample(c, k, seed=self.seed + c)
-        # sample() returns mean + std * x with x from the flow; shrink toward the class mean.
-        z = mean + (raw - mean) * self.temperature
+        z = self.flows_.sample(c, k, seed=self.seed + c, temperature=self.temperature)
         flat = self.pca_.inverse_transform(z)
         return to_uint8(flat.reshape((k,) + self.context_.x.shape[1:]))
 
