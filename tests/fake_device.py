@@ -61,7 +61,8 @@ class FakeDevice(threading.Thread):
                  sample_bytes: int = 64, model: str = "abc", test: int = 20,
                  boot: bool | str = True, source: str = "flash", ram: int = 0,
                  epoch_delay: float = 0.0, hold: threading.Event | None = None,
-                 hz: int = 25_000_000):
+                 hz: int = 25_000_000, board: str = "qemu-mps2-an386",
+                 counter: str = "systick-icount"):
         super().__init__(daemon=True)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -75,7 +76,10 @@ class FakeDevice(threading.Thread):
         self.boot_on_connect, self.epoch_delay = boot, epoch_delay
         self.hold = hold  # set: epochs after the first wait for it (a run held mid-train)
         self.resets = 0
-        self.hz = hz  # the clock `@info` reports (the emulated board's profile: 25 MHz)
+        self.hz = hz  # the counter's rate `@boot` and `@info` report (25 MHz: the MPS2's)
+        # what `@boot board=` names (the host refuses another board's firmware) and the
+        # counter `@boot` and `@info` name (a Pico: `timer`, at 1 MHz)
+        self.board, self.counter = board, counter
         self.source, self.ram = source, ram  # a board left on a RAM set by an earlier session
         self.loading = 0
         self.loaded = 0
@@ -161,7 +165,7 @@ class FakeDevice(threading.Thread):
             self.ram //= 2
 
     def _boot(self) -> str:
-        return (f"@boot proto=1 fw=1 board=fake counter=systick-icount hz=25000000 "
+        return (f"@boot proto=1 fw=1 board={self.board} counter={self.counter} hz={self.hz} "
                 f"resets={self.resets} model={self.model} db={self.kept}")
 
     # ---- the device ----------------------------------------------------------------------
@@ -275,7 +279,7 @@ class FakeDevice(threading.Thread):
         self.send(f"@info proto=1 fw=1 format=1 model={self.model} train={self.flash} "
                   f"test={self.test} classes={self.classes} features=8 "
                   f"sample_bytes={self.sample_bytes} db_capacity={self.capacity} arena=3072 "
-                  f"ram_static=20000 flash=50000 counter=systick-icount hz={self.hz} "
+                  f"ram_static=20000 flash=50000 counter={self.counter} hz={self.hz} "
                   "icount_shift=6")
         self.send("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")
         self.send("@ready cmd=info status=0")

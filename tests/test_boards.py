@@ -122,7 +122,7 @@ def test_flash_dry_run_openocd_command(tmp_path):
     assert build.elf == tmp_path.resolve() / "build" / "nucleo_f411re" / "firmware.elf"
     assert [s.cmd for s in steps] == [[
         "openocd", "-f", "board/st_nucleo_f4.cfg",
-        "-c", f"program {build.elf} verify reset exit"]]
+        "-c", f"program {{{build.elf}}} verify reset exit"]]
     # the Debian package has the board script the profile names
     scripts = Path("/usr/share/openocd/scripts")
     if scripts.is_dir():
@@ -173,7 +173,7 @@ def test_flash_without_a_probe_fails_in_one_line(tmp_path):
     elf = tmp_path / "firmware.elf"
     elf.write_bytes(b"\x7fELF")
     step = flash_steps(brd, build_plan(brd, None, tmp_path))[1][0]
-    step.cmd[-1] = f"program {elf} verify reset exit"
+    step.cmd[-1] = f"program {{{elf}}} verify reset exit"
     with pytest.raises(DeviceError) as err:
         run_step(step, brd, timeout=60)
     msg = str(err.value)
@@ -213,3 +213,176 @@ def test_calibrate_with_the_users_meter():
         calibrate("qemu-netduinoplus2", current_ma=1.0)
     with pytest.raises(TinysiftError, match="exactly one"):
         calibrate("nucleo_f411re")
+
+
+# ---- a profile's values are checked when it is loaded -----------------------------------------
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('usb_ids = "0483:374b"', r"usb_ids = '0483:374b' is not a list of \"vid:pid\""),
+    ('usb_ids = ["0483-374b"]', r"usb_ids = \['0483-374b'\] is not a list"),
+    ('active_current_ma = "10"', r"active_current_ma = '10' is not a number \(no quotes\)"),
+    ("active_current_ma = -1.0", "active_current_ma = -1.0 is not a positive number"),
+    ("clock_hz = 0", "clock_hz = 0 is not a positive whole number"),
+    ("clock_hz = 1e8", r"clock_hz = 100000000.0 is not a whole number"),
+    ('ram_bytes = "128K"', "ram_bytes = '128K' is not a whole number"),
+    ("emulated = 0", "emulated = 0 is not true or false"),
+    ('flash_method = "jtag"', "flash_method = 'jtag' is not one of probe, uf2, pio-upload"),
+    ('counter = "cyccnt"', "counter = 'cyccnt' is not one of dwt, systick-icount"),
+    ("counter_hz = -5", "counter_hz = -5 is not 0 or more"),
+    ("description = 3", "description = 3 is not a string"),
+])
+def test_a_bad_profile_value_is_refused_naming_file_key_and_fix(line, message):
+    """A quoted number, a string for a list, a zero clock or an unknown flash method used to
+    load and fail later (or divide by zero, or count a string's characters as USB ids)."""
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    (folder / "nucleo_f411re.toml").write_text(line + "\n")
+    with pytest.raises(TinysiftError, match=message) as err:
+        load_board("nucleo_f411re")
+    text = str(err.value)
+    assert str(folder / "nucleo_f411re.toml") in text and "; set " in text
+    assert "\n" not in text
+
+
+def test_a_profile_missing_keys_names_them(tmp_path, monkeypatch):
+    import tinysift.boards as boards_mod
+
+    monkeypatch.setattr(boards_mod, "boards_dir", lambda: tmp_path)
+    (tmp_path / "mine.toml").write_text('name = "mine"\nclock_hz = 10\n')
+    with pytest.raises(TinysiftError, match=r"mine.toml: missing keys .*core.*counter"):
+        load_board("mine")
+
+
+def test_every_project_profile_loads_and_upper_case_usb_ids_still_do():
+    assert len(list_boards()) >= 11
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    (folder / "pico.toml").write_text('usb_ids = ["2E8A:000A"]\n')
+    assert load_board("pico").usb_ids == ["2E8A:000A"]
+
+
+# ---- the counter's rate ------------------------------------------------------------------------
+
+def _systick_hz(builder: str) -> int:
+    """TS_SYSTICK_HZ as an emulated platform's builder defines it."""
+    import re
+
+    text = (ROOT / "boards" / builder / "builder" / "main.py").read_text()
+    return int(re.search(r'"TS_SYSTICK_HZ", "(\d+)u"', text).group(1))
+
+
+def test_emulated_boards_count_at_their_profile_s_clock():
+    """The emulated boards' counter (SysTick under -icount) runs at TS_SYSTICK_HZ, which the
+    firmware reports as `hz`: it must be the profile's clock, so their seconds and energy are
+    what they were when the host divided by `clock_hz` (to the last bit)."""
+    from tinysift.device.energy import estimate
+
+    rates = {"qemu-mps2-an386": _systick_hz("platform-qemu"),
+             "qemu-mps2-an500": _systick_hz("platform-qemu"),
+             "qemu-netduinoplus2": _systick_hz("platform-stm32")}
+    for name, hz in rates.items():
+        b = load_board(name)
+        assert b.counter == "systick-icount" and b.counter_rate == b.clock_hz == hz
+        for cycles in (0, 1, 2_500_000, 987_654_321):
+            got = estimate(b, cycles, hz)
+            assert got.seconds == cycles / b.clock_hz  # the old formulas, exactly
+            assert got.energy_mj == b.supply_v * b.active_current_ma * cycles / b.clock_hz
+            assert estimate(b, cycles) == got  # an old firmware without `hz`
+
+
+def test_the_pico_s_timer_counts_microseconds():
+    """The Arduino port's Pico counter is micros() (ts_cycles_hz() 1 MHz): without a device
+    report the profile's rate is that, not the 125 MHz core clock."""
+    from tinysift.device.energy import estimate
+
+    pico = load_board("pico")
+    assert pico.counter == "timer" and pico.counter_rate == 1_000_000
+    assert pico.clock_hz == 125_000_000
+    assert estimate(pico, 1_000_000).seconds == 1.0
+    assert estimate(pico, 1_000_000).energy_mj == pytest.approx(3.3 * 24.0)
+    assert "1000000u" in (ROOT / "boards" / "ports" / "arduino" /
+                          "ts_platform_arduino.cpp").read_text()
+
+
+# ---- flashing details: UF2 images, Tcl quoting, the BOOTSEL drive, image sizes ----------------
+
+def test_uf2_refuses_an_empty_image_and_an_unaligned_base(tmp_path):
+    import struct
+    import subprocess
+    import sys
+
+    from tinysift.device.uf2 import RP2040_FLASH, bin_to_uf2
+
+    blocks = bin_to_uf2(b"\x01" * 300)
+    assert len(blocks) == 2 * 512
+    assert struct.unpack_from("<I", blocks, 512 + 12)[0] == RP2040_FLASH + 256
+    with pytest.raises(TinysiftError, match="the raw image is empty"):
+        bin_to_uf2(b"")
+    with pytest.raises(TinysiftError, match=r"--base 0x10000010 is not a multiple of 256.*"
+                                            r"0x10000000"):
+        bin_to_uf2(b"\x01", base=RP2040_FLASH + 16)
+    # the command line the flash step runs: one line, status 2, no image written
+    (tmp_path / "empty.bin").write_bytes(b"")
+    (tmp_path / "one.bin").write_bytes(b"\x01")
+    for name, extra, want in (("empty.bin", [], "empty"),
+                              ("one.bin", ["--base", "0x10000004"], "not a multiple")):
+        out = tmp_path / (name + ".uf2")
+        proc = subprocess.run([sys.executable, "-m", "tinysift.device.uf2",
+                               str(tmp_path / name), str(out), *extra],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and want in proc.stderr and not out.exists()
+
+
+def test_openocd_program_path_is_one_tcl_word(tmp_path):
+    """OpenOCD's -c is Tcl: an unquoted path with a space (or $, [ ]) splits or substitutes."""
+    brd = load_board("nucleo_f411re")
+    folder = tmp_path / "my runs"
+    _, steps = flash_steps(brd, build_plan(brd, None, folder))
+    elf = folder.resolve() / "build" / "nucleo_f411re" / "firmware.elf"
+    assert steps[0].cmd[-1] == f"program {{{elf}}} verify reset exit"
+
+
+def test_the_bootsel_drive_is_looked_up_when_the_copy_runs(tmp_path, monkeypatch):
+    """The Pico is often put in BOOTSEL mode while the firmware builds: the drive is looked
+    up at copy time (the stand-in below is for the mounted drive, hardware)."""
+    import tinysift.device.flash as flash_mod
+
+    brd, plan = _plan("pico", tmp_path)
+    monkeypatch.setattr(flash_mod, "uf2_drive", lambda: None)
+    _, steps = flash_steps(brd, plan)  # no drive yet
+    copy = steps[-1]
+    assert copy.uf2_copy and copy.cmd[-1] == "<RPI-RP2 drive>/"
+    with pytest.raises(DeviceError, match="no RPI-RP2 drive mounted: hold BOOTSEL"):
+        run_step(copy, brd)
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    Path(copy.cmd[1]).parent.mkdir(parents=True, exist_ok=True)
+    Path(copy.cmd[1]).write_bytes(b"uf2")
+    monkeypatch.setattr(flash_mod, "uf2_drive", lambda: drive)  # plugged in since
+    run_step(copy, brd)
+    assert (drive / "firmware.uf2").read_bytes() == b"uf2"
+
+
+def test_image_sizes_are_unknown_without_a_size_tool(tmp_path, monkeypatch):
+    """A missing `arm-none-eabi-size` gave sizes 0, printed as `flash 0 B`."""
+    import subprocess
+
+    from tinysift.device.build import BuildResult, describe_sizes, elf_sizes
+
+    brd = load_board("nucleo_f411re")
+    need_tools("arm-none-eabi-gcc")
+    src = tmp_path / "x.c"
+    src.write_text("int table[100] = {1}; int zeros[50];\nint f(void) { return 1; }\n")
+    obj = tmp_path / "x.o"
+    subprocess.run(["arm-none-eabi-gcc", "-c", "-O1", str(src), "-o", str(obj)], check=True)
+    flash, ram = elf_sizes(obj, brd)
+    assert flash >= 400 and ram >= 600
+    assert describe_sizes(BuildResult(obj, flash, ram, "", 0.0), brd).startswith(
+        f"flash {flash:,} B, static RAM {ram:,} B")
+    not_elf = tmp_path / "not.elf"
+    not_elf.write_bytes(b"junk")
+    assert elf_sizes(not_elf, brd) == (None, None)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert elf_sizes(obj, brd) == (None, None)
+    line = describe_sizes(BuildResult(obj, None, None, "", 0.0), brd)
+    assert "unknown" in line and "arm-none-eabi-size" in line and "0 B" not in line

@@ -329,8 +329,8 @@ def make_run(tmp_path, samples=20):
     return fake_run(tmp_path / "run", samples=samples, classes=10)
 
 
-BOOT = rec("@boot proto=1 fw=1 board=test counter=systick-icount hz=25000000 resets=0 "
-           "model=abc")
+BOOT = rec("@boot proto=1 fw=1 board=qemu-mps2-an386 counter=systick-icount hz=25000000 "
+           "resets=0 model=abc")
 
 
 def train_script(resets_at_epoch=None, stall_after=None):
@@ -357,8 +357,8 @@ def train_script(resets_at_epoch=None, stall_after=None):
                     return  # the device goes quiet
                 if resets_at_epoch == n and state["boots"] == 0:
                     state["boots"] += 1
-                    send(rec("@boot proto=1 fw=1 board=test counter=systick-icount "
-                             "hz=25000000 resets=1 model=abc"))
+                    send(rec("@boot proto=1 fw=1 board=qemu-mps2-an386 "
+                             "counter=systick-icount hz=25000000 resets=1 model=abc"))
                     return
                 send(rec(f"@epoch n={n} loss={1.0 / n:.4f} train_acc=0.{5 + n} correct=1 "
                          f"samples=20 cycles=2500000"))

@@ -168,22 +168,50 @@ def test_cached_result_only_for_the_same_streamed_set(tmp_path):
     params = TrainParams(epochs=2)
     one, two = a_set(0), a_set(1)
     complete_result(run, "x", params, session_set(run, one, False, "ram")[1])
-    assert cached_results(run, "x", params, train_set=one) is not None
-    assert cached_results(run, "x", params, train_set=(one[0].astype(np.int16), one[1]))
-    assert cached_results(run, "x", params, train_set=two) is None
-    assert cached_results(run, "x", params, train_set=(one[0], 1 - one[1])) is None
-    assert cached_results(run, "x", params, train_set=one, db_use="both") is None
-    assert cached_results(run, "x", params) is None  # the compiled-in set
+    assert cached_results(run, "x", params, BOARD, train_set=one) is not None
+    assert cached_results(run, "x", params, BOARD,
+                          train_set=(one[0].astype(np.int16), one[1]))
+    assert cached_results(run, "x", params, BOARD, train_set=two) is None
+    assert cached_results(run, "x", params, BOARD, train_set=(one[0], 1 - one[1])) is None
+    assert cached_results(run, "x", params, BOARD, train_set=one, db_use="both") is None
+    assert cached_results(run, "x", params, BOARD) is None  # the compiled-in set
     complete_result(run, "x", params, None)  # written before the hash was recorded
-    assert cached_results(run, "x", params, train_set=one) is None
+    assert cached_results(run, "x", params, BOARD, train_set=one) is None
     complete_result(run, "f", params, session_set(run, None, False, "ram")[1])
-    assert cached_results(run, "f", params) is not None
-    assert cached_results(run, "f", params, use_db=True) is None  # the same set, streamed
+    assert cached_results(run, "f", params, BOARD) is not None
+    assert cached_results(run, "f", params, BOARD, use_db=True) is None  # the set, streamed
     # the session records it (here: in the failed attempt's results)
     with pytest.raises(DeviceError):
         run_on_device(run, BOARD, port=NO_PORT, params=params, train_set=two, label="y")
     assert load(run / "device" / "y" / "results.json").train_set_hash == \
         session_set(run, two, False, "ram")[1]
+
+
+def test_cached_result_only_for_the_same_board(tmp_path):
+    """One export runs on several boards (pipelines name the board, the device folder's
+    label does not): a result of another board has its cycles and energy, never reused."""
+    from tinysift.stages.device import TrainParams, cached_results, session_set
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "full-300", params, session_set(run, None, False, "ram")[1])
+    assert cached_results(run, "full-300", params, BOARD) is not None
+    assert cached_results(run, "full-300", params, "qemu-mps2-an500") is None
+
+
+def test_cached_stream_result_only_for_the_same_board(tmp_path):
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    _stream_files(run, "s", params, stream, a_set(0))
+    res, _ = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
+    assert res.session == "earlier"  # cached: the port is never opened
+    with pytest.raises(DeviceError, match="cannot open"):  # another board: it runs
+        run_stream_on_device(run, "qemu-mps2-an500", params, a_set(0), stream, "s",
+                             port=NO_PORT)
 
 
 # ---- the stream stage ---------------------------------------------------------------------
@@ -384,3 +412,86 @@ def test_a_set_that_does_not_fit_the_exported_buffer_is_refused_before_the_board
     assert not (run / "device" / "results.json").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):  # a set that fits gets to the port
         run_on_device(run, BOARD, port=NO_PORT, train_set=(x, y), params=TrainParams(epochs=1))
+
+
+# ---- the device's counter rate and board, with the fake device ------------------------------
+
+def _fake_session(tmp_path, profile: str, **device):
+    """One `device run` of ``profile`` against tests/fake_device.py's device (``device``: its
+    options): the results, or the DeviceError."""
+    from fake_device import FakeDevice
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    dev = FakeDevice(**device)
+    try:
+        return run_on_device(run, profile, port=dev.url, params=TrainParams(epochs=1),
+                             timeout=2.0)
+    finally:
+        dev.close()
+
+
+def test_a_pico_s_microsecond_timer_gives_seconds_and_energy(tmp_path):
+    """The Pico's port counts micros() (`counter=timer`, `hz=1000000`): the counts are
+    microseconds, not 125 MHz core cycles; time and energy were 125x too small, and the
+    clock warning told the user to change `clock_hz`."""
+    from tinysift.device.session import clock_warning
+
+    res = _fake_session(tmp_path, "pico", board="pico", counter="timer", hz=1_000_000)
+    assert res.complete and res.counter == "timer" and res.counter_hz == 1_000_000
+    ep = res.epochs[0]  # the fake's epoch: 2,500,000 counts = 2.5 s
+    assert ep.seconds == pytest.approx(2.5)
+    assert ep.energy_mj == pytest.approx(3.3 * 24.0 * 2.5)  # V * mA * s = mJ
+    assert res.phases["features"].seconds == pytest.approx(1.0)
+    assert clock_warning(res) is None and res.clock_hz == 125_000_000
+    res.events.append({"clock_differs": {"device_hz": 2_000_000, "profile_hz": 1_000_000}})
+    warning = clock_warning(res)  # a timer's rate is no core clock: the fix is counter_hz
+    assert "timer counter at 2 MHz" in warning and "`counter_hz` in boards/pico.toml" in warning
+
+
+def test_the_device_s_counter_rate_is_used_and_a_core_clock_mismatch_named(tmp_path):
+    """A NUCLEO-F411RE whose firmware runs its core (DWT) at 84 MHz, not the profile's
+    100 MHz: seconds use the device's rate; the warning names the clock, not a fix that
+    would make the seconds wrong."""
+    from tinysift.device.session import clock_warning
+
+    res = _fake_session(tmp_path, "nucleo_f411re", board="nucleo_f411re", counter="dwt",
+                        hz=84_000_000)
+    assert res.complete and res.counter_hz == 84_000_000
+    assert res.epochs[0].seconds == pytest.approx(2_500_000 / 84e6)
+    warning = clock_warning(res)
+    assert "core clock at 84 MHz" in warning and "says 100 MHz" in warning
+    assert "seconds and energy use the device's rate" in warning
+
+
+def test_firmware_of_another_board_is_refused(tmp_path):
+    """`@boot board=` names the firmware's board: an AN500 image answering a session for
+    the AN386 profile (or a Pico's on a Nano's port) would be costed with the wrong
+    profile."""
+    from tinysift.device.session import WrongBoard
+
+    with pytest.raises(WrongBoard, match=r"built for board 'qemu-mps2-an500', not "
+                                         r"'qemu-mps2-an386'.*--board qemu-mps2-an386"):
+        _fake_session(tmp_path, BOARD, board="qemu-mps2-an500")
+    failed = load(tmp_path / "run" / "device" / "results.json")
+    assert failed.status == "failed" and failed.firmware["board"] == "qemu-mps2-an500"
+    assert not failed.epochs
+    # the profile's own name passes (the QEMU and STM32 firmware send it)
+    assert _fake_session(tmp_path / "ok", BOARD, board=BOARD).complete
+
+
+def test_the_streamed_session_checks_the_board_too(tmp_path):
+    from fake_device import FakeDevice
+    from tinysift.device.session import WrongBoard
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    dev = FakeDevice(board="pico")
+    try:
+        with pytest.raises(WrongBoard, match="built for board 'pico'"):
+            run_stream_on_device(run, BOARD, TrainParams(epochs=1), a_set(0),
+                                 StreamParams(6, 3), "s", port=dev.url, timeout=2.0)
+    finally:
+        dev.close()

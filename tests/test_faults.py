@@ -283,9 +283,10 @@ def test_log_records_carry_the_session(tmp_path):
 
 
 def test_a_clock_other_than_the_profile_s_is_recorded_and_named(tmp_path):
-    """Seconds and energy divide cycles by the profile's clock: a firmware reporting another
-    clock completes, but the results carry the two rates and the CLI's warning names the
-    factor and the fix; a matching clock leaves no such event."""
+    """Seconds and energy are the counts over the counter's rate the device reports (`hz`):
+    a firmware reporting another rate than the profile's completes with its own rate, and the
+    results carry the two rates; the CLI's warning names them and what the profile's current
+    is for; a rate within 1 % leaves no such event."""
     from tinysift.device.session import clock_warning
     from tinysift.stages.device import TrainParams, run_on_device
 
@@ -299,8 +300,11 @@ def test_a_clock_other_than_the_profile_s_is_recorded_and_named(tmp_path):
     off, close = results
     assert off.complete and {"clock_differs": {"device_hz": 100_000_000,
                                                "profile_hz": 25_000_000}} in off.events
-    assert "off by 4.00x" in clock_warning(off) and "boards/qemu-mps2-an386.toml" in \
-        clock_warning(off)
+    assert off.counter_hz == 100_000_000
+    assert off.epochs[0].seconds == pytest.approx(2_500_000 / 100e6)
+    warning = clock_warning(off)
+    assert "core clock at 100 MHz" in warning and "(4.00x)" in warning
+    assert "boards/qemu-mps2-an386.toml" in warning
     assert close.complete and clock_warning(close) is None
 
 

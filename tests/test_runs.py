@@ -127,15 +127,15 @@ def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_
                         train_set_hash=session_set(run, None, False, "ram")[1])
     (run / "device" / "x").mkdir(parents=True)
     atomic_write_json(run / "device" / "x" / RESULTS, res.to_dict())
-    assert cached_results(run, "x", params) is not None
-    assert cached_results(run, "x", TrainParams(epochs=3)) is None
+    assert cached_results(run, "x", params, "b") is not None
+    assert cached_results(run, "x", TrainParams(epochs=3), "b") is None
     real = build.firmware_source_hash()
     monkeypatch.setattr(build, "firmware_source_hash", lambda: real + "0")  # a source edited
-    assert cached_results(run, "x", params) is None
+    assert cached_results(run, "x", params, "b") is None
     monkeypatch.setattr(build, "firmware_source_hash", lambda: real)
-    assert cached_results(run, "x", params) is not None
+    assert cached_results(run, "x", params, "b") is not None
     (run / "export" / "ts_export_model.c").write_text("const int a = 2;\n")  # re-exported
-    assert cached_results(run, "x", params) is None
+    assert cached_results(run, "x", params, "b") is None
 
 
 def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):

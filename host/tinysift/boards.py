@@ -15,18 +15,24 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from tinysift.errors import TinysiftError
+from tinysift.params import describe_annotation, value_fits
 from tinysift.paths import boards_dir, firmware_dir
 
 DEFAULT_BOARD = "qemu-mps2-an386"
 COUNTERS = ("dwt", "systick-icount", "timer", "ccount")
+#: How ``device flash`` writes a board (tinysift.device.flash); empty: not flashable yet.
+FLASH_METHODS = ("", "probe", "uf2", "pio-upload")
 #: Where a user's board profiles live: ``$TINYSIFT_CONFIG_DIR/boards``, else
 #: ``$XDG_CONFIG_HOME/tinysift/boards``, else ``~/.config/tinysift/boards``.
 CONFIG_ENV = "TINYSIFT_CONFIG_DIR"
+_USB_ID = re.compile(r"[0-9a-f]{4}:[0-9a-f]{4}", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,35 @@ class Board:
     pyocd_target: str = ""
     marker_pin: str = ""
     serial: str = ""
+    #: the cycle counter's rate where it is not the core clock (the Pico's ``timer``:
+    #: micros(), 1 MHz); 0: the counter counts core cycles at ``clock_hz``. The device reports
+    #: its counter's rate (``@info hz``), which the host uses first.
+    counter_hz: int = 0
     #: where the profile was read from (the project's boards/ or the user's folder)
     source_file: str = ""
 
-    def energy_mj(self, cycles: int) -> float:
-        """Estimated energy E = V * I_active * cycles / f, in millijoules."""
-        return self.supply_v * self.active_current_ma * cycles / self.clock_hz
+    @property
+    def counter_rate(self) -> int:
+        """The rate the profile expects the cycle counter to count at (Hz)."""
+        return self.counter_hz or self.clock_hz
 
-    def seconds(self, cycles: int) -> float:
-        return cycles / self.clock_hz
+    def energy_mj(self, cycles: int, hz: int | None = None) -> float:
+        """Estimated energy E = V * I_active * cycles / f, in millijoules: the active current
+        over the counted time. ``hz``: the counter's rate as the device reports it (default:
+        the profile's :attr:`counter_rate`)."""
+        return self.supply_v * self.active_current_ma * cycles / (hz or self.counter_rate)
+
+    def seconds(self, cycles: int, hz: int | None = None) -> float:
+        """Counted ``cycles`` in seconds, at the counter's rate ``hz`` (default: the
+        profile's :attr:`counter_rate`)."""
+        return cycles / (hz or self.counter_rate)
+
+    @property
+    def firmware_names(self) -> tuple[str, ...]:
+        """The names its firmware may give in ``@boot board=``: the profile's (the QEMU and
+        STM32 platforms) or its PlatformIO env's (the Arduino and ESP-IDF ports: the env
+        name)."""
+        return tuple(dict.fromkeys((self.name, self.pio_env)))
 
     @property
     def user_profile(self) -> bool:
@@ -117,13 +143,46 @@ def load_board(name: str) -> Board:
     unknown = sorted(set(data) - known_keys)
     if unknown:
         raise TinysiftError(f"board profile {path}: unknown keys {', '.join(unknown)}")
-    try:
-        board = Board(**data, source_file=str(path))
-    except TypeError as exc:
-        raise TinysiftError(f"board profile {path} is malformed: {exc}") from exc
-    if board.counter not in COUNTERS:
-        raise TinysiftError(f"board profile {path}: counter must be one of {COUNTERS}")
-    return board
+    required = {f.name for f in fields(Board) if f.default is MISSING
+                and f.default_factory is MISSING}
+    missing = sorted(required - set(data))
+    if missing:
+        raise TinysiftError(f"board profile {path}: missing keys {', '.join(missing)}; add "
+                            f"them (see boards/{DEFAULT_BOARD}.toml)")
+    _check_values(path, data)
+    return Board(**data, source_file=str(path))
+
+
+def _check_values(path: Path, data: dict) -> None:
+    """Every key's type and range (TOML's types: a quoted number is a string, and would
+    only fail later, or silently give wrong seconds and energy)."""
+    def bad(key: str, want: str) -> TinysiftError:
+        return TinysiftError(f"board profile {path}: {key} = {data[key]!r} is not {want}; "
+                             f"set {key} to {want}")
+
+    hints = typing.get_type_hints(Board)
+    for key, value in data.items():
+        if key == "usb_ids":  # checked below, with its own form
+            continue
+        if not value_fits(value, hints[key]):
+            raise bad(key, describe_annotation(hints[key]) + (" (no quotes)" if hints[key] in (
+                int, float) else " (in quotes)" if hints[key] is str else ""))
+        if hints[key] is int and value < (0 if key in ("qemu_serial_index", "counter_hz")
+                                          else 1):
+            raise bad(key, "0 or more" if key in ("qemu_serial_index", "counter_hz")
+                      else "a positive whole number")
+        if hints[key] is float and not value > 0:
+            raise bad(key, "a positive number")
+    ids = data.get("usb_ids", [])
+    if not isinstance(ids, list) or not all(
+            isinstance(i, str) and _USB_ID.fullmatch(i) for i in ids):
+        raise bad("usb_ids", 'a list of "vid:pid" strings in lower-case hex, '
+                             'e.g. ["2e8a:000a"]')
+    if data["counter"] not in COUNTERS:
+        raise bad("counter", f"one of {', '.join(COUNTERS)}")
+    if data.get("flash_method", "") not in FLASH_METHODS:
+        raise bad("flash_method", f"one of {', '.join(m for m in FLASH_METHODS if m)} "
+                                  "(or leave it out)")
 
 
 def list_boards() -> list[Board]:

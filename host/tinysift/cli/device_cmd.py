@@ -64,7 +64,7 @@ def flash_cmd(
 ) -> None:
     """Build the firmware (with a run's export) and flash it onto a real board."""
     from tinysift.boards import load_board
-    from tinysift.device.build import build_firmware, build_plan
+    from tinysift.device.build import build_firmware, build_plan, describe_sizes
     from tinysift.device.flash import flash_steps, run_step
     from tinysift.paths import firmware_dir
 
@@ -93,8 +93,8 @@ def flash_cmd(
         res = flash(run, board, port=port, upload=upload)  # checked, the run folder locked
     else:
         res = build_firmware(None, brd, out, upload=upload, port=port)
-    console.print(f"built {res.elf} in {res.seconds:.1f} s: flash {res.flash_bytes:,} B, "
-                  f"static RAM {res.ram_bytes:,} B" + (" and uploaded" if upload else ""))
+    console.print(f"built {res.elf} in {res.seconds:.1f} s: {describe_sizes(res, brd)}"
+                  + (" and uploaded" if upload else ""))
     for step in steps:
         console.print(f"{step.what}: {step.shell()}")
         run_step(step, brd)
@@ -169,7 +169,9 @@ def run_cmd(
 
 
 def print_results(res: DeviceResults) -> None:
-    table = Table(title=f"{res.board} ({res.counter} counter, {res.clock_hz / 1e6:g} "
+    rate = res.counter_hz or res.clock_hz  # a Pico's timer counts at 1 MHz
+    at = f" at {rate / 1e6:g} MHz" if rate != res.clock_hz else ""
+    table = Table(title=f"{res.board} ({res.counter} counter{at}, {res.clock_hz / 1e6:g} "
                         f"MHz) - {res.status}")
     for col in ("phase", "cycles", "ms", "energy mJ", "kind"):
         table.add_column(col, justify="right" if col != "phase" else "left")

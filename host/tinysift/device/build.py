@@ -39,8 +39,8 @@ def firmware_source_hash() -> str:
 @dataclass
 class BuildResult:
     elf: Path
-    flash_bytes: int
-    ram_bytes: int
+    flash_bytes: int | None  # None: unknown (no size tool for the ELF, :func:`elf_sizes`)
+    ram_bytes: int | None
     log: str
     seconds: float
 
@@ -138,15 +138,31 @@ def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload:
     return BuildResult(dest, flash, ram, log, seconds)
 
 
-def elf_sizes(elf: Path, board: Board) -> tuple[int, int]:
-    """(flash, static RAM) bytes from ``size`` (text+data, data+bss)."""
-    tool = "arm-none-eabi-size" if board.core.startswith("cortex") else "size"
+def size_tool(board: Board) -> str:
+    """The ``size`` that reads the board's ELF."""
+    return "arm-none-eabi-size" if board.core.startswith("cortex") else "size"
+
+
+def elf_sizes(elf: Path, board: Board) -> tuple[int | None, int | None]:
+    """(flash, static RAM) bytes from ``size`` (text+data, data+bss); (None, None) when
+    unknown: the tool is missing or cannot read the ELF (a size of 0 would read as an
+    empty image)."""
     try:
-        out = subprocess.run([tool, str(elf)], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        return 0, 0
+        out = subprocess.run([size_tool(board), str(elf)], capture_output=True, text=True,
+                             timeout=60)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None, None
     m = re.search(r"^\s*(\d+)\s+(\d+)\s+(\d+)", out.stdout, re.M)
-    if not m:
-        return 0, 0
+    if out.returncode != 0 or not m:
+        return None, None
     text, data, bss = (int(v) for v in m.groups())
     return text + data, data + bss
+
+
+def describe_sizes(res: BuildResult, board: Board) -> str:
+    """``flash N B, static RAM M B``, or why they are unknown."""
+    if res.flash_bytes is None or res.ram_bytes is None:
+        return (f"flash and static RAM unknown ({size_tool(board)} not found or cannot read "
+                f"the ELF; install it, e.g. sudo apt-get install "
+                f"{'binutils-arm-none-eabi' if size_tool(board) != 'size' else 'binutils'})")
+    return f"flash {res.flash_bytes:,} B, static RAM {res.ram_bytes:,} B"

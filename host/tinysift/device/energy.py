@@ -21,9 +21,11 @@ from tinysift.device.results import PhaseResult
 from tinysift.errors import DeviceError
 
 
-def estimate(board: Board, cycles: int) -> PhaseResult:
-    """One phase's time and estimated energy from its cycle count."""
-    return PhaseResult(int(cycles), board.seconds(cycles), board.energy_mj(cycles), "estimated")
+def estimate(board: Board, cycles: int, hz: int | None = None) -> PhaseResult:
+    """One phase's time and estimated energy from its count: the count over the counter's
+    rate ``hz`` (the device's report; default: the profile's :attr:`Board.counter_rate`)."""
+    return PhaseResult(int(cycles), board.seconds(cycles, hz), board.energy_mj(cycles, hz),
+                       "estimated")
 
 
 @dataclass(frozen=True)

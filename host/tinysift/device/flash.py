@@ -37,12 +37,14 @@ FLASH_BASE = 0x08000000  # st-flash writes the raw .bin here (every STM32 of the
 
 @dataclass
 class FlashStep:
-    """One command (or, ``copy_to`` set, one file copy) of a flash."""
+    """One command (or, ``uf2_copy`` set, one file copy) of a flash."""
 
     what: str
     cmd: list[str]
     tool: str = ""  # a key of TOOLS whose absence is reported in one line
-    copy_to: Path | None = None
+    #: a copy onto the Pico's RPI-RP2 drive, found when the step runs (after the build: the
+    #: Pico may be put in BOOTSEL mode while it builds)
+    uf2_copy: bool = False
 
     def shell(self) -> str:
         return shlex.join(self.cmd)
@@ -58,7 +60,8 @@ def probe_steps(board: Board, elf: Path, probe: str) -> list[FlashStep]:
                               "(openocd_config)")
         return [FlashStep("flash with OpenOCD", [
             "openocd", "-f", board.openocd_config,
-            "-c", f"program {elf} verify reset exit"], tool="openocd")]
+            # braces: a Tcl word taken literally (a path with spaces, $ or [ ] in it)
+            "-c", f"program {{{elf}}} verify reset exit"], tool="openocd")]
     if probe == "pyocd":
         if not board.pyocd_target:
             raise DeviceError(f"{board.name} has no pyOCD target in its profile (pyocd_target)")
@@ -104,7 +107,7 @@ def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
         raise DeviceError(f"{board.name} is not flashed through a debug probe "
                           f"({method}): leave out --probe")
     if method == "uf2":
-        drive = uf2_drive()
+        drive = uf2_drive()  # for the command shown; run_step looks again at copy time
         binary, uf2 = build.elf.with_suffix(".bin"), build.elf.with_suffix(".uf2")
         return build, [
             FlashStep("raw image", ["arm-none-eabi-objcopy", "-O", "binary", str(build.elf),
@@ -112,7 +115,8 @@ def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
             FlashStep("UF2 image", [sys.executable, "-m", "tinysift.device.uf2", str(binary),
                                     str(uf2)]),
             FlashStep("copy the UF2 to the Pico in BOOTSEL mode",
-                      ["cp", str(uf2), str(drive or "<RPI-RP2 drive>") + "/"], copy_to=drive)]
+                      ["cp", str(uf2), str(drive or "<RPI-RP2 drive>") + "/"],
+                      uf2_copy=True)]
     if method == "pio-upload":
         upload = BuildPlan([*build.cmd, "-t", "upload", *(["--upload-port", port] if port
                                                           else [])],
@@ -145,11 +149,12 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
         if shutil.which(exe) is None:
             raise DeviceError(f"{exe} not found: {install} (or choose another --probe: "
                               f"{', '.join(PROBES)})")
-    if step.cmd[0] == "cp":
-        if step.copy_to is None:
+    if step.uf2_copy:
+        drive = uf2_drive()
+        if drive is None:
             raise DeviceError("no RPI-RP2 drive mounted: hold BOOTSEL while plugging the Pico "
                               "in, then run this again")
-        shutil.copy(step.cmd[1], step.copy_to)
+        shutil.copy(step.cmd[1], drive)
         return
     try:
         proc = subprocess.run(step.cmd, capture_output=True, text=True, timeout=timeout,

@@ -1,7 +1,14 @@
 """Instructions on the emulated Cortex-M4: the engine and a bench program
 (tools/bench/kernels_bench.c) built by hand with arm-none-eabi-gcc (the qemu-m4 env's flags,
-the QEMU mps2 runtime) and run under ``qemu-system-arm -icount shift=0``, where SysTick
-counts executed instructions (deterministic run to run; QEMU does not model cycles).
+the QEMU mps2 runtime) and run under ``qemu-system-arm -icount shift=0``, where the counter
+gives executed instructions (deterministic run to run; QEMU does not model cycles).
+
+Resolution: SysTick does not tick once per instruction. It runs at the 25 MHz core clock
+(40 ns a tick) and ``shift=0`` advances QEMU's clock 1 ns per instruction, so one tick is 40
+instructions; the runtime multiplies ticks by 40 (boards/runtime/cortex-m/ts_cm_systick.c).
+A count read around one call (``BENCH_MODEL invoke_instr``, ``engine check --board``) thus
+moves in steps of 40 instructions; the kernel and layer figures are averages over ``reps``
+calls (``tools/bench/kernels_bench.c``), so theirs is 40 / reps (15 reps: under 3).
 
 Used by ``tinysift engine check --board`` (one ``ts_invoke`` of a model: instructions and
 stack), tools/bench_kernels.py (every kernel case) and tools/bench_mlperf.py.

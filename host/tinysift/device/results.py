@@ -81,6 +81,10 @@ class DeviceResults:
     # samples, their labels and the `db` mode; a cached result is reused only for the same
     # (None: written before the field existed, never reused)
     train_set_hash: str | None = None
+    # the rate the counts were turned into seconds and energy at: the device's `hz` (@boot,
+    # @info), else the profile's counter rate (None: written before the field existed,
+    # when it was always clock_hz)
+    counter_hz: int | None = None
 
     # -- derived figures ----------------------------------------------------------------
     @property

@@ -36,6 +36,9 @@ SAVE_INTERVAL = 1.0
 MAX_RETRIES = 1
 ON_RESET = ("retry", "stop")
 DB_USE = ("ram", "both")
+#: Counters that count core clock cycles (their rate is the core clock); the others (the
+#: Pico's ``timer``) count time at their own rate.
+CORE_COUNTERS = ("dwt", "ccount", "systick-icount", "systick")
 
 
 @dataclass
@@ -158,7 +161,8 @@ class DeviceSession:
             energy_model={"supply_v": self.board.supply_v,
                           "active_current_ma": self.board.active_current_ma,
                           "source": self.board.current_source},
-            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), session=self.session_id)
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), session=self.session_id,
+            counter_hz=self.board.counter_rate)
         self.log = open(self.folder / LOG, "a", buffering=1)
         self.stats = None  # the link's LinkStats, once a link is open
         self.epoch_samples: list[int] = []  # each @epoch's `samples`
@@ -186,6 +190,7 @@ class DeviceSession:
             for key in ("board", "port", "clock"):  # the port and its clock set-up, if named
                 if key in rec.fields:
                     r.firmware[key] = rec.fields[key]
+            _note_clock(self, str(rec.fields.get("hz", "")))
         elif rec.type == "info":
             r.info = rec.fields
             if r.firmware is None:  # a real board that booted before the port was opened
@@ -197,13 +202,14 @@ class DeviceSession:
             if "ram_static" in rec.fields:
                 r.ram_bytes = rec.int("ram_static")
         elif rec.type == "epoch":
-            e = estimate(self.board, rec.int("cycles", 0))
+            e = estimate(self.board, rec.int("cycles", 0), r.counter_hz)
             r.epochs.append(EpochResult(rec.int("n"), rec.float("loss"), rec.float("train_acc"),
                                         e.cycles, e.seconds, e.energy_mj, e.energy_kind))
             r.samples = rec.int("samples", r.samples or 0)
             self.epoch_samples.append(r.samples)
         elif rec.type == "phase":
-            r.phases[rec.fields.get("name", "?")] = estimate(self.board, rec.int("cycles"))
+            r.phases[rec.fields.get("name", "?")] = estimate(self.board, rec.int("cycles"),
+                                                             r.counter_hz)
         elif rec.type == "eval":
             # its @class records follow: a new list for this `when`
             r.per_class = {**(r.per_class or {}), rec.fields.get("when", "-"): []}
@@ -258,6 +264,10 @@ def hello(link: SerialLink, session: DeviceSession, limits: SessionLimits):
 def new_session_id() -> str:
     """Unique per session: the start time, the process and a random part."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class WrongBoard(DeviceError):
+    """The firmware that answered is built for another board than the session's profile."""
 
 
 class ModelMismatch(DeviceError):
@@ -346,12 +356,39 @@ def train_with_retry(link: SerialLink, session: DeviceSession, limits: Limits, p
 
 def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
                 ) -> Record | None:
+    """The first ``@boot`` (None: a real board that booted before the port was opened),
+    checked against the session's board (:func:`check_board`)."""
     if session.board.emulated:
-        return link.wait_boot(limits=limits.boot())
+        boot = link.wait_boot(limits=limits.boot())
+    else:
+        try:
+            boot = link.wait_boot(limits=Limits(5.0, 5.0, limits.boot().records))
+        except DeviceTimeout:
+            return None  # a real board may have booted before the port was opened
     try:
-        return link.wait_boot(limits=Limits(5.0, 5.0, limits.boot().records))
-    except DeviceTimeout:
-        return None  # a real board may have booted before the port was opened
+        check_board(session.board, boot, link.url)
+    except WrongBoard:
+        session.absorb(boot)  # the results name the firmware that answered
+        raise
+    return boot
+
+
+def check_board(board: Board, boot: Record, url: str) -> None:
+    """The firmware's ``@boot board=`` must be the profile's board (its name, or its
+    PlatformIO env's: the Arduino and ESP-IDF ports send the env's name): counts of another
+    board's firmware would be turned into seconds and energy with the wrong profile.
+
+    Raises
+    ------
+    WrongBoard : naming both boards and the fix
+    """
+    got = boot.fields.get("board")
+    if got is None or got in board.firmware_names:
+        return  # a firmware that does not name its board cannot be checked
+    raise WrongBoard(
+        f"the firmware on {url} is built for board {got!r}, not {board.name!r}: flash "
+        f"{board.name}'s firmware (`tinysift device flash --run RUN --board {board.name}`), "
+        f"or pass the board that is connected (--board)")
 
 
 def _set_up(link: SerialLink, session: DeviceSession, setup: SessionSetup,
@@ -401,25 +438,40 @@ def send_lines(link: SerialLink, session: DeviceSession, cmd: str, lines: list[b
 
 
 def _note_clock(session: DeviceSession, hz: str) -> None:
-    """Seconds and energy are the cycles over the profile's clock: a firmware that reports
-    another clock (more than 1 % off) makes both wrong, so the results say so (an event the
-    CLI prints), with both rates."""
-    profile = session.board.clock_hz
-    if hz.isdigit() and int(hz) and abs(int(hz) - profile) > 0.01 * profile:
+    """The device reports its counter's rate (``hz`` in ``@boot`` and ``@info``): counts are
+    turned into seconds and energy at that rate (a Pico's ``timer`` counts microseconds, not
+    core cycles). A rate more than 1 % away from the profile's :attr:`Board.counter_rate`
+    means the board does not run as its profile says (for a core-cycle counter: another core
+    clock, so the profile's active current is for another clock): the results say so (an
+    event the CLI prints), with both rates."""
+    if not (hz.isdigit() and int(hz)):
+        return  # not reported: the profile's rate stands
+    session.results.counter_hz = int(hz)
+    profile = session.board.counter_rate
+    if abs(int(hz) - profile) > 0.01 * profile:
         event = {"clock_differs": {"device_hz": int(hz), "profile_hz": profile}}
         if event not in session.results.events:
             session.results.events.append(event)
 
 
 def clock_warning(res: DeviceResults) -> str | None:
-    """The line to show when the device reported another clock than its board profile."""
+    """The line to show when the device's counter runs at another rate than its board
+    profile expects (``counter_hz``, else ``clock_hz``)."""
     for event in res.events:
         if "clock_differs" in event:
             dev, prof = event["clock_differs"]["device_hz"], event["clock_differs"]["profile_hz"]
-            return (f"the firmware reports a {dev / 1e6:g} MHz clock, the board profile says "
-                    f"{prof / 1e6:g} MHz: seconds and energy here use the profile's, so they "
-                    f"are off by {dev / prof:.2f}x; correct `clock_hz` in boards/{res.board}.toml"
-                    " or the firmware's clock set-up")
+            if res.counter not in CORE_COUNTERS and res.counter is not None:  # a timer
+                return (f"the firmware reports its {res.counter} counter at {dev / 1e6:g} "
+                        f"MHz, the board profile says {prof / 1e6:g} MHz ({dev / prof:.2f}x): "
+                        f"seconds and energy use the device's rate; correct `counter_hz` in "
+                        f"boards/{res.board}.toml if the device is right")
+            return (f"the firmware reports its core clock at {dev / 1e6:g} MHz, the board profile "
+                    f"says {prof / 1e6:g} MHz ({dev / prof:.2f}x): seconds and energy use the "
+                    f"device's rate, but the profile's active current ("
+                    f"{res.energy_model.get('active_current_ma', '?')} mA) is for the "
+                    f"profile's clock, so the energy estimate may be off; check the "
+                    f"firmware's clock set-up, or correct `clock_hz` (and `active_current_ma`, "
+                    f"or run `tinysift device calibrate`) in boards/{res.board}.toml")
     return None
 
 

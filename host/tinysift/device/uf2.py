@@ -14,6 +14,8 @@ import argparse
 import struct
 from pathlib import Path
 
+from tinysift.errors import TinysiftError
+
 RP2040_FLASH = 0x10000000
 RP2040_FAMILY = 0xE48BFF56
 PAYLOAD = 256
@@ -22,6 +24,20 @@ _MAGIC = (0x0A324655, 0x9E5D5157, 0x0AB16F30)
 
 
 def bin_to_uf2(data: bytes, base: int = RP2040_FLASH, family: int = RP2040_FAMILY) -> bytes:
+    """The UF2 image of the raw binary ``data`` written from address ``base``.
+
+    Raises
+    ------
+    TinysiftError : ``data`` is empty (a broken objcopy step: the drive would take an image
+        that writes nothing) or ``base`` is not a multiple of 256 (the bootrom writes whole
+        256-byte flash pages)
+    """
+    if not data:
+        raise TinysiftError("the raw image is empty: nothing to write; check the objcopy step "
+                            "and the ELF it was made from")
+    if base % PAYLOAD:
+        raise TinysiftError(f"--base {base:#x} is not a multiple of {PAYLOAD} (the UF2 blocks "
+                            f"are whole flash pages): use e.g. {base - base % PAYLOAD:#x}")
     count = (len(data) + PAYLOAD - 1) // PAYLOAD
     blocks = []
     for i in range(count):
@@ -39,7 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", type=lambda v: int(v, 0), default=RP2040_FLASH)
     ap.add_argument("--family", type=lambda v: int(v, 0), default=RP2040_FAMILY)
     args = ap.parse_args(argv)
-    args.uf2.write_bytes(bin_to_uf2(args.bin.read_bytes(), args.base, args.family))
+    try:
+        image = bin_to_uf2(args.bin.read_bytes(), args.base, args.family)
+    except TinysiftError as exc:
+        ap.error(str(exc))  # one line on stderr, status 2
+    args.uf2.write_bytes(image)
 
 
 if __name__ == "__main__":

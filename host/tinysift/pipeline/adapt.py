@@ -293,7 +293,8 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     label = (f"{cfg.replay}-{cfg.replay_per_class}-{cfg.update}" if cfg.uses_replay
              else f"noreplay-{cfg.update}")
     db_use = "both" if cfg.uses_replay else "ram"
-    res = cached_results(base, label, params, train_set=new_set, db_use=db_use)
+    res = cached_results(base, label, params, cfg.board, train_set=new_set,
+                         db_use=db_use)
     if res is None:
         res = run_on_device(base, cfg.board, params=params, train_set=new_set, label=label,
                             db_use=db_use)

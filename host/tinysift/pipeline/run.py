@@ -90,7 +90,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
             idx = np.load(sel_path)["indices"]
             train_set = (tflm.quantize_images(ds.x_train[idx], scale, zp), ds.y_train[idx])
         # The set is part of the key: a changed selection under the same label trains again.
-        cached = cached_results(base_dir, label, params, train_set=train_set)
+        cached = cached_results(base_dir, label, params, cfg.board, train_set=train_set)
         if cached is None:
             result = run_on_device(base_dir, cfg.board, params=params, train_set=train_set,
                                    label=label)

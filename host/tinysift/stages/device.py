@@ -296,21 +296,23 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
                    f"tinysift export --run {run_dir} --board {brd.name} [--fit]")
 
 
-def cached_results(run_dir: str | Path, label: str, params: TrainParams,
+def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: str,
                    train_set: tuple[np.ndarray, np.ndarray] | None = None,
                    use_db: bool = False, db_use: str = "ram") -> DeviceResults | None:
-    """A finished result for the same export, firmware sources, parameters and training set
-    (resume support).
+    """A finished result for the same board, export, firmware sources, parameters and
+    training set (resume support).
 
-    ``train_set``, ``use_db`` and ``db_use`` are what :func:`run_on_device` would be given:
-    the result is reused only when it trained on the same streamed samples and labels in the
-    same mode (None and not ``use_db``: the compiled-in set). A result written before the
-    set was recorded is not reused."""
+    ``board`` (the profile name), ``train_set``, ``use_db`` and ``db_use`` are what
+    :func:`run_on_device` would be given: the result is reused only when it ran on that
+    board (the same export runs on several boards, with other cycles and energy) and trained
+    on the same streamed samples and labels in the same mode (None and not ``use_db``: the
+    compiled-in set). A result written before the set was recorded is not reused."""
     path = Path(run_dir) / "device" / label / RESULTS
     if not path.exists():
         return None
     res = DeviceResults.load(path)
-    if not res.complete or res.params != vars(params) or res.build != build_identity(run_dir):
+    if not res.complete or res.board != board or res.params != vars(params) \
+            or res.build != build_identity(run_dir):
         return None
     if res.train_set_hash is None or \
             res.train_set_hash != session_set(run_dir, train_set, use_db, db_use)[1]:

@@ -34,14 +34,14 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
                          timeout: float = 20.0) -> tuple[DeviceResults, StreamReport]:
     """Stream ``samples`` (int8 inputs, labels) with ``stream`` and train with ``params`` on
     ``db use <db_use>``; a finished result with the same parameters, build and streamed set
-    is read back instead (resume). Every command is bounded as in the device stage
+    on the same board is read back instead (resume). Every command is bounded as in the device stage
     (tinysift.device.limits: its silence, deadline and records from the board's clock and the
     command's expected cycles, ``timeout`` seconds added)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
     build = build_identity(run_dir)
     set_hash = stream_set_hash(samples, db_use)
-    cached = _cached(folder, params, stream, build, set_hash)
+    cached = _cached(folder, board, params, stream, build, set_hash)
     if cached is not None:
         return cached
     export_info = run_dir / "export" / "export.json"
@@ -72,14 +72,16 @@ def stream_set_hash(samples: tuple[np.ndarray, np.ndarray], db_use: str) -> str:
     return training_set_hash(samples, f"db stream, db use {db_use}")
 
 
-def _cached(folder: Path, params: TrainParams, stream: StreamParams, build: str,
+def _cached(folder: Path, board: str, params: TrainParams, stream: StreamParams, build: str,
             set_hash: str) -> tuple[DeviceResults, StreamReport] | None:
     path, spath = folder / RESULTS, folder / STREAM_PARAMS
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
     res = DeviceResults.load(path)
     # a result without the set's hash was written before it was recorded: not reused
-    if not res.complete or res.params != vars(params) or res.build != build or \
+    # another board's result (the same export runs on several boards) is not this one's
+    if not res.complete or res.board != board or res.params != vars(params) or \
+            res.build != build or \
             res.train_set_hash != set_hash or json.loads(spath.read_text()) != vars(stream):
         return None
     doc = json.loads((folder / STREAM_FILE).read_text())
