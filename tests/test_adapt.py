@@ -124,6 +124,8 @@ def test_training_energy_is_one_bill_for_every_mode():
     assert result("head").training_energy_mj(100) == 10.0 + 40.0 * 100 / 200
     assert result("last-block").training_energy_mj() == 10.0
     assert result("bias").training_energy_mj() == 10.0
+    # update None is the firmware's default, head (the pipeline's TrainParams leave it unset)
+    assert result(None).training_energy_mj() == result("head").training_energy_mj()
 
 
 def test_demo_seed_reaches_the_device_bench():

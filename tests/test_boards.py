@@ -386,3 +386,15 @@ def test_image_sizes_are_unknown_without_a_size_tool(tmp_path, monkeypatch):
     assert elf_sizes(obj, brd) == (None, None)
     line = describe_sizes(BuildResult(obj, None, None, "", 0.0), brd)
     assert "unknown" in line and "arm-none-eabi-size" in line and "0 B" not in line
+
+
+def test_a_renamed_qemu_profile_accepts_its_firmware_s_name():
+    """QEMU's MPS2 firmware names itself after the machine (qemu-mps2-an386): a user
+    profile of it under another name must not be refused as another board's firmware."""
+    from dataclasses import replace
+
+    from tinysift.boards import load_board
+
+    mine = replace(load_board("qemu-mps2-an386"), name="my-m4")
+    assert "qemu-mps2-an386" in mine.firmware_names and "my-m4" in mine.firmware_names
+    assert load_board("nucleo_f411re").firmware_names == ("nucleo_f411re",)

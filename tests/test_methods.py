@@ -231,7 +231,7 @@ def test_flow_condenser_samples_are_typical_of_their_class(ctx):
 def test_flow_temperature_keeps_samples_on_the_density():
     """Two moons, one flow: at temperature 0.7 (the base noise scaled, Glow) few samples
     fall below the data's 5th density percentile; shrinking decoded samples toward the
-    mean instead lands a quarter of them between the moons."""
+    mean instead lands a fifth of them between the moons (19 % against 1.7 %)."""
     from sklearn.datasets import make_moons
 
     from tinysift.scoring.flows import ClassFlows

@@ -59,8 +59,9 @@ def build(export: Path | None, board, out: Path) -> dict:
     res = build_firmware(export, board, out)
     seconds = time.perf_counter() - t0
     if res.flash_bytes is None or res.ram_bytes is None:
-        raise SystemExit(f"{board.name}: the image's sizes are unknown (arm-none-eabi-size "
-                         "missing or unable to read the ELF): install binutils-arm-none-eabi")
+        from tinysift.device.build import describe_sizes
+
+        raise SystemExit(f"{board.name}: {describe_sizes(res, board)}")
     return {"size": size_of(res.elf), "flash_bytes": res.flash_bytes,
             "ram_bytes": res.ram_bytes, "platformio": pio_figures(res.log),
             "seconds": round(seconds, 1)}

@@ -309,7 +309,9 @@ def main(argv: list[str]) -> int:
     if args.render and previous.exists():  # trained elsewhere: keep where and how long
         res.update({k: v for k, v in json.loads(previous.read_text()).items()
                     if k in ("machine", "versions", "wall_seconds")})
-    noise = f", {100 * args.label_noise:g}% label noise" if args.label_noise else ""
+    from tinysift.bench.report import noise_phrase
+
+    noise = noise_phrase(args.label_noise)
     lines = [f"# Guided-training ablations: {args.dataset}{noise}, budget {args.budget:g}", "",
              f"Validation accuracy ({args.val} samples held out of the training split, clean "
              f"labels; never the test split), mean ± std over {args.seeds} seeds, paired "

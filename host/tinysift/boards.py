@@ -97,10 +97,12 @@ class Board:
 
     @property
     def firmware_names(self) -> tuple[str, ...]:
-        """The names its firmware may give in ``@boot board=``: the profile's (the QEMU and
-        STM32 platforms) or its PlatformIO env's (the Arduino and ESP-IDF ports: the env
-        name)."""
-        return tuple(dict.fromkeys((self.name, self.pio_env)))
+        """The names its firmware may give in ``@boot board=``: the profile's (the STM32
+        platforms), its PlatformIO env's (the Arduino and ESP-IDF ports: the env name) or,
+        on QEMU's MPS2 platform, ``qemu-`` and the machine (a user profile of it may have
+        another name)."""
+        machine = (f"qemu-{self.qemu_machine}",) if self.qemu_machine else ()
+        return tuple(dict.fromkeys((self.name, self.pio_env, *machine)))
 
     @property
     def user_profile(self) -> bool:
@@ -176,7 +178,7 @@ def _check_values(path: Path, data: dict) -> None:
     ids = data.get("usb_ids", [])
     if not isinstance(ids, list) or not all(
             isinstance(i, str) and _USB_ID.fullmatch(i) for i in ids):
-        raise bad("usb_ids", 'a list of "vid:pid" strings in lower-case hex, '
+        raise bad("usb_ids", 'a list of "vid:pid" strings in hex, '
                              'e.g. ["2e8a:000a"]')
     if data["counter"] not in COUNTERS:
         raise bad("counter", f"one of {', '.join(COUNTERS)}")

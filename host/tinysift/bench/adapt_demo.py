@@ -61,8 +61,14 @@ class AdaptDemoConfig(TomlConfig):
             raise TinysiftError(f"methods must name replay methods among "
                                 f"{', '.join(REPLAY_METHODS)}; got {self.methods}")
         bench = self.bench_config()
-        for update in self.updates:  # the device's ranges (lr, batch, update, ...) up front
-            bench.adapt_config(self.seed, update=update).validate()
+        # the device's ranges (lr, batch, update, ...) up front: AdaptConfig checks them
+        for update in self.updates:
+            adapt = bench.adapt_config(self.seed, update=update)
+            try:
+                adapt.validate()
+            except TinysiftError as exc:
+                raise TinysiftError(f"pipeline setting: {exc}; fix it in the pipeline file "
+                                    "(or its flag)") from exc
 
     def bench_config(self):
         from tinysift.bench.device import DeviceBenchConfig

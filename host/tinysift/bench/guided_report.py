@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinysift.bench.report import acc_cell, full_data_cell, seeds_phrase, wall_phrase
+from tinysift.bench.report import (
+    acc_cell,
+    full_data_cell,
+    noise_phrase,
+    seeds_phrase,
+    wall_phrase,
+)
 from tinysift.bench.stats import diff_cell
 
 OURS = ("vq", "flow")
@@ -12,7 +18,7 @@ OURS = ("vq", "flow")
 
 def guided_markdown(res: dict) -> str:
     budgets = [f"{b:g}" for b in res["budgets"]]
-    noise = (f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else "")
+    noise = noise_phrase(res["label_noise"])
     lines = [f"# Guided training: {res['dataset']}{noise}", "",
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) after training at a "
              "budget of the full-data recipe's sample-passes (every overhead charged: fits of "
@@ -89,7 +95,7 @@ def guided_plot(res: dict, path: Path) -> None:
                label="full-data recipe")
     _mean_curve(cx, res.get("full_data_curves", []), "grey", 1.0, "full-data recipe", np,
                 dashed=True)
-    noise = f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else ""
+    noise = noise_phrase(res["label_noise"])
     ax.set_title(f"{res['dataset']}{noise}: accuracy vs budget ({seeds_phrase(res['seeds'])})")
     ax.set_xlabel("budget (fraction of the full-data recipe's sample-passes)")
     ax.set_ylabel("test accuracy")

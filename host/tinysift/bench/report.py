@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def noise_phrase(label_noise: float) -> str:
+    """``, 20% label noise`` (nothing without noise) for a table's title."""
+    return f", {100 * label_noise:g}% label noise" if label_noise else ""
+
+
 def seeds_phrase(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
@@ -32,7 +37,7 @@ def prune_markdown(res: dict) -> str:
     keeps = [str(k) for k in res["keep"]]
     protocol = res.get("protocol", "proportional")
     lines = [f"# Pruning benchmark: {res['dataset']}"
-             + (f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else "")
+             + noise_phrase(res["label_noise"])
              + ("" if protocol == "proportional" else f", protocol {protocol}"),
              "", f"Protocol **{protocol}**: {PROTOCOL_TEXT[protocol]}.", "",
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
@@ -147,7 +152,7 @@ def prune_plot(res: dict, path: Path) -> None:
     ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
                label="full data")
     dx.axhline(0.0, color="black", linewidth=1)
-    noise = f", {100 * res['label_noise']:g}% label noise" if res["label_noise"] else ""
+    noise = noise_phrase(res["label_noise"])
     ax.set_title(f"{res['dataset']}{noise}: accuracy vs data kept ({seeds_phrase(res['seeds'])})")
     dx.set_title("difference to random (points); below -6 clipped")
     lows = [min(line.get_ydata()) for line in dx.get_lines() if len(line.get_ydata())]

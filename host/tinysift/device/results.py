@@ -109,7 +109,7 @@ class DeviceResults:
         ``fill_caches``), so none of it is. ``train_samples``: the samples trained on
         (default: what the device reported)."""
         epochs_mj = float(sum(e.energy_mj for e in self.epochs))
-        if self.params.get("update", "head") != "head":
+        if (self.params.get("update") or "head") != "head":  # None: the firmware's, head
             return epochs_mj
         n_train = int(self.samples or 0) if train_samples is None else int(train_samples)
         n_test = int(self.test_samples or 0)

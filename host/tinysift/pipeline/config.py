@@ -159,7 +159,7 @@ class PipelineConfig(TomlConfig):
             raise TinysiftError(f"unknown selection methods {unknown}; known: "
                                 f"{', '.join(sorted(METHODS))}")
         # the device's ranges (lr, momentum, batch) before any stage runs
-        self.device_params().validate()
+        check_device_settings(self.device_params())
 
     def device_params(self):
         """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""
@@ -167,3 +167,13 @@ class PipelineConfig(TomlConfig):
 
         return TrainParams(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
                            batch=self.batch, seed=self.seed + 1, init=self.head_init)
+
+
+def check_device_settings(params) -> None:
+    """``params.validate()`` (a :class:`tinysift.stages.device.TrainParams`), its refusal
+    worded for a pipeline's settings."""
+    try:
+        params.validate()
+    except TinysiftError as exc:
+        raise TinysiftError(f"pipeline setting out of the device's range: {exc}; fix it in "
+                            "the pipeline file (or its flag)") from exc
