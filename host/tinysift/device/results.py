@@ -101,6 +101,15 @@ class DeviceResults:
     def phase(self, name: str) -> PhaseResult:
         return self.phases.get(name, PhaseResult())
 
+    def reusable_for(self, board: str, params: dict, build: str, set_hash: str) -> bool:
+        """Whether this result may stand in for a new run (resume): finished, on the same
+        board (one export runs on several, with other cycles and energy), with the same
+        parameters, firmware build and training set (a result without the set's hash was
+        written before it was recorded: never reused)."""
+        return (self.complete and self.board == board and self.params == params
+                and self.build == build and self.train_set_hash is not None
+                and self.train_set_hash == set_hash)
+
     def training_energy_mj(self, train_samples: int | None = None) -> float:
         """The training bill, one definition for every table: every epoch, plus the share of
         the features phase that is training. With ``update=head`` that phase runs the

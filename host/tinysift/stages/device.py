@@ -311,11 +311,8 @@ def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: 
     if not path.exists():
         return None
     res = DeviceResults.load(path)
-    if not res.complete or res.board != board or res.params != vars(params) \
-            or res.build != build_identity(run_dir):
-        return None
-    if res.train_set_hash is None or \
-            res.train_set_hash != session_set(run_dir, train_set, use_db, db_use)[1]:
+    if not res.reusable_for(board, vars(params), build_identity(run_dir),
+                            session_set(run_dir, train_set, use_db, db_use)[1]):
         return None
     return res
 

@@ -78,11 +78,8 @@ def _cached(folder: Path, board: str, params: TrainParams, stream: StreamParams,
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
     res = DeviceResults.load(path)
-    # a result without the set's hash was written before it was recorded: not reused
-    # another board's result (the same export runs on several boards) is not this one's
-    if not res.complete or res.board != board or res.params != vars(params) or \
-            res.build != build or \
-            res.train_set_hash != set_hash or json.loads(spath.read_text()) != vars(stream):
+    if not res.reusable_for(board, vars(params), build, set_hash) or \
+            json.loads(spath.read_text()) != vars(stream):
         return None
     doc = json.loads((folder / STREAM_FILE).read_text())
     doc.pop("host_seconds", None)
