@@ -60,15 +60,12 @@ class AdaptDemoConfig(TomlConfig):
         if not self.methods or unknown:
             raise TinysiftError(f"methods must name replay methods among "
                                 f"{', '.join(REPLAY_METHODS)}; got {self.methods}")
+        from tinysift.pipeline.config import as_pipeline_setting
+
         bench = self.bench_config()
         # the device's ranges (lr, batch, update, ...) up front: AdaptConfig checks them
         for update in self.updates:
-            adapt = bench.adapt_config(self.seed, update=update)
-            try:
-                adapt.validate()
-            except TinysiftError as exc:
-                raise TinysiftError(f"pipeline setting: {exc}; fix it in the pipeline file "
-                                    "(or its flag)") from exc
+            as_pipeline_setting(bench.adapt_config(self.seed, update=update).validate)
 
     def bench_config(self):
         from tinysift.bench.device import DeviceBenchConfig

@@ -159,7 +159,7 @@ class PipelineConfig(TomlConfig):
             raise TinysiftError(f"unknown selection methods {unknown}; known: "
                                 f"{', '.join(sorted(METHODS))}")
         # the device's ranges (lr, momentum, batch) before any stage runs
-        check_device_settings(self.device_params())
+        as_pipeline_setting(self.device_params().validate)
 
     def device_params(self):
         """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""
@@ -169,11 +169,11 @@ class PipelineConfig(TomlConfig):
                            batch=self.batch, seed=self.seed + 1, init=self.head_init)
 
 
-def check_device_settings(params) -> None:
-    """``params.validate()`` (a :class:`tinysift.stages.device.TrainParams`), its refusal
-    worded for a pipeline's settings."""
+def as_pipeline_setting(check) -> None:
+    """Run ``check()`` (a config's ``validate``), its refusal worded for a pipeline's
+    settings: which file to fix."""
     try:
-        params.validate()
+        check()
     except TinysiftError as exc:
-        raise TinysiftError(f"pipeline setting out of the device's range: {exc}; fix it in "
-                            "the pipeline file (or its flag)") from exc
+        raise TinysiftError(f"pipeline setting: {exc}; fix it in the pipeline file (or its "
+                            "flag)") from exc
