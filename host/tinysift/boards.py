@@ -164,16 +164,18 @@ def _check_values(path: Path, data: dict) -> None:
 
     hints = typing.get_type_hints(Board)
     for key, value in data.items():
+        kind = hints[key]
         if key == "usb_ids":  # checked below, with its own form
             continue
-        if not value_fits(value, hints[key]):
-            raise bad(key, describe_annotation(hints[key]) + (" (no quotes)" if hints[key] in (
-                int, float) else " (in quotes)" if hints[key] is str else ""))
-        if hints[key] is int and value < (0 if key in ("qemu_serial_index", "counter_hz")
-                                          else 1):
-            raise bad(key, "0 or more" if key in ("qemu_serial_index", "counter_hz")
-                      else "a positive whole number")
-        if hints[key] is float and not value > 0:
+        if not value_fits(value, kind):
+            raise bad(key, describe_annotation(kind) + (" (no quotes)" if kind in (int, float)
+                                                        else " (in quotes)" if kind is str
+                                                        else ""))
+        if kind is int:
+            may_be_zero = key in ("qemu_serial_index", "counter_hz")
+            if value < (0 if may_be_zero else 1):
+                raise bad(key, "0 or more" if may_be_zero else "a positive whole number")
+        if kind is float and not value > 0:
             raise bad(key, "a positive number")
     ids = data.get("usb_ids", [])
     if not isinstance(ids, list) or not all(
