@@ -272,7 +272,7 @@ class FakeDevice(threading.Thread):
 
     # ---- commands ------------------------------------------------------------------------
     def cmd_name(self, args) -> None:
-        self.send("@name name=fake")
+        self.send(f"@name name=fake board={self.board}")
         self.send("@ready cmd=name status=0")
 
     def cmd_info(self, args) -> None:

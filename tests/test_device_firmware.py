@@ -348,8 +348,13 @@ def test_info_and_memory(dev, macros, elf, export_dir):
     assert info.int("ram_static") > mem.int("cache") + mem.int("db") + mem.int("workspace")
 
 
-def test_name_and_unknown_command(dev):
-    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+def name_record(board: str) -> str:
+    """``@name``: the app's name and the board (as ``@boot`` names it)."""
+    return f"@name name=tinysift-fw board={board}"
+
+
+def test_name_and_unknown_command(dev, env_name):
+    assert ok(dev.command("name"))[0].payload == name_record(BOARDS[env_name]["board"])
     recs = dev.command("fly now")
     assert [r.payload for r in recs] == ["@err code=100 msg=unknown_command",
                                          "@ready cmd=fly status=100"]
@@ -480,7 +485,7 @@ def test_corrupted_line_is_refused_and_the_device_keeps_working(dev):
     assert dev.until_ready("-")[0].payload == "@err code=102 msg=too_long"
     # empty lines are dropped silently
     dev.write(b"\r\n\n")
-    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+    assert ok(dev.command("name"))[0].payload == name_record(dev.boot["board"])
     assert dev.dropped == 0  # every device line was well-framed
 
 
@@ -518,7 +523,8 @@ def test_db_load(dev, export_dir):
     dev.write(data_line(idx[0]))
     recs = dev.command("name")
     assert [r.payload for r in recs] == ["@err code=104 msg=load_interrupted",
-                                         "@ready cmd=db status=104", "@name name=tinysift-fw",
+                                         "@ready cmd=db status=104",
+                                         name_record(dev.boot["board"]),
                                          "@ready cmd=name status=0"]
     recs = ok(dev.command("db use flash"))
     assert recs[0].payload == "@db loaded=300 source=flash"
@@ -559,7 +565,7 @@ def test_reset_increments_the_counter(dev):
     assert dev.record().payload == "@ready cmd=reset status=0"
     boot = dev.record(timeout=30)
     assert boot.type == "boot" and boot["resets"] == "1", boot
-    assert ok(dev.command("name"))[0].payload == "@name name=tinysift-fw"
+    assert ok(dev.command("name"))[0].payload == name_record(dev.boot["board"])
     dev.send("reset")
     assert dev.record().payload == "@ready cmd=reset status=0"
     assert dev.record(timeout=30)["resets"] == "2"
@@ -601,7 +607,7 @@ def test_app_answers_every_line_under_sanitizers(native_asan):
                    "@err code=100 msg=unknown_command", "@ready cmd=5train status=100",
                    "@err code=104 msg=malformed_data_line", "@ready cmd=db status=104",
                    "@err code=100 msg=unknown_command", "@ready cmd=7x status=100",
-                   "@name name=tinysift-fw", "@ready cmd=name status=0"], got
+                   name_record("native"), "@ready cmd=name status=0"], got
     calib = [r for r in recs if r.type == "phase"]
     assert len(calib) == 1 and calib[0]["name"] == "calib"
     assert calib[0].int("cycles") >= 2_000_000_000  # native: ns of CLOCK_MONOTONIC

@@ -480,6 +480,21 @@ def test_firmware_of_another_board_is_refused(tmp_path):
     assert _fake_session(tmp_path / "ok", BOARD, board=BOARD).complete
 
 
+def test_a_board_that_booted_before_the_port_opened_is_checked_by_name(tmp_path):
+    """A real board sends its `@boot` before the host opens the port: the host asks `name`,
+    whose `board=` names the firmware's board, so a Nano 33 BLE's image answering a Pico
+    session is refused before any training (it used to pass unchecked)."""
+    from tinysift.device.session import WrongBoard
+
+    with pytest.raises(WrongBoard, match=r"built for board 'nano33ble', not 'pico'"):
+        _fake_session(tmp_path, "pico", board="nano33ble", boot="before", counter="timer",
+                      hz=1_000_000)
+    failed = load(tmp_path / "run" / "device" / "results.json")
+    assert failed.status == "failed" and failed.firmware["board"] == "nano33ble"
+    assert _fake_session(tmp_path / "ok", "pico", board="pico", boot="before",
+                         counter="timer", hz=1_000_000).complete
+
+
 def test_the_streamed_session_checks_the_board_too(tmp_path):
     from fake_device import FakeDevice
     from tinysift.device.session import WrongBoard

@@ -123,6 +123,8 @@ void app_send_name(void)
 {
     ts_record_t *r = app_rec("name");
     ts_record_text(r, "name", TS_APP_NAME);
+    /* the board, as in @boot: a host that opened the port after the boot asks for it */
+    ts_record_text(r, "board", ts_platform_name());
     app_rec_send();
 }
 

@@ -26,7 +26,12 @@ from tinysift.params import describe_annotation, value_fits
 from tinysift.paths import boards_dir, firmware_dir
 
 DEFAULT_BOARD = "qemu-mps2-an386"
+#: The cycle counters a board profile may name (what its firmware reads).
 COUNTERS = ("dwt", "systick-icount", "timer", "ccount")
+#: Counters that count core clock cycles (their rate is the core clock), as the firmware
+#: names them ("systick" too: a SysTick without icount); the others (the Pico's ``timer``)
+#: count time at their own rate.
+CORE_COUNTERS = ("dwt", "ccount", "systick-icount", "systick")
 #: How ``device flash`` writes a board (tinysift.device.flash); empty: not flashable yet.
 FLASH_METHODS = ("", "probe", "uf2", "pio-upload")
 #: Where a user's board profiles live: ``$TINYSIFT_CONFIG_DIR/boards``, else

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.boards import Board
+from tinysift.boards import CORE_COUNTERS, Board
 from tinysift.device.energy import PowerMonitor, estimate
 from tinysift.device.limits import Limits, SessionLimits
 from tinysift.device.link import DeviceRefused, DeviceReset, DeviceTimeout, SerialLink
@@ -36,9 +36,6 @@ SAVE_INTERVAL = 1.0
 MAX_RETRIES = 1
 ON_RESET = ("retry", "stop")
 DB_USE = ("ram", "both")
-#: Counters that count core clock cycles (their rate is the core clock); the others (the
-#: Pico's ``timer``) count time at their own rate.
-CORE_COUNTERS = ("dwt", "ccount", "systick-icount", "systick")
 
 
 @dataclass
@@ -191,11 +188,14 @@ class DeviceSession:
                 if key in rec.fields:
                     r.firmware[key] = rec.fields[key]
             _note_clock(self, str(rec.fields.get("hz", "")))
+        elif rec.type == "name" and "board" in rec.fields and r.firmware is None:
+            r.firmware = {"board": rec.fields["board"], "from": "name"}  # booted unseen
         elif rec.type == "info":
             r.info = rec.fields
-            if r.firmware is None:  # a real board that booted before the port was opened
-                r.firmware = {"proto": rec.fields.get("proto"), "fw": rec.fields.get("fw"),
-                              "model": rec.fields.get("model"), "from": "info"}
+            if r.firmware is None or r.firmware.get("from") == "name":  # booted unseen
+                r.firmware = {**(r.firmware or {}), "proto": rec.fields.get("proto"),
+                              "fw": rec.fields.get("fw"), "model": rec.fields.get("model"),
+                              "from": "info"}
             _note_clock(self, str(rec.fields.get("hz", "")))  # every session path reads @info
             if "flash" in rec.fields:
                 r.flash_bytes = rec.int("flash")
@@ -356,33 +356,39 @@ def train_with_retry(link: SerialLink, session: DeviceSession, limits: Limits, p
 
 def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
                 ) -> Record | None:
-    """The first ``@boot`` (None: a real board that booted before the port was opened),
-    checked against the session's board (:func:`check_board`)."""
+    """The first ``@boot`` (None: a real board that booted before the port was opened; its
+    ``@name`` then names the board), checked against the session's board
+    (:func:`check_board`)."""
     if session.board.emulated:
         boot = link.wait_boot(limits=limits.boot())
     else:
         try:
             boot = link.wait_boot(limits=Limits(5.0, 5.0, limits.boot().records))
-        except DeviceTimeout:
-            return None  # a real board may have booted before the port was opened
+        except DeviceTimeout:  # a real board may have booted before the port was opened
+            boot = None
+    named = boot if boot is not None else next(
+        (r for r in link.command("name", limits=limits.simple(2)) if r.type == "name"), None)
+    if named is None:
+        return None
     try:
-        check_board(session.board, boot, link.url)
+        check_board(session.board, named, link.url)
     except WrongBoard:
-        session.absorb(boot)  # the results name the firmware that answered
+        session.absorb(named)  # the results name the firmware that answered
         raise
     return boot
 
 
-def check_board(board: Board, boot: Record, url: str) -> None:
-    """The firmware's ``@boot board=`` must be the profile's board (its name, or its
-    PlatformIO env's: the Arduino and ESP-IDF ports send the env's name): counts of another
-    board's firmware would be turned into seconds and energy with the wrong profile.
+def check_board(board: Board, named: Record, url: str) -> None:
+    """The firmware's ``board=`` (of ``@boot`` or ``@name``) must be the profile's board (its
+    name, or its PlatformIO env's: the Arduino and ESP-IDF ports send the env's name): counts
+    of another board's firmware would be turned into seconds and energy with the wrong
+    profile.
 
     Raises
     ------
     WrongBoard : naming both boards and the fix
     """
-    got = boot.fields.get("board")
+    got = named.fields.get("board")
     if got is None or got in board.firmware_names:
         return  # a firmware that does not name its board cannot be checked
     raise WrongBoard(
