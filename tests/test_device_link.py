@@ -634,6 +634,41 @@ def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     _assert_window(w, rise, fall, dev.fs, time_scale=0.01)
 
 
+def test_joulescope_capture_ends_with_the_command(monkeypatch):
+    """The longest capture is a cap, not the length: stop() ends the streaming through the
+    driver's stream_notify (True stops it) and read() returns what was captured; it used to
+    wait for the whole fixed-length capture (60 s after every `device run`)."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    wire = MarkerWire()
+    dev = FakeJoulescope(wire)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=20.0)
+    began = time.monotonic()
+    mon.start()
+    edges = _drive_marker(wire, [0.1, 0.1])
+    windows = mon.stop()
+    assert time.monotonic() - began < 5.0
+    assert not dev.is_open and dev.reads[0]["contiguous_duration"] == 20.0
+    assert len(windows) == 2
+    for w, (rise, fall) in zip(windows, edges, strict=True):
+        _assert_window(w, rise, fall, dev.fs)
+
+
+def test_integrate_windows_flags_dropped_samples():
+    """The driver fills dropped samples with NaN: the window holding them is incomplete
+    (its phase keeps the estimate) and its energy a number, not NaN."""
+    fs = 1000.0
+    t = np.arange(1000) / fs
+    marker = (((t >= 0.1) & (t < 0.3)) | ((t >= 0.5) & (t < 0.7))).astype(np.uint8)
+    current = np.where(marker, 0.010, 0.001)
+    current[550:560] = np.nan
+    first, second = integrate_windows(t, current, np.full_like(t, 3.3), marker)
+    assert first.complete and not second.complete
+    assert np.isfinite(second.energy_mj) and second.energy_mj < first.energy_mj
+
+
 def test_joulescope_monitor_refuses_before_the_command_when_no_samples_come(monkeypatch):
     from fake_joulescope import FakeJoulescope, MarkerWire, install
     from tinysift.device.energy import JoulescopeMonitor

@@ -144,6 +144,10 @@ def run_cmd(
                                              "limits derived from the board's clock and the "
                                              "expected cycles (docs/protocol.md)"),
     joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
+    joulescope_max_s: float = typer.Option(
+        60.0, help="the longest Joulescope capture in seconds: it ends with the training, "
+                   "a longer training keeps estimates for the rest; the driver holds it in "
+                   "memory (15 MB a second at a JS220's 1 MHz)"),
 ) -> None:
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
     from tinysift.stages.device import TrainParams, run_on_device
@@ -153,7 +157,7 @@ def run_cmd(
     if joulescope:
         from tinysift.device.energy import JoulescopeMonitor
 
-        monitor = JoulescopeMonitor()
+        monitor = JoulescopeMonitor(duration_s=joulescope_max_s)
 
     def progress(rec) -> None:
         if rec.type == "epoch":

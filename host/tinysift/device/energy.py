@@ -37,8 +37,9 @@ class Window:
     energy_mj: float
     mean_current_ma: float
     #: False when the capture began after the marker rose (high at its first sample) or ended
-    #: before it fell: only part of the window was integrated, so its energy, duration and
-    #: mean current are not the phase's and must not be reported as measured.
+    #: before it fell, or samples inside it were dropped (the driver fills them with NaN):
+    #: only part of the window was integrated, so its energy, duration and mean current are
+    #: not the phase's and must not be reported as measured.
     complete: bool = True
 
 
@@ -47,9 +48,10 @@ def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarra
     """Integrate power (trapezoids) over every interval where ``marker`` is high.
 
     Every marker-high interval gives one :class:`Window`, in order. One already high at the
-    first sample (the capture began inside it) or still high at the last (it ended inside
-    it) is returned with ``complete=False``: it keeps its place in the sequence, so the
-    windows still line up with the firmware's phases, but only part of it was seen.
+    first sample (the capture began inside it), still high at the last (it ended inside
+    it) or holding dropped samples (NaN current or voltage, integrated as zero) is returned
+    with ``complete=False``: it keeps its place in the sequence, so the windows still line
+    up with the firmware's phases, but only part of it was seen.
 
     Parameters
     ----------
@@ -58,7 +60,10 @@ def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarra
     marker : the GPIO input sampled with them (0/1 or volts; high above ``threshold``)
     """
     t = np.asarray(t, np.float64)
-    p = np.asarray(current_a, np.float64) * np.asarray(voltage_v, np.float64)
+    i = np.asarray(current_a, np.float64)
+    p = i * np.asarray(voltage_v, np.float64)
+    seen = np.isfinite(p)
+    p, i = np.where(seen, p, 0.0), np.where(seen, i, 0.0)
     high = np.asarray(marker, np.float64) > threshold
     if not (len(t) == len(p) == len(high)):
         raise ValueError("t, current, voltage and marker must have the same length")
@@ -76,8 +81,9 @@ def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarra
         seg_t, seg_p = t[s:e], p[s:e]
         energy = float(np.trapezoid(seg_p, seg_t)) if len(seg_t) > 1 else 0.0
         dur = float(seg_t[-1] - seg_t[0]) if len(seg_t) > 1 else 0.0
-        mean_i = float(np.mean(np.asarray(current_a)[s:e])) * 1e3
-        cut = s == 0 or e == len(t)  # seen from the capture's first or to its last sample
+        mean_i = float(np.mean(i[s:e])) * 1e3
+        # seen from the capture's first or to its last sample, or with samples dropped
+        cut = s == 0 or e == len(t) or not seen[s:e].all()
         windows.append(Window(float(seg_t[0]), dur, energy * 1e3, mean_i, complete=not cut))
     return windows
 
@@ -96,19 +102,22 @@ class PowerMonitor(ABC):
         """End the capture and return the marker windows, in order."""
 
 
-class _FirstData:
+class _StreamControl:
     """A stream process object for ``Device.stream_process_register`` (pyjoulescope's
     ``StreamProcessApi``): the driver calls ``stream_notify(stream_buffer)`` from its USB
-    thread whenever new samples arrive; returning False keeps it streaming."""
+    thread whenever new samples arrive; returning True stops the streaming, and a ``read``
+    in progress then returns what it captured. ``arrived``: samples came; ``finish``: the
+    measured command is over."""
 
     def __init__(self) -> None:
         import threading
 
         self.arrived = threading.Event()
+        self.finish = threading.Event()
 
     def stream_notify(self, stream_buffer) -> bool:
         self.arrived.set()
-        return False
+        return self.finish.is_set()
 
 
 class JoulescopeMonitor(PowerMonitor):
@@ -123,24 +132,30 @@ class JoulescopeMonitor(PowerMonitor):
     reaches the samples as ``current_lsb`` (0/1) once ``parameter_set('current_lsb', 'gpi0')``
     routes it there (the JS110 replaces the current's least-significant bit with it; the v1
     backend streams a JS220's GPI0 into that field anyway). ``start()`` sizes the driver's
-    stream buffer to the capture (``read`` refuses a duration longer than the buffer, 30 s
-    by default), opens the device, begins a ``duration_s`` capture in the background (the
-    driver's ``read`` blocks for that long) and returns once samples arrive, so the command
-    it measures starts inside the capture; ``stop()`` waits for it and integrates between
-    the marker's edges, so the capture must outlast the command. Not run here (no hardware):
-    tests drive it through tests/fake_joulescope.py.
+    stream buffer to the longest capture, ``duration_s`` (``read`` refuses a duration longer
+    than the buffer, 30 s by default), opens the device, begins the capture in the
+    background (the driver's ``read`` blocks until it ends) and returns once samples arrive,
+    so the command it measures starts inside the capture; ``stop()`` ends the capture (the
+    stream process object's ``stream_notify`` answers True, the driver stops and ``read``
+    returns the samples so far) and integrates between the marker's edges. A command
+    longer than ``duration_s`` loses its last windows to estimates (flagged as cut); the
+    driver holds the whole buffer in memory (v1: 15 bytes a sample, 15 MB a second at a
+    JS220's 1 MHz). Not run here (no hardware): tests drive it through
+    tests/fake_joulescope.py.
     """
 
     name = "joulescope"
     #: seconds to wait for the first samples after starting the capture
     start_timeout_s = 10.0
+    #: seconds for the capture to end once ``stop()`` asked (the driver's next samples)
+    stop_timeout_s = 10.0
     #: the driver's signals: current (A), voltage (V), GPI0 as the current LSB (0/1)
     FIELDS = ("current", "voltage", "current_lsb")
 
     def __init__(self, duration_s: float = 60.0):
         if not duration_s > 0:
-            raise DeviceError(f"the Joulescope capture needs a positive duration, not "
-                              f"{duration_s} s")
+            raise DeviceError(f"the Joulescope capture needs a positive longest duration, "
+                              f"not {duration_s} s")
         try:
             import joulescope
         except ImportError as exc:
@@ -151,6 +166,7 @@ class JoulescopeMonitor(PowerMonitor):
         self._device = None
         self._thread = None
         self._capture: dict = {}
+        self._control: _StreamControl | None = None
 
     def buffer_s(self) -> int:
         """The stream buffer the capture needs: whole seconds (the driver's
@@ -179,8 +195,8 @@ class JoulescopeMonitor(PowerMonitor):
         except Exception as exc:  # noqa: BLE001
             self._close()
             raise DeviceError(f"the Joulescope refused its settings: {exc}") from exc
-        first = _FirstData()
-        device.stream_process_register(first)
+        control = self._control = _StreamControl()
+        device.stream_process_register(control)
 
         box: dict = {}  # this capture's result (a restarted one gets its own)
 
@@ -198,11 +214,10 @@ class JoulescopeMonitor(PowerMonitor):
         # Streaming starts a while after read() is called; wait for the first samples so the
         # command (and its first marker window) starts inside the capture.
         deadline = time.monotonic() + self.start_timeout_s
-        while not first.arrived.wait(0.02):
+        while not control.arrived.wait(0.02):
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 break
-        device.stream_process_unregister(first)
-        if not first.arrived.is_set():
+        if not control.arrived.is_set():
             why = self._capture.get("error", f"no samples within {self.start_timeout_s:g} s")
             self._close()
             raise DeviceError(f"the Joulescope capture did not start: {why}")
@@ -218,7 +233,8 @@ class JoulescopeMonitor(PowerMonitor):
         if self._device is None or self._thread is None:
             raise DeviceError("the Joulescope capture was not started")
         try:
-            self._thread.join(timeout=self.duration_s + 30)
+            self._control.finish.set()  # the next samples stop the streaming
+            self._thread.join(timeout=self.stop_timeout_s)
         finally:
             self._close()
         if "data" not in self._capture:
