@@ -30,11 +30,25 @@ def test_new_classes_splits_are_disjoint_and_sized():
 
 def test_shift_upsamples_digits_into_mnist_layout():
     img = np.zeros((1, 8, 8, 1), np.uint8)
-    img[0, 2:6, 3:5, 0] = 16
+    img[0, 2:6, 3:5, 0] = 255
     up = scenarios.upsample_digits(img)
     assert up.shape == (1, 28, 28, 1) and up.max() == 255
     ys, xs = np.nonzero(up[0, :, :, 0])
     assert 4 <= ys.min() and ys.max() < 24 and 4 <= xs.min() and xs.max() < 24  # 20x20 box
+
+
+def test_shift_keeps_the_digits_grey_levels():
+    """The shift's target images come from load_dataset("digits") (0..255): they were
+    scaled again as if on 0..16, which clipped every inked pixel to 255 (black and white)."""
+    from tinysift.data import load_dataset
+
+    digits = load_dataset("digits")
+    up = scenarios.upsample_digits(digits.x_train[:50])
+    ink = up[up > 0]
+    assert np.mean(ink == 255) < 0.1 and len(np.unique(ink)) > 100
+    # a uniform 8x8 image keeps its level inside the box
+    flat = scenarios.upsample_digits(np.full((1, 8, 8, 1), 128, np.uint8))
+    assert flat[0, 14, 14, 0] == 128
 
 
 def test_user_data_with_wrong_shape_or_labels_is_refused(write_npz, tmp_path):

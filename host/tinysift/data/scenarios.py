@@ -150,16 +150,18 @@ def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
 
 
 def upsample_digits(x8: np.ndarray, size: int = 28) -> np.ndarray:
-    """scikit-learn's 8x8 digits (0..16 ink) as MNIST-like images: bilinear resize of the 8x8
-    image into a 20x20 box centred in ``size`` x ``size`` (MNIST's layout), scaled to 0..255."""
+    """The ``digits`` dataset's 8x8 images (uint8 0..255, as ``load_dataset("digits")`` gives
+    them) as MNIST-like images: bilinear resize of the 8x8 image into a 20x20 box centred in
+    ``size`` x ``size`` (MNIST's layout), grey levels kept."""
     from PIL import Image
 
+    if x8.dtype != np.uint8:
+        raise TypeError(f"upsample_digits takes uint8 images on 0..255, not {x8.dtype}")
     out = np.zeros((len(x8), size, size, 1), np.uint8)
     box = round(size * 20 / 28)
     off = (size - box) // 2
     for i, img in enumerate(x8[..., 0]):
-        im = Image.fromarray(np.clip(img.astype(np.float32) / 16.0 * 255.0, 0, 255)
-                             .astype(np.uint8))
+        im = Image.fromarray(img)
         out[i, off:off + box, off:off + box, 0] = np.asarray(
             im.resize((box, box), Image.BILINEAR))
     return out
