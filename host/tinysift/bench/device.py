@@ -163,9 +163,9 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                          cycles=sum(e.cycles for e in res.epochs),
                          select_seconds=select_seconds, ram_plan=ram,
                          ram_static=res.ram_bytes or 0)
-                say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old "
-                    f"{acc.get('old') or 0:.3f} new {acc.get('new') or 0:.3f} all "
-                    f"{acc['all']:.3f}")
+                old = "-" if acc.get("old") is None else f"{acc['old']:.3f}"  # shift: untested
+                say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old {old} new "
+                    f"{acc['new']:.3f} all {acc['all']:.3f}")
         done = list(range(cfg.first_seed, seed + 1))
         results = _results(cfg, plog, done, exp.plan, time.perf_counter() - wall)
         results["scenario_info"] = {"description": scn.description,
