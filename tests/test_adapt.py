@@ -194,3 +194,100 @@ def test_pipeline_files_are_checked_before_any_stage():
                       ({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0")):
         with pytest.raises(TinysiftError, match=said):
             AdaptDemoConfig().override(**bad)
+
+
+def test_old_classes_named_twice_count_once():
+    """--old-classes 0-3,2-5 duplicated classes 2 and 3: their samples twice in the base
+    training, and a replay sized by 8 classes instead of 6."""
+    from tinysift.cli.adapt_cmd import _classes
+
+    assert _classes("0-3,2-5") == (0, 1, 2, 3, 4, 5)
+    scn = scenarios.new_classes("digits", old_classes=(0, 1, 2, 3, 2, 3, 4, 5),
+                                new_per_class=5)
+    once = scenarios.new_classes("digits", old_classes=range(6), new_per_class=5)
+    assert scn.old_classes == once.old_classes == (0, 1, 2, 3, 4, 5)
+    assert np.array_equal(scn.y_old, once.y_old)
+
+
+def _user_folder(root, names, value=100):
+    from PIL import Image
+
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), value, np.uint8)).save(root / name / f"{i}.png")
+    return f"folder:{root}"
+
+
+def test_user_folder_is_labelled_by_folder_name(tmp_path):
+    """Sub-folders 8 and 9 were classes 0 and 1 of the base model (their sorted position)."""
+    scn = scenarios.user("digits", _user_folder(tmp_path / "a", ["8", "9"]))
+    assert set(np.unique(scn.y_new)) == {8, 9} and set(np.unique(scn.y_test_new)) == {8, 9}
+    assert scn.new_classes == (8, 9)
+    with pytest.raises(DatasetError, match=r"class folders \['cat'\] name no class of the base "
+                                           r"model: .*class index \(0..9\) or class name"):
+        scenarios.user("digits", _user_folder(tmp_path / "b", ["8", "cat"]))
+
+
+def _corrupt_member(path):
+    """An npz whose compressed x member is damaged inside its deflate stream (zlib.error)."""
+    import zipfile
+    import zlib
+
+    rng = np.random.default_rng(0)
+    np.savez_compressed(path, x=rng.integers(0, 16, (40, 8, 8), dtype=np.uint8),
+                        y=np.repeat([8, 9], 20))
+    info = zipfile.ZipFile(path).getinfo("x.npy")
+    at = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data = bytearray(path.read_bytes())
+    at += int(info.compress_size * 0.3)
+    data[at:at + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    with pytest.raises(zlib.error), np.load(path) as z:
+        z["x"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: np.save(open(p, "wb"), np.zeros((3, 4))), "not an .npz archive"),
+    (_corrupt_member, "not a readable .npz file"),
+    (lambda p: np.savez(p, x=np.zeros((40, 8, 8), np.uint8), y=np.repeat([8, 9], 20),
+                        x_test=np.zeros((3, 8, 8), np.uint8), y_test=np.array([8, 9])),
+     "x_test has 3 samples but y_test has 2"),
+    (lambda p: np.savez(p, x=np.zeros((40, 8, 8), np.uint8), y=np.repeat([8, 9], 20),
+                        x_test=np.zeros((2, 8, 8), np.uint8), y_test=np.array([8.7, 9.2])),
+     "y_test must hold integer class labels"),
+    (lambda p: np.savez(p, x=np.zeros((40, 8, 8), np.uint8), y=np.repeat([8, 9], 20),
+                        x_test=np.zeros((2, 8, 8), np.uint8)),
+     "x_test is present but y_test is missing"),
+], ids=[".npy named .npz", "corrupt member", "test lengths", "float y_test", "no y_test"])
+def test_user_npz_is_checked_like_any_npz(tmp_path, make, message):
+    """The user scenario read its npz with a weaker reader of its own: a TypeError, a
+    zlib.error, a failure later naming RUN/scenario.npz, float labels truncated, x_test
+    without y_test ignored. Each is now a DatasetError naming the user's file."""
+    path = tmp_path / "new.npz"
+    make(path)
+    with pytest.raises(DatasetError, match=f"npz:{path}: .*{message}"):
+        scenarios.user("digits", f"npz:{path}")
+
+
+def test_torn_scenario_file_is_written_again(tmp_path, monkeypatch):
+    """RUN/scenario.npz torn after its stamp was written was refused with advice to re-save
+    a file the user never made: the stamp covered the scenario's content, not the file."""
+    import importlib
+    from types import SimpleNamespace
+
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+
+    # the base model is not what this checks: no training
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.train"), "train",
+                        lambda *a, **k: SimpleNamespace(train_samples=0))
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.quantize"), "quantize",
+                        lambda *a, **k: SimpleNamespace(int8_acc=0.0))
+    cfg = AdaptConfig(dataset="digits", new_per_class=5, out=str(tmp_path / "run"))
+    _, _, name, _ = prepare_base(cfg, log=lambda *_: None)
+    whole = load_dataset(name).content_hash
+    npz = tmp_path / "run" / "scenario.npz"
+    npz.write_bytes(npz.read_bytes()[:1000])
+    _, _, name, _ = prepare_base(cfg, log=lambda *_: None)
+    assert load_dataset(name).content_hash == whole

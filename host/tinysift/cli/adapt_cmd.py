@@ -56,7 +56,7 @@ def _classes(text: str) -> tuple[int, ...]:
     except ValueError as exc:
         raise BudgetError(f"--old-classes takes numbers and ranges like 0-7 or 0,2,4; "
                           f"got {text!r}") from exc
-    return tuple(out)
+    return tuple(sorted(set(out)))  # 0-3,2-5 names classes 2 and 3 once
 
 
 def _pct(v) -> str:

@@ -7,7 +7,8 @@ from tinysift.data.registry import (
     dataset_slug,
     list_datasets,
     load_dataset,
+    resolved_name,
 )
 
 __all__ = ["Dataset", "REGISTRY", "add_label_noise", "dataset_slug", "list_datasets",
-           "load_dataset"]
+           "load_dataset", "resolved_name"]

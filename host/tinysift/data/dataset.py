@@ -71,8 +71,18 @@ class Dataset:
         return np.bincount(y, minlength=self.num_classes)
 
     def subset(self, indices: np.ndarray) -> Dataset:
-        """The same dataset with the training split restricted to ``indices``."""
-        indices = np.asarray(indices, dtype=np.int64)
+        """The same dataset with the training split restricted to ``indices`` (integer
+        indices, or a boolean mask over the training split)."""
+        indices = np.asarray(indices)
+        if indices.dtype == np.bool_:
+            if indices.shape != self.y_train.shape:
+                raise DatasetError(
+                    f"dataset {self.name!r}: a boolean mask of shape {indices.shape} cannot "
+                    f"select from {len(self.y_train)} training samples; pass one flag per "
+                    "sample or integer indices"
+                )
+            indices = np.flatnonzero(indices)
+        indices = indices.astype(np.int64)
         return Dataset(
             name=self.name,
             x_train=self.x_train[indices],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +47,8 @@ REGISTRY: dict[str, DatasetInfo] = {
     )
 }
 
-_CACHE: dict[str, Dataset] = {}
+# name -> (the file signature of npz:/folder: data, or None; the dataset, arrays read-only)
+_CACHE: dict[str, tuple[tuple | None, Dataset]] = {}
 
 
 def list_datasets() -> list[DatasetInfo]:
@@ -68,9 +70,16 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     DatasetError
         Unknown name (the message lists the known ones), missing data (the message says how to
         install it), or malformed user data.
+
+    Notes
+    -----
+    Datasets are cached in the process with read-only arrays (their ``content_hash`` is
+    computed once); ``npz:`` and ``folder:`` data is read again when its files changed.
     """
-    if name in _CACHE:
-        return _CACHE[name]
+    signature = _files_signature(name)
+    cached = _CACHE.get(name)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
     if name.startswith("npz:"):
         ds = sources.load_npz(name[4:])
     elif name.startswith("folder:"):
@@ -84,8 +93,35 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     else:
         known = ", ".join(list(REGISTRY) + ["npz:PATH", "folder:PATH"])
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {known}")
-    _CACHE[name] = ds
+    for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        arr.setflags(write=False)  # an in-place edit would leave content_hash stale
+    _CACHE[name] = (signature, ds)
     return ds
+
+
+def _files_signature(name: str) -> tuple | None:
+    """What the cache of an ``npz:`` or ``folder:`` dataset is keyed on besides its name:
+    the resolved path, and the inode, mtime and size of the file (of every file under the
+    folder); None for registry names and for paths that do not exist."""
+    kind, sep, path = name.partition(":")
+    if not sep or kind not in ("npz", "folder"):
+        return None
+    root = Path(path).resolve()
+    try:
+        files = [root] if kind == "npz" else [root, *sorted(root.rglob("*"))]
+        stats = [(str(f), f.stat()) for f in files]
+    except OSError:
+        return None
+    return tuple((f, st.st_ino, st.st_mtime_ns, st.st_size) for f, st in stats)
+
+
+def resolved_name(name: str) -> str:
+    """A dataset name as a run records it: ``npz:`` and ``folder:`` paths made absolute (a
+    later stage may run from another directory); registry names unchanged."""
+    kind, sep, path = name.partition(":")
+    if sep and kind in ("npz", "folder"):
+        return f"{kind}:{Path(path).resolve()}"
+    return name
 
 
 def add_label_noise(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, np.ndarray]:

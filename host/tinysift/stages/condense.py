@@ -34,14 +34,14 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     out : run folder
     """
     from tinysift.condensation.base import check_per_class, make_condenser
-    from tinysift.data import load_dataset
+    from tinysift.data import load_dataset, resolved_name
     from tinysift.runs import Run, stage_key
     from tinysift.scoring import ScoringContext
 
     ds = load_dataset(dataset)
     check_per_class(per_class, ds.class_counts("train"))  # before any fit is paid for
     run = Run(out)
-    run.refuse_other_dataset(dataset, ds.content_hash)
+    run.refuse_other_dataset(resolved_name(dataset), ds.content_hash)
     impl = make_condenser(method, seed=seed, **method_params)
     params = {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed,
               "method_params": method_params,
@@ -55,7 +55,7 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
                          cache_dir=run / "cache", progress=progress)
     run.record_command()
     run.manifest["seed"] = seed
-    run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
+    run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test)}
     with run.stage("condense", params, inputs, seed=seed) as rec:
         start = time.perf_counter()

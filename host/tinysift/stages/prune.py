@@ -43,7 +43,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     proxy_epochs : epochs of the brief proxy training behind dynamics-based scores
     method_params : keyword arguments of the method's constructor
     """
-    from tinysift.data import add_label_noise, load_dataset
+    from tinysift.data import add_label_noise, load_dataset, resolved_name
     from tinysift.runs import Run, stage_key
     from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
@@ -56,7 +56,8 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     if balance:  # a budget under one sample a class is refused before any scoring
         class_quotas(ds.y_train, count, ds.num_classes)
     run = Run(out)
-    run.refuse_other_dataset(dataset, ds.content_hash, label_noise, noise_seed=seed)
+    run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, label_noise,
+                             noise_seed=seed)
     impl = make_method(method, seed=seed, balance=balance, **method_params)
     params = {"dataset": dataset, "method": method, "keep": str(keep), "count": count,
               "seed": seed, "label_noise": label_noise, "balance": balance,
@@ -70,7 +71,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
                             r["score_seconds"], r["select_seconds"], skipped=True)
     run.record_command()
     run.manifest["seed"] = seed
-    run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
+    run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test),
                                "label_noise": label_noise,
                                "noise_seed": seed if label_noise else 0}

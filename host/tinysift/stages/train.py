@@ -90,7 +90,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     if selection is not None and condensed is not None:
         raise BudgetError("pass either --selection or --condensed, not both")
     model_cfg = ModelConfig(variant=variant, width=width)  # checks the shape before any data
-    from tinysift.data import load_dataset
+    from tinysift.data import load_dataset, resolved_name
     from tinysift.models.cost import count_macs
     from tinysift.models.training import evaluate, train_model
     from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
@@ -168,7 +168,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
     if selection is not None and noise:
         noise_seed = int(sel["noise_seed"])
-    run.manifest["dataset"] = {"name": dataset, "hash": ds.content_hash,
+    run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test),
                                "label_noise": noise, "noise_seed": noise_seed if noise else 0}
     with run.stage("train", params, inputs, seed=seed) as rec:
