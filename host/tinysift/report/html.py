@@ -58,7 +58,8 @@ def write_page(path: Path, title: str, content: str, summary: dict, footer: str)
 
 
 SUMMARY_HEADERS = ["method", "samples", "acc before", "acc after", "int8 acc after",
-                   "cycles/epoch", "mJ/epoch (est.)", "mJ fine-tune (est.)", "ms/epoch"]
+                   "cycles/epoch", "mJ/epoch (est.)", "mJ fine-tune (est.)",
+                   "ms/epoch (cycles / clock)"]
 
 
 def write_report(summary: dict, path: Path) -> Path:
