@@ -3,6 +3,7 @@ in tests/test_bench.py and tests/test_demo.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -291,3 +292,85 @@ def test_torn_scenario_file_is_written_again(tmp_path, monkeypatch):
     npz.write_bytes(npz.read_bytes()[:1000])
     _, _, name, _ = prepare_base(cfg, log=lambda *_: None)
     assert load_dataset(name).content_hash == whole
+
+
+class _Stop(Exception):
+    """Ends a pipeline where a test has seen what it needs (before the device)."""
+
+
+def test_adaptation_exports_the_firmware_its_check_planned(tmp_path, monkeypatch):
+    """update=head: the pre-check planned a head-only firmware, while the export planned and
+    the build made one with the update=last-block / bias buffers, so on a board between the
+    two the pre-check passed and the export refused it with `tinysift export`'s message
+    ("or pass --fit"). The export is now head-only (export.json, its plan, the build's
+    flag); update=bias is refused by the pre-check itself, with adapt's options."""
+    import tinysift.stages.device as device_stage
+    from tinysift.boards import CONFIG_ENV, DEFAULT_BOARD, load_board, save_user_board
+    from tinysift.device.build import HEAD_ONLY_FLAG, build_plan
+    from tinysift.errors import FitError
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base, run_adapt, test_indices
+    from tinysift.stages.export import memory_plan_for
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
+    cfg = AdaptConfig(dataset="digits", new_per_class=30, replay="random", replay_per_class=5,
+                      update="head", board=DEFAULT_BOARD, base_epochs=2, test_per_class=10,
+                      out=str(tmp_path / "run"))
+    scn, parts, _, base = prepare_base(cfg, log=lambda *_: None)
+    tests = len(test_indices(scn, parts, cfg.test_per_class, cfg.seed))
+    ram = {bb: memory_plan_for(base, DEFAULT_BOARD, tests, train_samples=5 * 8,
+                               db_capacity=60, backbone_training=bb)["ram_total"]
+           for bb in (False, True)}
+    save_user_board(DEFAULT_BOARD, {"ram_bytes": (ram[False] + ram[True]) // 2})
+
+    def stop(*_args, **_kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(device_stage, "cached_results", stop)
+    with pytest.raises(_Stop):  # exported (it raised FitError here), then stopped
+        run_adapt(cfg, log=lambda *_: None)
+    info = json.loads((base / "export" / "export.json").read_text())
+    assert info["backbone_training"] is False and info["memory_plan"]["fits"]
+    assert info["memory_plan"]["ram_total"] == ram[False] and info["train_samples"] == 40
+    plan = build_plan(load_board(DEFAULT_BOARD), base / "export", base / "device")
+    assert HEAD_ONLY_FLAG in plan.env["PLATFORMIO_BUILD_FLAGS"]
+    cfg.update = "bias"
+    with pytest.raises(FitError, match=r"a replay set of 40 samples plus 60 new samples with "
+                                       r"update=bias needs") as err:
+        run_adapt(cfg, log=lambda *_: None)
+    assert "--fit" not in str(err.value)
+
+
+def test_device_bench_exports_one_firmware_for_its_update_modes(tmp_path, monkeypatch):
+    """`tinysift bench device` builds one firmware for every row: head-only when every row is
+    update=head, with the backbone buffers when a row needs them; a head row's RAM plan is
+    a head-only build's either way."""
+    import importlib
+
+    from tinysift.bench.device import DeviceBenchConfig, _plan_ram, bench_device
+
+    # the module (tinysift.stages re-exports its function under the same name)
+    export_stage = importlib.import_module("tinysift.stages.export")
+    real = export_stage.export
+    made = []
+
+    def export_then_stop(*args, **kwargs):
+        made.append((kwargs.get("backbone_training", True), real(*args, **kwargs)))
+        raise _Stop
+
+    monkeypatch.setattr(export_stage, "export", export_then_stop)
+    for updates in (("head",), ("head", "bias")):
+        cfg = DeviceBenchConfig(dataset="digits", seeds=1, methods=("random",), sizes=(5,),
+                                updates=updates, new_per_class=30, base_epochs=2,
+                                test_per_class=10, out_dir=tmp_path / "out",
+                                progress_dir=tmp_path / "progress", work_dir=tmp_path / "work")
+        with pytest.raises(_Stop):
+            bench_device(cfg, log=lambda *_: None)
+    (head_only, exp_head), (full, exp_full) = made
+    assert head_only is False and full is True
+    assert exp_head.plan["backbone_training"] is False and exp_full.plan["backbone_training"]
+    base = tmp_path / "work" / f"{cfg.stem()}-s0" / "base"
+    head_ram = exp_head.plan["ram_total"]
+    assert head_ram < exp_full.plan["ram_total"]
+    assert _plan_ram(base, cfg.board, exp_head, "head") == head_ram
+    assert _plan_ram(base, cfg.board, exp_full, "head") == head_ram
+    assert _plan_ram(base, cfg.board, exp_full, "bias") == exp_full.plan["ram_total"]

@@ -137,3 +137,14 @@ def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     res["methods"]["vq"]["0.5"]["acc_mean"] = sum(full) / 3 - 0.00203
     line = _collect().guided_targets(res)[0]
     assert "-0.203 pt" in line and line.endswith("NOT met)")  # the miss shows
+
+
+def test_pareto_front_keeps_only_the_best_of_equal_energies():
+    """Points at one energy: the most accurate is on the front, the others (dominated by it)
+    are not; they were kept when the lower accuracy sorted first."""
+    from tinysift.report.plots import pareto_front
+
+    pts = [(2.0, 0.9), (1.0, 0.5), (1.0, 0.8), (3.0, 0.85), (3.0, 0.95), (2.0, 0.7)]
+    assert pareto_front(pts) == [(1.0, 0.8), (2.0, 0.9), (3.0, 0.95)]
+    assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [(1.0, 0.5)]
+    assert pareto_front([]) == []

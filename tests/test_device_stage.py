@@ -510,3 +510,62 @@ def test_the_streamed_session_checks_the_board_too(tmp_path):
                                  StreamParams(6, 3), "s", port=dev.url, timeout=2.0)
     finally:
         dev.close()
+
+
+# ---- a head-only export: built without the backbone buffers, trains update=head only -----
+
+def test_a_head_only_export_builds_with_its_flag_in_its_own_folder(tmp_path, monkeypatch):
+    """export.json's ``backbone_training: false`` reaches the build: PlatformIO gets
+    -DTS_APP_BACKBONE_TRAINING=0 after the caller's own PLATFORMIO_BUILD_FLAGS, in a build
+    folder of its own, and the build identity (the ELF's stamp, a result's reuse) differs
+    from the full firmware's, which stays as it was."""
+    from tinysift.boards import load_board
+    from tinysift.device.build import HEAD_ONLY_FLAG, build_plan
+    from tinysift.stages.device import build_identity
+
+    monkeypatch.setenv("PLATFORMIO_BUILD_FLAGS", "-DUSER_FLAG=1")
+    brd = load_board(BOARD)
+    run = exported_run(tmp_path / "run")
+    export, out = run / "export", run / "device"
+    full, full_id = build_plan(brd, export, out), build_identity(run)
+    assert "PLATFORMIO_BUILD_FLAGS" not in full.env  # the caller's own flags, untouched
+    assert full.build_dir == out.resolve() / "build" and "flags=" not in full_id
+    # the same export made head-only
+    info = json.loads((export / "export.json").read_text())
+    (export / "export.json").write_text(json.dumps({**info, "backbone_training": False}))
+    head = build_plan(brd, export, out)
+    assert head.env["PLATFORMIO_BUILD_FLAGS"] == f"-DUSER_FLAG=1 {HEAD_ONLY_FLAG}"
+    assert f"PLATFORMIO_BUILD_FLAGS='-DUSER_FLAG=1 {HEAD_ONLY_FLAG}'" in head.shell()
+    assert head.build_dir == out.resolve() / "build-head-only"  # never the full's objects
+    assert head.elf.parent.parent == head.build_dir
+    head_id = build_identity(run)
+    assert head_id != full_id and head_id.startswith(full_id)  # no stamp, no result reused
+    monkeypatch.delenv("PLATFORMIO_BUILD_FLAGS")
+    assert build_plan(brd, export, out).env["PLATFORMIO_BUILD_FLAGS"] == HEAD_ONLY_FLAG
+
+
+def test_a_head_only_export_refuses_float_layer_training_before_the_board(tmp_path):
+    """update=last-block or bias on a head-only export: refused by the host before any build
+    or session (the firmware would answer code 4 after the set was streamed), naming the fix;
+    update=head goes on (here to the missing port)."""
+    from tinysift.device.stream import StreamParams
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.device import TrainParams, run_on_device
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run", backbone_training=False)
+    for update in ("last-block", "bias"):
+        params = TrainParams(epochs=1, update=update)
+        with pytest.raises(TinysiftError, match=rf"update={update} .* head-only .* export "
+                                                r"again with them \(`tinysift export --run "
+                                                rf".* --board {BOARD}`, without --head-only"):
+            run_on_device(run, BOARD, port=NO_PORT, params=params, label=update)
+        with pytest.raises(TinysiftError, match="head-only"):
+            run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3), "s",
+                                 port=NO_PORT)
+    assert not (run / "device").exists()  # no session was started
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="head"))
+    full = exported_run(tmp_path / "full")
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_on_device(full, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))

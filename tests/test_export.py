@@ -596,3 +596,117 @@ def test_fit_exports_a_recorded_balanced_subset(run_copy, capfd, tmp_path, monke
     manifest = json.loads((run_copy / "manifest.json").read_text())
     assert manifest["stages"]["export"]["results"]["fit"]["dropped"] == 1437 - n
     assert "positions" not in manifest["stages"]["export"]["results"]["fit"]
+
+
+# ---- head-only exports, the fit error's fixes, the sample counts the firmware takes -------
+
+def test_a_head_only_export_records_plans_and_checks_it(run_copy, tmp_path, monkeypatch,
+                                                       capfd):
+    """`--head-only` (backbone_training=False): export.json and its memory plan say so, the
+    plan is the head-only firmware's (no backbone buffers, no raw .tflite) and the export's
+    fit check uses it: on a board between the two plans the full export is refused and the
+    head-only one exported."""
+    from tinysift.boards import CONFIG_ENV, DEFAULT_BOARD, load_board, save_user_board
+    from tinysift.cli.app import main
+    from tinysift.export.memory import plan_memory
+    from tinysift.stages.export import export, memory_plan_for, run_model_footprint
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
+    ram = {bb: memory_plan_for(run_copy, DEFAULT_BOARD, backbone_training=bb)["ram_total"]
+           for bb in (False, True)}
+    assert ram[False] < ram[True]
+    save_user_board(DEFAULT_BOARD, {"ram_bytes": (ram[False] + ram[True]) // 2})
+    with pytest.raises(FitError, match="RAM, board has"):
+        export(run_copy)
+    capfd.readouterr()
+    assert main(["export", "--run", str(run_copy), "--head-only"]) == 0, capfd.readouterr().err
+    info = json.loads((run_copy / "export" / "export.json").read_text())
+    plan = info["memory_plan"]
+    assert info["backbone_training"] is False and plan["backbone_training"] is False
+    fp = run_model_footprint(run_copy)
+    want = plan_memory(fp, load_board(DEFAULT_BOARD), info["train_samples"],
+                       info["test_samples"], backbone_training=False).to_dict()
+    assert plan == want and plan["fits"] and plan["ram_total"] == ram[False]
+    assert plan["flash"]["raw .tflite (scales for last-block / bias)"] == 0
+    # the default export has the buffers again (another stage key: not the cached one)
+    save_user_board(DEFAULT_BOARD, {"ram_bytes": 2 * ram[True]})
+    r = export(run_copy)
+    info = json.loads((run_copy / "export" / "export.json").read_text())
+    assert not r.skipped and info["backbone_training"] is True
+    assert r.plan["backbone_training"] is True and r.plan["ram_total"] == ram[True]
+
+
+def test_fit_error_names_a_db_capacity_that_fits_and_no_fit_hint_under_fit(run_copy, capfd):
+    """nucleo_f411re (128 KB RAM), 100 test samples, a `db load` buffer of 312: `--fit` has
+    room for 4 samples, fewer than the 10 classes. The error said "keep at most 4 samples
+    (or pass --fit)" to a user who had passed --fit, and never that a smaller --db-capacity
+    leaves room; it now names the largest capacity that does, which then exports."""
+    from tinysift.boards import load_board
+    from tinysift.cli.app import main
+    from tinysift.export.memory import check_fits
+    from tinysift.stages.export import run_model_footprint
+
+    argv = ["export", "--run", str(run_copy), "--board", "nucleo_f411re", "--test-samples",
+            "100", "--fit", "--db-capacity"]
+    capfd.readouterr()
+    assert main(argv + ["312"]) == 2
+    err = " ".join(capfd.readouterr().err.split())
+    assert "--fit needs room for at least one training sample per class (10)" in err, err
+    assert "pass --fit" not in err and "keep at most" not in err
+    db = int(err.split("--db-capacity ")[1].split()[0])
+    assert 0 < db < 312 and "--fit then keeps" in err
+    assert main(argv + [str(db)]) == 0, capfd.readouterr().err
+    info = json.loads((run_copy / "export" / "export.json").read_text())
+    assert info["memory_plan"]["db_capacity"] == db and info["train_samples"] >= 10
+    # without --fit: the capacity that fits every sample asked for, exactly
+    fp, board = run_model_footprint(run_copy), load_board("nucleo_f411re")
+    with pytest.raises(FitError, match=r"keep at most \d+ samples \(or pass --fit\) or "
+                                       r"--db-capacity \d+ or less \(all 400 samples then "
+                                       r"fit\)") as exc:
+        check_fits(fp, board, 400, 100, db_capacity=305)
+    most = int(str(exc.value).split("--db-capacity ")[1].split()[0])
+    assert check_fits(fp, board, 400, 100, db_capacity=most).fits
+    with pytest.raises(FitError):
+        check_fits(fp, board, 400, 100, db_capacity=most + 1)
+
+
+def test_sample_counts_the_firmware_cannot_take_are_refused():
+    """A negative --db-capacity was exported (`#define TS_EXPORT_DB_CAPACITY -5`); one above
+    65,535 failed app.h's #error at the build; a training set plus the buffer above
+    TS_TRAINER_MAX_SAMPLES failed `db use both` on the device. Each is refused with the
+    numbers and the counts that do."""
+    from tinysift.boards import load_board
+    from tinysift.errors import BudgetError
+    from tinysift.export.memory import ModelFootprint, plan_memory
+
+    fp = ModelFootprint(weight_bytes=2_000, num_layers=4, arena_bytes=1_000, sample_bytes=64,
+                        feature_dim=16, num_classes=10, tflite_bytes=3_000)
+    brd = load_board("qemu-mps2-an386")
+    with pytest.raises(BudgetError, match=r"--db-capacity -5: .* 0 or more"):
+        plan_memory(fp, brd, 100, 50, db_capacity=-5)
+    with pytest.raises(BudgetError, match=r"--db-capacity 65,536: .* at most 65,535 samples .*"
+                                          r"use --db-capacity 65535 or less"):
+        plan_memory(fp, brd, 100, 50, db_capacity=65_536)
+    with pytest.raises(BudgetError, match=r"65,000 training samples plus a `db load` buffer of "
+                                          r"1,000: .* at most 65,535 samples .* export at most "
+                                          r"64,535 training samples .* --db-capacity 535 or "
+                                          r"less"):
+        plan_memory(fp, brd, 65_000, 50, db_capacity=1_000)
+    with pytest.raises(BudgetError, match=r"pass --db-capacity 30,535 or less \(the buffer "
+                                          r"defaults to the training set's size\)"):
+        plan_memory(fp, brd, 35_000, 50)
+    # the limits themselves are planned
+    assert plan_memory(fp, brd, 65_000, 50, db_capacity=535).train_samples == 65_000
+    assert plan_memory(fp, brd, 0, 50, db_capacity=65_535).db_capacity == 65_535
+    assert plan_memory(fp, brd, 65_534, 50, db_capacity=0).db_capacity == 0
+
+
+def test_cli_refuses_a_negative_db_capacity(run_copy, capfd):
+    from tinysift.cli.app import main
+
+    before = (run_copy / "export" / "ts_export.h").read_text()
+    capfd.readouterr()
+    assert main(["export", "--run", str(run_copy), "--db-capacity", "-5"]) == 2
+    err = " ".join(capfd.readouterr().err.split())
+    assert "--db-capacity -5: the `db load` buffer holds a number of samples, 0 or more" in err
+    assert (run_copy / "export" / "ts_export.h").read_text() == before

@@ -9,18 +9,21 @@ the real figure, nor far above it; the totals are never below the image's.
 
 * demo: the Fashion-MNIST ds-cnn as `tinysift demo` exports it (a replay set of 20 samples
   per old class in flash, room for 200 new samples in RAM, 300 test samples), with the
-  default firmware and with the one `update=head` needs (-DTS_APP_BACKBONE_TRAINING=0, the
-  plan the demo's "largest replay set that fits" uses);
+  default firmware and exported head-only as `tinysift adapt --update head` does
+  (export.json ``backbone_training: false``, which tinysift.device.build builds with
+  -DTS_APP_BACKBONE_TRAINING=0: the plan the demo's "largest replay set that fits" uses);
 * nano33ble-fit: the largest training set the plan fits into a 256 KB-RAM board (nano33ble,
   `export --fit`): the real image must then fit that board.
 
 The base model is the golden-fmnist run of tests/test_engine_golden.py (the same stages and
 parameters, so one training serves both); each export is written into a copy of that run.
+Every image is built as the product builds it (tinysift.device.build.build_firmware, from
+the export alone).
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import shutil
 import subprocess
@@ -38,7 +41,6 @@ from tools_needed import FIRMWARE_TOOLS, need_tools
 pytestmark = pytest.mark.qemu
 
 ROOT = Path(__file__).resolve().parents[1]
-PIO = ROOT / "tools" / "pio"
 SCRATCH = ROOT / "runs" / "_scratch"
 
 IMAGE_BOARD = "qemu-mps2-an386"  # the board the test images are built and run for
@@ -106,16 +108,22 @@ def _export_copy(base: Path, name: str, **kw) -> Path:
         return export(run, **kw).export_dir
 
 
-def _demo_export(base: Path) -> Path:
+def _demo_export(base: Path, backbone_training: bool = True) -> Path:
     """As the demo exports: classes 0-7, 20 per class in flash, 200 streamed, 30 test per
-    class (firmware built with room for the streamed set)."""
+    class (firmware built with room for the streamed set); ``backbone_training=False``: as
+    `tinysift adapt --update head` exports it (head-only)."""
     from tinysift.data import load_dataset
 
     ds = load_dataset("fashion-mnist")
     replay = np.concatenate([np.flatnonzero(ds.y_train == c)[:20] for c in range(8)])
     tests = np.sort(np.concatenate([np.flatnonzero(ds.y_test == c)[:30] for c in range(10)]))
-    return _export_copy(base, "demo", test_samples=len(tests), db_capacity=200,
-                        train_indices=replay, test_indices=tests)
+    return _export_copy(base, "demo" if backbone_training else "demo-head-only",
+                        test_samples=len(tests), db_capacity=200, train_indices=replay,
+                        test_indices=tests, backbone_training=backbone_training)
+
+
+def _demo_head_only_export(base: Path) -> Path:
+    return _demo_export(base, backbone_training=False)
 
 
 def _fit_export(base: Path) -> Path:
@@ -134,7 +142,7 @@ def _stm32_export(base: Path) -> Path:
 # name: (export, boards planned, backbone buffers built in, the board the image is built for)
 CASES = {
     "demo": (_demo_export, ("qemu-mps2-an386", "nano33ble"), True, IMAGE_BOARD),
-    "demo-head-only": (_demo_export, ("nano33ble",), False, IMAGE_BOARD),
+    "demo-head-only": (_demo_head_only_export, ("nano33ble",), False, IMAGE_BOARD),
     "nano33ble-fit": (_fit_export, ("nano33ble",), True, IMAGE_BOARD),
     # the STM32 port's own image (its runtime: the USART receive ring, the clock's state)
     "netduinoplus2-digits": (_stm32_export, ("qemu-netduinoplus2", "nucleo_f411re"), True,
@@ -143,16 +151,13 @@ CASES = {
 
 
 def _build(export_dir: Path, ws: Path, backbone: bool, board: str = IMAGE_BOARD) -> Path:
-    env = dict(os.environ, PLATFORMIO_WORKSPACE_DIR=str(ws), TS_EXPORT_DIR=str(export_dir))
-    env.pop("PLATFORMIO_BUILD_DIR", None)
-    env.pop("PLATFORMIO_BUILD_FLAGS", None)
-    if not backbone:
-        env["PLATFORMIO_BUILD_FLAGS"] = "-DTS_APP_BACKBONE_TRAINING=0"
-    pio_env = load_board(board).pio_env
-    r = subprocess.run([str(PIO), "run", "-d", "firmware", "-e", pio_env], cwd=ROOT, env=env,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    return ws / "build" / pio_env / "firmware.elf"
+    """The image as tinysift builds it from the export (build_firmware: a head-only export
+    gets its flag from export.json, nothing here adds it)."""
+    from tinysift.device.build import build_firmware
+
+    info = json.loads((export_dir / "export.json").read_text())
+    assert info.get("backbone_training", True) is backbone
+    return build_firmware(export_dir, load_board(board), ws).elf
 
 
 def elf_figures(elf: Path) -> tuple[dict[str, int], dict[str, int]]:

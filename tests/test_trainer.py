@@ -14,8 +14,10 @@ The export: $TINYSIFT_TRAINER_EXPORT (an export folder) if set, else a digits ru
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1297,3 +1299,47 @@ def test_head_oracle_catches_a_wrong_step(trained, data, model):
                   dataclasses.replace(cfg, batch_size=cfg.batch_size + 1)):
         w, _, _ = tf_sgd_head(data, model, w0, b0, wrong)
         assert rel_err(r.weights, w) > 100 * ORACLE_TOL, wrong
+
+
+def _trainer_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trainer_table",
+                                                  ROOT / "tools" / "trainer_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--export", "digits"], r"--export digits: give NAME=DIR"),
+    (["--export", "=runs/x/export"], r"give NAME=DIR"),
+    (["--datasets", "digits", "--export", "fashion-mnist={tmp}"],
+     r"--export fashion-mnist=.*: fashion-mnist is not among the datasets benchmarked "
+     r"\(digits\); add it to --datasets or drop the option"),
+    (["--datasets", "digits", "--export", "digits={tmp}", "--export", "digits={tmp}"],
+     r"--export names digits twice"),
+    (["--datasets", "digits", "--export", "digits={tmp}/none"],
+     r"none/export\.json not found: --export takes a folder written by `tinysift export"),
+    (["--datasets", "digits", "--export", "digits={tmp}/bad"],
+     r"bad/export\.json is not a readable export\.json"),
+    (["--datasets", "digits", "--export", "digits={tmp}/partial"],
+     r"partial/export\.json lacks .*layers.*: not a run's export"),
+])
+def test_trainer_table_refuses_bad_exports_in_one_line(tmp_path, args, message):
+    """tools/trainer_table.py's --export: a value without `=` raised a bare ValueError, a
+    folder without export.json a FileNotFoundError traceback, and an export for a dataset
+    not in --datasets was silently ignored; each is now one SystemExit line, before any
+    build."""
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "export.json").write_text("{not json")
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "export.json").write_text('{"content_hash": "x"}')
+    table = _trainer_table()
+    with pytest.raises(SystemExit) as exc:
+        table.main([a.replace("{tmp}", str(tmp_path)) for a in args]
+                   + ["--out-dir", str(tmp_path / "out")])
+    assert isinstance(exc.value.code, str) and re.search(message, exc.value.code), \
+        exc.value.code
+    assert not (tmp_path / "out").exists()

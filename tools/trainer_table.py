@@ -183,10 +183,58 @@ def run_build(b: Build, export: Path, log_dir: Path | None = None) -> dict:
     return parse_bench(done.stdout)
 
 
+def given_exports(specs: list[str], datasets: list[str]) -> dict[str, Path]:
+    """The ``--export NAME=DIR`` options as {dataset: resolved export folder}.
+
+    Parameters
+    ----------
+    specs : the options' values
+    datasets : the datasets benchmarked (``--datasets``)
+
+    Returns
+    -------
+    dict[str, Path]
+
+    Raises
+    ------
+    SystemExit
+        A value without ``=``, an empty name or folder, a dataset named twice or not among
+        ``datasets`` (its export would be ignored), naming the option and the fix.
+    """
+    given: dict[str, Path] = {}
+    for spec in specs:
+        name, eq, folder = spec.partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not eq or not name or not folder:
+            raise SystemExit(f"--export {spec}: give NAME=DIR, a dataset and its export folder "
+                             "(e.g. --export digits=runs/NAME/export)")
+        if name in given:
+            raise SystemExit(f"--export names {name} twice; give one export per dataset")
+        if name not in datasets:
+            raise SystemExit(f"--export {spec}: {name} is not among the datasets benchmarked "
+                             f"({', '.join(datasets) or 'none'}); add it to --datasets or drop "
+                             "the option")
+        given[name] = Path(folder).resolve()
+    return given
+
+
 def export_info(export: Path) -> dict:
     import json
 
-    meta = json.loads((export / "export.json").read_text())
+    path = export / "export.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path} not found: --export takes a folder written by `tinysift "
+                         "export --run RUN` (RUN/export)") from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path} is not a readable export.json ({exc}); export the run "
+                         "again (`tinysift export --run RUN`)") from None
+    missing = [k for k in ("content_hash", "train_samples", "test_samples", "feature_dim",
+                           "num_classes", "layers", "head_layer") if k not in meta]
+    if missing:
+        raise SystemExit(f"{path} lacks {', '.join(missing)}: not a run's export; export the "
+                         "run again (`tinysift export --run RUN`)")
     dims = subprocess.run([sys.executable, str(ROOT / "firmware" / "scripts" /
                                                "ts_model_dims.py"), str(export)],
                           capture_output=True, text=True, check=True).stdout.split()
@@ -312,22 +360,24 @@ def main(argv: list[str]) -> int:
         res = json.loads((args.out_dir / "trainer_qemu.json").read_text())
         write_results(res, args.out_dir, "trainer_qemu", markdown)
         return 0
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} not found: run `make setup` (tools/setup.sh installs it)")
     datasets = [d for d in args.datasets.split(",") if d]
     for d in datasets:
         if d not in EXPORTS:
             raise SystemExit(f"unknown dataset {d!r}; known: {', '.join(EXPORTS)}")
-    given = dict(e.split("=", 1) for e in args.export)
+    given = given_exports(args.export, datasets)
     only = set(filter(None, args.only.split(",")))
     known = {b.name for b in BUILDS} | {f"{b.name}/{b.core}" for b in BUILDS}
     if only - known:
         raise SystemExit(f"unknown build(s) {sorted(only - known)}; known: "
                          f"{', '.join(sorted(known))}")
-    exports = {d: (Path(given[d]) if d in given else make_export(d, args.work_dir)).resolve()
+    # the given exports are read before any tool runs: a bad one fails in one line, at once
+    given_infos = {d: export_info(p) for d, p in given.items()}
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: run `make setup` (tools/setup.sh installs it)")
+    exports = {d: given[d] if d in given else make_export(d, args.work_dir).resolve()
                for d in datasets}
-    infos = {d: export_info(p) for d, p in exports.items()}
+    infos = {d: given_infos[d] if d in given else export_info(p) for d, p in exports.items()}
     rows, skipped = [], []
     for b in BUILDS:
         if b.dataset not in exports or (only and not {b.name, f"{b.name}/{b.core}"} & only):

@@ -110,8 +110,10 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
 def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
            num_classes: int) -> dict:
     """The product configuration's memory plan (replay set in flash, the new samples streamed
-    into RAM) on the demo's board and on ``fit_board``, for each replay size and mode, and
+    into RAM, the firmware `tinysift adapt` exports and builds for the mode: head-only for
+    update=head) on the demo's board and on ``fit_board``, for each replay size and mode, and
     the largest replay size per class that fits ``fit_board``."""
+    from tinysift.export.memory import MAX_TRAIN_SAMPLES
     from tinysift.stages.export import memory_plan_for
 
     tests = cfg.test_per_class * num_classes
@@ -134,7 +136,9 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
             return memory_plan_for(base, cfg.fit_board, tests, train_samples=size * n_old,
                                    db_capacity=n_new, backbone_training=update != "head")["fits"]
 
-        fits[update] = largest_fitting(fits_board)
+        # no larger than the trainer takes (replay plus new samples, uint16 sample order)
+        fits[update] = largest_fitting(
+            fits_board, most=(MAX_TRAIN_SAMPLES - max(1, n_new)) // max(1, n_old))
     plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
     plans["detail"] = memory_plan_for(base, cfg.board, tests,
                                       train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,
@@ -146,7 +150,7 @@ def largest_fitting(fits, most: int = 1 << 16) -> int:
     """The largest size in [0, ``most``] for which ``fits(size)`` holds (0: not even one),
     ``fits`` being monotone (a larger replay set never needs less memory): doubling, then
     bisection."""
-    if not fits(1):
+    if most < 1 or not fits(1):
         return 0
     low = 1
     while low < most and fits(min(2 * low, most)):

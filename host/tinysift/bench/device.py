@@ -7,8 +7,10 @@ old task with the seed, int8-quantized, exported once, the firmware built once; 
 the replay set followed by the new samples, both streamed with ``db load`` (one firmware
 for every replay set; the same set in the same order as a replay set exported to flash
 with ``db use both``). Accuracy of the re-quantized int8 model on the exported test subset
-(old and new task), estimated energy of the training epochs, and the memory plan's RAM of
-each update mode. A seed is paired across methods (the same base model, new samples and
+(old and new task), estimated energy of the training epochs, and the RAM of the memory plan
+of the firmware each update mode needs (update=head: a head-only build; the bench builds one
+firmware for every row, with the update=last-block / bias buffers only when a row needs
+them). A seed is paired across methods (the same base model, new samples and
 device sample order), so the tables give each method's paired difference to random replay.
 
 Every finished device run is appended to a progress log; the results files are rewritten
@@ -127,8 +129,13 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                      acc_new=ref.get("new", 0.0))
         most = max(cfg.sizes) * len(scn.old_classes) + len(scn.y_new)
         flash = parts["old"][[int(np.flatnonzero(scn.y_old == c)[0]) for c in scn.old_classes]]
+        # one firmware for every row: with the update=last-block / bias buffers only when a
+        # row needs them (head-only otherwise, as `tinysift adapt --update head` builds)
+        backbone = any(u != "head" for u in cfg.updates)
         exp = export(base, board=cfg.board, test_samples=len(tests), seed=seed,
-                     db_capacity=most, train_indices=flash, test_indices=tests)
+                     db_capacity=most, train_indices=flash, test_indices=tests,
+                     backbone_training=backbone)
+        ram_plans = {u: _plan_ram(base, cfg.board, exp, u) for u in cfg.updates}
         scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
         x_new = tflm.quantize_images(scn.x_new, scale, zp)
         jobs = [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]
@@ -156,7 +163,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                 res = run_on_device(base, cfg.board, params=params, train_set=train_set,
                                     label=f"{method}-{size}-{update}", db_use="ram")
                 acc = device_task_accuracies(res, scn)
-                ram = _plan_ram(exp.plan, update)
+                ram = ram_plans[update]
                 plog.add(seed, method, f"{size}:{update}", acc=acc["all"],
                          acc_old=acc.get("old") or 0.0, acc_new=acc.get("new") or 0.0,
                          energy_mj=res.training_energy_mj(len(train_set[1])),
@@ -177,14 +184,20 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     return results
 
 
-def _plan_ram(plan: dict, update: str) -> int:
-    """RAM the memory plan counts for this update mode (head: without the float-layer
-    buffers, which only last-block/bias need)."""
-    total = int(plan["ram_total"])
-    if update == "head":
-        total -= sum(v for k, v in plan["ram"].items()
-                     if "last-block" in k or "re-quantized backbone" in k)
-    return total
+def _plan_ram(base: Path, board: str, exp, update: str) -> int:
+    """RAM of the memory plan of the firmware this update mode needs, for the bench's export
+    (``exp``, a tinysift.stages.export.ExportOutcome): update=head's is a head-only build's
+    (the firmware ``tinysift adapt --update head`` and ``tinysift export --head-only`` build,
+    which the bench built too unless a row of another mode needed the backbone buffers);
+    last-block's and bias's the export's own plan (a firmware with those buffers)."""
+    plan = exp.plan
+    if update != "head" or plan.get("backbone_training", True) is False:
+        return int(plan["ram_total"])
+    from tinysift.stages.export import memory_plan_for
+
+    return int(memory_plan_for(base, board, exp.test_samples, train_samples=exp.train_samples,
+                               db_capacity=plan["db_capacity"],
+                               backbone_training=False)["ram_total"])
 
 
 def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], plan: dict,

@@ -40,16 +40,23 @@ def register(app: typer.Typer) -> None:
         test_samples: int = typer.Option(200, help="held-out int8 test samples to export"),
         db_capacity: int = typer.Option(None, help="samples `db load` can stream into RAM "
                                                    "(default: the exported set's size)"),
+        head_only: bool = typer.Option(False, "--head-only",
+                                       help="a firmware that trains the head only (update="
+                                            "head): without the buffers of update=last-block "
+                                            "/ bias, it needs less RAM and flash"),
         seed: int = seed_option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
         from tinysift.stages.export import export
 
         r = export(require_run(run), board=board, fit=fit, test_samples=test_samples,
-                   db_capacity=db_capacity, seed=seed)
+                   db_capacity=db_capacity, seed=seed, backbone_training=not head_only)
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
+        if head_only:
+            console.print("head-only: its firmware trains update=head only (export without "
+                          "--head-only for update=last-block / bias)")
         if r.fit:
             f = r.fit
             console.print(f"--fit: a class-balanced random subset (seed {f['seed']}) of the "

@@ -13,6 +13,15 @@ from tinysift.boards import Board, builds_offline
 from tinysift.errors import DeviceError
 from tinysift.paths import firmware_dir, offline_pio, project_root
 
+# The flag of a head-only firmware (firmware/src/app.h: no buffers for update=last-block /
+# bias, nor the raw .tflite their scales come from), for an export whose export.json says
+# ``"backbone_training": false`` (``tinysift export --head-only``, ``tinysift adapt
+# --update head``); it is added to PlatformIO's PLATFORMIO_BUILD_FLAGS.
+HEAD_ONLY_FLAG = "-DTS_APP_BACKBONE_TRAINING=0"
+# Where a head-only build compiles, beside a full build's ``build``: the two never share
+# objects.
+HEAD_ONLY_BUILD = "build-head-only"
+
 # Everything a firmware build compiles besides the export, relative to the project folder:
 # a change here means a rebuild.
 FIRMWARE_SOURCES = ("firmware/src", "firmware/lib", "firmware/platformio.ini",
@@ -67,6 +76,38 @@ class BuildPlan:
                          shlex.join(self.cmd)])
 
 
+def export_backbone_training(export_dir: Path | None) -> bool:
+    """Whether the firmware for ``export_dir`` holds the update=last-block / bias buffers.
+
+    Parameters
+    ----------
+    export_dir : an export folder (``RUN/export``), or None (the app without a model)
+
+    Returns
+    -------
+    bool
+        export.json's ``backbone_training``: False for a head-only export; True for one that
+        says so, one made before the field existed (every firmware then had the buffers), a
+        bare ``tinysift engine export`` and no export.
+
+    Raises
+    ------
+    DeviceError
+        export.json is not readable JSON (export again).
+    """
+    import json
+
+    if export_dir is None or not (Path(export_dir) / "export.json").exists():
+        return True
+    path = Path(export_dir) / "export.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DeviceError(f"{path} is not readable JSON ({exc}); run `tinysift export` "
+                          "again") from exc
+    return info.get("backbone_training", True) is not False
+
+
 def pio_command(board: Board) -> list[str]:
     """Emulated boards and the project's own ports build offline through tools/pio; the
     boards on stock platforms need stock PlatformIO (its platforms and toolchains download on
@@ -81,10 +122,20 @@ def build_plan(board: Board, export_dir: Path | None, out_dir: Path, upload: boo
                port: str | None = None) -> BuildPlan:
     """The build of the app for ``board`` with ``export_dir`` compiled in (None: the app
     without a model, which answers name, info, reset and calib) into ``out_dir/build``;
-    ``upload``: PlatformIO uploads it too (the boards flashed with ``pio run -t upload``)."""
-    env = {"PLATFORMIO_BUILD_DIR": str(Path(out_dir).resolve() / "build")}
+    ``upload``: PlatformIO uploads it too (the boards flashed with ``pio run -t upload``).
+
+    A head-only export (:func:`export_backbone_training` False) builds with
+    :data:`HEAD_ONLY_FLAG` appended to the caller's PLATFORMIO_BUILD_FLAGS (PlatformIO adds
+    them to every source it compiles, the app's included) into ``out_dir/build-head-only``,
+    so its objects never mix with a full build's."""
+    head_only = not export_backbone_training(export_dir)
+    build = Path(out_dir).resolve() / (HEAD_ONLY_BUILD if head_only else "build")
+    env = {"PLATFORMIO_BUILD_DIR": str(build)}
     if export_dir is not None:
         env = {"TS_EXPORT_DIR": str(Path(export_dir).resolve()), **env}
+    if head_only:
+        flags = os.environ.get("PLATFORMIO_BUILD_FLAGS", "").strip()
+        env["PLATFORMIO_BUILD_FLAGS"] = f"{flags} {HEAD_ONLY_FLAG}".strip()
     cmd = pio_command(board) + ["run", "-d", str(firmware_dir()), "-e", board.pio_env]
     if upload:
         cmd += ["-t", "upload"] + (["--upload-port", port] if port else [])
@@ -97,7 +148,9 @@ def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload:
     """Compile the app with ``export_dir`` compiled in (None: without a model); copy the ELF
     to ``out_dir``.
 
-    Each run builds in its own folder (``out_dir/build``) so runs never share objects.
+    Each run builds in its own folder (``out_dir/build``; ``out_dir/build-head-only`` for
+    a head-only export, :func:`build_plan`) so runs, and a run's two kinds of firmware,
+    never share objects.
     """
     import time
 

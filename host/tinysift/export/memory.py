@@ -58,6 +58,10 @@ LAYER_ROW_BYTES = 144  # sizeof(ts_layer_t) (format 2) on a 32-bit core: flash t
 # TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
 PROTO_MAX_LINE = 255
 PROTO_RECORD_BUF = PROTO_MAX_LINE + 2
+# TS_TRAINER_MAX_SAMPLES (ts_trainer.h): the trainer's sample order is uint16, so it trains on
+# at most this many samples (`db use both`: the flash set plus the RAM set), and app.h refuses
+# a `db` buffer (TS_DB_CAPACITY) beyond it
+MAX_TRAIN_SAMPLES = 65535
 
 
 def io_buffer_bytes(sample_bytes: int) -> int:
@@ -232,6 +236,9 @@ class MemoryPlan:
     train_samples: int = 0
     db_capacity: int = 0
     not_counted: dict[str, int] = field(default_factory=dict)
+    #: the firmware holds the update=last-block / bias buffers (False: the app built with
+    #: -DTS_APP_BACKBONE_TRAINING=0, which trains the head only)
+    backbone_training: bool = True
 
     @property
     def flash_total(self) -> int:
@@ -370,7 +377,9 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     (the default firmware; built with -DTS_APP_BACKBONE_TRAINING=0 it has neither: one word
     each). ``vq_per_class``: codewords per class of the export's VQ codebook for `db stream
     policy=coverage` (flash, and the online codewords' RAM); the stream's bookkeeping for the
-    db capacity is always counted (every firmware can stream with reservoir sampling)."""
+    db capacity is always counted (every firmware can stream with reservoir sampling).
+    Counts no firmware takes (:func:`check_sample_counts`) raise a BudgetError."""
+    check_sample_counts(train_samples, db_capacity)
     db = train_samples if db_capacity is None else db_capacity
     if feature_cache is None:
         # The firmware app always caches the features (firmware/src/app.h sizes the cache
@@ -419,16 +428,75 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     not_counted = {} if backbone_training else {"raw .tflite (optional)": fp.tflite_bytes}
     return MemoryPlan(board=board.name, flash=flash, ram=ram, flash_capacity=board.flash_bytes,
                       ram_capacity=board.ram_bytes, feature_cache=feature_cache,
-                      train_samples=train_samples, db_capacity=db, not_counted=not_counted)
+                      train_samples=train_samples, db_capacity=db, not_counted=not_counted,
+                      backbone_training=backbone_training)
+
+
+def check_sample_counts(train_samples: int, db_capacity: int | None) -> None:
+    """Refuse sample counts no firmware can be built or trained with.
+
+    Parameters
+    ----------
+    train_samples : the exported (flash) training set
+    db_capacity : samples the `db load` RAM buffer holds (None: as many as the training set)
+
+    Raises
+    ------
+    BudgetError
+        ``db_capacity`` negative or above :data:`MAX_TRAIN_SAMPLES` (firmware/src/app.h's
+        ``#error``), or the training set plus the buffer (``db use both`` trains on both)
+        above it (TS_TRAINER_MAX_SAMPLES: the trainer's sample order is uint16); the message
+        gives the numbers and the counts that would do.
+    """
+    from tinysift.errors import BudgetError
+
+    limit = MAX_TRAIN_SAMPLES
+    if db_capacity is not None and db_capacity < 0:
+        raise BudgetError(f"--db-capacity {db_capacity}: the `db load` buffer holds a number "
+                          "of samples, 0 or more (0: room for one, the least the firmware "
+                          "keeps)")
+    if db_capacity is not None and db_capacity > limit:
+        raise BudgetError(f"--db-capacity {db_capacity:,}: the firmware's `db load` buffer "
+                          f"holds at most {limit:,} samples (the trainer's sample order is "
+                          f"uint16, firmware/src/app.h); use --db-capacity {limit} or less")
+    slots = max(1, train_samples if db_capacity is None else db_capacity)
+    if train_samples + slots <= limit:
+        return
+    if db_capacity is None and train_samples < limit:
+        fix = (f"pass --db-capacity {limit - train_samples:,} or less (the buffer defaults to "
+               "the training set's size)")
+    elif db_capacity is None:
+        fix = (f"export fewer than {limit:,} training samples (--fit, or prune with --keep) "
+               "and pass a --db-capacity (the buffer defaults to the training set's size)")
+    else:
+        fix = f"export at most {limit - slots:,} training samples (--fit, or prune with --keep)"
+        if train_samples < limit:
+            fix += f" or use --db-capacity {limit - train_samples:,} or less"
+    raise BudgetError(f"{train_samples:,} training samples plus a `db load` buffer of "
+                      f"{slots:,}: the on-device trainer takes at most {limit:,} samples "
+                      f"(`db use both` trains on both; its sample order is uint16); {fix}")
+
+
+def sample_counts_ok(train_samples: int, db_capacity: int | None) -> bool:
+    """Whether :func:`check_sample_counts` accepts the counts."""
+    from tinysift.errors import BudgetError
+
+    try:
+        check_sample_counts(train_samples, db_capacity)
+    except BudgetError:
+        return False
+    return True
 
 
 def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
                       upper: int, db_capacity: int | None = None,
-                      vq_per_class: int = 0) -> int:
-    """Largest training-set size in [0, upper] whose plan fits the board."""
+                      vq_per_class: int = 0, backbone_training: bool = True) -> int:
+    """Largest training-set size in [0, upper] whose plan fits the board (and whose counts
+    the trainer takes, :func:`check_sample_counts`)."""
     def fits(n: int) -> bool:
-        return plan_memory(fp, board, n, test_samples, db_capacity=db_capacity,
-                           vq_per_class=vq_per_class).fits
+        return sample_counts_ok(n, db_capacity) and plan_memory(
+            fp, board, n, test_samples, db_capacity=db_capacity, vq_per_class=vq_per_class,
+            backbone_training=backbone_training).fits
 
     if not fits(0):
         return 0
@@ -442,26 +510,83 @@ def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
     return lo
 
 
+def max_db_capacity(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
+                    upper: int, vq_per_class: int = 0,
+                    backbone_training: bool = True) -> int | None:
+    """Largest `db load` capacity in [0, upper] with which ``train_samples`` fit the board;
+    None when not even 0 (one slot) does."""
+    def fits(db: int) -> bool:
+        return sample_counts_ok(train_samples, db) and plan_memory(
+            fp, board, train_samples, test_samples, db_capacity=db,
+            vq_per_class=vq_per_class, backbone_training=backbone_training).fits
+
+    if upper < 0 or not fits(0):
+        return None
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
                test_samples: int, db_capacity: int | None = None,
-               vq_per_class: int = 0) -> MemoryPlan:
-    """The plan, or a FitError that says by how much it misses and what would fit."""
-    plan = plan_memory(fp, board, train_samples, test_samples, db_capacity=db_capacity,
-                       vq_per_class=vq_per_class)
-    if plan.fits:
-        return plan
-    problems = over_capacity(plan)
+               vq_per_class: int = 0, backbone_training: bool = True,
+               fit: bool = False) -> MemoryPlan:
+    """The plan, or a FitError that says by how much it misses and what would fit.
+
+    Parameters
+    ----------
+    fp, board, train_samples, test_samples, db_capacity, vq_per_class, backbone_training
+        as :func:`plan_memory`
+    fit : the caller already shrinks the training set to what fits (``export --fit``): it
+        is refused because not even one sample per class fits, so the error does not offer
+        fewer samples (nor ``--fit``)
+
+    Raises
+    ------
+    FitError
+        over which capacity and by how much; the fixes with their numbers: fewer samples
+        (without ``fit``), a smaller ``--db-capacity`` where one was given and a smaller one
+        fits, a bigger board the firmware has a port for, a smaller model.
+    """
+    def plan(n: int, db: int | None, brd: Board = board) -> MemoryPlan:
+        return plan_memory(fp, brd, n, test_samples, db_capacity=db,
+                           vq_per_class=vq_per_class, backbone_training=backbone_training)
+
+    p = plan(train_samples, db_capacity)
+    if p.fits:
+        return p
+    problems = over_capacity(p)
     most = max_train_samples(fp, board, test_samples, train_samples, db_capacity,
-                             vq_per_class)
+                             vq_per_class, backbone_training)
+    k = fp.num_classes
     fixes = []
-    if most > 0:
+    if fit:
+        problems.append(f"--fit needs room for at least one training sample per class ({k}), "
+                        f"the plan has room for {most}")
+    elif most > 0:
         fixes.append(f"keep at most {most} samples (or pass --fit)")
+    if db_capacity:  # an explicit `db load` buffer: a smaller one may leave room
+        need = k if fit else train_samples
+        db_most = max_db_capacity(fp, board, need, test_samples, db_capacity - 1,
+                                  vq_per_class, backbone_training)
+        if db_most is not None and fit:
+            at = [max_train_samples(fp, board, test_samples, train_samples, d, vq_per_class,
+                                    backbone_training) for d in (db_most, 0)]
+            fixes.append(f"--db-capacity {db_most} or less (--fit then keeps {at[0]} samples "
+                         f"at {db_most}, up to {at[1]} at 0)")
+        elif db_most is not None:
+            fixes.append(f"--db-capacity {db_most} or less (all {train_samples} samples then "
+                         "fit)")
     # only boards the firmware has a port for: "choose disco_f746ng" would send the user to
-    # a board nothing can be built for
+    # a board nothing can be built for (with --fit: one that fits a sample per class)
     bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
               if b.name != board.name and board_support(b) != "no-port"
-              and plan_memory(fp, b, train_samples, test_samples, db_capacity=db_capacity,
-                              vq_per_class=vq_per_class).fits]
+              and plan(k if fit else train_samples, db_capacity, b).fits]
     if bigger:
         fixes.append(f"choose {bigger[0]}")
     if not fixes:

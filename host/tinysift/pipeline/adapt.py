@@ -97,6 +97,12 @@ class AdaptConfig:
                            schedule=self.schedule, balance=self.balance)
 
     @property
+    def backbone_training(self) -> bool:
+        """Whether the firmware needs the update=last-block / bias buffers: not for
+        update=head, whose export, memory plan and build are head-only."""
+        return self.update != "head"
+
+    @property
     def uses_replay(self) -> bool:
         return self.replay != NO_REPLAY and self.replay_per_class > 0
 
@@ -288,8 +294,11 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     exported = replay if len(replay) else parts["old"][_one_per_class(scn.y_old)]
     check_adaptation_fits(cfg, base, len(exported), len(scn.y_new), len(tests),
                           len(scn.old_classes))
+    # the firmware the pre-check planned: update=head builds a head-only one (no buffers for
+    # update=last-block / bias), so the export's own check and the build agree with it
     exp = export(base, board=cfg.board, test_samples=len(tests), seed=cfg.seed,
-                 db_capacity=len(scn.y_new), train_indices=exported, test_indices=tests)
+                 db_capacity=len(scn.y_new), train_indices=exported, test_indices=tests,
+                 backbone_training=cfg.backbone_training)
     scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
     new_set = (tflm.quantize_images(scn.x_new, scale, zp), scn.y_new)
     params = cfg.device_params()
@@ -327,15 +336,22 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
 def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, tests: int,
                           old_classes: int) -> dict:
     """The memory plan of the adaptation (replay set in flash, the new samples in RAM, the
-    update mode's buffers) against the board, before anything is built; a set that does not
-    fit is refused with the numbers and the largest replay size that fits."""
+    update mode's buffers: the firmware :func:`run_adapt` exports and builds) against the
+    board, before anything is built; a set that does not fit is refused with the numbers and
+    the largest replay size that fits."""
     from tinysift.errors import FitError
-    from tinysift.export.memory import over_capacity
+    from tinysift.export.memory import MAX_TRAIN_SAMPLES, over_capacity
     from tinysift.stages.export import memory_plan_for
+
+    if max(1, replay) + max(1, new) > MAX_TRAIN_SAMPLES:
+        raise FitError(f"a replay set of {replay:,} samples plus {new:,} new samples: the "
+                       f"on-device trainer takes at most {MAX_TRAIN_SAMPLES:,} samples (its "
+                       "sample order is uint16); use a smaller --replay-per-class or "
+                       "--new-per-class")
 
     def plan(n_replay: int) -> dict:
         return memory_plan_for(base, cfg.board, tests, train_samples=max(1, n_replay),
-                               db_capacity=new, backbone_training=cfg.update != "head")
+                               db_capacity=new, backbone_training=cfg.backbone_training)
 
     p = plan(replay)
     if p["fits"]:
@@ -347,7 +363,8 @@ def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, t
             break
 
     fix = (f"use --replay-per-class {most} or fewer" if most else
-           "fewer --new-per-class samples or update=head")
+           "fewer --new-per-class samples" + (" or update=head" if cfg.backbone_training
+                                              else ""))
     raise FitError(f"{cfg.board}: a replay set of {replay} samples plus {new} new samples "
                    f"with update={cfg.update} {' and '.join(over_capacity(p))}; {fix}, or a "
                    "board with more memory (tinysift boards)")

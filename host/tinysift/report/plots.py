@@ -98,9 +98,10 @@ def pareto(summary: dict) -> bytes:
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated (lower energy and higher accuracy), sorted by energy."""
+    """Points not dominated (lower energy and higher accuracy), sorted by energy: of points
+    at the same energy only the most accurate (the others are dominated by it)."""
     front, best = [], -np.inf
-    for e, a in sorted(points):
+    for e, a in sorted(points, key=lambda p: (p[0], -p[1])):
         if a > best:
             front.append((e, a))
             best = a

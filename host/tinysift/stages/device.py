@@ -39,7 +39,8 @@ from tinysift.errors import TinysiftError
 from tinysift.runs import Run, locks_run
 
 __all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits",
-           "check_stream_fits", "ensure_built", "flash", "run_on_device", "session_set"]
+           "check_stream_fits", "check_update_built", "ensure_built", "flash",
+           "run_on_device", "session_set"]
 
 #: The tags of the files a session moves aside: an earlier complete result while a new
 #: session runs, and the new session's own results when it does not complete.
@@ -91,6 +92,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
     check_exported(Run(run_dir))
     export_info = json.loads((export_dir / "export.json").read_text())
+    check_update_built(run_dir, export_info, params, brd.name)
     if port is None:  # it is built here: a model or set that does not fit is refused first
         check_export_fits(run_dir, brd)
     train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
@@ -112,6 +114,36 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
     return res
+
+
+def check_update_built(run_dir: str | Path, export_info: dict, params: TrainParams,
+                       board: str) -> None:
+    """Refuse, before the board is contacted, an update mode the export's firmware was built
+    without: a head-only export (export.json ``backbone_training`` false, the firmware built
+    with -DTS_APP_BACKBONE_TRAINING=0) trains update=head only.
+
+    Parameters
+    ----------
+    run_dir : the run (named in the fix)
+    export_info : its export.json
+    params : the training parameters (``update`` None is the firmware's default, head)
+    board : the board profile's name (named in the fix)
+
+    Raises
+    ------
+    TinysiftError
+        update=last-block or bias on a head-only export, naming the fix: export again with
+        the backbone buffers and build that.
+    """
+    update = params.update or "head"
+    if update == "head" or export_info.get("backbone_training", True) is not False:
+        return
+    raise TinysiftError(
+        f"update={update} trains float layers below the head, but the export of {run_dir} "
+        f"is head-only (export.json backbone_training false: its firmware is built without "
+        f"the update=last-block / bias buffers): export again with them (`tinysift export "
+        f"--run {run_dir} --board {board}`, without --head-only; the memory plan says whether "
+        f"they fit) and build that, or train with update=head")
 
 
 def check_stream_fits(run_dir: str | Path, export_info: dict,
@@ -285,15 +317,19 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
                     else f"{made_for}, its figures not recorded: an older export")
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
+    backbone = info.get("backbone_training", True) is not False
     plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],
-                       info["test_samples"], db_capacity=db_capacity, vq_per_class=vq)
+                       info["test_samples"], db_capacity=db_capacity, vq_per_class=vq,
+                       backbone_training=backbone)
     if plan.fits:
         return
     codebook = f", a VQ codebook of {vq} per class" if vq else ""
+    head_only = "" if backbone else ", head-only"
     raise FitError(f"{brd.name}: the export of {run_dir} (made for {made_for}: "
-                   f"{info['train_samples']} samples, db capacity {db_capacity}{codebook}) "
-                   f"{' and '.join(over_capacity(plan))}; export for this board first: "
-                   f"tinysift export --run {run_dir} --board {brd.name} [--fit]")
+                   f"{info['train_samples']} samples, db capacity {db_capacity}{codebook}"
+                   f"{head_only}) {' and '.join(over_capacity(plan))}; export for this board "
+                   f"first: tinysift export --run {run_dir} --board {brd.name} [--fit]"
+                   f"{' --head-only' if not backbone else ''}")
 
 
 def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: str,
@@ -321,12 +357,19 @@ def build_identity(run_dir: str | Path) -> str:
     """What a firmware build of this run compiles: the hashes of the export's C files and of
     the firmware sources. A device result records it, and a cached result (or ELF) is reused
     only while it is unchanged: a changed firmware rule must run again."""
-    from tinysift.device.build import firmware_source_hash
+    from tinysift.device.build import (
+        HEAD_ONLY_FLAG,
+        export_backbone_training,
+        firmware_source_hash,
+    )
     from tinysift.runs import file_hash
 
     export_dir = Path(run_dir) / "export"
+    # a head-only export builds another firmware from the same C files: never the same
+    # identity (a full build's stays as it was, so its cached results stay valid)
+    flags = [] if export_backbone_training(export_dir) else [f"flags={HEAD_ONLY_FLAG}"]
     return "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
-                    + [f"fw={firmware_source_hash()}"])
+                    + [f"fw={firmware_source_hash()}"] + flags)
 
 
 @contextlib.contextmanager

@@ -61,7 +61,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
            test_samples: int = 200, db_capacity: int | None = None,
            seed: int = 0, train_indices: np.ndarray | None = None,
            test_indices: np.ndarray | None = None,
-           codebook: VQCodebook | None = None) -> ExportOutcome:
+           codebook: VQCodebook | None = None,
+           backbone_training: bool = True) -> ExportOutcome:
     """Export ``RUN/model.tflite`` and the kept training set to ``RUN/export/``.
 
     Parameters
@@ -82,6 +83,11 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         for ``db stream policy=coverage``: written to the data file with its macros, counted
         in the memory plan (flash); None: no codebook (the device streams with reservoir
         sampling only)
+    backbone_training : the firmware holds the buffers of update=last-block / bias (and the
+        raw .tflite their scales come from); False: a head-only firmware (update=head only,
+        built with -DTS_APP_BACKBONE_TRAINING=0), which needs less RAM and flash. Recorded
+        in export.json (``backbone_training``) and its memory plan; the firmware build
+        (tinysift.device.build) and the device sessions follow it
     """
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import golden
@@ -117,8 +123,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     profile = board_plan_fields(brd)
     params = {"board": board, "board_profile": profile, "fit": fit,
               "test_samples": test_samples, "seed": seed,
-              "db_capacity": db_capacity, "format_version": FORMAT_VERSION,
-              "plan_version": PLAN_VERSION}
+              "db_capacity": db_capacity, "backbone_training": backbone_training,
+              "format_version": FORMAT_VERSION, "plan_version": PLAN_VERSION}
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
     if train_indices is not None:
         inputs["train_indices"] = json_hash(train_indices.tolist())
@@ -134,11 +140,12 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     fit_cut: dict | None = None
     if fit:
         most = max_train_samples(fp, brd, len(test_idx), len(y_kept), db_capacity,
-                                 vq_per_class=vq)
+                                 vq_per_class=vq, backbone_training=backbone_training)
         if most < len(y_kept):
             if most < ds.num_classes:
                 check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity,
-                           vq_per_class=vq)  # raises
+                           vq_per_class=vq, backbone_training=backbone_training,
+                           fit=True)  # raises
             keep = balanced_subset(y_kept, most, seed)
             # positions: rows of the kept set (trainset.npz, or train_indices) exported
             fit_cut = {"kept": len(y_kept), "exported": len(keep),
@@ -146,7 +153,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
                        "order": "class-balanced random subset of the kept set (seeded)",
                        "positions": keep.tolist()}
             x_kept, y_kept = x_kept[keep], y_kept[keep]
-    plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity, vq_per_class=vq)
+    plan = check_fits(fp, brd, len(y_kept), len(test_idx), db_capacity, vq_per_class=vq,
+                      backbone_training=backbone_training)
     run.record_command()
     with run.stage("export", params, inputs, seed=seed) as rec:
         scale, zp = tflm.input_quant(tflite) if parsed.input_float is None else (
@@ -160,7 +168,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         outputs = write_export(out_dir, parsed, tflite, content_hash, gold, y_test, x_train,
                                y_kept, plan.to_dict(), board,
                                extra_info={"test_indices": test_idx.tolist(), "fit": fit_cut,
-                                           "board_profile": profile},
+                                           "board_profile": profile,
+                                           "backbone_training": backbone_training},
                                feature_cache=plan.feature_cache, db_capacity=plan.db_capacity,
                                codebook=codebook)
         rec["outputs"].extend(f"export/{name}" for name in outputs)

@@ -22,7 +22,13 @@ from tinysift.device.session import DeviceSession, TrainParams
 from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
 from tinysift.errors import TinysiftError
 from tinysift.runs import atomic_write_json, locks_run
-from tinysift.stages.device import RESULTS, _open_link, attempt, build_identity
+from tinysift.stages.device import (
+    RESULTS,
+    _open_link,
+    attempt,
+    build_identity,
+    check_update_built,
+)
 
 STREAM_PARAMS = "stream_params.json"
 
@@ -49,6 +55,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
         raise TinysiftError(f"{export_info.parent} not found; export the run first")
     info = json.loads(export_info.read_text())
     brd = load_board(board)
+    check_update_built(run_dir, info, params, brd.name)
     limits = SessionLimits(brd, ModelCost.from_export(info), timeout)
     session = DeviceSession(brd, folder, params)
     res = session.results
