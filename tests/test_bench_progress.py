@@ -159,3 +159,140 @@ def test_guided_bench_keeps_the_committed_logs_keys_and_separates_the_batch_opti
              for options in ({}, {"keep_steps": True}, {"batch": 64},
                              {"batch": 64, "keep_steps": True})}
     assert len(paths) == 4 and default.path.name in paths
+
+
+def test_new_records_name_their_code_and_machine_and_results_count_them(tmp_path):
+    """Every new record carries the tinysift sources' hash, the git commit and the machine,
+    outside the key (the log a bench resumes is the same file); the rows behind a results
+    file are counted per (source, commit, machine), records from before the stamp as
+    "unrecorded", and a table says so in one line when it mixes several."""
+    from tinysift.bench.progress import ProgressLog, code_and_machine
+    from tinysift.bench.report import origins_lines
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
+    old = {"seed": 0, "method": "random", "keep": "0.1", "acc": 0.5}  # a committed record
+    log.path.write_text(json.dumps(old) + "\n")
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
+    assert again.path == log.path and again.get(0, "random", "0.1")["acc"] == 0.5
+    again.add(1, "random", "0.1", acc=0.6)
+    again.add(2, "random", "0.1", acc=0.7)
+    new = json.loads(log.path.read_text().splitlines()[-1])
+    here = code_and_machine()
+    assert {k: new[k] for k in here} == here and here["tinysift_source"] and here["machine"]
+    rows = [again.get(s, "random", "0.1") for s in range(3)]
+    sets = again.provenance(3, rows)["origins"]
+    assert sets == [{**here, "rows": 2}, {"tinysift_source": "unrecorded", "git": "unrecorded",
+                                          "machine": "unrecorded", "rows": 1}]
+    (line,) = [x for x in origins_lines({"origins": sets}) if x]
+    assert line.startswith("Rows from 2 code versions or machines") and "1 from unrecorded" in line
+    assert origins_lines({"origins": sets[:1]}) == [] and origins_lines({}) == []
+
+
+def test_a_cluster_record_names_the_worker_s_machine():
+    from tinysift.bench.driver import worker_fields
+    from tinysift.bench.executor import TaskDone
+    from tinysift.bench.progress import machine_label
+
+    facts = {"hostname": "w1", "cpu_model": "EPYC", "cpus": 8, "tf_threads": 8}
+
+    class Cluster:
+        remote = True
+        workers = {"tcp://10.0.0.2:1234": facts}
+
+    assert worker_fields(Cluster(), TaskDone(None, "w1")) == {
+        "worker": "w1", "machine": machine_label(facts)}
+    assert "w1 (EPYC, 8 CPUs)" == machine_label(facts)
+
+
+def _committed_condense_log(**cfg_options):
+    from pathlib import Path
+
+    from tinysift.bench.condense import CondenseBenchConfig, _progress_log
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    res = json.loads((results / "condense_fashion-mnist.json").read_text())
+    cfg = CondenseBenchConfig(dataset="fashion-mnist", progress_dir=results / "progress",
+                              **cfg_options)
+    return res, _progress_log(cfg, res["data_hash"], "condense_fashion-mnist")
+
+
+def test_condense_log_counts_the_committed_rows_and_reruns_a_changed_condenser(monkeypatch):
+    """The condense bench stamps each condenser's parameters (defaults included): its
+    committed log, written before records carried them, still resumes whole (its records
+    ran with today's defaults, UNSTAMPED_PARAMS), and a changed default reruns that
+    condenser's points only (it silently reused them)."""
+    from tinysift.bench.progress import WALL
+    from tinysift.condensation.methods.flow import FlowCondenser
+
+    res, log = _committed_condense_log()
+    assert log.path.name == res["progress_log"] and log.stale == 0
+    trainings = [k for k in log.done if k[1] != WALL]
+    assert len(trainings) == 3 * (1 + 6 * 3)  # 3 seeds: full data, 6 methods x 3 K
+    defaults = FlowCondenser.__init__.__defaults__
+    monkeypatch.setattr(FlowCondenser.__init__, "__defaults__",
+                        (defaults[0], defaults[1], 0.5, defaults[3]))  # temperature 0.5
+    _, changed = _committed_condense_log()
+    assert changed.path == log.path and changed.stale == 3 * 3  # flow's 3 K x 3 seeds
+    assert all(changed.get(s, "flow", k) is None for s in range(3) for k in ("1", "10", "50"))
+    assert changed.get(0, "vq", "10") == log.get(0, "vq", "10")
+
+
+def test_a_torn_curve_line_does_not_swallow_the_next_curve(tmp_path):
+    """The guided bench's curves file is repaired like the progress log: a kill mid-line
+    left it unterminated, the next curve was appended onto it and lost with it."""
+    from tinysift.bench.guided import _append_curve, _curves_path, _load_curves
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    epochs = [{"spent": 50, "curve_acc": 0.7, "samples": 50}]
+    _append_curve(log, 0, "rs2", "0.5", epochs, 100)
+    path = _curves_path(log)
+    path.write_text(path.read_text() + '{"seed": 1, "meth')  # killed mid-line
+    assert set(_load_curves(log)) == {(0, "rs2", "0.5")}  # as the bench does on start
+    _append_curve(log, 1, "rs2", "0.5", epochs, 100)
+    assert set(_load_curves(log)) == {(0, "rs2", "0.5"), (1, "rs2", "0.5")}
+
+
+def test_a_seed_all_of_whose_trainings_rerun_gets_a_wall_time_again(tmp_path):
+    """`--rerun` of every method of a seed (or all their parameters changed): its old wall
+    time no longer describes anything, and the seed, run in one go again, is timed again
+    (its old wall record kept it from counting as fresh)."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for seed in (0, 1):
+        log.add(seed, "full", "1", acc=0.8)
+        log.add(seed, "flow", "0.5", acc=0.7)
+        log.add_seed_wall(seed, 60.0)
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert not again.is_fresh(0)
+    again.forget(("full", "flow"))
+    assert again.is_fresh(0) and again.is_fresh(1)
+    again.add(0, "full", "1", acc=0.81)
+    assert not again.is_fresh(0)
+    again.add(0, "flow", "0.5", acc=0.71)
+    again.add_seed_wall(0, 50.0)
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="budget").seed_walls(1) == [50.0]
+
+
+def test_budgets_that_share_a_label_are_refused(tmp_path, monkeypatch):
+    """A keep or budget is logged and reported as f"{v:g}": two that print alike would
+    share one record (the second reusing the first's training)."""
+    import pytest
+
+    import tinysift.data
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+    from tinysift.bench.progress import point_labels
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+    from tinysift.errors import BudgetError
+
+    def no_data(*a, **k):
+        raise AssertionError("the budgets were not checked before the data was loaded")
+
+    monkeypatch.setattr(tinysift.data, "load_dataset", no_data)
+
+    assert point_labels((1.0, 0.5, 0.03), "--keep") == ["1", "0.5", "0.03"]
+    with pytest.raises(BudgetError, match=r"--keep .*are all 0\.1 "):
+        bench_prune(PruneBenchConfig(dataset="digits", keeps=(0.1, 0.1000001, 0.5),
+                                     progress_dir=tmp_path, out_dir=tmp_path))
+    with pytest.raises(BudgetError, match=r"--budgets .*are all 0\.5 "):
+        bench_guided(GuidedBenchConfig(dataset="digits", budgets=(0.5, 0.5),
+                                       progress_dir=tmp_path, out_dir=tmp_path))
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -148,3 +148,77 @@ def test_pareto_front_keeps_only_the_best_of_equal_energies():
     assert pareto_front(pts) == [(1.0, 0.8), (2.0, 0.9), (3.0, 0.95)]
     assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [(1.0, 0.5)]
     assert pareto_front([]) == []
+
+
+def _prune_results(keeps: list[float], **extra) -> dict:
+    point = {"acc_mean": 0.8, "acc_std": 0.01, "runs": [0.79, 0.81], "count": 100,
+             "score_seconds": 2.0, "train_seconds": 10.0, "cost_ratio": 0.5}
+    return {"dataset": "digits", "label_noise": 0.0, "protocol": "proportional",
+            "keep": keeps, "seeds": 2, "full_data_acc": {"mean": 0.9, "std": 0.0},
+            "full_data_seconds": 20.0, "recipe": "r", "machine": {}, "versions": {},
+            "wall_seconds": 60.0, "seed_wall_seconds": [30.0, 30.0],
+            "methods": {m: {f"{k:g}": point for k in keeps} for m in ("random", "vq")},
+            **extra}
+
+
+def test_a_keep_of_1_renders():
+    """Results are keyed f"{keep:g}" ("1"); the table's columns were str(keep) ("1.0"), so
+    `--keep 1` found no point in its column and the markdown crashed (max() of nothing)."""
+    from tinysift.bench.report import prune_markdown
+
+    md = prune_markdown(_prune_results([1.0, 0.5]))
+    assert "| method | keep 1 | keep 0.5 |" in md and "| vq | **0.8000 ± 0.0100** |" in md
+    assert "code versions or machines" not in md
+
+
+def test_a_table_of_rows_from_several_versions_or_machines_says_so():
+    from tinysift.bench.condense import condense_markdown
+    from tinysift.bench.guided_report import guided_markdown
+    from tinysift.bench.report import prune_markdown
+
+    here = {"tinysift_source": "abc", "git": "0123456789abcdef", "machine": "vm (EPYC, 2 CPUs)"}
+    sets = [{**here, "rows": 5}, {"tinysift_source": "unrecorded", "git": "unrecorded",
+                                  "machine": "unrecorded", "rows": 3}]
+    md = prune_markdown(_prune_results([0.5], origins=sets))
+    assert md.endswith("Rows from 2 code versions or machines (a resumed bench): 5 from source "
+                       "abc, git 0123456789 on vm (EPYC, 2 CPUs); 3 from unrecorded (logged "
+                       "before records named them).\n")
+    assert "Rows from 1" not in prune_markdown(_prune_results([0.5], origins=sets[:1]))
+    condensed = json.loads((RESULTS / "condense_fashion-mnist.json").read_text())
+    assert "Rows from 2" in condense_markdown({**condensed, "origins": sets})
+    guided = json.loads((RESULTS / "guided_digits.json").read_text())
+    assert "Rows from 2" in guided_markdown({**guided, "origins": sets})
+
+
+def test_guided_runs_over_budget_are_flagged():
+    """A fit inside a sampler's plan is charged once it has run: one costing more than the
+    budget had left ends the run over it (flow spent 45,620 of 18,000 sample-passes on a
+    12k FMNIST subset at 0.3). The samplers stay as they are; the results give each run's
+    spent / budget, and the table flags the points with a run over 1.02 x its budget."""
+    from tinysift.bench.guided import OVER_BUDGET, GuidedBenchConfig, _progress_log, _results
+    from tinysift.bench.guided_report import guided_markdown
+
+    cfg = GuidedBenchConfig(dataset="digits", budgets=(0.3, 0.5), methods=("rs2", "flow"),
+                            seeds=2, progress_dir=None)
+    log = _progress_log(cfg, "data", "g")  # in memory
+    run = {"acc": 0.9, "seconds": 5.0, "fit_passes": 0.0, "fit_seconds": 0.0,
+           "train_passes": 100}
+    for seed in range(2):
+        log.add(seed, "full", "1", **run, spent=1.0)
+        for b in (0.3, 0.5):
+            log.add(seed, "rs2", f"{b:g}", **run, spent=b * 1.01)  # within the tolerance
+            log.add(seed, "flow", f"{b:g}", **run,
+                    spent=0.76 if (seed, b) == (1, 0.3) else b)
+    res = _results(cfg, log, {}, 2, 60.0)
+    flow = res["methods"]["flow"]
+    assert flow["0.3"]["spent_of_budget"] == [1.0, round(0.76 / 0.3, 4)]
+    assert flow["0.3"]["over_budget"] == 1 and flow["0.5"]["over_budget"] == 0
+    assert res["methods"]["rs2"]["0.3"]["over_budget"] == 0
+    assert res["over_budget_factor"] == OVER_BUDGET == 1.02
+    assert res["method_params"]["flow"]["per_code"] == 50  # the defaults, as prune records
+    md = guided_markdown(res)
+    flagged = [ln for ln in md.splitlines() if "⚠" in ln]
+    assert len(flagged) == 2 and flagged[0].startswith("| flow |")
+    assert flagged[0].count("⚠") == 1 and flagged[0].split(" | ")[1].endswith(" ⚠")
+    assert flagged[1].startswith("⚠ Over budget: flow at 0.3: 1 of 2 run(s) spent more than "
+                                 "1.02 x the budget")

@@ -338,6 +338,41 @@ def test_bench_defaults_apply_only_when_not_given(monkeypatch):
     assert [c.new_per_class for c in seen[3:]] == [100, 30, 7] and seen[5].sizes == (3, 4)
 
 
+def test_bench_quick_refuses_the_options_it_would_ignore(monkeypatch, capsys):
+    """`--quick` runs its own digits configuration: --dataset, --keep, --seeds (and the
+    like) given with it were silently ignored; now refused in one line, exit 2, before any
+    bench runs. Without them, --quick runs as before."""
+    import importlib
+
+    from tinysift.cli import main
+
+    seen = []
+
+    def capture(cfg, *a, **k):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    for module, fn in (("prune", "bench_prune"), ("guided", "bench_guided"),
+                       ("condense", "bench_condense")):
+        monkeypatch.setattr(importlib.import_module(f"tinysift.bench.{module}"), fn, capture)
+    for args, named in ((["prune", "--dataset", "mnist", "--keep", "0.3"], "--dataset, --keep"),
+                        (["prune", "--seeds", "3"], "--seeds"),
+                        (["guided", "--budgets", "0.3", "--epochs", "5"], "--budgets, --epochs"),
+                        (["guided", "--keep-steps"], "--keep-steps"),
+                        (["condense", "--per-class", "10", "--dataset", "mnist"],
+                         "--dataset, --per-class")):
+        assert main(["bench", *args, "--quick"]) == 2, args
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert f"would ignore {named}: drop" in line, line
+    assert not seen
+    for bench in ("prune", "guided", "condense"):
+        assert main(["bench", bench, "--quick"]) == 130
+    assert [c.dataset for c in seen] == ["digits"] * 3 and all(c.quick for c in seen)
+    assert main(["bench", "guided", "--seeds", "2", "--epochs", "3"]) == 130  # not quick
+    assert (seen[-1].dataset, seen[-1].seeds, seen[-1].epochs, seen[-1].batch,
+            seen[-1].budgets) == ("fashion-mnist", 2, 3, 128, (0.3, 0.5, 0.7))
+
+
 def test_guided_params_of_the_right_type_pass():
     """The type check takes what the methods' defaults allow: a whole number for a float,
     null where the default is None, numpy scalars from a caller."""

@@ -304,8 +304,13 @@ def test_a_budget_under_one_batch_is_an_error_and_a_late_fit_charge_stops_the_ep
     assert led.fit_passes > 0 and res.steps > 0
     # Within the budget, or stopped as soon as the charge landed (after the first two steps,
     # which measure the speed; the fit's seconds, and so its passes, vary between runs).
-    # Without the stop the whole epoch trains: 718 passes plus the fit's.
-    assert led.spent <= led.budget_passes or led.train_passes <= 2 * res.batch_size
+    # Without the stop the whole epoch trains: 718 passes plus the fit's. The tolerance,
+    # explicit: what a stopped run spends over its budget is at most the fit charged after
+    # it ran (the loop cannot refuse a fit it has not timed yet: unbounded in the fit's
+    # cost; `bench guided` flags runs over OVER_BUDGET x their budget).
+    over = led.spent - led.budget_passes
+    assert over <= 0 or (led.train_passes <= 2 * res.batch_size and over <= led.fit_passes), (
+        led.to_dict())
     assert sum(led.epoch_sizes) == led.train_passes
 
 

@@ -7,12 +7,17 @@ more seeds only adds the missing ones. A full-data training per seed gives the c
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tinysift.bench.progress import ProgressLog, summarize
-from tinysift.bench.report import acc_cell, full_data_cell, seeds_phrase, wall_phrase
+from tinysift.bench.report import (
+    acc_cell,
+    full_data_cell,
+    origins_lines,
+    seeds_phrase,
+    wall_phrase,
+)
 
 ALL_CONDENSERS = ("random", "herding", "dm", "vq", "vq-real", "flow")
 
@@ -51,11 +56,8 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     ex = executor or SerialExecutor()
     console = Console(stderr=True)
     ds = load_dataset(cfg.dataset)
-    key = {k: v for k, v in asdict(cfg).items()
-           if k not in ("seeds", "methods", "out_dir", "progress_dir")}
-    key.update(bench="condense", data=ds.content_hash)
     stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
-    log = ProgressLog(key, cfg.progress_dir, stem, point="per_class")
+    log = _progress_log(cfg, ds.content_hash, stem)
     if log.done:
         console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
     data = SeedData(ds)
@@ -88,10 +90,42 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
                      lambda res: write_outputs(res, Path(cfg.out_dir), stem))
 
 
+#: What every condenser ran with in the committed logs, written before records carried
+#: their method's parameters (the defaults from 2026-11-26 on; flow's rows rerun 2026-12-03
+#: with its latent temperature): such a record counts while they are the method's now.
+UNSTAMPED_PARAMS = {
+    "random": {}, "herding": {"dim": 32, "embedding": "random-conv"},
+    "dm": {"depth": 3, "iterations": 400, "learning_rate": 1.0, "real_batch": 64, "width": 64},
+    "vq": {"dim": 32, "embedding": "random-conv"},
+    "vq-real": {"dim": 32, "embedding": "random-conv"},
+    "flow": {"dim": 24, "flow": {"batch": 256, "hidden": 64, "learning_rate": 0.002,
+                                 "n_layers": 6, "steps": 600, "weight_decay": 0.0001},
+             "temperature": 0.7},
+}
+
+
+def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> ProgressLog:
+    """The bench's log: keyed by the configuration (``per_class`` included, as the committed
+    log is) and the data; a record counts while its condenser's parameters are today's."""
+    from tinysift.condensation.base import make_condenser
+
+    key = {k: v for k, v in asdict(cfg).items()
+           if k not in ("seeds", "methods", "out_dir", "progress_dir")}
+    key.update(bench="condense", data=data_hash)
+    params = {name: make_condenser(name).plain_params() for name in cfg.methods}
+    return ProgressLog(key, cfg.progress_dir, stem, point="per_class", method_params=params,
+                       unstamped_params=UNSTAMPED_PARAMS)
+
+
 def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, recipe,
                     progress: bool) -> dict:
     """Task: condense ``per_class`` samples per class with ``name`` (``full``: no
-    condensing, all the data) and train on them; the record the progress log gets."""
+    condensing, all the data) and train on them; the record the progress log gets.
+
+    The condenser is charged as if it ran alone (:func:`tinysift.bench.prune._charged`):
+    its own time plus the full compute time of every shared item (embedding) it used,
+    whether it computed it or an earlier method on the seed's shared context did."""
+    from tinysift.bench.prune import _charged
     from tinysift.condensation.base import make_condenser
     from tinysift.models.training import evaluate, train_model
 
@@ -99,9 +133,8 @@ def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, reci
     x, y, secs = ds.x_train, ds.y_train, 0.0
     if name != "full":
         ctx = ctx or data.context(seed, progress=False)
-        t0 = time.perf_counter()
-        x, y = make_condenser(name, seed=seed).fit(ctx).condense(per_class)
-        secs = time.perf_counter() - t0
+        (x, y), secs, _ = _charged(
+            ctx, lambda: make_condenser(name, seed=seed).fit(ctx).condense(per_class))
     res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
     return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "condense_seconds": secs,
             "train_seconds": res.seconds}
@@ -115,16 +148,21 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
         return summarize(runs, ("condense_seconds", "train_seconds"))
 
     seeds = range(seeds_done)
-    methods = {name: {str(k): summary([log.get(s, name, str(k)) for s in seeds])
-                      for k in cfg.per_class} for name in cfg.methods}
-    full = summary([log.get(s, "full", "all") for s in seeds])
+    rows = {(name, str(k)): [log.get(s, name, str(k)) for s in seeds]
+            for name in cfg.methods for k in cfg.per_class}
+    methods = {name: {str(k): summary(rows[name, str(k)]) for k in cfg.per_class}
+               for name in cfg.methods}
+    full_runs = [log.get(s, "full", "all") for s in seeds]
+    full = summary(full_runs)
     return {
         "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": seeds_done,
-        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(), **log.provenance(seeds_done),
+        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(),
+        **log.provenance(seeds_done, full_runs + [r for runs in rows.values() for r in runs]),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
         "machine": machine_info(), "versions": package_versions(),
+        "method_params": log.method_params,  # every parameter, the defaults included
         "methods": methods, "wall_seconds": wall_seconds,
         "seed_wall_seconds": log.seed_walls(seeds_done),
     }
@@ -185,7 +223,7 @@ def condense_markdown(res: dict) -> str:
             cells.append(f"**{cell}**" if v["acc_mean"] == best[k] else cell)
         secs = max(v["condense_seconds"] for v in per.values())
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {secs:.1f} |")
-    lines += ["", wall_phrase(res), ""]
+    lines += ["", wall_phrase(res), ""] + origins_lines(res)
     return "\n".join(lines)
 
 

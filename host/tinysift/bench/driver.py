@@ -45,8 +45,16 @@ class SeedData:
 
 def worker_fields(ex, done: TaskDone) -> dict:
     """Extra fields of a progress record: the machine that ran the task, on a cluster only
-    (serial records keep the fields they always had)."""
-    return {"worker": done.worker} if ex.remote else {}
+    (serial records keep the fields they always had, and the log stamps this machine):
+    its host name as ``worker``, and as ``machine`` the line a serial record's machine is
+    (:func:`tinysift.bench.progress.machine_label`) when the worker reported its facts."""
+    from tinysift.bench.progress import machine_label
+
+    if not ex.remote:
+        return {}
+    facts = next((f for f in getattr(ex, "workers", {}).values()
+                  if f.get("hostname") == done.worker), None)
+    return {"worker": done.worker, "machine": machine_label(facts or {"hostname": done.worker})}
 
 
 def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],

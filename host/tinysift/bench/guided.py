@@ -21,6 +21,8 @@ from tinysift.bench.progress import (
     ProgressLog,
     append_json_line,
     config_dict,
+    point_labels,
+    read_json_lines,
     summarize,
     write_results,
 )
@@ -29,6 +31,10 @@ ALL_GUIDED = ("full-cut", "rs2", "infobatch", "ucb", "vq", "flow")
 CONTROLS = ("full-cut", "rs2", "infobatch")
 DEFAULT_BUDGETS = (0.3, 0.5, 0.7)
 CURVE_TEST_SAMPLES = 2000
+#: A run that spent more than this times its budget is flagged in the results (a fit inside
+#: a sampler's plan is charged once it ran: one costing more than the budget had left ends
+#: the run over it; the samplers are unchanged so that committed results stay valid).
+OVER_BUDGET = 1.02
 
 
 @dataclass
@@ -91,6 +97,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     for b in cfg.budgets:
         if not 0.0 < b <= 1.0:
             raise BudgetError(f"--budgets must be fractions in (0, 1], got {b}")
+    point_labels(cfg.budgets, "--budgets")  # two budgets of one label would share a record
     unknown = sorted(set(cfg.methods) - set(known_samplers()))
     if unknown:
         raise BudgetError(f"unknown guided method(s) {unknown}; known: "
@@ -225,23 +232,17 @@ def _load_curves(log: ProgressLog) -> dict[tuple, list]:
     parameters than the log's never replaces one of the same (a default set back to an
     earlier value makes the earlier records count again, and their curves with them).
     Curves logged before 2026-12-02 carry no parameters and count as matching."""
-    import json
-
     path = _curves_path(log)
     out: dict[tuple, list] = {}
     matched: set[tuple] = set()
-    if path is not None and path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = (r["seed"], r["method"], r["budget"])
-            same = "params" not in r or log.current(r["method"], r["params"])
-            if same:
-                matched.add(key)
-            if same or key not in matched:
-                out[key] = r["points"]
+    # A torn last line is ended here, before the bench appends the next curve.
+    for r in read_json_lines(path) if path is not None else []:
+        key = (r["seed"], r["method"], r["budget"])
+        same = "params" not in r or log.current(r["method"], r["params"])
+        if same:
+            matched.add(key)
+        if same or key not in matched:
+            out[key] = r["points"]
     return out
 
 
@@ -252,6 +253,7 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
 
     full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
     full = summarize(full_runs, ("seconds",))
+    rows = list(full_runs)
     methods: dict[str, dict] = {}
     for name in cfg.methods:
         for b in cfg.budgets:
@@ -259,7 +261,11 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
             runs = [log.get(s, name, at) for s in range(seeds_done)]
             if any(r is None for r in runs):
                 continue
+            rows += runs
             point = summarize(runs, ("seconds", "spent", "fit_passes", "fit_seconds"))
+            # each seed's spending over its budget; runs over OVER_BUDGET x are flagged
+            point["spent_of_budget"] = [round(r["spent"] / b, 4) for r in runs]
+            point["over_budget"] = sum(r["spent"] > OVER_BUDGET * b for r in runs)
             point["vs_full_data"] = paired_difference([r["acc"] for r in runs],
                                                       [r["acc"] for r in full_runs])
             for ctrl in CONTROLS:
@@ -278,8 +284,10 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
         "full_data_seconds": full["seconds"],
         "full_data_curves": [curves.get((s, "full", "1"), []) for s in range(seeds_done)],
         "recipe": cfg.recipe(), "config": config_dict(cfg),
-        **log.provenance(seeds_done),
+        **log.provenance(seeds_done, rows),
         "machine": machine_info(), "versions": package_versions(),
+        "method_params": log.method_params,  # every parameter, the defaults included
+        "over_budget_factor": OVER_BUDGET,
         "methods": methods, "wall_seconds": wall_seconds,
         "seed_wall_seconds": log.seed_walls(seeds_done),
     }

@@ -8,6 +8,7 @@ from tinysift.bench.report import (
     acc_cell,
     full_data_cell,
     noise_phrase,
+    origins_lines,
     seeds_phrase,
     wall_phrase,
 )
@@ -37,9 +38,11 @@ def guided_markdown(res: dict) -> str:
                 cells.append("-")
                 continue
             cell = acc_cell(per[b], res["seeds"]) + f" ({per[b]['spent']:.2f})"
-            cells.append(f"**{cell}**" if per[b]["acc_mean"] == best.get(b) else cell)
+            cell = f"**{cell}**" if per[b]["acc_mean"] == best.get(b) else cell
+            cells.append(cell + (" ⚠" if per[b].get("over_budget") else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "In parentheses: the fraction of the recipe actually spent (mean).", ""]
+    lines += _over_budget_note(res, budgets)
     for ref, title in (("full_data", "the full-data recipe"), ("full-cut", "`full-cut`"),
                        ("rs2", "`rs2`"), ("infobatch", "`infobatch`")):
         key = f"vs_{ref}"
@@ -65,7 +68,22 @@ def guided_markdown(res: dict) -> str:
               f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
               f"tensorflow {res['versions'].get('tensorflow')}, tinysift "
               f"{res['versions'].get('tinysift')}. " + wall_phrase(res), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + origins_lines(res))
+
+
+def _over_budget_note(res: dict, budgets: list[str]) -> list[str]:
+    """The footnote of the ⚠ cells: runs that spent more than ``over_budget_factor`` x their
+    budget (a fit charged once it ran, past what the budget had left); none, no note."""
+    over = [(name, b, per[b]["over_budget"]) for name, per in res["methods"].items()
+            for b in budgets if per.get(b, {}).get("over_budget")]
+    if not over:
+        return []
+    factor = res.get("over_budget_factor", 1.02)
+    which = "; ".join(f"{name} at {b}: {n} of {res['seeds']} run(s)" for name, b, n in over)
+    return [f"⚠ Over budget: {which} spent more than {factor:g} x the budget (a fit inside a "
+            "method's plan is charged once it has run, and one costing more than the budget "
+            "had left ends the run over it; `spent_of_budget` in the JSON gives each run's).",
+            ""]
 
 
 def guided_plot(res: dict, path: Path) -> None:

@@ -24,6 +24,75 @@ def append_json_line(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def read_json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines file written by :func:`append_json_line` (none when it
+    does not exist). A last line torn by a kill is skipped, and ended in the file, so the
+    next line appended starts on a line of its own instead of being glued onto it (and
+    lost with it)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # end a torn line before appending
+        with open(path, "a") as f:
+            f.write("\n")
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+            continue
+    return out
+
+
+def code_and_machine() -> dict[str, str]:
+    """What every new progress record carries beside its numbers: the tinysift sources that
+    produced it (:func:`tinysift.runs.code_identity`: their hash and git commit) and the
+    machine (:func:`machine_label`). Not part of any key: a resumed bench keeps the rows of
+    other versions and machines, and its results file says which it mixes
+    (:func:`origins`)."""
+    from tinysift.runs import code_identity, machine_info
+
+    return {**code_identity(), "machine": machine_label(machine_info())}
+
+
+def machine_label(facts: dict) -> str:
+    """One line naming a machine from :func:`tinysift.runs.machine_info`'s facts (or a Dask
+    worker's): host, CPU model, CPUs."""
+    cpu = facts.get("cpu_model") or facts.get("processor") or "?"
+    return f"{facts.get('hostname', '?')} ({cpu}, {facts.get('cpus', '?')} CPUs)"
+
+
+#: The fields of :func:`code_and_machine`, as :func:`origins` groups the rows by them.
+ORIGIN_FIELDS = ("tinysift_source", "git", "machine")
+
+
+def origins(rows) -> list[dict]:
+    """The distinct (source hash, git commit, machine) sets that ``rows`` (progress records)
+    came from, each with its number of rows, the most rows first; a record written before
+    records were stamped counts under ``"unrecorded"``."""
+    counts: dict[tuple, int] = {}
+    for r in rows:
+        key = tuple(r.get(f, "unrecorded") for f in ORIGIN_FIELDS)
+        counts[key] = counts.get(key, 0) + 1
+    return [{**dict(zip(ORIGIN_FIELDS, k, strict=True)), "rows": n}
+            for k, n in sorted(counts.items(), key=lambda t: -t[1])]
+
+
+def point_labels(values, flag: str) -> list[str]:
+    """Each budget's label in the progress log and the results (``f"{v:g}"``), refusing
+    budgets whose labels collide: two of them would share one record."""
+    from tinysift.errors import BudgetError
+
+    labels = [f"{v:g}" for v in values]
+    same = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if same:
+        raise BudgetError(f"{flag} {', '.join(map(str, values))}: "
+                          + ", ".join(f"{[v for v in values if f'{v:g}' == lab]} are all "
+                                      f"{lab}" for lab in same)
+                          + " (6 significant digits); give each budget once")
+    return labels
+
+
 class ProgressLog:
     """Finished trainings of one bench configuration, keyed by (seed, method, point).
 
@@ -48,40 +117,42 @@ class ProgressLog:
         Per method, the parameters it runs with (defaults included): a record carries its
         method's as ``params`` and counts as done only while they are the same, so changing
         a method's defaults reruns that method's points and no other.
+    unstamped_params : dict, optional
+        Per method, the parameters its records written before ``params`` were stamped ran
+        with (the defaults of that time): such a record counts as done while they are the
+        method's parameters now (default: it never does).
+
+    Every record written also carries :func:`code_and_machine` (not compared on reading).
     """
 
     def __init__(self, key: dict, directory: Path | None, prefix: str,
                  point: str = "keep", stamp: dict | None = None,
-                 method_params: dict[str, dict] | None = None) -> None:
+                 method_params: dict[str, dict] | None = None,
+                 unstamped_params: dict[str, dict] | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.key = key
         self.point = point
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
         self.method_params = json.loads(json.dumps(method_params or {}, sort_keys=True))
+        self.unstamped_params = json.loads(json.dumps(unstamped_params or {}, sort_keys=True))
+        self.origin = code_and_machine()
         self.stale = 0  # trainings logged only with another stamp: they train again
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
         self.done: dict[tuple, dict] = {}
         stale: set[tuple] = set()
-        if self.path is not None and self.path.exists():
-            text = self.path.read_text()
-            if text and not text.endswith("\n"):  # end a torn line before appending
-                with open(self.path, "a") as f:
-                    f.write("\n")
-            for line in text.splitlines():
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that training reruns
-                    continue
-                if FORGET in r:  # a --rerun began here: earlier records of these no longer count
-                    self._drop(r[FORGET])
-                    continue
-                if any(r.get(k) != v for k, v in self.stamp.items()) or not self.current(
-                        r.get("method"), r.get("params")):
-                    stale.add((r.get("seed"), r.get("method"), r.get(point)))
-                    continue
-                self._keep(r)
+        for r in read_json_lines(self.path) if self.path is not None else []:
+            if FORGET in r:  # a --rerun began here: earlier records of these no longer count
+                self._drop(r[FORGET])
+                continue
+            method = r.get("method")
+            params = r.get("params", self.unstamped_params.get(method))
+            if any(r.get(k) != v for k, v in self.stamp.items()) or not self.current(
+                    method, params):
+                stale.add((r.get("seed"), method, r.get(point)))
+                continue
+            self._keep(r)
         # A stale record whose point was trained again since is not waiting for a rerun.
         self.stale = len(stale - self.done.keys())
 
@@ -122,7 +193,7 @@ class ProgressLog:
         return len(gone)
 
     def add(self, seed: int, method: str, at: str, **values) -> dict:
-        rec = {"seed": seed, "method": method, self.point: at,
+        rec = {"seed": seed, "method": method, self.point: at, **self.origin,
                **{k: v if isinstance(v, str) else int(v) if k == "count" else float(v)
                   for k, v in values.items()}, **self.stamp}
         if method in self.method_params:
@@ -131,19 +202,23 @@ class ProgressLog:
         self._keep(rec)
         return rec
 
-    def provenance(self, seeds: int) -> dict:
+    def provenance(self, seeds: int, rows=()) -> dict:
         """What a results file records beside its numbers: the data's content hash (the key's
         ``data``), the seeds (0..seeds-1: a seed is an index, the same for every method), the
-        log the numbers come from, and when the file was written."""
+        log the numbers come from, when the file was written, and the code versions and
+        machines its ``rows`` (the records behind its numbers) came from (:func:`origins`)."""
         import datetime
 
         return {"data_hash": self.key.get("data"), "seed_values": list(range(seeds)),
                 "progress_log": self.path.name if self.path is not None else None,
-                "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "origins": origins(rows)}
 
     def is_fresh(self, seed: int) -> bool:
-        """No training of ``seed`` is logged yet: its wall time can be measured whole."""
-        return not any(k[0] == seed for k in self.done)
+        """No training of ``seed`` counts as done: its wall time can be measured whole (an
+        earlier wall time of the seed, whose trainings were all forgotten or changed
+        parameters since, does not describe them)."""
+        return not any(k[0] == seed and k[1] != WALL for k in self.done)
 
     def add_seed_wall(self, seed: int, seconds: float) -> None:
         self.add(seed, WALL, "seed", seconds=seconds)

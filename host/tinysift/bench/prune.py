@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
+from tinysift.bench.progress import (
+    ProgressLog,
+    config_dict,
+    point_labels,
+    summarize,
+    write_results,
+)
 
 ALL_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
                "kcenter", "prototypes", "d2", "vq", "flow")
@@ -96,6 +102,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     if cfg.protocol not in PROTOCOLS:
         raise TinysiftError(f"unknown --protocol {cfg.protocol!r}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
+    point_labels(cfg.keeps, "--keep")  # two keeps of one label would share a record
     ex = executor or SerialExecutor()
     console = Console(stderr=True)
     base = load_dataset(cfg.dataset)
@@ -224,15 +231,17 @@ def _score(ctx, data, seed: int, proxy_epochs: int, shared, name: str, params: d
 
 def _charged(ctx, call, already: frozenset | set = frozenset()) -> tuple:
     """Run ``call()``; return its result, the seconds it is charged (its wall time less the
-    shared work computed during it, plus the full compute time of every shared item it read
-    but ``already``) and the shared items it read."""
+    time spent during it getting shared items, computed or read from the disk cache, plus
+    the full original compute time of every shared item it read but ``already``) and the
+    shared items it read: its cost as if it ran alone, whether this call, an earlier one or
+    an earlier run (the cache) computed the shared work."""
     ctx.reset_usage()
-    before = set(ctx.timings)
+    before = set(ctx.spent)
     start = time.perf_counter()
     out = call()
     wall = time.perf_counter() - start
-    computed_here = sum(v for k, v in ctx.timings.items() if k not in before)
-    return (out, max(0.0, wall - computed_here) + ctx.shared_seconds(ctx.used - set(already)),
+    spent_here = sum(v for k, v in ctx.spent.items() if k not in before)
+    return (out, max(0.0, wall - spent_here) + ctx.shared_seconds(ctx.used - set(already)),
             set(ctx.used))
 
 
@@ -306,11 +315,13 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
     from tinysift.runs import machine_info, package_versions
 
     full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
+    rows = list(full_runs)
     methods: dict[str, dict] = {}
     for name in cfg.methods:
         for keep in cfg.keeps:
             runs = [log.get(s, name, f"{keep:g}") for s in range(seeds_done)]
             if all(r is not None for r in runs):
+                rows += runs
                 methods.setdefault(name, {})[f"{keep:g}"] = summarize(
                     runs, ("score_seconds", "train_seconds"), count=True)
                 methods[name][f"{keep:g}"]["cost_ratio"] = float(np.mean(
@@ -325,7 +336,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
         "recipe": cfg.recipe(), "config": config_dict(cfg),
-        **log.provenance(seeds_done),
+        **log.provenance(seeds_done, rows),
         "machine": machine_info(), "versions": package_versions(),
         "method_params": log.method_params,  # every parameter, the defaults included
         "methods": methods,

@@ -34,7 +34,7 @@ PROTOCOL_TEXT = {
 
 
 def prune_markdown(res: dict) -> str:
-    keeps = [str(k) for k in res["keep"]]
+    keeps = [f"{k:g}" for k in res["keep"]]  # the results' keys (a keep of 1 is "1")
     protocol = res.get("protocol", "proportional")
     lines = [f"# Pruning benchmark: {res['dataset']}"
              + noise_phrase(res["label_noise"])
@@ -84,7 +84,24 @@ def prune_markdown(res: dict) -> str:
               f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
               f"tensorflow {res['versions'].get('tensorflow')}, tinysift "
               f"{res['versions'].get('tinysift')}. " + wall_phrase(res), ""]
-    return "\n".join(lines)
+    return "\n".join(lines + origins_lines(res))
+
+
+def origins_lines(res: dict) -> list[str]:
+    """One line, when a results file's rows came from more than one code version or machine
+    (a resumed bench, ``origins`` in the JSON), saying so; nothing otherwise."""
+    sets = res.get("origins", [])
+    if len(sets) < 2:
+        return []
+
+    def name(o: dict) -> str:
+        if o["tinysift_source"] == "unrecorded":
+            return "unrecorded (logged before records named them)"
+        git = f", git {o['git'][:10]}" if o.get("git") else ""
+        return f"source {o['tinysift_source']}{git} on {o['machine']}"
+
+    return [f"Rows from {len(sets)} code versions or machines (a resumed bench): "
+            + "; ".join(f"{o['rows']} from {name(o)}" for o in sets) + ".", ""]
 
 
 def paired_to_random(res: dict, keeps: list[str]) -> list[str]:

@@ -28,9 +28,22 @@ def _executor(spec: str):
     return open_executor(spec, say=console.print)
 
 
+def _quick_alone(quick: bool, what: str, **given) -> None:
+    """Refuse options given with ``--quick``, whose own configuration (``what``) would
+    silently replace them: ``given`` maps each option's flag name to its value (None, or
+    False, when not given)."""
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False)]
+    if quick and named:
+        from tinysift.errors import BudgetError
+
+        raise BudgetError(f"--quick runs its own configuration ({what}) and would ignore "
+                          f"{', '.join(named)}: drop {'them' if len(named) > 1 else 'it'} "
+                          "or --quick")
+
+
 @app.command("prune")
 def prune_cmd(
-    dataset: str = typer.Option("fashion-mnist"),
+    dataset: str = typer.Option(None, help="default fashion-mnist"),
     keep: str = typer.Option(None, help="fractions KEPT (default 0.5,0.3,0.1,0.03,0.01; "
                                         "equal-steps: 0.1,0.03,0.01)"),
     methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
@@ -58,6 +71,7 @@ def prune_cmd(
 
     if protocol not in PROTOCOLS:
         raise BudgetError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    _quick_alone(quick, "digits, keep 0.1, 1 seed", dataset=dataset, keep=keep, seeds=seeds)
     equal = protocol == "equal-steps"
     names = ((EQUAL_STEPS_METHODS if equal else ALL_METHODS) if methods == "all"
              else tuple(methods.split(",")))
@@ -70,7 +84,7 @@ def prune_cmd(
                                label_noise=label_noise, protocol=protocol,
                                method_params={"flow": {"flow": {"steps": 100}}})
     else:
-        cfg = PruneBenchConfig(dataset=dataset, keeps=keeps, methods=names,
+        cfg = PruneBenchConfig(dataset=dataset or "fashion-mnist", keeps=keeps, methods=names,
                                seeds=(5 if equal else 3) if seeds is None else seeds,
                                label_noise=label_noise,
                                out_dir=out_dir, progress_dir=out_dir / "progress",
@@ -82,12 +96,12 @@ def prune_cmd(
 
 @app.command("guided")
 def guided_cmd(
-    dataset: str = typer.Option("fashion-mnist"),
-    budgets: str = typer.Option("0.3,0.5,0.7", help="fractions of the full-data recipe's "
-                                                    "sample-passes"),
+    dataset: str = typer.Option(None, help="default fashion-mnist"),
+    budgets: str = typer.Option(None, help="fractions of the full-data recipe's "
+                                           "sample-passes (default 0.3,0.5,0.7)"),
     methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
-    seeds: int = typer.Option(5, min=1),
-    epochs: int = typer.Option(10, min=1, help="epochs of the full-data recipe"),
+    seeds: int = typer.Option(None, min=1, help="default 5"),
+    epochs: int = typer.Option(None, min=1, help="epochs of the full-data recipe (default 10)"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -98,25 +112,30 @@ def guided_cmd(
     keep_steps: bool = typer.Option(False, help="budgeted runs train in batches of --batch x "
                                     "budget, as many optimizer steps as the recipe (which "
                                     "stays at --batch); results in their own log"),
-    batch: int = typer.Option(128, min=1, help="the recipe's batch (a study of the recipe; the "
-                              "committed benches use 128)"),
+    batch: int = typer.Option(None, min=1, help="the recipe's batch (a study of the recipe; the "
+                              "committed benches use 128, the default)"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
     from tinysift.bench.guided import ALL_GUIDED, GuidedBenchConfig, bench_guided
 
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
+    _quick_alone(quick, "digits, budget 0.5, 1 seed, 20 epochs", dataset=dataset,
+                 budgets=budgets, seeds=seeds, epochs=epochs, rerun=rerun or None,
+                 keep_steps=keep_steps, batch=batch)
     if quick:
         cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=names, seeds=1,
                                 epochs=20, label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=None, quick=True)
     else:
-        cfg = GuidedBenchConfig(dataset=dataset, budgets=tuple(_fractions(budgets, "--budgets")),
-                                methods=names, seeds=seeds, epochs=epochs,
+        cfg = GuidedBenchConfig(dataset=dataset or "fashion-mnist",
+                                budgets=tuple(_fractions(budgets or "0.3,0.5,0.7", "--budgets")),
+                                methods=names, seeds=5 if seeds is None else seeds,
+                                epochs=10 if epochs is None else epochs,
                                 label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=out_dir / "progress",
                                 rerun=tuple(m for m in rerun.split(",") if m),
-                                keep_steps=keep_steps, batch=batch)
+                                keep_steps=keep_steps, batch=128 if batch is None else batch)
     with _executor(executor) as ex:
         res = bench_guided(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
@@ -188,10 +207,10 @@ def _fractions(text: str, flag: str) -> list[float]:
 
 @app.command("condense")
 def condense_cmd(
-    dataset: str = typer.Option("fashion-mnist"),
-    per_class: str = typer.Option("1,10,50"),
+    dataset: str = typer.Option(None, help="default fashion-mnist"),
+    per_class: str = typer.Option(None, help="default 1,10,50"),
     methods: str = typer.Option("all"),
-    seeds: int = typer.Option(3, min=1),
+    seeds: int = typer.Option(None, min=1, help="default 3"),
     quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     executor: str = _EXECUTOR,
@@ -200,15 +219,18 @@ def condense_cmd(
     from tinysift.bench.condense import ALL_CONDENSERS, CondenseBenchConfig, bench_condense
 
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
-    ks = positive_ints(per_class, "--per-class", "samples per class >= 1")
+    _quick_alone(quick, "digits, K=1,5, 1 seed", dataset=dataset, per_class=per_class,
+                 seeds=seeds)
+    ks = positive_ints(per_class or "1,10,50", "--per-class", "samples per class >= 1")
     if quick:
         cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
                                   min_steps=100, quick=True, out_dir=out_dir,
                                   progress_dir=None)
     else:
-        cfg = CondenseBenchConfig(dataset=dataset,
+        cfg = CondenseBenchConfig(dataset=dataset or "fashion-mnist",
                                   per_class=ks,
-                                  methods=names, seeds=seeds, out_dir=out_dir,
+                                  methods=names, seeds=3 if seeds is None else seeds,
+                                  out_dir=out_dir,
                                   progress_dir=out_dir / "progress")
     with _executor(executor) as ex:
         res = bench_condense(cfg, executor=ex)

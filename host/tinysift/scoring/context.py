@@ -53,7 +53,12 @@ class ScoringContext:
     progress: bool = True
     #: optional user-provided embedding (N, D), used by ``embedding("given")``
     features: np.ndarray | None = None
+    #: each shared item's original compute time, read from the cache with the item: what
+    #: a method using it is charged, wherever it was computed
     timings: dict[str, float] = field(default_factory=dict)
+    #: seconds this process actually spent getting each shared item (computing it, or
+    #: reading it from the disk cache): what a method's wall time holds of it
+    spent: dict[str, float] = field(default_factory=dict)
     #: shared items read since the last ``reset_usage()`` (cost accounting per method)
     used: set[str] = field(default_factory=set)
     _cache: dict = field(default_factory=dict, repr=False)
@@ -104,7 +109,13 @@ class ScoringContext:
         # What the key must also tell apart: the proxy behind ``cnn``, the user's features
         # behind ``given`` (the data hash covers only the images and labels).
         if kind == "cnn":
-            key += f"-r{self._proxy_recipe_hash()}"
+            # The proxy's dynamics first, as an item of their own: a method reading this
+            # embedding uses them (and is charged their compute time) whether the embedding
+            # is computed here or read from the cache, and the embedding's own time is then
+            # its reduction alone ("-own": files of the earlier key may hold the proxy's
+            # time too, charged twice beside the dynamics).
+            self.dynamics()
+            key += f"-r{self._proxy_recipe_hash()}-own"
         elif kind == "given" and self.features is not None:
             key += f"-f{_array_hash(self.features)}"
         return self._cached(key, lambda: {"z": compute_embedding(kind, self, dim)})["z"]
@@ -189,8 +200,11 @@ class ScoringContext:
 
                 atomic_write_npz(path, _seconds=np.float64(cached_seconds), **arrays)
         arrays.pop("_seconds", None)
-        # Cost accounting charges the original compute time even when read from disk.
+        # Cost accounting charges the original compute time even when read from disk; the
+        # time spent here (a read takes well under the compute) is what a caller's wall
+        # time holds of the item.
         self.timings[key] = cached_seconds
+        self.spent[key] = time.perf_counter() - start
         self._cache[key] = arrays
         return arrays
 
