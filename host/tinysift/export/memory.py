@@ -498,8 +498,14 @@ def max_train_samples(fp: ModelFootprint, board: Board, test_samples: int,
             fp, board, n, test_samples, db_capacity=db_capacity, vq_per_class=vq_per_class,
             backbone_training=backbone_training).fits
 
-    if not fits(0):
-        return 0
+    return largest_from_zero(fits, upper) or 0
+
+
+def largest_from_zero(fits, upper: int) -> int | None:
+    """The largest n in [0, ``upper``] with ``fits(n)`` (monotone: a larger count never
+    needs less memory), by bisection; None when not even 0 fits."""
+    if upper < 0 or not fits(0):
+        return None
     lo, hi = 0, upper
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -520,16 +526,7 @@ def max_db_capacity(fp: ModelFootprint, board: Board, train_samples: int, test_s
             fp, board, train_samples, test_samples, db_capacity=db,
             vq_per_class=vq_per_class, backbone_training=backbone_training).fits
 
-    if upper < 0 or not fits(0):
-        return None
-    lo, hi = 0, upper
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return largest_from_zero(fits, upper)
 
 
 def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
