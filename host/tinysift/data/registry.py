@@ -95,7 +95,8 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {known}")
     for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
         arr.setflags(write=False)  # an in-place edit would leave content_hash stale
-    _CACHE[name] = (signature, ds)
+    if signature is not None or not name.startswith(("npz:", "folder:")):
+        _CACHE[name] = (signature, ds)  # files that could not all be stat'ed: never cached
     return ds
 
 

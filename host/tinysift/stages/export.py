@@ -123,8 +123,10 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     profile = board_plan_fields(brd)
     params = {"board": board, "board_profile": profile, "fit": fit,
               "test_samples": test_samples, "seed": seed,
-              "db_capacity": db_capacity, "backbone_training": backbone_training,
+              "db_capacity": db_capacity,
               "format_version": FORMAT_VERSION, "plan_version": PLAN_VERSION}
+    if not backbone_training:  # only when set: every earlier export keeps its key
+        params["backbone_training"] = False
     inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
     if train_indices is not None:
         inputs["train_indices"] = json_hash(train_indices.tolist())
