@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinysift.errors import TinysiftError
+from tinysift.export.memory import needs_backbone_buffers
 from tinysift.pipeline.config import TomlConfig
 
 
@@ -123,7 +124,8 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
         for size in cfg.sizes:
             for update in cfg.updates:
                 p = memory_plan_for(base, board, tests, train_samples=size * n_old,
-                                    db_capacity=n_new, backbone_training=update != "head")
+                                    db_capacity=n_new,
+                                    backbone_training=needs_backbone_buffers(update))
                 rows[f"{size}:{update}"] = {"ram_total": p["ram_total"],
                                             "flash_total": p["flash_total"],
                                             "ram_capacity": p["ram_capacity"],
@@ -134,7 +136,8 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
     for update in cfg.updates:
         def fits_board(size: int, update: str = update) -> bool:
             return memory_plan_for(base, cfg.fit_board, tests, train_samples=size * n_old,
-                                   db_capacity=n_new, backbone_training=update != "head")["fits"]
+                                   db_capacity=n_new,
+                                   backbone_training=needs_backbone_buffers(update))["fits"]
 
         # no larger than the trainer takes (replay plus new samples, uint16 sample order)
         fits[update] = largest_fitting(
@@ -142,7 +145,7 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
     plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
     plans["detail"] = memory_plan_for(base, cfg.board, tests,
                                       train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,
-                                      backbone_training=any(u != "head" for u in cfg.updates))
+                                      backbone_training=needs_backbone_buffers(*cfg.updates))
     return plans
 
 

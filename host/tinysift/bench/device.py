@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
+from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
 from tinysift.pipeline.adapt import REPLAY_DEFAULTS
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
@@ -131,7 +132,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
         flash = parts["old"][[int(np.flatnonzero(scn.y_old == c)[0]) for c in scn.old_classes]]
         # one firmware for every row: with the update=last-block / bias buffers only when a
         # row needs them (head-only otherwise, as `tinysift adapt --update head` builds)
-        backbone = any(u != "head" for u in cfg.updates)
+        backbone = needs_backbone_buffers(*cfg.updates)
         exp = export(base, board=cfg.board, test_samples=len(tests), seed=seed,
                      db_capacity=most, train_indices=flash, test_indices=tests,
                      backbone_training=backbone)
@@ -191,7 +192,7 @@ def _plan_ram(base: Path, board: str, exp, update: str) -> int:
     which the bench built too unless a row of another mode needed the backbone buffers);
     last-block's and bias's the export's own plan (a firmware with those buffers)."""
     plan = exp.plan
-    if update != "head" or plan.get("backbone_training", True) is False:
+    if needs_backbone_buffers(update) or not has_backbone_buffers(plan):
         return int(plan["ram_total"])
     from tinysift.stages.export import memory_plan_for
 

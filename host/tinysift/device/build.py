@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tinysift.boards import Board, builds_offline
 from tinysift.errors import DeviceError
+from tinysift.export.memory import has_backbone_buffers
 from tinysift.paths import firmware_dir, offline_pio, project_root
 
 # The flag of a head-only firmware (firmware/src/app.h: no buffers for update=last-block /
@@ -105,7 +106,7 @@ def export_backbone_training(export_dir: Path | None) -> bool:
     except (OSError, ValueError) as exc:
         raise DeviceError(f"{path} is not readable JSON ({exc}); run `tinysift export` "
                           "again") from exc
-    return info.get("backbone_training", True) is not False
+    return has_backbone_buffers(info)
 
 
 def pio_command(board: Board) -> list[str]:

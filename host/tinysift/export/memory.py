@@ -365,6 +365,18 @@ def board_plan_fields(board: Board) -> dict:
             "dsp": board.dsp, "port": board.port}
 
 
+def needs_backbone_buffers(*updates: str | None) -> bool:
+    """Whether a firmware for these update modes needs the update=last-block / bias buffers
+    (``backbone_training``): any mode but head (None: the firmware's default, head)."""
+    return any((u or "head") != "head" for u in updates)
+
+
+def has_backbone_buffers(info: dict) -> bool:
+    """An export's (export.json's, or its memory plan's) ``backbone_training``: False only
+    for a head-only export; an export made before the field existed had the buffers."""
+    return info.get("backbone_training", True) is not False
+
+
 def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_samples: int,
                 feature_cache: bool | None = None, db_capacity: int | None = None,
                 backbone_training: bool = True, vq_per_class: int = 0) -> MemoryPlan:

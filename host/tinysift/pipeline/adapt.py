@@ -28,6 +28,7 @@ import numpy as np
 
 from tinysift.boards import DEFAULT_BOARD
 from tinysift.errors import BudgetError
+from tinysift.export.memory import needs_backbone_buffers
 
 SCENARIO_FILE = "scenario.npz"
 UPDATES = ("head", "bias", "last-block")
@@ -100,7 +101,7 @@ class AdaptConfig:
     def backbone_training(self) -> bool:
         """Whether the firmware needs the update=last-block / bias buffers: not for
         update=head, whose export, memory plan and build are head-only."""
-        return self.update != "head"
+        return needs_backbone_buffers(self.update)
 
     @property
     def uses_replay(self) -> bool:

@@ -36,6 +36,7 @@ from tinysift.device.session import (
     converse,
 )
 from tinysift.errors import TinysiftError
+from tinysift.export.memory import has_backbone_buffers
 from tinysift.runs import Run, locks_run
 
 __all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits",
@@ -135,8 +136,10 @@ def check_update_built(run_dir: str | Path, export_info: dict, params: TrainPara
         update=last-block or bias on a head-only export, naming the fix: export again with
         the backbone buffers and build that.
     """
+    from tinysift.export.memory import needs_backbone_buffers
+
     update = params.update or "head"
-    if update == "head" or export_info.get("backbone_training", True) is not False:
+    if not needs_backbone_buffers(update) or has_backbone_buffers(export_info):
         return
     raise TinysiftError(
         f"update={update} trains float layers below the head, but the export of {run_dir} "
@@ -317,7 +320,7 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
                     else f"{made_for}, its figures not recorded: an older export")
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
-    backbone = info.get("backbone_training", True) is not False
+    backbone = has_backbone_buffers(info)
     plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],
                        info["test_samples"], db_capacity=db_capacity, vq_per_class=vq,
                        backbone_training=backbone)
