@@ -314,12 +314,13 @@ def test_a_board_booted_before_the_port_opened_still_records_its_firmware(tmp_pa
     from tinysift.stages.device import TrainParams, run_on_device
 
     run = fake_run(tmp_path / "run")
-    dev = FakeDevice(boot="before")  # no @boot, answers commands
+    dev = FakeDevice(boot="before", board="nucleo_f411re")  # no @boot, answers commands
     res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=1),
                         timeout=TIMEOUT)
     dev.close()
-    assert res.complete and res.firmware == {"proto": "1", "fw": "1", "model": "abc",
-                                             "from": "info"}
+    # the board from `@name` (asked because no @boot came), the rest from `@info`
+    assert res.complete and res.firmware == {"board": "nucleo_f411re", "proto": "1",
+                                             "fw": "1", "model": "abc", "from": "info"}
 
 
 def test_results_rewritten_seldom(tmp_path):

@@ -75,7 +75,7 @@ def prune_cmd(
     equal = protocol == "equal-steps"
     names = ((EQUAL_STEPS_METHODS if equal else ALL_METHODS) if methods == "all"
              else tuple(methods.split(",")))
-    keeps = (tuple(_fractions(keep, "--keep")) if keep
+    keeps = (tuple(_fractions(keep, "--keep")) if keep is not None
              else (EQUAL_STEPS_KEEPS if equal else DEFAULT_KEEPS))
     if quick:
         cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=names, seeds=1,
@@ -84,7 +84,8 @@ def prune_cmd(
                                label_noise=label_noise, protocol=protocol,
                                method_params={"flow": {"flow": {"steps": 100}}})
     else:
-        cfg = PruneBenchConfig(dataset=dataset or "fashion-mnist", keeps=keeps, methods=names,
+        cfg = PruneBenchConfig(dataset="fashion-mnist" if dataset is None else dataset,
+                               keeps=keeps, methods=names,
                                seeds=(5 if equal else 3) if seeds is None else seeds,
                                label_noise=label_noise,
                                out_dir=out_dir, progress_dir=out_dir / "progress",
@@ -128,8 +129,9 @@ def guided_cmd(
                                 epochs=20, label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=None, quick=True)
     else:
-        cfg = GuidedBenchConfig(dataset=dataset or "fashion-mnist",
-                                budgets=tuple(_fractions(budgets or "0.3,0.5,0.7", "--budgets")),
+        cfg = GuidedBenchConfig(dataset="fashion-mnist" if dataset is None else dataset,
+                                budgets=tuple(_fractions(
+                                    "0.3,0.5,0.7" if budgets is None else budgets, "--budgets")),
                                 methods=names, seeds=5 if seeds is None else seeds,
                                 epochs=10 if epochs is None else epochs,
                                 label_noise=label_noise, out_dir=out_dir,
@@ -221,13 +223,15 @@ def condense_cmd(
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
     _quick_alone(quick, "digits, K=1,5, 1 seed", dataset=dataset, per_class=per_class,
                  seeds=seeds)
-    ks = positive_ints(per_class or "1,10,50", "--per-class", "samples per class >= 1")
+    # an empty --per-class is refused, not read as the default (None is "not given")
+    ks = positive_ints("1,10,50" if per_class is None else per_class, "--per-class",
+                       "samples per class >= 1")
     if quick:
         cfg = CondenseBenchConfig(dataset="digits", per_class=(1, 5), methods=names, seeds=1,
                                   min_steps=100, quick=True, out_dir=out_dir,
                                   progress_dir=None)
     else:
-        cfg = CondenseBenchConfig(dataset=dataset or "fashion-mnist",
+        cfg = CondenseBenchConfig(dataset="fashion-mnist" if dataset is None else dataset,
                                   per_class=ks,
                                   methods=names, seeds=3 if seeds is None else seeds,
                                   out_dir=out_dir,
