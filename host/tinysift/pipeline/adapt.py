@@ -341,10 +341,11 @@ def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, t
     board, before anything is built; a set that does not fit is refused with the numbers and
     the largest replay size that fits."""
     from tinysift.errors import FitError
-    from tinysift.export.memory import MAX_TRAIN_SAMPLES, over_capacity
+    from tinysift.export.memory import MAX_TRAIN_SAMPLES, over_capacity, sample_counts_ok
     from tinysift.stages.export import memory_plan_for
 
-    if max(1, replay) + max(1, new) > MAX_TRAIN_SAMPLES:
+    # the firmware's own count rule (as the plan below applies it), worded in adapt's options
+    if not sample_counts_ok(max(1, replay), new):
         raise FitError(f"a replay set of {replay:,} samples plus {new:,} new samples: the "
                        f"on-device trainer takes at most {MAX_TRAIN_SAMPLES:,} samples (its "
                        "sample order is uint16); use a smaller --replay-per-class or "
