@@ -153,10 +153,12 @@ def test_demo_seed_reaches_the_device_bench():
 
 
 def test_largest_replay_that_fits_is_exact():
-    from tinysift.bench.adapt_demo import largest_fitting
+    from tinysift.export.memory import largest_from_zero
 
     for most in (0, 1, 2, 3, 37, 200, 1000):
-        assert largest_fitting(lambda size, most=most: size <= most) == most
+        assert largest_from_zero(lambda size, most=most: size <= most, 1 << 16) == most
+        assert largest_from_zero(lambda size, most=most: size <= most, most) == most
+    assert largest_from_zero(lambda size: False, 10) is None
 
 
 def test_untested_old_task_is_not_reported_as_zero(tmp_path):

@@ -57,7 +57,6 @@ def test_a_method_reading_the_cache_is_charged_its_own_work_too(tmp_path, slow_e
     the method's own work plus the item's compute time. Subtracting the item's original
     compute time from the wall time of a call that only read it (well under a second)
     wiped out the method's own work: charged SHARED_S instead of SHARED_S + OWN_S warm."""
-    from tinysift.bench.prune import _charged
 
     def method(ctx) -> None:
         ctx.embedding("pixels")
@@ -67,9 +66,9 @@ def test_a_method_reading_the_cache_is_charged_its_own_work_too(tmp_path, slow_e
     charged = {}
     for case, ctx in (("no cache", _context(None)), ("cold", _context(cache)),
                       ("warm", _context(cache))):
-        charged[case] = _charged(ctx, lambda c=ctx: method(c))[1]
+        charged[case] = ctx.charged(lambda c=ctx: method(c))[1]
         if case == "warm":  # the same context again: the item is in memory
-            charged["memory"] = _charged(ctx, lambda c=ctx: method(c))[1]
+            charged["memory"] = ctx.charged(lambda c=ctx: method(c))[1]
     for case, seconds in charged.items():
         assert seconds == pytest.approx(SHARED_S + OWN_S, abs=TOL), (case, charged)
 
@@ -83,7 +82,6 @@ def test_the_proxy_behind_the_cnn_embedding_is_charged_once_cached_or_not(
     disk never asked for them)."""
     import sklearn.decomposition  # noqa: F401 (its first import is not the PCA's cost)
 
-    from tinysift.bench.prune import _charged
 
     def el2n_like(ctx) -> None:
         ctx.dynamics()
@@ -100,7 +98,7 @@ def test_the_proxy_behind_the_cnn_embedding_is_charged_once_cached_or_not(
                                      ("warm, after el2n", cache, [el2n_like, herding_like]),
                                      ("warm, alone", cache, [herding_like])):
         ctx = _context(cache_dir)
-        charged[case] = [_charged(ctx, lambda c=ctx, m=m: m(c))[1] for m in methods][-1]
+        charged[case] = [ctx.charged(lambda c=ctx, m=m: m(c))[1] for m in methods][-1]
     # the PCA of the embedding is well under TOL here
     for case, seconds in charged.items():
         assert seconds == pytest.approx(SHARED_S + OWN_S, abs=TOL), (case, charged)

@@ -114,7 +114,7 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
     into RAM, the firmware `tinysift adapt` exports and builds for the mode: head-only for
     update=head) on the demo's board and on ``fit_board``, for each replay size and mode, and
     the largest replay size per class that fits ``fit_board``."""
-    from tinysift.export.memory import MAX_TRAIN_SAMPLES
+    from tinysift.export.memory import MAX_TRAIN_SAMPLES, largest_from_zero
     from tinysift.stages.export import memory_plan_for
 
     tests = cfg.test_per_class * num_classes
@@ -140,29 +140,15 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
                                    backbone_training=needs_backbone_buffers(update))["fits"]
 
         # no larger than the trainer takes (replay plus new samples, uint16 sample order)
-        fits[update] = largest_fitting(
-            fits_board, most=(MAX_TRAIN_SAMPLES - max(1, n_new)) // max(1, n_old))
+        # 0 per class (no replay set) stands for "not even one fits"
+        fits[update] = largest_from_zero(
+            lambda size, f=fits_board: size == 0 or f(size),
+            (MAX_TRAIN_SAMPLES - max(1, n_new)) // max(1, n_old))
     plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
     plans["detail"] = memory_plan_for(base, cfg.board, tests,
                                       train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,
                                       backbone_training=needs_backbone_buffers(*cfg.updates))
     return plans
-
-
-def largest_fitting(fits, most: int = 1 << 16) -> int:
-    """The largest size in [0, ``most``] for which ``fits(size)`` holds (0: not even one),
-    ``fits`` being monotone (a larger replay set never needs less memory): doubling, then
-    bisection."""
-    if most < 1 or not fits(1):
-        return 0
-    low = 1
-    while low < most and fits(min(2 * low, most)):
-        low = min(2 * low, most)
-    high = min(2 * low, most + 1)  # fits(low) holds, fits(high) does not (or high > most)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (mid, high) if fits(mid) else (low, mid)
-    return low
 
 
 def headline(summary: dict) -> str:

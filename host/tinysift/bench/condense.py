@@ -122,10 +122,9 @@ def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, reci
     """Task: condense ``per_class`` samples per class with ``name`` (``full``: no
     condensing, all the data) and train on them; the record the progress log gets.
 
-    The condenser is charged as if it ran alone (:func:`tinysift.bench.prune._charged`):
+    The condenser is charged as if it ran alone (:meth:`ScoringContext.charged`):
     its own time plus the full compute time of every shared item (embedding) it used,
     whether it computed it or an earlier method on the seed's shared context did."""
-    from tinysift.bench.prune import _charged
     from tinysift.condensation.base import make_condenser
     from tinysift.models.training import evaluate, train_model
 
@@ -133,8 +132,8 @@ def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, reci
     x, y, secs = ds.x_train, ds.y_train, 0.0
     if name != "full":
         ctx = ctx or data.context(seed, progress=False)
-        (x, y), secs, _ = _charged(
-            ctx, lambda: make_condenser(name, seed=seed).fit(ctx).condense(per_class))
+        (x, y), secs, _ = ctx.charged(
+            lambda: make_condenser(name, seed=seed).fit(ctx).condense(per_class))
     res = train_model(x, y, ds.num_classes, train_config=recipe, progress=progress)
     return {"acc": evaluate(res.model, ds.x_test, ds.y_test), "condense_seconds": secs,
             "train_seconds": res.seconds}

@@ -14,7 +14,6 @@ how many seeds are in them).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,31 +217,15 @@ def _score(ctx, data, seed: int, proxy_epochs: int, shared, name: str, params: d
         if shared:
             ctx.adopt(shared)
     method = make_method(name, seed=seed, **params)
-    _, score_seconds, fit_used = _charged(ctx, lambda: method.fit(ctx))
+    _, score_seconds, fit_used = ctx.charged(lambda: method.fit(ctx))
     picks = {}
     for keep in keeps:
         count = resolve_keep(keep, ctx.num_samples)
         # Shared work a selection needs beyond the fit's (vq's hard cut reads the proxy CNN's
         # dynamics only at small keeps) is charged to that point in full, like the fit's.
-        idx, seconds, _ = _charged(ctx, lambda c=count: method.select(c), already=fit_used)
+        idx, seconds, _ = ctx.charged(lambda c=count: method.select(c), already=fit_used)
         picks[keep] = (idx, seconds)
     return {"score_seconds": score_seconds, "picks": picks}
-
-
-def _charged(ctx, call, already: frozenset | set = frozenset()) -> tuple:
-    """Run ``call()``; return its result, the seconds it is charged (its wall time less the
-    time spent during it getting shared items, computed or read from the disk cache, plus
-    the full original compute time of every shared item it read but ``already``) and the
-    shared items it read: its cost as if it ran alone, whether this call, an earlier one or
-    an earlier run (the cache) computed the shared work."""
-    ctx.reset_usage()
-    before = set(ctx.spent)
-    start = time.perf_counter()
-    out = call()
-    wall = time.perf_counter() - start
-    spent_here = sum(v for k, v in ctx.spent.items() if k not in before)
-    return (out, max(0.0, wall - spent_here) + ctx.shared_seconds(ctx.used - set(already)),
-            set(ctx.used))
 
 
 def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progress: bool

@@ -131,6 +131,22 @@ class ScoringContext:
     def reset_usage(self) -> None:
         self.used = set()
 
+    def charged(self, call, already: frozenset | set = frozenset()) -> tuple:
+        """Run ``call()`` (a method's fit, selection or condensing on this context); return
+        its result, the seconds it is charged and the shared items it read. The charge is its
+        cost as if it ran alone: its wall time less the time spent during it getting shared
+        items (computed, or read from the disk cache), plus the full original compute time of
+        every shared item it read but ``already`` (charged to an earlier call of the same
+        method), whether this call, an earlier one or an earlier run computed that item."""
+        self.reset_usage()
+        before = set(self.spent)
+        start = time.perf_counter()
+        out = call()
+        wall = time.perf_counter() - start
+        spent_here = sum(v for k, v in self.spent.items() if k not in before)
+        return (out, max(0.0, wall - spent_here) + self.shared_seconds(self.used - set(already)),
+                set(self.used))
+
     def shared_seconds(self, keys: set[str] | None = None) -> float:
         """Compute time of the shared items in ``keys`` (default: those used)."""
         return float(sum(self.timings.get(k, 0.0) for k in (self.used if keys is None
