@@ -456,6 +456,79 @@ def test_densities_leave_a_class_without_samples_out():
     assert np.isfinite(p_label).all() and (logp.argmax(1) < 2).all()
 
 
+def test_flow_runs_with_a_class_of_one_sample():
+    """A class of one sample (tiny data) gets a mixture (smaller than a flow's batch), which
+    scikit-learn refused to fit on one sample: the guided flow run crashed at its first
+    density fit. Now a Gaussian at the sample, its own class the most likely there."""
+    y2, x2 = _two_blobs(80)
+    y = np.r_[y2, 2]
+    x = np.concatenate([x2, x2[:1]])
+    logp = make_density("gmm").fit(x.reshape(len(y), -1).astype(np.float64), y, 3).log_prob(
+        x.reshape(len(y), -1).astype(np.float64))
+    assert np.isfinite(logp).all() and logp[-1].argmax() == 2
+    st = TrainingState(x=x, y=y, num_classes=3, epochs=4, budget=0.5,
+                       ledger=CostLedger(2 * len(y)), rng=np.random.default_rng(0),
+                       feature_dim=4)
+    s = make_sampler("flow", per_code=20, refresh=1)
+    s.begin(st)
+    feats = np.column_stack([y == 0, y == 1, y == 2, y == 0]).astype(np.float32)
+    feats += np.random.default_rng(1).normal(0, 0.3, feats.shape).astype(np.float32)
+    notes = []
+    for epoch in range(4):
+        st.epoch = epoch
+        plan = s.plan(st)
+        notes.append(plan.note)
+        st.record(plan.indices, np.full(len(plan.indices), 0.1, np.float32),
+                  np.full(len(plan.indices), 0.9, np.float32), feats[plan.indices],
+                  y[plan.indices])
+        s.end_epoch(st)
+    assert notes[-1].startswith("guided") and s.density_fit_ == "gmm"
+
+
+def test_flow_judged_samples_do_not_take_the_filter_s_places_under_the_cap():
+    """The samples judged before training are dropped apart from the model-side filter's
+    cap (max_drop of a class each, the module docstring). Never trained (prediction -1, so
+    "misclassified"; at a rejudge among the suspects already), they used to fill that cap
+    first and push the filter's own suspects out."""
+    y = np.repeat([0, 1], 100)
+    st = _state(y)
+    s = make_sampler("flow", judge="knn", max_drop=0.3)
+    s.judged_ = np.zeros(200, bool)
+    s.judged_[:25] = True  # a quarter of class 0 judged on the pixels
+    s.dropped_ = s.judged_.copy()
+    s.posterior_ = np.full(200, 0.9)
+    s.posterior_[:25] = 0.001
+    s.density_class_ = 1 - y
+    s.typicality_rank_ = np.full(200, 0.5)
+    s.typicality_rank_[:25] = 0.0  # at the features' mean, far from the class
+    st.pred[:] = y
+    st.pred[:25] = -1  # never trained
+    st.loss[:] = 0.1
+    st.loss[:25] = np.nan
+    flagged = np.arange(25, 35)  # the model and the density both say class 1
+    st.pred[flagged], st.loss[flagged], s.posterior_[flagged] = 1, 5.0, 0.01
+    assert np.flatnonzero(s._judge(st)).tolist() == flagged.tolist()
+    s.refits_ = 1  # a later refit reusing the density: the labels judged again
+    s.before_codebook(st)
+    assert np.flatnonzero(s.dropped_).tolist() == list(range(35))
+
+
+def test_epochs_smaller_than_a_batch_spend_the_budget():
+    """On tiny data (budget x N under a batch) every epoch is one batch of its own size; the
+    loop stopped once less than a full batch of 128 was left, which here was half the budget
+    (the learning rate never decayed). Now it stops with less than one such epoch left."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:100], ds.y_train[:100]
+    for method, size in (("rs2", 50), ("full-cut", 100)):
+        res = train_guided(x, y, 10, make_sampler(method), 0.5,
+                           train_config=TrainConfig(epochs=4, seed=0), progress=False)
+        assert res.ledger.epoch_sizes == [size] * (200 // size), method
+        assert res.ledger.spent == 200 and res.epochs[-1]["lr"] < 0.51 * res.epochs[0]["lr"]
+
+
 @pytest.mark.parametrize("judge", ["knn", "knn+flow"])
 def test_flow_judge_drops_flips_before_the_warm_up(judge):
     """flow's `judge`: labels judged on the pixels before any training (a knn density here);

@@ -55,7 +55,8 @@ class FlowDensity(ClassDensity):
 
 class GMMDensity(ClassDensity):
     """Per-class Gaussian mixture with ``components`` diagonal components (at most one per
-    10 samples); a class absent from the fit set has density zero everywhere."""
+    10 samples); a class absent from the fit set has density zero everywhere, a class of one
+    sample a Gaussian of variance ``reg_covar`` centred on it."""
 
     def __init__(self, seed: int = 0, components: int = 4):
         super().__init__(seed)
@@ -71,6 +72,8 @@ class GMMDensity(ClassDensity):
                 self.models_.append(None)
                 continue
             k = max(1, min(self.components, len(zc) // 10))
+            if len(zc) == 1:  # scikit-learn fits 2 or more: a Gaussian of reg_covar at it
+                zc = np.repeat(zc, 2, axis=0)
             self.models_.append(GaussianMixture(k, covariance_type="diag", reg_covar=1e-4,
                                                 random_state=self.seed).fit(zc))
         return self

@@ -118,9 +118,10 @@ class FlowGuided(VQGuided):
         passes, ties in either rank sharing their mean rank; ``epochs``: the rule until
         2026-12-03 (the run's last ``du_window`` epochs, ties ordered by index; every committed
         flow row before that day), kept to reproduce those rows
-    density_refits : how many codebook refits reuse a density before it is fit again
-        (0: fit once, after the warm-up, where the labels are judged by a model that has not
-        had time to memorize the wrong ones)
+    density_refits : the density is fit again at every ``density_refits``-th codebook refit
+        (1: at every refit; k: k - 1 refits reuse it between fits; 0: fit once, after the
+        warm-up, where the labels are judged by a model that has not had time to memorize
+        the wrong ones)
     density_steps : Adam steps of the flows (each one batch of 256 per class)
     rejudge : at a codebook refit that reuses the density, judge the labels again: the
         model's latest predictions against the density's verdict, kept from its fit (free:
@@ -299,6 +300,10 @@ class FlowGuided(VQGuided):
         mislabel = other & (p_model < self.mislabel_model) & (post < self.mislabel_posterior)
         outlier = (state.pred != y) & (self.typicality_rank_ < self.outlier_tail)
         suspect = mislabel | outlier | (False if also is None else also)
+        # The judged samples are dropped apart from this cap (begin()): never trained (no
+        # prediction, so "misclassified"), and in ``also`` at a rejudge, they took the model
+        # filter's places under the cap until 2026-12-03.
+        suspect &= ~self.judged_
         return self._worst_per_class(suspect, post, y, state.num_classes)
 
     def priority(self, state: TrainingState) -> np.ndarray:
