@@ -259,6 +259,14 @@ BAD_INPUT = [
      "not a run folder: {tmp}/typo does not exist"),
     (["device", "flash", "--board", "nucleo_f411re", "--run", "{tmp}/empty"],
      "{tmp}/empty has no manifest.json"),
+    # --out folders that cannot be one (were "unexpected FileExistsError / NotADirectoryError")
+    (["prune", "--dataset", "digits", "--method", "random", "--keep", "0.1", "--out",
+      "{tmp}/ok.toml"], "{tmp}/ok.toml is a file, not a run folder"),
+    (["train", "--dataset", "digits", "--out", "{tmp}/ok.toml/run"],
+     "cannot create the run folder {tmp}/ok.toml/run (Not a directory)"),
+    # --keep beside --condensed was ignored: the whole condensed set trained
+    (["train", "--dataset", "digits", "--condensed", "{tmp}/typo", "--keep", "0.5", "--out",
+      "{tmp}/typo"], "--keep does not apply to --condensed"),
 ]
 
 

@@ -156,3 +156,29 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     with run_lock(tmp_path / "there"):
         pass
     assert (tmp_path / "there").is_dir()
+
+
+def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
+    """A manifest.json that is not UTF-8 text, is a folder, or holds a stage, dataset or
+    command list of the wrong type (a hand edit) stopped every stage with "unexpected
+    UnicodeDecodeError / IsADirectoryError / AttributeError (a bug in tinysift)"; now one
+    TinysiftError naming the file and the fix (exit 2), the file left as it was."""
+    from tinysift.cli import main
+    from tinysift.errors import TinysiftError
+
+    damaged = {"binary": b"\xff\xfe\x00garbage",
+               "stage": b'{"tinysift_run": 1, "stages": {"train": "x"}}',
+               "dataset": b'{"tinysift_run": 1, "stages": {}, "dataset": "digits"}',
+               "commands": b'{"tinysift_run": 1, "stages": {}, "commands": 5}'}
+    for name, data in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_bytes(data)
+        with pytest.raises(TinysiftError, match=f"{name}/manifest.json is (not valid|damaged)"):
+            Run(tmp_path / name)
+        assert main(["quantize", "--run", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "manifest.json" in err and "unexpected" not in err, err
+        assert (tmp_path / name / "manifest.json").read_bytes() == data
+    (tmp_path / "folder" / "manifest.json").mkdir(parents=True)
+    with pytest.raises(TinysiftError, match="folder/manifest.json cannot be read"):
+        Run(tmp_path / "folder")

@@ -194,3 +194,49 @@ def test_condense_records_and_keys_on_every_parameter(tmp_path, monkeypatch):
     assert condense("digits", "herding", 2, out, progress=False).skipped
     monkeypatch.setattr(EmbeddingCondenser.__init__, "__defaults__", (0, "random-conv", 16))
     assert not condense("digits", "herding", 2, out, progress=False).skipped
+
+
+def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
+    """A prune at another budget into the folder rewrote selection.npz after the train, and
+    quantize (then export, the device) went on with the model of the old selection: refused
+    now, naming the file. A condense again at another K likewise (it was refused with "the
+    folder now records digits (hash H)", the hash it was trained on)."""
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
+
+    out = tmp_path / "p"
+    prune("digits", "random", 0.1, out, progress=False)
+    train("digits", out, selection=out, epochs=1, progress=False)
+    prune("digits", "random", 0.1, out, progress=False)  # cached: the same selection
+    prune("digits", "random", 0.2, out, progress=False)
+    with pytest.raises(StageError, match=r"trained on an earlier .*p/selection.npz.*train again"):
+        quantize(out, progress=False)
+
+    out = tmp_path / "c"
+    condense("digits", "random", 2, out, progress=False)
+    train("digits", out, condensed=out / "condensed.npz", epochs=1, progress=False)
+    condense("digits", "random", 3, out, progress=False)
+    with pytest.raises(StageError, match=r"trained on an earlier .*c/condensed.npz"):
+        quantize(out, progress=False)
+
+
+def test_a_condense_that_writes_the_same_set_keeps_the_model(tmp_path, digits, write_npz):
+    """condense records the dataset without label-noise fields, train with them: a condense
+    that ran again (its dataset named another way) and wrote the same set made quantize
+    refuse the model as trained on other data ("trained on npz:X (hash H), but the folder now
+    records npz:X (hash H)")."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import check_trained
+    from tinysift.stages.condense import condense
+    from tinysift.stages.train import train
+
+    name = write_npz(x=digits.x_train, y=digits.y_train, x_test=digits.x_test,
+                     y_test=digits.y_test)
+    alias = name.replace("/data.npz", "/./data.npz")
+    out = tmp_path / "c"
+    condense(name, "random", 2, out, progress=False)
+    train(name, out, condensed=out, epochs=1, progress=False)
+    assert not condense(alias, "random", 2, out, progress=False).skipped
+    check_trained(Run(out))

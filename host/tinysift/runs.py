@@ -160,27 +160,40 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_run_folder(self.path)
         mpath = self.path / MANIFEST
         if mpath.exists():
-            try:
-                self.manifest = json.loads(mpath.read_text())
-            except json.JSONDecodeError as exc:
-                from tinysift.errors import TinysiftError
+            from tinysift.errors import TinysiftError
 
+            try:
+                text = mpath.read_bytes()
+            except OSError as exc:  # a folder of that name, no permission
+                raise TinysiftError(f"{mpath} cannot be read ({exc.strerror or exc}); move it "
+                                    "away to start the run folder afresh") from None
+            try:
+                self.manifest = json.loads(text)
+            except ValueError as exc:  # not JSON or not UTF-8 (a torn copy, another file)
                 raise TinysiftError(
                     f"{mpath} is not valid JSON ({exc}); it was not written by tinysift's "
                     "atomic writer. Move it away to start the run folder afresh"
                 ) from exc
             if not (isinstance(self.manifest, dict) and self.manifest.get("tinysift_run")
                     and isinstance(self.manifest.get("stages", {}), dict)):
-                from tinysift.errors import TinysiftError
-
                 # someone else's manifest.json: never take the folder over and rewrite it
                 raise TinysiftError(
                     f"{self.path} is not a tinysift run folder ({MANIFEST} has no "
                     "'tinysift_run' entry, or its stages are not a table): choose another "
                     "folder (--out)")
+            bad = [f"stage {name!r}" for name, entry in self.manifest.get("stages", {}).items()
+                   if not isinstance(entry, dict)]
+            bad += [key for key, kind in (("dataset", dict), ("commands", list))
+                    if self.manifest.get(key) is not None
+                    and not isinstance(self.manifest[key], kind)]
+            if bad:
+                # a hand edit: every stage would stop on it with "a bug in tinysift"
+                raise TinysiftError(
+                    f"{mpath} is damaged ({', '.join(bad)}: not what tinysift writes there); "
+                    "move it away to start the run folder afresh, or restore it")
         else:
             self.manifest = {
                 "tinysift_run": 1,
@@ -281,6 +294,21 @@ class Run:
         self.save()
 
 
+def make_run_folder(folder: Path) -> None:
+    """``folder`` and its parents, or one TinysiftError naming the path and the fix (a file
+    in the way, a folder that cannot be written)."""
+    from tinysift.errors import TinysiftError
+
+    if folder.exists() and not folder.is_dir():
+        raise TinysiftError(f"{folder} is a file, not a run folder: choose another folder "
+                            "(--out/--run)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TinysiftError(f"cannot create the run folder {folder} ({exc.strerror or exc}): "
+                            "choose another folder (--out/--run)") from None
+
+
 def stage_key(params: dict, inputs: dict[str, str] | None) -> str:
     return json_hash({"params": params, "inputs": inputs or {}})
 
@@ -318,7 +346,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
         return
     folder = Path(folder)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    make_run_folder(folder)
     key = str(folder.resolve())
     with _held_guard:
         if key in _held:

@@ -53,17 +53,34 @@ def _train_hint(run: Run) -> str:
                                     f"--out {run.path}")
 
 
+def _data_identity(record: dict) -> tuple:
+    """What makes a recorded dataset the same data: name, content hash, label noise and its
+    seed (condense writes no noise fields: none is no noise)."""
+    noise = float(record.get("label_noise") or 0.0)
+    return (record.get("name"), record.get("hash"), noise,
+            int(record.get("noise_seed") or 0) if noise else 0)
+
+
 def check_trained(run: Run) -> dict:
-    """quantize's input: a finished train, on the dataset the folder now records."""
+    """quantize's input: a finished train, on the dataset the folder now records, and on the
+    selection or condensed set as it still is."""
     info = require_done(run, "train", _train_hint(run))
     trained_on = info.get("results", {}).get("dataset")
     now = run.manifest.get("dataset")
-    if trained_on and now and trained_on != now:
+    if trained_on and now and _data_identity(trained_on) != _data_identity(now):
         raise StageError(
             f"{run.path}'s model was trained on {trained_on.get('name')} (hash "
             f"{trained_on.get('hash')}), but the folder now records {now.get('name')} (hash "
             f"{now.get('hash')}: a later prune or condense wrote into it); train again "
             f"(`{_train_hint(run)}`) or use another run folder")
+    used = info.get("results", {}).get("set_file")
+    if used:
+        path = run.path / used["path"]  # an absolute path stays itself
+        if path.is_file() and file_hash(path) != used["hash"]:
+            raise StageError(
+                f"{run.path}'s model was trained on an earlier {path} (a later prune or "
+                f"condense rewrote it); train again (`{_train_hint(run)}`) or use another run "
+                "folder")
     return info
 
 

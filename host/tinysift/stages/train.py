@@ -89,6 +89,9 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                           "own noise (prune --label-noise)")
     if selection is not None and condensed is not None:
         raise BudgetError("pass either --selection or --condensed, not both")
+    if keep is not None and condensed is not None:  # was ignored: the whole set trained
+        raise BudgetError("--keep does not apply to --condensed: a condensed set trains whole; "
+                          "drop --keep, or condense again with another --per-class")
     model_cfg = ModelConfig(variant=variant, width=width)  # checks the shape before any data
     from tinysift.data import load_dataset, resolved_name
     from tinysift.models.cost import count_macs
@@ -107,6 +110,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     run = Run(out)
     x, y, source = ds.x_train, ds.y_train, "full"
     inputs = {"dataset": ds.content_hash}
+    set_file = None  # the selection.npz or condensed.npz trained on
     if selection is not None:
         sel = read_selection(selection, len(ds.y_train))
         if float(sel.get("label_noise", 0.0)) > 0:
@@ -123,14 +127,16 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                 f"selection keeps {len(idx)}; drop --keep or prune again with that budget"
             )
         x, y, source = x[idx], y[idx], f"selection:{sel['method']}"
-        inputs["selection"] = file_hash(Path(selection) if Path(selection).is_file()
-                                        else Path(selection) / "selection.npz")
+        set_file = Path(selection) if Path(selection).is_file() else Path(selection) / \
+            "selection.npz"
+        inputs["selection"] = file_hash(set_file)
     elif condensed is not None:
         cond = read_condensed(condensed, ds.content_hash, ds.num_classes)
         x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
         # the set's bytes key the stage: a set condensed again into the same folder retrains
-        inputs["condensed"] = file_hash(Path(condensed) if Path(condensed).is_file()
-                                        else Path(condensed) / "condensed.npz")
+        set_file = Path(condensed) if Path(condensed).is_file() else Path(condensed) / \
+            "condensed.npz"
+        inputs["condensed"] = file_hash(set_file)
         idx = np.full(len(y), -1, np.int64)
         if x.shape[1:] != ds.x_train.shape[1:]:
             raise BudgetError(f"condensed images are {x.shape[1:]}, dataset images "
@@ -200,6 +206,10 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             # what quantize and export check the folder still records
             "dataset": run.manifest["dataset"], "warnings": warnings,
         })
+        if set_file is not None:  # and the set file, which a later prune or condense rewrites
+            rec["results"]["set_file"] = {"path": _relative_to(set_file, run.path),
+                                          "hash": inputs.get("selection",
+                                                             inputs.get("condensed"))}
     return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
                         cost.macs_per_sample, warnings=warnings)
 
@@ -266,6 +276,16 @@ def _train_guided(run, x, y, num_classes, method, budget, method_params, model_c
                                     res.ledger.budget_passes / budget), 4)}
     return TrainResult(model=res.model, steps=res.steps, seconds=res.seconds,
                        final_loss=res.final_loss)
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when inside it (a copied or moved run folder keeps
+    pointing at its own file), else absolute."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _key(params: dict, inputs: dict) -> str:
