@@ -26,7 +26,7 @@ test: setup
 test-fast:
 	$(VENV)/bin/pytest -q -x -m "not slow"
 
-lint:
+lint: setup
 	$(VENV)/bin/ruff check host tests tools
 
 clean:

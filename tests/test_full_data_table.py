@@ -29,4 +29,37 @@ def test_table_records_the_stages_results(tmp_path):
     assert res["seed"] == 0 and "tensorflow" in res["versions"]
     assert "| digits | 30 |" in (tmp_path / "full_data.md").read_text()
     assert manifest["seed"] == 0  # a real run folder, as `tinysift train` writes it
+    # the code and machine that trained the row: the run folder's, which a rerun reuses
+    trained = manifest["stages"]["train"]
+    assert row["trained_with"]["git"] == trained["versions"]["git"]
+    assert row["trained_with"]["tinysift_source"] == trained["versions"]["tinysift_source"]
+    assert "Trained by other code" not in (tmp_path / "full_data.md").read_text()
     assert _run(tmp_path)["datasets"]["digits"] == row  # rerun: the same, from the stages
+    # a folder trained by other code: the table says so
+    manifest["stages"]["train"]["versions"]["git"] = "0123456789abcdef"
+    (tmp_path / "runs" / "digits-seed0" / "manifest.json").write_text(json.dumps(manifest))
+    assert _run(tmp_path)["datasets"]["digits"]["trained_with"]["git"] == "0123456789abcdef"
+    assert "Trained by other code or on another machine (reused run folders): digits (git " \
+           "0123456789, source " in (tmp_path / "full_data.md").read_text()
+
+
+def test_an_unknown_dataset_is_refused_before_any_training(tmp_path, monkeypatch):
+    """`--datasets digits,nosuch` named the bad one only after digits had trained."""
+    import importlib
+    import importlib.util
+
+    import pytest
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the datasets were checked")
+
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.train"), "train", no_training)
+    spec = importlib.util.spec_from_file_location("fdt", ROOT / "tools" / "full_data_table.py")
+    fdt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fdt)
+    with pytest.raises(SystemExit) as exc:
+        fdt.main(["--datasets", "digits,nosuch", "--out-dir", str(tmp_path),
+                  "--work-dir", str(tmp_path / "runs")])
+    assert str(exc.value.code) == ("unknown dataset 'nosuch'; known: digits, mnist, "
+                                   "fashion-mnist")
+    assert not (tmp_path / "full_data.json").exists()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +41,41 @@ def test_ablation_scores_on_validation_and_resumes(tmp_path):
     again = json.loads((tmp_path / "ablation_guided_digits.json").read_text())
     assert again["machine"] == elsewhere and again["wall_seconds"] == 1234.5
     assert again["variants"]["rs2"]["runs"] == res["variants"]["rs2"]["runs"]
+
+
+def test_results_record_seeds_data_and_the_rows_origins(tmp_path):
+    """Rows are resumed from the progress log whatever code logged them: the results file
+    names the code versions and machines behind its rows, and the table says when they mix
+    (the file's own "machine" and "versions" are only the last invocation's)."""
+    _run(tmp_path, "--epochs", "2", "--only", "rs2,full-cut")
+    res = json.loads((tmp_path / "ablation_guided_digits.json").read_text())
+    assert res["seed_values"] == [0] and len(res["data_hash"]) >= 16
+    [origin] = res["origins"]
+    assert origin["rows"] == 2 and origin["tinysift_source"] == res["versions"]["tinysift_source"]
+    [log] = (tmp_path / "progress").glob("ablation_guided_digits_*.jsonl")
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    for rec in recs:
+        if rec.get("method") == "rs2":
+            rec["tinysift_source"], rec["git"] = "0ld50urce", "0123456789abcdef"
+    log.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    _run(tmp_path, "--epochs", "2", "--render", "--only", "")
+    res = json.loads((tmp_path / "ablation_guided_digits.json").read_text())
+    assert sorted(o["tinysift_source"] for o in res["origins"]) == sorted(
+        ["0ld50urce", origin["tinysift_source"]])
+    assert "Rows from 2 code versions or machines" in (
+        tmp_path / "ablation_guided_digits.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "rs2,vq beta=3"], "--only: unknown variant(s) 'vq beta=3'"),
+    (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+])
+def test_bad_arguments_end_in_one_clear_error(tmp_path, args, message):
+    cmd = [sys.executable, str(ROOT / "tools" / "guided_ablation.py"), "--out-dir",
+           str(tmp_path), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode != 0 and message in done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.json"))
 
 
 def test_vq_ucb_variant_keeps_the_highest_loss_bound_first_inside_a_codeword():

@@ -7,6 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -23,6 +25,12 @@ def test_trace_lines_are_counted_per_address():
              b"cpu_io_recompile: rewound execution of TB to 00005c86\n",
              b"Trace 0: 0x7f20 [00800408/00005c86/00000110/ff020201] Reset_Handler\n"]
     assert profile_qemu.count_pcs(lines) == {0x5C84: 1, 0x5C86: 2}
+
+
+def test_a_folder_without_an_export_is_refused_in_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        profile_qemu.main(["--export", str(tmp_path)])
+    assert "not an export folder (no ts_export.h)" in str(exc.value.code)
 
 
 def test_profile_of_one_invoke(tmp_path):

@@ -14,6 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export_dir=$(cd "${1:?usage: tools/bench_trainer.sh EXPORT_DIR [EPOCHS]}" && pwd)
 epochs=${2:-2}
 which=${3:-all}
+case $which in m4f|m0plus|all) ;; *) echo "unknown build '$which' (m4f, m0plus or all)" >&2; exit 2 ;; esac
 bench_flags=("${@:4}")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -22,7 +23,9 @@ rt=$root/boards/runtime
 qr=$root/boards/platform-qemu/runtime
 cm=$rt/cortex-m
 inc=(-I"$eng" -I"$export_dir" -I"$rt/include" -I"$cm" -I"$qr")
-read -r -a dims <<< "$(python3 "$root/firmware/scripts/ts_model_dims.py" "$export_dir")"
+# an assignment first: set -e stops on the script's failure (a here-string would hide it)
+dims_flags=$(python3 "$root/firmware/scripts/ts_model_dims.py" "$export_dir")
+read -r -a dims <<< "$dims_flags"
 defs=(-DTS_TARGET_QEMU -DTS_SYSTICK_HZ=25000000u -DTS_SYSTICK_NS_NUM=40u -DTS_SYSTICK_NS_DEN=1u
       -DBENCH_EPOCHS="${epochs}u" "${dims[@]}"
       "${bench_flags[@]}")

@@ -18,9 +18,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 OURS = ("vq", "flow")
 
 
+def read_results(p: Path) -> dict:
+    """A results file's JSON; a corrupt one stops the script with its name (not a traceback,
+    and never skipped: the docs would silently lose its numbers)."""
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{p}: not valid JSON ({exc}); restore it from git or rerun the "
+                         "benchmark that writes it") from None
+
+
 def load(name: str) -> dict | None:
     p = RESULTS / name
-    return json.loads(p.read_text()) if p.exists() else None
+    return read_results(p) if p.exists() else None
 
 
 def prune_targets(res: dict) -> list[str]:
@@ -255,7 +265,7 @@ def stale_params(stem: str) -> dict[str, dict]:
     import re
 
     results = RESULTS / f"{stem}.json"
-    overrides = (json.loads(results.read_text()).get("config", {}).get("method_params", {})
+    overrides = (read_results(results).get("config", {}).get("method_params", {})
                  if results.exists() else {})
     name_re = re.escape(results.stem) + r"_[0-9a-f]{12}\.jsonl"
     logs = [p for p in (results.parent / "progress").glob(f"{results.stem}_*.jsonl")
@@ -300,14 +310,15 @@ def stale_notice(stem: str) -> list[str]:
 
 def rerender() -> None:
     """Rewrite every benchmark's files from its JSON with the benches' own writers (format
-    changes apply to old results; the numbers come only from the JSON)."""
+    changes apply to old results; the numbers come only from the JSON), in the subfolders too
+    (the reruns and variants of benchmarks/results/*/, whose tables the docs point to)."""
     from tinysift.bench import condense, device, guided, prune, upkeep
 
     for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense),
                            ("guided_*.json", guided), ("device_new-classes_*.json", device),
                            ("device_shift_*.json", device), ("upkeep_*.json", upkeep)):
-        for path in sorted(RESULTS.glob(pattern)):
-            bench.write_outputs(json.loads(path.read_text()), RESULTS, path.stem)
+        for path in sorted(RESULTS.rglob(pattern)):
+            bench.write_outputs(read_results(path), path.parent, path.stem)
 
 
 NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/methods.md): the "

@@ -115,16 +115,20 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds {args.seeds}: give at least 1")
 
     from tinysift.bench.progress import write_results
     from tinysift.data import load_dataset
     from tinysift.runs import machine_info, package_versions
 
+    names = args.datasets.split(",")
+    unknown = [name for name in names if name not in EPOCHS]
+    if unknown:  # before the first dataset trains, not after
+        raise SystemExit(f"unknown dataset {unknown[0]!r}; known: {', '.join(EPOCHS)}")
     start = time.perf_counter()
     rows, hashes = {}, {}
-    for name in args.datasets.split(","):
-        if name not in EPOCHS:
-            raise SystemExit(f"unknown dataset {name!r}; known: {', '.join(EPOCHS)}")
+    for name in names:
         data = load_dataset(name)
         hashes[name] = data.content_hash
         k = len(data.class_names)

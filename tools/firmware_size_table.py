@@ -118,11 +118,15 @@ def main(argv: list[str]) -> int:
     from tinysift.bench.progress import write_results
     from tinysift.boards import load_board
     from tinysift.device.icount import run_tool
+    from tinysift.errors import TinysiftError
     from tinysift.runs import machine_info, package_versions
 
+    try:  # every board known before the first export trains (its error lists the known ones)
+        boards = {name: load_board(name) for name in filter(None, args.boards.split(","))}
+    except TinysiftError as exc:
+        raise SystemExit(f"--boards: {exc}") from None
     rows = {}
-    for name in filter(None, args.boards.split(",")):
-        board = load_board(name)  # an unknown board: its error lists the known ones
+    for name, board in boards.items():
         export = make_export(name, args.work_dir)
         meta = json.loads((export / "export.json").read_text())
         print(f"{name}: building without a model and with the export ...", flush=True)

@@ -32,19 +32,22 @@ def main(argv: list[str]) -> int:
                     help="where the run folders live")
     args = ap.parse_args(argv)
 
-    from tinysift.bench.progress import write_results
+    from tinysift.bench.progress import machine_label, write_results
     from tinysift.runs import Run, machine_info, package_versions
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
+    names = args.datasets.split(",")
+    unknown = [name for name in names if name not in EPOCHS]
+    if unknown:  # before the first dataset trains (minutes), not after
+        raise SystemExit(f"unknown dataset {unknown[0]!r}; known: {', '.join(EPOCHS)}")
     start = time.perf_counter()
     rows = {}
-    for name in args.datasets.split(","):
-        if name not in EPOCHS:
-            raise SystemExit(f"unknown dataset {name!r}; known: {', '.join(EPOCHS)}")
+    for name in names:
         run = args.work_dir / f"{name}-seed{args.seed}"
         t = train(name, run, epochs=EPOCHS[name], seed=args.seed)
         q = quantize(run)
+        trained = Run(run).manifest["stages"]["train"]
         # seconds rounded as the train stage records them, so a rerun reads the same
         rows[name] = {"epochs": EPOCHS[name], "test_acc": t.test_acc,
                       "seconds": round(t.seconds, 2),
@@ -52,7 +55,13 @@ def main(argv: list[str]) -> int:
                       "int8_acc": q.int8_acc, "drop": q.drop, "tflite_bytes": q.tflite_bytes,
                       "arena_bytes": q.arena_bytes,
                       # as the train stage recorded it (no second load of the data)
-                      "dataset_hash": Run(run).manifest["dataset"]["hash"]}
+                      "dataset_hash": Run(run).manifest["dataset"]["hash"],
+                      # the code and machine that trained it: a reused run folder's own,
+                      # not this invocation's
+                      "trained_with": {"git": trained["versions"].get("git"),
+                                       "tinysift_source":
+                                           trained["versions"].get("tinysift_source"),
+                                       "machine": machine_label(trained["machine"])}}
         print(f"{name}: float {t.test_acc:.4f} ({t.seconds:.0f} s), int8 {q.int8_acc:.4f} "
               f"(drop {100 * q.drop:.2f} pt)", flush=True)
     res = {"seed": args.seed, "datasets": rows, "machine": machine_info(),
@@ -70,6 +79,15 @@ def main(argv: list[str]) -> int:
     m = res["machine"]
     lines += ["", f"Machine: {m['processor']} × {m['cpus']} CPUs; tensorflow "
               f"{res['versions'].get('tensorflow', '?')}.", ""]
+    here = {"git": res["versions"].get("git"),
+            "tinysift_source": res["versions"].get("tinysift_source"),
+            "machine": machine_label(m)}
+    other = [f"{name} (git {(r['trained_with']['git'] or '?')[:10]}, source "
+             f"{r['trained_with']['tinysift_source']}, on {r['trained_with']['machine']})"
+             for name, r in rows.items() if r["trained_with"] != here]
+    if other:  # reused run folders trained by other code or on another machine
+        lines += ["Trained by other code or on another machine (reused run folders): "
+                  + "; ".join(other) + ".", ""]
     write_results(res, args.out_dir, "full_data", lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0

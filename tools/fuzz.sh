@@ -49,7 +49,9 @@ app)
           boards/runtime/src/ts_format.c boards/runtime/src/ts_port_info.c "$FUZZ"/export/ts_export_model.c
           "$FUZZ"/export/ts_export_data.c)
     INC+=(-I"$ENGINE" -Ifirmware/lib/tsengine/include -Ifirmware/src -I"$FUZZ"/export)
-    read -r -a DIMS <<< "$(python3 firmware/scripts/ts_model_dims.py "$FUZZ"/export)"
+    # an assignment first: set -e stops on the script's failure (a here-string would hide it)
+    DIMS_FLAGS=$(python3 firmware/scripts/ts_model_dims.py "$FUZZ"/export)
+    read -r -a DIMS <<< "$DIMS_FLAGS"
     DEFS=(-DTS_HAVE_EXPORT -Dmain=ts_app_main "${DIMS[@]}")
     SEEDS=$FUZZ/corpus-app ;;
 *)

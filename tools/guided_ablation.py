@@ -234,8 +234,13 @@ def main(argv: list[str]) -> int:
                     help="results folder (its progress/ holds the log); a scratch folder for "
                          "exploration")
     args = ap.parse_args(argv)
+    only = [n for n in args.only.split(",") if n]
+    unknown = [n for n in only if n not in {v[0] for v in VARIANTS}]
+    if unknown:  # a typo would train nothing and write the results as if asked
+        ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
+                 "are those of VARIANTS in tools/guided_ablation.py")
 
-    from tinysift.bench.progress import ProgressLog, summarize, write_results
+    from tinysift.bench.progress import ProgressLog, origins, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
     from tinysift.guided import stamped_params
@@ -256,7 +261,7 @@ def main(argv: list[str]) -> int:
                       method_params={name: (params if method == "oracle" else
                                             stamped_params(make_variant(method, 0, params)))
                                      for name, method, params in VARIANTS})
-    chosen = [v for v in VARIANTS if (not args.only or v[0] in args.only.split(","))
+    chosen = [v for v in VARIANTS if (not only or v[0] in only)
               and (v[1] != "oracle" or args.label_noise) and not args.render]
     start = time.perf_counter()
     for seed in range(args.seeds):
@@ -287,11 +292,12 @@ def main(argv: list[str]) -> int:
                   f"{res.seconds:.0f} s  dropped {int(dropped.sum())} "
                   f"({int((dropped & flipped).sum())} of {int(flipped.sum())} flipped)",
                   flush=True)
-    rows = {}
+    rows, records = {}, []
     for name, method, params in VARIANTS:
         runs = [log.get(s, name, name) for s in range(args.seeds)]
         if any(r is None for r in runs):
             continue
+        records += runs
         rows[name] = summarize(runs, ("seconds", "spent", "fit_seconds"))
         rows[name].update(method=method, params=params)
         if all("dropped" in r for r in runs):  # logged since 2026-12-01
@@ -303,13 +309,16 @@ def main(argv: list[str]) -> int:
             r["vs_baseline"] = paired_difference(r["runs"], base["runs"])
     res = {"dataset": args.dataset, "label_noise": args.label_noise, "budget": args.budget,
            "epochs": args.epochs, "validation_samples": args.val, "seeds": args.seeds,
-           "baseline": args.baseline, "variants": rows, "machine": machine_info(),
+           "baseline": args.baseline, "variants": rows, "data_hash": ds.content_hash,
+           "seed_values": list(range(args.seeds)), "progress_log": log.path.name,
+           # the code versions and machines the rows were trained with (a resumed run mixes)
+           "origins": origins(records), "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     previous = args.out_dir / f"{stem}.json"
     if args.render and previous.exists():  # trained elsewhere: keep where and how long
         res.update({k: v for k, v in json.loads(previous.read_text()).items()
                     if k in ("machine", "versions", "wall_seconds")})
-    from tinysift.bench.report import noise_phrase
+    from tinysift.bench.report import noise_phrase, origins_lines
 
     noise = noise_phrase(args.label_noise)
     lines = [f"# Guided-training ablations: {args.dataset}{noise}, budget {args.budget:g}", "",
@@ -352,6 +361,7 @@ def main(argv: list[str]) -> int:
                      f"{r['spent']:.3f} | {r['seconds']:.0f} ({r['fit_seconds']:.1f}) | "
                      f"{_dropped_cell(r)} |")
     lines += ["", f"Machine: {res['machine']['processor']} × {res['machine']['cpus']} CPUs.", ""]
+    lines += origins_lines(res)
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
@@ -371,4 +381,9 @@ def _dropped_cell(row: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from tinysift.errors import TinysiftError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except TinysiftError as exc:  # bad input (an unknown dataset): its message, no traceback
+        sys.exit(f"error: {exc}")

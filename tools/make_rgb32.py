@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--test", type=int, default=1000, help="test images kept (stratified)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    for flag, count in (("--train", args.train), ("--test", args.test)):
+        if count < 1:
+            ap.error(f"{flag} {count}: give at least 1 image")
 
     from tinysift.data import load_dataset
 

@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=20, help="functions listed (default 20)")
     ap.add_argument("--scalar", action="store_true", help="TS_USE_DSP=0 (default: DSP)")
     args = ap.parse_args(argv)
+    if not (args.export / "ts_export.h").is_file():
+        raise SystemExit(f"--export {args.export}: not an export folder (no ts_export.h); "
+                         "give RUN/export of a run `tinysift export` made")
     with tempfile.TemporaryDirectory(prefix="profile-qemu-") as tmp:
         prof = profile(args.export, Path(tmp), dsp=not args.scalar)
         model = re.search(r"BENCH_MODEL .*", prof["serial"])

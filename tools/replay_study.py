@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -191,26 +189,50 @@ def summarize(rows: list[dict], sizes) -> dict:
     return out
 
 
-def main() -> None:
+def inputs(stem: str, seed: int) -> dict:
+    """The hashes of what a seed's study reads from the device bench's folder: its
+    scenario (the old/new split, the test set) and its base model."""
+    from tinysift.runs import file_hash
+
+    work = ROOT / "runs" / "_bench_device" / f"{stem}-s{seed}"
+    return {"scenario": file_hash(work / "scenario.npz"),
+            "base_model": file_hash(work / "base" / "model.keras")}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers separated by "
+                                         "commas (e.g. 0,1,2)") from None
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--sizes", default="5,10,20")
+    ap.add_argument("--seeds", type=_ints, default="0,1,2")
+    ap.add_argument("--sizes", type=_ints, default="5,10,20")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--order-seeds", type=int, default=3)
     ap.add_argument("--random-draws", type=int, default=5)
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
-    a = ap.parse_args()
-    seeds = [int(s) for s in a.seeds.split(",")]
-    sizes = [int(s) for s in a.sizes.split(",")]
+    a = ap.parse_args(argv)
+    seeds, sizes = a.seeds, a.sizes
     methods = a.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        ap.error(f"--methods: unknown {', '.join(map(repr, unknown))}; choose from "
+                 f"{', '.join(METHODS)}")
+    if "random" not in methods:
+        ap.error("--methods must include random: every difference of the study is to random")
     stem = "device_new-classes_fashion-mnist"
+    from tinysift.data import load_dataset
+    from tinysift.runs import machine_info, package_versions
+
     t0 = time.perf_counter()
     rows = []
     for seed in seeds:
         rows += study_seed(stem, seed, sizes, methods, 600, a.order_seeds, a.random_draws)
     summary = summarize(rows, sizes)
-    import sklearn
-    import tensorflow as tf
 
     doc = {"study": "replay selection, host head (device recipe in float), new-classes "
                     "fashion-mnist 0-7 -> 8-9, 100 new per class",
@@ -219,10 +241,11 @@ def main() -> None:
            "recipe": {"steps": 300, "lr": 0.05, "batch": 32, "momentum": 0.9,
                       "schedule": "cosine", "balanced": True},
            "summary": summary, "rows": rows, "seconds": time.perf_counter() - t0,
-           "versions": {"numpy": np.__version__, "tensorflow": tf.__version__,
-                        "scikit-learn": sklearn.__version__},
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+           "data_hash": load_dataset("fashion-mnist").content_hash,
+           "inputs": {str(seed): inputs(stem, seed) for seed in seeds},
+           "versions": package_versions(), "machine": machine_info()}
     out = Path(a.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "replay_study_fashion-mnist.json").write_text(json.dumps(doc, indent=1))
     lines = [f"# Replay selection on the host ({len(seeds)} base-model seeds; random: "
              f"{a.random_draws} draws per seed; every point averaged over {a.order_seeds} "

@@ -75,10 +75,22 @@ VARIANTS: list[tuple[str, str, dict]] = [
 ]
 
 
+def _keeps(text: str) -> list[float]:
+    """``--keeps``: fractions or counts separated by commas."""
+    try:
+        keeps = [float(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers separated by "
+                                         "commas (e.g. 0.03,0.01)") from None
+    if any(k <= 0 for k in keeps):
+        raise argparse.ArgumentTypeError(f"{text!r}: every keep must be above 0")
+    return keeps
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--keeps", default="0.03,0.01")
+    ap.add_argument("--keeps", type=_keeps, default="0.03,0.01")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--val", type=int, default=10000)
     ap.add_argument("--only", default="", help="variant names separated by ';'")
@@ -87,10 +99,16 @@ def main(argv: list[str]) -> int:
                     help="results folder (its progress/ holds the log); a scratch folder for "
                          "exploration")
     args = ap.parse_args(argv)
-    keeps = [float(k) for k in args.keeps.split(",")]
+    keeps = args.keeps
+    only = [n for n in args.only.split(";") if n]
+    unknown = [n for n in only if n not in {v[0] for v in VARIANTS}]
+    if unknown:  # a typo would train nothing and write the results as if asked
+        ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
+                 "are those of VARIANTS in tools/selection_ablation.py")
 
-    from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
+    from tinysift.bench.progress import WALL, ProgressLog, origins, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
+    from tinysift.bench.report import origins_lines
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.guided.loop import train_for_passes
@@ -115,7 +133,7 @@ def main(argv: list[str]) -> int:
                       method_params={name: {"method": method,
                                             **make_method(method, **params).get_params()}
                                      for name, method, params in VARIANTS})
-    chosen = [v for v in VARIANTS if not args.only or v[0] in args.only.split(";")]
+    chosen = [v for v in VARIANTS if not only or v[0] in only]
     cache = ROOT / "runs" / "_bench_cache" / stem
     start = time.perf_counter()
     for seed in range(args.seeds):
@@ -142,6 +160,7 @@ def main(argv: list[str]) -> int:
                 print(f"[seed {seed}] {name:<48} keep {keep:<5} val acc {acc:.4f}  "
                       f"{res.seconds:.0f} s", flush=True)
     rows: dict[str, dict] = {}
+    records = []
     # The report covers every keep logged, not only the ones this call trained: a run with
     # a few --keeps does not drop the others' rows from the results files.
     logged = {float(at) for (_, method, at) in log.done if method != WALL}
@@ -151,6 +170,7 @@ def main(argv: list[str]) -> int:
             runs = [log.get(s, name, f"{keep:g}") for s in range(args.seeds)]
             if any(r is None for r in runs):
                 continue
+            records += runs
             rows[f"{name}@{keep:g}"] = {**summarize(runs, ("train_seconds",)), "variant": name,
                                         "keep": keep, "method": method, "params": params}
     for row in rows.values():
@@ -159,7 +179,10 @@ def main(argv: list[str]) -> int:
             row["vs_baseline"] = paired_difference(row["runs"], base["runs"])
     res = {"dataset": args.dataset, "protocol": "equal-steps", "keeps": report_keeps,
            "validation_samples": args.val, "seeds": args.seeds, "baseline": args.baseline,
-           "recipe": bench.recipe(), "rows": rows, "machine": machine_info(),
+           "recipe": bench.recipe(), "rows": rows, "data_hash": ds.content_hash,
+           "seed_values": list(range(args.seeds)), "progress_log": log.path.name,
+           # the code versions and machines the rows were trained with (a resumed run mixes)
+           "origins": origins(records), "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     lines = [f"# Selection ablations (equal steps): {args.dataset}", "",
              f"Validation accuracy ({args.val} samples held out of the training split; never "
@@ -172,10 +195,16 @@ def main(argv: list[str]) -> int:
         lines.append(f"| {row['variant']} | {row['keep']:g} | {row['acc_mean']:.4f} ± "
                      f"{row['acc_std']:.4f} | {vs} |")
     lines += ["", f"Machine: {res['machine']['processor']} × {res['machine']['cpus']} CPUs.", ""]
+    lines += origins_lines(res)
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from tinysift.errors import TinysiftError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except TinysiftError as exc:  # bad input (an unknown dataset): its message, no traceback
+        sys.exit(f"error: {exc}")

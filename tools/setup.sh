@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-APT_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist
-              chromium clang libclang-rt-14-dev openocd)
+# python3 and python3-venv: the .venv below (a bare Debian has neither, and without
+# python3-venv `python3 -m venv` fails: no ensurepip); gcc: the host compiler of the native
+# engine check and the native firmware tests (clang does not bring it).
+APT_PACKAGES=(python3 python3-venv gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              dataset-fashion-mnist chromium clang libclang-rt-14-dev openocd)
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi

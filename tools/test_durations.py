@@ -33,7 +33,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    seconds = file_seconds(Path(argv[0]).read_text())
+    try:
+        seconds = file_seconds(Path(argv[0]).read_text())
+    except OSError as exc:
+        print(f"error: cannot read {argv[0]} ({exc.strerror}); give the log of "
+              "`pytest --durations=0`", file=sys.stderr)
+        return 2
     if not seconds:
         print(f"error: {argv[0]} has no --durations lines; run pytest with --durations=0",
               file=sys.stderr)
