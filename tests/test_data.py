@@ -198,6 +198,8 @@ def _selection(path, **override):
     ("method array", lambda p: _selection(p, method=np.array(["a", "b"])), "'method'"),
     ("nested text", lambda p: _selection(p, nested=np.array("yes")), "'nested'"),
     ("meaning number", lambda p: _selection(p, score_meaning=np.float64(1)), "'score_meaning'"),
+    ("short scores", lambda p: _selection(p, scores=np.zeros(19)), "'scores'"),
+    ("text scores", lambda p: _selection(p, scores=np.array(["a"] * 20)), "'scores'"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_corrupt_selection_refused(tmp_path, kind, make, message):
     """Every corrupt selection.npz is one DatasetError naming the problem (they were

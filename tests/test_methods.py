@@ -291,6 +291,17 @@ def test_flow_dimension_ignores_absent_classes(digits):
     assert np.isfinite(partial.scores_).all()
 
 
+def test_flow_dimension_without_cross_fitting_uses_the_whole_class(ctx):
+    """folds=1 (no cross-fitting): a flow trains on its whole class, so the dimension cap is
+    the smallest class / 10 (Digits: 139 -> 13), not (folds - 1) / folds of it = 0 -> 2."""
+    brief = {"flow": FlowConfig(steps=20), "pixel_embedding": None}
+    one = make_method("flow", seed=0, folds=1, **brief).fit(ctx)
+    two = make_method("flow", seed=0, folds=2, **brief).fit(ctx)
+    smallest = int(np.bincount(ctx.y).min())
+    assert two.flow_dims_["cnn"] == smallest // 2 // 10
+    assert one.flow_dims_["cnn"] == min(smallest // 10, one.dim) > two.flow_dims_["cnn"]
+
+
 def test_class_flows_never_fit_an_empty_training_set():
     """A flow with no training data (an absent class; the fold of a one-sample class whose
     complement is empty) is not trained on another class's samples (it was: on sample 0)
@@ -646,6 +657,41 @@ def test_spread_over_values_covers_the_range_evenly():
     picks = spread_over_values(skewed, 4)
     assert len(set(picks.tolist())) == 4 and (skewed[picks] >= 0.5).sum() == 3  # of 10 %
     np.testing.assert_array_equal(spread_over_values(np.ones(5), 3), [0, 1, 2])  # ties: once
+
+
+def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
+    """k-means on duplicate images leaves codewords empty: they get no quota. They got one
+    when the quota was one per codeword (``per_codeword=1``, the replay rule's), and the
+    difficulty spread over a codeword without members crashed (ValueError)."""
+    from tinysift.selection.methods import vq as vq_module
+    from tinysift.selection.methods.vq import occupancy_quotas
+
+    q = occupancy_quotas(np.array([5, 3, 0, 0]), 4)
+    assert q.sum() == 4 and (q[2:] == 0).all() and (q[:2] >= 1).all()
+    x, y = digits.x_train.copy(), digits.y_train
+    zeros = np.flatnonzero(y == 0)
+    x[zeros[:130]] = x[zeros[0]]  # class 0: 13 distinct images
+    dup = ScoringContext(x, y, 10, seed=0, progress=False)
+    # an EL2N of our own: no proxy training for a quota test
+    el2n = np.random.default_rng(0).random(len(y))
+    monkeypatch.setattr(vq_module, "difficulty", lambda context, kind: el2n)
+    vq = make_method("vq", seed=0, per_codeword=1, hard_above=1.0, hard_cut=None).fit(dup)
+    kept = vq.select(600)
+    assert vq.within_ == "difficulty" and len(np.unique(kept)) == 600
+    assert (np.bincount(y[kept], minlength=10) == 60).all()
+
+
+@pytest.mark.parametrize("name, params", [
+    ("flow", {"folds": 0}), ("flow", {"bins": 0}), ("flow", {"min_cut": 0.6}),
+    ("flow", {"max_cut": 1.0}), ("vq", {"per_codeword": 0})])
+def test_bad_selection_parameters_refused_at_construction(name, params):
+    """Refused when the method is made, with the parameter named: they were a
+    ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
+    min_cut above max_cut) silently the max_cut."""
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match=next(iter(params))):
+        make_method(name, **params)
 
 
 def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):

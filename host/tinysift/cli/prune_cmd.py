@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         tag = " (cached)" if r.skipped else ""
         console.print(f"{method}: kept {r.keep_count} of {r.num_samples} "
                       f"({100 * r.keep_count / r.num_samples:.2f}%), scored in "
-                      f"{r.score_seconds:.1f} s{tag}")
+                      f"{r.score_seconds:.1f} s, selected in {r.select_seconds:.1f} s{tag}")
         console.print(f"per class: {r.class_counts}  -> {r.run_dir}/selection.npz")
 
     @app.command("condense")

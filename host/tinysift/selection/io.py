@@ -147,6 +147,13 @@ def read_selection(path: str | Path, num_samples: int | None = None,
             )
         if idx.min() < 0 or idx.max() >= num_samples:
             raise DatasetError(f"{p} has indices outside [0, {num_samples})")
+    if "scores" in sel:  # one per training sample (what a re-cut or an inspection reads)
+        scores = sel["scores"]
+        if scores.ndim != 1 or scores.dtype.kind not in "iuf" or (
+                num_samples is not None and len(scores) != num_samples):
+            raise DatasetError(f"{p}: 'scores' must be one number per training sample"
+                               f"{f' ({num_samples})' if num_samples is not None else ''}, "
+                               f"got {scores.dtype} {scores.shape}; {fix}")
     if dataset_hash is not None and "dataset_hash" in sel and str(sel["dataset_hash"]) not in (
             dataset_hash, ""):
         raise DatasetError(

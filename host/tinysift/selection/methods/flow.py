@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.progress import progress_bar
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
@@ -155,6 +156,13 @@ class FlowMethod(PruningMethod):
                  max_cut: float = 0.5, cut_margin: float = 1.1, bins: int = 50,
                  folds: int = 2, flow: FlowConfig | dict | None = None):
         super().__init__(seed=seed, balance=balance)
+        # checked here, not after the proxy CNN and the flows have trained
+        if int(folds) != folds or folds < 1 or int(bins) != bins or bins < 1:
+            raise TinysiftError(f"folds and bins must be whole numbers >= 1, got folds={folds}, "
+                                f"bins={bins}")
+        if not 0.0 <= min_cut <= max_cut < 1.0:
+            raise TinysiftError(f"need 0 <= min_cut <= max_cut < 1, got min_cut={min_cut}, "
+                                f"max_cut={max_cut}")
         self.embedding = embedding
         self.pixel_embedding = pixel_embedding
         self.dim = min(dim, 64)
@@ -188,8 +196,9 @@ class FlowMethod(PruningMethod):
         small = (counts > 0) & (counts * _train_share(self.folds) < MIN_FLOW_TRAIN)
         sized = counts[(counts > 0) & ~small]
         smallest = int(sized.min()) if len(sized) else 0
-        d = int(np.clip(smallest * (self.folds - 1) / self.folds / 10, 2,
-                        min(self.dim, raw.shape[1])))
+        # (without cross-fitting, folds=1, a flow trains on its whole class)
+        fold_size = smallest * (self.folds - 1) / self.folds if self.folds > 1 else smallest
+        d = int(np.clip(fold_size / 10, 2, min(self.dim, raw.shape[1])))
         pca = PCA(n_components=d, svd_solver="randomized", random_state=self.seed)
         z = pca.fit_transform(raw).astype(np.float32)
         resid = ((raw - pca.inverse_transform(z)) ** 2).sum(1).astype(np.float64)

@@ -17,7 +17,8 @@ selected set's density close to the data's. Inside a codeword, members are ranke
 distance to the codeword and picks are spread evenly over a *window* of that ranking:
 
 * the outermost ``outlier_tail`` of every codeword (by distance) is never chosen: those are
-  outliers and likely mislabeled samples;
+  outliers and likely mislabeled samples (rounded down: a codeword of fewer than
+  ``1 / outlier_tail`` members has no tail);
 * at mild pruning (keep >= ``hard_above``) the window is the far part of what remains
   ('keep hard': informative samples near the boundaries, Sorscher et al. 2022);
 * at extreme pruning (keep <= ``easy_below``) the window is the near part ('keep
@@ -113,11 +114,12 @@ def kmeans(z: np.ndarray, k: int, seed: int, iters: int = 30) -> tuple[np.ndarra
 
 def occupancy_quotas(occupancy: np.ndarray, quota: int) -> np.ndarray:
     """Split ``quota`` over codewords proportionally to occupancy, >= 1 each when
-    quota >= K, never more than a codeword holds (largest remainder)."""
+    quota >= K, never more than a codeword holds (largest remainder; an empty codeword,
+    which k-means leaves on duplicate points, gets none)."""
     k = len(occupancy)
     out = np.zeros(k, dtype=np.int64)
     if quota >= k:
-        out[:] = 1
+        out[occupancy > 0] = 1
     rest = quota - out.sum()
     while rest > 0:
         room = occupancy - out
@@ -203,6 +205,8 @@ class VQMethod(PruningMethod):
                  window: float = 0.6, within: str = "difficulty",
                  hard_cut: float | str | None = "auto"):
         super().__init__(seed=seed, balance=balance)
+        if not per_codeword > 0:  # checked here, not at the selection
+            raise TinysiftError(f"per_codeword must be > 0, got {per_codeword}")
         self.embedding = embedding
         self.dim = dim
         self.per_codeword = per_codeword
