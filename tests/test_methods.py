@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -496,6 +497,11 @@ def test_cli_prune_digits_keep_fraction(tmp_path, method):
     sel = np.load(out / "selection.npz")
     assert int(sel["keep_count"]) == 144 == len(sel["indices"])  # round(0.1 * 1437)
     assert str(sel["method"]) == method and len(sel["scores"]) == 1437
+    # the file alone says how it was made: seed, every parameter (balance too), no noise seed
+    # without noise
+    params = json.loads(str(sel["params"]))
+    assert int(sel["seed"]) == 0 and params["balance"] is True and "per_codeword" in params
+    assert int(sel["noise_seed"]) == 0
     from tinysift.data import load_dataset
 
     y = load_dataset("digits").y_train

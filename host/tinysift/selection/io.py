@@ -10,6 +10,7 @@ written before these two fields existed load without them (read them as unknown)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ def describe_scores(method: str) -> tuple[str, bool]:
 def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, method: str,
                     num_samples: int, dataset_hash: str, label_noise: float = 0.0,
                     noise_seed: int = 0, score_meaning: str | None = None,
-                    nested: bool | None = None) -> Path:
+                    nested: bool | None = None, seed: int | None = None,
+                    params: dict | None = None) -> Path:
     """Write a selection.
 
     Parameters
@@ -51,6 +53,9 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
     score_meaning, nested : the method's :attr:`~tinysift.selection.base.PruningMethod.
         score_meaning` and ``nested`` (pass the fitted method's: they may depend on its
         parameters); None reads them from the registered method's defaults
+    seed, params : the method's seed and every parameter it ran with (its
+        ``plain_params()``, ``balance`` included), so the file alone says how it was made
+        (stored as ``seed`` and a JSON ``params`` string when given)
 
     Returns
     -------
@@ -63,7 +68,13 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
         score_meaning = default_meaning if score_meaning is None else score_meaning
         nested = default_nested if nested is None else nested
     indices = np.unique(np.asarray(indices, dtype=np.int64))
-    return atomic_write_npz(path, indices=indices, scores=np.asarray(scores, dtype=np.float64),
+    made_by = {}
+    if seed is not None:
+        made_by["seed"] = np.int64(seed)
+    if params is not None:
+        made_by["params"] = np.array(json.dumps(params, sort_keys=True, default=str))
+    return atomic_write_npz(path, **made_by, indices=indices,
+                            scores=np.asarray(scores, dtype=np.float64),
                             method=np.array(method), keep_count=np.int64(len(indices)),
                             num_samples=np.int64(num_samples),
                             keep_fraction=np.float64(len(indices) / num_samples),

@@ -86,8 +86,10 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
         kept = impl.select(count)
         select_seconds = time.perf_counter() - start
         write_selection(run / SELECTION_FILE, kept, impl.scores_, method, len(ds.y_train),
-                        ds.content_hash, label_noise=label_noise, noise_seed=seed,
-                        score_meaning=impl.score_meaning, nested=impl.nested)
+                        ds.content_hash, label_noise=label_noise,
+                        noise_seed=seed if label_noise else 0,
+                        score_meaning=impl.score_meaning, nested=impl.nested, seed=seed,
+                        params=impl.plain_params())
         rec["outputs"].append(SELECTION_FILE)
         counts = np.bincount(ds.y_train[kept], minlength=ds.num_classes).tolist()
         rec["results"].update(keep_count=count, keep_fraction=count / len(ds.y_train),
@@ -137,8 +139,9 @@ def prune_many(dataset: str, methods: list[str], counts: list[int], out: str | P
                 for c, rel in outputs.items():
                     kept = impl.select(c)
                     write_selection(run / rel, kept, impl.scores_, method, len(ds.y_train),
-                                    ds.content_hash, noise_seed=seed,
-                                    score_meaning=impl.score_meaning, nested=impl.nested)
+                                    ds.content_hash, score_meaning=impl.score_meaning,
+                                    nested=impl.nested, seed=seed,
+                                    params=impl.plain_params())
                     rec["outputs"].append(str(rel))
                 # After the selections: a method may read shared work only when it selects.
                 rec["results"]["shared_seconds"] = round(ctx.shared_seconds(), 3)
