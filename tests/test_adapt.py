@@ -73,14 +73,29 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         (("adapt", "--update", "all"), "--update must be one of head, bias, last-block"),
         (("adapt", "--old-classes", "a-b"), "--old-classes takes numbers and ranges"),
         (("adapt", "--scenario", "user", "--dataset", "digits"), "needs --new"),
+        (("adapt", "--scenario", "shift", "--dataset", "digits"),
+         "10 classes: pass --dataset mnist"),
         # the device's ranges, before the base model is trained (was after 33 s on Digits)
         (("adapt", "--dataset", "digits", "--lr", "0"), "cannot train with lr 0"),
+        # the board and the replay method too (were refused after the base model: minutes
+        # on Fashion-MNIST; a real board, which adapt cannot reach, at the build)
+        (("adapt", "--dataset", "digits", "--board", "nano33"), "unknown board 'nano33'"),
+        (("adapt", "--dataset", "digits", "--board", "nano33ble"),
+         "--board nano33ble is a real board; this command runs on an emulated board"),
+        (("adapt", "--dataset", "digits", "--replay", "vqq"), "unknown replay method 'vqq'"),
+        (("bench", "device", "--dataset", "digits", "--methods", "random,vqq", "--out-dir",
+          str(tmp_path / "x")), "unknown replay method 'vqq'"),
+        (("bench", "device", "--dataset", "digits", "--board", "pico", "--out-dir",
+          str(tmp_path / "x")), "--board pico is a real board"),
+        (("demo", "--quick", "--board", "nucleo_f411re"), "--board nucleo_f411re is a real"),
     ]:
-        r = cli(*args, "--out", str(tmp_path / "x"))
+        r = cli(*args, *(() if args[0] == "bench" else ("--out", str(tmp_path / "x"))),
+                cwd=tmp_path)  # a bench's run folders are under ./runs
         assert r.returncode == 2, (args, r.stderr)
         assert words in " ".join(r.stderr.split()), (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "x" / "base").exists(), args  # refused before any training
+        assert not (tmp_path / "runs").exists(), args
 
 
 def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
@@ -190,11 +205,15 @@ def test_pipeline_files_are_checked_before_any_stage():
 
     for bad, said in (({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0"),
                       ({"momentum": 5}, "momentum 5"), ({"methods": []}, "at least one"),
-                      ({"methods": ["bogus"]}, "unknown selection methods")):
+                      ({"methods": ["bogus"]}, "unknown selection methods"),
+                      ({"board": "nano33ble"}, "nano33ble is a real board"),
+                      ({"board": "bogus"}, "unknown board 'bogus'")):
         with pytest.raises(TinysiftError, match=said):
             PipelineConfig().override(**bad)
     for bad, said in (({"methods": []}, "replay methods"), ({"methods": ["el2n"]}, "el2n"),
-                      ({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0")):
+                      ({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0"),
+                      ({"board": "nano33ble"}, "nano33ble is a real board"),
+                      ({"board": "bogus"}, "unknown board 'bogus'")):
         with pytest.raises(TinysiftError, match=said):
             AdaptDemoConfig().override(**bad)
 

@@ -296,3 +296,27 @@ def test_budgets_that_share_a_label_are_refused(tmp_path, monkeypatch):
         bench_guided(GuidedBenchConfig(dataset="digits", budgets=(0.5, 0.5),
                                        progress_dir=tmp_path, out_dir=tmp_path))
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_progress_lines_are_not_wrapped_when_piped(capsys):
+    """The benches printed their progress on a rich Console of their own, which wraps at 80
+    columns when stderr is a pipe or a file (`bench prune ... 2> log`: a line's last "s" on a
+    line of its own); every console is now tinysift.progress.make_console, unwrapped there."""
+    import ast
+    from pathlib import Path
+
+    from tinysift.progress import make_console
+
+    line = "seed 0: forgetting keep 0.1   (  144): acc 0.7528  score    6.0 s  train   2.0 s"
+    make_console(stderr=True).print(line * 3)
+    assert capsys.readouterr().err == line * 3 + "\n"
+    package = Path(__file__).resolve().parents[1] / "host" / "tinysift"
+    made = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "Console"):
+                made.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert made == ["progress.py:" + str(next(
+        i for i, text in enumerate((package / "progress.py").read_text().splitlines(), 1)
+        if "return Console(" in text))], made

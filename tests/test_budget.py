@@ -23,6 +23,14 @@ def test_bad_keep_refused(keep):
         resolve_keep(keep, 1437)
 
 
+@pytest.mark.parametrize("keep", ["0", "-3"])
+def test_keep_count_below_one_names_the_fix(keep):
+    """`--keep 0` said only "keep count must be at least 1": it now says what to pass."""
+    with pytest.raises(BudgetError, match=r"pass a count in 1\.\.1437 or a fraction in "
+                                          r"\(0, 1\]"):
+        resolve_keep(keep, 1437)
+
+
 def test_resolve_keep():
     assert resolve_keep("0.1", 1437) == 144
     assert resolve_keep("180", 1437) == 180

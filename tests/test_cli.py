@@ -399,6 +399,52 @@ def test_bench_quick_refuses_the_options_it_would_ignore(monkeypatch, capsys):
             seen[-1].budgets) == ("fashion-mnist", 2, 3, 128, (0.3, 0.5, 0.7))
 
 
+def test_device_benches_quick_refuse_the_options_they_would_ignore(monkeypatch, capsys):
+    """`bench device --quick` and `bench upkeep --quick` run their own digits configuration:
+    --scenario, --seeds, --methods, --buffers (and the like) given with them were silently
+    ignored (the README even showed `bench upkeep --scenario shift --seeds 3 [--quick]`);
+    now refused in one line, exit 2, before any bench runs. --board they take. Without
+    --quick, a given option is used and the rest keep their defaults."""
+    import importlib
+
+    from tinysift.cli import main
+
+    seen = []
+
+    def capture(cfg, *a, **k):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("tinysift.bench.device"), "bench_device",
+                        capture)
+    monkeypatch.setattr(importlib.import_module("tinysift.bench.upkeep"), "bench_upkeep",
+                        capture)
+    for args, named in ((["device", "--scenario", "shift", "--seeds", "5"],
+                         "--scenario, --seeds"),
+                        (["device", "--methods", "vq", "--steps", "10"], "--methods, --steps"),
+                        (["upkeep", "--scenario", "shift", "--seeds", "3"],
+                         "--scenario, --seeds"),
+                        (["upkeep", "--buffers", "5", "--replay", "vq"], "--buffers, --replay")):
+        assert main(["bench", *args, "--quick"]) == 2, args
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert f"would ignore {named}: drop" in line, line
+    assert not seen
+    assert main(["bench", "device", "--quick", "--board", "qemu-mps2-an500"]) == 130
+    assert main(["bench", "upkeep", "--quick", "--board", "qemu-mps2-an500"]) == 130
+    assert [(c.dataset, c.board) for c in (seen[0], seen[1].upkeep)] == [
+        ("digits", "qemu-mps2-an500")] * 2
+    assert seen[0].quick and seen[1].quick
+    assert main(["bench", "device", "--seeds", "2", "--methods", "vq"]) == 130  # not quick
+    assert (seen[-1].dataset, seen[-1].seeds, seen[-1].methods, seen[-1].sizes,
+            seen[-1].updates, seen[-1].steps, seen[-1].board) == (
+        "fashion-mnist", 2, ("vq",), (5, 10, 20), ("head",), 300, "qemu-mps2-an386")
+    assert main(["bench", "upkeep", "--seeds", "2"]) == 130
+    up = seen[-1].upkeep
+    assert (seen[-1].seeds, up.scenario, up.dataset, up.buffers, up.replay,
+            up.replay_per_class, up.steps, up.base_epochs) == (
+        2, "shift", "mnist", (5, 10), "random", 10, 300, 10)
+
+
 def test_guided_params_of_the_right_type_pass():
     """The type check takes what the methods' defaults allow: a whole number for a float,
     null where the default is None, numpy scalars from a caller."""
@@ -451,3 +497,55 @@ def test_model_shape_is_a_tinysift_error():
     with pytest.raises(TinysiftError, match="width must be a whole number"):
         ModelConfig(width=0)
     assert ModelConfig(width=np.int64(8)).width == 8
+
+
+def test_prune_no_balance_is_one_flag(monkeypatch, capsys):
+    """`--no-balance` is a plain flag: its help showed `--no-balance --no-no-balance`, and
+    `--no-no-balance` was accepted. Given, the prune stage gets balance=False."""
+    import importlib
+
+    from tinysift.cli import main
+
+    assert main(["prune", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--no-balance" in out and "no-no-balance" not in out, out
+    seen = []
+
+    def capture(*a, **k):
+        seen.append(k["balance"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.prune"), "prune", capture)
+    for extra, balance in (([], True), (["--no-balance"], False)):
+        assert main(["prune", "--dataset", "digits", "--keep", "0.1", *extra]) == 130
+        assert seen[-1] is balance
+    assert main(["prune", "--dataset", "digits", "--keep", "0.1", "--no-no-balance"]) == 2
+
+
+def test_readme_cli_tour_commands_parse(capsys):
+    """Every command of the README's CLI tour names a command and options that exist (its
+    optional parts in brackets included): checked with --help, which parses the options and
+    runs nothing. A renamed or dropped option fails here, not in a newcomer's shell."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tour = readme.split("## CLI tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands, pending = [], ""
+    for raw in tour.splitlines():
+        line = pending + raw.split("#", 1)[0].strip()
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        pending = ""
+        if line.startswith("tinysift ") and "..." not in line:
+            line = re.sub(r"\[([^\]]*)\]", r"\1", line)  # optional parts: given
+            line = re.sub(r"(\S+)\|\S+", r"\1", line)  # alternatives: the first
+            commands.append(shlex.split(line)[1:])
+    assert len(commands) > 30, commands
+    for argv in commands:
+        assert main([*argv, "--help"]) == 0, (argv, capsys.readouterr().err)
+    capsys.readouterr()

@@ -375,6 +375,43 @@ def test_cifar10_refusal_names_the_download_command(tmp_path, monkeypatch):
         sources.load_cifar10(allow_download=False)
 
 
+def test_unknown_dataset_names_the_likely_fix(tmp_path):
+    """A typo or a bare path was refused with the list of names only: the refusal now says
+    which name was meant, or the npz:/folder: prefix the path needs."""
+    (tmp_path / "mine.npz").write_bytes(b"")
+    for name, hint in (("fashon-mnist", "(did you mean fashion-mnist?)"),
+                       ("MNIST", "(did you mean mnist?)"),
+                       (str(tmp_path / "mine.npz"), f"pass npz:{tmp_path / 'mine.npz'})"),
+                       (str(tmp_path), f"pass folder:{tmp_path})")):
+        with pytest.raises(DatasetError, match="known datasets: digits") as info:
+            load_dataset(name)
+        assert f"unknown dataset {name!r} " in str(info.value) and hint in str(info.value)
+    with pytest.raises(DatasetError, match=r"unknown dataset 'xyz'; known datasets"):
+        load_dataset("xyz")
+
+
+def test_failed_download_names_its_host_and_whole_reason(tmp_path, monkeypatch):
+    """A failed CIFAR-10 download said it needs https://storage.googleapis.com (CIFAR-10
+    comes from www.cs.toronto.edu) and cut the reason at 120 characters ("Name or service
+    not kno")."""
+    from tinysift.data import sources
+    from tinysift.tfcompat import keras
+
+    _keras_cache(tmp_path, monkeypatch)
+    reason = ("URL fetch failure on https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz: "
+              "None -- [Errno -2] Name or service not known")
+
+    def offline():
+        raise Exception(reason)
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(DatasetError) as info:
+        sources.load_cifar10(allow_download=True)
+    said = str(info.value)
+    assert reason in said and "needs internet access (https://www.cs.toronto.edu)" in said
+    assert "googleapis" not in said
+
+
 @pytest.mark.parametrize("content", [b"garbage", b"\x1f\x8b\x08\x00" + b"\x00" * 12, "gzip",
                                      "wrong shape"])
 def test_corrupt_mnist_pickle_says_how_to_restore_it(tmp_path, monkeypatch, content):

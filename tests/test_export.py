@@ -636,6 +636,23 @@ def test_a_head_only_export_records_plans_and_checks_it(run_copy, tmp_path, monk
     assert r.plan["backbone_training"] is True and r.plan["ram_total"] == ram[True]
 
 
+def test_too_few_test_samples_name_the_export_option(run_copy, capfd):
+    """`export --test-samples 0` (or fewer than the classes) was refused with "keep 0 is
+    fewer than the 10 classes ... --no-balance, balance=False in Python": options export has
+    not. The refusal now names --test-samples and the least it takes, before any output."""
+    from tinysift.cli.app import main
+
+    before = (run_copy / "export" / "export.json").read_bytes()
+    for n in ("0", "9"):
+        capfd.readouterr()
+        assert main(["export", "--run", str(run_copy), "--test-samples", n]) == 2
+        err = " ".join(capfd.readouterr().err.split())
+        assert f"--test-samples {n}: the exported test set is class-balanced" in err, err
+        assert "--test-samples 10 or more" in err and "--no-balance" not in err, err
+    assert (run_copy / "export" / "export.json").read_bytes() == before
+    assert main(["export", "--run", str(run_copy), "--test-samples", "10"]) == 0
+
+
 def test_fit_error_names_a_db_capacity_that_fits_and_no_fit_hint_under_fit(run_copy, capfd):
     """nucleo_f411re (128 KB RAM), 100 test samples, a `db load` buffer of 312: `--fit` has
     room for 4 samples, fewer than the 10 classes. The error said "keep at most 4 samples

@@ -198,6 +198,20 @@ def list_boards() -> list[Board]:
     return [load_board(p.stem) for p in sorted(boards_dir().glob("*.toml"))]
 
 
+def check_emulated_board(name: str) -> Board:
+    """The profile ``name`` when it is an emulated board (what the commands that start QEMU
+    themselves run on: adapt, demo, the device benches); otherwise one TinysiftError naming
+    the emulated ones, before any stage runs."""
+    board = load_board(name)
+    if not board.emulated:
+        emulated = ", ".join(b.name for b in list_boards() if b.emulated)
+        raise TinysiftError(f"--board {name} is a real board; this command runs on an emulated "
+                            f"board that it starts in QEMU: choose one of {emulated} (a real "
+                            "board: `tinysift export`, `tinysift device flash`, then "
+                            "`tinysift device run --port PORT`)")
+    return board
+
+
 # ---- where a board is built and run ----------------------------------------------------------
 
 #: (code, what ``tinysift boards`` says)

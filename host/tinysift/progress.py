@@ -1,4 +1,5 @@
-"""Progress bars for long host work (rich, transient: gone from the terminal when done)."""
+"""Progress bars for long host work (rich, transient: gone from the terminal when done), and
+the console that progress lines are printed on."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ def progress_bar(show: bool, total: float, label: str, unit: str) -> Iterator[Pr
         yield bar
     finally:
         bar.stop()
+
+
+def make_console(stderr: bool = False):
+    """A rich Console on stdout (or stderr) that wraps at the terminal's width in a terminal
+    and never when the stream is a pipe, a file or CI: a table cell is never cut, a progress
+    line never split (``bench ... 2> log``: "train 2.0" and its "s" were two lines)."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return Console(stderr=stderr, width=None if tty else 10_000)

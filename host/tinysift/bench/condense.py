@@ -43,18 +43,17 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
     serial, in this process): per seed the full-data training, and one task per method and
     K (condense, then train on the condensed set)."""
-    from rich.console import Console
-
     from tinysift.bench.driver import SeedData, run_seeds, worker_fields
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.errors import TinysiftError
     from tinysift.models.training import TrainConfig
+    from tinysift.progress import make_console
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
     ex = executor or SerialExecutor()
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     ds = load_dataset(cfg.dataset)
     stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, ds.content_hash, stem)

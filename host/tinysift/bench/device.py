@@ -86,8 +86,6 @@ class DeviceBenchConfig:
 
 
 def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
-    from rich.console import Console
-
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import (
@@ -99,13 +97,19 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
         prepare_base,
         test_indices,
     )
+    from tinysift.progress import make_console
     from tinysift.quantize import tflm
     from tinysift.stages.device import TrainParams, run_on_device
     from tinysift.stages.export import export
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
-    console = Console(stderr=True)
+    # every replay method and update mode (and the board) before the first base model is
+    # trained: a misspelt one was refused only after it
+    for method in cfg.methods:
+        for update in cfg.updates:
+            cfg.adapt_config(cfg.first_seed, replay=method, size=1, update=update).validate()
+    console = make_console(stderr=True)
     say = log or console.print
     wall = time.perf_counter()
     key = {k: v for k, v in config_dict(cfg).items()

@@ -81,14 +81,13 @@ def results_stem(dataset: str, label_noise: float) -> str:
 def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) -> dict:
     """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
     serial, in this process): one per (seed, method, budget) training."""
-    from rich.console import Console
-
     from tinysift.bench.driver import SeedData, run_seeds, worker_fields
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import load_dataset
     from tinysift.errors import BudgetError
     from tinysift.guided import known_samplers
     from tinysift.models.training import TrainConfig
+    from tinysift.progress import make_console
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -107,7 +106,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
                           f"which this bench does not run; choose from full, "
                           f"{', '.join(cfg.methods)}")
     ex = executor or SerialExecutor()
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     base = load_dataset(cfg.dataset)
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, base.content_hash, stem)

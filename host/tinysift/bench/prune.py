@@ -89,12 +89,11 @@ def results_stem(dataset: str, label_noise: float, protocol: str = "proportional
 def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> dict:
     """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
     serial, in this process)."""
-    from rich.console import Console
-
     from tinysift.bench.driver import SeedData, run_seeds
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import load_dataset
     from tinysift.errors import TinysiftError
+    from tinysift.progress import make_console
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -103,7 +102,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
                             f"{', '.join(PROTOCOLS)}")
     point_labels(cfg.keeps, "--keep")  # two keeps of one label would share a record
     ex = executor or SerialExecutor()
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     base = load_dataset(cfg.dataset)
     stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
             + ("_quick" if cfg.quick else ""))

@@ -71,15 +71,14 @@ def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str
 
 
 def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
-    from rich.console import Console
-
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import replay_method_params
+    from tinysift.progress import make_console
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
-    say = log or Console(stderr=True).print
+    say = log or make_console(stderr=True).print
     cfg.upkeep.validate()
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()

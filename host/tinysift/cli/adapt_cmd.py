@@ -20,15 +20,17 @@ def register(app: typer.Typer) -> None:
                                               "'none' (the forgetting floor)"),
         replay_per_class: int = typer.Option(20, help="replay samples per old class"),
         update: str = typer.Option("head", help="head, bias or last-block"),
-        board: str = typer.Option("qemu-mps2-an386"),
+        board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
         steps: int = typer.Option(300, help="on-device optimizer steps"),
-        lr: float = typer.Option(0.05),
+        lr: float = typer.Option(0.05, help="the device's SGD learning rate"),
         schedule: str = typer.Option("cosine", help="constant, cosine or step"),
         seed: int = seed_option(0),
         out: str = typer.Option("runs/adapt", help="run folder (shared by the runs of one "
                                                    "scenario: the base model is cached)"),
     ) -> None:
-        """Train a base model on the old task, choose a replay set, and let the device learn
+        """The device learns a new task and keeps the old one with a replay set.
+
+        Trains a base model on the old task, chooses a replay set, and lets the device learn
         the new task with it; prints old/new/all accuracy against the host's joint model."""
         from tinysift.pipeline.adapt import AdaptConfig, run_adapt
 

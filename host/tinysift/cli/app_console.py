@@ -10,14 +10,11 @@ from rich.console import Console
 
 
 def _console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
-    try:
-        tty = stream.isatty()
-    except (AttributeError, ValueError):
-        tty = False
     # Not a terminal (a pipe, a file, CI): no width limit, so table cells are never cut or
     # wrapped and `tinysift boards | grep NAME` finds the name whatever COLUMNS says.
-    return Console(stderr=stderr, width=None if tty else 10_000)
+    from tinysift.progress import make_console
+
+    return make_console(stderr)
 
 
 console = _console()

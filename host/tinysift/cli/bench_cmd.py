@@ -145,19 +145,21 @@ def guided_cmd(
 
 @app.command("device")
 def device_cmd(
-    scenario: str = typer.Option("new-classes", help="new-classes or shift"),
+    scenario: str = typer.Option(None, help="new-classes or shift (default new-classes)"),
     dataset: str = typer.Option(None, help="base dataset (fashion-mnist; shift: mnist)"),
-    board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
-    seeds: int = typer.Option(3, min=1),
-    methods: str = typer.Option("random,herding,ccs,vq,flow", help="replay methods"),
-    sizes: str = typer.Option("5,10,20", help="replay samples per old class"),
-    updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
-    steps: int = typer.Option(300, min=1, help="on-device optimizer steps"),
+    board: str = typer.Option(None, help="an emulated board (default qemu-mps2-an386)"),
+    seeds: int = typer.Option(None, min=1, help="default 3"),
+    methods: str = typer.Option(None, help="replay methods (default "
+                                           "random,herding,ccs,vq,flow)"),
+    sizes: str = typer.Option(None, help="replay samples per old class (default 5,10,20)"),
+    updates: str = typer.Option(None, help="comma-separated: head, last-block, bias "
+                                           "(default head)"),
+    steps: int = typer.Option(None, min=1, help="on-device optimizer steps (default 300)"),
     new_per_class: int = typer.Option(None, min=1,
                                       help="new samples per class (100; shift: 30)"),
     test_per_class: int = typer.Option(
-        100, min=1, help="exported test samples per class (the device evaluates them all; 100: one "
-                  "standard error of an accuracy ~1 point)"),
+        None, min=1, help="exported test samples per class (the device evaluates them all; "
+                          "default 100: one standard error of an accuracy ~1 point)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
     executor: str = typer.Option("serial", help="serial only: device runs drive an emulator "
@@ -174,22 +176,36 @@ def device_cmd(
         raise ClusterError(f"bench device runs only serially (--executor {executor}): each run "
                            "drives an emulator over a socket on this machine, from the firmware "
                            "and export built here; drop --executor (docs/scale.md)")
-
-    sizes_ = positive_ints(sizes, "--sizes", "replay samples per old class >= 1")
+    # None is "not given": --quick refuses what it would ignore (it ignored them silently;
+    # --board it takes, as bench upkeep --quick does)
+    _quick_alone(quick, "digits, new-classes, 1 seed, sizes 5, head", scenario=scenario,
+                 dataset=dataset, seeds=seeds, methods=methods, sizes=sizes,
+                 updates=updates, steps=steps, new_per_class=new_per_class,
+                 test_per_class=test_per_class)
+    # an empty --sizes is refused, not read as the default
+    sizes_ = positive_ints("5,10,20" if sizes is None else sizes, "--sizes",
+                           "replay samples per old class >= 1")
     if quick:
         cfg = DeviceBenchConfig(dataset="digits", new_per_class=30, seeds=1,
                                 methods=("random", "vq"), sizes=(5,), updates=("head",),
                                 steps=150, base_epochs=30, test_per_class=15, quick=True,
-                                out_dir=out_dir, progress_dir=None)
+                                out_dir=out_dir, progress_dir=None,
+                                **({} if board is None else {"board": board}))
     else:
+        scenario = "new-classes" if scenario is None else scenario
         shift = scenario == "shift"
+        # what is not given keeps DeviceBenchConfig's default
+        given = {k: v for k, v in (
+            ("board", board), ("seeds", seeds), ("steps", steps),
+            ("test_per_class", test_per_class),
+            ("methods", None if methods is None else tuple(methods.split(","))),
+            ("updates", None if updates is None else tuple(updates.split(","))))
+            if v is not None}
         cfg = DeviceBenchConfig(
             scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
             old_classes=tuple(range(10)) if shift else tuple(range(8)),
             new_per_class=(30 if shift else 100) if new_per_class is None else new_per_class,
-            board=board, seeds=seeds, methods=tuple(methods.split(",")), sizes=sizes_,
-            updates=tuple(updates.split(",")), steps=steps, test_per_class=test_per_class,
-            out_dir=out_dir, progress_dir=out_dir / "progress")
+            sizes=sizes_, out_dir=out_dir, progress_dir=out_dir / "progress", **given)
     res = bench_device(cfg, log=console.print)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
@@ -211,7 +227,7 @@ def _fractions(text: str, flag: str) -> list[float]:
 def condense_cmd(
     dataset: str = typer.Option(None, help="default fashion-mnist"),
     per_class: str = typer.Option(None, help="default 1,10,50"),
-    methods: str = typer.Option("all"),
+    methods: str = typer.Option("all", help="comma-separated condensation methods, or 'all'"),
     seeds: int = typer.Option(None, min=1, help="default 3"),
     quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -243,8 +259,8 @@ def condense_cmd(
 
 @app.command("scoring")
 def scoring_cmd(
-    dataset: str = typer.Option("mnist"),
-    methods: str = typer.Option("vq,flow"),
+    dataset: str = typer.Option("mnist", help="dataset name, npz:PATH or folder:PATH"),
+    methods: str = typer.Option("vq,flow", help="comma-separated scoring methods"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
     """Cold-start scoring time of VQ and flow on a full dataset (targets: 60 s, 5 min)."""

@@ -15,9 +15,10 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         quick: bool = typer.Option(False, help="digits instead of Fashion-MNIST (minutes)"),
-        out: str = typer.Option(None, help="run folder (default runs/demo)"),
-        board: str = typer.Option(None, help="an emulated board"),
-        seed: int = seed_option(None),
+        out: str = typer.Option(None, help="run folder (default runs/demo; --quick: "
+                                           "runs/demo-quick)"),
+        board: str = typer.Option(None, help="an emulated board (default qemu-mps2-an386)"),
+        seed: int = seed_option(None, help="default 0"),
     ) -> None:
         """The emulated board learns new classes with a replay set; report the trade-off."""
         from tinysift.bench.adapt_demo import AdaptDemoConfig

@@ -133,10 +133,11 @@ def run_cmd(
     run: Path = typer.Option(..., help="run folder with export/"),
     board: str = typer.Option("qemu-mps2-an386", help="board profile"),
     port: str = typer.Option(None, help="serial port of a real board (default: QEMU)"),
-    epochs: int = typer.Option(5),
-    lr: float = typer.Option(0.05),
-    batch: int = typer.Option(32),
-    seed: int = seed_option(1),
+    epochs: int = typer.Option(5, help="on-device passes over the training set (0: the "
+                                       "evaluation alone)"),
+    lr: float = typer.Option(0.05, help="the device's SGD learning rate"),
+    batch: int = typer.Option(32, help="the device's mini-batch"),
+    seed: int = seed_option(1, help="the device's seed (its sample order)"),
     db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
     on_reset: str = typer.Option("retry", help="retry (set the session up again and re-send "
                                                 "train, once) or stop when the device resets"),

@@ -17,10 +17,12 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
         method: str = typer.Option("vq", help="vq, flow, or a baseline (random, el2n, ...)"),
         keep: str = typer.Option(..., help="fraction in (0,1] or integer count to KEEP"),
-        out: Path = typer.Option(None, help="run folder (default runs/prune-<dataset>-<m>)"),
+        out: Path = typer.Option(None, help="run folder (default "
+                                            "runs/prune-<dataset>-<method>-<keep>)"),
         seed: int = seed_option(0),
         label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
-        no_balance: bool = typer.Option(False, help="global instead of per-class budget"),
+        no_balance: bool = typer.Option(False, "--no-balance",
+                                        help="one global budget instead of per-class quotas"),
     ) -> None:
         """Keep an exact budget of the most useful training samples -> RUN/selection.npz."""
         from tinysift.stages.prune import prune
@@ -39,7 +41,8 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
         method: str = typer.Option("vq", help="vq, vq-real, flow, dm, random, herding"),
         per_class: int = typer.Option(..., help="synthetic/representative samples per class"),
-        out: Path = typer.Option(None, help="run folder"),
+        out: Path = typer.Option(None, help="run folder (default "
+                                            "runs/condense-<dataset>-<method>-<K>)"),
         seed: int = seed_option(0),
     ) -> None:
         """Synthesize K samples per class -> RUN/condensed.npz."""

@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
         out: Path = typer.Option(None, help="run folder (default runs/train-<dataset>)"),
-        keep: str = typer.Option(None, help="fraction in (0,1] or integer count to KEEP"),
+        keep: str = typer.Option(None, help="fraction in (0,1] or integer count to KEEP: a "
+                                            "random class-balanced subset (seeded); with "
+                                            "--selection, its keep count"),
         selection: Path = typer.Option(None, help="selection.npz (or its run folder)"),
         condensed: Path = typer.Option(None, help="condensed.npz (or its run folder)"),
         epochs: int = typer.Option(None, help="passes over the data (default: 10 on the full "

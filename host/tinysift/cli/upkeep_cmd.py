@@ -18,19 +18,25 @@ def register(root: typer.Typer) -> None:
 
 
 def upkeep_cmd(
-    scenario: str = typer.Option("shift", help="shift (MNIST -> the digits) or new-classes"),
+    scenario: str = typer.Option(None, help="shift (MNIST -> the digits) or new-classes "
+                                            "(default shift)"),
     dataset: str = typer.Option(None, help="base dataset (shift: mnist; new-classes: "
                                            "fashion-mnist)"),
-    seeds: int = typer.Option(3, min=1),
-    buffers: str = typer.Option("5,10", help="buffer samples per streamed class"),
-    updates: str = typer.Option("head", help="comma-separated: head, last-block, bias"),
-    vq_per_class: int = typer.Option(4, min=1, help="codewords per class of the exported codebook"),
-    replay: str = typer.Option("random", help="method choosing the exported replay set"),
-    replay_per_class: int = typer.Option(10, min=0, help="exported replay samples per old class"),
+    seeds: int = typer.Option(None, min=1, help="default 3"),
+    buffers: str = typer.Option(None, help="buffer samples per streamed class (default 5,10)"),
+    updates: str = typer.Option(None, help="comma-separated: head, last-block, bias "
+                                           "(default head)"),
+    vq_per_class: int = typer.Option(None, min=1, help="codewords per class of the exported "
+                                                       "codebook (default 4)"),
+    replay: str = typer.Option(None, help="method choosing the exported replay set "
+                                          "(default random)"),
+    replay_per_class: int = typer.Option(None, min=0, help="exported replay samples per old "
+                                                           "class (default 10)"),
     new_per_class: int = typer.Option(None, min=1, help="new samples per class streamed "
                                                          "(default: every one there is)"),
-    steps: int = typer.Option(300, min=1, help="on-device optimizer steps"),
-    base_epochs: int = typer.Option(10, min=1, help="epochs of the base model on the host"),
+    steps: int = typer.Option(None, min=1, help="on-device optimizer steps (default 300)"),
+    base_epochs: int = typer.Option(None, min=1, help="epochs of the base model on the host "
+                                                      "(default 10)"),
     board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, buffer 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
@@ -39,9 +45,17 @@ def upkeep_cmd(
     sampling or by VQ coverage, train on it plus the exported replay set."""
     from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
     from tinysift.cli.adapt_cmd import _classes
+    from tinysift.cli.bench_cmd import _quick_alone
     from tinysift.pipeline.upkeep import EVERY, UpkeepConfig
 
-    buffer_sizes = positive_ints(buffers, "--buffers", "buffer samples per class >= 1")
+    # None is "not given": --quick refuses what it would ignore (it ignored them silently)
+    _quick_alone(quick, "digits, new-classes, 1 seed, buffer 5, head", scenario=scenario,
+                 dataset=dataset, seeds=seeds, buffers=buffers, updates=updates,
+                 vq_per_class=vq_per_class, replay=replay, replay_per_class=replay_per_class,
+                 new_per_class=new_per_class, steps=steps, base_epochs=base_epochs)
+    # an empty --buffers is refused, not read as the default
+    buffer_sizes = positive_ints("5,10" if buffers is None else buffers, "--buffers",
+                                 "buffer samples per class >= 1")
     if quick:
         up = UpkeepConfig(scenario="new-classes", dataset="digits", old_classes=_classes("0-7"),
                           new_per_class=EVERY, replay="random", replay_per_class=5,
@@ -49,16 +63,20 @@ def upkeep_cmd(
                           base_epochs=30, test_per_class=15, board=board)
         cfg = UpkeepBenchConfig(up, seeds=1, out_dir=out_dir, progress_dir=None, quick=True)
     else:
-        shift = scenario == "shift"
+        shift = (scenario or "shift") == "shift"
         up = UpkeepConfig(
-            scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
+            scenario=scenario or "shift",
+            dataset=dataset or ("mnist" if shift else "fashion-mnist"),
             old_classes=_classes("0-9" if shift else "0-7"),
-            new_per_class=EVERY if new_per_class is None else new_per_class, replay=replay,
-            replay_per_class=replay_per_class, vq_per_class=vq_per_class,
+            new_per_class=EVERY if new_per_class is None else new_per_class,
+            replay="random" if replay is None else replay,
+            replay_per_class=10 if replay_per_class is None else replay_per_class,
+            vq_per_class=4 if vq_per_class is None else vq_per_class,
             buffers=buffer_sizes,
-            updates=tuple(updates.split(",")), steps=steps, base_epochs=base_epochs,
-            board=board)
-        cfg = UpkeepBenchConfig(up, seeds=seeds, out_dir=out_dir,
+            updates=("head",) if updates is None else tuple(updates.split(",")),
+            steps=300 if steps is None else steps,
+            base_epochs=10 if base_epochs is None else base_epochs, board=board)
+        cfg = UpkeepBenchConfig(up, seeds=3 if seeds is None else seeds, out_dir=out_dir,
                                 progress_dir=out_dir / "progress")
     res = bench_upkeep(cfg, log=console.print)
     console.print(f"wrote {out_dir}/{cfg.stem()}.* ({res['wall_seconds'] / 60:.1f} min)")

@@ -92,7 +92,8 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
             ds = info.loader(allow_download=allow_download)
     else:
         known = ", ".join(list(REGISTRY) + ["npz:PATH", "folder:PATH"])
-        raise DatasetError(f"unknown dataset {name!r}; known datasets: {known}")
+        raise DatasetError(f"unknown dataset {name!r}{_did_you_mean(name)}; known datasets: "
+                           f"{known}")
     for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
         arr.setflags(write=False)  # an in-place edit would leave content_hash stale
     if signature is not None or not name.startswith(("npz:", "folder:")):
@@ -145,3 +146,17 @@ def add_label_noise(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, n
 def dataset_slug(name: str) -> str:
     """A dataset name (``npz:PATH`` and ``folder:PATH`` included) as a file-name part."""
     return name.replace(":", "_").replace("/", "_")
+
+
+def _did_you_mean(name: str) -> str:
+    """A hint for an unknown dataset name: the prefix a path of the user's data needs, or
+    the registered name it is a typo of (empty when neither)."""
+    import difflib
+
+    path = Path(name)
+    if path.is_dir():
+        return f" (a folder of images: pass folder:{name})"
+    if path.suffix == ".npz" or path.is_file():
+        return f" (a .npz file: pass npz:{name})"
+    close = difflib.get_close_matches(name.lower(), list(REGISTRY), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -178,7 +178,8 @@ def shift(source: str = "mnist", new_per_class: int = 30, seed: int = 0) -> Scen
     if src.input_shape[:2] != (28, 28) or src.num_classes != 10:
         raise DatasetError(f"the shift scenario adapts a 28x28, 10-class source to the "
                            f"upsampled digits; {source} is {src.input_shape}, "
-                           f"{src.num_classes} classes")
+                           f"{src.num_classes} classes: pass --dataset mnist (or "
+                           "fashion-mnist)")
     rng = np.random.default_rng(seed)
     x_tgt, x_tgt_test = upsample_digits(tgt.x_train), upsample_digits(tgt.x_test)
     i_new = _take_per_class(tgt.y_train, range(10), new_per_class, rng)

@@ -240,6 +240,12 @@ def _cifar_batches(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(xs), np.concatenate(ys)
 
 
+#: Where Keras' ``load_data`` downloads each dataset from (named when a download fails).
+KERAS_HOSTS = {"cifar10": "https://www.cs.toronto.edu",
+               "mnist": "https://storage.googleapis.com",
+               "fashion_mnist": "https://storage.googleapis.com"}
+
+
 def _keras_download(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
     name = keras_name.replace("_", "-")
     try:
@@ -248,10 +254,14 @@ def _keras_download(keras_name: str, class_names: tuple[str, ...]) -> Dataset:
         loader = getattr(keras.datasets, keras_name)
         (x_tr, y_tr), (x_te, y_te) = loader.load_data()
     except Exception as exc:  # network errors come in many types
+        # the whole first line: a URL fetch failure ends with the reason (was cut at 120
+        # characters, mid-word)
+        why = (str(exc).strip().splitlines() or [""])[0][:300]
         raise DatasetError(
             f"dataset {name!r} is not available here and the Keras download failed "
-            f"({type(exc).__name__}: {str(exc)[:120]}). It needs internet access "
-            "(https://storage.googleapis.com); offline, use digits, mnist or fashion-mnist"
+            f"({type(exc).__name__}: {why}). It needs internet access "
+            f"({KERAS_HOSTS.get(keras_name, 'the Keras download host')}); offline, use "
+            "digits, mnist or fashion-mnist"
         ) from exc
     return _keras_arrays(name, x_tr, y_tr, x_te, y_te, class_names,
                          source=f"keras.datasets.{keras_name}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.boards import DEFAULT_BOARD
+from tinysift.boards import DEFAULT_BOARD, check_emulated_board
 from tinysift.errors import BudgetError
 from tinysift.export.memory import needs_backbone_buffers
 
@@ -86,6 +86,17 @@ class AdaptConfig:
                               ">= 1")
         if self.seed < 0:
             raise BudgetError(f"--seed must be >= 0, got {self.seed}")
+        # the board and the replay method before the base model is trained (both were
+        # refused only after it: minutes on Fashion-MNIST)
+        check_emulated_board(self.board)
+        if self.replay != NO_REPLAY:
+            from tinysift.selection import METHODS
+            from tinysift.selection import methods as _registered  # noqa: F401
+
+            if self.replay not in METHODS:
+                raise BudgetError(f"unknown replay method {self.replay!r}; a replay set is "
+                                  f"chosen by a pruning method ({', '.join(sorted(METHODS))}) "
+                                  f"or is '{NO_REPLAY}'")
         # the device's own ranges (lr, momentum, batch, schedule) before the base is trained
         self.device_params().validate()
 

@@ -158,8 +158,11 @@ class PipelineConfig(TomlConfig):
         if unknown:
             raise TinysiftError(f"unknown selection methods {unknown}; known: "
                                 f"{', '.join(sorted(METHODS))}")
-        # the device's ranges (lr, momentum, batch) before any stage runs
+        # the device's ranges (lr, momentum, batch) and its board before any stage runs
         as_pipeline_setting(self.device_params().validate)
+        from tinysift.boards import check_emulated_board
+
+        as_pipeline_setting(lambda: check_emulated_board(self.board))
 
     def device_params(self):
         """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""

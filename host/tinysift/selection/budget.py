@@ -53,7 +53,9 @@ def resolve_keep(keep: str | float | int, num_samples: int) -> int:
             )
         return fraction_count(value, num_samples)
     if value <= 0:
-        raise BudgetError(f"keep count must be at least 1, got {value}")
+        raise BudgetError(f"keep count must be at least 1 (keep is the part KEPT), got "
+                          f"{value}; pass a count in 1..{num_samples} or a fraction in (0, 1] "
+                          "(e.g. 0.1)")
     if value > num_samples:
         raise BudgetError(
             f"keep count {value} is larger than the training set ({num_samples} samples); "
