@@ -604,6 +604,16 @@ def _replay_study_section() -> list[str]:
     return out + ([p.read_text().split("\n", 2)[2], ""] if p.exists() else ["Not run yet.", ""])
 
 
+def _arch(machine: dict) -> str:
+    """The processor architecture of a results file's machine record (older records hold
+    only the platform string, e.g. ``Linux-6.18-...-x86_64-with-glibc2.36``)."""
+    if machine.get("processor"):
+        return machine["processor"]
+    parts = machine.get("platform", "").split("-")
+    return next((t for t in parts if t in ("x86_64", "aarch64", "arm64", "armv7l")),
+                parts[0] if parts else "unknown")
+
+
 def _readme_replay_study() -> list[str]:
     res = load(f"{STUDY}.json")
     if res is None:
@@ -613,10 +623,11 @@ def _readme_replay_study() -> list[str]:
     n = len(res["seeds"])
     out = [f"**Replay selection on the host** ({n} seed{'s' if n != 1 else ''}, random "
            f"{res['random_draws']} draws per seed, "
-           f"{res['machine']['cpus']}-CPU {res['machine']['platform'].split('-')[0]}; "
-           "`tools/replay_study.py`): the same scenario and base models, the device's head "
-           "recipe in float, balanced accuracy on the whole test split (10,000); in brackets "
-           "the paired difference to random in points and the seeds above random.", "",
+           f"{res['machine']['cpus']}-CPU {_arch(res['machine'])} machine; "
+           f"`benchmarks/results/{STUDY}.json`, by `tools/replay_study.py`): the same "
+           "scenario and base models, the device's head recipe in float, balanced accuracy "
+           "on the whole test split (10,000); in brackets the paired difference to random in "
+           "points and the seeds above random.", "",
            "| replay per old class | random | " + " | ".join(methods) + " |",
            "|---" * (len(methods) + 2) + "|"]
     for size in sizes:
