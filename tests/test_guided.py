@@ -226,6 +226,24 @@ def test_train_stage_guided_writes_the_ledger(tmp_path):
     assert out.test_acc > 0.5
 
 
+def stage_warnings(run) -> list[str]:
+    return json.loads((run / "manifest.json").read_text())["stages"]["train"]["results"][
+        "warnings"]
+
+
+def test_a_run_whose_fits_eat_the_budget_warns():
+    """The method's own work is charged to the budget: where it leaves training less than
+    half, the run says so (it stayed silent at chance accuracy: flow on digits, 12 steps)."""
+    from tinysift.guided.ledger import CostLedger
+    from tinysift.stages.train import _overhead_warnings
+
+    led = CostLedger(budget_passes=10_000.0, train_passes=3_000, fit_passes=6_900.0)
+    (w,) = _overhead_warnings(led, "flow", 12, 1437)
+    assert "3,000" in w and "30%" in w and "12 steps" in w and "rs2" in w
+    assert _overhead_warnings(CostLedger(budget_passes=10_000.0, train_passes=6_000,
+                                         fit_passes=3_900.0), "flow", 50, 1437) == []
+
+
 def test_train_cli_passes_guided_params_to_the_method(tmp_path):
     """`tinysift train --guided flow --guided-params '{"judge": "knn"}'`: the judge runs (its
     fits are in the ledger) and the run records the parameters."""
@@ -237,6 +255,11 @@ def test_train_cli_passes_guided_params_to_the_method(tmp_path):
     doc = json.loads((tmp_path / "run" / "guided.json").read_text())
     assert doc["params"]["judge"] == "knn" and doc["params"]["per_code"] == 20
     assert "judge-knn" in doc["ledger"]["fit_seconds"]
+    # a run whose fits left training under half the budget says so (digits' 1,437 samples:
+    # the flows' seconds are many sample-passes)
+    led = doc["ledger"]
+    warned = [w for w in stage_warnings(tmp_path / "run") if "fixed costs" in w]
+    assert bool(warned) == (led["train_passes"] < 0.5 * led["budget_passes"])
     # The stage is keyed on every parameter, defaults included (a changed default trains
     # again): naming a default changes nothing, the run is reused.
     from tinysift.stages.train import train

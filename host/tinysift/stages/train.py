@@ -168,7 +168,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         info = run.stage_info("train")["results"]
         return TrainOutcome(run.path, info["test_acc"], info["train_samples"], info["seconds"],
                             info["steps"], info["params"], info["macs_per_sample"], skipped=True,
-                            warnings=warnings)
+                            warnings=info.get("warnings", warnings))
     run.record_command()
     run.manifest["seed"] = seed
     noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
@@ -179,8 +179,10 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                                "label_noise": noise, "noise_seed": noise_seed if noise else 0}
     with run.stage("train", params, inputs, seed=seed) as rec:
         if guided is not None:
-            result = _train_guided(run, x, y, ds.num_classes, guided, budget, guided_params,
-                                   model_cfg, train_cfg, progress, rec, keep_steps)
+            result, overhead = _train_guided(run, x, y, ds.num_classes, guided, budget,
+                                             guided_params, model_cfg, train_cfg, progress,
+                                             rec, keep_steps)
+            warnings += overhead
         else:
             result = train_model(x, y, ds.num_classes, model_cfg, train_cfg,
                                  progress=progress)
@@ -274,8 +276,24 @@ def _train_guided(run, x, y, num_classes, method, budget, method_params, model_c
     rec["results"]["guided"] = {"method": method, "budget": budget,
                                 "spent_fraction": round(res.ledger.spent / (
                                     res.ledger.budget_passes / budget), 4)}
-    return TrainResult(model=res.model, steps=res.steps, seconds=res.seconds,
-                       final_loss=res.final_loss)
+    return (TrainResult(model=res.model, steps=res.steps, seconds=res.seconds,
+                        final_loss=res.final_loss),
+            _overhead_warnings(res.ledger, method, res.steps, len(y)))
+
+
+def _overhead_warnings(ledger, method: str, steps: int, samples: int) -> list[str]:
+    """A guided run whose method's own work (fits, extra forward passes: charged to the
+    budget) left training less than half of it: on a small dataset the fits' seconds are
+    many sample-passes, and the model may stay near chance (digits, flow at 0.5: 12 steps)."""
+    trained = ledger.train_passes / ledger.budget_passes if ledger.budget_passes else 1.0
+    if trained >= 0.5:
+        return []
+    overhead = ledger.spent - ledger.train_passes
+    return [f"{method}'s fits and extra forward passes took {overhead:,.0f} of the budget's "
+            f"{ledger.budget_passes:,.0f} sample-passes, so the model trained only "
+            f"{ledger.train_passes:,} ({100 * trained:.0f}%, {steps} steps); on {samples:,} "
+            "samples a method's fixed costs dominate: use rs2 or full-cut here, or a larger "
+            "--budget (guided.json has the ledger)"]
 
 
 def _relative_to(path: Path, folder: Path) -> str:
