@@ -4,22 +4,19 @@ with one line (not a compiler error's traceback)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tools_needed import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_kernels",
-                                                  ROOT / "tools" / "bench_kernels.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_kernels")
 
 
 def test_results_record_versions_and_machine(tmp_path, monkeypatch):

@@ -5,21 +5,18 @@ current code renders from the committed JSON."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import types
 from pathlib import Path
+
+from tools_needed import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_mlperf",
-                                                  ROOT / "tools" / "bench_mlperf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_mlperf")
 
 
 def test_committed_table_rerenders_identical():

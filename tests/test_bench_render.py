@@ -4,22 +4,19 @@ published number or table, and a hand edit of a table is caught."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from tools_needed import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _collect():
-    spec = importlib.util.spec_from_file_location("collect_benchmarks",
-                                                  ROOT / "tools" / "collect_benchmarks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("collect_benchmarks")
 
 
 def _renderer(stem: str):

@@ -9,7 +9,6 @@ firmware/.pio is neither used nor disturbed.
 from __future__ import annotations
 
 import binascii
-import importlib.util
 import os
 import re
 import select
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tools_needed import FIRMWARE_TOOLS, need_tools
+from tools_needed import FIRMWARE_TOOLS, load_tool, need_tools
 
 pytestmark = pytest.mark.qemu
 
@@ -125,9 +124,7 @@ def test_build_reports_size(built):
     assert re.search(r"RAM:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
     assert re.search(r"Flash:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
     # tools/firmware_size_table.py reads the same lines (its RAM figure counts the stack)
-    spec = importlib.util.spec_from_file_location("fst", ROOT / "tools" / "firmware_size_table.py")
-    fst = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fst)
+    fst = load_tool("firmware_size_table")
     figs = fst.pio_figures(log)
     assert figs["ram"]["of"] == figs["flash"]["of"] == 4194304
     assert figs["ram"]["used"] > 64 * 1024 and figs["flash"]["used"] > 1000

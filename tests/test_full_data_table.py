@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools_needed import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,7 +48,6 @@ def test_table_records_the_stages_results(tmp_path):
 def test_an_unknown_dataset_is_refused_before_any_training(tmp_path, monkeypatch):
     """`--datasets digits,nosuch` named the bad one only after digits had trained."""
     import importlib
-    import importlib.util
 
     import pytest
 
@@ -54,9 +55,7 @@ def test_an_unknown_dataset_is_refused_before_any_training(tmp_path, monkeypatch
         raise AssertionError("trained before the datasets were checked")
 
     monkeypatch.setattr(importlib.import_module("tinysift.stages.train"), "train", no_training)
-    spec = importlib.util.spec_from_file_location("fdt", ROOT / "tools" / "full_data_table.py")
-    fdt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fdt)
+    fdt = load_tool("full_data_table")
     with pytest.raises(SystemExit) as exc:
         fdt.main(["--datasets", "digits,nosuch", "--out-dir", str(tmp_path),
                   "--work-dir", str(tmp_path / "runs")])

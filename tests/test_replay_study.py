@@ -3,23 +3,20 @@ hashes of the device bench's files it read; bad arguments end in one clear error
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import types
 from pathlib import Path
 
 import pytest
 
+from tools_needed import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 STEM = "device_new-classes_fashion-mnist"
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("replay_study",
-                                                  ROOT / "tools" / "replay_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("replay_study")
 
 
 def test_results_record_versions_machine_and_input_hashes(tmp_path, monkeypatch):

@@ -1144,7 +1144,6 @@ def test_trainer_table_records_the_bench(export_dir, model, data, tmp_path):
     printed (its output parsed here with this file's own parser), and its epoch, per-sample
     and cache-fill figures add up; the counter's cost is small."""
     import json
-    import sys
 
     need_tools("qemu-system-arm", "arm-none-eabi-gcc")
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "trainer_table.py"),
@@ -1302,14 +1301,9 @@ def test_head_oracle_catches_a_wrong_step(trained, data, model):
 
 
 def _trainer_table():
-    import importlib.util
+    from tools_needed import load_tool
 
-    spec = importlib.util.spec_from_file_location("trainer_table",
-                                                  ROOT / "tools" / "trainer_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("trainer_table")
 
 
 @pytest.mark.parametrize("args, message", [

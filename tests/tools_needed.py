@@ -1,11 +1,15 @@
 """Tests that need a tool (a compiler, QEMU, PlatformIO): skipped where it is missing, failed
-when ``CI`` is set (``.ci/run`` sets ``CI=true``), so that CI never passes a test it skipped."""
+when ``CI`` is set (``.ci/run`` sets ``CI=true``), so that CI never passes a test it skipped;
+and the project's own tools/*.py scripts loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -24,3 +28,13 @@ def need_tools(*tools: str, pio: bool = False) -> None:
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/NAME.py`` (not a package) as a module, registered in ``sys.modules`` (a
+    script's dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
