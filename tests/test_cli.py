@@ -424,7 +424,9 @@ def test_device_benches_quick_refuse_the_options_they_would_ignore(monkeypatch, 
                         (["device", "--methods", "vq", "--steps", "10"], "--methods, --steps"),
                         (["upkeep", "--scenario", "shift", "--seeds", "3"],
                          "--scenario, --seeds"),
-                        (["upkeep", "--buffers", "5", "--replay", "vq"], "--buffers, --replay")):
+                        (["upkeep", "--buffers", "5", "--replay", "vq"], "--buffers, --replay"),
+                        # a given 0 is given (`not in (None, False)` took it for False)
+                        (["upkeep", "--replay-per-class", "0"], "--replay-per-class")):
         assert main(["bench", *args, "--quick"]) == 2, args
         (line,) = _error_lines(capsys.readouterr().err)
         assert f"would ignore {named}: drop" in line, line

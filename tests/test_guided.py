@@ -550,6 +550,11 @@ def test_epochs_smaller_than_a_batch_spend_the_budget():
                            train_config=TrainConfig(epochs=4, seed=0), progress=False)
         assert res.ledger.epoch_sizes == [size] * (200 // size), method
         assert res.ledger.spent == 200 and res.epochs[-1]["lr"] < 0.51 * res.epochs[0]["lr"]
+    # a whole budget under one batch of 128 but of two such epochs trains them (it was
+    # refused as "nothing would train" although the loop's own rule trains it)
+    res = train_guided(x, y, 10, make_sampler("full-cut"), 0.5,
+                       train_config=TrainConfig(epochs=2, seed=0), progress=False)
+    assert res.ledger.epoch_sizes == [100] and res.ledger.spent == 100
 
 
 @pytest.mark.parametrize("judge", ["knn", "knn+flow"])

@@ -211,8 +211,18 @@ def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
     train("digits", out, selection=out, epochs=1, progress=False)
     prune("digits", "random", 0.1, out, progress=False)  # cached: the same selection
     prune("digits", "random", 0.2, out, progress=False)
-    with pytest.raises(StageError, match=r"trained on an earlier .*p/selection.npz.*train again"):
+    # the hint trains on the set again (without --selection it trained on the full data)
+    with pytest.raises(StageError, match=r"trained on an earlier .*p/selection.npz.*train again "
+                                         r"\(`tinysift train --dataset digits --selection "):
         quantize(out, progress=False)
+
+    # a set outside the run folder (a shared prune folder) may be rewritten: the model keeps
+    # its own trainset.npz, so quantize goes on
+    shared, own = tmp_path / "shared", tmp_path / "q"
+    prune("digits", "random", 0.1, shared, progress=False)
+    train("digits", own, selection=shared, epochs=1, progress=False)
+    prune("digits", "random", 0.2, shared, progress=False)
+    quantize(own, progress=False)
 
     out = tmp_path / "c"
     condense("digits", "random", 2, out, progress=False)

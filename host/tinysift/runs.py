@@ -235,8 +235,7 @@ class Run:
         from tinysift.errors import StageError
 
         now = self.manifest.get("dataset")
-        if now and (now.get("hash") != content_hash
-                    or float(now.get("label_noise", 0.0)) != float(label_noise)):
+        if now and not same_dataset(now, {"hash": content_hash, "label_noise": label_noise}):
             noise = float(label_noise)
             if (now.get("name") == name and noise and float(now.get("label_noise", 0)) == noise
                     and now.get("noise_seed") not in (None, noise_seed)):
@@ -292,6 +291,15 @@ class Run:
         entry["status"] = "done"
         entry["finished"] = _now()
         self.save()
+
+
+def same_dataset(recorded: dict, other: dict) -> bool:
+    """Whether two dataset records (a manifest's ``dataset``, a stage's) are the same data:
+    the content hash (of the labels as trained, so under label noise it tells the noise draw
+    apart too) and the label noise (a record without it has none)."""
+    return (recorded.get("hash") == other.get("hash")
+            and float(recorded.get("label_noise") or 0.0)
+            == float(other.get("label_noise") or 0.0))
 
 
 def make_run_folder(folder: Path) -> None:

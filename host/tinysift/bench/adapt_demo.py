@@ -143,7 +143,7 @@ def _plans(cfg: AdaptDemoConfig, base: Path, n_old: int, n_new: int,
         # 0 per class (no replay set) stands for "not even one fits"
         fits[update] = largest_from_zero(
             lambda size, f=fits_board: size == 0 or f(size),
-            (MAX_TRAIN_SAMPLES - max(1, n_new)) // max(1, n_old))
+            max(0, (MAX_TRAIN_SAMPLES - max(1, n_new)) // max(1, n_old)))
     plans["largest_replay_per_class_fitting"] = {"board": cfg.fit_board, "by_update": fits}
     plans["detail"] = memory_plan_for(base, cfg.board, tests,
                                       train_samples=max(cfg.sizes) * n_old, db_capacity=n_new,

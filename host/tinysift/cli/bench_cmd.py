@@ -32,7 +32,9 @@ def _quick_alone(quick: bool, what: str, **given) -> None:
     """Refuse options given with ``--quick``, whose own configuration (``what``) would
     silently replace them: ``given`` maps each option's flag name to its value (None, or
     False, when not given)."""
-    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v not in (None, False)]
+    # (`v not in (None, False)` took a given 0 for False)
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items()
+             if v is not None and v is not False]
     if quick and named:
         from tinysift.errors import BudgetError
 

@@ -105,12 +105,13 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                           rng=rng, feature_dim=feature_dim)
     batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
              else train_config.batch_size)
-    if ledger.budget_passes < batch:
+    if ledger.budget_passes < min(batch, state.epoch_size):  # the loop's stopping rule
         from tinysift.errors import BudgetError
 
         raise BudgetError(f"a budget of {ledger.budget_passes:.0f} sample-passes ({budget:g} x "
                           f"{train_config.epochs} epochs x {n} samples) is less than one batch "
-                          f"of {batch}: nothing would train; raise --budget or --epochs")
+                          f"of {min(batch, state.epoch_size)}: nothing would train; raise "
+                          "--budget or --epochs")
     sampler.begin(state)
     bar = ProgressBar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}",
                       "sample-passes")

@@ -12,9 +12,10 @@ a stale export.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from tinysift.errors import StageError
-from tinysift.runs import Run, file_hash
+from tinysift.runs import Run, file_hash, same_dataset
 
 
 def rerun_hint(run: Run, verb: str, fallback: str) -> str:
@@ -48,17 +49,15 @@ def require_done(run: Run, stage: str, fix: str) -> dict:
 
 
 def _train_hint(run: Run) -> str:
-    params = (run.stage_info("train") or {}).get("params", {})
-    return rerun_hint(run, "train", f"tinysift train --dataset {params.get('dataset', 'D')} "
-                                    f"--out {run.path}")
-
-
-def _data_identity(record: dict) -> tuple:
-    """What makes a recorded dataset the same data: name, content hash, label noise and its
-    seed (condense writes no noise fields: none is no noise)."""
-    noise = float(record.get("label_noise") or 0.0)
-    return (record.get("name"), record.get("hash"), noise,
-            int(record.get("noise_seed") or 0) if noise else 0)
+    info = run.stage_info("train") or {}
+    params = info.get("params", {})
+    used = info.get("results", {}).get("set_file")
+    # (without the set, the fallback would train on the full data)
+    kind = str(params.get("source", "")).split(":")[0]
+    given = (f" --{kind} {run.path / used['path']}"
+             if used and kind in ("selection", "condensed") else "")
+    return rerun_hint(run, "train", f"tinysift train --dataset {params.get('dataset', 'D')}"
+                                    f"{given} --out {run.path}")
 
 
 def check_trained(run: Run) -> dict:
@@ -67,15 +66,15 @@ def check_trained(run: Run) -> dict:
     info = require_done(run, "train", _train_hint(run))
     trained_on = info.get("results", {}).get("dataset")
     now = run.manifest.get("dataset")
-    if trained_on and now and _data_identity(trained_on) != _data_identity(now):
+    if trained_on and now and not same_dataset(trained_on, now):
         raise StageError(
             f"{run.path}'s model was trained on {trained_on.get('name')} (hash "
             f"{trained_on.get('hash')}), but the folder now records {now.get('name')} (hash "
             f"{now.get('hash')}: a later prune or condense wrote into it); train again "
             f"(`{_train_hint(run)}`) or use another run folder")
-    used = info.get("results", {}).get("set_file")
-    if used:
-        path = run.path / used["path"]  # an absolute path stays itself
+    used = info.get("results", {}).get("set_file")  # recorded when inside the run folder
+    if used and not Path(used["path"]).is_absolute():
+        path = run.path / used["path"]
         if path.is_file() and file_hash(path) != used["hash"]:
             raise StageError(
                 f"{run.path}'s model was trained on an earlier {path} (a later prune or "

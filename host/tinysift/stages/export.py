@@ -114,11 +114,12 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     else:
         train_indices = np.asarray(train_indices, np.int64)
         x_kept, y_kept = ds.x_train[train_indices], ds.y_train[train_indices]
-    if test_indices is None and test_samples < ds.num_classes:
+    present = len(np.unique(ds.y_test))  # a user's test split may lack a class
+    if test_indices is None and test_samples < present:
         # (class_quotas' refusal spoke of a keep and --no-balance, which export has not)
         raise TinysiftError(f"--test-samples {test_samples}: the exported test set is class-"
-                            f"balanced and needs at least one sample per class; pass "
-                            f"--test-samples {ds.num_classes} or more")
+                            f"balanced and needs at least one sample of each of the test "
+                            f"split's {present} classes; pass --test-samples {present} or more")
     test_idx = (balanced_subset(ds.y_test, test_samples, seed) if test_indices is None
                 else np.asarray(test_indices, np.int64))
     fp = model_footprint(parsed, len(tflite))

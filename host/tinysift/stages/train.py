@@ -208,10 +208,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             # what quantize and export check the folder still records
             "dataset": run.manifest["dataset"], "warnings": warnings,
         })
-        if set_file is not None:  # and the set file, which a later prune or condense rewrites
-            rec["results"]["set_file"] = {"path": _relative_to(set_file, run.path),
-                                          "hash": inputs.get("selection",
-                                                             inputs.get("condensed"))}
+        inside = set_file is not None and set_file.resolve().is_relative_to(run.path.resolve())
+        if inside:  # the folder's own set file, which a later prune or condense rewrites
+            # (a set elsewhere, e.g. a shared prune folder, may be rewritten freely: the model
+            # keeps its own trainset.npz)
+            rec["results"]["set_file"] = {"path": str(set_file.resolve().relative_to(
+                run.path.resolve())), "hash": inputs.get("selection", inputs.get("condensed"))}
     return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
                         cost.macs_per_sample, warnings=warnings)
 
@@ -294,16 +296,6 @@ def _overhead_warnings(ledger, method: str, steps: int, samples: int) -> list[st
             f"{ledger.train_passes:,} ({100 * trained:.0f}%, {steps} steps); on {samples:,} "
             "samples a method's fixed costs dominate: use rs2 or full-cut here, or a larger "
             "--budget (guided.json has the ledger)"]
-
-
-def _relative_to(path: Path, folder: Path) -> str:
-    """``path`` relative to ``folder`` when inside it (a copied or moved run folder keeps
-    pointing at its own file), else absolute."""
-    path = path.resolve()
-    try:
-        return str(path.relative_to(folder.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _key(params: dict, inputs: dict) -> str:
