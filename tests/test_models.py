@@ -33,6 +33,50 @@ def test_family_fits_a_microcontroller(shape, variant):
     assert cost.params == sum(int(np.prod(w.shape)) for w in model.weights)
 
 
+def test_bad_input_shapes_are_one_clear_error(tmp_path):
+    """An input a variant cannot take is one TinysiftError naming the fix, raised by the train
+    stage before it records anything (conv-maxpool on 6x6 images was a Keras ValueError from
+    layer pool2, reported as "a bug in tinysift"); the variants that pad take any size."""
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.train import train
+
+    with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 7x28"):
+        build_model((7, 28, 1), 10, ModelConfig(variant="conv-maxpool"))
+    assert build_model((8, 8, 1), 10, ModelConfig(variant="conv-maxpool")).output.shape[-1] == 10
+    for variant in ("ds-cnn", "resnet8"):
+        build_model((1, 1, 1), 10, ModelConfig(variant=variant))
+    for shape in [(28, 28), (28, 28, 0)]:
+        with pytest.raises(TinysiftError, match="height, width, channels"):
+            build_model(shape, 10)
+    with pytest.raises(TinysiftError, match="whole number of classes"):
+        build_model((8, 8, 1), 2.5)  # was a head of 2 units
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "small.npz", x=rng.integers(0, 256, (200, 6, 6, 1), dtype=np.uint8),
+             y=np.repeat(np.arange(2), 100))
+    with pytest.raises(TinysiftError, match="--variant conv-maxpool needs images of at least"):
+        train(f"npz:{tmp_path / 'small.npz'}", tmp_path / "run", epochs=1,
+              variant="conv-maxpool", progress=False)
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_model_config_values_are_checked_plain_numbers():
+    """The config is part of run keys and manifests (JSON): a numpy width is stored as an int
+    (was np.int64: json.dumps failed, and the run key hashed the string "8"); a BatchNorm
+    momentum outside [0, 1] is refused."""
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import json_hash
+
+    cfg = ModelConfig(width=np.int64(8), bn_momentum=np.float32(0.5))
+    assert type(cfg.width) is int and type(cfg.bn_momentum) is float
+    assert json.dumps(cfg.to_dict()) == json.dumps(ModelConfig(width=8, bn_momentum=0.5).to_dict())
+    assert json_hash(ModelConfig(width=np.int64(8)).to_dict()) == json_hash(
+        ModelConfig(width=8).to_dict())
+    assert ModelConfig().to_dict() == {"variant": "ds-cnn", "width": 16, "bn_momentum": 0.9}
+    for bad in (1.5, -0.1, float("nan"), True, "0.9"):
+        with pytest.raises(TinysiftError, match="BatchNorm momentum"):
+            ModelConfig(bn_momentum=bad)
+
+
 def test_resnet8_variant_is_mlperf_tinys_resnet8():
     """--variant resnet8 at CIFAR-10's shape is MLPerf Tiny's ResNet-8 (the bench's
     rebuild of the published model): the same layers, weights and MACs; at any other shape

@@ -15,13 +15,16 @@ statistics far from the data and test accuracy near chance.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 from tinysift.errors import TinysiftError
 
 FEATURES_LAYER = "features"
 HEAD_LAYER = "head"
 VARIANTS = ("ds-cnn", "conv-maxpool", "resnet8")
+# The smallest image side each variant builds on: conv-maxpool's 2x2 max-pool, valid 3x3
+# convolution and second 2x2 max-pool need 8 pixels (7 ends in an empty map); the others pad.
+MIN_SIDE = {"ds-cnn": 1, "conv-maxpool": 8, "resnet8": 1}
 
 
 def check_shape(variant: str, width: int) -> None:
@@ -41,12 +44,17 @@ class ModelConfig:
     Parameters
     ----------
     variant : {"ds-cnn", "conv-maxpool", "resnet8"}
-        ``ds-cnn``: strided stem + three depthwise-separable blocks (the default).
-        ``conv-maxpool``: two plain 3x3 convolutions each followed by 2x2 max-pooling.
+        ``ds-cnn``: stem (stride 2 on images of 16 pixels and more) + three
+        depthwise-separable blocks (the default).
+        ``conv-maxpool``: two plain 3x3 convolutions each followed by 2x2 max-pooling
+        (images of at least 8x8 pixels).
         ``resnet8``: MLPerf Tiny's image-classification ResNet-8 (tinysift.models.
         mlperf_tiny) at the dataset's shape: a 3x3 stem, three residual stacks (two 3x3
         convolutions added to the block's input; the second and third at stride 2, their
-        skip through a strided 1x1 convolution).
+        skip through a strided 1x1 convolution). The same layers and weight shapes; trained by
+        tinysift's recipe, so without the reference's L2 (1e-4) kernel regularizers and
+        he_normal initialization, and with this module's BatchNorm momentum 0.9 (the
+        reference: Keras' 0.99).
     width : int
         Channels of the stem; blocks use ``2*width`` and ``4*width`` (resnet8: the stacks
         use ``width``, ``2*width``, ``4*width``; 16 is MLPerf Tiny's model).
@@ -60,9 +68,36 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_shape(self.variant, self.width)
+        m = self.bn_momentum
+        if isinstance(m, bool) or not isinstance(m, Real) or not 0 <= float(m) <= 1:
+            raise TinysiftError(f"BatchNorm momentum must be a number in [0, 1] (0.9 by "
+                                f"default), got {m!r}")
+        # plain Python numbers: the config is part of run keys and manifests (JSON), where a
+        # numpy integer would be written as the string "8"
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "bn_momentum", float(m))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_input(config: ModelConfig, input_shape, num_classes) -> None:
+    """One TinysiftError for an input shape or class count ``config``'s model cannot take
+    (was a Keras ValueError from inside a layer, reported as a bug in tinysift)."""
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, Integral) or d < 1
+                              for d in shape):
+        raise TinysiftError(f"model input must be (height, width, channels), whole numbers "
+                            f">= 1, got {shape!r}")
+    side = MIN_SIDE[config.variant]
+    if min(shape[:2]) < side:
+        raise TinysiftError(
+            f"--variant {config.variant} needs images of at least {side}x{side} pixels, got "
+            f"{shape[0]}x{shape[1]}; ds-cnn and resnet8 take images of any size (--variant)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) \
+            or num_classes < 1:
+        raise TinysiftError(f"the model needs a whole number of classes >= 1, "
+                            f"got {num_classes!r}")
 
 
 def build_model(input_shape: tuple[int, int, int], num_classes: int,
@@ -84,6 +119,7 @@ def build_model(input_shape: tuple[int, int, int], num_classes: int,
     from tinysift.tfcompat import keras
 
     config = config or ModelConfig()  # checked when made (ModelConfig.__post_init__)
+    check_input(config, input_shape, num_classes)
     layers = keras.layers
     h, w, _ = input_shape
     inputs = keras.Input(shape=input_shape, name="image")

@@ -13,9 +13,11 @@ definitions (github.com/mlcommons/tiny, benchmark/training/*/keras_model.py):
                   (640-128-128-128-128-8-128-128-128-128-640)
 
 Batch normalization follows every conv and hidden dense layer as in the reference (the
-converter folds it); dropout is left out (it is the identity at inference). The weights are
-Keras' default initialization: train them, or calibrate and convert them as they are to check
-the engine.
+converter folds it); dropout is left out (it is the identity at inference), and so are the
+reference's L2 kernel regularizers (ResNet-8: l2(1e-4) on every conv; a term of the training
+loss, no part of the inference graph). The weights are Keras' default initialization (the
+reference's ResNet-8 draws he_normal): train them, or calibrate and convert them as they are to
+check the engine.
 """
 
 from __future__ import annotations

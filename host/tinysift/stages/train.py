@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.models.cnn import ModelConfig
+from tinysift.models.cnn import ModelConfig, check_input
 from tinysift.models.training import TrainConfig
 from tinysift.runs import locks_run
 
@@ -102,6 +102,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     from tinysift.selection.io import read_condensed, read_selection
 
     ds = load_dataset(dataset)
+    check_input(model_cfg, ds.x_train.shape[1:], ds.num_classes)  # before the manifest
     noise_seed = seed
     if label_noise:
         from tinysift.data import add_label_noise
