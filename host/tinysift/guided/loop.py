@@ -105,13 +105,15 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
                           rng=rng, feature_dim=feature_dim)
     batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
              else train_config.batch_size)
-    if ledger.budget_passes < min(batch, state.epoch_size):  # the loop's stopping rule
+    need = min(batch, state.epoch_size)  # the loop's stopping rule: one batch, or one epoch
+    if ledger.budget_passes < need:
         from tinysift.errors import BudgetError
 
-        raise BudgetError(f"a budget of {ledger.budget_passes:.0f} sample-passes ({budget:g} x "
-                          f"{train_config.epochs} epochs x {n} samples) is less than one batch "
-                          f"of {min(batch, state.epoch_size)}: nothing would train; raise "
-                          "--budget or --epochs")
+        what = (f"one batch of {batch}" if need == batch else
+                f"one epoch's batch of {need} (budget x {n} samples)")
+        raise BudgetError(f"a budget of {ledger.budget_passes:.1f} sample-passes ({budget:g} x "
+                          f"{train_config.epochs} epochs x {n} samples) is less than {what}: "
+                          "nothing would train; raise --budget or --epochs")
     sampler.begin(state)
     bar = ProgressBar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}",
                       "sample-passes")
