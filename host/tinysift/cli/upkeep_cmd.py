@@ -63,20 +63,22 @@ def upkeep_cmd(
                           base_epochs=30, test_per_class=15, board=board)
         cfg = UpkeepBenchConfig(up, seeds=1, out_dir=out_dir, progress_dir=None, quick=True)
     else:
-        shift = (scenario or "shift") == "shift"
+        scenario = "shift" if scenario is None else scenario
+        shift = scenario == "shift"
+        # what is not given keeps UpkeepConfig's and UpkeepBenchConfig's defaults (the replay
+        # set's are the bench's own: random, 10 per class, not an adaptation's vq, 20)
+        given = {k: v for k, v in (
+            ("vq_per_class", vq_per_class), ("steps", steps), ("base_epochs", base_epochs),
+            ("updates", None if updates is None else tuple(updates.split(","))))
+            if v is not None}
         up = UpkeepConfig(
-            scenario=scenario or "shift",
-            dataset=dataset or ("mnist" if shift else "fashion-mnist"),
+            scenario=scenario, dataset=dataset or ("mnist" if shift else "fashion-mnist"),
             old_classes=_classes("0-9" if shift else "0-7"),
             new_per_class=EVERY if new_per_class is None else new_per_class,
             replay="random" if replay is None else replay,
             replay_per_class=10 if replay_per_class is None else replay_per_class,
-            vq_per_class=4 if vq_per_class is None else vq_per_class,
-            buffers=buffer_sizes,
-            updates=("head",) if updates is None else tuple(updates.split(",")),
-            steps=300 if steps is None else steps,
-            base_epochs=10 if base_epochs is None else base_epochs, board=board)
-        cfg = UpkeepBenchConfig(up, seeds=3 if seeds is None else seeds, out_dir=out_dir,
-                                progress_dir=out_dir / "progress")
+            buffers=buffer_sizes, board=board, **given)
+        cfg = UpkeepBenchConfig(up, out_dir=out_dir, progress_dir=out_dir / "progress",
+                                **({} if seeds is None else {"seeds": seeds}))
     res = bench_upkeep(cfg, log=console.print)
     console.print(f"wrote {out_dir}/{cfg.stem()}.* ({res['wall_seconds'] / 60:.1f} min)")
