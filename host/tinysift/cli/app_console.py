@@ -6,19 +6,12 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
+from tinysift.progress import make_console
 
-
-def _console(stderr: bool = False) -> Console:
-    # Not a terminal (a pipe, a file, CI): no width limit, so table cells are never cut or
-    # wrapped and `tinysift boards | grep NAME` finds the name whatever COLUMNS says.
-    from tinysift.progress import make_console
-
-    return make_console(stderr)
-
-
-console = _console()
-err_console = _console(stderr=True)
+# Not a terminal (a pipe, a file, CI): no width limit, so table cells are never cut or
+# wrapped and `tinysift boards | grep NAME` finds the name whatever COLUMNS says.
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 def print_json(obj: Any) -> None:
