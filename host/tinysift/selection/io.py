@@ -84,6 +84,13 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
                             nested=np.bool_(nested))
 
 
+def set_file(path: str | Path, name: str = SELECTION_FILE) -> Path:
+    """The set file a ``--selection`` / ``--condensed`` argument names: the file itself, or
+    ``name`` inside a run folder."""
+    p = Path(path)
+    return p / name if p.is_dir() else p
+
+
 def _load_npz(p: Path, what: str, fix: str) -> dict:
     """Every array of an ``.npz``, or one clear DatasetError for a file that is not one."""
     try:
@@ -114,9 +121,7 @@ def read_selection(path: str | Path, num_samples: int | None = None,
 
     Returns every array of the file; ``score_meaning`` and ``nested`` only where the file has
     them (files written before they existed have neither)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / SELECTION_FILE
+    p = set_file(path, SELECTION_FILE)
     if not p.exists():
         raise DatasetError(f"selection file {p} not found; create it with `tinysift prune`")
     fix = "create it again with `tinysift prune`"
@@ -191,9 +196,7 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
     ------
     DatasetError : missing, unreadable, malformed, or of another dataset
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / CONDENSED_FILE
+    p = set_file(path, CONDENSED_FILE)
     if not p.exists():
         raise DatasetError(f"condensed file {p} not found; create it with `tinysift condense`")
     fix = "create it again with `tinysift condense`"

@@ -99,7 +99,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     from tinysift.runs import Run, atomic_write_bytes, atomic_write_npz, file_hash
     from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
-    from tinysift.selection.io import read_condensed, read_selection
+    from tinysift.selection.io import CONDENSED_FILE, read_condensed, read_selection, set_file
 
     ds = load_dataset(dataset)
     check_input(model_cfg, ds.x_train.shape[1:], ds.num_classes)  # before the manifest
@@ -111,7 +111,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     run = Run(out)
     x, y, source = ds.x_train, ds.y_train, "full"
     inputs = {"dataset": ds.content_hash}
-    set_file = None  # the selection.npz or condensed.npz trained on
+    used_file = None  # the selection.npz or condensed.npz trained on
     if selection is not None:
         sel = read_selection(selection, len(ds.y_train))
         if float(sel.get("label_noise", 0.0)) > 0:
@@ -128,16 +128,14 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                 f"selection keeps {len(idx)}; drop --keep or prune again with that budget"
             )
         x, y, source = x[idx], y[idx], f"selection:{sel['method']}"
-        set_file = Path(selection) if Path(selection).is_file() else Path(selection) / \
-            "selection.npz"
-        inputs["selection"] = file_hash(set_file)
+        used_file = set_file(selection)
+        inputs["selection"] = file_hash(used_file)
     elif condensed is not None:
         cond = read_condensed(condensed, ds.content_hash, ds.num_classes)
         x, y, source = cond["x"], cond["y"], f"condensed:{cond['method']}"
         # the set's bytes key the stage: a set condensed again into the same folder retrains
-        set_file = Path(condensed) if Path(condensed).is_file() else Path(condensed) / \
-            "condensed.npz"
-        inputs["condensed"] = file_hash(set_file)
+        used_file = set_file(condensed, CONDENSED_FILE)
+        inputs["condensed"] = file_hash(used_file)
         idx = np.full(len(y), -1, np.int64)
         if x.shape[1:] != ds.x_train.shape[1:]:
             raise BudgetError(f"condensed images are {x.shape[1:]}, dataset images "
@@ -209,11 +207,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             # what quantize and export check the folder still records
             "dataset": run.manifest["dataset"], "warnings": warnings,
         })
-        inside = set_file is not None and set_file.resolve().is_relative_to(run.path.resolve())
+        inside = (used_file is not None
+                  and used_file.resolve().is_relative_to(run.path.resolve()))
         if inside:  # the folder's own set file, which a later prune or condense rewrites
             # (a set elsewhere, e.g. a shared prune folder, may be rewritten freely: the model
             # keeps its own trainset.npz)
-            rec["results"]["set_file"] = {"path": str(set_file.resolve().relative_to(
+            rec["results"]["set_file"] = {"path": str(used_file.resolve().relative_to(
                 run.path.resolve())), "hash": inputs.get("selection", inputs.get("condensed"))}
     return TrainOutcome(run.path, acc, int(len(y)), result.seconds, result.steps, cost.params,
                         cost.macs_per_sample, warnings=warnings)
