@@ -240,7 +240,7 @@ def main(argv: list[str]) -> int:
         ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
                  "are those of VARIANTS in tools/guided_ablation.py")
 
-    from tinysift.bench.progress import ProgressLog, origins, summarize, write_results
+    from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, dataset_slug, load_dataset
     from tinysift.guided import stamped_params
@@ -309,10 +309,11 @@ def main(argv: list[str]) -> int:
             r["vs_baseline"] = paired_difference(r["runs"], base["runs"])
     res = {"dataset": args.dataset, "label_noise": args.label_noise, "budget": args.budget,
            "epochs": args.epochs, "validation_samples": args.val, "seeds": args.seeds,
-           "baseline": args.baseline, "variants": rows, "data_hash": ds.content_hash,
-           "seed_values": list(range(args.seeds)), "progress_log": log.path.name,
-           # the code versions and machines the rows were trained with (a resumed run mixes)
-           "origins": origins(records), "machine": machine_info(),
+           "baseline": args.baseline, "variants": rows,
+           # seeds, the log, and the code versions and machines the rows were trained with (a
+           # resumed run mixes); the key holds the data's hash as "hash", not "data"
+           **log.provenance(args.seeds, records), "data_hash": ds.content_hash,
+           "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     previous = args.out_dir / f"{stem}.json"
     if args.render and previous.exists():  # trained elsewhere: keep where and how long

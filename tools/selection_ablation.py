@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
         ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
                  "are those of VARIANTS in tools/selection_ablation.py")
 
-    from tinysift.bench.progress import WALL, ProgressLog, origins, summarize, write_results
+    from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.report import origins_lines
     from tinysift.bench.stats import diff_cell, paired_difference
@@ -179,10 +179,11 @@ def main(argv: list[str]) -> int:
             row["vs_baseline"] = paired_difference(row["runs"], base["runs"])
     res = {"dataset": args.dataset, "protocol": "equal-steps", "keeps": report_keeps,
            "validation_samples": args.val, "seeds": args.seeds, "baseline": args.baseline,
-           "recipe": bench.recipe(), "rows": rows, "data_hash": ds.content_hash,
-           "seed_values": list(range(args.seeds)), "progress_log": log.path.name,
-           # the code versions and machines the rows were trained with (a resumed run mixes)
-           "origins": origins(records), "machine": machine_info(),
+           "recipe": bench.recipe(), "rows": rows,
+           # seeds, the log, and the code versions and machines the rows were trained with (a
+           # resumed run mixes); the key holds the data's hash as "hash", not "data"
+           **log.provenance(args.seeds, records), "data_hash": ds.content_hash,
+           "machine": machine_info(),
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     lines = [f"# Selection ablations (equal steps): {args.dataset}", "",
              f"Validation accuracy ({args.val} samples held out of the training split; never "
