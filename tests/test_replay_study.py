@@ -53,6 +53,10 @@ def test_results_record_versions_machine_and_input_hashes(tmp_path, monkeypatch)
     (["--seeds", "0,x"], "'0,x' is not a list of integers"),
     (["--methods", "random,vqq"], "--methods: unknown 'vqq'"),
     (["--methods", "vq"], "--methods must include random"),
+    (["--sizes", "0,5"], "'0,5': every value must be >= 1, got 0"),
+    (["--seeds", "-1"], "'-1': every value must be >= 0, got -1"),
+    (["--order-seeds", "0"], "0: give at least 1"),
+    (["--random-draws", "x"], "'x' is not a whole number"),
 ])
 def test_bad_arguments_end_in_one_clear_error(capsys, args, message):
     with pytest.raises(SystemExit) as exc:
