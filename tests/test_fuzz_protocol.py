@@ -1,5 +1,6 @@
 """Fuzzing the device side with libFuzzer + ASan + UBSan on the host, for a bounded time
-(tools/fuzz.sh TARGET, harnesses in firmware/test/fuzz/):
+(tools/fuzz.sh TARGET through tools/fuzz_campaign.py, which writes the results file;
+harnesses in firmware/test/fuzz/):
 
 - protocol: TSP/1 (firmware/lib/tsproto: framer, command parser, number parsers, db decoder,
   record writer; fuzz_protocol.c);
@@ -15,17 +16,19 @@ tools/setup.sh installs.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tools_needed import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "fuzz.sh"
-# The suite's run is a smoke campaign; tools/fuzz.sh TARGET SECONDS runs a real one.
+# The suite's run is a smoke campaign; tools/fuzz_campaign.py --seconds N runs a real one.
 SECONDS = int(os.environ.get("TINYSIFT_FUZZ_SECONDS", "5"))
 # Executions that show a target really ran in SECONDS on a busy 2-core machine (idle, about
 # 2,600/s for protocol, 1,000/s for model, 100/s for app, whose inputs run training).
@@ -52,18 +55,53 @@ def test_survives_fuzzing(target, tmp_path):
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
-    out = tmp_path / "fuzz"
-    res = subprocess.run([str(SCRIPT), target, str(SECONDS)], cwd=ROOT,
-                         env=dict(os.environ, FUZZ_OUT=str(out)), capture_output=True,
-                         text=True, timeout=SECONDS + 300)
-    log = res.stdout + res.stderr
-    crashes = sorted(p.name for p in out.glob("crash-*")) + sorted(
-        p.name for p in out.glob("leak-*")) + sorted(p.name for p in out.glob("timeout-*"))
-    assert res.returncode == 0 and not crashes, f"{crashes}\n{log[-6000:]}"
-    m = re.search(r"Done (\d+) runs in (\d+) second", log)
-    assert m, log[-3000:]
-    runs, secs = int(m[1]), int(m[2])
-    assert secs >= SECONDS - 1
-    assert runs > MIN_RUNS[target], log[-3000:]  # it really ran
-    corpus = len(list((out / "corpus").iterdir()))
-    print(f"fuzz {target}: {runs} executions in {secs} s, corpus {corpus} inputs, no crash")
+    campaign = load_tool("fuzz_campaign")
+    status = campaign.main(["--targets", target, "--seconds", str(SECONDS),
+                            "--out-dir", str(tmp_path / "results"),
+                            "--work-dir", str(tmp_path / "work")])
+    res = json.loads((tmp_path / "results" / "fuzz.json").read_text())
+    row = res["targets"][0]
+    log = Path(row["log"]).read_text()
+    assert status == 0 and row["exit_status"] == 0 and not row["artifacts"], log[-6000:]
+    assert "error" not in row, log[-3000:]
+    assert row["seconds"] >= SECONDS - 1
+    assert row["executions"] > MIN_RUNS[target], log[-3000:]  # it really ran
+    # the results file carries what a reader needs to trust the row
+    assert res["versions"]["git"] and res["machine"]["cpus"] and res["clang"] != "missing"
+    assert f"| {target} |" in (tmp_path / "results" / "fuzz.md").read_text()
+    corpus = len(list((tmp_path / "work" / target / "corpus").iterdir()))
+    print(f"fuzz {target}: {row['executions']} executions in {row['seconds']} s, "
+          f"corpus {corpus} inputs, no crash")
+
+
+def test_parse_log_reads_libfuzzers_final_lines_and_refuses_an_unfinished_log():
+    campaign = load_tool("fuzz_campaign")
+    log = ("#24599\tREDUCE cov: 520 ft: 3043 corp: 499/115Kb lim: 554 exec/s: 6149\n"
+           "Done 24649 runs in 5 second(s)\n"
+           "stat::number_of_executed_units: 24649\nstat::average_exec_per_sec:     4929\n"
+           "stat::new_units_added:          900\nstat::peak_rss_mb:              71\n"
+           "#24649\tDONE   cov: 521 ft: 3044 corp: 500/115Kb lim: 554 exec/s: 4929 rss: 71Mb\n")
+    assert campaign.parse_log(log) == {
+        "executions": 24649, "seconds": 5, "exec_per_s": 4929, "new_units": 900,
+        "peak_rss_mb": 71, "coverage": 521, "features": 3044, "corpus": 500}
+    with pytest.raises(ValueError, match="no 'Done N runs"):
+        campaign.parse_log("==1==ERROR: AddressSanitizer: heap-buffer-overflow\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--targets", "protocol,nosuch"], "--targets: unknown 'nosuch'"),
+    (["--seconds", "0"], "0: give at least 1"),
+    (["--seconds", "5", "--runs", "10"], "not allowed with argument"),
+])
+def test_campaign_refuses_bad_arguments(capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        load_tool("fuzz_campaign").main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_committed_campaign_table_is_its_results_rendered():
+    """benchmarks/results/fuzz.md is tools/fuzz_campaign.py's rendering of fuzz.json, not typed."""
+    results = ROOT / "benchmarks" / "results"
+    res = json.loads((results / "fuzz.json").read_text())
+    assert load_tool("fuzz_campaign").render(res) == (results / "fuzz.md").read_text()
+    assert all(r["exit_status"] == 0 and not r["artifacts"] for r in res["targets"])
