@@ -136,6 +136,7 @@ def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, wri
     from tinysift.runs import file_hash
     from tinysift.stages.condense import condense
     from tinysift.stages.prune import prune
+    from tinysift.stages.train import train
 
     out = tmp_path / "r"
     prune("digits", "random", 0.1, out, progress=False)
@@ -143,7 +144,10 @@ def test_a_prune_or_condense_of_another_dataset_is_refused(tmp_path, digits, wri
     other = write_npz(x=digits.x_train[:, ::-1], y=digits.y_train)
     for call in (lambda: prune(other, "random", 0.1, out, progress=False),
                  lambda: prune("digits", "random", 0.1, out, label_noise=0.2, progress=False),
-                 lambda: condense(other, "random", 2, out, progress=False)):
+                 lambda: condense(other, "random", 2, out, progress=False),
+                 # train refused before it trained (it relabelled the folder under the
+                 # digits selection: a later prune of digits there was then refused)
+                 lambda: train(other, out, epochs=1, progress=False)):
         with pytest.raises(StageError, match="holds a run on digits.*another folder"):
             call()
     assert (file_hash(out / "selection.npz"), (out / "manifest.json").read_text()) == before

@@ -168,11 +168,15 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         return TrainOutcome(run.path, info["test_acc"], info["train_samples"], info["seconds"],
                             info["steps"], info["params"], info["macs_per_sample"], skipped=True,
                             warnings=info.get("warnings", warnings))
-    run.record_command()
-    run.manifest["seed"] = seed
     noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
     if selection is not None and noise:
         noise_seed = int(sel["noise_seed"])
+    # A folder holds one dataset (as prune and condense keep it): training another one here
+    # would relabel the folder under its selection or condensed set.
+    run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, noise,
+                             noise_seed=noise_seed if noise else None)
+    run.record_command()
+    run.manifest["seed"] = seed
     run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,
                                "train": len(ds.y_train), "test": len(ds.y_test),
                                "label_noise": noise, "noise_seed": noise_seed if noise else 0}
