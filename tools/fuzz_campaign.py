@@ -100,7 +100,7 @@ def render(res: dict) -> str:
         "TARGET` (harnesses in `firmware/test/fuzz/`, docs/protocol.md \"Testing\"). Written by "
         "`tools/fuzz_campaign.py`; each target from the committed seeds in a fresh corpus, one "
         f"worker, {lim[1]} {'executions' if lim[0] == 'runs' else 's'} per target.",
-        f"Commit {res['versions'].get('git', '?')}, {res['written']}, {res['clang']}, "
+        f"Commit {res['versions'].get('git', '?')}, started {res['written']}, {res['clang']}, "
         f"{res['machine']['cpu_model']} ({res['machine']['cpus']} CPUs).",
         "A crash, a sanitizer report or a violated harness property stops a target with exit "
         "status != 0 and leaves its input as an artifact.",
@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
 
+    # recorded before the runs: fuzz.sh builds the working tree as it is when a target starts
+    provenance = {"written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "clang": _clang_version(), "machine": machine_info(),
+                  "versions": package_versions()}
     rows = []
     for target in targets:
         print(f"[fuzz_campaign] {target}: {limit[1]} {limit[0]}", flush=True)
@@ -158,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[fuzz_campaign] {target}: exit {row['exit_status']}, "
               f"{row.get('executions', '?')} executions, artifacts "
               f"{', '.join(row['artifacts']) or 'none'}", flush=True)
-    res = {"tool": "tools/fuzz_campaign.py", "limit": limit, "targets": rows,
-           "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "clang": _clang_version(), "machine": machine_info(),
-           "versions": package_versions()}
+    res = {"tool": "tools/fuzz_campaign.py", "limit": limit, "targets": rows, **provenance}
     out = Path(a.out_dir)
     atomic_write_json(out / "fuzz.json", res)
     atomic_write_text(out / "fuzz.md", render(res))
