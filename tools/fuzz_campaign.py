@@ -122,25 +122,18 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: give at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     group = ap.add_mutually_exclusive_group()
-    group.add_argument("--seconds", type=_positive, help="seconds per target (default 600)")
-    group.add_argument("--runs", type=_positive, help="executions per target")
+    group.add_argument("--seconds", type=int, help="seconds per target (default 600)")
+    group.add_argument("--runs", type=int, help="executions per target")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--work-dir", default=str(ROOT / "build" / "fuzz_campaign"))
     a = ap.parse_args(argv)
+    for flag, value in (("--seconds", a.seconds), ("--runs", a.runs)):
+        if value is not None and value < 1:
+            ap.error(f"{flag} {value}: give at least 1")
     targets = [t for t in a.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
