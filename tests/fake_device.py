@@ -2,11 +2,11 @@
 ``socket://`` URL exactly like QEMU's serial port, for the host's fault-injection tests.
 
 It implements the commands the host sends (``name``, ``info``, ``db load`` and ``db stream``
-with their data lines, ``db kept``, ``db use``, ``train``, ``eval``, ``results``, ``reset``)
-with the firmware's state rules (a reset selects the compiled-in set and forgets the RAM set,
-except a finished stream's buffer; a failed load empties it; data lines outside a load are
-dropped, other lines that start with a digit are unknown commands there; a stream keeps its
-first ``cap`` samples), and injects faults at named points:
+with their data lines, ``db kept``, ``db use``, ``train``, ``eval``, ``results``, ``reset``,
+``calib``) with the firmware's state rules (a reset selects the compiled-in set and forgets
+the RAM set, except a finished stream's buffer; a failed load empties it; data lines outside
+a load are dropped, other lines that start with a digit are unknown commands there; a stream
+keeps its first ``cap`` samples), and injects faults at named points:
 
     connect            on connection
     cmd:<word>         when a command arrives, before it is answered (info, db, train, ...)
@@ -271,6 +271,12 @@ class FakeDevice(threading.Thread):
         self.send(f"@ready cmd=db status={code}")
 
     # ---- commands ------------------------------------------------------------------------
+    def cmd_calib(self, args) -> None:
+        """`calib ms=N`: the fixed workload, N ms of counts at the counter's rate."""
+        ms = int(dict(a.split("=", 1) for a in args if "=" in a).get("ms", "1000"))
+        self.send(f"@phase name=calib cycles={self.hz * ms // 1000}")
+        self.send("@ready cmd=calib status=0")
+
     def cmd_name(self, args) -> None:
         self.send(f"@name name=fake board={self.board}")
         self.send("@ready cmd=name status=0")

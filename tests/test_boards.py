@@ -398,3 +398,29 @@ def test_a_renamed_qemu_profile_accepts_its_firmware_s_name():
     mine = replace(load_board("qemu-mps2-an386"), name="my-m4")
     assert "qemu-mps2-an386" in mine.firmware_names and "my-m4" in mine.firmware_names
     assert load_board("nucleo_f411re").firmware_names == ("nucleo_f411re",)
+
+
+@pytest.mark.parametrize("boot", [True, "before"])
+def test_calibrate_refuses_another_boards_firmware(boot):
+    """`device calibrate --board nucleo_f411re --port P` with a Pico on P measured the Pico
+    and wrote its current into the F411RE's profile, for every later estimate there. The
+    firmware that answers (its `@boot`, or `@name` for a board that booted before the port
+    opened) must be the profile's board, as in `device run`."""
+    from fake_device import FakeDevice
+    from tinysift.device.calibrate import calibrate
+    from tinysift.device.session import WrongBoard
+
+    dev = FakeDevice(board="pico", boot=boot, counter="timer", hz=1_000_000)
+    try:
+        with pytest.raises(WrongBoard, match=r"built for board 'pico', not 'nucleo_f411re'"):
+            calibrate("nucleo_f411re", port=dev.url, current_ma=15.0, ms=100)
+    finally:
+        dev.close()
+    assert not load_board("nucleo_f411re").user_profile  # nothing written
+    assert not any(line.startswith("calib") for line in dev.received)  # nothing ran
+    dev = FakeDevice(board="nucleo_f411re", boot=boot, counter="dwt", hz=100_000_000)
+    try:
+        cal = calibrate("nucleo_f411re", port=dev.url, current_ma=15.0, ms=100)
+    finally:
+        dev.close()
+    assert cal.cycles == 10_000_000 and load_board("nucleo_f411re").active_current_ma == 15.0

@@ -608,7 +608,7 @@ def test_calibrate_refuses_a_cut_window(monkeypatch):
     class Monitor:
         name = "joulescope"
 
-    monkeypatch.setattr(cal, "run_workload", lambda port, ms, monitor: (
+    monkeypatch.setattr(cal, "run_workload", lambda port, ms, monitor, board=None: (
         1000, [Window(0.0, 1.2, 40.0, 10.0, complete=False)]))
     with pytest.raises(DeviceError, match="only part"):
         cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor(), ms=2000)

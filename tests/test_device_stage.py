@@ -471,7 +471,7 @@ def test_firmware_of_another_board_is_refused(tmp_path):
     from tinysift.device.session import WrongBoard
 
     with pytest.raises(WrongBoard, match=r"built for board 'qemu-mps2-an500', not "
-                                         r"'qemu-mps2-an386'.*--board qemu-mps2-an386"):
+                                         r"'qemu-mps2-an386'.*--board qemu-mps2-an500"):
         _fake_session(tmp_path, BOARD, board="qemu-mps2-an500")
     failed = load(tmp_path / "run" / "device" / "results.json")
     assert failed.status == "failed" and failed.firmware["board"] == "qemu-mps2-an500"
@@ -509,6 +509,45 @@ def test_a_board_that_boots_while_asked_its_name_is_checked_by_its_boot(tmp_path
     res = _fake_session(tmp_path / "ok", "pico", board="pico",
                         faults=[Fault("cmd:name", "reset")], **timer)
     assert res.complete and res.firmware["board"] == "pico"
+
+
+def test_a_real_board_run_without_board_is_named_not_waited_on(tmp_path):
+    """`device run --port /dev/ttyACM0` without --board takes the default, the emulated
+    qemu-mps2-an386: the host waited the whole boot bound for a @boot that a Nucleo (its
+    port opened after it booted) never sends, then blamed the firmware, port and baud rate.
+    A port given for an emulated profile is now asked its `name` like a real board, and the
+    answer names the board to pass (flashing an emulated board is no fix)."""
+    from tinysift.device.session import WrongBoard
+
+    t0 = time.monotonic()
+    with pytest.raises(WrongBoard, match=r"built for board 'nucleo_f411re', not "
+                                         r"'qemu-mps2-an386' \(an emulated board.*pass the "
+                                         r"board that is connected \(--board nucleo_f411re\)"):
+        _fake_session(tmp_path, BOARD, board="nucleo_f411re", boot="before", counter="dwt",
+                      hz=100_000_000)
+    assert time.monotonic() - t0 < 15  # the real-board wait (5 s), not the boot bound
+    # an emulator started by hand on a port, whose @boot comes, still runs
+    assert _fake_session(tmp_path / "ok", BOARD, board=BOARD).complete
+
+
+def test_a_real_board_without_a_port_is_refused_before_any_build(tmp_path):
+    """`device run --board nucleo_f411re` without --port built the board's firmware (for
+    some boards with stock PlatformIO, which downloads) and only then found that QEMU cannot
+    run it. Refused before any build, naming the port and the flash command."""
+    from fake_device import fake_run
+    from tinysift.boards import load_board
+    from tinysift.errors import TinysiftError
+    from tinysift.export.memory import board_plan_fields
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    # exported for that board (an export for another one is re-planned first: FitError)
+    run = fake_run(tmp_path / "run", board="nucleo_f411re",
+                   board_profile=board_plan_fields(load_board("nucleo_f411re")))
+    with pytest.raises(TinysiftError, match=r"--board nucleo_f411re is a real board: pass "
+                                            r"its serial port \(--port.*tinysift device "
+                                            r"flash --run .* --board nucleo_f411re"):
+        run_on_device(run, "nucleo_f411re", params=TrainParams(epochs=1))
+    assert not (run / "device").exists()  # nothing built, no session
 
 
 def test_the_streamed_session_checks_the_board_too(tmp_path):
@@ -585,3 +624,78 @@ def test_a_head_only_export_refuses_float_layer_training_before_the_board(tmp_pa
     full = exported_run(tmp_path / "full")
     with pytest.raises(DeviceError, match="cannot open"):
         run_on_device(full, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))
+
+
+def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, monkeypatch):
+    """PLATFORMIO_BUILD_FLAGS (and PlatformIO's other build variables) reach the build, but
+    the ELF's stamp and a result's reuse did not know them: an ELF built with
+    -DTS_USE_DSP=0 was reused after the flag was dropped (and the other way round), and so
+    was its result. Without any set, the identity is what it was."""
+    from tinysift.boards import load_board
+    from tinysift.device.build import firmware_source_hash
+    from tinysift.runs import file_hash
+    from tinysift.stages.device import build_identity, ensure_built
+
+    for name in ("PLATFORMIO_BUILD_FLAGS", "PLATFORMIO_BUILD_SRC_FLAGS",
+                 "PLATFORMIO_BUILD_UNFLAGS", "PLATFORMIO_BUILD_SRC_FILTER",
+                 "PLATFORMIO_SRC_DIR", "PLATFORMIO_EXTRA_SCRIPTS"):
+        monkeypatch.delenv(name, raising=False)
+    run = exported_run(tmp_path / "run")
+    (run / "export" / "ts_export.h").write_text("/* a stand-in */\n")
+    plain = build_identity(run)
+    assert plain == f"{file_hash(run / 'export' / 'ts_export.h')}|fw={firmware_source_hash()}"
+    brd = load_board(BOARD)
+    elf = run / "device" / f"firmware-{brd.pio_env}.elf"
+    elf.parent.mkdir(parents=True)
+    elf.write_bytes(b"an ELF built without the flag")
+    (run / "device" / f"firmware-{brd.pio_env}.stamp").write_text(plain)
+    assert ensure_built(run, brd) == elf  # current: reused
+    monkeypatch.setenv("PLATFORMIO_BUILD_FLAGS", "-DTS_USE_DSP=0")
+    flagged = build_identity(run)
+    assert flagged != plain and "env:PLATFORMIO_BUILD_FLAGS=-DTS_USE_DSP=0" in flagged
+    # another firmware: built again (the stand-in export fails to compile: a build ran)
+    with pytest.raises(DeviceError, match="firmware build for qemu-mps2-an386 failed"):
+        ensure_built(run, brd)
+    monkeypatch.setenv("PLATFORMIO_BUILD_SRC_FILTER", "+<*>")
+    assert build_identity(run) not in (plain, flagged)
+
+
+def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_path,
+                                                                           monkeypatch):
+    """The Joulescope lost during a training (its USB cable, its driver) made `stop()` raise
+    after every record had arrived: the finished training was recorded as failed (and set
+    aside as results.failed.json beside an earlier result). It is complete now, with the
+    estimates and an event saying why they were not replaced, as for a capture whose
+    windows do not match."""
+    from fake_device import FakeDevice
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    class Unplugged(FakeJoulescope):
+        """Streams its first samples, then the device is gone."""
+
+        def read(self, duration=None, contiguous_duration=None, out_format=None,
+                 fields=None):
+            self._streaming = True
+            self._call("stream_notify")
+            time.sleep(0.05)
+            raise OSError("USB device disconnected")
+
+    install(monkeypatch, Unplugged(MarkerWire()))
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=1)
+    complete_result(run, "", params, None)
+    dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000)
+    try:
+        res = run_on_device(run, "nucleo_f411re", port=dev.url, params=params,
+                            monitor=JoulescopeMonitor(duration_s=1.0), timeout=2.0)
+    finally:
+        dev.close()
+    assert res.complete and res.epochs and res.test_acc_after is not None
+    assert {ep.energy_kind for ep in res.epochs} == {"estimated"}
+    (event,) = [e["monitor"] for e in res.events if "monitor" in e]
+    assert "USB device disconnected" in event and "estimated" in event
+    kept = load(run / "device" / "results.json")
+    assert kept.complete and kept.session == res.session
+    assert not (run / "device" / "results.failed.json").exists()

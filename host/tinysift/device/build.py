@@ -30,6 +30,21 @@ FIRMWARE_SOURCES = ("firmware/src", "firmware/lib", "firmware/platformio.ini",
                     "boards/platform-stm32", "boards/platform-native", "boards/ports")
 
 
+# The variables of the caller's environment through which PlatformIO changes what a build
+# compiles (its `sysenvvar` options: build flags, source filter, extra scripts); the build
+# passes them on, so they are part of a build's identity (a stale ELF must not stand in).
+BUILD_ENV_VARS = ("PLATFORMIO_BUILD_FLAGS", "PLATFORMIO_BUILD_SRC_FLAGS",
+                  "PLATFORMIO_BUILD_UNFLAGS", "PLATFORMIO_BUILD_SRC_FILTER",
+                  "PLATFORMIO_SRC_DIR", "PLATFORMIO_EXTRA_SCRIPTS")
+
+
+def build_environment() -> list[str]:
+    """``NAME=value`` of every :data:`BUILD_ENV_VARS` set (non-empty) in this process's
+    environment, in that order: what a build takes from the caller besides the sources."""
+    return [f"{name}={os.environ[name].strip()}" for name in BUILD_ENV_VARS
+            if os.environ.get(name, "").strip()]
+
+
 def firmware_source_hash() -> str:
     """sha256 over the paths and contents of the firmware sources (not the build output)."""
     import hashlib

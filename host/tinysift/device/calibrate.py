@@ -38,16 +38,28 @@ class Calibration:
 
 
 def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
-                 timeout: float = 60.0) -> tuple[int, list]:
+                 timeout: float = 60.0, board: Board | None = None) -> tuple[int, list]:
     """``calib ms=<ms>`` on the board at ``port``, with ``monitor`` capturing; returns the
-    cycles the firmware counted and the monitor's marker windows."""
-    from tinysift.device.link import SerialLink
+    cycles the firmware counted and the monitor's marker windows. With ``board``, the
+    firmware that answers must be that board's (``@boot`` or ``@name`` ``board=``), before
+    anything runs: its current would go into ``board``'s profile."""
+    from tinysift.device.link import DeviceReset, SerialLink
+    from tinysift.device.session import check_board
 
     with SerialLink(port) as link:
         try:
-            link.wait_boot(timeout=3.0)
+            named = link.wait_boot(timeout=3.0)
         except DeviceError:
-            pass  # it booted before the port opened: the command syncs
+            named = None  # it booted before the port opened: the command syncs
+        if board is not None:
+            if named is None:
+                try:
+                    named = next((r for r in link.command("name", timeout=5.0)
+                                  if r.type == "name"), None)
+                except DeviceReset as reset:  # it booted just now
+                    named = reset.boot
+            if named is not None:
+                check_board(board, named, port)
         if monitor is not None:
             monitor.start()
         recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
@@ -76,7 +88,7 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         raise TinysiftError("--joulescope needs --port: the board must run the workload")
     cycles = window_s = None
     if port is not None:
-        cycles, windows = run_workload(port, ms, monitor)
+        cycles, windows = run_workload(port, ms, monitor, board=brd)
     if monitor is not None:
         if len(windows) != 1:
             raise DeviceError(f"the power monitor saw {len(windows)} marker windows during "

@@ -96,8 +96,20 @@ def size_of(elf: Path) -> dict:
 
 
 def run_qemu(elf: Path, timeout: float = 900) -> str:
-    r = subprocess.run(["timeout", "--foreground", str(int(timeout)), *QEMU, str(elf)],
-                       capture_output=True, text=True, timeout=timeout + 30)
+    """Run ``elf`` under QEMU to its semihosting exit; its serial output.
+
+    QEMU is the host's own child (no ``timeout`` wrapper between them): the timeout, Ctrl-C
+    or SIGTERM (an exception here) kill it, and the parent-death signal kills it when the
+    host dies outright. Through ``timeout --foreground`` a killed host left QEMU running
+    (the wrapper was killed, not its child), to its own end or, hung, for ever."""
+    from tinysift.device.qemu import die_with_parent
+
+    try:
+        r = subprocess.run([*QEMU, str(elf)], capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+    except subprocess.TimeoutExpired as exc:
+        raise DeviceError(f"the bench firmware {elf.name} did not finish within {timeout:g} s "
+                          "under QEMU (stopped)") from exc
     if r.returncode != 0 or "BENCH_DONE" not in r.stdout:
         raise DeviceError(f"the bench firmware failed (exit {r.returncode}):\n"
                          f"{r.stdout[-3000:]}{r.stderr[-3000:]}")

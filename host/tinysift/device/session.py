@@ -320,7 +320,16 @@ def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
                               f"{session.folder / RESULTS}") from reset
     complete_records(link, session, setup.samples(), limits)
     if monitor is not None:
-        _apply_measurements(doc, monitor.stop())
+        try:
+            windows = monitor.stop()
+        except DeviceError as exc:
+            # the training itself finished and every record arrived: a capture lost at the
+            # end (the monitor unplugged, its driver failing) costs the measurement, not the
+            # result; the estimates stand, as for windows that do not match (_apply_...)
+            doc.events.append({"monitor": f"the capture failed ({exc}); energy stays "
+                                          "estimated"})
+        else:
+            _apply_measurements(doc, windows)
     doc.status = "complete"
     doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     session.save()
@@ -359,7 +368,11 @@ def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
     """The first ``@boot`` (None: a real board that booted before the port was opened; its
     ``@name`` then names the board), checked against the session's board
     (:func:`check_board`)."""
-    if session.board.emulated:
+    if session.board.emulated and session.results.elf is not None:
+        # QEMU started here with this ELF (`wait=on`): its @boot is certain, however slowly
+        # the emulator starts. A port given for an emulated profile (an emulator started by
+        # hand, or a real board run without --board) is asked like a real board, so a real
+        # board's firmware is named and refused rather than waited on.
         boot = link.wait_boot(limits=limits.boot())
     else:
         try:
@@ -398,6 +411,11 @@ def check_board(board: Board, named: Record, url: str) -> None:
     got = named.fields.get("board")
     if got is None or got in board.firmware_names:
         return  # a firmware that does not name its board cannot be checked
+    if board.emulated:  # nothing to flash: a real board answered a session for QEMU's
+        raise WrongBoard(
+            f"the firmware on {url} is built for board {got!r}, not {board.name!r} (an "
+            f"emulated board, `device run`'s default): pass the board that is connected "
+            f"(--board {got})")
     raise WrongBoard(
         f"the firmware on {url} is built for board {got!r}, not {board.name!r}: flash "
         f"{board.name}'s firmware (`tinysift device flash --run RUN --board {board.name}`), "

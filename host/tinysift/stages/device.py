@@ -96,6 +96,14 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     check_update_built(run_dir, export_info, params, brd.name)
     if port is None:  # it is built here: a model or set that does not fit is refused first
         check_export_fits(run_dir, brd)
+    if port is None and not brd.emulated:
+        # refused before anything is built: the emulator would only be found missing after
+        # the board's firmware was built (stock PlatformIO's, downloading, for some boards)
+        raise TinysiftError(
+            f"--board {brd.name} is a real board: pass its serial port (--port; `tinysift "
+            f"device list` shows it) once it is flashed (`tinysift device flash --run "
+            f"{run_dir} --board {brd.name}`); without --port, device run starts an emulated "
+            "board in QEMU")
     train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
     if train_set is not None:  # refused before the board is contacted, not after a stream
         check_stream_fits(run_dir, export_info, train_set, brd.name)
@@ -362,6 +370,7 @@ def build_identity(run_dir: str | Path) -> str:
     only while it is unchanged: a changed firmware rule must run again."""
     from tinysift.device.build import (
         HEAD_ONLY_FLAG,
+        build_environment,
         export_backbone_training,
         firmware_source_hash,
     )
@@ -371,8 +380,11 @@ def build_identity(run_dir: str | Path) -> str:
     # a head-only export builds another firmware from the same C files: never the same
     # identity (a full build's stays as it was, so its cached results stay valid)
     flags = [] if export_backbone_training(export_dir) else [f"flags={HEAD_ONLY_FLAG}"]
+    # the caller's PlatformIO variables (PLATFORMIO_BUILD_FLAGS...) reach the build too: an
+    # ELF or result built with other flags is another firmware (none set: as it was)
+    env = [f"env:{item}" for item in build_environment()]
     return "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
-                    + [f"fw={firmware_source_hash()}"] + flags)
+                    + [f"fw={firmware_source_hash()}"] + env + flags)
 
 
 @contextlib.contextmanager
