@@ -469,3 +469,14 @@ def test_engine_checks_qemu_m4(pio_workspace):
     text = r.stdout + r.stderr
     done = DONE_RE.search(text)
     assert r.returncode == 0 and done and done.group(2) == "0", text[-4000:]
+
+
+def test_a_compile_or_golden_run_past_its_time_is_one_clear_error(tmp_path):
+    """A hung host compile or golden program raised subprocess.TimeoutExpired, which the CLI
+    reported as a bug in tinysift: one DeviceError now, the process stopped."""
+    from tinysift.device import native
+    from tinysift.errors import DeviceError
+
+    with pytest.raises(DeviceError, match=r"compiling the engine with host gcc did not "
+                                          r"finish within 0.2 s \(stopped\)"):
+        native._cc(["sleep", "5"], 0.2)

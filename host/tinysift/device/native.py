@@ -74,7 +74,7 @@ def golden_check(export_dir: Path, work_dir: Path, dsp: bool = False,
     _cc([cc, *flags, str(tests / "test_golden" / "test_main.c"),
          *[str(engine / s) for s in ENGINE_SOURCES], str(runtime / "src" / "ts_format.c"),
          str(native), *objs, "-o", str(exe), "-lm"], timeout)
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
+    r = _run([str(exe)], timeout, "the engine's golden program")
     text = r.stdout + r.stderr
     m = _GOLDEN.search(text)
     if m is None:
@@ -85,8 +85,18 @@ def golden_check(export_dir: Path, work_dir: Path, dsp: bool = False,
                        log=text)
 
 
+def _run(cmd: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:
+    """``cmd``'s result, or one DeviceError when it runs past ``timeout`` (it is stopped;
+    uncaught, the CLI reported the timeout as a bug in tinysift)."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"{what} did not finish within {timeout:g} s (stopped): "
+                          f"{' '.join(cmd[:2])} ...") from None
+
+
 def _cc(cmd: list[str], timeout: float) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    r = _run(cmd, timeout, "compiling the engine with host gcc")
     if r.returncode != 0:
         raise DeviceError(f"compiling the engine with host gcc failed:\n{r.stderr[-3000:]}")
 
