@@ -44,13 +44,18 @@ static inline int8_t add_one(const ts_layer_t *p, int32_t a, int32_t b) {
     const int32_t x2 = ts_shl_wrap(b - p->input2_zero_point, TS_ADD_LEFT_SHIFT);
     const int32_t s1 = ts_mbqm(x1, p->multiplier[0], p->shift[0]);
     const int32_t s2 = ts_mbqm(x2, p->multiplier[1], p->shift[1]);
-    const int32_t y = ts_mbqm(s1 + s2, p->multiplier[2], p->shift[2]) + p->output_zero_point;
+    /* s1 + s2 cannot wrap (shifts <= 0 keep each within 255 << 20); the output zero point is
+     * added wrapping, as TFLM's int32 add does on the target (a shift > 0 can bring the
+     * rescaled sum near INT32_MIN/MAX) */
+    const int32_t y = ts_add_wrap(ts_mbqm(s1 + s2, p->multiplier[2], p->shift[2]),
+                                  p->output_zero_point);
     return (int8_t)ts_clamp_i32(y, p->act_min, p->act_max);
 }
 
 static inline int8_t mul_one(const ts_layer_t *p, int32_t a, int32_t b) {
     const int32_t prod = (a - p->input_zero_point) * (b - p->input2_zero_point);
-    const int32_t y = ts_mbqm(prod, p->multiplier[0], p->shift[0]) + p->output_zero_point;
+    const int32_t y = ts_add_wrap(ts_mbqm(prod, p->multiplier[0], p->shift[0]),
+                                  p->output_zero_point); /* wraps as ADD's (above) */
     return (int8_t)ts_clamp_i32(y, p->act_min, p->act_max);
 }
 
@@ -102,8 +107,10 @@ void ts_mean_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) {
             /* C99 division truncates toward zero, as C++'s does */
             output[c] = (int8_t)(sum / count);
         } else {
-            const int32_t y = ts_mbqm(sum - p->input_zero_point * count, p->multiplier[0],
-                                      p->shift[0]) + p->output_zero_point;
+            /* wraps as ADD's (above): found by the model fuzzer (UBSan, a shift of 30) */
+            const int32_t y = ts_add_wrap(ts_mbqm(sum - p->input_zero_point * count,
+                                                  p->multiplier[0], p->shift[0]),
+                                          p->output_zero_point);
             output[c] = (int8_t)ts_clamp_i32(y, -128, 127);
         }
     }
