@@ -320,3 +320,131 @@ def test_progress_lines_are_not_wrapped_when_piped(capsys):
     assert made == ["progress.py:" + str(next(
         i for i, text in enumerate((package / "progress.py").read_text().splitlines(), 1)
         if "return Console(" in text))], made
+
+
+def _device_rows(log, points, seeds, acc) -> None:
+    """One record per (seed, method, point) of an on-device bench's log, as the bench adds
+    them (a shift scenario's acc_old is the bench's placeholder 0.0)."""
+    from tinysift.bench.upkeep import FIELDS
+
+    for s in seeds:
+        for method, at in points:
+            log.add(s, method, at, acc=acc(s, method), acc_old=0.0, acc_new=acc(s, method),
+                    **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")},
+                    cycles=5.0, ram_plan=1000, select_seconds=0.1,
+                    **({"coverage_rules": 3} if method == "coverage" else {}))
+
+
+def test_upkeep_shift_results_hold_no_placeholder_old_accuracy_and_name_their_rows(tmp_path):
+    """bench upkeep's shift scenario tests the new domain only: its results reported the
+    logs' placeholder 0.0 as the old accuracy of every point, and coverage's difference to
+    reservoir there as 0.00 ± 0.00 (bench device's results hold None). Its results now also
+    name their log and the code versions and machines of their rows, as the host benches'."""
+    from tinysift.bench.report import origins_lines
+    from tinysift.bench.upkeep import UpkeepBenchConfig, _results, point_key
+    from tinysift.bench.upkeep_report import upkeep_markdown
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    up = UpkeepConfig(scenario="shift", dataset="mnist", buffers=(5,))
+    log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep_shift_mnist", point="point")
+    keys = [point_key(*p) for p in points(up)]
+    _device_rows(log, keys, [0], lambda s, m: 0.8 + 0.01 * (m == "coverage"))
+    log.origin = {**log.origin, "machine": "another (CPU, 4 CPUs)"}  # a resumed bench
+    _device_rows(log, keys, [1], lambda s, m: 0.7 + 0.03 * (m == "coverage"))
+    res = _results(UpkeepBenchConfig(up, seeds=2), log, 2, 60.0)
+    cov = res["points"]["coverage:5:head"]
+    assert cov["acc_old"] is None and cov["old_runs"] is None
+    assert "old_vs_reservoir" not in cov and cov["vs_reservoir"]["n"] == 2
+    assert abs(cov["vs_reservoir"]["mean"] - 0.02) < 1e-9
+    assert all(p["acc_old"] is None for p in res["points"].values())
+    assert res["seed_values"] == [0, 1] and res["progress_log"] == log.path.name
+    assert sorted(o["rows"] for o in res["origins"]) == [3, 3] and "data_hash" not in res
+    md = upkeep_markdown(res)
+    assert "| 5 | coverage | 0.7700 ± 0.0400 | +2.00 ± 12.71 |" in md
+    assert [x for x in origins_lines(res) if x][0] in md
+
+
+def test_device_results_name_their_log_and_rows_keeping_their_seed_values(tmp_path):
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.device_report import device_markdown
+
+    cfg = DeviceBenchConfig(scenario="shift", dataset="mnist", methods=("random",),
+                            sizes=(10,), updates=("head",), seeds=2, first_seed=3)
+    log = ProgressLog({"bench": "device"}, tmp_path, "device_shift_mnist", point="point")
+    _device_rows(log, [("joint", "host"), ("none", "0:head"), ("random", "10:head")], [3],
+                 lambda s, m: 0.9)
+    log.origin = {**log.origin, "git": "0" * 40}  # a resumed bench, other code
+    _device_rows(log, [("joint", "host"), ("none", "0:head"), ("random", "10:head")], [4],
+                 lambda s, m: 0.8)
+    res = _results(cfg, log, [3, 4], {"ram_total": 1}, 60.0)
+    assert res["seed_values"] == [3, 4] and res["progress_log"] == log.path.name
+    assert sorted(o["rows"] for o in res["origins"]) == [3, 3] and "data_hash" not in res
+    assert "Rows from 2 code versions or machines" in device_markdown(res)
+
+
+def test_a_method_size_or_mode_given_twice_is_refused_before_any_work(tmp_path, monkeypatch):
+    """`--methods random,random` (or a K, size or update mode twice) submitted its points
+    twice: the condense and guided benches trained and logged each twice, bench device ran
+    each row of a doubled mode twice on the board, and every bench counted the rows twice."""
+    import pytest
+
+    import tinysift.bench.upkeep
+    import tinysift.data
+    import tinysift.pipeline.adapt
+    from tinysift.bench.condense import CondenseBenchConfig, bench_condense
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+    from tinysift.bench.progress import distinct
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+    from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.upkeep import UpkeepConfig
+
+    def no_work(*a, **k):
+        raise AssertionError("the lists were not checked before the work began")
+
+    monkeypatch.setattr(tinysift.data, "load_dataset", no_work)
+    monkeypatch.setattr(tinysift.pipeline.adapt, "prepare_base", no_work)
+    monkeypatch.setattr(tinysift.bench.upkeep, "prepare", no_work)
+    distinct(("random", "vq"), "--methods")
+    where = {"progress_dir": tmp_path, "out_dir": tmp_path}
+    with pytest.raises(BudgetError, match=r"--methods random,vq,random names random more "):
+        bench_condense(CondenseBenchConfig(dataset="digits", methods=("random", "vq", "random"),
+                                           **where))
+    with pytest.raises(BudgetError, match=r"--per-class 1,5,1 names 1 more than once"):
+        bench_condense(CondenseBenchConfig(dataset="digits", per_class=(1, 5, 1), **where))
+    with pytest.raises(BudgetError, match=r"--methods rs2,rs2 names rs2"):
+        bench_guided(GuidedBenchConfig(dataset="digits", methods=("rs2", "rs2"), **where))
+    with pytest.raises(BudgetError, match=r"--methods vq,vq names vq"):
+        bench_prune(PruneBenchConfig(dataset="digits", methods=("vq", "vq"), **where))
+    with pytest.raises(BudgetError, match=r"--updates head,head names head"):
+        bench_device(DeviceBenchConfig(dataset="digits", updates=("head", "head"),
+                                       progress_dir=tmp_path, out_dir=tmp_path,
+                                       work_dir=tmp_path), log=lambda _: None)
+    with pytest.raises(BudgetError, match=r"--buffers 5,10,5 names 5 more than once"):
+        bench_upkeep(UpkeepBenchConfig(UpkeepConfig(buffers=(5, 10, 5)), progress_dir=tmp_path,
+                                       out_dir=tmp_path, work_dir=tmp_path), log=lambda _: None)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_paired_difference_is_a_t_interval_over_seed_pairs_and_refuses_unpaired_lists():
+    """The 95% interval is t(0.975, n-1) x sd(ddof 1) / sqrt(n) of the per-seed differences;
+    one seed has none; lists of different lengths were broadcast (one seed paired with every
+    seed of the other list: a 3-seed interval out of one seed's measurement)."""
+    import math
+
+    import pytest
+
+    from tinysift.bench.stats import diff_cell, paired_difference
+
+    p = paired_difference([0.81, 0.72, 0.93], [0.80, 0.70, 0.90])
+    assert p["n"] == 3 and math.isclose(p["mean"], 0.02)
+    assert math.isclose(p["half_width"], 4.302652729911275 * 0.01 / math.sqrt(3))
+    assert not p["significant"] and diff_cell(p) == "+2.00 ± 2.48"  # the interval holds 0
+    p = paired_difference([0.81, 0.72, 0.93], [0.78, 0.70, 0.89])
+    assert p["significant"] and diff_cell(p) == "**+3.00 ± 2.48**"
+    one = paired_difference([0.8], [0.7])
+    assert one["n"] == 1 and math.isnan(one["half_width"]) and not one["significant"]
+    assert diff_cell(one) == "+10.00"
+    with pytest.raises(ValueError, match="one value per seed.*got 1 and 3"):
+        paired_difference([0.8], [0.7, 0.75, 0.9])

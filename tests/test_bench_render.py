@@ -171,6 +171,16 @@ def test_a_keep_of_1_renders():
     assert "code versions or machines" not in md
 
 
+def test_a_pruning_table_states_the_step_rule_its_results_ran_with():
+    """The protocol line said max(250 steps, 3 epochs) whatever the bench ran (`--quick`:
+    max(60, 2)); it reads the results' config, the defaults where a file has none."""
+    from tinysift.bench.report import prune_markdown
+
+    quick = prune_markdown(_prune_results([0.1], config={"min_steps": 60, "subset_epochs": 2}))
+    assert "training steps shrink with the kept set (max(60 steps, 2 epochs of it))" in quick
+    assert "(max(250 steps, 3 epochs of it))" in prune_markdown(_prune_results([0.1]))
+
+
 def test_a_table_of_rows_from_several_versions_or_machines_says_so():
     from tinysift.bench.condense import condense_markdown
     from tinysift.bench.guided_report import guided_markdown

@@ -140,6 +140,46 @@ def test_bad_executors_are_one_clear_line():
     line = _one_line_error(QUICK + ["--executor", "dask:tcp://127.0.0.1:9"])
     assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in line
     assert "dask scheduler" in line
+    # An address Dask cannot parse (no port) was "unexpected ValueError ... a bug in tinysift".
+    line = _one_line_error(QUICK + ["--executor", "dask:tcp://localhost"])
+    assert "missing port" in line and "dask:tcp://HOST:PORT" in line
+
+
+def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(tmp_path):
+    """A worker dying under a task at every try (out of memory, a crash) is the cluster's
+    failure, not a bug of the task: one ClusterError line saying the run resumes, and the
+    rows finished before it stay in the progress log."""
+    # distributed imported first: its defaults are in dask's config before the set below,
+    # whose exit restores what it found (else no "distributed" key at all afterwards)
+    import dask
+    import distributed  # noqa: F401
+
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import open_executor
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import ClusterError
+
+    log = ProgressLog({"bench": "killed"}, tmp_path, "killed")
+    written = []
+
+    def submit(seed: int) -> list:
+        # seed 0 finishes; seed 1's task kills its worker (os._exit in the worker process),
+        # after the driver has fetched seed 0's result: a result lost with its worker before
+        # that is computed again (or errs) at Dask's discretion
+        future = (ex.submit(dict, [("acc", 0.5)]) if seed == 0 else
+                  ex.submit(exec, "import os, time; time.sleep(3); os._exit(1)"))
+        return [(future, lambda done, s=seed: log.add(s, "m", "1", **done.value))]
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with open_executor("local:1", say=lambda _: None) as ex:
+            with pytest.raises(ClusterError, match="killed every Dask worker.*resumes"):
+                run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, written.append)
+            cancelled = ex.submit(time.sleep, 30)
+            cancelled.cancel()  # as when its inputs are lost with a worker
+            with pytest.raises(ClusterError, match="cancelled a task.*resumes"):
+                ex.result(cancelled)
+    assert written == [{"seeds": 1, "executor": written[0]["executor"]}]
+    assert ProgressLog({"bench": "killed"}, tmp_path, "killed").get(0, "m", "1")["acc"] == 0.5
 
 
 def test_a_worker_with_other_tinysift_source_is_refused():
@@ -162,3 +202,55 @@ def test_a_worker_with_other_tinysift_source_is_refused():
     _check_workers(executor(worker_facts()["versions"]["tinysift_source"]), said.append)
     with pytest.raises(ClusterError, match="tinysift_source 0000 .*install the same"):
         _check_workers(executor("0000"), said.append)
+
+
+def test_a_worker_that_joins_later_with_other_sources_is_refused(tmp_path):
+    """The workers' versions were checked once, at the connection: a worker that joined the
+    scheduler later with other tinysift sources ran the tasks, and its rows were logged under
+    this process's source hash. Every result now carries its worker's facts."""
+    import shutil
+    from pathlib import Path
+
+    import distributed
+
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import connect
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import ClusterError
+
+    src = tmp_path / "src" / "tinysift"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "host" / "tinysift", src,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(src / "__init__.py", "a") as f:
+        f.write("# other sources\n")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    late = None
+    try:
+        ex = connect(f"dask:{cluster.scheduler_address}", say=lambda _: None)
+        cluster.scale(0)  # the checked worker leaves; another joins
+        deadline = time.monotonic() + 60
+        while ex.client.scheduler_info()["workers"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        late = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+             "--nthreads", "1", "--no-nanny"],
+            env={**os.environ, "PYTHONPATH": str(src.parent)}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        ex.client.wait_for_workers(1, timeout=60)
+        log = ProgressLog({"bench": "late"}, tmp_path, "late")
+
+        def submit(seed: int) -> list:
+            return [(ex.submit(dict, [("acc", 0.5)]), lambda d: log.add(0, "m", "1", **d.value))]
+
+        refused = r"worker \S+ has tinysift_source \w+ \(here \w+\) \(it joined after"
+        with pytest.raises(ClusterError, match=refused):
+            run_seeds(ex, log, 1, submit, lambda n, wall: {}, lambda res: None)
+        assert log.get(0, "m", "1") is None  # not logged
+        ex.close()
+    finally:
+        if late is not None:
+            late.kill()
+            late.wait()
+        cluster.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.progress import ProgressLog, distinct, summarize
 from tinysift.bench.report import (
     acc_cell,
     full_data_cell,
@@ -52,6 +52,9 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    # a method or K given twice was submitted twice: trained and logged twice
+    distinct(cfg.methods, "--methods")
+    distinct(cfg.per_class, "--per-class")
     ex = executor or SerialExecutor()
     console = make_console(stderr=True)
     ds = load_dataset(cfg.dataset)

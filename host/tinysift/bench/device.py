@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.bench.progress import ProgressLog, config_dict, summarize, write_results
+from tinysift.bench.progress import (
+    ProgressLog,
+    config_dict,
+    device_provenance,
+    distinct,
+    summarize,
+    write_results,
+)
 from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
 from tinysift.pipeline.adapt import REPLAY_DEFAULTS
 
@@ -104,6 +111,11 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
+    # an update mode given twice ran every row twice on the device; a method or size twice
+    # counted its rows twice in the results
+    for values, flag in ((cfg.methods, "--methods"), (cfg.sizes, "--sizes"),
+                         (cfg.updates, "--updates")):
+        distinct(values, flag)
     # every replay method and update mode (and the board) before the first base model is
     # trained: a misspelt one was refused only after it
     for method in cfg.methods:
@@ -215,6 +227,7 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
         return rs if all(r is not None for r in rs) else None
 
     joint = runs("joint", "host")
+    rows = list(joint or [])
     # shift: the device tests the new domain only; the old task's accuracy is not measured
     old_untested = cfg.scenario == "shift"
     points: dict[str, dict] = {}
@@ -223,6 +236,7 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
             rs = runs(method, f"{size}:{update}")
             if rs is None:
                 continue
+            rows += rs
             p = summarize(rs, ("acc_old", "acc_new", "energy_mj", "cycles", "ram_plan"))
             p.update(method=method, size=size, update=update,
                      old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
@@ -248,6 +262,10 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
         "joint": (summarize(joint, ("acc_new",) if old_untested else ("acc_old", "acc_new"))
                   if joint else None),
         "points": points, "memory_plan": plan, "config": config_dict(cfg),
+        # the log, the date, the code versions and machines of the rows (the seeds are
+        # seed_values above: they start at first_seed)
+        **{k: v for k, v in device_provenance(plog, len(seeds_done), rows).items()
+           if k != "seed_values"},
         "machine": machine_info(), "versions": package_versions(),
         "wall_seconds": wall_seconds,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinysift.bench.report import seeds_phrase
+from tinysift.bench.report import origins_lines, seeds_phrase
 from tinysift.bench.stats import diff_cell
 from tinysift.report.adapt import replay_plot as device_plot
 
@@ -64,11 +64,13 @@ def device_markdown(res: dict) -> str:
 
 def recipe_footer(res: dict, note: str = "") -> list[str]:
     """The closing lines of an on-device results table: how differences are paired, the
-    on-device recipe (``res["config"]``), ``note``, the machine and the wall time."""
+    on-device recipe (``res["config"]``), ``note``, the machine and the wall time, and
+    whether its rows came from several code versions or machines."""
     cfg = res["config"]
     return [f"Differences are paired over seeds with a 95% Student-t interval (bold: excludes "
             f"0). Recipe: {cfg['steps']} steps, batch {cfg['batch']}, lr {cfg['lr']} "
             f"{cfg['schedule']}, class-balanced loss.{note}", "",
             f"Machine: {res['machine'].get('processor')} × {res['machine'].get('cpus')} CPUs; "
-            f"wall time of the last invocation {res['wall_seconds'] / 60:.1f} min.", ""]
+            f"wall time of the last invocation {res['wall_seconds'] / 60:.1f} min.", ""
+            ] + origins_lines(res)
 

@@ -52,8 +52,11 @@ def worker_fields(ex, done: TaskDone) -> dict:
 
     if not ex.remote:
         return {}
-    facts = next((f for f in getattr(ex, "workers", {}).values()
-                  if f.get("hostname") == done.worker), None)
+    # the facts the task's worker sent with it; else those of a worker of that host name
+    # seen at the connection
+    facts = getattr(done, "facts", None) or next(
+        (f for f in getattr(ex, "workers", {}).values() if f.get("hostname") == done.worker),
+        None)
     return {"worker": done.worker, "machine": machine_label(facts or {"hostname": done.worker})}
 
 

@@ -46,16 +46,25 @@ MATCHED_PACKAGES = ("tinysift", "tensorflow", "tf-keras", "numpy", "scikit-learn
 
 @dataclass
 class TaskDone:
-    """A finished task: what the function returned, and the machine that ran it."""
+    """A finished task: what the function returned, the machine that ran it, and (a task on
+    a cluster) that worker's :func:`worker_facts`."""
 
     value: Any
     worker: str
+    facts: dict | None = None
+
+
+_WORKER_FACTS: list[dict] = []
 
 
 def run_task(fn: Callable, *args) -> TaskDone:
-    """Run ``fn(*args)`` on a worker (arguments that are finished tasks are unwrapped)."""
+    """Run ``fn(*args)`` on a worker (arguments that are finished tasks are unwrapped). The
+    result carries the worker's facts (gathered once per worker process): the driver checks
+    every worker that runs a task, not only those there when it connected."""
     _match_serial_threads()
-    return TaskDone(fn(*_unwrap(args)), platform.node())
+    if not _WORKER_FACTS:
+        _WORKER_FACTS.append(worker_facts())
+    return TaskDone(fn(*_unwrap(args)), platform.node(), _WORKER_FACTS[0])
 
 
 def _unwrap(args: Iterable) -> list:
@@ -136,6 +145,7 @@ class DaskExecutor:
     def __init__(self, spec: str, client, cluster=None) -> None:
         self.spec, self.client, self.cluster = spec, client, cluster
         self.workers: dict[str, dict] = {}
+        self.here: dict | None = None  # this process's worker_facts(), once checked
 
     def share(self, obj: Any):
         """Into Dask's object store once: each worker fetches it once (from a peer or here)."""
@@ -150,7 +160,37 @@ class DaskExecutor:
         return iter(as_completed(futures))
 
     def result(self, future) -> TaskDone:
-        return future.result()
+        """The task's result; its own error as raised, but the cluster's failures (the task
+        killed its worker at every try, or was cancelled: its inputs lost with a worker, the
+        scheduler gone) as a :class:`ClusterError` line: they are no bug of the task."""
+        from concurrent.futures import CancelledError
+
+        from distributed import KilledWorker
+
+        try:
+            done = future.result()
+        except KilledWorker as exc:
+            raise ClusterError(
+                "a task killed every Dask worker that ran it (KilledWorker): a worker process "
+                "died under it (out of memory? a crash?), see the workers' logs. The trainings "
+                "finished so far are in the progress log; rerunning the command resumes "
+                "from them") from exc
+        except CancelledError as exc:
+            raise ClusterError(
+                f"the Dask cluster cancelled a task ({type(exc).__name__}: {exc}): its inputs "
+                "were lost with a worker, or the scheduler went away. The trainings finished "
+                "so far are in the progress log; rerunning the command resumes from them"
+                ) from exc
+        if self.here is not None and done.facts is not None:
+            # A worker that joined after the connection was never checked: refuse its result
+            # (its records would name this process's sources) rather than log it.
+            diff = _version_diff(done.facts, self.here)
+            if diff:
+                raise ClusterError(f"worker {done.worker} has {', '.join(diff)} (it joined "
+                                   "after the connection, or its sources changed since): its "
+                                   "trainings would not match a serial run; install the same "
+                                   "versions there (the trainings logged so far stay)")
+        return done
 
     def info(self) -> dict:
         """The engine and the machines of the workers, for the results file."""
@@ -237,6 +277,9 @@ def connect(spec: str | None, say: Callable[[str], None] = print):
                                "dask:tcp://HOST:8786 (start one with `dask scheduler`)")
         try:
             client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+        except ValueError as exc:  # e.g. no port: Dask cannot even parse the address
+            raise ClusterError(f"--executor {spec}: {exc}; give the scheduler's address as "
+                               "dask:tcp://HOST:PORT (8786 by default)") from exc
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"cannot reach a Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s: "
@@ -269,17 +312,24 @@ def _check_workers(ex: DaskExecutor, say: Callable[[str], None]) -> None:
                            f"every worker ({INSTALL_HINT})") from exc
     here = worker_facts()
     for worker, facts in ex.workers.items():
-        diff = [f"{p} {facts['versions'].get(p, 'unknown')} (here {v})"
-                for p, v in here["versions"].items() if facts["versions"].get(p) != v]
+        diff = _version_diff(facts, here)
         if diff:
             raise ClusterError(f"worker {worker} has {', '.join(diff)}: its trainings would "
                                "not match a serial run; install the same versions there")
+    ex.here = here
     threads = sorted({f["tf_threads"] for f in ex.workers.values()})
     if threads != [here["tf_threads"]]:
         say(f"warning: workers run TensorFlow with {'/'.join(map(str, threads))} intra-op "
             f"threads, this machine with {here['tf_threads']}: their accuracies will not be "
             "bit-identical to a serial run here (start the workers with "
             f"TF_NUM_INTRAOP_THREADS={here['tf_threads']})")
+
+
+def _version_diff(facts: dict, here: dict) -> list[str]:
+    """The package versions (and tinysift sources) in which a worker's ``facts`` differ from
+    this process's (``here``), as ``"numpy 1.0 (here 2.0)"``."""
+    return [f"{p} {facts['versions'].get(p, 'unknown')} (here {v})"
+            for p, v in here["versions"].items() if facts["versions"].get(p) != v]
 
 
 @contextmanager

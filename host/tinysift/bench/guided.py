@@ -21,6 +21,7 @@ from tinysift.bench.progress import (
     ProgressLog,
     append_json_line,
     config_dict,
+    distinct,
     point_labels,
     read_json_lines,
     summarize,
@@ -97,6 +98,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
         if not 0.0 < b <= 1.0:
             raise BudgetError(f"--budgets must be fractions in (0, 1], got {b}")
     point_labels(cfg.budgets, "--budgets")  # two budgets of one label would share a record
+    distinct(cfg.methods, "--methods")  # a method given twice was trained twice
     unknown = sorted(set(cfg.methods) - set(known_samplers()))
     if unknown:
         raise BudgetError(f"unknown guided method(s) {unknown}; known: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -91,6 +92,19 @@ def point_labels(values, flag: str) -> list[str]:
                                       f"{lab}" for lab in same)
                           + " (6 significant digits); give each budget once")
     return labels
+
+
+def distinct(values: Iterable, flag: str) -> None:
+    """Refuse a list of methods, sizes or modes naming one twice: a bench would train (and
+    log) its points twice, or count their rows twice in its results."""
+    from tinysift.errors import BudgetError
+
+    values = list(values)
+    twice = [v for i, v in enumerate(values) if v in values[:i]]
+    if twice:
+        raise BudgetError(f"{flag} {','.join(map(str, values))} names "
+                          f"{', '.join(map(str, dict.fromkeys(twice)))} more than once: "
+                          "give each once")
 
 
 class ProgressLog:
@@ -227,6 +241,15 @@ class ProgressLog:
         """Wall time of each of the first ``seeds`` seeds; ``None`` where it was resumed."""
         return [r["seconds"] if r else None
                 for r in (self.get(s, WALL, "seed") for s in range(seeds))]
+
+
+def device_provenance(plog: ProgressLog, seeds: int, rows: Iterable[dict]) -> dict:
+    """What an on-device bench's results file records of :meth:`ProgressLog.provenance`:
+    the seeds 0..seeds-1, the log, when it was written and the code versions and machines
+    of its ``rows``; not the data hash, which the device benches' log keys do not hold."""
+    prov = plog.provenance(seeds, rows)
+    del prov["data_hash"]
+    return prov
 
 
 def summarize(runs: list[dict], seconds: tuple[str, ...], count: bool = False) -> dict:

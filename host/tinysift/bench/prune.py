@@ -22,6 +22,7 @@ import numpy as np
 from tinysift.bench.progress import (
     ProgressLog,
     config_dict,
+    distinct,
     point_labels,
     summarize,
     write_results,
@@ -101,6 +102,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
         raise TinysiftError(f"unknown --protocol {cfg.protocol!r}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
     point_labels(cfg.keeps, "--keep")  # two keeps of one label would share a record
+    distinct(cfg.methods, "--methods")
     ex = executor or SerialExecutor()
     console = make_console(stderr=True)
     base = load_dataset(cfg.dataset)

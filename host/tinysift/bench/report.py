@@ -26,11 +26,20 @@ def full_data_cell(res: dict) -> str:
 
 
 PROTOCOL_TEXT = {
-    "proportional": "training steps shrink with the kept set (max(250 steps, 3 epochs of it)): "
-                    "what a kept set buys at proportional compute",
+    "proportional": "training steps shrink with the kept set (max({min_steps} steps, "
+                    "{subset_epochs} epochs of it)): what a kept set buys at proportional "
+                    "compute",
     "equal-steps": "every kept set trains for the full data's sample-passes: selection "
                    "quality alone, the regime of a device looping over a tiny set",
 }
+
+
+def protocol_text(res: dict) -> str:
+    """The protocol's line of a pruning table, with the step rule the results ran with
+    (their config's; the defaults 250 and 3 for a file without one)."""
+    cfg = res.get("config", {})
+    return PROTOCOL_TEXT[res.get("protocol", "proportional")].format(
+        min_steps=cfg.get("min_steps", 250), subset_epochs=cfg.get("subset_epochs", 3))
 
 
 def prune_markdown(res: dict) -> str:
@@ -39,7 +48,7 @@ def prune_markdown(res: dict) -> str:
     lines = [f"# Pruning benchmark: {res['dataset']}"
              + noise_phrase(res["label_noise"])
              + ("" if protocol == "proportional" else f", protocol {protocol}"),
-             "", f"Protocol **{protocol}**: {PROTOCOL_TEXT[protocol]}.", "",
+             "", f"Protocol **{protocol}**: {protocol_text(res)}.", "",
              f"Test accuracy (mean ± std over {seeds_phrase(res['seeds'])}) of the tiny CNN "
              "trained on "
              "the kept samples; best mean per budget in bold. Full data: "

@@ -13,9 +13,14 @@ def paired_difference(a: list[float], b: list[float], level: float = 0.95) -> di
 
     Returns ``{"mean", "half_width", "n", "significant"}``; ``significant`` when the
     interval excludes 0. One seed has no interval (``half_width`` NaN, not significant).
+    ``a`` and ``b`` hold one value per seed, in the same seed order: lists of other lengths
+    are refused (numpy would pair one value with every seed of the other list).
     """
     from scipy import stats
 
+    if len(a) != len(b):
+        raise ValueError(f"a paired difference needs one value per seed on both sides, got "
+                         f"{len(a)} and {len(b)}")
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     n = len(d)
     mean = float(d.mean()) if n else float("nan")

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, summarize
+from tinysift.bench.progress import ProgressLog, device_provenance, distinct, summarize
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
 
 # The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"). Every
@@ -80,6 +80,10 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
     say = log or make_console(stderr=True).print
     cfg.upkeep.validate()
+    # a buffer, policy or mode given twice counted its rows twice in the results
+    for values, flag in ((cfg.upkeep.buffers, "--buffers"), (cfg.upkeep.policies, "--policies"),
+                         (cfg.upkeep.updates, "--updates")):
+        distinct(values, flag)
     wall = time.perf_counter()
     key = {k: v for k, v in asdict(cfg.upkeep).items()
            if k not in ("seed", "out", "buffers", "updates", "policies", "reference_all")}
@@ -121,12 +125,17 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
         return rs if all(r is not None for r in rs) else None
 
     u = cfg.upkeep
+    # shift: the device tests the new domain only; the logs' acc_old is a placeholder 0.0,
+    # not a measurement (as in bench device's results)
+    old_untested = u.scenario == "shift"
     out: dict[str, dict] = {}
+    rows: list[dict] = []
     for policy, per_class, update in points(u):
         method, at = point_key(policy, per_class, update)
         rs = runs(method, at)
         if rs is None:
             continue
+        rows += rs
         p = summarize(rs, FIELDS)
         p.update(policy=method, per_class=per_class, update=update,
                  old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
@@ -134,14 +143,18 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
         if method == "coverage" and other is not None:
             p["vs_reservoir"] = paired_difference([r["acc"] for r in rs],
                                                   [r["acc"] for r in other])
-            p["old_vs_reservoir"] = paired_difference([r["acc_old"] for r in rs],
-                                                      [r["acc_old"] for r in other])
+            if not old_untested:
+                p["old_vs_reservoir"] = paired_difference([r["acc_old"] for r in rs],
+                                                          [r["acc_old"] for r in other])
+        if old_untested:
+            p["acc_old"] = p["old_runs"] = None
         out[f"{method}:{at}"] = p
     return {"scenario": u.scenario, "dataset": u.dataset, "board": u.board,
             "seeds": seeds_done, "seeds_planned": cfg.seeds, "buffers": list(u.buffers),
             "updates": list(u.updates), "policies": list(u.policies), "points": out,
             "config": {**asdict(u), "seeds": cfg.seeds, "quick": cfg.quick,
                        "coverage_rules": COVERAGE_RULES},
+            **device_provenance(plog, seeds_done, rows),
             "machine": machine_info(), "versions": package_versions(),
             "wall_seconds": wall_seconds}
 
