@@ -273,3 +273,21 @@ def test_rerender_rewrites_the_subfolders_tables_too(tmp_path, monkeypatch):
     md = (tmp_path / "prune_rerun" / "prune_mnist_equal-steps.md").read_text()
     assert md == prune_markdown(json.loads(src.read_text()))
     assert not list(tmp_path.glob("*.md"))  # written beside its JSON
+
+
+def test_readme_shift_energy_is_the_largest_replay_sets_whatever_the_sizes_order(tmp_path,
+                                                                                  monkeypatch):
+    """The README's shift table's mJ column is "the training with the largest replay set": it
+    took the last size of --sizes, the smallest for --sizes 20,5."""
+    collect = _collect()
+    res = json.loads((RESULTS / "device_shift_mnist.json").read_text())
+    point = res["points"]["random:10:head"]
+    res["sizes"] = [20, 5]
+    res["points"] = {k: v for k, v in res["points"].items() if k.startswith("none:")}
+    for size, mj in ((20, 4321.0), (5, 12.0)):
+        for update in res["updates"]:
+            res["points"][f"random:{size}:{update}"] = {**point, "energy_mj": mj}
+    (tmp_path / "shift.json").write_text(json.dumps(res))
+    monkeypatch.setattr(collect, "RESULTS", tmp_path)
+    rows = [line for line in collect._readme_shift("shift") if line.startswith("| head |")]
+    assert len(rows) == 1 and "| 4,321 |" in rows[0] and "| 12 |" not in rows[0]

@@ -684,10 +684,12 @@ def _readme_shift(stem: str) -> list[str]:
         cells = [update, f"{floor['acc_mean']:.3f}" if floor else "-"]
         last = floor
         for m in methods:
+            # the energy column's point: the largest replay set, whatever --sizes' order
+            for s in sorted(res["sizes"]):
+                last = pts.get(f"{m}:{s}:{update}") or last
             for s in res["sizes"]:
                 q = pts.get(f"{m}:{s}:{update}")
                 cells.append(f"{q['acc_mean']:.3f}" if q else "-")
-                last = q or last
         cells += [f"{last['energy_mj']:,.0f}", f"{int(last['ram_plan']):,}"] if last else ["-"] * 2
         out.append("| " + " | ".join(cells) + " |")
     gains = [f"{_pt(paired_difference(lb['runs'], h['runs']))} points with {m} replay, "
