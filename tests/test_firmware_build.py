@@ -509,3 +509,31 @@ def test_netduinoplus2_fault_report_and_exit_status(tmp_path):
     assert run.returncode == 3, run.stdout + run.stderr
     assert "about to trap" in run.stdout
     assert "!! FAULT HardFault: pc=0x080" in run.stdout, run.stdout
+
+
+def test_a_build_past_its_time_leaves_no_compiler_running(tmp_path):
+    """On a timeout the build's whole process group is killed: PlatformIO's SCons and
+    compilers outlived a killed `pio` and kept writing into the run's build folder."""
+    import os
+    import subprocess
+    import time
+
+    from tinysift.device.build import run_process_group
+
+    pid_file = tmp_path / "grandchild.pid"
+    # a shell (as pio) that starts a long child (as SCons/gcc) and waits for it
+    cmd = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_process_group(cmd, dict(os.environ), timeout=1.0)
+    pid = int(pid_file.read_text())
+    for _ in range(50):  # the kill is delivered at once; reaping by init may take a moment
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split()[2] == "Z":  # a zombie is dead, awaiting its reaper
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the build's child {pid} still runs after the timeout")

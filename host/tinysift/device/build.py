@@ -159,6 +159,28 @@ def build_plan(board: Board, export_dir: Path | None, out_dir: Path, upload: boo
                      offline=cmd[0] == str(offline_pio()))
 
 
+def run_process_group(cmd: list[str], env: dict[str, str], timeout: float
+                      ) -> subprocess.CompletedProcess:
+    """``cmd`` in a process group of its own, its output captured; on a timeout, Ctrl-C or
+    SIGTERM (an exception here) the whole group is killed before the exception goes on.
+    PlatformIO runs SCons, which runs the compilers: killing ``pio`` alone left them writing
+    into the run's build folder."""
+    import signal
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload: bool = False,
                    port: str | None = None, timeout: float = 900) -> BuildResult:
     """Compile the app with ``export_dir`` compiled in (None: without a model); copy the ELF
@@ -181,8 +203,7 @@ def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload:
     env.update(plan.env)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(plan.cmd, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = run_process_group(plan.cmd, env, timeout)
     except FileNotFoundError as exc:
         raise DeviceError(f"{plan.cmd[0]} not found: " + (
             "run tools/setup.sh" if plan.offline else
