@@ -252,6 +252,17 @@ BAD_INPUT = [
       "{tmp}/y.npy"], "is an .npz archive (arrays x), not one array"),
     (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e", "--inputs",
       "{tmp}/x.npz"], "is an .npz archive (arrays x), not one array"),
+    # a missing model, an output path a file or folder is in the way of (were "unexpected
+    # FileNotFoundError / FileExistsError / NotADirectoryError"; a folder --out wrote
+    # FOLDER.npy)
+    (["engine", "export", "--tflite", "{tmp}/typo/m.tflite", "--out-dir", "{tmp}/e"],
+     "{tmp}/typo/m.tflite not found"),
+    (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/ok.toml"],
+     "{tmp}/ok.toml is a file, not a folder (--out-dir)"),
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/ok.toml/e"],
+     "{tmp}/ok.toml is a file, not a folder (--out-dir)"),
+    (["engine", "run", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/x.npy", "--out",
+      "{tmp}/empty"], "--out {tmp}/empty is a folder"),
     # guided parameters of the wrong type (one was an AttributeError, one trained first)
     (["train", "--dataset", "digits", "--guided", "flow", "--budget", "0.5", "--epochs", "2",
       "--out", "{tmp}/g", "--guided-params", '{"judge": 5}'], "parameter judge takes a string"),
@@ -268,6 +279,22 @@ BAD_INPUT = [
     (["run", "{tmp}/ok-adapt.toml", "--budgets", "5"], "set steps and sizes"),
     (["run", "{tmp}/ok-adapt.toml", "--methods", "el2n"], "methods must name replay methods"),
     (["run", "{tmp}/lr.toml"], "cannot train with lr -1"),
+    # refused after base training, quantization and export (proxy_epochs 0, a method's
+    # unknown setting: "unexpected" exit 1), as on-device --epochs, or silently ignored
+    (["run", "{tmp}/proxy.toml"], "proxy_epochs must be a whole number >= 1, got 0"),
+    (["run", "{tmp}/params-typo.toml"], "method_params names 'flw', not a selection method"),
+    (["run", "{tmp}/params-bad.toml"], "method_params.vq: vq has no setting bogus"),
+    (["run", "{tmp}/params-nested.toml"], "method_params.flow.flow has no setting x; its"),
+    (["run", "{tmp}/params-int.toml"], "method_params.vq must be a table"),
+    (["run", "{tmp}/base-epochs.toml"], "base_epochs must be a whole number >= 1"),
+    (["run", "{tmp}/test-samples.toml"], "test_samples must be a whole number >= 1"),
+    (["run", "{tmp}/base-keep.toml"], "base_keep must be a fraction in (0, 1]"),
+    (["run", "{tmp}/twice.toml"], "setting epochs is given twice ([base] and [device])"),
+    (["run", "{tmp}/kind.toml"], "kind = 'selct' is not a pipeline kind"),
+    (["run", "{tmp}/ok.toml", "--budgets", ""], "--budgets"),
+    (["run", "{tmp}/ok.toml", "--out", "{tmp}/typo"], "unknown dataset 'nope'"),
+    (["run", "{tmp}/fit-board-adapt.toml"], "fit_board: unknown board 'bogus'"),
+    (["run", "{tmp}/updates-adapt.toml"], "updates must name at least one update mode"),
     # --run folders that are not run folders
     (["quantize", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
     (["export", "--run", "{tmp}/typo"], "not a run folder: {tmp}/typo does not exist"),
@@ -310,6 +337,20 @@ def bad_files(tmp_path):
     (tmp_path / "seed.toml").write_text('dataset = "nope"\nseed = -1\n')
     (tmp_path / "ok-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n')
     (tmp_path / "lr.toml").write_text('dataset = "nope"\nlr = -1\n')
+    for name, text in (("proxy", "proxy_epochs = 0"),
+                       ("params-typo", "method_params = {flw = {dim = 8}}"),
+                       ("params-bad", "[method_params.vq]\nbogus = 1"),
+                       ("params-nested", "[select]\nmethod_params = {flow = {flow = {x = 1}}}"),
+                       ("params-int", "method_params = {vq = 3}"),
+                       ("base-epochs", "base_epochs = -1"), ("test-samples", "test_samples = 0"),
+                       ("base-keep", 'base_keep = "2.0"'),
+                       ("twice", "[base]\nepochs = 3\n[device]\nepochs = 5"),
+                       ("kind", 'kind = "selct"')):
+        (tmp_path / f"{name}.toml").write_text(f'dataset = "nope"\n{text}\n')
+    (tmp_path / "fit-board-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
+                                                   'fit_board = "bogus"\n')
+    (tmp_path / "updates-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
+                                                 'updates = []\n')
     (tmp_path / "empty").mkdir()
     return tmp_path
 

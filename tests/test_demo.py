@@ -138,3 +138,41 @@ def test_pipeline_toml_and_overrides(tmp_path):
         PipelineConfig.from_toml(bad)
     with pytest.raises(TinysiftError, match="budgets"):
         cfg.override(budgets=[0])
+
+
+def test_pipeline_table_settings_read_from_the_file(tmp_path):
+    """A table named after a setting is its value, at the top level too (it was flattened
+    like a section: `[method_params.flow]` read as an unknown setting `flow`); sections still
+    group settings."""
+    path = tmp_path / "p.toml"
+    path.write_text('dataset = "digits"\n[method_params.flow.flow]\nsteps = 50\n'
+                    '[select]\nmethods = ["random", "flow"]\n')
+    cfg = PipelineConfig.from_toml(path)
+    assert cfg.method_params == {"flow": {"flow": {"steps": 50}}}
+    assert cfg.methods == ["random", "flow"] and cfg.dataset == "digits"
+    path.write_text('[select]\nmethod_params = {vq = {dim = 16}}\n')
+    assert PipelineConfig.from_toml(path).method_params == {"vq": {"dim": 16}}
+
+
+def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path):
+    """`tinysift run` of a select pipeline end to end on digits (one method, one epoch): the
+    summary records the data's content hash beside the seed and config, and a budget above
+    the full exported set is said, not silently made the set's size (and does not size the
+    device's `db load` buffer: 100,000 was refused as a --db-capacity over 65,535)."""
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.run import run_pipeline
+
+    cfg = PipelineConfig(name="t", out=str(tmp_path / "run"), dataset="digits", base_keep="0.1",
+                         base_epochs=3, methods=["random"], budgets=[20, 100_000], epochs=1,
+                         test_samples=50, proxy_epochs=1)
+    said: list[str] = []
+    summary = run_pipeline(cfg, log=lambda *a: said.append(" ".join(map(str, a))))
+    assert summary["dataset_hash"] == load_dataset("digits").content_hash
+    assert summary["seed"] == 0 and summary["config"]["budgets"] == [20, 100_000]
+    full = summary["rows"][0]["samples"]
+    assert [(r["method"], r["samples"]) for r in summary["rows"]] == [
+        ("full", full), ("random", 20), ("random", full)]
+    assert any(f"budgets [100000] are larger than the full exported set: {full} samples" in s
+               for s in said), said
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["dataset_hash"] == summary["dataset_hash"]

@@ -273,6 +273,13 @@ def test_engine_run_writes_tflm_identical_outputs(graph_export, tmp_path):
     y = np.load(tmp_path / "y.npy")
     want = run_tflm(tflite, x)[0]
     assert y.dtype == want.dtype and np.array_equal(y, want.reshape(y.shape))
+    # np.save adds .npy to a path without it: the line says the file written (it said "y")
+    (tmp_path / "y.npy").unlink()
+    r = tinysift("engine", "run", "--tflite", str(path), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y"))
+    assert r.returncode == 0 and r.stdout.strip().endswith(f"-> {tmp_path / 'y.npy'}"), \
+        r.stdout[-2000:] + r.stderr[-2000:]
+    assert np.array_equal(np.load(tmp_path / "y.npy"), y)
 
 
 # ---- MLPerf Tiny's reference models -------------------------------------------------------------

@@ -61,12 +61,23 @@ class AdaptDemoConfig(TomlConfig):
         if not self.methods or unknown:
             raise TinysiftError(f"methods must name replay methods among "
                                 f"{', '.join(REPLAY_METHODS)}; got {self.methods}")
+        if not self.updates:  # the base model was trained for no device point at all
+            raise TinysiftError("updates must name at least one update mode, e.g. [\"head\"]")
         from tinysift.pipeline.config import as_pipeline_setting
 
         bench = self.bench_config()
         # the device's ranges (lr, batch, update, ...) up front: AdaptConfig checks them
         for update in self.updates:
             as_pipeline_setting(bench.adapt_config(self.seed, update=update).validate)
+        # the memory plans' second board (any profile, real ones too): an unknown one was
+        # refused only after every device run
+        from tinysift.boards import load_board
+
+        try:
+            load_board(self.fit_board)
+        except TinysiftError as exc:
+            raise TinysiftError(f"pipeline setting fit_board: {exc}; fix it in the pipeline "
+                                "file") from None
 
     def bench_config(self):
         from tinysift.bench.device import DeviceBenchConfig

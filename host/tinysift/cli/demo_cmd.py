@@ -43,7 +43,16 @@ def register(app: typer.Typer) -> None:
         from tinysift.cli.checks import positive_ints
         from tinysift.pipeline.config import PipelineConfig, read_toml
 
-        if read_toml(pipeline).get("kind") == "adapt":
+        kind = read_toml(pipeline).get("kind", "select")
+        if kind not in ("adapt", "select"):  # any other kind ran as a select pipeline
+            from tinysift.errors import TinysiftError
+
+            raise TinysiftError(f"{pipeline}: kind = {kind!r} is not a pipeline kind; use "
+                                "\"select\" (pipelines/select.toml) or \"adapt\" "
+                                "(pipelines/demo.toml)")
+        # an empty --methods or --budgets is refused, not read as the file's
+        listed = methods.split(",") if methods is not None else None
+        if kind == "adapt":
             from tinysift.errors import BudgetError
 
             if epochs is not None or budgets is not None:
@@ -51,14 +60,13 @@ def register(app: typer.Typer) -> None:
                                   "has no --epochs or --budgets; set steps and sizes (replay "
                                   "samples per class) in the file")
             _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(
-                out=out, dataset=dataset, board=board, seed=seed,
-                methods=methods.split(",") if methods else None))
+                out=out, dataset=dataset, board=board, seed=seed, methods=listed))
             return
         cfg = PipelineConfig.from_toml(pipeline).override(
             out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,
             budgets=list(positive_ints(budgets, "--budgets", "sample counts >= 1"))
-            if budgets else None,
-            methods=methods.split(",") if methods else None)
+            if budgets is not None else None,
+            methods=listed)
         _run(cfg)
 
 

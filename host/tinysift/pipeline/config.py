@@ -45,14 +45,24 @@ class TomlConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path):
+        """The file's settings over the defaults. A table named after a setting (a table
+        setting such as ``method_params``) is that setting's value, any other table a section;
+        a setting given twice (in two sections, or in one and at the top) is refused: the
+        later one silently replaced the earlier."""
         data = read_toml(path)
         data.pop("kind", None)
+        known = {f.name for f in fields(cls)}
         flat: dict = {}
+        where: dict[str, str] = {}
         for key, value in data.items():
-            if isinstance(value, dict):  # sections are only for readability
-                flat.update(value)
-            else:
-                flat[key] = value
+            # sections are only for readability
+            section = isinstance(value, dict) and key not in known
+            for name, v in (value.items() if section else [(key, value)]):
+                place = f"[{key}]" if section else "the top level"
+                if name in flat:
+                    raise TinysiftError(f"{path}: setting {name} is given twice ({where[name]} "
+                                        f"and {place}); keep one")
+                flat[name], where[name] = v, place
         return cls().override(**flat)
 
     def override(self, **values):
@@ -158,11 +168,75 @@ class PipelineConfig(TomlConfig):
         if unknown:
             raise TinysiftError(f"unknown selection methods {unknown}; known: "
                                 f"{', '.join(sorted(METHODS))}")
+        if len(set(self.methods)) < len(self.methods):  # each row came twice
+            raise TinysiftError(f"methods names a method twice: {self.methods}")
+        # The ranges the stages would refuse only after the base model was trained (minutes
+        # on Fashion-MNIST), or not at all: proxy_epochs 0 crashed the scoring, a negative
+        # base_epochs was refused as the `--epochs` of on-device training.
+        if not self.out.strip():  # Path("") is the current folder: the run wrote into it
+            raise TinysiftError("out must name the run folder, e.g. \"runs/select\"")
+        self._check_base_keep()
+        if self.base_epochs is not None and self.base_epochs < 0:
+            raise TinysiftError(f"base_epochs must be a whole number >= 1 (0 or absent: the "
+                                f"subset step rule), got {self.base_epochs}")
+        if self.test_samples < 1:
+            raise TinysiftError(f"test_samples must be a whole number >= 1 (at least one per "
+                                f"class), got {self.test_samples}")
+        if self.proxy_epochs < 1:
+            raise TinysiftError(f"proxy_epochs must be a whole number >= 1, got "
+                                f"{self.proxy_epochs}")
+        self._check_method_params()
         # the device's ranges (lr, momentum, batch) and its board before any stage runs
         as_pipeline_setting(self.device_params().validate)
         from tinysift.boards import check_emulated_board
 
         as_pipeline_setting(lambda: check_emulated_board(self.board))
+
+    def _check_base_keep(self) -> None:
+        """base_keep's form and range (the count's upper bound needs the data: train's)."""
+        from tinysift.errors import BudgetError
+        from tinysift.selection.budget import parse_keep
+
+        try:
+            value = parse_keep(self.base_keep)
+        except BudgetError as exc:
+            raise TinysiftError(f"base_keep: {exc}") from None
+        if not (0.0 < value <= 1.0 if isinstance(value, float) else value >= 1):
+            raise TinysiftError(f"base_keep must be a fraction in (0, 1] (e.g. \"0.1\") or a "
+                                f"count >= 1 (e.g. \"600\"), got {self.base_keep!r}")
+
+    def _check_method_params(self) -> None:
+        """Each ``method_params`` entry names a selection method and holds settings its
+        constructor takes: a typo'd method was silently ignored, an unknown or ill-typed
+        setting crashed the selection after the base model was trained."""
+        import inspect
+
+        from tinysift.selection import METHODS, make_method
+
+        for name, params in self.method_params.items():
+            if name not in METHODS:
+                raise TinysiftError(f"method_params names {name!r}, not a selection method; "
+                                    f"known: {', '.join(sorted(METHODS))}")
+            if not isinstance(params, dict):
+                raise TinysiftError(f"method_params.{name} must be a table of {name}'s "
+                                    f"settings (e.g. method_params = {{{name} = {{...}}}}), got "
+                                    f"{params!r}")
+            signature = inspect.signature(METHODS[name].__init__).parameters
+            takes = sorted(k for k in signature if k not in ("self", "seed"))
+            bad = sorted(k for k in params if k not in takes)
+            if bad and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+                seed = " (the pipeline's seed is every method's)" if "seed" in bad else ""
+                raise TinysiftError(f"method_params.{name}: {name} has no setting "
+                                    f"{', '.join(bad)}{seed}; its settings: "
+                                    f"{', '.join(takes)}")
+            _check_nested(f"method_params.{name}", METHODS[name].__init__, params)
+            try:  # the constructor checks the values (cheap: nothing is fit)
+                make_method(name, seed=self.seed, **params)
+            except TinysiftError as exc:
+                raise TinysiftError(f"method_params.{name}: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise TinysiftError(f"method_params.{name}: {exc}; fix it in the pipeline "
+                                    "file") from None
 
     def device_params(self):
         """The device training's parameters (:class:`tinysift.stages.device.TrainParams`)."""
@@ -170,6 +244,27 @@ class PipelineConfig(TomlConfig):
 
         return TrainParams(epochs=self.epochs, lr=self.lr, momentum=self.momentum,
                            batch=self.batch, seed=self.seed + 1, init=self.head_init)
+
+
+def _check_nested(where: str, init, params: dict) -> None:
+    """A table given for a parameter annotated with a dataclass (flow's ``flow``:
+    ``FlowConfig``) names only that dataclass's fields."""
+    import dataclasses
+
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # noqa: BLE001 - an annotation not resolvable here is not checked
+        return
+    for key, value in params.items():
+        if not isinstance(value, dict):
+            continue
+        for kind in typing.get_args(hints.get(key)) or (hints.get(key),):
+            if dataclasses.is_dataclass(kind):
+                names = [f.name for f in dataclasses.fields(kind)]
+                bad = sorted(set(value) - set(names))
+                if bad:
+                    raise TinysiftError(f"{where}.{key} has no setting {', '.join(bad)}; its "
+                                        f"settings: {', '.join(names)}")
 
 
 def as_pipeline_setting(check) -> None:

@@ -40,12 +40,13 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
 
     cfg.validate()
     start = time.perf_counter()
+    # the data and the board before the run folder: an unknown dataset left a folder behind
+    board = load_board(cfg.board)
+    ds = load_dataset(cfg.dataset)
     out = Path(cfg.out)
     run = Run(out)
     run.record_command()
     run.set("pipeline", cfg.to_dict())
-    board = load_board(cfg.board)
-    ds = load_dataset(cfg.dataset)
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
@@ -63,11 +64,18 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     q = timed("quantize (TFLM check)", lambda: quantize(base_dir, seed=cfg.seed,
                                                                 progress=False))
     log(f"  int8 (TFLM) {q.int8_acc:.4f} vs float {q.float_acc:.4f}")
+    # the `db load` buffer holds the largest set streamed, and none is larger than the base's
+    # set (a budget above it was a larger buffer never filled: RAM the plan reserved, and
+    # over 65,535 an export refusal naming --db-capacity, an option `run` does not have)
     exp = timed("export (fit the board)", lambda: export(
         base_dir, board=cfg.board, fit=True, test_samples=cfg.test_samples,
-        db_capacity=max(cfg.budgets), seed=cfg.seed))
+        db_capacity=min(max(cfg.budgets), base.train_samples), seed=cfg.seed))
     log(f"  full exported set: {exp.train_samples} samples")
     budgets = sorted({min(int(b), exp.train_samples) for b in cfg.budgets})
+    over = sorted(int(b) for b in cfg.budgets if int(b) > exp.train_samples)
+    if over:  # said, not silent: such a row is as large as the full set's
+        log(f"  budgets {over} are larger than the full exported set: "
+            f"{exp.train_samples} samples each")
     selections = timed("score and select", lambda: prune_many(
         cfg.dataset, cfg.methods, budgets, out / "select", seed=cfg.seed,
         proxy_epochs=cfg.proxy_epochs, progress=False, method_params=cfg.method_params))
@@ -102,7 +110,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     timings["on-device fine-tuning"] = round(time.perf_counter() - t_dev, 2)
 
     summary = {
-        "name": cfg.name, "dataset": cfg.dataset, "board": cfg.board, "seed": cfg.seed,
+        "name": cfg.name, "dataset": cfg.dataset, "dataset_hash": ds.content_hash,
+        "board": cfg.board, "seed": cfg.seed,
         "counter": rows[0]["counter"], "clock_hz": board.clock_hz,
         "epochs": cfg.epochs, "test_samples": exp.test_samples,
         "base_model": f"ds-cnn width 16 trained on {base.train_samples} samples; int8 "

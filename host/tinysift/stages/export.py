@@ -368,6 +368,9 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
     from tinysift.runs import file_hash
 
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
+    if not tflite_path.is_file():  # was an "unexpected FileNotFoundError" (exit 1)
+        raise TinysiftError(f"{tflite_path} not found: pass a .tflite file (--tflite)")
+    check_out_folder(out_dir)
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite)
     x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
@@ -387,6 +390,19 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
     write_export(out_dir, parsed, tflite, file_hash(tflite_path), gold, y_test, x_train,
                  y_train, plan, board or "", extra_info={"tflite": str(tflite_path)})
     return json.loads((out_dir / "export.json").read_text())
+
+
+def check_out_folder(folder: Path, flag: str = "--out-dir") -> None:
+    """Refuse an output folder (``flag``'s) that a file stands in the way of: it was an
+    "unexpected FileExistsError / NotADirectoryError" after the model was run."""
+    from tinysift.errors import TinysiftError
+
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise TinysiftError(f"{p} is a file, not a folder ({flag}): choose another "
+                                    "path")
+            return
 
 
 def _labels(parsed, y: np.ndarray, n: int) -> np.ndarray:
