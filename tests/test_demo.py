@@ -176,3 +176,8 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path):
                for s in said), said
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["dataset_hash"] == summary["dataset_hash"]
+    # each stage is said when it starts (no bars here: minutes of silence on larger data)
+    starts = [s for s in said if s.endswith(" ...")]
+    assert starts[:2] == ["train base model ...", "quantize (TFLM check) ..."], said
+    assert said.index("train base model ...") < next(
+        i for i, s in enumerate(said) if s.startswith("train base model: "))

@@ -50,6 +50,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
+        # said before it starts too: the stages run without bars here, and base training or
+        # scoring is minutes of silence on the larger datasets
+        log(f"{name} ...")
         t0 = time.perf_counter()
         result = fn()
         timings[name] = round(time.perf_counter() - t0, 2)
