@@ -531,6 +531,21 @@ def test_pipeline_settings_are_typed():
             PipelineConfig().override(**bad)
 
 
+def test_adapt_pipeline_ranges_are_refused_before_the_base_model():
+    """A pipeline file reaches the adaptation settings without the CLI's ranges: 0 test
+    samples a class was refused after the base model trained ("keep 0 is fewer than the
+    classes"), 0 base epochs and no old classes likewise late."""
+    from tinysift.bench.adapt_demo import AdaptDemoConfig
+    from tinysift.errors import TinysiftError
+
+    for bad, words in (({"test_per_class": 0}, "test_per_class and base_epochs must be >= 1"),
+                       ({"base_epochs": 0}, "test_per_class and base_epochs must be >= 1"),
+                       ({"old_classes": []}, "old_classes must name the classes")):
+        with pytest.raises(TinysiftError, match=words):
+            AdaptDemoConfig.quick().override(**bad).validate()
+    AdaptDemoConfig.quick().validate()
+
+
 def test_model_shape_is_a_tinysift_error():
     from tinysift.errors import TinysiftError
     from tinysift.models.cnn import ModelConfig

@@ -86,6 +86,14 @@ class AdaptConfig:
                               ">= 1")
         if self.seed < 0:
             raise BudgetError(f"--seed must be >= 0, got {self.seed}")
+        # a pipeline file reaches these without the CLI's ranges: 0 test samples a class was
+        # refused after the base model trained, as "keep 0 is fewer than the classes"
+        if self.test_per_class < 1 or self.base_epochs < 1:
+            raise BudgetError(f"test_per_class and base_epochs must be >= 1, got "
+                              f"{self.test_per_class} and {self.base_epochs}")
+        if self.scenario == "new-classes" and not self.old_classes:
+            raise BudgetError("old_classes must name the classes the base model learns, e.g. "
+                              "[0, 1, 2, 3, 4, 5, 6, 7]")
         # the board and the replay method before the base model is trained (both were
         # refused only after it: minutes on Fashion-MNIST)
         check_emulated_board(self.board)

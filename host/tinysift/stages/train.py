@@ -171,10 +171,16 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     noise = float(sel.get("label_noise", 0.0)) if selection is not None else label_noise
     if selection is not None and noise:
         noise_seed = int(sel["noise_seed"])
-    # A folder holds one dataset (as prune and condense keep it): training another one here
-    # would relabel the folder under its selection or condensed set.
-    run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, noise,
-                             noise_seed=noise_seed if noise else None)
+    # A folder holds one dataset (as prune and condense keep it): training another one (or
+    # another noise draw) here would relabel the folder under its selection or condensed
+    # set. The same source whose content changed in place (a user's file fixed, an adapt
+    # run's scenario rewritten) trains again: its stage key holds the new hash.
+    now = run.manifest.get("dataset")
+    if now and (now.get("name") != resolved_name(dataset)
+                or float(now.get("label_noise") or 0.0) != float(noise)
+                or (noise and now.get("noise_seed") not in (None, noise_seed))):
+        run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, noise,
+                                 noise_seed=noise_seed if noise else None)
     run.record_command()
     run.manifest["seed"] = seed
     run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,
