@@ -511,6 +511,61 @@ static void test_out_of_range_params(void) {
     EXPECT_CHECK(TS_ERR_SHAPE, g_layers[4].in.h = -1);
     EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[4].in.h = 30000; g_layers[4].in.w = 30000;
                                  g_layers[4].in.c = 30000; });
+    /* ... on a first layer that flattens: the model input is compared by element count,
+     * which overflowed int64 (UBSan) before layer 0's dims were checked */
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[0] = row(TS_OP_RESHAPE, g_model.input, g_model.input);
+                                 g_layers[0].in.h = 2147483647; g_layers[0].in.w = 2147483647;
+                                 g_layers[0].in.c = 2147483647; });
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[0] = row(TS_OP_FULLY_CONNECTED, g_model.input,
+                                                   g_model.input);
+                                 g_layers[0].in.h = -2147483647 - 1;
+                                 g_layers[0].in.w = -2147483647 - 1;
+                                 g_layers[0].in.c = -2147483647 - 1; });
+}
+
+/* A graph whose plan fits its arena_bytes, but an arena_bytes near 2^32: align8 of it (plus
+ * the scratch) wrapped a 32-bit size_t, so ts_arena_size said a few bytes and ts_invoke ran
+ * with them, writing tensor 1 at arena + 0xFFFFFF00 (before arena on the target). */
+static void test_graph_arena_beyond_2g(void) {
+    static ts_layer_t gl[2];
+    static ts_tensor_t tt[3];
+    static uint8_t arena[64] __attribute__((aligned(8)));
+    static int8_t x[4], y[4];
+    const ts_dims_t d = {1, 1, 4};
+    ts_model_t m;
+    gl[0] = row(TS_OP_RESHAPE, d, d);
+    gl[1] = row(TS_OP_RESHAPE, d, d);
+    gl[0].num_inputs = gl[1].num_inputs = 1;
+    gl[0].inputs[0] = 0;
+    gl[1].inputs[0] = 1;
+    tt[0].offset = TS_TENSOR_EXTERNAL;
+    tt[0].last_use = 0;
+    tt[1].offset = 0xFFFFFF00u;
+    tt[1].last_use = 1;
+    tt[2].offset = TS_TENSOR_EXTERNAL;
+    tt[2].last_use = 2;
+    memset(&m, 0, sizeof m);
+    m.format_version = TS_FORMAT_VERSION;
+    m.num_layers = 2;
+    m.layers = gl;
+    m.input = d;
+    m.num_tensors = 3;
+    m.tensors = tt;
+    m.arena_bytes = 0xFFFFFFF9u;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
+    TS_ASSERT_EQ_INT(0, ts_arena_size(&m));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&m, x, y, arena, sizeof arena));
+    /* the same plan low in the arena runs */
+    tt[1].offset = 0;
+    m.arena_bytes = 4;
+    TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&m));
+    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&m, x, y, arena, sizeof arena));
+    /* the largest arena_bytes a graph may plan */
+    tt[1].offset = 0x7FFFFF00u;
+    m.arena_bytes = 0x80000000u;
+    TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&m));
+    m.arena_bytes = 0x80000001u;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
 }
 
 static void test_softmax_depth_limit(void) {
@@ -613,6 +668,7 @@ int main(void) {
     TS_RUN(test_out_of_range_params);
     TS_RUN(test_softmax_depth_limit);
     TS_RUN(test_arena_too_small);
+    TS_RUN(test_graph_arena_beyond_2g);
     TS_RUN(test_random_corruptions);
     return TS_TEST_END();
 }

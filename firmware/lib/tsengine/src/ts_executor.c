@@ -31,6 +31,10 @@
 #define TS_MAX_ELEMS ((int64_t)1 << 26)
 #define TS_MAX_SOFTMAX_DEPTH 511 /* keeps RoundingDivideByPOT's exponent <= 31 */
 #define TS_MAX_MEAN_COUNT ((int64_t)1 << 23) /* h*w: 2^23 * 256 fits in int32 */
+/* A graph's planned arena: align8(arena_bytes) plus the kernels' scratch (a few KiB) must
+ * fit a 32-bit size_t, else ts_arena_size wraps to a few bytes on the target while the
+ * tensor offsets still reach up to arena_bytes. */
+#define TS_MAX_ARENA_BYTES ((uint32_t)1 << 31)
 
 static int64_t dims_count(ts_dims_t d) { return (int64_t)d.h * (int64_t)d.w * (int64_t)d.c; }
 
@@ -427,6 +431,9 @@ static ts_status_t check_graph(const ts_model_t *model) {
     if (model->num_tensors != n + 1u) {
         return TS_ERR_SHAPE;
     }
+    if (model->arena_bytes > TS_MAX_ARENA_BYTES) {
+        return TS_ERR_ARENA;
+    }
     for (i = 0; i < n; ++i) {
         const ts_layer_t *l = &model->layers[i];
         if (l->num_inputs < 1u || l->num_inputs > TS_MAX_INPUTS ||
@@ -506,7 +513,10 @@ ts_status_t ts_model_check(const ts_model_t *model) {
     if (model->num_layers == 0u || model->num_layers > 4096u) {
         return TS_ERR_SHAPE;
     }
-    if (!dims_ok(model->input) || !input_matches(&model->layers[0], model->input)) {
+    /* layer 0's own dims first (ts_layer_check refuses them as TS_ERR_SHAPE too): the
+     * element count input_matches compares would overflow int64 for absurd ones */
+    if (!dims_ok(model->input) || !dims_ok(model->layers[0].in) ||
+        !input_matches(&model->layers[0], model->input)) {
         return TS_ERR_SHAPE;
     }
     for (i = 0; i < model->num_layers; ++i) {
