@@ -395,3 +395,30 @@ def test_device_bench_exports_one_firmware_for_its_update_modes(tmp_path, monkey
     assert _plan_ram(base, cfg.board, exp_head, "head") == head_ram
     assert _plan_ram(base, cfg.board, exp_full, "head") == head_ram
     assert _plan_ram(base, cfg.board, exp_full, "bias") == exp_full.plan["ram_total"]
+
+
+def test_per_epoch_figures_are_means_over_the_epochs():
+    """cycles/energy/seconds per epoch in summary.json are means over every epoch trained
+    (0 before any), the same definition for each figure."""
+    from tinysift.device.results import DeviceResults, EpochResult
+
+    res = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
+                        epochs=[EpochResult(e, 0.0, 0.0, c, s, mj) for e, c, s, mj in
+                                ((1, 100, 1.0, 2.0), (2, 200, 2.0, 4.0), (3, 600, 6.0, 9.0))])
+    assert res.mean_epoch("cycles") == 300 and res.mean_epoch("seconds") == 3.0
+    assert res.mean_epoch("energy_mj") == 5.0
+    assert DeviceResults(board="b", clock_hz=1, params={}, energy_model={},
+                         started="").mean_epoch("cycles") == 0.0
+
+
+def test_results_json_keeps_its_always_written_fields_while_unknown():
+    """results.json has held counter, the accuracies, RAM/flash and samples since its first
+    format, null while unknown: readers of the file (not only DeviceResults.load) find
+    them."""
+    from tinysift.device.results import DeviceResults
+
+    doc = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="").to_dict()
+    for key in ("counter", "test_acc_before", "test_acc_after", "test_int8_acc_after",
+                "ram_bytes", "flash_bytes", "samples"):
+        assert key in doc and doc[key] is None
+    assert "finished" not in doc  # the others only once known

@@ -448,3 +448,32 @@ def test_paired_difference_is_a_t_interval_over_seed_pairs_and_refuses_unpaired_
     assert diff_cell(one) == "+10.00"
     with pytest.raises(ValueError, match="one value per seed.*got 1 and 3"):
         paired_difference([0.8], [0.7, 0.75, 0.9])
+
+
+def test_paired_difference_is_significant_either_way_and_never_for_no_difference():
+    """A method worse than the other on every seed is as significant as one better (the
+    interval excludes 0 below it), and two identical result lists differ by nothing: an
+    interval of width 0 around 0 holds 0, it is no significant difference."""
+    from tinysift.bench.stats import diff_cell, paired_difference
+
+    worse = paired_difference([0.78, 0.70, 0.89], [0.81, 0.72, 0.93])
+    assert worse["mean"] < 0 and worse["significant"]
+    assert diff_cell(worse) == "**-3.00 ± 2.48**"
+    same = paired_difference([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
+    assert same["mean"] == 0 and same["half_width"] == 0 and not same["significant"]
+    assert diff_cell(same) == "+0.00 ± 0.00"
+
+
+def test_summarize_means_each_time_over_seeds_and_logs_counts_as_integers(tmp_path):
+    """A results row's seconds are means over the seeds (not sums), its std the population
+    std, and a logged kept count stays an integer (tables print 144, not 144.0)."""
+    from tinysift.bench.progress import summarize
+
+    log = ProgressLog({"k": 1}, tmp_path, "t")
+    rows = [log.add(s, "vq", "0.1", acc=a, score_seconds=t, count=144)
+            for s, (a, t) in enumerate(((0.8, 1.0), (0.9, 3.0)))]
+    assert isinstance(rows[0]["count"], int)
+    assert isinstance(json.loads(log.path.read_text().splitlines()[0])["count"], int)
+    out = summarize(rows, ("score_seconds",), count=True)
+    assert out["score_seconds"] == 2.0 and out["count"] == 144
+    assert abs(out["acc_mean"] - 0.85) < 1e-12 and abs(out["acc_std"] - 0.05) < 1e-12

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinysift.errors import BudgetError
-from tinysift.selection.budget import class_quotas, parse_keep, resolve_keep
+from tinysift.selection.budget import (
+    class_quotas,
+    fraction_count,
+    parse_keep,
+    resolve_keep,
+    validation_split,
+)
 
 
 def test_parse_keep():
@@ -54,3 +60,33 @@ def test_quotas_exact_and_balanced(sizes, data):
 def test_quota_fewer_than_classes():
     with pytest.raises(BudgetError, match="fewer than the 3 classes"):
         class_quotas(np.array([0, 1, 2, 2]), 2)
+
+
+def test_keep_bounds_are_inclusive_and_a_tiny_fraction_keeps_one():
+    """keep N (the whole set, as a count) is allowed, and a fraction that rounds to no sample
+    keeps one: a budget never resolves to an empty selection."""
+    assert resolve_keep(1437, 1437) == 1437 and resolve_keep("1437", 1437) == 1437
+    assert resolve_keep(0.001, 100) == 1 and fraction_count(0.001, 100) == 1
+
+
+def test_quota_remainder_goes_to_the_larger_classes():
+    """Class sizes 5, 3, 2 and keep 4: one each, and the one left over goes to the class
+    with the most samples left (the docstring's tie rule), not to the smallest."""
+    labels = np.repeat(np.arange(3), [5, 3, 2])
+    assert class_quotas(labels, 4).tolist() == [2, 1, 1]
+    # equal room left: the lower class index first
+    assert class_quotas(np.repeat(np.arange(3), [3, 3, 3]), 4).tolist() == [2, 1, 1]
+
+
+def test_validation_split_holds_out_the_seeded_balanced_set():
+    """(rest, held): ``held`` is the class-balanced ``count`` the ablation tools score on and
+    ``rest`` the remainder they train on; the seed is pinned, since the committed ablation
+    tables were measured on this split."""
+    from tinysift.data import load_dataset
+
+    y = np.asarray(load_dataset("digits").y_train)
+    rest, held = validation_split(y, 200)
+    assert len(held) == 200 and len(rest) == len(y) - 200
+    assert np.bincount(y[held]).tolist() == [20] * 10
+    assert not np.intersect1d(rest, held).size
+    assert held[:10].tolist() == [8, 13, 14, 45, 58, 65, 72, 79, 81, 89]

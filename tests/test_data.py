@@ -200,6 +200,11 @@ def _selection(path, **override):
     ("meaning number", lambda p: _selection(p, score_meaning=np.float64(1)), "'score_meaning'"),
     ("short scores", lambda p: _selection(p, scores=np.zeros(19)), "'scores'"),
     ("text scores", lambda p: _selection(p, scores=np.array(["a"] * 20)), "'scores'"),
+    ("count below", lambda p: _selection(p, keep_count=np.int64(2)), "keep_count 2"),
+    ("noise one", lambda p: _selection(p, label_noise=np.float64(1.0)), r"not in \[0, 1\)"),
+    ("other size", lambda p: _selection(p, num_samples=np.int64(30)), "training set of 30"),
+    ("index N", lambda p: _selection(p, indices=np.array([1, 5, 20])), "outside"),
+    ("long scores", lambda p: _selection(p, scores=np.zeros(21)), "'scores'"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_corrupt_selection_refused(tmp_path, kind, make, message):
     """Every corrupt selection.npz is one DatasetError naming the problem (they were
@@ -493,3 +498,53 @@ def test_run_records_npz_path_absolute(tmp_path, monkeypatch):
     info = Run(work / "run").manifest["dataset"]
     assert info["name"] == f"npz:{work / 'data.npz'}"
     assert load_run_dataset(Run(work / "run")).content_hash == info["hash"]
+
+
+def test_label_noise_draw_is_pinned_and_the_count_rounds(digits):
+    """The noisy labels of (fraction, seed) are what the committed noisy benchmarks trained
+    on: the draw is pinned. The number flipped is round(fraction x N), not its floor
+    (0.1 x 1,437 = 143.7 flips 144), and fraction 1 (every label wrong) is refused."""
+    noisy, flipped = add_label_noise(digits, 0.2, seed=3)
+    first = np.flatnonzero(flipped)[:8]
+    assert first.tolist() == [1, 5, 11, 26, 32, 36, 38, 45]
+    assert noisy.y_train[first].tolist() == [8, 5, 0, 3, 5, 1, 8, 7]
+    assert noisy.name == "digits+noise0.2"
+    assert add_label_noise(digits, 0.1, seed=3)[1].sum() == 144
+    with pytest.raises(DatasetError, match=r"in \[0, 1\)"):
+        add_label_noise(digits, 1.0, seed=3)
+
+
+def test_a_selection_is_written_sorted_once_each_with_its_fraction(tmp_path):
+    """write_selection stores the kept indices sorted and once each (a method may hand
+    them in any order, repeated) with keep_count and keep_fraction of the training set."""
+    from tinysift.selection.io import read_selection, write_selection
+
+    path = write_selection(tmp_path / "s.npz", np.array([9, 1, 5, 1]), np.zeros(20), "vq", 20,
+                           "h")
+    sel = read_selection(path, 20, "h")
+    assert sel["indices"].tolist() == [1, 5, 9] and int(sel["keep_count"]) == 3
+    assert float(sel["keep_fraction"]) == 3 / 20
+
+
+def test_a_selection_without_a_dataset_hash_still_loads(tmp_path):
+    """A selection whose dataset hash is empty (written before it was recorded) is not
+    refused as another dataset's; one with another hash is."""
+    from tinysift.selection.io import read_selection
+
+    assert read_selection(_selection(tmp_path / "old.npz", dataset_hash=np.array("")),
+                          20, "h")["indices"].tolist() == [1, 5, 9]
+    with pytest.raises(DatasetError, match="dataset hash g"):
+        read_selection(_selection(tmp_path / "other.npz", dataset_hash=np.array("g")), 20, "h")
+
+
+def test_a_condensed_label_beyond_the_classes_is_refused(tmp_path):
+    """A condensed set with label == the number of classes names that label (labels are
+    0..classes-1); the classes' own labels load."""
+    from tinysift.selection.io import read_condensed, write_condensed
+
+    x = np.zeros((2, 8, 8), np.uint8)
+    write_condensed(tmp_path / "c.npz", x, np.array([0, 9]), "dm", 1, "h")
+    assert read_condensed(tmp_path / "c.npz", "h", 10)["y"].tolist() == [0, 9]
+    write_condensed(tmp_path / "d.npz", x, np.array([0, 10]), "dm", 1, "h")
+    with pytest.raises(DatasetError, match="has label 10, but the dataset has 10 classes"):
+        read_condensed(tmp_path / "d.npz", "h", 10)

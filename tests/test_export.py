@@ -727,3 +727,22 @@ def test_cli_refuses_a_negative_db_capacity(run_copy, capfd):
     err = " ".join(capfd.readouterr().err.split())
     assert "--db-capacity -5: the `db load` buffer holds a number of samples, 0 or more" in err
     assert (run_copy / "export" / "ts_export.h").read_text() == before
+
+
+def test_quantization_arithmetic_follows_tflm_where_converted_models_do_not_reach():
+    """Cases the golden exports cannot tell apart (the converter gives a RELU output zero
+    point -128, the models' SAME layers divide evenly): a fused RELU clamps at the output's
+    zero point, SAME output sizes round up (ComputeOutSize), and the effective scale is
+    computed in double from the float32 scales, not in float32 (a last-bit difference in
+    the multiplier changes some outputs by one)."""
+    import numpy as np
+
+    from tinysift.export import quant_math as qm
+
+    assert qm.activation_range("RELU", 0.1, -10) == (-10, 127)
+    assert qm.activation_range("RELU6", 0.05, -20) == (-20, 100)
+    assert qm.out_size("SAME", 7, 3, 2) == 4 and qm.out_size("VALID", 7, 3, 2) == 3
+    assert qm.same_padding(7, 3, 2, 1, 4) == 1 and qm.same_padding(8, 3, 2, 1, 4) == 0
+    f32 = lambda v: float(np.float32(v))  # noqa: E731
+    assert qm.effective_scale(0.1, 0.3, 0.7) == f32(0.1) * f32(0.3) / f32(0.7)
+    assert qm.quantize_multiplier(qm.effective_scale(0.1, 0.3, 0.7)) == (1472560321, -4)

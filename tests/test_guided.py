@@ -773,3 +773,30 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     for name in known_samplers():
         assert set(sampler_params(name)) <= parameter_names(SAMPLERS[name]), name
         make_sampler(name, **sampler_params(name))
+
+
+def test_ledger_charges_fits_nested_two_deep_once():
+    """Three fits inside one another (a density inside a judge inside a refit): each is
+    charged its own seconds, and the seconds of all of them add up to the wall time, so
+    the innermost is not charged again to the outermost."""
+    led = CostLedger(budget_passes=1e6)
+    start = time.perf_counter()
+    with led.fit("outer"):
+        time.sleep(0.02)
+        with led.fit("middle"):
+            time.sleep(0.02)
+            with led.fit("inner"):
+                time.sleep(0.1)
+    wall = time.perf_counter() - start
+    assert led.fit_seconds["inner"] == pytest.approx(0.1, abs=0.03)
+    assert led.fit_seconds["outer"] == pytest.approx(0.02, abs=0.03)
+    assert sum(led.fit_seconds.values()) == pytest.approx(wall, abs=1e-3)
+
+
+def test_an_overspent_ledger_has_nothing_left_and_a_finished_schedule():
+    """A late fit charge can take the spending past the budget: nothing remains (not a
+    negative amount for the next epoch's plan) and the learning-rate schedule's progress
+    stays at its end, 1."""
+    led = CostLedger(budget_passes=100.0, train_passes=90, fit_passes=30.0)
+    assert led.spent == 120.0 and led.remaining == 0.0 and led.progress == 1.0
+    assert CostLedger(budget_passes=0.0).progress == 1.0

@@ -182,3 +182,37 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "folder" / "manifest.json").mkdir(parents=True)
     with pytest.raises(TinysiftError, match="folder/manifest.json cannot be read"):
         Run(tmp_path / "folder")
+
+
+def test_artifacts_are_ordinary_readable_files(tmp_path):
+    """Atomic writes go through mkstemp, which creates 0600: every artifact is made 0644,
+    as a plain open() would (a run folder shared with a colleague or a CI job is readable)."""
+    path = atomic_write_json(tmp_path / "r" / "x.json", {"a": 1})
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_stage_keys_do_not_depend_on_the_order_of_parameters():
+    """A stage is fresh again for the same parameters given in another order (a settings
+    table, a CLI building its dict differently): keys hash the JSON with sorted keys."""
+    from tinysift.runs import json_hash, stage_key
+
+    assert json_hash({"a": 1, "b": [2, 3]}) == json_hash({"b": [2, 3], "a": 1})
+    assert stage_key({"keep": 0.1, "method": "vq"}, {"data": "h", "model": "m"}) == \
+        stage_key({"method": "vq", "keep": 0.1}, {"model": "m", "data": "h"})
+
+
+def test_label_noise_tells_datasets_apart_and_a_noisy_run_resumes(tmp_path):
+    """Records of the same content hash differ by their label noise (noise too small to
+    flip a label leaves the hash unchanged); a record without one has none; and a stage of
+    the folder's own noisy dataset is not refused."""
+    from tinysift.errors import StageError
+    from tinysift.runs import same_dataset
+
+    assert same_dataset({"hash": "h"}, {"hash": "h", "label_noise": 0.0})
+    assert not same_dataset({"hash": "h", "label_noise": 0.2}, {"hash": "h"})
+    assert not same_dataset({"hash": "h", "label_noise": 0.2}, {"hash": "g", "label_noise": 0.2})
+    run = Run(tmp_path / "r")
+    run.set("dataset", {"name": "digits", "hash": "h", "label_noise": 0.2, "noise_seed": 3})
+    run.refuse_other_dataset("digits", "h", label_noise=0.2, noise_seed=3)  # its own: fine
+    with pytest.raises(StageError, match="label noise 0.2"):
+        run.refuse_other_dataset("digits", "h", label_noise=0.0)
