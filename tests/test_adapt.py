@@ -190,7 +190,7 @@ def test_untested_old_task_is_not_reported_as_zero(tmp_path):
         for method, size in (("none", 0), ("random", 10)):
             plog.add(seed, method, f"{size}:head", acc=0.8, acc_old=0.0, acc_new=0.8,
                      energy_mj=1.0, cycles=1.0, ram_plan=1.0)
-    res = _results(cfg, plog, [0, 1], {"ram_total": 1}, 1.0)
+    res = _results(cfg, plog, [0, 1], {"ram_total": 1}, {"head": 1}, 1.0)
     p = res["points"]["random:10:head"]
     assert p["acc_old"] is None and "old_vs_joint" not in p and "vs_joint" in p
     assert "acc_old" not in res["joint"] and res["seed_values"] == [0, 1]

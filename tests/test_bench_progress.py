@@ -376,7 +376,7 @@ def test_device_results_name_their_log_and_rows_keeping_their_seed_values(tmp_pa
     log.origin = {**log.origin, "git": "0" * 40}  # a resumed bench, other code
     _device_rows(log, [("joint", "host"), ("none", "0:head"), ("random", "10:head")], [4],
                  lambda s, m: 0.8)
-    res = _results(cfg, log, [3, 4], {"ram_total": 1}, 60.0)
+    res = _results(cfg, log, [3, 4], {"ram_total": 1}, {"head": 1}, 60.0)
     assert res["seed_values"] == [3, 4] and res["progress_log"] == log.path.name
     assert sorted(o["rows"] for o in res["origins"]) == [3, 3] and "data_hash" not in res
     assert "Rows from 2 code versions or machines" in device_markdown(res)
@@ -477,3 +477,25 @@ def test_summarize_means_each_time_over_seeds_and_logs_counts_as_integers(tmp_pa
     out = summarize(rows, ("score_seconds",), count=True)
     assert out["score_seconds"] == 2.0 and out["count"] == 144
     assert abs(out["acc_mean"] - 0.85) < 1e-12 and abs(out["acc_std"] - 0.05) < 1e-12
+
+
+def test_an_upkeep_config_without_policies_or_update_modes_is_refused():
+    """Built from code, UpkeepConfig(policies=()) ran only the whole-stream point and
+    updates=() no point at all (the CLI cannot give either); both are refused when made,
+    and so is a bench config's replace() of them."""
+    import dataclasses
+
+    import pytest
+
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.upkeep import UpkeepConfig
+
+    with pytest.raises(BudgetError, match=r"policies=\(\)\) runs no policy: give one or more "
+                                          r"of reservoir, coverage"):
+        UpkeepConfig(policies=())
+    with pytest.raises(BudgetError, match=r"updates=\(\)\) runs no update mode: give one or "
+                                          r"more of head"):
+        UpkeepConfig(updates=())
+    with pytest.raises(BudgetError, match="runs no update mode"):
+        dataclasses.replace(UpkeepConfig(), updates=())
+    assert UpkeepConfig(policies=("coverage",), updates=("bias",)).policies == ("coverage",)

@@ -147,8 +147,8 @@ def test_bad_executors_are_one_clear_line():
 
 def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(tmp_path):
     """A worker dying under a task at every try (out of memory, a crash) is the cluster's
-    failure, not a bug of the task: one ClusterError line saying the run resumes, and the
-    rows finished before it stay in the progress log."""
+    failure, not a bug of the task: that task fails with a ClusterError line saying the run
+    resumes (the bench's closing error lists it), and the other rows stay in the log."""
     # distributed imported first: its defaults are in dask's config before the set below,
     # whose exit restores what it found (else no "distributed" key at all afterwards)
     import dask
@@ -157,7 +157,7 @@ def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(t
     from tinysift.bench.driver import run_seeds
     from tinysift.bench.executor import open_executor
     from tinysift.bench.progress import ProgressLog
-    from tinysift.errors import ClusterError
+    from tinysift.errors import ClusterError, TasksFailed
 
     log = ProgressLog({"bench": "killed"}, tmp_path, "killed")
     written = []
@@ -168,12 +168,14 @@ def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(t
         # that is computed again (or errs) at Dask's discretion
         future = (ex.submit(dict, [("acc", 0.5)]) if seed == 0 else
                   ex.submit(exec, "import os, time; time.sleep(3); os._exit(1)"))
-        return [(future, lambda done, s=seed: log.add(s, "m", "1", **done.value))]
+        return [(future, lambda done, s=seed: log.add(s, "m", "1", **done.value), "m")]
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with open_executor("local:1", say=lambda _: None) as ex:
-            with pytest.raises(ClusterError, match="killed every Dask worker.*resumes"):
-                run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, written.append)
+            with pytest.raises(TasksFailed, match="seed 1 m .*killed every Dask worker.*"
+                                                  "resumes"):
+                run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, written.append,
+                          say=lambda _: None)
             cancelled = ex.submit(time.sleep, 30)
             cancelled.cancel()  # as when its inputs are lost with a worker
             with pytest.raises(ClusterError, match="cancelled a task.*resumes"):
@@ -216,7 +218,7 @@ def test_a_worker_that_joins_later_with_other_sources_is_refused(tmp_path):
     from tinysift.bench.driver import run_seeds
     from tinysift.bench.executor import connect
     from tinysift.bench.progress import ProgressLog
-    from tinysift.errors import ClusterError
+    from tinysift.errors import TasksFailed
 
     src = tmp_path / "src" / "tinysift"
     shutil.copytree(Path(__file__).resolve().parents[1] / "host" / "tinysift", src,
@@ -242,11 +244,13 @@ def test_a_worker_that_joins_later_with_other_sources_is_refused(tmp_path):
         log = ProgressLog({"bench": "late"}, tmp_path, "late")
 
         def submit(seed: int) -> list:
-            return [(ex.submit(dict, [("acc", 0.5)]), lambda d: log.add(0, "m", "1", **d.value))]
+            return [(ex.submit(dict, [("acc", 0.5)]), lambda d: log.add(0, "m", "1", **d.value),
+                     "m")]
 
         refused = r"worker \S+ has tinysift_source \w+ \(here \w+\) \(it joined after"
-        with pytest.raises(ClusterError, match=refused):
-            run_seeds(ex, log, 1, submit, lambda n, wall: {}, lambda res: None)
+        with pytest.raises(TasksFailed, match=refused):
+            run_seeds(ex, log, 1, submit, lambda n, wall: {}, lambda res: None,
+                      say=lambda _: None)
         assert log.get(0, "m", "1") is None  # not logged
         ex.close()
     finally:
@@ -254,3 +258,35 @@ def test_a_worker_that_joins_later_with_other_sources_is_refused(tmp_path):
             late.kill()
             late.wait()
         cluster.close()
+
+
+def test_a_failed_task_leaves_the_trainings_in_flight_to_finish_and_be_logged(tmp_path):
+    """One task's error ended the bench at once: the driver left, closing the cluster, and the
+    trainings in flight on the other workers were lost. Now they finish and are logged, the
+    failed task is said and listed in the closing error (an unexpected error: a bug), and a
+    seed with a failed task writes no results."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import open_executor
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import TasksFailedBug
+
+    log = ProgressLog({"bench": "in flight"}, tmp_path, "flight")
+    written, said = [], []
+    slow = "import time; time.sleep(4)"
+
+    def submit(seed: int) -> list:
+        def handler(what):
+            return lambda done: log.add(seed, what, "1", acc=0.5)
+        tasks = [(ex.submit(exec, "raise ValueError('boom')"), handler("bad"), "bad")] * (
+            seed == 0)
+        return tasks + [(ex.submit(exec, slow), handler("slow"), "slow")]
+
+    with open_executor("local:2", say=lambda _: None) as ex:
+        with pytest.raises(TasksFailedBug, match=r"1 task failed: seed 0 bad \(unexpected "
+                                                 r"ValueError: boom\)\. no results files "):
+            run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, written.append,
+                      say=said.append)
+    assert said == ["[seed 0] bad FAILED: unexpected ValueError: boom"]
+    again = ProgressLog({"bench": "in flight"}, tmp_path, "flight")
+    assert again.get(0, "slow", "1") and again.get(1, "slow", "1")
+    assert again.get(0, "bad", "1") is None and written == []

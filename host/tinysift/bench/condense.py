@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, distinct, summarize
+from tinysift.bench.progress import ProgressLog, config_dict, distinct, summarize
 from tinysift.bench.report import (
     acc_cell,
     full_data_cell,
@@ -55,6 +55,9 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     # a method or K given twice was submitted twice: trained and logged twice
     distinct(cfg.methods, "--methods")
     distinct(cfg.per_class, "--per-class")
+    if any(k < 1 for k in cfg.per_class):  # before any training: it failed every method's task
+        raise TinysiftError(f"--per-class takes samples per class >= 1, got "
+                            f"{','.join(map(str, cfg.per_class))}")
     ex = executor or SerialExecutor()
     console = make_console(stderr=True)
     ds = load_dataset(cfg.dataset)
@@ -84,12 +87,13 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
         jobs = [("full", "all", None)] + [(name, str(k), k) for name in cfg.methods
                                           for k in cfg.per_class]
         return [(ex.submit(_condense_point, ctx, shipped, seed, name, k, recipe, progress),
-                 handler(seed, name, at))
+                 handler(seed, name, at), "full data" if k is None else f"{name} K={at}")
                 for name, at, k in jobs if log.get(seed, name, at) is None]
 
     return run_seeds(ex, log, cfg.seeds, submit,
                      lambda seeds, wall: _results(cfg, log, seeds, wall),
-                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem),
+                     say=lambda line: console.print(line, markup=False))
 
 
 #: What every condenser ran with in the committed logs, written before records carried
@@ -157,7 +161,7 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
     full = summary(full_runs)
     return {
         "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": seeds_done,
-        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(),
+        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(), "config": config_dict(cfg),
         **log.provenance(seeds_done, full_runs + [r for runs in rows.values() for r in runs]),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},

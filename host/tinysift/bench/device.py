@@ -132,7 +132,24 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
     results: dict = {}
+    # this invocation's memory plans (the export's, and per update mode), and its scenario:
+    # every row's RAM column is the plan of this invocation's firmware (its largest --sizes),
+    # rows resumed from an invocation of other --sizes included
+    plan: dict | None = None
+    ram_plans: dict[str, int] = {}
+    scenario_info: dict = {}
+    last = cfg.seed_values()[-1]
     for seed in cfg.seed_values():
+        # A seed whose every row is logged needs no base model, export nor firmware (minutes
+        # of training each); the last one is set up still when no seed was, for the plans.
+        if _all_logged(cfg, plog, seed) and (plan is not None or seed != last):
+            say(f"seed {seed}: every row already in {plog.path}, its setup skipped")
+            if plan is not None:
+                results = _results(cfg, plog, list(range(cfg.first_seed, seed + 1)), plan,
+                                   ram_plans, time.perf_counter() - wall)
+                results["scenario_info"] = scenario_info
+                write_outputs(results, Path(cfg.out_dir), cfg.stem())
+            continue
         base_cfg = cfg.adapt_config(seed)
         base_cfg.validate()
         scn, parts, _name, base = prepare_base(base_cfg, say)
@@ -190,15 +207,25 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                 old = "-" if acc.get("old") is None else f"{acc['old']:.3f}"  # shift: untested
                 say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old {old} new "
                     f"{acc['new']:.3f} all {acc['all']:.3f}")
+        plan = exp.plan
         done = list(range(cfg.first_seed, seed + 1))
-        results = _results(cfg, plog, done, exp.plan, time.perf_counter() - wall)
-        results["scenario_info"] = {"description": scn.description,
-                                    "new_samples": int(len(scn.y_new)),
-                                    "num_classes": int(scn.num_classes),
-                                    "old_classes": list(scn.old_classes),
-                                    "new_classes": list(scn.new_classes)}
+        results = _results(cfg, plog, done, plan, ram_plans, time.perf_counter() - wall)
+        scenario_info = {"description": scn.description, "new_samples": int(len(scn.y_new)),
+                         "num_classes": int(scn.num_classes),
+                         "old_classes": list(scn.old_classes),
+                         "new_classes": list(scn.new_classes)}
+        results["scenario_info"] = scenario_info
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
     return results
+
+
+def _all_logged(cfg: DeviceBenchConfig, plog: ProgressLog, seed: int) -> bool:
+    """Every row of ``seed`` (the host's joint model, the floor and every method, size and
+    update mode) is in the progress log."""
+    rows = [("joint", "host")] + [
+        (method, f"{size}:{update}") for update in cfg.updates
+        for method, size in [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]]
+    return all(plog.get(seed, method, at) is not None for method, at in rows)
 
 
 def _plan_ram(base: Path, board: str, exp, update: str) -> int:
@@ -218,7 +245,9 @@ def _plan_ram(base: Path, board: str, exp, update: str) -> int:
 
 
 def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], plan: dict,
-             wall_seconds: float) -> dict:
+             ram_plans: dict[str, int], wall_seconds: float) -> dict:
+    """The results file's fields; ``plan`` is this invocation's memory plan and
+    ``ram_plans`` its RAM per update mode: every row's RAM, whichever invocation ran it."""
     from tinysift.bench.stats import paired_difference
     from tinysift.runs import machine_info, package_versions
 
@@ -240,6 +269,10 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
             p = summarize(rs, ("acc_old", "acc_new", "energy_mj", "cycles", "ram_plan"))
             p.update(method=method, size=size, update=update,
                      old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
+            # A row logs the RAM of the firmware it ran on, whose replay buffer the largest
+            # --sizes of its invocation set; the table's column is this invocation's plan
+            # (one for every row, as its text says), not a mean over several invocations'.
+            p["ram_plan"] = float(ram_plans[update])
             for ref in ("random", "herding"):
                 ref_rs = runs(ref, f"{size}:{update}")
                 if ref_rs is not None and ref != method and method != "none":

@@ -5,10 +5,18 @@ The driver alone appends to the progress log, one finished task at a time, in th
 tasks finish (on a cluster) or were submitted (serial); the results files are rewritten each
 time the first ``s`` seeds are all complete. A seed whose tasks all ran in one serial go
 gets its wall time logged, as before; on a cluster seeds overlap and have none.
+
+A task that fails does not end the bench: its error is said and recorded, the other tasks
+run on and are logged (on a cluster, the trainings in flight finish), and at the end the bench
+raises one error listing the failed tasks (:class:`tinysift.errors.TasksFailed`, or
+:class:`tinysift.errors.TasksFailedBug` when one failed with an unexpected error). A seed with
+a failed task is not complete: the results files hold the seeds before it, and a rerun of the
+command resumes from the log, training only the failed tasks.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +24,33 @@ from dataclasses import dataclass
 from tinysift.bench.executor import TaskDone
 from tinysift.bench.progress import ProgressLog
 
-# A seed's tasks: (future, what to do with its result, or None for an intermediate task).
-Tasks = list[tuple[object, Callable[[TaskDone], None] | None]]
+# A seed's tasks: (future, what to do with its result or None, and for a task whose result
+# is logged, what it is, e.g. "vq keep 0.1", named when it fails). An intermediate task (a
+# scoring fit several trainings share) has no name: when it fails, the tasks that need it
+# fail with its error and are named.
+Tasks = list[tuple[object, Callable[[TaskDone], None] | None]
+             | tuple[object, Callable[[TaskDone], None] | None, str]]
+#: Failed tasks the final error lists one by one (the others are counted; each was said
+#: when it failed).
+LISTED_FAILURES = 8
+
+
+@dataclass
+class Failure:
+    """A task that failed: its seed, what it was and its error."""
+
+    seed: int
+    what: str
+    error: BaseException
+
+    def error_line(self) -> str:
+        """The error's first line; an unexpected one (not a TinysiftError) with its type."""
+        from tinysift.errors import TinysiftError
+
+        text = (str(self.error).strip().splitlines() or [""])[0]
+        if isinstance(self.error, TinysiftError):
+            return text
+        return f"unexpected {type(self.error).__name__}: {text}"
 
 
 @dataclass
@@ -61,27 +94,36 @@ def worker_fields(ex, done: TaskDone) -> dict:
 
 
 def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
-              build: Callable[[int, float], dict], write: Callable[[dict], None]) -> dict:
+              build: Callable[[int, float], dict], write: Callable[[dict], None],
+              say: Callable[[str], None] | None = None) -> dict:
     """Submit every seed's tasks (``submit(seed)``), handle each result as it comes, and
     ``write(build(seeds_done, wall_seconds))`` whenever one more seed is complete (with the
-    executor's description on a cluster). Returns the last results written."""
+    executor's description on a cluster). Returns the last results written.
+
+    A task that fails is said (``say``; default: stderr) and recorded while the other tasks
+    run on; then :func:`failed_tasks`'s error is raised, after every other task was handled.
+    """
+    say = say or (lambda line: print(line, file=sys.stderr))
     start = time.perf_counter()
     fresh = [log.is_fresh(s) for s in range(seeds)]
     owner: dict = {}
     remaining = [0] * seeds
     order = []
     for seed in range(seeds):
-        for future, handler in submit(seed):
-            owner[future] = (seed, handler)
+        for future, handler, *what in submit(seed):
+            owner[future] = (seed, handler, what[0] if what else None)
             order.append(future)
             remaining[seed] += 1
     began: dict[int, float] = {}
     results: dict = {}
     complete = 0
+    failures: list[Failure] = []
+    unnamed: list[Failure] = []  # failed intermediate tasks
+    failed = [False] * seeds
 
     def flush() -> None:
         nonlocal complete, results
-        while complete < seeds and remaining[complete] == 0:
+        while complete < seeds and remaining[complete] == 0 and not failed[complete]:
             if fresh[complete] and not ex.remote:  # a seed resumed half-way has no wall time
                 log.add_seed_wall(complete, time.perf_counter() - began[complete])
             complete += 1
@@ -94,11 +136,55 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     pending = ex.completed(order)
     del order  # on a cluster, a result leaves the workers' memory once handled
     for future in pending:
-        seed, handler = owner.pop(future)
+        seed, handler, what = owner.pop(future)
         began.setdefault(seed, time.perf_counter())
-        done = ex.result(future)
+        remaining[seed] -= 1
+        try:
+            done = ex.result(future)
+        except Exception as exc:  # noqa: BLE001 - one task's error must not end the others
+            failed[seed] = True
+            failure = Failure(seed, what or "a scoring task", exc)
+            if what is None:
+                unnamed.append(failure)
+            else:
+                failures.append(failure)
+                say(f"[seed {seed}] {what} FAILED: {failure.error_line()}")
+            continue
         if handler is not None:
             handler(done)
-        remaining[seed] -= 1
         flush()
+    # an intermediate task's failure is named by the tasks that needed it; else by itself
+    failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
+    if failures:
+        raise failed_tasks(failures, log, complete, seeds)
     return results
+
+
+def failed_tasks(failures: list[Failure], log: ProgressLog, complete: int,
+                 seeds: int) -> Exception:
+    """The error a bench with failed tasks ends with: which failed (tasks that failed with
+    one error grouped), what the results files hold and how to train only those again."""
+    from tinysift.errors import TasksFailed, TasksFailedBug, TinysiftError
+
+    by_error: dict[str, list[str]] = {}
+    for f in failures:
+        by_error.setdefault(f.error_line(), []).append(f"seed {f.seed} {f.what}")
+    listed = [f"{', '.join(tasks)} ({error})" for error, tasks in by_error.items()]
+    if len(listed) > LISTED_FAILURES:
+        listed = listed[:LISTED_FAILURES] + [f"{len(listed) - LISTED_FAILURES} more errors "
+                                             "(said above as they failed)"]
+    n = len(failures)
+    again = (f"the other tasks' rows are in the progress log {log.path}: rerun the same "
+             "command to train only the failed ones" if log.path is not None else
+             "this bench keeps no progress log (--quick): rerun the command to run it all "
+             "again")
+    written = (f"results files written for the first {complete} of {seeds} seeds"
+               if complete else "no results files written")
+    message = (f"{n} task{'s' if n > 1 else ''} failed: {'; '.join(listed)}. {written} (a "
+               f"seed with a failed task, and those after it, are left out); {again}")
+    bugs = [f.error for f in failures if not isinstance(f.error, TinysiftError)]
+    if not bugs:
+        return TasksFailed(message, failures)
+    error = TasksFailedBug(message, failures)
+    error.__cause__ = bugs[0]  # the traceback TINYSIFT_TRACEBACK=1 shows
+    return error

@@ -26,6 +26,7 @@ versions differ.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from collections.abc import Callable, Iterable, Iterator
@@ -54,17 +55,18 @@ class TaskDone:
     facts: dict | None = None
 
 
-_WORKER_FACTS: list[dict] = []
-
-
 def run_task(fn: Callable, *args) -> TaskDone:
     """Run ``fn(*args)`` on a worker (arguments that are finished tasks are unwrapped). The
     result carries the worker's facts (gathered once per worker process): the driver checks
     every worker that runs a task, not only those there when it connected."""
     _match_serial_threads()
-    if not _WORKER_FACTS:
-        _WORKER_FACTS.append(worker_facts())
-    return TaskDone(fn(*_unwrap(args)), platform.node(), _WORKER_FACTS[0])
+    return TaskDone(fn(*_unwrap(args)), platform.node(), _this_worker_facts())
+
+
+@functools.cache
+def _this_worker_facts() -> dict:
+    """:func:`worker_facts` of this process, gathered once (it hashes the sources)."""
+    return worker_facts()
 
 
 def _unwrap(args: Iterable) -> list:
@@ -97,17 +99,27 @@ def _match_serial_threads() -> None:
 
 
 class _Lazy:
-    """A serial task: it runs when its result is first asked for, in this process."""
+    """A serial task: it runs when its result is first asked for, in this process. A task
+    that failed raises its error again, as a failed Dask future does, without running again
+    for each task that needs it."""
 
     def __init__(self, fn: Callable, args: tuple) -> None:
         self.fn, self.args = fn, args
         self.done: TaskDone | None = None
+        self.error: Exception | None = None
 
     def result(self) -> TaskDone:
+        if self.error is not None:
+            raise self.error
         if self.done is None:
-            args = [a.result() if isinstance(a, _Lazy) else a for a in self.args]
-            self.done = TaskDone(self.fn(*_unwrap(args)), platform.node())
-            self.args = ()  # let the dataset and shared work go as soon as they may
+            try:
+                args = [a.result() if isinstance(a, _Lazy) else a for a in self.args]
+                self.done = TaskDone(self.fn(*_unwrap(args)), platform.node())
+            except Exception as exc:
+                self.error = exc
+                raise
+            finally:
+                self.args = ()  # let the dataset and shared work go as soon as they may
         return self.done
 
 

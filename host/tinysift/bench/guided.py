@@ -142,12 +142,14 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
         return [(ex.submit(_guided_point, shipped, seed, method, budget, recipe,
                            cfg.method_params.get(_sampler_name(method), {}), progress,
                            cfg.keep_steps),
-                 handler(seed, method, f"{budget:g}"))
+                 handler(seed, method, f"{budget:g}"),
+                 "full data" if method == "full" else f"{method} budget {budget:g}")
                 for method, budget in jobs if log.get(seed, method, f"{budget:g}") is None]
 
     return run_seeds(ex, log, cfg.seeds, submit,
                      lambda seeds, wall: _results(cfg, log, curves, seeds, wall),
-                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem),
+                     say=lambda line: console.print(line, markup=False))
 
 
 def _sampler_name(method: str) -> str:

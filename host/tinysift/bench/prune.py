@@ -95,6 +95,7 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     from tinysift.data import load_dataset
     from tinysift.errors import TinysiftError
     from tinysift.progress import make_console
+    from tinysift.selection import resolve_keep
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -106,6 +107,8 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     ex = executor or SerialExecutor()
     console = make_console(stderr=True)
     base = load_dataset(cfg.dataset)
+    for keep in cfg.keeps:  # before any training: a bad keep failed every method's task
+        resolve_keep(keep, len(base.y_train))
     stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
             + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
@@ -115,7 +118,8 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data), progress and not ex.remote)
     return run_seeds(ex, log, cfg.seeds, tasks.submit,
                      lambda seeds, wall: _results(cfg, log, seeds, wall),
-                     lambda res: write_outputs(res, Path(cfg.out_dir), stem))
+                     lambda res: write_outputs(res, Path(cfg.out_dir), stem),
+                     say=lambda line: console.print(line, markup=False))
 
 
 class _PruneTasks:
@@ -141,7 +145,8 @@ class _PruneTasks:
         rec = log.get(seed, "full", "1")
         if rec is None:
             tasks.append((ex.submit(_train_point, self.shipped, seed, recipe, None, None,
-                                    self.progress), self._handler(seed, "full", "1")))
+                                    self.progress), self._handler(seed, "full", "1"),
+                          "full data"))
         else:
             self._say(rec)
         todo = {name: keeps for name in cfg.methods
@@ -162,7 +167,8 @@ class _PruneTasks:
                               cfg.method_params.get(name, {}), keeps)
             tasks.append((score, None))
             tasks += [(ex.submit(_train_point, self.shipped, seed, recipe, score, keep,
-                                 self.progress), self._handler(seed, name, f"{keep:g}"))
+                                 self.progress), self._handler(seed, name, f"{keep:g}"),
+                       f"{name} keep {keep:g}")
                       for keep in keeps]
         return tasks
 

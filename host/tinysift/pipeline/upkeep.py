@@ -52,6 +52,16 @@ class UpkeepConfig(AdaptConfig):
     reference_all: bool = True  # a point whose buffer holds the whole stream
     out: str = "runs/upkeep"
 
+    def __post_init__(self) -> None:
+        # Built from code, no policy left only the whole-stream point, no update mode no
+        # point at all (an empty results table); the CLI cannot give either.
+        if not self.policies:
+            raise BudgetError(f"UpkeepConfig(policies=()) runs no policy: give one or more "
+                              f"of {', '.join(POLICIES)}")
+        if not self.updates:
+            raise BudgetError(f"UpkeepConfig(updates=()) runs no update mode: give one or "
+                              f"more of {', '.join(UPDATES)}")
+
     def validate(self) -> None:
         super().validate()
         bad = [p for p in self.policies if p not in POLICIES]

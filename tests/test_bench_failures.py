@@ -1,0 +1,128 @@
+"""A bench task that fails does not end the bench: the other tasks run on and are logged, the
+bench ends with one error naming the failed tasks (exit status 2, or 1 for an unexpected
+error: a bug), and a rerun trains only those. Real trainings of a --quick-sized prune bench
+on digits; the failing task is a user's plug-in method (tinysift.selection.register)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+PLUGIN = '''
+import os
+import sys
+
+import numpy as np
+
+from tinysift.cli.app import main
+from tinysift.errors import TinysiftError
+from tinysift.selection import PruningMethod, register
+
+
+@register
+class Boom(PruningMethod):
+    """A plug-in method failing as $BOOM says: a clean error, or a bug."""
+
+    name = "boom"
+
+    def _fit(self, context):
+        if os.environ.get("BOOM") == "error":
+            raise TinysiftError("boom cannot score these samples")
+        if os.environ.get("BOOM") == "bug":
+            raise ValueError("boom's bug")
+        return np.random.default_rng(self.seed).random(context.num_samples)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+'''
+
+
+def _rows(progress) -> list[tuple]:
+    (log,) = progress.glob("prune_digits_*.jsonl")
+    return [(r["seed"], r["method"], r["keep"]) for r in map(json.loads, log.read_text()
+                                                            .splitlines())
+            if r["method"] != "_wall"]
+
+
+def test_a_failed_task_is_listed_the_others_run_on_and_a_rerun_trains_only_it(tmp_path):
+    script = tmp_path / "bench_plugin.py"
+    script.write_text(PLUGIN)
+    out = tmp_path / "out"
+    # boom first: random's trainings come after its failure
+    args = [sys.executable, str(script), "bench", "prune", "--dataset", "digits", "--keep",
+            "0.1", "--seeds", "1", "--methods", "boom,random", "--out-dir", str(out)]
+    env = {k: v for k, v in os.environ.items() if k != "TINYSIFT_TRACEBACK"}
+
+    def bench(boom: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                              env={**env, "BOOM": boom})
+
+    r = bench("error")
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "[seed 0] boom keep 0.1 FAILED: boom cannot score these samples" in err
+    assert ("error: 1 task failed: seed 0 boom keep 0.1 (boom cannot score these samples). "
+            "no results files written") in err
+    assert "rerun the same command to train only the failed ones" in err
+    assert "Traceback" not in r.stderr
+    # the tasks after the failed one trained and were logged
+    assert _rows(out / "progress") == [(0, "full", "1"), (0, "random", "0.1")]
+    assert not (out / "prune_digits.json").exists()  # seed 0 is not complete
+
+    # an unexpected error: reported as a bug (exit 1); nothing else trains again
+    r = bench("bug")
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "resuming: 2 trainings already" in err
+    assert "seed 0 boom keep 0.1 (unexpected ValueError: boom's bug)" in err
+    assert "a bug in tinysift" in err
+    assert _rows(out / "progress") == [(0, "full", "1"), (0, "random", "0.1")]
+
+    r = bench("")  # fixed: only the failed task trains
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _rows(out / "progress") == [(0, "full", "1"), (0, "random", "0.1"),
+                                       (0, "boom", "0.1")]
+    res = json.loads((out / "prune_digits.json").read_text())
+    assert set(res["methods"]) == {"boom", "random"} and res["seeds"] == 1
+
+
+def test_bad_keeps_and_per_class_are_refused_before_any_training(tmp_path):
+    """From code, a keep out of (0, 1] (or a count above the training set) and a K below 1
+    failed inside every method's task, after the full-data training; now they are refused
+    first (the CLI refused them already)."""
+    import pytest
+
+    from tinysift.bench.condense import CondenseBenchConfig, bench_condense
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+    from tinysift.errors import BudgetError, TinysiftError
+
+    for keeps in ((0.1, 1.5), (5000,)):
+        cfg = PruneBenchConfig(dataset="digits", keeps=keeps, methods=("random",), seeds=1,
+                               out_dir=tmp_path / "out", cache_dir=None,
+                               progress_dir=tmp_path / "progress")
+        with pytest.raises(BudgetError, match="keep"):
+            bench_prune(cfg, progress=False)
+        assert not (tmp_path / "progress").exists()  # nothing trained
+    cfg = CondenseBenchConfig(dataset="digits", per_class=(0, 2), methods=("random",),
+                              seeds=1, out_dir=tmp_path / "out",
+                              progress_dir=tmp_path / "progress")
+    with pytest.raises(TinysiftError, match="--per-class takes samples per class >= 1"):
+        bench_condense(cfg)
+    assert not (tmp_path / "progress").exists()  # nothing trained
+
+
+def test_condense_results_record_their_config(tmp_path):
+    """Like prune and guided results, a condense results file holds its configuration (the
+    recipe text held only part of it)."""
+    from tinysift.bench.condense import CondenseBenchConfig, bench_condense
+
+    cfg = CondenseBenchConfig(dataset="digits", per_class=(1,), methods=("random",), seeds=1,
+                              min_steps=20, subset_epochs=1, out_dir=tmp_path / "out",
+                              progress_dir=None)
+    bench_condense(cfg)
+    saved = json.loads((tmp_path / "out" / "condense_digits.json").read_text())
+    assert saved["config"]["min_steps"] == 20 and saved["config"]["per_class"] == [1]
+    assert saved["config"]["methods"] == ["random"] and saved["config"]["progress_dir"] is None
