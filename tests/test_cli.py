@@ -113,6 +113,24 @@ def _main(monkeypatch, capsys, target: str, exc: BaseException, args: list[str])
     return code, capsys.readouterr().err
 
 
+def _stop_at(monkeypatch, *targets: str) -> list:
+    """Replace each ``module:function`` with one that records its first argument (the
+    configuration a bench or pipeline step would run with) and stops the command as Ctrl-C
+    does (exit 130): what a command would run, without running it. Returns the records."""
+    import importlib
+
+    seen = []
+
+    def capture(cfg, *a, **k):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    for target in targets:
+        module, name = target.split(":")
+        monkeypatch.setattr(importlib.import_module(module), name, capture)
+    return seen
+
+
 def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys, tmp_path):
     """typer turns Ctrl-C into Exit(130) and returns it: it used to end in exit 0, silently."""
     code, err = _main(monkeypatch, capsys, "tinysift.stages.prune:prune", KeyboardInterrupt(),
@@ -157,6 +175,37 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys, tmp_path):
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
                       ZeroDivisionError("x"), FLASH + [str(_run_folder(tmp_path))])
     assert code == 1 and "unexpected ZeroDivisionError" in err and "Traceback" not in err
+
+
+def test_out_of_memory_is_one_line_exit_2_not_a_bug(monkeypatch, capsys, tmp_path):
+    """`engine export --count 100000000` (47.7 GiB of inputs) ended in "unexpected
+    MemoryError ... (a bug in tinysift: please report it)", exit 1: the machine's limit,
+    said as such with the fix, exit 2."""
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
+                      MemoryError("Unable to allocate 47.7 GiB"),
+                      FLASH + [str(_run_folder(tmp_path))])
+    (line,) = _error_lines(err)
+    assert code == 2 and "out of memory (Unable to allocate 47.7 GiB): ask for less" in line
+    assert "bug" not in err
+
+
+def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, capsys,
+                                                                   tmp_path):
+    """`device calibrate --ms 0` (or above the firmware's 600,000) was sent to the board,
+    which refused it once connected; with --current-ma alone it was taken without a word
+    and the profile written. Now a usage error naming --ms, exit 2, no profile written."""
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    for ms in ("0", "-5", "600001"):
+        assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "3",
+                     "--ms", ms]) == 2, ms
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert "Invalid value for '--ms'" in line, line
+    assert not list(tmp_path.iterdir())
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "3",
+                 "--ms", "600000"]) == 0
+    assert (tmp_path / "boards" / "nucleo_f411re.toml").is_file()
 
 
 def test_train_on_a_kept_set_defaults_to_the_step_rule(monkeypatch, tmp_path):
@@ -306,9 +355,23 @@ BAD_INPUT = [
      "{tmp}/empty has no manifest.json"),
     # --out folders that cannot be one (were "unexpected FileExistsError / NotADirectoryError")
     (["prune", "--dataset", "digits", "--method", "random", "--keep", "0.1", "--out",
-      "{tmp}/ok.toml"], "{tmp}/ok.toml is a file, not a run folder"),
+      "{tmp}/ok.toml"], "{tmp}/ok.toml is a file, not a folder (--out/--run)"),
+    # the file in the way is named (was "cannot create the run folder .../run (Not a
+    # directory)")
     (["train", "--dataset", "digits", "--out", "{tmp}/ok.toml/run"],
-     "cannot create the run folder {tmp}/ok.toml/run (Not a directory)"),
+     "{tmp}/ok.toml is a file, not a folder (--out/--run)"),
+    # adapt's --out: a file there was "unexpected FileExistsError" (exit 1); a scenario
+    # refused (unknown dataset, classes out of range) left an empty run folder
+    (["adapt", "--dataset", "nope", "--out", "{tmp}/ok.toml"],
+     "{tmp}/ok.toml is a file, not a folder (--out)"),
+    (["adapt", "--dataset", "nope", "--out", "{tmp}/typo"], "unknown dataset 'nope'"),
+    (["adapt", "--dataset", "digits", "--old-classes", "0-20", "--out", "{tmp}/typo"],
+     "old classes must be in 0..9"),
+    (["adapt", "--dataset", "nope", "--old-classes", "7-0", "--out", "{tmp}/typo"],
+     "--old-classes takes numbers and ranges like 0-7 (low-high) or 0,2,4; got '7-0'"),
+    # train's random subset: the refusal advised --no-balance, an option train does not have
+    (["train", "--dataset", "digits", "--keep", "5", "--out", "{tmp}/typo"],
+     "--keep 5 is fewer than the 10 classes: train's random subset is class-balanced"),
     # --keep beside --condensed was ignored: the whole condensed set trained
     (["train", "--dataset", "digits", "--condensed", "{tmp}/typo", "--keep", "0.5", "--out",
       "{tmp}/typo"], "--keep does not apply to --condensed"),
@@ -380,22 +443,31 @@ def test_bad_input_is_one_line_and_exit_2(args, said, bad_files, capsys, monkeyp
     assert not (bad_files / "empty" / ".tinysift.lock").exists()
 
 
+def test_adapt_refuses_new_data_outside_the_user_scenario(monkeypatch, capsys, tmp_path):
+    """`adapt --new npz:PATH` without `--scenario user` ignored --new (the file was never
+    read): the device learned the dataset's own new classes and the results looked like
+    the user's. Refused in one line, exit 2, before the base model; with --scenario user it
+    reaches the base model."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.pipeline.adapt:prepare_base")
+    new = ["--new", f"npz:{tmp_path / 'mine.npz'}", "--out", str(tmp_path / "run")]
+    for scenario in (["--scenario", "new-classes"], ["--scenario", "shift"], []):
+        assert main(["adapt", "--dataset", "digits", *scenario, *new]) == 2, scenario
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert "--new is the user scenario's data" in line and "add --scenario user" in line
+    assert not seen and not (tmp_path / "run").exists()
+    assert main(["adapt", "--dataset", "digits", "--scenario", "user", *new]) == 130
+    assert seen[0].new == f"npz:{tmp_path / 'mine.npz'}"
+
+
 def test_bench_defaults_apply_only_when_not_given(monkeypatch):
     """`bench prune` without --seeds runs 3 seeds (equal-steps: 5), `bench device` without
     --new-per-class 100 (shift: 30); a given value is used as given."""
-    import importlib
-
     from tinysift.cli import main
 
-    seen = []
-
-    def capture(cfg, *a, **k):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(importlib.import_module("tinysift.bench.prune"), "bench_prune", capture)
-    monkeypatch.setattr(importlib.import_module("tinysift.bench.device"), "bench_device",
-                        capture)
+    seen = _stop_at(monkeypatch, "tinysift.bench.prune:bench_prune",
+                    "tinysift.bench.device:bench_device")
     for args in (["bench", "prune"], ["bench", "prune", "--protocol", "equal-steps"],
                  ["bench", "prune", "--seeds", "1"], ["bench", "device"],
                  ["bench", "device", "--scenario", "shift"],
@@ -409,19 +481,11 @@ def test_bench_quick_refuses_the_options_it_would_ignore(monkeypatch, capsys):
     """`--quick` runs its own digits configuration: --dataset, --keep, --seeds (and the
     like) given with it were silently ignored; now refused in one line, exit 2, before any
     bench runs. Without them, --quick runs as before."""
-    import importlib
-
     from tinysift.cli import main
 
-    seen = []
-
-    def capture(cfg, *a, **k):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    for module, fn in (("prune", "bench_prune"), ("guided", "bench_guided"),
-                       ("condense", "bench_condense")):
-        monkeypatch.setattr(importlib.import_module(f"tinysift.bench.{module}"), fn, capture)
+    seen = _stop_at(monkeypatch, "tinysift.bench.prune:bench_prune",
+                    "tinysift.bench.guided:bench_guided",
+                    "tinysift.bench.condense:bench_condense")
     for args, named in ((["prune", "--dataset", "mnist", "--keep", "0.3"], "--dataset, --keep"),
                         (["prune", "--seeds", "3"], "--seeds"),
                         (["guided", "--budgets", "0.3", "--epochs", "5"], "--budgets, --epochs"),
@@ -446,20 +510,10 @@ def test_device_benches_quick_refuse_the_options_they_would_ignore(monkeypatch, 
     ignored (the README even showed `bench upkeep --scenario shift --seeds 3 [--quick]`);
     now refused in one line, exit 2, before any bench runs. --board they take. Without
     --quick, a given option is used and the rest keep their defaults."""
-    import importlib
-
     from tinysift.cli import main
 
-    seen = []
-
-    def capture(cfg, *a, **k):
-        seen.append(cfg)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(importlib.import_module("tinysift.bench.device"), "bench_device",
-                        capture)
-    monkeypatch.setattr(importlib.import_module("tinysift.bench.upkeep"), "bench_upkeep",
-                        capture)
+    seen = _stop_at(monkeypatch, "tinysift.bench.device:bench_device",
+                    "tinysift.bench.upkeep:bench_upkeep")
     for args, named in ((["device", "--scenario", "shift", "--seeds", "5"],
                          "--scenario, --seeds"),
                         (["device", "--methods", "vq", "--steps", "10"], "--methods, --steps"),

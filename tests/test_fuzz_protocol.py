@@ -90,7 +90,9 @@ def test_parse_log_reads_libfuzzers_final_lines_and_refuses_an_unfinished_log():
 
 @pytest.mark.parametrize("args, message", [
     (["--targets", "protocol,nosuch"], "--targets: unknown 'nosuch'"),
-    (["--seconds", "0"], "--seconds 0: give at least 1"),
+    (["--seconds", "0"], "argument --seconds: 0: give at least 1"),
+    (["--runs", "-5"], "argument --runs: -5: give at least 1"),
+    (["--runs", "x"], "argument --runs: 'x' is not a whole number"),
     (["--seconds", "5", "--runs", "10"], "not allowed with argument"),
 ])
 def test_campaign_refuses_bad_arguments(capsys, args, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -216,3 +217,49 @@ def test_label_noise_tells_datasets_apart_and_a_noisy_run_resumes(tmp_path):
     run.refuse_other_dataset("digits", "h", label_noise=0.2, noise_seed=3)  # its own: fine
     with pytest.raises(StageError, match="label noise 0.2"):
         run.refuse_other_dataset("digits", "h", label_noise=0.0)
+
+
+def test_one_dataset_rule_lets_only_train_retrain_its_source_changed_in_place(tmp_path):
+    """One rule for every stage: another source, other noise or another noise draw is
+    refused; the folder's own source with new content (a user's file fixed, an adapt run's
+    scenario rewritten) is refused to prune and condense (their set would no longer match
+    its model) and taken by train (``same_source_may_change``), whose key holds the hash."""
+    from tinysift.errors import StageError
+
+    run = Run(tmp_path / "r")
+    run.set("dataset", {"name": "npz:d.npz", "hash": "h", "label_noise": 0.0})
+    run.refuse_other_dataset("npz:d.npz", "h")  # its own, either way
+    run.refuse_other_dataset("npz:d.npz", "h", same_source_may_change=True)
+    run.refuse_other_dataset("npz:d.npz", "g", same_source_may_change=True)  # changed in place
+    with pytest.raises(StageError, match=r"holds a run on npz:d.npz \(hash h, label noise 0\)"):
+        run.refuse_other_dataset("npz:d.npz", "g")
+    for other in ({"name": "digits"}, {"label_noise": 0.2, "noise_seed": 0}):
+        with pytest.raises(StageError, match="use another folder"):
+            run.refuse_other_dataset(**{"name": "npz:d.npz", "content_hash": "g", **other},
+                                     same_source_may_change=True)
+    run.set("dataset", {"name": "digits", "hash": "h", "label_noise": 0.2, "noise_seed": 3})
+    for may_change in (False, True):
+        with pytest.raises(StageError, match="drawn with seed 3; seed 4 draws other noisy"):
+            run.refuse_other_dataset("digits", "g", 0.2, noise_seed=4,
+                                     same_source_may_change=may_change)
+
+
+def test_one_output_folder_rule_checks_or_creates(tmp_path):
+    """Run folders (made at once) and the engine's output folders (made once the work is
+    done) share one check: a file at the folder or above it is refused naming that file
+    and the option (it was "cannot create the run folder X/run (Not a directory)" for a run
+    folder under a file); without ``create`` nothing is made."""
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import out_folder
+
+    assert out_folder(tmp_path / "a" / "b", "--out-dir", create=False) == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+    assert out_folder(tmp_path / "a" / "b", "--out/--run", create=True).is_dir()
+    (tmp_path / "f").write_text("x")
+    for folder in (tmp_path / "f", tmp_path / "f" / "run" / "x"):
+        for create, flag in ((False, "--out-dir"), (True, "--out/--run")):
+            said = f"{tmp_path / 'f'} is a file, not a folder ({flag}): choose another"
+            with pytest.raises(TinysiftError, match=f"^{re.escape(said)}"):
+                out_folder(folder, flag, create=create)
+    with pytest.raises(TinysiftError, match="is a file, not a folder"):
+        Run(tmp_path / "f" / "run")

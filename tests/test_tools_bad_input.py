@@ -40,7 +40,8 @@ def test_density_holdout_refuses_a_bad_dataset_or_seed_count_first(tmp_path, mon
     assert str(exc.value.code) == "unknown dataset 'nosuch'; known: digits, fashion-mnist, mnist"
     with pytest.raises(SystemExit) as exc:
         dh.main(["--seeds", "0", "--out-dir", str(tmp_path)])
-    assert exc.value.code == 2 and "--seeds 0: give at least 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "error: argument --seeds: 0: give at least 1" in err, err
     assert not list(tmp_path.iterdir())
 
 
@@ -51,10 +52,32 @@ def test_device_determinism_refuses_a_run_without_an_export(tmp_path, capsys):
     assert exc.value.code == 2 and f"{tmp_path} has no export (no export/export.json)" in err
 
 
-def test_make_rgb32_refuses_a_count_below_one(tmp_path, capsys):
+@pytest.mark.parametrize("args, said", [
+    (["--train", "-1"], "argument --train: -1: give at least 1 image"),
+    (["--test", "0"], "argument --test: 0: give at least 1 image"),
+    (["--test", "1e3"], "argument --test: '1e3' is not a whole number"),
+])
+def test_make_rgb32_refuses_a_count_below_one(tmp_path, capsys, args, said):
     with pytest.raises(SystemExit) as exc:
-        _tool("make_rgb32").main(["--train", "-1", "--out", str(tmp_path / "x.npz")])
-    assert exc.value.code == 2 and "--train -1: give at least 1 image" in capsys.readouterr().err
+        _tool("make_rgb32").main([*args, "--out", str(tmp_path / "x.npz")])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool, args, said", [
+    ("make_rgb32", ["--train", "0"], "argument --train: 0: give at least 1 image"),
+    ("density_holdout", ["--seeds", "-2"], "argument --seeds: -2: give at least 1"),
+    ("replay_study", ["--sizes", "5,0"],
+     "argument --sizes: '5,0': every value must be >= 1, got 0"),
+    ("fuzz_campaign", ["--runs", "0"], "argument --runs: 0: give at least 1"),
+])
+def test_tools_run_as_scripts_check_their_arguments_with_the_shared_types(tool, args, said):
+    """Run as a script (its folder first on sys.path), a tool finds tools/_args.py, whose
+    argparse types refuse a bad count in one line with exit 2 while the arguments are
+    parsed, before any import of tinysift or TensorFlow."""
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / f"{tool}.py"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].endswith(said), done.stderr
 
 
 def test_test_durations_names_a_log_it_cannot_read(tmp_path):

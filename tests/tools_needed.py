@@ -32,7 +32,10 @@ def need_tools(*tools: str, pio: bool = False) -> None:
 
 def load_tool(name: str) -> ModuleType:
     """``tools/NAME.py`` (not a package) as a module, registered in ``sys.modules`` (a
-    script's dataclasses look their module up there)."""
+    script's dataclasses look their module up there), with tools/ on ``sys.path`` as when
+    it runs as a script (the scripts share tools/_args.py)."""
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

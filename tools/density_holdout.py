@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import at_least
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -112,11 +113,9 @@ def markdown(res: dict) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default=",".join(EPOCHS))
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=at_least(1), default=3)
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error(f"--seeds {args.seeds}: give at least 1")
 
     from tinysift.bench.progress import write_results
     from tinysift.data import load_dataset

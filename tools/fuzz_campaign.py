@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _args import at_least
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))
 
@@ -126,14 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     group = ap.add_mutually_exclusive_group()
-    group.add_argument("--seconds", type=int, help="seconds per target (default 600)")
-    group.add_argument("--runs", type=int, help="executions per target")
+    group.add_argument("--seconds", type=at_least(1), help="seconds per target (default 600)")
+    group.add_argument("--runs", type=at_least(1), help="executions per target")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--work-dir", default=str(ROOT / "build" / "fuzz_campaign"))
     a = ap.parse_args(argv)
-    for flag, value in (("--seconds", a.seconds), ("--runs", a.runs)):
-        if value is not None and value < 1:
-            ap.error(f"{flag} {value}: give at least 1")
     targets = [t for t in a.targets.split(",") if t]
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:

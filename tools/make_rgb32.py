@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from _args import at_least
 
 
 def to_rgb32(x: np.ndarray) -> np.ndarray:
@@ -37,13 +38,12 @@ def stratified(y: np.ndarray, count: int, seed: int) -> np.ndarray:
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/data/fmnist-rgb32.npz")
-    ap.add_argument("--train", type=int, default=6000, help="training images kept (stratified)")
-    ap.add_argument("--test", type=int, default=1000, help="test images kept (stratified)")
+    ap.add_argument("--train", type=at_least(1, "image"), default=6000,
+                    help="training images kept (stratified)")
+    ap.add_argument("--test", type=at_least(1, "image"), default=1000,
+                    help="test images kept (stratified)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    for flag, count in (("--train", args.train), ("--test", args.test)):
-        if count < 1:
-            ap.error(f"{flag} {count}: give at least 1 image")
 
     from tinysift.data import load_dataset
 

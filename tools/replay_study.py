@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import at_least, int_list
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,42 +200,15 @@ def inputs(stem: str, seed: int) -> dict:
             "base_model": file_hash(work / "base" / "model.keras")}
 
 
-def _ints(text: str, least: int = 0) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers separated by "
-                                         "commas (e.g. 0,1,2)") from None
-    bad = [v for v in values if v < least]
-    if bad:
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= {least}, got "
-                                         f"{', '.join(map(str, bad))}")
-    return values
-
-
-def _sizes(text: str) -> list[int]:
-    # A replay of 0 samples a class trains on the new classes alone: not a size the study
-    # compares selectors at (every selector picks the same empty set).
-    return _ints(text, least=1)
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: give at least 1")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=_ints, default="0,1,2")
-    ap.add_argument("--sizes", type=_sizes, default="5,10,20")
+    ap.add_argument("--seeds", type=int_list(least=0), default="0,1,2")
+    # A replay of 0 samples a class trains on the new classes alone: not a size the study
+    # compares selectors at (every selector picks the same empty set).
+    ap.add_argument("--sizes", type=int_list(least=1), default="5,10,20")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--order-seeds", type=_at_least_one, default=3)
-    ap.add_argument("--random-draws", type=_at_least_one, default=5)
+    ap.add_argument("--order-seeds", type=at_least(1), default=3)
+    ap.add_argument("--random-draws", type=at_least(1), default=5)
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     a = ap.parse_args(argv)
     seeds, sizes = a.seeds, a.sizes

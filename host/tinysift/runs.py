@@ -160,7 +160,7 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        make_run_folder(self.path)
+        out_folder(self.path, "--out/--run", create=True)
         mpath = self.path / MANIFEST
         if mpath.exists():
             from tinysift.errors import TinysiftError
@@ -219,8 +219,9 @@ class Run:
         self.manifest[key] = value
         self.save()
 
-    def refuse_other_dataset(self, name: str, content_hash: str,
-                             label_noise: float = 0.0, noise_seed: int | None = None) -> None:
+    def refuse_other_dataset(self, name: str, content_hash: str, label_noise: float = 0.0,
+                             noise_seed: int | None = None,
+                             same_source_may_change: bool = False) -> None:
         """Refuse a stage of another dataset (or other label noise) in this folder.
 
         A prune or condense of another dataset into a folder would replace its selection.npz
@@ -228,28 +229,43 @@ class Run:
         So a folder holds one dataset; the fix is another folder. Label noise is drawn with
         the stage's seed, so under noise another ``noise_seed`` is other data too.
 
+        Parameters
+        ----------
+        name : the dataset's resolved name (its source: registry name, ``npz:PATH``, ...)
+        content_hash : the dataset's content hash, of the labels as the stage uses them
+        label_noise : the stage's label noise
+        noise_seed : the seed the label noise is drawn with (unused without noise)
+        same_source_may_change : the stage takes the folder's own source whose content
+            changed in place (train: a user's file fixed, an adapt run's scenario rewritten;
+            its stage key holds the new hash, so it trains again): only another source,
+            other noise or another noise draw is refused. Prune and condense refuse any
+            other content: their set would no longer match the model trained on it.
+
         Raises
         ------
-        StageError : the folder records a different dataset hash or label noise
+        StageError : the folder records a different dataset or label noise
         """
         from tinysift.errors import StageError
 
         now = self.manifest.get("dataset")
-        if now and not same_dataset(now, {"hash": content_hash, "label_noise": label_noise}):
-            noise = float(label_noise)
-            if (now.get("name") == name and noise and float(now.get("label_noise", 0)) == noise
-                    and now.get("noise_seed") not in (None, noise_seed)):
-                raise StageError(
-                    f"{self.path} holds a run on {name} with label noise {noise:g} drawn with "
-                    f"seed {now['noise_seed']}; seed {noise_seed} draws other noisy labels, "
-                    f"which would replace its set and strand its model: use --seed "
-                    f"{now['noise_seed']} here, or another folder (--out)")
+        noise = float(label_noise)
+        if not now or same_dataset(now, {"hash": content_hash, "label_noise": noise}):
+            return
+        same_source = now.get("name") == name and float(now.get("label_noise") or 0.0) == noise
+        other_draw = bool(noise) and now.get("noise_seed") not in (None, noise_seed)
+        if same_source and other_draw:
             raise StageError(
-                f"{self.path} holds a run on {now.get('name')} (hash {now.get('hash')}, label "
-                f"noise {float(now.get('label_noise', 0.0)):g}); writing {name} (hash "
-                f"{content_hash}, label noise {float(label_noise):g}) into it would replace "
-                "its set and strand its model: use another folder (--out), or move this one "
-                "away")
+                f"{self.path} holds a run on {name} with label noise {noise:g} drawn with "
+                f"seed {now['noise_seed']}; seed {noise_seed} draws other noisy labels, "
+                f"which would replace its set and strand its model: use --seed "
+                f"{now['noise_seed']} here, or another folder (--out)")
+        if same_source and same_source_may_change:
+            return  # its own source changed in place: the stage's key holds the new hash
+        raise StageError(
+            f"{self.path} holds a run on {now.get('name')} (hash {now.get('hash')}, label "
+            f"noise {float(now.get('label_noise') or 0.0):g}); writing {name} (hash "
+            f"{content_hash}, label noise {noise:g}) into it would replace its set and "
+            "strand its model: use another folder (--out), or move this one away")
 
     def stage_info(self, stage: str) -> dict | None:
         return self.manifest.get("stages", {}).get(stage)
@@ -302,19 +318,44 @@ def same_dataset(recorded: dict, other: dict) -> bool:
             == float(other.get("label_noise") or 0.0))
 
 
-def make_run_folder(folder: Path) -> None:
-    """``folder`` and its parents, or one TinysiftError naming the path and the fix (a file
-    in the way, a folder that cannot be written)."""
+def out_folder(folder: Path, flag: str, *, create: bool) -> Path:
+    """Check that ``folder`` can be an output folder and, with ``create``, make it.
+
+    One rule for every command that writes into a folder: a file standing at the folder or
+    above it is refused before any work (it was an "unexpected FileExistsError /
+    NotADirectoryError" once the work was done), with one TinysiftError naming the file,
+    the option the folder came from and the fix.
+
+    Parameters
+    ----------
+    folder : Path
+        The output folder.
+    flag : str
+        The option that named it, cited in the message (``--out/--run``, ``--out-dir``).
+    create : bool
+        Make the folder and its parents now (a run folder, which the stage locks); without
+        it, only check (a command that creates the folder once its work succeeded, so a
+        refused command leaves none behind).
+
+    Returns
+    -------
+    Path : ``folder``
+    """
     from tinysift.errors import TinysiftError
 
-    if folder.exists() and not folder.is_dir():
-        raise TinysiftError(f"{folder} is a file, not a run folder: choose another folder "
-                            "(--out/--run)")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TinysiftError(f"cannot create the run folder {folder} ({exc.strerror or exc}): "
-                            "choose another folder (--out/--run)") from None
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise TinysiftError(f"{p} is a file, not a folder ({flag}): choose another "
+                                    "folder")
+            break
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # no permission, a read-only file system
+            raise TinysiftError(f"cannot create the folder {folder} ({flag}: "
+                                f"{exc.strerror or exc}): choose another folder") from None
+    return folder
 
 
 def stage_key(params: dict, inputs: dict[str, str] | None) -> str:
@@ -354,7 +395,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
         return
     folder = Path(folder)
     created = not folder.exists()
-    make_run_folder(folder)
+    out_folder(folder, "--out/--run", create=True)
     key = str(folder.resolve())
     with _held_guard:
         if key in _held:

@@ -54,10 +54,12 @@ def _classes(text: str) -> tuple[int, ...]:
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
+            if int(hi or lo) < int(lo):  # 7-0 named no class: "old_classes must name ..."
+                raise ValueError(part)
             out += list(range(int(lo), int(hi or lo) + 1))
     except ValueError as exc:
-        raise BudgetError(f"--old-classes takes numbers and ranges like 0-7 or 0,2,4; "
-                          f"got {text!r}") from exc
+        raise BudgetError(f"--old-classes takes numbers and ranges like 0-7 (low-high) or "
+                          f"0,2,4; got {text!r}") from exc
     return tuple(sorted(set(out)))  # 0-3,2-5 names classes 2 and 3 once
 
 

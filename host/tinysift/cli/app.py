@@ -45,10 +45,10 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Entry point, and the one error path of every command: nothing ends in a traceback.
 
-    Exit status: 0 done; 2 bad input or environment (a TinysiftError: one clear message) and
-    usage errors (unknown command or option, a bad value); 130 Ctrl-C; 128 + N when signal N
-    (SIGTERM, SIGHUP) stopped it; 1 an unexpected error (a bug: one line, the traceback with
-    TINYSIFT_TRACEBACK=1)."""
+    Exit status: 0 done; 2 bad input or environment (a TinysiftError: one clear message; out
+    of memory) and usage errors (unknown command or option, a bad value); 130 Ctrl-C;
+    128 + N when signal N (SIGTERM, SIGHUP) stopped it; 1 an unexpected error (a bug: one
+    line, the traceback with TINYSIFT_TRACEBACK=1)."""
     usage, abort = _click_exceptions()
     previous = _install_signal_handlers()
     try:
@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except abort:
         return _interrupted("aborted", 130)
+    except MemoryError as exc:  # the machine, not a bug: it was "a bug in tinysift" (exit 1)
+        report_error(f"out of memory ({exc or 'MemoryError'}): ask for less (a smaller "
+                     "count, dataset, batch or model) or use a machine with more memory")
+        return 2
     except Exception as exc:  # noqa: BLE001 - the last resort of the one error path
         import os
 

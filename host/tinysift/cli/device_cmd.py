@@ -108,7 +108,9 @@ def calibrate_cmd(
     port: str = typer.Option(None, help="the board's serial port (it runs `calib`)"),
     joulescope: bool = typer.Option(False, help="measure with a Joulescope (marker on IN0)"),
     current_ma: float = typer.Option(None, help="your meter's reading instead, in mA"),
-    ms: int = typer.Option(2000, help="length of the fixed workload in ms"),
+    # the firmware's range (TS_PROTO_MAX_CALIB_MS): a length outside it was refused by the
+    # board once connected, and with --current-ma alone taken without a word
+    ms: int = typer.Option(2000, min=1, max=600_000, help="length of the fixed workload in ms"),
 ) -> None:
     """Measure the board's active current; later runs' energy estimates use it (your own
     board profile, outside the repository)."""

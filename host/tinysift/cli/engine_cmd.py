@@ -81,18 +81,18 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from tinysift.errors import TinysiftError
+        from tinysift.runs import out_folder
         from tinysift.stages.engine import run_tflite
-        from tinysift.stages.export import check_out_folder
 
         # before the engine runs: a folder was written as FOLDER.npy, and np.save's added
         # suffix was left out of the path printed
         if out.is_dir():
             raise TinysiftError(f"--out {out} is a folder: give the .npy file to write, e.g. "
                                 f"{out / 'outputs.npy'}")
-        check_out_folder(out.parent, "--out")
+        out_folder(out.parent, "--out", create=False)
         written = out if out.name.endswith(".npy") else out.with_name(out.name + ".npy")
         y = run_tflite(tflite, load_array(inputs, "--inputs"), dsp=dsp)
-        written.parent.mkdir(parents=True, exist_ok=True)
+        out_folder(written.parent, "--out", create=True)
         np.save(written, y)
         console.print(f"{len(y)} outputs of {y.shape[1] if y.ndim == 2 else 0} {y.dtype} "
                       f"-> {written}", markup=False)

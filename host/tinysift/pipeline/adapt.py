@@ -79,6 +79,10 @@ class AdaptConfig:
                               f"{', '.join(KINDS)}")
         if self.scenario == "user" and not self.new:
             raise BudgetError("the user scenario needs --new npz:PATH or folder:PATH")
+        if self.new and self.scenario != "user":  # it was ignored: the device got other data
+            raise BudgetError(f"--new is the user scenario's data; the {self.scenario} "
+                              "scenario takes its new samples from --dataset: add --scenario "
+                              "user, or drop --new")
         if self.update not in UPDATES:
             raise BudgetError(f"--update must be one of {', '.join(UPDATES)}")
         if self.replay_per_class < 0 or self.new_per_class < 1 or self.steps < 1:
@@ -144,14 +148,16 @@ def prepare_base(cfg: AdaptConfig, log=print):
     """Scenario, base model (trained on the old task, quantized): cached in ``cfg.out``.
     Returns ``(scenario, parts, dataset name of RUN/scenario.npz, base run folder)``."""
     from tinysift.data import load_dataset
-    from tinysift.runs import file_hash, json_hash
+    from tinysift.runs import file_hash, json_hash, out_folder
     from tinysift.selection.io import write_selection
     from tinysift.stages.quantize import quantize
     from tinysift.stages.train import train
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # the folder is made once the scenario is built: a refused one (an unknown dataset, old
+    # classes out of range) left an empty run folder, and a file at --out was "unexpected"
+    out = out_folder(Path(cfg.out), "--out", create=False)
     scn = build_scenario(cfg)
+    out_folder(out, "--out", create=True)
     # keyed on the scenario's content too: a user's --new file (or a dataset) changed in
     # place is written again, instead of pairing the old file's base with the new samples
     key = json_hash({**{k: v for k, v in cfg.to_dict().items()

@@ -48,13 +48,14 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
     from tinysift.errors import TinysiftError
     from tinysift.export.tflite_reader import describe, parse_tflite
     from tinysift.quantize.tflm import arena_usage
-    from tinysift.stages.export import check_out_folder, export_tflite
+    from tinysift.runs import out_folder
+    from tinysift.stages.export import export_tflite
 
     tflite_path = Path(tflite_path)
     if not tflite_path.is_file():
         raise TinysiftError(f"{tflite_path} not found")
     if out_dir is not None:
-        check_out_folder(Path(out_dir))
+        out_folder(Path(out_dir), "--out-dir", create=False)
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite)  # refuses what the engine cannot run, naming the layer
     with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:

@@ -365,12 +365,12 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import golden
     from tinysift.export.memory import inference_plan
-    from tinysift.runs import file_hash
+    from tinysift.runs import file_hash, out_folder
 
     tflite_path, out_dir = Path(tflite_path), Path(out_dir)
     if not tflite_path.is_file():  # was an "unexpected FileNotFoundError" (exit 1)
         raise TinysiftError(f"{tflite_path} not found: pass a .tflite file (--tflite)")
-    check_out_folder(out_dir)
+    out_folder(out_dir, "--out-dir", create=False)
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite)
     x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
@@ -385,24 +385,12 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
         y_train = _labels(parsed, train[1], len(x_train))
     gold = golden(tflite, parsed, x)
     plan = inference_plan(parsed, load_board(board), len(tflite)).to_dict() if board else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # made only now that the model ran: a refused export leaves no empty folder behind
+    out_folder(out_dir, "--out-dir", create=True)
     x_train = x_train.reshape(len(x_train), int(np.prod(parsed.input_dims)))
     write_export(out_dir, parsed, tflite, file_hash(tflite_path), gold, y_test, x_train,
                  y_train, plan, board or "", extra_info={"tflite": str(tflite_path)})
     return json.loads((out_dir / "export.json").read_text())
-
-
-def check_out_folder(folder: Path, flag: str = "--out-dir") -> None:
-    """Refuse an output folder (``flag``'s) that a file stands in the way of: it was an
-    "unexpected FileExistsError / NotADirectoryError" after the model was run."""
-    from tinysift.errors import TinysiftError
-
-    for p in (folder, *folder.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise TinysiftError(f"{p} is a file, not a folder ({flag}): choose another "
-                                    "path")
-            return
 
 
 def _labels(parsed, y: np.ndarray, n: int) -> np.ndarray:

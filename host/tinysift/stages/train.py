@@ -142,6 +142,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
                               f"{ds.x_train.shape[1:]}: condensed from a different dataset")
     elif keep is not None:
         count = resolve_keep(keep, len(ds.y_train))
+        if count < ds.num_classes:  # the shared refusal names --no-balance, which train lacks
+            raise BudgetError(
+                f"--keep {keep} is fewer than the {ds.num_classes} classes: train's random "
+                f"subset is class-balanced and needs --keep {ds.num_classes} or more; for a "
+                "global budget, `tinysift prune --method random --no-balance` and train on "
+                "its --selection")
         ctx = ScoringContext(ds.x_train, ds.y_train, ds.num_classes, seed=seed, progress=False)
         idx = make_method("random", seed=seed).fit_select(ctx, count)
         x, y, source = x[idx], y[idx], "random"
@@ -173,14 +179,10 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         noise_seed = int(sel["noise_seed"])
     # A folder holds one dataset (as prune and condense keep it): training another one (or
     # another noise draw) here would relabel the folder under its selection or condensed
-    # set. The same source whose content changed in place (a user's file fixed, an adapt
-    # run's scenario rewritten) trains again: its stage key holds the new hash.
-    now = run.manifest.get("dataset")
-    if now and (now.get("name") != resolved_name(dataset)
-                or float(now.get("label_noise") or 0.0) != float(noise)
-                or (noise and now.get("noise_seed") not in (None, noise_seed))):
-        run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, noise,
-                                 noise_seed=noise_seed if noise else None)
+    # set. The same source changed in place trains again (see refuse_other_dataset).
+    run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, noise,
+                             noise_seed=noise_seed if noise else None,
+                             same_source_may_change=True)
     run.record_command()
     run.manifest["seed"] = seed
     run.manifest["dataset"] = {"name": resolved_name(dataset), "hash": ds.content_hash,

@@ -1,0 +1,40 @@
+"""Argument types shared by the tools/*.py scripts: argparse ``type=`` callables that raise
+ArgumentTypeError, so a bad value ends, while the arguments are parsed and before any work,
+in one line naming the option and the value (``argument --seeds: 0: give at least 1``) and
+exit status 2. Import it as ``_args`` (a script's own folder is first on ``sys.path``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def at_least(least: int, unit: str = "") -> Callable[[str], int]:
+    """A whole number ``>= least``; ``unit`` names what is counted in the message
+    (``at_least(1, "image")``: ``-1: give at least 1 image``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value}: give at least {least}"
+                                             + (f" {unit}" if unit else ""))
+        return value
+    return parse
+
+
+def int_list(least: int = 0) -> Callable[[str], list[int]]:
+    """Whole numbers separated by commas (``0,1,2``), each ``>= least``."""
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers separated "
+                                             "by commas (e.g. 0,1,2)") from None
+        bad = [v for v in values if v < least]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{text!r}: every value must be >= {least}, "
+                                             f"got {', '.join(map(str, bad))}")
+        return values
+    return parse
