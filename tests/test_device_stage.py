@@ -35,11 +35,13 @@ def a_set(seed: int = 0, n: int = 6):
 
 def complete_result(run, label: str, params, set_hash: str | None, session: str = "earlier"):
     """A finished result as a session of the current export and firmware leaves it."""
+    from tinysift.boards import load_board
     from tinysift.runs import atomic_write_json
     from tinysift.stages.device import RESULTS, build_identity
 
     res = DeviceResults(board=BOARD, clock_hz=1, params=vars(params), energy_model={},
-                        started="then", status="complete", build=build_identity(run),
+                        started="then", status="complete",
+                        build=build_identity(run, load_board(BOARD)),
                         session=session, train_set_hash=set_hash, test_acc_after=0.9)
     atomic_write_json(run / "device" / label / RESULTS, res.to_dict())
     return res
@@ -582,7 +584,7 @@ def test_a_head_only_export_builds_with_its_flag_in_its_own_folder(tmp_path, mon
     brd = load_board(BOARD)
     run = exported_run(tmp_path / "run")
     export, out = run / "export", run / "device"
-    full, full_id = build_plan(brd, export, out), build_identity(run)
+    full, full_id = build_plan(brd, export, out), build_identity(run, brd)
     assert "PLATFORMIO_BUILD_FLAGS" not in full.env  # the caller's own flags, untouched
     assert full.build_dir == out.resolve() / "build" and "flags=" not in full_id
     # the same export made head-only
@@ -593,7 +595,7 @@ def test_a_head_only_export_builds_with_its_flag_in_its_own_folder(tmp_path, mon
     assert f"PLATFORMIO_BUILD_FLAGS='-DUSER_FLAG=1 {HEAD_ONLY_FLAG}'" in head.shell()
     assert head.build_dir == out.resolve() / "build-head-only"  # never the full's objects
     assert head.elf.parent.parent == head.build_dir
-    head_id = build_identity(run)
+    head_id = build_identity(run, brd)
     assert head_id != full_id and head_id.startswith(full_id)  # no stamp, no result reused
     monkeypatch.delenv("PLATFORMIO_BUILD_FLAGS")
     assert build_plan(brd, export, out).env["PLATFORMIO_BUILD_FLAGS"] == HEAD_ONLY_FLAG
@@ -632,7 +634,7 @@ def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, m
     -DTS_USE_DSP=0 was reused after the flag was dropped (and the other way round), and so
     was its result. Without any set, the identity is what it was."""
     from tinysift.boards import load_board
-    from tinysift.device.build import firmware_source_hash
+    from tinysift.device.build import firmware_source_hash, toolchain_identity
     from tinysift.runs import file_hash
     from tinysift.stages.device import build_identity, ensure_built
 
@@ -642,22 +644,73 @@ def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, m
         monkeypatch.delenv(name, raising=False)
     run = exported_run(tmp_path / "run")
     (run / "export" / "ts_export.h").write_text("/* a stand-in */\n")
-    plain = build_identity(run)
-    assert plain == f"{file_hash(run / 'export' / 'ts_export.h')}|fw={firmware_source_hash()}"
     brd = load_board(BOARD)
+    plain = build_identity(run, brd)
+    assert plain == (f"{file_hash(run / 'export' / 'ts_export.h')}|fw={firmware_source_hash()}"
+                     f"|toolchain={toolchain_identity(brd)}")
     elf = run / "device" / f"firmware-{brd.pio_env}.elf"
     elf.parent.mkdir(parents=True)
     elf.write_bytes(b"an ELF built without the flag")
     (run / "device" / f"firmware-{brd.pio_env}.stamp").write_text(plain)
     assert ensure_built(run, brd) == elf  # current: reused
     monkeypatch.setenv("PLATFORMIO_BUILD_FLAGS", "-DTS_USE_DSP=0")
-    flagged = build_identity(run)
+    flagged = build_identity(run, brd)
     assert flagged != plain and "env:PLATFORMIO_BUILD_FLAGS=-DTS_USE_DSP=0" in flagged
     # another firmware: built again (the stand-in export fails to compile: a build ran)
     with pytest.raises(DeviceError, match="firmware build for qemu-mps2-an386 failed"):
         ensure_built(run, brd)
     monkeypatch.setenv("PLATFORMIO_BUILD_SRC_FILTER", "+<*>")
-    assert build_identity(run) not in (plain, flagged)
+    assert build_identity(run, brd) not in (plain, flagged)
+
+
+def _toolchain(core, version: str, says: str, day: int) -> None:
+    """An offline PlatformIO core's toolchain package (as tools/pio_seed.sh writes it) whose
+    compiler answers ``--version`` with ``says``, its binary dated ``day`` (days after
+    2023-11-14: an upgrade installs a binary of another date)."""
+    import os
+
+    pkg = core / "packages" / "toolchain-gccarmnoneeabi"
+    (pkg / "bin").mkdir(parents=True, exist_ok=True)
+    (pkg / "package.json").write_text(json.dumps({"name": "toolchain-gccarmnoneeabi",
+                                                  "version": version}))
+    gcc = pkg / "bin" / "arm-none-eabi-gcc"
+    gcc.write_text(f"#!/bin/sh\necho '{says}'\n")
+    gcc.chmod(0o755)
+    when = (1_700_000_000 + day * 86_400) * 1_000_000_000
+    os.utime(gcc, ns=(when, when))
+
+
+def test_the_toolchain_is_part_of_the_build_identity(tmp_path, monkeypatch):
+    """The ELF's stamp and a result's reuse did not know the compiler: after a toolchain
+    upgrade (PlatformIO's package, or the system's arm-none-eabi-gcc the offline core links
+    to, whose package.json keeps its seed-time version) a stale ELF and its results were
+    reused. The toolchain package's version and its compiler's --version line are in the
+    identity now; the same toolchain keeps it."""
+    from tinysift.boards import load_board
+    from tinysift.device.session import TrainParams
+    from tinysift.stages.device import build_identity, cached_results, session_set
+
+    core = tmp_path / "core"
+    monkeypatch.setenv("TINYSIFT_PIO_CORE_DIR", str(core))
+    brd = load_board(BOARD)
+    run = exported_run(tmp_path / "run")
+    assert build_identity(run, brd).endswith("|toolchain=none")  # nothing installed yet
+    _toolchain(core, "1.120201.0", "arm-none-eabi-gcc (15:12.2.rel1-1) 12.2.1 20221205", 0)
+    old = build_identity(run, brd)
+    assert "toolchain=toolchain-gccarmnoneeabi@1.120201.0 (arm-none-eabi-gcc " \
+           "(15:12.2.rel1-1) 12.2.1 20221205)" in old
+    params = TrainParams(epochs=1)
+    complete_result(run, "x", params, session_set(run, None, False, "ram")[1])
+    assert cached_results(run, "x", params, BOARD) is not None
+    assert build_identity(run, brd) == old  # unchanged: reused
+    # the system compiler upgraded under the same package.json
+    _toolchain(core, "1.120201.0", "arm-none-eabi-gcc (15:13.2.rel1-2) 13.2.1 20231009", 1)
+    new = build_identity(run, brd)
+    assert new != old and "13.2.1" in new
+    assert cached_results(run, "x", params, BOARD) is None
+    # PlatformIO's package upgraded (the same compiler answer)
+    _toolchain(core, "1.130201.0", "arm-none-eabi-gcc (15:13.2.rel1-2) 13.2.1 20231009", 1)
+    assert build_identity(run, brd) not in (old, new)
 
 
 def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_path,
@@ -699,3 +752,76 @@ def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_p
     kept = load(run / "device" / "results.json")
     assert kept.complete and kept.session == res.session
     assert not (run / "device" / "results.failed.json").exists()
+
+
+@pytest.mark.parametrize("fault", ["close", "reset"])
+def test_a_failed_session_closes_the_power_monitor(tmp_path, monkeypatch, fault):
+    """A session that failed between the monitor's start() and stop() (the link lost in
+    `train`, a device reset with --on-reset stop) left the Joulescope open and capturing
+    (its buffer filling, its USB device held) until the next start(); it is closed however
+    the session ends, and so is `device calibrate`'s after a failed `calib`."""
+    from fake_device import FakeDevice, Fault
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.boards import load_board
+    from tinysift.device.calibrate import run_workload
+    from tinysift.device.energy import JoulescopeMonitor
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    js = FakeJoulescope(MarkerWire())
+    install(monkeypatch, js)
+    run = exported_run(tmp_path / "run")
+    dev = FakeDevice([Fault("train:epoch:1", fault)], board="nucleo_f411re", counter="dwt",
+                     hz=100_000_000)
+    try:
+        with pytest.raises(DeviceError):
+            run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
+                          on_reset="stop", monitor=JoulescopeMonitor(duration_s=5.0),
+                          timeout=1.0)
+    finally:
+        dev.close()
+    assert js.reads and not js.is_open and not js.is_streaming
+    assert load(run / "device" / "results.json").status in ("failed", "device-reset")
+    dev = FakeDevice([Fault("cmd:calib", fault)], board="nucleo_f411re", counter="dwt",
+                     hz=100_000_000)
+    try:
+        with pytest.raises(DeviceError):
+            run_workload(dev.url, 100, JoulescopeMonitor(duration_s=5.0), timeout=1.0,
+                         board=load_board("nucleo_f411re"))
+    finally:
+        dev.close()
+    assert len(js.reads) == 2 and not js.is_open and not js.is_streaming
+
+
+def test_device_flash_leaves_a_stamp_for_the_elf_it_built(digits_run, tmp_path, monkeypatch):
+    """`device flash` builds the same ELF file `device run` reuses but left its stamp alone:
+    flashed (here: built, an emulated board) under PLATFORMIO_BUILD_FLAGS=-DTS_USE_DSP=0 over
+    a stamp of the plain build, the scalar-kernel ELF was then reused by `device run`
+    without the flag, as the plain build its stamp named. The stamp says what flash built
+    now: the plain run rebuilds, and a run under the same flag reuses flash's ELF."""
+    import shutil
+
+    from tinysift.boards import load_board
+    from tinysift.stages.device import build_identity, ensure_built, flash
+    from tools_needed import need_tools
+
+    need_tools("arm-none-eabi-gcc", pio=True)
+    for name in ("PLATFORMIO_BUILD_FLAGS", "PLATFORMIO_BUILD_SRC_FLAGS",
+                 "PLATFORMIO_BUILD_UNFLAGS", "PLATFORMIO_BUILD_SRC_FILTER",
+                 "PLATFORMIO_SRC_DIR", "PLATFORMIO_EXTRA_SCRIPTS"):
+        monkeypatch.delenv(name, raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("device", ".tinysift.lock"))
+    brd = load_board(BOARD)
+    elf = run / "device" / f"firmware-{brd.pio_env}.elf"
+    stamp = run / "device" / f"firmware-{brd.pio_env}.stamp"
+    stamp.parent.mkdir()
+    stamp.write_text(build_identity(run, brd))  # an earlier plain build's
+    monkeypatch.setenv("PLATFORMIO_BUILD_FLAGS", "-DTS_USE_DSP=0")
+    flash(run, BOARD)
+    scalar = elf.read_bytes()
+    assert stamp.read_text() == build_identity(run, brd)  # the flagged build's
+    assert ensure_built(run, brd) == elf and elf.read_bytes() == scalar  # reused
+    monkeypatch.delenv("PLATFORMIO_BUILD_FLAGS")
+    assert ensure_built(run, brd) == elf
+    assert elf.read_bytes() != scalar  # built again, with the DSP kernels
+    assert stamp.read_text() == build_identity(run, brd)

@@ -15,8 +15,9 @@ Real exports of the real pipeline (train -> quantize -> export), real compilers,
 * which MultiplyByQuantizedMultiplier TFLM's wheel uses (double rounding), from its outputs.
 
 Exports: ``$TINYSIFT_GOLDEN_EXPORTS`` (export folders separated by ``os.pathsep``) if set,
-else built (and cached by the stages' skip logic) under runs/_scratch/: digits ds-cnn (shared
-with tests/test_trainer.py), and, marked slow, digits with QAT (a QUANTIZE op), the demo
+else built (and cached by the stages' skip logic, whose quantize and export keys count their
+code: an edit of quant_math or c_writer exports again) under runs/_scratch/: digits ds-cnn
+(shared with tests/test_trainer.py), and, marked slow, digits with QAT (a QUANTIZE op), the demo
 ds-cnn on Fashion-MNIST 28x28x1 and a conv-maxpool model on 32x32x3 (Fashion-MNIST padded
 and stacked, tools/make_rgb32.py; MAX_POOL_2D and VALID padding).
 """

@@ -560,6 +560,58 @@ def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch
     assert export(run_copy).skipped
 
 
+def test_changed_export_code_redoes_the_export(run_copy, tmp_path):
+    """The export stage's key held its parameters and input hashes, not its code: a run
+    folder exported before a change of the export arithmetic (tinysift/export/quant_math.py,
+    c_writer, ...) kept the stale C files after an upgrade, and so did the golden tests'
+    cached exports in runs/_scratch. The stage counts its modules' sources now: the same
+    code elsewhere (another install) keeps the export; an edited quant_math exports again.
+    Run as a separate process on a copy of the package, as an upgraded install would."""
+    import os
+    import shutil
+    import sys
+
+    pkg = tmp_path / "site"
+    shutil.copytree(ROOT / "host" / "tinysift", pkg / "tinysift",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("import sys, tinysift; from tinysift.stages.export import export; "
+              "r = export(sys.argv[1]); print(tinysift.__file__, r.skipped)")
+
+    def export_with_copy() -> str:
+        out = subprocess.run([sys.executable, "-c", script, str(run_copy)], text=True,
+                             capture_output=True, timeout=300,
+                             env=dict(os.environ, PYTHONPATH=str(pkg), TINYSIFT_ROOT=str(ROOT)))
+        assert out.returncode == 0, out.stderr[-2000:]
+        where, skipped = out.stdout.split()[-2:]
+        assert Path(where).is_relative_to(pkg)  # the copy ran, not the checkout
+        return skipped
+
+    assert export_with_copy() == "True"  # the same code, installed elsewhere: kept
+    qm = pkg / "tinysift" / "export" / "quant_math.py"
+    qm.write_text(qm.read_text() + "\n# an upgrade's change\n")
+    assert export_with_copy() == "False"  # exported again
+    (pkg / "tinysift" / "condensation" / "edited.py").write_text("X = 1\n")
+    assert export_with_copy() == "True"  # a change outside its code keeps it
+
+
+def test_a_quantize_by_other_code_is_quantized_again(run_copy):
+    """The quantize stage's key counts its code too (the converter and the TFLM check,
+    tinysift/quantize): a folder quantized by a tinysift before that (its key without the
+    code, as every earlier release wrote it) is quantized again; one by this code is kept."""
+    from tinysift.runs import Run, module_source_hash, stage_key
+    from tinysift.stages.quantize import QUANTIZE_CODE, quantize
+
+    assert quantize(run_copy, progress=False).skipped
+    run = Run(run_copy)
+    entry = run.manifest["stages"]["quantize"]
+    assert entry["inputs"]["code"] == module_source_hash(QUANTIZE_CODE)
+    del entry["inputs"]["code"]  # as the earlier code recorded it
+    entry["key"] = stage_key(entry["params"], entry["inputs"])
+    run.save()
+    assert not quantize(run_copy, progress=False).skipped
+    assert quantize(run_copy, progress=False).skipped
+
+
 def test_fit_exports_a_recorded_balanced_subset(run_copy, capfd, tmp_path, monkeypatch):
     """--fit on a board too small for the 1,437 kept digits (a user profile with the RAM of
     about 700 of them): export.json says which rows of the kept set were exported (a seeded

@@ -115,6 +115,7 @@ def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_
     sources: the upkeep bench once read back results of the previous replay rules after
     ts_replay.c changed, because only the parameters were compared."""
     import tinysift.device.build as build
+    from tinysift.boards import DEFAULT_BOARD, load_board
     from tinysift.device.results import DeviceResults
     from tinysift.device.session import TrainParams
     from tinysift.stages.device import RESULTS, build_identity, cached_results, session_set
@@ -123,20 +124,57 @@ def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_
     (run / "export").mkdir(parents=True)
     (run / "export" / "ts_export_model.c").write_text("const int a = 1;\n")
     params = TrainParams(epochs=2)
-    res = DeviceResults(board="b", clock_hz=1, params=vars(params), energy_model={},
-                        started="now", status="complete", build=build_identity(run),
+    res = DeviceResults(board=DEFAULT_BOARD, clock_hz=1, params=vars(params), energy_model={},
+                        started="now", status="complete",
+                        build=build_identity(run, load_board(DEFAULT_BOARD)),
                         train_set_hash=session_set(run, None, False, "ram")[1])
     (run / "device" / "x").mkdir(parents=True)
     atomic_write_json(run / "device" / "x" / RESULTS, res.to_dict())
-    assert cached_results(run, "x", params, "b") is not None
-    assert cached_results(run, "x", TrainParams(epochs=3), "b") is None
+    assert cached_results(run, "x", params, DEFAULT_BOARD) is not None
+    assert cached_results(run, "x", TrainParams(epochs=3), DEFAULT_BOARD) is None
     real = build.firmware_source_hash()
     monkeypatch.setattr(build, "firmware_source_hash", lambda: real + "0")  # a source edited
-    assert cached_results(run, "x", params, "b") is None
+    assert cached_results(run, "x", params, DEFAULT_BOARD) is None
     monkeypatch.setattr(build, "firmware_source_hash", lambda: real)
-    assert cached_results(run, "x", params, "b") is not None
+    assert cached_results(run, "x", params, DEFAULT_BOARD) is not None
     (run / "export" / "ts_export_model.c").write_text("const int a = 2;\n")  # re-exported
-    assert cached_results(run, "x", params, "b") is None
+    assert cached_results(run, "x", params, DEFAULT_BOARD) is None
+
+
+def test_module_source_hash_counts_only_the_named_code(tmp_path, monkeypatch):
+    """The code in a stage's key: every source of a named package or module, read when
+    asked; an edit there changes it, an edit elsewhere does not; an unknown name is a bug in
+    the stage's list, not a silent empty hash (tests/test_export.py runs the export stage
+    with an edited copy of the package)."""
+    import importlib
+    import sys
+
+    from tinysift.runs import module_source_hash
+
+    pkg = tmp_path / "tspkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "math.py").write_text("def f(x):\n    return x + 1\n")
+    (pkg / "other.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        names = ("tspkg.sub", "tspkg.other")
+        first = module_source_hash(names)
+        assert len(first) == 16 and module_source_hash(names) == first
+        (pkg / "__init__.py").write_text("Z = 3\n")  # outside the named code: kept
+        assert module_source_hash(names) == first
+        (pkg / "sub" / "math.py").write_text("def f(x):\n    return x + 2\n")
+        edited = module_source_hash(names)
+        assert edited != first
+        (pkg / "sub" / "new.py").write_text("")  # a module added to a named package counts
+        assert module_source_hash(names) not in (first, edited)
+        with pytest.raises(ModuleNotFoundError, match="tspkg.absent"):
+            module_source_hash(("tspkg.absent",))
+    finally:
+        for name in [m for m in sys.modules if m == "tspkg" or m.startswith("tspkg.")]:
+            del sys.modules[name]
 
 
 def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):

@@ -7,7 +7,9 @@ folder is refused with a message naming the holder.
 The manifest records the command, seed, package versions, machine, and for every stage its
 parameters, input hashes, output hashes, timing, and the versions (the code's source hash and
 git commit among them) and machine it ran with. A stage whose key (parameters + input
-hashes) and outputs are unchanged is skipped, so a killed run resumes where it stopped.
+hashes) and outputs are unchanged is skipped, so a killed run resumes where it stopped. The
+quantize and export stages count the code they run among their inputs
+(:func:`module_source_hash`): after that code changes they run again.
 All writes are atomic: write to a temporary file in the same folder, then rename.
 """
 
@@ -71,6 +73,34 @@ def code_identity() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         git = ""
     return {"tinysift_source": h.hexdigest()[:16], "git": git}
+
+
+def module_source_hash(modules: tuple[str, ...]) -> str:
+    """A hash of the Python sources of ``modules`` (dotted names; a package stands for every
+    ``.py`` file under it), read from disk now: the code a stage's outputs come from, in its
+    key, so that a folder's stage is not reused after that code changed (an upgrade of
+    tinysift, an edit in a checkout) while an edit elsewhere in the package keeps it.
+
+    Raises
+    ------
+    ModuleNotFoundError : a name is not an importable module (a bug in the caller's list)
+    """
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no module named {name!r}")
+        if spec.submodule_search_locations:  # a package: all of it
+            root = Path(spec.origin).parent
+            files = [(f"{name}/{p.relative_to(root).as_posix()}", p)
+                     for p in sorted(root.rglob("*.py"))]
+        else:
+            files = [(name, Path(spec.origin))]
+        for label, path in files:
+            h.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def machine_info() -> dict[str, Any]:

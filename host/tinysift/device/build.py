@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -43,6 +44,73 @@ def build_environment() -> list[str]:
     environment, in that order: what a build takes from the caller besides the sources."""
     return [f"{name}={os.environ[name].strip()}" for name in BUILD_ENV_VARS
             if os.environ.get(name, "").strip()]
+
+
+#: Where tools/pio keeps the offline PlatformIO core (its $TINYSIFT_PIO_CORE_DIR overrides it).
+OFFLINE_CORE_ENV = "TINYSIFT_PIO_CORE_DIR"
+
+
+def pio_core_dir(board: Board) -> Path:
+    """The PlatformIO core whose packages a build for ``board`` compiles with: the project's
+    offline core (tools/pio: ``$TINYSIFT_PIO_CORE_DIR``, else tools/.pio-core) for emulated
+    boards and the project's own ports, else stock PlatformIO's (``$PLATFORMIO_CORE_DIR``,
+    else ~/.platformio)."""
+    if board.emulated or builds_offline(board):
+        env = os.environ.get(OFFLINE_CORE_ENV, "").strip()
+        return Path(env).expanduser() if env else project_root() / "tools" / ".pio-core"
+    env = os.environ.get("PLATFORMIO_CORE_DIR", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".platformio"
+
+
+def toolchain_identity(board: Board) -> str:
+    """The compilers a build for ``board`` uses: every ``toolchain-*`` package of its
+    PlatformIO core (:func:`pio_core_dir`), as ``name@version`` from its package.json and
+    the first line of its C compiler's ``--version``; ``none`` when the core has none yet.
+
+    The version line is needed beside package.json: the offline core's toolchain is a folder
+    of links to the system's arm-none-eabi binaries, whose package.json keeps the version
+    they had when tools/pio_seed.sh ran (an apt upgrade of the compiler leaves it as it was).
+    Every toolchain of the core is listed, not the one the board's platform picks: reading
+    the platform's choice needs PlatformIO; an installed toolchain only costs a rebuild.
+    """
+    import json
+
+    items = []
+    for pkg in sorted((pio_core_dir(board) / "packages").glob("toolchain-*")):
+        try:
+            meta = json.loads((pkg / "package.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        if not isinstance(meta, dict):
+            meta = {}
+        compilers = sorted(p for p in (pkg / "bin").glob("*gcc") if p.is_file())
+        version = _compiler_version(compilers[0]) if compilers else ""
+        items.append(f"{meta.get('name', pkg.name)}@{meta.get('version', '?')}"
+                     + (f" ({version})" if version else ""))
+    return ",".join(items) or "none"
+
+
+def _compiler_version(compiler: Path) -> str:
+    """The first line of ``compiler --version`` (empty when it does not run), run once per
+    binary: the cache is keyed by the file it resolves to, its size and its mtime, which an
+    upgrade changes."""
+    real = compiler.resolve()
+    try:
+        st = real.stat()
+    except OSError:
+        return ""
+    return _version_line(str(real), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _version_line(compiler: str, size: int, mtime_ns: int) -> str:
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else ""
 
 
 def firmware_source_hash() -> str:

@@ -60,10 +60,14 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
                     named = reset.boot
             if named is not None:
                 check_board(board, named, port)
-        if monitor is not None:
-            monitor.start()
-        recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
-        windows = monitor.stop() if monitor is not None else []
+        try:
+            if monitor is not None:
+                monitor.start()
+            recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
+            windows = monitor.stop() if monitor is not None else []
+        finally:  # a failed `calib` left the monitor open and capturing
+            if monitor is not None:
+                monitor.close()
     phase = [r for r in recs if r.type == "phase" and r.fields.get("name") == "calib"]
     if not phase:
         raise DeviceError(f"the board at {port} did not run `calib` (records: "

@@ -101,6 +101,11 @@ class PowerMonitor(ABC):
     def stop(self) -> list[Window]:
         """End the capture and return the marker windows, in order."""
 
+    def close(self) -> None:  # noqa: B027 - a monitor that holds nothing has nothing to do
+        """Release the monitor, ending a capture in progress; safe at any time, more than
+        once. A session calls it however it ends: one that fails between ``start()`` and
+        ``stop()`` must not leave the instrument open and capturing."""
+
 
 class _StreamControl:
     """A stream process object for ``Device.stream_process_register`` (pyjoulescope's
@@ -221,6 +226,9 @@ class JoulescopeMonitor(PowerMonitor):
             why = self._capture.get("error", f"no samples within {self.start_timeout_s:g} s")
             self._close()
             raise DeviceError(f"the Joulescope capture did not start: {why}")
+
+    def close(self) -> None:
+        self._close()
 
     def _close(self) -> None:
         device, self._device = self._device, None

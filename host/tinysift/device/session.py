@@ -291,7 +291,18 @@ def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
     A device reset at any point (``@boot`` in the middle of a command) is recorded; with
     ``on_reset="retry"`` the whole set-up is sent again and ``train`` re-sent, at most
     MAX_RETRIES times; else the session stops with status ``device-reset``. Raises
-    DeviceError on every other failure (the caller records it)."""
+    DeviceError on every other failure (the caller records it). ``monitor`` is closed
+    however the session ends (it stayed open and capturing after a failed one)."""
+    try:
+        _converse(link, session, setup, limits, on_reset, monitor, progress)
+    finally:
+        if monitor is not None:
+            monitor.close()
+
+
+def _converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
+              limits: SessionLimits, on_reset: str, monitor: PowerMonitor | None,
+              progress) -> None:
     doc = session.results
     boot = _first_boot(link, session, limits)
     resets = 0

@@ -18,6 +18,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from tinysift.device.session import (
 from tinysift.errors import TinysiftError
 from tinysift.export.memory import has_backbone_buffers
 from tinysift.runs import Run, locks_run
+
+if TYPE_CHECKING:
+    from tinysift.device.build import BuildResult
 
 __all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits",
            "check_stream_fits", "check_update_built", "ensure_built", "flash",
@@ -115,7 +119,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     res = session.results
     res.samples = setup.samples()
     res.model_hash = export_info["content_hash"]
-    res.build = build_identity(run_dir)
+    res.build = build_identity(run_dir, brd)
     res.train_set_hash = set_hash
     res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
                 "flash_bytes": export_info["memory_plan"]["flash_total"]}
@@ -358,21 +362,23 @@ def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: 
     if not path.exists():
         return None
     res = DeviceResults.load(path)
-    if not res.reusable_for(board, vars(params), build_identity(run_dir),
+    if not res.reusable_for(board, vars(params), build_identity(run_dir, load_board(board)),
                             session_set(run_dir, train_set, use_db, db_use)[1]):
         return None
     return res
 
 
-def build_identity(run_dir: str | Path) -> str:
-    """What a firmware build of this run compiles: the hashes of the export's C files and of
-    the firmware sources. A device result records it, and a cached result (or ELF) is reused
-    only while it is unchanged: a changed firmware rule must run again."""
+def build_identity(run_dir: str | Path, brd: Board) -> str:
+    """What a firmware build of this run for ``brd`` compiles: the hashes of the export's C
+    files and of the firmware sources, and the toolchain that compiles them. A device result
+    records it, and a cached result (or ELF) is reused only while it is unchanged: a changed
+    firmware rule, or another compiler, must run again."""
     from tinysift.device.build import (
         HEAD_ONLY_FLAG,
         build_environment,
         export_backbone_training,
         firmware_source_hash,
+        toolchain_identity,
     )
     from tinysift.runs import file_hash
 
@@ -383,8 +389,10 @@ def build_identity(run_dir: str | Path) -> str:
     # the caller's PlatformIO variables (PLATFORMIO_BUILD_FLAGS...) reach the build too: an
     # ELF or result built with other flags is another firmware (none set: as it was)
     env = [f"env:{item}" for item in build_environment()]
+    # an upgraded compiler builds another ELF from the same sources (a stale one was reused)
     return "|".join([file_hash(p) for p in sorted(export_dir.glob("ts_export*"))]
-                    + [f"fw={firmware_source_hash()}"] + env + flags)
+                    + [f"fw={firmware_source_hash()}", f"toolchain={toolchain_identity(brd)}"]
+                    + env + flags)
 
 
 @contextlib.contextmanager
@@ -406,21 +414,35 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
 
 @locks_run("run_dir")
 def ensure_built(run_dir: Path, brd: Board) -> Path:
-    """The firmware ELF for this run's export, rebuilt when the export or the firmware
-    sources changed."""
-    from tinysift.device.build import build_firmware
-
+    """The firmware ELF for this run's export, rebuilt when its :func:`build_identity` (the
+    export, the firmware sources, the toolchain, the build variables) changed."""
     run_dir = Path(run_dir)
-    export_dir = run_dir / "export"
     out = run_dir / "device"
     elf = out / f"firmware-{brd.pio_env}.elf"
-    stamp = out / f"firmware-{brd.pio_env}.stamp"
-    want = build_identity(run_dir)
+    stamp = _stamp(run_dir, brd)
+    want = build_identity(run_dir, brd)
     if elf.exists() and stamp.exists() and stamp.read_text() == want:
         return elf
-    res = build_firmware(export_dir, brd, out)
+    return _build_stamped(run_dir, brd, want).elf
+
+
+def _stamp(run_dir: Path, brd: Board) -> Path:
+    """What the ELF in ``run_dir/device`` for ``brd`` was built from (its build identity)."""
+    return Path(run_dir) / "device" / f"firmware-{brd.pio_env}.stamp"
+
+
+def _build_stamped(run_dir: Path, brd: Board, want: str, **build_args) -> BuildResult:
+    """build_firmware into ``run_dir/device``, its stamp saying ``want`` once the ELF is
+    there: the stamp goes first, so that an ELF replaced by a build that did not finish
+    recording (or by `device flash` under other build variables) is never taken for the
+    stamp's."""
+    from tinysift.device.build import build_firmware
+
+    stamp = _stamp(run_dir, brd)
+    stamp.unlink(missing_ok=True)
+    res = build_firmware(Path(run_dir) / "export", brd, Path(run_dir) / "device", **build_args)
     stamp.write_text(want)
-    return res.elf
+    return res
 
 
 @locks_run("run_dir")
@@ -430,12 +452,14 @@ def flash(run_dir: str | Path, board: str, port: str | None = None,
     refused first if the export does not fit the board, and upload it with PlatformIO where
     the board is flashed that way (``upload``; default: every real board). Returns the
     BuildResult."""
-    from tinysift.device.build import build_firmware
     from tinysift.stages.checks import check_exported
 
     run_dir = Path(run_dir)
     brd = load_board(board)
     check_exported(Run(run_dir))
     check_export_fits(run_dir, brd)  # before any build
-    return build_firmware(run_dir / "export", brd, run_dir / "device",
+    # the same ELF as ensure_built's: its stamp must say what this build compiled (the
+    # caller's PLATFORMIO_BUILD_FLAGS among it), else a later `device run` reused it as the
+    # build the stamp named
+    return _build_stamped(run_dir, brd, build_identity(run_dir, brd),
                           upload=not brd.emulated if upload is None else upload, port=port)

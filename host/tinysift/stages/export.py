@@ -41,6 +41,10 @@ from tinysift.runs import locks_run
 from tinysift.selection.budget import balanced_subset
 
 PREFIX = "ts_export"
+#: The code the export's C files, golden data and memory plan come from (its key counts their
+#: sources: a run folder exported by earlier arithmetic, e.g. quant_math's multipliers, is
+#: exported again; FORMAT_VERSION and PLAN_VERSION still name the deliberate changes).
+EXPORT_CODE = ("tinysift.export", "tinysift.quantize.tflm", "tinysift.stages.export")
 GOLDEN_LAYER_SAMPLES = 2
 
 
@@ -92,7 +96,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
     from tinysift.errors import TinysiftError
     from tinysift.export.golden import golden
     from tinysift.quantize import tflm
-    from tinysift.runs import Run, file_hash, json_hash, stage_key
+    from tinysift.runs import Run, file_hash, json_hash, module_source_hash, stage_key
     from tinysift.stages.checks import check_quantized
     from tinysift.stages.train import load_run_dataset, load_trainset
 
@@ -133,7 +137,8 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
               "format_version": FORMAT_VERSION, "plan_version": PLAN_VERSION}
     if not backbone_training:  # only when set: every earlier export keeps its key
         params["backbone_training"] = False
-    inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz")}
+    inputs = {"tflite": file_hash(tpath), "trainset": file_hash(run / "trainset.npz"),
+              "code": module_source_hash(EXPORT_CODE)}
     if train_indices is not None:
         inputs["train_indices"] = json_hash(train_indices.tolist())
     if test_indices is not None:

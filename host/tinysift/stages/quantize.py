@@ -17,6 +17,9 @@ import numpy as np
 from tinysift.runs import locks_run
 
 TFLITE_FILE = "model.tflite"
+#: The code model.tflite and the stage's results come from (its key counts their sources, so
+#: a run folder quantized by an earlier converter or TFLM check is quantized again).
+QUANTIZE_CODE = ("tinysift.quantize", "tinysift.stages.quantize")
 
 
 @dataclass
@@ -53,7 +56,7 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     from tinysift.models.training import evaluate
     from tinysift.quantize import tflm
     from tinysift.quantize.convert import convert_int8, qat_finetune, quiet_stderr
-    from tinysift.runs import Run, atomic_write_bytes, file_hash
+    from tinysift.runs import Run, atomic_write_bytes, file_hash, module_source_hash
     from tinysift.stages.checks import check_trained
     from tinysift.stages.train import load_run_dataset, load_trained_model, load_trainset
 
@@ -62,7 +65,8 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
     ds = load_run_dataset(run)
     params = {"qat": qat, "representative": representative, "qat_epochs": qat_epochs,
               "seed": seed}
-    inputs = {"model": file_hash(run / "model.keras"), "dataset": ds.content_hash}
+    inputs = {"model": file_hash(run / "model.keras"), "dataset": ds.content_hash,
+              "code": module_source_hash(QUANTIZE_CODE)}
     from tinysift.runs import stage_key
 
     if run.is_fresh("quantize", stage_key(params, inputs)):

@@ -45,7 +45,8 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     command's expected cycles, ``timeout`` seconds added)."""
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
-    build = build_identity(run_dir)
+    brd = load_board(board)
+    build = build_identity(run_dir, brd)
     set_hash = stream_set_hash(samples, db_use)
     cached = _cached(folder, board, params, stream, build, set_hash)
     if cached is not None:
@@ -54,7 +55,6 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     if not export_info.exists():
         raise TinysiftError(f"{export_info.parent} not found; export the run first")
     info = json.loads(export_info.read_text())
-    brd = load_board(board)
     check_update_built(run_dir, info, params, brd.name)
     limits = SessionLimits(brd, ModelCost.from_export(info), timeout)
     session = DeviceSession(brd, folder, params)
