@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "firmware" / "lib" / "tsengine" / "src"
 ENGINE_SRCS = [ENGINE / n for n in ("ts_executor.c", "ts_kernels.c", "ts_kernels_dsp.c",
                                     "ts_kernels_elementwise.c", "ts_softmax.c")]
+# test_engine also checks the trainer's and the replay buffer's size rules
+TRAINER_SRCS = [ENGINE / n for n in ("ts_trainer.c", "ts_trainer_data.c", "ts_trainer_tail.c",
+                                     "ts_tflite.c", "ts_replay.c")]
 TESTS = ROOT / "firmware" / "test"
 RUNTIME_INC = ROOT / "boards" / "runtime" / "include"
 RUNTIME_SRCS = [ROOT / "boards" / "runtime" / "src" / "ts_format.c",
@@ -355,14 +358,18 @@ def test_malformed_tables_and_kernels(build, dsp, objdir):
     op, NULL weights, out-of-range parameters) give status codes; random single-field
     corruptions never reach undefined behaviour; DSP path == scalar path on random layers."""
     exe = build_program(TESTS / "test_engine" / "test_main.c",
-                        objdir / f"engine-{build}-{dsp}", build, [f"TS_USE_DSP={dsp}"])
+                        objdir / f"engine-{build}-{dsp}", build, [f"TS_USE_DSP={dsp}"],
+                        extra=TRAINER_SRCS)
     r = run_program(exe)
     text = r.stdout + r.stderr
     done = DONE_RE.search(text)
     assert r.returncode == 0 and done and done.group(2) == "0", text[-4000:]
-    assert int(done.group(1)) >= 13
+    assert int(done.group(1)) >= 19
     for name in ("test_wrong_version", "test_shapes_that_do_not_chain", "test_arena_too_small",
-                 "test_bad_op", "test_null_pointers", "test_random_corruptions"):
+                 "test_bad_op", "test_null_pointers", "test_random_corruptions",
+                 "test_trainer_cache_sizes_beyond_2g", "test_trainer_extract_beyond_2g",
+                 "test_trainer_cache_fill_beyond_2g", "test_trainer_mask_bits_beyond_2g",
+                 "test_replay_workspace_beyond_2g"):
         assert f":{name}:PASS" in text
 
 

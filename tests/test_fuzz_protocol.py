@@ -6,8 +6,10 @@ harnesses in firmware/test/fuzz/):
   record writer; fuzz_protocol.c);
 - app: the firmware app's command dispatch and `db load` state machine with a real export
   compiled in (fuzz_app.c);
-- model: the engine's model validation (malformed layer tables, malformed .tflite;
-  fuzz_model.c).
+- model: the engine's model validation (malformed layer tables, chains and graphs, the
+  executor against a layer-by-layer reference, malformed .tflite; fuzz_model.c);
+- model-dsp: the same harness built with TS_USE_DSP=1 (the DSP kernels against the scalar
+  ones).
 
 A crash, a sanitizer report or a violated property of the harness fails the test, with the
 crashing input kept. Skipped (failed under CI=1) without clang and libFuzzer, which
@@ -31,8 +33,10 @@ SCRIPT = ROOT / "tools" / "fuzz.sh"
 # The suite's run is a smoke campaign; tools/fuzz_campaign.py --seconds N runs a real one.
 SECONDS = int(os.environ.get("TINYSIFT_FUZZ_SECONDS", "5"))
 # Executions that show a target really ran in SECONDS on a busy 2-core machine (idle, about
-# 2,600/s for protocol, 1,000/s for model, 100/s for app, whose inputs run training).
-MIN_RUNS = {"protocol": 50 * SECONDS, "model": 15 * SECONDS, "app": 2 * SECONDS}
+# 2,600/s for protocol, 1,000/s for model and model-dsp, 100/s for app, whose inputs run
+# training).
+MIN_RUNS = {"protocol": 50 * SECONDS, "model": 15 * SECONDS, "model-dsp": 15 * SECONDS,
+            "app": 2 * SECONDS}
 
 
 def _libfuzzer_missing(tmp: Path) -> str | None:

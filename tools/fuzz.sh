@@ -8,9 +8,12 @@
 #             (fuzz_protocol.c; seeds corpus/)
 #   app       the firmware app's command dispatch and db-load state machine with a real
 #             export compiled in (fuzz_app.c, export/; seeds corpus-app/)
-#   model     the engine's model validation: malformed layer tables through ts_model_check,
-#             the executor and the trainer's sizes, malformed .tflite through ts_tflite
-#             (fuzz_model.c; seeds corpus-model/)
+#   model     the engine's model validation: malformed layer tables (chains and graphs with
+#             their tensor tables) through ts_model_check, the executor (its output against a
+#             layer-by-layer reference) and the trainer's sizes, malformed .tflite through
+#             ts_tflite (fuzz_model.c; seeds corpus-model/)
+#   model-dsp the same with TS_USE_DSP=1: the DSP kernels (instructions emulated in C) and their
+#             scratch, checked against the scalar reference (seeds corpus-model/)
 # Working corpus, crash artifacts and the binary: build/fuzz/TARGET/ (gitignored; FUZZ_OUT=DIR
 # puts them elsewhere). FUZZ_RUNS=N stops after N executions instead of the time; FUZZ_JOBS=N
 # runs N workers (default 1). Exit status: 0 when no crash, else libFuzzer's (the crashing
@@ -18,10 +21,10 @@
 # (tools/setup.sh installs both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET=${1:?usage: tools/fuzz.sh protocol|app|model [SECONDS]}
+TARGET=${1:?usage: tools/fuzz.sh protocol|app|model|model-dsp [SECONDS]}
 SECONDS_TO_RUN=${2:-60}
 OUT=${FUZZ_OUT:-build/fuzz/$TARGET}
-BIN=$OUT/fuzz_$TARGET
+BIN=$OUT/fuzz_${TARGET//-/_}
 CC=${CC_FUZZ:-clang}
 FUZZ=firmware/test/fuzz
 ENGINE=firmware/lib/tsengine/src
@@ -35,9 +38,12 @@ case $TARGET in
 protocol)
     SRCS=("$FUZZ"/fuzz_protocol.c "$PROTO"/ts_protocol.c boards/runtime/src/ts_format.c)
     SEEDS=$FUZZ/corpus ;;
-model)
+model|model-dsp)
     SRCS=("$FUZZ"/fuzz_model.c "$ENGINE"/*.c)
     INC+=(-I"$ENGINE" -Ifirmware/lib/tsengine/include)
+    if [ "$TARGET" = model-dsp ]; then
+        DEFS=(-DTS_USE_DSP=1)
+    fi
     SEEDS=$FUZZ/corpus-model ;;
 app)
     # The engine's kernels run real training and inference here; with coverage tracing on
@@ -55,7 +61,7 @@ app)
     DEFS=(-DTS_HAVE_EXPORT -Dmain=ts_app_main "${DIMS[@]}")
     SEEDS=$FUZZ/corpus-app ;;
 *)
-    echo "unknown target $TARGET (protocol, app or model)" >&2
+    echo "unknown target $TARGET (protocol, app, model or model-dsp)" >&2
     exit 2 ;;
 esac
 

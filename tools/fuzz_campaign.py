@@ -1,6 +1,6 @@
 """Run fuzzing campaigns of the device side and write their results file.
 
-    .venv/bin/python tools/fuzz_campaign.py [--targets protocol,model,app]
+    .venv/bin/python tools/fuzz_campaign.py [--targets protocol,model,model-dsp,app]
         [--seconds 600 | --runs 1000000] [--out-dir benchmarks/results]
 
 Each target runs through ``tools/fuzz.sh`` (libFuzzer + ASan + UBSan; harnesses in
@@ -31,6 +31,8 @@ TARGETS = {
     "protocol": "TSP/1 framer, command parser, number parsers, db decoder, record writer",
     "model": "engine model validation: corrupted layer tables through `ts_model_check`, the "
              "executor, the trainer's sizes; malformed `.tflite`",
+    "model-dsp": "the same with `TS_USE_DSP=1`: the DSP kernels and their scratch, checked "
+                 "against the scalar kernels",
     "app": "the firmware app: command dispatch, `db load` / `db stream` state machines, every "
            "command, with a real export",
 }

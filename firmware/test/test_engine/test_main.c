@@ -7,7 +7,9 @@
  *     that do not chain, arena too small, bad op, NULL arrays, out-of-range parameters),
  *     and random single-field corruptions never get past ts_model_check into undefined
  *     behaviour (run under -fsanitize=address,undefined by tests/test_engine_golden.py and
- *     the PlatformIO env native-asan).
+ *     the PlatformIO env native-asan);
+ *   - the trainer's and the replay buffer's buffer sizes: products of caller counts taken in
+ *     64 bits and refused from 2^31 bytes (they wrapped the 32-bit size_t of the target).
  */
 #include <stdint.h>
 #include <string.h>
@@ -16,7 +18,9 @@
 #include "ts_fixedpoint.h"
 #include "ts_kernels.h"
 #include "ts_platform.h"
+#include "ts_replay.h"
 #include "ts_test.h"
+#include "ts_trainer.h"
 
 /* Fewer random trials under the instruction-counting emulator. */
 #if defined(TS_TARGET_QEMU)
@@ -654,6 +658,234 @@ static void test_random_corruptions(void) {
     TS_ASSERT(accepted > 0u);
 }
 
+/* ---- the trainer's and the replay buffer's sizes ------------------------------------------ */
+
+/* A model whose head reads D = 65536 features (two RESHAPEs below it, so that the frozen
+ * layers need an arena): the sizes below are products of caller counts with D. Nothing here
+ * runs a layer: every call is refused (or stopped by the arena) before the head is read. */
+#define BIG_D 65536u
+static int8_t g_big_w[BIG_D];
+static uint8_t g_big_labels[BIG_D + 1u]; /* all class 0 */
+static const int32_t g_one_mult[1] = {1 << 30}, g_zero_shift[1] = {0};
+static float g_head_f[4]; /* non-NULL; the trainer reads it only when it trains */
+static uint32_t g_cycle_calls;
+
+static uint32_t count_cycles(void) {
+    return ++g_cycle_calls;
+}
+
+static void big_head_model(ts_model_t *m, ts_layer_t *gl) {
+    const ts_dims_t d = {1, 4, 16384}, one = {1, 1, 1};
+    gl[0] = row(TS_OP_RESHAPE, d, d);
+    gl[1] = row(TS_OP_RESHAPE, d, d);
+    gl[2] = row(TS_OP_FULLY_CONNECTED, d, one);
+    gl[2].weights = g_big_w;
+    gl[2].weights_len = BIG_D;
+    gl[2].multiplier = g_one_mult;
+    gl[2].shift = g_zero_shift;
+    gl[2].quant_len = 1;
+    memset(m, 0, sizeof *m);
+    m->format_version = TS_FORMAT_VERSION;
+    m->num_layers = 3;
+    m->layers = gl;
+    m->input = d;
+    m->head_layer = 2;
+    m->feature_dim = BIG_D;
+    m->num_classes = 1;
+    m->feature_scale = 1.0f;
+    m->logit_scale = 1.0f;
+    m->head_weights = g_head_f;
+    m->head_bias = g_head_f;
+}
+
+/* (train + test) * sample_bytes in a 32-bit size_t: 65537 * 65536 wrapped to 65536, so a
+ * cache of 64 KiB passed for one of 4 GiB; now every product from 2^31 up is refused. */
+static void test_trainer_cache_sizes_beyond_2g(void) {
+    static ts_layer_t gl[3];
+    ts_model_t m;
+    big_head_model(&m, gl);
+    TS_ASSERT_EQ_INT(TS_OK, ts_trainer_check_model(&m));
+    TS_ASSERT(ts_trainer_cache_bytes(&m, TS_UPDATE_HEAD, 1, 32766) ==
+              (size_t)32767u * BIG_D); /* the largest below 2^31 */
+    TS_ASSERT(ts_trainer_cache_bytes(&m, TS_UPDATE_HEAD, 1, 32767) == 0u); /* 2^31 */
+    TS_ASSERT(ts_trainer_cache_bytes(&m, TS_UPDATE_HEAD, 1, 65536) == 0u); /* 2^32 + 2^16 */
+    TS_ASSERT(ts_trainer_cache_bytes(&m, TS_UPDATE_HEAD, 65535, 0xFFFFFFFFu) == 0u);
+    TS_ASSERT(ts_trainer_cache_size(&m, 1, 32766) == (size_t)32767u * BIG_D);
+    TS_ASSERT(ts_trainer_cache_size(&m, 1, 65536) == 0u);
+    TS_ASSERT(ts_trainer_cache_size(&m, 0xFFFFFFFFu, 0xFFFFFFFFu) == 0u);
+}
+
+/* ts_trainer_extract_features checked out_bytes against count * feature_dim in size_t: a
+ * count of 65537 passed with 64 KiB on the target and the frozen layers wrote 4 GiB. Now
+ * TS_ERR_ARENA before any sample runs (the counter is never read); without an arena the
+ * first sample would stop with TS_ERR_NULL, which is what a count below the limit gets. */
+static void test_trainer_extract_beyond_2g(void) {
+    static ts_layer_t gl[3];
+    static int8_t out[16];
+    ts_model_t m;
+    ts_dataset_t ds;
+    uint64_t c = 0;
+    big_head_model(&m, gl);
+    ds.count = 65537;
+    ds.sample_bytes = BIG_D;
+    ds.x = g_big_w; /* never read: refused first */
+    ds.y = g_big_labels;
+    g_cycle_calls = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_trainer_extract_features(&m, &ds, out, (size_t)-1, NULL, 0,
+                                                               count_cycles, &c));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_trainer_extract_features(&m, &ds, out, BIG_D, NULL, 0,
+                                                               count_cycles, &c));
+    TS_ASSERT_EQ_INT(0, g_cycle_calls);
+    ds.count = 32768; /* 2^31 bytes */
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_trainer_extract_inputs(&m, TS_UPDATE_HEAD, &ds, out,
+                                                             (size_t)-1, NULL, 0, NULL, NULL));
+    ds.count = 32767; /* below: the size passes, the missing arena stops the first sample */
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_trainer_extract_features(&m, &ds, out, (size_t)-1, NULL, 0,
+                                                              NULL, NULL));
+}
+
+/* ts_train_head's cache check: train + test samples (the test count is not bounded by
+ * TS_TRAINER_MAX_SAMPLES) times feature_dim wrapped too; now refused before the cache fill
+ * starts (its first step reads the counter). */
+static void test_trainer_cache_fill_beyond_2g(void) {
+    static ts_layer_t gl[3];
+    static uint8_t ws[64] __attribute__((aligned(8)));
+    static uint8_t arena[64] __attribute__((aligned(8)));
+    static int8_t cache[16], hq_w[4];
+    static int32_t hq_b[4];
+    ts_model_t m;
+    ts_dataset_t train, test;
+    ts_head_q_t hq;
+    ts_trainer_config_t cfg;
+    ts_train_request_t req;
+    big_head_model(&m, gl);
+    train.count = 1;
+    train.sample_bytes = BIG_D;
+    train.x = g_big_w;
+    train.y = g_big_labels;
+    test = train;
+    test.count = 65536; /* (1 + 65536) * 65536 = 2^32 + 2^16 */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.epochs = 1;
+    cfg.batch_size = 1;
+    cfg.learning_rate = 0.1f;
+    cfg.cycles = count_cycles;
+    memset(&hq, 0, sizeof hq);
+    hq.weights = hq_w;
+    hq.bias = hq_b;
+    memset(&req, 0, sizeof req);
+    req.train = &train;
+    req.test = &test;
+    req.workspace = ws; /* the sizes claimed are never reached: refused first */
+    req.workspace_bytes = (size_t)-1;
+    req.feature_cache = cache;
+    req.feature_cache_bytes = (size_t)-1;
+    req.arena = arena + 1; /* misaligned: a cache fill that started would stop at once */
+    req.arena_bytes = sizeof arena - 1u;
+    req.head_q = &hq;
+    g_cycle_calls = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_train_head(&m, &cfg, &req));
+    TS_ASSERT_EQ_INT(0, g_cycle_calls);
+    req.feature_cache_bytes = BIG_D; /* the wrapped product on the target */
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_train_head(&m, &cfg, &req));
+    TS_ASSERT_EQ_INT(0, g_cycle_calls);
+    /* below the limit the fill starts (and the misaligned arena stops it) */
+    test.count = 32766;
+    req.feature_cache_bytes = (size_t)-1;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_train_head(&m, &cfg, &req));
+    TS_ASSERT(g_cycle_calls > 0u);
+}
+
+/* update=bias masks one bit per conv output value below the head: 64 convolutions of
+ * 8192 x 8192 outputs are 2^32 bits. ts_trainer_sizes let them through (it allowed up to
+ * 2^35) and stored mask_bits in a uint32_t as 0, so the masks took no room in the workspace
+ * while the float layers wrote bits up to 2^32 (and TS_TRAINER_TAIL_BYTES, a size_t sum,
+ * wrapped on the target besides). Now every count stays below 2^31. */
+#define MB_CONVS 64
+static void test_trainer_mask_bits_beyond_2g(void) {
+    static ts_layer_t gl[MB_CONVS + 4];
+    static const int8_t w1[1] = {1};
+    const ts_dims_t big = {8192, 8192, 1}, mid = {64, 64, 1}, one = {1, 1, 1}, two = {1, 1, 2};
+    static const int8_t w2[2] = {1, 1};
+    ts_model_t m;
+    ts_trainer_sizes_t sz;
+    uint32_t i, convs;
+    for (convs = 31; convs <= MB_CONVS; ++convs) {
+        const uint32_t n = convs + 4u;
+        if (convs != 31u && convs != 32u && convs != MB_CONVS) {
+            continue;
+        }
+        for (i = 0; i < convs; ++i) {
+            gl[i] = row(TS_OP_CONV_2D, big, big);
+            gl[i].weights = w1;
+            gl[i].weights_len = 1;
+            gl[i].multiplier = g_one_mult;
+            gl[i].shift = g_zero_shift;
+            gl[i].quant_len = 1;
+        }
+        gl[convs] = row(TS_OP_AVERAGE_POOL_2D, big, mid);
+        gl[convs].filter_h = gl[convs].filter_w = 128;
+        gl[convs].stride_h = gl[convs].stride_w = 128;
+        gl[convs + 1u] = row(TS_OP_AVERAGE_POOL_2D, mid, one);
+        gl[convs + 1u].filter_h = gl[convs + 1u].filter_w = 64;
+        gl[convs + 1u].stride_h = gl[convs + 1u].stride_w = 64;
+        gl[convs + 2u] = row(TS_OP_RESHAPE, one, one);
+        gl[convs + 3u] = row(TS_OP_FULLY_CONNECTED, one, two);
+        gl[convs + 3u].weights = w2;
+        gl[convs + 3u].weights_len = 2;
+        gl[convs + 3u].multiplier = g_one_mult;
+        gl[convs + 3u].shift = g_zero_shift;
+        gl[convs + 3u].quant_len = 1;
+        memset(&m, 0, sizeof m);
+        m.format_version = TS_FORMAT_VERSION;
+        m.num_layers = n;
+        m.layers = gl;
+        m.input = big;
+        m.head_layer = n - 1u;
+        m.feature_dim = 1;
+        m.num_classes = 2;
+        m.feature_scale = 1.0f;
+        m.logit_scale = 1.0f;
+        m.head_weights = g_head_f;
+        m.head_bias = g_head_f;
+        TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&m));
+        if (convs == 31u) { /* 31 * 2^26 bits: below 2^31, sized in full */
+            TS_ASSERT_EQ_INT(TS_OK, ts_trainer_sizes(&m, TS_UPDATE_BIAS, &sz));
+            TS_ASSERT(sz.mask_bits == 31u << 26);
+            TS_ASSERT(sz.workspace_bytes ==
+                      TS_TRAINER_BIAS_WORKSPACE_BYTES(n - 1u, 31u, 1u << 26, 31u << 26));
+        } else { /* 2^31 and 2^32 bits */
+            TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_trainer_sizes(&m, TS_UPDATE_BIAS, &sz));
+        }
+    }
+}
+
+/* The replay buffer's workspace: K*C*D reaches 65280 * 66051 = 4.3e9 bytes within the limits
+ * on K*C and D; TS_REPLAY_WORKSPACE_BYTES, a size_t sum, wrapped on the target (a few MB then
+ * passed ts_replay_bind's check). Now such a config is refused. */
+static void test_replay_workspace_beyond_2g(void) {
+    static uint32_t radius2[256];
+    static uint8_t ws[64] __attribute__((aligned(4)));
+    ts_replay_config_t cfg;
+    ts_replay_t r;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.policy = TS_REPLAY_COVERAGE;
+    cfg.capacity = 1;
+    cfg.num_classes = 256;
+    cfg.per_class = 255;
+    cfg.radius2 = radius2;
+    cfg.dim = 32768; /* 65280 * 32768 + the bookkeeping: just below 2^31 */
+    TS_ASSERT(ts_replay_workspace_size(&cfg) ==
+              TS_REPLAY_WORKSPACE_BYTES(1u, 256u, 255u, 32768u));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    cfg.dim = TS_REPLAY_MAX_DIM;
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 0u);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    cfg.dim = 32900; /* 2^31 + 0.3 MB */
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 0u);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, sizeof ws));
+}
+
 int main(void) {
     TS_TEST_BEGIN();
     TS_RUN(test_mbqm_fast_equals_reference);
@@ -670,5 +902,10 @@ int main(void) {
     TS_RUN(test_arena_too_small);
     TS_RUN(test_graph_arena_beyond_2g);
     TS_RUN(test_random_corruptions);
+    TS_RUN(test_trainer_cache_sizes_beyond_2g);
+    TS_RUN(test_trainer_extract_beyond_2g);
+    TS_RUN(test_trainer_cache_fill_beyond_2g);
+    TS_RUN(test_trainer_mask_bits_beyond_2g);
+    TS_RUN(test_replay_workspace_beyond_2g);
     return TS_TEST_END();
 }

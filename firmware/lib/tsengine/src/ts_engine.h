@@ -25,7 +25,9 @@ ts_status_t ts_model_check(const ts_model_t *model);
 
 /* Bytes of arena ts_invoke / ts_run_layers need: the activation tensors (a graph: its
  * planned arena_bytes; a chain: two ping-pong buffers), 8-byte aligned, then the kernels'
- * scratch (ts_scratch_size); 0 for an invalid table. */
+ * scratch (ts_scratch_size); 0 for an invalid table (and for a valid graph of one layer
+ * whose kernel needs no scratch: its input and output are the caller's, nothing is planned;
+ * ts_model_check tells the two apart). */
 size_t ts_arena_size(const ts_model_t *model);
 
 /* The largest scratch any layer's kernel needs (the DSP kernels' im2col columns and

@@ -16,7 +16,10 @@ static uint32_t used_per_class(uint32_t policy, uint32_t per_class)
     return policy == TS_REPLAY_COVERAGE ? per_class : 0u;
 }
 
-static size_t workspace_bytes(uint32_t policy, uint32_t b, uint32_t k, uint32_t c, uint32_t d)
+/* TS_REPLAY_WORKSPACE_BYTES, a uint64_t: K*C*D alone reaches 4.3e9 within the limits on B,
+ * K*C and D, which a 32-bit size_t wrapped (a workspace of a few MB then passed
+ * ts_replay_bind's check for one of 4 GB). */
+static uint64_t workspace_bytes(uint32_t policy, uint32_t b, uint32_t k, uint32_t c, uint32_t d)
 {
     uint32_t pc = used_per_class(policy, c);
     return TS_REPLAY_WORKSPACE_BYTES(b, k, pc, pc > 0u ? d : 0u);
@@ -24,11 +27,13 @@ static size_t workspace_bytes(uint32_t policy, uint32_t b, uint32_t k, uint32_t 
 
 size_t ts_replay_workspace_size(const ts_replay_config_t *cfg)
 {
+    uint64_t bytes;
     if (cfg == NULL) {
         return 0;
     }
-    return workspace_bytes(cfg->policy, cfg->capacity, cfg->num_classes, cfg->per_class,
-                           cfg->dim);
+    bytes = workspace_bytes(cfg->policy, cfg->capacity, cfg->num_classes, cfg->per_class,
+                            cfg->dim);
+    return bytes < TS_REPLAY_MAX_BYTES ? (size_t)bytes : 0u;
 }
 
 const char *ts_replay_policy_name(uint32_t policy)
@@ -53,7 +58,9 @@ static ts_status_t check_config(const ts_replay_config_t *cfg)
     }
     if (cfg->per_class == 0u || cfg->per_class > 255u || cfg->dim == 0u ||
         cfg->dim > TS_REPLAY_MAX_DIM ||
-        (uint64_t)cfg->num_classes * cfg->per_class > TS_REPLAY_MAX_CODEWORDS) {
+        (uint64_t)cfg->num_classes * cfg->per_class > TS_REPLAY_MAX_CODEWORDS ||
+        workspace_bytes(cfg->policy, cfg->capacity, cfg->num_classes, cfg->per_class,
+                        cfg->dim) >= TS_REPLAY_MAX_BYTES) {
         return TS_ERR_PARAM;
     }
     for (c = 0; c < cfg->num_classes; ++c) {
@@ -76,8 +83,8 @@ ts_status_t ts_replay_bind(ts_replay_t *r, uint8_t *ws, size_t ws_bytes)
     if (((uintptr_t)ws & 3u) != 0u) {
         return TS_ERR_PARAM;
     }
-    if (ws_bytes < workspace_bytes(r->policy, r->capacity, r->num_classes, r->per_class,
-                                   r->dim)) {
+    if ((uint64_t)ws_bytes < workspace_bytes(r->policy, r->capacity, r->num_classes,
+                                             r->per_class, r->dim)) {
         return TS_ERR_ARENA;
     }
     pc = used_per_class(r->policy, r->per_class);

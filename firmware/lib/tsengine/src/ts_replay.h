@@ -53,6 +53,10 @@ typedef enum {
 #define TS_REPLAY_MAX_CODEWORDS 65534u
 /* Largest feature dimension: squared int8 distances D * 255^2 fit a uint32. */
 #define TS_REPLAY_MAX_DIM 66051u
+/* Largest workspace (exclusive): B, K*C and D within the limits above still reach 4.3e9
+ * bytes (K*C*D), which no target addresses and a 32-bit size_t wraps; such a config is
+ * refused (TS_ERR_PARAM). */
+#define TS_REPLAY_MAX_BYTES ((uint64_t)1 << 31)
 
 /* Workspace bytes for a buffer of B slots, K classes, C codewords per class and D feature
  * bytes (C = 0 for reservoir sampling only): the one definition of the formula (a constant
@@ -66,11 +70,12 @@ typedef enum {
  *   + 2 * K      samples kept of each class (uint16)
  *   + K          online codewords opened per class (uint8)
  *   + K*C*D      the online codewords (int8), for classes without exported ones
- * rounded up to a multiple of 4. The workspace must be 4-byte aligned. */
+ * rounded up to a multiple of 4, in uint64_t (K*C*D reaches 4.3e9 within the limits, which a
+ * 32-bit size_t wraps; such a config is refused). The workspace must be 4-byte aligned. */
 #define TS_REPLAY_WORKSPACE_BYTES(B, K, C, D)                                                \
-    ((6u * (size_t)(B) + 6u * (size_t)(K) * (size_t)(C) + 3u * (size_t)(K) +               \
-      (size_t)(K) * (size_t)(C) * (size_t)(D) + 3u) &                                       \
-     ~(size_t)3u)
+    ((6u * (uint64_t)(B) + 6u * (uint64_t)(K) * (uint64_t)(C) + 3u * (uint64_t)(K) +               \
+      (uint64_t)(K) * (uint64_t)(C) * (uint64_t)(D) + 3u) &                                       \
+     ~(uint64_t)3u)
 
 typedef struct {
     uint32_t policy;       /* ts_replay_policy_t */
@@ -108,11 +113,12 @@ typedef struct {
     int8_t *online;        /* [K][C][D] the online codewords */
 } ts_replay_t;
 
-/* TS_REPLAY_WORKSPACE_BYTES(B, K, C, D); C and D count only for coverage (0 otherwise). */
+/* TS_REPLAY_WORKSPACE_BYTES(B, K, C, D); C and D count only for coverage (0 otherwise);
+ * 0 from TS_REPLAY_MAX_BYTES up. */
 size_t ts_replay_workspace_size(const ts_replay_config_t *cfg);
 
-/* Checks the config (TS_ERR_NULL, TS_ERR_PARAM: policy, B, K, C, D out of range, a count
- * above C, a missing codebook or radius) and the workspace (TS_ERR_ARENA: too short;
+/* Checks the config (TS_ERR_NULL, TS_ERR_PARAM: policy, B, K, C, D out of range, a
+ * workspace of TS_REPLAY_MAX_BYTES or more, a count above C, a missing codebook or radius) and the workspace (TS_ERR_ARENA: too short;
  * TS_ERR_PARAM: not 4-byte aligned), then starts an empty buffer. */
 ts_status_t ts_replay_init(ts_replay_t *r, const ts_replay_config_t *cfg, uint8_t *ws,
                            size_t ws_bytes);

@@ -109,10 +109,13 @@ size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count)
 size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
                              uint32_t test_count)
 {
+    uint64_t bytes;
     if (ts_trainer_check_model(model) != TS_OK) {
         return 0;
     }
-    return ((size_t)train_count + (size_t)test_count) * model->feature_dim;
+    /* in 64 bits: the counts are the caller's, a 32-bit size_t product wraps */
+    bytes = ((uint64_t)train_count + test_count) * model->feature_dim;
+    return bytes < TS_TRAINER_MAX_BYTES ? (size_t)bytes : 0u;
 }
 
 int8_t *ts_trainer_ws_feature_buffer(const ts_model_t *model, uint32_t train_count,

@@ -63,6 +63,12 @@ extern "C" {
 /* Most training samples one run accepts (the shuffle order is stored as uint16_t). */
 #define TS_TRAINER_MAX_SAMPLES 65535u
 
+/* Every buffer the trainer sizes or fills is below this many bytes: the products of counts
+ * (samples x sample bytes, mask bits, parameters) are taken in uint64_t and refused at or
+ * above it, on every build, so that none can wrap the 32-bit size_t of the target (where a
+ * wrapped size passed the length check of a buffer far too short). */
+#define TS_TRAINER_MAX_BYTES ((uint64_t)1 << 31)
+
 /* Phases whose cycles are counted. The firmware app reports the same phases under the
  * names of ts_trainer_phase_name() (its `@phase` records). */
 typedef enum {
@@ -202,21 +208,23 @@ typedef struct {
  *                or output of a float layer
  *   + 12 * NP    the trained parameters, their momentum and their gradient sums
  *   + 4 * ceil(MB / 32)   the ReLU / clamp masks: one bit per conv/depthwise output value
- *   + align4(X8) the int8 input of the first float layer when it is recomputed */
+ *   + align4(X8) the int8 input of the first float layer when it is recomputed
+ * computed in uint64_t: the counts of a large model wrap a 32-bit size_t (ts_trainer_sizes
+ * refuses a workspace of TS_TRAINER_MAX_BYTES or more). */
 #define TS_TRAINER_TAIL_BYTES(H, SC, A, MB, NP, X8)                                          \
-    (32u * (size_t)(H) +                                                                    \
-     4u * ((size_t)(SC) + 2u * (size_t)(A) + 3u * (size_t)(NP) + ((size_t)(MB) + 31u) / 32u) + \
-     (((size_t)(X8) + 3u) & ~(size_t)3u))
+    (32u * (uint64_t)(H) +                                                                    \
+     4u * ((uint64_t)(SC) + 2u * (uint64_t)(A) + 3u * (uint64_t)(NP) + ((uint64_t)(MB) + 31u) / 32u) + \
+     (((uint64_t)(X8) + 3u) & ~(uint64_t)3u))
 /* update=last-block: H = head_layer; the pointwise convolution has CIN input channels, COUT
  * output channels (= feature_dim) and PIX = h * w pixels. Its float layers are the
  * convolution, the pooling and what follows (RESHAPE, QUANTIZE). */
 #define TS_TRAINER_BLOCK_WORKSPACE_BYTES(H, CIN, COUT, PIX)                                  \
     TS_TRAINER_TAIL_BYTES(H, COUT,                                                          \
-                          (size_t)(PIX) * ((size_t)(CIN) > (size_t)(COUT) ? (size_t)(CIN)     \
-                                                                        : (size_t)(COUT)),  \
-                          (size_t)(PIX) * (size_t)(COUT),                                   \
-                          (size_t)(CIN) * (size_t)(COUT) + (size_t)(COUT),                  \
-                          (size_t)(PIX) * (size_t)(CIN))
+                          (uint64_t)(PIX) * ((uint64_t)(CIN) > (uint64_t)(COUT) ? (uint64_t)(CIN)     \
+                                                                        : (uint64_t)(COUT)),  \
+                          (uint64_t)(PIX) * (uint64_t)(COUT),                                   \
+                          (uint64_t)(CIN) * (uint64_t)(COUT) + (uint64_t)(COUT),                  \
+                          (uint64_t)(PIX) * (uint64_t)(CIN))
 /* update=bias: H = head_layer; SUMC output channels of all conv/depthwise layers below the
  * head, AMAX the largest input or output (values) of a layer below the head, MBITS the
  * output values of all conv/depthwise layers below the head. */
@@ -251,12 +259,14 @@ typedef struct {
  * last-block and bias), no last pointwise convolution before an AVERAGE_POOL_2D
  * (last-block), or a layer below the head the float layers do not handle (bias: only
  * CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D without activation, RESHAPE and QUANTIZE);
- * TS_ERR_PARAM for an unknown mode. */
+ * TS_ERR_PARAM for an unknown mode; TS_ERR_SHAPE when a count or the backbone workspace
+ * reaches 2^31 (TS_TRAINER_MAX_BYTES). */
 ts_status_t ts_trainer_sizes(const ts_model_t *model, uint32_t update, ts_trainer_sizes_t *out);
 
 /* Bytes of the optional cache of the int8 inputs of the trained layers, per mode:
  * (train_count + test_count) * sizes.sample_bytes for head and last-block; 0 for bias (its
- * input is the sample itself) or an unsupported mode. */
+ * input is the sample itself), an unsupported mode, or a cache of TS_TRAINER_MAX_BYTES or
+ * more (ts_train_head refuses such a cache: TS_ERR_ARENA). */
 size_t ts_trainer_cache_bytes(const ts_model_t *model, uint32_t update, uint32_t train_count,
                               uint32_t test_count);
 
@@ -264,7 +274,8 @@ size_t ts_trainer_cache_bytes(const ts_model_t *model, uint32_t update, uint32_t
  * model is unusable or train_count > TS_TRAINER_MAX_SAMPLES. */
 size_t ts_trainer_workspace_size(const ts_model_t *model, uint32_t train_count);
 
-/* Bytes of the optional int8 feature cache: (train_count + test_count) * feature_dim. */
+/* Bytes of the optional int8 feature cache: (train_count + test_count) * feature_dim; 0 for
+ * an unusable model or TS_TRAINER_MAX_BYTES or more. */
 size_t ts_trainer_cache_size(const ts_model_t *model, uint32_t train_count,
                              uint32_t test_count);
 
@@ -341,7 +352,8 @@ ts_status_t ts_train_head_features(const ts_model_t *model, const ts_trainer_con
 ts_status_t ts_train_head(const ts_model_t *model, const ts_trainer_config_t *config,
                           const ts_train_request_t *req);
 
-/* Backbone features of samples [0, ds->count) into out (count x feature_dim int8).
+/* Backbone features of samples [0, ds->count) into out (count x feature_dim int8; out_bytes
+ * shorter, or that product TS_TRAINER_MAX_BYTES or more: TS_ERR_ARENA, nothing written).
  * *cycles (may be NULL) receives the counter ticks spent (0 when cycles_fn is NULL). */
 ts_status_t ts_trainer_extract_features(const ts_model_t *model, const ts_dataset_t *ds,
                                         int8_t *out, size_t out_bytes, uint8_t *arena,

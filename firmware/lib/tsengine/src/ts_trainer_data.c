@@ -34,6 +34,7 @@ static ts_status_t extract(const ts_model_t *model, uint32_t first, uint32_t sam
 {
     uint32_t i;
     uint32_t t0 = 0;
+    uint64_t need;
     ts_status_t st = ts_trainer_check_dataset(
         ds, (uint32_t)((uint64_t)model->input.h * (uint64_t)model->input.w *
                        (uint64_t)model->input.c));
@@ -43,7 +44,10 @@ static ts_status_t extract(const ts_model_t *model, uint32_t first, uint32_t sam
     if (ds->count > 0 && out == NULL) {
         return TS_ERR_NULL;
     }
-    if (out_bytes < (size_t)ds->count * sample_bytes) {
+    /* in 64 bits, refused from 2^31: a 32-bit size_t product wrapped for a large count, and
+     * a buffer far too short passed */
+    need = (uint64_t)ds->count * sample_bytes;
+    if (need >= TS_TRAINER_MAX_BYTES || out_bytes < need) {
         return TS_ERR_ARENA;
     }
     if (cycles_fn != NULL) {
@@ -147,16 +151,17 @@ static ts_status_t train_cached(const ts_model_t *model, const ts_trainer_config
     ts_dataset_t cached[3];
     int8_t *at = req->feature_cache;
     size_t left = req->feature_cache_bytes;
-    uint64_t total = 0;
+    uint64_t total = 0, need;
     ts_array_src_t tr, te;
     ts_feature_src_t trs, tes;
     uint32_t i;
     parts[0] = req->train;
     parts[1] = req->train_extra;
     parts[2] = req->test;
-    if (req->feature_cache_bytes < ts_trainer_cache_bytes(model, config->update,
-                                                          ts_trainer_train_count(req),
-                                                          req->test->count)) {
+    /* the whole cache first, in 64 bits (test->count is not bounded by the sample limit):
+     * every part's bytes below are then below 2^31 too */
+    need = ((uint64_t)ts_trainer_train_count(req) + req->test->count) * sz->sample_bytes;
+    if (need >= TS_TRAINER_MAX_BYTES || req->feature_cache_bytes < need) {
         return TS_ERR_ARENA;
     }
     for (i = 0; i < 3u; ++i) {

@@ -141,12 +141,15 @@ ts_status_t ts_trainer_sizes(const ts_model_t *model, uint32_t update, ts_traine
     out->first_layer = first;
     out->sample_bytes = (uint32_t)elems(model->layers[first].in);
     x8 = update == TS_UPDATE_LAST_BLOCK ? out->sample_bytes : 0u;
-    /* every count below 2^31, so that the sizes cannot wrap on a 32-bit target */
-    if (sc >= (1u << 28) || act >= (1u << 27) || mb >= (1ull << 35) || np >= (1u << 27)) {
+    /* every count below 2^31 (mask_bits and the layers' mask offsets are uint32_t: more mask
+     * bits than that were truncated, the masks then overlapping what follows them), and the
+     * workspace (TS_TRAINER_TAIL_BYTES sums in uint64_t) below 2^31 */
+    if (sc >= (1u << 28) || act >= (1u << 27) || mb >= TS_TRAINER_MAX_BYTES ||
+        np >= (1u << 27)) {
         return TS_ERR_SHAPE;
     }
     ws = TS_TRAINER_TAIL_BYTES(model->head_layer, sc, act, mb, np, x8);
-    if (ws >= (1ull << 31)) {
+    if (ws >= TS_TRAINER_MAX_BYTES) {
         return TS_ERR_SHAPE;
     }
     out->channels = (uint32_t)sc;
@@ -164,10 +167,12 @@ size_t ts_trainer_cache_bytes(const ts_model_t *model, uint32_t update, uint32_t
                               uint32_t test_count)
 {
     ts_trainer_sizes_t sz;
+    uint64_t bytes; /* in 64 bits: the counts are the caller's, a 32-bit size_t wraps */
     if (ts_trainer_sizes(model, update, &sz) != TS_OK || update == TS_UPDATE_BIAS) {
         return 0;
     }
-    return ((size_t)train_count + (size_t)test_count) * sz.sample_bytes;
+    bytes = ((uint64_t)train_count + test_count) * sz.sample_bytes;
+    return bytes < TS_TRAINER_MAX_BYTES ? (size_t)bytes : 0u;
 }
 
 /* ---- the workspace -------------------------------------------------------------------- */
