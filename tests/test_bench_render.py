@@ -139,6 +139,42 @@ def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     assert "-0.203 pt" in line and line.endswith("NOT met)")  # the miss shows
 
 
+def test_close_calls_print_the_digits_that_decide_the_verdict():
+    """A value just past a threshold is printed with the decimals that put it past it: a cost
+    ratio of 0.3004 printed as 0.30, a bench of 89.7 min as 90, a -2.0004 point difference as
+    -2.00 read as meeting the target beside its verdict (or missing it), as did a mean 1.004
+    points above random printed with its 1.001-point interval as "+1.00 ± 1.00 ... met"."""
+    collect = _collect()
+    res = {"keep": [0.1], "seeds": 3, "dataset": "fashion-mnist", "label_noise": 0.0,
+           "methods": {"vq": {"0.1": {"acc_mean": 0.8, "acc_std": 0.01,
+                                      "cost_ratio": 0.3004}}},
+           "seed_wall_seconds": [89.7 * 20] * 3}  # a third each
+    text = " ".join(collect.prune_targets(res))
+    assert "**0.3004** (target <= 0.3: NOT met)" in text
+    assert "**89.7 min** (measured; target < 90 min: met)" in text
+    # far from the thresholds: the usual decimals
+    res["methods"]["vq"]["0.1"]["cost_ratio"] = 0.2
+    res["seed_wall_seconds"] = [80 * 20] * 3
+    text = " ".join(collect.prune_targets(res))
+    assert "**0.20** (target <= 0.3: met)" in text and "**80 min**" in text
+
+    def point(size: int, **fields) -> dict:
+        return {"method": "vq", "size": size, "update": "head", "acc_mean": 0.8, **fields}
+
+    res = {"scenario": "new-classes", "updates": ["head"], "points": {
+        "vq:20:head": point(20, vs_joint={"mean": -0.020004, "half_width": 0.01},
+                            old_vs_joint={"mean": -0.0300049, "half_width": 0.01}),
+        "vq:5:head": point(5, vs_random={"mean": 0.01004, "half_width": 0.01001},
+                           vs_herding={"mean": -0.00001, "half_width": 0.01})}}
+    best, vs_random = collect.device_targets(res)
+    assert ("-2.0004 pt vs the joint model, old classes -3.0005 pt (targets >= -2 and >= -3: "
+            "NOT met)") in best
+    assert vs_random == ("- vq 5/class (head): vs random +1.004 ± 1.001 pt, vs herding -0.001 pt"
+                         " (target above random beyond the interval and >= herding: NOT met)")
+    res["points"]["vq:20:head"]["vs_joint"]["mean"] = -0.019996  # within: -2.00 reads right
+    assert "-2.00 pt vs the joint model" in collect.device_targets(res)[0]
+
+
 def test_pareto_front_keeps_only_the_best_of_equal_energies():
     """Points at one energy: the most accurate is on the front, the others (dominated by it)
     are not; they were kept when the lower accuracy sorted first."""

@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OURS = ("vq", "flow")
+#: the most decimals :func:`decimals` adds for a close call
+CLOSE_DECIMALS = 6
+
+
+def decimals(holds: Callable[..., bool], *values: float, base: int = 2) -> int:
+    """The decimals to print ``values`` with beside a target's verdict ``holds(*values)``:
+    ``base``, or the fewest more with which the printed values give the same verdict. Rounded
+    to ``base``, a value just past a threshold read as on it, or on the other side (a cost
+    ratio of 0.3004 printed 0.30 beside "target <= 0.3: NOT met"; a mean 0.004 points above
+    its interval's half-width printed as equal to it beside "met")."""
+    for n in range(base, base + CLOSE_DECIMALS + 1):
+        if holds(*(float(f"{v:.{n}f}") for v in values)) == holds(*values):
+            return n
+    return base + CLOSE_DECIMALS
 
 
 def read_results(p: Path) -> dict:
@@ -46,21 +61,26 @@ def prune_targets(res: dict) -> list[str]:
         # Say when the gap is smaller than the seed-to-seed spread: "not met" is then noise.
         spread = max(res["methods"][m][key]["acc_std"] for m in (best_name, ours[1]))
         close = (not met and res["seeds"] > 1 and best_acc - ours[0] < spread)
+        gap = 100 * (ours[0] - best_acc)
+        n = decimals(lambda g: g >= 0, gap)
         lines.append(f"- keep {key}: best is **{best_name}** ({best_acc:.4f}); best of vq/flow "
-                     f"is {ours[1]} ({ours[0]:.4f}, {100 * (ours[0] - best_acc):+.2f} pt) — "
+                     f"is {ours[1]} ({ours[0]:.4f}, {gap:+.{n}f} pt) — "
                      f"target {'met' if met else 'NOT met'}"
                      + (" (gap within one seed std)" if close else ""))
     if "vq" in res["methods"] and "0.1" in res["methods"]["vq"]:
         v = res["methods"]["vq"]["0.1"]
         ratio = v["cost_ratio"]
+        n = decimals(lambda r: r <= 0.3, ratio)
         lines.append(f"- cost of vq at keep 0.1 (scoring + training) / full-data training: "
-                     f"**{ratio:.2f}** (target <= 0.3: {'met' if ratio <= 0.3 else 'NOT met'})")
+                     f"**{ratio:.{n}f}** (target <= 0.3: "
+                     f"{'met' if ratio <= 0.3 else 'NOT met'})")
     walls = [w for w in res.get("seed_wall_seconds", []) if w is not None]
     if res["dataset"] == "fashion-mnist" and not res["label_noise"] and walls:
         total = sum(walls) / len(walls) * 3
         how = ("measured" if len(walls) == 3
                else f"{len(walls)} timed seed(s), mean x 3")
-        lines.append(f"- whole default bench, 3 seeds: **{total / 60:.0f} min** ({how}; "
+        n = decimals(lambda minutes: minutes < 90, total / 60, base=0)
+        lines.append(f"- whole default bench, 3 seeds: **{total / 60:.{n}f} min** ({how}; "
                      f"target < 90 min: {'met' if total < 90 * 60 else 'NOT met'})")
     return lines
 
@@ -71,8 +91,11 @@ def equal_steps_targets(res: dict) -> list[str]:
     either of the two meets it, and both are shown."""
     from tinysift.bench.stats import paired_difference
 
-    def diff(d: dict) -> str:
-        return f"{100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+    def diff(d: dict, holds: Callable[[float, float], bool]) -> str:
+        """The paired difference, with the decimals that show ``holds(mean, half-width)``."""
+        m, h = 100 * d["mean"], 100 * d["half_width"]
+        n = decimals(holds, m, h)
+        return f"{m:+.{n}f} ± {h:.{n}f}"
 
     lines = []
     methods = res["methods"]
@@ -87,7 +110,8 @@ def equal_steps_targets(res: dict) -> list[str]:
             vs_r = {m: paired_difference(have[m]["runs"], have["random"]["runs"]) for m in ours}
             ok = any(d["mean"] > d["half_width"] for d in vs_r.values())
             lines.append(f"- keep {key}: vs random: "
-                         + "; ".join(f"{m} {diff(d)}" for m, d in vs_r.items())
+                         + "; ".join(f"{m} {diff(d, lambda m, h: m > h)}"
+                                     for m, d in vs_r.items())
                          + f" pt (target: vq or flow above beyond the interval: "
                          f"{'met' if ok else 'NOT met'})")
         if best in ours:
@@ -96,7 +120,8 @@ def equal_steps_targets(res: dict) -> list[str]:
             vs_b = {m: paired_difference(have[m]["runs"], have[best]["runs"]) for m in ours}
             ok = any(d["mean"] + d["half_width"] >= 0 for d in vs_b.values())
             lines.append(f"- keep {key}: best is {best} ({have[best]['acc_mean']:.4f}); "
-                         + "; ".join(f"{m} {diff(d)}" for m, d in vs_b.items())
+                         + "; ".join(f"{m} {diff(d, lambda m, h: m + h >= 0)}"
+                                     for m, d in vs_b.items())
                          + f" pt (target: vq or flow best or within the interval: "
                          f"{'met' if ok else 'NOT met'})")
     return lines
@@ -113,9 +138,10 @@ def guided_targets(res: dict) -> list[str]:
         f = methods.get("flow", {}).get("0.5")
         if f:
             d = f["vs_full_data"]
+            n = decimals(lambda m: m > 0, 100 * d["mean"])
             lines.append(f"- flow at budget 0.5: {f['acc_mean']:.4f} vs full noisy data "
-                         f"{full:.4f} ({100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f} pt; "
-                         f"target above: {'met' if d['mean'] > 0 else 'NOT met'})")
+                         f"{full:.4f} ({100 * d['mean']:+.{n}f} ± {100 * d['half_width']:.2f} "
+                         f"pt; target above: {'met' if d['mean'] > 0 else 'NOT met'})")
         return lines
     reach = [(m, b, methods[m][b]["acc_mean"]) for m in OURS if m in methods
              for b in methods[m] if float(b) <= 0.5]
@@ -123,8 +149,8 @@ def guided_targets(res: dict) -> list[str]:
         m, b, a = max(reach, key=lambda t: (t[2], -float(t[1])))
         gap = 100 * (a - full)
         ok = round(gap, 6) >= -0.2  # in points, so an exact 0.20 counts
-        # a miss by under 0.005 points would print as -0.20: one more decimal shows it
-        shown = f"{gap:+.2f}" if ok or round(gap, 2) < -0.2 else f"{gap:+.3f}"
+        # a miss by under 0.005 points would print as -0.20: more decimals show it
+        shown = f"{gap:+.{decimals(lambda g: round(g, 6) >= -0.2, gap)}f}"
         lines.append(f"- best of vq/flow at budget <= 0.5: {m} at {b}: {a:.4f} vs full-data "
                      f"recipe {full:.4f} ({shown} pt; target within 0.2 pt: "
                      f"{'met' if ok else 'NOT met'})")
@@ -139,7 +165,9 @@ def guided_targets(res: dict) -> list[str]:
             for ctrl in ("full-cut", "rs2", "infobatch"):
                 d = p.get(f"vs_{ctrl}")
                 if d:
-                    wins.append(f"{ctrl} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+                    m_, h_ = 100 * d["mean"], 100 * d["half_width"]
+                    n = decimals(lambda m, h: m > h, m_, h_)
+                    wins.append(f"{ctrl} {m_:+.{n}f} ± {h_:.{n}f}"
                                 + (" (beats)" if d["mean"] > d["half_width"] else ""))
             all_beaten = len(wins) == 3 and all("beats" in w for w in wins)
             if all_beaten:
@@ -188,8 +216,9 @@ def device_targets(res: dict) -> list[str]:
         for m, size, h, lb in sorted(_update_pairs(res), key=lambda t: t[1]):
             gain = 100 * (lb["acc_mean"] - h["acc_mean"])
             d = paired_difference(lb["runs"], h["runs"])
+            n = decimals(lambda g: g >= 3, gain)
             lines.append(f"- {m} {size}/class: last-block {lb['acc_mean']:.4f} vs head "
-                         f"{h['acc_mean']:.4f} ({gain:+.2f} pt, paired 95% interval "
+                         f"{h['acc_mean']:.4f} ({gain:+.{n}f} pt, paired 95% interval "
                          f"± {100 * d['half_width']:.2f}; {lb['energy_mj']:.0f} vs "
                          f"{h['energy_mj']:.0f} mJ, RAM plan {int(lb['ram_plan']):,} vs "
                          f"{int(h['ram_plan']):,} B; target >= +3: "
@@ -200,10 +229,13 @@ def device_targets(res: dict) -> list[str]:
         best = max(at20, key=lambda p: p["acc_mean"])
         d, o = best["vs_joint"], best["old_vs_joint"]
         ok = d["mean"] >= -0.02 and o["mean"] >= -0.03
+        # each difference with the decimals that put it on its own threshold's right side
+        n_all = decimals(lambda x: x >= -2, 100 * d["mean"])
+        n_old = decimals(lambda x: x >= -3, 100 * o["mean"])
         lines.append(f"- best at 20/class: {best['method']} (update={best['update']}) "
-                     f"{best['acc_mean']:.4f}, {100 * d['mean']:+.2f} pt vs the joint model, old "
-                     f"classes {100 * o['mean']:+.2f} pt (targets >= -2 and >= -3: "
-                     f"{'met' if ok else 'NOT met'})")
+                     f"{best['acc_mean']:.4f}, {100 * d['mean']:+.{n_all}f} pt vs the joint "
+                     f"model, old classes {100 * o['mean']:+.{n_old}f} pt (targets >= -2 and "
+                     f">= -3: {'met' if ok else 'NOT met'})")
     for size in (5, 10):
         for m in OURS:
             for update in res["updates"]:
@@ -212,9 +244,11 @@ def device_targets(res: dict) -> list[str]:
                     continue
                 r, h = p["vs_random"], p.get("vs_herding")
                 ok = r["mean"] > r["half_width"] and (h is None or h["mean"] >= 0)
-                lines.append(f"- {m} {size}/class ({update}): vs random {100 * r['mean']:+.2f} ± "
-                             f"{100 * r['half_width']:.2f} pt"
-                             + (f", vs herding {100 * h['mean']:+.2f} pt" if h else "")
+                n = decimals(lambda m, w: m > w, 100 * r["mean"], 100 * r["half_width"])
+                n_h = decimals(lambda x: x >= 0, 100 * h["mean"]) if h else 2
+                lines.append(f"- {m} {size}/class ({update}): vs random "
+                             f"{100 * r['mean']:+.{n}f} ± {100 * r['half_width']:.{n}f} pt"
+                             + (f", vs herding {100 * h['mean']:+.{n_h}f} pt" if h else "")
                              + f" (target above random beyond the interval and >= herding: "
                              f"{'met' if ok else 'NOT met'})")
     return lines
@@ -226,8 +260,9 @@ def upkeep_targets(res: dict) -> list[str]:
     for update, per, rsv, cov in _policy_pairs(res):
         if "vs_reservoir" in cov:
             d = cov["vs_reservoir"]
+            n = decimals(lambda x: x >= 0, 100 * d["mean"])
             lines.append(f"- {per}/class ({update}): coverage {cov['acc_mean']:.4f} vs reservoir "
-                         f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.2f} ± "
+                         f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.{n}f} ± "
                          f"{100 * d['half_width']:.2f} pt; target at least as well: "
                          f"{'met' if d['mean'] >= 0 else 'NOT met'})")
     return lines

@@ -30,6 +30,13 @@ class DeviceError(TinysiftError):
     """The device or its serial link misbehaved (silent, garbled, reset)."""
 
 
+class DeviceUnavailable(DeviceError):
+    """No device run can happen: the firmware does not build, the emulator is missing or does
+    not start, or the serial port cannot be opened. Every run would fail the same way, so a
+    bench stops at once with it instead of failing each run in turn (a run that fails on its
+    own, e.g. a timeout or a garbled link, is a plain :class:`DeviceError`)."""
+
+
 class RunBusy(TinysiftError):
     """Another process is writing the same run folder."""
 

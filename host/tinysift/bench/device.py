@@ -16,6 +16,14 @@ device sample order), so the tables give each method's paired difference to rand
 Every finished device run is appended to a progress log; the results files are rewritten
 after every seed, so a killed bench resumes. Each record carries the firmware sources' hash:
 after a firmware change (its kernels set the cycles and the energy) the points run again.
+
+A device run that fails (a timeout, a garbled link, its replay selection's error) does not end
+the bench: it is said and recorded, the other runs of its seed and the other seeds run on and
+are logged, and the bench ends with one error listing the failed runs
+(:class:`tinysift.bench.driver.SerialTasks`); the results files hold the seeds before the first
+with a failed run, and a rerun runs only the failed ones. A failure every run would repeat
+(the firmware does not build, the emulator does not start) or a seed's setup failing (base
+model, export) stops the bench at once.
 """
 
 from __future__ import annotations
@@ -93,13 +101,12 @@ class DeviceBenchConfig:
 
 
 def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
+    from tinysift.bench.driver import SerialTasks
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import (
-        choose_replay,
         device_task_accuracies,
         exported_tests,
-        fit_replay,
         host_joint_reference,
         prepare_base,
         test_indices,
@@ -132,6 +139,8 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
     results: dict = {}
+    tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
+    complete = 0  # the seeds the results files hold: those before the first failed run
     # this invocation's memory plans (the export's, and per update mode), and its scenario:
     # every row's RAM column is the plan of this invocation's firmware (its largest --sizes),
     # rows resumed from an invocation of other --sizes included
@@ -144,11 +153,12 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
         # of training each); the last one is set up still when no seed was, for the plans.
         if _all_logged(cfg, plog, seed) and (plan is not None or seed != last):
             say(f"seed {seed}: every row already in {plog.path}, its setup skipped")
-            if plan is not None:
+            if plan is not None and not tasks.failures:
                 results = _results(cfg, plog, list(range(cfg.first_seed, seed + 1)), plan,
                                    ram_plans, time.perf_counter() - wall)
                 results["scenario_info"] = scenario_info
                 write_outputs(results, Path(cfg.out_dir), cfg.stem())
+                complete = seed + 1 - cfg.first_seed
             continue
         base_cfg = cfg.adapt_config(seed)
         base_cfg.validate()
@@ -173,20 +183,18 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
         scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
         x_new = tflm.quantize_images(scn.x_new, scale, zp)
         jobs = [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]
-        fits: dict[str, tuple] = {}  # method -> (fitted, seconds): one scoring per seed
+        # method -> (fitted, seconds), or the fit's error: one scoring per seed
+        fits: dict[str, tuple | Exception] = {}
         for method, size in jobs:
             todo = [u for u in cfg.updates if plog.get(seed, method, f"{size}:{u}") is None]
             if not todo:
                 continue
-            run_cfg = cfg.adapt_config(seed, method, size)
-            if run_cfg.uses_replay and method not in fits:
-                t0 = time.perf_counter()
-                fits[method] = (fit_replay(run_cfg, scn, base), time.perf_counter() - t0)
-            fitted, fit_seconds = fits.get(method, (None, 0.0))
-            t0 = time.perf_counter()
-            local = choose_replay(run_cfg, scn, base, fitted)
-            # Each size is charged the whole scoring, as if it ran alone.
-            select_seconds = fit_seconds + time.perf_counter() - t0
+            # a selection that fails fails this size's rows (said once, as one task)
+            chosen = tasks.run(seed, f"{method} {size}/class", _replay_set, cfg, seed, method,
+                               size, scn, base, fits)
+            if chosen is None:
+                continue
+            local, select_seconds = chosen
             x_rep = tflm.quantize_images(scn.x_old[local], scale, zp)
             train_set = (np.concatenate([x_rep, x_new]),
                          np.concatenate([scn.y_old[local], scn.y_new]))
@@ -194,8 +202,11 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                 params = TrainParams(lr=cfg.lr, batch=cfg.batch, seed=seed + 1,
                                      update=update, steps=cfg.steps, schedule=cfg.schedule,
                                      balance=True)
-                res = run_on_device(base, cfg.board, params=params, train_set=train_set,
-                                    label=f"{method}-{size}-{update}", db_use="ram")
+                res = tasks.run(seed, f"{method} {size}/class {update}", run_on_device, base,
+                                cfg.board, params=params, train_set=train_set,
+                                label=f"{method}-{size}-{update}", db_use="ram")
+                if res is None:
+                    continue
                 acc = device_task_accuracies(res, scn)
                 ram = ram_plans[update]
                 plog.add(seed, method, f"{size}:{update}", acc=acc["all"],
@@ -208,15 +219,44 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                 say(f"seed {seed}: {method:>8} {size:>3}/class {update:<10}: old {old} new "
                     f"{acc['new']:.3f} all {acc['all']:.3f}")
         plan = exp.plan
-        done = list(range(cfg.first_seed, seed + 1))
-        results = _results(cfg, plog, done, plan, ram_plans, time.perf_counter() - wall)
         scenario_info = {"description": scn.description, "new_samples": int(len(scn.y_new)),
                          "num_classes": int(scn.num_classes),
                          "old_classes": list(scn.old_classes),
                          "new_classes": list(scn.new_classes)}
+        if tasks.failures:  # this seed or one before it is not complete
+            continue
+        done = list(range(cfg.first_seed, seed + 1))
+        results = _results(cfg, plog, done, plan, ram_plans, time.perf_counter() - wall)
         results["scenario_info"] = scenario_info
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
+        complete = len(done)
+    tasks.finish(plog, complete, cfg.seeds)
     return results
+
+
+def _replay_set(cfg: DeviceBenchConfig, seed: int, method: str, size: int, scn, base: Path,
+                fits: dict[str, tuple | Exception]) -> tuple[np.ndarray, float]:
+    """The replay set of ``size`` per old class (indices into the old training data) and
+    its selection's seconds. ``fits`` keeps each method's scoring of the seed (or its error:
+    every size of a method that failed to fit fails with it, without fitting again)."""
+    from tinysift.pipeline.adapt import choose_replay, fit_replay
+
+    run_cfg = cfg.adapt_config(seed, method, size)
+    if run_cfg.uses_replay and method not in fits:
+        t0 = time.perf_counter()
+        try:
+            fits[method] = (fit_replay(run_cfg, scn, base), time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - re-raised, and for the method's other sizes
+            fits[method] = exc
+            raise
+    fit = fits.get(method, (None, 0.0))
+    if isinstance(fit, Exception):
+        raise fit
+    fitted, fit_seconds = fit
+    t0 = time.perf_counter()
+    local = choose_replay(run_cfg, scn, base, fitted)
+    # Each size is charged the whole scoring, as if it ran alone.
+    return local, fit_seconds + time.perf_counter() - t0
 
 
 def _all_logged(cfg: DeviceBenchConfig, plog: ProgressLog, seed: int) -> bool:

@@ -12,6 +12,12 @@ raises one error listing the failed tasks (:class:`tinysift.errors.TasksFailed`,
 :class:`tinysift.errors.TasksFailedBug` when one failed with an unexpected error). A seed with
 a failed task is not complete: the results files hold the seeds before it, and a rerun of the
 command resumes from the log, training only the failed tasks.
+
+The device benches (``bench device``, ``bench upkeep``) run their device runs one at a time
+here, not through :func:`run_seeds`, and treat a failed run the same way
+(:class:`SerialTasks`). A failure every other run would repeat stops a bench at once with its
+own message instead (:func:`stops_bench`: the firmware does not build, the emulator does not
+start, the port does not open), as does a seed's setup failing (base model, export).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tinysift.bench.executor import TaskDone
 from tinysift.bench.progress import ProgressLog
@@ -33,6 +40,7 @@ Tasks = list[tuple[object, Callable[[TaskDone], None] | None]
 #: Failed tasks the final error lists one by one (the others are counted; each was said
 #: when it failed).
 LISTED_FAILURES = 8
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +59,57 @@ class Failure:
         if isinstance(self.error, TinysiftError):
             return text
         return f"unexpected {type(self.error).__name__}: {text}"
+
+    def said(self) -> str:
+        """The line said when the task fails."""
+        return f"[seed {self.seed}] {self.what} FAILED: {self.error_line()}"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def stops_bench(error: BaseException) -> bool:
+    """Whether a task's error ends the bench at once instead of being listed at its end: one
+    every other task would repeat (:class:`tinysift.errors.DeviceUnavailable`: the firmware
+    does not build, the emulator is missing or does not start, the port does not open), which
+    would otherwise fail every device run in turn, after a firmware build or a 10 s wait each."""
+    from tinysift.errors import DeviceUnavailable
+
+    return isinstance(error, DeviceUnavailable)
+
+
+@dataclass
+class SerialTasks:
+    """The failed tasks of a bench that runs its tasks one at a time here (``bench device``,
+    ``bench upkeep``: each drives an emulator), as :func:`run_seeds` keeps them: a task that
+    fails is said and recorded and the bench goes on; :meth:`finish` raises
+    :func:`failed_tasks`'s error at the end. ``say``: where the failure lines go (default:
+    stderr, verbatim, as :func:`run_seeds` says them; a rich console's ``print`` would read an
+    error's ``[seed 0]`` or brackets as markup and drop them)."""
+
+    say: Callable[[str], None] | None = None
+    failures: list[Failure] = field(default_factory=list)
+
+    def run(self, seed: int, what: str, task: Callable[..., T], *args: Any,
+            **kwargs: Any) -> T | None:
+        """``task(*args, **kwargs)``, or None when it failed (said and recorded); an error that
+        :func:`stops_bench` raises at once (Ctrl-C and signals too: not an ``Exception``)."""
+        try:
+            return task(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - one run's error must not end the others
+            if stops_bench(exc):
+                raise
+            failure = Failure(seed, what, exc)
+            self.failures.append(failure)
+            (self.say or _stderr)(failure.said())
+            return None
+
+    def finish(self, log: ProgressLog, complete: int, seeds: int) -> None:
+        """Raise :func:`failed_tasks`'s error if a task failed; ``complete``: the seeds the
+        results files hold (every seed before the first with a failed task)."""
+        if self.failures:
+            raise failed_tasks(self.failures, log, complete, seeds)
 
 
 @dataclass
@@ -103,7 +162,7 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     A task that fails is said (``say``; default: stderr) and recorded while the other tasks
     run on; then :func:`failed_tasks`'s error is raised, after every other task was handled.
     """
-    say = say or (lambda line: print(line, file=sys.stderr))
+    say = say or _stderr
     start = time.perf_counter()
     fresh = [log.is_fresh(s) for s in range(seeds)]
     owner: dict = {}
@@ -148,7 +207,7 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
                 unnamed.append(failure)
             else:
                 failures.append(failure)
-                say(f"[seed {seed}] {what} FAILED: {failure.error_line()}")
+                say(failure.said())
             continue
         if handler is not None:
             handler(done)

@@ -12,6 +12,13 @@ paired difference coverage - reservoir with a 95% interval.
 Every finished device run is appended to a progress log; the results files are rewritten
 after every seed, so a killed bench resumes. Each record carries the firmware sources' hash:
 after a firmware change (its kernels set the cycles and the energy) the points run again.
+
+A device run that fails (a timeout, a garbled link) does not end the bench: it is said and
+recorded, the other points of its seed and the other seeds run on and are logged, and the
+bench ends with one error listing the failed runs (:class:`tinysift.bench.driver.SerialTasks`,
+as ``bench device``); the results files hold the seeds before the first with a failed run, and
+a rerun runs only the failed ones. A failure every run would repeat (the firmware does not
+build, the emulator does not start) or a seed's setup failing stops the bench at once.
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str
 
 
 def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
+    from tinysift.bench.driver import SerialTasks
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import replay_method_params
@@ -94,6 +102,8 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
                        point="point", stamp={"firmware": firmware_source_hash()})
     results: dict = {}
+    tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
+    complete = 0  # the seeds the results files hold: those before the first failed run
     for seed in range(cfg.seeds):
         ucfg = cfg.seed_config(seed)
         setup = None
@@ -101,8 +111,12 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
             method, at = point_key(policy, per_class, update)
             if current(plog.get(seed, method, at), method) is not None:
                 continue
-            setup = setup or prepare(ucfg, say)
-            row = run_point(ucfg, setup, policy, per_class, update)
+            setup = setup or prepare(ucfg, say)  # its failure stops the bench
+            buffer = "whole stream" if per_class is None else f"buffer {per_class}/class"
+            row = tasks.run(seed, f"{method} {buffer} {update}", run_point, ucfg, setup,
+                            policy, per_class, update)
+            if row is None:
+                continue
             rules = {"coverage_rules": COVERAGE_RULES} if method == "coverage" else {}
             plog.add(seed, method, at, acc=row["acc"], acc_old=row["acc_old"] or 0.0,
                      acc_new=row["acc_new"] or 0.0, **rules,
@@ -110,8 +124,12 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
             say(f"seed {seed}: {method:>9} buffer {row['cap']:>5} {update:<10}: all "
                 f"{row['acc']:.3f} (kept {row['kept']}, codewords {row['codewords']}, "
                 f"covered {row['covered']})")
+        if tasks.failures:  # this seed or one before it is not complete
+            continue
         results = _results(cfg, plog, seed + 1, time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
+        complete = seed + 1
+    tasks.finish(plog, complete, cfg.seeds)
     return results
 
 

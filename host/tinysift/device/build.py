@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinysift.boards import Board, builds_offline
-from tinysift.errors import DeviceError
+from tinysift.errors import DeviceError, DeviceUnavailable
 from tinysift.export.memory import has_backbone_buffers
 from tinysift.paths import firmware_dir, offline_pio, project_root
 
@@ -273,23 +273,23 @@ def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload:
     try:
         proc = run_process_group(plan.cmd, env, timeout)
     except FileNotFoundError as exc:
-        raise DeviceError(f"{plan.cmd[0]} not found: " + (
+        raise DeviceUnavailable(f"{plan.cmd[0]} not found: " + (
             "run tools/setup.sh" if plan.offline else
             "install PlatformIO (pip install platformio); this board builds with stock "
             "PlatformIO, which needs internet on first use")) from exc
     except subprocess.TimeoutExpired as exc:
-        raise DeviceError(f"the firmware build for {board.name} took over {timeout:.0f} s") \
-            from exc
+        raise DeviceUnavailable(
+            f"the firmware build for {board.name} took over {timeout:.0f} s") from exc
     seconds = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(log.strip().splitlines()[-25:])
         hint = ("" if plan.offline else " (this board builds with stock PlatformIO, which "
                 "needs internet for its platform and toolchain on first use)")
-        raise DeviceError(f"firmware build for {board.name} failed{hint}:\n{tail}")
+        raise DeviceUnavailable(f"firmware build for {board.name} failed{hint}:\n{tail}")
     elf = plan.elf
     if not elf.exists():
-        raise DeviceError(f"the build reported success but {elf} is missing")
+        raise DeviceUnavailable(f"the build reported success but {elf} is missing")
     dest = out_dir / f"firmware-{board.pio_env}.elf"
     shutil.copyfile(elf, dest)
     flash, ram = elf_sizes(dest, board)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tinysift.device.limits import Limits
 from tinysift.device.protocol import MAX_LINE, FrameError, Record, frame, parse_record, unframe
-from tinysift.errors import DeviceError
+from tinysift.errors import DeviceError, DeviceUnavailable
 
 #: Commands the device may run twice without harm: sent again when the device answers that
 #: it could not read a line and then stays silent (``db use`` too, by its full text).
@@ -95,9 +95,9 @@ class SerialLink:
                 if url.startswith("socket://") and time.monotonic() < deadline:
                     time.sleep(0.05)
                     continue
-                raise DeviceError(f"cannot open {url}: {exc}. Check the port name "
-                                  "(`tinysift device list`) and that no other program "
-                                  "holds it") from exc
+                raise DeviceUnavailable(f"cannot open {url}: {exc}. Check the port name "
+                                        "(`tinysift device list`) and that no other program "
+                                        "holds it") from exc
         self.stats = LinkStats()
         self.on_record = on_record
         self.on_idle = on_idle

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tinysift.boards import Board
-from tinysift.errors import DeviceError
+from tinysift.errors import DeviceError, DeviceUnavailable
 
 ICOUNT_SHIFT = 6
 
@@ -54,14 +54,14 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, preexec_fn=die_with_parent())
     except FileNotFoundError as exc:
-        raise DeviceError("qemu-system-arm not found; run tools/setup.sh") from exc
+        raise DeviceUnavailable("qemu-system-arm not found; run tools/setup.sh") from exc
     try:
         # Give QEMU a moment to bind; the caller's first connection (SerialLink, which
         # retries) is the one QEMU's 'wait=on' accepts, so no boot output is lost.
         time.sleep(0.1)
         if proc.poll() is not None:
-            raise DeviceError(f"QEMU exited with status {proc.returncode} at start: "
-                              f"{' '.join(cmd)}")
+            raise DeviceUnavailable(f"QEMU exited with status {proc.returncode} at start: "
+                                    f"{' '.join(cmd)}")
         yield f"socket://127.0.0.1:{port}", proc
     finally:
         stop(proc)
