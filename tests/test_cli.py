@@ -255,6 +255,11 @@ def test_plan_caveats_name_what_the_plan_leaves_out():
 
 # ---- bad input: one line naming the problem, exit 2, before any stage or data --------------
 
+# what engine check/export/run say of a file that is not a .tflite
+_NOT_TFLITE = ("{tmp}/model.h5 is not a readable .tflite flatbuffer: give a full-integer int8 "
+               ".tflite, converted with `tinysift quantize` (a run's model.tflite) or "
+               "TensorFlow's TFLiteConverter")
+
 # (args, a text the one line must hold). {tmp} is the test's folder, holding the files of
 # _bad_files. Datasets are `nope` where the refusal must come before any data is loaded (the
 # unfixed CLI said "unknown dataset" there, or ran a benchmark).
@@ -301,6 +306,12 @@ BAD_INPUT = [
       "{tmp}/y.npy"], "is an .npz archive (arrays x), not one array"),
     (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e", "--inputs",
       "{tmp}/x.npz"], "is an .npz archive (arrays x), not one array"),
+    # a file that is not a .tflite (here an HDF5 Keras model): was "not a readable .tflite
+    # flatbuffer (error)", without the file or what to give instead
+    (["engine", "check", "--tflite", "{tmp}/model.h5"], _NOT_TFLITE),
+    (["engine", "export", "--tflite", "{tmp}/model.h5", "--out-dir", "{tmp}/e"], _NOT_TFLITE),
+    (["engine", "run", "--tflite", "{tmp}/model.h5", "--inputs", "{tmp}/two.npy", "--out",
+      "{tmp}/e/y.npy"], _NOT_TFLITE),
     # a missing model, an output path a file or folder is in the way of (were "unexpected
     # FileNotFoundError / FileExistsError / NotADirectoryError"; a folder --out wrote
     # FOLDER.npy)
@@ -389,6 +400,8 @@ def bad_files(tmp_path):
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 8, 8, 1), np.int8))
     np.save(tmp_path / "none.npy", np.zeros((0, 8, 8, 1), np.int8))
     (tmp_path / "m.tflite").write_bytes(b"never read: the input is refused first")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(248))
+    np.save(tmp_path / "two.npy", np.zeros((2, 8, 8, 1), np.int8))
     (tmp_path / "ok.toml").write_text('dataset = "nope"\n')
     (tmp_path / "broken.toml").write_text('name = "x"\nepochs = [\n')
     (tmp_path / "broken-adapt.toml").write_text('kind = "adapt"\nsteps = [\n')

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tinysift.device.results import DeviceResults
-from tinysift.errors import DeviceError, FitError, RunBusy
+from tinysift.errors import DeviceError, FitError, RunBusy, StageError
 
 BOARD = "qemu-mps2-an386"
 NO_PORT = "/nonexistent/tinysift-test-port"  # fails at once (a socket:// URL retries 10 s)
@@ -567,6 +567,85 @@ def test_the_streamed_session_checks_the_board_too(tmp_path):
                                  StreamParams(6, 3), "s", port=dev.url, timeout=2.0)
     finally:
         dev.close()
+
+
+def test_the_streamed_session_refuses_a_stale_or_unfitting_export_first(digits_run, tmp_path):
+    """run_stream_on_device (bench upkeep, the Python API) skipped the device stage's export
+    checks: it served (or, without a cached result, built and ran) an export left from an
+    earlier model.tflite, and built an export that does not fit the board. Both are refused
+    as `device run` refuses them, before any build and before a cached result is read."""
+    import shutil
+
+    from tinysift.device.stream import StreamParams
+    from tinysift.runs import file_hash
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("device", ".tinysift.lock"))
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    folder = _stream_files(run, "s", params, stream, a_set(0))  # a result of this export
+    tflite = file_hash(run / "model.tflite")
+    quantize(run, representative=100, progress=False)  # another calibration: a new model
+    assert file_hash(run / "model.tflite") != tflite
+    with pytest.raises(StageError, match=r"export/ was written from an earlier model\.tflite; "
+                                         r"run `tinysift export"):
+        run_stream_on_device(run, BOARD, params, a_set(0), stream, "s")
+    assert load(folder / "results.json").session == "earlier"  # no session, no build
+    assert not list((run / "device").glob("firmware-*"))
+
+    export(run)  # current again, for qemu-mps2-an386 (4 MB); netduinoplus2 has 128 KB of RAM
+    with pytest.raises(FitError, match=r"qemu-netduinoplus2: the export of .* export for this "
+                                       r"board first: tinysift export --run .* --board "
+                                       r"qemu-netduinoplus2"):
+        run_stream_on_device(run, "qemu-netduinoplus2", params, a_set(0), stream, "n")
+    assert not (run / "device" / "n").exists()
+    assert not list((run / "device").glob("firmware-*"))
+
+
+def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_cannot_fit(
+        tmp_path):
+    """As `device run`: a real board without a port is refused before any build (it built
+    the board's firmware, then found QEMU cannot run it), and so are a `db stream` cap above
+    the export's buffer (the firmware refused it, after a build and a boot) and samples of
+    another shape or labels outside the model's classes. A stream longer than the buffer
+    but kept within it is no fault: it gets to the port."""
+    from fake_device import fake_run
+    from tinysift.boards import load_board
+    from tinysift.device.stream import StreamParams
+    from tinysift.errors import TinysiftError
+    from tinysift.export.memory import board_plan_fields
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    params = TrainParams(epochs=1)
+    real = fake_run(tmp_path / "real", board="nucleo_f411re",
+                    board_profile=board_plan_fields(load_board("nucleo_f411re")))
+    with pytest.raises(TinysiftError, match=r"--board nucleo_f411re is a real board: pass "
+                                            r"its serial port \(--port"):
+        run_stream_on_device(real, "nucleo_f411re", params, a_set(0), StreamParams(6, 3), "s")
+    assert not (real / "device").exists()
+
+    run = exported_run(tmp_path / "run", memory_plan={"ram_total": 1000, "flash_total": 2000,
+                                                      "db_capacity": 4})
+    with pytest.raises(TinysiftError, match=r"`db stream` keeps up to 5 samples \(cap\), the "
+                                            r"export's buffer holds 4 \(over by 1\).*"
+                                            r"--db-capacity 5.*or keep at most 4"):
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 5), "s",
+                             port=NO_PORT)
+    x, y = a_set(0)
+    with pytest.raises(TinysiftError, match=r"shape \(32,\).*takes \(8, 8, 1\)"):
+        run_stream_on_device(run, BOARD, params, (x[:, :32], y), StreamParams(6, 3), "s",
+                             port=NO_PORT)
+    with pytest.raises(TinysiftError, match=r"labels 0\.\.2.*classes 0\.\.1"):
+        run_stream_on_device(run, BOARD, params, (x, np.arange(6) % 3), StreamParams(6, 3),
+                             "s", port=NO_PORT)
+    assert not (run / "device").exists()  # no session was started
+    with pytest.raises(DeviceError, match="cannot open"):  # 6 streamed, 4 kept: it fits
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 4), "s",
+                             port=NO_PORT)
 
 
 # ---- a head-only export: built without the backbone buffers, trains update=head only -----

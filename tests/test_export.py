@@ -705,6 +705,25 @@ def test_too_few_test_samples_name_the_export_option(run_copy, capfd):
     assert main(["export", "--run", str(run_copy), "--test-samples", "10"]) == 0
 
 
+def test_more_test_samples_than_the_test_split_are_said(run_copy, capfd):
+    """`export --test-samples N` above the test split's size exported the whole split and
+    printed only the smaller count: it now says in a line that it exported the whole split;
+    a number the split holds prints no such line."""
+    from tinysift.cli.app import main
+    from tinysift.data import load_dataset
+
+    n = len(load_dataset("digits").y_test)
+    capfd.readouterr()
+    assert main(["export", "--run", str(run_copy), "--test-samples", str(n + 1000)]) == 0
+    out = " ".join(capfd.readouterr().out.split())
+    assert (f"--test-samples {n + 1000}: the run's test split has {n} samples, all of them "
+            "exported") in out, out
+    assert json.loads((run_copy / "export" / "export.json").read_text())["test_samples"] == n
+    assert main(["export", "--run", str(run_copy), "--test-samples", str(n)]) == 0
+    out = capfd.readouterr().out
+    assert f"+ {n} test samples" in out and "--test-samples" not in out, out
+
+
 def test_fit_error_names_a_db_capacity_that_fits_and_no_fit_hint_under_fit(run_copy, capfd):
     """nucleo_f411re (128 KB RAM), 100 test samples, a `db load` buffer of 312: `--fit` has
     room for 4 samples, fewer than the 10 classes. The error said "keep at most 4 samples

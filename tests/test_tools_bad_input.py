@@ -85,3 +85,23 @@ def test_test_durations_names_a_log_it_cannot_read(tmp_path):
                            str(tmp_path / "missing.log")], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"cannot read {tmp_path / 'missing.log'} (No such file or directory)" in done.stderr
+
+
+@pytest.mark.parametrize("tool, args, said", [
+    ("guided_ablation", ["--seeds", "0"], "argument --seeds: 0: give at least 1"),
+    ("guided_ablation", ["--epochs", "0"], "argument --epochs: 0: give at least 1"),
+    ("guided_ablation", ["--val", "-5"], "argument --val: -5: give at least 1"),
+    ("selection_ablation", ["--seeds", "0"], "argument --seeds: 0: give at least 1"),
+    ("selection_ablation", ["--val", "0"], "argument --val: 0: give at least 1"),
+    ("selection_ablation", ["--seeds", "two"], "argument --seeds: 'two' is not a whole number"),
+])
+def test_the_ablation_tools_refuse_counts_below_one(tool, args, said, tmp_path, capsys):
+    """`--seeds 0` ran no seed and wrote results of it (selection_ablation: a table of nan
+    rows, by default over the committed one), `--epochs 0` and `--val 0` were refused only
+    after the dataset was loaded (the latter naming --no-balance, an option these tools
+    lack): refused while the arguments are parsed, before any dataset or results folder is
+    touched."""
+    with pytest.raises(SystemExit) as exc:
+        _tool(tool).main([*args, "--dataset", "nosuch", "--out-dir", str(tmp_path)])
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

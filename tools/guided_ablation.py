@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _args import at_least
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -222,9 +223,13 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--budget", type=float, default=0.5)
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--val", type=int, default=10000)
+    # counts below 1 were taken: --seeds 0 trained nothing and wrote results of no seed (by
+    # default over the committed ones), --epochs 0 was refused only after the dataset was
+    # loaded, --val 0 ended in a selection error naming options this tool lacks
+    ap.add_argument("--seeds", type=at_least(1), default=2)
+    ap.add_argument("--epochs", type=at_least(1), default=10)
+    ap.add_argument("--val", type=at_least(1), default=10000,
+                    help="validation samples held out of the training split")
     ap.add_argument("--label-noise", type=float, default=0.0)
     ap.add_argument("--only", default="", help="comma-separated variant names")
     ap.add_argument("--baseline", default="rs2")

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from _args import at_least
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -91,8 +93,12 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--keeps", type=_keeps, default="0.03,0.01")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--val", type=int, default=10000)
+    # counts below 1 were taken: --seeds 0 trained nothing and wrote a table of nan rows (by
+    # default over the committed one), --val 0 ended in a selection error naming options
+    # this tool lacks
+    ap.add_argument("--seeds", type=at_least(1), default=3)
+    ap.add_argument("--val", type=at_least(1), default=10000,
+                    help="validation samples held out of the training split")
     ap.add_argument("--only", default="", help="variant names separated by ';'")
     ap.add_argument("--baseline", default="random")
     ap.add_argument("--out-dir", type=Path, default=RESULTS,

@@ -54,6 +54,11 @@ def register(app: typer.Typer) -> None:
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
+        if r.test_samples < test_samples:
+            # the draw takes the whole split when it is smaller (a user dataset below the
+            # default 200 must still export), but a larger number asked for is not kept quiet
+            console.print(f"[yellow]--test-samples {test_samples}: the run's test split has "
+                          f"{r.test_samples} samples, all of them exported[/]")
         if head_only:
             console.print("head-only: its firmware trains update=head only (export without "
                           "--head-only for update=last-block / bias)")

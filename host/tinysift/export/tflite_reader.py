@@ -13,6 +13,7 @@ problem and the layer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -244,13 +245,21 @@ def plan_arena(sizes: list[int], first: list[int], last: list[int],
     return offsets, arena
 
 
-def parse_tflite(model_bytes: bytes) -> ParsedModel:
-    """Parse and check a full-integer ``.tflite`` into the layer table and its arena plan."""
+def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> ParsedModel:
+    """Parse and check a full-integer ``.tflite`` into the layer table and its arena plan.
+
+    ``source`` is the file the bytes were read from, named when they are not a .tflite."""
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     except Exception as e:  # noqa: BLE001 - any decoding failure means "not a .tflite"
-        raise UnsupportedOpError(f"not a readable .tflite flatbuffer ({type(e).__name__})") from e
+        # the file and the way to make one: the bare message left a user with several
+        # models (or a .keras/.h5 passed by mistake) guessing which and what to do
+        what = "the model" if source is None else str(source)
+        raise UnsupportedOpError(
+            f"{what} is not a readable .tflite flatbuffer: give a full-integer int8 .tflite, "
+            "converted with `tinysift quantize` (a run's model.tflite) or TensorFlow's "
+            "TFLiteConverter with int8 quantization") from e
     if model.subgraphs is None or len(model.subgraphs) != 1:
         n = 0 if model.subgraphs is None else len(model.subgraphs)
         raise UnsupportedOpError(f"the model has {n} subgraphs; the firmware engine runs "

@@ -43,7 +43,7 @@ from tinysift.runs import Run, locks_run
 if TYPE_CHECKING:
     from tinysift.device.build import BuildResult
 
-__all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits",
+__all__ = ["RESULTS", "TrainParams", "cached_results", "check_export_fits", "check_session",
            "check_stream_fits", "check_update_built", "ensure_built", "flash",
            "run_on_device", "session_set"]
 
@@ -82,32 +82,12 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     A session that does not complete leaves an earlier complete result of the folder in
     ``results.json`` and its own in ``results.failed.json`` (:func:`attempt`).
     """
-    from tinysift.stages.checks import check_exported
-
     run_dir = Path(run_dir)
     if on_reset not in ON_RESET:
         raise TinysiftError(f"--on-reset must be one of {', '.join(ON_RESET)}, got {on_reset!r}")
-    if db_use not in DB_USE:
-        raise TinysiftError(f"db_use must be one of {', '.join(DB_USE)}, got {db_use!r}")
     brd = load_board(board)
     params = params or TrainParams()
-    params.validate()
-    export_dir = run_dir / "export"
-    if not (export_dir / "export.json").exists():
-        raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
-    check_exported(Run(run_dir))
-    export_info = json.loads((export_dir / "export.json").read_text())
-    check_update_built(run_dir, export_info, params, brd.name)
-    if port is None:  # it is built here: a model or set that does not fit is refused first
-        check_export_fits(run_dir, brd)
-    if port is None and not brd.emulated:
-        # refused before anything is built: the emulator would only be found missing after
-        # the board's firmware was built (stock PlatformIO's, downloading, for some boards)
-        raise TinysiftError(
-            f"--board {brd.name} is a real board: pass its serial port (--port; `tinysift "
-            f"device list` shows it) once it is flashed (`tinysift device flash --run "
-            f"{run_dir} --board {brd.name}`); without --port, device run starts an emulated "
-            "board in QEMU")
+    export_info = check_session(run_dir, brd, params, port, db_use)
     train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
     if train_set is not None:  # refused before the board is contacted, not after a stream
         check_stream_fits(run_dir, export_info, train_set, brd.name)
@@ -127,6 +107,48 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
     return res
+
+
+def check_session(run_dir: Path, brd: Board, params: TrainParams, port: str | None,
+                  db_use: str) -> dict:
+    """What a device session (:func:`run_on_device`, and the streamed one of
+    tinysift.stages.stream) checks before any build or port: the training parameters and
+    ``db_use``, a finished export of the current model, an update mode its firmware holds,
+    and, without a port (the firmware is built here), that the export fits ``brd`` and that
+    ``brd`` is emulated.
+
+    Returns
+    -------
+    dict : the export's export.json
+
+    Raises
+    ------
+    TinysiftError
+        each naming its fix; StageError for an export not finished or of an earlier model,
+        FitError for an export that does not fit the board
+    """
+    from tinysift.stages.checks import check_exported
+
+    params.validate()
+    if db_use not in DB_USE:
+        raise TinysiftError(f"db_use must be one of {', '.join(DB_USE)}, got {db_use!r}")
+    export_dir = run_dir / "export"
+    if not (export_dir / "export.json").exists():
+        raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
+    check_exported(Run(run_dir))
+    export_info = json.loads((export_dir / "export.json").read_text())
+    check_update_built(run_dir, export_info, params, brd.name)
+    if port is None:  # it is built here: a model or set that does not fit is refused first
+        check_export_fits(run_dir, brd)
+    if port is None and not brd.emulated:
+        # refused before anything is built: the emulator would only be found missing after
+        # the board's firmware was built (stock PlatformIO's, downloading, for some boards)
+        raise TinysiftError(
+            f"--board {brd.name} is a real board: pass its serial port (--port; `tinysift "
+            f"device list` shows it) once it is flashed (`tinysift device flash --run "
+            f"{run_dir} --board {brd.name}`); without --port, device run starts an emulated "
+            "board in QEMU")
+    return export_info
 
 
 def check_update_built(run_dir: str | Path, export_info: dict, params: TrainParams,
@@ -162,9 +184,13 @@ def check_update_built(run_dir: str | Path, export_info: dict, params: TrainPara
 
 
 def check_stream_fits(run_dir: str | Path, export_info: dict,
-                      train_set: tuple[np.ndarray, np.ndarray], board: str) -> None:
+                      train_set: tuple[np.ndarray, np.ndarray], board: str,
+                      keeps: int | None = None) -> None:
     """A set streamed with `db load` must fit the export's RAM buffer: at most its
     ``db_capacity`` samples, each of the model's input size, labels among its classes.
+
+    ``keeps`` is how many of the set the buffer keeps (`db stream`'s cap: the set may be
+    longer); None: all of them (`db load`).
 
     Raises
     ------
@@ -184,7 +210,14 @@ def check_stream_fits(run_dir: str | Path, export_info: dict,
     capacity = (export_info.get("memory_plan") or {}).get("db_capacity")
     if capacity is not None:
         capacity = max(int(capacity), 1)  # the firmware's buffer has at least one slot
-    if capacity is not None and len(y) > capacity:
+    if capacity is not None and keeps is not None and keeps > capacity:
+        # the firmware refuses it too (above_db_capacity), but only after a build and a boot
+        raise TinysiftError(
+            f"`db stream` keeps up to {keeps} samples (cap), the export's buffer holds "
+            f"{capacity} (over by {keeps - capacity}): export again with a larger buffer "
+            f"(`tinysift export --run {run_dir} --board {board} --db-capacity {keeps}`, if the "
+            f"board's RAM allows it: the memory plan says) or keep at most {capacity}")
+    if capacity is not None and keeps is None and len(y) > capacity:
         raise TinysiftError(
             f"the set to stream has {len(y)} samples, the export's `db load` buffer holds "
             f"{capacity} (over by {len(y) - int(capacity)}): export again with a larger "

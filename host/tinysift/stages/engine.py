@@ -57,7 +57,7 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
     if out_dir is not None:
         out_folder(Path(out_dir), "--out-dir", create=False)
     tflite = tflite_path.read_bytes()
-    parsed = parse_tflite(tflite)  # refuses what the engine cannot run, naming the layer
+    parsed = parse_tflite(tflite, tflite_path)  # refuses what the engine cannot run
     with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:
         work = Path(out_dir) if out_dir is not None else Path(tmp)
         info = export_tflite(tflite_path, work / "export", inputs=inputs, count=count,
@@ -116,7 +116,7 @@ def run_tflite(tflite_path: str | Path, x: np.ndarray, dsp: bool = False,
     if not tflite_path.is_file():
         raise TinysiftError(f"{tflite_path} not found")
     tflite = tflite_path.read_bytes()
-    parsed = parse_tflite(tflite)
+    parsed = parse_tflite(tflite, tflite_path)
     x = check_inputs(parsed, x)
     content_hash = file_hash(tflite_path)
     with tempfile.TemporaryDirectory(prefix="tinysift-engine-") as tmp:

@@ -106,7 +106,7 @@ def export(run_dir: str | Path, board: str = DEFAULT_BOARD, fit: bool = False,
         raise TinysiftError(f"{tpath} not found; run `tinysift quantize --run {run.path}` first")
     check_quantized(run)
     tflite = tpath.read_bytes()
-    parsed = parse_tflite(tflite)
+    parsed = parse_tflite(tflite, tpath)
     if not parsed.has_head:
         raise TinysiftError(f"{tpath}: the model has no classifier head for the on-device "
                             f"trainer ({parsed.head_note}); export it without a run folder: "
@@ -248,7 +248,7 @@ def run_model_footprint(run_dir: str | Path):
         raise TinysiftError(f"{path} not found: the memory plan needs the quantized model; "
                             f"run `tinysift quantize --run {run_dir}` first")
     tflite = path.read_bytes()
-    return model_footprint(parse_tflite(tflite), len(tflite))
+    return model_footprint(parse_tflite(tflite, path), len(tflite))
 
 
 def memory_plan_for(run_dir: str | Path, board: str, test_samples: int = 200,
@@ -377,7 +377,7 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
         raise TinysiftError(f"{tflite_path} not found: pass a .tflite file (--tflite)")
     out_folder(out_dir, "--out-dir", create=False)
     tflite = tflite_path.read_bytes()
-    parsed = parse_tflite(tflite)
+    parsed = parse_tflite(tflite, tflite_path)
     x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
     y_test = np.zeros(len(x), np.uint8) if labels is None else _labels(parsed, labels, len(x))
     if train is None:

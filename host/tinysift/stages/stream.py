@@ -20,14 +20,14 @@ from tinysift.device.limits import ModelCost, SessionLimits
 from tinysift.device.results import DeviceResults, training_set_hash
 from tinysift.device.session import DeviceSession, TrainParams
 from tinysift.device.stream import STREAM_FILE, StreamParams, StreamReport, converse_stream
-from tinysift.errors import TinysiftError
 from tinysift.runs import atomic_write_json, locks_run
 from tinysift.stages.device import (
     RESULTS,
     _open_link,
     attempt,
     build_identity,
-    check_update_built,
+    check_session,
+    check_stream_fits,
 )
 
 STREAM_PARAMS = "stream_params.json"
@@ -42,20 +42,28 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     ``db use <db_use>``; a finished result with the same parameters, build and streamed set
     on the same board is read back instead (resume). Every command is bounded as in the device stage
     (tinysift.device.limits: its silence, deadline and records from the board's clock and the
-    command's expected cycles, ``timeout`` seconds added)."""
+    command's expected cycles, ``timeout`` seconds added).
+
+    Before any build, port or cached result, the checks of
+    :func:`tinysift.stages.device.run_on_device` (:func:`~tinysift.stages.device.check_session`:
+    a finished export of the current model, the update mode built, and without ``port`` the
+    export's fit on the board and an emulated board), and the streamed samples' shape, labels
+    and ``stream.cap`` against the export (:func:`~tinysift.stages.device.check_stream_fits`).
+    """
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
     brd = load_board(board)
+    # the device stage's checks, before the cache too: a result of a stale export (one from
+    # an earlier model.tflite) is no result of this model
+    info = check_session(run_dir, brd, params, port, db_use)
+    # (samples of the model's input and classes; the kept ones fit the buffer: a cap of 0
+    # is the firmware's whole buffer)
+    check_stream_fits(run_dir, info, samples, brd.name, keeps=stream.cap)
     build = build_identity(run_dir, brd)
     set_hash = stream_set_hash(samples, db_use)
     cached = _cached(folder, board, params, stream, build, set_hash)
     if cached is not None:
         return cached
-    export_info = run_dir / "export" / "export.json"
-    if not export_info.exists():
-        raise TinysiftError(f"{export_info.parent} not found; export the run first")
-    info = json.loads(export_info.read_text())
-    check_update_built(run_dir, info, params, brd.name)
     limits = SessionLimits(brd, ModelCost.from_export(info), timeout)
     session = DeviceSession(brd, folder, params)
     res = session.results
