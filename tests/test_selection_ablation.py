@@ -48,6 +48,8 @@ def test_results_record_seeds_data_and_the_rows_origins(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--keeps", "0.1,x"], "--keeps: '0.1,x' is not a list of numbers"),
+    (["--keeps", "0.1,0"], "--keeps: '0.1,0': every keep must be above 0"),
+    (["--keeps", "nan"], "--keeps: 'nan': every keep must be above 0"),  # passed `k <= 0`
     (["--only", "random;hreding"], "--only: unknown variant(s) 'hreding'"),
     (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
 ])

@@ -38,3 +38,18 @@ def int_list(least: int = 0) -> Callable[[str], list[int]]:
                                              f"got {', '.join(map(str, bad))}")
         return values
     return parse
+
+
+def positive_list(what: str = "value") -> Callable[[str], list[float]]:
+    """Numbers separated by commas (``0.03,0.01``), each above 0; ``what`` names one in the
+    message (``every keep must be above 0``)."""
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers separated by "
+                                             "commas (e.g. 0.03,0.01)") from None
+        if any(not v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: every {what} must be above 0")
+        return values
+    return parse

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from _args import at_least
+from _args import at_least, positive_list
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -77,22 +77,10 @@ VARIANTS: list[tuple[str, str, dict]] = [
 ]
 
 
-def _keeps(text: str) -> list[float]:
-    """``--keeps``: fractions or counts separated by commas."""
-    try:
-        keeps = [float(k) for k in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers separated by "
-                                         "commas (e.g. 0.03,0.01)") from None
-    if any(k <= 0 for k in keeps):
-        raise argparse.ArgumentTypeError(f"{text!r}: every keep must be above 0")
-    return keeps
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--keeps", type=_keeps, default="0.03,0.01")
+    ap.add_argument("--keeps", type=positive_list("keep"), default="0.03,0.01")
     # counts below 1 were taken: --seeds 0 trained nothing and wrote a table of nan rows (by
     # default over the committed one), --val 0 ended in a selection error naming options
     # this tool lacks
