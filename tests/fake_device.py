@@ -62,8 +62,12 @@ class FakeDevice(threading.Thread):
                  boot: bool | str = True, source: str = "flash", ram: int = 0,
                  epoch_delay: float = 0.0, hold: threading.Event | None = None,
                  hz: int = 25_000_000, board: str = "qemu-mps2-an386",
-                 counter: str = "systick-icount"):
+                 counter: str = "systick-icount", marker=None, window_s: float = 0.0):
         super().__init__(daemon=True)
+        # a tests/fake_joulescope.MarkerWire: the firmware's marker pin, high around each
+        # measurement window of `train` as ts_marker drives it (features and the evaluation
+        # for window_s, every epoch for epoch_delay), no record sent while it is high
+        self.marker, self.window_s = marker, window_s
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -349,11 +353,11 @@ class FakeDevice(threading.Thread):
             self.send(payload)
             out.append(payload)
 
+        self._window(self.window_s)
         rec("@phase name=features cycles=1000000")
         self.point("train:features")
         for i in range(1, windows + 1):
-            if self.epoch_delay:
-                time.sleep(self.epoch_delay)
+            self._window(self.epoch_delay)
             if self.hold is not None and i > 1:
                 self.hold.wait(120)
             cycles = "lots" if self._bad_value_next else "2500000"
@@ -362,6 +366,7 @@ class FakeDevice(threading.Thread):
                 f"samples={samples} cycles={cycles}")
             self.point(f"train:epoch:{i}")
         total = self.test
+        self._window(self.window_s)
         rec(f"@eval when=before acc=0.5 correct={total // 2} total={total} int8_acc=0.5")
         for k in range(self.classes):
             rec(f"@class when=before class={k} correct={total // 2 // self.classes} "
@@ -382,6 +387,15 @@ class FakeDevice(threading.Thread):
         rec("@mem stack_hwm=900 stack=8192 arena=3072 workspace=11000")
         self.last_train = out
         self.send("@ready cmd=train status=0")
+
+    def _window(self, seconds: float) -> None:
+        """One measurement window: ``seconds`` of work, the marker high (if wired)."""
+        if self.marker is not None:
+            self.marker.set(True)
+        if seconds:
+            time.sleep(seconds)
+        if self.marker is not None:
+            self.marker.set(False)
 
     def cmd_results(self, args) -> None:
         epochs = [r for r in self.last_train if r.startswith("@epoch")][-64:]

@@ -156,6 +156,70 @@ def test_flash_other_probes_and_methods(tmp_path):
         flash_steps(brd, plan)
 
 
+def test_flash_chooses_the_probe_by_serial(tmp_path):
+    """With two Nucleos plugged in, every probe tool took the first ST-LINK it found: the
+    serial goes to each tool with its own option (OpenOCD's `adapter serial` command before
+    `program`, which initialises the adapter; pyOCD's --uid; st-flash's --serial)."""
+    brd, plan = _plan("nucleo_l4r5zi", tmp_path)
+    elf = plan.elf
+    _, steps = flash_steps(brd, plan, serial="066AFF495051")
+    assert [s.cmd for s in steps] == [[
+        "openocd", "-f", "board/st_nucleo_l4.cfg", "-c", "adapter serial {066AFF495051}",
+        "-c", f"program {{{elf}}} verify reset exit"]]
+    _, steps = flash_steps(brd, plan, probe="pyocd", serial="066AFF495051")
+    assert [s.cmd for s in steps] == [[
+        "pyocd", "flash", "--uid", "066AFF495051", "--target", "stm32l4r5zitx", str(elf)]]
+    _, steps = flash_steps(brd, plan, probe="stlink", serial="066AFF495051")
+    assert steps[1].cmd == ["st-flash", "--serial", "066AFF495051", "--reset", "write",
+                            str(elf.with_suffix(".bin")), "0x8000000"]
+    # not a serial any tool lists, and a Tcl word or a command line would misread
+    for bad in ("", "0666 FF", "06}; exit {", "$(id)"):
+        with pytest.raises(DeviceError, match="is not a serial number") as err:
+            flash_steps(brd, plan, serial=bad)
+        assert "\n" not in str(err.value)
+    # boards flashed without a debug probe have no probe to choose
+    for name, how in (("pico", "BOOTSEL"), ("nano33ble", "--port")):
+        brd, plan = _plan(name, tmp_path)
+        with pytest.raises(DeviceError, match="leave out --probe-serial") as err:
+            flash_steps(brd, plan, serial="066AFF495051")
+        assert how in str(err.value)
+
+
+def test_flash_with_a_probe_serial_openocd_accepts(tmp_path):
+    """The real OpenOCD (no ST-LINK here) takes the `adapter serial` command: it fails at
+    opening the probe, as without one, not at the command."""
+    need_tools("openocd")
+    brd = load_board("nucleo_f411re")
+    elf = tmp_path / "firmware.elf"
+    elf.write_bytes(b"\x7fELF")
+    step = flash_steps(brd, build_plan(brd, None, tmp_path), serial="066AFF495051")[1][0]
+    step.cmd[-1] = f"program {{{elf}}} verify reset exit"
+    with pytest.raises(DeviceError, match="no debug probe found"):
+        run_step(step, brd, timeout=60)
+
+
+@pytest.mark.parametrize("board,said", [
+    ("nucleo_f411re", None),
+    ("pico", "leave out --probe-serial"),
+    ("nano33ble", "leave out --probe-serial"),
+])
+def test_device_flash_probe_serial_option(tmp_path, capsys, board, said):
+    """`device flash --probe-serial SERIAL` prints (--dry-run) the tool's command with the
+    serial; a board flashed without a debug probe refuses it: one line, exit 2."""
+    from tinysift.cli import main
+
+    code = main(["device", "flash", "--board", board, "--probe-serial", "066AFF495051",
+                 "--dry-run"])
+    out, err = capsys.readouterr()
+    if said is None:
+        assert code == 0, err
+        assert "openocd -f board/st_nucleo_f4.cfg -c 'adapter serial {066AFF495051}' -c " \
+               "'program {" in out, out
+    else:
+        assert code == 2 and said in err, err
+        assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+
+
 def test_missing_flash_tool_is_one_line(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     step = FlashStep("flash with pyOCD", ["pyocd", "flash", "x.elf"], tool="pyocd")

@@ -634,6 +634,55 @@ def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     _assert_window(w, rise, fall, dev.fs, time_scale=0.01)
 
 
+def test_joulescope_capture_is_sized_from_the_command(monkeypatch):
+    """start(longest_s) (a session's deadline for `train`) sizes the capture and the
+    driver's stream buffer, at most max_s (default: 4 GB of buffer at a JS110's 2 MHz,
+    133 s); without it the capture is duration_s (`device calibrate`). A cap that is not a
+    positive number of seconds is refused in one line."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    dev = FakeJoulescope(MarkerWire(), sampling_frequency=1000, time_scale=0.001)
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=5.0)
+    assert mon.max_s == pytest.approx(4e9 / (15 * 2e6))
+    for longest, capture in ((90.0, 90.0), (500.0, mon.max_s), (None, 5.0)):
+        mon.start(longest)
+        mon.stop()
+        assert dev.reads[-1]["contiguous_duration"] == pytest.approx(capture)
+        assert dev.buffer_duration >= capture
+    # a cap below the 60 s default (device run --joulescope-max-s 30) is the capture
+    assert JoulescopeMonitor(max_s=30.0).duration_s == 30.0
+    with pytest.raises(DeviceError, match="a 40 s Joulescope capture is over its 30 s cap"):
+        JoulescopeMonitor(duration_s=40.0, max_s=30.0)
+    mon = JoulescopeMonitor(max_s=600.0)
+    mon.start(450.0)
+    mon.stop()
+    assert dev.reads[-1]["contiguous_duration"] == 450.0 and dev.buffer_duration == 451
+    for bad in (0.0, -3.0, float("nan")):
+        with pytest.raises(DeviceError, match="positive cap") as err:
+            JoulescopeMonitor(max_s=bad)
+        assert "\n" not in str(err.value)
+
+
+def test_calibrate_refuses_a_capture_over_the_buffer_cap(monkeypatch, capsys, tmp_path):
+    """`device calibrate --joulescope --ms 600000` asked the driver for a 602 s buffer (18 GB
+    at a JS110's 2 MHz), allocated when it opens: a MemoryError said as "no Joulescope found
+    or it failed to open". Refused before anything is opened, in one line naming --ms."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    dev = FakeJoulescope(MarkerWire())
+    install(monkeypatch, dev)
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--port", "/dev/null",
+                 "--joulescope", "--ms", "600000"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "602 s Joulescope capture" in lines[0], lines
+    assert "--ms" in lines[0]
+    assert not dev.reads and not dev.is_open and not list(tmp_path.iterdir())
+
+
 def test_joulescope_capture_ends_with_the_command(monkeypatch):
     """The longest capture is a cap, not the length: stop() ends the streaming through the
     driver's stream_notify (True stops it) and read() returns what was captured; it used to

@@ -833,6 +833,73 @@ def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_p
     assert not (run / "device" / "results.failed.json").exists()
 
 
+def test_a_training_longer_than_a_minute_is_measured(tmp_path, monkeypatch):
+    """The Joulescope captured at most 60 s (a fixed length) whatever the training: a
+    longer one kept estimates for every window (the capture ended inside the second epoch,
+    the evaluation's window never seen). The capture is sized from the session's deadline
+    for `train` now: two 35 s epochs (simulated: the fake's captured second takes 10 ms)
+    and the phases around them are all measured."""
+    from fake_device import FakeDevice
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    wire = MarkerWire()
+    js = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
+    install(monkeypatch, js)
+    run = exported_run(tmp_path / "run")
+    dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire,
+                     window_s=0.02, epoch_delay=0.35)
+    try:
+        # the deadline a 70 s training gets on a real board (its expected cycles, 4x, plus
+        # twice --timeout); the tiny export here expects milliseconds, so --timeout stands
+        # in for them
+        res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
+                            monitor=JoulescopeMonitor(), timeout=100.0)
+    finally:
+        dev.close()
+    assert res.complete, res.events
+    assert [e for e in res.events if "monitor" in e] == []
+    assert [ep.energy_kind for ep in res.epochs] == ["measured", "measured"]
+    assert res.phases["features"].energy_kind == "measured"
+    assert res.phases["evaluation"].energy_kind == "measured"
+    assert sum(ep.seconds for ep in res.epochs) > 60.0
+    assert js.reads[0]["contiguous_duration"] > 70.0
+
+
+def test_a_capture_shorter_than_the_training_keeps_what_it_measured(tmp_path, monkeypatch):
+    """A capture that ran out during the training (its cap, --joulescope-max-s) saw only the
+    first windows: their count differed and every phase kept its estimate. The windows
+    seen are the first ones: those are measured, the rest estimated, and an event says
+    which and how to capture longer."""
+    from fake_device import FakeDevice
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    wire = MarkerWire()
+    js = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
+    install(monkeypatch, js)
+    run = exported_run(tmp_path / "run")
+    dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire,
+                     window_s=0.02, epoch_delay=0.35)
+    try:
+        res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
+                            monitor=JoulescopeMonitor(max_s=55.0), timeout=100.0)
+    finally:
+        dev.close()
+    assert res.complete, res.events
+    assert js.reads[0]["contiguous_duration"] == 55.0
+    assert res.phases["features"].energy_kind == "measured"
+    assert [ep.energy_kind for ep in res.epochs] == ["measured", "estimated"]
+    assert res.epochs[0].seconds == pytest.approx(35.0, rel=0.3)
+    assert res.phases["evaluation"].energy_kind == "estimated"
+    ran_out, cut = [e["monitor"] for e in res.events if "monitor" in e]
+    assert "ended before the training" in ran_out and "--joulescope-max-s" in ran_out
+    assert "epoch 2" not in ran_out and "evaluation" in ran_out  # epoch 2 was seen, cut
+    assert "inside the marker window of epoch 2:" in cut
+
+
 @pytest.mark.parametrize("fault", ["close", "reset"])
 def test_a_failed_session_closes_the_power_monitor(tmp_path, monkeypatch, fault):
     """A session that failed between the monitor's start() and stop() (the link lost in

@@ -59,6 +59,10 @@ def flash_cmd(
     run: Path = typer.Option(None, help="run folder with export/ (default: the firmware "
                                         "without a model: name, info, reset, calib)"),
     probe: str = typer.Option(None, help="openocd (default), pyocd or stlink (STM32 boards)"),
+    probe_serial: str = typer.Option(
+        None, "--probe-serial", metavar="SERIAL",
+        help="the debug probe's serial number, to choose one of several attached (`pyocd "
+             "list`, `st-info --probe`); default: the tool takes the first it finds"),
     port: str = typer.Option(None, help="upload port (boards flashed by PlatformIO)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the commands, run nothing"),
 ) -> None:
@@ -73,7 +77,7 @@ def flash_cmd(
     brd = load_board(board)
     export = Path(run) / "export" if run is not None else None
     out = Path(run) / "device" if run is not None else firmware_dir() / ".pio" / "tinysift"
-    build, steps = flash_steps(brd, build_plan(brd, export, out), probe, port)
+    build, steps = flash_steps(brd, build_plan(brd, export, out), probe, port, probe_serial)
     upload = brd.flash_method == "pio-upload"  # PlatformIO builds and uploads in one
     if dry_run:
         if run is not None:
@@ -148,9 +152,10 @@ def run_cmd(
                                              "expected cycles (docs/protocol.md)"),
     joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
     joulescope_max_s: float = typer.Option(
-        60.0, help="the longest Joulescope capture in seconds: it ends with the training, "
-                   "a longer training keeps estimates for the rest; the driver holds it in "
-                   "memory (15 MB a second at a JS220's 1 MHz)"),
+        None, help="the longest Joulescope capture in seconds (default: the training's "
+                   "deadline, at most 133 s); it ends with the training, a longer training "
+                   "keeps estimates for the rest; the driver holds it in memory (15 MB a "
+                   "second at a JS220's 1 MHz, 30 MB at a JS110's 2 MHz)"),
 ) -> None:
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
     from tinysift.stages.device import TrainParams, run_on_device
@@ -160,7 +165,7 @@ def run_cmd(
     if joulescope:
         from tinysift.device.energy import JoulescopeMonitor
 
-        monitor = JoulescopeMonitor(duration_s=joulescope_max_s)
+        monitor = JoulescopeMonitor(max_s=joulescope_max_s)
 
     def progress(rec) -> None:
         if rec.type == "epoch":

@@ -92,10 +92,16 @@ class PowerMonitor(ABC):
     """A power monitor wired to the board's supply and the firmware's marker GPIO."""
 
     name = "monitor"
+    #: the last capture reached its longest length before ``stop()``: its windows are the
+    #: command's first ones, the rest were not seen
+    ended_early: bool = False
 
     @abstractmethod
-    def start(self) -> None:
-        """Begin capturing (before the command whose windows are measured)."""
+    def start(self, longest_s: float | None = None) -> None:
+        """Begin capturing (before the command whose windows are measured). ``longest_s``:
+        the longest the command may last (a session's deadline for `train`, from the
+        board's clock and the model's expected cycles), for a monitor whose capture has a
+        fixed length; None: the monitor's own length."""
 
     @abstractmethod
     def stop(self) -> list[Window]:
@@ -137,16 +143,22 @@ class JoulescopeMonitor(PowerMonitor):
     reaches the samples as ``current_lsb`` (0/1) once ``parameter_set('current_lsb', 'gpi0')``
     routes it there (the JS110 replaces the current's least-significant bit with it; the v1
     backend streams a JS220's GPI0 into that field anyway). ``start()`` sizes the driver's
-    stream buffer to the longest capture, ``duration_s`` (``read`` refuses a duration longer
-    than the buffer, 30 s by default), opens the device, begins the capture in the
-    background (the driver's ``read`` blocks until it ends) and returns once samples arrive,
-    so the command it measures starts inside the capture; ``stop()`` ends the capture (the
-    stream process object's ``stream_notify`` answers True, the driver stops and ``read``
-    returns the samples so far) and integrates between the marker's edges. A command
-    longer than ``duration_s`` loses its last windows to estimates (flagged as cut); the
-    driver holds the whole buffer in memory (v1: 15 bytes a sample, 15 MB a second at a
-    JS220's 1 MHz). Not run here (no hardware): tests drive it through
-    tests/fake_joulescope.py.
+    stream buffer to the longest capture (``read`` refuses a duration longer than the
+    buffer, 30 s by default), opens the device, begins the capture in the background (the
+    driver's ``read`` blocks until it ends) and returns once samples arrive, so the command
+    it measures starts inside the capture; ``stop()`` ends the capture (the stream process
+    object's ``stream_notify`` answers True, the driver stops and ``read`` returns the
+    samples so far) and integrates between the marker's edges.
+
+    The longest capture is the command's own when ``start(longest_s)`` is told it (a
+    session passes its deadline for `train`), else ``duration_s`` (default: 60 s); at most
+    ``max_s``, and a ``duration_s`` above it is refused. The
+    driver allocates the whole buffer when it opens (v1: :attr:`BYTES_PER_SAMPLE` a
+    sample, 15 MB a second at a JS220's 1 MHz, 30 MB at a JS110's 2 MHz), so ``max_s``
+    defaults to what :attr:`MAX_BUFFER_BYTES` holds at the fastest rate. A command longer
+    than the capture loses its last windows to estimates (``ended_early``: the windows
+    seen are its first ones). Not run here (no hardware):
+    tests drive it through tests/fake_joulescope.py.
     """
 
     name = "joulescope"
@@ -157,10 +169,36 @@ class JoulescopeMonitor(PowerMonitor):
     #: the driver's signals: current (A), voltage (V), GPI0 as the current LSB (0/1)
     FIELDS = ("current", "voltage", "current_lsb")
 
-    def __init__(self, duration_s: float = 60.0):
-        if not duration_s > 0:
-            raise DeviceError(f"the Joulescope capture needs a positive longest duration, "
-                              f"not {duration_s} s")
+    #: bytes the v1 driver's stream buffer keeps a sample (current, voltage and power as
+    #: float32; current range, GPI0 and GPI1 as bytes)
+    BYTES_PER_SAMPLE = 15
+    #: the fastest output rate of the devices it drives (a JS110's 2 MHz): the buffer is set
+    #: before open(), before the device says its rate
+    FASTEST_HZ = 2_000_000
+    #: the stream buffer a capture sized from the command may take by default (allocated at
+    #: once by the driver); ``max_s`` raises it on a host with the memory
+    MAX_BUFFER_BYTES = 4_000_000_000
+
+    #: the capture when neither the caller nor the command says how long
+    DEFAULT_S = 60.0
+
+    def __init__(self, duration_s: float | None = None, max_s: float | None = None):
+        for what, value in (("longest duration", duration_s), ("cap", max_s)):
+            if value is not None and not value > 0:
+                raise DeviceError(f"the Joulescope capture needs a positive {what}, not "
+                                  f"{value} s")
+        cap = max_s if max_s is not None else (
+            self.MAX_BUFFER_BYTES / (self.BYTES_PER_SAMPLE * self.FASTEST_HZ))
+        if duration_s is None:
+            duration_s = min(self.DEFAULT_S, cap)
+        elif duration_s > cap:
+            # the driver allocates the whole buffer at open(): refused here, not as a
+            # MemoryError reported as a Joulescope that failed to open
+            raise DeviceError(f"a {duration_s:g} s Joulescope capture is over its "
+                              f"{cap:.0f} s cap (the driver holds it all in memory, "
+                              f"{self.BYTES_PER_SAMPLE} bytes a sample at up to "
+                              f"{self.FASTEST_HZ / 1e6:g} MHz): measure a shorter workload "
+                              "(device calibrate --ms)")
         try:
             import joulescope
         except ImportError as exc:
@@ -168,6 +206,9 @@ class JoulescopeMonitor(PowerMonitor):
                               "'tinysift[joulescope]'") from exc
         self._js_module = joulescope
         self.duration_s = duration_s
+        self.max_s = cap
+        #: this capture's longest length (``start()`` sets it)
+        self.capture_s = duration_s
         self._device = None
         self._thread = None
         self._capture: dict = {}
@@ -176,13 +217,16 @@ class JoulescopeMonitor(PowerMonitor):
     def buffer_s(self) -> int:
         """The stream buffer the capture needs: whole seconds (the driver's
         ``buffer_duration`` parameter rounds to them), with one to spare."""
-        return math.ceil(self.duration_s) + 1
+        return math.ceil(self.capture_s) + 1
 
-    def start(self) -> None:
+    def start(self, longest_s: float | None = None) -> None:
         import threading
 
         if self._device is not None:  # started again (a retried `train`): a fresh capture
             self._close()
+        # a fixed 60 s capture lost a longer training's measurements to estimates: the
+        # command's own length, within what the buffer's memory allows
+        self.capture_s = self.duration_s if longest_s is None else min(longest_s, self.max_s)
         try:
             device = self._js_module.scan_require_one(config="auto")
             # Before open(): the v0 backend allocates its stream buffer in open() from this
@@ -208,12 +252,15 @@ class JoulescopeMonitor(PowerMonitor):
         def capture() -> None:
             try:
                 box["data"] = device.read(
-                    contiguous_duration=self.duration_s, out_format="samples_get",
+                    contiguous_duration=self.capture_s, out_format="samples_get",
                     fields=list(self.FIELDS))
+                # read() returned before stop() asked: the capture's length ran out
+                box["ended_early"] = not control.finish.is_set()
             except Exception as exc:  # noqa: BLE001 - reported by start() or stop()
                 box["error"] = exc
 
         self._capture = box
+        self.ended_early = False
         self._thread = threading.Thread(target=capture, daemon=True)
         self._thread.start()
         # Streaming starts a while after read() is called; wait for the first samples so the
@@ -249,6 +296,7 @@ class JoulescopeMonitor(PowerMonitor):
             raise DeviceError(f"the Joulescope capture failed: "
                               f"{self._capture.get('error', 'it did not finish')}")
         data = self._capture["data"]
+        self.ended_early = self._capture.get("ended_early", False)
         signals = data["signals"]
         missing = [k for k in self.FIELDS if k not in signals]
         if missing:

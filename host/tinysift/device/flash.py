@@ -7,6 +7,11 @@
   RPI-RP2 drive the Pico shows in BOOTSEL mode.
 * ``pio-upload`` (Arduino, ESP-IDF boards): stock PlatformIO's ``pio run -t upload``.
 
+``serial`` picks one probe among several of the same kind (two Nucleos plugged in), with each
+tool's own option: OpenOCD's ``adapter serial SERIAL`` command (before ``program``, which
+initialises the adapter), pyOCD's ``--uid SERIAL`` and st-flash's ``--serial SERIAL``. The
+other flash methods have no probe to pick and refuse it.
+
 Every step is a command line, so ``--dry-run`` prints exactly what would run. A missing tool,
 probe or drive is one :class:`DeviceError` line that says what to install or plug in.
 """
@@ -50,28 +55,50 @@ class FlashStep:
         return shlex.join(self.cmd)
 
 
-def probe_steps(board: Board, elf: Path, probe: str) -> list[FlashStep]:
-    """The probe commands that write ``elf`` (and start it)."""
+#: characters a probe serial may hold: what the tools list (hex digits, letters), nothing a Tcl
+#: word (OpenOCD's ``-c``) or a shell line would read as syntax
+_SERIAL = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def check_serial(serial: str) -> str:
+    """``serial`` as given, or one DeviceError line when no tool could take it."""
+    if not _SERIAL.fullmatch(serial):
+        raise DeviceError(f"probe serial {serial!r} is not a serial number (letters, digits, "
+                          "'.', '_', ':', '-'): pass the one `pyocd list`, `st-info --probe` "
+                          "or OpenOCD's log shows for the ST-LINK")
+    return serial
+
+
+def probe_steps(board: Board, elf: Path, probe: str,
+                serial: str | None = None) -> list[FlashStep]:
+    """The probe commands that write ``elf`` (and start it); ``serial`` chooses the probe
+    among several attached (default: the tool takes the first it finds)."""
     if probe not in PROBES:
         raise DeviceError(f"unknown probe {probe!r}; choose one of {', '.join(PROBES)}")
+    if serial is not None:
+        check_serial(serial)
     if probe == "openocd":
         if not board.openocd_config:
             raise DeviceError(f"{board.name} has no OpenOCD script in its profile "
                               "(openocd_config)")
+        # `adapter serial` configures the adapter, so it goes before `program` (its `init`)
+        pick = ["-c", f"adapter serial {{{serial}}}"] if serial is not None else []
         return [FlashStep("flash with OpenOCD", [
-            "openocd", "-f", board.openocd_config,
+            "openocd", "-f", board.openocd_config, *pick,
             # braces: a Tcl word taken literally (a path with spaces, $ or [ ] in it)
             "-c", f"program {{{elf}}} verify reset exit"], tool="openocd")]
     if probe == "pyocd":
         if not board.pyocd_target:
             raise DeviceError(f"{board.name} has no pyOCD target in its profile (pyocd_target)")
         return [FlashStep("flash with pyOCD", [
-            "pyocd", "flash", "--target", board.pyocd_target, str(elf)], tool="pyocd")]
+            "pyocd", "flash", *(["--uid", serial] if serial is not None else []),
+            "--target", board.pyocd_target, str(elf)], tool="pyocd")]
     binary = elf.with_suffix(".bin")
     return [FlashStep("raw image for st-flash", [
                 "arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)]),
             FlashStep("flash with st-flash", [
-                "st-flash", "--reset", "write", str(binary), hex(FLASH_BASE)], tool="stlink")]
+                "st-flash", *(["--serial", serial] if serial is not None else []),
+                "--reset", "write", str(binary), hex(FLASH_BASE)], tool="stlink")]
 
 
 def uf2_drive() -> Path | None:
@@ -95,17 +122,26 @@ def uf2_drive() -> Path | None:
 
 
 def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
-                port: str | None = None) -> tuple[BuildPlan, list[FlashStep]]:
-    """The build (for ``pio-upload`` boards: build and upload in one) and the flash steps."""
+                port: str | None = None,
+                serial: str | None = None) -> tuple[BuildPlan, list[FlashStep]]:
+    """The build (for ``pio-upload`` boards: build and upload in one) and the flash steps;
+    ``serial``: the debug probe's serial number (``probe`` boards only)."""
     if board.emulated:
         raise DeviceError(f"{board.name} is emulated: nothing to flash (tinysift device run "
                           "starts QEMU with the ELF)")
     method = board.flash_method
     if method == "probe":
-        return build, probe_steps(board, build.elf, probe or "openocd")
+        return build, probe_steps(board, build.elf, probe or "openocd", serial)
     if probe:
         raise DeviceError(f"{board.name} is not flashed through a debug probe "
                           f"({method}): leave out --probe")
+    if serial is not None:
+        # a Pico in BOOTSEL mode is a drive, a pio-upload board is found by its port
+        which = ("pick the board with --port" if method == "pio-upload"
+                 else "put only one Pico in BOOTSEL mode")
+        raise DeviceError(f"{board.name} is not flashed through a debug probe ({method}), "
+                          f"so it has no probe serial to choose: leave out --probe-serial "
+                          f"({which})")
     if method == "uf2":
         drive = uf2_drive()  # for the command shown; run_step looks again at copy time
         binary, uf2 = build.elf.with_suffix(".bin"), build.elf.with_suffix(".uf2")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.boards import CORE_COUNTERS, Board
-from tinysift.device.energy import PowerMonitor, estimate
+from tinysift.device.energy import PowerMonitor, Window, estimate
 from tinysift.device.limits import Limits, SessionLimits
 from tinysift.device.link import DeviceRefused, DeviceReset, DeviceTimeout, SerialLink
 from tinysift.device.protocol import Record, data_line
@@ -340,7 +340,7 @@ def _converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
             doc.events.append({"monitor": f"the capture failed ({exc}); energy stays "
                                           "estimated"})
         else:
-            _apply_measurements(doc, windows)
+            _apply_measurements(doc, windows, ended_early=monitor.ended_early)
     doc.status = "complete"
     doc.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     session.save()
@@ -539,10 +539,11 @@ def _check_fits_device(link: SerialLink, info: dict, x: np.ndarray, board: str) 
 def _train(link: SerialLink, session: DeviceSession, setup: SessionSetup,
            limits: SessionLimits, monitor: PowerMonitor | None, progress) -> None:
     params = session.params
+    train = limits.train(params, setup.samples() or session.results.samples or 1)
     if monitor is not None:
-        monitor.start()
-    link.command(params.command(),
-                 limits=limits.train(params, setup.samples() or session.results.samples or 1),
+        # the host waits for `train` until its deadline: a capture that long holds it all
+        monitor.start(train.deadline)
+    link.command(params.command(), limits=train,
                  on_progress=lambda r: (session.absorb(r), progress(r) if progress else None))
 
 
@@ -708,18 +709,26 @@ def complete_records(link: SerialLink, session: DeviceSession, samples: int | No
                                    "session's; stopped")
 
 
-def _apply_measurements(doc: DeviceResults, windows) -> None:
+def _apply_measurements(doc: DeviceResults, windows, ended_early: bool = False) -> None:
     """Windows in firmware order: features, each epoch, evaluation. A window the capture
     cut (it began inside it or ended inside it, ``complete`` False) still holds its place
     in the order, but its phase keeps the estimate: a part of a window is not the phase's
-    energy."""
-    expected = 1 + len(doc.epochs) + 1
+    energy. ``ended_early``: the capture ran out before the command ended, so the windows
+    are its first ones; those it did not see keep their estimates (they made the count
+    differ, and every phase kept its estimate)."""
+    names = ["features", *(f"epoch {ep.epoch}" for ep in doc.epochs), "evaluation"]
+    expected, seen = len(names), len(windows)
+    if ended_early and seen < expected:
+        doc.events.append({"monitor": f"the capture ended before the training did: "
+                                      f"{', '.join(names[seen:])} not measured, energy stays "
+                                      "estimated (a longer capture: --joulescope-max-s)"})
+        windows = [*windows, *(Window(0.0, 0.0, 0.0, 0.0, complete=False)
+                               for _ in names[seen:])]
     if len(windows) != expected:
         doc.events.append({"monitor": f"{len(windows)} marker windows, expected "
                                       f"{expected}; energy stays estimated"})
         return
-    names = ["features", *(f"epoch {ep.epoch}" for ep in doc.epochs), "evaluation"]
-    cut = [name for name, w in zip(names, windows, strict=True) if not w.complete]
+    cut = [name for name, w in zip(names[:seen], windows, strict=False) if not w.complete]
     if cut:
         doc.events.append({"monitor": f"the capture began or ended inside the marker window "
                                       f"of {', '.join(cut)}: only part of it was measured, "
