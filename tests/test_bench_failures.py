@@ -126,3 +126,62 @@ def test_condense_results_record_their_config(tmp_path):
     saved = json.loads((tmp_path / "out" / "condense_digits.json").read_text())
     assert saved["config"]["min_steps"] == 20 and saved["config"]["per_class"] == [1]
     assert saved["config"]["methods"] == ["random"] and saved["config"]["progress_dir"] is None
+
+
+def _boom(kind: str) -> dict:
+    """A task's work: ``ok`` gives a row, else it raises as ``kind`` says."""
+    if kind == "oom":
+        raise MemoryError("Unable to allocate 9.3 GiB for an array")
+    if kind == "bug":
+        raise ValueError("a bug")
+    return {"acc": 0.5}
+
+
+def _serial_bench(tmp_path, kinds: list[str]):
+    """run_seeds over one task a seed (``kinds[seed]``), serially, on a real progress log."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    ex, log, written = SerialExecutor(), ProgressLog({"bench": "t"}, tmp_path, "t"), []
+
+    def submit(seed: int) -> list:
+        return [(ex.submit(_boom, kinds[seed]),
+                 lambda done, s=seed: log.add(s, "m", "1", **done.value), "m")]
+
+    def bench() -> None:
+        run_seeds(ex, log, len(kinds), submit, lambda n, wall: {"seeds": n}, written.append,
+                  say=lambda _: None)
+    return bench, log, written
+
+
+def test_a_task_out_of_memory_is_no_bug(tmp_path):
+    """The CLI reports out of memory as the machine's limit (exit status 2), not as a bug; a
+    bench task that ran out of memory made the bench's closing error a TasksFailedBug: "a
+    bug in tinysift" (exit status 1)."""
+    import pytest
+
+    from tinysift.errors import TasksFailed, TasksFailedBug
+
+    bench, _log, _ = _serial_bench(tmp_path / "oom", ["oom", "ok"])
+    with pytest.raises(TasksFailed, match=r"seed 0 m \(out of memory \(Unable to allocate"):
+        bench()
+    bench, _log, _ = _serial_bench(tmp_path / "bug", ["oom", "bug"])
+    with pytest.raises(TasksFailedBug, match="unexpected ValueError: a bug"):
+        bench()
+
+
+def test_a_seed_after_a_failed_one_keeps_its_wall_time(tmp_path):
+    """A seed whose tasks all ran in one serial go has its wall time logged; after a failed
+    seed, the later ones (run in one go) had none: it was logged only once the seeds before
+    them were complete, and on the rerun they are no longer fresh."""
+    import pytest
+
+    from tinysift.errors import TasksFailed
+
+    bench, log, written = _serial_bench(tmp_path, ["oom", "ok", "ok"])
+    with pytest.raises(TasksFailed):
+        bench()
+    walls = log.seed_walls(3)
+    assert walls[0] is None and walls[1] is not None and walls[2] is not None
+    assert written == []  # seed 0 is not complete: no results file claims seeds 1 and 2

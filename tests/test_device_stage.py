@@ -971,3 +971,45 @@ def test_device_flash_leaves_a_stamp_for_the_elf_it_built(digits_run, tmp_path, 
     assert ensure_built(run, brd) == elf
     assert elf.read_bytes() != scalar  # built again, with the DSP kernels
     assert stamp.read_text() == build_identity(run, brd)
+
+
+def test_a_build_that_installs_its_toolchain_stamps_it(digits_run, tmp_path, monkeypatch):
+    """On a core without a toolchain yet (tools/pio seeds the offline core on first use, stock
+    PlatformIO downloads a board's toolchain on its first build), the ELF's stamp and the
+    session's result said the identity computed before the build, toolchain=none: the next
+    run built the same ELF again and did not reuse the result. Both name the toolchain the
+    build compiled with. A real build and session, on a copy of the project's offline core
+    without its toolchain package (the seed links it again)."""
+    import shutil
+    from pathlib import Path
+
+    from tinysift.boards import load_board
+    from tinysift.device.session import TrainParams
+    from tinysift.stages.device import build_identity, cached_results, ensure_built, run_on_device
+    from tools_needed import need_tools
+
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm", pio=True)
+    scons = Path(__file__).resolve().parents[1] / "tools" / ".pio-core" / "packages" / \
+        "tool-scons"
+    if not (scons / "scons.py").is_file():
+        pytest.skip("the offline PlatformIO core is not seeded: run tools/setup.sh")
+    core = tmp_path / "core"
+    shutil.copytree(scons, core / "packages" / "tool-scons", symlinks=True)  # no PyPI
+    monkeypatch.setenv("TINYSIFT_PIO_CORE_DIR", str(core))
+    for name in ("PLATFORMIO_BUILD_FLAGS", "PLATFORMIO_BUILD_SRC_FLAGS",
+                 "PLATFORMIO_BUILD_UNFLAGS", "PLATFORMIO_BUILD_SRC_FILTER",
+                 "PLATFORMIO_SRC_DIR", "PLATFORMIO_EXTRA_SCRIPTS"):
+        monkeypatch.delenv(name, raising=False)
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("device", ".tinysift.lock"))
+    brd = load_board(BOARD)
+    assert build_identity(run, brd).split("|")[-1] == "toolchain=none"
+    params = TrainParams(epochs=1)
+    res = run_on_device(run, BOARD, params=params, label="x")
+    after = build_identity(run, brd)
+    assert "toolchain=toolchain-gccarmnoneeabi@" in after  # the build seeded the core
+    assert (run / "device" / f"firmware-{brd.pio_env}.stamp").read_text() == after
+    assert res.build == after and cached_results(run, "x", params, BOARD) is not None
+    elf = run / "device" / f"firmware-{brd.pio_env}.elf"
+    built = elf.stat().st_mtime_ns
+    assert ensure_built(run, brd) == elf and elf.stat().st_mtime_ns == built  # reused

@@ -50,6 +50,9 @@ def test_results_record_seeds_data_and_the_rows_origins(tmp_path):
     (["--keeps", "0.1,x"], "--keeps: '0.1,x' is not a list of numbers"),
     (["--keeps", "0.1,0"], "--keeps: '0.1,0': every keep must be above 0"),
     (["--keeps", "nan"], "--keeps: 'nan': every keep must be above 0"),  # passed `k <= 0`
+    # refused by resolve_keep only after the 0.1 point trained
+    (["--keeps", "0.1,1.5"], "--keeps: '0.1,1.5': every keep must be at most 1 (a fraction "
+                             "of the training split)"),
     (["--only", "random;hreding"], "--only: unknown variant(s) 'hreding'"),
     (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
 ])
@@ -58,3 +61,4 @@ def test_bad_arguments_end_in_one_clear_error(tmp_path, args, message):
     assert done.returncode != 0 and message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "ablation_selection_digits.json").exists()
+    assert not (tmp_path / "progress").exists()  # nothing trained

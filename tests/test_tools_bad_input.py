@@ -91,6 +91,12 @@ def test_test_durations_names_a_log_it_cannot_read(tmp_path):
     ("guided_ablation", ["--seeds", "0"], "argument --seeds: 0: give at least 1"),
     ("guided_ablation", ["--epochs", "0"], "argument --epochs: 0: give at least 1"),
     ("guided_ablation", ["--val", "-5"], "argument --val: -5: give at least 1"),
+    # a budget out of (0, 1] trained every variant and wrote them over the committed table
+    ("guided_ablation", ["--budget", "0"], "argument --budget: 0: give a fraction in (0, 1]"),
+    ("guided_ablation", ["--budget", "nan"],
+     "argument --budget: nan: give a fraction in (0, 1]"),
+    ("guided_ablation", ["--budget", "1.5"],
+     "argument --budget: 1.5: give a fraction in (0, 1]"),
     ("selection_ablation", ["--seeds", "0"], "argument --seeds: 0: give at least 1"),
     ("selection_ablation", ["--val", "0"], "argument --val: 0: give at least 1"),
     ("selection_ablation", ["--seeds", "two"], "argument --seeds: 'two' is not a whole number"),
@@ -99,8 +105,8 @@ def test_the_ablation_tools_refuse_counts_below_one(tool, args, said, tmp_path, 
     """`--seeds 0` ran no seed and wrote results of it (selection_ablation: a table of nan
     rows, by default over the committed one), `--epochs 0` and `--val 0` were refused only
     after the dataset was loaded (the latter naming --no-balance, an option these tools
-    lack): refused while the arguments are parsed, before any dataset or results folder is
-    touched."""
+    lack), a --budget out of (0, 1] trained every variant to a meaningless budget: refused
+    while the arguments are parsed, before any dataset or results folder is touched."""
     with pytest.raises(SystemExit) as exc:
         _tool(tool).main([*args, "--dataset", "nosuch", "--out-dir", str(tmp_path)])
     assert exc.value.code == 2 and said in capsys.readouterr().err

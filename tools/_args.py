@@ -24,6 +24,17 @@ def at_least(least: int, unit: str = "") -> Callable[[str], int]:
     return parse
 
 
+def fraction(text: str) -> float:
+    """A number in (0, 1]: a part of something (a budget of the full recipe's passes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:  # nan too
+        raise argparse.ArgumentTypeError(f"{text}: give a fraction in (0, 1]")
+    return value
+
+
 def int_list(least: int = 0) -> Callable[[str], list[int]]:
     """Whole numbers separated by commas (``0,1,2``), each ``>= least``."""
     def parse(text: str) -> list[int]:
@@ -40,9 +51,11 @@ def int_list(least: int = 0) -> Callable[[str], list[int]]:
     return parse
 
 
-def positive_list(what: str = "value") -> Callable[[str], list[float]]:
-    """Numbers separated by commas (``0.03,0.01``), each above 0; ``what`` names one in the
-    message (``every keep must be above 0``)."""
+def positive_list(what: str = "value", most: float | None = None,
+                  unit: str = "") -> Callable[[str], list[float]]:
+    """Numbers separated by commas (``0.03,0.01``), each above 0 and, with ``most``, at most
+    that; ``what`` names one in the message (``every keep must be above 0``), ``unit`` says
+    what the bound is (``every keep must be at most 1 (a fraction)``)."""
     def parse(text: str) -> list[float]:
         try:
             values = [float(v) for v in text.split(",")]
@@ -51,5 +64,8 @@ def positive_list(what: str = "value") -> Callable[[str], list[float]]:
                                              "commas (e.g. 0.03,0.01)") from None
         if any(not v > 0 for v in values):
             raise argparse.ArgumentTypeError(f"{text!r}: every {what} must be above 0")
+        if most is not None and any(v > most for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: every {what} must be at most {most:g}"
+                                             + (f" ({unit})" if unit else ""))
         return values
     return parse

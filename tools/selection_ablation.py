@@ -80,7 +80,11 @@ VARIANTS: list[tuple[str, str, dict]] = [
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--keeps", type=positive_list("keep"), default="0.03,0.01")
+    # fractions only: every keep is read as a number, and a count (100) or a keep above 1 was
+    # refused by resolve_keep only once the keeps before it had trained (scoring included)
+    ap.add_argument("--keeps", type=positive_list("keep", most=1,
+                                                  unit="a fraction of the training split"),
+                    default="0.03,0.01")
     # counts below 1 were taken: --seeds 0 trained nothing and wrote a table of nan rows (by
     # default over the committed one), --val 0 ended in a selection error naming options
     # this tool lacks

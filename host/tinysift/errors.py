@@ -70,8 +70,9 @@ class TasksFailed(TinysiftError):
 
 class TasksFailedBug(RuntimeError):
     """Like :class:`TasksFailed`, but at least one task failed with an unexpected error (a bug
-    in tinysift, or in a plug-in method): not a :class:`TinysiftError`, so the CLI reports it
-    as a bug (exit status 1). Raised from the first such error (its traceback)."""
+    in tinysift, or in a plug-in method; neither a :class:`TinysiftError` nor out of memory),
+    so the CLI reports it as a bug (exit status 1). Raised from the first such error (its
+    traceback)."""
 
     def __init__(self, message: str, failures: list | None = None) -> None:
         super().__init__(message)

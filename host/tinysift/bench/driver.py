@@ -52,17 +52,27 @@ class Failure:
     error: BaseException
 
     def error_line(self) -> str:
-        """The error's first line; an unexpected one (not a TinysiftError) with its type."""
-        from tinysift.errors import TinysiftError
-
+        """The error's first line; out of memory said as such, and an unexpected one (a bug:
+        :func:`is_bug`) with its type."""
         text = (str(self.error).strip().splitlines() or [""])[0]
-        if isinstance(self.error, TinysiftError):
+        if isinstance(self.error, MemoryError):
+            return f"out of memory ({text or 'MemoryError'})"
+        if not is_bug(self.error):
             return text
         return f"unexpected {type(self.error).__name__}: {text}"
 
     def said(self) -> str:
         """The line said when the task fails."""
         return f"[seed {self.seed}] {self.what} FAILED: {self.error_line()}"
+
+
+def is_bug(error: BaseException) -> bool:
+    """Whether a task's error is a bug (exit status 1), not one tinysift reports to the user:
+    neither a TinysiftError nor out of memory (the machine's limit, exit status 2 as the CLI
+    says it; a task that ran out of it was "a bug in tinysift")."""
+    from tinysift.errors import TinysiftError
+
+    return not isinstance(error, (TinysiftError, MemoryError))
 
 
 def _stderr(line: str) -> None:
@@ -183,8 +193,6 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     def flush() -> None:
         nonlocal complete, results
         while complete < seeds and remaining[complete] == 0 and not failed[complete]:
-            if fresh[complete] and not ex.remote:  # a seed resumed half-way has no wall time
-                log.add_seed_wall(complete, time.perf_counter() - began[complete])
             complete += 1
             results = build(complete, time.perf_counter() - start)
             if ex.remote:
@@ -211,6 +219,12 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
             continue
         if handler is not None:
             handler(done)
+        if remaining[seed] == 0 and fresh[seed] and not failed[seed] and not ex.remote:
+            # timed as its last task is handled (a seed resumed half-way has no wall time),
+            # not once the seeds before it are complete: after a failed seed, the later ones
+            # that ran in one go lost theirs (never flushed here, and no longer fresh on the
+            # rerun)
+            log.add_seed_wall(seed, time.perf_counter() - began[seed])
         flush()
     # an intermediate task's failure is named by the tasks that needed it; else by itself
     failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
@@ -223,7 +237,7 @@ def failed_tasks(failures: list[Failure], log: ProgressLog, complete: int,
                  seeds: int) -> Exception:
     """The error a bench with failed tasks ends with: which failed (tasks that failed with
     one error grouped), what the results files hold and how to train only those again."""
-    from tinysift.errors import TasksFailed, TasksFailedBug, TinysiftError
+    from tinysift.errors import TasksFailed, TasksFailedBug
 
     by_error: dict[str, list[str]] = {}
     for f in failures:
@@ -241,7 +255,7 @@ def failed_tasks(failures: list[Failure], log: ProgressLog, complete: int,
                if complete else "no results files written")
     message = (f"{n} task{'s' if n > 1 else ''} failed: {'; '.join(listed)}. {written} (a "
                f"seed with a failed task, and those after it, are left out); {again}")
-    bugs = [f.error for f in failures if not isinstance(f.error, TinysiftError)]
+    bugs = [f.error for f in failures if is_bug(f.error)]
     if not bugs:
         return TasksFailed(message, failures)
     error = TasksFailedBug(message, failures)

@@ -48,6 +48,8 @@ def build_environment() -> list[str]:
 
 #: Where tools/pio keeps the offline PlatformIO core (its $TINYSIFT_PIO_CORE_DIR overrides it).
 OFFLINE_CORE_ENV = "TINYSIFT_PIO_CORE_DIR"
+#: :func:`toolchain_identity` of a core without a toolchain yet (a build installs one).
+NO_TOOLCHAIN = "none"
 
 
 def pio_core_dir(board: Board) -> Path:
@@ -87,7 +89,7 @@ def toolchain_identity(board: Board) -> str:
         version = _compiler_version(compilers[0]) if compilers else ""
         items.append(f"{meta.get('name', pkg.name)}@{meta.get('version', '?')}"
                      + (f" ({version})" if version else ""))
-    return ",".join(items) or "none"
+    return ",".join(items) or NO_TOOLCHAIN
 
 
 def _compiler_version(compiler: Path) -> str:

@@ -439,6 +439,9 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
 
     elf = ensure_built(run_dir, brd)
     session.results.elf = str(elf)
+    # the identity of the ELF that runs (its stamp): the one computed before the build said
+    # toolchain=none when this build installed its toolchain, and the result was never reused
+    session.results.build = _stamp(run_dir, brd).read_text()
     with qemu_serial(brd, elf, log_path=session.folder / "qemu.log") as (url, _proc), \
             SerialLink(url, on_record=session.on_record, on_idle=session.flush) as link:
         session.stats = link.stats
@@ -469,11 +472,16 @@ def _build_stamped(run_dir: Path, brd: Board, want: str, **build_args) -> BuildR
     there: the stamp goes first, so that an ELF replaced by a build that did not finish
     recording (or by `device flash` under other build variables) is never taken for the
     stamp's."""
-    from tinysift.device.build import build_firmware
+    from tinysift.device.build import NO_TOOLCHAIN, build_firmware
 
     stamp = _stamp(run_dir, brd)
     stamp.unlink(missing_ok=True)
     res = build_firmware(Path(run_dir) / "export", brd, Path(run_dir) / "device", **build_args)
+    if f"toolchain={NO_TOOLCHAIN}" in want.split("|"):
+        # The build installed its toolchain (tools/pio seeds the offline core on first use,
+        # stock PlatformIO downloads a board's on its first build): the stamp names the one
+        # it compiled with. Stamped "none", the next run built the same ELF again.
+        want = build_identity(run_dir, brd)
     stamp.write_text(want)
     return res
 
