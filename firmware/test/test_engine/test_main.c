@@ -664,8 +664,8 @@ static void test_random_corruptions(void) {
  * layers need an arena): the sizes below are products of caller counts with D. Nothing here
  * runs a layer: every call is refused (or stopped by the arena) before the head is read. */
 #define BIG_D 65536u
-static int8_t g_big_w[BIG_D];
-static uint8_t g_big_labels[BIG_D + 1u]; /* all class 0 */
+static const int8_t g_big_w[BIG_D];
+static const uint8_t g_big_labels[BIG_D + 1u]; /* all class 0 */
 static const int32_t g_one_mult[1] = {1 << 30}, g_zero_shift[1] = {0};
 static float g_head_f[4]; /* non-NULL; the trainer reads it only when it trains */
 static uint32_t g_cycle_calls;
