@@ -833,12 +833,13 @@ def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_p
     assert not (run / "device" / "results.failed.json").exists()
 
 
-def test_a_training_longer_than_a_minute_is_measured(tmp_path, monkeypatch):
-    """The Joulescope captured at most 60 s (a fixed length) whatever the training: a
-    longer one kept estimates for every window (the capture ended inside the second epoch,
-    the evaluation's window never seen). The capture is sized from the session's deadline
-    for `train` now: two 35 s epochs (simulated: the fake's captured second takes 10 ms)
-    and the phases around them are all measured."""
+def _measured_long_training(tmp_path, monkeypatch, **monitor_args):
+    """A 2-epoch training of two 35 s epochs (simulated: the fake's captured second takes
+    10 ms) on a fake nucleo_f411re with the fake Joulescope on its marker, measured by a
+    JoulescopeMonitor(**monitor_args) made once the fake is installed. The deadline is the
+    one a 70 s training gets on a real board (its expected cycles, 4x, plus twice
+    --timeout); the tiny export here expects milliseconds, so --timeout stands in for
+    them. Returns ``(results, joulescope)``."""
     from fake_device import FakeDevice
     from fake_joulescope import FakeJoulescope, MarkerWire, install
     from tinysift.device.energy import JoulescopeMonitor
@@ -851,14 +852,20 @@ def test_a_training_longer_than_a_minute_is_measured(tmp_path, monkeypatch):
     dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire,
                      window_s=0.02, epoch_delay=0.35)
     try:
-        # the deadline a 70 s training gets on a real board (its expected cycles, 4x, plus
-        # twice --timeout); the tiny export here expects milliseconds, so --timeout stands
-        # in for them
         res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
-                            monitor=JoulescopeMonitor(), timeout=100.0)
+                            monitor=JoulescopeMonitor(**monitor_args), timeout=100.0)
     finally:
         dev.close()
     assert res.complete, res.events
+    return res, js
+
+
+def test_a_training_longer_than_a_minute_is_measured(tmp_path, monkeypatch):
+    """The Joulescope captured at most 60 s (a fixed length) whatever the training: a
+    longer one kept estimates for every window (the capture ended inside the second epoch,
+    the evaluation's window never seen). The capture is sized from the session's deadline
+    for `train` now: two 35 s epochs and the phases around them are all measured."""
+    res, js = _measured_long_training(tmp_path, monkeypatch)
     assert [e for e in res.events if "monitor" in e] == []
     assert [ep.energy_kind for ep in res.epochs] == ["measured", "measured"]
     assert res.phases["features"].energy_kind == "measured"
@@ -872,23 +879,7 @@ def test_a_capture_shorter_than_the_training_keeps_what_it_measured(tmp_path, mo
     first windows: their count differed and every phase kept its estimate. The windows
     seen are the first ones: those are measured, the rest estimated, and an event says
     which and how to capture longer."""
-    from fake_device import FakeDevice
-    from fake_joulescope import FakeJoulescope, MarkerWire, install
-    from tinysift.device.energy import JoulescopeMonitor
-    from tinysift.stages.device import TrainParams, run_on_device
-
-    wire = MarkerWire()
-    js = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
-    install(monkeypatch, js)
-    run = exported_run(tmp_path / "run")
-    dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire,
-                     window_s=0.02, epoch_delay=0.35)
-    try:
-        res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
-                            monitor=JoulescopeMonitor(max_s=55.0), timeout=100.0)
-    finally:
-        dev.close()
-    assert res.complete, res.events
+    res, js = _measured_long_training(tmp_path, monkeypatch, max_s=55.0)
     assert js.reads[0]["contiguous_duration"] == 55.0
     assert res.phases["features"].energy_kind == "measured"
     assert [ep.energy_kind for ep in res.epochs] == ["measured", "estimated"]
