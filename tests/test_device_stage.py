@@ -642,6 +642,19 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
     with pytest.raises(TinysiftError, match=r"labels 0\.\.2.*classes 0\.\.1"):
         run_stream_on_device(run, BOARD, params, (x, np.arange(6) % 3), StreamParams(6, 3),
                              "s", port=NO_PORT)
+    # a count other than the samples sent: the device waited for lines that never came
+    # (or read the extra ones as commands); a negative cap or an unknown policy
+    with pytest.raises(TinysiftError, match=r"count is 7 but 6 samples are streamed.*"
+                                            r"give count=6"):
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(7, 3), "s",
+                             port=NO_PORT)
+    with pytest.raises(TinysiftError, match=r"cap is -1"):
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, -1), "s",
+                             port=NO_PORT)
+    with pytest.raises(TinysiftError, match=r"unknown stream policy 'fifo'; choose from "
+                                            r"reservoir, coverage"):
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3, "fifo"), "s",
+                             port=NO_PORT)
     assert not (run / "device").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):  # 6 streamed, 4 kept: it fits
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 4), "s",

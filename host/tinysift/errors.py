@@ -58,22 +58,23 @@ class ClusterError(TinysiftError):
     """A cluster engine (Dask) is missing, unreachable, or its workers cannot run the tasks."""
 
 
-class TasksFailed(TinysiftError):
-    """Some of a bench's tasks (trainings) failed, each with an error tinysift reports to the
-    user, while the others ran on and were logged: rerunning the command resumes, training
-    only the failed ones. ``failures``: (seed, what the task was, its error) of each."""
+class _FailedTasks:
+    """What both bench-ending errors carry: ``failures``, (seed, what the task was, its error)
+    of each failed task (tinysift.bench.driver.Failure)."""
 
     def __init__(self, message: str, failures: list | None = None) -> None:
         super().__init__(message)
         self.failures = list(failures or [])
 
 
-class TasksFailedBug(RuntimeError):
+class TasksFailed(_FailedTasks, TinysiftError):
+    """Some of a bench's tasks (trainings) failed, each with an error tinysift reports to the
+    user, while the others ran on and were logged: rerunning the command resumes, training
+    only the failed ones."""
+
+
+class TasksFailedBug(_FailedTasks, RuntimeError):
     """Like :class:`TasksFailed`, but at least one task failed with an unexpected error (a bug
     in tinysift, or in a plug-in method; neither a :class:`TinysiftError` nor out of memory),
     so the CLI reports it as a bug (exit status 1). Raised from the first such error (its
     traceback)."""
-
-    def __init__(self, message: str, failures: list | None = None) -> None:
-        super().__init__(message)
-        self.failures = list(failures or [])

@@ -148,17 +148,23 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     ram_plans: dict[str, int] = {}
     scenario_info: dict = {}
     last = cfg.seed_values()[-1]
+
+    def write(seed: int) -> None:
+        """The results files of the seeds up to ``seed``, all complete."""
+        nonlocal results, complete
+        done = list(range(cfg.first_seed, seed + 1))
+        results = _results(cfg, plog, done, plan, ram_plans, time.perf_counter() - wall)
+        results["scenario_info"] = scenario_info
+        write_outputs(results, Path(cfg.out_dir), cfg.stem())
+        complete = len(done)
+
     for seed in cfg.seed_values():
         # A seed whose every row is logged needs no base model, export nor firmware (minutes
         # of training each); the last one is set up still when no seed was, for the plans.
         if _all_logged(cfg, plog, seed) and (plan is not None or seed != last):
             say(f"seed {seed}: every row already in {plog.path}, its setup skipped")
             if plan is not None and not tasks.failures:
-                results = _results(cfg, plog, list(range(cfg.first_seed, seed + 1)), plan,
-                                   ram_plans, time.perf_counter() - wall)
-                results["scenario_info"] = scenario_info
-                write_outputs(results, Path(cfg.out_dir), cfg.stem())
-                complete = seed + 1 - cfg.first_seed
+                write(seed)
             continue
         base_cfg = cfg.adapt_config(seed)
         base_cfg.validate()
@@ -223,13 +229,8 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                          "num_classes": int(scn.num_classes),
                          "old_classes": list(scn.old_classes),
                          "new_classes": list(scn.new_classes)}
-        if tasks.failures:  # this seed or one before it is not complete
-            continue
-        done = list(range(cfg.first_seed, seed + 1))
-        results = _results(cfg, plog, done, plan, ram_plans, time.perf_counter() - wall)
-        results["scenario_info"] = scenario_info
-        write_outputs(results, Path(cfg.out_dir), cfg.stem())
-        complete = len(done)
+        if not tasks.failures:  # else this seed or one before it is not complete
+            write(seed)
     tasks.finish(plog, complete, cfg.seeds)
     return results
 

@@ -45,6 +45,28 @@ class StreamParams:
     def command(self) -> str:
         return f"db stream {self.count} cap={self.cap} policy={self.policy} seed={self.seed}"
 
+    def check(self, samples: int) -> None:
+        """Refuse, before any build or port, parameters the firmware would refuse or wait on:
+        ``count`` other than the ``samples`` sent (the device waited for lines that never
+        came, or read the extra ones as commands), a cap below 0, an unknown policy.
+
+        Raises
+        ------
+        TinysiftError : naming the value and the fix
+        """
+        from tinysift.errors import TinysiftError
+
+        if self.count != samples:
+            raise TinysiftError(
+                f"StreamParams.count is {self.count} but {samples} samples are streamed: the "
+                f"device reads exactly count data lines; give count={samples}")
+        if self.cap < 0:
+            raise TinysiftError(f"StreamParams.cap is {self.cap}: give the samples the buffer "
+                                "keeps (0: the firmware's whole buffer)")
+        if self.policy not in POLICIES:
+            raise TinysiftError(f"unknown stream policy {self.policy!r}; choose from "
+                                f"{', '.join(POLICIES)}")
+
 
 @dataclass
 class StreamReport:

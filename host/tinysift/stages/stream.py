@@ -47,8 +47,10 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     Before any build, port or cached result, the checks of
     :func:`tinysift.stages.device.run_on_device` (:func:`~tinysift.stages.device.check_session`:
     a finished export of the current model, the update mode built, and without ``port`` the
-    export's fit on the board and an emulated board), and the streamed samples' shape, labels
-    and ``stream.cap`` against the export (:func:`~tinysift.stages.device.check_stream_fits`).
+    export's fit on the board and an emulated board), ``stream``'s count (the samples'),
+    cap and policy (:meth:`~tinysift.device.stream.StreamParams.check`), and the streamed
+    samples' shape, labels and ``stream.cap`` against the export
+    (:func:`~tinysift.stages.device.check_stream_fits`).
     """
     run_dir = Path(run_dir)
     folder = run_dir / "device" / label
@@ -56,6 +58,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     # the device stage's checks, before the cache too: a result of a stale export (one from
     # an earlier model.tflite) is no result of this model
     info = check_session(run_dir, brd, params, port, db_use)
+    stream.check(len(samples[1]))
     # (samples of the model's input and classes; the kept ones fit the buffer: a cap of 0
     # is the firmware's whole buffer)
     check_stream_fits(run_dir, info, samples, brd.name, keeps=stream.cap)
