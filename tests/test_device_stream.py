@@ -233,9 +233,15 @@ def test_host_reads_back_a_kept_set_of_more_than_1000(elf, export_dir, stream, t
         report = stream_set(link, session, stream.x[order], stream.y[order],
                             StreamParams(count=n, cap=n, policy="reservoir", seed=SEED),
                             limits)
+        # cap 0 is the firmware's whole buffer (the cap= argument left out: the firmware
+        # refuses cap=0, 101 bad_value:cap, and the host sent it)
+        whole = stream_set(link, session, stream.x[order], stream.y[order],
+                           StreamParams(count=n, cap=0, policy="reservoir", seed=SEED),
+                           limits)
     session.close()
     assert report.kept == n and report.kept_index == list(range(n))
     assert report.kept_class == stream.y[order].tolist()
+    assert whole.kept == min(n, DB_CAPACITY) and whole.db["cap"] == DB_CAPACITY
 
 
 def test_buffer_survives_a_reset(dev, stream):

@@ -35,7 +35,8 @@ STREAM_FILE = "stream.json"
 
 @dataclass
 class StreamParams:
-    """``db stream <count> cap=<cap> policy=<policy> seed=<seed>``."""
+    """``db stream <count> cap=<cap> policy=<policy> seed=<seed>``; ``cap`` 0: the firmware's
+    whole buffer (``cap=`` left out: the firmware refuses ``cap=0``)."""
 
     count: int
     cap: int
@@ -43,7 +44,8 @@ class StreamParams:
     seed: int = 1
 
     def command(self) -> str:
-        return f"db stream {self.count} cap={self.cap} policy={self.policy} seed={self.seed}"
+        cap = f" cap={self.cap}" if self.cap else ""
+        return f"db stream {self.count}{cap} policy={self.policy} seed={self.seed}"
 
     def check(self, samples: int) -> None:
         """Refuse, before any build or port, parameters the firmware would refuse or wait on:
