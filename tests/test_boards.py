@@ -185,6 +185,17 @@ def test_flash_chooses_the_probe_by_serial(tmp_path):
         assert how in str(err.value)
 
 
+def test_flash_refuses_a_port_it_would_not_use(tmp_path):
+    """`--port` is PlatformIO's upload port: a Nucleo (debug probe) or a Pico (BOOTSEL
+    drive) ignored it, so with two boards attached the first probe or drive found was
+    flashed, not the board at the port named. Refused, naming the way to choose."""
+    for name, how in (("nucleo_f411re", "--probe-serial"), ("pico", "BOOTSEL")):
+        brd, plan = _plan(name, tmp_path)
+        with pytest.raises(DeviceError, match="leave out --port") as err:
+            flash_steps(brd, plan, port="/dev/ttyACM1")
+        assert how in str(err.value) and "\n" not in str(err.value)
+
+
 def test_flash_with_a_probe_serial_openocd_accepts(tmp_path):
     """The real OpenOCD (no ST-LINK here) takes the `adapter serial` command: it fails at
     opening the probe, as without one, not at the command."""

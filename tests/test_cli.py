@@ -474,6 +474,55 @@ def test_adapt_refuses_new_data_outside_the_user_scenario(monkeypatch, capsys, t
     assert seen[0].new == f"npz:{tmp_path / 'mine.npz'}"
 
 
+def test_device_run_refuses_a_joulescope_cap_without_the_joulescope(monkeypatch, capsys,
+                                                                   tmp_path):
+    """`device run --joulescope-max-s S` without `--joulescope` ignored S (a negative one too):
+    the run went on with estimated energy. Refused in one line, exit 2, before the session;
+    with --joulescope the cap reaches the monitor."""
+    import sys
+    import types
+
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.stages.device:run_on_device")
+    run = str(_run_folder(tmp_path / "run"))
+    for cap in ("300", "-5"):
+        assert main(["device", "run", "--run", run, "--joulescope-max-s", cap]) == 2, cap
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert "--joulescope-max-s" in line and "add --joulescope" in line, line
+    assert not seen
+    # a stand-in driver module: JoulescopeMonitor imports it when constructed
+    monkeypatch.setitem(sys.modules, "joulescope", types.ModuleType("joulescope"))
+    monitors = []
+
+    def capture(*args, monitor=None, **kwargs):
+        monitors.append(monitor)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tinysift.stages.device.run_on_device", capture)
+    assert main(["device", "run", "--run", run, "--joulescope", "--joulescope-max-s",
+                 "300"]) == 130
+    assert monitors[0].max_s == 300
+
+
+def test_every_command_summary_is_one_line():
+    """A group's --help lists each command with the first paragraph of its docstring, line
+    breaks kept: a summary wrapped in the source read "... and the" / "emulated boards." in
+    `tinysift device --help`. Each summary is one line; details go in a later paragraph."""
+    from typer.main import get_command
+
+    from tinysift.cli.app import app
+
+    def summaries(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield [*path, name], (sub.help or "").strip().split("\n\n")[0]
+            yield from summaries(sub, [*path, name])
+
+    wrapped = [(" ".join(path), first) for path, first in summaries(get_command(app), [])
+               if "\n" in first]
+    assert not wrapped, wrapped
+
+
 def test_bench_defaults_apply_only_when_not_given(monkeypatch):
     """`bench prune` without --seeds runs 3 seeds (equal-steps: 5), `bench device` without
     --new-per-class 100 (shift: 30); a given value is used as given."""

@@ -21,8 +21,7 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")) -> None:
-    """Serial ports on this machine, matched to board profiles by USB VID:PID, and the
-    emulated boards."""
+    """Serial ports here, matched to board profiles by USB VID:PID, and the emulated boards."""
     from serial.tools import list_ports
 
     from tinysift.boards import list_boards
@@ -63,7 +62,8 @@ def flash_cmd(
         None, "--probe-serial", metavar="SERIAL",
         help="the debug probe's serial number, to choose one of several attached (`pyocd "
              "list`, `st-info --probe`); default: the tool takes the first it finds"),
-    port: str = typer.Option(None, help="upload port (boards flashed by PlatformIO)"),
+    port: str = typer.Option(None, help="upload port of a board PlatformIO flashes (e.g. "
+                                        "nano33ble); a probe or UF2 board refuses it"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the commands, run nothing"),
 ) -> None:
     """Build the firmware (with a run's export) and flash it onto a real board."""
@@ -116,8 +116,9 @@ def calibrate_cmd(
     # board once connected, and with --current-ma alone taken without a word
     ms: int = typer.Option(2000, min=1, max=600_000, help="length of the fixed workload in ms"),
 ) -> None:
-    """Measure the board's active current; later runs' energy estimates use it (your own
-    board profile, outside the repository)."""
+    """Measure the board's active current, which later runs' energy estimates use.
+
+    It goes into your own profile of the board, outside the repository."""
     from tinysift.device.calibrate import calibrate
 
     monitor = None
@@ -160,6 +161,14 @@ def run_cmd(
     """Fine-tune on the device; write RUN/device/results.json and print a table."""
     from tinysift.stages.device import TrainParams, run_on_device
 
+    if joulescope_max_s is not None and not joulescope:
+        # without a capture the cap was ignored (a cap of -5 too): the user believed energy
+        # was measured and got the estimates
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError("--joulescope-max-s caps the Joulescope's capture, and without "
+                            "--joulescope nothing is captured (energy is estimated): add "
+                            "--joulescope, or leave --joulescope-max-s out")
     require_run(run)
     monitor = None
     if joulescope:

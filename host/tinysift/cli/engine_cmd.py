@@ -31,7 +31,9 @@ def register(app: typer.Typer) -> None:
         seed: int = seed_option(0),
         json_out: bool = typer.Option(False, "--json", help="JSON on stdout"),
     ) -> None:
-        """Parse, export, compile the engine with host gcc, run it (scalar and DSP kernels)
+        """Check a .tflite on the engine: its outputs identical to TFLM's, bit for bit?
+
+        Parse, export, compile the engine with host gcc, run it (scalar and DSP kernels)
         and count the outputs identical to TFLM's: exit 0 when all are, 1 when not, 2 when
         the model is refused."""
         from tinysift.stages.engine import check_tflite

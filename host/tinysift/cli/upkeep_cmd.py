@@ -41,8 +41,10 @@ def upkeep_cmd(
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, buffer 5, head"),
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
-    """Replay upkeep on the device: stream every new sample, keep a buffer by reservoir
-    sampling or by VQ coverage, train on it plus the exported replay set."""
+    """Replay upkeep on the device: a buffer of a sample stream, reservoir vs VQ coverage.
+
+    Stream every new sample, keep a buffer by reservoir sampling or by VQ coverage, train
+    on it plus the exported replay set."""
     from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
     from tinysift.cli.adapt_cmd import _classes
     from tinysift.cli.bench_cmd import _quick_alone

@@ -130,6 +130,13 @@ def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
         raise DeviceError(f"{board.name} is emulated: nothing to flash (tinysift device run "
                           "starts QEMU with the ELF)")
     method = board.flash_method
+    if port is not None and method in ("probe", "uf2"):
+        # only PlatformIO's upload takes a port: here it was ignored, and with two boards
+        # attached the first probe (or BOOTSEL drive) found was flashed, not the one named
+        which = ("pick one of several probes with --probe-serial" if method == "probe"
+                 else "put only one Pico in BOOTSEL mode")
+        raise DeviceError(f"{board.name} is not flashed through a serial port ({method}), so "
+                          f"--port does not choose the board: leave out --port ({which})")
     if method == "probe":
         return build, probe_steps(board, build.elf, probe or "openocd", serial)
     if probe:
