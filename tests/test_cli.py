@@ -501,8 +501,43 @@ def test_device_run_refuses_a_joulescope_cap_without_the_joulescope(monkeypatch,
 
     monkeypatch.setattr("tinysift.stages.device.run_on_device", capture)
     assert main(["device", "run", "--run", run, "--joulescope", "--joulescope-max-s",
-                 "300"]) == 130
+                 "300", "--port", "/dev/ttyACM0", "--board", "nucleo_f411re"]) == 130
     assert monitors[0].max_s == 300
+
+
+def test_device_run_trains_what_the_device_can_and_refuses_a_joulescope_on_qemu(
+        monkeypatch, capsys, tmp_path):
+    """`device run` sends the firmware's update modes, steps, schedule and balanced loss (a
+    user's own run could train only the head, for epochs: update=last-block and bias were
+    reachable through `adapt` and `bench device` alone); --epochs with --steps is refused, and
+    so is --joulescope on the emulated board (it measured nothing; the run kept its
+    estimates)."""
+    from tinysift.cli import main
+
+    run = str(_run_folder(tmp_path / "run"))
+    params = []
+
+    def capture(*args, **kwargs):
+        params.append(kwargs["params"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tinysift.stages.device.run_on_device", capture)
+    assert main(["device", "run", "--run", run, "--update", "last-block", "--steps", "40",
+                 "--schedule", "cosine", "--balance"]) == 130
+    sent = params[0]
+    assert (sent.update, sent.steps, sent.schedule, sent.balance) == ("last-block", 40,
+                                                                      "cosine", True)
+    assert sent.command().startswith("train steps=40 ")
+    assert "update=last-block schedule=cosine balance=1" in sent.command()
+    assert main(["device", "run", "--run", run]) == 130  # the defaults: 5 epochs, head
+    assert params[1].command() == ("train epochs=5 lr=0.05 momentum=0.9 batch=32 seed=1 "
+                                   "init=export")
+    for args, said in ((["--epochs", "3", "--steps", "40"], "give one"),
+                       (["--joulescope"], "without --port the run is emulated")):
+        assert main(["device", "run", "--run", run, *args]) == 2, args
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert said in line, line
+    assert len(params) == 2
 
 
 def test_every_command_summary_is_one_line():

@@ -140,11 +140,19 @@ def run_cmd(
     run: Path = typer.Option(..., help="run folder with export/"),
     board: str = typer.Option("qemu-mps2-an386", help="board profile"),
     port: str = typer.Option(None, help="serial port of a real board (default: QEMU)"),
-    epochs: int = typer.Option(5, help="on-device passes over the training set (0: the "
-                                       "evaluation alone)"),
+    epochs: int = typer.Option(None, help="on-device passes over the training set (0: the "
+                                          "evaluation alone) [default: 5, or --steps]"),
+    steps: int = typer.Option(None, help="that many optimizer steps of --batch samples "
+                                         "instead of epochs (1..1000000)"),
     lr: float = typer.Option(0.05, help="the device's SGD learning rate"),
     batch: int = typer.Option(32, help="the device's mini-batch"),
     seed: int = seed_option(1, help="the device's seed (its sample order)"),
+    update: str = typer.Option(None, help="what the device trains: head (the default), "
+                                          "last-block or bias (these two need an export "
+                                          "with the backbone buffers: not --head-only)"),
+    schedule: str = typer.Option(None, help="the learning rate per step: constant (the "
+                                            "default), cosine or step (docs/trainer.md)"),
+    balance: bool = typer.Option(False, help="class-balanced loss weights"),
     db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
     on_reset: str = typer.Option("retry", help="retry (set the session up again and re-send "
                                                 "train, once) or stop when the device resets"),
@@ -169,6 +177,21 @@ def run_cmd(
         raise TinysiftError("--joulescope-max-s caps the Joulescope's capture, and without "
                             "--joulescope nothing is captured (energy is estimated): add "
                             "--joulescope, or leave --joulescope-max-s out")
+    if epochs is not None and steps is not None:
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError("--epochs and --steps both set the training's length: give one")
+    if joulescope and port is None:
+        # a Joulescope measures a real board's supply: on the emulator it measured nothing
+        # and the run silently kept its estimates
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError("--joulescope measures a real board's supply current; without "
+                            "--port the run is emulated (QEMU): flash a real board and pass "
+                            "its --board and --port, or leave --joulescope out")
+    params = TrainParams(epochs=5 if epochs is None else epochs, lr=lr, batch=batch,
+                         seed=seed, update=update, steps=steps, schedule=schedule,
+                         balance=balance)
     require_run(run)
     monitor = None
     if joulescope:
@@ -181,10 +204,8 @@ def run_cmd(
             console.print(f"  epoch {rec.fields['n']}: loss {rec.fields['loss']} "
                           f"train acc {rec.fields['train_acc']}")
 
-    res = run_on_device(run, board, port=port,
-                        params=TrainParams(epochs=epochs, lr=lr, batch=batch, seed=seed),
-                        use_db=db, on_reset=on_reset, monitor=monitor, progress=progress,
-                        timeout=timeout)
+    res = run_on_device(run, board, port=port, params=params, use_db=db, on_reset=on_reset,
+                        monitor=monitor, progress=progress, timeout=timeout)
     print_results(res)
     console.print(f"-> {Path(run) / 'device' / 'results.json'}")
 
