@@ -558,6 +558,29 @@ def test_every_command_summary_is_one_line():
     assert not wrapped, wrapped
 
 
+def test_no_option_help_is_swallowed_as_markup():
+    """--help renders option help as rich markup, where ``[word ...]`` is a style tag and
+    vanishes: `device run --help` showed no default for --epochs ("[default: 5, or
+    --steps]" in its help). No option's help holds such a tag."""
+    import re
+
+    from typer.main import get_command
+
+    from tinysift.cli.app import app
+
+    tag = re.compile(r"(?<!\\)\[[a-z#/@][^\[]*?\]")  # rich.markup's tag, unescaped
+
+    def swallowed(cmd, path):
+        for param in getattr(cmd, "params", []):
+            if tag.search(getattr(param, "help", None) or ""):
+                yield " ".join(path), param.name, param.help
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from swallowed(sub, [*path, name])
+
+    found = list(swallowed(get_command(app), []))
+    assert not found, found
+
+
 def test_bench_defaults_apply_only_when_not_given(monkeypatch):
     """`bench prune` without --seeds runs 3 seeds (equal-steps: 5), `bench device` without
     --new-per-class 100 (shift: 30); a given value is used as given."""

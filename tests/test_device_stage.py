@@ -651,6 +651,9 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
     with pytest.raises(TinysiftError, match=r"cap is -1"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, -1), "s",
                              port=NO_PORT)
+    with pytest.raises(TinysiftError, match=r"the set to stream is empty"):  # 101 at count 0
+        run_stream_on_device(run, BOARD, params, (x[:0], y[:0]), StreamParams(0, 3), "s",
+                             port=NO_PORT)
     with pytest.raises(TinysiftError, match=r"unknown stream policy 'fifo'; choose from "
                                             r"reservoir, coverage"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3, "fifo"), "s",

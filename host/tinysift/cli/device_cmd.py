@@ -141,7 +141,7 @@ def run_cmd(
     board: str = typer.Option("qemu-mps2-an386", help="board profile"),
     port: str = typer.Option(None, help="serial port of a real board (default: QEMU)"),
     epochs: int = typer.Option(None, help="on-device passes over the training set (0: the "
-                                          "evaluation alone) [default: 5, or --steps]"),
+                                          "evaluation alone; default 5, or --steps)"),
     steps: int = typer.Option(None, help="that many optimizer steps of --batch samples "
                                          "instead of epochs (1..1000000)"),
     lr: float = typer.Option(0.05, help="the device's SGD learning rate"),

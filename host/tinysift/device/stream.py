@@ -50,7 +50,7 @@ class StreamParams:
     def check(self, samples: int) -> None:
         """Refuse, before any build or port, parameters the firmware would refuse or wait on:
         ``count`` other than the ``samples`` sent (the device waited for lines that never
-        came, or read the extra ones as commands), a cap below 0, an unknown policy.
+        came, or read the extra ones as commands) or none, a cap below 0, an unknown policy.
 
         Raises
         ------
@@ -58,6 +58,9 @@ class StreamParams:
         """
         from tinysift.errors import TinysiftError
 
+        if samples < 1:  # the firmware takes 1 <= count (101 bad_value after a build)
+            raise TinysiftError("the set to stream is empty: `db stream` takes at least one "
+                                "sample")
         if self.count != samples:
             raise TinysiftError(
                 f"StreamParams.count is {self.count} but {samples} samples are streamed: the "
