@@ -171,6 +171,14 @@ def test_bench_and_train_refuse_bad_budgets_methods_protocols():
         (("bench", "guided", "--methods", "vq,nope", "--seeds", "1"), "unknown guided method"),
         (("bench", "guided", "--methods", "vq", "--rerun", "rs2", "--seeds", "1"),
          "--rerun names ['rs2'], which this bench does not run; choose from full, vq"),
+        (("bench", "guided", "--methods", "vq", "--method-params", '{"flow": {}}'),
+         "--method-params names 'flow', which this bench does not run (its methods: vq)"),
+        (("bench", "guided", "--method-params", '{"flow": "knn"}'),
+         "--method-params: 'flow' takes a JSON object of its parameters"),
+        (("bench", "guided", "--method-params", '{"flow": {"judge": "knn"'),
+         "--method-params is not JSON"),
+        (("bench", "guided", "--methods", "flow", "--seeds", "1", "--method-params",
+          '{"flow": {"judg": "knn"}}'), "guided method 'flow' has no parameter judg"),
     ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)

@@ -122,6 +122,37 @@ def test_guided_bench_stamps_every_methods_parameters():
     assert params["vq"]["alpha"] == 0.5 and params["vq"]["per_code"] == 50  # a default
 
 
+def test_guided_bench_trains_each_method_with_its_given_parameters(tmp_path, monkeypatch):
+    """`bench guided --method-params`: the trainings themselves run with them (not only the
+    stamp), the recipe line says so, and the bench logs apart from one at the defaults."""
+    import tinysift.guided.loop as loop
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+
+    trained, real = [], loop.train_guided
+
+    def train_guided(x, y, num_classes, sampler, *args, **kwargs):
+        trained.append((sampler.name, sampler.params()))
+        return real(x, y, num_classes, sampler, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_guided", train_guided)
+    where = {"out_dir": tmp_path, "progress_dir": tmp_path / "progress"}
+    cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("flow",), seeds=1,
+                            epochs=4, method_params={"flow": {"judge": "knn"}}, **where)
+    res = bench_guided(cfg)
+    assert [(name, p.get("judge")) for name, p in trained] == [("full-cut", None),
+                                                                ("flow", "knn")]
+    assert res["method_params"]["flow"]["judge"] == "knn"
+    assert "flow with judge=knn" in res["recipe"]
+    assert "flow with judge=knn" in (tmp_path / "guided_digits.md").read_text()
+    defaults = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("flow",), seeds=1,
+                                 epochs=4, **where)
+    assert " with " not in defaults.recipe()
+    bench_guided(defaults)  # nothing of the first bench counts: both train again
+    # (flow at its defaults leaves the judge out of its stamp, as before the judge existed)
+    assert [(name, p.get("judge")) for name, p in trained[2:]] == [("full-cut", None),
+                                                                   ("flow", None)]
+
+
 def test_guided_curves_follow_the_records_whose_parameters_count(tmp_path):
     """A curve logged with other parameters does not replace the curve of the parameters the
     log counts (a default set back: the earlier records and their curves count again)."""

@@ -791,3 +791,29 @@ def test_an_overspent_ledger_has_nothing_left_and_a_finished_schedule():
     led = CostLedger(budget_passes=100.0, train_passes=90, fit_passes=30.0)
     assert led.spent == 120.0 and led.remaining == 0.0 and led.progress == 1.0
     assert CostLedger(budget_passes=0.0).progress == 1.0
+
+
+def test_a_sampler_that_corrects_labels_trains_on_them_and_leaves_the_callers_alone():
+    """A sampler may correct the labels it trains on (state.y; the label-correction ablation
+    in tools/guided_ablation.py does): the loop trains on the corrections and never writes
+    the caller's array (it did, through np.asarray on int64 labels)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.rs2 import RS2
+    from tinysift.models.training import predict_proba
+
+    class EverythingIsAZero(RS2):
+        name = "zeros"
+
+        def begin(self, state):
+            super().begin(state)
+            state.y[:] = 0
+
+    ds = load_dataset("digits")
+    y = ds.y_train.astype(np.int64)
+    before = y.copy()
+    res = train_guided(ds.x_train, y, ds.num_classes, EverythingIsAZero(), 0.5,
+                       train_config=TrainConfig(epochs=4, seed=0), progress=False)
+    np.testing.assert_array_equal(y, before)
+    pred = predict_proba(res.model, ds.x_test).argmax(1)
+    assert (pred == 0).mean() > 0.95  # it learned the corrected labels: all zeros

@@ -69,6 +69,10 @@ class GuidedBenchConfig:
         if self.keep_steps:
             text += (f"; budgeted runs train in batches of {self.batch} x budget (as many "
                      f"steps as the recipe, --keep-steps)")
+        for method, params in sorted(self.method_params.items()):
+            if params:  # what differs from the method's defaults (--method-params)
+                text += f"; {method} with " + ", ".join(f"{k}={v}" for k, v in
+                                                        sorted(params.items()))
         return text
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
 from tinysift.cli.app_console import console
-from tinysift.cli.checks import positive_ints
+from tinysift.cli.checks import json_object, positive_ints
 
 app = typer.Typer(help="Benchmarks: write JSON + markdown + plot under benchmarks/results.",
                   no_args_is_help=True)
@@ -117,19 +118,24 @@ def guided_cmd(
                                     "stays at --batch); results in their own log"),
     batch: int = typer.Option(None, min=1, help="the recipe's batch (a study of the recipe; the "
                               "committed benches use 128, the default)"),
+    method_params: str = typer.Option(
+        None, help="methods' parameters other than their defaults, a JSON object by method, "
+                   "e.g. '{\"flow\": {\"judge\": \"knn\"}}'; a bench with them logs apart "
+                   "from one without (give it its own --out-dir)"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
     from tinysift.bench.guided import ALL_GUIDED, GuidedBenchConfig, bench_guided
 
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
+    by_method = _method_params(method_params, names)
     _quick_alone(quick, "digits, budget 0.5, 1 seed, 20 epochs", dataset=dataset,
                  budgets=budgets, seeds=seeds, epochs=epochs, rerun=rerun or None,
                  keep_steps=keep_steps, batch=batch)
     if quick:
         cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=names, seeds=1,
                                 epochs=20, label_noise=label_noise, out_dir=out_dir,
-                                progress_dir=None, quick=True)
+                                progress_dir=None, quick=True, method_params=by_method)
     else:
         cfg = GuidedBenchConfig(dataset="fashion-mnist" if dataset is None else dataset,
                                 budgets=tuple(_fractions(
@@ -139,10 +145,28 @@ def guided_cmd(
                                 label_noise=label_noise, out_dir=out_dir,
                                 progress_dir=out_dir / "progress",
                                 rerun=tuple(m for m in rerun.split(",") if m),
-                                keep_steps=keep_steps, batch=128 if batch is None else batch)
+                                keep_steps=keep_steps, batch=128 if batch is None else batch,
+                                method_params=by_method)
     with _executor(executor) as ex:
         res = bench_guided(cfg, executor=ex)
     console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+
+
+def _method_params(text: str | None, methods: tuple[str, ...]) -> dict[str, dict]:
+    """``--method-params`` read as ``{method: {parameter: value}}`` for methods this bench runs
+    (the parameters themselves are checked against each method before any training)."""
+    from tinysift.errors import TinysiftError
+
+    example = '{"flow": {"judge": "knn"}}'
+    given = json_object("--method-params", text, example) or {}
+    for method, params in given.items():
+        if method not in methods:
+            raise TinysiftError(f"--method-params names {method!r}, which this bench does not "
+                                f"run (its methods: {', '.join(methods)})")
+        if not isinstance(params, dict):
+            raise TinysiftError(f"--method-params: {method!r} takes a JSON object of its "
+                                f"parameters, such as {example}, got {json.dumps(params)}")
+    return given
 
 
 @app.command("device")

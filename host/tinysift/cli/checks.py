@@ -84,3 +84,24 @@ def load_array(path: Path, flag: str):
         raise TinysiftError(f"{flag} {path} holds no inputs (shape {loaded.shape}); give "
                             f"{expected}, N >= 1")
     return loaded
+
+
+def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
+                ) -> dict | None:
+    """``text`` parsed as a JSON object (None when not given); anything else is a clear error
+    that names ``option`` and shows ``example``."""
+    import json
+
+    from tinysift.errors import TinysiftError
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
+                            f"an object such as '{example}'") from exc
+    if not isinstance(value, dict):
+        raise TinysiftError(f"{option} must be a JSON object such as '{example}', got "
+                            f"{type(value).__name__}")
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console, err_console
-from tinysift.cli.checks import seed_option
+from tinysift.cli.checks import json_object, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from tinysift.data import dataset_slug
         from tinysift.stages.train import train
 
-        params = _json_object("--guided-params", guided_params)
+        params = json_object("--guided-params", guided_params)
         out = out or Path("runs") / f"train-{dataset_slug(dataset)}"
         subset = keep is not None or selection is not None or condensed is not None
         if epochs is None:
@@ -66,22 +66,3 @@ def register(app: typer.Typer) -> None:
                       f"({res.steps} steps){tag}")
         console.print(f"test accuracy [bold]{res.test_acc:.4f}[/]  params {res.params}  "
                       f"MACs/sample {res.macs_per_sample}  -> {res.run_dir}/model.keras")
-
-
-def _json_object(option: str, text: str | None) -> dict | None:
-    """``text`` parsed as a JSON object (None when not given); anything else is a clear error."""
-    import json
-
-    from tinysift.errors import TinysiftError
-
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
-                            "an object such as '{\"judge\": \"knn\"}'") from exc
-    if not isinstance(value, dict):
-        raise TinysiftError(f"{option} must be a JSON object of parameter names and values, "
-                            f"got {type(value).__name__}")
-    return value

@@ -100,7 +100,8 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
         budget_passes = budget * full_recipe_passes(n, train_config)
     ledger = CostLedger(budget_passes=float(budget_passes))
     rng = np.random.default_rng(train_config.seed)
-    state = TrainingState(x=x, y=np.asarray(y, np.int64), num_classes=num_classes,
+    # y copied: a sampler may correct the labels it trains on, never the caller's
+    state = TrainingState(x=x, y=np.array(y, np.int64), num_classes=num_classes,
                           epochs=int(train_config.epochs), budget=budget, ledger=ledger,
                           rng=rng, feature_dim=feature_dim)
     batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
