@@ -178,7 +178,11 @@ def test_bench_and_train_refuse_bad_budgets_methods_protocols():
         (("bench", "guided", "--method-params", '{"flow": {"judge": "knn"'),
          "--method-params is not JSON"),
         (("bench", "guided", "--methods", "flow", "--seeds", "1", "--method-params",
-          '{"flow": {"judg": "knn"}}'), "guided method 'flow' has no parameter judg"),
+          '{"flow": {"judg": "knn"}}', "--out-dir", "/tmp/tinysift-never-written"),
+         "guided method 'flow' has no parameter judg"),
+        (("bench", "guided", "--method-params", '{"flow": {"judge": "knn"}}'),
+         "--method-params with the default --out-dir would write its tables over those of "
+         "the methods' defaults in benchmarks/results/"),
     ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)

@@ -147,6 +147,9 @@ def test_guided_bench_trains_each_method_with_its_given_parameters(tmp_path, mon
     defaults = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("flow",), seeds=1,
                                  epochs=4, **where)
     assert " with " not in defaults.recipe()
+    # a default given explicitly is not named as a change
+    assert " with " not in GuidedBenchConfig(
+        methods=("flow",), method_params={"flow": {"judge": "none"}}).recipe()
     bench_guided(defaults)  # nothing of the first bench counts: both train again
     # (flow at its defaults leaves the judge out of its stamp, as before the judge existed)
     assert [(name, p.get("judge")) for name, p in trained[2:]] == [("full-cut", None),

@@ -445,41 +445,45 @@ def _keep_steps_section() -> list[str]:
             ("fashion-mnist", "fashion-mnist", "Fashion-MNIST", "", "0.3,0.5"),
             ("mnist", "mnist", "MNIST", "", "0.3,0.5"),
             ("fashion-mnist", "fashion-mnist_noise0.2", "Fashion-MNIST, 20% label noise",
-             "--label-noise 0.2 ", "0.5")):
-        out += _kept_steps_bench(f"Guided training: {title}, budgeted runs keeping the "
-                                 "recipe's steps", "guided_keep_steps", "guided_batch64",
-                                 slug, stem, noise, budgets, "", 3, intro)
+             "--label-noise 0.2", "0.5")):
+        out += _kept_steps_bench(
+            f"Guided training: {title}, budgeted runs keeping the recipe's steps",
+            kept_folder="guided_keep_steps", small_folder="guided_batch64", slug=slug,
+            stem=stem, flags=noise, budgets=budgets, seeds=3, intro=intro)
     return out
 
 
 def _long_keep_steps_section() -> list[str]:
     """The 20-epoch recipe under 20% label noise with ``--keep-steps``, and that recipe in
-    batches of 64: does a longer recipe, which has more time to fit the flipped labels, leave
-    flow's filter room at half its passes? Nothing for a bench not run."""
+    batches of 64: does a longer recipe with the recipe's steps leave flow's filter room at
+    half its passes? Nothing for a bench not run."""
     intro = ("The 20-epoch recipe under 20 % label noise, budgeted runs in batches of 64 (as "
              "many optimizer steps as the recipe at half its sample-passes; docs/methods.md, "
              "\"A 20-epoch recipe with the recipe's steps\"). The issue's targets are set on "
              "the 10-epoch recipe in batches of 128; the checks under this table apply the "
              "same rules to this one and are not counted as the targets.")
-    return _kept_steps_bench("Guided training: Fashion-MNIST, 20% label noise, a 20-epoch "
-                             "recipe, budgeted runs keeping its steps",
-                             "guided_long_keep_steps", "guided_long_batch64", "fashion-mnist",
-                             "fashion-mnist_noise0.2", "--label-noise 0.2 ", "0.5",
-                             "--epochs 20 ", 5, intro,
-                             methods="--methods full-cut,rs2,infobatch,flow ")
+    return _kept_steps_bench(
+        "Guided training: Fashion-MNIST, 20% label noise, a 20-epoch recipe, budgeted runs "
+        "keeping its steps", kept_folder="guided_long_keep_steps",
+        small_folder="guided_long_batch64", slug="fashion-mnist", stem="fashion-mnist_noise0.2",
+        flags="--label-noise 0.2 --epochs 20", budgets="0.5", seeds=5, intro=intro,
+        methods="full-cut,rs2,infobatch,flow")
 
 
-def _kept_steps_bench(heading: str, kept_folder: str, small_folder: str, slug: str,
-                      stem: str, noise: str, budgets: str, epochs: str, seeds: int,
-                      intro: str, methods: str = "") -> list[str]:
-    """One ``--keep-steps`` bench's section, and (where it ran) its recipe in batches of 64
-    on the same machine and seeds, with every method at 0.5 against it."""
+def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug: str,
+                      stem: str, flags: str, budgets: str, seeds: int, intro: str,
+                      methods: str = "") -> list[str]:
+    """One ``--keep-steps`` bench's section (its command: ``--dataset slug``, ``flags``, the
+    budgets, ``--methods methods`` where given, the seeds), and (where it ran) its recipe in
+    batches of 64 on the same machine and seeds, with every method at 0.5 against it."""
     from tinysift.bench.stats import paired_difference
 
+    given = " ".join(f for f in (flags, f"--methods {methods}" if methods else "") if f)
+    common = f"tinysift bench guided --dataset {slug} " + (f"{given} " if given else "")
     out = _seeded_section(
         heading, f"{kept_folder}/guided_{stem}",
-        f"tinysift bench guided --dataset {slug} {noise}{epochs}--keep-steps --budgets "
-        f"{budgets} {methods}--seeds {seeds} --out-dir benchmarks/results/{kept_folder}", None,
+        f"{common}--keep-steps --budgets {budgets} --seeds {seeds} --out-dir "
+        f"benchmarks/results/{kept_folder}", None,
         "guided training, keeping the recipe's steps", guided_targets, intro=intro,
         checks=NOT_COUNTED)
     small = load(f"{small_folder}/guided_{stem}.json")
@@ -487,6 +491,8 @@ def _kept_steps_bench(heading: str, kept_folder: str, small_folder: str, slug: s
     if small is None or kept is None:
         return out
     n = min(small["seeds"], kept["seeds"])
+    if n < 2:  # no paired interval from one seed
+        return out
     ref = small["full_data_acc"]["runs"][:n]
     diffs = "; ".join(
         f"{m} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
@@ -495,7 +501,8 @@ def _kept_steps_bench(heading: str, kept_folder: str, small_folder: str, slug: s
     gain = paired_difference(ref, kept["full_data_acc"]["runs"][:n])
     return out + [
         f"The recipe itself in batches of 64 (`tinysift bench guided --dataset {slug} "
-        f"{noise}{epochs}--batch 64 --budgets 0.5 --methods full-cut --seeds {small['seeds']} "
+        + (f"{flags} " if flags else "") +
+        f"--batch 64 --budgets 0.5 --methods full-cut --seeds {small['seeds']} "
         f"--out-dir benchmarks/results/{small_folder}`, same machine and seeds): "
         f"{small['full_data_acc']['mean']:.4f}, {100 * gain['mean']:+.2f} ± "
         f"{100 * gain['half_width']:.2f} pt over the batch-128 recipe ({n} seeds). Against "
@@ -525,9 +532,12 @@ def _judge_section() -> list[str]:
         checks=NOT_COUNTED)
     judged = load(f"{stem}.json")
     plain = load("guided_judge_keep_steps/no_judge/guided_fashion-mnist_noise0.2.json")
-    if judged is None or plain is None:
+    if judged is None or plain is None or not all(
+            "0.5" in res["methods"].get("flow", {}) for res in (judged, plain)):
         return out
     n = min(judged["seeds"], plain["seeds"])
+    if n < 2:  # no paired interval from one seed
+        return out
     gain = paired_difference(judged["methods"]["flow"]["0.5"]["runs"][:n],
                              plain["methods"]["flow"]["0.5"]["runs"][:n])
     same = judged["full_data_acc"]["runs"][:n] == plain["full_data_acc"]["runs"][:n]

@@ -217,10 +217,11 @@ def vq_ucb_sampler(seed: int, c: float = 1.0, decay: float = 0.9, **vq_params):
 
 
 def flow_relabel_sampler(seed: int, **flow_params):
-    """flow's sampler where the samples its filter drops as mislabelled, the model and the
-    density agreeing on one other class, are trained with that class from then on (label
-    correction, as in SELFIE or Tanaka et al. 2018; an ablation, not a method). Outliers and
-    the pixel judge's drops stay dropped; a corrected sample is not judged again."""
+    """flow's sampler where the samples its filter drops (as mislabelled, or as misclassified
+    outliers) on whose other class the model and the density agree are trained with that
+    class from then on (label correction, as in SELFIE or Tanaka et al. 2018; an ablation, not
+    a method). The other drops and the pixel judge's stay dropped; a corrected sample is not
+    judged again (nor does it take a place under the filter's cap per class)."""
     from tinysift.guided.methods.flow import FlowGuided
 
     class FlowRelabel(FlowGuided):
@@ -231,9 +232,17 @@ def flow_relabel_sampler(seed: int, **flow_params):
             self.relabeled_ = np.zeros(state.num_samples, bool)
             self.labels_ = state.y  # the labels trained on, corrections included
 
+        def _judge(self, state, also=None):
+            # corrected samples are exempt as the judged ones are, before the cap per class
+            judged = self.judged_
+            self.judged_ = judged | self.relabeled_
+            try:
+                return super()._judge(state, also)
+            finally:
+                self.judged_ = judged
+
         def before_codebook(self, state):
             super().before_codebook(state)
-            self.dropped_ &= ~self.relabeled_
             agree = (self.dropped_ & ~self.judged_ & (state.pred >= 0)
                      & (state.pred != state.y) & (state.pred == self.density_class_))
             state.y[agree] = state.pred[agree]  # the loop trains on state.y

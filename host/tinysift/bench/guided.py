@@ -69,10 +69,14 @@ class GuidedBenchConfig:
         if self.keep_steps:
             text += (f"; budgeted runs train in batches of {self.batch} x budget (as many "
                      f"steps as the recipe, --keep-steps)")
+        from tinysift.guided import make_sampler
+
         for method, params in sorted(self.method_params.items()):
-            if params:  # what differs from the method's defaults (--method-params)
+            default = make_sampler(_sampler_name(method))  # its attributes: the defaults
+            changed = {k: v for k, v in params.items() if getattr(default, k, object()) != v}
+            if changed:  # what differs from the method's defaults (--method-params)
                 text += f"; {method} with " + ", ".join(f"{k}={v}" for k, v in
-                                                        sorted(params.items()))
+                                                        sorted(changed.items()))
         return text
 
 

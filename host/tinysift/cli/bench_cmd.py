@@ -10,6 +10,9 @@ import typer
 from tinysift.cli.app_console import console
 from tinysift.cli.checks import json_object, positive_ints
 
+#: Where the committed benches write their results files.
+DEFAULT_OUT_DIR = Path("benchmarks/results")
+
 app = typer.Typer(help="Benchmarks: write JSON + markdown + plot under benchmarks/results.",
                   no_args_is_help=True)
 
@@ -108,7 +111,7 @@ def guided_cmd(
     epochs: int = typer.Option(None, min=1, help="epochs of the full-data recipe (default 10)"),
     label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(DEFAULT_OUT_DIR),
     rerun: str = typer.Option("", help="comma-separated methods ('full': the recipe) to "
                               "train again though logged, e.g. to pair them with a rerun "
                               "method on one machine; earlier records stay in the log. "
@@ -129,6 +132,12 @@ def guided_cmd(
 
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
     by_method = _method_params(method_params, names)
+    if any(by_method.values()) and out_dir == DEFAULT_OUT_DIR:
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError(f"--method-params with the default --out-dir would write its "
+                            f"tables over those of the methods' defaults in {out_dir}/: give "
+                            f"it a folder of its own, e.g. --out-dir {out_dir}/guided_params")
     _quick_alone(quick, "digits, budget 0.5, 1 seed, 20 epochs", dataset=dataset,
                  budgets=budgets, seeds=seeds, epochs=epochs, rerun=rerun or None,
                  keep_steps=keep_steps, batch=batch)
