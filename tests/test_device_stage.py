@@ -39,7 +39,7 @@ def complete_result(run, label: str, params, set_hash: str | None, session: str 
     from tinysift.runs import atomic_write_json
     from tinysift.stages.device import RESULTS, build_identity
 
-    res = DeviceResults(board=BOARD, clock_hz=1, params=vars(params), energy_model={},
+    res = DeviceResults(board=BOARD, clock_hz=1, params=params.record(), energy_model={},
                         started="then", status="complete",
                         build=build_identity(run, load_board(BOARD)),
                         session=session, train_set_hash=set_hash, test_acc_after=0.9)
@@ -199,6 +199,24 @@ def test_cached_result_only_for_the_same_board(tmp_path):
     complete_result(run, "full-300", params, session_set(run, None, False, "ram")[1])
     assert cached_results(run, "full-300", params, BOARD) is not None
     assert cached_results(run, "full-300", params, "qemu-mps2-an500") is None
+
+
+def test_a_steps_run_records_no_epoch_count_and_resumes_whatever_it_was(tmp_path):
+    """With --steps the firmware never sees an epoch count: results.json recorded the
+    CLI's default (epochs 5) beside the steps, and an identical training with another unused
+    epoch count was trained again instead of reused."""
+    from tinysift.stages.device import TrainParams, cached_results, run_on_device, session_set
+
+    run = exported_run(tmp_path / "run")
+    steps = TrainParams(epochs=5, steps=40)
+    with pytest.raises(DeviceError):
+        run_on_device(run, BOARD, port=NO_PORT, params=steps, label="s")
+    recorded = load(run / "device" / "s" / "results.json").params
+    assert recorded["steps"] == 40 and recorded["epochs"] is None
+    complete_result(run, "s", steps, session_set(run, None, False, "ram")[1])
+    assert cached_results(run, "s", TrainParams(epochs=3, steps=40), BOARD) is not None
+    assert cached_results(run, "s", TrainParams(epochs=5, steps=41), BOARD) is None
+    assert TrainParams(epochs=3).record()["epochs"] == 3  # an epochs run keeps its count
 
 
 def test_cached_stream_result_only_for_the_same_board(tmp_path):

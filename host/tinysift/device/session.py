@@ -68,6 +68,16 @@ class TrainParams:
             cmd += " balance=1"
         return cmd
 
+    def record(self) -> dict:
+        """The parameters as results.json records them and a resume compares them: with
+        ``steps`` the epoch count is not sent (the firmware never sees it), so it is not
+        recorded either (a ``--steps`` run said ``epochs: 5``, and a rerun with another
+        unused epoch count did not reuse an identical training)."""
+        fields = dict(vars(self))
+        if self.steps is not None:
+            fields["epochs"] = None
+        return fields
+
     def validate(self) -> None:
         """The firmware's ranges (docs/protocol.md), checked before anything starts."""
         from tinysift.errors import TinysiftError
@@ -154,7 +164,7 @@ class DeviceSession:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.session_id = self.session_id or new_session_id()
         self.results = DeviceResults(
-            board=self.board.name, clock_hz=self.board.clock_hz, params=vars(self.params),
+            board=self.board.name, clock_hz=self.board.clock_hz, params=self.params.record(),
             energy_model={"supply_v": self.board.supply_v,
                           "active_current_ma": self.board.active_current_ma,
                           "source": self.board.current_source},

@@ -395,7 +395,7 @@ def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: 
     if not path.exists():
         return None
     res = DeviceResults.load(path)
-    if not res.reusable_for(board, vars(params), build_identity(run_dir, load_board(board)),
+    if not res.reusable_for(board, params.record(), build_identity(run_dir, load_board(board)),
                             session_set(run_dir, train_set, use_db, db_use)[1]):
         return None
     return res

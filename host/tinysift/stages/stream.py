@@ -96,7 +96,7 @@ def _cached(folder: Path, board: str, params: TrainParams, stream: StreamParams,
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
     res = DeviceResults.load(path)
-    if not res.reusable_for(board, vars(params), build, set_hash) or \
+    if not res.reusable_for(board, params.record(), build, set_hash) or \
             json.loads(spath.read_text()) != vars(stream):
         return None
     doc = json.loads((folder / STREAM_FILE).read_text())
