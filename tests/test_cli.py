@@ -202,9 +202,13 @@ def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, c
                      "--ms", ms]) == 2, ms
         (line,) = _error_lines(capsys.readouterr().err)
         assert "Invalid value for '--ms'" in line, line
-    assert not list(tmp_path.iterdir())
+    # a length in range without --port: nothing runs it, it was ignored without a word
     assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "3",
-                 "--ms", "600000"]) == 0
+                 "--ms", "600000"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "--ms" in line and "without --port nothing runs" in line, line
+    assert not list(tmp_path.iterdir())
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "3"]) == 0
     assert (tmp_path / "boards" / "nucleo_f411re.toml").is_file()
 
 
@@ -533,10 +537,14 @@ def test_device_run_trains_what_the_device_can_and_refuses_a_joulescope_on_qemu(
     assert params[1].command() == ("train epochs=5 lr=0.05 momentum=0.9 batch=32 seed=1 "
                                    "init=export")
     for args, said in ((["--epochs", "3", "--steps", "40"], "give one"),
-                       (["--joulescope"], "without --port the run is emulated")):
+                       (["--joulescope"], "--board qemu-mps2-an386 is emulated"),
+                       # a real board lacks only its port (the line said "emulated")
+                       (["--joulescope", "--board", "nucleo_f446re"], "pass the board's "
+                                                                      "serial port (--port")):
         assert main(["device", "run", "--run", run, *args]) == 2, args
         (line,) = _error_lines(capsys.readouterr().err)
         assert said in line, line
+        assert "emulated" not in line or "qemu" in line, line
     assert len(params) == 2
 
 

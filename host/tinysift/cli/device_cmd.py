@@ -114,13 +114,24 @@ def calibrate_cmd(
     current_ma: float = typer.Option(None, help="your meter's reading instead, in mA"),
     # the firmware's range (TS_PROTO_MAX_CALIB_MS): a length outside it was refused by the
     # board once connected, and with --current-ma alone taken without a word
-    ms: int = typer.Option(2000, min=1, max=600_000, help="length of the fixed workload in ms"),
+    ms: int = typer.Option(None, min=1, max=600_000, help="length of the fixed workload the "
+                                                          "board runs on --port, in ms "
+                                                          "(default 2000)"),
 ) -> None:
     """Measure the board's active current, which later runs' energy estimates use.
 
     It goes into your own profile of the board, outside the repository."""
     from tinysift.device.calibrate import calibrate
 
+    if ms is not None and port is None:
+        # without a port nothing runs: the length was taken and ignored
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError("--ms sets the workload the board runs on --port, and without "
+                            "--port nothing runs (--current-ma alone is taken as read): "
+                            "pass the board's --port to run it while you read your meter, "
+                            "or leave --ms out")
+    ms = 2000 if ms is None else ms
     monitor = None
     if joulescope:
         from tinysift.device.energy import JoulescopeMonitor
@@ -183,12 +194,18 @@ def run_cmd(
         raise TinysiftError("--epochs and --steps both set the training's length: give one")
     if joulescope and port is None:
         # a Joulescope measures a real board's supply: on the emulator it measured nothing
-        # and the run silently kept its estimates
+        # and the run silently kept its estimates (this said "emulated" for a real --board
+        # too, which lacked only its port)
+        from tinysift.boards import load_board
         from tinysift.errors import TinysiftError
 
-        raise TinysiftError("--joulescope measures a real board's supply current; without "
-                            "--port the run is emulated (QEMU): flash a real board and pass "
-                            "its --board and --port, or leave --joulescope out")
+        if load_board(board).emulated:
+            raise TinysiftError(f"--joulescope measures a real board's supply current; "
+                                f"--board {board} is emulated (QEMU): flash a real board "
+                                "and pass its --board and --port, or leave --joulescope out")
+        raise TinysiftError(f"--joulescope measures the supply of --board {board} while it "
+                            "trains: pass the board's serial port (--port; `tinysift device "
+                            "list` shows it) once it is flashed")
     params = TrainParams(epochs=5 if epochs is None else epochs, lr=lr, batch=batch,
                          seed=seed, update=update, steps=steps, schedule=schedule,
                          balance=balance)
