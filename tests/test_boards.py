@@ -198,15 +198,19 @@ def test_flash_refuses_a_port_it_would_not_use(tmp_path):
 
 def test_flash_with_a_probe_serial_openocd_accepts(tmp_path):
     """The real OpenOCD (no ST-LINK here) takes the `adapter serial` command: it fails at
-    opening the probe, as without one, not at the command."""
+    opening the probe, as without one, not at the command; the line names the serial that
+    matched no probe and where to read the attached ones' (it said only "plugged in?")."""
     need_tools("openocd")
     brd = load_board("nucleo_f411re")
     elf = tmp_path / "firmware.elf"
     elf.write_bytes(b"\x7fELF")
     step = flash_steps(brd, build_plan(brd, None, tmp_path), serial="066AFF495051")[1][0]
     step.cmd[-1] = f"program {{{elf}}} verify reset exit"
-    with pytest.raises(DeviceError, match="no debug probe found"):
+    with pytest.raises(DeviceError, match="no debug probe found") as err:
         run_step(step, brd, timeout=60)
+    msg = str(err.value)
+    assert "no probe with serial 066AFF495051" in msg and "st-info --probe" in msg, msg
+    assert "\n" not in msg, msg
 
 
 @pytest.mark.parametrize("board,said", [
@@ -254,7 +258,8 @@ def test_flash_without_a_probe_fails_in_one_line(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg, msg
     assert msg.startswith("flash with OpenOCD failed: "), msg
-    assert "no debug probe found" in msg, msg
+    assert "no debug probe found" in msg and "plugged in over USB" in msg, msg
+    assert "serial" not in msg, msg  # no serial was asked for
 
 
 # ---- the user's profiles (calibration) --------------------------------------------------------

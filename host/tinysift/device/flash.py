@@ -50,6 +50,8 @@ class FlashStep:
     #: a copy onto the Pico's RPI-RP2 drive, found when the step runs (after the build: the
     #: Pico may be put in BOOTSEL mode while it builds)
     uf2_copy: bool = False
+    #: the probe serial it picks (``--probe-serial``), for the hint when none matches
+    serial: str | None = None
 
     def shell(self) -> str:
         return shlex.join(self.cmd)
@@ -86,19 +88,20 @@ def probe_steps(board: Board, elf: Path, probe: str,
         return [FlashStep("flash with OpenOCD", [
             "openocd", "-f", board.openocd_config, *pick,
             # braces: a Tcl word taken literally (a path with spaces, $ or [ ] in it)
-            "-c", f"program {{{elf}}} verify reset exit"], tool="openocd")]
+            "-c", f"program {{{elf}}} verify reset exit"], tool="openocd", serial=serial)]
     if probe == "pyocd":
         if not board.pyocd_target:
             raise DeviceError(f"{board.name} has no pyOCD target in its profile (pyocd_target)")
         return [FlashStep("flash with pyOCD", [
             "pyocd", "flash", *(["--uid", serial] if serial is not None else []),
-            "--target", board.pyocd_target, str(elf)], tool="pyocd")]
+            "--target", board.pyocd_target, str(elf)], tool="pyocd", serial=serial)]
     binary = elf.with_suffix(".bin")
     return [FlashStep("raw image for st-flash", [
                 "arm-none-eabi-objcopy", "-O", "binary", str(elf), str(binary)]),
             FlashStep("flash with st-flash", [
                 "st-flash", *(["--serial", serial] if serial is not None else []),
-                "--reset", "write", str(binary), hex(FLASH_BASE)], tool="stlink")]
+                "--reset", "write", str(binary), hex(FLASH_BASE)], tool="stlink",
+                      serial=serial)]
 
 
 def uf2_drive() -> Path | None:
@@ -208,8 +211,14 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
         raise DeviceError(f"{step.what} took over {timeout:.0f} s: is the board connected?") \
             from exc
     if proc.returncode != 0:
+        failure = _failure(proc.stdout + proc.stderr)
         hint = ""
-        if step.tool:
+        if step.tool and step.serial is not None and failure.startswith("no debug probe"):
+            # the probe named may be attached under another serial, or not at all
+            hint = (f"; no probe with serial {step.serial} answered: check --probe-serial "
+                    "against the serials `st-info --probe` or `pyocd list` shows (or leave it "
+                    "out to take the one attached)")
+        elif step.tool:
             hint = (f"; is {board.name} plugged in over USB (its ST-LINK), and no other "
                     "debugger holding the probe?")
-        raise DeviceError(f"{step.what} failed: {_failure(proc.stdout + proc.stderr)}{hint}")
+        raise DeviceError(f"{step.what} failed: {failure}{hint}")
