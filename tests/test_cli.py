@@ -300,6 +300,11 @@ BAD_INPUT = [
     (["engine", "check", "--tflite", "{tmp}/m.tflite", "--count", "-1"], "--count"),
     (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e",
       "--count", "-1"], "--count"),
+    # a count beside the inputs it does not draw (ignored without a word)
+    (["engine", "check", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/x.npy", "--count",
+      "5"], "--count 5 sets how many random inputs to draw, and --inputs"),
+    (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/e", "--inputs",
+      "{tmp}/x.npy", "--count", "5"], "give one"),
     (["engine", "check", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/obj.npy"],
      "not a readable .npy"),
     (["engine", "check", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/garbage.npz"],

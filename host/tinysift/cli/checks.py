@@ -86,6 +86,17 @@ def load_array(path: Path, flag: str):
     return loaded
 
 
+def random_count(count: int | None, inputs: Path | None, default: int = 200) -> int:
+    """How many random inputs to draw: ``--count`` or its default; refused beside
+    ``--inputs``, which gives the inputs (the count was ignored without a word)."""
+    from tinysift.errors import TinysiftError
+
+    if count is not None and inputs is not None:
+        raise TinysiftError(f"--count {count} sets how many random inputs to draw, and "
+                            f"--inputs {inputs} gives the inputs: give one")
+    return default if count is None else count
+
+
 def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
                 ) -> dict | None:
     """``text`` parsed as a JSON object (None when not given); anything else is a clear error

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console, print_json
-from tinysift.cli.checks import load_array, seed_option
+from tinysift.cli.checks import load_array, random_count, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
                                               "only at its input and output)"),
         inputs: Path = typer.Option(None, help=".npy of inputs in the model's input type "
                                                "(default: random int8)"),
-        count: int = typer.Option(200, min=1, help="random inputs when --inputs is not "
-                                                           "given"),
+        count: int = typer.Option(None, min=1, help="random inputs when --inputs is not "
+                                                     "given (default 200)"),
         board: str = typer.Option(None, help="add the inference memory plan for this board "
                                              "and the instructions of one inference on the "
                                              "emulated Cortex-M4"),
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         the model is refused."""
         from tinysift.stages.engine import check_tflite
 
+        count = random_count(count, inputs)
         x = load_array(inputs, "--inputs") if inputs is not None else None
         r = check_tflite(tflite, inputs=x, count=count, seed=seed, board=board,
                          out_dir=out_dir)
@@ -105,14 +106,15 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(..., help="the folder to write the export to"),
         inputs: Path = typer.Option(None, help=".npy of inputs for the golden data "
                                                "(default: random)"),
-        count: int = typer.Option(200, min=1, help="random inputs when --inputs is not "
-                                                           "given"),
+        count: int = typer.Option(None, min=1, help="random inputs when --inputs is not "
+                                                     "given (default 200)"),
         board: str = typer.Option(None, help="add the inference memory plan for this board"),
         seed: int = seed_option(0),
     ) -> None:
         """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
         from tinysift.stages.export import export_tflite
 
+        count = random_count(count, inputs)
         x = load_array(inputs, "--inputs") if inputs is not None else None
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
         console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
