@@ -462,12 +462,47 @@ def _long_keep_steps_section() -> list[str]:
              "\"A 20-epoch recipe with the recipe's steps\"). The issue's targets are set on "
              "the 10-epoch recipe in batches of 128; the checks under this table apply the "
              "same rules to this one and are not counted as the targets.")
-    return _kept_steps_bench(
+    res = load("guided_long_keep_steps/guided_fashion-mnist_noise0.2.json")
+    out = _kept_steps_bench(
         "Guided training: Fashion-MNIST, 20% label noise, a 20-epoch recipe, budgeted runs "
         "keeping its steps", kept_folder="guided_long_keep_steps",
         small_folder="guided_long_batch64", slug="fashion-mnist", stem="fashion-mnist_noise0.2",
-        flags="--label-noise 0.2 --epochs 20", budgets="0.5", seeds=5, intro=intro,
+        flags="--label-noise 0.2 --epochs 20", budgets="0.5",
+        seeds=res["seeds_planned"] if res else 10, intro=intro,
         methods="full-cut,rs2,infobatch,flow")
+    return out + (_replication_lines(res, FIRST_LONG_SEEDS) if res else [])
+
+
+#: seeds the 20-epoch keep-steps bench had when its result was first written up; the seeds
+#: after them were run later to see whether it holds on seeds nobody had looked at
+FIRST_LONG_SEEDS = 5
+
+
+def _replication_lines(res: dict, first: int, method: str = "flow",
+                       budget: str = "0.5") -> list[str]:
+    """``method`` against the recipe and each other method, on the first ``first`` seeds
+    (those a result was written up from) and on the seeds run after them, apart: does a
+    finding hold on seeds nobody had looked at? Nothing until the later seeds have run."""
+    from tinysift.bench.stats import paired_difference
+
+    n = res["seeds"]
+    if n < first + 2 or budget not in res["methods"].get(method, {}):
+        return []
+    runs = {m: res["methods"][m][budget]["runs"] for m in res["methods"]
+            if budget in res["methods"][m]}
+    runs["the recipe"] = res["full_data_acc"]["runs"]
+
+    def part(lo: int, hi: int) -> str:
+        return "; ".join(
+            f"{other} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+            for other in ["the recipe", *(m for m in runs if m not in (method, "the recipe"))]
+            for d in [paired_difference(runs[method][lo:hi], runs[other][lo:hi])])
+
+    return [f"{method} at budget {budget} against the others (pt, paired), on seeds 0-{first - 1} "
+            f"(the result first written up) and on seeds {first}-{n - 1} (run afterwards, the "
+            f"same command with more seeds, to see whether it holds on new seeds) apart: "
+            f"seeds 0-{first - 1}: {part(0, first)}. Seeds {first}-{n - 1}: {part(first, n)}.",
+            ""]
 
 
 def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug: str,
