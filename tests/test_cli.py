@@ -207,6 +207,13 @@ def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, c
                  "--ms", "600000"]) == 2
     (line,) = _error_lines(capsys.readouterr().err)
     assert "--ms" in line and "without --port nothing runs" in line, line
+    # with the Joulescope the missing port is what it says (not the meter's reading, nor
+    # the driver found missing: it was loaded first)
+    for extra in ([], ["--ms", "5000"]):
+        assert main(["device", "calibrate", "--board", "nucleo_f411re", "--joulescope",
+                     *extra]) == 2, extra
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert "--joulescope needs --port" in line, line
     assert not list(tmp_path.iterdir())
     assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "3"]) == 0
     assert (tmp_path / "boards" / "nucleo_f411re.toml").is_file()

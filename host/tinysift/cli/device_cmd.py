@@ -123,14 +123,17 @@ def calibrate_cmd(
     It goes into your own profile of the board, outside the repository."""
     from tinysift.device.calibrate import calibrate
 
-    if ms is not None and port is None:
-        # without a port nothing runs: the length was taken and ignored
+    if port is None and (joulescope or ms is not None):
+        # without a port nothing runs: --ms was taken and ignored, and --joulescope was
+        # refused only after its driver had been loaded (or found missing)
         from tinysift.errors import TinysiftError
 
-        raise TinysiftError("--ms sets the workload the board runs on --port, and without "
-                            "--port nothing runs (--current-ma alone is taken as read): "
-                            "pass the board's --port to run it while you read your meter, "
-                            "or leave --ms out")
+        if joulescope:
+            raise TinysiftError("--joulescope needs --port: the board must run the workload "
+                                "it measures (`tinysift device list` shows the port)")
+        raise TinysiftError("--ms sets how long the board runs the workload on --port, and "
+                            "without --port nothing runs: give the board's --port, or leave "
+                            "--ms out (--current-ma alone is taken as your meter's reading)")
     ms = 2000 if ms is None else ms
     monitor = None
     if joulescope:
