@@ -452,7 +452,7 @@ def _keep_steps_section() -> list[str]:
         out += _kept_steps_bench(
             f"Guided training: {title}, budgeted runs keeping the recipe's steps",
             kept_folder="guided_keep_steps", small_folder="guided_batch64", slug=slug,
-            stem=stem, flags=noise, budgets=budgets, seeds=3, intro=intro)
+            stem=stem, flags=noise, budgets=budgets, intro=intro)
     return out
 
 
@@ -465,27 +465,24 @@ def _long_keep_steps_section() -> list[str]:
              "\"A 20-epoch recipe with the recipe's steps\"). The issue's targets are set on "
              "the 10-epoch recipe in batches of 128; the checks under this table apply the "
              "same rules to this one and are not counted as the targets.")
-    res = load("guided_long_keep_steps/guided_fashion-mnist_noise0.2.json")
     out = _kept_steps_bench(
         "Guided training: Fashion-MNIST, 20% label noise, a 20-epoch recipe, budgeted runs "
         "keeping its steps", kept_folder="guided_long_keep_steps",
         small_folder="guided_long_batch64", slug="fashion-mnist", stem="fashion-mnist_noise0.2",
-        flags="--label-noise 0.2 --epochs 20", budgets="0.5",
-        seeds=res["seeds_planned"] if res else 10, intro=intro,
+        flags="--label-noise 0.2 --epochs 20", budgets="0.5", intro=intro,
         methods="full-cut,rs2,infobatch,flow")
-    out += _replication_lines(res, FIRST_LONG_SEEDS) if res else []
+    if res := load("guided_long_keep_steps/guided_fashion-mnist_noise0.2.json"):
+        out += _replication_lines(res, FIRST_LONG_SEEDS)
     clean_intro = ("The same 20-epoch recipe on clean data, budgeted runs in batches of 64: "
                    "whether what it does for flow under noise carries over where there is no "
                    "flipped label to filter (docs/methods.md, \"A 20-epoch recipe with the "
                    "recipe's steps, on clean data\"). The checks apply the targets' rules to "
                    "this recipe and are not counted as the targets.")
-    clean = load("guided_long_keep_steps/guided_fashion-mnist.json")
     return out + _kept_steps_bench(
         "Guided training: Fashion-MNIST, a 20-epoch recipe, budgeted runs keeping its steps",
         kept_folder="guided_long_keep_steps", small_folder="guided_long_batch64",
         slug="fashion-mnist", stem="fashion-mnist", flags="--epochs 20", budgets="0.5",
-        seeds=clean["seeds_planned"] if clean else 3, intro=clean_intro,
-        methods="full-cut,rs2,infobatch,vq,flow")
+        intro=clean_intro, methods="full-cut,rs2,infobatch,vq,flow")
 
 
 #: seeds the 20-epoch keep-steps bench had when its result was first written up; the seeds
@@ -521,24 +518,27 @@ def _replication_lines(res: dict, first: int, method: str = "flow",
 
 
 def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug: str,
-                      stem: str, flags: str, budgets: str, seeds: int, intro: str,
+                      stem: str, flags: str, budgets: str, intro: str,
                       methods: str = "") -> list[str]:
     """One ``--keep-steps`` bench's section (its command: ``--dataset slug``, ``flags``, the
-    budgets, ``--methods methods`` where given, the seeds), and (where it ran) its recipe in
-    batches of 64 on the same machine and seeds, with every method at 0.5 against it."""
+    budgets, ``--methods methods`` where given, the seeds its results file planned), and
+    (where it ran) its recipe in batches of 64 on the same machine and seeds, with every
+    method at 0.5 against it. Nothing for a bench not run."""
     from tinysift.bench.stats import paired_difference
 
+    kept = load(f"{kept_folder}/guided_{stem}.json")
+    if kept is None:
+        return []
     given = " ".join(f for f in (flags, f"--methods {methods}" if methods else "") if f)
     common = f"tinysift bench guided --dataset {slug} " + (f"{given} " if given else "")
     out = _seeded_section(
         heading, f"{kept_folder}/guided_{stem}",
-        f"{common}--keep-steps --budgets {budgets} --seeds {seeds} --out-dir "
+        f"{common}--keep-steps --budgets {budgets} --seeds {kept['seeds_planned']} --out-dir "
         f"benchmarks/results/{kept_folder}", None,
         "guided training, keeping the recipe's steps", guided_targets, intro=intro,
         checks=NOT_COUNTED)
     small = load(f"{small_folder}/guided_{stem}.json")
-    kept = load(f"{kept_folder}/guided_{stem}.json")
-    if small is None or kept is None:
+    if small is None:
         return out
     n = min(small["seeds"], kept["seeds"])
     if n < 2:  # no paired interval from one seed

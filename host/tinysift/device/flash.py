@@ -172,6 +172,7 @@ def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
 
 
 #: what a flash tool says when no probe is attached, in its own words -> in ours
+NO_PROBE_FOUND = "no debug probe found"
 NO_PROBE = ("open failed", "couldn't find any st-link", "no connected debug probes",
             "unable to find a matching", "no device found")
 
@@ -184,7 +185,7 @@ def _failure(text: str) -> str:
               or lines or ["no output"])
     line = errors[-1]
     if any(sign in line.lower() for sign in NO_PROBE):
-        return f"no debug probe found ({line})"
+        return f"{NO_PROBE_FOUND} ({line})"
     return line
 
 
@@ -213,7 +214,7 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
     if proc.returncode != 0:
         failure = _failure(proc.stdout + proc.stderr)
         hint = ""
-        if step.tool and step.serial is not None and failure.startswith("no debug probe"):
+        if step.tool and step.serial is not None and failure.startswith(NO_PROBE_FOUND):
             # the probe named may be attached under another serial, or not at all
             hint = (f"; no probe with serial {step.serial} answered: check --probe-serial "
                     "against the serials `st-info --probe` or `pyocd list` shows (or leave it "
