@@ -127,6 +127,35 @@ def test_equal_steps_targets_count_either_of_vq_and_flow():
         "NOT met)")
 
 
+def test_equal_steps_rule_counts_a_target_only_if_the_later_seeds_do_not_contradict_it():
+    """The rule written before the reruns' seeds 5-9 ran: met on every seed, and the later
+    seeds alone not pointing the other way; nothing before they have run."""
+    collect = _collect()
+    random = [0.900, 0.910, 0.920, 0.905, 0.915, 0.908, 0.912]
+
+    def res(late: float) -> dict:
+        vq = [a + (0.01 if i < 5 else late) for i, a in enumerate(random)]
+        out = _equal_steps({"random": random, "vq": vq, "flow": random})
+        return out | {"seeds": 7, "full_data_acc": {"mean": 0.95, "runs": [0.95] * 7}}
+
+    contradicted = res(-0.002)
+    # met on the seven seeds (+0.66 +- 0.54 points) ...
+    assert next(x for x in collect.equal_steps_targets(contradicted)
+                if "vs random" in x).endswith(": met)")
+    rule = collect.equal_steps_rule(contradicted, first=5)
+    above = next(x for x in rule if "above random" in x)
+    # ... but seeds 5-6 alone have vq below random
+    assert "seeds 5-6 alone: vq -0.20" in above
+    assert above.endswith("**NOT met (contradicted by the later seeds)**")
+    assert next(x for x in collect.equal_steps_rule(res(0.003), first=5)
+                if "above random" in x).endswith("**met**")
+    assert collect.equal_steps_rule(contradicted, first=6) == []  # one later seed: no interval
+    late = collect.seed_slice(contradicted, 5, 7)
+    assert late["methods"]["vq"]["0.03"]["runs"] == pytest.approx([0.906, 0.910])
+    assert late["methods"]["vq"]["0.03"]["acc_mean"] == pytest.approx(0.908)
+    assert contradicted["methods"]["vq"]["0.03"]["runs"][5] == pytest.approx(0.906)  # a copy
+
+
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
