@@ -295,6 +295,32 @@ def test_calibrate_with_the_users_meter():
         calibrate("nucleo_f411re")
 
 
+def test_calibrate_and_a_device_run_refuse_their_inputs_before_any_port_or_monitor(tmp_path):
+    """The library refuses what the CLI refuses, with the same functions the CLI calls
+    before it loads the Joulescope's driver (they were twin checks, the library's without
+    --ms or the run's monitor at all): a workload length nothing runs or the firmware
+    refuses, a monitor without the board's port, and a device run measured on the emulator
+    (it measured nothing) or on a real board without its port; nothing is written."""
+    from tinysift.device.calibrate import calibrate
+    from tinysift.stages.device import run_on_device
+
+    class Monitor:
+        name = "joulescope"
+
+    with pytest.raises(TinysiftError, match="without --port nothing runs"):
+        calibrate("nucleo_f411re", current_ma=3.0, ms=500)
+    with pytest.raises(TinysiftError, match=r"--ms must be 1\.\.600000"):
+        calibrate("nucleo_f411re", port="/dev/null", current_ma=3.0, ms=600_001)
+    with pytest.raises(TinysiftError, match="--joulescope needs --port"):
+        calibrate("nucleo_f411re", monitor=Monitor())
+    assert load_board("nucleo_f411re").active_current_ma == 10.0  # no profile written
+    for board, port, message in (("qemu-mps2-an386", None, "is emulated"),
+                                 ("nucleo_f446re", None, "pass the board's serial port")):
+        with pytest.raises(TinysiftError, match=message):  # before the (missing) export
+            run_on_device(tmp_path / "no-run", board, port=port, monitor=Monitor())
+    assert not (tmp_path / "no-run").exists()
+
+
 # ---- a profile's values are checked when it is loaded -----------------------------------------
 
 @pytest.mark.parametrize(("line", "message"), [

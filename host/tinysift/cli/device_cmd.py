@@ -121,25 +121,16 @@ def calibrate_cmd(
     """Measure the board's active current, which later runs' energy estimates use.
 
     It goes into your own profile of the board, outside the repository."""
-    from tinysift.device.calibrate import calibrate
+    from tinysift.boards import load_board
+    from tinysift.device.calibrate import DEFAULT_CALIB_MS, calibrate, check_calibration
 
-    if port is None and (joulescope or ms is not None):
-        # without a port nothing runs: --ms was taken and ignored, and --joulescope was
-        # refused only after its driver had been loaded (or found missing)
-        from tinysift.errors import TinysiftError
-
-        if joulescope:
-            raise TinysiftError("--joulescope needs --port: the board must run the workload "
-                                "it measures (`tinysift device list` shows the port)")
-        raise TinysiftError("--ms sets how long the board runs the workload on --port, and "
-                            "without --port nothing runs: give the board's --port, or leave "
-                            "--ms out (--current-ma alone is taken as your meter's reading)")
-    ms = 2000 if ms is None else ms
+    # checked before the Joulescope's driver loads: a missing port is what the user hears
+    check_calibration(load_board(board), port, joulescope, current_ma, ms)
     monitor = None
     if joulescope:
         from tinysift.device.energy import JoulescopeMonitor
 
-        monitor = JoulescopeMonitor(duration_s=ms / 1000 + 2.0)
+        monitor = JoulescopeMonitor(duration_s=(ms or DEFAULT_CALIB_MS) / 1000 + 2.0)
     cal = calibrate(board, port=port, monitor=monitor, current_ma=current_ma, ms=ms)
     console.print(f"{cal.board}: measured {cal.measured_ma:.3f} mA ({cal.how}); the profile "
                   f"estimated {cal.estimated_ma:g} mA: ratio measured/estimated "
@@ -195,20 +186,11 @@ def run_cmd(
         from tinysift.errors import TinysiftError
 
         raise TinysiftError("--epochs and --steps both set the training's length: give one")
-    if joulescope and port is None:
-        # a Joulescope measures a real board's supply: on the emulator it measured nothing
-        # and the run silently kept its estimates (this said "emulated" for a real --board
-        # too, which lacked only its port)
+    if joulescope:  # checked before the Joulescope's driver loads
         from tinysift.boards import load_board
-        from tinysift.errors import TinysiftError
+        from tinysift.stages.device import check_monitor_board
 
-        if load_board(board).emulated:
-            raise TinysiftError(f"--joulescope measures a real board's supply current; "
-                                f"--board {board} is emulated (QEMU): flash a real board "
-                                "and pass its --board and --port, or leave --joulescope out")
-        raise TinysiftError(f"--joulescope measures the supply of --board {board} while it "
-                            "trains: pass the board's serial port (--port; `tinysift device "
-                            "list` shows it) once it is flashed")
+        check_monitor_board(load_board(board), port)
     params = TrainParams(epochs=5 if epochs is None else epochs, lr=lr, batch=batch,
                          seed=seed, update=update, steps=steps, schedule=schedule,
                          balance=balance)

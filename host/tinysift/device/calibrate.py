@@ -75,21 +75,59 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
     return phase[0].int("cycles"), windows
 
 
-def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None = None,
-              current_ma: float | None = None, ms: int = 2000) -> Calibration:
-    """Measure (``monitor``) or take (``current_ma``) the board's active current and write it
-    into the user's profile of ``board``."""
-    brd = load_board(board)
+#: the firmware's longest ``calib`` workload (TS_PROTO_MAX_CALIB_MS in ts_protocol.h)
+MAX_CALIB_MS = 600_000
+#: the workload's length when none is given (the firmware's default too)
+DEFAULT_CALIB_MS = 2000
+
+
+def check_calibration(brd: Board, port: str | None, measure: bool,
+                      current_ma: float | None, ms: int | None) -> None:
+    """Everything :func:`calibrate` refuses, checked before a port or power monitor is
+    opened; the CLI calls it before it loads the Joulescope driver, so a missing port is
+    what the user hears, not the driver found missing.
+
+    Parameters
+    ----------
+    brd : the board to calibrate
+    port : its serial port (it runs ``calib``), or None
+    measure : a power monitor measures the current (``--joulescope``)
+    current_ma : the user's meter reading instead
+    ms : the workload's length given by the user, or None for the default
+
+    Raises
+    ------
+    TinysiftError
+        naming the option and its fix
+    """
     if brd.emulated:
         raise TinysiftError(f"{brd.name} is emulated: its energy is a model, there is no "
                             "current to measure")
-    if (monitor is None) == (current_ma is None):
+    if measure == (current_ma is not None):
         raise TinysiftError("pass exactly one of --joulescope (measure) and --current-ma X "
                             "(your meter's reading)")
     if current_ma is not None and not current_ma > 0:
         raise TinysiftError(f"--current-ma must be a positive current in mA, not {current_ma}")
-    if monitor is not None and port is None:
-        raise TinysiftError("--joulescope needs --port: the board must run the workload")
+    if ms is not None and not 1 <= ms <= MAX_CALIB_MS:
+        raise TinysiftError(f"--ms must be 1..{MAX_CALIB_MS} (the firmware's range), not {ms}")
+    if measure and port is None:
+        raise TinysiftError("--joulescope needs --port: the board must run the workload it "
+                            "measures (`tinysift device list` shows the port)")
+    if ms is not None and port is None:
+        # without a port nothing runs: a length given was taken and ignored
+        raise TinysiftError("--ms sets how long the board runs the workload on --port, and "
+                            "without --port nothing runs: give the board's --port, or leave "
+                            "--ms out (--current-ma alone is taken as your meter's reading)")
+
+
+def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None = None,
+              current_ma: float | None = None, ms: int | None = None) -> Calibration:
+    """Measure (``monitor``) or take (``current_ma``) the board's active current and write it
+    into the user's profile of ``board``; ``ms`` is the workload's length on ``port``
+    (default :data:`DEFAULT_CALIB_MS`). Refuses what :func:`check_calibration` refuses."""
+    brd = load_board(board)
+    check_calibration(brd, port, monitor is not None, current_ma, ms)
+    ms = DEFAULT_CALIB_MS if ms is None else ms
     cycles = window_s = None
     if port is not None:
         cycles, windows = run_workload(port, ms, monitor, board=brd)

@@ -87,6 +87,8 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         raise TinysiftError(f"--on-reset must be one of {', '.join(ON_RESET)}, got {on_reset!r}")
     brd = load_board(board)
     params = params or TrainParams()
+    if monitor is not None:
+        check_monitor_board(brd, port)
     export_info = check_session(run_dir, brd, params, port, db_use)
     train_set, set_hash = session_set(run_dir, train_set, use_db, db_use)
     if train_set is not None:  # refused before the board is contacted, not after a stream
@@ -107,6 +109,26 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
     return res
+
+
+def check_monitor_board(brd: Board, port: str | None) -> None:
+    """A power monitor measures a real board's supply while it trains: refused on an
+    emulated board (it measured nothing, and the run silently kept its estimates) and on a
+    real board without its port. The CLI calls it before it loads the Joulescope's driver.
+
+    Raises
+    ------
+    TinysiftError
+        naming the fix
+    """
+    if brd.emulated:
+        raise TinysiftError(f"--joulescope measures a real board's supply current; --board "
+                            f"{brd.name} is emulated (QEMU): flash a real board and pass its "
+                            "--board and --port, or leave --joulescope out")
+    if port is None:
+        raise TinysiftError(f"--joulescope measures the supply of --board {brd.name} while it "
+                            "trains: pass the board's serial port (--port; `tinysift device "
+                            "list` shows it) once it is flashed")
 
 
 def check_session(run_dir: Path, brd: Board, params: TrainParams, port: str | None,
