@@ -117,6 +117,12 @@ def equal_steps_checks(res: dict) -> list[dict]:
     return checks
 
 
+def _pm(d: dict) -> str:
+    """A paired difference in points with its interval's half-width, two decimals, plain
+    (stats.diff_cell bolds it, for tables)."""
+    return f"{100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+
+
 def _diff_text(d: dict, holds: Callable[[float, float], bool]) -> str:
     """A paired difference in points, with the decimals that show ``holds(mean, half)``."""
     m, h = 100 * d["mean"], 100 * d["half_width"]
@@ -178,13 +184,13 @@ def equal_steps_rule(res: dict, first: int) -> list[str]:
         if c["kind"] == "random":
             holds = [m for m in c["met_by"] if new["diffs"][m]["mean"] > 0]
             what = "above random beyond the interval"
-            late_text = "; ".join(f"{m} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+            late_text = "; ".join(f"{m} {_pm(d)}"
                                   for m, d in new["diffs"].items()) + " pt vs random"
         else:
             holds = [m for m in c["met_by"] if m in new["met_by"]]
             what = "best or within the interval of the best"
             late_text = f"{new['best']} is best" + ("; " + "; ".join(
-                f"{m} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+                f"{m} {_pm(d)}"
                 for m, d in new["diffs"].items()) + " pt from it" if new["diffs"] else "")
         verdict = ("met" if holds else
                    "NOT met (contradicted by the later seeds)" if c["met_by"] else "NOT met")
@@ -573,7 +579,7 @@ def _replication_lines(res: dict, first: int, method: str = "flow",
 
     def part(lo: int, hi: int) -> str:
         return "; ".join(
-            f"{other} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+            f"{other} {_pm(d)}"
             for other in ["the recipe", *(m for m in runs if m not in (method, "the recipe"))]
             for d in [paired_difference(runs[method][lo:hi], runs[other][lo:hi])])
 
@@ -612,7 +618,7 @@ def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug
         return out
     ref = small["full_data_acc"]["runs"][:n]
     diffs = "; ".join(
-        f"{m} {100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+        f"{m} {_pm(d)}"
         for m in kept["methods"] if "0.5" in kept["methods"][m]
         for d in [paired_difference(kept["methods"][m]["0.5"]["runs"][:n], ref)])
     gain = paired_difference(ref, kept["full_data_acc"]["runs"][:n])
@@ -621,9 +627,8 @@ def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug
         + (f"{flags} " if flags else "") +
         f"--batch 64 --budgets 0.5 --methods full-cut --seeds {small['seeds']} "
         f"--out-dir benchmarks/results/{small_folder}`, same machine and seeds): "
-        f"{small['full_data_acc']['mean']:.4f}, {100 * gain['mean']:+.2f} ± "
-        f"{100 * gain['half_width']:.2f} pt over the batch-128 recipe ({n} seeds). Against "
-        f"it, at budget 0.5 (pt, paired): {diffs}.", ""]
+        f"{small['full_data_acc']['mean']:.4f}, {_pm(gain)} pt over the batch-128 recipe "
+        f"({n} seeds). Against it, at budget 0.5 (pt, paired): {diffs}.", ""]
 
 
 def _judge_section() -> list[str]:
@@ -666,7 +671,7 @@ def _judge_section() -> list[str]:
             f"fashion-mnist --label-noise 0.2 --keep-steps --budgets 0.5 --methods flow "
             f"--seeds 5 --out-dir benchmarks/results/guided_judge_keep_steps/no_judge`): "
             f"{plain['methods']['flow']['0.5']['acc_mean']:.4f}; the judge "
-            f"{100 * gain['mean']:+.2f} ± {100 * gain['half_width']:.2f} pt over it (paired, "
+            f"{_pm(gain)} pt over it (paired, "
             f"{n} seeds). The two benches' full noisy recipes {twice}.", ""]
     return out
 
