@@ -20,7 +20,6 @@ import binascii
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -109,21 +108,23 @@ class Device:
     def __init__(self, elf: Path, env_name: str = "qemu-m4"):
         import serial
 
-        self.spec = BOARDS[env_name]
+        from tinysift.device.qemu import qemu_listening
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        self.spec = BOARDS[env_name]
         self.log = []
         self.dropped = 0
-        self.proc = subprocess.Popen(
-            ["timeout", "600", "qemu-system-arm", "-machine", self.spec["machine"],
-             "-nographic", "-monitor", "none", "-icount", "shift=6",
-             "-semihosting-config", "enable=on,target=native",
-             *["-serial", "null"] * self.spec["serial_index"],
-             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+
+        def command(port: int) -> list[str]:
+            return ["timeout", "600", "qemu-system-arm", "-machine", self.spec["machine"],
+                    "-nographic", "-monitor", "none", "-icount", "shift=6",
+                    "-semihosting-config", "enable=on,target=native",
+                    *["-serial", "null"] * self.spec["serial_index"],
+                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
+
+        # the host's start (it waits until QEMU listens, in `timeout`'s process group, and
+        # retries a fresh port when another process took the chosen one first)
+        self.started = qemu_listening(command)
+        port, self.proc = self.started.__enter__()
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -145,13 +146,7 @@ class Device:
         if getattr(self, "link", None) is not None:
             self.link.close()
             self.link = None
-        if self.proc.poll() is None:
-            self.proc.terminate()  # `timeout` passes SIGTERM on to QEMU
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.started.__exit__(None, None, None)  # QEMU's process group stopped
 
     def write(self, data: bytes) -> None:
         self.link.write(data)

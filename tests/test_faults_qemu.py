@@ -76,16 +76,17 @@ def streamed_set(run: Path):
 class Qemu:
     def __init__(self, elf: Path, tmp: Path):
         from tinysift.boards import load_board
-        from tinysift.device.qemu import die_with_parent, free_port, qemu_command
+        from tinysift.device.qemu import qemu_command, qemu_listening
 
-        self.port = free_port()
         self.qmp_path = tmp / "qmp.sock"
-        cmd = qemu_command(load_board(BOARD), elf, self.port) + [
-            "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
-        self.log = open(tmp / "qemu.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log, start_new_session=True,
-                                     preexec_fn=die_with_parent())
+
+        def command(port: int) -> list[str]:
+            return qemu_command(load_board(BOARD), elf, port) + [
+                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+
+        # the product's start: on a port another process took first it retries a fresh one
+        self.started = qemu_listening(command, tmp / "qemu.log")
+        self.port, self.proc = self.started.__enter__()
         self.qmp = self.qmp_file = None
 
     def connect_qmp(self) -> None:
@@ -117,12 +118,9 @@ class Qemu:
         self.proc.kill()
 
     def close(self) -> None:
-        from tinysift.device.qemu import stop
-
         if self.qmp is not None:
             self.qmp.close()
-        stop(self.proc)
-        self.log.close()
+        self.started.__exit__(None, None, None)  # QEMU stopped, its log closed
 
 
 class Relay(threading.Thread):

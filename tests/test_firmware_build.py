@@ -13,7 +13,6 @@ import os
 import re
 import select
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -287,40 +286,20 @@ def test_exit_status(tmp_path):
     assert "bye" in run.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serial_over_tcp(built):
     """The emulator's UART as a TCP server, the host side through pyserial's socket:// URL,
-    exactly as the device runner talks to it."""
+    exactly as the device runner talks to it (started as the host starts it: on a port
+    another process takes first it retries a fresh one)."""
     import serial
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "timeout",
-            "60",
-            *qemu_cmd(
-                "mps2-an386", built["qemu-m4"], serial=f"tcp:127.0.0.1:{port},server=on,wait=on"
-            ),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        link = None
-        deadline = time.monotonic() + 20
-        while link is None:
-            try:
-                link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.5)
-            except serial.SerialException:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    from tinysift.device.qemu import qemu_listening
+
+    def command(port: int) -> list[str]:
+        return ["timeout", "60", *qemu_cmd(
+            "mps2-an386", built["qemu-m4"], serial=f"tcp:127.0.0.1:{port},server=on,wait=on")]
+
+    with qemu_listening(command) as (port, _):
+        link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.5)
         link.write(frame("name") + frame("reset"))
         received = b""
         deadline = time.monotonic() + 30
@@ -336,8 +315,6 @@ def test_serial_over_tcp(built):
         assert [b["resets"] for b in boots] == ["0", "1"], text  # reset restarts the app
         assert "@name name=tinysift-fw" in text
         assert "@ready cmd=reset status=0" in text
-    finally:
-        stop(proc)
 
 
 def test_pio_test_native(workspace):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,11 +62,9 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
                 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Start QEMU and yield ``(serial_url, process)``; the emulator dies on exit.
 
-    The URL is handed out once QEMU itself listens on the port (Linux: its socket in
-    /proc/net/tcp; elsewhere after a short wait), so the caller's first connection is the
-    one QEMU's ``wait=on`` accepts and no boot output is lost; the port is never probed by
-    connecting. A port another process took between :func:`free_port` and QEMU's bind is
-    retried on a fresh one (``START_TRIES`` starts in all).
+    The URL is handed out once QEMU itself listens on the port (:func:`qemu_listening`), so
+    the caller's first connection is the one QEMU's ``wait=on`` accepts and no boot output
+    is lost.
 
     Raises
     ------
@@ -74,11 +72,31 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
         QEMU is missing, exits at start (its own last lines in the message), or does not
         listen within ``START_TIMEOUT`` seconds.
     """
+    with qemu_listening(lambda port: qemu_command(board, elf, port), log_path) as (port, proc):
+        yield f"socket://127.0.0.1:{port}", proc
+
+
+@contextlib.contextmanager
+def qemu_listening(command: Callable[[int], list[str]], log_path: Path | None = None
+                   ) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Start ``command(port)`` (a QEMU whose serial port is a TCP server on ``port``) on a
+    free port and yield ``(port, process)`` once QEMU itself listens on it (Linux: its socket
+    in /proc/net/tcp; elsewhere after a short wait); the port is never probed by connecting.
+    A port another process took between :func:`free_port` and QEMU's bind is retried on a
+    fresh one (``START_TRIES`` starts in all). QEMU's output goes to ``log_path`` (appended)
+    and the emulator dies on exit. The tests that add options to the board's command (a QMP
+    socket) start it through here too, so they do not race other processes for the port.
+
+    Raises
+    ------
+    DeviceUnavailable
+        as :func:`qemu_serial`
+    """
     log = open(log_path, "ab") if log_path else None
     try:
         for attempt in range(1, START_TRIES + 1):
             port = free_port()
-            proc, why, taken = _start(board, elf, port, log, log_path)
+            proc, why, taken = _start(command(port), port, log, log_path)
             if proc is not None:
                 break
             if not taken:
@@ -87,7 +105,7 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
                 raise DeviceUnavailable(f"{why}; {START_TRIES} ports in turn were taken by "
                                         "other processes before QEMU bound them: retry later")
         try:
-            yield f"socket://127.0.0.1:{port}", proc
+            yield port, proc
         finally:
             stop(proc)
     finally:
@@ -95,12 +113,12 @@ def qemu_serial(board: Board, elf: Path, log_path: Path | None = None
             log.close()
 
 
-def _start(board: Board, elf: Path, port: int, log: BinaryIO | None, log_path: Path | None
+def _start(cmd: list[str], port: int, log: BinaryIO | None, log_path: Path | None
            ) -> tuple[subprocess.Popen | None, str, bool]:
-    """QEMU started and listening on ``port``: ``(process, "", False)``; or ``(None, why,
-    taken)`` when it exited at start or did not listen: ``why`` holds QEMU's own last lines,
-    ``taken`` says another process held the port (the caller retries on a fresh one)."""
-    cmd = qemu_command(board, elf, port)
+    """QEMU started from ``cmd`` and listening on ``port``: ``(process, "", False)``; or
+    ``(None, why, taken)`` when it exited at start or did not listen: ``why`` holds QEMU's
+    own last lines, ``taken`` says another process held the port (the caller retries on a
+    fresh one)."""
     # Without a log, stderr goes to a file (not a pipe: nobody reads one during the session,
     # and QEMU would block once it is full) so that an exit at start can say why.
     err = log if log is not None else tempfile.TemporaryFile()
