@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def wrap_qemu(folder: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     script.write_text(f'#!/bin/sh\nQEMU={real}\n{body}\n')
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group is still there (a zombie counts: not reaped yet)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def boot_through(url: str) -> dict[str, str]:
@@ -184,3 +194,29 @@ def test_a_qemu_that_never_listens_is_given_up_on(tmp_path, monkeypatch):
                                                 r"127\.0\.0\.1:\d+ within 0\.5 s"):
         with qemu.qemu_serial(load_board(BOARD), tmp_path / "firmware.elf"):
             pytest.fail("started")
+
+
+def test_a_tests_own_command_starts_as_the_hosts(elf, held, tmp_path, monkeypatch):
+    """qemu_listening starts any command the way qemu_serial starts the board's: the tests'
+    own (a ``timeout`` wrapper, a QMP socket) retry a port another process took first, the
+    URL is handed out once QEMU listens, and on exit the wrapper's whole process group goes."""
+    from tinysift.boards import load_board
+    from tinysift.device.qemu import qemu_command, qemu_listening
+
+    qmp = tmp_path / "qmp.sock"
+
+    def command(port: int) -> list[str]:
+        return ["timeout", "60", *qemu_command(load_board(BOARD), elf, port),
+                "-qmp", f"unix:{qmp},server=on,wait=off"]
+
+    taken = held.getsockname()[1]
+    given = ports(monkeypatch, taken)
+    with qemu_listening(command, tmp_path / "qemu.log") as (port, proc):
+        assert given == [taken, port] and proc.poll() is None
+        assert boot_through(f"socket://127.0.0.1:{port}")["board"] == BOARD
+        assert qmp.exists()  # the command's own option reached QEMU
+    deadline = time.monotonic() + 5
+    while group_alive(proc.pid):  # timeout and QEMU, its child, both go
+        assert time.monotonic() < deadline, "QEMU outlived the start's exit"
+        time.sleep(0.05)
+    assert "Address already in use" in (tmp_path / "qemu.log").read_text()
