@@ -129,30 +129,44 @@ def test_equal_steps_targets_count_either_of_vq_and_flow():
 
 def test_equal_steps_rule_counts_a_target_only_if_the_later_seeds_do_not_contradict_it():
     """The rule written before the reruns' seeds 5-9 ran: met on every seed, and the later
-    seeds alone not pointing the other way; nothing before they have run."""
+    seeds alone not pointing the other way; nothing before every planned seed has run."""
     collect = _collect()
     random = [0.900, 0.910, 0.920, 0.905, 0.915, 0.908, 0.912]
 
-    def res(late: float) -> dict:
-        vq = [a + (0.01 if i < 5 else late) for i, a in enumerate(random)]
-        out = _equal_steps({"random": random, "vq": vq, "flow": random})
-        return out | {"seeds": 7, "full_data_acc": {"mean": 0.95, "runs": [0.95] * 7}}
+    def res(vq_late: list[float], flow: list[float], planned: int = 7) -> dict:
+        """vq and flow as offsets from random (vq +0.01 on seeds 0-4)."""
+        vq = [a + d for a, d in zip(random, [0.01] * 5 + vq_late, strict=True)]
+        flow = [a + d for a, d in zip(random, flow, strict=True)]
+        out = _equal_steps({"random": random, "vq": vq, "flow": flow})
+        return out | {"seeds": 7, "seeds_planned": planned,
+                      "full_data_acc": {"mean": 0.95, "runs": [0.95] * 7}}
 
-    contradicted = res(-0.002)
-    # met on the seven seeds (+0.66 +- 0.54 points) ...
+    def rule_line(r: dict, kind: str) -> str:
+        return next(x for x in collect.equal_steps_rule(r, first=5) if kind in x)
+
+    # vq above random on the seven seeds (+0.63 +- 0.57 points), below on seeds 5-6 alone
+    contradicted = res([-0.002, -0.004], [0.0] * 7)
     assert next(x for x in collect.equal_steps_targets(contradicted)
                 if "vs random" in x).endswith(": met)")
-    rule = collect.equal_steps_rule(contradicted, first=5)
-    above = next(x for x in rule if "above random" in x)
-    # ... but seeds 5-6 alone have vq below random
-    assert "seeds 5-6 alone: vq -0.20" in above
+    above = rule_line(contradicted, "above random")
+    assert "seeds 5-6 alone: vq -0.30 ± 1.27" in above
     assert above.endswith("**NOT met (contradicted by the later seeds)**")
-    assert next(x for x in collect.equal_steps_rule(res(0.003), first=5)
-                if "above random" in x).endswith("**met**")
+    assert rule_line(res([0.003, 0.005], [0.0] * 7), "above random").endswith("**met**")
+    # flow best on every seed; on seeds 5-6 vq is best and flow within its interval: the
+    # check holds on them (vq or flow best or within), not "contradicted" for want of flow
+    flow = [0.02] * 5 + [0.010, 0.015]
+    best = rule_line(res([0.012, 0.016], flow), "best or within")
+    assert "met by flow" in best and "vq is best; flow -0.15 ± 0.64" in best, best
+    assert best.endswith("**met**")
+    # both below random's best on the later seeds, beyond the interval: contradicted
+    late_low = [0.05] * 5 + [-0.03, -0.031]
+    best = rule_line(res([-0.02, -0.021], late_low), "best or within")
+    assert "random is best" in best and best.endswith("contradicted by the later seeds)**")
     assert collect.equal_steps_rule(contradicted, first=6) == []  # one later seed: no interval
+    assert collect.equal_steps_rule(res([0.0, 0.0], [0.0] * 7, planned=10), first=5) == []
     late = collect.seed_slice(contradicted, 5, 7)
-    assert late["methods"]["vq"]["0.03"]["runs"] == pytest.approx([0.906, 0.910])
-    assert late["methods"]["vq"]["0.03"]["acc_mean"] == pytest.approx(0.908)
+    assert late["methods"]["vq"]["0.03"]["runs"] == pytest.approx([0.906, 0.908])
+    assert late["methods"]["vq"]["0.03"]["acc_mean"] == pytest.approx(0.907)
     assert contradicted["methods"]["vq"]["0.03"]["runs"][5] == pytest.approx(0.906)  # a copy
 
 

@@ -115,14 +115,15 @@ class Device:
         self.dropped = 0
 
         def command(port: int) -> list[str]:
-            return ["timeout", "600", "qemu-system-arm", "-machine", self.spec["machine"],
+            return ["qemu-system-arm", "-machine", self.spec["machine"],
                     "-nographic", "-monitor", "none", "-icount", "shift=6",
                     "-semihosting-config", "enable=on,target=native",
                     *["-serial", "null"] * self.spec["serial_index"],
                     "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
 
-        # the host's start (it waits until QEMU listens, in `timeout`'s process group, and
-        # retries a fresh port when another process took the chosen one first)
+        # the host's start: it waits until QEMU listens, retries a fresh port when another
+        # process took the chosen one first, and QEMU dies with this process (no `timeout`
+        # wrapper: the parent-death signal would reach the wrapper, not QEMU)
         self.started = qemu_listening(command)
         port, self.proc = self.started.__enter__()
         deadline = time.monotonic() + 20
@@ -275,7 +276,11 @@ def elf(export_dir, env_name, tmp_path_factory) -> Path:
 def start_device(elf: Path, env_name: str = "qemu-m4") -> Device:
     """QEMU running the app, its @boot record read (``.boot``)."""
     d = Device(elf, env_name)
-    d.boot = d.record(timeout=30)
+    try:
+        d.boot = d.record(timeout=30)
+    except BaseException:  # the emulator stops here, not when the object is collected
+        d.close()
+        raise
     return d
 
 

@@ -262,7 +262,12 @@ def test_qemu_fault(fault, qemu_run, tmp_path, fault_table):
     shutil.copytree(run_src, run, ignore=shutil.ignore_patterns("device"))
     make_trigger, action, delay, epochs, fails = QEMU_CASES[fault]
     qemu = Qemu(elf, tmp_path)
-    relay = Relay(qemu, make_trigger(), qemu.reset if action == "reset" else qemu.kill, delay)
+    try:
+        relay = Relay(qemu, make_trigger(), qemu.reset if action == "reset" else qemu.kill,
+                      delay)
+    except BaseException:  # the emulator stops with the test, not when it is collected
+        qemu.close()
+        raise
     t0 = time.monotonic()
     error = None
     try:

@@ -295,8 +295,8 @@ def test_serial_over_tcp(built):
     from tinysift.device.qemu import qemu_listening
 
     def command(port: int) -> list[str]:
-        return ["timeout", "60", *qemu_cmd(
-            "mps2-an386", built["qemu-m4"], serial=f"tcp:127.0.0.1:{port},server=on,wait=on")]
+        return qemu_cmd("mps2-an386", built["qemu-m4"],
+                        serial=f"tcp:127.0.0.1:{port},server=on,wait=on")
 
     with qemu_listening(command) as (port, _):
         link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.5)

@@ -1,4 +1,5 @@
-"""tinysift.device.qemu.qemu_serial's start, with the real emulator and the app built without an
+"""tinysift.device.qemu.qemu_serial's start (and qemu_listening's, which it and the tests' own
+QEMU commands use), with the real emulator and the app built without an
 export (seconds): the serial URL is handed out once QEMU itself listens on the port, never
 probed by connecting (QEMU's ``wait=on`` starts the guest on the first connection); a port
 another process took before QEMU bound it is retried on a fresh one (a parallel test worker or
