@@ -90,8 +90,8 @@ def equal_steps_checks(res: dict) -> list[dict]:
     "diffs", "met_by"}`` where ``kind`` is ``"random"`` (vq or flow above random beyond the
     paired interval, at keeps 0.01 and 0.03) or ``"best"`` (vq or flow best, or within the
     paired interval of the best); ``diffs`` holds each of vq/flow's paired difference to
-    random or to the best (none when one of them is the best) and ``met_by`` the ones that
-    meet the check."""
+    random or to the best (the best itself left out) and ``met_by`` the ones that meet the
+    check."""
     from tinysift.bench.stats import paired_difference
 
     checks = []
@@ -106,14 +106,11 @@ def equal_steps_checks(res: dict) -> list[dict]:
             vs_r = {m: paired_difference(have[m]["runs"], have["random"]["runs"]) for m in ours}
             checks.append({"keep": key, "kind": "random", "best": best, "diffs": vs_r,
                            "met_by": [m for m, d in vs_r.items() if d["mean"] > d["half_width"]]})
-        if best in ours:
-            checks.append({"keep": key, "kind": "best", "best": best, "diffs": {},
-                           "met_by": [best]})
-        else:
-            vs_b = {m: paired_difference(have[m]["runs"], have[best]["runs"]) for m in ours}
-            checks.append({"keep": key, "kind": "best", "best": best, "diffs": vs_b,
-                           "met_by": [m for m, d in vs_b.items()
-                                      if d["mean"] + d["half_width"] >= 0]})
+        vs_b = {m: paired_difference(have[m]["runs"], have[best]["runs"])
+                for m in ours if m != best}
+        checks.append({"keep": key, "kind": "best", "best": best, "diffs": vs_b,
+                       "met_by": [m for m in ours if m == best
+                                  or vs_b[m]["mean"] + vs_b[m]["half_width"] >= 0]})
     return checks
 
 
@@ -138,7 +135,7 @@ def _check_line(res: dict, check: dict) -> str:
         return (f"- keep {key}: vs random: " + "; ".join(
             f"{m} {_diff_text(d, lambda m, h: m > h)}" for m, d in check["diffs"].items())
             + f" pt (target: vq or flow above beyond the interval: {ok})")
-    if not check["diffs"]:
+    if check["best"] in OURS:
         return f"- keep {key}: {check['best']} is best ({acc:.4f}): met"
     return (f"- keep {key}: best is {check['best']} ({acc:.4f}); " + "; ".join(
         f"{m} {_diff_text(d, lambda m, h: m + h >= 0)}" for m, d in check["diffs"].items())
@@ -175,33 +172,22 @@ def equal_steps_rule(res: dict, first: int) -> list[str]:
     a positive mean difference to random on them; vq or flow is the best method on them, or
     within the paired interval of that best). Nothing until every planned seed has run (the
     rule judges the whole extension)."""
-    from tinysift.bench.stats import paired_difference
-
     n = res["seeds"]
     if n < first + 2 or n < res.get("seeds_planned", n):
         return []
-    late = seed_slice(res, first, n)
+    late = {(c["keep"], c["kind"]): c for c in equal_steps_checks(seed_slice(res, first, n))}
     lines = []
     for c in equal_steps_checks(res):
         key = c["keep"]
-        have = {m: v[key] for m, v in late["methods"].items() if key in v}
+        new = late[(key, c["kind"])]
+        gaps = "; ".join(f"{m} {_pm(d)}" for m, d in new["diffs"].items())
         if c["kind"] == "random":
-            gaps = {m: paired_difference(have[m]["runs"], have["random"]["runs"])
-                    for m in OURS if m in have}
-            holds = [m for m in c["met_by"] if gaps[m]["mean"] > 0]
-            what, late_text = ("above random beyond the interval", "; ".join(
-                f"{m} {_pm(d)}" for m, d in gaps.items()) + " pt vs random")
-        else:
-            best = max(have, key=lambda m: have[m]["acc_mean"])
-            gaps = {m: paired_difference(have[m]["runs"], have[best]["runs"])
-                    for m in OURS if m in have and m != best}
-            # the check itself on the later seeds: either of vq and flow will do (on every
-            # seed, when one is the best, the other's gap is not even computed)
-            holds = [m for m in OURS if m in have
-                     and (m == best or gaps[m]["mean"] + gaps[m]["half_width"] >= 0)]
+            holds = [m for m in c["met_by"] if new["diffs"][m]["mean"] > 0]
+            what, late_text = "above random beyond the interval", f"{gaps} pt vs random"
+        else:  # the check itself on the later seeds: either of vq and flow will do
+            holds = new["met_by"]
             what = "best or within the interval of the best"
-            late_text = f"{best} is best" + ("; " + "; ".join(
-                f"{m} {_pm(d)}" for m, d in gaps.items()) + " pt from it" if gaps else "")
+            late_text = f"{new['best']} is best" + (f"; {gaps} pt from it" if gaps else "")
         verdict = ("met" if holds else
                    "NOT met (contradicted by the later seeds)" if c["met_by"] else "NOT met")
         lines.append(f"- keep {key}, vq or flow {what}: on seeds 0-{n - 1} "
@@ -707,14 +693,13 @@ def _equal_steps_rerun_section() -> list[str]:
     """The equal-steps benches run again from an empty progress folder on one machine,
     then extended to more seeds, with their target verdicts: once the extension has run,
     the verdicts the equal-steps targets are judged by (docs/methods.md)."""
-    runs = _rerun_runs("prune_rerun", (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
-                                       ("prune_mnist_equal-steps", "MNIST")),
-                       "full data", _rerun_targets, minutes=False)
+    reruns = (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
+              ("prune_mnist_equal-steps", "MNIST"))
+    runs = _rerun_runs("prune_rerun", reruns, "full data", _rerun_targets, minutes=False)
     if not runs:
         return []
     extended = any((r := load(f"prune_rerun/{stem}.json")) and equal_steps_rule(
-        r, FIRST_RERUN_SEEDS) for stem in ("prune_fashion-mnist_equal-steps",
-                                           "prune_mnist_equal-steps"))
+        r, FIRST_RERUN_SEEDS) for stem, _ in reruns)
     how = ("The committed tables above pair points measured on different machines; these "
            "reruns pair every point on one machine (bit for bit the same results on this "
            "session's and the first rerun's machine), and were extended to more seeds with "
