@@ -321,6 +321,19 @@ def test_calibrate_and_a_device_run_refuse_their_inputs_before_any_port_or_monit
     assert not (tmp_path / "no-run").exists()
 
 
+def test_calibration_length_range_is_the_firmwares():
+    """The host's --ms range is the firmware's (a host limit above it sent a length the board
+    refuses once connected; one below it refused what the board runs)."""
+    import re
+
+    from tinysift.device.calibrate import MAX_CALIB_MS
+
+    header = (Path(__file__).resolve().parents[1] / "firmware" / "lib" / "tsproto" / "src"
+              / "ts_protocol.h").read_text()
+    found = re.search(r"#define TS_PROTO_MAX_CALIB_MS (\d+)u", header)
+    assert found and int(found.group(1)) == MAX_CALIB_MS
+
+
 # ---- a profile's values are checked when it is loaded -----------------------------------------
 
 @pytest.mark.parametrize(("line", "message"), [

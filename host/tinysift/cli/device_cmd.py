@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
 from tinysift.cli.checks import require_run, seed_option
+from tinysift.device.calibrate import MAX_CALIB_MS
 from tinysift.device.results import DeviceResults
 
 app = typer.Typer(help="The device: list ports and boards, build/flash, fine-tune over serial.",
@@ -112,9 +113,9 @@ def calibrate_cmd(
     port: str = typer.Option(None, help="the board's serial port (it runs `calib`)"),
     joulescope: bool = typer.Option(False, help="measure with a Joulescope (marker on IN0)"),
     current_ma: float = typer.Option(None, help="your meter's reading instead, in mA"),
-    # the firmware's range (TS_PROTO_MAX_CALIB_MS): a length outside it was refused by the
-    # board once connected, and with --current-ma alone taken without a word
-    ms: int = typer.Option(None, min=1, max=600_000, help="length of the fixed workload the "
+    # the firmware's range: a length outside it was refused by the board once connected,
+    # and with --current-ma alone taken without a word
+    ms: int = typer.Option(None, min=1, max=MAX_CALIB_MS, help="length of the fixed workload the "
                                                           "board runs on --port, in ms "
                                                           "(default 2000)"),
 ) -> None:
