@@ -569,15 +569,15 @@ def _replication_lines(res: dict, first: int, method: str = "flow",
     n = res["seeds"]
     if n < first + 2 or budget not in res["methods"].get(method, {}):
         return []
-    runs = {m: res["methods"][m][budget]["runs"] for m in res["methods"]
-            if budget in res["methods"][m]}
-    runs["the recipe"] = res["full_data_acc"]["runs"]
 
     def part(lo: int, hi: int) -> str:
+        cut = seed_slice(res, lo, hi)
+        runs = {m: cut["methods"][m][budget]["runs"] for m in cut["methods"]
+                if budget in cut["methods"][m]}
         return "; ".join(
-            f"{other} {_pm(d)}"
-            for other in ["the recipe", *(m for m in runs if m not in (method, "the recipe"))]
-            for d in [paired_difference(runs[method][lo:hi], runs[other][lo:hi])])
+            f"{other} {_pm(paired_difference(runs[method], theirs))}"
+            for other, theirs in [("the recipe", cut["full_data_acc"]["runs"]),
+                                  *((m, r) for m, r in runs.items() if m != method)])
 
     return [f"{method} at budget {budget} against the others (pt, paired), on seeds 0-{first - 1} "
             f"(the result first written up) and on seeds {first}-{n - 1} (run afterwards, the "
