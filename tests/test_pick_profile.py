@@ -1,0 +1,60 @@
+"""tools/pick_profile.py: the picks' difficulty percentiles and appearance coverage are what
+their definitions say on data whose answers are known, and a real run on digits describes
+random and CCS as they are built (CCS's 30 % cut: no pick above the class's 70th percentile)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tools_needed import load_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_difficulty_percentiles_are_per_class():
+    profile = load_tool("pick_profile").difficulty_profile
+    # class 0's hardness 0..9, class 1's 100..109: the same ranks, different scales
+    hard = np.concatenate([np.arange(10.0), 100 + np.arange(10.0)])
+    y = np.repeat([0, 1], 10)
+    got = profile(hard, y, np.array([0, 5, 9, 10, 15, 19]))  # ranks 0, 5, 9 in each class
+    assert np.isclose(got["percentile_mean"], np.mean([0.0, 0.5, 0.9]))
+    assert got["below_median"] == 1 / 3 and got["median_to_p70"] == 1 / 3
+    assert got["above_p70"] == 1 / 3
+
+
+def test_coverage_is_the_distance_to_the_nearest_pick_of_the_own_class():
+    cover = load_tool("pick_profile").coverage
+    z = np.array([[0.0, 0], [1, 0], [3, 0], [0, 5], [0, 9]])
+    y = np.array([0, 0, 0, 1, 1])
+    # class 0 picks x=0 (distances 0, 1, 3), class 1 picks (0, 9) (distances 4, 0); the
+    # class-1 point (0, 5) is nearer class 0's pick but is measured to its own class's
+    got = cover(z, y, np.array([0, 4]), chunk=2)
+    assert np.isclose(got["nearest_pick_mean"], (0 + 1 + 3 + 4 + 0) / 5)
+    assert np.isclose(got["nearest_pick_p90"], np.quantile([0, 1, 3, 4, 0], 0.9))
+
+
+def test_a_run_on_digits_describes_random_and_ccs(tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "pick_profile.py"), "--dataset", "digits",
+           "--val", "300", "--keeps", "0.1", "--seeds", "1", "--only", "random;ccs",
+           "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads((tmp_path / "pick_profile_digits.json").read_text())
+    rnd, ccs = res["rows"]["random@0.1"], res["rows"]["ccs@0.1"]
+    assert rnd["count"] == ccs["count"] > 0
+    assert ccs["above_p70"] == 0.0 < rnd["above_p70"]  # CCS cuts the hardest 30 % first
+    assert "| ccs | 0.1 |" in (tmp_path / "pick_profile_digits.md").read_text()
+
+
+def test_an_unknown_variant_is_refused_before_any_work(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "pick_profile.py"), "--only",
+                           "random;hreding", "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--only: unknown variant(s) 'hreding'" in done.stderr
+    assert not list(tmp_path.iterdir())
