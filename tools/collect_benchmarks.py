@@ -828,6 +828,17 @@ def benchmarks_doc() -> str:
                         ("ablation_selection_mnist.md", "Selection: ablations under equal steps "
                          "on MNIST's validation split (`.venv/bin/python "
                          "tools/selection_ablation.py --dataset mnist --seeds 3 --only ...`)"),
+                        ("ablation_selection_seeds6/ablation_selection_fashion-mnist.md",
+                         "Selection: vq's difficulty rule against CCS on six validation seeds "
+                         "(`.venv/bin/python tools/selection_ablation.py --dataset "
+                         "fashion-mnist --seeds 6 --keeps 0.03,0.01 --out-dir "
+                         "benchmarks/results/ablation_selection_seeds6 --only ...`)"),
+                        ("ablation_selection_seeds6/ablation_selection_mnist.md",
+                         "Selection: vq's difficulty rule on six MNIST validation seeds "
+                         "(`... --dataset mnist --seeds 6 --keeps 0.01 ...`)"),
+                        ("pick_profile_fashion-mnist.md", "Selection: what the picks look "
+                         "like (`.venv/bin/python tools/pick_profile.py --dataset "
+                         "fashion-mnist --seeds 3 --only ...`)"),
                         ("full_data.md", "Full-data training, float and int8 "
                          "(`.venv/bin/python tools/full_data_table.py`)"),
                         ("scoring_mnist.md", "Scoring speed"),
