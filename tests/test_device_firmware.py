@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -124,22 +125,18 @@ class Device:
         # the host's start: it waits until QEMU listens, retries a fresh port when another
         # process took the chosen one first, and QEMU dies with this process (no `timeout`
         # wrapper: the parent-death signal would reach the wrapper, not QEMU)
-        self.started = qemu_listening(command)
-        port, self.proc = self.started.__enter__()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
-                                             do_not_open=True)
-                # pyserial drains the socket when it opens: that would eat the @boot record
-                link.reset_input_buffer = lambda: None
-                link.open()
-                break
-            except (serial.SerialException, OSError):
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.close()
-                    raise
-                time.sleep(0.05)
+        self.stack = ExitStack()  # closed by close(): QEMU's process group stopped
+        port, self.proc = self.stack.enter_context(qemu_listening(command))
+        # QEMU listens already (qemu_listening waited for its socket): one connect
+        link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
+                                     do_not_open=True)
+        # pyserial drains the socket when it opens: that would eat the @boot record
+        link.reset_input_buffer = lambda: None
+        try:
+            link.open()
+        except (serial.SerialException, OSError):
+            self.stack.close()
+            raise
         self.link = link
         self.buf = b""
 
@@ -147,7 +144,7 @@ class Device:
         if getattr(self, "link", None) is not None:
             self.link.close()
             self.link = None
-        self.started.__exit__(None, None, None)  # QEMU's process group stopped
+        self.stack.close()
 
     def write(self, data: bytes) -> None:
         self.link.write(data)

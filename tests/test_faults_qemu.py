@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +86,8 @@ class Qemu:
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
 
         # the product's start: on a port another process took first it retries a fresh one
-        self.started = qemu_listening(command, tmp / "qemu.log")
-        self.port, self.proc = self.started.__enter__()
+        self.stack = ExitStack()  # closed by close(): QEMU stopped, its log closed
+        self.port, self.proc = self.stack.enter_context(qemu_listening(command, tmp / "qemu.log"))
         self.qmp = self.qmp_file = None
 
     def connect_qmp(self) -> None:
@@ -120,7 +121,7 @@ class Qemu:
     def close(self) -> None:
         if self.qmp is not None:
             self.qmp.close()
-        self.started.__exit__(None, None, None)  # QEMU stopped, its log closed
+        self.stack.close()
 
 
 class Relay(threading.Thread):
