@@ -125,26 +125,34 @@ class Device:
         # the host's start: it waits until QEMU listens, retries a fresh port when another
         # process took the chosen one first, and QEMU dies with this process (no `timeout`
         # wrapper: the parent-death signal would reach the wrapper, not QEMU)
-        self.stack = ExitStack()  # closed by close(): QEMU's process group stopped
-        port, self.proc = self.stack.enter_context(qemu_listening(command))
-        # QEMU listens already (qemu_listening waited for its socket): one connect
-        link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
-                                     do_not_open=True)
-        # pyserial drains the socket when it opens: that would eat the @boot record
-        link.reset_input_buffer = lambda: None
-        try:
-            link.open()
-        except (serial.SerialException, OSError):
-            self.stack.close()
-            raise
+        with ExitStack() as stack:  # QEMU stopped if anything below raises
+            port, self.proc = stack.enter_context(qemu_listening(command))
+            # On Linux qemu_listening waited for QEMU's socket and the first connect succeeds;
+            # elsewhere it only waits a moment, and these retries stand in for that check.
+            deadline = time.monotonic() + 20
+            while True:
+                link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
+                                             do_not_open=True)
+                # pyserial drains the socket when it opens: that would eat the @boot record
+                link.reset_input_buffer = lambda: None
+                try:
+                    link.open()
+                    break
+                except (serial.SerialException, OSError):
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise
+                    time.sleep(0.05)
+            self.stack = stack.pop_all()  # close() stops QEMU from here on
         self.link = link
         self.buf = b""
 
     def close(self) -> None:
-        if getattr(self, "link", None) is not None:
-            self.link.close()
-            self.link = None
-        self.stack.close()
+        try:
+            if getattr(self, "link", None) is not None:
+                self.link.close()
+                self.link = None
+        finally:
+            self.stack.close()
 
     def write(self, data: bytes) -> None:
         self.link.write(data)

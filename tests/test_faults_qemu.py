@@ -119,9 +119,11 @@ class Qemu:
         self.proc.kill()
 
     def close(self) -> None:
-        if self.qmp is not None:
-            self.qmp.close()
-        self.stack.close()
+        try:
+            if self.qmp is not None:
+                self.qmp.close()
+        finally:
+            self.stack.close()
 
 
 class Relay(threading.Thread):

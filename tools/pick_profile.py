@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _args import at_least, positive_list
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,28 +63,20 @@ def coverage(z: np.ndarray, y: np.ndarray, picks: np.ndarray, chunk: int = 2048)
 
 
 def main(argv: list[str]) -> int:
-    from selection_ablation import VARIANTS
+    from selection_ablation import VARIANTS, add_split_arguments, chosen_variants
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--keeps", type=positive_list("keep", most=1,
-                                                  unit="a fraction of the training split"),
-                    default="0.03,0.01")
-    ap.add_argument("--seeds", type=at_least(1), default=3)
-    ap.add_argument("--val", type=at_least(1), default=10000,
-                    help="validation samples held out of the training split (as the ablation)")
-    ap.add_argument("--only", default=";".join(DEFAULT_ONLY),
-                    help="variant names of tools/selection_ablation.py separated by ';'")
+    add_split_arguments(ap, only=";".join(DEFAULT_ONLY))
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     names = {v[0]: v for v in VARIANTS}
-    only = [n for n in args.only.split(";") if n]
-    unknown = [n for n in only if n not in names]
-    if unknown or not only:
-        ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown)) or '(none given)'};"
-                 " the names are those of VARIANTS in tools/selection_ablation.py")
+    only = chosen_variants(ap, args.only)
+    if not only:
+        ap.error("--only: no variant named; the names are those of VARIANTS in "
+                 "tools/selection_ablation.py")
 
     from tinysift.bench.progress import write_results
+    from tinysift.bench.prune import PruneBenchConfig
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.runs import machine_info, package_versions
     from tinysift.scoring import ScoringContext
@@ -103,7 +94,8 @@ def main(argv: list[str]) -> int:
     per_seed: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         ctx = ScoringContext(x_tr, y_tr, ds.num_classes, seed=seed, cache_dir=cache,
-                             proxy_epochs=3, progress=False)
+                             proxy_epochs=PruneBenchConfig(protocol="equal-steps").proxy_epochs,
+                             progress=False)
         hard = difficulty(ctx, "el2n")
         z = ctx.embedding("pixels", 32)
         for name in only:

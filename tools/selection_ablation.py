@@ -77,7 +77,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # 2026-12-04 (after the ten-seed test rerun put vq 0.32 points below CCS on Fashion-MNIST
     # at keep 0.03): the two ways vq's default differs from CCS after the same cut. No
     # outlier tail (CCS never skips a sample far from its codeword), and coarser codewords
-    # (16 picks each: about 11 per class at keep 0.03, 4 at 0.01), the difficulty spread
+    # (16 picks each: 10 codewords per class at keep 0.03 of the 50,000-sample split, 4 at
+    # 0.01, against the default's 38 and 13), the difficulty spread
     # then covering more of the class as CCS's strata do
     ("vq within=difficulty outlier_tail=0", "vq",
      {"hard_cut": "auto", "within": "difficulty", "hard_above": "auto", "outlier_tail": 0.0}),
@@ -89,8 +90,9 @@ VARIANTS: list[tuple[str, str, dict]] = [
 ]
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_split_arguments(ap: argparse.ArgumentParser, only: str = "") -> None:
+    """The options naming the ablation's split and variants (tools/pick_profile.py reads the
+    same split and variants): --dataset, --keeps, --seeds, --val, --only."""
     ap.add_argument("--dataset", default="fashion-mnist")
     # fractions only: every keep is read as a number, and a count (100) or a keep above 1 was
     # refused by resolve_keep only once the keeps before it had trained (scoring included)
@@ -103,18 +105,30 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seeds", type=at_least(1), default=3)
     ap.add_argument("--val", type=at_least(1), default=10000,
                     help="validation samples held out of the training split")
-    ap.add_argument("--only", default="", help="variant names separated by ';'")
+    ap.add_argument("--only", default=only, help="variant names separated by ';'")
+
+
+def chosen_variants(ap: argparse.ArgumentParser, only: str) -> list[str]:
+    """The names in ``only`` (';'-separated), each checked against VARIANTS: a typo would
+    run nothing and write results as if asked."""
+    names = [n for n in only.split(";") if n]
+    unknown = [n for n in names if n not in {v[0] for v in VARIANTS}]
+    if unknown:
+        ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
+                 "are those of VARIANTS in tools/selection_ablation.py")
+    return names
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_split_arguments(ap)
     ap.add_argument("--baseline", default="random")
     ap.add_argument("--out-dir", type=Path, default=RESULTS,
                     help="results folder (its progress/ holds the log); a scratch folder for "
                          "exploration")
     args = ap.parse_args(argv)
     keeps = args.keeps
-    only = [n for n in args.only.split(";") if n]
-    unknown = [n for n in only if n not in {v[0] for v in VARIANTS}]
-    if unknown:  # a typo would train nothing and write the results as if asked
-        ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
-                 "are those of VARIANTS in tools/selection_ablation.py")
+    only = chosen_variants(ap, args.only)
 
     from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
