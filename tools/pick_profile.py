@@ -40,8 +40,8 @@ def difficulty_profile(hard: np.ndarray, y: np.ndarray, picks: np.ndarray) -> di
     pct = np.empty(len(picks))
     for c in np.unique(y[picks]):
         members = np.sort(hard[y == c])
-        mine = picks[y[picks] == c]
-        pct[y[picks] == c] = np.searchsorted(members, hard[mine], side="left") / len(members)
+        in_c = y[picks] == c
+        pct[in_c] = np.searchsorted(members, hard[picks[in_c]], side="left") / len(members)
     return {"percentile_mean": float(pct.mean()), "below_median": float(np.mean(pct < 0.5)),
             "median_to_p70": float(np.mean((pct >= 0.5) & (pct < 0.7))),
             "above_p70": float(np.mean(pct >= 0.7))}
@@ -63,7 +63,7 @@ def coverage(z: np.ndarray, y: np.ndarray, picks: np.ndarray, chunk: int = 2048)
 
 
 def main(argv: list[str]) -> int:
-    from selection_ablation import VARIANTS, add_split_arguments, chosen_variants
+    from selection_ablation import VARIANTS, add_split_arguments, chosen_variants, scoring_context
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_split_arguments(ap, only=";".join(DEFAULT_ONLY))
@@ -76,10 +76,8 @@ def main(argv: list[str]) -> int:
                  "tools/selection_ablation.py")
 
     from tinysift.bench.progress import write_results
-    from tinysift.bench.prune import PruneBenchConfig
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.runs import machine_info, package_versions
-    from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
     from tinysift.selection.budget import validation_split
     from tinysift.selection.methods._common import difficulty
@@ -88,14 +86,11 @@ def main(argv: list[str]) -> int:
     rest, _ = validation_split(ds.y_train, args.val)
     x_tr, y_tr = ds.x_train[rest], ds.y_train[rest]
     slug = dataset_slug(args.dataset)
-    # the ablation's cache: the same proxy CNN and embeddings its accuracies came from
-    cache = ROOT / "runs" / "_bench_cache" / f"ablation_selection_{slug}"
     start = time.perf_counter()
-    per_seed: dict[str, list[dict]] = {}
+    per_seed: dict[tuple[str, float], list[dict]] = {}
     for seed in range(args.seeds):
-        ctx = ScoringContext(x_tr, y_tr, ds.num_classes, seed=seed, cache_dir=cache,
-                             proxy_epochs=PruneBenchConfig(protocol="equal-steps").proxy_epochs,
-                             progress=False)
+        # the ablation's context: the same proxy CNN and embeddings its accuracies came from
+        ctx = scoring_context(x_tr, y_tr, ds.num_classes, seed, slug)
         hard = difficulty(ctx, "el2n")
         z = ctx.embedding("pixels", 32)
         for name in only:
@@ -106,13 +101,13 @@ def main(argv: list[str]) -> int:
                 picks = method.select(resolve_keep(keep, len(y_tr)))
                 row = {"seed": seed, "count": len(picks),
                        **difficulty_profile(hard, y_tr, picks), **coverage(z, y_tr, picks)}
-                per_seed.setdefault(f"{name}@{keep:g}", []).append(row)
+                per_seed.setdefault((name, keep), []).append(row)
                 print(f"[seed {seed}] {name:<48} keep {keep:<5} {row}", flush=True)
     fields = [k for k in next(iter(per_seed.values()))[0] if k not in ("seed", "count")]
-    rows = {key: {"variant": key.rsplit("@", 1)[0], "keep": float(key.rsplit("@", 1)[1]),
-                  "count": runs[0]["count"], "runs": runs,
-                  **{f: float(np.mean([r[f] for r in runs])) for f in fields}}
-            for key, runs in per_seed.items()}
+    rows = {f"{name}@{keep:g}": {"variant": name, "keep": keep, "count": runs[0]["count"],
+                                  "runs": runs,
+                                  **{f: float(np.mean([r[f] for r in runs])) for f in fields}}
+            for (name, keep), runs in per_seed.items()}
     res = {"dataset": args.dataset, "data_hash": ds.content_hash, "seeds": args.seeds,
            "validation_samples": args.val, "keeps": args.keeps, "variants": only,
            "rows": rows, "machine": machine_info(), "versions": package_versions(),

@@ -78,8 +78,8 @@ VARIANTS: list[tuple[str, str, dict]] = [
     # at keep 0.03): the two ways vq's default differs from CCS after the same cut. No
     # outlier tail (CCS never skips a sample far from its codeword), and coarser codewords
     # (16 picks each: 10 codewords per class at keep 0.03 of the 50,000-sample split, 4 at
-    # 0.01, against the default's 38 and 13), the difficulty spread
-    # then covering more of the class as CCS's strata do
+    # 0.01, against the default's 38 and 13), the difficulty spread then covering more of the
+    # class as CCS's strata do
     ("vq within=difficulty outlier_tail=0", "vq",
      {"hard_cut": "auto", "within": "difficulty", "hard_above": "auto", "outlier_tail": 0.0}),
     ("vq within=difficulty per_codeword=16", "vq",
@@ -119,6 +119,18 @@ def chosen_variants(ap: argparse.ArgumentParser, only: str) -> list[str]:
     return names
 
 
+def scoring_context(x, y, num_classes: int, seed: int, slug: str):
+    """The ablation's scoring context for one seed: the equal-steps bench's proxy CNN, cached
+    per dataset (tools/pick_profile.py reads the same proxy and embeddings from it)."""
+    from tinysift.bench.prune import PruneBenchConfig
+    from tinysift.scoring import ScoringContext
+
+    return ScoringContext(x, y, num_classes, seed=seed,
+                          cache_dir=ROOT / "runs" / "_bench_cache" / f"ablation_selection_{slug}",
+                          proxy_epochs=PruneBenchConfig(protocol="equal-steps").proxy_epochs,
+                          progress=False)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_split_arguments(ap)
@@ -138,7 +150,6 @@ def main(argv: list[str]) -> int:
     from tinysift.guided.loop import train_for_passes
     from tinysift.models.training import TrainConfig, evaluate
     from tinysift.runs import machine_info, package_versions
-    from tinysift.scoring import ScoringContext
     from tinysift.selection import make_method, resolve_keep
     from tinysift.selection.budget import validation_split
 
@@ -158,7 +169,6 @@ def main(argv: list[str]) -> int:
                                             **make_method(method, **params).get_params()}
                                      for name, method, params in VARIANTS})
     chosen = [v for v in VARIANTS if not only or v[0] in only]
-    cache = ROOT / "runs" / "_bench_cache" / stem
     start = time.perf_counter()
     for seed in range(args.seeds):
         config = TrainConfig(epochs=None, min_steps=bench.min_steps,
@@ -170,8 +180,8 @@ def main(argv: list[str]) -> int:
             if not todo:
                 continue
             if ctx is None:  # shared by the variants of a seed (proxy CNN, embeddings)
-                ctx = ScoringContext(x_tr, y_tr, ds.num_classes, seed=seed, cache_dir=cache,
-                                     proxy_epochs=bench.proxy_epochs, progress=False)
+                ctx = scoring_context(x_tr, y_tr, ds.num_classes, seed,
+                                      dataset_slug(args.dataset))
             method = make_method(method_name, seed=seed, **params)
             method.fit(ctx)
             for keep in todo:
