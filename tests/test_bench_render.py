@@ -170,6 +170,55 @@ def test_equal_steps_rule_counts_a_target_only_if_the_later_seeds_do_not_contrad
     assert contradicted["methods"]["vq"]["0.03"]["runs"][5] == pytest.approx(0.906)  # a copy
 
 
+def test_guided_rule_counts_a_dataset_only_if_the_later_seeds_do_not_contradict_it():
+    """The rule written before the ten-seed MNIST guided run: vq within 0.2 points of the
+    recipe at 0.3 or 0.5 and beyond the interval over the three controls at both budgets, on
+    every seed, with the later seeds alone not pointing the other way; nothing before every
+    planned seed has run, nor where a control or a budget is missing."""
+    collect = _collect()
+    full = [0.990, 0.991, 0.989, 0.990, 0.992, 0.990, 0.991]
+    early = [-0.0010, -0.0012, -0.0008, -0.0010, -0.0011]
+
+    def res(vq_late_03: list[float], planned: int = 7,
+            vq_late_05: tuple[float, float] = (-0.0009, -0.0010)) -> dict:
+        """Controls 0.6-0.65 points below the recipe; vq as offsets from it."""
+        def point(offsets: list[float]) -> dict:
+            runs = [a + d for a, d in zip(full, offsets, strict=True)]
+            return {"acc_mean": sum(runs) / len(runs), "runs": runs}
+
+        controls = {c: {b: point([-0.006 - 0.00025 * i] * 7) for b in ("0.3", "0.5")}
+                    for i, c in enumerate(("full-cut", "rs2", "infobatch"))}
+        vq = {"0.3": point(early + vq_late_03), "0.5": point(early + list(vq_late_05))}
+        return {"seeds": 7, "seeds_planned": planned, "label_noise": 0.0,
+                "full_data_acc": {"mean": sum(full) / 7, "runs": full},
+                "methods": controls | {"vq": vq}}
+
+    met = collect.guided_rule(res([-0.0009, -0.0010]), first=5)
+    assert met[-1].endswith("target: **met**"), met
+    assert any("within 0.2 pt" in x and "at 0.3, 0.5" in x and x.endswith("**met**")
+               for x in met)
+    # vq below full-cut on seeds 5-6 at 0.3, still beyond every control on all seven seeds
+    late_low = res([-0.0070, -0.0068])
+    lines = collect.guided_rule(late_low, first=5)
+    beats = next(x for x in lines if "beyond the paired interval" in x)
+    assert "0.3: met; 0.5: met" in beats and "both budgets: no" in beats, beats
+    assert beats.endswith("**NOT met**") and lines[-1].endswith("**NOT met**")
+    assert "seeds 5-6 alone: the recipe -0.69" in next(x for x in lines if "budget 0.3" in x)
+    # within 0.2 only at 0.5, where the later seeds agree: the first clause holds there
+    within = next(x for x in lines if "within 0.2 pt" in x)
+    assert "at 0.5; on seeds 5-6 alone at 0.5" in within and within.endswith("**met**")
+    # within 0.2 at 0.5 on all seven seeds (-0.15), 0.29 points below on seeds 5-6 alone
+    drifted = collect.guided_rule(res([-0.0070, -0.0068], vq_late_05=(-0.003, -0.0028)),
+                                  first=5)
+    within = next(x for x in drifted if "within 0.2 pt" in x)
+    assert "at 0.5; on seeds 5-6 alone at neither" in within and within.endswith("**NOT met**")
+    assert collect.guided_rule(res([-0.0009, -0.0010], planned=10), first=5) == []
+    assert collect.guided_rule(res([-0.0009, -0.0010]), first=6) == []  # one later seed
+    no_rs2 = res([-0.0009, -0.0010])
+    del no_rs2["methods"]["rs2"]
+    assert collect.guided_rule(no_rs2, first=5) == []
+
+
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
