@@ -1220,6 +1220,8 @@ def readme_summary() -> str:
     out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
     out += _readme_guided("guided_fashion-mnist", "Guided training, Fashion-MNIST")
     out += _readme_guided("guided_mnist", "Guided training, MNIST")
+    out += _readme_guided(GUIDED_TEN_SEEDS, "Guided training, MNIST, ten seeds on one machine "
+                          "(vq and the controls; the verdict MNIST's checks are judged by)")
     out += _readme_guided("guided_fashion-mnist_noise0.2",
                           "Guided training, Fashion-MNIST with 20% label noise")
     out += _readme_proportional()
