@@ -178,45 +178,60 @@ def test_guided_rule_counts_a_dataset_only_if_the_later_seeds_do_not_contradict_
     collect = _collect()
     full = [0.990, 0.991, 0.989, 0.990, 0.992, 0.990, 0.991]
     early = [-0.0010, -0.0012, -0.0008, -0.0010, -0.0011]
+    good = early + [-0.0009, -0.0010]
 
-    def res(vq_late_03: list[float], planned: int = 7,
-            vq_late_05: tuple[float, float] = (-0.0009, -0.0010)) -> dict:
-        """Controls 0.6-0.65 points below the recipe; vq as offsets from it."""
+    def res(vq_03: list[float], vq_05: list[float] = good, planned: int = 7) -> dict:
+        """Controls 0.60-0.65 points below the recipe (full-cut lowest); vq as offsets from
+        the recipe, per seed."""
         def point(offsets: list[float]) -> dict:
             runs = [a + d for a, d in zip(full, offsets, strict=True)]
             return {"acc_mean": sum(runs) / len(runs), "runs": runs}
 
-        controls = {c: {b: point([-0.006 - 0.00025 * i] * 7) for b in ("0.3", "0.5")}
+        controls = {c: {b: point([-0.0065 + 0.00025 * i] * 7) for b in ("0.3", "0.5")}
                     for i, c in enumerate(("full-cut", "rs2", "infobatch"))}
-        vq = {"0.3": point(early + vq_late_03), "0.5": point(early + list(vq_late_05))}
         return {"seeds": 7, "seeds_planned": planned, "label_noise": 0.0,
                 "full_data_acc": {"mean": sum(full) / 7, "runs": full},
-                "methods": controls | {"vq": vq}}
+                "methods": controls | {"vq": {"0.3": point(vq_03), "0.5": point(vq_05)}}}
 
-    met = collect.guided_rule(res([-0.0009, -0.0010]), first=5)
+    def line(lines: list[str], what: str) -> str:
+        return next(x for x in lines if what in x)
+
+    met = collect.guided_rule(res(good), first=5)
     assert met[-1].endswith("target: **met**"), met
-    assert any("within 0.2 pt" in x and "at 0.3, 0.5" in x and x.endswith("**met**")
-               for x in met)
-    # vq below full-cut on seeds 5-6 at 0.3, still beyond every control on all seven seeds
-    late_low = res([-0.0070, -0.0068])
-    lines = collect.guided_rule(late_low, first=5)
-    beats = next(x for x in lines if "beyond the paired interval" in x)
+    assert line(met, "within 0.2 pt").endswith("at 0.3, 0.5; on seeds 5-6 alone at 0.3, 0.5 "
+                                               "→ **met**")
+    # vq below the controls on seeds 5-6 at 0.3, still beyond every control on all seven
+    late_low = collect.guided_rule(res(early + [-0.0070, -0.0068]), first=5)
+    beats = line(late_low, "beyond the paired interval")
     assert "0.3: met; 0.5: met" in beats and "both budgets: no" in beats, beats
-    assert beats.endswith("**NOT met**") and lines[-1].endswith("**NOT met**")
-    assert "seeds 5-6 alone: the recipe -0.69" in next(x for x in lines if "budget 0.3" in x)
-    # within 0.2 only at 0.5, where the later seeds agree: the first clause holds there
-    within = next(x for x in lines if "within 0.2 pt" in x)
-    assert "at 0.5; on seeds 5-6 alone at 0.5" in within and within.endswith("**met**")
-    # within 0.2 at 0.5 on all seven seeds (-0.15), 0.29 points below on seeds 5-6 alone
-    drifted = collect.guided_rule(res([-0.0070, -0.0068], vq_late_05=(-0.003, -0.0028)),
-                                  first=5)
-    within = next(x for x in drifted if "within 0.2 pt" in x)
-    assert "at 0.5; on seeds 5-6 alone at neither" in within and within.endswith("**NOT met**")
-    assert collect.guided_rule(res([-0.0009, -0.0010], planned=10), first=5) == []
-    assert collect.guided_rule(res([-0.0009, -0.0010]), first=6) == []  # one later seed
-    no_rs2 = res([-0.0009, -0.0010])
-    del no_rs2["methods"]["rs2"]
-    assert collect.guided_rule(no_rs2, first=5) == []
+    assert beats.endswith("**NOT met**") and late_low[-1].endswith("**NOT met**")
+    assert "seeds 5-6 alone: the recipe -0.69" in line(late_low, "budget 0.3")
+    assert "at 0.5; on seeds 5-6 alone at 0.5" in line(late_low, "within 0.2 pt")
+    # above full-cut on seeds 5-6 at 0.5 but below InfoBatch there: contradicted too
+    late_mixed = collect.guided_rule(res(good, early + [-0.0062, -0.0063]), first=5)
+    assert "0.5: met" in line(late_mixed, "beyond the") and late_mixed[-1].endswith("NOT met**")
+    # above every control on average at 0.3, inside the interval: not beyond it
+    wide = collect.guided_rule(res([0.002, -0.013, 0.002, -0.012, 0.002, 0.002, 0.002]),
+                               first=5)
+    beats = line(wide, "beyond the paired interval")
+    assert "0.3: NOT met; 0.5: met" in beats and "both budgets: yes" in beats, beats
+    assert wide[-1].endswith("**NOT met**")
+    # within 0.2 at 0.5 on all seven seeds (-0.15), 0.29 below on seeds 5-6 alone; within
+    # at 0.3 on seeds 5-6 only: the later seeds are asked where the seven seeds held
+    drifted = collect.guided_rule(res([-0.003] * 5 + [-0.001, -0.001],
+                                      early + [-0.003, -0.0028]), first=5)
+    assert line(drifted, "within 0.2 pt").endswith(
+        "at 0.5; on seeds 5-6 alone at neither → **NOT met**")
+    # an exact 0.20 below counts; so does more than 0.2 above
+    for offset in (-0.002, 0.003):
+        edge = collect.guided_rule(res([-0.003] * 7, [offset] * 7), first=5)
+        assert line(edge, "within 0.2 pt").endswith("→ **met**"), (offset, edge)
+    assert collect.guided_rule(res(good, planned=10), first=5) == []
+    assert collect.guided_rule(res(good), first=6) == []  # one later seed: no interval
+    for missing in ("rs2", "vq"):
+        r = res(good)
+        del r["methods"][missing]["0.5"]
+        assert collect.guided_rule(r, first=5) == []
 
 
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
