@@ -234,6 +234,29 @@ def test_guided_rule_counts_a_dataset_only_if_the_later_seeds_do_not_contradict_
         assert collect.guided_rule(r, first=5) == []
 
 
+def test_noise_rule_needs_flow_above_the_noisy_recipe_on_the_later_seeds_too():
+    """Target 3 by the rule written before the ten-seed noise run: flow's mean at 0.5 above
+    the full noisy recipe on every seed and on the later seeds alone."""
+    collect = _collect()
+    full = [0.880, 0.882, 0.879, 0.881, 0.878, 0.880, 0.883]
+
+    def res(offsets: list[float], planned: int = 7) -> dict:
+        runs = [a + d for a, d in zip(full, offsets, strict=True)]
+        return {"seeds": 7, "seeds_planned": planned, "label_noise": 0.2,
+                "full_data_acc": {"mean": sum(full) / 7, "runs": full},
+                "methods": {"flow": {"0.5": {"acc_mean": sum(runs) / 7, "runs": runs}}}}
+
+    met = collect.noise_rule(res([0.002] * 5 + [0.001, 0.0005]), first=5)
+    assert "seeds 5-6 alone +0.07 ± " in met[0] and met[-1].endswith("**met**"), met
+    late_below = collect.noise_rule(res([0.004] * 5 + [-0.001, -0.0005]), first=5)
+    assert "seeds 0-6 +0.26 ± " in late_below[0] and late_below[-1].endswith("**NOT met**")
+    below = collect.noise_rule(res([-0.001] * 5 + [0.002, 0.001]), first=5)
+    assert below[-1].endswith("**NOT met**")  # above on the later seeds, below on all seven
+    assert collect.noise_rule(res([0.002] * 7, planned=10), first=5) == []
+    assert collect.noise_rule(res([0.002] * 7), first=6) == []
+    assert collect.noise_rule(res([0.002] * 7), first=5, budget="0.3") == []
+
+
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
