@@ -236,7 +236,7 @@ def test_guided_rule_counts_a_dataset_only_if_the_later_seeds_do_not_contradict_
 
 def test_noise_rule_needs_flow_above_the_noisy_recipe_on_the_later_seeds_too():
     """Target 3 by the rule written before the ten-seed noise run: flow's mean at 0.5 above
-    the full noisy recipe on every seed and on the later seeds alone."""
+    the full noisy recipe's on all the seeds and on the later seeds alone."""
     collect = _collect()
     full = [0.880, 0.882, 0.879, 0.881, 0.878, 0.880, 0.883]
 
