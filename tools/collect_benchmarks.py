@@ -17,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OURS = ("vq", "flow")
+#: the guided targets' controls
+CONTROLS = ("full-cut", "rs2", "infobatch")
 #: the most decimals :func:`decimals` adds for a close call
 CLOSE_DECIMALS = 6
 
@@ -165,6 +167,20 @@ def seed_slice(res: dict, lo: int, hi: int) -> dict:
     return out
 
 
+def later_seeds_ready(res: dict, first: int) -> bool:
+    """Whether a rule that checks seeds ``first`` onward apart can judge ``res``: every
+    planned seed has run (a rule judges the whole run) and at least two came after ``first``
+    (one seed has no interval)."""
+    n = res["seeds"]
+    return n >= first + 2 and n >= res.get("seeds_planned", n)
+
+
+def within_recipe(gap: float) -> bool:
+    """A gap to the full recipe, in points, within the guided target's 0.2 (rounded, so an
+    exact 0.20 counts)."""
+    return round(gap, 6) >= -0.2
+
+
 def equal_steps_rule(res: dict, first: int) -> list[str]:
     """The equal-steps targets by the rule written before seeds ``first`` onward ran
     (docs/methods.md, "Equal steps, ten seeds on one machine"): met on every seed, and not
@@ -173,7 +189,7 @@ def equal_steps_rule(res: dict, first: int) -> list[str]:
     within the paired interval of that best). Nothing until every planned seed has run (the
     rule judges the whole extension)."""
     n = res["seeds"]
-    if n < first + 2 or n < res.get("seeds_planned", n):
+    if not later_seeds_ready(res, first):
         return []
     late = {(c["keep"], c["kind"]): c for c in equal_steps_checks(seed_slice(res, first, n))}
     lines = []
@@ -217,9 +233,9 @@ def guided_targets(res: dict) -> list[str]:
     if reach:
         m, b, a = max(reach, key=lambda t: (t[2], -float(t[1])))
         gap = 100 * (a - full)
-        ok = round(gap, 6) >= -0.2  # in points, so an exact 0.20 counts
+        ok = within_recipe(gap)
         # a miss by under 0.005 points would print as -0.20: more decimals show it
-        shown = f"{gap:+.{decimals(lambda g: round(g, 6) >= -0.2, gap)}f}"
+        shown = f"{gap:+.{decimals(within_recipe, gap)}f}"
         lines.append(f"- best of vq/flow at budget <= 0.5: {m} at {b}: {a:.4f} vs full-data "
                      f"recipe {full:.4f} ({shown} pt; target within 0.2 pt: "
                      f"{'met' if ok else 'NOT met'})")
@@ -231,7 +247,7 @@ def guided_targets(res: dict) -> list[str]:
             if not p:
                 continue
             wins = []
-            for ctrl in ("full-cut", "rs2", "infobatch"):
+            for ctrl in CONTROLS:
                 d = p.get(f"vs_{ctrl}")
                 if d:
                     m_, h_ = 100 * d["mean"], 100 * d["half_width"]
@@ -480,7 +496,6 @@ def _rerun_section() -> list[str]:
 #: "MNIST on the issue's recipe, ten seeds on one machine" and "Label noise on the issue's
 #: recipe, ten seeds on one machine")
 FIRST_GUIDED_TEN_SEEDS = 5
-CONTROLS = ("full-cut", "rs2", "infobatch")
 GUIDED_TEN_SEEDS = "guided_seeds10/guided_mnist"
 NOISE_TEN_SEEDS = "guided_seeds10/guided_fashion-mnist_noise0.2"
 
@@ -497,8 +512,8 @@ def guided_rule(res: dict, first: int, method: str = "vq") -> list[str]:
 
     n, budgets = res["seeds"], ("0.3", "0.5")
     points = res["methods"]
-    if (n < first + 2 or n < res.get("seeds_planned", n)
-            or not all(b in points.get(m, {}) for m in (method, *CONTROLS) for b in budgets)):
+    if not later_seeds_ready(res, first) or not all(
+            b in points.get(m, {}) for m in (method, *CONTROLS) for b in budgets):
         return []
 
     def diffs(lo: int, hi: int) -> dict[str, dict[str, dict]]:
@@ -508,8 +523,8 @@ def guided_rule(res: dict, first: int, method: str = "vq") -> list[str]:
                     **{c: paired_difference(mine[b], cut["methods"][c][b]["runs"])
                        for c in CONTROLS}} for b in budgets}
 
-    def within(d: dict) -> bool:  # in points, so an exact 0.20 counts
-        return round(100 * d["mean"], 6) >= -0.2
+    def within(d: dict) -> bool:
+        return within_recipe(100 * d["mean"])
 
     every, late = diffs(0, n), diffs(first, n)
     reach = [b for b in budgets if within(every[b]["the recipe"])]
@@ -547,8 +562,7 @@ def noise_rule(res: dict, first: int, method: str = "flow", budget: str = "0.5")
     from tinysift.bench.stats import paired_difference
 
     n = res["seeds"]
-    if (n < first + 2 or n < res.get("seeds_planned", n)
-            or budget not in res["methods"].get(method, {})):
+    if not later_seeds_ready(res, first) or budget not in res["methods"].get(method, {}):
         return []
     every, late = (paired_difference(cut["methods"][method][budget]["runs"],
                                      cut["full_data_acc"]["runs"])
@@ -587,8 +601,10 @@ def _ten_seeds_pointer(stem: str) -> list[str]:
     """Where a three-seed bench's verdicts are printed: that a ten-seed run judges them,
     once it has (nothing before)."""
     for ten, rule, title, _, _, _ in TEN_SEED_BENCHES:
+        if Path(ten).name != stem:
+            continue
         res = load(f"{ten}.json")
-        if Path(ten).name == stem and res and rule(res, FIRST_GUIDED_TEN_SEEDS):
+        if res and rule(res, FIRST_GUIDED_TEN_SEEDS):
             return [f"The guided checks on {title} are judged on ten seeds on one machine, by "
                     f"a rule written before that run (\"Guided training: {title}, ten seeds on one "
                     "machine\" below; docs/methods.md): the three-seed verdicts are kept as "
