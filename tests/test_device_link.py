@@ -483,6 +483,26 @@ def test_stream_limits_derive_from_the_board_and_the_model():
     assert qemu.db_kept(1050).records == 1051 + RECORD_SLACK
 
 
+def test_session_timeout_must_be_positive_and_finite():
+    """`device run --timeout inf` made every limit infinite: a silent port hung the host for
+    ever. Zero, negative, NaN and infinite timeouts are refused in one line naming --timeout."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
+    from tinysift.errors import TinysiftError
+
+    cost = ModelCost.from_export({
+        "layers": [{"op": "FULLY_CONNECTED", "in": [1, 1, 64], "out": [1, 1, 10],
+                    "macs": 640}],
+        "head_layer": 0, "input": {"shape": [1, 1, 64]}, "num_classes": 10,
+        "feature_dim": 64, "test_samples": 10})
+    board = load_board("qemu-mps2-an386")
+    assert SessionLimits(board, cost, timeout=0.5).simple().silence >= 0.5
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(TinysiftError, match="--timeout must be a positive, finite") as err:
+            SessionLimits(board, cost, timeout=bad)
+        assert "\n" not in str(err.value)
+
+
 # -- the Joulescope monitor, against tests/fake_joulescope.py (no Joulescope here) --------
 
 def _drive_marker(wire, highs_s, gap_s=0.05):
@@ -659,8 +679,8 @@ def test_joulescope_capture_is_sized_from_the_command(monkeypatch):
     mon.start(450.0)
     mon.stop()
     assert dev.reads[-1]["contiguous_duration"] == 450.0 and dev.buffer_duration == 451
-    for bad in (0.0, -3.0, float("nan")):
-        with pytest.raises(DeviceError, match="positive cap") as err:
+    for bad in (0.0, -3.0, float("nan"), float("inf")):
+        with pytest.raises(DeviceError, match="positive, finite cap") as err:
             JoulescopeMonitor(max_s=bad)
         assert "\n" not in str(err.value)
 

@@ -184,9 +184,9 @@ class JoulescopeMonitor(PowerMonitor):
 
     def __init__(self, duration_s: float | None = None, max_s: float | None = None):
         for what, value in (("longest duration", duration_s), ("cap", max_s)):
-            if value is not None and not value > 0:
-                raise DeviceError(f"the Joulescope capture needs a positive {what}, not "
-                                  f"{value} s")
+            if value is not None and not 0 < value < math.inf:
+                raise DeviceError(f"the Joulescope capture needs a positive, finite {what}, "
+                                  f"not {value} s")
         cap = max_s if max_s is not None else (
             self.MAX_BUFFER_BYTES / (self.BYTES_PER_SAMPLE * self.FASTEST_HZ))
         if duration_s is None:

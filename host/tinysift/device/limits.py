@@ -109,10 +109,13 @@ class SessionLimits:
     derived limit."""
 
     def __init__(self, board: Board, cost: ModelCost, timeout: float = 20.0):
-        if not timeout > 0:
+        if not 0 < timeout < math.inf:
+            # inf passed the old check and made every limit infinite: a silent port then hung
+            # the host for ever instead of being reported
             from tinysift.errors import TinysiftError
 
-            raise TinysiftError(f"--timeout must be a positive number of seconds, got {timeout}")
+            raise TinysiftError(f"--timeout must be a positive, finite number of seconds, "
+                                f"got {timeout}")
         self.board, self.cost, self.timeout = board, cost, float(timeout)
         self.hz = min(board.clock_hz, EMULATOR_HZ) if board.emulated else board.clock_hz
         self.int8 = INT8_CPM[bool(board.dsp)]
