@@ -316,6 +316,24 @@ def test_too_small_for_a_stratified_holdout_is_a_dataset_error(write_npz):
         load_dataset(write_npz(x=np.zeros((20, 4, 4), np.uint8), y=np.repeat(np.arange(10), 2)))
 
 
+@pytest.mark.parametrize("single", [0, 1, 2])
+def test_a_class_of_one_sample_always_trains(write_npz, single):
+    """A class of one sample made the 20% split unstratified, and the sample then landed in
+    the test split about one time in five: the class had no training image (prune then
+    said "only 1 class"). It stays in training; the other classes are split stratified."""
+    counts = [12, 12, 12]
+    counts[single] = 1
+    y = np.repeat(np.arange(3), counts)
+    x = (np.arange(len(y))[:, None, None] * np.ones((1, 4, 4))).astype(np.uint8)
+    ds = load_dataset(write_npz(x=x, y=y))
+    assert np.bincount(ds.y_train, minlength=3)[single] == 1
+    assert np.bincount(ds.y_test, minlength=3)[single] == 0
+    assert np.count_nonzero(np.bincount(ds.y_test, minlength=3)) == 2
+    assert len(ds.y_train) + len(ds.y_test) == len(y)
+    with pytest.raises(DatasetError, match="every class has a single sample.* x_test/y_test"):
+        load_dataset(write_npz(x=np.zeros((3, 4, 4), np.uint8), y=np.arange(3)))
+
+
 def _keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KERAS_HOME", raising=False)

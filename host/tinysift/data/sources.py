@@ -492,22 +492,34 @@ def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
 
 
 def _holdout(x: np.ndarray, y: np.ndarray, name: str):
-    """A stratified 20% test split (seed 0); without stratification when a class has a single
-    sample. Too few samples for a test sample per class (about 5 per class) are refused with
-    a DatasetError that says how many are needed, or to supply x_test/y_test."""
+    """A stratified 20% test split (seed 0). A class of a single sample stays in training
+    (the split of the others is stratified as before): unstratified, it landed in the test
+    split about one time in five, and the class then had no training image at all. Too few
+    samples for a test sample per class (about 5 per class) are refused with a DatasetError
+    that says how many are needed, or to supply x_test/y_test."""
     from sklearn.model_selection import train_test_split
 
     _check_nonempty_classes(y, int(y.max()) + 1, name)
     counts = np.bincount(y)
-    stratify = y if counts.min() >= 2 else None
-    n_test = int(np.ceil(0.2 * len(y)))
-    if stratify is not None and min(n_test, len(y) - n_test) < len(counts):
+    single = counts[y] == 1
+    if single.all():
         raise DatasetError(
-            f"{name}: {len(y)} samples in {len(counts)} classes are too few for the held-out "
-            f"20% test split (a test sample per class needs at least {5 * len(counts) - 4} "
+            f"{name}: every class has a single sample, so none can be held out for the 20% "
+            "test split; add samples (at least 2 per class, about 5 for a test sample per "
+            "class), or supply the test split as x_test/y_test in an .npz")
+    x_rest, y_rest = x[~single], y[~single]
+    classes = int(np.count_nonzero(counts >= 2))
+    n_test = int(np.ceil(0.2 * len(y_rest)))
+    if min(n_test, len(y_rest) - n_test) < classes:
+        raise DatasetError(
+            f"{name}: {len(y_rest)} samples in {classes} classes are too few for the held-out "
+            f"20% test split (a test sample per class needs at least {5 * classes - 4} "
             "samples, about 5 per class); add samples, or supply the test split as "
             "x_test/y_test in an .npz"
         )
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0,
-                                              stratify=stratify)
+    x_tr, x_te, y_tr, y_te = train_test_split(x_rest, y_rest, test_size=0.2, random_state=0,
+                                              stratify=y_rest)
+    if single.any():
+        x_tr = np.concatenate([x_tr, x[single]])
+        y_tr = np.concatenate([y_tr, y[single]])
     return x_tr, y_tr, x_te, y_te
