@@ -185,3 +185,34 @@ def test_a_seed_after_a_failed_one_keeps_its_wall_time(tmp_path):
     walls = log.seed_walls(3)
     assert walls[0] is None and walls[1] is not None and walls[2] is not None
     assert written == []  # seed 0 is not complete: no results file claims seeds 1 and 2
+
+
+def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
+    """A bench run with fewer seeds than its folder's results rewrote them with fewer,
+    silently (ten seeds of trainings were still in the log, but nothing said so): the run
+    now names the log's later seeds and the --seeds that reports them without training."""
+    from tinysift.bench.driver import run_seeds, seed_list
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    def run(seeds: int) -> tuple[list, list]:
+        ex, log, said, written = SerialExecutor(), ProgressLog({"b": 1}, tmp_path, "t"), [], []
+
+        def submit(seed: int) -> list:
+            if log.get(seed, "m", "1"):
+                return []
+            return [(ex.submit(_boom, "ok"),
+                     lambda done, s=seed: log.add(s, "m", "1", **done.value), "m")]
+        run_seeds(ex, log, seeds, submit, lambda n, wall: {"seeds": n}, written.append,
+                  say=said.append)
+        return said, written
+
+    assert run(5) == ([], [{"seeds": n} for n in range(1, 6)])
+    said, written = run(3)
+    assert written[-1] == {"seeds": 3}
+    assert len(said) == 1 and said[0].startswith("the progress log t_")
+    assert "also holds trainings of seeds 3-4: these results report seeds 0-2 only; " \
+           "--seeds 5 reports those too" in said[0]
+    assert "seed 0 only" in run(1)[0][0]
+    assert run(5)[0] == []
+    assert seed_list([4]) == "seed 4" and seed_list([3, 5, 8]) == "seeds 3, 5, 8"

@@ -230,7 +230,23 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
     if failures:
         raise failed_tasks(failures, log, complete, seeds)
+    later = [s for s in log.seeds_logged() if s >= seeds]
+    if later:
+        # a run with fewer seeds than the folder's results had rewrote them with fewer; the
+        # trainings are still in the log, and the user learns how to report them again
+        say(f"the progress log {log.path.name} also holds trainings of {seed_list(later)}: "
+            f"these results report {seed_list(list(range(seeds)))} only; "
+            f"--seeds {later[-1] + 1} reports those too, training only what they lack")
     return results
+
+
+def seed_list(seeds: list[int]) -> str:
+    """``seed 4``, ``seeds 3-9`` (consecutive) or ``seeds 3, 5, 8``."""
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
 
 
 def failed_tasks(failures: list[Failure], log: ProgressLog, complete: int,

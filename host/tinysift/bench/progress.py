@@ -228,6 +228,10 @@ class ProgressLog:
                 "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "origins": origins(rows)}
 
+    def seeds_logged(self) -> list[int]:
+        """The seeds with at least one training that counts as done, in order."""
+        return sorted({k[0] for k in self.done if k[1] != WALL})
+
     def is_fresh(self, seed: int) -> bool:
         """No training of ``seed`` counts as done: its wall time can be measured whole (an
         earlier wall time of the seed, whose trainings were all forgotten or changed
