@@ -254,3 +254,23 @@ def test_a_condense_that_writes_the_same_set_keeps_the_model(tmp_path, digits, w
     train(name, out, condensed=out, epochs=1, progress=False)
     assert not condense(alias, "random", 2, out, progress=False).skipped
     check_trained(Run(out))
+
+
+def test_rerun_hint_names_the_folder_as_it_is_now(tmp_path):
+    """The hint repeated the recorded command verbatim: after the run folder moved (or with a
+    relative --out from another working directory) it sent the rerun to the old folder."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import rerun_hint
+
+    moved = tmp_path / "moved run"
+    moved.mkdir()
+    (moved / "manifest.json").write_text(json.dumps({
+        "tinysift_run": True, "stages": {}, "commands": [
+            {"argv": ["/x/.venv/bin/tinysift", "train", "--dataset", "digits", "--out",
+                      "runs/old", "--epochs", "3"]},
+            {"argv": ["/x/.venv/bin/tinysift", "quantize", "--run=runs/old", "--qat"]}]}))
+    run = Run(moved)
+    assert rerun_hint(run, "train", "fallback") == (
+        f"tinysift train --dataset digits --out '{moved}' --epochs 3")
+    assert rerun_hint(run, "quantize", "fallback") == f"tinysift quantize '--run={moved}' --qat"
+    assert rerun_hint(run, "export", "fallback") == "fallback"

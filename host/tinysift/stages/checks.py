@@ -19,12 +19,23 @@ from tinysift.runs import Run, file_hash, same_dataset
 
 
 def rerun_hint(run: Run, verb: str, fallback: str) -> str:
-    """The last ``tinysift <verb> ...`` recorded in the run's manifest, else ``fallback``."""
+    """The last ``tinysift <verb> ...`` recorded in the run's manifest, else ``fallback``.
+
+    Its run folder (``--out``/``--run``) is the folder as it is now: the recorded one may be
+    relative to another working directory, or the folder may have moved since, and the hint
+    then sent the rerun elsewhere."""
     for entry in reversed(run.manifest.get("commands", [])):
-        argv = entry.get("argv", [])
+        argv = list(entry.get("argv", []))
         if len(argv) > 1 and argv[1] == verb and (
                 argv[0].endswith("tinysift") or argv[0].endswith("app.py")):
-            return "tinysift " + " ".join(shlex.quote(a) for a in argv[1:])
+            for i, arg in enumerate(argv):
+                flag = arg.split("=", 1)[0]
+                if flag in ("--out", "--run"):
+                    if "=" in arg:
+                        argv[i] = f"{flag}={run.path}"
+                    elif i + 1 < len(argv):
+                        argv[i + 1] = str(run.path)
+            return "tinysift " + " ".join(shlex.quote(str(a)) for a in argv[1:])
     return fallback
 
 
