@@ -56,6 +56,72 @@ def test_readme_results_block_is_generated():
     assert block == collect.readme_summary()
 
 
+#: README numbers that are not results: what checks each instead
+README_FACTS = {
+    "1536.4": "an illustration of the memory plan's refusal (its wording: test_device_stage)",
+    "512.4": "the same illustration's overshoot",
+    "1,152": "BatchNorm's values in the default model (test_readme_model_facts)",
+    "8,746": "its weights and biases with BatchNorm folded (test_readme_model_facts)",
+}
+
+
+def _readme_prose() -> str:
+    """The README without its generated block, code blocks and inline code."""
+    import re
+
+    collect = _collect()
+    text = (ROOT / "README.md").read_text()
+    head, rest = text.split(collect.README_START, 1)
+    prose = head + rest.split(collect.README_END, 1)[1]
+    prose = re.sub(r"```.*?```", "", prose, flags=re.S)
+    return re.sub(r"`[^`]*`", "", prose)
+
+
+def test_readme_prose_numbers_are_in_generated_results():
+    """A number the README's prose quotes (a decimal, a signed difference, a count with
+    thousands separators) appears in a generated file: the README's results block,
+    docs/benchmarks.md, a results table or results JSON. The prose is typed; this keeps it
+    to what the results say, and a rerun that moves a quoted result fails here until the
+    prose follows it. A difference with its interval must appear whole; a lone number only
+    somewhere (a slip to another printed value, +0.35 to +0.36, is not caught)."""
+    import re
+
+    collect = _collect()
+    corpus = collect.readme_summary() + (ROOT / "docs" / "benchmarks.md").read_text()
+    corpus += "".join(p.read_text() for p in sorted(RESULTS.rglob("*.md")))
+    # numbers of the JSON files as the prose writes them: 9610 -> 9,610
+    raw = "".join(p.read_text() for p in sorted(RESULTS.glob("*.json")))
+    corpus += " ".join(f"{int(n):,}" for n in set(re.findall(r"(?<![\d.])\d{4,}(?![\d.])", raw)))
+    # a difference with its interval is one quote (sign, mean and half-width as printed);
+    # a signed number keeps its sign
+    found = re.findall(r"(?<![\w.])[+-]?\d+\.\d+ ± \d+\.\d+"
+                       r"|(?<![\w.])[+-]?\d+(?:[.,]\d+)+|(?<![\w.])[+-]\d+(?![\w.])",
+                       _readme_prose())
+    assert len(found) > 40  # the prose still quotes results (the pattern still finds them)
+    missing = sorted({n for n in found
+                      if n.lstrip("+-") not in README_FACTS
+                      and not re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", corpus)})
+    assert not missing, f"README prose numbers found in no generated file: {missing}"
+
+
+def test_readme_model_facts():
+    """The README's size of the default model: Keras' count with BatchNorm's values, and the
+    weights and biases once BatchNorm is folded into the convolutions (a bias per channel)."""
+    from tinysift.models.cnn import build_model
+    from tinysift.models.cost import count_macs
+    from tinysift.tfcompat import keras
+
+    model = build_model((28, 28, 1), 10)
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    bn_values = sum(layer.count_params() for layer in bn)
+    channels = sum(layer.get_weights()[0].shape[0] for layer in bn)
+    cost = count_macs(model)
+    readme = _readme_prose()
+    assert f"{cost.params:,} parameters and {cost.macs_per_sample:,} MACs" in readme
+    assert f"BatchNorm's {bn_values:,} values" in readme
+    assert f"{cost.params - bn_values + channels:,} weights and biases" in readme
+
+
 def test_stale_params_reads_the_bench_overrides(tmp_path, monkeypatch):
     """A method run with the bench's own ``--method-params`` is current, not stale; records
     of the plain defaults are stale against those overrides, and the notice names both."""

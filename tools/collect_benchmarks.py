@@ -1294,6 +1294,10 @@ def readme_summary() -> str:
     out += _readme_equal_steps("prune_fashion-mnist_equal-steps",
                                "Equal steps, Fashion-MNIST")
     out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
+    for stem, title in (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
+                        ("prune_mnist_equal-steps", "MNIST")):
+        out += _readme_equal_steps(f"prune_rerun/{stem}", f"Equal steps, {title}, ten seeds on "
+                                   "one machine (the verdict the equal-steps target is judged by)")
     out += _readme_guided("guided_fashion-mnist", "Guided training, Fashion-MNIST")
     out += _readme_guided("guided_mnist", "Guided training, MNIST")
     out += _readme_guided(GUIDED_TEN_SEEDS, "Guided training, MNIST, ten seeds on one machine "
