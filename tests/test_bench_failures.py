@@ -191,7 +191,7 @@ def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
     """A bench run with fewer seeds than its folder's results rewrote them with fewer,
     silently (ten seeds of trainings were still in the log, but nothing said so): the run
     now names the log's later seeds and the --seeds that reports them without training."""
-    from tinysift.bench.driver import run_seeds, seed_list
+    from tinysift.bench.driver import run_seeds, say_later_seeds, seed_list
     from tinysift.bench.executor import SerialExecutor
     from tinysift.bench.progress import ProgressLog
 
@@ -216,3 +216,8 @@ def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
     assert "seed 0 only" in run(1)[0][0]
     assert run(5)[0] == []
     assert seed_list([4]) == "seed 4" and seed_list([3, 5, 8]) == "seeds 3, 5, 8"
+    # the device bench from a first seed (the demo's --seed 3): no --seeds that would say it
+    said = []
+    say_later_seeds(ProgressLog({"b": 1}, tmp_path, "t"), [3], said.append)
+    assert said == [said[0]] and said[0].endswith("holds trainings of seed 4: these results "
+                                                  "report seed 3 only")

@@ -101,7 +101,7 @@ class DeviceBenchConfig:
 
 
 def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
-    from tinysift.bench.driver import SerialTasks
+    from tinysift.bench.driver import SerialTasks, say_later_seeds
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import (
@@ -232,6 +232,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
         if not tasks.failures:  # else this seed or one before it is not complete
             write(seed)
     tasks.finish(plog, complete, cfg.seeds)
+    say_later_seeds(plog, cfg.seed_values(), tasks.say)
     return results
 
 

@@ -230,14 +230,23 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
     if failures:
         raise failed_tasks(failures, log, complete, seeds)
-    later = [s for s in log.seeds_logged() if s >= seeds]
-    if later:
-        # a run with fewer seeds than the folder's results had rewrote them with fewer; the
-        # trainings are still in the log, and the user learns how to report them again
-        say(f"the progress log {log.path.name} also holds trainings of {seed_list(later)}: "
-            f"these results report {seed_list(list(range(seeds)))} only; "
-            f"--seeds {later[-1] + 1} reports those too, training only what they lack")
+    say_later_seeds(log, list(range(seeds)), say)
     return results
+
+
+def say_later_seeds(log: ProgressLog, reported: list[int],
+                    say: Callable[[str], None] | None = None) -> None:
+    """Say so when ``log`` holds trainings of seeds after the ``reported`` ones: a run with
+    fewer seeds than the folder's results had rewrote them with fewer, silently; the
+    trainings are still in the log, and the user learns how to report them again."""
+    later = [s for s in log.seeds_logged() if s > reported[-1]]
+    if not later or log.path is None:
+        return
+    how = (f"; --seeds {later[-1] + 1} reports those too, training only what they lack"
+           if reported[0] == 0 else "")
+    (say or _stderr)(f"the progress log {log.path.name} also holds trainings of "
+                     f"{seed_list(later)}: these results report {seed_list(reported)} only"
+                     f"{how}")
 
 
 def seed_list(seeds: list[int]) -> str:

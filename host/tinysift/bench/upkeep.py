@@ -78,7 +78,7 @@ def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str
 
 
 def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
-    from tinysift.bench.driver import SerialTasks
+    from tinysift.bench.driver import SerialTasks, say_later_seeds
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import replay_method_params
@@ -130,6 +130,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
         complete = seed + 1
     tasks.finish(plog, complete, cfg.seeds)
+    say_later_seeds(plog, list(range(cfg.seeds)), tasks.say)
     return results
 
 
