@@ -60,8 +60,8 @@ def test_readme_results_block_is_generated():
 README_FACTS = {
     "1536.4": "an illustration of the memory plan's refusal (its wording: test_device_stage)",
     "512.4": "the same illustration's overshoot",
-    "1,152": "BatchNorm's values in the default model (test_readme_model_facts)",
-    "8,746": "its weights and biases with BatchNorm folded (test_readme_model_facts)",
+    "1,152": "BatchNorm's values in the default model (test_models: test_readme_model_cost)",
+    "8,746": "its weights and biases with BatchNorm folded (the same test)",
 }
 
 
@@ -102,24 +102,6 @@ def test_readme_prose_numbers_are_in_generated_results():
                       if n.lstrip("+-") not in README_FACTS
                       and not re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", corpus)})
     assert not missing, f"README prose numbers found in no generated file: {missing}"
-
-
-def test_readme_model_facts():
-    """The README's size of the default model: Keras' count with BatchNorm's values, and the
-    weights and biases once BatchNorm is folded into the convolutions (a bias per channel)."""
-    from tinysift.models.cnn import build_model
-    from tinysift.models.cost import count_macs
-    from tinysift.tfcompat import keras
-
-    model = build_model((28, 28, 1), 10)
-    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    bn_values = sum(layer.count_params() for layer in bn)
-    channels = sum(layer.get_weights()[0].shape[0] for layer in bn)
-    cost = count_macs(model)
-    readme = _readme_prose()
-    assert f"{cost.params:,} parameters and {cost.macs_per_sample:,} MACs" in readme
-    assert f"BatchNorm's {bn_values:,} values" in readme
-    assert f"{cost.params - bn_values + channels:,} weights and biases" in readme
 
 
 def test_stale_params_reads_the_bench_overrides(tmp_path, monkeypatch):

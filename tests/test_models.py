@@ -112,8 +112,18 @@ def test_readme_model_cost():
     found = re.search(r"has ([\d,]+) parameters and ([\d,]+) MACs per 28x28 sample", readme)
     assert found, "README no longer states the default model's cost"
     params, macs = (int(g.replace(",", "")) for g in found.groups())
-    cost = count_macs(build_model((28, 28, 1), 10, ModelConfig()))
+    model = build_model((28, 28, 1), 10, ModelConfig())
+    cost = count_macs(model)
     assert (cost.params, cost.macs_per_sample) == (params, macs)
+    # BatchNorm's values (Keras counts them) and the weights and biases once the int8
+    # conversion folds them into the convolutions (a bias per channel)
+    from tinysift.tfcompat import keras
+
+    bn = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    bn_values = sum(la.count_params() for la in bn)
+    channels = sum(la.get_weights()[0].shape[0] for la in bn)
+    assert f"BatchNorm's {bn_values:,} values" in readme
+    assert f"{cost.params - bn_values + channels:,} weights and biases" in readme
 
 
 def test_training_is_deterministic_and_learns(digits):
