@@ -332,6 +332,10 @@ def test_a_class_of_one_sample_always_trains(write_npz, single):
     assert len(ds.y_train) + len(ds.y_test) == len(y)
     with pytest.raises(DatasetError, match="every class has a single sample.* x_test/y_test"):
         load_dataset(write_npz(x=np.zeros((3, 4, 4), np.uint8), y=np.arange(3)))
+    with pytest.raises(DatasetError, match=r"8 samples in 4 classes \(those of 2 or more "
+                                           r"samples; a class of one stays in training\)"):
+        load_dataset(write_npz(x=np.zeros((9, 4, 4), np.uint8),
+                               y=np.array([0, 1, 1, 2, 2, 3, 3, 4, 4])))
 
 
 def _keras_cache(tmp_path, monkeypatch):

@@ -484,8 +484,9 @@ def test_stream_limits_derive_from_the_board_and_the_model():
 
 
 def test_session_timeout_must_be_positive_and_finite():
-    """`device run --timeout inf` made every limit infinite: a silent port hung the host for
-    ever. Zero, negative, NaN and infinite timeouts are refused in one line naming --timeout."""
+    """`device run --timeout inf` (or 1e308, doubled into inf) made every limit infinite: a
+    silent port hung the host for ever. Zero, negative, NaN and timeouts over a day are
+    refused in one line naming --timeout."""
     from tinysift.boards import load_board
     from tinysift.device.limits import ModelCost, SessionLimits
     from tinysift.errors import TinysiftError
@@ -497,8 +498,10 @@ def test_session_timeout_must_be_positive_and_finite():
         "feature_dim": 64, "test_samples": 10})
     board = load_board("qemu-mps2-an386")
     assert SessionLimits(board, cost, timeout=0.5).simple().silence >= 0.5
-    for bad in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(TinysiftError, match="--timeout must be a positive, finite") as err:
+    assert SessionLimits(board, cost, timeout=86_400).simple().deadline < 2 * 86_400 + 60
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 1e308, 86_401.0):
+        with pytest.raises(TinysiftError, match="--timeout must be a positive number of "
+                                                "seconds up to 86400") as err:
             SessionLimits(board, cost, timeout=bad)
         assert "\n" not in str(err.value)
 

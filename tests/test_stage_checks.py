@@ -274,3 +274,8 @@ def test_rerun_hint_names_the_folder_as_it_is_now(tmp_path):
         f"tinysift train --dataset digits --out '{moved}' --epochs 3")
     assert rerun_hint(run, "quantize", "fallback") == f"tinysift quantize '--run={moved}' --qat"
     assert rerun_hint(run, "export", "fallback") == "fallback"
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["commands"].append({"argv": ["tinysift", "train", "--dataset", "digits"]})
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    assert rerun_hint(Run(moved), "train", "fallback") == (
+        f"tinysift train --dataset digits --out '{moved}'")  # the default folder, named

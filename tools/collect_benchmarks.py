@@ -1296,8 +1296,10 @@ def readme_summary() -> str:
     out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
     for stem, title in (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
                         ("prune_mnist_equal-steps", "MNIST")):
-        out += _readme_equal_steps(f"prune_rerun/{stem}", f"Equal steps, {title}, ten seeds on "
-                                   "one machine (the verdict the equal-steps target is judged by)")
+        out += _readme_equal_steps(f"prune_rerun/{stem}", f"Equal steps, {title}, ten seeds "
+                                   "paired on one machine's numerics (seeds 0-4 ran on a "
+                                   "machine that computes bit for bit like the one of seeds "
+                                   "5-9; the verdict the equal-steps target is judged by)")
     out += _readme_guided("guided_fashion-mnist", "Guided training, Fashion-MNIST")
     out += _readme_guided("guided_mnist", "Guided training, MNIST")
     out += _readme_guided(GUIDED_TEN_SEEDS, "Guided training, MNIST, ten seeds on one machine "

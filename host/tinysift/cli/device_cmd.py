@@ -162,9 +162,10 @@ def run_cmd(
     db: bool = typer.Option(False, help="stream the training set over the link (db load)"),
     on_reset: str = typer.Option("retry", help="retry (set the session up again and re-send "
                                                 "train, once) or stop when the device resets"),
-    timeout: float = typer.Option(20.0, help="seconds without a valid record, added to the "
-                                             "limits derived from the board's clock and the "
-                                             "expected cycles (docs/protocol.md)"),
+    timeout: float = typer.Option(20.0, help="seconds without a valid record (at most a "
+                                             "day), added to the limits derived from the "
+                                             "board's clock and the expected cycles "
+                                             "(docs/protocol.md)"),
     joulescope: bool = typer.Option(False, help="measure energy with a Joulescope"),
     joulescope_max_s: float = typer.Option(
         None, help="the longest Joulescope capture in seconds (default: the training's "

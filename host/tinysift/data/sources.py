@@ -512,10 +512,12 @@ def _holdout(x: np.ndarray, y: np.ndarray, name: str):
     n_test = int(np.ceil(0.2 * len(y_rest)))
     if min(n_test, len(y_rest) - n_test) < classes:
         raise DatasetError(
-            f"{name}: {len(y_rest)} samples in {classes} classes are too few for the held-out "
-            f"20% test split (a test sample per class needs at least {5 * classes - 4} "
-            "samples, about 5 per class); add samples, or supply the test split as "
-            "x_test/y_test in an .npz"
+            f"{name}: {len(y_rest)} samples in {classes} classes"
+            + (" (those of 2 or more samples; a class of one stays in training)"
+               if single.any() else "")
+            + f" are too few for the held-out 20% test split (a test sample per class needs "
+            f"at least {5 * classes - 4} samples, about 5 per class); add samples, or supply "
+            "the test split as x_test/y_test in an .npz"
         )
     x_tr, x_te, y_tr, y_te = train_test_split(x_rest, y_rest, test_size=0.2, random_state=0,
                                               stratify=y_rest)

@@ -102,6 +102,10 @@ def _layer_macs(lay: dict) -> int:
     return 0
 
 
+#: The largest ``--timeout``: seconds of silence on top of the derived limits.
+MAX_TIMEOUT_S = 86_400.0
+
+
 class SessionLimits:
     """The limits of every command of one session on ``board``.
 
@@ -109,13 +113,14 @@ class SessionLimits:
     derived limit."""
 
     def __init__(self, board: Board, cost: ModelCost, timeout: float = 20.0):
-        if not 0 < timeout < math.inf:
-            # inf passed the old check and made every limit infinite: a silent port then hung
-            # the host for ever instead of being reported
+        if not 0 < timeout <= MAX_TIMEOUT_S:
+            # inf (or 1e308, doubled into inf) made every limit infinite: a silent port then
+            # hung the host for ever instead of being reported. The limits derived from the
+            # expected cycles come on top, so a day of silence is already generous.
             from tinysift.errors import TinysiftError
 
-            raise TinysiftError(f"--timeout must be a positive, finite number of seconds, "
-                                f"got {timeout}")
+            raise TinysiftError(f"--timeout must be a positive number of seconds up to "
+                                f"{MAX_TIMEOUT_S:.0f} (a day), got {timeout}")
         self.board, self.cost, self.timeout = board, cost, float(timeout)
         self.hz = min(board.clock_hz, EMULATOR_HZ) if board.emulated else board.clock_hz
         self.int8 = INT8_CPM[bool(board.dsp)]

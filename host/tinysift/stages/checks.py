@@ -28,13 +28,17 @@ def rerun_hint(run: Run, verb: str, fallback: str) -> str:
         argv = list(entry.get("argv", []))
         if len(argv) > 1 and argv[1] == verb and (
                 argv[0].endswith("tinysift") or argv[0].endswith("app.py")):
+            named = False
             for i, arg in enumerate(argv):
                 flag = arg.split("=", 1)[0]
                 if flag in ("--out", "--run"):
+                    named = True
                     if "=" in arg:
                         argv[i] = f"{flag}={run.path}"
                     elif i + 1 < len(argv):
                         argv[i + 1] = str(run.path)
+            if not named:  # `train` without --out wrote to its default folder
+                argv += ["--out" if verb == "train" else "--run", str(run.path)]
             return "tinysift " + " ".join(shlex.quote(str(a)) for a in argv[1:])
     return fallback
 
