@@ -308,6 +308,34 @@ def test_noise_rule_needs_flow_above_the_noisy_recipe_on_the_later_seeds_too():
     assert collect.noise_rule(res([0.002] * 7), first=5, budget="0.3") == []
 
 
+def test_the_glance_agrees_with_the_rules_it_summarizes():
+    """The summary table of the guided-training issue reads the rules' verdicts as data; the
+    sections print them as text. On the committed results both say the same: each rule's
+    data verdict is the one its last line prints, and the table's verdict column carries
+    them."""
+    collect = _collect()
+    mnist = collect.load(f"{collect.GUIDED_TEN_SEEDS}.json")
+    noise = collect.load(f"{collect.NOISE_TEN_SEEDS}.json")
+    for rule in (collect.guided_rule(mnist, collect.FIRST_GUIDED_TEN_SEEDS),
+                 collect.noise_rule(noise, collect.FIRST_GUIDED_TEN_SEEDS)):
+        assert rule.met is not None
+        assert rule[-1].endswith("**met**" if rule.met else "**NOT met**")
+    for stem, _ in collect.EQUAL_STEPS_RERUNS:
+        rule = collect.equal_steps_rule(collect.load(f"prune_rerun/{stem}.json"),
+                                        collect.FIRST_RERUN_SEEDS)
+        assert len(rule.parts) == len(rule) == 5
+        for line, met in zip(rule, rule.parts.values(), strict=True):
+            assert line.endswith("→ **met**") == met, line
+    rows = [r for r in collect.issue14_glance() if r.startswith("| ") and "---" not in r][1:]
+    verdicts = [r.rsplit("|", 2)[1].strip() for r in rows]
+    assert verdicts[:6] == ["**NOT met**"] * 6  # guided (2 clauses x 2 datasets, both), noise
+    assert verdicts[6:10] == ["**met**", "**met**", "**NOT met**", "**met**"]  # equal steps
+    assert "| Fashion-MNIST | 10 seeds" in rows[8] and "0.03: ccs best, vq -0.32 ± 0.23" in rows[8]
+    assert "vq at 0.5: -0.17 ± 0.08; seeds 5-9 alone: -0.23 ± 0.10" in rows[1]
+    assert "guided, Fashion-MNIST (the default command): 52 min" in rows[10]
+    assert verdicts[10] == "**met**"
+
+
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
