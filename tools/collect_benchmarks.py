@@ -685,27 +685,27 @@ def _bench_minutes(res: dict, seeds: int) -> tuple[float, str] | None:
     """A bench's whole wall time in minutes for ``seeds`` seeds, from its latest ``seeds``
     seeds (an extended run's later seeds ran on the machine its records name): their measured
     wall times added up where every one was timed, else their mean times ``seeds``."""
-    n = len(res.get("seed_wall_seconds", []))
-    walls = [(i, w) for i, w in enumerate(res.get("seed_wall_seconds", [])) if i >= n - seeds]
-    timed = [w for _, w in walls if w is not None]
+    walls = res.get("seed_wall_seconds", [])[-seeds:]
+    timed = [w for w in walls if w is not None]
     if not timed:
         return None
-    which = f"seeds {walls[0][0]}-{walls[-1][0]}"
+    first = len(res["seed_wall_seconds"]) - len(walls)
+    which = f"seeds {first}-{first + len(walls) - 1}"
     if len(timed) == seeds:
         return sum(timed) / 60, f"{which} measured"
     return sum(timed) / len(timed) * seeds / 60, f"{which}: {len(timed)} timed, mean x {seeds}"
 
 
-def issue14_glance() -> list[str]:
-    """The guided-training issue's targets in one table, each with the run it is judged on
-    and the numbers that decide it, from the same rules and checks the sections below print
-    in full (nothing for a target whose results file is missing)."""
-    rows: list[tuple[str, str, str, str, str]] = []
+def _grouped(what: str, rows: list[tuple]) -> list[tuple]:
+    """Rows of one target: its name on the first, "same" on the others."""
+    return [(what if i == 0 else "same", *r) for i, r in enumerate(rows)]
+
+
+def _glance_guided() -> list[tuple]:
+    """The guided target's rows: each clause per dataset (Fashion-MNIST's committed table,
+    MNIST's ten-seed rule), then the target as a whole."""
+    clauses: dict[str, tuple[bool, bool]] = {}  # dataset -> (within 0.2, beats the controls)
     reach_rows, beat_rows = [], []
-    guided_ok: list[bool] = []  # per dataset: both guided clauses met
-    reach_what = "guided: vq or flow within 0.2 pt of the full recipe at a budget <= 0.5"
-    beat_what = ("guided: vq or flow beyond the paired interval over full-cut, RS2 and "
-                 "InfoBatch at budgets 0.3 and 0.5")
     fm = load("guided_fashion-mnist.json")
     if fm:
         facts = guided_facts(fm)
@@ -717,7 +717,7 @@ def issue14_glance() -> list[str]:
         both = all(beaten.values())
         beat_rows.append(("Fashion-MNIST", on, "; ".join(
             f"{b}: {', '.join(ms) or 'neither'}" for b, ms in beaten.items()), _ok(both)))
-        guided_ok.append(bool(reach and reach[4]) and both)
+        clauses["Fashion-MNIST"] = (bool(reach and reach[4]), both)
     mn = load(f"{GUIDED_TEN_SEEDS}.json")
     rule = guided_rule(mn, FIRST_GUIDED_TEN_SEEDS) if mn else Verdict()
     if rule:
@@ -733,57 +733,76 @@ def issue14_glance() -> list[str]:
             ctrl = min(CONTROLS, key=lambda c: diffs[c]["mean"] - diffs[c]["half_width"])
             leads.append(f"{b}: least over {ctrl} {_pm(diffs[ctrl])}")
         beat_rows.append(("MNIST", on, "; ".join(leads), _ok(rule.parts["beats"])))
-        guided_ok.append(bool(rule.met))
-    for what, group in ((reach_what, reach_rows), (beat_what, beat_rows)):
-        rows += [(what if i == 0 else "same", *r) for i, r in enumerate(group)]
-    if guided_ok:
+        clauses["MNIST"] = (rule.parts["reach"], rule.parts["beats"])
+    rows = (_grouped("guided: vq or flow within 0.2 pt of the full recipe at a budget <= 0.5",
+                     reach_rows)
+            + _grouped("guided: vq or flow beyond the paired interval over full-cut, RS2 and "
+                       "InfoBatch at budgets 0.3 and 0.5", beat_rows))
+    if clauses:
         # read per dataset (both clauses on one dataset) or with the 0.2 clause on both: the
         # verdict is the same while neither dataset meets the 0.2 clause
-        reached = {r[0]: r[-1].strip("*") for r in reach_rows}
-        beats = {r[0]: r[-1].strip("*") for r in beat_rows}
-        clauses = "; ".join(f"{d}: within 0.2 {reached.get(d, 'not run')}, beats "
-                            f"{beats.get(d, 'not run')}" for d in dict.fromkeys([*reached, *beats]))
+        said = {True: "met", False: "NOT met"}
         rows.append(("the guided target (both clauses met on one dataset)", "either",
-                     "the four rows above", clauses, _ok(any(guided_ok))))
+                     "the four rows above", "; ".join(
+                         f"{d}: within 0.2 {said[r]}, beats {said[b]}"
+                         for d, (r, b) in clauses.items()),
+                     _ok(any(r and b for r, b in clauses.values()))))
+    return rows
+
+
+def _glance_noise() -> list[tuple]:
     noise = load(f"{NOISE_TEN_SEEDS}.json")
     rule = noise_rule(noise, FIRST_GUIDED_TEN_SEEDS) if noise else Verdict()
-    if rule:
-        f = rule.facts
-        rows.append((f"noise: {f['method']} at budget {f['budget']} above the full noisy recipe",
-                     "Fashion-MNIST, 20% label noise", f"{f['seeds']} seeds on one machine, by "
-                     "a rule written first", f"{_pm(f['every'])}; seeds {f['first']}-"
-                     f"{f['seeds'] - 1} alone: {_pm(f['late'])}", _ok(rule.met)))
-    equal_ok = []
+    if not rule:
+        return []
+    f = rule.facts
+    return [(f"noise: {f['method']} at budget {f['budget']} above the full noisy recipe",
+             "Fashion-MNIST, 20% label noise", f"{f['seeds']} seeds on one machine, by a rule "
+             "written first", f"{_pm(f['every'])}; seeds {f['first']}-{f['seeds'] - 1} alone: "
+             f"{_pm(f['late'])}", _ok(rule.met))]
+
+
+def _glance_equal_steps() -> list[tuple]:
+    """The equal-steps target's rows: each check per dataset (the ten-seed reruns' rule),
+    then the target as a whole."""
+    rules = {}
+    for stem, title in EQUAL_STEPS_RERUNS:
+        res = load(f"prune_rerun/{stem}.json")
+        rule = equal_steps_rule(res, FIRST_RERUN_SEEDS) if res else Verdict()
+        if rule:
+            rules[title] = (res["seeds"], rule)
+    rows, verdicts = [], []
     for kind, what in (("random", "equal steps: vq or flow above class-balanced random beyond "
                                   "the paired interval at keeps 0.03 and 0.01"),
                        ("best", "equal steps: vq or flow best, or within the paired interval "
                                 "of the best, at every keep <= 0.1")):
-        for stem, title in EQUAL_STEPS_RERUNS:
-            res = load(f"prune_rerun/{stem}.json")
-            rule = equal_steps_rule(res, FIRST_RERUN_SEEDS) if res else Verdict()
-            if not rule:
-                continue
+        group = []
+        for title, (seeds, rule) in rules.items():
             met = all(v for (_, k), v in rule.parts.items() if k == kind)
             cells = []
             for c in rule.facts["every"]:
                 # the keeps that decide: each of them when met, the failing ones when not
                 if c["kind"] != kind or (not met and rule.parts[(c["keep"], kind)]):
                     continue
-                if kind == "random":
-                    m = max(c["diffs"], key=lambda m: c["diffs"][m]["mean"])
-                    cells.append(f"{c['keep']}: {m} {_pm(c['diffs'][m])}")
-                elif c["best"] in OURS:
+                if kind == "best" and c["best"] in OURS:
                     cells.append(f"{c['keep']}: {c['best']} best")
-                else:
-                    m = max(c["diffs"], key=lambda m: c["diffs"][m]["mean"])
-                    cells.append(f"{c['keep']}: {c['best']} best, {m} {_pm(c['diffs'][m])}")
-            equal_ok.append(met)
-            rows.append((what if stem == EQUAL_STEPS_RERUNS[0][0] else "same", title,
-                         f"{res['seeds']} seeds, one machine's numerics, by a rule written "
-                         "before seeds 5-9", "; ".join(cells), _ok(met)))
-    if equal_ok:
+                    continue
+                m = max(c["diffs"], key=lambda m: c["diffs"][m]["mean"])
+                cells.append(f"{c['keep']}: " + (f"{c['best']} best, " if kind == "best" else "")
+                             + f"{m} {_pm(c['diffs'][m])}")
+            verdicts.append(met)
+            group.append((title, f"{seeds} seeds, one machine's numerics, by a rule written "
+                          "before seeds 5-9", "; ".join(cells), _ok(met)))
+        rows += _grouped(what, group)
+    if verdicts:
         rows.append(("the equal-steps target (every check on both datasets)", "both",
-                     "the four rows above", "", _ok(all(equal_ok))))
+                     "the four rows above", "", _ok(all(verdicts))))
+    return rows
+
+
+def _glance_bench_time() -> list[tuple]:
+    """The bench-time target: the default commands' five seeds, from their seed wall times;
+    not judged until the guided default has run whole."""
     times = []
     for stem, title in EQUAL_STEPS_RERUNS:
         res = load(f"prune_rerun/{stem}.json")
@@ -795,11 +814,19 @@ def issue14_glance() -> list[str]:
     if whole:
         times.append(("guided, Fashion-MNIST (its default dataset; MNIST not timed)",
                       *_bench_minutes(default, default["seeds"])))
-    if times:
-        rows.append((f"each full bench (one dataset) at most {BENCH_HOURS} h on a 2-core "
-                     "machine", "each", "seed wall times of the default commands (five seeds)",
-                     "; ".join(f"{t}: {m:.1f} min ({how})" for t, m, how in times),
-                     _ok(all(m <= 60 * BENCH_HOURS for _, m, _ in times) if whole else None)))
+    if not times:
+        return []
+    return [(f"each full bench (one dataset) at most {BENCH_HOURS} h on a 2-core machine",
+             "each", "seed wall times of the default commands (five seeds)",
+             "; ".join(f"{t}: {m:.1f} min ({how})" for t, m, how in times),
+             _ok(all(m <= 60 * BENCH_HOURS for _, m, _ in times) if whole else None))]
+
+
+def issue14_glance() -> list[str]:
+    """The guided-training issue's targets in one table, each with the run it is judged on
+    and the numbers that decide it, from the same rules and checks the sections below print
+    in full (nothing for a target whose results file is missing)."""
+    rows = _glance_guided() + _glance_noise() + _glance_equal_steps() + _glance_bench_time()
     if not rows:
         return []
     out = ["## The guided-training issue's targets at a glance", "",
@@ -1037,13 +1064,12 @@ def _equal_steps_rerun_section() -> list[str]:
     """The equal-steps benches run again from an empty progress folder on one machine,
     then extended to more seeds, with their target verdicts: once the extension has run,
     the verdicts the equal-steps targets are judged by (docs/methods.md)."""
-    reruns = (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
-              ("prune_mnist_equal-steps", "MNIST"))
-    runs = _rerun_runs("prune_rerun", reruns, "full data", _rerun_targets, minutes=False)
+    runs = _rerun_runs("prune_rerun", EQUAL_STEPS_RERUNS, "full data", _rerun_targets,
+                       minutes=False)
     if not runs:
         return []
     extended = any((r := load(f"prune_rerun/{stem}.json")) and equal_steps_rule(
-        r, FIRST_RERUN_SEEDS) for stem, _ in reruns)
+        r, FIRST_RERUN_SEEDS) for stem, _ in EQUAL_STEPS_RERUNS)
     how = ("The committed tables above pair points measured on different machines; these "
            "reruns pair every point on one machine (bit for bit the same results on this "
            "session's and the first rerun's machine), and were extended to more seeds with "
@@ -1485,8 +1511,7 @@ def readme_summary() -> str:
     out += _readme_equal_steps("prune_fashion-mnist_equal-steps",
                                "Equal steps, Fashion-MNIST")
     out += _readme_equal_steps("prune_mnist_equal-steps", "Equal steps, MNIST")
-    for stem, title in (("prune_fashion-mnist_equal-steps", "Fashion-MNIST"),
-                        ("prune_mnist_equal-steps", "MNIST")):
+    for stem, title in EQUAL_STEPS_RERUNS:
         out += _readme_equal_steps(f"prune_rerun/{stem}", f"Equal steps, {title}, ten seeds "
                                    "paired on one machine's numerics (seeds 0-4 ran on a "
                                    "machine that computes bit for bit like the one of seeds "
