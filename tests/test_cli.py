@@ -29,6 +29,22 @@ def test_data_info_fashion():
     assert r.stdout.count("6000") >= 10  # per-class counts
 
 
+def test_data_info_names_a_class_the_test_split_lacks(tmp_path):
+    """A class of one sample stays in training: `data info` says the test split cannot
+    measure it (the table's 0 alone was easy to miss), in text and in --json."""
+    import json
+
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((9, 4, 4), np.uint8), y=np.array([0] + [1] * 8))
+    r = tinysift("data", "info", f"npz:{tmp_path}/d.npz")
+    assert r.returncode == 0, r.stderr
+    assert "warning: the test split has no sample of class(es) '0'" in r.stdout
+    info = json.loads(tinysift("data", "info", f"npz:{tmp_path}/d.npz", "--json").stdout)
+    assert len(info["warnings"]) == 1 and "'0'" in info["warnings"][0]
+    assert json.loads(tinysift("data", "info", "digits", "--json").stdout)["warnings"] == []
+
+
 def test_unknown_dataset_exit_2():
     r = tinysift("data", "info", "nope")
     assert r.returncode == 2

@@ -330,12 +330,34 @@ def test_a_class_of_one_sample_always_trains(write_npz, single):
     assert np.bincount(ds.y_test, minlength=3)[single] == 0
     assert np.count_nonzero(np.bincount(ds.y_test, minlength=3)) == 2
     assert len(ds.y_train) + len(ds.y_test) == len(y)
+    # the class cannot be tested: said, by name, wherever a test accuracy is reported
+    assert ds.untested_classes() == [str(single)]
+    assert len(ds.test_split_warnings()) == 1
+    assert f"no sample of class(es) '{single}': test accuracy does not" in \
+        ds.test_split_warnings()[0]
     with pytest.raises(DatasetError, match="every class has a single sample.* x_test/y_test"):
         load_dataset(write_npz(x=np.zeros((3, 4, 4), np.uint8), y=np.arange(3)))
     with pytest.raises(DatasetError, match=r"8 samples in 4 classes \(those of 2 or more "
                                            r"samples; a class of one stays in training\)"):
         load_dataset(write_npz(x=np.zeros((9, 4, 4), np.uint8),
                                y=np.array([0, 1, 1, 2, 2, 3, 3, 4, 4])))
+
+
+def test_a_test_split_without_a_class_is_named(write_npz, tmp_path):
+    """Classes of 1 and 3 samples: the held-out test split holds one class, so its accuracy
+    measured one class and nothing said so; a supplied x_test may lack classes too."""
+    ds = load_dataset(write_npz("one.npz", x=np.zeros((4, 4, 4), np.uint8),
+                                y=np.array([0, 1, 1, 1])))
+    assert ds.untested_classes() == ["0"]
+    full = load_dataset(write_npz("full.npz", x=np.zeros((4, 4, 4), np.uint8),
+                                  y=np.array([0, 0, 1, 1]), x_test=np.zeros((2, 4, 4), np.uint8),
+                                  y_test=np.array([0, 1])))
+    assert full.untested_classes() == [] and full.test_split_warnings() == []
+    wide = load_dataset(write_npz("wide.npz", x=np.zeros((24, 4, 4), np.uint8),
+                                  y=np.repeat(np.arange(12), 2),
+                                  x_test=np.zeros((1, 4, 4), np.uint8), y_test=np.array([11])))
+    assert wide.untested_classes() == [str(c) for c in range(11)]
+    assert "'9' and 1 more: test accuracy" in wide.test_split_warnings()[0]
 
 
 def _keras_cache(tmp_path, monkeypatch):

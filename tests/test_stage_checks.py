@@ -92,6 +92,24 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert "500" in res.warnings[0]
 
 
+def test_train_names_a_class_the_test_split_lacks(tmp_path, write_npz):
+    """A class of one sample stays in training, so the reported test accuracy never saw
+    it: train says which class, in its output and in the run's record."""
+    import json
+
+    import numpy as np
+
+    from tinysift.stages.train import train
+
+    y = np.array([0] + [1] * 10 + [2] * 10)
+    x = (np.arange(len(y))[:, None, None] * np.ones((1, 8, 8)) * 10).astype(np.uint8)
+    res = train(write_npz(x=x, y=y), tmp_path / "r", epochs=1, progress=False)
+    (warning,) = [w for w in res.warnings if "test split" in w]
+    assert "class(es) '0': test accuracy does not measure them" in warning
+    record = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert warning in record["stages"]["train"]["results"]["warnings"]
+
+
 def test_a_set_condensed_again_retrains(tmp_path, digits):
     """`train --condensed` keyed its stage on the dataset alone: a set condensed again into
     the same folder reused the model trained on the old set ("cached: inputs unchanged")."""

@@ -50,7 +50,8 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
                     "test": len(ds.y_test), "shape": list(ds.input_shape),
                     "num_classes": ds.num_classes, "content_hash": ds.content_hash,
                     "classes": [{"index": c, "name": n, "train": int(tr[c]),
-                                 "test": int(te[c])} for c, n in enumerate(ds.class_names)]})
+                                 "test": int(te[c])} for c, n in enumerate(ds.class_names)],
+                    "warnings": ds.test_split_warnings()})
         return
     console.print(f"[bold]{ds.name}[/]  source: {ds.source}")
     console.print(f"train {len(ds.y_train)}  test {len(ds.y_test)}  "
@@ -63,3 +64,5 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
     for c, cname in enumerate(ds.class_names):
         table.add_row(str(c), cname, str(tr[c]), str(te[c]))
     console.print(table)
+    for warning in ds.test_split_warnings():
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)

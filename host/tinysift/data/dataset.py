@@ -70,6 +70,24 @@ class Dataset:
         y = self.y_train if split == "train" else self.y_test
         return np.bincount(y, minlength=self.num_classes)
 
+    def untested_classes(self) -> list[str]:
+        """Names of the classes the test split has no sample of: test accuracy says nothing
+        about them (a single-sample class of a held-out split stays in training; a supplied
+        x_test may lack classes)."""
+        return [self.class_names[c] for c in np.flatnonzero(self.class_counts("test") == 0)]
+
+    def test_split_warnings(self) -> list[str]:
+        """One line when some class is missing from the test split, naming the classes and
+        the fix; empty otherwise."""
+        missing = self.untested_classes()
+        if not missing:
+            return []
+        shown = ", ".join(repr(n) for n in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        return [f"the test split has no sample of class(es) {shown}{more}: test accuracy does "
+                "not measure them; add samples (a class needs 2 or more to be held out), or "
+                "supply a test split with every class as x_test/y_test in an .npz"]
+
     def subset(self, indices: np.ndarray) -> Dataset:
         """The same dataset with the training split restricted to ``indices`` (integer
         indices, or a boolean mask over the training split)."""
