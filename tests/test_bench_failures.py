@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PLUGIN = '''
 import os
 import sys
@@ -195,17 +197,20 @@ def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
     from tinysift.bench.executor import SerialExecutor
     from tinysift.bench.progress import ProgressLog
 
-    def run(seeds: int) -> tuple[list, list]:
-        ex, log, said, written = SerialExecutor(), ProgressLog({"b": 1}, tmp_path, "t"), [], []
+    def run(seeds: int, kind: str = "ok", folder=tmp_path) -> tuple[list, list]:
+        ex, log, said, written = SerialExecutor(), ProgressLog({"b": 1}, folder, "t"), [], []
 
         def submit(seed: int) -> list:
             if log.get(seed, "m", "1"):
                 return []
-            return [(ex.submit(_boom, "ok"),
+            return [(ex.submit(_boom, kind),
                      lambda done, s=seed: log.add(s, "m", "1", **done.value), "m")]
-        run_seeds(ex, log, seeds, submit, lambda n, wall: {"seeds": n}, written.append,
-                  say=said.append)
-        return said, written
+        try:
+            run_seeds(ex, log, seeds, submit, lambda n, wall: {"seeds": n}, written.append,
+                      say=lambda line: said.append((line, len(written))))
+        except Exception as exc:  # noqa: BLE001 - the failure case below
+            said.append((type(exc).__name__, len(written)))
+        return [line for line, _ in said], [at for _, at in said] if kind != "ok" else written
 
     assert run(5) == ([], [{"seeds": n} for n in range(1, 6)])
     said, written = run(3)
@@ -216,8 +221,46 @@ def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
     assert "seed 0 only" in run(1)[0][0]
     assert run(5)[0] == []
     assert seed_list([4]) == "seed 4" and seed_list([3, 5, 8]) == "seeds 3, 5, 8"
+    # said before the results are rewritten, and again after trainings (their lines push
+    # the first notice away), a failed one too: seeds 3-4 logged, seeds 0-2 to train
+    later = tmp_path / "later"
+    for seed in (3, 4):
+        ProgressLog({"b": 1}, later, "t").add(seed, "m", "1", acc=0.5)
+    said, written = run(3, folder=later)
+    assert len(said) == 2 and all("seeds 3-4" in line for line in said)
+    assert written == [{"seeds": n} for n in range(1, 4)]
+    said, at = run(3, kind="oom", folder=tmp_path / "failing")
+    assert len(said) == 3 + 1 and said[-1] == "TasksFailed"  # no later seeds: no notice
+    assert not any("also holds" in line for line in said)
+    for seed in (3, 4):
+        ProgressLog({"b": 1}, tmp_path / "failing", "t").add(seed, "m", "1", acc=0.5)
+    said, at = run(3, kind="oom", folder=tmp_path / "failing")
+    assert "seeds 3-4" in said[0] and at[0] == 0  # before any results file is written
+    assert "seeds 3-4" in said[-2] and said[-1] == "TasksFailed"
     # the device bench from a first seed (the demo's --seed 3): no --seeds that would say it
     said = []
     say_later_seeds(ProgressLog({"b": 1}, tmp_path, "t"), [3], said.append)
     assert said == [said[0]] and said[0].endswith("holds trainings of seed 4: these results "
                                                   "report seed 3 only")
+
+
+def test_serial_benches_say_the_later_seeds_at_the_end_when_they_ran_tasks(tmp_path):
+    """The device and upkeep benches said the log's later seeds only after a clean finish
+    (a failed task raised first): the notice now comes at the end whenever tasks ran,
+    before the failure's error, and not twice when nothing ran."""
+    from tinysift.bench.driver import SerialTasks
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import TasksFailed
+
+    log = ProgressLog({"b": 1}, tmp_path, "t")
+    log.add(4, "m", "1", acc=0.5)
+    said: list[str] = []
+    idle = SerialTasks(say=said.append)
+    idle.finish(log, 2, 2, reported=[0, 1])
+    assert said == []  # nothing ran: the start's notice is enough
+    tasks = SerialTasks(say=said.append)
+    assert tasks.run(0, "m", _boom, "ok") == {"acc": 0.5}
+    assert tasks.run(1, "m", _boom, "oom") is None and tasks.ran == 2
+    with pytest.raises(TasksFailed):
+        tasks.finish(log, 1, 2, reported=[0, 1])
+    assert "also holds trainings of seed 4: these results report seeds 0-1 only" in said[-1]

@@ -140,6 +140,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                        stamp={"firmware": firmware_source_hash()})
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
+    say_later_seeds(plog, cfg.seed_values(), tasks.say)  # before any results are written
     complete = 0  # the seeds the results files hold: those before the first failed run
     # this invocation's memory plans (the export's, and per update mode), and its scenario:
     # every row's RAM column is the plan of this invocation's firmware (its largest --sizes),
@@ -231,8 +232,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
                          "new_classes": list(scn.new_classes)}
         if not tasks.failures:  # else this seed or one before it is not complete
             write(seed)
-    tasks.finish(plog, complete, cfg.seeds)
-    say_later_seeds(plog, cfg.seed_values(), tasks.say)
+    tasks.finish(plog, complete, cfg.seeds, reported=cfg.seed_values())
     return results
 
 

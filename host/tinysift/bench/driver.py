@@ -100,11 +100,13 @@ class SerialTasks:
 
     say: Callable[[str], None] | None = None
     failures: list[Failure] = field(default_factory=list)
+    ran: int = 0  # tasks run (not read from the progress log)
 
     def run(self, seed: int, what: str, task: Callable[..., T], *args: Any,
             **kwargs: Any) -> T | None:
         """``task(*args, **kwargs)``, or None when it failed (said and recorded); an error that
         :func:`stops_bench` raises at once (Ctrl-C and signals too: not an ``Exception``)."""
+        self.ran += 1
         try:
             return task(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - one run's error must not end the others
@@ -115,9 +117,15 @@ class SerialTasks:
             (self.say or _stderr)(failure.said())
             return None
 
-    def finish(self, log: ProgressLog, complete: int, seeds: int) -> None:
+    def finish(self, log: ProgressLog, complete: int, seeds: int,
+               reported: list[int] | None = None) -> None:
         """Raise :func:`failed_tasks`'s error if a task failed; ``complete``: the seeds the
-        results files hold (every seed before the first with a failed task)."""
+        results files hold (every seed before the first with a failed task). With
+        ``reported`` (the seeds the bench reports) and tasks run since the bench said so at
+        its start, :func:`say_later_seeds` again, failed or not: the start's notice has
+        scrolled away under the tasks' lines."""
+        if reported is not None and self.ran:
+            say_later_seeds(log, reported, self.say)
         if self.failures:
             raise failed_tasks(self.failures, log, complete, seeds)
 
@@ -199,7 +207,11 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
                 results["executor"] = ex.info()
             write(results)
 
+    # said before the first write (the results files are rewritten with these seeds), and
+    # again at the end when tasks ran in between
+    say_later_seeds(log, list(range(seeds)), say)
     flush()
+    owner_count = len(owner)  # tasks submitted: none when every seed came from the log
     pending = ex.completed(order)
     del order  # on a cluster, a result leaves the workers' memory once handled
     for future in pending:
@@ -228,9 +240,10 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
         flush()
     # an intermediate task's failure is named by the tasks that needed it; else by itself
     failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
+    if owner_count:
+        say_later_seeds(log, list(range(seeds)), say)
     if failures:
         raise failed_tasks(failures, log, complete, seeds)
-    say_later_seeds(log, list(range(seeds)), say)
     return results
 
 

@@ -103,6 +103,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
                        point="point", stamp={"firmware": firmware_source_hash()})
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
+    say_later_seeds(plog, list(range(cfg.seeds)), tasks.say)  # before any results are written
     complete = 0  # the seeds the results files hold: those before the first failed run
     for seed in range(cfg.seeds):
         ucfg = cfg.seed_config(seed)
@@ -129,8 +130,7 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
         results = _results(cfg, plog, seed + 1, time.perf_counter() - wall)
         write_outputs(results, Path(cfg.out_dir), cfg.stem())
         complete = seed + 1
-    tasks.finish(plog, complete, cfg.seeds)
-    say_later_seeds(plog, list(range(cfg.seeds)), tasks.say)
+    tasks.finish(plog, complete, cfg.seeds, reported=list(range(cfg.seeds)))
     return results
 
 
