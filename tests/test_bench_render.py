@@ -389,6 +389,43 @@ def test_the_glance_reads_each_clause_apart(monkeypatch):
                                            "2-core machine"
 
 
+def test_the_glance_needs_both_clauses_on_one_dataset_not_on_both(monkeypatch):
+    """The issue's guided target holds when both clauses hold on one of the two datasets:
+    a made-up MNIST that meets both beside a Fashion-MNIST that meets neither is met (an
+    `all` over the datasets in place of the `any` read it as NOT met), and with MNIST
+    missing the beat clause it is not."""
+    collect = _collect()
+    full = [0.990, 0.991, 0.989, 0.990, 0.992, 0.990, 0.991]
+
+    def point(offset: float) -> dict:
+        runs = [a + offset + 0.0002 * (i % 2) for i, a in enumerate(full)]
+        return {"acc_mean": sum(runs) / 7, "runs": runs}
+
+    def mnist(controls_offset: float) -> dict:
+        return {"seeds": 7, "seeds_planned": 7, "label_noise": 0.0,
+                "full_data_acc": {"mean": sum(full) / 7, "runs": full},
+                "methods": {c: {b: point(controls_offset) for b in ("0.3", "0.5")}
+                            for c in collect.CONTROLS}
+                | {"vq": {b: point(-0.001) for b in ("0.3", "0.5")}}}
+
+    fashion = {"seeds": 3, "label_noise": 0.0, "full_data_acc": {"mean": 0.90},
+               "methods": {"vq": {b: {"acc_mean": 0.89} for b in ("0.3", "0.5")}}}
+    files = {f"{collect.GUIDED_TEN_SEEDS}.json": mnist(-0.004),
+             "guided_fashion-mnist.json": fashion}
+    monkeypatch.setattr(collect, "load", files.get)
+    monkeypatch.setattr(collect, "FIRST_GUIDED_TEN_SEEDS", 5)
+
+    def target() -> list[str]:
+        return next(r for r in _glance_rows(collect) if r[0].startswith("the guided target"))
+
+    row = target()
+    assert row[3] == ("Fashion-MNIST: within 0.2 NOT met, beats NOT met; "
+                      "MNIST: within 0.2 met, beats met") and row[4] == "**met**"
+    files[f"{collect.GUIDED_TEN_SEEDS}.json"] = mnist(-0.001)  # the controls tie vq
+    row = target()
+    assert row[3].endswith("MNIST: within 0.2 met, beats NOT met") and row[4] == "**NOT met**"
+
+
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
