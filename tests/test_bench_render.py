@@ -50,10 +50,10 @@ def test_benchmarks_doc_rerenders_identical():
 def test_readme_results_block_is_generated():
     """The README's numbers are the tool's rendering of the committed results, not typed."""
     collect = _collect()
-    text = (ROOT / "README.md").read_text()
-    block = collect.README_START + text.split(collect.README_START, 1)[1].split(
-        collect.README_END, 1)[0] + collect.README_END
+    block = collect.readme_parts((ROOT / "README.md").read_text())[1]
     assert block == collect.readme_summary()
+    with pytest.raises(SystemExit, match="needs <!-- results:start --> and then"):
+        collect.readme_parts(collect.README_END + "\n" + collect.README_START)
 
 
 #: README numbers that are not results: what checks each instead
@@ -70,10 +70,8 @@ def _readme_prose() -> str:
     """The README without its generated block, code blocks and inline code."""
     import re
 
-    collect = _collect()
-    text = (ROOT / "README.md").read_text()
-    head, rest = text.split(collect.README_START, 1)
-    prose = head + rest.split(collect.README_END, 1)[1]
+    head, _, tail = _collect().readme_parts((ROOT / "README.md").read_text())
+    prose = head + tail
     prose = re.sub(r"```.*?```", "", prose, flags=re.S)
     return re.sub(r"`[^`]*`", "", prose)
 

@@ -1529,10 +1529,19 @@ def readme_summary() -> str:
     return "\n".join(out + [README_END])
 
 
+def readme_parts(text: str) -> tuple[str, str, str]:
+    """The README as (before the results block, the block with its markers, after it); a
+    README without both markers, in order, is refused (the block would be lost)."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md: the results block needs {README_START} and then "
+                         f"{README_END}, each on its own line; put them back around it")
+    end += len(README_END)
+    return text[:start], text[start:end], text[end:]
+
+
 def write_readme_summary(readme: Path = ROOT / "README.md") -> None:
-    text = readme.read_text()
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
+    head, _, tail = readme_parts(readme.read_text())
     readme.write_text(head + readme_summary() + tail)
 
 
