@@ -103,8 +103,10 @@ def test_ds_cnn_pools_as_the_mlperf_reference():
     assert tuple(pool.pool_size) == (24, 5) and tuple(pool.input.shape[1:3]) == (25, 5)
 
 
-def test_readme_model_cost():
-    """The README's figures for the default model on 28x28 inputs, read from the README."""
+def test_readme_model_cost(digits_run):
+    """The README's figures for the default model on 28x28 inputs, read from the README;
+    the folded count is also the exported int8 model's (the shared digits run: 8x8
+    inputs, the same weights, global pooling makes them independent of the input size)."""
     import re
     from pathlib import Path
 
@@ -124,6 +126,12 @@ def test_readme_model_cost():
     channels = sum(la.get_weights()[0].shape[0] for la in bn)
     assert f"BatchNorm's {bn_values:,} values" in readme
     assert f"{cost.params - bn_values + channels:,} weights and biases" in readme
+    from tinysift.export.tflite_reader import parse_tflite
+
+    parsed = parse_tflite((digits_run / "model.tflite").read_bytes())
+    stored = sum(t.size for la in parsed.layers for t in (la.weights, la.bias) if t is not None)
+    assert stored == cost.params - bn_values + channels
+    assert count_macs(build_model((8, 8, 1), 10, ModelConfig())).params == cost.params
 
 
 def test_training_is_deterministic_and_learns(digits):
