@@ -149,6 +149,70 @@ def test_folder_dataset(tmp_path):
     assert len(ds.y_train) + len(ds.y_test) == 12
 
 
+def _folder_of(root, images: dict) -> str:
+    """A folder: dataset, ``images``: class -> list of (file name, PIL image)."""
+    for cls, files in images.items():
+        (root / cls).mkdir(parents=True)
+        for fname, im in files:
+            im.save(root / cls / fname)
+    return f"folder:{root}"
+
+
+def test_folder_wide_pixels_keep_their_picture(tmp_path):
+    """16-bit PNGs came out white (PIL's conversion to 8 bits clips at 255), float TIFFs in
+    [0, 1] black in 3 channels: now scaled (value / 257, value x 255); other ranges refused."""
+    from PIL import Image
+
+    grad16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040).astype(np.uint16)
+    gradf = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    name = _folder_of(tmp_path / "wide", {
+        c: [(f"{i}.png", Image.fromarray(grad16)) for i in range(5)]
+        + [(f"{i}.tif", Image.fromarray(gradf, "F")) for i in range(5)] for c in "ab"})
+    ds = load_dataset(name)
+    assert ds.input_shape == (8, 8, 1)
+    x = np.concatenate([ds.x_train, ds.x_test])
+    as8 = np.rint(grad16 / 257).astype(np.uint8)
+    as8f = np.rint(gradf * 255).astype(np.uint8)
+    assert all(np.array_equal(a[..., 0], as8) or np.array_equal(a[..., 0], as8f) for a in x)
+    assert any(np.array_equal(a[..., 0], as8) for a in x) and x.max() == 255
+    bad = np.full((8, 8), 300.0, np.float32)
+    with pytest.raises(DatasetError, match=r"float pixels outside \[0, 1\] and \[0, 255\]"):
+        load_dataset(_folder_of(tmp_path / "bad", {
+            "a": [("0.tif", Image.fromarray(bad, "F"))],
+            "b": [("0.tif", Image.fromarray(bad, "F"))]}))
+
+
+def test_folder_mixed_gray_and_colour_is_all_colour(tmp_path):
+    """The first file decided the channels: a gray first image made every colour image gray.
+    Now one colour image makes all RGB, the gray ones replicated (nothing lost); hidden files
+    (macOS' ._name next to each image) are skipped, and a decompression bomb is one line."""
+    import zlib
+
+    from PIL import Image
+
+    gray = Image.fromarray(np.full((4, 4), 7, np.uint8))
+    red = Image.fromarray(np.dstack([np.full((4, 4), 200, np.uint8)] + [np.zeros((4, 4),
+                                                                        np.uint8)] * 2))
+    root = tmp_path / "mixed"
+    name = _folder_of(root, {"a": [(f"{i}.png", gray) for i in range(5)],
+                             "b": [(f"{i}.png", red) for i in range(5)]})
+    (root / "a" / "._0.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    ds = load_dataset(name)
+    assert ds.input_shape == (4, 4, 3)
+    x, y = np.concatenate([ds.x_train, ds.x_test]), np.concatenate([ds.y_train, ds.y_test])
+    assert (x[y == 0] == 7).all()
+    assert (x[y == 1][..., 0] == 200).all() and (x[y == 1][..., 1:] == 0).all()
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(root / "a" / "9.png")
+    big = (root / "a" / "9.png").read_bytes()
+    # the IHDR's width and height (bytes 16-24) say 30000 x 30000, its CRC redone: PIL
+    # refuses it as a decompression bomb (it was an unexpected error, exit status 1)
+    ihdr = b"IHDR" + (30000).to_bytes(4, "big") * 2 + big[24:29]
+    bomb = big[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + big[33:]
+    (root / "a" / "9.png").write_bytes(bomb)
+    with pytest.raises(DatasetError, match="cannot read image .*9.png: Image size .*exceeds"):
+        load_dataset(name)
+
+
 def test_folder_with_empty_class_refused(tmp_path):
     from PIL import Image
 

@@ -361,11 +361,11 @@ def load_folder(path: str) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class).
 
     Classes are the sub-folders in name order, numeric when every name is an integer (``9``
-    before ``10``). All images must share one size; grayscale stays 1 channel, colour
-    becomes RGB.
+    before ``10``). All images must share one size. Grayscale stays 1 channel unless some
+    image is in colour: then every image becomes RGB (gray replicated, nothing lost). 16-bit
+    images are scaled to 8 bits (value / 257), float images in [0, 1] or [0, 255] too; other
+    ranges are refused. Hidden files (``.name``, macOS' ``._name``) are skipped.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(path)
     name = f"folder:{path}"
     if not root.is_dir():
@@ -379,19 +379,14 @@ def load_folder(path: str) -> Dataset:
             f"{name}: found {len(class_dirs)} class sub-folders; need at least 2 "
             "(one sub-folder of images per class)"
         )
-    images, labels, size, mode = [], [], None, None
+    images, labels, size = [], [], None
     for label, cdir in enumerate(class_dirs):
-        files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+                       and not f.name.startswith(".") and f.is_file())
         if not files:
             raise DatasetError(f"{name}: class folder {cdir.name!r} has no images (empty class)")
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    if mode is None:
-                        mode = "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
-                    arr = np.asarray(im.convert(mode), dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DatasetError(f"{name}: cannot read image {f}: {exc}") from exc
+            arr = _read_image(f, name)
             if size is None:
                 size = arr.shape[:2]
             if arr.shape[:2] != size:
@@ -399,13 +394,51 @@ def load_folder(path: str) -> Dataset:
                     f"{name}: image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image is "
                     f"{size[1]}x{size[0]}; resize all images to one size"
                 )
-            images.append(arr if arr.ndim == 3 else arr[..., None])
+            images.append(arr)
             labels.append(label)
+    if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
+        images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
     x = np.stack(images)
     y = np.asarray(labels, dtype=np.int64)
     x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
     return Dataset(name, x_tr, y_tr, x_te, y_te, tuple(d.name for d in class_dirs),
                    source=str(root.resolve()))
+
+
+#: PIL modes read as one gray channel (others become RGB: palette, alpha and CMYK too)
+_GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _read_image(path: Path, name: str) -> np.ndarray:
+    """One image as uint8 (H, W, 1) or (H, W, 3). 16-bit and 32-bit integer pixels of at most
+    65535 are scaled by 1/257 (PIL's own conversion clips them to 255: a 16-bit image became
+    white), float pixels in [0, 1] by 255 (PIL made them black) or kept in [0, 255]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in _GRAY_MODES:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if im.mode in ("1", "L"):
+                return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+            raw = np.asarray(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        # UnidentifiedImageError is an OSError; a header claiming 20000x20000 is a bomb
+        raise DatasetError(f"{name}: cannot read image {path}: {exc}") from None
+    wide = raw.astype(np.float64)
+    if raw.dtype.kind == "f":
+        if not np.isfinite(wide).all() or wide.min() < 0 or wide.max() > 255:
+            raise DatasetError(
+                f"{name}: image {path} has float pixels outside [0, 1] and [0, 255] (range "
+                f"[{wide.min():g}, {wide.max():g}]); save it as 8-bit (or 16-bit) PNG")
+        scaled = wide * 255.0 if wide.max() <= 1.0 else wide
+    else:
+        if wide.min() < 0 or wide.max() > 65535:
+            raise DatasetError(
+                f"{name}: image {path} has {raw.dtype} pixels outside 0..65535 (range "
+                f"[{wide.min():g}, {wide.max():g}]); save it as 8-bit or 16-bit PNG")
+        scaled = wide / 257.0  # 65535 -> 255 exactly
+    return np.rint(scaled).astype(np.uint8)[..., None]
 
 
 def is_integer_name(text: str) -> bool:
