@@ -315,6 +315,29 @@ def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path)
                  "--keep-steps"]) == 2
 
 
+def test_a_refused_guided_run_leaves_the_folders_training_as_it_was(tmp_path):
+    """The budget check ran inside the recorded train stage: a refused `--budget 1e-9` in a
+    finished folder marked its training failed, and quantize and export then refused the
+    folder, suggesting the refused command again. Now it is refused before the run is
+    recorded; and --guided with --keep names --keep, not an --epochs nobody passed."""
+    from tinysift.cli.app import main
+    from tinysift.errors import BudgetError
+    from tinysift.runs import Run
+    from tinysift.stages.checks import require_done
+    from tinysift.stages.train import train
+
+    train("digits", tmp_path / "run", epochs=1, progress=False)
+    before = (tmp_path / "run" / "manifest.json").read_text()
+    with pytest.raises(BudgetError, match="nothing would train; raise --budget or --epochs"):
+        train("digits", tmp_path / "run", epochs=1, guided="rs2", budget=1e-9, progress=False)
+    assert (tmp_path / "run" / "manifest.json").read_text() == before
+    require_done(Run(tmp_path / "run"), "train", "tinysift train")
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "k"), "--guided",
+                 "vq", "--keep", "0.1", "--budget", "0.5"]) == 2
+    with pytest.raises(BudgetError, match="drop --keep, --selection and --condensed"):
+        train("digits", tmp_path / "k", keep=0.1, guided="vq", budget=0.5, progress=False)
+
+
 def test_a_budget_under_one_batch_is_an_error_and_a_late_fit_charge_stops_the_epoch():
     """A budget smaller than one batch would train nothing and return an untrained model: a
     clear error instead. A fit made before training is charged at the epoch's second step;

@@ -58,6 +58,29 @@ def full_recipe_passes(num_samples: int, train_config: TrainConfig) -> int:
     return train_config.epochs * num_samples
 
 
+def check_budget(n: int, budget: float, train_config: TrainConfig, keep_steps: bool = False,
+                 budget_passes: float | None = None) -> int:
+    """The batch a guided run of ``n`` samples trains in; a BudgetError when the budget buys
+    less than the loop's stopping rule (one batch, or one epoch's subset when smaller):
+    nothing would train. Callable before any work (the train stage checks it before it
+    records a run, so a refused budget leaves a folder's finished training as it was)."""
+    from tinysift.errors import BudgetError
+
+    if budget_passes is None:
+        budget_passes = budget * full_recipe_passes(n, train_config)
+    batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
+             else train_config.batch_size)
+    epoch_size = max(1, int(round(budget * n)))  # TrainingState.epoch_size
+    need = min(batch, epoch_size)  # the loop's stopping rule: one batch, or one epoch
+    if budget_passes < need:
+        what = (f"one batch of {batch}" if need == batch else
+                f"one epoch's batch of {need} (budget x {n} samples)")
+        raise BudgetError(f"a budget of {budget_passes:.1f} sample-passes ({budget:g} x "
+                          f"{train_config.epochs} epochs x {n} samples) is less than {what}: "
+                          "nothing would train; raise --budget or --epochs")
+    return batch
+
+
 def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochSampler,
                  budget: float, model_config: ModelConfig | None = None,
                  train_config: TrainConfig | None = None, progress: bool = True,
@@ -104,17 +127,7 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
     state = TrainingState(x=x, y=np.array(y, np.int64), num_classes=num_classes,
                           epochs=int(train_config.epochs), budget=budget, ledger=ledger,
                           rng=rng, feature_dim=feature_dim)
-    batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
-             else train_config.batch_size)
-    need = min(batch, state.epoch_size)  # the loop's stopping rule: one batch, or one epoch
-    if ledger.budget_passes < need:
-        from tinysift.errors import BudgetError
-
-        what = (f"one batch of {batch}" if need == batch else
-                f"one epoch's batch of {need} (budget x {n} samples)")
-        raise BudgetError(f"a budget of {ledger.budget_passes:.1f} sample-passes ({budget:g} x "
-                          f"{train_config.epochs} epochs x {n} samples) is less than {what}: "
-                          "nothing would train; raise --budget or --epochs")
+    batch = check_budget(n, budget, train_config, keep_steps, ledger.budget_passes)
     sampler.begin(state)
     bar = ProgressBar(progress, ledger.budget_passes, f"guided {sampler.name} {budget:g}",
                       "sample-passes")

@@ -154,6 +154,10 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     else:
         idx = np.arange(len(y), dtype=np.int64)
     train_cfg = TrainConfig(epochs=epochs, seed=seed, batch_size=int(batch))
+    if guided is not None:  # before the run is recorded: a refusal leaves the folder as it was
+        from tinysift.guided.loop import check_budget
+
+        check_budget(len(y), float(budget), train_cfg, keep_steps)
     params = {"dataset": dataset, "source": source, "samples": int(len(y)),
               "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
     if guided is not None:
@@ -261,12 +265,14 @@ def _check_guided(guided, budget, epochs, keep, selection, condensed, params=Non
                           "recipe's sample-passes to spend")
     if not 0.0 < float(budget) <= 1.0:
         raise BudgetError(f"--budget must be a fraction in (0, 1], got {budget}")
-    if not epochs:
-        raise BudgetError("--guided needs --epochs N >= 1: the full-data recipe the budget is "
-                          "a fraction of")
+    # before the epochs: the CLI sets --epochs 0 (the subset rule) when a set is given, and
+    # the user who passed --keep was told to pass --epochs
     if keep is not None or selection is not None or condensed is not None:
         raise BudgetError("--guided chooses its own data each epoch; drop --keep, --selection "
                           "and --condensed")
+    if not epochs:
+        raise BudgetError("--guided needs --epochs N >= 1: the full-data recipe the budget is "
+                          "a fraction of")
     make_sampler(guided, **(params or {}))  # unknown or bad parameters fail before any data
 
 
