@@ -72,6 +72,9 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         (("adapt", "--scenario", "bogus"), "unknown scenario 'bogus'"),
         (("adapt", "--update", "all"), "--update must be one of head, bias, last-block"),
         (("adapt", "--old-classes", "a-b"), "--old-classes takes numbers and ranges"),
+        # one old class: refused after the scenario was rewritten and the base trained
+        (("adapt", "--dataset", "digits", "--old-classes", "3,3"),
+         "--old-classes names 1 distinct class (3); the base model classifies"),
         (("adapt", "--scenario", "user", "--dataset", "digits"), "needs --new"),
         (("adapt", "--scenario", "shift", "--dataset", "digits"),
          "10 classes: pass --dataset mnist"),

@@ -98,6 +98,13 @@ class AdaptConfig:
         if self.scenario == "new-classes" and not self.old_classes:
             raise BudgetError("old_classes must name the classes the base model learns, e.g. "
                               "[0, 1, 2, 3, 4, 5, 6, 7]")
+        # one old class was refused only after the scenario was rewritten and the base model
+        # trained ("the training set has only 1 class"), the folder's earlier base replaced
+        if self.scenario == "new-classes" and len(set(self.old_classes)) < 2:
+            raise BudgetError(f"--old-classes names {len(set(self.old_classes))} distinct "
+                              f"class ({','.join(map(str, self.old_classes))}); the base model "
+                              "classifies the old classes and needs at least 2, e.g. "
+                              "--old-classes 0,1,2,3,4,5,6,7")
         # the board and the replay method before the base model is trained (both were
         # refused only after it: minutes on Fashion-MNIST)
         check_emulated_board(self.board)
