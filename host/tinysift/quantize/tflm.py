@@ -101,9 +101,37 @@ def _check_inputs(x: np.ndarray, dtype: np.dtype) -> None:
                             "quantize them first (tinysift.quantize.tflm.quantize_images)")
 
 
+class _ArenaRange:
+    """The bisection's state, kept between tries (a crashed try resumes from it)."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def search(self, runs_in) -> None:
+        """Narrow to 16 bytes; ``runs_in(size)``: whether the model runs in that arena."""
+        while self.hi - self.lo > 16:
+            mid = (self.lo + self.hi) // 2 // 16 * 16
+            if runs_in(mid):
+                self.hi = mid
+            else:
+                self.lo = mid
+
+
+class _ChildCrashed(Exception):
+    pass
+
+
 def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
-    """Smallest TFLM tensor arena (bytes, 16-byte granularity) that allocates and invokes."""
-    def ok(size: int) -> bool:
+    """Smallest TFLM tensor arena (bytes, 16-byte granularity) that allocates and invokes.
+
+    The search runs in a forked child where the platform forks: TFLM crashes (a segfault
+    after "Failed to populate a temp TfLiteTensor") at some arenas just too small for a
+    model, which killed `tinysift quantize` without a word (4x4 images, a 6,144-byte
+    arena). The child reports each try as it ends; a try that crashed it counts as too
+    small and a new child goes on from there."""
+    import os
+
+    def runs(size: int) -> bool:
         try:
             interp = interpreter(model_bytes, size)
             details = interp.get_input_details(0)
@@ -113,16 +141,52 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
         except (RuntimeError, ValueError):
             return False
 
-    if not ok(hi):
-        raise TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
-    lo = 16
-    while hi - lo > 16:
-        mid = (lo + hi) // 2 // 16 * 16
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    too_small = TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
+    arena = _ArenaRange(16, hi)
+    if not hasattr(os, "fork"):
+        if not runs(hi):
+            raise too_small
+        arena.search(runs)
+        return arena.hi
+    top_checked = False
+    while not top_checked or arena.hi - arena.lo > 16:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: each try's verdict a byte, then out without clean-up
+            try:
+                os.close(read)
+
+                def told(size: int, fd: int = write) -> bool:
+                    ok = runs(size)
+                    os.write(fd, b"1" if ok else b"0")
+                    return ok
+
+                if top_checked or told(hi):
+                    arena.search(told)
+            finally:
+                os._exit(0)
+        os.close(write)
+        crashed = False
+        with os.fdopen(read, "rb") as verdicts:
+            def heard(size: int) -> bool:
+                nonlocal crashed
+                if crashed:
+                    raise _ChildCrashed
+                mark = verdicts.read(1)
+                crashed = not mark  # the pipe closed before a verdict: this try crashed
+                return mark == b"1"
+
+            try:
+                if not top_checked:
+                    if not heard(hi):
+                        raise too_small
+                    top_checked = True
+                arena.search(heard)
+            except _ChildCrashed:
+                pass  # a new child goes on from the range as narrowed
+            finally:
+                os.waitpid(pid, 0)
+    return arena.hi
 
 
 def arena_usage(model_bytes: bytes, arena_size: int | None = None) -> dict[str, int]:
