@@ -255,6 +255,8 @@ def _selection(path, **override):
     ("empty indices", lambda p: _selection(p, indices=np.array([], np.int64),
                                            keep_count=np.int64(0)), "keeps no sample"),
     ("no noise seed", lambda p: _selection(p, noise_seed=None), "no 'noise_seed'"),
+    ("negative noise seed", lambda p: _selection(p, noise_seed=np.int64(-5)),
+     "noise_seed -5 is negative"),
     ("no indices", lambda p: _selection(p, indices=None), "no 'indices'"),
     ("count mismatch", lambda p: _selection(p, keep_count=np.int64(7)), "keep_count 7"),
     ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])), "outside"),

@@ -109,6 +109,32 @@ def test_second_writer_refused_naming_the_holder(tmp_path):
         pass
 
 
+def test_a_read_only_run_folder_is_one_clear_error(tmp_path, monkeypatch):
+    """A run folder on a read-only file system (a mounted backup, a CI cache) was an
+    "unexpected OSError" (exit status 1) on every command, a cached export too: the lock
+    file cannot be made. Root writes through permissions, so the file system's refusal is
+    stood in for at the lock's os.open."""
+    import errno
+    import os
+
+    from tinysift import runs
+    from tinysift.errors import TinysiftError
+
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(runs.LOCK_FILE):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, *args, **kwargs)
+
+    (tmp_path / "r").mkdir()
+    monkeypatch.setattr(runs.os, "open", read_only)
+    with pytest.raises(TinysiftError, match=r"cannot write in the run folder .*r \(Read-only "
+                                            r"file system\).*copy it somewhere writable"), \
+            runs.run_lock(tmp_path / "r", "test"):
+        pass
+
+
 def test_cached_device_result_is_rerun_after_the_export_or_firmware_changes(tmp_path,
                                                                          monkeypatch):
     """A finished device result is reused only for the same parameters, export and firmware

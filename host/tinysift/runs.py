@@ -432,7 +432,15 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             _held[key][1] += 1
             fd = None
         else:
-            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only folder or file system: an "unexpected" error
+                from tinysift.errors import TinysiftError
+
+                raise TinysiftError(
+                    f"cannot write in the run folder {folder} ({exc.strerror or exc}): a run "
+                    "folder records every stage, even a cached one; copy it somewhere "
+                    "writable, or make it writable") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

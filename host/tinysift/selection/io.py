@@ -153,8 +153,10 @@ def read_selection(path: str | Path, num_samples: int | None = None,
         if noise > 0 and "noise_seed" not in sel:
             raise DatasetError(f"{p} has label noise {noise} but no 'noise_seed' to repeat it "
                                f"with; {fix}")
-        if "noise_seed" in sel:
-            _scalar(sel, "noise_seed", p, int)
+        if "noise_seed" in sel and _scalar(sel, "noise_seed", p, int) < 0:
+            # numpy's generators take no negative seed: an unexpected ValueError at training
+            raise DatasetError(f"{p}: noise_seed {int(sel['noise_seed'])} is negative; the "
+                               f"noise draw's seed is >= 0; {fix}")
     if num_samples is not None:
         if "num_samples" in sel and _scalar(sel, "num_samples", p, int) != num_samples:
             raise DatasetError(
