@@ -355,6 +355,11 @@ BAD_INPUT = [
      "{tmp}/ok.toml is a file, not a folder (--out-dir)"),
     (["engine", "run", "--tflite", "{tmp}/m.tflite", "--inputs", "{tmp}/x.npy", "--out",
       "{tmp}/empty"], "--out {tmp}/empty is a folder"),
+    # every bench's --out-dir before any training (was an unexpected NotADirectoryError
+    # after the first trainings)
+    *[(["bench", bench, "--dataset", "digits", "--out-dir", "{tmp}/ok.toml/r"],
+       "{tmp}/ok.toml is a file, not a folder (--out-dir)")
+      for bench in ("prune", "guided", "condense", "device", "scoring", "upkeep")],
     # guided parameters of the wrong type (one was an AttributeError, one trained first)
     (["train", "--dataset", "digits", "--guided", "flow", "--budget", "0.5", "--epochs", "2",
       "--out", "{tmp}/g", "--guided-params", '{"judge": 5}'], "parameter judge takes a string"),

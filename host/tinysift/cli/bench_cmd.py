@@ -32,6 +32,14 @@ def _executor(spec: str):
     return open_executor(spec, say=console.print)
 
 
+def _out_dir_ok(out_dir: Path) -> Path:
+    """--out-dir checked before any training: a file there failed as an unexpected
+    NotADirectoryError once the first trainings were done."""
+    from tinysift.runs import out_folder
+
+    return out_folder(out_dir, "--out-dir", create=False)
+
+
 def _quick_alone(quick: bool, what: str, **given) -> None:
     """Refuse options given with ``--quick``, whose own configuration (``what``) would
     silently replace them: ``given`` maps each option's flag name to its value (None, or
@@ -64,6 +72,7 @@ def prune_cmd(
     executor: str = _EXECUTOR,
 ) -> None:
     """Every method at every budget, same training recipe, several seeds."""
+    _out_dir_ok(out_dir)
     from tinysift.bench.prune import (
         ALL_METHODS,
         DEFAULT_KEEPS,
@@ -128,6 +137,7 @@ def guided_cmd(
     executor: str = _EXECUTOR,
 ) -> None:
     """Guided training (per-epoch data selection) at fixed budgets, against its controls."""
+    _out_dir_ok(out_dir)
     from tinysift.bench.guided import ALL_GUIDED, GuidedBenchConfig, bench_guided
 
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
@@ -201,6 +211,7 @@ def device_cmd(
                                                 "here (docs/scale.md)"),
 ) -> None:
     """On-device adaptation: replay methods x sizes x update modes on the emulated board."""
+    _out_dir_ok(out_dir)
     from tinysift.bench.device import DeviceBenchConfig, bench_device
     from tinysift.bench.executor import parse_spec
 
@@ -269,6 +280,7 @@ def condense_cmd(
     executor: str = _EXECUTOR,
 ) -> None:
     """Condensation methods at K samples per class."""
+    _out_dir_ok(out_dir)
     from tinysift.bench.condense import ALL_CONDENSERS, CondenseBenchConfig, bench_condense
 
     names = ALL_CONDENSERS if methods == "all" else tuple(methods.split(","))
@@ -299,6 +311,7 @@ def scoring_cmd(
     out_dir: Path = typer.Option(Path("benchmarks/results")),
 ) -> None:
     """Cold-start scoring time of VQ and flow on a full dataset (targets: 60 s, 5 min)."""
+    _out_dir_ok(out_dir)
     from tinysift.bench.scoring import bench_scoring
 
     res = bench_scoring(dataset, tuple(methods.split(",")), out_dir=out_dir)

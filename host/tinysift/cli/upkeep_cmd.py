@@ -47,9 +47,10 @@ def upkeep_cmd(
     on it plus the exported replay set."""
     from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
     from tinysift.cli.adapt_cmd import _classes
-    from tinysift.cli.bench_cmd import _quick_alone
+    from tinysift.cli.bench_cmd import _out_dir_ok, _quick_alone
     from tinysift.pipeline.upkeep import EVERY, UpkeepConfig
 
+    _out_dir_ok(out_dir)
     # None is "not given": --quick refuses what it would ignore (it ignored them silently)
     _quick_alone(quick, "digits, new-classes, 1 seed, buffer 5, head", scenario=scenario,
                  dataset=dataset, seeds=seeds, buffers=buffers, updates=updates,
