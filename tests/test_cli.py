@@ -205,6 +205,22 @@ def test_out_of_memory_is_one_line_exit_2_not_a_bug(monkeypatch, capsys, tmp_pat
     assert "bug" not in err
 
 
+def test_tensorflow_out_of_memory_is_one_line_exit_2_not_a_bug(monkeypatch, capsys, tmp_path):
+    """`train --width 100000` ran out of memory in TensorFlow: "unexpected
+    ResourceExhaustedError ... a bug in tinysift", exit 1. It is the machine's limit."""
+    from tinysift.bench.driver import Failure, is_bug
+    from tinysift.tfcompat import tf
+
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with "
+                                                       "shape[3,3,100000,100000]\nmore")
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash", oom,
+                      FLASH + [str(_run_folder(tmp_path))])
+    (line,) = _error_lines(err)
+    assert code == 2 and "out of memory (OOM when allocating tensor with shape[3,3,100000," \
+                         "100000]): ask for less" in line and "--width" in line
+    assert not is_bug(oom) and Failure(0, "m", oom).error_line().startswith("out of memory")
+
+
 def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, capsys,
                                                                    tmp_path):
     """`device calibrate --ms 0` (or above the firmware's 600,000) was sent to the board,

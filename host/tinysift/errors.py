@@ -78,3 +78,10 @@ class TasksFailedBug(_FailedTasks, RuntimeError):
     in tinysift, or in a plug-in method; neither a :class:`TinysiftError` nor out of memory),
     so the CLI reports it as a bug (exit status 1). Raised from the first such error (its
     traceback)."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Out of memory: Python's MemoryError or TensorFlow's ResourceExhaustedError (a model
+    too wide for the machine), told by name so that no caller imports TensorFlow."""
+    return isinstance(error, MemoryError) or any(
+        t.__name__ == "ResourceExhaustedError" for t in type(error).__mro__)

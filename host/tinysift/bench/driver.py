@@ -54,8 +54,10 @@ class Failure:
     def error_line(self) -> str:
         """The error's first line; out of memory said as such, and an unexpected one (a bug:
         :func:`is_bug`) with its type."""
+        from tinysift.errors import is_out_of_memory
+
         text = (str(self.error).strip().splitlines() or [""])[0]
-        if isinstance(self.error, MemoryError):
+        if is_out_of_memory(self.error):
             return f"out of memory ({text or 'MemoryError'})"
         if not is_bug(self.error):
             return text
@@ -70,9 +72,9 @@ def is_bug(error: BaseException) -> bool:
     """Whether a task's error is a bug (exit status 1), not one tinysift reports to the user:
     neither a TinysiftError nor out of memory (the machine's limit, exit status 2 as the CLI
     says it; a task that ran out of it was "a bug in tinysift")."""
-    from tinysift.errors import TinysiftError
+    from tinysift.errors import TinysiftError, is_out_of_memory
 
-    return not isinstance(error, (TinysiftError, MemoryError))
+    return not isinstance(error, TinysiftError) and not is_out_of_memory(error)
 
 
 def _stderr(line: str) -> None:

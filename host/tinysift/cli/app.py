@@ -72,19 +72,29 @@ def main(argv: list[str] | None = None) -> int:
     except abort:
         return _interrupted("aborted", 130)
     except MemoryError as exc:  # the machine, not a bug: it was "a bug in tinysift" (exit 1)
-        report_error(f"out of memory ({exc or 'MemoryError'}): ask for less (a smaller "
-                     "count, dataset, batch or model) or use a machine with more memory")
+        report_error(_out_of_memory(exc or "MemoryError"))
         return 2
     except Exception as exc:  # noqa: BLE001 - the last resort of the one error path
         import os
 
         if os.environ.get("TINYSIFT_TRACEBACK"):
             raise
+        from tinysift.errors import is_out_of_memory
+
+        if is_out_of_memory(exc):  # TensorFlow's: a model too wide for the machine
+            text = (str(exc).strip().splitlines() or [""])[0][:200]
+            report_error(_out_of_memory(text or type(exc).__name__))
+            return 2
         report_error(f"unexpected {type(exc).__name__}: {exc} (a bug in tinysift: please "
                      "report it; TINYSIFT_TRACEBACK=1 shows the traceback)")
         return 1
     finally:
         _restore_signal_handlers(previous)
+
+
+def _out_of_memory(what) -> str:
+    return (f"out of memory ({what}): ask for less (a smaller count, dataset, batch or model: "
+            "--width) or use a machine with more memory")
 
 
 def report_error(message: str) -> None:
