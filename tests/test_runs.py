@@ -234,7 +234,19 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
     damaged = {"binary": b"\xff\xfe\x00garbage",
                "stage": b'{"tinysift_run": 1, "stages": {"train": "x"}}',
                "dataset": b'{"tinysift_run": 1, "stages": {}, "dataset": "digits"}',
-               "commands": b'{"tinysift_run": 1, "stages": {}, "commands": 5}'}
+               "commands": b'{"tinysift_run": 1, "stages": {}, "commands": 5}',
+               # nested entries of the wrong type or missing (were AttributeError, KeyError,
+               # TypeError, ValueError on `export`)
+               "command": b'{"tinysift_run": 1, "stages": {}, "commands": [5]}',
+               "name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": 5, "hash": "h"}}',
+               "no_name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"hash": "h"}}',
+               "noise": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": "d", "hash": '
+                        b'"h", "label_noise": "abc"}}',
+               "outputs": b'{"tinysift_run": 1, "stages": {"train": {"outputs": []}}}',
+               "params": b'{"tinysift_run": 1, "stages": {"train": {"params": "x"}}}',
+               "results": b'{"tinysift_run": 1, "stages": {"train": {"results": "x"}}}',
+               "set_file": b'{"tinysift_run": 1, "stages": {"train": {"results": {"set_file": '
+                           b'{"path": 5}}}}}'}
     for name, data in damaged.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_bytes(data)
@@ -247,6 +259,24 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "folder" / "manifest.json").mkdir(parents=True)
     with pytest.raises(TinysiftError, match="folder/manifest.json cannot be read"):
         Run(tmp_path / "folder")
+
+
+def test_a_folder_of_someone_elses_files_is_not_taken_over(tmp_path):
+    """`train --out userdir` on a folder holding the user's own model.keras (no manifest)
+    overwrote it; a folder with other files only (a selection the user made for it, the
+    adapt base's old.npz) is still a fine run folder."""
+    from tinysift.errors import TinysiftError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "model.keras").write_text("my precious model")
+    (tmp_path / "mine" / "selection.npz").write_text("x")
+    with pytest.raises(TinysiftError, match=r"holds model.keras, selection.npz but no "
+                                            r"manifest.json: not a tinysift run folder"):
+        Run(tmp_path / "mine")
+    assert (tmp_path / "mine" / "model.keras").read_text() == "my precious model"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "old.npz").write_text("x")
+    Run(tmp_path / "other")
 
 
 def test_artifacts_are_ordinary_readable_files(tmp_path):

@@ -179,6 +179,54 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+#: What the stages write in a run folder: found without a manifest, they are not ours
+RUN_ARTIFACTS = frozenset({"model.keras", "model.tflite", "trainset.npz", "selection.npz",
+                           "condensed.npz", "guided.json", "export"})
+
+#: The manifest's entries and the types tinysift writes there (None: any)
+_STAGE_FIELDS = {"params": dict, "inputs": dict, "outputs": dict, "results": dict,
+                 "status": str}
+_DATASET_FIELDS = {"name": str, "hash": str, "label_noise": (int, float),
+                   "noise_seed": int, "train": int, "test": int}
+
+
+def _damaged_entries(manifest: dict) -> list[str]:
+    """The entries of a manifest that are not what tinysift writes there (a hand edit):
+    every stage would stop on them with "a bug in tinysift"."""
+    def wrong(value, kind) -> bool:
+        return value is not None and (not isinstance(value, kind) or isinstance(value, bool)
+                                      and kind is not bool)
+
+    bad = [key for key, kind in (("dataset", dict), ("commands", list))
+           if wrong(manifest.get(key), kind)]
+    for name, entry in manifest.get("stages", {}).items():
+        if not isinstance(entry, dict):
+            bad.append(f"stage {name!r}")
+            continue
+        bad += [f"stage {name!r} {key}" for key, kind in _STAGE_FIELDS.items()
+                if wrong(entry.get(key), kind)]
+        results = entry.get("results")
+        if isinstance(results, dict):
+            bad += [f"stage {name!r} results.{key}" for key in ("dataset", "set_file")
+                    if wrong(results.get(key), dict)]
+            if isinstance(results.get("dataset"), dict):
+                bad += [f"stage {name!r} results.dataset.{key}"
+                        for key, kind in _DATASET_FIELDS.items()
+                        if wrong(results["dataset"].get(key), kind)]
+            if isinstance(results.get("set_file"), dict):
+                bad += [f"stage {name!r} results.set_file.{key}" for key in ("path", "hash")
+                        if wrong(results["set_file"].get(key), str)]
+    if isinstance(manifest.get("dataset"), dict):
+        bad += [f"dataset.{key}" for key, kind in _DATASET_FIELDS.items()
+                if wrong(manifest["dataset"].get(key), kind)]
+        bad += [f"dataset.{key} (missing)" for key in ("name", "hash")
+                if key not in manifest["dataset"]]
+    if isinstance(manifest.get("commands"), list):
+        bad += [f"commands[{i}]" for i, c in enumerate(manifest["commands"])
+                if not isinstance(c, dict) or wrong(c.get("argv"), list)]
+    return bad
+
+
 class Run:
     """A run folder with its manifest.
 
@@ -214,17 +262,23 @@ class Run:
                     f"{self.path} is not a tinysift run folder ({MANIFEST} has no "
                     "'tinysift_run' entry, or its stages are not a table): choose another "
                     "folder (--out)")
-            bad = [f"stage {name!r}" for name, entry in self.manifest.get("stages", {}).items()
-                   if not isinstance(entry, dict)]
-            bad += [key for key, kind in (("dataset", dict), ("commands", list))
-                    if self.manifest.get(key) is not None
-                    and not isinstance(self.manifest[key], kind)]
+            bad = _damaged_entries(self.manifest)
             if bad:
                 # a hand edit: every stage would stop on it with "a bug in tinysift"
                 raise TinysiftError(
                     f"{mpath} is damaged ({', '.join(bad)}: not what tinysift writes there); "
                     "move it away to start the run folder afresh, or restore it")
         else:
+            # someone's files without a manifest (a folder of their own, a typo'd --out):
+            # a stage would overwrite them
+            ours = sorted(p.name for p in self.path.iterdir() if p.name in RUN_ARTIFACTS)
+            if ours:
+                from tinysift.errors import TinysiftError
+
+                raise TinysiftError(
+                    f"{self.path} holds {', '.join(ours)} but no {MANIFEST}: not a tinysift "
+                    "run folder, and a stage would overwrite them; choose another folder "
+                    "(--out/--run), or move them away")
             self.manifest = {
                 "tinysift_run": 1,
                 "created": _now(),
