@@ -719,3 +719,14 @@ def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):
     assert spread.regime_ == "typical" and spread.within_ == "difficulty"
     assert len(a) == len(np.unique(a)) == 100
     assert np.quantile(hard[a], 0.9) > np.quantile(hard[b], 0.9)
+
+
+def test_a_flow_on_a_one_dimensional_embedding_is_a_clear_error():
+    """`prune --method flow` on 1x1 gray images: "unexpected ValueError" (exit 1); the
+    coupling layers need two dimensions, so it is a FitError naming another method."""
+    from tinysift.errors import FitError
+    from tinysift.scoring.flows import ClassFlows
+
+    with pytest.raises(FitError, match="at least 2 dimensions, these samples have 1 .*"
+                                       "--method vq"):
+        ClassFlows().fit(np.zeros((20, 1), np.float32), np.arange(20) % 2, 2)

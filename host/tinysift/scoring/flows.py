@@ -82,8 +82,12 @@ class ClassFlows:
         cfg = self.config
         z = np.asarray(z, np.float32)
         d = z.shape[1]
-        if d < 2:
-            raise ValueError("a flow needs an embedding of at least 2 dimensions")
+        if d < 2:  # a coupling layer splits the dimensions in two (1x1 gray images have one)
+            from tinysift.errors import FitError
+
+            raise FitError(f"a flow needs an embedding of at least 2 dimensions, these "
+                           f"samples have {d} (images of 1x1x1 pixels?); use another method, "
+                           "e.g. --method vq")
         rng = np.random.default_rng(self.seed)
         self.num_classes_, self.folds_ = num_classes, folds
         self.fold_ = np.zeros(len(y), dtype=np.int64)
