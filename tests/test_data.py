@@ -557,12 +557,29 @@ def test_corrupt_mnist_pickle_says_how_to_restore_it(tmp_path, monkeypatch, cont
     (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5),
           class_names=np.array("cat")), "class_names must be a 1-D array"),
     (dict(x=np.full((10, 4, 4), "a"), y=np.array([0, 1] * 5)), "x must hold numbers"),
-], ids=["NCHW rgb", "NCHW grey", "0-d class_names", "string x"])
+    # names that did not say what was wrong, or data silently ignored
+    (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5),
+          class_names=np.array(["a", "b", "c"])),
+     r"3 class_names but the labels use 2 classes \(0..1\); one name per class"),
+    (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5),
+          class_names=np.array(["a", "b"], dtype=object)),
+     r"array 'class_names' holds Python objects .*dtype=str"),
+    (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5), y_test=np.array([0, 1])),
+     "y_test is present but x_test is missing"),
+], ids=["NCHW rgb", "NCHW grey", "0-d class_names", "string x", "extra names", "object names",
+        "y_test alone"])
 def test_malformed_npz_arrays_are_refused_clearly(write_npz, arrays, message):
     """Channels-first images were trained on as 3-pixel-high images; a 0-d class_names was a
     TypeError and string images a UFuncTypeError."""
     with pytest.raises(DatasetError, match=message):
         load_dataset(write_npz(**arrays))
+
+
+def test_bytes_class_names_read_as_text(write_npz):
+    """Names saved as bytes (np.array([b"cat", ...])) came out as "b'cat'"."""
+    ds = load_dataset(write_npz(x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5),
+                                class_names=np.array([b"cat", b"dog"])))
+    assert ds.class_names == ("cat", "dog")
 
 
 def test_float_images_on_0_255_are_rounded(write_npz):

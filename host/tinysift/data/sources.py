@@ -301,7 +301,20 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
             raise ValueError(f"one array of shape {loaded.shape}, not an .npz archive of "
                              "named arrays")
         with loaded as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            arrays = {}
+            for k in npz.files:
+                try:
+                    arrays[k] = npz[k]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    # (names read from a DataFrame column are an object array)
+                    raise DatasetError(
+                        f"{name}: array {k!r} holds Python objects (dtype=object), which are "
+                        "not loaded (that would run pickled code); save it with a plain "
+                        "dtype, e.g. class_names=np.array(names, dtype=str)") from None
+    except DatasetError:
+        raise
     except Exception as exc:  # noqa: BLE001 - zip, zlib, format and I/O errors alike
         raise DatasetError(f"{name}: not a readable .npz file ({exc}); save it with "
                            "np.savez(PATH, x=images, y=labels)") from None
@@ -313,6 +326,9 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
             )
     if "x_test" in arrays and "y_test" not in arrays:
         raise DatasetError(f"{name}: x_test is present but y_test is missing")
+    if "y_test" in arrays and "x_test" not in arrays:  # was ignored: a 20% split held out
+        raise DatasetError(f"{name}: y_test is present but x_test is missing; save both, or "
+                           "neither (a stratified 20% test split is then held out)")
     out = {k: v for k, v in arrays.items() if k == "class_names"}
     for xkey, ykey in (("x", "y"), ("x_test", "y_test")):
         if xkey not in arrays:
@@ -346,11 +362,17 @@ def load_npz(path: str) -> Dataset:
                 f"{name}: class_names must be a 1-D array of names, one per class, got shape "
                 f"{arrays['class_names'].shape}; save it as np.array(['cat', 'dog', ...])"
             )
-        class_names = tuple(str(c) for c in arrays["class_names"])
+        class_names = tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
+                            for c in arrays["class_names"].tolist())
         if len(class_names) < num_classes:
             raise DatasetError(
                 f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
             )
+        if len(class_names) > num_classes:  # was "class(es) [4, 5] have no training samples"
+            raise DatasetError(
+                f"{name}: {len(class_names)} class_names but the labels use {num_classes} "
+                f"classes (0..{num_classes - 1}); one name per class: drop the extra names, "
+                "or add samples of those classes")
     else:
         class_names = tuple(str(i) for i in range(num_classes))
     _check_nonempty_classes(y, len(class_names), name)
