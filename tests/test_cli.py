@@ -45,6 +45,26 @@ def test_data_info_names_a_class_the_test_split_lacks(tmp_path):
     assert json.loads(tinysift("data", "info", "digits", "--json").stdout)["warnings"] == []
 
 
+def test_names_too_long_for_the_file_system_are_one_line(tmp_path):
+    """A dataset name, npz:/folder: path or --out of 300 characters was "unexpected
+    OSError: [Errno 36] File name too long" (exit 1); `data info ''` suggested folder:."""
+    from tinysift.cli.app import main
+
+    long = "a" * 300
+    for args, words in (
+            (["data", "info", long], "unknown dataset"),
+            (["data", "info", f"npz:{long}"], "File name too long; pass npz:PATH"),
+            (["data", "info", f"folder:{long}"], "File name too long; pass folder:PATH"),
+            (["prune", "--dataset", "digits", "--keep", "0.5", "--out", str(tmp_path / long)],
+             "(--out/--run: File name too long): choose another name")):
+        r = tinysift(*args)
+        assert r.returncode == 2 and words in " ".join(r.stderr.split()), (args, r.stderr)
+        assert "unexpected" not in r.stderr
+    assert main(["data", "info", ""]) == 2
+    r = tinysift("data", "info", "")
+    assert "folder:" not in r.stderr.split("known datasets")[0]
+
+
 def test_unknown_dataset_exit_2():
     r = tinysift("data", "info", "nope")
     assert r.returncode == 2

@@ -428,7 +428,12 @@ def out_folder(folder: Path, flag: str, *, create: bool) -> Path:
     from tinysift.errors import TinysiftError
 
     for p in (folder, *folder.parents):
-        if p.exists():
+        try:
+            exists = p.exists()
+        except OSError as exc:  # a name over 255 bytes: was an unexpected OSError
+            raise TinysiftError(f"{folder} cannot be a folder ({flag}: {exc.strerror or exc}): "
+                                "choose another name") from None
+        if exists:
             if not p.is_dir():
                 raise TinysiftError(f"{p} is a file, not a folder ({flag}): choose another "
                                     "folder")
@@ -478,6 +483,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
         yield
         return
     folder = Path(folder)
+    out_folder(folder, "--out/--run", create=False)  # checked first: exists() may raise
     created = not folder.exists()
     out_folder(folder, "--out/--run", create=True)
     key = str(folder.resolve())

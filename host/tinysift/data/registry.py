@@ -154,9 +154,13 @@ def _did_you_mean(name: str) -> str:
     import difflib
 
     path = Path(name)
-    if path.is_dir():
+    try:  # '' is the current folder; a name over 255 bytes is an OSError, not False
+        folder, file = bool(name) and path.is_dir(), bool(name) and path.is_file()
+    except OSError:
+        folder = file = False
+    if folder:
         return f" (a folder of images: pass folder:{name})"
-    if path.suffix == ".npz" or path.is_file():
+    if path.suffix == ".npz" or file:
         return f" (a .npz file: pass npz:{name})"
     close = difflib.get_close_matches(name.lower(), list(REGISTRY), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""

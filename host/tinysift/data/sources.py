@@ -293,7 +293,12 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     y of one length). Every problem is a :class:`DatasetError` naming ``npz:PATH``."""
     p = Path(path)
     name = f"npz:{path}"
-    if not p.exists():
+    try:
+        found = p.exists()
+    except OSError as exc:  # a name over 255 bytes
+        raise DatasetError(f"{name}: {exc.strerror or exc}; pass npz:PATH to an existing "
+                           ".npz file") from None
+    if not found:
         raise DatasetError(f"{name}: file not found; pass npz:PATH to an existing .npz file")
     try:
         loaded = open_numpy(p)
@@ -390,7 +395,12 @@ def load_folder(path: str) -> Dataset:
     """
     root = Path(path)
     name = f"folder:{path}"
-    if not root.is_dir():
+    try:
+        is_folder = root.is_dir()
+    except OSError as exc:  # a name over 255 bytes
+        raise DatasetError(f"{name}: {exc.strerror or exc}; pass folder:PATH with one "
+                           "sub-folder per class") from None
+    if not is_folder:
         raise DatasetError(
             f"{name}: not a directory; pass folder:PATH with one sub-folder per class")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
