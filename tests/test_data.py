@@ -248,7 +248,8 @@ def _selection(path, **override):
 @pytest.mark.parametrize("kind,make,message", [
     ("truncated", lambda p: p.write_bytes(_selection(p).read_bytes()[:100]), "not a readable"),
     ("empty", lambda p: p.write_bytes(b""), "not a readable"),
-    ("text", lambda p: p.write_text("indices: 1 2 3\n"), "not a readable"),
+    ("text", lambda p: p.write_text("indices: 1 2 3\n"), r"not a readable selection \(.npz\) "
+     r"\(ValueError: neither a zip archive nor a numpy file\)"),
     ("one array", lambda p: np.save(open(p, "wb"), np.arange(3)), "not a readable"),
     ("float indices", lambda p: _selection(p, indices=np.array([1.0, 2.0, 3.0])), "integers"),
     ("2-D indices", lambda p: _selection(p, indices=np.array([[1, 2, 3]])), "1-D"),

@@ -802,6 +802,9 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     with pytest.raises(TinysiftError, match=r"'flow' has no parameter judge_dimm; its "
                                             r"parameters: alpha, .*judge_dim, .*per_code"):
         make_sampler("flow", judge_dimm=3)
+    with pytest.raises(TinysiftError, match="'rs2' has no parameter nope; it takes none: drop "
+                                            "--guided-params"):  # was "its parameters: "
+        make_sampler("rs2", nope=1)
     for name in known_samplers():
         assert set(sampler_params(name)) <= parameter_names(SAMPLERS[name]), name
         make_sampler(name, **sampler_params(name))

@@ -46,8 +46,10 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     accepted = parameter_names(SAMPLERS[name])
     unknown = sorted(set(params) - accepted)
     if unknown:
+        own = sorted(accepted - {"seed"})
         raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
-                            f"its parameters: {', '.join(sorted(accepted - {'seed'}))}")
+                            + (f"its parameters: {', '.join(own)}" if own else
+                               "it takes none: drop --guided-params"))
     annotations = parameter_annotations(SAMPLERS[name])
     for key, value in params.items():
         if key in annotations and not value_fits(value, annotations[key]):

@@ -93,8 +93,12 @@ def set_file(path: str | Path, name: str = SELECTION_FILE) -> Path:
 
 def _load_npz(p: Path, what: str, fix: str) -> dict:
     """Every array of an ``.npz``, or one clear DatasetError for a file that is not one."""
+    from tinysift.data.sources import open_numpy
+
     try:
-        loaded = np.load(p, allow_pickle=False)
+        # open_numpy: a text file is "neither a zip archive nor a numpy file", not the
+        # "pickled (object) data" numpy's guess says
+        loaded = open_numpy(p)
         if not hasattr(loaded, "files"):
             raise ValueError("a single array, not an .npz archive")
         with loaded as npz:
