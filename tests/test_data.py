@@ -676,3 +676,17 @@ def test_a_condensed_label_beyond_the_classes_is_refused(tmp_path):
     write_condensed(tmp_path / "d.npz", x, np.array([0, 10]), "dm", 1, "h")
     with pytest.raises(DatasetError, match="has label 10, but the dataset has 10 classes"):
         read_condensed(tmp_path / "d.npz", "h", 10)
+
+
+def test_a_condensed_set_of_hw_images_trains(tmp_path):
+    """The reader accepts (N, H, W) images, which train then refused as "condensed from a
+    different dataset" (it compared them with the dataset's (H, W, 1)): read as one channel."""
+    from tinysift.selection.io import read_condensed, write_condensed
+    from tinysift.stages.train import train
+
+    x = np.random.default_rng(0).integers(0, 17, (20, 8, 8)).astype(np.uint8)
+    write_condensed(tmp_path / "c.npz", x, np.arange(20) % 10, "dm", 2, "")
+    assert read_condensed(tmp_path / "c.npz")["x"].shape == (20, 8, 8, 1)
+    res = train("digits", tmp_path / "run", condensed=tmp_path / "c.npz", epochs=1,
+                progress=False)
+    assert res.train_samples == 20

@@ -217,6 +217,8 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
     if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or (y < 0).any():
         raise DatasetError(f"{p}: 'y' must hold one non-negative integer label per image, got "
                            f"{y.dtype} {y.shape} for {len(x)} images; {fix}")
+    if x.ndim == 3:  # (N, H, W): one channel, as the datasets read it (train compared the
+        cond["x"] = x[..., None]  # shapes and said "condensed from a different dataset")
     _scalar(cond, "method", p, str)
     made_for = str(cond["dataset_hash"]) if "dataset_hash" in cond else ""
     if dataset_hash is not None and made_for not in (dataset_hash, ""):
