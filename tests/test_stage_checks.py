@@ -78,6 +78,19 @@ def test_export_older_than_the_model_is_refused(run):
         run_on_device(run, "qemu-mps2-an386", port="socket://127.0.0.1:9")
 
 
+def test_quantize_on_a_pruned_folder_says_to_train_on_its_selection(tmp_path):
+    """`quantize --run` on a folder that was pruned, not trained, suggested `tinysift train
+    --dataset D --out RUN`: the full data. It names the folder's selection."""
+    from tinysift.stages.prune import prune
+    from tinysift.stages.quantize import quantize
+
+    prune("digits", "random", 0.2, tmp_path / "p", seed=0)
+    with pytest.raises(StageError, match=r"has no train stage yet; run `tinysift train "
+                                         r"--dataset digits --selection .*p/selection.npz "
+                                         r"--out .*p` first"):
+        quantize(tmp_path / "p", progress=False)
+
+
 def test_small_subset_warns_about_steps(tmp_path):
     """10 epochs of a 143-sample kept set are 20 steps: the train says so and gives the fix;
     the subset step rule gives it 500."""

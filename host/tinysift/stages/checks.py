@@ -71,6 +71,16 @@ def _train_hint(run: Run) -> str:
     kind = str(params.get("source", "")).split(":")[0]
     given = (f" --{kind} {run.path / used['path']}"
              if used and kind in ("selection", "condensed") else "")
+    if not info:  # a prune or condense folder not trained yet: train on its set
+        from tinysift.selection.io import CONDENSED_FILE, SELECTION_FILE
+
+        made = [(str(entry.get("finished", "")), entry.get("params", {}), flag, name)
+                for stage, flag, name in (("prune", "selection", SELECTION_FILE),
+                                          ("condense", "condensed", CONDENSED_FILE))
+                if (entry := run.stage_info(stage) or {}).get("status") == "done"]
+        if made:  # the latest of the two
+            _, params, flag, name = max(made, key=lambda m: m[0])
+            given = f" --{flag} {run.path / name}"
     return rerun_hint(run, "train", f"tinysift train --dataset {params.get('dataset', 'D')}"
                                     f"{given} --out {run.path}")
 
