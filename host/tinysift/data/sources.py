@@ -287,19 +287,24 @@ def open_numpy(path: Path):
     return np.load(path, allow_pickle=False)
 
 
+def _path_is(path: Path, test, name: str, fix: str) -> bool:
+    """``test(path)`` (``Path.exists``, ``Path.is_dir``); a name the file system refuses (over
+    255 bytes: an OSError, not False) is a DatasetError with ``fix``."""
+    try:
+        return test(path)
+    except OSError as exc:
+        raise DatasetError(f"{name}: {exc.strerror or exc}; {fix}") from None
+
+
 def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     """The checked arrays of a user ``.npz``: ``x`` and ``y``, and ``x_test``, ``y_test`` and
     ``class_names`` where present; images as uint8 NHWC, labels as int64 (each split's x and
     y of one length). Every problem is a :class:`DatasetError` naming ``npz:PATH``."""
     p = Path(path)
     name = f"npz:{path}"
-    try:
-        found = p.exists()
-    except OSError as exc:  # a name over 255 bytes
-        raise DatasetError(f"{name}: {exc.strerror or exc}; pass npz:PATH to an existing "
-                           ".npz file") from None
-    if not found:
-        raise DatasetError(f"{name}: file not found; pass npz:PATH to an existing .npz file")
+    fix = "pass npz:PATH to an existing .npz file"
+    if not _path_is(p, Path.exists, name, fix):
+        raise DatasetError(f"{name}: file not found; {fix}")
     try:
         loaded = open_numpy(p)
         if not hasattr(loaded, "files"):  # a .npy under an .npz name
@@ -395,14 +400,9 @@ def load_folder(path: str) -> Dataset:
     """
     root = Path(path)
     name = f"folder:{path}"
-    try:
-        is_folder = root.is_dir()
-    except OSError as exc:  # a name over 255 bytes
-        raise DatasetError(f"{name}: {exc.strerror or exc}; pass folder:PATH with one "
-                           "sub-folder per class") from None
-    if not is_folder:
-        raise DatasetError(
-            f"{name}: not a directory; pass folder:PATH with one sub-folder per class")
+    fix = "pass folder:PATH with one sub-folder per class"
+    if not _path_is(root, Path.is_dir, name, fix):
+        raise DatasetError(f"{name}: not a directory; {fix}")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if all(is_integer_name(d.name) for d in class_dirs):
         class_dirs.sort(key=lambda d: (int(d.name), d.name))
