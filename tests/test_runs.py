@@ -216,11 +216,15 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     assert not (tmp_path / "new").exists()
     with run_lock(tmp_path / "kept"):
         (tmp_path / "kept" / "file").write_text("x")
-    assert (tmp_path / "kept" / "file").exists() and (tmp_path / "kept" / LOCK_FILE).exists()
+    # the files stay; the lock file only with a run in the folder (a manifest)
+    assert (tmp_path / "kept" / "file").exists() and not (tmp_path / "kept" / LOCK_FILE).exists()
+    with run_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "manifest.json").write_text("{}")
+    assert (tmp_path / "kept" / LOCK_FILE).exists()
     (tmp_path / "there").mkdir()
     with run_lock(tmp_path / "there"):
         pass
-    assert (tmp_path / "there").is_dir()
+    assert (tmp_path / "there").is_dir() and not list((tmp_path / "there").iterdir())
 
 
 def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
@@ -265,18 +269,41 @@ def test_a_folder_of_someone_elses_files_is_not_taken_over(tmp_path):
     """`train --out userdir` on a folder holding the user's own model.keras (no manifest)
     overwrote it; a folder with other files only (a selection the user made for it, the
     adapt base's old.npz) is still a fine run folder."""
+    from tinysift.cli import main
     from tinysift.errors import TinysiftError
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "model.keras").write_text("my precious model")
-    (tmp_path / "mine" / "selection.npz").write_text("x")
-    with pytest.raises(TinysiftError, match=r"holds model.keras, selection.npz but no "
+    (tmp_path / "mine" / "trainset.npz").write_text("x")
+    with pytest.raises(TinysiftError, match=r"holds model.keras, trainset.npz but no "
                                             r"manifest.json: not a tinysift run folder"):
         Run(tmp_path / "mine")
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--out",
+                 str(tmp_path / "mine")]) == 2
+    # left as it was: the user's files, and no lock file of ours
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["model.keras",
+                                                                     "trainset.npz"]
     assert (tmp_path / "mine" / "model.keras").read_text() == "my precious model"
+    # a set of `tinysift run`'s (OUT/select/vq-600/selection.npz) trains in its folder
     (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "selection.npz").write_text("x")
     (tmp_path / "other" / "old.npz").write_text("x")
     Run(tmp_path / "other")
+
+
+def test_the_advice_for_a_damaged_manifest_is_followed_without_a_second_refusal(tmp_path):
+    """A damaged manifest said "move it away to start afresh"; in a folder of models the next
+    command then refused the folder as someone else's. The advice is another folder (or all
+    of this one's files moved away), which works."""
+    from tinysift.errors import TinysiftError
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "manifest.json").write_text("{torn")
+    (tmp_path / "r" / "model.keras").write_text("x")
+    with pytest.raises(TinysiftError, match=r"start afresh in another folder .*or move every "
+                                            r"file of this one away") as err:
+        Run(tmp_path / "r")
+    assert "move it away" not in str(err.value)
 
 
 def test_artifacts_are_ordinary_readable_files(tmp_path):

@@ -179,9 +179,16 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-#: What the stages write in a run folder: found without a manifest, they are not ours
-RUN_ARTIFACTS = frozenset({"model.keras", "model.tflite", "trainset.npz", "selection.npz",
-                           "condensed.npz", "guided.json", "export"})
+#: What the stages write in a run folder: found without a manifest, they are someone's
+#: own (a model) and a stage would overwrite them. Not selection.npz / condensed.npz: a
+#: folder of `tinysift run`'s selections (OUT/select/vq-600/) trains where its set is
+RUN_ARTIFACTS = frozenset({"model.keras", "model.tflite", "trainset.npz", "guided.json",
+                           "export"})
+
+#: How to start afresh from a manifest that cannot be used: not by moving the manifest
+#: alone (a folder of models without one is refused as someone else's)
+AFRESH = ("restore it (e.g. from a backup), or start afresh in another folder (--out/--run; "
+          "or move every file of this one away)")
 
 #: The manifest's entries and the types tinysift writes there (None: any)
 _STAGE_FIELDS = {"params": dict, "inputs": dict, "outputs": dict, "results": dict,
@@ -246,14 +253,14 @@ class Run:
             try:
                 text = mpath.read_bytes()
             except OSError as exc:  # a folder of that name, no permission
-                raise TinysiftError(f"{mpath} cannot be read ({exc.strerror or exc}); move it "
-                                    "away to start the run folder afresh") from None
+                raise TinysiftError(f"{mpath} cannot be read ({exc.strerror or exc}); "
+                                    f"{AFRESH}") from None
             try:
                 self.manifest = json.loads(text)
             except ValueError as exc:  # not JSON or not UTF-8 (a torn copy, another file)
                 raise TinysiftError(
                     f"{mpath} is not valid JSON ({exc}); it was not written by tinysift's "
-                    "atomic writer. Move it away to start the run folder afresh"
+                    f"atomic writer. {AFRESH[0].upper()}{AFRESH[1:]}"
                 ) from exc
             if not (isinstance(self.manifest, dict) and self.manifest.get("tinysift_run")
                     and isinstance(self.manifest.get("stages", {}), dict)):
@@ -267,7 +274,7 @@ class Run:
                 # a hand edit: every stage would stop on it with "a bug in tinysift"
                 raise TinysiftError(
                     f"{mpath} is damaged ({', '.join(bad)}: not what tinysift writes there); "
-                    "move it away to start the run folder afresh, or restore it")
+                    f"{AFRESH}")
         else:
             # someone's files without a manifest (a folder of their own, a typo'd --out):
             # a stage would overwrite them
@@ -486,6 +493,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     out_folder(folder, "--out/--run", create=False)  # checked first: exists() may raise
     created = not folder.exists()
     out_folder(folder, "--out/--run", create=True)
+    lock_made = not (folder / LOCK_FILE).exists()
     key = str(folder.resolve())
     with _held_guard:
         if key in _held:
@@ -526,11 +534,16 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             if _held[key][1] == 0:
                 fd = _held.pop(key)[0]
                 os.ftruncate(fd, 0)
-                if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                names = [p.name for p in folder.iterdir()]
+                if created and names == [LOCK_FILE]:
                     # a folder this call made and nothing wrote into (a refused command):
                     # leave no empty run folder behind; still locked while it goes
                     os.unlink(folder / LOCK_FILE)
                     folder.rmdir()
+                elif lock_made and MANIFEST not in names:
+                    # an existing folder a refused command never made a run folder (the
+                    # user's own files): leave it as it was, without our lock file
+                    os.unlink(folder / LOCK_FILE)
                 os.close(fd)  # closing the descriptor releases the flock
 
 
