@@ -16,11 +16,17 @@ class _CrashingInterpreter:
     below the need crashes the process (as TFLM does after "Failed to populate a temp
     TfLiteTensor"), the need and above run."""
 
-    NEED, CRASH = 7000, range(5900, 6400)
+    NEED, CRASH, BROKEN, HANG = 7000, range(5900, 6400), range(0), range(0)
 
     def __init__(self, size: int) -> None:
         if size in self.CRASH:
             os.kill(os.getpid(), signal.SIGSEGV)
+        if size in self.BROKEN:
+            raise KeyError("an API change")
+        if size in self.HANG:
+            import time
+
+            time.sleep(60)
         if size < self.NEED:
             raise RuntimeError("TFLM failed to allocate tensors")
 
@@ -49,6 +55,33 @@ def test_a_crashing_arena_size_counts_as_too_small(monkeypatch):
     monkeypatch.setattr(_CrashingInterpreter, "CRASH", range(1 << 23))
     with pytest.raises(tflm.TinysiftError, match="does not run in TFLM even with a 4194304"):
         tflm.minimal_arena(b"model")
+    monkeypatch.setattr(_CrashingInterpreter, "CRASH", range(0))
+    # any other error of a try is raised, not read as "too small" (which made the search
+    # return a size that may be far too large, silently)
+    monkeypatch.setattr(_CrashingInterpreter, "BROKEN", range(7100, 100_000))
+    with pytest.raises(RuntimeError, match=r"arena search failed at \d+ bytes: KeyError: "
+                                           r"'an API change'"):
+        tflm.minimal_arena(b"model")
+    monkeypatch.setattr(_CrashingInterpreter, "BROKEN", range(0))
+    # a try that hangs is stopped, and the child with it
+    monkeypatch.setattr(_CrashingInterpreter, "HANG", range(7100, 100_000))
+    monkeypatch.setattr(tflm, "ARENA_TRY_TIMEOUT", 1.0)
+    children: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    with pytest.raises(tflm.TinysiftError, match=r"did not finish a try of a \d+-byte arena "
+                                                 r"within 1 s"):
+        tflm.minimal_arena(b"model")
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):  # reaped: no child left behind
+        os.waitpid(children[0], os.WNOHANG)
 
 
 def test_a_model_of_tiny_images_quantizes(tmp_path, write_npz):

@@ -6,6 +6,8 @@ accuracy tinysift reports comes from ``tflite_micro.runtime``, not LiteRT/XNNPAC
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from tinysift.errors import TinysiftError
@@ -107,7 +109,7 @@ class _ArenaRange:
     def __init__(self, lo: int, hi: int) -> None:
         self.lo, self.hi = lo, hi
 
-    def search(self, runs_in) -> None:
+    def search(self, runs_in: Callable[[int], bool]) -> None:
         """Narrow to 16 bytes; ``runs_in(size)``: whether the model runs in that arena."""
         while self.hi - self.lo > 16:
             mid = (self.lo + self.hi) // 2 // 16 * 16
@@ -121,15 +123,19 @@ class _ChildCrashed(Exception):
     pass
 
 
+#: Seconds one try (an allocation and one invoke, milliseconds) may take in the child
+ARENA_TRY_TIMEOUT = 300.0
+
+
 def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
     """Smallest TFLM tensor arena (bytes, 16-byte granularity) that allocates and invokes.
 
     The search runs in a forked child where the platform forks: TFLM crashes (a segfault
     after "Failed to populate a temp TfLiteTensor") at some arenas just too small for a
     model, which killed `tinysift quantize` without a word (4x4 images, a 6,144-byte
-    arena). The child reports each try as it ends; a try that crashed it counts as too
-    small and a new child goes on from there."""
-    import os
+    arena). The child reports each try as it ends; a try that killed it by a signal counts
+    as too small and a new child goes on from there. Any other error of the child is raised
+    here (it must not read as "too small"), and a try that hangs is stopped."""
 
     def runs(size: int) -> bool:
         try:
@@ -143,50 +149,131 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
 
     too_small = TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
     arena = _ArenaRange(16, hi)
-    if not hasattr(os, "fork"):
-        if not runs(hi):
-            raise too_small
-        arena.search(runs)
-        return arena.hi
     top_checked = False
     while not top_checked or arena.hi - arena.lo > 16:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: each try's verdict a byte, then out without clean-up
-            try:
-                os.close(read)
-
-                def told(size: int, fd: int = write) -> bool:
-                    ok = runs(size)
-                    os.write(fd, b"1" if ok else b"0")
-                    return ok
-
-                if top_checked or told(hi):
-                    arena.search(told)
-            finally:
-                os._exit(0)
-        os.close(write)
-        crashed = False
-        with os.fdopen(read, "rb") as verdicts:
-            def heard(size: int) -> bool:
-                nonlocal crashed
-                if crashed:
-                    raise _ChildCrashed
-                mark = verdicts.read(1)
-                crashed = not mark  # the pipe closed before a verdict: this try crashed
-                return mark == b"1"
-
+        child = _ArenaChild.start(runs, arena, None if top_checked else hi)
+        if child is None:  # no fork here (or none possible now): tried in this process
+            if not top_checked and not runs(hi):
+                raise too_small
+            arena.search(runs)
+            return arena.hi
+        with child:
             try:
                 if not top_checked:
-                    if not heard(hi):
+                    if not child.verdict(hi):
                         raise too_small
                     top_checked = True
-                arena.search(heard)
+                arena.search(child.verdict)
             except _ChildCrashed:
                 pass  # a new child goes on from the range as narrowed
-            finally:
-                os.waitpid(pid, 0)
     return arena.hi
+
+
+class _ArenaChild:
+    """A forked child that tries arena sizes and writes a byte per try: ``1`` runs, ``0``
+    too small, ``E`` and the error's text for any other error."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd, self.status = pid, fd, None
+
+    @classmethod
+    def start(cls, runs: Callable[[int], bool], arena: _ArenaRange,
+              top: int | None) -> _ArenaChild | None:
+        import os
+
+        if not hasattr(os, "fork"):
+            return None
+        read, write = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or process slots for a child: the search runs here
+            os.close(read)
+            os.close(write)
+            return None
+        if pid == 0:
+            code = 0
+            try:
+                os.close(read)
+                cls._no_core_dump()
+
+                def told(size: int) -> bool:
+                    ok = runs(size)
+                    os.write(write, b"1" if ok else b"0")
+                    return ok
+
+                if top is None or told(top):
+                    arena.search(told)
+            except BaseException as exc:  # noqa: BLE001 - said to the parent, never raised here
+                code = 70
+                try:
+                    os.write(write, b"E" + f"{type(exc).__name__}: {exc}".encode()[:2000])
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(write)
+        return cls(pid, read)
+
+    @staticmethod
+    def _no_core_dump() -> None:
+        """A crashed try would dump the core of a process with TensorFlow loaded."""
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        except (ImportError, ValueError, OSError):
+            pass
+
+    def verdict(self, size: int) -> bool:
+        """Whether the model ran in ``size`` bytes, as the child says it; raises
+        _ChildCrashed after the verdict of a try that killed it (too small)."""
+        import os
+        import select
+
+        if self.status is not None:
+            raise _ChildCrashed
+        ready, _, _ = select.select([self.fd], [], [], ARENA_TRY_TIMEOUT)
+        if not ready:
+            os.kill(self.pid, 9)
+            self._reap()
+            raise TinysiftError(f"TFLM did not finish a try of a {size}-byte arena within "
+                                f"{ARENA_TRY_TIMEOUT:g} s; the model may be too large to check "
+                                "here")
+        mark = os.read(self.fd, 1)
+        if mark in (b"0", b"1"):
+            return mark == b"1"
+        if mark == b"E":
+            text = b""
+            while chunk := os.read(self.fd, 4096):
+                text += chunk
+            self._reap()
+            raise RuntimeError(f"the TFLM arena search failed at {size} bytes: "
+                               f"{text.decode('utf-8', 'replace')}")
+        self._reap()  # the pipe closed without a verdict
+        if os.WIFSIGNALED(self.status):  # TFLM crashed at this size: too small
+            return False
+        raise RuntimeError(f"the TFLM arena search's child exited with status "
+                           f"{os.waitstatus_to_exitcode(self.status)} at {size} bytes")
+
+    def _reap(self) -> None:
+        import os
+
+        if self.status is None:
+            self.status = os.waitpid(self.pid, 0)[1]
+
+    def __enter__(self) -> _ArenaChild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import os
+
+        if self.status is None:
+            try:
+                os.kill(self.pid, 9)  # done, or left early: nothing more to hear
+            except ProcessLookupError:
+                pass
+            self._reap()
+        os.close(self.fd)
 
 
 def arena_usage(model_bytes: bytes, arena_size: int | None = None) -> dict[str, int]:
