@@ -175,11 +175,41 @@ def test_folder_wide_pixels_keep_their_picture(tmp_path):
     as8f = np.rint(gradf * 255).astype(np.uint8)
     assert all(np.array_equal(a[..., 0], as8) or np.array_equal(a[..., 0], as8f) for a in x)
     assert any(np.array_equal(a[..., 0], as8) for a in x) and x.max() == 255
+    # one rule per kind over the dataset: 32-bit integers of 0..255 as they are (/257 made
+    # them black), a dark float image of a [0, 1] set x 255 like the others
+    dark = (gradf * 0.8).astype(np.float32)
+    as_int = (np.arange(64, dtype=np.int32).reshape(8, 8) * 4).astype(np.int32)
+    name = _folder_of(tmp_path / "rules", {
+        "a": [(f"{i}.tif", Image.fromarray(as_int, "I")) for i in range(5)],
+        "b": [(f"{i}.tif", Image.fromarray(gradf if i else dark, "F")) for i in range(5)]})
+    ds = load_dataset(name)
+    x, y = np.concatenate([ds.x_train, ds.x_test]), np.concatenate([ds.y_train, ds.y_test])
+    assert all(np.array_equal(a[..., 0], as_int.astype(np.uint8)) for a in x[y == 0])
+    assert any(np.array_equal(a[..., 0], np.rint(dark * 255).astype(np.uint8))
+               for a in x[y == 1])
     bad = np.full((8, 8), 300.0, np.float32)
-    with pytest.raises(DatasetError, match=r"float pixels outside \[0, 1\] and \[0, 255\]"):
+    with pytest.raises(DatasetError, match=r"float images with pixels outside \[0, 1\] or "
+                                           r"\[0, 255\]"):
         load_dataset(_folder_of(tmp_path / "bad", {
             "a": [("0.tif", Image.fromarray(bad, "F"))],
             "b": [("0.tif", Image.fromarray(bad, "F"))]}))
+
+
+def test_folder_gray_with_alpha_or_a_gray_palette_stays_one_channel(tmp_path):
+    """An LA image or a GIF of a gray palette read as colour, and under the one-colour-image
+    rule made the whole dataset RGB (three times the input)."""
+    from PIL import Image
+
+    gray = np.arange(16, dtype=np.uint8).reshape(4, 4) * 8
+    la = Image.fromarray(np.dstack([gray, np.full((4, 4), 255, np.uint8)]), "LA")
+    gif = Image.fromarray(gray).convert("P")
+    name = _folder_of(tmp_path / "g", {"a": [(f"{i}.png", la) for i in range(5)],
+                                       "b": [(f"{i}.gif", gif) for i in range(5)],
+                                       "c": [(f"{i}.png", Image.fromarray(gray))
+                                             for i in range(5)]})
+    ds = load_dataset(name)
+    assert ds.input_shape == (4, 4, 1)
+    assert all(np.array_equal(a[..., 0], gray) for a in ds.x_train)
 
 
 def test_folder_mixed_gray_and_colour_is_all_colour(tmp_path):

@@ -393,10 +393,10 @@ def load_folder(path: str) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class).
 
     Classes are the sub-folders in name order, numeric when every name is an integer (``9``
-    before ``10``). All images must share one size. Grayscale stays 1 channel unless some
-    image is in colour: then every image becomes RGB (gray replicated, nothing lost). 16-bit
-    images are scaled to 8 bits (value / 257), float images in [0, 1] or [0, 255] too; other
-    ranges are refused. Hidden files (``.name``, macOS' ``._name``) are skipped.
+    before ``10``). All images must share one size. Grayscale (with alpha, or a gray palette
+    too) stays 1 channel unless some image is in colour: then every image becomes RGB (gray
+    replicated, nothing lost). Wide pixels are scaled to 8 bits (:func:`_to_uint8`). Hidden
+    files (``.name``, macOS' ``._name``) are skipped.
     """
     root = Path(path)
     name = f"folder:{path}"
@@ -411,14 +411,14 @@ def load_folder(path: str) -> Dataset:
             f"{name}: found {len(class_dirs)} class sub-folders; need at least 2 "
             "(one sub-folder of images per class)"
         )
-    images, labels, size = [], [], None
+    images, kinds, labels, size = [], [], [], None
     for label, cdir in enumerate(class_dirs):
         files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
                        and not f.name.startswith(".") and f.is_file())
         if not files:
             raise DatasetError(f"{name}: class folder {cdir.name!r} has no images (empty class)")
         for f in files:
-            arr = _read_image(f, name)
+            arr, kind = _read_image(f, name)
             if size is None:
                 size = arr.shape[:2]
             if arr.shape[:2] != size:
@@ -427,7 +427,9 @@ def load_folder(path: str) -> Dataset:
                     f"{size[1]}x{size[0]}; resize all images to one size"
                 )
             images.append(arr)
+            kinds.append(kind)
             labels.append(label)
+    images = _to_uint8(images, kinds, name)
     if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
         images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
     x = np.stack(images)
@@ -437,40 +439,61 @@ def load_folder(path: str) -> Dataset:
                    source=str(root.resolve()))
 
 
-#: PIL modes read as one gray channel (others become RGB: palette, alpha and CMYK too)
-_GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+#: PIL modes of wide gray pixels, read raw and scaled to 8 bits over the whole dataset
+_WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-def _read_image(path: Path, name: str) -> np.ndarray:
-    """One image as uint8 (H, W, 1) or (H, W, 3). 16-bit and 32-bit integer pixels of at most
-    65535 are scaled by 1/257 (PIL's own conversion clips them to 255: a 16-bit image became
-    white), float pixels in [0, 1] by 255 (PIL made them black) or kept in [0, 255]."""
+def _read_image(path: Path, name: str) -> tuple[np.ndarray, str]:
+    """One image (H, W, 1 or 3) and its kind: ``u8`` (uint8, as used), ``u16`` (16-bit
+    modes), ``int`` (32-bit integers) or ``float``, raw, for :func:`_to_uint8`. Gray with
+    alpha and gray palettes stay one channel (alpha dropped), other modes become RGB."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            if im.mode not in _GRAY_MODES:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-            if im.mode in ("1", "L"):
-                return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+            if im.mode in ("1", "L", "LA", "La"):
+                return np.asarray(im.convert("L"), dtype=np.uint8)[..., None], "u8"
+            if im.mode not in _WIDE_MODES:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                if im.mode in ("P", "PA") and (rgb == rgb[..., :1]).all():  # a gray palette
+                    return rgb[..., :1].copy(), "u8"
+                return rgb, "u8"
             raw = np.asarray(im)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         # UnidentifiedImageError is an OSError; a header claiming 20000x20000 is a bomb
         raise DatasetError(f"{name}: cannot read image {path}: {exc}") from None
-    wide = raw.astype(np.float64)
-    if raw.dtype.kind == "f":
-        if not np.isfinite(wide).all() or wide.min() < 0 or wide.max() > 255:
+    kind = "float" if raw.dtype.kind == "f" else "u16" if im.mode.startswith("I;16") else "int"
+    if kind == "float" and not np.isfinite(raw).all():
+        raise DatasetError(f"{name}: image {path} has NaN or infinite pixels")
+    return raw[..., None], kind
+
+
+def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str) -> list[np.ndarray]:
+    """Wide pixels scaled to 8 bits, one rule per kind for the whole dataset (per image, a
+    dark image would be scaled unlike a bright one). PIL's own conversion clips at 255 (a
+    16-bit image became white) and made [0, 1] floats black. 16-bit modes: value / 257;
+    32-bit integers: as they are when every such pixel is in 0..255, else / 257 up to 65535;
+    floats: x 255 when every such pixel is in [0, 1], else as they are up to 255. Other
+    ranges are refused."""
+    def span(kind: str) -> tuple[float, float] | None:
+        sel = [a for a, k in zip(images, kinds, strict=True) if k == kind]
+        return (min(float(a.min()) for a in sel), max(float(a.max()) for a in sel)) if sel \
+            else None
+
+    factor = {"u8": 1.0, "u16": 1 / 257}
+    for kind, small, large, limit, unit in (("int", 255, 65535, 1 / 257, "0..65535"),
+                                            ("float", 1.0, 255, 1.0, "[0, 1] or [0, 255]")):
+        got = span(kind)
+        if got is None:
+            continue
+        low, high = got
+        if low < 0 or high > large:
             raise DatasetError(
-                f"{name}: image {path} has float pixels outside [0, 1] and [0, 255] (range "
-                f"[{wide.min():g}, {wide.max():g}]); save it as 8-bit (or 16-bit) PNG")
-        scaled = wide * 255.0 if wide.max() <= 1.0 else wide
-    else:
-        if wide.min() < 0 or wide.max() > 65535:
-            raise DatasetError(
-                f"{name}: image {path} has {raw.dtype} pixels outside 0..65535 (range "
-                f"[{wide.min():g}, {wide.max():g}]); save it as 8-bit or 16-bit PNG")
-        scaled = wide / 257.0  # 65535 -> 255 exactly
-    return np.rint(scaled).astype(np.uint8)[..., None]
+                f"{name}: {kind} images with pixels outside {unit} (range [{low:g}, "
+                f"{high:g}]); save them as 8-bit or 16-bit PNG")
+        factor[kind] = (1.0 if kind == "int" else 255.0) if high <= small else limit
+    return [a if k == "u8" else np.rint(a.astype(np.float64) * factor[k]).astype(np.uint8)
+            for a, k in zip(images, kinds, strict=True)]
 
 
 def is_integer_name(text: str) -> bool:
