@@ -455,6 +455,10 @@ def test_a_test_split_without_a_class_is_named(write_npz, tmp_path):
                                   x_test=np.zeros((1, 4, 4), np.uint8), y_test=np.array([11])))
     assert wide.untested_classes() == [str(c) for c in range(11)]
     assert "'9' and 1 more: test accuracy" in wide.test_split_warnings()[0]
+    # classes of 2 samples beside a large one: the stratified 20% leaves some untested too
+    y = np.repeat(np.arange(5), [2, 2, 2, 2, 500])
+    few = load_dataset(write_npz("few.npz", x=np.zeros((len(y), 4, 4), np.uint8), y=y))
+    assert few.untested_classes() and "about 5 samples on" in few.test_split_warnings()[0]
 
 
 def _keras_cache(tmp_path, monkeypatch):

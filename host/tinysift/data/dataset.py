@@ -72,8 +72,8 @@ class Dataset:
 
     def untested_classes(self) -> list[str]:
         """Names of the classes the test split has no sample of: test accuracy says nothing
-        about them (a single-sample class of a held-out split stays in training; a supplied
-        x_test may lack classes)."""
+        about them (a held-out 20% split gives none to a class of one sample, which stays in
+        training, and maybe none to one under about 5; a supplied x_test may lack classes)."""
         return [self.class_names[c] for c in np.flatnonzero(self.class_counts("test") == 0)]
 
     def test_split_warnings(self) -> list[str]:
@@ -85,8 +85,9 @@ class Dataset:
         shown = ", ".join(repr(n) for n in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         return [f"the test split has no sample of class(es) {shown}{more}: test accuracy does "
-                "not measure them; add samples (a class needs 2 or more to be held out), or "
-                "supply a test split with every class as x_test/y_test in an .npz"]
+                "not measure them; add samples (a held-out 20% gives a class a test sample "
+                "from about 5 samples on), or supply a test split with every class as "
+                "x_test/y_test in an .npz"]
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The same dataset with the training split restricted to ``indices`` (integer
