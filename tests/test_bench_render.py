@@ -52,8 +52,13 @@ def test_readme_results_block_is_generated():
     collect = _collect()
     block = collect.readme_parts((ROOT / "README.md").read_text())[1]
     assert block == collect.readme_summary()
-    with pytest.raises(SystemExit, match="needs <!-- results:start --> and then"):
-        collect.readme_parts(collect.README_END + "\n" + collect.README_START)
+    start, end = collect.README_START, collect.README_END
+    for broken in (end + "\n" + start, start + start + end, "no markers", start):
+        with pytest.raises(SystemExit, match="needs one <!-- results:start --> and then"):
+            collect.readme_parts(broken)
+    # an end marker quoted before the block does not end it
+    assert collect.readme_parts(f"a {end} b {start}x{end} c") == (f"a {end} b ",
+                                                                   f"{start}x{end}", " c")
 
 
 #: README numbers that are not results: what checks each instead

@@ -1531,10 +1531,12 @@ def readme_summary() -> str:
 
 def readme_parts(text: str) -> tuple[str, str, str]:
     """The README as (before the results block, the block with its markers, after it); a
-    README without both markers, in order, is refused (the block would be lost)."""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise SystemExit(f"README.md: the results block needs {README_START} and then "
+    README without one start marker and an end marker after it is refused (the block, or
+    text between two blocks, would be lost)."""
+    start = text.find(README_START)
+    end = text.find(README_END, max(start, 0))
+    if start < 0 or end < 0 or text.count(README_START) != 1:
+        raise SystemExit(f"README.md: the results block needs one {README_START} and then "
                          f"{README_END}, each on its own line; put them back around it")
     end += len(README_END)
     return text[:start], text[start:end], text[end:]

@@ -57,8 +57,9 @@ class Failure:
         from tinysift.errors import is_out_of_memory
 
         text = (str(self.error).strip().splitlines() or [""])[0]
-        if is_out_of_memory(self.error):
-            return f"out of memory ({text or 'MemoryError'})"
+        if is_out_of_memory(self.error):  # (TensorFlow's first line names a whole shape)
+            text = text[:200]
+            return f"out of memory ({text or type(self.error).__name__})"
         if not is_bug(self.error):
             return text
         return f"unexpected {type(self.error).__name__}: {text}"

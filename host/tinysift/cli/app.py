@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except abort:
         return _interrupted("aborted", 130)
     except MemoryError as exc:  # the machine, not a bug: it was "a bug in tinysift" (exit 1)
-        report_error(_out_of_memory(exc or "MemoryError"))
+        report_error(_out_of_memory(str(exc) or "MemoryError"))
         return 2
     except Exception as exc:  # noqa: BLE001 - the last resort of the one error path
         import os
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         _restore_signal_handlers(previous)
 
 
-def _out_of_memory(what) -> str:
+def _out_of_memory(what: str) -> str:
     return (f"out of memory ({what}): ask for less (a smaller count, dataset, batch or model: "
             "--width) or use a machine with more memory")
 

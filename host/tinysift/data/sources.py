@@ -12,6 +12,7 @@ import os
 import pickle
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -287,7 +288,7 @@ def open_numpy(path: Path):
     return np.load(path, allow_pickle=False)
 
 
-def _path_is(path: Path, test, name: str, fix: str) -> bool:
+def _path_is(path: Path, test: Callable[[Path], bool], name: str, fix: str) -> bool:
     """``test(path)`` (``Path.exists``, ``Path.is_dir``); a name the file system refuses (over
     255 bytes: an OSError, not False) is a DatasetError with ``fix``."""
     try:
