@@ -58,8 +58,13 @@ def test_quotas_exact_and_balanced(sizes, data):
 
 
 def test_quota_fewer_than_classes():
-    with pytest.raises(BudgetError, match="fewer than the 3 classes"):
+    """Said as a count of samples: `--keep 1e-9` resolves to one sample, which read as
+    "keep 1 is fewer than the 10 classes" (a fraction of 1?)."""
+    with pytest.raises(BudgetError, match=r"keeping 2 samples \(the budget as a count\) is "
+                                          "fewer than the 3 classes"):
         class_quotas(np.array([0, 1, 2, 2]), 2)
+    with pytest.raises(BudgetError, match="keeping 1 sample "):
+        class_quotas(np.array([0, 1, 2, 2]), 1)
 
 
 def test_keep_bounds_are_inclusive_and_a_tiny_fraction_keeps_one():

@@ -84,7 +84,8 @@ def class_quotas(labels: np.ndarray, count: int, num_classes: int | None = None)
     present = int((sizes > 0).sum())
     if count < present:
         raise BudgetError(
-            f"keep {count} is fewer than the {present} classes; a class-balanced selection "
+            f"keeping {count} sample{'' if count == 1 else 's'} (the budget as a count) is "
+            f"fewer than the {present} classes; a class-balanced selection "
             f"needs at least one sample per class (keep >= {present}, or a global budget: "
             "--no-balance, balance=False in Python)"
         )
