@@ -65,6 +65,23 @@ def test_names_too_long_for_the_file_system_are_one_line(tmp_path):
     assert "folder:" not in r.stderr.split("known datasets")[0]
 
 
+def test_an_empty_path_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """`--out "$OUT"` with OUT unset wrote a run into the current folder; `--selection ''`
+    read ./selection.npz."""
+    from tinysift.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    for flag, args in (("--out", ["prune", "--dataset", "digits", "--keep", "0.5", "--out",
+                                  ""]),
+                       ("--out", ["prune", "--dataset", "digits", "--keep", "0.5", "--out="]),
+                       ("--selection", ["train", "--dataset", "digits", "--selection", "",
+                                        "--out", "r"])):
+        assert main(args) == 2, args
+        assert f"{flag} is empty (an unset shell variable?)" in " ".join(
+            capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_dataset_exit_2():
     r = tinysift("data", "info", "nope")
     assert r.returncode == 2

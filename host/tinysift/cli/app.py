@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     usage, abort = _click_exceptions()
     previous = _install_signal_handlers()
     try:
+        _refuse_empty_paths(sys.argv[1:] if argv is None else argv)
         rv = app(args=argv, standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into Exit(130) and returns its code
             return _interrupted("interrupted (Ctrl-C)", 130)
@@ -90,6 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         _restore_signal_handlers(previous)
+
+
+#: Options that name a file or folder: an empty value is the current folder to typer
+PATH_OPTIONS = ("--out", "--run", "--out-dir", "--selection", "--condensed", "--new",
+                "--tflite", "--inputs")
+
+
+def _refuse_empty_paths(args: list[str]) -> None:
+    """``--out ''`` (an unset shell variable: ``--out "$OUT"``) wrote a run into the current
+    folder, and ``--selection ''`` read ./selection.npz: refused before any work."""
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag not in PATH_OPTIONS:
+            continue
+        if (eq and not value) or (not eq and i + 1 < len(args) and args[i + 1] == ""):
+            raise TinysiftError(f"{flag} is empty (an unset shell variable?); name a file or "
+                                f"folder, e.g. {flag} ./here for the current folder")
 
 
 def _out_of_memory(what: str) -> str:
