@@ -188,8 +188,8 @@ def test_folder_wide_pixels_keep_their_picture(tmp_path):
     assert any(np.array_equal(a[..., 0], np.rint(dark * 255).astype(np.uint8))
                for a in x[y == 1])
     bad = np.full((8, 8), 300.0, np.float32)
-    with pytest.raises(DatasetError, match=r"float images with pixels outside \[0, 1\] or "
-                                           r"\[0, 255\]"):
+    with pytest.raises(DatasetError, match=r"image .*0.tif has floating-point pixels outside "
+                                           r"\[0, 1\] and \[0, 255\]"):
         load_dataset(_folder_of(tmp_path / "bad", {
             "a": [("0.tif", Image.fromarray(bad, "F"))],
             "b": [("0.tif", Image.fromarray(bad, "F"))]}))

@@ -384,3 +384,38 @@ def test_one_output_folder_rule_checks_or_creates(tmp_path):
                 out_folder(folder, flag, create=create)
     with pytest.raises(TinysiftError, match="is a file, not a folder"):
         Run(tmp_path / "f" / "run")
+
+
+def test_the_lock_is_the_paths_own_file_and_a_moved_folder_releases_cleanly(tmp_path,
+                                                                          monkeypatch):
+    """A holder deletes the lock file of a folder without a manifest as it leaves; a process
+    that had opened the file before then locked the deleted file while the next one locked a
+    new file: two writers. The lock is taken on the path's own file (opened again if not).
+    And a folder moved while locked made the release an unexpected FileNotFoundError."""
+    import os
+    import shutil
+
+    from tinysift import runs
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    with runs.run_lock(folder):
+        stale = os.open(folder / runs.LOCK_FILE, os.O_RDWR)  # opened while held
+    assert not (folder / runs.LOCK_FILE).exists()  # removed: not a run folder
+    real_open, calls = os.open, []
+
+    def first_stale(path, *args, **kwargs):
+        calls.append(path)
+        return stale if len(calls) == 1 else real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(runs.os, "open", first_stale)
+    with runs.run_lock(folder):
+        fd = runs._held[str(folder.resolve())][0]
+        assert fd != stale and len(calls) == 2
+        assert os.path.samestat(os.fstat(fd), os.stat(folder / runs.LOCK_FILE))
+    monkeypatch.setattr(runs.os, "open", real_open)
+    with runs.run_lock(folder):
+        (folder / "manifest.json").write_text("{}")
+        shutil.move(folder, tmp_path / "moved")
+    assert (tmp_path / "moved" / runs.LOCK_FILE).exists()

@@ -19,6 +19,7 @@ import contextlib
 import datetime as _dt
 import functools
 import hashlib
+import importlib.util
 import inspect
 import io
 import json
@@ -484,9 +485,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     kernel drops it when the process ends, so a killed run leaves no stale lock."""
     from tinysift.errors import RunBusy
 
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locking
+    if importlib.util.find_spec("fcntl") is None:  # not POSIX: no locking
         yield
         return
     folder = Path(folder)
@@ -500,29 +499,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             _held[key][1] += 1
             fd = None
         else:
-            try:
-                fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:  # a read-only folder or file system: an "unexpected" error
-                from tinysift.errors import TinysiftError
-
-                raise TinysiftError(
-                    f"cannot write in the run folder {folder} ({exc.strerror or exc}): a run "
-                    "folder records every stage, even a cached one; copy it somewhere "
-                    "writable, or make it writable") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                try:
-                    holder = json.loads(os.read(fd, 4096) or b"{}")
-                except ValueError:
-                    holder = {}
-                os.close(fd)
-                raise RunBusy(
-                    f"{folder} is in use by another tinysift process (pid "
-                    f"{holder.get('pid', '?')} on {holder.get('host', '?')}: "
-                    f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "
-                    f"{holder.get('since', '?')}); one writer per run folder: wait for it to "
-                    "finish, stop it, or use another --out/--run") from None
+            fd = _locked_file(folder, RunBusy)
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(_holder(what)).encode())
             _held[key] = [fd, 1]
@@ -533,18 +510,66 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             _held[key][1] -= 1
             if _held[key][1] == 0:
                 fd = _held.pop(key)[0]
-                os.ftruncate(fd, 0)
-                names = [p.name for p in folder.iterdir()]
-                if created and names == [LOCK_FILE]:
-                    # a folder this call made and nothing wrote into (a refused command):
-                    # leave no empty run folder behind; still locked while it goes
-                    os.unlink(folder / LOCK_FILE)
-                    folder.rmdir()
-                elif lock_made and MANIFEST not in names:
-                    # an existing folder a refused command never made a run folder (the
-                    # user's own files): leave it as it was, without our lock file
-                    os.unlink(folder / LOCK_FILE)
-                os.close(fd)  # closing the descriptor releases the flock
+                try:
+                    os.ftruncate(fd, 0)
+                    # (a process that opened the lock file before it goes locks a deleted
+                    # file: _locked_file sees that and opens the path again)
+                    names = [p.name for p in folder.iterdir()] if created or lock_made else []
+                    if created and names == [LOCK_FILE]:
+                        # a folder this call made and nothing wrote into (a refused
+                        # command): leave no empty run folder behind; still locked meanwhile
+                        os.unlink(folder / LOCK_FILE)
+                        folder.rmdir()
+                    elif lock_made and names and MANIFEST not in names:
+                        # an existing folder a refused command never made a run folder (the
+                        # user's own files): leave it as it was, without our lock file
+                        os.unlink(folder / LOCK_FILE)
+                except OSError:  # the folder moved or went away meanwhile: nothing to tidy
+                    pass
+                finally:
+                    os.close(fd)  # closing the descriptor releases the flock
+
+
+def _locked_file(folder: Path, busy: type[Exception]) -> int:
+    """The lock file of ``folder``, open and flock'ed: the path's own file (a holder that
+    deletes the file as it leaves would otherwise let this process lock the deleted one
+    while the next locks a new file: two writers); ``busy`` (RunBusy) names the holder."""
+    import fcntl
+
+    from tinysift.errors import TinysiftError
+
+    path = folder / LOCK_FILE
+    for _ in range(20):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only folder or file system: an "unexpected" error
+            raise TinysiftError(
+                f"cannot write in the run folder {folder} ({exc.strerror or exc}): a run "
+                "folder records every stage, even a cached one; copy it somewhere "
+                "writable, or make it writable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.read(fd, 4096) or b"{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            raise busy(
+                f"{folder} is in use by another tinysift process (pid "
+                f"{holder.get('pid', '?')} on {holder.get('host', '?')}: "
+                f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "
+                f"{holder.get('since', '?')}); one writer per run folder: wait for it to "
+                "finish, stop it, or use another --out/--run") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # locked a file its holder deleted on leaving: open the path again
+    raise TinysiftError(f"cannot lock the run folder {folder}: its lock file keeps being "
+                        "replaced; is another program deleting it?")
 
 
 def locks_run(param: str) -> Callable:

@@ -106,8 +106,8 @@ def _refuse_empty_paths(args: list[str]) -> None:
         if flag not in PATH_OPTIONS:
             continue
         if (eq and not value) or (not eq and i + 1 < len(args) and args[i + 1] == ""):
-            raise TinysiftError(f"{flag} is empty (an unset shell variable?); name a file or "
-                                f"folder, e.g. {flag} ./here for the current folder")
+            raise TinysiftError(f"{flag} is empty (an unset shell variable?); give it a "
+                                "value (`tinysift COMMAND --help` says what it takes)")
 
 
 def _out_of_memory(what: str) -> str:

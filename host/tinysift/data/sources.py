@@ -412,7 +412,7 @@ def load_folder(path: str) -> Dataset:
             f"{name}: found {len(class_dirs)} class sub-folders; need at least 2 "
             "(one sub-folder of images per class)"
         )
-    images, kinds, labels, size = [], [], [], None
+    images, kinds, paths, labels, size = [], [], [], [], None
     for label, cdir in enumerate(class_dirs):
         files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
                        and not f.name.startswith(".") and f.is_file())
@@ -429,8 +429,9 @@ def load_folder(path: str) -> Dataset:
                 )
             images.append(arr)
             kinds.append(kind)
+            paths.append(f)
             labels.append(label)
-    images = _to_uint8(images, kinds, name)
+    images = _to_uint8(images, kinds, name, paths)
     if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
         images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
     x = np.stack(images)
@@ -463,35 +464,34 @@ def _read_image(path: Path, name: str) -> tuple[np.ndarray, str]:
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         # UnidentifiedImageError is an OSError; a header claiming 20000x20000 is a bomb
         raise DatasetError(f"{name}: cannot read image {path}: {exc}") from None
-    kind = "float" if raw.dtype.kind == "f" else "u16" if im.mode.startswith("I;16") else "int"
+    # Pillow before 10.3 opens a 16-bit gray PNG as "I": a PNG has no 32-bit gray pixels
+    sixteen = im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG")
+    kind = "float" if raw.dtype.kind == "f" else "u16" if sixteen else "int"
     if kind == "float" and not np.isfinite(raw).all():
         raise DatasetError(f"{name}: image {path} has NaN or infinite pixels")
     return raw[..., None], kind
 
 
-def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str) -> list[np.ndarray]:
+def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str,
+              paths: list[Path]) -> list[np.ndarray]:
     """Wide pixels scaled to 8 bits, one rule per kind for the whole dataset (per image, a
     dark image would be scaled unlike a bright one). PIL's own conversion clips at 255 (a
     16-bit image became white) and made [0, 1] floats black. 16-bit modes: value / 257;
     32-bit integers: as they are when every such pixel is in 0..255, else / 257 up to 65535;
     floats: x 255 when every such pixel is in [0, 1], else as they are up to 255. Other
     ranges are refused."""
-    def span(kind: str) -> tuple[float, float] | None:
-        sel = [a for a, k in zip(images, kinds, strict=True) if k == kind]
-        return (min(float(a.min()) for a in sel), max(float(a.max()) for a in sel)) if sel \
-            else None
-
     factor = {"u8": 1.0, "u16": 1 / 257}
-    for kind, small, large, limit, unit in (("int", 255, 65535, 1 / 257, "0..65535"),
-                                            ("float", 1.0, 255, 1.0, "[0, 1] or [0, 255]")):
-        got = span(kind)
-        if got is None:
+    for kind, small, large, limit, what in (
+            ("int", 255, 65535, 1 / 257, "32-bit integer pixels outside 0..65535"),
+            ("float", 1.0, 255, 1.0, "floating-point pixels outside [0, 1] and [0, 255]")):
+        sel = [(a, p) for a, k, p in zip(images, kinds, paths, strict=True) if k == kind]
+        if not sel:
             continue
-        low, high = got
-        if low < 0 or high > large:
-            raise DatasetError(
-                f"{name}: {kind} images with pixels outside {unit} (range [{low:g}, "
-                f"{high:g}]); save them as 8-bit or 16-bit PNG")
+        for a, p in sel:  # the first image out of range, by name
+            if a.min() < 0 or a.max() > large:
+                raise DatasetError(f"{name}: image {p} has {what} (range [{float(a.min()):g}, "
+                                   f"{float(a.max()):g}]); save it as 8-bit or 16-bit PNG")
+        high = max(float(a.max()) for a, _ in sel)
         factor[kind] = (1.0 if kind == "int" else 255.0) if high <= small else limit
     return [a if k == "u8" else np.rint(a.astype(np.float64) * factor[k]).astype(np.uint8)
             for a, k in zip(images, kinds, strict=True)]

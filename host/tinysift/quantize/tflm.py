@@ -247,8 +247,10 @@ class _ArenaChild:
             while chunk := os.read(self.fd, 4096):
                 text += chunk
             self._reap()
-            raise RuntimeError(f"the TFLM arena search failed at {size} bytes: "
-                               f"{text.decode('utf-8', 'replace')}")
+            said = text.decode("utf-8", "replace")
+            if said.startswith("MemoryError"):  # the machine's limit, as in this process
+                raise MemoryError(f"in the TFLM arena search at {size} bytes: {said}")
+            raise RuntimeError(f"the TFLM arena search failed at {size} bytes: {said}")
         self._reap()  # the pipe closed without a verdict
         if os.WIFSIGNALED(self.status):  # TFLM crashed at this size: too small
             return False
