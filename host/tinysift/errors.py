@@ -85,3 +85,10 @@ def is_out_of_memory(error: BaseException) -> bool:
     too wide for the machine), told by name so that no caller imports TensorFlow."""
     return isinstance(error, MemoryError) or any(
         t.__name__ == "ResourceExhaustedError" for t in type(error).__mro__)
+
+
+def out_of_memory_said(error: BaseException) -> str:
+    """``out of memory (<the error's first line>)``, cut to 200 characters (TensorFlow's
+    names a whole tensor shape), or its type when it has no text."""
+    text = (str(error).strip().splitlines() or [""])[0][:200]
+    return f"out of memory ({text or type(error).__name__})"

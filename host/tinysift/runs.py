@@ -483,8 +483,6 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     """Hold ``folder``'s lock while the block runs: another process that tries gets a
     RunBusy naming this one (pid, command, since when). Re-entrant within a process; the
     kernel drops it when the process ends, so a killed run leaves no stale lock."""
-    from tinysift.errors import RunBusy
-
     if importlib.util.find_spec("fcntl") is None:  # not POSIX: no locking
         yield
         return
@@ -499,7 +497,7 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             _held[key][1] += 1
             fd = None
         else:
-            fd = _locked_file(folder, RunBusy)
+            fd = _locked_file(folder)
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(_holder(what)).encode())
             _held[key] = [fd, 1]
@@ -530,13 +528,13 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
                     os.close(fd)  # closing the descriptor releases the flock
 
 
-def _locked_file(folder: Path, busy: type[Exception]) -> int:
+def _locked_file(folder: Path) -> int:
     """The lock file of ``folder``, open and flock'ed: the path's own file (a holder that
     deletes the file as it leaves would otherwise let this process lock the deleted one
-    while the next locks a new file: two writers); ``busy`` (RunBusy) names the holder."""
+    while the next locks a new file: two writers); a RunBusy names the holder."""
     import fcntl
 
-    from tinysift.errors import TinysiftError
+    from tinysift.errors import RunBusy, TinysiftError
 
     path = folder / LOCK_FILE
     for _ in range(20):
@@ -555,7 +553,7 @@ def _locked_file(folder: Path, busy: type[Exception]) -> int:
             except ValueError:
                 holder = {}
             os.close(fd)
-            raise busy(
+            raise RunBusy(
                 f"{folder} is in use by another tinysift process (pid "
                 f"{holder.get('pid', '?')} on {holder.get('host', '?')}: "
                 f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "

@@ -54,12 +54,11 @@ class Failure:
     def error_line(self) -> str:
         """The error's first line; out of memory said as such, and an unexpected one (a bug:
         :func:`is_bug`) with its type."""
-        from tinysift.errors import is_out_of_memory
+        from tinysift.errors import is_out_of_memory, out_of_memory_said
 
+        if is_out_of_memory(self.error):
+            return out_of_memory_said(self.error)
         text = (str(self.error).strip().splitlines() or [""])[0]
-        if is_out_of_memory(self.error):  # (TensorFlow's first line names a whole shape)
-            text = text[:200]
-            return f"out of memory ({text or type(self.error).__name__})"
         if not is_bug(self.error):
             return text
         return f"unexpected {type(self.error).__name__}: {text}"

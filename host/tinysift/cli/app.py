@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except abort:
         return _interrupted("aborted", 130)
     except MemoryError as exc:  # the machine, not a bug: it was "a bug in tinysift" (exit 1)
-        report_error(_out_of_memory(str(exc) or "MemoryError"))
+        report_error(_out_of_memory(exc))
         return 2
     except Exception as exc:  # noqa: BLE001 - the last resort of the one error path
         import os
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         from tinysift.errors import is_out_of_memory
 
         if is_out_of_memory(exc):  # TensorFlow's: a model too wide for the machine
-            text = (str(exc).strip().splitlines() or [""])[0][:200]
-            report_error(_out_of_memory(text or type(exc).__name__))
+            report_error(_out_of_memory(exc))
             return 2
         report_error(f"unexpected {type(exc).__name__}: {exc} (a bug in tinysift: please "
                      "report it; TINYSIFT_TRACEBACK=1 shows the traceback)")
@@ -110,9 +109,11 @@ def _refuse_empty_paths(args: list[str]) -> None:
                                 "value (`tinysift COMMAND --help` says what it takes)")
 
 
-def _out_of_memory(what: str) -> str:
-    return (f"out of memory ({what}): ask for less (a smaller count, dataset, batch or model: "
-            "--width) or use a machine with more memory")
+def _out_of_memory(error: BaseException) -> str:
+    from tinysift.errors import out_of_memory_said
+
+    return (f"{out_of_memory_said(error)}: ask for less (a smaller count, dataset, batch or "
+            "model: --width) or use a machine with more memory")
 
 
 def report_error(message: str) -> None:

@@ -481,18 +481,22 @@ def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str,
     floats: x 255 when every such pixel is in [0, 1], else as they are up to 255. Other
     ranges are refused."""
     factor = {"u8": 1.0, "u16": 1 / 257}
-    for kind, small, large, limit, what in (
-            ("int", 255, 65535, 1 / 257, "32-bit integer pixels outside 0..65535"),
-            ("float", 1.0, 255, 1.0, "floating-point pixels outside [0, 1] and [0, 255]")):
-        sel = [(a, p) for a, k, p in zip(images, kinds, paths, strict=True) if k == kind]
-        if not sel:
-            continue
-        for a, p in sel:  # the first image out of range, by name
-            if a.min() < 0 or a.max() > large:
-                raise DatasetError(f"{name}: image {p} has {what} (range [{float(a.min()):g}, "
-                                   f"{float(a.max()):g}]); save it as 8-bit or 16-bit PNG")
-        high = max(float(a.max()) for a, _ in sel)
-        factor[kind] = (1.0 if kind == "int" else 255.0) if high <= small else limit
+    # kind: (every pixel up to `small`: x low_factor; else up to `large`: x high_factor)
+    for kind, small, low_factor, large, high_factor, what in (
+            ("int", 255, 1.0, 65535, 1 / 257, "32-bit integer pixels outside 0..65535"),
+            ("float", 1.0, 255.0, 255, 1.0,
+             "floating-point pixels outside [0, 1] and [0, 255]")):
+        high = None
+        for a, k, p in zip(images, kinds, paths, strict=True):
+            if k != kind:
+                continue
+            low_px, high_px = float(a.min()), float(a.max())
+            if low_px < 0 or high_px > large:  # the first image out of range, by name
+                raise DatasetError(f"{name}: image {p} has {what} (range [{low_px:g}, "
+                                   f"{high_px:g}]); save it as 8-bit or 16-bit PNG")
+            high = high_px if high is None else max(high, high_px)
+        if high is not None:
+            factor[kind] = low_factor if high <= small else high_factor
     return [a if k == "u8" else np.rint(a.astype(np.float64) * factor[k]).astype(np.uint8)
             for a, k in zip(images, kinds, strict=True)]
 

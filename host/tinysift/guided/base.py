@@ -114,6 +114,11 @@ def stamped_params(sampler: EpochSampler) -> dict:
     return {k: v for k, v in sampler.params().items() if k != "seed"}
 
 
+def epoch_size(budget: float, num_samples: int) -> int:
+    """Samples per epoch when ``budget`` is spread evenly over the recipe's epochs."""
+    return max(1, int(round(budget * num_samples)))
+
+
 @dataclass
 class EpochPlan:
     """The samples of one epoch (the loop shuffles them) and their loss weights (None: all
@@ -175,7 +180,7 @@ class TrainingState:
     @property
     def epoch_size(self) -> int:
         """Samples per epoch when the budget is spread evenly over the recipe's epochs."""
-        return max(1, int(round(self.budget * self.num_samples)))
+        return epoch_size(self.budget, self.num_samples)
 
     def record(self, idx: np.ndarray, loss: np.ndarray, p_true: np.ndarray,
                features: np.ndarray, pred: np.ndarray) -> None:

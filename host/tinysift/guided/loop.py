@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinysift.guided.base import EpochSampler, TrainingState
+from tinysift.guided.base import EpochSampler, TrainingState, epoch_size
 from tinysift.guided.ledger import CostLedger
 from tinysift.models.cnn import FEATURES_LAYER, HEAD_LAYER, ModelConfig, build_model
 from tinysift.models.training import TrainConfig, seed_everything, start_from, to_float
@@ -70,8 +70,7 @@ def check_budget(n: int, budget: float, train_config: TrainConfig, keep_steps: b
         budget_passes = budget * full_recipe_passes(n, train_config)
     batch = (keep_steps_batch(train_config.batch_size, budget) if keep_steps
              else train_config.batch_size)
-    epoch_size = max(1, int(round(budget * n)))  # TrainingState.epoch_size
-    need = min(batch, epoch_size)  # the loop's stopping rule: one batch, or one epoch
+    need = min(batch, epoch_size(budget, n))  # the loop's stopping rule: one batch, or one epoch
     if budget_passes < need:
         what = (f"one batch of {batch}" if need == batch else
                 f"one epoch's batch of {need} (budget x {n} samples)")

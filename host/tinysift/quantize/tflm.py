@@ -6,6 +6,7 @@ accuracy tinysift reports comes from ``tflite_micro.runtime``, not LiteRT/XNNPAC
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -152,18 +153,15 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
     top_checked = False
     while not top_checked or arena.hi - arena.lo > 16:
         child = _ArenaChild.start(runs, arena, None if top_checked else hi)
-        if child is None:  # no fork here (or none possible now): tried in this process
-            if not top_checked and not runs(hi):
-                raise too_small
-            arena.search(runs)
-            return arena.hi
-        with child:
+        # no fork here (or none possible now): the tries run in this process
+        verdict = runs if child is None else child.verdict
+        with child or contextlib.nullcontext():
             try:
                 if not top_checked:
-                    if not child.verdict(hi):
+                    if not verdict(hi):
                         raise too_small
                     top_checked = True
-                arena.search(child.verdict)
+                arena.search(verdict)
             except _ChildCrashed:
                 pass  # a new child goes on from the range as narrowed
     return arena.hi
