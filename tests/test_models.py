@@ -159,19 +159,38 @@ def test_single_pass_equals_per_epoch_training(digits):
     assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
 
 
-def test_a_failed_training_stops_its_progress_bar(digits):
+def test_a_failed_training_stops_its_progress_bar(digits, monkeypatch):
     """Keras skips on_train_end when a step raises: the step bar is stopped anyway, so no
     live bar is left over the error message (or over the next command's output)."""
-    from rich import get_console
+    import io
+
+    from rich.console import Console
+
+    from tinysift import progress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True)
+    monkeypatch.setattr(progress, "_bar_console", terminal)
+    live = []
 
     def fail(epoch, model):
+        live.append(len(terminal._live_stack))
         raise RuntimeError("stop here")
 
     cfg = TrainConfig(epochs=1, seed=0)
     with pytest.raises(RuntimeError, match="stop here"):
         train_model(digits.x_train[:64], digits.y_train[:64], 10, train_config=cfg,
                     epoch_hooks=[fail], progress=True)
-    assert get_console()._live_stack == []
+    assert live == [1] and terminal._live_stack == []
+
+
+def test_no_bar_where_stderr_is_not_a_terminal(digits, capfd):
+    """In a pipe or a file a bar cannot be redrawn: nothing is drawn, and stdout carries only
+    results (a bar on stdout left a blank line in piped output)."""
+    cfg = TrainConfig(epochs=1, seed=0)
+    train_model(digits.x_train[:64], digits.y_train[:64], 10, train_config=cfg,
+                progress=True)
+    out, err = capfd.readouterr()
+    assert out == "" and "steps" not in err
 
 
 def test_reused_compiled_step_equals_a_fresh_compile(digits):

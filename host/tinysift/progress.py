@@ -6,16 +6,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_bar_console = None
+
+
+def bar_console():
+    """The console progress bars are drawn on: stderr, so that stdout carries only results
+    (a bar on stdout left a blank line, or under ``TERM=dumb`` the bar itself, in output
+    piped to a file)."""
+    global _bar_console
+    if _bar_console is None:
+        from rich.console import Console
+
+        _bar_console = Console(stderr=True)
+    return _bar_console
+
 
 class ProgressBar:
-    """One task's bar; every method is a no-op when the bar is not shown."""
+    """One task's bar; every method is a no-op when the bar is not shown: when ``show`` is
+    false or stderr is not a terminal (a bar cannot be redrawn in a file or a pipe; there it
+    left a blank line, and a long run's log gained nothing)."""
 
     def __init__(self, show: bool, total: float, label: str, unit: str,
                  fields: dict[str, str] | None = None):
         """``fields``: named values shown after the count (``{"loss": "-"}``: "loss -"),
         changed by :meth:`update`."""
         self._bar = self._task = None
-        if not show:
+        if not show or not bar_console().is_terminal:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -23,7 +39,7 @@ class ProgressBar:
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                              TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {unit}"),
                              *(TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields),
-                             TimeRemainingColumn(), transient=True)
+                             TimeRemainingColumn(), transient=True, console=bar_console())
         self._bar.start()
         self._task = self._bar.add_task(label, total=total, **fields)
 

@@ -17,8 +17,10 @@ from tinysift.quantize.tflm import run_tflm
 def with_all_outputs(model_bytes: bytes) -> tuple[bytes, int]:
     """The same model with every operator output exposed; returns (bytes, num_outputs)."""
     import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
 
+    from tinysift.tfcompat import tflite_schema
+
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     graph = model.subgraphs[0]
     graph.outputs = np.array([int(op.outputs[0]) for op in graph.operators], dtype=np.int32)

@@ -184,9 +184,9 @@ class ParsedModel:
 
 
 def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
+    from tinysift.tfcompat import tflite_schema
 
-    return schema
+    return tflite_schema()
 
 
 def _dims(shape: tuple[int, ...], where: str = "") -> tuple[int, int, int]:
