@@ -252,3 +252,19 @@ def test_train_stage_writes_manifest_and_caches(tmp_path):
     assert int(saved.optimizer.iterations.numpy()) == stage["results"]["steps"]
     again = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
     assert again.skipped and again.test_acc == first.test_acc
+
+
+def test_prints_under_a_bar_stay_on_stdout(monkeypatch, capsys):
+    """With the bar on a terminal's stderr and stdout sent to a file (`> results.txt`), what
+    is printed while the bar is live must still reach stdout, not the terminal."""
+    import io
+
+    from rich.console import Console
+
+    from tinysift import progress
+
+    monkeypatch.setattr(progress, "_bar_console",
+                        Console(file=io.StringIO(), force_terminal=True))
+    with progress.progress_bar(True, 2, "work", "items"):
+        print("a result line")
+    assert "a result line" in capsys.readouterr().out

@@ -33,13 +33,22 @@ class ProgressBar:
         self._bar = self._task = None
         if not show or not bar_console().is_terminal:
             return
+        import sys
+
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         fields = fields or {}
+        # rich routes prints made while a bar is live through the bar's console (stderr):
+        # only when stdout is the same terminal, or `> results.txt` would lose them
+        try:
+            stdout_tty = sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            stdout_tty = False
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                              TextColumn(f"{{task.completed:.0f}}/{{task.total:.0f}} {unit}"),
                              *(TextColumn(f"{name} {{task.fields[{name}]}}") for name in fields),
-                             TimeRemainingColumn(), transient=True, console=bar_console())
+                             TimeRemainingColumn(), transient=True, console=bar_console(),
+                             redirect_stdout=stdout_tty)
         self._bar.start()
         self._task = self._bar.add_task(label, total=total, **fields)
 
