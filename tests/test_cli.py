@@ -22,6 +22,22 @@ def test_data_list():
     assert "60000" in r.stdout and "1437" in r.stdout
 
 
+def test_version_names_the_code_and_the_packages():
+    """`tinysift --version`: the version, the commit and sources' hash of the code that runs
+    (an editable install always says 0.1.0), and the packages results depend on."""
+    from tinysift.runs import code_identity
+
+    r = tinysift("--version")
+    assert r.returncode == 0, r.stderr
+    first, *rest = r.stdout.splitlines()
+    assert first.startswith("tinysift 0.1.0")
+    assert code_identity()["tinysift_source"][:12] in first
+    if code_identity()["git"]:
+        assert code_identity()["git"][:12] in first
+    assert any(line.split()[0] == "tensorflow" for line in rest)
+    assert any(line.split()[0] == "tflite-micro" for line in rest)
+
+
 def test_data_info_fashion():
     r = tinysift("data", "info", "fashion-mnist")
     assert r.returncode == 0, r.stderr

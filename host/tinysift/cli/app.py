@@ -18,6 +18,31 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    """``--version``: tinysift's version and the code that runs (the git commit and the
+    sources' hash, which a bug report needs: an editable install always says 0.1.0), then
+    Python's and the tracked packages' versions, one per line."""
+    if not value:
+        return
+    from tinysift.runs import package_versions
+
+    versions = package_versions()
+    code = ", ".join(f"{key} {versions.pop(key)[:12]}" for key in ("git", "tinysift_source")
+                     if versions.get(key))
+    print(f"tinysift {versions.pop('tinysift')}" + (f" ({code})" if code else ""))
+    for name, version in versions.items():
+        print(f"  {name} {version}")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True,
+                                       callback=_show_version,
+                                       help="Show the versions of tinysift and the packages "
+                                            "it runs on, and exit.")) -> None:
+    """Prune or condense image datasets for on-device training on microcontrollers."""
+
+
 def _register() -> None:
     """Every command module adds its verbs with ``register(app)``, in help order. A module
     missing here is an ImportError at start-up, never a silently absent command."""
