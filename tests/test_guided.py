@@ -328,7 +328,8 @@ def test_a_refused_guided_run_leaves_the_folders_training_as_it_was(tmp_path):
 
     train("digits", tmp_path / "run", epochs=1, progress=False)
     before = (tmp_path / "run" / "manifest.json").read_text()
-    with pytest.raises(BudgetError, match="nothing would train; raise --budget or --epochs"):
+    with pytest.raises(BudgetError, match=r"nothing would train; raise the budget \(--budget, "
+                                          r"or a bench.s --budgets\) or --epochs"):
         train("digits", tmp_path / "run", epochs=1, guided="rs2", budget=1e-9, progress=False)
     assert (tmp_path / "run" / "manifest.json").read_text() == before
     require_done(Run(tmp_path / "run"), "train", "tinysift train")
@@ -802,8 +803,9 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     with pytest.raises(TinysiftError, match=r"'flow' has no parameter judge_dimm; its "
                                             r"parameters: alpha, .*judge_dim, .*per_code"):
         make_sampler("flow", judge_dimm=3)
-    with pytest.raises(TinysiftError, match="'rs2' has no parameter nope; it takes none: drop "
-                                            "--guided-params"):  # was "its parameters: "
+    with pytest.raises(TinysiftError, match=r"'rs2' has no parameter nope; it takes none: drop "
+                                            r"its parameters \(--guided-params, or its entry in "
+                                            r"a bench's --method-params\)"):  # "its parameters: "
         make_sampler("rs2", nope=1)
     for name in known_samplers():
         assert set(sampler_params(name)) <= parameter_names(SAMPLERS[name]), name

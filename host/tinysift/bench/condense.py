@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, config_dict, distinct, summarize
+from tinysift.bench.progress import (
+    ProgressLog,
+    check_results_owner,
+    config_dict,
+    distinct,
+    summarize,
+)
 from tinysift.bench.report import (
     acc_cell,
     full_data_cell,
@@ -63,8 +69,9 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     ds = load_dataset(cfg.dataset)
     stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, ds.content_hash, stem)
-    if log.done:
-        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    check_results_owner(log, Path(cfg.out_dir), stem)
+    if log.resuming():
+        console.print(log.resuming(), markup=False)
     data = SeedData(ds)
     shipped = ex.share(data)
     progress = progress and not ex.remote
@@ -111,12 +118,16 @@ UNSTAMPED_PARAMS = {
 
 
 def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> ProgressLog:
-    """The bench's log: keyed by the configuration (``per_class`` included, as the committed
-    log is) and the data; a record counts while its condenser's parameters are today's."""
+    """The bench's log: keyed by the configuration and the data; a record counts while its
+    condenser's parameters are today's. A record is one (seed, method, K): ``per_class``
+    stays in the key at its default whatever the command's (the committed log's name was
+    hashed with it), so adding a K to a finished bench runs only the new points (it started
+    a new log and retrained every point, full data included)."""
     from tinysift.condensation.base import make_condenser
 
     key = {k: v for k, v in asdict(cfg).items()
            if k not in ("seeds", "methods", "out_dir", "progress_dir")}
+    key["per_class"] = CondenseBenchConfig.__dataclass_fields__["per_class"].default
     key.update(bench="condense", data=data_hash)
     params = {name: make_condenser(name).plain_params() for name in cfg.methods}
     return ProgressLog(key, cfg.progress_dir, stem, point="per_class", method_params=params,

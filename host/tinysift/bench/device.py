@@ -37,10 +37,12 @@ import numpy as np
 
 from tinysift.bench.progress import (
     ProgressLog,
+    check_results_owner,
     config_dict,
     device_provenance,
     distinct,
     summarize,
+    user_data_key,
     write_results,
 )
 from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
@@ -134,10 +136,12 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "first_seed", "methods", "sizes", "updates", "out_dir",
                         "progress_dir", "work_dir")}
+    key.update(user_data_key({"dataset": cfg.dataset}))
     # device points depend on the firmware (its kernels set the cycles and energy): a
     # changed firmware source reruns them
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
+    check_results_owner(plog, Path(cfg.out_dir), cfg.stem())
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
     say_later_seeds(plog, cfg.seed_values(), tasks.say)  # before any results are written

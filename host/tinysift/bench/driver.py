@@ -128,6 +128,8 @@ class SerialTasks:
         scrolled away under the tasks' lines."""
         if reported is not None and self.ran:
             say_later_seeds(log, reported, self.say)
+        if reported is not None:
+            say_unreported(log, reported, self.say)
         if self.failures:
             raise failed_tasks(self.failures, log, complete, seeds)
 
@@ -212,6 +214,7 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     # said before the first write (the results files are rewritten with these seeds), and
     # again at the end when tasks ran in between
     say_later_seeds(log, list(range(seeds)), say)
+    say_unreported(log, list(range(seeds)), say)
     flush()
     owner_count = len(owner)  # tasks submitted: none when every seed came from the log
     pending = ex.completed(order)
@@ -244,6 +247,7 @@ def run_seeds(ex, log: ProgressLog, seeds: int, submit: Callable[[int], Tasks],
     failures += [f for f in unnamed if not any(g.seed == f.seed for g in failures)]
     if owner_count:
         say_later_seeds(log, list(range(seeds)), say)
+        say_unreported(log, list(range(seeds)), say)
     if failures:
         raise failed_tasks(failures, log, complete, seeds)
     return results
@@ -262,6 +266,22 @@ def say_later_seeds(log: ProgressLog, reported: list[int],
     (say or _stderr)(f"the progress log {log.path.name} also holds trainings of "
                      f"{seed_list(later)}: these results report {seed_list(reported)} only"
                      f"{how}")
+
+
+def say_unreported(log: ProgressLog, reported: list[int],
+                   say: Callable[[str], None] | None = None) -> None:
+    """Say so when ``log`` holds trainings of the ``reported`` seeds at methods or budgets
+    this run does not report (:meth:`ProgressLog.unreported`; said once the bench has looked
+    up its points): a run with fewer ``--methods`` or budgets than the folder's results had
+    rewrote them without those rows, silently; they are still in the log."""
+    rows = log.unreported(reported)
+    if not rows or not log.asked or log.path is None:
+        return
+    names = [f"{m} {log.point} {at}" for m, at in rows]
+    listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    (say or _stderr)(f"the progress log {log.path.name} also holds trainings these results "
+                     f"leave out: {listed}; name those methods and budgets in the command "
+                     "to report them too (nothing retrains)")
 
 
 def seed_list(seeds: list[int]) -> str:

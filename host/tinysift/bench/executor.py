@@ -240,8 +240,14 @@ def worker_facts() -> dict:
     return {**machine_info(), "tf_threads": tf_intra_threads(), "versions": versions}
 
 
+#: The most local workers per CPU (each is a process with its own TensorFlow and data)
+MAX_WORKERS_PER_CPU = 4
+
+
 def parse_spec(spec: str | None) -> tuple[str, str]:
     """``(kind, argument)`` of an ``--executor`` value, or a :class:`ClusterError`."""
+    if spec is not None and not spec.strip():  # an unset $EXECUTOR ran serially, silently
+        raise ClusterError(f"--executor is empty; use {EXECUTOR_HELP}")
     kind, _, arg = (spec or "serial").strip().partition(":")
     if kind == "ray":
         raise ClusterError(
@@ -252,6 +258,12 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
         raise ClusterError(f"unknown --executor {spec!r}; use {EXECUTOR_HELP}")
     if kind == "local" and arg and not (arg.isdigit() and int(arg) >= 1):
         raise ClusterError(f"--executor local:N takes a number of workers >= 1, got {arg!r}")
+    cpus = os.cpu_count() or 1
+    if kind == "local" and arg and int(arg) > MAX_WORKERS_PER_CPU * cpus:
+        # local:99999 started workers until the machine gave out, then a traceback
+        raise ClusterError(f"--executor local:{arg}: this machine has {cpus} CPUs and each "
+                           f"worker runs its own TensorFlow; give at most "
+                           f"{MAX_WORKERS_PER_CPU * cpus} (local alone: one per CPU)")
     return kind, arg
 
 

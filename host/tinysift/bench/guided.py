@@ -20,6 +20,7 @@ from pathlib import Path
 from tinysift.bench.progress import (
     ProgressLog,
     append_json_line,
+    check_results_owner,
     config_dict,
     distinct,
     point_labels,
@@ -120,16 +121,19 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     base = load_dataset(cfg.dataset)
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, base.content_hash, stem)
-    if log.done:
-        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    check_results_owner(log, Path(cfg.out_dir), stem)
+    if log.resuming():
+        console.print(log.resuming(), markup=False)
     if log.stale:
         console.print(f"{log.stale} logged trainings ran with other method parameters: "
                       "rerunning those")
     if cfg.rerun:
         console.print(f"training {', '.join(cfg.rerun)} again: {log.forget(cfg.rerun)} "
                       "logged trainings stay in the log and no longer count")
+    data = SeedData(base, cfg.label_noise)
+    _check_points(cfg, data)
     curves = _load_curves(log)
-    shipped = ex.share(SeedData(base, cfg.label_noise))
+    shipped = ex.share(data)
     progress = progress and not ex.remote
     jobs = [("full", 1.0)] + [(m, b) for m in cfg.methods for b in cfg.budgets]
 
@@ -158,6 +162,20 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
                      lambda seeds, wall: _results(cfg, log, curves, seeds, wall),
                      lambda res: write_outputs(res, Path(cfg.out_dir), stem),
                      say=lambda line: console.print(line, markup=False))
+
+
+def _check_points(cfg: GuidedBenchConfig, data) -> None:
+    """Refuse before any training what every task would fail on, after the full-data
+    training (each task failed alone and the bench said "rerun to train only the failed
+    ones", which failed again): a label noise out of [0, 1) and a budget that buys less
+    than the loop's stopping rule."""
+    from tinysift.guided.loop import check_budget
+    from tinysift.models.training import TrainConfig
+
+    data.for_seed(0)  # the label noise's checks
+    recipe = TrainConfig(epochs=cfg.epochs, seed=0, batch_size=cfg.batch)
+    for budget in cfg.budgets:
+        check_budget(len(data.base.y_train), budget, recipe, cfg.keep_steps)
 
 
 def _sampler_name(method: str) -> str:
@@ -247,7 +265,9 @@ def _load_curves(log: ProgressLog) -> dict[tuple, list]:
     out: dict[tuple, list] = {}
     matched: set[tuple] = set()
     # A torn last line is ended here, before the bench appends the next curve.
-    for r in read_json_lines(path) if path is not None else []:
+    # (a line that is not a curve record is skipped: that curve is missing, no KeyError)
+    for r in read_json_lines(path, {"seed": int, "method": str, "budget": str,
+                                    "points": list}):
         key = (r["seed"], r["method"], r["budget"])
         same = "params" not in r or log.current(r["method"], r["params"])
         if same:

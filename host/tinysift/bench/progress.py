@@ -25,24 +25,44 @@ def append_json_line(path: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def read_json_lines(path: Path) -> list[dict]:
+def read_json_lines(path: Path, required: dict[str, type] | None = None) -> list[dict]:
     """The records of a JSON-lines file written by :func:`append_json_line` (none when it
-    does not exist). A last line torn by a kill is skipped, and ended in the file, so the
-    next line appended starts on a line of its own instead of being glued onto it (and
-    lost with it)."""
-    if not path.exists():
-        return []
+    does not exist): see :func:`read_records`, whose skipped count this drops."""
+    return read_records(path, required)[0]
+
+
+def read_records(path: Path, required: dict[str, type] | None = None,
+                 also: tuple[str, ...] = ()) -> tuple[list[dict], int]:
+    """The records of a JSON-lines file and how many of its lines were skipped.
+
+    A last line torn by a kill is skipped, and ended in the file, so the next line appended
+    starts on a line of its own instead of being glued onto it (and lost with it). A line
+    that is not a JSON object holding every ``required`` field with its type (a hand edit,
+    a merge marker, ``42``) is skipped too: its training runs again, instead of a bare
+    KeyError or TypeError ending the bench. A record holding a field of ``also`` (a marker
+    line) is kept as it is.
+    """
+    if path is None or not path.exists():
+        return [], 0
     text = path.read_text()
     if text and not text.endswith("\n"):  # end a torn line before appending
         with open(path, "a") as f:
             f.write("\n")
-    out = []
+    out, skipped = [], 0
     for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+        if not line.strip():
             continue
-    return out
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill: that training reruns
+            rec = None
+        if isinstance(rec, dict) and (any(k in rec for k in also) or all(
+                isinstance(rec.get(k), t) and not isinstance(rec.get(k), bool)
+                for k, t in (required or {}).items())):
+            out.append(rec)
+        else:
+            skipped += 1
+    return out, skipped
 
 
 def code_and_machine() -> dict[str, str]:
@@ -155,8 +175,11 @@ class ProgressLog:
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
         self.done: dict[tuple, dict] = {}
+        self.asked: set[tuple[str, str]] = set()  # the (method, point)s the bench looked up
         stale: set[tuple] = set()
-        for r in read_json_lines(self.path) if self.path is not None else []:
+        records, self.unreadable = read_records(
+            self.path, {"seed": int, "method": str, point: str}, also=(FORGET,))
+        for r in records:
             if FORGET in r:  # a --rerun began here: earlier records of these no longer count
                 self._drop(r[FORGET])
                 continue
@@ -183,7 +206,29 @@ class ProgressLog:
         return method not in self.method_params or params == self.method_params[method]
 
     def get(self, seed: int, method: str, at: str) -> dict | None:
+        """The record of a training counted as done (None: not done). The (method, point)
+        asked is remembered: what a bench reports, for :meth:`unreported`."""
+        self.asked.add((method, at))
         return self.done.get((seed, method, at))
+
+    def unreported(self, seeds: Iterable[int]) -> list[tuple[str, str]]:
+        """The (method, point)s of ``seeds`` logged as done that the bench never asked for:
+        a run with fewer methods or budgets than the folder's results had rewrote them
+        without those rows (still in the log)."""
+        seeds = set(seeds)
+        return sorted({(m, at) for s, m, at in self.done
+                       if s in seeds and m != WALL and (m, at) not in self.asked})
+
+    def resuming(self) -> str | None:
+        """The line a bench says when its log already holds trainings (None when it holds
+        none and none of its lines was skipped)."""
+        if not self.done and not self.unreadable:
+            return None
+        line = f"resuming: {len(self.done)} trainings already in {self.path}"
+        if self.unreadable:
+            line += (f"; {self.unreadable} line(s) of it are not progress records (torn by a "
+                     "kill, or edited) and were skipped: their trainings run again")
+        return line
 
     def forget(self, methods: tuple[str, ...]) -> int:
         """Count the logged trainings of ``methods`` as not done: they train again.
@@ -247,12 +292,76 @@ class ProgressLog:
                 for r in (self.get(s, WALL, "seed") for s in range(seeds))]
 
 
+def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
+    """Refuse, before any training, a bench whose results file ``out_dir/stem.json`` holds
+    the results of another configuration of it: another progress log (another recipe, data,
+    label noise or option such as ``--epochs``, ``--batch``, ``--keep-steps``,
+    ``--method-params``, ``--steps``), whose table the run would replace without a word (the
+    docs then printed a one-epoch table under the committed command). A file without a log
+    (``--quick``), unreadable or of the same log is no obstacle: it is rewritten from a log.
+    """
+    from tinysift.errors import BudgetError
+
+    path = Path(out_dir) / f"{stem}.json"
+    if log.path is None or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    theirs = old.get("progress_log") if isinstance(old, dict) else None
+    if not isinstance(theirs, str) or theirs == log.path.name:
+        return
+    key = json.loads(json.dumps(log.key, default=str))
+    config = old.get("config") if isinstance(old.get("config"), dict) else {}
+    changed = [f"{k} {config[k]!r} -> {key[k]!r}" for k in sorted(key)
+               if k in config and config[k] != key[k]]
+    if "data" in key and old.get("data_hash") not in (None, key["data"]):
+        changed.append("the data's contents")
+    what = f" ({'; '.join(changed)})" if changed else ""
+    raise BudgetError(f"{path} holds the results of another configuration of this bench"
+                      f"{what}, logged in {theirs} (this command's log: {log.path.name}); "
+                      f"this run would replace them: pass another --out-dir, or move "
+                      f"{path.name} and its .md/.png away (its trainings stay in {theirs})")
+
+
+def user_data_key(specs: dict[str, str | None]) -> dict:
+    """``{"data": {option: fingerprint}}`` for the ``specs`` (a bench's dataset options) that
+    name the user's files (``npz:PATH``, ``folder:PATH``), for a log key; ``{}`` when none
+    does (a registry dataset's contents are fixed by its name, and the committed logs were
+    keyed without this). Without it, a bench rerun after the file changed reported the old
+    file's numbers as current, and one with more points mixed both files in one table.
+
+    The fingerprint hashes the bytes (of every file under a folder, with its relative path):
+    any change reruns, also one the loader would not see."""
+    out = {}
+    for option, spec in specs.items():
+        if not spec or not spec.startswith(("npz:", "folder:")):
+            continue
+        path = Path(spec.split(":", 1)[1])
+        h = hashlib.sha256()
+        try:
+            files = ([path] if path.is_file() else
+                     sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [])
+            for f in files:
+                h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+                with open(f, "rb") as stream:
+                    for block in iter(lambda s=stream: s.read(1 << 20), b""):
+                        h.update(block)
+        except OSError:  # missing, unreadable, a name too long: the loader says which
+            continue
+        out[option] = h.hexdigest()[:16]
+    return {"data": out} if out else {}
+
+
 def device_provenance(plog: ProgressLog, seeds: int, rows: Iterable[dict]) -> dict:
     """What an on-device bench's results file records of :meth:`ProgressLog.provenance`:
     the seeds 0..seeds-1, the log, when it was written and the code versions and machines
-    of its ``rows``; not the data hash, which the device benches' log keys do not hold."""
+    of its ``rows``; the data's fingerprints only for the user's files
+    (:func:`user_data_key`: the key of a registry dataset holds none)."""
     prov = plog.provenance(seeds, rows)
-    del prov["data_hash"]
+    if prov["data_hash"] is None:
+        del prov["data_hash"]
     return prov
 
 

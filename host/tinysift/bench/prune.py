@@ -21,6 +21,7 @@ import numpy as np
 
 from tinysift.bench.progress import (
     ProgressLog,
+    check_results_owner,
     config_dict,
     distinct,
     point_labels,
@@ -112,8 +113,9 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
             + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
-    if log.done:
-        console.print(f"resuming: {len(log.done)} trainings already in {log.path}")
+    check_results_owner(log, Path(cfg.out_dir), stem)
+    if log.resuming():
+        console.print(log.resuming(), markup=False)
     data = SeedData(base, cfg.label_noise)
     tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data), progress and not ex.remote)
     return run_seeds(ex, log, cfg.seeds, tasks.submit,

@@ -27,7 +27,14 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from tinysift.bench.progress import ProgressLog, device_provenance, distinct, summarize
+from tinysift.bench.progress import (
+    ProgressLog,
+    check_results_owner,
+    device_provenance,
+    distinct,
+    summarize,
+    user_data_key,
+)
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
 
 # The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"). Every
@@ -98,9 +105,11 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     # the replay rule in effect (defaults included), as `bench device` keys it: a changed
     # default starts a new log instead of counting the old rule's points as done
     key["replay_params"] = replay_method_params(cfg.upkeep.replay, cfg.upkeep.replay_params)
+    key.update(user_data_key({"dataset": cfg.upkeep.dataset, "new": cfg.upkeep.new}))
     # device points depend on the firmware: a changed firmware source reruns them
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
                        point="point", stamp={"firmware": firmware_source_hash()})
+    check_results_owner(plog, Path(cfg.out_dir), cfg.stem())
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
     say_later_seeds(plog, list(range(cfg.seeds)), tasks.say)  # before any results are written

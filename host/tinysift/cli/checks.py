@@ -107,8 +107,19 @@ def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
 
     if text is None:
         return None
+
+    def no_repeats(pairs: list[tuple]) -> dict:
+        # JSON keeps the last of two equal keys: '{"flow": {...}, "flow": {}}' ran flow
+        # with its defaults, silently
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise TinysiftError(f"{option} names {', '.join(map(repr, twice))} twice: give "
+                                "each key once")
+        return dict(pairs)
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=no_repeats)
     except json.JSONDecodeError as exc:
         raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
                             f"an object such as '{example}'") from exc

@@ -143,9 +143,22 @@ def add_label_noise(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, n
     return ds.with_train(ds.x_train, y, f"noise{fraction:g}"), flip
 
 
+#: The longest dataset slug kept whole: a file name holds it, a stem and a hash (255 bytes)
+SLUG_LIMIT = 80
+
+
 def dataset_slug(name: str) -> str:
-    """A dataset name (``npz:PATH`` and ``folder:PATH`` included) as a file-name part."""
-    return name.replace(":", "_").replace("/", "_")
+    """A dataset name (``npz:PATH`` and ``folder:PATH`` included) as a file-name part: no
+    separator left (a path's ``..`` cannot climb out of a folder); a long one cut, with a
+    hash of the whole name so that two long paths stay apart (a progress log named after
+    a long ``npz:`` path was an OSError, "File name too long")."""
+    slug = name.replace(":", "_").replace("/", "_").replace("\\", "_")
+    if len(slug.encode()) <= SLUG_LIMIT:
+        return slug
+    import hashlib
+
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return slug.encode()[:SLUG_LIMIT - 11].decode(errors="ignore") + "-" + digest
 
 
 def _did_you_mean(name: str) -> str:

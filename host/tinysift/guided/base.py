@@ -49,7 +49,8 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
         own = sorted(accepted - {"seed"})
         raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
                             + (f"its parameters: {', '.join(own)}" if own else
-                               "it takes none: drop --guided-params"))
+                               "it takes none: drop its parameters (--guided-params, or its "
+                               "entry in a bench's --method-params)"))
     annotations = parameter_annotations(SAMPLERS[name])
     for key, value in params.items():
         if key in annotations and not value_fits(value, annotations[key]):

@@ -76,7 +76,8 @@ def check_budget(n: int, budget: float, train_config: TrainConfig, keep_steps: b
                 f"one epoch's batch of {need} (budget x {n} samples)")
         raise BudgetError(f"a budget of {budget_passes:.1f} sample-passes ({budget:g} x "
                           f"{train_config.epochs} epochs x {n} samples) is less than {what}: "
-                          "nothing would train; raise --budget or --epochs")
+                          "nothing would train; raise the budget (--budget, or a bench's "
+                          "--budgets) or --epochs")
     return batch
 
 

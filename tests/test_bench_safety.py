@@ -1,0 +1,185 @@
+"""A bench never mixes, replaces or drops results silently: logs of other data or recipes,
+results of another configuration, rows the command leaves out, lines that are not records;
+and its options are refused before any training when every task would fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinysift.bench.progress import (
+    ProgressLog,
+    check_results_owner,
+    user_data_key,
+)
+from tinysift.errors import TinysiftError
+
+
+@pytest.mark.parametrize("line", ["42", "[1, 2]", "null", "{}", '{"seed": 0}',
+                                  '{"seed": "0", "method": "vq", "keep": "0.1"}',
+                                  '{"seed": true, "method": "vq", "keep": "0.1"}',
+                                  "<<<<<<< HEAD"])
+def test_a_line_that_is_not_a_record_is_skipped_and_said(tmp_path, line):
+    """Valid JSON that is not a record (and a merge marker) ended the bench with a bare
+    TypeError/KeyError; now skipped, counted, and its training runs again."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    log.add(0, "vq", "0.1", acc=0.5)
+    log.path.write_text(log.path.read_text() + line + "\n")
+    log.add(1, "vq", "0.1", acc=0.6)  # appended after the bad line
+    again = ProgressLog({"a": 1}, tmp_path, "bench")
+    assert again.unreadable == 1 and len(again.done) == 2
+    assert "1 line(s) of it are not progress records" in again.resuming()
+    assert ProgressLog({"a": 2}, tmp_path, "bench").resuming() is None
+
+
+def test_rows_the_command_leaves_out_are_named(tmp_path, capsys):
+    """A rerun with fewer keeps or methods rewrote the results without those rows, silently;
+    the log still holds them, and the bench says so and how to report them."""
+    from tinysift.bench.driver import say_unreported
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    for method in ("random", "vq"):
+        for keep in ("0.1", "0.3"):
+            log.add(0, method, keep, acc=0.5)
+    log.add(3, "vq", "0.01", acc=0.5)  # a later seed: say_later_seeds' business
+    again = ProgressLog({"a": 1}, tmp_path, "bench")
+    say_unreported(again, [0])
+    assert capsys.readouterr().err == ""  # nothing asked yet: nothing to compare with
+    for method in ("random", "vq"):
+        again.get(0, method, "0.3")
+    assert again.unreported([0]) == [("random", "0.1"), ("vq", "0.1")]
+    say_unreported(again, [0])
+    err = capsys.readouterr().err
+    assert "leave out: random keep 0.1, vq keep 0.1" in err and "0.01" not in err
+
+
+def _results(path: Path, log_name: str, **fields) -> None:
+    path.write_text(json.dumps({"progress_log": log_name, **fields}))
+
+
+def test_results_of_another_configuration_are_not_replaced(tmp_path):
+    """A bench of another recipe wrote its table over the folder's, which the docs then
+    printed under the committed command; now refused before any training, naming what
+    differs; the same configuration, a --quick run and an unreadable file go on."""
+    log = ProgressLog({"epochs": 3, "data": "h1"}, tmp_path / "progress", "guided_digits")
+    check_results_owner(log, tmp_path, "guided_digits")  # no results yet
+    _results(tmp_path / "guided_digits.json", log.path.name)
+    check_results_owner(log, tmp_path, "guided_digits")  # its own
+    _results(tmp_path / "guided_digits.json", "guided_digits_0123456789ab.jsonl",
+             config={"epochs": 20}, data_hash="h0")
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
+                       r"20 -> 3; the data's contents\).*pass another --out-dir"):
+        check_results_owner(log, tmp_path, "guided_digits")
+    check_results_owner(ProgressLog({"epochs": 3}, None, "guided_digits"), tmp_path,
+                        "guided_digits")  # --quick: no log to tell
+    (tmp_path / "guided_digits.json").write_text("{torn")
+    check_results_owner(log, tmp_path, "guided_digits")
+
+
+def test_the_users_data_is_in_the_device_logs_key(tmp_path):
+    """`bench upkeep`/`bench device` keyed their log by the dataset's name: a rerun after
+    the user's file changed reported the old file's numbers, and one with more points mixed
+    both files in one table. A registry name adds nothing (the committed logs' keys)."""
+    path = tmp_path / "u.npz"
+    np.savez(path, x=np.zeros((4, 8, 8), np.uint8), y=np.arange(4))
+    first = user_data_key({"dataset": f"npz:{path}", "new": None})
+    assert set(first["data"]) == {"dataset"}
+    assert user_data_key({"dataset": f"npz:{path}"}) == first
+    np.savez(path, x=np.ones((4, 8, 8), np.uint8), y=np.arange(4))
+    assert user_data_key({"dataset": f"npz:{path}"}) != first
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"png")
+    folder = user_data_key({"new": f"folder:{tmp_path}/imgs"})
+    (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"png2")
+    assert user_data_key({"new": f"folder:{tmp_path}/imgs"}) != folder
+    assert user_data_key({"dataset": "fashion-mnist", "new": None}) == {}
+
+
+def test_a_long_dataset_path_makes_a_short_distinct_slug():
+    """A progress log named after a 300-character npz: path was "File name too long"."""
+    from tinysift.data import dataset_slug
+
+    assert dataset_slug("npz:/data/d.npz") == "npz__data_d.npz"
+    a, b = dataset_slug("npz:/" + "a" * 300 + "1.npz"), dataset_slug("npz:/" + "a" * 300)
+    assert a != b and len(a.encode()) <= 80 and "/" not in a
+
+
+def test_condense_logs_every_per_class_list_in_one_log(tmp_path):
+    """`--per-class 1` then `1,2` started a new log and retrained everything; the key keeps
+    the default K list, so the committed log's name is unchanged."""
+    from tinysift.bench.condense import CondenseBenchConfig, _progress_log
+
+    logs = {_progress_log(CondenseBenchConfig(per_class=k, progress_dir=tmp_path), "h",
+                          "condense_x").path for k in ((1,), (1, 2), (1, 10, 50))}
+    assert len(logs) == 1
+
+
+def test_duplicate_json_keys_are_refused():
+    """'{"flow": {"judge": "knn"}, "flow": {}}' ran flow with its defaults, silently."""
+    from tinysift.cli.checks import json_object
+
+    with pytest.raises(TinysiftError, match="names 'flow' twice"):
+        json_object("--method-params", '{"flow": {"judge": "knn"}, "flow": {}}')
+    with pytest.raises(TinysiftError, match="names 'judge' twice"):
+        json_object("--method-params", '{"flow": {"judge": "knn", "judge": "flow"}}')
+    assert json_object("--method-params", '{"flow": {"judge": "knn"}}') == {
+        "flow": {"judge": "knn"}}
+
+
+def test_executor_spec_empty_or_too_many_workers():
+    import os
+
+    from tinysift.bench.executor import MAX_WORKERS_PER_CPU, parse_spec
+    from tinysift.errors import ClusterError
+
+    with pytest.raises(ClusterError, match="--executor is empty"):
+        parse_spec("")
+    with pytest.raises(ClusterError, match="give at most"):
+        parse_spec(f"local:{MAX_WORKERS_PER_CPU * (os.cpu_count() or 1) + 1}")
+    assert parse_spec("local:1") == ("local", "1") and parse_spec(None) == ("serial", "")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"label_noise": 1.5}, "label noise fraction must be in"),
+    ({"label_noise": float("nan")}, "label noise fraction must be in"),
+    ({"budgets": (1e-9,)}, "nothing would train")])
+def test_guided_bench_refuses_what_every_task_would_fail_on_before_training(
+        tmp_path, monkeypatch, options, words):
+    """Each task failed alone, after the full-data training, and the bench said "rerun to
+    train only the failed ones", which failed again."""
+    import tinysift.bench.driver
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(tinysift.bench.driver, "run_seeds", no_training)
+    cfg = GuidedBenchConfig(**{"dataset": "digits", "budgets": (0.5,), "methods": ("rs2",),
+                               "seeds": 1, "out_dir": tmp_path,
+                               "progress_dir": tmp_path / "p", **options})
+    with pytest.raises(TinysiftError, match=words):
+        bench_guided(cfg)
+
+
+def test_scoring_bench_names_its_files_by_slug_and_checks_methods_first(tmp_path, monkeypatch):
+    """`--dataset npz:/a/b.npz` wrote into nested folders (a `..` outside --out-dir); a
+    misspelt method failed after the others' fits; a repeated one was scored twice."""
+    from tinysift.bench.scoring import bench_scoring
+    from tinysift.data import load_dataset
+
+    d = load_dataset("digits")
+    path = tmp_path / "d.npz"
+    np.savez(path, x=d.x_train[:300], y=d.y_train[:300])
+    with pytest.raises(TinysiftError, match="unknown"):
+        bench_scoring(f"npz:{path}", ("random", "nope"), out_dir=tmp_path / "out")
+    with pytest.raises(TinysiftError, match="more than once"):
+        bench_scoring(f"npz:{path}", ("random", "random"), out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    res = bench_scoring(f"npz:{path}", ("random",), out_dir=tmp_path / "out")
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == [f"scoring_npz_{str(path).replace('/', '_')}.{e}" for e in ("json", "md")]
+    assert res["data_hash"] and res["written"] and res["methods"]["random"]["meets_target"] is None
+    assert "| - | - |" in (tmp_path / "out" / files[1]).read_text()
