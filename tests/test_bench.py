@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -183,6 +184,11 @@ def test_bench_and_train_refuse_bad_budgets_methods_protocols():
         (("bench", "guided", "--method-params", '{"flow": {"judge": "knn"}}'),
          "--method-params with the default --out-dir would write its tables over those of "
          "the methods' defaults in benchmarks/results/"),
+
+        (("bench", "guided", "--method-params", '{"flow": {"judge": "knn"}}', "--out-dir",
+          str(Path("benchmarks/results").resolve())),  # the same folder, spelt absolute
+         "--method-params with the default --out-dir would write its tables over those of "
+         "the methods' defaults in"),
     ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)

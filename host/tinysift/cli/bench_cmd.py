@@ -142,7 +142,7 @@ def guided_cmd(
 
     names = ALL_GUIDED if methods == "all" else tuple(methods.split(","))
     by_method = _method_params(method_params, names)
-    if any(by_method.values()) and out_dir == DEFAULT_OUT_DIR:
+    if any(by_method.values()) and out_dir.resolve() == DEFAULT_OUT_DIR.resolve():
         from tinysift.errors import TinysiftError
 
         raise TinysiftError(f"--method-params with the default --out-dir would write its "
