@@ -478,7 +478,7 @@ def test_paired_difference_is_a_t_interval_over_seed_pairs_and_refuses_unpaired_
     p = paired_difference([0.81, 0.72, 0.93], [0.78, 0.70, 0.89])
     assert p["significant"] and diff_cell(p) == "**+3.00 ± 2.48**"
     one = paired_difference([0.8], [0.7])
-    assert one["n"] == 1 and math.isnan(one["half_width"]) and not one["significant"]
+    assert one["n"] == 1 and one["half_width"] is None and not one["significant"]
     assert diff_cell(one) == "+10.00"
     with pytest.raises(ValueError, match="one value per seed.*got 1 and 3"):
         paired_difference([0.8], [0.7, 0.75, 0.9])
