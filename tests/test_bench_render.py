@@ -162,6 +162,10 @@ def test_stale_params_of_a_guided_bench_in_a_subfolder(tmp_path, monkeypatch):
 
 
 def _equal_steps(runs: dict[str, list[float]]) -> dict:
+    """Equal-steps results at keep 0.03: ``runs`` per method, and every other method the
+    target compares against 5 points below random (never the best)."""
+    low = [a - 0.05 for a in runs["random"]]
+    runs = runs | {m: low for m in _collect().EQUAL_STEPS_METHODS if m not in runs}
     return {"keep": [0.03], "methods": {m: {"0.03": {"acc_mean": sum(r) / len(r), "runs": r}}
                                         for m, r in runs.items()}}
 
@@ -411,8 +415,10 @@ def test_the_glance_needs_both_clauses_on_one_dataset_not_on_both(monkeypatch):
                             for c in collect.CONTROLS}
                 | {"vq": {b: point(-0.001) for b in ("0.3", "0.5")}}}
 
+    even = {f"vs_{c}": {"mean": 0.0, "half_width": 0.01, "n": 3} for c in collect.CONTROLS}
     fashion = {"seeds": 3, "label_noise": 0.0, "full_data_acc": {"mean": 0.90},
-               "methods": {"vq": {b: {"acc_mean": 0.89} for b in ("0.3", "0.5")}}}
+               "methods": {m: {b: {"acc_mean": 0.89} | (even if m == "vq" else {})
+                               for b in ("0.3", "0.5")} for m in (*collect.CONTROLS, "vq")}}
     files = {f"{collect.GUIDED_TEN_SEEDS}.json": mnist(-0.004),
              "guided_fashion-mnist.json": fashion}
     monkeypatch.setattr(collect, "load", files.get)
@@ -432,7 +438,7 @@ def test_the_glance_needs_both_clauses_on_one_dataset_not_on_both(monkeypatch):
 def test_guided_target_within_0_2_points_counts_an_exact_0_2():
     full = [0.9881, 0.9881, 0.9899]
     vq = [a - 0.002 for a in full]
-    res = {"label_noise": 0.0, "full_data_acc": {"mean": sum(full) / 3},
+    res = {"label_noise": 0.0, "seeds": 3, "full_data_acc": {"mean": sum(full) / 3},
            "methods": {"vq": {"0.5": {"acc_mean": sum(vq) / 3}}}}
     line = _collect().guided_targets(res)[0]
     assert "-0.20 pt" in line and line.endswith(": met)")
@@ -463,11 +469,11 @@ def test_close_calls_print_the_digits_that_decide_the_verdict():
     def point(size: int, **fields) -> dict:
         return {"method": "vq", "size": size, "update": "head", "acc_mean": 0.8, **fields}
 
-    res = {"scenario": "new-classes", "updates": ["head"], "points": {
-        "vq:20:head": point(20, vs_joint={"mean": -0.020004, "half_width": 0.01},
-                            old_vs_joint={"mean": -0.0300049, "half_width": 0.01}),
-        "vq:5:head": point(5, vs_random={"mean": 0.01004, "half_width": 0.01001},
-                           vs_herding={"mean": -0.00001, "half_width": 0.01})}}
+    res = {"scenario": "new-classes", "updates": ["head"], "seeds": 5, "points": {
+        "vq:20:head": point(20, vs_joint={"mean": -0.020004, "half_width": 0.01, "n": 5},
+                            old_vs_joint={"mean": -0.0300049, "half_width": 0.01, "n": 5}),
+        "vq:5:head": point(5, vs_random={"mean": 0.01004, "half_width": 0.01001, "n": 5},
+                           vs_herding={"mean": -0.00001, "half_width": 0.01, "n": 5})}}
     best, vs_random = collect.device_targets(res)
     assert ("-2.0004 pt vs the joint model, old classes -3.0005 pt (targets >= -2 and >= -3: "
             "NOT met)") in best

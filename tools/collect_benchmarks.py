@@ -14,11 +14,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tinysift.bench.stats import MIN_SEEDS, significant
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 OURS = ("vq", "flow")
 #: the guided targets' controls
 CONTROLS = ("full-cut", "rs2", "infobatch")
+#: the methods the pruning targets compare vq and flow against ("the best"): bench prune's
+#: default ``--methods`` under the proportional protocol, and under equal steps those the
+#: issue names. A results file run with fewer is not judged: the best of the methods it ran
+#: need not be the best (random, vq and flow alone made keep 0.1 "met" where herding leads).
+PRUNE_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
+                 "kcenter", "prototypes", "d2", "vq", "flow")
+EQUAL_STEPS_METHODS = ("random", "ccs", "d2", "moderate", "herding", "vq", "flow")
+#: the methods the on-device targets at 5 and 10 per class compare vq and flow against
+DEVICE_REFS = ("random", "herding")
 #: the most decimals :func:`decimals` adds for a close call
 CLOSE_DECIMALS = 6
 
@@ -33,6 +44,55 @@ def decimals(holds: Callable[..., bool], *values: float, base: int = 2) -> int:
         if holds(*(float(f"{v:.{n}f}") for v in values)) == holds(*values):
             return n
     return base + CLOSE_DECIMALS
+
+
+def _seeds_text(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def not_judged(seeds: int, required: tuple[str, ...] = (), ran=()) -> str | None:
+    """Why a target cannot be judged: methods it compares against (``required``) missing
+    from those that ``ran``, with the ``--methods`` that adds them (the bench resumes from
+    its progress log), or fewer seeds than the :data:`~tinysift.bench.stats.MIN_SEEDS` a
+    paired difference needs to be significant (one or two seeds said "met"). None when it
+    can be judged."""
+    ran = list(ran)
+    if missing := [m for m in required if m not in ran]:
+        again = ",".join([*required, *(m for m in ran if m not in required)])
+        return f"not judged: {', '.join(missing)} missing (rerun with --methods {again})"
+    if seeds < MIN_SEEDS:
+        return f"not judged ({_seeds_text(seeds)}; a verdict needs {MIN_SEEDS})"
+    return None
+
+
+def _verdict(met: bool, why: str | None) -> str:
+    """A target line's verdict: ``why`` it is not judged, else met or NOT met."""
+    return why or ("met" if met else "NOT met")
+
+
+def _above(d: dict) -> bool:
+    """A paired difference above 0 beyond its interval (significant, positive)."""
+    return significant(d) and d["mean"] > 0
+
+
+def _within_or_above(d: dict) -> bool:
+    """A paired difference whose interval reaches 0 or above (not below the other beyond
+    its interval); one seed has no interval: False."""
+    h = _half(d)
+    return h is not None and d["mean"] + h >= 0
+
+
+def _seeds_of(d: dict, res: dict) -> int:
+    """The seeds a stored paired difference was taken over (its ``n``; the results file's
+    seeds for one written without it)."""
+    return d.get("n", res.get("seeds", 0))
+
+
+def _half(d: dict) -> float | None:
+    """A paired difference's half-width, None without one (one seed: None, or NaN in a
+    file written before)."""
+    h = d.get("half_width")
+    return None if h is None or h != h else h
 
 
 def read_results(p: Path) -> dict:
@@ -51,23 +111,32 @@ def load(name: str) -> dict | None:
 
 
 def prune_targets(res: dict) -> list[str]:
+    """vq or flow the best method at every keep <= 0.3 (judged against
+    :data:`PRUNE_METHODS`); vq's cost at keep 0.1 at most 0.3 of full-data training; the
+    default bench (Fashion-MNIST, 3 seeds) under 90 minutes."""
     lines = []
     keeps = [k for k in res["keep"] if k <= 0.3]
     for k in keeps:
         key = f"{k:g}"
-        ranked = sorted(((m, v[key]["acc_mean"]) for m, v in res["methods"].items() if key in v),
-                        key=lambda t: -t[1])
-        best_name, best_acc = ranked[0]
-        ours = max((res["methods"][m][key]["acc_mean"], m) for m in OURS if m in res["methods"])
+        have = {m: v[key]["acc_mean"] for m, v in res["methods"].items() if key in v}
+        why = not_judged(res["seeds"], PRUNE_METHODS, have)
+        if not any(m in have for m in OURS):  # nothing to compare (why names them)
+            lines.append(f"- keep {key}: target {why}")
+            continue
+        best_name = max(have, key=have.get)  # the first of a tie, in the results' order
+        best_acc = have[best_name]
+        ours = max((have[m], m) for m in OURS if m in have)
         met = ours[0] >= best_acc  # a tie for best counts
         # Say when the gap is smaller than the seed-to-seed spread: "not met" is then noise.
         spread = max(res["methods"][m][key]["acc_std"] for m in (best_name, ours[1]))
-        close = (not met and res["seeds"] > 1 and best_acc - ours[0] < spread)
+        close = (not met and not why and best_acc - ours[0] < spread)
         gap = 100 * (ours[0] - best_acc)
         n = decimals(lambda g: g >= 0, gap)
-        lines.append(f"- keep {key}: best is **{best_name}** ({best_acc:.4f}); best of vq/flow "
+        some = any(m not in have for m in PRUNE_METHODS)
+        lines.append(f"- keep {key}: best {'of those run ' if some else ''}is "
+                     f"**{best_name}** ({best_acc:.4f}); best of vq/flow "
                      f"is {ours[1]} ({ours[0]:.4f}, {gap:+.{n}f} pt) — "
-                     f"target {'met' if met else 'NOT met'}"
+                     f"target {_verdict(met, why)}"
                      + (" (gap within one seed std)" if close else ""))
     if "vq" in res["methods"] and "0.1" in res["methods"]["vq"]:
         v = res["methods"]["vq"]["0.1"]
@@ -89,11 +158,14 @@ def prune_targets(res: dict) -> list[str]:
 
 def equal_steps_checks(res: dict) -> list[dict]:
     """The equal-steps targets as data: per keep <= 0.1, ``{"keep", "kind", "best",
-    "diffs", "met_by"}`` where ``kind`` is ``"random"`` (vq or flow above random beyond the
-    paired interval, at keeps 0.01 and 0.03) or ``"best"`` (vq or flow best, or within the
-    paired interval of the best); ``diffs`` holds each of vq/flow's paired difference to
-    random or to the best (the best itself left out) and ``met_by`` the ones that meet the
-    check."""
+    "diffs", "met_by", "why"}`` where ``kind`` is ``"random"`` (vq or flow above random
+    beyond the paired interval, at keeps 0.01 and 0.03) or ``"best"`` (vq or flow best, or
+    within the paired interval of the best); ``diffs`` holds each of vq/flow's paired
+    difference to random or to the best (the best itself left out), ``met_by`` the ones that
+    meet the check, ``why`` why it is not judged (None when it is: every method of
+    :data:`EQUAL_STEPS_METHODS` ran at the keep, on enough seeds) and ``partial`` whether
+    one of them is missing. A check with nothing to compare (no vq and flow, or no random)
+    has no ``best`` (None) and no ``diffs``."""
     from tinysift.bench.stats import paired_difference
 
     checks = []
@@ -101,29 +173,44 @@ def equal_steps_checks(res: dict) -> list[dict]:
         key = f"{k:g}"
         have = {m: v[key] for m, v in res["methods"].items() if key in v}
         ours = [m for m in OURS if m in have]
-        if not ours:
+        seeds = res.get("seeds", max((len(p["runs"]) for p in have.values()), default=0))
+        why = not_judged(seeds, EQUAL_STEPS_METHODS, have)
+        # the best of those run, where some are missing, need not be the best
+        partial = any(m not in have for m in EQUAL_STEPS_METHODS)
+        none = {"keep": key, "best": None, "diffs": {}, "why": why, "met_by": [],
+                "partial": partial}
+        if not ours:  # why names vq and flow
+            checks += [none | {"kind": kind} for kind in
+                       (("random",) if k in (0.01, 0.03) else ()) + ("best",)]
             continue
         best = max(have, key=lambda m: have[m]["acc_mean"])
         if "random" in have and k in (0.01, 0.03):
             vs_r = {m: paired_difference(have[m]["runs"], have["random"]["runs"]) for m in ours}
             checks.append({"keep": key, "kind": "random", "best": best, "diffs": vs_r,
-                           "met_by": [m for m, d in vs_r.items() if d["mean"] > d["half_width"]]})
+                           "why": why, "partial": partial,
+                           "met_by": [m for m, d in vs_r.items() if _above(d)]})
+        elif k in (0.01, 0.03):  # why names random
+            checks.append(none | {"kind": "random"})
         vs_b = {m: paired_difference(have[m]["runs"], have[best]["runs"])
                 for m in ours if m != best}
-        checks.append({"keep": key, "kind": "best", "best": best, "diffs": vs_b,
-                       "met_by": [m for m in ours if m == best
-                                  or vs_b[m]["mean"] + vs_b[m]["half_width"] >= 0]})
+        checks.append({"keep": key, "kind": "best", "best": best, "diffs": vs_b, "why": why,
+                       "partial": partial,
+                       "met_by": [m for m in ours if m == best or _within_or_above(vs_b[m])]})
     return checks
 
 
 def _pm(d: dict) -> str:
     """A paired difference in points with its interval's half-width, two decimals, plain
-    (stats.diff_cell bolds it, for tables)."""
-    return f"{100 * d['mean']:+.2f} ± {100 * d['half_width']:.2f}"
+    (stats.diff_cell bolds it, for tables); the mean alone without an interval (one seed)."""
+    h = _half(d)
+    return f"{100 * d['mean']:+.2f}" + ("" if h is None else f" ± {100 * h:.2f}")
 
 
 def _diff_text(d: dict, holds: Callable[[float, float], bool]) -> str:
-    """A paired difference in points, with the decimals that show ``holds(mean, half)``."""
+    """A paired difference in points, with the decimals that show ``holds(mean, half)``;
+    the mean alone without an interval (one seed)."""
+    if _half(d) is None:
+        return f"{100 * d['mean']:+.2f}"
     m, h = 100 * d["mean"], 100 * d["half_width"]
     n = decimals(holds, m, h)
     return f"{m:+.{n}f} ± {h:.{n}f}"
@@ -131,15 +218,21 @@ def _diff_text(d: dict, holds: Callable[[float, float], bool]) -> str:
 
 def _check_line(res: dict, check: dict) -> str:
     """One equal-steps check as the target line docs/benchmarks.md prints."""
-    key, ok = check["keep"], "met" if check["met_by"] else "NOT met"
+    key = check["keep"]
+    ok = _verdict(bool(check["met_by"]), check["why"])
+    if check["best"] is None or (check["kind"] == "random" and not check["diffs"]):
+        return (f"- keep {key}: vs random (target: vq or flow above beyond the interval: {ok})"
+                if check["kind"] == "random" else
+                f"- keep {key}: (target: vq or flow best or within the interval: {ok})")
     acc = res["methods"][check["best"]][key]["acc_mean"]
     if check["kind"] == "random":
         return (f"- keep {key}: vs random: " + "; ".join(
             f"{m} {_diff_text(d, lambda m, h: m > h)}" for m, d in check["diffs"].items())
             + f" pt (target: vq or flow above beyond the interval: {ok})")
+    of = " of those run" if check["partial"] else ""
     if check["best"] in OURS:
-        return f"- keep {key}: {check['best']} is best ({acc:.4f}): met"
-    return (f"- keep {key}: best is {check['best']} ({acc:.4f}); " + "; ".join(
+        return f"- keep {key}: {check['best']} is best{of} ({acc:.4f}): {ok}"
+    return (f"- keep {key}: best{of} is {check['best']} ({acc:.4f}); " + "; ".join(
         f"{m} {_diff_text(d, lambda m, h: m + h >= 0)}" for m, d in check["diffs"].items())
         + f" pt (target: vq or flow best or within the interval: {ok})")
 
@@ -200,13 +293,16 @@ def equal_steps_rule(res: dict, first: int) -> Verdict:
     contradicted by the later seeds alone (the method that meets an above-random check has
     a positive mean difference to random on them; vq or flow is the best method on them, or
     within the paired interval of that best). Nothing until every planned seed has run (the
-    rule judges the whole extension)."""
+    rule judges the whole extension); not judged (``met`` None, one line saying why) where a
+    method of :data:`EQUAL_STEPS_METHODS` is missing."""
     n = res["seeds"]
     if not later_seeds_ready(res, first):
         return Verdict()
+    every = equal_steps_checks(res)
+    if whys := list(dict.fromkeys(c["why"] for c in every if c["why"])):
+        return Verdict([f"- by the rule: {'; '.join(whys)}"], met=None, facts={"why": whys})
     late = {(c["keep"], c["kind"]): c for c in equal_steps_checks(seed_slice(res, first, n))}
     lines, parts = [], {}
-    every = equal_steps_checks(res)
     for c in every:
         key = c["keep"]
         new = late[(key, c["kind"])]
@@ -240,9 +336,11 @@ def guided_targets(res: dict) -> list[str]:
         if f:
             d = f["vs_full_data"]
             n = decimals(lambda m: m > 0, 100 * d["mean"])
+            h, why = _half(d), not_judged(res["seeds"])
             lines.append(f"- flow at budget 0.5: {f['acc_mean']:.4f} vs full noisy data "
-                         f"{full:.4f} ({100 * d['mean']:+.{n}f} ± {100 * d['half_width']:.2f} "
-                         f"pt; target above: {'met' if d['mean'] > 0 else 'NOT met'})")
+                         f"{full:.4f} ({100 * d['mean']:+.{n}f}"
+                         + ("" if h is None else f" ± {100 * h:.2f}")
+                         + f" pt; target above: {_verdict(d['mean'] > 0, why)})")
         return lines
     facts = guided_facts(res)
     if facts["reach"]:
@@ -251,20 +349,17 @@ def guided_targets(res: dict) -> list[str]:
         shown = f"{gap:+.{decimals(within_recipe, gap)}f}"
         lines.append(f"- best of vq/flow at budget <= 0.5: {m} at {b}: {a:.4f} vs full-data "
                      f"recipe {full:.4f} ({shown} pt; target within 0.2 pt: "
-                     f"{'met' if ok else 'NOT met'})")
+                     f"{_verdict(ok, facts['why']['reach'])})")
+    why = facts["why"]["beats"]
     for (m, b), diffs in facts["wins"].items():
-        wins = []
-        for ctrl, d in diffs.items():
-            m_, h_ = 100 * d["mean"], 100 * d["half_width"]
-            n = decimals(lambda m, h: m > h, m_, h_)
-            wins.append(f"{ctrl} {m_:+.{n}f} ± {h_:.{n}f}"
-                        + (" (beats)" if d["mean"] > d["half_width"] else ""))
+        wins = [f"{ctrl} {_diff_text(d, lambda m, h: m > h)}" + (" (beats)" if _above(d) else "")
+                for ctrl, d in diffs.items()]
         lines.append(f"- {m} at budget {b}: " + "; ".join(wins) + " pt (target: beats all "
-                     f"three: {'met' if m in facts['beaten'][b] else 'NOT met'})")
+                     f"three: {_verdict(m in facts['beaten'][b], why)})")
     if facts["wins"]:
         beaten = facts["beaten"]
         lines.append("- on this dataset, vq or flow beats all three at both 0.3 and 0.5: "
-                     + ("met" if all(beaten.values()) else "NOT met")
+                     + _verdict(all(beaten.values()), why)
                      + " (" + "; ".join(
                          f"{b}: {', '.join(ms) or 'neither'}"
                          if any(methods.get(m, {}).get(b) for m in OURS)
@@ -277,10 +372,22 @@ def guided_facts(res: dict) -> dict:
     """The clean-data guided checks as data: ``reach``, the best of vq/flow at a budget <=
     0.5 as (method, budget, accuracy, gap to the recipe in points, within 0.2), or None;
     ``wins``, per (method, budget 0.3 or 0.5) run, its paired difference to each control
-    run; ``beaten``, per budget, the methods beyond the interval over all three."""
+    run; ``beaten``, per budget, the methods beyond the interval over all three; ``why``,
+    per clause (``reach``, ``beats``), why it is not judged (None when it is: vq or flow
+    ran, on enough seeds, and for ``beats`` every control at each budget 0.3 and 0.5 where
+    vq or flow ran)."""
     methods = res["methods"]
     full = res["full_data_acc"]["mean"]
-    facts: dict = {"reach": None, "wins": {}, "beaten": {}}
+    seeds = res["seeds"]
+    if not any(m in methods for m in OURS):
+        why = {"reach": not_judged(seeds, OURS, methods),
+               "beats": not_judged(seeds, (*CONTROLS, *OURS), methods)}
+    else:
+        budgets = [b for b in ("0.3", "0.5") if any(b in methods.get(m, {}) for m in OURS)]
+        complete = [c for c in CONTROLS if all(b in methods.get(c, {}) for b in budgets)]
+        why = {"reach": not_judged(seeds), "beats": not_judged(
+            seeds, CONTROLS, [*complete, *(m for m in methods if m not in CONTROLS)])}
+    facts: dict = {"reach": None, "wins": {}, "beaten": {}, "why": why}
     reach = [(m, b, methods[m][b]["acc_mean"]) for m in OURS if m in methods
              for b in methods[m] if float(b) <= 0.5]
     if reach:
@@ -295,7 +402,7 @@ def guided_facts(res: dict) -> dict:
                 continue
             diffs = {c: p[f"vs_{c}"] for c in CONTROLS if p.get(f"vs_{c}")}
             facts["wins"][(m, b)] = diffs
-            if len(diffs) == 3 and all(d["mean"] > d["half_width"] for d in diffs.values()):
+            if len(diffs) == 3 and all(_above(d) for d in diffs.values()):
                 facts["beaten"][b].append(m)
     return facts
 
@@ -334,12 +441,15 @@ def device_targets(res: dict) -> list[str]:
             gain = 100 * (lb["acc_mean"] - h["acc_mean"])
             d = paired_difference(lb["runs"], h["runs"])
             n = decimals(lambda g: g >= 3, gain)
+            half = _half(d)
             lines.append(f"- {m} {size}/class: last-block {lb['acc_mean']:.4f} vs head "
-                         f"{h['acc_mean']:.4f} ({gain:+.{n}f} pt, paired 95% interval "
-                         f"± {100 * d['half_width']:.2f}; {lb['energy_mj']:.0f} vs "
+                         f"{h['acc_mean']:.4f} ({gain:+.{n}f} pt, "
+                         + ("no paired interval" if half is None
+                            else f"paired 95% interval ± {100 * half:.2f}")
+                         + f"; {lb['energy_mj']:.0f} vs "
                          f"{h['energy_mj']:.0f} mJ, RAM plan {int(lb['ram_plan']):,} vs "
                          f"{int(h['ram_plan']):,} B; target >= +3: "
-                         f"{'met' if gain >= 3 else 'NOT met'})")
+                         f"{_verdict(gain >= 3, not_judged(d['n']))})")
         return lines
     at20 = [p for p in pts.values() if p["size"] == 20 and p["method"] != "none"]
     if at20:
@@ -352,22 +462,27 @@ def device_targets(res: dict) -> list[str]:
         lines.append(f"- best at 20/class: {best['method']} (update={best['update']}) "
                      f"{best['acc_mean']:.4f}, {100 * d['mean']:+.{n_all}f} pt vs the joint "
                      f"model, old classes {100 * o['mean']:+.{n_old}f} pt (targets >= -2 and "
-                     f">= -3: {'met' if ok else 'NOT met'})")
+                     f">= -3: {_verdict(ok, not_judged(_seeds_of(d, res)))})")
     for size in (5, 10):
         for m in OURS:
             for update in res["updates"]:
                 p = pts.get(f"{m}:{size}:{update}")
-                if not p or "vs_random" not in p:
+                if not p:
                     continue
-                r, h = p["vs_random"], p.get("vs_herding")
-                ok = r["mean"] > r["half_width"] and (h is None or h["mean"] >= 0)
-                n = decimals(lambda m, w: m > w, 100 * r["mean"], 100 * r["half_width"])
+                r, h = p.get("vs_random"), p.get("vs_herding")
+                # random and herding: without one there is no verdict (">= herding" was
+                # met where herding had not run)
+                ran = [*(x for x in DEVICE_REFS if p.get(f"vs_{x}")),
+                       *(x for x in res.get("methods", ()) if x not in DEVICE_REFS)]
+                why = not_judged(_seeds_of(r or h or {}, res), DEVICE_REFS, ran)
                 n_h = decimals(lambda x: x >= 0, 100 * h["mean"]) if h else 2
-                lines.append(f"- {m} {size}/class ({update}): vs random "
-                             f"{100 * r['mean']:+.{n}f} ± {100 * r['half_width']:.{n}f} pt"
-                             + (f", vs herding {100 * h['mean']:+.{n_h}f} pt" if h else "")
+                lines.append(f"- {m} {size}/class ({update}): "
+                             + ", ".join([*([f"vs random {_diff_text(r, lambda m, w: m > w)} pt"]
+                                            if r else []),
+                                          *([f"vs herding {100 * h['mean']:+.{n_h}f} pt"]
+                                            if h else [])])
                              + f" (target above random beyond the interval and >= herding: "
-                             f"{'met' if ok else 'NOT met'})")
+                             f"{_verdict(bool(r and h) and _above(r) and h['mean'] >= 0, why)})")
     return lines
 
 
@@ -378,10 +493,12 @@ def upkeep_targets(res: dict) -> list[str]:
         if "vs_reservoir" in cov:
             d = cov["vs_reservoir"]
             n = decimals(lambda x: x >= 0, 100 * d["mean"])
+            h = _half(d)
             lines.append(f"- {per}/class ({update}): coverage {cov['acc_mean']:.4f} vs reservoir "
-                         f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.{n}f} ± "
-                         f"{100 * d['half_width']:.2f} pt; target at least as well: "
-                         f"{'met' if d['mean'] >= 0 else 'NOT met'})")
+                         f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.{n}f}"
+                         + ("" if h is None else f" ± {100 * h:.2f}")
+                         + " pt; target at least as well: "
+                         f"{_verdict(d['mean'] >= 0, not_judged(_seeds_of(d, res)))})")
     return lines
 
 
@@ -557,8 +674,7 @@ def guided_rule(res: dict, first: int, method: str = "vq") -> Verdict:
 
     every, late = diffs(0, n), diffs(first, n)
     reach = [b for b in budgets if within(every[b]["the recipe"])]
-    beats = {b: all(every[b][c]["mean"] > every[b][c]["half_width"] for c in CONTROLS)
-             for b in budgets}
+    beats = {b: all(_above(every[b][c]) for c in CONTROLS) for b in budgets}
     late_reach = [b for b in reach if within(late[b]["the recipe"])]
     late_above = all(late[b][c]["mean"] > 0 for b in budgets for c in CONTROLS)
     lines = []
@@ -681,6 +797,12 @@ def _ok(met: bool | None) -> str:
     return "not judged" if met is None else "**met**" if met else "**NOT met**"
 
 
+def _all(verdicts: list[bool | None]) -> bool | None:
+    """Verdicts that must all hold: NOT met where one is not, else not judged where one is
+    not judged."""
+    return False if False in verdicts else None if None in verdicts else True
+
+
 def _bench_minutes(res: dict, seeds: int) -> tuple[float, str] | None:
     """A bench's whole wall time in minutes for ``seeds`` seeds, from its latest ``seeds``
     seeds (an extended run's later seeds ran on the machine its records name): their measured
@@ -704,20 +826,23 @@ def _grouped(what: str, rows: list[tuple]) -> list[tuple]:
 def _glance_guided() -> list[tuple]:
     """The guided target's rows: each clause per dataset (Fashion-MNIST's committed table,
     MNIST's ten-seed rule), then the target as a whole."""
-    clauses: dict[str, tuple[bool, bool]] = {}  # dataset -> (within 0.2, beats the controls)
+    # dataset -> (within 0.2, beats the controls), None where not judged
+    clauses: dict[str, tuple[bool | None, bool | None]] = {}
     reach_rows, beat_rows = [], []
     fm = load("guided_fashion-mnist.json")
     if fm:
         facts = guided_facts(fm)
-        reach, beaten = facts["reach"], facts["beaten"]
+        reach, beaten, why = facts["reach"], facts["beaten"], facts["why"]
         on = f"{fm['seeds']} seeds (committed table)"
+        within = None if why["reach"] else bool(reach and reach[4])
         if reach:
-            m, b, _, gap, ok = reach
-            reach_rows.append(("Fashion-MNIST", on, f"best: {m} at {b}, {gap:+.2f}", _ok(ok)))
-        both = all(beaten.values())
-        beat_rows.append(("Fashion-MNIST", on, "; ".join(
+            m, b, _, gap, _ = reach
+            reach_rows.append(("Fashion-MNIST", on, f"best: {m} at {b}, {gap:+.2f}"
+                               + (f"; {why['reach']}" if why["reach"] else ""), _ok(within)))
+        both = None if why["beats"] else all(beaten.values())
+        beat_rows.append(("Fashion-MNIST", on, why["beats"] or "; ".join(
             f"{b}: {', '.join(ms) or 'neither'}" for b, ms in beaten.items()), _ok(both)))
-        clauses["Fashion-MNIST"] = (bool(reach and reach[4]), both)
+        clauses["Fashion-MNIST"] = (within, both)
     mn = load(f"{GUIDED_TEN_SEEDS}.json")
     rule = guided_rule(mn, FIRST_GUIDED_TEN_SEEDS) if mn else Verdict()
     if rule:
@@ -741,12 +866,13 @@ def _glance_guided() -> list[tuple]:
     if clauses:
         # read per dataset (both clauses on one dataset) or with the 0.2 clause on both: the
         # verdict is the same while neither dataset meets the 0.2 clause
-        said = {True: "met", False: "NOT met"}
+        said = {True: "met", False: "NOT met", None: "not judged"}
+        each = [_all([r, b]) for r, b in clauses.values()]
         rows.append(("the guided target (both clauses met on one dataset)", "either",
                      "the four rows above", "; ".join(
                          f"{d}: within 0.2 {said[r]}, beats {said[b]}"
                          for d, (r, b) in clauses.items()),
-                     _ok(any(r and b for r, b in clauses.values()))))
+                     _ok(True if True in each else None if None in each else False)))
     return rows
 
 
@@ -778,6 +904,11 @@ def _glance_equal_steps() -> list[tuple]:
                                 "of the best, at every keep <= 0.1")):
         group = []
         for title, (seeds, rule) in rules.items():
+            on = f"{seeds} seeds, one machine's numerics, by a rule written before seeds 5-9"
+            if rule.met is None:  # a method missing: not judged
+                verdicts.append(None)
+                group.append((title, on, "; ".join(rule.facts["why"]), _ok(None)))
+                continue
             met = all(v for (_, k), v in rule.parts.items() if k == kind)
             cells = []
             for c in rule.facts["every"]:
@@ -791,12 +922,13 @@ def _glance_equal_steps() -> list[tuple]:
                 cells.append(f"{c['keep']}: " + (f"{c['best']} best, " if kind == "best" else "")
                              + f"{m} {_pm(c['diffs'][m])}")
             verdicts.append(met)
-            group.append((title, f"{seeds} seeds, one machine's numerics, by a rule written "
-                          "before seeds 5-9", "; ".join(cells), _ok(met)))
+            group.append((title, on, "; ".join(cells), _ok(met)))
         rows += _grouped(what, group)
     if verdicts:
+        # both datasets: one not run (or not yet complete) leaves the target open
+        verdicts += [None] * (len(EQUAL_STEPS_RERUNS) - len(rules))
         rows.append(("the equal-steps target (every check on both datasets)", "both",
-                     "the four rows above", "", _ok(all(verdicts))))
+                     "the four rows above", "", _ok(_all(verdicts))))
     return rows
 
 
@@ -1303,10 +1435,10 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def _pt(d: dict) -> str:
     """A paired difference in points, bold when its 95% interval excludes 0."""
-    if d.get("n", 0) < 2 or d["half_width"] != d["half_width"]:  # one seed: no interval
+    if _half(d) is None:  # one seed: no interval
         return f"{100 * d['mean']:+.1f}"
     cell = f"{100 * d['mean']:+.1f} ± {100 * d['half_width']:.1f}"
-    return f"**{cell}**" if abs(d["mean"]) > d["half_width"] else cell
+    return f"**{cell}**" if significant(d) else cell
 
 
 def _provenance(res: dict, stem: str) -> str:
