@@ -8,6 +8,8 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
+
 from tools_needed import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,3 +204,107 @@ def test_the_targets_methods_are_the_benches_defaults():
     assert collect.PRUNE_METHODS == prune.ALL_METHODS
     assert collect.EQUAL_STEPS_METHODS == prune.EQUAL_STEPS_METHODS
     assert collect.CONTROLS == guided.CONTROLS
+
+
+# -- foreign, older and missing files --------------------------------------------------
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """The collector pointed at an empty results folder in ``tmp_path``, writing its docs
+    and README there: returns (collector, results folder, docs, README)."""
+    collect = _collect()
+    results, docs, readme = tmp_path / "results", tmp_path / "benchmarks.md", tmp_path / "R.md"
+    results.mkdir()
+    docs.write_text("the docs as they were")
+    readme.write_text(f"intro\n{collect.README_START}\nold block\n{collect.README_END}\nend\n")
+    for name, value in (("RESULTS", results), ("DOCS", docs), ("README", readme)):
+        monkeypatch.setattr(collect, name, value)
+    return collect, results, docs, readme
+
+
+def _untouched(docs: Path, readme: Path) -> bool:
+    return docs.read_text() == "the docs as they were" and "old block" in readme.read_text()
+
+
+def test_a_file_named_like_results_is_skipped_or_refused(outputs, capsys):
+    """scratch/prune_notes.json was rerendered as a pruning bench (KeyError 'keep'). A file
+    without a bench's marker keys is skipped with a notice; where the docs read a bench's
+    results, it is refused with its name (the docs would print a section from it)."""
+    collect, results, docs, readme = outputs
+    (results / "scratch").mkdir()
+    (results / "scratch" / "prune_notes.json").write_text('["notes"]')
+    (results / "guided_mnist.json").write_text((RESULTS / "guided_mnist.json").read_text())
+    collect.main()
+    err = capsys.readouterr().err
+    assert f"{results / 'scratch' / 'prune_notes.json'}: not a prune results file (no keep, " \
+           "methods): skipped" in err
+    assert (results / "guided_mnist.md").read_text() == (RESULTS / "guided_mnist.md").read_text()
+    assert "## Guided training: MNIST" in docs.read_text()
+    (results / "prune_digits.json").write_text('{"notes": "mine", "methods": {}}')
+    docs.write_text("the docs as they were")
+    with pytest.raises(SystemExit, match=r"prune_digits.json: not a prune results file \(no "
+                                         r"keep\); move it out of benchmarks/results/"):
+        collect.main()
+    assert docs.read_text() == "the docs as they were"
+
+
+def test_a_damaged_results_file_is_named_before_anything_is_written(outputs):
+    """A results file missing a key every one carries, or one its table cannot render from,
+    stops the collector with its name and nothing written."""
+    collect, results, docs, readme = outputs
+    res = _committed("prune_digits.json")
+    del res["seeds"]
+    (results / "prune_digits.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match=r"prune_digits.json: a prune results file without "
+                                         r"seeds \(damaged, or older"):
+        collect.main()
+    res = _committed("guided_mnist.json")
+    del res["methods"]["vq"]["0.3"]["acc_mean"]
+    (results / "prune_digits.json").unlink()
+    (results / "guided_mnist.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match=r"guided_mnist.json: its table cannot be rendered "
+                                         r"\(KeyError: 'acc_mean'\): an older or damaged guided"):
+        collect.main()
+    assert _untouched(docs, readme) and not list(results.glob("*.md"))
+
+
+def test_older_and_partial_results_files_render(outputs):
+    """Older files lack optional keys (guided and upkeep: seeds_planned; device shift:
+    scenario_info), a `--methods` run lacks vq and flow or random: each was a KeyError or
+    max() of nothing, the last after docs/benchmarks.md was written (the docs and the
+    README disagreed)."""
+    collect, results, docs, readme = outputs
+    for name, drop in (("guided_fashion-mnist.json", "seeds_planned"),
+                       ("upkeep_shift_mnist.json", "seeds_planned"),
+                       ("device_shift_mnist.json", "scenario_info")):
+        res = _committed(name)
+        del res[drop]
+        (results / name).write_text(json.dumps(res))
+    for name, keep in (("prune_digits.json", ("random", "herding")),
+                       ("prune_mnist.json", ("vq", "flow", "herding"))):
+        (results / name).write_text(json.dumps(_cut(_committed(name), keep)))
+    collect.main()
+    text, block = docs.read_text(), readme.read_text()
+    assert "## Guided training: Fashion-MNIST" in text and "Partial" not in text
+    assert "## On-device replay upkeep" in text
+    assert "digits upsampled to 28x28 from streamed samples" in block
+    assert "| digits | 0.1 | " in block and block.count("| digits |") == 3
+    assert all(r.endswith(" | - |") for r in block.splitlines() if r.startswith("| digits |"))
+    assert all(" | - | " in r for r in block.splitlines() if r.startswith("| MNIST |"))
+
+
+def test_a_failure_computing_the_readme_leaves_docs_and_readme_as_they_were(outputs,
+                                                                             monkeypatch):
+    """docs/benchmarks.md was written before the README's block was computed: a failure
+    there left the two disagreeing. Both are computed before either is written."""
+    collect, results, docs, readme = outputs
+    (results / "guided_mnist.json").write_text((RESULTS / "guided_mnist.json").read_text())
+
+    def broken() -> str:
+        raise RuntimeError("the README's block")
+
+    monkeypatch.setattr(collect, "readme_summary", broken)
+    with pytest.raises(RuntimeError):
+        collect.main()
+    assert _untouched(docs, readme) and not (results / "guided_mnist.md").exists()

@@ -18,6 +18,8 @@ from tinysift.bench.stats import MIN_SEEDS, significant
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
 OURS = ("vq", "flow")
 #: the guided targets' controls
 CONTROLS = ("full-cut", "rs2", "infobatch")
@@ -105,9 +107,77 @@ def read_results(p: Path) -> dict:
                          "benchmark that writes it") from None
 
 
+#: Per bench: its results files' name pattern, the module that writes them, the keys that
+#: mark a file as its results, and the others the collector reads from every one (the rest
+#: are optional: older files lack ``seeds_planned``, ``scenario_info``, ``machine``...).
+BENCHES = (
+    ("prune_*.json", "prune", ("keep", "methods"),
+     ("seeds", "dataset", "label_noise", "full_data_acc", "full_data_seconds")),
+    ("condense_*.json", "condense", ("per_class", "methods"), ("seeds", "full_data_acc")),
+    ("guided_*.json", "guided", ("budgets", "methods"),
+     ("seeds", "label_noise", "full_data_acc", "full_data_seconds")),
+    ("device_new-classes_*.json", "device", ("scenario", "points"),
+     ("seeds", "methods", "updates", "sizes", "config")),
+    ("device_shift_*.json", "device", ("scenario", "points"),
+     ("seeds", "methods", "updates", "sizes", "config")),
+    ("upkeep_*.json", "upkeep", ("buffers", "points"), ("seeds", "scenario", "updates", "config")),
+)
+
+
+def _bench(p: Path) -> tuple | None:
+    """The :data:`BENCHES` entry whose results ``p`` is named like, or None."""
+    import fnmatch
+
+    return next((b for b in BENCHES if fnmatch.fnmatch(p.name, b[0])), None)
+
+
+def is_results(p: Path, res) -> bool:
+    """Whether ``res`` (``p``'s JSON) carries its bench's marker keys (a file named like a
+    bench's results without them is something else: notes, a scratch file). A results file
+    that lacks a key the collector reads stops the script with its name and the keys."""
+    _, bench, marks, needs = _bench(p)
+    if not isinstance(res, dict) or any(k not in res for k in marks):
+        return False
+    if missing := [k for k in needs if k not in res]:
+        raise SystemExit(f"{p}: a {bench} results file without {', '.join(missing)} (damaged, "
+                         f"or older than the collector reads); restore it from git or rerun "
+                         f"the bench that writes it")
+    return True
+
+
 def load(name: str) -> dict | None:
+    """``RESULTS / name``'s JSON, None when there is none. A file named like a bench's
+    results that is not one stops the script (the docs would print a section from it)."""
     p = RESULTS / name
-    return read_results(p) if p.exists() else None
+    if not p.exists():
+        return None
+    res = read_results(p)
+    if _bench(p) and not is_results(p, res):
+        raise SystemExit(f"{_foreign(p, res)}; move it out of benchmarks/results/ or restore "
+                         "it from git")
+    return res
+
+
+def _foreign(p: Path, res) -> str:
+    """What a file named like a bench's results lacks to be one: its marker keys."""
+    _, bench, marks, _ = _bench(p)
+    lacks = [k for k in marks if not isinstance(res, dict) or k not in res]
+    return f"{p}: not a {bench} results file (no {', '.join(lacks)})"
+
+
+def _planned(res: dict) -> int:
+    """The seeds a bench planned (a file written before ``seeds_planned``: its seeds)."""
+    return res.get("seeds_planned", res["seeds"])
+
+
+#: tables rendered from their results before anything is written (by :func:`main`): the docs
+#: quote these, not the files on disk the run rewrites afterwards
+_RENDERED: dict[Path, str] = {}
+
+
+def _table(p: Path) -> str:
+    """A results table (markdown) without its title line: as rendered this run, else read."""
+    return (_RENDERED.get(p) or p.read_text()).split("\n", 2)[2]
 
 
 def prune_targets(res: dict) -> list[str]:
@@ -577,17 +647,51 @@ def stale_notice(stem: str) -> list[str]:
             "measure the current ones (only those points rerun).", ""]
 
 
-def rerender() -> None:
-    """Rewrite every benchmark's files from its JSON with the benches' own writers (format
-    changes apply to old results; the numbers come only from the JSON), in the subfolders too
-    (the reruns and variants of benchmarks/results/*/, whose tables the docs point to)."""
-    from tinysift.bench import condense, device, guided, prune, upkeep
+#: each bench's table renderer (module, function): what its writer puts in ``stem``.md
+MARKDOWN = {"prune": ("tinysift.bench.report", "prune_markdown"),
+            "condense": ("tinysift.bench.condense", "condense_markdown"),
+            "guided": ("tinysift.bench.guided_report", "guided_markdown"),
+            "device": ("tinysift.bench.device_report", "device_markdown"),
+            "upkeep": ("tinysift.bench.upkeep_report", "upkeep_markdown")}
 
-    for pattern, bench in (("prune_*.json", prune), ("condense_*.json", condense),
-                           ("guided_*.json", guided), ("device_new-classes_*.json", device),
-                           ("device_shift_*.json", device), ("upkeep_*.json", upkeep)):
+
+def bench_files() -> list[tuple[Path, str, dict, str]]:
+    """Every bench's results file under benchmarks/results/, its subfolders too (the reruns
+    and variants, whose tables the docs point to), read and its table rendered in memory:
+    ``(path, bench, results, markdown)``. A file named like a bench's results without the
+    bench's marker keys (notes, a scratch file) is skipped with a notice: it is no
+    bench's, and the docs name the files they print (:func:`load` refuses one there). A
+    results file whose table cannot be rendered stops the script with its name, before
+    anything is written."""
+    import importlib
+
+    found = []
+    for pattern, bench, _, _ in BENCHES:
         for path in sorted(RESULTS.rglob(pattern)):
-            bench.write_outputs(read_results(path), path.parent, path.stem)
+            res = read_results(path)
+            if not is_results(path, res):
+                print(f"{_foreign(path, res)}: skipped", file=sys.stderr)
+                continue
+            module, name = MARKDOWN[bench]
+            try:
+                md = getattr(importlib.import_module(module), name)(res)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise SystemExit(f"{path}: its table cannot be rendered ({type(exc).__name__}: "
+                                 f"{exc}): an older or damaged {bench} results file; restore "
+                                 "it from git or rerun the bench that writes it") from None
+            found.append((path, bench, res, md))
+    return found
+
+
+def rerender(files: list[tuple[Path, str, dict, str]] | None = None) -> None:
+    """Rewrite every benchmark's files (``files``, from :func:`bench_files` by default)
+    from its JSON with the benches' own writers (format changes apply to old results; the
+    numbers come only from the JSON)."""
+    import importlib
+
+    for path, bench, res, _ in bench_files() if files is None else files:
+        importlib.import_module(f"tinysift.bench.{bench}").write_outputs(res, path.parent,
+                                                                         path.stem)
 
 
 NOT_RERUN = ("Not run since the learning-rate fix of the guided loop (docs/methods.md): the "
@@ -607,10 +711,10 @@ def _seeded_section(heading: str, stem: str, cmd: str, missing: str | None, plot
     out = [f"## {heading}", "", f"`{cmd}`", ""] + ([intro, ""] if intro else [])
     if res is None:
         return out + [missing, ""]
-    out += partial_notice(res, planned=res["seeds_planned"])
+    out += partial_notice(res, planned=_planned(res))
     if Path(stem).name.startswith(("prune_", "guided_")):
         out += stale_notice(stem)
-    return out + [(RESULTS / f"{stem}.md").read_text().split("\n", 2)[2],
+    return out + [_table(RESULTS / f"{stem}.md"),
                   f"![{plot_alt}](../benchmarks/results/{stem}.png)", "", checks, ""
                   ] + targets(res) + [""]
 
@@ -942,7 +1046,7 @@ def _glance_bench_time() -> list[tuple]:
         if took:
             times.append((f"equal steps, {title}", *took))
     default = load(f"{GUIDED_DEFAULT}.json")
-    whole = bool(default) and default["seeds"] == default["seeds_planned"]
+    whole = bool(default) and default["seeds"] == _planned(default)
     if whole:
         times.append(("guided, Fashion-MNIST (its default dataset; MNIST not timed)",
                       *_bench_minutes(default, default["seeds"])))
@@ -1105,7 +1209,7 @@ def _kept_steps_bench(heading: str, *, kept_folder: str, small_folder: str, slug
     common = f"tinysift bench guided --dataset {slug} " + (f"{given} " if given else "")
     out = _seeded_section(
         heading, f"{kept_folder}/guided_{stem}",
-        f"{common}--keep-steps --budgets {budgets} --seeds {kept['seeds_planned']} --out-dir "
+        f"{common}--keep-steps --budgets {budgets} --seeds {_planned(kept)} --out-dir "
         f"benchmarks/results/{kept_folder}", None,
         "guided training, keeping the recipe's steps", guided_targets, intro=intro,
         checks=NOT_COUNTED)
@@ -1233,8 +1337,8 @@ def _rerun_runs(folder: str, runs, reference: str, targets, minutes: bool) -> li
             train = res["seeds"] * (res["full_data_seconds"] + sum(
                 p["seconds"] for points in res["methods"].values() for p in points.values()))
             wall = f", {train / 60:.1f} min of training"
-        partial = (f", partial: {res['seeds']} of {res['seeds_planned']} seeds"
-                   if res["seeds"] < res["seeds_planned"] else "")
+        partial = (f", partial: {res['seeds']} of {_planned(res)} seeds"
+                   if res["seeds"] < _planned(res) else "")
         out += [f"{title} ({reference} {res['full_data_acc']['mean']:.4f} in "
                 f"{res['full_data_seconds']:.0f} s per training, {res['seeds']} seeds"
                 f"{wall}{partial}):", ""]
@@ -1268,7 +1372,7 @@ def benchmarks_doc() -> str:
         if res is None:
             out += ["Not run yet.", ""]
             continue
-        md = (RESULTS / f"{stem}.md").read_text().split("\n", 2)[2]
+        md = _table(RESULTS / f"{stem}.md")
         out += partial_notice(res, planned=3) + stale_notice(stem)
         out += [md, f"![accuracy vs kept]({Path('../benchmarks/results') / (stem + '.png')})", "",
                 "Targets:", ""] + prune_targets(res) + [""]
@@ -1371,7 +1475,7 @@ def benchmarks_doc() -> str:
         res = load(p.with_suffix(".json").name)
         if res and "seeds_planned" in res:
             out += partial_notice(res, planned=res["seeds_planned"])
-        out += [p.read_text().split("\n", 2)[2] if p.exists() else "Not run yet.", ""]
+        out += [_table(p) if p.exists() or p in _RENDERED else "Not run yet.", ""]
         if p.with_suffix(".png").exists():
             out += [f"![{title}](../benchmarks/results/{p.with_suffix('.png').name})", ""]
     return "\n".join(out)
@@ -1446,7 +1550,7 @@ def _provenance(res: dict, stem: str) -> str:
     planned = res.get("seeds_planned")
     if planned and res["seeds"] < planned:
         seeds += f" of {planned} planned"
-    m = res["machine"]
+    m = res.get("machine", {})
     return (f"{seeds}; {m.get('cpus')}-CPU {m.get('processor')} machine; "
             f"`benchmarks/results/{stem}.json`")
 
@@ -1460,11 +1564,14 @@ def _readme_shift(stem: str) -> list[str]:
         return []
     pts = res["points"]
     methods = [m for m in res["methods"] if m != "none"]
+    # an older file has no scenario_info: the count is left out
+    streamed = res.get("scenario_info", {}).get("new_samples")
     out = [f"**On-device domain shift, MNIST → digits** ({_provenance(res, stem)}): the base "
            "model learns MNIST on the host; the emulated Cortex-M4 adapts to the scikit-learn "
-           f"digits upsampled to 28x28 from {res['scenario_info']['new_samples']} streamed "
-           "samples; test accuracy of the int8 model on the digits' test split, and the energy "
-           "of the training (with the largest replay set) and RAM of the update mode.", "",
+           "digits upsampled to 28x28 from " + (f"{streamed} " if streamed else "")
+           + "streamed samples; test accuracy of the int8 model on the digits' test split, and "
+           "the energy of the training (with the largest replay set) and RAM of the update "
+           "mode.", "",
            "| update | no replay | "
            + " | ".join(f"{m} replay, {s}/class" for m in methods for s in res["sizes"])
            + " | mJ (training) | RAM (plan, B) |",
@@ -1555,10 +1662,14 @@ def _readme_proportional() -> list[str]:
         for k in [k for k in res["keep"] if k <= 0.1]:
             key = f"{k:g}"
             have = {m: v[key]["acc_mean"] for m, v in res["methods"].items() if key in v}
+            if not have:
+                continue
             best = max(have, key=have.get)
-            ours = max((m for m in OURS if m in have), key=have.get)
-            out.append(f"| {name} | {key} | {have['random']:.3f} | {best} {have[best]:.3f} | "
-                       f"{ours} {have[ours]:.3f} |")
+            ours = max((m for m in OURS if m in have), key=have.get, default=None)
+            # a run without random or without vq and flow (--methods): a dash
+            rand = f"{have['random']:.3f}" if "random" in have else "-"
+            mine = f"{ours} {have[ours]:.3f}" if ours else "-"
+            out.append(f"| {name} | {key} | {rand} | {best} {have[best]:.3f} | {mine} |")
     seeds_text = "/".join(str(s) for s in sorted(seeds))
     stale = sorted({m for stem in ("prune_fashion-mnist", "prune_fashion-mnist_noise0.2",
                                    "prune_mnist", "prune_digits") for m in stale_params(stem)})
@@ -1674,17 +1785,28 @@ def readme_parts(text: str) -> tuple[str, str, str]:
     return text[:start], text[start:end], text[end:]
 
 
-def write_readme_summary(readme: Path = ROOT / "README.md") -> None:
+def write_readme_summary(readme: Path = README) -> None:
     head, _, tail = readme_parts(readme.read_text())
     readme.write_text(head + readme_summary() + tail)
 
 
 def main() -> int:
-    rerender()
-    (ROOT / "docs" / "benchmarks.md").write_text(benchmarks_doc())
-    print(f"wrote {ROOT / 'docs' / 'benchmarks.md'}")
-    write_readme_summary()
-    print(f"wrote the results block of {ROOT / 'README.md'}")
+    """Every table, docs/benchmarks.md and the README's block, each computed before any is
+    written: a results file the collector cannot read stops it with the docs and the README
+    as they were (they agreed, and still do)."""
+    files = bench_files()
+    _RENDERED.update({path.with_suffix(".md"): md for path, _, _, md in files})
+    try:
+        doc = benchmarks_doc()
+        head, _, tail = readme_parts(README.read_text())
+        readme = head + readme_summary() + tail
+    finally:
+        _RENDERED.clear()
+    rerender(files)
+    DOCS.write_text(doc)
+    print(f"wrote {DOCS}")
+    README.write_text(readme)
+    print(f"wrote the results block of {README}")
     return 0
 
 
