@@ -227,6 +227,22 @@ def _untouched(docs: Path, readme: Path) -> bool:
     return docs.read_text() == "the docs as they were" and "old block" in readme.read_text()
 
 
+def test_no_results_folder_or_no_results_in_it_writes_nothing(outputs):
+    """Without benchmarks/results/ the collector exited 0 and rewrote the docs into 22 "Not
+    run yet" sections and the README's block into nothing."""
+    collect, results, docs, readme = outputs
+    results.rmdir()
+    with pytest.raises(SystemExit, match=r"results: no such folder, nothing written: .*git "
+                                         r"checkout -- benchmarks/results"):
+        collect.main()
+    (results / "progress").mkdir(parents=True)
+    (results / "scratch").mkdir()
+    (results / "scratch" / "prune_notes.json").write_text('{"notes": "not results"}')
+    with pytest.raises(SystemExit, match="results: no results JSON in it, nothing written"):
+        collect.main()
+    assert _untouched(docs, readme)
+
+
 def test_a_file_named_like_results_is_skipped_or_refused(outputs, capsys):
     """scratch/prune_notes.json was rerendered as a pruning bench (KeyError 'keep'). A file
     without a bench's marker keys is skipped with a notice; where the docs read a bench's

@@ -1793,8 +1793,15 @@ def write_readme_summary(readme: Path = README) -> None:
 def main() -> int:
     """Every table, docs/benchmarks.md and the README's block, each computed before any is
     written: a results file the collector cannot read stops it with the docs and the README
-    as they were (they agreed, and still do)."""
+    as they were (they agreed, and still do). No results folder, or one without results,
+    stops it too: the docs would become "Not run yet" throughout."""
+    restore = ("docs/benchmarks.md and the README's results block are generated from it; "
+               "restore it with `git checkout -- benchmarks/results` (or run the benchmarks)")
+    if not RESULTS.is_dir():
+        raise SystemExit(f"{RESULTS}: no such folder, nothing written: {restore}")
     files = bench_files()
+    if not files and not any(RESULTS.glob("*.json")):
+        raise SystemExit(f"{RESULTS}: no results JSON in it, nothing written: {restore}")
     _RENDERED.update({path.with_suffix(".md"): md for path, _, _, md in files})
     try:
         doc = benchmarks_doc()
