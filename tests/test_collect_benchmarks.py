@@ -324,3 +324,19 @@ def test_a_failure_computing_the_readme_leaves_docs_and_readme_as_they_were(outp
     with pytest.raises(RuntimeError):
         collect.main()
     assert _untouched(docs, readme) and not (results / "guided_mnist.md").exists()
+
+
+def test_a_device_bench_without_the_joint_model_is_not_judged_on_it():
+    """The bench writes vs_joint only where the host joint model ran (old_vs_joint only
+    where the old classes were tested): the target line read both unconditionally."""
+    collect = _collect()
+    res = _committed("device_new-classes_fashion-mnist.json")
+    for p in res["points"].values():
+        p.pop("old_vs_joint", None)
+    line = collect.device_targets(res)[0]
+    assert line.startswith("- best at 20/class: ") and line.endswith(
+        "(targets >= -2 and >= -3 vs the joint model: not judged: no joint model on the old "
+        "classes)"), line
+    for p in res["points"].values():
+        p.pop("vs_joint", None)
+    assert collect.device_targets(res)[0].endswith("not judged: no joint model)")
