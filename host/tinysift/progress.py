@@ -15,9 +15,7 @@ def bar_console():
     piped to a file)."""
     global _bar_console
     if _bar_console is None:
-        from rich.console import Console
-
-        _bar_console = Console(stderr=True)
+        _bar_console = make_console(stderr=True)
     return _bar_console
 
 
