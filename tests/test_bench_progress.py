@@ -112,6 +112,22 @@ def test_a_rerun_killed_halfway_resumes_without_forgetting_again(tmp_path):
     assert resumed.get(0, "rs2", "0.5")["acc"] == 0.60
 
 
+def test_a_rerun_forgets_the_seeds_it_runs_only(tmp_path):
+    """`--rerun vq --seeds 1` forgot every seed's vq: a later `--seeds 2` trained seed 1's
+    vq again. A marker of before seeds were recorded still covers every seed."""
+    import json
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for seed in (0, 1):
+        log.add(seed, "vq", "0.5", acc=0.7)
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="budget").forget(("vq",), 1) == 1
+    after = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert after.get(0, "vq", "0.5") is None and after.get(1, "vq", "0.5")["acc"] == 0.7
+    with open(log.path, "a") as f:
+        f.write(json.dumps({"forget": ["vq"]}) + "\n")  # an unscoped marker of an older run
+    assert ProgressLog({"a": 1}, tmp_path, "bench", point="budget").get(1, "vq", "0.5") is None
+
+
 def test_guided_bench_stamps_every_methods_parameters():
     from tinysift.bench.guided import GuidedBenchConfig, bench_sampler_params
 
@@ -150,6 +166,14 @@ def test_guided_bench_trains_each_method_with_its_given_parameters(tmp_path, mon
     # a default given explicitly is not named as a change
     assert " with " not in GuidedBenchConfig(
         methods=("flow",), method_params={"flow": {"judge": "none"}}).recipe()
+    import pytest
+
+    from tinysift.errors import BudgetError
+
+    with pytest.raises(BudgetError, match=r"another configuration of this bench \(method_params"):
+        bench_guided(defaults)  # its table would replace the first bench's
+    assert len(trained) == 2
+    defaults.out_dir = tmp_path / "defaults"
     bench_guided(defaults)  # nothing of the first bench counts: both train again
     # (flow at its defaults leaves the judge out of its stamp, as before the judge existed)
     assert [(name, p.get("judge")) for name, p in trained[2:]] == [("full-cut", None),

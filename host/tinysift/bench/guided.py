@@ -122,16 +122,17 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, base.content_hash, stem)
     check_results_owner(log, Path(cfg.out_dir), stem)
+    data = SeedData(base, cfg.label_noise)
+    _check_points(cfg, data)  # before the log gets any line (a --rerun's marker)
     if log.resuming():
         console.print(log.resuming(), markup=False)
     if log.stale:
         console.print(f"{log.stale} logged trainings ran with other method parameters: "
                       "rerunning those")
     if cfg.rerun:
-        console.print(f"training {', '.join(cfg.rerun)} again: {log.forget(cfg.rerun)} "
-                      "logged trainings stay in the log and no longer count")
-    data = SeedData(base, cfg.label_noise)
-    _check_points(cfg, data)
+        forgotten = log.forget(cfg.rerun, cfg.seeds)
+        console.print(f"training {', '.join(cfg.rerun)} again (seeds 0-{cfg.seeds - 1}): "
+                      f"{forgotten} logged trainings stay in the log and no longer count")
     curves = _load_curves(log)
     shipped = ex.share(data)
     progress = progress and not ex.remote

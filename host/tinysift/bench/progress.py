@@ -181,7 +181,7 @@ class ProgressLog:
             self.path, {"seed": int, "method": str, point: str}, also=(FORGET,))
         for r in records:
             if FORGET in r:  # a --rerun began here: earlier records of these no longer count
-                self._drop(r[FORGET])
+                self._drop(r[FORGET], r.get("seeds"))
                 continue
             method = r.get("method")
             params = r.get("params", self.unstamped_params.get(method))
@@ -230,23 +230,29 @@ class ProgressLog:
                      "kill, or edited) and were skipped: their trainings run again")
         return line
 
-    def forget(self, methods: tuple[str, ...]) -> int:
-        """Count the logged trainings of ``methods`` as not done: they train again.
+    def forget(self, methods: tuple[str, ...], seeds: int | None = None) -> int:
+        """Count the logged trainings of ``methods`` as not done: they train again; with
+        ``seeds``, only those of seeds 0..seeds-1 (the run's: ``--rerun vq --seeds 1``
+        forgot vq's seed 1 too, which a later ``--seeds 2`` then trained again).
 
         Their records stay in the file; a marker line appended after them says they no longer
         count, so a rerun killed halfway resumes by opening the log again (without
         forgetting again): the records written since the marker count, the older ones not.
+        A marker without seeds (written before they were recorded) covers every seed.
         """
-        self._append({FORGET: list(methods)})
-        return self._drop(methods)
+        marker = {FORGET: list(methods)}
+        if seeds is not None:
+            marker["seeds"] = list(range(seeds))
+        self._append(marker)
+        return self._drop(methods, marker.get("seeds"))
 
     def _append(self, line: dict) -> None:
         """One JSON line at the end of the log file (nothing in memory-only mode)."""
         if self.path is not None:
             append_json_line(self.path, line)
 
-    def _drop(self, methods) -> int:
-        gone = [k for k in self.done if k[1] in methods]
+    def _drop(self, methods, seeds=None) -> int:
+        gone = [k for k in self.done if k[1] in methods and (seeds is None or k[0] in seeds)]
         for k in gone:
             del self.done[k]
         return len(gone)
