@@ -189,6 +189,21 @@ def test_cached_result_only_for_the_same_streamed_set(tmp_path):
         session_set(run, two, False, "ram")[1]
 
 
+@pytest.mark.parametrize("text", ['{"bad', "[]", "42", '{"phases": 3}', '{"nope": 1}'])
+def test_a_torn_cached_result_runs_again(tmp_path, text):
+    """A torn results.json (a crash, a full disk) ended every rerun of a pipeline in an
+    unexpected JSONDecodeError until it was deleted by hand: it is no cache, the session
+    runs again."""
+    from tinysift.stages.device import TrainParams, cached_results, session_set
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "f", params, session_set(run, None, False, "ram")[1])
+    assert cached_results(run, "f", params, BOARD) is not None
+    (run / "device" / "f" / "results.json").write_text(text)
+    assert cached_results(run, "f", params, BOARD) is None
+
+
 def test_cached_result_only_for_the_same_board(tmp_path):
     """One export runs on several boards (pipelines name the board, the device folder's
     label does not): a result of another board has its cycles and energy, never reused."""

@@ -152,6 +152,17 @@ class DeviceResults:
     def load(cls, path: str | Path) -> DeviceResults:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    @classmethod
+    def load_if_sound(cls, path: str | Path) -> DeviceResults | None:
+        """:meth:`load`, or None when the file is missing, torn (a crash of an older writer,
+        a full disk) or not a results document: a cache that cannot be read is no cache,
+        and the session runs again (a torn file ended every rerun of a pipeline in a
+        JSONDecodeError until it was deleted by hand)."""
+        try:
+            return cls.load(path)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+
 
 def training_set_hash(train_set: tuple[np.ndarray, np.ndarray] | None, mode: str) -> str:
     """A content hash of what a session sends the device to train on.

@@ -318,10 +318,8 @@ def _tagged(folder: Path, name: str, tag: str) -> Path:
 
 
 def _is_complete(path: Path) -> bool:
-    try:
-        return DeviceResults.load(path).complete
-    except (OSError, ValueError, TypeError):  # missing, or torn by a crash of an old writer
-        return False
+    res = DeviceResults.load_if_sound(path)  # missing, or torn by a crash of an old writer
+    return res is not None and res.complete
 
 
 def _set_aside(folder: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
@@ -413,12 +411,10 @@ def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: 
     board (the same export runs on several boards, with other cycles and energy) and trained
     on the same streamed samples and labels in the same mode (None and not ``use_db``: the
     compiled-in set). A result written before the set was recorded is not reused."""
-    path = Path(run_dir) / "device" / label / RESULTS
-    if not path.exists():
-        return None
-    res = DeviceResults.load(path)
-    if not res.reusable_for(board, params.record(), build_identity(run_dir, load_board(board)),
-                            session_set(run_dir, train_set, use_db, db_use)[1]):
+    res = DeviceResults.load_if_sound(Path(run_dir) / "device" / label / RESULTS)
+    if res is None or not res.reusable_for(
+            board, params.record(), build_identity(run_dir, load_board(board)),
+            session_set(run_dir, train_set, use_db, db_use)[1]):
         return None
     return res
 

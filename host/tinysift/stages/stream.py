@@ -95,10 +95,13 @@ def _cached(folder: Path, board: str, params: TrainParams, stream: StreamParams,
     path, spath = folder / RESULTS, folder / STREAM_PARAMS
     if not (path.exists() and spath.exists() and (folder / STREAM_FILE).exists()):
         return None
-    res = DeviceResults.load(path)
-    if not res.reusable_for(board, params.record(), build, set_hash) or \
-            json.loads(spath.read_text()) != vars(stream):
+    res = DeviceResults.load_if_sound(path)
+    try:  # a torn file of the three is no cache: the session runs again
+        if res is None or not res.reusable_for(board, params.record(), build, set_hash) or \
+                json.loads(spath.read_text()) != vars(stream):
+            return None
+        doc = json.loads((folder / STREAM_FILE).read_text())
+        doc.pop("host_seconds", None)
+        return res, StreamReport(**doc)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    doc = json.loads((folder / STREAM_FILE).read_text())
-    doc.pop("host_seconds", None)
-    return res, StreamReport(**doc)
