@@ -29,6 +29,30 @@ def test_new_classes_splits_are_disjoint_and_sized():
     assert np.array_equal(again.x_new, scn.x_new)  # seeded
 
 
+def test_a_scenario_says_how_many_samples_the_device_really_gets():
+    """--new-per-class 100000 was cut to what digits holds (139 and 144) while the report
+    said "from 100000 samples each"."""
+    scn = scenarios.new_classes("digits", old_classes=range(8), new_per_class=100000)
+    counts = np.unique(scn.y_new, return_counts=True)[1]
+    assert f"from {counts[0]}, {counts[1]} samples (all the data holds; 100000 each asked)" \
+        in scn.description
+    assert "from 20 samples each" in scenarios.new_classes("digits", range(8), 20).description
+
+
+def test_a_user_class_of_one_sample_stays_for_training(write_npz):
+    """Without x_test, each class of the user's npz gave at least one sample to the test
+    split: a class of one gave its only one, and the device had nothing of it to learn."""
+    from tinysift.data import load_dataset
+
+    d = load_dataset("digits")
+    x = np.concatenate([d.x_train[d.y_train == 8][:10], d.x_train[d.y_train == 9][:1]])[..., 0]
+    y = np.array([8] * 10 + [9])
+    scn = scenarios.user("digits", write_npz("one.npz", x=x, y=y))
+    assert 9 in scn.y_new and 9 not in scn.y_test_new and (scn.y_test_new == 8).sum() == 2
+    with pytest.raises(DatasetError, match="every class has a single sample"):
+        scenarios.user("digits", write_npz("ones.npz", x=x[9:], y=y[9:]))
+
+
 def test_shift_upsamples_digits_into_mnist_layout():
     img = np.zeros((1, 8, 8, 1), np.uint8)
     img[0, 2:6, 3:5, 0] = 255
@@ -86,6 +110,11 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         (("adapt", "--dataset", "digits", "--board", "nano33ble"),
          "--board nano33ble is a real board; this command runs on an emulated board"),
         (("adapt", "--dataset", "digits", "--replay", "vqq"), "unknown replay method 'vqq'"),
+        # more replay than the old task holds: refused after the base model, in the
+        # selection's words ("keep count must be in [1, 1154]")
+        (("adapt", "--dataset", "digits", "--replay-per-class", "100000"),
+         "replay_per_class 100000 x 8 old classes is 800000 replay samples, but the old task "
+         "has 1154 training samples: give at most 144 (--replay-per-class)"),
         (("bench", "device", "--dataset", "digits", "--methods", "random,vqq", "--out-dir",
           str(tmp_path / "x")), "unknown replay method 'vqq'"),
         (("bench", "device", "--dataset", "digits", "--board", "pico", "--out-dir",
@@ -111,7 +140,10 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     cfg = AdaptConfig(dataset="digits", new_per_class=30, replay="random",
                       replay_per_class=1000, update="last-block", board="nano33ble",
                       base_epochs=2, out=str(tmp_path / "run"))
-    _, parts, _, base = prepare_base(cfg, log=lambda *_: None)
+    from dataclasses import replace
+
+    # (1000 per class is more than digits' old classes hold: prepare_base refuses it)
+    _, parts, _, base = prepare_base(replace(cfg, replay_per_class=5), log=lambda *_: None)
     check_adaptation_fits(cfg, base, 8 * 5, 60, 300, 8)  # a small set fits
     with pytest.raises(FitError, match=r"nano33ble: a replay set of 8000 samples plus 60 new "
                                        r"samples with update=last-block needs .* RAM, "

@@ -73,6 +73,9 @@ def test_results_of_another_configuration_are_not_replaced(tmp_path):
     with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
                        r"20 -> 3; the data's contents\).*pass another --out-dir"):
         check_results_owner(log, tmp_path, "guided_digits")
+    # an adapt pipeline's folder is its file's `out` (`tinysift run` has no --out-dir)
+    with pytest.raises(TinysiftError, match=r"pass another out \(the pipeline file's"):
+        check_results_owner(log, tmp_path, "guided_digits", "out (the pipeline file's)")
     check_results_owner(ProgressLog({"epochs": 3}, None, "guided_digits"), tmp_path,
                         "guided_digits")  # --quick: no log to tell
     (tmp_path / "guided_digits.json").write_text("{torn")

@@ -483,7 +483,12 @@ BAD_INPUT = [
      "{tmp}/ok.toml is a file, not a folder (--out)"),
     (["adapt", "--dataset", "nope", "--out", "{tmp}/typo"], "unknown dataset 'nope'"),
     (["adapt", "--dataset", "digits", "--old-classes", "0-20", "--out", "{tmp}/typo"],
-     "old classes must be in 0..9"),
+     "old classes must be in 0..9; 10, 11, 12, 13, 14 and 6 more are not"),
+    # a huge range built a list of 2e9 classes until memory ran out; "0-" was read as 0
+    (["adapt", "--dataset", "digits", "--old-classes", "0-2000000000", "--out", "{tmp}/t"],
+     "class 2000000000 is beyond any dataset's classes"),
+    (["adapt", "--dataset", "digits", "--old-classes", "0-", "--out", "{tmp}/typo"],
+     "--old-classes takes numbers and ranges like 0-7 (low-high) or 0,2,4; got '0-'"),
     (["adapt", "--dataset", "nope", "--old-classes", "7-0", "--out", "{tmp}/typo"],
      "--old-classes takes numbers and ranges like 0-7 (low-high) or 0,2,4; got '7-0'"),
     # train's random subset: the refusal advised --no-balance, an option train does not have

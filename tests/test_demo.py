@@ -140,6 +140,36 @@ def test_pipeline_toml_and_overrides(tmp_path):
         cfg.override(budgets=[0])
 
 
+def test_a_pipeline_never_writes_over_another_kinds_report(tmp_path, monkeypatch):
+    """A select file without `out` wrote its report into runs/demo, over the demo's (an
+    adapt pipeline's); its default folder is its own now, and a folder holding the other
+    kind's summary (recorded, or told by its fields for an older one) is refused before any
+    work."""
+    import tinysift.bench.device
+    from tinysift.bench.adapt_demo import AdaptDemoConfig, run_adapt_demo
+    from tinysift.pipeline.config import check_report_folder
+    from tinysift.pipeline.run import run_pipeline
+
+    assert PipelineConfig().out != AdaptDemoConfig().out
+    assert PipelineConfig.quick().out != AdaptDemoConfig.quick().out
+    (tmp_path / "summary.json").write_text(json.dumps({"results": {}, "plans": {}}))
+    with pytest.raises(TinysiftError, match=r"holds the report of an adapt pipeline.*this "
+                                            r"select pipeline would replace it"):
+        run_pipeline(PipelineConfig(dataset="digits", out=str(tmp_path)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # nothing else
+
+    def no_bench(*a, **k):
+        raise AssertionError("ran before refusing")
+
+    monkeypatch.setattr(tinysift.bench.device, "bench_device", no_bench)
+    (tmp_path / "summary.json").write_text(json.dumps({"kind": "select", "rows": []}))
+    with pytest.raises(TinysiftError, match="holds the report of a select pipeline"):
+        run_adapt_demo(AdaptDemoConfig(dataset="digits", out=str(tmp_path)))
+    check_report_folder(tmp_path, "select")  # its own kind
+    (tmp_path / "summary.json").write_text("{torn")
+    check_report_folder(tmp_path, "adapt")  # unreadable: nothing to keep
+
+
 def test_pipeline_table_settings_read_from_the_file(tmp_path):
     """A table named after a setting is its value, at the top level too (it was flattened
     like a section: `[method_params.flow]` read as an unknown setting `flow`); sections still

@@ -89,7 +89,8 @@ class AdaptDemoConfig(TomlConfig):
             methods=tuple(self.methods), sizes=tuple(self.sizes), updates=tuple(self.updates),
             steps=self.steps, lr=self.lr, batch=self.batch, schedule=self.schedule,
             base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
-            progress_dir=out / "progress", work_dir=out / "work")
+            progress_dir=out / "progress", work_dir=out / "work",
+            out_option="out (the pipeline file's, or --out)")
 
 
 
@@ -98,15 +99,17 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     import sys
 
     from tinysift.bench.device import bench_device
+    from tinysift.pipeline.config import check_report_folder
     from tinysift.report.adapt import write_adapt_report
     from tinysift.runs import atomic_write_json, machine_info, package_versions
 
     start = time.perf_counter()
+    check_report_folder(cfg.out, "adapt")
     bcfg = cfg.bench_config()
     res = bench_device(bcfg, log=log)
     base = bcfg.work_dir / f"{bcfg.stem()}-s{cfg.seed}" / "base"
     summary = {
-        "name": cfg.name, "config": cfg.to_dict(), "results": res,
+        "kind": "adapt", "name": cfg.name, "config": cfg.to_dict(), "results": res,
         "plans": _plans(cfg, base, len(cfg.old_classes), res["scenario_info"]["new_samples"],
                         res["scenario_info"]["num_classes"]),
         "versions": package_versions(), "machine": machine_info(),

@@ -53,14 +53,25 @@ def _classes(text: str) -> tuple[int, ...]:
     out: list[int] = []
     try:
         for part in text.split(","):
-            lo, _, hi = part.partition("-")
+            lo, dash, hi = part.partition("-")
+            if dash and not hi.strip():  # "0-" was read as 0
+                raise ValueError(part)
             if int(hi or lo) < int(lo):  # 7-0 named no class: "old_classes must name ..."
                 raise ValueError(part)
+            if int(hi or lo) > MAX_CLASS:  # 0-2000000000 built a list until memory ran out
+                raise BudgetError(f"--old-classes {text}: class {int(hi or lo)} is beyond "
+                                  f"any dataset's classes (numbered from 0, at most "
+                                  f"{MAX_CLASS}); name the dataset's classes, e.g. 0-7")
             out += list(range(int(lo), int(hi or lo) + 1))
     except ValueError as exc:
         raise BudgetError(f"--old-classes takes numbers and ranges like 0-7 (low-high) or "
                           f"0,2,4; got {text!r}") from exc
     return tuple(sorted(set(out)))  # 0-3,2-5 names classes 2 and 3 once
+
+
+#: The largest class index --old-classes accepts before the dataset is loaded (the dataset
+#: then checks its own range)
+MAX_CLASS = 9999
 
 
 def _pct(v) -> str:

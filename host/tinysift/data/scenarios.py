@@ -123,6 +123,19 @@ def _take_per_class(y: np.ndarray, classes, per_class: int | None,
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
+def _samples_each(y: np.ndarray, asked: int | None, each: str = "each") -> str:
+    """How many samples of each class the device learns from, as a description says it:
+    "100 samples each", or where the data holds fewer than asked, the counts themselves
+    ("137, 146 samples (all the data holds; 100000 each asked)"): the report said "from
+    100000 samples each" of a scenario that held 283 in all."""
+    counts = np.unique(y, return_counts=True)[1]
+    if asked is not None and (counts == asked).all():
+        return f"{asked} samples {each}"
+    listed = ", ".join(map(str, counts[:10])) + (", ..." if len(counts) > 10 else "")
+    return (f"{listed} samples (all the data holds; {asked} {each} asked)" if asked else
+            f"{listed} samples")
+
+
 def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
                 new_per_class: int = 100, seed: int = 0) -> Scenario:
     """The base model learns ``old_classes``; the device learns the rest of the dataset's
@@ -132,7 +145,11 @@ def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
     ds = load_dataset(dataset)
     old = tuple(sorted({int(c) for c in old_classes}))  # a class named twice is one class
     if not old or min(old) < 0 or max(old) >= ds.num_classes:
-        raise DatasetError(f"old classes must be in 0..{ds.num_classes - 1}, got {old}")
+        bad = [c for c in old if not 0 <= c < ds.num_classes]
+        shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5
+                                                else "")
+        raise DatasetError(f"old classes must be in 0..{ds.num_classes - 1}"
+                           + (f"; {shown} are not" if bad else ", got none"))
     new = tuple(c for c in range(ds.num_classes) if c not in old)
     if not new:
         raise DatasetError("every class is old: leave at least one class for the device")
@@ -145,7 +162,7 @@ def new_classes(dataset: str = "fashion-mnist", old_classes=tuple(range(8)),
                     ds.y_train[i_new], ds.x_test[t_old], ds.y_test[t_old], ds.x_test[t_new],
                     ds.y_test[t_new], ds.num_classes, old, new, ds.class_names,
                     f"{dataset}: base model on classes {list(old)}, device learns "
-                    f"{list(new)} from {new_per_class} samples each",
+                    f"{list(new)} from {_samples_each(ds.y_train[i_new], new_per_class)}",
                     meta={"dataset": dataset, "dataset_hash": ds.content_hash})
 
 
@@ -187,7 +204,7 @@ def shift(source: str = "mnist", new_per_class: int = 30, seed: int = 0) -> Scen
                     src.x_test, src.y_test, x_tgt_test, tgt.y_test, 10, tuple(range(10)),
                     tuple(range(10)), src.class_names,
                     f"{source} -> scikit-learn digits upsampled to 28x28: the device adapts "
-                    f"from {new_per_class} samples per class",
+                    f"from {_samples_each(tgt.y_train[i_new], new_per_class, 'per class')}",
                     meta={"dataset": source, "dataset_hash": src.content_hash,
                           "target_hash": tgt.content_hash})
 
@@ -236,7 +253,14 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     test = np.zeros(len(y), bool)
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
+        # a class of one sample stays in training, as in a dataset's split (it went to the
+        # test set whole, and the device was given nothing of it to learn)
+        if len(idx) >= 2:
+            test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
+    if not test.any():
+        raise DatasetError(f"{spec}: every class has a single sample, so none can be held out "
+                           "to test the new task (20% per class); add samples (at least 2 "
+                           "per class, about 5), or supply x_test/y_test in the .npz")
     return x[~test], y[~test], x[test], y[test]
 
 

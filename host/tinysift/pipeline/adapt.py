@@ -164,6 +164,7 @@ def prepare_base(cfg: AdaptConfig, log=print):
     # classes out of range) left an empty run folder, and a file at --out was "unexpected"
     out = out_folder(Path(cfg.out), "--out", create=False)
     scn = build_scenario(cfg)
+    check_replay_count(cfg, scn)
     out_folder(out, "--out", create=True)
     # keyed on the scenario's content too: a user's --new file (or a dataset) changed in
     # place is written again, instead of pairing the old file's base with the new samples
@@ -226,6 +227,22 @@ def fit_replay(cfg: AdaptConfig, scn, base: Path):
 def replay_method_params(replay: str, overrides: dict | None = None) -> dict:
     """The replay method's parameters: :data:`REPLAY_DEFAULTS`, then the caller's."""
     return {**REPLAY_DEFAULTS.get(replay, {}), **(overrides or {})}
+
+
+def check_replay_count(cfg: AdaptConfig, scn) -> None:
+    """Refuse a replay set larger than the old task's training data before the base model
+    trains (it was refused after, in the selection's words: "keep count must be in [1,
+    1154], got 800000")."""
+    from tinysift.errors import BudgetError
+
+    if not cfg.uses_replay:
+        return
+    wanted, held = cfg.replay_per_class * len(scn.old_classes), len(scn.y_old)
+    if wanted > held:
+        raise BudgetError(f"replay_per_class {cfg.replay_per_class} x {len(scn.old_classes)} "
+                          f"old classes is {wanted} replay samples, but the old task has "
+                          f"{held} training samples: give at most "
+                          f"{held // len(scn.old_classes)} (--replay-per-class)")
 
 
 def choose_replay(cfg: AdaptConfig, scn, base: Path, fitted=None) -> np.ndarray:

@@ -124,8 +124,10 @@ class PipelineConfig(TomlConfig):
     method_params : per-method constructor settings, e.g. ``{"flow": {"flow": {"steps": 200}}}``
     """
 
-    name: str = "demo"
-    out: str = "runs/demo"
+    # not the demo's folder (an adapt pipeline's): a select file without `out` wrote its
+    # report over the demo's
+    name: str = "select"
+    out: str = "runs/select"
     dataset: str = "fashion-mnist"
     board: str = "qemu-mps2-an386"
     seed: int = 0
@@ -147,7 +149,8 @@ class PipelineConfig(TomlConfig):
     @classmethod
     def quick(cls) -> PipelineConfig:
         """digits, small budgets: under 2 minutes after set-up."""
-        return cls(name="demo-quick", out="runs/demo-quick", dataset="digits", base_keep="1.0",
+        return cls(name="select-quick", out="runs/select-quick", dataset="digits",
+                   base_keep="1.0",
                    base_epochs=30, budgets=[20, 50, 150], test_samples=200, proxy_epochs=2,
                    method_params={"flow": {"flow": {"steps": 200}}})
 
@@ -275,3 +278,26 @@ def as_pipeline_setting(check) -> None:
     except TinysiftError as exc:
         raise TinysiftError(f"pipeline setting: {exc}; fix it in the pipeline file (or its "
                             "flag)") from exc
+
+
+def check_report_folder(out: str | Path, kind: str) -> None:
+    """Refuse, before any work, a pipeline of ``kind`` whose run folder holds the report of a
+    pipeline of another kind (``summary.json``, ``report.html``): a select file without
+    ``out`` wrote over the demo's report. The kind is the summary's ``kind``, or for a
+    summary written before it was recorded, its fields (an adapt summary holds ``results``
+    and ``plans``, a select one ``rows``)."""
+    import json
+
+    try:
+        summary = json.loads((Path(out) / "summary.json").read_text())
+    except (OSError, ValueError):  # none, or torn: nothing to keep
+        return
+    if not isinstance(summary, dict):
+        return
+    theirs = summary.get("kind") or ("adapt" if {"results", "plans"} <= summary.keys() else
+                                     "select" if "rows" in summary else None)
+    if theirs is not None and theirs != kind:
+        article = "an" if theirs == "adapt" else "a"
+        raise TinysiftError(f"{out} holds the report of {article} {theirs} pipeline (summary."
+                            f"json, report.html); this {kind} pipeline would replace it: set out = "
+                            "\"...\" in the pipeline file or pass --out another folder")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.device.results import DeviceResults
-from tinysift.pipeline.config import PipelineConfig
+from tinysift.pipeline.config import PipelineConfig, check_report_folder
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
@@ -44,6 +44,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     board = load_board(cfg.board)
     ds = load_dataset(cfg.dataset)
     out = Path(cfg.out)
+    check_report_folder(out, "select")
     run = Run(out)
     run.record_command()
     run.set("pipeline", cfg.to_dict())
@@ -113,7 +114,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     timings["on-device fine-tuning"] = round(time.perf_counter() - t_dev, 2)
 
     summary = {
-        "name": cfg.name, "dataset": cfg.dataset, "dataset_hash": ds.content_hash,
+        "kind": "select", "name": cfg.name, "dataset": cfg.dataset,
+        "dataset_hash": ds.content_hash,
         "board": cfg.board, "seed": cfg.seed,
         "counter": rows[0]["counter"], "clock_hz": board.clock_hz,
         "epochs": cfg.epochs, "test_samples": exp.test_samples,

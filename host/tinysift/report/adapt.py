@@ -97,9 +97,10 @@ def write_adapt_report(summary: dict, path: Path) -> Path:
 TFLM runtime) runs on the emulated board; the device trains on a <b>replay set</b> of the old
 classes, chosen by each replay method on the host, plus the new samples streamed over serial,
 for {cfg['steps']} steps ({cfg['schedule']} learning rate, class-balanced loss), and reports
-per-class accuracy of its re-quantized int8 model on {res['config']['test_per_class']} test
-samples per class. Energy is <b>estimated</b> from the instruction count and the board
-profile. Host joint model (upper bound): all {res['joint']['acc_mean']:.3f}, old
+per-class accuracy of its re-quantized int8 model on up to
+{res['config']['test_per_class']} test samples per class (all a class has where it has
+fewer). Energy is <b>estimated</b> from the instruction count and the board profile. Host
+joint model (upper bound): all {res['joint']['acc_mean']:.3f}, old
 {res['joint']['acc_old']:.3f}, new {res['joint']['acc_new']:.3f}. One seed: see
 <code>tinysift bench device</code> for the multi-seed comparison.</p>
 {table_html(headers(summary), rows(summary))}
