@@ -780,7 +780,16 @@ def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, m
     elf.parent.mkdir(parents=True)
     elf.write_bytes(b"an ELF built without the flag")
     (run / "device" / f"firmware-{brd.pio_env}.stamp").write_text(plain)
+    (run / "device" / f"firmware-{brd.pio_env}.elf.sha256").write_text(file_hash(elf))
     assert ensure_built(run, brd) == elf  # current: reused
+    # a damaged ELF under a current stamp was run as it was (every run a closed link): its
+    # hash no longer matches, it is built again (the stand-in export fails: a build ran)
+    elf.write_bytes(b"an ELF cut sho")
+    with pytest.raises(DeviceError, match="firmware build for qemu-mps2-an386 failed"):
+        ensure_built(run, brd)
+    elf.write_bytes(b"an ELF built without the flag")
+    (run / "device" / f"firmware-{brd.pio_env}.stamp").write_text(plain)  # (the build dropped it)
+    assert ensure_built(run, brd) == elf  # the recorded ELF and stamp again: reused
     monkeypatch.setenv("PLATFORMIO_BUILD_FLAGS", "-DTS_USE_DSP=0")
     flagged = build_identity(run, brd)
     assert flagged != plain and "env:PLATFORMIO_BUILD_FLAGS=-DTS_USE_DSP=0" in flagged

@@ -469,13 +469,19 @@ def _open_link(brd: Board, run_dir: Path, port: str | None, session: DeviceSessi
 @locks_run("run_dir")
 def ensure_built(run_dir: Path, brd: Board) -> Path:
     """The firmware ELF for this run's export, rebuilt when its :func:`build_identity` (the
-    export, the firmware sources, the toolchain, the build variables) changed."""
+    export, the firmware sources, the toolchain, the build variables) changed, or when the
+    ELF is not the one that build wrote (its hash, recorded beside the stamp: a truncated or
+    replaced ELF was run as it was, and every run ended in a closed link)."""
+    from tinysift.runs import file_hash
+
     run_dir = Path(run_dir)
     out = run_dir / "device"
     elf = out / f"firmware-{brd.pio_env}.elf"
     stamp = _stamp(run_dir, brd)
+    elf_hash = _elf_hash(run_dir, brd)
     want = build_identity(run_dir, brd)
-    if elf.exists() and stamp.exists() and stamp.read_text() == want:
+    if (elf.exists() and stamp.exists() and stamp.read_text() == want
+            and elf_hash.exists() and elf_hash.read_text() == file_hash(elf)):
         return elf
     return _build_stamped(run_dir, brd, want).elf
 
@@ -485,12 +491,19 @@ def _stamp(run_dir: Path, brd: Board) -> Path:
     return Path(run_dir) / "device" / f"firmware-{brd.pio_env}.stamp"
 
 
+def _elf_hash(run_dir: Path, brd: Board) -> Path:
+    """The hash of the ELF the stamped build wrote (kept apart from the stamp, whose text is
+    the build identity a device result records)."""
+    return Path(run_dir) / "device" / f"firmware-{brd.pio_env}.elf.sha256"
+
+
 def _build_stamped(run_dir: Path, brd: Board, want: str, **build_args) -> BuildResult:
     """build_firmware into ``run_dir/device``, its stamp saying ``want`` once the ELF is
     there: the stamp goes first, so that an ELF replaced by a build that did not finish
     recording (or by `device flash` under other build variables) is never taken for the
     stamp's."""
     from tinysift.device.build import NO_TOOLCHAIN, build_firmware
+    from tinysift.runs import file_hash
 
     stamp = _stamp(run_dir, brd)
     stamp.unlink(missing_ok=True)
@@ -500,6 +513,7 @@ def _build_stamped(run_dir: Path, brd: Board, want: str, **build_args) -> BuildR
         # stock PlatformIO downloads a board's on its first build): the stamp names the one
         # it compiled with. Stamped "none", the next run built the same ELF again.
         want = build_identity(run_dir, brd)
+    _elf_hash(run_dir, brd).write_text(file_hash(res.elf))
     stamp.write_text(want)
     return res
 
