@@ -542,6 +542,25 @@ def test_fit_error_suggests_only_boards_with_a_port():
     assert "disco_f746ng" not in str(err.value)
 
 
+def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit():
+    """A firmware that trains the last block keeps the raw .tflite in flash: where that is
+    what does not fit, the error said fewer samples or another board, never --head-only,
+    with which the whole set fits."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=20_000,
+                        sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=420_000)
+    board = load_board("nucleo_f401re")
+    with pytest.raises(FitError, match=r"--head-only \(a firmware that trains the head only: "
+                                       r"all 100 fit\)"):
+        check_fits(fp, board, 100, 50, db_capacity=0)
+    assert check_fits(fp, board, 100, 50, db_capacity=0, backbone_training=False).fits
+    with pytest.raises(FitError) as err:  # no backbone to drop: not suggested
+        check_fits(fp, board, 100_000, 50, db_capacity=0, backbone_training=False)
+    assert "--head-only" not in str(err.value)
+
+
 def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch):
     """The export stage's key holds the figures the plan reads: a user profile with less RAM
     re-plans (the stale plan was reused before); one that changes only the measured current
