@@ -557,7 +557,7 @@ def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit
         check_fits(fp, board, 100, 50, db_capacity=0)
     assert check_fits(fp, board, 100, 50, db_capacity=0, backbone_training=False).fits
     with pytest.raises(FitError) as err:  # no backbone to drop: not suggested
-        check_fits(fp, board, 100_000, 50, db_capacity=0, backbone_training=False)
+        check_fits(fp, board, 60_000, 50, db_capacity=0, backbone_training=False)
     assert "--head-only" not in str(err.value)
 
 
