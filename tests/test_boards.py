@@ -130,6 +130,22 @@ def test_flash_dry_run_openocd_command(tmp_path):
         assert (scripts / load_board("nucleo_l4r5zi").openocd_config).is_file()
 
 
+def test_a_board_without_a_flash_method_says_the_fix(tmp_path):
+    """"disco_f746ng has no flash method in its profile" gave no fix: a board without a
+    firmware port says nothing can be built for it; one with a port, which profile key to
+    set and where."""
+    from dataclasses import replace
+
+    brd = load_board("disco_f746ng")
+    with pytest.raises(DeviceError, match="has no firmware port .* choose a board `tinysift "
+                                          "boards` lists as buildable"):
+        flash_steps(brd, None)
+    ported = replace(load_board("nucleo_f411re"), flash_method="")
+    with pytest.raises(DeviceError, match=r"set flash_method to one of probe, uf2, pio-upload "
+                                          r"in its user profile, .*nucleo_f411re\.toml"):
+        flash_steps(ported, _plan("nucleo_f411re", tmp_path)[1])
+
+
 def test_flash_other_probes_and_methods(tmp_path):
     brd, plan = _plan("nucleo_l4r5zi", tmp_path)
     _, steps = flash_steps(brd, plan, probe="pyocd")

@@ -168,7 +168,15 @@ def flash_steps(board: Board, build: BuildPlan, probe: str | None = None,
                                                           else [])],
                            build.env, build.build_dir, build.offline)
         return upload, []
-    raise DeviceError(f"{board.name} has no flash method in its profile (flash_method)")
+    from tinysift.boards import FLASH_METHODS, board_support, user_boards_dir
+
+    if board_support(board) == "no-port":
+        raise DeviceError(f"{board.name} has no firmware port (its profile is for memory "
+                          "plans only), so nothing can be built or flashed for it: choose a "
+                          "board `tinysift boards` lists as buildable")
+    raise DeviceError(f"{board.name} has no flash method in its profile: set flash_method "
+                      f"to one of {', '.join(m for m in FLASH_METHODS if m)} in its user "
+                      f"profile, {user_boards_dir() / (board.name + '.toml')}")
 
 
 #: what a flash tool says when no probe is attached, in its own words -> in ours
