@@ -100,6 +100,9 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         (("adapt", "--dataset", "digits", "--old-classes", "3,3"),
          "--old-classes names 1 distinct class (3); the base model classifies"),
         (("adapt", "--scenario", "user", "--dataset", "digits"), "needs --new"),
+        # --old-classes was silently ignored by the scenarios that train on every class
+        (("adapt", "--scenario", "shift", "--dataset", "mnist", "--old-classes", "0-3"),
+         "--old-classes applies to the new-classes scenario only"),
         (("adapt", "--scenario", "shift", "--dataset", "digits"),
          "10 classes: pass --dataset mnist"),
         # the device's ranges, before the base model is trained (was after 33 s on Digits)

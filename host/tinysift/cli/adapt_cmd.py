@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
     def adapt_cmd(
         scenario: str = typer.Option("new-classes", help="new-classes, shift or user"),
         dataset: str = typer.Option("fashion-mnist", help="the base model's dataset"),
-        old_classes: str = typer.Option("0-7", help="new-classes: the base model's classes"),
+        old_classes: str = typer.Option(None, help="new-classes: the base model's classes "
+                                                   "(default 0-7)"),
         new: str = typer.Option(None, help="user: the new data, npz:PATH or folder:PATH"),
         new_per_class: int = typer.Option(100, help="new samples per class the device gets"),
         replay: str = typer.Option("vq", help="pruning method choosing the replay set, or "
@@ -32,10 +33,15 @@ def register(app: typer.Typer) -> None:
 
         Trains a base model on the old task, chooses a replay set, and lets the device learn
         the new task with it; prints old/new/all accuracy against the host's joint model."""
+        from tinysift.errors import BudgetError
         from tinysift.pipeline.adapt import AdaptConfig, run_adapt
 
+        if old_classes is not None and scenario != "new-classes":  # was silently ignored
+            raise BudgetError(f"--old-classes applies to the new-classes scenario only: "
+                              f"{scenario}'s base model learns every class of its dataset; "
+                              "drop --old-classes")
         cfg = AdaptConfig(scenario=scenario, dataset=dataset,
-                          old_classes=_classes(old_classes), new=new,
+                          old_classes=_classes(old_classes or "0-7"), new=new,
                           new_per_class=new_per_class, replay=replay,
                           replay_per_class=replay_per_class, update=update, board=board,
                           steps=steps, lr=lr, schedule=schedule, seed=seed, out=out)
