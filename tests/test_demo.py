@@ -166,6 +166,12 @@ def test_a_pipeline_never_writes_over_another_kinds_report(tmp_path, monkeypatch
     with pytest.raises(TinysiftError, match="holds the report of a select pipeline"):
         run_adapt_demo(AdaptDemoConfig(dataset="digits", out=str(tmp_path)))
     check_report_folder(tmp_path, "select")  # its own kind
+    # base_keep against the data, before any work, in the file's words (train said "--keep")
+    with pytest.raises(TinysiftError, match=r"base_keep = '1e-9' keeps 1 of 1437 samples, "
+                                            r"fewer than the 10 classes"):
+        run_pipeline(PipelineConfig(dataset="digits", base_keep="1e-9",
+                                    out=str(tmp_path / "bk")))
+    assert not (tmp_path / "bk").exists()
     (tmp_path / "summary.json").write_text("{torn")
     check_report_folder(tmp_path, "adapt")  # unreadable: nothing to keep
 
