@@ -73,9 +73,6 @@ def test_results_of_another_configuration_are_not_replaced(tmp_path):
     with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
                        r"20 -> 3; the data's contents\).*pass another --out-dir"):
         check_results_owner(log, tmp_path, "guided_digits")
-    # an adapt pipeline's folder is its file's `out` (`tinysift run` has no --out-dir)
-    with pytest.raises(TinysiftError, match=r"pass another out \(the pipeline file's"):
-        check_results_owner(log, tmp_path, "guided_digits", "out (the pipeline file's)")
     check_results_owner(ProgressLog({"epochs": 3}, None, "guided_digits"), tmp_path,
                         "guided_digits")  # --quick: no log to tell
     (tmp_path / "guided_digits.json").write_text("{torn")
@@ -186,3 +183,27 @@ def test_scoring_bench_names_its_files_by_slug_and_checks_methods_first(tmp_path
     assert files == [f"scoring_npz_{str(path).replace('/', '_')}.{e}" for e in ("json", "md")]
     assert res["data_hash"] and res["written"] and res["methods"]["random"]["meets_target"] is None
     assert "| - | - |" in (tmp_path / "out" / files[1]).read_text()
+
+
+def test_a_pipelines_folder_follows_its_file_a_benchs_refuses_another_configuration(
+        tmp_path, monkeypatch):
+    """`bench device` refuses a folder whose results came from another configuration; an
+    adapt pipeline's run folder (the demo's) follows its file: edited and rerun, it runs the
+    new settings instead of asking for another folder."""
+    import tinysift.bench.driver as driver
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+
+    class Started(Exception):
+        pass
+
+    def started(*a, **k):
+        raise Started
+
+    monkeypatch.setattr(driver, "say_later_seeds", started)  # the first step after the check
+    _results(tmp_path / "device_new-classes_digits.json", "device_new-classes_digits_0.jsonl")
+    where = {"dataset": "digits", "methods": ("random",), "sizes": (5,), "seeds": 1,
+             "out_dir": tmp_path, "progress_dir": tmp_path / "p", "work_dir": tmp_path / "w"}
+    with pytest.raises(TinysiftError, match="another configuration of this bench"):
+        bench_device(DeviceBenchConfig(**where))
+    with pytest.raises(Started):
+        bench_device(DeviceBenchConfig(**where, pipeline_folder=True))

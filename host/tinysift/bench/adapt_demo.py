@@ -90,7 +90,7 @@ class AdaptDemoConfig(TomlConfig):
             steps=self.steps, lr=self.lr, batch=self.batch, schedule=self.schedule,
             base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
             progress_dir=out / "progress", work_dir=out / "work",
-            out_option="out (the pipeline file's, or --out)")
+            pipeline_folder=True)
 
 
 

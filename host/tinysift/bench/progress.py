@@ -298,8 +298,7 @@ class ProgressLog:
                 for r in (self.get(s, WALL, "seed") for s in range(seeds))]
 
 
-def check_results_owner(log: ProgressLog, out_dir: Path, stem: str,
-                        option: str = "--out-dir") -> None:
+def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     """Refuse, before any training, a bench whose results file ``out_dir/stem.json`` holds
     the results of another configuration of it: another progress log (another recipe, data,
     label noise or option such as ``--epochs``, ``--batch``, ``--keep-steps``,
@@ -328,7 +327,7 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str,
     what = f" ({'; '.join(changed)})" if changed else ""
     raise BudgetError(f"{path} holds the results of another configuration of this bench"
                       f"{what}, logged in {theirs} (this command's log: {log.path.name}); "
-                      f"this run would replace them: pass another {option}, or move "
+                      f"this run would replace them: pass another --out-dir, or move "
                       f"{path.name} and its .md/.png away (its trainings stay in {theirs})")
 
 
