@@ -3,6 +3,8 @@
 TFLM reuses arena memory, so intermediate tensors are not readable after ``invoke``. To get
 per-layer outputs, the model is re-packed with every operator's output listed as a subgraph
 output (the operators and their parameters are untouched), which makes TFLM keep each one.
+Its arena is found by tinysift.quantize.tflm.minimal_arena's search (TFLM's default, ten
+times the model's size, is far too small for a model of small weights and large activations).
 """
 
 from __future__ import annotations
@@ -11,7 +13,48 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinysift.quantize.tflm import run_tflm
+from tinysift.errors import TinysiftError
+from tinysift.quantize.tflm import minimal_arena, run_tflm
+
+# TFLM arena bytes per element of each tensor type (an unknown type counts as 8)
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 15: 4, 16: 2}
+# TFLM aligns its arena's start and each planned buffer to 16 bytes: slack over the size the
+# search verified, so that another allocation of the arena never lands a few bytes short
+_ARENA_SLACK = 1024
+
+
+def tflm_arena(model_bytes: bytes) -> int:
+    """An arena size TFLM is known to run ``model_bytes`` in: the smallest one that allocates
+    and invokes (``minimal_arena``, searched in a forked child, since TFLM can crash at
+    sizes just too small), plus a little slack.
+
+    The search's ceiling is twice every non-constant tensor's bytes plus 1 MiB for TFLM's
+    persistent structures (at least 4 MiB): a model the engine accepts is not refused for
+    its activations' size. A model TFLM does not run even there is refused
+    (``TinysiftError``)."""
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import tflite_schema
+
+    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    buffers = model.buffers or []
+    activations = 0
+    for graph in model.subgraphs or []:
+        for t in graph.tensors or []:
+            buf = buffers[t.buffer].data if 0 <= t.buffer < len(buffers) else None
+            if buf is not None and len(buf):
+                continue  # a constant lives in the model, not the arena
+            n = int(np.prod([max(int(d), 1) for d in t.shape])) if t.shape is not None else 1
+            activations += (n * _TYPE_BYTES.get(t.type, 8) + 15) // 16 * 16
+    hi = max(1 << 22, 2 * activations + (1 << 20)) // 16 * 16
+    try:
+        with quiet_stderr():  # TFLM logs every failed try on fd 2
+            return minimal_arena(model_bytes, hi=hi) + _ARENA_SLACK
+    except TinysiftError:
+        # hi is twice what the tensors need: TFLM's Prepare refused a parameter
+        raise TinysiftError(
+            f"TFLM does not run the model even in a {hi:,}-byte arena (at least twice what its "
+            "tensors need): its kernels refuse a parameter of it (a damaged .tflite?); convert the "
+            "model again with full-integer int8 quantization") from None
 
 
 def with_all_outputs(model_bytes: bytes) -> tuple[bytes, int]:
@@ -32,7 +75,7 @@ def with_all_outputs(model_bytes: bytes) -> tuple[bytes, int]:
 def layer_outputs(model_bytes: bytes, x_int8: np.ndarray) -> list[np.ndarray]:
     """Per-operator outputs from TFLM, one (N, size) array per operator of the .tflite."""
     exposed, count = with_all_outputs(model_bytes)
-    return run_tflm(exposed, x_int8, outputs=count)
+    return run_tflm(exposed, x_int8, outputs=count, arena_size=tflm_arena(exposed))
 
 
 @dataclass

@@ -148,6 +148,10 @@ def minimal_arena(model_bytes: bytes, hi: int = 1 << 22) -> int:
         except (RuntimeError, ValueError):
             return False
 
+    # imported here, before any fork: a forked child of a process running TensorFlow's
+    # threads crashed importing it, and every try read as "too small"
+    from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+
     too_small = TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
     arena = _ArenaRange(16, hi)
     top_checked = False

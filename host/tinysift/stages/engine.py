@@ -46,6 +46,7 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
     folder)."""
     from tinysift.device.native import golden_check
     from tinysift.errors import TinysiftError
+    from tinysift.export.golden import tflm_arena
     from tinysift.export.tflite_reader import describe, parse_tflite
     from tinysift.quantize.tflm import arena_usage
     from tinysift.runs import out_folder
@@ -63,8 +64,10 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
         info = export_tflite(tflite_path, work / "export", inputs=inputs, count=count,
                              seed=seed, board=board)
         try:
-            tflm_head = arena_usage(tflite).get("head")
-        except (RuntimeError, ValueError):
+            # in an arena known to suffice: TFLM's default (ten times the model's size) was
+            # too small for large activations and the comparison read "?"
+            tflm_head = arena_usage(tflite, tflm_arena(tflite)).get("head")
+        except (RuntimeError, ValueError, TinysiftError):
             tflm_head = None
         check = EngineCheck(tflite=tflite_path, inputs=info["test_samples"],
                             layers=describe(parsed).splitlines(),

@@ -1,0 +1,122 @@
+"""`tinysift engine check` on models at the edges of what it takes: activations far larger
+than the weights (TFLM's default arena). It must end in the report or in one clear line
+(exit 2), never in an unexpected exception."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinysift.errors import TinysiftError
+from tools_needed import need_tools
+
+
+def _convert(model, shape: tuple[int, ...]) -> bytes:
+    from tinysift.quantize.convert import convert_int8
+
+    rep = np.random.default_rng(0).integers(0, 255, (8, *shape), np.uint8)
+    return convert_int8(model, rep)
+
+
+def _big_gap() -> bytes:
+    """Conv2D(64) on 96x96: a 590 KB activation from 5 KB of model (TFLM's default arena is
+    ten times the model's size), then GlobalAveragePooling2D and a Dense head."""
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((96, 96, 1))
+    x = keras.layers.Conv2D(64, 3, padding="same")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return _convert(keras.Model(inp, keras.layers.Dense(10)(x)), (96, 96, 1))
+
+
+def _small() -> bytes:
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inp)
+    out = keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x))
+    return _convert(keras.Model(inp, out), (4, 4, 1))
+
+
+@pytest.fixture(scope="module")
+def big_gap(tmp_path_factory):
+    path = tmp_path_factory.mktemp("big-gap") / "big_gap.tflite"
+    path.write_bytes(_big_gap())
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "small.tflite"
+    path.write_bytes(_small())
+    return path
+
+
+# ---- B1: the golden run's arena ------------------------------------------------------------
+
+def test_golden_runs_a_model_of_large_activations_and_small_weights(big_gap):
+    """golden() ran TFLM in its default arena (len(model) * 10 bytes): "TFLM failed to
+    allocate tensors" for 590 KB of activations; now in an arena the search found."""
+    from tinysift.export.golden import golden, tflm_arena, with_all_outputs
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.quantize.tflm import run_tflm
+    from tinysift.stages.export import random_inputs
+
+    tflite = big_gap.read_bytes()
+    parsed = parse_tflite(tflite, big_gap)
+    x = random_inputs(parsed, 2)
+    g = golden(tflite, parsed, x)
+    # the same outputs as TFLM in an arena far larger than needed
+    want = run_tflm(tflite, x, arena_size=1 << 24)[0]
+    assert np.array_equal(g.outputs, want) and np.array_equal(g.int8_outputs, want)
+    exposed, _ = with_all_outputs(tflite)
+    assert 96 * 96 * 64 < tflm_arena(exposed) < 4 * 96 * 96 * 64
+
+
+def test_engine_check_runs_a_model_of_large_activations(big_gap):
+    """`engine check` on it ended in "unexpected RuntimeError: TFLM failed to allocate
+    tensors" (exit 1); TFLM's planned arena, for comparison, read "?"."""
+    need_tools("gcc")
+    from tinysift.stages.engine import check_tflite
+
+    r = check_tflite(big_gap, count=2, kernels=("scalar",))
+    assert r.ok and r.results["scalar"]["equal"] == 2, r.results
+    assert r.tflm_arena_head is not None and r.arena_bytes <= r.tflm_arena_head
+
+
+def test_a_model_tflm_refuses_is_one_clear_error(small, monkeypatch):
+    """Where even the search's ceiling does not run the model (its kernels refuse a
+    parameter), the error says so, not "the arena is too small"."""
+    import tinysift.export.golden as golden_mod
+
+    def refuses(model_bytes, hi):
+        raise TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
+
+    monkeypatch.setattr(golden_mod, "minimal_arena", refuses)
+    with pytest.raises(TinysiftError, match="its kernels refuse a parameter"):
+        golden_mod.tflm_arena(small.read_bytes())
+
+
+def test_the_arena_search_runs_after_tensorflow_in_a_fresh_process(tmp_path):
+    """The search forks a child per run of tries; the child imported TFLM's runtime, which
+    crashed it in a process that had run TensorFlow (a model converted, as the tests of
+    `engine check` do), and every try read as "too small". A fresh process: the runtime not
+    yet imported, as at `export_tflite`'s first golden run."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from tinysift.tfcompat import keras\n"
+        "from tinysift.quantize.convert import convert_int8\n"
+        "from tinysift.export.golden import tflm_arena\n"
+        "inp = keras.Input((4, 4, 1))\n"
+        "out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inp)))\n"
+        "m = convert_int8(keras.Model(inp, out),\n"
+        "                 np.random.default_rng(0).integers(0, 255, (8, 4, 4, 1), np.uint8))\n"
+        "print('arena', tflm_arena(m))\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0 and "arena" in r.stdout, r.stderr[-3000:]
