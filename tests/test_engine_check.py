@@ -1,13 +1,13 @@
-"""`tinysift engine check` on models at the edges of what it takes: activations far larger
-than the weights (TFLM's default arena). It must end in the report or in one clear line
-(exit 2), never in an unexpected exception."""
+"""`tinysift engine check` on models at the edges of what it takes: activations far larger than
+the weights (TFLM's default arena) and a .tflite damaged in place. Each must end in the
+report or in one clear line (exit 2), never in an unexpected exception."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tinysift.errors import TinysiftError
+from tinysift.errors import TinysiftError, UnsupportedOpError
 from tools_needed import need_tools
 
 
@@ -54,7 +54,7 @@ def small(tmp_path_factory):
     return path
 
 
-# ---- B1: the golden run's arena ------------------------------------------------------------
+# ---- the golden run's arena --------------------------------------------------------------------
 
 def test_golden_runs_a_model_of_large_activations_and_small_weights(big_gap):
     """golden() ran TFLM in its default arena (len(model) * 10 bytes): "TFLM failed to
@@ -120,3 +120,83 @@ def test_the_arena_search_runs_after_tensorflow_in_a_fresh_process(tmp_path):
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0 and "arena" in r.stdout, r.stderr[-3000:]
+
+
+# ---- a .tflite damaged in place -----------------------------------------------------------------
+
+def _flips(data: bytes, seed: int = 0):
+    """Every byte inverted in turn, then random changes of one to three bytes."""
+    for offset in range(len(data)):
+        b = bytearray(data)
+        b[offset] ^= 0xFF
+        yield bytes(b)
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        b = bytearray(data)
+        for offset in rng.integers(0, len(b), rng.integers(1, 4)):
+            b[offset] ^= int(rng.integers(1, 256))
+        yield bytes(b)
+
+
+def test_a_damaged_tflite_is_refused_in_one_line_naming_the_file(small):
+    """Bytes changed in place in the flatbuffer decode without error, then the reader's
+    reshape (ValueError) or a name's decode (UnicodeDecodeError) escaped as "unexpected":
+    every change now parses or is refused as a TinysiftError, a damaged structure naming
+    the file."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    data = small.read_bytes()
+    damaged = 0
+    for b in _flips(data):
+        try:
+            parse_tflite(b, small)
+        except TinysiftError as e:
+            text = str(e)
+            assert "\n" not in text
+            if "damaged" in text:
+                damaged += 1
+                assert str(small) in text, text
+    assert damaged > 50  # the sweep does reach the structure, not only the weights
+
+
+def _edited(data: bytes, edit) -> bytes:
+    """``data`` with ``edit(model)`` applied to its object tree, packed again: damage the
+    flatbuffer's own checks cannot see."""
+    import flatbuffers
+
+    from tinysift.tfcompat import tflite_schema
+
+    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    edit(model)
+    builder = flatbuffers.Builder(len(data) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _weights(model):
+    graph = model.subgraphs[0]
+    return next(t for t in graph.tensors if model.buffers[t.buffer].data is not None
+                and len(model.buffers[t.buffer].data) and t.type == 9)
+
+
+def _set(obj, name, value):
+    setattr(obj, name, value)
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda m: _set(_weights(m), "shape", np.array([5, 51], np.int32)),
+     "bytes of data for shape (5, 51)"),
+    (lambda m: _set(_weights(m), "name", b"w\xe0\x80"), "name is not UTF-8"),
+    (lambda m: _set(_weights(m), "buffer", 999), "refers to buffer 999"),
+    (lambda m: _set(m.subgraphs[0].operators[0], "opcodeIndex", 77), "operator code 77"),
+    (lambda m: _set(m.subgraphs[0].operators[0], "outputs", np.array([99], np.int32)),
+     "outputs [99]"),
+    (lambda m: _set(m.subgraphs[0].operators[0], "builtinOptions", None),
+     "carries no options"),
+], ids=["data-size", "name", "buffer", "opcode", "tensor-index", "options"])
+def test_damaged_structures_are_named(small, edit, said):
+    from tinysift.export.tflite_reader import parse_tflite
+
+    with pytest.raises(UnsupportedOpError) as e:
+        parse_tflite(_edited(small.read_bytes(), edit), small)
+    assert f"{small} is damaged, not a valid .tflite" in str(e.value) and said in str(e.value)

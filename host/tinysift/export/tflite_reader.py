@@ -40,7 +40,22 @@ _C_LIMITS = {"uint8_t": (0, 255), "uint16_t": (0, 65535), "int16_t": (-32768, 32
 _SMALLER_WINDOW = "a smaller window, stride or dilation (split the layer in two)"
 _C_FIELD_FIX = {"stride": _SMALLER_WINDOW, "dilation": _SMALLER_WINDOW, "filter": _SMALLER_WINDOW,
                 "depth": "a smaller depth multiplier", "pad": "less padding"}
-_NP_TYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
+_NP_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
+             7: np.int16, 9: np.int8, 10: np.float64, 12: np.uint64, 15: np.uint32,
+             16: np.uint16}
+# The options each op's parameters are read from: another kind (a changed union tag) means a
+# damaged file; None is accepted where the parser has a default for it
+_OPTIONS = {"CONV_2D": ("Conv2DOptionsT", True),
+            "DEPTHWISE_CONV_2D": ("DepthwiseConv2DOptionsT", True),
+            "FULLY_CONNECTED": ("FullyConnectedOptionsT", True),
+            "AVERAGE_POOL_2D": ("Pool2DOptionsT", True), "MAX_POOL_2D": ("Pool2DOptionsT", True),
+            "SOFTMAX": ("SoftmaxOptionsT", False), "ADD": ("AddOptionsT", False),
+            "MUL": ("MulOptionsT", False), "CONCATENATION": ("ConcatenationOptionsT", False)}
+
+
+class _Damaged(Exception):
+    """A structure no converter writes (an index out of range, data of the wrong size, a
+    name that is not text): the file changed after conversion. parse_tflite names the file."""
 
 
 @dataclass
@@ -52,6 +67,7 @@ class Tensor:
     scales: np.ndarray
     zero_points: np.ndarray
     data: np.ndarray | None = None
+    quantized_dimension: int = 0  # the axis of per-channel scales
 
     @property
     def scale(self) -> float:
@@ -248,18 +264,36 @@ def plan_arena(sizes: list[int], first: list[int], last: list[int],
 def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> ParsedModel:
     """Parse and check a full-integer ``.tflite`` into the layer table and its arena plan.
 
-    ``source`` is the file the bytes were read from, named when they are not a .tflite."""
+    ``source`` is the file the bytes were read from, named when they are not a .tflite or
+    are damaged."""
     schema = _schema()
+    what = "the model" if source is None else str(source)
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     except Exception as e:  # noqa: BLE001 - any decoding failure means "not a .tflite"
         # the file and the way to make one: the bare message left a user with several
         # models (or a .keras/.h5 passed by mistake) guessing which and what to do
-        what = "the model" if source is None else str(source)
         raise UnsupportedOpError(
             f"{what} is not a readable .tflite flatbuffer: give a full-integer int8 .tflite, "
             "converted with `tinysift quantize` (a run's model.tflite) or TensorFlow's "
             "TFLiteConverter with int8 quantization") from e
+    fix = ("convert the model again (or restore the file from a good copy); if it is a fresh "
+           "conversion, report this with the .tflite")
+    try:
+        return _parse_model(model, schema)
+    except _Damaged as e:
+        raise UnsupportedOpError(f"{what} is damaged, not a valid .tflite: {e}; {fix}") from None
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError, OverflowError) as e:
+        # a broken structure the checks of _Damaged do not name (bytes changed in place
+        # decode without error): one line, not a traceback; the cause stays chained, as a
+        # reader bug would show the same way
+        raise UnsupportedOpError(
+            f"{what} is damaged or malformed, not a valid .tflite (reading it failed: "
+            f"{type(e).__name__}: {e}); {fix}") from e
+
+
+def _parse_model(model, schema) -> ParsedModel:
+    """parse_tflite on the decoded flatbuffer (``_Damaged`` for a broken structure)."""
     if model.subgraphs is None or len(model.subgraphs) != 1:
         n = 0 if model.subgraphs is None else len(model.subgraphs)
         raise UnsupportedOpError(f"the model has {n} subgraphs; the firmware engine runs "
@@ -269,22 +303,43 @@ def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> Parsed
     act_names = _Names({v: k for k, v in vars(schema.ActivationFunctionType).items()
                         if not k.startswith("_")})
     pad_names = {v: k for k, v in vars(schema.Padding).items() if not k.startswith("_")}
+    tensors, buffers = list(graph.tensors or []), list(model.buffers or [])
 
     def tensor(i: int) -> Tensor:
-        t = graph.tensors[i]
+        if not 0 <= i < len(tensors):
+            raise _Damaged(f"tensor index {i} is out of range (the graph has {len(tensors)} "
+                           "tensors)")
+        t = tensors[i]
+        try:
+            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        except UnicodeDecodeError:
+            raise _Damaged(f"tensor {i}'s name is not UTF-8 text") from None
+        if not 0 <= t.buffer < len(buffers):
+            raise _Damaged(f"tensor {i} ({name!r}) refers to buffer {t.buffer}, and the model "
+                           f"has {len(buffers)}")
+        shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
+        if any(d < 0 for d in shape):
+            raise _Damaged(f"tensor {i} ({name!r}) has shape {shape}")
         q = t.quantization
         scales = np.asarray(q.scale if q is not None and q.scale is not None else [],
                             np.float32)
         zps = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [],
                          np.int64)
         data = None
-        buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        buf = buffers[t.buffer].data
         dtype = _NP_TYPES.get(t.type, np.uint8)
-        shape = tuple(int(d) for d in t.shape) if t.shape is not None else ()
         if buf is not None and len(buf):
-            data = np.frombuffer(bytes(bytearray(buf)), dtype=dtype).reshape(shape)
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        return Tensor(i, name, shape, dtype, scales, zps, data)
+            raw = np.frombuffer(bytes(bytearray(buf)), dtype=np.uint8)
+            if t.type not in _NP_TYPES:  # a type the reader has no use for: refused later
+                data = raw
+            else:
+                need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                if len(raw) != need:
+                    raise _Damaged(f"tensor {i} ({name!r}) holds {len(raw):,} bytes of data for "
+                                   f"shape {shape} of {np.dtype(dtype).name} ({need:,} bytes)")
+                data = raw.view(dtype).reshape(shape)
+        return Tensor(i, name, shape, dtype, scales, zps, data,
+                      int(q.quantizedDimension) if q is not None else 0)
 
     if graph.inputs is None or graph.outputs is None or len(graph.inputs) != 1 \
             or len(graph.outputs) != 1:
@@ -292,17 +347,35 @@ def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> Parsed
     ops = list(graph.operators or [])
     if not ops:
         raise UnsupportedOpError("the model has no operators")
+    codes = list(model.operatorCodes or [])
     names = []
-    for op in ops:
-        code = model.operatorCodes[op.opcodeIndex]
+    for k, op in enumerate(ops):
+        if not 0 <= op.opcodeIndex < len(codes):
+            raise _Damaged(f"operator {k} has operator code {op.opcodeIndex}, and the model "
+                           f"has {len(codes)}")
+        code = codes[op.opcodeIndex]
         names.append(op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"))
+        # every index in range (-1: an optional input left out), at least one output
+        ins = [] if op.inputs is None else [int(j) for j in op.inputs]
+        outs = [] if op.outputs is None else [int(j) for j in op.outputs]
+        if not outs or any(not -1 <= j < len(tensors) for j in ins) \
+                or any(not 0 <= j < len(tensors) for j in outs):
+            raise _Damaged(f"operator {k} ({names[-1]}) has inputs {ins} and outputs {outs}, "
+                           f"and the graph has {len(tensors)} tensors")
+        expected, required = _OPTIONS.get(names[-1], (None, False))
+        opts = op.builtinOptions
+        if expected is not None and (opts is None and required or opts is not None
+                                     and type(opts).__name__ != expected):
+            raise _Damaged(f"operator {k} ({names[-1]}) carries "
+                           f"{type(opts).__name__ if opts is not None else 'no'} options, not "
+                           f"{expected[:-1]}")
     g_in, g_out = tensor(int(graph.inputs[0])), tensor(int(graph.outputs[0]))
 
     # the float edges: a QUANTIZE of the float input first, a DEQUANTIZE to the float output last
     first_op, end_op = 0, len(ops)
     in_float = out_float = None
     if g_in.dtype is np.float32:
-        if names[0] == "QUANTIZE" and int(ops[0].inputs[0]) == g_in.index \
+        if names[0] == "QUANTIZE" and _first_input(ops[0]) == g_in.index \
                 and tensor(int(ops[0].outputs[0])).dtype is np.int8:
             in_float, first_op = g_in, 1
         else:
@@ -311,7 +384,8 @@ def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> Parsed
                 "with full-integer quantization (float is accepted only at the edges)")
     if g_out.dtype is np.float32:
         if names[-1] == "DEQUANTIZE" and int(ops[-1].outputs[0]) == g_out.index \
-                and tensor(int(ops[-1].inputs[0])).dtype is np.int8:
+                and _first_input(ops[-1]) >= 0 \
+                and tensor(_first_input(ops[-1])).dtype is np.int8:
             out_float, end_op = g_out, len(ops) - 1
         else:
             raise UnsupportedOpError(
@@ -320,12 +394,16 @@ def parse_tflite(model_bytes: bytes, source: str | Path | None = None) -> Parsed
     if end_op <= first_op:
         raise UnsupportedOpError("the model has no int8 operators between its float edges")
     engine_in = tensor(int(ops[0].outputs[0])) if in_float is not None else g_in
-    engine_out = tensor(int(ops[-1].inputs[0])) if out_float is not None else g_out
+    engine_out = tensor(_first_input(ops[-1])) if out_float is not None else g_out
     if engine_in.dtype is not np.int8 or engine_out.dtype is not np.int8:
         raise UnsupportedOpError(
             f"the model's input/output are {engine_in.dtype.__name__}/"
             f"{engine_out.dtype.__name__}; the engine runs int8 (quantize with full-integer "
             "int8 input and output, or float edges)")
+    for edge, inner in ((in_float, engine_in), (out_float, engine_out)):
+        if edge is not None and tuple(edge.shape) != tuple(inner.shape):
+            raise _Damaged(f"the float tensor {edge.name!r} has shape {edge.shape} and its "
+                           f"int8 side {inner.shape}")
     _dims(engine_in.shape, "the model input")
 
     engine_id = {engine_in.index: 0}  # tflite tensor -> engine tensor
@@ -452,6 +530,30 @@ def _find_head(parsed: ParsedModel) -> tuple[int | None, str]:
     return h, ""
 
 
+def _weights(op, tensor, rank: int, name: str, where: str) -> tuple[Tensor, Tensor | None]:
+    """The weights (of ``rank`` dimensions) and the bias (None when left out) of a CONV_2D,
+    DEPTHWISE_CONV_2D or FULLY_CONNECTED."""
+    if op.inputs is None or len(op.inputs) < 2 or op.inputs[1] < 0:
+        raise UnsupportedOpError(f"{where}: {name} has no weights input")
+    w_t = tensor(int(op.inputs[1]))
+    if len(w_t.shape) != rank:
+        raise UnsupportedOpError(f"{where}: {name} weights of shape {w_t.shape} (rank {rank} "
+                                 "expected)")
+    b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    return w_t, b_t
+
+
+def _first_input(op) -> int:
+    """The tensor index of ``op``'s first input, -1 when it has none."""
+    return int(op.inputs[0]) if op.inputs is not None and len(op.inputs) else -1
+
+
+def _padding(opts, pad_names: dict[int, str], where: str) -> str:
+    if opts.padding not in pad_names:
+        raise _Damaged(f"{where} has padding code {opts.padding}, which no .tflite padding has")
+    return pad_names[opts.padding]
+
+
 def _const(consts: list[Tensor], where: str, what: str) -> np.ndarray:
     if not consts:
         raise UnsupportedOpError(f"{where}: {what} must be a constant tensor")
@@ -467,9 +569,8 @@ def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
         raise UnsupportedOpError(f"op {name} at {where} reads {len(act_inputs)} activation "
                                  "tensors")
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        w_t = tensor(int(op.inputs[1]))
-        b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        spec.padding = pad_names[opts.padding]
+        w_t, b_t = _weights(op, tensor, 4, name, where)
+        spec.padding = _padding(opts, pad_names, where)
         spec.stride = (opts.strideH, opts.strideW)
         spec.dilation = (opts.dilationHFactor, opts.dilationWFactor)
         spec.filter = (w_t.shape[1], w_t.shape[2])
@@ -482,11 +583,11 @@ def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
                 w_t.shape[3] // spec.in_dims[2])
             out_channels = w_t.shape[3]
         _set_conv_quant(spec, w_t, b_t, in_t, out_t, out_channels,
-                        act_names[opts.fusedActivationFunction], where)
+                        act_names[opts.fusedActivationFunction], where,
+                        channel_axis=0 if name == "CONV_2D" else 3)
         _set_padding(spec)
     elif name == "FULLY_CONNECTED":
-        w_t = tensor(int(op.inputs[1]))
-        b_t = tensor(int(op.inputs[2])) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+        w_t, b_t = _weights(op, tensor, 2, name, where)
         if w_t.data is None:
             raise UnsupportedOpError(f"{where}: FULLY_CONNECTED weights must be constant")
         spec.out_dims = (1, 1, int(w_t.shape[0]))
@@ -497,9 +598,9 @@ def _parse_op(spec: LayerSpec, op, opts, tensor, act_inputs: list[Tensor],
         if int(np.prod(_dims(out_t.shape, where))) != w_t.shape[0]:
             raise UnsupportedOpError(f"{where}: FC output size does not match its weights")
         _set_conv_quant(spec, w_t, b_t, in_t, out_t, w_t.shape[0],
-                        act_names[opts.fusedActivationFunction], where)
+                        act_names[opts.fusedActivationFunction], where, channel_axis=0)
     elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
-        spec.padding = pad_names[opts.padding]
+        spec.padding = _padding(opts, pad_names, where)
         spec.stride = (opts.strideH, opts.strideW)
         spec.filter = (opts.filterHeight, opts.filterWidth)
         spec.act_min, spec.act_max = _fused_range(
@@ -639,6 +740,11 @@ def _parse_pad(spec: LayerSpec, in_t: Tensor, out_t: Tensor, consts: list[Tensor
         raise UnsupportedOpError(f"{where}: PAD must keep its input quantization")
     if any(i + b > o for i, b, o in zip(spec.in_dims, before, spec.out_dims, strict=True)):
         raise UnsupportedOpError(f"{where}: PAD output {spec.out_dims} is smaller than its input")
+    # TFLM's Prepare refuses any other output shape (the engine would pad it anyway)
+    padded = tuple(int(d) + int(b) + int(a) for d, (b, a) in zip(in_t.shape, pads, strict=True))
+    if padded != tuple(int(d) for d in out_t.shape):
+        raise UnsupportedOpError(f"{where}: PAD of {tuple(in_t.shape)} by {pads.tolist()} makes "
+                                 f"{padded}, but its output is {tuple(out_t.shape)}")
 
 
 def _parse_concat(spec: LayerSpec, opts, act_inputs: list[Tensor], out_t: Tensor,
@@ -660,18 +766,27 @@ def _parse_concat(spec: LayerSpec, opts, act_inputs: list[Tensor], out_t: Tensor
 
 
 def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tensor,
-                    out_t: Tensor, out_channels: int, activation: str, where: str) -> None:
+                    out_t: Tensor, out_channels: int, activation: str, where: str,
+                    channel_axis: int) -> None:
     if w_t.data is None or w_t.dtype is not np.int8:
         raise UnsupportedOpError(f"{where}: weights must be constant int8")
     if not len(w_t.scales) or not np.all(np.isfinite(w_t.scales)):
         raise UnsupportedOpError(f"{where}: weights {w_t.name!r} have no quantization scale; "
                                  "convert with full-integer int8 quantization")
+    if len(w_t.zero_points) != len(w_t.scales):  # TFLM takes them as affine only then
+        raise UnsupportedOpError(f"{where}: weights {w_t.name!r} have {len(w_t.scales)} scales "
+                                 f"and {len(w_t.zero_points)} zero points")
     if np.any(w_t.zero_points != 0):
         raise UnsupportedOpError(f"{where}: weights must be symmetric (zero point 0)")
     scales = w_t.scales if len(w_t.scales) > 1 else np.full(1, w_t.scale, np.float32)
     if len(scales) not in (1, out_channels):
         raise UnsupportedOpError(f"{where}: {len(scales)} weight scales for {out_channels} "
                                  "output channels")
+    if len(scales) > 1 and w_t.quantized_dimension != channel_axis:
+        # TFLM reads the scales along this axis (the engine along the output channels)
+        raise UnsupportedOpError(f"{where}: weights {w_t.name!r} are quantized per channel "
+                                 f"along axis {w_t.quantized_dimension}, not the output "
+                                 f"channels' axis {channel_axis}")
     spec.weights = np.ascontiguousarray(w_t.data).reshape(-1)
     spec.weight_tensor = w_t
     if b_t is not None and b_t.data is not None:
@@ -679,6 +794,9 @@ def _set_conv_quant(spec: LayerSpec, w_t: Tensor, b_t: Tensor | None, in_t: Tens
             raise UnsupportedOpError(f"{where}: bias must be int32")
         spec.bias = np.ascontiguousarray(b_t.data).reshape(-1)
         spec.bias_tensor = b_t
+        if len(spec.bias) != out_channels:
+            raise UnsupportedOpError(f"{where}: {len(spec.bias)} biases for {out_channels} "
+                                     "output channels")
     spec.multiplier, spec.shift = qm.channel_multipliers(in_t.scale, scales, out_t.scale)
     spec.act_min, spec.act_max = _fused_range(activation, out_t, spec.op, where)
 
