@@ -1,6 +1,7 @@
 """`tinysift engine check` on models at the edges of what it takes: activations far larger than
-the weights (TFLM's default arena) and a .tflite damaged in place. Each must end in the
-report or in one clear line (exit 2), never in an unexpected exception."""
+the weights (TFLM's default arena), a .tflite damaged in place, and a model beyond the
+engine's own limits (TS_MAX_DIM, TS_MAX_SOFTMAX_DEPTH...). Each must end in the report or in
+one clear line (exit 2), never in an unexpected exception or a device-side status code."""
 
 from __future__ import annotations
 
@@ -200,3 +201,46 @@ def test_damaged_structures_are_named(small, edit, said):
     with pytest.raises(UnsupportedOpError) as e:
         parse_tflite(_edited(small.read_bytes(), edit), small)
     assert f"{small} is damaged, not a valid .tflite" in str(e.value) and said in str(e.value)
+
+
+# ---- the engine's own limits --------------------------------------------------------------------
+
+def test_the_engine_limits_are_refused_naming_the_layer_size_and_limit():
+    """A model past ts_model_check's limits was exported and built, then the engine program
+    said only "test_model_valid:FAIL ... expected 0, got 3"; the reader now refuses it."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.tfcompat import keras
+
+    inp = keras.Input((200, 200))
+    flat = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten(name="flat")(inp)))
+    with pytest.raises(UnsupportedOpError) as e:
+        parse_tflite(_convert(flat, (200, 200)))
+    assert "layer 0" in str(e.value) and "flat" in str(e.value)
+    assert "40,000" in str(e.value) and "32,767" in str(e.value)
+
+    inp = keras.Input((8,))
+    wide = keras.Model(inp, keras.layers.Softmax()(keras.layers.Dense(600)(inp)))
+    with pytest.raises(UnsupportedOpError) as e:
+        parse_tflite(_convert(wide, (8,)))
+    assert "layer 1" in str(e.value) and "SOFTMAX over 600" in str(e.value)
+    assert "511" in str(e.value)
+
+    # 3x3 over 8,000 channels: 72,000 products per output overflow the int32 accumulator
+    inp = keras.Input((3, 3, 8000))
+    deep = keras.Model(inp, keras.layers.Conv2D(1, 3, name="deep")(inp))
+    with pytest.raises(UnsupportedOpError) as e:
+        parse_tflite(_convert(deep, (3, 3, 8000)))
+    assert "layer 0" in str(e.value) and "72,000 products" in str(e.value)
+
+
+def test_mean_and_tensor_size_limits():
+    from tinysift.export import tflite_reader as tr
+
+    mean = tr.LayerSpec(index=3, op="MEAN", name="gap", in_dims=(4096, 4096, 1),
+                        out_dims=(1, 1, 1), input_zero_point=0, output_zero_point=0)
+    with pytest.raises(UnsupportedOpError, match="layer 3: MEAN over 16,777,216 positions"):
+        tr._check_engine_limits(mean, "layer 3")
+    big = tr.LayerSpec(index=0, op="RESHAPE", name="r", in_dims=(1, 1, 8),
+                       out_dims=(4096, 4096, 8), input_zero_point=0, output_zero_point=0)
+    with pytest.raises(UnsupportedOpError, match="134,217,728 elements.*67,108,864"):
+        tr._check_engine_limits(big, "layer 0")

@@ -33,6 +33,17 @@ OP_CODES = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 3, "AVERAGE
 # Ops that may follow the classifier head (the trainer replaces what comes before them).
 _AFTER_HEAD = ("SOFTMAX", "RESHAPE", "QUANTIZE")
 MAX_HEAD_CLASSES = 256  # labels are uint8
+# The engine's own limits (ts_model_check, firmware/lib/tsengine/src/ts_executor.c): a model
+# beyond them was exported and built, then refused on the device with a bare status code
+MAX_DIM = 32767              # TS_MAX_DIM: each of h, w, c
+MAX_ELEMS = 1 << 26          # TS_MAX_ELEMS: h * w * c of one tensor
+MAX_SOFTMAX_DEPTH = 511      # TS_MAX_SOFTMAX_DEPTH: the axis SOFTMAX normalizes
+MAX_MEAN_COUNT = 1 << 23     # TS_MAX_MEAN_COUNT: h * w a MEAN sums
+MAX_LAYERS = 4096            # ts_model_check's num_layers
+MAX_ARENA_BYTES = 1 << 31    # TS_MAX_ARENA_BYTES
+INT32_MAX = (1 << 31) - 1    # ts_acc_bound_ok: k * 255 * 128 + max|bias| in an int32
+_SMALLER = "rebuild the model with smaller tensors there (pooling or a strided convolution "\
+           "before it, fewer channels or features)"
 # ts_layer_t's narrow fields (firmware/lib/tsengine/src/ts_model.h): a value beyond its C type
 # would be truncated by the compiler without a word, so the reader refuses it
 _UINT8_FIELDS = ("stride", "dilation", "filter")
@@ -404,7 +415,10 @@ def _parse_model(model, schema) -> ParsedModel:
         if edge is not None and tuple(edge.shape) != tuple(inner.shape):
             raise _Damaged(f"the float tensor {edge.name!r} has shape {edge.shape} and its "
                            f"int8 side {inner.shape}")
-    _dims(engine_in.shape, "the model input")
+    _check_dims(_dims(engine_in.shape, "the model input"), "the model input", "input")
+    if end_op - first_op > MAX_LAYERS:
+        raise UnsupportedOpError(f"the model has {end_op - first_op:,} layers; the firmware "
+                                 f"engine runs at most {MAX_LAYERS:,}: use a smaller model")
 
     engine_id = {engine_in.index: 0}  # tflite tensor -> engine tensor
     layers: list[LayerSpec] = []
@@ -463,6 +477,7 @@ def _parse_model(model, schema) -> ParsedModel:
                 "with full-integer int8 quantization and a representative dataset (if it "
                 "already is one, report this with the .tflite)") from e
         _check_c_fields(spec, where)
+        _check_engine_limits(spec, where)
         engine_id[out_t.index] = li + 1
         layers.append(spec)
     if engine_id.get(engine_out.index) != len(layers):
@@ -471,6 +486,10 @@ def _parse_model(model, schema) -> ParsedModel:
                          output_float=out_float, tflite_first_op=first_op,
                          num_tflite_ops=len(ops))
     parsed.plan = _plan(parsed)
+    if parsed.plan.arena_bytes > MAX_ARENA_BYTES:
+        raise UnsupportedOpError(f"the model's activation arena is {parsed.plan.arena_bytes:,} "
+                                 f"bytes; the firmware engine plans at most {MAX_ARENA_BYTES:,}: "
+                                 f"{_SMALLER}")
     parsed.head_index, parsed.head_note = _find_head(parsed)
     return parsed
 
@@ -853,6 +872,61 @@ def _check_c_fields(spec: LayerSpec, where: str) -> None:
                 f"{where}: {spec.op} {field_name} {int(value)} does not fit the layer "
                 f"table's {ctype} (limit {lo}..{hi}); rebuild the model with "
                 f"{_C_FIELD_FIX[field_name.split('_')[0]]}")
+
+
+def _check_dims(dims: tuple[int, int, int], where: str, what: str) -> None:
+    """h, w and c each in 1..MAX_DIM and at most MAX_ELEMS elements (the engine's dims_ok)."""
+    if min(dims) < 1:
+        raise UnsupportedOpError(f"{where}: the {what} {dims} is empty; the firmware engine "
+                                 "runs tensors of at least one element")
+    if max(dims) > MAX_DIM:
+        raise UnsupportedOpError(f"{where}: the {what} {dims} has a dimension of "
+                                 f"{max(dims):,}; the firmware engine takes at most "
+                                 f"{MAX_DIM:,} per dimension (TS_MAX_DIM): {_SMALLER}")
+    if int(np.prod(dims, dtype=np.int64)) > MAX_ELEMS:
+        raise UnsupportedOpError(f"{where}: the {what} {dims} has "
+                                 f"{int(np.prod(dims, dtype=np.int64)):,} elements; the "
+                                 f"firmware engine takes at most {MAX_ELEMS:,} per tensor "
+                                 f"(TS_MAX_ELEMS): {_SMALLER}")
+
+
+def _check_engine_limits(spec: LayerSpec, where: str) -> None:
+    """Refuse a layer the engine's ts_layer_check would refuse for its size (its dims, a
+    SOFTMAX's depth, a MEAN's count, an accumulator that could overflow int32, a shift out of
+    range), naming the size and the limit; the rest of ts_layer_check follows from how the
+    reader builds the row."""
+    _check_dims(spec.in_dims, where, "input")
+    _check_dims(spec.out_dims, where, "output")
+    if spec.op in ("ADD", "MUL"):
+        _check_dims(spec.in2_dims, where, "second input")
+    h, w, c = spec.in_dims
+    if spec.op == "SOFTMAX" and c > MAX_SOFTMAX_DEPTH:
+        raise UnsupportedOpError(
+            f"{where}: SOFTMAX over {c:,} values; the firmware engine's int8 SOFTMAX takes at "
+            f"most {MAX_SOFTMAX_DEPTH} (TS_MAX_SOFTMAX_DEPTH): use at most "
+            f"{MAX_SOFTMAX_DEPTH} classes, or drop the SOFTMAX (the logits' argmax is the same)")
+    if spec.op == "MEAN" and h * w > MAX_MEAN_COUNT:
+        raise UnsupportedOpError(
+            f"{where}: MEAN over {h * w:,} positions; the firmware engine averages at most "
+            f"{MAX_MEAN_COUNT:,} (TS_MAX_MEAN_COUNT): pool the input down before it")
+    k = {"CONV_2D": spec.filter[0] * spec.filter[1] * c,
+         "DEPTHWISE_CONV_2D": spec.filter[0] * spec.filter[1],
+         "FULLY_CONNECTED": h * w * c}.get(spec.op)
+    if k is not None:
+        max_bias = int(np.abs(spec.bias.astype(np.int64)).max()) if spec.bias is not None \
+            and len(spec.bias) else 0
+        if k * 255 * 128 + max_bias > INT32_MAX:
+            raise UnsupportedOpError(
+                f"{where}: {spec.op} sums {k:,} products per output (biases up to "
+                f"{max_bias:,}): its int32 accumulator could overflow, which the firmware "
+                f"engine refuses ({k:,} * 255 * 128 + {max_bias:,} > {INT32_MAX:,}): split the "
+                "layer, or give it fewer inputs")
+    if spec.op != "HARD_SWISH" and spec.shift is not None and len(spec.shift) \
+            and int(spec.shift.max()) > 30:
+        raise UnsupportedOpError(
+            f"{where}: {spec.op} rescales by 2^{int(spec.shift.max())} (its input, weight and "
+            "output scales are that far apart); the firmware engine takes shifts up to 30: "
+            "re-convert the model with full-integer int8 quantization")
 
 
 def _set_padding(spec: LayerSpec) -> None:
