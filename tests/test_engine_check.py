@@ -1,7 +1,8 @@
 """`tinysift engine check` on models at the edges of what it takes: activations far larger than
-the weights (TFLM's default arena), a .tflite damaged in place, and a model beyond the
-engine's own limits (TS_MAX_DIM, TS_MAX_SOFTMAX_DEPTH...). Each must end in the report or in
-one clear line (exit 2), never in an unexpected exception or a device-side status code."""
+the weights (TFLM's default arena), a .tflite damaged in place, a model beyond the engine's
+own limits (TS_MAX_DIM, TS_MAX_SOFTMAX_DEPTH...), and one that does not fit --board. Each
+must end in the report or in one clear line (exit 2), never in an unexpected exception or a
+device-side status code."""
 
 from __future__ import annotations
 
@@ -244,3 +245,37 @@ def test_mean_and_tensor_size_limits():
                        out_dims=(4096, 4096, 8), input_zero_point=0, output_zero_point=0)
     with pytest.raises(UnsupportedOpError, match="134,217,728 elements.*67,108,864"):
         tr._check_engine_limits(big, "layer 0")
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
+
+def test_engine_check_says_a_model_does_not_fit_the_board(big_gap, monkeypatch, capsys):
+    """--board printed the plan (RAM total over capacity) and exited 0 without a word; now
+    it says what is over and by how much, as the export does, and exits 2 after the
+    bit-exactness report."""
+    need_tools("gcc")
+    import json
+
+    import tinysift.stages.engine as engine
+    from tinysift.cli import main
+
+    # the instruction count on QEMU is not what this test is about
+    monkeypatch.setattr(engine, "emulated_invoke", lambda export, work, board: dict(
+        instructions=1000, macs=100, stack=64, board=board, clock_hz=84_000_000,
+        implied_ms=0.01))
+    code = main(["engine", "check", "--tflite", str(big_gap), "--count", "2", "--board",
+                 "nucleo_f401re"])
+    out, err = capsys.readouterr()
+    assert code == 2, out[-3000:] + err[-3000:]
+    assert "2/2 outputs identical to TFLM: all identical" in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err[-2000:]
+    assert "does not fit nucleo_f401re" in lines[0] and "RAM" in lines[0]
+    assert "over by" in lines[0] and "choose" in lines[0]
+    assert "does not fit nucleo_f401re" in out  # under the plan too
+
+    code = main(["engine", "check", "--tflite", str(big_gap), "--count", "1", "--board",
+                 "nucleo_l4r5zi", "--json"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 0 and report["fits"] is True and report["fit_problem"] is None, err[-2000:]

@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
         Parse, export, compile the engine with host gcc, run it (scalar and DSP kernels)
         and count the outputs identical to TFLM's: exit 0 when all are, 1 when not, 2 when
-        the model is refused."""
+        the model is refused or does not fit --board's memory (after the whole report; a
+        mismatch's 1 comes first)."""
         from tinysift.stages.engine import check_tflite
 
         count = random_count(count, inputs)
@@ -45,7 +46,9 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(dict(tflite=str(r.tflite), inputs=r.inputs, layers=r.layers,
                             arena_bytes=r.arena_bytes, tflm_arena_head=r.tflm_arena_head,
-                            results=r.results, plan=r.plan, invoke=r.invoke, ok=r.ok))
+                            results=r.results, plan=r.plan, invoke=r.invoke, ok=r.ok,
+                            fits=None if r.plan is None else r.plan["fits"],
+                            fit_problem=r.fit_problem))
         else:
             console.print(f"{r.tflite}: {len(r.layers)} layers", markup=False)
             for line in r.layers:
@@ -55,7 +58,9 @@ def register(app: typer.Typer) -> None:
             if r.plan is not None:
                 from tinysift.cli.quantize_cmd import print_plan
 
-                print_plan(r.plan)
+                print_plan(r.plan)  # its totals only: the verdict is said here
+                if r.fit_problem is not None:
+                    console.print(r.fit_problem, style="bold red", markup=False)
             if r.invoke is not None:
                 v = r.invoke
                 console.print(f"emulated Cortex-M4 (QEMU mps2-an386, -icount, DSP kernels): "
@@ -72,6 +77,12 @@ def register(app: typer.Typer) -> None:
                     console.print(f"         {line}", markup=False)
         if not r.ok:
             raise typer.Exit(1)
+        if r.fit_problem is not None:
+            # 2 as for any model refused, so that a script notices; after the report, since
+            # the bit-exactness result holds for a board it fits
+            from tinysift.errors import FitError
+
+            raise FitError(r.fit_problem)
 
     @engine.command("run")
     def run_cmd(

@@ -8,6 +8,8 @@ identical to TFLM's and naming the first differing layer on a mismatch. ``board`
 inference memory plan for that board and one ``ts_invoke`` on the emulated Cortex-M4 (QEMU
 mps2-an386 under ``-icount``, tinysift.device.icount): executed instructions, the stack it
 used, and the time at the board's clock if each instruction took one cycle (a lower bound).
+A model the plan does not fit on the board is still checked; ``EngineCheck.fit_problem``
+says by how much it is over (the CLI then exits 2).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class EngineCheck:
     # with a board: one ts_invoke on the emulated Cortex-M4 (DSP kernels): instructions, macs,
     # stack, arena, dsp; and implied_ms, the instructions at the board's clock, one cycle each
     invoke: dict | None = None
+    # with a board the model does not fit: what is over and by how much, and the fix
+    fit_problem: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,6 +78,8 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
                             arena_bytes=info["arena_bytes"], tflm_arena_head=tflm_head,
                             plan=info.get("memory_plan"),
                             export_dir=work / "export" if out_dir is not None else None)
+        if check.plan is not None:
+            check.fit_problem = fit_problem(parsed, check.plan, len(tflite))
         for kind in kernels:
             g = golden_check(work / "export", work / "build", dsp=kind == "dsp")
             check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok,
@@ -81,6 +87,23 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
         if board is not None:
             check.invoke = emulated_invoke(work / "export", work / "icount", board)
     return check
+
+
+def fit_problem(parsed, plan: dict, tflite_len: int) -> str | None:
+    """One line when the inference ``plan`` (a ``MemoryPlan.to_dict()``) does not fit its
+    board: each memory over capacity and by how much, as the export says it, and a bigger
+    board (one the firmware has a port for) that fits, else a smaller model; None when it
+    fits."""
+    from tinysift.boards import board_support, list_boards
+    from tinysift.export.memory import inference_plan, over_capacity
+
+    if plan["fits"]:
+        return None
+    bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
+              if b.name != plan["board"] and board_support(b) != "no-port"
+              and inference_plan(parsed, b, tflite_len).fits]
+    fix = f"choose {bigger[0]} or use a smaller model" if bigger else "use a smaller model"
+    return f"the model does not fit {plan['board']}: {' and '.join(over_capacity(plan))}; {fix}"
 
 
 def emulated_invoke(export_dir: Path, work: Path, board: str) -> dict:
