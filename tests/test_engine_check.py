@@ -1,8 +1,8 @@
 """`tinysift engine check` on models at the edges of what it takes: activations far larger than
 the weights (TFLM's default arena), a .tflite damaged in place, a model beyond the engine's
-own limits (TS_MAX_DIM, TS_MAX_SOFTMAX_DEPTH...), and one that does not fit --board. Each
-must end in the report or in one clear line (exit 2), never in an unexpected exception or a
-device-side status code."""
+own limits (TS_MAX_DIM, TS_MAX_SOFTMAX_DEPTH...), one that does not fit --board, and a
+folder given as --tflite. Each must end in the report or in one clear line (exit 2), never
+in an unexpected exception or a device-side status code."""
 
 from __future__ import annotations
 
@@ -279,3 +279,17 @@ def test_engine_check_says_a_model_does_not_fit_the_board(big_gap, monkeypatch, 
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert code == 0 and report["fits"] is True and report["fit_problem"] is None, err[-2000:]
+
+
+def test_a_folder_as_tflite_is_named_a_folder(small, capsys):
+    """--tflite FOLDER said "FOLDER not found", which sent the user looking for a typo."""
+    from tinysift.cli import main
+
+    folder = small.parent
+    for args in (["engine", "check", "--tflite", str(folder)],
+                 ["engine", "export", "--tflite", str(folder), "--out-dir",
+                  str(folder / "export")]):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and "is a folder" in err and f"--tflite {small}" in err, err
+        assert "not found" not in err

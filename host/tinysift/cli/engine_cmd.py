@@ -123,8 +123,10 @@ def register(app: typer.Typer) -> None:
         seed: int = seed_option(0),
     ) -> None:
         """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
+        from tinysift.stages.engine import tflite_file
         from tinysift.stages.export import export_tflite
 
+        tflite = tflite_file(tflite)  # a folder was "not found"
         count = random_count(count, inputs)
         x = load_array(inputs, "--inputs") if inputs is not None else None
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)

@@ -42,6 +42,21 @@ class EngineCheck:
         return bool(self.results) and all(r["ok"] for r in self.results.values())
 
 
+def tflite_file(path: str | Path) -> Path:
+    """``path`` as the .tflite file to read, or TinysiftError: a folder (a run folder, say)
+    was "not found", which sent the user looking for a typo."""
+    from tinysift.errors import TinysiftError
+
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted(path.glob("*.tflite"))
+        hint = f" (it holds {inside[0].name}: --tflite {inside[0]})" if len(inside) == 1 else ""
+        raise TinysiftError(f"--tflite {path} is a folder: give a .tflite file{hint}")
+    if not path.is_file():
+        raise TinysiftError(f"{path} not found: pass a .tflite file (--tflite)")
+    return path
+
+
 def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, count: int = 200,
                  seed: int = 0, board: str | None = None, out_dir: str | Path | None = None,
                  kernels: tuple[str, ...] = ("scalar", "dsp")) -> EngineCheck:
@@ -56,9 +71,7 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
     from tinysift.runs import out_folder
     from tinysift.stages.export import export_tflite
 
-    tflite_path = Path(tflite_path)
-    if not tflite_path.is_file():
-        raise TinysiftError(f"{tflite_path} not found")
+    tflite_path = tflite_file(tflite_path)
     if out_dir is not None:
         out_folder(Path(out_dir), "--out-dir", create=False)
     tflite = tflite_path.read_bytes()
@@ -132,15 +145,12 @@ def run_tflite(tflite_path: str | Path, x: np.ndarray, dsp: bool = False,
     with a float input), compiled natively; float32 outputs for a model with a float
     output. No TFLM involved."""
     from tinysift.device.native import run_engine
-    from tinysift.errors import TinysiftError
     from tinysift.export import c_writer
     from tinysift.export.tflite_reader import FORMAT_VERSION, parse_tflite
     from tinysift.runs import file_hash
     from tinysift.stages.export import PREFIX, check_inputs
 
-    tflite_path = Path(tflite_path)
-    if not tflite_path.is_file():
-        raise TinysiftError(f"{tflite_path} not found")
+    tflite_path = tflite_file(tflite_path)
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite, tflite_path)
     x = check_inputs(parsed, x)
