@@ -77,6 +77,20 @@ def test_golden_runs_a_model_of_large_activations_and_small_weights(big_gap):
     assert 96 * 96 * 64 < tflm_arena(exposed) < 4 * 96 * 96 * 64
 
 
+def test_tflm_runs_a_model_of_large_activations_in_its_default_arena(big_gap):
+    """Every other TFLM caller (input_quant, the quantize stage's accuracy) used tflite_micro's
+    default arena, 10x the model's bytes: a `tinysift quantize` of 200x200 images ended in
+    "unexpected RuntimeError: TFLM failed to allocate tensors"."""
+    from tinysift.quantize import tflm
+
+    tflite = big_gap.read_bytes()
+    scale, zp = tflm.input_quant(tflite)
+    x = np.zeros((1, 96, 96, 1), np.int8)
+    assert np.array_equal(tflm.run_tflm(tflite, x)[0],
+                          tflm.run_tflm(tflite, x, arena_size=1 << 24)[0])
+    assert tflm.arena_ceiling(tflite) > 2 * 96 * 96 * 64 and scale > 0
+
+
 def test_engine_check_runs_a_model_of_large_activations(big_gap):
     """`engine check` on it ended in "unexpected RuntimeError: TFLM failed to allocate
     tensors" (exit 1); TFLM's planned arena, for comparison, read "?"."""

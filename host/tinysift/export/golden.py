@@ -14,13 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinysift.errors import TinysiftError
-from tinysift.quantize.tflm import minimal_arena, run_tflm
+from tinysift.quantize.tflm import arena_ceiling, minimal_arena, run_tflm
 
-# TFLM arena bytes per element of each tensor type (an unknown type counts as 8)
-_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 15: 4, 16: 2}
 # TFLM aligns its arena's start and each planned buffer to 16 bytes: slack over the size the
 # search verified, so that another allocation of the arena never lands a few bytes short
-_ARENA_SLACK = 1024
+ARENA_SLACK = 1024
 
 
 def tflm_arena(model_bytes: bytes) -> int:
@@ -33,22 +31,11 @@ def tflm_arena(model_bytes: bytes) -> int:
     its activations' size. A model TFLM does not run even there is refused
     (``TinysiftError``)."""
     from tinysift.quantize.convert import quiet_stderr
-    from tinysift.tfcompat import tflite_schema
 
-    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
-    buffers = model.buffers or []
-    activations = 0
-    for graph in model.subgraphs or []:
-        for t in graph.tensors or []:
-            buf = buffers[t.buffer].data if 0 <= t.buffer < len(buffers) else None
-            if buf is not None and len(buf):
-                continue  # a constant lives in the model, not the arena
-            n = int(np.prod([max(int(d), 1) for d in t.shape])) if t.shape is not None else 1
-            activations += (n * _TYPE_BYTES.get(t.type, 8) + 15) // 16 * 16
-    hi = max(1 << 22, 2 * activations + (1 << 20)) // 16 * 16
+    hi = arena_ceiling(model_bytes)
     try:
         with quiet_stderr():  # TFLM logs every failed try on fd 2
-            return minimal_arena(model_bytes, hi=hi) + _ARENA_SLACK
+            return minimal_arena(model_bytes, hi=hi) + ARENA_SLACK
     except TinysiftError:
         # hi is twice what the tensors need: TFLM's Prepare refused a parameter
         raise TinysiftError(

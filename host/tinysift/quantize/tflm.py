@@ -13,11 +13,41 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 
+# TFLM arena bytes per element of each tensor type (an unknown type counts as 8)
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 15: 4, 16: 2}
+
 
 def interpreter(model_bytes: bytes, arena_size: int | None = None):
+    """TFLM's interpreter of ``model_bytes``; without ``arena_size``, in
+    :func:`arena_ceiling`'s arena (tflite_micro's own default, 10x the model's bytes, failed
+    to allocate a model of large activations and small weights: 200x200 images, "unexpected
+    RuntimeError" in quantize)."""
     from tflite_micro.python.tflite_micro import runtime
 
+    if arena_size is None:
+        try:
+            arena_size = arena_ceiling(model_bytes)
+        except Exception:  # noqa: BLE001 - a model the schema cannot read: TFLM says why
+            arena_size = None
     return runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+
+
+def arena_ceiling(model_bytes: bytes) -> int:
+    """The largest arena the search tries: twice every non-constant tensor's bytes plus 1
+    MiB for TFLM's persistent structures, at least 4 MiB."""
+    from tinysift.tfcompat import tflite_schema
+
+    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    buffers = model.buffers or []
+    activations = 0
+    for graph in model.subgraphs or []:
+        for t in graph.tensors or []:
+            buf = buffers[t.buffer].data if 0 <= t.buffer < len(buffers) else None
+            if buf is not None and len(buf):
+                continue  # a constant lives in the model, not the arena
+            n = int(np.prod([max(int(d), 1) for d in t.shape])) if t.shape is not None else 1
+            activations += (n * _TYPE_BYTES.get(t.type, 8) + 15) // 16 * 16
+    return max(1 << 22, 2 * activations + (1 << 20)) // 16 * 16
 
 
 def input_quant(model_bytes: bytes) -> tuple[float, int]:

@@ -87,12 +87,16 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
         tflite = convert_int8(model, x_kept[np.sort(rep_idx)])
         atomic_write_bytes(run / TFLITE_FILE, tflite)
         rec["outputs"].append(TFLITE_FILE)
+        from tinysift.export.golden import ARENA_SLACK, arena_ceiling
+
         scale, zp = tflm.input_quant(tflite)
-        out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp),
-                            progress=progress)[0]
-        int8_acc = float((out.argmax(1) == ds.y_test).mean())
         with quiet_stderr():
-            arena = tflm.minimal_arena(tflite)
+            arena = tflm.minimal_arena(tflite, hi=arena_ceiling(tflite))
+        # in the arena the search found: TFLM's default (10x the model's bytes) is too small
+        # for large activations and small weights (128x128 images), "failed to allocate"
+        out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp),
+                            arena_size=arena + ARENA_SLACK, progress=progress)[0]
+        int8_acc = float((out.argmax(1) == ds.y_test).mean())
         outcome = QuantizeOutcome(run.path, mode, float_acc, int8_acc, float_acc - int8_acc,
                                   arena, len(tflite))
         rec["results"].update({k: v for k, v in outcome.to_dict().items()
