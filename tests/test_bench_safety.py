@@ -168,7 +168,7 @@ def test_scoring_bench_names_its_files_by_slug_and_checks_methods_first(tmp_path
     """`--dataset npz:/a/b.npz` wrote into nested folders (a `..` outside --out-dir); a
     misspelt method failed after the others' fits; a repeated one was scored twice."""
     from tinysift.bench.scoring import bench_scoring
-    from tinysift.data import load_dataset
+    from tinysift.data import dataset_slug, load_dataset
 
     d = load_dataset("digits")
     path = tmp_path / "d.npz"
@@ -180,7 +180,8 @@ def test_scoring_bench_names_its_files_by_slug_and_checks_methods_first(tmp_path
     assert not (tmp_path / "out").exists()
     res = bench_scoring(f"npz:{path}", ("random",), out_dir=tmp_path / "out")
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == [f"scoring_npz_{str(path).replace('/', '_')}.{e}" for e in ("json", "md")]
+    assert files == [f"scoring_{dataset_slug(f'npz:{path}')}.{e}" for e in ("json", "md")]
+    assert files[0].startswith("scoring_npz__")  # one file name, no nested folders
     assert res["data_hash"] and res["written"] and res["methods"]["random"]["meets_target"] is None
     assert "| - | - |" in (tmp_path / "out" / files[1]).read_text()
 
