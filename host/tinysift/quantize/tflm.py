@@ -248,7 +248,12 @@ class _ArenaChild:
 
     @staticmethod
     def _no_core_dump() -> None:
-        """A crashed try would dump the core of a process with TensorFlow loaded."""
+        """A crashed try would dump the core of a process with TensorFlow loaded, and under
+        a parent with faulthandler on (pytest, PYTHONFAULTHANDLER) print "Fatal Python error:
+        Segmentation fault" and a stack of 50 lines: an expected crash is no error."""
+        import faulthandler
+
+        faulthandler.disable()
         try:
             import resource
 
