@@ -295,6 +295,19 @@ def test_engine_check_says_a_model_does_not_fit_the_board(big_gap, monkeypatch, 
     assert code == 0 and report["fits"] is True and report["fit_problem"] is None, err[-2000:]
 
 
+def test_engine_export_says_a_model_does_not_fit_the_board(big_gap, tmp_path, capsys):
+    """`engine export --board` wrote a plan over capacity and exited 0 without a word."""
+    from tinysift.cli import main
+
+    code = main(["engine", "export", "--tflite", str(big_gap), "--out-dir",
+                 str(tmp_path / "x"), "--count", "1", "--board", "nucleo_f401re"])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not fit nucleo_f401re" in err and "over by" in err, err[-2000:]
+    assert (tmp_path / "x" / "export.json").exists()  # written all the same
+    assert main(["engine", "export", "--tflite", str(big_gap), "--out-dir",
+                 str(tmp_path / "y"), "--count", "1", "--board", "nucleo_l4r5zi"]) == 0
+
+
 def test_a_folder_as_tflite_is_named_a_folder(small, capsys):
     """--tflite FOLDER said "FOLDER not found", which sent the user looking for a typo."""
     from tinysift.cli import main

@@ -132,3 +132,11 @@ def register(app: typer.Typer) -> None:
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
         console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
                       f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)
+        plan = info.get("memory_plan")
+        if plan and not plan["fits"]:  # written, and said: export.json's plan says so too
+            from tinysift.errors import FitError
+            from tinysift.export.memory import over_capacity
+
+            raise FitError(f"the model does not fit {plan['board']}: "
+                           f"{' and '.join(over_capacity(plan))} (the export is written; "
+                           "its memory plan in export.json says the same)")
