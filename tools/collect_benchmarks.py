@@ -1362,7 +1362,9 @@ def benchmarks_doc() -> str:
            "read the cost ratios as +-30%. \"mean ± std\" is the spread of the seeds' "
            "accuracies with ddof 0 (numpy's default, the population std: with 3 seeds the "
            "sample std is 1.22 times larger); a paired difference's \"± h\" is the half-"
-           "width of its 95% t interval, from the differences' sample std (ddof 1).", ""]
+           "width of its 95% t interval, from the differences' sample std (ddof 1); a "
+           "difference counts as beyond its interval (bold) from 3 paired seeds on, and a "
+           "target is judged from 3 seeds and with every method it compares against.", ""]
     out += issue14_glance()
     for stem, title, cmd in [
         ("prune_fashion-mnist", "Fashion-MNIST",
