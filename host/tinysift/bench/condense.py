@@ -70,8 +70,8 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, ds.content_hash, stem)
     check_results_owner(log, Path(cfg.out_dir), stem)
-    if log.resuming():
-        console.print(log.resuming(), markup=False)
+    if (resuming := log.resuming()) is not None:
+        console.print(resuming, markup=False)
     data = SeedData(ds)
     shipped = ex.share(data)
     progress = progress and not ex.remote

@@ -124,8 +124,8 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     check_results_owner(log, Path(cfg.out_dir), stem)
     data = SeedData(base, cfg.label_noise)
     _check_points(cfg, data)  # before the log gets any line (a --rerun's marker)
-    if log.resuming():
-        console.print(log.resuming(), markup=False)
+    if (resuming := log.resuming()) is not None:
+        console.print(resuming, markup=False)
     if log.stale:
         console.print(f"{log.stale} logged trainings ran with other method parameters: "
                       "rerunning those")

@@ -114,8 +114,8 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
             + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
     check_results_owner(log, Path(cfg.out_dir), stem)
-    if log.resuming():
-        console.print(log.resuming(), markup=False)
+    if (resuming := log.resuming()) is not None:
+        console.print(resuming, markup=False)
     data = SeedData(base, cfg.label_noise)
     tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data), progress and not ex.remote)
     return run_seeds(ex, log, cfg.seeds, tasks.submit,
