@@ -207,4 +207,4 @@ def test_a_pipelines_folder_follows_its_file_a_benchs_refuses_another_configurat
     with pytest.raises(TinysiftError, match="another configuration of this bench"):
         bench_device(DeviceBenchConfig(**where))
     with pytest.raises(Started):
-        bench_device(DeviceBenchConfig(**where, pipeline_folder=True))
+        bench_device(DeviceBenchConfig(**where), pipeline_folder=True)

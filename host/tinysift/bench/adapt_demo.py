@@ -89,8 +89,7 @@ class AdaptDemoConfig(TomlConfig):
             methods=tuple(self.methods), sizes=tuple(self.sizes), updates=tuple(self.updates),
             steps=self.steps, lr=self.lr, batch=self.batch, schedule=self.schedule,
             base_epochs=self.base_epochs, test_per_class=self.test_per_class, out_dir=out,
-            progress_dir=out / "progress", work_dir=out / "work",
-            pipeline_folder=True)
+            progress_dir=out / "progress", work_dir=out / "work")
 
 
 
@@ -106,7 +105,7 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     start = time.perf_counter()
     check_report_folder(cfg.out, "adapt")
     bcfg = cfg.bench_config()
-    res = bench_device(bcfg, log=log)
+    res = bench_device(bcfg, log=log, pipeline_folder=True)
     base = bcfg.work_dir / f"{bcfg.stem()}-s{cfg.seed}" / "base"
     summary = {
         "kind": "adapt", "name": cfg.name, "config": cfg.to_dict(), "results": res,

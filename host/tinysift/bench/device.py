@@ -78,9 +78,6 @@ class DeviceBenchConfig:
     # in the config (and so in the progress log's key): a change of a replay rule starts a
     # new log instead of mixing runs of the old rule with the new
     replay_params: dict = field(default_factory=lambda: copy.deepcopy(REPLAY_DEFAULTS))
-    #: out_dir is a pipeline's run folder: its results follow the pipeline file, edited or
-    #: not (a bench's folder refuses results of another configuration); not in the log's key
-    pipeline_folder: bool = False
 
     def adapt_config(self, seed: int, replay: str = "none", size: int = 0,
                      update: str = "head"):
@@ -105,7 +102,10 @@ class DeviceBenchConfig:
                 + ("_quick" if self.quick else ""))
 
 
-def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
+def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False) -> dict:
+    """Run (or resume) the bench. ``pipeline_folder``: ``cfg.out_dir`` is a pipeline's run
+    folder, whose results follow the pipeline file, edited or not (a bench's folder refuses
+    results of another configuration: :func:`check_results_owner`)."""
     from tinysift.bench.driver import SerialTasks, say_later_seeds
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
@@ -138,13 +138,13 @@ def bench_device(cfg: DeviceBenchConfig, log=None) -> dict:
     wall = time.perf_counter()
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "first_seed", "methods", "sizes", "updates", "out_dir",
-                        "progress_dir", "work_dir", "pipeline_folder")}
+                        "progress_dir", "work_dir")}
     key.update(user_data_key({"dataset": cfg.dataset}))
     # device points depend on the firmware (its kernels set the cycles and energy): a
     # changed firmware source reruns them
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
-    if not cfg.pipeline_folder:
+    if not pipeline_folder:
         check_results_owner(plog, Path(cfg.out_dir), cfg.stem())
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
@@ -345,7 +345,7 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
         "joint": (summarize(joint, ("acc_new",) if old_untested else ("acc_old", "acc_new"))
                   if joint else None),
         "points": points, "memory_plan": plan,
-        "config": {k: v for k, v in config_dict(cfg).items() if k != "pipeline_folder"},
+        "config": config_dict(cfg),
         # the log, the date, the code versions and machines of the rows (the seeds are
         # seed_values above: they start at first_seed)
         **{k: v for k, v in device_provenance(plog, len(seeds_done), rows).items()
