@@ -135,8 +135,9 @@ def register(app: typer.Typer) -> None:
         plan = info.get("memory_plan")
         if plan and not plan["fits"]:  # written, and said: export.json's plan says so too
             from tinysift.errors import FitError
-            from tinysift.export.memory import over_capacity
+            from tinysift.export.tflite_reader import parse_tflite
+            from tinysift.stages.engine import fit_problem
 
-            raise FitError(f"the model does not fit {plan['board']}: "
-                           f"{' and '.join(over_capacity(plan))} (the export is written; "
-                           "its memory plan in export.json says the same)")
+            data = tflite.read_bytes()  # parsed again on this path only, for the bigger board
+            raise FitError(f"{fit_problem(parse_tflite(data, tflite), plan, len(data))} (the "
+                           "export is written; its memory plan in export.json says the same)")
