@@ -196,7 +196,7 @@ class PipelineConfig(TomlConfig):
         as_pipeline_setting(lambda: check_emulated_board(self.board))
 
     def _check_base_keep(self) -> None:
-        """base_keep's form and range (the count's upper bound needs the data: train's)."""
+        """base_keep's form and range (against the data: :meth:`check_base_keep_holds`)."""
         from tinysift.errors import BudgetError
         from tinysift.selection.budget import parse_keep
 
@@ -207,6 +207,22 @@ class PipelineConfig(TomlConfig):
         if not (0.0 < value <= 1.0 if isinstance(value, float) else value >= 1):
             raise TinysiftError(f"base_keep must be a fraction in (0, 1] (e.g. \"0.1\") or a "
                                 f"count >= 1 (e.g. \"600\"), got {self.base_keep!r}")
+
+    def check_base_keep_holds(self, samples: int, classes: int) -> None:
+        """base_keep against the data (``samples`` training samples of ``classes`` classes),
+        before any work, in the pipeline's words (train refused it later, naming a --keep the
+        file does not have)."""
+        from tinysift.selection.budget import resolve_keep
+
+        try:
+            kept = resolve_keep(self.base_keep, samples)
+        except TinysiftError as exc:
+            raise TinysiftError(f"base_keep = {self.base_keep!r}: {exc}") from None
+        if kept < classes:
+            raise TinysiftError(f"base_keep = {self.base_keep!r} keeps {kept} of {samples} "
+                                f"samples, fewer than the {classes} classes (the base model's "
+                                f"subset is class-balanced): set base_keep to {classes} or "
+                                "more samples, or a larger fraction, in the pipeline file")
 
     def _check_method_params(self) -> None:
         """Each ``method_params`` entry names a selection method and holds settings its

@@ -26,23 +26,6 @@ from tinysift.device.results import DeviceResults
 from tinysift.pipeline.config import PipelineConfig, check_report_folder
 
 
-def _check_base_keep(cfg: PipelineConfig, samples: int, classes: int) -> None:
-    """base_keep against the data, before any work, in the pipeline's words (train refused
-    it later, naming a --keep the file does not have)."""
-    from tinysift.errors import TinysiftError
-    from tinysift.selection.budget import resolve_keep
-
-    try:
-        kept = resolve_keep(cfg.base_keep, samples)
-    except TinysiftError as exc:
-        raise TinysiftError(f"base_keep = {cfg.base_keep!r}: {exc}") from None
-    if kept < classes:
-        raise TinysiftError(f"base_keep = {cfg.base_keep!r} keeps {kept} of {samples} samples, "
-                            f"fewer than the {classes} classes (the base model's subset is "
-                            f"class-balanced): set base_keep to {classes} or more samples, or a "
-                            "larger fraction, in the pipeline file")
-
-
 def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     from tinysift.boards import load_board
     from tinysift.data import load_dataset
@@ -62,7 +45,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     ds = load_dataset(cfg.dataset)
     out = Path(cfg.out)
     check_report_folder(out, "select")
-    _check_base_keep(cfg, len(ds.y_train), ds.num_classes)
+    cfg.check_base_keep_holds(len(ds.y_train), ds.num_classes)
     run = Run(out)
     run.record_command()
     run.set("pipeline", cfg.to_dict())
