@@ -87,16 +87,12 @@ def quantize(run_dir: str | Path, qat: bool = False, representative: int = 500,
         tflite = convert_int8(model, x_kept[np.sort(rep_idx)])
         atomic_write_bytes(run / TFLITE_FILE, tflite)
         rec["outputs"].append(TFLITE_FILE)
-        from tinysift.export.golden import ARENA_SLACK, arena_ceiling
-
         scale, zp = tflm.input_quant(tflite)
-        with quiet_stderr():
-            arena = tflm.minimal_arena(tflite, hi=arena_ceiling(tflite))
-        # in the arena the search found: TFLM's default (10x the model's bytes) is too small
-        # for large activations and small weights (128x128 images), "failed to allocate"
         out = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zp),
-                            arena_size=arena + ARENA_SLACK, progress=progress)[0]
+                            progress=progress)[0]
         int8_acc = float((out.argmax(1) == ds.y_test).mean())
+        with quiet_stderr():  # up to the arena run_tflm used: large activations fit too
+            arena = tflm.minimal_arena(tflite, hi=tflm.arena_ceiling(tflite))
         outcome = QuantizeOutcome(run.path, mode, float_acc, int8_acc, float_acc - int8_acc,
                                   arena, len(tflite))
         rec["results"].update({k: v for k, v in outcome.to_dict().items()
