@@ -14,22 +14,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tinysift.bench.stats import MIN_SEEDS, significant
+from tinysift.bench.guided import CONTROLS
+from tinysift.bench.prune import ALL_METHODS as PRUNE_METHODS
+from tinysift.bench.prune import EQUAL_STEPS_METHODS
+from tinysift.bench.stats import MIN_SEEDS, half_width, significant
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"
 OURS = ("vq", "flow")
-#: the guided targets' controls
-CONTROLS = ("full-cut", "rs2", "infobatch")
-#: the methods the pruning targets compare vq and flow against ("the best"): bench prune's
-#: default ``--methods`` under the proportional protocol, and under equal steps those the
-#: issue names. A results file run with fewer is not judged: the best of the methods it ran
-#: need not be the best (random, vq and flow alone made keep 0.1 "met" where herding leads).
-PRUNE_METHODS = ("random", "el2n", "grand", "forgetting", "aum", "ccs", "moderate", "herding",
-                 "kcenter", "prototypes", "d2", "vq", "flow")
-EQUAL_STEPS_METHODS = ("random", "ccs", "d2", "moderate", "herding", "vq", "flow")
+# The guided targets' controls (CONTROLS), and the methods the pruning targets compare vq and
+# flow against ("the best"): bench prune's defaults, PRUNE_METHODS under the proportional
+# protocol and EQUAL_STEPS_METHODS (those the issue names) under equal steps. A results file
+# run with fewer is not judged: the best of the methods it ran need not be the best (random,
+# vq and flow alone made keep 0.1 "met" where herding leads).
 #: the methods the on-device targets at 5 and 10 per class compare vq and flow against
 DEVICE_REFS = ("random", "herding")
 #: the most decimals :func:`decimals` adds for a close call
@@ -80,7 +79,7 @@ def _above(d: dict) -> bool:
 def _within_or_above(d: dict) -> bool:
     """A paired difference whose interval reaches 0 or above (not below the other beyond
     its interval); one seed has no interval: False."""
-    h = _half(d)
+    h = half_width(d)
     return h is not None and d["mean"] + h >= 0
 
 
@@ -88,13 +87,6 @@ def _seeds_of(d: dict, res: dict) -> int:
     """The seeds a stored paired difference was taken over (its ``n``; the results file's
     seeds for one written without it)."""
     return d.get("n", res.get("seeds", 0))
-
-
-def _half(d: dict) -> float | None:
-    """A paired difference's half-width, None without one (one seed: None, or NaN in a
-    file written before)."""
-    h = d.get("half_width")
-    return None if h is None or h != h else h
 
 
 def read_results(p: Path) -> dict:
@@ -272,14 +264,14 @@ def equal_steps_checks(res: dict) -> list[dict]:
 def _pm(d: dict) -> str:
     """A paired difference in points with its interval's half-width, two decimals, plain
     (stats.diff_cell bolds it, for tables); the mean alone without an interval (one seed)."""
-    h = _half(d)
+    h = half_width(d)
     return f"{100 * d['mean']:+.2f}" + ("" if h is None else f" ± {100 * h:.2f}")
 
 
 def _diff_text(d: dict, holds: Callable[[float, float], bool]) -> str:
     """A paired difference in points, with the decimals that show ``holds(mean, half)``;
     the mean alone without an interval (one seed)."""
-    if _half(d) is None:
+    if half_width(d) is None:
         return f"{100 * d['mean']:+.2f}"
     m, h = 100 * d["mean"], 100 * d["half_width"]
     n = decimals(holds, m, h)
@@ -406,7 +398,7 @@ def guided_targets(res: dict) -> list[str]:
         if f:
             d = f["vs_full_data"]
             n = decimals(lambda m: m > 0, 100 * d["mean"])
-            h, why = _half(d), not_judged(res["seeds"])
+            h, why = half_width(d), not_judged(res["seeds"])
             lines.append(f"- flow at budget 0.5: {f['acc_mean']:.4f} vs full noisy data "
                          f"{full:.4f} ({100 * d['mean']:+.{n}f}"
                          + ("" if h is None else f" ± {100 * h:.2f}")
@@ -511,7 +503,7 @@ def device_targets(res: dict) -> list[str]:
             gain = 100 * (lb["acc_mean"] - h["acc_mean"])
             d = paired_difference(lb["runs"], h["runs"])
             n = decimals(lambda g: g >= 3, gain)
-            half = _half(d)
+            half = half_width(d)
             lines.append(f"- {m} {size}/class: last-block {lb['acc_mean']:.4f} vs head "
                          f"{h['acc_mean']:.4f} ({gain:+.{n}f} pt, "
                          + ("no paired interval" if half is None
@@ -568,7 +560,7 @@ def upkeep_targets(res: dict) -> list[str]:
         if "vs_reservoir" in cov:
             d = cov["vs_reservoir"]
             n = decimals(lambda x: x >= 0, 100 * d["mean"])
-            h = _half(d)
+            h = half_width(d)
             lines.append(f"- {per}/class ({update}): coverage {cov['acc_mean']:.4f} vs reservoir "
                          f"{rsv['acc_mean']:.4f} ({100 * d['mean']:+.{n}f}"
                          + ("" if h is None else f" ± {100 * h:.2f}")
@@ -1546,7 +1538,7 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def _pt(d: dict) -> str:
     """A paired difference in points, bold when its 95% interval excludes 0."""
-    if _half(d) is None:  # one seed: no interval
+    if half_width(d) is None:  # one seed: no interval
         return f"{100 * d['mean']:+.1f}"
     cell = f"{100 * d['mean']:+.1f} ± {100 * d['half_width']:.1f}"
     return f"**{cell}**" if significant(d) else cell

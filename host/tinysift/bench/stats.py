@@ -21,7 +21,7 @@ MIN_SEEDS = 3
 NO_SPREAD = 1e-12
 
 
-def _half_width(p: dict) -> float | None:
+def half_width(p: dict) -> float | None:
     """A paired difference's half-width, None where it has none (one seed; files written
     before NaN was dropped hold NaN)."""
     h = p.get("half_width")
@@ -35,7 +35,7 @@ def significant(p: dict) -> bool:
     same difference on every seed of three or more is significant; a mean of rounding is
     0). Judged from the numbers, not a stored ``significant`` flag (a file written under an
     older rule keeps its flag)."""
-    h = _half_width(p)
+    h = half_width(p)
     if p.get("mean") is None or h is None or p.get("n", 0) < MIN_SEEDS:
         return False
     return abs(p["mean"]) > max(h, NO_SPREAD)
@@ -73,7 +73,7 @@ def diff_cell(p: dict) -> str:
     without an interval (one seed) the mean alone, ``-`` without seeds."""
     if p.get("mean") is None:
         return "-"
-    h = _half_width(p)
+    h = half_width(p)
     if h is None:
         return f"{100 * p['mean']:+.2f}"
     cell = f"{100 * p['mean']:+.2f} ± {100 * h:.2f}"
