@@ -208,3 +208,58 @@ def test_a_pipelines_folder_follows_its_file_a_benchs_refuses_another_configurat
         bench_device(DeviceBenchConfig(**where))
     with pytest.raises(Started):
         bench_device(DeviceBenchConfig(**where), pipeline_folder=True)
+
+
+_HOLD_RESULTS = ("import sys, time\n"
+                 "from tinysift.bench.progress import ProgressLog, results_claim\n"
+                 "with results_claim(ProgressLog({}, None, sys.argv[2]), sys.argv[1], "
+                 "sys.argv[2]):\n"
+                 "    print('held', flush=True)\n"
+                 "    time.sleep(120)\n")
+
+
+@pytest.mark.parametrize("bench", ["prune", "guided", "condense"])
+def test_a_second_bench_on_the_same_results_is_refused(tmp_path, monkeypatch, bench):
+    """Two benches writing one results file (the command run twice, or another recipe
+    started before the first wrote its results, which the owner check then missed) both
+    appended to one log, trained every point twice, and the last to finish replaced the
+    other's table; now the second is refused before any training, naming the first."""
+    import subprocess
+    import sys
+
+    import tinysift.bench.driver
+    from tinysift.bench.condense import CondenseBenchConfig, bench_condense
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+    from tinysift.bench.prune import PruneBenchConfig, bench_prune
+    from tinysift.errors import RunBusy
+
+    def no_training(*a, **k):
+        raise AssertionError("trained beside another bench")
+
+    monkeypatch.setattr(tinysift.bench.driver, "run_seeds", no_training)
+    common = {"dataset": "digits", "seeds": 1, "out_dir": tmp_path,
+              "progress_dir": tmp_path / "p"}
+    run = {"prune": lambda: bench_prune(PruneBenchConfig(keeps=(0.1,), methods=("random",),
+                                                         cache_dir=None, **common)),
+           "guided": lambda: bench_guided(GuidedBenchConfig(budgets=(0.5,), methods=("rs2",),
+                                                            **common)),
+           "condense": lambda: bench_condense(CondenseBenchConfig(per_class=(1,),
+                                                                  methods=("random",),
+                                                                  **common))}[bench]
+    stem = f"{bench}_digits"
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_RESULTS, str(tmp_path), stem],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=rf"{stem}\.json is being written by another "
+                           rf"tinysift bench \(pid {proc.pid} .*pass another --out-dir"):
+            run()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "p").exists()  # nothing logged
+    # A killed holder leaves its lock file; the next bench takes it and removes it.
+    assert (tmp_path / f".{stem}.lock").exists()
+    with pytest.raises(AssertionError, match="trained beside"):
+        run()  # past the claim: on to the training
+    assert not (tmp_path / f".{stem}.lock").exists()

@@ -497,7 +497,16 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             _held[key][1] += 1
             fd = None
         else:
-            fd = _locked_file(folder)
+            fd = _locked_file(
+                folder / LOCK_FILE,
+                lambda holder: (
+                    f"{folder} is in use by another tinysift process ({held_by(holder)}); one "
+                    "writer per run folder: wait for it to finish, stop it, or use another "
+                    "--out/--run"),
+                lambda reason: (
+                    f"cannot write in the run folder {folder} ({reason}): a run folder "
+                    "records every stage, even a cached one; copy it somewhere writable, or "
+                    "make it writable"))
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(_holder(what)).encode())
             _held[key] = [fd, 1]
@@ -528,23 +537,21 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
                     os.close(fd)  # closing the descriptor releases the flock
 
 
-def _locked_file(folder: Path) -> int:
-    """The lock file of ``folder``, open and flock'ed: the path's own file (a holder that
-    deletes the file as it leaves would otherwise let this process lock the deleted one
-    while the next locks a new file: two writers); a RunBusy names the holder."""
+def _locked_file(path: Path, busy: Callable[[dict], str],
+                 unwritable: Callable[[str], str]) -> int:
+    """The lock file ``path``, open and flock'ed: the path's own file (a holder that deletes
+    the file as it leaves would otherwise let this process lock the deleted one while the
+    next locks a new file: two writers). Held by another process: a RunBusy of
+    ``busy(holder)``; not writable: a TinysiftError of ``unwritable(reason)``."""
     import fcntl
 
     from tinysift.errors import RunBusy, TinysiftError
 
-    path = folder / LOCK_FILE
     for _ in range(20):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:  # a read-only folder or file system: an "unexpected" error
-            raise TinysiftError(
-                f"cannot write in the run folder {folder} ({exc.strerror or exc}): a run "
-                "folder records every stage, even a cached one; copy it somewhere "
-                "writable, or make it writable") from None
+            raise TinysiftError(unwritable(str(exc.strerror or exc))) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -553,12 +560,7 @@ def _locked_file(folder: Path) -> int:
             except ValueError:
                 holder = {}
             os.close(fd)
-            raise RunBusy(
-                f"{folder} is in use by another tinysift process (pid "
-                f"{holder.get('pid', '?')} on {holder.get('host', '?')}: "
-                f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "
-                f"{holder.get('since', '?')}); one writer per run folder: wait for it to "
-                "finish, stop it, or use another --out/--run") from None
+            raise RunBusy(busy(holder if isinstance(holder, dict) else {})) from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
@@ -566,8 +568,50 @@ def _locked_file(folder: Path) -> int:
         if same:
             return fd
         os.close(fd)  # locked a file its holder deleted on leaving: open the path again
-    raise TinysiftError(f"cannot lock the run folder {folder}: its lock file keeps being "
-                        "replaced; is another program deleting it?")
+    raise TinysiftError(f"cannot lock {path}: the file keeps being replaced; is another "
+                        "program deleting it?")
+
+
+def held_by(holder: dict) -> str:
+    """Who holds a lock, from its file: pid, host, command, what and since when."""
+    return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}: "
+            f"`{holder.get('command', '?')}`, {holder.get('what', '?')} since "
+            f"{holder.get('since', '?')}")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, what: str, busy: Callable[[dict], str],
+              unwritable: Callable[[str], str]) -> Iterator[None]:
+    """Hold an flock on the file ``path``, made for it and removed on release, while the
+    block runs: another process that tries gets a RunBusy of ``busy(holder)`` (see
+    :func:`held_by`). Re-entrant within a process; the kernel drops it when the process
+    ends (a killed holder leaves the file, which the next holder takes and removes)."""
+    if importlib.util.find_spec("fcntl") is None:  # not POSIX: no locking
+        yield
+        return
+    path = Path(path)
+    key = str(path.resolve())
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+        else:
+            fd = _locked_file(path, busy, unwritable)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(_holder(what)).encode())
+            _held[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            _held[key][1] -= 1
+            if _held[key][1] == 0:
+                fd = _held.pop(key)[0]
+                try:
+                    os.unlink(path)  # still locked: a waiting process then opens the path anew
+                except OSError:  # moved or gone meanwhile: nothing to tidy
+                    pass
+                finally:
+                    os.close(fd)
 
 
 def locks_run(param: str) -> Callable:

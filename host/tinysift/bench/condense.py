@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tinysift.bench.progress import (
     ProgressLog,
-    check_results_owner,
     config_dict,
     distinct,
+    results_claim,
     summarize,
 )
 from tinysift.bench.report import (
@@ -49,11 +49,9 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
     serial, in this process): per seed the full-data training, and one task per method and
     K (condense, then train on the condensed set)."""
-    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import dataset_slug, load_dataset
     from tinysift.errors import TinysiftError
-    from tinysift.models.training import TrainConfig
     from tinysift.progress import make_console
 
     if cfg.seeds < 1:
@@ -69,7 +67,16 @@ def bench_condense(cfg: CondenseBenchConfig, progress: bool = False, executor=No
     ds = load_dataset(cfg.dataset)
     stem = f"condense_{dataset_slug(cfg.dataset)}" + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, ds.content_hash, stem)
-    check_results_owner(log, Path(cfg.out_dir), stem)
+    with results_claim(log, Path(cfg.out_dir), stem):
+        return _run(cfg, ex, console, log, ds, stem, progress)
+
+
+def _run(cfg: CondenseBenchConfig, ex, console, log: ProgressLog, ds, stem: str,
+         progress: bool) -> dict:
+    """The bench's seeds, with its results claimed."""
+    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
+    from tinysift.models.training import TrainConfig
+
     if (resuming := log.resuming()) is not None:
         console.print(resuming, markup=False)
     data = SeedData(ds)

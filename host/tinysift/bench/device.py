@@ -37,10 +37,10 @@ import numpy as np
 
 from tinysift.bench.progress import (
     ProgressLog,
-    check_results_owner,
     config_dict,
     device_provenance,
     distinct,
+    results_claim,
     summarize,
     user_data_key,
     write_results,
@@ -106,20 +106,9 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
     """Run (or resume) the bench. ``pipeline_folder``: ``cfg.out_dir`` is a pipeline's run
     folder, whose results follow the pipeline file, edited or not (a bench's folder refuses
     results of another configuration: :func:`check_results_owner`)."""
-    from tinysift.bench.driver import SerialTasks, say_later_seeds
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
-    from tinysift.pipeline.adapt import (
-        device_task_accuracies,
-        exported_tests,
-        host_joint_reference,
-        prepare_base,
-        test_indices,
-    )
     from tinysift.progress import make_console
-    from tinysift.quantize import tflm
-    from tinysift.stages.device import TrainParams, run_on_device
-    from tinysift.stages.export import export
 
     if cfg.seeds < 1:
         raise BudgetError(f"--seeds must be at least 1 (got {cfg.seeds})")
@@ -144,8 +133,24 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
     # changed firmware source reruns them
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
                        stamp={"firmware": firmware_source_hash()})
-    if not pipeline_folder:
-        check_results_owner(plog, Path(cfg.out_dir), cfg.stem())
+    with results_claim(plog, Path(cfg.out_dir), cfg.stem(), check_owner=not pipeline_folder):
+        return _run(cfg, plog, say, wall)
+
+
+def _run(cfg: DeviceBenchConfig, plog: ProgressLog, say, wall: float) -> dict:
+    """The bench's seeds, with its results claimed."""
+    from tinysift.bench.driver import SerialTasks, say_later_seeds
+    from tinysift.pipeline.adapt import (
+        device_task_accuracies,
+        exported_tests,
+        host_joint_reference,
+        prepare_base,
+        test_indices,
+    )
+    from tinysift.quantize import tflm
+    from tinysift.stages.device import TrainParams, run_on_device
+    from tinysift.stages.export import export
+
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
     say_later_seeds(plog, cfg.seed_values(), tasks.say)  # before any results are written

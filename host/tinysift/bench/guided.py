@@ -20,11 +20,11 @@ from pathlib import Path
 from tinysift.bench.progress import (
     ProgressLog,
     append_json_line,
-    check_results_owner,
     config_dict,
     distinct,
     point_labels,
     read_json_lines,
+    results_claim,
     summarize,
     write_results,
 )
@@ -91,12 +91,10 @@ def results_stem(dataset: str, label_noise: float) -> str:
 def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) -> dict:
     """Run the bench; ``executor`` (:mod:`tinysift.bench.executor`) runs its tasks (default:
     serial, in this process): one per (seed, method, budget) training."""
-    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import load_dataset
     from tinysift.errors import BudgetError
     from tinysift.guided import known_samplers
-    from tinysift.models.training import TrainConfig
     from tinysift.progress import make_console
 
     if cfg.seeds < 1:
@@ -121,7 +119,16 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     base = load_dataset(cfg.dataset)
     stem = results_stem(cfg.dataset, cfg.label_noise) + ("_quick" if cfg.quick else "")
     log = _progress_log(cfg, base.content_hash, stem)
-    check_results_owner(log, Path(cfg.out_dir), stem)
+    with results_claim(log, Path(cfg.out_dir), stem):
+        return _run(cfg, ex, console, log, base, stem, progress)
+
+
+def _run(cfg: GuidedBenchConfig, ex, console, log: ProgressLog, base, stem: str,
+         progress: bool) -> dict:
+    """The bench's seeds, with its results claimed."""
+    from tinysift.bench.driver import SeedData, run_seeds, worker_fields
+    from tinysift.models.training import TrainConfig
+
     data = SeedData(base, cfg.label_noise)
     _check_points(cfg, data)  # before the log gets any line (a --rerun's marker)
     if (resuming := log.resuming()) is not None:

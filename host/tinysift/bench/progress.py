@@ -6,9 +6,10 @@ where it stopped and a rerun with more seeds only adds the missing ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -329,6 +330,32 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
                       f"{what}, logged in {theirs} (this command's log: {log.path.name}); "
                       f"this run would replace them: pass another --out-dir, or move "
                       f"{path.name} and its .md/.png away (its trainings stay in {theirs})")
+
+
+@contextlib.contextmanager
+def results_claim(log: ProgressLog, out_dir: Path, stem: str,
+                  check_owner: bool = True) -> Iterator[None]:
+    """Hold the lock of the results ``out_dir/stem.*`` while a bench runs, then refuse
+    results of another configuration (:func:`check_results_owner`, unless not
+    ``check_owner``: a pipeline's results follow its file). A second bench writing
+    the same results (the same command twice, or another recipe of it) is refused naming the
+    first: both appended the same trainings to one log, ran each twice, and the last to
+    finish replaced the other's table; a recipe that started before the other wrote its
+    results passed the owner check. The lock file ``.STEM.lock`` goes when the bench ends."""
+    from tinysift.runs import file_lock, held_by, out_folder
+
+    out_dir = out_folder(Path(out_dir), "--out-dir", create=True)
+    path = out_dir / f".{stem}.lock"
+    with file_lock(
+            path, "a bench",
+            lambda holder: (f"{out_dir / stem}.json is being written by another tinysift bench "
+                            f"({held_by(holder)}); one bench per results file: wait for it "
+                            "to finish, stop it, or pass another --out-dir"),
+            lambda reason: (f"cannot write in the results folder {out_dir} ({reason}): "
+                            "pass a writable --out-dir")):
+        if check_owner:
+            check_results_owner(log, out_dir, stem)
+        yield
 
 
 def user_data_key(specs: dict[str, str | None]) -> dict:

@@ -21,10 +21,10 @@ import numpy as np
 
 from tinysift.bench.progress import (
     ProgressLog,
-    check_results_owner,
     config_dict,
     distinct,
     point_labels,
+    results_claim,
     summarize,
     write_results,
 )
@@ -113,15 +113,16 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     stem = (results_stem(cfg.dataset, cfg.label_noise, cfg.protocol)
             + ("_quick" if cfg.quick else ""))
     log = _progress_log(cfg, base.content_hash)
-    check_results_owner(log, Path(cfg.out_dir), stem)
-    if (resuming := log.resuming()) is not None:
-        console.print(resuming, markup=False)
-    data = SeedData(base, cfg.label_noise)
-    tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data), progress and not ex.remote)
-    return run_seeds(ex, log, cfg.seeds, tasks.submit,
-                     lambda seeds, wall: _results(cfg, log, seeds, wall),
-                     lambda res: write_outputs(res, Path(cfg.out_dir), stem),
-                     say=lambda line: console.print(line, markup=False))
+    with results_claim(log, Path(cfg.out_dir), stem):
+        if (resuming := log.resuming()) is not None:
+            console.print(resuming, markup=False)
+        data = SeedData(base, cfg.label_noise)
+        tasks = _PruneTasks(cfg, ex, log, console, data, ex.share(data),
+                            progress and not ex.remote)
+        return run_seeds(ex, log, cfg.seeds, tasks.submit,
+                         lambda seeds, wall: _results(cfg, log, seeds, wall),
+                         lambda res: write_outputs(res, Path(cfg.out_dir), stem),
+                         say=lambda line: console.print(line, markup=False))
 
 
 class _PruneTasks:

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from tinysift.bench.progress import (
     ProgressLog,
-    check_results_owner,
     device_provenance,
     distinct,
+    results_claim,
     summarize,
     user_data_key,
 )
@@ -85,7 +85,6 @@ def point_key(policy: str, per_class: int | None, update: str) -> tuple[str, str
 
 
 def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
-    from tinysift.bench.driver import SerialTasks, say_later_seeds
     from tinysift.device.build import firmware_source_hash
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import replay_method_params
@@ -109,7 +108,14 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     # device points depend on the firmware: a changed firmware source reruns them
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
                        point="point", stamp={"firmware": firmware_source_hash()})
-    check_results_owner(plog, Path(cfg.out_dir), cfg.stem())
+    with results_claim(plog, Path(cfg.out_dir), cfg.stem()):
+        return _run(cfg, plog, say, wall)
+
+
+def _run(cfg: UpkeepBenchConfig, plog: ProgressLog, say, wall: float) -> dict:
+    """The bench's seeds, with its results claimed."""
+    from tinysift.bench.driver import SerialTasks, say_later_seeds
+
     results: dict = {}
     tasks = SerialTasks()  # failure lines on stderr, verbatim (not console markup)
     say_later_seeds(plog, list(range(cfg.seeds)), tasks.say)  # before any results are written
