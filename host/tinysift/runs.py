@@ -478,6 +478,37 @@ def _holder(what: str) -> dict:
             "command": " ".join(shlex.quote(a) for a in sys.argv), "since": _now()}
 
 
+def _acquire(key: str, path: Path, what: str, busy: Callable[[dict], str],
+             unwritable: Callable[[str], str]) -> None:
+    """One more hold of the lock ``key`` by this process; the first locks the file ``path``
+    (:func:`_locked_file`) and writes who holds it there."""
+    with _held_guard:
+        if key in _held:
+            _held[key][1] += 1
+            return
+        fd = _locked_file(path, busy, unwritable)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(_holder(what)).encode())
+        _held[key] = [fd, 1]
+
+
+def _release(key: str, tidy: Callable[[int], None]) -> None:
+    """One hold of the lock ``key`` less; the last runs ``tidy(fd)`` while the file is still
+    locked (an OSError: the file or folder moved or went away, nothing to tidy) and closes
+    the file, which releases the flock."""
+    with _held_guard:
+        _held[key][1] -= 1
+        if _held[key][1]:
+            return
+        fd = _held.pop(key)[0]
+        try:
+            tidy(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     """Hold ``folder``'s lock while the block runs: another process that tries gets a
@@ -492,49 +523,35 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     out_folder(folder, "--out/--run", create=True)
     lock_made = not (folder / LOCK_FILE).exists()
     key = str(folder.resolve())
-    with _held_guard:
-        if key in _held:
-            _held[key][1] += 1
-            fd = None
-        else:
-            fd = _locked_file(
-                folder / LOCK_FILE,
-                lambda holder: (
-                    f"{folder} is in use by another tinysift process ({held_by(holder)}); one "
-                    "writer per run folder: wait for it to finish, stop it, or use another "
-                    "--out/--run"),
-                lambda reason: (
-                    f"cannot write in the run folder {folder} ({reason}): a run folder "
-                    "records every stage, even a cached one; copy it somewhere writable, or "
-                    "make it writable"))
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(_holder(what)).encode())
-            _held[key] = [fd, 1]
+    _acquire(key, folder / LOCK_FILE, what,
+             lambda holder: (
+                 f"{folder} is in use by another tinysift process ({held_by(holder)}); one "
+                 "writer per run folder: wait for it to finish, stop it, or use another "
+                 "--out/--run"),
+             lambda reason: (
+                 f"cannot write in the run folder {folder} ({reason}): a run folder records "
+                 "every stage, even a cached one; copy it somewhere writable, or make it "
+                 "writable"))
+
+    def tidy(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        # (a process that opened the lock file before it goes locks a deleted file:
+        # _locked_file sees that and opens the path again)
+        names = [p.name for p in folder.iterdir()] if created or lock_made else []
+        if created and names == [LOCK_FILE]:
+            # a folder this call made and nothing wrote into (a refused command): leave no
+            # empty run folder behind; still locked meanwhile
+            os.unlink(folder / LOCK_FILE)
+            folder.rmdir()
+        elif lock_made and names and MANIFEST not in names:
+            # an existing folder a refused command never made a run folder (the user's own
+            # files): leave it as it was, without our lock file
+            os.unlink(folder / LOCK_FILE)
+
     try:
         yield
     finally:
-        with _held_guard:
-            _held[key][1] -= 1
-            if _held[key][1] == 0:
-                fd = _held.pop(key)[0]
-                try:
-                    os.ftruncate(fd, 0)
-                    # (a process that opened the lock file before it goes locks a deleted
-                    # file: _locked_file sees that and opens the path again)
-                    names = [p.name for p in folder.iterdir()] if created or lock_made else []
-                    if created and names == [LOCK_FILE]:
-                        # a folder this call made and nothing wrote into (a refused
-                        # command): leave no empty run folder behind; still locked meanwhile
-                        os.unlink(folder / LOCK_FILE)
-                        folder.rmdir()
-                    elif lock_made and names and MANIFEST not in names:
-                        # an existing folder a refused command never made a run folder (the
-                        # user's own files): leave it as it was, without our lock file
-                        os.unlink(folder / LOCK_FILE)
-                except OSError:  # the folder moved or went away meanwhile: nothing to tidy
-                    pass
-                finally:
-                    os.close(fd)  # closing the descriptor releases the flock
+        _release(key, tidy)
 
 
 def _locked_file(path: Path, busy: Callable[[dict], str],
@@ -591,27 +608,12 @@ def file_lock(path: str | Path, what: str, busy: Callable[[dict], str],
         return
     path = Path(path)
     key = str(path.resolve())
-    with _held_guard:
-        if key in _held:
-            _held[key][1] += 1
-        else:
-            fd = _locked_file(path, busy, unwritable)
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(_holder(what)).encode())
-            _held[key] = [fd, 1]
+    _acquire(key, path, what, busy, unwritable)
     try:
         yield
     finally:
-        with _held_guard:
-            _held[key][1] -= 1
-            if _held[key][1] == 0:
-                fd = _held.pop(key)[0]
-                try:
-                    os.unlink(path)  # still locked: a waiting process then opens the path anew
-                except OSError:  # moved or gone meanwhile: nothing to tidy
-                    pass
-                finally:
-                    os.close(fd)
+        # still locked while it goes: a waiting process then opens the path anew
+        _release(key, lambda fd: os.unlink(path))
 
 
 def locks_run(param: str) -> Callable:
