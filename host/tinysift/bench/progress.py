@@ -333,11 +333,12 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
 
 
 @contextlib.contextmanager
-def results_claim(log: ProgressLog, out_dir: Path, stem: str,
+def results_claim(log: ProgressLog | None, out_dir: Path, stem: str,
                   check_owner: bool = True) -> Iterator[None]:
     """Hold the lock of the results ``out_dir/stem.*`` while a bench runs, then refuse
     results of another configuration (:func:`check_results_owner`, unless not
-    ``check_owner``: a pipeline's results follow its file). A second bench writing
+    ``check_owner``: a pipeline's results follow its file; or no ``log``: a bench without
+    one, whose results are always its own). A second bench writing
     the same results (the same command twice, or another recipe of it) is refused naming the
     first: both appended the same trainings to one log, ran each twice, and the last to
     finish replaced the other's table; a recipe that started before the other wrote its
@@ -353,7 +354,7 @@ def results_claim(log: ProgressLog, out_dir: Path, stem: str,
                             "to finish, stop it, or pass another --out-dir"),
             lambda reason: (f"cannot write in the results folder {out_dir} ({reason}): "
                             "pass a writable --out-dir")):
-        if check_owner:
+        if check_owner and log is not None:
             check_results_owner(log, out_dir, stem)
         yield
 

@@ -12,16 +12,28 @@ TARGETS_SECONDS = {"vq": 60.0, "flow": 300.0}
 def bench_scoring(dataset: str = "mnist", methods: tuple[str, ...] = ("vq", "flow"),
                   keep: float = 0.1, seed: int = 0,
                   out_dir: Path = Path("benchmarks/results")) -> dict:
-    from tinysift.bench.progress import distinct
+    from tinysift.bench.progress import distinct, results_claim
     from tinysift.data import dataset_slug, load_dataset
-    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
-    from tinysift.scoring import ScoringContext
-    from tinysift.selection import make_method, resolve_keep
+    from tinysift.selection import make_method
 
     distinct(methods, "--methods")
     for name in methods:  # every name before the first fit: a typo failed after vq's minute
         make_method(name, seed=seed)
     ds = load_dataset(dataset)
+    out = Path(out_dir)
+    stem = f"scoring_{dataset_slug(dataset)}"  # an npz: path wrote into nested folders
+    # one bench at a time per results file: two ran side by side and timed each other
+    with results_claim(None, out, stem):
+        return _timed(ds, dataset, methods, keep, seed, out, stem)
+
+
+def _timed(ds, dataset: str, methods: tuple[str, ...], keep: float, seed: int, out: Path,
+           stem: str) -> dict:
+    """Time each method's fit and selection from a cold start and write the results."""
+    from tinysift.runs import atomic_write_json, atomic_write_text, machine_info, package_versions
+    from tinysift.scoring import ScoringContext
+    from tinysift.selection import make_method, resolve_keep
+
     rows = {}
     for name in methods:
         # A fresh context per method: nothing is shared or cached, so each time is complete.
@@ -43,8 +55,6 @@ def bench_scoring(dataset: str = "mnist", methods: tuple[str, ...] = ("vq", "flo
            "data_hash": ds.content_hash, "methods": rows, "machine": machine_info(),
            "versions": package_versions(),
            "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    out = Path(out_dir)
-    stem = f"scoring_{dataset_slug(dataset)}"  # an npz: path wrote into nested folders
     atomic_write_json(out / f"{stem}.json", res)
     lines = [f"# Scoring speed: {dataset} ({res['samples']} samples), cold start", "",
              "| method | total s | fit s | select s | target s | met |",
