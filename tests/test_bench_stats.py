@@ -56,3 +56,30 @@ def test_one_seed_has_no_interval_and_its_json_is_standard():
         json.dumps(p, allow_nan=False)  # raises on NaN
     old = json.loads('{"mean": 0.1, "half_width": NaN, "n": 1, "significant": false}')
     assert not significant(old) and diff_cell(old) == "+10.00"
+
+
+def test_significant_needs_the_mean_strictly_beyond_the_interval_on_known_seeds():
+    """The edges of the rule as documented: a mean exactly on its half-width is an interval
+    that reaches 0 (not beyond it); a difference whose seeds are not recorded (no ``n``) or
+    that has no interval is not shown to have MIN_SEEDS seeds, so it is not significant."""
+    from tinysift.bench.stats import MIN_SEEDS, diff_cell, significant
+
+    on_edge = {"mean": 0.01, "half_width": 0.01, "n": 5}
+    assert not significant(on_edge) and not diff_cell(on_edge).startswith("**")
+    assert not significant({"mean": -0.01, "half_width": 0.01, "n": 5})
+    assert significant({"mean": 0.0101, "half_width": 0.01, "n": 5})
+    assert significant({"mean": -0.0101, "half_width": 0.01, "n": 5})
+    assert not significant({"mean": 0.02, "half_width": 0.01})  # seeds unknown
+    assert significant({"mean": 0.02, "half_width": 0.01, "n": MIN_SEEDS})
+    assert not significant({"mean": 0.02, "half_width": None, "n": MIN_SEEDS})
+
+
+def test_lists_of_other_lengths_are_refused_either_way():
+    """One value per seed on both sides: a longer ``a`` is refused like a longer ``b``."""
+    import pytest
+
+    from tinysift.bench.stats import paired_difference
+
+    for a, b in (([0.8, 0.7, 0.9], [0.7, 0.6]), ([0.8, 0.7], [0.7, 0.6, 0.5])):
+        with pytest.raises(ValueError, match="one value per seed"):
+            paired_difference(a, b)
