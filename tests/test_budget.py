@@ -95,3 +95,21 @@ def test_validation_split_holds_out_the_seeded_balanced_set():
     assert np.bincount(y[held]).tolist() == [20] * 10
     assert not np.intersect1d(rest, held).size
     assert held[:10].tolist() == [8, 13, 14, 45, 58, 65, 72, 79, 81, 89]
+
+
+def test_keep_edges_a_count_of_one_a_count_past_n_nan_bools_and_exponents():
+    """keep is a count in [1, N] or a fraction in (0, 1]: a count of 1 is allowed, N + 1 is
+    not; a NaN fraction and a bool are refused as budgets (not a crash deeper down, not a
+    count of 1); a fraction written with an exponent (``--keep 1e-9``) is a fraction."""
+    assert resolve_keep(1, 10) == 1 and resolve_keep("1", 10) == 1
+    with pytest.raises(BudgetError, match="larger than the training set"):
+        resolve_keep(1438, 1437)
+    with pytest.raises(BudgetError, match="larger than the training set"):
+        resolve_keep("11", 10)
+    with pytest.raises(BudgetError, match=r"fraction must be in \(0, 1\]"):
+        resolve_keep(float("nan"), 100)
+    for flag in (True, False):
+        with pytest.raises(BudgetError):
+            resolve_keep(flag, 100)
+    assert parse_keep("1e-9") == 1e-9 and resolve_keep("1e-9", 100) == 1
+    assert resolve_keep("5E-1", 100) == 50
