@@ -75,6 +75,43 @@ def test_ledger_speed_leaves_out_each_batch_sizes_tracing_step():
     assert alone.fit_passes == pytest.approx(50.0)
 
 
+def test_ledger_adds_up_fits_of_one_name_and_every_fit_waiting_for_a_speed():
+    """A fit made again under one name (the codebook refit every epoch) adds its seconds to
+    the name's; every fit made before training waits for the first steady speed (flow's
+    judge, then its densities), none of them dropped; the written ledger's spent_passes is
+    everything spent: training, forward passes and fits."""
+    led = CostLedger(budget_passes=1e6)
+    for name in ("judge", "judge", "density"):
+        with led.fit(name):
+            time.sleep(0.02)
+    assert led.fit_seconds["judge"] == pytest.approx(0.04, abs=0.015)
+    waiting = sum(led.fit_seconds.values())
+    assert led.fit_passes == 0
+    led.charge_training(100, 5.0)  # tracing
+    led.charge_training(100, 0.1)  # 1 ms a pass
+    assert led.fit_passes == pytest.approx(waiting / 1e-3)
+    led.charge_forward(30)
+    written = led.to_dict()
+    assert written["spent_passes"] == round(200 + 10 + led.fit_passes, 1)
+    assert written["spent_passes"] > 200 + 10 + 50  # the fits' 60 ms: about 60 passes
+
+
+def test_settle_converts_only_a_pending_fit_and_never_at_no_speed():
+    """settle() sets a speed only for a fit still waiting at the end of a run: a run of one
+    step and no fit keeps its steady speed unmeasured (None); a fit before any training has
+    no speed to be converted at (settling is no division by zero)."""
+    led = CostLedger(budget_passes=1000)
+    led.charge_training(100, 2.0)  # one tracing step, no fit waiting
+    led.settle()
+    assert led.seconds_per_pass is None and led.fit_passes == 0
+    untrained = CostLedger(budget_passes=1000)
+    with untrained.fit("judge"):
+        time.sleep(0.01)
+    untrained.settle()
+    assert untrained.seconds_per_pass is None and untrained.spent == 0
+    assert untrained.fit_seconds["judge"] > 0
+
+
 @pytest.mark.parametrize("outer", [["codebook"], ["refit", "judge"]],
                          ids=["one deep", "two deep"])
 def test_ledger_charges_nested_fits_once(outer):
@@ -339,6 +376,22 @@ def test_a_refused_guided_run_leaves_the_folders_training_as_it_was(tmp_path):
         train("digits", tmp_path / "k", keep=0.1, guided="vq", budget=0.5, progress=False)
 
 
+def test_check_budget_refuses_less_than_the_stopping_rule_and_accepts_exactly_it():
+    """The budget is refused when it buys *less* than one batch, or than one epoch's subset
+    when that is smaller: exactly one batch (or one such epoch) trains, so it is accepted."""
+    from tinysift.errors import BudgetError
+    from tinysift.guided.loop import check_budget
+
+    cfg = TrainConfig(epochs=10, seed=0, batch_size=128)
+    assert check_budget(1000, 0.5, cfg, budget_passes=128.0) == 128
+    with pytest.raises(BudgetError, match="less than one batch of 128"):
+        check_budget(1000, 0.5, cfg, budget_passes=127.5)
+    # 100 samples at 0.5: an epoch of 50, smaller than a batch
+    assert check_budget(100, 0.5, cfg, budget_passes=50.0) == 128
+    with pytest.raises(BudgetError, match="one epoch's batch of 50"):
+        check_budget(100, 0.5, cfg, budget_passes=49.5)
+
+
 def test_a_budget_under_one_batch_is_an_error_and_a_late_fit_charge_stops_the_epoch():
     """A budget smaller than one batch would train nothing and return an untrained model: a
     clear error instead. A fit made before training is charged at the epoch's second step;
@@ -590,6 +643,22 @@ def test_epochs_smaller_than_a_batch_spend_the_budget():
     res = train_guided(x, y, 10, make_sampler("full-cut"), 0.5,
                        train_config=TrainConfig(epochs=2, seed=0), progress=False)
     assert res.ledger.epoch_sizes == [100] and res.ledger.spent == 100
+
+
+def test_a_budget_ending_inside_an_epoch_trains_whole_batches_only():
+    """Where the budget ends inside an epoch the loop trains whole batches and leaves the
+    tail unspent (a handful of samples in a last batch would only disturb BatchNorm's
+    statistics): 300 sample-passes in batches of 128 train 256, not 256 and a batch of 44."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:1000], ds.y_train[:1000]
+    res = train_guided(x, y, 10, make_sampler("rs2"), 0.5,
+                       train_config=TrainConfig(epochs=1, seed=0), progress=False,
+                       budget_passes=300)
+    assert res.batch_size == 128 and res.steps == 2
+    assert res.ledger.epoch_sizes == [256] and res.ledger.spent == 256
 
 
 @pytest.mark.parametrize("judge", ["knn", "knn+flow"])
