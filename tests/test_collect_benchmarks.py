@@ -340,3 +340,183 @@ def test_a_device_bench_without_the_joint_model_is_not_judged_on_it():
     for p in res["points"].values():
         p.pop("vs_joint", None)
     assert collect.device_targets(res)[0].endswith("not judged: no joint model)")
+
+
+# -- the verdicts' edges -----------------------------------------------------------------
+
+
+def test_within_or_above_reaches_zero_inclusive_and_needs_an_interval():
+    """"Within the paired interval of the best" is an interval that reaches 0 or above: a
+    mean exactly one half-width below counts; one seed has no interval and never counts. A
+    stored difference without its ``n`` was taken over the results file's seeds."""
+    collect = _collect()
+    assert collect._within_or_above({"mean": -0.01, "half_width": 0.01, "n": 5})
+    assert not collect._within_or_above({"mean": -0.0101, "half_width": 0.01, "n": 5})
+    assert not collect._within_or_above({"mean": 0.01, "half_width": None, "n": 1})
+    assert collect._seeds_of({"mean": 0.01, "half_width": 0.01}, {"seeds": 5}) == 5
+    assert collect._seeds_of({"mean": 0.01, "half_width": 0.01, "n": 4}, {"seeds": 5}) == 4
+
+
+def _prune(accs: dict[str, float], seeds: int = 3, std: float = 0.01, **extra) -> dict:
+    """Proportional prune results at keep 0.1 on every method the target names: ``accs``
+    per method, the others at 0.5."""
+    collect = _collect()
+    methods = {m: {"0.1": {"acc_mean": accs.get(m, 0.5), "acc_std": std,
+                           "runs": [accs.get(m, 0.5)] * seeds}}
+               for m in collect.PRUNE_METHODS}
+    methods["vq"]["0.1"]["cost_ratio"] = extra.pop("cost_ratio", 0.1)
+    return {"keep": [0.1], "seeds": seeds, "dataset": "digits", "label_noise": 0.0,
+            "methods": methods} | extra
+
+
+def test_prune_targets_edges():
+    """The pruning targets at their edges: a gap of a thousandth of a point below the best
+    prints the digit that makes it NOT met; a cost ratio of exactly 0.3 is "at most 0.3";
+    a default bench of exactly 90 minutes is not under 90; five timed seeds are a mean times
+    three, not "measured"; "gap within one seed std" is said of a NOT met only (not of a
+    target not judged); with flow missing vq is still compared, and the line says why it is
+    not judged."""
+    collect = _collect()
+    line = collect.prune_targets(_prune({"herding": 0.8, "vq": 0.79999}))[0]
+    assert "(0.8000, -0.001 pt) — target NOT met (gap within one seed std)" in line, line
+    cost = collect.prune_targets(_prune({"vq": 0.8}, cost_ratio=0.3))[1]
+    assert cost.endswith("**0.30** (target <= 0.3: met)"), cost
+    assert collect.prune_targets(_prune({"vq": 0.8}, cost_ratio=0.3001))[1].endswith(
+        "**0.3001** (target <= 0.3: NOT met)")
+    bench = {"dataset": "fashion-mnist", "seed_wall_seconds": [1800.0] * 3}
+    assert collect.prune_targets(_prune({"vq": 0.8}, **bench))[-1] == (
+        "- whole default bench, 3 seeds: **90 min** (measured; target < 90 min: NOT met)")
+    five = {"dataset": "fashion-mnist", "seed_wall_seconds": [600.0] * 5}
+    assert "(5 timed seed(s), mean x 3; target < 90 min: met)" in collect.prune_targets(
+        _prune({"vq": 0.8}, seeds=5, **five))[-1]
+    two = collect.prune_targets(_prune({"herding": 0.8, "vq": 0.795}, seeds=2))[0]
+    assert two.endswith("target not judged (2 seeds; a verdict needs 3)"), two
+    three = collect.prune_targets(_prune({"herding": 0.8, "vq": 0.795}))[0]
+    assert three.endswith("target NOT met (gap within one seed std)"), three
+    no_flow = _prune({"herding": 0.8, "vq": 0.81})
+    del no_flow["methods"]["flow"]
+    line = collect.prune_targets(no_flow)[0]
+    assert line.startswith("- keep 0.1: best of those run is **vq** (0.8100); best of vq/flow "
+                           "is vq"), line
+    assert "target not judged: flow missing" in line
+
+
+def test_equal_steps_above_random_means_above_and_random_missing_is_not_judged():
+    """vq beyond the interval *below* random does not meet "above random beyond the
+    interval"; without random the above-random checks are not judged (not a crash), and the
+    best-or-within check is still judged on those run."""
+    collect = _collect()
+    random = [0.900, 0.910, 0.920, 0.905, 0.915]
+    low = [a - 0.004 for a in random]
+    res = _equal_steps({"random": random, "vq": low, "flow": low})
+    above = next(x for x in collect.equal_steps_targets(res) if "vs random" in x)
+    assert "vq -0.40 ± 0.00" in above and above.endswith(": NOT met)"), above
+    del res["methods"]["random"]
+    lines = collect.equal_steps_targets(res)
+    assert lines[0] == ("- keep 0.03: vs random (target: vq or flow above beyond the "
+                        "interval: not judged: random missing (rerun with --methods random,ccs,"
+                        "d2,moderate,herding,vq,flow))"), lines
+    assert "best of those run" in lines[1] and "not judged: random missing" in lines[1]
+
+
+def _equal_steps(runs: dict[str, list[float]]) -> dict:
+    """Equal-steps results at keep 0.03: ``runs`` per method, and every other method the
+    target compares against 5 points below random (never the best)."""
+    low = [a - 0.05 for a in runs["random"]]
+    runs = runs | {m: low for m in _collect().EQUAL_STEPS_METHODS if m not in runs}
+    return {"keep": [0.03], "methods": {m: {"0.03": {"acc_mean": sum(r) / len(r), "runs": r}}
+                                        for m, r in runs.items()}}
+
+
+def _guided(methods: dict[str, dict[str, float]], seeds: int = 3) -> dict:
+    """Clean-data guided results: per method, per budget, its accuracy; vq and flow beat
+    every control they ran beside by a point, beyond the interval."""
+    beats = {"mean": 0.01, "half_width": 0.002, "n": seeds}
+    points = {m: {b: {"acc_mean": a} | ({f"vs_{c}": dict(beats) for c in _collect().CONTROLS
+                                          if b in methods.get(c, {})}
+                                         if m in ("vq", "flow") else {})
+                  for b, a in per.items()} for m, per in methods.items()}
+    return {"seeds": seeds, "label_noise": 0.0, "full_data_acc": {"mean": 0.9},
+            "methods": points}
+
+
+def test_guided_beats_needs_each_control_at_each_budget_and_all_three_differences():
+    """"Beats all three at 0.3 and 0.5": with flow not run, a control run at 0.3 only leaves
+    the clause not judged (vq ran at 0.5 too); and vq's point without its difference to one
+    control that ran beats two, not all three."""
+    collect = _collect()
+    both = {"0.3": 0.85, "0.5": 0.88}
+    runs = {"full-cut": both, "rs2": {"0.3": 0.84}, "infobatch": both, "vq": both}
+    facts = collect.guided_facts(_guided(runs))
+    assert facts["why"]["beats"] == ("not judged: rs2 missing (rerun with --methods "
+                                     "full-cut,rs2,infobatch,vq)"), facts["why"]
+    res = _guided(runs | {"rs2": both})
+    assert collect.guided_facts(res)["beaten"] == {"0.3": ["vq"], "0.5": ["vq"]}
+    del res["methods"]["vq"]["0.5"]["vs_rs2"]
+    facts = collect.guided_facts(res)
+    assert facts["why"]["beats"] is None and facts["beaten"] == {"0.3": ["vq"], "0.5": []}
+
+
+def test_noise_target_above_means_above():
+    """The noise target is flow's mean *above* the full noisy data: a mean of exactly 0 is
+    NOT met, and a mean of a thousandth of a point above prints the digit that shows it."""
+    collect = _collect()
+
+    def noise(mean: float) -> dict:
+        d = {"mean": mean, "half_width": 0.004, "n": 3}
+        return {"seeds": 3, "label_noise": 0.2, "full_data_acc": {"mean": 0.8},
+                "methods": {"flow": {"0.5": {"acc_mean": 0.8 + mean, "vs_full_data": d}}}}
+
+    assert collect.guided_targets(noise(0.0))[0].endswith(
+        "(+0.00 ± 0.40 pt; target above: NOT met)")
+    assert collect.guided_targets(noise(0.00001))[0].endswith(
+        "(+0.001 ± 0.40 pt; target above: met)")
+
+
+def test_device_targets_bounds_are_inclusive_and_both_count():
+    """The on-device targets at their bounds: the best at 20 per class within 2 points of
+    the joint model *and* at most 3 below it on the old classes (exactly -2 and -3 meet
+    them; -3.1 on the old classes does not, whatever the overall gap); vq at least equal to
+    herding (a mean difference of exactly 0 meets it); last-block above head by >= 3 points
+    (exactly 3 meets it)."""
+    collect = _collect()
+    res = _committed("device_new-classes_fashion-mnist.json")
+    best = res["points"]["vq:20:head"]
+
+    def joint(overall: float, old: float) -> str:
+        best["vs_joint"]["mean"], best["old_vs_joint"]["mean"] = overall, old
+        return next(x for x in collect.device_targets(res) if x.startswith("- best at 20"))
+
+    assert joint(-0.02, -0.03).endswith("(targets >= -2 and >= -3: met)")
+    assert joint(-0.01, -0.025).endswith(": met)")
+    assert joint(-0.01, -0.031).endswith(": NOT met)")
+    assert joint(-0.0201, -0.01).endswith(": NOT met)")
+    res["points"]["vq:5:head"]["vs_herding"]["mean"] = 0.0
+    line = next(x for x in collect.device_targets(res) if x.startswith("- vq 5/class (head)"))
+    assert "vs herding +0.00 pt" in line and line.endswith(": met)"), line
+    res["points"]["vq:5:head"]["vs_random"] |= {"mean": -0.02, "half_width": 0.01}
+    line = next(x for x in collect.device_targets(res) if x.startswith("- vq 5/class (head)"))
+    assert "vs random -2.00 ± 1.00 pt" in line and line.endswith(": NOT met)"), line
+    point = {"energy_mj": 10.0, "ram_plan": 1000}
+    shift = {"seeds": 3, "scenario": "shift", "methods": ["random"], "sizes": [10],
+             "points": {"random:10:head": point | {"acc_mean": 0.01, "runs": [0.01, 0.02, 0.0]},
+                        "random:10:last-block": point | {"acc_mean": 0.04,
+                                                         "runs": [0.04, 0.06, 0.02]}}}
+    line = collect.device_targets(shift)[0]
+    assert "(+3.00 pt, " in line and line.endswith("target >= +3: met)"), line
+
+
+def test_upkeep_target_at_least_as_well_counts_a_tie():
+    """The coverage buffer "at least as well as a reservoir": a mean difference of exactly 0
+    meets it, a hundredth of a point below does not."""
+    collect = _collect()
+
+    def line(mean: float) -> str:
+        d = {"mean": mean, "half_width": 0.01, "n": 3}
+        return collect.upkeep_targets({"seeds": 3, "updates": ["head"], "buffers": [5],
+                                       "points": {"reservoir:5:head": {"acc_mean": 0.70},
+                                                  "coverage:5:head": {"acc_mean": 0.70 + mean,
+                                                                      "vs_reservoir": d}}})[0]
+
+    assert line(0.0).endswith("(+0.00 ± 1.00 pt; target at least as well: met)"), line(0.0)
+    assert line(-0.0001).endswith("(-0.01 ± 1.00 pt; target at least as well: NOT met)")
