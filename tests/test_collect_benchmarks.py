@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from test_bench_render import _equal_steps
 from tools_needed import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -417,15 +418,6 @@ def test_equal_steps_above_random_means_above_and_random_missing_is_not_judged()
                         "interval: not judged: random missing (rerun with --methods random,ccs,"
                         "d2,moderate,herding,vq,flow))"), lines
     assert "best of those run" in lines[1] and "not judged: random missing" in lines[1]
-
-
-def _equal_steps(runs: dict[str, list[float]]) -> dict:
-    """Equal-steps results at keep 0.03: ``runs`` per method, and every other method the
-    target compares against 5 points below random (never the best)."""
-    low = [a - 0.05 for a in runs["random"]]
-    runs = runs | {m: low for m in _collect().EQUAL_STEPS_METHODS if m not in runs}
-    return {"keep": [0.03], "methods": {m: {"0.03": {"acc_mean": sum(r) / len(r), "runs": r}}
-                                        for m, r in runs.items()}}
 
 
 def _guided(methods: dict[str, dict[str, float]], seeds: int = 3) -> dict:
