@@ -123,7 +123,8 @@ def epoch_size(budget: float, num_samples: int) -> int:
 @dataclass
 class EpochPlan:
     """The samples of one epoch (the loop shuffles them) and their loss weights (None: all
-    1). Weights are normalized by the loop to mean 1 over the plan."""
+    1). The loop normalizes the weights to mean 1 over the samples it trains in the epoch:
+    the whole plan, or its first whole batches when the budget ends inside the epoch."""
 
     indices: np.ndarray
     weights: np.ndarray | None = None
