@@ -357,6 +357,8 @@ def test_calibration_length_range_is_the_firmwares():
     ('usb_ids = ["0483-374b"]', r"usb_ids = \['0483-374b'\] is not a list"),
     ('active_current_ma = "10"', r"active_current_ma = '10' is not a number \(no quotes\)"),
     ("active_current_ma = -1.0", "active_current_ma = -1.0 is not a positive number"),
+    ("active_current_ma = inf", "active_current_ma = inf is not a positive number"),
+    ("supply_v = nan", "supply_v = nan is not a positive number"),
     ("clock_hz = 0", "clock_hz = 0 is not a positive whole number"),
     ("clock_hz = 1e8", r"clock_hz = 100000000.0 is not a whole number"),
     ('ram_bytes = "128K"', "ram_bytes = '128K' is not a whole number"),

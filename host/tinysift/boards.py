@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import math
 import os
 import re
 import tomllib
@@ -180,7 +181,8 @@ def _check_values(path: Path, data: dict) -> None:
             may_be_zero = key in ("qemu_serial_index", "counter_hz")
             if value < (0 if may_be_zero else 1):
                 raise bad(key, "0 or more" if may_be_zero else "a positive whole number")
-        if kind is float and not value > 0:
+        # inf passed `> 0` (TOML reads `inf`): every energy became inf without a word
+        if kind is float and not (value > 0 and math.isfinite(value)):
             raise bad(key, "a positive number")
     ids = data.get("usb_ids", [])
     if not isinstance(ids, list) or not all(
