@@ -4,6 +4,7 @@ with no probe attached, the user's calibrated profiles."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -309,6 +310,13 @@ def test_calibrate_with_the_users_meter():
         calibrate("qemu-netduinoplus2", current_ma=1.0)
     with pytest.raises(TinysiftError, match="exactly one"):
         calibrate("nucleo_f411re")
+    # inf passed as positive (every later energy inf); 1e-9 mA was stored rounded to 0, a
+    # profile that no longer loaded
+    for bad in (math.inf, 1e-9, math.nan, 0.0):
+        with pytest.raises(TinysiftError, match="--current-ma must be a current in mA of at "
+                                                "least 0.0001"):
+            calibrate("nucleo_f411re", current_ma=bad)
+    assert load_board("nucleo_f411re").active_current_ma == 12.0
 
 
 def test_calibrate_and_a_device_run_refuse_their_inputs_before_any_port_or_monitor(tmp_path):

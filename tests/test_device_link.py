@@ -637,6 +637,26 @@ def test_calibrate_refuses_a_cut_window(monkeypatch):
         cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor(), ms=2000)
 
 
+@pytest.mark.parametrize("mean_ma", [0.0, -12.5])
+def test_calibrate_refuses_a_current_no_running_board_draws(monkeypatch, tmp_path, mean_ma):
+    """A Joulescope wired backwards (or bypassed) reads a negative (or zero) mean current:
+    it went into the profile as the board's current, and the profile then failed to load."""
+    from tinysift.boards import load_board
+    from tinysift.device import calibrate as cal
+    from tinysift.device.energy import Window
+
+    class Monitor:
+        name = "joulescope"
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setattr(cal, "run_workload", lambda port, ms, monitor, board=None: (
+        1000, [Window(0.0, 2.0, -80.0, mean_ma)]))
+    with pytest.raises(DeviceError, match=r"not a running board's current: check that the "
+                                          r"board's supply runs through the Joulescope"):
+        cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor(), ms=2000)
+    assert not load_board("nucleo_f411re").user_profile  # nothing written
+
+
 def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     """The driver's stream buffer holds 30 s unless set, and read() refuses a longer
     capture: the monitor sizes it to the capture (here 45 s, on a fake whose captured second

@@ -13,6 +13,7 @@ measured / estimated.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,9 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
 MAX_CALIB_MS = 600_000
 #: the workload's length when none is given (the firmware's default too)
 DEFAULT_CALIB_MS = 2000
+#: the smallest current a profile keeps (it stores 4 decimals of mA): 100 nA, below any
+#: running microcontroller's active current
+MIN_CURRENT_MA = 0.0001
 
 
 def check_calibration(brd: Board, port: str | None, measure: bool,
@@ -106,8 +110,11 @@ def check_calibration(brd: Board, port: str | None, measure: bool,
     if measure == (current_ma is not None):
         raise TinysiftError("pass exactly one of --joulescope (measure) and --current-ma X "
                             "(your meter's reading)")
-    if current_ma is not None and not current_ma > 0:
-        raise TinysiftError(f"--current-ma must be a positive current in mA, not {current_ma}")
+    # inf passed `> 0` and went into the profile (every later energy inf); below the 0.0001
+    # mA the profile keeps, a reading was stored as 0 and broke the profile
+    if current_ma is not None and not (MIN_CURRENT_MA <= current_ma < math.inf):
+        raise TinysiftError(f"--current-ma must be a current in mA of at least "
+                            f"{MIN_CURRENT_MA:g} (finite), not {current_ma}")
     if ms is not None and not 1 <= ms <= MAX_CALIB_MS:
         raise TinysiftError(f"--ms must be 1..{MAX_CALIB_MS} (the firmware's range), not {ms}")
     if measure and port is None:
@@ -140,6 +147,13 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
                               f"marker window, so only part of it was measured: run it again "
                               f"(a longer capture than the {ms} ms workload)")
         measured, window_s = windows[0].mean_current_ma, windows[0].duration_s
+        if not MIN_CURRENT_MA <= measured < math.inf:
+            # a reversed or bypassed current path reads zero or negative: that went into
+            # the profile as the board's current
+            raise DeviceError(f"the power monitor measured {measured:g} mA during `calib`, "
+                              "not a running board's current: check that the board's supply "
+                              "runs through the Joulescope (IN+ from the supply, OUT+ to the "
+                              "board), then run it again")
         how = f"{monitor.name}, one {window_s:.2f} s marker window of `calib`"
     else:
         measured, how = float(current_ma), "the user's meter (--current-ma)"
