@@ -87,6 +87,34 @@ def test_parse_record():
         parse_record("epoch n=2")
 
 
+@pytest.mark.parametrize(("payload", "message"), [
+    ("@epoch n=1 loss=1 train_acc=0.5 samples=20 cycles=-2500000",
+     r"cycles='-2500000', not a finite number of at least 0"),
+    ("@epoch n=1 loss=1 train_acc=0.5 samples=20 cycles=1_000", r"cycles='1_000', not an integer"),
+    ("@epoch n=1 loss=1 train_acc=nan samples=20 cycles=5", r"train_acc='nan', not a finite "
+                                                            r"number in 0\.\.1"),
+    ("@eval when=after acc=7.5 correct=10 total=20", r"acc='7\.5', not a finite number in"),
+    ("@eval when=before acc=inf correct=10 total=20", r"acc='inf', not a finite number in"),
+    ("@phase name=features cycles=-1", r"cycles='-1', not a finite number of at least 0"),
+])
+def test_impossible_values_with_a_valid_crc_are_refused(tmp_path, payload, message):
+    """Negative cycles, an accuracy of 7.5 or inf, a count written `1_000` (Python's int()
+    takes it): CRC-valid records the firmware never sends went into results.json as
+    measured (negative seconds and energy, in a complete result)."""
+    from tinysift.boards import load_board
+    from tinysift.device.protocol import RecordError
+    from tinysift.device.session import DeviceSession, TrainParams
+
+    session = DeviceSession(load_board("qemu-mps2-an386"), tmp_path, TrainParams())
+    try:
+        with pytest.raises(RecordError, match=message):
+            session.absorb(parse_record(payload))
+    finally:
+        session.close()
+    doc = DeviceResults.load(tmp_path / "results.json")
+    assert not doc.epochs and not doc.phases and doc.test_acc_after is None
+
+
 def test_silent_port_times_out_clearly():
     peer = Peer()
     peer.start()

@@ -73,7 +73,7 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
     if not phase:
         raise DeviceError(f"the board at {port} did not run `calib` (records: "
                           f"{[r.type for r in recs]}); flash the current firmware")
-    return phase[0].int("cycles"), windows
+    return phase[0].int("cycles", low=0), windows
 
 
 #: the firmware's longest ``calib`` workload (TS_PROTO_MAX_CALIB_MS in ts_protocol.h)

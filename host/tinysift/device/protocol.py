@@ -6,6 +6,8 @@ before ``*``. Device records are ``@type key=value ...``.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from tinysift.errors import DeviceError
@@ -64,25 +66,44 @@ class Record:
     type: str
     fields: dict[str, str] = field(default_factory=dict)
 
-    def int(self, key: str, default: int | None = None) -> int:
-        return self._number(key, default, int)
+    def int(self, key: str, default: int | None = None, low: int | None = None) -> int:
+        """``key`` as a decimal integer (TSP/1's form: Python's int() also takes
+        ``1_000``), at least ``low`` when given."""
+        return self._number(key, default, int, low, None)
 
-    def float(self, key: str, default: float | None = None) -> float:
-        return self._number(key, default, float)
+    def float(self, key: str, default: float | None = None, low: float | None = None,
+              high: float | None = None) -> float:
+        """``key`` as a real; with ``low`` or ``high`` a finite one in that range."""
+        return self._number(key, default, float, low, high)
 
-    def _number(self, key: str, default, kind):
+    def _number(self, key: str, default, kind, low, high):
         if key not in self.fields:
             if default is None:
                 raise RecordError(self, f"has no field {key!r}")
             return default
+        text = self.fields[key]
         try:
-            return kind(self.fields[key])
+            if kind is int and not _INTEGER.fullmatch(text):
+                raise ValueError(text)
+            value = kind(text)
         except ValueError:
-            raise RecordError(self, f"has {key}={self.fields[key]!r}, not "
+            raise RecordError(self, f"has {key}={text!r}, not "
                               f"{'an integer' if kind is int else 'a number'}") from None
+        # CRC-valid but impossible (negative cycles, an accuracy of 7.5 or inf) went into
+        # the results as measured: negative seconds and energy, a complete result
+        if (low is not None or high is not None) and not (
+                math.isfinite(value) and (low is None or value >= low)
+                and (high is None or value <= high)):
+            bounds = (f"in {low:g}..{high:g}" if low is not None and high is not None
+                      else f"of at least {low:g}" if low is not None else f"of at most {high:g}")
+            raise RecordError(self, f"has {key}={text!r}, not a finite number {bounds}")
+        return value
 
     def to_dict(self) -> dict:
         return {"type": self.type, **self.fields}
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class RecordError(DeviceError):

@@ -212,30 +212,32 @@ class DeviceSession:
             if "ram_static" in rec.fields:
                 r.ram_bytes = rec.int("ram_static")
         elif rec.type == "epoch":
-            e = estimate(self.board, rec.int("cycles", 0), r.counter_hz)
-            r.epochs.append(EpochResult(rec.int("n"), rec.float("loss"), rec.float("train_acc"),
+            e = estimate(self.board, rec.int("cycles", 0, low=0), r.counter_hz)
+            # the loss is reported as is (a diverging training's is nan before its @err)
+            r.epochs.append(EpochResult(rec.int("n"), rec.float("loss"),
+                                        rec.float("train_acc", low=0, high=1),
                                         e.cycles, e.seconds, e.energy_mj, e.energy_kind))
-            r.samples = rec.int("samples", r.samples or 0)
+            r.samples = rec.int("samples", r.samples or 0, low=0)
             self.epoch_samples.append(r.samples)
         elif rec.type == "phase":
-            r.phases[rec.fields.get("name", "?")] = estimate(self.board, rec.int("cycles"),
-                                                             r.counter_hz)
+            r.phases[rec.fields.get("name", "?")] = estimate(
+                self.board, rec.int("cycles", low=0), r.counter_hz)
         elif rec.type == "eval":
             # its @class records follow: a new list for this `when`
             r.per_class = {**(r.per_class or {}), rec.fields.get("when", "-"): []}
             if rec.fields.get("when") == "before":
-                r.test_acc_before = rec.float("acc")
+                r.test_acc_before = rec.float("acc", low=0, high=1)
             else:
-                r.test_acc_after = rec.float("acc")
+                r.test_acc_after = rec.float("acc", low=0, high=1)
                 if "int8_acc" in rec.fields:
-                    r.test_int8_acc_after = rec.float("int8_acc")
-            r.test_samples = rec.int("total", 0)
+                    r.test_int8_acc_after = rec.float("int8_acc", low=0, high=1)
+            r.test_samples = rec.int("total", 0, low=0)
             self.eval_totals[rec.fields.get("when", "-")] = r.test_samples
         elif rec.type == "class":
             r.per_class = r.per_class or {}
             rows = r.per_class.setdefault(rec.fields.get("when", "-"), [])
-            rows.append({key: rec.int(key, 0) for key in ("class", "correct", "int8_correct",
-                                                          "total")})
+            rows.append({key: rec.int(key, 0, low=0) for key in ("class", "correct",
+                                                                 "int8_correct", "total")})
         elif rec.type == "mem":
             r.memory = {k: int(v) for k, v in rec.fields.items() if v.lstrip("-").isdigit()}
         elif rec.type == "err":
