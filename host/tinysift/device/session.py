@@ -202,6 +202,9 @@ class DeviceSession:
             r.firmware = {"board": rec.fields["board"], "from": "name"}  # booted unseen
         elif rec.type == "info":
             r.info = rec.fields
+            # a board that booted before the port opened sends no @boot: its results said
+            # `counter: null` (the table "None counter") though @info names it
+            r.counter = rec.fields.get("counter", r.counter)
             if r.firmware is None or r.firmware.get("from") == "name":  # booted unseen
                 r.firmware = {**(r.firmware or {}), "proto": rec.fields.get("proto"),
                               "fw": rec.fields.get("fw"), "model": rec.fields.get("model"),
