@@ -78,6 +78,26 @@ def test_failed_rerun_keeps_the_earlier_complete_result(tmp_path):
     assert not (folder / "results.previous.json").exists()
 
 
+def test_failed_rerun_keeps_an_earlier_complete_result_this_version_cannot_load(tmp_path):
+    """A finished results.json with a key this version does not know in one epoch (another
+    version's, or a note added by hand) did not load, was taken for no result, and a rerun
+    whose port cannot be opened replaced it with its failure."""
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "x", params, None)
+    path = run / "device" / "x" / "results.json"
+    doc = json.loads(path.read_text())
+    doc["epochs"] = [{"epoch": 1, "loss": 0.5, "train_acc": 0.9, "cycles": 10, "seconds": 1.0,
+                      "energy_mj": 0.1, "note": "mine"}]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DeviceError, match=r"cannot open .*earlier complete results stay"):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    assert json.loads(path.read_text()) == doc
+    assert load(path.parent / "results.failed.json").status == "failed"
+
+
 def test_rerun_without_an_earlier_result_records_its_failure_in_place(tmp_path):
     from tinysift.stages.device import TrainParams, run_on_device
 

@@ -319,7 +319,14 @@ def _tagged(folder: Path, name: str, tag: str) -> Path:
 
 def _is_complete(path: Path) -> bool:
     res = DeviceResults.load_if_sound(path)  # missing, or torn by a crash of an old writer
-    return res is not None and res.complete
+    if res is not None:
+        return res.complete
+    # a finished result this version cannot load (a key it does not know in an epoch or a
+    # phase: another version's, or an edit) was taken for none and replaced by a failed rerun
+    try:
+        return json.loads(path.read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _set_aside(folder: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
