@@ -360,6 +360,25 @@ def test_calibration_length_range_is_the_firmwares():
 
 # ---- a profile's values are checked when it is loaded -----------------------------------------
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("active_current_ma = [", r"is not valid TOML \(.*\); fix the file \(see "
+                              r"boards/qemu-mps2-an386\.toml\), or delete it to use the "
+                              r"project's profile$"),
+    ("colour = 1", r"unknown keys colour; remove them \(the keys are those of "
+                   r"boards/qemu-mps2-an386\.toml\), or delete it to use the project's "
+                   r"profile$"),
+])
+def test_a_broken_user_profile_names_its_fix(text, message):
+    """A user profile that is not TOML, or has a key no profile has, stopped every command
+    that lists the boards with an error that named no fix."""
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    (folder / "nucleo_f411re.toml").write_text(text + "\n")
+    with pytest.raises(TinysiftError, match=message) as err:
+        list_boards()
+    assert str(folder / "nucleo_f411re.toml") in str(err.value)
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ('usb_ids = "0483:374b"', r"usb_ids = '0483:374b' is not a list of \"vid:pid\""),
     ('usb_ids = ["0483-374b"]', r"usb_ids = \['0483-374b'\] is not a list"),

@@ -132,7 +132,17 @@ def _read_toml(path: Path) -> dict:
         try:
             return tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
-            raise TinysiftError(f"board profile {path} is not valid TOML: {exc}") from exc
+            # the fix was left unsaid; a broken user profile stops every command on any board
+            raise TinysiftError(f"board profile {path} is not valid TOML ({exc}); fix the "
+                                f"file (see boards/{DEFAULT_BOARD}.toml){_or_delete(path)}"
+                                ) from exc
+
+
+def _or_delete(path: Path) -> str:
+    """The other fix of a broken user profile of a project board: without it the project's
+    profile applies."""
+    mine = path.parent == user_boards_dir() and (boards_dir() / path.name).is_file()
+    return ", or delete it to use the project's profile" if mine else ""
 
 
 def load_board(name: str) -> Board:
@@ -150,7 +160,9 @@ def load_board(name: str) -> Board:
     known_keys = {f.name for f in fields(Board)} - {"source_file"}
     unknown = sorted(set(data) - known_keys)
     if unknown:
-        raise TinysiftError(f"board profile {path}: unknown keys {', '.join(unknown)}")
+        raise TinysiftError(f"board profile {path}: unknown keys {', '.join(unknown)}; "
+                            f"remove them (the keys are those of boards/{DEFAULT_BOARD}.toml)"
+                            f"{_or_delete(path)}")
     required = {f.name for f in fields(Board) if f.default is MISSING
                 and f.default_factory is MISSING}
     missing = sorted(required - set(data))
