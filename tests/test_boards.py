@@ -588,3 +588,22 @@ def test_calibrate_refuses_another_boards_firmware(boot):
     finally:
         dev.close()
     assert cal.cycles == 10_000_000 and load_board("nucleo_f411re").active_current_ma == 15.0
+
+
+def test_calibrate_says_a_reset_during_the_workload_and_its_fix():
+    """A board that reset during `calib` ended calibrate in the link's bare DeviceReset (the
+    boot record's fields, "records were kept"), naming no fix; nothing may be written."""
+    from fake_device import FakeDevice, Fault
+    from tinysift.device.calibrate import calibrate
+
+    dev = FakeDevice([Fault("cmd:calib", "reset")], board="nucleo_f411re", counter="dwt",
+                     hz=100_000_000)
+    try:
+        with pytest.raises(DeviceError, match=r"reset during `calib` \(@boot resets=1\), so "
+                                              r"its workload did not finish and nothing was "
+                                              r"written: check its power supply.*run "
+                                              r"`tinysift device calibrate` again$"):
+            calibrate("nucleo_f411re", port=dev.url, current_ma=15.0, ms=100)
+    finally:
+        dev.close()
+    assert not load_board("nucleo_f411re").user_profile

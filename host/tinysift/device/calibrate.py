@@ -64,7 +64,15 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
         try:
             if monitor is not None:
                 monitor.start()
-            recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
+            try:
+                recs = link.command(f"calib ms={ms}", timeout=timeout + ms / 1000)
+            except DeviceReset as reset:  # said without a fix, and nothing to keep
+                raise DeviceError(f"the board at {port} reset during `calib` (@boot "
+                                  f"resets={reset.boot.fields.get('resets', '?')}), so its "
+                                  "workload did not finish and nothing was written: check its "
+                                  "power supply (a power monitor in series must supply enough "
+                                  "current) and reset line, then run `tinysift device "
+                                  "calibrate` again") from reset
             windows = monitor.stop() if monitor is not None else []
         finally:  # a failed `calib` left the monitor open and capturing
             if monitor is not None:
