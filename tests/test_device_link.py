@@ -652,6 +652,29 @@ def test_a_cut_window_keeps_the_estimate(monkeypatch):
         assert ep.seconds == pytest.approx(fall - rise, abs=2 / dev.fs)
 
 
+def test_a_window_of_no_positive_energy_keeps_the_estimate():
+    """A Joulescope wired backwards (or bypassed) integrates to a negative (or zero) energy:
+    it went into results.json as the epoch's measured millijoules."""
+    from tinysift.device.energy import Window
+    from tinysift.device.results import EpochResult, PhaseResult
+    from tinysift.device.session import _apply_measurements
+
+    doc = DeviceResults(board="nucleo_f411re", clock_hz=100_000_000, params={},
+                        energy_model={}, started="",
+                        phases={"features": PhaseResult(10**6, 0.01, 0.4),
+                                "evaluation": PhaseResult(10**6, 0.01, 0.4)},
+                        epochs=[EpochResult(n, 1.0, 0.5, 10**6, 0.01, 0.4) for n in (1, 2)])
+    _apply_measurements(doc, [Window(0.0, 0.01, 0.5, 15.0), Window(0.1, 0.01, -0.3, -9.0),
+                              Window(0.2, 0.01, 0.0, 0.0), Window(0.3, 0.01, 0.6, 18.0)])
+    assert [(ep.energy_mj, ep.energy_kind) for ep in doc.epochs] == [
+        (0.4, "estimated"), (0.4, "estimated")]
+    assert doc.phases["features"].energy_kind == "measured"
+    assert doc.phases["evaluation"].energy_mj == 0.6
+    (event,) = [e["monitor"] for e in doc.events if "monitor" in e]
+    assert "no positive energy in the marker window of epoch 1, epoch 2" in event
+    assert "through the Joulescope" in event
+
+
 def test_calibrate_refuses_a_cut_window(monkeypatch):
     from tinysift.device import calibrate as cal
     from tinysift.device.energy import Window

@@ -12,6 +12,7 @@ check, every streamed set, the ``db use`` mode) before ``train`` is sent again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -748,10 +749,24 @@ def _apply_measurements(doc: DeviceResults, windows, ended_early: bool = False) 
         doc.events.append({"monitor": f"the capture began or ended inside the marker window "
                                       f"of {', '.join(cut)}: only part of it was measured, "
                                       "so its energy stays estimated"})
+    # a reversed or bypassed current path integrates to zero or less: that was reported as
+    # the phase's measured energy (negative millijoules, in a complete result)
+    unpowered = [name for name, w in zip(names, windows, strict=True)
+                 if w.complete and not 0 < w.energy_mj < math.inf]
+    if unpowered:
+        doc.events.append({"monitor": f"the power monitor measured no positive energy in the "
+                                      f"marker window of {', '.join(unpowered)}, so its "
+                                      "energy stays estimated: check that the board's supply "
+                                      "runs through the Joulescope (IN+ from the supply, OUT+ "
+                                      "to the board)"})
+
+    def usable(w: Window) -> bool:
+        return w.complete and 0 < w.energy_mj < math.inf
+
     for name, w in (("features", windows[0]), ("evaluation", windows[-1])):
-        if w.complete:
+        if usable(w):
             phase = doc.phases.setdefault(name, PhaseResult())
             phase.energy_mj, phase.energy_kind = w.energy_mj, "measured"
     for ep, w in zip(doc.epochs, windows[1:-1], strict=True):
-        if w.complete:
+        if usable(w):
             ep.energy_mj, ep.energy_kind, ep.seconds = w.energy_mj, "measured", w.duration_s
