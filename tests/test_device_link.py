@@ -115,6 +115,21 @@ def test_impossible_values_with_a_valid_crc_are_refused(tmp_path, payload, messa
     assert not doc.epochs and not doc.phases and doc.test_acc_after is None
 
 
+@pytest.mark.parametrize("url", ["socket://", "socket://localhost:99999", "socket://host",
+                                 "socket://:5555"])
+def test_a_malformed_socket_url_is_refused_at_once(url):
+    """A socket:// URL without a host or a valid port was retried for the whole connect
+    timeout (10 s) and then reported in pyserial's words ("'<=' not supported between
+    instances of 'int' and 'NoneType'", "'debug|info|warning|error'")."""
+    from tinysift.errors import DeviceUnavailable
+
+    t0 = time.monotonic()
+    with pytest.raises(DeviceUnavailable, match=r"is not a socket URL: give "
+                                                r"socket://HOST:PORT with a port 1\.\.65535"):
+        SerialLink(url)
+    assert time.monotonic() - t0 < 1.0
+
+
 def test_silent_port_times_out_clearly():
     peer = Peer()
     peer.start()

@@ -52,6 +52,25 @@ class DeviceReset(DeviceError):
         self.command = command
 
 
+def _check_socket_url(url: str) -> None:
+    """A ``socket://`` URL must name a host and a port: a malformed one was retried for the
+    whole connect timeout (as if an emulator were still binding) and then reported in
+    pyserial's words (`'<=' not supported between instances of 'int' and 'NoneType'`)."""
+    if not url.startswith("socket://"):
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or not 1 <= port <= 65535:
+        raise DeviceUnavailable(f"{url} is not a socket URL: give socket://HOST:PORT with a "
+                                "port 1..65535 (e.g. socket://127.0.0.1:5555, an emulator's "
+                                "serial port), or a serial port such as /dev/ttyACM0")
+
+
 def _open_port(url: str, baudrate: int):
     import serial
 
@@ -85,6 +104,7 @@ class SerialLink:
         import serial
 
         self.url = url
+        _check_socket_url(url)
         deadline = time.monotonic() + connect_timeout
         while True:
             try:
