@@ -471,6 +471,7 @@ def test_the_pico_s_timer_counts_microseconds():
 # ---- flashing details: UF2 images, Tcl quoting, the BOOTSEL drive, image sizes ----------------
 
 def test_uf2_refuses_an_empty_image_and_an_unaligned_base(tmp_path):
+    import re
     import struct
     import subprocess
     import sys
@@ -495,6 +496,19 @@ def test_uf2_refuses_an_empty_image_and_an_unaligned_base(tmp_path):
                                str(tmp_path / name), str(out), *extra],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and want in proc.stderr and not out.exists()
+    # a missing image or output folder, a base or family outside 32 bits: tracebacks before
+    for args, want in (([str(tmp_path / "none.bin"), str(tmp_path / "x.uf2")],
+                        "cannot read .*none.bin: No such file"),
+                       ([str(tmp_path / "one.bin"), str(tmp_path / "no" / "x.uf2")],
+                        "cannot write .*x.uf2: No such file"),
+                       ([str(tmp_path / "one.bin"), str(tmp_path / "x.uf2"), "--base",
+                         "0x100000000"], "outside the 32-bit address space"),
+                       ([str(tmp_path / "one.bin"), str(tmp_path / "x.uf2"), "--family",
+                         "-1"], "is not a 32-bit family ID")):
+        proc = subprocess.run([sys.executable, "-m", "tinysift.device.uf2", *args],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert re.search(want, proc.stderr), proc.stderr
 
 
 def test_openocd_program_path_is_one_tcl_word(tmp_path):

@@ -39,6 +39,14 @@ def bin_to_uf2(data: bytes, base: int = RP2040_FLASH, family: int = RP2040_FAMIL
         raise TinysiftError(f"--base {base:#x} is not a multiple of {PAYLOAD} (the UF2 blocks "
                             f"are whole flash pages): use e.g. {base - base % PAYLOAD:#x}")
     count = (len(data) + PAYLOAD - 1) // PAYLOAD
+    # the blocks hold 32-bit addresses: outside them struct.pack ended in a traceback
+    if not 0 <= base <= 2**32 - count * PAYLOAD:
+        raise TinysiftError(f"--base {base:#x} puts the {len(data):,}-byte image outside the "
+                            f"32-bit address space: give the flash's address (the RP2040's: "
+                            f"{RP2040_FLASH:#x})")
+    if not 0 <= family < 2**32:
+        raise TinysiftError(f"--family {family:#x} is not a 32-bit family ID: give the chip's "
+                            f"(the RP2040's: {RP2040_FAMILY:#x})")
     blocks = []
     for i in range(count):
         chunk = data[i * PAYLOAD:(i + 1) * PAYLOAD]
@@ -57,9 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     try:
         image = bin_to_uf2(args.bin.read_bytes(), args.base, args.family)
+        args.uf2.write_bytes(image)
     except TinysiftError as exc:
         ap.error(str(exc))  # one line on stderr, status 2
-    args.uf2.write_bytes(image)
+    except OSError as exc:  # a missing image or output folder ended in a traceback
+        if exc.filename == str(args.uf2):
+            ap.error(f"cannot write {args.uf2}: {exc.strerror}; give a path in an existing, "
+                     "writable folder")
+        ap.error(f"cannot read {args.bin}: {exc.strerror}; give the raw image the objcopy "
+                 "step writes (`tinysift device flash --dry-run` shows it)")
 
 
 if __name__ == "__main__":
