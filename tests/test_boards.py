@@ -539,6 +539,12 @@ def test_the_bootsel_drive_is_looked_up_when_the_copy_runs(tmp_path, monkeypatch
     monkeypatch.setattr(flash_mod, "uf2_drive", lambda: drive)  # plugged in since
     run_step(copy, brd)
     assert (drive / "firmware.uf2").read_bytes() == b"uf2"
+    # the drive gone while copying (the Pico unplugged or rebooted): a traceback before
+    monkeypatch.setattr(flash_mod, "uf2_drive", lambda: tmp_path / "gone" / "RPI-RP2")
+    with pytest.raises(DeviceError, match=r"copy the UF2 to the Pico in BOOTSEL mode failed: "
+                                          r"copying firmware.uf2 onto .*RPI-RP2: No such file"
+                                          r".*hold BOOTSEL while plugging it in"):
+        run_step(copy, brd)
 
 
 def test_image_sizes_are_unknown_without_a_size_tool(tmp_path, monkeypatch):

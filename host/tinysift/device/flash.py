@@ -209,7 +209,13 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
         if drive is None:
             raise DeviceError("no RPI-RP2 drive mounted: hold BOOTSEL while plugging the Pico "
                               "in, then run this again")
-        shutil.copy(step.cmd[1], drive)
+        try:
+            shutil.copy(step.cmd[1], drive)
+        except OSError as exc:  # a full drive, or one unmounted mid-copy: was a traceback
+            raise DeviceError(f"{step.what} failed: copying {Path(step.cmd[1]).name} onto "
+                              f"{drive}: {exc.strerror or exc}; put the Pico in BOOTSEL mode "
+                              "again (hold BOOTSEL while plugging it in) and run this again"
+                              ) from exc
         return
     try:
         proc = subprocess.run(step.cmd, capture_output=True, text=True, timeout=timeout,
