@@ -655,6 +655,30 @@ def test_device_run_trains_what_the_device_can_and_refuses_a_joulescope_on_qemu(
     assert len(params) == 2
 
 
+def test_device_run_prints_paths_and_device_text_as_written(tmp_path, capsys):
+    """rich read `[...]` in a run folder's path or in a device's record as markup: the
+    path `runs[bold]/r` was printed as `runs/r`, and a phase named `[/x]` (a CRC-valid record
+    of a firmware that disagrees on TSP/1) ended a finished run in 'unexpected MarkupError'
+    (exit 1)."""
+    from fake_device import FakeDevice, fake_run
+    from tinysift.cli import main
+
+    class Device(FakeDevice):
+        def send(self, payload: str) -> None:
+            super().send(payload.replace("name=features", "name=[/x]"))
+
+    run = fake_run(tmp_path / "runs[bold]" / "r[/y]", board="qemu-mps2-an386")
+    dev = Device()
+    try:
+        assert main(["device", "run", "--run", str(run), "--port", dev.url, "--epochs", "2",
+                     "--timeout", "3"]) == 0
+    finally:
+        dev.close()
+    out = capsys.readouterr().out
+    assert f"-> {run / 'device' / 'results.json'}" in out
+    assert "│ [/x] " in out
+
+
 def test_every_command_summary_is_one_line():
     """A group's --help lists each command with the first paragraph of its docstring, line
     breaks kept: a summary wrapped in the source read "... and the" / "emulated boards." in

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
@@ -43,7 +44,10 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout
         what = m.adapter or m.description
         if m.boards:
             what += f" -> {', '.join(m.boards)}"
-        table.add_row("serial port", m.device, m.usb_id or "-", what, m.hint)
+        # the OS's names and a device's records are text, not markup (rich read `[...]` as
+        # a tag: a path printed without it, or a MarkupError after a finished run)
+        table.add_row("serial port", escape(m.device), m.usb_id or "-", escape(what),
+                      escape(m.hint))
     for b in emulated:
         table.add_row("emulated", b.name, "-", f"QEMU {b.qemu_machine}, env {b.pio_env}",
                       f"--board {b.name}")
@@ -98,10 +102,10 @@ def flash_cmd(
         res = flash(run, board, port=port, upload=upload)  # checked, the run folder locked
     else:
         res = build_firmware(None, brd, out, upload=upload, port=port)
-    console.print(f"built {res.elf} in {res.seconds:.1f} s: {describe_sizes(res, brd)}"
-                  + (" and uploaded" if upload else ""))
+    console.print(f"built {escape(str(res.elf))} in {res.seconds:.1f} s: "
+                  f"{describe_sizes(res, brd)}" + (" and uploaded" if upload else ""))
     for step in steps:
-        console.print(f"{step.what}: {step.shell()}")
+        console.print(f"{step.what}: {escape(step.shell())}")
         run_step(step, brd)
     if steps:
         console.print(f"flashed {brd.name}; `tinysift device list` shows its serial port")
@@ -138,7 +142,7 @@ def calibrate_cmd(
                   f"{cal.ratio:.3f}")
     if cal.cycles is not None:
         console.print(f"workload: {cal.cycles:,} cycles")
-    console.print(f"-> {cal.profile} (used by every later run on {cal.board})")
+    console.print(f"-> {escape(str(cal.profile))} (used by every later run on {cal.board})")
 
 
 @app.command("run")
@@ -211,7 +215,7 @@ def run_cmd(
     res = run_on_device(run, board, port=port, params=params, use_db=db, on_reset=on_reset,
                         monitor=monitor, progress=progress, timeout=timeout)
     print_results(res)
-    console.print(f"-> {Path(run) / 'device' / 'results.json'}")
+    console.print(f"-> {escape(str(Path(run) / 'device' / 'results.json'))}")
 
 
 def print_results(res: DeviceResults) -> None:
@@ -222,7 +226,7 @@ def print_results(res: DeviceResults) -> None:
     for col in ("phase", "cycles", "ms", "energy mJ", "kind"):
         table.add_column(col, justify="right" if col != "phase" else "left")
     for name, ph in res.phases.items():
-        table.add_row(name, f"{ph.cycles:,}", f"{1e3 * ph.seconds:.1f}",
+        table.add_row(escape(name), f"{ph.cycles:,}", f"{1e3 * ph.seconds:.1f}",
                       f"{ph.energy_mj:.4f}", ph.energy_kind)
     console.print(table)
     ep = res.epochs
@@ -234,8 +238,8 @@ def print_results(res: DeviceResults) -> None:
                   f"{res.test_acc_after} (int8 head {res.test_int8_acc_after})")
     for event in res.events:
         if "monitor" in event:  # measured energy not used: why (docs/energy.md)
-            console.print(f"[yellow]power monitor:[/yellow] {event['monitor']}")
+            console.print(f"[yellow]power monitor:[/yellow] {escape(event['monitor'])}")
     from tinysift.device.session import clock_warning
 
     if (warning := clock_warning(res)) is not None:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
