@@ -130,6 +130,28 @@ def test_a_malformed_socket_url_is_refused_at_once(url):
     assert time.monotonic() - t0 < 1.0
 
 
+def test_a_port_is_held_by_one_session():
+    """A second SerialLink on a port in use (two terminals, `device calibrate` beside
+    `device run`) opened it too, and each session read bytes meant for the other; it is
+    refused, naming the port, until the first closes it (a pty driven through pyserial's
+    real serial code)."""
+    import pty
+
+    from tinysift.errors import DeviceUnavailable
+
+    master, slave = pty.openpty()
+    try:
+        name = os.ttyname(slave)
+        with SerialLink(name):
+            with pytest.raises(DeviceUnavailable, match=rf"cannot open {name}: .*exclusively "
+                                                        r"lock.*no other program holds it"):
+                SerialLink(name)
+        SerialLink(name).close()  # free again
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def test_silent_port_times_out_clearly():
     peer = Peer()
     peer.start()

@@ -74,7 +74,11 @@ def _check_socket_url(url: str) -> None:
 def _open_port(url: str, baudrate: int):
     import serial
 
-    port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, do_not_open=True)
+    # a port is one session's: without the lock a second tinysift (two terminals, a
+    # `device calibrate` beside a `device run`) opened it too, and each read the other's bytes
+    lock = {} if "://" in url else {"exclusive": True}
+    port = serial.serial_for_url(url, baudrate=baudrate, timeout=0.05, do_not_open=True,
+                                 **lock)
     if url.startswith("socket://"):
         # pyserial's socket handler drains everything already received when it opens, which
         # loses an emulator's boot record (QEMU starts the guest as soon as we connect).
