@@ -130,6 +130,24 @@ def test_a_malformed_socket_url_is_refused_at_once(url):
     assert time.monotonic() - t0 < 1.0
 
 
+def test_a_port_that_goes_away_names_the_fix():
+    """A board unplugged mid-session (the pty's other end closed) ended in pyserial's words
+    alone ("device reports readiness to read but returned no data"), naming no fix."""
+    import pty
+
+    from tinysift.device.link import LinkLost
+
+    master, slave = pty.openpty()
+    try:
+        with SerialLink(os.ttyname(slave)) as link:
+            os.close(master)
+            with pytest.raises(LinkLost, match=r"closed: .*; a board unplugged .*check the "
+                                               r"cable, plug the board back in.*run again$"):
+                link.read_record(timeout=2.0)
+    finally:
+        os.close(slave)
+
+
 def test_a_port_is_held_by_one_session():
     """A second SerialLink on a port in use (two terminals, `device calibrate` beside
     `device run`) opened it too, and each session read bytes meant for the other; it is

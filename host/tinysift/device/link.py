@@ -160,7 +160,9 @@ class SerialLink:
             raise DeviceError(f"{self.url} stopped reading: writing {len(data)} bytes did not "
                               "finish before the command's deadline") from exc
         except (serial.SerialException, OSError) as exc:
-            raise DeviceError(f"writing to {self.url} failed: {exc}") from exc
+            raise LinkLost(f"writing to {self.url} failed: {exc}; a board unplugged (or its "
+                           "USB reset) or an emulator gone: check the cable, plug the board "
+                           "back in and run again") from exc
 
     def read_record(self, timeout: float, deadline: float | None = None,
                     what: str = "") -> Record:
@@ -218,7 +220,11 @@ class SerialLink:
                 # closes (QEMU exiting).
                 chunk = self.port.read(1 if self.url.startswith("socket://") else 256)
             except (serial.SerialException, OSError) as exc:
-                raise LinkLost(f"the link to {self.url} closed: {exc}") from exc
+                # the fix was left unsaid
+                raise LinkLost(f"the link to {self.url} closed: {exc}; a board unplugged (or "
+                               "its USB reset) or an emulator gone: check the cable, plug the "
+                               "board back in (an emulator's qemu.log says why it ended) and "
+                               "run again") from exc
             if chunk:
                 self._buf.extend(chunk)
             elif self.on_idle is not None:
