@@ -170,6 +170,32 @@ def test_a_port_is_held_by_one_session():
         os.close(slave)
 
 
+def test_a_train_that_cannot_be_requantized_names_the_fix():
+    """`train` ending in `@err code=6 msg=engine:param` (the trained head cannot be
+    re-quantized: a diverged training) was told as "status 6 (engine:param)", no fix."""
+    from tinysift.device.link import DeviceRefused
+
+    def script(cmd, send):
+        name = cmd.split()[0]
+        if name == "train":
+            send(rec("@epoch n=1 loss=nan train_acc=0.1 samples=20 cycles=5")
+                 + rec("@err code=6 msg=engine:param") + rec("@ready cmd=train status=6"))
+        else:  # another command's status 6 gets no training hint
+            send(rec("@err code=6 msg=engine:param") + rec(f"@ready cmd={name} status=6"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceRefused, match=r"status 6 \(engine:param\); the trained "
+                                                r"weights could not be re-quantized.*lower "
+                                                r"--lr") as err:
+            link.command("train epochs=1 lr=10", timeout=2.0)
+        assert err.value.status == 6
+        with pytest.raises(DeviceRefused, match=r"status 6 \(engine:param\)$"):
+            link.command("eval", timeout=2.0)
+    peer.stop.set()
+
+
 def test_silent_port_times_out_clearly():
     peer = Peer()
     peer.start()

@@ -13,6 +13,8 @@ from tinysift.errors import DeviceError, DeviceUnavailable
 #: Commands the device may run twice without harm: sent again when the device answers that
 #: it could not read a line and then stays silent (``db use`` too, by its full text).
 RESENDABLE = ("info", "name", "results")
+#: ts_status_t's TS_ERR_PARAM (ts_model.h): in `train`, a head that cannot be re-quantized
+TS_ERR_PARAM = 6
 #: Seconds of silence after an unreadable-line answer that mean a resendable command was not
 #: read (the device answers a command it read within milliseconds).
 UNREAD_GRACE = 1.0
@@ -343,6 +345,12 @@ class SerialLink:
                     hint = ("; a line from the host arrived garbled: check the cable, the "
                             "baud rate (115200) and noise, then run again"
                             if status in (102, 103) else "")
+                    if name == "train" and status == TS_ERR_PARAM:
+                        # the trainer's re-quantization (docs/trainer.md); said without a fix
+                        hint = ("; the trained weights could not be re-quantized to int8 "
+                                "(not finite: the training diverged, or beyond what int8 "
+                                "holds): train again with a lower --lr, or fewer epochs or "
+                                "steps")
                     raise DeviceRefused(f"device refused {cmd!r}: status {status} "
                                         f"({'; '.join(errs) or 'no message'}){hint}", status)
                 return received, None
