@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -517,6 +518,37 @@ def test_the_device_s_counter_rate_is_used_and_a_core_clock_mismatch_named(tmp_p
     warning = clock_warning(res)
     assert "core clock at 84 MHz" in warning and "says 100 MHz" in warning
     assert "seconds and energy use the device's rate" in warning
+
+
+@pytest.mark.parametrize(("profile", "boot", "where", "fix"), [
+    (BOARD, True, "@boot proto=2", "run the ELF this checkout builds"),
+    ("nucleo_f411re", "before", "@info proto=2", "tinysift device flash --run RUN --board "
+                                                 "nucleo_f411re"),
+])
+def test_firmware_of_another_protocol_version_is_refused(tmp_path, profile, boot, where, fix):
+    """TSP is versioned (`proto=` in @boot and @info), yet a firmware of another version
+    ran and its records were folded into the results by TSP/1's rules without a word."""
+    from fake_device import FakeDevice
+    from tinysift.device.session import ProtocolMismatch
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    class Newer(FakeDevice):
+        def send(self, payload: str) -> None:
+            super().send(payload.replace("proto=1", "proto=2"))
+
+    run = exported_run(tmp_path / "run")
+    dev = Newer(boot=boot, board=profile, counter="dwt" if boot == "before" else
+                "systick-icount")
+    try:
+        with pytest.raises(ProtocolMismatch, match=rf"speaks TSP/2 \({where}\), this host "
+                                                   rf"TSP/1: .*{re.escape(fix)}"):
+            run_on_device(run, profile, port=dev.url, params=TrainParams(epochs=1),
+                          timeout=2.0)
+    finally:
+        dev.close()
+    failed = load(run / "device" / "results.json")
+    assert failed.status == "failed" and not failed.epochs
+    assert not any(line.startswith("train") for line in dev.received)
 
 
 def test_firmware_of_another_board_is_refused(tmp_path):

@@ -24,7 +24,7 @@ from tinysift.boards import CORE_COUNTERS, Board
 from tinysift.device.energy import PowerMonitor, Window, estimate
 from tinysift.device.limits import Limits, SessionLimits
 from tinysift.device.link import DeviceRefused, DeviceReset, DeviceTimeout, SerialLink
-from tinysift.device.protocol import Record, data_line
+from tinysift.device.protocol import PROTOCOL_VERSION, Record, data_line
 from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
 from tinysift.errors import DeviceError
 from tinysift.runs import atomic_write_json
@@ -199,6 +199,7 @@ class DeviceSession:
                 if key in rec.fields:
                     r.firmware[key] = rec.fields[key]
             _note_clock(self, str(rec.fields.get("hz", "")))
+            self._check_protocol(rec)
         elif rec.type == "name" and "board" in rec.fields and r.firmware is None:
             r.firmware = {"board": rec.fields["board"], "from": "name"}  # booted unseen
         elif rec.type == "info":
@@ -215,6 +216,7 @@ class DeviceSession:
                 r.flash_bytes = rec.int("flash")
             if "ram_static" in rec.fields:
                 r.ram_bytes = rec.int("ram_static")
+            self._check_protocol(rec)
         elif rec.type == "epoch":
             e = estimate(self.board, rec.int("cycles", 0, low=0), r.counter_hz)
             # the loss is reported as is (a diverging training's is nan before its @err)
@@ -250,6 +252,21 @@ class DeviceSession:
         if time.monotonic() - self._saved_at >= SAVE_INTERVAL:
             self.save()
 
+    def _check_protocol(self, rec: Record) -> None:
+        """The firmware's ``proto`` (``@boot``, ``@info``) must be this host's TSP version:
+        another version's records were read by TSP/1's rules without a word."""
+        proto = rec.fields.get("proto", str(PROTOCOL_VERSION))
+        if proto != str(PROTOCOL_VERSION):
+            self._dirty = True
+            fix = ("run the ELF this checkout builds (`tinysift device run` without --port "
+                   "builds and starts it)" if self.board.emulated else
+                   f"flash the firmware of this checkout (`tinysift device flash --run RUN "
+                   f"--board {self.board.name}`)")
+            raise ProtocolMismatch(
+                f"the firmware speaks TSP/{proto} (@{rec.type} proto={proto}), this host "
+                f"TSP/{PROTOCOL_VERSION}: its records would be read by the wrong rules; {fix}, "
+                "or use the tinysift release the firmware came from")
+
     def flush(self) -> None:
         """Rewrite ``results.json`` if records arrived since the last write (the link calls
         this whenever it waits)."""
@@ -284,6 +301,10 @@ def new_session_id() -> str:
 
 class WrongBoard(DeviceError):
     """The firmware that answered is built for another board than the session's profile."""
+
+
+class ProtocolMismatch(DeviceError):
+    """The firmware speaks another TSP version than this host."""
 
 
 class ModelMismatch(DeviceError):
