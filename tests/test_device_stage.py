@@ -551,6 +551,33 @@ def test_firmware_of_another_protocol_version_is_refused(tmp_path, profile, boot
     assert not any(line.startswith("train") for line in dev.received)
 
 
+@pytest.mark.parametrize("extra", ["n=2", "n=3"])
+def test_an_epoch_sent_twice_or_beyond_the_train_is_refused(tmp_path, extra):
+    """A firmware that sent an @epoch twice, or one past the train's epochs, had its
+    cycles and energy summed into a complete result (epochs [1, 2, 2] for `--epochs 2`: the
+    training's energy counted one epoch too many)."""
+    from fake_device import FakeDevice
+    from tinysift.device.session import UnexpectedRecords
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    class Chatty(FakeDevice):
+        def send(self, payload: str) -> None:
+            super().send(payload)
+            if payload.startswith("@epoch n=2 "):
+                super().send(payload.replace("n=2 ", f"{extra} ", 1))
+
+    run = exported_run(tmp_path / "run")
+    dev = Chatty()
+    try:
+        with pytest.raises(UnexpectedRecords, match=rf"sent @epoch n={extra[2:]} more than "
+                                                    r"once or beyond the 2 epochs"):
+            run_on_device(run, BOARD, port=dev.url, params=TrainParams(epochs=2),
+                          timeout=2.0)
+    finally:
+        dev.close()
+    assert load(run / "device" / "results.json").status == "failed"
+
+
 def test_firmware_of_another_board_is_refused(tmp_path):
     """`@boot board=` names the firmware's board: an AN500 image answering a session for
     the AN386 profile (or a Pico's on a Nano's port) would be costed with the wrong

@@ -311,6 +311,10 @@ class ModelMismatch(DeviceError):
     """The firmware holds another model than the export the session is for."""
 
 
+class UnexpectedRecords(DeviceError):
+    """A finished `train` reported an epoch twice or one it does not have."""
+
+
 class WrongTrainingSet(DeviceError):
     """The device trained on another set than the session set up."""
 
@@ -738,6 +742,19 @@ def complete_records(link: SerialLink, session: DeviceSession, samples: int | No
                 f"complete; what arrived is in {session.folder / RESULTS}. Run the training "
                 "again; if lines keep arriving corrupt, check the cable, the port and the "
                 "baud rate (115200)")
+    # a repeated or out-of-range @epoch was summed into the training's cycles and energy
+    got = [e.epoch for e in doc.epochs]
+    windows = params.windows(samples) if samples or params.steps is None else None
+    extra = sorted({n for n in got if got.count(n) > 1
+                    or (windows is not None and not 1 <= n <= windows)})
+    if extra:
+        raise UnexpectedRecords(
+            f"the device sent @epoch n={_spans(extra)} more than once or beyond the "
+            f"{windows if windows is not None else max(got)} epochs of this train: its cycles "
+            "and energy would be counted twice or from another training, so the result is "
+            f"not marked complete; what arrived is in {session.folder / RESULTS}. The "
+            "firmware and this host disagree on TSP/1 (docs/protocol.md): rebuild and flash "
+            "the firmware from this checkout (`tinysift device flash`)")
     if params.steps is None and samples is not None:
         wrong = sorted({n for n in session.epoch_samples if n != samples})
         if wrong:
