@@ -679,6 +679,19 @@ def test_device_run_prints_paths_and_device_text_as_written(tmp_path, capsys):
     assert "│ [/x] " in out
 
 
+def test_boards_prints_a_profiles_text_as_written(tmp_path, monkeypatch, capsys):
+    """A user profile's `core = "cortex-m4 [r0p1]"` was printed by `tinysift boards` as
+    "cortex-m4 " (rich markup), and "[/r0p1]" ended it in 'unexpected MarkupError'."""
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "boards").mkdir()
+    for core in ("cortex-m4 [r0p1]", "cortex-m4 [/r0p1]"):
+        (tmp_path / "boards" / "nucleo_f411re.toml").write_text(f'core = "{core}"\n')
+        assert main(["boards"]) == 0
+        assert f"│ {core} │" in capsys.readouterr().out
+
+
 def test_every_command_summary_is_one_line():
     """A group's --help lists each command with the first paragraph of its docstring, line
     breaks kept: a summary wrapped in the source read "... and the" / "emulated boards." in

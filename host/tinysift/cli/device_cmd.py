@@ -49,8 +49,9 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout
         table.add_row("serial port", escape(m.device), m.usb_id or "-", escape(what),
                       escape(m.hint))
     for b in emulated:
-        table.add_row("emulated", b.name, "-", f"QEMU {b.qemu_machine}, env {b.pio_env}",
-                      f"--board {b.name}")
+        table.add_row("emulated", escape(b.name), "-",
+                      escape(f"QEMU {b.qemu_machine}, env {b.pio_env}"),
+                      escape(f"--board {b.name}"))
     console.print(table)
     if not matches:
         console.print("no serial ports: plug a board in over USB (a Nucleo's ST-LINK, a Nano "

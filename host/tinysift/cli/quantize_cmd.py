@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
@@ -89,9 +90,12 @@ def register(app: typer.Typer) -> None:
             cur = f"{b.active_current_ma:g} mA" + (" (est.)" if b.current_is_estimate
                                                    else " (measured)" if b.user_profile
                                                    else "")
-            table.add_row(b.name, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.ram_bytes // 1024} KB",
-                          f"{b.flash_bytes // 1024} KB", cur, b.counter, b.pio_env,
-                          b.port or "-", SUPPORT[code])
+            # a profile's strings are text, not rich markup (`[r0p1]` vanished, `[/x]` was a
+            # MarkupError)
+            table.add_row(*map(escape, (
+                b.name, b.core, f"{b.clock_hz / 1e6:g} MHz", f"{b.ram_bytes // 1024} KB",
+                f"{b.flash_bytes // 1024} KB", cur, b.counter, b.pio_env, b.port or "-",
+                SUPPORT[code])))
         console.print(table)
 
 
