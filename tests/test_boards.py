@@ -298,6 +298,17 @@ def test_user_profile_overrides_the_project_profile(tmp_path):
         save_user_board("nucleo_f411re", {"colour": "blue"})
 
 
+def test_a_profile_that_cannot_be_written_names_the_fix(tmp_path, monkeypatch):
+    """A config folder that cannot be written (a read-only home; here a path through a
+    file) ended `device calibrate` in 'unexpected NotADirectoryError' (exit 1)."""
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path / "a-file"))
+    with pytest.raises(TinysiftError, match=r"cannot write your profile of nucleo_f411re "
+                                            r"into .*a-file/boards: Not a directory; set "
+                                            r"TINYSIFT_CONFIG_DIR to a writable folder"):
+        save_user_board("nucleo_f411re", {"active_current_ma": 12.5})
+
+
 def test_calibrate_with_the_users_meter():
     from tinysift.device.calibrate import calibrate
 

@@ -290,13 +290,18 @@ def save_user_board(name: str, changes: dict, header: str = "") -> Path:
     if bad:
         raise TinysiftError(f"not board profile keys: {', '.join(bad)}")
     folder = user_boards_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
     data = {**(_read_toml(path) if path.is_file() else {}), **changes}
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(path)
+    except OSError as exc:  # a read-only home, a config path through a file: a traceback
+        raise TinysiftError(f"cannot write your profile of {name} into {folder}: "
+                            f"{exc.strerror or exc}; set {CONFIG_ENV} to a writable folder "
+                            "(or make that one writable), then run it again") from exc
     load_board(name)  # what was written must load
     return path
