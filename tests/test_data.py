@@ -724,3 +724,14 @@ def test_a_condensed_set_of_hw_images_trains(tmp_path):
     res = train("digits", tmp_path / "run", condensed=tmp_path / "c.npz", epochs=1,
                 progress=False)
     assert res.train_samples == 20
+
+
+@pytest.mark.parametrize("name", ["folder:", "npz:", "folder: "])
+def test_a_prefix_without_a_path_is_refused(name, tmp_path, monkeypatch):
+    """``folder:`` with an empty path (``--dataset folder:$DATA``, DATA unset) loaded the
+    current folder as the dataset; ``npz:`` said "Is a directory: '.'"."""
+    for c in ("a", "b"):  # a current folder that would load as a dataset
+        (tmp_path / c).mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r"names no path \(an unset shell variable\?\)"):
+        load_dataset(name)

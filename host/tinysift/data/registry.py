@@ -76,6 +76,11 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     Datasets are cached in the process with read-only arrays (their ``content_hash`` is
     computed once); ``npz:`` and ``folder:`` data is read again when its files changed.
     """
+    kind, sep, path = name.partition(":")
+    if sep and kind in ("npz", "folder") and not path.strip():
+        # `--dataset folder:$DATA` with DATA unset read the current folder as the dataset
+        raise DatasetError(f"{name!r} names no path (an unset shell variable?); pass "
+                           f"{kind}:PATH")
     signature = _files_signature(name)
     cached = _CACHE.get(name)
     if cached is not None and cached[0] == signature:
