@@ -735,3 +735,28 @@ def test_a_prefix_without_a_path_is_refused(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetError, match=r"names no path \(an unset shell variable\?\)"):
         load_dataset(name)
+
+
+@pytest.mark.parametrize("stage", ["prune", "condense", "train"])
+@pytest.mark.parametrize("where", [".", "runs/p"])
+def test_a_run_folder_inside_a_folder_dataset_is_refused(tmp_path, stage, where):
+    """A run folder in the dataset's own folder (or under it) added ``cache/`` or the run
+    folder itself as classes with no images: the dataset no longer loaded."""
+    from PIL import Image
+
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune
+    from tinysift.stages.train import train
+
+    rng = np.random.default_rng(0)
+    name = _folder_of(tmp_path / "imgs", {c: [(f"{i}.png", Image.fromarray(
+        rng.integers(0, 255, (6, 6), dtype=np.uint8))) for i in range(6)] for c in "ab"})
+    before = sorted(p.name for p in (tmp_path / "imgs").rglob("*"))
+    out = tmp_path / "imgs" / where
+    run = {"prune": lambda: prune(name, "random", 4, out),
+           "condense": lambda: condense(name, "random", 1, out),
+           "train": lambda: train(name, out, epochs=1)}[stage]
+    with pytest.raises(DatasetError, match=r"inside the dataset folder .* outside it"):
+        run()
+    assert sorted(p.name for p in (tmp_path / "imgs").rglob("*")) == before
+    assert load_dataset(name).class_names == ("a", "b")

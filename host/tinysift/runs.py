@@ -616,14 +616,19 @@ def file_lock(path: str | Path, what: str, busy: Callable[[dict], str],
         _release(key, lambda fd: os.unlink(path))
 
 
-def locks_run(param: str) -> Callable:
-    """Decorator: the function holds the lock of the run folder passed as ``param``."""
+def locks_run(param: str, before: Callable[[dict], None] | None = None) -> Callable:
+    """Decorator: the function holds the lock of the run folder passed as ``param``.
+    ``before`` (given the call's arguments by name) checks them before the lock creates the
+    folder: a refusal there leaves no folder behind."""
     def decorate(fn: Callable) -> Callable:
         signature = inspect.signature(fn)
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            folder = signature.bind(*args, **kwargs).arguments[param]
+            arguments = signature.bind(*args, **kwargs).arguments
+            folder = arguments[param]
+            if before is not None:
+                before(arguments)
             with run_lock(folder, fn.__name__):
                 return fn(*args, **kwargs)
         return wrapper

@@ -131,6 +131,28 @@ def resolved_name(name: str) -> str:
     return name
 
 
+def refuse_run_inside(name: str, out: str | Path, flag: str = "--out") -> None:
+    """Refuse a run folder ``out`` at or under the folder of a ``folder:`` dataset: its
+    sub-folders (``cache/``, the run folder itself) became classes with no images, so the
+    dataset no longer loaded ("class folder 'cache' has no images"). Checked before the
+    run's lock creates the folder (``locks_run(..., before=run_outside_dataset)``)."""
+    kind, sep, path = name.partition(":")
+    if not sep or kind != "folder" or not path.strip():
+        return
+    root, run = Path(path).resolve(), Path(out).resolve()
+    if run == root or run.is_relative_to(root):
+        raise DatasetError(
+            f"{flag} {out} is inside the dataset folder {root}: its files and sub-folders "
+            "would become classes of the dataset and break it; choose a run folder outside "
+            "it")
+
+
+def run_outside_dataset(arguments: dict) -> None:
+    """A stage's ``before`` check (:func:`tinysift.runs.locks_run`): its ``out`` run folder
+    is not inside its ``dataset``'s folder."""
+    refuse_run_inside(str(arguments["dataset"]), arguments["out"])
+
+
 def add_label_noise(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, np.ndarray]:
     """Symmetric label noise: ``fraction`` of training labels replaced by a different class.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.data.registry import run_outside_dataset
 from tinysift.runs import locks_run
 from tinysift.selection.io import CONDENSED_FILE, write_condensed
 
@@ -21,7 +22,7 @@ class CondenseOutcome:
     skipped: bool = False
 
 
-@locks_run("out")
+@locks_run("out", before=run_outside_dataset)
 def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: int = 0,
              progress: bool = True, **method_params) -> CondenseOutcome:
     """Condense ``dataset``'s training split to ``per_class`` samples per class.

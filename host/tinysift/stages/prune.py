@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.data.registry import run_outside_dataset
 from tinysift.runs import locks_run
 from tinysift.selection.io import SELECTION_FILE, write_selection
 
@@ -24,7 +25,7 @@ class PruneOutcome:
     skipped: bool = False
 
 
-@locks_run("out")
+@locks_run("out", before=run_outside_dataset)
 def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
           seed: int = 0, label_noise: float = 0.0, balance: bool = True,
           proxy_epochs: int = 4, progress: bool = True, **method_params) -> PruneOutcome:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinysift.data.registry import run_outside_dataset
 from tinysift.models.cnn import ModelConfig, check_input
 from tinysift.models.training import TrainConfig
 from tinysift.runs import locks_run
@@ -29,7 +30,7 @@ class TrainOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-@locks_run("out")
+@locks_run("out", before=run_outside_dataset)
 def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
           selection: str | Path | None = None, condensed: str | Path | None = None,
           epochs: int | None = 10, seed: int = 0, width: int = 16,
