@@ -556,6 +556,10 @@ def _check_labels(y: np.ndarray, name: str, key: str) -> None:
         raise DatasetError(f"{name}: {key} must be 1-D (N,), got shape {y.shape}")
     if len(y) and y.min() < 0:
         raise DatasetError(f"{name}: {key} has negative labels ({y.min()}); use 0..K-1")
+    if len(y) and int(y.max()) > np.iinfo(np.int64).max:
+        # uint64 labels from 2**63 wrapped to negative int64 ones: a bincount ValueError
+        raise DatasetError(f"{name}: {key} has labels up to {int(y.max())}, beyond any class "
+                           "count; relabel to consecutive indices 0..K-1")
 
 
 def _check_label_range(top: int, samples: int, name: str) -> None:
