@@ -629,6 +629,18 @@ def test_float_images_on_0_255_are_rounded(write_npz):
     assert ds.x_train.max() == 255 and ds.x_train.dtype == np.uint8
 
 
+def test_float_images_just_above_1_are_refused(write_npz):
+    """[0, 1] floats with one pixel past 1 (a rounding error: 1.0000001) were read as 0..255
+    pixels: every image became black, silently."""
+    y = np.array([0, 1] * 5)
+    x = np.linspace(0, 1, 10 * 4, dtype=np.float32).reshape(10, 2, 2)
+    x[0, 0, 1] = np.nextafter(np.float32(1), np.float32(2))
+    with pytest.raises(DatasetError, match=r"x holds floats in \[0, 1.00000012\]: above 1, "
+                                           r"so not "
+                                           r"\[0, 1\] pixels, .*np.clip\(x, 0, 1\)"):
+        load_dataset(write_npz("f.npz", x=x, y=y))
+
+
 def test_bool_images_are_black_and_white(write_npz):
     """Boolean images became 0/1 (nearly black) instead of 0/255."""
     y = np.array([0, 1] * 5)

@@ -536,6 +536,13 @@ def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
             raise DatasetError(f"{name}: images contain NaN or infinite values")
         if x.min() >= 0.0 and x.max() <= 1.0:
             return np.round(x * 255.0).astype(np.uint8)
+        if x.min() >= 0.0 and x.max() < 2.0:
+            # [0, 1] pixels a rounding error (1.0000001) or a stray value pushed past 1 were
+            # read on 0..255: every image became black (0 or 1), silently
+            raise DatasetError(
+                f"{name}: {key} holds floats in [{x.min():.9g}, {x.max():.9g}]: above 1, so not "
+                "[0, 1] pixels, yet on 0..255 every image would be black; save [0, 1] pixels "
+                "(np.clip(x, 0, 1)) or uint8 0..255")
         if x.min() >= 0.0 and x.max() <= 255.0:
             return np.rint(x).astype(np.uint8)
     if x.min() >= 0 and x.max() <= 255:
