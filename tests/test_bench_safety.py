@@ -129,6 +129,19 @@ def test_duplicate_json_keys_are_refused():
         "flow": {"judge": "knn"}}
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_options_refuse_nan_and_infinity(constant):
+    """Python's json reads NaN and Infinity: '{"c": NaN}' trained ucb on a NaN bound and
+    '{"alpha": Infinity}' vq, silently."""
+    from tinysift.cli.checks import json_object
+
+    with pytest.raises(TinysiftError, match=f"--guided-params holds {constant}, which is not "
+                                            "a JSON number; give finite numbers"):
+        json_object("--guided-params", f'{{"c": {constant}}}')
+    with pytest.raises(TinysiftError, match=f"--method-params holds {constant}"):
+        json_object("--method-params", f'{{"ucb": {{"c": [1, {constant}]}}}}')
+
+
 def test_executor_spec_empty_or_too_many_workers():
     import os
 

@@ -118,8 +118,14 @@ def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
                                 "each key once")
         return dict(pairs)
 
+    def finite_only(constant: str) -> float:
+        # Python's json reads NaN and Infinity (not JSON): '{"c": NaN}' ran ucb's bound as
+        # NaN, silently
+        raise TinysiftError(f"{option} holds {constant}, which is not a JSON number; give "
+                            "finite numbers")
+
     try:
-        value = json.loads(text, object_pairs_hook=no_repeats)
+        value = json.loads(text, object_pairs_hook=no_repeats, parse_constant=finite_only)
     except json.JSONDecodeError as exc:
         raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
                             f"an object such as '{example}'") from exc
