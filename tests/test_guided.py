@@ -789,6 +789,17 @@ def test_infobatch_refuses_a_prune_ratio_it_cannot_rescale():
         make_sampler("infobatch", anneal=1.5)
 
 
+def test_vq_refuses_a_pca_dimension_below_1():
+    """dim 0 failed once the codebook was fit, after training (an unexpected ValueError), and
+    a negative dim silently kept all but that many axes."""
+    from tinysift.errors import TinysiftError
+
+    for bad in (0, -3):
+        with pytest.raises(TinysiftError, match=f"dim must be a positive PCA dimension, got "
+                                                f"{bad}"):
+            make_sampler("vq", dim=bad)
+
+
 def test_pixel_pca_in_chunks_is_the_whole_arrays_pca():
     """The judge's and vq's pixel PCA run over chunks of images (no float copy of the whole
     set): the same axes, up to sign and float32 rounding, as the PCA of the whole array."""

@@ -94,6 +94,8 @@ class VQGuided(EpochSampler):
             raise TinysiftError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
         if not 0.0 <= keep_hard <= 1.0 or not 0.0 <= final_full < 1.0 or per_code < 1:
             raise TinysiftError("need 0 <= keep_hard <= 1, 0 <= final_full < 1, per_code >= 1")
+        if dim < 1:  # 0 failed after training ("need at least one array"); -3 kept all but 3
+            raise TinysiftError(f"dim must be a positive PCA dimension, got {dim}")
         self.per_code = per_code
         self.alpha = alpha
         self.beta = beta
