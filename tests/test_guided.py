@@ -800,6 +800,19 @@ def test_vq_refuses_a_pca_dimension_below_1():
             make_sampler("vq", dim=bad)
 
 
+def test_ucb_refuses_a_decay_outside_0_1_and_a_non_finite_c():
+    """decay 5 or -1 made its averages diverge (a NaN bound picked the epochs), silently."""
+    from tinysift.errors import TinysiftError
+
+    for bad in (5.0, -1.0, float("nan")):
+        with pytest.raises(TinysiftError, match=r"decay must be an EMA decay in \[0, 1\]"):
+            make_sampler("ucb", decay=bad)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(TinysiftError, match="c must be a finite exploration weight"):
+            make_sampler("ucb", c=bad)
+    make_sampler("ucb", decay=0.0, c=-1.0)
+
+
 def test_pixel_pca_in_chunks_is_the_whole_arrays_pca():
     """The judge's and vq's pixel PCA run over chunks of images (no float copy of the whole
     set): the same axes, up to sign and float32 rounding, as the PCA of the whole array."""

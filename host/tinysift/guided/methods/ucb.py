@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.guided.base import EpochPlan, EpochSampler, TrainingState, register
 
 
@@ -25,6 +28,12 @@ class UCB(EpochSampler):
 
     def __init__(self, seed: int = 0, c: float = 1.0, decay: float = 0.9):
         super().__init__(seed)
+        # decay 5 or -1 made the averages diverge (a variance below 0: a NaN bound) and a
+        # NaN c made every bound NaN: the epochs were then picked by NaNs, silently
+        if not 0.0 <= decay <= 1.0:
+            raise TinysiftError(f"decay must be an EMA decay in [0, 1], got {decay}")
+        if not math.isfinite(c):
+            raise TinysiftError(f"c must be a finite exploration weight, got {c}")
         self.c = c
         self.decay = decay
 
