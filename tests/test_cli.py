@@ -933,3 +933,28 @@ def test_readme_cli_tour_commands_parse(capsys):
     for argv in commands:
         assert main([*argv, "--help"]) == 0, (argv, capsys.readouterr().err)
     capsys.readouterr()
+
+
+def test_user_text_in_the_output_is_not_rich_markup(tmp_path):
+    """Class names and paths are printed as they are: "[/]" in one was an unexpected
+    MarkupError (exit 1, after a prune or training had finished) and "[v2]" vanished from a
+    path."""
+    folder = tmp_path / "set[v2]"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(folder / "d.npz", x=rng.integers(0, 255, (30, 4, 4), dtype=np.uint8),
+             y=np.arange(30) % 3, class_names=np.array(["[/]", "[red]b", "c[/x]"]))
+    r = tinysift("data", "info", f"npz:{folder}/d.npz")
+    assert r.returncode == 0, r.stderr
+    assert f"npz:{folder}/d.npz" in r.stdout
+    for name in ("[/]", "[red]b", "c[/x]"):
+        assert name in r.stdout
+    data = f"npz:{folder}/d.npz"
+    for args, made in ((["prune", "--method", "random", "--keep", "6"], "selection.npz"),
+                       (["condense", "--method", "random", "--per-class", "1"],
+                        "condensed.npz"),
+                       (["train", "--epochs", "1"], "model.keras")):
+        out = tmp_path / f"{args[0]}[/]"
+        r = tinysift(args[0], "--dataset", data, *args[1:], "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert f"-> {out}/{made}" in r.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
@@ -53,7 +54,9 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
                                  "test": int(te[c])} for c, n in enumerate(ds.class_names)],
                     "warnings": ds.test_split_warnings()})
         return
-    console.print(f"[bold]{ds.name}[/]  source: {ds.source}")
+    # names, paths and class names are the user's text, not markup: "[/]" in one was an
+    # unexpected MarkupError and "[v2]" vanished from a path
+    console.print(f"[bold]{escape(ds.name)}[/]  source: {escape(ds.source)}")
     console.print(f"train {len(ds.y_train)}  test {len(ds.y_test)}  "
                   f"image {'x'.join(map(str, ds.input_shape))} uint8  "
                   f"classes {ds.num_classes}  hash {ds.content_hash}")
@@ -62,7 +65,7 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
         table.add_column(col, justify="right" if col in ("train", "test") else "left")
     tr, te = ds.class_counts("train"), ds.class_counts("test")
     for c, cname in enumerate(ds.class_names):
-        table.add_row(str(c), cname, str(tr[c]), str(te[c]))
+        table.add_row(str(c), escape(cname), str(tr[c]), str(te[c]))
     console.print(table)
     for warning in ds.test_split_warnings():
-        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)

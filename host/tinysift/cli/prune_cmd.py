@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tinysift.cli.app_console import console
 from tinysift.cli.checks import seed_option
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"{method}: kept {r.keep_count} of {r.num_samples} "
                       f"({100 * r.keep_count / r.num_samples:.2f}%), scored in "
                       f"{r.score_seconds:.1f} s, selected in {r.select_seconds:.1f} s{tag}")
-        console.print(f"per class: {r.class_counts}  -> {r.run_dir}/selection.npz")
+        # the run folder is the user's text, not markup ("[/]" in it was a MarkupError)
+        console.print(f"per class: {r.class_counts}  -> {escape(str(r.run_dir))}/selection.npz")
 
     @app.command("condense")
     def condense_cmd(
@@ -51,5 +53,5 @@ def register(app: typer.Typer) -> None:
         out = out or Path("runs") / f"condense-{dataset_slug(dataset)}-{method}-{per_class}"
         r = condense(dataset, method, per_class, out, seed=seed)
         console.print(f"{method}: {r.count} samples ({per_class} per class) in "
-                      f"{r.seconds:.1f} s -> {r.run_dir}/condensed.npz"
+                      f"{r.seconds:.1f} s -> {escape(str(r.run_dir))}/condensed.npz"
                       f"{' (cached)' if r.skipped else ''}")

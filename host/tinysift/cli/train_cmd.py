@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tinysift.cli.app_console import console, err_console
 from tinysift.cli.checks import json_object, seed_option
@@ -65,4 +66,5 @@ def register(app: typer.Typer) -> None:
         console.print(f"trained on {res.train_samples} samples in {res.seconds:.1f} s "
                       f"({res.steps} steps){tag}")
         console.print(f"test accuracy [bold]{res.test_acc:.4f}[/]  params {res.params}  "
-                      f"MACs/sample {res.macs_per_sample}  -> {res.run_dir}/model.keras")
+                      f"MACs/sample {res.macs_per_sample}  -> "
+                      f"{escape(str(res.run_dir))}/model.keras")  # a path, not markup
