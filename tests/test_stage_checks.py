@@ -105,6 +105,28 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert "500" in res.warnings[0]
 
 
+def test_train_names_a_class_the_kept_set_lacks(tmp_path):
+    """A global budget (prune --no-balance) can keep no sample of a class: the model never
+    saw it, and train reported its test accuracy without a word."""
+    import numpy as np
+
+    from tinysift.data import load_dataset
+    from tinysift.selection.io import write_selection
+    from tinysift.stages.train import train
+
+    ds = load_dataset("digits")
+    kept = np.flatnonzero(ds.y_train != 3)[:40]
+    write_selection(tmp_path / "selection.npz", kept, np.zeros(len(ds.y_train)), "random",
+                    len(ds.y_train), ds.content_hash)
+    res = train("digits", tmp_path / "r", selection=tmp_path / "selection.npz", epochs=1,
+                progress=False)
+    (warning,) = [w for w in res.warnings if "training set" in w]
+    assert "no sample of class(es) '3': the model cannot predict them" in warning
+    assert "drop --no-balance" in warning
+    assert not [w for w in train("digits", tmp_path / "full", epochs=1,
+                                 progress=False).warnings if "training set" in w]
+
+
 def test_train_names_a_class_the_test_split_lacks(tmp_path, write_npz):
     """A class of one sample stays in training, so the reported test accuracy never saw
     it: train says which class, in its output and in the run's record."""

@@ -172,7 +172,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             params["guided"]["keep_steps"] = True
     if label_noise:
         params["label_noise"] = label_noise
-    warnings = ds.test_split_warnings() + _step_warnings(train_cfg, len(y), source, guided)
+    warnings = (ds.test_split_warnings() + _step_warnings(train_cfg, len(y), source, guided)
+                + _missing_class_warnings(y, ds.class_names))
     key_ok = run.is_fresh("train", _key(params, inputs))
     if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
         info = run.stage_info("train")["results"]
@@ -249,6 +250,20 @@ def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | No
             f"{cfg.batch_size}; a set this small needs the subset step rule's {rule} "
             f"(max({cfg.min_steps} steps, {cfg.subset_epochs} epochs)): pass --epochs 0 "
             "(or leave --epochs out)"]
+
+
+def _missing_class_warnings(y: np.ndarray, class_names: tuple[str, ...]) -> list[str]:
+    """A kept or condensed set without some class (a global budget: prune --no-balance):
+    the model never sees it, yet the test accuracy was reported without a word."""
+    counts = np.bincount(y, minlength=len(class_names))
+    missing = [class_names[c] for c in np.flatnonzero(counts == 0)]
+    if not missing:
+        return []
+    shown = ", ".join(repr(n) for n in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return [f"the training set has no sample of class(es) {shown}{more}: the model cannot "
+            "predict them and the test accuracy counts them as errors; keep at least one "
+            "sample per class (a class-balanced prune: drop --no-balance)"]
 
 
 GUIDED_FILE = "guided.json"
