@@ -195,6 +195,22 @@ def test_folder_wide_pixels_keep_their_picture(tmp_path):
             "b": [("0.tif", Image.fromarray(bad, "F"))]}))
 
 
+def test_folder_float_pixels_just_above_1_are_refused(tmp_path):
+    """Float TIFFs in [0, 1] with a pixel past 1 (1.0000001) were read on 0..255: every
+    image became black, silently."""
+    from PIL import Image
+
+    gradf = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    over = gradf.copy()
+    over[0, 1] = np.nextafter(np.float32(1), np.float32(2))
+    with pytest.raises(DatasetError, match=r"floating-point pixels in \[0, 1.00000012\]: "
+                                           r"above 1, so not \[0, 1\] pixels"):
+        load_dataset(_folder_of(tmp_path / "over", {
+            "a": [(f"{i}.tif", Image.fromarray(over if i == 0 else gradf, "F"))
+                  for i in range(5)],
+            "b": [(f"{i}.tif", Image.fromarray(gradf, "F")) for i in range(5)]}))
+
+
 def test_folder_gray_with_alpha_or_a_gray_palette_stays_one_channel(tmp_path):
     """An LA image or a GIF of a gray palette read as colour, and under the one-colour-image
     rule made the whole dataset RGB (three times the input)."""

@@ -495,6 +495,12 @@ def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str,
                 raise DatasetError(f"{name}: image {p} has {what} (range [{low_px:g}, "
                                    f"{high_px:g}]); save it as 8-bit or 16-bit PNG")
             high = high_px if high is None else max(high, high_px)
+        if kind == "float" and high is not None and 1.0 < high < 2.0:
+            # as for an .npz: [0, 1] pixels a rounding error pushed past 1 were read on
+            # 0..255, and every image became black
+            raise DatasetError(f"{name}: floating-point pixels in [0, {high:.9g}]: above 1, so "
+                               "not [0, 1] pixels, yet on 0..255 every image would be black; "
+                               "save them clipped to [0, 1], or as 8-bit or 16-bit PNG")
         if high is not None:
             factor[kind] = low_factor if high <= small else high_factor
     return [a if k == "u8" else np.rint(a.astype(np.float64) * factor[k]).astype(np.uint8)
