@@ -379,6 +379,11 @@ def load_npz(path: str) -> Dataset:
             raise DatasetError(
                 f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
             )
+        twice = sorted({n for n in class_names if class_names.count(n) > 1})
+        if twice:  # two classes of one name: every per-class table and warning was ambiguous
+            raise DatasetError(
+                f"{name}: class_names gives {', '.join(map(repr, twice))} to more than one "
+                "class; give each class its own name")
         if len(class_names) > num_classes:  # was "class(es) [4, 5] have no training samples"
             raise DatasetError(
                 f"{name}: {len(class_names)} class_names but the labels use {num_classes} "
