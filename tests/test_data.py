@@ -795,3 +795,15 @@ def test_a_run_folder_inside_a_folder_dataset_is_refused(tmp_path, stage, where)
         run()
     assert sorted(p.name for p in (tmp_path / "imgs").rglob("*")) == before
     assert load_dataset(name).class_names == ("a", "b")
+
+
+def test_a_tilde_in_a_user_data_path_is_the_home_folder(tmp_path, monkeypatch):
+    """The shell expands ``~`` only at the start of a word, so ``--dataset npz:~/d.npz``
+    reached tinysift as is: "file not found" for a file that exists."""
+    from tinysift.data import resolved_name
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 4, 4), np.uint8), y=np.array([0, 1] * 5))
+    ds = load_dataset("npz:~/d.npz")
+    assert len(ds.y_train) + len(ds.y_test) == 10
+    assert resolved_name("npz:~/d.npz") == f"npz:{tmp_path.resolve()}/d.npz"

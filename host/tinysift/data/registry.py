@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     Datasets are cached in the process with read-only arrays (their ``content_hash`` is
     computed once); ``npz:`` and ``folder:`` data is read again when its files changed.
     """
+    name = expand_user(name)
     kind, sep, path = name.partition(":")
     if sep and kind in ("npz", "folder") and not path.strip():
         # `--dataset folder:$DATA` with DATA unset read the current folder as the dataset
@@ -122,10 +124,20 @@ def _files_signature(name: str) -> tuple | None:
     return tuple((f, st.st_ino, st.st_mtime_ns, st.st_size) for f, st in stats)
 
 
+def expand_user(name: str) -> str:
+    """``npz:~/x.npz`` and ``folder:~/imgs`` with the home folder put in: the shell expands a
+    ``~`` only at the start of a word, so it reached tinysift as is ("file not found" for a
+    file that exists)."""
+    kind, sep, path = name.partition(":")
+    if sep and kind in ("npz", "folder") and path.startswith("~"):
+        return f"{kind}:{os.path.expanduser(path)}"
+    return name
+
+
 def resolved_name(name: str) -> str:
     """A dataset name as a run records it: ``npz:`` and ``folder:`` paths made absolute (a
     later stage may run from another directory); registry names unchanged."""
-    kind, sep, path = name.partition(":")
+    kind, sep, path = expand_user(name).partition(":")
     if sep and kind in ("npz", "folder"):
         return f"{kind}:{Path(path).resolve()}"
     return name
@@ -136,7 +148,7 @@ def refuse_run_inside(name: str, out: str | Path, flag: str = "--out") -> None:
     sub-folders (``cache/``, the run folder itself) became classes with no images, so the
     dataset no longer loaded ("class folder 'cache' has no images"). Checked before the
     run's lock creates the folder (``locks_run(..., before=run_outside_dataset)``)."""
-    kind, sep, path = name.partition(":")
+    kind, sep, path = expand_user(name).partition(":")
     if not sep or kind != "folder" or not path.strip():
         return
     root, run = Path(path).resolve(), Path(out).resolve()
