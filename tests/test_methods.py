@@ -256,6 +256,19 @@ def test_dm_checks_k_before_optimizing(ctx):
             dm.condense(k)
 
 
+@pytest.mark.parametrize("shape", [(1, 12), (12, 1), (1, 1)])
+def test_dm_condenses_images_one_pixel_high_or_wide(shape):
+    """Its embedding pooled 2x2 over a 1-pixel side: a TF shape error, "unexpected" (exit 1)."""
+    from tinysift.condensation.base import make_condenser
+
+    rng = np.random.default_rng(0)
+    y = np.arange(12) % 2
+    x = rng.integers(0, 255, (12, *shape, 1), dtype=np.uint8)
+    small = ScoringContext(x, y, 2, seed=0, progress=False)
+    xs, ys = make_condenser("dm", seed=0, iterations=3, real_batch=4).fit(small).condense(2)
+    assert xs.shape == (4, *shape, 1) and sorted(ys.tolist()) == [0, 0, 1, 1]
+
+
 def test_knn_density_puts_small_classes_on_the_same_scale():
     """p(z|c) ~ m / (n_c V_d r_m^d), r_m the m-th neighbour: m is k, but a class of k or
     fewer references uses its last neighbour, and the log k dropped for every class must

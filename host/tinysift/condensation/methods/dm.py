@@ -69,7 +69,8 @@ class DMCondenser(Condenser):
                 out = tf.nn.conv2d(out, kern, 1, "SAME")
                 mean, var = tf.nn.moments(out, axes=[1, 2], keepdims=True)
                 out = tf.nn.relu((out - mean) / tf.sqrt(var + 1e-5))  # instance norm
-                out = tf.nn.avg_pool2d(out, 2, 2, "VALID")
+                if min(out.shape[1], out.shape[2]) >= 2:  # 1xN images: pooling a 1-pixel
+                    out = tf.nn.avg_pool2d(out, 2, 2, "VALID")  # side was a TF shape error
             return tf.reshape(out, (tf.shape(out)[0], -1))
 
         @tf.function
