@@ -105,6 +105,19 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert "500" in res.warnings[0]
 
 
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
+    """The data repeats to fill a batch: --batch 100000 of digits trained about 70 copies of
+    it per step, and --batch 10**12 was killed for memory without a word."""
+    from tinysift.errors import BudgetError
+    from tinysift.stages.train import train
+
+    for batch in (1438, 10**12):
+        with pytest.raises(BudgetError, match=rf"--batch {batch} is larger than the 1437 "
+                                              r"training samples: .*use --batch 1437 or less"):
+            train("digits", tmp_path / "r", epochs=1, batch=batch, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
     saw it, and train reported its test accuracy without a word."""

@@ -154,6 +154,13 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
         x, y, source = x[idx], y[idx], "random"
     else:
         idx = np.arange(len(y), dtype=np.int64)
+    if batch > max(len(y), TrainConfig.batch_size):
+        # the data repeats to fill a batch: --batch 100000 of digits trained ~70 copies per
+        # step (44 s for one step), and --batch 10**12 was killed for memory without a word
+        raise BudgetError(
+            f"--batch {batch} is larger than the {len(y)} training samples: every step would "
+            f"see each sample about {batch // len(y):,} times; use --batch "
+            f"{max(len(y), TrainConfig.batch_size)} or less (default {TrainConfig.batch_size})")
     train_cfg = TrainConfig(epochs=epochs, seed=seed, batch_size=int(batch))
     if guided is not None:  # before the run is recorded: a refusal leaves the folder as it was
         from tinysift.guided.loop import check_budget
