@@ -958,3 +958,28 @@ def test_user_text_in_the_output_is_not_rich_markup(tmp_path):
         r = tinysift(args[0], "--dataset", data, *args[1:], "--out", str(out))
         assert r.returncode == 0, r.stderr
         assert f"-> {out}/{made}" in r.stdout
+    run = tmp_path / "train[/]"
+    assert tinysift("quantize", "--run", str(run)).returncode == 0
+    r = tinysift("export", "--run", str(run), "--test-samples", "3")
+    assert r.returncode == 0, r.stderr
+    assert f"-> {run}/export" in r.stdout
+
+
+def test_pipeline_progress_lines_are_not_rich_markup(monkeypatch, capsys, tmp_path):
+    """`adapt`, `demo`, `run` and the device benches handed their progress lines, which name
+    the user's folders and data, to rich as markup: a folder with `[/]` in its name ended a
+    finished run in an unexpected MarkupError and `[v2]` vanished. The export line too."""
+    import tinysift.pipeline.adapt
+    from tinysift.cli.app import main
+
+    folder = f"{tmp_path}/runs[v2]/[/]a"
+
+    def fake_adapt(cfg, log):
+        log(f"base model -> {folder}")
+        return {"label": "vq [x]", "device": {"acc": {"all": 0.5}, "energy_mj": 1.0},
+                "host_joint": {"all": 0.4}}
+
+    monkeypatch.setattr(tinysift.pipeline.adapt, "run_adapt", fake_adapt)
+    assert main(["adapt", "--out", folder]) == 0
+    out = capsys.readouterr().out
+    assert f"base model -> {folder}" in out and "device (vq [x]): old" in out, out

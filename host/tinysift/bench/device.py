@@ -123,7 +123,7 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
         for update in cfg.updates:
             cfg.adapt_config(cfg.first_seed, replay=method, size=1, update=update).validate()
     console = make_console(stderr=True)
-    say = log or console.print
+    say = log or (lambda line: console.print(line, markup=False))  # user paths: no markup
     wall = time.perf_counter()
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "first_seed", "methods", "sizes", "updates", "out_dir",

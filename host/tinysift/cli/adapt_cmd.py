@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import say
 from tinysift.cli.checks import seed_option
 
 
@@ -45,12 +45,12 @@ def register(app: typer.Typer) -> None:
                           new_per_class=new_per_class, replay=replay,
                           replay_per_class=replay_per_class, update=update, board=board,
                           steps=steps, lr=lr, schedule=schedule, seed=seed, out=out)
-        doc = run_adapt(cfg, log=console.print)
+        doc = run_adapt(cfg, log=say)
         acc, ref = doc["device"]["acc"], doc["host_joint"]
-        console.print(f"device ({doc['label']}): old {_pct(acc.get('old'))}  new "
-                      f"{_pct(acc.get('new'))}  all {_pct(acc['all'])};  host joint model: "
-                      f"old {_pct(ref.get('old'))}  new {_pct(ref.get('new'))}  all "
-                      f"{_pct(ref['all'])};  {doc['device']['energy_mj']:.1f} mJ (estimated)")
+        say(f"device ({doc['label']}): old {_pct(acc.get('old'))}  new "
+            f"{_pct(acc.get('new'))}  all {_pct(acc['all'])};  host joint model: "
+            f"old {_pct(ref.get('old'))}  new {_pct(ref.get('new'))}  all "
+            f"{_pct(ref['all'])};  {doc['device']['energy_mj']:.1f} mJ (estimated)")
 
 
 def _classes(text: str) -> tuple[int, ...]:

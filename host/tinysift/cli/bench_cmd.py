@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, say
 from tinysift.cli.checks import json_object, positive_ints
 
 #: Where the committed benches write their results files.
@@ -29,7 +29,7 @@ _EXECUTOR = typer.Option("serial", help="where the trainings run: serial (here, 
 def _executor(spec: str):
     from tinysift.bench.executor import open_executor
 
-    return open_executor(spec, say=console.print)
+    return open_executor(spec, say=say)
 
 
 def _out_dir_ok(out_dir: Path) -> Path:
@@ -107,7 +107,7 @@ def prune_cmd(
                                protocol=protocol)
     with _executor(executor) as ex:
         res = bench_prune(cfg, progress=False, executor=ex)
-    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+    say(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
 @app.command("guided")
@@ -168,7 +168,7 @@ def guided_cmd(
                                 method_params=by_method)
     with _executor(executor) as ex:
         res = bench_guided(cfg, executor=ex)
-    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+    say(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
 def _method_params(text: str | None, methods: tuple[str, ...]) -> dict[str, dict]:
@@ -252,8 +252,8 @@ def device_cmd(
             old_classes=tuple(range(10)) if shift else tuple(range(8)),
             new_per_class=(30 if shift else 100) if new_per_class is None else new_per_class,
             sizes=sizes_, out_dir=out_dir, progress_dir=out_dir / "progress", **given)
-    res = bench_device(cfg, log=console.print)
-    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+    res = bench_device(cfg, log=say)
+    say(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
 def _fractions(text: str, flag: str) -> list[float]:
@@ -301,7 +301,7 @@ def condense_cmd(
                                   progress_dir=out_dir / "progress")
     with _executor(executor) as ex:
         res = bench_condense(cfg, executor=ex)
-    console.print(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
+    say(f"wrote {out_dir}/ ({res['wall_seconds'] / 60:.1f} min)")
 
 
 @app.command("scoring")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import console, say
 from tinysift.cli.checks import seed_option
 
 
@@ -74,9 +75,9 @@ def _run_adapt(cfg) -> None:
     from tinysift.bench.adapt_demo import run_adapt_demo
     from tinysift.report.adapt import headers, rows
 
-    console.print(f"[bold]tinysift[/] {cfg.name}: {cfg.dataset}, the device learns new "
-                  f"classes on {cfg.board} -> {cfg.out}")
-    summary = run_adapt_demo(cfg, log=console.print)
+    console.print(f"[bold]tinysift[/] {escape(f'{cfg.name}: {cfg.dataset}')}, the device "
+                  f"learns new classes on {escape(f'{cfg.board} -> {cfg.out}')}")
+    summary = run_adapt_demo(cfg, log=say)
     table = Table(title="on-device learning of new classes with a replay set (int8 accuracy, "
                         "energy estimated)")
     for h in headers(summary):
@@ -84,18 +85,19 @@ def _run_adapt(cfg) -> None:
     for row in rows(summary):
         table.add_row(*[str(c) for c in row])
     console.print(table)
-    console.print(summary["headline"])
-    console.print(f"report: {Path(cfg.out) / 'report.html'}  summary: "
-                  f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")
+    say(summary["headline"])
+    say(f"report: {Path(cfg.out) / 'report.html'}  summary: "
+        f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")
 
 
 def _run(cfg) -> None:
     from tinysift.pipeline.run import run_pipeline
 
-    console.print(f"[bold]tinysift[/] {cfg.name}: {cfg.dataset} on {cfg.board} -> {cfg.out}")
-    summary = run_pipeline(cfg, log=console.print)
-    table = Table(title=f"{summary['dataset']} on {summary['board']}: on-device fine-tuning, "
-                        f"{summary['epochs']} epochs (energy estimated)")
+    console.print(f"[bold]tinysift[/] "
+                  f"{escape(f'{cfg.name}: {cfg.dataset} on {cfg.board} -> {cfg.out}')}")
+    summary = run_pipeline(cfg, log=say)
+    table = Table(title=escape(f"{summary['dataset']} on {summary['board']}: on-device "
+                               f"fine-tuning, {summary['epochs']} epochs (energy estimated)"))
     from tinysift.report.html import SUMMARY_HEADERS, summary_rows
 
     for h in SUMMARY_HEADERS:
@@ -103,6 +105,6 @@ def _run(cfg) -> None:
     for row in summary_rows(summary):
         table.add_row(*[str(c) for c in row])
     console.print(table)
-    console.print(summary["headline"])
-    console.print(f"report: {Path(cfg.out) / 'report.html'}  summary: "
-                  f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")
+    say(summary["headline"])
+    say(f"report: {Path(cfg.out) / 'report.html'}  summary: "
+        f"{Path(cfg.out) / 'summary.json'}  ({summary['wall_seconds']:.0f} s)")

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                    db_capacity=db_capacity, seed=seed, backbone_training=not head_only)
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
-                      f"-> {r.export_dir}{' (cached)' if r.skipped else ''}")
+                      f"-> {r.export_dir}{' (cached)' if r.skipped else ''}", markup=False)
         if r.test_samples < test_samples:
             # the draw takes the whole split when it is smaller (a user dataset below the
             # default 200 must still export), but a larger number asked for is not kept quiet
@@ -111,7 +111,7 @@ def print_plan(plan: dict) -> None:
         table.add_row(mem, "[bold]total / capacity[/]", f"{plan[f'{mem}_total']:,} / {cap:,}")
     console.print(table)
     for line in plan_caveats(plan):
-        console.print(f"[yellow]{line}[/]")
+        console.print(line, style="yellow", markup=False)
 
 
 def plan_caveats(plan: dict) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tinysift.cli.app_console import console
+from tinysift.cli.app_console import say
 from tinysift.cli.checks import positive_ints
 
 
@@ -83,5 +83,5 @@ def upkeep_cmd(
             buffers=buffer_sizes, board=board, **given)
         cfg = UpkeepBenchConfig(up, out_dir=out_dir, progress_dir=out_dir / "progress",
                                 **({} if seeds is None else {"seeds": seeds}))
-    res = bench_upkeep(cfg, log=console.print)
-    console.print(f"wrote {out_dir}/{cfg.stem()}.* ({res['wall_seconds'] / 60:.1f} min)")
+    res = bench_upkeep(cfg, log=say)
+    say(f"wrote {out_dir}/{cfg.stem()}.* ({res['wall_seconds'] / 60:.1f} min)")
