@@ -807,3 +807,11 @@ def test_a_tilde_in_a_user_data_path_is_the_home_folder(tmp_path, monkeypatch):
     ds = load_dataset("npz:~/d.npz")
     assert len(ds.y_train) + len(ds.y_test) == 10
     assert resolved_name("npz:~/d.npz") == f"npz:{tmp_path.resolve()}/d.npz"
+
+
+def test_an_npz_path_that_is_a_folder_names_folder(tmp_path):
+    """``npz:FOLDER`` failed in numpy's words ("[Errno 21] Is a directory"); a folder of
+    class folders is read with ``folder:``, and the message says so."""
+    with pytest.raises(DatasetError, match=rf"npz:{tmp_path} is a folder, not an \.npz "
+                                           rf"file; .* read as folder:{tmp_path}$"):
+        load_dataset(f"npz:{tmp_path}")

@@ -306,6 +306,9 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     fix = "pass npz:PATH to an existing .npz file"
     if not _path_is(p, Path.exists, name, fix):
         raise DatasetError(f"{name}: file not found; {fix}")
+    if _path_is(p, Path.is_dir, name, fix):  # was "[Errno 21] Is a directory" in numpy's words
+        raise DatasetError(f"{name} is a folder, not an .npz file; a folder of images per "
+                           f"class is read as folder:{path}")
     try:
         loaded = open_numpy(p)
         if not hasattr(loaded, "files"):  # a .npy under an .npz name
