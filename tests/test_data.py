@@ -797,6 +797,23 @@ def test_a_run_folder_inside_a_folder_dataset_is_refused(tmp_path, stage, where)
     assert load_dataset(name).class_names == ("a", "b")
 
 
+def test_adapt_and_pipeline_run_folders_inside_a_folder_dataset_are_refused(tmp_path):
+    """As prune, condense and train refuse it: `adapt --new folder:X --out X/run` and a
+    pipeline file's out inside its folder: dataset made the run folder a class of it."""
+    from tinysift.pipeline.adapt import AdaptConfig
+    from tinysift.pipeline.config import PipelineConfig
+
+    data = f"folder:{tmp_path}/imgs"
+    inside = f"{tmp_path}/imgs/run"
+    for cfg in (AdaptConfig(scenario="user", dataset="digits", new=data, out=inside),
+                AdaptConfig(scenario="new-classes", dataset=data, out=inside),
+                PipelineConfig(dataset=data, out=inside)):
+        with pytest.raises(DatasetError, match=r"inside the dataset folder .* outside it"):
+            cfg.validate()
+    AdaptConfig(scenario="user", dataset="digits", new=data,
+                out=f"{tmp_path}/imgs-run").validate()  # beside it: fine
+
+
 def test_a_tilde_in_a_user_data_path_is_the_home_folder(tmp_path, monkeypatch):
     """The shell expands ``~`` only at the start of a word, so ``--dataset npz:~/d.npz``
     reached tinysift as is: "file not found" for a file that exists."""

@@ -105,6 +105,11 @@ class AdaptConfig:
                               f"class ({','.join(map(str, self.old_classes))}); the base model "
                               "classifies the old classes and needs at least 2, e.g. "
                               "--old-classes 0,1,2,3,4,5,6,7")
+        # a run folder inside a folder: dataset became classes of it (as prune/train refuse)
+        from tinysift.data.registry import refuse_run_inside
+
+        for data in (self.dataset, self.new):
+            refuse_run_inside(data or "", self.out)
         # the board and the replay method before the base model is trained (both were
         # refused only after it: minutes on Fashion-MNIST)
         check_emulated_board(self.board)

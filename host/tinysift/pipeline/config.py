@@ -178,6 +178,9 @@ class PipelineConfig(TomlConfig):
         # base_epochs was refused as the `--epochs` of on-device training.
         if not self.out.strip():  # Path("") is the current folder: the run wrote into it
             raise TinysiftError("out must name the run folder, e.g. \"runs/select\"")
+        from tinysift.data.registry import refuse_run_inside
+
+        refuse_run_inside(self.dataset, self.out, flag="out")  # would become its classes
         self._check_base_keep()
         if self.base_epochs is not None and self.base_epochs < 0:
             raise TinysiftError(f"base_epochs must be a whole number >= 1 (0 or absent: the "
