@@ -298,6 +298,22 @@ def test_user_profile_overrides_the_project_profile(tmp_path):
         save_user_board("nucleo_f411re", {"colour": "blue"})
 
 
+def test_a_profile_change_that_does_not_load_leaves_the_profile_as_it_was(tmp_path):
+    """save_user_board wrote the merged profile, then checked that it loads: a change that
+    failed the check (a negative RAM) left a profile that stopped every later command on
+    the board. The profile that loaded is put back (none where there was none)."""
+    path = user_boards_dir() / "nucleo_f411re.toml"
+    with pytest.raises(TinysiftError):
+        save_user_board("nucleo_f411re", {"ram_bytes": -1})
+    assert not path.exists()
+    save_user_board("nucleo_f411re", {"active_current_ma": 12.5}, header="calibrated")
+    before = path.read_bytes()
+    with pytest.raises(TinysiftError):
+        save_user_board("nucleo_f411re", {"ram_bytes": -1})
+    assert path.read_bytes() == before
+    assert load_board("nucleo_f411re").active_current_ma == 12.5
+
+
 def test_a_profile_that_cannot_be_written_names_the_fix(tmp_path, monkeypatch):
     """A config folder that cannot be written (a read-only home; here a path through a
     file) ended `device calibrate` in 'unexpected NotADirectoryError' (exit 1)."""

@@ -294,14 +294,29 @@ def save_user_board(name: str, changes: dict, header: str = "") -> Path:
     data = {**(_read_toml(path) if path.is_file() else {}), **changes}
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
+    old = path.read_bytes() if path.is_file() else None
+    _write_profile(path, ("\n".join(lines) + "\n").encode(), name)
+    try:
+        load_board(name)  # what was written must load
+    except Exception:
+        # a profile that no longer loads stops every later command on this board: put the
+        # one that loaded back (or none), then say why
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_profile(path, old, name)
+        raise
+    return path
+
+
+def _write_profile(path: Path, content: bytes, name: str) -> None:
+    """Write a user profile atomically (a temporary file renamed over it)."""
     tmp = path.with_suffix(".toml.tmp")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("\n".join(lines) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(content)
         tmp.replace(path)
     except OSError as exc:  # a read-only home, a config path through a file: a traceback
-        raise TinysiftError(f"cannot write your profile of {name} into {folder}: "
+        raise TinysiftError(f"cannot write your profile of {name} into {path.parent}: "
                             f"{exc.strerror or exc}; set {CONFIG_ENV} to a writable folder "
                             "(or make that one writable), then run it again") from exc
-    load_board(name)  # what was written must load
-    return path
