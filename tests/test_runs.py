@@ -268,7 +268,8 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
 def test_a_folder_of_someone_elses_files_is_not_taken_over(tmp_path):
     """`train --out userdir` on a folder holding the user's own model.keras (no manifest)
     overwrote it; a folder with other files only (a selection the user made for it, the
-    adapt base's old.npz) is still a fine run folder."""
+    adapt base's old.npz) is still a fine run folder, except for the stage that would
+    overwrite that selection."""
     from tinysift.cli import main
     from tinysift.errors import TinysiftError
 
@@ -289,6 +290,17 @@ def test_a_folder_of_someone_elses_files_is_not_taken_over(tmp_path):
     (tmp_path / "other" / "selection.npz").write_text("x")
     (tmp_path / "other" / "old.npz").write_text("x")
     Run(tmp_path / "other")
+    # ... but `prune --out` there overwrote the user's own selection.npz: its stage
+    # protects what it writes (condense: condensed.npz)
+    with pytest.raises(TinysiftError, match=r"holds selection.npz but no manifest.json"):
+        Run(tmp_path / "other", writes=("selection.npz",))
+    assert main(["prune", "--dataset", "digits", "--method", "random", "--keep", "20",
+                 "--out", str(tmp_path / "other")]) == 2
+    assert (tmp_path / "other" / "selection.npz").read_text() == "x"
+    (tmp_path / "other" / "condensed.npz").write_text("y")
+    assert main(["condense", "--dataset", "digits", "--method", "random", "--per-class",
+                 "1", "--out", str(tmp_path / "other")]) == 2
+    assert (tmp_path / "other" / "condensed.npz").read_text() == "y"
 
 
 def test_the_advice_for_a_damaged_manifest_is_followed_without_a_second_refusal(tmp_path):

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,8 @@ def _jsonable(obj: Any) -> Any:
 
 #: What the stages write in a run folder: found without a manifest, they are someone's
 #: own (a model) and a stage would overwrite them. Not selection.npz / condensed.npz: a
-#: folder of `tinysift run`'s selections (OUT/select/vq-600/) trains where its set is
+#: folder of `tinysift run`'s selections (OUT/select/vq-600/) trains where its set is; only
+#: the stage that writes one protects it (``Run(out, writes=...)``)
 RUN_ARTIFACTS = frozenset({"model.keras", "model.tflite", "trainset.npz", "guided.json",
                            "export"})
 
@@ -242,9 +243,12 @@ class Run:
     ----------
     path : str or Path
         The folder (created if missing). Convention: ``runs/<name>``.
+    writes : iterable of str
+        Files the calling stage writes besides :data:`RUN_ARTIFACTS`: found in a folder
+        without a manifest they are someone's own too (``prune`` and ``selection.npz``).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, writes: Iterable[str] = ()):
         self.path = Path(path)
         out_folder(self.path, "--out/--run", create=True)
         mpath = self.path / MANIFEST
@@ -279,7 +283,8 @@ class Run:
         else:
             # someone's files without a manifest (a folder of their own, a typo'd --out):
             # a stage would overwrite them
-            ours = sorted(p.name for p in self.path.iterdir() if p.name in RUN_ARTIFACTS)
+            protected = RUN_ARTIFACTS | set(writes)
+            ours = sorted(p.name for p in self.path.iterdir() if p.name in protected)
             if ours:
                 from tinysift.errors import TinysiftError
 

@@ -41,7 +41,7 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
 
     ds = load_dataset(dataset)
     check_per_class(per_class, ds.class_counts("train"))  # before any fit is paid for
-    run = Run(out)
+    run = Run(out, writes=("condensed.npz",))  # a user's own set is not overwritten
     run.refuse_other_dataset(resolved_name(dataset), ds.content_hash)
     impl = make_condenser(method, seed=seed, **method_params)
     params = {"dataset": dataset, "method": method, "per_class": per_class, "seed": seed,

@@ -56,7 +56,7 @@ def prune(dataset: str, method: str, keep: str | float | int, out: str | Path,
     count = resolve_keep(keep, len(ds.y_train))
     if balance:  # a budget under one sample a class is refused before any scoring
         class_quotas(ds.y_train, count, ds.num_classes)
-    run = Run(out)
+    run = Run(out, writes=("selection.npz",))  # a user's own set is not overwritten
     run.refuse_other_dataset(resolved_name(dataset), ds.content_hash, label_noise,
                              noise_seed=seed)
     impl = make_method(method, seed=seed, balance=balance, **method_params)
