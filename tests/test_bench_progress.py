@@ -535,6 +535,9 @@ def test_summarize_means_each_time_over_seeds_and_logs_counts_as_integers(tmp_pa
     out = summarize(rows, ("score_seconds",), count=True)
     assert out["score_seconds"] == 2.0 and out["count"] == 144
     assert abs(out["acc_mean"] - 0.85) < 1e-12 and abs(out["acc_std"] - 0.05) < 1e-12
+    # the mean of three seeds, not their median (0.8 and 0.9 have the same of both)
+    three = summarize([{"acc": a} for a in (0.5, 0.9, 1.0)], ())
+    assert abs(three["acc_mean"] - 0.8) < 1e-12 and three["runs"] == [0.5, 0.9, 1.0]
 
 
 def test_an_upkeep_config_without_policies_or_update_modes_is_refused():
@@ -557,3 +560,21 @@ def test_an_upkeep_config_without_policies_or_update_modes_is_refused():
     with pytest.raises(BudgetError, match="runs no update mode"):
         dataclasses.replace(UpkeepConfig(), updates=())
     assert UpkeepConfig(policies=("coverage",), updates=("bias",)).policies == ("coverage",)
+
+
+def test_a_seeds_wall_time_is_no_training_of_it(tmp_path):
+    """The `_wall` record is the seed's time, not a training: a seed whose trainings were
+    all forgotten is not "logged" (say_later_seeds would name it) and is fresh, and the wall
+    record is never a row the results leave out, whether or not the bench asked for it."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    log.add(0, "vq", "0.5", acc=0.7)
+    log.add_seed_wall(0, 60.0)
+    log.add(1, "vq", "0.5", acc=0.7)
+    log.add_seed_wall(1, 60.0)
+    assert log.seeds_logged() == [0, 1]
+    assert log.forget(("vq",), 1) == 1  # seed 0's training only; its wall record stays
+    assert log.seeds_logged() == [1] and log.is_fresh(0) and not log.is_fresh(1)
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    again.get(1, "vq", "0.3")  # a bench of other budgets: seed 1's wall is never asked
+    assert again.unreported([1]) == [("vq", "0.5")]
+    assert again.get(1, "vq", "0.5")["acc"] == 0.7 and again.unreported([1]) == []

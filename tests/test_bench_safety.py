@@ -33,6 +33,10 @@ def test_a_line_that_is_not_a_record_is_skipped_and_said(tmp_path, line):
     assert again.unreadable == 1 and len(again.done) == 2
     assert "1 line(s) of it are not progress records" in again.resuming()
     assert ProgressLog({"a": 2}, tmp_path, "bench").resuming() is None
+    # a log of nothing but such lines: no training counts, and the skip is still said
+    again.path.write_text(line + "\n")
+    only = ProgressLog({"a": 1}, tmp_path, "bench")
+    assert not only.done and "1 line(s) of it are not progress records" in only.resuming()
 
 
 def test_rows_the_command_leaves_out_are_named(tmp_path, capsys):
@@ -79,6 +83,22 @@ def test_results_of_another_configuration_are_not_replaced(tmp_path):
     check_results_owner(log, tmp_path, "guided_digits")
 
 
+def test_results_without_a_log_are_no_obstacle_and_only_changed_options_are_named(tmp_path):
+    """Results a --quick run wrote (no progress log) are rewritten without a word; results
+    of another log name the options that differ, not every option both configurations
+    hold."""
+    log = ProgressLog({"epochs": 3, "seeds": 5}, tmp_path / "progress", "guided_digits")
+    for theirs in (None, 42):
+        _results(tmp_path / "guided_digits.json", theirs, config={"epochs": 20, "seeds": 5})
+        check_results_owner(log, tmp_path, "guided_digits")
+    _results(tmp_path / "guided_digits.json", "guided_digits_0123456789ab.jsonl",
+             config={"epochs": 20, "seeds": 5})
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
+                       r"20 -> 3\), logged in") as err:
+        check_results_owner(log, tmp_path, "guided_digits")
+    assert "seeds" not in str(err.value)
+
+
 def test_the_users_data_is_in_the_device_logs_key(tmp_path):
     """`bench upkeep`/`bench device` keyed their log by the dataset's name: a rerun after
     the user's file changed reported the old file's numbers, and one with more points mixed
@@ -94,6 +114,12 @@ def test_the_users_data_is_in_the_device_logs_key(tmp_path):
     (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"png")
     folder = user_data_key({"new": f"folder:{tmp_path}/imgs"})
     (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"png2")
+    assert user_data_key({"new": f"folder:{tmp_path}/imgs"}) != folder
+    # the same bytes under another class's folder: another label, so another key
+    (tmp_path / "imgs" / "a" / "1.png").write_bytes(b"png")
+    folder = user_data_key({"new": f"folder:{tmp_path}/imgs"})
+    (tmp_path / "imgs" / "b").mkdir()
+    (tmp_path / "imgs" / "a" / "1.png").rename(tmp_path / "imgs" / "b" / "1.png")
     assert user_data_key({"new": f"folder:{tmp_path}/imgs"}) != folder
     assert user_data_key({"dataset": "fashion-mnist", "new": None}) == {}
 
