@@ -436,6 +436,26 @@ def test_sizes_and_overshoots_never_read_as_zero():
     assert kb(10 * 1048576 + 1) == "10.1 MB"
 
 
+def test_a_plan_that_fills_the_board_exactly_fits_and_one_byte_more_is_said():
+    """A plan whose RAM or flash is exactly the board's fits (nothing to say: it would read
+    "over by 0 bytes"); one byte more is refused, said as "over by 1 byte". The unit
+    boundaries are the docstrings': exact bytes under 10 KB, MB from 10 MB."""
+    from tinysift.export.memory import MemoryPlan, kb, over_by, over_capacity
+
+    for extra_ram, extra_flash in ((0, 0), (1, 0), (0, 1)):
+        plan = MemoryPlan(board="b", ram={"all": 96 * 1024 + extra_ram}, ram_capacity=96 * 1024,
+                          flash={"all": 512 * 1024 + extra_flash}, flash_capacity=512 * 1024)
+        assert plan.fits == (extra_ram == extra_flash == 0)
+        assert plan.to_dict()["fits"] == plan.fits
+        said = over_capacity(plan)
+        assert len(said) == extra_ram + extra_flash
+        assert all(s.endswith("(over by 1 byte)") for s in said)
+        assert [s.split(", ")[0].split()[-1] for s in said] == (
+            ["RAM"] * extra_ram + ["flash"] * extra_flash)
+    assert over_by(10 * 1024 - 1) == "10,239 bytes" and over_by(10 * 1024) == "10 KB"
+    assert kb(10 * 1048576) == "10.0 MB" and kb(10 * 1048576 - 1).endswith(" KB")
+
+
 def test_stream_upkeep_is_planned_for_at_least_one_slot():
     """The firmware's TS_DB_CAPACITY is max(db, 1): the plan's `db stream` workspace for
     db=0 is the one for a capacity of 1 (it was 4 bytes short)."""

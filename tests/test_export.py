@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -777,6 +778,99 @@ def test_fit_error_names_a_db_capacity_that_fits_and_no_fit_hint_under_fit(run_c
         check_fits(fp, board, 400, 100, db_capacity=most + 1)
 
 
+def test_fit_error_names_the_db_capacity_at_which_one_sample_per_class_fits():
+    """export --fit with a `db load` buffer so big that not one sample per class fits: the
+    capacity offered is the largest with which the 10 a --fit needs fit (not the one with
+    which all 400 would), and the counts --fit then keeps at it and at 0 are the plan's."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=20_000,
+                        sample_bytes=784, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    board = load_board("nucleo_f411re")
+    assert max_train_samples(fp, board, 50, 400, 110) < 10  # what makes export --fit call it
+    with pytest.raises(FitError, match=r"room for at least one training sample per class "
+                                       r"\(10\), the plan has room for 0; --db-capacity "
+                                       r"(\d+) or less \(--fit then keeps (\d+) samples at "
+                                       r"\1, up to (\d+) at 0\)") as err:
+        check_fits(fp, board, 400, 50, db_capacity=110, fit=True)
+    db, kept, at_zero = (int(n) for n in re.search(
+        r"--db-capacity (\d+) or less \(--fit then keeps (\d+) samples at \d+, up to (\d+)",
+        str(err.value)).groups())
+    assert check_fits(fp, board, 10, 50, db_capacity=db).fits
+    with pytest.raises(FitError):
+        check_fits(fp, board, 10, 50, db_capacity=db + 1)
+    assert kept == max_train_samples(fp, board, 50, 400, db) >= 10
+    assert at_zero == max_train_samples(fp, board, 50, 400, 0) > kept
+
+
+def test_the_largest_counts_that_fit_are_the_ones_the_firmware_takes():
+    """On a board whose memory holds more than the trainer takes (a 4-byte sample on the
+    emulated board's 4 MB), the largest training set and `db load` buffer --fit and the fit
+    error offer are the trainer's limits (65,535 samples, the buffer at least one), not
+    what memory alone would hold."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import (
+        MAX_TRAIN_SAMPLES,
+        ModelFootprint,
+        max_db_capacity,
+        max_train_samples,
+    )
+
+    fp = ModelFootprint(weight_bytes=200, num_layers=2, arena_bytes=100, sample_bytes=4,
+                        feature_dim=4, num_classes=2, tflite_bytes=300)
+    brd = load_board("qemu-mps2-an386")
+    assert MAX_TRAIN_SAMPLES == 65_535
+    assert max_train_samples(fp, brd, 50, 70_000, db_capacity=0) == 65_534
+    assert max_train_samples(fp, brd, 50, 70_000, db_capacity=100) == 65_435
+    assert max_train_samples(fp, brd, 50, 70_000) == 32_767  # the buffer as big as the set
+    assert max_db_capacity(fp, brd, 0, 50, 70_000) == 65_535
+    assert max_db_capacity(fp, brd, 535, 50, 70_000) == 65_000
+
+
+def test_the_plan_holds_the_port_s_runtime_the_stack_and_the_dsp_scratch():
+    """Lines no build of the emulated board checks (tests/test_memory_plan.py builds that
+    one): the STM32 runtime's receive ring (TS_RX_RING in its C), the stack the profile
+    reserves, the DSP kernels' scratch only on a core with the DSP extension, and the
+    feature cache the app always holds (feature_cache=None)."""
+    from dataclasses import replace
+
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, arena_with_scratch, plan_memory
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=10_001,
+                        sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=30_000,
+                        scratch_bytes=4_096)
+    ring = int(re.search(r"#define TS_RX_RING (\d+)u", (
+        ROOT / "boards" / "platform-stm32" / "runtime" / "common" / "ts_stm32_common.c"
+    ).read_text()).group(1))
+    nucleo, qemu = load_board("nucleo_f411re"), load_board("qemu-mps2-an386")
+    assert nucleo.port == "stm32f4" and qemu.port == "qemu-mps2"
+    plans = {b.name: plan_memory(fp, b, 40, 50, db_capacity=0) for b in (nucleo, qemu)}
+    runtime = {n: p.ram["app state and runtime"] for n, p in plans.items()}
+    assert ring <= runtime[nucleo.name] - runtime[qemu.name] <= ring + 64
+    # the stack region the linker script reserves: the profile's, all of it planned
+    bigger = replace(nucleo, stack_bytes=nucleo.stack_bytes + 1_024)
+    assert plans[nucleo.name].ram["stack (reserved)"] == nucleo.stack_bytes
+    assert plan_memory(fp, bigger, 40, 50, db_capacity=0).ram_total == (
+        plans[nucleo.name].ram_total + 1_024)
+    # the DSP scratch after the 8-byte aligned tensors, on a DSP core only
+    assert arena_with_scratch(10_001, 4_096, dsp=True) == 10_008 + 4_096
+    assert arena_with_scratch(10_001, 4_096, dsp=False) == 10_008
+    for name, dsp in (("nucleo_f411re", True), ("esp32-s3", False), ("pico", False)):
+        board = load_board(name)
+        assert board.dsp == dsp
+        arena = plan_memory(fp, board, 40, 50, db_capacity=0).ram["activation arena"]
+        assert arena == 10_008 + (4_096 if dsp else 0)
+    # the app caches the features: the default plan is the cached one
+    default = plans[nucleo.name]
+    cached = plan_memory(fp, nucleo, 40, 50, feature_cache=True, db_capacity=0)
+    uncached = plan_memory(fp, nucleo, 40, 50, feature_cache=False, db_capacity=0)
+    assert default.feature_cache and default.to_dict() == cached.to_dict()
+    assert default.ram["feature cache (int8)"] == (40 + 1 + 50) * 16
+    assert uncached.ram["feature cache (int8)"] == 0 < default.ram_total - uncached.ram_total
+
+
 def test_sample_counts_the_firmware_cannot_take_are_refused():
     """A negative --db-capacity was exported (`#define TS_EXPORT_DB_CAPACITY -5`); one above
     65,535 failed app.h's #error at the build; a training set plus the buffer above
@@ -806,6 +900,27 @@ def test_sample_counts_the_firmware_cannot_take_are_refused():
     assert plan_memory(fp, brd, 65_000, 50, db_capacity=535).train_samples == 65_000
     assert plan_memory(fp, brd, 0, 50, db_capacity=65_535).db_capacity == 65_535
     assert plan_memory(fp, brd, 65_534, 50, db_capacity=0).db_capacity == 0
+    # a buffer of 0 still holds one sample (app.h), so 65,535 in flash is one too many, and
+    # no smaller --db-capacity helps
+    with pytest.raises(BudgetError, match=r"65,535 training samples plus a `db load` buffer "
+                                          r"of 1: .* export at most 65,534 training samples") \
+            as err:
+        plan_memory(fp, brd, 65_535, 50, db_capacity=0)
+    assert "--db-capacity" not in str(err.value)
+
+
+def test_fit_error_offers_no_count_of_samples_when_none_fits():
+    """A model whose arena alone is over the board's RAM: no number of samples fits, so the
+    error offers none ("keep at most 0 samples" would be no fix) and names a board that
+    fits instead."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=200_000,
+                        sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    with pytest.raises(FitError, match=r"RAM, board has 128 KB .*; choose \S+$") as err:
+        check_fits(fp, load_board("nucleo_f411re"), 100, 50, db_capacity=0)
+    assert "keep at most" not in str(err.value)
 
 
 def test_cli_refuses_a_negative_db_capacity(run_copy, capfd):
