@@ -113,3 +113,16 @@ def test_keep_edges_a_count_of_one_a_count_past_n_nan_bools_and_exponents():
             resolve_keep(flag, 100)
     assert parse_keep("1e-9") == 1e-9 and resolve_keep("1e-9", 100) == 1
     assert resolve_keep("5E-1", 100) == 50
+
+
+def test_quotas_of_classes_without_samples_are_zero_and_cost_nothing():
+    """A dataset whose labels skip a class (user data, or ``num_classes`` beyond the labels
+    present): one quota per class, 0 for an empty one, which neither needs a sample of the
+    budget nor takes a share of it; the budget is still spent exactly."""
+    labels = np.repeat([0, 2], [3, 10])  # class 1 has no sample
+    assert class_quotas(labels, 2).tolist() == [1, 0, 1]  # 2 samples cover both classes
+    assert class_quotas(labels, 8).tolist() == [3, 0, 5]  # class 0 full, the rest to 2
+    assert class_quotas(np.repeat([0, 1], [2, 2]), 2, num_classes=4).tolist() == [1, 1, 0, 0]
+    assert class_quotas(np.zeros(5, np.int64), 3, num_classes=4).tolist() == [3, 0, 0, 0]
+    # a budget past the data keeps everything (balanced_subset clamps, this does not fail)
+    assert class_quotas(labels, 20).tolist() == [3, 0, 10]
