@@ -572,6 +572,17 @@ def test_integrate_windows_joulescope_like_capture():
     assert w.duration_s == pytest.approx(0.3, abs=2e-6)
     assert w.energy_mj == pytest.approx(3.3 * 0.010 * 0.3 * 1e3, rel=1e-4)
     assert w.mean_current_ma == pytest.approx(10.0)
+    assert w.start_s == pytest.approx(0.1, abs=2e-6)  # where it begins, not where it ends
+
+
+def test_a_marker_at_the_threshold_is_low():
+    """High is above the threshold: samples exactly at it open no window."""
+    t = np.arange(10) / 1000.0
+    marker = np.array([0, 0.5, 0.5, 1, 1, 1, 0.5, 0, 0, 0])
+    (w,) = integrate_windows(t, np.full_like(t, 0.01), np.full_like(t, 3.3), marker)
+    assert w.start_s == pytest.approx(0.003) and w.duration_s == pytest.approx(0.002)
+    assert integrate_windows(t, np.full_like(t, 0.01), np.full_like(t, 3.3),
+                             np.full_like(t, 0.5)) == []
 
 
 def test_stream_limits_derive_from_the_board_and_the_model():
@@ -836,12 +847,16 @@ def test_joulescope_capture_is_sized_from_the_command(monkeypatch):
         assert dev.buffer_duration >= capture
     # a cap below the 60 s default (device run --joulescope-max-s 30) is the capture
     assert JoulescopeMonitor(max_s=30.0).duration_s == 30.0
+    assert JoulescopeMonitor(duration_s=30.0, max_s=30.0).duration_s == 30.0  # at the cap
     with pytest.raises(DeviceError, match="a 40 s Joulescope capture is over its 30 s cap"):
         JoulescopeMonitor(duration_s=40.0, max_s=30.0)
     mon = JoulescopeMonitor(max_s=600.0)
     mon.start(450.0)
     mon.stop()
     assert dev.reads[-1]["contiguous_duration"] == 450.0 and dev.buffer_duration == 451
+    mon.start(90.5)  # whole seconds, rounded up, with one to spare
+    mon.stop()
+    assert dev.buffer_duration == 92
     for bad in (0.0, -3.0, float("nan"), float("inf")):
         with pytest.raises(DeviceError, match="positive, finite cap") as err:
             JoulescopeMonitor(max_s=bad)
@@ -899,6 +914,7 @@ def test_integrate_windows_flags_dropped_samples():
     first, second = integrate_windows(t, current, np.full_like(t, 3.3), marker)
     assert first.complete and not second.complete
     assert np.isfinite(second.energy_mj) and second.energy_mj < first.energy_mj
+    assert np.isfinite(second.mean_current_ma) and second.mean_current_ma < 10.0
 
 
 def test_joulescope_monitor_refuses_before_the_command_when_no_samples_come(monkeypatch):

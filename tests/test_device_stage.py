@@ -237,6 +237,23 @@ def test_cached_result_only_for_the_same_board(tmp_path):
     assert cached_results(run, "full-300", params, "qemu-mps2-an500") is None
 
 
+def test_a_result_stands_in_only_for_the_same_board_params_build_and_set():
+    """DeviceResults.reusable_for: finished, and the same board, parameters, firmware build
+    and training set; a result without the set's hash (older than the field) never."""
+    def result(**changes):
+        fields = dict(board="b", clock_hz=1, params={"epochs": 2}, energy_model={},
+                      started="", status="complete", build="fw1", train_set_hash="set1")
+        return DeviceResults(**{**fields, **changes})
+
+    same = ("b", {"epochs": 2}, "fw1", "set1")
+    assert result().reusable_for(*same)
+    for other in (("c", {"epochs": 2}, "fw1", "set1"), ("b", {"epochs": 3}, "fw1", "set1"),
+                  ("b", {"epochs": 2}, "fw2", "set1"), ("b", {"epochs": 2}, "fw1", "set2")):
+        assert not result().reusable_for(*other), other
+    assert not result(status="partial").reusable_for(*same)
+    assert not result(train_set_hash=None).reusable_for("b", {"epochs": 2}, "fw1", None)
+
+
 def test_a_steps_run_records_no_epoch_count_and_resumes_whatever_it_was(tmp_path):
     """With --steps the firmware never sees an epoch count: results.json recorded the
     CLI's default (epochs 5) beside the steps, and an identical training with another unused
@@ -535,6 +552,12 @@ def test_the_device_s_counter_rate_is_used_and_a_core_clock_mismatch_named(tmp_p
                         hz=84_000_000)
     assert res.complete and res.counter_hz == 84_000_000
     assert res.epochs[0].seconds == pytest.approx(2_500_000 / 84e6)
+    # the energy too: V * I_active over the device's time, not over the profile's clock's
+    from tinysift.boards import load_board
+
+    board = load_board("nucleo_f411re")
+    assert res.epochs[0].energy_mj == pytest.approx(
+        board.supply_v * board.active_current_ma * 2_500_000 / 84e6)
     warning = clock_warning(res)
     assert "core clock at 84 MHz" in warning and "says 100 MHz" in warning
     assert "seconds and energy use the device's rate" in warning
