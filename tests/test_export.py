@@ -951,3 +951,50 @@ def test_quantization_arithmetic_follows_tflm_where_converted_models_do_not_reac
     f32 = lambda v: float(np.float32(v))  # noqa: E731
     assert qm.effective_scale(0.1, 0.3, 0.7) == f32(0.1) * f32(0.3) / f32(0.7)
     assert qm.quantize_multiplier(qm.effective_scale(0.1, 0.3, 0.7)) == (1472560321, -4)
+
+
+def test_the_inference_plan_holds_the_stack_the_scratch_and_the_io_buffers(
+        small_model_tflite):
+    """`engine check/export --board`'s plan (inference alone): the stack the profile
+    reserves, the arena with the DSP scratch on a DSP core only, the int8 input and output
+    buffers of a full-int8 model, and the raw .tflite only when asked."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import arena_with_scratch, inference_plan, model_scratch_bytes
+    from tinysift.export.tflite_reader import parse_tflite
+
+    parsed = parse_tflite(small_model_tflite)
+    assert parsed.input_float is None and parsed.output_float is None
+    scratch = model_scratch_bytes(parsed)
+    assert scratch > 0
+    for name in ("nucleo_f411re", "pico"):
+        board = load_board(name)
+        plan = inference_plan(parsed, board, len(small_model_tflite))
+        assert plan.ram["stack (reserved)"] == board.stack_bytes
+        assert plan.ram["activation arena"] == arena_with_scratch(
+            parsed.arena_bytes(), scratch, board.dsp)
+        assert plan.ram["input and output buffers"] == 8 * 8 * 1 + 3
+        assert "raw .tflite" not in plan.flash
+        with_tflite = inference_plan(parsed, board, len(small_model_tflite), True)
+        assert with_tflite.flash_total == plan.flash_total + len(small_model_tflite)
+    assert load_board("nucleo_f411re").dsp and not load_board("pico").dsp
+
+
+def test_only_an_update_mode_beyond_the_head_needs_the_backbone_buffers():
+    """None is the firmware's default mode, head: it needs no update=last-block / bias
+    buffers; an export made before ``backbone_training`` was recorded had them."""
+    from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
+
+    assert not needs_backbone_buffers() and not needs_backbone_buffers(None, "head")
+    assert needs_backbone_buffers(None, "bias") and needs_backbone_buffers("last-block")
+    assert has_backbone_buffers({}) and not has_backbone_buffers({"backbone_training": False})
+    # the export stage's key holds every board figure a plan reads, the port's too (an
+    # STM32 port's runtime holds a receive ring the plan counts)
+    from dataclasses import replace
+
+    from tinysift.boards import load_board
+    from tinysift.export.memory import board_plan_fields
+
+    board = load_board("nucleo_f411re")
+    for field, value in (("ram_bytes", 1), ("flash_bytes", 1), ("stack_bytes", 1),
+                         ("dsp", False), ("port", "qemu-mps2")):
+        assert board_plan_fields(replace(board, **{field: value})) != board_plan_fields(board)
