@@ -10,6 +10,12 @@ import numpy as np
 from tinysift.errors import DatasetError
 
 
+def named_classes(names: list[str], shown: int = 10) -> str:
+    """Class names for a message: the first ``shown`` quoted, then how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
+
+
 @dataclass(frozen=True)
 class Dataset:
     """An image classification dataset with a fixed train/test split.
@@ -82,12 +88,10 @@ class Dataset:
         missing = self.untested_classes()
         if not missing:
             return []
-        shown = ", ".join(repr(n) for n in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        return [f"the test split has no sample of class(es) {shown}{more}: test accuracy does "
-                "not measure them; add samples (a held-out 20% gives a class a test sample "
-                "from about 5 samples on), or supply a test split with every class as "
-                "x_test/y_test in an .npz"]
+        return [f"the test split has no sample of class(es) {named_classes(missing)}: test "
+                "accuracy does not measure them; add samples (a held-out 20% gives a class a "
+                "test sample from about 5 samples on), or supply a test split with every "
+                "class as x_test/y_test in an .npz"]
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The same dataset with the training split restricted to ``indices`` (integer

@@ -262,15 +262,15 @@ def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | No
 def _missing_class_warnings(y: np.ndarray, class_names: tuple[str, ...]) -> list[str]:
     """A kept or condensed set without some class (a global budget: prune --no-balance):
     the model never sees it, yet the test accuracy was reported without a word."""
+    from tinysift.data.dataset import named_classes
+
     counts = np.bincount(y, minlength=len(class_names))
     missing = [class_names[c] for c in np.flatnonzero(counts == 0)]
     if not missing:
         return []
-    shown = ", ".join(repr(n) for n in missing[:10])
-    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-    return [f"the training set has no sample of class(es) {shown}{more}: the model cannot "
-            "predict them and the test accuracy counts them as errors; keep at least one "
-            "sample per class (a class-balanced prune: drop --no-balance)"]
+    return [f"the training set has no sample of class(es) {named_classes(missing)}: the "
+            "model cannot predict them and the test accuracy counts them as errors; keep at "
+            "least one sample per class (a class-balanced prune: drop --no-balance)"]
 
 
 GUIDED_FILE = "guided.json"
