@@ -78,11 +78,11 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     computed once); ``npz:`` and ``folder:`` data is read again when its files changed.
     """
     name = expand_user(name)
-    kind, sep, path = name.partition(":")
-    if sep and kind in ("npz", "folder") and not path.strip():
+    user = user_data(name)
+    if user is not None and not user[1].strip():
         # `--dataset folder:$DATA` with DATA unset read the current folder as the dataset
         raise DatasetError(f"{name!r} names no path (an unset shell variable?); pass "
-                           f"{kind}:PATH")
+                           f"{user[0]}:PATH")
     signature = _files_signature(name)
     cached = _CACHE.get(name)
     if cached is not None and cached[0] == signature:
@@ -112,9 +112,10 @@ def _files_signature(name: str) -> tuple | None:
     """What the cache of an ``npz:`` or ``folder:`` dataset is keyed on besides its name:
     the resolved path, and the inode, mtime and size of the file (of every file under the
     folder); None for registry names and for paths that do not exist."""
-    kind, sep, path = name.partition(":")
-    if not sep or kind not in ("npz", "folder"):
+    user = user_data(name)
+    if user is None:
         return None
+    kind, path = user
     root = Path(path).resolve()
     try:
         files = [root] if kind == "npz" else [root, *sorted(root.rglob("*"))]
@@ -124,22 +125,29 @@ def _files_signature(name: str) -> tuple | None:
     return tuple((f, st.st_ino, st.st_mtime_ns, st.st_size) for f, st in stats)
 
 
+def user_data(name: str) -> tuple[str, str] | None:
+    """``(kind, path)`` of a name of the user's data (``npz:PATH``, ``folder:PATH``); None
+    for a registry name."""
+    kind, sep, path = name.partition(":")
+    return (kind, path) if sep and kind in ("npz", "folder") else None
+
+
 def expand_user(name: str) -> str:
     """``npz:~/x.npz`` and ``folder:~/imgs`` with the home folder put in: the shell expands a
     ``~`` only at the start of a word, so it reached tinysift as is ("file not found" for a
     file that exists)."""
-    kind, sep, path = name.partition(":")
-    if sep and kind in ("npz", "folder") and path.startswith("~"):
-        return f"{kind}:{os.path.expanduser(path)}"
+    user = user_data(name)
+    if user is not None and user[1].startswith("~"):
+        return f"{user[0]}:{os.path.expanduser(user[1])}"
     return name
 
 
 def resolved_name(name: str) -> str:
     """A dataset name as a run records it: ``npz:`` and ``folder:`` paths made absolute (a
     later stage may run from another directory); registry names unchanged."""
-    kind, sep, path = expand_user(name).partition(":")
-    if sep and kind in ("npz", "folder"):
-        return f"{kind}:{Path(path).resolve()}"
+    user = user_data(expand_user(name))
+    if user is not None:
+        return f"{user[0]}:{Path(user[1]).resolve()}"
     return name
 
 
@@ -148,10 +156,10 @@ def refuse_run_inside(name: str, out: str | Path, flag: str = "--out") -> None:
     sub-folders (``cache/``, the run folder itself) became classes with no images, so the
     dataset no longer loaded ("class folder 'cache' has no images"). Checked before the
     run's lock creates the folder (``locks_run(..., before=run_outside_dataset)``)."""
-    kind, sep, path = expand_user(name).partition(":")
-    if not sep or kind != "folder" or not path.strip():
+    user = user_data(expand_user(name))
+    if user is None or user[0] != "folder" or not user[1].strip():
         return
-    root, run = Path(path).resolve(), Path(out).resolve()
+    root, run = Path(user[1]).resolve(), Path(out).resolve()
     if run == root or run.is_relative_to(root):
         raise DatasetError(
             f"{flag} {out} is inside the dataset folder {root}: its files and sub-folders "
