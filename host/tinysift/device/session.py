@@ -787,20 +787,19 @@ def _apply_measurements(doc: DeviceResults, windows, ended_early: bool = False) 
         doc.events.append({"monitor": f"the capture began or ended inside the marker window "
                                       f"of {', '.join(cut)}: only part of it was measured, "
                                       "so its energy stays estimated"})
+    def usable(w: Window) -> bool:
+        return w.complete and 0 < w.energy_mj < math.inf
+
     # a reversed or bypassed current path integrates to zero or less: that was reported as
     # the phase's measured energy (negative millijoules, in a complete result)
     unpowered = [name for name, w in zip(names, windows, strict=True)
-                 if w.complete and not 0 < w.energy_mj < math.inf]
+                 if w.complete and not usable(w)]
     if unpowered:
         doc.events.append({"monitor": f"the power monitor measured no positive energy in the "
                                       f"marker window of {', '.join(unpowered)}, so its "
                                       "energy stays estimated: check that the board's supply "
                                       "runs through the Joulescope (IN+ from the supply, OUT+ "
                                       "to the board)"})
-
-    def usable(w: Window) -> bool:
-        return w.complete and 0 < w.energy_mj < math.inf
-
     for name, w in (("features", windows[0]), ("evaluation", windows[-1])):
         if usable(w):
             phase = doc.phases.setdefault(name, PhaseResult())
