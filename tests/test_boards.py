@@ -637,6 +637,32 @@ def test_calibrate_refuses_another_boards_firmware(boot):
     assert cal.cycles == 10_000_000 and load_board("nucleo_f411re").active_current_ma == 15.0
 
 
+@pytest.mark.parametrize("boot,where", [(True, "@boot proto=2"), ("before", "@info proto=2")])
+def test_calibrate_refuses_firmware_of_another_protocol(boot, where):
+    """`device calibrate` never read the firmware's `proto=` (the sessions do): another TSP
+    version's `calib` records were read by TSP/1's rules and its current stored in the
+    profile. Checked from `@boot`, or from `@info` for a board that booted before the port
+    opened (`@name` carries no version), before the workload runs."""
+    from fake_device import FakeDevice
+    from tinysift.device.calibrate import calibrate
+    from tinysift.device.session import ProtocolMismatch
+
+    class Newer(FakeDevice):
+        def send(self, payload: str) -> None:
+            super().send(payload.replace("proto=1", "proto=2"))
+
+    dev = Newer(board="nucleo_f411re", boot=boot, counter="dwt", hz=100_000_000)
+    try:
+        with pytest.raises(ProtocolMismatch, match=rf"speaks TSP/2 \({where}\), this host "
+                                                   r"TSP/1: .*device flash --run RUN "
+                                                   r"--board nucleo_f411re"):
+            calibrate("nucleo_f411re", port=dev.url, current_ma=15.0, ms=100)
+    finally:
+        dev.close()
+    assert not load_board("nucleo_f411re").user_profile  # nothing written
+    assert not any(line.startswith("calib") for line in dev.received)  # nothing ran
+
+
 def test_calibrate_says_a_reset_during_the_workload_and_its_fix():
     """A board that reset during `calib` ended calibrate in the link's bare DeviceReset (the
     boot record's fields, "records were kept"), naming no fix; nothing may be written."""

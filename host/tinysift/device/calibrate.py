@@ -42,10 +42,11 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
                  timeout: float = 60.0, board: Board | None = None) -> tuple[int, list]:
     """``calib ms=<ms>`` on the board at ``port``, with ``monitor`` capturing; returns the
     cycles the firmware counted and the monitor's marker windows. With ``board``, the
-    firmware that answers must be that board's (``@boot`` or ``@name`` ``board=``), before
-    anything runs: its current would go into ``board``'s profile."""
+    firmware that answers must be that board's (``@boot`` or ``@name`` ``board=``) and speak
+    this host's TSP version (``@boot`` or ``@info`` ``proto=``), before anything runs: its
+    current would go into ``board``'s profile."""
     from tinysift.device.link import DeviceReset, SerialLink
-    from tinysift.device.session import check_board
+    from tinysift.device.session import check_board, check_protocol
 
     with SerialLink(port) as link:
         try:
@@ -61,6 +62,11 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
                     named = reset.boot
             if named is not None:
                 check_board(board, named, port)
+            if named is None or "proto" not in named.fields:  # @name does not carry it
+                named = next((r for r in link.command("info", timeout=5.0)
+                              if r.type == "info"), named)
+            if named is not None:  # another TSP version's `calib` records read by TSP/1's
+                check_protocol(board, named)
         try:
             if monitor is not None:
                 monitor.start()

@@ -253,19 +253,11 @@ class DeviceSession:
             self.save()
 
     def _check_protocol(self, rec: Record) -> None:
-        """The firmware's ``proto`` (``@boot``, ``@info``) must be this host's TSP version:
-        another version's records were read by TSP/1's rules without a word."""
-        proto = rec.fields.get("proto", str(PROTOCOL_VERSION))
-        if proto != str(PROTOCOL_VERSION):
-            self._dirty = True
-            fix = ("run the ELF this checkout builds (`tinysift device run` without --port "
-                   "builds and starts it)" if self.board.emulated else
-                   f"flash the firmware of this checkout (`tinysift device flash --run RUN "
-                   f"--board {self.board.name}`)")
-            raise ProtocolMismatch(
-                f"the firmware speaks TSP/{proto} (@{rec.type} proto={proto}), this host "
-                f"TSP/{PROTOCOL_VERSION}: its records would be read by the wrong rules; {fix}, "
-                "or use the tinysift release the firmware came from")
+        try:
+            check_protocol(self.board, rec)
+        except ProtocolMismatch:
+            self._dirty = True  # what came is kept, the firmware it came from named
+            raise
 
     def flush(self) -> None:
         """Rewrite ``results.json`` if records arrived since the last write (the link calls
@@ -448,6 +440,27 @@ def _first_boot(link: SerialLink, session: DeviceSession, limits: SessionLimits
     if named.type == "name":
         session.absorb(named)  # the board, as a @boot would have named it
     return boot
+
+
+def check_protocol(board: Board, rec: Record) -> None:
+    """The firmware's ``proto`` (``@boot``, ``@info``) must be this host's TSP version:
+    another version's records were read by TSP/1's rules without a word.
+
+    Raises
+    ------
+    ProtocolMismatch : naming both versions and the fix
+    """
+    proto = rec.fields.get("proto", str(PROTOCOL_VERSION))
+    if proto == str(PROTOCOL_VERSION):
+        return
+    fix = ("run the ELF this checkout builds (`tinysift device run` without --port builds "
+           "and starts it)" if board.emulated else
+           f"flash the firmware of this checkout (`tinysift device flash --run RUN "
+           f"--board {board.name}`)")
+    raise ProtocolMismatch(
+        f"the firmware speaks TSP/{proto} (@{rec.type} proto={proto}), this host "
+        f"TSP/{PROTOCOL_VERSION}: its records would be read by the wrong rules; {fix}, "
+        "or use the tinysift release the firmware came from")
 
 
 def check_board(board: Board, named: Record, url: str) -> None:
