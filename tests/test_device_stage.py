@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tinysift.device.results import DeviceResults
-from tinysift.errors import DeviceError, FitError, RunBusy, StageError
+from tinysift.errors import DeviceError, FitError, RunBusy, StageError, TinysiftError
 
 BOARD = "qemu-mps2-an386"
 NO_PORT = "/nonexistent/tinysift-test-port"  # fails at once (a socket:// URL retries 10 s)
@@ -1186,3 +1186,21 @@ def test_a_build_that_installs_its_toolchain_stamps_it(digits_run, tmp_path, mon
     elf = run / "device" / f"firmware-{brd.pio_env}.elf"
     built = elf.stat().st_mtime_ns
     assert ensure_built(run, brd) == elf and elf.stat().st_mtime_ns == built  # reused
+
+
+def test_a_file_in_place_of_the_device_folder_is_refused_before_any_board(tmp_path):
+    """`RUN/device` turned into a file (a copy gone wrong) ended `device run` in an
+    unexpected FileExistsError (exit 1) once the board was set up, and `device flash` the
+    same after its checks: one line naming the file and the fix, before any build or port,
+    and the file is left as it was."""
+    from tinysift.stages.device import TrainParams, flash, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    (run / "device").write_text("mine")
+    # a port that fails at once: the refusal must come before it is opened
+    with pytest.raises(TinysiftError, match=r"device is a file, not a folder \(the run's "
+                                            r"device folder\): move it out of the run"):
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1), timeout=2.0)
+    with pytest.raises(TinysiftError, match=r"device is a file, not a folder"):
+        flash(run, BOARD, upload=False)
+    assert (run / "device").read_text() == "mine"

@@ -415,7 +415,8 @@ def same_dataset(recorded: dict, other: dict) -> bool:
             == float(other.get("label_noise") or 0.0))
 
 
-def out_folder(folder: Path, flag: str, *, create: bool) -> Path:
+def out_folder(folder: Path, flag: str, *, create: bool,
+               fix: str = "choose another folder") -> Path:
     """Check that ``folder`` can be an output folder and, with ``create``, make it.
 
     One rule for every command that writes into a folder: a file standing at the folder or
@@ -433,6 +434,8 @@ def out_folder(folder: Path, flag: str, *, create: bool) -> Path:
         Make the folder and its parents now (a run folder, which the stage locks); without
         it, only check (a command that creates the folder once its work succeeded, so a
         refused command leaves none behind).
+    fix : str
+        What the message tells the user to do about a file standing there.
 
     Returns
     -------
@@ -448,8 +451,7 @@ def out_folder(folder: Path, flag: str, *, create: bool) -> Path:
                                 "choose another name") from None
         if exists:
             if not p.is_dir():
-                raise TinysiftError(f"{p} is a file, not a folder ({flag}): choose another "
-                                    "folder")
+                raise TinysiftError(f"{p} is a file, not a folder ({flag}): {fix}")
             break
     if create:
         try:

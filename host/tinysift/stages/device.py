@@ -131,6 +131,16 @@ def check_monitor_board(brd: Board, port: str | None) -> None:
                             "list` shows it) once it is flashed")
 
 
+def check_device_folder(run_dir: Path) -> None:
+    """``RUN/device`` (the firmware build and the device results) must be a folder or not
+    yet there: a file in its place ended `device run` and `device flash` in an unexpected
+    FileExistsError once a board was set up."""
+    from tinysift.runs import out_folder
+
+    out_folder(Path(run_dir) / "device", "the run's device folder", create=False,
+               fix="move it out of the run folder (nothing was built or sent) and run again")
+
+
 def check_session(run_dir: Path, brd: Board, params: TrainParams, port: str | None,
                   db_use: str) -> dict:
     """What a device session (:func:`run_on_device`, and the streamed one of
@@ -160,6 +170,7 @@ def check_session(run_dir: Path, brd: Board, params: TrainParams, port: str | No
     check_exported(Run(run_dir))
     export_info = json.loads((export_dir / "export.json").read_text())
     check_update_built(run_dir, export_info, params, brd.name)
+    check_device_folder(run_dir)
     if port is None:  # it is built here: a model or set that does not fit is refused first
         check_export_fits(run_dir, brd)
     if port is None and not brd.emulated:
@@ -537,6 +548,7 @@ def flash(run_dir: str | Path, board: str, port: str | None = None,
     run_dir = Path(run_dir)
     brd = load_board(board)
     check_exported(Run(run_dir))
+    check_device_folder(run_dir)
     check_export_fits(run_dir, brd)  # before any build
     # the same ELF as ensure_built's: its stamp must say what this build compiled (the
     # caller's PLATFORMIO_BUILD_FLAGS among it), else a later `device run` reused it as the
