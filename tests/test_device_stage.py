@@ -1204,3 +1204,34 @@ def test_a_file_in_place_of_the_device_folder_is_refused_before_any_board(tmp_pa
     with pytest.raises(TinysiftError, match=r"device is a file, not a folder"):
         flash(run, BOARD, upload=False)
     assert (run / "device").read_text() == "mine"
+
+
+@pytest.mark.parametrize("left_out,named", [("@eval when=before", r"@eval when=before"),
+                                            ("@epoch n=2 ", r"@epoch n=2")])
+def test_a_device_that_leaves_out_an_eval_or_epoch_gives_no_complete_result(tmp_path, left_out,
+                                                                          named):
+    """A firmware that left out `@eval when=before` (no line lost on the link) got a
+    complete result with no accuracy before, which the pipelines' tables then failed on
+    (`None:.3f`); one that left out an `@epoch` a complete result missing that epoch's
+    cycles and energy. Both are a firmware disagreeing on TSP/1: recorded and failed,
+    naming the records and the fix; what arrived is kept."""
+    from fake_device import FakeDevice
+    from tinysift.device.session import IncompleteRecords
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    class Forgetful(FakeDevice):
+        def send(self, payload: str) -> None:
+            if not payload.startswith(left_out):
+                super().send(payload)
+
+    run = exported_run(tmp_path / "run")
+    dev = Forgetful(board=BOARD)
+    try:
+        with pytest.raises(IncompleteRecords, match=rf"did not send {named}.* no line was "
+                                                    r"lost .*rebuild and flash"):
+            run_on_device(run, BOARD, port=dev.url, params=TrainParams(epochs=3), timeout=2.0)
+    finally:
+        dev.close()
+    failed = load(run / "device" / "results.json")
+    assert failed.status == "failed" and failed.epochs  # what arrived is kept
+    assert any("records_not_sent" in e for e in failed.events)

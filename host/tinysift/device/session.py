@@ -313,7 +313,8 @@ class WrongTrainingSet(DeviceError):
 
 class IncompleteRecords(DeviceError):
     """Records of a finished `train` were lost on the link and `results` did not repeat
-    them: the result is incomplete (energy, cycles or accuracy would be wrong)."""
+    them, or the device left out an `@eval` or `@epoch`: the result is incomplete (energy,
+    cycles or accuracy would be wrong)."""
 
 
 def converse(link: SerialLink, session: DeviceSession, setup: SessionSetup,
@@ -742,6 +743,17 @@ def complete_records(link: SerialLink, session: DeviceSession, samples: int | No
         # nothing was lost on the link, so the device left them out: a firmware that
         # disagrees with this host on TSP/1; recorded, the records it did send stand
         doc.events.append({"records_not_sent": missing})
+        # but without an @eval the result has no accuracy (the pipelines' tables failed on
+        # it), without an @epoch its cycles and energy are under-counted: not a result
+        vital = [m for m in missing if m.startswith(("@eval", "@epoch"))]
+        if vital:
+            raise IncompleteRecords(
+                f"the device did not send {'; '.join(vital)} after its train, although no "
+                f"line was lost on {link.url}: the result would lack its accuracy or "
+                "under-count the training's cycles and energy, so it is not marked complete; "
+                f"what arrived is in {session.folder / RESULTS}. The firmware and this host "
+                "disagree on TSP/1 (docs/protocol.md): rebuild and flash the firmware from "
+                "this checkout (`tinysift device flash`)")
     if missing and link.stats.dropped_lines:  # lost on the link, not left out by the device
         _repeat_records(link, session, limits)
         still = _missing(session, samples)
