@@ -274,6 +274,19 @@ def test_tensorflow_out_of_memory_is_one_line_exit_2_not_a_bug(monkeypatch, caps
     assert not is_bug(oom) and Failure(0, "m", oom).error_line().startswith("out of memory")
 
 
+def test_calibrate_prints_the_current_the_profile_stores(monkeypatch, capsys, tmp_path):
+    """The smallest current a profile keeps, 0.0001 mA, was printed "measured 0.000 mA"
+    (three decimals) while the profile stored 0.0001."""
+    from tinysift.boards import load_board
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma",
+                 "0.0001"]) == 0
+    assert "measured 0.0001 mA" in capsys.readouterr().out
+    assert load_board("nucleo_f411re").active_current_ma == 0.0001
+
+
 def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, capsys,
                                                                    tmp_path):
     """`device calibrate --ms 0` (or above the firmware's 600,000) was sent to the board,

@@ -138,7 +138,8 @@ def calibrate_cmd(
 
         monitor = JoulescopeMonitor(duration_s=(ms or DEFAULT_CALIB_MS) / 1000 + 2.0)
     cal = calibrate(board, port=port, monitor=monitor, current_ma=current_ma, ms=ms)
-    console.print(f"{cal.board}: measured {cal.measured_ma:.3f} mA ({cal.how}); the profile "
+    # as the profile stores it (4 decimals): 0.0001 mA read "0.000 mA"
+    console.print(f"{cal.board}: measured {cal.measured_ma:.4f} mA ({cal.how}); the profile "
                   f"estimated {cal.estimated_ma:g} mA: ratio measured/estimated "
                   f"{cal.ratio:.3f}")
     if cal.cycles is not None:
