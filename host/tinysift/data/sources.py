@@ -382,6 +382,11 @@ def load_npz(path: str) -> Dataset:
             raise DatasetError(
                 f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
             )
+        blank = [c for c, n in enumerate(class_names) if not n.strip()]
+        if blank:  # every table, warning and report showed '' for it
+            raise DatasetError(
+                f"{name}: class_names gives class(es) {', '.join(map(str, blank[:10]))} an "
+                "empty name; give each class a name")
         twice = sorted({n for n in class_names if class_names.count(n) > 1})
         if twice:  # two classes of one name: every per-class table and warning was ambiguous
             raise DatasetError(
