@@ -269,6 +269,53 @@ def test_folder_with_empty_class_refused(tmp_path):
         load_dataset(f"folder:{tmp_path}")
 
 
+def test_folder_entries_passed_over_are_said(tmp_path, capsys):
+    """Images in a sub-folder of a class folder, files of another type (.webp), broken links
+    and images beside the class folders were skipped without a word: a class of fewer images
+    than the user meant. Said by `Dataset.warnings` (printed by `data info` and `train`); a
+    class folder holding only a sub-folder names it in its "empty class" refusal."""
+    import json
+    import os
+
+    from PIL import Image
+
+    from tinysift.cli import main
+
+    im = Image.fromarray(np.zeros((4, 4), np.uint8))
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            im.save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "a" / "indoor").mkdir()
+    im.save(tmp_path / "a" / "indoor" / "9.png")
+    (tmp_path / "b" / "x.webp").write_bytes(b"RIFF")
+    os.symlink(tmp_path / "gone.png", tmp_path / "b" / "4.png")
+    im.save(tmp_path / "stray.png")
+    (tmp_path / "b" / ".DS_Store").write_bytes(b"")  # hidden: skipped without a word
+    ds = load_dataset(f"folder:{tmp_path}")
+    assert len(ds.y_train) + len(ds.y_test) == 6
+    (line,) = ds.warnings()
+    assert ("4 entries of the class folders were skipped: stray.png (beside the class "
+            "folders); a/indoor (a sub-folder); b/4.png (a broken link); b/x.webp (not an "
+            "image type read here). Each class folder holds its images directly") in line
+    assert ".png" in line and ".DS_Store" not in line
+    assert ds.subset(np.arange(2)).warnings() == [line]  # kept by the stages' subsets
+    assert main(["data", "info", f"folder:{tmp_path}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == [line]
+    clean = tmp_path / "clean"
+    for cls in ("a", "b"):
+        (clean / cls).mkdir(parents=True)
+        for i in range(6):
+            im.save(clean / cls / f"{i}.png")
+    assert load_dataset(f"folder:{clean}").warnings() == []
+    for f in (tmp_path / "a").glob("*.png"):
+        f.unlink()
+    with pytest.raises(DatasetError, match=r"class folder 'a' has no images \(empty class\); "
+                                           r"it holds a/indoor \(a sub-folder\): put the "
+                                           "images directly in it"):
+        load_dataset(f"folder:{tmp_path}")
+
+
 def test_label_noise_is_symmetric_and_exact(digits):
     noisy, flipped = add_label_noise(digits, 0.2, seed=3)
     assert flipped.sum() == round(0.2 * len(digits.y_train))

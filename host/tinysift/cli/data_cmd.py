@@ -52,7 +52,7 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
                     "num_classes": ds.num_classes, "content_hash": ds.content_hash,
                     "classes": [{"index": c, "name": n, "train": int(tr[c]),
                                  "test": int(te[c])} for c, n in enumerate(ds.class_names)],
-                    "warnings": ds.test_split_warnings()})
+                    "warnings": ds.warnings()})
         return
     # names, paths and class names are the user's text, not markup: "[/]" in one was an
     # unexpected MarkupError and "[v2]" vanished from a path
@@ -67,5 +67,5 @@ def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or fol
     for c, cname in enumerate(ds.class_names):
         table.add_row(str(c), escape(cname), str(tr[c]), str(te[c]))
     console.print(table)
-    for warning in ds.test_split_warnings():
+    for warning in ds.warnings():
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)

@@ -9,6 +9,9 @@ import numpy as np
 
 from tinysift.errors import DatasetError
 
+#: the image files a ``folder:`` dataset reads (by suffix, any case)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
+
 
 def named_classes(names: list[str], shown: int = 10) -> str:
     """Class names for a message: the first ``shown`` quoted, then how many more."""
@@ -32,6 +35,9 @@ class Dataset:
         One name per class.
     source : str
         Where the data was read from (path or package).
+    skipped : tuple of str
+        What the loader passed over in the user's files (a sub-folder inside a class folder,
+        a file of another type, a broken link), said by :meth:`warnings`.
     """
 
     name: str
@@ -41,6 +47,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str = ""
+    skipped: tuple[str, ...] = field(default=(), compare=False)
     _hash: list = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +89,18 @@ class Dataset:
         training, and maybe none to one under about 5; a supplied x_test may lack classes)."""
         return [self.class_names[c] for c in np.flatnonzero(self.class_counts("test") == 0)]
 
+    def warnings(self) -> list[str]:
+        """What a user of this data should hear: entries of their folder that were skipped
+        and classes the test split lacks (:meth:`test_split_warnings`)."""
+        out = []
+        if self.skipped:
+            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            out.append(f"{self.name}: {len(self.skipped)} entries of the class folders were "
+                       f"skipped: {'; '.join(self.skipped[:5])}{more}. Each class folder holds "
+                       "its images directly (one level, no sub-folders), as "
+                       f"{', '.join(sorted(IMAGE_SUFFIXES))}")
+        return out + self.test_split_warnings()
+
     def test_split_warnings(self) -> list[str]:
         """One line when some class is missing from the test split, naming the classes and
         the fix; empty otherwise."""
@@ -114,6 +133,7 @@ class Dataset:
             y_test=self.y_test,
             class_names=self.class_names,
             source=self.source,
+            skipped=self.skipped,
         )
 
     def with_train(self, x: np.ndarray, y: np.ndarray, tag: str) -> Dataset:
@@ -126,6 +146,7 @@ class Dataset:
             y_test=self.y_test,
             class_names=self.class_names,
             source=self.source,
+            skipped=self.skipped,
         )
 
 

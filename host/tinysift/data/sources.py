@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.data.dataset import Dataset
+from tinysift.data.dataset import IMAGE_SUFFIXES, Dataset
 from tinysift.errors import DatasetError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -30,7 +30,6 @@ CIFAR10_CLASSES = (
     "dog", "frog", "horse", "ship", "truck",
 )
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
 
 
 def load_digits() -> Dataset:
@@ -426,11 +425,26 @@ def load_folder(path: str) -> Dataset:
             "(one sub-folder of images per class)"
         )
     images, kinds, paths, labels, size = [], [], [], [], None
+    skipped = [f"{f.name} (beside the class folders)" for f in sorted(root.iterdir())
+               if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+               and not f.is_dir()]
     for label, cdir in enumerate(class_dirs):
-        files = sorted(f for f in cdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-                       and not f.name.startswith(".") and f.is_file())
+        files = []
+        for f in sorted(cdir.iterdir()):
+            if f.name.startswith("."):
+                continue
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(f)
+            else:  # said, not passed over in silence: a class of fewer images than meant
+                why = ("a sub-folder" if f.is_dir() else "a broken link" if not f.exists()
+                       else "not an image type read here" if f.is_file() else "not a file")
+                skipped.append(f"{cdir.name}/{f.name} ({why})")
         if not files:
-            raise DatasetError(f"{name}: class folder {cdir.name!r} has no images (empty class)")
+            inside = [e for e in skipped if e.startswith(f"{cdir.name}/")]
+            raise DatasetError(
+                f"{name}: class folder {cdir.name!r} has no images (empty class)"
+                + (f"; it holds {'; '.join(inside[:3])}: put the images directly in it"
+                   if inside else ""))
         for f in files:
             arr, kind = _read_image(f, name)
             if size is None:
@@ -451,7 +465,7 @@ def load_folder(path: str) -> Dataset:
     y = np.asarray(labels, dtype=np.int64)
     x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
     return Dataset(name, x_tr, y_tr, x_te, y_te, tuple(d.name for d in class_dirs),
-                   source=str(root.resolve()))
+                   source=str(root.resolve()), skipped=tuple(skipped))
 
 
 #: PIL modes of wide gray pixels, read raw and scaled to 8 bits over the whole dataset

@@ -179,7 +179,7 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             params["guided"]["keep_steps"] = True
     if label_noise:
         params["label_noise"] = label_noise
-    warnings = (ds.test_split_warnings() + _step_warnings(train_cfg, len(y), source, guided)
+    warnings = (ds.warnings() + _step_warnings(train_cfg, len(y), source, guided)
                 + _missing_class_warnings(y, ds.class_names))
     key_ok = run.is_fresh("train", _key(params, inputs))
     if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
