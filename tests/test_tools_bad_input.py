@@ -111,3 +111,28 @@ def test_the_ablation_tools_refuse_counts_below_one(tool, args, said, tmp_path, 
         _tool(tool).main([*args, "--dataset", "nosuch", "--out-dir", str(tmp_path)])
     assert exc.value.code == 2 and said in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("tool,stem", [("guided_ablation", "ablation_guided_digits"),
+                                       ("selection_ablation", "ablation_selection_digits")])
+def test_an_ablation_tool_refuses_results_another_run_is_writing(tmp_path, monkeypatch, tool,
+                                                                 stem):
+    """The ablation tools took no results lock (the benches do): two runs on one results
+    file trained every variant twice into one log and the last replaced the other's table.
+    The second is refused before any data is loaded, naming the first."""
+    from tinysift.bench.progress import results_claim
+
+    mod = _tool(tool)
+    monkeypatch.setattr(mod, "_ablate", _no_work)
+    with results_claim(None, tmp_path, stem):  # held here, as by another process's run
+        # a lock is per process and re-entrant: the second run must be another process
+        cmd = [sys.executable, str(ROOT / "tools" / f"{tool}.py"), "--dataset", "digits",
+               "--out-dir", str(tmp_path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{stem}.json is being written by another tinysift bench" in done.stderr
+    assert "one bench per results file" in done.stderr
+    # free again: the run goes on (here into the stand-in, which fails the test if reached
+    # while the lock is held)
+    with pytest.raises(AssertionError, match="work started"):
+        mod.main(["--dataset", "digits", "--out-dir", str(tmp_path)])

@@ -292,10 +292,21 @@ def main(argv: list[str]) -> int:
     if unknown:  # a typo would train nothing and write the results as if asked
         ap.error(f"--only: unknown variant(s) {', '.join(map(repr, unknown))}; the names "
                  "are those of VARIANTS in tools/guided_ablation.py")
+    from tinysift.bench.progress import results_claim
+    from tinysift.data import dataset_slug
 
+    stem = f"ablation_guided_{dataset_slug(args.dataset)}" + (
+        f"_noise{args.label_noise:g}" if args.label_noise else "")
+    # one run per results file, as the benches: two runs of this tool on one log trained
+    # every variant twice, and the last to finish replaced the other's table
+    with results_claim(None, args.out_dir, stem):
+        return _ablate(args, only, stem)
+
+
+def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
     from tinysift.bench.progress import ProgressLog, summarize, write_results
     from tinysift.bench.stats import diff_cell, paired_difference
-    from tinysift.data import add_label_noise, dataset_slug, load_dataset
+    from tinysift.data import add_label_noise, load_dataset
     from tinysift.guided import stamped_params
     from tinysift.guided.loop import train_guided
     from tinysift.models.training import TrainConfig, evaluate
@@ -304,8 +315,6 @@ def main(argv: list[str]) -> int:
 
     ds = load_dataset(args.dataset)
     rest, val = validation_split(ds.y_train, args.val)
-    stem = f"ablation_guided_{dataset_slug(args.dataset)}" + (
-        f"_noise{args.label_noise:g}" if args.label_noise else "")
     key = {"dataset": args.dataset, "hash": ds.content_hash, "budget": args.budget,
            "epochs": args.epochs, "val": args.val, "noise": args.label_noise}
     # A variant's record counts only while it would run with the same parameters, defaults

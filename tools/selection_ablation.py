@@ -139,9 +139,18 @@ def main(argv: list[str]) -> int:
                     help="results folder (its progress/ holds the log); a scratch folder for "
                          "exploration")
     args = ap.parse_args(argv)
-    keeps = args.keeps
     only = chosen_variants(ap, args.only)
+    from tinysift.bench.progress import results_claim
+    from tinysift.data import dataset_slug
 
+    stem = f"ablation_selection_{dataset_slug(args.dataset)}"
+    # one run per results file, as the benches: two runs of this tool on one log trained
+    # every variant twice, and the last to finish replaced the other's table
+    with results_claim(None, args.out_dir, stem):
+        return _ablate(args, args.keeps, only, stem)
+
+
+def _ablate(args: argparse.Namespace, keeps: list[float], only: list[str], stem: str) -> int:
     from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.report import origins_lines
@@ -158,7 +167,6 @@ def main(argv: list[str]) -> int:
     rest, val = validation_split(ds.y_train, args.val)
     x_tr, y_tr = ds.x_train[rest], ds.y_train[rest]
     x_val, y_val = ds.x_train[val], ds.y_train[val]
-    stem = f"ablation_selection_{dataset_slug(args.dataset)}"
     key = {"dataset": args.dataset, "hash": ds.content_hash, "val": args.val,
            "protocol": "equal-steps", "min_steps": bench.min_steps,
            "subset_epochs": bench.subset_epochs, "proxy_epochs": bench.proxy_epochs}
