@@ -55,6 +55,9 @@ DSP_MAX_K = 512
 DSP_RQ_BLOCK = 16 * 4
 DSP_PLANE_MAX_BYTES = 8192  # TS_DW_PLANE_MAX_BYTES
 LAYER_ROW_BYTES = 144  # sizeof(ts_layer_t) (format 2) on a 32-bit core: flash table, RAM copy
+#: sizeof(ts_tensor_t): the arena plan's {offset, last reader} of the model input and of each
+#: layer's output (c_writer's PREFIX_tensors, layers + 1 rows, in flash)
+TENSOR_ROW_BYTES = 8
 # TSP/1 (firmware/lib/tsproto/src/ts_protocol.h): the longest command line, a record's buffer
 PROTO_MAX_LINE = 255
 PROTO_RECORD_BUF = PROTO_MAX_LINE + 2
@@ -403,6 +406,10 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     head_init = (k * d + k) * 4
     flash = {
         "engine code": ENGINE_CODE_BYTES,
+        # the arena plan's tensor table (TENSOR_ROW_BYTES per tensor, about 100 B) is left
+        # out: it rides on ENGINE_CODE_BYTES' round-up (plan - image is +3.5 KB or more on
+        # every board, benchmarks/results/firmware_size.md), and counting it would move every
+        # committed plan
         "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,
         "training set (int8)": train_samples * (s + 1),
         "test set (int8)": test_samples * (s + 1),
@@ -632,7 +639,8 @@ def inference_plan(parsed: ParsedModel, board: Board, tflite_len: int,
     out_bytes = parsed.layers[-1].out_bytes
     flash = {"engine code": ENGINE_CODE_BYTES,
              "weights and layer table": parsed.weight_bytes()
-             + len(parsed.layers) * LAYER_ROW_BYTES + 8 * (len(parsed.layers) + 1)}
+             + len(parsed.layers) * LAYER_ROW_BYTES
+             + TENSOR_ROW_BYTES * (len(parsed.layers) + 1)}
     if include_tflite:
         flash["raw .tflite"] = tflite_len
     ram = {"activation arena": arena_with_scratch(parsed.arena_bytes(),
