@@ -372,6 +372,21 @@ def test_one_class_dataset_refused(digits):
         ScoringContext(digits.x_train[:50], y, 1)
 
 
+@pytest.mark.parametrize("change, match", [
+    (lambda x, y: (x, y + 1), r"labels must lie in \[0, 10\), found 1..10"),
+    (lambda x, y: (x, y - 1), r"labels must lie in \[0, 10\), found -1..8"),
+    (lambda x, y: (x, y.astype(float)), "labels must be integers"),
+    (lambda x, y: (x, np.eye(10, dtype=np.int64)[y]), "labels must be a 1-D array"),
+    (lambda x, y: (x.astype(np.float32) / 255, y), "images must be a uint8 array"),
+    (lambda x, y: (x[..., 0], y), "images must have rank 4")])
+def test_malformed_scoring_arrays_refused(digits, change, match):
+    """Labels outside 0..K-1 were silently never selected (class K) or a numpy error deep in
+    a selection; float images in [0, 1] were silently divided by 255 once more."""
+    x, y = change(digits.x_train, digits.y_train)
+    with pytest.raises(DatasetError, match=match):
+        ScoringContext(x, y, 10)
+
+
 def test_nan_features_refused(digits):
     f = np.random.default_rng(0).normal(size=(len(digits.y_train), 8))
     f[[3, 99]] = np.nan

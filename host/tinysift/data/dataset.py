@@ -150,11 +150,15 @@ class Dataset:
         )
 
 
-def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str, name: str) -> None:
-    """Refuse malformed arrays with a message that names the problem and the fix."""
-    where = f"dataset {name!r} ({split} split)"
+def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str, name: str,
+                    where: str | None = None) -> None:
+    """Refuse malformed arrays with a message that names the problem and the fix (``where``
+    names the arrays' owner in it; default: the dataset's split)."""
+    where = where or f"dataset {name!r} ({split} split)"
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-        raise DatasetError(f"{where}: images must be a uint8 array, got {getattr(x, 'dtype', x)}")
+        raise DatasetError(f"{where}: images must be a uint8 array (pixels 0..255), got "
+                           f"{getattr(x, 'dtype', type(x).__name__)}; convert floats in [0, 1] "
+                           "with (x * 255).round().astype(np.uint8)")
     if x.ndim != 4:
         raise DatasetError(
             f"{where}: images must have rank 4 (N, H, W, C), got rank {x.ndim} "
@@ -173,5 +177,6 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str, 
         )
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise DatasetError(
-            f"{where}: labels must lie in [0, {num_classes}), found {y.min()}..{y.max()}"
+            f"{where}: labels must lie in [0, {num_classes}), found {y.min()}..{y.max()}; "
+            "remap them to class indices 0..K-1 with K the number of classes"
         )

@@ -64,8 +64,13 @@ class ScoringContext:
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.x) != len(self.y):
-            raise DatasetError(f"{len(self.x)} images but {len(self.y)} labels")
+        from tinysift.data.dataset import validate_arrays
+
+        # Labels outside 0..num_classes-1 were silently never selected (or a numpy error),
+        # float images in [0, 1] silently scaled by 1/255 again: refused here, named.
+        self.x, self.y = np.asarray(self.x), np.asarray(self.y)
+        validate_arrays(self.x, self.y, self.num_classes, "training", "",
+                        where="ScoringContext")
         present = np.unique(self.y)
         if len(present) < 2:
             raise DatasetError(
