@@ -387,6 +387,22 @@ def test_malformed_scoring_arrays_refused(digits, change, match):
         ScoringContext(x, y, 10)
 
 
+def test_scoring_keeps_the_callers_global_generators():
+    """The proxy CNN behind the dynamics-based scorers seeds Keras, which reseeded Python's
+    and numpy's global generators: a user's np.random stream after fit was the context seed's."""
+    import random
+
+    x = np.random.default_rng(0).integers(0, 255, (120, 8, 8, 1), dtype=np.uint8)
+    ctx = ScoringContext(x, np.arange(120) % 2, 2, seed=7, progress=False, proxy_epochs=1)
+    np.random.seed(123)
+    random.seed(123)
+    expected = (np.random.random(), random.random())
+    np.random.seed(123)
+    random.seed(123)
+    make_method("el2n").fit(ctx)
+    assert (np.random.random(), random.random()) == expected
+
+
 def test_nan_features_refused(digits):
     f = np.random.default_rng(0).normal(size=(len(digits.y_train), 8))
     f[[3, 99]] = np.nan
