@@ -366,6 +366,16 @@ def test_bad_keep_refused(tmp_path, keep):
         prune("digits", "random", keep, tmp_path / "r", progress=False)
 
 
+@pytest.mark.parametrize("count", [1.0, 0.1, 50.5, np.float64(50), "50", None, True])
+def test_select_refuses_a_count_that_is_not_a_whole_number(ctx, count):
+    """select(1.0) meant keep everything and kept one sample (balance=False); select(50.5),
+    select("50") and select(None) were numpy or comparison TypeErrors."""
+    method = make_method("random", balance=False).fit(ctx)
+    with pytest.raises(BudgetError, match="whole number.*resolve_keep"):
+        method.select(count)
+    assert len(method.select(np.int32(50))) == 50
+
+
 def test_one_class_dataset_refused(digits):
     y = np.zeros(50, np.int64)
     with pytest.raises(DatasetError, match="only 1 class"):

@@ -92,6 +92,13 @@ class PruningMethod(Parameterized, ABC):
         """Exactly ``count`` kept indices (sorted int64)."""
         self._check_fitted()
         y = self.context_.y
+        # A float is refused, whole or not: select(1.0) meant "keep everything" and kept one
+        # sample (balance=False), select(50.5) was a numpy slicing TypeError.
+        if isinstance(count, bool) or not isinstance(count, int | np.integer):
+            raise BudgetError(
+                f"select takes a count of samples to keep, a whole number in [1, {len(y)}], "
+                f"got {count!r}; for a fraction, resolve_keep(keep, {len(y)}) gives its count "
+                "(tinysift.selection.resolve_keep)")
         if not 1 <= count <= len(y):
             raise BudgetError(f"keep count must be in [1, {len(y)}], got {count}")
         kept = self._select(count)
