@@ -743,11 +743,20 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
 
 @pytest.mark.parametrize("name, params", [
     ("flow", {"folds": 0}), ("flow", {"bins": 0}), ("flow", {"min_cut": 0.6}),
-    ("flow", {"max_cut": 1.0}), ("vq", {"per_codeword": 0})])
+    ("flow", {"max_cut": 1.0}), ("vq", {"per_codeword": 0}),
+    ("ccs", {"importance": "el2m"}), ("ccs", {"hard_cut": 1.5}), ("ccs", {"epoch": "last"}),
+    ("ccs", {"num_bins": 2.5}), ("d2", {"importance": "aum "}), ("d2", {"hard_cut": "cut"}),
+    ("d2", {"embedding": "CNN"}), ("el2n", {"epoch": "last"}), ("grand", {"epoch": 1.5}),
+    ("flow", {"embedding": "features"}), ("flow", {"pixel_embedding": "pixel"}),
+    ("moderate", {"embedding": "cnn2"}), ("herding", {"embedding": "x"}),
+    ("kcenter", {"embedding": "x"}), ("prototypes", {"embedding": "x"}),
+    ("vq", {"embedding": "x"})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
-    min_cut above max_cut) silently the max_cut."""
+    min_cut above max_cut) silently the max_cut; a typo in ccs's or d2's importance,
+    hard_cut or epoch, or in d2's or flow's embedding, failed only after the proxy CNN had
+    trained (minutes on a real dataset)."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):

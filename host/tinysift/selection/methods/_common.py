@@ -56,7 +56,35 @@ def per_epoch(values: np.ndarray, epoch: int | str) -> np.ndarray:
     return values[e]
 
 
+def check_epoch(epoch) -> None:
+    """Refuse an ``epoch`` parameter :func:`per_epoch` would refuse only after the proxy
+    trained (a string other than ``"mean"``, a float)."""
+    if isinstance(epoch, str) and epoch == "mean":
+        return
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
+        raise TinysiftError(f"epoch must be an integer index or 'mean', got {epoch!r}")
+
+
+def check_embedding(embedding: str | None, name: str = "embedding",
+                    allow_none: bool = False) -> None:
+    """Refuse an unknown embedding name when the method is made, not at its fit (after the
+    proxy CNN trained, for the methods that read the dynamics first)."""
+    from tinysift.scoring.embeddings import EMBEDDINGS
+
+    if embedding is None and allow_none:
+        return
+    if embedding not in EMBEDDINGS:
+        raise TinysiftError(f"{name} must be one of {', '.join(EMBEDDINGS)}, got "
+                            f"{embedding!r}")
+
+
 SCORE_KINDS = ("el2n", "aum", "forgetting")
+
+
+def check_importance(kind: str) -> None:
+    if kind not in SCORE_KINDS:
+        raise TinysiftError(f"unknown difficulty score (importance) {kind!r}; choose one of "
+                            f"{SCORE_KINDS}")
 
 
 def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray:
@@ -65,14 +93,13 @@ def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray
     ``el2n``: EL2N at ``epoch``; ``aum``: minus the area under the margin (mean margin over
     all recorded epochs); ``forgetting``: forgetting-event count (never learned = maximal).
     """
+    check_importance(kind)  # before the proxy trains
     dyn = context.dynamics()
     if kind == "el2n":
         return per_epoch(dyn.el2n, epoch)
     if kind == "aum":
         return -np.asarray(dyn.margin, dtype=np.float64).mean(0)
-    if kind == "forgetting":
-        return forgetting_counts(dyn.correct)
-    raise TinysiftError(f"unknown difficulty score {kind!r}; choose one of {SCORE_KINDS}")
+    return forgetting_counts(dyn.correct)
 
 
 #: CCS's hard-cutoff schedule: (keep fraction, beta) pairs, largest keep first; a keep

@@ -8,6 +8,8 @@ from tinysift.errors import TinysiftError
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
+    check_epoch,
+    check_importance,
     cut_hardest,
     difficulty,
     resolve_hard_cut,
@@ -108,8 +110,13 @@ class CCSMethod(RankedMethod):
     def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",
                  num_bins: int = 50, hard_cut: float | str = "auto", epoch: int | str = -1):
         super().__init__(seed=seed, balance=balance)
-        if num_bins < 1:
-            raise TinysiftError(f"num_bins must be >= 1, got {num_bins}")
+        if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) \
+                or num_bins < 1:
+            raise TinysiftError(f"num_bins must be a whole number >= 1, got {num_bins!r}")
+        # checked here, not after the proxy CNN has trained
+        check_importance(importance)
+        check_epoch(epoch)
+        resolve_hard_cut(hard_cut, 0, 1)
         self.importance = importance
         self.num_bins = num_bins
         self.hard_cut = hard_cut

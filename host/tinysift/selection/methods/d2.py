@@ -10,6 +10,9 @@ from tinysift.errors import TinysiftError
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
+    check_embedding,
+    check_epoch,
+    check_importance,
     cut_hardest,
     difficulty,
     resolve_hard_cut,
@@ -147,6 +150,11 @@ class D2Method(RankedMethod):
         super().__init__(seed=seed, balance=balance)
         if n_neighbors < 1:
             raise TinysiftError(f"n_neighbors must be >= 1, got {n_neighbors}")
+        # checked here, not after the proxy CNN has trained
+        check_importance(importance)
+        check_epoch(epoch)
+        resolve_hard_cut(hard_cut, 0, 1)
+        check_embedding(embedding)
         self.importance = importance
         self.n_neighbors = n_neighbors
         self.gamma_forward = gamma_forward

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import RankedMethod, per_epoch
+from tinysift.selection.methods._common import RankedMethod, check_epoch, per_epoch
 
 
 @register
@@ -42,6 +42,7 @@ class EL2NMethod(RankedMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, epoch: int | str = -1):
         super().__init__(seed=seed, balance=balance)
+        check_epoch(epoch)
         self.epoch = epoch
 
     def _fit(self, context) -> np.ndarray:

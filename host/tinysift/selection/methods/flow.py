@@ -45,6 +45,7 @@ from tinysift.errors import TinysiftError
 from tinysift.progress import progress_bar
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
+from tinysift.selection.methods._common import check_embedding
 
 
 def rank_within(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -163,6 +164,8 @@ class FlowMethod(PruningMethod):
         if not 0.0 <= min_cut <= max_cut < 1.0:
             raise TinysiftError(f"need 0 <= min_cut <= max_cut < 1, got min_cut={min_cut}, "
                                 f"max_cut={max_cut}")
+        check_embedding(embedding)
+        check_embedding(pixel_embedding, "pixel_embedding", allow_none=True)
         self.embedding = embedding
         self.pixel_embedding = pixel_embedding
         self.dim = min(dim, 64)

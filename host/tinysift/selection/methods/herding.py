@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import GreedyMethod
+from tinysift.selection.methods._common import GreedyMethod, check_embedding
 
 
 def herding_order(z: np.ndarray, limit: int | None = None) -> np.ndarray:
@@ -67,6 +67,7 @@ class HerdingMethod(GreedyMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
+        check_embedding(embedding)
         self.embedding = embedding
 
     def _order(self, z, rng, limit):

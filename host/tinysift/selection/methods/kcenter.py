@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import GreedyMethod, sq_dists_to
+from tinysift.selection.methods._common import GreedyMethod, check_embedding, sq_dists_to
 
 
 def kcenter_order(z: np.ndarray, first: int, limit: int | None = None) -> np.ndarray:
@@ -61,6 +61,7 @@ class KCenterMethod(GreedyMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
+        check_embedding(embedding)
         self.embedding = embedding
 
     def _order(self, z, rng, limit):

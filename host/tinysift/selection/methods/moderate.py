@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import RankedMethod
+from tinysift.selection.methods._common import RankedMethod, check_embedding
 
 
 def centre_distances(z: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -51,6 +51,7 @@ class ModerateMethod(RankedMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
+        check_embedding(embedding)
         self.embedding = embedding
 
     def _fit(self, context) -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy as np
 from tinysift.errors import TinysiftError
 from tinysift.selection.base import register
 from tinysift.selection.budget import fraction_count
-from tinysift.selection.methods._common import RankedMethod, top_order
+from tinysift.selection.methods._common import RankedMethod, check_embedding, top_order
 
 
 def prototype_distances(z: np.ndarray, y: np.ndarray, num_classes: int, clusters: int,
@@ -94,6 +94,7 @@ class PrototypesMethod(RankedMethod):
             raise TinysiftError(f"switch_keep must be a fraction in [0, 1], got {switch_keep}")
         self.clusters_per_class = clusters_per_class
         self.switch_keep = switch_keep
+        check_embedding(embedding)
         self.embedding = embedding
 
     def _fit(self, context) -> np.ndarray:

@@ -83,7 +83,12 @@ import numpy as np
 from tinysift.errors import TinysiftError
 from tinysift.selection.base import PruningMethod, register
 from tinysift.selection.budget import fraction_count
-from tinysift.selection.methods._common import cut_hardest, difficulty, resolve_hard_cut
+from tinysift.selection.methods._common import (
+    check_embedding,
+    cut_hardest,
+    difficulty,
+    resolve_hard_cut,
+)
 from tinysift.selection.methods.ccs import allocate, strata
 
 #: ``hard_above="auto"``: the keep-hard regime never starts later than this keep fraction.
@@ -207,6 +212,7 @@ class VQMethod(PruningMethod):
         super().__init__(seed=seed, balance=balance)
         if not per_codeword > 0:  # checked here, not at the selection
             raise TinysiftError(f"per_codeword must be > 0, got {per_codeword}")
+        check_embedding(embedding)
         self.embedding = embedding
         self.dim = dim
         self.per_codeword = per_codeword
