@@ -221,6 +221,20 @@ class VQMethod(PruningMethod):
         if isinstance(hard_above, str) and hard_above != "auto":
             raise TinysiftError(
                 f"hard_above must be a keep fraction or 'auto', got {hard_above!r}")
+        # out of range these were silently a meaningless window (outlier_tail 1.5, window 0)
+        # or one codeword per class (score_codebook 0)
+        if not isinstance(hard_above, str) and not 0.0 <= hard_above <= 1.0:
+            raise TinysiftError(f"hard_above must be a keep fraction in [0, 1] or 'auto', got "
+                                f"{hard_above}")
+        if not 0.0 <= easy_below <= 1.0:
+            raise TinysiftError(f"easy_below must be a keep fraction in [0, 1], got {easy_below}")
+        if not 0.0 <= outlier_tail < 1.0:
+            raise TinysiftError(f"outlier_tail must be a fraction in [0, 1), got {outlier_tail}")
+        if not 0.0 < window <= 1.0:
+            raise TinysiftError(f"window must be a fraction in (0, 1], got {window}")
+        if not score_codebook >= 1 or not dim >= 1:
+            raise TinysiftError(f"score_codebook and dim must be >= 1, got "
+                                f"score_codebook={score_codebook}, dim={dim}")
         self.hard_above = hard_above
         self.easy_below = easy_below
         self.window = window
