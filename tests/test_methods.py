@@ -256,6 +256,19 @@ def test_dm_checks_k_before_optimizing(ctx):
             dm.condense(k)
 
 
+@pytest.mark.parametrize("params", [{"real_batch": 0}, {"width": 0}, {"depth": 0},
+                                    {"iterations": -1}, {"learning_rate": float("nan")},
+                                    {"real_batch": 2.5}])
+def test_dm_refuses_bad_parameters_when_made(params):
+    """real_batch=0 was a TF graph error and width=0 a ZeroDivisionError at condense; a NaN
+    learning rate silently gave black images."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match=next(iter(params))):
+        make_condenser("dm", **params)
+
+
 @pytest.mark.parametrize("shape", [(1, 12), (12, 1), (1, 1)])
 def test_dm_condenses_images_one_pixel_high_or_wide(shape):
     """Its embedding pooled 2x2 over a 1-pixel side: a TF shape error, "unexpected" (exit 1)."""

@@ -17,9 +17,12 @@ its published numbers.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
+from tinysift.errors import TinysiftError
 from tinysift.progress import progress_bar
 
 
@@ -30,6 +33,17 @@ class DMCondenser(Condenser):
     def __init__(self, seed: int = 0, iterations: int = 400, real_batch: int = 64,
                  learning_rate: float = 1.0, width: int = 64, depth: int = 3):
         super().__init__(seed)
+        # checked here: a real_batch, width or depth of 0 was a TF graph error or a
+        # ZeroDivisionError, a NaN learning rate silently black images
+        for key, value, least in (("iterations", iterations, 0), ("real_batch", real_batch, 1),
+                                  ("width", width, 1), ("depth", depth, 1)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) \
+                    or value < least:
+                raise TinysiftError(f"dm: {key} must be a whole number >= {least}, got "
+                                    f"{value!r}")
+        if not math.isfinite(learning_rate) or learning_rate <= 0:
+            raise TinysiftError(f"dm: learning_rate must be a positive number, got "
+                                f"{learning_rate}")
         self.iterations, self.real_batch = iterations, real_batch
         self.learning_rate, self.width, self.depth = learning_rate, width, depth
 
