@@ -530,6 +530,15 @@ def test_per_class_larger_than_class_refused(tmp_path):
         condense("digits", "random", 1000, tmp_path / "c", progress=False)
 
 
+def test_condensing_an_absent_class_refused_by_name(digits):
+    """A context with more classes than labels present: the refusal advised "use K <= 0"."""
+    from tinysift.condensation.base import make_condenser
+
+    ctx11 = ScoringContext(digits.x_train, digits.y_train, 11, progress=False)
+    with pytest.raises(BudgetError, match="class 10 of the 11 classes has no training samples"):
+        make_condenser("random").fit(ctx11).condense(3)
+
+
 @pytest.mark.parametrize("method", ["random", "herding", "vq", "vq-real", "flow", "dm"])
 def test_condensers_shape_and_labels(ctx, method):
     from tinysift.condensation.base import make_condenser

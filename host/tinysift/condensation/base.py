@@ -75,6 +75,13 @@ def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
             or per_class < 1:
         raise BudgetError(f"per-class K must be a whole number >= 1, got {per_class!r}")
     smallest = int(np.min(class_counts))
+    if smallest == 0:  # the message below advised "use K <= 0"
+        absent = np.flatnonzero(class_counts == 0).tolist()
+        raise BudgetError(
+            f"class{'es' if len(absent) > 1 else ''} {', '.join(map(str, absent))} of the "
+            f"{len(class_counts)} classes {'have' if len(absent) > 1 else 'has'} no training "
+            "samples to condense; condensation makes K samples of every class: pass "
+            "num_classes = the number of classes present (labels 0..K-1)")
     if per_class > smallest:
         raise BudgetError(
             f"per-class K={per_class} is larger than class {int(np.argmin(class_counts))}, "
