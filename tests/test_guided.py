@@ -25,6 +25,28 @@ def _state(y, budget=0.5, epochs=4, seed=0, dim=8):
         feature_dim=dim)
 
 
+@pytest.mark.parametrize("change, error, match", [
+    (lambda x, y, b: (x, y + 1, b), "DatasetError", r"labels must lie in \[0, 2\)"),
+    (lambda x, y, b: (x / 255.0, y, b), "DatasetError", "images must be a uint8 array"),
+    (lambda x, y, b: (x, y, 1.5), "BudgetError", r"fraction in \(0, 1\]"),
+    (lambda x, y, b: (x, y, float("nan")), "BudgetError", r"fraction in \(0, 1\]")])
+def test_train_guided_refuses_bad_arrays_and_budgets_before_training(change, error, match):
+    """Labels outside 0..K-1 were a TF graph error at the first step, float images trained
+    silently divided by 255 once more, a budget of 1.5 silently spent 1.5 recipes and a NaN
+    one was a ValueError from int(round(nan)); a sampler's name for the sampler, an
+    AttributeError."""
+    from tinysift import errors
+    from tinysift.guided.loop import train_guided
+
+    x, y = np.random.default_rng(0).integers(0, 255, (64, 8, 8, 1), np.uint8), np.arange(64) % 2
+    with pytest.raises(TypeError, match="make_sampler"):  # was an AttributeError on 'str'
+        train_guided(x, y, 2, "rs2", 0.5, progress=False)
+    x, y, budget = change(x, y, 0.5)
+    with pytest.raises(getattr(errors, error), match=match):
+        train_guided(x, y, 2, make_sampler("rs2"), budget,
+                     train_config=TrainConfig(epochs=2, batch_size=16), progress=False)
+
+
 def test_allocate_is_proportional_capped_and_exact():
     out = allocate(np.array([1.0, 1.0, 2.0]), np.array([10, 1, 10]), 8)
     assert out.sum() == 8 and out[1] <= 1 and out[2] >= out[0]

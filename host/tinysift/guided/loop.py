@@ -107,8 +107,22 @@ def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochS
         ends about a point below the recipe on Fashion-MNIST, in batches of 64 about a third
         of that (docs/methods.md, "Budgeted runs in smaller batches").
     """
+    from tinysift.data.dataset import validate_arrays
+    from tinysift.errors import BudgetError
+    from tinysift.guided.base import EpochSampler
     from tinysift.tfcompat import tf
 
+    # Refused before any work: labels outside 0..K-1 were a TF graph error at the first step,
+    # float images in [0, 1] trained silently divided by 255 once more, a budget above 1
+    # silently spent more than the recipe, a NaN one a ValueError.
+    y = np.asarray(y)
+    validate_arrays(x, y, num_classes, "training", "", where="train_guided")
+    if not 0.0 < budget <= 1.0:
+        raise BudgetError(f"budget must be a fraction in (0, 1] of the full-data recipe's "
+                          f"sample-passes, got {budget}")
+    if not isinstance(sampler, EpochSampler):
+        raise TypeError(f"sampler must be an EpochSampler (tinysift.guided.make_sampler(name)), "
+                        f"got {sampler!r}")
     train_config = train_config or TrainConfig(epochs=10)
     shape = tuple(x.shape[1:])
     # Made before seeding (the first time): the shared step draws nothing from the seeds.
