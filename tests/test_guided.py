@@ -765,6 +765,11 @@ def test_flow_without_a_judge_keeps_its_stamp_and_rejects_an_unknown_one():
     assert sampler_params("flow", judge="knn")["judge_posterior"] == 0.02
     with pytest.raises(TinysiftError, match="judge must be 'none' or densities"):
         make_sampler("flow", judge="kde")
+    # density failed only after the warm-up had trained; fit_on="agreed" was silently "all"
+    with pytest.raises(TinysiftError, match="density must be one of"):
+        make_sampler("flow", density="kde")
+    with pytest.raises(TinysiftError, match="fit_on must be 'all' or 'agree'"):
+        make_sampler("flow", fit_on="agreed")
 
 
 def test_flow_priority_uses_each_sample_s_own_passes_and_shares_tied_ranks():

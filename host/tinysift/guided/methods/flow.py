@@ -162,6 +162,12 @@ class FlowGuided(VQGuided):
         if judge != "none" and not set(judge.split("+")) <= set(KINDS):
             raise TinysiftError(f"judge must be 'none' or densities of {KINDS} joined by '+', "
                                 f"got {judge!r}")
+        # a density failed only at the first codebook refit, after the warm-up trained; a
+        # fit_on other than "agree" was silently "all"
+        if density not in KINDS:
+            raise TinysiftError(f"density must be one of {KINDS}, got {density!r}")
+        if fit_on not in ("all", "agree"):
+            raise TinysiftError(f"fit_on must be 'all' or 'agree', got {fit_on!r}")
         if judge_dim is not None and judge_dim < 1:
             raise TinysiftError(f"judge_dim must be a positive PCA dimension, got {judge_dim}")
         if not 0.0 < judge_references <= 1.0:
