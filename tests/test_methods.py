@@ -774,7 +774,7 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("kcenter", {"embedding": "x"}), ("prototypes", {"embedding": "x"}),
     ("vq", {"embedding": "x"}), ("vq", {"outlier_tail": 1.5}), ("vq", {"window": 0}),
     ("vq", {"easy_below": 2.0}), ("vq", {"hard_above": -1.0}), ("vq", {"score_codebook": 0}),
-    ("vq", {"dim": 0})])
+    ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
@@ -807,6 +807,16 @@ def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):
     assert spread.regime_ == "typical" and spread.within_ == "difficulty"
     assert len(a) == len(np.unique(a)) == 100
     assert np.quantile(hard[a], 0.9) > np.quantile(hard[b], 0.9)
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_flow_condenser_refuses_a_dimension_below_2_when_made(dim):
+    """dim=0 was a scikit-learn PCA error at fit, dim=1 a FitError blaming 1x1 images."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match="dim must be at least 2"):
+        make_condenser("flow", dim=dim)
 
 
 def test_a_flow_on_a_one_dimensional_embedding_is_a_clear_error():

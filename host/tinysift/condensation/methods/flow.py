@@ -26,6 +26,11 @@ class FlowCondenser(Condenser):
             from tinysift.errors import BudgetError
 
             raise BudgetError(f"flow condenser temperature must be in (0, 1], got {temperature}")
+        if not dim >= 2:  # 0 was a PCA error, 1 a FitError blaming 1x1 images
+            from tinysift.errors import TinysiftError
+
+            raise TinysiftError(f"flow condenser dim must be at least 2 (a flow needs 2 "
+                                f"dimensions), got {dim}")
         self.dim, self.temperature = dim, temperature
         self.flow = FlowConfig(**flow) if isinstance(flow, dict) else (flow or FlowConfig())
 

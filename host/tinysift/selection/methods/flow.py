@@ -161,6 +161,9 @@ class FlowMethod(PruningMethod):
         if int(folds) != folds or folds < 1 or int(bins) != bins or bins < 1:
             raise TinysiftError(f"folds and bins must be whole numbers >= 1, got folds={folds}, "
                                 f"bins={bins}")
+        if not dim >= 2:  # 0 was a PCA error, 1 a FitError blaming 1x1 images, both after
+            # the proxy CNN had trained: a flow's coupling layers need two dimensions
+            raise TinysiftError(f"dim must be at least 2 (a flow needs 2 dimensions), got {dim}")
         if not 0.0 <= min_cut <= max_cut < 1.0:
             raise TinysiftError(f"need 0 <= min_cut <= max_cut < 1, got min_cut={min_cut}, "
                                 f"max_cut={max_cut}")
