@@ -774,14 +774,16 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("kcenter", {"embedding": "x"}), ("prototypes", {"embedding": "x"}),
     ("vq", {"embedding": "x"}), ("vq", {"outlier_tail": 1.5}), ("vq", {"window": 0}),
     ("vq", {"easy_below": 2.0}), ("vq", {"hard_above": -1.0}), ("vq", {"score_codebook": 0}),
-    ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1})])
+    ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1}),
+    ("aum", {"threshold": float("nan")})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
     min_cut above max_cut) silently the max_cut; a typo in ccs's or d2's importance,
     hard_cut or epoch, or in d2's or flow's embedding, failed only after the proxy CNN had
     trained (minutes on a real dataset); vq's fractions out of range were silently a
-    meaningless window, its score_codebook=0 silently one codeword."""
+    meaningless window, its score_codebook=0 silently one codeword; aum's NaN threshold
+    silently flagged nothing."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from tinysift.errors import TinysiftError
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import RankedMethod
 
@@ -56,6 +59,8 @@ class AUMMethod(RankedMethod):
 
     def __init__(self, seed: int = 0, balance: bool = True, threshold: float = 0.0):
         super().__init__(seed=seed, balance=balance)
+        if not math.isfinite(threshold):  # NaN flagged nothing, silently
+            raise TinysiftError(f"threshold must be a finite AUM value, got {threshold}")
         self.threshold = threshold
 
     def _fit(self, context) -> np.ndarray:
