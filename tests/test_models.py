@@ -268,3 +268,16 @@ def test_prints_under_a_bar_stay_on_stdout(monkeypatch, capsys):
     with progress.progress_bar(True, 2, "work", "items"):
         print("a result line")
     assert "a result line" in capsys.readouterr().out
+
+
+def test_evaluate_takes_column_labels_and_refuses_a_count_mismatch(digits):
+    """Keras' (N, 1) labels were compared with the (N,) predictions by broadcasting, N x N
+    pairs: an accuracy near 1/classes whatever the model, without an error."""
+    from tinysift.errors import TinysiftError
+
+    model = build_model(digits.x_train.shape[1:], 10)
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    assert evaluate(model, x, y.reshape(-1, 1)) == evaluate(model, x, y)
+    for bad in (y[:39], y[:1], y.reshape(-1, 1)[:, [0, 0]]):
+        with pytest.raises(TinysiftError, match="one label per image"):
+            evaluate(model, x, bad)

@@ -252,8 +252,16 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy on uint8 images."""
-    return float((predict_proba(model, x).argmax(1) == y).mean())
+    """Top-1 accuracy on uint8 images; ``y``: one integer label per image, (N,) or Keras'
+    (N, 1) (compared as it was, an (N, 1) ``y`` broadcast to N x N pairs: a wrong accuracy
+    without an error)."""
+    from tinysift.errors import TinysiftError
+
+    y = np.asarray(y)
+    if y.size != len(x) or y.ndim > 1 and y.shape[1:] != (1,) * (y.ndim - 1):
+        raise TinysiftError(f"evaluate needs one label per image: {len(x)} images, labels of "
+                            f"shape {y.shape}")
+    return float((predict_proba(model, x).argmax(1) == y.reshape(-1)).mean())
 
 
 def _make_hook_callback():
