@@ -281,3 +281,20 @@ def test_evaluate_takes_column_labels_and_refuses_a_count_mismatch(digits):
     for bad in (y[:39], y[:1], y.reshape(-1, 1)[:, [0, 0]]):
         with pytest.raises(TinysiftError, match="one label per image"):
             evaluate(model, x, bad)
+
+
+def test_float_images_are_refused_not_scaled_twice(digits):
+    """Images already in [0, 1] were divided by 255 again: training, evaluation and the int8
+    calibration (convert_int8's representative set) ran on near-black images, no error."""
+    from tinysift.errors import TinysiftError
+    from tinysift.quantize.convert import convert_int8
+
+    model = build_model(digits.x_train.shape[1:], 10)
+    floats = digits.x_train[:16].astype(np.float32) / 255
+    with pytest.raises(TinysiftError, match="uint8 pixels.*got float32"):
+        evaluate(model, floats, digits.y_train[:16])
+    with pytest.raises(TinysiftError, match="uint8 pixels.*got float32"):
+        train_model(floats, digits.y_train[:16], 10, train_config=TrainConfig(epochs=1),
+                    progress=False)
+    with pytest.raises(TinysiftError, match="uint8 pixels.*got float32"):
+        convert_int8(model, floats)

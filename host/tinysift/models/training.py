@@ -66,7 +66,14 @@ EpochHook = Callable[[int, object], None]
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
-    """uint8 images -> float32 in [0, 1], the model's input convention."""
+    """uint8 images -> float32 in [0, 1], the model's input convention. Floats are refused:
+    images already in [0, 1] were divided by 255 again, and a model trained, evaluated or
+    calibrated on them (convert_int8's representative set) was wrong without an error."""
+    if np.issubdtype(x.dtype, np.floating):
+        from tinysift.errors import TinysiftError
+
+        raise TinysiftError(f"images must be uint8 pixels (0..255), got {x.dtype}; pass the "
+                            "uint8 images: tinysift scales them to [0, 1] itself")
     return x.astype(np.float32) / 255.0
 
 
