@@ -298,3 +298,28 @@ def test_float_images_are_refused_not_scaled_twice(digits):
                     progress=False)
     with pytest.raises(TinysiftError, match="uint8 pixels.*got float32"):
         convert_int8(model, floats)
+
+
+def test_count_macs_refuses_what_it_cannot_count():
+    """A library user's own model: Conv1D, SeparableConv2D and a nested model counted 0 MACs,
+    Conv2DTranspose a Conv2D's, a shared layer once, all without a word; a Dense layer on
+    (H, W, C) counted one position of H x W."""
+    from tinysift.errors import TinysiftError
+    from tinysift.tfcompat import keras
+
+    layers = keras.layers
+    inp = keras.Input((8, 8, 1))
+    assert count_macs(keras.Model(inp, layers.Dense(4)(inp))).macs_per_sample == 8 * 8 * 4
+    shared = layers.Conv2D(1, 3, padding="same", name="shared")
+    inner = keras.Sequential([layers.Flatten(), layers.Dense(3)], name="inner")
+    for out, what in [(layers.Conv1D(4, 3, name="c1")(layers.Reshape((8, 8))(inp)),
+                       "'c1' is a Conv1D"),
+                      (layers.SeparableConv2D(4, 3, name="sep")(inp), "'sep' is a Separable"),
+                      (layers.Conv2DTranspose(4, 3, name="up")(inp), "'up' is a Conv2DTrans"),
+                      (inner(inp), "'inner' is a Sequential"),
+                      (shared(shared(inp)), "'shared' is called 2 times")]:
+        with pytest.raises(TinysiftError, match=what):
+            count_macs(keras.Model(inp, out))
+    free = keras.Input((None, None, 1))
+    with pytest.raises(TinysiftError, match="fixed input size"):
+        count_macs(keras.Model(free, layers.Conv2D(2, 3, name="conv")(free)))

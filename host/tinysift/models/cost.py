@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 # One training step costs the forward pass plus the backward pass, which computes both the
 # gradient with respect to the activations and to the weights: about 3x the forward MACs, every
 # layer counted (the host trains them all; the first layer's activation gradient, which no one
@@ -34,12 +36,33 @@ class CostReport:
 
 
 def count_macs(model) -> CostReport:
-    """Count MACs of one forward pass of a tf_keras model (conv, depthwise, dense layers)."""
+    """Count MACs of one forward pass of a tf_keras model (conv, depthwise, dense layers).
+
+    A layer it cannot count is one TinysiftError naming it (their MACs were counted as 0 or
+    wrong without a word): any other layer with weights but BatchNormalization (Conv1D,
+    SeparableConv2D, Conv2DTranspose, a nested model, a recurrent layer), a layer called more
+    than once, and an unknown (None) spatial size."""
+    from tinysift.errors import TinysiftError
     from tinysift.tfcompat import keras
 
     layers = keras.layers
     macs = 0
     for layer in model.layers:
+        counted = (isinstance(layer, layers.DepthwiseConv2D | layers.Dense)
+                   or type(layer) is layers.Conv2D)
+        if not counted and layer.weights and not isinstance(layer, layers.BatchNormalization):
+            raise TinysiftError(f"count_macs counts Conv2D, DepthwiseConv2D and Dense layers; "
+                                f"layer {layer.name!r} is a {type(layer).__name__}")
+        if not counted:
+            continue
+        if len(layer.inbound_nodes) > 1:
+            raise TinysiftError(f"count_macs counts each layer once; layer {layer.name!r} is "
+                                f"called {len(layer.inbound_nodes)} times")
+        dims = [*layer.input.shape[1:], *layer.output.shape[1:]]
+        if any(d is None for d in dims):
+            raise TinysiftError(f"count_macs needs a fixed input size; layer {layer.name!r} "
+                                f"has input {tuple(layer.input.shape)}, output "
+                                f"{tuple(layer.output.shape)}")
         if isinstance(layer, layers.DepthwiseConv2D):
             _, ho, wo, co = layer.output.shape
             kh, kw = layer.kernel_size
@@ -49,7 +72,8 @@ def count_macs(model) -> CostReport:
             kh, kw = layer.kernel_size
             ci = layer.input.shape[-1]
             macs += ho * wo * co * kh * kw * ci
-        elif isinstance(layer, layers.Dense):
-            macs += int(layer.input.shape[-1]) * int(layer.units)
+        else:  # Dense, once per position of an input of more than one dimension
+            positions = int(np.prod([int(d) for d in layer.input.shape[1:-1]]))
+            macs += positions * int(layer.input.shape[-1]) * int(layer.units)
     return CostReport(params=int(model.count_params()), macs_per_sample=int(macs),
                       train_macs_per_sample=int(macs) * TRAIN_MACS_FACTOR)
