@@ -281,6 +281,30 @@ def test_tflm_check_refuses_inputs_a_cast_would_wrap(digits_run):
     assert tflm.run_tflm(model, np.zeros((2, 8, 8, 1), np.int64))[0].shape[0] == 2
 
 
+def test_convert_int8_names_a_model_the_images_do_not_fit():
+    """A user's model for other images (28x28 against digits' 8x8, 3 channels against 1), of
+    two inputs, or no images to calibrate on: a TFLite RuntimeError from a CONV_2D node, a
+    ValueError of "input shapes", or a model calibrated on nothing without an error."""
+    from tinysift.errors import TinysiftError
+    from tinysift.models import build_model
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    for shape, said in [((28, 28, 1), "28, 28, 1"), ((8, 8, 3), "8, 8, 3")]:
+        with pytest.raises(TinysiftError, match=rf"takes images of shape \({said}\), the "
+                                                r"representative images are \(8, 8, 1\)"):
+            convert_int8(build_model(shape, 10), images)
+    with pytest.raises(TinysiftError, match=r"representative images are \(8, 8\)"):
+        convert_int8(build_model((8, 8, 1), 10), images[..., 0])
+    a, b = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+    two = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Flatten()(a + b)), name="two")
+    with pytest.raises(TinysiftError, match="one input .*'two' has 2"):
+        convert_int8(two, images)
+    with pytest.raises(TinysiftError, match="at least one representative image"):
+        convert_int8(build_model((8, 8, 1), 10), images[:0])
+
+
 def test_input_quantization_is_tflm_quantize():
     """quantize_images gives what TFLM's own QUANTIZE (float -> int8: the float32 quotient
     rounded half away from zero) computes, on every pixel value at three input scales; half

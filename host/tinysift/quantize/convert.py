@@ -10,9 +10,15 @@ import numpy as np
 
 
 def convert_int8(model, representative: np.ndarray) -> bytes:
-    """Full-integer conversion: int8 weights, activations, input and output."""
+    """Full-integer conversion: int8 weights, activations, input and output.
+
+    ``representative``: uint8 images of the model's one input shape, at least one (a model of
+    several inputs, images of another size or channel count, or none were a converter or
+    TFLite error from deep inside, or an uncalibrated model without an error)."""
     from tinysift.models.training import to_float
     from tinysift.tfcompat import tf
+
+    _check_representative(model, representative)
 
     def rep():
         for i in range(len(representative)):
@@ -26,6 +32,26 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
     conv.inference_output_type = tf.int8
     with quiet_stderr():
         return bytes(conv.convert())
+
+
+def _check_representative(model, representative: np.ndarray) -> None:
+    from tinysift.errors import TinysiftError
+    from tinysift.models.training import to_float
+
+    inputs = model.inputs or []
+    if len(inputs) > 1:
+        raise TinysiftError(f"convert_int8 takes a model of one input (the images); "
+                            f"{model.name!r} has {len(inputs)}")
+    got = tuple(representative.shape[1:])
+    want = tuple(inputs[0].shape[1:]) if inputs else got
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got,
+                                                                               strict=True)):
+        raise TinysiftError(f"the model takes images of shape {want}, the representative "
+                            f"images are {got}: build the model for the dataset's images")
+    if len(representative) == 0:
+        raise TinysiftError("convert_int8 needs at least one representative image to "
+                            "calibrate the int8 ranges")
+    to_float(representative[:0])  # refuses float images before the converter runs
 
 
 def mlperf_tiny_int8(name: str, seed: int = 0) -> bytes:
