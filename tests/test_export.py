@@ -279,6 +279,11 @@ def test_tflm_check_refuses_inputs_a_cast_would_wrap(digits_run):
     with pytest.raises(TinysiftError, match="takes int8 inputs, got float32"):
         tflm.run_tflm(model, np.zeros((2, 8, 8, 1), np.float32))
     assert tflm.run_tflm(model, np.zeros((2, 8, 8, 1), np.int64))[0].shape[0] == 2
+    # another dataset's images (28x28, 3 channels): numpy's "cannot reshape array of size 784"
+    for shape in [(2, 28, 28, 1), (2, 8, 8, 3)]:
+        with pytest.raises(TinysiftError, match=r"do not hold one sample of the model input "
+                                                r"\(1, 8, 8, 1\) \(64 values\)"):
+            tflm.run_tflm(model, np.zeros(shape, np.int8))
 
 
 def test_convert_int8_names_a_model_the_images_do_not_fit():

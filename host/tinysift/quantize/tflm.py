@@ -107,6 +107,11 @@ def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
     details = interp.get_input_details(0)
     shape, dtype = tuple(details["shape"]), details["dtype"]
     _check_inputs(np.asarray(x_int8), np.dtype(dtype))
+    size = int(np.prod(shape))
+    if len(x_int8) and np.asarray(x_int8[0]).size != size:  # was numpy's "cannot reshape"
+        raise TinysiftError(f"inputs of shape {np.shape(x_int8)} do not hold one sample of the "
+                            f"model input {tuple(map(int, shape))} ({size} values) per row: images "
+                            "of another size or channel count than the model's")
     results: list[list[np.ndarray]] = [[] for _ in range(outputs)]
     with progress_bar(progress, len(x_int8), "TFLM", "samples") as bar:
         for n, sample in enumerate(x_int8, start=1):
