@@ -323,3 +323,22 @@ def test_count_macs_refuses_what_it_cannot_count():
     free = keras.Input((None, None, 1))
     with pytest.raises(TinysiftError, match="fixed input size"):
         count_macs(keras.Model(free, layers.Conv2D(2, 3, name="conv")(free)))
+
+
+def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
+    """Each was an error from inside TensorFlow (shuffle's buffer_size, a graph error at the
+    loss, steps_per_epoch, a ZeroDivisionError, a TypeError for Keras' (N, 1) labels)."""
+    from tinysift.errors import TinysiftError
+
+    x, y, one = digits.x_train[:32], digits.y_train[:32], TrainConfig(epochs=1)
+    for xs, ys, cfg, said in [
+            (x[:0], y[:0], one, "at least one image"),
+            (x, y[:30], one, r"32 images, labels of shape \(30,\)"),
+            (x, y + 10, one, r"in \[0, 10\).*int64 in \[1\d, 19\]"),
+            (x, y.astype(np.float32), one, "got float32"),
+            (x, y, TrainConfig(epochs=0), "epochs=0"),
+            (x, y, TrainConfig(epochs=1, batch_size=0), "batch_size=0")]:
+        with pytest.raises(TinysiftError, match=said):
+            train_model(xs, ys, 10, train_config=cfg, progress=False)
+    res = train_model(x, y.reshape(-1, 1), 10, train_config=one, progress=False)
+    assert res.steps == 1

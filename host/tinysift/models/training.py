@@ -109,6 +109,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     from tinysift.tfcompat import keras, tf
 
     train_config = train_config or TrainConfig()
+    y = _check_training_data(x, y, num_classes, train_config)
     n = len(x)
     total = train_config.total_steps(n)
     per_epoch = max(1, math.ceil(n / train_config.batch_size))
@@ -153,6 +154,30 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
+
+
+def _check_training_data(x: np.ndarray, y: np.ndarray, num_classes: int,
+                         config: TrainConfig) -> np.ndarray:
+    """``y`` as (N,) labels, or one TinysiftError naming what train_model cannot train on
+    (each was an error from inside TensorFlow: "buffer_size must be greater than zero", a
+    graph error at SparseSoftmaxCrossEntropyWithLogits, "steps_per_epoch must be positive",
+    a ZeroDivisionError; (N, 1) labels a TypeError)."""
+    from tinysift.errors import TinysiftError
+
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # Keras' (N, 1) labels
+        y = y.reshape(-1)
+    if len(x) == 0 or y.shape != (len(x),):
+        raise TinysiftError(f"train_model needs one label per image and at least one image: "
+                            f"{len(x)} images, labels of shape {y.shape}")
+    if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= num_classes:
+        raise TinysiftError(f"labels must be whole numbers in [0, {num_classes}) for "
+                            f"num_classes={num_classes}, got {y.dtype} in [{y.min()}, {y.max()}]")
+    if config.batch_size < 1 or config.epochs is not None and config.epochs < 1:
+        raise TinysiftError(f"TrainConfig needs batch_size >= 1 and epochs >= 1 (or None: the "
+                            f"step rule), got batch_size={config.batch_size}, "
+                            f"epochs={config.epochs}")
+    return y
 
 
 def _compile(model, schedule):
