@@ -310,6 +310,9 @@ def test_count_macs_refuses_what_it_cannot_count():
     layers = keras.layers
     inp = keras.Input((8, 8, 1))
     assert count_macs(keras.Model(inp, layers.Dense(4)(inp))).macs_per_sample == 8 * 8 * 4
+    four = keras.Input((8, 8, 4))  # groups=2: each filter reads 2 of the 4 channels
+    grouped = layers.Conv2D(6, 3, padding="same", groups=2)(four)
+    assert count_macs(keras.Model(four, grouped)).macs_per_sample == 8 * 8 * 6 * 9 * 2
     shared = layers.Conv2D(1, 3, padding="same", name="shared")
     inner = keras.Sequential([layers.Flatten(), layers.Dense(3)], name="inner")
     for out, what in [(layers.Conv1D(4, 3, name="c1")(layers.Reshape((8, 8))(inp)),

@@ -70,7 +70,7 @@ def count_macs(model) -> CostReport:
         elif isinstance(layer, layers.Conv2D):
             _, ho, wo, co = layer.output.shape
             kh, kw = layer.kernel_size
-            ci = layer.input.shape[-1]
+            ci = layer.input.shape[-1] // layer.groups  # each filter sees its group's channels
             macs += ho * wo * co * kh * kw * ci
         else:  # Dense, once per position of an input of more than one dimension
             positions = int(np.prod([int(d) for d in layer.input.shape[1:-1]]))
