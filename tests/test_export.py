@@ -315,6 +315,7 @@ def test_input_quantization_is_tflm_quantize():
     rounded half away from zero) computes, on every pixel value at three input scales; half
     to even (np.round) missed 33 of the 256 at 2/255. At 1/255, the scale every committed
     dataset's model has, the result is x - 128 as before."""
+    from tinysift.errors import TinysiftError
     from tinysift.export.golden import layer_outputs
     from tinysift.models.training import to_float
     from tinysift.quantize import tflm
@@ -335,6 +336,11 @@ def test_input_quantization_is_tflm_quantize():
         assert np.array_equal(tflm.quantize_images(pixels, scale, -128).reshape(-1), tflm_q), \
             scale
     assert tflm.quantize_images(np.array([1], np.uint8), 2 / 255, -128)[0] == -127  # 0.5 up
+    # [0, 1] floats were divided by 255 again (all -128), int8 inputs went negative: refused
+    for other in (pixels.astype(np.float32) / 255, (pixels.astype(np.int16) - 128)
+                  .astype(np.int8)):
+        with pytest.raises(TinysiftError, match=f"takes uint8 images.*got {other.dtype}"):
+            tflm.quantize_images(other, 1 / 255, -128)
     assert np.array_equal(tflm.quantize_images(pixels, 1 / 255, -128),
                           (pixels.astype(np.int16) - 128).astype(np.int8))
 

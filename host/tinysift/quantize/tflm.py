@@ -72,7 +72,14 @@ def quantize_images(x_uint8: np.ndarray, scale: float, zero_point: int) -> np.nd
         saturated to [-128, 127]. The quotient is float32 and rounded half away from zero,
         as TFLM's reference AffineQuantize does (``TfLiteRound(val / (float)scale)``); with
         the usual input scale 1/255 and zero point -128 this is exactly ``x - 128``.
+
+    Anything but uint8 is refused: [0, 1] floats were divided by 255 again (every pixel
+    -128) and int8 inputs already quantized went negative, both without an error.
     """
+    if np.asarray(x_uint8).dtype != np.uint8:
+        raise TinysiftError(f"quantize_images takes uint8 images (pixels 0..255), got "
+                            f"{np.asarray(x_uint8).dtype}; int8 inputs already quantized go "
+                            "to run_tflm as they are")
     real = x_uint8.astype(np.float32) / np.float32(255.0)
     return round_affine(real / np.float32(scale), zero_point)
 
