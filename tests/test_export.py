@@ -399,6 +399,23 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     assert (outputs.argmax(1) == ds.y_test[test_idx]).mean() > 0.9
 
 
+def test_input_quant_of_a_float_input_model_is_named():
+    """A user's .tflite converted without quantization has no input scale: an IndexError
+    "index 0 is out of bounds for axis 0 with size 0"."""
+    from tinysift.errors import TinysiftError
+    from tinysift.quantize import tflm
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import keras, tf
+
+    inp = keras.Input((8, 8, 1))
+    conv = tf.lite.TFLiteConverter.from_keras_model(
+        keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp))))
+    with quiet_stderr():
+        tflite = conv.convert()
+    with pytest.raises(TinysiftError, match="input is float32, not quantized"):
+        tflm.input_quant(tflite)
+
+
 def test_layer_fields_beyond_their_c_types_are_refused():
     """ts_layer_t keeps window, stride and dilation in uint8_t: a 1x300 pooling window with
     stride 300 was exported as 44 (300 mod 256) by the C compiler."""

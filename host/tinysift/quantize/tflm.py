@@ -51,9 +51,15 @@ def arena_ceiling(model_bytes: bytes) -> int:
 
 
 def input_quant(model_bytes: bytes) -> tuple[float, int]:
-    """(scale, zero_point) of the model's int8 input."""
+    """(scale, zero_point) of the model's int8 input (a float input, which has none, was an
+    IndexError "index 0 is out of bounds")."""
     details = interpreter(model_bytes).get_input_details(0)
     q = details["quantization_parameters"]
+    if not len(q["scales"]):
+        raise TinysiftError(f"the model's input is {np.dtype(details['dtype']).name}, not "
+                            "quantized: it has no scale and zero point; give it float inputs "
+                            "(tinysift.models.training.to_float), or convert it full-integer "
+                            "(tinysift.quantize.convert.convert_int8)")
     return float(q["scales"][0]), int(q["zero_points"][0])
 
 
