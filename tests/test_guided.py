@@ -97,16 +97,23 @@ def test_ledger_speed_leaves_out_each_batch_sizes_tracing_step():
     assert alone.fit_passes == pytest.approx(50.0)
 
 
-def test_ledger_adds_up_fits_of_one_name_and_every_fit_waiting_for_a_speed():
+def test_ledger_adds_up_fits_of_one_name_and_every_fit_waiting_for_a_speed(monkeypatch):
     """A fit made again under one name (the codebook refit every epoch) adds its seconds to
     the name's; every fit made before training waits for the first steady speed (flow's
     judge, then its densities), none of them dropped; the written ledger's spent_passes is
-    everything spent: training, forward passes and fits."""
+    everything spent: training, forward passes and fits. (On a clock that moves only when
+    told: 20 ms sleeps overran their tolerance under load.)"""
+    from types import SimpleNamespace
+
+    from tinysift.guided import ledger as ledger_module
+
+    now = [100.0]
+    monkeypatch.setattr(ledger_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     led = CostLedger(budget_passes=1e6)
     for name in ("judge", "judge", "density"):
         with led.fit(name):
-            time.sleep(0.02)
-    assert led.fit_seconds["judge"] == pytest.approx(0.04, abs=0.015)
+            now[0] += 0.02
+    assert led.fit_seconds["judge"] == pytest.approx(0.04)
     waiting = sum(led.fit_seconds.values())
     assert led.fit_passes == 0
     led.charge_training(100, 5.0)  # tracing
@@ -115,7 +122,7 @@ def test_ledger_adds_up_fits_of_one_name_and_every_fit_waiting_for_a_speed():
     led.charge_forward(30)
     written = led.to_dict()
     assert written["spent_passes"] == round(200 + 10 + led.fit_passes, 1)
-    assert written["spent_passes"] > 200 + 10 + 50  # the fits' 60 ms: about 60 passes
+    assert written["spent_passes"] == pytest.approx(200 + 10 + 60)  # the fits' 60 ms
 
 
 def test_settle_converts_only_a_pending_fit_and_never_at_no_speed():
@@ -136,27 +143,37 @@ def test_settle_converts_only_a_pending_fit_and_never_at_no_speed():
 
 @pytest.mark.parametrize("outer", [["codebook"], ["refit", "judge"]],
                          ids=["one deep", "two deep"])
-def test_ledger_charges_nested_fits_once(outer):
+def test_ledger_charges_nested_fits_once(outer, monkeypatch):
     """Fits inside one another (the flow's density inside the codebook refit; two deep, a
     density inside a judge inside a refit): each is charged its own seconds, all of them
     add up to the wall time (an inner fit is not charged again to the fits around it), and
-    the passes charged are that wall time at the measured speed."""
+    the passes charged are that wall time at the measured speed. On the ledger's clock
+    made to stand still between steps: with real sleeps it failed under load (a 50 ms
+    sleep overran its 30 ms tolerance)."""
+    from types import SimpleNamespace
+
+    from tinysift.guided import ledger as ledger_module
+
+    now = [100.0]
+    monkeypatch.setattr(ledger_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     led = CostLedger(budget_passes=1e6)
     led.charge_training(1000, 5.0)  # tracing
     led.charge_training(1000, 1.0)  # 1 ms per pass
-    start = time.perf_counter()
+    start = now[0]
     with contextlib.ExitStack() as fits:
         for name in outer:
             fits.enter_context(led.fit(name))
-            time.sleep(0.05)
+            now[0] += 0.05
         with led.fit("density"):
-            time.sleep(0.1)
-    wall = time.perf_counter() - start
-    assert led.fit_seconds["density"] == pytest.approx(0.1, abs=0.03)
-    for name in outer:
-        assert led.fit_seconds[name] == pytest.approx(0.05, abs=0.03), name
-    assert sum(led.fit_seconds.values()) == pytest.approx(wall, abs=1e-3)
-    assert led.fit_passes == pytest.approx(1000 * wall, rel=0.02)
+            now[0] += 0.1
+        now[0] += 0.02  # the outer fits' own work after the inner one
+    wall = now[0] - start
+    assert led.fit_seconds["density"] == pytest.approx(0.1)
+    assert led.fit_seconds[outer[-1]] == pytest.approx(0.05 + 0.02)
+    for name in outer[:-1]:
+        assert led.fit_seconds[name] == pytest.approx(0.05), name
+    assert sum(led.fit_seconds.values()) == pytest.approx(wall)
+    assert led.fit_passes == pytest.approx(1000 * wall)
 
 
 def test_rs2_covers_every_sample_once_per_pass():
