@@ -212,6 +212,67 @@ def test_ucb_trains_untried_samples_first_then_the_highest_bound():
     assert set(second) == set(range(100)) - set(first)  # never-trained first
 
 
+def test_rs2_draws_a_new_permutation_for_each_pass():
+    """RS2 without replacement: a new permutation once every sample has been used (a stream
+    that restarted the first permutation trained the same epochs in the same order every
+    pass)."""
+    from tinysift.guided.base import without_replacement_stream
+
+    take = without_replacement_stream(100, np.random.default_rng(0))
+    first, second = take(100), take(100)
+    assert sorted(first) == sorted(second) == list(range(100))
+    assert not np.array_equal(first, second)
+
+
+def test_infobatch_prunes_by_its_ratio_below_the_mean_only_and_never_the_untrained():
+    """The paper's rule, boundaries included: a sample at the mean loss is not well-learned;
+    a never-trained one (NaN) counts as above the mean (kept, weight 1); each well-learned
+    sample is pruned with probability r (r = 0.2: about 80 % kept, weight 1 / 0.8); the
+    anneal starts at exactly that share of the budget."""
+    y = np.repeat(np.arange(2), 500)
+    st = _state(y)
+    st.loss[:] = 1.0  # all at the mean: nothing is below it
+    assert len(make_sampler("infobatch").plan(st).indices) == 1000
+    st.loss[:] = np.where(np.arange(1000) % 2 == 0, 0.1, 2.0)
+    st.loss[1:200:2] = np.nan  # 100 of the hard half never trained
+    plan = make_sampler("infobatch", prune_ratio=0.2).plan(st)
+    untrained = np.flatnonzero(np.isnan(st.loss))
+    assert np.isin(untrained, plan.indices).all()
+    assert np.allclose(plan.weights[np.isin(plan.indices, untrained)], 1.0)
+    well = np.isin(plan.indices, np.flatnonzero(st.loss < 1))
+    assert 370 < well.sum() < 430 and np.allclose(plan.weights[well], 1.25)
+    st.ledger.train_passes = 0.875 * st.ledger.budget_passes  # progress == anneal
+    assert st.ledger.progress == 0.875
+    assert make_sampler("infobatch").plan(st).note == "anneal: full"
+
+
+def test_ucb_keeps_moving_averages_of_each_trained_samples_loss():
+    """UCB's statistics (Raju et al.): the first loss is the mean with no spread; then an
+    EMA of the loss with decay d and of the squared deviation from the previous mean; only
+    the samples trained this epoch move; the bound is mean + c * std."""
+    y = np.repeat(np.arange(2), 5)
+    st = _state(y)
+    s = make_sampler("ucb", c=2.0, decay=0.75)
+    s.begin(st)
+
+    def train(idx, loss):
+        st.record(np.asarray(idx), np.full(len(idx), loss, np.float32),
+                  np.ones(len(idx), np.float32), np.zeros((len(idx), 8), np.float32),
+                  np.zeros(len(idx), np.int64))
+        s.end_epoch(st)
+        st.epoch += 1
+
+    train([0, 1, 2], 2.0)
+    assert s.mean_[:3].tolist() == [2.0] * 3 and s.var_[:3].tolist() == [0.0] * 3
+    train([0, 1], 1.0)  # sample 2 not trained this epoch: its statistics stay
+    assert s.mean_[:2] == pytest.approx([0.75 * 2.0 + 0.25 * 1.0] * 2)
+    assert s.var_[:2] == pytest.approx([0.25 * (1.0 - 2.0) ** 2] * 2)
+    assert (s.mean_[2], s.var_[2], s.count_[2]) == (2.0, 0.0, 1)
+    bound = s.bound()
+    assert bound[0] == pytest.approx(1.75 + 2.0 * np.sqrt(0.25))
+    assert bound[2] == 2.0 and np.isinf(bound[3:]).all()
+
+
 @pytest.fixture(scope="module")
 def noisy_digits():
     from tinysift.data import add_label_noise, load_dataset
