@@ -212,6 +212,20 @@ def test_ucb_trains_untried_samples_first_then_the_highest_bound():
     assert set(second) == set(range(100)) - set(first)  # never-trained first
 
 
+def test_a_sampler_cannot_write_into_the_callers_images():
+    """TrainingState.x is documented read-only, yet it was the caller's array: a sampler that
+    wrote into it (normalizing in place, say) changed the images the loop trains on and the
+    caller's dataset. A read-only view now; the caller's array stays writable."""
+    y = np.repeat(np.arange(2), 4)
+    x = np.zeros((8, 2, 2, 1), np.uint8)
+    st = TrainingState(x=x, y=y, num_classes=2, epochs=1, budget=1.0,
+                       ledger=CostLedger(8), rng=np.random.default_rng(0), feature_dim=2)
+    with pytest.raises(ValueError, match="read-only"):
+        st.x[0] = 1
+    x[0] = 7  # the caller's own array is untouched by the view
+    assert st.x[0].max() == 7 and x.flags.writeable
+
+
 def test_rs2_draws_a_new_permutation_for_each_pass():
     """RS2 without replacement: a new permutation once every sample has been used (a stream
     that restarted the first permutation trained the same epochs in the same order every

@@ -169,6 +169,10 @@ class TrainingState:
     epoch: int = 0
 
     def __post_init__(self) -> None:
+        # a read-only view, as documented: a sampler writing into it changed the caller's
+        # images (the arrays the loop trains on and the run's dataset) without a word
+        self.x = self.x.view()
+        self.x.flags.writeable = False
         n = len(self.y)
         self.loss = np.full(n, np.nan, np.float32)
         self.features = np.zeros((n, self.feature_dim), np.float32)
