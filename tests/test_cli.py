@@ -973,6 +973,10 @@ def test_user_text_in_the_output_is_not_rich_markup(tmp_path):
         assert f"-> {out}/{made}" in r.stdout
     run = tmp_path / "train[/]"
     assert tinysift("quantize", "--run", str(run)).returncode == 0
+    # QAT trains on, so its "drop" is from the model before QAT (digits showed "-30 pt")
+    r = tinysift("quantize", "--run", str(run), "--qat")
+    assert r.returncode == 0, r.stderr
+    assert "qat: float (as trained, before QAT) " in r.stdout
     r = tinysift("export", "--run", str(run), "--test-samples", "3")
     assert r.returncode == 0, r.stderr
     assert f"-> {run}/export" in r.stdout
