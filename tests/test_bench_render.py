@@ -727,3 +727,15 @@ def test_readme_shift_energy_is_the_largest_replay_sets_whatever_the_sizes_order
     monkeypatch.setattr(collect, "RESULTS", tmp_path)
     rows = [line for line in collect._readme_shift("shift") if line.startswith("| head |")]
     assert len(rows) == 1 and "| 4,321 |" in rows[0] and "| 12 |" not in rows[0]
+
+
+def test_a_dollar_in_a_dataset_name_is_plotted_as_text(tmp_path):
+    """A `$` pair in a user's dataset path (`npz:/data/$\\x$.npz`), which the plot titles
+    name, was read by matplotlib as a TeX formula: mangled text, or a ValueError when the
+    results were written, after every training of the bench. Math text is off."""
+    from tinysift.bench.condense import condense_plot
+
+    res = json.loads((RESULTS / "condense_fashion-mnist.json").read_text())
+    res["dataset"] = "npz:/data/$\\x$.npz"
+    condense_plot(res, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -202,10 +202,9 @@ def write_outputs(results: dict, out: Path, stem: str) -> None:
 
 def condense_plot(res: dict, path: Path) -> None:
     """Accuracy against samples per class (log x), one line per method, error bars."""
-    import matplotlib
+    from tinysift.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ks = [int(k) for k in res["per_class"]]

@@ -89,10 +89,9 @@ def _over_budget_note(res: dict, budgets: list[str]) -> list[str]:
 def guided_plot(res: dict, path: Path) -> None:
     """Left: accuracy against budget (error bars over seeds). Right: test-subset accuracy
     against the fraction of the recipe spent, mean over seeds, at the middle budget."""
-    import matplotlib
+    from tinysift.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     fig, (ax, cx) = plt.subplots(1, 2, figsize=(12, 4.8))

@@ -152,10 +152,9 @@ def wall_phrase(res: dict) -> str:
 def prune_plot(res: dict, path: Path) -> None:
     """Left: accuracy vs fraction kept (log x, error bars over seeds). Right: the same minus
     random's accuracy at each budget, in points, where the close methods can be told apart."""
-    import matplotlib
+    from tinysift.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8))
     keeps = [float(k) for k in res["keep"]]

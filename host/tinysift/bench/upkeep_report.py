@@ -76,10 +76,9 @@ def upkeep_markdown(res: dict) -> str:
 def upkeep_plot(res: dict, path: Path) -> None:
     """Accuracy against buffer size per policy (the whole stream as a line), one panel per
     update mode."""
-    import matplotlib
+    from tinysift.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ups = res["updates"]
     fig, axes = plt.subplots(1, len(ups), figsize=(6 * len(ups), 4.5), squeeze=False)

@@ -116,10 +116,9 @@ replay set that fits: {html.escape(fit_text)}.</p>
 def replay_plot(res: dict, path) -> None:
     """Accuracy (all, and old) against replay size per method, one panel per update mode
     (``path``: a file name or a binary file object)."""
-    import matplotlib
+    from tinysift.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ups = res["updates"]
     fig, axes = plt.subplots(1, len(ups), figsize=(6 * len(ups), 4.5), squeeze=False)

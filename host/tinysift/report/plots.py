@@ -12,12 +12,21 @@ COLORS = {"random": "#7f7f7f", "vq": "#1f77b4", "flow": "#d62728", "full": "#000
           "moderate": "#e377c2", "aum": "#bcbd22", "el2n": "#17becf"}
 
 
-def _fig():
+def pyplot():
+    """matplotlib's pyplot for files (the Agg backend), with math text off: a ``$`` in a
+    user's dataset path or board name, which the titles and labels name, was read as a TeX
+    formula (mangled text, or a ValueError once a bench had trained everything)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _fig():
+    plt = pyplot()
     return plt, *plt.subplots(figsize=(6.4, 4.0))
 
 
