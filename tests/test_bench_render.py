@@ -739,3 +739,43 @@ def test_a_dollar_in_a_dataset_name_is_plotted_as_text(tmp_path):
     res["dataset"] = "npz:/data/$\\x$.npz"
     condense_plot(res, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("stem", ["condense_fashion-mnist", "prune_digits"])
+def test_log_axis_ticks_are_plain_text_with_math_text_off(tmp_path, monkeypatch, stem):
+    """Math text off (above) printed matplotlib's log tick labels as their TeX source,
+    `$\\mathdefault{10^{-1}}$`, on every log axis of the bench plots and the demo report:
+    the ticks are text too (10⁻¹, 2×10⁻¹)."""
+    import matplotlib.pyplot as plt
+
+    from tinysift.bench.condense import condense_plot
+    from tinysift.bench.report import prune_plot
+
+    figs = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    res = json.loads((RESULTS / f"{stem}.json").read_text())
+    (condense_plot if stem.startswith("condense") else prune_plot)(res, tmp_path / "p.png")
+    fig = figs[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for ax in fig.axes
+              for t in ax.get_xticklabels(which="both") if t.get_text()]
+    close(fig)
+    assert labels and not [t for t in labels if "$" in t or "\\" in t], labels
+    assert any("10" in t for t in labels), labels
+
+
+def test_report_log_axes_have_plain_tick_labels():
+    from tinysift.report.plots import _log_tick_text, log_scale, pyplot
+
+    assert _log_tick_text(r"$\mathdefault{10^{-2}}$") == "10\u207b\u00b2"
+    assert _log_tick_text(r"$\mathdefault{2\times10^{-1}}$") == "2\u00d710\u207b\u00b9"
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([10, 300, 5000], [1e3, 1e5, 1e7])
+    log_scale(ax, "x")
+    log_scale(ax, "y")
+    fig.canvas.draw()
+    texts = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    plt.close(fig)
+    assert [t for t in texts if t] and not [t for t in texts if "$" in t]

@@ -202,7 +202,7 @@ def write_outputs(results: dict, out: Path, stem: str) -> None:
 
 def condense_plot(res: dict, path: Path) -> None:
     """Accuracy against samples per class (log x), one line per method, error bars."""
-    from tinysift.report.plots import pyplot
+    from tinysift.report.plots import log_scale, pyplot
 
     plt = pyplot()
 
@@ -217,7 +217,7 @@ def condense_plot(res: dict, path: Path) -> None:
     if "full_data_acc" in res:
         ax.axhline(res["full_data_acc"]["mean"], color="black", linestyle="--", linewidth=1,
                    label="full data")
-    ax.set_xscale("log")
+    log_scale(ax, "x")
     ax.set_xlabel("samples per class")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{res['dataset']}: condensation ({seeds_phrase(res['seeds'])})")

@@ -152,7 +152,7 @@ def wall_phrase(res: dict) -> str:
 def prune_plot(res: dict, path: Path) -> None:
     """Left: accuracy vs fraction kept (log x, error bars over seeds). Right: the same minus
     random's accuracy at each budget, in points, where the close methods can be told apart."""
-    from tinysift.report.plots import pyplot
+    from tinysift.report.plots import log_scale, pyplot
 
     plt = pyplot()
 
@@ -186,7 +186,7 @@ def prune_plot(res: dict, path: Path) -> None:
     lows = [min(line.get_ydata()) for line in dx.get_lines() if len(line.get_ydata())]
     dx.set_ylim(max(-6.0, min(lows, default=-1.0) - 0.5), None)
     for a in (ax, dx):
-        a.set_xscale("log")
+        log_scale(a, "x")
         a.set_xlabel("fraction of training data kept")
         a.grid(True, which="both", alpha=0.3)
     ax.set_ylabel("test accuracy")

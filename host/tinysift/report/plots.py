@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 
@@ -23,6 +24,35 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075"
+                             "\u2076\u2077\u2078\u2079")
+
+
+def _log_tick_text(label: str) -> str:
+    """matplotlib's log tick label (TeX: ``$\\mathdefault{2\\times10^{-1}}$``) as plain
+    text (``2\u00d710\u207b\u00b9``): with math text off the TeX was printed as it is."""
+    m = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+    if m is None:
+        return label
+    body = m.group(1).replace("\\times", "\u00d7")
+    return re.sub(r"\^\{([^}]*)\}", lambda e: e.group(1).translate(_SUPERSCRIPT), body)
+
+
+def log_scale(ax, axis: str = "x") -> None:
+    """``ax.set_xscale("log")`` (or ``y``) with tick labels as text, which :func:`pyplot`'s
+    math text off needs (matplotlib writes log ticks as TeX)."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class TextLogFormatter(LogFormatterSciNotation):
+        def __call__(self, x, pos=None):
+            return _log_tick_text(super().__call__(x, pos))
+
+    getattr(ax, f"set_{axis}scale")("log")
+    which = getattr(ax, f"{axis}axis")
+    which.set_major_formatter(TextLogFormatter(10))
+    which.set_minor_formatter(TextLogFormatter(10, labelOnlyBase=False))
 
 
 def _fig():
@@ -55,7 +85,7 @@ def accuracy_vs_samples(summary: dict) -> bytes:
             dict(marker="o")
         ax.plot(xs, [r["acc_after"] for r in rows], color=COLORS.get(method), label=method,
                 **style)
-    ax.set_xscale("log")
+    log_scale(ax, "x")
     ax.set_xlabel("training samples on the device")
     ax.set_ylabel("test accuracy after on-device fine-tuning")
     ax.set_title("Accuracy against samples kept")
@@ -73,9 +103,9 @@ def cost_vs_samples(summary: dict) -> bytes:
                 label=f"{method} cycles")
         ax2.plot(xs, [r["energy_mj_per_epoch"] for r in rows], marker="x", linestyle=":",
                  color=COLORS.get(method), label=f"{method} energy")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax2.set_yscale("log")
+    log_scale(ax, "x")
+    log_scale(ax, "y")
+    log_scale(ax2, "y")
     ax.set_xlabel("training samples on the device")
     ax.set_ylabel(f"cycles per epoch ({summary['counter']})")
     ax2.set_ylabel("estimated energy per epoch (mJ)")
@@ -97,7 +127,7 @@ def pareto(summary: dict) -> bytes:
     if front:
         fx, fy = zip(*front, strict=True)
         ax.step(fx, fy, where="post", color="black", linewidth=1, label="Pareto front")
-    ax.set_xscale("log")
+    log_scale(ax, "x")
     ax.set_xlabel("estimated energy of on-device fine-tuning (mJ)")
     ax.set_ylabel("test accuracy after fine-tuning")
     ax.set_title("Accuracy against energy")
