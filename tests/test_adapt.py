@@ -460,3 +460,14 @@ def test_results_json_keeps_its_always_written_fields_while_unknown():
                 "ram_bytes", "flash_bytes", "samples"):
         assert key in doc and doc[key] is None
     assert "finished" not in doc  # the others only once known
+
+
+def test_adapt_log_says_dash_for_an_untested_task():
+    """shift (and user data of the old classes): the device's old task is not measured;
+    the log line said 'old nan' above the summary's 'old -'."""
+    from tinysift.pipeline.adapt import task_line
+
+    line = task_line("vq-20-last-block", {"all": 0.947, "new": 0.947})
+    assert line == "vq-20-last-block: old -  new 0.947  all 0.947"
+    assert task_line("x", {"all": 0.5, "old": 0.25, "new": 0.75}) == \
+        "x: old 0.250  new 0.750  all 0.500"

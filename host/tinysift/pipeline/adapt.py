@@ -383,9 +383,19 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     from tinysift.runs import atomic_write_json
 
     atomic_write_json(Path(cfg.out) / f"adapt-{label}.json", doc)
-    log(f"{label}: old {accs.get('old', float('nan')):.3f}  new "
-        f"{accs.get('new', float('nan')):.3f}  all {accs['all']:.3f}")
+    log(task_line(label, accs))
     return doc
+
+
+def task_line(label: str, accs: dict) -> str:
+    """The log line of one adaptation's device accuracies; a task the device did not test
+    (shift's old domain, a user's data of the old classes) is "-", as in the CLI's summary
+    and the device bench (was "nan")."""
+    def fmt(task: str) -> str:
+        v = accs.get(task)
+        return "-" if v is None else f"{v:.3f}"
+
+    return f"{label}: old {fmt('old')}  new {fmt('new')}  all {fmt('all')}"
 
 
 def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, tests: int,
