@@ -880,6 +880,36 @@ def test_a_head_only_export_refuses_float_layer_training_before_the_board(tmp_pa
         run_on_device(full, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))
 
 
+def test_a_model_the_mode_cannot_train_is_refused_before_the_board(tmp_path):
+    """update=last-block or bias on a residual model (resnet8: an ADD below the head, no
+    pointwise conv right below the pooling): refused by the host before any build or session,
+    naming the fix (the device answered engine:unsupported_op after the set was sent);
+    update=head goes on, and a model with the block and a chain trains every mode."""
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    def layer(op, inputs):
+        return {"op": op, "in": [4, 4, 8], "out": [4, 4, 8], "inputs": inputs, "macs": 1}
+
+    residual = [layer("CONV_2D", [0]), layer("CONV_2D", [1]), layer("ADD", [1, 2]),
+                layer("AVERAGE_POOL_2D", [3]), layer("RESHAPE", [4]),
+                layer("FULLY_CONNECTED", [5])]
+    run = exported_run(tmp_path / "res", layers=residual, head_layer=5)
+    for update in ("last-block", "bias"):
+        with pytest.raises(TinysiftError, match=rf"update={update} needs .* model of .* does "
+                                                r"not have .*ADD.*: train with update=head"):
+            run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update=update))
+    assert not (run / "device").exists()  # no session was started
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="head"))
+    chain = [layer("CONV_2D", [0]), layer("AVERAGE_POOL_2D", [1]),
+             layer("RESHAPE", [2]), layer("FULLY_CONNECTED", [3])]
+    ok = exported_run(tmp_path / "chain", layers=chain, head_layer=3)
+    for update in ("last-block", "bias"):
+        with pytest.raises(DeviceError, match="cannot open"):
+            run_on_device(ok, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update=update))
+
+
 def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, monkeypatch):
     """PLATFORMIO_BUILD_FLAGS (and PlatformIO's other build variables) reach the build, but
     the ELF's stamp and a result's reuse did not know them: an ELF built with

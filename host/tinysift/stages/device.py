@@ -206,7 +206,10 @@ def check_update_built(run_dir: str | Path, export_info: dict, params: TrainPara
     from tinysift.export.memory import needs_backbone_buffers
 
     update = params.update or "head"
-    if not needs_backbone_buffers(update) or has_backbone_buffers(export_info):
+    if not needs_backbone_buffers(update):
+        return
+    if has_backbone_buffers(export_info):
+        check_update_supported(run_dir, export_info, update)
         return
     raise TinysiftError(
         f"update={update} trains float layers below the head, but the export of {run_dir} "
@@ -214,6 +217,36 @@ def check_update_built(run_dir: str | Path, export_info: dict, params: TrainPara
         f"the update=last-block / bias buffers): export again with them (`tinysift export "
         f"--run {run_dir} --board {board}`, without --head-only; the memory plan says whether "
         f"they fit) and build that, or train with update=head")
+
+
+def check_update_supported(run_dir: str | Path, export_info: dict, update: str) -> None:
+    """Refuse, before any build or port, update=last-block or bias on a model the firmware
+    cannot train that way (ts_trainer_sizes() gives the mode no buffers and the device answers
+    `engine:unsupported_op` after the set was sent): last-block needs a pointwise CONV_2D
+    right below the AVERAGE_POOL_2D before the head, bias a chain of conv, depthwise conv,
+    average pooling, reshape or quantize layers below it (docs/trainer.md, Limits). The
+    export's layer table says which (an export without one is not checked)."""
+    from tinysift.export.memory import backbone_dims
+
+    layers = export_info.get("layers")
+    head = export_info.get("head_layer")
+    if not layers or head is None:
+        return
+    dims = backbone_dims([(lay["op"], lay["in"], lay["out"], lay["inputs"]) if "inputs" in lay
+                          else (lay["op"], lay["in"], lay["out"]) for lay in layers], head)
+    ops = ", ".join(dict.fromkeys(lay["op"] for lay in layers[:head]))
+    if update == "last-block" and not dims.block_out_c:
+        why = ("a pointwise CONV_2D right below the AVERAGE_POOL_2D before the head, reading "
+               "only the layer before it")
+    elif update == "bias" and not dims.bias_channels:
+        why = ("a chain of CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE or QUANTIZE "
+               "layers below the head (no max pooling, no residual ADD)")
+    else:
+        return
+    raise TinysiftError(
+        f"update={update} needs {why}, which the model of {run_dir} does not have (its "
+        f"layers below the head: {ops}): train with update=head, or a model the mode can "
+        "train (the default ds-cnn; docs/trainer.md, Limits)")
 
 
 def check_stream_fits(run_dir: str | Path, export_info: dict,
