@@ -1000,3 +1000,24 @@ def test_pipeline_progress_lines_are_not_rich_markup(monkeypatch, capsys, tmp_pa
     assert main(["adapt", "--out", folder]) == 0
     out = capsys.readouterr().out
     assert f"base model -> {folder}" in out and "device (vq [x]): old" in out, out
+
+
+def test_device_results_of_a_steps_run_say_steps_and_windows(capsys):
+    """With --steps the device reports per window of ceil(N / B) steps and `samples` is the
+    window's steps x batch: the summary said '4 epochs on 160 samples' for 20 steps on 144."""
+    from tinysift.cli.device_cmd import print_results
+    from tinysift.device.results import DeviceResults, EpochResult
+
+    windows = [EpochResult(epoch=i + 1, loss=1.0 - i / 10, train_acc=1.0, cycles=10,
+                           seconds=1.0, energy_mj=0.5) for i in range(4)]
+    res = DeviceResults(board="qemu-mps2-an386", clock_hz=25_000_000, params={"steps": 20},
+                        energy_model={}, started="then", status="complete", epochs=windows,
+                        samples=160)
+    print_results(res)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "20 steps (4 windows of 160 sample-passes): loss 1.0000 -> 0.7000; 0.5000 " \
+           "mJ/window" in out and "epochs on" not in out
+    res.params, res.samples = {"epochs": 4}, 144
+    print_results(res)
+    assert "4 epochs on 144 samples: loss 1.0000 -> 0.7000; 0.5000 mJ/epoch" in " ".join(
+        capsys.readouterr().out.split())

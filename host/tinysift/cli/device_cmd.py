@@ -210,8 +210,9 @@ def run_cmd(
         monitor = JoulescopeMonitor(max_s=joulescope_max_s)
 
     def progress(rec) -> None:
-        if rec.type == "epoch":
-            console.print(f"  epoch {rec.fields['n']}: loss {rec.fields['loss']} "
+        if rec.type == "epoch":  # with --steps, a window of ceil(N / B) steps
+            console.print(f"  {'window' if steps else 'epoch'} {rec.fields['n']}: loss "
+                          f"{rec.fields['loss']} "
                           f"train acc {rec.fields['train_acc']}")
 
     res = run_on_device(run, board, port=port, params=params, use_db=db, on_reset=on_reset,
@@ -233,9 +234,14 @@ def print_results(res: DeviceResults) -> None:
     console.print(table)
     ep = res.epochs
     if ep:
-        console.print(f"{len(ep)} epochs on {res.samples} samples: loss {ep[0].loss:.4f} "
-                      f"-> {ep[-1].loss:.4f}; {ep[-1].energy_mj:.4f} mJ/epoch "
-                      f"({ep[-1].energy_kind})")
+        # with --steps the device reports per window of ceil(N / B) steps, its `samples` the
+        # window's steps x batch (docs/trainer.md): "4 epochs on 160 samples" was 20 steps
+        steps = (res.params or {}).get("steps")
+        what, per = ((f"{steps} steps ({len(ep)} windows of {res.samples} sample-passes)",
+                      "window") if steps else (f"{len(ep)} epochs on {res.samples} samples",
+                                               "epoch"))
+        console.print(f"{what}: loss {ep[0].loss:.4f} -> {ep[-1].loss:.4f}; "
+                      f"{ep[-1].energy_mj:.4f} mJ/{per} ({ep[-1].energy_kind})")
     console.print(f"test accuracy before {res.test_acc_before}  after "
                   f"{res.test_acc_after} (int8 head {res.test_int8_acc_after})")
     for event in res.events:
