@@ -600,7 +600,7 @@ def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit
     what does not fit, the error said fewer samples or another board, never --head-only,
     with which the whole set fits."""
     from tinysift.boards import load_board
-    from tinysift.export.memory import ModelFootprint, check_fits
+    from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples
 
     fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=20_000,
                         sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=420_000)
@@ -609,6 +609,14 @@ def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit
                                        r"all 100 fit\)"):
         check_fits(fp, board, 100, 50, db_capacity=0)
     assert check_fits(fp, board, 100, 50, db_capacity=0, backbone_training=False).fits
+    # where only part of the set fits head-only (more of it than with the last block) it
+    # was offered with --fit only: the plain error said fewer samples or another board
+    head = max_train_samples(fp, board, 50, 60_000, 0, 0, False)
+    assert max_train_samples(fp, board, 50, 60_000, 0, 0, True) < head < 60_000
+    with pytest.raises(FitError, match=rf"--head-only \(a firmware that trains the head only: "
+                                       rf"{head} samples fit: keep at most {head}, or pass "
+                                       r"--fit\)"):
+        check_fits(fp, board, 60_000, 50, db_capacity=0)
     with pytest.raises(FitError) as err:  # no backbone to drop: not suggested
         check_fits(fp, board, 60_000, 50, db_capacity=0, backbone_training=False)
     assert "--head-only" not in str(err.value)

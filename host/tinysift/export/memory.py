@@ -601,9 +601,11 @@ def check_fits(fp: ModelFootprint, board: Board, train_samples: int,
     if backbone_training:  # the last block's buffers may be what does not fit: said nowhere
         head = max_train_samples(fp, board, test_samples, train_samples, db_capacity,
                                  vq_per_class, False)
-        if head >= (k if fit else train_samples) and head > most:
+        if head >= k and head > most:  # also where only part of the set fits head-only
             fixes.append("--head-only (a firmware that trains the head only: "
-                         + (f"{head} samples fit)" if fit else f"all {train_samples} fit)"))
+                         + (f"{head} samples fit)" if fit else
+                            f"all {train_samples} fit)" if head >= train_samples else
+                            f"{head} samples fit: keep at most {head}, or pass --fit)"))
     # only boards the firmware has a port for: "choose disco_f746ng" would send the user to
     # a board nothing can be built for (with --fit: one that fits a sample per class)
     bigger = [b.name for b in sorted(list_boards(), key=lambda b: (b.ram_bytes, b.flash_bytes))
