@@ -259,6 +259,9 @@ def test_missing_flash_tool_is_one_line(monkeypatch):
         run_step(step, load_board("nucleo_f411re"))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("pyocd not found: pip install pyocd")
+    # the chip's pack is named (it said "pyocd pack install TARGET")
+    target = load_board("nucleo_f411re").pyocd_target
+    assert target and f"pyocd pack install {target})" in msg and "TARGET" not in msg
 
 
 def test_flash_without_a_probe_fails_in_one_line(tmp_path):

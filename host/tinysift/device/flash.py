@@ -201,6 +201,8 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
     """Run one step; any failure is one DeviceError line (what failed, what to do)."""
     if step.tool:
         exe, install = TOOLS[step.tool]
+        if board.pyocd_target:  # the pack to install is this board's chip, named
+            install = install.replace("TARGET", board.pyocd_target)
         if shutil.which(exe) is None:
             raise DeviceError(f"{exe} not found: {install} (or choose another --probe: "
                               f"{', '.join(PROBES)})")
