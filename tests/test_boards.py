@@ -666,6 +666,22 @@ def test_calibrate_refuses_firmware_of_another_protocol(boot, where):
     assert not any(line.startswith("calib") for line in dev.received)  # nothing ran
 
 
+def test_calibrate_takes_a_reset_during_its_info_as_the_boot():
+    """A board that booted unseen and reset when calibrate asked `info` for its TSP version
+    ended calibrate in the link's bare DeviceReset; the `@boot` it sent names the board and
+    the version, as for `name`: checked, and the workload runs."""
+    from fake_device import FakeDevice, Fault
+    from tinysift.device.calibrate import calibrate
+
+    dev = FakeDevice([Fault("cmd:info", "reset")], board="nucleo_f411re", boot="before",
+                     counter="dwt", hz=100_000_000)
+    try:
+        cal = calibrate("nucleo_f411re", port=dev.url, current_ma=15.0, ms=100)
+    finally:
+        dev.close()
+    assert cal.cycles == 10_000_000 and load_board("nucleo_f411re").active_current_ma == 15.0
+
+
 def test_calibrate_says_a_reset_during_the_workload_and_its_fix():
     """A board that reset during `calib` ended calibrate in the link's bare DeviceReset (the
     boot record's fields, "records were kept"), naming no fix; nothing may be written."""

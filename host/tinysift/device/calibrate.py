@@ -63,8 +63,12 @@ def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
             if named is not None:
                 check_board(board, named, port)
             if named is None or "proto" not in named.fields:  # @name does not carry it
-                named = next((r for r in link.command("info", timeout=5.0)
-                              if r.type == "info"), named)
+                try:
+                    named = next((r for r in link.command("info", timeout=5.0)
+                                  if r.type == "info"), named)
+                except DeviceReset as reset:  # it booted just now: its @boot says both
+                    named = reset.boot
+                    check_board(board, named, port)
             if named is not None:  # another TSP version's `calib` records read by TSP/1's
                 check_protocol(board, named)
         try:
