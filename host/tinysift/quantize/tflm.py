@@ -119,12 +119,7 @@ def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
     interp = interpreter(model_bytes, arena_size)
     details = interp.get_input_details(0)
     shape, dtype = tuple(details["shape"]), details["dtype"]
-    _check_inputs(np.asarray(x_int8), np.dtype(dtype))
-    size = int(np.prod(shape))
-    if len(x_int8) and np.asarray(x_int8[0]).size != size:  # was numpy's "cannot reshape"
-        raise TinysiftError(f"inputs of shape {np.shape(x_int8)} do not hold one sample of the "
-                            f"model input {tuple(map(int, shape))} ({size} values) per row: images "
-                            "of another size or channel count than the model's")
+    _check_inputs(np.asarray(x_int8), np.dtype(dtype), shape)
     results: list[list[np.ndarray]] = [[] for _ in range(outputs)]
     with progress_bar(progress, len(x_int8), "TFLM", "samples") as bar:
         for n, sample in enumerate(x_int8, start=1):
@@ -137,19 +132,24 @@ def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
     return [np.stack(r) if r else np.zeros((0,), np.int8) for r in results]
 
 
-def _check_inputs(x: np.ndarray, dtype: np.dtype) -> None:
-    """Inputs the model's input type holds as they are: a cast would wrap raw uint8 pixels
-    (200 -> -56) into an int8 model and the check would report garbage accuracy."""
-    if not np.issubdtype(dtype, np.integer) or x.size == 0:
-        return
-    if not np.issubdtype(x.dtype, np.integer):
-        raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype}; quantize them "
-                            "first (tinysift.quantize.tflm.quantize_images)")
-    info = np.iinfo(dtype)
-    if x.min() < info.min or x.max() > info.max:
-        raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype} values in "
-                            f"[{x.min()}, {x.max()}], outside [{info.min}, {info.max}]: "
-                            "quantize them first (tinysift.quantize.tflm.quantize_images)")
+def _check_inputs(x: np.ndarray, dtype: np.dtype, shape: tuple) -> None:
+    """Inputs the model's input type holds as they are (a cast would wrap raw uint8 pixels,
+    200 -> -56, into an int8 model and the check would report garbage accuracy), one sample
+    of the model's input ``shape`` per row (was numpy's "cannot reshape")."""
+    if np.issubdtype(dtype, np.integer) and x.size:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype}; quantize them "
+                                "first (tinysift.quantize.tflm.quantize_images)")
+        info = np.iinfo(dtype)
+        if x.min() < info.min or x.max() > info.max:
+            raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype} values in "
+                                f"[{x.min()}, {x.max()}], outside [{info.min}, {info.max}]: "
+                                "quantize them first (tinysift.quantize.tflm.quantize_images)")
+    size = int(np.prod(shape))
+    if len(x) and x[0].size != size:
+        raise TinysiftError(f"inputs of shape {x.shape} do not hold one sample of the model "
+                            f"input {tuple(map(int, shape))} ({size} values) per row: images "
+                            "of another size or channel count than the model's")
 
 
 class _ArenaRange:
