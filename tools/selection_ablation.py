@@ -147,10 +147,10 @@ def main(argv: list[str]) -> int:
     # one run per results file, as the benches: two runs of this tool on one log trained
     # every variant twice, and the last to finish replaced the other's table
     with results_claim(None, args.out_dir, stem):
-        return _ablate(args, args.keeps, only, stem)
+        return _ablate(args, only, stem)
 
 
-def _ablate(args: argparse.Namespace, keeps: list[float], only: list[str], stem: str) -> int:
+def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
     from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.report import origins_lines
@@ -184,7 +184,7 @@ def _ablate(args: argparse.Namespace, keeps: list[float], only: list[str], stem:
         passes = config.total_steps(len(y_tr)) * config.batch_size
         ctx = None
         for name, method_name, params in chosen:
-            todo = [k for k in keeps if log.get(seed, name, f"{k:g}") is None]
+            todo = [k for k in args.keeps if log.get(seed, name, f"{k:g}") is None]
             if not todo:
                 continue
             if ctx is None:  # shared by the variants of a seed (proxy CNN, embeddings)
@@ -206,7 +206,7 @@ def _ablate(args: argparse.Namespace, keeps: list[float], only: list[str], stem:
     # The report covers every keep logged, not only the ones this call trained: a run with
     # a few --keeps does not drop the others' rows from the results files.
     logged = {float(at) for (_, method, at) in log.done if method != WALL}
-    report_keeps = sorted(set(keeps) | logged, reverse=True)
+    report_keeps = sorted(set(args.keeps) | logged, reverse=True)
     for keep in report_keeps:
         for name, method, params in VARIANTS:
             runs = [log.get(s, name, f"{keep:g}") for s in range(args.seeds)]
