@@ -855,6 +855,18 @@ def test_one_type_check_for_settings_and_guided_params():
     assert describe_annotation(list[int]) == "a list of whole numbers"
 
 
+def test_one_whole_number_check_for_counts():
+    """Counts (epochs, batches, bins, neighbours, codewords, classes) share one check: numpy
+    integers pass; a bool, a float (whole or not), a string and a count below the least do
+    not."""
+    from tinysift.params import is_whole
+
+    assert is_whole(3) and is_whole(np.int64(3), 3) and is_whole(0, 0) and is_whole(-2)
+    assert not is_whole(True) and not is_whole(np.bool_(True)) and not is_whole(2.0)
+    assert not is_whole(np.float32(2)) and not is_whole("2") and not is_whole(None)
+    assert not is_whole(2, 3) and not is_whole(np.uint8(0), 1)
+
+
 def test_pipeline_settings_are_typed():
     """TOML values are checked against the settings' types; a number is a base_keep's text,
     a whole number a float setting's value; the shipped pipelines load."""

@@ -917,6 +917,10 @@ def test_vq_refuses_a_pca_dimension_below_1():
         with pytest.raises(TinysiftError, match=f"dim must be a positive PCA dimension, got "
                                                 f"{bad}"):
             make_sampler("vq", dim=bad)
+    for bad in (0, -2):  # (make_sampler refuses a float or a bool by the annotation)
+        with pytest.raises(TinysiftError, match=f"per_code a whole number >= 1, got .*"
+                                                f"per_code={bad!r}"):
+            make_sampler("vq", per_code=bad)
 
 
 def test_ucb_refuses_a_decay_outside_0_1_and_a_non_finite_c():

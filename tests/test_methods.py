@@ -775,7 +775,9 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("vq", {"embedding": "x"}), ("vq", {"outlier_tail": 1.5}), ("vq", {"window": 0}),
     ("vq", {"easy_below": 2.0}), ("vq", {"hard_above": -1.0}), ("vq", {"score_codebook": 0}),
     ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1}),
-    ("aum", {"threshold": float("nan")})])
+    ("aum", {"threshold": float("nan")}), ("flow", {"folds": 2.0}),
+    ("prototypes", {"clusters_per_class": 2.5}), ("d2", {"n_neighbors": 2.5}),
+    ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a

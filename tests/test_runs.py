@@ -213,6 +213,8 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
 
     with pytest.raises(BudgetError, match="--epochs"):
         train("digits", tmp_path / "new", epochs=-1, progress=False)
+    with pytest.raises(BudgetError, match="--epochs"):  # True was taken as 1 epoch
+        train("digits", tmp_path / "new", epochs=True, progress=False)
     assert not (tmp_path / "new").exists()
     with run_lock(tmp_path / "kept"):
         (tmp_path / "kept" / "file").write_text("x")

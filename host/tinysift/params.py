@@ -36,6 +36,15 @@ class Parameterized:
         return json.loads(json.dumps(params, sort_keys=True, default=plain))
 
 
+def is_whole(value, least: int | None = None) -> bool:
+    """Whether ``value`` is a whole number (Python's or numpy's integer) of at least ``least``.
+
+    A bool is not one, nor is a float even when whole: ``2.0`` where a count is meant is
+    usually a fraction's or a division's result, and was truncated or failed later."""
+    return (isinstance(value, Integral) and not isinstance(value, bool)
+            and (least is None or value >= least))
+
+
 _TYPE_TEXT = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
               dict: "a table", type(None): "absent"}
 

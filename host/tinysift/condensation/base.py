@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.params import Parameterized
+from tinysift.params import Parameterized, is_whole
 from tinysift.scoring.context import ScoringContext
 
 CONDENSERS: dict[str, type[Condenser]] = {}
@@ -71,8 +71,7 @@ class EmbeddingCondenser(Condenser):
 
 def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
     """Refuse a per-class K below 1 or above the smallest class (before any fit is paid)."""
-    if isinstance(per_class, bool) or not isinstance(per_class, int | np.integer) \
-            or per_class < 1:
+    if not is_whole(per_class, 1):
         raise BudgetError(f"per-class K must be a whole number >= 1, got {per_class!r}")
     smallest = int(np.min(class_counts))
     if smallest == 0:  # the message below advised "use K <= 0"

@@ -15,9 +15,10 @@ statistics far from the data and test accuracy near chance.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from numbers import Integral, Real
+from numbers import Real
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 
 FEATURES_LAYER = "features"
 HEAD_LAYER = "head"
@@ -32,7 +33,7 @@ def check_shape(variant: str, width: int) -> None:
     if variant not in VARIANTS:
         raise TinysiftError(f"unknown model variant {variant!r}; choose one of "
                             f"{', '.join(VARIANTS)} (--variant)")
-    if isinstance(width, bool) or not isinstance(width, Integral) or width < 1:
+    if not is_whole(width, 1):
         raise TinysiftError(f"model width must be a whole number of stem channels >= 1 "
                             f"(16 by default), got {width!r} (--width)")
 
@@ -85,8 +86,7 @@ def check_input(config: ModelConfig, input_shape, num_classes) -> None:
     """One TinysiftError for an input shape or class count ``config``'s model cannot take
     (was a Keras ValueError from inside a layer, reported as a bug in tinysift)."""
     shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(d, bool) or not isinstance(d, Integral) or d < 1
-                              for d in shape):
+    if len(shape) != 3 or not all(is_whole(d, 1) for d in shape):
         raise TinysiftError(f"model input must be (height, width, channels), whole numbers "
                             f">= 1, got {shape!r}")
     side = MIN_SIDE[config.variant]
@@ -94,8 +94,7 @@ def check_input(config: ModelConfig, input_shape, num_classes) -> None:
         raise TinysiftError(
             f"--variant {config.variant} needs images of at least {side}x{side} pixels, got "
             f"{shape[0]}x{shape[1]}; ds-cnn and resnet8 take images of any size (--variant)")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) \
-            or num_classes < 1:
+    if not is_whole(num_classes, 1):
         raise TinysiftError(f"the model needs a whole number of classes >= 1, "
                             f"got {num_classes!r}")
 

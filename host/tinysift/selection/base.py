@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.params import Parameterized
+from tinysift.params import Parameterized, is_whole
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
 
@@ -94,7 +94,7 @@ class PruningMethod(Parameterized, ABC):
         y = self.context_.y
         # A float is refused, whole or not: select(1.0) meant "keep everything" and kept one
         # sample (balance=False), select(50.5) was a numpy slicing TypeError.
-        if isinstance(count, bool) or not isinstance(count, int | np.integer):
+        if not is_whole(count):
             raise BudgetError(
                 f"select takes a count of samples to keep, a whole number in [1, {len(y)}], "
                 f"got {count!r}; for a fraction, resolve_keep(keep, {len(y)}) gives its count "

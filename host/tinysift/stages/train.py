@@ -10,6 +10,7 @@ import numpy as np
 from tinysift.data.registry import run_outside_dataset
 from tinysift.models.cnn import ModelConfig, check_input
 from tinysift.models.training import TrainConfig
+from tinysift.params import is_whole
 from tinysift.runs import locks_run
 
 MODEL_FILE = "model.keras"
@@ -68,12 +69,12 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
     """
     from tinysift.errors import BudgetError
 
-    if epochs is not None and (not isinstance(epochs, int | np.integer) or epochs < 0):
+    if epochs is not None and not is_whole(epochs, 0):
         raise BudgetError(f"--epochs must be a whole number >= 0 (0: the subset step rule), "
                           f"got {epochs}")
     if epochs == 0:  # as on the command line: 0 is the subset step rule
         epochs = None
-    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+    if not is_whole(batch, 1):
         raise BudgetError(f"--batch must be a whole number of samples >= 1 (the recipe's "
                           f"batch, {TrainConfig.batch_size} by default), got {batch}")
     if guided is None and budget is not None:

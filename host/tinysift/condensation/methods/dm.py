@@ -23,6 +23,7 @@ import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.progress import progress_bar
 
 
@@ -37,8 +38,7 @@ class DMCondenser(Condenser):
         # ZeroDivisionError, a NaN learning rate silently black images
         for key, value, least in (("iterations", iterations, 0), ("real_batch", real_batch, 1),
                                   ("width", width, 1), ("depth", depth, 1)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) \
-                    or value < least:
+            if not is_whole(value, least):
                 raise TinysiftError(f"dm: {key} must be a whole number >= {least}, got "
                                     f"{value!r}")
         if not math.isfinite(learning_rate) or learning_rate <= 0:

@@ -31,6 +31,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.base import EpochPlan, EpochSampler, TrainingState, register
+from tinysift.params import is_whole
 
 WEIGHTINGS = ("unbiased", "none", "mass")
 EMBEDDINGS = ("model", "pixels")
@@ -92,9 +93,12 @@ class VQGuided(EpochSampler):
             raise TinysiftError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         if embedding not in EMBEDDINGS:
             raise TinysiftError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
-        if not 0.0 <= keep_hard <= 1.0 or not 0.0 <= final_full < 1.0 or per_code < 1:
-            raise TinysiftError("need 0 <= keep_hard <= 1, 0 <= final_full < 1, per_code >= 1")
-        if dim < 1:  # 0 failed after training ("need at least one array"); -3 kept all but 3
+        if not 0.0 <= keep_hard <= 1.0 or not 0.0 <= final_full < 1.0 \
+                or not is_whole(per_code, 1):
+            raise TinysiftError(f"need 0 <= keep_hard <= 1, 0 <= final_full < 1 and per_code a "
+                                f"whole number >= 1, got keep_hard={keep_hard!r}, "
+                                f"final_full={final_full!r}, per_code={per_code!r}")
+        if not is_whole(dim, 1):  # 0 failed after training; -3 kept all but 3
             raise TinysiftError(f"dim must be a positive PCA dimension, got {dim}")
         self.per_code = per_code
         self.alpha = alpha

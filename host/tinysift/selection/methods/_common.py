@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.scoring.dynamics import forgetting_counts
 from tinysift.selection.base import PruningMethod
 from tinysift.selection.budget import fraction_count
@@ -61,7 +62,7 @@ def check_epoch(epoch) -> None:
     trained (a string other than ``"mean"``, a float)."""
     if isinstance(epoch, str) and epoch == "mean":
         return
-    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer):
+    if not is_whole(epoch):
         raise TinysiftError(f"epoch must be an integer index or 'mean', got {epoch!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
@@ -110,8 +111,7 @@ class CCSMethod(RankedMethod):
     def __init__(self, seed: int = 0, balance: bool = True, importance: str = "el2n",
                  num_bins: int = 50, hard_cut: float | str = "auto", epoch: int | str = -1):
         super().__init__(seed=seed, balance=balance)
-        if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) \
-                or num_bins < 1:
+        if not is_whole(num_bins, 1):
             raise TinysiftError(f"num_bins must be a whole number >= 1, got {num_bins!r}")
         # checked here, not after the proxy CNN has trained
         check_importance(importance)

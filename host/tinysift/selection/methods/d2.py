@@ -7,6 +7,7 @@ import heapq
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
@@ -148,8 +149,8 @@ class D2Method(RankedMethod):
                  hard_cut: float | str = "auto", epoch: int | str = -1,
                  embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
-        if n_neighbors < 1:
-            raise TinysiftError(f"n_neighbors must be >= 1, got {n_neighbors}")
+        if not is_whole(n_neighbors, 1):
+            raise TinysiftError(f"n_neighbors must be a whole number >= 1, got {n_neighbors!r}")
         # checked here, not after the proxy CNN has trained
         check_importance(importance)
         check_epoch(epoch)

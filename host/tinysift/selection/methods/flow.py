@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.progress import progress_bar
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
@@ -158,7 +159,7 @@ class FlowMethod(PruningMethod):
                  folds: int = 2, flow: FlowConfig | dict | None = None):
         super().__init__(seed=seed, balance=balance)
         # checked here, not after the proxy CNN and the flows have trained
-        if int(folds) != folds or folds < 1 or int(bins) != bins or bins < 1:
+        if not is_whole(folds, 1) or not is_whole(bins, 1):
             raise TinysiftError(f"folds and bins must be whole numbers >= 1, got folds={folds}, "
                                 f"bins={bins}")
         if not dim >= 2:  # 0 was a PCA error, 1 a FitError blaming 1x1 images, both after

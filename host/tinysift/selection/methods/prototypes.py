@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.selection.base import register
 from tinysift.selection.budget import fraction_count
 from tinysift.selection.methods._common import RankedMethod, check_embedding, top_order
@@ -88,8 +89,9 @@ class PrototypesMethod(RankedMethod):
     def __init__(self, seed: int = 0, balance: bool = True, clusters_per_class: int = 5,
                  switch_keep: float = 0.5, embedding: str = "cnn"):
         super().__init__(seed=seed, balance=balance)
-        if clusters_per_class < 1:
-            raise TinysiftError(f"clusters_per_class must be >= 1, got {clusters_per_class}")
+        if not is_whole(clusters_per_class, 1):
+            raise TinysiftError(f"clusters_per_class must be a whole number >= 1, got "
+                                f"{clusters_per_class!r}")
         if not 0.0 <= switch_keep <= 1.0:
             raise TinysiftError(f"switch_keep must be a fraction in [0, 1], got {switch_keep}")
         self.clusters_per_class = clusters_per_class

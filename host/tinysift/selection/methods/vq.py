@@ -81,6 +81,7 @@ import math
 import numpy as np
 
 from tinysift.errors import TinysiftError
+from tinysift.params import is_whole
 from tinysift.selection.base import PruningMethod, register
 from tinysift.selection.budget import fraction_count
 from tinysift.selection.methods._common import (
@@ -232,8 +233,8 @@ class VQMethod(PruningMethod):
             raise TinysiftError(f"outlier_tail must be a fraction in [0, 1), got {outlier_tail}")
         if not 0.0 < window <= 1.0:
             raise TinysiftError(f"window must be a fraction in (0, 1], got {window}")
-        if not score_codebook >= 1 or not dim >= 1:
-            raise TinysiftError(f"score_codebook and dim must be >= 1, got "
+        if not is_whole(score_codebook, 1) or not is_whole(dim, 1):
+            raise TinysiftError(f"score_codebook and dim must be whole numbers >= 1, got "
                                 f"score_codebook={score_codebook}, dim={dim}")
         self.hard_above = hard_above
         self.easy_below = easy_below
