@@ -52,8 +52,8 @@ if emulated:
     ]
 env.Append(
     LINKFLAGS=[
-        "-Wl,--defsym=__ts_flash_bytes=%d" % int(cm.board_opt(board, "upload.maximum_size")),
-        "-Wl,--defsym=__ts_ram_bytes=%d" % int(cm.board_opt(board, "upload.maximum_ram_size")),
+        f"-Wl,--defsym=__ts_flash_bytes={int(cm.board_opt(board, 'upload.maximum_size'))}",
+        f"-Wl,--defsym=__ts_ram_bytes={int(cm.board_opt(board, 'upload.maximum_ram_size'))}",
     ]
 )
 runtime = os.path.join(PLATFORM_DIR, "runtime")
