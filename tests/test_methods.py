@@ -777,7 +777,8 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1}),
     ("aum", {"threshold": float("nan")}), ("flow", {"folds": 2.0}),
     ("prototypes", {"clusters_per_class": 2.5}), ("d2", {"n_neighbors": 2.5}),
-    ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5})])
+    ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5}),
+    ("flow", {"dim": 2.5})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
@@ -790,6 +791,14 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
 
     with pytest.raises(TinysiftError, match=next(iter(params))):
         make_method(name, **params)
+
+
+def test_flow_keeps_the_dim_it_was_given():
+    """get_params gives the constructor's dim back (scikit-learn's contract; a results record
+    said 64 for dim=100); the flows are fit in at most MAX_DIM dimensions."""
+    from tinysift.selection.methods.flow import MAX_DIM
+
+    assert make_method("flow", dim=100).get_params()["dim"] == 100 and MAX_DIM == 64
 
 
 def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):

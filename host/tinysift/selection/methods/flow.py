@@ -80,6 +80,9 @@ def stratified_pick(scores: np.ndarray, quota: int, bins: int, rng) -> np.ndarra
     return np.concatenate(chosen)
 
 
+#: Largest embedding dimension a flow is fit in (a larger ``dim`` is capped to it).
+MAX_DIM = 64
+
 #: Fewest training samples a class's flow may have: the dimension cap's 10 samples per
 #: dimension at the smallest dimension a flow has (2). A class whose training fold is smaller
 #: gets :func:`gaussian_log_prob` and does not cap the other classes' dimension. (Digits'
@@ -137,7 +140,7 @@ class FlowMethod(PruningMethod):
     ----------
     embedding : embedding of the semantic flows (``cnn``, ``pixels``, ``random-conv``)
     pixel_embedding : embedding of the second density (None: only ``embedding``)
-    dim : embedding dimension (<= 64)
+    dim : embedding dimension (capped at MAX_DIM, 64)
     min_cut, max_cut, cut_margin : bounds and margin of the adaptive hard cut
     bins : strata for the coverage selection
     folds : cross-fitting folds (a sample is scored by flows that never saw it)
@@ -162,7 +165,7 @@ class FlowMethod(PruningMethod):
         if not is_whole(folds, 1) or not is_whole(bins, 1):
             raise TinysiftError(f"folds and bins must be whole numbers >= 1, got folds={folds}, "
                                 f"bins={bins}")
-        if not dim >= 2:  # 0 was a PCA error, 1 a FitError blaming 1x1 images, both after
+        if not is_whole(dim, 2):  # 0 was a PCA error, 1 a FitError blaming 1x1 images, both after
             # the proxy CNN had trained: a flow's coupling layers need two dimensions
             raise TinysiftError(f"dim must be at least 2 (a flow needs 2 dimensions), got {dim}")
         if not 0.0 <= min_cut <= max_cut < 1.0:
@@ -172,7 +175,7 @@ class FlowMethod(PruningMethod):
         check_embedding(pixel_embedding, "pixel_embedding", allow_none=True)
         self.embedding = embedding
         self.pixel_embedding = pixel_embedding
-        self.dim = min(dim, 64)
+        self.dim = dim  # as passed (get_params); capped at MAX_DIM where used
         self.min_cut = min_cut
         self.max_cut = max_cut
         self.cut_margin = cut_margin
@@ -193,7 +196,7 @@ class FlowMethod(PruningMethod):
         if kind == "pixels":
             raw = context.x.reshape(len(y), -1).astype(np.float32) / 255.0
         else:
-            raw = context.embedding(kind, self.dim)
+            raw = context.embedding(kind, min(self.dim, MAX_DIM))
         # A flow on n samples in d dimensions memorizes when d is large for n: cap d by the
         # smallest class's training fold (about 10 samples per dimension). Only the classes
         # present count: a replay set over old classes has none of the new ones. Nor do the
@@ -205,7 +208,7 @@ class FlowMethod(PruningMethod):
         smallest = int(sized.min()) if len(sized) else 0
         # (without cross-fitting, folds=1, a flow trains on its whole class)
         fold_size = smallest * (self.folds - 1) / self.folds if self.folds > 1 else smallest
-        d = int(np.clip(fold_size / 10, 2, min(self.dim, raw.shape[1])))
+        d = int(np.clip(fold_size / 10, 2, min(self.dim, MAX_DIM, raw.shape[1])))
         pca = PCA(n_components=d, svd_solver="randomized", random_state=self.seed)
         z = pca.fit_transform(raw).astype(np.float32)
         resid = ((raw - pca.inverse_transform(z)) ** 2).sum(1).astype(np.float64)
