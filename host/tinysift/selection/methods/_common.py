@@ -88,6 +88,15 @@ def check_importance(kind: str) -> None:
                             f"{SCORE_KINDS}")
 
 
+def check_difficulty_params(importance: str, epoch: int | str, hard_cut: float | str | None
+                            ) -> None:
+    """Refuse a difficulty score, epoch or hard cut when a ranked method (ccs, d2) is made,
+    not after its proxy CNN has trained."""
+    check_importance(importance)
+    check_epoch(epoch)
+    resolve_hard_cut(hard_cut, 0, 1)
+
+
 def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray:
     """Per-sample difficulty from the proxy's training dynamics, **higher = harder**.
 

@@ -9,8 +9,7 @@ from tinysift.params import is_whole
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
-    check_epoch,
-    check_importance,
+    check_difficulty_params,
     cut_hardest,
     difficulty,
     resolve_hard_cut,
@@ -113,10 +112,7 @@ class CCSMethod(RankedMethod):
         super().__init__(seed=seed, balance=balance)
         if not is_whole(num_bins, 1):
             raise TinysiftError(f"num_bins must be a whole number >= 1, got {num_bins!r}")
-        # checked here, not after the proxy CNN has trained
-        check_importance(importance)
-        check_epoch(epoch)
-        resolve_hard_cut(hard_cut, 0, 1)
+        check_difficulty_params(importance, epoch, hard_cut)
         self.importance = importance
         self.num_bins = num_bins
         self.hard_cut = hard_cut

@@ -11,9 +11,8 @@ from tinysift.params import is_whole
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
+    check_difficulty_params,
     check_embedding,
-    check_epoch,
-    check_importance,
     cut_hardest,
     difficulty,
     resolve_hard_cut,
@@ -151,10 +150,7 @@ class D2Method(RankedMethod):
         super().__init__(seed=seed, balance=balance)
         if not is_whole(n_neighbors, 1):
             raise TinysiftError(f"n_neighbors must be a whole number >= 1, got {n_neighbors!r}")
-        # checked here, not after the proxy CNN has trained
-        check_importance(importance)
-        check_epoch(epoch)
-        resolve_hard_cut(hard_cut, 0, 1)
+        check_difficulty_params(importance, epoch, hard_cut)
         check_embedding(embedding)
         self.importance = importance
         self.n_neighbors = n_neighbors
