@@ -360,7 +360,7 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     the command that re-quantizes; recorded as the quantize stage's output, it exports the
     test set TFLM's QUANTIZE makes of the float images (the int8 test images it was given
     before saturated in that QUANTIZE) and a training set quantized the same way."""
-    from tinysift.errors import StageError
+    from tinysift.errors import StageError, TinysiftError
     from tinysift.export.tflite_reader import parse_tflite
     from tinysift.models.training import to_float
     from tinysift.quantize import tflm
@@ -374,6 +374,10 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     tflite = _float_input_tflite(load_trained_model(run.path), x_kept[:64])
     parsed = parse_tflite(tflite)
     assert parsed.input_float is not None and parsed.has_head
+    # raw pixels were cast to 0..255 floats for a model trained on [0, 1]: garbage outputs
+    with pytest.raises(TinysiftError, match="takes float32 inputs, got uint8; scale"):
+        tflm.run_tflm(tflite, x_kept[:2])
+    assert tflm.run_tflm(tflite, to_float(x_kept[:2]))[0].shape[0] == 2
     (run / "model.tflite").write_bytes(tflite)
     with pytest.raises(StageError, match=r"model.tflite changed since `quantize`.*"
                                          r"tinysift quantize --run"):

@@ -134,7 +134,8 @@ def run_tflm(model_bytes: bytes, x_int8: np.ndarray, outputs: int = 1,
 
 def _check_inputs(x: np.ndarray, dtype: np.dtype, shape: tuple) -> None:
     """Inputs the model's input type holds as they are (a cast would wrap raw uint8 pixels,
-    200 -> -56, into an int8 model and the check would report garbage accuracy), one sample
+    200 -> -56, into an int8 model and the check would report garbage accuracy; floats for a
+    float-input model, whose QUANTIZE expects the training scale, not 0..255), one sample
     of the model's input ``shape`` per row (was numpy's "cannot reshape")."""
     if np.issubdtype(dtype, np.integer) and x.size:
         if not np.issubdtype(x.dtype, np.integer):
@@ -145,6 +146,10 @@ def _check_inputs(x: np.ndarray, dtype: np.dtype, shape: tuple) -> None:
             raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype} values in "
                                 f"[{x.min()}, {x.max()}], outside [{info.min}, {info.max}]: "
                                 "quantize them first (tinysift.quantize.tflm.quantize_images)")
+    if np.issubdtype(dtype, np.floating) and x.size and not np.issubdtype(x.dtype, np.floating):
+        # a cast would feed raw 0..255 pixels to a model trained on [0, 1]: garbage outputs
+        raise TinysiftError(f"the model takes {dtype} inputs, got {x.dtype}; scale the images "
+                            "as the model was trained (tinysift.models.training.to_float)")
     size = int(np.prod(shape))
     if len(x) and x[0].size != size:
         raise TinysiftError(f"inputs of shape {x.shape} do not hold one sample of the model "
