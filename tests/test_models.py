@@ -340,7 +340,9 @@ def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
             (x, y + 10, one, r"in \[0, 10\).*int64 in \[1\d, 19\]"),
             (x, y.astype(np.float32), one, "got float32"),
             (x, y, TrainConfig(epochs=0), "epochs=0"),
-            (x, y, TrainConfig(epochs=1, batch_size=0), "batch_size=0")]:
+            (x, y, TrainConfig(epochs=1, batch_size=0), "batch_size=0"),
+            (x, y, TrainConfig(epochs=1, batch_size=8.5), "batch_size=8.5"),
+            (x, y, TrainConfig(epochs=True), "epochs=True")]:
         with pytest.raises(TinysiftError, match=said):
             train_model(xs, ys, 10, train_config=cfg, progress=False)
     res = train_model(x, y.reshape(-1, 1), 10, train_config=one, progress=False)

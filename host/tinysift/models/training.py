@@ -163,6 +163,7 @@ def _check_training_data(x: np.ndarray, y: np.ndarray, num_classes: int,
     graph error at SparseSoftmaxCrossEntropyWithLogits, "steps_per_epoch must be positive",
     a ZeroDivisionError; (N, 1) labels a TypeError)."""
     from tinysift.errors import TinysiftError
+    from tinysift.params import is_whole
 
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # Keras' (N, 1) labels
@@ -173,7 +174,8 @@ def _check_training_data(x: np.ndarray, y: np.ndarray, num_classes: int,
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() >= num_classes:
         raise TinysiftError(f"labels must be whole numbers in [0, {num_classes}) for "
                             f"num_classes={num_classes}, got {y.dtype} in [{y.min()}, {y.max()}]")
-    if config.batch_size < 1 or config.epochs is not None and config.epochs < 1:
+    if not is_whole(config.batch_size, 1) or (config.epochs is not None
+                                               and not is_whole(config.epochs, 1)):
         raise TinysiftError(f"TrainConfig needs batch_size >= 1 and epochs >= 1 (or None: the "
                             f"step rule), got batch_size={config.batch_size}, "
                             f"epochs={config.epochs}")
