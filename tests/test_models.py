@@ -347,3 +347,32 @@ def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
             train_model(xs, ys, 10, train_config=cfg, progress=False)
     res = train_model(x, y.reshape(-1, 1), 10, train_config=one, progress=False)
     assert res.steps == 1
+
+
+def test_training_keeps_the_callers_global_generators(digits):
+    """Every training seeds Keras, which reseeded Python's and numpy's global generators: a
+    library caller's np.random stream after train_model, train_guided or qat_finetune was the
+    training seed's. The training itself is unchanged (the same seed, the same weights)."""
+    import random
+
+    from tinysift.guided import make_sampler
+    from tinysift.guided.loop import train_guided
+    from tinysift.quantize.convert import qat_finetune
+
+    x, y, one = digits.x_train[:64], digits.y_train[:64], TrainConfig(epochs=1, seed=5)
+
+    def caller_draws(run):
+        np.random.seed(123)
+        random.seed(123)
+        result = run()
+        return (np.random.random(), random.random()), result
+
+    expected = caller_draws(lambda: None)[0]
+    drawn, first = caller_draws(lambda: train_model(x, y, 10, train_config=one, progress=False))
+    assert drawn == expected
+    again = train_model(x, y, 10, train_config=one, progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(),
+                                                   again.model.get_weights(), strict=True))
+    assert caller_draws(lambda: train_guided(x, y, 10, make_sampler("rs2"), 1.0,
+                                             train_config=one, progress=False))[0] == expected
+    assert caller_draws(lambda: qat_finetune(first.model, x, y, 1, seed=5))[0] == expected

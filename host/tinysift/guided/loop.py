@@ -23,7 +23,13 @@ import numpy as np
 from tinysift.guided.base import EpochSampler, TrainingState, epoch_size
 from tinysift.guided.ledger import CostLedger
 from tinysift.models.cnn import FEATURES_LAYER, HEAD_LAYER, ModelConfig, build_model
-from tinysift.models.training import TrainConfig, seed_everything, start_from, to_float
+from tinysift.models.training import (
+    TrainConfig,
+    keeps_global_generators,
+    seed_everything,
+    start_from,
+    to_float,
+)
 from tinysift.progress import ProgressBar
 
 #: A run stops after this many epochs even if a sampler keeps planning tiny epochs.
@@ -81,6 +87,7 @@ def check_budget(n: int, budget: float, train_config: TrainConfig, keep_steps: b
     return batch
 
 
+@keeps_global_generators
 def train_guided(x: np.ndarray, y: np.ndarray, num_classes: int, sampler: EpochSampler,
                  budget: float, model_config: ModelConfig | None = None,
                  train_config: TrainConfig | None = None, progress: bool = True,

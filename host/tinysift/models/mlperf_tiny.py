@@ -22,12 +22,15 @@ check the engine.
 
 from __future__ import annotations
 
+from tinysift.models.training import keeps_global_generators
+
 MODELS = ("resnet8", "mobilenet", "ds_cnn", "autoencoder")
 INPUT_SHAPES = {"resnet8": (32, 32, 3), "mobilenet": (96, 96, 3), "ds_cnn": (49, 10, 1),
                 "autoencoder": (640,)}
 NUM_OUTPUTS = {"resnet8": 10, "mobilenet": 2, "ds_cnn": 12, "autoencoder": 640}
 
 
+@keeps_global_generators
 def build(name: str, seed: int = 0):
     """The Keras model ``name`` (one of MODELS)."""
     from tinysift.tfcompat import keras

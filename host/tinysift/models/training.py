@@ -9,7 +9,9 @@ subset still gets enough updates to converge.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -78,12 +80,33 @@ def to_float(x: np.ndarray) -> np.ndarray:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed TensorFlow (and, through Keras' set_random_seed, Python's and numpy's global
+    generators) with op determinism on: the same seed trains the same weights."""
     from tinysift.tfcompat import tf
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
+def keeps_global_generators(func):
+    """Put Python's and numpy's global generators back as they were after ``func``, which
+    seeds them (:func:`seed_everything`): a library caller's own ``np.random`` stream after a
+    training otherwise restarted at the training's seed. tinysift's own draws use their own
+    Generators, so no result depends on the global ones."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        py_state, np_state = random.getstate(), np.random.get_state()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+    return wrapper
+
+
+@keeps_global_generators
 def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
                 model_config: ModelConfig | None = None,
                 train_config: TrainConfig | None = None,

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from tinysift.models.training import keeps_global_generators
+
 
 def convert_int8(model, representative: np.ndarray) -> bytes:
     """Full-integer conversion: int8 weights, activations, input and output.
@@ -73,6 +75,7 @@ def mlperf_tiny_int8(name: str, seed: int = 0) -> bytes:
         return bytes(conv.convert())
 
 
+@keeps_global_generators
 def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
                  progress: bool = False):
     """Quantization-aware fine-tuning (tfmot, Keras 2) at a small learning rate

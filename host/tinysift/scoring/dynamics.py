@@ -3,7 +3,6 @@ forgetting, AUM, the flow's uncertainty term and the ``cnn`` embedding)."""
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,15 +162,8 @@ def record_dynamics(x: np.ndarray, y: np.ndarray, num_classes: int, proxy_epochs
         stats.setdefault("_features", [None])[0] = feats
 
     start = time.perf_counter()
-    # Training seeds Python's and numpy's global generators (Keras' set_random_seed): a
-    # scorer's fit must not reseed the caller's, so they are put back as they were.
-    py_state, np_state = random.getstate(), np.random.get_state()
-    try:
-        train_model(x, y, k, train_config=cfg, epoch_hooks=[measure],
-                    progress=progress)
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+    # (train_model puts the caller's global generators back after seeding them)
+    train_model(x, y, k, train_config=cfg, epoch_hooks=[measure], progress=progress)
     seconds = time.perf_counter() - start
     features = stats.pop("_features")[0]
     return TrainingDynamics(**{name: np.stack(v) for name, v in stats.items()},
