@@ -1033,3 +1033,19 @@ def test_device_results_of_a_steps_run_say_steps_and_windows(capsys):
     print_results(res)
     assert "4 epochs on 144 samples: loss 1.0000 -> 0.7000; 0.5000 mJ/epoch" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_command_help_paragraphs_are_one_line_each():
+    """typer keeps the line breaks of a help's later paragraphs, which an 80-column terminal
+    then broke again mid-line; every command's help is its docstring reflowed."""
+    from tinysift.cli.app import app
+
+    def commands(typer_app):
+        yield from typer_app.registered_commands
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    helps = [info.help for info in commands(app) if info.callback.__doc__]
+    assert len(helps) > 20 and all(helps)
+    assert all("\n" not in p for h in helps for p in h.split("\n\n"))
+    assert any("\n\n" in h for h in helps)  # paragraphs stay apart

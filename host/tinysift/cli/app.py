@@ -62,6 +62,22 @@ def _register() -> None:
     for module in (data_cmd, prune_cmd, train_cmd, quantize_cmd, engine_cmd, device_cmd,
                    adapt_cmd, bench_cmd, upkeep_cmd, demo_cmd):
         module.register(app)
+    _reflow_help(app)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Each command's help from its docstring with every paragraph as one line: typer keeps
+    the line breaks of the paragraphs after the first, so on an 80-column terminal they
+    broke again mid-line (a ragged "engine check --help")."""
+    import inspect
+
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = "\n\n".join(" ".join(paragraph.split())
+                                     for paragraph in inspect.cleandoc(
+                                         info.callback.__doc__).split("\n\n"))
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
 
 
 _register()
