@@ -85,7 +85,7 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
     import tensorflow_model_optimization as tfmot
 
     from tinysift.models.training import TrainConfig, fit_progress, seed_everything, to_float
-    from tinysift.tfcompat import keras
+    from tinysift.tfcompat import keras, tf
 
     seed_everything(seed)
     qmodel = tfmot.quantization.keras.quantize_model(model)
@@ -93,9 +93,13 @@ def qat_finetune(model, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
                    loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     batch = TrainConfig().batch_size
     steps = epochs * math.ceil(len(y) / batch)
+    # A tf.data pipeline of our own, as train_model's: Keras' adapter for numpy arrays built a
+    # map whose attribute this TensorFlow lacks, and TensorFlow printed an E0000 line for it.
+    ds = (tf.data.Dataset.from_tensor_slices((to_float(x), np.asarray(y, np.int32)))
+          .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+          .batch(batch))
     with fit_progress(progress, steps, f"QAT {len(y)} samples") as bar:
-        qmodel.fit(to_float(x), y, batch_size=batch, epochs=epochs, shuffle=True, verbose=0,
-                   callbacks=bar)
+        qmodel.fit(ds, epochs=epochs, verbose=0, callbacks=bar)
     return qmodel
 
 
