@@ -90,7 +90,8 @@ def test_results_without_a_log_are_no_obstacle_and_only_changed_options_are_name
     log = ProgressLog({"epochs": 3, "seeds": 5, "data": "h1"}, tmp_path / "progress",
                       "guided_digits")
     for theirs in (None, 42):
-        _results(tmp_path / "guided_digits.json", theirs, config={"epochs": 20, "seeds": 5})
+        _results(tmp_path / "guided_digits.json", theirs,
+                 config={"epochs": 20, "seeds": 5, "quick": True})
         check_results_owner(log, tmp_path, "guided_digits")
     _results(tmp_path / "guided_digits.json", "guided_digits_0123456789ab.jsonl",
              config={"epochs": 20, "seeds": 5})
@@ -98,6 +99,26 @@ def test_results_without_a_log_are_no_obstacle_and_only_changed_options_are_name
                        r"20 -> 3\), logged in") as err:
         check_results_owner(log, tmp_path, "guided_digits")
     assert "seeds" not in str(err.value)  # nor the data: results without its hash say none
+
+
+def test_results_written_before_files_named_their_log_are_not_replaced_by_another_recipe(
+        tmp_path):
+    """The committed results predate the results' "progress_log": a bench of another recipe
+    (``bench guided --epochs 2`` beside a 20-epoch table) replaced them without a word. Their
+    config tells: refused naming what differs; the same configuration goes on (rewritten
+    from its log)."""
+    log = ProgressLog({"dataset": "digits", "epochs": 2, "quick": False, "data": "h1"},
+                      tmp_path / "progress", "guided_digits")
+    path = tmp_path / "guided_digits.json"
+    path.write_text(json.dumps({"seeds": 3, "config": {"dataset": "digits", "epochs": 20,
+                                                       "seeds": 3, "quick": False}}))
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
+                       r"20 -> 2\), written before results named their progress log; this "
+                       r"run would replace them: pass another --out-dir"):
+        check_results_owner(log, tmp_path, "guided_digits")
+    path.write_text(json.dumps({"seeds": 3, "config": {"dataset": "digits", "epochs": 2,
+                                                       "seeds": 3, "quick": False}}))
+    check_results_owner(log, tmp_path, "guided_digits")  # the same configuration
 
 
 def test_the_users_data_is_in_the_device_logs_key(tmp_path):

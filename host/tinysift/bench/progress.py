@@ -304,8 +304,11 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     the results of another configuration of it: another progress log (another recipe, data,
     label noise or option such as ``--epochs``, ``--batch``, ``--keep-steps``,
     ``--method-params``, ``--steps``), whose table the run would replace without a word (the
-    docs then printed a one-epoch table under the committed command). A file without a log
-    (``--quick``), unreadable or of the same log is no obstacle: it is rewritten from a log.
+    docs then printed a one-epoch table under the committed command). Results written before
+    results files named their log (most committed ones) are refused when their ``config``
+    differs from this configuration (they ran with ``--epochs 20``, this command with 2).
+    A file of a ``--quick`` run, unreadable, of the same log or of the same configuration
+    is no obstacle: it is rewritten from a log.
     """
     from tinysift.errors import BudgetError
 
@@ -316,8 +319,10 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
         old = json.loads(path.read_text())
     except (OSError, ValueError):
         return
-    theirs = old.get("progress_log") if isinstance(old, dict) else None
-    if not isinstance(theirs, str) or theirs == log.path.name:
+    if not isinstance(old, dict):
+        return
+    theirs = old.get("progress_log")
+    if theirs == log.path.name:
         return
     key = json.loads(json.dumps(log.key, default=str))
     config = old.get("config") if isinstance(old.get("config"), dict) else {}
@@ -326,10 +331,19 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     if "data" in key and old.get("data_hash") not in (None, key["data"]):
         changed.append("the data's contents")
     what = f" ({'; '.join(changed)})" if changed else ""
+    move = f"pass another --out-dir, or move {path.name} and its .md/.png away"
+    if not isinstance(theirs, str):
+        # no log named: a --quick run's (nothing to keep), or results written before files
+        # named their log, whose config still tells another configuration (a committed
+        # 20-epoch table was replaced by a 2-epoch one without a word)
+        if config.get("quick") is True or not changed:
+            return
+        raise BudgetError(f"{path} holds the results of another configuration of this bench"
+                          f"{what}, written before results named their progress log; this "
+                          f"run would replace them: {move}")
     raise BudgetError(f"{path} holds the results of another configuration of this bench"
                       f"{what}, logged in {theirs} (this command's log: {log.path.name}); "
-                      f"this run would replace them: pass another --out-dir, or move "
-                      f"{path.name} and its .md/.png away (its trainings stay in {theirs})")
+                      f"this run would replace them: {move} (its trainings stay in {theirs})")
 
 
 @contextlib.contextmanager
