@@ -127,3 +127,18 @@ def test_relabel_variant_trains_corrected_labels_and_scores_them(tmp_path):
     assert row["relabeled_true"] > 0.5 * row["relabeled"], row
     md = (tmp_path / "ablation_guided_digits_noise0.2.md").read_text()
     assert f"relabelled {row['relabeled']:.0f} (" in md
+
+
+def test_results_of_another_configuration_are_not_replaced(tmp_path):
+    """`--render --budget 0.3` beside the committed budget-0.5 table (of another log) wrote
+    an empty table over it; refused before anything is trained or written, as a bench's."""
+    path = tmp_path / "ablation_guided_digits.json"
+    theirs = {"progress_log": "ablation_guided_digits_0123456789ab.jsonl", "budget": 0.5}
+    path.write_text(json.dumps(theirs))
+    cmd = [sys.executable, str(ROOT / "tools" / "guided_ablation.py"), "--dataset", "digits",
+           "--budget", "0.3", "--val", "300", "--render", "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "holds the results of another configuration" in done.stderr
+    assert "pass another --out-dir" in done.stderr
+    assert json.loads(path.read_text()) == theirs

@@ -62,3 +62,16 @@ def test_bad_arguments_end_in_one_clear_error(tmp_path, args, message):
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "ablation_selection_digits.json").exists()
     assert not (tmp_path / "progress").exists()  # nothing trained
+
+
+def test_results_of_another_configuration_are_not_replaced(tmp_path):
+    """A run of another --val (another log) wrote its table over the folder's without a
+    word; refused before any training, as a bench's."""
+    path = tmp_path / "ablation_selection_digits.json"
+    theirs = {"progress_log": "ablation_selection_digits_0123456789ab.jsonl", "seeds": 3}
+    path.write_text(json.dumps(theirs))
+    done = _run(tmp_path, "--only", "random")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "holds the results of another configuration" in done.stderr
+    assert "[seed 0]" not in done.stdout  # nothing trained
+    assert json.loads(path.read_text()) == theirs

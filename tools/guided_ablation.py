@@ -304,7 +304,12 @@ def main(argv: list[str]) -> int:
 
 
 def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
-    from tinysift.bench.progress import ProgressLog, summarize, write_results
+    from tinysift.bench.progress import (
+        ProgressLog,
+        check_results_owner,
+        summarize,
+        write_results,
+    )
     from tinysift.bench.stats import diff_cell, paired_difference
     from tinysift.data import add_label_noise, load_dataset
     from tinysift.guided import stamped_params
@@ -323,6 +328,9 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
                       method_params={name: (params if method == "oracle" else
                                             stamped_params(make_variant(method, 0, params)))
                                      for name, method, params in VARIANTS})
+    # results of another configuration (another --budget, --epochs, --val, data) are not
+    # replaced without a word, as a bench's are not: refused before any training
+    check_results_owner(log, args.out_dir, stem)
     chosen = [v for v in VARIANTS if (not only or v[0] in only)
               and (v[1] != "oracle" or args.label_noise) and not args.render]
     start = time.perf_counter()

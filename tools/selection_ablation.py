@@ -151,7 +151,13 @@ def main(argv: list[str]) -> int:
 
 
 def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
-    from tinysift.bench.progress import WALL, ProgressLog, summarize, write_results
+    from tinysift.bench.progress import (
+        WALL,
+        ProgressLog,
+        check_results_owner,
+        summarize,
+        write_results,
+    )
     from tinysift.bench.prune import PruneBenchConfig
     from tinysift.bench.report import origins_lines
     from tinysift.bench.stats import diff_cell, paired_difference
@@ -176,6 +182,9 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
                       method_params={name: {"method": method,
                                             **make_method(method, **params).get_params()}
                                      for name, method, params in VARIANTS})
+    # results of another configuration (another --val, other data) are not
+    # replaced without a word, as a bench's are not: refused before any training
+    check_results_owner(log, args.out_dir, stem)
     chosen = [v for v in VARIANTS if not only or v[0] in only]
     start = time.perf_counter()
     for seed in range(args.seeds):
