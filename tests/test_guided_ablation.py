@@ -142,3 +142,15 @@ def test_results_of_another_configuration_are_not_replaced(tmp_path):
     assert "holds the results of another configuration" in done.stderr
     assert "pass another --out-dir" in done.stderr
     assert json.loads(path.read_text()) == theirs
+
+
+def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
+    """`--seeds 1` beside a 2-seed table rewrote it with one seed without a word; said now
+    with the option that reports the others again, as the benches say it."""
+    _run(tmp_path, "--epochs", "1", "--only", "rs2", "--seeds", "2")
+    cmd = [sys.executable, str(ROOT / "tools" / "guided_ablation.py"), "--dataset", "digits",
+           "--budget", "0.5", "--seeds", "1", "--epochs", "1", "--val", "300", "--render",
+           "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "also holds trainings of seed 1" in done.stderr and "--seeds 2" in done.stderr

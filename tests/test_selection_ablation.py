@@ -75,3 +75,12 @@ def test_results_of_another_configuration_are_not_replaced(tmp_path):
     assert "holds the results of another configuration" in done.stderr
     assert "[seed 0]" not in done.stdout  # nothing trained
     assert json.loads(path.read_text()) == theirs
+
+
+def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
+    """`--seeds 1` beside a 2-seed table rewrote it with one seed without a word; said now
+    with the option that reports the others again, as the benches say it."""
+    assert _run(tmp_path, "--only", "random", "--seeds", "2").returncode == 0
+    done = _run(tmp_path, "--only", "random")
+    assert done.returncode == 0 and "[seed" not in done.stdout  # nothing trained
+    assert "also holds trainings of seed 1" in done.stderr and "--seeds 2" in done.stderr

@@ -151,6 +151,7 @@ def main(argv: list[str]) -> int:
 
 
 def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
+    from tinysift.bench.driver import say_later_seeds
     from tinysift.bench.progress import (
         WALL,
         ProgressLog,
@@ -250,6 +251,8 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
     lines += origins_lines(res)
     write_results(res, args.out_dir, stem, lambda _: "\n".join(lines))
     print("\n".join(lines))
+    # a run with fewer --seeds than the log holds rewrote the table with fewer, silently
+    say_later_seeds(log, list(range(args.seeds)), lambda line: print(line, file=sys.stderr))
     return 0
 
 
