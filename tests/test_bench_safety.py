@@ -330,3 +330,21 @@ def test_a_second_bench_on_the_same_results_is_refused(tmp_path, monkeypatch, be
     with contextlib.suppress(AssertionError):  # "trained beside": past the claim
         run()
     assert not (tmp_path / f".{stem}.lock").exists()
+
+
+@pytest.mark.parametrize("values", ['"score_seconds": 0.1', '"acc": "0.84"', '"acc": null',
+                                    '"acc": NaN', '"acc": true'])
+def test_a_record_without_a_numeric_accuracy_is_skipped_and_said(tmp_path, values):
+    """A record edited by hand to lose its accuracy (or hold one that is not a number) ended
+    the bench writing its results with "unexpected KeyError: 'acc'" (a bug in tinysift), or
+    NaN went into them; now skipped and said as an edited line: its training runs again."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    log.add(0, "vq", "0.1", acc=0.5)
+    log.add_seed_wall(0, 3.0)
+    log.path.write_text(log.path.read_text()
+                        + f'{{"seed": 1, "method": "vq", "keep": "0.1", {values}}}\n')
+    again = ProgressLog({"a": 1}, tmp_path, "bench")
+    assert again.get(1, "vq", "0.1") is None and again.get(0, "vq", "0.1")["acc"] == 0.5
+    assert again.seed_walls(1) == [3.0]  # a wall time has seconds, not an accuracy
+    assert again.unreadable == 1 and "1 line(s) of it are not progress records" in (
+        again.resuming())

@@ -66,6 +66,12 @@ def read_records(path: Path, required: dict[str, type] | None = None,
     return out, skipped
 
 
+def _finite(value) -> bool:
+    """``value`` is a finite number (not a bool): what a record's accuracy must be."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)))
+
+
 def code_and_machine() -> dict[str, str]:
     """What every new progress record carries beside its numbers: the tinysift sources that
     produced it (:func:`tinysift.runs.code_identity`: their hash and git commit) and the
@@ -183,6 +189,12 @@ class ProgressLog:
         for r in records:
             if FORGET in r:  # a --rerun began here: earlier records of these no longer count
                 self._drop(r[FORGET], r.get("seeds"))
+                continue
+            if not _finite(r.get("seconds" if r["method"] == WALL else "acc")):
+                # edited: no accuracy (or a wall time), or not a number (a string, null,
+                # NaN): it ended the bench writing its results with "unexpected KeyError:
+                # 'acc'" or wrote NaN into them; skipped and said, its training runs again
+                self.unreadable += 1
                 continue
             method = r.get("method")
             params = r.get("params", self.unstamped_params.get(method))
