@@ -348,3 +348,13 @@ def test_a_record_without_a_numeric_accuracy_is_skipped_and_said(tmp_path, value
     assert again.seed_walls(1) == [3.0]  # a wall time has seconds, not an accuracy
     assert again.unreadable == 1 and "1 line(s) of it are not progress records" in (
         again.resuming())
+
+
+def test_a_file_where_the_progress_folder_goes_is_refused_before_any_training(tmp_path):
+    """A file named progress/ in the results folder ended the bench with "unexpected
+    FileExistsError" (a bug in tinysift) after its first training; refused before any."""
+    (tmp_path / "progress").write_text("mine")
+    with pytest.raises(TinysiftError, match=r"progress is a file, not a folder \(the progress "
+                       r"log's folder\): move it away, or pass another --out-dir"):
+        ProgressLog({"a": 1}, tmp_path / "progress", "bench")
+    assert (tmp_path / "progress").read_text() == "mine"

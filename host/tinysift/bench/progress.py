@@ -181,6 +181,13 @@ class ProgressLog:
         self.stale = 0  # trainings logged only with another stamp: they train again
         self.path = (Path(directory) / f"{prefix}_{digest.hexdigest()[:12]}.jsonl"
                      if directory else None)
+        if self.path is not None:
+            # a file standing where the folder goes ended the bench with an unexpected
+            # FileExistsError once its first training was done: refused before any
+            from tinysift.runs import out_folder
+
+            out_folder(self.path.parent, "the progress log's folder", create=False,
+                       fix="move it away, or pass another --out-dir")
         self.done: dict[tuple, dict] = {}
         self.asked: set[tuple[str, str]] = set()  # the (method, point)s the bench looked up
         stale: set[tuple] = set()
