@@ -358,3 +358,24 @@ def test_a_file_where_the_progress_folder_goes_is_refused_before_any_training(tm
                        r"log's folder\): move it away, or pass another --out-dir"):
         ProgressLog({"a": 1}, tmp_path / "progress", "bench")
     assert (tmp_path / "progress").read_text() == "mine"
+
+
+def test_a_scoring_run_of_fewer_methods_does_not_drop_the_others_timings(tmp_path):
+    """The scoring bench keeps no log: `--methods vq` beside the committed vq and flow
+    timings replaced them without flow's, without a word; refused before any timing, naming
+    the command that keeps them. The same methods (or more) time them again."""
+    from tinysift.bench.scoring import bench_scoring
+
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = {"dataset": "digits", "methods": {"random": {"seconds": 0.1},
+                                               "flow": {"seconds": 200.0}}}
+    (out / "scoring_digits.json").write_text(json.dumps(theirs))
+    with pytest.raises(TinysiftError, match=r"holds the timings of flow, which this run "
+                       r"\(--methods random\) would drop: time them again too \(--methods "
+                       r"random,flow\), or pass another --out-dir"):
+        bench_scoring("digits", ("random",), out_dir=out)
+    assert json.loads((out / "scoring_digits.json").read_text()) == theirs
+    theirs["methods"].pop("flow")
+    (out / "scoring_digits.json").write_text(json.dumps(theirs))
+    assert list(bench_scoring("digits", ("random",), out_dir=out)["methods"]) == ["random"]

@@ -24,7 +24,29 @@ def bench_scoring(dataset: str = "mnist", methods: tuple[str, ...] = ("vq", "flo
     stem = f"scoring_{dataset_slug(dataset)}"  # an npz: path wrote into nested folders
     # one bench at a time per results file: two ran side by side and timed each other
     with results_claim(None, out, stem):
+        _refuse_dropping_rows(out / f"{stem}.json", methods)
         return _timed(ds, dataset, methods, keep, seed, out, stem)
+
+
+def _refuse_dropping_rows(path: Path, methods: tuple[str, ...]) -> None:
+    """Refuse, before any timing, a run whose results would replace ``path`` without rows it
+    holds: the bench keeps no log, so ``--methods vq`` beside the committed vq and flow
+    timings lost flow's without a word. An unreadable file is no obstacle (rewritten)."""
+    import json
+
+    from tinysift.errors import BudgetError
+
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    held = old.get("methods") if isinstance(old, dict) else None
+    dropped = [m for m in held if m not in methods] if isinstance(held, dict) else []
+    if dropped:
+        raise BudgetError(f"{path} holds the timings of {', '.join(dropped)}, which this run "
+                          f"(--methods {','.join(methods)}) would drop: time them again too "
+                          f"(--methods {','.join([*methods, *dropped])}), or pass another "
+                          "--out-dir")
 
 
 def _timed(ds, dataset: str, methods: tuple[str, ...], keep: float, seed: int, out: Path,
