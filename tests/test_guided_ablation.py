@@ -154,3 +154,17 @@ def test_fewer_seeds_than_the_log_holds_are_said(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "also holds trainings of seed 1" in done.stderr and "--seeds 2" in done.stderr
+
+
+@pytest.mark.parametrize("text", ["{torn", "[1, 2]"])
+def test_render_rewrites_a_torn_results_file_from_the_log(tmp_path, text):
+    """`--render` read the machine and time of the results it rewrites and ended in a
+    JSONDecodeError (AttributeError) traceback on a torn (or edited) file; now rewritten from
+    the log, this machine named."""
+    (tmp_path / "ablation_guided_digits.json").write_text(text)
+    cmd = [sys.executable, str(ROOT / "tools" / "guided_ablation.py"), "--dataset", "digits",
+           "--val", "300", "--render", "--out-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    res = json.loads((tmp_path / "ablation_guided_digits.json").read_text())
+    assert res["variants"] == {} and res["machine"]["cpus"] >= 1

@@ -399,8 +399,13 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
            "versions": package_versions(), "wall_seconds": time.perf_counter() - start}
     previous = args.out_dir / f"{stem}.json"
     if args.render and previous.exists():  # trained elsewhere: keep where and how long
-        res.update({k: v for k, v in json.loads(previous.read_text()).items()
-                    if k in ("machine", "versions", "wall_seconds")})
+        try:
+            old = json.loads(previous.read_text())
+        except (OSError, ValueError):  # torn or edited (a traceback): rewritten from the log
+            old = None
+        if isinstance(old, dict):
+            res.update({k: v for k, v in old.items()
+                        if k in ("machine", "versions", "wall_seconds")})
     from tinysift.bench.report import noise_phrase, origins_lines
 
     noise = noise_phrase(args.label_noise)
