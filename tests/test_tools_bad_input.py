@@ -136,3 +136,17 @@ def test_an_ablation_tool_refuses_results_another_run_is_writing(tmp_path, monke
     # while the lock is held)
     with pytest.raises(AssertionError, match="work started"):
         mod.main(["--dataset", "digits", "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("text", [None, "{torn"])
+def test_trainer_table_render_names_a_results_file_it_cannot_read(tmp_path, text):
+    """`tools/trainer_table.py --render` without its results JSON (or with a torn one) ended
+    in a FileNotFoundError (JSONDecodeError) traceback; now one line naming the file."""
+    if text is not None:
+        (tmp_path / "trainer_qemu.json").write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        _tool("trainer_table").main(["--render", "--out-dir", str(tmp_path)])
+    assert str(exc.value.code).startswith(
+        f"--render rewrites the markdown of {tmp_path / 'trainer_qemu.json'}, which cannot be "
+        "read (")
+    assert "run the bench without --render first" in str(exc.value.code)

@@ -357,7 +357,14 @@ def main(argv: list[str]) -> int:
     from tinysift.runs import machine_info, package_versions
 
     if args.render:
-        res = json.loads((args.out_dir / "trainer_qemu.json").read_text())
+        path = args.out_dir / "trainer_qemu.json"
+        try:  # a missing or torn file ended in a FileNotFoundError/JSONDecodeError traceback
+            res = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--render rewrites the markdown of {path}, which cannot be read "
+                             f"({getattr(exc, 'strerror', None) or exc}): run the bench "
+                             "without --render first, or pass the --out-dir that holds "
+                             "it") from None
         write_results(res, args.out_dir, "trainer_qemu", markdown)
         return 0
     datasets = [d for d in args.datasets.split(",") if d]
