@@ -379,3 +379,25 @@ def test_a_scoring_run_of_fewer_methods_does_not_drop_the_others_timings(tmp_pat
     theirs["methods"].pop("flow")
     (out / "scoring_digits.json").write_text(json.dumps(theirs))
     assert list(bench_scoring("digits", ("random",), out_dir=out)["methods"]) == ["random"]
+
+
+def test_a_guided_option_added_later_is_compared_with_the_default_its_results_ran_with(
+        tmp_path):
+    """The committed guided results predate --batch and --keep-steps (their config has
+    neither; the key leaves both out at their defaults): `--batch 64` replaced them without
+    a word, as the README says it does not. Compared with the defaults they ran with now."""
+    from tinysift.bench.guided import GuidedBenchConfig, _progress_log
+
+    (tmp_path / "guided_digits.json").write_text(json.dumps({"seeds": 3, "config": {
+        "dataset": "digits", "epochs": 10, "label_noise": 0.0, "quick": False,
+        "method_params": {}}}))
+    for option, said in ((dict(batch=64), "batch 128 -> 64"),
+                         (dict(keep_steps=True), "keep_steps False -> True")):
+        cfg = GuidedBenchConfig(dataset="digits", progress_dir=tmp_path / "progress",
+                                **option)
+        with pytest.raises(TinysiftError, match=rf"another configuration of this bench "
+                                                rf"\({said}\), written before"):
+            check_results_owner(_progress_log(cfg, "h", "guided_digits"), tmp_path,
+                                "guided_digits")
+    cfg = GuidedBenchConfig(dataset="digits", progress_dir=tmp_path / "progress")
+    check_results_owner(_progress_log(cfg, "h", "guided_digits"), tmp_path, "guided_digits")

@@ -233,7 +233,9 @@ def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> Progress
             del key[name]
     key["data"] = data_hash
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
-                       method_params=bench_sampler_params(cfg))
+                       method_params=bench_sampler_params(cfg),
+                       key_defaults={name: GuidedBenchConfig.__dataclass_fields__[name].default
+                                     for name in LATER_OPTIONS})
 
 
 def bench_sampler_params(cfg: GuidedBenchConfig) -> dict[str, dict]:

@@ -162,6 +162,10 @@ class ProgressLog:
         Per method, the parameters its records written before ``params`` were stamped ran
         with (the defaults of that time): such a record counts as done while they are the
         method's parameters now (default: it never does).
+    key_defaults : dict, optional
+        Options the ``key`` leaves out at these values (added later: the logs written before
+        keep their names): what a results file whose ``config`` predates them ran with, for
+        :func:`check_results_owner`.
 
     Every record written also carries :func:`code_and_machine` (not compared on reading).
     """
@@ -169,9 +173,11 @@ class ProgressLog:
     def __init__(self, key: dict, directory: Path | None, prefix: str,
                  point: str = "keep", stamp: dict | None = None,
                  method_params: dict[str, dict] | None = None,
-                 unstamped_params: dict[str, dict] | None = None) -> None:
+                 unstamped_params: dict[str, dict] | None = None,
+                 key_defaults: dict | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.key = key
+        self.key_defaults = dict(key_defaults or {})
         self.point = point
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
@@ -343,8 +349,11 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     theirs = old.get("progress_log")
     if theirs == log.path.name:
         return
-    key = json.loads(json.dumps(log.key, default=str))
+    # an option the key leaves out at its default (log.key_defaults) is compared too: a
+    # config without it (written before it existed) ran with the default
+    key = json.loads(json.dumps({**log.key_defaults, **log.key}, default=str))
     config = old.get("config") if isinstance(old.get("config"), dict) else {}
+    config = {**json.loads(json.dumps(log.key_defaults, default=str)), **config}
     changed = [f"{k} {config[k]!r} -> {key[k]!r}" for k in sorted(key)
                if k in config and config[k] != key[k]]
     if "data" in key and old.get("data_hash") not in (None, key["data"]):
