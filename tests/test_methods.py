@@ -436,8 +436,9 @@ def test_nan_features_refused(digits):
 def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
     """The disk cache of the proxy's dynamics (and of the ``cnn`` embedding built on them) is
     keyed on the proxy's recipe: a changed TrainConfig or ModelConfig default, measurement
-    spacing or recording version recomputes instead of reusing dynamics from the old recipe.
-    ``given`` embeddings are keyed on the features (the data hash covers only x and y)."""
+    spacing or recording version recomputes instead of reusing dynamics from the old recipe;
+    an edit of the embeddings' code recomputes the embeddings. ``given`` embeddings are
+    keyed on the features (the data hash covers only x and y)."""
     import dataclasses
 
     from tinysift.models import cnn, training
@@ -485,6 +486,11 @@ def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
             changed.setattr(module, name, value)
             assert computed() == i, f"{name} changed, cached dynamics reused"
     assert len(list(tmp_path.glob("embed-cnn-*"))) == len(changes) + 1
+    # an edit of how embeddings are computed (their module's source) is another key too
+    with monkeypatch.context() as changed:
+        changed.setattr(context_module, "_embedding_code", lambda: "edited")
+        computed()
+    assert len(list(tmp_path.glob("embed-cnn-*"))) == len(changes) + 2
 
     def given(f):
         ctx = ScoringContext(x, y, 2, cache_dir=tmp_path, features=f, progress=False)

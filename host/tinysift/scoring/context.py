@@ -10,6 +10,7 @@ benchmarks can charge each method the work it used.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -110,7 +111,8 @@ class ScoringContext:
         """Reduced embedding (N, dim) float32: ``pixels``, ``random-conv``, ``cnn`` or
         ``given``."""
         dim = dim or self.embed_dim
-        key = f"embed-{kind}-{dim}-s{self.seed}-pe{self.proxy_epochs if kind == 'cnn' else 0}"
+        key = (f"embed-{kind}-{dim}-s{self.seed}-pe{self.proxy_epochs if kind == 'cnn' else 0}"
+               f"-c{_embedding_code()}")
         # What the key must also tell apart: the proxy behind ``cnn``, the user's features
         # behind ``given`` (the data hash covers only the images and labels).
         if kind == "cnn":
@@ -240,6 +242,16 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile):
         return None
+
+
+@functools.cache
+def _embedding_code() -> str:
+    """The embeddings' source hash, in their cache key: an edit of how an embedding is
+    computed (tinysift.scoring.embeddings) recomputes it instead of reading an earlier one
+    from a run's cache/ or the benches' shared cache."""
+    from tinysift.runs import module_source_hash
+
+    return module_source_hash(("tinysift.scoring.embeddings",))[:10]
 
 
 def _array_hash(a: np.ndarray) -> str:
