@@ -320,3 +320,55 @@ def test_a_folder_as_tflite_is_named_a_folder(small, capsys):
         err = capsys.readouterr().err
         assert code == 2 and "is a folder" in err and f"--tflite {small}" in err, err
         assert "not found" not in err
+
+
+def _float_edges() -> bytes:
+    """_small's model with a float input and output (a QUANTIZE first, a DEQUANTIZE last)."""
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3)(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rep = np.random.default_rng(0).random((8, 1, 4, 4, 1), np.float32)
+    conv.representative_dataset = lambda: ([r] for r in rep)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with quiet_stderr():
+        return bytes(conv.convert())
+
+
+def test_inputs_of_another_shape_type_or_nan_are_refused(small):
+    """Images of another channel count ran as three times as many samples (9/9 identical for
+    3 RGB images into a grayscale model); raw uint8 pixels into a float-input model were cast
+    to floats, NaN and inf passed to the engine's QUANTIZE (undefined in C) -- all without a
+    word. Whole samples (N, *shape), flat rows (N, size) and one sample still pass."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.export import check_inputs
+
+    parsed = parse_tflite(small.read_bytes())
+    for shape in [(3, 4, 4, 3), (3, 5, 5, 1), (48,), (0, 4, 4, 1)]:
+        with pytest.raises(TinysiftError, match=r"one sample of the model input \(1, 4, 4, 1\) "
+                                                r"\(16 values\) per row: give \(N, 4, 4, 1\)"):
+            check_inputs(parsed, np.zeros(shape, np.int8))
+    with pytest.raises(TinysiftError, match="takes int8 inputs; got float64 .*quantize them "
+                                            "with the model's input scale"):
+        check_inputs(parsed, np.zeros((3, 4, 4, 1)))
+    for shape, n in [((3, 4, 4, 1), 3), ((3, 16), 3), ((4, 4, 1), 1), ((1, 4, 4, 1), 1),
+                     ((16,), 1)]:
+        assert check_inputs(parsed, np.zeros(shape, np.int8)).shape == (n, 4, 4, 1)
+
+    floats = parse_tflite(_float_edges())
+    assert floats.input_float is not None
+    with pytest.raises(TinysiftError, match="takes float32 inputs; got uint8: scale them"):
+        check_inputs(floats, np.full((3, 4, 4, 1), 200, np.uint8))
+    for bad in (np.nan, np.inf):
+        x = np.zeros((3, 4, 4, 1), np.float32)
+        x[1, 2, 2, 0] = bad
+        with pytest.raises(TinysiftError, match=r"1 of 3 inputs hold NaN or infinite values "
+                                                r"\(the first: row 1\)"):
+            check_inputs(floats, x)
+    assert check_inputs(floats, np.zeros((2, 16))).dtype == np.float32
+

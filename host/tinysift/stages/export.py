@@ -434,11 +434,26 @@ def check_inputs(parsed, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     want = np.float32 if parsed.input_float is not None else np.int8
     size = int(np.prod(parsed.input_dims))
-    if x.size % size != 0 or x.size == 0:
-        raise TinysiftError(f"inputs of shape {x.shape} do not hold whole samples of the model "
-                            f"input {tuple(parsed.input.shape)} ({size} values each)")
+    one = x.shape in ((size,), tuple(parsed.input_dims), tuple(parsed.input.shape))
+    # one sample per row: (N, 4, 4, 3) for a (4, 4, 1) model ran as 3N samples, silently
+    if x.size == 0 or (not one and (x.ndim < 2 or x[0].size != size)):
+        raise TinysiftError(f"inputs of shape {x.shape} do not hold one sample of the model "
+                            f"input {tuple(parsed.input.shape)} ({size} values) per row: give "
+                            f"(N, {', '.join(map(str, parsed.input_dims))}) or (N, {size})")
     if want is np.int8 and x.dtype != np.int8:
         if not np.issubdtype(x.dtype, np.integer) or x.min() < -128 or x.max() > 127:
             raise TinysiftError(f"the model takes int8 inputs; got {x.dtype} (range "
-                                f"{x.min()}..{x.max()})")
+                                f"{x.min()}..{x.max()}): quantize them with the model's input "
+                                f"scale {parsed.input.scale:g} and zero point "
+                                f"{parsed.input.zero_point} and save them as int8")
+    if want is np.float32:
+        if not np.issubdtype(x.dtype, np.floating):
+            # raw 0..255 pixels cast to floats: garbage outputs (TFLM's check refuses them too)
+            raise TinysiftError(f"the model takes float32 inputs; got {x.dtype}: scale them "
+                                "as the model was trained and save them as float32")
+        bad = ~np.isfinite(x.reshape(len(x) if not one else 1, -1)).all(axis=1)
+        if bad.any():  # NaN has no int8 value: the engine's and TFLM's QUANTIZE may differ
+            raise TinysiftError(f"{int(bad.sum())} of {len(bad)} inputs hold NaN or infinite "
+                                f"values (the first: row {int(np.argmax(bad))}): give finite "
+                                "floats")
     return x.reshape(-1, *parsed.input_dims).astype(want)
