@@ -372,3 +372,17 @@ def test_inputs_of_another_shape_type_or_nan_are_refused(small):
             check_inputs(floats, x)
     assert check_inputs(floats, np.zeros((2, 16))).dtype == np.float32
 
+
+def test_engine_run_does_not_write_its_outputs_over_its_inputs(small, tmp_path, capsys):
+    """`engine run --inputs x.npy --out x.npy` (or --out x) replaced the user's inputs with
+    the outputs, exit 0."""
+    from tinysift.cli import main
+
+    x = np.zeros((3, 4, 4, 1), np.int8)
+    np.save(tmp_path / "x.npy", x)
+    for out in ("x.npy", "x", "../" + tmp_path.name + "/x.npy"):
+        code = main(["engine", "run", "--tflite", str(small), "--inputs",
+                     str(tmp_path / "x.npy"), "--out", str(tmp_path / out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "is the --inputs file" in err and "x_outputs.npy" in err, err
+        assert np.array_equal(np.load(tmp_path / "x.npy"), x)

@@ -105,6 +105,12 @@ def register(app: typer.Typer) -> None:
                                 f"{out / 'outputs.npy'}")
         out_folder(out.parent, "--out", create=False)
         written = out if out.name.endswith(".npy") else out.with_name(out.name + ".npy")
+        for flag, given in (("--inputs", inputs), ("--tflite", tflite)):
+            # np.save replaced the user's inputs with the outputs, without a word
+            if written.exists() and given.exists() and written.samefile(given):
+                raise TinysiftError(f"--out {written} is the {flag} file: writing the outputs "
+                                    f"there would replace it; give another file, e.g. "
+                                    f"{written.with_name(written.stem + '_outputs.npy')}")
         y = run_tflite(tflite, load_array(inputs, "--inputs"), dsp=dsp)
         out_folder(written.parent, "--out", create=True)
         np.save(written, y)
