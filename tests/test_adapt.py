@@ -471,3 +471,30 @@ def test_adapt_log_says_dash_for_an_untested_task():
     assert line == "vq-20-last-block: old -  new 0.947  all 0.947"
     assert task_line("x", {"all": 0.5, "old": 0.25, "new": 0.75}) == \
         "x: old 0.250  new 0.750  all 0.500"
+
+
+def test_user_scenario_exports_only_the_new_test_set(write_npz, tmp_path, monkeypatch):
+    """The user's data is labelled with the old classes, so the device's per-class counts
+    cannot tell an old test sample from a new one: its "new" accuracy was that of 30 old
+    test samples a class plus the new ones (354 samples against the host reference's 54).
+    Like shift, the export now holds the new test set alone."""
+    import tinysift.stages.device as device_stage
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.adapt import AdaptConfig, run_adapt
+
+    d = load_dataset("digits")
+    new = write_npz("mine.npz", x=d.x_test[:100], y=d.y_test[:100])
+    cfg = AdaptConfig(scenario="user", dataset="digits", new=new, new_per_class=5,
+                      replay="random", replay_per_class=2, base_epochs=1, test_per_class=30,
+                      out=str(tmp_path / "run"))
+
+    def stop(*_args, **_kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(device_stage, "cached_results", stop)
+    with pytest.raises(_Stop):
+        run_adapt(cfg, log=lambda *_: None)
+    info = json.loads((tmp_path / "run" / "base" / "export" / "export.json").read_text())
+    with np.load(tmp_path / "run" / "scenario.npz") as z:
+        new_tests = len(z["part_test_new"])
+    assert 0 < new_tests < 30 and info["test_samples"] == new_tests
