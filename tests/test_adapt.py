@@ -116,8 +116,12 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         # more replay than the old task holds: refused after the base model, in the
         # selection's words ("keep count must be in [1, 1154]")
         (("adapt", "--dataset", "digits", "--replay-per-class", "100000"),
-         "replay_per_class 100000 x 8 old classes is 800000 replay samples, but the old task "
-         "has 1154 training samples: give at most 144 (--replay-per-class)"),
+         "replay_per_class 100000 x 8 old classes is 800000 replay samples, but old class 0 "
+         "has 142 training samples: give at most 142 (--replay-per-class)"),
+        # within the old task's total (1154 // 8 = 144) but above its smallest class: ran
+        # with 142 of classes 0 and 2 and 144 of others
+        (("adapt", "--dataset", "digits", "--replay-per-class", "143"),
+         "but old class 0 has 142 training samples: give at most 142"),
         (("bench", "device", "--dataset", "digits", "--methods", "random,vqq", "--out-dir",
           str(tmp_path / "x")), "unknown replay method 'vqq'"),
         (("bench", "device", "--dataset", "digits", "--board", "pico", "--out-dir",
