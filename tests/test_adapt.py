@@ -502,3 +502,15 @@ def test_user_scenario_exports_only_the_new_test_set(write_npz, tmp_path, monkey
     with np.load(tmp_path / "run" / "scenario.npz") as z:
         new_tests = len(z["part_test_new"])
     assert 0 < new_tests < 30 and info["test_samples"] == new_tests
+
+
+def test_user_npz_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    """--new npz:~/mine.npz (quoted, or after '=', where the shell leaves '~'): "file not
+    found" for a file that exists; --dataset and folder: data expanded it."""
+    from tinysift.data import load_dataset
+
+    d = load_dataset("digits")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.savez(tmp_path / "mine.npz", x=d.x_test[:40], y=d.y_test[:40])
+    scn = scenarios.user("digits", "npz:~/mine.npz")
+    assert len(scn.y_new) + len(scn.y_test_new) == 40

@@ -238,7 +238,9 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     without ``x_test`` a stratified 20% is held out. A ``folder:`` dataset is loaded as
     usual, each sub-folder labelled by the class it names (:func:`_folder_classes`)."""
     from tinysift.data import load_dataset, sources
+    from tinysift.data.registry import expand_user
 
+    spec = expand_user(spec)  # npz:~/x.npz was "file not found" (load_dataset expands it)
     if not spec.startswith("npz:"):
         d = load_dataset(spec)
         if not spec.startswith("folder:"):
