@@ -386,3 +386,22 @@ def test_engine_run_does_not_write_its_outputs_over_its_inputs(small, tmp_path, 
         err = capsys.readouterr().err
         assert code == 2 and "is the --inputs file" in err and "x_outputs.npy" in err, err
         assert np.array_equal(np.load(tmp_path / "x.npy"), x)
+
+
+def test_a_model_of_two_inputs_is_refused_saying_so():
+    """A two-input model was refused as "the firmware engine runs models with one input and
+    one output", without what this one has or what to do."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((4,)), keras.Input((4,))
+    model = keras.Model([a, b], keras.layers.Dense(3)(keras.layers.Concatenate()([a, b])))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    with quiet_stderr():
+        tflite = bytes(conv.convert())
+    with pytest.raises(UnsupportedOpError, match=r"the model has 2 inputs and 1 output; the "
+                                                 r"firmware engine .* convert a model of one "
+                                                 r"input tensor"):
+        parse_tflite(tflite)

@@ -354,7 +354,12 @@ def _parse_model(model, schema) -> ParsedModel:
 
     if graph.inputs is None or graph.outputs is None or len(graph.inputs) != 1 \
             or len(graph.outputs) != 1:
-        raise UnsupportedOpError("the firmware engine runs models with one input and one output")
+        n_in, n_out = (len(v) if v is not None else 0 for v in (graph.inputs, graph.outputs))
+        raise UnsupportedOpError(
+            f"the model has {n_in} input{'s' * (n_in != 1)} and {n_out} output"
+            f"{'s' * (n_out != 1)}; the firmware engine runs models with one input and one "
+            "output: convert a model of one input tensor (e.g. the inputs concatenated) and "
+            "one output")
     ops = list(graph.operators or [])
     if not ops:
         raise UnsupportedOpError("the model has no operators")
