@@ -210,6 +210,9 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path):
         ("full", full), ("random", 20), ("random", full)]
     assert any(f"budgets [100000] are larger than the full exported set: {full} samples" in s
                for s in said), said
+    # base_epochs = 3 on 144 samples is 6 steps, a model near chance: said as train says it
+    assert any(s.startswith("  warning: 144 samples for 3 epochs are 6 optimizer steps")
+               for s in said), said
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["dataset_hash"] == summary["dataset_hash"]
     # each stage is said when it starts (no bars here: minutes of silence on larger data)

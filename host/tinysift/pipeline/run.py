@@ -66,6 +66,8 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
         cfg.dataset, base_dir, keep=cfg.base_keep, epochs=cfg.base_epochs, seed=cfg.seed,
         progress=False))
     log(f"  base model: {base.train_samples} samples, float test accuracy {base.test_acc:.4f}")
+    for warning in base.warnings:  # e.g. a base_epochs too short for its set: near chance
+        log(f"  warning: {warning}")
     q = timed("quantize (TFLM check)", lambda: quantize(base_dir, seed=cfg.seed,
                                                                 progress=False))
     log(f"  int8 (TFLM) {q.int8_acc:.4f} vs float {q.float_acc:.4f}")
