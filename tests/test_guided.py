@@ -611,6 +611,74 @@ def test_vq_warm_up_trains_every_sample_once_before_guiding():
     assert len(first_pass) == 4 * 60 and len(np.unique(first_pass[:180])) == 180
 
 
+def test_vq_within_keeps_the_hard_share_and_weights_the_random_rest():
+    """Inside a codeword: the `keep_hard` share of its quota is the highest-priority members,
+    the rest a draw from the others (no repeats); `unbiased` upweights the draw so the
+    codeword's weights sum to its mass, `mass` gives every pick m/q, `none` weight 1."""
+    members, prio = np.arange(100, 120), np.zeros(200)
+    prio[members] = np.arange(20.0)  # member 119 the highest priority
+    picks = {}
+    for weighting in ("none", "unbiased", "mass"):
+        s = make_sampler("vq", keep_hard=0.5, weighting=weighting)
+        s.rng_ = np.random.default_rng(0)
+        p, w = s._within(members, 8, prio)
+        picks[weighting] = w
+        assert p[:4].tolist() == [119, 118, 117, 116]  # the hard half, by priority
+        assert len(set(p.tolist())) == 8 and np.isin(p[4:], members[:16]).all()
+    np.testing.assert_allclose(picks["none"], np.ones(8))
+    np.testing.assert_allclose(picks["unbiased"], [1, 1, 1, 1, 4, 4, 4, 4])  # (20-4)/(8-4)
+    assert picks["unbiased"].sum() == 20
+    np.testing.assert_allclose(picks["mass"], np.full(8, 20 / 8))
+    s = make_sampler("vq", keep_hard=1.0)  # all of the quota by priority: the top 8
+    assert sorted(s._within(members, 8, prio)[0].tolist()) == list(range(112, 120))
+
+
+def test_vq_codeword_quotas_follow_mass_and_loss_in_a_codebook_per_class():
+    """Each class gets ceil(n_c / per_code) codewords; a codeword's quota is proportional to
+    mass^alpha x loss^beta: two blobs of 60 and 20 at equal loss share 3:1 (alpha=1), 1:1
+    with alpha=0; at equal mass the blob with three times the loss gets three times the
+    picks (beta=1)."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(80, np.int64)
+    blob = np.repeat([0, 1], [60, 20])
+    st = _state(y, budget=0.5, epochs=8, dim=2)
+    st.features[:] = np.array([[0.0, 0.0], [20.0, 0.0]])[blob] + rng.normal(size=(80, 2))
+    st.seen_epoch[:], st.loss[:], st.epoch = 0, 1.0, 1
+    for alpha, want in ((1.0, [30, 10]), (0.0, [20, 20])):
+        s = make_sampler("vq", per_code=40, alpha=alpha)
+        s.begin(st)
+        plan = s.plan(st)
+        assert int(s.codes_[0][1].max()) + 1 == 2  # ceil(80 / 40) codewords
+        assert np.bincount(blob[plan.indices], minlength=2).tolist() == want, alpha
+    y, blob = np.zeros(80, np.int64), np.repeat([0, 1], 40)
+    st = _state(y, budget=0.5, epochs=8, dim=2)
+    st.features[:] = np.array([[0.0, 0.0], [20.0, 0.0]])[blob] + rng.normal(size=(80, 2))
+    st.seen_epoch[:], st.epoch = 0, 1
+    st.loss[:] = np.where(blob == 0, 3.0, 1.0)
+    s = make_sampler("vq", per_code=40)
+    s.begin(st)
+    assert np.bincount(blob[s.plan(st).indices], minlength=2).tolist() == [30, 10]
+
+
+def test_vq_refits_its_codebook_every_refresh_epochs_and_keeps_dropped_out_to_the_end():
+    """The codebook is fit at the first guided epoch and again every `refresh` epochs (each
+    fit charged); the final full-data epochs train every sample not dropped."""
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.5, epochs=20, dim=4)
+    st.features[:] = np.random.default_rng(0).normal(size=(200, 4))
+    st.seen_epoch[:], st.loss[:] = 0, 1.0
+    s = make_sampler("vq", per_code=25, refresh=2)
+    s.begin(st)
+    fits = []
+    for epoch in range(1, 8):
+        st.epoch = epoch
+        s.plan(st)
+        fits.append(s.fitted_epoch_)
+    assert fits == [1, 1, 3, 3, 5, 5, 7]
+    s.dropped_[:10] = True
+    st.ledger.train_passes = int(0.95 * st.ledger.budget_passes)
+    assert s.plan(st).indices.tolist() == list(range(10, 200))
+
 def test_vq_class_beta_zero_keeps_the_class_shares():
     """With class_beta=0 (the default) a class the model gets wrong does not take the
     others' share (the class prior of an unweighted epoch stays the data's); with
