@@ -747,6 +747,70 @@ def test_spread_over_values_covers_the_range_evenly():
     np.testing.assert_array_equal(spread_over_values(np.ones(5), 3), [0, 1, 2])  # ties: once
 
 
+def test_vq_splits_a_quota_by_occupancy_and_slides_its_window_linearly(ctx):
+    """Codeword quotas follow occupancy (one each first when the quota allows); between
+    easy_below and hard_above the distance-rank window slides linearly from the near part
+    to the far part of the non-outlier members; the exported score is 1 at the member
+    nearest its codeword and falls with the distance."""
+    from tinysift.selection.methods.vq import occupancy_quotas
+
+    assert occupancy_quotas(np.array([60, 20, 20]), 10).tolist() == [6, 2, 2]
+    assert occupancy_quotas(np.array([90, 5, 5]), 10).tolist() == [8, 1, 1]
+    vq = make_method("vq", hard_above=0.5, easy_below=0.1, outlier_tail=0.1, window=0.6)
+    assert vq.rank_window(0.1) == pytest.approx((0.0, 0.6))
+    assert vq.rank_window(0.3) == pytest.approx((0.15, 0.75))  # halfway
+    assert vq.rank_window(0.5) == pytest.approx((0.3, 0.9))
+    vq = make_method("vq", seed=0, within="window", hard_cut=None, hard_above=0.5).fit(ctx)
+    for c, j in ((0, 0), (3, 5)):
+        members = np.flatnonzero((ctx.y == c) & (vq.codeword_ == j))
+        by_score = members[np.argsort(-vq.scores_[members], kind="stable")]
+        assert vq.scores_[by_score[0]] == 1.0
+        assert np.all(np.diff(vq.distance_[by_score]) >= 0)
+
+
+def test_flow_trust_is_the_weakest_rank_and_its_posterior_uses_class_shares(monkeypatch):
+    """The flow score is the minimum of its within-class ranks, the label agreement among
+    them (a sample as likely under the other class ranks lowest by it); the agreement is the
+    posterior with the labels' class shares as priors; a suspect is a sample whose label the
+    flows (with those priors) and the proxy, in at least half its measurements, reject; the
+    cut is the suspects' share times cut_margin, never more than the budget leaves; the
+    rest is spread over strata of the feature log-density."""
+    from types import SimpleNamespace
+
+    from tinysift.selection.methods.flow import FlowMethod
+
+    y = np.repeat([0, 1], [30, 10])
+    ll = np.full((40, 2), -10.0)
+    ll[np.arange(40), y] = -1.0 - 0.01 * np.arange(40)
+    ll[3] = [-1.0, -1.0]  # class 0, as likely under class 1: its label's posterior 0.75
+    ll[35] = [-1.2, -1.0]  # class 1, more likely under it, but not with the priors
+    ll[36] = [-1.0, -1.5]  # class 1, rejected by the flows, never by the proxy
+    correct = np.ones((2, 40))
+    correct[0, 35] = 0.0  # the proxy wrong in half its measurements: rejects
+    dyn = SimpleNamespace(el2n=np.tile(np.linspace(0, 1, 40), (2, 1)), correct=correct)
+    ctx = SimpleNamespace(y=y, num_classes=2, num_samples=40, dynamics=lambda: dyn)
+    monkeypatch.setattr(FlowMethod, "_class_log_prob", lambda self, context, kind: ll)
+    flow = make_method("flow", pixel_embedding=None, min_cut=0.0).fit(ctx)
+    assert set(flow.components_) == {"density", "agreement", "certainty"}
+    np.testing.assert_array_equal(flow.scores_,
+                                  np.minimum.reduce(list(flow.components_.values())))
+    assert flow.scores_[3] == 0.0 and flow.components_["agreement"][3] == 0.0
+    joint = ll[35] + np.log([0.75, 0.25])
+    np.testing.assert_allclose(np.exp(flow.agreement_[35]),
+                               np.exp(joint[1]) / np.exp(joint).sum())
+    assert np.exp(flow.agreement_[3]) == pytest.approx(0.75)
+    assert flow.suspect_fraction_ == 1 / 40  # 35 only
+    assert flow.cut_fraction(0.5) == pytest.approx(1.1 / 40)  # cut_margin 1.1
+    assert flow.cut_fraction(0.99) == pytest.approx(0.01)  # the budget leaves 1 %
+    # the rest is stratified on the labelled class's feature log-density, not on the trust
+    from tinysift.selection.methods import flow as flow_module
+
+    strata_of, pick = [], flow_module.stratified_pick
+    monkeypatch.setattr(flow_module, "stratified_pick",
+                        lambda v, *a: strata_of.append(v) or pick(v, *a))
+    assert len(flow.select(20)) == 20 and len(strata_of) == 2
+    assert all(np.isin(v, ll[np.arange(40), y]).all() for v in strata_of)
+
 def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     """k-means on duplicate images leaves codewords empty: they get no quota. They got one
     when the quota was one per codeword (``per_codeword=1``, the replay rule's), and the
