@@ -555,6 +555,79 @@ def test_condensers_shape_and_labels(ctx, method):
     assert np.array_equal(y, np.repeat(np.arange(10), 3))
 
 
+def test_vq_condensers_decode_codewords_to_member_means_or_nearest_samples(ctx):
+    """vq: each of a class's K codewords decoded to the mean image of its members, codewords
+    by falling occupancy; vq-real: the real sample nearest each codeword, in the same order;
+    herding: iCaRL's herding order in the embedding (codebooks rebuilt outside)."""
+    from tinysift.condensation.base import make_condenser, to_uint8
+    from tinysift.selection.methods.herding import herding_order
+    from tinysift.selection.methods.vq import kmeans
+
+    k, c = 5, 3
+    idx = np.flatnonzero(ctx.y == c)
+    vq = make_condenser("vq", seed=0, embedding="pixels").fit(ctx)
+    x, y = vq.condense(k)
+    cent, assign = kmeans(vq.z_[idx], k, c)
+    occupancy = np.bincount(assign, minlength=k)
+    order = np.argsort(-occupancy, kind="stable")
+    assert len(set(occupancy.tolist())) > 1
+    means = [to_uint8(ctx.x[idx[assign == j]].astype(np.float32).mean(0) / 255.0)
+             for j in order]
+    np.testing.assert_array_equal(x[y == c], np.stack(means))
+    xr, yr = make_condenser("vq-real", seed=0, embedding="pixels").fit(ctx).condense(k)
+    near = [idx[np.argmin(np.linalg.norm(vq.z_[idx] - cent[j], axis=1))] for j in order]
+    np.testing.assert_array_equal(xr[yr == c], ctx.x[near])
+    xh, yh = make_condenser("herding", seed=0, embedding="pixels").fit(ctx).condense(k)
+    np.testing.assert_array_equal(xh[yh == c], ctx.x[idx[herding_order(vq.z_[idx], k)]])
+
+
+def test_flow_condenser_temperature_concentrates_the_samples(ctx):
+    """A lower temperature draws the flow's samples nearer its modes: their log-density under
+    the class's flow is higher than at temperature 1 (same seed)."""
+    from tinysift.condensation.base import make_condenser
+
+    cond = make_condenser("flow", seed=0, flow=FlowConfig(steps=100)).fit(ctx)
+
+    def log_density(temperature):
+        cond.temperature = temperature
+        x, y = cond.condense(10)
+        z = cond.pca_.transform(x.reshape(len(x), -1).astype(np.float32) / 255.0)
+        return cond.flows_.log_prob(z.astype(np.float32))[np.arange(len(y)), y].mean()
+
+    assert log_density(0.3) > log_density(1.0)
+
+
+def test_dm_starts_from_real_samples_of_each_class_and_matches_their_embedding(ctx):
+    """DM's synthetic set starts as real samples of its own class, and its iterations bring
+    each class's mean embedding under fresh random networks (not those it trained with)
+    nearer the real class's."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.tfcompat import tf
+
+    init, y = make_condenser("dm", seed=0, iterations=0).fit(ctx).condense(3)
+    for c in range(10):
+        real = ctx.x[ctx.y == c].reshape((ctx.y == c).sum(), -1)
+        for img in init[y == c]:
+            assert (real == img.reshape(-1)).all(1).any(), c
+    x, _ = make_condenser("dm", seed=0, iterations=60).fit(ctx).condense(3)
+    rng = np.random.default_rng(123)
+
+    def gap(images):
+        total = 0.0
+        for _ in range(8):
+            kern = tf.constant(rng.normal(0, 0.5, (3, 3, 1, 32)).astype(np.float32))
+            out = []
+            for group in (ctx.x, images):
+                h = tf.nn.conv2d(tf.constant(group.astype(np.float32) / 255.0), kern, 1, "SAME")
+                mean, var = tf.nn.moments(h, axes=[1, 2], keepdims=True)
+                out.append(tf.reshape(tf.nn.relu((h - mean) / tf.sqrt(var + 1e-5)),
+                                      (len(group), -1)).numpy())
+            for c in range(10):
+                total += np.sum((out[0][ctx.y == c].mean(0) - out[1][y == c].mean(0)) ** 2)
+        return total
+
+    assert gap(x) < gap(init)
+
 def test_dm_step_is_the_papers_on_standardized_pixels(ctx):
     """DM's learning rate 1.0 is for standardized pixels; applied as is to [0, 1] pixels it
     steps 1/variance (7x on digits) too far: 60 iterations moved pixels by 12 of 255 on
