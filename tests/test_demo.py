@@ -190,7 +190,7 @@ def test_pipeline_table_settings_read_from_the_file(tmp_path):
     assert PipelineConfig.from_toml(path).method_params == {"vq": {"dim": 16}}
 
 
-def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path):
+def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, write_npz):
     """`tinysift run` of a select pipeline end to end on digits (one method, one epoch): the
     summary records the data's content hash beside the seed and config, and a budget above
     the full exported set is said, not silently made the set's size (and does not size the
@@ -220,3 +220,12 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path):
     assert starts[:2] == ["train base model ...", "quantize (TFLM check) ..."], said
     assert said.index("train base model ...") < next(
         i for i, s in enumerate(said) if s.startswith("train base model: "))
+    # another dataset in the used folder is refused, and its settings are not recorded over
+    # the folder's pipeline (summary and manifest disagreed)
+    digits = load_dataset("digits")
+    other = write_npz("other.npz", x=digits.x_train[:200], y=digits.y_train[:200],
+                      x_test=digits.x_test[:50], y_test=digits.y_test[:50])
+    manifest = (tmp_path / "run" / "manifest.json").read_text()
+    with pytest.raises(TinysiftError):
+        run_pipeline(PipelineConfig(**{**cfg.to_dict(), "dataset": other}), log=lambda *a: None)
+    assert (tmp_path / "run" / "manifest.json").read_text() == manifest

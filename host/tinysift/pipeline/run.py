@@ -47,8 +47,6 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     check_report_folder(out, "select")
     cfg.check_base_keep_holds(len(ds.y_train), ds.num_classes)
     run = Run(out)
-    run.record_command()
-    run.set("pipeline", cfg.to_dict())
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
@@ -65,6 +63,10 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> dict:
     base = timed("train base model", lambda: train(
         cfg.dataset, base_dir, keep=cfg.base_keep, epochs=cfg.base_epochs, seed=cfg.seed,
         progress=False))
+    # recorded once the first stage took the folder: a refused one (another dataset in a
+    # used folder) wrote its settings over those of the folder's pipeline
+    run.record_command()
+    run.set("pipeline", cfg.to_dict())
     log(f"  base model: {base.train_samples} samples, float test accuracy {base.test_acc:.4f}")
     for warning in base.warnings:  # e.g. a base_epochs too short for its set: near chance
         log(f"  warning: {warning}")
