@@ -488,7 +488,7 @@ def test_user_scenario_exports_only_the_new_test_set(write_npz, tmp_path, monkey
 
     d = load_dataset("digits")
     new = write_npz("mine.npz", x=d.x_test[:100], y=d.y_test[:100])
-    cfg = AdaptConfig(scenario="user", dataset="digits", new=new, new_per_class=5,
+    cfg = AdaptConfig(scenario="user", dataset="digits", new=new, new_per_class=500,
                       replay="random", replay_per_class=2, base_epochs=1, test_per_class=30,
                       out=str(tmp_path / "run"))
 
@@ -496,8 +496,12 @@ def test_user_scenario_exports_only_the_new_test_set(write_npz, tmp_path, monkey
         raise _Stop
 
     monkeypatch.setattr(device_stage, "cached_results", stop)
+    said: list[str] = []
     with pytest.raises(_Stop):
-        run_adapt(cfg, log=lambda *_: None)
+        run_adapt(cfg, log=said.append)
+    # more new samples asked than the data holds: said, not only recorded
+    assert any(s.startswith("scenario: ") and "(all the data holds; 500 per class asked)" in s
+               for s in said), said
     info = json.loads((tmp_path / "run" / "base" / "export" / "export.json").read_text())
     with np.load(tmp_path / "run" / "scenario.npz") as z:
         new_tests = len(z["part_test_new"])

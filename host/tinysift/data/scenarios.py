@@ -226,7 +226,8 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
     return Scenario("user", b.x_train, b.y_train, x_new[i_new], y_new[i_new],
                     b.x_test, b.y_test, x_test, y_test, b.num_classes,
                     tuple(range(b.num_classes)), tuple(int(c) for c in np.unique(y_new)),
-                    b.class_names, f"{base} base model, the device learns {new}",
+                    b.class_names, f"{base} base model, the device learns {new} from "
+                    f"{_samples_each(y_new[i_new], new_per_class, 'per class')}",
                     meta={"dataset": base, "dataset_hash": b.content_hash})
 
 

@@ -343,6 +343,9 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
     cfg.validate()
     start = time.perf_counter()
     scn, parts, name, base = prepare_base(cfg, log)
+    # said: it tells a --new-per-class above what the data holds ("all the data holds; 100000
+    # each asked"), which was recorded in the adapt file only
+    log(f"scenario: {scn.description}")
     replay_local = choose_replay(cfg, scn, base)
     replay = parts["old"][replay_local]
     # shift's and the user's new data are of the old classes: the device's per-class counts
