@@ -42,9 +42,10 @@ def test_bench_prune_quick_writes_results(tmp_path):
     assert (tmp_path / "prune_digits_quick.png").stat().st_size > 10_000
 
 
-def test_bench_prune_resumes_from_progress_log(tmp_path):
-    """A second run of the same configuration trains nothing and reports the same numbers;
-    a torn last line (a kill mid-write) is ignored and that training reruns."""
+def test_bench_prune_resumes_from_progress_log(tmp_path, capfd):
+    """A second run of the same configuration trains nothing and reports the same numbers
+    (and says every logged row, the methods' too); a torn last line (a kill mid-write) is
+    ignored and that training reruns."""
     from tinysift.bench.prune import PruneBenchConfig, bench_prune
 
     cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=("random",), seeds=1,
@@ -57,7 +58,10 @@ def test_bench_prune_resumes_from_progress_log(tmp_path):
     assert len(lines) == 3  # full data + random @ 0.1 + the seed's wall time
     assert first["methods"]["random"]["0.1"]["acc_mean"] > 0.3
     assert first["seed_wall_seconds"][0] > first["full_data_seconds"]
+    capfd.readouterr()
     second = bench_prune(cfg, progress=False)
+    said = "".join(capfd.readouterr())
+    assert "[seed 0] full data: acc" in said and "[seed 0]     random keep 0.1" in said
     assert log.read_text().splitlines() == lines
     assert second["methods"] == first["methods"]
     assert second["full_data_acc"] == first["full_data_acc"]

@@ -152,8 +152,13 @@ class _PruneTasks:
                           "full data"))
         else:
             self._say(rec)
-        todo = {name: keeps for name in cfg.methods
-                if (keeps := [k for k in cfg.keeps if log.get(seed, name, f"{k:g}") is None])}
+        todo: dict[str, list] = {}
+        for name in cfg.methods:
+            for k in cfg.keeps:
+                if (logged := log.get(seed, name, f"{k:g}")) is None:
+                    todo.setdefault(name, []).append(k)
+                else:  # said as the full data's row is (a resumed seed showed that one only)
+                    self._say(logged)
         if not todo:
             return tasks
         ctx = self.data.context(seed, cache_dir=self.cache, proxy_epochs=cfg.proxy_epochs,
