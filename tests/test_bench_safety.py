@@ -121,6 +121,26 @@ def test_results_written_before_files_named_their_log_are_not_replaced_by_anothe
     check_results_owner(log, tmp_path, "guided_digits")  # the same configuration
 
 
+def test_results_before_the_replay_rule_named_its_later_params_are_its_own_commands(tmp_path):
+    """The committed `bench device --scenario new-classes` results recorded vq's replay rule
+    as {per_codeword, window}; the key now also names within, hard_cut and hard_above
+    (pinned at what it ran with): their own command was refused as another configuration.
+    A changed entry, or a method added, is still refused."""
+    rule = {"per_codeword": 1, "window": 0.01}
+    pinned = {**rule, "within": "window", "hard_cut": None, "hard_above": 0.5}
+    path = tmp_path / "device_new-classes_fashion-mnist.json"
+    path.write_text(json.dumps({"config": {"seeds": 5, "replay_params": {"vq": rule}}}))
+    log = ProgressLog({"replay_params": {"vq": pinned}}, tmp_path / "progress",
+                      "device_new-classes_fashion-mnist")
+    check_results_owner(log, tmp_path, "device_new-classes_fashion-mnist")
+    for params in ({"vq": {**pinned, "window": 0.02}}, {"vq": pinned, "flow": {}}):
+        log = ProgressLog({"replay_params": params}, tmp_path / "progress",
+                          "device_new-classes_fashion-mnist")
+        with pytest.raises(TinysiftError, match=r"another configuration of this bench "
+                                                r"\(replay_params .*written before"):
+            check_results_owner(log, tmp_path, "device_new-classes_fashion-mnist")
+
+
 def test_the_users_data_is_in_the_device_logs_key(tmp_path):
     """`bench upkeep`/`bench device` keyed their log by the dataset's name: a rerun after
     the user's file changed reported the old file's numbers, and one with more points mixed
