@@ -71,7 +71,7 @@ def value_fits(value, annotation) -> bool:
     if annotation in (int, float) and isinstance(value, bool | np.bool_):
         return False
     if annotation is int:
-        return isinstance(value, Integral)
+        return is_whole(value)
     if annotation is float:
         return isinstance(value, Real)
     if origin is not None:
