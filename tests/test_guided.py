@@ -870,20 +870,59 @@ def test_flow_drops_the_least_typical_misclassified_sample_at_its_density_fit():
     assert np.flatnonzero(s.dropped_).tolist() == [0] and "density-knn" in st.ledger.fit_seconds
 
 
-@pytest.mark.xfail(strict=True, reason="a far-off sample gets a mixture component of its own "
-                   "(variance reg_covar=1e-4) and the highest density of its class")
-def test_gmm_typicality_ranks_an_isolated_sample_lowest():
-    """Known defect, found by the mutation audit (2026-12): flow's `gmm` density (used where
-    a class is smaller than a flow's batch, e.g. Digits, and by density="gmm") rates a sample
-    12 or more standard deviations from its class the *most* typical of it, so the outlier
-    rule (lowest 2 % of typicality, misclassified) never reaches it; the kNN density ranks
-    it lowest."""
+@pytest.mark.parametrize("far", [5.0, 12.0, 30.0])
+def test_gmm_typicality_ranks_an_isolated_sample_lowest(far):
+    """Found by the mutation audit (2026-12-05), mended the same day: flow's `gmm` density
+    (used where a class is smaller than a flow's batch, e.g. Digits, and by density="gmm")
+    gave a sample 12 or more standard deviations from its class a component of its own and
+    rated it the *most* typical of it, out of reach of the outlier rule (lowest 2 % of
+    typicality, misclassified); a component explaining under 5 samples is dropped now."""
     from tinysift.scoring.density import typicality
 
-    y, z = _far_off_pair(30.0)
+    y, z = _far_off_pair(far)
     logp = make_density("gmm", seed=0).fit(z, y, 2).log_prob(z)
     t = typicality(logp, y)[:150]
     assert (t[[0, 1]] < np.quantile(t[2:], 0.02)).all()
+
+
+def test_gmm_log_density_is_scikit_learns_mixture_where_no_component_is_dropped():
+    """The mixture's own log-density (kept components, renormalised) is scikit-learn's
+    score_samples when every component explains 5 samples or more; a class of one sample
+    is a Gaussian of variance about 1e-4 at it, an absent class -inf."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(3)
+    # class 0: four clusters of 20 (4 components), class 1: two of 12 and 13 (2), class 2: one
+    corners = np.eye(3)[[0, 1, 2, 0]] * [[8], [8], [8], [-8]]
+    centres = np.concatenate([np.repeat(corners, 20, axis=0),
+                              np.repeat([[20.0, 0, 0], [20.0, 8, 0]], [12, 13], axis=0),
+                              [[0.0, 0, 30]]])
+    y = np.repeat([0, 1, 2], [80, 25, 1])
+    z = (centres + rng.normal(size=centres.shape)).astype(np.float32)
+    logp = make_density("gmm", seed=0).fit(z, y, 4).log_prob(z)
+    for c, k in [(0, 4), (1, 2)]:
+        ref = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4,
+                              random_state=0).fit(z[y == c])
+        assert (ref.weights_ * (y == c).sum() >= 5).all()
+        np.testing.assert_allclose(logp[:, c], ref.score_samples(z), rtol=1e-5, atol=1e-4)
+    # variance 1e-4 would give 11.06 at the sample; float32's rounding of the variance
+    # (sum of squares minus square of sums, at 30) takes up to a nat of it
+    assert logp[105, 2] > 9.0 and logp[:105, 2].max() < -1e4
+    assert np.isneginf(logp[:, 3]).all()
+
+
+def test_gmm_drops_a_component_of_under_5_samples_and_renormalises():
+    """A cluster of 3 beside one of 57 gets no component of its own (it would explain 3
+    samples): its samples are scored by the big cluster's Gaussian alone, weight 1."""
+    rng = np.random.default_rng(4)
+    z = np.concatenate([rng.normal(size=(57, 2)), rng.normal(size=(3, 2)) * 0.1 + 40.0])
+    y = np.zeros(60, np.int64)
+    gm = make_density("gmm", seed=0, components=2).fit(z, y, 1)
+    log_w, means, var = gm.models_[0]
+    assert len(log_w) == 1 and log_w[0] == pytest.approx(0.0)
+    assert np.abs(means[0]).max() < 5.0  # the big cluster's
+    logp = gm.log_prob(z)[:, 0]
+    assert logp[57:].max() < logp[:57].min()
 
 
 def test_flow_priority_mixes_the_loss_and_uncertainty_ranks_by_loss_weight():
