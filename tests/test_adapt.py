@@ -293,6 +293,27 @@ def test_user_folder_is_labelled_by_folder_name(tmp_path):
         scenarios.user("digits", _user_folder(tmp_path / "b", ["8", "cat"]))
 
 
+def test_user_folder_of_one_new_class_is_taken(tmp_path):
+    """One new class is the common case of user data: a folder: of one sub-folder was
+    refused ("need at least 2" sub-folders, a dataset's rule) where an npz of one label was
+    taken. 20% of it is held out as the new task's test set; a skipped entry is kept in the
+    scenario's meta for the pipeline to say; an empty folder still names the problem."""
+    root = tmp_path / "one"
+    spec = _user_folder(root, ["9"])
+    (root / "9" / "notes.txt").write_text("x")
+    scn = scenarios.user("digits", spec)
+    assert scn.new_classes == (9,) and len(scn.y_new) == 5 and scn.y_test_new.tolist() == [9]
+    assert scn.meta["skipped"] == ("9/notes.txt (not an image type read here)",)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DatasetError, match="found 0 class sub-folders; need at least 1"):
+        scenarios.user("digits", f"folder:{tmp_path / 'none'}")
+    # a dataset of one class is still refused where it is a dataset
+    from tinysift.data import load_dataset
+
+    with pytest.raises(DatasetError, match="found 1 class sub-folders; need at least 2"):
+        load_dataset(spec)
+
+
 def _corrupt_member(path):
     """An npz whose compressed x member is damaged inside its deflate stream (zlib.error)."""
     import zipfile

@@ -215,7 +215,7 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
     from tinysift.data import load_dataset
 
     b = load_dataset(base)
-    x_new, y_new, x_test, y_test = _user_data(new, b.class_names)
+    x_new, y_new, x_test, y_test, skipped = _user_data(new, b.class_names)
     shape = tuple(int(d) for d in x_new.shape[1:])
     if shape != b.input_shape:
         raise DatasetError(f"{new}: images are {'x'.join(map(str, shape))} but the "
@@ -228,30 +228,37 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
                     tuple(range(b.num_classes)), tuple(int(c) for c in np.unique(y_new)),
                     b.class_names, f"{base} base model, the device learns {new} from "
                     f"{_samples_each(y_new[i_new], new_per_class, 'per class')}",
-                    meta={"dataset": base, "dataset_hash": b.content_hash})
+                    meta={"dataset": base, "dataset_hash": b.content_hash,
+                          "skipped": skipped})
 
 
 def _user_data(spec: str, base_classes: tuple[str, ...]):
-    """The user's new data: (x, y, x_test, y_test), labelled with the base model's classes.
+    """The user's new data: (x, y, x_test, y_test, skipped folder entries), labelled with
+    the base model's classes.
 
     An ``npz:`` file (read and checked as :func:`tinysift.data.sources.load_npz` reads one)
-    may hold any subset of the model's classes (its labels are the model's class indices);
-    without ``x_test`` a stratified 20% is held out. A ``folder:`` dataset is loaded as
-    usual, each sub-folder labelled by the class it names (:func:`_folder_classes`)."""
+    or a ``folder:`` of class sub-folders, each labelled by the class it names
+    (:func:`_folder_classes`), may hold any subset of the model's classes, one included (the
+    common case: one new class); without ``x_test`` a stratified 20% is held out. Another
+    dataset name is its splits as they are."""
     from tinysift.data import load_dataset, sources
     from tinysift.data.registry import expand_user
 
     spec = expand_user(spec)  # npz:~/x.npz was "file not found" (load_dataset expands it)
-    if not spec.startswith("npz:"):
+    skipped: tuple[str, ...] = ()
+    if spec.startswith("npz:"):
+        arrays = sources.read_npz_arrays(spec[4:])
+        x, y = arrays["x"], arrays["y"]
+        if "x_test" in arrays:
+            return x, y, arrays["x_test"], arrays["y_test"], skipped
+    elif spec.startswith("folder:"):
+        # read, not loaded as a dataset: a dataset needs 2 classes, so a folder of the one
+        # new class was refused (an npz of one label was taken)
+        x, y, names, skipped = sources.read_folder(spec[7:], min_classes=1)
+        y = _folder_classes(spec, names, base_classes)[y]
+    else:
         d = load_dataset(spec)
-        if not spec.startswith("folder:"):
-            return d.x_train, d.y_train, d.x_test, d.y_test
-        classes = _folder_classes(spec, d.class_names, base_classes)
-        return d.x_train, classes[d.y_train], d.x_test, classes[d.y_test]
-    arrays = sources.read_npz_arrays(spec[4:])
-    x, y = arrays["x"], arrays["y"]
-    if "x_test" in arrays:
-        return x, y, arrays["x_test"], arrays["y_test"]
+        return d.x_train, d.y_train, d.x_test, d.y_test, skipped
     rng = np.random.default_rng(0)
     test = np.zeros(len(y), bool)
     for c in np.unique(y):
@@ -264,7 +271,7 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
         raise DatasetError(f"{spec}: every class has a single sample, so none can be held out "
                            "to test the new task (20% per class); add samples (at least 2 "
                            "per class, about 5), or supply x_test/y_test in the .npz")
-    return x[~test], y[~test], x[test], y[test]
+    return x[~test], y[~test], x[test], y[test], skipped
 
 
 def _folder_classes(spec: str, names: tuple[str, ...], base_classes: tuple[str, ...]

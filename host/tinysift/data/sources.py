@@ -403,7 +403,19 @@ def load_npz(path: str) -> Dataset:
 
 
 def load_folder(path: str) -> Dataset:
-    """User data: a folder with one sub-folder of images per class (sub-folder name = class).
+    """User data: a folder with one sub-folder of images per class (sub-folder name = class),
+    read by :func:`read_folder`, a stratified 20% held out for testing (:func:`_holdout`)."""
+    x, y, class_names, skipped = read_folder(path)
+    x_tr, y_tr, x_te, y_te = _holdout(x, y, f"folder:{path}")
+    return Dataset(f"folder:{path}", x_tr, y_tr, x_te, y_te, class_names,
+                   source=str(Path(path).resolve()), skipped=skipped)
+
+
+def read_folder(path: str, min_classes: int = 2
+                ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """The images of a folder with one sub-folder per class: ``(x, y, class names, skipped
+    entries)``, not split. ``min_classes``: 2 for a dataset to classify; 1 for new data of a
+    model that knows other classes already (``adapt --scenario user``).
 
     Classes are the sub-folders in name order, numeric when every name is an integer (``9``
     before ``10``). All images must share one size. Grayscale (with alpha, or a gray palette
@@ -419,9 +431,9 @@ def load_folder(path: str) -> Dataset:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if all(is_integer_name(d.name) for d in class_dirs):
         class_dirs.sort(key=lambda d: (int(d.name), d.name))
-    if len(class_dirs) < 2:
+    if len(class_dirs) < min_classes:
         raise DatasetError(
-            f"{name}: found {len(class_dirs)} class sub-folders; need at least 2 "
+            f"{name}: found {len(class_dirs)} class sub-folders; need at least {min_classes} "
             "(one sub-folder of images per class)"
         )
     images, kinds, paths, labels, size = [], [], [], [], None
@@ -461,11 +473,8 @@ def load_folder(path: str) -> Dataset:
     images = _to_uint8(images, kinds, name, paths)
     if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
         images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
-    x = np.stack(images)
-    y = np.asarray(labels, dtype=np.int64)
-    x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
-    return Dataset(name, x_tr, y_tr, x_te, y_te, tuple(d.name for d in class_dirs),
-                   source=str(root.resolve()), skipped=tuple(skipped))
+    return (np.stack(images), np.asarray(labels, dtype=np.int64),
+            tuple(d.name for d in class_dirs), tuple(skipped))
 
 
 #: PIL modes of wide gray pixels, read raw and scaled to 8 bits over the whole dataset

@@ -169,6 +169,10 @@ def prepare_base(cfg: AdaptConfig, log=print):
     # classes out of range) left an empty run folder, and a file at --out was "unexpected"
     out = out_folder(Path(cfg.out), "--out", create=False)
     scn = build_scenario(cfg)
+    if skipped := scn.meta.get("skipped"):  # as train says of a folder: dataset
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log(f"warning: {cfg.new}: {len(skipped)} entries of the class folders were skipped: "
+            f"{'; '.join(skipped[:5])}{more}")
     check_replay_count(cfg, scn)
     out_folder(out, "--out", create=True)
     # keyed on the scenario's content too: a user's --new file (or a dataset) changed in
