@@ -308,6 +308,30 @@ def test_engine_export_says_a_model_does_not_fit_the_board(big_gap, tmp_path, ca
                  str(tmp_path / "y"), "--count", "1", "--board", "nucleo_l4r5zi"]) == 0
 
 
+def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
+    """`engine export --out-dir` into a folder of the user's replaced their own golden.npz
+    (or export.json, or ts_export.h) without a word; a folder of an earlier export is
+    written again."""
+    from tinysift.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "golden.npz").write_bytes(b"the user's own")
+    (mine / "notes.txt").write_text("kept")
+    args = ["engine", "export", "--tflite", str(small), "--count", "2", "--out-dir"]
+    assert main([*args, str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "holds golden.npz, which an export writes" in err and "new or empty folder" in err
+    assert (mine / "golden.npz").read_bytes() == b"the user's own"
+    assert sorted(p.name for p in mine.iterdir()) == ["golden.npz", "notes.txt"]
+    (mine / "export.json").write_text('{"name": "my own export.json"}')
+    assert main([*args, str(mine)]) == 2
+    assert "holds golden.npz, export.json" in capsys.readouterr().err
+    again = tmp_path / "again"
+    assert main([*args, str(again)]) == 0 and main([*args, str(again)]) == 0
+    assert (again / "ts_export.h").exists()
+
+
 def test_a_folder_as_tflite_is_named_a_folder(small, capsys):
     """--tflite FOLDER said "FOLDER not found", which sent the user looking for a typo."""
     from tinysift.cli import main

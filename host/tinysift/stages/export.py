@@ -355,6 +355,34 @@ def write_export(out_dir: Path, parsed, tflite: bytes, content_hash: str, gold,
     return [*files, "golden.npz", "export.json"]
 
 
+#: What :func:`write_export` writes into its folder.
+EXPORT_FILES = (f"{PREFIX}.h", f"{PREFIX}_model.c", f"{PREFIX}_data.c", f"{PREFIX}_golden.c",
+                "golden.npz", "export.json")
+
+
+def check_export_folder(out_dir: Path, flag: str = "--out-dir") -> None:
+    """Refuse a folder that holds files of an export's names which no export wrote: a bare
+    export goes wherever the user points it, and replaced (say) their own ``golden.npz``
+    or ``export.json`` without a word. A folder of an earlier export (its export.json
+    names a format version and a content hash) is written again, as a run folder's is."""
+    import json
+
+    from tinysift.errors import TinysiftError
+
+    present = [n for n in EXPORT_FILES if (out_dir / n).exists()]
+    if not present:
+        return
+    try:
+        info = json.loads((out_dir / "export.json").read_text())
+        ours = isinstance(info, dict) and {"format_version", "content_hash"} <= info.keys()
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise TinysiftError(f"{flag} {out_dir} holds {', '.join(present)}, which an export "
+                            "writes, and no export of tinysift made them (no export.json of "
+                            "one): writing would replace them; give a new or empty folder")
+
+
 def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarray | None = None,
                   count: int = 8, seed: int = 0, board: str | None = None,
                   labels: np.ndarray | None = None,
@@ -376,6 +404,7 @@ def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarr
     if not tflite_path.is_file():  # was an "unexpected FileNotFoundError" (exit 1)
         raise TinysiftError(f"{tflite_path} not found: pass a .tflite file (--tflite)")
     out_folder(out_dir, "--out-dir", create=False)
+    check_export_folder(out_dir)
     tflite = tflite_path.read_bytes()
     parsed = parse_tflite(tflite, tflite_path)
     x = random_inputs(parsed, count, seed) if inputs is None else check_inputs(parsed, inputs)
