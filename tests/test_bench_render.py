@@ -779,3 +779,23 @@ def test_report_log_axes_have_plain_tick_labels():
     texts = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
     plt.close(fig)
     assert [t for t in texts if t] and not [t for t in texts if "$" in t]
+
+
+def _firmware_results():
+    return load_tool("_firmware_stamp").FIRMWARE_RESULTS
+
+
+@pytest.mark.parametrize("stem", sorted(_firmware_results()))
+def test_firmware_results_are_from_the_trees_firmware(stem):
+    """The results that measure the firmware (instruction counts, sizes) were made from the
+    firmware sources in this tree: five of them had gone stale for days (a firmware change
+    moved sizes by up to 768 B and counts by 31,104 instructions; nothing said so). A change
+    to the firmware or a bench's C program reruns the tool named in the message."""
+    extra, command = _firmware_results()[stem]
+    from tinysift.device.build import firmware_source_hash
+
+    recorded = json.loads((RESULTS / f"{stem}.json").read_text()).get("firmware_source")
+    assert recorded == firmware_source_hash(extra), (
+        f"benchmarks/results/{stem}.json was made from firmware sources {recorded}, the tree's "
+        f"are {firmware_source_hash(extra)}: rerun `{command}`, then "
+        "`.venv/bin/python tools/collect_benchmarks.py`")

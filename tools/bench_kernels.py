@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _firmware_stamp import firmware_stamp
+
 from tinysift.device.icount import (
     BENCH_SRC,
     CFLAGS,
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
             "model": parsed["model"],
             # the code that ran (git commit, tinysift's sources) and where
             "versions": package_versions(),
+            "firmware_source": firmware_stamp("kernels_qemu-m4"),
             "machine": machine_info(),
         }
     finally:

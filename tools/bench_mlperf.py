@@ -34,6 +34,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _firmware_stamp import firmware_stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = "nucleo_l4r5zi"
 SEED = 0  # of the models' initialization and their brief training on stand-in data
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         "toolchain": {"gcc": run_tool(["arm-none-eabi-gcc", "--version"]).splitlines()[0],
                       "qemu": run_tool(["qemu-system-arm", "--version"]).splitlines()[0]},
         "versions": package_versions(),
+        "firmware_source": firmware_stamp("mlperf_tiny_qemu-m4"),
         "machine": f"{machine.get('platform', '')} x {machine.get('cpus', '?')} CPUs",
         "machine_info": machine,
     }

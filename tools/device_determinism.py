@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from _firmware_stamp import firmware_stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -64,7 +66,8 @@ def main(argv: list[str]) -> int:
            "export_hash": exported["content_hash"],
            "params": vars(params), "rows": rows, "max_relative_difference": worst,
            "losses_and_accuracies_identical": same_results,
-           "machine": machine_info(), "versions": package_versions()}
+           "machine": machine_info(), "versions": package_versions(),
+           "firmware_source": firmware_stamp("device_determinism_qemu-m4")}
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "device_determinism_qemu-m4.json", res)

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _firmware_stamp import firmware_stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BOARDS = ("qemu-mps2-an386", "qemu-netduinoplus2", "nucleo_f411re", "nucleo_l4r5zi")
@@ -145,7 +147,7 @@ def main(argv: list[str]) -> int:
            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
            "toolchain": {"gcc": run_tool(["arm-none-eabi-gcc", "--version"]).splitlines()[0]},
            "boards": rows, "machine": machine_info(),
-           "versions": package_versions()}
+           "versions": package_versions(), "firmware_source": firmware_stamp("firmware_size")}
     write_results(res, args.out_dir, "firmware_size", markdown)
     print(markdown(res))
     return 0

@@ -33,6 +33,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from _firmware_stamp import firmware_stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SCRIPT = ROOT / "tools" / "bench_trainer.sh"
@@ -414,7 +416,7 @@ def main(argv: list[str]) -> int:
                            "stages": EXPORTS[d] if d not in given else "given"}
                        for d, p in exports.items()},
            "builds": rows, "not_built": skipped, "machine": machine_info(),
-           "versions": package_versions()}
+           "versions": package_versions(), "firmware_source": firmware_stamp("trainer_qemu")}
     write_results(res, args.out_dir, "trainer_qemu", markdown)
     print(markdown(res))
     return 0

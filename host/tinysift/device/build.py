@@ -115,13 +115,15 @@ def _version_line(compiler: str, size: int, mtime_ns: int) -> str:
     return lines[0].strip() if out.returncode == 0 and lines else ""
 
 
-def firmware_source_hash() -> str:
-    """sha256 over the paths and contents of the firmware sources (not the build output)."""
+def firmware_source_hash(extra: tuple[str, ...] = ()) -> str:
+    """sha256 over the paths and contents of the firmware sources (not the build output);
+    ``extra``: more files or folders (relative to the project root), hashed after them, e.g.
+    a bench's own C program."""
     import hashlib
 
     root_dir = project_root()
     h = hashlib.sha256()
-    for rel in FIRMWARE_SOURCES:
+    for rel in (*FIRMWARE_SOURCES, *extra):
         root = root_dir / rel
         files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
         for f in files:
