@@ -304,6 +304,11 @@ def test_user_folder_of_one_new_class_is_taken(tmp_path):
     scn = scenarios.user("digits", spec)
     assert scn.new_classes == (9,) and len(scn.y_new) == 5 and scn.y_test_new.tolist() == [9]
     assert scn.meta["skipped"] == ("9/notes.txt (not an image type read here)",)
+    single = tmp_path / "single" / "9"
+    single.mkdir(parents=True)
+    (root / "9" / "0.png").rename(single / "0.png")
+    with pytest.raises(DatasetError, match=r"single sample.*about 5\)$"):  # no npz advice
+        scenarios.user("digits", f"folder:{single.parent}")
     (tmp_path / "none").mkdir()
     with pytest.raises(DatasetError, match="found 0 class sub-folders; need at least 1"):
         scenarios.user("digits", f"folder:{tmp_path / 'none'}")

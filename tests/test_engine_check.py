@@ -311,7 +311,7 @@ def test_engine_export_says_a_model_does_not_fit_the_board(big_gap, tmp_path, ca
 def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
     """`engine export --out-dir` into a folder of the user's replaced their own golden.npz
     (or export.json, or ts_export.h) without a word; a folder of an earlier export is
-    written again."""
+    written again, one killed before its export.json (written last) included."""
     from tinysift.cli import main
 
     mine = tmp_path / "mine"
@@ -325,11 +325,14 @@ def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
     assert (mine / "golden.npz").read_bytes() == b"the user's own"
     assert sorted(p.name for p in mine.iterdir()) == ["golden.npz", "notes.txt"]
     (mine / "export.json").write_text('{"name": "my own export.json"}')
+    (mine / "ts_export.h").write_text("/* my own header */\n")
     assert main([*args, str(mine)]) == 2
-    assert "holds golden.npz, export.json" in capsys.readouterr().err
+    assert "holds ts_export.h, golden.npz, export.json" in capsys.readouterr().err
     again = tmp_path / "again"
     assert main([*args, str(again)]) == 0 and main([*args, str(again)]) == 0
     assert (again / "ts_export.h").exists()
+    (again / "export.json").unlink()  # killed after the C files and golden.npz
+    assert main([*args, str(again)]) == 0 and (again / "export.json").exists()
 
 
 def test_a_folder_as_tflite_is_named_a_folder(small, capsys):

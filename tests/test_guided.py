@@ -888,7 +888,7 @@ def test_gmm_typicality_ranks_an_isolated_sample_lowest(far):
 def test_gmm_log_density_is_scikit_learns_mixture_where_no_component_is_dropped():
     """The mixture's own log-density (kept components, renormalised) is scikit-learn's
     score_samples when every component explains 5 samples or more; a class of one sample
-    is a Gaussian of variance about 1e-4 at it, an absent class -inf."""
+    is a Gaussian of variance 1e-4 at it (float32 samples too), an absent class -inf."""
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(3)
@@ -901,13 +901,18 @@ def test_gmm_log_density_is_scikit_learns_mixture_where_no_component_is_dropped(
     z = (centres + rng.normal(size=centres.shape)).astype(np.float32)
     logp = make_density("gmm", seed=0).fit(z, y, 4).log_prob(z)
     for c, k in [(0, 4), (1, 2)]:
+        z64 = z.astype(np.float64)  # what the density fits on
         ref = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4,
-                              random_state=0).fit(z[y == c])
+                              random_state=0).fit(z64[y == c])
         assert (ref.weights_ * (y == c).sum() >= 5).all()
-        np.testing.assert_allclose(logp[:, c], ref.score_samples(z), rtol=1e-5, atol=1e-4)
-    # variance 1e-4 would give 11.06 at the sample; float32's rounding of the variance
-    # (sum of squares minus square of sums, at 30) takes up to a nat of it
-    assert logp[105, 2] > 9.0 and logp[:105, 2].max() < -1e4
+        np.testing.assert_allclose(logp[:, c], ref.score_samples(z64), rtol=1e-6, atol=1e-6)
+    # variance 1e-4 at the sample (fit in float64: float32 rounding gave 1.3e-3 at |z| 30)
+    assert logp[105, 2] == pytest.approx(-1.5 * np.log(2 * np.pi * 1e-4), abs=1e-3)
+    assert logp[:105, 2].max() < -1e4
+    far = make_density("gmm", seed=0).fit(np.full((1, 3), 1000.0, np.float32),
+                                          np.zeros(1, np.int64), 1)
+    assert far.log_prob(np.full((1, 3), 1000.0))[0, 0] == pytest.approx(
+        -1.5 * np.log(2 * np.pi * 1e-4), abs=1e-3)  # was scikit-learn's "ill-defined" error
     assert np.isneginf(logp[:, 3]).all()
 
 

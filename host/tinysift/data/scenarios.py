@@ -268,9 +268,11 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
         if len(idx) >= 2:
             test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
     if not test.any():
+        supply = (", or supply x_test/y_test in the .npz" if spec.startswith("npz:")
+                  else "")  # a folder has no place for a test split
         raise DatasetError(f"{spec}: every class has a single sample, so none can be held out "
                            "to test the new task (20% per class); add samples (at least 2 "
-                           "per class, about 5), or supply x_test/y_test in the .npz")
+                           f"per class, about 5){supply}")
     return x[~test], y[~test], x[test], y[test], skipped
 
 

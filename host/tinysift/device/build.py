@@ -125,6 +125,8 @@ def firmware_source_hash(extra: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
     for rel in (*FIRMWARE_SOURCES, *extra):
         root = root_dir / rel
+        if rel in extra and not root.exists():  # a typo would hash nothing, silently
+            raise FileNotFoundError(f"firmware_source_hash: {root} does not exist")
         files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
         for f in files:
             if ".pio" in f.parts or "__pycache__" in f.parts:

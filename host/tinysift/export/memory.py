@@ -407,7 +407,7 @@ def plan_memory(fp: ModelFootprint, board: Board, train_samples: int, test_sampl
     flash = {
         "engine code": ENGINE_CODE_BYTES,
         # the arena plan's tensor table (TENSOR_ROW_BYTES per tensor, about 100 B) is left
-        # out: it rides on ENGINE_CODE_BYTES' round-up (plan - image is +3.5 KB or more on
+        # out: it rides on ENGINE_CODE_BYTES' round-up (plan - image is +2.7 KB or more on
         # every board, benchmarks/results/firmware_size.md), and counting it would move every
         # committed plan
         "weights and layer table": fp.weight_bytes + fp.num_layers * LAYER_ROW_BYTES,

@@ -74,7 +74,9 @@ class GMMDensity(ClassDensity):
 
         self.models_ = []
         for c in range(num_classes):
-            zc = z[y == c]
+            # float64: scikit-learn fits float32 in float32, where a class of one sample got
+            # a variance of 1e-3 at |z| 30 instead of reg_covar, and |z| 1000 an error
+            zc = np.asarray(z[y == c], np.float64)
             if not len(zc):  # never the most likely class
                 self.models_.append(None)
                 continue

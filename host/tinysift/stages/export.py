@@ -363,24 +363,35 @@ EXPORT_FILES = (f"{PREFIX}.h", f"{PREFIX}_model.c", f"{PREFIX}_data.c", f"{PREFI
 def check_export_folder(out_dir: Path, flag: str = "--out-dir") -> None:
     """Refuse a folder that holds files of an export's names which no export wrote: a bare
     export goes wherever the user points it, and replaced (say) their own ``golden.npz``
-    or ``export.json`` without a word. A folder of an earlier export (its export.json
-    names a format version and a content hash) is written again, as a run folder's is."""
-    import json
-
+    or ``export.json`` without a word. Files an export wrote (its C files' first line, its
+    export.json's format version and content hash, its golden.npz's arrays) are written
+    again, those of an export killed half-way included."""
     from tinysift.errors import TinysiftError
 
-    present = [n for n in EXPORT_FILES if (out_dir / n).exists()]
-    if not present:
-        return
+    foreign = [n for n in EXPORT_FILES
+               if (out_dir / n).exists() and not _written_by_export(out_dir / n)]
+    if foreign:
+        raise TinysiftError(f"{out_dir} holds {', '.join(foreign)}, which an export writes "
+                            "and which no tinysift export made: writing the export there "
+                            f"would replace them; give {flag} a new or empty folder")
+
+
+def _written_by_export(path: Path) -> bool:
+    """Whether ``path`` (one of :data:`EXPORT_FILES`) is a file an export wrote."""
+    import json
+    import zipfile
+
     try:
-        info = json.loads((out_dir / "export.json").read_text())
-        ours = isinstance(info, dict) and {"format_version", "content_hash"} <= info.keys()
-    except (OSError, ValueError):
-        ours = False
-    if not ours:
-        raise TinysiftError(f"{flag} {out_dir} holds {', '.join(present)}, which an export "
-                            "writes, and no export of tinysift made them (no export.json of "
-                            "one): writing would replace them; give a new or empty folder")
+        if path.suffix == ".json":
+            info = json.loads(path.read_text())
+            return isinstance(info, dict) and {"format_version", "content_hash"} <= info.keys()
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                return {"x_test.npy", "outputs.npy"} <= set(z.namelist())
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(len(c_writer.HEADER_NOTE)) == c_writer.HEADER_NOTE
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
 
 
 def export_tflite(tflite_path: str | Path, out_dir: str | Path, inputs: np.ndarray | None = None,
