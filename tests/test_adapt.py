@@ -165,7 +165,8 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
 def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
     """The scenario cache is keyed on its content: a --new file rewritten in place replaces
     RUN/scenario.npz (the base, replay and test set came from the old file, the streamed
-    samples from the new one)."""
+    samples from the new one); the folder's earlier reports, of the base trained again now,
+    move to earlier-KEY (they stood beside the new ones as if of them)."""
     from tinysift.pipeline.adapt import AdaptConfig, prepare_base
 
     labels = np.repeat([8, 9], 20)
@@ -173,11 +174,22 @@ def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
     cfg = AdaptConfig(scenario="user", dataset="digits", new=path, new_per_class=10,
                       base_epochs=1, out=str(tmp_path / "run"))
     prepare_base(cfg, log=lambda *_: None)
+    run = tmp_path / "run"
+    (run / "adapt-vq-20-head.json").write_text('{"of": "the first file"}')
     write_npz("new.npz", x=np.full((40, 8, 8), 7, np.uint8), y=labels)
-    scn, parts, _, _ = prepare_base(cfg, log=lambda *_: None)
+    said = []
+    scn, parts, _, _ = prepare_base(cfg, log=said.append)
     assert scn.x_new.max() == 7
-    with np.load(tmp_path / "run" / "scenario.npz") as z:
+    with np.load(run / "scenario.npz") as z:
         assert z["x"][parts["new"]].min() == 7 and z["x_test"][parts["test_new"]].min() == 7
+    # the first file's report described the base trained again now: set aside, and said
+    [aside] = run.glob("earlier-*")
+    assert [p.name for p in aside.iterdir()] == ["adapt-vq-20-head.json"]
+    assert not list(run.glob("adapt-*.json"))
+    assert any("another scenario" in line and str(aside) in line for line in said)
+    said.clear()
+    prepare_base(cfg, log=said.append)  # the same scenario again: nothing moves
+    assert not any("another scenario" in line for line in said)
 
 
 def test_training_energy_is_one_bill_for_every_mode():

@@ -186,6 +186,7 @@ def prepare_base(cfg: AdaptConfig, log=print):
     # file) is written again instead of refused with advice to re-save it
     if not (npz.exists() and stamp.exists()
             and stamp.read_text() == f"{key} {file_hash(npz)}"):
+        _set_aside_other_scenario(out, stamp, key, log)
         stamp.unlink(missing_ok=True)  # first: a kill mid-write leaves no stamp to trust
         scn.to_npz(npz)
         stamp.write_text(f"{key} {file_hash(npz)}")
@@ -204,6 +205,24 @@ def prepare_base(cfg: AdaptConfig, log=print):
     log(f"base model on the old task: {tr.train_samples} samples, int8 (TFLM) "
         f"{q.int8_acc:.4f} on the whole test split ({time.perf_counter() - t0:.0f} s)")
     return scn, parts, name, base
+
+
+def _set_aside_other_scenario(out: Path, stamp: Path, key: str, log) -> None:
+    """The folder held another scenario (other settings or data; not a torn file of this
+    one): its base model is trained again, and its reports (``adapt-*.json``), which
+    describe the earlier base, move to ``earlier-KEY`` instead of standing beside the new
+    ones as if they were of it."""
+    old_key = stamp.read_text().split(" ")[0] if stamp.exists() else ""
+    reports = sorted(out.glob("adapt-*.json"))
+    if not old_key or old_key == key or not reports:
+        return
+    aside = out / f"earlier-{old_key[:12]}"
+    aside.mkdir(exist_ok=True)
+    for f in reports:
+        f.replace(aside / f.name)
+    log(f"warning: {out} held the adaptation of another scenario (other settings or data): "
+        f"its base model is trained again, and its {len(reports)} earlier result(s) moved to "
+        f"{aside}")
 
 
 def base_features(base: Path, x: np.ndarray) -> np.ndarray:
