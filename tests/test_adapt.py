@@ -190,6 +190,18 @@ def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
     said.clear()
     prepare_base(cfg, log=said.append)  # the same scenario again: nothing moves
     assert not any("another scenario" in line for line in said)
+    # back to the first file and forth again: the first file's second report is set aside
+    # beside its first, not over it
+    write_npz("new.npz", x=np.full((40, 8, 8), 1, np.uint8), y=labels)
+    (run / "adapt-vq-20-head.json").write_text('{"of": "the second file"}')
+    prepare_base(cfg, log=said.append)
+    (run / "adapt-vq-20-head.json").write_text('{"of": "the first file, again"}')
+    write_npz("new.npz", x=np.full((40, 8, 8), 7, np.uint8), y=labels)
+    prepare_base(cfg, log=said.append)
+    kept = {p.parent.name: p.read_text() for p in run.glob("earlier-*/*.json")}
+    assert len(kept) == 3 and kept[aside.name] == '{"of": "the first file"}'
+    assert kept[f"{aside.name}-2"] == '{"of": "the first file, again"}'
+    assert '{"of": "the second file"}' in kept.values()
 
 
 def test_training_energy_is_one_bill_for_every_mode():

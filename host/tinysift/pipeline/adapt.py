@@ -216,8 +216,11 @@ def _set_aside_other_scenario(out: Path, stamp: Path, key: str, log) -> None:
     reports = sorted(out.glob("adapt-*.json"))
     if not old_key or old_key == key or not reports:
         return
-    aside = out / f"earlier-{old_key[:12]}"
-    aside.mkdir(exist_ok=True)
+    aside, n = out / f"earlier-{old_key[:12]}", 1
+    while aside.exists():  # that scenario's reports set aside before (A, B, A again)
+        n += 1
+        aside = out / f"earlier-{old_key[:12]}-{n}"
+    aside.mkdir()
     for f in reports:
         f.replace(aside / f.name)
     log(f"warning: {out} held the adaptation of another scenario (other settings or data): "
