@@ -19,6 +19,12 @@ layer of that model and one ts_invoke.
 
     .venv/bin/python tools/bench_kernels.py [--export runs/NAME/export] [--out benchmarks/results]
 
+The committed results are the ``--export runs/k-fmnist/export`` run, made by
+``tinysift train --dataset fashion-mnist --keep 0.1 --out runs/k-fmnist``, ``tinysift
+quantize --run runs/k-fmnist`` and ``tinysift export --run runs/k-fmnist --fit``. The
+per-case counts move by a few instructions with the bench program's size (with or without
+``--export``: code alignment), so compare runs made the same way.
+
 Not a test: nothing here asserts a speed. The design goal is <= 2.0 instructions per MAC on
 the DSP path (the floor is 0.5: two MACs per SMLAD).
 """
