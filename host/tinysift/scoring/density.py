@@ -105,9 +105,7 @@ class GMMDensity(ClassDensity):
             sq = ((z ** 2) @ prec.T - 2.0 * z @ (means * prec).T
                   + (means ** 2 * prec).sum(1)[None])
             log_n = -0.5 * (sq + np.log(2 * np.pi * var).sum(-1)[None])
-            joint = log_n + log_w[None]
-            top = joint.max(1, keepdims=True)
-            out[:, c] = top[:, 0] + np.log(np.exp(joint - top).sum(1))
+            out[:, c] = log_sum_exp(log_n + log_w[None])
         return out
 
 
@@ -173,6 +171,14 @@ class KNNDensity(ClassDensity):
         return out
 
 
+def log_sum_exp(a: np.ndarray) -> np.ndarray:
+    """``log sum_j exp(a[i, j])`` per row, shifted by the row's maximum (no overflow). Not
+    scipy's ``logsumexp``, which rounds differently in the last bits: the committed flow and
+    mixture results were computed with this arithmetic."""
+    top = a.max(1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(a - top).sum(1))
+
+
 def make_density(kind: str, seed: int = 0, **params) -> ClassDensity:
     classes = {"flow": FlowDensity, "gmm": GMMDensity, "knn": KNNDensity}
     if kind not in classes:
@@ -183,9 +189,7 @@ def make_density(kind: str, seed: int = 0, **params) -> ClassDensity:
 def label_posterior(logp: np.ndarray, y: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """``log p(y_i | z_i)`` from per-class log-densities (N, K) and class priors (K,)."""
     joint = logp + np.log(np.maximum(priors, 1e-12))[None, :]
-    top = joint.max(1, keepdims=True)
-    log_evidence = top[:, 0] + np.log(np.exp(joint - top).sum(1))
-    return joint[np.arange(len(y)), y] - log_evidence
+    return joint[np.arange(len(y)), y] - log_sum_exp(joint)
 
 
 def typicality(logp: np.ndarray, y: np.ndarray) -> np.ndarray:

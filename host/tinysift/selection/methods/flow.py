@@ -44,6 +44,7 @@ import numpy as np
 from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
 from tinysift.progress import progress_bar
+from tinysift.scoring.density import log_sum_exp
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
 from tinysift.selection.methods._common import check_embedding
@@ -250,9 +251,7 @@ class FlowMethod(PruningMethod):
             components["pixel density"] = rank_within(self.pixel_log_likelihood_, y)
         prior = np.log(np.bincount(y, minlength=context.num_classes) / len(y) + 1e-12)
         joint = ll + prior
-        mx = joint.max(1, keepdims=True)
-        log_evidence = (mx + np.log(np.exp(joint - mx).sum(1, keepdims=True)))[:, 0]
-        self.agreement_ = joint[rows, y] - log_evidence
+        self.agreement_ = joint[rows, y] - log_sum_exp(joint)
         components["agreement"] = rank_within(self.agreement_, y)
         el2n = dyn.el2n.mean(0).astype(np.float64)
         components["certainty"] = rank_within(-el2n, y)
