@@ -92,14 +92,7 @@ class Dataset:
     def warnings(self) -> list[str]:
         """What a user of this data should hear: entries of their folder that were skipped
         and classes the test split lacks (:meth:`test_split_warnings`)."""
-        out = []
-        if self.skipped:
-            more = f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
-            out.append(f"{self.name}: {len(self.skipped)} entries of the class folders were "
-                       f"skipped: {'; '.join(self.skipped[:5])}{more}. Each class folder holds "
-                       "its images directly (one level, no sub-folders), as "
-                       f"{', '.join(sorted(IMAGE_SUFFIXES))}")
-        return out + self.test_split_warnings()
+        return skipped_warnings(self.name, self.skipped) + self.test_split_warnings()
 
     def test_split_warnings(self) -> list[str]:
         """One line when some class is missing from the test split, naming the classes and
@@ -148,6 +141,17 @@ class Dataset:
             source=self.source,
             skipped=self.skipped,
         )
+
+
+def skipped_warnings(name: str, skipped: tuple[str, ...]) -> list[str]:
+    """The line a user hears about the entries of their class folders that were skipped
+    (none: no line): a dataset's (:meth:`Dataset.warnings`) and adapt's new data's."""
+    if not skipped:
+        return []
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return [f"{name}: {len(skipped)} entries of the class folders were skipped: "
+            f"{'; '.join(skipped[:5])}{more}. Each class folder holds its images directly "
+            f"(one level, no sub-folders), as {', '.join(sorted(IMAGE_SUFFIXES))}"]
 
 
 def validate_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, split: str, name: str,

@@ -160,6 +160,7 @@ def prepare_base(cfg: AdaptConfig, log=print):
     """Scenario, base model (trained on the old task, quantized): cached in ``cfg.out``.
     Returns ``(scenario, parts, dataset name of RUN/scenario.npz, base run folder)``."""
     from tinysift.data import load_dataset
+    from tinysift.data.dataset import skipped_warnings
     from tinysift.runs import file_hash, json_hash, out_folder
     from tinysift.selection.io import write_selection
     from tinysift.stages.quantize import quantize
@@ -169,10 +170,8 @@ def prepare_base(cfg: AdaptConfig, log=print):
     # classes out of range) left an empty run folder, and a file at --out was "unexpected"
     out = out_folder(Path(cfg.out), "--out", create=False)
     scn = build_scenario(cfg)
-    if skipped := scn.meta.get("skipped"):  # as train says of a folder: dataset
-        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        log(f"warning: {cfg.new}: {len(skipped)} entries of the class folders were skipped: "
-            f"{'; '.join(skipped[:5])}{more}")
+    for warning in skipped_warnings(cfg.new or "", scn.meta.get("skipped", ())):
+        log(f"warning: {warning}")  # as train says of a folder: dataset
     check_replay_count(cfg, scn)
     out_folder(out, "--out", create=True)
     # keyed on the scenario's content too: a user's --new file (or a dataset) changed in
@@ -184,9 +183,9 @@ def prepare_base(cfg: AdaptConfig, log=print):
     stamp = out / "scenario.key"
     # the stamp holds the file's hash too: a torn or replaced scenario.npz (not the user's
     # file) is written again instead of refused with advice to re-save it
-    if not (npz.exists() and stamp.exists()
-            and stamp.read_text() == f"{key} {file_hash(npz)}"):
-        _set_aside_other_scenario(out, stamp, key, log)
+    stamped = stamp.read_text() if stamp.exists() else ""  # "KEY NPZ-HASH"
+    if not (npz.exists() and stamped == f"{key} {file_hash(npz)}"):
+        _set_aside_other_scenario(out, stamped.split(" ")[0], key, log)
         stamp.unlink(missing_ok=True)  # first: a kill mid-write leaves no stamp to trust
         scn.to_npz(npz)
         stamp.write_text(f"{key} {file_hash(npz)}")
@@ -207,12 +206,11 @@ def prepare_base(cfg: AdaptConfig, log=print):
     return scn, parts, name, base
 
 
-def _set_aside_other_scenario(out: Path, stamp: Path, key: str, log) -> None:
-    """The folder held another scenario (other settings or data; not a torn file of this
-    one): its base model is trained again, and its reports (``adapt-*.json``), which
-    describe the earlier base, move to ``earlier-KEY`` instead of standing beside the new
-    ones as if they were of it."""
-    old_key = stamp.read_text().split(" ")[0] if stamp.exists() else ""
+def _set_aside_other_scenario(out: Path, old_key: str, key: str, log) -> None:
+    """The folder held another scenario (``old_key``: its stamp's; other settings or data,
+    not a torn file of this one): its base model is trained again, and its reports
+    (``adapt-*.json``), which describe the earlier base, move to ``earlier-KEY`` instead of
+    standing beside the new ones as if they were of it."""
     reports = sorted(out.glob("adapt-*.json"))
     if not old_key or old_key == key or not reports:
         return
