@@ -370,6 +370,62 @@ def test_a_record_without_a_numeric_accuracy_is_skipped_and_said(tmp_path, value
         again.resuming())
 
 
+@pytest.mark.parametrize("values", ['"acc": 0.5', '"acc": 0.5, "count": "12"',
+                                    '"acc": 0.5, "count": null'])
+def test_a_record_without_a_field_of_its_bench_is_skipped_and_said(tmp_path, values):
+    """A record edited to lose another field its bench reads than the accuracy (prune's
+    ``count``) ended the bench with a bare KeyError; each bench states its fields now, and
+    such a record is skipped and said like one without an accuracy; a reference row checks
+    its own (fewer) fields."""
+    def log_of():
+        return ProgressLog({"a": 1}, tmp_path, "bench", fields=("acc", "count"),
+                           fields_by_method={"joint": ("acc",)})
+
+    log = log_of()
+    log.add(0, "vq", "0.1", acc=0.5, count=12)
+    log.add(0, "joint", "0.1", acc=0.7)
+    log.path.write_text(log.path.read_text()
+                        + f'{{"seed": 1, "method": "vq", "keep": "0.1", {values}}}\n')
+    again = log_of()
+    assert again.get(1, "vq", "0.1") is None and again.get(0, "vq", "0.1")["count"] == 12
+    assert again.get(0, "joint", "0.1")["acc"] == 0.7
+    assert again.unreadable == 1 and "1 line(s) of it are not progress records" in (
+        again.resuming())
+
+
+def _committed_schemas() -> dict[str, tuple]:
+    """Per results-stem prefix, its bench's record fields and per-method ones."""
+    import sys
+
+    from tinysift.bench import condense, device, guided, prune, upkeep
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import guided_ablation
+    import selection_ablation
+
+    return {"prune_": (prune.RECORD_FIELDS, {}), "guided_": (guided.RECORD_FIELDS, {}),
+            "condense_": (condense.RECORD_FIELDS, {}), "upkeep_": (upkeep.RECORD_FIELDS, {}),
+            "device_": (device.RECORD_FIELDS, device.REFERENCE_FIELDS),
+            "ablation_guided_": (guided_ablation.RECORD_FIELDS, {}),
+            "ablation_selection_": (selection_ablation.RECORD_FIELDS, {})}
+
+
+def test_every_committed_progress_record_holds_its_bench_fields():
+    """The benches' record fields must not orphan a committed training: every record of every
+    committed progress log (each study's too) reads as done under its bench's fields, so a
+    resumed bench or a rerun of one method never retrains the rest."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    schemas = _committed_schemas()
+    logs = [p for p in results.rglob("*.jsonl") if not p.name.endswith(".curves.jsonl")]
+    assert len(logs) > 40
+    for path in logs:
+        fields, by_method = next(v for k, v in schemas.items() if path.name.startswith(k))
+        log = ProgressLog({}, None, "x", fields=fields, fields_by_method=by_method)
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        bad = [r for r in records if "forget" not in r and not log.holds_fields(r)]
+        assert not bad, f"{path.relative_to(results)}: {len(bad)} records, e.g. {bad[0]}"
+
+
 def test_a_file_where_the_progress_folder_goes_is_refused_before_any_training(tmp_path):
     """A file named progress/ in the results folder ended the bench with "unexpected
     FileExistsError" (a bug in tinysift) after its first training; refused before any."""

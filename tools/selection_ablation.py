@@ -22,6 +22,9 @@ from _args import at_least, positive_list
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: The numbers every progress record holds, which the table reads: a record without one
+#: trains again.
+RECORD_FIELDS = ("acc", "train_seconds")
 
 # vq's defaults before 2026-12-01 (no cut, the distance window, the far window from keep
 # 0.5); every vq variant below is stated on them, so its logged records keep their meaning
@@ -182,7 +185,8 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
     log = ProgressLog(key, args.out_dir / "progress", stem, point="keep",
                       method_params={name: {"method": method,
                                             **make_method(method, **params).get_params()}
-                                     for name, method, params in VARIANTS})
+                                     for name, method, params in VARIANTS},
+                      fields=RECORD_FIELDS)
     # results of another configuration (another --val, other data) are not
     # replaced without a word, as a bench's are not: refused before any training
     check_results_owner(log, args.out_dir, stem)

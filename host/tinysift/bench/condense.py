@@ -124,6 +124,11 @@ UNSTAMPED_PARAMS = {
 }
 
 
+#: The numbers every progress record holds, which the results read: a record without one
+#: trains again.
+RECORD_FIELDS = ("acc", "condense_seconds", "train_seconds")
+
+
 def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> ProgressLog:
     """The bench's log: keyed by the configuration and the data; a record counts while its
     condenser's parameters are today's. A record is one (seed, method, K): ``per_class``
@@ -138,7 +143,8 @@ def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> Progre
     key.update(bench="condense", data=data_hash)
     params = {name: make_condenser(name).plain_params() for name in cfg.methods}
     return ProgressLog(key, cfg.progress_dir, stem, point="per_class", method_params=params,
-                       unstamped_params=UNSTAMPED_PARAMS)
+                       unstamped_params=UNSTAMPED_PARAMS,
+                       fields=RECORD_FIELDS)
 
 
 def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, recipe,

@@ -49,6 +49,10 @@ from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
 from tinysift.pipeline.adapt import REPLAY_DEFAULTS
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
+#: The numbers every progress record of a device row holds, which the results read: a record
+#: without one runs again; the host's joint-training reference logs its accuracies only.
+RECORD_FIELDS = ("acc", "acc_old", "acc_new", "energy_mj", "cycles", "ram_plan")
+REFERENCE_FIELDS = {"joint": ("acc", "acc_old", "acc_new")}
 
 
 @dataclass
@@ -132,7 +136,8 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
     # device points depend on the firmware (its kernels set the cycles and energy): a
     # changed firmware source reruns them
     plog = ProgressLog(key, cfg.progress_dir, cfg.stem(), point="point",
-                       stamp={"firmware": firmware_source_hash()})
+                       stamp={"firmware": firmware_source_hash()},
+                       fields=RECORD_FIELDS, fields_by_method=REFERENCE_FIELDS)
     with results_claim(plog, Path(cfg.out_dir), cfg.stem(), check_owner=not pipeline_folder):
         return _run(cfg, plog, say, wall)
 

@@ -225,6 +225,11 @@ def _guided_point(data, seed: int, method: str, budget: float, recipe, params: d
 LATER_OPTIONS = ("keep_steps", "batch")
 
 
+#: The numbers every progress record holds, which the results read: a record without one
+#: trains again.
+RECORD_FIELDS = ("acc", "seconds", "spent", "fit_passes", "fit_seconds")
+
+
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
     key = {k: v for k, v in config_dict(cfg).items()
            if k not in ("seeds", "methods", "budgets", "out_dir", "progress_dir", "rerun")}
@@ -235,7 +240,8 @@ def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> Progress
     return ProgressLog(key, cfg.progress_dir, stem, point="budget",
                        method_params=bench_sampler_params(cfg),
                        key_defaults={name: GuidedBenchConfig.__dataclass_fields__[name].default
-                                     for name in LATER_OPTIONS})
+                                     for name in LATER_OPTIONS},
+                       fields=RECORD_FIELDS)
 
 
 def bench_sampler_params(cfg: GuidedBenchConfig) -> dict[str, dict]:

@@ -166,6 +166,14 @@ class ProgressLog:
         Options the ``key`` leaves out at these values (added later: the logs written before
         keep their names): what a results file whose ``config`` predates them ran with, for
         :func:`check_results_owner`.
+    fields : tuple of str
+        The numbers every record of a training holds, which the bench's results and lines
+        read (its schema): a record missing one, or holding something else than a finite
+        number there, is skipped as edited and its training runs again (until 2026-12-06
+        only ``acc`` was checked, so a record that lost another field, ``count`` say, ended
+        the bench with a bare KeyError).
+    fields_by_method : dict, optional
+        Per method, other fields than ``fields`` (a reference row that logs less).
 
     Every record written also carries :func:`code_and_machine` (not compared on reading).
     """
@@ -174,11 +182,14 @@ class ProgressLog:
                  point: str = "keep", stamp: dict | None = None,
                  method_params: dict[str, dict] | None = None,
                  unstamped_params: dict[str, dict] | None = None,
-                 key_defaults: dict | None = None) -> None:
+                 key_defaults: dict | None = None, fields: tuple[str, ...] = ("acc",),
+                 fields_by_method: dict[str, tuple[str, ...]] | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.key = key
         self.key_defaults = dict(key_defaults or {})
         self.point = point
+        self.fields = tuple(fields)
+        self.fields_by_method = dict(fields_by_method or {})
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
         self.method_params = json.loads(json.dumps(method_params or {}, sort_keys=True))
@@ -203,10 +214,11 @@ class ProgressLog:
             if FORGET in r:  # a --rerun began here: earlier records of these no longer count
                 self._drop(r[FORGET], r.get("seeds"))
                 continue
-            if not _finite(r.get("seconds" if r["method"] == WALL else "acc")):
-                # edited: no accuracy (or a wall time), or not a number (a string, null,
-                # NaN): it ended the bench writing its results with "unexpected KeyError:
-                # 'acc'" or wrote NaN into them; skipped and said, its training runs again
+            if not self.holds_fields(r):
+                # edited: no accuracy (or a wall time, or another field the results read),
+                # or not a number (a string, null, NaN): it ended the bench writing its
+                # results with "unexpected KeyError: 'acc'" or wrote NaN into them; skipped
+                # and said, its training runs again
                 self.unreadable += 1
                 continue
             method = r.get("method")
@@ -218,6 +230,14 @@ class ProgressLog:
             self._keep(r)
         # A stale record whose point was trained again since is not waiting for a rerun.
         self.stale = len(stale - self.done.keys())
+
+    def holds_fields(self, rec: dict) -> bool:
+        """``rec`` holds each numeric field of its method's records as a finite number (a
+        wall time: its seconds)."""
+        method = rec["method"]
+        fields = ("seconds",) if method == WALL else self.fields_by_method.get(method,
+                                                                               self.fields)
+        return all(_finite(rec.get(f)) for f in fields)
 
     def _keep(self, rec: dict) -> None:
         """Count ``rec`` as done. A training logged after its seed's wall time means the

@@ -268,6 +268,11 @@ def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progr
             "train_seconds": res.seconds, "count": len(y)}
 
 
+#: The numbers every progress record holds (the full data's too), which the results and the
+#: lines said on resuming read: a record without one trains again.
+RECORD_FIELDS = ("acc", "count", "score_seconds", "train_seconds")
+
+
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
     # A record is one (seed, method, keep): adding a budget or a method to a finished bench
     # runs only the new points.
@@ -279,7 +284,8 @@ def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
     # Without a progress folder (--quick) the log stays in memory: nothing to resume.
     return ProgressLog(key, cfg.progress_dir,
                        results_stem(cfg.dataset, cfg.label_noise, cfg.protocol), point="keep",
-                       method_params=bench_method_params(cfg))
+                       method_params=bench_method_params(cfg),
+                       fields=RECORD_FIELDS)
 
 
 def bench_method_params(cfg: PruneBenchConfig) -> dict[str, dict]:

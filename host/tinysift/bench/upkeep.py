@@ -53,6 +53,8 @@ def current(rec: dict | None, method: str) -> dict | None:
 
 FIELDS = ("acc_old", "acc_new", "seen", "kept", "codewords", "covered", "evicted",
           "stream_cycles", "train_cycles", "energy_mj")
+#: The numbers every progress record holds: a record without one runs again.
+RECORD_FIELDS = ("acc", *FIELDS)
 
 
 @dataclass
@@ -107,7 +109,8 @@ def bench_upkeep(cfg: UpkeepBenchConfig, log=None) -> dict:
     key.update(user_data_key({"dataset": cfg.upkeep.dataset, "new": cfg.upkeep.new}))
     # device points depend on the firmware: a changed firmware source reruns them
     plog = ProgressLog({**key, "quick": cfg.quick}, cfg.progress_dir, cfg.stem(),
-                       point="point", stamp={"firmware": firmware_source_hash()})
+                       point="point", stamp={"firmware": firmware_source_hash()},
+                       fields=RECORD_FIELDS)
     with results_claim(plog, Path(cfg.out_dir), cfg.stem()):
         return _run(cfg, plog, say, wall)
 
