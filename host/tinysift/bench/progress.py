@@ -169,7 +169,7 @@ class ProgressLog:
     fields : tuple of str
         The numbers every record of a training holds, which the bench's results and lines
         read (its schema): a record missing one, or holding something else than a finite
-        number there, is skipped as edited and its training runs again (until 2026-12-06
+        number there, is skipped as edited and its training runs again (until 2026-12-05
         only ``acc`` was checked, so a record that lost another field, ``count`` say, ended
         the bench with a bare KeyError).
     fields_by_method : dict, optional
