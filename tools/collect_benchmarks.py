@@ -716,6 +716,18 @@ def _seeded_section(heading: str, stem: str, cmd: str, missing: str | None, plot
                   ] + targets(res) + [""]
 
 
+#: A paragraph above a guided table, where its rows need one to be read right.
+GUIDED_INTROS = {
+    "guided_digits": (
+        "vq and flow charge their fits (codebooks, densities) at the seconds the fits take, "
+        "converted into sample-passes at the run's own training speed. On Digits those fits "
+        "are a large share of a small budget, so these two methods' rows depend on the "
+        "machine's timing: at budget 0.3 they do not repeat from run to run, even on one "
+        "machine (docs/methods.md, \"The rows are not repeatable at 0.3\"); the controls "
+        "repeat to the bit."),
+}
+
+
 GUIDED_RERUNS = (("guided_fashion-mnist", "Fashion-MNIST"), ("guided_mnist", "MNIST"),
                  ("guided_fashion-mnist_noise0.2", "Fashion-MNIST, 20% label noise"))
 
@@ -1404,7 +1416,7 @@ def benchmarks_doc() -> str:
          "--seeds 3"),
     ]:
         out += _seeded_section(f"Guided training: {title}", stem, cmd, NOT_RERUN,
-                               "guided training", guided_targets)
+                               "guided training", guided_targets, intro=GUIDED_INTROS.get(stem))
         out += _ten_seeds_pointer(stem)
     out += _rerun_section()
     out += _guided_ten_seeds_section()
