@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -883,3 +885,33 @@ def test_an_npz_path_that_is_a_folder_names_folder(tmp_path):
     with pytest.raises(DatasetError, match=rf"npz:{tmp_path} is a folder, not an \.npz "
                                            rf"file; .* read as folder:{tmp_path}$"):
         load_dataset(f"npz:{tmp_path}")
+
+
+def test_a_selection_and_a_condensed_set_given_to_each_others_option_name_it(tmp_path):
+    """A condensed set (its file or its run folder) given to --selection, or a selection to
+    --condensed, said "not a tinysift selection file; create it again with `tinysift prune`"
+    (or "selection file .../selection.npz not found"): the file was fine, the option wrong."""
+    from tinysift.selection.io import read_condensed, read_selection, write_condensed
+
+    pruned, condensed = tmp_path / "p", tmp_path / "c"
+    pruned.mkdir()
+    condensed.mkdir()
+    _selection(pruned / "selection.npz")
+    write_condensed(condensed / "condensed.npz", np.zeros((2, 8, 8), np.uint8),
+                    np.array([0, 1]), "dm", 1, "h")
+    for given, said in ((condensed, f"{condensed} holds condensed.npz, not selection.npz: "
+                                    "pass the folder with --condensed"),
+                        (condensed / "condensed.npz", "is a condensed set (`tinysift "
+                                                      "condense`), not a selection: pass it "
+                                                      "with --condensed")):
+        with pytest.raises(DatasetError, match=re.escape(said)):
+            read_selection(given, 20, "h")
+    for given, said in ((pruned, f"{pruned} holds selection.npz, not condensed.npz: pass the "
+                                 "folder with --selection"),
+                        (pruned / "selection.npz", "is a selection (`tinysift prune`), not a "
+                                                   "condensed set: pass it with --selection")):
+        with pytest.raises(DatasetError, match=re.escape(said)):
+            read_condensed(given, "h", 10)
+    # a folder with neither is still "not found"
+    with pytest.raises(DatasetError, match="not found; create it with `tinysift prune`"):
+        read_selection(tmp_path, 20, "h")

@@ -91,6 +91,17 @@ def set_file(path: str | Path, name: str = SELECTION_FILE) -> Path:
     return p / name if p.is_dir() else p
 
 
+def _refuse_other_kind(path: str | Path, other: str) -> None:
+    """A run folder given to --selection that holds only a condensed set, or to --condensed
+    that holds only a selection: refused naming the option it belongs to (the refusal said
+    to create the missing file with the other command)."""
+    folder = Path(path)
+    if folder.is_dir() and (folder / other).is_file():
+        mine, flag = ((SELECTION_FILE, "--condensed") if other == CONDENSED_FILE
+                      else (CONDENSED_FILE, "--selection"))
+        raise DatasetError(f"{folder} holds {other}, not {mine}: pass the folder with {flag}")
+
+
 def _load_npz(p: Path, what: str, fix: str) -> dict:
     """Every array of an ``.npz``, or one clear DatasetError for a file that is not one."""
     from tinysift.data.sources import open_numpy
@@ -127,9 +138,13 @@ def read_selection(path: str | Path, num_samples: int | None = None,
     them (files written before they existed have neither)."""
     p = set_file(path, SELECTION_FILE)
     if not p.exists():
+        _refuse_other_kind(path, CONDENSED_FILE)
         raise DatasetError(f"selection file {p} not found; create it with `tinysift prune`")
     fix = "create it again with `tinysift prune`"
     sel = _load_npz(p, "selection (.npz)", fix)
+    if "indices" not in sel and {"x", "y", "per_class"} <= sel.keys():
+        raise DatasetError(f"{p} is a condensed set (`tinysift condense`), not a selection: "
+                           "pass it with --condensed")
     for key in ("indices", "method", "keep_count"):
         if key not in sel:
             raise DatasetError(f"{p} has no {key!r}: not a tinysift selection file; {fix}")
@@ -204,9 +219,13 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
     """
     p = set_file(path, CONDENSED_FILE)
     if not p.exists():
+        _refuse_other_kind(path, SELECTION_FILE)
         raise DatasetError(f"condensed file {p} not found; create it with `tinysift condense`")
     fix = "create it again with `tinysift condense`"
     cond = _load_npz(p, "condensed set (.npz)", fix)
+    if "x" not in cond and {"indices", "keep_count"} <= cond.keys():
+        raise DatasetError(f"{p} is a selection (`tinysift prune`), not a condensed set: "
+                           "pass it with --selection")
     for key in ("x", "y", "method"):
         if key not in cond:
             raise DatasetError(f"{p} has no {key!r}: not a tinysift condensed file; {fix}")
