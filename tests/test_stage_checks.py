@@ -345,3 +345,36 @@ def test_rerun_hint_names_the_folder_as_it_is_now(tmp_path):
     (moved / "manifest.json").write_text(json.dumps(manifest))
     assert rerun_hint(Run(moved), "train", "fallback") == (
         f"tinysift train --dataset digits --out '{moved}'")  # the default folder, named
+
+
+def test_train_hint_names_the_set_and_user_data_as_they_are_now(tmp_path):
+    """The train hint (a missing or stale model) repeated the recorded --selection and
+    --dataset npz:PATH verbatim: typed relative to another working directory, or the set in
+    a folder moved since, the hint named files that are not there. The set in the run folder
+    and the dataset's recorded absolute path are named now; a set outside the folder (not
+    recorded as the folder's) stays as typed."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import _train_hint
+
+    moved = tmp_path / "moved run"
+    moved.mkdir()
+    data = f"npz:{tmp_path / 'work' / 'data.npz'}"
+
+    def manifest(set_file: dict | None) -> Run:
+        (moved / "manifest.json").write_text(json.dumps({
+            "tinysift_run": True, "dataset": {"name": data, "hash": "h"},
+            "stages": {"train": {"status": "done", "params": {
+                "dataset": "npz:data.npz", "source": "selection:vq"},
+                "results": {"dataset": {"name": data, "hash": "h"}, "set_file": set_file}}},
+            "commands": [{"argv": ["/x/.venv/bin/tinysift", "train", "--dataset",
+                                   "npz:data.npz", "--selection", "runs/p/selection.npz",
+                                   "--epochs", "0", "--out", "runs/p"]}]}))
+        return Run(moved)
+
+    run = manifest({"path": "selection.npz", "hash": "s"})
+    assert _train_hint(run) == (
+        f"tinysift train --dataset {data} --selection '{moved / 'selection.npz'}' "
+        f"--epochs 0 --out '{moved}'")
+    assert _train_hint(manifest(None)) == (
+        f"tinysift train --dataset {data} --selection runs/p/selection.npz --epochs 0 "
+        f"--out '{moved}'")

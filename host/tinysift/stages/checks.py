@@ -18,12 +18,15 @@ from tinysift.errors import StageError
 from tinysift.runs import Run, file_hash, same_dataset
 
 
-def rerun_hint(run: Run, verb: str, fallback: str) -> str:
+def rerun_hint(run: Run, verb: str, fallback: str,
+               paths: dict[str, str] | None = None) -> str:
     """The last ``tinysift <verb> ...`` recorded in the run's manifest, else ``fallback``.
 
     Its run folder (``--out``/``--run``) is the folder as it is now: the recorded one may be
     relative to another working directory, or the folder may have moved since, and the hint
-    then sent the rerun elsewhere."""
+    then sent the rerun elsewhere. ``paths`` gives other options their value as it is now
+    (a set file in the run folder, a user dataset's absolute path), for the same reason."""
+    now = {"--out": str(run.path), "--run": str(run.path), **(paths or {})}
     for entry in reversed(run.manifest.get("commands", [])):
         argv = list(entry.get("argv", []))
         if len(argv) > 1 and argv[1] == verb and (
@@ -31,12 +34,12 @@ def rerun_hint(run: Run, verb: str, fallback: str) -> str:
             named = False
             for i, arg in enumerate(argv):
                 flag = arg.split("=", 1)[0]
-                if flag in ("--out", "--run"):
-                    named = True
+                if flag in now:
+                    named = named or flag in ("--out", "--run")
                     if "=" in arg:
-                        argv[i] = f"{flag}={run.path}"
+                        argv[i] = f"{flag}={now[flag]}"
                     elif i + 1 < len(argv):
-                        argv[i + 1] = str(run.path)
+                        argv[i + 1] = now[flag]
             if not named:  # `train` without --out wrote to its default folder
                 argv += ["--out" if verb == "train" else "--run", str(run.path)]
             return "tinysift " + " ".join(shlex.quote(str(a)) for a in argv[1:])
@@ -67,10 +70,15 @@ def _train_hint(run: Run) -> str:
     info = run.stage_info("train") or {}
     params = info.get("params", {})
     used = info.get("results", {}).get("set_file")
+    # the set file and user dataset as they are now (``paths``): the recorded command's may
+    # be relative to another working directory, or in a folder moved since, and the hint
+    # sent the rerun to a file that is not there
+    dataset = (info.get("results", {}).get("dataset") or {}).get("name")
+    paths = {}
     # (without the set, the fallback would train on the full data)
     kind = str(params.get("source", "")).split(":")[0]
-    given = (f" --{kind} {run.path / used['path']}"
-             if used and kind in ("selection", "condensed") else "")
+    if used and kind in ("selection", "condensed"):
+        paths[f"--{kind}"] = str(run.path / used["path"])
     if not info:  # a prune or condense folder not trained yet: train on its set
         from tinysift.selection.io import CONDENSED_FILE, SELECTION_FILE
 
@@ -80,9 +88,14 @@ def _train_hint(run: Run) -> str:
                 if (entry := run.stage_info(stage) or {}).get("status") == "done"]
         if made:  # the latest of the two
             _, params, flag, name = max(made, key=lambda m: m[0])
-            given = f" --{flag} {run.path / name}"
-    return rerun_hint(run, "train", f"tinysift train --dataset {params.get('dataset', 'D')}"
-                                    f"{given} --out {run.path}")
+            paths[f"--{flag}"] = str(run.path / name)
+        dataset = (run.manifest.get("dataset") or {}).get("name")
+    if str(dataset).startswith(("npz:", "folder:")):  # recorded with its absolute path
+        paths["--dataset"] = str(dataset)
+    given = "".join(f" {flag} {path}" for flag, path in paths.items() if flag != "--dataset")
+    name = paths.get("--dataset", params.get("dataset", "D"))
+    return rerun_hint(run, "train", f"tinysift train --dataset {name}{given} --out {run.path}",
+                      paths)
 
 
 def check_trained(run: Run) -> dict:
