@@ -504,6 +504,13 @@ BAD_INPUT = [
      "--old-classes takes numbers and ranges like 0-7 (low-high) or 0,2,4; got '0-'"),
     (["adapt", "--dataset", "nope", "--old-classes", "7-0", "--out", "{tmp}/typo"],
      "--old-classes takes numbers and ranges like 0-7 (low-high) or 0,2,4; got '7-0'"),
+    # one line for three ranges named neither the option given nor its value
+    (["adapt", "--dataset", "digits", "--steps", "0", "--out", "{tmp}/typo"],
+     "--steps must be >= 1, got 0"),
+    (["adapt", "--dataset", "digits", "--new-per-class", "0", "--out", "{tmp}/typo"],
+     "--new-per-class must be >= 1, got 0"),
+    (["adapt", "--dataset", "digits", "--replay-per-class", "-1", "--out", "{tmp}/typo"],
+     "--replay-per-class must be >= 0, got -1"),
     # train's random subset: the refusal advised --no-balance, an option train does not have
     (["train", "--dataset", "digits", "--keep", "5", "--out", "{tmp}/typo"],
      "--keep 5 is fewer than the 10 classes: train's random subset is class-balanced"),

@@ -85,9 +85,13 @@ class AdaptConfig:
                               "user, or drop --new")
         if self.update not in UPDATES:
             raise BudgetError(f"--update must be one of {', '.join(UPDATES)}")
-        if self.replay_per_class < 0 or self.new_per_class < 1 or self.steps < 1:
-            raise BudgetError("--replay-per-class must be >= 0, --new-per-class and --steps "
-                              ">= 1")
+        # (one line for the three named none of them nor the value given)
+        low = [f"{flag} must be >= {least}, got {value}"
+               for flag, value, least in (("--replay-per-class", self.replay_per_class, 0),
+                                          ("--new-per-class", self.new_per_class, 1),
+                                          ("--steps", self.steps, 1)) if value < least]
+        if low:
+            raise BudgetError("; ".join(low))
         if self.seed < 0:
             raise BudgetError(f"--seed must be >= 0, got {self.seed}")
         # a pipeline file reaches these without the CLI's ranges: 0 test samples a class was
