@@ -915,3 +915,17 @@ def test_a_selection_and_a_condensed_set_given_to_each_others_option_name_it(tmp
     # a folder with neither is still "not found"
     with pytest.raises(DatasetError, match="not found; create it with `tinysift prune`"):
         read_selection(tmp_path, 20, "h")
+
+
+def test_nan_pixels_are_named_with_their_array_count_and_fix(write_npz):
+    """NaN or infinite pixels were "images contain NaN or infinite values": not which array
+    (x or x_test), how many images, which, or what to do."""
+    x = np.zeros((10, 4, 4), np.float32)
+    x_test = x[:4].copy()
+    x_test[2, 1, 1] = np.nan
+    x_test[3, 0, 0] = np.inf
+    with pytest.raises(DatasetError, match=re.escape(
+            "x_test has NaN or infinite pixels in 2 of 4 images (the first: x_test[2]); "
+            "replace them (e.g. by 0) or drop those images")):
+        load_dataset(write_npz(x=x, y=np.array([0, 1] * 5), x_test=x_test,
+                               y_test=np.array([0, 1] * 2)))

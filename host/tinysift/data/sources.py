@@ -574,8 +574,13 @@ def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
     if x.dtype == np.bool_:
         return x.astype(np.uint8) * np.uint8(255)
     if np.issubdtype(x.dtype, np.floating):
-        if not np.isfinite(x).all():
-            raise DatasetError(f"{name}: images contain NaN or infinite values")
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():  # said neither which array, nor where, nor what to do
+            first = int(np.flatnonzero(bad)[0])
+            raise DatasetError(
+                f"{name}: {key} has NaN or infinite pixels in {int(bad.sum())} of {len(x)} "
+                f"images (the first: {key}[{first}]); replace them (e.g. by 0) or drop those "
+                "images")
         if x.min() >= 0.0 and x.max() <= 1.0:
             return np.round(x * 255.0).astype(np.uint8)
         if x.min() >= 0.0 and x.max() < 2.0:
