@@ -673,12 +673,17 @@ def test_corrupt_mnist_pickle_says_how_to_restore_it(tmp_path, monkeypatch, cont
     (dict(x=np.zeros((15, 4, 4), np.uint8), y=np.array([0, 1, 2] * 5),
           class_names=np.array(["cat", " ", ""])),
      r"class_names gives class\(es\) 1, 2 an empty name; give each class a name"),
+    # too few names said so without the fix
+    (dict(x=np.zeros((15, 4, 4), np.uint8), y=np.array([0, 1, 2] * 5),
+          class_names=np.array(["cat", "dog"])),
+     r"2 class_names but labels go up to 2; one name per class: give 3 names \(classes "
+     r"0..2\), or leave class_names out"),
     # uint64 labels from 2**63 wrapped to negative ones: "unexpected ValueError" (exit 1)
     (dict(x=np.zeros((10, 4, 4), np.uint8),
           y=np.array([0, 1] * 5, np.uint64) + np.uint64(2**63)),
      r"y has labels up to 9223372036854775809, beyond any class count; relabel"),
 ], ids=["NCHW rgb", "NCHW grey", "0-d class_names", "string x", "extra names", "object names",
-        "y_test alone", "duplicate names", "empty names", "uint64 labels"])
+        "y_test alone", "duplicate names", "empty names", "too few names", "uint64 labels"])
 def test_malformed_npz_arrays_are_refused_clearly(write_npz, arrays, message):
     """Channels-first images were trained on as 3-pixel-high images; a 0-d class_names was a
     TypeError and string images a UFuncTypeError."""

@@ -378,9 +378,10 @@ def load_npz(path: str) -> Dataset:
         class_names = tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
                             for c in arrays["class_names"].tolist())
         if len(class_names) < num_classes:
-            raise DatasetError(
+            raise DatasetError(  # (it named no fix)
                 f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
-            )
+                f"; one name per class: give {num_classes} names (classes 0..{num_classes - 1})"
+                ", or leave class_names out (classes are then named by their index)")
         blank = [c for c, n in enumerate(class_names) if not n.strip()]
         if blank:  # every table, warning and report showed '' for it
             raise DatasetError(
