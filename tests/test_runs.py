@@ -216,6 +216,14 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     with pytest.raises(BudgetError, match="--epochs"):  # True was taken as 1 epoch
         train("digits", tmp_path / "new", epochs=True, progress=False)
     assert not (tmp_path / "new").exists()
+    # nor the folders made above it (runs/ of the default runs/<name> stayed, empty)
+    with pytest.raises(BudgetError, match="--epochs"):
+        train("digits", tmp_path / "runs" / "deep" / "new", epochs=-1, progress=False)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "other").mkdir(parents=True)  # a folder with another run stays
+    with pytest.raises(BudgetError, match="--epochs"):
+        train("digits", tmp_path / "runs" / "deep" / "new", epochs=-1, progress=False)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["other"]
     with run_lock(tmp_path / "kept"):
         (tmp_path / "kept" / "file").write_text("x")
     # the files stay; the lock file only with a run in the folder (a manifest)

@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import inspect
 import io
+import itertools
 import json
 import os
 import platform
@@ -527,6 +528,8 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     folder = Path(folder)
     out_folder(folder, "--out/--run", create=False)  # checked first: exists() may raise
     created = not folder.exists()
+    # the folders this call makes above it too (runs/ of the default runs/<name>)
+    above = list(itertools.takewhile(lambda p: not p.exists(), folder.parents))
     out_folder(folder, "--out/--run", create=True)
     lock_made = not (folder / LOCK_FILE).exists()
     key = str(folder.resolve())
@@ -550,6 +553,10 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             # empty run folder behind; still locked meanwhile
             os.unlink(folder / LOCK_FILE)
             folder.rmdir()
+            for parent in above:  # an empty runs/ stayed behind
+                if any(parent.iterdir()):
+                    break
+                parent.rmdir()
         elif lock_made and names and MANIFEST not in names:
             # an existing folder a refused command never made a run folder (the user's own
             # files): leave it as it was, without our lock file
