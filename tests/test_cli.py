@@ -205,6 +205,11 @@ def test_ctrl_c_exits_130_with_a_message(monkeypatch, capsys, tmp_path):
     code, err = _main(monkeypatch, capsys, "tinysift.stages.prune:prune", KeyboardInterrupt(),
                       ["prune", "--dataset", "digits", "--keep", "0.1", "--out", str(tmp_path)])
     assert code == 130 and "interrupted" in err
+    # a device run interrupted in a folder with an earlier complete result leaves that in
+    # results.json and its own partial results in results.failed.json (tinysift.stages.
+    # device.attempt): the line named results.json alone
+    assert "results.failed.json where an earlier complete result stays in results.json" in (
+        " ".join(err.split())), err
 
 
 def test_prune_reports_the_selection_time(monkeypatch, capsys, tmp_path):

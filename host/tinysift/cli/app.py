@@ -168,9 +168,13 @@ def report_error(message: str) -> None:
 def _interrupted(what: str, code: int) -> int:
     from rich.text import Text
 
+    # (a folder with an earlier complete result keeps it in results.json: the interrupted
+    # session's partial results are beside it, which this line did not say)
     err_console.print(Text.assemble((f"{what}", "yellow"), ": finished stages are saved and a "
-                                    "device run's partial results are in its results.json; "
-                                    "rerun the command to resume"), soft_wrap=True)
+                                    "device run's partial results are in its results.json, or "
+                                    "in results.failed.json where an earlier complete result "
+                                    "stays in results.json; rerun the command to resume"),
+                      soft_wrap=True)
     return code
 
 
