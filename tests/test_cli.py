@@ -292,6 +292,34 @@ def test_calibrate_prints_the_current_the_profile_stores(monkeypatch, capsys, tm
     assert load_board("nucleo_f411re").active_current_ma == 0.0001
 
 
+def test_calibrate_refuses_a_current_no_board_draws_and_says_what_it_replaces(
+        monkeypatch, capsys, tmp_path):
+    """`--current-ma 1e9` (a reading in uA typed as mA, times 1000) went into the profile and
+    every later energy estimate was off by that factor; a second calibration replaced the
+    first without a word. Now: refused above 3 A; a reading far from the profile's estimate
+    is said; the calibration it replaces is named."""
+    from tinysift.boards import load_board
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma",
+                 "1e9"]) == 2
+    err = capsys.readouterr().err
+    assert "--current-ma 1e+09 is more than a microcontroller board draws (at most 3000 mA)" \
+        in " ".join(err.split())
+    assert load_board("nucleo_f411re").current_is_estimate  # nothing written
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "replaces your earlier" not in out and "check the unit" not in out
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma",
+                 "2500"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "250x the profile's estimate: check the unit (mA)" in out
+    assert "replaces your earlier calibration: 12.0000 mA (measured: tinysift device " \
+        "calibrate (the user's meter (--current-ma))" in out
+    assert load_board("nucleo_f411re").active_current_ma == 2500.0
+
+
 def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, capsys,
                                                                    tmp_path):
     """`device calibrate --ms 0` (or above the firmware's 600,000) was sent to the board,

@@ -142,6 +142,13 @@ def calibrate_cmd(
     console.print(f"{cal.board}: measured {cal.measured_ma:.4f} mA ({cal.how}); the profile "
                   f"estimated {cal.estimated_ma:g} mA: ratio measured/estimated "
                   f"{cal.ratio:.3f}")
+    if not 1 / 30 <= cal.ratio <= 30:  # a unit slip (uA, A) reads as 1000x
+        console.print(f"[yellow]{cal.ratio:.3g}x the profile's estimate: check the unit "
+                      "(mA) and the meter's wiring; a reading that is not the board's "
+                      "current makes every later energy estimate off by as much[/]")
+    if cal.earlier is not None:
+        console.print(f"replaces your earlier calibration: {cal.earlier[0]:.4f} mA "
+                      f"({escape(cal.earlier[1])})")
     if cal.cycles is not None:
         console.print(f"workload: {cal.cycles:,} cycles")
     console.print(f"-> {escape(str(cal.profile))} (used by every later run on {cal.board})")

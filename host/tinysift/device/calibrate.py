@@ -32,6 +32,8 @@ class Calibration:
     profile: Path
     cycles: int | None = None
     window_s: float | None = None
+    #: the calibration this one replaced in the user's profile: (mA, its source line)
+    earlier: tuple[float, str] | None = None
 
     @property
     def ratio(self) -> float:
@@ -101,6 +103,10 @@ DEFAULT_CALIB_MS = 2000
 #: the smallest current a profile keeps (it stores 4 decimals of mA): 100 nA, below any
 #: running microcontroller's active current
 MIN_CURRENT_MA = 0.0001
+#: More than a microcontroller board draws (USB-C's 3 A): a reading above it is a unit slip
+#: (1e6 uA typed as mA) or a miswired meter, and it went into the profile, every later energy
+#: estimate off by that factor.
+MAX_CURRENT_MA = 3000.0
 
 
 def check_calibration(brd: Board, port: str | None, measure: bool,
@@ -133,6 +139,10 @@ def check_calibration(brd: Board, port: str | None, measure: bool,
     if current_ma is not None and not (MIN_CURRENT_MA <= current_ma < math.inf):
         raise TinysiftError(f"--current-ma must be a current in mA of at least "
                             f"{MIN_CURRENT_MA:g} (finite), not {current_ma}")
+    if current_ma is not None and current_ma > MAX_CURRENT_MA:
+        raise TinysiftError(f"--current-ma {current_ma:g} is more than a microcontroller board "
+                            f"draws (at most {MAX_CURRENT_MA:g} mA): the option is in mA "
+                            "(1 mA = 1000 uA); give your meter's reading in mA")
     if ms is not None and not 1 <= ms <= MAX_CALIB_MS:
         raise TinysiftError(f"--ms must be 1..{MAX_CALIB_MS} (the firmware's range), not {ms}")
     if measure and port is None:
@@ -165,9 +175,9 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
                               f"marker window, so only part of it was measured: run it again "
                               f"(a longer capture than the {ms} ms workload)")
         measured, window_s = windows[0].mean_current_ma, windows[0].duration_s
-        if not MIN_CURRENT_MA <= measured < math.inf:
-            # a reversed or bypassed current path reads zero or negative: that went into
-            # the profile as the board's current
+        if not MIN_CURRENT_MA <= measured <= MAX_CURRENT_MA:
+            # a reversed or bypassed current path reads zero or negative, a short more than
+            # a board draws: that went into the profile as the board's current
             raise DeviceError(f"the power monitor measured {measured:g} mA during `calib`, "
                               "not a running board's current: check that the board's supply "
                               "runs through the Joulescope (IN+ from the supply, OUT+ to the "
@@ -177,6 +187,8 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         measured, how = float(current_ma), "the user's meter (--current-ma)"
     est = _estimate_of(brd)
     ratio = measured / est
+    earlier = (None if brd.current_is_estimate
+               else (brd.active_current_ma, brd.current_source))
     path = save_user_board(brd.name, {
         "active_current_ma": round(measured, 4),
         "current_source": (f"measured: tinysift device calibrate ({how}) on "
@@ -185,7 +197,7 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         "current_is_estimate": False,
     }, header=f"tinysift device calibrate, {time.strftime('%Y-%m-%dT%H:%M:%S')}: your "
               f"{brd.name}'s measured active current, over the project's profile")
-    return Calibration(brd.name, est, measured, how, path, cycles, window_s)
+    return Calibration(brd.name, est, measured, how, path, cycles, window_s, earlier)
 
 
 def _estimate_of(brd: Board) -> float:
