@@ -257,7 +257,13 @@ def test_folder_mixed_gray_and_colour_is_all_colour(tmp_path):
     ihdr = b"IHDR" + (30000).to_bytes(4, "big") * 2 + big[24:29]
     bomb = big[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + big[33:]
     (root / "a" / "9.png").write_bytes(bomb)
-    with pytest.raises(DatasetError, match="cannot read image .*9.png: Image size .*exceeds"):
+    with pytest.raises(DatasetError, match="cannot read image .*9.png: Image size .*exceeds"
+                       ".*; replace it with a readable PNG or JPEG, or move it out of the folder"):
+        load_dataset(name)
+    # one image of another size names the first image it was compared with (it did not)
+    Image.fromarray(np.zeros((5, 4), np.uint8)).save(root / "a" / "9.png")
+    with pytest.raises(DatasetError, match=r"image .*a/9.png is 4x5 but the first image "
+                                           r"\(.*a/0.png\) is 4x4; resize all images"):
         load_dataset(name)
 
 
@@ -355,7 +361,9 @@ def _selection(path, **override):
      "noise_seed -5 is negative"),
     ("no indices", lambda p: _selection(p, indices=None), "no 'indices'"),
     ("count mismatch", lambda p: _selection(p, keep_count=np.int64(7)), "keep_count 7"),
-    ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])), "outside"),
+    ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])),
+     r"outside \[0, 20\) \(this dataset's samples\); it was made for other data: create it "
+     "again with `tinysift prune`"),
     ("repeated", lambda p: _selection(p, indices=np.array([1, 1, 2])), "twice"),
     ("method array", lambda p: _selection(p, method=np.array(["a", "b"])), "'method'"),
     ("nested text", lambda p: _selection(p, nested=np.array("yes")), "'nested'"),

@@ -242,7 +242,8 @@ def test_budgets_are_refused_before_anything_is_scored_or_written(tmp_path):
 
     with pytest.raises(BudgetError, match="fewer than the 10 classes"):
         prune("digits", "vq", 5, tmp_path / "p", progress=False)
-    for k, words in ((0, ">= 1"), (10_000, "larger than class")):
+    for k, words in ((0, r"per-class K \(--per-class, samples made a class\) must be a "
+                         r"whole number >= 1"), (10_000, "larger than class")):
         with pytest.raises(BudgetError, match=words):
             condense("digits", "flow", k, tmp_path / "c", progress=False)
     assert not (tmp_path / "p" / "manifest.json").exists()

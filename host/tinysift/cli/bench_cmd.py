@@ -63,7 +63,8 @@ def prune_cmd(
     methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
                                             "random,ccs,d2,moderate,herding,vq,flow)"),
     seeds: int = typer.Option(None, min=1, help="default 3 (equal-steps: 5, paired)"),
-    label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
+    label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
+                                                "random to another class, in [0, 1)"),
     protocol: str = typer.Option("proportional", help="proportional: steps shrink with the "
                                  "kept set; equal-steps: every set gets the full data's "
                                  "sample-passes (steps x 128)"),
@@ -118,7 +119,8 @@ def guided_cmd(
     methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
     seeds: int = typer.Option(None, min=1, help="default 5"),
     epochs: int = typer.Option(None, min=1, help="epochs of the full-data recipe (default 10)"),
-    label_noise: float = typer.Option(0.0, help="symmetric label noise on the training set"),
+    label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
+                                                "random to another class, in [0, 1)"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
     out_dir: Path = typer.Option(DEFAULT_OUT_DIR),
     rerun: str = typer.Option("", help="comma-separated methods ('full': the recipe) to "

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, help="run folder (default "
                                             "runs/prune-<dataset>-<method>-<keep>)"),
         seed: int = seed_option(0),
-        label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
+        label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
+                                                    "random to another class, in [0, 1)"),
         no_balance: bool = typer.Option(False, "--no-balance",
                                         help="one global budget instead of per-class quotas"),
     ) -> None:

@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
                                         "full-data recipe"),
         batch: int = typer.Option(128, help="the recipe's batch (with --guided: the full-data "
                                             "recipe's; the benchmarks use 128)"),
-        label_noise: float = typer.Option(0.0, help="symmetric label noise (robustness)"),
+        label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
+                                                    "random to another class, in [0, 1)"),
     ) -> None:
         """Train the tiny CNN (int8-ready, Keras 2) and record it in the run folder."""
         from tinysift.data import dataset_slug

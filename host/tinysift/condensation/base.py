@@ -72,7 +72,8 @@ class EmbeddingCondenser(Condenser):
 def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
     """Refuse a per-class K below 1 or above the smallest class (before any fit is paid)."""
     if not is_whole(per_class, 1):
-        raise BudgetError(f"per-class K must be a whole number >= 1, got {per_class!r}")
+        raise BudgetError(f"per-class K (--per-class, samples made a class) must be a whole "
+                          f"number >= 1, got {per_class!r}")
     smallest = int(np.min(class_counts))
     if smallest == 0:  # the message below advised "use K <= 0"
         absent = np.flatnonzero(class_counts == 0).tolist()

@@ -462,11 +462,11 @@ def read_folder(path: str, min_classes: int = 2
             arr, kind = _read_image(f, name)
             if size is None:
                 size = arr.shape[:2]
-            if arr.shape[:2] != size:
+            if arr.shape[:2] != size:  # (it did not say which file the first was)
                 raise DatasetError(
-                    f"{name}: image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image is "
-                    f"{size[1]}x{size[0]}; resize all images to one size"
-                )
+                    f"{name}: image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image "
+                    f"({paths[0] if paths else f}) is {size[1]}x{size[0]}; resize all images "
+                    "to one size")
             images.append(arr)
             kinds.append(kind)
             paths.append(f)
@@ -500,7 +500,8 @@ def _read_image(path: Path, name: str) -> tuple[np.ndarray, str]:
             raw = np.asarray(im)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         # UnidentifiedImageError is an OSError; a header claiming 20000x20000 is a bomb
-        raise DatasetError(f"{name}: cannot read image {path}: {exc}") from None
+        raise DatasetError(f"{name}: cannot read image {path}: {exc}; replace it with a "
+                           "readable PNG or JPEG, or move it out of the folder") from None
     # Pillow before 10.3 opens a 16-bit gray PNG as "I": a PNG has no 32-bit gray pixels
     sixteen = im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG")
     kind = "float" if raw.dtype.kind == "f" else "u16" if sixteen else "int"

@@ -183,7 +183,8 @@ def read_selection(path: str | Path, num_samples: int | None = None,
                 f"this dataset has {num_samples}; prune this dataset again"
             )
         if idx.min() < 0 or idx.max() >= num_samples:
-            raise DatasetError(f"{p} has indices outside [0, {num_samples})")
+            raise DatasetError(f"{p} has indices outside [0, {num_samples}) (this dataset's "
+                               f"samples); it was made for other data: {fix}")
     if "scores" in sel:  # one per training sample (what a re-cut or an inspection reads)
         scores = sel["scores"]
         if scores.ndim != 1 or scores.dtype.kind not in "iuf" or (
