@@ -1090,3 +1090,18 @@ def test_command_help_paragraphs_are_one_line_each():
     assert len(helps) > 20 and all(helps)
     assert all("\n" not in p for h in helps for p in h.split("\n\n"))
     assert any("\n\n" in h for h in helps)  # paragraphs stay apart
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m tinysift` failed ("No module named tinysift.__main__"): the command works
+    only where the venv's scripts are on PATH. Now it is the same CLI, exit statuses too."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "host")}
+    ok = subprocess.run([sys.executable, "-m", "tinysift", "data", "list"], env=env,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "digits" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "tinysift", "data", "info", "digitz"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "digits" in bad.stderr
