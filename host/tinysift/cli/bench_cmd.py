@@ -57,19 +57,22 @@ def _quick_alone(quick: bool, what: str, **given) -> None:
 
 @app.command("prune")
 def prune_cmd(
-    dataset: str = typer.Option(None, help="default fashion-mnist"),
+    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
+                                           "(default fashion-mnist)"),
     keep: str = typer.Option(None, help="fractions KEPT (default 0.5,0.3,0.1,0.03,0.01; "
                                         "equal-steps: 0.1,0.03,0.01)"),
     methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
                                             "random,ccs,d2,moderate,herding,vq,flow)"),
-    seeds: int = typer.Option(None, min=1, help="default 3 (equal-steps: 5, paired)"),
+    seeds: int = typer.Option(None, min=1, help="seeds 0..N-1, the same for every "
+                                                "method (default 3; equal-steps: 5)"),
     label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
                                                 "random to another class, in [0, 1)"),
     protocol: str = typer.Option("proportional", help="proportional: steps shrink with the "
                                  "kept set; equal-steps: every set gets the full data's "
                                  "sample-passes (steps x 128)"),
     quick: bool = typer.Option(False, help="digits, keep 0.1, 1 seed, short training"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(Path("benchmarks/results"),
+                                 help="folder of the results files (JSON, markdown, plot)"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Every method at every budget, same training recipe, several seeds."""
@@ -113,16 +116,19 @@ def prune_cmd(
 
 @app.command("guided")
 def guided_cmd(
-    dataset: str = typer.Option(None, help="default fashion-mnist"),
+    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
+                                           "(default fashion-mnist)"),
     budgets: str = typer.Option(None, help="fractions of the full-data recipe's "
                                            "sample-passes (default 0.3,0.5,0.7)"),
     methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
-    seeds: int = typer.Option(None, min=1, help="default 5"),
+    seeds: int = typer.Option(None, min=1, help="seeds 0..N-1, the same for every "
+                                                "method (default 5)"),
     epochs: int = typer.Option(None, min=1, help="epochs of the full-data recipe (default 10)"),
     label_noise: float = typer.Option(0.0, help="fraction of training labels flipped at "
                                                 "random to another class, in [0, 1)"),
     quick: bool = typer.Option(False, help="digits, budget 0.5, 1 seed, 20 epochs"),
-    out_dir: Path = typer.Option(DEFAULT_OUT_DIR),
+    out_dir: Path = typer.Option(DEFAULT_OUT_DIR,
+                                 help="folder of the results files (JSON, markdown, plot)"),
     rerun: str = typer.Option("", help="comma-separated methods ('full': the recipe) to "
                               "train again though logged, e.g. to pair them with a rerun "
                               "method on one machine; earlier records stay in the log. "
@@ -195,7 +201,7 @@ def device_cmd(
     scenario: str = typer.Option(None, help="new-classes or shift (default new-classes)"),
     dataset: str = typer.Option(None, help="base dataset (fashion-mnist; shift: mnist)"),
     board: str = typer.Option(None, help="an emulated board (default qemu-mps2-an386)"),
-    seeds: int = typer.Option(None, min=1, help="default 3"),
+    seeds: int = typer.Option(None, min=1, help="seeds 0..N-1 (default 3)"),
     methods: str = typer.Option(None, help="replay methods (default "
                                            "random,herding,ccs,vq,flow)"),
     sizes: str = typer.Option(None, help="replay samples per old class (default 5,10,20)"),
@@ -208,7 +214,8 @@ def device_cmd(
         None, min=1, help="exported test samples per class (the device evaluates them all; "
                           "default 100: one standard error of an accuracy ~1 point)"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, sizes 5, head"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(Path("benchmarks/results"),
+                                 help="folder of the results files (JSON, markdown, plot)"),
     executor: str = typer.Option("serial", help="serial only: device runs drive an emulator "
                                                 "here (docs/scale.md)"),
 ) -> None:
@@ -273,12 +280,15 @@ def _fractions(text: str, flag: str) -> list[float]:
 
 @app.command("condense")
 def condense_cmd(
-    dataset: str = typer.Option(None, help="default fashion-mnist"),
-    per_class: str = typer.Option(None, help="default 1,10,50"),
+    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
+                                           "(default fashion-mnist)"),
+    per_class: str = typer.Option(None, help="samples made a class, comma-separated "
+                                             "(default 1,10,50)"),
     methods: str = typer.Option("all", help="comma-separated condensation methods, or 'all'"),
-    seeds: int = typer.Option(None, min=1, help="default 3"),
+    seeds: int = typer.Option(None, min=1, help="seeds 0..N-1 (default 3)"),
     quick: bool = typer.Option(False, help="digits, K=1,5, 1 seed"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(Path("benchmarks/results"),
+                                 help="folder of the results files (JSON, markdown, plot)"),
     executor: str = _EXECUTOR,
 ) -> None:
     """Condensation methods at K samples per class."""
@@ -310,7 +320,8 @@ def condense_cmd(
 def scoring_cmd(
     dataset: str = typer.Option("mnist", help="dataset name, npz:PATH or folder:PATH"),
     methods: str = typer.Option("vq,flow", help="comma-separated scoring methods"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(Path("benchmarks/results"),
+                                 help="folder of the results files (JSON, markdown, plot)"),
 ) -> None:
     """Cold-start scoring time of VQ and flow on a full dataset (targets: 60 s, 5 min)."""
     _out_dir_ok(out_dir)

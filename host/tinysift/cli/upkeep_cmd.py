@@ -22,7 +22,7 @@ def upkeep_cmd(
                                             "(default shift)"),
     dataset: str = typer.Option(None, help="base dataset (shift: mnist; new-classes: "
                                            "fashion-mnist)"),
-    seeds: int = typer.Option(None, min=1, help="default 3"),
+    seeds: int = typer.Option(None, min=1, help="seeds 0..N-1 (default 3)"),
     buffers: str = typer.Option(None, help="buffer samples per streamed class (default 5,10)"),
     updates: str = typer.Option(None, help="comma-separated: head, last-block, bias "
                                            "(default head)"),
@@ -33,13 +33,14 @@ def upkeep_cmd(
     replay_per_class: int = typer.Option(None, min=0, help="exported replay samples per old "
                                                            "class (default 10)"),
     new_per_class: int = typer.Option(None, min=1, help="new samples per class streamed "
-                                                         "(default: every one there is)"),
+                                                        "(default: every one there is)"),
     steps: int = typer.Option(None, min=1, help="on-device optimizer steps (default 300)"),
     base_epochs: int = typer.Option(None, min=1, help="epochs of the base model on the host "
                                                       "(default 10)"),
     board: str = typer.Option("qemu-mps2-an386", help="an emulated board"),
     quick: bool = typer.Option(False, help="digits, new-classes, 1 seed, buffer 5, head"),
-    out_dir: Path = typer.Option(Path("benchmarks/results")),
+    out_dir: Path = typer.Option(Path("benchmarks/results"),
+                                 help="folder of the results files (JSON, markdown, plot)"),
 ) -> None:
     """Replay upkeep on the device: a buffer of a sample stream, reservoir vs VQ coverage.
 
