@@ -942,3 +942,92 @@ def test_nan_pixels_are_named_with_their_array_count_and_fix(write_npz):
             "replace them (e.g. by 0) or drop those images")):
         load_dataset(write_npz(x=x, y=np.array([0, 1] * 5), x_test=x_test,
                                y_test=np.array([0, 1] * 2)))
+
+
+def test_content_hash_tells_apart_shape_class_names_and_test_labels():
+    """content_hash keys the stage caches and a run's check that its data did not change: the
+    same bytes in another image shape, renamed classes, or relabelled test samples are
+    other data, and a hash that missed them would let a run reuse results computed on the
+    old data (features of other-shaped images, reports with the old class names, accuracy
+    against the old test labels)."""
+    from tinysift.data.dataset import Dataset
+
+    x = np.arange(8 * 16, dtype=np.uint8).reshape(8, 4, 4, 1)
+    y = np.array([0, 1] * 4)
+    base = Dataset("d", x, y, x[:4], y[:4], ("a", "b"))
+    same = Dataset("d", x.copy(), y.copy(), x[:4].copy(), y[:4].copy(), ("a", "b"))
+    assert same.content_hash == base.content_hash
+    others = {
+        "reshaped": Dataset("d", x.reshape(8, 2, 8, 1), y, x[:4].reshape(4, 2, 8, 1), y[:4],
+                            ("a", "b")),
+        "renamed": Dataset("d", x, y, x[:4], y[:4], ("cat", "dog")),
+        "test labels": Dataset("d", x, y, x[:4], 1 - y[:4], ("a", "b")),
+    }
+    for what, other in others.items():
+        assert other.content_hash != base.content_hash, what
+
+
+def test_a_test_split_of_another_image_shape_is_refused(write_npz):
+    """x gray and x_test in colour (or the other way) at the same H and W: the model is built
+    for the training images' channels, so a test split of other channels could only fail
+    later, inside evaluation or on the device, instead of naming the mismatch."""
+    x = np.zeros((10, 4, 4), np.uint8)
+    y = np.array([0, 1] * 5)
+    with pytest.raises(DatasetError, match=r"train images are \(4, 4, 1\) but test images are "
+                                           r"\(4, 4, 3\); both splits must have the same"):
+        load_dataset(write_npz(x=x, y=y, x_test=np.zeros((2, 4, 4, 3), np.uint8),
+                               y_test=y[:2]))
+
+
+def test_float_images_in_0_1_are_scaled_to_0_255(write_npz):
+    """Float images in [0, 1] reaching exactly 1.0 (the usual x / 255 or a normalised
+    image) are the common case of float data: they are scaled x 255, not refused as
+    'above 1' and not read on 0..255 (every image black)."""
+    y = np.array([0, 1] * 5)
+    x = np.linspace(0, 1, 10 * 4, dtype=np.float32).reshape(10, 2, 2)
+    assert x.max() == 1.0
+    ds = load_dataset(write_npz("f.npz", x=x, y=y, x_test=x[:2], y_test=y[:2]))
+    assert np.array_equal(ds.x_train[..., 0], np.round(x * 255).astype(np.uint8))
+    assert ds.x_train.max() == 255
+
+
+def test_the_held_out_split_keeps_each_class_share(write_npz):
+    """The 20% held out of an npz or folder without a test split is stratified: each class
+    gives 20% of its samples, so a small class is tested and the test accuracy weighs the
+    classes as the data does (an unstratified draw gave a class of 10 in 100 anything from
+    none to most of the test split)."""
+    y = np.repeat(np.arange(3), [60, 30, 10])
+    x = np.arange(len(y), dtype=np.uint8).reshape(-1, 1, 1)
+    ds = load_dataset(write_npz(x=x, y=y))
+    assert ds.class_counts("test").tolist() == [12, 6, 2]
+    assert ds.class_counts("train").tolist() == [48, 24, 8]
+    # every sample is in exactly one split, with its own label
+    seen = np.concatenate([ds.x_train, ds.x_test])[:, 0, 0, 0]
+    assert sorted(seen.tolist()) == list(range(len(y)))
+    assert np.array_equal(y[np.concatenate([ds.x_train, ds.x_test])[:, 0, 0, 0]],
+                          np.concatenate([ds.y_train, ds.y_test]))
+
+
+def test_folder_images_of_another_size_are_refused_by_name(tmp_path):
+    """One image of another size in a class folder: the message names the image and the
+    fix (a numpy 'all input arrays must have the same shape' error said neither)."""
+    from PIL import Image
+
+    name = _folder_of(tmp_path / "sizes", {
+        "a": [(f"{i}.png", Image.new("L", (8, 8))) for i in range(5)],
+        "b": [(f"{i}.png", Image.new("L", (8, 6) if i == 3 else (8, 8))) for i in range(5)]})
+    with pytest.raises(DatasetError, match=r"image .*b/3\.png is 8x6 but the first image is "
+                                           r"8x8; resize all images to one size"):
+        load_dataset(name)
+
+
+def test_folder_float_pixels_between_1_and_2_are_refused(tmp_path):
+    """Float TIFFs whose brightest pixel is between 1 and 2 (1.75) are neither [0, 1] pixels
+    nor visible on 0..255 (every image black): refused like the npz case, not read."""
+    from PIL import Image
+
+    gradf = np.linspace(0, 1.75, 64, dtype=np.float32).reshape(8, 8)
+    with pytest.raises(DatasetError, match=r"floating-point pixels in \[0, 1.75\]: above 1"):
+        load_dataset(_folder_of(tmp_path / "over", {
+            c: [(f"{i}.tif", Image.fromarray(gradf, "F")) for i in range(5)] for c in "ab"}))
+

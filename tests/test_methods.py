@@ -401,7 +401,9 @@ def test_one_class_dataset_refused(digits):
     (lambda x, y: (x, y.astype(float)), "labels must be integers"),
     (lambda x, y: (x, np.eye(10, dtype=np.int64)[y]), "labels must be a 1-D array"),
     (lambda x, y: (x.astype(np.float32) / 255, y), "images must be a uint8 array"),
-    (lambda x, y: (x[..., 0], y), "images must have rank 4")])
+    (lambda x, y: (x[..., 0], y), "images must have rank 4"),
+    # one label short: every sample after the cut was scored against its neighbour's label
+    (lambda x, y: (x, y[:-1]), r"1437 images but 1436 labels; x and y must have the same")])
 def test_malformed_scoring_arrays_refused(digits, change, match):
     """Labels outside 0..K-1 were silently never selected (class K) or a numpy error deep in
     a selection; float images in [0, 1] were silently divided by 255 once more."""
