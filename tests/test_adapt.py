@@ -568,3 +568,42 @@ def test_user_npz_under_the_home_folder_is_found(tmp_path, monkeypatch):
     np.savez(tmp_path / "mine.npz", x=d.x_test[:40], y=d.y_test[:40])
     scn = scenarios.user("digits", "npz:~/mine.npz")
     assert len(scn.y_new) + len(scn.y_test_new) == 40
+
+
+def _distinct_digits_like(per_class: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 images, each one distinct (its index in its first two pixels), labelled
+    ``class: count``."""
+    y = np.repeat(list(per_class), list(per_class.values()))
+    x = np.zeros((len(y), 8, 8), np.uint8)
+    x[:, 0, 0], x[:, 0, 1] = np.arange(len(y)) // 256, np.arange(len(y)) % 256
+    return x, y
+
+
+def test_user_scenario_draws_each_new_sample_once(write_npz):
+    """--new-per-class draws that many of the user's samples per class without
+    replacement: a sample drawn twice would give the device fewer distinct samples than
+    the report says, and weigh some twice."""
+    x, y = _distinct_digits_like({8: 60, 9: 60})
+    scn = scenarios.user("digits", write_npz("new.npz", x=x, y=y), new_per_class=45)
+    assert np.unique(scn.y_new, return_counts=True)[1].tolist() == [45, 45]
+    assert len(np.unique(scn.x_new.reshape(len(scn.x_new), -1), axis=0)) == 90
+    # none of them is a test sample of the new task either
+    new_rows = {r.tobytes() for r in scn.x_new}
+    assert not new_rows & {r.tobytes() for r in scn.x_test_new}
+
+
+def test_user_folders_naming_one_class_twice_are_refused(tmp_path):
+    """Folders '3' and '03' (or a class's name and its index) are one class of the base
+    model: refused, naming both, rather than merged silently (likely a misnamed folder
+    meant as another class)."""
+    name = _user_folder(tmp_path / "new", ["3", "03"])
+    with pytest.raises(DatasetError, match=r"class folders \['03', '3'\] name the same class "
+                                           r"of the base model; merge them"):
+        scenarios.user("digits", name)
+
+
+def test_old_classes_must_be_classes_of_the_dataset():
+    """Class 10 of a 10-class dataset (0..9) is no class: refused, named, instead of a
+    scenario whose old classes list a class with no samples and no output."""
+    with pytest.raises(DatasetError, match=r"old classes must be in 0..9; 10 are not"):
+        scenarios.new_classes("digits", old_classes=(0, 1, 10), new_per_class=5)
