@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from tinysift.device.energy import integrate_windows
 from tinysift.device.link import DeviceReset, SerialLink
-from tinysift.device.protocol import FrameError, crc16, frame, parse_record, unframe
+from tinysift.device.protocol import MAX_LINE, FrameError, crc16, frame, parse_record, unframe
 from tinysift.device.results import DeviceResults
 from tinysift.errors import DeviceError
 
@@ -104,6 +104,8 @@ def test_parse_record():
     ("@eval when=after acc=7.5 correct=10 total=20", r"acc='7\.5', not a finite number in"),
     ("@eval when=before acc=inf correct=10 total=20", r"acc='inf', not a finite number in"),
     ("@phase name=features cycles=-1", r"cycles='-1', not a finite number of at least 0"),
+    # a field the firmware must send, missing: went into the results as None
+    ("@epoch loss=1 train_acc=0.5 samples=20 cycles=5", r"that has no field 'n'"),
 ])
 def test_impossible_values_with_a_valid_crc_are_refused(tmp_path, payload, message):
     """Negative cycles, an accuracy of 7.5 or inf, a count written `1_000` (Python's int()
@@ -928,3 +930,117 @@ def test_joulescope_monitor_refuses_before_the_command_when_no_samples_come(monk
     with pytest.raises(DeviceError, match="did not start"):
         mon.start()
     assert not dev.is_open
+
+
+def _framed_raw(body: bytes) -> bytes:
+    """``body`` (payload and the byte before ``*``) with a valid CRC, built by hand: what
+    frame() refuses to make."""
+    return body + f"*{crc16(body):04X}".encode()
+
+
+@pytest.mark.parametrize("line", [
+    _framed_raw(b"@ready cmd=x status=0"),  # no space before '*': CRC over the payload only
+    _framed_raw(b"@ready cmd=x status=0_"),  # another byte where the space goes
+], ids=["no space", "another byte for the space"])
+def test_a_line_without_the_space_before_the_checksum_is_refused(line):
+    """TSP/1 puts one space before `*` and the CRC covers it (docs/protocol.md): a line
+    without it, even with a CRC that matches its bytes, is not a record; read as one it
+    lost its last character (`status=0` became `status=`)."""
+    with pytest.raises(FrameError, match="no ' \\*XXXX' checksum"):
+        unframe(line)
+
+
+def test_a_line_of_the_longest_length_is_read_and_one_byte_more_is_not():
+    """``max_len`` bounds a line (the firmware's line buffer, MAX_LINE): a line of exactly
+    that length is read; one byte more is refused as too long."""
+    payload = "@x v=" + "a" * (MAX_LINE - len("@x v=") - len(" *XXXX"))
+    line = frame(payload)[:-1]
+    assert len(line) == MAX_LINE
+    assert unframe(line) == payload
+    longer = frame(payload + "a")[:-1]
+    with pytest.raises(FrameError, match=f"line of {MAX_LINE + 1} bytes exceeds {MAX_LINE}"):
+        unframe(longer)
+
+
+def test_a_line_of_non_ascii_bytes_with_a_matching_crc_is_dropped():
+    """Line noise that happens to leave a valid CRC (1 in 65,536 garbled lines) over bytes
+    outside printable ASCII: the line is dropped and counted like any corrupt one, not a
+    UnicodeDecodeError that ends the session."""
+    bad = _framed_raw(b"@info proto=\xb1 ") + b"\n"
+
+    def script(cmd, send):
+        send(bad + rec("@info proto=1") + rec("@ready cmd=info status=0"))
+
+    with pytest.raises(FrameError, match="non-printable byte"):
+        unframe(bad[:-1])
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("info", timeout=5.0)
+        assert [r.type for r in records] == ["info", "ready"]
+        assert records[0].fields == {"proto": "1"}
+        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == len(bad)
+    peer.stop.set()
+
+
+def test_a_reset_after_noise_holding_an_at_sign_is_still_seen():
+    """A device that resets while sending a line starts its @boot right after the cut; the
+    cut line may hold noise with an `@` in it before the partial record. Every `@` of the
+    corrupt line is tried, so the @boot is found and the reset reported, not lost (the host
+    then waited for a @ready that never came)."""
+    boot = rec("@boot proto=1 resets=1")
+    cut = b"x@y" + rec("@epoch n=1")[:9]
+
+    def script(cmd, send):
+        send(cut + boot)
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceReset) as err:
+            link.command("train", timeout=3.0)
+        assert err.value.boot.fields["resets"] == "1"
+        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == len(cut)
+    peer.stop.set()
+
+
+def test_a_device_that_keeps_talking_without_finishing_stops_at_the_deadline():
+    """Records that keep coming (each within the silence limit, fewer than the record bound)
+    without the command's @ready: the command fails at its deadline, naming it, instead of
+    waiting as long as the device keeps talking."""
+    from tinysift.device.limits import Limits
+
+    def script(cmd, send):
+        for n in range(40):  # 8 s of progress, well past the 2 s deadline
+            if peer.stop.is_set():
+                return
+            send(rec(f"@epoch n={n}"))
+            time.sleep(0.2)
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match=r"`train` did not finish by its deadline"):
+            link.command("train", limits=Limits(1.0, 2.0, 1000))
+        assert time.monotonic() - t0 < 3.5
+    peer.stop.set()
+
+
+def test_an_unreadable_db_use_is_sent_again():
+    """`db use` only selects the data set (harmless twice, docs/protocol.md): unread, it is
+    sent once more after a second of silence, not failed after the command's whole silence
+    limit as a `train` is."""
+    def script(cmd, send):
+        if cmd.startswith("db use"):
+            send(rec("@db loaded=20 source=flash") + rec("@ready cmd=db status=0"))
+
+    peer = GarblingPeer(1, script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        t0 = time.monotonic()
+        records = link.command("db use flash", timeout=5.0)
+        assert time.monotonic() - t0 < 4.0
+        assert [r.type for r in records] == ["db", "ready"]
+        assert peer.received == ["db use flash"] and link.stats.garbled_host_lines == 1
+    peer.stop.set()
