@@ -260,11 +260,6 @@ def test_folder_mixed_gray_and_colour_is_all_colour(tmp_path):
     with pytest.raises(DatasetError, match="cannot read image .*9.png: Image size .*exceeds"
                        ".*; replace it with a readable PNG or JPEG, or move it out of the folder"):
         load_dataset(name)
-    # one image of another size names the first image it was compared with (it did not)
-    Image.fromarray(np.zeros((5, 4), np.uint8)).save(root / "a" / "9.png")
-    with pytest.raises(DatasetError, match=r"image .*a/9.png is 4x5 but the first image "
-                                           r"\(.*a/0.png\) is 4x4; resize all images"):
-        load_dataset(name)
 
 
 def test_folder_with_empty_class_refused(tmp_path):
@@ -1016,8 +1011,9 @@ def test_folder_images_of_another_size_are_refused_by_name(tmp_path):
     name = _folder_of(tmp_path / "sizes", {
         "a": [(f"{i}.png", Image.new("L", (8, 8))) for i in range(5)],
         "b": [(f"{i}.png", Image.new("L", (8, 6) if i == 3 else (8, 8))) for i in range(5)]})
-    with pytest.raises(DatasetError, match=r"image .*b/3\.png is 8x6 but the first image is "
-                                           r"8x8; resize all images to one size"):
+    with pytest.raises(DatasetError, match=r"image .*b/3\.png is 8x6 but the first image "
+                                           r"\(.*a/0\.png\) is 8x8; resize all images to one "
+                                           r"size"):
         load_dataset(name)
 
 
