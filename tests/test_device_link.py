@@ -99,6 +99,7 @@ def test_parse_record():
     ("@epoch n=1 loss=1 train_acc=0.5 samples=20 cycles=-2500000",
      r"cycles='-2500000', not a finite number of at least 0"),
     ("@epoch n=1 loss=1 train_acc=0.5 samples=20 cycles=1_000", r"cycles='1_000', not an integer"),
+    ("@epoch n=1 loss=1_0 train_acc=0.5 samples=20 cycles=5", r"loss='1_0', not a number"),
     ("@epoch n=1 loss=1 train_acc=nan samples=20 cycles=5", r"train_acc='nan', not a finite "
                                                             r"number in 0\.\.1"),
     ("@eval when=after acc=7.5 correct=10 total=20", r"acc='7\.5', not a finite number in"),

@@ -83,7 +83,8 @@ class Record:
             return default
         text = self.fields[key]
         try:
-            if kind is int and not _INTEGER.fullmatch(text):
+            # Python's int() and float() also read `1_000`, which the firmware never sends
+            if not (_INTEGER if kind is int else _REAL).fullmatch(text):
                 raise ValueError(text)
             value = kind(text)
         except ValueError:
@@ -104,6 +105,9 @@ class Record:
 
 
 _INTEGER = re.compile(r"-?[0-9]+")
+#: what C's %.6g prints: decimal, an exponent, or nan/inf
+_REAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:nan|inf)",
+                   re.IGNORECASE)
 
 
 class RecordError(DeviceError):
