@@ -318,6 +318,10 @@ def test_calibrate_refuses_a_current_no_board_draws_and_says_what_it_replaces(
     assert "replaces your earlier calibration: 12.0000 mA (measured: tinysift device " \
         "calibrate (the user's meter (--current-ma))" in out
     assert load_board("nucleo_f411re").active_current_ma == 2500.0
+    # a project profile with a datasheet current (not an estimate) is no earlier calibration
+    assert not load_board("nucleo_l4r5zi").current_is_estimate
+    assert main(["device", "calibrate", "--board", "nucleo_l4r5zi", "--current-ma", "14"]) == 0
+    assert "replaces your earlier" not in capsys.readouterr().out
 
 
 def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, capsys,
@@ -1092,9 +1096,10 @@ def test_command_help_paragraphs_are_one_line_each():
     assert any("\n\n" in h for h in helps)  # paragraphs stay apart
 
 
-def test_python_dash_m_runs_the_cli():
+def test_python_dash_m_runs_the_cli(tmp_path):
     """`python -m tinysift` failed ("No module named tinysift.__main__"): the command works
     only where the venv's scripts are on PATH. Now it is the same CLI, exit statuses too."""
+    import json
     import os
     from pathlib import Path
 
@@ -1105,3 +1110,13 @@ def test_python_dash_m_runs_the_cli():
     bad = subprocess.run([sys.executable, "-m", "tinysift", "data", "info", "digitz"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "digits" in bad.stderr
+    # a run folder records the command as `tinysift ...` (the rerun hints read it), not the
+    # path of __main__.py, which they skipped
+    out = tmp_path / "p"
+    made = subprocess.run([sys.executable, "-m", "tinysift", "prune", "--dataset", "digits",
+                           "--method", "random", "--keep", "0.1", "--out", str(out)],
+                          env={**env, "TINYSIFT_CONFIG_DIR": str(tmp_path / "cfg")},
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    argv = json.loads((out / "manifest.json").read_text())["commands"][-1]["argv"]
+    assert argv[:2] == ["tinysift", "prune"]

@@ -224,6 +224,11 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     with pytest.raises(BudgetError, match="--epochs"):
         train("digits", tmp_path / "runs" / "deep" / "new", epochs=-1, progress=False)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["other"]
+    # an existing empty folder reached through a `..` is the user's: it stays
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(BudgetError, match="--epochs"):
+        train("digits", tmp_path / "gone" / ".." / "mine" / "new", epochs=-1, progress=False)
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "new").exists()
     with run_lock(tmp_path / "kept"):
         (tmp_path / "kept" / "file").write_text("x")
     # the files stay; the lock file only with a run in the folder (a manifest)

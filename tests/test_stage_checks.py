@@ -379,3 +379,12 @@ def test_train_hint_names_the_set_and_user_data_as_they_are_now(tmp_path):
     assert _train_hint(manifest(None)) == (
         f"tinysift train --dataset {data} --selection runs/p/selection.npz --epochs 0 "
         f"--out '{moved}'")
+    # a folder pruned but never trained (no recorded train command): the fallback is quoted
+    # like the recorded one (a path with a space broke it when pasted)
+    (moved / "manifest.json").write_text(json.dumps({
+        "tinysift_run": True, "dataset": {"name": data, "hash": "h"},
+        "stages": {"prune": {"status": "done", "finished": "t", "params": {}}},
+        "commands": []}))
+    assert _train_hint(Run(moved)) == (
+        f"tinysift train --dataset {data} --selection '{moved / 'selection.npz'}' "
+        f"--out '{moved}'")

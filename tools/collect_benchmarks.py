@@ -721,10 +721,11 @@ GUIDED_INTROS = {
     "guided_digits": (
         "vq and flow charge their fits (codebooks, densities) at the seconds the fits take, "
         "converted into sample-passes at the run's own training speed. On Digits those fits "
-        "are a large share of a small budget, so these two methods' rows depend on the "
-        "machine's timing: at budget 0.3 they do not repeat from run to run, even on one "
-        "machine (docs/methods.md, \"The rows are not repeatable at 0.3\"); the controls "
-        "repeat to the bit."),
+        "are a large share of a small budget, so these two methods' rows follow the "
+        "machine's timing: flow's row at budget 0.3 does not repeat from run to run, even on "
+        "one machine (docs/methods.md, \"The rows are not repeatable at 0.3\"); vq's row at "
+        "0.5 moved by about 0.2 points between two runs, its row at 0.3 was not run twice; "
+        "the controls repeat to the bit."),
 }
 
 

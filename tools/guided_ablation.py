@@ -163,10 +163,11 @@ VARIANTS = [(name, method, {**PRIORITY_BEFORE, **params} if method == "flow" els
 BUDGETS = {"full (budget 1)": 1.0, "full (budget 1) batch=64": 1.0}
 
 #: Variants trained in other batches than the recipe's 128.
+BATCHES = {name: 64 for name, _, _ in VARIANTS if name.endswith(" batch=64")}
+
 #: The numbers every progress record holds, which the table reads: a record without one
 #: trains again.
 RECORD_FIELDS = ("acc", "seconds", "spent", "fit_seconds")
-BATCHES = {name: 64 for name, _, _ in VARIANTS if name.endswith(" batch=64")}
 
 
 def oracle_sampler(seed: int, flipped: np.ndarray, recall: float, warm: int):

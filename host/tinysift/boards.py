@@ -281,6 +281,13 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))  # a TOML basic string: JSON's escapes are valid TOML
 
 
+def user_board_keys(name: str) -> dict:
+    """What the user's own profile of board ``name`` sets (nothing when there is none), without
+    the project's profile under it."""
+    path = user_boards_dir() / f"{name}.toml"
+    return _read_toml(path) if path.is_file() else {}
+
+
 def save_user_board(name: str, changes: dict, header: str = "") -> Path:
     """Write ``changes`` (profile keys) into the user's profile of board ``name``, on top of
     what it already holds, atomically; later :func:`load_board` calls apply them over the

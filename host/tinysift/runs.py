@@ -528,8 +528,10 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
     folder = Path(folder)
     out_folder(folder, "--out/--run", create=False)  # checked first: exists() may raise
     created = not folder.exists()
-    # the folders this call makes above it too (runs/ of the default runs/<name>)
-    above = list(itertools.takewhile(lambda p: not p.exists(), folder.parents))
+    # the folders this call makes above it too (runs/ of the default runs/<name>), on the
+    # path with its `..` collapsed: `gone/../mine/run` would count an existing mine/ as new
+    above = list(itertools.takewhile(lambda p: not p.exists(),
+                                     Path(os.path.abspath(folder)).parents))
     out_folder(folder, "--out/--run", create=True)
     lock_made = not (folder / LOCK_FILE).exists()
     key = str(folder.resolve())
@@ -554,9 +556,12 @@ def run_lock(folder: str | Path, what: str = "") -> Iterator[None]:
             os.unlink(folder / LOCK_FILE)
             folder.rmdir()
             for parent in above:  # an empty runs/ stayed behind
-                if any(parent.iterdir()):
+                try:
+                    if any(parent.iterdir()):
+                        break
+                    parent.rmdir()
+                except OSError:  # gone or filled meanwhile (another process): leave it
                     break
-                parent.rmdir()
         elif lock_made and names and MANIFEST not in names:
             # an existing folder a refused command never made a run folder (the user's own
             # files): leave it as it was, without our lock file

@@ -465,7 +465,7 @@ def read_folder(path: str, min_classes: int = 2
             if arr.shape[:2] != size:  # (it did not say which file the first was)
                 raise DatasetError(
                     f"{name}: image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image "
-                    f"({paths[0] if paths else f}) is {size[1]}x{size[0]}; resize all images "
+                    f"({paths[0]}) is {size[1]}x{size[0]}; resize all images "
                     "to one size")
             images.append(arr)
             kinds.append(kind)

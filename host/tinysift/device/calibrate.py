@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinysift.boards import Board, load_board, save_user_board
+from tinysift.boards import Board, load_board, save_user_board, user_board_keys
 from tinysift.device.energy import PowerMonitor
 from tinysift.errors import DeviceError, TinysiftError
 
@@ -187,8 +187,10 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         measured, how = float(current_ma), "the user's meter (--current-ma)"
     est = _estimate_of(brd)
     ratio = measured / est
-    earlier = (None if brd.current_is_estimate
-               else (brd.active_current_ma, brd.current_source))
+    # the user's own earlier calibration (a project profile's datasheet current is none)
+    mine = user_board_keys(brd.name)
+    earlier = ((float(mine["active_current_ma"]), str(mine.get("current_source", "")))
+               if "active_current_ma" in mine else None)
     path = save_user_board(brd.name, {
         "active_current_ma": round(measured, 4),
         "current_source": (f"measured: tinysift device calibrate ({how}) on "

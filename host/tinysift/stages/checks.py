@@ -24,8 +24,9 @@ def rerun_hint(run: Run, verb: str, fallback: str,
 
     Its run folder (``--out``/``--run``) is the folder as it is now: the recorded one may be
     relative to another working directory, or the folder may have moved since, and the hint
-    then sent the rerun elsewhere. ``paths`` gives other options their value as it is now
-    (a set file in the run folder, a user dataset's absolute path), for the same reason."""
+    then sent the rerun elsewhere. ``paths`` gives other options the value to use instead (a
+    set file in the run folder as it is now, a user dataset by its recorded absolute path),
+    for the same reason."""
     now = {"--out": str(run.path), "--run": str(run.path), **(paths or {})}
     for entry in reversed(run.manifest.get("commands", [])):
         argv = list(entry.get("argv", []))
@@ -70,11 +71,11 @@ def _train_hint(run: Run) -> str:
     info = run.stage_info("train") or {}
     params = info.get("params", {})
     used = info.get("results", {}).get("set_file")
-    # the set file and user dataset as they are now (``paths``): the recorded command's may
-    # be relative to another working directory, or in a folder moved since, and the hint
-    # sent the rerun to a file that is not there
+    # the set file as it is now and a user dataset by its recorded absolute path (``paths``):
+    # the recorded command's may be relative to another working directory, or in a folder
+    # moved since, and the hint sent the rerun to a file that is not there
     dataset = (info.get("results", {}).get("dataset") or {}).get("name")
-    paths = {}
+    paths: dict[str, str] = {}
     # (without the set, the fallback would train on the full data)
     kind = str(params.get("source", "")).split(":")[0]
     if used and kind in ("selection", "condensed"):
@@ -92,10 +93,12 @@ def _train_hint(run: Run) -> str:
         dataset = (run.manifest.get("dataset") or {}).get("name")
     if str(dataset).startswith(("npz:", "folder:")):  # recorded with its absolute path
         paths["--dataset"] = str(dataset)
-    given = "".join(f" {flag} {path}" for flag, path in paths.items() if flag != "--dataset")
+    given = [part for flag, path in paths.items() if flag != "--dataset" for part in (flag, path)]
     name = paths.get("--dataset", params.get("dataset", "D"))
-    return rerun_hint(run, "train", f"tinysift train --dataset {name}{given} --out {run.path}",
-                      paths)
+    # quoted as the recorded command's hint is: a path with a space broke it when pasted
+    fallback = shlex.join(["tinysift", "train", "--dataset", str(name), *given,
+                           "--out", str(run.path)])
+    return rerun_hint(run, "train", fallback, paths)
 
 
 def check_trained(run: Run) -> dict:
