@@ -273,7 +273,8 @@ class ProgressLog:
         line = f"resuming: {len(self.done)} trainings already in {self.path}"
         if self.unreadable:
             line += (f"; {self.unreadable} line(s) of it are not progress records (torn by a "
-                     "kill, or edited) and were skipped: their trainings run again")
+                     "kill, edited, or without a number this bench reads) and were skipped: "
+                     "their trainings run again")
         return line
 
     def forget(self, methods: tuple[str, ...], seeds: int | None = None) -> int:
