@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},
     {"bench"},
     {"cli"},
+    {"__main__"},  # `python -m tinysift`: the CLI's entry point
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
