@@ -26,6 +26,16 @@ def test_int8_within_one_point_of_float(digits_run):
     assert r["int8_acc"] > 0.95
 
 
+def test_quantize_reports_the_drop_as_float_minus_int8_accuracy(digits_run):
+    """`tinysift quantize` prints "drop +x pt": the accuracy int8 lost against the float
+    model. The check above compares the two accuracies with abs(), so a drop recorded the
+    other way round (a loss shown as a gain) passed it; the recorded drop is
+    float_acc - int8_acc, sign included (the digits run's differ)."""
+    r = json.loads((digits_run / "manifest.json").read_text())["stages"]["quantize"]["results"]
+    assert r["float_acc"] != r["int8_acc"]
+    assert r["drop"] == pytest.approx(r["float_acc"] - r["int8_acc"], abs=1e-12)
+
+
 @pytest.mark.parametrize("compiler, flags", [
     ("gcc", ["-std=c99", "-pedantic"]),
     ("arm-none-eabi-gcc", ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
@@ -149,6 +159,30 @@ def test_compiled_arrays_equal_the_tflite_tensors(digits_run, tmp_path):
         hw = np.ctypeslib.as_array(model.head_weights,
                                    shape=(model.num_classes * model.feature_dim,))
         assert np.array_equal(hw, g["head_w"].reshape(-1))
+
+
+def test_compiled_model_has_the_tflite_s_input_quantization_and_padding(digits_run, tmp_path):
+    """The fields the board quantizes its inputs with and sizes its layers by: the compiled
+    ts_export_model's input scale and zero point are the .tflite input's (LiteRT's reading),
+    and each layer's padding flag (SAME 1, VALID 0) is the parsed op's. A zero point off by
+    one shifts every pixel streamed to the board; a flipped padding flag makes the engine
+    refuse the layer. test_compiled_arrays_equal_the_tflite_tensors checks neither."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.tfcompat import tf
+
+    export = digits_run / "export"
+    lib = tmp_path / "libexport.so"
+    r = subprocess.run(["gcc", "-shared", "-fPIC", "-std=c99", f"-I{ENGINE}", "-o", str(lib),
+                        str(export / "ts_export_model.c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    model = Model.in_dll(ctypes.CDLL(str(lib)), "ts_export_model")
+    tflite = (digits_run / "model.tflite").read_bytes()
+    scale, zero_point = tf.lite.Interpreter(model_content=tflite).get_input_details()[0][
+        "quantization"]
+    assert (model.input_scale, model.input_zero_point) == (np.float32(scale), zero_point)
+    parsed = parse_tflite(tflite)
+    pads = [model.layers[i].padding for i in range(model.num_layers)]
+    assert pads and pads == [int(lay.padding == "SAME") for lay in parsed.layers]
 
 
 def test_unsupported_op_is_named(tmp_path):
@@ -1041,6 +1075,38 @@ def test_the_inference_plan_holds_the_stack_the_scratch_and_the_io_buffers(
         with_tflite = inference_plan(parsed, board, len(small_model_tflite), True)
         assert with_tflite.flash_total == plan.flash_total + len(small_model_tflite)
     assert load_board("nucleo_f411re").dsp and not load_board("pico").dsp
+
+
+def test_the_inference_plan_counts_every_row_of_the_tensor_table(small_model_tflite):
+    """`engine check --board`'s flash holds the arena plan's table c_writer writes (one
+    {offset, last reader} row per tensor: the model input and each layer's output); a row
+    short and a model that fills the flash to the byte passed the check and not the link."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import LAYER_ROW_BYTES, TENSOR_ROW_BYTES, inference_plan
+    from tinysift.export.tflite_reader import parse_tflite
+
+    parsed = parse_tflite(small_model_tflite)
+    plan = inference_plan(parsed, load_board("nucleo_f411re"), len(small_model_tflite))
+    table = (plan.flash["weights and layer table"] - parsed.weight_bytes()
+             - len(parsed.layers) * LAYER_ROW_BYTES)
+    assert len(parsed.plan.offsets) == len(parsed.layers) + 1
+    assert table == TENSOR_ROW_BYTES * len(parsed.plan.offsets)
+
+
+def test_fit_error_offers_no_db_capacity_when_even_an_empty_buffer_does_not_fit():
+    """With an explicit --db-capacity, the error offers a smaller one only where one fits:
+    where not even 0 (one slot) lets the training set fit, "--db-capacity 0 or less (all
+    N samples then fit)" would send the user to a second refusal."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits, max_db_capacity
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=20_000,
+                        sample_bytes=784, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    board = load_board("nucleo_f411re")
+    assert max_db_capacity(fp, board, 5_000, 50, 100) is None
+    with pytest.raises(FitError) as err:
+        check_fits(fp, board, 5_000, 50, db_capacity=100)
+    assert "--db-capacity" not in str(err.value) and "keep at most" in str(err.value)
 
 
 def test_only_an_update_mode_beyond_the_head_needs_the_backbone_buffers():
