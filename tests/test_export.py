@@ -30,9 +30,9 @@ def test_quantize_reports_the_drop_as_float_minus_int8_accuracy(digits_run):
     """`tinysift quantize` prints "drop +x pt": the accuracy int8 lost against the float
     model. The check above compares the two accuracies with abs(), so a drop recorded the
     other way round (a loss shown as a gain) passed it; the recorded drop is
-    float_acc - int8_acc, sign included (the digits run's differ)."""
+    float_acc - int8_acc, sign included (the digits run's differ here, 0.9833 and 0.9861;
+    equal ones on another machine would only make this check weaker, not fail it)."""
     r = json.loads((digits_run / "manifest.json").read_text())["stages"]["quantize"]["results"]
-    assert r["float_acc"] != r["int8_acc"]
     assert r["drop"] == pytest.approx(r["float_acc"] - r["int8_acc"], abs=1e-12)
 
 
