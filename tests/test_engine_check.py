@@ -432,3 +432,19 @@ def test_a_model_of_two_inputs_is_refused_saying_so():
                                                  r"firmware engine .* convert a model of one "
                                                  r"input tensor"):
         parse_tflite(tflite)
+
+
+def test_the_inference_plan_counts_a_float_models_float_input_and_output_buffers():
+    """A model with a float input and output (QUANTIZE first, DEQUANTIZE last) needs, beside
+    the int8 tensors, a float32 buffer for each: `engine check --board` left them out and
+    passed a model whose buffers then did not fit in RAM."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import inference_plan
+    from tinysift.export.tflite_reader import parse_tflite
+
+    tflite = _float_edges()
+    parsed = parse_tflite(tflite)
+    assert parsed.input_float is not None and parsed.output_float is not None
+    plan = inference_plan(parsed, load_board("nucleo_f411re"), len(tflite))
+    in_bytes, out_bytes = 4 * 4 * 1, parsed.layers[-1].out_bytes
+    assert plan.ram["input and output buffers"] == 5 * in_bytes + 5 * out_bytes

@@ -660,6 +660,51 @@ def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit
     assert "--head-only" not in str(err.value)
 
 
+def test_fit_error_offers_no_head_only_where_the_backbones_share_is_not_what_limits():
+    """Where RAM, not the raw .tflite in flash, caps the training set, a head-only firmware
+    fits no more samples: the error must not send the user to rebuild with --head-only for
+    the same count it already offers as "keep at most"."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=20_000,
+                        sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    board = load_board("nucleo_f401re")
+    most = max_train_samples(fp, board, 50, 60_000, 0, 0, True)
+    assert fp.num_classes <= most == max_train_samples(fp, board, 50, 60_000, 0, 0, False)
+    with pytest.raises(FitError) as err:
+        check_fits(fp, board, 60_000, 50, db_capacity=0)
+    assert f"keep at most {most} samples" in str(err.value)
+    assert "--head-only" not in str(err.value)
+
+
+def test_the_apps_word_sized_buffers_are_planned_rounded_up_to_whole_words():
+    """firmware/src/app.h rounds the trainer's workspace and the re-quantized backbone up to
+    whole 32-bit words (`(n + 3u) & ~3u`): a plan that rounded down under-counted RAM by up
+    to 3 bytes a buffer, and a plan that fit to the byte failed the link."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import (
+        BackboneDims,
+        ModelFootprint,
+        app_backbone_bytes,
+        plan_memory,
+        trainer_block_q_bytes,
+        trainer_workspace_bytes,
+    )
+
+    dims = BackboneDims(head_layer=2, block_in_c=3, block_out_c=1, block_pixels=5,
+                        bias_channels=0, bias_act_max=0, bias_mask_bits=0)
+    assert trainer_block_q_bytes(3, 1) == 15
+    assert app_backbone_bytes(dims)[1] == 16
+    fp = ModelFootprint(weight_bytes=1_000, num_layers=3, arena_bytes=1_000, sample_bytes=7,
+                        feature_dim=3, num_classes=3, tflite_bytes=1_000)
+    for n in range(1, 9):
+        raw = trainer_workspace_bytes(3, 3, n + n)
+        got = plan_memory(fp, load_board("nucleo_f401re"), n, 1).ram["head training state"]
+        assert got % 4 == 0 and raw <= got < raw + 4, (n, raw, got)
+    assert any(trainer_workspace_bytes(3, 3, 2 * n) % 4 for n in range(1, 9))
+
+
 def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch):
     """The export stage's key holds the figures the plan reads: a user profile with less RAM
     re-plans (the stale plan was reused before); one that changes only the measured current
@@ -1128,3 +1173,20 @@ def test_only_an_update_mode_beyond_the_head_needs_the_backbone_buffers():
     for field, value in (("ram_bytes", 1), ("flash_bytes", 1), ("stack_bytes", 1),
                          ("dsp", False), ("port", "qemu-mps2")):
         assert board_plan_fields(replace(board, **{field: value})) != board_plan_fields(board)
+
+
+def test_an_empty_array_compiles_as_one_placeholder_element(tmp_path):
+    """An empty set (no test samples, no codebook) is written with one placeholder element:
+    C99 has no zero-length arrays, and `x[0] = {0}` fails the firmware build under
+    -pedantic -Werror."""
+    from tinysift.export import c_writer
+
+    need_tools("gcc")
+    src = tmp_path / "empty.c"
+    src.write_text("#include <stdint.h>\n" + c_writer.ALIGN
+                   + c_writer.c_array("ts_empty_i8", np.zeros(0, np.int8), static=False)
+                   + c_writer.c_array("ts_empty_u32", np.zeros(0, np.uint32), static=False))
+    r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-c",
+                        str(src), "-o", str(tmp_path / "empty.o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
