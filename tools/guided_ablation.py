@@ -165,9 +165,11 @@ BUDGETS = {"full (budget 1)": 1.0, "full (budget 1) batch=64": 1.0}
 #: Variants trained in other batches than the recipe's 128.
 BATCHES = {name: 64 for name, _, _ in VARIANTS if name.endswith(" batch=64")}
 
+#: The record fields a variant's row gives the mean of (over seeds).
+MEAN_FIELDS = ("seconds", "spent", "fit_seconds")
 #: The numbers every progress record holds, which the table reads: a record without one
 #: trains again.
-RECORD_FIELDS = ("acc", "seconds", "spent", "fit_seconds")
+RECORD_FIELDS = ("acc", *MEAN_FIELDS)
 
 
 def oracle_sampler(seed: int, flipped: np.ndarray, recall: float, warm: int):
@@ -382,7 +384,7 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
         if any(r is None for r in runs):
             continue
         records += runs
-        rows[name] = summarize(runs, ("seconds", "spent", "fit_seconds"))
+        rows[name] = summarize(runs, MEAN_FIELDS)
         rows[name].update(method=method, params=params)
         if all("dropped" in r for r in runs):  # logged since 2026-12-01
             rows[name].update({f: float(np.mean([r[f] for r in runs]))

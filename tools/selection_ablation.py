@@ -22,9 +22,11 @@ from _args import at_least, positive_list
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: The record fields a variant's row gives the mean of (over seeds).
+MEAN_FIELDS = ("train_seconds",)
 #: The numbers every progress record holds, which the table reads: a record without one
 #: trains again.
-RECORD_FIELDS = ("acc", "train_seconds")
+RECORD_FIELDS = ("acc", *MEAN_FIELDS)
 
 # vq's defaults before 2026-12-01 (no cut, the distance window, the far window from keep
 # 0.5); every vq variant below is stated on them, so its logged records keep their meaning
@@ -227,7 +229,7 @@ def _ablate(args: argparse.Namespace, only: list[str], stem: str) -> int:
             if any(r is None for r in runs):
                 continue
             records += runs
-            rows[f"{name}@{keep:g}"] = {**summarize(runs, ("train_seconds",)), "variant": name,
+            rows[f"{name}@{keep:g}"] = {**summarize(runs, MEAN_FIELDS), "variant": name,
                                         "keep": keep, "method": method, "params": params}
     for row in rows.values():
         base = rows.get(f"{args.baseline}@{row['keep']:g}")

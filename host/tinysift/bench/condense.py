@@ -124,9 +124,11 @@ UNSTAMPED_PARAMS = {
 }
 
 
+#: The record fields a results point gives the mean of (over seeds).
+MEAN_FIELDS = ("condense_seconds", "train_seconds")
 #: The numbers every progress record holds, which the results read: a record without one
 #: trains again.
-RECORD_FIELDS = ("acc", "condense_seconds", "train_seconds")
+RECORD_FIELDS = ("acc", *MEAN_FIELDS)
 
 
 def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> ProgressLog:
@@ -174,7 +176,7 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
     from tinysift.runs import machine_info, package_versions
 
     def summary(runs: list[dict]) -> dict:
-        return summarize(runs, ("condense_seconds", "train_seconds"))
+        return summarize(runs, MEAN_FIELDS)
 
     seeds = range(seeds_done)
     rows = {(name, str(k)): [log.get(s, name, str(k)) for s in seeds]

@@ -49,9 +49,11 @@ from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
 from tinysift.pipeline.adapt import REPLAY_DEFAULTS
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
+#: The record fields a device row's results give the mean of (over seeds).
+MEAN_FIELDS = ("acc_old", "acc_new", "energy_mj", "cycles", "ram_plan")
 #: The numbers every progress record of a device row holds, which the results read: a record
 #: without one runs again; the host's joint-training reference logs its accuracies only.
-RECORD_FIELDS = ("acc", "acc_old", "acc_new", "energy_mj", "cycles", "ram_plan")
+RECORD_FIELDS = ("acc", *MEAN_FIELDS)
 REFERENCE_FIELDS = {"joint": ("acc", "acc_old", "acc_new")}
 
 
@@ -326,7 +328,7 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
             if rs is None:
                 continue
             rows += rs
-            p = summarize(rs, ("acc_old", "acc_new", "energy_mj", "cycles", "ram_plan"))
+            p = summarize(rs, MEAN_FIELDS)
             p.update(method=method, size=size, update=update,
                      old_runs=[r["acc_old"] for r in rs], new_runs=[r["acc_new"] for r in rs])
             # A row logs the RAM of the firmware it ran on, whose replay buffer the largest

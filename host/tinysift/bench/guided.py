@@ -225,9 +225,11 @@ def _guided_point(data, seed: int, method: str, budget: float, recipe, params: d
 LATER_OPTIONS = ("keep_steps", "batch")
 
 
+#: The record fields a results point gives the mean of (over seeds).
+MEAN_FIELDS = ("seconds", "spent", "fit_passes", "fit_seconds")
 #: The numbers every progress record holds, which the results read: a record without one
 #: trains again.
-RECORD_FIELDS = ("acc", "seconds", "spent", "fit_passes", "fit_seconds")
+RECORD_FIELDS = ("acc", *MEAN_FIELDS)
 
 
 def _progress_log(cfg: GuidedBenchConfig, data_hash: str, stem: str) -> ProgressLog:
@@ -309,7 +311,7 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
             if any(r is None for r in runs):
                 continue
             rows += runs
-            point = summarize(runs, ("seconds", "spent", "fit_passes", "fit_seconds"))
+            point = summarize(runs, MEAN_FIELDS)
             # each seed's spending over its budget; runs over OVER_BUDGET x are flagged
             point["spent_of_budget"] = [round(r["spent"] / b, 4) for r in runs]
             point["over_budget"] = sum(r["spent"] > OVER_BUDGET * b for r in runs)

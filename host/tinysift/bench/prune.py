@@ -268,9 +268,11 @@ def _train_point(data, seed: int, recipe: tuple, score: dict | None, keep, progr
             "train_seconds": res.seconds, "count": len(y)}
 
 
+#: The record fields a results point gives the mean of (over seeds).
+MEAN_FIELDS = ("score_seconds", "train_seconds")
 #: The numbers every progress record holds (the full data's too), which the results and the
 #: lines said on resuming read: a record without one trains again.
-RECORD_FIELDS = ("acc", "count", "score_seconds", "train_seconds")
+RECORD_FIELDS = ("acc", "count", *MEAN_FIELDS)
 
 
 def _progress_log(cfg: PruneBenchConfig, data_hash: str) -> ProgressLog:
@@ -327,7 +329,7 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
             if all(r is not None for r in runs):
                 rows += runs
                 methods.setdefault(name, {})[f"{keep:g}"] = summarize(
-                    runs, ("score_seconds", "train_seconds"), count=True)
+                    runs, MEAN_FIELDS, count=True)
                 methods[name][f"{keep:g}"]["cost_ratio"] = float(np.mean(
                     [cost_ratio(cfg, r, f["count"]) for r, f in zip(runs, full_runs,
                                                                   strict=True)]))
