@@ -296,9 +296,8 @@ def save_user_board(name: str, changes: dict, header: str = "") -> Path:
     bad = sorted(set(changes) - known_keys)
     if bad:
         raise TinysiftError(f"not board profile keys: {', '.join(bad)}")
-    folder = user_boards_dir()
-    path = folder / f"{name}.toml"
-    data = {**(_read_toml(path) if path.is_file() else {}), **changes}
+    path = user_boards_dir() / f"{name}.toml"
+    data = {**user_board_keys(name), **changes}
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
     old = path.read_bytes() if path.is_file() else None
