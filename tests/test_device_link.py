@@ -234,23 +234,32 @@ def test_garbage_and_corrupt_lines_are_dropped_and_counted():
     peer.stop.set()
 
 
+def _reset_after(garbage: bytes, timeout: float):
+    """A device that answers `train` with ``garbage`` and then a `@boot` (resets=1): the
+    command must end in a DeviceReset carrying that boot. Returns the link's stats."""
+    boot = rec("@boot proto=1 resets=1")
+
+    def script(cmd, send):
+        send(garbage + boot)
+
+    peer = Peer(script=script)
+    peer.start()
+    try:
+        with SerialLink(peer.url) as link:
+            with pytest.raises(DeviceReset) as err:
+                link.command("train", timeout=timeout)
+            assert err.value.boot.fields["resets"] == "1"
+            return link.stats
+    finally:
+        peer.stop.set()
+
+
 def test_reset_mid_line_keeps_the_boot_record():
     """A device that resets while it sends a line starts its @boot right after the cut: the
     cut line is dropped, the @boot is read (found under QEMU: a reset during the last
     records of a train left the host waiting for a @ready that never came)."""
-    boot = rec("@boot proto=1 resets=1")
-
-    def script(cmd, send):
-        send(rec("@epoch n=1")[:9] + boot)
-
-    peer = Peer(script=script)
-    peer.start()
-    with SerialLink(peer.url) as link:
-        with pytest.raises(DeviceReset) as err:
-            link.command("train", timeout=5.0)
-        assert err.value.boot.fields["resets"] == "1"
-        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == 9
-    peer.stop.set()
+    stats = _reset_after(rec("@epoch n=1")[:9], timeout=5.0)
+    assert stats.dropped_lines == 1 and stats.dropped_bytes == 9
 
 
 def test_device_error_status_carries_the_message():
@@ -426,21 +435,10 @@ def test_too_many_stray_records_name_the_fix():
 def test_overflow_without_newline_keeps_a_partly_arrived_boot():
     """More than max_line bytes without a newline are dropped, but not the start of a
     `@boot` that arrived with them: the device reset inside the noise."""
-    boot = rec("@boot proto=1 resets=1")
     noise = (b"\xff\x00 noise " * 500)[:4080]  # 17 bytes of the @boot overflow the buffer
     assert len(noise) == 4080
-
-    def script(cmd, send):
-        send(noise + boot)
-
-    peer = Peer(script=script)
-    peer.start()
-    with SerialLink(peer.url) as link:
-        with pytest.raises(DeviceReset) as err:
-            link.command("train", timeout=3.0)
-        assert err.value.boot.fields["resets"] == "1"
-        assert link.stats.dropped_bytes == len(noise) and link.stats.dropped_lines == 1
-    peer.stop.set()
+    stats = _reset_after(noise, timeout=3.0)
+    assert stats.dropped_bytes == len(noise) and stats.dropped_lines == 1
 
 
 def make_run(tmp_path, samples=20):
@@ -989,20 +987,9 @@ def test_a_reset_after_noise_holding_an_at_sign_is_still_seen():
     cut line may hold noise with an `@` in it before the partial record. Every `@` of the
     corrupt line is tried, so the @boot is found and the reset reported, not lost (the host
     then waited for a @ready that never came)."""
-    boot = rec("@boot proto=1 resets=1")
     cut = b"x@y" + rec("@epoch n=1")[:9]
-
-    def script(cmd, send):
-        send(cut + boot)
-
-    peer = Peer(script=script)
-    peer.start()
-    with SerialLink(peer.url) as link:
-        with pytest.raises(DeviceReset) as err:
-            link.command("train", timeout=3.0)
-        assert err.value.boot.fields["resets"] == "1"
-        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == len(cut)
-    peer.stop.set()
+    stats = _reset_after(cut, timeout=3.0)
+    assert stats.dropped_lines == 1 and stats.dropped_bytes == len(cut)
 
 
 def test_a_device_that_keeps_talking_without_finishing_stops_at_the_deadline():
