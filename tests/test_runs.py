@@ -242,6 +242,39 @@ def test_a_refused_command_leaves_no_empty_run_folder(tmp_path):
     assert (tmp_path / "there").is_dir() and not list((tmp_path / "there").iterdir())
 
 
+def test_a_run_folder_is_made_though_another_run_removes_the_empty_runs_folder(
+        tmp_path, monkeypatch):
+    """Two tinysift processes: this one makes runs/ then runs/mine; the other, refused,
+    removes the empty runs/ it had made in between (run_lock's tidy). The second mkdir
+    failed with FileNotFoundError (an "unexpected" error); the folder is made again.
+    The other process is played by removing runs/ right after it is made (the window is
+    two system calls wide, too narrow to hit with a real second process in a test)."""
+    import os
+
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import run_lock
+
+    real_mkdir = os.mkdir
+    removals = {"left": 1}
+
+    def mkdir_then_removed(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if os.path.basename(os.fspath(path)) == "runs" and removals["left"]:
+            removals["left"] -= 1
+            os.rmdir(path)  # the other process's tidy
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_removed)
+    with run_lock(tmp_path / "runs" / "mine"):
+        (tmp_path / "runs" / "mine" / "manifest.json").write_text("{}")
+    assert removals["left"] == 0
+    assert (tmp_path / "runs" / "mine" / "manifest.json").exists()
+    # a parent that never stays: one clear error, not an endless loop
+    removals["left"] = 10**6
+    with pytest.raises(TinysiftError, match="kept vanishing"):
+        with run_lock(tmp_path / "elsewhere" / "runs" / "again"):
+            pass
+
+
 def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
     """A manifest.json that is not UTF-8 text, is a folder, or holds a stage, dataset or
     command list of the wrong type (a hand edit) stopped every stage with "unexpected

@@ -455,11 +455,21 @@ def out_folder(folder: Path, flag: str, *, create: bool,
                 raise TinysiftError(f"{p} is a file, not a folder ({flag}): {fix}")
             break
     if create:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # no permission, a read-only file system
-            raise TinysiftError(f"cannot create the folder {folder} ({flag}: "
-                                f"{exc.strerror or exc}): choose another folder") from None
+        for attempt in range(5):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                break
+            except FileNotFoundError:
+                # a parent made here went away before its child was: another tinysift
+                # removed the empty runs/ it had made (run_lock's tidy); make it again
+                if attempt == 4:
+                    raise TinysiftError(
+                        f"cannot create the folder {folder} ({flag}): a folder above it "
+                        "kept vanishing while it was made; try again, or choose another "
+                        "folder") from None
+            except OSError as exc:  # no permission, a read-only file system
+                raise TinysiftError(f"cannot create the folder {folder} ({flag}: "
+                                    f"{exc.strerror or exc}): choose another folder") from None
     return folder
 
 
