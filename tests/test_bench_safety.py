@@ -121,6 +121,25 @@ def test_results_written_before_files_named_their_log_are_not_replaced_by_anothe
     check_results_owner(log, tmp_path, "guided_digits")  # the same configuration
 
 
+def test_a_legacy_condense_table_of_other_ks_is_not_another_configuration(tmp_path):
+    """`bench condense` pins ``per_class`` in its log's key at the default (1, 10, 50)
+    whatever the command's, so adding a K reuses the log: a table written before results
+    named their log, of Ks 1 and 10, was refused for `--per-class 1,10` itself as
+    "per_class [1, 10] -> (1, 10, 50)", a configuration nobody asked for. The point is no
+    configuration; another recipe still is."""
+    key = {"dataset": "digits", "epochs": 20, "per_class": (1, 10, 50), "data": "h1"}
+    log = ProgressLog(key, tmp_path / "progress", "condense_digits", point="per_class")
+    path = tmp_path / "condense_digits.json"
+    path.write_text(json.dumps({"config": {"dataset": "digits", "epochs": 20,
+                                           "per_class": [1, 10]}}))
+    check_results_owner(log, tmp_path, "condense_digits")
+    path.write_text(json.dumps({"config": {"dataset": "digits", "epochs": 5,
+                                           "per_class": [1, 10]}}))
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "
+                                            r"5 -> 20\), written before"):
+        check_results_owner(log, tmp_path, "condense_digits")
+
+
 def test_results_before_the_replay_rule_named_its_later_params_are_its_own_commands(tmp_path):
     """The committed `bench device --scenario new-classes` results recorded vq's replay rule
     as {per_codeword, window}; the key now also names within, hard_cut and hard_above

@@ -378,8 +378,11 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     # results without a log name recorded a table of parameters (a replay rule) with the
     # entries set then; one the key adds later (pinned at what they ran with) is no change
     same = (lambda a, b: a == b) if isinstance(theirs, str) else _ran_as
+    # the log's point (condense's per_class, pinned in its key at the default whatever the
+    # command's) is no configuration: the log records each point, a table any subset; its
+    # pinned value named a legacy table of other Ks as "another configuration"
     changed = [f"{k} {config[k]!r} -> {key[k]!r}" for k in sorted(key)
-               if k in config and not same(config[k], key[k])]
+               if k in config and k != log.point and not same(config[k], key[k])]
     if "data" in key and old.get("data_hash") not in (None, key["data"]):
         changed.append("the data's contents")
     what = f" ({'; '.join(changed)})" if changed else ""
