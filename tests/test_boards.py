@@ -333,7 +333,11 @@ def test_calibrate_with_the_users_meter():
 
     cal = calibrate("nucleo_f411re", current_ma=15.0)
     assert cal.estimated_ma == 10.0 and cal.ratio == pytest.approx(1.5)
+    assert not cal.implausible
     assert load_board("nucleo_f411re").active_current_ma == 15.0
+    # 30x the estimate either way is plausible; beyond it, the report warns
+    for current, implausible in ((300.0, False), (301.0, True), (0.5, False), (0.3, True)):
+        assert calibrate("nucleo_f411re", current_ma=current).implausible is implausible
     cal = calibrate("nucleo_f411re", current_ma=12.0)  # against the project's estimate again
     assert cal.estimated_ma == 10.0
     with pytest.raises(TinysiftError, match="emulated"):

@@ -142,7 +142,7 @@ def calibrate_cmd(
     console.print(f"{cal.board}: measured {cal.measured_ma:.4f} mA ({cal.how}); the profile "
                   f"estimated {cal.estimated_ma:g} mA: ratio measured/estimated "
                   f"{cal.ratio:.3f}")
-    if not 1 / 30 <= cal.ratio <= 30:  # a unit slip (uA, A) reads as 1000x
+    if cal.implausible:
         console.print(f"[yellow]{cal.ratio:.3g}x the profile's estimate: check the unit "
                       "(mA) and the meter's wiring; a reading that is not the board's "
                       "current makes every later energy estimate off by as much[/]")

@@ -39,6 +39,12 @@ class Calibration:
     def ratio(self) -> float:
         return self.measured_ma / self.estimated_ma
 
+    @property
+    def implausible(self) -> bool:
+        """Whether the reading is more than :data:`PLAUSIBLE_RATIO` times from the
+        profile's estimate, either way (a unit slip, uA or A, reads as 1000x)."""
+        return not 1 / PLAUSIBLE_RATIO <= self.ratio <= PLAUSIBLE_RATIO
+
 
 def run_workload(port: str, ms: int, monitor: PowerMonitor | None,
                  timeout: float = 60.0, board: Board | None = None) -> tuple[int, list]:
@@ -107,6 +113,9 @@ MIN_CURRENT_MA = 0.0001
 #: (1e6 uA typed as mA) or a miswired meter, and it went into the profile, every later energy
 #: estimate off by that factor.
 MAX_CURRENT_MA = 3000.0
+#: How far a reading may be from the profile's estimate before the report warns (a
+#: datasheet's active current and a board's real one differ by a few times, not by 30)
+PLAUSIBLE_RATIO = 30.0
 
 
 def check_calibration(brd: Board, port: str | None, measure: bool,
