@@ -23,8 +23,14 @@ The committed results are the ``--export runs/k-fmnist/export`` run, made by
 ``tinysift train --dataset fashion-mnist --keep 0.1 --out runs/k-fmnist``, ``tinysift
 quantize --run runs/k-fmnist`` and ``tinysift export --run runs/k-fmnist --fit``. The
 per-case counts of a run without ``--export`` differ from the committed ones by 2-20
-instructions (observed 2026-12-05, same code; the cause, likely the bench program's layout,
-is not pinned down), so compare runs made the same way.
+instructions (observed 2026-12-05, same code). The cause (pinned down 2026-12-06): a case's
+count is the instructions of ``reps`` calls read at shift 0, where a SysTick tick is 40
+instructions, divided by ``reps``: its resolution is 40/reps instructions (20 for the
+largest cases, run twice: 0.002% of their 1.2 M), and where the first reading falls inside
+a tick depends on everything the program ran before (the export's code shifts it). In the
+committed file every case's count times ``reps`` lies within ``reps/2`` (the rounding) of a
+multiple of 40, as that predicts. So compare runs
+made the same way, and read a case's count to +-40/reps.
 
 Not a test: nothing here asserts a speed. The design goal is <= 2.0 instructions per MAC on
 the DSP path (the floor is 0.5: two MACs per SMLAD).
