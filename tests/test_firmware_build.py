@@ -286,6 +286,23 @@ def test_exit_status(tmp_path):
     assert "bye" in run.stdout
 
 
+def test_a_build_folder_with_a_space_links(tmp_path):
+    """A run folder with a space in its path (`--out "runs/my run"`) compiled, then failed
+    to link: the linker's -Map path was split in two ("cannot find u/.../firmware.map")."""
+    proj = tmp_path / "my proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(
+        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 0; }\n'
+    )
+    (proj / "platformio.ini").write_text(
+        f"[env:qemu-m4]\nplatform = symlink://{PLATFORM_QEMU}\nboard = qemu-mps2-an386\n"
+    )
+    res = pio(tmp_path / "work space", "run", "-d", str(proj), timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    build = tmp_path / "work space" / "build" / "qemu-m4"
+    assert (build / "firmware.elf").is_file() and (build / "firmware.map").is_file()
+
+
 def test_serial_over_tcp(built):
     """The emulator's UART as a TCP server, the host side through pyserial's socket:// URL,
     exactly as the device runner talks to it (started as the host starts it: on a port

@@ -84,7 +84,10 @@ def build_image(env, board, platform_dir, defines, default_ldscript, runtime_dir
             "--specs=nano.specs",
             "-nostartfiles",
             "-Wl,--gc-sections",
-            "-Wl,-Map,${BUILD_DIR}/${PROGNAME}.map",
+            # the path as one word: "$BUILD_DIR" expanded in the flag split a run folder
+            # with a space in its path in two ("ld: cannot find u/base/.../firmware.map")
+            "-Wl,-Map,"
+            + os.path.join(env.subst("$BUILD_DIR", raw=1), env.subst("$PROGNAME") + ".map"),
             "-Wl,--no-warn-rwx-segments",
             "-L" + CORTEXM_DIR,  # INCLUDE ts_sections.ld
         ],
