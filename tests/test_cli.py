@@ -1096,6 +1096,20 @@ def test_command_help_paragraphs_are_one_line_each():
     assert any("\n\n" in h for h in helps)  # paragraphs stay apart
 
 
+def test_usage_lines_name_the_tinysift_command():
+    """Under `python -m tinysift` every "Usage:" line read `python -m tinysift.tinysift
+    adapt`, a module that does not exist: the command is `tinysift`, however it started."""
+    import os
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "host")}
+    for args in (["adapt", "--help"], ["engine", "check", "--bogus"]):
+        r = subprocess.run([sys.executable, "-m", "tinysift", *args], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert f"Usage: tinysift {' '.join(args[:-1])} [OPTIONS]" in r.stdout + r.stderr, r
+        assert "python -m" not in r.stdout + r.stderr
+
+
 def test_python_dash_m_runs_the_cli(tmp_path):
     """`python -m tinysift` failed ("No module named tinysift.__main__"): the command works
     only where the venv's scripts are on PATH. Now it is the same CLI, exit statuses too."""

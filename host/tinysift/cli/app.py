@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = _install_signal_handlers()
     try:
         _refuse_empty_paths(sys.argv[1:] if argv is None else argv)
-        rv = app(args=argv, standalone_mode=False)
+        # the name in "Usage:" lines: under `python -m tinysift` click made it
+        # "python -m tinysift.tinysift", a command that does not exist
+        rv = app(args=argv, prog_name="tinysift", standalone_mode=False)
         if rv == 130:  # typer turns Ctrl-C into Exit(130) and returns its code
             return _interrupted("interrupted (Ctrl-C)", 130)
         return rv if isinstance(rv, int) else 0
