@@ -137,6 +137,16 @@ def test_bad_options_are_one_line_exit_2(tmp_path):
         assert not (tmp_path / "runs").exists(), args
 
 
+def test_empty_old_classes_is_refused_not_the_default(tmp_path, capsys):
+    """`--old-classes ''` (an unset shell variable) ran the default 0-7 without a word."""
+    from tinysift.cli.app import main
+
+    assert main(["adapt", "--dataset", "digits", "--old-classes", "",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--old-classes takes numbers and ranges like 0-7" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     """nano33ble (256 KB RAM): 200 Fashion-MNIST-size new samples in RAM with last-block's
     buffers does not fit; the refusal names the numbers and a replay size (or the mode)

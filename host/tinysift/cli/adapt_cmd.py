@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
                               f"{scenario}'s base model learns every class of its dataset; "
                               "drop --old-classes")
         cfg = AdaptConfig(scenario=scenario, dataset=dataset,
-                          old_classes=_classes(old_classes or "0-7"), new=new,
+                          old_classes=_classes("0-7" if old_classes is None else old_classes),
+                          new=new,
                           new_per_class=new_per_class, replay=replay,
                           replay_per_class=replay_per_class, update=update, board=board,
                           steps=steps, lr=lr, schedule=schedule, seed=seed, out=out)
