@@ -1110,6 +1110,22 @@ def test_usage_lines_name_the_tinysift_command():
         assert "python -m" not in r.stdout + r.stderr
 
 
+def test_every_option_says_what_it_is():
+    """`--seed` of adapt, engine check/export, prune, train, quantize... had no help text:
+    its line in --help was a range and a default, nothing about what it seeds."""
+    import typer.main
+
+    from tinysift.cli.app import app
+
+    def bare(command, path=()):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from bare(sub, (*path, name))
+        yield from (f"{' '.join(path)} {p.opts[0]}" for p in command.params
+                    if p.name != "help" and not getattr(p, "help", None))
+
+    assert list(bare(typer.main.get_command(app))) == []
+
+
 def test_python_dash_m_runs_the_cli(tmp_path):
     """`python -m tinysift` failed ("No module named tinysift.__main__"): the command works
     only where the venv's scripts are on PATH. Now it is the same CLI, exit statuses too."""

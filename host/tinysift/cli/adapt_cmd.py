@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(300, help="on-device optimizer steps"),
         lr: float = typer.Option(0.05, help="the device's SGD learning rate"),
         schedule: str = typer.Option("cosine", help="constant, cosine or step"),
-        seed: int = seed_option(0),
+        seed: int = seed_option(0, help="seed of the scenario's samples, the base model "
+                                         "and the replay set (the device's: seed + 1)"),
         out: str = typer.Option("runs/adapt", help="run folder (shared by the runs of one "
                                                    "scenario: the base model is cached)"),
     ) -> None:

@@ -16,8 +16,10 @@ SEED_MAX = 2**31 - 1
 
 
 def seed_option(default: int | None = 0, help: str | None = None) -> Any:  # noqa: A002
-    """A ``--seed`` option: a whole number in [0, 2**31 - 1] (typer refuses others, exit 2)."""
-    return typer.Option(default, min=0, max=SEED_MAX, help=help)
+    """A ``--seed`` option: a whole number in [0, 2**31 - 1] (typer refuses others, exit 2).
+    Without ``help`` it says what every seed is (the option had no help at all)."""
+    return typer.Option(default, min=0, max=SEED_MAX,
+                        help=help or "the random seed: the same seed gives the same result")
 
 
 def positive_ints(text: str, flag: str, what: str = "whole numbers >= 1") -> tuple[int, ...]:

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                                              "and the instructions of one inference on the "
                                              "emulated Cortex-M4"),
         out_dir: Path = typer.Option(None, help="keep the export and the build here"),
-        seed: int = seed_option(0),
+        seed: int = seed_option(0, help="seed of the random inputs (without --inputs)"),
         json_out: bool = typer.Option(False, "--json", help="JSON on stdout"),
     ) -> None:
         """Check a .tflite on the engine: its outputs identical to TFLM's, bit for bit?
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Option(None, min=1, help="random inputs when --inputs is not "
                                                      "given (default 200)"),
         board: str = typer.Option(None, help="add the inference memory plan for this board"),
-        seed: int = seed_option(0),
+        seed: int = seed_option(0, help="seed of the random inputs (without --inputs)"),
     ) -> None:
         """Export a bare .tflite (no run folder): layer table, tensor plan, golden data."""
         from tinysift.stages.engine import tflite_file
