@@ -147,6 +147,22 @@ def test_empty_old_classes_is_refused_not_the_default(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_bench_names_its_own_updates_option_and_the_bad_mode(tmp_path, capsys,
+                                                               monkeypatch):
+    """`bench device --updates head,all` said "--update must be one of ...": an option the
+    bench does not have, and not which mode was wrong (bench upkeep did not say it either)."""
+    from tinysift.cli.app import main
+
+    monkeypatch.chdir(tmp_path)  # a bench's run folders are under ./runs
+    for bench in ("device", "upkeep"):
+        assert main(["bench", bench, "--updates", "head,all", "--out-dir",
+                     str(tmp_path / bench)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "--updates 'head,all': 'all' is not an update mode; give comma-separated " \
+               "modes among head, bias, last-block" in err, (bench, err)
+    assert not (tmp_path / "runs").exists()  # refused before any base model
+
+
 def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     """nano33ble (256 KB RAM): 200 Fashion-MNIST-size new samples in RAM with last-block's
     buffers does not fit; the refusal names the numbers and a replay size (or the mode)

@@ -124,7 +124,11 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
                          (cfg.updates, "--updates")):
         distinct(values, flag)
     # every replay method and update mode (and the board) before the first base model is
-    # trained: a misspelt one was refused only after it
+    # trained: a misspelt one was refused only after it; the modes first, as --updates (one
+    # mode's check named --update, which the bench does not have)
+    from tinysift.pipeline.adapt import check_updates
+
+    check_updates(cfg.updates)
     for method in cfg.methods:
         for update in cfg.updates:
             cfg.adapt_config(cfg.first_seed, replay=method, size=1, update=update).validate()

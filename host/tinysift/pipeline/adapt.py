@@ -45,6 +45,26 @@ REPLAY_DEFAULTS: dict[str, dict] = {"vq": {"per_codeword": 1, "window": 0.01,
                                            "hard_above": 0.5}}
 
 
+def check_updates(updates: tuple[str, ...] | list[str], flag: str = "--updates") -> None:
+    """Refuse a list of update modes (a bench's ``--updates``) holding one that is not one.
+
+    Parameters
+    ----------
+    updates : the modes given
+    flag : the option named in the message (one mode's check said ``--update``, an option the
+        benches do not have, and not which value was wrong)
+
+    Raises
+    ------
+    BudgetError
+        naming the first unknown mode and the known ones
+    """
+    bad = [u for u in updates if u not in UPDATES]
+    if bad:
+        raise BudgetError(f"{flag} {','.join(updates)!r}: {bad[0]!r} is not an update mode; "
+                          f"give comma-separated modes among {', '.join(UPDATES)}")
+
+
 @dataclass
 class AdaptConfig:
     """One adaptation. ``replay="none"`` (or ``replay_per_class=0``) trains on the new

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.errors import BudgetError
-from tinysift.pipeline.adapt import UPDATES, AdaptConfig
+from tinysift.pipeline.adapt import UPDATES, AdaptConfig, check_updates
 
 POLICIES = ("reservoir", "coverage")
 ALL = "all"  # the reference: a buffer as large as the stream
@@ -69,8 +69,7 @@ class UpkeepConfig(AdaptConfig):
             raise BudgetError(f"unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
         if not self.buffers or min(self.buffers) < 1:
             raise BudgetError("--buffers must be positive samples per class")
-        if any(u not in UPDATES for u in self.updates):
-            raise BudgetError(f"--updates must be among {', '.join(UPDATES)}")
+        check_updates(self.updates)
         if not 1 <= self.vq_per_class <= 255:
             raise BudgetError("--vq-per-class must be in 1..255")
 
