@@ -335,6 +335,29 @@ def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
     assert main([*args, str(again)]) == 0 and (again / "export.json").exists()
 
 
+def test_engine_export_and_check_leave_a_runs_export_alone(digits_run, tmp_path, capsys):
+    """`engine export --out-dir RUN/export` (or `engine check --out-dir RUN`) wrote a bare
+    export over the run's own, whose files an export wrote, without a word; the run's
+    `device run` then refused it until `tinysift export` ran again."""
+    import shutil
+
+    from tinysift.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run / "export", run / "export")
+    shutil.copy(digits_run / "manifest.json", run / "manifest.json")
+    before = {p.name: p.read_bytes() for p in (run / "export").iterdir()}
+    tflite = str(digits_run / "model.tflite")
+    for args in (["engine", "export", "--tflite", tflite, "--out-dir", str(run / "export")],
+                 ["engine", "check", "--tflite", tflite, "--out-dir", str(run)]):
+        assert main([*args, "--count", "2"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{run / 'export'} is the export of the run folder {run}" in err, err
+        assert "give --out-dir a folder outside the run" in err
+    assert {p.name: p.read_bytes() for p in (run / "export").iterdir()} == before
+    assert sorted(p.name for p in run.iterdir()) == ["export", "manifest.json"]
+
+
 def test_a_folder_as_tflite_is_named_a_folder(small, capsys):
     """--tflite FOLDER said "FOLDER not found", which sent the user looking for a typo."""
     from tinysift.cli import main

@@ -367,7 +367,16 @@ def check_export_folder(out_dir: Path, flag: str = "--out-dir") -> None:
     export.json's format version and content hash, its golden.npz's arrays) are written
     again, those of an export killed half-way included."""
     from tinysift.errors import TinysiftError
+    from tinysift.runs import MANIFEST
 
+    run = out_dir.parent
+    if out_dir.name == "export" and (run / MANIFEST).is_file():
+        # its files are an export's, so they were written over without a word, and the run's
+        # device commands then refused it as "changed since `export` wrote it"
+        raise TinysiftError(f"{out_dir} is the export of the run folder {run}: a bare export "
+                            f"there would replace it (and `tinysift device run --run {run}` "
+                            f"would refuse the run until `tinysift export --run {run}` ran "
+                            f"again); give {flag} a folder outside the run")
     foreign = [n for n in EXPORT_FILES
                if (out_dir / n).exists() and not _written_by_export(out_dir / n)]
     if foreign:
