@@ -188,6 +188,24 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
     assert not (tmp_path / "run" / "base" / "device").exists()
 
 
+def test_an_adapt_folder_given_as_a_run_names_its_base_run(tmp_path, capsys):
+    """`device run --run runs/adapt` (the folder `tinysift adapt --out` named) said "has no
+    manifest.json; create it with `tinysift train`": its run folder is runs/adapt/base."""
+    from tinysift.cli.app import main
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+
+    out = tmp_path / "my adapt"
+    prepare_base(AdaptConfig(dataset="digits", new_per_class=10, replay="random",
+                             replay_per_class=2, base_epochs=1, out=str(out)),
+                 log=lambda *_: None)
+    for args in (["device", "run", "--run", str(out)], ["quantize", "--run", str(out)]):
+        assert main(args) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"{out} is the folder of `tinysift adapt`" in err, err
+        assert f"pass --run {out / 'base'}" in err and "tinysift train" not in err
+    assert not (out / "manifest.json").exists()
+
+
 def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
     """The scenario cache is keyed on its content: a --new file rewritten in place replaces
     RUN/scenario.npz (the base, replay and test set came from the old file, the streamed

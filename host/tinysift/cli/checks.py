@@ -52,6 +52,10 @@ def require_run(run: Path, flag: str = "--run") -> Path:
         raise TinysiftError(f"not a run folder: {run} is a file, not a folder ({flag}); pass "
                             "the folder a `tinysift train --out` wrote")
     if not (run / MANIFEST).is_file():
+        if (run / "base" / MANIFEST).is_file():  # it was told to `tinysift train` it again
+            raise TinysiftError(f"not a run folder: {run} is the folder of `tinysift adapt` "
+                                f"(or of a pipeline), whose base model is the run folder "
+                                f"{run / 'base'}: pass {flag} {run / 'base'}")
         raise TinysiftError(f"not a run folder: {run} has no {MANIFEST} ({flag}); {fix}")
     return run
 
