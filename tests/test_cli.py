@@ -91,7 +91,11 @@ def test_an_empty_path_is_refused_before_any_work(tmp_path, monkeypatch, capsys)
                                   ""]),
                        ("--out", ["prune", "--dataset", "digits", "--keep", "0.5", "--out="]),
                        ("--selection", ["train", "--dataset", "digits", "--selection", "",
-                                        "--out", "r"])):
+                                        "--out", "r"]),
+                       # an unset $PORT: "cannot open : [Errno 2] ...", a results.failed.json
+                       ("--port", ["device", "run", "--run", "r", "--port", ""]),
+                       ("--port", ["device", "calibrate", "--board", "nucleo_f411re",
+                                   "--port="])):
         assert main(args) == 2, args
         assert f"{flag} is empty (an unset shell variable?)" in " ".join(
             capsys.readouterr().err.split())

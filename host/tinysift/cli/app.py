@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         _restore_signal_handlers(previous)
 
 
-#: Options that name a file or folder: an empty value is the current folder to typer
+#: Options that name a file or folder: an empty value is the current folder to typer; and a
+#: serial port (`--port "$PORT"` unset was "cannot open : [Errno 2] ...", after the checks)
 PATH_OPTIONS = ("--out", "--run", "--out-dir", "--selection", "--condensed", "--new",
-                "--tflite", "--inputs")
+                "--tflite", "--inputs", "--port")
 
 
 def _refuse_empty_paths(args: list[str]) -> None:
