@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option(None, help="run folder (default runs/demo; --quick: "
                                            "runs/demo-quick)"),
         board: str = typer.Option(None, help="an emulated board (default qemu-mps2-an386)"),
-        seed: int = seed_option(None, help="default 0"),
+        seed: int = seed_option(None, help="the seed of the run: its new samples, base "
+                                           "model, replay sets and device (default 0)"),
     ) -> None:
         """The emulated board learns new classes with a replay set; report the trade-off."""
         from tinysift.bench.adapt_demo import AdaptDemoConfig
