@@ -1133,6 +1133,21 @@ def test_every_option_says_what_it_is():
     assert list(bare(typer.main.get_command(app))) == []
 
 
+def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
+    """`--inputs RUN/trainset.npz` (arrays indices, y, x) suggested
+    `np.load('trainset.npz')['indices']`, the first array, as the inputs; the images are x."""
+    from tinysift.cli.checks import load_array
+    from tinysift.errors import TinysiftError
+
+    np.savez(tmp_path / "trainset.npz", indices=np.arange(3), y=np.zeros(3, np.int64),
+             x=np.zeros((3, 8, 8, 1), np.uint8))
+    np.savez(tmp_path / "other.npz", a=np.zeros(3), b=np.zeros(3))
+    for name, pick in (("trainset.npz", "x"), ("other.npz", "a")):
+        with pytest.raises(TinysiftError) as said:
+            load_array(tmp_path / name, "--inputs")
+        assert f"e.g. np.save('inputs.npy', np.load('{name}')['{pick}'])" in str(said.value)
+
+
 def test_python_dash_m_runs_the_cli(tmp_path):
     """`python -m tinysift` failed ("No module named tinysift.__main__"): the command works
     only where the venv's scripts are on PATH. Now it is the same CLI, exit statuses too."""

@@ -79,7 +79,10 @@ def load_array(path: Path, flag: str):
         with loaded as npz:
             names = list(npz.files)
         holds = f"arrays {', '.join(names)}" if names else "no arrays"
-        example = (f", e.g. np.save('inputs.npy', np.load('{path.name}')['{names[0]}'])"
+        # the images, where the archive has them: a run's trainset.npz suggested its
+        # 'indices', the first array, as the inputs
+        pick = next((n for n in ("x", "x_test", "inputs") if n in names), (names or [""])[0])
+        example = (f", e.g. np.save('inputs.npy', np.load('{path.name}')['{pick}'])"
                    if names else "")
         raise TinysiftError(f"{flag} {path} is an .npz archive ({holds}), not one array; "
                             f"give {expected}{example}")
