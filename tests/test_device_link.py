@@ -262,6 +262,28 @@ def test_reset_mid_line_keeps_the_boot_record():
     assert stats.dropped_lines == 1 and stats.dropped_bytes == 9
 
 
+def test_a_boot_sent_as_the_socket_connects_is_kept_however_late_the_open_ends(monkeypatch):
+    """QEMU starts the guest as the host connects (`wait=on`), so its @boot may arrive
+    before pyserial's open has returned; pyserial's own open drains what arrived (a test
+    that opened the emulator's socket with it lost the first @boot on a loaded machine).
+    The link keeps it: the open is made slow here, so the @boot is there before it ends."""
+    import serial.urlhandler.protocol_socket as pyserial_socket
+
+    connect = socket.create_connection
+
+    def slow_connect(*args, **kwargs):
+        sock = connect(*args, **kwargs)
+        time.sleep(0.3)  # the peer's @boot arrives meanwhile
+        return sock
+
+    monkeypatch.setattr(pyserial_socket.socket, "create_connection", slow_connect)
+    peer = Peer(on_connect=rec("@boot proto=1 resets=0"))
+    peer.start()
+    with SerialLink(peer.url, connect_timeout=5) as link:
+        assert link.wait_boot(timeout=2.0).fields["resets"] == "0"
+    peer.stop.set()
+
+
 def test_device_error_status_carries_the_message():
     def script(cmd, send):
         send(rec("@err code=100 msg=unknown_command") + rec("@ready cmd=bogus status=100"))
