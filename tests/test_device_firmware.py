@@ -109,6 +109,7 @@ class Device:
     def __init__(self, elf: Path, env_name: str = "qemu-m4"):
         import serial
 
+        from tinysift.device.link import _open_port
         from tinysift.device.qemu import qemu_listening
 
         self.spec = BOARDS[env_name]
@@ -131,12 +132,10 @@ class Device:
             # elsewhere it only waits a moment, and these retries stand in for that check.
             deadline = time.monotonic() + 20
             while True:
-                link = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=0.05,
-                                             do_not_open=True)
-                # pyserial drains the socket when it opens: that would eat the @boot record
-                link.reset_input_buffer = lambda: None
                 try:
-                    link.open()
+                    # as the runner opens it (pyserial's own open drains the socket: that
+                    # would eat the @boot record)
+                    link = _open_port(f"socket://127.0.0.1:{port}", 115200)
                     break
                 except (serial.SerialException, OSError):
                     if time.monotonic() > deadline or self.proc.poll() is not None:
