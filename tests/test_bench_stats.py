@@ -83,3 +83,28 @@ def test_lists_of_other_lengths_are_refused_either_way():
     for a, b in (([0.8, 0.7, 0.9], [0.7, 0.6]), ([0.8, 0.7], [0.7, 0.6, 0.5])):
         with pytest.raises(ValueError, match="one value per seed"):
             paired_difference(a, b)
+
+
+def test_paired_interval_is_scipys_paired_t_interval():
+    """The interval checked against an independent computation: scipy's paired t-test
+    (``ttest_rel``) and its 95% confidence interval of the mean of ``a - b``, on seeded
+    random accuracies at 3, 5 and 10 seeds. Its centre is the mean (a minus b, not b minus
+    a), its half-width t(0.975, n-1) x sd(ddof 1) / sqrt(n), and a difference is significant
+    exactly when that interval excludes 0."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    from tinysift.bench.stats import paired_difference
+
+    rng = np.random.default_rng(7)
+    for n, shift in ((3, 0.004), (5, 0.01), (10, -0.006), (10, 0.0)):
+        b = rng.uniform(0.7, 0.9, n)
+        a = b + shift + rng.normal(0, 0.006, n)
+        ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+        p = paired_difference(list(a), list(b))
+        assert p["n"] == n
+        assert math.isclose(p["mean"], (ci.low + ci.high) / 2, rel_tol=1e-9)
+        assert math.isclose(p["half_width"], (ci.high - ci.low) / 2, rel_tol=1e-9)
+        assert p["significant"] == (ci.low > 0 or ci.high < 0)
