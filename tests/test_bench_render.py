@@ -799,3 +799,98 @@ def test_firmware_results_are_from_the_trees_firmware(stem):
         f"benchmarks/results/{stem}.json was made from firmware sources {recorded}, the tree's "
         f"are {firmware_source_hash(extra)}: rerun `{command}`, then "
         "`.venv/bin/python tools/collect_benchmarks.py`")
+
+
+def _guided_results(seeds: int) -> dict:
+    """Guided results of ``seeds`` seeds: rs2 and vq at budget 0.5, vq 2 points above the
+    recipe on every seed."""
+    def point(acc: float) -> dict:
+        return {"acc_mean": acc, "acc_std": 0.01, "spent": 0.5, "seconds": 10.0,
+                "fit_seconds": 1.0, "over_budget": 0, "curves": []}
+
+    diff = {"mean": 0.02, "half_width": 0.0 if seeds > 1 else None, "n": seeds}
+    return {"dataset": "digits", "label_noise": 0.0, "budgets": [0.5], "seeds": seeds,
+            "full_data_acc": {"mean": 0.8, "std": 0.01}, "full_data_seconds": 20.0,
+            "recipe": "r", "machine": {}, "versions": {}, "wall_seconds": 60.0,
+            "methods": {"rs2": {"0.5": point(0.79)},
+                        "vq": {"0.5": point(0.82) | {"vs_full_data": diff}}}}
+
+
+def test_one_seed_tables_show_no_spread_and_no_paired_differences():
+    """One seed has no spread and no interval: a pruning table's cells are the mean alone
+    (not "± 0.0000") and neither it nor a guided table prints a paired-difference section;
+    two seeds print both."""
+    from tinysift.bench.guided_report import guided_markdown
+    from tinysift.bench.report import prune_markdown
+
+    one = _prune_results([0.5]) | {"seeds": 1, "seed_wall_seconds": [30.0]}
+    for per in one["methods"].values():
+        per["0.5"] = per["0.5"] | {"runs": [0.8]}
+    md = prune_markdown(one)
+    assert "| vq | **0.8000** |" in md and "± 0.0100" not in md
+    assert "Paired difference" not in md
+    two = prune_markdown(_prune_results([0.5]))
+    assert "| vq | **0.8000 ± 0.0100** |" in two
+    assert "## Paired difference to random" in two and "| vq | +0.00 ± 0.00 |" in two
+    assert "Paired difference" not in guided_markdown(_guided_results(1))
+    md = guided_markdown(_guided_results(3))
+    assert "## Paired difference to the full-data recipe" in md
+    assert "| vq | **+2.00 ± 0.00** |" in md
+
+
+def _device_point(**extra) -> dict:
+    return {"method": "vq", "size": 5, "update": "head", "acc_mean": 0.8, "acc_std": 0.01,
+            "acc_old": 0.7, "acc_new": 0.9, "energy_mj": 12.0, "ram_plan": 4096,
+            "vs_random": {"mean": 0.03, "half_width": 0.01, "n": 3},
+            "vs_herding": {"mean": -0.01, "half_width": 0.02, "n": 3},
+            "vs_joint": {"mean": -0.05, "half_width": 0.01, "n": 3},
+            "old_vs_joint": {"mean": -0.02, "half_width": 0.03, "n": 3}} | extra
+
+
+def _device_results(scenario: str, point: dict) -> dict:
+    return {"scenario": scenario, "dataset": "fashion-mnist", "board": "qemu-m4", "seeds": 3,
+            "updates": ["head"], "points": {"vq:5:head": point},
+            "config": {"steps": 10, "batch": 8, "lr": 0.01, "schedule": "const"},
+            "machine": {}, "wall_seconds": 60.0}
+
+
+def test_device_table_columns_are_each_points_own_differences():
+    """An on-device table row, column by column: the accuracy, old and new, then the
+    differences to random, herding, the joint model and the joint model on the old classes,
+    each in its own column (bold where beyond its interval). In a shift scenario the old
+    domain is not tested on the device: its columns are "-", even for a results file that
+    holds a difference on the logs' placeholder old accuracies."""
+    from tinysift.bench.device_report import device_markdown
+
+    row = "| vq | 5 | 0.8000 ± 0.0100 | 0.7000 | 0.9000 | **+3.00 ± 1.00** | -1.00 ± 2.00 | " \
+          "**-5.00 ± 1.00** | -2.00 ± 3.00 | 12.0 | 4,096 |"
+    assert row in device_markdown(_device_results("new-classes", _device_point()))
+    shift = device_markdown(_device_results("shift", _device_point(acc_old=0.0)))
+    assert "| vq | 5 | 0.8000 ± 0.0100 | - | 0.9000 | **+3.00 ± 1.00** | -1.00 ± 2.00 | " \
+           "**-5.00 ± 1.00** | - | 12.0 | 4,096 |" in shift
+
+
+def test_upkeep_table_shows_coverage_minus_reservoir_on_all_classes():
+    """An upkeep table with two tasks: old and new accuracy in their columns, and the
+    difference column coverage minus reservoir on the whole test set (``vs_reservoir``), not
+    its old-classes part."""
+    from tinysift.bench.upkeep_report import upkeep_markdown
+
+    base = {"per_class": 5, "update": "head", "acc_std": 0.01, "kept": 50.0,
+            "codewords": 0, "covered": 0, "stream_cycles": 100000.0, "seen": 100.0}
+    cov = base | {"policy": "coverage", "acc_mean": 0.8, "acc_old": 0.6, "acc_new": 0.9,
+                  "codewords": 3.0, "covered": 2.0,
+                  "vs_reservoir": {"mean": 0.02, "half_width": 0.01, "n": 3},
+                  "old_vs_reservoir": {"mean": -0.05, "half_width": 0.01, "n": 3}}
+    rsv = base | {"policy": "reservoir", "acc_mean": 0.78, "acc_old": 0.65, "acc_new": 0.85}
+    res = {"scenario": "new-classes", "dataset": "fashion-mnist", "board": "qemu-m4",
+           "seeds": 3, "updates": ["head"],
+           "points": {"reservoir:5:head": rsv, "coverage:5:head": cov},
+           "config": {"vq_per_class": 4, "replay": "vq", "replay_per_class": 10,
+                      "coverage_rules": 3, "steps": 10, "batch": 8, "lr": 0.01,
+                      "schedule": "const"},
+           "machine": {}, "wall_seconds": 60.0}
+    md = upkeep_markdown(res)
+    assert ("| 5 | reservoir | 0.7800 ± 0.0100 | 0.6500 | 0.8500 | - | 50 | - | 1,000 |\n"
+            "| 5 | coverage | 0.8000 ± 0.0100 | 0.6000 | 0.9000 | **+2.00 ± 1.00** | 50 | "
+            "3.0 / 2.0 | 1,000 |") in md, md
