@@ -512,3 +512,55 @@ def test_upkeep_target_at_least_as_well_counts_a_tie():
 
     assert line(0.0).endswith("(+0.00 ± 1.00 pt; target at least as well: met)"), line(0.0)
     assert line(-0.0001).endswith("(-0.01 ± 1.00 pt; target at least as well: NOT met)")
+
+
+def test_gap_within_one_seed_std_means_smaller_than_it():
+    """"(gap within one seed std)" is said of a gap smaller than the larger std of the two
+    methods, not of one equal to it (values exact in binary: 0.75 - 0.5 is 0.25)."""
+    collect = _collect()
+    equal = collect.prune_targets(_prune({"herding": 0.75, "vq": 0.5}, std=0.25))[0]
+    assert equal.endswith("target NOT met"), equal
+    below = collect.prune_targets(_prune({"herding": 0.75, "vq": 0.5}, std=0.2500001))[0]
+    assert below.endswith("target NOT met (gap within one seed std)"), below
+
+
+def test_readme_cells_judge_significance_from_the_numbers():
+    """The README's differences are bold from the numbers (stats.significant), not from a
+    results file's stored flag: two seeds written as significant under an older rule are
+    not, three seeds beyond the interval are, one seed shows its mean alone."""
+    collect = _collect()
+    stale = {"mean": 0.0033, "half_width": 7.05e-16, "n": 2, "significant": True}
+    assert collect._pt(stale) == "+0.3 ± 0.0"
+    assert collect._pt({"mean": -0.021, "half_width": 0.012, "n": 3,
+                        "significant": False}) == "**-2.1 ± 1.2**"
+    assert collect._pt({"mean": 0.1, "half_width": None, "n": 1}) == "+10.0"
+
+
+def test_a_bench_missing_a_planned_seed_says_so():
+    """One seed short of those planned is partial; every planned seed (or more) is not."""
+    collect = _collect()
+    assert collect.partial_notice({"seeds": 4}, planned=5)[0].startswith(
+        "**Partial: 4 of 5 seeds.**")
+    assert collect.partial_notice({"seeds": 5}, planned=5) == []
+    assert collect.partial_notice({"seeds": 10}, planned=5) == []
+
+
+def test_replication_lines_pair_each_part_apart_and_need_two_later_seeds():
+    """flow against the recipe and each other method on the first seeds and the later ones
+    apart, paired by seed: with one later seed there is no interval, so no lines. By hand:
+    flow - recipe is +1, +1 points on seeds 0-1 (± 0) and +1, +3 on seeds 2-3 (mean +2,
+    sd sqrt(2), t(0.975, 1) = 12.706: ± 12.71); flow - rs2 is +2 points on every seed."""
+    collect = _collect()
+    recipe = [0.80, 0.81, 0.82, 0.83]
+    flow = [0.81, 0.82, 0.83, 0.86]
+    rs2 = [a - 0.02 for a in flow]
+
+    def res(n: int) -> dict:
+        return {"seeds": n, "full_data_acc": {"mean": 0.0, "runs": recipe[:n]},
+                "methods": {"flow": {"0.5": {"acc_mean": 0.0, "runs": flow[:n]}},
+                            "rs2": {"0.5": {"acc_mean": 0.0, "runs": rs2[:n]}}}}
+
+    assert collect._replication_lines(res(3), 2) == []
+    line = collect._replication_lines(res(4), 2)[0]
+    assert line.endswith("seeds 0-1: the recipe +1.00 ± 0.00; rs2 +2.00 ± 0.00. "
+                         "Seeds 2-3: the recipe +2.00 ± 12.71; rs2 +2.00 ± 0.00."), line
