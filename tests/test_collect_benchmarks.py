@@ -564,3 +564,42 @@ def test_replication_lines_pair_each_part_apart_and_need_two_later_seeds():
     line = collect._replication_lines(res(4), 2)[0]
     assert line.endswith("seeds 0-1: the recipe +1.00 ± 0.00; rs2 +2.00 ± 0.00. "
                          "Seeds 2-3: the recipe +2.00 ± 12.71; rs2 +2.00 ± 0.00."), line
+
+
+def test_ties_reached_by_different_sums_are_ties():
+    """Accuracies that tie in exact arithmetic differ by float rounding where reached by
+    different sums: the means over seeds of 0.27, 0.5714, 0.2745 and of 0.2638, 0.5776,
+    0.2745 are both 0.37196666... but differ by 1.1e-16, and their paired difference's mean
+    is +1.9e-17 one way, -1.9e-17 the other. A tie is no difference (stats.NO_SPREAD): vq
+    tied with the best is best ("a tie for best counts"), coverage tied with reservoir and
+    vq tied with herding are "at least as well", flow tied with the noisy recipe is not
+    "above" it, and a difference whose interval ends on 0 reaches it. The verdicts read
+    the rounding's sign."""
+    import numpy as np
+
+    from tinysift.bench.stats import paired_difference
+
+    collect = _collect()
+    a, b = [0.27, 0.5714, 0.2745], [0.2638, 0.5776, 0.2745]
+    hi, lo = float(np.mean(a)), float(np.mean(b))
+    assert 0 < hi - lo < 1e-15
+    up, down = paired_difference(a, b), paired_difference(b, a)
+    assert 0 < up["mean"] < 1e-16 and -1e-16 < down["mean"] < 0
+
+    others = dict.fromkeys(collect.PRUNE_METHODS, 0.3)
+    line = collect.prune_targets(_prune(others | {"herding": hi, "vq": lo}))[0]
+    assert line.endswith("(0.3720, -0.00 pt) — target met"), line
+    noise = {"seeds": 3, "label_noise": 0.2, "full_data_acc": {"mean": lo},
+             "methods": {"flow": {"0.5": {"acc_mean": hi, "vs_full_data": up}}}}
+    line = collect.guided_targets(noise)[0]
+    assert line.endswith("(+0.00 ± 1.54 pt; target above: NOT met)"), line
+    upkeep = {"seeds": 3, "updates": ["head"], "buffers": [5],
+              "points": {"reservoir:5:head": {"acc_mean": hi},
+                         "coverage:5:head": {"acc_mean": lo, "vs_reservoir": down}}}
+    line = collect.upkeep_targets(upkeep)[0]
+    assert line.endswith("(-0.00 ± 1.54 pt; target at least as well: met)"), line
+    res = _committed("device_new-classes_fashion-mnist.json")
+    res["points"]["vq:5:head"]["vs_herding"] = down
+    line = next(x for x in collect.device_targets(res) if x.startswith("- vq 5/class (head)"))
+    assert "vs herding -0.00 pt" in line and line.endswith(": met)"), line
+    assert collect._within_or_above({"mean": down["mean"], "half_width": 0.0, "n": 3})
