@@ -894,3 +894,28 @@ def test_upkeep_table_shows_coverage_minus_reservoir_on_all_classes():
     assert ("| 5 | reservoir | 0.7800 ± 0.0100 | 0.6500 | 0.8500 | - | 50 | - | 1,000 |\n"
             "| 5 | coverage | 0.8000 ± 0.0100 | 0.6000 | 0.9000 | **+2.00 ± 1.00** | 50 | "
             "3.0 / 2.0 | 1,000 |") in md, md
+
+
+def test_a_pruning_table_by_hand():
+    """A three-seed pruning table, each cell by hand: vq best at keep 0.1 and random at keep
+    0.5, each bold in its own column; vq minus random paired by seed at 0.1 (+3, +4, +3
+    points: mean 3.33, half-width t(0.975, 2) 4.3027 x sd 0.577 / sqrt(3) = 1.43, bold),
+    a point below on every seed at 0.5 (no spread: bold); the cost table's total is scoring
+    plus training, and a ratio is flagged from 1.005."""
+    from tinysift.bench.report import prune_markdown
+
+    def point(runs: list[float], ratio: float) -> dict:
+        return {"acc_mean": sum(runs) / 3, "acc_std": 0.01, "runs": runs, "count": 100,
+                "score_seconds": 2.0, "train_seconds": 10.0, "cost_ratio": ratio}
+
+    res = _prune_results([0.1, 0.5]) | {"seeds": 3, "seed_wall_seconds": [30.0] * 3}
+    res["methods"] = {"random": {"0.1": point([0.70, 0.72, 0.74], 0.2),
+                                 "0.5": point([0.80, 0.82, 0.84], 1.004)},
+                      "vq": {"0.1": point([0.73, 0.76, 0.77], 0.3),
+                             "0.5": point([0.79, 0.81, 0.83], 1.006)}}
+    md = prune_markdown(res)
+    assert "| random | 0.7200 ± 0.0100 | **0.8200 ± 0.0100** |" in md
+    assert "| vq | **0.7533 ± 0.0100** | 0.8100 ± 0.0100 |" in md
+    assert "| vq | **+3.33 ± 1.43** | **-1.00 ± 0.00** |" in md
+    assert "| random | 2.0 | 12 (0.20) | 12 (1.00) |" in md
+    assert "| vq | 2.0 | 12 (0.30) | 12 (1.01) ⚠ |" in md

@@ -603,3 +603,31 @@ def test_ties_reached_by_different_sums_are_ties():
     line = next(x for x in collect.device_targets(res) if x.startswith("- vq 5/class (head)"))
     assert "vs herding -0.00 pt" in line and line.endswith(": met)"), line
     assert collect._within_or_above({"mean": down["mean"], "half_width": 0.0, "n": 3})
+
+
+def test_guided_checks_by_hand():
+    """The clean-data guided checks on a small results dict: the best of vq and flow at a
+    budget <= 0.5 is vq at 0.5 (0.899, -0.10 points from the recipe's 0.9: within 0.2; vq at
+    0.3 and flow are lower); vq beats the three controls beyond the interval at 0.3, but at
+    0.5 one interval holds 0, so it beats two of three there: NOT met (flow, beyond all
+    three at 0.5, is). With label noise the
+    target compares flow with the full noisy recipe (``vs_full_data``), not a control."""
+    collect = _collect()
+    both = {"0.3": 0.85, "0.5": 0.86}
+    res = _guided({"full-cut": both, "rs2": both, "infobatch": both,
+                   "vq": {"0.3": 0.87, "0.5": 0.899}, "flow": {"0.5": 0.88}})
+    res["methods"]["vq"]["0.5"]["vs_infobatch"] = {"mean": 0.01, "half_width": 0.02, "n": 3}
+    facts = collect.guided_facts(res)
+    m, b, a, gap, ok = facts["reach"]
+    assert (m, b, a, ok) == ("vq", "0.5", 0.899, True) and abs(gap + 0.1) < 1e-9
+    assert facts["beaten"] == {"0.3": ["vq"], "0.5": ["flow"]}
+    lines = collect.guided_targets(res)
+    assert lines[0] == ("- best of vq/flow at budget <= 0.5: vq at 0.5: 0.8990 vs full-data "
+                        "recipe 0.9000 (-0.10 pt; target within 0.2 pt: met)"), lines[0]
+    vq05 = next(x for x in lines if x.startswith("- vq at budget 0.5"))
+    assert "infobatch +1.00 ± 2.00 pt" in vq05 and vq05.endswith("beats all three: NOT met)")
+    noise = {"seeds": 3, "label_noise": 0.2, "full_data_acc": {"mean": 0.8},
+             "methods": {"flow": {"0.5": {
+                 "acc_mean": 0.79, "vs_full_data": {"mean": -0.01, "half_width": 0.004, "n": 3},
+                 "vs_full-cut": {"mean": 0.02, "half_width": 0.004, "n": 3}}}}}
+    assert collect.guided_targets(noise)[0].endswith("(-1.00 ± 0.40 pt; target above: NOT met)")
