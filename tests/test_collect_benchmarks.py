@@ -449,6 +449,18 @@ def test_guided_beats_needs_each_control_at_each_budget_and_all_three_difference
     assert facts["why"]["beats"] is None and facts["beaten"] == {"0.3": ["vq"], "0.5": []}
 
 
+def test_the_glance_reach_row_prints_the_digit_that_decides(monkeypatch):
+    """The at-a-glance row of the within-0.2 clause printed its gap with two decimals: a
+    best 0.2004 points below the recipe read "-0.20" beside NOT met."""
+    collect = _collect()
+    runs = {c: {"0.3": 0.85, "0.5": 0.85} for c in collect.CONTROLS}
+    for acc, cells in ((0.897996, "-0.2004 | **NOT met** |"), (0.898, "-0.20 | **met** |")):
+        res = _guided(runs | {"vq": {"0.3": 0.85, "0.5": acc}})
+        monkeypatch.setattr(collect, "load", {"guided_fashion-mnist.json": res}.get)
+        row = next(r for r in collect.issue14_glance() if "best: vq at 0.5" in r)
+        assert row.endswith(f"best: vq at 0.5, {cells}"), row
+
+
 def test_noise_target_above_means_above():
     """The noise target is flow's mean *above* the full noisy data: a mean of exactly 0 is
     NOT met, and a mean of a thousandth of a point above prints the digit that shows it."""

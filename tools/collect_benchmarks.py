@@ -962,7 +962,8 @@ def _glance_guided() -> list[tuple]:
         within = None if why["reach"] else bool(reach and reach[4])
         if reach:
             m, b, _, gap, _ = reach
-            reach_rows.append(("Fashion-MNIST", on, f"best: {m} at {b}, {gap:+.2f}"
+            n = decimals(within_recipe, gap)  # -0.2004 printed -0.20 beside NOT met
+            reach_rows.append(("Fashion-MNIST", on, f"best: {m} at {b}, {gap:+.{n}f}"
                                + (f"; {why['reach']}" if why["reach"] else ""), _ok(within)))
         both = None if why["beats"] else all(beaten.values())
         beat_rows.append(("Fashion-MNIST", on, why["beats"] or "; ".join(
