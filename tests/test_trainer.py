@@ -620,13 +620,18 @@ def exec_drivers(export_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ("O2", "asan"))
-@pytest.mark.parametrize("mode", ("cache", "nocache"))
+@pytest.mark.parametrize("mode", ("cache", "nocache", "nocache-split"))
 def test_backbone_path(mode, kind, exec_drivers, driver, model, trained):
     """ts_train_head on the exported int8 sets: the backbone runs through the executor
     (features cached once, or recomputed every epoch without a cache) and the result equals
-    training on the TFLM features, bit for bit (the executor is bit-exact with TFLM)."""
+    training on the TFLM features, bit for bit (the executor is bit-exact with TFLM).
+    nocache-split: the training set in two parts (train, train_extra) in separate blocks, two
+    whole epochs so that every sample, the first of train_extra among them, is recomputed
+    (test_backbone_path_modes's 25 steps draw only some of them)."""
     cfg, res = trained
     args = (2, cfg.batch_size, cfg.learning_rate, cfg.momentum, cfg.seed)
+    if mode == "nocache-split":
+        mode, args = "nocache", (*args, "split=900")
     want = parse(run(driver, "train", res["export"][2], *args), model)
     c = parse(run(exec_drivers(kind), "dataset", mode, *args), model)
     np.testing.assert_array_equal(c.w, want.w)

@@ -161,6 +161,51 @@ static void request_backbone(ts_train_request_t *req, backbone_t *bb)
 
 /* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set
  * (bb: the backbone buffers, may be NULL for update=head). */
+/* The two parts of a split training set, each moved into its own heap block of exactly its
+ * size (a device keeps train in flash and train_extra in RAM): read contiguously, a trainer
+ * that takes sample n0 from the first part instead of the second would read the right bytes
+ * by luck; apart, it reads past the block (ASan) or other bytes (a different run). */
+typedef struct {
+    void *a, *b;
+} parts_t;
+
+/* A heap block of bytes + extra bytes, its first bytes copied from src. */
+static uint8_t *copy_block(const void *src, size_t bytes, size_t extra)
+{
+    uint8_t *p = xmalloc(bytes + extra > 0u ? bytes + extra : 1u);
+    if (bytes > 0u) {
+        memcpy(p, src, bytes);
+    }
+    return p;
+}
+
+static void split_apart(ts_dataset_t *train, ts_dataset_t *extra, parts_t *parts)
+{
+    size_t x0 = (size_t)train->count * train->sample_bytes;
+    size_t x1 = (size_t)extra->count * extra->sample_bytes;
+    /* one block each: the samples then their labels (labels NULL only for bad inputs) */
+    uint8_t *a = copy_block(train->x, x0, train->y != NULL ? train->count : 0u);
+    uint8_t *b = copy_block(extra->x, x1, extra->y != NULL ? extra->count : 0u);
+    if (train->y != NULL) {
+        memcpy(a + x0, train->y, train->count);
+        train->y = a + x0;
+    }
+    if (extra->y != NULL) {
+        memcpy(b + x1, extra->y, extra->count);
+        extra->y = b + x1;
+    }
+    train->x = (const int8_t *)a;
+    extra->x = (const int8_t *)b;
+    parts->a = a;
+    parts->b = b;
+}
+
+static void free_parts(parts_t *parts)
+{
+    free(parts->a);
+    free(parts->b);
+}
+
 static ts_status_t train_features(const ts_model_t *model, const ts_trainer_config_t *cfg,
                                   const input_t *in, uint32_t n, const uint8_t *ytr,
                                   uint8_t *ws, size_t ws_bytes, ts_head_q_t *hq,
@@ -175,13 +220,18 @@ static ts_status_t train_features(const ts_model_t *model, const ts_trainer_conf
     ts_dataset_t test = {in->t, in->d, in->xte, in->yte};
     ts_train_request_t req = {.train = &train, .test = &test, .workspace = ws,
                               .workspace_bytes = ws_bytes, .head_q = hq, .result = res};
+    parts_t parts = {NULL, NULL};
+    ts_status_t st;
     if (split < n) {
+        split_apart(&train, &extra, &parts);
         req.train_extra = &extra;
     }
     if (bb != NULL) {
         request_backbone(&req, bb);
     }
-    return ts_train_head_features(model, cfg, &req);
+    st = ts_train_head_features(model, cfg, &req);
+    free_parts(&parts);
+    return st;
 }
 
 static void free_input(input_t *in)
@@ -452,6 +502,7 @@ static int cmd_dataset(char **argv, int argc)
     uint32_t split = 0;
     int use_cache = strcmp(argv[0], "cache") == 0;
     ts_dataset_t train = ts_export_train, extra;
+    parts_t parts = {NULL, NULL};
     parse_config(argv + 1, &cfg);
     parse_options(argv + 6, argc - 6, &cfg, &split);
     if (ts_trainer_sizes(M, cfg.update, &sz) != TS_OK) {
@@ -486,9 +537,11 @@ static int cmd_dataset(char **argv, int argc)
         extra.x = train.x + (size_t)split * train.sample_bytes;
         extra.y = train.y + split;
         train.count = split;
+        split_apart(&train, &extra, &parts);
         req.train_extra = &extra;
     }
     st = ts_train_head(M, &cfg, &req);
+    free_parts(&parts);
     if (st != TS_OK) {
         printf("status %d\n", (int)st);
         return 1;
