@@ -376,6 +376,24 @@ def test_requantized_head_equals_numpy(trained, data, model):
         assert c.correct_int8 == int(np.sum(np.argmax(out, axis=1) == data.yte))
 
 
+def test_requantization_rounds_ties_away_from_zero(driver, data, model, tmp_path):
+    """Trained weights almost never land on a rounding tie, so the runs above cannot tell
+    round half away from zero (TFLite's) from a rounding that is off at ties. Here the head
+    is re-quantized as given (epochs=0): weights in steps of 1/2 with max |w| = 127, so
+    w_scale = 1 and every odd multiple of 1/2 is a tie; numpy rounds them away from zero."""
+    w = data.head_w.astype(np.float64)
+    w0 = (np.round(w / np.max(np.abs(w)) * 254) / 2).astype(np.float32)  # k/2, |k| <= 254
+    assert np.max(np.abs(w0)) == 127
+    ties = np.abs(w0 - np.trunc(w0)) == 0.5
+    assert ties.sum() >= 50 and (w0[ties] < 0).any() and (w0[ties] > 0).any()
+    path = write_input(tmp_path / "ties.bin", data, w0, data.head_b)
+    c = parse(run(driver, "train", path, 0, 32, 0.05, 0.9, 7), model)
+    np.testing.assert_array_equal(c.w, w0)  # no step taken
+    assert c.w_scale == 1.0
+    np.testing.assert_array_equal(c.qw[ties], np.sign(w0[ties]) * np.ceil(np.abs(w0[ties])))
+    check_head_logits(c, model, data.xte)
+
+
 def test_head_beyond_the_accumulator_bound_is_refused(model):
     """The engine's accumulator bound (ts_executor.c check_quant: D * 255 * 128 + max|bias|
     <= INT32_MAX) holds for the re-quantized head too: a head whose weights shrank (1e-7)
