@@ -1005,6 +1005,44 @@ def test_learning_rate_schedule_is_exact(driver, schedule):
         assert got[0] == np.float32(0.05) and 0 < got[-1] < 1e-4
 
 
+@pytest.mark.parametrize("schedule", ("constant", "cosine", "step"))
+def test_learning_rate_schedule_at_every_total(driver, schedule):
+    """Totals where the step schedule's boundaries fall on a step (t = total/2 and 3 total/4
+    exactly: 96, 100, 4; total 97 above has none) and the smallest ones: each step equals the
+    reference, and the step schedule switches at exactly those steps."""
+    code = ("constant", "cosine", "step").index(schedule)
+    lr = np.float32(0.05)
+    for total in (1, 2, 3, 4, 96, 100):
+        got = np.array(run(driver, "lr", 0.05, code, total).split(), dtype=np.float32)
+        want = np.array([ref.learning_rate(0.05, schedule, t, total) for t in range(total)],
+                        dtype=np.float32)
+        np.testing.assert_array_equal(got, want, err_msg=f"total {total}")
+        if schedule == "step":
+            half, three_q = -(-total // 2), -(-3 * total // 4)  # first t with 2t >= total...
+            expect = [lr if t < half else lr / 10 if t < three_q else lr / 100
+                      for t in range(total)]
+            np.testing.assert_array_equal(got, np.array(expect, np.float32), err_msg=str(total))
+
+
+def test_steps_of_whole_epochs(driver, data, model, parsed, tmp_path):
+    """config.steps a multiple of the steps an epoch (ceil(N / B)): exactly steps / per_epoch
+    windows, each full, as the reference counts them (no empty window after the last)."""
+    per_epoch = -(-len(data.ytr) // 32)
+    cfg = _cfg(steps=2 * per_epoch, schedule="cosine", seed=5)
+    path = write_input(tmp_path / "whole.bin", data)
+    c = parse(run(driver, "train", path, cfg.epochs, cfg.batch_size, cfg.learning_rate,
+                  cfg.momentum, cfg.seed, *_options(cfg, 0)), model)
+    _, r = reference_mode(data, data, model, parsed, cfg)
+    assert len(r.epochs) == 2 and r.steps == cfg.steps
+    assert c.epochs_run == len(c.epochs) == 2, c.epochs
+    assert int(c.raw["steps_run"][0]) == cfg.steps
+    assert [e[1] for e in c.epochs] == [e.correct for e in r.epochs]
+    assert np.isfinite([e[0] for e in c.epochs]).all()
+    np.testing.assert_allclose([e[0] for e in c.epochs], [e.mean_loss for e in r.epochs],
+                               rtol=FLOAT_TOL)
+    assert rel_err(c.w, r.weights) <= FLOAT_TOL and rel_err(c.b, r.bias) <= FLOAT_TOL
+
+
 def test_class_weights_are_exact(driver):
     y = np.array([0] * 5 + [1] * 5 + [2] * 100 + [3] * 37 + [0, 2])
     got = np.array(run(driver, "classw", 6, *y.tolist()).split()[1:], dtype=np.float32)
