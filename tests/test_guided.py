@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 
 import numpy as np
@@ -1288,3 +1289,189 @@ def test_a_sampler_that_corrects_labels_trains_on_them_and_leaves_the_callers_al
     np.testing.assert_array_equal(y, before)
     pred = predict_proba(res.model, ds.x_test).argmax(1)
     assert (pred == 0).mean() > 0.95  # it learned the corrected labels: all zeros
+
+
+def test_the_learning_rate_is_the_cosine_of_the_budget_spent_before_each_step():
+    """The schedule: at each step 0.5 x base x (1 + cos(pi x spent / budget)), so it starts at
+    the base rate and ends near zero with the budget. 100 samples at 0.5 of 4 epochs: four
+    epochs of 50, one step each, at 0, 1/4, 1/2 and 3/4 of the budget."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+
+    ds = load_dataset("digits")
+    cfg = TrainConfig(epochs=4, seed=0)
+    res = train_guided(ds.x_train[:100], ds.y_train[:100], 10, make_sampler("rs2"), 0.5,
+                       train_config=cfg, progress=False)
+    want = [0.5 * cfg.learning_rate * (1 + math.cos(math.pi * f)) for f in (0, .25, .5, .75)]
+    assert [e["lr"] for e in res.epochs] == pytest.approx(want, rel=1e-6)
+
+
+class _Recording:
+    """Mixin: the batches the loop trains, in order, logged through the state's own record
+    (the sampler wraps it in begin(); the training is the loop's)."""
+
+    def begin(self, state):
+        super().begin(state)
+        self.state_, self.batches_ = state, []
+        record = state.record
+
+        def logged(idx, *rest):
+            self.batches_.append((state.epoch, np.array(idx)))
+            record(idx, *rest)
+
+        state.record = logged
+
+
+def _recording(base):
+    return type(f"Recording{base.__name__}", (_Recording, base), {"name": base.name})
+
+
+def test_the_loop_shuffles_every_epoch_s_plan_afresh():
+    """Each epoch's plan trains in a fresh random order (the plan's own order would train
+    full-cut's epochs class by class on sorted data, and every epoch alike)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.full_cut import FullCut
+
+    ds = load_dataset("digits")
+    order = np.argsort(ds.y_train[:300], kind="stable")  # sorted by class
+    sampler = _recording(FullCut)()
+    train_guided(ds.x_train[:300][order], ds.y_train[:300][order], 10, sampler, 1.0,
+                 train_config=TrainConfig(epochs=2, seed=0), progress=False)
+    epochs = [np.concatenate([b for e, b in sampler.batches_ if e == k]) for k in (0, 1)]
+    for trained in epochs:
+        assert sorted(trained.tolist()) == list(range(300))  # the whole plan, once
+        assert not np.array_equal(trained, np.arange(300))
+    assert not np.array_equal(*epochs)
+
+
+def test_plan_weights_are_normalized_over_the_samples_trained():
+    """The loop scales an epoch's weights to mean 1 over the samples it trains: a plan
+    weighted 3 everywhere trains bit for bit as the unweighted one, and the weights of plan
+    samples the budget cuts off (the epoch ending inside it) change nothing."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.base import EpochPlan
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.full_cut import FullCut
+
+    class Weighted(_recording(FullCut)):
+        def __init__(self, weights):
+            super().__init__()
+            self.weights_ = weights
+
+        def plan(self, state):
+            return EpochPlan(np.arange(state.num_samples), self.weights_)
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:400], ds.y_train[:400]
+
+    def weights_after(weights, passes):
+        sampler = Weighted(weights)
+        res = train_guided(x, y, 10, sampler, 1.0, train_config=TrainConfig(epochs=1, seed=0),
+                           progress=False, budget_passes=passes)
+        return res.model.get_weights(), sampler
+
+    plain, _ = weights_after(None, 400)
+    for a, b in zip(plain, weights_after(np.full(400, 3.0), 400)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    w = np.where(np.arange(400) % 2, 1.0, 2.0)
+    cut, sampler = weights_after(w, 256)  # two batches of 128 of the 400 trained
+    untrained = sampler.state_.seen_epoch < 0
+    assert untrained.sum() == 144
+    w2 = np.where(untrained, 50.0, w)
+    for a, b in zip(cut, weights_after(w2, 256)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_sampler_planning_small_epochs_spends_the_budget_over_more_epochs_up_to_a_cap():
+    """The loop runs epochs until the budget is spent, not the recipe's number of epochs: a
+    sampler planning half the nominal epoch takes about twice the epochs; one planning a handful
+    of samples stops at MAX_EPOCH_FACTOR x the recipe's epochs."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.base import EpochPlan
+    from tinysift.guided.loop import MAX_EPOCH_FACTOR, train_guided
+    from tinysift.guided.methods.rs2 import RS2
+
+    class Fixed(RS2):
+        def __init__(self, size):
+            super().__init__()
+            self.size_ = size
+
+        def plan(self, state):
+            return EpochPlan(self.stream_(self.size_))
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:100], ds.y_train[:100]
+    cfg = TrainConfig(epochs=4, seed=0)  # 400 sample-passes, a nominal epoch of 100
+    res = train_guided(x, y, 10, Fixed(50), 1.0, train_config=cfg, progress=False)
+    # epochs until less than one nominal epoch is left (the loop's stopping rule)
+    assert res.ledger.epoch_sizes == [50] * 7 and res.ledger.spent == 350
+    res = train_guided(x, y, 10, Fixed(2), 1.0, train_config=cfg, progress=False)
+    assert res.ledger.epoch_sizes == [2] * (MAX_EPOCH_FACTOR * 4)
+
+
+def test_ucb_in_the_loop_learns_from_every_epoch_trained():
+    """The loop hands UCB every epoch's losses (end_epoch): each sample's count is the
+    passes it trained, and the first two epochs at budget 0.5 cover the data."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+
+    ds = load_dataset("digits")
+    sampler = make_sampler("ucb")
+    res = train_guided(ds.x_train[:200], ds.y_train[:200], 10, sampler, 0.5,
+                       train_config=TrainConfig(epochs=4, seed=0), progress=False)
+    assert res.ledger.epoch_sizes == [100] * 4
+    assert sampler.count_.sum() == res.ledger.train_passes == 400
+    assert (sampler.count_ >= 1).all() and (sampler.mean_ > 0).all()
+
+
+def test_the_run_seed_fixes_every_sample_choice_and_another_seed_changes_them():
+    """The samplers draw from the run's generator, seeded by the recipe's seed: one seed
+    trains the same samples in the same order every time, another seed other subsets (a
+    generator seeded by a constant, the loop's or the sampler's own, picked the same
+    subsets for every run seed; the shuffle alone then differed)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.rs2 import RS2
+
+    ds = load_dataset("digits")
+
+    def picks(seed):
+        sampler = _recording(RS2)()  # the sampler's own seed: the default, 0
+        train_guided(ds.x_train[:200], ds.y_train[:200], 10, sampler, 0.5,
+                     train_config=TrainConfig(epochs=2, seed=seed), progress=False)
+        return [b for _, b in sampler.batches_], [
+            set(np.concatenate([b for e, b in sampler.batches_ if e == k]).tolist())
+            for k in (0, 1)]
+
+    (order, subsets), (again, _), (_, other) = picks(0), picks(0), picks(1)
+    for a, b in zip(order, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert subsets[0] != other[0] and subsets[1] != other[1]
+
+
+def test_the_recipe_s_seed_fixes_the_model_a_run_starts_from():
+    """A run starts from the model its seed builds (seed_everything(seed), then
+    build_model), so two seeds start from two models. At a learning rate of 0 the trained
+    weights are the start's (BatchNorm's moving statistics aside, not trainable)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.cnn import build_model
+    from tinysift.models.training import keeps_global_generators, seed_everything
+
+    @keeps_global_generators  # the test's seeding leaves the process's generators alone
+    def fresh_start(seed):
+        seed_everything(seed)
+        return build_model(x.shape[1:], 10)
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:100], ds.y_train[:100]
+    start = {}
+    for seed in (0, 1):
+        res = train_guided(x, y, 10, make_sampler("full-cut"), 1.0, progress=False,
+                           train_config=TrainConfig(epochs=1, seed=seed, learning_rate=0.0))
+        fresh = fresh_start(seed)
+        for a, b in zip(fresh.trainable_weights, res.model.trainable_weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        start[seed] = fresh.trainable_weights[0].numpy()
+    assert not np.array_equal(start[0], start[1])
