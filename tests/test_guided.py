@@ -1475,3 +1475,43 @@ def test_the_recipe_s_seed_fixes_the_model_a_run_starts_from():
             np.testing.assert_array_equal(a.numpy(), b.numpy())
         start[seed] = fresh.trainable_weights[0].numpy()
     assert not np.array_equal(start[0], start[1])
+
+
+def test_ucb_breaks_ties_among_untried_samples_at_random():
+    """Never-trained samples all tie at an infinite bound; the tie is broken at random, so on
+    data sorted by class the first epoch is not the first classes' samples."""
+    y = np.repeat(np.arange(4), 25)
+    st = _state(y, budget=0.5)
+    s = make_sampler("ucb")
+    s.begin(st)
+    first = s.plan(st).indices
+    assert len(first) == 50 and (np.bincount(y[first], minlength=4) >= 5).all()
+
+
+@pytest.mark.parametrize("passes, note", [(400, "guided"), (699, "guided"), (700, "final"),
+                                           (760, "final")])
+def test_vq_trains_all_kept_data_from_exactly_the_final_share_of_the_budget(passes, note):
+    """vq's last `final_full` (0.125) of the budget trains every kept sample: from the
+    epoch planned at 0.875 of the budget spent (700 of 800 passes), not before."""
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.5, epochs=8, dim=4)
+    st.features[:] = np.random.default_rng(0).normal(size=(200, 4))
+    st.seen_epoch[:], st.loss[:], st.epoch = 0, 1.0, 1
+    st.ledger.train_passes = passes  # of 800: 0.875 at 700
+    s = make_sampler("vq", per_code=25)
+    s.begin(st)
+    plan = s.plan(st)
+    assert plan.note.startswith(note)
+    assert len(plan.indices) == (200 if note == "final" else 100)
+
+
+@pytest.mark.parametrize("passes", [0, 400, 699])
+def test_infobatch_prunes_until_the_anneal_share_of_the_budget(passes):
+    """Before `anneal` (0.875) of the budget is spent (700 of 800 passes) InfoBatch keeps
+    pruning; only from there on does it train all the data."""
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.5, epochs=8)  # 800 sample-passes
+    st.loss[:] = np.where(np.arange(200) % 2 == 0, 0.1, 2.0)
+    st.ledger.train_passes = passes
+    plan = make_sampler("infobatch").plan(st)
+    assert plan.note.startswith("pruned") and 30 < 200 - len(plan.indices) < 70
