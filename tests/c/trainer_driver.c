@@ -159,12 +159,11 @@ static void request_backbone(ts_train_request_t *req, backbone_t *bb)
     req->per_class = M->num_classes <= 256u ? bb->per_class : NULL;
 }
 
-/* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set
- * (bb: the backbone buffers, may be NULL for update=head). */
 /* The two parts of a split training set, each moved into its own heap block of exactly its
- * size (a device keeps train in flash and train_extra in RAM): read contiguously, a trainer
- * that takes sample n0 from the first part instead of the second would read the right bytes
- * by luck; apart, it reads past the block (ASan) or other bytes (a different run). */
+ * samples and then its labels (a device keeps train in flash and train_extra in RAM): read
+ * contiguously, a trainer that takes sample n0 from the first part instead of the second
+ * would read the right bytes by luck; apart, it reads the first part's labels or past the
+ * block (ASan): a different run. */
 typedef struct {
     void *a, *b;
 } parts_t;
@@ -206,6 +205,8 @@ static void free_parts(parts_t *parts)
     free(parts->b);
 }
 
+/* ts_train_head_features() on n training samples of `in` (labels ytr) and its test set
+ * (bb: the backbone buffers, may be NULL for update=head). */
 static ts_status_t train_features(const ts_model_t *model, const ts_trainer_config_t *cfg,
                                   const input_t *in, uint32_t n, const uint8_t *ytr,
                                   uint8_t *ws, size_t ws_bytes, ts_head_q_t *hq,
