@@ -471,3 +471,21 @@ def test_the_inference_plan_counts_a_float_models_float_input_and_output_buffers
     plan = inference_plan(parsed, load_board("nucleo_f411re"), len(tflite))
     in_bytes, out_bytes = 4 * 4 * 1, parsed.layers[-1].out_bytes
     assert plan.ram["input and output buffers"] == 5 * in_bytes + 5 * out_bytes
+
+
+def test_a_runs_export_folder_is_refused_however_it_is_named(tmp_path, monkeypatch):
+    """The run's export/ given as `.` from inside it, or through a link to it, is the run's
+    export still (its name there is "" or the link's): refused as RUN/export is."""
+    from pathlib import Path
+
+    from tinysift.stages.export import check_export_folder
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (tmp_path / "link").symlink_to(run / "export")
+    monkeypatch.chdir(run / "export")
+    for given in (Path("."), tmp_path / "link", run / "export" / ".." / "export"):
+        with pytest.raises(TinysiftError, match="is the export of the run folder"):
+            check_export_folder(given)
+    check_export_folder(tmp_path / "elsewhere")  # a folder outside any run

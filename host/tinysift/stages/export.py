@@ -365,12 +365,17 @@ def check_export_folder(out_dir: Path, flag: str = "--out-dir") -> None:
     export goes wherever the user points it, and replaced (say) their own ``golden.npz``
     or ``export.json`` without a word. Files an export wrote (its C files' first line, its
     export.json's format version and content hash, its golden.npz's arrays) are written
-    again, those of an export killed half-way included."""
+    again, those of an export killed half-way included. A run folder's own ``export/``
+    (however named: ``.`` from inside it, a link) is refused whole: its files are an
+    export's, and a bare export there made the run's device commands refuse it."""
     from tinysift.errors import TinysiftError
     from tinysift.runs import MANIFEST
 
-    run = out_dir.parent
-    if out_dir.name == "export" and (run / MANIFEST).is_file():
+    # resolved: `.` from inside it (name "") or a link to it is the run's export all the same
+    where = Path(out_dir).resolve()
+    if where.name == "export" and (where.parent / MANIFEST).is_file():
+        # the run as the user wrote it where they named export/ itself
+        run = Path(out_dir).parent if Path(out_dir).name == "export" else where.parent
         # its files are an export's, so they were written over without a word, and the run's
         # device commands then refused it as "changed since `export` wrote it"
         raise TinysiftError(f"{out_dir} is the export of the run folder {run}: a bare export "
