@@ -83,6 +83,19 @@ def pio(workspace: Path, *args: str, timeout: float = 300, cwd: Path = ROOT):
     )
 
 
+def one_file_project(proj: Path, main_c: str, env: str = "qemu-m4",
+                     board: str = "qemu-mps2-an386", platform: Path | None = None) -> Path:
+    """A PlatformIO project of one ``src/main.c`` (``main_c``) and one ``env`` building it
+    for ``board`` on ``platform`` (default the QEMU platform): the firmware runtime's
+    checks without the tinysift app. Returns ``proj``."""
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.c").write_text(main_c)
+    (proj / "platformio.ini").write_text(
+        f"[env:{env}]\nplatform = symlink://{platform or PLATFORM_QEMU}\nboard = {board}\n"
+    )
+    return proj
+
+
 def qemu_cmd(machine: str, elf: Path, serial: str = "stdio", serial_index: int = 0
              ) -> list[str]:
     """``serial_index``: which of the machine's serial ports is the console (netduinoplus2:
@@ -154,14 +167,8 @@ def test_firmware_has_no_heap(built):
 
 def test_malloc_fails_the_link(tmp_path):
     """A firmware that pulls in malloc does not link, and the error names the reason."""
-    proj = tmp_path / "heapy"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "main.c").write_text(
-        "#include <stdlib.h>\nint main(void) { return malloc(8) != 0; }\n"
-    )
-    (proj / "platformio.ini").write_text(
-        f"[env:qemu-m4]\nplatform = symlink://{PLATFORM_QEMU}\nboard = qemu-mps2-an386\n"
-    )
+    proj = one_file_project(tmp_path / "heapy",
+                            "#include <stdlib.h>\nint main(void) { return malloc(8) != 0; }\n")
     res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
     assert res.returncode != 0
     assert "tinysift_error_NO_HEAP_malloc_or_newlib_stdio_was_linked_in" in (
@@ -264,14 +271,9 @@ def test_rx_over_stdio(built):
 
 def test_exit_status(tmp_path):
     """main's return value is QEMU's exit status (semihosting SYS_EXIT_EXTENDED)."""
-    proj = tmp_path / "exit3"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "main.c").write_text(
-        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 3; }\n'
-    )
-    (proj / "platformio.ini").write_text(
-        f"[env:qemu-m4]\nplatform = symlink://{PLATFORM_QEMU}\nboard = qemu-mps2-an386\n"
-    )
+    proj = one_file_project(
+        tmp_path / "exit3",
+        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 3; }\n')
     res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     elf = tmp_path / "ws" / "build" / "qemu-m4" / "firmware.elf"
@@ -289,14 +291,9 @@ def test_exit_status(tmp_path):
 def test_a_build_folder_with_a_space_links(tmp_path):
     """A run folder with a space in its path (`--out "runs/my run"`) compiled, then failed
     to link: the linker's -Map path was split in two ("cannot find u/.../firmware.map")."""
-    proj = tmp_path / "my proj"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "main.c").write_text(
-        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 0; }\n'
-    )
-    (proj / "platformio.ini").write_text(
-        f"[env:qemu-m4]\nplatform = symlink://{PLATFORM_QEMU}\nboard = qemu-mps2-an386\n"
-    )
+    proj = one_file_project(
+        tmp_path / "my proj",
+        '#include "ts_platform.h"\nint main(void) { ts_printf("bye\\n"); return 0; }\n')
     res = pio(tmp_path / "work space", "run", "-d", str(proj), timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     build = tmp_path / "work space" / "build" / "qemu-m4"
@@ -422,15 +419,9 @@ def test_stm32_builds_link_against_their_memory_maps(stm32_built, env_name):
 
 def test_stm32_malloc_fails_the_link(tmp_path):
     """The STM32 platform shares the no-heap rule of the Cortex-M runtime."""
-    proj = tmp_path / "heapy"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "main.c").write_text(
-        "#include <stdlib.h>\nint main(void) { return malloc(8) != 0; }\n"
-    )
-    platform = ROOT / "boards" / "platform-stm32"
-    (proj / "platformio.ini").write_text(
-        f"[env:nucleo_f411re]\nplatform = symlink://{platform}\nboard = nucleo_f411re\n"
-    )
+    proj = one_file_project(tmp_path / "heapy",
+                            "#include <stdlib.h>\nint main(void) { return malloc(8) != 0; }\n",
+                            "nucleo_f411re", "nucleo_f411re", ROOT / "boards" / "platform-stm32")
     res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
     assert res.returncode != 0
     assert "tinysift_error_NO_HEAP_malloc_or_newlib_stdio_was_linked_in" in (
@@ -487,16 +478,11 @@ def test_pio_test_qemu_netduinoplus2(workspace, stm32_built):
 def test_netduinoplus2_fault_report_and_exit_status(tmp_path):
     """A CPU fault in the STM32F4 port: the shared handler reports it on USART2 and ends with
     status 3, QEMU's exit status (semihosting)."""
-    proj = tmp_path / "trap"
-    (proj / "src").mkdir(parents=True)
-    (proj / "src" / "main.c").write_text(
+    proj = one_file_project(
+        tmp_path / "trap",
         '#include "ts_platform.h"\n'
-        'int main(void) { ts_printf("about to trap\\n"); ts_uart_flush(); __builtin_trap(); }\n'
-    )
-    platform = ROOT / "boards" / "platform-stm32"
-    (proj / "platformio.ini").write_text(
-        f"[env:n2]\nplatform = symlink://{platform}\nboard = qemu-netduinoplus2\n"
-    )
+        'int main(void) { ts_printf("about to trap\\n"); ts_uart_flush(); __builtin_trap(); }\n',
+        "n2", "qemu-netduinoplus2", ROOT / "boards" / "platform-stm32")
     res = pio(tmp_path / "ws", "run", "-d", str(proj), timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     elf = tmp_path / "ws" / "build" / "n2" / "firmware.elf"
