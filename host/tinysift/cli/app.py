@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         _restore_signal_handlers(previous)
 
 
-#: Options that name a file or folder: an empty value is the current folder to typer; and a
-#: serial port (`--port "$PORT"` unset was "cannot open : [Errno 2] ...", after the checks)
-PATH_OPTIONS = ("--out", "--run", "--out-dir", "--selection", "--condensed", "--new",
-                "--tflite", "--inputs", "--port")
+#: Options that name a place (a file or folder: an empty value is the current folder to
+#: typer; a serial port: `--port "$PORT"` unset was "cannot open : [Errno 2] ...", after the
+#: checks, or auto-detection on `device flash`)
+LOCATION_OPTIONS = ("--out", "--run", "--out-dir", "--selection", "--condensed", "--new",
+                    "--tflite", "--inputs", "--port")
 
 
 def _refuse_empty_paths(args: list[str]) -> None:
@@ -146,11 +147,12 @@ def _refuse_empty_paths(args: list[str]) -> None:
     folder, and ``--selection ''`` read ./selection.npz: refused before any work."""
     for i, arg in enumerate(args):
         flag, eq, value = arg.partition("=")
-        if flag not in PATH_OPTIONS:
+        if flag not in LOCATION_OPTIONS:
             continue
         if (eq and not value) or (not eq and i + 1 < len(args) and args[i + 1] == ""):
             raise TinysiftError(f"{flag} is empty (an unset shell variable?); give it a "
-                                "value (`tinysift COMMAND --help` says what it takes)")
+                                "value, or leave the option out for its default (`tinysift "
+                                "COMMAND --help` says what it takes)")
 
 
 def _out_of_memory(error: BaseException) -> str:
