@@ -1,0 +1,340 @@
+"""What the adaptation pipeline reports and streams, on the digits (no device): the old/new
+split of the device's per-class counts, the test subsets and their split by task, the
+replay set's classes and size, the joint reference, the scenarios' splits and seeds, the
+upkeep stream and buffer size, and the benches' paired differences."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysift.data import scenarios
+
+
+class _Stop(Exception):
+    """Ends a pipeline where a test has seen what it needs (before the device)."""
+
+
+@pytest.fixture(scope="module")
+def digits_base(tmp_path_factory):
+    """A digits new-classes adaptation's scenario, parts and base model (old classes 0-7,
+    20 new samples of 8 and 9), trained briefly."""
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+
+    cfg = AdaptConfig(dataset="digits", new_per_class=20, replay="random", replay_per_class=5,
+                      base_epochs=3, test_per_class=10,
+                      out=str(tmp_path_factory.mktemp("adapt") / "run"))
+    scn, parts, _name, base = prepare_base(cfg, log=lambda *_: None)
+    return cfg, scn, parts, base
+
+
+def _results(rows):
+    from tinysift.device.results import DeviceResults
+
+    return DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
+                         per_class={"after": rows})
+
+
+def test_device_accuracy_splits_old_and_new_classes_of_the_int8_model():
+    """The device's @class counts: old = the old classes', new = the new classes', all =
+    every class's, of the int8 model (its float counts differ)."""
+    from tinysift.pipeline.adapt import device_task_accuracies
+
+    scn = scenarios.new_classes("digits", old_classes=range(8), new_per_class=5)
+    rows = [{"class": c, "total": 10, "correct": 10, "int8_correct": 9} for c in range(8)]
+    rows += [{"class": c, "total": 10, "correct": 10, "int8_correct": 2} for c in (8, 9)]
+    acc = device_task_accuracies(_results(rows), scn)
+    assert acc == {"all": (72 + 4) / 100, "old": 0.9, "new": 0.2}
+    # shift: old and new share the classes; the exported tests are the new domain's
+    shift = scenarios.Scenario("shift", *([scn.x_old[:2], scn.y_old[:2]] * 4), 10,
+                               tuple(range(10)), tuple(range(10)), scn.class_names)
+    acc = device_task_accuracies(_results(rows), shift)
+    assert acc == {"all": 0.76, "new": 0.76}
+
+
+def test_test_subset_is_class_balanced_per_task_and_split_back_by_task(tmp_path):
+    """test_per_class of every class of each task; exported_tests gives back exactly the
+    exported images and labels, each under its own task."""
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.adapt import exported_tests, test_indices
+
+    scn = scenarios.new_classes("digits", old_classes=range(8), new_per_class=5)
+    parts = scn.to_npz(tmp_path / "s.npz")
+    tests = test_indices(scn, parts, 7, seed=0)
+    ds = load_dataset(f"npz:{tmp_path / 's.npz'}")
+    assert np.array_equal(np.unique(ds.y_test[tests], return_counts=True)[1], [7] * 10)
+    only_new = test_indices(scn, parts, 7, seed=0, tasks=("test_new",))
+    assert set(ds.y_test[only_new]) == {8, 9} and len(only_new) == 14
+    split = exported_tests(scn, parts, tests)
+    for task, classes in (("old", set(range(8))), ("new", {8, 9})):
+        x, y = split[task]
+        assert set(y) == classes and len(y) == 7 * len(classes)
+    x = np.concatenate([split["old"][0], split["new"][0]])
+    y = np.concatenate([split["old"][1], split["new"][1]])
+    # the old task's test samples come first in the scenario's test split
+    assert np.array_equal(x, ds.x_test[tests]) and np.array_equal(y, ds.y_test[tests])
+
+
+def test_replay_set_is_replay_per_class_of_every_old_class(digits_base):
+    """The replay set: exactly replay_per_class training samples of each old class (none of
+    the new ones), from the old part of the scenario."""
+    from tinysift.pipeline.adapt import choose_replay
+
+    cfg, scn, parts, base = digits_base
+    for method in ("random", "herding"):
+        cfg.replay = method
+        local = choose_replay(cfg, scn, base)
+        classes, counts = np.unique(scn.y_old[local], return_counts=True)
+        assert list(classes) == list(range(8)) and set(counts) == {5}, (method, counts)
+
+
+def test_replay_count_may_be_the_smallest_old_class(digits_base):
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.adapt import check_replay_count
+
+    cfg, scn, _parts, _base = digits_base
+    fewest = min(int(np.sum(scn.y_old == c)) for c in scn.old_classes)
+    cfg.replay_per_class = fewest
+    check_replay_count(cfg, scn)
+    cfg.replay_per_class = fewest + 1
+    with pytest.raises(BudgetError, match=f"give at most {fewest}"):
+        check_replay_count(cfg, scn)
+
+
+def test_joint_reference_learns_the_new_classes_and_pools_all(digits_base):
+    """The joint head is trained on the old data plus the new samples, balanced: it must
+    classify the new classes (a head of the old data alone never predicts them), and its
+    "all" is the pooled accuracy of the tests given (not the mean of the tasks')."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tinysift.pipeline.adapt import base_features, host_joint_reference
+
+    _cfg, scn, _parts, base = digits_base
+    tests = {"old": (scn.x_test_old[:200], scn.y_test_old[:200]),
+             "new": (scn.x_test_new[:40], scn.y_test_new[:40])}
+    ref = host_joint_reference(scn, base, 0, tests)
+    assert ref["new"] > 0.5 and ref["old"] > 0.5
+    assert ref["all"] == pytest.approx((200 * ref["old"] + 40 * ref["new"]) / 240)
+    # balanced: the 40 new samples weigh as much per class as the ~1,150 old ones
+    x = np.concatenate([scn.x_old, scn.x_new])
+    y = np.concatenate([scn.y_old, scn.y_new])
+    clf = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=0).fit(
+        base_features(base, x), y)
+    pred = clf.predict(base_features(base, tests["new"][0]))
+    assert ref["new"] == np.mean(pred == tests["new"][1])
+
+
+def test_device_seed_follows_the_adaptation_seed():
+    """Each seed trains with its own device sample order (seed + 1, as bench device's)."""
+    from tinysift.pipeline.adapt import AdaptConfig
+
+    assert [AdaptConfig(seed=s).device_params().seed for s in (0, 1, 5)] == [1, 2, 6]
+
+
+def test_shift_tests_on_both_test_splits_and_draws_new_samples_with_the_seed():
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.adapt import AdaptConfig, build_scenario
+
+    a = build_scenario(AdaptConfig(scenario="shift", dataset="mnist", new_per_class=10,
+                                   seed=0))
+    b = build_scenario(AdaptConfig(scenario="shift", dataset="mnist", new_per_class=10,
+                                   seed=1))
+    src, tgt = load_dataset("mnist"), load_dataset("digits")
+    assert np.array_equal(a.y_test_old, src.y_test) and len(a.y_old) == len(src.y_train)
+    assert np.array_equal(a.y_test_new, tgt.y_test)
+    assert np.array_equal(np.unique(a.y_new, return_counts=True)[1], [10] * 10)
+    assert not np.array_equal(a.x_new, b.x_new)  # the seed draws the new samples
+
+
+def test_user_data_without_a_test_split_holds_out_a_fifth_seeded(write_npz):
+    """A user's npz without x_test: 20% of each class is held out, disjoint from what the
+    device learns; the new samples are drawn with the seed."""
+    from tinysift.data import load_dataset
+
+    d = load_dataset("digits")
+    x = np.concatenate([d.x_train[d.y_train == 8][:40], d.x_train[d.y_train == 9][:40]])
+    y = np.array([8] * 40 + [9] * 40)
+    spec = write_npz("mine.npz", x=x[..., 0], y=y)
+    scn = scenarios.user("digits", spec)
+    assert np.array_equal(np.unique(scn.y_test_new, return_counts=True)[1], [8, 8])
+    assert len(scn.y_new) == 64
+    flat = {row.tobytes() for row in scn.x_new}
+    assert not any(row.tobytes() in flat for row in scn.x_test_new)
+    s0, s1 = (scenarios.user("digits", spec, new_per_class=10, seed=s) for s in (0, 1))
+    assert not np.array_equal(s0.x_new, s1.x_new)
+
+
+def test_upkeep_stream_is_the_new_samples_in_seeded_order_with_their_labels(
+        tmp_path, monkeypatch):
+    """The stream: every new sample, shuffled with the seed, each image with its own label;
+    the codebook is fit on the old data (the new classes are the device's online ones); a
+    buffer of b per class holds b x the stream's classes."""
+    import tinysift.stages.stream as stream_stage
+    from tinysift.pipeline.upkeep import UpkeepConfig, prepare, run_point
+    from tinysift.quantize import tflm
+
+    cfg = UpkeepConfig(dataset="digits", new_per_class=15, replay="random",
+                       replay_per_class=2, base_epochs=1, test_per_class=5, seed=3,
+                       buffers=(4,), vq_per_class=2, out=str(tmp_path / "run"))
+    setup = prepare(cfg, log=lambda *_: None)
+    scn = setup.scn
+    assert np.array_equal(setup.stream_order,
+                          np.random.default_rng(3).permutation(len(scn.y_new)))
+    assert np.array_equal(setup.y_stream, scn.y_new[setup.stream_order])
+    scale, zp = tflm.input_quant((setup.base / "model.tflite").read_bytes())
+    assert np.array_equal(setup.x_stream,
+                          tflm.quantize_images(scn.x_new[setup.stream_order], scale, zp))
+    assert setup.stream_classes == 2
+    assert setup.codebook.summary()["online_classes"] == [8, 9]
+    seen = []
+
+    def stop(_base, _board, params, samples, stream, label, **_kw):
+        seen.append((stream, label))
+        raise _Stop
+
+    monkeypatch.setattr(stream_stage, "run_stream_on_device", stop)
+    for policy, per_class in (("reservoir", 4), ("coverage", 4), ("reservoir", None)):
+        with pytest.raises(_Stop):
+            run_point(cfg, setup, policy, per_class, "head")
+    (rsv, rsv_label), (cov, cov_label), (whole, whole_label) = seen
+    assert rsv.cap == cov.cap == 8 and whole.cap == whole.count == len(scn.y_new) == 30
+    assert (rsv.policy, cov.policy, whole.policy) == ("reservoir", "coverage", "reservoir")
+    assert rsv.seed == cov.seed and len({rsv_label, cov_label, whole_label}) == 3
+
+
+def _paired(a, b):
+    from tinysift.bench.stats import paired_difference
+
+    return paired_difference(a, b)
+
+
+def test_device_bench_differences_are_method_minus_reference_paired_by_seed(tmp_path):
+    """vs_random / vs_herding / vs_joint are the row minus the reference, seed by seed (the
+    log's records added in another seed order than the rows'); old_vs_joint is of the old
+    task; the floor has no difference to random."""
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.progress import ProgressLog
+
+    cfg = DeviceBenchConfig(dataset="digits", seeds=3, methods=("random", "herding", "vq"),
+                            sizes=(5,))
+    plog = ProgressLog({"t": 1}, tmp_path, "device", point="point")
+    acc = {"joint": [0.95, 0.90, 0.97], "none": [0.40, 0.30, 0.50],
+           "random": [0.70, 0.60, 0.90], "herding": [0.75, 0.58, 0.80],
+           "vq": [0.80, 0.62, 0.91]}
+    old = {m: [a - 0.1 for a in v] for m, v in acc.items()}
+    for method in acc:  # the joint logged last seed first: records keyed by seed, not order
+        for seed in ((2, 1, 0) if method == "joint" else (0, 1, 2)):
+            at = "host" if method == "joint" else f"{0 if method == 'none' else 5}:head"
+            rec = {"acc": acc[method][seed], "acc_old": old[method][seed],
+                   "acc_new": acc[method][seed] + 0.05}
+            if method != "joint":
+                rec.update(energy_mj=1.0, cycles=1.0, ram_plan=1.0)
+            plog.add(seed, method, at, **rec)
+    res = _results(cfg, plog, [0, 1, 2], {"ram_total": 1}, {"head": 1}, 1.0)
+    vq = res["points"]["vq:5:head"]
+    assert vq["vs_random"] == _paired(acc["vq"], acc["random"])
+    assert vq["vs_herding"] == _paired(acc["vq"], acc["herding"])
+    assert vq["vs_joint"] == _paired(acc["vq"], acc["joint"])
+    assert vq["old_vs_joint"] == _paired(old["vq"], old["joint"])
+    assert vq["vs_random"]["mean"] > 0 and vq["vs_joint"]["mean"] < 0
+    assert vq["old_runs"] == old["vq"] and vq["acc_old"] == pytest.approx(
+        np.mean(old["vq"]))
+    rnd = res["points"]["random:5:head"]
+    assert "vs_random" not in rnd and rnd["vs_herding"] == _paired(acc["random"],
+                                                                   acc["herding"])
+    assert "vs_random" not in res["points"]["none:0:head"]
+
+
+def test_upkeep_bench_difference_is_coverage_minus_reservoir_paired_by_seed(tmp_path):
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.bench.upkeep import FIELDS, UpkeepBenchConfig, _results, point_key
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    up = UpkeepConfig(dataset="digits", buffers=(5,))
+    log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep", point="point")
+    acc = {"reservoir": [0.70, 0.60, 0.90], "coverage": [0.80, 0.62, 0.91],
+           "all": [0.9, 0.9, 0.9]}
+    for policy, per_class, update in points(up):
+        method, at = point_key(policy, per_class, update)
+        for seed in ((2, 0, 1) if method == "reservoir" else (0, 1, 2)):
+            log.add(seed, method, at, acc=acc[method][seed],
+                    acc_old=acc[method][seed] - 0.2, acc_new=acc[method][seed] + 0.01,
+                    **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")},
+                    **({"coverage_rules": 3} if method == "coverage" else {}))
+    res = _results(UpkeepBenchConfig(up, seeds=3), log, 3, 1.0)
+    cov = res["points"]["coverage:5:head"]
+    assert cov["vs_reservoir"] == _paired(acc["coverage"], acc["reservoir"])
+    assert cov["old_vs_reservoir"] == _paired([a - 0.2 for a in acc["coverage"]],
+                                              [a - 0.2 for a in acc["reservoir"]])
+    assert cov["vs_reservoir"]["mean"] > 0
+    assert "vs_reservoir" not in res["points"]["reservoir:5:head"]
+    assert cov["acc_old"] == pytest.approx(np.mean(acc["coverage"]) - 0.2)
+
+
+def test_device_bench_logs_the_joint_reference_of_each_task(tmp_path, monkeypatch):
+    """bench device's joint record: the host reference on the exported test subset, its old
+    task as acc_old and its new task as acc_new (before any device run)."""
+    import importlib
+
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+    from tinysift.pipeline.adapt import (
+        exported_tests,
+        host_joint_reference,
+        prepare_base,
+        test_indices,
+    )
+
+    export_stage = importlib.import_module("tinysift.stages.export")
+
+    def stop(*_a, **_k):
+        raise _Stop
+
+    monkeypatch.setattr(export_stage, "export", stop)
+    cfg = DeviceBenchConfig(dataset="digits", seeds=1, methods=("random",), sizes=(5,),
+                            new_per_class=20, base_epochs=2, test_per_class=10,
+                            out_dir=tmp_path / "out", progress_dir=tmp_path / "progress",
+                            work_dir=tmp_path / "work")
+    with pytest.raises(_Stop):
+        bench_device(cfg, log=lambda *_: None)
+    scn, parts, _name, base = prepare_base(cfg.adapt_config(0), log=lambda *_: None)
+    tests = test_indices(scn, parts, 10, 0)
+    split = exported_tests(scn, parts, tests)
+    assert [len(split["old"][1]), len(split["new"][1])] == [80, 20]
+    ref = host_joint_reference(scn, base, 0, split)
+    lines = [json.loads(x) for f in (tmp_path / "progress").glob("*.jsonl")
+             for x in f.read_text().splitlines() if x.strip()]
+    rec = [r for r in lines if r.get("method") == "joint"]
+    assert len(rec) == 1 and ref["new"] > 0.2, lines
+    assert (rec[0]["acc"], rec[0]["acc_old"], rec[0]["acc_new"]) == (ref["all"], ref["old"],
+                                                                     ref["new"])
+
+
+def test_adaptation_sends_the_new_samples_and_trains_on_both_only_with_replay(
+        tmp_path, monkeypatch):
+    """run_adapt: with a replay set the device trains on the exported set plus the streamed
+    new samples (db use both), the export holding replay_per_class of each old class; with
+    none (or 0 per class) on the new samples alone (db use ram), the export one per class."""
+    import tinysift.stages.device as device_stage
+    from tinysift.pipeline.adapt import AdaptConfig, run_adapt
+
+    seen = []
+
+    def stop(_base, label, params, board, train_set, db_use):
+        seen.append((label, db_use, train_set))
+        raise _Stop
+
+    monkeypatch.setattr(device_stage, "cached_results", stop)
+    for replay, size in (("random", 3), ("random", 0), ("none", 3)):
+        cfg = AdaptConfig(dataset="digits", new_per_class=12, replay=replay,
+                          replay_per_class=size, base_epochs=1, test_per_class=5,
+                          out=str(tmp_path / "run"))
+        with pytest.raises(_Stop):
+            run_adapt(cfg, log=lambda *_: None)
+        info = json.loads((tmp_path / "run" / "base" / "export" / "export.json").read_text())
+        seen[-1] += (info["train_samples"],)
+    (l1, db1, (x1, y1), n1), (l2, db2, _, n2), (l3, db3, _, n3) = seen
+    assert (l1, db1, n1) == ("random-3-head", "both", 24)
+    assert (l2, db2, n2) == (l3, db3, n3) == ("noreplay-head", "ram", 8)
+    assert len(y1) == 24 and sorted(set(y1.tolist())) == [8, 9] and x1.dtype == np.int8
