@@ -80,7 +80,7 @@ def test_test_subset_is_class_balanced_per_task_and_split_back_by_task(tmp_path)
 def test_replay_set_is_replay_per_class_of_every_old_class(digits_base):
     """The replay set: exactly replay_per_class training samples of each old class (none of
     the new ones), from the old part of the scenario."""
-    from tinysift.pipeline.adapt import choose_replay
+    from tinysift.pipeline.adapt import choose_replay, fit_replay
 
     cfg, scn, parts, base = digits_base
     for method in ("random", "herding"):
@@ -88,6 +88,8 @@ def test_replay_set_is_replay_per_class_of_every_old_class(digits_base):
         local = choose_replay(cfg, scn, base)
         classes, counts = np.unique(scn.y_old[local], return_counts=True)
         assert list(classes) == list(range(8)) and set(counts) == {5}, (method, counts)
+    # chosen in the base model's own feature space, not a proxy CNN's (herding's default)
+    assert fit_replay(cfg, scn, base).embedding == "given"
 
 
 def test_replay_count_may_be_the_smallest_old_class(digits_base):
@@ -338,3 +340,14 @@ def test_adaptation_sends_the_new_samples_and_trains_on_both_only_with_replay(
     assert (l1, db1, n1) == ("random-3-head", "both", 24)
     assert (l2, db2, n2) == (l3, db3, n3) == ("noreplay-head", "ram", 8)
     assert len(y1) == 24 and sorted(set(y1.tolist())) == [8, 9] and x1.dtype == np.int8
+
+
+def test_base_model_trains_on_the_old_task_only(digits_base):
+    """The base model sees the old part of the scenario (the new classes' samples are the
+    device's to learn), every sample of it."""
+    from tinysift.stages.train import TRAINSET_FILE
+
+    _cfg, scn, parts, base = digits_base
+    with np.load(base / TRAINSET_FILE) as z:
+        assert np.array_equal(np.sort(z["indices"]), parts["old"])
+        assert set(z["y"].tolist()) == set(range(8))
