@@ -351,3 +351,15 @@ def test_base_model_trains_on_the_old_task_only(digits_base):
     with np.load(base / TRAINSET_FILE) as z:
         assert np.array_equal(np.sort(z["indices"]), parts["old"])
         assert set(z["y"].tolist()) == set(range(8))
+
+
+def test_upkeep_points_are_every_policy_buffer_and_mode_plus_the_whole_stream_kept_by_reservoir():
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    cfg = UpkeepConfig(buffers=(5, 10), updates=("head", "bias"))
+    pts = points(cfg)
+    assert len(pts) == 2 * 2 * 2 + 2 and len(set(pts)) == len(pts)
+    assert [p for p in pts if p[1] is None] == [("reservoir", None, "head"),
+                                                ("reservoir", None, "bias")]
+    assert all(p[1] is None for p in points(UpkeepConfig(buffers=(5,), policies=("coverage",)))
+               if p[0] == "reservoir")
