@@ -363,3 +363,38 @@ def test_upkeep_points_are_every_policy_buffer_and_mode_plus_the_whole_stream_ke
                                                 ("reservoir", None, "bias")]
     assert all(p[1] is None for p in points(UpkeepConfig(buffers=(5,), policies=("coverage",)))
                if p[0] == "reservoir")
+
+
+def test_a_user_upkeep_tests_the_new_task_only(tmp_path, monkeypatch, write_npz):
+    """The user's new images are of old classes: the device's per-class counts cannot tell
+    an old test sample from a new one, so `adapt` exports the new task's tests only. The
+    upkeep (and the benches) said "shift" alone: a user upkeep built from code exported the
+    old task's tests as well, counted as new."""
+    import importlib
+
+    from tinysift.data import load_dataset
+    from tinysift.pipeline.adapt import test_indices, tested_tasks
+    from tinysift.pipeline.upkeep import UpkeepConfig, prepare
+
+    export_stage = importlib.import_module("tinysift.stages.export")
+    d = load_dataset("digits")
+    x = np.concatenate([d.x_train[d.y_train == c][:40] for c in (3, 7)])
+    spec = write_npz("mine.npz", x=x[..., 0], y=np.repeat([3, 7], 40))
+    seen = {}
+
+    def stop(*_a, test_indices, **_k):
+        seen["tests"] = test_indices
+        raise _Stop
+
+    monkeypatch.setattr(export_stage, "export", stop)
+    cfg = UpkeepConfig(scenario="user", dataset="digits", new=spec, new_per_class=15,
+                       replay="random", replay_per_class=2, base_epochs=1, test_per_class=5,
+                       buffers=(4,), vq_per_class=2, out=str(tmp_path / "run"))
+    with pytest.raises(_Stop):
+        prepare(cfg, log=lambda *_: None)
+    scn = scenarios.user("digits", spec, new_per_class=15)
+    parts = scn.to_npz(tmp_path / "s.npz")
+    assert tested_tasks("user") == tested_tasks("shift") == ("test_new",)
+    assert tested_tasks("new-classes") == ("test_old", "test_new")
+    assert np.array_equal(seen["tests"], test_indices(scn, parts, 5, 0, tasks=("test_new",)))
+    assert len(seen["tests"]) == 10  # 5 of each user class, no old test sample

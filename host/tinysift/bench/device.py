@@ -46,7 +46,7 @@ from tinysift.bench.progress import (
     write_results,
 )
 from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
-from tinysift.pipeline.adapt import REPLAY_DEFAULTS
+from tinysift.pipeline.adapt import NEW_TASK_ONLY, REPLAY_DEFAULTS
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
 #: The record fields a device row's results give the mean of (over seeds).
@@ -157,6 +157,7 @@ def _run(cfg: DeviceBenchConfig, plog: ProgressLog, say, wall: float) -> dict:
         host_joint_reference,
         prepare_base,
         test_indices,
+        tested_tasks,
     )
     from tinysift.quantize import tflm
     from tinysift.stages.device import TrainParams, run_on_device
@@ -195,8 +196,7 @@ def _run(cfg: DeviceBenchConfig, plog: ProgressLog, say, wall: float) -> dict:
         base_cfg.validate()
         scn, parts, _name, base = prepare_base(base_cfg, say)
         tests = test_indices(scn, parts, cfg.test_per_class, seed,
-                             tasks=("test_new",) if cfg.scenario == "shift" else
-                             ("test_old", "test_new"))
+                             tasks=tested_tasks(cfg.scenario))
         if plog.get(seed, "joint", "host") is None:
             # On the same exported test subset as the device: a paired comparison.
             ref = host_joint_reference(scn, base, seed, exported_tests(scn, parts, tests))
@@ -324,7 +324,7 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
     joint = runs("joint", "host")
     rows = list(joint or [])
     # shift: the device tests the new domain only; the old task's accuracy is not measured
-    old_untested = cfg.scenario == "shift"
+    old_untested = cfg.scenario in NEW_TASK_ONLY
     points: dict[str, dict] = {}
     for update in cfg.updates:
         for method, size in [("none", 0)] + [(m, s) for m in cfg.methods for s in cfg.sizes]:

@@ -35,6 +35,7 @@ from tinysift.bench.progress import (
     summarize,
     user_data_key,
 )
+from tinysift.pipeline.adapt import NEW_TASK_ONLY
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
 
 # The version of ts_replay.c's coverage rules (docs/trainer.md "Replay upkeep"). Every
@@ -164,7 +165,7 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
     u = cfg.upkeep
     # shift: the device tests the new domain only; the logs' acc_old is a placeholder 0.0,
     # not a measurement (as in bench device's results)
-    old_untested = u.scenario == "shift"
+    old_untested = u.scenario in NEW_TASK_ONLY
     out: dict[str, dict] = {}
     rows: list[dict] = []
     for policy, per_class, update in points(u):

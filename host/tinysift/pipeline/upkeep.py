@@ -104,15 +104,14 @@ class UpkeepSetup:
 
 def prepare(cfg: UpkeepConfig, log=print) -> UpkeepSetup:
     """Scenario, base model, replay set, codebook, export (cached in ``cfg.out``)."""
-    from tinysift.pipeline.adapt import choose_replay, prepare_base, test_indices
+    from tinysift.pipeline.adapt import choose_replay, prepare_base, test_indices, tested_tasks
     from tinysift.quantize import tflm
     from tinysift.stages.export import export
 
     scn, parts, _name, base = prepare_base(cfg, log)
     local = choose_replay(cfg, scn, base)
     tests = test_indices(scn, parts, cfg.test_per_class, cfg.seed,
-                         tasks=("test_new",) if cfg.scenario == "shift" else
-                         ("test_old", "test_new"))
+                         tasks=tested_tasks(cfg.scenario))
     t0 = time.perf_counter()
     cb = fit_run_codebook(base, scn.x_old, scn.y_old, scn.num_classes, cfg.vq_per_class,
                           cfg.seed)
