@@ -126,13 +126,24 @@ def test_a_legacy_condense_table_of_other_ks_is_not_another_configuration(tmp_pa
     whatever the command's, so adding a K reuses the log: a table written before results
     named their log, of Ks 1 and 10, was refused for `--per-class 1,10` itself as
     "per_class [1, 10] -> (1, 10, 50)", a configuration nobody asked for. The point is no
-    configuration; another recipe still is."""
+    configuration; another recipe still is, and so is a legacy table's K the command leaves
+    out (its numbers are in no log; review of d2ecbd9)."""
     key = {"dataset": "digits", "epochs": 20, "per_class": (1, 10, 50), "data": "h1"}
-    log = ProgressLog(key, tmp_path / "progress", "condense_digits", point="per_class")
+    log = ProgressLog(key, tmp_path / "progress", "condense_digits", point="per_class",
+                      points=(1, 10))
     path = tmp_path / "condense_digits.json"
     path.write_text(json.dumps({"config": {"dataset": "digits", "epochs": 20,
                                            "per_class": [1, 10]}}))
     check_results_owner(log, tmp_path, "condense_digits")
+    # a K of the legacy table the command leaves out: its numbers are in no log, refused
+    fewer = ProgressLog(key, tmp_path / "progress", "condense_digits", point="per_class",
+                        points=(5,))
+    with pytest.raises(TinysiftError, match=r"\(per_class \[1, 10\] -> \[5\]\), written "
+                                            r"before results named their progress log"):
+        check_results_owner(fewer, tmp_path, "condense_digits")
+    # a table that names its log keeps its trainings there: a subset of Ks is no obstacle
+    _results(path, fewer.path.name, config={"per_class": [1, 10]})
+    check_results_owner(fewer, tmp_path, "condense_digits")
     path.write_text(json.dumps({"config": {"dataset": "digits", "epochs": 5,
                                            "per_class": [1, 10]}}))
     with pytest.raises(TinysiftError, match=r"another configuration of this bench \(epochs "

@@ -146,7 +146,7 @@ def _progress_log(cfg: CondenseBenchConfig, data_hash: str, stem: str) -> Progre
     params = {name: make_condenser(name).plain_params() for name in cfg.methods}
     return ProgressLog(key, cfg.progress_dir, stem, point="per_class", method_params=params,
                        unstamped_params=UNSTAMPED_PARAMS,
-                       fields=RECORD_FIELDS)
+                       fields=RECORD_FIELDS, points=cfg.per_class)
 
 
 def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, recipe,

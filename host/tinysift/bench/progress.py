@@ -174,6 +174,11 @@ class ProgressLog:
         the bench with a bare KeyError).
     fields_by_method : dict, optional
         Per method, other fields than ``fields`` (a reference row that logs less).
+    points : tuple, optional
+        The points this command asks for, where the key pins its ``point`` option at a
+        default (condense's Ks): a results table written before results named their log
+        holding a point this command leaves out is refused by :func:`check_results_owner`
+        (its numbers are in no log).
 
     Every record written also carries :func:`code_and_machine` (not compared on reading).
     """
@@ -183,13 +188,15 @@ class ProgressLog:
                  method_params: dict[str, dict] | None = None,
                  unstamped_params: dict[str, dict] | None = None,
                  key_defaults: dict | None = None, fields: tuple[str, ...] = ("acc",),
-                 fields_by_method: dict[str, tuple[str, ...]] | None = None) -> None:
+                 fields_by_method: dict[str, tuple[str, ...]] | None = None,
+                 points: tuple | None = None) -> None:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
         self.key = key
         self.key_defaults = dict(key_defaults or {})
         self.point = point
         self.fields = tuple(fields)
         self.fields_by_method = dict(fields_by_method or {})
+        self.points = None if points is None else tuple(points)
         self.stamp = dict(stamp or {})
         # JSON round trip: a logged record's params compare equal to the live ones.
         self.method_params = json.loads(json.dumps(method_params or {}, sort_keys=True))
@@ -383,6 +390,12 @@ def check_results_owner(log: ProgressLog, out_dir: Path, stem: str) -> None:
     # pinned value named a legacy table of other Ks as "another configuration"
     changed = [f"{k} {config[k]!r} -> {key[k]!r}" for k in sorted(key)
                if k in config and k != log.point and not same(config[k], key[k])]
+    ours = {str(p) for p in log.points or ()}
+    if (not isinstance(theirs, str) and log.points is not None
+            and isinstance(config.get(log.point), list)
+            and any(str(p) not in ours for p in config[log.point])):
+        # but a legacy table's points are in no log: one this command leaves out is lost
+        changed.append(f"{log.point} {config[log.point]!r} -> {list(log.points)!r}")
     if "data" in key and old.get("data_hash") not in (None, key["data"]):
         changed.append("the data's contents")
     what = f" ({'; '.join(changed)})" if changed else ""
