@@ -1,0 +1,322 @@
+"""The baselines' rules on data small enough to state the right picks by hand.
+
+tests/test_baselines.py checks every baseline on digits against its own recorded scores
+(``distance_``, ``dynamics().el2n``): a wrong distance, centre or dynamics formula moves the
+scores and the check together. Here each rule is recomputed independently (numpy by hand,
+brute-force greedy references) on contexts whose dynamics and embeddings are given, so no
+proxy trains and a method that drifts from its paper's rule fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinysift.scoring import ScoringContext
+from tinysift.scoring.context import TrainingDynamics
+from tinysift.selection import make_method
+
+
+def _context(y, z=None, el2n=None, margin=None, correct=None) -> ScoringContext:
+    """A context with labels ``y`` whose embedding (every kind) is ``z`` and whose dynamics
+    are the given ``(E, N)`` arrays (zeros where not given); nothing trains."""
+    y = np.asarray(y, dtype=np.int64)
+    n = len(y)
+    given = [a for a in (el2n, margin, correct) if a is not None]
+    e = np.asarray(given[0]).shape[0] if given else 1
+    zeros = np.zeros((e, n), np.float32)
+    margin = zeros if margin is None else np.asarray(margin, np.float32)
+    dyn = TrainingDynamics(
+        true_prob=zeros, margin=margin,
+        correct=np.asarray(margin > 0 if correct is None else correct, bool),
+        el2n=zeros if el2n is None else np.asarray(el2n, np.float32), grand=zeros,
+        features=np.zeros((n, 4), np.float32), seconds=0.0)
+    context = ScoringContext(np.zeros((n, 2, 2, 1), np.uint8), y, int(y.max()) + 1,
+                             progress=False)
+    context.dynamics = lambda: dyn
+    if z is not None:
+        context.embedding = lambda kind="pixels", dim=None: np.asarray(z, np.float32)
+    return context
+
+
+# -- the shared difficulty score (CCS, D2) and the epoch choice ---------------------------------
+def test_difficulty_scores_and_epochs_by_hand():
+    from tinysift.selection.methods._common import difficulty
+
+    el2n = np.array([[0.9, 0.1, 0.5, 0.2],
+                     [0.1, 0.2, 0.5, 0.3],
+                     [0.2, 0.9, 0.5, 0.4]])
+    margin = np.array([[1.0, -2.0, 0.5, 3.0],
+                       [3.0, -1.0, 0.5, -3.0],
+                       [2.0, 0.0, 2.0, 0.0]])
+    correct = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]], bool)
+    ctx = _context([0, 1, 0, 1], el2n=el2n, margin=margin, correct=correct)
+    assert np.allclose(difficulty(ctx, "el2n"), [0.2, 0.9, 0.5, 0.4])  # last epoch
+    assert np.allclose(difficulty(ctx, "el2n", 0), [0.9, 0.1, 0.5, 0.2])
+    assert np.allclose(difficulty(ctx, "el2n", "mean"), [0.4, 0.4, 0.5, 0.3])
+    # -AUM: a low (negative) mean margin is hard
+    assert np.allclose(difficulty(ctx, "aum"), [-2.0, 1.0, -1.0, 0.0])
+    # forgetting events (correct -> wrong): sample 0 once, 3 once, 2 never; 1 learned at the end
+    assert difficulty(ctx, "forgetting").tolist() == [1.0, 0.0, 0.0, 1.0]
+    # the same scores reach CCS and D2 through `importance`
+    assert np.allclose(make_method("ccs", importance="aum").fit(ctx).score(), [-2, 1, -1, 0])
+    # EL2N's epoch="mean" keeps the largest mean, not the last epoch's largest
+    mean = make_method("el2n", epoch="mean", balance=False).fit(ctx)
+    assert np.allclose(mean.score(), [0.4, 0.4, 0.5, 0.3])
+    assert mean.select(1).tolist() == [2]
+    assert make_method("el2n", epoch=0, balance=False).fit(ctx).select(1).tolist() == [0]
+
+
+# -- CCS ----------------------------------------------------------------------------------------
+def test_ccs_strata_allocation_and_cut_follow_algorithm_1():
+    """Zheng et al. (2023), Algorithm 1: equal-width strata over [min, max]; the smallest
+    stratum first gets min(|B|, floor(m / strata left)); the hard cut drops floor(beta * n)."""
+    from tinysift.selection.methods._common import cut_hardest
+    from tinysift.selection.methods.ccs import allocate, strata
+
+    assert strata(np.array([0.0, 0.1, 0.49, 0.5, 0.9, 1.0]), 2).tolist() == [0, 0, 0, 1, 1, 1]
+    assert strata(np.linspace(0.0, 1.0, 9), 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    # floor, not ceil: the remainder goes to the strata visited last (the largest)
+    assert allocate(4, np.array([10, 10, 10])).tolist() == [1, 1, 2]
+    assert allocate(7, np.array([2, 10, 10])).tolist() == [2, 2, 3]
+    hard = np.array([3.0, 9.0, 1.0, 8.0, 0.0, 7.0, 2.0, 6.0, 5.0, 4.0])
+    tie = np.arange(10)
+    # floor(0.25 * 10) = 2 hardest gone (9 and 8), nothing else
+    assert cut_hardest(hard, 0.25, 1, tie).tolist() == [0, 2, 4, 5, 6, 7, 8, 9]
+    assert cut_hardest(hard, 0.25, 9, tie).tolist() == [0, 2, 3, 4, 5, 6, 7, 8, 9]  # shrunk
+    assert cut_hardest(hard, 0.25, 10, tie).tolist() == list(range(10))
+
+
+def test_ccs_selection_by_hand():
+    """10 samples, beta 0.2 and 2 strata: the 2 hardest are cut; of the rest, the hardest is
+    alone in the upper stratum, so smallest-stratum-first allocation always keeps it and the
+    other 2 picks come from the 7 easy ones, at random with the seed."""
+    el2n = np.array([[0.1, 6.0, 0.0, 0.3, 1.0, 0.2, 5.0, 0.1, 0.3, 0.2]])
+    ctx = _context(np.arange(10) % 2, el2n=el2n)
+    easy = [0, 2, 3, 5, 7, 8, 9]
+    seen = set()
+    for seed in range(10):
+        method = make_method("ccs", seed=seed, balance=False, hard_cut=0.2, num_bins=2)
+        sel = method.fit(ctx).select(3)
+        assert 4 in sel and 1 not in sel and 6 not in sel, (seed, sel)
+        assert len(np.intersect1d(sel, easy)) == 2
+        seen.update(sel.tolist())
+    assert len(seen & set(easy)) >= 4  # the easy picks vary with the seed
+
+
+# -- D2 -----------------------------------------------------------------------------------------
+def _d2_reference(z, s, k, gamma_f, gamma_r, count):
+    """Dense D2 (Maharana et al. 2024) as documented: symmetric kNN graph, weights
+    exp(-d / median kNN distance), s' = s + W^gamma_f s, greedy max with reverse messages."""
+    n = len(z)
+    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    nn = np.argsort(d, axis=1)[:, :k]
+    adj = np.zeros((n, n), bool)
+    adj[np.arange(n)[:, None], nn] = True
+    adj |= adj.T
+    m = np.median(d[np.arange(n)[:, None], nn])
+    w = np.where(adj, np.exp(-np.where(adj, d, 0.0) / m), 0.0)
+    cur = s + (w ** gamma_f) @ s
+    taken = np.zeros(n, bool)
+    order = []
+    for _ in range(count):
+        i = int(np.argmax(np.where(taken, -np.inf, cur)))
+        order.append(i)
+        taken[i] = True
+        cur = np.where(taken, cur, cur - (w[i] ** gamma_r) * cur[i])
+    return np.sort(order)
+
+
+@pytest.mark.parametrize("k, gamma_f, gamma_r", [(1, 1.0, 1.0), (3, 2.0, 0.5), (6, 1.0, 3.0)])
+def test_d2_selection_matches_a_dense_reference(k, gamma_f, gamma_r):
+    rng = np.random.default_rng(k)
+    n = 40
+    z = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)  # what the method reads
+    el2n = rng.random((1, n)).astype(np.float32).astype(np.float64)
+    ctx = _context(np.arange(n) % 2, z=z, el2n=el2n)
+    method = make_method("d2", balance=False, hard_cut=0.0, n_neighbors=k,
+                         gamma_forward=gamma_f, gamma_reverse=gamma_r).fit(ctx)
+    for count in (5, 12):
+        want = _d2_reference(z, el2n[0], k, gamma_f, gamma_r, count)
+        assert method.select(count).tolist() == want.tolist(), count
+
+
+def test_d2_shifts_a_negative_difficulty_to_be_non_negative():
+    """-AUM is negative for learned samples: the node scores are shifted by the minimum
+    (documented choice), so the message passing reads importance, not its sign."""
+    rng = np.random.default_rng(7)
+    n = 30
+    z = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)
+    margin = rng.uniform(0.5, 3.0, size=(2, n)).astype(np.float32).astype(np.float64)
+    ctx = _context(np.arange(n) % 2, z=z, margin=margin)
+    s = -margin.mean(0)
+    want = _d2_reference(z, s - s.min(), 4, 1.0, 1.0, 8)
+    method = make_method("d2", balance=False, hard_cut=0.0, importance="aum", n_neighbors=4)
+    assert method.fit(ctx).select(8).tolist() == want.tolist()
+
+
+# -- geometry -----------------------------------------------------------------------------------
+def test_moderate_matches_distances_to_each_class_mean():
+    """Xia et al. (2023): Euclidean distance to the mean feature of the sample's own class,
+    keep those nearest the class's median distance."""
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], [31, 30])
+    z = rng.normal(size=(61, 3)) * rng.uniform(0.5, 2.0, size=(61, 1))
+    z[y == 1] += [4.0, -2.0, 1.0]
+    z = z.astype(np.float32).astype(np.float64)
+    ctx = _context(y, z=z)
+    method = make_method("moderate").fit(ctx)
+    want = []
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        d = np.sqrt(((z[idx] - z[idx].mean(0)) ** 2).sum(1))
+        assert np.allclose(method.distance_[idx], d, atol=1e-5)
+        want += idx[np.argsort(np.abs(d - np.median(d)))[:10]].tolist()
+    assert method.select(20).tolist() == sorted(want)
+
+
+def _herding_reference(z):
+    """Brute force: step t keeps the row minimising ||mu - (S + x) / t||."""
+    mu, left, order, total = z.mean(0), list(range(len(z))), [], np.zeros(z.shape[1])
+    for t in range(1, len(z) + 1):
+        gaps = [np.linalg.norm(mu - (total + z[i]) / t) for i in left]
+        i = left.pop(int(np.argmin(gaps)))
+        order.append(i)
+        total += z[i]
+    return np.array(order)
+
+
+def test_herding_order_matches_brute_force_per_class():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], [17, 14])
+    z = rng.normal(size=(31, 3))
+    z[y == 1] *= 3.0
+    z = z.astype(np.float32).astype(np.float64)
+    ctx = _context(y, z=z)
+    method = make_method("herding").fit(ctx)
+    want = []
+    for c, q in ((0, 6), (1, 5)):
+        idx = np.flatnonzero(y == c)
+        ref = _herding_reference(z[idx])
+        want += idx[ref[:q]].tolist()
+    assert method.select(11).tolist() == sorted(want)
+
+
+def test_kcenter_first_centre_follows_the_seed():
+    """One pick per class is each class's first centre, drawn with the seed: seeds must not
+    all start from the same sample."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    ctx = _context(y, z=rng.normal(size=(40, 2)))
+    firsts = {tuple(make_method("kcenter", seed=s).fit(ctx).select(2).tolist())
+              for s in range(8)}
+    assert len(firsts) >= 4
+
+
+def test_kcenter_never_picks_a_sample_twice_among_duplicates():
+    """Every distance to a chosen centre is 0 among duplicates: the order is still a
+    permutation (a chosen centre is never the farthest again)."""
+    from tinysift.selection.methods.kcenter import kcenter_order
+
+    z = np.array([[0.0], [0.0], [0.0], [1.0]])
+    order = kcenter_order(z, 1)
+    assert order[:2].tolist() == [1, 3] and sorted(order.tolist()) == [0, 1, 2, 3]
+
+
+def test_prototype_distance_is_cosine_to_the_nearest_centroid_of_the_class():
+    """Sorscher et al. (2022): normalised embeddings, k-means prototypes, distance
+    1 - cos to the nearest one. Two tight, far-apart direction clusters per class (norms
+    varying 10x) so k-means' clusters are known and the distances computable by hand."""
+    rng = np.random.default_rng(1)
+    dirs = {0: np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]),
+            1: np.array([[0, 0, 1.0, 0], [0, 0, 0, 1.0]])}
+    z, y, cluster = [], [], []
+    for c, centres in dirs.items():
+        for j, u in enumerate(centres):
+            pts = u + 0.08 * rng.normal(size=(12, 4))
+            z.append(pts * rng.uniform(0.5, 5.0, size=(12, 1)))
+            y += [c] * 12
+            cluster += [2 * c + j] * 12
+    z, y, cluster = np.concatenate(z), np.array(y), np.array(cluster)
+    u = z / np.linalg.norm(z, axis=1, keepdims=True)
+    cents = np.array([u[cluster == g].mean(0) for g in range(4)])
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    want = np.array([1.0 - max(u[i] @ cents[2 * y[i]], u[i] @ cents[2 * y[i] + 1])
+                     for i in range(len(y))])
+    method = make_method("prototypes", clusters_per_class=2).fit(_context(y, z=z))
+    assert np.allclose(method.distance_, want, atol=1e-5)
+
+
+# -- scores of the dynamics ---------------------------------------------------------------------
+def test_aum_threshold_flags_strictly_below():
+    """An AUM equal to the threshold is not flagged (flagged: AUM < threshold)."""
+    margin = np.array([[0.0, -1.0, 1.0, 0.5]])
+    method = make_method("aum", balance=False).fit(_context([0, 1, 0, 1], margin=margin))
+    assert method.flagged_.tolist() == [False, True, False, False]
+    assert method.select(3).tolist() == [0, 2, 3]
+
+
+def test_random_selection_depends_on_the_seed_and_is_balanced():
+    ctx = _context(np.repeat([0, 1, 2], [30, 20, 10]))
+    picks = [make_method("random", seed=s).fit(ctx).select(15) for s in range(3)]
+    for sel in picks:
+        assert np.bincount(ctx.y[sel], minlength=3).tolist() == [5, 5, 5]
+    assert not np.array_equal(picks[0], picks[1]) and not np.array_equal(picks[1], picks[2])
+
+
+def test_recorded_dynamics_by_hand(monkeypatch):
+    """record_dynamics' per-sample numbers from given head weights and features: EL2N is
+    ||softmax - onehot||, the margin the labelled logit minus the largest other one, GraNd
+    EL2N times sqrt(||features||^2 + 1), correct the argmax."""
+    import tinysift.models.cnn as cnn
+    import tinysift.models.training as training
+    from tinysift.scoring.dynamics import proxy_schedule, record_dynamics
+
+    class _T:
+        def __init__(self, a):
+            self.a = np.asarray(a, np.float32)
+
+        def numpy(self):
+            return self.a
+
+    w = np.array([[2.0, -1.0, 0.0], [0.5, 1.0, -2.0], [0.0, 0.3, 1.0], [-1.0, 0.2, 0.4]])
+    b = np.array([0.1, -0.2, 0.0])
+
+    class _Model:
+        def get_layer(self, name):
+            assert name == cnn.HEAD_LAYER
+            return type("Head", (), {"weights": [_T(w), _T(b)]})()
+
+    def feats_of(xb):
+        return _T(np.asarray(xb, np.float32).reshape(len(xb), -1) * 3.0)
+
+    calls = []
+
+    def fake_train(x, y, k, train_config=None, epoch_hooks=(), progress=True, **_):
+        for e in range(train_config.epochs):
+            for hook in epoch_hooks:
+                hook(e, _Model())
+        calls.append(train_config.epochs)
+
+    monkeypatch.setattr(cnn, "feature_model", lambda model: lambda xb, training=False:
+                        feats_of(xb))
+    monkeypatch.setattr(training, "train_model", fake_train)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(6, 2, 2, 1), dtype=np.uint8)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    dyn = record_dynamics(x, y, 3, 2, 0, progress=False)
+    assert calls == [proxy_schedule(6, 2, 0)[0].epochs]
+    f = x.reshape(6, -1).astype(np.float64) / 255.0 * 3.0
+    logits = f @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    el2n = np.linalg.norm(p - np.eye(3)[y], axis=1)
+    other = np.where(np.eye(3)[y] > 0, -np.inf, logits).max(1)
+    assert dyn.el2n.shape == (2, 6)
+    for e in range(2):
+        assert np.allclose(dyn.el2n[e], el2n, atol=1e-5)
+        assert np.allclose(dyn.margin[e], logits[np.arange(6), y] - other, atol=1e-5)
+        assert np.allclose(dyn.grand[e], el2n * np.sqrt((f ** 2).sum(1) + 1.0), atol=1e-4)
+        assert dyn.correct[e].tolist() == (logits.argmax(1) == y).tolist()
+        assert np.allclose(dyn.true_prob[e], p[np.arange(6), y], atol=1e-6)
