@@ -105,6 +105,24 @@ def test_an_empty_path_is_refused_before_any_work(tmp_path, monkeypatch, capsys)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_deleted_current_folder_is_named_not_a_bug(tmp_path, monkeypatch, capsys):
+    """Run from a folder deleted since the shell entered it: every relative path (the
+    default runs/NAME) failed in os.path.abspath, reported as "unexpected FileNotFoundError
+    (a bug in tinysift)" (review of 12827aa). One line that says so and the fix, exit 2."""
+    import os
+
+    from tinysift.cli.app import main
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    os.rmdir(gone)
+    assert main(["prune", "--dataset", "digits", "--method", "random", "--keep", "0.5",
+                 "--out", "r"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the current folder no longer exists" in err and "cd to an existing folder" in err
+
+
 def test_unknown_dataset_exit_2():
     r = tinysift("data", "info", "nope")
     assert r.returncode == 2

@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         if is_out_of_memory(exc):  # TensorFlow's: a model too wide for the machine
             report_error(_out_of_memory(exc))
             return 2
+        if isinstance(exc, FileNotFoundError) and _cwd_gone():
+            # every relative path (the default runs/NAME) failed inside os.path.abspath
+            report_error("the current folder no longer exists (deleted or replaced since "
+                         "this shell entered it): cd to an existing folder and run again")
+            return 2
         report_error(f"unexpected {type(exc).__name__}: {exc} (a bug in tinysift: please "
                      "report it; TINYSIFT_TRACEBACK=1 shows the traceback)")
         return 1
@@ -153,6 +158,17 @@ def _refuse_empty_paths(args: list[str]) -> None:
             raise TinysiftError(f"{flag} is empty (an unset shell variable?); give it a "
                                 "value, or leave the option out for its default (`tinysift "
                                 "COMMAND --help` says what it takes)")
+
+
+def _cwd_gone() -> bool:
+    """Whether the process's working folder was deleted (``os.getcwd()`` fails)."""
+    import os
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
 
 
 def _out_of_memory(error: BaseException) -> str:
