@@ -46,7 +46,7 @@ from tinysift.bench.progress import (
     write_results,
 )
 from tinysift.export.memory import has_backbone_buffers, needs_backbone_buffers
-from tinysift.pipeline.adapt import NEW_TASK_ONLY, REPLAY_DEFAULTS
+from tinysift.pipeline.adapt import NEW_TASK_ONLY, REPLAY_DEFAULTS, check_updates
 
 REPLAY_METHODS = ("random", "herding", "ccs", "vq", "flow")
 #: The record fields a device row's results give the mean of (over seeds).
@@ -126,8 +126,6 @@ def bench_device(cfg: DeviceBenchConfig, log=None, pipeline_folder: bool = False
     # every replay method and update mode (and the board) before the first base model is
     # trained: a misspelt one was refused only after it; the modes first, as --updates (one
     # mode's check named --update, which the bench does not have)
-    from tinysift.pipeline.adapt import check_updates
-
     check_updates(cfg.updates)
     for method in cfg.methods:
         for update in cfg.updates:
@@ -323,7 +321,8 @@ def _results(cfg: DeviceBenchConfig, plog: ProgressLog, seeds_done: list[int], p
 
     joint = runs("joint", "host")
     rows = list(joint or [])
-    # shift: the device tests the new domain only; the old task's accuracy is not measured
+    # shift (and user): the device tests the new task only; the old task's accuracy is not
+    # measured
     old_untested = cfg.scenario in NEW_TASK_ONLY
     points: dict[str, dict] = {}
     for update in cfg.updates:

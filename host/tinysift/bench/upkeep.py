@@ -163,8 +163,8 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
         return rs if all(r is not None for r in rs) else None
 
     u = cfg.upkeep
-    # shift: the device tests the new domain only; the logs' acc_old is a placeholder 0.0,
-    # not a measurement (as in bench device's results)
+    # shift (and user): the device tests the new task only; the logs' acc_old is a
+    # placeholder 0.0, not a measurement (as in bench device's results)
     old_untested = u.scenario in NEW_TASK_ONLY
     out: dict[str, dict] = {}
     rows: list[dict] = []
