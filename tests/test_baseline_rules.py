@@ -12,31 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinysift.scoring import ScoringContext
-from tinysift.scoring.context import TrainingDynamics
+from hand_context import hand_context
 from tinysift.selection import make_method
-
-
-def _context(y, z=None, el2n=None, margin=None, correct=None) -> ScoringContext:
-    """A context with labels ``y`` whose embedding (every kind) is ``z`` and whose dynamics
-    are the given ``(E, N)`` arrays (zeros where not given); nothing trains."""
-    y = np.asarray(y, dtype=np.int64)
-    n = len(y)
-    given = [a for a in (el2n, margin, correct) if a is not None]
-    e = np.asarray(given[0]).shape[0] if given else 1
-    zeros = np.zeros((e, n), np.float32)
-    margin = zeros if margin is None else np.asarray(margin, np.float32)
-    dyn = TrainingDynamics(
-        true_prob=zeros, margin=margin,
-        correct=np.asarray(margin > 0 if correct is None else correct, bool),
-        el2n=zeros if el2n is None else np.asarray(el2n, np.float32), grand=zeros,
-        features=np.zeros((n, 4), np.float32), seconds=0.0)
-    context = ScoringContext(np.zeros((n, 2, 2, 1), np.uint8), y, int(y.max()) + 1,
-                             progress=False)
-    context.dynamics = lambda: dyn
-    if z is not None:
-        context.embedding = lambda kind="pixels", dim=None: np.asarray(z, np.float32)
-    return context
 
 
 # -- the shared difficulty score (CCS, D2) and the epoch choice ---------------------------------
@@ -50,7 +27,7 @@ def test_difficulty_scores_and_epochs_by_hand():
                        [3.0, -1.0, 0.5, -3.0],
                        [2.0, 0.0, 2.0, 0.0]])
     correct = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]], bool)
-    ctx = _context([0, 1, 0, 1], el2n=el2n, margin=margin, correct=correct)
+    ctx = hand_context([0, 1, 0, 1], el2n=el2n, margin=margin, correct=correct)
     assert np.allclose(difficulty(ctx, "el2n"), [0.2, 0.9, 0.5, 0.4])  # last epoch
     assert np.allclose(difficulty(ctx, "el2n", 0), [0.9, 0.1, 0.5, 0.2])
     assert np.allclose(difficulty(ctx, "el2n", "mean"), [0.4, 0.4, 0.5, 0.3])
@@ -92,7 +69,7 @@ def test_ccs_selection_by_hand():
     alone in the upper stratum, so smallest-stratum-first allocation always keeps it and the
     other 2 picks come from the 7 easy ones, at random with the seed."""
     el2n = np.array([[0.1, 6.0, 0.0, 0.3, 1.0, 0.2, 5.0, 0.1, 0.3, 0.2]])
-    ctx = _context(np.arange(10) % 2, el2n=el2n)
+    ctx = hand_context(np.arange(10) % 2, el2n=el2n)
     easy = [0, 2, 3, 5, 7, 8, 9]
     seen = set()
     for seed in range(10):
@@ -134,7 +111,7 @@ def test_d2_selection_matches_a_dense_reference(k, gamma_f, gamma_r):
     n = 40
     z = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)  # what the method reads
     el2n = rng.random((1, n)).astype(np.float32).astype(np.float64)
-    ctx = _context(np.arange(n) % 2, z=z, el2n=el2n)
+    ctx = hand_context(np.arange(n) % 2, z=z, el2n=el2n)
     method = make_method("d2", balance=False, hard_cut=0.0, n_neighbors=k,
                          gamma_forward=gamma_f, gamma_reverse=gamma_r).fit(ctx)
     for count in (5, 12):
@@ -149,7 +126,7 @@ def test_d2_shifts_a_negative_difficulty_to_be_non_negative():
     n = 30
     z = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)
     margin = rng.uniform(0.5, 3.0, size=(2, n)).astype(np.float32).astype(np.float64)
-    ctx = _context(np.arange(n) % 2, z=z, margin=margin)
+    ctx = hand_context(np.arange(n) % 2, z=z, margin=margin)
     s = -margin.mean(0)
     want = _d2_reference(z, s - s.min(), 4, 1.0, 1.0, 8)
     method = make_method("d2", balance=False, hard_cut=0.0, importance="aum", n_neighbors=4)
@@ -165,7 +142,7 @@ def test_moderate_matches_distances_to_each_class_mean():
     z = rng.normal(size=(61, 3)) * rng.uniform(0.5, 2.0, size=(61, 1))
     z[y == 1] += [4.0, -2.0, 1.0]
     z = z.astype(np.float32).astype(np.float64)
-    ctx = _context(y, z=z)
+    ctx = hand_context(y, z=z)
     method = make_method("moderate").fit(ctx)
     want = []
     for c in (0, 1):
@@ -193,7 +170,7 @@ def test_herding_order_matches_brute_force_per_class():
     z = rng.normal(size=(31, 3))
     z[y == 1] *= 3.0
     z = z.astype(np.float32).astype(np.float64)
-    ctx = _context(y, z=z)
+    ctx = hand_context(y, z=z)
     method = make_method("herding").fit(ctx)
     want = []
     for c, q in ((0, 6), (1, 5)):
@@ -208,7 +185,7 @@ def test_kcenter_first_centre_follows_the_seed():
     all start from the same sample."""
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
-    ctx = _context(y, z=rng.normal(size=(40, 2)))
+    ctx = hand_context(y, z=rng.normal(size=(40, 2)))
     firsts = {tuple(make_method("kcenter", seed=s).fit(ctx).select(2).tolist())
               for s in range(8)}
     assert len(firsts) >= 4
@@ -244,7 +221,7 @@ def test_prototype_distance_is_cosine_to_the_nearest_centroid_of_the_class():
     cents /= np.linalg.norm(cents, axis=1, keepdims=True)
     want = np.array([1.0 - max(u[i] @ cents[2 * y[i]], u[i] @ cents[2 * y[i] + 1])
                      for i in range(len(y))])
-    method = make_method("prototypes", clusters_per_class=2).fit(_context(y, z=z))
+    method = make_method("prototypes", clusters_per_class=2).fit(hand_context(y, z=z))
     assert np.allclose(method.distance_, want, atol=1e-5)
 
 
@@ -252,13 +229,13 @@ def test_prototype_distance_is_cosine_to_the_nearest_centroid_of_the_class():
 def test_aum_threshold_flags_strictly_below():
     """An AUM equal to the threshold is not flagged (flagged: AUM < threshold)."""
     margin = np.array([[0.0, -1.0, 1.0, 0.5]])
-    method = make_method("aum", balance=False).fit(_context([0, 1, 0, 1], margin=margin))
+    method = make_method("aum", balance=False).fit(hand_context([0, 1, 0, 1], margin=margin))
     assert method.flagged_.tolist() == [False, True, False, False]
     assert method.select(3).tolist() == [0, 2, 3]
 
 
 def test_random_selection_depends_on_the_seed_and_is_balanced():
-    ctx = _context(np.repeat([0, 1, 2], [30, 20, 10]))
+    ctx = hand_context(np.repeat([0, 1, 2], [30, 20, 10]))
     picks = [make_method("random", seed=s).fit(ctx).select(15) for s in range(3)]
     for sel in picks:
         assert np.bincount(ctx.y[sel], minlength=3).tolist() == [5, 5, 5]

@@ -14,8 +14,8 @@ import re
 import numpy as np
 import pytest
 
+from hand_context import hand_context
 from tinysift.scoring import ScoringContext
-from tinysift.scoring.context import TrainingDynamics
 from tinysift.selection import make_method
 from tinysift.selection.budget import resolve_keep
 
@@ -104,18 +104,10 @@ def test_score_methods_keep_the_highest_scores(ctx, name, field):
 
 
 def _hand_context(correct=None, margin=None):
-    """A 2-class context whose dynamics are given by hand (no training)."""
-    arr = np.asarray(correct if correct is not None else margin, dtype=np.float32)
-    e, n = arr.shape
-    y = np.arange(n) % 2
-    context = ScoringContext(np.zeros((n, 2, 2, 1), np.uint8), y, 2, progress=False)
-    zeros = np.zeros((e, n), np.float32)
-    dyn = TrainingDynamics(true_prob=zeros, margin=zeros if margin is None else arr,
-                           correct=np.asarray(correct if correct is not None else arr > 0, bool),
-                           el2n=zeros, grand=zeros, features=np.zeros((n, 4), np.float32),
-                           seconds=0.0)
-    context.dynamics = lambda: dyn
-    return context
+    """A 2-class context (labels alternating) whose dynamics are given by hand (no
+    training)."""
+    n = np.asarray(correct if correct is not None else margin).shape[1]
+    return hand_context(np.arange(n) % 2, margin=margin, correct=correct)
 
 
 def test_forgetting_counts_by_hand():
