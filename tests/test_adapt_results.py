@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from tinysift.bench.stats import paired_difference
 from tinysift.data import scenarios
 
 
@@ -206,12 +207,6 @@ def test_upkeep_stream_is_the_new_samples_in_seeded_order_with_their_labels(
     assert rsv.seed == cov.seed and len({rsv_label, cov_label, whole_label}) == 3
 
 
-def _paired(a, b):
-    from tinysift.bench.stats import paired_difference
-
-    return paired_difference(a, b)
-
-
 def test_device_bench_differences_are_method_minus_reference_paired_by_seed(tmp_path):
     """vs_random / vs_herding / vs_joint are the row minus the reference, seed by seed (the
     log's records added in another seed order than the rows'); old_vs_joint is of the old
@@ -236,15 +231,15 @@ def test_device_bench_differences_are_method_minus_reference_paired_by_seed(tmp_
             plog.add(seed, method, at, **rec)
     res = _results(cfg, plog, [0, 1, 2], {"ram_total": 1}, {"head": 1}, 1.0)
     vq = res["points"]["vq:5:head"]
-    assert vq["vs_random"] == _paired(acc["vq"], acc["random"])
-    assert vq["vs_herding"] == _paired(acc["vq"], acc["herding"])
-    assert vq["vs_joint"] == _paired(acc["vq"], acc["joint"])
-    assert vq["old_vs_joint"] == _paired(old["vq"], old["joint"])
+    assert vq["vs_random"] == paired_difference(acc["vq"], acc["random"])
+    assert vq["vs_herding"] == paired_difference(acc["vq"], acc["herding"])
+    assert vq["vs_joint"] == paired_difference(acc["vq"], acc["joint"])
+    assert vq["old_vs_joint"] == paired_difference(old["vq"], old["joint"])
     assert vq["vs_random"]["mean"] > 0 and vq["vs_joint"]["mean"] < 0
     assert vq["old_runs"] == old["vq"] and vq["acc_old"] == pytest.approx(
         np.mean(old["vq"]))
     rnd = res["points"]["random:5:head"]
-    assert "vs_random" not in rnd and rnd["vs_herding"] == _paired(acc["random"],
+    assert "vs_random" not in rnd and rnd["vs_herding"] == paired_difference(acc["random"],
                                                                    acc["herding"])
     assert "vs_random" not in res["points"]["none:0:head"]
 
@@ -267,8 +262,8 @@ def test_upkeep_bench_difference_is_coverage_minus_reservoir_paired_by_seed(tmp_
                     **({"coverage_rules": 3} if method == "coverage" else {}))
     res = _results(UpkeepBenchConfig(up, seeds=3), log, 3, 1.0)
     cov = res["points"]["coverage:5:head"]
-    assert cov["vs_reservoir"] == _paired(acc["coverage"], acc["reservoir"])
-    assert cov["old_vs_reservoir"] == _paired([a - 0.2 for a in acc["coverage"]],
+    assert cov["vs_reservoir"] == paired_difference(acc["coverage"], acc["reservoir"])
+    assert cov["old_vs_reservoir"] == paired_difference([a - 0.2 for a in acc["coverage"]],
                                               [a - 0.2 for a in acc["reservoir"]])
     assert cov["vs_reservoir"]["mean"] > 0
     assert "vs_reservoir" not in res["points"]["reservoir:5:head"]
