@@ -29,8 +29,8 @@ instructions, divided by ``reps``: its resolution is 40/reps instructions (20 fo
 largest cases, run twice: 0.002% of their 1.2 M), and where the first reading falls inside
 a tick depends on everything the program ran before (the export's code shifts it). In the
 committed file every case's count times ``reps`` lies within ``reps/2`` (the rounding) of a
-multiple of 40, as that predicts. So compare runs
-made the same way, and read a case's count to +-40/reps.
+multiple of 40, as that predicts. So compare runs made the same way, and read a case's
+count to +-40/reps.
 
 Not a test: nothing here asserts a speed. The design goal is <= 2.0 instructions per MAC on
 the DSP path (the floor is 0.5: two MACs per SMLAD).

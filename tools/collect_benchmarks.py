@@ -74,10 +74,10 @@ def _verdict(met: bool, why: str | None) -> str:
 def _sign(x: float, unit: float = 1.0) -> int:
     """The sign of a difference of accuracies, or of one's distance from a target's bound
     (``unit`` 100 for one in points), 0 for float rounding (at most
-    :data:`~tinysift.bench.stats.NO_SPREAD`): accuracies that tie differ
-    by 1e-17 to 1e-16 where reached by different sums (means over seeds of 0.27, 0.5714,
-    0.2745 and of 0.2638, 0.5776, 0.2745 differ by 1.1e-16; their paired mean is 1.9e-17),
-    which read a tie as "above" or as "below"."""
+    :data:`~tinysift.bench.stats.NO_SPREAD`): accuracies that tie differ by 1e-17 to 1e-16
+    where reached by different sums (means over seeds of 0.27, 0.5714, 0.2745 and of 0.2638,
+    0.5776, 0.2745 differ by 1.1e-16; their paired mean is 1.9e-17), which read a tie as
+    "above" or as "below"."""
     return 0 if abs(x) <= NO_SPREAD * unit else 1 if x > 0 else -1
 
 
