@@ -617,6 +617,19 @@ def test_ties_reached_by_different_sums_are_ties():
     assert collect._within_or_above({"mean": down["mean"], "half_width": 0.0, "n": 3})
 
 
+def test_within_recipe_counts_a_float_tie_and_nothing_past_it():
+    """The guided reach bound is -0.2 points: a gap of exactly 0.2 reached through float
+    sums (100 * (0.898 - 0.9) is -0.20000000000000018) counts, as at every bound of the
+    verdicts; a gap 4e-7 points past it does not (a rounding to six decimals read it as on
+    the bound)."""
+    collect = _collect()
+    assert 100 * (0.898 - 0.9) < -0.2
+    assert collect.within_recipe(100 * (0.898 - 0.9))
+    assert collect.within_recipe(-0.2) and collect.within_recipe(-0.1999999)
+    assert not collect.within_recipe(-0.2000004)
+    assert not collect.within_recipe(-0.21)
+
+
 def test_guided_checks_by_hand():
     """The clean-data guided checks on a small results dict: the best of vq and flow at a
     budget <= 0.5 is vq at 0.5 (0.899, -0.10 points from the recipe's 0.9: within 0.2; vq at

@@ -342,9 +342,9 @@ def later_seeds_ready(res: dict, first: int) -> bool:
 
 
 def within_recipe(gap: float) -> bool:
-    """A gap to the full recipe, in points, within the guided target's 0.2 (rounded, so an
-    exact 0.20 counts)."""
-    return round(gap, 6) >= -0.2
+    """A gap to the full recipe, in points, within the guided target's 0.2: an exact 0.20
+    reached through float sums counts, as every bound in the verdicts (:func:`_sign`)."""
+    return _sign(gap + 0.2, 100) >= 0
 
 
 class Verdict(list):
