@@ -728,9 +728,11 @@ def _parse_binary(spec: LayerSpec, opts, act_inputs: list[Tensor], consts: list[
 
 def _parse_mean(spec: LayerSpec, opts, in_t: Tensor, out_t: Tensor, consts: list[Tensor],
                 where: str) -> None:
-    """MEAN over the spatial axes (keep_dims either way), as TFLM's EvalIntegerMean: with
-    equal input and output quantization the truncated mean of the raw values, else the
-    integer QuantizedMeanOrSum with 1/(h*w) folded into the output multiplier."""
+    """MEAN over the spatial axes (keep_dims either way), as TFLM's EvalIntegerMean: the
+    integer QuantizedMeanOrSum with 1/(h*w) folded into the output multiplier, for equal
+    input and output quantization too (the engine's other path, quant_len 0, the truncated
+    mean of the raw values, differed from TFLM there in half the outputs:
+    tests/test_engine_graph.py, test_single_ops_at_their_edges_bit_exact[mean-equal])."""
     rank = len(in_t.shape)
     axes = {int(a) % max(rank, 1) for a in _const(consts, where, "the MEAN axes").reshape(-1)}
     if rank != 4 or axes != {1, 2}:
@@ -740,10 +742,6 @@ def _parse_mean(spec: LayerSpec, opts, in_t: Tensor, out_t: Tensor, consts: list
     spec.out_dims = (1, 1, c)
     if int(np.prod(_dims(out_t.shape, where))) != c:
         raise UnsupportedOpError(f"{where}: MEAN output shape {out_t.shape}")
-    same = (np.float32(in_t.scale) == np.float32(out_t.scale)
-            and in_t.zero_point == out_t.zero_point)
-    if same:
-        return  # quant_len 0: the raw mean
     m, s = qm.mean_multiplier(in_t.scale, out_t.scale, h * w)
     spec.multiplier = np.array([m], np.int32)
     spec.shift = np.array([s], np.int32)
