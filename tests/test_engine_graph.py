@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,141 @@ def test_engine_run_writes_tflm_identical_outputs(graph_export, tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith(f"-> {tmp_path / 'y.npy'}"), \
         r.stdout[-2000:] + r.stderr[-2000:]
     assert np.array_equal(np.load(tmp_path / "y.npy"), y)
+
+
+# ---- single ops at their edges ------------------------------------------------------------------
+
+def _convert_floats(model, lo: float, hi: float) -> bytes:
+    """Full-integer int8 conversion calibrated on floats uniform in [lo, hi]: the range sets
+    the input's scale, wide enough that the int8 inputs reach the ops' edges (LOGISTIC's
+    radius, SOFTMAX's diff_min, HARD_SWISH's left-shifted relu multiplier)."""
+    from tinysift.quantize.convert import quiet_stderr
+    from tinysift.tfcompat import tf
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    rep = np.random.default_rng(0).uniform(lo, hi, (32, *shape)).astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    with quiet_stderr():
+        return bytes(conv.convert())
+
+
+def _set_output_quant(tflite: bytes, op: str, zero_point: int | None = None,
+                      scale: float | str | None = None) -> bytes:
+    """The model with the output zero point and/or scale of its one `op` changed (scale
+    "input": the op's input's): TFLM runs what the converter does not make, a fused RELU
+    whose clamp binds (the converter's starts at the output zero point, -128), a MEAN of
+    equal input and output quantization, a MEAN that saturates."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    m = fb.convert_bytearray_to_object(bytearray(tflite))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+    want = getattr(schema.BuiltinOperator, op)
+    (o,) = [o for o in m.subgraphs[0].operators if codes[o.opcodeIndex] == want]
+    tensors = m.subgraphs[0].tensors
+    q = tensors[o.outputs[0]].quantization
+    if scale == "input":
+        q.scale = list(tensors[o.inputs[0]].quantization.scale)
+        q.zeroPoint = list(tensors[o.inputs[0]].quantization.zeroPoint)
+    elif scale is not None:
+        q.scale = [scale]
+    if zero_point is not None:
+        q.zeroPoint = [zero_point]
+    return bytes(fb.convert_object_to_bytearray(m))
+
+
+def _edge_models() -> dict[str, bytes]:
+    from tinysift.tfcompat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((16, 16, 1))
+    logistic = keras.Model(inp, L.Activation("sigmoid")(inp))
+    inp = keras.Input((4, 8, 16))
+    softmax = keras.Model(inp, L.Softmax()(inp))
+    inp = keras.Input((6, 6, 3))
+    a, s = L.Conv2D(8, 1, name="a")(inp), L.Conv2D(1, 1, name="s")(inp)
+    x = L.Lambda(lambda t: t[0] * t[1])([a, s])  # MUL broadcasting (6, 6, 1) along C
+    broadcast = keras.Model(inp, L.Lambda(lambda t: t[0] + t[1])([x, s]))  # ADD, the same
+    inp = keras.Input((6, 6, 4))
+    x = L.Add()([L.Conv2D(4, 1, activation="relu", name="a")(inp), L.Conv2D(4, 1, name="b")(inp)])
+    relu_add = keras.Model(inp, L.ReLU()(x))  # ADD with a fused RELU
+    inp = keras.Input((5, 5, 8))
+    mean = keras.Model(inp, L.GlobalAveragePooling2D()(inp))
+    inp = keras.Input((4, 4, 3))
+    x = L.Concatenate(axis=2)([L.Conv2D(3, 1, name="a")(inp), L.Conv2D(3, 1, name="b")(inp)])
+    concat = keras.Model(inp, L.Concatenate(axis=1)([x, L.Conv2D(3, 1, name="c")(x)]))  # W, H
+    inp = keras.Input((8, 8, 2))
+    hswish = keras.Model(inp, L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(inp))
+    return {"logistic": _convert_floats(logistic, -24, 24),
+            "softmax": _convert_floats(softmax, -24, 24),
+            "broadcast": _convert_floats(broadcast, -2, 2),
+            "add-relu": _set_output_quant(_convert_floats(relu_add, -2, 2), "ADD", 0),
+            "mean-equal": _set_output_quant(_convert_floats(mean, -2, 2), "MEAN", scale="input"),
+            "mean-saturates": _set_output_quant(_convert_floats(mean, 0, 2), "MEAN", 0, 0.001),
+            "concat": _convert_floats(concat, -2, 2),
+            "hard-swish": _convert_floats(hswish, -24, 24)}
+
+
+def _edge_inputs(shape: tuple[int, ...], count: int = GRAPH_INPUTS) -> np.ndarray:
+    """Random int8 inputs, and among them every int8 value (8 orders), rows of one value
+    (-128, -127, 0, 127) and one 127 per row among -128s."""
+    x = np.random.default_rng(1).integers(-128, 128, (count, *shape)).astype(np.int8)
+    flat = x.reshape(count, -1)
+    n, c = flat.shape[1], shape[-1]
+    for s in range(8):
+        flat[s] = np.roll(np.arange(-128, 128), s * 37)[np.arange(n) % 256]
+    for s, v in enumerate((-128, -127, 0, 127)):
+        flat[8 + s] = v
+    flat[12] = -128
+    flat[12, ::c] = 127
+    return x
+
+
+@pytest.fixture(scope="module")
+def edge_exports(tmp_path_factory) -> dict[str, Path]:
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.export import export_tflite
+
+    out = {}
+    for name, tflite in _edge_models().items():
+        folder = tmp_path_factory.mktemp(f"edge-{name}")
+        (folder / "model.tflite").write_bytes(tflite)
+        x = _edge_inputs(tuple(parse_tflite(tflite).input_dims))
+        export_tflite(folder / "model.tflite", folder / "export", inputs=x)
+        out[name] = folder / "export"
+    return out
+
+
+EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "hard-swish": ["HARD_SWISH"],
+            "broadcast": ["CONV_2D", "CONV_2D", "MUL", "ADD"],
+            "add-relu": ["CONV_2D", "CONV_2D", "ADD"], "mean-equal": ["MEAN"],
+            "mean-saturates": ["MEAN"],
+            "concat": ["CONV_2D", "CONV_2D", "CONCATENATION", "CONV_2D", "CONCATENATION"]}
+
+
+@pytest.mark.parametrize("name", list(EDGE_OPS))
+def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
+    """Ops the graphs above reach only inside their ranges, bit-exact with TFLM (scalar
+    kernels, -O2; these ops have no DSP path) on every int8 value: LOGISTIC and SOFTMAX on
+    the model input (rows of one value, saturated outputs), HARD_SWISH with a left-shifted
+    relu multiplier, MUL and ADD broadcasting along C, an ADD whose fused RELU clamps, a MEAN
+    of equal input and output quantization and one that saturates, CONCATENATION along W
+    and H."""
+    import json
+
+    export = edge_exports[name]
+    info = json.loads((export / "export.json").read_text())
+    assert [lay["op"] for lay in info["layers"]] == EDGE_OPS[name]
+    exe = eg.build_program(eg.TESTS / "test_golden" / "test_main.c",
+                           objdir / f"edge-{name}", "O2", ["TS_USE_DSP=0", "TS_HAVE_EXPORT"],
+                           extra=eg.export_objects(export, "O2", objdir), include=[export])
+    r = eg.run_program(exe)
+    eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
 
 
 # ---- MLPerf Tiny's reference models -------------------------------------------------------------
