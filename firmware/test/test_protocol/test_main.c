@@ -656,6 +656,18 @@ static void test_record_overflow(void)
         ts_record_begin(&r, buf, sizeof buf, "x");
         ts_record_text(&r, "k", text);
         TS_ASSERT_EQ_INT(0, ts_record_end(&r));
+        /* a buffer larger than TS_PROTO_RECORD_BUF: the line's limit still holds (with the
+         * record buffer both limits are the same byte, so only a larger one tells them apart) */
+        {
+            char big[2u * TS_PROTO_RECORD_BUF];
+            ts_record_begin(&r, big, sizeof big, "x");
+            ts_record_text(&r, "k", text);
+            TS_ASSERT_EQ_INT(0, ts_record_end(&r));
+            text[244] = '\0';
+            ts_record_begin(&r, big, sizeof big, "x");
+            ts_record_text(&r, "k", text);
+            TS_ASSERT_EQ_INT(256, ts_record_end(&r));
+        }
     }
     /* a small buffer */
     ts_record_begin(&r, small, sizeof small, "ready");
