@@ -17,6 +17,7 @@ samples) built, and cached by the stages' own skip logic, under runs/_scratch/pr
 from __future__ import annotations
 
 import binascii
+import json
 import os
 import re
 import shutil
@@ -584,10 +585,11 @@ def native_asan(base_export, tmp_path_factory) -> Path:
     return build_app(base_export, "native-asan", tmp_path_factory.mktemp("pio-asan")) / "program"
 
 
-def run_native(program: Path, cmds: list[str]) -> list[Rec]:
-    """The host lines framed into the app's stdin (it returns at their end); its records,
-    the @boot first, after checking that no sanitizer spoke."""
-    p = subprocess.run([str(program)], input=b"".join(frame(c) for c in cmds),
+def run_native(program: Path, cmds: list[str | bytes]) -> list[Rec]:
+    """The host lines framed into the app's stdin (it returns at their end; bytes go as
+    they are); its records, the @boot first, after checking that no sanitizer spoke."""
+    raw = b"".join(c if isinstance(c, bytes) else frame(c) for c in cmds)
+    p = subprocess.run([str(program)], input=raw,
                        capture_output=True, timeout=1200,
                        env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
     assert p.returncode == 0, p.stderr.decode()[-4000:]
@@ -615,6 +617,91 @@ def test_app_answers_every_line_under_sanitizers(native_asan):
     calib = [r for r in recs if r.type == "phase"]
     assert len(calib) == 1 and calib[0]["name"] == "calib"
     assert calib[0].int("cycles") >= 2_000_000_000  # native: ns of CLOCK_MONOTONIC
+
+
+def test_app_line_limits_and_a_load_ended_by_an_unreadable_line_under_sanitizers(
+        base_export, native_asan):
+    """A command line of the longest length (255 bytes before the '\n', docs/protocol.md)
+    is run, one byte more is refused as too long; inside a `db load` an unreadable line (a
+    bad CRC) ends the load like a malformed data line: the load's own @ready carries the
+    code, the RAM set is empty, the data line after it is dropped."""
+    g = np.load(base_export / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    longest = "fly " + "x" * 245
+    assert len(frame(longest)) == 255 + 1
+    bad = bytearray(frame(data[1]))
+    bad[0] ^= 0x01  # the label's digit changed, the CRC not
+    recs = run_native(native_asan, [longest, longest + "x", "db load 2", data[0], bytes(bad),
+                                    data[1], "db use ram"])
+    got = [r.payload for r in recs[1:]]
+    assert got == ["@err code=100 msg=unknown_command", "@ready cmd=fly status=100",
+                   "@err code=102 msg=too_long", "@ready cmd=- status=102",
+                   "@err code=103 msg=bad_crc", "@ready cmd=db status=103",
+                   "@err code=106 msg=no_data_loaded", "@ready cmd=db status=106"], got
+
+
+def test_eval_of_the_export_counts_the_int8_models_own_predictions_under_sanitizers(
+        base_export, native_asan):
+    """`eval` before any train: its int8 counts are the export's int8 model's predictions
+    (the TFLM runtime's head outputs in golden.npz), per class too, not the float head's
+    (here they differ: 187 against 186 of 200 right)."""
+    g = np.load(base_export / "golden.npz")
+    head = json.loads((base_export / "export.json").read_text())["head_layer"]
+    y = g["y_test"]
+    right = g[f"layer{head}"].argmax(axis=1) == y
+    recs = run_native(native_asan, ["eval"])
+    ev = ok(recs[1:])[0]
+    assert ev.int("total") == len(y) and ev.float("int8_acc") == pytest.approx(right.mean())
+    assert ev.int("correct") != right.sum()  # the float head's count, another number here
+    assert [c.int("int8_correct") for c in by_type(recs, "class")] == np.bincount(
+        y[right], minlength=10).tolist()
+
+
+def test_db_load_takes_exactly_its_capacity_under_sanitizers(base_export, native_asan):
+    """`db load N` takes N up to the build's capacity (`@info db_capacity`, here the 300
+    samples of the export's plan), one more is refused (105)."""
+    g = np.load(base_export / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    cap = len(g["y_train"])
+    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(cap)]
+    recs = run_native(native_asan, ["info", f"db load {cap + 1}", f"db load {cap}", *data])
+    assert recs[1].int("db_capacity") == cap
+    assert [r.payload for r in recs[4:]] == [
+        "@err code=105 msg=above_db_capacity", "@ready cmd=db status=105",
+        f"@db loaded={cap} source=ram", "@ready cmd=db status=0"], recs
+
+
+def test_results_after_a_long_and_a_failed_train_under_sanitizers(base_export, native_asan):
+    """`results` repeats the last 64 `@epoch`s of a longer train (n = 3..66 of 66), in order,
+    the rest of the train's records with them; after a train that fails once it has run (a
+    diverging bias training whose layers cannot be re-quantized: engine:param) there is
+    nothing to repeat, only @ready (docs/protocol.md), and `eval` is the export's head
+    again, as before any train."""
+    g = np.load(base_export / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    recs = run_native(native_asan, ["eval", "db load 2", *data, "db use ram",
+                                    "train epochs=66 init=zero", "results", "db use flash",
+                                    "train update=bias lr=10 momentum=0.999 epochs=20 init=zero",
+                                    "results", "eval"])
+    replies, cur = [], []
+    for r in recs[1:]:
+        cur.append(r)
+        if r.type == "ready":
+            replies.append(cur)
+            cur = []
+    export_head = [r.payload for r in ok(replies.pop(0))]
+    train, results = ok(replies[2]), ok(replies[3])
+    assert [e.int("n") for e in by_type(train, "epoch")] == list(range(1, 67))
+    assert [e.int("n") for e in by_type(results, "epoch")] == list(range(3, 67))
+    kept = [r.payload for r in train if r.type != "epoch" or r.int("n") > 2]
+    assert [r.payload for r in results[:-2]] == kept[:-2]  # all but @mem and @ready
+    assert [r.payload for r in replies[5][-2:]] == ["@err code=6 msg=engine:param",
+                                                    "@ready cmd=train status=6"]
+    assert by_type(replies[5], "epoch")  # it failed after its epochs, not before them
+    assert [r.payload for r in replies[6]] == ["@ready cmd=results status=0"]
+    assert [r.payload for r in ok(replies[7])] == export_head
 
 
 def test_app_modes_under_sanitizers(base_export, native_asan):
