@@ -245,7 +245,9 @@ def test_random_selection_depends_on_the_seed_and_is_balanced():
 def test_recorded_dynamics_by_hand(monkeypatch):
     """record_dynamics' per-sample numbers from given head weights and features: EL2N is
     ||softmax - onehot||, the margin the labelled logit minus the largest other one, GraNd
-    EL2N times sqrt(||features||^2 + 1), correct the argmax."""
+    EL2N times sqrt(||features||^2 + 1), correct the argmax; measured after every
+    ``every``-th epoch, the last one after the final epoch (the head here changes with the
+    epoch, so a measurement of another epoch shows)."""
     import tinysift.models.cnn as cnn
     import tinysift.models.training as training
     from tinysift.scoring.dynamics import proxy_schedule, record_dynamics
@@ -261,9 +263,12 @@ def test_recorded_dynamics_by_hand(monkeypatch):
     b = np.array([0.1, -0.2, 0.0])
 
     class _Model:
+        def __init__(self, epoch):
+            self.scale = epoch + 1.0  # the head after epoch e: (e + 1) w
+
         def get_layer(self, name):
             assert name == cnn.HEAD_LAYER
-            return type("Head", (), {"weights": [_T(w), _T(b)]})()
+            return type("Head", (), {"weights": [_T(self.scale * w), _T(b)]})()
 
     def feats_of(xb):
         return _T(np.asarray(xb, np.float32).reshape(len(xb), -1) * 3.0)
@@ -273,7 +278,7 @@ def test_recorded_dynamics_by_hand(monkeypatch):
     def fake_train(x, y, k, train_config=None, epoch_hooks=(), progress=True, **_):
         for e in range(train_config.epochs):
             for hook in epoch_hooks:
-                hook(e, _Model())
+                hook(e, _Model(e))
         calls.append(train_config.epochs)
 
     monkeypatch.setattr(cnn, "feature_model", lambda model: lambda xb, training=False:
@@ -283,15 +288,16 @@ def test_recorded_dynamics_by_hand(monkeypatch):
     x = rng.integers(0, 256, size=(6, 2, 2, 1), dtype=np.uint8)
     y = np.array([0, 1, 2, 0, 1, 2])
     dyn = record_dynamics(x, y, 3, 2, 0, progress=False)
-    assert calls == [proxy_schedule(6, 2, 0)[0].epochs]
+    cfg, every = proxy_schedule(6, 2, 0)
+    assert calls == [cfg.epochs] and every > 1 and cfg.epochs == 2 * every
     f = x.reshape(6, -1).astype(np.float64) / 255.0 * 3.0
-    logits = f @ w + b
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    el2n = np.linalg.norm(p - np.eye(3)[y], axis=1)
-    other = np.where(np.eye(3)[y] > 0, -np.inf, logits).max(1)
     assert dyn.el2n.shape == (2, 6)
     for e in range(2):
+        logits = f @ (every * (e + 1) * w) + b  # after epoch every * (e + 1) - 1
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        el2n = np.linalg.norm(p - np.eye(3)[y], axis=1)
+        other = np.where(np.eye(3)[y] > 0, -np.inf, logits).max(1)
         assert np.allclose(dyn.el2n[e], el2n, atol=1e-5)
         assert np.allclose(dyn.margin[e], logits[np.arange(6), y] - other, atol=1e-5)
         assert np.allclose(dyn.grand[e], el2n * np.sqrt((f ** 2).sum(1) + 1.0), atol=1e-4)
