@@ -1,0 +1,159 @@
+"""Scoring held to hand computations on small arrays (a mutation audit's survivors,
+2026-12-06): cache keys tell apart what they must, shared work is charged once and at its
+original time, seeds reach the densities, untrained flows are scipy's cross-fitted
+normals, the proxy measures after whole epochs of at least 50 steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinysift.errors import DatasetError
+from tinysift.scoring import ScoringContext
+from tinysift.scoring.flows import FlowConfig
+
+
+def _tiny(seed=0, n=40, classes=2, cache_dir=None, side=8, **kw):
+    rng = np.random.default_rng(100)
+    x = rng.integers(0, 256, size=(n, side, side, 1), dtype=np.uint8)
+    y = np.arange(n) % classes
+    return ScoringContext(x, y, classes, seed=seed, cache_dir=cache_dir, progress=False, **kw)
+
+
+def _fake_dynamics(n, seconds=1.0):
+    """Shared dynamics items as another process hands them over (``shared_work``)."""
+    from tinysift.scoring.context import TrainingDynamics
+
+    zeros = np.zeros((1, n), np.float32)
+    arrays = TrainingDynamics(zeros, zeros, np.ones((1, n), bool), zeros, zeros,
+                              features=np.zeros((n, 4), np.float32), seconds=seconds).to_arrays()
+    return {**arrays, "_seconds": np.float64(seconds)}
+
+
+def test_embedding_cache_tells_apart_dimensions_and_seeds(tmp_path):
+    """An embedding is cached per dimension (in memory) and per seed (on disk): a second
+    dimension is not the first one's array, another seed's random-conv features are not
+    read from the first seed's file."""
+    ctx = _tiny()
+    assert ctx.embedding("pixels", 5).shape == (40, 5)
+    assert ctx.embedding("pixels", 3).shape == (40, 3)
+    # 150 images of 2x2: their 128 random-conv features (2x2 x 32 filters) are not
+    # PCA-reduced, only centred, so two seeds' embeddings differ only by the convolution
+    tiny = {"n": 150, "side": 2}
+    a = _tiny(seed=0, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
+    b = _tiny(seed=1, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
+    assert a.shape == (150, 128) and not np.allclose(a, b, atol=1e-3)
+    np.testing.assert_allclose(b, _tiny(seed=1, **tiny).embedding("random-conv", 128), atol=1e-6)
+
+
+def test_dynamics_cache_tells_apart_labels_and_head_width(tmp_path):
+    """The proxy's dynamics on disk are keyed on the labels (a noisy copy of the labels is
+    other data) and on the head's width (num_classes), not only on the images (the items
+    written as a bench's shared work is, nothing trains)."""
+    ctx = _tiny(cache_dir=tmp_path, proxy_epochs=1)
+    ctx.adopt({ctx._shared_key("dynamics"): _fake_dynamics(40)})  # on disk, as computed
+    assert _tiny(cache_dir=tmp_path, proxy_epochs=1).has_shared({"dynamics"})
+    x, y = ctx.x, ctx.y.copy()
+    wider = ScoringContext(x, y, 3, cache_dir=tmp_path, progress=False, proxy_epochs=1)
+    assert not wider.has_shared({"dynamics"})  # the same labels, a head of 3
+    y[:2] = 1 - y[:2]
+    other = ScoringContext(x, y, 2, cache_dir=tmp_path, progress=False, proxy_epochs=1)
+    assert not other.has_shared({"dynamics"})
+
+
+def test_features_of_another_length_refused(digits):
+    f = np.zeros((len(digits.y_train) - 1, 4))
+    with pytest.raises(DatasetError, match="features must have shape"):
+        ScoringContext(digits.x_train, digits.y_train, 10, features=f)
+
+
+@pytest.mark.parametrize("kind, params", [("knn", {"references": 0.5, "k": 3}),
+                                          ("flow", {"steps": 5, "n_layers": 2, "hidden": 4})])
+def test_densities_follow_their_seed(kind, params):
+    """make_density passes its seed on: knn's seeded share of references and the flows'
+    initial weights and batches differ between seeds, and repeat under one."""
+    from tinysift.scoring.density import make_density
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3)).astype(np.float32)
+    y = np.arange(60) % 2
+    ll = [make_density(kind, seed=s, **params).fit(z, y, 2).log_prob(z) for s in (0, 1, 0)]
+    np.testing.assert_array_equal(ll[0], ll[2])
+    assert np.abs(ll[0] - ll[1]).max() > 1e-3
+
+
+def test_untrained_flows_are_the_cross_fitted_gaussians():
+    """Before any step every coupling is the identity, so a flow is the standard normal of
+    its standardized training set: each sample's log-density under class c is scipy's
+    diagonal normal with the mean and std (+1e-3) of class c's samples outside its own fold
+    (all of class c without folds), the Jacobian of the standardization included."""
+    from scipy.stats import norm
+
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [30, 20, 25])
+    z = (rng.normal(size=(len(y), 3)) * [1.0, 2.0, 0.5] + 3.0 * y[:, None]).astype(np.float32)
+    for folds in (1, 2):
+        flows = ClassFlows(FlowConfig(steps=0, n_layers=3), seed=0).fit(z, y, 3, folds=folds)
+        fold = flows.fold_
+        assert np.bincount(fold, minlength=folds).min() > 0
+        want = np.empty((len(y), 3))
+        for i in range(len(y)):
+            for c in range(3):
+                train = (y == c) & ((fold != fold[i]) if folds > 1 else True)
+                mean, std = z[train].mean(0), z[train].std(0) + 1e-3
+                want[i, c] = norm.logpdf(z[i], mean, std).sum()
+        np.testing.assert_allclose(flows.log_prob(z, fold), want, rtol=1e-4, atol=1e-4)
+
+
+def test_flow_samples_come_from_the_asked_class_flow_with_folds():
+    """sample(c) draws from class c's fold-0 flow when the flows are cross-fitted: the
+    standardization of class c's samples outside fold 0 (untrained couplings: a normal)."""
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    z = (rng.normal(size=(80, 2)) + 10.0 * y[:, None]).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=0, n_layers=2), seed=0).fit(z, y, 2, folds=2)
+    train = (y == 1) & (flows.fold_ != 0)
+    draws = flows.sample(1, 4000, seed=0)
+    np.testing.assert_allclose(draws.mean(0), z[train].mean(0), atol=0.1)
+    np.testing.assert_allclose(draws.std(0), z[train].std(0) + 1e-3, rtol=0.05)
+
+
+def test_shared_work_is_charged_once_per_method_and_at_its_original_time(tmp_path):
+    """Shared work computed elsewhere (adopted, 100 s to compute) is charged in full to the
+    first call that reads it, not again to a later call of the same method (``already``),
+    is written to the disk cache, and a context reading it from there charges the same
+    original 100 s, not the read's time."""
+    ctx = _tiny(cache_dir=tmp_path)
+    key = ctx._shared_key("dynamics")
+    ctx.adopt({key: _fake_dynamics(40, seconds=100.0)})
+    _, first, used = ctx.charged(ctx.dynamics)
+    assert used == {key} and 100.0 <= first < 101.0
+    _, again, _ = ctx.charged(ctx.dynamics, already=used)
+    assert again < 1.0
+    fresh = _tiny(cache_dir=tmp_path)
+    assert fresh.has_shared({"dynamics"})
+    _, charge, _ = fresh.charged(fresh.dynamics)
+    assert 100.0 <= charge < 101.0
+
+
+def test_an_embedding_of_fewer_samples_than_its_dimension_has_one_per_sample():
+    """PCA gives at most one component per sample: 12 images of 64 pixels at dim 32 give 12
+    (scikit-learn refuses 32 components of 12 samples)."""
+    z = _tiny(n=12).embedding("pixels", 32)
+    assert z.shape == (12, 12) and np.isfinite(z).all()
+
+
+def test_proxy_measures_after_the_fewest_whole_epochs_of_min_steps():
+    """The proxy measures every ``every`` epochs, the fewest whole epochs holding
+    MIN_STEPS_PER_MEASURE (50) optimizer steps: 96 samples in batches of 128 are 1 step an
+    epoch (50 epochs), 1,437 are 12 (5 epochs: 60 steps, 4 would be 48), 60,000 are 469 (1)."""
+    from tinysift.scoring.dynamics import MIN_STEPS_PER_MEASURE, proxy_schedule
+
+    assert MIN_STEPS_PER_MEASURE == 50
+    for n, want in ((96, 50), (1437, 5), (5000, 2), (60000, 1)):
+        cfg, every = proxy_schedule(n, 4, 0)
+        assert cfg.batch_size == 128 and every == want and cfg.epochs == 4 * want, n
