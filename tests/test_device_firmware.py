@@ -107,7 +107,7 @@ class Rec:
 class Device:
     """QEMU running the app, its UART on a TCP port; every record is checked against the CRC."""
 
-    def __init__(self, elf: Path, env_name: str = "qemu-m4"):
+    def __init__(self, elf: Path, env_name: str = "qemu-m4", extra: tuple[str, ...] = ()):
         import serial
 
         from tinysift.device.link import _open_port
@@ -122,7 +122,8 @@ class Device:
                     "-nographic", "-monitor", "none", "-icount", "shift=6",
                     "-semihosting-config", "enable=on,target=native",
                     *["-serial", "null"] * self.spec["serial_index"],
-                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf)]
+                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on", "-kernel", str(elf),
+                    *extra]
 
         # the host's start: it waits until QEMU listens, retries a fresh port when another
         # process took the chosen one first, and QEMU dies with this process (no `timeout`
@@ -278,9 +279,10 @@ def elf(export_dir, env_name, tmp_path_factory) -> Path:
     return Path(shutil.copy(build / "firmware.elf", tmp_path_factory.mktemp("elf") / "app.elf"))
 
 
-def start_device(elf: Path, env_name: str = "qemu-m4") -> Device:
-    """QEMU running the app, its @boot record read (``.boot``)."""
-    d = Device(elf, env_name)
+def start_device(elf: Path, env_name: str = "qemu-m4", extra: tuple[str, ...] = ()) -> Device:
+    """QEMU running the app (``extra``: more QEMU options), its @boot record read
+    (``.boot``)."""
+    d = Device(elf, env_name, extra)
     try:
         d.boot = d.record(timeout=30)
     except BaseException:  # the emulator stops here, not when the object is collected
@@ -368,6 +370,23 @@ def test_name_and_unknown_command(dev, env_name):
                                          "@ready cmd=train status=101"]
 
 
+def test_calib_reports_the_ticks_its_window_measured(dev):
+    """`calib ms=N` runs its loop until N ms of the board's counter have passed, checked after
+    each pass, and reports the ticks its window measured: at least the N ms, less than one
+    more ms (a pass is a few thousand ticks), and not exactly the N ms it aimed at (the last
+    pass ends past them; under -icount the counts repeat run to run, so a pass ending on the
+    very tick would do so every time: of three lengths, at least one ends past them)."""
+    ms_ticks = dev.spec["hz"] // 1000
+    over = []
+    for ms in (1, 2, 3):
+        recs = ok(dev.command(f"calib ms={ms}"))
+        assert [r.type for r in recs] == ["phase", "ready"] and recs[0]["name"] == "calib"
+        cycles = recs[0].int("cycles")
+        assert ms * ms_ticks <= cycles < (ms + 1) * ms_ticks, (ms, cycles)
+        over.append(cycles - ms * ms_ticks)
+    assert max(over) > 0, over
+
+
 def test_train_records_and_accuracy(dev):
     """train: @phase features, one @epoch per epoch, @eval before/after, @phase totals, @mem;
     from a zero head the accuracy rises far above chance; from the export's head it does not
@@ -426,6 +445,7 @@ def test_train_modes(dev):
     """update=last-block and update=bias on the device: the same records as update=head;
     from a zero head the accuracy rises; `eval` recomputes the int8 accuracy with the tuned
     model (every trained layer re-quantized and patched) and finds the trainer's number."""
+    features, rel = [], dev.spec.get("cycles_rel_tol", 0.0)
     for update, args in (("last-block", "epochs=2"), ("bias", "steps=12 schedule=cosine")):
         recs = ok(dev.command(f"train update={update} init=zero lr=0.1 {args}", timeout=300))
         types = [r.type for r in recs if r.type != "class"]
@@ -439,6 +459,11 @@ def test_train_modes(dev):
         phases = {r["name"]: r.int("cycles") for r in by_type(recs, "phase")}
         assert sum(e.int("cycles") for e in epochs) == (
             phases["head_forward"] + phases["backward"] + phases["update"])
+        # the features phase of these modes is the test set's extraction alone, done again by
+        # every train (earlier trains left the test features cached): the same count each time
+        features.append(phases["features"])
+        assert features[0] > 0
+        assert abs(phases["features"] - features[0]) <= rel * features[0], features
         before, after = by_type(recs, "eval")
         assert before.float("acc") < 0.2
         assert after.float("acc") > 0.8 and after.float("int8_acc") > 0.8, recs
@@ -473,6 +498,20 @@ def test_results_repeat_and_determinism(dev):
             assert abs(a.int("cycles") - b.int("cycles")) <= rel * a.int("cycles"), (a, b)
         if a.type == "eval":
             assert a.payload == b.payload
+
+
+def test_the_evaluation_phase_counts_the_before_evaluation(dev):
+    """`@phase name=evaluation` holds the `before` evaluation as well as the trainer's: from
+    the export's head it runs the exported int8 head layer through the engine for every test
+    sample besides the float head, from a zero head only the float head. The same train
+    (one epoch, one seed) from the export's head thus spends more in evaluation than from a
+    zero head, by those engine runs (on mps2: 6.38 M against 3.67 M ticks; with the `before`
+    evaluation left out, 2.46 M both, 294 ticks apart)."""
+    ev = {}
+    for init in ("export", "zero"):
+        recs = ok(dev.command(f"train epochs=1 seed=7 init={init}"))
+        ev[init] = {r["name"]: r.int("cycles") for r in by_type(recs, "phase")}["evaluation"]
+    assert ev["export"] - ev["zero"] > ev["zero"] // 4, ev
 
 
 def test_corrupted_line_is_refused_and_the_device_keeps_working(dev):
@@ -670,6 +709,23 @@ def test_db_load_takes_exactly_its_capacity_under_sanitizers(base_export, native
     assert [r.payload for r in recs[4:]] == [
         "@err code=105 msg=above_db_capacity", "@ready cmd=db status=105",
         f"@db loaded={cap} source=ram", "@ready cmd=db status=0"], recs
+
+
+def test_a_stream_without_a_codebook_under_sanitizers(base_export, native_asan):
+    """This export has no VQ codebook: `db stream policy=coverage` is refused (101, naming
+    the fix) before any data line, which are then dropped as the rest of a failed load;
+    `policy=reservoir` needs none and keeps its samples."""
+    g = np.load(base_export / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    recs = run_native(native_asan, ["db stream 2 cap=2 policy=coverage", *data, "db use ram",
+                                    "db stream 2 cap=2 policy=reservoir", *data])
+    got = [r.payload for r in recs[1:]]
+    assert got[:4] == ["@err code=101 msg=no_codebook:export_with_a_vq_codebook",
+                       "@ready cmd=db status=101",
+                       "@err code=106 msg=no_data_loaded", "@ready cmd=db status=106"], got
+    assert got[4].startswith("@db loaded=2 source=ram policy=reservoir seen=2 cap=2 "), got
+    assert got[-1] == "@ready cmd=db status=0", got
 
 
 def test_results_after_a_long_and_a_failed_train_under_sanitizers(base_export, native_asan):
