@@ -196,10 +196,37 @@ def test_buffer_trains_with_the_replay_set(dev, stream):
     assert by_type(recs, "eval")[1].float("int8_acc") > 0.5
 
 
+def test_db_use_both_is_the_flash_set_then_the_ram_set(dev, stream, export_dir):
+    """`db use both` trains on the flash set followed by the RAM set: the same train on a RAM
+    set that holds both, in that order (this export's buffer takes 1,100 samples), has the
+    same epochs and evaluations, bit for bit (the sample order is drawn over the whole)."""
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    flash = [f"{int(y)}:{x[i].tobytes().hex().upper()}" for i, y in enumerate(g["y_train"])]
+    extra = stream.lines(range(20))
+
+    def train() -> list[str]:
+        recs = ok(dev.command("train epochs=2 seed=3 init=zero lr=0.1"))
+        return [r.payload.split(" cycles=")[0] for r in recs if r.type in ("epoch", "eval")]
+
+    dev.send(f"db load {len(extra)}")
+    dev.write(b"".join(frame(line) for line in extra))
+    ok(dev.until_ready("db"))
+    assert ok(dev.command("db use both"))[0]["loaded"] == str(len(flash) + len(extra))
+    both = train()
+    dev.send(f"db load {len(flash) + len(extra)}")
+    dev.write(b"".join(frame(line) for line in flash + extra))
+    ok(dev.until_ready("db", timeout=300))
+    assert both == train()
+
+
 def test_errors(dev, stream):
     recs = dev.command(f"db stream 5 cap={DB_CAPACITY + 1}")
     assert [r.payload for r in recs] == ["@err code=105 msg=above_db_capacity",
                                          "@ready cmd=db status=105"]
+    dev.send(f"db stream 1 cap={DB_CAPACITY}")  # the whole buffer is a buffer it takes
+    dev.write(frame(stream.lines([0])[0]))
+    assert ok(dev.until_ready("db"))[0].int("cap") == DB_CAPACITY
     recs = dev.command("db stream 5 cap=3 policy=nearest")
     assert recs[0].payload == "@err code=101 msg=bad_value:policy"
     # a malformed data line ends the stream; the RAM set is then empty
@@ -208,6 +235,44 @@ def test_errors(dev, stream):
     assert [r.payload for r in dev.until_ready("db")] == [
         "@err code=104 msg=malformed_data_line", "@ready cmd=db status=104"]
     assert dev.command("db kept")[0].payload == "@err code=106 msg=no_data_loaded"
+
+
+def test_stream_cycles_count_every_sample(dev, stream):
+    """@db cycles: the ticks of every sample's features and policy, summed over the stream
+    (coverage runs the frozen layers for each sample, about the same work each): 40 samples
+    take about 40 times what one does."""
+    cycles = []
+    for n in (1, 40):
+        dev.send(f"db stream {n} cap=40 policy=coverage seed={SEED}")
+        dev.write(b"".join(frame(line) for line in stream.lines(range(n))))
+        cycles.append(ok(dev.until_ready("db", timeout=300))[0].int("cycles"))
+    assert 30 * cycles[0] < cycles[1] < 50 * cycles[0], cycles
+
+
+def test_a_label_changed_across_a_reset_drops_the_buffer(elf, stream):
+    """The CRC that guards a kept buffer across a reset covers its labels too: the first
+    label of the RAM set changed while the board resets (QEMU's generic loader writes the
+    byte at every system reset, as a fault of the no-init RAM would) and nothing is restored
+    (`@boot db=0`); test_buffer_survives_a_reset restores the same kind of buffer intact."""
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    addr = {w[2]: int(w[0], 16) for w in map(str.split, out.splitlines()) if len(w) == 3}
+    loader = f"loader,addr={addr['app_db_y']:#x},data=0xff,data-len=1"  # no label is 255
+    d = start_device(elf, extra=("-device", loader))
+    try:
+        assert d.boot["db"] == "0"
+        d.send(f"db stream 40 cap=40 seed={SEED}")  # reservoir: a buffer of 40 keeps all
+        d.write(b"".join(frame(line) for line in stream.lines(range(40))))
+        assert ok(d.until_ready("db"))[0].int("loaded") == 40
+        kept = by_type(ok(d.command("db kept")), "kept")
+        assert kept[0].int("class") == stream.y[kept[0].int("idx")] != 255
+        d.send("reset")
+        assert d.record().payload == "@ready cmd=reset status=0"
+        boot = d.record(timeout=30)
+        assert boot.type == "boot" and boot["db"] == "0", boot
+        assert d.command("db kept")[0].payload == "@err code=106 msg=no_data_loaded"
+    finally:
+        d.close()
 
 
 def test_host_reads_back_a_kept_set_of_more_than_1000(elf, export_dir, stream, tmp_path):
