@@ -680,6 +680,47 @@ def test_app_line_limits_and_a_load_ended_by_an_unreadable_line_under_sanitizers
                    "@err code=106 msg=no_data_loaded", "@ready cmd=db status=106"], got
 
 
+def _wide_export() -> Path:
+    """Fashion-MNIST (28x28 inputs: 784 sample bytes): the ds-cnn of test_engine_golden.py
+    (the same stages and parameters, so one training serves all), exported into a copy of its
+    run with 20 flash samples, 20 test samples and a `db load` buffer of 2."""
+    from scratch import scratch_run
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+    from tinysift.stages.train import train
+
+    with scratch_run("golden-fmnist") as base:
+        train("fashion-mnist", base, keep=3000, epochs=3, seed=0, progress=False)
+        quantize(base)
+    with scratch_run("proto-fmnist") as run:
+        run.mkdir(parents=True, exist_ok=True)
+        for f in ("manifest.json", "model.keras", "model.tflite", "trainset.npz"):
+            if not (run / f).exists() or (run / f).read_bytes() != (base / f).read_bytes():
+                shutil.copyfile(base / f, run / f)
+        export(run, test_samples=20, db_capacity=2, train_indices=np.arange(20))
+    return _checked(run / "export")
+
+
+def test_a_command_line_above_255_bytes_is_refused_where_data_lines_are_longer(
+        tmp_path):
+    """With 784-byte samples a data line is 1,576 bytes long, and the app's framer takes lines
+    that long; a command line is still at most 255 bytes (docs/protocol.md): the longest one
+    runs, one byte more is refused as too long, and a data line of the full length loads."""
+    export_dir = _wide_export()
+    program = build_app(export_dir, "native-asan", tmp_path / "pio") / "program"
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    data = f"{int(g['y_train'][0])}:{x[0].tobytes().hex().upper()}"
+    assert len(frame(data)) == 1576 + 1
+    longest = "fly " + "x" * 245
+    recs = run_native(program, [longest, longest + "x", "db load 1", data, "db use ram"])
+    assert [r.payload for r in recs[1:]] == [
+        "@err code=100 msg=unknown_command", "@ready cmd=fly status=100",
+        "@err code=102 msg=too_long", "@ready cmd=- status=102",
+        "@db loaded=1 source=ram", "@ready cmd=db status=0",
+        "@db loaded=1 source=ram", "@ready cmd=db status=0"], recs
+
+
 def test_eval_of_the_export_counts_the_int8_models_own_predictions_under_sanitizers(
         base_export, native_asan):
     """`eval` before any train: its int8 counts are the export's int8 model's predictions
