@@ -337,6 +337,8 @@ def _edge_models() -> dict[str, bytes]:
     logistic = keras.Model(inp, L.Activation("sigmoid")(inp))
     inp = keras.Input((4, 8, 16))
     softmax = keras.Model(inp, L.Softmax()(inp))
+    inp = keras.Input((4, 16))
+    softmax_wide = keras.Model(inp, L.Softmax()(inp))
     inp = keras.Input((6, 6, 3))
     a, s = L.Conv2D(8, 1, name="a")(inp), L.Conv2D(1, 1, name="s")(inp)
     x = L.Lambda(lambda t: t[0] * t[1])([a, s])  # MUL broadcasting (6, 6, 1) along C
@@ -353,6 +355,8 @@ def _edge_models() -> dict[str, bytes]:
     hswish = keras.Model(inp, L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(inp))
     return {"logistic": _convert_floats(logistic, -24, 24),
             "softmax": _convert_floats(softmax, -24, 24),
+            # input scale ~24: one step below a row's max is exp(-24), 0 in Q0.31
+            "softmax-wide": _convert_floats(softmax_wide, -3000, 3000),
             "broadcast": _convert_floats(broadcast, -2, 2),
             "add-relu": _set_output_quant(_convert_floats(relu_add, -2, 2), "ADD", 0),
             "mean-equal": _set_output_quant(_convert_floats(mean, -2, 2), "MEAN", scale="input"),
@@ -391,7 +395,8 @@ def edge_exports(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "hard-swish": ["HARD_SWISH"],
+EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "softmax-wide": ["SOFTMAX"],
+            "hard-swish": ["HARD_SWISH"],
             "broadcast": ["CONV_2D", "CONV_2D", "MUL", "ADD"],
             "add-relu": ["CONV_2D", "CONV_2D", "ADD"], "mean-equal": ["MEAN"],
             "mean-saturates": ["MEAN"],
@@ -402,10 +407,11 @@ EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "hard-swish": ["HA
 def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
     """Ops the graphs above reach only inside their ranges, bit-exact with TFLM (scalar
     kernels, -O2; these ops have no DSP path) on every int8 value: LOGISTIC and SOFTMAX on
-    the model input (rows of one value, saturated outputs), HARD_SWISH with a left-shifted
-    relu multiplier, MUL and ADD broadcasting along C, an ADD whose fused RELU clamps, a MEAN
-    of equal input and output quantization and one that saturates, CONCATENATION along W
-    and H."""
+    the model input (rows of one value, saturated outputs; SOFTMAX also at an input scale so
+    wide that one step below a row's max has an exp of 0, where a row of -128s is right only
+    if the row's max starts at -128), HARD_SWISH with a left-shifted relu multiplier, MUL and
+    ADD broadcasting along C, an ADD whose fused RELU clamps, a MEAN of equal input and
+    output quantization and one that saturates, CONCATENATION along W and H."""
     import json
 
     export = edge_exports[name]
