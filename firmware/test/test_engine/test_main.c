@@ -410,6 +410,23 @@ static void test_valid_model_runs(void) {
         int8_t y3[3];
         TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, 7, 8, g_y, y3, NULL, 0));
     }
+    /* every prefix of the chain (its ping-pong buffers) gives what its layers give run one
+     * at a time, each into a buffer of its own */
+    {
+        static int8_t bufs[2][256], prefix[256];
+        const int8_t *src = g_x;
+        uint32_t k;
+        for (k = 0; k < NL; ++k) {
+            const size_t n = ts_layer_out_bytes(&g_layers[k]);
+            TS_ASSERT(n <= sizeof bufs[0]);
+            TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, k, k + 1u, src, bufs[k & 1u], NULL, 0));
+            src = bufs[k & 1u];
+            TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&g_model, 0, k + 1u, g_x, prefix, g_arena,
+                                                  sizeof g_arena));
+            TS_ASSERT_MEM_EQ(src, prefix, n);
+        }
+        TS_ASSERT_MEM_EQ(g_y, src, 3);
+    }
 }
 
 #define EXPECT_CHECK(expected, ...)                                                            \
@@ -511,6 +528,8 @@ static void test_out_of_range_params(void) {
     /* a bias that could overflow the int32 accumulator */
     EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t b[3] = {1000, 2147483000, 0};
                                  g_layers[5].bias = b; });
+    EXPECT_CHECK(TS_ERR_PARAM, { static const int32_t b[3] = {1000, -2147483000, 0};
+                                 g_layers[5].bias = b; });
     /* absurd dimensions (and ones whose product would overflow) */
     EXPECT_CHECK(TS_ERR_SHAPE, g_layers[4].in.h = -1);
     EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[4].in.h = 30000; g_layers[4].in.w = 30000;
@@ -572,6 +591,214 @@ static void test_graph_arena_beyond_2g(void) {
     TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
 }
 
+/* A three-layer graph: RESHAPE t0 -> t1, RESHAPE t1 -> t2, CONCATENATION (axis c) of t1 and
+ * t2 -> t3; t1 and t2 planned at offsets o1, o2, both read last by layer 2. */
+static ts_model_t graph3(ts_layer_t *gl, ts_tensor_t *tt, uint32_t o1, uint32_t o2) {
+    const ts_dims_t d = {1, 1, 4}, d8 = {1, 1, 8};
+    ts_model_t m;
+    gl[0] = row(TS_OP_RESHAPE, d, d);
+    gl[1] = row(TS_OP_RESHAPE, d, d);
+    gl[2] = row(TS_OP_CONCATENATION, d, d8);
+    gl[2].axis = 2;
+    gl[0].num_inputs = gl[1].num_inputs = 1;
+    gl[0].inputs[0] = 0;
+    gl[1].inputs[0] = 1;
+    gl[2].num_inputs = 2;
+    gl[2].inputs[0] = 1;
+    gl[2].inputs[1] = 2;
+    tt[0].offset = TS_TENSOR_EXTERNAL;
+    tt[0].last_use = 0;
+    tt[1].offset = o1;
+    tt[1].last_use = 2;
+    tt[2].offset = o2;
+    tt[2].last_use = 2;
+    tt[3].offset = TS_TENSOR_EXTERNAL;
+    tt[3].last_use = 3;
+    memset(&m, 0, sizeof m);
+    m.format_version = TS_FORMAT_VERSION;
+    m.num_layers = 3;
+    m.layers = gl;
+    m.input = d;
+    m.num_tensors = 4;
+    m.tensors = tt;
+    m.arena_bytes = 16;
+    return m;
+}
+
+/* The checks at their boundaries (each was dropped or moved by one in a mutation audit
+ * without a test failing): a tensor offset off 8-byte alignment; a tensor overlapping the
+ * output of its own last reader; a layer range whose layer reads the tensor produced just
+ * before the range (not its input); CONCATENATION's axis, and its inputs filling it; ADD's
+ * second tensor's dims; a layer reading its own output; which layer reads the previous
+ * one's output; a one-input op dispatched with two inputs; a planned model input; 4097
+ * layers; a tensor table longer than the layers; PAD wider than its output; SAME padding
+ * over an odd size; a constant operand's length; LOGISTIC's input shift. */
+static void test_check_boundaries(void) {
+    static ts_layer_t gl[3];
+    static ts_tensor_t tt[4];
+    static uint8_t arena[64] __attribute__((aligned(8)));
+    static int8_t x[4] = {1, -2, 3, -4}, y[8];
+    static const int8_t want[8] = {1, -2, 3, -4, 1, -2, 3, -4};
+    ts_model_t m = graph3(gl, tt, 0, 8);
+    TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&m));
+    TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&m, x, y, arena, sizeof arena));
+    TS_ASSERT_MEM_EQ(want, y, 8);
+    /* apart but misaligned */
+    m = graph3(gl, tt, 0, 4);
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_invoke(&m, x, y, arena, sizeof arena));
+    /* t2 (layer 1's output) on t1, which layer 1 reads */
+    m = graph3(gl, tt, 0, 0);
+    m.arena_bytes = 8;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
+    /* ... and the same with t1 read last by layer 1 (layer 2 reads t2 twice) */
+    m = graph3(gl, tt, 0, 0);
+    m.arena_bytes = 8;
+    gl[2].inputs[0] = 2;
+    tt[1].last_use = 1;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_model_check(&m));
+    /* run layer 2 alone: its input is t1 (the caller's), but it also reads t2, made before
+     * the range; layers 1..2 from t1 read only what they make */
+    m = graph3(gl, tt, 0, 8);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layers(&m, 2, 3, x, y, arena, sizeof arena));
+    TS_ASSERT_EQ_INT(TS_OK, ts_run_layers(&m, 1, 3, x, y, arena, sizeof arena));
+    TS_ASSERT_MEM_EQ(want, y, 8);
+    /* CONCATENATION has no axis 3; no layer reads its own output */
+    m = graph3(gl, tt, 0, 8);
+    gl[2].axis = 3;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_model_check(&m));
+    m = graph3(gl, tt, 0, 8);
+    gl[1].inputs[0] = 2;
+    TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&m));
+    /* a one-input op given two inputs, or none, by the kernels' dispatch */
+    {
+        const ts_dims_t dd[2] = {{1, 1, 4}, {1, 1, 4}};
+        const int8_t *ins[2] = {x, x};
+        m = graph3(gl, tt, 0, 8);
+        TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layer_inputs(&gl[0], dd, ins, 2u, y, NULL));
+        TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_run_layer_inputs(&gl[0], dd, ins, 0u, y, NULL));
+        TS_ASSERT_EQ_INT(TS_OK, ts_run_layer_inputs(&gl[0], dd, ins, 1u, y, NULL));
+    }
+    /* layer 1 reads the previous layer's output (tensor 1); not when it reads the model
+     * input instead; layer 2 reads two tensors */
+    m = graph3(gl, tt, 0, 8);
+    TS_ASSERT(ts_layer_reads_previous(&m, 1));
+    TS_ASSERT(!ts_layer_reads_previous(&m, 2));
+    gl[1].inputs[0] = 0;
+    TS_ASSERT(!ts_layer_reads_previous(&m, 1));
+    /* CONCATENATION's inputs must fill its axis */
+    m = graph3(gl, tt, 0, 8);
+    gl[2].out.c = 12;
+    TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&m));
+    /* ADD of two tensors: its in2 is the second tensor's dims (here 1 x 1 x 1, which
+     * broadcasts, but tensor 2 is 1 x 1 x 4) */
+    {
+        static const int32_t am[3] = {1 << 30, 1 << 30, 1 << 30}, as[3] = {0, 0, 0};
+        m = graph3(gl, tt, 0, 8);
+        gl[2] = row(TS_OP_ADD, gl[1].out, gl[1].out);
+        gl[2].num_inputs = 2;
+        gl[2].inputs[0] = 1;
+        gl[2].inputs[1] = 2;
+        gl[2].in2 = gl[1].out;
+        gl[2].multiplier = am;
+        gl[2].shift = as;
+        gl[2].quant_len = 3;
+        TS_ASSERT_EQ_INT(TS_OK, ts_model_check(&m));
+        gl[2].in2.c = 1;
+        TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&m));
+    }
+    /* the model input is the caller's, never planned */
+    m = graph3(gl, tt, 0, 8);
+    tt[0].offset = 16;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_model_check(&m));
+    /* 4096 layers at most, refused before any layer is read (an unknown op here) */
+    m = graph3(gl, tt, 0, 8);
+    gl[0].op = 99;
+    m.num_layers = 4097;
+    TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&m));
+    m.num_layers = 4096;
+    TS_ASSERT_EQ_INT(TS_ERR_UNSUPPORTED_OP, ts_model_check(&m));
+    /* a tensor table of one entry more than the layers make */
+    m = graph3(gl, tt, 0, 8);
+    m.num_tensors = 5;
+    TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&m));
+    /* PAD: one column more than its output holds; then exactly what it holds */
+    {
+        static ts_layer_t pad;
+        static int8_t px[8], py[12];
+        ts_model_t pm;
+        pad = row(TS_OP_PAD, (ts_dims_t){1, 2, 4}, (ts_dims_t){1, 3, 4});
+        pad.pad_w = 2;
+        memset(&pm, 0, sizeof pm);
+        pm.format_version = TS_FORMAT_VERSION;
+        pm.num_layers = 1;
+        pm.layers = &pad;
+        pm.input = pad.in;
+        TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&pm));
+        TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_invoke(&pm, px, py, NULL, 0));
+        pad.pad_w = 1;
+        TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&pm, px, py, NULL, 0));
+    }
+    /* SAME over an odd size: TFLM's output is ceil(in / stride) (7 -> 4 at stride 2) */
+    {
+        static ts_layer_t pool;
+        static int8_t px[7 * 7], py[4 * 4];
+        ts_model_t pm;
+        pool = row(TS_OP_MAX_POOL_2D, (ts_dims_t){7, 7, 1}, (ts_dims_t){4, 4, 1});
+        pool.padding = TS_PAD_SAME;
+        pool.filter_h = pool.filter_w = 2;
+        pool.stride_h = pool.stride_w = 2;
+        memset(&pm, 0, sizeof pm);
+        pm.format_version = TS_FORMAT_VERSION;
+        pm.num_layers = 1;
+        pm.layers = &pool;
+        pm.input = pool.in;
+        TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&pm, px, py, NULL, 0));
+    }
+    /* ADD of a constant operand: as long as its dims say */
+    {
+        static ts_layer_t ad;
+        static const int8_t c4[4] = {1, 2, 3, 4};
+        static const int32_t am[3] = {1 << 30, 1 << 30, 1 << 30}, as[3] = {0, 0, 0};
+        static int8_t ax[4] = {5, 6, 7, 8}, ay[4];
+        ts_model_t am_;
+        ad = row(TS_OP_ADD, (ts_dims_t){1, 1, 4}, (ts_dims_t){1, 1, 4});
+        ad.in2 = ad.in;
+        ad.weights = c4;
+        ad.weights_len = 3;
+        ad.multiplier = am;
+        ad.shift = as;
+        ad.quant_len = 3;
+        memset(&am_, 0, sizeof am_);
+        am_.format_version = TS_FORMAT_VERSION;
+        am_.num_layers = 1;
+        am_.layers = &ad;
+        am_.input = ad.in;
+        TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_invoke(&am_, ax, ay, NULL, 0));
+        ad.weights_len = 4;
+        TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&am_, ax, ay, NULL, 0));
+    }
+    /* LOGISTIC: an input left shift of 30 at most */
+    {
+        static ts_layer_t lg;
+        static int8_t lx[4] = {-100, -1, 0, 100}, ly[4];
+        ts_model_t lm;
+        lg = row(TS_OP_LOGISTIC, (ts_dims_t){1, 1, 4}, (ts_dims_t){1, 1, 4});
+        lg.output_zero_point = -128;
+        lg.softmax_input_multiplier = 1073741824;
+        lg.softmax_input_left_shift = 31;
+        lg.softmax_diff_min = 50;
+        memset(&lm, 0, sizeof lm);
+        lm.format_version = TS_FORMAT_VERSION;
+        lm.num_layers = 1;
+        lm.layers = &lg;
+        lm.input = lg.in;
+        TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&lm, lx, ly, NULL, 0));
+        lg.softmax_input_left_shift = 30;
+        TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&lm, lx, ly, NULL, 0));
+    }
+}
+
 static void test_softmax_depth_limit(void) {
     static ts_layer_t sm;
     static int8_t x[600], y[600];
@@ -587,6 +814,9 @@ static void test_softmax_depth_limit(void) {
     m.layers = &sm;
     m.input = sm.in;
     memset(x, 0, sizeof x);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&m, x, y, NULL, 0));
+    sm.in.c = sm.out.c = 512; /* one past the limit */
+    m.input = sm.in;
     TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&m, x, y, NULL, 0));
     sm.in.c = sm.out.c = 511;
     m.input = sm.in;
@@ -901,6 +1131,7 @@ int main(void) {
     TS_RUN(test_softmax_depth_limit);
     TS_RUN(test_arena_too_small);
     TS_RUN(test_graph_arena_beyond_2g);
+    TS_RUN(test_check_boundaries);
     TS_RUN(test_random_corruptions);
     TS_RUN(test_trainer_cache_sizes_beyond_2g);
     TS_RUN(test_trainer_extract_beyond_2g);
