@@ -246,6 +246,13 @@ def test_float_edges_bit_exact(graph_export, tmp_path):
         xs = np.ascontiguousarray(x[s].reshape(-1))
         assert so.ts_quantize_input(model, xs.ctypes.data_as(f32), q.ctypes.data_as(i8)) == 0
         assert np.array_equal(q, x_int8[s].reshape(-1)), f"sample {s} quantized"
+    # beyond what TFLM defines (its x86 build casts out-of-range floats to int32, undefined:
+    # -1e12 and NaN come out 127 there): saturated, NaN as the zero point (ts_quantize_input)
+    for v, want in ((1e12, 127), (-1e12, -128), (np.inf, 127), (-np.inf, -128), (np.nan, zp)):
+        q = np.zeros(n_in, np.int8)
+        xs = np.full(n_in, v, np.float32)
+        assert so.ts_quantize_input(model, xs.ctypes.data_as(f32), q.ctypes.data_as(i8)) == 0
+        assert (q == want).all(), (v, q[:8])
     for s in range(len(out_int8)):
         y = np.zeros(n_out, np.float32)
         o = np.ascontiguousarray(out_int8[s].reshape(-1))
@@ -353,6 +360,9 @@ def _edge_models() -> dict[str, bytes]:
     concat = keras.Model(inp, L.Concatenate(axis=1)([x, L.Conv2D(3, 1, name="c")(x)]))  # W, H
     inp = keras.Input((8, 8, 2))
     hswish = keras.Model(inp, L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(inp))
+    inp = keras.Input((5, 5, 4))
+    x = L.ReLU()(L.Lambda(lambda t: t * tf.constant([0.5, -1.5, 2.0, 0.75]))(inp))
+    const = keras.Model(inp, L.Lambda(lambda t: t + tf.constant([1.0, -0.5, 0.25, -2.0]))(x))
     return {"logistic": _convert_floats(logistic, -24, 24),
             "softmax": _convert_floats(softmax, -24, 24),
             # input scale ~24: one step below a row's max is exp(-24), 0 in Q0.31
@@ -362,7 +372,8 @@ def _edge_models() -> dict[str, bytes]:
             "mean-equal": _set_output_quant(_convert_floats(mean, -2, 2), "MEAN", scale="input"),
             "mean-saturates": _set_output_quant(_convert_floats(mean, 0, 2), "MEAN", 0, 0.001),
             "concat": _convert_floats(concat, -2, 2),
-            "hard-swish": _convert_floats(hswish, -24, 24)}
+            "hard-swish": _convert_floats(hswish, -24, 24),
+            "const-operands": _convert_floats(const, -2, 2)}
 
 
 def _edge_inputs(shape: tuple[int, ...], count: int = GRAPH_INPUTS) -> np.ndarray:
@@ -400,7 +411,8 @@ EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "softmax-wide": ["
             "broadcast": ["CONV_2D", "CONV_2D", "MUL", "ADD"],
             "add-relu": ["CONV_2D", "CONV_2D", "ADD"], "mean-equal": ["MEAN"],
             "mean-saturates": ["MEAN"],
-            "concat": ["CONV_2D", "CONV_2D", "CONCATENATION", "CONV_2D", "CONCATENATION"]}
+            "concat": ["CONV_2D", "CONV_2D", "CONCATENATION", "CONV_2D", "CONCATENATION"],
+            "const-operands": ["MUL", "ADD"]}
 
 
 @pytest.mark.parametrize("name", list(EDGE_OPS))
@@ -411,7 +423,8 @@ def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
     wide that one step below a row's max has an exp of 0, where a row of -128s is right only
     if the row's max starts at -128), HARD_SWISH with a left-shifted relu multiplier, MUL and
     ADD broadcasting along C, an ADD whose fused RELU clamps, a MEAN of equal input and
-    output quantization and one that saturates, CONCATENATION along W and H."""
+    output quantization and one that saturates, CONCATENATION along W and H, MUL and ADD of
+    a constant operand (per channel)."""
     import json
 
     export = edge_exports[name]
@@ -423,6 +436,21 @@ def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
     r = eg.run_program(exe)
     eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
 
+
+
+@pytest.mark.parametrize("name", ["concat", "broadcast"])
+def test_single_op_indexing_under_sanitizers(edge_exports, name, objdir):
+    """CONCATENATION along W and H, and MUL and ADD broadcasting along C, under ASan and
+    UBSan: a loop over the wrong extent writes past the output (a global of the golden
+    program) while leaving every compared byte right (CONCATENATION along W taking the
+    output's width for its number of rows passed the -O2 run above)."""
+    export = edge_exports[name]
+    exe = eg.build_program(eg.TESTS / "test_golden" / "test_main.c",
+                           objdir / f"edge-asan-{name}", "asan",
+                           ["TS_USE_DSP=0", "TS_HAVE_EXPORT"],
+                           extra=eg.export_objects(export, "asan", objdir), include=[export])
+    r = eg.run_program(exe)
+    eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
 
 # ---- MLPerf Tiny's reference models -------------------------------------------------------------
 
