@@ -60,6 +60,7 @@ GOLDEN_RE = re.compile(r"^GOLDEN hash=(?P<hash>\S+) layers=(?P<layers>\d+) input
                        r"equal=(?P<equal>\d+) dsp=(?P<dsp>\d) platform=(?P<platform>\S+)", re.M)
 DONE_RE = re.compile(r"^TS_TESTS_DONE (\d+) Tests (\d+) Failures", re.M)
 LAYER_RE = re.compile(r"^GOLDEN_LAYER sample=\d+ first_diff=(?P<layer>\d+) op=(?P<op>\S+)", re.M)
+PERF_RE = re.compile(r"^GOLDEN_PERF .* macs=(?P<macs>\d+) ", re.M)
 MIN_INPUTS = 200
 
 
@@ -292,6 +293,9 @@ def check_golden_output(text: str, export: Path, returncode: int) -> re.Match:
                              f"differing layer: {layer.group(0) if layer else '?'}\n{text[-3000:]}")
     done = DONE_RE.search(text)
     assert done and done.group(2) == "0" and returncode == 0, text[-3000:]
+    # the engine's MAC count (ts_layer_macs) is the exporter's, from the .tflite's shapes
+    perf = PERF_RE.search(text)
+    assert perf and int(perf["macs"]) == info["macs"], (perf and perf.group(0), info["macs"])
     return m
 
 
