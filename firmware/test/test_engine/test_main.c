@@ -253,6 +253,32 @@ static void test_dsp_equals_scalar_random_layers(void) {
         ++done;
     }
     TS_ASSERT(done > TRIALS(1500u));
+    /* a bias past 2^30 (the random ones stay below: 2 * bias then leaves int32): the DSP
+     * kernel must take the scalar requantization */
+    {
+        static const int8_t w[2 * 8] = {1, -2, 3, -4, 5, -6, 7, -8, 8, 7, 6, 5, 4, 3, 2, 1};
+        static const int32_t b[2] = {1500000000, -1500000000};
+        static const int32_t mult[2] = {1 << 30, 1 << 30}, sh[2] = {-20, -20};
+        ts_layer_t l;
+        memset(&l, 0, sizeof l);
+        l.op = TS_OP_FULLY_CONNECTED;
+        l.in = (ts_dims_t){1, 1, 8};
+        l.out = (ts_dims_t){1, 1, 2};
+        l.act_min = -128;
+        l.act_max = 127;
+        l.weights = w;
+        l.weights_len = sizeof w;
+        l.bias = b;
+        l.bias_len = 2;
+        l.multiplier = mult;
+        l.shift = sh;
+        l.quant_len = 2;
+        TS_ASSERT_EQ_INT(TS_OK, ts_layer_check(&l));
+        ts_fully_connected_s8_ref(&l, g_in, g_out_ref);
+        ts_fully_connected_s8_dsp(&l, g_in, g_out_dsp, scratch);
+        TS_ASSERT(g_out_ref[0] == 127 && g_out_ref[1] == -128);
+        TS_ASSERT_MEM_EQ(g_out_ref, g_out_dsp, 2);
+    }
 }
 
 /* ---- a small valid model and its malformed variants -------------------------------------- */
