@@ -1081,6 +1081,103 @@ def test_tflite_reader_survives_corruption(driver_asan):
     assert counts[7] > 2000 and counts[0] > 2000, counts  # TS_ERR_DATA, and untouched bytes
 
 
+
+def _edit_tflite(tflite: bytes, edit) -> bytes:
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    m = fb.convert_bytearray_to_object(bytearray(tflite))
+    edit(m, m.subgraphs[0])
+    return bytes(fb.convert_object_to_bytearray(m))
+
+
+def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp_path):
+    """ts_tflite.h's refusals, each from the export's .tflite with one thing changed, read
+    under ASan/UBSan from a buffer exactly its size (`driver tflfile`): another file
+    identifier; an operator count past the end of the file; a zero point that is no int64
+    sign extension; an infinite scale; an operator without inputs; a weight-scale buffer one
+    short; two operators before the table's first, or two after its last; the last layer's
+    output zero point; and the operator codes of an older converter (only the int8
+    deprecated field) or with that field negative (meaningless: the int32 one counts). All
+    but the operator without inputs (refused by a later read too) passed the other tests
+    with their check dropped or moved by one (a mutation audit)."""
+    import copy
+
+    first = parsed.layers[0].index
+    last = parsed.layers[-1].index
+    conv = next(ly for ly in parsed.layers if ly.weight_tensor is not None
+                and len(ly.weight_tensor.scales) > 1)
+    n_scales = len(conv.weight_tensor.scales)
+
+    def read(data: bytes, cap: int = 4096, first_op: int = first):
+        path = tmp_path / "m.tflite"
+        path.write_bytes(data)
+        out = run(driver_asan, "tflfile", path, cap, first_op).splitlines()
+        (_, num, count), check = out[0].split(), int(out[1].split()[1])
+        return int(num), check, {int(f[1]): [int(v) for v in f[2:]]
+                                 for f in (line.split() for line in out[2:])}, int(count)
+
+    def quant(g, op: int, which: str):
+        return g.tensors[getattr(g.operators[op], which)[0]].quantization
+
+    ok = read(tflite)
+    ops = ok[3]  # operators in the file
+    assert ok[:2] == (0, 0) and all(v[0] == 0 for v in ok[2].values()) and ops > last, ok
+    assert read(_edit_tflite(tflite, lambda m, g: None)) == ok
+    # not a .tflite (TS_ERR_DATA 7)
+    assert read(tflite[:4] + b"TFL2" + tflite[8:])[0] == 7
+    # an operator count past the end of the file
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    g0 = schema.Model.GetRootAs(tflite, 0).Subgraphs(0)
+    at = g0._tab.Vector(g0._tab.Offset(10)) - 4  # SubGraph field 3 (operators): its count
+    assert int.from_bytes(tflite[at:at + 4], "little") == ops
+    assert read(tflite[:at] + (1 << 28).to_bytes(4, "little") + tflite[at + 4:])[0] == 7
+
+    def zp64(m, g):
+        q = quant(g, first, "inputs")
+        q.zeroPoint = [int(q.zeroPoint[0]) + (1 << 32)]
+    assert read(_edit_tflite(tflite, zp64))[2][first][0] == 7
+
+    def inf_scale(m, g):
+        quant(g, first, "outputs").scale = [np.inf]
+    assert read(_edit_tflite(tflite, inf_scale))[2][first][0] == 6  # TS_ERR_PARAM
+
+    def no_inputs(m, g):
+        g.operators[first].inputs = np.zeros(0, np.int32)
+    assert read(_edit_tflite(tflite, no_inputs))[2][first][0] == 7
+    # a weight-scale buffer one short (TS_ERR_ARENA 4), then just long enough
+    assert read(tflite, cap=n_scales - 1)[2][conv.index][0] == 4
+    assert read(tflite, cap=n_scales)[2][conv.index] == ok[2][conv.index]
+
+    def two_before(m, g):
+        g.operators = [copy.deepcopy(g.operators[0]) for _ in range(2)] + list(g.operators)
+    assert read(_edit_tflite(tflite, two_before), first_op=first + 2)[1] == 7
+
+    def after(k):
+        def edit(m, g):
+            g.operators = list(g.operators) + [copy.deepcopy(g.operators[last])
+                                               for _ in range(k)]
+        return edit
+    if last + 1 == ops:  # no DEQUANTIZE after the table: one more operator is allowed
+        assert read(_edit_tflite(tflite, after(1)))[1] == 0
+    assert read(_edit_tflite(tflite, after(last + 3 - ops)))[1] == 7  # the table, then 2
+
+    def out_zp(m, g):
+        q = quant(g, last, "outputs")
+        q.zeroPoint = [int(q.zeroPoint[0]) + 1]
+    assert read(_edit_tflite(tflite, out_zp))[1] == 7
+
+    def old_codes(m, g):
+        for c in m.operatorCodes:
+            assert c.deprecatedBuiltinCode == min(c.builtinCode, 127)
+            c.builtinCode = 0
+    assert read(_edit_tflite(tflite, old_codes)) == ok
+
+    def negative_deprecated(m, g):
+        for c in m.operatorCodes:
+            c.deprecatedBuiltinCode = -56
+    assert read(_edit_tflite(tflite, negative_deprecated)) == ok
+
 def tf_gradients(layers, params: np.ndarray, w: np.ndarray, b: np.ndarray, q: np.ndarray,
                  y: np.ndarray, cw: np.ndarray | None):
     """d(mean weighted loss)/d(float layers' params, head W, head b) by TensorFlow autodiff

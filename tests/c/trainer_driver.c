@@ -11,6 +11,7 @@
  *   driver sizes                             ts_trainer_sizes() and the macros, per mode
  *   driver scales                            the .tflite's scales per layer (ts_tflite.h)
  *   driver tflfuzz SEED ROUNDS               corrupted .tflite copies through the reader
+ *   driver tflfile PATH CAP FIRST            a .tflite file through the reader
  *   driver train IN.bin EPOCHS BATCH LR MU SEED [nocycles] [KEY=VALUE...]
  *          keys: update=head|last-block|bias steps=S schedule=constant|cosine|step
  *                balance=0|1 split=M (the first M training samples are train, the rest
@@ -662,6 +663,45 @@ static int cmd_scales(void)
     return 0;
 }
 
+/* A .tflite file (a test's edited copy of the export's) through the reader, in a buffer
+ * exactly its size: the op count, ts_tflite_check_model against the export's table with
+ * tflite_first_op FIRST, and each op's status, code, zero points and scale count with a
+ * weight-scale buffer of CAP floats. */
+static int cmd_tflfile(char **argv)
+{
+    FILE *f = fopen(argv[0], "rb");
+    const uint32_t cap = (uint32_t)strtoul(argv[1], NULL, 10);
+    ts_model_t m = *M;
+    uint8_t *buf;
+    float *ws;
+    long len;
+    uint32_t n = 0, i;
+    ts_status_t st;
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) <= 0 ||
+        fseek(f, 0, SEEK_SET) != 0) {
+        die("cannot read the .tflite");
+    }
+    buf = xmalloc((size_t)len);
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+        die("short read");
+    }
+    fclose(f);
+    ws = xmalloc(sizeof(float) * (cap > 0u ? cap : 1u));
+    m.tflite_first_op = (uint32_t)strtoul(argv[2], NULL, 10);
+    st = ts_tflite_num_ops(buf, (size_t)len, &n);
+    printf("num %d %" PRIu32 "\n", (int)st, n);
+    printf("check %d\n", (int)ts_tflite_check_model(buf, (size_t)len, &m));
+    for (i = 0; st == TS_OK && i < n && i < 4096u; ++i) {
+        ts_tflite_op_t op;
+        const ts_status_t s = ts_tflite_op(buf, (size_t)len, i, &op, ws, cap);
+        printf("op %" PRIu32 " %d %" PRIu32 " %" PRId32 " %" PRId32 " %" PRIu32 "\n", i, (int)s,
+               op.builtin_code, op.input_zero_point, op.output_zero_point, op.weight_scales);
+    }
+    free(ws);
+    free(buf);
+    return 0;
+}
+
 /* Corrupted copies of the .tflite (a byte changed, a range zeroed, the buffer cut) through
  * every reader entry point, each copy exactly as long as its buffer (ASan sees any read past
  * it). Prints how many came back OK and how many with each error status. */
@@ -1210,6 +1250,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "scales") == 0) {
         return cmd_scales();
+    }
+    if (strcmp(argv[1], "tflfile") == 0 && argc >= 5) {
+        return cmd_tflfile(argv + 2);
     }
     if (strcmp(argv[1], "tflfuzz") == 0 && argc >= 4) {
         return cmd_tflfuzz(argv + 2);
