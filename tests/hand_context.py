@@ -1,6 +1,7 @@
 """Scoring contexts whose training dynamics and embeddings are given by hand, so a selection
-rule can be checked on data small enough to state its right picks (nothing trains). Shared
-by tests/test_baselines.py and tests/test_baseline_rules.py."""
+rule can be checked on data small enough to state its right picks (nothing trains), and
+small contexts of random images. Shared by tests/test_baselines.py, tests/test_baseline_rules.py,
+tests/test_vq_flow_rules.py, tests/test_scoring_rules.py and tests/test_condense_rules.py."""
 
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def hand_context(y, z=None, el2n=None, margin=None, correct=None) -> ScoringCont
     if z is not None:
         context.embedding = lambda kind="pixels", dim=None: np.asarray(z, np.float32)
     return context
+
+
+def tiny_context(seed=0, n=40, classes=2, cache_dir=None, side=8, **kw) -> ScoringContext:
+    """A context of ``n`` random ``side`` x ``side`` grey images (the same images for every
+    ``seed``), labels cycling through ``classes``; ``kw`` go to ScoringContext."""
+    rng = np.random.default_rng(100)
+    x = rng.integers(0, 256, size=(n, side, side, 1), dtype=np.uint8)
+    y = np.arange(n) % classes
+    return ScoringContext(x, y, classes, seed=seed, cache_dir=cache_dir, progress=False, **kw)

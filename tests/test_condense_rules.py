@@ -7,16 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hand_context import tiny_context
 from tinysift.errors import BudgetError
 from tinysift.scoring import ScoringContext
 from tinysift.scoring.flows import FlowConfig
-
-
-def _tiny(seed=0, n=40, classes=2, cache_dir=None, side=8, **kw):
-    rng = np.random.default_rng(100)
-    x = rng.integers(0, 256, size=(n, side, side, 1), dtype=np.uint8)
-    y = np.arange(n) % classes
-    return ScoringContext(x, y, classes, seed=seed, cache_dir=cache_dir, progress=False, **kw)
 
 
 def test_to_uint8_rounds_to_the_nearest_level():
@@ -30,7 +24,7 @@ def test_condensing_as_many_as_the_smallest_class_holds():
     """K equal to the smallest class is allowed (every sample of it), one more refused."""
     from tinysift.condensation.base import make_condenser
 
-    ctx = _tiny(n=30, classes=3)  # 10 a class
+    ctx = tiny_context(n=30, classes=3)  # 10 a class
     x, y = make_condenser("random", seed=0).fit(ctx).condense(10)
     assert len(x) == 30 and np.bincount(y).tolist() == [10, 10, 10]
     with pytest.raises(BudgetError, match="use K <= 10"):
@@ -42,7 +36,7 @@ def test_condensers_pass_on_their_seed_and_dimension():
     given (not the context's default)."""
     from tinysift.condensation.base import make_condenser
 
-    ctx = _tiny(n=60, classes=2)
+    ctx = tiny_context(n=60, classes=2)
     picks = [make_condenser("random", seed=s).fit(ctx).condense(5)[0] for s in (0, 1, 0)]
     assert np.array_equal(picks[0], picks[2]) and not np.array_equal(picks[0], picks[1])
     herd = make_condenser("herding", seed=0, embedding="pixels", dim=5).fit(ctx)
@@ -55,7 +49,7 @@ def test_flow_condenser_passes_its_seed_to_the_flows():
     from tinysift.condensation.base import make_condenser
     from tinysift.scoring.flows import ClassFlows
 
-    ctx = _tiny(n=60, classes=2)
+    ctx = tiny_context(n=60, classes=2)
     cfg = FlowConfig(steps=20, n_layers=2, hidden=4)
     cond = make_condenser("flow", seed=1, flow=cfg).fit(ctx)
     z = cond.pca_.transform(ctx.x.reshape(60, -1).astype(np.float32) / 255.0)

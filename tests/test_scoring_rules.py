@@ -8,16 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hand_context import tiny_context
 from tinysift.errors import DatasetError
 from tinysift.scoring import ScoringContext
 from tinysift.scoring.flows import FlowConfig
-
-
-def _tiny(seed=0, n=40, classes=2, cache_dir=None, side=8, **kw):
-    rng = np.random.default_rng(100)
-    x = rng.integers(0, 256, size=(n, side, side, 1), dtype=np.uint8)
-    y = np.arange(n) % classes
-    return ScoringContext(x, y, classes, seed=seed, cache_dir=cache_dir, progress=False, **kw)
 
 
 def _fake_dynamics(n, seconds=1.0):
@@ -34,25 +28,26 @@ def test_embedding_cache_tells_apart_dimensions_and_seeds(tmp_path):
     """An embedding is cached per dimension (in memory) and per seed (on disk): a second
     dimension is not the first one's array, another seed's random-conv features are not
     read from the first seed's file."""
-    ctx = _tiny()
+    ctx = tiny_context()
     assert ctx.embedding("pixels", 5).shape == (40, 5)
     assert ctx.embedding("pixels", 3).shape == (40, 3)
     # 150 images of 2x2: their 128 random-conv features (2x2 x 32 filters) are not
     # PCA-reduced, only centred, so two seeds' embeddings differ only by the convolution
     tiny = {"n": 150, "side": 2}
-    a = _tiny(seed=0, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
-    b = _tiny(seed=1, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
+    a = tiny_context(seed=0, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
+    b = tiny_context(seed=1, cache_dir=tmp_path, **tiny).embedding("random-conv", 128)
     assert a.shape == (150, 128) and not np.allclose(a, b, atol=1e-3)
-    np.testing.assert_allclose(b, _tiny(seed=1, **tiny).embedding("random-conv", 128), atol=1e-6)
+    fresh = tiny_context(seed=1, **tiny).embedding("random-conv", 128)
+    np.testing.assert_allclose(b, fresh, atol=1e-6)
 
 
 def test_dynamics_cache_tells_apart_labels_and_head_width(tmp_path):
     """The proxy's dynamics on disk are keyed on the labels (a noisy copy of the labels is
     other data) and on the head's width (num_classes), not only on the images (the items
     written as a bench's shared work is, nothing trains)."""
-    ctx = _tiny(cache_dir=tmp_path, proxy_epochs=1)
+    ctx = tiny_context(cache_dir=tmp_path, proxy_epochs=1)
     ctx.adopt({ctx._shared_key("dynamics"): _fake_dynamics(40)})  # on disk, as computed
-    assert _tiny(cache_dir=tmp_path, proxy_epochs=1).has_shared({"dynamics"})
+    assert tiny_context(cache_dir=tmp_path, proxy_epochs=1).has_shared({"dynamics"})
     x, y = ctx.x, ctx.y.copy()
     wider = ScoringContext(x, y, 3, cache_dir=tmp_path, progress=False, proxy_epochs=1)
     assert not wider.has_shared({"dynamics"})  # the same labels, a head of 3
@@ -127,14 +122,14 @@ def test_shared_work_is_charged_once_per_method_and_at_its_original_time(tmp_pat
     first call that reads it, not again to a later call of the same method (``already``),
     is written to the disk cache, and a context reading it from there charges the same
     original 100 s, not the read's time."""
-    ctx = _tiny(cache_dir=tmp_path)
+    ctx = tiny_context(cache_dir=tmp_path)
     key = ctx._shared_key("dynamics")
     ctx.adopt({key: _fake_dynamics(40, seconds=100.0)})
     _, first, used = ctx.charged(ctx.dynamics)
     assert used == {key} and 100.0 <= first < 101.0
     _, again, _ = ctx.charged(ctx.dynamics, already=used)
     assert again < 1.0
-    fresh = _tiny(cache_dir=tmp_path)
+    fresh = tiny_context(cache_dir=tmp_path)
     assert fresh.has_shared({"dynamics"})
     _, charge, _ = fresh.charged(fresh.dynamics)
     assert 100.0 <= charge < 101.0
@@ -143,7 +138,7 @@ def test_shared_work_is_charged_once_per_method_and_at_its_original_time(tmp_pat
 def test_an_embedding_of_fewer_samples_than_its_dimension_has_one_per_sample():
     """PCA gives at most one component per sample: 12 images of 64 pixels at dim 32 give 12
     (scikit-learn refuses 32 components of 12 samples)."""
-    z = _tiny(n=12).embedding("pixels", 32)
+    z = tiny_context(n=12).embedding("pixels", 32)
     assert z.shape == (12, 12) and np.isfinite(z).all()
 
 
