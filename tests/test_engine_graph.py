@@ -354,7 +354,8 @@ def _edge_models() -> dict[str, bytes]:
     x = L.Add()([L.Conv2D(4, 1, activation="relu", name="a")(inp), L.Conv2D(4, 1, name="b")(inp)])
     relu_add = keras.Model(inp, L.ReLU()(x))  # ADD with a fused RELU
     inp = keras.Input((5, 5, 8))
-    mean = keras.Model(inp, L.GlobalAveragePooling2D()(inp))
+    mean = keras.Model(inp, L.GlobalAveragePooling2D()(inp))  # keep_dims false
+    mean_kd = keras.Model(inp, L.Lambda(lambda t: tf.reduce_mean(t, [1, 2], keepdims=True))(inp))
     inp = keras.Input((4, 4, 3))
     x = L.Concatenate(axis=2)([L.Conv2D(3, 1, name="a")(inp), L.Conv2D(3, 1, name="b")(inp)])
     concat = keras.Model(inp, L.Concatenate(axis=1)([x, L.Conv2D(3, 1, name="c")(x)]))  # W, H
@@ -370,6 +371,8 @@ def _edge_models() -> dict[str, bytes]:
             "broadcast": _convert_floats(broadcast, -2, 2),
             "add-relu": _set_output_quant(_convert_floats(relu_add, -2, 2), "ADD", 0),
             "mean-equal": _set_output_quant(_convert_floats(mean, -2, 2), "MEAN", scale="input"),
+            "mean-equal-keepdims": _set_output_quant(_convert_floats(mean_kd, -2, 2), "MEAN",
+                                                     scale="input"),
             "mean-saturates": _set_output_quant(_convert_floats(mean, 0, 2), "MEAN", 0, 0.001),
             "concat": _convert_floats(concat, -2, 2),
             "hard-swish": _convert_floats(hswish, -24, 24),
@@ -410,6 +413,7 @@ EDGE_OPS = {"logistic": ["LOGISTIC"], "softmax": ["SOFTMAX"], "softmax-wide": ["
             "hard-swish": ["HARD_SWISH"],
             "broadcast": ["CONV_2D", "CONV_2D", "MUL", "ADD"],
             "add-relu": ["CONV_2D", "CONV_2D", "ADD"], "mean-equal": ["MEAN"],
+            "mean-equal-keepdims": ["MEAN"],
             "mean-saturates": ["MEAN"],
             "concat": ["CONV_2D", "CONV_2D", "CONCATENATION", "CONV_2D", "CONCATENATION"],
             "const-operands": ["MUL", "ADD"]}
@@ -423,7 +427,8 @@ def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
     wide that one step below a row's max has an exp of 0, where a row of -128s is right only
     if the row's max starts at -128), HARD_SWISH with a left-shifted relu multiplier, MUL and
     ADD broadcasting along C, an ADD whose fused RELU clamps, a MEAN of equal input and
-    output quantization and one that saturates, CONCATENATION along W and H, MUL and ADD of
+    output quantization (keep_dims false and true: TFLM runs its multiplier path for both)
+    and one that saturates, CONCATENATION along W and H, MUL and ADD of
     a constant operand (per channel)."""
     import json
 
@@ -435,7 +440,6 @@ def test_single_ops_at_their_edges_bit_exact(edge_exports, name, objdir):
                            extra=eg.export_objects(export, "O2", objdir), include=[export])
     r = eg.run_program(exe)
     eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
-
 
 
 @pytest.mark.parametrize("name", ["concat", "broadcast"])
@@ -451,6 +455,7 @@ def test_single_op_indexing_under_sanitizers(edge_exports, name, objdir):
                            extra=eg.export_objects(export, "asan", objdir), include=[export])
     r = eg.run_program(exe)
     eg.check_golden_output(r.stdout + r.stderr, export, r.returncode)
+
 
 # ---- MLPerf Tiny's reference models -------------------------------------------------------------
 
