@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import test_engine_golden as eg
+from tflite_edit import patched
 from tools_needed import need_tools
 
 GRAPH_INPUTS = eg.MIN_INPUTS
@@ -316,23 +317,20 @@ def _set_output_quant(tflite: bytes, op: str, zero_point: int | None = None,
     "input": the op's input's): TFLM runs what the converter does not make, a fused RELU
     whose clamp binds (the converter's starts at the output zero point, -128), a MEAN of
     equal input and output quantization, a MEAN that saturates."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils as fb
+    def edit(m, g, schema):
+        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+        want = getattr(schema.BuiltinOperator, op)
+        (o,) = [o for o in g.operators if codes[o.opcodeIndex] == want]
+        q = g.tensors[o.outputs[0]].quantization
+        if scale == "input":
+            q.scale = list(g.tensors[o.inputs[0]].quantization.scale)
+            q.zeroPoint = list(g.tensors[o.inputs[0]].quantization.zeroPoint)
+        elif scale is not None:
+            q.scale = [scale]
+        if zero_point is not None:
+            q.zeroPoint = [zero_point]
 
-    m = fb.convert_bytearray_to_object(bytearray(tflite))
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
-    want = getattr(schema.BuiltinOperator, op)
-    (o,) = [o for o in m.subgraphs[0].operators if codes[o.opcodeIndex] == want]
-    tensors = m.subgraphs[0].tensors
-    q = tensors[o.outputs[0]].quantization
-    if scale == "input":
-        q.scale = list(tensors[o.inputs[0]].quantization.scale)
-        q.zeroPoint = list(tensors[o.inputs[0]].quantization.zeroPoint)
-    elif scale is not None:
-        q.scale = [scale]
-    if zero_point is not None:
-        q.zeroPoint = [zero_point]
-    return bytes(fb.convert_object_to_bytearray(m))
+    return patched(tflite, edit)
 
 
 def _edge_models() -> dict[str, bytes]:

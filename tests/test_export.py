@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tflite_edit import patched
 from tinysift.errors import FitError, UnsupportedOpError
 from tools_needed import need_tools
 
@@ -257,18 +258,6 @@ def test_cli_export_oversize_exits_nonzero_and_fit_shrinks(tmp_path, capfd):
 
 # ---- the review's export-path defects: each test fails without its fix ---------------------
 
-def _patched(tflite: bytes, edit) -> bytes:
-    """``tflite`` with ``edit(model, graph, schema)`` applied to its object tree, re-packed."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    edit(model, model.subgraphs[0], schema)
-    builder = flatbuffers.Builder(len(tflite) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def _op_index(tflite: bytes, op_name: str) -> int:
     from tinysift.export.tflite_reader import parse_tflite
 
@@ -365,7 +354,7 @@ def test_input_quantization_is_tflm_quantize():
             q = graph.tensors[graph.operators[0].outputs[0]].quantization
             q.scale, q.zeroPoint = [float(np.float32(scale))], [-128]
 
-        tflite = _patched(base, set_scale)
+        tflite = patched(base, set_scale)
         tflm_q = layer_outputs(tflite, to_float(pixels))[0].reshape(-1)  # TFLM's QUANTIZE
         assert np.array_equal(tflm.quantize_images(pixels, scale, -128).reshape(-1), tflm_q), \
             scale
@@ -516,7 +505,7 @@ def test_tensor_names_cannot_end_the_c_comment(small_model_tflite, tmp_path):
     def rename(model, graph, schema):
         graph.tensors[graph.operators[op].outputs[0]].name = b"stem */ int oops; /*\xc3\xa9??/"
 
-    parsed = parse_tflite(_patched(small_model_tflite, rename))
+    parsed = parse_tflite(patched(small_model_tflite, rename))
     assert "*/" in parsed.layers[op].name
     text = c_writer.write_model_c(parsed, "ts_export", *head_float_weights(parsed), b"\0",
                                   "0" * 32)
@@ -586,7 +575,7 @@ def test_unsupported_quantization_is_named(small_model_tflite, edit, message):
 
     with pytest.raises(UnsupportedOpError, match=r"layer \d+ \(output tensor '[^']*'\).*"
                                                   + message):
-        parse_tflite(_patched(small_model_tflite, edit))
+        parse_tflite(patched(small_model_tflite, edit))
 
 
 def test_quantization_arithmetic_errors_name_the_layer(small_model_tflite, monkeypatch):

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import trainer_reference as ref
+from tflite_edit import patched
 from tinysift.export.memory import trainer_workspace_bytes
 from tools_needed import need_tools
 
@@ -1081,15 +1082,6 @@ def test_tflite_reader_survives_corruption(driver_asan):
     assert counts[7] > 2000 and counts[0] > 2000, counts  # TS_ERR_DATA, and untouched bytes
 
 
-
-def _edit_tflite(tflite: bytes, edit) -> bytes:
-    from tensorflow.lite.tools import flatbuffer_utils as fb
-
-    m = fb.convert_bytearray_to_object(bytearray(tflite))
-    edit(m, m.subgraphs[0])
-    return bytes(fb.convert_object_to_bytearray(m))
-
-
 def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp_path):
     """ts_tflite.h's refusals, each from the export's .tflite with one thing changed, read
     under ASan/UBSan from a buffer exactly its size (`driver tflfile`): another file
@@ -1122,7 +1114,7 @@ def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp
     ok = read(tflite)
     ops = ok[3]  # operators in the file
     assert ok[:2] == (0, 0) and all(v[0] == 0 for v in ok[2].values()) and ops > last, ok
-    assert read(_edit_tflite(tflite, lambda m, g: None)) == ok
+    assert read(patched(tflite, lambda m, g, schema: None)) == ok
     # not a .tflite (TS_ERR_DATA 7)
     assert read(tflite[:4] + b"TFL2" + tflite[8:])[0] == 7
     # an operator count past the end of the file
@@ -1133,50 +1125,51 @@ def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp
     assert int.from_bytes(tflite[at:at + 4], "little") == ops
     assert read(tflite[:at] + (1 << 28).to_bytes(4, "little") + tflite[at + 4:])[0] == 7
 
-    def zp64(m, g):
+    def zp64(m, g, schema):
         q = quant(g, first, "inputs")
         q.zeroPoint = [int(q.zeroPoint[0]) + (1 << 32)]
-    assert read(_edit_tflite(tflite, zp64))[2][first][0] == 7
+    assert read(patched(tflite, zp64))[2][first][0] == 7
 
-    def inf_scale(m, g):
+    def inf_scale(m, g, schema):
         quant(g, first, "outputs").scale = [np.inf]
-    assert read(_edit_tflite(tflite, inf_scale))[2][first][0] == 6  # TS_ERR_PARAM
+    assert read(patched(tflite, inf_scale))[2][first][0] == 6  # TS_ERR_PARAM
 
-    def no_inputs(m, g):
+    def no_inputs(m, g, schema):
         g.operators[first].inputs = np.zeros(0, np.int32)
-    assert read(_edit_tflite(tflite, no_inputs))[2][first][0] == 7
+    assert read(patched(tflite, no_inputs))[2][first][0] == 7
     # a weight-scale buffer one short (TS_ERR_ARENA 4), then just long enough
     assert read(tflite, cap=n_scales - 1)[2][conv.index][0] == 4
     assert read(tflite, cap=n_scales)[2][conv.index] == ok[2][conv.index]
 
-    def two_before(m, g):
+    def two_before(m, g, schema):
         g.operators = [copy.deepcopy(g.operators[0]) for _ in range(2)] + list(g.operators)
-    assert read(_edit_tflite(tflite, two_before), first_op=first + 2)[1] == 7
+    assert read(patched(tflite, two_before), first_op=first + 2)[1] == 7
 
     def after(k):
-        def edit(m, g):
+        def edit(m, g, schema):
             g.operators = list(g.operators) + [copy.deepcopy(g.operators[last])
                                                for _ in range(k)]
         return edit
     if last + 1 == ops:  # no DEQUANTIZE after the table: one more operator is allowed
-        assert read(_edit_tflite(tflite, after(1)))[1] == 0
-    assert read(_edit_tflite(tflite, after(last + 3 - ops)))[1] == 7  # the table, then 2
+        assert read(patched(tflite, after(1)))[1] == 0
+    assert read(patched(tflite, after(last + 3 - ops)))[1] == 7  # the table, then 2
 
-    def out_zp(m, g):
+    def out_zp(m, g, schema):
         q = quant(g, last, "outputs")
         q.zeroPoint = [int(q.zeroPoint[0]) + 1]
-    assert read(_edit_tflite(tflite, out_zp))[1] == 7
+    assert read(patched(tflite, out_zp))[1] == 7
 
-    def old_codes(m, g):
+    def old_codes(m, g, schema):
         for c in m.operatorCodes:
             assert c.deprecatedBuiltinCode == min(c.builtinCode, 127)
             c.builtinCode = 0
-    assert read(_edit_tflite(tflite, old_codes)) == ok
+    assert read(patched(tflite, old_codes)) == ok
 
-    def negative_deprecated(m, g):
+    def negative_deprecated(m, g, schema):
         for c in m.operatorCodes:
             c.deprecatedBuiltinCode = -56
-    assert read(_edit_tflite(tflite, negative_deprecated)) == ok
+    assert read(patched(tflite, negative_deprecated)) == ok
+
 
 def tf_gradients(layers, params: np.ndarray, w: np.ndarray, b: np.ndarray, q: np.ndarray,
                  y: np.ndarray, cw: np.ndarray | None):
