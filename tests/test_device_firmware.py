@@ -636,6 +636,15 @@ def run_native(program: Path, cmds: list[str | bytes]) -> list[Rec]:
     return [Rec(unframe(line)) for line in p.stdout.splitlines()]
 
 
+def data_lines(export_dir: Path, idx=None) -> list[str]:
+    """The export's training samples ``idx`` (all of them by default) as `db load` data
+    lines, ``<label>:<hex>`` unframed (run_native and Device.command frame them)."""
+    g = np.load(export_dir / "golden.npz")
+    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
+    idx = range(len(x)) if idx is None else idx
+    return [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in idx]
+
+
 def test_app_answers_every_line_under_sanitizers(native_asan):
     """Two things the native sanitizer build checks: `calib` with its default workload
     (2000 ms) is free of undefined behaviour (its int8 multiply-accumulate sum overflowed an
@@ -664,9 +673,7 @@ def test_app_line_limits_and_a_load_ended_by_an_unreadable_line_under_sanitizers
     is run, one byte more is refused as too long; inside a `db load` an unreadable line (a
     bad CRC) ends the load like a malformed data line: the load's own @ready carries the
     code, the RAM set is empty, the data line after it is dropped."""
-    g = np.load(base_export / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    data = data_lines(base_export, range(2))
     longest = "fly " + "x" * 245
     assert len(frame(longest)) == 255 + 1
     bad = bytearray(frame(data[1]))
@@ -708,9 +715,7 @@ def test_a_command_line_above_255_bytes_is_refused_where_data_lines_are_longer(
     runs, one byte more is refused as too long, and a data line of the full length loads."""
     export_dir = _wide_export()
     program = build_app(export_dir, "native-asan", tmp_path / "pio") / "program"
-    g = np.load(export_dir / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    data = f"{int(g['y_train'][0])}:{x[0].tobytes().hex().upper()}"
+    (data,) = data_lines(export_dir, [0])
     assert len(frame(data)) == 1576 + 1
     longest = "fly " + "x" * 245
     recs = run_native(program, [longest, longest + "x", "db load 1", data, "db use ram"])
@@ -741,10 +746,8 @@ def test_eval_of_the_export_counts_the_int8_models_own_predictions_under_sanitiz
 def test_db_load_takes_exactly_its_capacity_under_sanitizers(base_export, native_asan):
     """`db load N` takes N up to the build's capacity (`@info db_capacity`, here the 300
     samples of the export's plan), one more is refused (105)."""
-    g = np.load(base_export / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    cap = len(g["y_train"])
-    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(cap)]
+    data = data_lines(base_export)
+    cap = len(data)
     recs = run_native(native_asan, ["info", f"db load {cap + 1}", f"db load {cap}", *data])
     assert recs[1].int("db_capacity") == cap
     assert [r.payload for r in recs[4:]] == [
@@ -756,9 +759,7 @@ def test_a_stream_without_a_codebook_under_sanitizers(base_export, native_asan):
     """This export has no VQ codebook: `db stream policy=coverage` is refused (101, naming
     the fix) before any data line, which are then dropped as the rest of a failed load;
     `policy=reservoir` needs none and keeps its samples."""
-    g = np.load(base_export / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    data = data_lines(base_export, range(2))
     recs = run_native(native_asan, ["db stream 2 cap=2 policy=coverage", *data, "db use ram",
                                     "db stream 2 cap=2 policy=reservoir", *data])
     got = [r.payload for r in recs[1:]]
@@ -775,9 +776,7 @@ def test_results_after_a_long_and_a_failed_train_under_sanitizers(base_export, n
     diverging bias training whose layers cannot be re-quantized: engine:param) there is
     nothing to repeat, only @ready (docs/protocol.md), and `eval` is the export's head
     again, as before any train."""
-    g = np.load(base_export / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    data = [f"{int(g['y_train'][i])}:{x[i].tobytes().hex().upper()}" for i in range(2)]
+    data = data_lines(base_export, range(2))
     recs = run_native(native_asan, ["eval", "db load 2", *data, "db use ram",
                                     "train epochs=66 init=zero", "results", "db use flash",
                                     "train update=bias lr=10 momentum=0.999 epochs=20 init=zero",
@@ -807,12 +806,10 @@ def test_app_modes_under_sanitizers(base_export, native_asan):
     larger than the set, epochs=0, results, eval after each mode. Any invalid access aborts;
     every command must end with @ready status=0."""
     program = native_asan
-    g = np.load(base_export / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    y = g["y_train"]
+    y = np.load(base_export / "golden.npz")["y_train"]
     idx = np.flatnonzero(y >= 8)[:20]
     cmds = ["train update=last-block epochs=1 init=zero lr=0.1", "eval", f"db load {len(idx)}",
-            *[f"{int(y[i])}:{x[i].tobytes().hex().upper()}" for i in idx], "db use both",
+            *data_lines(base_export, idx), "db use both",
             "train update=bias steps=4 schedule=cosine balance=1", "eval", "results",
             "train steps=5 schedule=step balance=1", "eval",
             "train update=last-block steps=3 batch=500", "train update=bias epochs=0",
