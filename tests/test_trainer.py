@@ -1101,12 +1101,14 @@ def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp
     n_scales = len(conv.weight_tensor.scales)
 
     def read(data: bytes, cap: int = 4096, first_op: int = first):
+        """(ts_tflite_num_ops' status, ts_tflite_check_model's status, {operator: [status,
+        builtin code, input zero point, output zero point, weight scales]}, operators)."""
         path = tmp_path / "m.tflite"
         path.write_bytes(data)
         out = run(driver_asan, "tflfile", path, cap, first_op).splitlines()
-        (_, num, count), check = out[0].split(), int(out[1].split()[1])
-        return int(num), check, {int(f[1]): [int(v) for v in f[2:]]
-                                 for f in (line.split() for line in out[2:])}, int(count)
+        (_, status, count), check = out[0].split(), int(out[1].split()[1])
+        return int(status), check, {int(f[1]): [int(v) for v in f[2:]]
+                                    for f in (line.split() for line in out[2:])}, int(count)
 
     def quant(g, op: int, which: str):
         return g.tensors[getattr(g.operators[op], which)[0]].quantization
