@@ -534,13 +534,12 @@ def test_corrupted_line_is_refused_and_the_device_keeps_working(dev):
 
 
 def test_db_load(dev, export_dir):
-    g = np.load(export_dir / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    y = g["y_train"]
+    y = np.load(export_dir / "golden.npz")["y_train"]
     idx = np.concatenate([np.flatnonzero(y == c)[:3] for c in range(10)])  # 30, all classes
+    lines = dict(zip(idx, data_lines(export_dir, idx), strict=True))
 
     def data_line(i: int) -> bytes:
-        return frame(f"{int(y[i])}:{x[i].tobytes().hex().upper()}")
+        return frame(lines[i])
 
     dev.send(f"db load {len(idx)}")
     dev.write(b"".join(data_line(i) for i in idx))
@@ -578,14 +577,12 @@ def test_db_use_both_with_balance(dev, export_dir):
     """The replay scenario: the flash set (300 samples, every class) followed by a streamed
     set of two classes only; balance=1 weighs each class equally; the per-class records
     give old and new classes apart."""
-    g = np.load(export_dir / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    y = g["y_train"]
+    y = np.load(export_dir / "golden.npz")["y_train"]
     idx = np.flatnonzero(y >= 8)[:40]
     recs = dev.command("db use both")  # the RAM set is empty after test_db_load's last load
     assert recs[0].payload == "@err code=106 msg=no_data_loaded"
     dev.send(f"db load {len(idx)}")
-    dev.write(b"".join(frame(f"{int(y[i])}:{x[i].tobytes().hex().upper()}") for i in idx))
+    dev.write(b"".join(frame(line) for line in data_lines(export_dir, idx)))
     assert ok(dev.until_ready("db"))[0].payload == f"@db loaded={len(idx)} source=ram"
     recs = ok(dev.command("db use both"))
     assert recs[0].payload == f"@db loaded={300 + len(idx)} source=both"

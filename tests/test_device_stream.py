@@ -28,6 +28,7 @@ from test_device_firmware import (  # noqa: F401  (fixtures: _tools_present is a
     _tools_present,
     build_app,
     by_type,
+    data_lines,
     frame,
     ok,
     start_device,
@@ -200,9 +201,7 @@ def test_db_use_both_is_the_flash_set_then_the_ram_set(dev, stream, export_dir):
     """`db use both` trains on the flash set followed by the RAM set: the same train on a RAM
     set that holds both, in that order (this export's buffer takes 1,100 samples), has the
     same epochs and evaluations, bit for bit (the sample order is drawn over the whole)."""
-    g = np.load(export_dir / "golden.npz")
-    x = g["x_train"].reshape(len(g["y_train"]), -1).astype(np.int8)
-    flash = [f"{int(y)}:{x[i].tobytes().hex().upper()}" for i, y in enumerate(g["y_train"])]
+    flash = data_lines(export_dir)
     extra = stream.lines(range(20))
 
     def train() -> list[str]:
