@@ -163,7 +163,9 @@ def test_flow_flags_planted_outliers_and_flipped_labels(digits):
     assert low[outliers].mean() >= 0.9
     assert low[flipped].mean() >= 0.6
     kept = flow.select(len(x) // 2)
-    assert planted[kept].mean() < 0.6 * planted.mean()  # random keeps 1.0x
+    # Random keeps 1.0x (+-0.08, one sd); flow seeds 0-7 kept 0.40-0.62x on an AMD EPYC,
+    # seed 0 0.61x there and less on an Intel Xeon: a bound of 0.6 failed on one machine.
+    assert planted[kept].mean() < 0.75 * planted.mean()
 
 
 def test_flows_on_small_classes_do_not_memorize_their_folds(digits):
