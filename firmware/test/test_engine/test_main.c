@@ -517,6 +517,9 @@ static void test_array_lengths(void) {
     EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].quant_len = 2);
     EXPECT_CHECK(TS_ERR_SHAPE, g_layers[0].quant_len = 0);
     EXPECT_CHECK(TS_ERR_SHAPE, g_layers[6].quant_len = 0);
+    /* MEAN runs TFLM's multiplier path only: quant_len 0, once read as the truncated raw
+     * mean (which TFLM never runs), is refused */
+    EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[3].op = TS_OP_MEAN; g_layers[3].quant_len = 0; });
     EXPECT_CHECK(TS_ERR_SHAPE, { g_layers[5].bias_len = 0; }); /* bias without a length */
 }
 

@@ -730,9 +730,9 @@ def _parse_mean(spec: LayerSpec, opts, in_t: Tensor, out_t: Tensor, consts: list
                 where: str) -> None:
     """MEAN over the spatial axes (keep_dims either way), as TFLM's EvalIntegerMean: the
     integer QuantizedMeanOrSum with 1/(h*w) folded into the output multiplier, for equal
-    input and output quantization too (the engine's other path, quant_len 0, the truncated
-    mean of the raw values, differed from TFLM there in half the outputs:
-    tests/test_engine_graph.py, test_single_ops_at_their_edges_bit_exact[mean-equal])."""
+    input and output quantization too (the truncated mean of the raw values, which the engine
+    once ran there, differed from TFLM in half the outputs: tests/test_engine_graph.py,
+    test_single_ops_at_their_edges_bit_exact[mean-equal])."""
     rank = len(in_t.shape)
     axes = {int(a) % max(rank, 1) for a in _const(consts, where, "the MEAN axes").reshape(-1)}
     if rank != 4 or axes != {1, 2}:

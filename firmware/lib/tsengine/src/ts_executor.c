@@ -311,9 +311,6 @@ ts_status_t ts_layer_check(const ts_layer_t *l) {
         if (dims_count(l->in) / l->in.c > TS_MAX_MEAN_COUNT) {
             return TS_ERR_PARAM;
         }
-        if (l->quant_len == 0u) {
-            return TS_OK;
-        }
         if (l->quant_len != 1u) {
             return TS_ERR_SHAPE;
         }

@@ -96,10 +96,10 @@ void ts_requantize_s8(const ts_layer_t *p, const int8_t *input, int8_t *output);
  *       multiplier/shift[0] and [1]; their sum scaled by [2]; + output_zero_point, clamped
  *       to the activation range. `in` and `in2` broadcast to `out` (a dim of 1 repeats).
  * MUL   (x1 - zp1) * (x2 - zp2) scaled by multiplier/shift[0], + output_zero_point, clamped.
- * MEAN  over h and w (out 1x1xC). quant_len 0 (input and output quantized alike): the sum
- *       of the raw values divided by h*w, truncated (TFLM reference_ops::Mean); quant_len 1:
- *       MBQM(sum - input_zero_point*h*w, multiplier[0], shift[0]) + output_zero_point,
- *       saturated (TFLM QuantizedMeanOrSum; the host folded 1/(h*w) into the multiplier).
+ * MEAN  over h and w (out 1x1xC), quant_len 1: MBQM(sum - input_zero_point*h*w,
+ *       multiplier[0], shift[0]) + output_zero_point, saturated (TFLM QuantizedMeanOrSum,
+ *       also where input and output share quantization; the host folded 1/(h*w) into the
+ *       multiplier).
  * PAD   pad_h rows, pad_w columns, pad_c channels before, the rest after, filled with
  *       output_zero_point.
  * CONCATENATION  the inputs side by side along `axis` (bytes copied: TFLM does not rescale).

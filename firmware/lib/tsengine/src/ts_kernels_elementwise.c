@@ -7,9 +7,9 @@
  *               rescaled to the output scale; MultiplyByQuantizedMultiplierSmallerThanOneExp
  *               is MultiplyByQuantizedMultiplier with a shift <= 0 (ts_mbqm).
  *   MUL         reference_integer_ops::Mul (MulElementwise / BroadcastMul).
- *   MEAN        reduce.cc EvalIntegerMean: reference_ops::Mean (equal input and output
- *               quantization: the raw sum divided by the count, truncated) or
- *               QuantizedMeanOrSum (the count folded into the output multiplier on the host).
+ *   MEAN        reduce.cc EvalIntegerMean: QuantizedMeanOrSum (the count folded into the
+ *               output multiplier on the host; TFLM takes this path for equal input and
+ *               output quantization too).
  *   PAD         reference_ops::Pad with the output zero point as the pad value.
  *   CONCATENATION  reference_ops::Concatenation (int8 inputs are copied, never rescaled).
  *   HARD_SWISH  reference_ops::HardSwish (16-bit fixed point, the "reluish" multiplier).
@@ -98,21 +98,16 @@ void ts_mean_s8(const ts_layer_t *p, const int8_t *input, int8_t *output) {
     int32_t c;
     for (c = 0; c < depth; ++c) {
         const int8_t *x = input + c;
-        int32_t sum = 0;
+        int32_t sum = 0, y;
         size_t i;
         for (i = 0; i < pixels; ++i) {
             sum += x[i * (size_t)depth];
         }
-        if (p->quant_len == 0u) {
-            /* C99 division truncates toward zero, as C++'s does */
-            output[c] = (int8_t)(sum / count);
-        } else {
-            /* wraps as ADD's (above): found by the model fuzzer (UBSan, a shift of 30) */
-            const int32_t y = ts_add_wrap(ts_mbqm(sum - p->input_zero_point * count,
-                                                  p->multiplier[0], p->shift[0]),
-                                          p->output_zero_point);
-            output[c] = (int8_t)ts_clamp_i32(y, -128, 127);
-        }
+        /* wraps as ADD's (above): found by the model fuzzer (UBSan, a shift of 30) */
+        y = ts_add_wrap(ts_mbqm(sum - p->input_zero_point * count, p->multiplier[0],
+                                p->shift[0]),
+                        p->output_zero_point);
+        output[c] = (int8_t)ts_clamp_i32(y, -128, 127);
     }
 }
 
