@@ -93,6 +93,9 @@ def test_readme_prose_numbers_are_in_generated_results():
     collect = _collect()
     corpus = collect.readme_summary() + (ROOT / "docs" / "benchmarks.md").read_text()
     corpus += "".join(p.read_text() for p in sorted(RESULTS.rglob("*.md")))
+    # the demo's summaries (`make demo` on two machines): their headlines, as printed
+    corpus += "".join(json.loads(p.read_text())["headline"]
+                      for p in sorted((ROOT / "docs").glob("demo-summary*.json")))
     # numbers of the JSON files as the prose writes them: 9610 -> 9,610
     raw = "".join(p.read_text() for p in sorted(RESULTS.rglob("*.json")))
     corpus += " ".join(f"{int(n):,}" for n in set(re.findall(r"(?<![\d.])\d{4,}(?![\d.])", raw)))
