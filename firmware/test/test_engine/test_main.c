@@ -326,6 +326,18 @@ static ts_layer_t row(uint8_t op, ts_dims_t in, ts_dims_t out) {
     return l;
 }
 
+/* The fields every hand-built model here sets: the layers gl[0..n-1] from `input`, this
+ * format's version, the rest zero (no tensor table, no head); the caller adds what it tests. */
+static ts_model_t model_of(const ts_layer_t *gl, uint32_t n, ts_dims_t input) {
+    ts_model_t m;
+    memset(&m, 0, sizeof m);
+    m.format_version = TS_FORMAT_VERSION;
+    m.num_layers = n;
+    m.layers = gl;
+    m.input = input;
+    return m;
+}
+
 static void build_valid_model(void) {
     const ts_dims_t d662 = {6, 6, 2}, d664 = {6, 6, 4}, d334 = {3, 3, 4}, d224 = {2, 2, 4};
     const ts_dims_t d114 = {1, 1, 4}, d113 = {1, 1, 3};
@@ -394,11 +406,7 @@ static void build_valid_model(void) {
     l[7].softmax_input_left_shift = 22;
     l[7].softmax_diff_min = -248;
 
-    memset(&g_model, 0, sizeof g_model);
-    g_model.format_version = TS_FORMAT_VERSION;
-    g_model.num_layers = NL;
-    g_model.layers = g_layers;
-    g_model.input = d662;
+    g_model = model_of(g_layers, NL, d662);
     g_model.head_layer = 5;
     g_model.num_classes = 3;
     for (i = 0; i < (int)sizeof g_x; ++i) {
@@ -596,11 +604,7 @@ static void test_graph_arena_beyond_2g(void) {
     tt[1].last_use = 1;
     tt[2].offset = TS_TENSOR_EXTERNAL;
     tt[2].last_use = 2;
-    memset(&m, 0, sizeof m);
-    m.format_version = TS_FORMAT_VERSION;
-    m.num_layers = 2;
-    m.layers = gl;
-    m.input = d;
+    m = model_of(gl, 2, d);
     m.num_tensors = 3;
     m.tensors = tt;
     m.arena_bytes = 0xFFFFFFF9u;
@@ -643,11 +647,7 @@ static ts_model_t graph3(ts_layer_t *gl, ts_tensor_t *tt, uint32_t o1, uint32_t 
     tt[2].last_use = 2;
     tt[3].offset = TS_TENSOR_EXTERNAL;
     tt[3].last_use = 3;
-    memset(&m, 0, sizeof m);
-    m.format_version = TS_FORMAT_VERSION;
-    m.num_layers = 3;
-    m.layers = gl;
-    m.input = d;
+    m = model_of(gl, 3, d);
     m.num_tensors = 4;
     m.tensors = tt;
     m.arena_bytes = 16;
@@ -758,11 +758,7 @@ static void test_check_boundaries(void) {
         ts_model_t pm;
         pad = row(TS_OP_PAD, (ts_dims_t){1, 2, 4}, (ts_dims_t){1, 3, 4});
         pad.pad_w = 2;
-        memset(&pm, 0, sizeof pm);
-        pm.format_version = TS_FORMAT_VERSION;
-        pm.num_layers = 1;
-        pm.layers = &pad;
-        pm.input = pad.in;
+        pm = model_of(&pad, 1, pad.in);
         TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_model_check(&pm));
         TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_invoke(&pm, px, py, NULL, 0));
         pad.pad_w = 1;
@@ -777,11 +773,7 @@ static void test_check_boundaries(void) {
         pool.padding = TS_PAD_SAME;
         pool.filter_h = pool.filter_w = 2;
         pool.stride_h = pool.stride_w = 2;
-        memset(&pm, 0, sizeof pm);
-        pm.format_version = TS_FORMAT_VERSION;
-        pm.num_layers = 1;
-        pm.layers = &pool;
-        pm.input = pool.in;
+        pm = model_of(&pool, 1, pool.in);
         TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&pm, px, py, NULL, 0));
     }
     /* ADD of a constant operand: as long as its dims say */
@@ -798,11 +790,7 @@ static void test_check_boundaries(void) {
         ad.multiplier = am;
         ad.shift = as;
         ad.quant_len = 3;
-        memset(&am_, 0, sizeof am_);
-        am_.format_version = TS_FORMAT_VERSION;
-        am_.num_layers = 1;
-        am_.layers = &ad;
-        am_.input = ad.in;
+        am_ = model_of(&ad, 1, ad.in);
         TS_ASSERT_EQ_INT(TS_ERR_SHAPE, ts_invoke(&am_, ax, ay, NULL, 0));
         ad.weights_len = 4;
         TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&am_, ax, ay, NULL, 0));
@@ -817,11 +805,7 @@ static void test_check_boundaries(void) {
         lg.softmax_input_multiplier = 1073741824;
         lg.softmax_input_left_shift = 31;
         lg.softmax_diff_min = 50;
-        memset(&lm, 0, sizeof lm);
-        lm.format_version = TS_FORMAT_VERSION;
-        lm.num_layers = 1;
-        lm.layers = &lg;
-        lm.input = lg.in;
+        lm = model_of(&lg, 1, lg.in);
         TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&lm, lx, ly, NULL, 0));
         lg.softmax_input_left_shift = 30;
         TS_ASSERT_EQ_INT(TS_OK, ts_invoke(&lm, lx, ly, NULL, 0));
@@ -837,11 +821,7 @@ static void test_softmax_depth_limit(void) {
     sm.softmax_input_multiplier = 1717986918;
     sm.softmax_input_left_shift = 22;
     sm.softmax_diff_min = -248;
-    memset(&m, 0, sizeof m);
-    m.format_version = TS_FORMAT_VERSION;
-    m.num_layers = 1;
-    m.layers = &sm;
-    m.input = sm.in;
+    m = model_of(&sm, 1, sm.in);
     memset(x, 0, sizeof x);
     TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_invoke(&m, x, y, NULL, 0));
     sm.in.c = sm.out.c = 512; /* one past the limit */
@@ -943,11 +923,7 @@ static void big_head_model(ts_model_t *m, ts_layer_t *gl) {
     gl[2].multiplier = g_one_mult;
     gl[2].shift = g_zero_shift;
     gl[2].quant_len = 1;
-    memset(m, 0, sizeof *m);
-    m->format_version = TS_FORMAT_VERSION;
-    m->num_layers = 3;
-    m->layers = gl;
-    m->input = d;
+    *m = model_of(gl, 3, d);
     m->head_layer = 2;
     m->feature_dim = BIG_D;
     m->num_classes = 1;
@@ -1095,11 +1071,7 @@ static void test_trainer_mask_bits_beyond_2g(void) {
         gl[convs + 3u].multiplier = g_one_mult;
         gl[convs + 3u].shift = g_zero_shift;
         gl[convs + 3u].quant_len = 1;
-        memset(&m, 0, sizeof m);
-        m.format_version = TS_FORMAT_VERSION;
-        m.num_layers = n;
-        m.layers = gl;
-        m.input = big;
+        m = model_of(gl, n, big);
         m.head_layer = n - 1u;
         m.feature_dim = 1;
         m.num_classes = 2;
