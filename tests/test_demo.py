@@ -127,9 +127,10 @@ def test_killed_demo_resumes_from_its_cache(demo):
     from tinysift.bench.adapt_demo import AdaptDemoConfig, run_adapt_demo
     from tinysift.errors import RunBusy
 
-    # The results file's lock goes with the last process holding it: a child of the killed
-    # demo forked with its descriptors (TFLM's arena search forks) may still be dying when
-    # proc.wait() returns (one CI run on a loaded machine met RunBusy here). Wait for it.
+    # One CI run on a loaded machine met RunBusy here, the killed demo named as the holder.
+    # The likeliest holder, a forked child sharing the lock's open file, no longer keeps it
+    # (runs._drop_held_in_child; tests/test_runs.py); the cause was never reproduced, so the
+    # rerun still waits a while for a lock held past proc.wait(), and names who holds it.
     deadline = time.monotonic() + 60
     while True:
         try:

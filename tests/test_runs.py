@@ -109,6 +109,46 @@ def test_second_writer_refused_naming_the_holder(tmp_path):
         pass
 
 
+def test_a_forked_child_does_not_keep_a_killed_holders_lock(tmp_path):
+    """An flock belongs to the open file, which a forked child shares: a holder killed while
+    a child it forked still ran (TFLM's arena search forks) left its run folder and results
+    file locked until the orphan ended. Children drop their copies at the fork, so the lock
+    goes with the holder; the parent's own lock stays held meanwhile."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tinysift.errors import RunBusy
+    from tinysift.runs import file_lock, run_lock
+
+    results = tmp_path / "results.lock"
+    script = (
+        "import os, sys, time\nfrom tinysift.runs import file_lock, run_lock\n"
+        "with run_lock(sys.argv[1], 'holding'), file_lock(sys.argv[2], 'holding', str, str):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n        time.sleep(120)\n        os._exit(0)\n"
+        "    print(pid, flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "r"), str(results)],
+                            stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        with pytest.raises(RunBusy), run_lock(tmp_path / "r", "test"):
+            pass  # the holder, alive, still holds it with its child forked
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        os.kill(child, 0)  # the orphan still runs
+        with run_lock(tmp_path / "r", "test"), file_lock(results, "test", str, str):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_read_only_run_folder_is_one_clear_error(tmp_path, monkeypatch):
     """A run folder on a read-only file system (a mounted backup, a CI cache) was an
     "unexpected OSError" (exit status 1) on every command, a cached export too: the lock

@@ -491,6 +491,25 @@ _held: dict[str, list] = {}  # resolved folder -> [fd, depth]: the locks this pr
 _held_guard = threading.Lock()
 
 
+def _drop_held_in_child() -> None:
+    """After a fork, in the child: close this process's lock descriptors. An flock belongs to
+    the open file, which a forked child shares: a child still running after its parent was
+    killed (TFLM's arena search; a QEMU start between fork and exec) would keep the run
+    locked. Closing the child's copy leaves the parent's lock held."""
+    global _held_guard
+    for fd, _depth in list(_held.values()):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+    _held_guard = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_held_in_child)
+
+
 def _holder(what: str) -> dict:
     return {"pid": os.getpid(), "host": platform.node(), "what": what,
             "command": " ".join(shlex.quote(a) for a in sys.argv), "since": _now()}
