@@ -4,7 +4,7 @@
 #   packages/toolchain-gccarmnoneeabi  a folder of symlinks to Debian's arm-none-eabi-* binaries
 #   packages/tool-scons                 SCons from PyPI (pinned), as PlatformIO's core package
 #   appstate.json                       "already welcomed", telemetry off, no upgrade checks
-# The dev-platforms are local folders (boards/platform-qemu, boards/platform-native) that
+# The dev-platforms are local folders (boards/platform-qemu, -native, -stm32) that
 # firmware/platformio.ini references as symlink://; PlatformIO links them on first use.
 # Idempotent: a second run compares a stamp and returns in well under a second.
 set -euo pipefail
