@@ -117,6 +117,61 @@ def test_flow_samples_come_from_the_asked_class_flow_with_folds():
     np.testing.assert_allclose(draws.std(0), z[train].std(0) + 1e-3, rtol=0.05)
 
 
+def test_flow_couplings_each_move_the_half_the_last_one_held():
+    """Hand-made couplings, no training: every coupling of two layers (no permutation in
+    between) shifts the dimensions it transforms by t and scales them by e^a (a log-scale of
+    tanh(b)); the masks alternate, so each dimension is transformed once and the flow is the
+    normal of mean ``mean - std t / e^a`` and std ``std / e^a`` per dimension, Jacobians of
+    the scale and the standardization included. sample() inverts the same couplings. One
+    mask for every layer transformed one dimension twice and the others never; a log-scale
+    or shift on the wrong half gives another density (the scale's Jacobian then counts
+    dimensions it never scaled)."""
+    from scipy.stats import norm
+
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    z = (rng.normal(size=(60, 3)) * [1.0, 2.0, 0.5] + 3.0 * y[:, None]).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=0, n_layers=2, hidden=4), seed=0).fit(z, y, 2)
+    flows.perms_ = np.tile(np.arange(3), (2, 1))  # the couplings alone
+    b, t = 0.8, 0.5
+    flows.vars_["bs"].assign(np.full(flows.vars_["bs"].shape, b, np.float32))
+    flows.vars_["bt"].assign(np.full(flows.vars_["bt"].shape, t, np.float32))
+    a = np.tanh(b)  # scale 1
+    loc = flows.mean_ - flows.std_ * t / np.exp(a)  # (class, dim)
+    scale = flows.std_ / np.exp(a)
+    want = np.stack([norm.logpdf(z, loc[c], scale[c]).sum(1) for c in (0, 1)], axis=1)
+    np.testing.assert_allclose(flows.log_prob(z), want, rtol=1e-5, atol=1e-4)
+    u = np.random.default_rng(7).standard_normal((5, 3))  # sample()'s base noise, seed 7
+    np.testing.assert_allclose(flows.sample(1, 5, seed=7), loc[1] + scale[1] * u, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_flow_weight_decay_is_the_only_pull_on_the_first_coupling_layer():
+    """While every coupling is the identity (output layers at zero) the likelihood does not
+    depend on the couplings' first layer, so its first Adam step comes from the L2 weight
+    decay alone: gradient 2 weight_decay w, a step of learning_rate g / (|g| + eps /
+    sqrt(1 - beta2)) toward zero (tf_keras' Adam, eps 1e-7, beta2 0.999). Without the decay
+    term in the loss the weights stay where they start; 100 times it steps a full
+    learning rate."""
+    import dataclasses
+
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    z = (rng.normal(size=(80, 3)) + 3.0 * y[:, None]).astype(np.float32)
+    cfg = FlowConfig(steps=0, n_layers=2, hidden=8, batch=16)
+    start = ClassFlows(cfg, seed=0).fit(z, y, 2).vars_["w1"].numpy().astype(np.float64)
+    stepped = ClassFlows(dataclasses.replace(cfg, steps=1), seed=0).fit(z, y, 2)
+    assert stepped.steps_ == 1
+    g = 2 * cfg.weight_decay * start
+    want = start - cfg.learning_rate * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
+    assert np.abs(want - start).max() > 1e-3  # the step tested is not lost in the tolerance
+    np.testing.assert_allclose(stepped.vars_["w1"].numpy(), want, rtol=0, atol=1e-6)
+
+
 def test_shared_work_is_charged_once_per_method_and_at_its_original_time(tmp_path):
     """Shared work computed elsewhere (adopted, 100 s to compute) is charged in full to the
     first call that reads it, not again to a later call of the same method (``already``),
