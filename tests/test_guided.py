@@ -931,6 +931,24 @@ def test_gmm_drops_a_component_of_under_5_samples_and_renormalises():
     assert logp[57:].max() < logp[:57].min()
 
 
+def test_gmm_keeps_a_component_of_exactly_min_members_samples():
+    """Only a component explaining *fewer* than min_members samples is dropped: two clusters
+    of 10, 100 standard deviations apart, give two components of weight exactly 1/2 (the
+    responsibilities are 0 or 1), 10 samples each, and with min_members=10 both stay: the
+    density is scikit-learn's mixture. Dropping at 10 too (a strict bound) scored one
+    cluster by the other's Gaussian alone, 100 sd off."""
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(5)
+    z = np.concatenate([rng.normal(size=(10, 2)), rng.normal(size=(10, 2)) + 100.0])
+    ref = GaussianMixture(2, covariance_type="diag", reg_covar=1e-4, random_state=0).fit(z)
+    assert (ref.weights_ * 20 == 10.0).all()  # the tie this test is about
+    gm = make_density("gmm", seed=0, min_members=10).fit(z, np.zeros(20, np.int64), 1)
+    assert len(gm.models_[0][0]) == 2
+    np.testing.assert_allclose(gm.log_prob(z)[:, 0], ref.score_samples(z), rtol=1e-9,
+                               atol=1e-9)
+
+
 def test_flow_priority_mixes_the_loss_and_uncertainty_ranks_by_loss_weight():
     """priority = loss_weight x rank(loss) + (1 - loss_weight) x rank(dynamic uncertainty),
     both ranks inside the class; a sample never trained (NaN loss) ranks highest by loss."""
