@@ -1,6 +1,6 @@
 """Condensation rules held to hand computations on small data (a mutation audit's
 survivors, 2026-12-06): rounding to pixels, the largest K, seeds and dimensions passed on,
-DM's distinct starting samples."""
+DM's distinct starting samples and its pixels held in [0, 1]."""
 
 from __future__ import annotations
 
@@ -71,3 +71,23 @@ def test_dm_starts_from_distinct_real_samples():
     init, y = make_condenser("dm", seed=0, iterations=0).fit(ctx).condense(30)
     for c in (0, 1):
         assert len(np.unique(init[y == c].reshape(30, -1), axis=0)) == 30
+
+
+def test_dm_holds_its_synthetic_pixels_in_the_unit_range():
+    """DM clips its synthetic images to [0, 1] after every step, so what it matches the
+    real embedding with is an image it can save: one step of a huge learning rate pushes
+    most pixels past a bound, and the float set the optimization ends with (before rounding
+    to uint8, which clips anyway) sits on 0 and 1 (about half the pixels each), never
+    beyond. Without the clip the step left pixels from -53 to 66, which the next steps
+    would have matched with and no saved image has; a clip to [0.1, 0.9] or [-1, 2] misses
+    one of the two checks."""
+    from tinysift.condensation.base import make_condenser
+
+    ctx = tiny_context(n=40, classes=2)
+    cond = make_condenser("dm", seed=0, iterations=1, learning_rate=1e5, real_batch=8,
+                          width=8).fit(ctx)
+    cond.condense(3)
+    synth = cond._synth  # (classes, K, H, W, C) floats
+    assert synth.shape == (2, 3, 8, 8, 1)
+    assert synth.min() == 0.0 and synth.max() == 1.0
+    assert (synth == 0.0).mean() > 0.25 and (synth == 1.0).mean() > 0.25
