@@ -380,9 +380,13 @@ def _pool_windows(fl: FloatLayer):
             yield oy, ox, ys, xs, (ys.stop - ys.start) * (xs.stop - xs.start)
 
 
-def tail_forward(layers: list[FloatLayer], params: np.ndarray, q: np.ndarray):
+def tail_forward(layers: list[FloatLayer], params: np.ndarray, q: np.ndarray,
+                 edge: np.ndarray | None = None):
     """Float forward of a batch of int8 inputs of the first float layer: the head's inputs
-    (B, D) and, per conv layer, its mask (for tail_backward)."""
+    (B, D) and, per conv layer, its mask (for tail_backward). ``edge`` (B,), if given, is
+    lowered to each sample's nearest pre-activation to a clip bound, as a share of the
+    bounds' range: where it is within rounding, another float32 order of the same sums may
+    put the mask bit on the other side."""
     first = layers[0]
     x = dequantize(q, first.s_in, first.in_zp).reshape(len(q), *first.in_dims)
     views = _views(layers, params)
@@ -401,6 +405,9 @@ def tail_forward(layers: list[FloatLayer], params: np.ndarray, q: np.ndarray):
                     acc += np.repeat(patch, fl.dm, axis=-1) * fl.wq[ky, kx].astype(F32)
             pre = acc + b if w is not None else fl.s_w * acc + b
             mask = (pre > fl.lo) & (pre < fl.hi)
+            if edge is not None:
+                near = np.minimum(np.abs(pre - fl.lo), np.abs(pre - fl.hi)) / (fl.hi - fl.lo)
+                np.minimum(edge, near.reshape(len(pre), -1).min(1), out=edge)
             x = np.clip(pre, fl.lo, fl.hi).astype(F32)
             masks.append(mask)
         elif fl.op == "AVERAGE_POOL_2D":
