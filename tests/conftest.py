@@ -10,14 +10,16 @@ from pathlib import Path
 def _share_the_cpus_among_workers() -> None:
     """Under xdist, each worker (and every process it starts, through the environment) gets
     its share of the CPUs for TensorFlow's and BLAS's thread pools, unless the caller set
-    them: two workers on two cores, each with a pool per core, spent a fifth of the time of
-    the TensorFlow-heavy files switching threads (test_methods, test_guided,
-    test_baselines and test_models: 180 s against 143 s, AMD EPYC, 2 CPUs). Set here,
-    before numpy and TensorFlow start their pools."""
+    them: with two workers on two cores, each with a pool per core, the TensorFlow-heavy
+    files ran a quarter longer (test_methods, test_guided, test_baselines and test_models:
+    180 s against 143 s, AMD EPYC, 2 CPUs). Set here, before numpy and TensorFlow start
+    their pools."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers < 2:
         return
-    share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+    share = str(max(1, cpus // workers))
     for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
                 "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, share)
