@@ -148,6 +148,27 @@ def test_flow_couplings_each_move_the_half_the_last_one_held():
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("d", [2, 3, 7, 16])
+def test_flow_of_three_layers_transforms_every_dimension(d):
+    """FlowConfig's promise: from 3 coupling layers on, every dimension is transformed at
+    least once, whatever the random permutations (layer 1 permutes, and layers 1 and 2
+    transform complementary halves of that arrangement). A mask repeated in layer 2, or a
+    permutation in layer 2 as well, leaves some dimension a standardized Gaussian."""
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(d)
+    y = np.repeat([0, 1], 8)
+    z = rng.normal(size=(16, d)).astype(np.float32)
+    for seed in range(20):
+        flows = ClassFlows(FlowConfig(steps=0, n_layers=3, hidden=4), seed=seed).fit(z, y, 2)
+        order = np.arange(d)  # the original dimension at each position
+        transformed = np.zeros(d, bool)
+        for perm, mask in zip(flows.perms_, flows.masks_, strict=True):
+            order = order[perm]
+            transformed[order[mask == 0]] = True
+        assert transformed.all(), (seed, np.flatnonzero(~transformed))
+
+
 def test_flow_weight_decay_is_the_only_pull_on_the_first_coupling_layer():
     """While every coupling is the identity (output layers at zero) the likelihood does not
     depend on the couplings' first layer, so its first Adam step comes from the L2 weight

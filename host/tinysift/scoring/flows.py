@@ -47,7 +47,9 @@ class FlowConfig:
 
     Parameters
     ----------
-    n_layers : coupling layers per flow
+    n_layers : coupling layers per flow. From 3 on every dimension is transformed at
+        least once (each odd layer permutes, and it and the next transform complementary
+        halves); with 1 or 2 some dimensions stay a standardized Gaussian
     hidden : hidden units of each coupling network
     steps : Adam steps (each step uses ``batch`` samples of every class)
     batch : samples per class per step
