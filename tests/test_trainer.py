@@ -1082,6 +1082,18 @@ def test_tflite_reader_survives_corruption(driver_asan):
     assert counts[7] > 2000 and counts[0] > 2000, counts  # TS_ERR_DATA, and untouched bytes
 
 
+def _tflfile(exe: Path, tmp_path: Path, data: bytes, cap: int = 4096, first_op: int = 0):
+    """`driver tflfile` on data: (ts_tflite_num_ops' status, ts_tflite_check_model's status,
+    {operator: [status, builtin code, input zero point, output zero point, weight scales]},
+    operators)."""
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    out = run(exe, "tflfile", path, cap, first_op).splitlines()
+    (_, status, count), check = out[0].split(), int(out[1].split()[1])
+    return int(status), check, {int(f[1]): [int(v) for v in f[2:]]
+                                for f in (line.split() for line in out[2:])}, int(count)
+
+
 def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp_path):
     """ts_tflite.h's refusals, each from the export's .tflite with one thing changed, read
     under ASan/UBSan from a buffer exactly its size (`driver tflfile`): another file
@@ -1101,14 +1113,7 @@ def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp
     n_scales = len(conv.weight_tensor.scales)
 
     def read(data: bytes, cap: int = 4096, first_op: int = first):
-        """(ts_tflite_num_ops' status, ts_tflite_check_model's status, {operator: [status,
-        builtin code, input zero point, output zero point, weight scales]}, operators)."""
-        path = tmp_path / "m.tflite"
-        path.write_bytes(data)
-        out = run(driver_asan, "tflfile", path, cap, first_op).splitlines()
-        (_, status, count), check = out[0].split(), int(out[1].split()[1])
-        return int(status), check, {int(f[1]): [int(v) for v in f[2:]]
-                                    for f in (line.split() for line in out[2:])}, int(count)
+        return _tflfile(driver_asan, tmp_path, data, cap, first_op)
 
     def quant(g, op: int, which: str):
         return g.tensors[getattr(g.operators[op], which)[0]].quantization
@@ -1171,6 +1176,151 @@ def test_tflite_reader_refuses_malformed_models(driver_asan, tflite, parsed, tmp
         for c in m.operatorCodes:
             c.deprecatedBuiltinCode = -56
     assert read(patched(tflite, negative_deprecated)) == ok
+
+
+class _Flat:
+    """A .tflite's bytes and the positions ts_tflite.c reads (flatbuffers' layout: a table's
+    soffset back to its vtable, u16 field offsets, u32 references relative to their own
+    position, a vector's u32 count then its elements), to edit one field in place or to
+    append, where re-packing would move everything."""
+
+    def __init__(self, data: bytes):
+        self.b = bytearray(data)
+
+    def u32(self, pos: int) -> int:
+        return struct.unpack_from("<I", self.b, pos)[0]
+
+    def put(self, pos: int, value: int) -> None:
+        struct.pack_into("<I", self.b, pos, value & 0xFFFFFFFF)
+
+    def field(self, table: int, f: int) -> int | None:
+        vt = table - struct.unpack_from("<i", self.b, table)[0]
+        entry = 4 + 2 * f
+        if entry + 2 > struct.unpack_from("<H", self.b, vt)[0]:
+            return None
+        off = struct.unpack_from("<H", self.b, vt + entry)[0]
+        return table + off if off else None
+
+    def ref(self, table: int, f: int) -> int:
+        pos = self.field(table, f)
+        assert pos is not None
+        return pos + self.u32(pos)
+
+    def slot(self, vec: int, i: int) -> int:
+        """Where element i of a vector of tables holds its reference."""
+        return vec + 4 + 4 * i
+
+    def graph(self) -> int:
+        root = self.u32(0)
+        return self.slot(self.ref(root, 2), 0) + self.u32(self.slot(self.ref(root, 2), 0))
+
+    def op(self, i: int) -> int:
+        pos = self.slot(self.ref(self.graph(), 3), i)
+        return pos + self.u32(pos)
+
+    def tensors(self, op: int, f: int) -> list[int]:
+        """Operator op's inputs (f=1) or outputs (f=2)."""
+        vec = self.ref(self.op(op), f)
+        return [self.u32(self.slot(vec, k)) for k in range(self.u32(vec))]
+
+    def quant(self, t: int, f: int) -> int:
+        """Tensor t's QuantizationParameters vector f (2 scale, 3 zero_point)."""
+        pos = self.slot(self.ref(self.graph(), 0), t)
+        return self.ref(self.ref(pos + self.u32(pos), 4), f)
+
+    def code_slot(self, op: int) -> int:
+        """Where the operator_codes vector holds operator op's OperatorCode."""
+        at = self.field(self.op(op), 0)
+        return self.slot(self.ref(self.u32(0), 1), 0 if at is None else self.u32(at))
+
+    def edited(self, edit) -> bytes:
+        copy = _Flat(bytes(self.b))
+        edit(copy)
+        return bytes(copy.b)
+
+
+def test_tflite_reader_bounds_at_the_edge(driver_asan, tflite, parsed, tmp_path):
+    """ts_tflite.c's bounds, each at its edge, from the export's .tflite edited in place or
+    with bytes appended (a re-packed flatbuffer puts nothing where such a bound is tested):
+    a count lowered below what is read, the old elements left behind it (an operator's
+    inputs or outputs; a scale or zero-point vector; the tensors; the operator codes), so
+    that a reader without the count check would read a plausible element and accept; a
+    vector and a vtable moved to the very end of the file (read; a vector one element
+    longer is refused); a vtable whose size leaves out half of its last entry (that field
+    absent); deprecated op codes 127 (TFLite's max rule: 127) and -128 (meaningless); one
+    operator before the table's first. A mutation audit's survivors fail it: each of these
+    checks dropped or moved by one passed the other tests."""
+    import copy
+
+    first = parsed.layers[0].index
+    plain = next(ly.index for ly in parsed.layers if ly.weight_tensor is None)
+    conv = next(ly.index for ly in parsed.layers if ly.weight_tensor is not None)
+    fb = _Flat(tflite)
+
+    def read(data: bytes, first_op: int = first):
+        return _tflfile(driver_asan, tmp_path, data, first_op=first_op)
+
+    ok = read(tflite)
+    assert ok[:2] == (0, 0) and all(v[0] == 0 for v in ok[2].values()), ok
+
+    def count(where, value: int) -> bytes:
+        """The file with the u32 count of vector where(flat) set to value."""
+        return fb.edited(lambda f: f.put(where(f), value))
+
+    # an operator without inputs or outputs, a weighted one with only its input: TS_ERR_DATA
+    t_in, t_out, t_w = fb.tensors(plain, 1)[0], fb.tensors(plain, 2)[0], fb.tensors(conv, 1)[1]
+    assert read(count(lambda f: f.ref(f.op(plain), 1), 0))[2][plain][0] == 7
+    assert read(count(lambda f: f.ref(f.op(plain), 2), 0))[2][plain][0] == 7
+    assert read(count(lambda f: f.ref(f.op(conv), 1), 1))[2][conv][0] == 7
+    # no scale on the activation in, the activation out, the weights
+    assert read(count(lambda f: f.quant(t_in, 2), 0))[2][plain][0] == 7
+    assert read(count(lambda f: f.quant(t_out, 2), 0))[2][plain][0] == 7
+    assert read(count(lambda f: f.quant(t_w, 2), 0))[2][conv][0] == 7
+    # no zero point on the input: 0, not the old one behind the count (the table's refuses 0)
+    assert ok[2][plain][2] != 0 and fb.u32(fb.quant(t_in, 3)) == 1
+    got = read(count(lambda f: f.quant(t_in, 3), 0))
+    assert got[2][plain] == [0, ok[2][plain][1], 0, *ok[2][plain][3:]] and got[1] == 7, got
+    # a tensor index, an operator code index equal to the count
+    assert read(count(lambda f: f.ref(f.graph(), 0), t_out))[2][plain][0] == 7
+    k = (fb.code_slot(plain) - fb.ref(fb.u32(0), 1) - 4) // 4
+    assert read(count(lambda f: f.ref(f.u32(0), 1), k))[2][plain][0] == 7
+
+    def tail_outputs(n: int) -> bytes:
+        """The plain operator's outputs vector moved to the end of the file, count n."""
+        def edit(f: _Flat):
+            at = f.field(f.op(plain), 2)
+            end = len(f.b)
+            f.b += struct.pack("<II", n, t_out)
+            f.put(at, end - at)
+        return fb.edited(edit)
+    assert read(tail_outputs(1)) == ok  # its last byte is the file's
+    assert read(tail_outputs(2))[2][plain][0] == 7  # one element past the end
+
+    def tail_code(vt_bytes: int) -> bytes:
+        """The plain operator's OperatorCode (builtin_code only) appended, then its vtable,
+        vt_bytes long (12: through field 3, builtin_code, whose entry ends the file)."""
+        def edit(f: _Flat):
+            at, end = f.code_slot(plain), len(f.b)
+            f.b += struct.pack("<iI6H", -8, ok[2][plain][1], vt_bytes, 8, 0, 0, 0, 4)
+            f.put(at, end - at)
+        return fb.edited(edit)
+    assert read(tail_code(12)) == ok
+    got = read(tail_code(11))  # half of field 3's entry: absent, builtin code 0 (ADD)
+    assert got[2][plain][:2] == [0, 0] and got[1] == 7, got
+
+    def deprecated(code: int):
+        def edit(m, g, schema):
+            for c in m.operatorCodes:
+                c.deprecatedBuiltinCode = code
+        return edit
+    got = read(patched(tflite, deprecated(127)))
+    assert all(v[1] == 127 for v in got[2].values()) and got[1] == 7, got
+    assert read(patched(tflite, deprecated(-128))) == ok
+    if first == 0:  # one edge operator before the table
+
+        def one_before(m, g, schema):
+            g.operators = [copy.deepcopy(g.operators[0])] + list(g.operators)
+        assert read(patched(tflite, one_before), first_op=1)[1] == 0
 
 
 def tf_gradients(layers, params: np.ndarray, w: np.ndarray, b: np.ndarray, q: np.ndarray,
