@@ -103,7 +103,8 @@ static void test_rounding_primitives(void) {
 #define MAXA 8192
 static int8_t g_w[MAXW];
 static int32_t g_bias[64], g_mult[64], g_shift[64];
-static int8_t g_in[MAXA], g_out_ref[MAXA], g_out_dsp[MAXA];
+/* g_out_dsp: 8 guard bytes past the largest output (a DSP kernel writes no byte past its own) */
+static int8_t g_in[MAXA], g_out_ref[MAXA], g_out_dsp[MAXA + 8];
 
 static int32_t out_size(int same, int32_t in, int32_t f, int32_t s, int32_t d) {
     const int32_t eff = (f - 1) * d + 1;
@@ -222,7 +223,7 @@ static void test_dsp_equals_scalar_random_layers(void) {
         }
         n = ts_layer_out_bytes(&l);
         memset(g_out_ref, 0x11, n);
-        memset(g_out_dsp, 0x22, n);
+        memset(g_out_dsp, 0x22, n + 8u);
         {
             const size_t need = op == TS_OP_CONV_2D ? ts_conv2d_s8_dsp_scratch_size(&l)
                               : op == TS_OP_DEPTHWISE_CONV_2D
@@ -249,6 +250,19 @@ static void test_dsp_equals_scalar_random_layers(void) {
                      (long)l.in.w, (long)l.in.c, (long)l.out.h, (long)l.out.w, (long)l.out.c,
                      l.filter_h, l.filter_w, l.stride_h, l.stride_w, l.dilation_h,
                      l.dilation_w, l.padding);
+        }
+        TS_ASSERT(g_out_dsp[n] == 0x22 && g_out_dsp[n + 7u] == 0x22); /* nothing past it */
+        if (op == TS_OP_DEPTHWISE_CONV_2D) {
+            /* no scratch: the 4-channel kernel (dw_block), whose unrolled 3x3 window the
+             * layers above reach only without scratch (with it they take the plane kernel) */
+            memset(g_out_dsp, 0x22, n + 8u);
+            ts_depthwise_conv2d_s8_dsp(&l, g_in, g_out_dsp, NULL);
+            if (memcmp(g_out_ref, g_out_dsp, n) != 0 || g_out_dsp[n] != 0x22) {
+                TS_FAIL_("trial %u depthwise in %ldx%ldx%ld f %ux%u s %ux%u d %ux%u dm %u, no "
+                         "scratch: dsp != scalar", (unsigned)trial, (long)l.in.h, (long)l.in.w,
+                         (long)l.in.c, l.filter_h, l.filter_w, l.stride_h, l.stride_w,
+                         l.dilation_h, l.dilation_w, (unsigned)l.depth_multiplier);
+            }
         }
         ++done;
     }
@@ -282,7 +296,8 @@ static void test_dsp_equals_scalar_random_layers(void) {
 }
 
 /* Both kernels on layer l (a random_layer draw, possibly edited); 1 when they agree byte for
- * byte and the DSP kernel kept inside its *_scratch_size() bytes. */
+ * byte and the DSP kernel kept inside its *_scratch_size() bytes and its output (a depthwise
+ * layer also without scratch: the 4-channel kernel). */
 static int dsp_agrees_with_scalar(const ts_layer_t *l) {
     static uint8_t scratch[8192 + 8] __attribute__((aligned(8)));
     const uint8_t op = l->op;
@@ -295,7 +310,7 @@ static int dsp_agrees_with_scalar(const ts_layer_t *l) {
         return 0;
     }
     memset(g_out_ref, 0x11, n);
-    memset(g_out_dsp, 0x22, n);
+    memset(g_out_dsp, 0x22, n + 8u);
     memset(scratch + need, 0x5A, 8);
     if (op == TS_OP_CONV_2D) {
         ts_conv2d_s8_ref(l, g_in, g_out_ref);
@@ -307,8 +322,16 @@ static int dsp_agrees_with_scalar(const ts_layer_t *l) {
         ts_fully_connected_s8_ref(l, g_in, g_out_ref);
         ts_fully_connected_s8_dsp(l, g_in, g_out_dsp, sp);
     }
-    return scratch[need] == 0x5A && scratch[need + 7u] == 0x5A &&
-           memcmp(g_out_ref, g_out_dsp, n) == 0;
+    if (scratch[need] != 0x5A || scratch[need + 7u] != 0x5A || g_out_dsp[n] != 0x22 ||
+        g_out_dsp[n + 7u] != 0x22 || memcmp(g_out_ref, g_out_dsp, n) != 0) {
+        return 0;
+    }
+    if (op == TS_OP_DEPTHWISE_CONV_2D) {
+        memset(g_out_dsp, 0x22, n + 8u);
+        ts_depthwise_conv2d_s8_dsp(l, g_in, g_out_dsp, NULL);
+        return g_out_dsp[n] == 0x22 && memcmp(g_out_ref, g_out_dsp, n) == 0;
+    }
+    return 1;
 }
 
 /* Random layers with no activation clamp (act_min -128, act_max 127: a linear layer, or a
