@@ -427,6 +427,41 @@ static void test_dsp_equals_scalar_tiny_scales(void) {
     g_rng = saved_rng;
 }
 
+/* FULLY_CONNECTED with an odd unit count, its weights in an array of exactly their size: the
+ * DSP kernel computes the last row in a pair with itself and must read no row past it (under
+ * the sanitizers, native-asan, that read is a global-buffer-overflow; on a device it runs off
+ * the end of the model). Audit (2026-12-06): the pair's second row at w0 + k for the last
+ * row too passed every check (its result is not stored). */
+static void test_dsp_fc_reads_no_weight_past_its_layer(void) {
+    static const int8_t w[3 * 11] = {1,  -2, 3,  -4, 5,  -6, 7,  -8, 9,  -10, 11,
+                                     12, 13, 14, 15, 16, 17, 18, 19, 20, 21,  22,
+                                     -1, -3, -5, -7, -9, 11, 13, 15, 17, 19,  21};
+    static const int32_t b[3] = {100, -200, 300};
+    static const int32_t mult[3] = {1 << 30, 1 << 30, 1 << 30}, sh[3] = {-4, -4, -4};
+    static const int8_t x[11] = {5, -7, 9, -11, 13, -15, 17, -19, 21, -23, 25};
+    static uint8_t scratch[256] __attribute__((aligned(8)));
+    int8_t ref[3], dsp[3];
+    ts_layer_t l;
+    memset(&l, 0, sizeof l);
+    l.op = TS_OP_FULLY_CONNECTED;
+    l.in = (ts_dims_t){1, 1, 11};
+    l.out = (ts_dims_t){1, 1, 3};
+    l.act_min = -128;
+    l.act_max = 127;
+    l.weights = w;
+    l.weights_len = sizeof w;
+    l.bias = b;
+    l.bias_len = 3;
+    l.multiplier = mult;
+    l.shift = sh;
+    l.quant_len = 3;
+    TS_ASSERT_EQ_INT(TS_OK, ts_layer_check(&l));
+    TS_ASSERT(ts_fully_connected_s8_dsp_scratch_size(&l) <= sizeof scratch);
+    ts_fully_connected_s8_ref(&l, x, ref);
+    ts_fully_connected_s8_dsp(&l, x, dsp, scratch);
+    TS_ASSERT_MEM_EQ(ref, dsp, 3);
+}
+
 /* ---- a small valid model and its malformed variants -------------------------------------- */
 
 static const int8_t k_conv_w[4 * 3 * 3 * 2] = {
@@ -1270,6 +1305,7 @@ int main(void) {
     TS_RUN(test_dsp_equals_scalar_random_layers);
     TS_RUN(test_dsp_equals_scalar_full_int8_range);
     TS_RUN(test_dsp_equals_scalar_tiny_scales);
+    TS_RUN(test_dsp_fc_reads_no_weight_past_its_layer);
     TS_RUN(test_valid_model_runs);
     TS_RUN(test_wrong_version);
     TS_RUN(test_null_pointers);
