@@ -460,6 +460,75 @@ static void test_dsp_equals_scalar_stride_3(void) {
     g_rng = saved_rng;
 }
 
+/* More output channels than one requantization table holds (TS_DSP_RQ_BLOCK, 64): CONV_2D
+ * (pointwise, and 3x3 SAME with k % 4 != 0) and FULLY_CONNECTED with 133 channels run in
+ * three blocks, each with its own weights, constants and outputs; with and without a clamp.
+ * The random layers stop at 11 channels and the golden exports at 64. Audit (2026-12-06):
+ * every block after the first reusing the first block's weights (conv or FC) passed every
+ * check. */
+static void test_dsp_equals_scalar_many_channels(void) {
+    enum { OC = 133 };
+    static int8_t w[OC * 96];
+    static int32_t bias[OC], mult[OC], shift[OC];
+    static const struct {
+        uint8_t op, f;
+        ts_dims_t in, out;
+    } shapes[3] = {
+        {TS_OP_CONV_2D, 1, {4, 3, 8}, {4, 3, OC}},
+        {TS_OP_CONV_2D, 3, {5, 3, 3}, {5, 3, OC}},
+        {TS_OP_FULLY_CONNECTED, 1, {1, 1, 96}, {1, 1, OC}},
+    };
+    const uint32_t saved_rng = g_rng;
+    uint32_t s, full;
+    int32_t i;
+    g_rng = 0xBB67AE85u;
+    for (i = 0; i < (int32_t)sizeof w; ++i) {
+        w[i] = (int8_t)rnd_range(-128, 127);
+    }
+    for (i = 0; i < MAXA; ++i) {
+        g_in[i] = (int8_t)rnd_range(-128, 127);
+    }
+    for (i = 0; i < OC; ++i) {
+        bias[i] = rnd_range(-20000, 20000);
+        mult[i] = (int32_t)((rnd() >> 1) | 0x40000000u);
+        shift[i] = rnd_range(-11, -7);
+    }
+    for (s = 0; s < 3u; ++s) {
+        for (full = 0; full < 2u; ++full) {
+            ts_layer_t l;
+            memset(&l, 0, sizeof l);
+            l.op = shapes[s].op;
+            l.in = shapes[s].in;
+            l.out = shapes[s].out;
+            l.filter_h = l.filter_w = shapes[s].f;
+            l.stride_h = l.stride_w = 1;
+            l.dilation_h = l.dilation_w = 1;
+            l.depth_multiplier = 1;
+            l.padding = shapes[s].f == 3 ? TS_PAD_SAME : TS_PAD_VALID;
+            l.pad_h = l.pad_w = shapes[s].f == 3 ? 1 : 0;
+            l.weights = w;
+            l.weights_len = (uint32_t)OC * (l.op == TS_OP_FULLY_CONNECTED
+                                                ? (uint32_t)(l.in.h * l.in.w * l.in.c)
+                                                : (uint32_t)(l.filter_h * l.filter_w * l.in.c));
+            l.bias = bias;
+            l.bias_len = OC;
+            l.multiplier = mult;
+            l.shift = shift;
+            l.quant_len = OC;
+            l.input_zero_point = -3;
+            l.output_zero_point = full ? 5 : -128;
+            l.act_min = full ? -128 : -128 + 20;
+            l.act_max = full ? 127 : 100;
+            TS_ASSERT_EQ_INT(TS_OK, ts_layer_check(&l));
+            if (!dsp_agrees_with_scalar(&l)) {
+                TS_FAIL_("shape %u (op %d, %d channels) %s: dsp != scalar", (unsigned)s,
+                         (int)l.op, (int)OC, full ? "no clamp" : "clamped");
+            }
+        }
+    }
+    g_rng = saved_rng;
+}
+
 /* FULLY_CONNECTED with an odd unit count, its weights in an array of exactly their size: the
  * DSP kernel computes the last row in a pair with itself and must read no row past it (under
  * the sanitizers, native-asan, that read is a global-buffer-overflow; on a device it runs off
@@ -1339,6 +1408,7 @@ int main(void) {
     TS_RUN(test_dsp_equals_scalar_full_int8_range);
     TS_RUN(test_dsp_equals_scalar_tiny_scales);
     TS_RUN(test_dsp_equals_scalar_stride_3);
+    TS_RUN(test_dsp_equals_scalar_many_channels);
     TS_RUN(test_dsp_fc_reads_no_weight_past_its_layer);
     TS_RUN(test_valid_model_runs);
     TS_RUN(test_wrong_version);
