@@ -545,6 +545,38 @@ def test_uf2_refuses_an_empty_image_and_an_unaligned_base(tmp_path):
         assert re.search(want, proc.stderr), proc.stderr
 
 
+def test_uf2_blocks_hold_every_field_the_spec_names():
+    """Every 512-byte block, field by field, as github.com/microsoft/uf2 lays it out: the two
+    start magics, flags 0x2000 (family ID present), the target address (256 bytes a block on
+    from the base), payload size 256 (the last block too: its payload zero padded), block
+    number from 0, the block count, the family ID, the payload and its zero padding to 476
+    bytes, the end magic. An image of whole pages takes no extra block; the last 256-byte
+    page of the 32-bit space and the largest 32-bit family ID are taken, one past refused."""
+    import struct
+
+    from tinysift.device.uf2 import bin_to_uf2
+
+    data = bytes(range(256)) * 2 + b"\xaa" * 10  # two whole pages and 10 bytes
+    image = bin_to_uf2(data, base=0x20000000, family=0x12345678)
+    assert len(image) == 3 * 512
+    for n in range(3):
+        block = image[n * 512:(n + 1) * 512]
+        assert struct.unpack_from("<8I", block) == (
+            0x0A324655, 0x9E5D5157, 0x2000, 0x20000000 + 256 * n, 256, n, 3, 0x12345678)
+        payload = data[n * 256:(n + 1) * 256]
+        assert block[32:32 + len(payload)] == payload
+        assert block[32 + len(payload):508] == bytes(476 - len(payload))
+        assert struct.unpack_from("<I", block, 508)[0] == 0x0AB16F30
+    assert len(bin_to_uf2(bytes(512))) == 2 * 512  # whole pages: no empty third block
+    top = bin_to_uf2(b"\x01" * 300, base=2**32 - 512)  # its last page is the space's last
+    assert struct.unpack_from("<I", top, 512 + 12)[0] == 2**32 - 256
+    with pytest.raises(TinysiftError, match="outside the 32-bit address space"):
+        bin_to_uf2(b"\x01" * 300, base=2**32 - 256)
+    assert struct.unpack_from("<I", bin_to_uf2(b"\x01", family=2**32 - 1), 28)[0] == 2**32 - 1
+    with pytest.raises(TinysiftError, match="is not a 32-bit family ID"):
+        bin_to_uf2(b"\x01", family=2**32)
+
+
 def test_openocd_program_path_is_one_tcl_word(tmp_path):
     """OpenOCD's -c is Tcl: an unquoted path with a space (or $, [ ]) splits or substitutes."""
     brd = load_board("nucleo_f411re")
