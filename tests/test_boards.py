@@ -392,6 +392,34 @@ def test_calibration_length_range_is_the_firmwares():
     assert found and int(found.group(1)) == MAX_CALIB_MS
 
 
+def test_calibrate_takes_the_range_ends_and_keeps_four_decimals():
+    """The documented ends are taken: a reading of exactly 0.0001 mA (the least a profile
+    keeps) and exactly 3,000 mA (the most a board draws), 3,000.5 refused; a workload of 0 ms
+    is refused, 1 ms and 600,000 ms are the firmware's range. The profile keeps 4 decimals of
+    mA, says the current is measured, and a new calibration names the one it replaces (the
+    estimate stays the project profile's)."""
+    from tinysift.device.calibrate import calibrate, check_calibration
+
+    brd = load_board("nucleo_f411re")
+    for ms in (1, 600_000):
+        check_calibration(brd, "/dev/null", False, 3.0, ms)
+    with pytest.raises(TinysiftError, match=r"--ms must be 1\.\.600000 .*not 0"):
+        check_calibration(brd, "/dev/null", False, 3.0, 0)
+    first = calibrate("nucleo_f411re", current_ma=0.0001)
+    assert first.earlier is None and load_board("nucleo_f411re").active_current_ma == 0.0001
+    top = calibrate("nucleo_f411re", current_ma=3000.0)
+    assert top.earlier[0] == 0.0001 and top.earlier[1].startswith("measured: ")
+    with pytest.raises(TinysiftError, match="--current-ma 3000.5 is more than a "
+                                            "microcontroller board draws"):
+        calibrate("nucleo_f411re", current_ma=3000.5)
+    cal = calibrate("nucleo_f411re", current_ma=12.34567)
+    assert cal.estimated_ma == 10.0 and cal.earlier[0] == 3000.0
+    assert "measured: tinysift device calibrate" in cal.earlier[1]
+    after = load_board("nucleo_f411re")
+    assert after.active_current_ma == 12.3457 and not after.current_is_estimate
+    assert "1.235x the project profile's 10 mA" in after.current_source
+
+
 # ---- a profile's values are checked when it is loaded -----------------------------------------
 
 @pytest.mark.parametrize(("text", "message"), [

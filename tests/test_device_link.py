@@ -831,6 +831,75 @@ def test_calibrate_refuses_a_current_no_running_board_draws(monkeypatch, tmp_pat
     assert not load_board("nucleo_f411re").user_profile  # nothing written
 
 
+def test_calibrate_writes_one_whole_windows_current_and_waits_out_the_workload(monkeypatch,
+                                                                               tmp_path):
+    """With a power monitor: exactly one marker window (none or two are refused, naming the
+    marker wire); its mean current, 0.0001..3,000 mA with both ends taken, goes into the
+    profile (4 decimals, measured, the window's length said); the workload is 2,000 ms
+    unless --ms says, and `calib` is waited for the workload on top of the timeout."""
+    from tinysift.boards import load_board
+    from tinysift.device import calibrate as cal
+    from tinysift.device import link as link_mod
+    from tinysift.device.energy import Window
+
+    class Monitor:
+        name = "joulescope"
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    asked, windows = [], []
+    run_workload = cal.run_workload
+
+    def workload(port, ms, monitor, board=None):
+        asked.append(ms)
+        return 1000, list(windows)
+
+    monkeypatch.setattr(cal, "run_workload", workload)
+    for seen in ([], [Window(0.0, 2.0, 80.0, 12.0)] * 2):
+        windows[:] = seen
+        with pytest.raises(DeviceError, match=rf"saw {len(seen)} marker windows during "
+                                              r"`calib`, expected 1: check the marker wire"):
+            cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor())
+    assert not load_board("nucleo_f411re").user_profile
+    for mean in (0.0001, 3000.0):
+        windows[:] = [Window(0.0, 2.0, 80.0, mean)]
+        cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor())
+        assert load_board("nucleo_f411re").active_current_ma == mean
+    windows[:] = [Window(0.0, 2.0, 80.0, 3000.5)]
+    with pytest.raises(DeviceError, match="measured 3000.5 mA during `calib`"):
+        cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor())
+    windows[:] = [Window(0.5, 0.501, 80.0, 12.34567)]
+    res = cal.calibrate("nucleo_f411re", port="/dev/null", monitor=Monitor(), ms=500)
+    assert (res.cycles, res.window_s, res.measured_ma) == (1000, 0.501, 12.34567)
+    assert asked == [2000] * 5 + [500]
+    board = load_board("nucleo_f411re")
+    assert board.active_current_ma == 12.3457 and not board.current_is_estimate
+    assert "(joulescope, one 0.50 s marker window of `calib`)" in board.current_source
+
+    class Link:  # the board's side of run_workload: `calib` answers, its timeout noted
+        timeouts = []
+
+        def __init__(self, port):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def wait_boot(self, timeout):
+            raise DeviceError("booted before the port opened")
+
+        def command(self, line, timeout):
+            self.timeouts.append((line, timeout))
+            return [parse_record("@phase name=calib cycles=300000000"),
+                    parse_record("@ready cmd=calib status=0")]
+
+    monkeypatch.setattr(link_mod, "SerialLink", Link)
+    assert run_workload("/dev/null", 3000, None, timeout=5.0) == (300_000_000, [])
+    assert Link.timeouts == [("calib ms=3000", 8.0)]
+
+
 def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     """The driver's stream buffer holds 30 s unless set, and read() refuses a longer
     capture: the monitor sizes it to the capture (here 45 s, on a fake whose captured second
