@@ -530,6 +530,21 @@ def test_the_pico_s_timer_counts_microseconds():
                           "ts_platform_arduino.cpp").read_text()
 
 
+def test_an_estimate_counts_at_the_rate_the_device_reports():
+    """A device that reports its counter's rate (`@boot hz=`) is counted at that rate, not
+    the profile's: 50 million counts at 50 MHz on a 100 MHz profile are 1 s and V x I x 1 s."""
+    from tinysift.boards import load_board
+    from tinysift.device.energy import estimate
+
+    f411 = load_board("nucleo_f411re")
+    assert f411.counter_rate == 100_000_000
+    got = estimate(f411, 50_000_000, 50_000_000)
+    assert got.cycles == 50_000_000 and got.seconds == 1.0
+    assert got.energy_mj == pytest.approx(f411.supply_v * f411.active_current_ma)
+    assert got.energy_kind == "estimated"
+    assert estimate(f411, 50_000_000).seconds == 0.5
+
+
 # ---- flashing details: UF2 images, Tcl quoting, the BOOTSEL drive, image sizes ----------------
 
 def test_uf2_refuses_an_empty_image_and_an_unaligned_base(tmp_path):

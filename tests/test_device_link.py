@@ -608,6 +608,20 @@ def test_a_marker_at_the_threshold_is_low():
                              np.full_like(t, 0.5)) == []
 
 
+def test_integrate_windows_by_hand():
+    """A three-sample window, by hand: power V x I integrated as trapezoids between its
+    first and last marker-high samples (0.02, 0.04, 0.06 W over 1 ms steps: 0.08 mJ, not the
+    0.12 of a sum of rectangles), 2 ms long, starting at its first high sample, its mean
+    current 20 mA."""
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0]) / 1000.0
+    current = np.array([0.005, 0.010, 0.020, 0.030, 0.005])
+    (w,) = integrate_windows(t, current, np.full_like(t, 2.0), np.array([0, 1, 1, 1, 0]))
+    assert w.complete and w.start_s == pytest.approx(0.001)
+    assert w.duration_s == pytest.approx(0.002)
+    assert w.energy_mj == pytest.approx(0.08)
+    assert w.mean_current_ma == pytest.approx(20.0)
+
+
 def test_stream_limits_derive_from_the_board_and_the_model():
     """`db stream` and `db kept` get the device stage's bounds (tinysift.device.limits):
     silent until the last sample, so the silence limit covers the whole stream, longer with
