@@ -671,6 +671,70 @@ def test_session_timeout_must_be_positive_and_finite():
         assert "\n" not in str(err.value)
 
 
+def test_session_limits_by_hand():
+    """docs/protocol.md's limits, computed by hand for a small export: silence = --timeout +
+    4 x the longest window, deadline = 2 x --timeout + 4 x all the windows, records + 8
+    (64 + 8 before @boot); windows in cycles over the board's clock (an emulated board's at
+    most 5 MHz) at 4 (DSP) or 12 cycles an int8 MAC, 10 (FPU) or 100 a float MAC, three
+    float passes a trained MAC; `db load` lines (2 hex digits a byte + 16) at 115200 baud
+    (10 bits a byte), or 5,000 bytes a second into an emulated board, 100 cycles a byte."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
+    from tinysift.device.session import TrainParams
+
+    cost = ModelCost.from_export({
+        "layers": [{"op": "CONV_2D", "in": [8, 8, 1], "out": [8, 8, 4]},  # 8*8*4 * 9*1
+                   {"op": "DEPTHWISE_CONV_2D", "in": [8, 8, 4], "out": [8, 8, 4]},  # *9
+                   {"op": "CONV_2D", "in": [8, 8, 4], "out": [4, 4, 8], "macs": 1000},
+                   {"op": "AVERAGE_POOL_2D", "in": [4, 4, 8], "out": [1, 1, 8]},
+                   {"op": "RESHAPE", "in": [1, 1, 8], "out": [1, 1, 8]},
+                   {"op": "FULLY_CONNECTED", "in": [1, 1, 8], "out": [1, 1, 3]}],  # 8*3
+        "head_layer": 5, "input": {"shape": [8, 8, 1]}, "num_classes": 3,
+        "test_samples": 10})
+    assert cost == ModelCost(backbone_macs=2304 + 2304 + 1000, head_macs=24, block_macs=1000,
+                             classes=3, test_samples=10, sample_bytes=64)
+
+    def check(lim, longest_s, total_s, records, timeout=20.0):
+        assert lim.silence == pytest.approx(timeout + 4 * longest_s, rel=1e-12)
+        assert lim.deadline == pytest.approx(2 * timeout + 4 * total_s, rel=1e-12)
+        assert lim.records == records + 8
+
+    f411 = SessionLimits(load_board("nucleo_f411re"), cost)  # 100 MHz, DSP and FPU
+    check(f411.simple(), 0, 0, 4)
+    check(f411.boot(), 0, 0, 64)
+    check(f411.db_kept(5), 0, 0, 6)
+    summary = 2 * (1 + 3) + 4 + 1 + 1
+    check(f411.results(), 0, 0, 64 + summary)
+    evaluation = 10 * (5608 * 4 + 24 * 10) / 100e6
+    check(f411.eval(), evaluation, evaluation, 2 + 3)
+    size = 100 * (2 * 64 + 16)
+    load = size * 100 / 100e6 + size * 10 / 115200
+    check(f411.db_load(100), load, load, 2)
+
+    qemu = SessionLimits(load_board("qemu-mps2-an386"), cost)  # 25 MHz, taken as 5 MHz
+    stream = (size * 100 + 100 * 5608 * 4) / 5e6 + size / 5000
+    check(qemu.db_stream(100, coverage=True), stream, stream, 2 + 3)
+    check(qemu.db_load(100), size * 100 / 5e6 + size / 5000, size * 100 / 5e6 + size / 5000, 2)
+
+    pico = SessionLimits(load_board("pico"), cost, timeout=7)  # 125 MHz, neither
+    head = 24 * 3 * 100
+    evaluation = 10 * (5608 * 12 + 2 * 24 * 100)
+    # update=head: the features of the 50 training and 10 test samples, 2 epochs of heads
+    features = (50 + 10) * 5608 * 12
+    check(pico.train(TrainParams(epochs=2), 50), features / 125e6,
+          (features + 2 * 50 * head + evaluation) / 125e6, 1 + 2 + summary, timeout=7)
+    # update=last-block, 5 steps of 16: 4 steps a window (ceil(50/16)), so 2 windows of 64
+    per_sample = 5608 * 12 + head + 1000 * 3 * 100
+    features = 10 * 5608 * 12
+    check(pico.train(TrainParams(steps=5, batch=16, update="last-block"), 50),
+          64 * per_sample / 125e6, (features + 2 * 64 * per_sample + evaluation) / 125e6,
+          1 + 2 + summary, timeout=7)
+    # update=bias: every layer below the head in float as well
+    per_sample = head + 5608 * 3 * 100
+    check(pico.train(TrainParams(epochs=1, update="bias"), 50), 50 * per_sample / 125e6,
+          (features + 50 * per_sample + evaluation) / 125e6, 1 + 1 + summary, timeout=7)
+
+
 # -- the Joulescope monitor, against tests/fake_joulescope.py (no Joulescope here) --------
 
 def _drive_marker(wire, highs_s, gap_s=0.05):
