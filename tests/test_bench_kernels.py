@@ -126,3 +126,54 @@ def test_a_hung_bench_firmware_is_stopped_and_never_outlives_the_host(tmp_path):
         if host.poll() is None:
             host.kill()
     assert not left, "QEMU outlived the host"
+
+
+def test_bench_output_is_read_line_by_line():
+    """tinysift.device.icount.parse on the bench firmware's lines (tools/bench/kernels_bench.c
+    prints them; here by hand): every BENCH line, not just the first, values as integers
+    (a port without -icount says icount_shift=-1), the per-MAC figures and the speedup
+    (reference over DSP) added, a layer of no MACs without them, BENCH_ERROR raised; the
+    QEMU that counts runs -icount shift=0 (1 ns an instruction, 40 a SysTick tick)."""
+    from tinysift.device.icount import QEMU, parse
+    from tinysift.errors import DeviceError
+
+    text = ("boot\nBENCH_INFO counter=systick-icount icount_shift=-1 stack_size=8192 dsp=1\n"
+            "BENCH case=pw op=CONV_2D macs=1000 outputs=64 ref_instr=4000 dsp_instr=2500 "
+            "ref_stack=96 dsp_stack=128 dsp_scratch=0 equal=1\n"
+            "BENCH_LAYER index=0 op=RESHAPE macs=0 ref_instr=40 dsp_instr=40\n"
+            "BENCH_LAYER index=1 op=CONV_2D macs=200 ref_instr=900 dsp_instr=500\n"
+            "BENCH_MODEL hash=ab12 macs=200 invoke_instr=1240 dsp=1 stack=512 arena=2048 "
+            "scratch=64\nBENCH_DONE\n")
+    res = parse(text)
+    assert res["info"] == {"counter": "systick-icount", "icount_shift": -1,
+                           "stack_size": 8192, "dsp": 1}
+    (case,) = res["cases"]
+    assert (case["ref_instr_per_mac"], case["dsp_instr_per_mac"], case["speedup"]) == (
+        4.0, 2.5, 1.6)
+    assert res["layers"] == [
+        {"index": 0, "op": "RESHAPE", "macs": 0, "ref_instr": 40, "dsp_instr": 40},
+        {"index": 1, "op": "CONV_2D", "macs": 200, "ref_instr": 900, "dsp_instr": 500,
+         "dsp_instr_per_mac": 2.5}]
+    assert res["model"] == {"hash": "ab12", "macs": 200, "invoke_instr": 1240, "dsp": 1,
+                            "stack": 512, "arena": 2048, "scratch": 64}
+    with pytest.raises(DeviceError, match="bench error: case=pw status=-2"):
+        parse("BENCH_INFO dsp=1\nBENCH_ERROR case=pw status=-2\n")
+    assert QEMU[QEMU.index("-icount") + 1] == "shift=0"
+
+
+def test_invoke_instructions_reads_the_model_line(tmp_path, monkeypatch):
+    """`engine check --board`'s figures come from BENCH_MODEL: the stack and the scratch
+    each from its own field (scratch 0 when the line has none)."""
+    import importlib
+
+    icount = importlib.import_module("tinysift.device.icount")
+    monkeypatch.setattr(icount, "build", lambda *a, **k: tmp_path / "invoke.elf")
+    line = "BENCH_MODEL hash=ab macs=90 invoke_instr=1240 dsp=1 stack=512 arena=2048"
+    for extra, scratch in ((" scratch=64", 64), ("", 0)):
+        monkeypatch.setattr(icount, "run_qemu", lambda elf, e=extra: f"{line}{e}\nBENCH_DONE\n")
+        assert icount.invoke_instructions(tmp_path, tmp_path, dsp=False) == {
+            "instructions": 1240, "macs": 90, "stack": 512, "arena": 2048,
+            "scratch": scratch, "dsp": False}
+    monkeypatch.setattr(icount, "run_tool", lambda cmd: "   text\t   data\t    bss\t    dec"
+                        "\thex\tfilename\n  30000\t   1200\t   9000\t  40200\t   9d08\tx.elf\n")
+    assert icount.size_of(tmp_path / "x.elf") == {"text": 30000, "data": 1200, "bss": 9000}
