@@ -671,6 +671,20 @@ def test_session_timeout_must_be_positive_and_finite():
         assert "\n" not in str(err.value)
 
 
+def test_integrate_windows_refuses_arrays_of_other_lengths():
+    """A current or voltage of one sample is not broadcast over the capture (V x I would
+    take it as constant): every array must have one value per sample time."""
+    t = np.arange(4) / 1000.0
+    marker = np.array([0, 1, 1, 0])
+    for current, voltage in ((np.array([0.01]), np.full(4, 2.0)),
+                             (np.full(4, 0.01), np.array([2.0])),
+                             (np.full(4, 0.01), np.full((4, 1), 2.0))):
+        with pytest.raises(ValueError, match="same length, got shapes"):
+            integrate_windows(t, current, voltage, marker)
+    with pytest.raises(ValueError, match="same length"):
+        integrate_windows(t, np.full(4, 0.01), np.full(4, 2.0), marker[:3])
+
+
 def test_session_limits_by_hand():
     """docs/protocol.md's limits, computed by hand for a small export: silence = --timeout +
     4 x the longest window, deadline = 2 x --timeout + 4 x all the windows, records + 8

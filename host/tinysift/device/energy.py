@@ -61,12 +61,15 @@ def integrate_windows(t: np.ndarray, current_a: np.ndarray, voltage_v: np.ndarra
     """
     t = np.asarray(t, np.float64)
     i = np.asarray(current_a, np.float64)
-    p = i * np.asarray(voltage_v, np.float64)
+    v = np.asarray(voltage_v, np.float64)
+    high = np.asarray(marker, np.float64) > threshold
+    # checked before V x I, which would broadcast a length-1 current or voltage over all
+    if not (t.shape == i.shape == v.shape == high.shape and t.ndim == 1):
+        raise ValueError("t, current, voltage and marker must be 1-D and of the same length, "
+                         f"got shapes {t.shape}, {i.shape}, {v.shape}, {high.shape}")
+    p = i * v
     seen = np.isfinite(p)
     p, i = np.where(seen, p, 0.0), np.where(seen, i, 0.0)
-    high = np.asarray(marker, np.float64) > threshold
-    if not (len(t) == len(p) == len(high)):
-        raise ValueError("t, current, voltage and marker must have the same length")
     if len(t) == 0:
         return []
     edges = np.diff(high.astype(np.int8))
