@@ -374,7 +374,8 @@ def test_malformed_tables_and_kernels(build, dsp, objdir):
                  "test_check_boundaries",
                  "test_trainer_cache_sizes_beyond_2g", "test_trainer_extract_beyond_2g",
                  "test_trainer_cache_fill_beyond_2g", "test_trainer_mask_bits_beyond_2g",
-                 "test_replay_workspace_beyond_2g"):
+                 "test_replay_workspace_beyond_2g", "test_replay_config_boundaries",
+                 "test_replay_offer_refusals"):
         assert f":{name}:PASS" in text
 
 

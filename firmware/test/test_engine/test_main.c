@@ -9,7 +9,8 @@
  *     behaviour (run under -fsanitize=address,undefined by tests/test_engine_golden.py and
  *     the PlatformIO env native-asan);
  *   - the trainer's and the replay buffer's buffer sizes: products of caller counts taken in
- *     64 bits and refused from 2^31 bytes (they wrapped the 32-bit size_t of the target).
+ *     64 bits and refused from 2^31 bytes (they wrapped the 32-bit size_t of the target);
+ *   - the replay buffer's config and offer refusals, each at its boundary.
  */
 #include <stdint.h>
 #include <string.h>
@@ -1400,6 +1401,175 @@ static void test_replay_workspace_beyond_2g(void) {
     TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, sizeof ws));
 }
 
+/* A coverage config of B slots, K classes, C codewords of D bytes; the arrays are the caller's. */
+static void replay_cfg(ts_replay_config_t *cfg, uint32_t policy, uint32_t b, uint32_t k,
+                       uint32_t c, uint32_t d) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->policy = policy;
+    cfg->capacity = b;
+    cfg->seed = 1;
+    cfg->num_classes = k;
+    cfg->per_class = c;
+    cfg->dim = d;
+}
+
+/* The replay buffer's config refusals, each at its boundary (ts_replay.h, docs/trainer.md
+ * "Replay upkeep"): the limits on B, K, C and D are inclusive (at the limit the config passes
+ * and only the short workspace stops it, TS_ERR_ARENA; one past it is TS_ERR_PARAM); the
+ * workspace is refused from exactly 2^31 bytes; exactly TS_REPLAY_WORKSPACE_BYTES is enough and
+ * one byte less is not; it must be 4-byte aligned; reservoir sampling ignores C and D. */
+static void test_replay_config_boundaries(void) {
+    static uint32_t radius2[256];
+    static uint8_t counts[2];
+    static const int8_t codebook[2 * 2 * 3];
+    /* 6*4 + 6*2*2 + 3*2 + 2*2*3 = 66 -> 68 bytes, and 8 to spare for the offsets below */
+    static uint8_t ws[68 + 8] __attribute__((aligned(4)));
+    ts_replay_config_t cfg;
+    ts_replay_t r;
+    TS_ASSERT(TS_REPLAY_WORKSPACE_BYTES(4u, 2u, 2u, 3u) == 68u);
+    replay_cfg(&cfg, TS_REPLAY_COVERAGE, 4, 2, 2, 3);
+    cfg.codebook = codebook;
+    cfg.codebook_count = counts;
+    cfg.radius2 = radius2;
+    counts[0] = 1;
+    counts[1] = 0;
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 68u);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 67));
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws + 4, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws + 1, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws + 2, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_init(NULL, &cfg, ws, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_init(&r, NULL, ws, 68));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_init(&r, &cfg, NULL, 68));
+    TS_ASSERT(ts_replay_workspace_size(NULL) == 0u);
+    /* the codebook and the radii: exported counts up to C, a codebook when one is exported, a
+     * radius for every online class (codebook_count NULL: every class online) */
+    counts[0] = 2;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 68));
+    counts[0] = 3;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    counts[0] = 1;
+    cfg.codebook = NULL;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    counts[0] = 0;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.codebook = codebook;
+    counts[0] = 1;
+    cfg.radius2 = NULL;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    counts[1] = 2;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.codebook_count = NULL;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.radius2 = radius2;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 68));
+    /* the policy; B in 1..65535; K in 1..256; C in 1..255; D in 1..TS_REPLAY_MAX_DIM */
+    cfg.policy = TS_REPLAY_POLICY_COUNT;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.policy = TS_REPLAY_COVERAGE;
+    cfg.capacity = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.capacity = TS_REPLAY_MAX_CAPACITY;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.capacity = TS_REPLAY_MAX_CAPACITY + 1u;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.capacity = 4;
+    cfg.num_classes = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.num_classes = 256;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.num_classes = 257;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.num_classes = 2;
+    cfg.per_class = 255;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.per_class = 256;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.per_class = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.per_class = 2;
+    cfg.dim = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.dim = TS_REPLAY_MAX_DIM;
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 68));
+    cfg.dim = TS_REPLAY_MAX_DIM + 1u;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, 68));
+    /* exactly 2^31 bytes: 6*5333 + 6*65280 + 3*256 + 65280*32890 = 2^31 - 2 -> 2^31 (refused);
+     * one slot less: 2^31 - 8 (passes the check, stopped by the workspace) */
+    replay_cfg(&cfg, TS_REPLAY_COVERAGE, 5332, 256, 255, 32890);
+    cfg.radius2 = radius2;
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == (size_t)2147483640u);
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    cfg.capacity = 5333;
+    TS_ASSERT(TS_REPLAY_WORKSPACE_BYTES(5333u, 256u, 255u, 32890u) == ((uint64_t)1 << 31));
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 0u);
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    /* reservoir sampling ignores C and D (and the codebook): 6*4 + 3*2 = 30 -> 32 bytes */
+    replay_cfg(&cfg, TS_REPLAY_RESERVOIR, 4, 2, 2, 3);
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 32u);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 32));
+    TS_ASSERT_EQ_INT(TS_ERR_ARENA, ts_replay_init(&r, &cfg, ws, 31));
+    cfg.per_class = 300;
+    cfg.dim = 0;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, 32));
+    TS_ASSERT(ts_replay_workspace_size(&cfg) == 32u);
+}
+
+/* ts_replay_offer()'s refusals: past the NULL checks *slot is TS_REPLAY_DROP and the stream
+ * does not advance; an offer on a buffer never started (its arrays NULL) is TS_ERR_NULL; a
+ * stream holds at most 2^32 - 1 samples (r.seen is set to 2^32 - 2 here as a stand-in for as
+ * many offers: the next sample's index would wrap). And the policies' names, class stats
+ * outside coverage. */
+static void test_replay_offer_refusals(void) {
+    static uint8_t ws[68] __attribute__((aligned(4)));
+    static const int8_t codebook[2 * 2 * 3];
+    static const uint8_t counts[2] = {1, 1};
+    static const int8_t f[3] = {1, 2, 3};
+    ts_replay_config_t cfg;
+    ts_replay_t r, blank;
+    uint32_t slot = 0, n = 7, k = 7;
+    replay_cfg(&cfg, TS_REPLAY_RESERVOIR, 2, 2, 0, 0);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    TS_ASSERT_EQ_INT(TS_ERR_DATA, ts_replay_offer(&r, 2, NULL, &slot));
+    TS_ASSERT(slot == TS_REPLAY_DROP && r.seen == 0u && r.kept == 0u);
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_offer(NULL, 0, NULL, &slot));
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_offer(&r, 0, NULL, NULL));
+    memset(&blank, 0, sizeof blank);
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_offer(&blank, 0, NULL, &slot));
+    TS_ASSERT(ts_replay_compact(&blank, NULL, 0, NULL) == 0u);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_offer(&r, 1, NULL, &slot));
+    TS_ASSERT(slot == 0u && r.seen == 1u);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_offer(&r, 0, NULL, &slot));
+    TS_ASSERT(slot == 1u && r.seen == 2u && r.kept == 2u);
+    r.seen = 0xFFFFFFFEu;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_offer(&r, 0, NULL, &slot));
+    TS_ASSERT(r.seen == 0xFFFFFFFFu);
+    slot = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_PARAM, ts_replay_offer(&r, 0, NULL, &slot));
+    TS_ASSERT(slot == TS_REPLAY_DROP && r.seen == 0xFFFFFFFFu);
+    ts_replay_class_stats(&r, 0, &n, &k);
+    TS_ASSERT(n == 0u && k == 0u);
+    /* coverage needs the features */
+    replay_cfg(&cfg, TS_REPLAY_COVERAGE, 4, 2, 2, 3);
+    cfg.codebook = codebook;
+    cfg.codebook_count = counts;
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_init(&r, &cfg, ws, sizeof ws));
+    slot = 0;
+    TS_ASSERT_EQ_INT(TS_ERR_NULL, ts_replay_offer(&r, 0, NULL, &slot));
+    TS_ASSERT(slot == TS_REPLAY_DROP && r.seen == 0u && r.kept == 0u);
+    TS_ASSERT_EQ_INT(TS_OK, ts_replay_offer(&r, 1, f, &slot));
+    TS_ASSERT(slot == 0u && r.seen == 1u && r.slot_cw[0] == 2u);
+    ts_replay_class_stats(&r, 1, &n, &k);
+    TS_ASSERT(n == 1u && k == 1u);
+    n = k = 7;
+    ts_replay_class_stats(&r, 2, &n, &k);
+    TS_ASSERT(n == 0u && k == 0u);
+    TS_ASSERT(strcmp(ts_replay_policy_name(TS_REPLAY_RESERVOIR), "reservoir") == 0);
+    TS_ASSERT(strcmp(ts_replay_policy_name(TS_REPLAY_COVERAGE), "coverage") == 0);
+    TS_ASSERT(ts_replay_policy_name(TS_REPLAY_POLICY_COUNT) == NULL);
+}
+
 int main(void) {
     TS_TEST_BEGIN();
     TS_RUN(test_mbqm_fast_equals_reference);
@@ -1427,5 +1597,7 @@ int main(void) {
     TS_RUN(test_trainer_cache_fill_beyond_2g);
     TS_RUN(test_trainer_mask_bits_beyond_2g);
     TS_RUN(test_replay_workspace_beyond_2g);
+    TS_RUN(test_replay_config_boundaries);
+    TS_RUN(test_replay_offer_refusals);
     return TS_TEST_END();
 }
