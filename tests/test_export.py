@@ -1179,3 +1179,118 @@ def test_an_empty_array_compiles_as_one_placeholder_element(tmp_path):
                         str(src), "-o", str(tmp_path / "empty.o")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_written_arrays_compile_and_read_back_as_the_values_given(tmp_path):
+    """The data and golden files and every element type of ``c_array``, compiled with host gcc
+    (-Werror) and read back through ctypes: values (negative int8, INT32_MIN and its
+    neighbour, uint32 above INT32_MAX, floats in exponent notation), each array's declared
+    length and 16-byte alignment, const arrays in read-only sections (``static`` ones local),
+    at most 24 items a line, the golden layers of the first ``layer_samples`` samples only."""
+    import shutil
+
+    from tinysift.export import c_writer
+
+    need_tools("gcc")
+    if shutil.which("nm") is None:
+        pytest.skip("nm not found")
+    p = "ts_t"
+    x_train = np.array([-128, -1, 0, 1, 127, -7] * 5, np.int8).reshape(5, 2, 3, 1)
+    y_train = np.array([0, 1, 255, 3, 4], np.uint8)
+    x_test, y_test = np.zeros((0, 2, 3, 1), np.int8), np.zeros(0, np.uint8)
+    layers = [np.arange(-6, 6, dtype=np.int8).reshape(3, 4),
+              np.arange(3 * 2, dtype=np.int8).reshape(3, 2) - 100]
+    outputs = np.array([[-128, 127], [-3, 4], [0, -1]], np.int8)
+    header = c_writer.write_header(p, {"NAME": "x", "N": 3, "F": 0.5}, golden=True)
+    assert "#ifndef TS_T_H\n#define TS_T_H\n" in header
+    assert '#define TS_T_NAME "x"\n' in header and "#define TS_T_F 0.5f\n" in header
+    (tmp_path / f"{p}.h").write_text(header)
+    int32 = np.array([-(1 << 31), -(1 << 31) + 1, -1, 0, (1 << 31) - 1], np.int32)
+    uint32 = np.array([0, (1 << 31), (1 << 32) - 1], np.uint32)
+    floats = np.array([1e-5, 3.0, -2.5e7, 0.1], np.float32)
+    extra = (c_writer.c_array(f"{p}_i32", int32, static=False)
+             + c_writer.c_array(f"{p}_u32", uint32, static=False)
+             + c_writer.c_array(f"{p}_f32", floats, static=False)
+             + c_writer.c_array(f"{p}_long", np.arange(50, dtype=np.int16) - 25, static=False))
+    data = c_writer.write_data_c(p, {"train": (x_train, y_train), "test": (x_test, y_test)})
+    golden = c_writer.write_golden_c(p, outputs, layers, layer_samples=2)
+    for text in (data, golden, extra):
+        body = [ln for ln in text.splitlines() if ln.startswith("    ") and "," in ln]
+        assert body and max(ln.count(",") for ln in body) <= 24  # 24 items and the newline's
+    probe = "".join(
+        f"unsigned long {p}_size_{n}(void) {{ return sizeof {p}_{n}; }}\n"
+        f"unsigned long {p}_align_{n}(void) {{ return __alignof__({p}_{n}); }}\n"
+        for n in ("train_x", "train_y", "test_x", "test_y"))
+    (tmp_path / "data.c").write_text(data + probe)
+    (tmp_path / "golden.c").write_text(golden)
+    (tmp_path / "extra.c").write_text(f'#include <stdint.h>\n{c_writer.ALIGN}{extra}')
+    objs = []
+    for name in ("data", "golden", "extra"):
+        obj = tmp_path / f"{name}.o"
+        r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                            "-fPIC", f"-I{ENGINE}", f"-I{tmp_path}", "-c",
+                            str(tmp_path / f"{name}.c"), "-o", str(obj)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (name, r.stderr)
+        objs.append(str(obj))
+    nm = subprocess.run(["nm", *objs], capture_output=True, text=True, check=True).stdout
+    kinds = {line.split()[-1]: line.split()[-2] for line in nm.splitlines()
+             if len(line.split()) == 3}
+    # static const: local read-only ('r'); the extern ones global read-only ('R')
+    assert kinds[f"{p}_train_x"] == kinds[f"{p}_golden_layers_data"] == "r", kinds
+    assert kinds[f"{p}_i32"] == kinds[f"{p}_u32"] == "R", kinds
+    lib = tmp_path / "libarrays.so"
+    r = subprocess.run(["gcc", "-shared", "-o", str(lib), *objs], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    so = ctypes.CDLL(str(lib))
+    for n, size in (("train_x", 30), ("train_y", 5), ("test_x", 1), ("test_y", 1)):
+        assert getattr(so, f"{p}_size_{n}")() == size, n
+        assert getattr(so, f"{p}_align_{n}")() == 16, n
+    train, test = Dataset.in_dll(so, f"{p}_train"), Dataset.in_dll(so, f"{p}_test")
+    assert (train.count, train.sample_bytes, test.count, test.sample_bytes) == (5, 6, 0, 0)
+    assert np.array_equal(np.ctypeslib.as_array(train.x, shape=(30,)), x_train.reshape(-1))
+    assert np.array_equal(np.ctypeslib.as_array(train.y, shape=(5,)), y_train)
+
+    def read(name, ctype, n):
+        return np.ctypeslib.as_array((ctype * n).in_dll(so, name))
+
+    def deref(name, ctype, n):
+        ptr = ctypes.cast(ctypes.c_void_p.in_dll(so, name), ctypes.POINTER(ctype))
+        return np.ctypeslib.as_array(ptr, shape=(n,))
+
+    assert np.array_equal(read(f"{p}_i32", ctypes.c_int32, 5), int32)
+    assert np.array_equal(read(f"{p}_u32", ctypes.c_uint32, 3), uint32)
+    assert np.array_equal(read(f"{p}_f32", ctypes.c_float, 4), floats)
+    assert np.array_equal(read(f"{p}_long", ctypes.c_int16, 50), np.arange(50) - 25)
+    assert np.array_equal(deref(f"{p}_golden_outputs", ctypes.c_int8, 6), outputs.reshape(-1))
+    want = np.concatenate([layers[0][:2].reshape(-1), layers[1][:2].reshape(-1)])
+    assert np.array_equal(deref(f"{p}_golden_layers", ctypes.c_int8, 12), want)
+    assert deref(f"{p}_golden_layer_sizes", ctypes.c_int32, 2).tolist() == [4, 2]
+    assert f"{p}_golden_layers_data[12]" in golden
+
+
+def test_c_comment_breaks_every_sequence_even_one_a_break_makes():
+    from tinysift.export import c_writer
+
+    for text in ("???", "a\x7fb\té", "*/*/", "/*/", "x??/y", "**//"):
+        out = c_writer.c_comment(text)
+        assert out.isascii() and all(" " <= ch <= "~" for ch in out), (text, out)
+        assert not any(s in out for s in ("*/", "/*", "??")), (text, out)
+    assert c_writer.c_comment("a\x7fb\té") == "a?b? ?"
+    with pytest.raises(ValueError, match="non-finite"):
+        c_writer.c_array("bad", np.array([1.0, np.inf], np.float32))
+
+
+def test_a_model_without_a_head_names_the_layer_count_as_its_head_layer(small_model_tflite):
+    """Without a classifier head, head_layer is the layer count (one past the last layer: the
+    trainer refuses the model), and the note why is a comment-safe comment."""
+    from tinysift.export import c_writer
+    from tinysift.export.tflite_reader import parse_tflite
+
+    parsed = parse_tflite(small_model_tflite)
+    parsed.head_index, parsed.head_note = None, "last op */ is not FULLY_CONNECTED"
+    text = c_writer.write_model_c(parsed, "ts_export", None, None, b"\0", "0" * 32)
+    n = len(parsed.layers)
+    assert f".head_layer = {n}u, /* no classifier head: last op * / is not" in text
+    assert f"ts_layer_t ts_export_layers[{n}]" in text and "ts_export_head_weights" not in text
