@@ -651,3 +651,72 @@ def test_old_classes_must_be_classes_of_the_dataset():
     scenario whose old classes list a class with no samples and no output."""
     with pytest.raises(DatasetError, match=r"old classes must be in 0..9; 10 are not"):
         scenarios.new_classes("digits", old_classes=(0, 1, 10), new_per_class=5)
+
+
+def _tiny_scenario(**change):
+    z = np.zeros
+    parts = dict(x_old=z((4, 2, 2, 1), np.uint8), y_old=np.array([0, 0, 1, 1]),
+                 x_new=np.arange(8, dtype=np.uint8).reshape(2, 2, 2, 1), y_new=np.array([2, 2]),
+                 x_test_old=z((2, 2, 2, 1), np.uint8), y_test_old=np.array([0, 1]),
+                 x_test_new=z((1, 2, 2, 1), np.uint8), y_test_new=np.array([2]))
+    parts.update(change)
+    return scenarios.Scenario("new-classes", **parts, num_classes=3, old_classes=(0, 1),
+                              new_classes=(2,), class_names=("a", "b", "c"))
+
+
+def test_scenario_hash_covers_every_split_its_shapes_and_the_class_names():
+    """The scenario cache is keyed on content_hash: the same bytes in another shape, another
+    new-task label or renamed classes are another scenario."""
+    base = _tiny_scenario().content_hash()
+    assert _tiny_scenario().content_hash() == base and len(base) == 32
+    x_new = np.arange(8, dtype=np.uint8).reshape(2, 2, 2, 1)
+    assert _tiny_scenario(x_new=x_new.reshape(2, 1, 4, 1),
+                          x_old=np.zeros((4, 1, 4, 1), np.uint8),
+                          x_test_old=np.zeros((2, 1, 4, 1), np.uint8),
+                          x_test_new=np.zeros((1, 1, 4, 1), np.uint8)).content_hash() != base
+    assert _tiny_scenario(y_new=np.array([2, 1])).content_hash() != base
+    renamed = _tiny_scenario()
+    renamed.class_names = ("a", "b", "z")
+    assert renamed.content_hash() != base
+
+
+def test_a_scenario_says_each_only_where_every_class_holds_what_was_asked():
+    y = np.array([8, 8, 8, 9, 9, 9, 9, 9])
+    assert scenarios._samples_each(y, 5) == "3, 5 samples (all the data holds; 5 each asked)"
+    assert scenarios._samples_each(y[3:], 5) == "5 samples each"
+    assert scenarios._samples_each(y, None) == "3, 5 samples"
+
+
+def test_new_samples_are_a_seeded_draw_from_the_whole_class():
+    """The seed chooses which new samples the device gets (not the first of each class)."""
+    a = scenarios.new_classes("digits", old_classes=range(8), new_per_class=20, seed=0)
+    b = scenarios.new_classes("digits", old_classes=range(8), new_per_class=20, seed=1)
+    assert not np.array_equal(a.x_new, b.x_new)
+    assert np.unique(b.y_new, return_counts=True)[1].tolist() == [20, 20]
+
+
+def test_the_user_test_split_is_the_same_on_every_call_and_takes_one_of_a_small_class(
+        write_npz):
+    """Without x_test, 20% of each class (at least one, where the class has two or more) is
+    held out by a fixed draw: the same split each time the scenario is built."""
+    x, y = _distinct_digits_like({8: 10, 9: 3})
+    path = write_npz("new.npz", x=x, y=y)
+    one, two = scenarios.user("digits", path), scenarios.user("digits", path)
+    assert np.array_equal(one.x_test_new, two.x_test_new)
+    assert np.array_equal(one.x_new, two.x_new)
+    assert sorted(one.y_test_new.tolist()) == [8, 8, 9]
+
+
+def test_a_new_label_past_the_model_s_last_class_is_refused():
+    from tinysift.errors import DatasetError
+
+    with pytest.raises(DatasetError, match=r"new labels \[3\] are not classes of the model"):
+        _tiny_scenario(y_new=np.array([2, 3]))
+    with pytest.raises(DatasetError, match=r"test_new labels \[3\]"):
+        _tiny_scenario(y_test_new=np.array([3]))
+
+
+def test_upsampled_digits_fill_the_centred_20x20_box_exactly():
+    """MNIST's layout: the 8x8 image resized into rows and columns 4..23 of 28x28."""
+    up = scenarios.upsample_digits(np.full((1, 8, 8, 1), 255, np.uint8))[0, ..., 0]
+    assert (up[4:24, 4:24] == 255).all() and up.sum() == 255 * 400
