@@ -426,6 +426,24 @@ def test_upkeep_shift_results_hold_no_placeholder_old_accuracy_and_name_their_ro
     assert [x for x in origins_lines(res) if x][0] in md
 
 
+def test_upkeep_user_results_render_without_an_old_task(tmp_path):
+    """The user scenario tests the new task only, as shift: its results hold no old accuracy
+    (None), and the markdown table formatted that None as a number (TypeError) because it
+    dropped the old/new columns for shift alone."""
+    from tinysift.bench.upkeep import UpkeepBenchConfig, _results, point_key
+    from tinysift.bench.upkeep_report import upkeep_markdown
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    up = UpkeepConfig(scenario="user", dataset="digits", new="npz:mine.npz", buffers=(5,))
+    log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep_user_digits", point="point")
+    _device_rows(log, [point_key(*p) for p in points(up)], [0],
+                 lambda s, m: 0.6 + 0.1 * (m == "coverage"))
+    res = _results(UpkeepBenchConfig(up, seeds=1), log, 1, 1.0)
+    assert all(p["acc_old"] is None for p in res["points"].values())
+    md = upkeep_markdown(res)
+    assert "| 5 | coverage | 0.7000 | +10.00 |" in md and " old | new |" not in md
+
+
 def test_device_results_name_their_log_and_rows_keeping_their_seed_values(tmp_path):
     from tinysift.bench.device import DeviceBenchConfig, _results
     from tinysift.bench.device_report import device_markdown
