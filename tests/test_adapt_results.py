@@ -393,3 +393,47 @@ def test_a_user_upkeep_tests_the_new_task_only(tmp_path, monkeypatch, write_npz)
     assert tested_tasks("new-classes") == ("test_old", "test_new")
     assert np.array_equal(seen["tests"], test_indices(scn, parts, 5, 0, tasks=("test_new",)))
     assert len(seen["tests"]) == 10  # 5 of each user class, no old test sample
+
+
+def test_upkeep_results_take_a_point_only_where_every_done_seed_has_a_current_record(
+        tmp_path):
+    """A point is in the results once every finished seed has its record, a coverage record
+    of older rules (or none named: rules 1) is not current, `seeds` is the seeds done, the
+    whole stream's point key is all:UPDATE, and a results file without a rules version is
+    described as rules 1."""
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.bench.upkeep import (
+        FIELDS,
+        UpkeepBenchConfig,
+        _results,
+        bench_upkeep,
+        current,
+        point_key,
+    )
+    from tinysift.bench.upkeep_report import upkeep_markdown
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    assert point_key("reservoir", None, "head") == ("all", "all:head")
+    assert point_key("coverage", 5, "bias") == ("coverage", "5:bias")
+    rec = {"acc": 0.5}
+    assert current(rec, "coverage") is None and current(rec, "reservoir") is rec
+    assert current({**rec, "coverage_rules": 3}, "coverage") is not None
+    with pytest.raises(BudgetError, match="--seeds must be at least 1"):
+        bench_upkeep(UpkeepBenchConfig(UpkeepConfig(dataset="digits"), seeds=0),
+                     log=lambda *_: None)
+    up = UpkeepConfig(dataset="digits", buffers=(5,))
+    log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep", point="point")
+    for policy, per_class, update in points(up):
+        method, at = point_key(policy, per_class, update)
+        for seed in (0, 1):
+            if method == "coverage" and seed == 1:
+                continue  # seed 1's coverage run failed
+            log.add(seed, method, at, acc=0.5, acc_old=0.4, acc_new=0.6,
+                    **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")},
+                    **({"coverage_rules": 3} if method == "coverage" else {}))
+    res = _results(UpkeepBenchConfig(up, seeds=3), log, 2, 1.0)
+    assert res["seeds"] == 2 and res["seeds_planned"] == 3
+    assert set(res["points"]) == {"reservoir:5:head", "all:all:head"}
+    old = {**res, "config": {k: v for k, v in res["config"].items() if k != "coverage_rules"}}
+    assert "rules 1: a reservoir per codeword" in upkeep_markdown(old)
