@@ -444,6 +444,24 @@ def test_upkeep_user_results_render_without_an_old_task(tmp_path):
     assert "| 5 | coverage | 0.7000 | +10.00 |" in md and " old | new |" not in md
 
 
+def test_device_user_results_render_without_an_old_task(tmp_path):
+    """Results of the user scenario (new task only, as shift: NEW_TASK_ONLY) hold no old
+    accuracy; the device table leaves its old columns empty as for shift, where it formatted
+    None as a number."""
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.device_report import device_markdown
+
+    cfg = DeviceBenchConfig(scenario="user", dataset="digits", methods=("random",),
+                            sizes=(10,), updates=("head",), seeds=1)
+    log = ProgressLog({"bench": "device"}, tmp_path, "device_user_digits", point="point")
+    _device_rows(log, [("joint", "host"), ("none", "0:head"), ("random", "10:head")], [0],
+                 lambda s, m: 0.9)
+    res = _results(cfg, log, [0], {"ram_total": 1}, {"head": 1}, 60.0)
+    assert all(p["acc_old"] is None for p in res["points"].values())
+    md = device_markdown(res)
+    assert "| random | 10 | 0.9000 | - | " in md and "old domain is not tested" in md
+
+
 def test_device_results_name_their_log_and_rows_keeping_their_seed_values(tmp_path):
     from tinysift.bench.device import DeviceBenchConfig, _results
     from tinysift.bench.device_report import device_markdown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tinysift.bench.report import origins_lines, seeds_phrase
 from tinysift.bench.stats import diff_cell
+from tinysift.pipeline.adapt import NEW_TASK_ONLY
 from tinysift.report.adapt import replay_plot as device_plot
 
 __all__ = ["device_markdown", "device_plot"]
@@ -18,11 +19,11 @@ def _acc(p: dict, key: str = "acc", seeds: int = 1) -> str:
 
 def device_markdown(res: dict) -> str:
     seeds = res["seeds"]
-    # shift: the device's exported test set is the new domain's only (the old domain's
+    # shift and user: the device's exported test set is the new task's only (the old task's
     # accuracy is not measured there), so its "old" columns stay empty
-    shift = res["scenario"] == "shift"
+    new_only = res["scenario"] in NEW_TASK_ONLY
     tasks = ("the new domain's test split only: the old domain is not tested on the device"
-             if shift else "old = the base model's task, new = what the device learns")
+             if new_only else "old = the base model's task, new = what the device learns")
     lines = [f"# On-device adaptation: {res['scenario']}, {res['dataset']} on {res['board']}",
              "",
              f"Test accuracy of the device's re-quantized int8 model after training on the "
@@ -38,9 +39,9 @@ def device_markdown(res: dict) -> str:
         lines += ["Host joint model (the head trained on the frozen backbone's features of "
                   "all the old data plus the new samples; "
                   + ("a reference: with the backbone frozen it does not bound what the device "
-                     "reaches on a shifted domain" if shift else "the upper bound") + "): all "
+                     "reaches on a shifted domain" if new_only else "the upper bound") + "): all "
                   f"{joint['acc_mean']:.4f}"
-                  + ("" if shift else f", old {joint['acc_old']:.4f}, new "
+                  + ("" if new_only else f", old {joint['acc_old']:.4f}, new "
                                       f"{joint['acc_new']:.4f}") + ".", ""]
     for update in res["updates"]:
         pts = {k: v for k, v in res["points"].items() if v["update"] == update}
@@ -52,9 +53,9 @@ def device_markdown(res: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in sorted(pts.values(), key=lambda p: (p["size"], p["method"])):
             cells = [p["method"], str(p["size"]), _acc(p, "acc", seeds),
-                     "-" if shift else f"{p['acc_old']:.4f}", f"{p['acc_new']:.4f}"]
+                     "-" if new_only else f"{p['acc_old']:.4f}", f"{p['acc_new']:.4f}"]
             for ref in ("vs_random", "vs_herding", "vs_joint", "old_vs_joint"):
-                shown = ref in p and not (shift and ref == "old_vs_joint")
+                shown = ref in p and not (new_only and ref == "old_vs_joint")
                 cells.append(diff_cell(p[ref]) if shown else "-")
             cells += [f"{p['energy_mj']:.1f}", f"{int(p['ram_plan']):,}"]
             lines.append("| " + " | ".join(cells) + " |")

@@ -8,6 +8,7 @@ from pathlib import Path
 from tinysift.bench.device_report import recipe_footer
 from tinysift.bench.report import seeds_phrase
 from tinysift.bench.stats import diff_cell
+from tinysift.pipeline.adapt import NEW_TASK_ONLY
 
 
 def _mean_std(p: dict, seeds: int) -> str:
@@ -29,7 +30,7 @@ def upkeep_markdown(res: dict) -> str:
     seeds = res["seeds"]
     cfg = res["config"]
     # shift and user test the new task only (their results hold no old accuracy)
-    two_tasks = res["scenario"] not in ("shift", "user")
+    two_tasks = res["scenario"] not in NEW_TASK_ONLY
     lines = [f"# On-device replay upkeep: {res['scenario']}, {res['dataset']} on "
              f"{res['board']}", "",
              f"The device streams every new sample (`db stream`) and keeps a buffer of "
