@@ -209,6 +209,25 @@ static int random_layer(ts_layer_t *l, uint8_t op) {
     return 1;
 }
 
+/* A FULLY_CONNECTED layer of `in` inputs and `out` units from hand-written tables (weights
+ * out x in, per-unit bias, multiplier and shift), zero points 0, no activation clamp. */
+static void hand_fc(ts_layer_t *l, int32_t in, int32_t out, const int8_t *w, const int32_t *b,
+                    const int32_t *mult, const int32_t *sh) {
+    memset(l, 0, sizeof *l);
+    l->op = TS_OP_FULLY_CONNECTED;
+    l->in = (ts_dims_t){1, 1, in};
+    l->out = (ts_dims_t){1, 1, out};
+    l->act_min = -128;
+    l->act_max = 127;
+    l->weights = w;
+    l->weights_len = (uint32_t)(in * out);
+    l->bias = b;
+    l->bias_len = (uint32_t)out;
+    l->multiplier = mult;
+    l->shift = sh;
+    l->quant_len = (uint32_t)out;
+}
+
 static void test_dsp_equals_scalar_random_layers(void) {
     static const uint8_t ops[3] = {TS_OP_CONV_2D, TS_OP_DEPTHWISE_CONV_2D, TS_OP_FULLY_CONNECTED};
     /* the DSP kernels' scratch, exactly their *_scratch_size() bytes with a guard after */
@@ -278,19 +297,7 @@ static void test_dsp_equals_scalar_random_layers(void) {
         static const int32_t b[2] = {1500000000, -1500000000};
         static const int32_t mult[2] = {1 << 30, 1 << 30}, sh[2] = {-20, -20};
         ts_layer_t l;
-        memset(&l, 0, sizeof l);
-        l.op = TS_OP_FULLY_CONNECTED;
-        l.in = (ts_dims_t){1, 1, 8};
-        l.out = (ts_dims_t){1, 1, 2};
-        l.act_min = -128;
-        l.act_max = 127;
-        l.weights = w;
-        l.weights_len = sizeof w;
-        l.bias = b;
-        l.bias_len = 2;
-        l.multiplier = mult;
-        l.shift = sh;
-        l.quant_len = 2;
+        hand_fc(&l, 8, 2, w, b, mult, sh);
         TS_ASSERT_EQ_INT(TS_OK, ts_layer_check(&l));
         ts_fully_connected_s8_ref(&l, g_in, g_out_ref);
         ts_fully_connected_s8_dsp(&l, g_in, g_out_dsp, scratch);
@@ -545,19 +552,7 @@ static void test_dsp_fc_reads_no_weight_past_its_layer(void) {
     static uint8_t scratch[256] __attribute__((aligned(8)));
     int8_t ref[3], dsp[3];
     ts_layer_t l;
-    memset(&l, 0, sizeof l);
-    l.op = TS_OP_FULLY_CONNECTED;
-    l.in = (ts_dims_t){1, 1, 11};
-    l.out = (ts_dims_t){1, 1, 3};
-    l.act_min = -128;
-    l.act_max = 127;
-    l.weights = w;
-    l.weights_len = sizeof w;
-    l.bias = b;
-    l.bias_len = 3;
-    l.multiplier = mult;
-    l.shift = sh;
-    l.quant_len = 3;
+    hand_fc(&l, 11, 3, w, b, mult, sh);
     TS_ASSERT_EQ_INT(TS_OK, ts_layer_check(&l));
     TS_ASSERT(ts_fully_connected_s8_dsp_scratch_size(&l) <= sizeof scratch);
     ts_fully_connected_s8_ref(&l, x, ref);
