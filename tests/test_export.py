@@ -492,6 +492,16 @@ def small_model_tflite():
                         np.random.default_rng(0).integers(0, 255, (16, 8, 8, 1), np.uint8))
 
 
+def _strict_object(src: Path, *flags: str) -> Path:
+    """``src`` compiled by host gcc as strict C99 (-pedantic -Wall -Wextra -Werror) into an
+    object beside it; a warning fails the test with gcc's message."""
+    obj = src.with_suffix(".o")
+    r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", *flags,
+                        "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+    assert r.returncode == 0, (src.name, r.stderr)
+    return obj
+
+
 def test_tensor_names_cannot_end_the_c_comment(small_model_tflite, tmp_path):
     """A tensor named ``stem */ int oops; /*`` ended the layer row's comment and compiled
     its own code; names are made comment-safe (and printable ASCII)."""
@@ -517,10 +527,7 @@ def test_tensor_names_cannot_end_the_c_comment(small_model_tflite, tmp_path):
     src = tmp_path / "model.c"
     src.write_text(text)
     (tmp_path / "ts_export.h").write_text(c_writer.write_header("ts_export", {}, golden=False))
-    r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                        f"-I{ENGINE}", f"-I{tmp_path}", "-c", str(src), "-o",
-                        str(tmp_path / "model.o")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    _strict_object(src, f"-I{ENGINE}", f"-I{tmp_path}")
 
 
 def _set_activation(op_name: str, activation: str):
@@ -1175,10 +1182,7 @@ def test_an_empty_array_compiles_as_one_placeholder_element(tmp_path):
     src.write_text("#include <stdint.h>\n" + c_writer.ALIGN
                    + c_writer.c_array("ts_empty_i8", np.zeros(0, np.int8), static=False)
                    + c_writer.c_array("ts_empty_u32", np.zeros(0, np.uint32), static=False))
-    r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-c",
-                        str(src), "-o", str(tmp_path / "empty.o")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    _strict_object(src)
 
 
 def test_written_arrays_compile_and_read_back_as_the_values_given(tmp_path):
@@ -1224,15 +1228,8 @@ def test_written_arrays_compile_and_read_back_as_the_values_given(tmp_path):
     (tmp_path / "data.c").write_text(data + probe)
     (tmp_path / "golden.c").write_text(golden)
     (tmp_path / "extra.c").write_text(f'#include <stdint.h>\n{c_writer.ALIGN}{extra}')
-    objs = []
-    for name in ("data", "golden", "extra"):
-        obj = tmp_path / f"{name}.o"
-        r = subprocess.run(["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
-                            "-fPIC", f"-I{ENGINE}", f"-I{tmp_path}", "-c",
-                            str(tmp_path / f"{name}.c"), "-o", str(obj)],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, (name, r.stderr)
-        objs.append(str(obj))
+    objs = [str(_strict_object(tmp_path / f"{name}.c", "-fPIC", f"-I{ENGINE}", f"-I{tmp_path}"))
+            for name in ("data", "golden", "extra")]
     nm = subprocess.run(["nm", *objs], capture_output=True, text=True, check=True).stdout
     kinds = {line.split()[-1]: line.split()[-2] for line in nm.splitlines()
              if len(line.split()) == 3}
