@@ -149,6 +149,11 @@ def test_shift_tests_on_both_test_splits_and_draws_new_samples_with_the_seed():
     assert np.array_equal(a.y_test_new, tgt.y_test)
     assert np.array_equal(np.unique(a.y_new, return_counts=True)[1], [10] * 10)
     assert not np.array_equal(a.x_new, b.x_new)  # the seed draws the new samples
+    # each new image is an upsampled training digit of its own label (its pair kept)
+    upsampled = scenarios.upsample_digits(tgt.x_train)
+    label_of = {img.tobytes(): int(lab)
+                for img, lab in zip(upsampled, tgt.y_train, strict=True)}
+    assert [label_of[img.tobytes()] for img in a.x_new] == a.y_new.tolist()
 
 
 def test_user_data_without_a_test_split_holds_out_a_fifth_seeded(write_npz):
