@@ -12,10 +12,11 @@ from pathlib import Path
 
 from tinysift.bench.progress import (
     ProgressLog,
-    config_dict,
     distinct,
     results_claim,
+    run_record,
     summarize,
+    write_results,
 )
 from tinysift.bench.report import (
     acc_cell,
@@ -173,8 +174,6 @@ def _condense_point(ctx, data, seed: int, name: str, per_class: int | None, reci
 
 def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
              wall_seconds: float) -> dict:
-    from tinysift.runs import machine_info, package_versions
-
     def summary(runs: list[dict]) -> dict:
         return summarize(runs, MEAN_FIELDS)
 
@@ -186,26 +185,20 @@ def _results(cfg: CondenseBenchConfig, log: ProgressLog, seeds_done: int,
     full_runs = [log.get(s, "full", "all") for s in seeds]
     full = summary(full_runs)
     return {
-        "dataset": cfg.dataset, "per_class": list(cfg.per_class), "seeds": seeds_done,
-        "seeds_planned": cfg.seeds, "recipe": cfg.recipe(), "config": config_dict(cfg),
+        "dataset": cfg.dataset, "per_class": list(cfg.per_class), "recipe": cfg.recipe(),
+        **run_record(cfg, seeds_done, log, wall_seconds),
         **log.provenance(seeds_done, full_runs + [r for runs in rows.values() for r in runs]),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
-        "machine": machine_info(), "versions": package_versions(),
         "method_params": log.method_params,  # every parameter, the defaults included
-        "methods": methods, "wall_seconds": wall_seconds,
-        "seed_wall_seconds": log.seed_walls(seeds_done),
+        "methods": methods,
     }
 
 
 def write_outputs(results: dict, out: Path, stem: str) -> None:
     """``stem``.json, the markdown table and the plot, all from ``results``."""
-    from tinysift.runs import atomic_write_json, atomic_write_text
-
-    atomic_write_json(out / f"{stem}.json", results)
-    atomic_write_text(out / f"{stem}.md", condense_markdown(results))
-    condense_plot(results, out / f"{stem}.png")
+    write_results(results, out, stem, condense_markdown, condense_plot)
 
 
 def condense_plot(res: dict, path: Path) -> None:

@@ -25,6 +25,7 @@ from tinysift.bench.progress import (
     point_labels,
     read_json_lines,
     results_claim,
+    run_record,
     summarize,
     write_results,
 )
@@ -298,8 +299,6 @@ def _load_curves(log: ProgressLog) -> dict[tuple, list]:
 def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done: int,
               wall_seconds: float) -> dict:
     from tinysift.bench.stats import paired_difference
-    from tinysift.runs import machine_info, package_versions
-
     full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
     full = summarize(full_runs, ("seconds",))
     rows = list(full_runs)
@@ -326,19 +325,17 @@ def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done:
             methods.setdefault(name, {})[at] = point
     return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise,
-        "budgets": [float(b) for b in cfg.budgets], "seeds": seeds_done,
-        "seeds_planned": cfg.seeds,
+        "budgets": [float(b) for b in cfg.budgets],
+        **run_record(cfg, seeds_done, log, wall_seconds),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["seconds"],
         "full_data_curves": [curves.get((s, "full", "1"), []) for s in range(seeds_done)],
-        "recipe": cfg.recipe(), "config": config_dict(cfg),
+        "recipe": cfg.recipe(),
         **log.provenance(seeds_done, rows),
-        "machine": machine_info(), "versions": package_versions(),
         "method_params": log.method_params,  # every parameter, the defaults included
         "over_budget_factor": OVER_BUDGET,
-        "methods": methods, "wall_seconds": wall_seconds,
-        "seed_wall_seconds": log.seed_walls(seeds_done),
+        "methods": methods,
     }
 
 

@@ -25,6 +25,7 @@ from tinysift.bench.progress import (
     distinct,
     point_labels,
     results_claim,
+    run_record,
     summarize,
     write_results,
 )
@@ -318,8 +319,6 @@ def cost_ratio(cfg: PruneBenchConfig, rec: dict, full_count: int) -> float:
 
 def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
              wall_seconds: float) -> dict:
-    from tinysift.runs import machine_info, package_versions
-
     full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
     rows = list(full_runs)
     methods: dict[str, dict] = {}
@@ -336,18 +335,15 @@ def _results(cfg: PruneBenchConfig, log: ProgressLog, seeds_done: int,
     full = summarize(full_runs, ("train_seconds",))
     return {
         "dataset": cfg.dataset, "label_noise": cfg.label_noise, "protocol": cfg.protocol,
-        "keep": [float(k) for k in cfg.keeps], "seeds": seeds_done,
-        "seeds_planned": cfg.seeds,
+        "keep": [float(k) for k in cfg.keeps],
+        **run_record(cfg, seeds_done, log, wall_seconds),
         "full_data_acc": {"mean": full["acc_mean"], "std": full["acc_std"],
                           "runs": full["runs"]},
         "full_data_seconds": full["train_seconds"],
-        "recipe": cfg.recipe(), "config": config_dict(cfg),
+        "recipe": cfg.recipe(),
         **log.provenance(seeds_done, rows),
-        "machine": machine_info(), "versions": package_versions(),
         "method_params": log.method_params,  # every parameter, the defaults included
         "methods": methods,
-        "wall_seconds": wall_seconds,
-        "seed_wall_seconds": log.seed_walls(seeds_done),
     }
 
 

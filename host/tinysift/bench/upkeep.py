@@ -34,6 +34,7 @@ from tinysift.bench.progress import (
     results_claim,
     summarize,
     user_data_key,
+    write_results,
 )
 from tinysift.pipeline.adapt import NEW_TASK_ONLY
 from tinysift.pipeline.upkeep import ALL, UpkeepConfig, points, prepare, run_point
@@ -198,9 +199,7 @@ def _results(cfg: UpkeepBenchConfig, plog: ProgressLog, seeds_done: int,
 
 
 def write_outputs(results: dict, out: Path, stem: str) -> None:
+    """``stem``.json, the markdown table and the plot, all from ``results``."""
     from tinysift.bench.upkeep_report import upkeep_markdown, upkeep_plot
-    from tinysift.runs import atomic_write_json, atomic_write_text
 
-    atomic_write_json(out / f"{stem}.json", results)
-    atomic_write_text(out / f"{stem}.md", upkeep_markdown(results))
-    upkeep_plot(results, out / f"{stem}.png")
+    write_results(results, out, stem, upkeep_markdown, upkeep_plot)
