@@ -110,7 +110,7 @@ replay set that fits: {html.escape(fit_text)}.</p>
 {''.join(figures)}
 <h2>Command</h2><pre>{html.escape(summary['command'])}</pre>"""
     return write_page(path, summary["name"], content, summary,
-                      f"Seed {cfg['seed']}. Demo wall time {summary['wall_seconds']:.0f} s.")
+                      f"Seed {cfg['seed']}. Wall time {summary['wall_seconds']:.0f} s.")
 
 
 def replay_plot(res: dict, path) -> None:

@@ -88,5 +88,5 @@ samples (features cached in RAM) plus every epoch of the head.
 {''.join(figures)}
 <h2>Commands</h2>{commands}"""
     return write_page(path, summary["name"], content, summary,
-                      f"Seed {summary['seed']}. Demo wall time "
+                      f"Seed {summary['seed']}. Wall time "
                       f"{summary['wall_seconds']:.0f} s.")
