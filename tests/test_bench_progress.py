@@ -20,6 +20,18 @@ def test_resume_and_torn_line(tmp_path):
     assert ProgressLog({"a": 2}, tmp_path, "bench", point="point").get(0, "random", "10") is None
 
 
+def test_blank_lines_in_a_log_are_no_skipped_records(tmp_path):
+    """A blank line (a hand edit's) is no record and no torn one: the resume line does not
+    say lines were skipped, whose trainings would run again."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    log.add(0, "vq", "0.1", acc=0.5)
+    log.path.write_text(log.path.read_text() + "\n  \n")
+    log.add(1, "vq", "0.1", acc=0.6)
+    again = ProgressLog({"a": 1}, tmp_path, "bench")
+    assert again.unreadable == 0
+    assert again.resuming() == f"resuming: 2 trainings already in {again.path}"
+
+
 def test_stamp_reruns_records_of_another_firmware(tmp_path):
     old = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f1"})
     old.add(0, "random", "10:head", acc=0.5, energy_mj=200.0)

@@ -21,6 +21,7 @@ from tinysift.errors import TinysiftError
 @pytest.mark.parametrize("line", ["42", "[1, 2]", "null", "{}", '{"seed": 0}',
                                   '{"seed": "0", "method": "vq", "keep": "0.1"}',
                                   '{"seed": true, "method": "vq", "keep": "0.1"}',
+                                  '{"seed": true, "method": "vq", "keep": "0.1", "acc": 0.5}',
                                   "<<<<<<< HEAD"])
 def test_a_line_that_is_not_a_record_is_skipped_and_said(tmp_path, line):
     """Valid JSON that is not a record (and a merge marker) ended the bench with a bare
@@ -169,6 +170,25 @@ def test_results_before_the_replay_rule_named_its_later_params_are_its_own_comma
         with pytest.raises(TinysiftError, match=r"another configuration of this bench "
                                                 r"\(replay_params .*written before"):
             check_results_owner(log, tmp_path, "device_new-classes_fashion-mnist")
+    # results that name another log are refused whatever; the message names the extended
+    # table as what differs (the pinned entries are no change only for unnamed results)
+    _results(path, "device_new-classes_fashion-mnist_0123456789ab.jsonl",
+             config={"seeds": 5, "replay_params": {"vq": rule}})
+    log = ProgressLog({"replay_params": {"vq": pinned}}, tmp_path / "progress",
+                      "device_new-classes_fashion-mnist")
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench "
+                                            r"\(replay_params .*\), logged in"):
+        check_results_owner(log, tmp_path, "device_new-classes_fashion-mnist")
+
+
+def test_a_results_file_that_is_no_object_is_no_obstacle(tmp_path):
+    """A results file holding a JSON list (a hand edit) is rewritten from the log like an
+    unreadable one, also by a run whose key holds an option away from its default."""
+    log = ProgressLog({"batch": 64}, tmp_path / "progress", "guided_digits",
+                      key_defaults={"batch": 128})
+    for text in ("[1, 2]", "42", "null"):
+        (tmp_path / "guided_digits.json").write_text(text)
+        check_results_owner(log, tmp_path, "guided_digits")
 
 
 def test_the_users_data_is_in_the_device_logs_key(tmp_path):
@@ -507,3 +527,12 @@ def test_a_guided_option_added_later_is_compared_with_the_default_its_results_ra
                                 "guided_digits")
     cfg = GuidedBenchConfig(dataset="digits", progress_dir=tmp_path / "progress")
     check_results_owner(_progress_log(cfg, "h", "guided_digits"), tmp_path, "guided_digits")
+    # results that ran with --batch 64 are not replaced by a run at the default batch either
+    # (the key leaves the default out: only its key_defaults says what it runs with)
+    (tmp_path / "guided_digits.json").write_text(json.dumps({"seeds": 3, "config": {
+        "dataset": "digits", "epochs": 10, "label_noise": 0.0, "quick": False,
+        "method_params": {}, "batch": 64}}))
+    with pytest.raises(TinysiftError, match=r"another configuration of this bench "
+                                            r"\(batch 64 -> 128\), written before"):
+        check_results_owner(_progress_log(cfg, "h", "guided_digits"), tmp_path,
+                            "guided_digits")
