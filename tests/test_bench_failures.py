@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from tinysift.errors import TasksFailed, TasksFailedBug
+
 PLUGIN = '''
 import os
 import sys
@@ -139,6 +141,11 @@ def _boom(kind: str) -> dict:
     return {"acc": 0.5}
 
 
+def _row(scores: dict) -> dict:
+    """A training's work on a shared task's result (its scores)."""
+    return {"acc": scores["acc"]}
+
+
 def _serial_bench(tmp_path, kinds: list[str]):
     """run_seeds over one task a seed (``kinds[seed]``), serially, on a real progress log."""
     from tinysift.bench.driver import run_seeds
@@ -264,3 +271,111 @@ def test_serial_benches_say_the_later_seeds_at_the_end_when_they_ran_tasks(tmp_p
     with pytest.raises(TasksFailed):
         tasks.finish(log, 1, 2, reported=[0, 1])
     assert "also holds trainings of seed 4: these results report seeds 0-1 only" in said[-1]
+
+
+def test_the_closing_error_groups_tasks_by_error_and_says_what_was_written(tmp_path):
+    """The error a bench with failed tasks ends with: the tasks that failed with one error
+    grouped under its first line, eight errors listed and the rest counted, what the results
+    files hold, and a bug (not a TinysiftError) said with its type and kept as the cause."""
+    from tinysift.bench.driver import Failure, failed_tasks
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import TasksFailed, TasksFailedBug, TinysiftError
+
+    log = ProgressLog({"b": 1}, tmp_path, "t")
+    clean = TinysiftError("no samples left\n(a second line)")
+    one = failed_tasks([Failure(0, "vq keep 0.1", clean)], log, 0, 2)
+    assert type(one) is TasksFailed
+    assert str(one).startswith("1 task failed: seed 0 vq keep 0.1 (no samples left). no "
+                               "results files written")
+    both = failed_tasks([Failure(0, "vq keep 0.1", clean), Failure(1, "vq keep 0.1", clean)],
+                        log, 1, 2)
+    assert str(both).startswith("2 tasks failed: seed 0 vq keep 0.1, seed 1 vq keep 0.1 (no "
+                                "samples left). results files written for the first 1 of 2 "
+                                "seeds")
+    bugs = [Failure(0, f"m{i}", ValueError(f"bug {i}")) for i in range(10)]
+    error = failed_tasks(bugs, log, 0, 1)
+    assert type(error) is TasksFailedBug and error.__cause__ is bugs[0].error
+    assert ("seed 0 m7 (unexpected ValueError: bug 7); 2 more errors (said above as they "
+            "failed)") in str(error)
+
+
+def test_a_serial_bench_stops_at_a_device_that_is_unavailable_and_says_each_failure(tmp_path):
+    """A device bench's run that fails is said as it fails and the bench goes on; one every
+    other run would repeat (the emulator does not start) ends it at once; at the end, the
+    logged rows the bench left out are named."""
+    from tinysift.bench.driver import SerialTasks
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import DeviceUnavailable
+
+    log = ProgressLog({"b": 1}, tmp_path, "t")
+    log.add(0, "old", "1", acc=0.5)  # a method this run does not report
+    said: list[str] = []
+    tasks = SerialTasks(say=said.append)
+    log.get(0, "m", "1")
+    assert tasks.run(0, "m", _boom, "oom") is None
+    assert said == ["[seed 0] m FAILED: out of memory (Unable to allocate 9.3 GiB for an "
+                    "array)"]
+
+    def unavailable() -> None:
+        raise DeviceUnavailable("qemu-system-arm is not installed")
+    with pytest.raises(DeviceUnavailable):
+        tasks.run(0, "m", unavailable)
+    with pytest.raises(TasksFailed):
+        tasks.finish(log, 0, 1, reported=[0])
+    assert "also holds trainings these results leave out: old keep 1" in said[-1]
+
+
+def test_a_seed_resumed_or_with_a_failed_task_gets_no_wall_time(tmp_path):
+    """A seed's wall time is logged only when all its tasks ran, and succeeded, in one go: a
+    seed resumed half-way, or one whose first task failed before its last succeeded, would
+    report the time of part of its work."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    ex, log = SerialExecutor(), ProgressLog({"b": 1}, tmp_path, "t")
+    log.add(0, "a", "1", acc=0.5)  # seed 0 resumes: its "a" is logged
+
+    def submit(seed: int) -> list:
+        kinds = {"b": "bug" if seed == 1 else "ok", "a": "ok"}  # seed 1: b fails first
+        return [(ex.submit(_boom, kind), lambda done, s=seed, m=method: log.add(
+                    s, m, "1", **done.value), method)
+                for method, kind in kinds.items() if log.get(seed, method, "1") is None]
+
+    with pytest.raises(TasksFailedBug):
+        run_seeds(ex, log, 3, submit, lambda n, wall: {"seeds": n}, lambda res: None,
+                  say=lambda _: None)
+    walls = ProgressLog({"b": 1}, tmp_path, "t").seed_walls(3)
+    assert walls[0] is None and walls[1] is None and walls[2] is not None
+
+
+def test_a_failed_shared_task_is_named_by_the_tasks_that_need_it(tmp_path):
+    """A shared (scoring) task that fails fails the trainings that need it, which are said
+    and listed; it is listed itself (as "a scoring task") only where no training of its seed
+    names the failure, and never said on its own."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    ex, log, said = SerialExecutor(), ProgressLog({"b": 1}, tmp_path, "t"), []
+
+    def submit(seed: int) -> list:
+        shared = ex.submit(_boom, "bug")
+        tasks = [(shared, None)]
+        if seed == 0:  # seed 0's training needs the scores; seed 1's does not
+            tasks.append((ex.submit(_row, shared), lambda done: log.add(0, "vq", "1",
+                                                                        **done.value),
+                          "vq keep 1"))
+        else:
+            tasks.append((ex.submit(_boom, "ok"), lambda done: log.add(1, "random", "1",
+                                                                       **done.value),
+                          "random keep 1"))
+        return tasks
+
+    with pytest.raises(TasksFailedBug) as error:
+        run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, lambda res: None,
+                  say=said.append)
+    assert str(error.value).startswith("2 tasks failed: seed 0 vq keep 1, seed 1 a scoring "
+                                       "task (unexpected ValueError: a bug).")
+    assert said == ["[seed 0] vq keep 1 FAILED: unexpected ValueError: a bug"]
+    assert log.get(1, "random", "1") is not None  # the other task ran on

@@ -59,6 +59,12 @@ def test_rows_the_command_leaves_out_are_named(tmp_path, capsys):
     say_unreported(again, [0])
     err = capsys.readouterr().err
     assert "leave out: random keep 0.1, vq keep 0.1" in err and "0.01" not in err
+    # more than six rows: the first six named, the rest counted
+    for i in range(5):
+        again.add(0, f"m{i}", "0.5", acc=0.5)
+    say_unreported(again, [0])
+    assert ("leave out: m0 keep 0.5, m1 keep 0.5, m2 keep 0.5, m3 keep 0.5, m4 keep 0.5, "
+            "random keep 0.1 and 1 more; name those") in capsys.readouterr().err
 
 
 def _results(path: Path, log_name: str, **fields) -> None:
