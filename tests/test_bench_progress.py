@@ -276,6 +276,13 @@ def test_a_cluster_record_names_the_worker_s_machine():
     assert worker_fields(Cluster(), TaskDone(None, "w1")) == {
         "worker": "w1", "machine": machine_label(facts)}
     assert "w1 (EPYC, 8 CPUs)" == machine_label(facts)
+    # a worker that joined later (unknown at the connection) sent its facts with the task
+    late = {"hostname": "w2", "cpu_model": "Xeon", "cpus": 4, "tf_threads": 4}
+    assert worker_fields(Cluster(), TaskDone(None, "w2", late))["machine"] == "w2 (Xeon, 4 CPUs)"
+    # serial records keep the fields they always had: the log stamps this machine
+    from tinysift.bench.executor import SerialExecutor
+
+    assert worker_fields(SerialExecutor(), TaskDone(None, "here")) == {}
 
 
 def _committed_condense_log(**cfg_options):
