@@ -276,6 +276,8 @@ def test_executor_spec_empty_or_too_many_workers():
 
     with pytest.raises(ClusterError, match="--executor is empty"):
         parse_spec("")
+    with pytest.raises(ClusterError, match="unknown --executor 'serial:4'"):
+        parse_spec("serial:4")  # not run serially, silently, as if 4 workers ran it
     with pytest.raises(ClusterError, match="give at most"):
         parse_spec(f"local:{MAX_WORKERS_PER_CPU * (os.cpu_count() or 1) + 1}")
     assert parse_spec("local:1") == ("local", "1") and parse_spec(None) == ("serial", "")

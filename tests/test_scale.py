@@ -192,9 +192,11 @@ def test_a_worker_with_other_tinysift_source_is_refused():
     from tinysift.bench.executor import _check_workers, worker_facts
     from tinysift.errors import ClusterError
 
-    def executor(source: str):
+    def executor(source: str, more_threads: int = 0, numpy: str | None = None):
         facts = worker_facts()
-        facts["versions"] = {**facts["versions"], "tinysift_source": source}
+        facts["versions"] = {**facts["versions"], "tinysift_source": source,
+                             **({"numpy": numpy} if numpy else {})}
+        facts["tf_threads"] += more_threads
         client = SimpleNamespace(scheduler=SimpleNamespace(address="tcp://x:1"),
                                  wait_for_workers=lambda n, timeout: None,
                                  run=lambda fn: {"tcp://w:2": facts})
@@ -204,6 +206,68 @@ def test_a_worker_with_other_tinysift_source_is_refused():
     _check_workers(executor(worker_facts()["versions"]["tinysift_source"]), said.append)
     with pytest.raises(ClusterError, match="tinysift_source 0000 .*install the same"):
         _check_workers(executor("0000"), said.append)
+    assert said == []  # the same TensorFlow threads: nothing to warn about
+    here = worker_facts()
+    with pytest.raises(ClusterError, match="numpy 0.0 .*install the same"):
+        _check_workers(executor(here["versions"]["tinysift_source"], numpy="0.0"), said.append)
+    # other thread counts give other accuracies: warned, not refused
+    _check_workers(executor(here["versions"]["tinysift_source"], more_threads=1), said.append)
+    assert said == [f"warning: workers run TensorFlow with {here['tf_threads'] + 1} intra-op "
+                    f"threads, this machine with {here['tf_threads']}: their accuracies will "
+                    "not be bit-identical to a serial run here (start the workers with "
+                    f"TF_NUM_INTRAOP_THREADS={here['tf_threads']})"]
+
+
+def test_tensorflows_thread_count_follows_tf_num_intraop_threads(monkeypatch):
+    """The thread count a worker matches (and the warning compares) is
+    TF_NUM_INTRAOP_THREADS where set, else one per CPU this process may use."""
+    from tinysift.bench.executor import tf_intra_threads
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    assert tf_intra_threads() == 3
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert tf_intra_threads() == len(os.sched_getaffinity(0))
+
+
+def test_serial_tasks_run_in_order_once_each_and_let_their_inputs_go():
+    """The serial executor runs a bench's tasks in submission order, as their results are
+    asked; a shared task runs once for all the tasks that need it, which get its value; a
+    failed one raises its error for each of them without running again; a finished task
+    lets its inputs (the dataset) go."""
+    import weakref
+
+    from tinysift.bench.executor import SerialExecutor
+
+    ex, ran = SerialExecutor(), []
+
+    def work(name: str, *inputs) -> tuple:
+        ran.append(name)
+        return (name, *inputs)
+
+    shared = ex.submit(work, "shared")
+    tasks = [shared, ex.submit(work, "a", shared), ex.submit(work, "b", shared)]
+    assert [ex.result(t).value for t in ex.completed(tasks)] == [
+        ("shared",), ("a", ("shared",)), ("b", ("shared",))]
+    assert ran == ["shared", "a", "b"]
+
+    def fail() -> None:
+        ran.append("fail")
+        raise ValueError("no scores")
+
+    failed = ex.submit(fail)
+    for task in (failed, ex.submit(work, "c", failed), ex.submit(work, "d", failed)):
+        with pytest.raises(ValueError, match="no scores"):
+            ex.result(task)
+    assert ran[3:] == ["fail"]
+
+    class Dataset:
+        """Stands for the data a task trains on."""
+
+    data = Dataset()
+    gone = weakref.ref(data)
+    task = ex.submit(lambda d: type(d).__name__, data)
+    del data
+    assert ex.result(task).value == "Dataset" and gone() is None
 
 
 def test_a_worker_that_joins_later_with_other_sources_is_refused(tmp_path):
