@@ -270,6 +270,58 @@ def test_prints_under_a_bar_stay_on_stdout(monkeypatch, capsys):
     assert "a result line" in capsys.readouterr().out
 
 
+def test_a_bar_shows_its_count_and_values_and_is_erased_when_done(monkeypatch):
+    """On a terminal a bar shows its count and named values as updated, and erases its line
+    when done (transient), also when its block raises; on a pipe or a file it draws
+    nothing."""
+    import io
+
+    from rich.console import Console
+
+    from tinysift import progress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    monkeypatch.setattr(progress, "_bar_console", terminal)
+    bar = progress.ProgressBar(True, 4, "train", "steps", fields={"loss": "-"})
+    bar.update(3, loss="0.25")
+    bar.stop()
+    drawn = terminal.file.getvalue()
+    assert "3/4 steps loss 0.25" in drawn
+    assert drawn.endswith("\x1b[1A\x1b[2K")  # cursor up, the bar's line erased
+    with pytest.raises(RuntimeError, match="stop here"), progress.progress_bar(
+            True, 2, "work", "items"):
+        raise RuntimeError("stop here")
+    assert terminal._live_stack == []  # no live bar left over the error
+    pipe = Console(file=io.StringIO())
+    monkeypatch.setattr(progress, "_bar_console", pipe)
+    with progress.progress_bar(True, 2, "work", "items") as bar:
+        bar.update(2)
+    assert pipe.file.getvalue() == ""
+
+
+def test_bars_go_to_stderr_and_a_piped_stream_is_not_wrapped(monkeypatch, capsys):
+    """Bars are drawn on stderr (stdout carries only results); a console is unwrapped when
+    its own stream is a pipe, whatever the other stream is (stdout on a terminal, stderr
+    sent to a log: the log's lines were cut at the terminal's width)."""
+    import os
+    import pty
+    import sys
+
+    from tinysift import progress
+
+    monkeypatch.setattr(progress, "_bar_console", None)
+    progress.bar_console().print("on the bar's console")
+    assert capsys.readouterr() == ("", "on the bar's console\n")
+    master, replica = pty.openpty()
+    try:
+        with os.fdopen(replica, "w") as terminal, monkeypatch.context() as patch:
+            patch.setattr(sys, "stdout", terminal)  # undone before the terminal closes
+            assert progress.make_console(stderr=True).width == 10_000  # stderr: captured
+            assert progress.make_console().width != 10_000
+    finally:
+        os.close(master)
+
+
 def test_evaluate_takes_column_labels_and_refuses_a_count_mismatch(digits):
     """Keras' (N, 1) labels were compared with the (N,) predictions by broadcasting, N x N
     pairs: an accuracy near 1/classes whatever the model, without an error."""
