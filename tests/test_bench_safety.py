@@ -148,6 +148,11 @@ def test_a_legacy_condense_table_of_other_ks_is_not_another_configuration(tmp_pa
     with pytest.raises(TinysiftError, match=r"\(per_class \[1, 10\] -> \[5\]\), written "
                                             r"before results named their progress log"):
         check_results_owner(fewer, tmp_path, "condense_digits")
+    # one of its Ks left out is enough, though the command keeps the other
+    other = ProgressLog(key, tmp_path / "progress", "condense_digits", point="per_class",
+                        points=(1, 5))
+    with pytest.raises(TinysiftError, match=r"\(per_class \[1, 10\] -> \[1, 5\]\)"):
+        check_results_owner(other, tmp_path, "condense_digits")
     # a table that names its log keeps its trainings there: a subset of Ks is no obstacle
     _results(path, fewer.path.name, config={"per_class": [1, 10]})
     check_results_owner(fewer, tmp_path, "condense_digits")
@@ -219,6 +224,10 @@ def test_the_users_data_is_in_the_device_logs_key(tmp_path):
     (tmp_path / "imgs" / "b").mkdir()
     (tmp_path / "imgs" / "a" / "1.png").rename(tmp_path / "imgs" / "b" / "1.png")
     assert user_data_key({"new": f"folder:{tmp_path}/imgs"}) != folder
+    # the same files moved to another folder: the same data, its log resumes
+    folder = user_data_key({"new": f"folder:{tmp_path}/imgs"})
+    (tmp_path / "imgs").rename(tmp_path / "moved")
+    assert user_data_key({"new": f"folder:{tmp_path}/moved"}) == folder
     assert user_data_key({"dataset": "fashion-mnist", "new": None}) == {}
     # a name the system refuses (too long): left to the loader to say, not a crash here
     assert user_data_key({"dataset": f"npz:{tmp_path}/{'x' * 300}.npz"}) == {}
