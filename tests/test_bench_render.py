@@ -922,3 +922,64 @@ def test_a_pruning_table_by_hand():
     assert "| vq | **+3.33 ± 1.43** | **-1.00 ± 0.00** |" in md
     assert "| random | 2.0 | 12 (0.20) | 12 (1.00) |" in md
     assert "| vq | 2.0 | 12 (0.30) | 12 (1.01) ⚠ |" in md
+
+
+def test_a_pruning_table_marks_a_method_without_a_keep_with_a_dash():
+    """A method that did not run at a keep (a results file merged from benches of other
+    keeps) shows "-" in its accuracy, paired-difference and cost cells, not a number; the
+    bold of that keep is the best of the methods that ran it."""
+    from tinysift.bench.report import prune_markdown
+
+    res = _prune_results([0.1, 0.5])
+    del res["methods"]["vq"]["0.5"]
+    md = prune_markdown(res)
+    assert "| random | **0.8000 ± 0.0100** | **0.8000 ± 0.0100** |" in md
+    assert "| vq | **0.8000 ± 0.0100** | - |" in md
+    assert "| vq | +0.00 ± 0.00 | - |" in md
+    # cost: scoring 2.0 s, total 2 + 10 s at ratio 0.5 where it ran
+    assert "| vq | 2.0 | 12 (0.50) | - |" in md
+
+
+def _plotted(plot, res: dict, tmp_path: Path, monkeypatch):
+    """The figure ``plot`` draws for ``res``, kept open (the plot closes it once saved)."""
+    import matplotlib.pyplot as plt
+
+    figs = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    plot(res, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    return figs[0]
+
+
+def _errorbars(ax) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """Each errorbar series of ``ax`` by label: x, y and the half-height of each bar."""
+    out = {}
+    for container in ax.containers:
+        line, _, (bars,) = container
+        halves = [round(float(seg[1][1] - seg[0][1]) / 2, 6) for seg in bars.get_segments()]
+        out[container.get_label()] = ([float(x) for x in line.get_xdata()],
+                                      [float(y) for y in line.get_ydata()], halves)
+    return out
+
+
+def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
+    """Left panel: each method's mean accuracy per keep with its std as the error bar, and
+    the full-data mean as a line. Right panel: each method but random minus random at the
+    same keep, in points (vq: 0.75 - 0.70 = +5, 0.85 - 0.86 = -1)."""
+    from tinysift.bench.report import prune_plot
+
+    res = _prune_results([0.1, 0.5])
+    res["methods"] = {"random": {"0.1": {"acc_mean": 0.70, "acc_std": 0.01},
+                                 "0.5": {"acc_mean": 0.86, "acc_std": 0.03}},
+                      "vq": {"0.1": {"acc_mean": 0.75, "acc_std": 0.02},
+                             "0.5": {"acc_mean": 0.85, "acc_std": 0.04}}}
+    fig = _plotted(prune_plot, res, tmp_path, monkeypatch)
+    acc, diff = fig.axes
+    assert _errorbars(acc) == {"random": ([0.1, 0.5], [0.70, 0.86], [0.01, 0.03]),
+                               "vq": ([0.1, 0.5], [0.75, 0.85], [0.02, 0.04])}
+    full = [ln for ln in acc.get_lines() if ln.get_label() == "full data"]
+    assert len(full) == 1 and list(full[0].get_ydata()) == [0.9, 0.9]
+    named = {ln.get_label(): [round(float(y), 6) for y in ln.get_ydata()]
+             for ln in diff.get_lines() if not ln.get_label().startswith("_")}
+    assert named == {"vq": [5.0, -1.0]}
+    assert "digits: accuracy vs data kept (2 seeds)" == acc.get_title()
