@@ -983,3 +983,53 @@ def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
              for ln in diff.get_lines() if not ln.get_label().startswith("_")}
     assert named == {"vq": [5.0, -1.0]}
     assert "digits: accuracy vs data kept (2 seeds)" == acc.get_title()
+
+
+def test_a_guided_table_marks_a_method_without_a_budget_with_a_dash():
+    """A method not run at a budget shows "-" in its accuracy, paired-difference and cost
+    cells; the over-budget note gives the factor the results were judged with."""
+    from tinysift.bench.guided_report import guided_markdown
+
+    res = _guided_results(3) | {"budgets": [0.3, 0.5], "over_budget_factor": 1.05}
+    res["methods"]["rs2"]["0.3"] = res["methods"]["rs2"]["0.5"] | {"acc_mean": 0.7,
+                                                                  "over_budget": 1}
+    md = guided_markdown(res)
+    assert "| rs2 | **0.7000 ± 0.0100 (0.50)** ⚠ | 0.7900 ± 0.0100 (0.50) |" in md
+    assert "| vq | - | **0.8200 ± 0.0100 (0.50)** |" in md
+    assert "| vq | - | **+2.00 ± 0.00** |" in md
+    assert "| vq | - | 10 (1.0) |" in md
+    assert "⚠ Over budget: rs2 at 0.3: 1 of 3 run(s) spent more than 1.05 x the budget" in md
+
+
+def test_a_guided_plot_by_hand(tmp_path, monkeypatch):
+    """Left panel: accuracy per budget with the std as the error bar and the full-data mean
+    as a line. Right panel: at the middle budget (0.5 of 0.3, 0.5, 0.7) the mean over seeds
+    of the training curves (seeds 0.5 -> 0.7 and 0.7 -> 0.9: 0.6 -> 0.8), and the full-data
+    recipe's curve dashed, the axis starting 0.05 below its lowest point past the first
+    third."""
+    from tinysift.bench.guided_report import guided_plot
+
+    def point(acc: float, std: float, lo: float) -> dict:
+        curves = [[[0.0, lo], [1.0, lo + 0.2]], [[0.0, lo + 0.2], [1.0, lo + 0.4]]]
+        return {"acc_mean": acc, "acc_std": std, "curves": curves}
+
+    res = _guided_results(2) | {"budgets": [0.3, 0.5, 0.7],
+                                "full_data_curves": [[[0.0, 0.4], [1.0, 0.6]]]}
+    res["methods"] = {"rs2": {"0.3": point(0.70, 0.01, 0.1), "0.5": point(0.75, 0.02, 0.5),
+                              "0.7": point(0.78, 0.03, 0.2)}}
+    fig = _plotted(guided_plot, res, tmp_path, monkeypatch)
+    acc, during = fig.axes
+    assert _errorbars(acc) == {"rs2": ([0.3, 0.5, 0.7], [0.70, 0.75, 0.78],
+                                       [0.01, 0.02, 0.03])}
+    full = [ln for ln in acc.get_lines() if ln.get_label() == "full-data recipe"]
+    assert len(full) == 1 and list(full[0].get_ydata()) == [0.8, 0.8]
+    curves = {ln.get_label(): ln for ln in during.get_lines()}
+    assert set(curves) == {"rs2", "full-data recipe"}
+    rs2 = [round(float(y), 6) for y in curves["rs2"].get_ydata()]
+    assert (rs2[0], rs2[-1]) == (0.6, 0.8) and curves["rs2"].get_linestyle() == "-"
+    full_curve = [round(float(y), 6) for y in curves["full-data recipe"].get_ydata()]
+    assert (full_curve[0], full_curve[-1]) == (0.4, 0.6)
+    assert curves["full-data recipe"].get_linestyle() == "--"
+    assert round(during.get_ylim()[0], 6) == 0.35
+    assert during.get_title() == ("accuracy during training, budget 0.5 (test subset, mean "
+                                  "over seeds)")
