@@ -24,10 +24,11 @@ def _renderer(stem: str):
     from tinysift.bench.device_report import device_markdown
     from tinysift.bench.guided_report import guided_markdown
     from tinysift.bench.report import prune_markdown
+    from tinysift.bench.upkeep_report import upkeep_markdown
 
     for prefix, render in (("prune_", prune_markdown), ("condense_", condense_markdown),
                            ("guided_", guided_markdown), ("device_new-classes_", device_markdown),
-                           ("device_shift_", device_markdown)):
+                           ("device_shift_", device_markdown), ("upkeep_", upkeep_markdown)):
         if stem.startswith(prefix):
             return render
     return None
