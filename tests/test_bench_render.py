@@ -1034,3 +1034,75 @@ def test_a_guided_plot_by_hand(tmp_path, monkeypatch):
     assert round(during.get_ylim()[0], 6) == 0.35
     assert during.get_title() == ("accuracy during training, budget 0.5 (test subset, mean "
                                   "over seeds)")
+
+
+def test_device_table_spread_from_two_seeds_and_no_section_for_an_update_without_points():
+    """Two seeds have a spread to show (± std); an update mode the results list but hold no
+    point of (a partial results file) gets no empty section."""
+    from tinysift.bench.device_report import device_markdown
+
+    res = _device_results("new-classes", _device_point()) | {"seeds": 2,
+                                                              "updates": ["head", "full"]}
+    md = device_markdown(res)
+    assert "| vq | 5 | 0.8000 ± 0.0100 | 0.7000 | 0.9000 |" in md
+    assert "## update=head" in md and "## update=full" not in md
+    assert "| vq | 5 | 0.8000 | 0.7000 |" in device_markdown(res | {"seeds": 1})
+
+
+def _dotted(ax) -> list[list[float]]:
+    return [[round(float(y), 6) for y in ln.get_ydata()] for ln in ax.get_lines()
+            if ln.get_linestyle() == ":"]
+
+
+def _hlines(ax) -> dict[str, float]:
+    """The horizontal reference lines of ``ax`` by label: their height."""
+    return {ln.get_label(): float(ln.get_ydata()[0]) for ln in ax.get_lines()
+            if ln.get_linestyle() == "--"}
+
+
+def test_a_device_plot_by_hand(tmp_path, monkeypatch):
+    """Per update mode: each replay method's mean accuracy per replay size with its std bar,
+    its old-task accuracy dotted, no replay and the host joint model as dashed lines. On a
+    shifted domain (no old accuracy measured) nothing is dotted and the title says none."""
+    from tinysift.bench.device_report import device_plot
+
+    def point(method: str, size: int, acc: float, old: float | None) -> dict:
+        return {"method": method, "size": size, "update": "head", "acc_mean": acc,
+                "acc_std": size / 1000, "acc_old": old}
+
+    points = [point("none", 0, 0.3, 0.1), point("random", 5, 0.6, 0.5),
+              point("random", 10, 0.7, 0.6), point("vq", 10, 0.8, 0.75),
+              point("vq", 5, 0.65, 0.55)]
+    res = {"scenario": "new-classes", "dataset": "digits", "board": "qemu-m4", "seeds": 3,
+           "updates": ["head"], "methods": ["random", "vq"], "joint": {"acc_mean": 0.95},
+           "points": {f"{p['method']}:{p['size']}:head": p for p in points}}
+    (ax,) = _plotted(device_plot, res, tmp_path, monkeypatch).axes
+    assert _errorbars(ax) == {"random": ([5.0, 10.0], [0.6, 0.7], [0.005, 0.01]),
+                              "vq": ([5.0, 10.0], [0.65, 0.8], [0.005, 0.01])}
+    assert _dotted(ax) == [[0.5, 0.6], [0.55, 0.75]]
+    assert _hlines(ax) == {"no replay": 0.3, "host joint model": 0.95}
+    assert ax.get_title() == "update=head (3 seeds); dotted: old task"
+    for p in points:
+        p["acc_old"] = None
+    (ax,) = _plotted(device_plot, res | {"scenario": "shift"}, tmp_path, monkeypatch).axes
+    assert _dotted(ax) == [] and ax.get_title() == "update=head (3 seeds)"
+
+
+def test_an_upkeep_plot_by_hand(tmp_path, monkeypatch):
+    """Per update mode: reservoir and coverage accuracy per buffer size with the std bar,
+    and the whole stream kept as a dashed line."""
+    from tinysift.bench.upkeep_report import upkeep_plot
+
+    def point(policy: str, per_class: int | None, acc: float) -> dict:
+        return {"policy": policy, "per_class": per_class, "update": "head", "acc_mean": acc,
+                "acc_std": acc / 100}
+
+    points = [point("coverage", 10, 0.8), point("reservoir", 10, 0.75),
+              point("reservoir", 5, 0.7), point("coverage", 5, 0.72), point("all", None, 0.9)]
+    res = {"scenario": "shift", "dataset": "mnist", "board": "qemu-m4", "seeds": 2,
+           "updates": ["head"], "points": {str(i): p for i, p in enumerate(points)}}
+    (ax,) = _plotted(upkeep_plot, res, tmp_path, monkeypatch).axes
+    assert _errorbars(ax) == {"reservoir": ([5.0, 10.0], [0.7, 0.75], [0.007, 0.0075]),
+                              "coverage": ([5.0, 10.0], [0.72, 0.8], [0.0072, 0.008])}
+    assert _hlines(ax) == {"whole stream kept": 0.9}
+    assert ax.get_title() == "update=head (2 seeds)"
