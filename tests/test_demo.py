@@ -258,3 +258,152 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, writ
     with pytest.raises(TinysiftError):
         run_pipeline(PipelineConfig(**{**cfg.to_dict(), "dataset": other}), log=lambda *a: None)
     assert (tmp_path / "run" / "manifest.json").read_text() == manifest
+
+
+def _adapt_summary() -> dict:
+    """A demo summary by hand: no replay, vq at 10 per class (head) and random at 10 (full);
+    the RAM plan of the board for two of them, the fit board's verdict for two."""
+    def point(method: str, size: int, update: str, acc: float, old: float, new: float,
+              mj: float) -> dict:
+        return {"method": method, "size": size, "update": update, "acc_mean": acc,
+                "acc_std": 0.0, "acc_old": old, "acc_new": new, "energy_mj": mj}
+
+    points = [point("vq", 10, "head", 0.8123, 0.7, 0.95, 40.04),
+              point("none", 0, "head", 0.5, 0.0996, 0.9, 12.31),
+              point("random", 10, "full", 0.75, 0.6, 0.85, 1234.5)]
+    plan = {"flash": {"model": 200_000, "replay": 30_000}, "ram": {"arena": 50_000},
+            "flash_capacity": 1_048_576, "ram_capacity": 262_144, "board": "nano33ble"}
+    return {"name": "demo", "command": "tinysift demo --quick", "headline": "Best replay: vq.",
+            "seed": 7, "wall_seconds": 61.4, "versions": {"tinysift": "1.0", "numpy": "2.0"},
+            "machine": {"cpus": 2},
+            "config": {"board": "qemu-m4", "fit_board": "nano33ble", "steps": 30,
+                       "schedule": "cosine", "seed": 7},
+            "results": {"points": {f"{p['method']}:{p['size']}:{p['update']}": p
+                                   for p in points},
+                        "sizes": [0, 10], "updates": ["head", "full"],
+                        "methods": ["none", "vq", "random"], "seeds": 1,
+                        "scenario": "new-classes", "dataset": "digits", "board": "qemu-m4",
+                        "scenario_info": {"description": "Digits 0-7, then 8 and 9"},
+                        "config": {"test_per_class": 20},
+                        "joint": {"acc_mean": 0.97, "acc_old": 0.96, "acc_new": 0.99}},
+            "plans": {"new_samples": 40, "detail": plan,
+                      "boards": {"qemu-m4": {"10:head": {"ram_total": 123_456},
+                                             "0:head": {"ram_total": 1_000}},
+                                 "nano33ble": {"10:head": {"fits": True},
+                                               "0:head": {"fits": False}}},
+                      "largest_replay_per_class_fitting": {
+                          "board": "nano33ble", "by_update": {"head": 50, "full": 5}}}}
+
+
+def test_the_demo_reports_table_by_hand():
+    """The demo report's table, cell by cell: sorted by update, size, method; accuracies to
+    three places, the board's RAM plan in bytes and the fit board's verdict, "-" where a
+    point has no plan."""
+    from tinysift.report.adapt import headers, rows
+
+    assert headers(_adapt_summary()) == [
+        "replay", "per old class", "update", "all", "old", "new", "mJ (est.)",
+        "RAM plan on the board", "fits nano33ble"]
+    assert rows(_adapt_summary()) == [
+        ["random", 10, "full", "0.750", "0.600", "0.850", "1234.5", "-", "-"],
+        ["none", 0, "head", "0.500", "0.100", "0.900", "12.3", "1,000 B", "no"],
+        ["vq", 10, "head", "0.812", "0.700", "0.950", "40.0", "123,456 B", "yes"]]
+
+
+def test_the_demo_report_page_by_hand(tmp_path):
+    """The demo's HTML page states the joint model's accuracies, the largest replay set
+    that fits per update mode, the steps, the test samples per class and the seed, escapes
+    what it quotes, and inlines its four plots."""
+    from tinysift.report.adapt import write_adapt_report
+
+    summary = _adapt_summary()
+    summary["command"] = "tinysift demo --out 'a<b'"
+    page = write_adapt_report(summary, tmp_path / "report.html").read_text()
+    assert ("Host\njoint model (upper bound): all 0.970, old\n0.960, new 0.990.") in page
+    assert "for 30 steps (cosine learning rate" in page and "up to\n20 test samples" in page
+    assert ("On nano33ble (the memory plan, replay\nset in flash, 40 new samples streamed "
+            "into RAM) the largest\nreplay set that fits: update=head: 50 per class, "
+            "update=full: 5 per class.") in page
+    assert "<th>fits nano33ble</th>" in page
+    assert ("<tr><td>none</td><td>0</td><td>head</td><td>0.500</td><td>0.100</td>"
+            "<td>0.900</td><td>12.3</td><td>1,000 B</td><td>no</td></tr>") in page
+    assert "<pre>tinysift demo --out &#x27;a&lt;b&#x27;</pre>" in page
+    assert "<tr><td>numpy</td><td>2.0</td></tr><tr><td>tinysift</td><td>1.0</td></tr>" in page
+    assert "Seed 7. Demo wall time 61 s." in page
+    assert page.count('<img alt="') == 4
+
+
+def _select_summary() -> dict:
+    """A select pipeline's summary by hand: random at 150 and 50 samples (out of order),
+    full at 1000; a plan whose flash capacity lies far beyond the use."""
+    def row(method: str, samples: int, acc: float, cycles: int, mj: float, total: float,
+            seconds: float) -> dict:
+        return {"method": method, "samples": samples, "acc_before": 0.5, "acc_after": acc,
+                "int8_acc_after": acc - 0.01, "cycles_per_epoch": cycles,
+                "energy_mj_per_epoch": mj, "energy_mj_total": total,
+                "seconds_per_epoch": seconds}
+
+    plan = {"flash": {"model": 102_400, "data": 0}, "ram": {"arena": 51_200, "features": 20_480,
+                                                                "stack": 10_240},
+            "flash_capacity": 2_097_152, "ram_capacity": 102_400, "board": "qemu-m4"}
+    return {"name": "select", "dataset": "digits", "board": "qemu-m4", "base_model": "cnn <8>",
+            "epochs": 4, "counter": "DWT", "clock_hz": 64_000_000, "test_samples": 300,
+            "energy_model": {"supply_v": 3.3, "active_current_ma": 5.0, "source": "datasheet"},
+            "rows": [row("random", 150, 0.8, 30_000, 0.3, 1.5, 0.0123),
+                     row("random", 50, 0.7, 10_000, 0.1, 0.5, 0.004),
+                     row("full", 1000, 0.9, 200_000, 2.0, 10.0, 0.05)],
+            "memory_plan": plan, "commands": ["tinysift run --budgets 50,150"],
+            "headline": "random at 150 & up", "versions": {"tinysift": "1.0"}, "machine": "vm",
+            "seed": 3, "wall_seconds": 12.6}
+
+
+def test_the_select_report_by_hand(tmp_path, monkeypatch):
+    """The select pipeline's HTML table row by row (milliseconds per epoch from seconds)
+    and its plots' series: accuracy and cost per samples kept, each method sorted by
+    samples; the Pareto front of energy against accuracy; the memory plan's items in KB
+    stacked per memory, a capacity far beyond the use named in the title."""
+    import matplotlib.pyplot as plt
+
+    from tinysift.report.html import summary_rows, table_html, write_report
+
+    assert summary_rows(_select_summary())[0] == ["random", 150, "0.500", "0.800", "0.790",
+                                                  "30,000", "0.300", "1.500", "12.3"]
+    assert table_html(["a<b"], [["x&y", 3]]) == ("<table><thead><tr><th>a&lt;b</th></tr>"
+                                                 "</thead><tbody><tr><td>x&amp;y</td><td>3"
+                                                 "</td></tr></tbody></table>")
+    figs = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    page = write_report(_select_summary(), tmp_path / "report.html").read_text()
+    monkeypatch.setattr(plt, "close", close)
+    assert "<td>random</td><td>50</td><td>0.500</td><td>0.700</td><td>0.690</td>" \
+           "<td>10,000</td><td>0.100</td><td>0.500</td><td>4.0</td>" in page
+    assert "<code>DWT</code>" in page and "for\n4 epochs" in page and "at\n64 MHz" in page
+    assert "V = 3.3 V, I = 5.0 mA" in page and "on 300 held-out samples" in page
+    assert "random at 150 &amp; up" in page and "a base model (cnn &lt;8&gt;)" in page.lower()
+    assert "<pre>tinysift run --budgets 50,150</pre>" in page
+    assert "Seed 3. Demo wall time 13 s." in page
+    accuracy, cost, pareto, memory = figs
+
+    def series(ax) -> dict[str, tuple[list[float], list[float]]]:
+        return {ln.get_label(): ([float(x) for x in ln.get_xdata()],
+                                 [float(y) for y in ln.get_ydata()])
+                for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    assert series(accuracy.axes[0]) == {"random": ([50.0, 150.0], [0.7, 0.8]),
+                                        "full": ([1000.0], [0.9])}
+    cycles_ax, energy_ax = cost.axes
+    assert series(cycles_ax)["random cycles"] == ([50.0, 150.0], [10_000.0, 30_000.0])
+    assert series(energy_ax)["full energy"] == ([1000.0], [2.0])
+    assert series(pareto.axes[0]) == {"Pareto front": ([0.5, 1.5, 10.0], [0.7, 0.8, 0.9])}
+    (mem,) = memory.axes
+    bars = [(round(p.get_y() + p.get_height() / 2), p.get_x(), p.get_width())
+            for p in mem.patches]
+    # flash row 0: model 100 KB (data 0: no bar); RAM row 1: arena 50 KB, then features
+    # 20 KB, then stack 10 KB, each starting where the ones before it end
+    assert bars == [(0, 0.0, 100.0), (1, 0.0, 50.0), (1, 50.0, 20.0), (1, 70.0, 10.0)]
+    assert mem.get_title() == "Memory plan on qemu-m4 (capacity off the scale: flash 2,048 KB)"
+    red = [ln for ln in mem.get_lines() if ln.get_color() == "red"]
+    # the RAM's capacity (100 KB) on its row
+    assert len(red) == 1 and list(red[0].get_xdata()) == [100.0, 100.0]
+    assert [round(y, 6) for y in red[0].get_ydata()] == [0.6, 1.4]
