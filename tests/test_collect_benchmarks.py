@@ -685,3 +685,60 @@ def test_device_thresholds_reached_by_different_sums_are_met():
     assert 100 * (0.83 - 0.80) < 3
     line = collect.device_targets(shift)[0]
     assert "(+3.00 pt, " in line and line.endswith("target >= +3: met)"), line
+
+
+def test_readme_tables_mark_what_a_partial_results_file_lacks(outputs):
+    """The README's tables from results that lack points (a bench stopped or run with fewer
+    methods): "-" in the cell of a point that did not run, not a number; a difference not
+    measured is left out; a keep without random skips its row alone; a bench short of its
+    planned seeds says so; the seed counts of the pruning files are each named."""
+    collect, results, _, _ = outputs
+
+    def write(name: str, res: dict) -> dict:
+        (results / name).write_text(json.dumps(res))
+        return res
+
+    shift = _committed("device_shift_mnist.json")
+    shift["seeds_planned"] = 5
+    del shift["points"]["none:0:head"], shift["points"]["random:10:last-block"]
+    shift = write("device_shift_mnist.json", shift)
+    rows = {r.split(" | ")[0]: r.split(" | ")[1:3] for r in collect._readme_shift("device_shift_"
+                                                                                 "mnist")
+            if r.startswith(("| head", "| last-block"))}
+    pts = shift["points"]
+    assert rows == {"| head": ["-", f"{pts['random:10:head']['acc_mean']:.3f}"],
+                    "| last-block": [f"{pts['none:0:last-block']['acc_mean']:.3f}", "-"]}
+    assert "(3 seeds of 5 planned; " in collect._readme_shift("device_shift_mnist")[0]
+
+    upkeep = _committed("upkeep_shift_mnist.json")
+    cov = upkeep["points"]["coverage:5:head"]
+    del cov["vs_reservoir"]
+    write("upkeep_shift_mnist.json", upkeep)
+    rsv = upkeep["points"]["reservoir:5:head"]
+    assert (f"| 5 (head) | {rsv['acc_mean']:.3f} | {cov['acc_mean']:.3f} |"
+            in collect._readme_upkeep())
+
+    equal = _committed("prune_fashion-mnist_equal-steps.json")
+    del equal["methods"]["random"]["0.1"], equal["methods"]["flow"]["0.03"]
+    write("prune_fashion-mnist_equal-steps.json", equal)
+    rows = [r for r in collect._readme_equal_steps("prune_fashion-mnist_equal-steps", "t")
+            if r.startswith("| 0.")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0.03", "| 0.01"]
+    assert rows[0].endswith(" | - |") and not rows[1].endswith(" | - |")
+
+    guided = _committed("guided_mnist.json")
+    del guided["methods"]["rs2"]["0.5"]
+    write("guided_mnist.json", guided)
+    row = next(r for r in collect._readme_guided("guided_mnist", "t") if r.startswith("| 0.5"))
+    assert row.split(" | ")[2] == "-"  # full-cut, then rs2
+
+    device = _committed("device_new-classes_fashion-mnist.json")
+    del device["points"]["herding:10:head"]
+    write("device_new-classes_fashion-mnist.json", device)
+    row = next(r for r in collect._readme_device("device_new-classes_fashion-mnist", "t")
+               if r.startswith("| 10 |"))
+    assert row.split(" | ")[2] == "-"  # random, then herding
+
+    for name, seeds in (("prune_digits.json", 5), ("prune_mnist.json", 3)):
+        write(name, _committed(name) | {"seeds": seeds})
+    assert "(3/5 seeds per dataset; " in collect._readme_proportional()[-2]
