@@ -309,6 +309,9 @@ def test_older_and_partial_results_files_render(outputs):
     assert "| digits | 0.1 | " in block and block.count("| digits |") == 3
     assert all(r.endswith(" | - |") for r in block.splitlines() if r.startswith("| digits |"))
     assert all(" | - | " in r for r in block.splitlines() if r.startswith("| MNIST |"))
+    # a bench without a results file keeps its section, which says it has not run
+    mnist = text.split("\n## Guided training: MNIST\n", 1)[1].split("\n## ", 1)[0]
+    assert collect.NOT_RERUN in mnist and "| method |" not in mnist
 
 
 def test_a_failure_computing_the_readme_leaves_docs_and_readme_as_they_were(outputs,
