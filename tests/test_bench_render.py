@@ -966,7 +966,7 @@ def _errorbars(ax) -> dict[str, tuple[list[float], list[float], list[float]]]:
 def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
     """Left panel: each method's mean accuracy per keep with its std as the error bar, and
     the full-data mean as a line. Right panel: each method but random minus random at the
-    same keep, in points (vq: 0.75 - 0.70 = +5, 0.85 - 0.86 = -1)."""
+    same keep, in points (vq: 0.75 - 0.70 = +5, 0.85 - 0.86 = -1), clipped at -6."""
     from tinysift.bench.report import prune_plot
 
     res = _prune_results([0.1, 0.5])
@@ -984,6 +984,11 @@ def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
              for ln in diff.get_lines() if not ln.get_label().startswith("_")}
     assert named == {"vq": [5.0, -1.0]}
     assert "digits: accuracy vs data kept (2 seeds)" == acc.get_title()
+    # the difference axis starts half a point below the lowest difference, at most 6 below
+    assert diff.get_ylim()[0] == pytest.approx(-1.5)
+    res["methods"]["vq"]["0.1"]["acc_mean"] = 0.60  # 10 points below random
+    _, diff = _plotted(prune_plot, res, tmp_path, monkeypatch).axes
+    assert diff.get_ylim()[0] == -6.0
 
 
 def test_a_guided_table_marks_a_method_without_a_budget_with_a_dash():
