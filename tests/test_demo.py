@@ -310,15 +310,33 @@ def test_the_demo_reports_table_by_hand():
         ["vq", 10, "head", "0.812", "0.700", "0.950", "40.0", "123,456 B", "yes"]]
 
 
-def test_the_demo_report_page_by_hand(tmp_path):
+def test_the_demo_report_page_by_hand(tmp_path, monkeypatch):
     """The demo's HTML page states the joint model's accuracies, the largest replay set
     that fits per update mode, the steps, the test samples per class and the seed, escapes
-    what it quotes, and inlines its four plots."""
+    what it quotes, and inlines its four plots: accuracy against energy per point, and old
+    and new classes' accuracy without replay and at the largest replay set."""
+    import matplotlib.pyplot as plt
+
     from tinysift.report.adapt import write_adapt_report
 
     summary = _adapt_summary()
     summary["command"] = "tinysift demo --out 'a<b'"
+    figs = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     page = write_adapt_report(summary, tmp_path / "report.html").read_text()
+    monkeypatch.setattr(plt, "close", close)
+    _, energy, bars, _ = figs
+    (ax,) = energy.axes
+    assert [tuple(float(v) for v in c.get_offsets()[0]) for c in ax.collections] == [
+        (40.04, 0.8123), (12.31, 0.5), (1234.5, 0.75)]
+    assert [float(ln.get_ydata()[0]) for ln in ax.get_lines()] == [0.97]
+    (ax,) = bars.axes
+    # none at 0 and vq at 10 (the largest size), head (the first update): old, then new
+    assert [round(p.get_height(), 6) for p in ax.patches] == [0.0996, 0.7, 0.9, 0.95]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["none\n0/class", "vq\n10/class"]
+    assert [float(ln.get_ydata()[0]) for ln in ax.get_lines()] == [0.96, 0.99]
+    assert ax.get_title().startswith("Old vs new classes at 10 replay samples per class")
     assert ("Host\njoint model (upper bound): all 0.970, old\n0.960, new 0.990.") in page
     assert "for 30 steps (cosine learning rate" in page and "up to\n20 test samples" in page
     assert ("On nano33ble (the memory plan, replay\nset in flash, 40 new samples streamed "
