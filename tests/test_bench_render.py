@@ -832,6 +832,7 @@ def test_one_seed_tables_show_no_spread_and_no_paired_differences():
         per["0.5"] = per["0.5"] | {"runs": [0.8]}
     md = prune_markdown(one)
     assert "| vq | **0.8000** |" in md and "± 0.0100" not in md
+    assert "(mean ± std over 1 seed) of the tiny CNN" in md
     assert "Paired difference" not in md
     two = prune_markdown(_prune_results([0.5]))
     assert "| vq | **0.8000 ± 0.0100** |" in two
