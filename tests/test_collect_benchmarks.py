@@ -712,6 +712,8 @@ def test_readme_tables_mark_what_a_partial_results_file_lacks(outputs):
     assert rows == {"| head": ["-", f"{pts['random:10:head']['acc_mean']:.3f}"],
                     "| last-block": [f"{pts['none:0:last-block']['acc_mean']:.3f}", "-"]}
     assert "(3 seeds of 5 planned; " in collect._readme_shift("device_shift_mnist")[0]
+    write("device_shift_mnist.json", shift | {"seeds": 1})
+    assert "(1 seed of 5 planned; " in collect._readme_shift("device_shift_mnist")[0]
 
     upkeep = _committed("upkeep_shift_mnist.json")
     cov = upkeep["points"]["coverage:5:head"]
