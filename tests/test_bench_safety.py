@@ -262,6 +262,12 @@ def test_duplicate_json_keys_are_refused():
         json_object("--method-params", '{"flow": {"judge": "knn", "judge": "flow"}}')
     assert json_object("--method-params", '{"flow": {"judge": "knn"}}') == {
         "flow": {"judge": "knn"}}
+    # JSON that is not an object (a list, a number) is named, with an example of one
+    for text, kind in (('[{"judge": "knn"}]', "list"), ("3", "int")):
+        with pytest.raises(TinysiftError, match=f"--method-params must be a JSON object such "
+                                                f"as '{{\"judge\": \"knn\"}}', got {kind}$"):
+            json_object("--method-params", text)
+    assert json_object("--method-params", None) is None
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])

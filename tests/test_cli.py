@@ -449,12 +449,17 @@ BAD_INPUT = [
     (["bench", "condense", "--dataset", "nope", "--per-class", ""], "--per-class"),
     (["bench", "condense", "--dataset", "nope", "--per-class", "1,0"], "--per-class"),
     (["bench", "device", "--dataset", "nope", "--sizes", "5,x"], "--sizes"),
+    # a 0 among good counts is named alone (bench device's config does not check it again)
+    (["bench", "device", "--dataset", "nope", "--sizes", "5,0,-2"],
+     "--sizes values must be replay samples per old class >= 1, got 0, -2 in '5,0,-2'"),
     (["bench", "upkeep", "--dataset", "nope", "--buffers", "5,,3"], "--buffers"),
     (["run", "{tmp}/ok.toml", "--budgets", "5,x"], "--budgets"),
     # seeds numpy refuses, widths keras refuses, a variant nobody builds
     (["prune", "--dataset", "nope", "--keep", "0.1", "--seed", "-1"], "--seed"),
     (["train", "--dataset", "nope", "--seed", "-1"], "--seed"),
     (["train", "--dataset", "nope", "--seed", str(2**32)], "--seed"),
+    # the CLI's seeds are the lower half of numpy's uint32, so that seed + offset stays in it
+    (["train", "--dataset", "nope", "--seed", str(2**31)], "--seed"),
     (["adapt", "--dataset", "digits", "--out", "{tmp}/adapt", "--seed", "-1"], "--seed"),
     (["train", "--dataset", "nope", "--width", "0"], "--width"),
     (["train", "--dataset", "nope", "--width", "-4"], "--width"),
@@ -922,6 +927,30 @@ def test_one_type_check_for_settings_and_guided_params():
     assert value_fits("a", Literal["a", "b"]) and not value_fits("c", Literal["a", "b"])
     assert describe_annotation(int | None) == "a whole number"
     assert describe_annotation(list[int]) == "a list of whole numbers"
+    # a Python bool is a Real too: `lr = true` in a pipeline file read as lr 1.0
+    assert not value_fits(True, float) and not value_fits(False, int | float)
+    # a flag's value read back from numpy (np.bool_ is no subclass of bool) is a bool
+    assert value_fits(np.bool_(False), bool) and value_fits(np.bool_(True), bool | None)
+
+
+def test_plain_params_leave_out_the_seed_and_working_state():
+    """What a cache key or results record compares: the constructor's parameters without the
+    seed (runs of seeds 3 and 4 are one configuration), the fitted ``x_`` and private ``_x``
+    attributes (a condenser's working arrays are not JSON; DM keeps ``_synth``)."""
+    from tinysift.params import Parameterized
+    from tinysift.selection import make_method
+
+    assert "seed" not in make_method("random", seed=3).plain_params()
+    assert make_method("el2n", seed=3).plain_params() == make_method("el2n", seed=4).plain_params()
+
+    class Scorer(Parameterized):
+        def __init__(self, bins: int = 4, seed: int = 0):
+            self.bins, self.seed = bins, seed
+            self._work = np.zeros(3)  # working state: not a parameter, not JSON
+            self.scores_ = np.ones(3)  # fitted
+
+    assert Scorer(bins=5, seed=9).plain_params() == {"bins": 5}
+    assert Scorer(bins=5, seed=9).get_params() == {"bins": 5, "seed": 9}
 
 
 def test_one_whole_number_check_for_counts():
@@ -1167,6 +1196,20 @@ def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
         with pytest.raises(TinysiftError) as said:
             load_array(tmp_path / name, "--inputs")
         assert f"e.g. np.save('inputs.npy', np.load('{name}')['{pick}'])" in str(said.value)
+
+
+def test_inputs_of_one_number_and_the_random_count(tmp_path):
+    """`--inputs` holding one number (a 0-d array, np.save(path, 3.0)) is refused like an
+    empty one, not a TypeError from len() ("unexpected", exit 1); ``--count`` alone is the
+    number of random inputs drawn, and without it the default."""
+    from tinysift.cli.checks import load_array, random_count
+    from tinysift.errors import TinysiftError
+
+    np.save(tmp_path / "one.npy", np.float32(3.0))
+    with pytest.raises(TinysiftError, match=r"one\.npy holds no inputs \(shape \(\)\)"):
+        load_array(tmp_path / "one.npy", "--inputs")
+    assert random_count(5, None) == 5 and random_count(None, None) == 200
+    assert random_count(None, tmp_path / "one.npy", default=7) == 7
 
 
 def test_python_dash_m_runs_the_cli(tmp_path):
