@@ -240,6 +240,11 @@ def test_a_long_dataset_path_makes_a_short_distinct_slug():
     assert dataset_slug("npz:/data/d.npz") == "npz__data_d.npz"
     a, b = dataset_slug("npz:/" + "a" * 300 + "1.npz"), dataset_slug("npz:/" + "a" * 300)
     assert a != b and len(a.encode()) <= 80 and "/" not in a
+    # SLUG_LIMIT (80 bytes) is the longest kept whole; one byte more is cut, with a hash
+    whole = "npz:" + "d" * 76
+    assert dataset_slug(whole) == "npz_" + "d" * 76
+    cut = dataset_slug(whole + "d")
+    assert len(cut.encode()) == 80 and cut.startswith("npz_" + "d" * 65 + "-")
 
 
 def test_condense_logs_every_per_class_list_in_one_log(tmp_path):

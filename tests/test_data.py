@@ -319,6 +319,12 @@ def test_folder_entries_passed_over_are_said(tmp_path, capsys):
         load_dataset(f"folder:{tmp_path}")
 
 
+def test_no_label_noise_flips_nothing(digits):
+    """Fraction 0 is in [0, 1): the labels come back unchanged, none flipped."""
+    noisy, flipped = add_label_noise(digits, 0.0, seed=3)
+    assert not flipped.any() and np.array_equal(noisy.y_train, digits.y_train)
+
+
 def test_label_noise_is_symmetric_and_exact(digits):
     noisy, flipped = add_label_noise(digits, 0.2, seed=3)
     assert flipped.sum() == round(0.2 * len(digits.y_train))
@@ -354,6 +360,8 @@ def _selection(path, **override):
     ("no noise seed", lambda p: _selection(p, noise_seed=None), "no 'noise_seed'"),
     ("negative noise seed", lambda p: _selection(p, noise_seed=np.int64(-5)),
      "noise_seed -5 is negative"),
+    ("noise seed -1", lambda p: _selection(p, noise_seed=np.int64(-1)),
+     "noise_seed -1 is negative"),
     ("no indices", lambda p: _selection(p, indices=None), "no 'indices'"),
     ("count mismatch", lambda p: _selection(p, keep_count=np.int64(7)), "keep_count 7"),
     ("out of range", lambda p: _selection(p, indices=np.array([1, 5, 99])),
@@ -422,6 +430,23 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+def test_an_npz_rewritten_at_the_same_size_is_read_again(write_npz):
+    """A file rewritten in place with arrays of the same shapes keeps its inode and size:
+    only its modification time tells the cache it changed (adapt's scenario.npz again)."""
+    import os
+    from pathlib import Path
+
+    name = write_npz(x=np.full((20, 4, 4), 1, np.uint8), y=np.repeat(np.arange(2), 10))
+    path = Path(name.removeprefix("npz:"))
+    first = load_dataset(name)
+    before = path.stat()
+    write_npz(x=np.full((20, 4, 4), 2, np.uint8), y=np.repeat(np.arange(2), 10))
+    # a later modification time, as a rewrite a second later leaves it
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert (path.stat().st_ino, path.stat().st_size) == (before.st_ino, before.st_size)
+    assert load_dataset(name).x_train.max() == 2 and first.x_train.max() == 1
 
 
 def test_rewritten_npz_is_read_again_and_cached_arrays_are_read_only(write_npz):
@@ -782,6 +807,49 @@ def test_a_selection_is_written_sorted_once_each_with_its_fraction(tmp_path):
     sel = read_selection(path, 20, "h")
     assert sel["indices"].tolist() == [1, 5, 9] and int(sel["keep_count"]) == 3
     assert float(sel["keep_fraction"]) == 3 / 20
+
+
+def test_a_selection_reads_back_how_it_was_made(tmp_path):
+    """Every field write_selection stores reads back as written: the method's seed and
+    parameters (the file alone says how it was made) and the label noise's fraction and
+    seed, which train repeats to draw the same noisy labels the method scored."""
+    import json
+
+    from tinysift.selection.io import read_selection, write_selection
+
+    scores = np.linspace(0.0, 1.0, 20)
+    path = write_selection(tmp_path / "s.npz", np.array([3, 7]), scores, "el2n", 20, "h",
+                           label_noise=0.2, noise_seed=11, seed=5,
+                           params={"epochs": 2, "balance": True})
+    sel = read_selection(path, 20, "h")
+    assert str(sel["method"]) == "el2n" and int(sel["num_samples"]) == 20
+    assert str(sel["dataset_hash"]) == "h" and np.array_equal(sel["scores"], scores)
+    assert float(sel["label_noise"]) == 0.2 and int(sel["noise_seed"]) == 11
+    assert int(sel["seed"]) == 5
+    assert json.loads(str(sel["params"])) == {"balance": True, "epochs": 2}
+    # without a seed and parameters (a scenario's selection): neither is stored
+    bare = read_selection(write_selection(tmp_path / "b.npz", np.array([3]), scores,
+                                          "scenario:old", 20, "h"), 20, "h")
+    assert "seed" not in bare and "params" not in bare
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"x": np.zeros((0, 8, 8), np.uint8), "y": np.zeros(0, np.int64)},
+     r"'x' must be \(N, H, W\[, C\]\) uint8 images with N >= 1, got uint8 \(0, 8, 8\)"),
+    ({"x": np.zeros((2, 8, 8), np.uint8), "y": np.array([0, -1])},
+     r"'y' must hold one non-negative integer label per image, got int64 \(2,\) for 2"),
+    ({"x": np.zeros((2, 8, 8), np.uint8), "y": np.array([0, 1, 2])},
+     r"'y' must hold one non-negative integer label per image, got int64 \(3,\) for 2"),
+], ids=["no images", "negative label", "a label too many"])
+def test_a_malformed_condensed_set_is_refused(tmp_path, arrays, message):
+    """A condensed.npz without images, with a negative label or with more labels than
+    images is one DatasetError saying how to make it again (they reached training)."""
+    from tinysift.selection.io import read_condensed
+
+    np.savez(tmp_path / "condensed.npz", method=np.array("dm"), **arrays)
+    with pytest.raises(DatasetError, match=message + r".*; create it again with `tinysift "
+                                                     r"condense`"):
+        read_condensed(tmp_path)
 
 
 def test_a_selection_without_a_dataset_hash_still_loads(tmp_path):
