@@ -455,6 +455,11 @@ def test_a_broken_user_profile_names_its_fix(text, message):
     ('flash_method = "jtag"', "flash_method = 'jtag' is not one of probe, uf2, pio-upload"),
     ('counter = "cyccnt"', "counter = 'cyccnt' is not one of dwt, systick-icount"),
     ("counter_hz = -5", "counter_hz = -5 is not 0 or more"),
+    ("qemu_serial_index = -1", "qemu_serial_index = -1 is not 0 or more"),
+    # 0 V or 0 mA made every energy 0 mJ
+    ("supply_v = 0.0", "supply_v = 0.0 is not a positive number"),
+    # a fifth hex digit is no VID:PID (the pattern matched its start only)
+    ('usb_ids = ["0483:374b0"]', r"usb_ids = \['0483:374b0'\] is not a list"),
     ("description = 3", "description = 3 is not a string"),
 ])
 def test_a_bad_profile_value_is_refused_naming_file_key_and_fix(line, message):
@@ -477,6 +482,69 @@ def test_a_profile_missing_keys_names_them(tmp_path, monkeypatch):
     (tmp_path / "mine.toml").write_text('name = "mine"\nclock_hz = 10\n')
     with pytest.raises(TinysiftError, match=r"mine.toml: missing keys .*core.*counter"):
         load_board("mine")
+
+
+def test_the_keys_that_may_be_zero_load_at_zero():
+    """qemu_serial_index (the first -serial) and counter_hz (the counter counts core cycles)
+    are 0 by default, and a profile that says so loads."""
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    (folder / "nucleo_f411re.toml").write_text("qemu_serial_index = 0\ncounter_hz = 0\n")
+    board = load_board("nucleo_f411re")
+    assert board.qemu_serial_index == 0 and board.counter_rate == board.clock_hz
+
+
+def test_a_broken_profile_of_the_users_own_board_is_not_told_to_use_the_projects():
+    """A user profile of a board the project has no profile of: deleting it leaves no
+    profile to use, so its fix is only to mend the file."""
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    (folder / "my_board.toml").write_text("clock_hz = [\n")
+    with pytest.raises(TinysiftError, match=r"my_board\.toml is not valid TOML") as err:
+        load_board("my_board")
+    assert str(err.value).endswith("(see boards/qemu-mps2-an386.toml)")
+
+
+# (clock Hz, RAM bytes, flash bytes) of every project profile, from the chips' documents: the
+# memory plan's fit checks and every seconds and energy figure rest on them
+DOCUMENTED = {
+    # STM32F401xE datasheet DS10086: 84 MHz, 96 KB SRAM, 512 KB flash
+    "nucleo_f401re": (84_000_000, 96 * 1024, 512 * 1024),
+    # STM32F411xE DS10314: 100 MHz, 128 KB SRAM, 512 KB flash
+    "nucleo_f411re": (100_000_000, 128 * 1024, 512 * 1024),
+    # STM32F446xE DS10693: 180 MHz, 128 KB SRAM (112 + 16), 512 KB flash
+    "nucleo_f446re": (180_000_000, 128 * 1024, 512 * 1024),
+    # STM32L4R5xI DS12023: 120 MHz, 640 KB SRAM, 2 MB flash
+    "nucleo_l4r5zi": (120_000_000, 640 * 1024, 2048 * 1024),
+    # STM32F746xG DS10916: 216 MHz, 320 KB SRAM (DTCM included), 1 MB flash
+    "disco_f746ng": (216_000_000, 320 * 1024, 1024 * 1024),
+    # STM32F405xx DS8626: 168 MHz, 1 MB flash; the 128 KB main SRAM (QEMU maps 192 KB)
+    "qemu-netduinoplus2": (168_000_000, 128 * 1024, 1024 * 1024),
+    # nRF52840 PS v1.7: 64 MHz, 256 KB RAM; flash: the app's 960 KB of 1 MB (docs/boards.md)
+    "nano33ble": (64_000_000, 256 * 1024, 960 * 1024),
+    # RP2040 datasheet: 264 KB SRAM, the SDK's 125 MHz; the Pico's 2 MB QSPI flash
+    "pico": (125_000_000, 264 * 1024, 2048 * 1024),
+    # ESP32-S3 datasheet: 240 MHz, 512 KB SRAM; flash: the 1 MB app partition (docs/boards.md)
+    "esp32-s3": (240_000_000, 512 * 1024, 1024 * 1024),
+    # MPS2 AN386 / AN500: 25 MHz FPGA clock, 4 MB SSRAM, 4 MB code memory (qemu_mps2.ld)
+    "qemu-mps2-an386": (25_000_000, 4 * 1024 * 1024, 4 * 1024 * 1024),
+    "qemu-mps2-an500": (25_000_000, 4 * 1024 * 1024, 4 * 1024 * 1024),
+}
+
+
+def test_every_profile_has_its_chip_s_documented_clock_ram_and_flash():
+    """A board's RAM or flash one figure off passes or refuses an export the board cannot
+    hold; a clock off scales every second and millijoule. The offline-built STM32 boards'
+    profiles are also what their images link against (the platform's board files)."""
+    import json
+
+    got = {b.name: (b.clock_hz, b.ram_bytes, b.flash_bytes) for b in list_boards()}
+    assert got == DOCUMENTED
+    for path in sorted((ROOT / "boards" / "platform-stm32" / "boards").glob("*.json")):
+        spec = json.loads(path.read_text())
+        linked = (int(spec["build"]["f_cpu"].rstrip("L")), spec["upload"]["maximum_ram_size"],
+                  spec["upload"]["maximum_size"])
+        assert linked == DOCUMENTED[path.stem], path.name
 
 
 def test_every_project_profile_loads_and_upper_case_usb_ids_still_do():
