@@ -1291,3 +1291,72 @@ def test_a_model_without_a_head_names_the_layer_count_as_its_head_layer(small_mo
     n = len(parsed.layers)
     assert f".head_layer = {n}u, /* no classifier head: last op * / is not" in text
     assert f"ts_layer_t ts_export_layers[{n}]" in text and "ts_export_head_weights" not in text
+
+
+# ---- the VQ codebook of db stream policy=coverage ---------------------------------------------
+
+def test_codebook_features_quantize_and_distances_by_hand():
+    """Features to int8 as the feature tensor's quantization does: divided by the scale,
+    rounded half to even, the zero point added, clamped to int8; distances are exact int64
+    squared distances (int8 differences squared overflow int8 and int16)."""
+    from tinysift.export.codebook import quantize_features, squared_distances, vq_flash_bytes
+
+    q = quantize_features(np.array([[-0.25, 0.25, 0.75, 1.25, 300.0, -300.0]]), 0.5, 3)
+    assert q.dtype == np.int8 and q.tolist() == [[3, 3, 5, 5, 127, -128]]
+    a = np.array([[0, 0], [-128, -128]], np.int8)
+    b = np.array([[3, 4], [127, 127]], np.int8)
+    assert squared_distances(a, b).tolist() == [[25, 2 * 127**2], [131**2 + 132**2, 2 * 255**2]]
+    # 10 classes of 4 codewords of 64 bytes: the int8 codewords, a uint8 count and a uint32
+    # radius per class; none without codewords
+    assert vq_flash_bytes(10, 4, 64) == 10 * 4 * 64 + 10 + 4 * 10 and vq_flash_bytes(10, 0, 64) == 0
+
+
+def test_codebook_of_digits_one_codeword_per_class_by_hand(digits):
+    """One codeword per class is its members' mean, quantized (scale 2, zero point -100);
+    a class's squared radius is the median of its members' squared int8 distances to it;
+    the class without samples (9) gets no codeword and the median of the others' radii."""
+    from tinysift.export.codebook import fit_codebook
+
+    x = digits.x_train.reshape(len(digits.x_train), -1).astype(np.float32)
+    y = np.asarray(digits.y_train)
+    x, y = x[y != 9], y[y != 9]
+    cb = fit_codebook(x, y, 10, 1, 2.0, -100, seed=0)
+    assert (cb.num_classes, cb.per_class, cb.dim) == (10, 1, 64)
+    assert cb.counts.tolist() == [1] * 9 + [0] and cb.summary()["online_classes"] == [9]
+    assert not cb.codewords[9].any()
+    for c in range(9):
+        mean = x[y == c].astype(np.float64).mean(0) / 2.0
+        want = np.clip(np.round(mean) - 100, -128, 127)
+        # a mean at a tie (k + 1/2) may round either way after k-means' float32 sums
+        tie = np.abs(mean - np.floor(mean) - 0.5) < 1e-3
+        assert tie.sum() < 8, c
+        got = cb.codewords[c, 0].astype(np.int64)
+        assert np.array_equal(got[~tie], want[~tie]), c
+        assert np.all(np.abs(got[tie] - want[tie]) <= 1), c
+        want = got  # the radius is measured to the codeword as exported
+        members = (np.round(x[y == c].astype(np.float64) / 2.0) - 100).astype(np.int64)
+        d2 = ((members - want) ** 2).sum(1)
+        assert cb.radius2[c] == round(float(np.median(d2))), c
+    assert cb.radius2[9] == round(float(np.median(cb.radius2[:9])))
+    assert cb.flash_bytes() == 10 * 1 * 64 + 10 + 4 * 10
+    assert set(cb.arrays()) == {"vq_codewords", "vq_counts", "vq_radius2"}
+
+
+def test_codebook_keeps_one_of_twin_codewords_and_its_per_class_range(digits):
+    """A class of five copies of one image asks for three codewords and gets one (twins
+    would split the class's reservoir between equal codewords); 1..255 codewords per class
+    (the device's uint8 count), 0 and 256 refused naming the option."""
+    from tinysift.errors import BudgetError
+    from tinysift.export.codebook import fit_codebook
+
+    x = digits.x_train.reshape(len(digits.x_train), -1).astype(np.float32)
+    y = np.asarray(digits.y_train)
+    same = np.repeat(x[:1], 5, axis=0)
+    cb = fit_codebook(same, np.zeros(5, np.int64), 1, 3, 2.0, -100)
+    assert cb.counts.tolist() == [1] and cb.radius2.tolist() == [0]
+    assert not cb.codewords[0, 1:].any()
+    assert fit_codebook(x[:30], y[:30], 10, 255, 2.0, -100).per_class == 255
+    for per_class in (0, 256):
+        with pytest.raises(BudgetError, match=rf"--vq-per-class must be in 1\.\.255 "
+                                              rf"\(got {per_class}\)"):
+            fit_codebook(x[:30], y[:30], 10, per_class, 2.0, -100)
