@@ -168,6 +168,48 @@ def test_project_root_missing_is_one_clear_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_project_root_is_the_env_s_then_the_checkout_s_then_a_folder_above(tmp_path,
+                                                                             monkeypatch):
+    """$TINYSIFT_ROOT when set, and only a folder with both boards/ and
+    firmware/platformio.ini; else the checkout the package runs from, from any current
+    folder; else (an installed copy) the current folder or one above it."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from tinysift import paths
+    from tinysift.errors import TinysiftError
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv(paths.ROOT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.project_root() == root
+    assert (paths.boards_dir(), paths.firmware_dir(), paths.offline_pio()) == (
+        root / "boards", root / "firmware", root / "tools" / "pio")
+    other = tmp_path / "clone"
+    (other / "boards").mkdir(parents=True)
+    monkeypatch.setenv(paths.ROOT_ENV, str(other))
+    with pytest.raises(TinysiftError, match="needs boards and firmware/platformio.ini"):
+        paths.project_root()
+    (other / "firmware").mkdir()
+    (other / "firmware" / "platformio.ini").write_text("")
+    assert paths.project_root() == other.resolve()
+    monkeypatch.setenv("HOME", str(tmp_path))  # a quoted ~ reaches tinysift unexpanded
+    monkeypatch.setenv(paths.ROOT_ENV, "~/clone")
+    assert paths.project_root() == other.resolve()
+    # an installed copy of the package, run from a folder inside the project
+    site = tmp_path / "site" / "tinysift"
+    site.mkdir(parents=True)
+    for name in ("__init__.py", "paths.py", "errors.py"):
+        shutil.copy(root / "host" / "tinysift" / name, site / name)
+    env = {k: v for k, v in os.environ.items() if k != paths.ROOT_ENV}
+    found = subprocess.run([sys.executable, "-c", "from tinysift.paths import project_root; "
+                            "print(project_root())"], cwd=root / "boards" / "runtime",
+                           env={**env, "PYTHONPATH": str(site.parent)}, capture_output=True,
+                           text=True, timeout=60)
+    assert found.returncode == 0 and found.stdout.strip() == str(root), found.stderr
+
+
 def _run_folder(path):
     """``path`` made a run folder (its manifest.json), as `tinysift train --out` leaves it."""
     from tinysift.runs import Run
