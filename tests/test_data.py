@@ -377,6 +377,9 @@ def _selection(path, **override):
     ("noise one", lambda p: _selection(p, label_noise=np.float64(1.0)), r"not in \[0, 1\)"),
     ("other size", lambda p: _selection(p, num_samples=np.int64(30)), "training set of 30"),
     ("index N", lambda p: _selection(p, indices=np.array([1, 5, 20])), "outside"),
+    # numpy reads -1 as the last sample: the selection trained on one it never chose
+    ("negative index", lambda p: _selection(p, indices=np.array([-1, 5, 9])),
+     r"outside \[0, 20\)"),
     ("long scores", lambda p: _selection(p, scores=np.zeros(21)), "'scores'"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_corrupt_selection_refused(tmp_path, kind, make, message):
@@ -625,6 +628,8 @@ def test_unknown_dataset_names_the_likely_fix(tmp_path):
     for name, hint in (("fashon-mnist", "(did you mean fashion-mnist?)"),
                        ("MNIST", "(did you mean mnist?)"),
                        (str(tmp_path / "mine.npz"), f"pass npz:{tmp_path / 'mine.npz'})"),
+                       # a .npz name is a file meant as data even before it exists
+                       ("not-yet.npz", "(a .npz file: pass npz:not-yet.npz)"),
                        (str(tmp_path), f"pass folder:{tmp_path})")):
         with pytest.raises(DatasetError, match="known datasets: digits") as info:
             load_dataset(name)
@@ -850,6 +855,16 @@ def test_a_malformed_condensed_set_is_refused(tmp_path, arrays, message):
     with pytest.raises(DatasetError, match=message + r".*; create it again with `tinysift "
                                                      r"condense`"):
         read_condensed(tmp_path)
+
+
+def test_a_condensed_set_without_a_dataset_hash_still_loads(tmp_path):
+    """A condensed.npz with no dataset_hash at all (written by hand, or before it was
+    recorded) passes the dataset check, as the docstring says, not a KeyError."""
+    from tinysift.selection.io import read_condensed
+
+    np.savez(tmp_path / "condensed.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]),
+             method=np.array("dm"))
+    assert read_condensed(tmp_path, "h", 10)["x"].shape == (2, 8, 8, 1)
 
 
 def test_a_selection_without_a_dataset_hash_still_loads(tmp_path):
