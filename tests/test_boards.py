@@ -297,6 +297,10 @@ def test_user_profile_overrides_the_project_profile(tmp_path):
     assert after.active_current_ma == 12.5 and not after.current_is_estimate
     assert after.current_source == 'measured "here"' and after.user_profile
     assert after.clock_hz == before.clock_hz  # the rest is the project's
+    # a later change (calibrate's current, then a marker pin) keeps the earlier ones
+    save_user_board("nucleo_f411re", {"marker_pin": "D9"})
+    again = load_board("nucleo_f411re")
+    assert again.marker_pin == "D9" and again.active_current_ma == 12.5
     with pytest.raises(TinysiftError, match="not board profile keys"):
         save_user_board("nucleo_f411re", {"colour": "blue"})
 
@@ -611,6 +615,18 @@ def test_an_estimate_counts_at_the_rate_the_device_reports():
     assert got.energy_mj == pytest.approx(f411.supply_v * f411.active_current_ma)
     assert got.energy_kind == "estimated"
     assert estimate(f411, 50_000_000).seconds == 0.5
+
+
+def test_a_real_board_where_an_emulated_one_is_needed_names_the_emulated_ones():
+    """The commands that start QEMU themselves refuse a real board and list the boards they
+    can run on: the emulated profiles, none of the real ones."""
+    from tinysift.boards import check_emulated_board
+
+    assert check_emulated_board("qemu-netduinoplus2").emulated
+    with pytest.raises(TinysiftError, match=r"--board pico is a real board; .*choose one of "
+                                            r"qemu-mps2-an386, qemu-mps2-an500, "
+                                            r"qemu-netduinoplus2 \(a real board"):
+        check_emulated_board("pico")
 
 
 # ---- flashing details: UF2 images, Tcl quoting, the BOOTSEL drive, image sizes ----------------
