@@ -1242,14 +1242,21 @@ def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
 
 def test_inputs_of_one_number_and_the_random_count(tmp_path):
     """`--inputs` holding one number (a 0-d array, np.save(path, 3.0)) is refused like an
-    empty one, not a TypeError from len() ("unexpected", exit 1); ``--count`` alone is the
-    number of random inputs drawn, and without it the default."""
+    empty one, not a TypeError from len() ("unexpected", exit 1), a missing file as not
+    found, complex values by their type; ``--count`` alone is the number of random inputs
+    drawn, and without it the default."""
     from tinysift.cli.checks import load_array, random_count
     from tinysift.errors import TinysiftError
 
     np.save(tmp_path / "one.npy", np.float32(3.0))
     with pytest.raises(TinysiftError, match=r"one\.npy holds no inputs \(shape \(\)\)"):
         load_array(tmp_path / "one.npy", "--inputs")
+    with pytest.raises(TinysiftError, match=r"typo\.npy: file not found; give a \.npy"):
+        load_array(tmp_path / "typo.npy", "--inputs")
+    # complex numbers are numbers, but no model's input
+    np.save(tmp_path / "complex.npy", np.zeros((2, 8, 8, 1), np.complex64))
+    with pytest.raises(TinysiftError, match=r"holds complex64 values of shape \(2, 8, 8, 1\)"):
+        load_array(tmp_path / "complex.npy", "--inputs")
     assert random_count(5, None) == 5 and random_count(None, None) == 200
     assert random_count(None, tmp_path / "one.npy", default=7) == 7
 
