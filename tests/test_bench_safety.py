@@ -273,6 +273,10 @@ def test_duplicate_json_keys_are_refused():
                                                 f"as '{{\"judge\": \"knn\"}}', got {kind}$"):
             json_object("--method-params", text)
     assert json_object("--method-params", None) is None
+    # where the text stops being JSON: character 1 of '{judge' (the key needs quotes)
+    with pytest.raises(TinysiftError, match=r"--guided-params is not JSON \(Expecting property "
+                                            r"name enclosed in double quotes at character 1\)"):
+        json_object("--guided-params", "{judge")
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])

@@ -1238,6 +1238,9 @@ def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
         with pytest.raises(TinysiftError) as said:
             load_array(tmp_path / name, "--inputs")
         assert f"e.g. np.save('inputs.npy', np.load('{name}')['{pick}'])" in str(said.value)
+    with pytest.raises(TinysiftError, match=r"is an \.npz archive \(arrays indices, y, x\), "
+                                            "not one array"):
+        load_array(tmp_path / "trainset.npz", "--inputs")
 
 
 def test_inputs_of_one_number_and_the_random_count(tmp_path):
