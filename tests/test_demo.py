@@ -347,7 +347,7 @@ def test_the_demo_report_page_by_hand(tmp_path, monkeypatch):
             "<td>0.900</td><td>12.3</td><td>1,000 B</td><td>no</td></tr>") in page
     assert "<pre>tinysift demo --out &#x27;a&lt;b&#x27;</pre>" in page
     assert "<tr><td>numpy</td><td>2.0</td></tr><tr><td>tinysift</td><td>1.0</td></tr>" in page
-    assert "Seed 7. Demo wall time 61 s." in page
+    assert "Seed 7. Wall time 61 s." in page
     assert page.count('<img alt="') == 4
 
 
@@ -400,7 +400,7 @@ def test_the_select_report_by_hand(tmp_path, monkeypatch):
     assert "V = 3.3 V, I = 5.0 mA" in page and "on 300 held-out samples" in page
     assert "random at 150 &amp; up" in page and "a base model (cnn &lt;8&gt;)" in page.lower()
     assert "<pre>tinysift run --budgets 50,150</pre>" in page
-    assert "Seed 3. Demo wall time 13 s." in page
+    assert "Seed 3. Wall time 13 s." in page
     accuracy, cost, pareto, memory = figs
 
     def series(ax) -> dict[str, tuple[list[float], list[float]]]:
