@@ -388,3 +388,65 @@ def test_train_hint_names_the_set_and_user_data_as_they_are_now(tmp_path):
     assert _train_hint(Run(moved)) == (
         f"tinysift train --dataset {data} --selection '{moved / 'selection.npz'}' "
         f"--out '{moved}'")
+
+
+def test_a_missing_model_or_one_quantized_from_an_earlier_model_is_refused(run):
+    """A model.keras deleted after train was an unexpected FileNotFoundError from hashing it;
+    a model.tflite whose quantize recorded another model.keras (the model trained again
+    since) must not be exported."""
+    from tinysift.stages.export import export
+    from tinysift.stages.quantize import quantize
+
+    _edit_manifest(run, lambda m: m["stages"]["quantize"]["inputs"].update(model="0" * 32))
+    with pytest.raises(StageError, match=r"model.tflite was quantized from an earlier "
+                                         r"model.keras; run `tinysift quantize --run "):
+        export(run)
+    (run / "model.keras").unlink()
+    with pytest.raises(StageError, match=r"model.keras \(train's output\) is missing; run "
+                                         r"`tinysift train"):
+        quantize(run, progress=False)
+
+
+def test_a_set_file_removed_from_the_run_folder_keeps_the_model(run):
+    """The set a model was trained on may go from the run folder (the model keeps its own
+    trainset.npz): quantize goes on (it crashed hashing the missing file); the set rewritten
+    there is refused."""
+    from tinysift.stages.quantize import quantize
+
+    _edit_manifest(run, lambda m: m["stages"]["train"]["results"].update(
+        set_file={"path": "selection.npz", "hash": "0" * 32}))
+    assert quantize(run, progress=False).skipped
+    (run / "selection.npz").write_bytes(b"another set")
+    with pytest.raises(StageError, match=r"trained on an earlier .*selection.npz"):
+        quantize(run, progress=False)
+
+
+def test_train_hint_names_a_condensed_set_folder_data_and_the_latest_set(tmp_path):
+    """The train hint of a model trained on a condensed set names --condensed (the set in the
+    folder as it is now), a folder: dataset by its recorded absolute path, and a folder both
+    pruned and condensed (not trained) is hinted to train on the set made last."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import _train_hint
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    data = f"folder:{tmp_path / 'images'}"
+
+    def hint(manifest: dict) -> str:
+        (moved / "manifest.json").write_text(json.dumps(
+            {"tinysift_run": True, "dataset": {"name": data, "hash": "h"}, **manifest}))
+        return _train_hint(Run(moved))
+
+    assert hint({"stages": {"train": {"status": "done", "params": {
+        "dataset": "folder:images", "source": "condensed:vq"}, "results": {
+            "dataset": {"name": data, "hash": "h"},
+            "set_file": {"path": "condensed.npz", "hash": "c"}}}},
+        "commands": [{"argv": ["tinysift", "train", "--out", "runs/c", "--dataset",
+                               "folder:images", "--condensed", "runs/c/condensed.npz"]}]}) == (
+        f"tinysift train --out {moved} --dataset {data} --condensed {moved / 'condensed.npz'}")
+    for prune_at, condense_at, flag, name in (("1", "2", "condensed", "condensed.npz"),
+                                              ("2", "1", "selection", "selection.npz")):
+        assert hint({"commands": [], "stages": {
+            "prune": {"status": "done", "finished": prune_at, "params": {}},
+            "condense": {"status": "done", "finished": condense_at, "params": {}}}}) == (
+            f"tinysift train --dataset {data} --{flag} {moved / name} --out {moved}")
