@@ -26,9 +26,12 @@ def test_manifest_records_versions_and_stages(tmp_path):
     assert stage["versions"]["numpy"] == np.__version__
     assert len(stage["versions"]["tinysift_source"]) == 16
     assert stage["machine"]["cpus"] and "cpu_model" in stage["machine"]
+    assert stage["finished"] >= stage["started"]  # which of two sets came last (train hint)
     key = m["stages"]["demo"]["key"]
     assert Run(tmp_path / "r").is_fresh("demo", key)
     (run / "out.txt").write_text("changed")
+    assert not Run(tmp_path / "r").is_fresh("demo", key)
+    (run / "out.txt").unlink()  # an output deleted: run again, not a FileNotFoundError
     assert not Run(tmp_path / "r").is_fresh("demo", key)
 
 
@@ -235,7 +238,11 @@ def test_module_source_hash_counts_only_the_named_code(tmp_path, monkeypatch):
         edited = module_source_hash(names)
         assert edited != first
         (pkg / "sub" / "new.py").write_text("")  # a module added to a named package counts
-        assert module_source_hash(names) not in (first, edited)
+        added = module_source_hash(names)
+        assert added not in (first, edited)
+        (pkg / "sub" / "deep").mkdir()  # and one in a package inside it
+        (pkg / "sub" / "deep" / "k.py").write_text("K = 1\n")
+        assert module_source_hash(names) not in (first, edited, added)
         with pytest.raises(ModuleNotFoundError, match="tspkg.absent"):
             module_source_hash(("tspkg.absent",))
     finally:
@@ -332,6 +339,7 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
                "command": b'{"tinysift_run": 1, "stages": {}, "commands": [5]}',
                "name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": 5, "hash": "h"}}',
                "no_name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"hash": "h"}}',
+               "no_hash": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": "d"}}',
                "noise": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": "d", "hash": '
                         b'"h", "label_noise": "abc"}}',
                "outputs": b'{"tinysift_run": 1, "stages": {"train": {"outputs": []}}}',
