@@ -450,3 +450,23 @@ def test_train_hint_names_a_condensed_set_folder_data_and_the_latest_set(tmp_pat
             "prune": {"status": "done", "finished": prune_at, "params": {}},
             "condense": {"status": "done", "finished": condense_at, "params": {}}}}) == (
             f"tinysift train --dataset {data} --{flag} {moved / name} --out {moved}")
+
+
+def test_prune_records_and_keys_on_its_seed_and_every_parameter(tmp_path):
+    """A prune again with another --seed must draw its set again (not answer "cached" with
+    the old selection.npz), and the folder records the seed and every method parameter with
+    its default, so it says how its set was made."""
+    import numpy as np
+
+    from tinysift.stages.prune import prune
+
+    out = tmp_path / "p"
+    assert not prune("digits", "random", 0.1, out, progress=False).skipped
+    assert prune("digits", "random", 0.1, out, progress=False).skipped
+    first = np.load(out / "selection.npz")["indices"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 0
+    assert manifest["stages"]["prune"]["params"]["resolved_params"] == {"balance": True}
+    assert not prune("digits", "random", 0.1, out, seed=1, progress=False).skipped
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 1
+    assert not np.array_equal(np.load(out / "selection.npz")["indices"], first)
