@@ -169,6 +169,28 @@ def test_pipeline_toml_and_overrides(tmp_path):
         cfg.override(budgets=[0])
 
 
+def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
+    """Each setting a stage would refuse late (after the base model trained) or crash on
+    (no budgets: max() of nothing; no methods: a headline of no pruned row) is one clear
+    refusal naming it; the edges of the ranges are accepted."""
+    cfg = PipelineConfig(dataset="digits")
+    for bad, words in (({"budgets": []}, "budgets must be positive"),
+                       ({"epochs": 0}, "epochs must be >= 1"),
+                       ({"methods": []}, "methods must name at least one"),
+                       ({"methods": ["random", "random"]}, "names a method twice"),
+                       ({"out": "  "}, "out must name the run folder"),
+                       ({"base_keep": "0.0"}, r"base_keep must be a fraction in \(0, 1\]"),
+                       ({"seed": 2**31}, r"seed must be a whole number in \[0, 2147483647\]")):
+        with pytest.raises(TinysiftError, match=words):
+            cfg.override(**bad)
+    edges = cfg.override(budgets=[1], epochs=1, base_keep="1.0", seed=2**31 - 1)
+    # base_keep against the data: a class-balanced subset needs a sample of every class
+    with pytest.raises(TinysiftError, match=r"base_keep = '9' keeps 9 of 1437 samples, fewer "
+                                            r"than the 10 classes"):
+        edges.override(base_keep="9").check_base_keep_holds(1437, 10)
+    edges.override(base_keep="10").check_base_keep_holds(1437, 10)
+
+
 def test_a_pipeline_never_writes_over_another_kinds_report(tmp_path, monkeypatch):
     """A select file without `out` wrote its report into runs/demo, over the demo's (an
     adapt pipeline's); its default folder is its own now, and a folder holding the other
