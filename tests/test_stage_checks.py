@@ -266,6 +266,17 @@ def test_condense_records_and_keys_on_every_parameter(tmp_path, monkeypatch):
     monkeypatch.setattr(EmbeddingCondenser.__init__, "__defaults__", (0, "random-conv", 16))
     assert not condense("digits", "herding", 2, out, progress=False).skipped
 
+    # another --seed draws another set (it answered "cached" with the old one) and the
+    # folder records it
+    import numpy as np
+
+    out = tmp_path / "r"
+    condense("digits", "random", 2, out, progress=False)
+    first = np.load(out / "condensed.npz")["x"]
+    assert not condense("digits", "random", 2, out, seed=1, progress=False).skipped
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 1
+    assert not np.array_equal(np.load(out / "condensed.npz")["x"], first)
+
 
 def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
     """A prune at another budget into the folder rewrote selection.npz after the train, and
