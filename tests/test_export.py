@@ -771,6 +771,31 @@ def test_a_quantize_by_other_code_is_quantized_again(run_copy):
     assert quantize(run_copy, progress=False).skipped
 
 
+def test_quantize_records_and_keys_on_what_model_tflite_is_made_from(run_copy):
+    """The quantize entry says how model.tflite was made (every parameter, the model, data
+    and code it came from) and its key is of exactly those, so a changed --representative or
+    --seed quantizes again; its results are those of the file it wrote (the accuracy drop
+    float minus int8, the input quantization the device uses)."""
+    from tinysift.data import load_dataset
+    from tinysift.quantize import tflm
+    from tinysift.runs import Run, file_hash, module_source_hash, stage_key
+    from tinysift.stages.quantize import QUANTIZE_CODE, quantize
+
+    assert quantize(run_copy, progress=False).skipped
+    entry = Run(run_copy).stage_info("quantize")
+    assert entry["params"] == {"qat": False, "representative": 500, "qat_epochs": 2, "seed": 0}
+    assert entry["inputs"] == {"model": file_hash(run_copy / "model.keras"),
+                               "dataset": load_dataset("digits").content_hash,
+                               "code": module_source_hash(QUANTIZE_CODE)}
+    assert entry["key"] == stage_key(entry["params"], entry["inputs"])
+    results = entry["results"]
+    assert results["mode"] == "ptq" and results["representative_samples"] == 500
+    assert results["drop"] == pytest.approx(results["float_acc"] - results["int8_acc"])
+    tflite = (run_copy / "model.tflite").read_bytes()
+    assert results["tflite_bytes"] == len(tflite)
+    assert (results["input_scale"], results["input_zero_point"]) == tflm.input_quant(tflite)
+
+
 def test_fit_exports_a_recorded_balanced_subset(run_copy, capfd, tmp_path, monkeypatch):
     """--fit on a board too small for the 1,437 kept digits (a user profile with the RAM of
     about 700 of them): export.json says which rows of the kept set were exported (a seeded
