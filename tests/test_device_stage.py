@@ -285,6 +285,12 @@ def test_cached_stream_result_only_for_the_same_board(tmp_path):
     with pytest.raises(DeviceError, match="cannot open"):  # another board: it runs
         run_stream_on_device(run, "qemu-mps2-an500", params, a_set(0), stream, "s",
                              port=NO_PORT)
+    # other stream parameters (the device keeps another buffer) or the streamed set used
+    # another way (`db use ram`: the compiled-in set left out) are another session: it runs
+    for other_stream, db_use in ((StreamParams(6, 2), "both"), (stream, "ram")):
+        with pytest.raises(DeviceError, match="cannot open"):
+            run_stream_on_device(run, BOARD, params, a_set(0), other_stream, "s",
+                                 db_use=db_use, port=NO_PORT)
 
 
 # ---- the stream stage ---------------------------------------------------------------------
@@ -360,6 +366,13 @@ def test_stream_stage_interrupted_and_writes_its_parameters_atomically(tmp_path,
     res, _ = stage.run_stream_on_device(run, BOARD, params, a_set(0), stream, "s",
                                         port=NO_PORT)
     assert written == ["stream_params.json"] and res.samples == 3 + 20
+    # recorded with the set it trained on, so that it is reused for that set
+    assert load(run / "device" / "s" / "results.json").train_set_hash == \
+        stage.stream_set_hash(a_set(0), "both")
+    # `db use ram` trains on the kept samples alone: the compiled-in 20 are not counted
+    res, _ = stage.run_stream_on_device(run, BOARD, params, a_set(0), stream, "ram",
+                                        db_use="ram", port=NO_PORT)
+    assert res.samples == 3
 
 
 def test_stream_stage_holds_the_run_lock(tmp_path):
