@@ -6,6 +6,8 @@ in an unexpected exception or a device-side status code."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -293,6 +295,52 @@ def test_engine_check_says_a_model_does_not_fit_the_board(big_gap, monkeypatch, 
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert code == 0 and report["fits"] is True and report["fit_problem"] is None, err[-2000:]
+
+
+def test_the_fit_problem_names_the_smallest_board_with_a_port_that_fits(big_gap):
+    """The fix a fit problem names is the smallest board (RAM, then flash) the firmware has a
+    port for that the model fits, not any larger one; a model that fits has none."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import inference_plan
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.engine import fit_problem
+
+    tflite = big_gap.read_bytes()
+    parsed = parse_tflite(tflite, big_gap)
+
+    def problem(board: str) -> str | None:
+        return fit_problem(parsed, inference_plan(parsed, load_board(board), len(tflite))
+                           .to_dict(), len(tflite))
+
+    assert re.fullmatch(r"the model does not fit nucleo_f401re: needs [\d.]+ KB RAM, board "
+                        r"has 96 KB \(over by [\d.]+ KB\); choose nucleo_l4r5zi or use a "
+                        r"smaller model", problem("nucleo_f401re")), problem("nucleo_f401re")
+    assert problem("nucleo_l4r5zi") is None
+
+
+def test_a_folder_of_several_tflite_files_names_none(tmp_path):
+    """--tflite FOLDER names the file inside as the fix only when there is one."""
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.engine import tflite_file
+
+    for name in ("a.tflite", "b.tflite"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(TinysiftError, match=r"is a folder: give a .tflite file$"):
+        tflite_file(tmp_path)
+
+
+def test_engine_check_refuses_a_file_as_its_out_dir_before_any_work(small, tmp_path):
+    """`engine check --out-dir FILE` is one clear line naming the option before the export
+    and the build (not an unexpected error from making the export folder inside a file);
+    a check that compared no kernel is not ok."""
+    from tinysift.stages.engine import EngineCheck, check_tflite
+
+    (tmp_path / "taken").write_text("a user's file")
+    with pytest.raises(TinysiftError, match=r"taken is a file, not a folder \(--out-dir\)"):
+        check_tflite(small, out_dir=tmp_path / "taken" / "check")
+    assert (tmp_path / "taken").read_text() == "a user's file"
+    assert not EngineCheck(tflite=small, inputs=0, layers=[], arena_bytes=0,
+                           tflm_arena_head=None).ok
 
 
 def test_engine_export_says_a_model_does_not_fit_the_board(big_gap, tmp_path, capsys):
