@@ -191,6 +191,31 @@ def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
     edges.override(base_keep="10").check_base_keep_holds(1437, 10)
 
 
+def test_the_select_headline_names_the_best_and_the_smallest_close_set():
+    """The report's headline: the best pruned set by accuracy (fewer samples on a tie), its
+    energy saving against the full exported set, and the smallest set within one point of
+    the full set (the more accurate one on a tie); no saving is "no less", and without a
+    set within one point that sentence is left out."""
+    from tinysift.pipeline.run import headline
+
+    def row(method: str, samples: int, acc: float, mj: float) -> dict:
+        return {"method": method, "samples": samples, "acc_after": acc,
+                "energy_mj_per_epoch": mj}
+
+    rows = [row("full", 500, 0.900, 10.0), row("flow", 20, 0.870, 0.5),
+            row("random", 50, 0.892, 1.0), row("vq", 50, 0.895, 1.0),
+            row("flow", 150, 0.910, 3.0), row("vq", 500, 0.910, 10.0)]
+    assert headline({"rows": rows}) == (
+        "Best pruned set (one seed): flow with 150 samples reaches 0.910 after fine-tuning "
+        "(full exported set, 500 samples: 0.900) at 3.000 mJ per epoch instead of 10.000 mJ "
+        "(3.3x less). Smallest set within 1 point of the full set: vq with 50 samples (0.895), "
+        "10x less energy per epoch.")
+    assert headline({"rows": [row("full", 500, 0.95, 1.0), row("random", 50, 0.5, 1.0)]}) == (
+        "Best pruned set (one seed): random with 50 samples reaches 0.500 after fine-tuning "
+        "(full exported set, 500 samples: 0.950) at 1.000 mJ per epoch instead of 1.000 mJ "
+        "(no less).")
+
+
 def test_a_pipeline_never_writes_over_another_kinds_report(tmp_path, monkeypatch):
     """A select file without `out` wrote its report into runs/demo, over the demo's (an
     adapt pipeline's); its default folder is its own now, and a folder holding the other
