@@ -481,3 +481,26 @@ def test_prune_records_and_keys_on_its_seed_and_every_parameter(tmp_path):
     assert not prune("digits", "random", 0.1, out, seed=1, progress=False).skipped
     assert json.loads((out / "manifest.json").read_text())["seed"] == 1
     assert not np.array_equal(np.load(out / "selection.npz")["indices"], first)
+
+
+def test_prune_many_keys_each_method_on_its_budgets_and_seed(tmp_path):
+    """`tinysift run`'s selections (prune_many): a rerun with the same budgets reuses every
+    set, and another budget or seed selects again (a reused stage returned a path to a set
+    never written, or the old seed's set)."""
+    import numpy as np
+
+    from tinysift.stages.prune import prune_many
+
+    out = tmp_path / "select"
+    paths = prune_many("digits", ["random"], [20, 50], out, progress=False)
+    assert sorted(paths) == [("random", 20), ("random", 50)]
+    stamps = {key: path.stat().st_mtime_ns for key, path in paths.items()}
+    again = prune_many("digits", ["random"], [20, 50], out, progress=False)
+    assert {key: path.stat().st_mtime_ns for key, path in again.items()} == stamps
+    more = prune_many("digits", ["random"], [20, 60], out, progress=False)
+    assert len(np.load(more[("random", 60)])["indices"]) == 60
+    first = np.load(more[("random", 20)])["indices"]
+    other = prune_many("digits", ["random"], [20, 60], out, seed=1, progress=False)
+    assert not np.array_equal(np.load(other[("random", 20)])["indices"], first)
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["prune:random"]
+    assert stage["seed"] == 1 and stage["params"]["resolved_params"] == {"balance": True}
