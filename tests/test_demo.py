@@ -180,7 +180,10 @@ def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
                        ({"methods": ["random", "random"]}, "names a method twice"),
                        ({"out": "  "}, "out must name the run folder"),
                        ({"base_keep": "0.0"}, r"base_keep must be a fraction in \(0, 1\]"),
-                       ({"seed": 2**31}, r"seed must be a whole number in \[0, 2147483647\]")):
+                       ({"seed": 2**31}, r"seed must be a whole number in \[0, 2147483647\]"),
+                       # `run` starts its board in QEMU: a real one failed after the base model
+                       ({"board": "nucleo_f401re"}, "nucleo_f401re is a real board"),
+                       ({"board": "bogus"}, "unknown board 'bogus'")):
         with pytest.raises(TinysiftError, match=words):
             cfg.override(**bad)
     edges = cfg.override(budgets=[1], epochs=1, base_keep="1.0", seed=2**31 - 1)
