@@ -337,6 +337,7 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path, capsys):
                # nested entries of the wrong type or missing (were AttributeError, KeyError,
                # TypeError, ValueError on `export`)
                "command": b'{"tinysift_run": 1, "stages": {}, "commands": [5]}',
+               "argv": b'{"tinysift_run": 1, "stages": {}, "commands": [{"argv": 5}]}',
                "name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": 5, "hash": "h"}}',
                "no_name": b'{"tinysift_run": 1, "stages": {}, "dataset": {"hash": "h"}}',
                "no_hash": b'{"tinysift_run": 1, "stages": {}, "dataset": {"name": "d"}}',
