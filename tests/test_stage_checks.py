@@ -357,6 +357,12 @@ def test_rerun_hint_names_the_folder_as_it_is_now(tmp_path):
     (moved / "manifest.json").write_text(json.dumps(manifest))
     assert rerun_hint(Run(moved), "train", "fallback") == (
         f"tinysift train --dataset digits --out '{moved}'")  # the default folder, named
+    # a command run as `python -m tinysift.cli.app` (argv[0] its app.py) is one too
+    manifest["commands"].append({"argv": ["/x/host/tinysift/cli/app.py", "export", "--run",
+                                          "runs/old", "--board", "pico"]})
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    assert rerun_hint(Run(moved), "export", "fallback") == (
+        f"tinysift export --run '{moved}' --board pico")
 
 
 def test_train_hint_names_the_set_and_user_data_as_they_are_now(tmp_path):
