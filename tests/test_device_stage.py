@@ -915,12 +915,24 @@ def test_a_model_the_mode_cannot_train_is_refused_before_the_board(tmp_path):
     assert not (run / "device").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):
         run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="head"))
-    chain = [layer("CONV_2D", [0]), layer("AVERAGE_POOL_2D", [1]),
+    pointwise = layer("CONV_2D", [0]) | {"macs": 4 * 4 * 8 * 8}  # 1x1, stride 1
+    chain = [pointwise, layer("AVERAGE_POOL_2D", [1]),
              layer("RESHAPE", [2]), layer("FULLY_CONNECTED", [3])]
     ok = exported_run(tmp_path / "chain", layers=chain, head_layer=3)
     for update in ("last-block", "bias"):
         with pytest.raises(DeviceError, match="cannot open"):
             run_on_device(ok, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update=update))
+    # a 3x3 CONV_2D (9 MACs an input channel) or a strided 1x1 one under the pooling: the
+    # device trains no last block of it (ts_trainer_tail.c), bias goes on
+    for name, conv in (("k3", pointwise | {"macs": 9 * 4 * 4 * 8 * 8}),
+                       ("s2", pointwise | {"in": [8, 8, 8]})):
+        run = exported_run(tmp_path / name, layers=[conv, *chain[1:]], head_layer=3)
+        with pytest.raises(TinysiftError, match=r"update=last-block needs a pointwise CONV_2D "
+                                                r"\(1x1, stride 1\)"):
+            run_on_device(run, BOARD, port=NO_PORT,
+                          params=TrainParams(epochs=1, update="last-block"))
+        with pytest.raises(DeviceError, match="cannot open"):
+            run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))
 
 
 def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, monkeypatch):

@@ -235,9 +235,9 @@ def check_update_supported(run_dir: str | Path, export_info: dict, update: str) 
     dims = backbone_dims([(lay["op"], lay["in"], lay["out"], lay["inputs"]) if "inputs" in lay
                           else (lay["op"], lay["in"], lay["out"]) for lay in layers], head)
     ops = ", ".join(dict.fromkeys(lay["op"] for lay in layers[:head]))
-    if update == "last-block" and not dims.block_out_c:
-        why = ("a pointwise CONV_2D right below the AVERAGE_POOL_2D before the head, reading "
-               "only the layer before it")
+    if update == "last-block" and not (dims.block_out_c and _block_is_pointwise(layers, head)):
+        why = ("a pointwise CONV_2D (1x1, stride 1) right below the AVERAGE_POOL_2D before the "
+               "head, reading only the layer before it")
     elif update == "bias" and not dims.bias_channels:
         why = ("a chain of CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE or QUANTIZE "
                "layers below the head (no max pooling, no residual ADD)")
@@ -247,6 +247,21 @@ def check_update_supported(run_dir: str | Path, export_info: dict, update: str) 
         f"update={update} needs {why}, which the model of {run_dir} does not have (its "
         f"layers below the head: {ops}): train with update=head, or a model the mode can "
         "train (the default ds-cnn; docs/trainer.md, Limits)")
+
+
+def _block_is_pointwise(layers: list[dict], head: int) -> bool:
+    """Whether the CONV_2D that :func:`backbone_dims` found under the pooling is 1x1 with
+    stride 1, the only one ts_trainer_tail.c's last block trains (its filter is not in the
+    layer table: read from the same height and width in and out and one multiply-accumulate
+    per input channel of each output). A table without MAC counts is not checked."""
+    below = head
+    while below > 0 and layers[below - 1]["op"] in ("RESHAPE", "QUANTIZE"):
+        below -= 1
+    conv = layers[below - 2]
+    if "macs" not in conv:
+        return True
+    return (list(conv["in"][:2]) == list(conv["out"][:2])
+            and conv["macs"] == int(np.prod(conv["out"])) * conv["in"][-1])
 
 
 def check_stream_fits(run_dir: str | Path, export_info: dict,
