@@ -1087,6 +1087,54 @@ def test_fit_error_offers_no_count_of_samples_when_none_fits():
     assert "keep at most" not in str(err.value)
 
 
+def test_sample_count_refusals_at_their_edges():
+    """--db-capacity -1 is refused like any negative one (it would export
+    `TS_EXPORT_DB_CAPACITY -1`); 65,535 training samples with the default buffer (as big as
+    the set) cannot be helped by a smaller --db-capacity (0 still holds one sample), so the
+    fix is fewer samples; 65,534 can (--db-capacity 1)."""
+    from tinysift.boards import load_board
+    from tinysift.errors import BudgetError
+    from tinysift.export.memory import ModelFootprint, plan_memory
+
+    fp = ModelFootprint(weight_bytes=2_000, num_layers=4, arena_bytes=1_000, sample_bytes=4,
+                        feature_dim=4, num_classes=2, tflite_bytes=3_000)
+    brd = load_board("qemu-mps2-an386")
+    with pytest.raises(BudgetError, match=r"--db-capacity -1: .* 0 or more"):
+        plan_memory(fp, brd, 100, 50, db_capacity=-1)
+    with pytest.raises(BudgetError, match=r"export fewer than 65,535 training samples") as err:
+        plan_memory(fp, brd, 65_535, 50)
+    assert "pass --db-capacity 0" not in str(err.value)
+    with pytest.raises(BudgetError, match=r"pass --db-capacity 1 or less"):
+        plan_memory(fp, brd, 65_534, 50)
+
+
+def test_largest_from_zero_takes_an_upper_bound_of_zero():
+    """[0, 0] holds 0: where it fits, 0 is the answer (None means not even 0 fits, which the
+    fit errors read as "no --db-capacity helps")."""
+    from tinysift.export.memory import largest_from_zero
+
+    assert largest_from_zero(lambda n: True, 0) == 0
+    assert largest_from_zero(lambda n: n <= 7, 100) == 7
+    assert largest_from_zero(lambda n: False, 5) is None
+    assert largest_from_zero(lambda n: True, -1) is None
+
+
+def test_fit_error_under_fit_names_a_board_that_holds_one_sample_per_class():
+    """export --fit shrinks the set to what fits, so the board it is sent to must hold one
+    sample per class, not the whole set: 60,000 samples of 784 bytes fit no board, but 10
+    (one per class) fit nano33ble, the first bigger board with a port."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=150_000,
+                        sample_bytes=784, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    with pytest.raises(FitError, match=r"the plan has room for 0; choose nano33ble$"):
+        check_fits(fp, load_board("nucleo_f411re"), 60_000, 50, db_capacity=0, fit=True)
+    with pytest.raises(FitError) as err:  # without --fit the whole set must fit: none does
+        check_fits(fp, load_board("nucleo_f411re"), 60_000, 50, db_capacity=0)
+    assert "choose" not in str(err.value)
+
+
 def test_cli_refuses_a_negative_db_capacity(run_copy, capfd):
     from tinysift.cli.app import main
 
