@@ -76,6 +76,21 @@ def random_layer(rng: random.Random) -> LayerSpec:
                      filter=f, depth_multiplier=dm, pad=tuple(pad))
 
 
+def edge_layers() -> list[LayerSpec]:
+    """The K limits themselves, which random shapes seldom hit: im2col up to K = 512 (a 4x4
+    filter on 32 channels), 513 without scratch; FC up to 1,024 inputs, 1,025 without."""
+    def conv(c: int, f: tuple[int, int]) -> LayerSpec:
+        return LayerSpec(index=0, op="CONV_2D", name="conv", in_dims=(8, 8, c),
+                         out_dims=(8 - f[0] + 1, 8 - f[1] + 1, 4), input_zero_point=0,
+                         output_zero_point=0, filter=f)
+
+    def fc(k: int) -> LayerSpec:
+        return LayerSpec(index=0, op="FULLY_CONNECTED", name="fc", in_dims=(1, 1, k),
+                         out_dims=(1, 1, 10), input_zero_point=0, output_zero_point=0)
+
+    return [conv(32, (4, 4)), conv(513, (1, 1)), conv(171, (1, 3)), fc(1024), fc(1025)]
+
+
 def test_python_scratch_twin_equals_the_engine(tmp_path, monkeypatch):
     need_tools("gcc")
     main = tmp_path / "scratch_main.c"
@@ -86,7 +101,7 @@ def test_python_scratch_twin_equals_the_engine(tmp_path, monkeypatch):
                     *(str(ENGINE / "src" / s) for s in SOURCES), "-lm", "-o", str(exe)],
                    check=True, capture_output=True, text=True)
     rng = random.Random(7)
-    layers = [random_layer(rng) for _ in range(3000)]
+    layers = [random_layer(rng) for _ in range(3000)] + edge_layers()
     lines = []
     for lay in layers:
         lines.append(" ".join(str(int(v)) for v in (
@@ -110,3 +125,6 @@ def test_python_scratch_twin_equals_the_engine(tmp_path, monkeypatch):
     assert sum(n == 0 < u for n, u in zip(planes, uncapped, strict=True)) > 10
     assert sum(lay.op == "CONV_2D" and n == 0 and layer_scratch_bytes(lay) > 0
                for n, lay in zip(planes, layers, strict=True)) > 50
+    # at each K limit the kernel still stages (scratch), one past it it does not
+    assert [layer_scratch_bytes(lay) > 0 for lay in edge_layers()] == [
+        True, False, False, True, False]
