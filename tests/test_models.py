@@ -103,6 +103,85 @@ def test_ds_cnn_pools_as_the_mlperf_reference():
     assert tuple(pool.pool_size) == (24, 5) and tuple(pool.input.shape[1:3]) == (25, 5)
 
 
+def layer_token(layer) -> str | None:
+    """A layer as a short token: C<kh>x<kw>/<stride>:<filters> (Conv2D), D<kh>x<kw>/<stride>
+    (depthwise), B (BatchNorm), R (ReLU), + (Add), P<h>x<w> (average pooling), F (Flatten),
+    L<units>:<activation> (Dense); None for the input."""
+    kind, cfg = type(layer).__name__, layer.get_config()
+    if kind in ("Conv2D", "DepthwiseConv2D"):
+        (kh, kw), (stride, _) = cfg["kernel_size"], cfg["strides"]
+        return (f"C{kh}x{kw}/{stride}:{cfg['filters']}" if kind == "Conv2D"
+                else f"D{kh}x{kw}/{stride}")
+    if kind == "ReLU" or (kind == "Activation" and cfg["activation"] == "relu"):
+        return "R"
+    if kind == "AveragePooling2D":
+        return "P{}x{}".format(*cfg["pool_size"])
+    if kind == "Dense":
+        return f"L{cfg['units']}:{cfg['activation']}"
+    return {"BatchNormalization": "B", "Add": "+", "Flatten": "F", "InputLayer": None}.get(
+        kind, kind)
+
+
+def layer_signature(model) -> list[str]:
+    """``model``'s layers as tokens (layer_token), in Keras' order."""
+    return [t for t in map(layer_token, model.layers) if t is not None]
+
+
+def test_mlperf_tiny_models_are_the_published_architectures():
+    """The four rebuilt models layer by layer as the MLPerf Tiny reference definitions
+    (github.com/mlcommons/tiny, benchmark/training/*/keras_model.py) lay them out, and their
+    parameter counts by hand (Keras counts BatchNorm's 4 values per channel; every conv and
+    dense has a bias): a stride moved to another block, a block or ReLU left out, another
+    width, kernel or bottleneck changed the benchmark's model and no test said so."""
+    from collections import Counter
+
+    from tinysift.models import mlperf_tiny
+
+    def separable(filters: int, stride: int) -> list[str]:
+        return [f"D3x3/{stride}", "B", "R", f"C1x1/1:{filters}", "B", "R"]
+
+    # VWW MobileNetV1 x0.25: a 3x3 stride-2 stem of 8, 13 separable blocks
+    blocks = [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1),
+              (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)]
+    mobilenet = ["C3x3/2:8", "B", "R", *(t for f, s in blocks for t in separable(f, s)),
+                 "P3x3", "F", "L2:softmax"]  # 96 / 2**5 = 3: a 3x3 map pooled
+    ds_cnn = ["C10x4/2:64", "B", "R", *separable(64, 1) * 4, "P24x5", "F", "L12:softmax"]
+    autoencoder = [t for units in (128, 128, 128, 128, 8, 128, 128, 128, 128)
+                   for t in (f"L{units}:linear", "B", "R")] + ["L640:linear"]
+    models = {name: mlperf_tiny.build(name) for name in mlperf_tiny.MODELS}
+    for name, tokens, shape in (("mobilenet", mobilenet, (96, 96, 3)),
+                                ("ds_cnn", ds_cnn, (49, 10, 1)),
+                                ("autoencoder", autoencoder, (640,))):
+        model = models[name]
+        assert layer_signature(model) == tokens, name
+        assert tuple(model.input_shape[1:]) == shape, name
+    # parameters: mobilenet's stem 3*3*3*8 + 8 + 4*8; a separable block of c_in -> c_out
+    # 10*c_in (3x3 depthwise, bias) + 4*c_in + c_in*c_out + c_out + 4*c_out; the head 256*2+2
+    ins = [8] + [f for f, _ in blocks[:-1]]
+    sep = sum(14 * ci + ci * co + 5 * co for ci, (co, _) in zip(ins, blocks, strict=True))
+    assert models["mobilenet"].count_params() == 256 + sep + 514 == 221_794
+    # ds_cnn: stem 10*4*64 + 64 + 256, four blocks of (640 + 256 + 4160 + 256), head 64*12+12
+    assert models["ds_cnn"].count_params() == 2_880 + 4 * 5_312 + 780 == 24_908
+    # autoencoder: 640->128, three 128->128, 128->8, 8->128, three 128->128 (each with BN),
+    # 128->640
+    assert models["autoencoder"].count_params() == (
+        82_048 + 512 + 3 * 17_024 + 1_032 + 32 + 1_152 + 512 + 3 * 17_024 + 82_560) == 269_992
+    # ResNet-8 (a graph: Keras orders its branches its own way): the layers it holds, a
+    # ReLU on each residual sum, and its parameters: the stem 448 + 64; stack 1 two 3x3
+    # 16->16 convs; stacks 2 and 3 a strided 3x3, a 3x3 and the strided 1x1 skip; the head
+    resnet = models["resnet8"]
+    assert Counter(layer_signature(resnet)) == Counter(
+        ["C3x3/1:16", "B", "R"] + ["C3x3/1:16", "B", "R", "C3x3/1:16", "B", "+", "R"]
+        + ["C3x3/2:32", "B", "R", "C3x3/1:32", "B", "C1x1/2:32", "+", "R"]
+        + ["C3x3/2:64", "B", "R", "C3x3/1:64", "B", "C1x1/2:64", "+", "R"]
+        + ["P8x8", "F", "L10:softmax"])
+    for add in (lay for lay in resnet.layers if type(lay).__name__ == "Add"):
+        (after,) = [node.outbound_layer for node in add.outbound_nodes]
+        assert layer_token(after) == "R"
+    assert resnet.count_params() == 512 + 4_768 + 14_688 + 58_048 + 650 == 78_666
+
+
+
 def test_readme_model_cost(digits_run):
     """The README's figures for the default model on 28x28 inputs, read from the README;
     the folded count is also the exported int8 model's (the shared digits run: 8x8
