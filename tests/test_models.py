@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinysift.models import ModelConfig, TrainConfig, build_model, count_macs, train_model
+from tinysift.models.cnn import FEATURES_LAYER
 from tinysift.models.training import evaluate
 
 
@@ -180,6 +181,29 @@ def test_mlperf_tiny_models_are_the_published_architectures():
         assert layer_token(after) == "R"
     assert resnet.count_params() == 512 + 4_768 + 14_688 + 58_048 + 650 == 78_666
 
+
+
+def test_variants_are_built_as_documented():
+    """What ModelConfig's docstring says of each variant: ds-cnn's stem strides 2 from 16
+    pixels on (1 below); conv-maxpool's second conv is valid and each is max-pooled by 2
+    (28 -> 14 -> 12 -> 6); resnet8's residual sums each go through a ReLU; every BatchNorm
+    takes the config's momentum (resnet8's second conv of each stack too)."""
+    from tinysift.tfcompat import keras
+
+    for side, stride in ((16, 2), (15, 1)):
+        model = build_model((side, side, 1), 10, ModelConfig())
+        assert tuple(model.get_layer("stem").strides) == (stride, stride), side
+    plain = build_model((28, 28, 1), 10, ModelConfig(variant="conv-maxpool", width=4))
+    assert tuple(plain.get_layer("gap").pool_size) == (6, 6)
+    assert plain.get_layer(FEATURES_LAYER).output.shape[-1] == 8
+    for variant in ("ds-cnn", "conv-maxpool", "resnet8"):
+        model = build_model((16, 16, 1), 10, ModelConfig(variant=variant, bn_momentum=0.5))
+        bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+        assert bns and {la.momentum for la in bns} == {0.5}, variant
+    resnet = model
+    for add in (la for la in resnet.layers if isinstance(la, keras.layers.Add)):
+        (after,) = [node.outbound_layer for node in add.outbound_nodes]
+        assert layer_token(after) == "R", add.name
 
 
 def test_readme_model_cost(digits_run):
