@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -336,6 +337,13 @@ def test_step_rule():
     assert cfg.total_steps(60000) == 6 * 469
     assert cfg.total_steps(600) == 500
     assert TrainConfig(epochs=2).total_steps(1000) == 16
+    # the recipe the README states (its accuracies were trained with it)
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lr, batch, seed = re.search(r"Adam ([\d.e-]+) with cosine decay, batch (\d+), seed (\d+)",
+                                readme).groups()
+    assert (cfg.learning_rate, cfg.batch_size, cfg.seed) == (float(lr), int(batch), int(seed))
 
 
 def test_train_stage_writes_manifest_and_caches(tmp_path):
@@ -493,6 +501,7 @@ def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
             (x[:0], y[:0], one, "at least one image"),
             (x, y[:30], one, r"32 images, labels of shape \(30,\)"),
             (x, y + 10, one, r"in \[0, 10\).*int64 in \[1\d, 19\]"),
+            (x, np.where(np.arange(32) == 0, 10, y), one, r"in \[0, 10\).* in \[\d, 10\]"),
             (x, y.astype(np.float32), one, "got float32"),
             (x, y, TrainConfig(epochs=0), "epochs=0"),
             (x, y, TrainConfig(epochs=1, batch_size=0), "batch_size=0"),
