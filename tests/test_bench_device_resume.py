@@ -27,6 +27,19 @@ def test_resumed_device_bench_ram_column_and_logged_seeds(tmp_path):
         return json.loads((tmp_path / "out" / f"{cfg.stem()}.json").read_text()), said
 
     first, _ = bench(1, (10,))
+    # each point ran with the bench's recipe: its lr, batch, steps, cosine schedule and
+    # balanced loss, the device's seed one past the seed's (the base model's), on a
+    # firmware whose `db load` buffer holds the largest replay set (10 a class of the 8 old
+    # classes) and the 60 new samples
+    runs = tmp_path / "work" / f"{DeviceBenchConfig(dataset='digits').stem()}-s0" / "base"
+    for label in ("none-0-head", "random-10-head"):
+        ran = json.loads((runs / "device" / label / "results.json").read_text())
+        assert {k: ran["params"][k] for k in ("lr", "batch", "seed", "update", "steps",
+                                              "schedule", "balance")} == {
+            "lr": 0.05, "batch": 32, "seed": 1, "update": "head", "steps": 150,
+            "schedule": "cosine", "balance": True}, label
+        assert ran["board"] == "qemu-mps2-an386" and ran["info"]["db_capacity"] == "140"
+    assert first["memory_plan"]["db_capacity"] == 8 * 10 + 60
     ram10 = first["points"]["none:0:head"]["ram_plan"]
     assert first["points"]["random:10:head"]["ram_plan"] == ram10
     # --sizes 5: the firmware's replay buffer is smaller, and so is every row's RAM, the
