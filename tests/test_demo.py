@@ -475,3 +475,96 @@ def test_the_select_report_by_hand(tmp_path, monkeypatch):
     # the RAM's capacity (100 KB) on its row
     assert len(red) == 1 and list(red[0].get_xdata()) == [100.0, 100.0]
     assert [round(y, 6) for y in red[0].get_ydata()] == [0.6, 1.4]
+
+
+def test_the_demo_runs_the_bench_with_every_setting_it_is_given():
+    """Each demo setting reaches the device bench it runs (a setting dropped there ran the
+    bench's default, with the pipeline file saying otherwise)."""
+    from tinysift.bench.adapt_demo import AdaptDemoConfig
+
+    cfg = AdaptDemoConfig(out="elsewhere", dataset="digits", old_classes=[0, 1, 2],
+                          new_per_class=7, board="qemu-mps2-an500", seed=4,
+                          methods=["herding"], sizes=[3, 4], updates=["bias"], steps=11,
+                          lr=0.02, batch=8, schedule="constant", base_epochs=2,
+                          test_per_class=9)
+    bench = cfg.bench_config()
+    assert (bench.scenario, bench.dataset, bench.old_classes, bench.new_per_class,
+            bench.board, bench.seed_values(), bench.methods, bench.sizes, bench.updates,
+            bench.steps, bench.lr, bench.batch, bench.schedule, bench.base_epochs,
+            bench.test_per_class) == (
+        "new-classes", "digits", (0, 1, 2), 7, "qemu-mps2-an500", [4], ("herding",), (3, 4),
+        ("bias",), 11, 0.02, 8, "constant", 2, 9)
+    assert (bench.out_dir, bench.progress_dir, bench.work_dir) == (
+        Path("elsewhere"), Path("elsewhere/progress"), Path("elsewhere/work"))
+    # a replay size of 0 is the no-replay floor the demo runs anyway, not a size
+    with pytest.raises(TinysiftError, match=r"sizes must be positive .* got \[0, 5\]"):
+        AdaptDemoConfig.quick().override(sizes=[0, 5]).validate()
+
+
+def test_the_headline_names_the_smallest_of_equally_good_replay_sets():
+    """Of replay points as accurate as each other, the headline names the smallest set (the
+    cheaper to keep on the device)."""
+    from tinysift.bench.adapt_demo import headline
+
+    def point(method: str, size: int, acc: float) -> dict:
+        return {"method": method, "size": size, "update": "head", "acc_mean": acc,
+                "acc_old": acc, "acc_new": acc}
+
+    points = {"random:20:head": point("random", 20, 0.9), "herding:5:head":
+              point("herding", 5, 0.9), "vq:10:head": point("vq", 10, 0.8),
+              "none:0:head": point("none", 0, 0.5)}
+    text = headline({"results": {"points": points, "joint": {"acc_mean": 0.95}}})
+    assert text.startswith("Best replay: herding with 5 per old class (update=head): all "
+                           "0.900"), text
+    assert text.endswith("without replay (the forgetting floor) old 0.500, all 0.500.")
+
+
+def test_the_demo_plans_each_replay_size_and_the_largest_that_fits(digits_run):
+    """The demo's memory plans (the shared digits run as the base model): each replay size
+    and update mode planned on both boards as `tinysift adapt` exports it (size x old classes
+    in flash, the new samples' buffer in RAM, the backbone buffers only beyond update=head),
+    and the largest replay per class that fits the fit board: it fits there, one more does
+    not."""
+    from tinysift.bench.adapt_demo import AdaptDemoConfig, _plans
+    from tinysift.boards import load_board
+    from tinysift.export.memory import plan_memory
+    from tinysift.stages.export import run_model_footprint
+
+    cfg = AdaptDemoConfig(dataset="digits", fit_board="nucleo_f411re", sizes=[5, 20],
+                          updates=["head", "last-block"], test_per_class=15)
+    n_old, n_new, tests = 8, 60, 15 * 10
+    plans = _plans(cfg, digits_run, n_old, n_new, 10)
+    fp = run_model_footprint(digits_run)
+
+    def plan(board: str, per_class: int, update: str):
+        return plan_memory(fp, load_board(board), per_class * n_old, tests, db_capacity=n_new,
+                           backbone_training=update != "head")
+
+    for board in (cfg.board, cfg.fit_board):
+        for size in cfg.sizes:
+            for update in cfg.updates:
+                row, want = plans["boards"][board][f"{size}:{update}"], plan(board, size, update)
+                assert (row["ram_total"], row["flash_total"], row["fits"]) == (
+                    want.ram_total, want.flash_total, want.fits), (board, size, update)
+    fitting = plans["largest_replay_per_class_fitting"]
+    assert fitting["board"] == "nucleo_f411re"
+    for update in cfg.updates:
+        most = fitting["by_update"][update]
+        assert most > 0 and plan("nucleo_f411re", most, update).fits, update
+        assert not plan("nucleo_f411re", most + 1, update).fits, update
+    # the backbone's buffers leave less room
+    assert fitting["by_update"]["last-block"] < fitting["by_update"]["head"]
+    detail = plan(cfg.board, 20, "last-block")
+    assert (plans["detail"]["ram_total"], plans["detail"]["train_samples"]) == (
+        detail.ram_total, 20 * n_old)
+    # a board where not even the new samples fit with the backbone's buffers: 0 a class
+    # ("not even one fits"), and a head-only demo's detail plan is the head-only firmware's
+    assert not plan_memory(fp, load_board("nucleo_f401re"), 0, tests, db_capacity=n_new,
+                           backbone_training=True).fits
+    small = AdaptDemoConfig(dataset="digits", fit_board="nucleo_f401re", sizes=[5],
+                            updates=["last-block"], test_per_class=15)
+    assert _plans(small, digits_run, n_old, n_new, 10)[
+        "largest_replay_per_class_fitting"]["by_update"] == {"last-block": 0}
+    head_only = _plans(AdaptDemoConfig(dataset="digits", sizes=[5], updates=["head"],
+                                       test_per_class=15), digits_run, n_old, n_new, 10)
+    assert head_only["detail"]["ram_total"] == plan(cfg.board, 5, "head").ram_total
