@@ -306,6 +306,32 @@ def test_untested_old_task_is_not_reported_as_zero(tmp_path):
     assert "acc_old" not in res["joint"] and res["seed_values"] == [0, 1]
 
 
+def test_device_results_take_the_invocations_ram_plan_and_only_whole_points(tmp_path):
+    """The device bench's results: each row's RAM is this invocation's plan for its update
+    mode (not the mean the rows logged, from firmwares of other --sizes); a point is given
+    only where every done seed has its record; the no-replay floor gets no paired
+    difference to a replay method (it is the floor, not a method)."""
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.progress import ProgressLog
+
+    cfg = DeviceBenchConfig(dataset="digits", seeds=2, methods=("random", "herding"),
+                            sizes=(10,))
+    plog = ProgressLog({"t": 2}, tmp_path, "ram", point="point")
+    for seed in (0, 1):
+        plog.add(seed, "joint", "host", acc=0.9, acc_old=0.9, acc_new=0.9)
+        for method in ("none", "random"):
+            size = 0 if method == "none" else 10
+            plog.add(seed, method, f"{size}:head", acc=0.5 + seed / 10, acc_old=0.5,
+                     acc_new=0.5, energy_mj=1.0, cycles=1.0, ram_plan=5_000.0)
+    plog.add(0, "herding", "10:head", acc=0.7, acc_old=0.7, acc_new=0.7, energy_mj=1.0,
+             cycles=1.0, ram_plan=5_000.0)  # seed 1 not run
+    res = _results(cfg, plog, [0, 1], {"ram_total": 7_000}, {"head": 7_000}, 1.0)
+    assert sorted(res["points"]) == ["none:0:head", "random:10:head"]
+    assert {p["ram_plan"] for p in res["points"].values()} == {7_000.0}
+    floor = res["points"]["none:0:head"]
+    assert "vs_random" not in floor and "vs_herding" not in floor and "vs_joint" in floor
+
+
 def test_pipeline_files_are_checked_before_any_stage():
     """Device ranges and method lists of a pipeline file are refused when it is read (they
     were refused after base training, selection and the build, or crashed the summary)."""
