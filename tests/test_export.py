@@ -629,6 +629,21 @@ def test_fit_error_suggests_only_boards_with_a_port():
     assert "disco_f746ng" not in str(err.value)
 
 
+def test_fit_error_names_the_next_board_by_ram():
+    """Where RAM does not fit, the board offered is the smallest by RAM that fits: pico (264 KB
+    RAM, 2 MB flash) before esp32-s3 (512 KB RAM, 1 MB flash), which ordered by flash came
+    first; nano33ble (256 KB) is just too small for the 260 KB plan."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits, plan_memory
+
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=6, arena_bytes=246_729,
+                        sample_bytes=64, feature_dim=16, num_classes=10, tflite_bytes=30_000)
+    assert not plan_memory(fp, load_board("nano33ble"), 100, 50, db_capacity=0).fits
+    assert plan_memory(fp, load_board("pico"), 100, 50, db_capacity=0).fits
+    with pytest.raises(FitError, match=r"; choose pico$"):
+        check_fits(fp, load_board("nucleo_f411re"), 100, 50, db_capacity=0)
+
+
 def test_fit_error_names_head_only_when_the_backbones_share_is_what_does_not_fit():
     """A firmware that trains the last block keeps the raw .tflite in flash: where that is
     what does not fit, the error said fewer samples or another board, never --head-only,
@@ -699,6 +714,20 @@ def test_the_apps_word_sized_buffers_are_planned_rounded_up_to_whole_words():
         got = plan_memory(fp, load_board("nucleo_f401re"), n, 1).ram["head training state"]
         assert got % 4 == 0 and raw <= got < raw + 4, (n, raw, got)
     assert any(trainer_workspace_bytes(3, 3, 2 * n) % 4 for n in range(1, 9))
+
+
+def test_the_apps_backbone_buffers_hold_the_larger_mode():
+    """firmware/src/app.h sizes one backbone workspace and one re-quantized backbone for
+    update=last-block and update=bias, each the larger of the two: a model without a
+    pointwise block before its pool (no last-block) still needs update=bias's. By hand:
+    2 layers below the head, 10 channels, 100 values at most and 100 mask bits:
+    32*2 + 4*(10 + 2*100 + 3*10 + 4 mask words) = 1,040 bytes; 10 int32 biases = 40."""
+    from tinysift.export.memory import BackboneDims, app_backbone_bytes
+
+    bias_only = BackboneDims(head_layer=2, bias_channels=10, bias_act_max=100,
+                             bias_mask_bits=100)
+    assert app_backbone_bytes(bias_only) == (1_040, 40)
+    assert app_backbone_bytes(BackboneDims()) == (4, 4)  # at least one word each
 
 
 def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch):
