@@ -730,6 +730,23 @@ def test_the_apps_backbone_buffers_hold_the_larger_mode():
     assert app_backbone_bytes(BackboneDims()) == (4, 4)  # at least one word each
 
 
+def test_backbone_dims_of_a_pointwise_stem_right_below_the_pool_by_hand():
+    """ts_trainer_sizes()'s dims of a model whose only conv is layer 0, a pointwise conv
+    (16x16x12 -> 16x16x4, then the pool, a RESHAPE and the head): it is the last block
+    (12 -> 4 channels over 256 pixels), and update=bias's largest activation is the model
+    input (3,072 values), bigger than any layer's output (the digits export's outputs dwarf
+    its 8x8 input, so its check could not tell)."""
+    from tinysift.export.memory import BackboneDims, backbone_dims
+
+    layers = [("CONV_2D", (16, 16, 12), (16, 16, 4)),
+              ("AVERAGE_POOL_2D", (16, 16, 4), (1, 1, 4)),
+              ("RESHAPE", (1, 1, 4), (1, 1, 4)),
+              ("FULLY_CONNECTED", (1, 1, 4), (1, 1, 10))]
+    assert backbone_dims(layers, 3) == BackboneDims(
+        head_layer=3, block_in_c=12, block_out_c=4, block_pixels=256, bias_channels=4,
+        bias_act_max=3_072, bias_mask_bits=1_024)
+
+
 def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch):
     """The export stage's key holds the figures the plan reads: a user profile with less RAM
     re-plans (the stale plan was reused before); one that changes only the measured current
