@@ -118,6 +118,71 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("options, words", [
+    ({"epochs": -1}, r"--epochs must be a whole number >= 0 \(0: the subset step rule\), "
+                     r"got -1"),
+    ({"epochs": 2.0}, r"--epochs must be a whole number >= 0 .*got 2\.0"),
+    ({"batch": 0}, r"--batch must be a whole number of samples >= 1 \(the recipe's batch, "
+                   r"128 by default\), got 0"),
+    ({"budget": 0.5}, r"--budget needs --guided METHOD"),
+    ({"guided_params": {"judge": "knn"}}, r"--guided-params needs --guided METHOD"),
+    ({"keep_steps": True}, r"--keep-steps needs --guided METHOD --budget F"),
+    ({"label_noise": 0.1, "selection": "sel.npz"},
+     r"--label-noise applies to the full split; a selection carries its own noise"),
+    ({"label_noise": 0.1, "condensed": "cond.npz"}, r"--label-noise applies to the full split"),
+    ({"selection": "sel.npz", "condensed": "cond.npz"},
+     r"pass either --selection or --condensed, not both"),
+    ({"keep": 0.1, "condensed": "cond.npz"}, r"--keep does not apply to --condensed"),
+    ({"guided": "rs2"}, r"--guided needs --budget F"),
+    ({"guided": "rs2", "budget": 0.0}, r"--budget must be a fraction in \(0, 1\], got 0\.0"),
+    ({"guided": "rs2", "budget": 1.01}, r"--budget must be a fraction in \(0, 1\], got 1\.01"),
+    ({"guided": "rs2", "budget": 0.5, "selection": "sel.npz"},
+     r"--guided chooses its own data each epoch; drop --keep, --selection and --condensed"),
+    ({"guided": "rs2", "budget": 0.5, "condensed": "cond.npz"},
+     r"--guided chooses its own data each epoch"),
+    ({"guided": "rs2", "budget": 0.5, "epochs": 0}, r"--guided needs --epochs N >= 1"),
+    ({"guided": "rs2", "budget": 0.5, "epochs": None}, r"--guided needs --epochs N >= 1"),
+    ({"keep": 9}, r"--keep 9 is fewer than the 10 classes: .*needs --keep 10 or more"),
+])
+def test_train_refuses_options_that_do_not_go_together_before_writing(tmp_path, options,
+                                                                      words):
+    """Each option pair train cannot honour is refused with its own fix before any data is
+    read or the folder written (the set files named here need not exist: the refusal comes
+    first). Without the checks, --label-noise with a selection trained on the selection's
+    labels, --keep with --condensed trained the whole set, and a budget without --guided was
+    ignored."""
+    from tinysift.errors import BudgetError
+    from tinysift.stages.train import train
+
+    options = {"epochs": 1, **options}
+    for name in ("selection", "condensed"):
+        if name in options:
+            options[name] = tmp_path / options[name]
+    with pytest.raises(BudgetError, match=words):
+        train("digits", tmp_path / "r", progress=False, **options)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("keep, asked", [(30, 30), (50, 50), (0.5, 718)])
+def test_a_keep_that_is_not_the_selection_s_count_is_refused(tmp_path, digits, keep, asked):
+    """--keep beside --selection must be the selection's count (40 here): fewer as well as
+    more is refused, naming both numbers (0.5 of digits' 1437 is 718), before any training."""
+    import numpy as np
+
+    from tinysift.errors import BudgetError
+    from tinysift.selection.io import write_selection
+    from tinysift.stages.train import train
+
+    kept = np.arange(40)
+    write_selection(tmp_path / "selection.npz", kept, np.zeros(len(digits.y_train)), "random",
+                    len(digits.y_train), digits.content_hash)
+    with pytest.raises(BudgetError, match=rf"--keep {keep} asks for {asked} samples but the "
+                                          r"selection keeps 40; drop --keep"):
+        train("digits", tmp_path / "r", keep=keep, selection=tmp_path / "selection.npz",
+              epochs=1, progress=False)
+    assert not (tmp_path / "r" / "manifest.json").exists()
+
+
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
     saw it, and train reported its test accuracy without a word."""
