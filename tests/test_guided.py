@@ -403,6 +403,10 @@ def test_a_run_whose_fits_eat_the_budget_warns():
     assert "3,000" in w and "30%" in w and "12 steps" in w and "rs2" in w
     assert _overhead_warnings(CostLedger(budget_passes=10_000.0, train_passes=6_000,
                                          fit_passes=3_900.0), "flow", 50, 1437) == []
+    # exactly half trained is not less than half; the overhead is what was spent beside it
+    assert _overhead_warnings(CostLedger(budget_passes=10_000.0, train_passes=5_000,
+                                         fit_passes=4_900.0), "flow", 40, 1437) == []
+    assert "took 6,900 of the budget's 10,000 sample-passes" in w
 
 
 def test_train_cli_passes_guided_params_to_the_method(tmp_path):
@@ -559,6 +563,8 @@ def test_train_batch_sets_the_recipe_s_batch_and_the_keep_steps_batch(tmp_path, 
                  "4", "--guided", "full-cut", "--budget", "0.5", "--keep-steps", "--batch",
                  "64"]) == 0
     assert json.loads((tmp_path / "g" / "guided.json").read_text())["batch_size"] == 32
+    # recorded in the stage's key: the same guided run without --keep-steps trains again
+    assert stage("g")["params"]["guided"]["keep_steps"] is True
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "bad"), "--batch",
                  "0"]) == 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from tinysift.errors import StageError
@@ -103,6 +104,11 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert res.steps == 20
     assert len(res.warnings) == 1 and "--epochs 0" in res.warnings[0], res.warnings
     assert "500" in res.warnings[0]
+    # 250 epochs of 143 samples in batches of 128 are the rule's 500 steps exactly: no
+    # warning; 249 epochs are 498 steps, two short
+    assert _step_warnings(TrainConfig(epochs=250), 143, "random", None) == []
+    (short,) = _step_warnings(TrainConfig(epochs=249), 143, "random", None)
+    assert "498 optimizer steps" in short and "subset step rule's 500" in short
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
@@ -183,6 +189,56 @@ def test_a_keep_that_is_not_the_selection_s_count_is_refused(tmp_path, digits, k
     assert not (tmp_path / "r" / "manifest.json").exists()
 
 
+def test_train_retrains_another_keep_or_a_lost_trainset_and_records_its_seed(tmp_path,
+                                                                             digits):
+    """The train stage's key holds the sample count: `--keep 30` after `--keep 20` in one
+    folder (both a "random" source) trains again instead of reusing the 20-sample model; a
+    model whose trainset.npz was lost is trained again (quantize and export need it). The
+    run records the seed given and the dataset it trained on, noise-free (noise_seed 0)."""
+    from tinysift.stages.train import TRAINSET_FILE, train
+
+    out = tmp_path / "r"
+    first = train("digits", out, keep=20, seed=3, epochs=1, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = {"name": "digits", "hash": digits.content_hash, "train": 1437, "test": 360,
+              "label_noise": 0.0, "noise_seed": 0}
+    assert manifest["seed"] == 3 and manifest["stages"]["train"]["seed"] == 3
+    assert manifest["dataset"] == record
+    assert manifest["stages"]["train"]["results"]["dataset"] == record
+    assert first.train_samples == 20 and not first.skipped
+    more = train("digits", out, keep=30, seed=3, epochs=1, progress=False)
+    assert more.train_samples == 30 and not more.skipped
+    assert train("digits", out, keep=30, seed=3, epochs=1, progress=False).skipped
+    (out / TRAINSET_FILE).unlink()
+    assert not train("digits", out, keep=30, seed=3, epochs=1, progress=False).skipped
+    with np.load(out / TRAINSET_FILE) as kept:
+        assert len(kept["indices"]) == 30
+
+
+def test_a_run_s_dataset_is_loaded_with_its_noise_and_refused_once_changed(tmp_path, digits):
+    """quantize and export load the dataset a run trained on through its record: the label
+    noise re-applied with the recorded seed (else its hash differs and the run is refused),
+    and a dataset whose content no longer has the recorded hash refused, naming both."""
+    from tinysift.data import add_label_noise
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import Run
+    from tinysift.stages.train import load_run_dataset
+
+    run = Run(tmp_path / "r")
+    with pytest.raises(TinysiftError, match="has no dataset recorded; run `tinysift train"):
+        load_run_dataset(run)
+    noisy, _ = add_label_noise(digits, 0.2, 5)
+    assert noisy.content_hash != digits.content_hash
+    run.manifest["dataset"] = {"name": "digits", "hash": noisy.content_hash,
+                               "label_noise": 0.2, "noise_seed": 5}
+    loaded = load_run_dataset(run)
+    np.testing.assert_array_equal(loaded.y_train, noisy.y_train)
+    run.manifest["dataset"] = {"name": "digits", "hash": "0" * 16, "label_noise": 0.0}
+    with pytest.raises(TinysiftError, match=rf"dataset 'digits' changed since training \(hash "
+                                            rf"{digits.content_hash} != 0{{16}}\); train again"):
+        load_run_dataset(run)
+
+
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
     saw it, and train reported its test accuracy without a word."""
@@ -229,7 +285,7 @@ def test_a_set_condensed_again_retrains(tmp_path, digits):
     import numpy as np
 
     from tinysift.selection.io import write_condensed
-    from tinysift.stages.train import train
+    from tinysift.stages.train import load_trainset, train
 
     def condense(seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -240,6 +296,11 @@ def test_a_set_condensed_again_retrains(tmp_path, digits):
 
     condense(0)
     first = train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1, progress=False)
+    # the synthetic images are kept with the model (quantize and export read them back)
+    with np.load(tmp_path / "c" / "condensed.npz") as cond:
+        kept_x, kept_y = load_trainset(tmp_path / "r", digits)
+        np.testing.assert_array_equal(kept_x, cond["x"])
+        np.testing.assert_array_equal(kept_y, cond["y"])
     again = train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1, progress=False)
     assert not first.skipped and again.skipped
     condense(1)
