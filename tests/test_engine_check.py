@@ -376,6 +376,12 @@ def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
     (mine / "ts_export.h").write_text("/* my own header */\n")
     assert main([*args, str(mine)]) == 2
     assert "holds ts_export.h, golden.npz, export.json" in capsys.readouterr().err
+    # an export writes both keys: a user's file holding only one of them is theirs
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "export.json").write_text('{"format_version": 3}')
+    assert main([*args, str(half)]) == 2
+    assert "holds export.json, which an export writes" in capsys.readouterr().err
     again = tmp_path / "again"
     assert main([*args, str(again)]) == 0 and main([*args, str(again)]) == 0
     assert (again / "ts_export.h").exists()
@@ -454,6 +460,15 @@ def test_inputs_of_another_shape_type_or_nan_are_refused(small):
     with pytest.raises(TinysiftError, match="takes int8 inputs; got float64 .*quantize them "
                                             "with the model's input scale"):
         check_inputs(parsed, np.zeros((3, 4, 4, 1)))
+    # integers are taken as int8 only within -128..127 (128 wrapped to -128 when cast)
+    for outside in (128, -129):
+        with pytest.raises(TinysiftError, match=rf"takes int8 inputs; got int16 \(range "
+                                                rf"{min(outside, 0)}\.\.{max(outside, 0)}\)"):
+            x = np.zeros((2, 16), np.int16)
+            x[1, 3] = outside
+            check_inputs(parsed, x)
+    edges = np.array([[-128] * 8 + [127] * 8], np.int16)
+    np.testing.assert_array_equal(check_inputs(parsed, edges).reshape(1, 16), edges)
     for shape, n in [((3, 4, 4, 1), 3), ((3, 16), 3), ((4, 4, 1), 1), ((1, 4, 4, 1), 1),
                      ((16,), 1)]:
         assert check_inputs(parsed, np.zeros(shape, np.int8)).shape == (n, 4, 4, 1)

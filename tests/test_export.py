@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tflite_edit import patched
-from tinysift.errors import FitError, UnsupportedOpError
+from tinysift.errors import FitError, TinysiftError, UnsupportedOpError
 from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -764,6 +764,65 @@ def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch
     assert info["board_profile"]["ram_bytes"] == 3_000_000
     save_user_board(DEFAULT_BOARD, {"active_current_ma": 9.5})
     assert export(run_copy).skipped
+
+
+def test_another_seed_or_a_head_only_export_is_made_again_and_recorded(run_copy):
+    """The export's key holds the seed (it draws the test subset) and the head-only switch:
+    each made again was reused as the earlier export before. A --fit on a board the kept
+    set fits records no cut; the manifest keeps the plan of the export made last."""
+    from tinysift.runs import Run
+    from tinysift.selection.budget import balanced_subset
+    from tinysift.stages.export import export
+    from tinysift.stages.train import load_run_dataset
+
+    def written() -> dict:
+        return json.loads((run_copy / "export" / "export.json").read_text())
+
+    assert export(run_copy).skipped
+    first = written()["test_indices"]
+    again = export(run_copy, seed=1)
+    y_test = load_run_dataset(Run(run_copy)).y_test
+    assert not again.skipped and again.test_samples == 200
+    assert written()["test_indices"] == balanced_subset(y_test, 200, 1).tolist() != first
+    head_only = export(run_copy, seed=1, backbone_training=False)
+    assert not head_only.skipped and written()["backbone_training"] is False
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    assert manifest["memory_plan"] == head_only.plan and not head_only.plan["backbone_training"]
+    roomy = export(run_copy, seed=1, fit=True)  # all 1,437 fit the default board
+    assert not roomy.skipped and roomy.fit is None and written()["fit"] is None
+    assert roomy.train_samples == 1437
+
+
+def test_memory_plan_counts_no_more_test_samples_than_the_test_split_holds(run_copy):
+    """The export keeps at most the test split's 360 samples: a plan asked for 1,000 plans
+    those 360, not 640 the export never writes."""
+    from tinysift.boards import DEFAULT_BOARD
+    from tinysift.stages.export import memory_plan_for
+
+    assert (memory_plan_for(run_copy, DEFAULT_BOARD, test_samples=1000)
+            == memory_plan_for(run_copy, DEFAULT_BOARD, test_samples=360)
+            != memory_plan_for(run_copy, DEFAULT_BOARD, test_samples=359))
+
+
+def test_a_codebook_of_another_model_is_refused_before_writing(run_copy):
+    """A VQ codebook must have the model's classes and feature size (the device compares
+    features with its codewords): one of 9 classes, or of another feature size, is refused
+    naming both shapes, and the export is left as it was."""
+    from tinysift.export.codebook import VQCodebook
+    from tinysift.stages.export import export, run_model_footprint
+
+    fp = run_model_footprint(run_copy)
+    before = (run_copy / "export" / "export.json").read_bytes()
+    for classes, dim in ((fp.num_classes - 1, fp.feature_dim), (fp.num_classes,
+                                                               fp.feature_dim + 1)):
+        book = VQCodebook(np.zeros((classes, 2, dim), np.int8), np.ones(classes, np.int64),
+                          np.zeros(classes, np.int64))
+        with pytest.raises(TinysiftError, match=rf"the VQ codebook has {classes} classes of "
+                                                rf"{dim} features; the model has "
+                                                rf"{fp.num_classes} classes and "
+                                                rf"{fp.feature_dim} features"):
+            export(run_copy, codebook=book)
+    assert (run_copy / "export" / "export.json").read_bytes() == before
 
 
 def test_changed_export_code_redoes_the_export(run_copy, tmp_path):
