@@ -552,3 +552,15 @@ def test_a_runs_export_folder_is_refused_however_it_is_named(tmp_path, monkeypat
         with pytest.raises(TinysiftError, match="is the export of the run folder"):
             check_export_folder(given)
     check_export_folder(tmp_path / "elsewhere")  # a folder outside any run
+
+
+def test_golden_layer_samples_are_at_most_the_samples_exported(small, tmp_path):
+    """The firmware compares every layer's output for the first GOLDEN_LAYER_SAMPLES (2) test
+    samples: an export of one sample holds the layers of that one, and its header says 1
+    (2 read a second sample's layers that are not there)."""
+    from tinysift.stages.export import export_tflite
+
+    for count, said in ((1, 1), (3, 2)):
+        export_tflite(small, tmp_path / str(count), count=count)
+        header = (tmp_path / str(count) / "ts_export.h").read_text()
+        assert f"#define TS_EXPORT_GOLDEN_LAYER_SAMPLES {said}\n" in header
