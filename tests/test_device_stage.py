@@ -436,6 +436,13 @@ def test_board_check_counts_the_codebook_and_says_by_how_much(tmp_path, monkeypa
                                        r"has 128 KB \(over by [1-9][\d,.]* (bytes|KB)\).*"
                                        r"--board nucleo_f411re"):
         stage.check_export_fits(run, small)
+    # `device flash` refuses it the same way before any build (a recorded export of it)
+    unfit = exported_run(tmp_path / "unfit", samples=40, test=50,
+                         codebook={"per_class": per_class},
+                         memory_plan={"ram_total": 1, "flash_total": 1, "db_capacity": 20})
+    with pytest.raises(FitError, match=rf"{per_class} per class.* RAM, board has 128 KB"):
+        stage.flash(unfit, small.name)
+    assert not (unfit / "device").exists()
     info["codebook"] = {"per_class": 0}
     (run / "export" / "export.json").write_text(json.dumps(info))
     stage.check_export_fits(run, small)
@@ -518,6 +525,14 @@ def test_a_set_that_does_not_fit_the_exported_buffer_is_refused_before_the_board
     assert not (run / "device" / "results.json").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):  # a set that fits gets to the port
         run_on_device(run, BOARD, port=NO_PORT, train_set=(x, y), params=TrainParams(epochs=1))
+    # --db-capacity 0 builds the firmware's buffer of max(0, 1) = 1 slot: one sample fits
+    one = exported_run(tmp_path / "one", memory_plan={"ram_total": 1000, "flash_total": 2000,
+                                                      "db_capacity": 0})
+    with pytest.raises(TinysiftError, match=r"2 samples.*holds 1 \(over by 1\)"):
+        run_on_device(one, BOARD, port=NO_PORT, train_set=(x[:2], y[:2]))
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_on_device(one, BOARD, port=NO_PORT, train_set=(x[:1], y[:1]),
+                      params=TrainParams(epochs=1))
 
 
 # ---- the device's counter rate and board, with the fake device ------------------------------
@@ -550,6 +565,8 @@ def test_a_pico_s_microsecond_timer_gives_seconds_and_energy(tmp_path):
     assert ep.energy_mj == pytest.approx(3.3 * 24.0 * 2.5)  # V * mA * s = mJ
     assert res.phases["features"].seconds == pytest.approx(1.0)
     assert clock_warning(res) is None and res.clock_hz == 125_000_000
+    # the export's plan (fake_run's: 1,000 bytes of RAM, 2,000 of flash) beside the timings
+    assert res.plan == {"ram_bytes": 1000, "flash_bytes": 2000}
     res.events.append({"clock_differs": {"device_hz": 2_000_000, "profile_hz": 1_000_000}})
     warning = clock_warning(res)  # a timer's rate is no core clock: the fix is counter_hz
     assert "timer counter at 2 MHz" in warning and "`counter_hz` in boards/pico.toml" in warning
@@ -888,6 +905,8 @@ def test_a_head_only_export_refuses_float_layer_training_before_the_board(tmp_pa
     assert not (run / "device").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):
         run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="head"))
+    with pytest.raises(DeviceError, match="cannot open"):  # no update: the default, head
+        run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1))
     full = exported_run(tmp_path / "full")
     with pytest.raises(DeviceError, match="cannot open"):
         run_on_device(full, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))
