@@ -195,21 +195,32 @@ def test_upkeep_stream_is_the_new_samples_in_seeded_order_with_their_labels(
     assert np.array_equal(setup.x_stream,
                           tflm.quantize_images(scn.x_new[setup.stream_order], scale, zp))
     assert setup.stream_classes == 2
+    # the export's `db stream` buffer holds the whole stream (the reference point keeps all 30)
+    assert setup.plan["db_capacity"] == 30
     assert setup.codebook.summary()["online_classes"] == [8, 9]
     seen = []
 
     def stop(_base, _board, params, samples, stream, label, **_kw):
-        seen.append((stream, label))
+        seen.append((stream, label, params))
         raise _Stop
 
     monkeypatch.setattr(stream_stage, "run_stream_on_device", stop)
-    for policy, per_class in (("reservoir", 4), ("coverage", 4), ("reservoir", None)):
+    for policy, per_class, update in (("reservoir", 4, "head"), ("coverage", 4, "head"),
+                                      ("reservoir", None, "head"), ("reservoir", 4, "bias"),
+                                      ("coverage", 100, "head")):
         with pytest.raises(_Stop):
-            run_point(cfg, setup, policy, per_class, "head")
-    (rsv, rsv_label), (cov, cov_label), (whole, whole_label) = seen
+            run_point(cfg, setup, policy, per_class, update)
+    (rsv, rsv_label, _), (cov, cov_label, _), (whole, whole_label, _) = seen[:3]
     assert rsv.cap == cov.cap == 8 and whole.cap == whole.count == len(scn.y_new) == 30
     assert (rsv.policy, cov.policy, whole.policy) == ("reservoir", "coverage", "reservoir")
     assert rsv.seed == cov.seed and len({rsv_label, cov_label, whole_label}) == 3
+    # each update mode is its own device run (its own cached result), and every run trains
+    # class-balanced, as the adaptation does
+    (bias, bias_label, bias_params), (big, _, _) = seen[3:]
+    assert bias.cap == 8 and bias_params.update == "bias" and bias_label != rsv_label
+    assert all(params.balance for _, _, params in seen)
+    # 100 per class of a 30-sample stream keeps the whole stream: the buffer is no larger
+    assert big.cap == big.count == 30
 
 
 def test_device_bench_differences_are_method_minus_reference_paired_by_seed(tmp_path):

@@ -621,6 +621,27 @@ def test_an_upkeep_config_without_policies_or_update_modes_is_refused():
     assert UpkeepConfig(policies=("coverage",), updates=("bias",)).policies == ("coverage",)
 
 
+def test_an_upkeep_config_refuses_an_unknown_policy_an_empty_buffer_or_a_codebook_size():
+    """validate() runs before the base model is trained: an unknown policy, a buffer of 0
+    per class and codebooks outside the device's 1..255 codewords per class are refused
+    naming the option; the edges 1 and 255 pass."""
+    import pytest
+
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.upkeep import UpkeepConfig
+
+    for config, words in [(UpkeepConfig(policies=("fifo", "coverage")),
+                           r"unknown policy 'fifo'; choose from reservoir, coverage"),
+                          (UpkeepConfig(buffers=(5, 0)), "--buffers must be positive"),
+                          (UpkeepConfig(vq_per_class=0), r"--vq-per-class must be in 1\.\.255"),
+                          (UpkeepConfig(vq_per_class=256), r"--vq-per-class must be in 1\.\.255")]:
+        with pytest.raises(BudgetError, match=words):
+            config.validate()
+    for config in (UpkeepConfig(buffers=(1,), vq_per_class=1),
+                   UpkeepConfig(buffers=(1,), vq_per_class=255)):
+        config.validate()
+
+
 def test_a_seeds_wall_time_is_no_training_of_it(tmp_path):
     """The `_wall` record is the seed's time, not a training: a seed whose trainings were
     all forgotten is not "logged" (say_later_seeds would name it) and is fresh, and the wall
