@@ -363,6 +363,8 @@ def test_train_stage_writes_manifest_and_caches(tmp_path):
     assert int(saved.optimizer.iterations.numpy()) == stage["results"]["steps"]
     again = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
     assert again.skipped and again.test_acc == first.test_acc
+    # --epochs 0 is the subset step rule, as epochs=None: the same stage, reused
+    assert train("digits", out, keep="0.2", epochs=0, seed=0, progress=False).skipped
 
 
 def test_prints_under_a_bar_stay_on_stdout(monkeypatch, capsys):
