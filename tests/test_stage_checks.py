@@ -239,6 +239,34 @@ def test_a_run_s_dataset_is_loaded_with_its_noise_and_refused_once_changed(tmp_p
         load_run_dataset(run)
 
 
+def test_a_selection_scored_on_noisy_labels_trains_and_records_its_noise_draw(tmp_path,
+                                                                               digits):
+    """A selection made under label noise (prune --label-noise 0.2 with noise seed 7) trains
+    on the same noisy labels, and the run records that draw (seed 7, not train's seed 0):
+    quantize and export reload the dataset with it, and with another seed its hash differs."""
+    from tinysift.data import add_label_noise
+    from tinysift.runs import Run
+    from tinysift.selection.io import write_selection
+    from tinysift.stages.train import load_run_dataset, load_trainset, train
+
+    noisy, _ = add_label_noise(digits, 0.2, 7)
+    kept = np.arange(0, 400, 10)
+    write_selection(tmp_path / "selection.npz", kept, np.zeros(len(digits.y_train)), "random",
+                    len(digits.y_train), noisy.content_hash, label_noise=0.2, noise_seed=7)
+    train("digits", tmp_path / "r", selection=tmp_path / "selection.npz", epochs=1, seed=0,
+          progress=False)
+    run = Run(tmp_path / "r")
+    assert run.manifest["dataset"]["label_noise"] == 0.2
+    assert run.manifest["dataset"]["noise_seed"] == 7
+    assert run.manifest["dataset"]["hash"] == noisy.content_hash
+    ds = load_run_dataset(run)
+    np.testing.assert_array_equal(load_trainset(run.path, ds)[1], noisy.y_train[kept])
+    # the labels trained on (trainset.npz's y) are the noisy ones, some of them flipped
+    assert (noisy.y_train[kept] != digits.y_train[kept]).any()
+    with np.load(run.path / "trainset.npz") as trained:
+        np.testing.assert_array_equal(trained["y"], noisy.y_train[kept])
+
+
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
     saw it, and train reported its test accuracy without a word."""
@@ -409,6 +437,8 @@ def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
     quantize (then export, the device) went on with the model of the old selection: refused
     now, naming the file. A condense again at another K likewise (it was refused with "the
     folder now records digits (hash H)", the hash it was trained on)."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import check_trained
     from tinysift.stages.condense import condense
     from tinysift.stages.prune import prune
     from tinysift.stages.quantize import quantize
@@ -418,6 +448,7 @@ def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
     prune("digits", "random", 0.1, out, progress=False)
     train("digits", out, selection=out, epochs=1, progress=False)
     prune("digits", "random", 0.1, out, progress=False)  # cached: the same selection
+    check_trained(Run(out))  # the model's own selection, unchanged: it goes on
     prune("digits", "random", 0.2, out, progress=False)
     # the hint trains on the set again (without --selection it trained on the full data)
     with pytest.raises(StageError, match=r"trained on an earlier .*p/selection.npz.*train again "
