@@ -299,6 +299,7 @@ def _load_curves(log: ProgressLog) -> dict[tuple, list]:
 def _results(cfg: GuidedBenchConfig, log: ProgressLog, curves: dict, seeds_done: int,
               wall_seconds: float) -> dict:
     from tinysift.bench.stats import paired_difference
+
     full_runs = [log.get(s, "full", "1") for s in range(seeds_done)]
     full = summarize(full_runs, ("seconds",))
     rows = list(full_runs)
