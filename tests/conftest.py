@@ -81,6 +81,19 @@ def digits_run():
     return run
 
 
+@pytest.fixture()
+def kept_figures(monkeypatch):
+    """The figures the code under test closes, kept open in this list (in the order drawn)
+    so a test can read their series; closed at the end of the test."""
+    import matplotlib.pyplot as plt
+
+    close, figs = plt.close, []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    yield figs
+    for fig in figs:
+        close(fig)
+
+
 @pytest.fixture(scope="session")
 def fault_table():
     """Rows of the fault-injection tests; TINYSIFT_WRITE_FAULTS=1 writes them to

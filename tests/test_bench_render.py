@@ -746,25 +746,19 @@ def test_a_dollar_in_a_dataset_name_is_plotted_as_text(tmp_path):
 
 
 @pytest.mark.parametrize("stem", ["condense_fashion-mnist", "prune_digits"])
-def test_log_axis_ticks_are_plain_text_with_math_text_off(tmp_path, monkeypatch, stem):
+def test_log_axis_ticks_are_plain_text_with_math_text_off(tmp_path, kept_figures, stem):
     """Math text off (above) printed matplotlib's log tick labels as their TeX source,
     `$\\mathdefault{10^{-1}}$`, on every log axis of the bench plots and the demo report:
     the ticks are text too (10⁻¹, 2×10⁻¹)."""
-    import matplotlib.pyplot as plt
-
     from tinysift.bench.condense import condense_plot
     from tinysift.bench.report import prune_plot
 
-    figs = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     res = json.loads((RESULTS / f"{stem}.json").read_text())
     (condense_plot if stem.startswith("condense") else prune_plot)(res, tmp_path / "p.png")
-    fig = figs[0]
+    fig = kept_figures[0]
     fig.canvas.draw()
     labels = [t.get_text() for ax in fig.axes
               for t in ax.get_xticklabels(which="both") if t.get_text()]
-    close(fig)
     assert labels and not [t for t in labels if "$" in t or "\\" in t], labels
     assert any("10" in t for t in labels), labels
 
@@ -942,15 +936,11 @@ def test_a_pruning_table_marks_a_method_without_a_keep_with_a_dash():
     assert "| vq | 2.0 | 12 (0.50) | - |" in md
 
 
-def _plotted(plot, res: dict, tmp_path: Path, monkeypatch):
+def _plotted(plot, res: dict, tmp_path: Path, kept_figures: list):
     """The figure ``plot`` draws for ``res``, kept open (the plot closes it once saved)."""
-    import matplotlib.pyplot as plt
-
-    figs = []
-    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     plot(res, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
-    return figs[0]
+    return kept_figures[-1]
 
 
 def _errorbars(ax) -> dict[str, tuple[list[float], list[float], list[float]]]:
@@ -964,7 +954,7 @@ def _errorbars(ax) -> dict[str, tuple[list[float], list[float], list[float]]]:
     return out
 
 
-def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
+def test_a_pruning_plot_by_hand(tmp_path, kept_figures):
     """Left panel: each method's mean accuracy per keep with its std as the error bar, and
     the full-data mean as a line. Right panel: each method but random minus random at the
     same keep, in points (vq: 0.75 - 0.70 = +5, 0.85 - 0.86 = -1), clipped at -6."""
@@ -975,7 +965,7 @@ def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
                                  "0.5": {"acc_mean": 0.86, "acc_std": 0.03}},
                       "vq": {"0.1": {"acc_mean": 0.75, "acc_std": 0.02},
                              "0.5": {"acc_mean": 0.85, "acc_std": 0.04}}}
-    fig = _plotted(prune_plot, res, tmp_path, monkeypatch)
+    fig = _plotted(prune_plot, res, tmp_path, kept_figures)
     acc, diff = fig.axes
     assert _errorbars(acc) == {"random": ([0.1, 0.5], [0.70, 0.86], [0.01, 0.03]),
                                "vq": ([0.1, 0.5], [0.75, 0.85], [0.02, 0.04])}
@@ -988,7 +978,7 @@ def test_a_pruning_plot_by_hand(tmp_path, monkeypatch):
     # the difference axis starts half a point below the lowest difference, at most 6 below
     assert diff.get_ylim()[0] == pytest.approx(-1.5)
     res["methods"]["vq"]["0.1"]["acc_mean"] = 0.60  # 10 points below random
-    _, diff = _plotted(prune_plot, res, tmp_path, monkeypatch).axes
+    _, diff = _plotted(prune_plot, res, tmp_path, kept_figures).axes
     assert diff.get_ylim()[0] == -6.0
 
 
@@ -1008,7 +998,7 @@ def test_a_guided_table_marks_a_method_without_a_budget_with_a_dash():
     assert "⚠ Over budget: rs2 at 0.3: 1 of 3 run(s) spent more than 1.05 x the budget" in md
 
 
-def test_a_guided_plot_by_hand(tmp_path, monkeypatch):
+def test_a_guided_plot_by_hand(tmp_path, kept_figures):
     """Left panel: accuracy per budget with the std as the error bar and the full-data mean
     as a line. Right panel: at the middle budget (0.5 of 0.3, 0.5, 0.7) the mean over seeds
     of the training curves (seeds 0.5 -> 0.7 and 0.7 -> 0.9: 0.6 -> 0.8), and the full-data
@@ -1024,7 +1014,7 @@ def test_a_guided_plot_by_hand(tmp_path, monkeypatch):
                                 "full_data_curves": [[[0.0, 0.4], [1.0, 0.6]]]}
     res["methods"] = {"rs2": {"0.3": point(0.70, 0.01, 0.1), "0.5": point(0.75, 0.02, 0.5),
                               "0.7": point(0.78, 0.03, 0.2)}}
-    fig = _plotted(guided_plot, res, tmp_path, monkeypatch)
+    fig = _plotted(guided_plot, res, tmp_path, kept_figures)
     acc, during = fig.axes
     assert _errorbars(acc) == {"rs2": ([0.3, 0.5, 0.7], [0.70, 0.75, 0.78],
                                        [0.01, 0.02, 0.03])}
@@ -1066,7 +1056,7 @@ def _hlines(ax) -> dict[str, float]:
             if ln.get_linestyle() == "--"}
 
 
-def test_a_device_plot_by_hand(tmp_path, monkeypatch):
+def test_a_device_plot_by_hand(tmp_path, kept_figures):
     """Per update mode: each replay method's mean accuracy per replay size with its std bar,
     its old-task accuracy dotted, no replay and the host joint model as dashed lines. On a
     shifted domain (no old accuracy measured) nothing is dotted and the title says none."""
@@ -1082,7 +1072,7 @@ def test_a_device_plot_by_hand(tmp_path, monkeypatch):
     res = {"scenario": "new-classes", "dataset": "digits", "board": "qemu-m4", "seeds": 3,
            "updates": ["head"], "methods": ["random", "vq"], "joint": {"acc_mean": 0.95},
            "points": {f"{p['method']}:{p['size']}:head": p for p in points}}
-    (ax,) = _plotted(device_plot, res, tmp_path, monkeypatch).axes
+    (ax,) = _plotted(device_plot, res, tmp_path, kept_figures).axes
     assert _errorbars(ax) == {"random": ([5.0, 10.0], [0.6, 0.7], [0.005, 0.01]),
                               "vq": ([5.0, 10.0], [0.65, 0.8], [0.005, 0.01])}
     assert _dotted(ax) == [[0.5, 0.6], [0.55, 0.75]]
@@ -1090,11 +1080,11 @@ def test_a_device_plot_by_hand(tmp_path, monkeypatch):
     assert ax.get_title() == "update=head (3 seeds); dotted: old task"
     for p in points:
         p["acc_old"] = None
-    (ax,) = _plotted(device_plot, res | {"scenario": "shift"}, tmp_path, monkeypatch).axes
+    (ax,) = _plotted(device_plot, res | {"scenario": "shift"}, tmp_path, kept_figures).axes
     assert _dotted(ax) == [] and ax.get_title() == "update=head (3 seeds)"
 
 
-def test_an_upkeep_plot_by_hand(tmp_path, monkeypatch):
+def test_an_upkeep_plot_by_hand(tmp_path, kept_figures):
     """Per update mode: reservoir and coverage accuracy per buffer size with the std bar,
     and the whole stream kept as a dashed line."""
     from tinysift.bench.upkeep_report import upkeep_plot
@@ -1107,7 +1097,7 @@ def test_an_upkeep_plot_by_hand(tmp_path, monkeypatch):
               point("reservoir", 5, 0.7), point("coverage", 5, 0.72), point("all", None, 0.9)]
     res = {"scenario": "shift", "dataset": "mnist", "board": "qemu-m4", "seeds": 2,
            "updates": ["head"], "points": {str(i): p for i, p in enumerate(points)}}
-    (ax,) = _plotted(upkeep_plot, res, tmp_path, monkeypatch).axes
+    (ax,) = _plotted(upkeep_plot, res, tmp_path, kept_figures).axes
     assert _errorbars(ax) == {"reservoir": ([5.0, 10.0], [0.7, 0.75], [0.007, 0.0075]),
                               "coverage": ([5.0, 10.0], [0.72, 0.8], [0.0072, 0.008])}
     assert _hlines(ax) == {"whole stream kept": 0.9}

@@ -360,23 +360,17 @@ def test_the_demo_reports_table_by_hand():
         ["vq", 10, "head", "0.812", "0.700", "0.950", "40.0", "123,456 B", "yes"]]
 
 
-def test_the_demo_report_page_by_hand(tmp_path, monkeypatch):
+def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
     """The demo's HTML page states the joint model's accuracies, the largest replay set
     that fits per update mode, the steps, the test samples per class and the seed, escapes
     what it quotes, and inlines its four plots: accuracy against energy per point, and old
     and new classes' accuracy without replay and at the largest replay set."""
-    import matplotlib.pyplot as plt
-
     from tinysift.report.adapt import write_adapt_report
 
     summary = _adapt_summary()
     summary["command"] = "tinysift demo --out 'a<b'"
-    figs = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     page = write_adapt_report(summary, tmp_path / "report.html").read_text()
-    monkeypatch.setattr(plt, "close", close)
-    _, energy, bars, _ = figs
+    _, energy, bars, _ = kept_figures
     (ax,) = energy.axes
     assert [tuple(float(v) for v in c.get_offsets()[0]) for c in ax.collections] == [
         (40.04, 0.8123), (12.31, 0.5), (1234.5, 0.75)]
@@ -425,13 +419,11 @@ def _select_summary() -> dict:
             "seed": 3, "wall_seconds": 12.6}
 
 
-def test_the_select_report_by_hand(tmp_path, monkeypatch):
+def test_the_select_report_by_hand(tmp_path, kept_figures):
     """The select pipeline's HTML table row by row (milliseconds per epoch from seconds)
     and its plots' series: accuracy and cost per samples kept, each method sorted by
     samples; the Pareto front of energy against accuracy; the memory plan's items in KB
     stacked per memory, a capacity far beyond the use named in the title."""
-    import matplotlib.pyplot as plt
-
     from tinysift.report.html import summary_rows, table_html, write_report
 
     assert summary_rows(_select_summary())[0] == ["random", 150, "0.500", "0.800", "0.790",
@@ -439,11 +431,7 @@ def test_the_select_report_by_hand(tmp_path, monkeypatch):
     assert table_html(["a<b"], [["x&y", 3]]) == ("<table><thead><tr><th>a&lt;b</th></tr>"
                                                  "</thead><tbody><tr><td>x&amp;y</td><td>3"
                                                  "</td></tr></tbody></table>")
-    figs = []
-    close = plt.close
-    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
     page = write_report(_select_summary(), tmp_path / "report.html").read_text()
-    monkeypatch.setattr(plt, "close", close)
     assert "<td>random</td><td>50</td><td>0.500</td><td>0.700</td><td>0.690</td>" \
            "<td>10,000</td><td>0.100</td><td>0.500</td><td>4.0</td>" in page
     assert "<code>DWT</code>" in page and "for\n4 epochs" in page and "at\n64 MHz" in page
@@ -451,7 +439,7 @@ def test_the_select_report_by_hand(tmp_path, monkeypatch):
     assert "random at 150 &amp; up" in page and "a base model (cnn &lt;8&gt;)" in page.lower()
     assert "<pre>tinysift run --budgets 50,150</pre>" in page
     assert "Seed 3. Wall time 13 s." in page
-    accuracy, cost, pareto, memory = figs
+    accuracy, cost, pareto, memory = kept_figures
 
     def series(ax) -> dict[str, tuple[list[float], list[float]]]:
         return {ln.get_label(): ([float(x) for x in ln.get_xdata()],
