@@ -168,10 +168,6 @@ def test_a_task_out_of_memory_is_no_bug(tmp_path):
     """The CLI reports out of memory as the machine's limit (exit status 2), not as a bug; a
     bench task that ran out of memory made the bench's closing error a TasksFailedBug: "a
     bug in tinysift" (exit status 1)."""
-    import pytest
-
-    from tinysift.errors import TasksFailed, TasksFailedBug
-
     bench, _log, _ = _serial_bench(tmp_path / "oom", ["oom", "ok"])
     with pytest.raises(TasksFailed, match=r"seed 0 m \(out of memory \(Unable to allocate"):
         bench()
@@ -184,10 +180,6 @@ def test_a_seed_after_a_failed_one_keeps_its_wall_time(tmp_path):
     """A seed whose tasks all ran in one serial go has its wall time logged; after a failed
     seed, the later ones (run in one go) had none: it was logged only once the seeds before
     them were complete, and on the rerun they are no longer fresh."""
-    import pytest
-
-    from tinysift.errors import TasksFailed
-
     bench, log, written = _serial_bench(tmp_path, ["oom", "ok", "ok"])
     with pytest.raises(TasksFailed):
         bench()
@@ -257,7 +249,6 @@ def test_serial_benches_say_the_later_seeds_at_the_end_when_they_ran_tasks(tmp_p
     before the failure's error, and not twice when nothing ran."""
     from tinysift.bench.driver import SerialTasks
     from tinysift.bench.progress import ProgressLog
-    from tinysift.errors import TasksFailed
 
     log = ProgressLog({"b": 1}, tmp_path, "t")
     log.add(4, "m", "1", acc=0.5)
@@ -279,7 +270,7 @@ def test_the_closing_error_groups_tasks_by_error_and_says_what_was_written(tmp_p
     files hold, and a bug (not a TinysiftError) said with its type and kept as the cause."""
     from tinysift.bench.driver import Failure, failed_tasks
     from tinysift.bench.progress import ProgressLog
-    from tinysift.errors import TasksFailed, TasksFailedBug, TinysiftError
+    from tinysift.errors import TinysiftError
 
     log = ProgressLog({"b": 1}, tmp_path, "t")
     clean = TinysiftError("no samples left\n(a second line)")

@@ -173,8 +173,6 @@ def test_train_refuses_options_that_do_not_go_together_before_writing(tmp_path, 
 def test_a_keep_that_is_not_the_selection_s_count_is_refused(tmp_path, digits, keep, asked):
     """--keep beside --selection must be the selection's count (40 here): fewer as well as
     more is refused, naming both numbers (0.5 of digits' 1437 is 718), before any training."""
-    import numpy as np
-
     from tinysift.errors import BudgetError
     from tinysift.selection.io import write_selection
     from tinysift.stages.train import train
@@ -270,8 +268,6 @@ def test_a_selection_scored_on_noisy_labels_trains_and_records_its_noise_draw(tm
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
     saw it, and train reported its test accuracy without a word."""
-    import numpy as np
-
     from tinysift.data import load_dataset
     from tinysift.selection.io import write_selection
     from tinysift.stages.train import train
@@ -294,8 +290,6 @@ def test_train_names_a_class_the_test_split_lacks(tmp_path, write_npz):
     it: train says which class, in its output and in the run's record."""
     import json
 
-    import numpy as np
-
     from tinysift.stages.train import train
 
     y = np.array([0] + [1] * 10 + [2] * 10)
@@ -310,8 +304,6 @@ def test_train_names_a_class_the_test_split_lacks(tmp_path, write_npz):
 def test_a_set_condensed_again_retrains(tmp_path, digits):
     """`train --condensed` keyed its stage on the dataset alone: a set condensed again into
     the same folder reused the model trained on the old set ("cached: inputs unchanged")."""
-    import numpy as np
-
     from tinysift.selection.io import write_condensed
     from tinysift.stages.train import load_trainset, train
 
@@ -422,8 +414,6 @@ def test_condense_records_and_keys_on_every_parameter(tmp_path, monkeypatch):
 
     # another --seed draws another set (it answered "cached" with the old one) and the
     # folder records it
-    import numpy as np
-
     out = tmp_path / "r"
     condense("digits", "random", 2, out, progress=False)
     first = np.load(out / "condensed.npz")["x"]
@@ -630,8 +620,6 @@ def test_prune_records_and_keys_on_its_seed_and_every_parameter(tmp_path):
     """A prune again with another --seed must draw its set again (not answer "cached" with
     the old selection.npz), and the folder records the seed and every method parameter with
     its default, so it says how its set was made."""
-    import numpy as np
-
     from tinysift.stages.prune import prune
 
     out = tmp_path / "p"
@@ -650,8 +638,6 @@ def test_prune_many_keys_each_method_on_its_budgets_and_seed(tmp_path):
     """`tinysift run`'s selections (prune_many): a rerun with the same budgets reuses every
     set, and another budget or seed selects again (a reused stage returned a path to a set
     never written, or the old seed's set)."""
-    import numpy as np
-
     from tinysift.stages.prune import prune_many
 
     out = tmp_path / "select"
