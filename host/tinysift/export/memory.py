@@ -197,6 +197,18 @@ class BackboneDims:
 _FLOAT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "QUANTIZE")
 
 
+def pooled_conv_layer(ops: list[str], head_layer: int) -> int | None:
+    """The index of the CONV_2D right below the AVERAGE_POOL_2D that precedes the head
+    (RESHAPE / QUANTIZE between them), the block update=last-block trains; None: the model
+    has no such layer. ``ops``: each layer's op name."""
+    i = head_layer
+    while i > 0 and ops[i - 1] in ("RESHAPE", "QUANTIZE"):
+        i -= 1
+    if i >= 2 and ops[i - 1] == "AVERAGE_POOL_2D" and ops[i - 2] == "CONV_2D":
+        return i - 2
+    return None
+
+
 def backbone_dims(layers: list[tuple], head_layer: int) -> BackboneDims:
     """The dims from the layer list (op, in dims, out dims[, input tensors]), as
     ts_trainer_sizes() derives them: the CONV_2D right below the AVERAGE_POOL_2D that
@@ -211,12 +223,9 @@ def backbone_dims(layers: list[tuple], head_layer: int) -> BackboneDims:
                    for i, lay in enumerate(layers[lo:head_layer], start=lo))
 
     block = {}
-    i = head_layer
-    while i > 0 and layers[i - 1][0] in ("RESHAPE", "QUANTIZE"):
-        i -= 1
-    if i >= 2 and layers[i - 1][0] == "AVERAGE_POOL_2D" and layers[i - 2][0] == "CONV_2D" \
-            and chain(i - 2):
-        din, dout = layers[i - 2][1], layers[i - 2][2]
+    conv = pooled_conv_layer([lay[0] for lay in layers], head_layer)
+    if conv is not None and chain(conv):
+        din, dout = layers[conv][1], layers[conv][2]
         block = dict(block_in_c=din[2], block_out_c=dout[2], block_pixels=dout[0] * dout[1])
     below = layers[:head_layer]
     bias = {}

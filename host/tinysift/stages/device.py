@@ -254,10 +254,9 @@ def _block_is_pointwise(layers: list[dict], head: int) -> bool:
     stride 1, the only one ts_trainer_tail.c's last block trains (its filter is not in the
     layer table: read from the same height and width in and out and one multiply-accumulate
     per input channel of each output). A table without MAC counts is not checked."""
-    below = head
-    while below > 0 and layers[below - 1]["op"] in ("RESHAPE", "QUANTIZE"):
-        below -= 1
-    conv = layers[below - 2]
+    from tinysift.export.memory import pooled_conv_layer
+
+    conv = layers[pooled_conv_layer([lay["op"] for lay in layers], head)]
     if "macs" not in conv:
         return True
     return (list(conv["in"][:2]) == list(conv["out"][:2])
