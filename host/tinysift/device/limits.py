@@ -72,16 +72,14 @@ class ModelCost:
     def from_export(cls, info: dict) -> ModelCost:
         """From ``export.json``; exports written before the ``macs`` field count a 3x3
         kernel for every convolution (an over-estimate: only looser limits)."""
+        from tinysift.export.memory import pooled_conv_layer
+
         layers = info.get("layers", [])
         head = int(info.get("head_layer", len(layers) - 1))
         macs = [_layer_macs(lay) for lay in layers]
-        # update=last-block trains the CONV_2D below the pooling under the head (as
-        # tinysift.export.memory.backbone_dims finds it)
-        i, block = head, 0
-        while i > 0 and layers[i - 1]["op"] in ("RESHAPE", "QUANTIZE"):
-            i -= 1
-        if i >= 2 and [lay["op"] for lay in layers[i - 2:i]] == ["CONV_2D", "AVERAGE_POOL_2D"]:
-            block = macs[i - 2]
+        # update=last-block trains the CONV_2D below the pooling under the head
+        conv = pooled_conv_layer([lay["op"] for lay in layers], head)
+        block = 0 if conv is None else macs[conv]
         shape = info.get("input", {}).get("shape", [0])
         return cls(backbone_macs=sum(macs[:head]), head_macs=sum(macs[head:]),
                    block_macs=block, classes=int(info.get("num_classes", 10)),
