@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from tinysift.models import ModelConfig, TrainConfig, build_model, count_macs, train_model
 from tinysift.models.cnn import FEATURES_LAYER
 from tinysift.models.training import evaluate
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (8, 8, 1)])
@@ -129,6 +132,13 @@ def layer_signature(model) -> list[str]:
     return [t for t in map(layer_token, model.layers) if t is not None]
 
 
+def assert_relu_after_each_add(model) -> None:
+    """Each residual sum of ``model`` goes into a ReLU (and only into it)."""
+    for add in (lay for lay in model.layers if type(lay).__name__ == "Add"):
+        (after,) = [node.outbound_layer for node in add.outbound_nodes]
+        assert layer_token(after) == "R", add.name
+
+
 def test_mlperf_tiny_models_are_the_published_architectures():
     """The four rebuilt models layer by layer as the MLPerf Tiny reference definitions
     (github.com/mlcommons/tiny, benchmark/training/*/keras_model.py) lay them out, and their
@@ -177,11 +187,8 @@ def test_mlperf_tiny_models_are_the_published_architectures():
         + ["C3x3/2:32", "B", "R", "C3x3/1:32", "B", "C1x1/2:32", "+", "R"]
         + ["C3x3/2:64", "B", "R", "C3x3/1:64", "B", "C1x1/2:64", "+", "R"]
         + ["P8x8", "F", "L10:softmax"])
-    for add in (lay for lay in resnet.layers if type(lay).__name__ == "Add"):
-        (after,) = [node.outbound_layer for node in add.outbound_nodes]
-        assert layer_token(after) == "R"
+    assert_relu_after_each_add(resnet)
     assert resnet.count_params() == 512 + 4_768 + 14_688 + 58_048 + 650 == 78_666
-
 
 
 def test_variants_are_built_as_documented():
@@ -201,20 +208,14 @@ def test_variants_are_built_as_documented():
         model = build_model((16, 16, 1), 10, ModelConfig(variant=variant, bn_momentum=0.5))
         bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
         assert bns and {la.momentum for la in bns} == {0.5}, variant
-    resnet = model
-    for add in (la for la in resnet.layers if isinstance(la, keras.layers.Add)):
-        (after,) = [node.outbound_layer for node in add.outbound_nodes]
-        assert layer_token(after) == "R", add.name
+    assert_relu_after_each_add(model)  # the last variant built: resnet8
 
 
 def test_readme_model_cost(digits_run):
     """The README's figures for the default model on 28x28 inputs, read from the README;
     the folded count is also the exported int8 model's (the shared digits run: 8x8
     inputs, the same weights, global pooling makes them independent of the input size)."""
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = README.read_text()
     found = re.search(r"has ([\d,]+) parameters and ([\d,]+) MACs per 28x28 sample", readme)
     assert found, "README no longer states the default model's cost"
     params, macs = (int(g.replace(",", "")) for g in found.groups())
@@ -338,11 +339,8 @@ def test_step_rule():
     assert cfg.total_steps(600) == 500
     assert TrainConfig(epochs=2).total_steps(1000) == 16
     # the recipe the README states (its accuracies were trained with it)
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     lr, batch, seed = re.search(r"Adam ([\d.e-]+) with cosine decay, batch (\d+), seed (\d+)",
-                                readme).groups()
+                                README.read_text()).groups()
     assert (cfg.learning_rate, cfg.batch_size, cfg.seed) == (float(lr), int(batch), int(seed))
 
 
