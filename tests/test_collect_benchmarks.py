@@ -747,3 +747,100 @@ def test_readme_tables_mark_what_a_partial_results_file_lacks(outputs):
     for name, seeds in (("prune_digits.json", 5), ("prune_mnist.json", 3)):
         write(name, _committed(name) | {"seeds": seeds})
     assert "(3/5 seeds per dataset; " in collect._readme_proportional()[-2]
+
+
+# -- helpers the committed results never reach ------------------------------------------
+
+
+def test_decimals_stop_at_close_decimals_past_the_base():
+    """A verdict no rounding up to ``base + CLOSE_DECIMALS`` keeps (1e-12 above 0 prints 0
+    at 8 decimals) gets that many decimals, not the base; one kept at 4 decimals gets 4
+    (0.3004 <= 0.3 is False; rounded to 0.30 or 0.300 it is True)."""
+    collect = _collect()
+    assert collect.CLOSE_DECIMALS == 6
+    assert collect.decimals(lambda x: x > 0, 1e-12) == 8
+    assert collect.decimals(lambda x: x > 0, 1e-12, base=0) == 6
+    assert collect.decimals(lambda r: r <= 0.3, 0.3004) == 4
+
+
+def test_not_judged_counts_zero_seeds_in_the_plural():
+    """A results file of no seeds says "0 seeds", one seed "1 seed"."""
+    collect = _collect()
+    assert collect.not_judged(0) == "not judged (0 seeds; a verdict needs 3)"
+    assert collect.not_judged(1) == "not judged (1 seed; a verdict needs 3)"
+
+
+def test_sign_counts_exactly_no_spread_as_a_tie_scaled_by_unit():
+    """_sign is 0 at most NO_SPREAD from 0 (the bound itself a tie), NO_SPREAD x 100 for a
+    difference in points (unit 100), and a sign past it."""
+    from tinysift.bench.stats import NO_SPREAD
+
+    collect = _collect()
+    assert [collect._sign(x) for x in (NO_SPREAD, -NO_SPREAD, 3 * NO_SPREAD, -3 * NO_SPREAD)] \
+        == [0, 0, 1, -1]
+    assert [collect._sign(x, 100) for x in (50 * NO_SPREAD, -50 * NO_SPREAD, 300 * NO_SPREAD,
+                                            -300 * NO_SPREAD)] == [0, 0, 1, -1]
+
+
+def test_seed_slice_keeps_the_seeds_asked_for_and_their_means():
+    """seed_slice(res, 1, 3) keeps runs 1 and 2 of every point, their mean and seeds 2."""
+    collect = _collect()
+    res = {"seeds": 4, "full_data_acc": {"mean": 0.5, "runs": [0.4, 0.5, 0.6, 0.5]},
+           "methods": {"vq": {"0.1": {"acc_mean": 0.25, "runs": [0.1, 0.2, 0.3, 0.4]}}}}
+    out = collect.seed_slice(res, 1, 3)
+    assert out["seeds"] == 2
+    assert out["full_data_acc"]["runs"] == [0.5, 0.6]
+    assert out["full_data_acc"]["mean"] == pytest.approx(0.55)
+    assert out["methods"]["vq"]["0.1"] == {"acc_mean": pytest.approx(0.25), "runs": [0.2, 0.3]}
+    assert res["methods"]["vq"]["0.1"]["runs"] == [0.1, 0.2, 0.3, 0.4]  # a copy
+
+
+def test_stale_params_read_no_log_of_a_bench_whose_name_extends_this_one(tmp_path,
+                                                                          monkeypatch):
+    """prune_digits_equal-steps_<hash>.jsonl matches the glob prune_digits_*.jsonl: its
+    records (another bench's) do not make prune_digits's methods stale."""
+    collect = _collect()
+    monkeypatch.setattr(collect, "RESULTS", tmp_path)
+    (tmp_path / "progress").mkdir()
+    (tmp_path / "prune_digits.json").write_text(json.dumps({"config": {}}))
+    (tmp_path / "progress" / "prune_digits_equal-steps_0123456789ab.jsonl").write_text(
+        json.dumps({"method": "vq", "params": {"per_codeword": 99}}) + "\n")
+    assert collect.stale_params("prune_digits") == {}
+    (tmp_path / "progress" / "prune_digits_0123456789ab.jsonl").write_text(
+        json.dumps({"method": "vq", "params": {"per_codeword": 99}}) + "\n")
+    assert collect.stale_params("prune_digits")["vq"]["per_codeword"][0] == 99
+
+
+def test_a_results_folder_of_files_no_bench_writes_is_collected(outputs):
+    """A folder whose only JSON is one the docs read but no bench's table is made from
+    (full_data.json) is not "no results": the docs and the README are written."""
+    collect, results, docs, readme = outputs
+    (results / "full_data.json").write_text((RESULTS / "full_data.json").read_text())
+    assert collect.main() == 0
+    assert docs.read_text() != "the docs as they were" and "old block" not in readme.read_text()
+
+
+def test_shift_target_lines_go_by_size_whatever_the_sizes_order():
+    """The shift targets list 5 per class before 20 per class, the results' sizes given
+    as [20, 5]."""
+    collect = _collect()
+    point = {"energy_mj": 10.0, "ram_plan": 1000}
+    pts = {f"random:{s}:{u}": point | {"acc_mean": a, "runs": [a] * 3}
+           for s in (5, 20) for u, a in (("head", 0.6), ("last-block", 0.7))}
+    shift = {"seeds": 3, "scenario": "shift", "methods": ["random"], "sizes": [20, 5],
+             "points": pts}
+    assert [line.split("/class")[0] for line in collect.device_targets(shift)] \
+        == ["- random 5", "- random 20"]
+
+
+def test_a_table_that_fails_with_a_type_error_is_named(outputs):
+    """A results value of the wrong type (an accuracy null: TypeError in its table) stops
+    the collector with the file's name, like a missing key."""
+    collect, results, docs, readme = outputs
+    res = _committed("guided_mnist.json")
+    res["methods"]["vq"]["0.3"]["acc_mean"] = None
+    (results / "guided_mnist.json").write_text(json.dumps(res))
+    with pytest.raises(SystemExit, match=r"guided_mnist.json: its table cannot be rendered "
+                                         r"\(TypeError: "):
+        collect.main()
+    assert _untouched(docs, readme)
