@@ -150,3 +150,85 @@ def test_trainer_table_render_names_a_results_file_it_cannot_read(tmp_path, text
         f"--render rewrites the markdown of {tmp_path / 'trainer_qemu.json'}, which cannot be "
         "read (")
     assert "run the bench without --render first" in str(exc.value.code)
+
+
+def _refusal(parse, text: str) -> str:
+    """The message ``parse(text)`` refuses ``text`` with (fails if it accepts it)."""
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError) as exc:
+        parse(text)
+    return str(exc.value)
+
+
+def test_shared_argument_types_take_their_bounds_and_refuse_past_them():
+    """tools/_args.py by its docstrings: at_least and int_list take ``least`` itself,
+    fraction takes 1 (the whole recipe) and refuses 0 and nan, positive_list takes ``most``
+    itself and refuses 0, a negative, nan and anything past ``most``, naming every bad
+    value and the bound's unit."""
+    args = _tool("_args")
+    assert args.at_least(1)("1") == 1
+    assert _refusal(args.at_least(2, "image"), "1") == "1: give at least 2 image"
+    assert args.fraction("1") == 1.0 and args.fraction("0.5") == 0.5
+    assert _refusal(args.fraction, "1.0001") == "1.0001: give a fraction in (0, 1]"
+    assert args.int_list()("0,3") == [0, 3]
+    assert args.int_list(least=2)("2,5") == [2, 5]
+    assert _refusal(args.int_list(least=2), "1,5,0") \
+        == "'1,5,0': every value must be >= 2, got 1, 0"
+    keeps = args.positive_list("keep", most=1, unit="a fraction")
+    assert keeps("0.01,1") == [0.01, 1.0]
+    for text in ("0,0.5", "-0.1", "nan"):
+        assert _refusal(keeps, text) == f"{text!r}: every keep must be above 0"
+    assert _refusal(keeps, "0.5,1.5") == "'0.5,1.5': every keep must be at most 1 (a fraction)"
+    assert _refusal(args.positive_list("size", most=0), "0.5") \
+        == "'0.5': every size must be at most 0"
+    assert args.positive_list()("1e9") == [1e9]
+
+
+def test_test_durations_adds_each_files_setup_call_and_teardown(tmp_path):
+    """file_seconds sums a file's setup, call and teardown lines by the file's name (its
+    folder dropped), rounds, leaves out files under 1 s and lists the longest first; a
+    line that only mentions a duration is not counted. Run as a script (a copy under
+    tmp_path, so that it writes that copy's tests/file_durations.json, never the tree's), it
+    writes them, and refuses two logs or a log without --durations lines with exit 2 and
+    nothing written."""
+    import json
+    import shutil
+
+    tool = _tool("test_durations")
+    log = "\n".join([
+        "============ slowest durations ============",
+        "3.40s call     tests/test_a.py::test_one",
+        "0.30s setup    tests/test_a.py::test_one",
+        "0.90s teardown tests/test_a.py::test_one",
+        "5.60s call     tests/test_b.py::test_two[x]",
+        "0.90s call     tests/test_c.py::test_three",
+        "0.20s call     tests/test_d.py::test_four",
+        "0.40s setup    tests/test_d.py::test_four",
+        "(12.00s call   tests/test_e.py::test_quoted)",
+    ])
+    seconds = tool.file_seconds(log)
+    assert seconds == {"test_b.py": 6, "test_a.py": 5}
+    assert list(seconds) == ["test_b.py", "test_a.py"]
+    assert tool.file_seconds("1.00s call     tests/test_c.py::t") == {"test_c.py": 1}
+
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tests").mkdir()
+    script = tmp_path / "tools" / "test_durations.py"
+    shutil.copy(ROOT / "tools" / "test_durations.py", script)
+    out = tmp_path / "tests" / "file_durations.json"
+    (tmp_path / "d.log").write_text(log + "\n")
+    (tmp_path / "quiet.log").write_text("12 passed in 3.00s\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    done = run(str(tmp_path / "d.log"), str(tmp_path / "d.log"))
+    assert done.returncode == 2 and "Write tests/file_durations.json" in done.stderr
+    done = run(str(tmp_path / "quiet.log"))
+    assert done.returncode == 2 and "has no --durations lines" in done.stderr
+    assert not out.exists()
+    done = run(str(tmp_path / "d.log"))
+    assert done.returncode == 0 and "(2 files, 11 s in all)" in done.stdout
+    assert json.loads(out.read_text()) == {"test_b.py": 6, "test_a.py": 5}
