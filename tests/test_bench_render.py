@@ -793,10 +793,23 @@ def test_firmware_results_are_from_the_trees_firmware(stem):
     from tinysift.device.build import firmware_source_hash
 
     recorded = json.loads((RESULTS / f"{stem}.json").read_text()).get("firmware_source")
+    # what the tool itself records (its firmware_stamp) is that same hash
+    assert load_tool("_firmware_stamp").firmware_stamp(stem) == firmware_source_hash(extra)
+    script = command.split()[1]
+    assert script.startswith("tools/") and (ROOT / script).is_file(), command
     assert recorded == firmware_source_hash(extra), (
         f"benchmarks/results/{stem}.json was made from firmware sources {recorded}, the tree's "
         f"are {firmware_source_hash(extra)}: rerun `{command}`, then "
         "`.venv/bin/python tools/collect_benchmarks.py`")
+
+
+def test_every_results_file_stamped_with_firmware_is_checked():
+    """Every committed results file that records a ``firmware_source`` is one of
+    FIRMWARE_RESULTS (whose stamps the test above checks): one left out of the table would
+    go stale unnoticed."""
+    stamped = {str(p.relative_to(RESULTS).with_suffix("")) for p in RESULTS.rglob("*.json")
+               if "firmware_source" in json.loads(p.read_text())}
+    assert stamped == set(_firmware_results())
 
 
 def _guided_results(seeds: int) -> dict:
