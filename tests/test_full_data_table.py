@@ -29,7 +29,12 @@ def test_table_records_the_stages_results(tmp_path):
     assert abs(row["drop"] - (row["test_acc"] - row["int8_acc"])) < 1e-9
     assert row["epochs"] == 30 and row["seconds"] > 0 and len(row["dataset_hash"]) >= 16
     assert res["seed"] == 0 and "tensorflow" in res["versions"]
-    assert "| digits | 30 |" in (tmp_path / "full_data.md").read_text()
+    # the row as the README prints it: accuracies to 4 decimals, the drop in points, bytes
+    # with thousands separators
+    assert (f"| digits | 30 | {row['test_acc']:.4f} | {row['seconds']:.1f} s | "
+            f"{row['int8_acc']:.4f} | {100 * row['drop']:.2f} pt | {row['tflite_bytes']:,} |"
+            ) in (tmp_path / "full_data.md").read_text()
+    assert "--seed 0` then `tinysift quantize`" in (tmp_path / "full_data.md").read_text()
     assert manifest["seed"] == 0  # a real run folder, as `tinysift train` writes it
     # the code and machine that trained the row: the run folder's, which a rerun reuses
     trained = manifest["stages"]["train"]
@@ -39,8 +44,13 @@ def test_table_records_the_stages_results(tmp_path):
     assert _run(tmp_path)["datasets"]["digits"] == row  # rerun: the same, from the stages
     # a folder trained by other code: the table says so
     manifest["stages"]["train"]["versions"]["git"] = "0123456789abcdef"
+    # and a quantize record with a drop (digits' is often 0, where a cell of the drop or of
+    # the int8 accuracy printing the wrong number would not show): its numbers are printed
+    manifest["stages"]["quantize"]["results"] |= {"int8_acc": 0.8125, "drop": 0.0125}
     (tmp_path / "runs" / "digits-seed0" / "manifest.json").write_text(json.dumps(manifest))
     assert _run(tmp_path)["datasets"]["digits"]["trained_with"]["git"] == "0123456789abcdef"
+    assert (f"| {row['seconds']:.1f} s | 0.8125 | 1.25 pt | {row['tflite_bytes']:,} |"
+            in (tmp_path / "full_data.md").read_text())
     assert "Trained by other code or on another machine (reused run folders): digits (git " \
            "0123456789, source " in (tmp_path / "full_data.md").read_text()
 
