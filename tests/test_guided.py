@@ -1539,3 +1539,19 @@ def test_infobatch_prunes_until_the_anneal_share_of_the_budget(passes):
     st.ledger.train_passes = passes
     plan = make_sampler("infobatch").plan(st)
     assert plan.note.startswith("pruned") and 30 < 200 - len(plan.indices) < 70
+
+
+def test_ledger_record_by_hand():
+    """The ledger as the results record it: passes to one decimal, seconds of fits to three,
+    of training to two, the forward cost it charged (1/3 of a sample-pass, docs/methods.md)
+    and a copy of the epoch sizes (the run goes on appending to its own)."""
+    led = CostLedger(budget_passes=1234.56, train_passes=200, forward_passes=30,
+                     fit_seconds={"codebook": 0.12345}, fit_passes=12.34, train_seconds=1.5049,
+                     seconds_per_pass=0.005, epoch_sizes=[100, 100])
+    rec = led.to_dict()
+    assert rec == {"budget_passes": 1234.6, "train_passes": 200, "forward_passes": 30,
+                   "forward_cost": 1 / 3, "fit_seconds": {"codebook": 0.123},
+                   "fit_passes": 12.3, "spent_passes": 222.3,  # 200 + 30 / 3 + 12.34
+                   "train_seconds": 1.5, "seconds_per_pass": 0.005, "epoch_sizes": [100, 100]}
+    led.epoch_sizes.append(50)
+    assert rec["epoch_sizes"] == [100, 100]
