@@ -746,3 +746,62 @@ def test_upsampled_digits_fill_the_centred_20x20_box_exactly():
     """MNIST's layout: the 8x8 image resized into rows and columns 4..23 of 28x28."""
     up = scenarios.upsample_digits(np.full((1, 8, 8, 1), 255, np.uint8))[0, ..., 0]
     assert (up[4:24, 4:24] == 255).all() and up.sum() == 255 * 400
+
+
+def test_a_scenario_refuses_splits_of_two_shapes_and_new_labels_past_its_classes():
+    """Every split's images have one shape, and a new label must be a class of the model
+    (0..num_classes-1), in the new pool as in the new test set."""
+    with pytest.raises(DatasetError, match=r"image shapes differ across splits"):
+        _tiny_scenario(x_test_new=np.zeros((1, 2, 3, 1), np.uint8))
+    with pytest.raises(DatasetError, match=r"new labels \[3\] are not classes of the model "
+                                           r"\(0..2\)"):
+        _tiny_scenario(y_new=np.array([2, 3]))
+    with pytest.raises(DatasetError, match=r"test_new labels \[3\]"):
+        _tiny_scenario(y_test_new=np.array([3]))
+
+
+def test_to_npz_parts_index_the_concatenated_splits(tmp_path):
+    """The npz holds old then new training samples and old then new test samples; each
+    part's indices (4 old, 2 new; 2 old tests, 1 new test) pick its own split back."""
+    scn = _tiny_scenario()
+    parts = scn.to_npz(tmp_path / "s.npz")
+    assert {k: v.tolist() for k, v in parts.items()} == {
+        "old": [0, 1, 2, 3], "new": [4, 5], "test_old": [0, 1], "test_new": [2]}
+    with np.load(tmp_path / "s.npz") as z:
+        assert (z["x"][z["part_new"]] == scn.x_new).all()
+        assert z["y_test"][z["part_test_new"]].tolist() == [2]
+
+
+def test_samples_each_lists_ten_counts_then_dots():
+    """Twelve classes of 1..12 samples: the first ten counts, then "...". """
+    y = np.repeat(np.arange(12), np.arange(1, 13))
+    assert scenarios._samples_each(y, None) == "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... samples"
+
+
+def test_new_classes_refuses_a_negative_class_many_bad_ones_and_no_class_left():
+    """-1 is no class; seven bad classes are named five and "2 more"; all ten old leave the
+    device nothing to learn."""
+    with pytest.raises(DatasetError, match=r"old classes must be in 0..9; -1 are not"):
+        scenarios.new_classes("digits", old_classes=(-1, 0), new_per_class=5)
+    with pytest.raises(DatasetError, match=r"; 10, 11, 12, 13, 14 and 2 more are not$"):
+        scenarios.new_classes("digits", old_classes=range(17), new_per_class=5)
+    with pytest.raises(DatasetError, match="every class is old"):
+        scenarios.new_classes("digits", old_classes=range(10), new_per_class=5)
+
+
+def test_shift_refuses_a_28x28_source_without_ten_classes(write_npz):
+    """The shift target is the ten digits: a 28x28 source of three classes is refused."""
+    rng = np.random.default_rng(0)
+    source = write_npz("three.npz", x=rng.integers(0, 255, (30, 28, 28), np.uint8),
+                       y=np.repeat(np.arange(3), 10))
+    with pytest.raises(DatasetError, match=r"3 classes: pass --dataset mnist"):
+        scenarios.shift(source, new_per_class=2)
+
+
+def test_folder_classes_name_a_few_base_classes_then_dots():
+    """A folder naming no class of a 13-class base model is refused with the first twelve
+    class names and "..."."""
+    names = tuple(f"c{i}" for i in range(13))
+    with pytest.raises(DatasetError, match=r"\(0..12\) or class name \(c0, c1, .*, c11, "
+                                           r"\.\.\.\)$"):
+        scenarios._folder_classes("folder:x", ("cat",), names)
