@@ -1115,3 +1115,22 @@ def test_an_upkeep_plot_by_hand(tmp_path, kept_figures):
                               "coverage": ([5.0, 10.0], [0.72, 0.8], [0.0072, 0.008])}
     assert _hlines(ax) == {"whole stream kept": 0.9}
     assert ax.get_title() == "update=head (2 seeds)"
+
+
+def test_firmware_size_table_rerenders_identical_and_names_a_platformio_disagreement():
+    """benchmarks/results/firmware_size.md is what tools/firmware_size_table.py renders from
+    its JSON; where PlatformIO's own RAM line says another figure than the ELF's, the table
+    names the board and the build instead of "the same figures"."""
+    import copy
+
+    fst = load_tool("firmware_size_table")
+    res = json.loads((RESULTS / "firmware_size.json").read_text())
+    md = fst.markdown(res)
+    assert md == (RESULTS / "firmware_size.md").read_text()
+    assert "PlatformIO's own RAM and flash lines give the same figures." in md
+    other = copy.deepcopy(res)
+    board = next(iter(other["boards"]))
+    other["boards"][board]["with_export"]["platformio"]["ram"]["used"] += 4
+    said = fst.markdown(other)
+    assert f"give the same figures except: {board} with the export: PlatformIO says " in said
+    assert f"{board} without a model" not in said
