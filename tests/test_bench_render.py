@@ -1134,3 +1134,14 @@ def test_firmware_size_table_rerenders_identical_and_names_a_platformio_disagree
     said = fst.markdown(other)
     assert f"give the same figures except: {board} with the export: PlatformIO says " in said
     assert f"{board} without a model" not in said
+
+
+def test_trainer_table_rerenders_identical_and_writes_millions_as_the_docs_do():
+    """benchmarks/results/trainer_qemu.md (docs/trainer.md's cost tables) is what
+    tools/trainer_table.py renders from its JSON; instruction counts are thousands below a
+    million, millions to two decimals, whole millions with separators from a billion."""
+    tt = load_tool("trainer_table")
+    res = json.loads((RESULTS / "trainer_qemu.json").read_text())
+    assert tt.markdown(res) == (RESULTS / "trainer_qemu.md").read_text()
+    assert [tt.fmt_m(v) for v in (12_345, 999_000, 1e6, 2_345_678, 1e9, 1_234_567_890)] == [
+        "12.3 k", "999.0 k", "1.00 M", "2.35 M", "1,000 M", "1,235 M"]
