@@ -573,6 +573,35 @@ def test_per_epoch_figures_are_means_over_the_epochs():
                          started="").mean_epoch("cycles") == 0.0
 
 
+def test_a_result_without_phases_or_sample_counts_bills_its_epochs():
+    """A session that stopped before the device named its sample counts or sent a features
+    phase (a failed or interrupted run): a phase it never sent reads as zero, and its
+    training bill is its epochs' energy (no division by zero samples)."""
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
+
+    res = DeviceResults(board="b", clock_hz=1, params={"update": "head"}, energy_model={},
+                        started="", epochs=[EpochResult(1, 0.0, 0.0, 1, 0.0, 2.5)] * 2)
+    assert res.phase("features") == PhaseResult(0, 0.0, 0.0, "estimated")
+    assert res.training_energy_mj() == 5.0
+
+
+def test_class_accuracy_reads_the_records_of_the_asked_moment():
+    """class_accuracy("before", ...) is from the `@class when=before` records, not the
+    after ones; int8 counts its own column."""
+    from tinysift.device.results import DeviceResults
+
+    def row(cls: int, correct: int, int8_correct: int, total: int) -> dict[str, int]:
+        return {"class": cls, "correct": correct, "int8_correct": int8_correct, "total": total}
+
+    res = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
+                        per_class={"before": [row(0, 2, 1, 10), row(1, 3, 3, 10)],
+                                   "after": [row(0, 9, 8, 10), row(1, 7, 7, 10)]})
+    assert res.class_accuracy("before", [0, 1]) == pytest.approx(5 / 20)
+    assert res.class_accuracy("before", [0], int8=True) == pytest.approx(1 / 10)
+    assert res.class_accuracy("after", [0]) == pytest.approx(9 / 10)
+    assert res.class_accuracy("current", [0]) is None
+
+
 def test_results_json_keeps_its_always_written_fields_while_unknown():
     """results.json has held counter, the accuracies, RAM/flash and samples since its first
     format, null while unknown: readers of the file (not only DeviceResults.load) find

@@ -254,6 +254,54 @@ def test_a_result_stands_in_only_for_the_same_board_params_build_and_set():
     assert not result(train_set_hash=None).reusable_for("b", {"epochs": 2}, "fw1", None)
 
 
+def test_only_a_finished_result_is_complete_or_stands_in():
+    """A result that stopped after a reset, was interrupted, failed or is still running
+    (partial) is not complete and never stands in for a new run: only `complete` is."""
+    from tinysift.device.results import STATUSES
+
+    for status in STATUSES:
+        res = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
+                            status=status, build="fw1", train_set_hash="set1")
+        assert res.complete == (status == "complete"), status
+        assert res.reusable_for("b", {}, "fw1", "set1") == (status == "complete"), status
+
+
+def test_the_training_set_hash_is_of_what_the_link_sends():
+    """training_set_hash: 32 hex digits, of the samples as the link sends them (int8 bytes:
+    a uint8 copy of the same bytes is the same set) and the labels as integers (their
+    dtype does not matter); the samples' size is part of it, so 16-byte samples never pass
+    for 4-byte ones whose labels happen to hold the missing bytes."""
+    from tinysift.device.results import training_set_hash
+
+    x, y = a_set(0)
+    mode = "db load, db use ram"
+    base = training_set_hash((x, y), mode)
+    assert re.fullmatch(r"[0-9a-f]{32}", base)
+    assert training_set_hash((x.view(np.uint8), y), mode) == base  # 200 is sent as -56
+    for dtype in (np.int32, np.uint8, np.int16):
+        assert training_set_hash((x, y.astype(dtype)), mode) == base, dtype
+    # one 16-byte sample labelled 0 against two 4-byte samples labelled 1 and 0: the same
+    # bytes end to end (int8 samples, then int64 labels), another training set
+    head = np.arange(1, 9, dtype=np.int8)
+    one = (np.concatenate([head, [1, 0, 0, 0, 0, 0, 0, 0]]).astype(np.int8)[None, :],
+           np.array([0]))
+    two = (head.reshape(2, 4), np.array([1, 0]))
+    assert one[0].tobytes() + one[1].astype(np.int64).tobytes() == \
+        two[0].tobytes() + two[1].astype(np.int64).tobytes()
+    assert training_set_hash(one, mode) != training_set_hash(two, mode)
+
+
+def test_a_result_with_a_field_of_a_newer_writer_still_loads(tmp_path):
+    """A results.json written by a newer tinysift (a field this version does not know) is
+    read without that field, not refused as torn (which would run the session again)."""
+    res = DeviceResults(board="b", clock_hz=1, params={"epochs": 2}, energy_model={},
+                        started="then", status="complete", test_acc_after=0.75)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**res.to_dict(), "a_later_field": {"x": 1}}))
+    assert DeviceResults.load(path) == res
+    assert DeviceResults.load_if_sound(path) == res
+
+
 def test_a_steps_run_records_no_epoch_count_and_resumes_whatever_it_was(tmp_path):
     """With --steps the firmware never sees an epoch count: results.json recorded the
     CLI's default (epochs 5) beside the steps, and an identical training with another unused
