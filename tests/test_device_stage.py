@@ -357,6 +357,138 @@ def _stream_files(run, label, params, stream, samples, db_use="both"):
     return folder
 
 
+def test_stream_params_command_and_check_follow_the_protocol():
+    """`db stream <N> [cap=<B>] [policy=..] [seed=..]` (docs/protocol.md): cap 0 (the
+    firmware's whole buffer) leaves `cap=` out, since the firmware refuses `cap=0`; the
+    policy and seed are always named; check() takes cap 0."""
+    from tinysift.device.stream import StreamParams
+
+    assert StreamParams(240, 0).command() == "db stream 240 policy=reservoir seed=1"
+    assert StreamParams(6, 3, "coverage", 7).command() == \
+        "db stream 6 cap=3 policy=coverage seed=7"
+    StreamParams(6, 0).check(6)  # no error: the whole buffer
+
+
+def test_stream_report_reads_the_stream_records_by_name():
+    """StreamReport.absorb (docs/protocol.md's `@db` (stream), `@dbclass`, `@kept`): the
+    stream's numbers without policy and source, one row per class, and each kept sample's
+    stream index, class and codeword in RAM-set order; a later `@db` without a policy (the
+    `db use` answer) leaves the stream's numbers alone."""
+    from tinysift.device.protocol import parse_record
+    from tinysift.device.stream import StreamReport
+
+    rep = StreamReport()
+    for payload in ("@db loaded=2 source=ram policy=coverage seen=6 cap=3 codewords=4 "
+                    "covered=2 evicted=1 cycles=900",
+                    "@dbclass class=0 kept=1 seen=4 codewords=3 covered=1",
+                    "@dbclass class=1 kept=1 seen=2 codewords=1 covered=1",
+                    "@kept pos=0 idx=4 class=1 cw=5", "@kept pos=1 idx=0 class=0 cw=1",
+                    "@db loaded=22 source=both", "@ready cmd=db status=0"):
+        rep.absorb(parse_record(payload))
+    assert rep.policy == "coverage" and rep.kept == 2
+    assert rep.db == {"loaded": 2, "seen": 6, "cap": 3, "codewords": 4, "covered": 2,
+                      "evicted": 1, "cycles": 900}
+    assert rep.classes == [{"class": 0, "kept": 1, "seen": 4, "codewords": 3, "covered": 1},
+                           {"class": 1, "kept": 1, "seen": 2, "codewords": 1, "covered": 1}]
+    assert (rep.kept_index, rep.kept_class, rep.kept_codeword) == ([4, 0], [1, 0], [5, 1])
+
+
+STREAMED, STREAM_CAP = 16, 12  # 12 `@kept` records: more than a `db kept` of 0 may send
+
+
+def _converse_stream(folder, dev, db_use: str = "both", x: np.ndarray | None = None,
+                     y: np.ndarray | None = None) -> tuple:
+    """converse_stream of a_set(3, 16) (or x, y) with the fake device `dev`
+    (tests/fake_device.py: it keeps the first `cap` samples; its compiled-in set has 20,
+    the export's test set 24); returns (StreamReport or None, the DeviceError or None,
+    results.json as saved before the session closed or None, the session's folder)."""
+    from fake_device import fake_run
+    from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
+    from tinysift.device.link import SerialLink
+    from tinysift.device.session import DeviceSession, TrainParams
+    from tinysift.device.stream import StreamParams, converse_stream
+
+    run = fake_run(folder / "run", samples=20, classes=2, test=24)
+    export = json.loads((run / "export" / "export.json").read_text())
+    brd = load_board(BOARD)
+    x0, y0 = a_set(3, STREAMED)
+    x, y = (x0 if x is None else x), (y0 if y is None else y)
+    session = DeviceSession(brd, run / "device" / "s", TrainParams(epochs=2))
+    report = error = saved = None
+    try:
+        with SerialLink(dev.url, on_record=session.on_record, on_idle=session.flush) as link:
+            session.stats = link.stats
+            report = converse_stream(link, session, x, y, StreamParams(STREAMED, STREAM_CAP),
+                                     SessionLimits(brd, ModelCost.from_export(export), 2.0),
+                                     db_use=db_use)
+        saved = DeviceResults.load(session.folder / "results.json")  # before close()
+    except DeviceError as exc:
+        error = exc
+    finally:
+        session.close()
+        dev.close()
+    return report, error, saved, session.folder
+
+
+def test_a_streamed_session_records_its_buffer_and_trains_on_it(tmp_path):
+    """converse_stream with `db use both`: the samples go out as the link's int8 data lines
+    (held as int16 here), the device's `@db`, `@dbclass` and all 12 `@kept` records are read
+    back into stream.json (with the host's seconds), the train is on the compiled-in 20
+    plus the 12 kept, and results.json is saved complete, finished, with the link's
+    statistics."""
+    from fake_device import FakeDevice
+
+    x, y = a_set(3, STREAMED)
+    dev = FakeDevice(flash=20, test=24)  # `@info train=20 test=24`: the train's is 20
+    report, error, saved, folder = _converse_stream(tmp_path, dev, x=x.astype(np.int16))
+    assert error is None, error
+    lines = [line for line in dev.received if line[:1].isdigit()]
+    assert lines == [f"{label}:{sample.tobytes().hex().upper()}"
+                     for sample, label in zip(x, y, strict=True)]
+    doc = json.loads((folder / "stream.json").read_text())
+    assert doc["policy"] == "reservoir" and doc["host_seconds"] >= 0
+    assert doc["db"]["loaded"] == STREAM_CAP and doc["db"]["seen"] == STREAMED
+    assert doc["kept_index"] == list(range(STREAM_CAP))
+    assert doc["kept_class"] == y[:STREAM_CAP].tolist() and report.kept == STREAM_CAP
+    assert [row["kept"] for row in doc["classes"]] == [6, 6]
+    assert dev.trained_on == [20 + STREAM_CAP]
+    assert saved.status == "complete" and saved.samples == 20 + STREAM_CAP
+    assert saved.finished and saved.link["records"] > 0
+
+
+def test_a_streamed_session_checks_the_db_use_ram_answer(tmp_path):
+    """With `db use ram` the device must answer with the buffer alone (12 samples): a
+    device whose RAM set lost half its samples is stopped before training on them."""
+    from fake_device import FakeDevice, Fault
+    from tinysift.device.session import WrongTrainingSet
+
+    dev = FakeDevice([Fault("cmd:db", "lose_samples", times=3)], test=24)
+    _, error, _, _ = _converse_stream(tmp_path, dev, db_use="ram")
+    assert isinstance(error, WrongTrainingSet) and "after `db use ram`" in str(error), error
+    assert dev.trained_on == []
+
+
+def test_a_streamed_train_reset_once_is_retried_on_the_surviving_buffer(tmp_path):
+    """A reset mid-train keeps a finished stream's buffer (`@boot db=12`): the buffer is
+    selected again and the train retried, once; a second reset ends the session as
+    device-reset, naming the buffer the boot reported."""
+    from fake_device import FakeDevice, Fault
+
+    dev = FakeDevice([Fault("train:epoch:1", "reset")], test=24)
+    _, error, saved, _ = _converse_stream(tmp_path / "once", dev)
+    assert error is None, error
+    assert dev.trained_on == [32, 32] and saved.status == "complete"
+    assert sum(1 for e in saved.events if "device_reset" in e) == 1
+
+    dev = FakeDevice([Fault("train:epoch:1", "reset"), Fault("train:epoch:1", "reset", 2)],
+                     test=24)
+    _, error, _, folder = _converse_stream(tmp_path / "twice", dev)
+    assert re.search(r"the streamed buffer did not survive it or a retry failed "
+                     r"\(@boot db=12\)", str(error)), error
+    assert DeviceResults.load(folder / "results.json").status == "device-reset"
+
+
 def test_stream_stage_records_a_failure_and_keeps_the_earlier_result(tmp_path):
     """A DeviceError used to leave status `partial` (still running, or killed) and no event;
     and a rerun for a changed set (not cached) must not replace the finished result."""
