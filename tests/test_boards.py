@@ -252,6 +252,114 @@ def test_device_flash_probe_serial_option(tmp_path, capsys, board, said):
         assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
 
 
+def test_the_pico_s_steps_make_its_uf2_from_the_elf(tmp_path, monkeypatch):
+    """The Pico's flash: objcopy writes the ELF's raw binary, `python -m
+    tinysift.device.uf2 BIN UF2` turns it into the UF2 image (run here for real: 300 bytes
+    are two 256-byte UF2 blocks of 512 bytes), and the UF2 is what is copied."""
+    import struct
+    import sys
+
+    import tinysift.device.flash as flash_mod
+
+    brd, plan = _plan("pico", tmp_path)
+    monkeypatch.setattr(flash_mod, "uf2_drive", lambda: None)  # no Pico here (hardware)
+    _, steps = flash_steps(brd, plan)
+    binary, uf2 = plan.elf.with_suffix(".bin"), plan.elf.with_suffix(".uf2")
+    assert [s.cmd for s in steps] == [
+        ["arm-none-eabi-objcopy", "-O", "binary", str(plan.elf), str(binary)],
+        [sys.executable, "-m", "tinysift.device.uf2", str(binary), str(uf2)],
+        ["cp", str(uf2), "<RPI-RP2 drive>/"]]
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    binary.write_bytes(bytes(range(256)) + b"\x01" * 44)
+    run_step(steps[1], brd, timeout=60)
+    image = uf2.read_bytes()
+    assert len(image) == 2 * 512
+    assert struct.unpack_from("<II", image, 0) == (0x0A324655, 0x9E5D5157)  # UF2 magics
+    assert image[32:32 + 256] == bytes(range(256))
+
+
+def test_a_pio_upload_is_the_build_with_its_environment(tmp_path):
+    """A pio-upload board's flash is its build plus `-t upload`, in the same environment,
+    folder and offline mode; `--upload-port` only when a port is given (else PlatformIO
+    finds the board)."""
+    brd, plan = _plan("nano33ble", tmp_path)
+    upload, steps = flash_steps(brd, plan)
+    assert steps == [] and upload.cmd == [*plan.cmd, "-t", "upload"]
+    assert (upload.env, upload.build_dir, upload.offline) == (plan.env, plan.build_dir,
+                                                              plan.offline)
+    assert plan.env  # the PlatformIO core folder and the rest travel with the upload
+
+
+def test_a_profile_without_the_probe_s_settings_is_refused(tmp_path):
+    """A probe board whose profile lacks the OpenOCD script or the pyOCD target: one line
+    naming the missing key, not a tool run with an empty argument."""
+    from dataclasses import replace
+
+    brd, plan = _plan("nucleo_f411re", tmp_path)
+    with pytest.raises(DeviceError, match=r"no OpenOCD script in its profile \(openocd_config"):
+        flash_steps(replace(brd, openocd_config=""), plan, probe="openocd")
+    with pytest.raises(DeviceError, match=r"no pyOCD target in its profile \(pyocd_target"):
+        flash_steps(replace(brd, pyocd_target=""), plan, probe="pyocd")
+
+
+@pytest.mark.parametrize(("output", "told"), [
+    # OpenOCD: its own Error: lines first, the last of them
+    ("Info : clock speed 2000 kHz\nError: open failed\nError: init mode failed (unable to "
+     "connect to the target)\nInfo : done\n",
+     "Error: init mode failed (unable to connect to the target)"),
+    # st-flash's own words, capitalised: still no probe
+    ("st-flash 1.7.0\nCouldn't find any ST-Link devices\n",
+     "no debug probe found (Couldn't find any ST-Link devices)"),
+    # no Error: line: the last line with a failure word ("not found" too)
+    ("reading x.bin\nx.bin: file not found\nbye\n", "x.bin: file not found"),
+    ("something odd\nand more\n", "and more"),
+    ("\n  \n", "no output"),
+])
+def test_a_flash_tool_s_failure_is_told_by_its_line(output, told):
+    """_failure: the one line a flash tool's failure is reported by."""
+    from tinysift.device.flash import _failure
+
+    assert _failure(output) == told
+
+
+def test_a_failing_step_is_one_line_whatever_went_wrong(tmp_path):
+    """run_step on real subprocesses: a tool that is not there, one that runs past the
+    time, one killed by a signal (a negative return code) and one that fails with its error
+    on stdout are each one DeviceError line; a step that needs no probe (objcopy) gets no
+    hint about plugging the board in."""
+    import sys
+
+    brd = load_board("nucleo_f411re")
+    with pytest.raises(DeviceError, match=r"no-such-objcopy not found$"):
+        run_step(FlashStep("raw image", [str(tmp_path / "no-such-objcopy")]), brd)
+    with pytest.raises(DeviceError, match=r"^raw image took over 1 s: is the board connected"):
+        run_step(FlashStep("raw image", [sys.executable, "-c", "import time; time.sleep(30)"]),
+                 brd, timeout=1)
+    with pytest.raises(DeviceError, match="^raw image failed: no output$"):
+        run_step(FlashStep("raw image", ["sh", "-c", "kill -9 $$"]), brd)
+    with pytest.raises(DeviceError) as err:
+        run_step(FlashStep("raw image", ["sh", "-c", "echo 'objcopy: error: x.elf: file format "
+                                                     "not recognized'; exit 1"]), brd)
+    assert str(err.value) == ("raw image failed: objcopy: error: x.elf: file format not "
+                              "recognized")
+
+
+def test_a_probe_serial_failure_other_than_no_probe_gets_the_usb_hint(tmp_path):
+    """With --probe-serial, only a "no probe" failure says no probe of that serial answered;
+    another failure of the probe tool (here a stand-in command under the installed
+    OpenOCD's tool check) gets the usual is-it-plugged-in hint."""
+    need_tools("openocd")
+    step = FlashStep("flash with OpenOCD",
+                     ["sh", "-c", "echo 'Error: target voltage may be too low' >&2; exit 1"],
+                     tool="openocd", serial="066AFF495051")
+    with pytest.raises(DeviceError) as err:
+        run_step(step, load_board("nucleo_f411re"))
+    msg = str(err.value)
+    assert msg.startswith("flash with OpenOCD failed: Error: target voltage may be too low; "
+                          "is nucleo_f411re plugged in over USB"), msg
+    assert "no probe with serial" not in msg
+
+
 def test_missing_flash_tool_is_one_line(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     step = FlashStep("flash with pyOCD", ["pyocd", "flash", "x.elf"], tool="pyocd")
