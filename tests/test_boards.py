@@ -69,6 +69,125 @@ def test_qemu_command_puts_the_console_on_the_boards_serial_port():
         "tcp:127.0.0.1:4321,server=on,wait=on"]
 
 
+def test_qemu_command_refuses_a_real_board_and_takes_the_icount_shift():
+    """Only an emulated board has a QEMU command (a real one is reached through --port),
+    and the `-icount shift=` is the one asked for."""
+    from tinysift.device.qemu import qemu_command
+
+    with pytest.raises(DeviceError, match="nucleo_f411re is a real board; pass --port"):
+        qemu_command(load_board("nucleo_f411re"), Path("fw.elf"), 4321)
+    cmd = qemu_command(load_board("qemu-mps2-an386"), Path("fw.elf"), 4321, icount_shift=3)
+    assert cmd[cmd.index("-icount") + 1] == "shift=3" and cmd[-2:] == ["-kernel", "fw.elf"]
+
+
+def test_a_listening_socket_is_found_by_its_port_and_owner():
+    """qemu._listening_inodes reads the kernel's table (/proc/net/tcp): this process's
+    listener on 127.0.0.1:port is found (its inode, as /proc/self/fd shows it), the
+    connection accepted on the same port (ESTABLISHED, not LISTEN) is not, nor another
+    port; _owns finds it in a process group's member that is no direct child (a wrapper
+    running QEMU from a subshell)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tinysift.device import qemu
+
+    if not qemu.PROC_NET_TCP.exists():
+        pytest.skip("no /proc/net/tcp (not Linux)")
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        inode = str(os.fstat(server.fileno()).st_ino)
+        client.connect(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        with accepted:
+            assert qemu._listening_inodes(port) == {inode}
+            assert inode in qemu._socket_inodes(os.getpid())
+            assert qemu._owns(os.getpid(), {inode})
+            assert str(os.fstat(accepted.fileno()).st_ino) in qemu._socket_inodes(os.getpid())
+        assert qemu._listening_inodes(client.getsockname()[1]) == set()
+    # a listener two levels below the group's leader: sh -> sh -> python (`; true`: no
+    # shell execs its last command)
+    listen = ("import os, socket, sys; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+              "s.listen(); print(s.getsockname()[1], os.getppid(), flush=True); "
+              "sys.stdin.read()")
+    inner = '"$0" -c "$1"; true'
+    leader = subprocess.Popen(["sh", "-c", 'sh -c "$2" "$0" "$1"; true', sys.executable,
+                               listen, inner],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        port, parent = map(int, leader.stdout.readline().split())
+        assert parent != leader.pid  # not the leader's own child
+        inodes = qemu._listening_inodes(port)
+        assert len(inodes) == 1
+        assert qemu._owns(leader.pid, inodes) and not qemu._owns(os.getpid(), inodes)
+    finally:
+        leader.stdin.close()
+        leader.wait(timeout=10)
+
+
+def test_stopping_the_emulator_stops_its_whole_group_and_it_dies_with_the_host():
+    """qemu.stop ends the process group it was started in (a wrapper's QEMU child too), and
+    die_with_parent's child gets SIGKILL when the process that started it is killed
+    without cleaning up (here a Python host started by this test, killed with SIGKILL)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tinysift.device import qemu
+
+    group = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    sleep = int(group.stdout.readline())  # the wrapper's child, in its group
+    qemu.stop(group)
+    group.stdout.close()
+    assert group.poll() is not None
+    deadline = time.monotonic() + 5
+    while _alive(sleep):
+        assert time.monotonic() < deadline, "the group's other process outlived stop()"
+        time.sleep(0.02)
+
+    host = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys; from tinysift.device.qemu import die_with_parent; "
+        "p = subprocess.Popen(['sleep', '30'], preexec_fn=die_with_parent()); "
+        "print(p.pid, flush=True); sys.stdin.read()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = int(host.stdout.readline())
+    os.kill(host.pid, signal.SIGKILL)
+    host.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    while _alive(child):
+        assert time.monotonic() < deadline, "the child outlived the host"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def test_a_missing_qemu_is_one_line_naming_the_setup(tmp_path, monkeypatch):
+    """No qemu-system-arm on PATH (an empty PATH here): DeviceUnavailable saying to run
+    tools/setup.sh, not a FileNotFoundError."""
+    from tinysift.device.qemu import qemu_serial
+    from tinysift.errors import DeviceUnavailable
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeviceUnavailable, match=r"^qemu-system-arm not found; run "
+                                                r"tools/setup\.sh$"):
+        with qemu_serial(load_board("qemu-mps2-an386"), tmp_path / "firmware.elf"):
+            pytest.fail("started")
+
+
 # ---- finding boards ----------------------------------------------------------------------------
 
 NUCLEOS = {"nucleo_f401re", "nucleo_f411re", "nucleo_f446re", "nucleo_l4r5zi"}
