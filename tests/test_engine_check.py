@@ -501,6 +501,57 @@ def test_engine_run_does_not_write_its_outputs_over_its_inputs(small, tmp_path, 
         assert np.array_equal(np.load(tmp_path / "x.npy"), x)
 
 
+def test_the_native_engine_gives_tflm_s_outputs_for_every_sample(small, tmp_path):
+    """run_tflite (device.native.run_engine: the engine and the model compiled into a shared
+    library, called through ctypes) gives TFLM's int8 outputs, sample by sample in order
+    (here with the DSP kernels, built as their own library)."""
+    from tinysift.export.golden import layer_outputs
+    from tinysift.stages.engine import run_tflite
+
+    x = np.random.default_rng(5).integers(-128, 128, (4, 4, 4, 1)).astype(np.int8)
+    want = layer_outputs(small.read_bytes(), x)[-1].reshape(4, -1)
+    got = run_tflite(small, x, dsp=True, work_dir=tmp_path)
+    assert got.dtype == np.int8 and got.shape == (4, 3), got.shape
+    assert np.array_equal(got, want), (got, want)
+    assert (tmp_path / "build" / "libtsengine-dsp.so").is_file()
+
+
+def test_the_golden_program_s_summary_is_read(small, tmp_path):
+    """golden_check on a real export (engine check's own) with the DSP kernels: every
+    exported input equal, the layer count, which kernels ran, and no failed check; with
+    TFLM's expected output changed, the input that differs and the failed check are read;
+    a compile that fails says gcc's words. GoldenCheck.ok needs inputs, all of them equal
+    and no failure."""
+    from tinysift.device.native import GoldenCheck, golden_check
+    from tinysift.errors import DeviceError
+    from tinysift.stages.engine import check_tflite
+
+    check_tflite(small, count=2, out_dir=tmp_path / "check", kernels=())
+    export = tmp_path / "check" / "export"
+    g = golden_check(export, tmp_path / "build", dsp=True)
+    assert (g.inputs, g.equal, g.dsp, g.failures) == (2, 2, True, []), g
+    assert g.layers == 3 and g.ok and "GOLDEN hash=" in g.log  # conv, reshape, head
+    assert (tmp_path / "build" / "golden-dsp").is_file()
+    # TFLM's first output byte changed by one in the export: the first input differs
+    golden = export / "ts_export_golden.c"
+    text = golden.read_text()
+    m = re.search(r"ts_export_golden_outputs_data\[\d+\][^{]*\{\s*(-?\d+)", text)
+    value = int(m[1])
+    golden.write_text(text[:m.start(1)] + str(value + 1 if value < 127 else value - 1)
+                      + text[m.end(1):])
+    g = golden_check(export, tmp_path / "build", dsp=True)
+    assert (g.inputs, g.equal) == (2, 1) and not g.ok, g
+    assert g.failures and all(":FAIL:" in line for line in g.failures), g.failures
+    # an export without its sources: gcc's own words, not a missing summary
+    with pytest.raises(DeviceError, match="compiling the engine with host gcc failed:\n.*"
+                                          "ts_export_model.c"):
+        golden_check(tmp_path / "no-export", tmp_path / "build")
+    assert not GoldenCheck(inputs=0, equal=0, layers=3, dsp=False).ok
+    assert not GoldenCheck(inputs=3, equal=2, layers=3, dsp=False).ok
+    assert not GoldenCheck(inputs=3, equal=3, layers=3, dsp=False,
+                           failures=["TS_TEST:x:FAIL:y"]).ok
+
+
 def test_a_model_of_two_inputs_is_refused_saying_so():
     """A two-input model was refused as "the firmware engine runs models with one input and
     one output", without what this one has or what to do."""
