@@ -95,6 +95,33 @@ def test_parse_record():
         parse_record("epoch n=2")
 
 
+def test_framing_and_record_edges_follow_tsp1():
+    """docs/protocol.md's framing and records at their edges: a payload with '*' cannot be
+    framed; a CR before the newline is dropped; a line shorter than ' *XXXX' plus one byte
+    is refused even with a matching CRC; fields are split at their first '=', empty
+    fields (two spaces) skipped, a field without a key or a record without a type
+    refused; a data line is upper-case hex; a bounded number takes its bounds and never
+    inf."""
+    from tinysift.device.protocol import RecordError, data_line
+
+    with pytest.raises(ValueError, match=r"may not contain '\*'"):
+        frame("@a x=*")
+    assert unframe(frame("@ready cmd=info status=0")[:-1] + b"\r") == "@ready cmd=info status=0"
+    with pytest.raises(FrameError, match="checksum"):
+        unframe(f" *{crc16(b' '):04X}".encode())  # an empty payload: six bytes
+    rec = parse_record("@info  note=a=b  n=3")
+    assert rec.type == "info" and rec.fields == {"note": "a=b", "n": "3"}
+    for bad in ("@info =3", "@ n=3"):
+        with pytest.raises(FrameError):
+            parse_record(bad)
+    assert data_line(3, bytes([0x0A, 0xFF])) == frame("3:0AFF")
+    r = parse_record("@eval acc=0 top=1 n=0 big=inf")
+    assert r.float("acc", low=0, high=1) == 0.0 and r.float("top", low=0, high=1) == 1.0
+    assert r.int("n", low=0) == 0
+    with pytest.raises(RecordError, match="not a finite number of at least 0"):
+        r.float("big", low=0)
+
+
 @pytest.mark.parametrize(("payload", "message"), [
     ("@epoch n=1 loss=1 train_acc=0.5 samples=20 cycles=-2500000",
      r"cycles='-2500000', not a finite number of at least 0"),
