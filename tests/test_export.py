@@ -530,6 +530,76 @@ def test_tensor_names_cannot_end_the_c_comment(small_model_tflite, tmp_path):
     _strict_object(src, f"-I{ENGINE}", f"-I{tmp_path}")
 
 
+def test_every_layer_row_and_model_field_reaches_its_ts_model_field(small_model_tflite,
+                                                                     tmp_path):
+    """Each value of a layer row and of ``ts_model_t`` lands in its own C field: a parsed model
+    whose fields are set to values that differ from each other (stride 2x3, dilation 4x5,
+    filter 6x7, ...) is written, compiled and read back through ctypes. The exports the golden
+    tests run are square (strides, windows, paddings), so a swapped h/w pair or two swapped
+    zero points compiled and passed them."""
+    from dataclasses import replace
+
+    from tinysift.export import c_writer
+    from tinysift.export.tflite_reader import head_float_weights, parse_tflite
+
+    need_tools("gcc")
+    parsed = parse_tflite(small_model_tflite)
+    lay = parsed.layers[0]
+    lay.stride, lay.dilation, lay.filter, lay.depth_multiplier = (2, 3), (4, 5), (6, 7), 8
+    lay.pad, lay.in_dims, lay.out_dims = (9, 10), (11, 12, 13), (14, 15, 16)
+    lay.input_zero_point, lay.output_zero_point, lay.act_min, lay.act_max = -17, 18, -19, 20
+    lay.softmax, lay.in2_dims, lay.input2_zero_point = (-(1 << 31), 21, -22), (23, 24, 25), -26
+    lay.axis, lay.pad_c, lay.inputs = 2, 27, [0, 5, 3]
+    head = parsed.head
+    head.input_tensor = replace(head.input_tensor, scales=np.array([0.25], np.float32),
+                                zero_points=np.array([-28]))
+    head.output_tensor = replace(head.output_tensor, scales=np.array([0.5], np.float32),
+                                 zero_points=np.array([29]))
+    parsed.input = replace(parsed.input, scales=np.array([0.125], np.float32),
+                           zero_points=np.array([-30]))
+    parsed.output = replace(parsed.output, scales=np.array([2.0], np.float32),
+                            zero_points=np.array([31]))
+    parsed.input_float, parsed.tflite_first_op = parsed.input, 1  # a float input, no float output
+    tflite = bytes(range(7, 40))
+    text = c_writer.write_model_c(parsed, "ts_export", *head_float_weights(parsed), tflite,
+                                  "f" * 32)
+    src = tmp_path / "model.c"
+    src.write_text(text)
+    (tmp_path / "ts_export.h").write_text(c_writer.write_header("ts_export", {}, golden=False))
+    lib = tmp_path / "libmodel.so"
+    r = subprocess.run(["gcc", "-shared", "-fPIC", "-std=c99", f"-I{ENGINE}", f"-I{tmp_path}",
+                        "-o", str(lib), str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    so = ctypes.CDLL(str(lib))
+    model = Model.in_dll(so, "ts_export_model")
+    row = model.layers[0]
+    assert (row.padding, row.stride_h, row.stride_w, row.dilation_h, row.dilation_w,
+            row.filter_h, row.filter_w, row.depth_multiplier, row.pad_h, row.pad_w) == (
+        int(lay.padding == "SAME"), 2, 3, 4, 5, 6, 7, 8, 9, 10)
+    assert (row.in_.h, row.in_.w, row.in_.c, row.out.h, row.out.w, row.out.c) == (
+        11, 12, 13, 14, 15, 16)
+    assert (row.input_zero_point, row.output_zero_point, row.act_min, row.act_max) == (
+        -17, 18, -19, 20)
+    assert (row.sm_mult, row.sm_shift, row.sm_diff_min) == (-(1 << 31), 21, -22)
+    assert (row.num_inputs, list(row.inputs[:3])) == (3, [0, 5, 3])
+    assert (row.in2.h, row.in2.w, row.in2.c, row.input2_zero_point, row.axis, row.pad_c) == (
+        23, 24, 25, -26, 2, 27)
+    assert (row.op, row.weights_len, row.bias_len, row.quant_len) == (1, 4 * 9, 4, 4)
+    # the model: input dims, the three quantizations, the edges, the .tflite bytes
+    assert (model.num_layers, model.input.h, model.input.w, model.input.c) == (
+        len(parsed.layers), 8, 8, 1)
+    assert (model.input_scale, model.input_zero_point) == (0.125, -30)
+    assert (model.output_scale, model.output_zero_point) == (2.0, 31)
+    assert (model.head_layer, model.feature_dim, model.num_classes) == (
+        parsed.head_index, head.in_dims[2], 3)
+    assert (model.feature_scale, model.feature_zero_point) == (0.25, -28)
+    assert (model.logit_scale, model.logit_zero_point) == (0.5, 29)
+    assert (model.input_float, model.output_float, model.tflite_first_op) == (1, 0, 1)
+    assert model.content_hash == b"f" * 32 and model.num_tensors == len(parsed.layers) + 1
+    assert ctypes.c_uint32.in_dll(so, "ts_export_tflite_len").value == len(tflite)
+    assert bytes((ctypes.c_uint8 * len(tflite)).in_dll(so, "ts_export_tflite")) == tflite
+
+
 def _set_activation(op_name: str, activation: str):
     def edit(model, graph, schema):
         names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -1446,6 +1516,38 @@ def test_written_arrays_compile_and_read_back_as_the_values_given(tmp_path):
     assert f"{p}_golden_layers_data[12]" in golden
 
 
+def test_the_codebook_arrays_link_against_the_header_with_their_values(tmp_path):
+    """write_codebook_c's three arrays match the header's extern declarations (a static
+    array compiled alone and failed the firmware's link; an int32 radius conflicted with the
+    header's uint32): compiled with the header, linked and read back, values at their types'
+    ends (int8 -128 and 127, count 255, a squared radius above INT32_MAX)."""
+    import shutil
+
+    from tinysift.export import c_writer
+
+    need_tools("gcc")
+    if shutil.which("nm") is None:
+        pytest.skip("nm not found")
+    p = "ts_v"
+    codewords = np.array([[[-128, 127, 0]], [[5, -6, 7]]], np.int8)  # K=2 classes, C=1, D=3
+    counts, radius2 = np.array([1, 255], np.uint8), np.array([3_000_000_000, 7], np.uint32)
+    (tmp_path / f"{p}.h").write_text(c_writer.write_header(p, {}, golden=False, codebook=True))
+    src = tmp_path / "vq.c"
+    src.write_text(f'#include <stdint.h>\n#include "{p}.h"\n{c_writer.ALIGN}'
+                   + c_writer.write_codebook_c(p, codewords, counts, radius2))
+    obj = _strict_object(src, "-fPIC", f"-I{ENGINE}", f"-I{tmp_path}")
+    nm = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+    kinds = {line.split()[-1]: line.split()[-2] for line in nm.splitlines()
+             if len(line.split()) == 3}
+    assert all(kinds[f"{p}_vq_{n}"] == "R" for n in ("codebook", "count", "radius2")), kinds
+    lib = tmp_path / "libvq.so"
+    subprocess.run(["gcc", "-shared", "-o", str(lib), str(obj)], check=True)
+    so = ctypes.CDLL(str(lib))
+    assert list((ctypes.c_int8 * 6).in_dll(so, f"{p}_vq_codebook")) == [-128, 127, 0, 5, -6, 7]
+    assert list((ctypes.c_uint8 * 2).in_dll(so, f"{p}_vq_count")) == [1, 255]
+    assert list((ctypes.c_uint32 * 2).in_dll(so, f"{p}_vq_radius2")) == [3_000_000_000, 7]
+
+
 def test_c_comment_breaks_every_sequence_even_one_a_break_makes():
     from tinysift.export import c_writer
 
@@ -1454,6 +1556,8 @@ def test_c_comment_breaks_every_sequence_even_one_a_break_makes():
         assert out.isascii() and all(" " <= ch <= "~" for ch in out), (text, out)
         assert not any(s in out for s in ("*/", "/*", "??")), (text, out)
     assert c_writer.c_comment("a\x7fb\té") == "a?b? ?"
+    # printable ASCII is kept to its two ends: the space and the tilde
+    assert c_writer.c_comment(" ~x~ ") == " ~x~ " and c_writer.c_comment("\x1f") == "?"
     with pytest.raises(ValueError, match="non-finite"):
         c_writer.c_array("bad", np.array([1.0, np.inf], np.float32))
 
