@@ -333,6 +333,43 @@ def test_convert_int8_names_a_model_the_images_do_not_fit():
         convert_int8(build_model((8, 8, 1), 10), images[:0])
 
 
+def test_convert_int8_calibrates_on_every_image_and_gives_int8_edges():
+    """convert_int8 calibrates on every representative image (the input's int8 range spans
+    the darkest and the brightest: [0, 1] after to_float, so scale 1/255 and zero point -128
+    by the affine rule (max - min) / 255 and -128 - min / scale), and its model takes and
+    gives int8 (no float edge: the firmware streams int8 without a QUANTIZE)."""
+    from tinysift.quantize import tflm
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 1))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(inp)))
+    images = np.stack([np.zeros((4, 4, 1), np.uint8), np.full((4, 4, 1), 255, np.uint8)])
+    tflite = convert_int8(model, images)  # the bright image second: the last one counts too
+    scale, zero_point = tflm.input_quant(tflite)
+    assert scale == pytest.approx(1 / 255, rel=1e-6) and zero_point == -128
+    interp = tflm.interpreter(tflite)
+    assert interp.get_input_details(0)["dtype"] == np.int8
+    assert interp.get_output_details(0)["dtype"] == np.int8
+
+
+def test_quiet_stderr_hides_fd_2_inside_and_restores_it_after(capfd):
+    """quiet_stderr silences the C++ logging written to file descriptor 2 (not Python's
+    sys.stderr object) inside, and gives fd 2 back after, also after an exception."""
+    import os
+
+    from tinysift.quantize.convert import quiet_stderr
+
+    with quiet_stderr():
+        os.write(2, b"hidden\n")
+    os.write(2, b"shown\n")
+    with pytest.raises(KeyError), quiet_stderr():
+        raise KeyError("x")
+    os.write(2, b"again\n")
+    assert capfd.readouterr().err == "shown\nagain\n"
+
+
 def test_input_quantization_is_tflm_quantize():
     """quantize_images gives what TFLM's own QUANTIZE (float -> int8: the float32 quotient
     rounded half away from zero) computes, on every pixel value at three input scales; half
