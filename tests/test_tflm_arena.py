@@ -80,6 +80,7 @@ def test_a_crashing_arena_size_counts_as_too_small(monkeypatch):
                         lambda _, size: (tried.append(size), _CrashingInterpreter(size))[1])
     size = tflm.minimal_arena(b"model")
     assert _CrashingInterpreter.NEED <= size < _CrashingInterpreter.NEED + 16
+    assert size % 16 == 0  # TFLM's arena granularity: 7008, not a size in between
     assert tried == []  # every try ran in a child
     # crashing at the largest arena: the model does not run
     monkeypatch.setattr(_CrashingInterpreter, "CRASH", range(1 << 23))
@@ -125,3 +126,37 @@ def test_a_model_of_tiny_images_quantizes(tmp_path, write_npz):
     train(name, tmp_path / "run", epochs=1, seed=0, progress=False)
     res = quantize(tmp_path / "run", progress=False)
     assert 4096 < res.arena_bytes < 16384
+
+
+def test_arena_ceiling_counts_every_non_constant_tensor_by_hand(digits_run):
+    """The largest arena the search tries (tflm.arena_ceiling): twice every non-constant
+    tensor's bytes (each rounded up to 16; int8 1 byte, float32 4, int16 2, a type the table
+    lacks 8; a dynamic -1 dimension counted as 1) plus 1 MiB, at least 4 MiB. A tensor list
+    set by hand in a real .tflite, so the sum is known: a constant (its buffer holds data)
+    counts nothing, however large (the digits model's own tensors get the floor)."""
+    from tflite_edit import patched
+
+    tflite = (digits_run / "model.tflite").read_bytes()
+
+    def edit(model, graph, schema):
+        def tensor(shape, dtype, buffer=0):
+            t = schema.TensorT()
+            t.shape, t.type, t.buffer, t.name = shape, dtype, buffer, b"t"
+            return t
+
+        empty, data = schema.BufferT(), schema.BufferT()
+        data.data = [1, 2, 3, 4]
+        model.buffers = [empty, data]
+        graph.tensors = [
+            tensor([1, 1024, 1024, 1], schema.TensorType.INT8),      # 1 MiB
+            tensor([1, 512, 512, 1], schema.TensorType.FLOAT32),     # 1 MiB
+            tensor([3], schema.TensorType.INT8),                     # 3 -> 16
+            tensor([-1, 1001], schema.TensorType.INT16),             # 2002 -> 2016
+            tensor([1000], 99),                                      # unknown type: 8000
+            tensor([1, 2048, 2048, 1], schema.TensorType.INT8, 1),   # a constant: 0
+        ]
+
+    activations = (1 << 20) + (1 << 20) + 16 + 2016 + 8000
+    assert tflm.arena_ceiling(patched(tflite, edit)) == 2 * activations + (1 << 20)
+    # a model of small tensors gets the 4 MiB floor
+    assert tflm.arena_ceiling(tflite) == 1 << 22
