@@ -201,6 +201,15 @@ def _set(obj, name, value):
     setattr(obj, name, value)
 
 
+def _set_options_kind(op, kind: str) -> None:
+    """``op`` carries fresh options of another ``kind`` (union tag and table both)."""
+    from tinysift.tfcompat import tflite_schema
+
+    schema = tflite_schema()
+    op.builtinOptions = getattr(schema, f"{kind}T")()
+    op.builtinOptionsType = getattr(schema.BuiltinOptions, kind)
+
+
 @pytest.mark.parametrize("edit, said", [
     (lambda m: _set(_weights(m), "shape", np.array([5, 51], np.int32)),
      "bytes of data for shape (5, 51)"),
@@ -211,7 +220,16 @@ def _set(obj, name, value):
      "outputs [99]"),
     (lambda m: _set(m.subgraphs[0].operators[0], "builtinOptions", None),
      "carries no options"),
-], ids=["data-size", "name", "buffer", "opcode", "tensor-index", "options"])
+    (lambda m: _set(m.subgraphs[0], "inputs", np.array([len(m.subgraphs[0].tensors)])),
+     "is out of range (the graph has"),
+    (lambda m: _set(m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]], "shape",
+                    np.array([1, -4, 4, 1], np.int32)), "has shape (1, -4, 4, 1)"),
+    (lambda m: _set_options_kind(m.subgraphs[0].operators[0], "Pool2DOptions"),
+     "carries Pool2DOptionsT options, not Conv2DOptions"),
+    (lambda m: _set(m.subgraphs[0].operators[0].builtinOptions, "padding", 7),
+     "has padding code 7"),
+], ids=["data-size", "name", "buffer", "opcode", "tensor-index", "options", "tensor-at-end",
+        "negative-dim", "options-kind", "padding-code"])
 def test_damaged_structures_are_named(small, edit, said):
     from tinysift.export.tflite_reader import parse_tflite
 

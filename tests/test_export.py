@@ -539,6 +539,156 @@ def _strict_object(src: Path, *flags: str) -> Path:
     return obj
 
 
+@pytest.fixture(scope="module")
+def oblong_model_tflite():
+    """9x9x1 -> CONV_2D 3x1 stride (2, 1) VALID -> DEPTHWISE_CONV_2D 1x1 x2 ->
+    AVERAGE_POOL_2D 2x1 stride (1, 2) -> MEAN -> FC: no window, stride or channel count the
+    same along h and w (or in and out), so a swapped pair reads as another layer."""
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((9, 9, 1))
+    x = keras.layers.Conv2D(2, (3, 1), strides=(2, 1), name="tall")(inp)  # 4x9x2
+    x = keras.layers.DepthwiseConv2D(1, depth_multiplier=2, name="dm")(x)  # 4x9x4
+    x = keras.layers.AveragePooling2D((2, 1), strides=(1, 2), name="pool")(x)  # 3x5x4
+    out = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    return convert_int8(keras.Model(inp, out),
+                        np.random.default_rng(0).integers(0, 255, (16, 9, 9, 1), np.uint8))
+
+
+def _set_options(op_name: str, **values):
+    def edit(model, graph, schema):
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if names[max(code.builtinCode, code.deprecatedBuiltinCode)] == op_name:
+                for key, value in values.items():
+                    setattr(op.builtinOptions, key, value)
+                return
+        raise AssertionError(op_name)
+    return edit
+
+
+def test_conv_and_pool_options_are_read_along_their_own_axes(oblong_model_tflite):
+    """Stride, dilation and window are read as (h, w) from their own option fields and the
+    weights' shape: a 3x1 convolution of stride (2, 1), a 2x1 pool of stride (1, 2); a
+    depthwise layer's multiplier from its options, or, where the options say 0 (a converter
+    that leaves it out), from its weights' channels over its input's (4 / 2 here: 2). A
+    dilation of (1, 2) on a window one column wide changes no shape and is read as written."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    layers = {lay.op: lay for lay in parse_tflite(oblong_model_tflite).layers}
+    conv, dw, pool = layers["CONV_2D"], layers["DEPTHWISE_CONV_2D"], layers["AVERAGE_POOL_2D"]
+    assert (conv.filter, conv.stride, conv.dilation, conv.padding, conv.out_dims) == (
+        (3, 1), (2, 1), (1, 1), "VALID", (4, 9, 2))
+    assert (dw.filter, dw.depth_multiplier, dw.out_dims) == ((1, 1), 2, (4, 9, 4))
+    assert (pool.filter, pool.stride, pool.out_dims) == ((2, 1), (1, 2), (3, 5, 4))
+    edited = patched(oblong_model_tflite, _set_options("CONV_2D", dilationWFactor=2))
+    assert next(lay for lay in parse_tflite(edited).layers if lay.op == "CONV_2D").dilation == (
+        1, 2)
+    edited = patched(oblong_model_tflite, _set_options("DEPTHWISE_CONV_2D", depthMultiplier=0))
+    dw = next(lay for lay in parse_tflite(edited).layers if lay.op == "DEPTHWISE_CONV_2D")
+    assert dw.depth_multiplier == 2
+
+
+def _edit_op(op_name: str, edit):
+    """An edit of the first ``op_name`` operator: ``edit(op, graph)``."""
+    def apply(model, graph, schema):
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if names[max(code.builtinCode, code.deprecatedBuiltinCode)] == op_name:
+                edit(op, graph)
+                return
+        raise AssertionError(op_name)
+    return apply
+
+
+def _quant_of(op, graph, which):
+    """The quantization of ``op``'s output (``which`` "output") or of its input ``which``."""
+    return graph.tensors[op.outputs[0] if which == "output" else op.inputs[which]].quantization
+
+
+def _set_field(obj, **values):
+    for key, value in values.items():
+        setattr(obj, key, value)
+
+
+def _swap_ops(first: int, second: int):
+    def edit(model, graph, schema):
+        ops = graph.operators
+        ops[first], ops[second] = ops[second], ops[first]
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_edit_op("AVERAGE_POOL_2D", lambda op, g: _set_field(
+        _quant_of(op, g, "output"), zeroPoint=[_quant_of(op, g, 0).zeroPoint[0] + 1])),
+     "pooling must keep its input quantization"),
+    (_edit_op("SOFTMAX", lambda op, g: _set_field(_quant_of(op, g, "output"), zeroPoint=[-127])),
+     r"int8 SOFTMAX output must be 1/256, -128"),
+    (_edit_op("CONV_2D", lambda op, g: _set_field(_quant_of(op, g, 1), zeroPoint=[1] * 4)),
+     r"weights must be symmetric \(zero point 0\)"),
+    (_edit_op("CONV_2D", lambda op, g: _set_field(_quant_of(op, g, 1), quantizedDimension=3)),
+     r"quantized per channel along axis 3, not the output channels' axis 0"),
+    (_edit_op("AVERAGE_POOL_2D", lambda op, g: _set_field(_quant_of(op, g, "output"),
+                                                           scale=[0.0])),
+     r"has scale 0; a quantization scale must be a finite number > 0"),
+    (_edit_op("RESHAPE", lambda op, g: _set_field(g.tensors[op.outputs[0]], shape=[1, 63])),
+     "RESHAPE changes the element count"),
+    (_edit_op("CONV_2D", lambda op, g: _set_field(op, outputs=[op.outputs[0], op.inputs[0]])),
+     "has 2 outputs"),
+    (_swap_ops(2, 3), r"reads tensor '[^']*', which no earlier layer writes"),
+], ids=["pool-zero-point", "softmax-zero-point", "asymmetric-weights", "per-channel-axis",
+        "zero-scale", "reshape-count", "two-outputs", "out-of-order"])
+def test_layers_the_engine_would_run_otherwise_are_refused(small_model_tflite, edit, message):
+    """What the reader refuses so the engine never runs another layer than TFLM: a pool that
+    changes its quantization, a SOFTMAX whose output is not 1/256 and -128, asymmetric or
+    per-channel-along-another-axis weights, a zero scale, a RESHAPE that changes the count,
+    an op of two outputs, an op that reads a tensor no earlier op wrote (the order TFLM runs
+    them in): each an UnsupportedOpError naming the layer."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    assert [lay.op for lay in parse_tflite(small_model_tflite).layers][2:4] == [
+        "ADD", "AVERAGE_POOL_2D"]  # the two _swap_ops exchanges
+    with pytest.raises(UnsupportedOpError, match=r"layer \d+ .*" + message):
+        parse_tflite(patched(small_model_tflite, edit))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda model, graph, schema: _set_field(graph, outputs=[graph.outputs[0]] * 2),
+     "the model has 1 input and 2 outputs"),
+    (_edit_op("ADD", lambda op, g: _set_field(g, outputs=[op.outputs[0]])),
+     "the last layer does not produce the model output"),
+], ids=["two-model-outputs", "output-of-a-middle-layer"])
+def test_a_graph_of_another_output_is_refused(small_model_tflite, edit, message):
+    from tinysift.export.tflite_reader import parse_tflite
+
+    with pytest.raises(UnsupportedOpError, match=message):
+        parse_tflite(patched(small_model_tflite, edit))
+
+
+def test_softmax_beta_is_read_from_its_options_and_is_1_without_them(small_model_tflite):
+    """SOFTMAX's beta comes from its options (TFLM's int8 SOFTMAX scales the input by
+    beta * input_scale); options left out are beta 1, not a damaged file."""
+    from tinysift.export import quant_math as qm
+    from tinysift.export.tflite_reader import parse_tflite
+
+    def softmax(tflite: bytes):
+        return next(lay for lay in parse_tflite(tflite).layers if lay.op == "SOFTMAX")
+
+    plain = softmax(small_model_tflite)
+    scale = plain.input_tensor.scale
+    assert plain.softmax == qm.softmax_params(1.0, scale)
+    beta2 = softmax(patched(small_model_tflite, _set_options("SOFTMAX", beta=2.0)))
+    assert beta2.softmax == qm.softmax_params(2.0, scale) != plain.softmax
+    bare = softmax(patched(small_model_tflite,
+                           _edit_op("SOFTMAX", lambda op, g: _set_field(op, builtinOptions=None,
+                                                                        builtinOptionsType=0))))
+    assert bare.softmax == plain.softmax
+
+
 def test_tensor_names_cannot_end_the_c_comment(small_model_tflite, tmp_path):
     """A tensor named ``stem */ int oops; /*`` ended the layer row's comment and compiled
     its own code; names are made comment-safe (and printable ASCII)."""
