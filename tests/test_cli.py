@@ -1288,3 +1288,100 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     assert made.returncode == 0, made.stderr
     argv = json.loads((out / "manifest.json").read_text())["commands"][-1]["argv"]
     assert argv[:2] == ["tinysift", "prune"]
+
+
+def test_bench_options_reach_the_bench_configuration(monkeypatch, capsys, tmp_path):
+    """Each `bench prune/guided/condense/device` option lands in the configuration the bench
+    runs with, and a default is the one its --help names (a flag dropped on the way was run
+    as its default without a word). Values expected from the help texts."""
+    import importlib
+
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.prune:bench_prune",
+                    "tinysift.bench.guided:bench_guided",
+                    "tinysift.bench.condense:bench_condense",
+                    "tinysift.bench.device:bench_device")
+    out = tmp_path / "r"
+
+    def config(*args: str):
+        assert main(["bench", *args, "--out-dir", str(out)]) == 130, (args, capsys.readouterr())
+        return seen[-1]
+
+    c = config("prune", "--quick", "--label-noise", "0.2", "--protocol", "equal-steps")
+    assert (c.dataset, c.keeps, c.seeds, c.label_noise, c.protocol) == (
+        "digits", (0.1,), 1, 0.2, "equal-steps")
+    assert c.methods == ("random", "ccs", "d2", "moderate", "herding", "vq", "flow")
+    c = config("prune")
+    assert (c.dataset, c.keeps, c.seeds, c.protocol) == (
+        "fashion-mnist", (0.5, 0.3, 0.1, 0.03, 0.01), 3, "proportional")
+    assert len(c.methods) == 13 and c.progress_dir == out / "progress"
+    c = config("prune", "--protocol", "equal-steps", "--label-noise", "0.1")
+    assert (c.keeps, c.seeds, c.label_noise, c.protocol) == (
+        (0.1, 0.03, 0.01), 5, 0.1, "equal-steps")
+    assert c.methods == ("random", "ccs", "d2", "moderate", "herding", "vq", "flow")
+    c = config("prune", "--keep", "1,0.25", "--methods", "random,vq", "--dataset", "mnist")
+    assert (c.keeps, c.methods, c.dataset) == ((1.0, 0.25), ("random", "vq"), "mnist")
+
+    c = config("guided", "--quick", "--methods", "vq", "--label-noise", "0.3",
+               "--method-params", '{"vq": {"alpha": 2}}')
+    assert (c.dataset, c.budgets, c.methods, c.seeds, c.epochs, c.label_noise) == (
+        "digits", (0.5,), ("vq",), 1, 20, 0.3)
+    assert c.method_params == {"vq": {"alpha": 2}}
+    c = config("guided", "--methods", "vq,flow", "--rerun", "full,vq", "--keep-steps",
+               "--batch", "64", "--label-noise", "0.1", "--method-params",
+               '{"flow": {"judge": "knn"}}')
+    assert (c.methods, c.rerun, c.keep_steps, c.batch, c.label_noise) == (
+        ("vq", "flow"), ("full", "vq"), True, 64, 0.1)
+    assert c.method_params == {"flow": {"judge": "knn"}}
+    assert config("guided").method_params == {}
+
+    c = config("condense", "--quick", "--methods", "random")
+    assert (c.dataset, c.per_class, c.methods, c.seeds) == ("digits", (1, 5), ("random",), 1)
+    c = config("condense", "--per-class", "2,4", "--seeds", "2", "--methods", "dm")
+    assert (c.dataset, c.per_class, c.methods, c.seeds) == ("fashion-mnist", (2, 4), ("dm",), 2)
+
+    c = config("device", "--quick")
+    assert (c.dataset, c.scenario, c.seeds, c.sizes, c.updates) == (
+        "digits", "new-classes", 1, (5,), ("head",))
+    c = config("device", "--scenario", "shift", "--test-per-class", "7", "--board",
+               "qemu-mps2-an500", "--updates", "head,bias", "--sizes", "3")
+    assert (c.scenario, c.dataset, c.old_classes, c.new_per_class, c.test_per_class) == (
+        "shift", "mnist", tuple(range(10)), 30, 7)
+    assert (c.board, c.updates, c.sizes) == ("qemu-mps2-an500", ("head", "bias"), (3,))
+    c = config("device")
+    assert (c.scenario, c.dataset, c.old_classes, c.test_per_class, c.progress_dir) == (
+        "new-classes", "fashion-mnist", tuple(range(8)), 100, out / "progress")
+
+    scoring = []
+    monkeypatch.setattr(importlib.import_module("tinysift.bench.scoring"), "bench_scoring",
+                        lambda *a, **k: scoring.append((a, k)) or {"methods": {}})
+    assert main(["bench", "scoring", "--dataset", "digits", "--methods", "flow",
+                 "--out-dir", str(out)]) == 0
+    assert scoring == [(("digits", ("flow",)), {"out_dir": out})]
+
+
+def test_bench_values_out_of_range_are_refused_before_the_bench(monkeypatch, capsys):
+    """A fraction outside (0, 1], a protocol, an executor or --method-params the bench does
+    not take: one line, exit 2, and the bench never starts."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.prune:bench_prune",
+                    "tinysift.bench.guided:bench_guided",
+                    "tinysift.bench.device:bench_device")
+    for args, said in (
+            (["prune", "--keep", "0.5,0"], "--keep values must be fractions in (0, 1], got [0.0]"),
+            (["prune", "--keep", "1.5"], "--keep values must be fractions in (0, 1], got [1.5]"),
+            (["guided", "--budgets", "0,0.5"], "--budgets values must be fractions in (0, 1]"),
+            (["prune", "--protocol", "equal"], "unknown --protocol 'equal'; choose one of "
+             "proportional, equal-steps"),
+            (["guided", "--methods", "vq", "--method-params", '{"flow": {}}'],
+             "--method-params names 'flow', which this bench does not run (its methods: vq)"),
+            (["guided", "--method-params", '{"vq": 3}'],
+             "--method-params: 'vq' takes a JSON object of its parameters"),
+            (["device", "--executor", "local:2"], "bench device runs only serially"),
+            (["device", "--quick", "--test-per-class", "5"], "would ignore --test-per-class")):
+        assert main(["bench", *args, "--out-dir", "/nonexistent/never"]) == 2, args
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert said in line, (args, line)
+    assert not seen
