@@ -1385,3 +1385,74 @@ def test_bench_values_out_of_range_are_refused_before_the_bench(monkeypatch, cap
         (line,) = _error_lines(capsys.readouterr().err)
         assert said in line, (args, line)
     assert not seen
+
+
+def test_device_run_passes_every_option_to_the_session(monkeypatch, tmp_path):
+    """`device run` hands the session what it was given: the board and port, the device's
+    learning rate, batch and seed, --db, --on-reset, --timeout; --epochs 0 is the
+    evaluation alone (its help), not the default 5 (a flag dropped on the way ran the
+    default without a word)."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    run = _run_folder(tmp_path / "run")
+    calls = []
+
+    def capture(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tinysift.stages.device.run_on_device", capture)
+    assert main(["device", "run", "--run", str(run), "--board", "nucleo_f411re", "--port",
+                 "/dev/ttyACM7", "--epochs", "0", "--lr", "0.01", "--batch", "8", "--seed",
+                 "7", "--db", "--on-reset", "stop", "--timeout", "5"]) == 130
+    (args, kwargs), = calls
+    assert args == (Path(run), "nucleo_f411re")
+    assert (kwargs["port"], kwargs["use_db"], kwargs["on_reset"], kwargs["timeout"]) == (
+        "/dev/ttyACM7", True, "stop", 5.0)
+    p = kwargs["params"]
+    assert (p.epochs, p.lr, p.batch, p.seed, p.steps) == (0, 0.01, 8, 7, None)
+
+
+def test_device_flash_dry_run_uses_the_probe_it_is_given(capsys):
+    """`device flash --probe pyocd --dry-run` prints pyOCD's command, not openocd's (the
+    default): the option reaches the flash steps."""
+    from tinysift.cli import main
+
+    assert main(["device", "flash", "--board", "nucleo_f411re", "--dry-run"]) == 0
+    assert "openocd " in capsys.readouterr().out
+    assert main(["device", "flash", "--board", "nucleo_f411re", "--probe", "pyocd",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "pyocd " in out and "openocd" not in out, out
+
+
+def test_device_flash_dry_run_checks_the_run_and_names_the_upload_port(tmp_path, capsys):
+    """`device flash --dry-run --run RUN` refuses a run without its export (what the build
+    would need), and a board PlatformIO uploads (nano33ble) gets the --port it was given."""
+    from tinysift.cli import main
+
+    run = _run_folder(tmp_path / "run")
+    assert main(["device", "flash", "--board", "nucleo_f411re", "--run", str(run),
+                 "--dry-run"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert f"{run} has no export stage yet; run `tinysift export --run {run}` first" in line
+    assert main(["device", "flash", "--board", "nano33ble", "--port", "/dev/ttyACM3",
+                 "--dry-run"]) == 0
+    assert "-e nano33ble -t upload --upload-port /dev/ttyACM3" in capsys.readouterr().out
+
+
+def test_device_list_names_only_the_emulated_boards_as_emulated(capsys):
+    """`device list --json` lists under "emulated" the QEMU boards (each with its machine),
+    not every profile."""
+    import json
+
+    from tinysift.boards import list_boards
+    from tinysift.cli import main
+
+    assert main(["device", "list", "--json"]) == 0
+    emulated = json.loads(capsys.readouterr().out)["emulated"]
+    qemu = sorted(b.name for b in list_boards() if b.name.startswith("qemu-"))
+    assert sorted(e["name"] for e in emulated) == qemu and len(qemu) >= 3
+    assert all(e["qemu_machine"] for e in emulated)
