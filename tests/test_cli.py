@@ -1456,3 +1456,54 @@ def test_device_list_names_only_the_emulated_boards_as_emulated(capsys):
     qemu = sorted(b.name for b in list_boards() if b.name.startswith("qemu-"))
     assert sorted(e["name"] for e in emulated) == qemu and len(qemu) >= 3
     assert all(e["qemu_machine"] for e in emulated)
+
+
+
+def test_engine_commands_pass_their_options_on(monkeypatch, tmp_path):
+    """`engine check/export/run` hand the engine what they were given: --count, --seed,
+    --board, --out-dir, --inputs' array and --dsp (a flag dropped on the way ran the engine
+    with its defaults). The engine itself is stopped (it compiles with gcc: seconds a call);
+    tests/test_engine_check.py runs it for real."""
+    import importlib
+
+    from tinysift.cli import main
+
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not read: the engine is stopped")
+    x = np.arange(2 * 4, dtype=np.int8).reshape(2, 4)
+    np.save(tmp_path / "x.npy", x)
+    calls = []
+    for target in ("tinysift.stages.engine:check_tflite", "tinysift.stages.export:export_tflite",
+                   "tinysift.stages.engine:run_tflite"):
+        module, name = target.split(":")
+
+        def capture(*args, _name=name, **kwargs):
+            calls.append((_name, args, kwargs))
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(importlib.import_module(module), name, capture)
+
+    def engine(*args: str) -> tuple[str, tuple, dict]:
+        assert main(["engine", *args, "--tflite", str(tflite)]) == 130, args
+        return calls[-1]
+
+    name, args, k = engine("check", "--count", "7", "--seed", "3", "--board",
+                           "nucleo_f411re", "--out-dir", str(tmp_path / "o"))
+    assert (name, args) == ("check_tflite", (tflite,))
+    assert (k["count"], k["seed"], k["board"], k["out_dir"], k["inputs"]) == (
+        7, 3, "nucleo_f411re", tmp_path / "o", None)
+    _, _, k = engine("check", "--inputs", str(tmp_path / "x.npy"))
+    assert np.array_equal(k["inputs"], x) and (k["seed"], k["board"], k["out_dir"]) == (
+        0, None, None)
+    name, args, k = engine("export", "--out-dir", str(tmp_path / "e"), "--count", "5",
+                           "--seed", "4", "--board", "nano33ble")
+    assert (name, args) == ("export_tflite", (tflite, tmp_path / "e"))
+    assert (k["count"], k["seed"], k["board"], k["inputs"]) == (5, 4, "nano33ble", None)
+    _, _, k = engine("export", "--out-dir", str(tmp_path / "e"), "--inputs",
+                     str(tmp_path / "x.npy"))
+    assert np.array_equal(k["inputs"], x) and k["count"] == 200  # the help's default
+    for extra, dsp in (([], False), (["--dsp"], True)):
+        name, args, k = engine("run", "--inputs", str(tmp_path / "x.npy"), "--out",
+                               str(tmp_path / "y.npy"), *extra)
+        assert (name, args[0], k["dsp"]) == ("run_tflite", tflite, dsp)
+        assert np.array_equal(args[1], x)
