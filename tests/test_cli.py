@@ -1507,3 +1507,21 @@ def test_engine_commands_pass_their_options_on(monkeypatch, tmp_path):
                                str(tmp_path / "y.npy"), *extra)
         assert (name, args[0], k["dsp"]) == ("run_tflite", tflite, dsp)
         assert np.array_equal(args[1], x)
+
+
+def test_engine_check_that_is_not_ok_exits_1(monkeypatch, tmp_path, capsys):
+    """`engine check` exits 1 when the engine's outputs are not all TFLM's (its help: 0 when
+    all are, 1 when not), --json saying ok false; a check of no kernel is not ok. The check's
+    result is given (the real one compiles with gcc)."""
+    import json
+
+    from tinysift.cli import main
+    from tinysift.stages.engine import EngineCheck
+
+    tflite = tmp_path / "m.tflite"
+    result = EngineCheck(tflite=tflite, inputs=0, layers=[], arena_bytes=0,
+                         tflm_arena_head=None)
+    monkeypatch.setattr("tinysift.stages.engine.check_tflite", lambda *a, **k: result)
+    assert main(["engine", "check", "--tflite", str(tflite), "--json"]) == 1
+    said = json.loads(capsys.readouterr().out)
+    assert said["ok"] is False and said["fits"] is None
