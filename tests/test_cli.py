@@ -1525,3 +1525,50 @@ def test_engine_check_that_is_not_ok_exits_1(monkeypatch, tmp_path, capsys):
     assert main(["engine", "check", "--tflite", str(tflite), "--json"]) == 1
     said = json.loads(capsys.readouterr().out)
     assert said["ok"] is False and said["fits"] is None
+
+
+def test_quantize_and_export_pass_their_options_to_the_stage(monkeypatch, tmp_path):
+    """`quantize` and `export` hand their stage what they were given (--qat, the
+    representative count, the seed; the board, --fit, --test-samples, --db-capacity,
+    --head-only as backbone_training false), and the helps' defaults otherwise."""
+    import importlib
+
+    from tinysift.cli import main
+
+    run = _run_folder(tmp_path / "run")
+    calls = []
+    for target in ("tinysift.stages.quantize:quantize", "tinysift.stages.export:export"):
+        module, name = target.split(":")
+
+        def capture(*args, **kwargs):
+            calls.append((args, kwargs))
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(importlib.import_module(module), name, capture)
+    for args, expected in (
+            (["quantize"], dict(qat=False, representative=500, seed=0)),
+            (["quantize", "--qat", "--representative", "64", "--seed", "9"],
+             dict(qat=True, representative=64, seed=9)),
+            (["export"], dict(board="qemu-mps2-an386", fit=False, test_samples=200,
+                              db_capacity=None, seed=0, backbone_training=True)),
+            (["export", "--board", "nucleo_f411re", "--fit", "--test-samples", "50",
+              "--db-capacity", "300", "--seed", "5", "--head-only"],
+             dict(board="nucleo_f411re", fit=True, test_samples=50, db_capacity=300, seed=5,
+                  backbone_training=False))):
+        assert main([*args, "--run", str(run)]) == 130, args
+        assert calls[-1] == ((run,), expected), args
+
+
+def test_the_memory_plan_prints_both_memories_and_an_unknown_boards_uncounted_lines(capsys):
+    """`print_plan` shows the flash and the RAM rows, each with its total over its capacity;
+    a plan of a board no profile names still lists its not-counted lines."""
+    from tinysift.cli.quantize_cmd import plan_caveats, print_plan
+
+    assert plan_caveats({"board": "no-such-board", "not_counted": {"x": 5}}) == [
+        "not counted: x (5 B)"]
+    print_plan({"board": "qemu-mps2-an386", "flash": {"weights": 1000}, "ram": {"arena": 2048},
+                "flash_total": 1000, "flash_capacity": 4096, "ram_total": 2048,
+                "ram_capacity": 8192})
+    out = capsys.readouterr().out
+    assert "weights" in out and "arena" in out and "2,048 / 8,192" in out, out
+    assert "1,000 / 4,096" in out, out
