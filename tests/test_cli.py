@@ -1572,3 +1572,35 @@ def test_the_memory_plan_prints_both_memories_and_an_unknown_boards_uncounted_li
     out = capsys.readouterr().out
     assert "weights" in out and "arena" in out and "2,048 / 8,192" in out, out
     assert "1,000 / 4,096" in out, out
+
+
+def test_demo_and_run_overrides_reach_the_pipeline(monkeypatch, tmp_path):
+    """`demo` and `run PIPELINE` hand the pipeline the file's settings with each flag given
+    on top (--out, --dataset, --board, --epochs, --seed, --budgets, --methods), and
+    `demo --quick` its digits configuration; an empty --methods is refused."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    pipelines = Path(__file__).resolve().parents[1] / "pipelines"
+    seen = _stop_at(monkeypatch, "tinysift.bench.adapt_demo:run_adapt_demo",
+                    "tinysift.pipeline.run:run_pipeline")
+    assert main(["demo"]) == 130 and main(["demo", "--quick"]) == 130
+    assert (seen[0].dataset, seen[0].out, seen[0].seed) == ("fashion-mnist", "runs/demo", 0)
+    assert (seen[1].dataset, seen[1].out) == ("digits", "runs/demo-quick")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--board",
+                 "qemu-mps2-an500", "--seed", "3"]) == 130
+    assert (seen[2].out, seen[2].board, seen[2].seed) == (
+        str(tmp_path / "d"), "qemu-mps2-an500", 3)
+    assert main(["run", str(pipelines / "demo.toml"), "--dataset", "digits", "--methods",
+                 "random,vq", "--seed", "2"]) == 130
+    assert (seen[3].dataset, seen[3].methods, seen[3].seed) == ("digits", ["random", "vq"], 2)
+    assert main(["run", str(pipelines / "select.toml"), "--out", str(tmp_path / "s"), "--dataset",
+                 "digits", "--board", "qemu-mps2-an500", "--epochs", "4", "--seed", "6",
+                 "--budgets", "20,40", "--methods", "random,herding"]) == 130
+    c = seen[4]
+    assert (c.out, c.dataset, c.board, c.epochs, c.seed, c.budgets, c.methods) == (
+        str(tmp_path / "s"), "digits", "qemu-mps2-an500", 4, 6, [20, 40], ["random", "herding"])
+    # an empty --methods (an unset shell variable) is refused, not read as the file's
+    assert main(["run", str(pipelines / "demo.toml"), "--methods", ""]) == 2
+    assert len(seen) == 5
