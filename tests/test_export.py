@@ -862,6 +862,280 @@ def test_quantization_arithmetic_errors_name_the_layer(small_model_tflite, monke
         parse_tflite(small_model_tflite)
 
 
+@pytest.fixture(scope="module")
+def graph_ops_tflite() -> bytes:
+    """5x6x2 -> CONV_2D -> PAD ((2, 0), (0, 1)) -> HARD_SWISH -> MEAN keep_dims -> LOGISTIC
+    -> MUL (7, 7, 3) x (1, 1, 3) -> ADD of a constant (3,) -> CONV_2D 1x1 to 2 channels ->
+    CONCATENATION along C of the ADD and that conv -> MEAN -> FC: each graph op once, with
+    shapes unequal along h and w (or the two operands) so a swapped pair reads as another
+    layer."""
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inp = keras.Input((5, 6, 2))
+    x = layers.Conv2D(3, 1, name="stem")(inp)
+    x = layers.ZeroPadding2D(((2, 0), (0, 1)), name="pad")(x)  # 7x7x3
+    x = layers.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0, name="hs")(x)
+    s = layers.Lambda(lambda t: tf.reduce_mean(t, [1, 2], keepdims=True), name="mean")(x)
+    s = layers.Activation("sigmoid", name="sig")(s)
+    x = layers.Multiply(name="gate")([x, s])
+    x = layers.Lambda(lambda t: tf.constant([1.0, -0.5, 0.25]) + t, name="shift")(x)
+    x = layers.Concatenate(name="cat")([x, layers.Conv2D(2, 1, name="branch")(x)])
+    out = layers.Dense(3, name="head")(layers.GlobalAveragePooling2D(name="gap")(x))
+    return convert_int8(keras.Model(inp, out),
+                        np.random.default_rng(0).integers(0, 255, (16, 5, 6, 2), np.uint8))
+
+
+def _on_op(op_name: str, edit):
+    """An edit of the first ``op_name`` operator: ``edit(op, graph, model)``."""
+    def apply(model, graph, schema):
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if names[max(code.builtinCode, code.deprecatedBuiltinCode)] == op_name:
+                edit(op, graph, model)
+                return
+        raise AssertionError(op_name)
+    return apply
+
+
+def _set_data(model, graph, index: int, values, dtype=np.int32, shape=None) -> None:
+    """Tensor ``index`` holds ``values`` (of ``dtype``; ``shape``, when given, too)."""
+    t = graph.tensors[index]
+    model.buffers[t.buffer].data = np.frombuffer(np.asarray(values, dtype).tobytes(), np.uint8)
+    if shape is not None:
+        t.shape = np.asarray(shape, np.int32)
+
+
+def _real(mult: int, shift: int) -> float:
+    """The real multiplier a (multiplier, shift) pair stands for: mult * 2^(shift - 31)."""
+    return int(mult) * 2.0 ** (int(shift) - 31)
+
+
+def test_graph_ops_are_decoded_by_hand(graph_ops_tflite):
+    """Each graph op's row as TFLM's Prepare has it, checked against the scales of its own
+    tensors: PAD's before-paddings along h and w (2, 0), no channel padding; HARD_SWISH's
+    output multiplier in/(128 out) then its reluish one in*32768/(128*3), as int16 with
+    their exponents; MEAN's in/(out * 7*7); LOGISTIC's frexp(in * 2^27) and radius
+    15 * 2^27 / 2^e; MUL's a*b/out with the (1, 1, 3) operand second; ADD's constant
+    kept as the second operand (its values and zero point) and the rescales of both inputs
+    to twice the larger scale, then the sum by 2^20 * out; CONCATENATION along c (2) of the
+    ADD's and the branch's outputs."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    lay = {}
+    for spec in parse_tflite(graph_ops_tflite).layers:
+        lay.setdefault(spec.op, spec)
+    scale = {op: (s.input_tensor.scale, s.output_tensor.scale) for op, s in lay.items()}
+
+    pad = lay["PAD"]
+    assert (pad.in_dims, pad.out_dims, pad.pad, pad.pad_c) == ((5, 6, 3), (7, 7, 3), (2, 0), 0)
+
+    hs = lay["HARD_SWISH"]
+    i, o = scale["HARD_SWISH"]
+    for k, want in enumerate((i / (128 * o), i * 32768 / (128 * 3))):
+        assert -30 <= hs.shift[k] <= 15
+        assert abs(int(hs.multiplier[k]) * 2.0 ** (int(hs.shift[k]) - 15) - want) <= \
+            2.0 ** (int(hs.shift[k]) - 15), (k, want)
+
+    mean = lay["MEAN"]
+    i, o = scale["MEAN"]
+    assert (mean.in_dims, mean.out_dims) == ((7, 7, 3), (1, 1, 3))
+    assert _real(mean.multiplier[0], mean.shift[0]) == pytest.approx(i / (o * 49), rel=1e-6)
+
+    logistic = lay["LOGISTIC"]
+    mult, e, radius = logistic.softmax
+    real = logistic.input_tensor.scale * 2.0 ** 27
+    assert 2.0 ** (e - 1) <= real < 2.0 ** e and mult == round(real / 2.0 ** e * 2 ** 31)
+    assert radius == (15 << 27) >> e
+
+    mul = lay["MUL"]
+    a, b = mul.input_tensors
+    assert (mul.in_dims, mul.in2_dims, mul.out_dims) == ((7, 7, 3), (1, 1, 3), (7, 7, 3))
+    assert mul.inputs == [lay["HARD_SWISH"].index + 1, logistic.index + 1]
+    assert (mul.input_zero_point, mul.input2_zero_point) == (a.zero_point, b.zero_point)
+    assert _real(mul.multiplier[0], mul.shift[0]) == pytest.approx(
+        a.scale * b.scale / mul.output_tensor.scale, rel=1e-6)
+
+    add = lay["ADD"]
+    const = add.weight_tensor
+    assert (add.in_dims, add.in2_dims, add.inputs) == ((7, 7, 3), (1, 1, 3), [mul.index + 1])
+    assert const is not None and const.shape == (3,)
+    assert add.weights.tolist() == const.data.tolist() and len(set(const.data.tolist())) == 3
+    assert (add.input_zero_point, add.input2_zero_point) == (
+        add.input_tensor.zero_point, const.zero_point) and const.zero_point != \
+        add.input_tensor.zero_point
+    s1, s2, so = add.input_tensor.scale, const.scale, add.output_tensor.scale
+    assert s1 != s2
+    twice = 2 * max(s1, s2)
+    wants = (s1 / twice, s2 / twice, twice / (2 ** 20 * so))
+    for k, want in enumerate(wants):
+        assert _real(add.multiplier[k], add.shift[k]) == pytest.approx(want, rel=1e-6), k
+
+    cat = lay["CONCATENATION"]
+    assert (cat.axis, cat.out_dims, cat.inputs) == (2, (7, 7, 5), [add.index + 1, add.index + 2])
+
+
+def test_a_constant_first_operand_and_negative_axes_read_the_same(graph_ops_tflite):
+    """Equivalent spellings give the same row: ADD's constant as its first input (ADD
+    commutes; the activation stays the row's input, the constant its weights), MEAN axes
+    (-3, -2) for (1, 2), CONCATENATION axis -1 for 3."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    def row(tflite: bytes, op: str):
+        return next(lay for lay in parse_tflite(tflite).layers if lay.op == op)
+
+    def swap(op, graph, model):
+        op.inputs = np.asarray(op.inputs)[::-1].copy()
+
+    plain, edited = row(graph_ops_tflite, "ADD"), row(patched(graph_ops_tflite,
+                                                              _on_op("ADD", swap)), "ADD")
+    for key in ("inputs", "in_dims", "in2_dims", "input_zero_point", "input2_zero_point"):
+        assert getattr(edited, key) == getattr(plain, key), key
+    assert np.array_equal(edited.weights, plain.weights)
+    assert np.array_equal(edited.multiplier, plain.multiplier)
+
+    axes = patched(graph_ops_tflite, _on_op("MEAN", lambda op, g, m: _set_data(
+        m, g, op.inputs[1], [-3, -2])))
+    plain, edited = row(graph_ops_tflite, "MEAN"), row(axes, "MEAN")
+    assert (edited.out_dims, edited.multiplier.tolist()) == (
+        plain.out_dims, plain.multiplier.tolist())
+    edited = row(patched(graph_ops_tflite, _set_options("CONCATENATION", axis=-1)),
+                 "CONCATENATION")
+    assert edited.axis == 2
+
+
+def _set_shape(which, shape):
+    """An edit of the shape of an op's output (``which`` "output") or its input ``which``."""
+    def edit(op, graph, model):
+        graph.tensors[op.outputs[0] if which == "output" else op.inputs[which]].shape = \
+            np.asarray(shape, np.int32)
+    return edit
+
+
+def _set_quant(which, **values):
+    def edit(op, graph, model):
+        _set_field(_quant_of(op, graph, which), **values)
+    return edit
+
+
+@pytest.mark.parametrize("op, edit, message", [
+    ("PAD", lambda op, g, m: _set_data(m, g, op.inputs[1], [1, 0, 2, 0, 0, 1, 0, 0]),
+     r"PAD paddings \[\[1, 0\], \[2, 0\], \[0, 1\], \[0, 0\]\]"),
+    ("PAD", lambda op, g, m: _set_data(m, g, op.inputs[1], [0, 0, 2, 0, 1, -1, 0, 0]),
+     r"PAD paddings \[\[0, 0\], \[2, 0\], \[1, -1\], \[0, 0\]\]"),
+    ("PAD", _set_quant("output", zeroPoint=[5]), "PAD must keep its input quantization"),
+    ("PAD", _set_quant("output", scale=[0.5]), "PAD must keep its input quantization"),
+    ("PAD", _set_shape("output", [1, 6, 7, 3]), r"PAD output \(6, 7, 3\) is smaller than"),
+    ("PAD", _set_shape("output", [1, 8, 7, 3]),
+     r"PAD of \(1, 5, 6, 3\) by .* makes \(1, 7, 7, 3\), but its output is \(1, 8, 7, 3\)"),
+    ("MEAN", lambda op, g, m: _set_data(m, g, op.inputs[1], [2, 3]),
+     r"MEAN over axes \[2, 3\] of a rank-4 tensor"),
+    ("MEAN", _set_shape("output", [1, 1, 1, 4]), r"MEAN output shape \(1, 1, 1, 4\)"),
+    ("CONCATENATION", lambda op, g, m: _set_field(op.builtinOptions, fusedActivationFunction=1),
+     "CONCATENATION with a fused activation"),
+    ("CONCATENATION", lambda op, g, m: _set_field(op.builtinOptions, axis=0),
+     "CONCATENATION along axis 0 of a rank-4 tensor"),
+    ("CONCATENATION", _set_shape("output", [1, 7, 7, 6]),
+     r"CONCATENATION inputs \[\(7, 7, 3\), \(7, 7, 2\)\] do not add up to \(7, 7, 6\)"),
+    ("ADD", lambda op, g, m: _set_data(m, g, op.inputs[1], [1, 2], np.int8, [2]),
+     r"ADD operands \(7, 7, 3\) and \(1, 1, 2\) do not broadcast to \(7, 7, 3\)"),
+    ("ADD", lambda op, g, m: _set_quant(1, scale=[0.0])(op, g, m),
+     r"ADD's int8 tensor '[^']*' has scale 0"),
+    ("ADD", lambda op, g, m: (_set_data(m, g, op.inputs[1], [1, 2, 3], np.int16),
+                              _set_field(g.tensors[op.inputs[1]], type=7)),
+     r"ADD operand '[^']*' is not int8"),
+    ("ADD", lambda op, g, m: _set_field(op, inputs=[op.inputs[0], op.inputs[1], op.inputs[1]]),
+     "ADD needs two operands"),
+    ("LOGISTIC", _set_quant("output", scale=[1 / 128]), "int8 LOGISTIC output must be 1/256"),
+    ("LOGISTIC", _set_quant("output", zeroPoint=[0]), "int8 LOGISTIC output must be 1/256"),
+    ("LOGISTIC", _set_shape("output", [1, 1, 3, 1]), "LOGISTIC changes the shape"),
+    ("LOGISTIC", lambda op, g, m: _set_field(op, inputs=[op.inputs[0], op.inputs[0]]),
+     "reads 2 activation tensors"),
+    ("HARD_SWISH", _set_quant("output", scale=[1e-5]), "HARD_SWISH scales out of range"),
+    ("HARD_SWISH", _set_shape("output", [1, 7, 3, 7]), "HARD_SWISH changes the shape"),
+    ("CONV_2D", lambda op, g, m: _set_field(g.tensors[op.inputs[2]], type=15),
+     "bias must be int32"),
+    ("CONV_2D", lambda op, g, m: _set_data(m, g, op.inputs[2], [1, 2], shape=[2]),
+     "2 biases for 3 output channels"),
+    ("CONV_2D", lambda op, g, m: _set_data(m, g, op.inputs[1], [1, 2, 3], np.int8,
+                                           [3, 1, 1, 1]), "grouped CONV_2D is not supported"),
+    ("CONV_2D", _set_shape(1, [3, 2]), r"CONV_2D weights of shape \(3, 2\) \(rank 4"),
+    ("CONV_2D", lambda op, g, m: _set_field(g.tensors[op.inputs[1]], type=3),
+     "weights must be constant int8"),
+    ("CONV_2D", _set_quant(1, scale=[0.01, 0.02], zeroPoint=[0, 0]),
+     "2 weight scales for 3 output channels"),
+    ("CONV_2D", lambda op, g, m: _set_field(op.builtinOptions, strideH=2),
+     "output 5x6 does not follow from input 5x6 with"),
+    ("CONV_2D", lambda op, g, m: _set_field(op.builtinOptions, fusedActivationFunction=4),
+     "CONV_2D with a fused TANH activation is not supported"),
+    ("FULLY_CONNECTED", _set_shape(1, [5, 3]), "FC input size does not match its weights"),
+    ("FULLY_CONNECTED", _set_shape("output", [1, 4]), "FC output size does not match"),
+], ids=["pad-batch", "pad-negative", "pad-zero-point", "pad-scale", "pad-smaller",
+        "pad-shape", "mean-axes", "mean-output", "concat-relu", "concat-batch", "concat-sum",
+        "add-broadcast", "add-const-scale", "add-const-int16", "add-three", "logistic-scale",
+        "logistic-zero-point", "logistic-shape", "logistic-two-inputs", "hard-swish-range",
+        "hard-swish-shape", "bias-uint32", "bias-length", "grouped", "weights-rank",
+        "weights-uint8", "weight-scales", "conv-output", "conv-tanh", "fc-input",
+        "fc-output"])
+def test_graph_ops_the_engine_would_run_otherwise_are_refused(graph_ops_tflite, op, edit,
+                                                              message):
+    """The refusals of a graph op TFLM would run otherwise or not at all, each naming its
+    layer: PAD of the batch axis, negative or quantization-changing, or of an output that is
+    not input + paddings; MEAN over other axes or into another shape; CONCATENATION with a
+    fused activation, along the batch axis, or into a size that is not the sum; ADD of
+    operands that do not broadcast, of a constant of scale 0 or int16, of three operands;
+    LOGISTIC not into 1/256, -128, of another shape, of two inputs; HARD_SWISH whose output
+    multiplier would exceed 1 (exponent > 0) or of another shape; a conv's bias not int32 or
+    of the wrong length, grouped, weights not rank 4, uint8 or of 2 scales for 3 channels, a
+    stride its output does not follow, a fused TANH; an FC whose weights fit neither its
+    input nor its output."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    with pytest.raises(UnsupportedOpError, match=r"layer \d+\b.*" + message):
+        parse_tflite(patched(graph_ops_tflite, _on_op(op, edit)))
+
+
+def test_pad_mean_and_concat_of_lower_rank_tensors():
+    """What the engine's (h, w, c) row makes of a rank-3 (1, W, C) tensor, on rows built by
+    hand: PAD along w and c is pad (0, before_w) and pad_c before_c; CONCATENATION along
+    axis 1 is the engine's w (1), axis 2 its c; a MEAN of a rank-3 tensor over (1, 2) is
+    refused (TFLM would average W and C, the engine h and w)."""
+    from tinysift.export.tflite_reader import (
+        LayerSpec,
+        Tensor,
+        _dims,
+        _parse_concat,
+        _parse_mean,
+        _parse_pad,
+    )
+
+    def act(*shape: int) -> Tensor:
+        return Tensor(0, "t", shape, np.int8, np.array([0.5], np.float32), np.array([3]))
+
+    def const(values) -> Tensor:
+        arr = np.asarray(values, np.int32)
+        return Tensor(1, "k", arr.shape, np.int32, np.array([]), np.array([]), arr)
+
+    def row(op: str, in_shape, out_shape) -> LayerSpec:
+        return LayerSpec(0, op, "x", _dims(in_shape), _dims(out_shape), 3, 3)
+
+    spec = row("PAD", (1, 4, 2), (1, 7, 3))
+    _parse_pad(spec, act(1, 4, 2), act(1, 7, 3), [const([[0, 0], [2, 1], [1, 0]])], "here")
+    assert (spec.pad, spec.pad_c) == ((0, 2), 1)
+    for axis, engine_axis, out in ((1, 1, (1, 7, 2)), (2, 2, (1, 4, 4)), (-1, 2, (1, 4, 4))):
+        spec = row("CONCATENATION", (1, 4, 2), out)
+        opts = type("Opts", (), {"axis": axis, "fusedActivationFunction": 0})()
+        a, b = act(1, 4, 2), act(*([1, 3, 2] if engine_axis == 1 else [1, 4, 2]))
+        _parse_concat(spec, opts, [a, b], act(*out), "here")
+        assert spec.axis == engine_axis, axis
+    with pytest.raises(UnsupportedOpError, match=r"here: MEAN over axes \[1, 2\] of a rank-3"):
+        _parse_mean(row("MEAN", (1, 4, 2), (1, 1)), None, act(1, 4, 2), act(1, 1),
+                    [const([1, 2])], "here")
+
+
 def test_board_flash_is_what_the_app_may_use():
     """nano33ble: PlatformIO's upload.maximum_size (the mbed bootloader keeps 64 KB);
     esp32-s3: ESP-IDF's default single-app factory partition (the port sets no table)."""
