@@ -1802,6 +1802,42 @@ def test_quantization_arithmetic_follows_tflm_where_converted_models_do_not_reac
     assert qm.quantize_multiplier(qm.effective_scale(0.1, 0.3, 0.7)) == (1472560321, -4)
 
 
+def test_quant_math_at_the_edges_by_hand():
+    """TFLM's Prepare arithmetic where the converted models do not reach, by hand from the
+    rules in quant_math's docstring: QuantizeMultiplier's carry (q rounds up to 1), its
+    flush to (0, 0) below 2^-32, round half away from zero; per-channel multipliers each
+    from its own scale; RELU6 and RELU_N1_TO_1 clamps; dilated VALID/SAME sizes and the
+    SAME padding of a window that fits; softmax's 2^31 - 1 clamp and diff_min's floor;
+    MEAN's shift min(floor(log2 count), 32, 31 + s) and the floor of (m << shift) / count;
+    LOGISTIC's radius floor for an input scale >= 1; DownScaleInt32ToInt16Multiplier's
+    rounding and saturation."""
+    from tinysift.export import quant_math as qm
+
+    assert qm.quantize_multiplier(1 - 2.0 ** -40) == (1 << 30, 1)  # q * 2^31 rounds to 2^31
+    assert qm.quantize_multiplier(2.0 ** -32) == (1 << 30, -31)
+    assert qm.quantize_multiplier(2.0 ** -33) == (0, 0)
+    assert qm.quantize_multiplier(0.5 + 2.0 ** -32) == ((1 << 30) + 1, 0)  # x.5 rounds up
+    mults, shifts = qm.channel_multipliers(0.5, np.array([0.25, 0.75], np.float32), 1.0)
+    assert (mults.tolist(), shifts.tolist()) == ([1 << 30, 1_610_612_736], [-2, -1])
+    assert qm.activation_range("RELU6", 0.01, 0) == (0, 127)
+    assert qm.activation_range("RELU_N1_TO_1", 0.01, 10) == (-90, 110)
+    assert qm.out_size("VALID", 7, 3, 1, 2) == 3 and qm.out_size("SAME", 7, 3, 1, 2) == 7
+    assert qm.same_padding(7, 3, 1, 2, 7) == 2 and qm.same_padding(8, 1, 2, 1, 4) == 0
+    # beta * scale * 2^26: 2^22 -> (2^30, 23), diff_min -31 * 2^26 / 2^23; 2^28 -> 31 / 8;
+    # 2^32 clamped to 2^31 - 1 = (2^31 - 1) * 2^(31 - 31), diff_min -floor(31 / 32)
+    assert qm.softmax_params(1.0, 1 / 16) == (1 << 30, 23, -248)
+    assert qm.softmax_params(1.0, 4.0) == (1 << 30, 29, -3)
+    assert qm.softmax_params(1.0, 64.0) == ((1 << 31) - 1, 31, 0)
+    assert qm.mean_multiplier(1.0, 1.0, 49) == (2 ** 35 // 49, 1 - 5)
+    assert qm.mean_multiplier(1.0, 1.0, 3) == (715_827_882, 0)  # 2^31 / 3 = ...882.67
+    assert qm.mean_multiplier(2.0 ** -30, 1.0, 49) == (2 ** 32 // 49, -31)  # 31 + s = 2
+    assert qm.mean_multiplier(4.0, 1.0, 2 ** 33) == (1 << 29, 3 - 32)  # the cap of 32
+    assert qm.logistic_params(3.0) == (1_610_612_736, 29, 3)  # 15 * 2^27 / 2^29 = 3.75
+    assert qm.downscale_int16(1 << 30) == 16384 and qm.downscale_int16((1 << 30) + 32768) \
+        == 16385 and qm.downscale_int16((1 << 30) + 32767) == 16384
+    assert qm.downscale_int16((1 << 31) - 1) == 32767
+
+
 def test_the_inference_plan_holds_the_stack_the_scratch_and_the_io_buffers(
         small_model_tflite):
     """`engine check/export --board`'s plan (inference alone): the stack the profile
