@@ -228,6 +228,62 @@ def test_match_ports_orders_and_hints():
         "--port /dev/ttyS0")
 
 
+
+def _usb_port(device: str, vid: int | None = None, pid: int | None = None,
+              description: str = "n/a"):
+    """pyserial's own ListPortInfo, filled in as its USB probing fills it (vid, pid,
+    description); a port with no vid/pid is a non-USB one (a UART), described "n/a"."""
+    from serial.tools.list_ports_common import ListPortInfo
+
+    port = ListPortInfo(device, skip_link_detection=True)
+    port.vid, port.pid, port.description = vid, pid, description
+    return port
+
+
+def test_usb_id_needs_both_halves():
+    """A port with a vendor but no product ID (or the other way round) is not a USB ID: None,
+    not a half-formatted one or a TypeError; both are lower-case four-digit hex."""
+    assert usb_id(0x0483, None) is None and usb_id(None, 0x374B) is None
+    assert usb_id(None, None) is None
+    assert usb_id(0x2E8A, 0x000A) == "2e8a:000a"
+
+
+def test_match_ports_on_pyserial_ports_orders_hints_and_records():
+    """On pyserial's ListPortInfo: ports of known boards first (a board's port without a
+    known adapter too), then named adapters, then the rest, each group by device name
+    whatever order the OS listed them in; a user profile's upper-case usb_ids match; the
+    hint lists every candidate profile between <...> separated by |; to_dict is the whole
+    record."""
+    folder = user_boards_dir()
+    folder.mkdir(parents=True)
+    # the user's Pico behind a CH340 bridge (no entry in ADAPTERS), IDs in upper case
+    (folder / "pico.toml").write_text('usb_ids = ["2E8A:000A", "1A86:7523"]\n')
+    assert boards_for("2e8a:000a", list_boards()) == ["pico"]
+    ports = [_usb_port("/dev/ttyUSB0", 0x0D28, 0x0204, "DAPLink CMSIS-DAP"),
+             _usb_port("/dev/ttyS0"),
+             _usb_port("/dev/ttyACM3", 0x0483, 0x374B, "STM32 STLink"),
+             _usb_port("/dev/ttyUSB1", 0x1A86, 0x7523, "USB Serial"),
+             _usb_port("/dev/ttyACM1", 0x2E8A, 0x000A, "Pico")]
+    got = match_ports(ports, list_boards())
+    assert [m.device for m in got] == ["/dev/ttyACM1", "/dev/ttyACM3", "/dev/ttyUSB1",
+                                       "/dev/ttyUSB0", "/dev/ttyS0"]
+    pico, nucleo, ch340, dap, uart = got
+    assert pico.to_dict() == {"device": "/dev/ttyACM1", "usb_id": "2e8a:000a",
+                              "description": "Pico",
+                              "adapter": "Raspberry Pi Pico (USB serial)",
+                              "boards": ["pico"], "pass": "--board pico --port /dev/ttyACM1"}
+    assert nucleo.hint == ("--board <nucleo_f401re|nucleo_f411re|nucleo_f446re|"
+                           "nucleo_l4r5zi> --port /dev/ttyACM3")
+    assert ch340.to_dict() == {"device": "/dev/ttyUSB1", "usb_id": "1a86:7523",
+                               "description": "USB Serial", "adapter": "",
+                               "boards": ["pico"], "pass": "--board pico --port /dev/ttyUSB1"}
+    assert dap.to_dict() == {"device": "/dev/ttyUSB0", "usb_id": "0d28:0204",
+                             "description": "DAPLink CMSIS-DAP",
+                             "adapter": "Arm DAPLink / CMSIS-DAP (any board behind it)",
+                             "boards": [], "pass": "--port /dev/ttyUSB0"}
+    assert uart.to_dict() == {"device": "/dev/ttyS0", "usb_id": None, "description": "n/a",
+                              "adapter": "", "boards": [], "pass": "--port /dev/ttyS0"}
+
 # ---- flashing ----------------------------------------------------------------------------------
 
 def _plan(name: str, tmp_path: Path):
