@@ -505,8 +505,12 @@ def test_a_build_past_its_time_leaves_no_compiler_running(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     # a shell (as pio) that starts a long child (as SCons/gcc) and waits for it
     cmd = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]
+    start = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
         run_process_group(cmd, dict(os.environ), timeout=1.0)
+    # killing `pio` alone left its child holding the output pipes: the call waited the
+    # child's whole 60 s for them to close (and found it dead by then)
+    assert time.monotonic() - start < 10
     pid = int(pid_file.read_text())
     for _ in range(50):  # the kill is delivered at once; reaping by init may take a moment
         try:
