@@ -1,0 +1,283 @@
+"""device/build.py's own logic, without a PlatformIO build: the build variables and the
+toolchain that make a build's identity, the firmware sources' hash, the plan's paths, and
+build_firmware's refusals and messages. A stand-in `pio` only for the stock-PlatformIO boards,
+which cannot build here (their platforms download on first use, and there is no internet);
+the offline boards' refusals run the real tools/pio or its absence."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tinysift.boards import load_board
+from tinysift.device.build import (
+    build_environment,
+    build_firmware,
+    build_plan,
+    export_backbone_training,
+    firmware_source_hash,
+    pio_core_dir,
+    toolchain_identity,
+)
+from tinysift.errors import DeviceError, DeviceUnavailable
+
+ROOT = Path(__file__).resolve().parents[1]
+# PlatformIO's variables that change what a build compiles (its sysenvvar options), in the
+# order build.py documents them
+PIO_VARS = ("PLATFORMIO_BUILD_FLAGS", "PLATFORMIO_BUILD_SRC_FLAGS", "PLATFORMIO_BUILD_UNFLAGS",
+            "PLATFORMIO_BUILD_SRC_FILTER", "PLATFORMIO_SRC_DIR", "PLATFORMIO_EXTRA_SCRIPTS")
+
+
+@pytest.fixture(autouse=True)
+def _no_build_variables(monkeypatch):
+    """None of the caller's PlatformIO variables leak into a test."""
+    for name in PIO_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+# ---- a build's identity --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PIO_VARS)
+def test_each_platformio_build_variable_is_in_the_build_environment(name, monkeypatch):
+    """Each variable through which PlatformIO changes a build is part of its environment,
+    its value without the surrounding blanks; a blank one is as if unset."""
+    assert build_environment() == []
+    monkeypatch.setenv(name, "  -DX=1 ")
+    assert build_environment() == [f"{name}=-DX=1"]
+    monkeypatch.setenv(name, "   ")
+    assert build_environment() == []
+
+
+def test_the_build_environment_lists_the_variables_in_their_documented_order(monkeypatch):
+    """All set: one ``NAME=value`` each, in BUILD_ENV_VARS' order whatever the environment's
+    (the identity must not change with the order they were exported in)."""
+    for i, name in enumerate(reversed(PIO_VARS)):
+        monkeypatch.setenv(name, f"v{i}")
+    assert build_environment() == [f"{name}=v{len(PIO_VARS) - 1 - i}"
+                                   for i, name in enumerate(PIO_VARS)]
+
+
+def test_pio_core_dir_per_kind_of_board(tmp_path, monkeypatch):
+    """Emulated boards and the project's own ports (a Nucleo) compile with the offline core
+    ($TINYSIFT_PIO_CORE_DIR, ~ expanded, else tools/.pio-core); a stock-PlatformIO board
+    (the Nano 33 BLE) with stock PlatformIO's ($PLATFORMIO_CORE_DIR, else ~/.platformio)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("TINYSIFT_PIO_CORE_DIR", raising=False)
+    monkeypatch.delenv("PLATFORMIO_CORE_DIR", raising=False)
+    qemu, nucleo, nano = (load_board(n) for n in ("qemu-mps2-an386", "nucleo_f411re",
+                                                  "nano33ble"))
+    assert pio_core_dir(qemu) == pio_core_dir(nucleo) == ROOT / "tools" / ".pio-core"
+    assert pio_core_dir(nano) == tmp_path / ".platformio"
+    monkeypatch.setenv("TINYSIFT_PIO_CORE_DIR", "~/offline")
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", "~/stock")
+    assert pio_core_dir(qemu) == pio_core_dir(nucleo) == tmp_path / "offline"
+    assert pio_core_dir(nano) == tmp_path / "stock"
+
+
+def _package(core: Path, name: str, package_json: str, gcc: str | None) -> None:
+    """A toolchain package of an offline core: its package.json text and a compiler script
+    (``gcc``: the shell body of bin/x-gcc; None: no compiler)."""
+    pkg = core / "packages" / name
+    (pkg / "bin").mkdir(parents=True)
+    (pkg / "package.json").write_text(package_json)
+    if gcc is not None:
+        script = pkg / "bin" / "x-gcc"
+        script.write_text(f"#!/bin/sh\n{gcc}\n")
+        script.chmod(0o755)
+
+
+def test_toolchain_identity_reads_what_it_can(tmp_path, monkeypatch):
+    """The first line of a real compiler's multi-line --version (its name and version, not
+    the copyright after it); nothing from a compiler that fails, even one that prints; the
+    folder's name and version ``?`` for a package.json that is not JSON or not an object."""
+    core = tmp_path / "core"
+    monkeypatch.setenv("TINYSIFT_PIO_CORE_DIR", str(core))
+    _package(core, "toolchain-a", "[1, 2]",
+             "echo 'x-gcc (GCC) 13.2.1'; echo 'Copyright (C) 2023'; echo ''")
+    _package(core, "toolchain-b", "{not json", "echo 'x-gcc: broken'; exit 1")
+    _package(core, "toolchain-c", json.dumps({"name": "gcc-c", "version": "1.2"}), None)
+    assert toolchain_identity(load_board("qemu-mps2-an386")) == (
+        "toolchain-a@? (x-gcc (GCC) 13.2.1),toolchain-b@?,gcc-c@1.2")
+
+
+# ---- the firmware sources' hash --------------------------------------------------------------
+
+def test_firmware_source_hash_follows_paths_and_contents_only(tmp_path, monkeypatch):
+    """In a project folder of its own: an edit or a renamed file changes the hash, build
+    output (.pio) and Python caches under the sources do not; a missing ``extra`` path is
+    refused by name (a typo hashed nothing), an existing one changes the hash; a source folder
+    the project lacks is hashed as empty."""
+    (tmp_path / "firmware" / "src").mkdir(parents=True)
+    (tmp_path / "firmware" / "platformio.ini").write_text("[env:x]\n")
+    (tmp_path / "boards" / "ports" / "p").mkdir(parents=True)
+    app = tmp_path / "firmware" / "src" / "app.c"
+    app.write_text("int main(void) { return 0; }\n")
+    (tmp_path / "boards" / "ports" / "p" / "port.c").write_text("void port(void) {}\n")
+    monkeypatch.setenv("TINYSIFT_ROOT", str(tmp_path))
+    first = firmware_source_hash()
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    app.write_text("int main(void) { return 1; }\n")
+    assert firmware_source_hash() != first
+    app.write_text("int main(void) { return 0; }\n")
+    assert firmware_source_hash() == first
+    for junk in ("firmware/src/.pio/build/app.o", "boards/ports/p/__pycache__/x.pyc"):
+        (tmp_path / junk).parent.mkdir(parents=True)
+        (tmp_path / junk).write_bytes(b"\x7fELF built")
+    assert firmware_source_hash() == first
+    app.rename(app.with_name("main.c"))  # the same bytes under another name
+    assert firmware_source_hash() != first
+    app.with_name("main.c").rename(app)
+    with pytest.raises(FileNotFoundError, match=r"bench/prog\.c does not exist"):
+        firmware_source_hash(("bench/prog.c",))
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "prog.c").write_text("int bench;\n")
+    assert firmware_source_hash(("bench/prog.c",)) not in (first, firmware_source_hash())
+
+
+# ---- the plan ------------------------------------------------------------------------------
+
+def test_build_plan_paths_and_offline(tmp_path, monkeypatch):
+    """The ELF is BUILD_DIR/<pio_env>/firmware.elf; an export given relative to the working
+    folder reaches PlatformIO as an absolute path (it runs in firmware/); the project's own
+    platforms build offline (tools/pio), a stock-PlatformIO board does not; an upload names
+    its port."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "export").mkdir(parents=True)
+    qemu = build_plan(load_board("qemu-mps2-an386"), Path("run/export"), Path("run/device"))
+    build = tmp_path / "run" / "device" / "build"
+    assert qemu.build_dir == build and qemu.elf == build / "qemu-m4" / "firmware.elf"
+    assert qemu.env["TS_EXPORT_DIR"] == str(tmp_path / "run" / "export")
+    assert qemu.offline and qemu.cmd[0] == str(ROOT / "tools" / "pio")
+    assert build_plan(load_board("nucleo_f411re"), None, tmp_path).offline
+    nano = build_plan(load_board("nano33ble"), None, tmp_path, upload=True, port="/dev/ttyACM0")
+    assert not nano.offline
+    assert nano.cmd[-4:] == ["-t", "upload", "--upload-port", "/dev/ttyACM0"]
+
+
+def test_export_backbone_training_without_or_with_an_unreadable_export_json(tmp_path):
+    """No export, or one without export.json (made before the field existed): the full
+    firmware; an export.json that is not JSON: one DeviceError naming it and the fix."""
+    assert export_backbone_training(None) is True
+    assert export_backbone_training(tmp_path) is True
+    (tmp_path / "export.json").write_text('{"backbone_training": fal')
+    with pytest.raises(DeviceError, match=r"export\.json is not readable JSON \(.+\); run "
+                                          r"`tinysift export` again$"):
+        export_backbone_training(tmp_path)
+
+
+# ---- build_firmware's refusals and messages ------------------------------------------------
+
+def test_an_export_without_its_header_is_refused_before_any_build(tmp_path):
+    """An export folder without ts_export.h: one line naming it and `tinysift export`, and
+    nothing built (no build folder)."""
+    export = tmp_path / "export"
+    export.mkdir()
+    with pytest.raises(DeviceError, match=r"export has no ts_export\.h; run `tinysift export` "
+                                          r"first$"):
+        build_firmware(export, load_board("qemu-mps2-an386"), tmp_path / "device")
+    assert not (tmp_path / "device" / "build").exists()
+
+
+def test_a_missing_platformio_names_the_fix_for_its_kind_of_board(tmp_path, monkeypatch):
+    """A project folder without tools/pio (offline boards: run tools/setup.sh) and no `pio`
+    anywhere (a stock board: install PlatformIO, which needs internet on first use)."""
+    qemu, nano = load_board("qemu-mps2-an386"), load_board("nano33ble")
+    project = tmp_path / "project"
+    (project / "firmware").mkdir(parents=True)
+    (project / "boards").symlink_to(ROOT / "boards")
+    (project / "firmware" / "platformio.ini").symlink_to(ROOT / "firmware" / "platformio.ini")
+    monkeypatch.setenv("TINYSIFT_ROOT", str(project))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DeviceUnavailable, match=r"tools/pio not found: run tools/setup\.sh$"):
+        build_firmware(None, qemu, tmp_path / "out")
+    with pytest.raises(DeviceUnavailable, match=r"pio not found: install PlatformIO \(pip "
+                                                 r"install platformio\); this board builds "
+                                                 r"with stock PlatformIO, which needs "
+                                                 r"internet on first use$"):
+        build_firmware(None, nano, tmp_path / "out")
+
+
+# A stand-in for stock PlatformIO (`pio run -d FIRMWARE -e ENV`), which cannot build here:
+# it records its environment, then does what $FAKE_PIO says.
+FAKE_PIO = """#!/bin/sh
+env > "$FAKE_PIO_ENV"
+case "$FAKE_PIO" in
+  fail) i=1; while [ $i -le 30 ]; do echo "out $i"; i=$((i + 1)); done
+        echo "Error: Unknown development platform" >&2; exit 1 ;;
+  no-elf) exit 0 ;;
+  slow) exec sleep 30 ;;
+  *) mkdir -p "$PLATFORMIO_BUILD_DIR/$5"
+     printf 'an ELF' > "$PLATFORMIO_BUILD_DIR/$5/firmware.elf" ;;
+esac
+"""
+
+
+@pytest.fixture
+def stock_pio(tmp_path, monkeypatch):
+    """The stand-in `pio` first on PATH; returns the file where it records its
+    environment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pio").write_text(FAKE_PIO)
+    (bin_dir / "pio").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PIO_ENV", str(tmp_path / "pio.env"))
+    return tmp_path / "pio.env"
+
+
+def _recorded(env_file: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+
+
+def test_a_failed_stock_build_shows_its_last_25_lines_and_the_internet_hint(tmp_path,
+                                                                            monkeypatch,
+                                                                            stock_pio):
+    """The failure's message is the last 25 lines of the build's stdout then stderr (where
+    PlatformIO's error is), after the hint that a stock board needs internet."""
+    monkeypatch.setenv("FAKE_PIO", "fail")
+    with pytest.raises(DeviceUnavailable) as err:
+        build_firmware(None, load_board("nano33ble"), tmp_path / "out")
+    assert str(err.value) == (
+        "firmware build for nano33ble failed (this board builds with stock PlatformIO, which "
+        "needs internet for its platform and toolchain on first use):\n"
+        + "\n".join(f"out {i}" for i in range(7, 31)) + "\nError: Unknown development platform")
+
+
+def test_a_stock_build_without_its_elf_or_past_its_time(tmp_path, monkeypatch, stock_pio):
+    """A build that says it succeeded but wrote no ELF names the missing file; one past its
+    timeout names the board and the time."""
+    nano = load_board("nano33ble")
+    monkeypatch.setenv("FAKE_PIO", "no-elf")
+    elf = (tmp_path / "out" / "build" / "nano33ble" / "firmware.elf").resolve()
+    with pytest.raises(DeviceUnavailable, match=rf"^the build reported success but "
+                                                rf"{re.escape(str(elf))} is missing$"):
+        build_firmware(None, nano, tmp_path / "out")
+    monkeypatch.setenv("FAKE_PIO", "slow")
+    with pytest.raises(DeviceUnavailable, match=r"^the firmware build for nano33ble took over "
+                                                r"1 s$"):
+        build_firmware(None, nano, tmp_path / "out", timeout=0.6)
+
+
+def test_a_build_copies_its_elf_and_passes_only_its_own_export(tmp_path, monkeypatch,
+                                                               stock_pio):
+    """The ELF is copied to OUT/firmware-<pio_env>.elf; PlatformIO gets the export's absolute
+    folder, and without an export none at all: a TS_EXPORT_DIR left in the caller's shell
+    would have compiled another run's model into the app."""
+    nano = load_board("nano33ble")
+    monkeypatch.setenv("FAKE_PIO", "ok")
+    monkeypatch.setenv("TS_EXPORT_DIR", str(tmp_path / "another-run" / "export"))
+    res = build_firmware(None, nano, tmp_path / "out")
+    assert res.elf == (tmp_path / "out" / "firmware-nano33ble.elf").resolve()
+    assert res.elf.read_bytes() == b"an ELF" and (res.flash_bytes, res.ram_bytes) == (None, None)
+    seen = _recorded(stock_pio)
+    assert "TS_EXPORT_DIR" not in seen
+    assert seen["PLATFORMIO_BUILD_DIR"] == str((tmp_path / "out" / "build").resolve())
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "ts_export.h").write_text("/* an export */\n")
+    build_firmware(export, nano, tmp_path / "out")
+    assert _recorded(stock_pio)["TS_EXPORT_DIR"] == str(export.resolve())
