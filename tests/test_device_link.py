@@ -1242,3 +1242,157 @@ def test_an_unreadable_db_use_is_sent_again():
         assert [r.type for r in records] == ["db", "ready"]
         assert peer.received == ["db use flash"] and link.stats.garbled_host_lines == 1
     peer.stop.set()
+
+
+# ---- link.py's bounds (mutation audit) -------------------------------------------------------
+
+def test_the_highest_tcp_port_is_a_socket_url():
+    """Port 65535 is a port (1..65535): not refused as a malformed URL, it is tried and,
+    with nothing listening, fails as a port that cannot be opened."""
+    with pytest.raises(DeviceError, match=r"^cannot open socket://127\.0\.0\.1:65535: "):
+        SerialLink("socket://127.0.0.1:65535", connect_timeout=0.2)
+
+
+def test_a_max_line_below_the_protocol_s_still_reads_its_lines():
+    """``max_line`` only raises the accepted length: below MAX_LINE a record of the
+    protocol's own length limit is still read."""
+    peer = Peer(on_connect=rec("@boot proto=1 resets=0 board=qemu-mps2-an386"))
+    peer.start()
+    with SerialLink(peer.url, max_line=10) as link:
+        assert link.wait_boot(timeout=2.0).fields["board"] == "qemu-mps2-an386"
+        assert link.stats.dropped_lines == 0
+    peer.stop.set()
+
+
+def test_a_write_whose_deadline_has_passed_still_gets_its_short_timeout():
+    """A command sent after its deadline (a slow earlier step) gets the 50 ms floor as its
+    write timeout, not a negative one that pyserial refuses: the bytes are written."""
+    peer = Peer()
+    peer.start()
+    with SerialLink(peer.url) as link:
+        link.write_line("info", deadline=time.monotonic() - 5.0)
+        assert link.port.write_timeout == pytest.approx(0.05)
+        for _ in range(100):
+            if peer.received:
+                break
+            time.sleep(0.01)
+        assert peer.received == ["info"]
+    peer.stop.set()
+
+
+def test_an_overflow_keeps_the_last_at_sign_of_its_tail_only():
+    """More than max_line bytes without a newline, with an `@` in the noise before the
+    partly arrived @boot: the noise up to the @boot's own `@` is dropped in one go (one
+    dropped line), and the @boot read whole."""
+    noise = bytearray((b"\xff\x00 noise " * 500)[:4080])
+    noise[4000] = ord("@")  # within the last MAX_LINE bytes kept when the buffer overflows
+    stats = _reset_after(bytes(noise), timeout=3.0)
+    assert stats.dropped_bytes == 4080 and stats.dropped_lines == 1
+
+
+def test_garbage_without_newline_is_dropped_while_waiting():
+    """4097 bytes without a newline (one more than max_line) are dropped as soon as they
+    are there, counted as one line, even if no newline ever comes; the timeout says so."""
+    peer = Peer(script=lambda cmd, send: send(b"x" * 5000))
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceError, match=r"no valid record .* \(1 corrupt lines dropped\)"):
+            link.command("info", timeout=1.0)
+        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == 4097
+    peer.stop.set()
+
+
+def test_a_train_after_an_unreadable_line_gets_its_own_silence_limit():
+    """An unreadable line, then `train` silent for 1.5 s before its first record: a command
+    that is not resent waits its own silence limit (here 4 s), not the 1 s grace of a
+    resendable one, and its records are taken (sent once)."""
+    def script(cmd, send):
+        send(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=- status=103"))
+        time.sleep(1.5)
+        answer_train(cmd, send)
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("train", timeout=4.0)
+        assert [r.type for r in records] == ["epoch", "ready"]
+        assert peer.received == ["train"]
+    peer.stop.set()
+
+
+def test_a_command_may_send_exactly_its_record_bound():
+    """``limits.records`` is the most a command can send, its @ready included: exactly that
+    many is a finished command, one more is refused."""
+    from tinysift.device.limits import Limits
+
+    peer = Peer(script=answer_info)  # @info, @mem, @ready: three records
+    peer.start()
+    with SerialLink(peer.url) as link:
+        records = link.command("info", limits=Limits(5.0, 10.0, 3))
+        assert [r.type for r in records] == ["info", "mem", "ready"]
+        with pytest.raises(DeviceError, match=r"sent 3 records for `info` without ending it "
+                                              r"\(it can send at most 2; last: @ready "):
+            link.command("info", limits=Limits(5.0, 10.0, 2))
+    peer.stop.set()
+
+
+def test_wait_boot_takes_its_record_bound_of_other_records_first():
+    """``wait_boot``'s bound counts the records other than @boot: that many before it are
+    passed over, one more is refused naming how many came."""
+    from tinysift.device.limits import Limits
+
+    chatter = rec("@log msg=a") + rec("@log msg=b")
+    peer = Peer(on_connect=chatter + rec("@boot proto=1 resets=0"))
+    peer.start()
+    with SerialLink(peer.url) as link:
+        assert link.wait_boot(limits=Limits(2.0, 4.0, 2)).fields["resets"] == "0"
+    peer.stop.set()
+    peer = Peer(on_connect=chatter + rec("@log msg=c") + rec("@boot proto=1 resets=0"))
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(DeviceError,
+                                                     match=r"sent 3 records but no @boot"):
+        link.wait_boot(limits=Limits(2.0, 4.0, 2))
+    peer.stop.set()
+
+
+def test_records_sent_just_before_the_emulator_closes_are_all_read():
+    """A peer that sends its last records and closes at once (QEMU exiting): every record
+    is read before the link reports the close (a read of many bytes lost the partial read
+    when the peer closed)."""
+    def script(cmd, send):
+        send(rec("@info proto=1") + rec("@mem stack=8192") + rec("@ready cmd=info status=0"))
+        peer.conn.shutdown(socket.SHUT_RDWR)
+        peer.conn.close()
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        assert [r.type for r in link.command("info", timeout=5.0)] == ["info", "mem", "ready"]
+    peer.stop.set()
+
+
+def test_a_refusal_names_every_err_of_the_command():
+    """Every @err the command sent is in its refusal, in order, not only the last ones."""
+    def script(cmd, send):
+        send(rec("@err code=5 msg=first") + rec("@err code=5 msg=second")
+             + rec("@log msg=cleanup") + rec("@ready cmd=bogus status=5"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(
+            DeviceError, match=r"^device refused 'bogus': status 5 \(first; second\)$"):
+        link.command("bogus", timeout=5.0)
+    peer.stop.set()
+
+
+def test_on_idle_runs_only_while_no_bytes_come():
+    """``on_idle`` (the session writes pending results then) runs when a read finds nothing,
+    not for every byte read: a @boot already waiting in the socket is read without it."""
+    idle = []
+    peer = Peer(on_connect=rec("@boot proto=1 resets=0"))
+    peer.start()
+    with SerialLink(peer.url, on_idle=lambda: idle.append(1)) as link:
+        time.sleep(0.3)  # the whole @boot is in the socket before the read starts
+        assert link.wait_boot(timeout=2.0).fields["resets"] == "0"
+        assert idle == []
+    peer.stop.set()
