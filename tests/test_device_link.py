@@ -1396,3 +1396,34 @@ def test_on_idle_runs_only_while_no_bytes_come():
         assert link.wait_boot(timeout=2.0).fields["resets"] == "0"
         assert idle == []
     peer.stop.set()
+
+
+def test_a_socket_that_listens_late_is_retried_until_it_does():
+    """An emulator still binding its TCP port when the host connects: a refused socket
+    connect is retried within connect_timeout, and the link then reads its @boot."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a free port, nothing listening yet
+    done = threading.Event()
+
+    def emulator():
+        time.sleep(0.3)
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen(1)
+        conn, _ = srv.accept()
+        conn.sendall(rec("@boot proto=1 resets=0"))
+        done.wait(5.0)
+        conn.close()
+        srv.close()
+
+    thread = threading.Thread(target=emulator, daemon=True)
+    thread.start()
+    try:
+        with SerialLink(f"socket://127.0.0.1:{port}", connect_timeout=5.0) as link:
+            assert link.wait_boot(timeout=2.0).fields["resets"] == "0"
+    finally:
+        done.set()
+        thread.join(5.0)
