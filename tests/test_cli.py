@@ -1604,3 +1604,402 @@ def test_demo_and_run_overrides_reach_the_pipeline(monkeypatch, tmp_path):
     # an empty --methods (an unset shell variable) is refused, not read as the file's
     assert main(["run", str(pipelines / "demo.toml"), "--methods", ""]) == 2
     assert len(seen) == 5
+
+
+def _stop_calls(monkeypatch, target: str) -> list[tuple[tuple, dict]]:
+    """Like :func:`_stop_at`, for a stage called with several arguments: records each call's
+    positional and keyword arguments, then stops the command as Ctrl-C does (exit 130)."""
+    import importlib
+
+    calls: list[tuple[tuple, dict]] = []
+
+    def capture(*a, **k):
+        calls.append((a, k))
+        raise KeyboardInterrupt
+
+    module, name = target.split(":")
+    monkeypatch.setattr(importlib.import_module(module), name, capture)
+    return calls
+
+
+def test_train_hands_the_stage_every_option_and_the_helps_defaults(monkeypatch, tmp_path):
+    """`train` passes each flag to the stage under its own name (--selection and --condensed
+    not swapped), --guided-params as a dict, --epochs 0 as the step rule (None), and
+    without flags the defaults --help states: runs/train-<dataset>, width 16, ds-cnn,
+    batch 128, no label noise, no keep-steps, seed 0, 10 epochs on the full set."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    calls = _stop_calls(monkeypatch, "tinysift.stages.train:train")
+    assert main(["train", "--dataset", "digits"]) == 130
+    assert calls[-1] == (("digits", Path("runs/train-digits")), dict(
+        keep=None, selection=None, condensed=None, epochs=10, seed=0, width=16,
+        variant="ds-cnn", guided=None, budget=None, label_noise=0.0, guided_params=None,
+        keep_steps=False, batch=128))
+    # a path's separators never reach the default folder's name
+    assert main(["train", "--dataset", "npz:a/b.npz"]) == 130
+    assert calls[-1][0] == ("npz:a/b.npz", Path("runs/train-npz_a_b.npz"))
+    assert main(["train", "--dataset", "digits", "--out", str(tmp_path / "r"), "--keep", "50",
+                 "--selection", str(tmp_path / "s.npz"), "--condensed",
+                 str(tmp_path / "c.npz"), "--epochs", "0", "--seed", "7", "--width", "8",
+                 "--variant", "resnet8", "--guided", "flow", "--budget", "0.4",
+                 "--guided-params", '{"judge": "knn"}', "--keep-steps", "--batch", "32",
+                 "--label-noise", "0.2"]) == 130
+    assert calls[-1] == (("digits", tmp_path / "r"), dict(
+        keep="50", selection=tmp_path / "s.npz", condensed=tmp_path / "c.npz", epochs=None,
+        seed=7, width=8, variant="resnet8", guided="flow", budget=0.4, label_noise=0.2,
+        guided_params={"judge": "knn"}, keep_steps=True, batch=32))
+    # a condensed set alone is a subset too: the step rule, not 10 epochs of 100 samples
+    assert main(["train", "--dataset", "digits", "--condensed", str(tmp_path / "c.npz")]) == 130
+    assert main(["train", "--dataset", "digits", "--selection", str(tmp_path / "s.npz")]) == 130
+    assert [k["epochs"] for _, k in calls[-2:]] == [None, None]
+
+
+def test_train_prints_its_outcome_and_warnings_as_text(monkeypatch, tmp_path, capsys):
+    """`train`'s two result lines name the samples, seconds, steps, the cached tag, the
+    accuracy, size and model path (a folder with brackets in its name printed as is), and
+    every warning of the stage goes to stderr, one `warning:` line each. (The stage is
+    replaced by one returning a known outcome: the lines' content, not training, is held.)"""
+    import importlib
+
+    from tinysift.cli import main
+    from tinysift.stages.train import TrainOutcome
+
+    run = tmp_path / "r[v2]"
+
+    def fake(*a, **k):
+        return TrainOutcome(run, 0.91236, 143, 2.34, 500, 1234, 5678, skipped=True,
+                            warnings=["first [bold]one[/]", "second"])
+
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.train"), "train", fake)
+    assert main(["train", "--dataset", "digits", "--out", str(run)]) == 0
+    captured = capsys.readouterr()
+    out = " ".join(captured.out.split())
+    assert "trained on 143 samples in 2.3 s (500 steps) (cached: inputs unchanged)" in out, out
+    assert (f"test accuracy 0.9124 params 1234 MACs/sample 5678 -> {run}/model.keras"
+            in out), out
+    assert "warning" not in captured.out
+    assert [line for line in captured.err.splitlines() if line.startswith("warning:")] == [
+        "warning: first [bold]one[/]", "warning: second"], captured.err
+
+
+def test_prune_and_condense_hand_the_stage_every_option(monkeypatch, tmp_path):
+    """`prune` and `condense` pass dataset, method, budget, folder, seed (and prune's label
+    noise and --no-balance) to the stage; their defaults are --help's: vq, seed 0, balanced,
+    no noise, runs/prune-<dataset>-<method>-<keep> and runs/condense-<dataset>-<method>-<K>."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    pruned = _stop_calls(monkeypatch, "tinysift.stages.prune:prune")
+    assert main(["prune", "--dataset", "digits", "--keep", "0.1"]) == 130
+    assert pruned[-1] == (("digits", "vq", "0.1", Path("runs/prune-digits-vq-0.1")),
+                          dict(seed=0, label_noise=0.0, balance=True))
+    assert main(["prune", "--dataset", "npz:x/d.npz", "--method", "el2n", "--keep", "20",
+                 "--out", str(tmp_path / "p"), "--seed", "4", "--label-noise", "0.3",
+                 "--no-balance"]) == 130
+    assert pruned[-1] == (("npz:x/d.npz", "el2n", "20", tmp_path / "p"),
+                          dict(seed=4, label_noise=0.3, balance=False))
+    assert main(["prune", "--dataset", "npz:x/d.npz", "--method", "random", "--keep", "5"]) == 130
+    assert pruned[-1][0][3] == Path("runs/prune-npz_x_d.npz-random-5")
+    condensed = _stop_calls(monkeypatch, "tinysift.stages.condense:condense")
+    assert main(["condense", "--dataset", "digits", "--per-class", "3"]) == 130
+    assert condensed[-1] == (("digits", "vq", 3, Path("runs/condense-digits-vq-3")),
+                             dict(seed=0))
+    assert main(["condense", "--dataset", "folder:x/y", "--method", "herding", "--per-class",
+                 "2", "--out", str(tmp_path / "c"), "--seed", "5"]) == 130
+    assert condensed[-1] == (("folder:x/y", "herding", 2, tmp_path / "c"), dict(seed=5))
+    assert main(["condense", "--dataset", "folder:x/y", "--method", "dm", "--per-class",
+                 "2"]) == 130
+    assert condensed[-1][0][3] == Path("runs/condense-folder_x_y-dm-2")
+
+
+def test_adapt_hands_the_pipeline_every_option_and_the_helps_defaults(monkeypatch, tmp_path,
+                                                                     capsys):
+    """`adapt` builds its configuration from every flag (none dropped or swapped: two
+    per-class counts, two strings of methods), and without flags from --help's defaults:
+    new-classes on fashion-mnist, old classes 0-7, 100 new and 20 vq replay samples per
+    class, head, qemu-mps2-an386, 300 steps, lr 0.05, cosine, seed 0, runs/adapt.
+    --old-classes outside new-classes is refused before the pipeline."""
+    from dataclasses import asdict
+
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.pipeline.adapt:run_adapt")
+    mine = {"momentum": 0.9, "batch": 32, "balance": True, "base_epochs": 10,
+            "test_per_class": 30, "replay_params": {}}  # not options: AdaptConfig's own
+    assert main(["adapt"]) == 130
+    assert asdict(seen[-1]) == dict(
+        scenario="new-classes", dataset="fashion-mnist", old_classes=tuple(range(8)), new=None,
+        new_per_class=100, replay="vq", replay_per_class=20, update="head",
+        board="qemu-mps2-an386", steps=300, lr=0.05, schedule="cosine", seed=0,
+        out="runs/adapt", **mine)
+    assert main(["adapt", "--dataset", "digits", "--old-classes", "0,2,4-6",
+                 "--new-per-class", "7", "--replay", "herding", "--replay-per-class", "3",
+                 "--update", "last-block", "--board", "qemu-mps2-an500", "--steps", "40",
+                 "--lr", "0.2", "--schedule", "step", "--seed", "9", "--out",
+                 str(tmp_path / "a")]) == 130
+    assert asdict(seen[-1]) == dict(
+        scenario="new-classes", dataset="digits", old_classes=(0, 2, 4, 5, 6), new=None,
+        new_per_class=7, replay="herding", replay_per_class=3, update="last-block",
+        board="qemu-mps2-an500", steps=40, lr=0.2, schedule="step", seed=9,
+        out=str(tmp_path / "a"), **mine)
+    assert main(["adapt", "--scenario", "shift", "--dataset", "mnist"]) == 130
+    assert (seen[-1].scenario, seen[-1].dataset) == ("shift", "mnist")
+    for scenario in ("shift", "user"):
+        assert main(["adapt", "--scenario", scenario, "--old-classes", "0-7"]) == 2
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert "--old-classes applies to the new-classes scenario only" in line, line
+        assert "drop --old-classes" in line, line
+    assert len(seen) == 3
+
+
+def test_old_classes_ranges_lists_and_the_largest_class():
+    """--old-classes: single numbers, low-high ranges (both ends in), lists of both, a range
+    of one; class 9999 (MAX_CLASS) is taken before the dataset is read, 10000 refused."""
+    from tinysift.cli.adapt_cmd import MAX_CLASS, _classes
+    from tinysift.errors import BudgetError
+
+    assert _classes("0-7") == (0, 1, 2, 3, 4, 5, 6, 7)
+    assert _classes("3") == (3,) and _classes("5-5") == (5,)
+    assert _classes("9,1-2,4") == (1, 2, 4, 9)
+    assert MAX_CLASS == 9999 and _classes("9999") == (9999,)
+    with pytest.raises(BudgetError, match="class 10000 is beyond any dataset's classes"):
+        _classes("9998-10000")
+
+
+def test_adapt_prints_old_new_and_all_of_device_and_host(monkeypatch, capsys):
+    """`adapt`'s result line: the device's old/new/all accuracy (3 decimals, '-' for a split
+    the scenario has not), the host joint model's, and the estimated energy. (The pipeline is
+    replaced by one returning a known result: a real adaptation takes minutes.)"""
+    import importlib
+
+    from tinysift.cli import main
+
+    def fake(cfg, log):
+        log("base model ready")
+        return {"label": "head, vq 20/class", "device": {
+            "acc": {"old": 0.81234, "new": None, "all": 0.7}, "energy_mj": 12.34},
+            "host_joint": {"old": 0.9, "new": 0.8, "all": 0.88}}
+
+    monkeypatch.setattr(importlib.import_module("tinysift.pipeline.adapt"), "run_adapt", fake)
+    assert main(["adapt", "--dataset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "base model ready" in out
+    assert ("device (head, vq 20/class): old 0.812  new -  all 0.700;  host joint model: "
+            "old 0.900  new 0.800  all 0.880;  12.3 mJ (estimated)") in out, out
+
+
+def test_bench_upkeep_hands_the_bench_every_option(monkeypatch, tmp_path):
+    """`bench upkeep` without --quick builds its configuration from every flag (none dropped
+    or swapped; --updates split on commas), its progress beside the results; the scenario's
+    base dataset and old classes default as --help says (shift: mnist, every class; new-
+    classes: fashion-mnist, 0-7); --quick runs --help's digits, new-classes, 1 seed,
+    buffer 5, head, into --out-dir."""
+    from tinysift.cli import main
+    from tinysift.pipeline.upkeep import EVERY
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.upkeep:bench_upkeep")
+    out = tmp_path / "o"
+    assert main(["bench", "upkeep", "--scenario", "new-classes", "--dataset", "digits",
+                 "--seeds", "2", "--buffers", "3,7", "--updates", "head,bias",
+                 "--vq-per-class", "6", "--replay", "herding", "--replay-per-class", "4",
+                 "--new-per-class", "9", "--steps", "50", "--base-epochs", "5", "--board",
+                 "qemu-mps2-an500", "--out-dir", str(out)]) == 130
+    cfg, up = seen[-1], seen[-1].upkeep
+    assert (cfg.seeds, cfg.out_dir, cfg.progress_dir, cfg.quick) == (
+        2, out, out / "progress", False)
+    assert (up.scenario, up.dataset, up.old_classes, up.new_per_class, up.replay,
+            up.replay_per_class, up.buffers, up.updates, up.vq_per_class, up.steps,
+            up.base_epochs, up.board) == (
+        "new-classes", "digits", tuple(range(8)), 9, "herding", 4, (3, 7), ("head", "bias"),
+        6, 50, 5, "qemu-mps2-an500")
+    assert main(["bench", "upkeep", "--scenario", "new-classes"]) == 130
+    up = seen[-1].upkeep
+    assert (up.dataset, up.old_classes, up.new_per_class, up.vq_per_class, up.updates) == (
+        "fashion-mnist", tuple(range(8)), EVERY, 4, ("head",))
+    assert main(["bench", "upkeep"]) == 130
+    assert (seen[-1].upkeep.scenario, seen[-1].upkeep.dataset,
+            seen[-1].upkeep.old_classes) == ("shift", "mnist", tuple(range(10)))
+    assert main(["bench", "upkeep", "--quick", "--out-dir", str(out)]) == 130
+    cfg, up = seen[-1], seen[-1].upkeep
+    assert (cfg.quick, cfg.seeds, cfg.out_dir, up.dataset, up.scenario, up.old_classes,
+            up.buffers, up.updates) == (True, 1, out, "digits", "new-classes",
+                                        tuple(range(8)), (5,), ("head",))
+
+
+def _npz_with_splits(path) -> str:
+    """A user dataset of 3 classes with its own test split: train counts 3, 2, 1 and test
+    counts 1, 2, 0 (class 2 has no test sample)."""
+    np.savez(path, x=np.zeros((6, 4, 4), np.uint8), y=np.array([0, 0, 0, 1, 1, 2]),
+             x_test=np.zeros((3, 4, 4), np.uint8), y_test=np.array([0, 1, 1]))
+    return f"npz:{path}"
+
+
+def test_data_info_counts_each_split_per_class(tmp_path, capsys):
+    """`data info` (text and --json): the train and test sizes, the image shape, the number
+    of classes and each class's train and test counts, not swapped; --json's record has
+    every field."""
+    import json
+
+    from tinysift.cli import main
+
+    name = _npz_with_splits(tmp_path / "d.npz")
+    assert main(["data", "info", name, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info) == {"name", "source", "train", "test", "shape", "num_classes",
+                         "content_hash", "classes", "warnings"}
+    assert (info["train"], info["test"], info["shape"], info["num_classes"]) == (
+        6, 3, [4, 4, 1], 3)
+    assert [(c["index"], c["train"], c["test"]) for c in info["classes"]] == [
+        (0, 3, 1), (1, 2, 2), (2, 1, 0)]
+    assert len(info["content_hash"]) > 8 and len(info["warnings"]) == 1
+    assert main(["data", "info", name]) == 0
+    out = capsys.readouterr().out
+    assert "train 6  test 3  image 4x4x1 uint8  classes 3  hash " + info["content_hash"] in out
+    rows = [[cell.strip() for cell in line.strip("│┃ ").split("│")]
+            for line in out.splitlines() if line.count("│") >= 3]
+    assert [row[0::2] + row[3:4] for row in rows] == [["0", "3", "1"], ["1", "2", "2"],
+                                                      ["2", "1", "0"]], out
+
+
+def test_data_list_json_has_every_field(capsys):
+    """`data list --json`: each dataset's name, description, shape, split sizes,
+    availability and how to get it; the digits are here, 1437 train and 360 test."""
+    import json
+
+    from tinysift.cli import main
+
+    assert main(["data", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert all(set(d) == {"name", "description", "shape", "train", "test", "available",
+                          "install_hint"} for d in listed)
+    digits = next(d for d in listed if d["name"] == "digits")
+    assert (digits["shape"], digits["train"], digits["test"], digits["available"]) == (
+        [8, 8, 1], 1437, 360, True)
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "npz:PATH" in out and "folder:PATH" in out and "360" in out
+
+
+def test_the_one_error_path_maps_each_end_to_its_exit_status(monkeypatch, capsys, tmp_path):
+    """main(): a signal's Terminated is 128 + N with a line naming the signal; a stage's own
+    typer.Exit or SystemExit keeps its code; click's Abort is 130; a FileNotFoundError in an
+    existing folder is a bug (exit 1, not the deleted-folder line); TINYSIFT_TRACEBACK=1
+    lets the error through with its traceback."""
+    import click
+
+    from tinysift.errors import Terminated
+
+    args = ["prune", "--dataset", "digits", "--keep", "0.1", "--out", str(tmp_path)]
+    stage = "tinysift.stages.prune:prune"
+    code, err = _main(monkeypatch, capsys, stage, Terminated(15), args)
+    assert code == 143 and "stopped by signal 15: finished stages are saved" in err, err
+    code, err = _main(monkeypatch, capsys, stage, typer_exit(3), args)
+    assert code == 3, err
+    code, err = _main(monkeypatch, capsys, stage, SystemExit(4), args)
+    assert code == 4, err
+    code, err = _main(monkeypatch, capsys, stage, click.exceptions.Abort(), args)
+    assert code == 130 and "aborted" in err, err
+    code, err = _main(monkeypatch, capsys, stage, FileNotFoundError("x.npz"), args)
+    assert code == 1 and "unexpected FileNotFoundError: x.npz" in err, err
+    assert "current folder" not in err
+    monkeypatch.setenv("TINYSIFT_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        _main(monkeypatch, capsys, stage, ZeroDivisionError("y"), args)
+
+
+def typer_exit(code: int) -> BaseException:
+    """A ``typer.Exit`` with ``code`` (what a command raises to end with that status)."""
+    import typer
+
+    return typer.Exit(code)
+
+
+def test_sigterm_unwinds_as_an_exit_status_and_the_handlers_are_restored(monkeypatch, capsys,
+                                                                         tmp_path):
+    """A real SIGTERM to the process during a command ends it with 128 + 15 and the
+    interrupted line (every `finally` ran), and main() leaves the signal handlers as it
+    found them; a flag given without its value is click's usage error (exit 2)."""
+    import importlib
+    import os
+    import signal
+
+    from tinysift.cli import main
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.prune"), "prune", terminated)
+    assert main(["prune", "--dataset", "digits", "--keep", "0.1", "--out",
+                 str(tmp_path)]) == 128 + signal.SIGTERM
+    assert "stopped by signal 15" in capsys.readouterr().err
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+    assert main(["prune", "--dataset", "digits", "--keep", "0.1", "--out"]) == 2
+    assert "requires an argument" in capsys.readouterr().err
+
+
+def test_command_helps_are_one_line_per_paragraph():
+    """Each command's help, top-level and in groups, is its docstring with every paragraph
+    joined into one line (typer kept the breaks, which wrapped raggedly)."""
+    from tinysift.cli.app import app
+
+    def helps(typer_app):
+        yield from typer_app.registered_commands
+        for group in typer_app.registered_groups:
+            yield from helps(group.typer_instance)
+
+    by_name = {info.name: info.help for info in helps(app)}
+    assert by_name["adapt"] == (
+        "The device learns a new task and keeps the old one with a replay set.\n\nTrains a "
+        "base model on the old task, chooses a replay set, and lets the device learn the new "
+        "task with it; prints old/new/all accuracy against the host's joint model.")
+    assert by_name["upkeep"].split("\n\n")[1] == (
+        "Stream every new sample, keep a buffer by reservoir sampling or by VQ coverage, "
+        "train on it plus the exported replay set.")
+
+
+def test_console_lines_and_json_are_plain(capsys):
+    """say() prints the user's text as is (brackets are not markup); print_json writes plain
+    JSON with 2-space indents, paths as strings."""
+    from pathlib import Path
+
+    from tinysift.cli.app_console import print_json, say
+
+    say("run [v2] in [bold]x[/]")
+    print_json({"run": Path("/a/b"), "n": [1]})
+    assert capsys.readouterr().out == (
+        'run [v2] in [bold]x[/]\n{\n  "run": "/a/b",\n  "n": [\n    1\n  ]\n}\n')
+
+
+
+def test_prune_and_condense_say_what_they_kept_and_when_cached(tmp_path, capsys):
+    """Real random prune and condense of the digits: prune's line is the count, the share
+    of the 1437 samples (20 -> 1.39 %), 2 per class and the selection's path (brackets in
+    it printed as is); condense's the samples made, per class and the set's path; each
+    says (cached) when run again on the same inputs."""
+    from tinysift.cli import main
+
+    run = tmp_path / "p[v2]"
+    args = ["prune", "--dataset", "digits", "--method", "random", "--keep", "20", "--out",
+            str(run)]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "random: kept 20 of 1437 (1.39%), scored in " in out, out
+    assert f"per class: {[2] * 10} -> {run}/selection.npz" in out, out
+    assert "(cached)" not in out
+    assert main(args) == 0
+    assert "s (cached)" in capsys.readouterr().out
+    run = tmp_path / "c[v2]"
+    args = ["condense", "--dataset", "digits", "--method", "random", "--per-class", "2",
+            "--out", str(run)]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("random: 20 samples (2 per class) in ") and out.endswith(
+        f"s -> {run}/condensed.npz"), out
+    assert main(args) == 0
+    assert capsys.readouterr().out.split()[-1] == "(cached)"
+
