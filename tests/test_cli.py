@@ -2003,3 +2003,19 @@ def test_prune_and_condense_say_what_they_kept_and_when_cached(tmp_path, capsys)
     assert main(args) == 0
     assert capsys.readouterr().out.split()[-1] == "(cached)"
 
+
+def test_bench_upkeep_names_its_two_scenarios(monkeypatch, capsys):
+    """`bench upkeep --scenario user` was told "the user scenario needs --new npz:PATH", an
+    option bench upkeep has not; an unknown scenario was offered "user". Both are refused
+    in one line that names shift and new-classes and where the user scenario is, exit 2,
+    before the bench."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.upkeep:bench_upkeep")
+    for scenario in ("user", "bogus"):
+        assert main(["bench", "upkeep", "--scenario", scenario]) == 2, scenario
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert (f"bench upkeep --scenario must be shift or new-classes, got '{scenario}'"
+                in line), line
+        assert "tinysift adapt --scenario user --new PATH" in line and "needs --new" not in line
+    assert not seen
