@@ -592,17 +592,22 @@ def test_conv_and_pool_options_are_read_along_their_own_axes(oblong_model_tflite
     assert dw.depth_multiplier == 2
 
 
-def _edit_op(op_name: str, edit):
-    """An edit of the first ``op_name`` operator: ``edit(op, graph)``."""
+def _on_op(op_name: str, edit):
+    """An edit of the first ``op_name`` operator: ``edit(op, graph, model)``."""
     def apply(model, graph, schema):
         names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
             if names[max(code.builtinCode, code.deprecatedBuiltinCode)] == op_name:
-                edit(op, graph)
+                edit(op, graph, model)
                 return
         raise AssertionError(op_name)
     return apply
+
+
+def _edit_op(op_name: str, edit):
+    """An edit of the first ``op_name`` operator: ``edit(op, graph)``."""
+    return _on_op(op_name, lambda op, graph, model: edit(op, graph))
 
 
 def _quant_of(op, graph, which):
@@ -886,19 +891,6 @@ def graph_ops_tflite() -> bytes:
     out = layers.Dense(3, name="head")(layers.GlobalAveragePooling2D(name="gap")(x))
     return convert_int8(keras.Model(inp, out),
                         np.random.default_rng(0).integers(0, 255, (16, 5, 6, 2), np.uint8))
-
-
-def _on_op(op_name: str, edit):
-    """An edit of the first ``op_name`` operator: ``edit(op, graph, model)``."""
-    def apply(model, graph, schema):
-        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if names[max(code.builtinCode, code.deprecatedBuiltinCode)] == op_name:
-                edit(op, graph, model)
-                return
-        raise AssertionError(op_name)
-    return apply
 
 
 def _set_data(model, graph, index: int, values, dtype=np.int32, shape=None) -> None:
