@@ -2022,17 +2022,19 @@ def test_prune_and_condense_say_what_they_kept_and_when_cached(tmp_path, capsys)
 
 
 def test_bench_upkeep_names_its_two_scenarios(monkeypatch, capsys):
-    """`bench upkeep --scenario user` was told "the user scenario needs --new npz:PATH", an
-    option bench upkeep has not; an unknown scenario was offered "user". Both are refused
-    in one line that names shift and new-classes and where the user scenario is, exit 2,
-    before the bench."""
+    """`bench upkeep --scenario user` (and `bench device`'s) was told "the user scenario needs
+    --new npz:PATH", an option these benches have not; an unknown scenario was offered
+    "user". Both are refused in one line that names shift and new-classes and where the user
+    scenario is, exit 2, before the bench."""
     from tinysift.cli import main
 
-    seen = _stop_at(monkeypatch, "tinysift.bench.upkeep:bench_upkeep")
-    for scenario in ("user", "bogus"):
-        assert main(["bench", "upkeep", "--scenario", scenario]) == 2, scenario
+    seen = _stop_at(monkeypatch, "tinysift.bench.upkeep:bench_upkeep",
+                    "tinysift.bench.device:bench_device")
+    for command, scenario in (("upkeep", "user"), ("upkeep", "bogus"), ("device", "user"),
+                              ("device", "bogus")):
+        assert main(["bench", command, "--scenario", scenario]) == 2, (command, scenario)
         (line,) = _error_lines(capsys.readouterr().err)
-        assert (f"bench upkeep --scenario must be shift or new-classes, got '{scenario}'"
+        assert (f"bench {command} --scenario must be shift or new-classes, got '{scenario}'"
                 in line), line
         assert "tinysift adapt --scenario user --new PATH" in line and "needs --new" not in line
     assert not seen

@@ -196,6 +196,20 @@ def _method_params(text: str | None, methods: tuple[str, ...]) -> dict[str, dict
     return given
 
 
+def _bench_scenario(scenario: str | None, default: str, command: str) -> str:
+    """The scenario of `bench device` / `bench upkeep`: shift or new-classes (``default`` when
+    not given). The user scenario needs --new, which the benches have not: it was refused
+    with "needs --new", an option these commands reject, and an unknown one was offered it."""
+    from tinysift.errors import BudgetError
+
+    scenario = default if scenario is None else scenario
+    if scenario not in ("shift", "new-classes"):
+        raise BudgetError(f"bench {command} --scenario must be shift or new-classes, got "
+                          f"{scenario!r} (the user scenario, your own new data, is "
+                          "`tinysift adapt --scenario user --new PATH`)")
+    return scenario
+
+
 @app.command("device")
 def device_cmd(
     scenario: str = typer.Option(None, help="new-classes or shift (default new-classes)"),
@@ -247,7 +261,7 @@ def device_cmd(
                                 out_dir=out_dir, progress_dir=None,
                                 **({} if board is None else {"board": board}))
     else:
-        scenario = "new-classes" if scenario is None else scenario
+        scenario = _bench_scenario(scenario, "new-classes", "device")
         shift = scenario == "shift"
         # what is not given keeps DeviceBenchConfig's default
         given = {k: v for k, v in (

@@ -48,8 +48,7 @@ def upkeep_cmd(
     on it plus the exported replay set."""
     from tinysift.bench.upkeep import UpkeepBenchConfig, bench_upkeep
     from tinysift.cli.adapt_cmd import _classes
-    from tinysift.cli.bench_cmd import _out_dir_ok, _quick_alone
-    from tinysift.errors import BudgetError
+    from tinysift.cli.bench_cmd import _bench_scenario, _out_dir_ok, _quick_alone
     from tinysift.pipeline.upkeep import EVERY, UpkeepConfig
 
     _out_dir_ok(out_dir)
@@ -68,12 +67,7 @@ def upkeep_cmd(
                           base_epochs=30, test_per_class=15, board=board)
         cfg = UpkeepBenchConfig(up, seeds=1, out_dir=out_dir, progress_dir=None, quick=True)
     else:
-        scenario = "shift" if scenario is None else scenario
-        if scenario not in ("shift", "new-classes"):  # "user" was told to add --new, which
-            # this command has not ("No such option"); "bogus" was offered "user"
-            raise BudgetError(f"bench upkeep --scenario must be shift or new-classes, got "
-                              f"{scenario!r} (the user scenario, your own new data, is "
-                              "`tinysift adapt --scenario user --new PATH`)")
+        scenario = _bench_scenario(scenario, "shift", "upkeep")
         shift = scenario == "shift"
         # what is not given keeps UpkeepConfig's and UpkeepBenchConfig's defaults (the replay
         # set's are the bench's own: random, 10 per class, not an adaptation's vq, 20)
