@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tools_needed import load_tool
 
@@ -68,19 +69,12 @@ def test_a_run_on_digits_describes_random_and_ccs(tmp_path):
                     ["| random", "0.05"]]
 
 
-def test_an_empty_only_is_refused_before_any_work(tmp_path):
+@pytest.mark.parametrize("only, said", [(";", "--only: no variant named"),
+                                        ("random;hreding", "--only: unknown variant(s) 'hreding'")])
+def test_an_empty_only_or_an_unknown_variant_is_refused_before_any_work(only, said, tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "pick_profile.py"), "--only",
-                           ";", "--out-dir", str(tmp_path)],
+                           only, "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "--only: no variant named" in done.stderr
-    assert not list(tmp_path.iterdir())
-
-
-def test_an_unknown_variant_is_refused_before_any_work(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "pick_profile.py"), "--only",
-                           "random;hreding", "--out-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "--only: unknown variant(s) 'hreding'" in done.stderr
+    assert said in done.stderr
     assert not list(tmp_path.iterdir())
