@@ -1439,3 +1439,84 @@ def test_the_held_out_split_is_scikit_learns_stratified_draw_of_seed_0(write_npz
     ds = load_dataset(write_npz(x=x, y=y))
     assert ds.x_test[:, 0, 0, 0].tolist() == want_test.tolist()
     assert ds.x_train[:, 0, 0, 0].tolist() == want_train.tolist()
+
+
+def test_skipped_entries_are_said_five_then_counted():
+    """The skipped-entries line names the first five entries and counts the rest (seven:
+    "and 2 more"); five are all named with no "more"; none is no line."""
+    from tinysift.data.dataset import skipped_warnings
+
+    entries = tuple(f"a/{i}.webp (not an image type read here)" for i in range(7))
+    (line,) = skipped_warnings("folder:x", entries)
+    assert line.startswith("folder:x: 7 entries of the class folders were skipped: a/0.webp")
+    assert "a/4.webp (not an image type read here) and 2 more. Each class folder" in line
+    assert "a/5.webp" not in line
+    (five,) = skipped_warnings("folder:x", entries[:5])
+    assert "5 entries" in five and "a/4.webp (not an image type read here). Each" in five
+    assert "more" not in five
+    assert skipped_warnings("folder:x", ()) == []
+
+
+def test_content_hash_tells_apart_class_names_split_differently():
+    """Class names ('ab', 'c') and ('a', 'bc') are other data: the names are hashed with a
+    separator, not run together."""
+    from tinysift.data.dataset import Dataset
+
+    x = np.zeros((4, 2, 2, 1), np.uint8)
+    y = np.array([0, 1, 0, 1])
+    assert (Dataset("d", x, y, x, y, ("ab", "c")).content_hash
+            != Dataset("d", x, y, x, y, ("a", "bc")).content_hash)
+
+
+def test_with_train_keeps_the_test_split_source_and_skipped_entries():
+    """A replaced training split (noisy labels, a condensed set) is the same data's: its test
+    split, source and skipped entries stay, and its name says the tag."""
+    from tinysift.data.dataset import Dataset
+
+    x = np.arange(4 * 4, dtype=np.uint8).reshape(4, 2, 2, 1)
+    y = np.array([0, 1, 0, 1])
+    ds = Dataset("d", x, y, x[:2], y[:2], ("a", "b"), source="/data/d", skipped=("a/x (y)",))
+    new = ds.with_train(x[::-1].copy(), 1 - y, "noise")
+    assert new.name == "d+noise" and new.source == "/data/d" and new.skipped == ("a/x (y)",)
+    assert new.x_test is ds.x_test and new.y_test is ds.y_test
+    assert np.array_equal(new.x_train, x[::-1]) and new.y_train.tolist() == [1, 0, 1, 0]
+
+
+def test_named_classes_quotes_ten_then_counts_the_rest():
+    """Class names in a message: ten quoted in full with no "more", eleven as ten and
+    "and 1 more"."""
+    from tinysift.data.dataset import named_classes
+
+    names = [str(c) for c in range(11)]
+    assert named_classes(names[:10]) == ", ".join(repr(n) for n in names[:10])
+    assert named_classes(names) == ", ".join(repr(n) for n in names[:10]) + " and 1 more"
+
+
+@pytest.mark.parametrize("x_test, y_test, message", [
+    (np.zeros((2, 2, 2, 1), np.uint8), np.array([0, 2]),
+     r"dataset 'd' \(test split\): labels must lie in \[0, 2\), found 0..2"),
+    (np.zeros((2, 2, 2, 1), np.float32), np.array([0, 1]),
+     r"dataset 'd' \(test split\): images must be a uint8 array"),
+    (np.zeros((3, 2, 2, 1), np.uint8), np.array([0, 1]),
+     r"dataset 'd' \(test split\): 3 images but 2 labels"),
+], ids=["label beyond the classes", "float images", "lengths"])
+def test_a_dataset_checks_its_test_split_as_its_training_split(x_test, y_test, message):
+    """The test split is validated like the training split, by name: a test label beyond
+    the classes was an IndexError in the per-class report, float images a wrong accuracy."""
+    from tinysift.data.dataset import Dataset
+
+    x, y = np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1])
+    with pytest.raises(DatasetError, match=message):
+        Dataset("d", x, y, x_test, y_test, ("a", "b"))
+
+
+def test_warnings_say_the_skipped_entries_then_the_untested_classes():
+    """Dataset.warnings (what `data info` and `train` print) holds both lines: the skipped
+    entries and the classes the test split lacks."""
+    from tinysift.data.dataset import Dataset, skipped_warnings
+
+    x, y = np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1])
+    ds = Dataset("d", x, y, x[:2], np.array([0, 0]), ("a", "b"), skipped=("a/x (a sub-folder)",))
+    skipped, untested = ds.warnings()
+    assert skipped == skipped_warnings("d", ("a/x (a sub-folder)",))[0]
+    assert untested.startswith("the test split has no sample of class(es) 'b': test accuracy")
