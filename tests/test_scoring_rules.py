@@ -228,3 +228,96 @@ def test_proxy_measures_after_the_fewest_whole_epochs_of_min_steps():
     for n, want in ((96, 50), (1437, 5), (5000, 2), (60000, 1)):
         cfg, every = proxy_schedule(n, 4, 0)
         assert cfg.batch_size == 128 and every == want and cfg.epochs == 4 * want, n
+
+
+def test_adopt_leaves_the_callers_items_whole(tmp_path):
+    """adopt() takes the items' compute time out of its own copy: the caller's dict (a
+    worker's shared object, handed to every context of the bench) keeps its ``_seconds``,
+    so a second context adopting it charges the same time."""
+    items = {tiny_context()._shared_key("dynamics"): _fake_dynamics(40, seconds=7.0)}
+    for cache in (tmp_path / "a", tmp_path / "b"):
+        ctx = tiny_context(cache_dir=cache)
+        ctx.adopt(items)
+        assert ctx.shared_seconds(set(items)) == 7.0
+    (arrays,) = items.values()
+    assert float(arrays["_seconds"]) == 7.0
+
+
+@pytest.mark.parametrize("damage", ["empty", "object array"])
+def test_a_cache_file_that_cannot_be_read_is_computed_again(tmp_path, damage):
+    """A cache file left empty (a crash right after it was created: np.load's EOFError) or
+    holding a pickled object array (refused unpickled: ValueError) is computed again and
+    rewritten, as if absent: never an error, never the file's objects."""
+    want = tiny_context().embedding("pixels", 3)
+    tiny_context(cache_dir=tmp_path).embedding("pixels", 3)
+    (path,) = tmp_path.glob("embed-pixels-*")
+    if damage == "empty":
+        path.write_bytes(b"")
+    else:
+        with open(path, "wb") as fh:
+            np.savez(fh, z=np.array([None, "x"], dtype=object), _seconds=np.float64(1.0))
+    z = tiny_context(cache_dir=tmp_path).embedding("pixels", 3)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z, want, atol=1e-6)
+    np.testing.assert_allclose(tiny_context(cache_dir=tmp_path).embedding("pixels", 3), want,
+                               atol=1e-6)  # the file was rewritten whole
+
+
+def test_array_hash_tells_apart_dtype_and_shape_of_the_same_bytes():
+    """The given features' key: the same bytes as float32 (40, 4) or as float64 (40, 2), or
+    as int32, are other features (the key holds the dtype and shape, not only the bytes)."""
+    from tinysift.scoring.context import _array_hash
+
+    a = np.arange(160, dtype=np.float32).reshape(40, 4)
+    keys = {_array_hash(a), _array_hash(a.view(np.float64)), _array_hash(a.view(np.int32)),
+            _array_hash(a.reshape(80, 2))}
+    assert len(keys) == 4
+    assert _array_hash(a) == _array_hash(a.copy()) and _array_hash(a) == _array_hash(
+        np.asfortranarray(a))
+
+
+@pytest.mark.parametrize("features, message", [
+    (np.zeros(40), r"features must have shape \(N=40, D\), got \(40,\)"),
+    (np.zeros((40, 2, 2)), r"features must have shape \(N=40, D\), got \(40, 2, 2\)"),
+    (np.where(np.arange(40)[:, None] == 7, np.inf, np.zeros((40, 3))),
+     r"features contain NaN or infinite values in 1 rows \(first: \[7\]\)"),
+], ids=["one per sample", "images", "infinite row"])
+def test_given_features_must_be_a_finite_matrix_of_one_row_per_sample(features, message):
+    """User features are an (N, D) matrix of finite values: a flat (N,) vector or (N, H, W)
+    features are refused by shape, an infinite row like a NaN one, by its index."""
+    with pytest.raises(DatasetError, match=message):
+        tiny_context(features=features)
+
+
+def test_a_call_is_charged_only_the_shared_items_it_read(tmp_path):
+    """charged() counts the shared items read during its own call: a call after one that
+    read the dynamics (100 s) and reads nothing shared is charged its own time alone and
+    reports no item."""
+    ctx = tiny_context(cache_dir=tmp_path)
+    key = ctx._shared_key("dynamics")
+    ctx.adopt({key: _fake_dynamics(40, seconds=100.0)})
+    assert ctx.charged(ctx.dynamics)[2] == {key}
+    _, charge, used = ctx.charged(lambda: None)
+    assert used == set() and charge < 1.0
+
+
+def test_shared_work_hands_on_the_original_compute_time_of_cached_items(tmp_path):
+    """shared_work() of an item read from the disk cache hands on its original compute time
+    (100 s, as written with it), not the fraction of a second the read took: a bench task
+    adopting it charges its methods what the item cost."""
+    ctx = tiny_context(cache_dir=tmp_path)
+    key = ctx._shared_key("dynamics")
+    ctx.adopt({key: _fake_dynamics(40, seconds=100.0)})
+    items = tiny_context(cache_dir=tmp_path).shared_work({"dynamics", "unknown"})
+    assert list(items) == [key] and float(items[key]["_seconds"]) == 100.0
+
+
+def test_a_context_without_a_cache_folder_has_the_shared_work_it_adopted():
+    """has_shared() counts items held in memory: a context without a cache_dir has the
+    dynamics once it adopted them (a bench task then does not compute them again), not
+    before; a need that is no shared work is no KeyError."""
+    ctx = tiny_context()
+    assert not ctx.has_shared({"dynamics"})
+    ctx.adopt({ctx._shared_key("dynamics"): _fake_dynamics(40)})
+    # needs that are no shared work (an embedding a method reads) ask for nothing
+    assert ctx.has_shared({"dynamics", "embedding"}) and ctx.has_shared(set())
