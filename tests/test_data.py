@@ -1520,3 +1520,31 @@ def test_warnings_say_the_skipped_entries_then_the_untested_classes():
     skipped, untested = ds.warnings()
     assert skipped == skipped_warnings("d", ("a/x (a sub-folder)",))[0]
     assert untested.startswith("the test split has no sample of class(es) 'b': test accuracy")
+
+
+def test_folder_hidden_folders_and_files_are_passed_over_without_a_word(tmp_path):
+    """Hidden entries are no data: a hidden folder beside the classes (Jupyter's
+    .ipynb_checkpoints, holding images) is no class, and a hidden image beside them
+    (macOS' ._stray.png) is not said as skipped."""
+    from PIL import Image
+
+    im = Image.fromarray(np.zeros((2, 2), np.uint8))
+    name = _folder_of(tmp_path, {c: [(f"{i}.png", im) for i in range(5)]
+                                 for c in ("a", "b", ".ipynb_checkpoints")})
+    im.save(tmp_path / "._stray.png")
+    ds = load_dataset(name)
+    assert ds.class_names == ("a", "b") and ds.warnings() == []
+
+
+def test_folder_gray_palette_with_alpha_stays_one_channel(tmp_path):
+    """A TIFF of a gray palette with alpha (PIL mode "PA") is gray like a "P" one: one
+    channel, the palette's gray values, the alpha dropped."""
+    from PIL import Image
+
+    gray = np.arange(16, dtype=np.uint8).reshape(4, 4) * 8
+    pa = Image.fromarray(gray).convert("P").convert("PA")
+    name = _folder_of(tmp_path, {c: [(f"{i}.tif", pa) for i in range(5)] for c in "ab"})
+    assert Image.open(tmp_path / "a" / "0.tif").mode == "PA"
+    ds = load_dataset(name)
+    assert ds.input_shape == (4, 4, 1)
+    assert all(np.array_equal(a[..., 0], gray) for a in ds.x_train)
