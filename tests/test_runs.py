@@ -528,3 +528,230 @@ def test_the_lock_is_the_paths_own_file_and_a_moved_folder_releases_cleanly(tmp_
         (folder / "manifest.json").write_text("{}")
         shutil.move(folder, tmp_path / "moved")
     assert (tmp_path / "moved" / runs.LOCK_FILE).exists()
+
+
+def test_a_stage_record_holds_its_key_inputs_results_and_every_output(tmp_path):
+    """A stage is fresh for the key its caller computes (``stage_key(params, inputs)``, as
+    the stages do), not for another key; every output's hash is checked, not only the
+    first; the record keeps the inputs, the results and the timing it ran with."""
+    from tinysift.runs import file_hash, stage_key
+
+    run = Run(tmp_path / "r")
+    params, inputs = {"keep": 10}, {"data": "h1"}
+    with run.stage("prune", params, inputs) as rec:
+        (run / "a.txt").write_text("a")
+        (run / "b.txt").write_text("b")
+        rec["outputs"] += ["a.txt", "b.txt"]
+        rec["results"]["kept"] = 10
+    key = stage_key(params, inputs)
+    again = Run(tmp_path / "r")
+    assert again.is_fresh("prune", key)
+    assert not again.is_fresh("prune", stage_key(params, {"data": "h2"}))  # other data
+    assert not again.is_fresh("prune", stage_key({"keep": 11}, inputs))
+    info = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]["prune"]
+    assert info["inputs"] == inputs and info["params"] == params
+    assert info["results"] == {"kept": 10}
+    assert info["outputs"] == {"a.txt": file_hash(run / "a.txt"),
+                               "b.txt": file_hash(run / "b.txt")}
+    assert isinstance(info["seconds"], float) and info["seconds"] >= 0
+    (run / "b.txt").write_text("changed")  # the second output only
+    assert not Run(tmp_path / "r").is_fresh("prune", key)
+
+
+def test_a_stage_killed_midway_is_running_on_disk_and_a_failure_is_saved(tmp_path):
+    """While a stage runs the manifest on disk says so (a run killed then is not taken as
+    done: it runs again); a stage that raises, a Ctrl-C (KeyboardInterrupt) included, is
+    saved as ``failed: <exception type>``."""
+    from tinysift.runs import stage_key
+
+    run = Run(tmp_path / "r")
+    with run.stage("train", {"epochs": 1}, {"data": "h"}):
+        (run / "model.keras").write_text("half written")
+        on_disk = json.loads((tmp_path / "r" / "manifest.json").read_text())
+        assert on_disk["stages"]["train"]["status"] == "running"
+        # what a resumed run sees if this process were killed here
+        assert not Run(tmp_path / "r").is_fresh("train", stage_key({"epochs": 1}, {"data": "h"}))
+    for exc, name in ((RuntimeError("boom"), "RuntimeError"),
+                      (KeyboardInterrupt(), "KeyboardInterrupt")):
+        with pytest.raises(type(exc)), run.stage("quantize", {}, {}):
+            raise exc
+        on_disk = json.loads((tmp_path / "r" / "manifest.json").read_text())
+        assert on_disk["stages"]["quantize"]["status"] == f"failed: {name}"
+
+
+def test_record_command_saves_the_argv_it_is_given(tmp_path):
+    """The command is recorded as given (an empty argv too, not the test runner's) and is
+    on disk at once."""
+    run = Run(tmp_path / "r")
+    run.record_command(["tinysift", "train", "--epochs", "3"])
+    run.record_command([])
+    on_disk = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert [c["argv"] for c in on_disk["commands"]] == [["tinysift", "train", "--epochs", "3"],
+                                                        []]
+
+
+def test_someone_elses_manifest_and_more_damaged_entries_are_refused(tmp_path):
+    """A manifest.json without ``tinysift_run`` or whose stages are not a table is someone
+    else's; entries of the wrong type (a bool for a count, a string seed, a stage's status
+    or inputs, its results' dataset record) are damage; a folder without a manifest holding
+    guided.json or an export/ is someone's own."""
+    from tinysift.errors import TinysiftError
+
+    foreign = {"other": {"name": "x", "stages": {}},
+               "stages_list": {"tinysift_run": 1, "stages": []}}
+    damaged = {"bool_count": {"dataset": {"name": "d", "hash": "h", "train": True}},
+               "seed_str": {"dataset": {"name": "d", "hash": "h", "noise_seed": "3"}},
+               "status": {"stages": {"train": {"status": 5}}},
+               "inputs": {"stages": {"train": {"inputs": []}}},
+               "res_dataset": {"stages": {"train": {"results": {"dataset": "digits"}}}},
+               "res_dataset_hash": {"stages": {"train": {"results": {"dataset": {"hash": 5}}}}}}
+    for name, manifest in {**foreign, **{k: {"tinysift_run": 1, "stages": {}, **v}
+                                         for k, v in damaged.items()}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+        said = "is not a tinysift run folder" if name in foreign else "manifest.json is damaged"
+        with pytest.raises(TinysiftError, match=said):
+            Run(tmp_path / name)
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "guided.json").write_text("{}")
+    (tmp_path / "e" / "export").mkdir(parents=True)
+    for name, held in (("g", "guided.json"), ("e", "export")):
+        with pytest.raises(TinysiftError, match=f"holds {held} but no manifest.json"):
+            Run(tmp_path / name)
+
+
+def test_noise_seeds_matter_only_under_noise_and_only_when_recorded(tmp_path):
+    """Another noise seed is another draw only under label noise and only against a
+    recorded seed: train takes its own source changed in place without noise whatever the
+    seed, and with noise when the record has no seed (nothing to tell the draws apart)."""
+    run = Run(tmp_path / "r")
+    run.set("dataset", {"name": "npz:d.npz", "hash": "h", "label_noise": 0.0, "noise_seed": 1})
+    run.refuse_other_dataset("npz:d.npz", "g", 0.0, noise_seed=2, same_source_may_change=True)
+    run.set("dataset", {"name": "npz:d.npz", "hash": "h", "label_noise": 0.2})
+    run.refuse_other_dataset("npz:d.npz", "g", 0.2, noise_seed=2, same_source_may_change=True)
+
+
+def test_json_artifacts_take_numpy_values_and_paths(tmp_path):
+    """Stage results hold numpy scalars, arrays and paths: written as plain JSON values."""
+    from pathlib import Path
+
+    atomic_write_json(tmp_path / "x.json", {"n": np.int64(3), "f": np.float32(0.5),
+                                            "a": np.arange(3), "p": Path("a/b")})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"n": 3, "f": 0.5, "a": [0, 1, 2],
+                                                             "p": "a/b"}
+
+
+def test_module_source_hash_counts_a_renamed_module(tmp_path, monkeypatch):
+    """A module renamed inside a named package is other code (its imports change), though
+    every file's bytes are the same."""
+    import importlib
+    import sys
+
+    from tinysift.runs import module_source_hash
+
+    pkg = tmp_path / "tsren"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        first = module_source_hash(("tsren",))
+        (pkg / "a.py").rename(pkg / "b.py")
+        assert module_source_hash(("tsren",)) != first
+    finally:
+        for name in [m for m in sys.modules if m == "tsren" or m.startswith("tsren.")]:
+            del sys.modules[name]
+
+
+def test_a_killed_holders_longer_record_does_not_garble_the_next_holders(tmp_path):
+    """A holder killed while it held the lock leaves its record in the lock file (no tidy
+    runs); the next holder replaces it whole, so a third process is told the live holder's
+    pid, not a "pid ?" from a garbled record. And a released run folder's lock file names
+    no holder."""
+    import signal
+
+    from tinysift.errors import RunBusy
+    from tinysift.runs import LOCK_FILE, MANIFEST, run_lock
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / MANIFEST).write_text("{}")
+    (folder / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "gone",
+                                                "command": "x" * 5000, "what": "train"}))
+    proc = _holder(folder)
+    try:
+        with pytest.raises(RunBusy, match=f"pid {proc.pid} "), run_lock(folder, "test"):
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with run_lock(folder, "test"):
+        assert json.loads((folder / LOCK_FILE).read_text())["what"] == "test"
+    assert (folder / LOCK_FILE).read_text() == ""
+
+
+def test_a_lock_file_of_another_shape_is_still_a_clear_refusal(tmp_path):
+    """A lock held by a process whose file holds JSON that is not a record (another program,
+    an old format) is refused like any other, with unknown fields, not an AttributeError."""
+    import subprocess
+    import sys
+
+    from tinysift.errors import RunBusy
+    from tinysift.runs import LOCK_FILE, run_lock
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nos.write(fd, b'[1, 2]')\n"
+         "print('held', flush=True)\ntime.sleep(120)\n", str(folder / LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunBusy, match=r"in use by another tinysift process \(pid \? on \?"), \
+                run_lock(folder, "test"):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_file_lock_removes_its_file_on_release_and_stays_held_when_nested(tmp_path):
+    """file_lock's file is made for it and removed on release (the last hold's); while held,
+    the file names this process."""
+    import os
+
+    from tinysift.runs import file_lock
+
+    path = tmp_path / "results.lock"
+    with file_lock(path, "bench", str, str):
+        with file_lock(path, "bench again", str, str):
+            pass
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert not path.exists()
+
+
+def test_locks_run_checks_the_arguments_before_the_folder_is_made(tmp_path):
+    """``locks_run``'s ``before`` sees the call's arguments by name and runs before the lock
+    makes the folder: its refusal leaves no folder behind; the function runs under the lock."""
+    from tinysift import runs
+    from tinysift.errors import TinysiftError
+
+    seen = []
+
+    def refuse_small(arguments: dict) -> None:
+        seen.append(dict(arguments))
+        if arguments["n"] < 1:
+            raise TinysiftError("n must be at least 1")
+
+    @runs.locks_run("out", before=refuse_small)
+    def stage(out, n=1):
+        return str(runs.Path(out).resolve()) in runs._held
+
+    with pytest.raises(TinysiftError, match="at least 1"):
+        stage(tmp_path / "new", n=0)
+    assert not (tmp_path / "new").exists()
+    assert seen == [{"out": tmp_path / "new", "n": 0}]
+    assert stage(tmp_path / "new", n=2) is True
