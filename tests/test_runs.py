@@ -693,7 +693,9 @@ def test_a_killed_holders_longer_record_does_not_garble_the_next_holders(tmp_pat
 
 def test_a_lock_file_of_another_shape_is_still_a_clear_refusal(tmp_path):
     """A lock held by a process whose file holds JSON that is not a record (another program,
-    an old format) is refused like any other, with unknown fields, not an AttributeError."""
+    an old format) is refused like any other, with unknown fields, not an AttributeError;
+    the refusal leaves no file descriptor open (a retrying caller would run out of them)."""
+    import os
     import subprocess
     import sys
 
@@ -710,9 +712,11 @@ def test_a_lock_file_of_another_shape_is_still_a_clear_refusal(tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
+        fds = len(os.listdir("/proc/self/fd"))
         with pytest.raises(RunBusy, match=r"in use by another tinysift process \(pid \? on \?"), \
                 run_lock(folder, "test"):
             pass
+        assert len(os.listdir("/proc/self/fd")) == fds  # the refused open is closed
     finally:
         proc.kill()
         proc.wait()
@@ -755,3 +759,84 @@ def test_locks_run_checks_the_arguments_before_the_folder_is_made(tmp_path):
     assert not (tmp_path / "new").exists()
     assert seen == [{"out": tmp_path / "new", "n": 0}]
     assert stage(tmp_path / "new", n=2) is True
+
+
+def test_file_hash_reads_the_whole_file(tmp_path):
+    """An output changed past its first MiB (a model's last weights) is another hash: the
+    stage is not taken as fresh."""
+    data = bytearray(3 << 20)
+    (tmp_path / "big.bin").write_bytes(bytes(data))
+    run = Run(tmp_path)
+    with run.stage("s", {}, {}) as rec:
+        rec["outputs"].append("big.bin")
+    data[-1] = 1
+    (tmp_path / "big.bin").write_bytes(bytes(data))
+    assert not Run(tmp_path).is_fresh("s", run.stage_info("s")["key"])
+
+
+def test_stage_keys_take_paths_in_parameters():
+    """A parameter holding a Path (a --set file) keys by its text: two paths, two keys."""
+    from pathlib import Path
+
+    from tinysift.runs import stage_key
+
+    assert stage_key({"set": Path("a.npz")}, None) == stage_key({"set": Path("a.npz")}, {})
+    assert stage_key({"set": Path("a.npz")}, None) != stage_key({"set": Path("b.npz")}, None)
+
+
+def test_a_set_file_record_without_a_string_hash_is_damage(tmp_path):
+    """A stage's ``results.set_file.hash`` that is not a string is a hand edit."""
+    from tinysift.errors import TinysiftError
+
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"tinysift_run": 1, "stages": {"train": {"results": {"set_file": {"path": "s.npz",
+                                                                          "hash": 5}}}}}))
+    with pytest.raises(TinysiftError, match=r"results.set_file.hash.*is damaged|is damaged "
+                                            r"\(stage 'train' results.set_file.hash"):
+        Run(tmp_path)
+
+
+def test_a_record_without_label_noise_has_none(tmp_path):
+    """A dataset record without ``label_noise`` (an older manifest) has none: train takes its
+    own source changed in place without noise."""
+    run = Run(tmp_path / "r")
+    run.set("dataset", {"name": "npz:d.npz", "hash": "h"})
+    run.refuse_other_dataset("npz:d.npz", "g", same_source_may_change=True)
+
+
+def test_the_lock_is_one_however_the_folder_is_spelled(tmp_path):
+    """Re-entrant within a process whatever the spelling (relative parts, `..`): the same
+    folder (or lock file) is not a second holder refusing this process itself."""
+    from tinysift.runs import LOCK_FILE, file_lock, run_lock
+
+    (tmp_path / "x").mkdir()
+    with run_lock(tmp_path / "r", "outer"), run_lock(tmp_path / "x" / ".." / "r", "inner"):
+        (tmp_path / "r" / "manifest.json").write_text("{}")
+    # a folder this call made, with a run in it: the lock file stays
+    assert (tmp_path / "r" / LOCK_FILE).exists()
+    with file_lock(tmp_path / "l.lock", "outer", str, str), \
+            file_lock(tmp_path / "x" / ".." / "l.lock", "inner", str, str):
+        pass
+    assert not (tmp_path / "l.lock").exists()
+
+
+def test_a_forked_child_does_not_think_it_holds_its_parents_lock(tmp_path):
+    """A child forked while its parent holds a run folder's lock does not hold it: taking
+    the lock there is refused while the parent holds it."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys\nfrom tinysift.errors import RunBusy\n"
+              "from tinysift.runs import run_lock\n"
+              "with run_lock(sys.argv[1], 'parent'):\n"
+              "    pid = os.fork()\n"
+              "    if pid == 0:\n"
+              "        try:\n"
+              "            with run_lock(sys.argv[1], 'child'):\n"
+              "                os._exit(3)\n"
+              "        except RunBusy:\n"
+              "            os._exit(0)\n"
+              "    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "0", out.stderr
