@@ -840,3 +840,50 @@ def test_a_forked_child_does_not_think_it_holds_its_parents_lock(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "0", out.stderr
+
+
+def test_unusable_output_folder_names_are_one_clear_error(tmp_path):
+    """A name over 255 bytes (an exists() that raises) and a folder the system will not make
+    (sysfs refuses even root) are one TinysiftError naming the option, for the run lock too,
+    not an unexpected OSError."""
+    from pathlib import Path
+
+    from tinysift.errors import TinysiftError
+    from tinysift.runs import out_folder, run_lock
+
+    long = tmp_path / ("x" * 300) / "run"
+    for create in (False, True):
+        with pytest.raises(TinysiftError, match=r"cannot be a folder \(--out-dir: File name too "
+                                                r"long\): choose another name"):
+            out_folder(long, "--out-dir", create=create)
+    with pytest.raises(TinysiftError, match="cannot be a folder"), run_lock(long):
+        pass
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs here")
+    with pytest.raises(TinysiftError, match=r"cannot create the folder /sys/tinysift-audit/run "
+                                            r"\(--out/--run: Operation not permitted\)"):
+        out_folder(Path("/sys/tinysift-audit/run"), "--out/--run", create=True)
+
+
+def test_a_manifest_with_invalid_utf8_inside_is_not_valid_json(tmp_path):
+    """Bytes that are not UTF-8 inside otherwise JSON-looking text (a torn copy) are the
+    "not valid JSON" refusal, not an unexpected UnicodeDecodeError."""
+    from tinysift.errors import TinysiftError
+
+    (tmp_path / "manifest.json").write_bytes(b'{"tinysift_run": 1, "x": "\xff\xfe"}')
+    with pytest.raises(TinysiftError, match="manifest.json is not valid JSON"):
+        Run(tmp_path)
+
+
+def test_module_source_hash_refuses_a_folder_without_sources(tmp_path, monkeypatch):
+    """A named package that is only a folder (a namespace package: no ``__init__.py``, no
+    origin) is a wrong name in the stage's list: ModuleNotFoundError, not a TypeError."""
+    import importlib
+
+    from tinysift.runs import module_source_hash
+
+    (tmp_path / "tsnamespace").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    with pytest.raises(ModuleNotFoundError, match="tsnamespace"):
+        module_source_hash(("tsnamespace",))
