@@ -887,3 +887,25 @@ def test_module_source_hash_refuses_a_folder_without_sources(tmp_path, monkeypat
     importlib.invalidate_caches()
     with pytest.raises(ModuleNotFoundError, match="tsnamespace"):
         module_source_hash(("tsnamespace",))
+
+
+def test_a_stage_records_the_commit_and_the_cpu_it_ran_on(tmp_path):
+    """The versions name the checkout's full commit (as git tells it) and the machine the
+    CPU's model name (as /proc/cpuinfo tells it)."""
+    import subprocess
+    from pathlib import Path
+
+    import tinysift
+
+    run = Run(tmp_path / "r")
+    with run.stage("s", {}, {}):
+        pass
+    info = run.stage_info("s")
+    head = subprocess.run(["git", "-C", str(Path(tinysift.__file__).parent), "rev-parse",
+                           "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert info["versions"]["git"] == head
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.partition(":")[2].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        assert info["machine"]["cpu_model"] == (names[0] if names else "")
