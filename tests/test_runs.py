@@ -909,3 +909,27 @@ def test_a_stage_records_the_commit_and_the_cpu_it_ran_on(tmp_path):
         names = [line.partition(":")[2].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         assert info["machine"]["cpu_model"] == (names[0] if names else "")
+
+
+def test_a_null_command_list_or_stage_table_is_damage(tmp_path):
+    """tinysift never writes null for the command list or a stage's params, inputs, outputs,
+    results or status: a hand edit to null passed the damage check, and the next command
+    stopped on an AttributeError (record_command's append, is_fresh's outputs, the checks'
+    results). Now the damaged-manifest refusal; a missing entry is still fine."""
+    from tinysift.errors import TinysiftError
+
+    damaged = {"commands": {"commands": None},
+               **{field: {"stages": {"train": {"status": "done", "key": "k", field: None}}}
+                  for field in ("params", "inputs", "outputs", "results", "status")}}
+    for name, extra in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(
+            json.dumps({"tinysift_run": 1, "stages": {}, **extra}))
+        with pytest.raises(TinysiftError, match=f"{name}/manifest.json is damaged"):
+            Run(tmp_path / name)
+    (tmp_path / "missing" / "manifest.json").parent.mkdir()
+    (tmp_path / "missing" / "manifest.json").write_text(
+        json.dumps({"tinysift_run": 1, "stages": {"train": {"status": "running", "key": "k"}}}))
+    run = Run(tmp_path / "missing")
+    run.record_command(["tinysift", "train"])
+    assert not run.is_fresh("train", "k")

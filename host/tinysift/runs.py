@@ -207,14 +207,20 @@ def _damaged_entries(manifest: dict) -> list[str]:
         return value is not None and (not isinstance(value, kind) or isinstance(value, bool)
                                       and kind is not bool)
 
+    def null(table: dict, key: str) -> bool:
+        # an explicit null where tinysift writes a table or list, or nothing (a missing entry
+        # is fine; a null one was an AttributeError in record_command, is_fresh, the checks)
+        return key in table and table[key] is None
+
     bad = [key for key, kind in (("dataset", dict), ("commands", list))
            if wrong(manifest.get(key), kind)]
+    bad += ["commands"] if null(manifest, "commands") else []
     for name, entry in manifest.get("stages", {}).items():
         if not isinstance(entry, dict):
             bad.append(f"stage {name!r}")
             continue
         bad += [f"stage {name!r} {key}" for key, kind in _STAGE_FIELDS.items()
-                if wrong(entry.get(key), kind)]
+                if wrong(entry.get(key), kind) or null(entry, key)]
         results = entry.get("results")
         if isinstance(results, dict):
             bad += [f"stage {name!r} results.{key}" for key in ("dataset", "set_file")
