@@ -282,12 +282,18 @@ def _float_input_tflite(model, representative: np.ndarray) -> bytes:
 
 def test_tflite_round_is_std_round_on_every_float():
     """One rounding for the whole host (quantize.tflm.tflite_round): half away from zero,
-    also at the float64 just below one half, where floor(|x| + 0.5) rounds up."""
-    from tinysift.quantize.tflm import tflite_round
+    also at the float64 just below one half, where floor(|x| + 0.5) rounds up; round_affine
+    rounds the float32 quotient TFLM computes, then adds the zero point and saturates."""
+    from tinysift.quantize.tflm import round_affine, tflite_round
 
     below_half = np.nextafter(0.5, 0.0)
     got = tflite_round([0.5, -0.5, 1.5, 2.5, -2.5, below_half, -below_half, 2.0**52 + 1])
     assert got.tolist() == [1, -1, 2, 3, -3, 0, 0, 2.0**52 + 1]
+    # round_affine rounds the quotient as TFLM holds it, a float32: a float64 just inside
+    # one half is 0.5 there, so it rounds away from zero; then the zero point, saturated
+    assert round_affine(np.array([0.5 - 2.0**-30, -0.5 + 2.0**-30]), 0).tolist() == [1, -1]
+    assert round_affine(np.array([126.5, -0.5]), 1).tolist() == [127, 0]
+    assert round_affine(np.array([127.0, -130.0]), 1).tolist() == [127, -128]
 
 
 def test_tflm_check_refuses_inputs_a_cast_would_wrap(digits_run):
@@ -307,6 +313,37 @@ def test_tflm_check_refuses_inputs_a_cast_would_wrap(digits_run):
         with pytest.raises(TinysiftError, match=r"do not hold one sample of the model input "
                                                 r"\(1, 8, 8, 1\) \(64 values\)"):
             tflm.run_tflm(model, np.zeros(shape, np.int8))
+
+
+def test_tflm_check_takes_the_whole_int8_range_and_every_output(digits_run):
+    """run_tflm's input check at its edges: -128 and 127 in a wider integer type are int8
+    values (taken), -129 is not (refused, as 128 is); no inputs give one empty array per
+    output (was numpy's "zero-size array" from the range check, or np.stack's "need at least
+    one array"); each output is one flat row per sample, (N, 10) logits for digits; with
+    the model's every layer output exposed, each requested output is read, the last the
+    model's logits."""
+    from tinysift.errors import TinysiftError
+    from tinysift.export.golden import with_all_outputs
+    from tinysift.quantize import tflm
+
+    model = (digits_run / "model.tflite").read_bytes()
+    edges = np.array([-128, 127] * 32, np.int16).reshape(1, 8, 8, 1)
+    (logits,) = tflm.run_tflm(model, np.concatenate([edges, -1 - edges[:, ::-1]]))
+    assert logits.shape == (2, 10) and logits.dtype == np.int8
+    for bad, said in [(-129, r"\[-129, 127\]"), (128, r"\[-128, 128\]")]:
+        x = edges.copy()
+        x[0, 3, 3, 0] = bad
+        with pytest.raises(TinysiftError, match=said + r", outside \[-128, 127\]"):
+            tflm.run_tflm(model, x)
+    (empty,) = tflm.run_tflm(model, np.zeros((0, 8, 8, 1), np.int8))
+    assert empty.size == 0
+    exposed, count = with_all_outputs(model)
+    assert count > 2
+    x = np.zeros((3, 8, 8, 1), np.int8)
+    layers = tflm.run_tflm(exposed, x, outputs=count)
+    assert len(layers) == count and all(len(out) == 3 for out in layers)
+    assert np.array_equal(layers[-1], tflm.run_tflm(model, x)[0])
+    assert [len(out) for out in tflm.run_tflm(exposed, x[:0], outputs=count)] == [0] * count
 
 
 def test_convert_int8_names_a_model_the_images_do_not_fit():
@@ -438,6 +475,7 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     with pytest.raises(TinysiftError, match="takes float32 inputs, got uint8; scale"):
         tflm.run_tflm(tflite, x_kept[:2])
     assert tflm.run_tflm(tflite, to_float(x_kept[:2]))[0].shape[0] == 2
+    assert tflm.run_tflm(tflite, x_kept[:0])[0].size == 0  # no images: none to refuse
     (run / "model.tflite").write_bytes(tflite)
     with pytest.raises(StageError, match=r"model.tflite changed since `quantize`.*"
                                          r"tinysift quantize --run"):
