@@ -1620,6 +1620,7 @@ def _trainer_table():
 @pytest.mark.parametrize("args, message", [
     (["--export", "digits"], r"--export digits: give NAME=DIR"),
     (["--export", "=runs/x/export"], r"give NAME=DIR"),
+    (["--export", "digits= "], r"--export digits= : give NAME=DIR"),
     (["--datasets", "digits", "--export", "fashion-mnist={tmp}"],
      r"--export fashion-mnist=.*: fashion-mnist is not among the datasets benchmarked "
      r"\(digits\); add it to --datasets or drop the option"),
@@ -1648,3 +1649,184 @@ def test_trainer_table_refuses_bad_exports_in_one_line(tmp_path, args, message):
     assert isinstance(exc.value.code, str) and re.search(message, exc.value.code), \
         exc.value.code
     assert not (tmp_path / "out").exists()
+
+
+def test_trainer_table_export_option_strips_and_resolves(tmp_path, monkeypatch):
+    """given_exports: a NAME=DIR value with spaces around either part names the dataset
+    and the folder without them, and a relative folder is resolved (from where the tool was
+    started), so the results record where the export was."""
+    table = _trainer_table()
+    monkeypatch.chdir(tmp_path)
+    got = table.given_exports([" digits = rel/export ", "fashion-mnist=/abs/e"],
+                              ["digits", "fashion-mnist"])
+    assert got == {"digits": tmp_path.resolve() / "rel" / "export",
+                   "fashion-mnist": Path("/abs/e").resolve()}
+
+
+# trainer_bench.c's summary as bench_trainer.sh prints it (its printf formats; the "size"
+# line is the script's awk of arm-none-eabi-size), every number distinct
+_BENCH_OUT = """== m4f
+size text 204512 data 108 bss 189336
+platform qemu-mps2-an386 counter systick-icount
+ws_size 11114
+mode last-block cache 0 backbone_ws 5120 backbone_q 9216
+epoch 0 0.5 1000 800 3201 1603 54 0
+epoch 1 0.25 1100 700 3100 1500 52 0
+result 2 200 150 190 196
+steps_run 5
+cycles 3000 6301 3103 105 7000
+wx 3f800000 bf800000
+bx 00000000
+qw 1 -2 3
+qb 100 -200
+qsx 3b800000
+qsbx 3c000000
+qs 0 0 1234567 -7
+pc 1 2 3 4
+logits8 1 2 3
+overhead uncounted 1000 counted 1010 status 0
+"""
+
+
+def test_trainer_table_parses_every_summary_line_of_the_bench():
+    """parse_bench reads each line trainer_bench.c prints into its field (the result line's
+    five counts are epochs, test count, initial, float, int8 correct; the overhead line's
+    uncounted then counted): a field read from the wrong column, or a line skipped, changes
+    a number here. The head's fingerprint covers the re-quantized head (qw, qb, qs) and
+    nothing else, in 16 hex digits; an epoch record of another phase count, or output
+    without an epoch record or the cycles line, is refused."""
+    table = _trainer_table()
+    raw = table.parse_bench(_BENCH_OUT)
+    fingerprint = raw.pop("head_fingerprint")
+    phases = ("frozen", "forward", "backward", "update", "evaluation")
+    assert raw == {
+        "elf": {"text": 204512, "data": 108, "bss": 189336},
+        "platform": "qemu-mps2-an386", "counter": "systick-icount",
+        "workspace_bytes": 11114, "mode": "last-block",
+        "backbone_workspace_bytes": 5120, "backbone_q_bytes": 9216,
+        "epochs": [{"epoch": 0, "mean_loss": 0.5, "correct": 1000,
+                    "phases": dict(zip(phases, (800, 3201, 1603, 54, 0), strict=True))},
+                   {"epoch": 1, "mean_loss": 0.25, "correct": 1100,
+                    "phases": dict(zip(phases, (700, 3100, 1500, 52, 0), strict=True))}],
+        "test_count": 200, "test_correct_float": 190, "test_correct_int8": 196,
+        "steps_run": 5, "phases": dict(zip(phases, (3000, 6301, 3103, 105, 7000), strict=True)),
+        "uncounted": 1000, "counted": 1010}
+    assert re.fullmatch("[0-9a-f]{16}", fingerprint)
+    # the float weights, the per-class counts and the logits are not the re-quantized head
+    same = re.sub(r"(?m)^(wx|bx|qsx|qsbx|pc|logits8) .*$", r"\1 0", _BENCH_OUT)
+    assert table.parse_bench(same)["head_fingerprint"] == fingerprint
+    for line in ("qw 1 -2 3", "qb 100 -200", "qs 0 0 1234567 -7"):
+        other = _BENCH_OUT.replace(line, line + "1")
+        assert table.parse_bench(other)["head_fingerprint"] != fingerprint, line
+    with pytest.raises(ValueError):  # six phase counts: not this trainer's five phases
+        table.parse_bench(_BENCH_OUT.replace("1603 54 0", "1603 54 0 9"))
+    for gone in ("cycles ", "epoch "):
+        text = "\n".join(ln for ln in _BENCH_OUT.splitlines() if not ln.startswith(gone))
+        with pytest.raises(ValueError, match="trainer_bench printed no phase counts"):
+            table.parse_bench(text)
+
+
+def test_trainer_table_scales_steps_to_an_epoch_and_sums_a_run():
+    """per_epoch and summarize by hand (docs/trainer.md: a build of a few steps is scaled
+    to an epoch per sample, the update per batch of 32; per sample is the epoch / N; the
+    cache fill is the frozen layers outside the epochs per N + T samples; the counter's cost
+    (counted - uncounted) / uncounted). Five steps are 160 samples of N = 1,000, whose epoch
+    is ceil(1000 / 32) = 32 batches."""
+    table = _trainer_table()
+    raw = table.parse_bench(_BENCH_OUT)
+    info = {"train_count": 1000, "test_count": 200}
+    steps = table.Build("bias", "digits", "m4f", update=2, cache=False, steps=5)
+    # 800 * 1000 / 160 = 5000; 3201 -> 20006.25; 1603 -> 10018.75; update 54 * 32 / 5 = 345.6
+    assert table.per_epoch(steps, raw, 1000) == {"frozen": 5000, "forward": 20006,
+                                                 "backward": 10019, "update": 346}
+    row = table.summarize(steps, raw, info)
+    assert row["per_epoch"] == {"frozen": 5000, "forward": 20006, "backward": 10019,
+                                "update": 346, "epoch": 35371}
+    assert (row["per_sample"], row["n_train"], row["n_test"]) == (35, 1000, 200)  # 35.371
+    assert row["frozen_outside_epochs"] == 3000 - 800 - 700 and row["evaluation"] == 7000
+    assert row["final_loss"] == 0.25 and row["scaled_from_steps"] == 5
+    assert "cache_fill_per_sample" not in row  # no cache in this build
+    assert row["flags"] == ["-DBENCH_UPDATE=2", "-DBENCH_CACHE=0", "-DBENCH_STEPS=5"]
+    assert row["counter_cost"] == pytest.approx(0.01)  # (1010 - 1000) / 1000
+    # a one-epoch build: its record as it is, never scaled
+    one = table.parse_bench(_BENCH_OUT.replace("epoch 1 0.25 1100 700 3100 1500 52 0\n", "")
+                            .replace("overhead uncounted 1000 counted 1010 status 0", "")
+                            .replace("cycles 3000 ", "cycles 120800 "))
+    head = table.Build("head", "digits", "m4f")
+    row = table.summarize(head, one, info)
+    assert row["per_epoch"] == {"frozen": 800, "forward": 3201, "backward": 1603, "update": 54,
+                                "epoch": 5658}
+    assert row["per_sample"] == 6 and row["scaled_from_steps"] is None  # 5.658
+    assert row["cache_fill_per_sample"] == 100  # (120800 - 800) / 1200
+    assert row["frozen_outside_epochs"] == 120000
+    assert "counter_cost" not in row and row["final_loss"] == 0.5
+
+
+def test_trainer_table_sizes_each_build_s_cache():
+    """cache_bytes: N + T samples of the trained layers' int8 input where the build caches
+    it: head the features (feature_dim), last-block the block's input (channels x pixels);
+    a build without a cache none. Fashion-MNIST's last-block cache, 3,200 x 64 x 49, is the
+    10,035,200 B benchmarks/results/trainer_qemu.json records as not built."""
+    table = _trainer_table()
+    info = {"train_count": 3000, "test_count": 200, "feature_dim": 64,
+            "model_dims": {"TS_MODEL_BLOCK_IN_C": "64", "TS_MODEL_BLOCK_PIXELS": "49"}}
+    by_name = {(b.dataset, b.name, b.core): b for b in table.BUILDS}
+    assert table.cache_bytes(by_name["fashion-mnist", "head", "m4f"], info) == 3200 * 64
+    assert table.cache_bytes(by_name["fashion-mnist", "last-block-cached", "m4f"],
+                             info) == 10_035_200
+    for name in ("last-block", "bias"):
+        assert table.cache_bytes(by_name["fashion-mnist", name, "m4f"], info) == 0
+
+
+def test_trainer_table_reads_a_real_export_and_refuses_each_missing_key(export_dir, tmp_path):
+    """export_info on the digits export: export.json's counts and ts_model_dims.py's -D
+    macros by name (the same export, by content hash, as the committed results); an
+    export.json lacking any one key it needs is refused naming that key."""
+    import json
+
+    table = _trainer_table()
+    meta = json.loads((export_dir / "export.json").read_text())
+    info = table.export_info(export_dir)
+    assert info["content_hash"] == meta["content_hash"]
+    assert (info["train_count"], info["test_count"]) == (1437, 200)
+    assert (info["feature_dim"], info["num_classes"]) == (64, 10)
+    assert info["model_dims"]["TS_MODEL_BLOCK_IN_C"] == "64"
+    assert info["model_dims"]["TS_MODEL_BLOCK_PIXELS"] == "16"  # the 8x8 image halved twice
+    committed = json.loads((ROOT / "benchmarks" / "results" / "trainer_qemu.json").read_text())
+    if committed["exports"]["digits"]["content_hash"] == meta["content_hash"]:
+        assert info["model_dims"] == committed["exports"]["digits"]["model_dims"]
+    for key in ("content_hash", "train_samples", "test_samples", "feature_dim", "num_classes",
+                "layers", "head_layer"):
+        folder = tmp_path / key
+        folder.mkdir()
+        (folder / "export.json").write_text(json.dumps({k: v for k, v in meta.items()
+                                                        if k != key}))
+        with pytest.raises(SystemExit, match=rf"export\.json lacks {key}: not a run's export"):
+            table.export_info(folder)
+
+
+def test_trainer_table_leaves_out_a_build_whose_cache_exceeds_the_ram(export_dir, tmp_path):
+    """A build whose cache needs more than the emulated board's 4 MiB of RAM is recorded as
+    not built, with the bytes, before anything is compiled: the digits export.json given
+    with 4,000 training samples, whose last-block cache (4,200 x 64 x 16 = 4,300,800 B) no
+    longer fits; the results file and its markdown say so. (The folder holds export.json
+    alone: a build would fail at once, without its C sources.)"""
+    import json
+
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc")
+    table = _trainer_table()
+    export = tmp_path / "export"
+    export.mkdir()
+    meta = json.loads((export_dir / "export.json").read_text())
+    (export / "export.json").write_text(json.dumps({**meta, "train_samples": 4000}))
+    assert table.main(["--datasets", "digits", "--export", f"digits={export}",
+                       "--only", "last-block-cached", "--out-dir", str(tmp_path / "out")]) == 0
+    res = json.loads((tmp_path / "out" / "trainer_qemu.json").read_text())
+    assert res["builds"] == []
+    assert res["not_built"] == [{"build": "digits/last-block-cached/m4f",
+                                 "cache_bytes": 4_300_800, "ram_bytes": 4 << 20}]
+    assert res["exports"]["digits"]["train_count"] == 4000
+    assert res["exports"]["digits"]["stages"] == "given"
+    md = (tmp_path / "out" / "trainer_qemu.md").read_text()
+    assert ("Not built: digits/last-block-cached/m4f: its cache of the trained layers' inputs "
+            "needs 4,300,800 B, over the emulated board's 4,194,304 B of RAM.") in md
