@@ -238,6 +238,65 @@ def test_damaged_structures_are_named(small, edit, said):
     assert f"{small} is damaged, not a valid .tflite" in str(e.value) and said in str(e.value)
 
 
+def test_structures_at_the_edges_of_their_ranges_are_named(small):
+    """The reader's own checks at their edges, each its own message (not the generic
+    "reading it failed: IndexError" of a check one past the end): no subgraph or two, a
+    buffer or operator code index one past the last, a dimension of -1, an operator of no
+    outputs, no operators; weights of a type the reader has no use for (int4, half the
+    bytes) are refused as weights, not as damage; and empty data vectors (length 0, as some
+    writers store "no data") read as no data: the same layers as without them."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.tfcompat import tflite_schema
+
+    data = small.read_bytes()
+    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
+    n_buffers, n_codes = len(model.buffers), len(model.operatorCodes)
+
+    def said(edit) -> str:
+        with pytest.raises(UnsupportedOpError) as e:
+            parse_tflite(_edited(data, edit), small)
+        return str(e.value)
+
+    def second_subgraph(m):
+        m.subgraphs.append(m.subgraphs[0])
+
+    assert "the model has 0 subgraphs; the firmware engine runs single-subgraph" in said(
+        lambda m: _set(m, "subgraphs", []))
+    assert "the model has 2 subgraphs" in said(second_subgraph)
+    damaged = f"{small} is damaged, not a valid .tflite: "
+    assert damaged in said(lambda m: _set(_weights(m), "buffer", n_buffers)) and \
+        f"refers to buffer {n_buffers}, and the model has {n_buffers}" in said(
+            lambda m: _set(_weights(m), "buffer", n_buffers))
+    assert f"{damaged}operator 0 has operator code {n_codes}, and the model has {n_codes}" in \
+        said(lambda m: _set(m.subgraphs[0].operators[0], "opcodeIndex", n_codes))
+    assert "has shape (1, -1, 4, 1)" in said(lambda m: _set(
+        m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]], "shape",
+        np.array([1, -1, 4, 1], np.int32)))
+    assert re.search(r"operator 0 \(CONV_2D\) has inputs \[[-\d, ]+\] and outputs \[\], and the "
+                     r"graph has \d+ tensors", said(
+                         lambda m: _set(m.subgraphs[0].operators[0], "outputs", [])))
+    assert "the model has no operators" in said(lambda m: _set(m.subgraphs[0], "operators", []))
+
+    def int4_weights(m):
+        w = _weights(m)
+        w.type = 17  # INT4: two weights a byte
+        buf = m.buffers[w.buffer]
+        buf.data = buf.data[:(len(buf.data) + 1) // 2]
+
+    text = said(int4_weights)
+    assert "weights must be constant int8" in text and "damaged" not in text
+
+    def empty_vectors(m):
+        for buf in m.buffers:
+            if buf.data is None:
+                buf.data = []
+
+    plain, empty = parse_tflite(data), parse_tflite(_edited(data, empty_vectors))
+    assert [(lay.op, lay.in_dims, lay.out_dims) for lay in empty.layers] == [
+        (lay.op, lay.in_dims, lay.out_dims) for lay in plain.layers]
+    assert empty.plan.arena_bytes == plain.plan.arena_bytes
+
+
 # ---- the engine's own limits --------------------------------------------------------------------
 
 def test_the_engine_limits_are_refused_naming_the_layer_size_and_limit():

@@ -678,13 +678,20 @@ def _swap_ops(first: int, second: int):
     (_edit_op("AVERAGE_POOL_2D", lambda op, g: _set_field(_quant_of(op, g, "output"),
                                                            scale=[0.0])),
      r"has scale 0; a quantization scale must be a finite number > 0"),
+    (_edit_op("AVERAGE_POOL_2D", lambda op, g: _set_field(_quant_of(op, g, "output"),
+                                                           scale=[float("inf")])),
+     r"has scale inf; a quantization scale must be a finite number > 0"),
+    (_edit_op("AVERAGE_POOL_2D", lambda op, g: _set_field(_quant_of(op, g, "output"),
+                                                           zeroPoint=[-128, -128])),
+     r"has 1 scales and 2 zero points; the engine takes one per activation tensor"),
     (_edit_op("RESHAPE", lambda op, g: _set_field(g.tensors[op.outputs[0]], shape=[1, 63])),
      "RESHAPE changes the element count"),
     (_edit_op("CONV_2D", lambda op, g: _set_field(op, outputs=[op.outputs[0], op.inputs[0]])),
      "has 2 outputs"),
     (_swap_ops(2, 3), r"reads tensor '[^']*', which no earlier layer writes"),
 ], ids=["pool-zero-point", "softmax-zero-point", "asymmetric-weights", "per-channel-axis",
-        "zero-scale", "reshape-count", "two-outputs", "out-of-order"])
+        "zero-scale", "infinite-scale", "two-zero-points", "reshape-count", "two-outputs",
+        "out-of-order"])
 def test_layers_the_engine_would_run_otherwise_are_refused(small_model_tflite, edit, message):
     """What the reader refuses so the engine never runs another layer than TFLM: a pool that
     changes its quantization, a SOFTMAX whose output is not 1/256 and -128, asymmetric or
