@@ -539,6 +539,69 @@ def test_a_scoring_run_of_fewer_methods_does_not_drop_the_others_timings(tmp_pat
     assert list(bench_scoring("digits", ("random",), out_dir=out)["methods"]) == ["random"]
 
 
+def test_a_scoring_run_records_each_methods_split_times_count_and_target(tmp_path):
+    """Each method's row: its total is its fit plus its selection, the kept count is keep's
+    rule (round(keep x N), N the training split), vq is judged against its 60-s target (met:
+    "yes" in the table) and a method without a target is not judged; the run's keep, seed
+    and sample count are recorded. Each method's context is its own (nothing shared): the
+    method timed after vq lists no shared work of vq's."""
+    from tinysift.bench.scoring import bench_scoring
+    from tinysift.data import dataset_slug, load_dataset
+
+    d = load_dataset("digits")
+    path = tmp_path / "d.npz"
+    np.savez(path, x=d.x_train[:400], y=d.y_train[:400], x_test=d.x_test[:50],
+             y_test=d.y_test[:50])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"scoring_{dataset_slug(f'npz:{path}')}.json").write_text("{torn")
+    res = bench_scoring(f"npz:{path}", ("vq", "random"), keep=0.1, seed=3, out_dir=out)
+    assert (res["samples"], res["keep"], res["seed"]) == (400, 0.1, 3)
+    for name, row in res["methods"].items():
+        assert row["seconds"] == pytest.approx(row["fit_seconds"] + row["select_seconds"])
+        assert row["fit_seconds"] > 0 and row["kept"] == 40, name
+    vq, rnd = res["methods"]["vq"], res["methods"]["random"]
+    assert vq["target_seconds"] == 60.0 and vq["meets_target"] is True
+    assert rnd["target_seconds"] is None and rnd["meets_target"] is None
+    assert vq["shared_work_seconds"] and rnd["shared_work_seconds"] == {}
+    assert all("-s3-" in item for item in vq["shared_work_seconds"])  # the run's seed's
+    assert res["data_hash"] == load_dataset(f"npz:{path}").content_hash
+    (saved,) = out.glob("scoring_*.json")  # the torn file was no obstacle: rewritten
+    assert json.loads(saved.read_text())["methods"]["vq"]["kept"] == 40
+    rows = saved.with_suffix(".md").read_text().splitlines()
+    assert "| 60.0 | yes |" in next(r for r in rows if r.startswith("| vq |"))
+    assert next(r for r in rows if r.startswith("| random |")).endswith("| - | - |")
+
+
+def test_the_scoring_targets_are_those_the_committed_results_were_judged_by():
+    """The committed scoring table judges vq against 60 s and flow against 300 s; a changed
+    target would judge a rerun by another rule than the committed results."""
+    from tinysift.bench.scoring import TARGETS_SECONDS
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                            / "scoring_mnist.json").read_text())
+    assert TARGETS_SECONDS == {m: r["target_seconds"] for m, r in committed["methods"].items()}
+    assert TARGETS_SECONDS == {"vq": 60.0, "flow": 300.0}
+    for row in committed["methods"].values():  # met: within the target, as the bench judges
+        assert row["meets_target"] == (row["seconds"] <= row["target_seconds"])
+
+
+def test_a_scoring_run_names_every_method_whose_timings_it_would_drop(tmp_path):
+    """Two methods timed before and neither in this run: both are named, and the command
+    that keeps them times all three."""
+    from tinysift.bench.scoring import bench_scoring
+
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = {"methods": {"random": {"seconds": 0.1}, "flow": {"seconds": 200.0},
+                          "vq": {"seconds": 9.0}}}
+    (out / "scoring_digits.json").write_text(json.dumps(theirs))
+    with pytest.raises(TinysiftError, match=r"holds the timings of flow, vq, which this run "
+                       r"\(--methods random\) would drop: time them again too \(--methods "
+                       r"random,flow,vq\)"):
+        bench_scoring("digits", ("random",), out_dir=out)
+
+
 def test_a_guided_option_added_later_is_compared_with_the_default_its_results_ran_with(
         tmp_path):
     """The committed guided results predate --batch and --keep-steps (their config has
