@@ -542,3 +542,329 @@ def test_prune_quick_bench_writes_its_own_results_and_shares_the_scoring_cache(
     data = SeedData(load_dataset("digits"), 0.2)
     tasks = prune._PruneTasks(cfg, SerialExecutor(), None, None, data, data, False)
     assert tasks.cache == tmp_path / "cache" / "prune_digits_noise0.2"
+
+
+
+# -- how bench guided and bench condense build their checks, tasks and results -----------
+
+
+def test_bench_guided_refuses_from_code_what_no_training_could_run(tmp_path, monkeypatch):
+    """Each refusal names its option, before the data is loaded; a budget of 1 (the whole
+    recipe) and --rerun full (the recipe, which every bench runs) are accepted."""
+    import tinysift.data
+    from tinysift.bench.guided import GuidedBenchConfig, bench_guided
+    from tinysift.errors import TinysiftError
+
+    class Loaded(Exception):
+        pass
+
+    def loaded(*a, **k):
+        raise Loaded
+
+    monkeypatch.setattr(tinysift.data, "load_dataset", loaded)
+    where = {"dataset": "digits", "out_dir": tmp_path, "progress_dir": tmp_path / "p"}
+    for options, words in (
+            ({"seeds": 0}, r"^--seeds must be at least 1 \(got 0\)$"),
+            ({"batch": 0}, r"^--batch must be at least 1 \(got 0\)$"),
+            ({"budgets": (0.5, 0.0)}, r"^--budgets must be fractions in \(0, 1\], got 0\.0$"),
+            ({"methods": ("vq", "nope")}, r"^unknown guided method\(s\) \['nope'\]; known: "
+                                          r"flow, full-cut, infobatch, rs2, ucb, vq$"),
+            ({"methods": ("vq",), "rerun": ("full", "rs2")},
+             r"^--rerun names \['rs2'\], which this bench does not run; choose from full, "
+             r"vq$")):
+        with pytest.raises(TinysiftError, match=words):
+            bench_guided(GuidedBenchConfig(**where, **options))
+    for options in ({"budgets": (1.0,)}, {"methods": ("vq",), "rerun": ("full", "vq")}):
+        with pytest.raises(Loaded):
+            bench_guided(GuidedBenchConfig(**where, **options))
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_guided_checks_budgets_in_the_batch_its_runs_train_in(tmp_path, monkeypatch):
+    """0.05 of 1 epoch of digits' 1,437 samples is 71.85 sample-passes: less than one epoch's
+    batch of 72 in the recipe's batch (refused: nothing would train), but with --keep-steps
+    the runs train in batches of 16 (128 x 0.05, at least 16), which it buys."""
+    from tinysift.bench import guided
+    from tinysift.errors import TinysiftError
+
+    seen = _stopped(monkeypatch, guided)
+    cfg = guided.GuidedBenchConfig(dataset="digits", budgets=(0.05,), methods=("rs2",),
+                                   seeds=1, epochs=1, out_dir=tmp_path,
+                                   progress_dir=tmp_path / "p")
+    with pytest.raises(TinysiftError, match="less than one epoch's batch of 72"):
+        guided.bench_guided(cfg)
+    cfg.keep_steps = True
+    guided.bench_guided(cfg)
+    assert seen["stems"] == ["guided_digits"]
+
+
+def test_bench_guided_tasks_are_the_unlogged_trainings_of_each_seeds_recipe(tmp_path,
+                                                                            monkeypatch):
+    """Per seed: the full-data recipe (full-cut at budget 1), then every method at every
+    budget, each unless logged; each task gets the seed, the recipe (epochs, batch, the
+    seed), its method's --method-params and --keep-steps. --rerun forgets the methods it
+    names for every seed asked for. A quick bench writes its own results."""
+    from tinysift.bench import guided
+    from tinysift.data import load_dataset
+
+    seen = _stopped(monkeypatch, guided)
+    cfg = guided.GuidedBenchConfig(dataset="digits", budgets=(0.3, 0.5), methods=("rs2", "vq"),
+                                   seeds=2, epochs=3, batch=64, keep_steps=True, quick=True,
+                                   method_params={"vq": {"alpha": 0.25}}, out_dir=tmp_path,
+                                   progress_dir=tmp_path / "p")
+    stem = "guided_digits_quick"
+    log = guided._progress_log(cfg, load_dataset("digits").content_hash, stem)
+    rec = {"acc": 0.5, "seconds": 1.0, "spent": 0.3, "fit_passes": 0.0, "fit_seconds": 0.0}
+    for seed in (0, 1):
+        log.add(seed, "full", "1", **rec)
+        log.add(seed, "rs2", "0.3", **rec)
+    guided.bench_guided(cfg)
+    assert seen["stems"] == [stem] and seen["seeds"] == 2
+    tasks = seen["submit"](1)
+    assert [t[2] for t in tasks] == ["rs2 budget 0.5", "vq budget 0.3", "vq budget 0.5"]
+    for (task, _, _), (method, budget) in zip(tasks, [("rs2", 0.5), ("vq", 0.3), ("vq", 0.5)],
+                                              strict=True):
+        assert task.fn is guided._guided_point
+        _, seed, m, b, recipe, params, _, keep_steps = task.args
+        assert (seed, m, b, keep_steps) == (1, method, budget, True)
+        assert (recipe.epochs, recipe.batch_size, recipe.seed) == (3, 64, 1)
+        assert params == ({"alpha": 0.25} if method == "vq" else {})
+    cfg.rerun = ("full", "rs2")
+    guided.bench_guided(cfg)
+    for seed in (0, 1):  # forgotten for both seeds
+        tasks = seen["submit"](seed)
+        assert [t[2] for t in tasks][:3] == ["full data", "rs2 budget 0.3", "rs2 budget 0.5"]
+        assert tasks[0][0].args[2:4] == ("full", 1.0)
+
+
+def test_guided_log_key_leaves_out_the_lists_and_rerun_but_not_the_data(tmp_path):
+    """Like the other benches, a record is one point: other seeds, methods, budgets or a
+    --rerun write to the same log; other data (or other epochs) to another."""
+    from tinysift.bench.guided import GuidedBenchConfig, _progress_log, results_stem
+
+    def path(data="h", **options):
+        cfg = GuidedBenchConfig(dataset="digits", progress_dir=tmp_path, **options)
+        return _progress_log(cfg, data, "guided_digits").path
+
+    base = path()
+    assert path(seeds=1, methods=("vq",), budgets=(0.5,), rerun=("vq",),
+                out_dir=Path("x")) == base
+    assert path(data="other") != base and path(epochs=3) != base
+    # the results (and so the log) of a noisy bench are named after its noise
+    assert results_stem("digits", 0.0) == "guided_digits"
+    assert results_stem("fashion-mnist", 0.2) == "guided_fashion-mnist_noise0.2"
+    assert (Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+            / "guided_fashion-mnist_noise0.2.json").exists()
+
+
+def test_guided_results_pair_each_method_with_the_full_recipe_and_the_other_controls():
+    """Per (method, budget) done by every finished seed: the paired difference (method minus
+    other) to the full data and to each control at that budget but itself, each seed's curve,
+    spent over the budget; the full data's curves per seed."""
+    from tinysift.bench.guided import GuidedBenchConfig, _progress_log, _results
+
+    cfg = GuidedBenchConfig(dataset="digits", budgets=(0.3, 0.5), methods=("rs2", "vq"),
+                            seeds=2, progress_dir=None)
+    log = _progress_log(cfg, "data", "g")
+    rec = {"seconds": 5.0, "fit_passes": 0.0, "fit_seconds": 0.0}
+    acc = {("full", 0): 0.90, ("full", 1): 0.80, ("rs2", 0): 0.70, ("rs2", 1): 0.72,
+           ("vq", 0): 0.75, ("vq", 1): 0.78}
+    for seed in (0, 1):
+        log.add(seed, "full", "1", acc=acc["full", seed], spent=1.0, **rec)
+        for method in ("rs2", "vq"):
+            log.add(seed, method, "0.3", acc=acc[method, seed], spent=0.3, **rec)
+    log.add(0, "vq", "0.5", acc=0.8, spent=0.5, **rec)  # seed 1 has none
+    log.add(0, "infobatch", "0.3", acc=0.6, spent=0.3, **rec)  # a control seed 1 lacks
+    curves = {(s, m, "0.3"): [[0.1 * (s + 1), 0.5]] for s in (0, 1) for m in ("rs2", "vq")}
+    curves.update({(s, "full", "1"): [[1.0, 0.9 - s / 10]] for s in (0, 1)})
+    res = _results(cfg, log, curves, 2, 60.0)
+    assert res["budgets"] == [0.3, 0.5] and list(res["methods"]["vq"]) == ["0.3"]
+    vq, rs2 = res["methods"]["vq"]["0.3"], res["methods"]["rs2"]["0.3"]
+    assert vq["vs_full_data"]["mean"] == pytest.approx(((0.75 - 0.9) + (0.78 - 0.8)) / 2)
+    assert vq["vs_rs2"]["mean"] == pytest.approx(((0.75 - 0.7) + (0.78 - 0.72)) / 2)
+    assert vq["vs_rs2"]["n"] == 2 and "vs_vq" not in rs2 and "vs_rs2" not in rs2
+    assert "vs_full-cut" not in vq  # no full-cut runs at this budget
+    assert "vs_infobatch" not in vq  # not every seed's
+    assert vq["curves"] == [[[0.1, 0.5]], [[0.2, 0.5]]]
+    assert vq["spent_of_budget"] == [1.0, 1.0] and vq["over_budget"] == 0
+    assert res["full_data_curves"] == [[[1.0, 0.9]], [[1.0, 0.8]]]
+    assert res["full_data_acc"]["runs"] == [0.9, 0.8] and res["full_data_seconds"] == 5.0
+
+
+def test_guided_curve_records_each_epochs_plan_size_and_the_methods_parameters(tmp_path):
+    """A curve's line beside the progress log: the training's point, each epoch's (spent
+    fraction, accuracy) and plan size, and its method's parameters (a method without a
+    stamp: none)."""
+    from tinysift.bench.guided import _append_curve, _curves_path
+    from tinysift.bench.progress import ProgressLog
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                      method_params={"vq": {"alpha": 0.5}})
+    epochs = [{"spent": 50, "curve_acc": 0.7, "samples": 50},
+              {"spent": 110, "curve_acc": 0.8, "samples": 60}]
+    assert _append_curve(log, 1, "vq", "0.5", epochs, 200) == [[0.25, 0.7], [0.55, 0.8]]
+    _append_curve(log, 1, "rs2", "0.5", epochs[:1], 200)
+    lines = [json.loads(x) for x in _curves_path(log).read_text().splitlines()]
+    assert lines == [{"seed": 1, "method": "vq", "budget": "0.5",
+                      "points": [[0.25, 0.7], [0.55, 0.8]], "sizes": [50, 60],
+                      "params": {"alpha": 0.5}},
+                     {"seed": 1, "method": "rs2", "budget": "0.5", "points": [[0.25, 0.7]],
+                      "sizes": [50]}]
+
+
+def test_guided_point_spends_its_budget_of_the_full_recipe_in_its_batch(monkeypatch):
+    """One guided training: ``spent`` is the fraction of the recipe's sample-passes (epochs x
+    the training split) it used, about its budget; a fit's time is counted (with its
+    method's parameters); an accuracy curve point per epoch, on one stratified test subset
+    whatever the seed; the sampler gets the seed (the subset and sampler factories are
+    wrapped to see what they were asked for); --keep-steps trains in batches of the
+    recipe's batch x budget."""
+    import tinysift.guided as guided
+    import tinysift.selection.budget as budget
+    from tinysift.bench.driver import SeedData
+    from tinysift.bench.guided import CURVE_TEST_SAMPLES, _guided_point
+    from tinysift.models.training import TrainConfig
+
+    asked, subset, sampler = [], budget.balanced_subset, guided.make_sampler
+
+    def balanced_subset(y, n, seed):
+        asked.append(("test subset", n, seed))
+        return subset(y, n, seed)
+
+    def make_sampler(name, seed=0, **params):
+        asked.append((name, seed))
+        return sampler(name, seed=seed, **params)
+
+    monkeypatch.setattr(budget, "balanced_subset", balanced_subset)
+    monkeypatch.setattr(guided, "make_sampler", make_sampler)
+    data = SeedData(load_dataset("digits"))
+    recipe = TrainConfig(epochs=1, seed=1, batch_size=128)
+    # vq on pixels fits their PCA at the start: a fit the run is charged
+    r = _guided_point(data, 1, "vq", 0.5, recipe, {"embedding": "pixels"}, False)
+    assert r["full_passes"] == 1437 and 0.45 <= r["spent"] <= 0.56
+    assert r["fit_seconds"] > 0 and r["batch_size"] == 128
+    assert len(r["epochs"]) == 1 and all(0 <= e["curve_acc"] <= 1 for e in r["epochs"])
+    assert _is_count(r["acc"], len(data.base.y_test))
+    steps = _guided_point(data, 1, "rs2", 0.5, recipe, {}, False, keep_steps=True)
+    assert steps["batch_size"] == 64 and steps["fit_seconds"] == 0
+    assert asked == [("test subset", CURVE_TEST_SAMPLES, 0), ("vq", 1),
+                     ("test subset", CURVE_TEST_SAMPLES, 0), ("rs2", 1)]
+
+
+def test_bench_condense_refuses_no_seeds_and_builds_each_seeds_unlogged_tasks(tmp_path,
+                                                                             monkeypatch):
+    """--seeds 0 is refused from code too. A seed's tasks: the full data (K "all") and every
+    method at every K, each unless logged, all on the seed's one context (serial) with the
+    seed's recipe; a quick bench writes its own results."""
+    from tinysift.bench import condense
+    from tinysift.data import load_dataset
+    from tinysift.errors import TinysiftError
+    from tinysift.scoring import ScoringContext
+
+    where = {"dataset": "digits", "out_dir": tmp_path, "progress_dir": tmp_path / "p"}
+    with pytest.raises(TinysiftError, match=r"^--seeds must be at least 1 \(got 0\)$"):
+        condense.bench_condense(condense.CondenseBenchConfig(seeds=0, **where))
+    seen = _stopped(monkeypatch, condense)
+    cfg = condense.CondenseBenchConfig(per_class=(5, 1), methods=("random", "vq"), seeds=2,
+                                       min_steps=9, subset_epochs=2, quick=True, **where)
+    stem = "condense_digits_quick"
+    log = condense._progress_log(cfg, load_dataset("digits").content_hash, stem)
+    rec = {"acc": 0.5, "condense_seconds": 0.1, "train_seconds": 1.0}
+    log.add(1, "full", "all", **rec)
+    log.add(1, "random", "1", **rec)
+    condense.bench_condense(cfg)
+    assert seen["stems"] == [stem] and seen["seeds"] == 2
+    tasks = seen["submit"](1)
+    assert [t[2] for t in tasks] == ["random K=5", "vq K=5", "vq K=1"]
+    ctx = tasks[0][0].args[0]
+    assert isinstance(ctx, ScoringContext) and ctx.seed == 1
+    for (task, _, _), (name, k) in zip(tasks, [("random", 5), ("vq", 5), ("vq", 1)],
+                                       strict=True):
+        assert task.fn is condense._condense_point and task.args[0] is ctx
+        _, _, seed, n, per_class, recipe, _ = task.args
+        assert (seed, n, per_class) == (1, name, k)
+        assert (recipe.seed, recipe.min_steps, recipe.subset_epochs, recipe.epochs) == (
+            1, 9, 2, None)
+    first = seen["submit"](0)
+    assert [t[2] for t in first][:2] == ["full data", "random K=5"]
+    assert first[0][0].args[3:5] == ("full", None)
+
+
+def test_bench_condense_refuses_to_drop_a_k_of_a_table_that_names_no_log(tmp_path,
+                                                                         monkeypatch):
+    """Results written before results named their log hold Ks whose numbers are in no log:
+    a bench whose --per-class leaves one out would replace them, refused (its Ks are the
+    log's points); one that keeps them all runs."""
+    from tinysift.bench import condense
+    from tinysift.errors import TinysiftError
+
+    seen = _stopped(monkeypatch, condense)
+    (tmp_path / "condense_digits.json").write_text(json.dumps(
+        {"config": {"dataset": "digits", "per_class": [1, 10]}}))
+    where = {"dataset": "digits", "methods": ("random",), "out_dir": tmp_path,
+             "progress_dir": tmp_path / "p"}
+    with pytest.raises(TinysiftError, match=r"\(per_class \[1, 10\] -> \[1, 5\]\), written "
+                                            r"before results named their progress log"):
+        condense.bench_condense(condense.CondenseBenchConfig(per_class=(1, 5), **where))
+    condense.bench_condense(condense.CondenseBenchConfig(per_class=(1, 10, 50), **where))
+    assert seen["stems"] == ["condense_digits"]
+
+
+def test_condense_point_condenses_with_the_seed_and_trains_on_what_it_kept(monkeypatch):
+    """A point condenses K samples per class with its method at the task's seed (the full
+    data: no condenser) and trains the recipe on them; its record holds the condensing
+    time. The condenser factory is wrapped to see which condenser each point made."""
+    import tinysift.condensation.base as base
+    from tinysift.bench.condense import _condense_point
+    from tinysift.bench.driver import SeedData
+    from tinysift.models.training import TrainConfig
+
+    made, real = [], base.make_condenser
+
+    def make_condenser(name, **kw):
+        made.append((name, kw.get("seed")))
+        return real(name, **kw)
+
+    monkeypatch.setattr(base, "make_condenser", make_condenser)
+    data = SeedData(load_dataset("digits"))
+    recipe = TrainConfig(epochs=None, min_steps=3, subset_epochs=1, seed=2)
+    r = _condense_point(None, data, 2, "random", 3, recipe, False)
+    assert made == [("random", 2)] and r["condense_seconds"] > 0 and r["train_seconds"] > 0
+    assert _is_count(r["acc"], len(data.base.y_test))
+    r = _condense_point(None, data, 2, "vq", 1, recipe, False)
+    assert made[-1] == ("vq", 2) and r["condense_seconds"] > 0
+    full = _condense_point(None, data, 2, "full", None, recipe, False)
+    assert len(made) == 2 and full["condense_seconds"] == 0.0
+
+
+def test_condense_results_keep_the_k_order_and_each_seeds_full_data(tmp_path):
+    """Per method and K (in the order given): the mean over the done seeds; the full data's
+    accuracy and training seconds over the same seeds; a record without its condensing
+    time is not a finished training."""
+    from tinysift.bench.condense import (
+        CondenseBenchConfig,
+        _progress_log,
+        _results,
+        condense_markdown,
+    )
+
+    cfg = CondenseBenchConfig(dataset="digits", per_class=(5, 1), methods=("random",),
+                              seeds=2, progress_dir=tmp_path)
+    log = _progress_log(cfg, "h", "condense_digits")
+    for seed, acc in ((0, 0.6), (1, 0.4)):
+        log.add(seed, "full", "all", acc=acc + 0.3, condense_seconds=0.0,
+                train_seconds=10.0 * (seed + 1))
+        for k in (5, 1):
+            log.add(seed, "random", str(k), acc=acc / k, condense_seconds=k,
+                    train_seconds=1.0)
+    log.add(2, "random", "5", acc=0.9, train_seconds=1.0)  # no condense_seconds
+    assert _progress_log(cfg, "h", "condense_digits").get(2, "random", "5") is None
+    res = _results(cfg, log, 2, 60.0)
+    assert res["per_class"] == [5, 1] and list(res["methods"]["random"]) == ["5", "1"]
+    assert res["methods"]["random"]["5"]["acc_mean"] == pytest.approx(0.1)
+    assert res["methods"]["random"]["5"]["condense_seconds"] == 5.0
+    assert res["full_data_acc"]["runs"] == pytest.approx([0.9, 0.7])
+    assert res["full_data_seconds"] == 15.0
+    # the table's "seconds to condense" is the method's longest, its largest K's here
+    row = next(x for x in condense_markdown(res).splitlines() if x.startswith("| random |"))
+    assert row.endswith("| 5.0 |")
