@@ -453,3 +453,142 @@ def test_upkeep_results_take_a_point_only_where_every_done_seed_has_a_current_re
     assert set(res["points"]) == {"reservoir:5:head", "all:all:head"}
     old = {**res, "config": {k: v for k, v in res["config"].items() if k != "coverage_rules"}}
     assert "rules 1: a reservoir per codeword" in upkeep_markdown(old)
+
+
+def _upkeep_bench(tmp_path, **options):
+    from tinysift.bench.upkeep import UpkeepBenchConfig
+    from tinysift.pipeline.upkeep import UpkeepConfig
+
+    up = {"dataset": "digits", "buffers": (5,), "updates": ("head",), **options}
+    return UpkeepBenchConfig(UpkeepConfig(**up), seeds=2, out_dir=tmp_path / "out",
+                             progress_dir=tmp_path / "p", work_dir=tmp_path / "w")
+
+
+def test_upkeep_bench_names_its_files_and_each_seeds_run_folder(tmp_path):
+    """The results stem names the scenario and the dataset (a path as a slug), --quick its
+    own; each seed runs in its own folder of the work folder with its own seed."""
+    from dataclasses import replace
+
+    from tinysift.data import dataset_slug
+
+    cfg = _upkeep_bench(tmp_path)
+    assert cfg.stem() == "upkeep_new-classes_digits"
+    assert replace(cfg, quick=True).stem() == "upkeep_new-classes_digits_quick"
+    npz = _upkeep_bench(tmp_path, scenario="user", new="npz:/d/mine.npz",
+                        dataset="npz:/d/base.npz")
+    assert npz.stem() == f"upkeep_user_{dataset_slug('npz:/d/base.npz')}" and "/" not in npz.stem()
+    one = cfg.seed_config(1)
+    assert one.seed == 1 and one.out == str(tmp_path / "w" / "upkeep_new-classes_digits-s1")
+    assert cfg.seed_config(0).out != one.out and cfg.upkeep.seed == 0
+
+
+def test_upkeep_bench_log_key_leaves_out_the_points_but_not_the_replay_rule_or_data(
+        tmp_path, monkeypatch):
+    """One log for every buffer list, policy list, update list and whole-stream point (a
+    record is one point); another for another replay rule or another user file; every
+    record is stamped with the firmware's source hash (a changed firmware reruns); a config
+    that does not validate, or names a mode or policy twice, is refused before any log."""
+    import tinysift.bench.upkeep as upkeep
+    from tinysift.device.build import firmware_source_hash
+    from tinysift.errors import BudgetError
+
+    logs = []
+    monkeypatch.setattr(upkeep, "_run", lambda cfg, plog, say, wall: logs.append(plog))
+
+    def path(**options):
+        upkeep.bench_upkeep(_upkeep_bench(tmp_path, **options), log=lambda *_: None)
+        return logs[-1].path
+
+    base = path()
+    assert logs[-1].stamp == {"firmware": firmware_source_hash()}
+    assert path(buffers=(5, 10), updates=("head", "bias"), policies=("coverage",),
+                reference_all=False) == base
+    assert path(replay_params={"alpha": 0.25}) != base
+    # a changed default of the replay rule (defaults are in the key, as bench device's)
+    import tinysift.pipeline.adapt as adapt
+
+    replay = _upkeep_bench(tmp_path).upkeep.replay
+    with monkeypatch.context() as m:
+        m.setitem(adapt.REPLAY_DEFAULTS, replay,
+                  {**adapt.REPLAY_DEFAULTS.get(replay, {}), "within": "changed"})
+        assert path() != base
+    assert path() == base
+    npz = tmp_path / "new.npz"
+    np.savez(npz, x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 0, 1, 1]))
+    mine = path(scenario="user", new=f"npz:{npz}")
+    np.savez(npz, x=np.ones((4, 8, 8), np.uint8), y=np.array([0, 0, 1, 1]))
+    assert path(scenario="user", new=f"npz:{npz}") != mine
+    with pytest.raises(BudgetError, match="--vq-per-class must be in 1..255"):
+        path(vq_per_class=0)
+    # a mode or policy given twice ran its points twice and counted their rows twice
+    with pytest.raises(BudgetError, match=r"^--updates head,head names head more than once"):
+        path(updates=("head", "head"))
+    with pytest.raises(BudgetError, match=r"^--policies coverage,coverage names coverage "):
+        path(policies=("coverage", "coverage"))
+
+
+def test_upkeep_bench_logs_each_run_resumes_the_rest_and_writes_complete_seeds(
+        tmp_path, monkeypatch):
+    """Per seed: one setup (only for a seed with runs left), then every point not logged
+    under the current rules; coverage's records carry the rules' version, a run's old
+    accuracy None (not tested) is logged as 0.0; a failed run leaves its seed out of the
+    results and the error says how many seeds they hold; the rerun runs only it and the
+    coverage record of older rules. The device run and its setup (a base model, the
+    firmware, QEMU: minutes) are replaced by doubles returning rows; the bench around them
+    is real (progress log, results files)."""
+    import tinysift.bench.upkeep as upkeep
+    from tinysift.bench.upkeep import COVERAGE_RULES, FIELDS
+    from tinysift.errors import TasksFailed, TinysiftError
+
+    prepared, ran, fail = [], [], {(1, "coverage")}
+
+    def prepare(ucfg, say):
+        prepared.append((ucfg.seed, ucfg.out))
+        return f"setup {ucfg.seed}"
+
+    def run_point(ucfg, setup, policy, per_class, update):
+        assert setup == f"setup {ucfg.seed}"
+        ran.append((ucfg.seed, policy, per_class))
+        if (ucfg.seed, policy) in fail:
+            raise TinysiftError("no valid record from the board (a garbled link)")
+        return {"acc": 0.5 + 0.1 * ucfg.seed, "acc_old": None, "acc_new": 0.7,
+                "cap": 10 if per_class else 300, **{f: 2.0 for f in FIELDS[2:]}}
+
+    monkeypatch.setattr(upkeep, "prepare", prepare)
+    monkeypatch.setattr(upkeep, "run_point", run_point)
+    cfg = _upkeep_bench(tmp_path, scenario="shift", dataset="mnist")
+    with pytest.raises(TasksFailed, match=r"results files written for the first 1 of 2 "
+                                          r"seeds"):
+        upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    stem = cfg.stem()
+    assert prepared == [(s, str(tmp_path / "w" / f"{stem}-s{s}")) for s in (0, 1)]
+    assert len(ran) == 6
+    results = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+    assert results["seeds"] == 1 and results["points"]["coverage:5:head"]["runs"] == [0.5]
+    (log,) = (tmp_path / "p").glob(f"{stem}_*.jsonl")
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    recs = [r for r in recs if r["method"] != "_wall"]
+    assert {(r["seed"], r["method"]) for r in recs} == {
+        (0, "reservoir"), (0, "coverage"), (0, "all"), (1, "reservoir"), (1, "all")}
+    assert all(r.get("coverage_rules") == (COVERAGE_RULES if r["method"] == "coverage"
+                                           else None) for r in recs)
+    assert all(r["acc_old"] == 0.0 and r["acc_new"] == 0.7 for r in recs)
+    # seed 0's coverage run measured under older rules: it runs again with seed 1's
+    log.write_text(log.read_text().replace(f'"coverage_rules": {COVERAGE_RULES}',
+                                           '"coverage_rules": 2'))
+    fail.clear()
+    prepared.clear()
+    ran.clear()
+    res = upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    assert ran == [(0, "coverage", 5), (1, "coverage", 5)]
+    assert [p[0] for p in prepared] == [0, 1]
+    assert res["seeds"] == 2 and res["points"]["coverage:5:head"]["runs"] == [0.5, 0.6]
+    assert res["points"]["coverage:5:head"]["new_runs"] == [0.7, 0.7]
+    # every device number is logged and averaged: the energy too
+    assert all(res["points"][p]["energy_mj"] == 2.0 for p in res["points"])
+    assert res["config"]["coverage_rules"] == COVERAGE_RULES  # the rules it ran under
+    assert json.loads((tmp_path / "out" / f"{stem}.json").read_text())["seeds"] == 2
+    ran.clear()
+    prepared.clear()
+    upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    assert ran == [] and prepared == []  # all logged: no setup either
