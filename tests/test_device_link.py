@@ -322,6 +322,22 @@ def test_device_error_status_carries_the_message():
     peer.stop.set()
 
 
+@pytest.mark.parametrize("status,msg", [(102, "too_long"), (103, "bad_crc")])
+def test_a_load_ended_at_an_unreadable_data_line_names_the_garbled_direction(status, msg):
+    """A `db load` the device ended at a data line it could not read, too long (102) or with
+    a bad CRC (103) (docs/protocol.md), is refused with the fix for garbled host bytes."""
+    def script(cmd, send):
+        send(rec(f"@err code={status} msg={msg}") + rec(f"@ready cmd=db status={status}"))
+
+    peer = Peer(script=script)
+    peer.start()
+    with SerialLink(peer.url) as link, pytest.raises(
+            DeviceError, match=rf"status {status} \({msg}\); a line from the host arrived "
+                               r"garbled: check the cable, the baud rate \(115200\)"):
+        link.command("db load 1", timeout=5.0)
+    peer.stop.set()
+
+
 class GarblingPeer(Peer):
     """A peer whose first ``garble`` received lines arrive with one bit flipped, answered as
     the firmware answers a host line it cannot read: ``@err code=103`` and

@@ -420,3 +420,15 @@ def test_a_db_use_answer_naming_another_source_stops_the_session(tmp_path):
     res, error = _session(tmp_path, dev, train_set=_streamed())
     assert isinstance(error, WrongTrainingSet) and "after `db use ram`" in str(error), error
     assert not any(line.startswith("train") for line in dev.received)
+
+
+def test_a_reset_records_how_many_records_came_before_it(tmp_path):
+    """A reset after `@epoch n=2` (--on-reset stop): the event names the command and the
+    three records of it that arrived first (`@phase name=features`, `@epoch` 1 and 2)."""
+    from fake_device import FakeDevice, Fault
+
+    res, error = _session(tmp_path, FakeDevice([Fault("train:epoch:2", "reset")]),
+                          on_reset="stop")
+    assert error is not None and res.status == "device-reset"
+    (event,) = [e for e in res.events if "device_reset" in e]
+    assert event["records_before_reset"] == 3 and event["during"].startswith("train ")
