@@ -1318,6 +1318,19 @@ def test_garbage_without_newline_is_dropped_while_waiting():
     peer.stop.set()
 
 
+def test_an_overflow_drops_an_at_sign_older_than_one_record():
+    """An `@` more than one record (MAX_LINE bytes) back in the overflowing noise is no
+    partly arrived record: the buffer is dropped as if it had none (4097 bytes, one line);
+    kept, it was kept at every overflow, and nothing was ever dropped."""
+    peer = Peer(script=lambda cmd, send: send(b"@" + b"x" * 4999))
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceError, match=r"no valid record .* \(1 corrupt lines dropped\)"):
+            link.command("info", timeout=1.0)
+        assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == 4097
+    peer.stop.set()
+
+
 def test_a_train_after_an_unreadable_line_gets_its_own_silence_limit():
     """An unreadable line, then `train` silent for 1.5 s before its first record: a command
     that is not resent waits its own silence limit (here 4 s), not the 1 s grace of a
