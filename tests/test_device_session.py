@@ -89,8 +89,6 @@ def test_lost_records_are_named_as_short_spans(numbers: list[int], text: str) ->
 
 
 def _re(text: str) -> str:
-    import re
-
     return re.escape(text)
 
 
