@@ -518,23 +518,31 @@ def test_a_file_where_the_progress_folder_goes_is_refused_before_any_training(tm
     assert (tmp_path / "progress").read_text() == "mine"
 
 
-def test_a_scoring_run_of_fewer_methods_does_not_drop_the_others_timings(tmp_path):
+@pytest.mark.parametrize(("dropped", "named"), [
+    (("flow",), "flow"),
+    (("flow", "vq"), "flow, vq"),  # every dropped method named, and kept by the command
+])
+def test_a_scoring_run_of_fewer_methods_does_not_drop_the_others_timings(tmp_path, dropped,
+                                                                         named):
     """The scoring bench keeps no log: `--methods vq` beside the committed vq and flow
     timings replaced them without flow's, without a word; refused before any timing, naming
-    the command that keeps them. The same methods (or more) time them again."""
+    every method it would drop and the command that keeps them. The same methods (or more)
+    time them again."""
     from tinysift.bench.scoring import bench_scoring
 
     out = tmp_path / "out"
     out.mkdir()
-    theirs = {"dataset": "digits", "methods": {"random": {"seconds": 0.1},
-                                               "flow": {"seconds": 200.0}}}
+    seconds = {"random": 0.1, "flow": 200.0, "vq": 9.0}
+    theirs = {"dataset": "digits",
+              "methods": {m: {"seconds": seconds[m]} for m in ("random", *dropped)}}
     (out / "scoring_digits.json").write_text(json.dumps(theirs))
-    with pytest.raises(TinysiftError, match=r"holds the timings of flow, which this run "
-                       r"\(--methods random\) would drop: time them again too \(--methods "
-                       r"random,flow\), or pass another --out-dir"):
+    with pytest.raises(TinysiftError, match=rf"holds the timings of {named}, which this run "
+                       rf"\(--methods random\) would drop: time them again too \(--methods "
+                       rf"random,{','.join(dropped)}\), or pass another --out-dir"):
         bench_scoring("digits", ("random",), out_dir=out)
     assert json.loads((out / "scoring_digits.json").read_text()) == theirs
-    theirs["methods"].pop("flow")
+    for method in dropped:
+        theirs["methods"].pop(method)
     (out / "scoring_digits.json").write_text(json.dumps(theirs))
     assert list(bench_scoring("digits", ("random",), out_dir=out)["methods"]) == ["random"]
 
@@ -584,22 +592,6 @@ def test_the_scoring_targets_are_those_the_committed_results_were_judged_by():
     assert TARGETS_SECONDS == {"vq": 60.0, "flow": 300.0}
     for row in committed["methods"].values():  # met: within the target, as the bench judges
         assert row["meets_target"] == (row["seconds"] <= row["target_seconds"])
-
-
-def test_a_scoring_run_names_every_method_whose_timings_it_would_drop(tmp_path):
-    """Two methods timed before and neither in this run: both are named, and the command
-    that keeps them times all three."""
-    from tinysift.bench.scoring import bench_scoring
-
-    out = tmp_path / "out"
-    out.mkdir()
-    theirs = {"methods": {"random": {"seconds": 0.1}, "flow": {"seconds": 200.0},
-                          "vq": {"seconds": 9.0}}}
-    (out / "scoring_digits.json").write_text(json.dumps(theirs))
-    with pytest.raises(TinysiftError, match=r"holds the timings of flow, vq, which this run "
-                       r"\(--methods random\) would drop: time them again too \(--methods "
-                       r"random,flow,vq\)"):
-        bench_scoring("digits", ("random",), out_dir=out)
 
 
 def test_a_guided_option_added_later_is_compared_with_the_default_its_results_ran_with(
