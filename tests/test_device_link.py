@@ -422,18 +422,23 @@ def answer_train(cmd, send):
         send(rec("@epoch n=1 loss=0.5") + rec("@ready cmd=train status=0"))
 
 
-def test_an_unreadable_line_before_a_command_that_runs_does_not_send_it_again():
+@pytest.mark.parametrize(("silence", "timeout"), [(0.0, 5.0), (1.5, 4.0)],
+                         ids=["answered at once", "silent 1.5 s"])
+def test_an_unreadable_line_before_a_command_that_runs_does_not_send_it_again(silence, timeout):
     """Noise ending in a newline just before `train`: the device answers the noise as an
     unreadable line, then runs the train. The host must not send `train` again (it would
-    train twice); the unreadable line is counted."""
+    train twice); the unreadable line is counted. A train silent for 1.5 s before its first
+    record waits its own silence limit (here 4 s), not the 1 s grace of a resendable
+    command, and its records are taken."""
     def script(cmd, send):
         send(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=- status=103"))
+        time.sleep(silence)
         answer_train(cmd, send)
 
     peer = Peer(script=script)
     peer.start()
     with SerialLink(peer.url) as link:
-        records = link.command("train", timeout=5.0)
+        records = link.command("train", timeout=timeout)
         assert [r.type for r in records] == ["epoch", "ready"]
         assert peer.received == ["train"] and link.stats.garbled_host_lines == 1
     peer.stop.set()
@@ -1319,24 +1324,6 @@ def test_garbage_without_newline_is_dropped_while_waiting(garbage: bytes):
         with pytest.raises(DeviceError, match=r"no valid record .* \(1 corrupt lines dropped\)"):
             link.command("info", timeout=1.0)
         assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == 4097
-    peer.stop.set()
-
-
-def test_a_train_after_an_unreadable_line_gets_its_own_silence_limit():
-    """An unreadable line, then `train` silent for 1.5 s before its first record: a command
-    that is not resent waits its own silence limit (here 4 s), not the 1 s grace of a
-    resendable one, and its records are taken (sent once)."""
-    def script(cmd, send):
-        send(rec("@err code=103 msg=bad_crc") + rec("@ready cmd=- status=103"))
-        time.sleep(1.5)
-        answer_train(cmd, send)
-
-    peer = Peer(script=script)
-    peer.start()
-    with SerialLink(peer.url) as link:
-        records = link.command("train", timeout=4.0)
-        assert [r.type for r in records] == ["epoch", "ready"]
-        assert peer.received == ["train"]
     peer.stop.set()
 
 
