@@ -228,7 +228,6 @@ def test_match_ports_orders_and_hints():
         "--port /dev/ttyS0")
 
 
-
 def _usb_port(device: str, vid: int | None = None, pid: int | None = None,
               description: str = "n/a"):
     """pyserial's own ListPortInfo, filled in as its USB probing fills it (vid, pid,
@@ -283,6 +282,7 @@ def test_match_ports_on_pyserial_ports_orders_hints_and_records():
                              "boards": [], "pass": "--port /dev/ttyUSB0"}
     assert uart.to_dict() == {"device": "/dev/ttyS0", "usb_id": None, "description": "n/a",
                               "adapter": "", "boards": [], "pass": "--port /dev/ttyS0"}
+
 
 # ---- flashing ----------------------------------------------------------------------------------
 
