@@ -1100,39 +1100,44 @@ def test_readme_cli_tour_commands_parse(capsys):
     capsys.readouterr()
 
 
-def test_user_text_in_the_output_is_not_rich_markup(tmp_path):
+def test_user_text_in_the_output_is_not_rich_markup(tmp_path, capfd):
     """Class names and paths are printed as they are: "[/]" in one was an unexpected
     MarkupError (exit 1, after a prune or training had finished) and "[v2]" vanished from a
-    path."""
+    path. In this process (a new one per command imported TensorFlow eight times: a minute);
+    the subprocess path of the CLI is held by the tests above."""
+    from tinysift.cli.app import main
+
+    def cli(*args: str) -> tuple[str, str]:
+        capfd.readouterr()
+        code = main(list(args))
+        out, err = capfd.readouterr()
+        assert code == 0, (args, out, err)
+        return out, err
+
     folder = tmp_path / "set[v2]"
     folder.mkdir()
     rng = np.random.default_rng(0)
     np.savez(folder / "d.npz", x=rng.integers(0, 255, (30, 4, 4), dtype=np.uint8),
              y=np.arange(30) % 3, class_names=np.array(["[/]", "[red]b", "c[/x]"]))
-    r = tinysift("data", "info", f"npz:{folder}/d.npz")
-    assert r.returncode == 0, r.stderr
-    assert f"npz:{folder}/d.npz" in r.stdout
-    for name in ("[/]", "[red]b", "c[/x]"):
-        assert name in r.stdout
     data = f"npz:{folder}/d.npz"
+    out, _ = cli("data", "info", data)
+    assert data in out
+    for name in ("[/]", "[red]b", "c[/x]"):
+        assert name in out
     for args, made in ((["prune", "--method", "random", "--keep", "6"], "selection.npz"),
                        (["condense", "--method", "random", "--per-class", "1"],
                         "condensed.npz"),
                        (["train", "--epochs", "1"], "model.keras")):
-        out = tmp_path / f"{args[0]}[/]"
-        r = tinysift(args[0], "--dataset", data, *args[1:], "--out", str(out))
-        assert r.returncode == 0, r.stderr
-        assert f"-> {out}/{made}" in r.stdout
-    run = tmp_path / "train[/]"
-    assert tinysift("quantize", "--run", str(run)).returncode == 0
+        run = tmp_path / f"{args[0]}[/]"
+        out, _ = cli(args[0], "--dataset", data, *args[1:], "--out", str(run))
+        assert f"-> {run}/{made}" in out
+    cli("quantize", "--run", str(run))
     # QAT trains on, so its "drop" is from the model before QAT (digits showed "-30 pt")
-    r = tinysift("quantize", "--run", str(run), "--qat")
-    assert r.returncode == 0, r.stderr
-    assert "qat: float (as trained, before QAT) " in r.stdout
-    assert "E0000" not in r.stderr  # TensorFlow's line about Keras' numpy adapter
-    r = tinysift("export", "--run", str(run), "--test-samples", "3")
-    assert r.returncode == 0, r.stderr
-    assert f"-> {run}/export" in r.stdout
+    out, err = cli("quantize", "--run", str(run), "--qat")
+    assert "qat: float (as trained, before QAT) " in out
+    assert "E0000" not in err  # TensorFlow's line about Keras' numpy adapter
+    out, _ = cli("export", "--run", str(run), "--test-samples", "3")
+    assert f"-> {run}/export" in out
 
 
 def test_pipeline_progress_lines_are_not_rich_markup(monkeypatch, capsys, tmp_path):
