@@ -182,7 +182,7 @@ def _edited(data: bytes, edit) -> bytes:
     flatbuffer's own checks cannot see."""
     import flatbuffers
 
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
     edit(model)
@@ -203,7 +203,7 @@ def _set(obj, name, value):
 
 def _set_options_kind(op, kind: str) -> None:
     """``op`` carries fresh options of another ``kind`` (union tag and table both)."""
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     schema = tflite_schema()
     op.builtinOptions = getattr(schema, f"{kind}T")()
@@ -246,7 +246,7 @@ def test_structures_at_the_edges_of_their_ranges_are_named(small):
     bytes) are refused as weights, not as damage; and empty data vectors (length 0, as some
     writers store "no data") read as no data: the same layers as without them."""
     from tinysift.export.tflite_reader import parse_tflite
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     data = small.read_bytes()
     model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)

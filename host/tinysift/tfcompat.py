@@ -72,12 +72,4 @@ tf, keras = _import_quietly()
 tf.get_logger().setLevel("ERROR")
 
 
-def tflite_schema():
-    """TensorFlow's generated ``.tflite`` flatbuffer schema module (imported through here so
-    that TensorFlow starts quietly)."""
-    from tensorflow.lite.python import schema_py_generated
-
-    return schema_py_generated
-
-
-__all__ = ["tf", "keras", "tflite_schema"]
+__all__ = ["tf", "keras"]

@@ -48,7 +48,7 @@ def with_all_outputs(model_bytes: bytes) -> tuple[bytes, int]:
     """The same model with every operator output exposed; returns (bytes, num_outputs)."""
     import flatbuffers
 
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)

@@ -211,7 +211,7 @@ class ParsedModel:
 
 
 def _schema():
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     return tflite_schema()
 

@@ -35,7 +35,7 @@ def interpreter(model_bytes: bytes, arena_size: int | None = None):
 def arena_ceiling(model_bytes: bytes) -> int:
     """The largest arena the search tries: twice every non-constant tensor's bytes plus 1
     MiB for TFLM's persistent structures, at least 4 MiB."""
-    from tinysift.tfcompat import tflite_schema
+    from tinysift.tflite_schema import tflite_schema
 
     model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
     buffers = model.buffers or []
