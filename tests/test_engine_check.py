@@ -140,6 +140,27 @@ def test_the_arena_search_runs_after_tensorflow_in_a_fresh_process(tmp_path):
     assert r.returncode == 0 and "arena" in r.stdout, r.stderr[-3000:]
 
 
+def test_engine_check_and_run_never_start_tensorflow(small, tmp_path):
+    """Reading a model imported TensorFlow's .tflite schema, and with it all of TensorFlow:
+    5 s before `engine check` or `engine run` said a word, in commands that use only TFLM and
+    the engine. A fresh process runs both on a real model and has no TensorFlow after."""
+    import subprocess
+    import sys
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 4, 4, 1), np.int8))
+    script = (
+        "import sys\n"
+        "from tinysift.cli.app import main\n"
+        f"a = main(['engine', 'check', '--tflite', {str(small)!r}, '--count', '2'])\n"
+        f"b = main(['engine', 'run', '--tflite', {str(small)!r}, '--inputs', {str(x)!r},\n"
+        f"          '--out', {str(tmp_path / 'y.npy')!r}])\n"
+        "print('codes', a, b, 'tensorflow' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=600)
+    assert "codes 0 0 False" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
 # ---- a .tflite damaged in place -----------------------------------------------------------------
 
 def _flips(data: bytes, seed: int = 0):
