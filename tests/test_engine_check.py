@@ -318,6 +318,48 @@ def test_structures_at_the_edges_of_their_ranges_are_named(small):
     assert empty.plan.arena_bytes == plain.plan.arena_bytes
 
 
+def _activation_zero_point(zero_point: int, output_zero_point: int | None = None):
+    """An edit: the first layer's output (an int8 activation) gets ``zero_point``, and the
+    model's output ``output_zero_point`` if given."""
+    def edit(m):
+        graph = m.subgraphs[0]
+        outputs = [(graph.operators[0].outputs[0], zero_point)]
+        if output_zero_point is not None:
+            outputs.append((graph.outputs[0], output_zero_point))
+        for index, value in outputs:
+            graph.tensors[index].quantization.zeroPoint = np.array([value], np.int64)
+    return edit
+
+
+@pytest.mark.parametrize("zero_point", [128, -129, 200])
+def test_an_activation_zero_point_outside_int8_is_refused_naming_the_tensor(small, zero_point):
+    """ts_model_check refuses a zero point outside [-128, 127]; the reader took it, and
+    `engine check` ended in the golden program's "got 6" (TFLM runs such a model)."""
+    from tinysift.export.tflite_reader import parse_tflite
+
+    with pytest.raises(UnsupportedOpError) as e:
+        parse_tflite(_edited(small.read_bytes(), _activation_zero_point(zero_point)), small)
+    # the tensor's name: Keras numbers its models in a process ("model_1/conv/...")
+    assert re.search(rf"CONV_2D's int8 tensor '[\w/]*conv/Conv2D1' has zero point {zero_point}; "
+                     r"an int8 zero point must be in \[-128, 127\]", str(e.value)), str(e.value)
+
+
+def test_activation_zero_points_at_int8_s_edges_run_bit_exact(small, tmp_path):
+    """The zero points at the ends of int8's range (127 inside the model, -128 at its
+    output) are taken, and the engine's outputs equal TFLM's (both paths), as at any other
+    zero point."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.engine import check_tflite
+
+    path = tmp_path / "edges.tflite"
+    path.write_bytes(_edited(small.read_bytes(), _activation_zero_point(127, -128)))
+    layers = parse_tflite(path.read_bytes()).layers
+    assert (layers[0].output_zero_point, layers[-1].output_zero_point) == (127, -128)
+    report = check_tflite(path, count=20)
+    assert report.ok and {k: (r["inputs"], r["equal"]) for k, r in report.results.items()} == {
+        "scalar": (20, 20), "dsp": (20, 20)}, report.results
+
+
 # ---- the engine's own limits --------------------------------------------------------------------
 
 def test_the_engine_limits_are_refused_naming_the_layer_size_and_limit():

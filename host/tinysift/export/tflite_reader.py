@@ -842,7 +842,9 @@ def _fused_range(activation: str, out_t: Tensor, op: str, where: str) -> tuple[i
 
 def _check_quantization(t: Tensor, op: str, where: str) -> None:
     """An int8 activation (or constant operand) needs one scale (finite, > 0) and one zero
-    point: the engine keeps one pair per tensor, and a missing scale divides by zero."""
+    point in int8's range: the engine keeps one pair per tensor, a missing scale divides by
+    zero, and ts_model_check refuses a zero point outside [-128, 127] (TFLite's quantization
+    spec; TFLM runs it), which `engine check` reported as the golden program's status 6."""
     if not len(t.scales) or not len(t.zero_points):
         raise UnsupportedOpError(
             f"{where}: {op}'s int8 tensor {t.name!r} has no quantization parameters (scale, "
@@ -857,6 +859,11 @@ def _check_quantization(t: Tensor, op: str, where: str) -> None:
         raise UnsupportedOpError(f"{where}: {op}'s int8 tensor {t.name!r} has scale "
                                  f"{float(t.scales[0]):g}; a quantization scale must be a "
                                  "finite number > 0")
+    if not -128 <= int(t.zero_points[0]) <= 127:
+        raise UnsupportedOpError(f"{where}: {op}'s int8 tensor {t.name!r} has zero point "
+                                 f"{int(t.zero_points[0])}; an int8 zero point must be in "
+                                 "[-128, 127] (TFLite's quantization spec): convert the model "
+                                 "again with full-integer int8 quantization")
 
 
 def _check_c_fields(spec: LayerSpec, where: str) -> None:
