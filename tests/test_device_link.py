@@ -364,18 +364,52 @@ def answer_info(cmd, send):
         send(rec("@info proto=1") + rec("@mem stack=8192") + rec("@ready cmd=info status=0"))
 
 
-def test_unreadable_command_is_sent_again():
+def answer_any(cmd, send):
+    """Every command answered with one record of its name and its @ready."""
+    name = cmd.split(" ")[0]
+    send(rec(f"@{name} ok=1") + rec(f"@ready cmd={name} status=0"))
+
+
+@pytest.mark.parametrize("cmd", ["info", "name", "results"])
+def test_unreadable_command_is_sent_again(cmd):
     """The device answers a garbled command line with `@ready cmd=-`: the host sends the
-    command once more at once instead of waiting out the silence limit."""
-    peer = GarblingPeer(1, script=answer_info)
+    command once more at once instead of waiting out the silence limit; `info`, `name` and
+    `results` only read the device, so sending one twice is harmless."""
+    peer = GarblingPeer(1, script=answer_any)
     peer.start()
     with SerialLink(peer.url) as link:
         t0 = time.monotonic()
-        records = link.command("info", timeout=5.0)
+        records = link.command(cmd, timeout=5.0)
         assert time.monotonic() - t0 < 4.0
-        assert [r.type for r in records] == ["info", "mem", "ready"]
-        assert peer.received == ["info"]  # the garbled first copy did not unframe
+        assert [r.type for r in records] == [cmd, "ready"]
+        assert peer.received == [cmd]  # the garbled first copy did not unframe
         assert link.stats.garbled_host_lines == 1 and link.stats.stray_records == 0
+    peer.stop.set()
+
+
+class SilentGarblingPeer(GarblingPeer):
+    """A garbled host line answered by ``@ready cmd=- status=102`` alone (its ``@err`` lost
+    on the way), after a record of an earlier command still in flight."""
+
+    def on_line(self, line: bytes) -> None:
+        if self.garble > 0:
+            self.garble -= 1
+            self.conn.sendall(rec("@epoch n=9") + rec("@ready cmd=- status=102"))
+            return
+        super().on_line(line)
+
+
+def test_an_unreadable_line_without_its_err_is_named_by_its_status():
+    """Without an ``@err``, the garbled line is named by its ``@ready``'s status, and the
+    earlier command's record before it is counted stray (the ``@ready`` is not)."""
+    peer = SilentGarblingPeer(2, script=answer_any)
+    peer.start()
+    with SerialLink(peer.url) as link:
+        with pytest.raises(DeviceError, match=r"could not read a line from the host \(@err "
+                                              r"status=102\) and then did not run `info` after "
+                                              r"it was sent twice"):
+            link.command("info", timeout=5.0)
+        assert link.stats.garbled_host_lines == 2 and link.stats.stray_records == 2
     peer.stop.set()
 
 
