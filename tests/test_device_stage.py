@@ -100,13 +100,17 @@ def test_failed_rerun_keeps_an_earlier_complete_result_this_version_cannot_load(
 
 
 def test_rerun_without_an_earlier_result_records_its_failure_in_place(tmp_path):
+    """The failure is recorded with what the session knew before the board: the export's
+    model (its content hash) and training set size (fake_run's 20 compiled-in samples)."""
     from tinysift.stages.device import TrainParams, run_on_device
 
     run = exported_run(tmp_path / "run")
     with pytest.raises(DeviceError, match="cannot open") as err:
         run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=2))
     assert "results.failed" not in str(err.value)
-    assert load(run / "device" / "results.json").status == "failed"
+    failed = load(run / "device" / "results.json")
+    assert failed.status == "failed"
+    assert failed.model_hash == "abc" and failed.samples == 20
     assert not (run / "device" / "results.failed.json").exists()
 
 
@@ -159,6 +163,61 @@ def test_interrupted_or_killed_rerun_keeps_it_and_a_complete_one_replaces_it(tmp
     # a complete session drops the older failed attempt's file: it no longer describes
     # anything current, and log.jsonl keeps its records
     assert not (folder / "results.failed.json").exists()
+
+
+def test_a_rerun_that_completes_keeps_its_result_through_a_late_ctrl_c(tmp_path,
+                                                                       monkeypatch) -> None:
+    """Ctrl-C after every record arrived (the session already complete, e.g. in the last
+    flush): the finished training is kept as the result (complete, replacing the earlier
+    one), not recorded as interrupted and set aside. (converse is replaced: a Ctrl-C at that
+    instant cannot be timed with a real link.)"""
+    import tinysift.stages.device as stage
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "x", params, None)
+    monkeypatch.setattr(stage, "_open_link", _no_link)
+
+    def completes_then_interrupted(_link, session, *_args):
+        session.results.status = "complete"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "converse", completes_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    folder = run / "device" / "x"
+    kept = load(folder / "results.json")
+    assert kept.complete and kept.session != "earlier"
+    assert not (folder / "results.failed.json").exists()
+    assert not (folder / "results.previous.json").exists()
+
+
+def test_a_bug_in_a_rerun_keeps_its_own_message_and_the_earlier_result(tmp_path,
+                                                                        monkeypatch) -> None:
+    """An error that is no TinysiftError (a bug) fails the rerun like any failure (status
+    failed, its message in the events, the earlier complete result put back) but is raised
+    as it was: only a TinysiftError's message is told where the attempt's results went.
+    (converse is replaced to raise it: no real part raises a bug on demand.)"""
+    import tinysift.stages.device as stage
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=2)
+    complete_result(run, "x", params, None)
+    monkeypatch.setattr(stage, "_open_link", _no_link)
+
+    def bug(*_args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(stage, "converse", bug)
+    with pytest.raises(ValueError) as err:
+        run_on_device(run, BOARD, port=NO_PORT, params=params, label="x")
+    assert err.value.args == ("a bug",)
+    folder = run / "device" / "x"
+    assert load(folder / "results.json").session == "earlier"
+    failed = load(folder / "results.failed.json")
+    assert failed.status == "failed" and failed.events[-1] == {"failed": "a bug"}
 
 
 def test_one_session_per_run(tmp_path, monkeypatch):
@@ -491,7 +550,9 @@ def test_a_streamed_train_reset_once_is_retried_on_the_surviving_buffer(tmp_path
 
 def test_stream_stage_records_a_failure_and_keeps_the_earlier_result(tmp_path):
     """A DeviceError used to leave status `partial` (still running, or killed) and no event;
-    and a rerun for a changed set (not cached) must not replace the finished result."""
+    and a rerun for a changed set (not cached) must not replace the finished result. Its
+    files go to *.failed.*, and a companion it never wrote (stream.json: the port never
+    opened) leaves no older attempt's stream.failed.json beside them."""
     from tinysift.device.stream import StreamParams
     from tinysift.stages.device import TrainParams
     from tinysift.stages.stream import run_stream_on_device
@@ -506,11 +567,14 @@ def test_stream_stage_records_a_failure_and_keeps_the_earlier_result(tmp_path):
     folder = _stream_files(run, "s", params, stream, a_set(0))
     res, rep = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
     assert res.session == "earlier" and rep.kept == 3  # cached: the port is never opened
+    (folder / "stream.failed.json").write_text('{"policy": "an older attempt"}')
     with pytest.raises(DeviceError, match=r"results\.failed\.json"):  # another set
         run_stream_on_device(run, BOARD, params, a_set(1), stream, "s", port=NO_PORT)
     assert load(folder / "results.json").session == "earlier"
     assert json.loads((folder / "stream_params.json").read_text()) == vars(stream)
     assert load(folder / "results.failed.json").status == "failed"
+    assert json.loads((folder / "stream_params.failed.json").read_text()) == vars(stream)
+    assert not (folder / "stream.failed.json").exists()
     again, _ = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
     assert again.session == "earlier"  # still cached
 
@@ -641,6 +705,48 @@ def test_board_check_counts_the_codebook_and_says_by_how_much(tmp_path, monkeypa
         stage.check_export_fits(run, shrunk)
 
 
+def test_the_board_check_plans_the_export_as_it_was_made(tmp_path, monkeypatch) -> None:
+    """check_export_fits plans an export made for another board with what it recorded: its
+    `db load` capacity (0: one slot, not a buffer as big as its 100 samples, which is 88 KB
+    more RAM than nucleo_f411re's 128 KB leave) and, exported head-only, without the backbone
+    buffers and the raw .tflite (420 KB: over the board's 512 KB flash with them). A refusal
+    names a head-only export and keeps --head-only in the export it offers, and an export
+    of this board's name from before profiles were recorded is said to be one."""
+    import importlib
+
+    import tinysift.stages.device as stage
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, plan_memory
+
+    small = load_board("nucleo_f411re")
+    fp = ModelFootprint(weight_bytes=20_000, num_layers=10, arena_bytes=12_000,
+                        sample_bytes=784, feature_dim=64, num_classes=10, tflite_bytes=420_000)
+
+    def fits(**kwargs) -> bool:
+        return plan_memory(fp, small, 100, 50, **kwargs).fits
+
+    assert fits(db_capacity=0, backbone_training=False)
+    assert not fits(db_capacity=0) and not fits(db_capacity=100, backbone_training=False)
+    export_stage = importlib.import_module("tinysift.stages.export")  # the module, not export()
+    monkeypatch.setattr(export_stage, "run_model_footprint", lambda _run: fp)
+
+    def made(name: str, db: int, board: str = BOARD):
+        from fake_device import fake_run
+
+        return fake_run(tmp_path / name, board=board, samples=100, test=50,
+                        backbone_training=False,
+                        memory_plan={"ram_total": 1, "flash_total": 1, "db_capacity": db})
+
+    stage.check_export_fits(made("fits", 0), small)
+    with pytest.raises(FitError, match=r"db capacity 100, head-only\) needs .* RAM, board has "
+                                       r"128 KB .*--board nucleo_f411re \[--fit\] "
+                                       r"--head-only$"):
+        stage.check_export_fits(made("big-db", 100), small)
+    with pytest.raises(FitError, match=r"made for nucleo_f411re, its figures not recorded: "
+                                       r"an older export"):
+        stage.check_export_fits(made("older", 100, board="nucleo_f411re"), small)
+
+
 def test_sizes_and_overshoots_never_read_as_zero():
     """98,604 bytes on a 96 KB board read "needs 96 KB, board has 96 KB (over by 0 KB)"."""
     from tinysift.export.memory import MemoryPlan, kb, over_by, over_capacity
@@ -702,6 +808,8 @@ def test_a_set_that_does_not_fit_the_exported_buffer_is_refused_before_the_board
         run_on_device(run, BOARD, port=NO_PORT, train_set=(x[:, :32], y))
     with pytest.raises(TinysiftError, match=r"labels 0\.\.2.*classes 0\.\.1"):
         run_on_device(run, BOARD, port=NO_PORT, train_set=(x, np.array([0, 1, 2, 0])))
+    with pytest.raises(TinysiftError, match=r"labels -1\.\.1.*classes 0\.\.1"):
+        run_on_device(run, BOARD, port=NO_PORT, train_set=(x, np.array([0, -1, 1, 0])))
     assert not (run / "device" / "results.json").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):  # a set that fits gets to the port
         run_on_device(run, BOARD, port=NO_PORT, train_set=(x, y), params=TrainParams(epochs=1))
@@ -1134,6 +1242,69 @@ def test_a_model_the_mode_cannot_train_is_refused_before_the_board(tmp_path):
             run_on_device(run, BOARD, port=NO_PORT, params=TrainParams(epochs=1, update="bias"))
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    ({"on_reset": "again"}, r"--on-reset must be one of retry, stop, got 'again'"),
+    ({"db_use": "flash"}, r"db_use must be one of ram, both, got 'flash'"),
+    ({"lr": 0.0}, r"the device cannot train with lr 0 \(in \(0, 10\]\)"),
+], ids=["on-reset", "db-use", "lr"])
+def test_a_setting_the_device_cannot_take_is_refused_before_the_board(tmp_path, args: dict,
+                                                                      said: str) -> None:
+    """run_on_device's own arguments: an --on-reset or `db use` mode the session does not
+    know, and a train parameter outside the firmware's range (docs/protocol.md: lr in
+    (0, 10]), are refused before any port or session (the port here does not exist: reaching
+    it would say "cannot open")."""
+    from tinysift.stages.device import TrainParams, run_on_device
+
+    run = exported_run(tmp_path / "run")
+    args = dict(args)
+    params = TrainParams(epochs=1, lr=args.pop("lr", 0.05))
+    with pytest.raises(TinysiftError, match=said):
+        run_on_device(run, BOARD, port=NO_PORT, params=params, train_set=a_set(), **args)
+    assert not (run / "device").exists()
+
+
+def _pool_head(conv: dict) -> list[dict]:
+    """``conv``, then the AVERAGE_POOL_2D, RESHAPE and head of the ds-cnn's tail."""
+    out_c = conv["out"][-1]
+    return [conv, {"op": "AVERAGE_POOL_2D", "in": conv["out"], "out": [1, 1, out_c],
+                   "inputs": [1]},
+            {"op": "RESHAPE", "in": [1, 1, out_c], "out": [1, 1, out_c], "inputs": [2]},
+            {"op": "FULLY_CONNECTED", "in": [1, 1, out_c], "out": [1, 1, 2], "inputs": [3]}]
+
+
+_RESIDUAL = [{"op": op, "in": [4, 4, 8], "out": [4, 4, 8], "inputs": inputs, "macs": 1}
+             for op, inputs in (("CONV_2D", [0]), ("CONV_2D", [1]), ("ADD", [1, 2]),
+                                ("AVERAGE_POOL_2D", [3]), ("RESHAPE", [4]),
+                                ("FULLY_CONNECTED", [5]))]
+
+
+@pytest.mark.parametrize("info", [
+    # 1x1, stride 1, 8 -> 16 channels over 4x4 pixels: 4*4*16 outputs x 8 inputs = 2,048 MACs
+    {"layers": _pool_head({"op": "CONV_2D", "in": [4, 4, 8], "out": [4, 4, 16],
+                           "inputs": [0], "macs": 2_048}), "head_layer": 3},
+    # 16 -> 8 channels: 4*4*8 outputs x 16 inputs = 2,048 MACs
+    {"layers": _pool_head({"op": "CONV_2D", "in": [4, 4, 16], "out": [4, 4, 8],
+                           "inputs": [0], "macs": 2_048}), "head_layer": 3},
+    # no MAC counts in the table: the block is not checked
+    {"layers": _pool_head({"op": "CONV_2D", "in": [4, 4, 8], "out": [4, 4, 16],
+                           "inputs": [0]}), "head_layer": 3},
+    # a layer table without its head's index, or a head without a table: nothing is checked
+    # (the residual model's table would be refused)
+    {"layers": _RESIDUAL},
+    {"head_layer": 5},
+], ids=["widening", "narrowing", "no-macs", "no-head", "no-table"])
+def test_a_pointwise_block_of_any_width_or_an_unchecked_table_trains_every_mode(
+        info: dict) -> None:
+    """update=last-block trains a CONV_2D that does one multiply-accumulate per input
+    channel of each output value (1x1, stride 1: docs/trainer.md, Limits), whether it widens
+    or narrows the channels; a table without MAC counts is not checked for it, and an export
+    without its layer table or head index (an older one) is not checked at all."""
+    from tinysift.stages.device import check_update_supported
+
+    for update in ("last-block", "bias"):
+        check_update_supported("RUN", info, update)  # no refusal
+
+
 def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, monkeypatch):
     """PLATFORMIO_BUILD_FLAGS (and PlatformIO's other build variables) reach the build, but
     the ELF's stamp and a result's reuse did not know them: an ELF built with
@@ -1165,6 +1336,9 @@ def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, m
     elf.write_bytes(b"an ELF cut sho")
     with pytest.raises(DeviceError, match="firmware build for qemu-mps2-an386 failed"):
         ensure_built(run, brd)
+    # the stamp goes before the build: a build that did not finish leaves none (its ELF
+    # is never taken for the stamp's)
+    assert not (run / "device" / f"firmware-{brd.pio_env}.stamp").exists()
     elf.write_bytes(b"an ELF built without the flag")
     (run / "device" / f"firmware-{brd.pio_env}.stamp").write_text(plain)  # (the build dropped it)
     assert ensure_built(run, brd) == elf  # the recorded ELF and stamp again: reused
@@ -1174,6 +1348,7 @@ def test_the_callers_platformio_flags_are_part_of_the_build_identity(tmp_path, m
     # another firmware: built again (the stand-in export fails to compile: a build ran)
     with pytest.raises(DeviceError, match="firmware build for qemu-mps2-an386 failed"):
         ensure_built(run, brd)
+    assert not (run / "device" / f"firmware-{brd.pio_env}.stamp").exists()
     monkeypatch.setenv("PLATFORMIO_BUILD_SRC_FILTER", "+<*>")
     assert build_identity(run, brd) not in (plain, flagged)
 
