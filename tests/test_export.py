@@ -1316,6 +1316,154 @@ def test_backbone_dims_of_a_pointwise_stem_right_below_the_pool_by_hand():
         bias_act_max=3_072, bias_mask_bits=1_024)
 
 
+def test_every_line_of_a_plan_by_hand():
+    """Each line of plan_memory by the formulas of docs/trainer.md and firmware-build.md, on
+    nucleo_f411re (DSP core, the STM32 runtime's 512 B receive ring and five words, 16 KiB
+    stack): a 200-byte sample, 16 features, 2 classes, 10 training and 5 test samples, a
+    `db load` buffer of 3 and a VQ codebook of 2 per class; update=bias's buffers of 2
+    layers, 10 channels, 100 values and 200 mask bits (32*2 + 4*(10 + 2*100 + 3*10 + 7 mask
+    words) = 1,052 B; 40 B re-quantized). The
+    head-only firmware drops the raw .tflite and the backbone buffers (one word each left);
+    `--db-capacity 0` still plans one slot."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import BackboneDims, ModelFootprint, plan_memory
+
+    fp = ModelFootprint(weight_bytes=1_000, num_layers=3, arena_bytes=1_001, sample_bytes=200,
+                        feature_dim=16, num_classes=2, tflite_bytes=3_000, scratch_bytes=96,
+                        backbone=BackboneDims(head_layer=2, bias_channels=10,
+                                              bias_act_max=100, bias_mask_bits=200))
+    board = load_board("nucleo_f411re")
+    plan = plan_memory(fp, board, 10, 5, db_capacity=3, vq_per_class=2)
+    assert plan.flash == {
+        "engine code": 76 * 1024,
+        "weights and layer table": 1_000 + 3 * 144,
+        "training set (int8)": 10 * 201,  # each sample and its label byte
+        "test set (int8)": 5 * 201,
+        "head init (float)": 2 * 4 * (2 * 16 + 2),  # W and b, export's and zero
+        "raw .tflite (scales for last-block / bias)": 3_000,
+        "VQ codebook (db stream coverage)": 2 * 2 * 16 + 2 + 4 * 2,  # codewords, counts, radii
+    }
+    # the head trains on the flash set and the RAM set: 10 + 3 = 13 samples
+    assert plan.ram == {
+        "activation arena": 1_008 + 96,  # 8-byte aligned, then the DSP scratch
+        "db buffer (streamed set)": 3 * 201,
+        "feature cache (int8)": 13 * 16 + 5 * 16,
+        # 4 * (3*2*16 + 6*2 + 16) + 2*13 + 16 = 538, in whole words
+        "head training state": 540,
+        "re-quantized head": 2 * 16 + 4 * 2,  # int8 W, int32 b
+        "backbone training state (last-block / bias)": 1_052 - 13 * 16,  # beyond the cache
+        "re-quantized backbone": 40,
+        "layer table (RAM copy, patched after training)": 3 * 144,
+        "per-class counts": 4 * 4 * 2,  # four uint32 rows per class
+        # the line buffer of a `db` line of one sample in hex (2*200 + 16) and its frame's
+        # 2 bytes, then the record buffer (255 + 2)
+        "I/O buffers (line, record)": 416 + 2 + 257,
+        "app state and runtime": 4_096 + 24 * 2 + 512 + 5 * 4,
+        # ts_replay for 3 slots, 2 classes, 2 codewords of 16 bytes: (6*3 + 6*2*2 + 3*2 +
+        # 2*2*16 + 3) // 4 * 4 = 112; a scratch sample, a feature vector, 2 uint32 counts, the
+        # 160-byte state
+        "db stream upkeep": 112 + 200 + 16 + 8 + 160,
+        "stack (reserved)": 16 * 1024,
+    }
+    assert (plan.flash_total, plan.ram_total, plan.fits) == (85_617, 26_154, True)
+    assert plan.not_counted == {}
+
+    head = plan_memory(fp, board, 10, 5, db_capacity=3, vq_per_class=2,
+                       backbone_training=False)
+    assert head.flash == {**plan.flash, "raw .tflite (scales for last-block / bias)": 0}
+    assert head.ram == {**plan.ram, "backbone training state (last-block / bias)": 0,
+                        "re-quantized backbone": 4}
+    assert head.not_counted == {"raw .tflite (optional)": 3_000}
+
+    one = plan_memory(fp, board, 10, 5, db_capacity=0, vq_per_class=2).ram  # 10 + 1 samples
+    assert one["db buffer (streamed set)"] == 201
+    assert one["feature cache (int8)"] == 11 * 16 + 5 * 16
+    assert one["head training state"] == 536  # 496 + 2*11 + 16 = 534
+    assert one["backbone training state (last-block / bias)"] == 1_052 - 11 * 16
+    # (6*1 + 24 + 6 + 64 + 3) // 4 * 4 = 100
+    assert one["db stream upkeep"] == 100 + 200 + 16 + 8 + 160
+
+
+@pytest.mark.parametrize(("sample_bytes", "io"), [(119, 255 + 2 + 257), (120, 256 + 2 + 257),
+                                                  (784, 1_584 + 2 + 257)])
+def test_the_line_buffer_holds_a_command_or_one_sample_in_hex(sample_bytes: int,
+                                                               io: int) -> None:
+    """The app's line buffer is TS_FRAMER_BUF_BYTES of the longer of a command (255) and a
+    `db` line of one sample (TS_PROTO_DB_LINE_MAX: 2 hex digits a byte + 16), plus the
+    record buffer (257): a 119-byte sample's line (254) fits a command's buffer, a 120-byte
+    one's (256) does not."""
+    from tinysift.export.memory import io_buffer_bytes
+
+    assert io_buffer_bytes(sample_bytes) == io
+
+
+def test_the_app_rounds_a_buffer_of_one_byte_past_a_word_up():
+    """app.h's `(n + 3u) & ~3u`: the last block of a 1 -> 1 channel conv over one pixel
+    re-quantizes to 12 + 1 = 13 bytes, 16 in whole words; its workspace is 32*2 + 4*(1 + 2
+    + 3*2 + 1 mask word) + 4 input bytes = 108."""
+    from tinysift.export.memory import BackboneDims, app_backbone_bytes
+
+    dims = BackboneDims(head_layer=2, block_in_c=1, block_out_c=1, block_pixels=1)
+    assert app_backbone_bytes(dims) == (108, 16)
+
+
+def _layers(*rows: tuple) -> list[tuple]:
+    """(op, in dims, out dims) rows, each reading the previous layer's output."""
+    return [(op, din, dout, [i]) for i, (op, din, dout) in enumerate(rows)]
+
+
+def test_backbone_dims_by_hand_of_a_quantize_a_depthwise_block_and_a_branch():
+    """ts_trainer_sizes()'s rules (docs/trainer.md): a QUANTIZE between the pool and the
+    head is skipped like a RESHAPE to find the last block; a DEPTHWISE_CONV_2D under the
+    pool is no last block (update=bias still trains it); a layer that does not read its
+    predecessor's output (here one reading the model input again) leaves neither mode
+    anything to train."""
+    from tinysift.export.memory import BackboneDims, backbone_dims
+
+    quantized = _layers(("CONV_2D", (4, 4, 8), (4, 4, 16)),
+                        ("AVERAGE_POOL_2D", (4, 4, 16), (1, 1, 16)),
+                        ("QUANTIZE", (1, 1, 16), (1, 1, 16)),
+                        ("FULLY_CONNECTED", (1, 1, 16), (1, 1, 10)))
+    assert backbone_dims(quantized, 3) == BackboneDims(
+        head_layer=3, block_in_c=8, block_out_c=16, block_pixels=16, bias_channels=16,
+        bias_act_max=256, bias_mask_bits=256)
+    depthwise = _layers(("DEPTHWISE_CONV_2D", (4, 4, 8), (4, 4, 8)),
+                        ("AVERAGE_POOL_2D", (4, 4, 8), (1, 1, 8)),
+                        ("RESHAPE", (1, 1, 8), (1, 1, 8)),
+                        ("FULLY_CONNECTED", (1, 1, 8), (1, 1, 10)))
+    assert backbone_dims(depthwise, 3) == BackboneDims(
+        head_layer=3, bias_channels=8, bias_act_max=128, bias_mask_bits=128)
+    branch = _layers(("CONV_2D", (8, 8, 1), (8, 8, 4)),
+                     ("CONV_2D", (8, 8, 1), (8, 8, 8)),
+                     ("AVERAGE_POOL_2D", (8, 8, 8), (1, 1, 8)),
+                     ("RESHAPE", (1, 1, 8), (1, 1, 8)),
+                     ("FULLY_CONNECTED", (1, 1, 8), (1, 1, 10)))
+    branch[1] = (*branch[1][:3], [0])  # reads the model input, not layer 0's output
+    assert backbone_dims(branch, 4) == BackboneDims(head_layer=4)
+
+
+def test_fit_error_offers_no_head_only_that_fits_fewer_samples_than_classes():
+    """A head-only firmware with room for fewer samples than classes is no fix (`--fit`
+    then refuses it too): 400,000 B of weights and a 420,000 B .tflite on nucleo_f401re's
+    512 KB of flash leave no room with the backbone buffers; head-only, the plan without
+    training samples is 76 KB of code + 400,000 + 6 layer rows of 144 + 50 test samples of
+    785 + 1,360 B of head inits = 519,298 B, room for (524,288 - 519,298) // 785 = 6
+    samples of 10 classes: the error does not offer --head-only."""
+    from tinysift.boards import load_board
+    from tinysift.export.memory import ModelFootprint, check_fits, max_train_samples, plan_memory
+
+    fp = ModelFootprint(weight_bytes=400_000, num_layers=6, arena_bytes=20_000,
+                        sample_bytes=784, feature_dim=16, num_classes=10, tflite_bytes=420_000)
+    board = load_board("nucleo_f401re")
+    bare = plan_memory(fp, board, 0, 50, db_capacity=0, backbone_training=False)
+    assert bare.flash_total == 519_298 and board.flash_bytes == 524_288
+    assert max_train_samples(fp, board, 50, 100, 0, 0, False) == 6
+    assert max_train_samples(fp, board, 50, 100, 0, 0, True) == 0
+    with pytest.raises(FitError) as err:
+        check_fits(fp, board, 100, 50, db_capacity=0)
+    assert "--head-only" not in str(err.value) and "keep at most" not in str(err.value)
+
+
 def test_changed_board_profile_redoes_the_export(run_copy, tmp_path, monkeypatch):
     """The export stage's key holds the figures the plan reads: a user profile with less RAM
     re-plans (the stale plan was reused before); one that changes only the measured current
