@@ -579,6 +579,41 @@ def test_stream_stage_records_a_failure_and_keeps_the_earlier_result(tmp_path):
     assert again.session == "earlier"  # still cached
 
 
+def test_a_crash_while_setting_the_earlier_result_aside_leaves_it_in_place(tmp_path,
+                                                                            monkeypatch):
+    """The earlier result's companions are moved aside first and results.json last, so a
+    host killed in between leaves the finished results.json where it was (the one file the
+    pipelines read); the next session keeps it. (The kill is an OSError on the last of the
+    three renames: a kill cannot be timed between two renames.)"""
+    import os
+
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    folder = _stream_files(run, "s", params, stream, a_set(0))
+    real, aside = os.replace, []
+
+    def killed_at_the_third(src, dst):
+        if ".previous." in str(dst):
+            aside.append(os.path.basename(src))
+            if len(aside) == 3:
+                raise OSError("killed")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_third)
+    with pytest.raises(OSError, match="killed"):
+        run_stream_on_device(run, BOARD, params, a_set(1), stream, "s", port=NO_PORT)
+    monkeypatch.setattr(os, "replace", real)
+    assert aside[-1] == "results.json"
+    assert load(folder / "results.json").session == "earlier"
+    with pytest.raises(DeviceError, match=r"results\.failed\.json"):  # the next session
+        run_stream_on_device(run, BOARD, params, a_set(1), stream, "s", port=NO_PORT)
+    assert load(folder / "results.json").session == "earlier"
+
+
 def test_stream_stage_interrupted_and_writes_its_parameters_atomically(tmp_path,
                                                                        monkeypatch):
     import tinysift.stages.stream as stage
