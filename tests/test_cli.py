@@ -249,16 +249,18 @@ def _main(monkeypatch, capsys, target: str, exc: BaseException, args: list[str])
     return code, capsys.readouterr().err
 
 
-def _stop_at(monkeypatch, *targets: str) -> list:
+def _stop_at(monkeypatch, *targets: str, whole_call: bool = False) -> list:
     """Replace each ``module:function`` with one that records its first argument (the
-    configuration a bench or pipeline step would run with) and stops the command as Ctrl-C
-    does (exit 130): what a command would run, without running it. Returns the records."""
+    configuration a bench or pipeline step would run with), or with ``whole_call`` (a stage
+    called with several arguments) its positional and keyword arguments, and stops the
+    command as Ctrl-C does (exit 130): what a command would run, without running it.
+    Returns the records."""
     import importlib
 
     seen = []
 
-    def capture(cfg, *a, **k):
-        seen.append(cfg)
+    def capture(*a, **k):
+        seen.append((a, k) if whole_call else a[0])
         raise KeyboardInterrupt
 
     for target in targets:
@@ -1611,22 +1613,6 @@ def test_demo_and_run_overrides_reach_the_pipeline(monkeypatch, tmp_path):
     assert len(seen) == 5
 
 
-def _stop_calls(monkeypatch, target: str) -> list[tuple[tuple, dict]]:
-    """Like :func:`_stop_at`, for a stage called with several arguments: records each call's
-    positional and keyword arguments, then stops the command as Ctrl-C does (exit 130)."""
-    import importlib
-
-    calls: list[tuple[tuple, dict]] = []
-
-    def capture(*a, **k):
-        calls.append((a, k))
-        raise KeyboardInterrupt
-
-    module, name = target.split(":")
-    monkeypatch.setattr(importlib.import_module(module), name, capture)
-    return calls
-
-
 def test_train_hands_the_stage_every_option_and_the_helps_defaults(monkeypatch, tmp_path):
     """`train` passes each flag to the stage under its own name (--selection and --condensed
     not swapped), --guided-params as a dict, --epochs 0 as the step rule (None), and
@@ -1636,7 +1622,7 @@ def test_train_hands_the_stage_every_option_and_the_helps_defaults(monkeypatch, 
 
     from tinysift.cli import main
 
-    calls = _stop_calls(monkeypatch, "tinysift.stages.train:train")
+    calls = _stop_at(monkeypatch, "tinysift.stages.train:train", whole_call=True)
     assert main(["train", "--dataset", "digits"]) == 130
     assert calls[-1] == (("digits", Path("runs/train-digits")), dict(
         keep=None, selection=None, condensed=None, epochs=10, seed=0, width=16,
@@ -1697,7 +1683,7 @@ def test_prune_and_condense_hand_the_stage_every_option(monkeypatch, tmp_path):
 
     from tinysift.cli import main
 
-    pruned = _stop_calls(monkeypatch, "tinysift.stages.prune:prune")
+    pruned = _stop_at(monkeypatch, "tinysift.stages.prune:prune", whole_call=True)
     assert main(["prune", "--dataset", "digits", "--keep", "0.1"]) == 130
     assert pruned[-1] == (("digits", "vq", "0.1", Path("runs/prune-digits-vq-0.1")),
                           dict(seed=0, label_noise=0.0, balance=True))
@@ -1708,7 +1694,7 @@ def test_prune_and_condense_hand_the_stage_every_option(monkeypatch, tmp_path):
                           dict(seed=4, label_noise=0.3, balance=False))
     assert main(["prune", "--dataset", "npz:x/d.npz", "--method", "random", "--keep", "5"]) == 130
     assert pruned[-1][0][3] == Path("runs/prune-npz_x_d.npz-random-5")
-    condensed = _stop_calls(monkeypatch, "tinysift.stages.condense:condense")
+    condensed = _stop_at(monkeypatch, "tinysift.stages.condense:condense", whole_call=True)
     assert main(["condense", "--dataset", "digits", "--per-class", "3"]) == 130
     assert condensed[-1] == (("digits", "vq", 3, Path("runs/condense-digits-vq-3")),
                              dict(seed=0))
@@ -2050,7 +2036,7 @@ def test_data_info_downloads_only_when_asked(monkeypatch):
     The loader is replaced by a recorder: a real Keras download cannot run offline here."""
     from tinysift.cli import main
 
-    calls = _stop_calls(monkeypatch, "tinysift.data:load_dataset")
+    calls = _stop_at(monkeypatch, "tinysift.data:load_dataset", whole_call=True)
     assert main(["data", "info", "cifar10"]) == 130
     assert main(["data", "info", "cifar10", "--download"]) == 130
     assert calls == [(("cifar10",), {"allow_download": False}),
