@@ -201,15 +201,9 @@ def test_a_damaged_tflite_is_refused_in_one_line_naming_the_file(small):
 def _edited(data: bytes, edit) -> bytes:
     """``data`` with ``edit(model)`` applied to its object tree, packed again: damage the
     flatbuffer's own checks cannot see."""
-    import flatbuffers
+    from tflite_edit import patched
 
-    from tinysift.tflite_schema import tflite_schema
-
-    model = tflite_schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
-    edit(model)
-    builder = flatbuffers.Builder(len(data) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return patched(data, lambda model, _graph, _schema: edit(model))
 
 
 def _weights(model):
