@@ -53,6 +53,11 @@ def test_allocate_is_proportional_capped_and_exact():
     assert out.sum() == 8 and out[1] <= 1 and out[2] >= out[0]
     assert allocate(np.ones(3), np.array([2, 2, 2]), 100).tolist() == [2, 2, 2]
     assert allocate(np.zeros(4), np.array([5, 5, 5, 5]), 6).sum() == 6  # all-zero weights
+    # by hand: ideal 1.8, 0.9, 0.3 -> floors 1, 0, 0, one more to the two largest remainders
+    assert allocate(np.array([0.6, 0.3, 0.1]), np.array([10, 10, 10]), 3).tolist() == [2, 1, 0]
+    # an entry without room takes no share: 15 by 3:1:4 is 5.625, 1.875, 7.5 -> 6, 2, 7
+    assert allocate(np.array([3.0, 1.0, 4.0, 4.0]), np.array([10, 9, 11, 0]),
+                    15).tolist() == [6, 2, 7, 0]
     rng = np.random.default_rng(0)
     for _ in range(200):
         k = int(rng.integers(1, 12))
@@ -227,6 +232,30 @@ def test_a_sampler_cannot_write_into_the_callers_images():
     assert st.x[0].max() == 7 and x.flags.writeable
 
 
+def test_training_state_records_what_each_pass_measured():
+    """Before any pass a sample has no loss (NaN), zero features, prediction -1 and
+    seen_epoch -1; a pass records its loss, features, prediction and epoch for the samples
+    trained, and the label's probability in that epoch's row of p_true (NaN elsewhere)."""
+    st = _state(np.repeat([0, 1], 3), dim=2)
+    assert np.isnan(st.loss).all() and not st.features.any() and st.p_true == []
+    assert (st.pred == -1).all() and (st.seen_epoch == -1).all()
+    idx = np.array([4, 1])
+    st.epoch = 0
+    st.record(idx, np.array([0.5, 2.0]), np.array([0.6, 0.1]), np.array([[1, 2], [3, 4]]),
+              np.array([1, 0]))
+    st.epoch = 1
+    st.record(np.array([0]), np.array([1.0]), np.array([0.4]), np.array([[5, 6]]),
+              np.array([1]))
+    nan = np.nan
+    np.testing.assert_array_equal(st.loss, [1.0, 2.0, nan, nan, 0.5, nan])
+    np.testing.assert_array_equal(st.pred, [1, 0, -1, -1, 1, -1])
+    np.testing.assert_array_equal(st.seen_epoch, [1, 0, -1, -1, 0, -1])
+    np.testing.assert_array_equal(st.features[[0, 1, 4]], [[5, 6], [3, 4], [1, 2]])
+    assert not st.features[[2, 3, 5]].any() and len(st.p_true) == 2
+    np.testing.assert_allclose(st.p_true[0], [nan, 0.1, nan, nan, 0.6, nan], rtol=1e-3)
+    np.testing.assert_allclose(st.p_true[1], [0.4, nan, nan, nan, nan, nan], rtol=1e-3)
+
+
 def test_rs2_draws_a_new_permutation_for_each_pass():
     """RS2 without replacement: a new permutation once every sample has been used (a stream
     that restarted the first permutation trained the same epochs in the same order every
@@ -237,6 +266,8 @@ def test_rs2_draws_a_new_permutation_for_each_pass():
     first, second = take(100), take(100)
     assert sorted(first) == sorted(second) == list(range(100))
     assert not np.array_equal(first, second)
+    last = np.concatenate([take(99), take(1)])  # a pass ends on its last sample, not before
+    assert sorted(last) == list(range(100))
 
 
 def test_infobatch_prunes_by_its_ratio_below_the_mean_only_and_never_the_untrained():
@@ -499,8 +530,11 @@ def test_check_budget_refuses_less_than_the_stopping_rule_and_accepts_exactly_it
     """The budget is refused when it buys *less* than one batch, or than one epoch's subset
     when that is smaller: exactly one batch (or one such epoch) trains, so it is accepted."""
     from tinysift.errors import BudgetError
+    from tinysift.guided.base import epoch_size
     from tinysift.guided.loop import check_budget
 
+    # an epoch is budget x N to the nearest whole, at least one sample
+    assert (epoch_size(0.718, 100), epoch_size(0.004, 100)) == (72, 1)
     cfg = TrainConfig(epochs=10, seed=0, batch_size=128)
     assert check_budget(1000, 0.5, cfg, budget_passes=128.0) == 128
     with pytest.raises(BudgetError, match="less than one batch of 128"):
@@ -616,6 +650,7 @@ def test_vq_warm_up_trains_every_sample_once_before_guiding():
     first_pass = np.concatenate(seen)
     assert set(first_pass) == set(range(200)) and len(seen) == 4  # ceil(200 / 60)
     assert len(first_pass) == 4 * 60 and len(np.unique(first_pass[:180])) == 180
+    assert len(np.unique(seen[-1])) == 60  # 20 unseen topped up with 40 distinct seen
 
 
 def test_vq_within_keeps_the_hard_share_and_weights_the_random_rest():
@@ -638,6 +673,11 @@ def test_vq_within_keeps_the_hard_share_and_weights_the_random_rest():
     np.testing.assert_allclose(picks["mass"], np.full(8, 20 / 8))
     s = make_sampler("vq", keep_hard=1.0)  # all of the quota by priority: the top 8
     assert sorted(s._within(members, 8, prio)[0].tolist()) == list(range(112, 120))
+    s = make_sampler("vq", keep_hard=0.6, weighting="unbiased")  # 4.8 hard: 5, to the nearest
+    s.rng_ = np.random.default_rng(0)
+    p, w = s._within(members, 8, prio)
+    assert p[:5].tolist() == [119, 118, 117, 116, 115]
+    np.testing.assert_allclose(w, [1, 1, 1, 1, 1, 5, 5, 5])  # (20 - 5) / (8 - 5)
 
 
 def test_vq_codeword_quotas_follow_mass_and_loss_in_a_codebook_per_class():
@@ -709,6 +749,172 @@ def test_vq_class_beta_zero_keeps_the_class_shares():
     assert shares[0.0].tolist() == [150, 50]  # 200 samples, 3:1 as in the data
     assert shares[1.0][1] > 2 * shares[0.0][1]  # loss-driven: the hard class grows
     assert make_sampler("vq").class_beta == 0.0
+
+
+def _blobs(sizes, seed=0, dim=2, gap=20.0):
+    """Features of blobs of the given sizes, ``gap`` apart along the first axis, and each
+    sample's blob."""
+    rng = np.random.default_rng(seed)
+    blob = np.repeat(np.arange(len(sizes)), sizes)
+    centres = np.zeros((len(sizes), dim))
+    centres[:, 0] = gap * np.arange(len(sizes))
+    return (centres[blob] + rng.normal(size=(len(blob), dim))).astype(np.float32), blob
+
+
+def _guided(y, feats, loss, budget=0.5, **params):
+    """A vq sampler past its warm-up (every sample trained once) and its first guided plan."""
+    st = _state(y, budget=budget, epochs=8, dim=feats.shape[1])
+    st.features[:] = feats
+    st.seen_epoch[:], st.loss[:], st.epoch = 0, loss, 1
+    s = make_sampler("vq", **params)
+    s.begin(st)
+    return s, s.plan(st)
+
+
+def test_vq_class_quotas_and_codebooks_by_hand():
+    """Class quotas follow size^alpha (class_beta 0): 90 and 40 samples share an epoch of 65 as
+    45 and 20, and equally (33, 32: the larger remainder first) with alpha 0; a class without
+    samples (1 here) gets none and no codebook; a class of 90 at 40 a codeword gets
+    ceil(90 / 40) = 3 codewords, one of 40 gets 1."""
+    y = np.repeat([0, 2], [90, 40])
+    feats, _ = _blobs([30, 30, 30, 40])
+    for alpha, want in ((1.0, [45, 0, 20]), (0.0, [33, 0, 32])):
+        s, plan = _guided(y, feats, 1.0, per_code=40, alpha=alpha)
+        assert np.bincount(y[plan.indices], minlength=3).tolist() == want, alpha
+        assert [int(a.max()) + 1 if len(a) else 0 for _, a in s.codes_] == [3, 0, 1]
+
+
+def test_vq_quotas_follow_mass_when_every_loss_is_zero():
+    """A loss of exactly 0 (a learned sample's cross-entropy underflows) counts as 1e-6 in
+    the quotas, so where every loss is 0 the quotas follow mass alone, for the classes
+    (class_beta 1) and the codewords (beta 1): 80 and 40 samples share 60 as 40 and 20,
+    blobs of 60 and 20 share class 0's 40 as 30 and 10."""
+    y = np.repeat([0, 1], [80, 40])
+    feats, blob = _blobs([60, 20, 40])
+    s, plan = _guided(y, feats, 0.0, per_code=40, class_beta=1.0, beta=1.0)
+    assert np.bincount(blob[plan.indices], minlength=3).tolist() == [30, 10, 20]
+
+
+def test_vq_a_codeword_takes_at_most_its_members_and_the_rest_goes_to_the_others():
+    """A codeword's quota is capped at its mass: blobs of 60 (loss 1) and 20 (loss 10) score
+    60 and 200, which would give the small one 31 of an epoch of 40; it takes its 20 members
+    and the other blob the other 20 (the epoch keeps its size)."""
+    y = np.zeros(80, np.int64)
+    feats, blob = _blobs([60, 20])
+    _, plan = _guided(y, feats, np.where(blob == 1, 10.0, 1.0), per_code=40)
+    assert np.bincount(blob[plan.indices], minlength=2).tolist() == [20, 20]
+    assert len(np.unique(plan.indices)) == 40
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lloyd_kmeans_finds_separated_blobs_and_ends_at_their_means(seed):
+    """Five tight blobs on a line, 100 apart (40, 10, 10, 10, 10 samples), and k = 5:
+    k-means++ seeding (each next centre drawn by the squared distance to the *nearest*
+    centre so far) puts a centre in each blob, and the Lloyd steps end with each centre at
+    its members' mean."""
+    from tinysift.guided.methods.vq import lloyd_kmeans
+
+    z, blob = _blobs([40, 10, 10, 10, 10], seed=seed, gap=100.0)
+    cent, assign = lloyd_kmeans(z, 5, seed)
+    assert len({(b, a) for b, a in zip(blob, assign, strict=True)}) == 5  # one code a blob
+    assert len(set(assign.tolist())) == 5
+    for j in range(5):
+        np.testing.assert_allclose(cent[j], z[assign == j].mean(0), rtol=1e-5, atol=1e-4)
+
+
+def test_vq_codebook_is_fit_on_the_features_top_dim_principal_axes():
+    """The model embedding is the cached features on their top ``dim`` principal axes:
+    features varying along two orthogonal, centred patterns (sd 10 and 5) and nowhere else
+    give, at dim 2, those two columns themselves (up to sign). A pixel PCA of ``dim`` at or
+    above the pixel count keeps every axis: the centred images scaled to [0, 1]."""
+    from tinysift.guided.methods.vq import pixel_pca
+
+    n = 8
+    feats = np.zeros((n, 6), np.float32)
+    feats[:, 3] = 10 * np.tile([1, -1], 4)
+    feats[:, 1] = 5 * np.repeat([1, -1, 1, -1], 2)
+    st = _state(np.repeat([0, 1], 4), dim=6)
+    st.features[:] = feats
+    s = make_sampler("vq", dim=2)
+    s.begin(st)
+    z = s.embedding_of(st)
+    assert z.shape == (n, 2)
+    np.testing.assert_allclose(np.abs(z), np.abs(feats[:, [3, 1]]), atol=1e-5)
+    x = np.arange(32, dtype=np.uint8).reshape(8, 2, 2, 1) * 8
+    flat = x.reshape(8, 4) / 255.0
+    np.testing.assert_allclose(pixel_pca(x, 4, 0), flat - flat.mean(0), atol=1e-6)
+
+
+def test_vq_seed_fixes_its_codebooks_and_draws_and_another_seed_changes_them():
+    """The sampler's seed (not the run's) seeds its k-means and the draws inside a codeword:
+    one seed, the same codebook and picks; another, others."""
+    rng = np.random.default_rng(0)
+    y = np.zeros(200, np.int64)
+    feats = rng.normal(size=(200, 4)).astype(np.float32)
+    loss = rng.random(200)
+
+    def run(seed):
+        s, plan = _guided(y, feats, loss, per_code=20, seed=seed)
+        codes = s.codes_[0][1]
+        s.begin(_state(y))  # the draws afresh, apart from the codebook's
+        return codes, plan.indices, s._within(np.arange(50), 20, loss)[0]
+
+    (code0, plan0, within0), (code0b, plan0b, within0b) = run(0), run(0)
+    code1, _, within1 = run(1)
+    np.testing.assert_array_equal(code0, code0b)
+    np.testing.assert_array_equal(plan0, plan0b)
+    np.testing.assert_array_equal(within0, within0b)
+    assert not np.array_equal(code0, code1) and not np.array_equal(within0, within1)
+
+
+def test_vq_run_again_fits_its_codebook_again():
+    """A sampler begun again (a second run with the same sampler) starts afresh: its first
+    guided epoch fits a codebook, whatever epoch the previous run's last fit was at."""
+    y = np.repeat(np.arange(2), 100)
+    feats = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    s = make_sampler("vq", per_code=25)
+    for epochs in (range(1, 8), range(1, 3)):
+        st = _state(y, budget=0.5, epochs=20, dim=4)
+        st.features[:] = feats
+        st.seen_epoch[:], st.loss[:] = 0, 1.0
+        s.begin(st)
+        for epoch in epochs:
+            st.epoch = epoch
+            plan = s.plan(st)
+            assert plan.note.startswith("guided") and len(plan.indices) == 100
+        assert s.fitted_epoch_ == 1 + 2 * ((epochs[-1] - 1) // 2)
+
+
+def test_vq_warm_up_never_trains_dropped_samples():
+    """Samples dropped before the warm-up (a subclass's judge) are not trained in it: at
+    budget 1 the first epoch is every kept sample once (it was a crash: the top-up drew
+    from the seen samples, none yet)."""
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=1.0, epochs=4)
+    s = make_sampler("vq")
+    s.begin(st)
+    s.dropped_[:30] = True
+    plan = s.plan(st)
+    assert plan.note == "warm-up" and sorted(plan.indices.tolist()) == list(range(30, 200))
+
+
+@pytest.mark.parametrize("method, params, match", [
+    ("vq", {"keep_hard": 1.5}, "need 0 <= keep_hard <= 1"),
+    ("vq", {"keep_hard": -0.1}, "need 0 <= keep_hard <= 1"),
+    ("vq", {"final_full": 1.0}, "0 <= final_full < 1"),
+    ("vq", {"weighting": "unbiassed"}, "weighting must be one of"),
+    ("vq", {"embedding": "pixel"}, "embedding must be one of"),
+    ("flow", {"judge": "knn", "judge_references": 0.0}, "judge_references must be a share"),
+])
+def test_vq_and_flow_refuse_parameters_outside_their_ranges(method, params, match):
+    """The documented ranges, refused when the sampler is made: a keep_hard share outside
+    [0, 1], a final share of the whole budget (nothing guided), an unknown weighting or
+    embedding, a judge measuring its distances to no reference."""
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match=match):
+        make_sampler(method, **params)
+
 
 
 def _two_blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -990,6 +1196,165 @@ def test_flow_label_posterior_uses_the_class_shares_and_fit_on_agree_the_agreed(
     st.pred[:5] = 1
     assert s.density_fit_mask(st).all()
 
+
+def _filter(y, **params):
+    """A flow sampler's model-side filter set up by hand: the density vouches for every
+    label (posterior 0.9, its class the label's, typicality rank 0.5), the model predicts
+    every label at loss 0.1; nothing judged before training."""
+    st = _state(y)
+    s = make_sampler("flow", **params)
+    s.judged_ = np.zeros(len(y), bool)
+    s.dropped_ = np.zeros(len(y), bool)
+    s.posterior_ = np.full(len(y), 0.9)
+    s.density_class_ = np.asarray(y).copy()
+    s.typicality_rank_ = np.full(len(y), 0.5)
+    st.pred[:], st.loss[:] = y, 0.1
+    return s, st
+
+
+def test_flow_filter_thresholds_are_strict_and_the_cap_rounds_down():
+    """"Below" is strictly below: a posterior of exactly mislabel_posterior, or a typicality
+    rank of exactly outlier_tail (the lowest 2 % of 100 are ranks 0 and 0.01), keeps the
+    sample; the cap is max_drop x the class's size rounded down (0.035 x 100: 3)."""
+    y = np.repeat([0, 1], 100)
+    s, st = _filter(y, max_drop=0.035)
+    st.pred[[0, 1]], st.loss[[0, 1]], s.density_class_[[0, 1]] = 1, 5.0, 1
+    s.posterior_[[0, 1]] = [0.05, 0.049]  # at the threshold: kept; under it: dropped
+    st.pred[[2, 3]] = 1  # misclassified, at the outlier tail and just under it
+    s.typicality_rank_[[2, 3]] = [0.02, 0.01]
+    flagged = np.arange(100, 105)  # five agreed mislabels in class 1: the cap takes three
+    st.pred[flagged], st.loss[flagged], s.density_class_[flagged] = 0, 5.0, 0
+    s.posterior_[flagged] = [0.004, 0.001, 0.005, 0.002, 0.003]
+    assert np.flatnonzero(s._judge(st)).tolist() == [1, 3, 101, 103, 104]
+
+
+def test_flow_rejudge_off_keeps_the_last_verdict_until_the_density_is_fit_again():
+    """With rejudge=False a codebook refit that reuses the density leaves the dropped set as
+    it was (plus the judged samples), though the model now flags another sample; with the
+    default rejudge the same refit drops it."""
+    y = np.repeat([0, 1], 100)
+    for rejudge, want in ((False, [5]), (True, [5, 7])):
+        s, st = _filter(y, rejudge=rejudge)
+        s.dropped_[5] = True  # the verdict of the density's fit
+        st.pred[7], st.loss[7], s.posterior_[7], s.density_class_[7] = 1, 5.0, 0.01, 1
+        s.refits_ = 0  # the fit was the first refit: the next one reuses the density
+        s.before_codebook(st)
+        assert np.flatnonzero(s.dropped_).tolist() == want, rejudge
+
+
+@pytest.mark.parametrize("density_refits, fits", [(0, [0]), (1, [0, 1, 2, 3, 4]),
+                                                   (2, [0, 2, 4])])
+def test_flow_fits_its_density_at_every_density_refits_th_codebook_refit(density_refits, fits):
+    """density_refits k: the density is fit at refits 0, k, 2k, ... (0: once, at the first
+    refit); the refits between reuse it (the same posterior)."""
+    y = np.repeat([0, 1], 30)
+    st = _state(y, dim=2)
+    s = make_sampler("flow", density="knn", density_refits=density_refits)
+    s.begin(st)
+    s.z_ = np.where(y[:, None] == 0, 0.0, 5.0) + np.random.default_rng(0).normal(size=(60, 2))
+    st.pred[:], st.loss[:] = y, 0.1
+    posteriors = []
+    for _ in range(5):
+        s.before_codebook(st)
+        posteriors.append(s.posterior_)
+    assert [i for i, p in enumerate(posteriors) if i == 0 or p is not posteriors[i - 1]] == fits
+
+
+def test_flow_begun_again_fits_its_density_again():
+    """A flow sampler begun again (a second run) fits its density at its first codebook refit,
+    charged to the new run's ledger, whatever refits the previous run made."""
+    y = np.repeat([0, 1], 30)
+    feats = np.where(y[:, None] == 0, 0.0, 5.0) + np.random.default_rng(0).normal(size=(60, 2))
+    s = make_sampler("flow", density="knn", per_code=10, refresh=1)
+    for _ in range(2):
+        st = _state(y, budget=0.5, epochs=20, dim=2)
+        st.features[:], st.seen_epoch[:], st.loss[:], st.pred[:] = feats, 0, 0.1, y
+        st.p_true = [np.full(60, 0.9, np.float16)]
+        s.begin(st)
+        for epoch in range(1, 4):
+            st.epoch = epoch
+            s.plan(st)
+        assert "density-knn" in st.ledger.fit_seconds
+
+
+def test_flow_fit_on_agree_fits_and_picks_the_density_on_the_agreed_samples():
+    """fit_on="agree": each class's density is fit on the samples the model predicts as
+    labelled, so 20 flipped samples (labelled 0, in class 1's blob, predicted 1) do not shape
+    class 0's density: the label's posterior is low and they are dropped (a density fit on
+    everything labelled 0 would vouch for them, their nearest neighbours in class 0 being
+    each other). The flow/mixture rule counts the fit set too: 256 a class, 20 of class 0
+    not agreed, leave 236 under a flow's batch: a mixture."""
+    from tinysift.guided.methods.flow import FLOW_MIN_CLASS
+
+    y = np.repeat([0, 1], [120, 100])
+    z = np.where(np.arange(220)[:, None] < 100, 0.0, 20.0)
+    z = z + np.random.default_rng(0).normal(size=(220, 2))  # 100-119: labelled 0 at blob 1
+    st = _state(y, dim=2)
+    st.pred[:], st.loss[:] = y, 0.1
+    st.pred[100:120], st.loss[100:120] = 1, 5.0
+    s = make_sampler("flow", density="knn", fit_on="agree", max_drop=0.3)
+    s.begin(st)
+    s.z_ = z
+    s.before_codebook(st)
+    assert np.flatnonzero(s.dropped_).tolist() == list(range(100, 120))
+    n = FLOW_MIN_CLASS
+    y = np.repeat([0, 1], n)
+    st = _state(y, dim=2)
+    st.pred[:] = y
+    st.pred[:20] = 1
+    s = make_sampler("flow", fit_on="agree")
+    s.begin(st)
+    s.z_ = np.random.default_rng(0).normal(size=(2 * n, 2)) + 4 * y[:, None]
+    s.before_codebook(st)
+    assert s.density_fit_ == "gmm"
+
+
+def test_flow_densities_take_its_seed_and_steps():
+    """The densities flow fits are seeded by the sampler's seed, and its flows take
+    density_steps Adam steps (the density's own default is 300)."""
+    s = make_sampler("flow", seed=7, density_steps=5)
+    flow, gmm = s._density("flow"), s._density("gmm")
+    assert (flow.seed, flow.steps, gmm.seed) == (7, 5, 7)
+
+
+def test_flow_embedding_puts_judged_samples_at_the_kept_mean():
+    """Samples judged before training have no features (zeros): the embedding puts them at
+    the kept samples' mean, so the kept samples' embedding is the PCA of their own
+    features: two orthogonal centred patterns around (0, 20), sd 10 and 5, at dim 2 are
+    those columns (up to sign); zeros left in place would add variance along the second."""
+    y = np.repeat([0, 1], 8)
+    st = _state(y, dim=3)
+    kept = np.zeros((8, 3), np.float32)
+    kept[:, 0] = 5 * np.tile([1, -1], 4)
+    kept[:, 1] = 20 + 10 * np.repeat([1, -1, 1, -1], 2)
+    judged = np.zeros(16, bool)
+    judged[8:] = True
+    st.features[:8] = kept
+    s = make_sampler("flow", dim=2)
+    s.judged_ = judged
+    z = s.embedding_of(st)
+    want = kept[:, [1, 0]] - kept[:, [1, 0]].mean(0)
+    np.testing.assert_allclose(np.abs(z[:8]), np.abs(want), atol=1e-4)
+    np.testing.assert_allclose(z[8:], 0.0, atol=1e-4)
+
+
+def test_flow_priority_under_the_old_rule_uses_the_run_s_last_epochs_and_index_ties():
+    """priority_rule="epochs" (kept to reproduce rows before 2026-12-03): the uncertainty over
+    the run's last du_window epochs, ties ranked by index. Three samples, du_window 2, p_true
+    over three epochs: sample 0 trained in epochs 0 and 2 (0.2, 0.8), 1 in 1 and 2 (0.4,
+    0.6), 2 in 2 only. The old rule: stds 0, 0.1, 0 (sample 0's epoch 0 is out of the
+    window) -> ranks by index 0, 2/3, 1/3; losses 1, 2, 3 -> ranks 0, 1/3, 2/3."""
+    y = np.zeros(3, np.int64)
+    st = _state(y)
+    st.loss[:] = [1.0, 2.0, 3.0]
+    nan = np.nan
+    st.p_true = [np.array(r, np.float16) for r in ([0.2, nan, nan], [nan, 0.4, nan],
+                                                   [0.8, 0.6, 0.5])]
+    s = make_sampler("flow", loss_weight=0.5, du_window=2, priority_rule="epochs")
+    np.testing.assert_allclose(s.priority(st), 0.5 * np.array([0, 1 / 3, 2 / 3])
+                               + 0.5 * np.array([0, 2 / 3, 1 / 3]), atol=1e-3)
+
+
 def test_epochs_smaller_than_a_batch_spend_the_budget():
     """On tiny data (budget x N under a batch) every epoch is one batch of its own size; the
     loop stopped once less than a full batch of 128 was left, which here was half the budget
@@ -1266,7 +1631,7 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     it accepts, so a logged record's parameters can be passed back."""
     from tinysift.errors import TinysiftError
     from tinysift.guided import known_samplers, sampler_params
-    from tinysift.guided.base import SAMPLERS, parameter_names
+    from tinysift.guided.base import SAMPLERS, parameter_names, stamped_params
 
     with pytest.raises(TinysiftError, match=r"'flow' has no parameter judge_dimm; its "
                                             r"parameters: alpha, .*judge_dim, .*per_code"):
@@ -1278,6 +1643,13 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     for name in known_samplers():
         assert set(sampler_params(name)) <= parameter_names(SAMPLERS[name]), name
         make_sampler(name, **sampler_params(name))
+    assert "seed" not in sampler_params("vq", seed=3)  # the stamp leaves the seed aside
+    begun = make_sampler("vq")  # ... and what a run fitted (codebooks, generators)
+    begun.begin(_state(np.repeat([0, 1], 4)))
+    assert stamped_params(begun) == sampler_params("vq")
+    with pytest.raises(TinysiftError, match=r"unknown guided method 'vqq'; known: flow, "
+                                            r"full-cut, infobatch, rs2, ucb, vq$"):
+        make_sampler("vqq")
 
 
 def test_an_overspent_ledger_has_nothing_left_and_a_finished_schedule():
