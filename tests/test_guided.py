@@ -30,6 +30,7 @@ def _state(y, budget=0.5, epochs=4, seed=0, dim=8):
     (lambda x, y, b: (x, y + 1, b), "DatasetError", r"labels must lie in \[0, 2\)"),
     (lambda x, y, b: (x / 255.0, y, b), "DatasetError", "images must be a uint8 array"),
     (lambda x, y, b: (x, y, 1.5), "BudgetError", r"fraction in \(0, 1\]"),
+    (lambda x, y, b: (x, y, 0.0), "BudgetError", r"fraction in \(0, 1\]"),
     (lambda x, y, b: (x, y, float("nan")), "BudgetError", r"fraction in \(0, 1\]")])
 def test_train_guided_refuses_bad_arrays_and_budgets_before_training(change, error, match):
     """Labels outside 0..K-1 were a TF graph error at the first step, float images trained
@@ -478,6 +479,7 @@ def test_keep_steps_takes_the_recipe_s_steps_for_a_share_of_its_passes(tmp_path)
 
     assert keep_steps_batch(128, 0.5) == 64 and keep_steps_batch(128, 1.0) == 128
     assert keep_steps_batch(128, 0.01) == MIN_KEEP_STEPS_BATCH
+    assert keep_steps_batch(128, 0.35) == 45  # 44.8, to the nearest whole
     ds = load_dataset("digits")
     recipe = TrainConfig(epochs=4, seed=0)
 
@@ -1390,6 +1392,8 @@ def test_a_budget_ending_inside_an_epoch_trains_whole_batches_only():
                        budget_passes=300)
     assert res.batch_size == 128 and res.steps == 2
     assert res.ledger.epoch_sizes == [256] and res.ledger.spent == 256
+    assert res.epochs[0]["samples"] == 256  # the record says what trained, not the plan
+    assert res.final_loss == pytest.approx(res.epochs[0]["loss"], abs=1e-5)  # both batches'
 
 
 @pytest.mark.parametrize("judge", ["knn", "knn+flow"])
@@ -1693,13 +1697,25 @@ def test_the_learning_rate_is_the_cosine_of_the_budget_spent_before_each_step():
     epochs of 50, one step each, at 0, 1/4, 1/2 and 3/4 of the budget."""
     from tinysift.data import load_dataset
     from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.rs2 import RS2
 
     ds = load_dataset("digits")
     cfg = TrainConfig(epochs=4, seed=0)
-    res = train_guided(ds.x_train[:100], ds.y_train[:100], 10, make_sampler("rs2"), 0.5,
-                       train_config=cfg, progress=False)
+    sampler = _recording(RS2)()
+    res = train_guided(ds.x_train[:100], ds.y_train[:100], 10, sampler, 0.5,
+                       train_config=cfg, progress=False,
+                       on_epoch_end=lambda epoch, model, ledger: {"hook": epoch})
     want = [0.5 * cfg.learning_rate * (1 + math.cos(math.pi * f)) for f in (0, .25, .5, .75)]
     assert [e["lr"] for e in res.epochs] == pytest.approx(want, rel=1e-6)
+    # each epoch's record: what it trained, the budget spent after it, the plan's note and
+    # what the hook returned; the final loss is the last epoch's mean loss
+    assert [(e["epoch"], e["samples"], e["spent"], e["note"], e["hook"]) for e in res.epochs] \
+        == [(k, 50, 50.0 * (k + 1), "random", k) for k in range(4)]
+    assert res.final_loss == pytest.approx(res.epochs[-1]["loss"], abs=1e-5)
+    st = sampler.state_  # the label's probability recorded is exp(-loss) of the same pass
+    last = sampler.batches_[-1][1]
+    np.testing.assert_allclose(st.p_true[3][last].astype(np.float32), np.exp(-st.loss[last]),
+                               rtol=2e-3)
 
 
 class _Recording:
@@ -1771,6 +1787,8 @@ def test_plan_weights_are_normalized_over_the_samples_trained():
     for a, b in zip(plain, weights_after(np.full(400, 3.0), 400)[0], strict=True):
         np.testing.assert_array_equal(a, b)
     w = np.where(np.arange(400) % 2, 1.0, 2.0)
+    # ... while weights that differ between samples change the training
+    assert not np.array_equal(plain[0], weights_after(w, 400)[0][0])
     cut, sampler = weights_after(w, 256)  # two batches of 128 of the 400 trained
     untrained = sampler.state_.seen_epoch < 0
     assert untrained.sum() == 144
@@ -1927,3 +1945,71 @@ def test_ledger_record_by_hand():
                    "train_seconds": 1.5, "seconds_per_pass": 0.005, "epoch_sizes": [100, 100]}
     led.epoch_sizes.append(50)
     assert rec["epoch_sizes"] == [100, 100]
+
+
+def test_train_guided_sets_the_state_by_its_recipe_and_checks_a_given_budget():
+    """Without a train_config the recipe is 10 epochs: the state the sampler begins with has
+    them, and the ledger budget x 10 x N; a budget_passes given instead is what the run may
+    spend, and under one batch it is refused before the sampler begins; a recipe without
+    epochs (the step rule) has no budget to take a share of: a ValueError."""
+    from tinysift.data import load_dataset
+    from tinysift.errors import BudgetError
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.rs2 import RS2
+
+    class Seen(Exception):
+        pass
+
+    class Stop(RS2):
+        def begin(self, state):
+            self.state_ = state
+            raise Seen
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:200], ds.y_train[:200]
+    sampler = Stop()
+    with pytest.raises(Seen):
+        train_guided(x, y, 10, sampler, 0.5, progress=False)
+    st = sampler.state_
+    assert (st.epochs, st.ledger.budget_passes, st.epoch_size) == (10, 0.5 * 10 * 200, 100)
+    with pytest.raises(Seen):
+        train_guided(x, y, 10, sampler, 0.5, progress=False, budget_passes=300)
+    assert sampler.state_.ledger.budget_passes == 300
+    with pytest.raises(BudgetError, match=r"a budget of 99\.0 sample-passes .* less than one "
+                                          r"epoch's batch of 100"):
+        train_guided(x, y, 10, Stop(), 0.5, progress=False, budget_passes=99)
+    with pytest.raises(ValueError, match="needs the full-data recipe's epochs"):
+        train_guided(x, y, 10, Stop(), 0.5, progress=False, train_config=TrainConfig())
+
+
+def test_a_fit_with_no_steady_step_after_it_is_charged_at_the_run_s_only_speed():
+    """A run of one step measures no steady speed; a fit it made is still charged when the
+    run ends, at the one step's rate (tracing included: ledger.settle)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.guided.methods.full_cut import FullCut
+
+    class Fits(FullCut):
+        def begin(self, state):
+            with state.ledger.fit("work"):
+                time.sleep(0.01)
+
+    ds = load_dataset("digits")
+    res = train_guided(ds.x_train[:100], ds.y_train[:100], 10, Fits(), 1.0, progress=False,
+                       train_config=TrainConfig(epochs=1, seed=0))
+    led = res.ledger
+    assert res.steps == 1 and led.seconds_per_pass is not None
+    assert led.fit_passes == pytest.approx(led.fit_seconds["work"] / led.seconds_per_pass)
+
+
+def test_train_for_passes_spends_exactly_its_passes_from_its_seed_s_model():
+    """The equal-steps trainer: 256 passes over 300 samples are two batches of 128 (not one
+    epoch of 300, its recipe's single epoch); seeds 0 and 1 start from different models."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_for_passes
+
+    ds = load_dataset("digits")
+    runs = [train_for_passes(ds.x_train[:300], ds.y_train[:300], 10, 256, seed=s)
+            for s in (0, 1)]
+    assert [(r.steps, r.ledger.train_passes) for r in runs] == [(2, 256), (2, 256)]
+    assert not np.array_equal(runs[0].model.get_weights()[0], runs[1].model.get_weights()[0])
