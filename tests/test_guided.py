@@ -2013,3 +2013,22 @@ def test_train_for_passes_spends_exactly_its_passes_from_its_seed_s_model():
             for s in (0, 1)]
     assert [(r.steps, r.ledger.train_passes) for r in runs] == [(2, 256), (2, 256)]
     assert not np.array_equal(runs[0].model.get_weights()[0], runs[1].model.get_weights()[0])
+
+
+def test_runs_of_two_architectures_train_through_their_own_steps():
+    """The shared traced step is per architecture: a run at width 8 after one at the default
+    width 16 trains and returns a width-8 model (one step shared across model configs would
+    hold the other architecture's weights)."""
+    from tinysift.data import load_dataset
+    from tinysift.guided.loop import train_guided
+    from tinysift.models.cnn import ModelConfig
+
+    ds = load_dataset("digits")
+    x, y = ds.x_train[:100], ds.y_train[:100]
+    cfg = TrainConfig(epochs=1, seed=0)
+    wide = train_guided(x, y, 10, make_sampler("full-cut"), 1.0, train_config=cfg,
+                        progress=False)
+    narrow = train_guided(x, y, 10, make_sampler("full-cut"), 1.0, ModelConfig(width=8),
+                          train_config=cfg, progress=False)
+    assert wide.model.trainable_weights[0].shape[-1] == 16
+    assert narrow.model.trainable_weights[0].shape[-1] == 8 and narrow.steps == 1
