@@ -59,6 +59,10 @@ def test_allocate_is_proportional_capped_and_exact():
     # an entry without room takes no share: 15 by 3:1:4 is 5.625, 1.875, 7.5 -> 6, 2, 7
     assert allocate(np.array([3.0, 1.0, 4.0, 4.0]), np.array([10, 9, 11, 0]),
                     15).tolist() == [6, 2, 7, 0]
+    # a capped entry's excess: one each to the open entries in index order (ideal 2, 4, 4,
+    # 8; the last capped at 6), as allocate's docstring says, not re-shared as 2, 5, 5
+    assert allocate(np.array([1.0, 2.0, 2.0, 4.0]), np.array([6, 9, 9, 6]),
+                    18).tolist() == [3, 5, 4, 6]
     rng = np.random.default_rng(0)
     for _ in range(200):
         k = int(rng.integers(1, 12))
@@ -916,7 +920,6 @@ def test_vq_and_flow_refuse_parameters_outside_their_ranges(method, params, matc
 
     with pytest.raises(TinysiftError, match=match):
         make_sampler(method, **params)
-
 
 
 def _two_blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

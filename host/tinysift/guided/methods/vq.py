@@ -39,8 +39,12 @@ EMBEDDINGS = ("model", "pixels")
 
 def allocate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
     """Integers summing to ``min(total, caps.sum())``, proportional to ``weights``, each at
-    most its cap: largest remainder (Hamilton) on the ideal shares; what a capped entry
-    cannot take is shared again among the others."""
+    most its cap: largest remainder (Hamilton) on the ideal shares. What a capped entry
+    cannot take goes first one each to the entries with room, largest remainder first (a
+    remainder of 0 included, ties in index order), and only what is still left is shared
+    again in proportion: ``[1, 2, 2, 4]`` capped at ``[6, 9, 9, 6]`` share 18 as
+    ``[3, 5, 4, 6]``, not ``[2, 5, 5, 6]``. At most one unit per entry off the proportional
+    share; kept as it is because the committed vq rows were drawn with it."""
     weights = np.maximum(np.asarray(weights, np.float64), 0.0)
     caps = np.asarray(caps, np.int64)
     total = int(min(total, caps.sum()))
