@@ -47,6 +47,8 @@ def test_bad_input_shapes_are_one_clear_error(tmp_path):
 
     with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 7x28"):
         build_model((7, 28, 1), 10, ModelConfig(variant="conv-maxpool"))
+    with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 28x7"):
+        build_model((28, 7, 1), 10, ModelConfig(variant="conv-maxpool"))
     assert build_model((8, 8, 1), 10, ModelConfig(variant="conv-maxpool")).output.shape[-1] == 10
     for variant in ("ds-cnn", "resnet8"):
         build_model((1, 1, 1), 10, ModelConfig(variant=variant))
@@ -55,6 +57,8 @@ def test_bad_input_shapes_are_one_clear_error(tmp_path):
             build_model(shape, 10)
     with pytest.raises(TinysiftError, match="whole number of classes"):
         build_model((8, 8, 1), 2.5)  # was a head of 2 units
+    with pytest.raises(TinysiftError, match="whole number of classes >= 1, got 0"):
+        build_model((8, 8, 1), 0)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "small.npz", x=rng.integers(0, 256, (200, 6, 6, 1), dtype=np.uint8),
              y=np.repeat(np.arange(2), 100))
@@ -77,6 +81,8 @@ def test_model_config_values_are_checked_plain_numbers():
     assert json_hash(ModelConfig(width=np.int64(8)).to_dict()) == json_hash(
         ModelConfig(width=8).to_dict())
     assert ModelConfig().to_dict() == {"variant": "ds-cnn", "width": 16, "bn_momentum": 0.9}
+    assert (ModelConfig(bn_momentum=0).bn_momentum, ModelConfig(bn_momentum=1).bn_momentum) == (
+        0.0, 1.0)  # [0, 1]: both ends taken
     for bad in (1.5, -0.1, float("nan"), True, "0.9"):
         with pytest.raises(TinysiftError, match="BatchNorm momentum"):
             ModelConfig(bn_momentum=bad)
@@ -193,14 +199,15 @@ def test_mlperf_tiny_models_are_the_published_architectures():
 
 def test_variants_are_built_as_documented():
     """What ModelConfig's docstring says of each variant: ds-cnn's stem strides 2 from 16
-    pixels on (1 below); conv-maxpool's second conv is valid and each is max-pooled by 2
-    (28 -> 14 -> 12 -> 6); resnet8's residual sums each go through a ReLU; every BatchNorm
-    takes the config's momentum (resnet8's second conv of each stack too)."""
+    pixels on (1 below; the smaller side decides); conv-maxpool's second conv is valid and
+    each is max-pooled by 2 (28 -> 14 -> 12 -> 6); resnet8's residual sums each go through a
+    ReLU; every BatchNorm takes the config's momentum (resnet8's second conv of each stack
+    too)."""
     from tinysift.tfcompat import keras
 
-    for side, stride in ((16, 2), (15, 1)):
-        model = build_model((side, side, 1), 10, ModelConfig())
-        assert tuple(model.get_layer("stem").strides) == (stride, stride), side
+    for shape, stride in (((16, 16, 1), 2), ((15, 15, 1), 1), ((32, 8, 1), 1)):
+        model = build_model(shape, 10, ModelConfig())
+        assert tuple(model.get_layer("stem").strides) == (stride, stride), shape
     plain = build_model((28, 28, 1), 10, ModelConfig(variant="conv-maxpool", width=4))
     assert tuple(plain.get_layer("gap").pool_size) == (6, 6)
     assert plain.get_layer(FEATURES_LAYER).output.shape[-1] == 8
@@ -258,7 +265,7 @@ def test_single_pass_equals_per_epoch_training(digits):
     fast = train_model(x, y, 10, train_config=cfg)
     seen = []
     slow = train_model(x, y, 10, train_config=cfg, epoch_hooks=[lambda e, m: seen.append(e)])
-    assert len(seen) == 14 and fast.steps == slow.steps == 42  # 3 steps per epoch
+    assert seen == list(range(14)) and fast.steps == slow.steps == 42  # 3 steps per epoch
     for a, b in zip(fast.model.get_weights(), slow.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
@@ -286,6 +293,8 @@ def test_a_failed_training_stops_its_progress_bar(digits, monkeypatch):
         train_model(digits.x_train[:64], digits.y_train[:64], 10, train_config=cfg,
                     epoch_hooks=[fail], progress=True)
     assert live == [1] and terminal._live_stack == []
+    # the bar counted the one step and showed its loss
+    assert re.search(r"1/1 steps loss \d+\.\d{3}", terminal.file.getvalue())
 
 
 def test_no_bar_where_stderr_is_not_a_terminal(digits, capfd):
@@ -344,7 +353,7 @@ def test_step_rule():
     assert (cfg.learning_rate, cfg.batch_size, cfg.seed) == (float(lr), int(batch), int(seed))
 
 
-def test_train_stage_writes_manifest_and_caches(tmp_path):
+def test_train_stage_writes_manifest_and_caches(tmp_path, digits):
     from tinysift.stages.train import train
 
     out = tmp_path / "run"
@@ -359,8 +368,16 @@ def test_train_stage_writes_manifest_and_caches(tmp_path):
     from tinysift.tfcompat import keras
     saved = keras.models.load_model(out / "model.keras")
     assert int(saved.optimizer.iterations.numpy()) == stage["results"]["steps"]
+    # the accuracy recorded is the saved model's on the test split; the model's shape is
+    # part of the stage's key
+    assert evaluate(saved, digits.x_test, digits.y_test) == stage["results"]["test_acc"]
+    assert stage["params"]["model"] == ModelConfig().to_dict()
     again = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
     assert again.skipped and again.test_acc == first.test_acc
+    # a reused stage reports the figures its training recorded
+    assert (again.train_samples, again.steps, again.params, again.macs_per_sample) == (
+        first.train_samples, first.steps, first.params, first.macs_per_sample)
+    assert again.seconds == round(first.seconds, 2)
     # --epochs 0 is the subset step rule, as epochs=None: the same stage, reused
     assert train("digits", out, keep="0.2", epochs=0, seed=0, progress=False).skipped
 
@@ -502,6 +519,7 @@ def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
             (x, y[:30], one, r"32 images, labels of shape \(30,\)"),
             (x, y + 10, one, r"in \[0, 10\).*int64 in \[1\d, 19\]"),
             (x, np.where(np.arange(32) == 0, 10, y), one, r"in \[0, 10\).* in \[\d, 10\]"),
+            (x, np.where(np.arange(32) == 0, -1, y), one, r"in \[0, 10\).* in \[-1, \d\]"),
             (x, y.astype(np.float32), one, "got float32"),
             (x, y, TrainConfig(epochs=0), "epochs=0"),
             (x, y, TrainConfig(epochs=1, batch_size=0), "batch_size=0"),
@@ -540,3 +558,45 @@ def test_training_keeps_the_callers_global_generators(digits):
     assert caller_draws(lambda: train_guided(x, y, 10, make_sampler("rs2"), 1.0,
                                              train_config=one, progress=False))[0] == expected
     assert caller_draws(lambda: qat_finetune(first.model, x, y, 1, seed=5))[0] == expected
+
+
+def test_images_become_float32_pixels_over_255():
+    """The model's input is x / 255 in float32 (docs/format.md: the int8 images are
+    round(float32(x / 255) / scale) + zero_point): 0 -> 0, 51 -> 0.2, 255 -> 1."""
+    from tinysift.models.training import to_float
+
+    out = to_float(np.array([[0, 51, 255]], np.uint8))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.array([[0.0, 0.2, 1.0]], np.float32))
+
+
+def test_predictions_are_per_image_whatever_the_chunk(digits):
+    """predict_proba runs inference (BatchNorm on its moving statistics) in chunks of
+    ``batch_size``: each image's probabilities are the same in any chunk, the chunks cover
+    every image once, and no images give an empty (0, classes) array."""
+    from tinysift.models.training import predict_proba
+
+    model = build_model(digits.x_train.shape[1:], 10)
+    x = digits.x_test[:7]
+    whole = predict_proba(model, x)
+    assert whole.shape == (7, 10)
+    np.testing.assert_allclose(predict_proba(model, x, batch_size=3), whole, rtol=1e-5,
+                               atol=1e-7)
+    np.testing.assert_allclose(predict_proba(model, x[6:]), whole[6:], rtol=1e-5, atol=1e-7)
+    assert predict_proba(model, x[:0]).shape == (0, 10)
+
+
+def test_each_architecture_gets_its_own_compiled_twin():
+    """A new model trains through a compiled twin of its architecture (input shape, class
+    count, model config), made once per thread and reused; a twin shared by two
+    architectures would take weights of the wrong shapes."""
+    from tinysift.models.training import _compiled_twin
+
+    twin = _compiled_twin((8, 8, 1), 10, None)[0]
+    assert _compiled_twin((8, 8, 1), 10, None)[0] is twin
+    for shape, classes, config in [((8, 8, 1), 3, None), ((9, 9, 1), 10, None),
+                                   ((8, 8, 1), 10, ModelConfig(width=4))]:
+        other = _compiled_twin(shape, classes, config)[0]
+        assert other is not twin
+        assert tuple(other.input_shape[1:]) == shape and other.output_shape[-1] == classes
+        assert other.get_layer("stem").filters == (config or ModelConfig()).width
