@@ -189,28 +189,35 @@ def test_a_keep_that_is_not_the_selection_s_count_is_refused(tmp_path, digits, k
 
 def test_train_retrains_another_keep_or_a_lost_trainset_and_records_its_seed(tmp_path,
                                                                              digits):
-    """The train stage's key holds the sample count: `--keep 30` after `--keep 20` in one
-    folder (both a "random" source) trains again instead of reusing the 20-sample model; a
-    model whose trainset.npz was lost is trained again (quantize and export need it). The
-    run records the seed given and the dataset it trained on, noise-free (noise_seed 0)."""
+    """The train stage's key holds the sample count: `--keep 30` after `--keep 10` (the
+    class count, the least the class-balanced subset takes) in one folder (both a "random"
+    source) trains again instead of reusing the 10-sample model; a model whose trainset.npz
+    was lost is trained again (quantize and export need it); another seed trains another
+    subset. The run records the seed given and the dataset it trained on, noise-free
+    (noise_seed 0)."""
     from tinysift.stages.train import TRAINSET_FILE, train
 
     out = tmp_path / "r"
-    first = train("digits", out, keep=20, seed=3, epochs=1, progress=False)
+    first = train("digits", out, keep=10, seed=3, epochs=1, progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     record = {"name": "digits", "hash": digits.content_hash, "train": 1437, "test": 360,
               "label_noise": 0.0, "noise_seed": 0}
     assert manifest["seed"] == 3 and manifest["stages"]["train"]["seed"] == 3
     assert manifest["dataset"] == record
     assert manifest["stages"]["train"]["results"]["dataset"] == record
-    assert first.train_samples == 20 and not first.skipped
+    assert first.train_samples == 10 and not first.skipped
     more = train("digits", out, keep=30, seed=3, epochs=1, progress=False)
     assert more.train_samples == 30 and not more.skipped
     assert train("digits", out, keep=30, seed=3, epochs=1, progress=False).skipped
     (out / TRAINSET_FILE).unlink()
     assert not train("digits", out, keep=30, seed=3, epochs=1, progress=False).skipped
     with np.load(out / TRAINSET_FILE) as kept:
-        assert len(kept["indices"]) == 30
+        seed3 = kept["indices"]
+    assert len(seed3) == 30
+    # the seed keys the stage and draws the subset: another seed trains another subset
+    assert not train("digits", out, keep=30, seed=4, epochs=1, progress=False).skipped
+    with np.load(out / TRAINSET_FILE) as kept:
+        assert len(kept["indices"]) == 30 and not np.array_equal(kept["indices"], seed3)
 
 
 def test_a_run_s_dataset_is_loaded_with_its_noise_and_refused_once_changed(tmp_path, digits):
@@ -257,8 +264,12 @@ def test_a_selection_scored_on_noisy_labels_trains_and_records_its_noise_draw(tm
     assert run.manifest["dataset"]["label_noise"] == 0.2
     assert run.manifest["dataset"]["noise_seed"] == 7
     assert run.manifest["dataset"]["hash"] == noisy.content_hash
+    assert run.manifest["stages"]["train"]["params"]["source"] == "selection:random"
     ds = load_run_dataset(run)
-    np.testing.assert_array_equal(load_trainset(run.path, ds)[1], noisy.y_train[kept])
+    kept_x, kept_y = load_trainset(run.path, ds)
+    np.testing.assert_array_equal(kept_y, noisy.y_train[kept])
+    # dataset indices (the first is 0), so the images are the dataset's own
+    np.testing.assert_array_equal(kept_x, digits.x_train[kept])
     # the labels trained on (trainset.npz's y) are the noisy ones, some of them flipped
     assert (noisy.y_train[kept] != digits.y_train[kept]).any()
     with np.load(run.path / "trainset.npz") as trained:
@@ -267,19 +278,23 @@ def test_a_selection_scored_on_noisy_labels_trains_and_records_its_noise_draw(tm
 
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
     """A global budget (prune --no-balance) can keep no sample of a class: the model never
-    saw it, and train reported its test accuracy without a word."""
+    saw it, and train reported its test accuracy without a word. The last class here: the
+    warning and the recorded class counts (one per class, 0 for it) still name it."""
     from tinysift.data import load_dataset
     from tinysift.selection.io import write_selection
     from tinysift.stages.train import train
 
     ds = load_dataset("digits")
-    kept = np.flatnonzero(ds.y_train != 3)[:40]
+    kept = np.flatnonzero(ds.y_train != 9)[:40]
     write_selection(tmp_path / "selection.npz", kept, np.zeros(len(ds.y_train)), "random",
                     len(ds.y_train), ds.content_hash)
     res = train("digits", tmp_path / "r", selection=tmp_path / "selection.npz", epochs=1,
                 progress=False)
     (warning,) = [w for w in res.warnings if "training set" in w]
-    assert "no sample of class(es) '3': the model cannot predict them" in warning
+    assert "no sample of class(es) '9': the model cannot predict them" in warning
+    counts = json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]["train"][
+        "results"]["class_counts"]
+    assert len(counts) == 10 and counts[9] == 0 and sum(counts) == 40
     assert "drop --no-balance" in warning
     assert not [w for w in train("digits", tmp_path / "full", epochs=1,
                                  progress=False).warnings if "training set" in w]
@@ -653,3 +668,69 @@ def test_prune_many_keys_each_method_on_its_budgets_and_seed(tmp_path):
     assert not np.array_equal(np.load(other[("random", 20)])["indices"], first)
     stage = json.loads((out / "manifest.json").read_text())["stages"]["prune:random"]
     assert stage["seed"] == 1 and stage["params"]["resolved_params"] == {"balance": True}
+
+
+@pytest.mark.parametrize("epochs, short", [(6, 474), (7, None)])
+def test_the_step_warning_takes_the_rule_at_the_run_s_batch(epochs, short):
+    """20,000 kept samples in batches of 256 are 79 steps an epoch: the subset step rule at
+    that batch is max(500, 6 x 79) = 500 steps (at the default 128 it would be 6 x 157 =
+    942), so 6 epochs (474 steps) are warned about and 7 (553) are not."""
+    from tinysift.models.training import TrainConfig
+    from tinysift.stages.train import _step_warnings
+
+    warned = _step_warnings(TrainConfig(epochs=epochs, batch_size=256), 20_000, "random", None)
+    if short is None:
+        assert warned == []
+    else:
+        (w,) = warned
+        assert f"{short} optimizer steps of batch 256" in w and "subset step rule's 500" in w
+
+
+def test_a_budget_of_the_whole_recipe_is_accepted():
+    """--budget is a fraction in (0, 1]: 1 (the full-data recipe's passes) is accepted."""
+    from tinysift.stages.train import _check_guided
+
+    _check_guided("rs2", 1.0, 1, None, None, None)
+
+
+def test_a_selection_of_other_data_is_refused_before_training(tmp_path, digits):
+    """train checks a selection against the dataset's hash (once any label noise the
+    selection carries is applied): one pruned from other data is refused, nothing written."""
+    from tinysift.errors import DatasetError
+    from tinysift.selection.io import write_selection
+    from tinysift.stages.train import train
+
+    write_selection(tmp_path / "selection.npz", np.arange(40), np.zeros(len(digits.y_train)),
+                    "random", len(digits.y_train), "other-hash")
+    with pytest.raises(DatasetError, match=f"made for dataset hash other-hash, not "
+                                           f"{digits.content_hash}"):
+        train("digits", tmp_path / "r", selection=tmp_path / "selection.npz", epochs=1,
+              progress=False)
+    assert not (tmp_path / "r" / "manifest.json").exists()
+
+
+def test_condensed_images_of_another_shape_are_refused(tmp_path, digits):
+    """A condensed set whose images are not the dataset's shape was condensed from other
+    data: refused by name before training (it trained a 4x4 model that the 8x8 test split
+    then failed inside Keras), nothing recorded."""
+    from tinysift.errors import BudgetError
+    from tinysift.selection.io import write_condensed
+    from tinysift.stages.train import train
+
+    write_condensed(tmp_path / "c" / "condensed.npz", np.zeros((20, 4, 4, 1), np.uint8),
+                    np.repeat(np.arange(10), 2), "random", 2, digits.content_hash)
+    with pytest.raises(BudgetError, match=r"condensed images are \(4, 4, 1\), dataset images "
+                                          r"\(8, 8, 1\): condensed from a different dataset"):
+        train("digits", tmp_path / "r", condensed=tmp_path / "c", epochs=1, progress=False)
+    assert not (tmp_path / "r" / "manifest.json").exists()
+
+
+def test_bad_guided_params_are_refused_before_the_data_is_read(tmp_path):
+    """A typo in --guided-params is named before any data is loaded (here a dataset file
+    that does not exist: the parameter is what the user is told about first)."""
+    from tinysift.errors import TinysiftError
+    from tinysift.stages.train import train
+
+    with pytest.raises(TinysiftError, match="'rs2' has no parameter nope"):
+        train(f"npz:{tmp_path / 'missing.npz'}", tmp_path / "r", epochs=1, guided="rs2",
+              budget=0.5, guided_params={"nope": 1}, progress=False)
