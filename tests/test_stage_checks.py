@@ -274,6 +274,13 @@ def test_a_selection_scored_on_noisy_labels_trains_and_records_its_noise_draw(tm
     assert (noisy.y_train[kept] != digits.y_train[kept]).any()
     with np.load(run.path / "trainset.npz") as trained:
         np.testing.assert_array_equal(trained["y"], noisy.y_train[kept])
+    # a folder trained on the clean labels is refused the noisy selection (other data: its
+    # model and set would be relabelled), before anything is written
+    train("digits", tmp_path / "clean", keep=10, epochs=1, progress=False)
+    with pytest.raises(StageError, match=r"holds a run on digits \(hash .*label noise 0\); "
+                                         r"writing digits \(hash .*label noise 0\.2\)"):
+        train("digits", tmp_path / "clean", selection=tmp_path / "selection.npz", epochs=1,
+              progress=False)
 
 
 def test_train_names_a_class_the_kept_set_lacks(tmp_path):
