@@ -364,6 +364,7 @@ def test_train_stage_writes_manifest_and_caches(tmp_path, digits):
     assert stage["status"] == "done" and stage["results"]["train_samples"] == 287
     assert manifest["dataset"]["hash"] and manifest["seed"] == 0
     assert min(stage["results"]["class_counts"]) >= 28
+    assert np.isfinite(stage["results"]["final_loss"])  # the last data epoch's mean loss
     # the saved model holds Adam's state after training, as a freshly compiled one would
     from tinysift.tfcompat import keras
     saved = keras.models.load_model(out / "model.keras")
@@ -458,7 +459,7 @@ def test_evaluate_takes_column_labels_and_refuses_a_count_mismatch(digits):
     model = build_model(digits.x_train.shape[1:], 10)
     x, y = digits.x_test[:40], digits.y_test[:40]
     assert evaluate(model, x, y.reshape(-1, 1)) == evaluate(model, x, y)
-    for bad in (y[:39], y[:1], y.reshape(-1, 1)[:, [0, 0]]):
+    for bad in (y[:39], y[:1], y.reshape(-1, 1)[:, [0, 0]], y.reshape(20, 2)):  # 40 values
         with pytest.raises(TinysiftError, match="one label per image"):
             evaluate(model, x, bad)
 
