@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -310,6 +313,72 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, writ
     assert (tmp_path / "run" / "manifest.json").read_text() == manifest
 
 
+class _Page(HTMLParser):
+    """A report page's table headers and images (alt text, src), as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers: list[str] = []
+        self.images: list[tuple[str, str]] = []
+        self._in_th = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            a = dict(attrs)
+            self.images.append((a["alt"] or "", a["src"] or ""))
+        self._in_th = tag == "th"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_th:
+            self.headers.append(data)
+            self._in_th = False
+
+
+def _png_size(src: str) -> tuple[int, int]:
+    """Width and height of an inlined PNG (``data:image/png;base64,...``), from its IHDR."""
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), src[:40]
+    png = base64.b64decode(src[len(prefix):])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    return struct.unpack(">II", png[16:24])
+
+
+def _marker(collection) -> str:
+    """Which of the markers "o", "x" and "*" a scatter's collection draws."""
+    from matplotlib.markers import MarkerStyle
+
+    path = collection.get_paths()[0]
+    for name in ("o", "x", "*"):
+        style = MarkerStyle(name)
+        want = style.get_path().transformed(style.get_transform())
+        if path.vertices.shape == want.vertices.shape and \
+                (path.vertices == want.vertices).all():
+            return name
+    return "?"
+
+
+def test_an_image_and_a_page_escape_what_they_quote(tmp_path):
+    """An image's alt text is escaped and its PNG inlined as base64; a page is UTF-8 with
+    its title, content, sorted versions, the escaped machine, the footer and the headless
+    image self-check, in that order."""
+    from tinysift.report.html import img_tag, write_page
+
+    parsed = _Page()
+    parsed.feed(img_tag(b"\x89PNG 1", 'a "b" <c> & d'))
+    assert parsed.images == [('a "b" <c> & d', "data:image/png;base64,iVBORyAx")]
+    page = write_page(tmp_path / "p.html", "t<1>", "<p>body</p>",
+                      {"versions": {"z": "2", "a": "1"}, "machine": "m & <n>"},
+                      "the footer").read_text()
+    assert page.startswith('<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
+                           "<title>tinysift report: t&lt;1&gt;</title>")
+    body = page[page.index("<body>"):]
+    assert body.index("<p>body</p>") < body.index("<h2>Versions and machine</h2>") \
+        < body.index("<tr><td>a</td><td>1</td></tr><tr><td>z</td><td>2</td></tr>") \
+        < body.index("<p>m &amp; &lt;n&gt;</p>") < body.index("<p>the footer</p>") \
+        < body.index('setAttribute("data-images-rendered"')
+    assert page.endswith("</script>\n</body></html>\n")
+
+
 def _adapt_summary() -> dict:
     """A demo summary by hand: no replay, vq at 10 per class (head) and random at 10 (full);
     the RAM plan of the board for two of them, the fit board's verdict for two."""
@@ -321,7 +390,7 @@ def _adapt_summary() -> dict:
     points = [point("vq", 10, "head", 0.8123, 0.7, 0.95, 40.04),
               point("none", 0, "head", 0.5, 0.0996, 0.9, 12.31),
               point("random", 10, "full", 0.75, 0.6, 0.85, 1234.5)]
-    plan = {"flash": {"model": 200_000, "replay": 30_000}, "ram": {"arena": 50_000},
+    plan = {"flash": {"model": 150_000, "replay": 30_000}, "ram": {"arena": 50_000},
             "flash_capacity": 1_048_576, "ram_capacity": 262_144, "board": "nano33ble"}
     return {"name": "demo", "command": "tinysift demo --quick", "headline": "Best replay: vq.",
             "seed": 7, "wall_seconds": 61.4, "versions": {"tinysift": "1.0", "numpy": "2.0"},
@@ -333,7 +402,7 @@ def _adapt_summary() -> dict:
                         "sizes": [0, 10], "updates": ["head", "full"],
                         "methods": ["none", "vq", "random"], "seeds": 1,
                         "scenario": "new-classes", "dataset": "digits", "board": "qemu-m4",
-                        "scenario_info": {"description": "Digits 0-7, then 8 and 9"},
+                        "scenario_info": {"description": "Digits 0-7, then 8 & 9"},
                         "config": {"test_per_class": 20},
                         "joint": {"acc_mean": 0.97, "acc_old": 0.96, "acc_new": 0.99}},
             "plans": {"new_samples": 40, "detail": plan,
@@ -369,11 +438,17 @@ def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
 
     summary = _adapt_summary()
     summary["command"] = "tinysift demo --out 'a<b'"
+    summary["headline"] = "Best replay: vq <10>."
     page = write_adapt_report(summary, tmp_path / "report.html").read_text()
-    _, energy, bars, _ = kept_figures
+    _, energy, bars, memory = kept_figures
     (ax,) = energy.axes
     assert [tuple(float(v) for v in c.get_offsets()[0]) for c in ax.collections] == [
         (40.04, 0.8123), (12.31, 0.5), (1234.5, 0.75)]
+    # marker area 20 + 3 x replay per class; no replay a cross
+    assert [float(c.get_sizes()[0]) for c in ax.collections] == [50.0, 20.0, 50.0]
+    assert [_marker(c) for c in ax.collections] == ["o", "x", "o"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "vq (head)", "none (head)", "random (full)", "host joint model"]
     assert [float(ln.get_ydata()[0]) for ln in ax.get_lines()] == [0.97]
     (ax,) = bars.axes
     # none at 0 and vq at 10 (the largest size), head (the first update): old, then new
@@ -390,6 +465,16 @@ def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
     assert ("<tr><td>none</td><td>0</td><td>head</td><td>0.500</td><td>0.100</td>"
             "<td>0.900</td><td>12.3</td><td>1,000 B</td><td>no</td></tr>") in page
     assert "<pre>tinysift demo --out &#x27;a&lt;b&#x27;</pre>" in page
+    assert "<p>Digits 0-7, then 8 &amp; 9. The base model" in page
+    assert "<p>Best replay: vq &lt;10&gt;. On nano33ble" in page
+    # the plan's scale: flash 180,000 B x 1.15 = 207,000 B, and the RAM's capacity (256 KB,
+    # within twice that) x 1.05: 268.8 KB; the flash's 1 MB is named instead
+    (mem,) = memory.axes
+    assert [round(x, 6) for x in mem.get_xlim()] == [0.0, 268.8]
+    red = [ln for ln in mem.get_lines() if ln.get_color() == "red"]
+    assert len(red) == 1 and list(red[0].get_xdata()) == [256.0, 256.0]
+    assert mem.get_title() == ("Memory plan on nano33ble (capacity off the scale: flash "
+                               "1,024 KB)")
     assert "<tr><td>numpy</td><td>2.0</td></tr><tr><td>tinysift</td><td>1.0</td></tr>" in page
     assert "Seed 7. Wall time 61 s." in page
     assert page.count('<img alt="') == 4
@@ -408,14 +493,16 @@ def _select_summary() -> dict:
     plan = {"flash": {"model": 102_400, "data": 0}, "ram": {"arena": 51_200, "features": 20_480,
                                                                 "stack": 10_240},
             "flash_capacity": 2_097_152, "ram_capacity": 102_400, "board": "qemu-m4"}
-    return {"name": "select", "dataset": "digits", "board": "qemu-m4", "base_model": "cnn <8>",
-            "epochs": 4, "counter": "DWT", "clock_hz": 64_000_000, "test_samples": 300,
-            "energy_model": {"supply_v": 3.3, "active_current_ma": 5.0, "source": "datasheet"},
+    return {"name": "sel<ect>", "dataset": "d<1>", "board": "b&2", "base_model": "cnn <8>",
+            "epochs": 4, "counter": "DWT<c>", "clock_hz": 64_000_000, "test_samples": 300,
+            "energy_model": {"supply_v": 3.3, "active_current_ma": 5.0,
+                             "source": 'sheet "x"'},
             "rows": [row("random", 150, 0.8, 30_000, 0.3, 1.5, 0.0123),
                      row("random", 50, 0.7, 10_000, 0.1, 0.5, 0.004),
                      row("full", 1000, 0.9, 200_000, 2.0, 10.0, 0.05)],
-            "memory_plan": plan, "commands": ["tinysift run --budgets 50,150"],
-            "headline": "random at 150 & up", "versions": {"tinysift": "1.0"}, "machine": "vm",
+            "memory_plan": plan, "commands": ["tinysift run --budgets '50,150' > log"],
+            "headline": "random at 150 & up", "versions": {"tinysift": "1.0"},
+            "machine": "vm & co",
             "seed": 3, "wall_seconds": 12.6}
 
 
@@ -425,6 +512,7 @@ def test_the_select_report_by_hand(tmp_path, kept_figures):
     samples; the Pareto front of energy against accuracy; the memory plan's items in KB
     stacked per memory, a capacity far beyond the use named in the title."""
     from tinysift.report.html import summary_rows, table_html, write_report
+    from tinysift.report.plots import COLORS
 
     assert summary_rows(_select_summary())[0] == ["random", 150, "0.500", "0.800", "0.790",
                                                   "30,000", "0.300", "1.500", "12.3"]
@@ -434,11 +522,27 @@ def test_the_select_report_by_hand(tmp_path, kept_figures):
     page = write_report(_select_summary(), tmp_path / "report.html").read_text()
     assert "<td>random</td><td>50</td><td>0.500</td><td>0.700</td><td>0.690</td>" \
            "<td>10,000</td><td>0.100</td><td>0.500</td><td>4.0</td>" in page
-    assert "<code>DWT</code>" in page and "for\n4 epochs" in page and "at\n64 MHz" in page
+    assert "<code>DWT&lt;c&gt;</code>" in page and "for\n4 epochs" in page and "at\n64 MHz" in page
     assert "V = 3.3 V, I = 5.0 mA" in page and "on 300 held-out samples" in page
     assert "random at 150 &amp; up" in page and "a base model (cnn &lt;8&gt;)" in page.lower()
-    assert "<pre>tinysift run --budgets 50,150</pre>" in page
+    assert "<pre>tinysift run --budgets &#x27;50,150&#x27; &gt; log</pre>" in page
     assert "Seed 3. Wall time 13 s." in page
+    # the user's names escaped where the page quotes them: title (the run's name), heading
+    # (dataset on board), energy source, machine
+    assert "<title>tinysift report: sel&lt;ect&gt;</title>" in page
+    assert "<h1>tinysift: d&lt;1&gt; on b&amp;2</h1>" in page
+    assert "mA at\n64 MHz (sheet &quot;x&quot;).</p>" in page and "<p>vm &amp; co</p>" in page
+    parsed = _Page()
+    parsed.feed(page)
+    assert parsed.headers[:9] == [
+        "method", "samples", "acc before", "acc after", "int8 acc after", "cycles/epoch",
+        "mJ/epoch (est.)", "mJ fine-tune (est.)", "ms/epoch (cycles / clock)"]
+    # four PNGs in order, 110 dpi: 6.4 x 4.0 in, the memory plan 9.0 x 3.6 in
+    assert [(alt, _png_size(src)) for alt, src in parsed.images] == [
+        ("accuracy against samples kept", (704, 440)),
+        ("cycles and energy against samples kept", (704, 440)),
+        ("Pareto front of accuracy against energy", (704, 440)),
+        ("memory plan against the board", (990, 396))]
     accuracy, cost, pareto, memory = kept_figures
 
     def series(ax) -> dict[str, tuple[list[float], list[float]]]:
@@ -448,10 +552,21 @@ def test_the_select_report_by_hand(tmp_path, kept_figures):
 
     assert series(accuracy.axes[0]) == {"random": ([50.0, 150.0], [0.7, 0.8]),
                                         "full": ([1000.0], [0.9])}
+    full = next(ln for ln in accuracy.axes[0].get_lines() if ln.get_label() == "full")
+    assert (full.get_marker(), full.get_linestyle()) == ("*", "None")  # a star, no line
     cycles_ax, energy_ax = cost.axes
     assert series(cycles_ax)["random cycles"] == ([50.0, 150.0], [10_000.0, 30_000.0])
     assert series(energy_ax)["full energy"] == ([1000.0], [2.0])
-    assert series(pareto.axes[0]) == {"Pareto front": ([0.5, 1.5, 10.0], [0.7, 0.8, 0.9])}
+    assert cycles_ax.get_ylabel() == "cycles per epoch (DWT<c>)"
+    # samples, cycles and energy on log axes
+    assert [accuracy.axes[0].get_xscale(), cycles_ax.get_xscale(), cycles_ax.get_yscale(),
+            energy_ax.get_yscale(), pareto.axes[0].get_xscale()] == ["log"] * 5
+    (front_ax,) = pareto.axes
+    assert series(front_ax) == {"Pareto front": ([0.5, 1.5, 10.0], [0.7, 0.8, 0.9])}
+    # a step down to the next point's energy only: level until the next point
+    assert front_ax.get_lines()[0].get_drawstyle() == "steps-post"
+    assert [t.get_text() for t in front_ax.texts] == ["random 150", "random 50", "full 1000"]
+    assert [_marker(c) for c in front_ax.collections] == ["o", "o", "*"]
     (mem,) = memory.axes
     bars = [(round(p.get_y() + p.get_height() / 2), p.get_x(), p.get_width())
             for p in mem.patches]
@@ -463,6 +578,26 @@ def test_the_select_report_by_hand(tmp_path, kept_figures):
     # the RAM's capacity (100 KB) on its row
     assert len(red) == 1 and list(red[0].get_xdata()) == [100.0, 100.0]
     assert [round(y, 6) for y in red[0].get_ydata()] == [0.6, 1.4]
+    # the scale: 1.15 x the larger use (100 KB), the RAM's capacity x 1.05 (105 KB) within
+    assert [round(x, 6) for x in mem.get_xlim()] == [0.0, 115.0]
+    assert [t.get_text() for t in mem.get_yticklabels()] == ["flash", "RAM"]
+    assert [t.get_text() for t in mem.get_legend().get_texts()] == [
+        "flash: model", "ram: arena", "ram: features", "ram: stack"]
+    assert len({p.get_facecolor() for p in mem.patches}) == 4
+    # one colour per method, none repeated
+    assert len(set(COLORS.values())) == len(COLORS)
+
+
+def test_a_single_run_draws_its_pareto_front(kept_figures):
+    """One row (a run of the full set only) is its own Pareto front: the front's line holds
+    that one point."""
+    from tinysift.report.plots import pareto
+
+    row = _select_summary()["rows"][2]  # full at 1000 samples: 10.0 mJ, accuracy 0.9
+    assert pareto({"rows": [row]})[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = kept_figures[0].axes
+    assert [(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata()))
+            for ln in ax.get_lines()] == [("Pareto front", [10.0], [0.9])]
 
 
 def test_the_demo_runs_the_bench_with_every_setting_it_is_given():
