@@ -588,6 +588,8 @@ def test_pareto_front_keeps_only_the_best_of_equal_energies():
     assert pareto_front(pts) == [(1.0, 0.8), (2.0, 0.9), (3.0, 0.95)]
     assert pareto_front([(1.0, 0.5), (1.0, 0.5)]) == [(1.0, 0.5)]
     assert pareto_front([]) == []
+    # an accuracy of 0 (a point that learnt nothing) is on the front where it costs least
+    assert pareto_front([(2.0, 0.5), (1.0, 0.0)]) == [(1.0, 0.0), (2.0, 0.5)]
 
 
 def _prune_results(keeps: list[float], **extra) -> dict:
@@ -768,6 +770,11 @@ def test_report_log_axes_have_plain_tick_labels():
 
     assert _log_tick_text(r"$\mathdefault{10^{-2}}$") == "10\u207b\u00b2"
     assert _log_tick_text(r"$\mathdefault{2\times10^{-1}}$") == "2\u00d710\u207b\u00b9"
+    # each digit's superscript (Unicode's), and a label that is no TeX as it is
+    assert [_log_tick_text(f"$\\mathdefault{{10^{{{d}}}}}$") for d in range(10)] == [
+        "10\u2070", "10\u00b9", "10\u00b2", "10\u00b3", "10\u2074", "10\u2075", "10\u2076",
+        "10\u2077", "10\u2078", "10\u2079"]
+    assert _log_tick_text("0.5") == "0.5"
     plt = pyplot()
     fig, ax = plt.subplots()
     ax.plot([10, 300, 5000], [1e3, 1e5, 1e7])
@@ -777,6 +784,17 @@ def test_report_log_axes_have_plain_tick_labels():
     texts = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
     plt.close(fig)
     assert [t for t in texts if t] and not [t for t in texts if "$" in t]
+    # within a decade matplotlib labels minor ticks too (2x10^1 ...): as text as well
+    fig, ax = plt.subplots()
+    ax.plot([20, 90], [0.2, 0.5])
+    log_scale(ax, "x")
+    log_scale(ax, "y")
+    fig.canvas.draw()
+    minor = [t.get_text() for t in ax.get_xticklabels(which="minor")
+             + ax.get_yticklabels(which="minor") if t.get_text()]
+    plt.close(fig)
+    assert "2\u00d710\u00b9" in minor and "2\u00d710\u207b\u00b9" in minor, minor
+    assert not [t for t in minor if "$" in t], minor
 
 
 def _firmware_results():
@@ -1071,30 +1089,44 @@ def _hlines(ax) -> dict[str, float]:
 
 def test_a_device_plot_by_hand(tmp_path, kept_figures):
     """Per update mode: each replay method's mean accuracy per replay size with its std bar,
-    its old-task accuracy dotted, no replay and the host joint model as dashed lines. On a
-    shifted domain (no old accuracy measured) nothing is dotted and the title says none."""
+    its old-task accuracy dotted, no replay and the host joint model as dashed lines; vq
+    drawn bold and black, a method without points skipped. On a shifted domain (no old
+    accuracy measured) nothing is dotted and the title says none; a method measured at some
+    sizes only is not dotted either, and results without a joint model draw no line for it."""
+    from matplotlib.colors import to_hex
+
     from tinysift.bench.device_report import device_plot
 
     def point(method: str, size: int, acc: float, old: float | None) -> dict:
         return {"method": method, "size": size, "update": "head", "acc_mean": acc,
                 "acc_std": size / 1000, "acc_old": old}
 
-    points = [point("none", 0, 0.3, 0.1), point("random", 5, 0.6, 0.5),
+    # no replay's old accuracy unmeasured: it is no replay method's curve
+    points = [point("none", 0, 0.3, None), point("random", 5, 0.6, 0.5),
               point("random", 10, 0.7, 0.6), point("vq", 10, 0.8, 0.75),
               point("vq", 5, 0.65, 0.55)]
     res = {"scenario": "new-classes", "dataset": "digits", "board": "qemu-m4", "seeds": 3,
-           "updates": ["head"], "methods": ["random", "vq"], "joint": {"acc_mean": 0.95},
+           "updates": ["head"], "methods": ["herding", "random", "vq"],
+           "joint": {"acc_mean": 0.95},
            "points": {f"{p['method']}:{p['size']}:head": p for p in points}}
-    (ax,) = _plotted(device_plot, res, tmp_path, kept_figures).axes
+    fig = _plotted(device_plot, res, tmp_path, kept_figures)
+    (ax,) = fig.axes
+    assert fig.get_suptitle() == "new-classes: digits on qemu-m4"
     assert _errorbars(ax) == {"random": ([5.0, 10.0], [0.6, 0.7], [0.005, 0.01]),
                               "vq": ([5.0, 10.0], [0.65, 0.8], [0.005, 0.01])}
+    # random: tab10's second colour (the second method listed), vq highlighted
+    assert [(to_hex(c[0].get_color()), c[0].get_linewidth()) for c in ax.containers] == [
+        ("#ff7f0e", 1.2), ("#000000", 2.4)]
     assert _dotted(ax) == [[0.5, 0.6], [0.55, 0.75]]
     assert _hlines(ax) == {"no replay": 0.3, "host joint model": 0.95}
     assert ax.get_title() == "update=head (3 seeds); dotted: old task"
     for p in points:
         p["acc_old"] = None
-    (ax,) = _plotted(device_plot, res | {"scenario": "shift"}, tmp_path, kept_figures).axes
+    points[3]["acc_old"] = 0.75  # vq at 10 only
+    shift = {k: v for k, v in res.items() if k != "joint"} | {"scenario": "shift"}
+    (ax,) = _plotted(device_plot, shift, tmp_path, kept_figures).axes
     assert _dotted(ax) == [] and ax.get_title() == "update=head (3 seeds)"
+    assert _hlines(ax) == {"no replay": 0.3}
 
 
 def test_an_upkeep_plot_by_hand(tmp_path, kept_figures):
