@@ -439,20 +439,27 @@ def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
     summary = _adapt_summary()
     summary["command"] = "tinysift demo --out 'a<b'"
     summary["headline"] = "Best replay: vq <10>."
+    # vq at 5 per class too: a second point of vq (head), one entry in the legend
+    summary["results"]["points"]["vq:5:head"] = {
+        "method": "vq", "size": 5, "update": "head", "acc_mean": 0.7, "acc_std": 0.0,
+        "acc_old": 0.6, "acc_new": 0.9, "energy_mj": 30.0}
     page = write_adapt_report(summary, tmp_path / "report.html").read_text()
     _, energy, bars, memory = kept_figures
     (ax,) = energy.axes
     assert [tuple(float(v) for v in c.get_offsets()[0]) for c in ax.collections] == [
-        (40.04, 0.8123), (12.31, 0.5), (1234.5, 0.75)]
+        (40.04, 0.8123), (12.31, 0.5), (1234.5, 0.75), (30.0, 0.7)]
     # marker area 20 + 3 x replay per class; no replay a cross
-    assert [float(c.get_sizes()[0]) for c in ax.collections] == [50.0, 20.0, 50.0]
-    assert [_marker(c) for c in ax.collections] == ["o", "x", "o"]
+    assert [float(c.get_sizes()[0]) for c in ax.collections] == [50.0, 20.0, 50.0, 35.0]
+    assert [_marker(c) for c in ax.collections] == ["o", "x", "o", "o"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
         "vq (head)", "none (head)", "random (full)", "host joint model"]
     assert [float(ln.get_ydata()[0]) for ln in ax.get_lines()] == [0.97]
     (ax,) = bars.axes
     # none at 0 and vq at 10 (the largest size), head (the first update): old, then new
     assert [round(p.get_height(), 6) for p in ax.patches] == [0.0996, 0.7, 0.9, 0.95]
+    # old left of each tick, new right of it
+    assert [round(p.get_x() + p.get_width() / 2, 6) for p in ax.patches] == [
+        -0.2, 0.8, 0.2, 1.2]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["none\n0/class", "vq\n10/class"]
     assert [float(ln.get_ydata()[0]) for ln in ax.get_lines()] == [0.96, 0.99]
     assert ax.get_title().startswith("Old vs new classes at 10 replay samples per class")
