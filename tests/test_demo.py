@@ -172,6 +172,72 @@ def test_pipeline_toml_and_overrides(tmp_path):
         cfg.override(budgets=[0])
 
 
+
+def _pipeline_file(kind: str, folder: Path) -> Path:
+    """A pipeline path read_toml cannot read: ``missing``, a ``folder``, bytes that are
+    ``not utf-8`` (Latin-1), or a regular file whose ``read error`` is the kernel's (root
+    reads any mode bits, so no chmod)."""
+    if kind == "missing":
+        return folder / "typo.toml"
+    if kind == "folder":
+        return folder
+    if kind == "not utf-8":
+        (folder / "latin1.toml").write_bytes(b'name = "caf\xe9"\n')
+        return folder / "latin1.toml"
+    if not Path("/proc/self/mem").is_file():
+        pytest.skip("no /proc/self/mem here")
+    return Path("/proc/self/mem")  # EIO at offset 0
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("missing", "pipeline file {p} not found"),
+    ("folder", "pipeline file {p} is a folder; pass a .toml file"),
+    ("not utf-8", "{p} is not valid TOML"),
+    ("read error", "pipeline file {p} cannot be read (Input/output error)"),
+])
+def test_a_pipeline_file_that_cannot_be_read_is_one_error(tmp_path, kind, said):
+    """read_toml: a missing file, a folder, bytes that are not UTF-8 and a failing read are
+    each one TinysiftError naming the file (not a FileNotFoundError, IsADirectoryError,
+    UnicodeDecodeError or OSError from the reader)."""
+    from tinysift.pipeline.config import read_toml
+
+    path = _pipeline_file(kind, tmp_path)
+    with pytest.raises(TinysiftError, match=re.escape(said.format(p=path))):
+        read_toml(path)
+
+
+def test_select_pipeline_device_settings_are_the_trainings():
+    """The select pipeline's on-device training: its epochs, lr, momentum, batch and head
+    init, and the device seed seed + 1 (as adapt's and the benches')."""
+    from tinysift.device.session import TrainParams
+
+    cfg = PipelineConfig(epochs=4, lr=0.2, momentum=0.5, batch=8, seed=6, head_init="export")
+    assert cfg.device_params() == TrainParams(epochs=4, lr=0.2, momentum=0.5, batch=8, seed=7,
+                                              init="export")
+
+
+@pytest.mark.parametrize("summary, kind, theirs", [
+    ({"rows": []}, "adapt", "a select"),          # a select summary from before `kind`
+    ({"results": {}, "plans": {}}, "select", "an adapt"),
+    ({"kind": "adapt", "rows": []}, "select", "an adapt"),  # the recorded kind decides
+    ({"results": {}}, "select", None),            # neither kind's fields: nothing to keep
+    ({}, "adapt", None),
+    ([], "adapt", None),                          # not a summary at all
+    ({"kind": "select"}, "select", None),
+])
+def test_report_folder_kind_is_recorded_or_told_by_its_fields(tmp_path, summary, kind, theirs):
+    """check_report_folder refuses only a summary of the other kind: its ``kind``, else an
+    adapt one's ``results`` and ``plans`` or a select one's ``rows``; a summary of neither
+    (or not a table) is nothing to keep."""
+    from tinysift.pipeline.config import check_report_folder
+
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    if theirs is None:
+        check_report_folder(tmp_path, kind)
+    else:
+        with pytest.raises(TinysiftError, match=f"holds the report of {theirs} pipeline"):
+            check_report_folder(tmp_path, kind)
+
 def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
     """Each setting a stage would refuse late (after the base model trained) or crash on
     (no budgets: max() of nothing; no methods: a headline of no pruned row) is one clear
@@ -186,7 +252,17 @@ def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
                        ({"seed": 2**31}, r"seed must be a whole number in \[0, 2147483647\]"),
                        # `run` starts its board in QEMU: a real one failed after the base model
                        ({"board": "nucleo_f401re"}, "nucleo_f401re is a real board"),
-                       ({"board": "bogus"}, "unknown board 'bogus'")):
+                       ({"board": "bogus"}, "unknown board 'bogus'"),
+                       # the file's own words, not the device's later "init 'random'"
+                       ({"head_init": "random"}, "head_init must be 'zero' or 'export'"),
+                       # a count of 0 is no subset; true is no text (not base_keep "True")
+                       ({"base_keep": "0"}, r"base_keep must be a fraction in \(0, 1\]"),
+                       ({"base_keep": True}, "pipeline setting base_keep must be a string"),
+                       # the constructor's own range, and the seed that is the pipeline's
+                       ({"method_params": {"vq": {"window": 5}}},
+                        r"method_params\.vq: window must be a fraction in \(0, 1\]"),
+                       ({"method_params": {"vq": {"seed": 3}}},
+                        r"vq has no setting seed \(the pipeline's seed is every method's\)")):
         with pytest.raises(TinysiftError, match=words):
             cfg.override(**bad)
     edges = cfg.override(budgets=[1], epochs=1, base_keep="1.0", seed=2**31 - 1)
