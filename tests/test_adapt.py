@@ -161,12 +161,20 @@ def test_a_bench_names_its_own_updates_option_and_the_bad_mode(tmp_path, capsys,
         assert "--updates 'head,all': 'all' is not an update mode; give comma-separated " \
                "modes among head, bias, last-block" in err, (bench, err)
     assert not (tmp_path / "runs").exists()  # refused before any base model
+    # of several unknown modes, the first is named
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.adapt import check_updates
+
+    with pytest.raises(BudgetError, match=r"--updates 'head,all,every': 'all' is not"):
+        check_updates(("head", "all", "every"))
 
 
-def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
+def test_replay_that_does_not_fit_is_refused_before_building(tmp_path, monkeypatch):
     """nano33ble (256 KB RAM): 200 Fashion-MNIST-size new samples in RAM with last-block's
     buffers does not fit; the refusal names the numbers and a replay size (or the mode)
-    that does, and nothing is built."""
+    that does, and nothing is built. The size named is the largest that fits: on a board
+    with RAM for 3 (or 1) per class but not one more, 3 (or 1); update=head's advice names
+    no other mode."""
     from tinysift.errors import FitError
     from tinysift.pipeline.adapt import AdaptConfig, check_adaptation_fits, prepare_base
 
@@ -185,6 +193,24 @@ def test_replay_that_does_not_fit_is_refused_before_building(tmp_path):
         check_adaptation_fits(cfg, base, 8 * 1000, 60, 300, 8)
     with pytest.raises(FitError, match="fewer --new-per-class samples or update=head"):
         check_adaptation_fits(cfg, base, 8 * 5, 20000, 300, 8)
+    from tinysift.boards import CONFIG_ENV, DEFAULT_BOARD, save_user_board
+    from tinysift.stages.export import memory_plan_for
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
+    head = replace(cfg, replay_per_class=2, update="head", board=DEFAULT_BOARD)
+
+    def ram(per_class: int) -> int:
+        return memory_plan_for(base, DEFAULT_BOARD, 300, train_samples=8 * per_class,
+                               db_capacity=60, backbone_training=False)["ram_total"]
+
+    ram_of = {k: ram(k) for k in (1, 2, 3, 4)}  # each size's sample order takes RAM
+    for most in (3, 1):  # asked one more per class than fits
+        save_user_board(DEFAULT_BOARD, {"ram_bytes": (ram_of[most] + ram_of[most + 1]) // 2})
+        with pytest.raises(FitError, match=f"; use --replay-per-class {most} or fewer, or a "):
+            check_adaptation_fits(replace(head, replay_per_class=most + 1), base,
+                                  8 * (most + 1), 60, 300, 8)
+    with pytest.raises(FitError, match="fewer --new-per-class samples, or a board"):
+        check_adaptation_fits(head, base, 8 * 2, 20000, 300, 8)
     assert not (tmp_path / "run" / "base" / "device").exists()
 
 
@@ -829,3 +855,77 @@ def test_folder_classes_name_a_few_base_classes_then_dots():
     with pytest.raises(DatasetError, match=r"\(0..12\) or class name \(c0, c1, .*, c11, "
                                            r"\.\.\.\)$"):
         scenarios._folder_classes("folder:x", ("cat",), names)
+
+
+def test_earlier_reports_move_under_the_earlier_scenario_s_key(tmp_path):
+    """_set_aside_other_scenario: no earlier stamp, the same scenario, or no report moves
+    nothing and makes no folder; another scenario's reports (only ``adapt-*.json``) go to
+    ``earlier-`` + the first 12 characters of ITS key, and that scenario's later reports
+    beside the earlier ones (``-2``, ``-3``), never over them."""
+    from tinysift.pipeline.adapt import _set_aside_other_scenario
+
+    said: list[str] = []
+    old, new = "0123456789ab" + "cdef", "fedcba9876543210"
+    (tmp_path / "scenario.key").write_text("not a report")
+    for old_key, key in (("", new), (new, new), (old, new)):  # the last: no report yet
+        _set_aside_other_scenario(tmp_path, old_key, key, said.append)
+    assert [p.name for p in tmp_path.iterdir()] == ["scenario.key"] and not said
+    reports = ["adapt-noreplay-head.json", "adapt-vq-5-head.json"]
+    for n, folder in enumerate(("earlier-0123456789ab", "earlier-0123456789ab-2",
+                                "earlier-0123456789ab-3")):
+        for name in reports:
+            (tmp_path / name).write_text(f"{n}")
+        _set_aside_other_scenario(tmp_path, old, new, said.append)
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == reports
+        assert (tmp_path / folder / reports[1]).read_text() == f"{n}"
+        assert f"its 2 earlier result(s) moved to {tmp_path / folder}" in said[-1]
+    assert not list(tmp_path.glob("adapt-*.json")) and len(said) == 3
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"seed": -1}, "--seed must be >= 0, got -1"),
+    # (the CLI folds 3,3 into 3; a pipeline file or a caller does not)
+    ({"old_classes": (3, 3)}, r"--old-classes names 1 distinct class \(3,3\)"),
+], ids=["negative seed", "one class twice"])
+def test_adapt_settings_from_code_are_checked_as_the_cli_s(change, said):
+    """AdaptConfig.validate holds a caller (a bench, a pipeline file) to the CLI's ranges,
+    before any base model: a negative seed, one old class named twice."""
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.adapt import AdaptConfig
+
+    with pytest.raises(BudgetError, match=said):
+        AdaptConfig(dataset="digits", **change).validate()
+
+
+def test_base_model_is_trained_and_quantized_with_the_adaptation_s_settings(tmp_path,
+                                                                            monkeypatch):
+    """prepare_base hands train the scenario's dataset, the base folder, a selection of the
+    old task's samples, base_epochs and the adaptation's seed, and quantize the same seed.
+    train and quantize are recorded, not run (what they do with these is their own tests';
+    here only what they are handed, in milliseconds instead of a training)."""
+    import importlib
+    from types import SimpleNamespace
+
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+    from tinysift.selection.io import read_selection
+
+    calls: dict[str, tuple] = {}
+
+    def train(*args, **kwargs):
+        calls["train"] = (args, kwargs)
+        return SimpleNamespace(train_samples=0)
+
+    def quantize(*args, **kwargs):
+        calls["quantize"] = (args, kwargs)
+        return SimpleNamespace(int8_acc=0.0)
+
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.train"), "train", train)
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.quantize"), "quantize",
+                        quantize)
+    cfg = AdaptConfig(dataset="digits", new_per_class=5, base_epochs=7, seed=5,
+                      out=str(tmp_path / "run"))
+    _, parts, name, base = prepare_base(cfg, log=lambda *_: None)
+    (t_args, t_kwargs), (q_args, q_kwargs) = calls["train"], calls["quantize"]
+    assert t_args == (name, base) and (t_kwargs["epochs"], t_kwargs["seed"]) == (7, 5)
+    assert np.array_equal(read_selection(t_kwargs["selection"])["indices"], parts["old"])
+    assert q_args == (base,) and q_kwargs["seed"] == 5

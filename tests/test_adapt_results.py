@@ -53,6 +53,11 @@ def test_device_accuracy_splits_old_and_new_classes_of_the_int8_model():
                                tuple(range(10)), tuple(range(10)), scn.class_names)
     acc = device_task_accuracies(_results(rows), shift)
     assert acc == {"all": 0.76, "new": 0.76}
+    # a firmware that sends no @class records: said, not an accuracy of None
+    from tinysift.errors import BudgetError
+
+    with pytest.raises(BudgetError, match="the device reported no per-class counts"):
+        device_task_accuracies(_results([]), scn)
 
 
 def test_test_subset_is_class_balanced_per_task_and_split_back_by_task(tmp_path):
@@ -127,6 +132,9 @@ def test_joint_reference_learns_the_new_classes_and_pools_all(digits_base):
         base_features(base, x), y)
     pred = clf.predict(base_features(base, tests["new"][0]))
     assert ref["new"] == np.mean(pred == tests["new"][1])
+    # a task with no test sample (shift's old domain on the device) is left out, not 0/0
+    only_new = host_joint_reference(scn, base, 0, {"old": (x[:0], y[:0]), "new": tests["new"]})
+    assert only_new == {"new": ref["new"], "all": ref["new"]}
 
 
 def test_device_seed_follows_the_adaptation_seed():
@@ -134,6 +142,14 @@ def test_device_seed_follows_the_adaptation_seed():
     from tinysift.pipeline.adapt import AdaptConfig
 
     assert [AdaptConfig(seed=s).device_params().seed for s in (0, 1, 5)] == [1, 2, 6]
+    # and every device setting of the adaptation, --no-balance included
+    from tinysift.device.session import TrainParams
+
+    cfg = AdaptConfig(update="bias", steps=7, lr=0.2, momentum=0.5, batch=8, schedule="step",
+                      balance=False, seed=3)
+    assert cfg.device_params() == TrainParams(epochs=1, lr=0.2, momentum=0.5, batch=8, seed=4,
+                                              update="bias", steps=7, schedule="step",
+                                              balance=False)
 
 
 def test_shift_tests_on_both_test_splits_and_draws_new_samples_with_the_seed():
@@ -328,29 +344,52 @@ def test_adaptation_sends_the_new_samples_and_trains_on_both_only_with_replay(
         tmp_path, monkeypatch):
     """run_adapt: with a replay set the device trains on the exported set plus the streamed
     new samples (db use both), the export holding replay_per_class of each old class; with
-    none (or 0 per class) on the new samples alone (db use ram), the export one per class."""
+    none (or 0 per class) on the new samples alone (db use ram), the export one per class.
+    Its report (RUN/adapt-LABEL.json) holds the device's int8 accuracies, training bill,
+    cycles and memory, the replay set's size (0 for the floor, whatever was exported) and
+    the joint reference on the exported tests (40 old, 10 new). The device (QEMU: minutes)
+    is a double returning records written by hand."""
     import tinysift.stages.device as device_stage
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
     from tinysift.pipeline.adapt import AdaptConfig, run_adapt
 
-    seen = []
+    seen, docs = [], []
+    rows = [{"class": c, "total": 5, "correct": 5, "int8_correct": 4} for c in range(8)]
+    rows += [{"class": c, "total": 5, "correct": 5, "int8_correct": 1} for c in (8, 9)]
 
-    def stop(_base, label, params, board, train_set, db_use):
+    def device(_base, label, params, board, train_set, db_use):
         seen.append((label, db_use, train_set))
-        raise _Stop
+        return DeviceResults(board=board, clock_hz=1, params={"update": "head"},
+                             energy_model={}, started="", counter="cycles", samples=30,
+                             test_samples=10, ram_bytes=1000, flash_bytes=2000,
+                             per_class={"after": rows},
+                             phases={"features": PhaseResult(energy_mj=40.0)},
+                             epochs=[EpochResult(1, 0.0, 0.0, 100, 0.0, 1.5),
+                                     EpochResult(2, 0.0, 0.0, 300, 0.0, 2.5)])
 
-    monkeypatch.setattr(device_stage, "cached_results", stop)
+    monkeypatch.setattr(device_stage, "cached_results", device)
     for replay, size in (("random", 3), ("random", 0), ("none", 3)):
         cfg = AdaptConfig(dataset="digits", new_per_class=12, replay=replay,
                           replay_per_class=size, base_epochs=1, test_per_class=5,
                           out=str(tmp_path / "run"))
-        with pytest.raises(_Stop):
-            run_adapt(cfg, log=lambda *_: None)
+        docs.append(run_adapt(cfg, log=lambda *_: None))
         info = json.loads((tmp_path / "run" / "base" / "export" / "export.json").read_text())
         seen[-1] += (info["train_samples"],)
     (l1, db1, (x1, y1), n1), (l2, db2, _, n2), (l3, db3, _, n3) = seen
     assert (l1, db1, n1) == ("random-3-head", "both", 24)
     assert (l2, db2, n2) == (l3, db3, n3) == ("noreplay-head", "ram", 8)
     assert len(y1) == 24 and sorted(set(y1.tolist())) == [8, 9] and x1.dtype == np.int8
+    for doc, label, replayed in zip(docs, (l1, l2, l3), (24, 0, 0), strict=True):
+        assert (doc["label"], doc["replay_samples"], doc["new_samples"]) == (label, replayed, 24)
+        assert doc["device"] == {"acc": {"all": (8 * 4 + 2 * 1) / 50, "old": 0.8, "new": 0.2},
+                                 "energy_mj": 4.0 + 40.0 * 30 / 40, "epochs_mj": 4.0,
+                                 "features_mj": 40.0, "cycles": 400, "ram_bytes": 1000,
+                                 "flash_bytes": 2000, "counter": "cycles"}
+        joint = doc["host_joint"]
+        assert joint["all"] == pytest.approx((40 * joint["old"] + 10 * joint["new"]) / 50)
+    for doc in (docs[0], docs[2]):  # the floor's second run wrote over its first
+        saved = json.loads((tmp_path / "run" / f"adapt-{doc['label']}.json").read_text())
+        assert saved == json.loads(json.dumps(doc))
 
 
 def test_base_model_trains_on_the_old_task_only(digits_base):
@@ -592,3 +631,20 @@ def test_upkeep_bench_logs_each_run_resumes_the_rest_and_writes_complete_seeds(
     prepared.clear()
     upkeep.bench_upkeep(cfg, log=lambda *_: None)
     assert ran == [] and prepared == []  # all logged: no setup either
+
+
+def test_no_replay_is_chosen_or_counted_when_none_is_asked():
+    """replay "none", or 0 per class: the replay set is empty (int64 indices) without
+    fitting a method (no base model is read), and no replay size is held against the old
+    classes' training samples (a floor of any --replay-per-class runs)."""
+    from pathlib import Path
+
+    from tinysift.pipeline.adapt import AdaptConfig, check_replay_count, choose_replay
+
+    scn = scenarios.new_classes("digits", old_classes=range(8), new_per_class=5)
+    for replay, size in (("none", 10**6), ("random", 0)):
+        cfg = AdaptConfig(dataset="digits", replay=replay, replay_per_class=size)
+        check_replay_count(cfg, scn)
+        local = choose_replay(cfg, scn, Path("no base model here"))
+        assert local.dtype == np.int64 and len(local) == 0, replay
+
