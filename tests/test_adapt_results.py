@@ -213,6 +213,12 @@ def test_upkeep_stream_is_the_new_samples_in_seeded_order_with_their_labels(
     assert setup.stream_classes == 2
     # the export's `db stream` buffer holds the whole stream (the reference point keeps all 30)
     assert setup.plan["db_capacity"] == 30
+    # and the codebook (coverage's strata): exported, not only fitted
+    info = json.loads((setup.base / "export" / "export.json").read_text())
+    exported = info["codebook"]
+    assert exported["per_class"] == 2 and exported["online_classes"] == [8, 9]
+    # beside the replay set: replay_per_class of each old class
+    assert len(setup.replay) == info["train_samples"] == 2 * 8
     assert setup.codebook.summary()["online_classes"] == [8, 9]
     seen = []
 
@@ -648,3 +654,75 @@ def test_no_replay_is_chosen_or_counted_when_none_is_asked():
         local = choose_replay(cfg, scn, Path("no base model here"))
         assert local.dtype == np.int64 and len(local) == 0, replay
 
+
+def test_an_upkeep_point_is_its_runs_buffer_and_the_devices_own_numbers(monkeypatch):
+    """run_point asks the device for ``per_class`` x the stream's classes (the whole stream
+    for None, as policy ``all``), class-balanced in the point's update mode, the stream drawn
+    with the run's device seed (seed + 1, as its training); its row is the device's numbers:
+    int8 accuracy of every / the old / the new classes, the @db record's counts (what it
+    kept, not the cap asked) and cycles, each class's kept samples, and the epochs' cycles
+    and energy (not the features phase). The device (QEMU, a firmware build: minutes) is a
+    double returning records written by hand; the scenario is the real digits one."""
+    import tinysift.stages.stream as stream_stage
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
+    from tinysift.device.stream import StreamParams, StreamReport
+    from tinysift.pipeline.upkeep import UpkeepConfig, UpkeepSetup, run_point
+
+    scn = scenarios.new_classes("digits", old_classes=range(8), new_per_class=6)
+    rows = [{"class": c, "total": 10, "correct": 10, "int8_correct": 9} for c in range(8)]
+    rows += [{"class": c, "total": 10, "correct": 10, "int8_correct": 2} for c in (8, 9)]
+    res = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
+                        per_class={"after": rows},
+                        phases={"features": PhaseResult(energy_mj=40.0)},
+                        epochs=[EpochResult(1, 0.0, 0.0, 100, 0.0, 1.5),
+                                EpochResult(2, 0.0, 0.0, 300, 0.0, 2.5)])
+    rep = StreamReport(policy="coverage",
+                       db={"seen": 12, "loaded": 3, "cap": 4, "codewords": 3, "covered": 2,
+                           "evicted": 8, "cycles": 5000},
+                       classes=[{"class": 8, "seen": 6, "kept": 2},
+                                {"class": 9, "seen": 6, "kept": 1}])
+    calls = []
+
+    def device(_base, _board, params, samples, stream, label):
+        calls.append((params, stream, label))
+        return res, rep
+
+    monkeypatch.setattr(stream_stage, "run_stream_on_device", device)
+    setup = UpkeepSetup(scn, None, None, np.zeros((12, 8, 8, 1), np.int8), scn.y_new,
+                        np.arange(12), 2, np.zeros(0, np.int64), {})
+    cfg = UpkeepConfig(dataset="digits", seed=4, balance=False)
+    row = run_point(cfg, setup, "coverage", 2, "bias")
+    assert row == {"policy": "coverage", "per_class": 2, "cap": 4, "update": "bias",
+                   "acc": (8 * 9 + 2 * 2) / 100, "acc_old": 0.9, "acc_new": 0.2,
+                   "seen": 12, "kept": 3, "codewords": 3, "covered": 2, "evicted": 8,
+                   "stream_cycles": 5000, "kept_per_class": [2, 1], "train_cycles": 400,
+                   "energy_mj": 4.0}
+    whole = run_point(cfg, setup, "reservoir", None, "head")
+    assert (whole["policy"], whole["per_class"], whole["cap"]) == ("all", None, 12)
+    (params, stream, label), (whole_params, whole_stream, whole_label) = calls
+    assert stream == StreamParams(12, 4, "coverage", 5) and whole_stream.cap == 12
+    assert (params.update, params.balance, params.seed) == ("bias", True, 5)
+    assert whole_params.update == "head" and whole_params.balance and label != whole_label
+
+
+def test_upkeep_points_leave_out_the_whole_stream_when_not_asked():
+    """reference_all=False: the policies x buffers x modes only, no whole-stream point."""
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    pts = points(UpkeepConfig(buffers=(5,), updates=("head", "bias"), reference_all=False))
+    assert sorted(pts) == sorted((p, 5, u) for p in ("reservoir", "coverage")
+                                 for u in ("head", "bias"))
+
+
+def test_an_upkeep_config_checks_its_adaptation_settings_too():
+    """UpkeepConfig.validate holds the adaptation's own settings as AdaptConfig does (its
+    scenario, ranges, replay method), before the upkeep's: steps 0 is refused; and its
+    update modes (a bench's --updates), before any base model."""
+    from tinysift.errors import BudgetError
+    from tinysift.pipeline.upkeep import UpkeepConfig
+
+    with pytest.raises(BudgetError, match="--steps must be >= 1, got 0"):
+        UpkeepConfig(dataset="digits", steps=0).validate()
+    # its own update modes (AdaptConfig's single `update` is unused here)
+    with pytest.raises(BudgetError, match="--updates 'head,all': 'all' is not an update mode"):
+        UpkeepConfig(dataset="digits", updates=("head", "all")).validate()
