@@ -348,6 +348,31 @@ def test_pipeline_table_settings_read_from_the_file(tmp_path):
     assert PipelineConfig.from_toml(path).method_params == {"vq": {"dim": 16}}
 
 
+@pytest.mark.parametrize("setting, said", [
+    ("steps = -1", "flow steps must be a whole number >= 0, got -1"),
+    ("n_layers = 0", "flow n_layers must be a whole number >= 1, got 0"),
+    ("n_layers = 2.5", "flow n_layers must be a whole number >= 1, got 2.5"),
+    ("batch = true", "flow batch must be a whole number >= 1, got True"),
+    ("learning_rate = 0.0", "flow learning_rate must be a finite number > 0, got 0.0"),
+    ("weight_decay = -1e-4", "flow weight_decay must be a finite number >= 0, got -0.0001"),
+    ("weight_decay = nan", "flow weight_decay must be a finite number >= 0, got nan"),
+])
+def test_a_flow_setting_out_of_range_is_refused_when_the_file_is_read(tmp_path, setting, said):
+    """`steps = -1` under [method_params.flow.flow] was taken: no flow trained and every
+    score came from the untrained one. Each flow setting out of its range is now one line
+    naming it when the pipeline file is read; their edges (0 steps: the untrained flows,
+    each class's Gaussian; 0 weight decay) are taken."""
+    from tinysift.errors import TinysiftError
+    from tinysift.scoring.flows import FlowConfig
+
+    path = tmp_path / "p.toml"
+    path.write_text(f'dataset = "digits"\n[method_params.flow.flow]\n{setting}\n'
+                    '[select]\nmethods = ["flow"]\n')
+    with pytest.raises(TinysiftError, match=re.escape(said)):
+        PipelineConfig.from_toml(path)
+    assert FlowConfig(steps=0, weight_decay=0.0).to_dict()["steps"] == 0
+
+
 def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, write_npz):
     """`tinysift run` of a select pipeline end to end on digits (one method, one epoch): the
     summary records the data's content hash beside the seed and config, and a budget above

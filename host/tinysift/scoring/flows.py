@@ -64,6 +64,25 @@ class FlowConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
 
+    def __post_init__(self) -> None:
+        # A pipeline file or --method-params sets these: steps -1 trained no flow and every
+        # score came from the untrained one, without a word.
+        from tinysift.errors import TinysiftError
+
+        # steps 0: the flows stay the identity, each class its standardized Gaussian
+        for name, least in (("n_layers", 1), ("hidden", 1), ("steps", 0), ("batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < least:
+                raise TinysiftError(f"flow {name} must be a whole number >= {least}, got "
+                                    f"{value!r}")
+        for name, zero_ok in (("learning_rate", False), ("weight_decay", True)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+                raise TinysiftError(f"flow {name} must be a finite number "
+                                    f"{'>= 0' if zero_ok else '> 0'}, got {value!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
