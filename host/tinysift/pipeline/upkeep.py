@@ -9,7 +9,8 @@ replay set (``db use both``). Two ways to keep the buffer are compared on the sa
   online): the buffer stays full, every class keeps as many samples as the largest (minus
   one) once it has lost one, and a class's slots follow its codewords' sample counts.
 
-One experiment (:func:`run_upkeep`, one seed): the adaptation scenario (``shift``: an MNIST
+One experiment (one seed; `tinysift bench upkeep` runs its seeds through :func:`prepare`,
+:func:`points` and :func:`run_point`): the adaptation scenario (``shift``: an MNIST
 base model, the stream is the scikit-learn digits upsampled to 28x28; ``new-classes``), the
 base model (cached, as ``tinysift adapt`` builds it), the exported replay set (any pruning
 method, ``replay_per_class`` per old class), the codebook and a test subset; the stream is
@@ -160,25 +161,3 @@ def points(cfg: UpkeepConfig) -> list[tuple[str, int | None, str]]:
     if cfg.reference_all:
         out += [("reservoir", None, u) for u in cfg.updates]
     return out
-
-
-def run_upkeep(cfg: UpkeepConfig, log=print) -> dict:
-    """Every point of one seed; writes ``RUN/upkeep.json`` and returns it."""
-    from tinysift.runs import atomic_write_json
-
-    cfg.validate()
-    start = time.perf_counter()
-    setup = prepare(cfg, log)
-    rows = []
-    for policy, b, update in points(cfg):
-        row = run_point(cfg, setup, policy, b, update)
-        rows.append(row)
-        log(f"{row['policy']:>9} {row['cap']:>5} kept {row['kept']:>5} "
-            f"(codewords {row['codewords']}, covered {row['covered']}) {update}: "
-            f"all {row['acc']:.3f}")
-    doc = {"config": cfg.to_dict(), "scenario": setup.scn.description,
-           "stream_samples": int(len(setup.y_stream)), "codebook": setup.codebook.summary(),
-           "memory_plan": setup.plan, "points": rows,
-           "seconds": round(time.perf_counter() - start, 1)}
-    atomic_write_json(Path(cfg.out) / "upkeep.json", doc)
-    return doc
