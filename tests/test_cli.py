@@ -1465,7 +1465,6 @@ def test_device_list_names_only_the_emulated_boards_as_emulated(capsys):
     assert all(e["qemu_machine"] for e in emulated)
 
 
-
 def test_engine_commands_pass_their_options_on(monkeypatch, tmp_path):
     """`engine check/export/run` hand the engine what they were given: --count, --seed,
     --board, --out-dir, --inputs' array and --dsp (a flag dropped on the way ran the engine
@@ -1981,7 +1980,6 @@ def test_console_lines_and_json_are_plain(capsys):
     print_json({"run": Path("/a/b"), "n": [1]})
     assert capsys.readouterr().out == (
         'run [v2] in [bold]x[/]\n{\n  "run": "/a/b",\n  "n": [\n    1\n  ]\n}\n')
-
 
 
 def test_prune_and_condense_say_what_they_kept_and_when_cached(tmp_path, capsys):

@@ -172,7 +172,6 @@ def test_pipeline_toml_and_overrides(tmp_path):
         cfg.override(budgets=[0])
 
 
-
 def _pipeline_file(kind: str, folder: Path) -> Path:
     """A pipeline path read_toml cannot read: ``missing``, a ``folder``, bytes that are
     ``not utf-8`` (Latin-1), or a regular file whose ``read error`` is the kernel's (root
@@ -237,6 +236,7 @@ def test_report_folder_kind_is_recorded_or_told_by_its_fields(tmp_path, summary,
     else:
         with pytest.raises(TinysiftError, match=f"holds the report of {theirs} pipeline"):
             check_report_folder(tmp_path, kind)
+
 
 def test_pipeline_settings_out_of_range_are_refused_before_any_stage():
     """Each setting a stage would refuse late (after the base model trained) or crash on
