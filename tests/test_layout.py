@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "host" / "tinysift"
 
 # Lowest first. A package may import itself and anything in a strictly lower layer.
 LAYERS: list[set[str]] = [
-    {"errors", "tfcompat", "params", "progress"},
+    {"errors", "tfcompat", "tflite_schema", "params", "progress"},
     {"runs", "paths"},
     {"boards", "data"},
     {"models"},
