@@ -68,12 +68,12 @@ class FlowConfig:
         # A pipeline file or --method-params sets these: steps -1 trained no flow and every
         # score came from the untrained one, without a word.
         from tinysift.errors import TinysiftError
+        from tinysift.params import is_whole
 
         # steps 0: the flows stay the identity, each class its standardized Gaussian
         for name, least in (("n_layers", 1), ("hidden", 1), ("steps", 0), ("batch", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < least:
+            if not is_whole(value, least):
                 raise TinysiftError(f"flow {name} must be a whole number >= {least}, got "
                                     f"{value!r}")
         for name, zero_ok in (("learning_rate", False), ("weight_decay", True)):
