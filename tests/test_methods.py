@@ -442,7 +442,7 @@ def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
     keyed on the proxy's recipe: a changed TrainConfig or ModelConfig default, measurement
     spacing or recording version recomputes instead of reusing dynamics from the old recipe;
     an edit of the embeddings' code recomputes the embeddings. ``given`` embeddings are
-    keyed on the features (the data hash covers only x and y)."""
+    keyed on the features (the data hash covers only x, with its shape, and y)."""
     import dataclasses
 
     from tinysift.models import cnn, training
@@ -502,6 +502,15 @@ def test_cached_proxy_work_is_keyed_on_its_recipe(tmp_path, monkeypatch):
 
     f = rng.normal(size=(40, 4))
     assert not np.allclose(given(f), given(f[::-1].copy()))
+
+    # the data hash behind every file name: the images' shape is part of it (the same bytes
+    # as other images), the labels' integer width is not
+    def data_hash(images, labels):
+        return ScoringContext(images, labels, 2, progress=False).data_hash
+
+    assert data_hash(x, y) == data_hash(x, y.astype(np.int32))
+    assert data_hash(x, y) != data_hash(x.reshape(40, 4, 16, 1), y)
+    assert data_hash(x, y) != data_hash(x, y[::-1].copy())
 
     # a cache file torn by a crash (or not an .npz at all) is computed again, not an error
     n = computed()

@@ -483,10 +483,6 @@ def stage_key(params: dict, inputs: dict[str, str] | None) -> str:
     return json_hash({"params": params, "inputs": inputs or {}})
 
 
-def default_run_dir(name: str) -> Path:
-    return Path("runs") / name
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 

@@ -97,9 +97,12 @@ class ScoringContext:
 
     @property
     def data_hash(self) -> str:
+        """Short hash of the images (their shape and dtype too: the same bytes as 16x16
+        images or as 8x32 ones embed differently) and of the labels' values (their integer
+        width does not matter)."""
         if "hash" not in self._cache:
-            h = hashlib.sha256(np.ascontiguousarray(self.x).tobytes())
-            h.update(np.ascontiguousarray(self.y).tobytes())
+            h = hashlib.sha256(_array_hash(self.x).encode())
+            h.update(np.ascontiguousarray(self.y, dtype=np.int64).tobytes())
             self._cache["hash"] = h.hexdigest()[:16]
         return self._cache["hash"]
 
