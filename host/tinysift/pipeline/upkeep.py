@@ -152,7 +152,9 @@ def run_point(cfg: UpkeepConfig, setup: UpkeepSetup, policy: str, per_class: int
             "stream_cycles": rep.db["cycles"],
             "kept_per_class": [c["kept"] for c in rep.classes],
             "train_cycles": int(sum(e.cycles for e in res.epochs)),
-            "energy_mj": float(sum(e.energy_mj for e in res.epochs))}
+            # the training bill of every table (docs/energy.md): with update=head the
+            # trained samples' share of the features phase too, not the epochs alone
+            "energy_mj": res.training_energy_mj()}
 
 
 def points(cfg: UpkeepConfig) -> list[tuple[str, int | None, str]]:
