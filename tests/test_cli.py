@@ -425,7 +425,8 @@ def test_calibrate_refuses_a_workload_length_the_firmware_refuses(monkeypatch, c
 
 def test_train_on_a_kept_set_defaults_to_the_step_rule(monkeypatch, tmp_path):
     """`prune --keep 0.1` then `train` without --epochs: the subset step rule, not 10 epochs
-    of 143 samples (20 steps, accuracy near chance)."""
+    of 143 samples (20 steps, accuracy near chance). `--epochs 0` asks for that rule on the
+    full set too (--help: "0 = that rule"), not the full set's 10 epochs."""
     import importlib
 
     from tinysift.cli import main
@@ -442,7 +443,8 @@ def test_train_on_a_kept_set_defaults_to_the_step_rule(monkeypatch, tmp_path):
     main(["train", "--dataset", "digits", "--out", str(tmp_path)])
     main(["train", "--dataset", "digits", "--keep", "0.1", "--epochs", "3", "--out",
           str(tmp_path)])
-    assert seen == [None, 10, 3]
+    main(["train", "--dataset", "digits", "--epochs", "0", "--out", str(tmp_path)])
+    assert seen == [None, 10, 3, None]
 
 
 def test_corrupt_selection_is_one_clear_line(tmp_path):
@@ -489,7 +491,8 @@ BAD_INPUT = [
     (["bench", "condense", "--dataset", "nope", "--seeds", "0"], "--seeds"),
     (["bench", "device", "--dataset", "nope", "--steps", "0"], "--steps"),
     # comma-separated counts were a bare int()
-    (["bench", "condense", "--dataset", "nope", "--per-class", "abc"], "--per-class"),
+    (["bench", "condense", "--dataset", "nope", "--per-class", "abc"],
+     "--per-class takes comma-separated samples per class >= 1, e.g. 5,10,20; got 'abc'"),
     (["bench", "condense", "--dataset", "nope", "--per-class", ""], "--per-class"),
     (["bench", "condense", "--dataset", "nope", "--per-class", "1,0"], "--per-class"),
     (["bench", "device", "--dataset", "nope", "--sizes", "5,x"], "--sizes"),
@@ -558,6 +561,11 @@ BAD_INPUT = [
       "--out", "{tmp}/g", "--guided-params", '{"judge": 5}'], "parameter judge takes a string"),
     (["train", "--dataset", "digits", "--guided", "vq", "--budget", "0.5", "--epochs", "2",
       "--out", "{tmp}/g", "--guided-params", '{"alpha": "x"}'], "parameter alpha takes a number"),
+    # an empty --guided-params (an unset shell variable) is not "no parameters"
+    (["train", "--dataset", "digits", "--guided", "flow", "--budget", "0.5", "--epochs", "2",
+      "--out", "{tmp}/g", "--guided-params", ""], "--guided-params is not JSON"),
+    # no calibration sample at all
+    (["quantize", "--run", "{tmp}/typo", "--representative", "0"], "'--representative'"),
     # pipeline files
     (["run", "{tmp}/broken.toml"], "is not valid TOML"),
     (["run", "{tmp}/broken-adapt.toml"], "is not valid TOML"),
@@ -1248,6 +1256,12 @@ def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
     with pytest.raises(TinysiftError, match=r"is an \.npz archive \(arrays indices, y, x\), "
                                             "not one array"):
         load_array(tmp_path / "trainset.npz", "--inputs")
+    # an archive of no arrays says so, and suggests no array to take from it
+    np.savez(tmp_path / "nothing.npz")
+    with pytest.raises(TinysiftError) as said:
+        load_array(tmp_path / "nothing.npz", "--inputs")
+    assert "is an .npz archive (no arrays), not one array; give a .npy" in str(said.value)
+    assert "np.load" not in str(said.value)
 
 
 def test_inputs_of_one_number_and_the_random_count(tmp_path):
@@ -1267,6 +1281,12 @@ def test_inputs_of_one_number_and_the_random_count(tmp_path):
     np.save(tmp_path / "complex.npy", np.zeros((2, 8, 8, 1), np.complex64))
     with pytest.raises(TinysiftError, match=r"holds complex64 values of shape \(2, 8, 8, 1\)"):
         load_array(tmp_path / "complex.npy", "--inputs")
+    # pickled objects: numpy's reason is said, not only that the file is unreadable
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(TinysiftError) as said:
+        load_array(tmp_path / "objects.npy", "--inputs")
+    assert ("objects.npy is not a readable .npy (ValueError: Object arrays cannot be loaded "
+            "when allow_pickle=False); give a .npy") in str(said.value)
     assert random_count(5, None) == 5 and random_count(None, None) == 200
     assert random_count(None, tmp_path / "one.npy", default=7) == 7
 
@@ -1644,6 +1664,9 @@ def test_train_hands_the_stage_every_option_and_the_helps_defaults(monkeypatch, 
     assert main(["train", "--dataset", "digits", "--condensed", str(tmp_path / "c.npz")]) == 130
     assert main(["train", "--dataset", "digits", "--selection", str(tmp_path / "s.npz")]) == 130
     assert [k["epochs"] for _, k in calls[-2:]] == [None, None]
+    # the top of --seed's range, 2**31 - 1, is a seed like any other (2**31 is refused)
+    assert main(["train", "--dataset", "digits", "--seed", str(2**31 - 1)]) == 130
+    assert calls[-1][1]["seed"] == 2**31 - 1
 
 
 def test_train_prints_its_outcome_and_warnings_as_text(monkeypatch, tmp_path, capsys):
@@ -2070,3 +2093,145 @@ def test_every_location_option_refuses_an_empty_value_and_usage_names_tinysift(c
             capsys.readouterr().err.split()), args
     assert main(["prune", "--dataset", "digits"]) == 2
     assert "Usage: tinysift prune [OPTIONS]" in capsys.readouterr().err
+
+
+def _table_rows(out: str) -> dict[str, list[str]]:
+    """The body rows of the rich tables in ``out``, by their first cell: each row's cells,
+    stripped (header and border lines left out)."""
+    rows = {}
+    for line in out.splitlines():
+        if line.strip().startswith("│"):
+            cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_boards_says_each_profiles_current_memory_port_and_where_it_runs(tmp_path,
+                                                                         monkeypatch, capsys):
+    """`tinysift boards`: a current the profile estimates is marked (est.), a datasheet's is
+    bare and the user's calibration is (measured); RAM and flash in KB; the port; where the
+    board is built and run. --json has the same support, its text and whether the user's
+    profile applies."""
+    import json
+
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    assert main(["boards"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows["nucleo_f411re"][2:6] == ["100 MHz", "128 KB", "512 KB", "10 mA (est.)"]
+    assert rows["nucleo_f411re"][8:] == ["stm32f4", "built here, not run (no board on these "
+                                                    "machines)"]
+    assert rows["nucleo_l4r5zi"][5] == "13.2 mA"  # the datasheet's figure
+    assert rows["qemu-mps2-an386"][9] == "built and run here (emulated)"
+    assert rows["nano33ble"][8:] == ["arduino", "needs internet (stock PlatformIO); not built "
+                                                "here"]
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "12"]) == 0
+    capsys.readouterr()
+    assert main(["boards"]) == 0
+    assert _table_rows(capsys.readouterr().out)["nucleo_f411re"][5] == "12 mA (measured)"
+    assert main(["boards", "--json"]) == 0
+    boards = {b["name"]: b for b in json.loads(capsys.readouterr().out)}
+    assert [(boards[name]["support"], boards[name]["support_text"],
+             boards[name]["user_profile"]) for name in ("nucleo_f411re", "qemu-mps2-an386")] == [
+        ("build-here", "built here, not run (no board on these machines)", True),
+        ("run-here", "built and run here (emulated)", False)]
+
+
+def test_quantize_and_export_print_what_their_stage_did(monkeypatch, tmp_path, capsys):
+    """`quantize` prints the mode, the float (QAT's: the model's before QAT) and int8
+    accuracies, the drop in points with its sign, the arena and .tflite sizes, and (cached);
+    `export` the memory plan and what it leaves out, the samples exported and where, and
+    only where they apply a test split smaller than --test-samples, the head-only firmware,
+    what --fit dropped and (cached). (The stages are replaced by ones returning known
+    outcomes: the lines, not the stages, are held here.)"""
+    import importlib
+
+    from tinysift.cli import main
+    from tinysift.stages.export import ExportOutcome
+    from tinysift.stages.quantize import QuantizeOutcome
+
+    run = _run_folder(tmp_path / "run")
+    quantized = [QuantizeOutcome(run, "qat", 0.95, 0.9412, 0.0088, 12345, 23456, skipped=True),
+                 QuantizeOutcome(run, "ptq", 0.9, 0.9028, -0.0028, 100, 200)]
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.quantize"), "quantize",
+                        lambda *a, **k: quantized.pop(0))
+    assert main(["quantize", "--run", str(run), "--qat"]) == 0
+    assert " ".join(capsys.readouterr().out.split()) == (
+        "qat: float (as trained, before QAT) 0.9500 int8 (TFLM) 0.9412 drop +0.88 pt TFLM "
+        "arena 12345 B .tflite 23456 B (cached)")
+    assert main(["quantize", "--run", str(run)]) == 0
+    assert " ".join(capsys.readouterr().out.split()) == (
+        "ptq: float 0.9000 int8 (TFLM) 0.9028 drop -0.28 pt TFLM arena 100 B .tflite 200 B")
+    plan = {"board": "qemu-mps2-an386", "flash": {"weights": 1200, "code": 3000},
+            "ram": {"arena": 2048}, "flash_total": 4200, "flash_capacity": 8192,
+            "ram_total": 2048, "ram_capacity": 8192,
+            "not_counted": {"raw .tflite (optional)": 1234}}
+    exported = [ExportOutcome(run / "export", 100, 50, plan, "h", skipped=True,
+                              fit={"seed": 3, "kept": 143, "exported": 100, "dropped": 43}),
+                ExportOutcome(run / "export", 143, 50, plan, "h")]
+    monkeypatch.setattr(importlib.import_module("tinysift.stages.export"), "export",
+                        lambda *a, **k: exported.pop(0))
+    assert main(["export", "--run", str(run), "--test-samples", "80", "--head-only", "--fit",
+                 "--seed", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "memory plan on qemu-mps2-an386" in out and "4,200 / 8,192" in out, out
+    assert "│ weights │ 1,200 │" in out, out
+    assert "not counted: raw .tflite (optional) (1,234 B)" in out, out
+    assert f"exported 100 training + 50 test samples -> {run / 'export'} (cached)" in out, out
+    assert "--test-samples 80: the run's test split has 50 samples, all of them exported" in out
+    assert "head-only: its firmware trains update=head only" in out
+    assert ("--fit: a class-balanced random subset (seed 3) of the 143 kept samples, not the "
+            "selection's first 100 (43 dropped; export.json `fit` lists the positions); for a "
+            "selection-ordered set, prune again with --keep 100") in out, out
+    assert main(["export", "--run", str(run), "--test-samples", "50"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "memory plan on qemu-mps2-an386" in out and out.endswith(
+        f"exported 143 training + 50 test samples -> {run / 'export'}"), out
+
+
+def test_data_list_says_what_is_available_here_and_how_to_get_the_rest(tmp_path, monkeypatch,
+                                                                       capsys):
+    """`data list`: with an empty Keras cache, cifar10 (online only) is not available here,
+    in --json and in its table row (no, and how to get it); the digits are; each row has the
+    image shape and the train and test sizes in that order. `data info --json` counts the
+    digits' classes (10), not a split's samples."""
+    import json
+
+    from tinysift.cli import main
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert main(["data", "list", "--json"]) == 0
+    listed = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert (listed["cifar10"]["available"], listed["digits"]["available"]) == (False, True)
+    assert main(["data", "list"]) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows["digits"] == ["digits", "8x8x1", "1437", "360", "yes", "always available"]
+    assert rows["cifar10"] == ["cifar10", "32x32x3", "50000", "10000", "no",
+                               "needs internet: downloaded by Keras on first use"]
+    assert main(["data", "info", "digits", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["train"], info["test"], info["num_classes"]) == (1437, 360, 10)
+
+
+def test_a_folder_that_is_no_run_names_the_option_and_how_to_make_one(tmp_path):
+    """A --run that is not a run folder names the option it came from and the command that
+    makes a run there (a missing folder, one without manifest.json); a `tinysift adapt` or
+    pipeline folder names its base run, the folder to pass; a run folder is taken as is."""
+    from tinysift.cli.checks import require_run
+    from tinysift.errors import TinysiftError
+
+    missing, empty, adapt = tmp_path / "typo", tmp_path / "empty", tmp_path / "adapt"
+    empty.mkdir()
+    base = _run_folder(adapt / "base")
+    for folder, said in (
+            (missing, f"{missing} does not exist (--base); create it with `tinysift train "
+                      f"--dataset D --out {missing}` (then quantize, export)"),
+            (empty, f"{empty} has no manifest.json (--base); create it with `tinysift train "
+                    f"--dataset D --out {empty}` (then quantize, export)"),
+            (adapt, f"{adapt} is the folder of `tinysift adapt` (or of a pipeline), whose base "
+                    f"model is the run folder {base}: pass --base {base}")):
+        with pytest.raises(TinysiftError) as refused:
+            require_run(folder, "--base")
+        assert str(refused.value) == f"not a run folder: {said}"
+    assert require_run(base) == base
