@@ -2235,3 +2235,16 @@ def test_a_folder_that_is_no_run_names_the_option_and_how_to_make_one(tmp_path):
             require_run(folder, "--base")
         assert str(refused.value) == f"not a run folder: {said}"
     assert require_run(base) == base
+
+
+def test_the_memory_plan_prints_the_boards_name_as_written(capsys):
+    """A board's name is a profile's text (a user's profile may say `name = "lab f411
+    [rev c]"`): the memory plan's title read it as rich markup, so `[rev c]` vanished and a
+    `[/x]` in it ended a finished export in an unexpected MarkupError (exit 1)."""
+    from tinysift.cli.quantize_cmd import print_plan
+
+    for name in ("lab f411 [rev c]", "lab [/x]"):
+        print_plan({"board": name, "flash": {"weights": 1000}, "ram": {"arena": 2048},
+                    "flash_total": 1000, "flash_capacity": 4096, "ram_total": 2048,
+                    "ram_capacity": 8192})
+        assert f"memory plan on {name}" in capsys.readouterr().out

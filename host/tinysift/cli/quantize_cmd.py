@@ -103,7 +103,9 @@ def register(app: typer.Typer) -> None:
 
 
 def print_plan(plan: dict) -> None:
-    table = Table(title=f"memory plan on {plan['board']}")
+    # the board's name is a profile's text, not markup (a user's `name = "f411 [rev c]"`
+    # lost its "[rev c]", and "[/x]" was a MarkupError after the export had finished)
+    table = Table(title=f"memory plan on {escape(plan['board'])}")
     table.add_column("memory")
     table.add_column("item")
     table.add_column("bytes", justify="right")
