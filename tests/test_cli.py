@@ -2248,3 +2248,23 @@ def test_the_memory_plan_prints_the_boards_name_as_written(capsys):
                     "flash_total": 1000, "flash_capacity": 4096, "ram_total": 2048,
                     "ram_capacity": 8192})
         assert f"memory plan on {name}" in capsys.readouterr().out
+
+
+def test_a_run_or_inputs_the_file_system_cannot_name_is_one_line(tmp_path, capsys):
+    """`quantize --run` or `engine check --inputs` given a name of 300 characters ended in
+    "unexpected OSError: [Errno 36] File name too long (a bug in tinysift)", exit 1, where
+    --out and npz: say so in one line: these too now, naming the option, exit 2."""
+    from tinysift.cli import main
+
+    long = tmp_path / ("a" * 300)
+    for args, said in (
+            (["quantize", "--run", str(long)],
+             f"not a run folder: {long} (--run: File name too long); pass the folder"),
+            (["device", "flash", "--board", "nucleo_f411re", "--run", str(long), "--dry-run"],
+             f"not a run folder: {long} (--run: File name too long)"),
+            (["engine", "check", "--tflite", str(tmp_path / "m.tflite"), "--inputs",
+              f"{long}.npy"], f"--inputs {long}.npy: File name too long; give a .npy")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        (line,) = _error_lines(err)
+        assert said in line and "unexpected" not in err, err

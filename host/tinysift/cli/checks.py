@@ -46,7 +46,12 @@ def require_run(run: Path, flag: str = "--run") -> Path:
     from tinysift.runs import MANIFEST
 
     fix = f"create it with `tinysift train --dataset D --out {run}` (then quantize, export)"
-    if not run.exists():
+    try:
+        exists = run.exists()
+    except OSError as exc:  # a name over 255 bytes: was an unexpected OSError (exit 1)
+        raise TinysiftError(f"not a run folder: {run} ({flag}: {exc.strerror or exc}); pass "
+                            "the folder a `tinysift train --out` wrote") from None
+    if not exists:
         raise TinysiftError(f"not a run folder: {run} does not exist ({flag}); {fix}")
     if not run.is_dir():
         raise TinysiftError(f"not a run folder: {run} is a file, not a folder ({flag}); pass "
@@ -68,7 +73,11 @@ def load_array(path: Path, flag: str):
 
     expected = ("a .npy of one numeric array of inputs, (N, then the model's input shape), "
                 "written by np.save")
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # a name over 255 bytes: was an unexpected OSError (exit 1)
+        raise TinysiftError(f"{flag} {path}: {exc.strerror or exc}; give {expected}") from None
+    if not is_file:
         raise TinysiftError(f"{flag} {path}: file not found; give {expected}")
     try:
         loaded = open_numpy(path)
