@@ -566,6 +566,11 @@ BAD_INPUT = [
       "--out", "{tmp}/g", "--guided-params", ""], "--guided-params is not JSON"),
     # no calibration sample at all
     (["quantize", "--run", "{tmp}/typo", "--representative", "0"], "'--representative'"),
+    # a number beyond a float's range is JSON that Python reads as inf (as Infinity)
+    (["train", "--dataset", "digits", "--guided", "vq", "--budget", "0.5", "--epochs", "2",
+      "--out", "{tmp}/g", "--guided-params", '{"alpha": 1e400}'],
+     "--guided-params holds 1e400, beyond a float's range (it reads as infinity); give "
+     "finite numbers"),
     # pipeline files
     (["run", "{tmp}/broken.toml"], "is not valid TOML"),
     (["run", "{tmp}/broken-adapt.toml"], "is not valid TOML"),

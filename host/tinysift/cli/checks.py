@@ -120,6 +120,7 @@ def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
     """``text`` parsed as a JSON object (None when not given); anything else is a clear error
     that names ``option`` and shows ``example``."""
     import json
+    import math
 
     from tinysift.errors import TinysiftError
 
@@ -142,8 +143,18 @@ def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
         raise TinysiftError(f"{option} holds {constant}, which is not a JSON number; give "
                             "finite numbers")
 
+    def finite_float(number: str) -> float:
+        # a number beyond a float's range is JSON, read as inf: '{"alpha": 1e400}' trained
+        # vq on an infinite exponent, silently, as Infinity did
+        value = float(number)
+        if not math.isfinite(value):
+            raise TinysiftError(f"{option} holds {number}, beyond a float's range (it reads "
+                                "as infinity); give finite numbers")
+        return value
+
     try:
-        value = json.loads(text, object_pairs_hook=no_repeats, parse_constant=finite_only)
+        value = json.loads(text, object_pairs_hook=no_repeats, parse_constant=finite_only,
+                           parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
                             f"an object such as '{example}'") from exc
