@@ -547,6 +547,20 @@ def test_missing_flash_tool_is_one_line(monkeypatch):
     assert target and f"pyocd pack install {target})" in msg and "TARGET" not in msg
 
 
+def test_a_missing_objcopy_names_its_package(tmp_path, monkeypatch):
+    """The raw image the Pico's UF2 (and st-flash) is made from comes from the system's
+    arm-none-eabi-objcopy, which stock PlatformIO's own toolchain does not put on PATH:
+    missing, the line names the package to install (it said only "arm-none-eabi-objcopy not
+    found", where the module promises what to install)."""
+    brd, plan = _plan("pico", tmp_path)
+    step = flash_steps(brd, plan)[1][0]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DeviceError) as err:
+        run_step(step, brd)
+    assert str(err.value) == ("arm-none-eabi-objcopy not found: sudo apt-get install "
+                              "binutils-arm-none-eabi")
+
+
 def test_flash_without_a_probe_fails_in_one_line(tmp_path):
     """A real OpenOCD run (tools/setup.sh installs it) with no ST-LINK attached (as on these
     machines)."""

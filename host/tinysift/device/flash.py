@@ -37,6 +37,8 @@ TOOLS = {
     "pyocd": ("pyocd", "pip install pyocd (and the chip's pack: pyocd pack install TARGET)"),
     "stlink": ("st-flash", "sudo apt-get install stlink-tools"),
 }
+#: the commands of the steps without a probe (the raw image) -> how to install them
+STEP_TOOLS = {"arm-none-eabi-objcopy": "sudo apt-get install binutils-arm-none-eabi"}
 FLASH_BASE = 0x08000000  # st-flash writes the raw .bin here (every STM32 of the ports)
 
 
@@ -223,7 +225,11 @@ def run_step(step: FlashStep, board: Board, timeout: float = 300) -> None:
         proc = subprocess.run(step.cmd, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
-        raise DeviceError(f"{step.cmd[0]} not found") from exc
+        # the raw image's objcopy is the system's: stock PlatformIO's own toolchain (the
+        # Pico's) is not on PATH
+        install = STEP_TOOLS.get(step.cmd[0])
+        raise DeviceError(f"{step.cmd[0]} not found" + (f": {install}" if install else "")
+                          ) from exc
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"{step.what} took over {timeout:.0f} s: is the board connected?") \
             from exc
