@@ -9,21 +9,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tinysift.boards import load_board
 from tinysift.device.build import (
+    BuildResult,
     build_environment,
     build_firmware,
     build_plan,
+    describe_sizes,
+    elf_sizes,
     export_backbone_training,
     firmware_source_hash,
     pio_core_dir,
+    run_process_group,
     toolchain_identity,
 )
 from tinysift.errors import DeviceError, DeviceUnavailable
+from tools_needed import need_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 # PlatformIO's variables that change what a build compiles (its sysenvvar options), in the
@@ -104,6 +112,19 @@ def test_toolchain_identity_reads_what_it_can(tmp_path, monkeypatch):
         "toolchain-a@? (x-gcc (GCC) 13.2.1),toolchain-b@?,gcc-c@1.2")
 
 
+def test_a_compiler_that_cannot_run_leaves_its_package_without_a_version(tmp_path,
+                                                                        monkeypatch):
+    """A toolchain whose compiler cannot be executed (no execute permission: a half-copied
+    package) is listed by its package.json alone, as one whose compiler fails: the identity
+    is still made, not a PermissionError out of every build and result lookup."""
+    core = tmp_path / "core"
+    monkeypatch.setenv("TINYSIFT_PIO_CORE_DIR", str(core))
+    _package(core, "toolchain-a", json.dumps({"name": "gcc-a", "version": "2.0"}),
+             "echo 'x-gcc (GCC) 13.2.1'")
+    (core / "packages" / "toolchain-a" / "bin" / "x-gcc").chmod(0o644)
+    assert toolchain_identity(load_board("qemu-mps2-an386")) == "gcc-a@2.0"
+
+
 # ---- the firmware sources' hash --------------------------------------------------------------
 
 def test_firmware_source_hash_follows_paths_and_contents_only(tmp_path, monkeypatch):
@@ -158,6 +179,15 @@ def test_build_plan_paths_and_offline(tmp_path, monkeypatch):
     assert nano.cmd[-4:] == ["-t", "upload", "--upload-port", "/dev/ttyACM0"]
 
 
+def test_an_upload_without_a_port_leaves_the_board_to_platformio(tmp_path):
+    """`device flash` on a pio-upload board without --port builds with ``-t upload`` and no
+    --upload-port (PlatformIO finds the board); a port without an upload uploads nothing."""
+    nano = load_board("nano33ble")
+    upload = build_plan(nano, None, tmp_path, upload=True)
+    assert upload.cmd[-2:] == ["-t", "upload"] and "--upload-port" not in upload.cmd
+    assert "-t" not in build_plan(nano, None, tmp_path, port="/dev/ttyACM0").cmd
+
+
 def test_export_backbone_training_without_or_with_an_unreadable_export_json(tmp_path):
     """No export, or one without export.json (made before the field existed): the full
     firmware; an export.json that is not JSON: one DeviceError naming it and the fix."""
@@ -182,15 +212,20 @@ def test_an_export_without_its_header_is_refused_before_any_build(tmp_path):
     assert not (tmp_path / "device" / "build").exists()
 
 
+def _project(folder: Path) -> Path:
+    """A project folder of its own (``folder``): the repository's board profiles and
+    platformio.ini, no tools/pio."""
+    (folder / "firmware").mkdir(parents=True)
+    (folder / "boards").symlink_to(ROOT / "boards")
+    (folder / "firmware" / "platformio.ini").symlink_to(ROOT / "firmware" / "platformio.ini")
+    return folder
+
+
 def test_a_missing_platformio_names_the_fix_for_its_kind_of_board(tmp_path, monkeypatch):
     """A project folder without tools/pio (offline boards: run tools/setup.sh) and no `pio`
     anywhere (a stock board: install PlatformIO, which needs internet on first use)."""
     qemu, nano = load_board("qemu-mps2-an386"), load_board("nano33ble")
-    project = tmp_path / "project"
-    (project / "firmware").mkdir(parents=True)
-    (project / "boards").symlink_to(ROOT / "boards")
-    (project / "firmware" / "platformio.ini").symlink_to(ROOT / "firmware" / "platformio.ini")
-    monkeypatch.setenv("TINYSIFT_ROOT", str(project))
+    monkeypatch.setenv("TINYSIFT_ROOT", str(_project(tmp_path / "project")))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(DeviceUnavailable, match=r"tools/pio not found: run tools/setup\.sh$"):
         build_firmware(None, qemu, tmp_path / "out")
@@ -247,6 +282,22 @@ def test_a_failed_stock_build_shows_its_last_25_lines_and_the_internet_hint(tmp_
         + "\n".join(f"out {i}" for i in range(7, 31)) + "\nError: Unknown development platform")
 
 
+def test_a_failed_offline_build_has_no_internet_hint(tmp_path, monkeypatch):
+    """An emulated board builds offline (tools/pio, here a stand-in in a project folder of its
+    own that fails as a compile error does): the message is its output, stdout then stderr,
+    without the stock boards' hint about internet, which an offline build never needs."""
+    project = _project(tmp_path / "project")
+    (project / "tools").mkdir()
+    pio = project / "tools" / "pio"
+    pio.write_text("#!/bin/sh\necho 'Compiling app.o'\necho 'app.c:1:1: error: x' >&2\nexit 1\n")
+    pio.chmod(0o755)
+    monkeypatch.setenv("TINYSIFT_ROOT", str(project))
+    with pytest.raises(DeviceUnavailable) as err:
+        build_firmware(None, load_board("qemu-mps2-an386"), tmp_path / "out")
+    assert str(err.value) == ("firmware build for qemu-mps2-an386 failed:\nCompiling app.o\n"
+                              "app.c:1:1: error: x")
+
+
 def test_a_stock_build_without_its_elf_or_past_its_time(tmp_path, monkeypatch, stock_pio):
     """A build that says it succeeded but wrote no ELF names the missing file; one past its
     timeout names the board and the time."""
@@ -281,3 +332,77 @@ def test_a_build_copies_its_elf_and_passes_only_its_own_export(tmp_path, monkeyp
     (export / "ts_export.h").write_text("/* an export */\n")
     build_firmware(export, nano, tmp_path / "out")
     assert _recorded(stock_pio)["TS_EXPORT_DIR"] == str(export.resolve())
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """A SIGALRM handler standing in for Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stopped_by", ["timeout", "ctrl-c"])
+def test_a_stopped_build_leaves_none_of_its_processes(stopped_by, tmp_path):
+    """run_process_group on a timeout or Ctrl-C kills the command's whole process group, not
+    only the command: PlatformIO runs SCons, which runs the compilers (here the shell's
+    background child), and those kept writing into the run's build folder. The exception goes
+    on at once, not after the child that held the output pipes open."""
+    pid_file = tmp_path / "child.pid"
+    cmd = ["sh", "-c", f'sleep 30 & echo $! > "{pid_file}"; wait']
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        if stopped_by == "timeout":
+            with pytest.raises(subprocess.TimeoutExpired):
+                run_process_group(cmd, dict(os.environ), timeout=1)
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 1)
+            with pytest.raises(KeyboardInterrupt):
+                run_process_group(cmd, dict(os.environ), timeout=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 10
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _running(child):
+        assert time.monotonic() < deadline, "the build's child outlived it"
+        time.sleep(0.02)
+
+
+# ---- image sizes ---------------------------------------------------------------------------
+
+def test_image_sizes_are_text_and_data_in_flash_data_and_bss_in_ram(tmp_path):
+    """elf_sizes: flash holds the code and the data's initial values (text + data), static
+    RAM the data and the zeroed bss (data + bss); here an object of 4,000 bytes of data and
+    2,000 of bss, no code. describe_sizes prints both with thousands separators."""
+    need_tools("arm-none-eabi-gcc", "arm-none-eabi-size")
+    src = tmp_path / "tables.c"
+    src.write_text("int table[1000] = {1};\nint zeros[500];\n")
+    obj = tmp_path / "tables.o"
+    subprocess.run(["arm-none-eabi-gcc", "-c", "-O1", str(src), "-o", str(obj)], check=True,
+                   timeout=60)
+    brd = load_board("nucleo_f411re")
+    assert elf_sizes(obj, brd) == (4000, 6000)
+    assert describe_sizes(BuildResult(obj, 4000, 6000, "", 0.0), brd) == (
+        "flash 4,000 B, static RAM 6,000 B")
+
+
+@pytest.mark.parametrize(("board", "tool", "package"), [
+    ("nucleo_f411re", "arm-none-eabi-size", "binutils-arm-none-eabi"),  # a Cortex-M ELF
+    ("esp32-s3", "size", "binutils"),
+])
+def test_unknown_image_sizes_name_the_tool_and_its_package(board, tool, package, tmp_path):
+    """Sizes unknown (the ELF's size tool missing or unable to read it): the line names the
+    tool that reads this board's ELF and the package that installs it."""
+    line = describe_sizes(BuildResult(tmp_path / "firmware.elf", None, None, "", 0.0),
+                          load_board(board))
+    assert line == (f"flash and static RAM unknown ({tool} not found or cannot read the ELF; "
+                    f"install it, e.g. sudo apt-get install {package})")
