@@ -5,6 +5,7 @@ with no probe attached, the user's calibrated profiles."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -78,6 +79,20 @@ def test_qemu_command_refuses_a_real_board_and_takes_the_icount_shift():
         qemu_command(load_board("nucleo_f411re"), Path("fw.elf"), 4321)
     cmd = qemu_command(load_board("qemu-mps2-an386"), Path("fw.elf"), 4321, icount_shift=3)
     assert cmd[cmd.index("-icount") + 1] == "shift=3" and cmd[-2:] == ["-kernel", "fw.elf"]
+
+
+def test_qemu_command_runs_headless_with_semihosting():
+    """The emulator runs without a display and without its monitor on stdio (the host talks
+    to the firmware only through the TCP serial port; QEMU's own output goes to the log),
+    and with semihosting on, through which the firmware's exit code is QEMU's exit
+    status."""
+    from tinysift.device.qemu import qemu_command
+
+    cmd = qemu_command(load_board("qemu-mps2-an500"), Path("fw.elf"), 4321)
+    assert cmd[0] == "qemu-system-arm" and "-nographic" in cmd
+    option = {name: cmd[i + 1] for i, name in enumerate(cmd[:-1]) if name.startswith("-")}
+    assert option["-machine"] == "mps2-an500" and option["-monitor"] == "none"
+    assert option["-semihosting-config"] == "enable=on,target=native"
 
 
 def test_a_listening_socket_is_found_by_its_port_and_owner():
@@ -164,6 +179,22 @@ def test_stopping_the_emulator_stops_its_whole_group_and_it_dies_with_the_host()
     while _alive(child):
         assert time.monotonic() < deadline, "the child outlived the host"
         time.sleep(0.02)
+
+
+def test_an_emulator_that_ignores_sigterm_is_killed():
+    """qemu.stop on an emulator that does not end on SIGTERM (it ignores it here; a hung one
+    may not act on it): after its grace period the group gets SIGKILL, and stop returns
+    with the emulator gone instead of raising TimeoutExpired and leaving it running."""
+    import subprocess
+
+    from tinysift.device import qemu
+
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; echo ready; exec sleep 30"],
+                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert stubborn.stdout.readline() == "ready\n"  # SIGTERM ignored from here on
+    qemu.stop(stubborn)
+    stubborn.stdout.close()
+    assert stubborn.returncode == -9
 
 
 def _alive(pid: int) -> bool:
@@ -489,6 +520,13 @@ def test_a_profile_without_the_probe_s_settings_is_refused(tmp_path):
     ("reading x.bin\nx.bin: file not found\nbye\n", "x.bin: file not found"),
     ("something odd\nand more\n", "and more"),
     ("\n  \n", "no output"),
+    # the failure words in any case
+    ("writing 0x08000000\nFlash write FAILED\nbye\n", "Flash write FAILED"),
+    # the other tools' words for no probe (NO_PROBE)
+    ("Error: unable to find a matching CMSIS-DAP device\n",
+     "no debug probe found (Error: unable to find a matching CMSIS-DAP device)"),
+    ("No connected debug probes\n", "no debug probe found (No connected debug probes)"),
+    ("No device found\n", "no debug probe found (No device found)"),
 ])
 def test_a_flash_tool_s_failure_is_told_by_its_line(output, told):
     """_failure: the one line a flash tool's failure is reported by."""
@@ -547,6 +585,25 @@ def test_missing_flash_tool_is_one_line(monkeypatch):
     assert target and f"pyocd pack install {target})" in msg and "TARGET" not in msg
 
 
+@pytest.mark.parametrize(("probe", "exe", "install"), [
+    ("openocd", "openocd", "sudo apt-get install openocd"),
+    ("pyocd", "pyocd", "pip install pyocd (and the chip's pack: pyocd pack install "
+                       "stm32f411retx)"),
+    ("stlink", "st-flash", "sudo apt-get install stlink-tools"),
+])
+def test_each_probe_s_missing_tool_names_how_to_install_it(probe, exe, install, tmp_path,
+                                                            monkeypatch):
+    """No tools on PATH: each probe's flash step is refused in one line naming the tool, how
+    to install it and the other probes to choose from."""
+    brd, plan = _plan("nucleo_f411re", tmp_path)
+    step = flash_steps(brd, plan, probe=probe)[1][-1]
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DeviceError) as err:
+        run_step(step, brd)
+    assert str(err.value) == (f"{exe} not found: {install} (or choose another --probe: "
+                              "openocd, pyocd, stlink)")
+
+
 def test_a_missing_objcopy_names_its_package(tmp_path, monkeypatch):
     """The raw image the Pico's UF2 (and st-flash) is made from comes from the system's
     arm-none-eabi-objcopy, which stock PlatformIO's own toolchain does not put on PATH:
@@ -559,6 +616,30 @@ def test_a_missing_objcopy_names_its_package(tmp_path, monkeypatch):
         run_step(step, brd)
     assert str(err.value) == ("arm-none-eabi-objcopy not found: sudo apt-get install "
                               "binutils-arm-none-eabi")
+
+
+@pytest.mark.parametrize(("probe", "exe", "what", "says"), [
+    ("pyocd", "pyocd", "flash with pyOCD", "No connected debug probes"),
+    ("stlink", "st-flash", "flash with st-flash", "Couldn't find any ST-Link devices"),
+])
+def test_no_probe_of_the_serial_asked_for_is_said_for_every_tool(probe, exe, what, says,
+                                                                 tmp_path, monkeypatch):
+    """pyOCD and st-flash with --probe-serial, as OpenOCD: when no probe answers, the line
+    names the serial and where to read the attached probes' serials. A stand-in for the tool
+    (not installed here, and no probe attached) prints its words for no probe."""
+    brd, plan = _plan("nucleo_f411re", tmp_path)
+    step = flash_steps(brd, plan, probe=probe, serial="066AFF495051")[1][-1]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / exe).write_text(f"#!/bin/sh\necho \"{says}\" >&2\nexit 1\n")
+    (bin_dir / exe).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with pytest.raises(DeviceError) as err:
+        run_step(step, brd)
+    assert str(err.value) == (f"{what} failed: no debug probe found ({says}); no probe with "
+                              "serial 066AFF495051 answered: check --probe-serial against the "
+                              "serials `st-info --probe` or `pyocd list` shows (or leave it "
+                              "out to take the one attached)")
 
 
 def test_flash_without_a_probe_fails_in_one_line(tmp_path):
