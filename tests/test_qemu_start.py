@@ -3,7 +3,9 @@ QEMU commands use), with the real emulator and the app built without an
 export (seconds): the serial URL is handed out once QEMU itself listens on the port, never
 probed by connecting (QEMU's ``wait=on`` starts the guest on the first connection); a port
 another process took before QEMU bound it is retried on a fresh one (a parallel test worker or
-bench, not a reason to stop a bench); any other exit at start says QEMU's own words.
+bench, not a reason to stop a bench); any other exit at start says QEMU's own words. The same
+start without a build or QEMU, with a stand-in for its serial server (a process listening on
+the port it is given): the retries, the log, the URL and the emulator's end with the host.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,3 +225,151 @@ def test_a_tests_own_command_starts_as_the_hosts(elf, held, tmp_path, monkeypatc
         assert time.monotonic() < deadline, "QEMU outlived the start's exit"
         time.sleep(0.05)
     assert "Address already in use" in (tmp_path / "qemu.log").read_text()
+
+
+# ---- the same start without a build: a stand-in for QEMU's serial server ---------------------
+
+# It listens on 127.0.0.1:PORT (argv[1]); on a taken port its bind fails with "Address already
+# in use" and it exits, as QEMU does. One line: the command is quoted in the start's errors.
+LISTENER = ("import socket, sys, time; print('stand-in started', flush=True); "
+            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); "
+            "time.sleep(60)")
+
+
+def listener(port: int) -> list[str]:
+    """The stand-in's command for ``port``."""
+    return [sys.executable, "-c", LISTENER, str(port)]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+
+
+def test_a_stand_in_start_retries_a_taken_port_appends_its_log_and_ends(held, tmp_path,
+                                                                        monkeypatch):
+    """qemu_listening: a port another process took is retried on a fresh one, which is the
+    port handed out and listened on; the log is appended to (an earlier session's lines kept,
+    both starts' stdout and stderr added); on exit the emulator's process group is gone."""
+    from tinysift.device.qemu import qemu_listening
+
+    log = tmp_path / "qemu.log"
+    log.write_text("an earlier session\n")
+    taken = held.getsockname()[1]
+    given = ports(monkeypatch, taken)
+    with qemu_listening(listener, log) as (port, proc):
+        assert given == [taken, port] and proc.poll() is None
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    assert not group_alive(proc.pid)
+    text = log.read_text()
+    assert text.startswith("an earlier session\n") and "Address already in use" in text
+    assert text.count("stand-in started") == 2
+
+
+def test_a_stand_in_start_gives_up_after_its_tries(held, monkeypatch):
+    """Every port taken: START_TRIES starts, then one line with the last start's words and
+    the advice to retry later."""
+    from tinysift.device.qemu import START_TRIES, qemu_listening
+    from tinysift.errors import DeviceUnavailable
+
+    taken = held.getsockname()[1]
+    given = ports(monkeypatch, *[taken] * START_TRIES)
+    with pytest.raises(DeviceUnavailable, match=rf"^QEMU exited with status 1 at start: .*"
+                                                rf"Address already in use \(command: .*\); "
+                                                rf"{START_TRIES} ports in turn were taken by "
+                                                rf"other processes before QEMU bound them: "
+                                                rf"retry later$"):
+        with qemu_listening(listener):
+            pytest.fail("started on a taken port")
+    assert given == [taken] * START_TRIES
+
+
+def test_an_exit_at_start_without_a_word_says_so(monkeypatch):
+    """An emulator that exits at start printing nothing: its status and "no output", not an
+    empty reason, and no retry (the port was not taken)."""
+    from tinysift.device.qemu import qemu_listening
+    from tinysift.errors import DeviceUnavailable
+
+    given = ports(monkeypatch)
+    with pytest.raises(DeviceUnavailable) as exc:
+        with qemu_listening(lambda port: ["sh", "-c", "exit 3"]):
+            pytest.fail("started")
+    assert str(exc.value) == ("QEMU exited with status 3 at start: no output (command: sh -c "
+                              "exit 3)")
+    assert len(given) == 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """A SIGALRM handler standing in for Ctrl-C."""
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_before_the_emulator_listens_stops_it(tmp_path):
+    """Ctrl-C (here a timer's KeyboardInterrupt) while the start waits for QEMU to listen:
+    the interrupt goes on and the emulator is gone, not left running on its own."""
+    from tinysift.device.qemu import qemu_listening
+
+    pid_file = tmp_path / "qemu.pid"
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1)
+        with pytest.raises(KeyboardInterrupt):
+            with qemu_listening(lambda port: ["sh", "-c", f'echo $$ > "{pid_file}"; '
+                                                          "exec sleep 30"]):
+                pytest.fail("started")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not group_alive(int(pid_file.read_text()))
+
+
+def test_the_emulator_dies_with_a_host_killed_without_cleaning_up():
+    """The host killed by SIGKILL (no ``finally`` runs): the kernel kills the emulator that
+    qemu_listening started (the parent-death signal set in the child), which would otherwise
+    hold its port and run on."""
+    host_code = ("import sys; from tinysift.device.qemu import qemu_listening; "
+                 "cmd = lambda port: [sys.executable, '-c', sys.argv[1], str(port)]\n"
+                 "with qemu_listening(cmd) as (port, proc):\n"
+                 "    print(proc.pid, flush=True); sys.stdin.read()")
+    host = subprocess.Popen([sys.executable, "-c", host_code, LISTENER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        emulator = int(host.stdout.readline())
+    finally:
+        host.kill()
+        host.wait(timeout=10)
+        host.stdin.close()
+        host.stdout.close()
+    deadline = time.monotonic() + 5
+    while running(emulator):
+        assert time.monotonic() < deadline, "the emulator outlived the host"
+        time.sleep(0.02)
+
+
+def test_qemu_serial_hands_out_the_socket_url_of_the_boards_port(tmp_path, monkeypatch):
+    """qemu_serial starts the board's command (here a stand-in qemu-system-arm on PATH that
+    listens on the port of its ``-serial tcp:`` option) and hands out pyserial's socket://
+    URL of that port, which opens."""
+    import serial
+
+    from tinysift.boards import load_board
+    from tinysift.device.qemu import qemu_serial
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    stand_in = folder / "qemu-system-arm"
+    stand_in.write_text(f"#!{sys.executable}\nimport re, socket, sys, time\n"
+                        "port = int(re.search(r'tcp:127\\.0\\.0\\.1:(\\d+),', "
+                        "' '.join(sys.argv)).group(1))\n"
+                        "s = socket.socket(); s.bind(('127.0.0.1', port)); s.listen()\n"
+                        "time.sleep(60)\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    given = ports(monkeypatch)
+    with qemu_serial(load_board(BOARD), tmp_path / "firmware.elf") as (url, _proc):
+        assert url == f"socket://127.0.0.1:{given[0]}"
+        serial.serial_for_url(url, timeout=1).close()
