@@ -417,6 +417,25 @@ def test_prune_tasks_train_only_the_unlogged_points_with_the_seeds_recipe(tmp_pa
     assert tasks.submit(0) == [] and made == []
 
 
+def test_a_seeds_data_carries_that_seeds_label_noise_and_its_context_that_seed():
+    """Each seed trains on its own noisy labels (the same as ``add_label_noise`` with that
+    seed gives, so a cluster worker recomputes what a serial run had), clean data is the
+    dataset itself, and the scoring context of a seed is seeded with it and its options."""
+    from tinysift.bench.driver import SeedData
+    from tinysift.data import add_label_noise
+
+    digits = load_dataset("digits")
+    noisy = SeedData(digits, 0.2)
+    seed1, seed2 = noisy.for_seed(1), noisy.for_seed(2)
+    assert np.array_equal(seed1.y_train, add_label_noise(digits, 0.2, 1)[0].y_train)
+    assert not np.array_equal(seed1.y_train, seed2.y_train)
+    assert not np.array_equal(seed1.y_train, digits.y_train)
+    assert SeedData(digits).for_seed(1) is digits
+    context = noisy.context(2, proxy_epochs=1)
+    assert context.seed == 2 and context.proxy_epochs == 1
+    assert np.array_equal(context.y, seed2.y_train)
+
+
 def test_prune_training_point_trains_the_picks_charged_scoring_and_selection(monkeypatch):
     """A budget's picks are the method's, fit with its parameters. A point's record: the kept
     count, the method's charge (its fit plus the selection at that budget), test accuracy

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -370,3 +371,97 @@ def test_a_failed_shared_task_is_named_by_the_tasks_that_need_it(tmp_path):
                                        "task (unexpected ValueError: a bug).")
     assert said == ["[seed 0] vq keep 1 FAILED: unexpected ValueError: a bug"]
     assert log.get(1, "random", "1") is not None  # the other task ran on
+
+
+def test_a_seeds_wall_time_covers_all_its_tasks_and_none_when_a_later_task_fails(tmp_path):
+    """A seed's wall time runs from its first task to its last (it was reset at each task,
+    timing the last only), and a seed whose first task succeeded but a later one failed has
+    none: its time after the first task described part of its work."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    ex, log = SerialExecutor(), ProgressLog({"b": 1}, tmp_path, "t")
+
+    def slow(kind: str) -> dict:
+        time.sleep(0.1)
+        return _boom(kind)
+
+    def submit(seed: int) -> list:
+        kinds = {"a": "ok", "b": "bug" if seed == 1 else "ok"}  # seed 1: b fails last
+        return [(ex.submit(slow if method == "a" else _boom, kind),
+                 lambda done, m=method: log.add(seed, m, "1", **done.value), method)
+                for method, kind in kinds.items()]
+
+    with pytest.raises(TasksFailedBug):
+        run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, lambda res: None,
+                  say=lambda _: None)
+    walls = ProgressLog({"b": 1}, tmp_path, "t").seed_walls(2)
+    assert walls[0] is not None and walls[0] >= 0.1 and walls[1] is None
+
+
+def test_a_bench_with_every_training_logged_returns_its_results_and_names_the_rows_left_out(
+        tmp_path):
+    """A rerun that trains nothing (every asked training is in the log) still writes and
+    returns its results, and names the logged rows it leaves out: said before the results
+    are rewritten, the only notice when no training's lines push it away."""
+    from tinysift.bench.driver import run_seeds
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.progress import ProgressLog
+
+    log = ProgressLog({"b": 1}, tmp_path, "t")
+    log.add(0, "m", "1", acc=0.5)
+    log.add(0, "old", "1", acc=0.5)  # a method this run does not report
+    again, said, written = ProgressLog({"b": 1}, tmp_path, "t"), [], []
+
+    def submit(seed: int) -> list:
+        assert again.get(seed, "m", "1") is not None
+        return []
+
+    results = run_seeds(SerialExecutor(), again, 1, submit, lambda n, wall: {"seeds": n},
+                        written.append, say=said.append)
+    assert results == {"seeds": 1} and written == [results]
+    assert len(said) == 1 and "leave out: old keep 1; name those methods" in said[0]
+
+
+def test_a_serial_bench_that_ran_nothing_names_the_rows_left_out_and_says_what_it_wrote(
+        tmp_path):
+    """The device and upkeep benches name the logged rows they leave out only at the end
+    (:meth:`SerialTasks.finish`), so a rerun whose every row was logged must say them too;
+    and the closing error says how many seeds the results files hold, of how many."""
+    from tinysift.bench.driver import SerialTasks
+    from tinysift.bench.progress import ProgressLog
+
+    log = ProgressLog({"b": 1}, tmp_path, "t")
+    log.add(0, "old", "1", acc=0.5)  # a method this run does not report
+    log.add(0, "m", "1", acc=0.5)
+    again = ProgressLog({"b": 1}, tmp_path, "t")
+    again.get(0, "m", "1")
+    said: list[str] = []
+    SerialTasks(say=said.append).finish(again, 1, 1, reported=[0])
+    assert len(said) == 1 and "leave out: old keep 1" in said[0]
+    tasks = SerialTasks(say=said.append)
+    tasks.run(1, "m", _boom, "oom")
+    with pytest.raises(TasksFailed, match="results files written for the first 1 of 2 seeds"):
+        tasks.finish(again, 1, 2)
+
+
+def test_the_closing_error_lists_eight_errors_whole_and_says_how_to_rerun_without_a_log():
+    """Eight errors are all listed (none counted as "more"); a bench without a progress log
+    (--quick) tells the user to run it all again (no rerun trains only the failed ones);
+    an error without text (a bare ``assert`` in a plug-in method) is still listed, by its
+    type."""
+    from tinysift.bench.driver import Failure, failed_tasks
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.errors import TinysiftError
+
+    log = ProgressLog({"b": 1}, None, "t")
+    eight = [Failure(0, f"m{i}", TinysiftError(f"error {i}")) for i in range(8)]
+    message = str(failed_tasks(eight, log, 0, 1))
+    assert "seed 0 m7 (error 7). no results files written" in message
+    assert "more errors" not in message
+    assert message.endswith("this bench keeps no progress log (--quick): rerun the command "
+                            "to run it all again")
+    bare = failed_tasks([Failure(0, "m", AssertionError())], log, 0, 1)
+    assert type(bare) is TasksFailedBug
+    assert str(bare).startswith("1 task failed: seed 0 m (unexpected AssertionError")

@@ -285,6 +285,24 @@ def test_a_cluster_record_names_the_worker_s_machine():
     assert worker_fields(SerialExecutor(), TaskDone(None, "here")) == {}
 
 
+def test_a_cluster_record_names_its_worker_s_host_without_facts_and_prefers_the_task_s_own():
+    """A cluster record's machine comes from the facts the task's worker sent, before those
+    of a worker of that host name seen at the connection; with neither, it still names the
+    worker's host."""
+    from tinysift.bench.driver import worker_fields
+    from tinysift.bench.executor import TaskDone
+
+    class Cluster:
+        remote = True
+        workers = {"tcp://10.0.0.2:1234": {"hostname": "w1", "cpu_model": "EPYC", "cpus": 8}}
+
+    assert worker_fields(Cluster(), TaskDone(None, "w3")) == {
+        "worker": "w3", "machine": "w3 (?, ? CPUs)"}
+    restarted = {"hostname": "w1", "cpu_model": "EPYC", "cpus": 16}
+    assert worker_fields(Cluster(), TaskDone(None, "w1", restarted))["machine"] == (
+        "w1 (EPYC, 16 CPUs)")
+
+
 def _committed_condense_log(**cfg_options):
     from pathlib import Path
 

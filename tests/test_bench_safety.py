@@ -67,6 +67,21 @@ def test_rows_the_command_leaves_out_are_named(tmp_path, capsys):
             "random keep 0.1 and 1 more; name those") in capsys.readouterr().err
 
 
+def test_exactly_six_rows_left_out_are_all_named_and_none_counted(tmp_path, capsys):
+    """Six rows the command leaves out are named, all six, with no "and 0 more" after them
+    (only a seventh and later are counted)."""
+    from tinysift.bench.driver import say_unreported
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    for i in range(6):
+        log.add(0, f"m{i}", "0.5", acc=0.5)
+    log.get(0, "vq", "0.1")  # the bench asked for another method
+    say_unreported(log, [0])
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("leave out: m0 keep 0.5, m1 keep 0.5, m2 keep 0.5, m3 keep 0.5, m4 keep 0.5, "
+            "m5 keep 0.5; name those") in err
+
+
 def _results(path: Path, log_name: str, **fields) -> None:
     path.write_text(json.dumps({"progress_log": log_name, **fields}))
 
@@ -305,6 +320,7 @@ def test_executor_spec_empty_or_too_many_workers():
     with pytest.raises(ClusterError, match="give at most"):
         parse_spec(f"local:{MAX_WORKERS_PER_CPU * (os.cpu_count() or 1) + 1}")
     assert parse_spec("local:1") == ("local", "1") and parse_spec(None) == ("serial", "")
+
 
 
 @pytest.mark.parametrize("options, words", [
