@@ -322,6 +322,24 @@ def test_executor_spec_empty_or_too_many_workers():
     assert parse_spec("local:1") == ("local", "1") and parse_spec(None) == ("serial", "")
 
 
+def test_executor_spec_takes_every_worker_it_allows_and_refuses_what_is_no_count():
+    """``local:N`` takes up to MAX_WORKERS_PER_CPU workers per CPU, the largest included;
+    an N that is no whole number, and a value of spaces only (an unset variable quoted), are
+    refused in a line saying what to give, not taken or failed on as a bug."""
+    import os
+
+    from tinysift.bench.executor import MAX_WORKERS_PER_CPU, parse_spec
+    from tinysift.errors import ClusterError
+
+    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    assert parse_spec(f"local:{most}") == ("local", str(most))
+    assert parse_spec("local") == ("local", "")
+    for count in ("two", "-1", "1.5"):
+        with pytest.raises(ClusterError, match="local:N takes a number of workers >= 1"):
+            parse_spec(f"local:{count}")
+    with pytest.raises(ClusterError, match="--executor is empty"):
+        parse_spec("  ")
+
 
 @pytest.mark.parametrize("options, words", [
     ({"label_noise": 1.5}, "label noise fraction must be in"),

@@ -143,6 +143,10 @@ def test_bad_executors_are_one_clear_line():
     # An address Dask cannot parse (no port) was "unexpected ValueError ... a bug in tinysift".
     line = _one_line_error(QUICK + ["--executor", "dask:tcp://localhost"])
     assert "missing port" in line and "dask:tcp://HOST:PORT" in line
+    # `dask` alone connects where DASK_SCHEDULER_ADDRESS says (here: no port either)
+    line = _one_line_error(QUICK + ["--executor", "dask"], pre="import os; os.environ["
+                           "'DASK_SCHEDULER_ADDRESS'] = 'tcp://localhost'; ")
+    assert "--executor dask: missing port number in address 'localhost'" in line
 
 
 def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(tmp_path):
@@ -180,6 +184,7 @@ def test_a_task_that_kills_its_workers_is_one_line_and_keeps_the_finished_rows(t
             cancelled.cancel()  # as when its inputs are lost with a worker
             with pytest.raises(ClusterError, match="cancelled a task.*resumes"):
                 ex.result(cancelled)
+    assert ex.cluster.status.name == "closed"  # the local cluster stopped with the bench
     assert written == [{"seeds": 1, "executor": written[0]["executor"]}]
     again = ProgressLog({"bench": "killed"}, tmp_path, "killed")
     assert again.get(0, "m", "1")["acc"] == 0.5
@@ -229,6 +234,161 @@ def test_tensorflows_thread_count_follows_tf_num_intraop_threads(monkeypatch):
     assert tf_intra_threads() == 3
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
     assert tf_intra_threads() == len(os.sched_getaffinity(0))
+
+
+def test_tf_num_intraop_threads_0_is_one_thread_per_cpu(monkeypatch):
+    """TF_NUM_INTRAOP_THREADS=0 is TensorFlow's "pick for me", one thread per CPU as when
+    unset: the count a worker matches and the warning names is that, not 0."""
+    from tinysift.bench.executor import tf_intra_threads
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "0")
+    assert tf_intra_threads() == len(os.sched_getaffinity(0))
+
+
+WORKER_THREADS = textwrap.dedent("""
+    import json
+    import os
+
+    import numpy  # BLAS loaded at one thread, as Dask's nanny starts a worker
+    from threadpoolctl import threadpool_info
+
+    from tinysift.bench.executor import run_task
+
+    omp = run_task(os.environ.get, "OMP_NUM_THREADS").value
+    print(json.dumps([omp, os.environ["OPENBLAS_NUM_THREADS"],
+                      sorted({pool["num_threads"] for pool in threadpool_info()})]))
+""")
+
+
+def test_a_worker_task_gives_blas_and_openmp_as_many_threads_as_tensorflows_pool():
+    """Dask's nanny starts workers with OMP/MKL/OPENBLAS_NUM_THREADS=1 while a serial run has
+    the process defaults, and scikit-learn's k-means and BLAS sums depend on their thread
+    count: a worker's task runs with as many threads as TensorFlow's pool, in the
+    environment (libraries loaded later) and in the BLAS already loaded."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "3"}
+    r = subprocess.run([sys.executable, "-c", WORKER_THREADS], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == ["3", "3", [3]]
+
+
+def _client(run=None, wait_for_workers=None):
+    """A Dask client's surface that _check_workers and DaskExecutor.info use: a scheduler
+    at tcp://x:1, ``run`` and ``wait_for_workers`` as given."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(scheduler=SimpleNamespace(address="tcp://x:1"), run=run,
+                           wait_for_workers=wait_for_workers or (lambda n, timeout: None))
+
+
+def test_workers_missing_or_unable_to_run_tinysift_are_one_line_saying_what_to_start():
+    """A scheduler without workers, and workers that cannot even run tinysift's call (no
+    tinysift installed there), end the connection with a ClusterError line naming the
+    scheduler and what to do, not a Dask traceback."""
+    from types import SimpleNamespace
+
+    from tinysift.bench.executor import WORKERS_TIMEOUT_S, _check_workers
+    from tinysift.errors import ClusterError
+
+    def no_workers(n: int, timeout: float) -> None:
+        raise TimeoutError("no workers")
+
+    def cannot_unpickle(fn) -> dict:
+        raise ModuleNotFoundError("No module named 'tinysift'")
+
+    empty = SimpleNamespace(client=_client(wait_for_workers=no_workers), workers={})
+    with pytest.raises(ClusterError, match=rf"at tcp://x:1 has no workers after "
+                                           rf"{WORKERS_TIMEOUT_S} s: start some with `dask "
+                                           r"worker tcp://x:1`"):
+        _check_workers(empty, print)
+    without = SimpleNamespace(client=_client(run=cannot_unpickle), workers={})
+    with pytest.raises(ClusterError, match=r"workers of tcp://x:1 cannot run tinysift's tasks "
+                                           r"\(ModuleNotFoundError: No module named "
+                                           r"'tinysift'\): install the same tinysift on "
+                                           r"every worker \(pip install 'tinysift\[dask\]'\)"):
+        _check_workers(without, print)
+
+
+def test_a_worker_with_another_tensorflow_keras_or_scikit_learn_is_refused():
+    """Each package whose version changes a training's numbers is compared, not only numpy
+    and tinysift: a worker with another TensorFlow, tf-keras or scikit-learn is refused,
+    named with both versions."""
+    import re
+    from types import SimpleNamespace
+
+    from tinysift.bench.executor import _check_workers, worker_facts
+    from tinysift.errors import ClusterError
+
+    here = worker_facts()
+    for package in ("tensorflow", "tf-keras", "scikit-learn"):
+        facts = {**here, "versions": {**here["versions"], package: "0.0"}}
+        worker = SimpleNamespace(client=_client(run=lambda fn, f=facts: {"tcp://w:2": f}),
+                                 workers={})
+        refused = f"worker tcp://w:2 has {package} 0.0 (here {here['versions'][package]})"
+        with pytest.raises(ClusterError, match=re.escape(refused)):
+            _check_workers(worker, print)
+
+
+def test_a_cluster_results_file_counts_the_workers_of_each_machine():
+    """The executor's description in a cluster bench's results file: its spec, engine and
+    address, every worker, and each machine once with its facts and its number of workers."""
+    from tinysift.bench.executor import DaskExecutor
+
+    def facts(host: str) -> dict:
+        return {"hostname": host, "cpus": 8, "processor": "x86_64", "tf_threads": 8,
+                "versions": {}}
+
+    ex = DaskExecutor("dask:tcp://x:1", _client())
+    ex.workers = {"tcp://a:1": facts("a"), "tcp://b:1": facts("b"), "tcp://a:2": facts("a")}
+    info = ex.info()
+    assert info["spec"] == "dask:tcp://x:1" and info["address"] == "tcp://x:1"
+    assert info["engine"].startswith("dask ") and info["workers"] == 3
+    assert info["machines"] == [
+        {"hostname": "a", "cpus": 8, "processor": "x86_64", "tf_threads": 8, "workers": 2},
+        {"hostname": "b", "cpus": 8, "processor": "x86_64", "tf_threads": 8, "workers": 1}]
+
+
+def test_dask_without_an_address_is_refused_before_connecting():
+    """``--executor dask`` with no address (none after the colon, no
+    DASK_SCHEDULER_ADDRESS) says how to give one; Dask's Client given none would start a
+    cluster of its own here instead."""
+    import dask
+
+    from tinysift.bench.executor import connect
+    from tinysift.errors import ClusterError
+
+    with dask.config.set({"scheduler-address": None}):
+        with pytest.raises(ClusterError, match="--executor dask needs the scheduler's address: "
+                                               "--executor dask:tcp://HOST:8786"):
+            connect("dask")
+
+
+def test_workers_of_an_older_tinysift_or_of_mixed_thread_counts_are_caught():
+    """A worker whose facts lack a version this process compares (a tinysift from before
+    its sources were hashed) is refused, the version said as unknown; workers of which only
+    some run TensorFlow with this machine's thread count are warned about, both counts
+    named."""
+    from types import SimpleNamespace
+
+    from tinysift.bench.executor import _check_workers, worker_facts
+    from tinysift.errors import ClusterError
+
+    here = worker_facts()
+    older = {**here, "versions": {k: v for k, v in here["versions"].items()
+                                  if k != "tinysift_source"}}
+    old = SimpleNamespace(client=_client(run=lambda fn: {"tcp://w:2": older}), workers={})
+    with pytest.raises(ClusterError, match=r"worker tcp://w:2 has tinysift_source unknown "
+                                           r"\(here \w+\)"):
+        _check_workers(old, print)
+    more = {**here, "tf_threads": here["tf_threads"] + 1}
+    mixed = SimpleNamespace(client=_client(run=lambda fn: {"tcp://w:2": here,
+                                                           "tcp://w:3": more}), workers={})
+    said: list[str] = []
+    _check_workers(mixed, said.append)
+    assert len(said) == 1 and said[0].startswith(
+        f"warning: workers run TensorFlow with {here['tf_threads']}/{here['tf_threads'] + 1} "
+        f"intra-op threads, this machine with {here['tf_threads']}:")
 
 
 def test_serial_tasks_run_in_order_once_each_and_let_their_inputs_go():
@@ -347,11 +507,12 @@ def test_a_failed_task_leaves_the_trainings_in_flight_to_finish_and_be_logged(tm
             seed == 0)
         return tasks + [(ex.submit(exec, slow), handler("slow"), "slow")]
 
-    with open_executor("local:2", say=lambda _: None) as ex:
-        with pytest.raises(TasksFailedBug, match=r"1 task failed: seed 0 bad \(unexpected "
-                                                 r"ValueError: boom\)\. no results files "):
+    with pytest.raises(TasksFailedBug, match=r"1 task failed: seed 0 bad \(unexpected "
+                                             r"ValueError: boom\)\. no results files "):
+        with open_executor("local:2", say=lambda _: None) as ex:
             run_seeds(ex, log, 2, submit, lambda n, wall: {"seeds": n}, written.append,
                       say=said.append)
+    assert ex.cluster.status.name == "closed"  # stopped though the bench ended in an error
     assert said == ["[seed 0] bad FAILED: unexpected ValueError: boom"]
     again = ProgressLog({"bench": "in flight"}, tmp_path, "flight")
     assert again.get(0, "slow", "1") and again.get(1, "slow", "1")
