@@ -903,11 +903,12 @@ def test_device_table_columns_are_each_points_own_differences():
 def test_upkeep_table_shows_coverage_minus_reservoir_on_all_classes():
     """An upkeep table with two tasks: old and new accuracy in their columns, and the
     difference column coverage minus reservoir on the whole test set (``vs_reservoir``), not
-    its old-classes part."""
+    its old-classes part; the training bill in mJ last."""
     from tinysift.bench.upkeep_report import upkeep_markdown
 
     base = {"per_class": 5, "update": "head", "acc_std": 0.01, "kept": 50.0,
-            "codewords": 0, "covered": 0, "stream_cycles": 100000.0, "seen": 100.0}
+            "codewords": 0, "covered": 0, "stream_cycles": 100000.0, "seen": 100.0,
+            "energy_mj": 12.34}
     cov = base | {"policy": "coverage", "acc_mean": 0.8, "acc_old": 0.6, "acc_new": 0.9,
                   "codewords": 3.0, "covered": 2.0,
                   "vs_reservoir": {"mean": 0.02, "half_width": 0.01, "n": 3},
@@ -921,9 +922,9 @@ def test_upkeep_table_shows_coverage_minus_reservoir_on_all_classes():
                       "schedule": "const"},
            "machine": {}, "wall_seconds": 60.0}
     md = upkeep_markdown(res)
-    assert ("| 5 | reservoir | 0.7800 ± 0.0100 | 0.6500 | 0.8500 | - | 50 | - | 1,000 |\n"
-            "| 5 | coverage | 0.8000 ± 0.0100 | 0.6000 | 0.9000 | **+2.00 ± 1.00** | 50 | "
-            "3.0 / 2.0 | 1,000 |") in md, md
+    assert ("| 5 | reservoir | 0.7800 ± 0.0100 | 0.6500 | 0.8500 | - | 50 | - | 1,000 | "
+            "12.3 |\n| 5 | coverage | 0.8000 ± 0.0100 | 0.6000 | 0.9000 | **+2.00 ± 1.00** | 50 "
+            "| 3.0 / 2.0 | 1,000 | 12.3 |") in md, md
 
 
 def test_a_pruning_table_by_hand():

@@ -54,8 +54,8 @@ def upkeep_markdown(res: dict) -> str:
             head += " old | new |"
             rule += "---|---|"
         head += (" coverage - reservoir (pt) | kept | codewords seen / covered | "
-                 "upkeep instructions / sample |")
-        rule += "---|---|---|---|"
+                 "upkeep instructions / sample | training mJ |")
+        rule += "---|---|---|---|---|"
         lines += [f"## update={update}", "", head, rule]
         order = {"reservoir": 0, "coverage": 1, "all": 2}
         for p in sorted(pts, key=lambda p: (p["per_class"] is None, p["per_class"] or 0,
@@ -67,12 +67,16 @@ def upkeep_markdown(res: dict) -> str:
             cells += [diff_cell(p["vs_reservoir"]) if "vs_reservoir" in p else "-",
                       f"{p['kept']:.0f}",
                       f"{p['codewords']:.1f} / {p['covered']:.1f}" if p["codewords"] else "-",
-                      f"{p['stream_cycles'] / max(1.0, p['seen']):,.0f}"]
+                      f"{p['stream_cycles'] / max(1.0, p['seen']):,.0f}",
+                      f"{p['energy_mj']:.1f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines + recipe_footer(
         res, " Upkeep instructions: the device's counter over the stream (features and "
-             "policy, not the serial link), per streamed sample."))
+             "policy, not the serial link), per streamed sample. Training mJ: the training bill "
+             "of every on-device table (docs/energy.md: the epochs plus, with update=head, the "
+             "trained samples' share of the features pass), estimated from the board's "
+             "profile; the stream itself is not in it."))
 
 
 def upkeep_plot(res: dict, path: Path) -> None:
