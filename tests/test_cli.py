@@ -2147,9 +2147,9 @@ def test_quantize_and_export_print_what_their_stage_did(monkeypatch, tmp_path, c
     """`quantize` prints the mode, the float (QAT's: the model's before QAT) and int8
     accuracies, the drop in points with its sign, the arena and .tflite sizes, and (cached);
     `export` the memory plan and what it leaves out, the samples exported and where, and
-    only where they apply a test split smaller than --test-samples, the head-only firmware,
-    what --fit dropped and (cached). (The stages are replaced by ones returning known
-    outcomes: the lines, not the stages, are held here.)"""
+    only where they apply a test split smaller than a --test-samples given (not the default),
+    the head-only firmware, what --fit dropped and (cached). (The stages are replaced by ones
+    returning known outcomes: the lines, not the stages, are held here.)"""
     import importlib
 
     from tinysift.cli import main
@@ -2192,6 +2192,12 @@ def test_quantize_and_export_print_what_their_stage_did(monkeypatch, tmp_path, c
     assert main(["export", "--run", str(run), "--test-samples", "50"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "memory plan on qemu-mps2-an386" in out and out.endswith(
+        f"exported 143 training + 50 test samples -> {run / 'export'}"), out
+    # the default of 200, not asked for, is not a warning when the split is smaller
+    exported.append(ExportOutcome(run / "export", 143, 50, plan, "h"))
+    assert main(["export", "--run", str(run)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--test-samples" not in out and out.endswith(
         f"exported 143 training + 50 test samples -> {run / 'export'}"), out
 
 

@@ -11,6 +11,9 @@ from rich.table import Table
 from tinysift.cli.app_console import console, print_json
 from tinysift.cli.checks import require_run, seed_option
 
+#: held-out test samples `export` draws when --test-samples is not given
+EXPORT_TEST_SAMPLES = 200
+
 
 def register(app: typer.Typer) -> None:
     @app.command("quantize")
@@ -41,7 +44,9 @@ def register(app: typer.Typer) -> None:
                                              "a class-balanced random subset (seeded) of the "
                                              "kept set; for a selection-ordered set, prune "
                                              "again with --keep N"),
-        test_samples: int = typer.Option(200, help="held-out int8 test samples to export"),
+        test_samples: int = typer.Option(None, help="held-out int8 test samples to export "
+                                                    f"(default {EXPORT_TEST_SAMPLES}; a "
+                                                    "smaller test split is exported whole)"),
         db_capacity: int = typer.Option(None, help="samples `db load` can stream into RAM "
                                                    "(default: the exported set's size)"),
         head_only: bool = typer.Option(False, "--head-only",
@@ -53,14 +58,16 @@ def register(app: typer.Typer) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
         from tinysift.stages.export import export
 
-        r = export(require_run(run), board=board, fit=fit, test_samples=test_samples,
+        r = export(require_run(run), board=board, fit=fit,
+                   test_samples=EXPORT_TEST_SAMPLES if test_samples is None else test_samples,
                    db_capacity=db_capacity, seed=seed, backbone_training=not head_only)
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}", markup=False)
-        if r.test_samples < test_samples:
+        if test_samples is not None and r.test_samples < test_samples:
             # the draw takes the whole split when it is smaller (a user dataset below the
-            # default 200 must still export), but a larger number asked for is not kept quiet
+            # default 200 must still export), but a larger number asked for is not kept
+            # quiet; the default, not asked for, is
             console.print(f"[yellow]--test-samples {test_samples}: the run's test split has "
                           f"{r.test_samples} samples, all of them exported[/]")
         if head_only:
