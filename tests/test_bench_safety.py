@@ -318,27 +318,54 @@ def test_executor_spec_empty_or_too_many_workers():
     with pytest.raises(ClusterError, match="unknown --executor 'serial:4'"):
         parse_spec("serial:4")  # not run serially, silently, as if 4 workers ran it
     with pytest.raises(ClusterError, match="give at most"):
-        parse_spec(f"local:{MAX_WORKERS_PER_CPU * (os.cpu_count() or 1) + 1}")
+        parse_spec(f"local:{MAX_WORKERS_PER_CPU * len(os.sched_getaffinity(0)) + 1}")
     assert parse_spec("local:1") == ("local", "1") and parse_spec(None) == ("serial", "")
 
 
 def test_executor_spec_takes_every_worker_it_allows_and_refuses_what_is_no_count():
-    """``local:N`` takes up to MAX_WORKERS_PER_CPU workers per CPU, the largest included;
-    an N that is no whole number, and a value of spaces only (an unset variable quoted), are
-    refused in a line saying what to give, not taken or failed on as a bug."""
+    """``local:N`` takes up to MAX_WORKERS_PER_CPU workers per CPU it may use, the largest
+    included; an N that is no whole number ("²" too, a digit to str.isdigit), and a value of
+    spaces only (an unset variable quoted), are refused in a line saying what to give, not
+    taken or failed on as a bug."""
     import os
 
     from tinysift.bench.executor import MAX_WORKERS_PER_CPU, parse_spec
     from tinysift.errors import ClusterError
 
-    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    most = MAX_WORKERS_PER_CPU * len(os.sched_getaffinity(0))
     assert parse_spec(f"local:{most}") == ("local", str(most))
     assert parse_spec("local") == ("local", "")
-    for count in ("two", "-1", "1.5"):
+    for count in ("two", "-1", "1.5", "²"):
         with pytest.raises(ClusterError, match="local:N takes a number of workers >= 1"):
             parse_spec(f"local:{count}")
     with pytest.raises(ClusterError, match="--executor is empty"):
         parse_spec("  ")
+
+
+def test_local_workers_follow_the_cpus_the_process_may_use():
+    """In a process held to one CPU (a container's or a job's cpuset), ``local`` starts one
+    worker and ``local:N`` allows MAX_WORKERS_PER_CPU of them, not as many as the machine's
+    CPUs (each worker runs its own TensorFlow: a cpuset of 1 on 64 cores got 64)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+              "from tinysift.bench.executor import MAX_WORKERS_PER_CPU as M, parse_spec, "
+              "tf_intra_threads, usable_cpus; from tinysift.errors import ClusterError\n"
+              "print(usable_cpus(), tf_intra_threads(), parse_spec(f'local:{M}')[1])\n"
+              "try:\n    parse_spec(f'local:{M + 1}')\nexcept ClusterError as e:\n"
+              "    print(e)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from tinysift.bench.executor import MAX_WORKERS_PER_CPU
+
+    first, refusal = done.stdout.splitlines()
+    assert first == f"1 1 {MAX_WORKERS_PER_CPU}"
+    assert refusal.startswith(f"--executor local:{MAX_WORKERS_PER_CPU + 1}: this process may "
+                              "use 1 CPU and each worker") and "give at most" in refusal
 
 
 @pytest.mark.parametrize("options, words", [

@@ -73,10 +73,18 @@ def _unwrap(args: Iterable) -> list:
     return [a.value if isinstance(a, TaskDone) else a for a in args]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or a job's cpuset, not the machine's
+    count: `local` started a worker per CPU of the machine, each with its own TensorFlow)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def tf_intra_threads() -> int:
     """Threads of TensorFlow's intra-op pool in a process started here: what decides whether
     two processes' trainings are bit-identical."""
-    return int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or len(os.sched_getaffinity(0))
+    return int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or usable_cpus()
 
 
 _THREADS_SET: list[int] = []
@@ -256,12 +264,14 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
             "--executor local[:N]")
     if kind not in ("serial", "local", "dask") or (kind == "serial" and arg):
         raise ClusterError(f"unknown --executor {spec!r}; use {EXECUTOR_HELP}")
-    if kind == "local" and arg and not (arg.isdigit() and int(arg) >= 1):
+    # ASCII digits only: "²" is a str.isdigit() digit that int() refuses
+    if kind == "local" and arg and not (arg.isascii() and arg.isdigit() and int(arg) >= 1):
         raise ClusterError(f"--executor local:N takes a number of workers >= 1, got {arg!r}")
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if kind == "local" and arg and int(arg) > MAX_WORKERS_PER_CPU * cpus:
         # local:99999 started workers until the machine gave out, then a traceback
-        raise ClusterError(f"--executor local:{arg}: this machine has {cpus} CPUs and each "
+        raise ClusterError(f"--executor local:{arg}: this process may use {cpus} CPU"
+                           f"{'s' if cpus > 1 else ''} and each "
                            f"worker runs its own TensorFlow; give at most "
                            f"{MAX_WORKERS_PER_CPU * cpus} (local alone: one per CPU)")
     return kind, arg
@@ -281,7 +291,7 @@ def connect(spec: str | None, say: Callable[[str], None] = print):
     if kind == "local":
         import logging
 
-        n = int(arg) if arg else (os.cpu_count() or 1)
+        n = int(arg) if arg else usable_cpus()
         # No memory limit: Dask would pause or restart a worker whose TensorFlow grows past
         # its share, killing a training half-way. No dashboard: nothing to serve.
         try:
