@@ -1240,3 +1240,28 @@ def test_calibrate_says_a_reset_during_the_workload_and_its_fix():
     finally:
         dev.close()
     assert not load_board("nucleo_f411re").user_profile
+
+
+def test_the_pico_drive_is_found_under_its_mount_point_with_the_kernels_escapes(tmp_path):
+    """uf2_drive reads the mount table as the kernel writes it: a mount point's space, tab,
+    newline and backslash escaped in octal (\\040, \\011, \\012, \\134). The drive is
+    the mount holding an INFO_UF2.TXT that says RPI-RP2; other mounts, one whose info file
+    is another board's, and short lines are passed over; no such mount is None."""
+    from tinysift.device.flash import mount_points, uf2_drive
+
+    pico = tmp_path / "RPI RP2\tb\\c"
+    other = tmp_path / "other"
+    for folder, info in ((pico, "UF2 Bootloader v3.0\nBoard-ID: RPI-RP2\n"),
+                         (other, "Board-ID: SOMETHING-ELSE\n")):
+        folder.mkdir()
+        (folder / "INFO_UF2.TXT").write_text(info)
+    escaped = str(pico).replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+    table = tmp_path / "mounts"
+    table.write_text(f"proc /proc proc rw 0 0\nshort\n/dev/sdb1 {other} vfat rw 0 0\n"
+                     f"/dev/sdc1 {escaped} vfat rw,nosuid 0 0\n")
+    assert mount_points("a /x\\012y b 0 0\n")[0] == Path("/x\ny")
+    assert uf2_drive(table) == pico
+    table.write_text(f"/dev/sdb1 {other} vfat rw 0 0\n")
+    assert uf2_drive(table) is None
+    assert uf2_drive(tmp_path / "no such table") is None
+

@@ -106,17 +106,27 @@ def probe_steps(board: Board, elf: Path, probe: str,
                       serial=serial)]
 
 
-def uf2_drive() -> Path | None:
-    """The mounted RPI-RP2 drive (a Pico in BOOTSEL mode), found by its INFO_UF2.TXT."""
+def mount_points(table: str) -> list[Path]:
+    """The mount points of a ``/proc/mounts`` table, with the kernel's octal escapes decoded
+    (``\\040`` a space, ``\\011`` a tab, ``\\012`` a newline, ``\\134`` a backslash: a
+    drive labelled with a tab was looked for under its escaped name)."""
+    points = []
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            points.append(Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
+                                      parts[1])))
+    return points
+
+
+def uf2_drive(mounts_file: Path = Path("/proc/mounts")) -> Path | None:
+    """The mounted RPI-RP2 drive (a Pico in BOOTSEL mode), found by its INFO_UF2.TXT among
+    the mount points of ``mounts_file``."""
     try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
+        mounts = mount_points(mounts_file.read_text())
     except OSError:
         return None
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 2:
-            continue
-        mount = Path(parts[1].replace("\\040", " "))
+    for mount in mounts:
         info = mount / "INFO_UF2.TXT"
         try:
             if info.is_file() and "RPI-RP2" in info.read_text(errors="replace"):
