@@ -571,6 +571,10 @@ BAD_INPUT = [
       "--out", "{tmp}/g", "--guided-params", '{"alpha": 1e400}'],
      "--guided-params holds 1e400, beyond a float's range (it reads as infinity); give "
      "finite numbers"),
+    # an integer of 5,000 digits is JSON that Python's int() refuses (its digit limit)
+    (["train", "--dataset", "digits", "--guided", "vq", "--budget", "0.5", "--epochs", "2",
+      "--out", "{tmp}/g", "--guided-params", '{"alpha": 1%s}' % ("0" * 5000)],
+     "--guided-params holds an integer too long to read (over 4,300 digits); give numbers"),
     # pipeline files
     (["run", "{tmp}/broken.toml"], "is not valid TOML"),
     (["run", "{tmp}/broken-adapt.toml"], "is not valid TOML"),

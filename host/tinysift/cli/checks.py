@@ -158,6 +158,12 @@ def json_object(option: str, text: str | None, example: str = '{"judge": "knn"}'
     except json.JSONDecodeError as exc:
         raise TinysiftError(f"{option} is not JSON ({exc.msg} at character {exc.pos}); give "
                             f"an object such as '{example}'") from exc
+    except ValueError:  # an integer of over 4,300 digits: Python's own limit
+        import sys
+
+        raise TinysiftError(f"{option} holds an integer too long to read (over "
+                            f"{sys.get_int_max_str_digits():,} digits); give numbers of "
+                            "ordinary size") from None
     if not isinstance(value, dict):
         raise TinysiftError(f"{option} must be a JSON object such as '{example}', got "
                             f"{type(value).__name__}")
