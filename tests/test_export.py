@@ -487,7 +487,7 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     r = export(run.path)
     assert not r.skipped
     info = json.loads((run / "export" / "export.json").read_text())
-    assert info["input"]["float"]
+    assert info["input"]["float"] and not info["output"]["float"]  # int8 out
     test_idx = np.asarray(info["test_indices"])
     with np.load(run / "export" / "golden.npz") as g:
         x_test, x_train, outputs = g["x_test"], g["x_train"], g["outputs"]
@@ -1654,6 +1654,174 @@ def test_fit_exports_a_recorded_balanced_subset(run_copy, capfd, tmp_path, monke
     manifest = json.loads((run_copy / "manifest.json").read_text())
     assert manifest["stages"]["export"]["results"]["fit"]["dropped"] == 1437 - n
     assert "positions" not in manifest["stages"]["export"]["results"]["fit"]
+    # the same export again is the cached one, and says the same counts and cut
+    assert main(["export", "--run", str(run_copy), "--board", DEFAULT_BOARD, "--fit"]) == 0
+    out = " ".join(capfd.readouterr().out.split())
+    assert f"exported {n} training + 200 test samples" in out and "(cached)" in out, out
+    assert "of the 1437 kept samples" in out and f"--keep {n}" in out, out
+
+
+def test_fit_keeps_one_sample_per_class_where_only_that_fits(run_copy, tmp_path,
+                                                             monkeypatch) -> None:
+    """A board with room for exactly one training sample per class: --fit exports those 10
+    (the least it may; one fewer is refused), drawn with the seed given and recorded with
+    it, so that the same seed draws the same set again; the export without --fit is then
+    refused (the kept set does not fit), not answered with the cut one."""
+    from tinysift.boards import CONFIG_ENV, DEFAULT_BOARD, save_user_board
+    from tinysift.runs import Run
+    from tinysift.selection.budget import balanced_subset
+    from tinysift.stages.export import export, memory_plan_for
+    from tinysift.stages.train import load_run_dataset, load_trainset
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
+    ram = {n: memory_plan_for(run_copy, DEFAULT_BOARD, train_samples=n)["ram_total"]
+           for n in (9, 10)}
+    save_user_board(DEFAULT_BOARD, {"ram_bytes": ram[9]})
+    with pytest.raises(FitError, match=r"--fit needs room for at least one training sample "
+                                       r"per class \(10\)"):
+        export(run_copy, fit=True, seed=1)
+    save_user_board(DEFAULT_BOARD, {"ram_bytes": ram[10]})
+    r = export(run_copy, fit=True, seed=1)
+    assert (r.train_samples, r.fit["exported"], r.fit["seed"]) == (10, 10, 1), r.fit
+    y_kept = load_trainset(run_copy, load_run_dataset(Run(run_copy)))[1]
+    info = json.loads((run_copy / "export" / "export.json").read_text())
+    assert info["fit"]["positions"] == balanced_subset(y_kept, 10, 1).tolist()
+    with np.load(run_copy / "export" / "golden.npz") as g:
+        assert sorted(g["y_train"].tolist()) == list(range(10))
+    with pytest.raises(FitError, match="keep at most 10 samples"):
+        export(run_copy, seed=1)  # the same without --fit: refused, not the cut export reused
+
+
+def test_an_export_of_given_samples_and_a_codebook_records_them_and_redoes_on_a_change(
+        run_copy) -> None:
+    """An adaptation's export (its replay set as train_indices, its test samples as
+    test_indices, a VQ codebook for `db stream policy=coverage`): the samples given are
+    exported (test_samples is then not the count, and 5 is taken), the codebook is planned in
+    flash, declared in the header with its codeword count, stored in golden.npz and
+    export.json; another set of either samples or another codebook exports again (a stale
+    export of the earlier ones was reused)."""
+    from tinysift.export.codebook import VQCodebook
+    from tinysift.runs import Run
+    from tinysift.stages.export import ExportOutcome, export, run_model_footprint
+    from tinysift.stages.train import load_run_dataset
+
+    fp = run_model_footprint(run_copy)
+    k, d = fp.num_classes, fp.feature_dim
+    counts = np.array([2, 1] * (k // 2), np.int64)
+
+    def book(fill: int) -> VQCodebook:
+        words = np.zeros((k, 2, d), np.int8)
+        words[:, 0] = fill
+        words[counts == 2, 1] = -fill
+        return VQCodebook(words, counts, np.full(k, 7, np.int64))
+
+    def given(train: range, test: range, fill: int) -> ExportOutcome:
+        return export(run_copy, train_indices=np.arange(train.start, train.stop),
+                      test_indices=np.arange(test.start, test.stop), test_samples=5,
+                      codebook=book(fill))
+
+    first = given(range(20), range(5), 3)
+    assert not first.skipped and (first.train_samples, first.test_samples) == (20, 5)
+    assert first.plan["flash"]["VQ codebook (db stream coverage)"] == book(3).flash_bytes() > 0
+    export_dir = run_copy / "export"
+    header = (export_dir / "ts_export.h").read_text()
+    assert "#define TS_EXPORT_VQ_PER_CLASS 2\n" in header
+    assert f"#define TS_EXPORT_VQ_CODEWORDS {counts.sum()}\n" in header
+    info = json.loads((export_dir / "export.json").read_text())
+    assert info["test_indices"] == [0, 1, 2, 3, 4] and info["codebook"] == book(3).summary()
+    y_train = load_run_dataset(Run(run_copy)).y_train
+    with np.load(export_dir / "golden.npz") as g:
+        assert np.array_equal(g["y_train"], y_train[:20])
+        assert np.array_equal(g["vq_codewords"], book(3).codewords)
+        assert np.array_equal(g["vq_counts"], counts)
+    assert given(range(20), range(5), 3).skipped
+    for train, test, fill in ((range(20), range(5), 4), (range(20), range(1, 6), 4),
+                              (range(1, 21), range(1, 6), 4)):
+        assert not given(train, test, fill).skipped, (train, test, fill)
+
+
+def test_the_header_s_macros_are_the_exported_sets_the_model_and_the_plan(digits_run) -> None:
+    """The firmware sizes its buffers and loops by ts_export.h: its counts and sample and
+    output sizes must be those of the sets in golden.npz, the head's shape the model's (its
+    footprint, read apart from the export) and the plan's figures export.json's plan."""
+    from tinysift.stages.export import run_model_footprint
+
+    export_dir = digits_run / "export"
+    macros = {name: int(value) for name, value in re.findall(
+        r"^#define TS_EXPORT_(\w+) (-?\d+)$", (export_dir / "ts_export.h").read_text(), re.M)}
+    plan = json.loads((export_dir / "export.json").read_text())["memory_plan"]
+    fp = run_model_footprint(digits_run)
+    with np.load(export_dir / "golden.npz") as g:
+        sets = (len(g["y_train"]), len(g["y_test"]), g["outputs"].shape[1])
+    assert (macros["TRAIN_COUNT"], macros["TEST_COUNT"], macros["OUTPUT_BYTES"]) == sets
+    assert sets == (1437, 200, 10)
+    assert macros["SAMPLE_BYTES"] == fp.sample_bytes == 64
+    assert (macros["NUM_CLASSES"], macros["FEATURE_DIM"]) == (fp.num_classes, fp.feature_dim)
+    assert (macros["DB_CAPACITY"], macros["FEATURE_CACHE"]) == (plan["db_capacity"], 1)
+    assert (macros["RAM_PLAN_BYTES"], macros["FLASH_PLAN_BYTES"]) == (plan["ram_total"],
+                                                                      plan["flash_total"])
+
+
+def test_the_memory_plan_of_a_run_names_a_missing_model_and_takes_the_db_capacity(
+        run_copy, tmp_path) -> None:
+    """The plan of a run's model (the device stage's check against another board, adapt's
+    replay sizing) in a folder without model.tflite says which file it needs and the
+    command that makes it (not an unexpected FileNotFoundError); the `db load` capacity
+    given (adapt's new samples) is the RAM buffer planned; by default it plans the set the
+    model was trained on (a pruned run's kept samples, not the whole training split)."""
+    from tinysift.boards import DEFAULT_BOARD
+    from tinysift.stages.export import memory_plan_for, run_model_footprint
+
+    with pytest.raises(TinysiftError, match=r"model.tflite not found: the memory plan needs "
+                                            r"the quantized model; run `tinysift quantize"):
+        run_model_footprint(tmp_path)
+    small = memory_plan_for(run_copy, DEFAULT_BOARD, db_capacity=5)
+    assert small["db_capacity"] == 5
+    assert small["ram_total"] < memory_plan_for(run_copy, DEFAULT_BOARD)["ram_total"]
+    with np.load(run_copy / "trainset.npz") as trainset:
+        arrays = dict(trainset)
+    for name in ("indices", "y"):  # as a run trained on 100 kept samples
+        arrays[name] = arrays[name][:100]
+    np.savez(run_copy / "trainset.npz", **arrays)
+    assert memory_plan_for(run_copy, DEFAULT_BOARD)["train_samples"] == 100
+
+
+def test_a_model_without_a_classifier_head_is_exported_bare_only(run_copy, tmp_path) -> None:
+    """A run's model.tflite without a head (here no FULLY_CONNECTED at all) has nothing for
+    the on-device trainer: `tinysift export` refuses it naming why and the bare export that
+    takes it. That export's header says no classes, no features and the layer count as the
+    head layer (one past the last: the trainer refuses it), its sample and output sizes
+    those of the model's input (4x4x3) and last layer (a pool to 1x1x2), and labels mean
+    nothing to it."""
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.runs import file_hash
+    from tinysift.stages.export import export, export_tflite
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4, 4, 3))
+    out = keras.layers.AveragePooling2D(2)(keras.layers.Conv2D(2, 3)(inp))
+    tflite = convert_int8(keras.Model(inp, out),
+                          np.random.default_rng(0).integers(0, 255, (8, 4, 4, 3), np.uint8))
+    path = run_copy / "model.tflite"
+    path.write_bytes(tflite)
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    manifest["stages"]["quantize"]["outputs"]["model.tflite"] = file_hash(path)
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TinysiftError, match=r"no classifier head for the on-device trainer "
+                                            r"\(the model has no FULLY_CONNECTED layer\); "
+                                            r"export it without a run folder: `tinysift "
+                                            r"engine export --tflite FILE --out-dir DIR`"):
+        export(run_copy)
+    info = export_tflite(path, tmp_path / "bare", count=1)
+    header = (tmp_path / "bare" / "ts_export.h").read_text()
+    layers = len(info["layers"])
+    for macro in ("NUM_CLASSES 0", "FEATURE_DIM 0", f"HEAD_LAYER {layers}",
+                  f"NUM_LAYERS {layers}", "SAMPLE_BYTES 48", "OUTPUT_BYTES 2"):
+        assert f"#define TS_EXPORT_{macro}\n" in header, header
+    with pytest.raises(TinysiftError, match=r"the model has no classifier head \(the model has "
+                                            r"no FULLY_CONNECTED layer\): labels mean nothing"):
+        export_tflite(path, tmp_path / "labelled", count=1, labels=np.array([0]))
 
 
 # ---- head-only exports, the fit error's fixes, the sample counts the firmware takes -------
@@ -1663,7 +1831,7 @@ def test_a_head_only_export_records_plans_and_checks_it(run_copy, tmp_path, monk
     """`--head-only` (backbone_training=False): export.json and its memory plan say so, the
     plan is the head-only firmware's (no backbone buffers, no raw .tflite) and the export's
     fit check uses it: on a board between the two plans the full export is refused and the
-    head-only one exported."""
+    head-only one exported, and a head-only --fit keeps every sample."""
     from tinysift.boards import CONFIG_ENV, DEFAULT_BOARD, load_board, save_user_board
     from tinysift.cli.app import main
     from tinysift.export.memory import plan_memory
@@ -1686,6 +1854,9 @@ def test_a_head_only_export_records_plans_and_checks_it(run_copy, tmp_path, monk
                        info["test_samples"], backbone_training=False).to_dict()
     assert plan == want and plan["fits"] and plan["ram_total"] == ram[False]
     assert plan["flash"]["raw .tflite (scales for last-block / bias)"] == 0
+    # --fit sizes the head-only firmware's set by its own plan: all 1,437 fit, none cut
+    fitted = export(run_copy, fit=True, backbone_training=False)
+    assert (fitted.train_samples, fitted.fit) == (1437, None)
     # the default export has the buffers again (another stage key: not the cached one)
     save_user_board(DEFAULT_BOARD, {"ram_bytes": 2 * ram[True]})
     r = export(run_copy)

@@ -79,6 +79,25 @@ def test_export_older_than_the_model_is_refused(run):
         run_on_device(run, "qemu-mps2-an386", port="socket://127.0.0.1:9")
 
 
+def test_every_file_of_the_export_is_checked_before_the_device_uses_it(run) -> None:
+    """The device stage runs the export as `export` wrote it: any of its files changed since
+    (export.json, which the device reads its plan and sets from, as much as a C file) is
+    refused with the command that writes it again."""
+    from tinysift.runs import Run
+    from tinysift.stages.checks import check_exported
+    from tinysift.stages.export import EXPORT_FILES
+
+    for name in EXPORT_FILES:
+        path = run / "export" / name
+        before = path.read_bytes()
+        path.write_bytes(before + b"\n")
+        with pytest.raises(StageError, match=rf"export/{name} changed since `export` wrote it"
+                                             r".*tinysift export --run"):
+            check_exported(Run(run))
+        path.write_bytes(before)
+    check_exported(Run(run))
+
+
 def test_quantize_on_a_pruned_folder_says_to_train_on_its_selection(tmp_path):
     """`quantize --run` on a folder that was pruned, not trained, suggested `tinysift train
     --dataset D --out RUN`: the full data. It names the folder's selection."""
