@@ -423,12 +423,14 @@ def test_engine_check_says_a_model_does_not_fit_the_board(big_gap, monkeypatch, 
     assert "does not fit nucleo_f401re" in lines[0] and "RAM" in lines[0]
     assert "over by" in lines[0] and "choose" in lines[0]
     assert "does not fit nucleo_f401re" in out  # under the plan too
+    assert "on nucleo_f401re at 84 MHz, one cycle each: 0.01 ms" in " ".join(out.split())
 
     code = main(["engine", "check", "--tflite", str(big_gap), "--count", "1", "--board",
                  "nucleo_l4r5zi", "--json"])
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert code == 0 and report["fits"] is True and report["fit_problem"] is None, err[-2000:]
+    assert report["invoke"]["board"] == "nucleo_l4r5zi"
 
 
 def test_the_fit_problem_names_the_smallest_board_with_a_port_that_fits(big_gap):
@@ -578,7 +580,15 @@ def _float_edges() -> bytes:
         return bytes(conv.convert())
 
 
-def test_inputs_of_another_shape_type_or_nan_are_refused(small):
+@pytest.fixture(scope="module")
+def float_edges(tmp_path_factory):
+    """_float_edges' model, converted once for the tests of this file."""
+    path = tmp_path_factory.mktemp("float-edges") / "float_edges.tflite"
+    path.write_bytes(_float_edges())
+    return path
+
+
+def test_inputs_of_another_shape_type_or_nan_are_refused(small, float_edges):
     """Images of another channel count ran as three times as many samples (9/9 identical for
     3 RGB images into a grayscale model); raw uint8 pixels into a float-input model were cast
     to floats, NaN and inf passed to the engine's QUANTIZE (undefined in C) -- all without a
@@ -607,7 +617,7 @@ def test_inputs_of_another_shape_type_or_nan_are_refused(small):
                      ((16,), 1)]:
         assert check_inputs(parsed, np.zeros(shape, np.int8)).shape == (n, 4, 4, 1)
 
-    floats = parse_tflite(_float_edges())
+    floats = parse_tflite(float_edges.read_bytes())
     assert floats.input_float is not None
     with pytest.raises(TinysiftError, match="takes float32 inputs; got uint8: scale them"):
         check_inputs(floats, np.full((3, 4, 4, 1), 200, np.uint8))
@@ -705,7 +715,7 @@ def test_a_model_of_two_inputs_is_refused_saying_so():
         parse_tflite(tflite)
 
 
-def test_the_inference_plan_counts_a_float_models_float_input_and_output_buffers():
+def test_the_inference_plan_counts_a_float_models_float_input_and_output_buffers(float_edges):
     """A model with a float input and output (QUANTIZE first, DEQUANTIZE last) needs, beside
     the int8 tensors, a float32 buffer for each: `engine check --board` left them out and
     passed a model whose buffers then did not fit in RAM."""
@@ -713,7 +723,7 @@ def test_the_inference_plan_counts_a_float_models_float_input_and_output_buffers
     from tinysift.export.memory import inference_plan
     from tinysift.export.tflite_reader import parse_tflite
 
-    tflite = _float_edges()
+    tflite = float_edges.read_bytes()
     parsed = parse_tflite(tflite)
     assert parsed.input_float is not None and parsed.output_float is not None
     plan = inference_plan(parsed, load_board("nucleo_f411re"), len(tflite))
@@ -749,3 +759,181 @@ def test_golden_layer_samples_are_at_most_the_samples_exported(small, tmp_path):
         export_tflite(small, tmp_path / str(count), count=count)
         header = (tmp_path / str(count) / "ts_export.h").read_text()
         assert f"#define TS_EXPORT_GOLDEN_LAYER_SAMPLES {said}\n" in header
+
+
+def test_a_users_files_of_an_export_s_names_are_kept_whatever_they_hold(tmp_path):
+    """A folder's golden.npz or export.json of the user's own is refused before the export
+    writes over it, also when it is no export's at all: an npz of other arrays (any zip
+    passed for an export's), a JSON list or a file that is not JSON (which ended in an
+    unexpected error instead)."""
+    from tinysift.stages.export import check_export_folder
+
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, weights=np.zeros(3))
+    users_files = [("golden.npz", npz.read_bytes()),
+                   ("export.json", b'["format_version", "content_hash"]'),
+                   ("export.json", b"format_version: 2\ncontent_hash: x\n")]
+    for i, (name, content) in enumerate(users_files):
+        folder = tmp_path / f"mine-{i}"
+        folder.mkdir()
+        (folder / name).write_bytes(content)
+        with pytest.raises(TinysiftError, match=rf"holds {name}, which an export writes and "
+                                                r"which no tinysift export made"):
+            check_export_folder(folder)
+        assert (folder / name).read_bytes() == content
+
+
+def test_a_runs_export_is_named_through_the_run_folder_the_user_gave(tmp_path):
+    """RUN/export given through a link to the run folder: the refusal names the run as the
+    user wrote it (the path they know), not where the link resolves to. A folder named
+    export in a folder that is no run (no manifest.json) is the user's to export into."""
+    from tinysift.stages.export import check_export_folder
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    link = tmp_path / "latest"
+    link.symlink_to(run)
+    with pytest.raises(TinysiftError, match=rf"{re.escape(str(link / 'export'))} is the export "
+                                            rf"of the run folder {re.escape(str(link))}: "):
+        check_export_folder(link / "export")
+    (tmp_path / "mine" / "export").mkdir(parents=True)
+    check_export_folder(tmp_path / "mine" / "export")
+
+
+def test_a_missing_tflite_is_named_with_the_option_that_gives_it(tmp_path):
+    """A .tflite path that is not there: `engine check`/`run` (tflite_file) and a bare
+    export from Python each say so naming --tflite, and the export leaves no folder."""
+    from tinysift.stages.engine import tflite_file
+    from tinysift.stages.export import export_tflite
+
+    missing = tmp_path / "model.tflite"
+    said = rf"{re.escape(str(missing))} not found: pass a .tflite file \(--tflite\)$"
+    with pytest.raises(TinysiftError, match=said):
+        tflite_file(missing)
+    with pytest.raises(TinysiftError, match=said):
+        export_tflite(missing, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_and_a_training_set_are_checked_against_the_model_s_head(small, float_edges,
+                                                                         tmp_path):
+    """A bare export's labels are one integer class of the head per sample (3 classes here:
+    -1 and 3 are refused, 2 is the last one taken); a training set needs an int8-input model
+    (the device trains on int8 samples). What is taken is exported as given."""
+    from tinysift.stages.export import export_tflite
+
+    for labels, said in ((np.array([0, 1]), r"labels of shape \(2,\) \(int64\) for 3 samples"),
+                         (np.array([0.0, 1.0, 2.0]), r"\(float64\) for 3 samples: give one "
+                                                     "integer label per sample"),
+                         (np.array([0, 3, 1]), r"labels must be classes 0\.\.2 of the model"),
+                         (np.array([0, -1, 1]), r"labels must be classes 0\.\.2 of the model")):
+        with pytest.raises(TinysiftError, match=said):
+            export_tflite(small, tmp_path / "refused", count=3, labels=labels)
+    with pytest.raises(TinysiftError, match="a training set needs a model with int8 input"):
+        export_tflite(float_edges, tmp_path / "refused", count=1,
+                      train=(np.zeros((2, 4, 4, 1), np.float32), np.zeros(2, np.int64)))
+    assert not (tmp_path / "refused").exists()
+    x_train = np.arange(32).reshape(2, 16).astype(np.int8)
+    export_tflite(small, tmp_path / "ok", count=3, labels=np.array([0, 2, 1]),
+                  train=(x_train, np.array([2, 0])))
+    with np.load(tmp_path / "ok" / "golden.npz") as g:
+        assert g["y_test"].tolist() == [0, 2, 1] and g["y_train"].tolist() == [2, 0]
+        assert np.array_equal(g["x_train"].reshape(2, 16), x_train)
+
+
+def test_random_inputs_span_int8_and_inputs_come_back_in_the_model_s_type(small, float_edges,
+                                                                          tmp_path):
+    """The default inputs of `engine check` reach both ends of int8 (a float-input model's
+    quantize to them through its input's scale and zero point), and another seed draws
+    others; inputs given are returned in the model's input type (int8 from int16 values
+    within range), a 0-d array is refused as any wrong shape, NaN in one sample given alone
+    is counted as that one input, and `engine run` refuses what they refuse before it
+    compiles anything."""
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.engine import run_tflite
+    from tinysift.stages.export import check_inputs, random_inputs
+
+    parsed = parse_tflite(small.read_bytes())
+    x = random_inputs(parsed, 256)
+    assert x.dtype == np.int8 and x.shape == (256, 4, 4, 1)
+    assert (x.min(), x.max()) == (-128, 127)
+    assert not np.array_equal(x, random_inputs(parsed, 256, seed=1))
+    floats = parse_tflite(float_edges.read_bytes())
+    f = random_inputs(floats, 256)
+    q = np.round(f / floats.input.scale) + floats.input.zero_point
+    assert f.dtype == np.float32 and (q.min(), q.max()) == (-128, 127)
+
+    assert check_inputs(parsed, np.full((2, 16), 127, np.int16)).dtype == np.int8
+    with pytest.raises(TinysiftError, match=r"inputs of shape \(\) do not hold one sample"):
+        check_inputs(parsed, np.array(3, np.int8))
+    one = np.zeros((4, 4, 1), np.float32)
+    one[2, 1, 0] = np.nan
+    with pytest.raises(TinysiftError, match=r"1 of 1 inputs hold NaN or infinite values"):
+        check_inputs(floats, one)
+    with pytest.raises(TinysiftError, match=r"inputs of shape \(3, 4, 4, 3\) do not hold one"):
+        run_tflite(small, np.zeros((3, 4, 4, 3), np.int8), work_dir=tmp_path)
+    assert not (tmp_path / "build").exists()
+
+
+def test_engine_check_counts_the_inputs_given_and_keeps_its_export_only_in_out_dir(small,
+                                                                                 tmp_path):
+    """The report counts the inputs given (not --count), and names an export folder only
+    where --out-dir keeps one (without it the export went with its temporary folder)."""
+    from tinysift.stages.engine import check_tflite
+
+    r = check_tflite(small, inputs=np.zeros((3, 4, 4, 1), np.int8), kernels=())
+    assert (r.inputs, r.export_dir) == (3, None)
+    kept = check_tflite(small, count=2, out_dir=tmp_path / "kept", kernels=())
+    assert (kept.inputs, kept.export_dir) == (2, tmp_path / "kept" / "export")
+    assert (kept.export_dir / "export.json").is_file()
+
+
+def test_the_board_a_fit_problem_offers_is_the_smallest_by_ram_with_a_port(big_gap, tmp_path,
+                                                                           monkeypatch):
+    """The fix names the board of least RAM (then flash) that fits and has a port: a board
+    without one is passed over even where it is the smallest that fits, and one of less RAM
+    is offered before one of less flash."""
+    from tinysift.boards import CONFIG_ENV, load_board, save_user_board
+    from tinysift.export.memory import inference_plan
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.stages.engine import fit_problem
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
+    tflite = big_gap.read_bytes()
+    parsed = parse_tflite(tflite, big_gap)
+    plan = inference_plan(parsed, load_board("nucleo_f401re"), len(tflite)).to_dict()
+    ram = inference_plan(parsed, load_board("nucleo_l4r5zi"), len(tflite)).ram_total
+    assert ram < 640_000 < load_board("nucleo_l4r5zi").ram_bytes
+    save_user_board("disco_f746ng", {"ram_bytes": 640_000})  # no port
+    assert fit_problem(parsed, plan, len(tflite)).endswith("; choose nucleo_l4r5zi or use a "
+                                                           "smaller model")
+    save_user_board("esp32-s3", {"ram_bytes": 650_000, "flash_bytes": 8 << 20})
+    assert fit_problem(parsed, plan, len(tflite)).endswith("; choose esp32-s3 or use a "
+                                                           "smaller model")
+
+
+def test_the_instruction_count_needs_the_arm_tools_and_is_timed_at_the_board_s_clock(
+        tmp_path, monkeypatch):
+    """`engine check --board` without the ARM compiler or QEMU names what is missing and the
+    setup script; with them, the instructions of one invoke are timed at the board's clock,
+    one cycle each (84,000 at nucleo_f401re's 84 MHz: 1 ms). The emulated run itself (a
+    cross build and QEMU) is stood in for: tests/test_bench_kernels.py reads its figures."""
+    import tinysift.device.icount as icount
+    from tinysift.stages.engine import emulated_invoke
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    monkeypatch.setenv("PATH", str(tools))
+    with pytest.raises(TinysiftError, match=r"needs arm-none-eabi-gcc and qemu-system-arm: "
+                                            r"run tools/setup\.sh"):
+        emulated_invoke(tmp_path, tmp_path, "nucleo_f401re")
+    for name in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        (tools / name).write_text("#!/bin/sh\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setattr(icount, "invoke_instructions", lambda export, work: dict(
+        instructions=84_000, macs=1000, stack=256, arena=1024, scratch=0, dsp=True))
+    inv = emulated_invoke(tmp_path, tmp_path, "nucleo_f401re")
+    assert (inv["board"], inv["clock_hz"], inv["implied_ms"]) == ("nucleo_f401re", 84_000_000,
+                                                                  1.0)
+    assert inv["instructions"] == 84_000
