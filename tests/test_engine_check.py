@@ -340,8 +340,8 @@ def test_an_activation_zero_point_outside_int8_is_refused_naming_the_tensor(smal
 
 def test_activation_zero_points_at_int8_s_edges_run_bit_exact(small, tmp_path):
     """The zero points at the ends of int8's range (127 inside the model, -128 at its
-    output) are taken, and the engine's outputs equal TFLM's (both paths), as at any other
-    zero point."""
+    output) are taken, and the engine's outputs equal TFLM's (both paths, each program saying
+    it ran the kernels it was built for), as at any other zero point."""
     from tinysift.export.tflite_reader import parse_tflite
     from tinysift.stages.engine import check_tflite
 
@@ -350,8 +350,29 @@ def test_activation_zero_points_at_int8_s_edges_run_bit_exact(small, tmp_path):
     layers = parse_tflite(path.read_bytes()).layers
     assert (layers[0].output_zero_point, layers[-1].output_zero_point) == (127, -128)
     report = check_tflite(path, count=20)
-    assert report.ok and {k: (r["inputs"], r["equal"]) for k, r in report.results.items()} == {
-        "scalar": (20, 20), "dsp": (20, 20)}, report.results
+    assert report.ok and {k: (r["inputs"], r["equal"], r["dsp"])
+                          for k, r in report.results.items()} == {
+        "scalar": (20, 20, False), "dsp": (20, 20, True)}, report.results
+
+
+def test_a_dsp_check_that_ran_the_scalar_kernels_is_a_mismatch(small, monkeypatch):
+    """The golden program says which kernels it was built with. A DSP build flag that does
+    not take (here: the program built without it, as a lost -DTS_USE_DSP=1 would) gives the
+    scalar kernels' outputs, identical to TFLM, under the "dsp" line: that check fails,
+    saying so, instead of vouching for kernels that never ran."""
+    need_tools("gcc")
+    import tinysift.device.native as native_mod
+    from tinysift.stages.engine import check_tflite
+
+    real = native_mod.golden_check
+    monkeypatch.setattr(native_mod, "golden_check",
+                        lambda export, build, dsp=False: real(export, build, dsp=False))
+    r = check_tflite(small, count=2)
+    dsp = r.results["dsp"]
+    assert r.results["scalar"]["ok"] and not r.ok, r.results
+    assert dsp["equal"] == dsp["inputs"] == 2 and not dsp["ok"] and dsp["dsp"] is False
+    assert dsp["failures"] == ["the dsp check ran the scalar kernels (the engine's TS_USE_DSP "
+                               "build flag did not take)"]
 
 
 # ---- the engine's own limits --------------------------------------------------------------------

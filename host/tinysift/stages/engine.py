@@ -95,8 +95,14 @@ def check_tflite(tflite_path: str | Path, inputs: np.ndarray | None = None, coun
             check.fit_problem = fit_problem(parsed, check.plan, len(tflite))
         for kind in kernels:
             g = golden_check(work / "export", work / "build", dsp=kind == "dsp")
-            check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok,
-                                       first_layer=g.layer_lines, failures=g.failures)
+            # the program says which kernels it was built with: a "dsp" line of the scalar
+            # kernels (a build flag lost) would vouch for kernels that never ran
+            wrong = ([] if g.dsp == (kind == "dsp") else
+                     [f"the {kind} check ran the {'DSP' if g.dsp else 'scalar'} kernels "
+                      "(the engine's TS_USE_DSP build flag did not take)"])
+            check.results[kind] = dict(inputs=g.inputs, equal=g.equal, ok=g.ok and not wrong,
+                                       dsp=g.dsp, first_layer=g.layer_lines,
+                                       failures=g.failures + wrong)
         if board is not None:
             check.invoke = emulated_invoke(work / "export", work / "icount", board)
     return check
