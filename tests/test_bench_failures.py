@@ -464,4 +464,4 @@ def test_the_closing_error_lists_eight_errors_whole_and_says_how_to_rerun_withou
                             "to run it all again")
     bare = failed_tasks([Failure(0, "m", AssertionError())], log, 0, 1)
     assert type(bare) is TasksFailedBug
-    assert str(bare).startswith("1 task failed: seed 0 m (unexpected AssertionError")
+    assert str(bare).startswith("1 task failed: seed 0 m (unexpected AssertionError)")

@@ -318,6 +318,10 @@ def test_unexpected_errors_are_one_line(monkeypatch, capsys, tmp_path):
     code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash",
                       ZeroDivisionError("x"), FLASH + [str(_run_folder(tmp_path))])
     assert code == 1 and "unexpected ZeroDivisionError" in err and "Traceback" not in err
+    # a bare ``assert`` (no text): its type, no dangling colon
+    code, err = _main(monkeypatch, capsys, "tinysift.stages.device:flash", AssertionError(),
+                      FLASH + [str(_run_folder(tmp_path))])
+    assert code == 1 and "unexpected AssertionError (a bug in tinysift" in " ".join(err.split())
 
 
 def test_out_of_memory_is_one_line_exit_2_not_a_bug(monkeypatch, capsys, tmp_path):

@@ -61,7 +61,8 @@ class Failure:
         text = (str(self.error).strip().splitlines() or [""])[0]
         if not is_bug(self.error):
             return text
-        return f"unexpected {type(self.error).__name__}: {text}"
+        # a bare ``assert`` has no text: its type alone, not a dangling colon
+        return f"unexpected {type(self.error).__name__}" + (f": {text}" if text else "")
 
     def said(self) -> str:
         """The line said when the task fails."""

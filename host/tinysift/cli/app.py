@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             report_error("the current folder no longer exists (deleted or replaced since "
                          "this shell entered it): cd to an existing folder and run again")
             return 2
-        report_error(f"unexpected {type(exc).__name__}: {exc} (a bug in tinysift: please "
+        text = f": {exc}" if str(exc) else ""  # a bare ``assert``: its type alone
+        report_error(f"unexpected {type(exc).__name__}{text} (a bug in tinysift: please "
                      "report it; TINYSIFT_TRACEBACK=1 shows the traceback)")
         return 1
     finally:
