@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hand_context import hand_context
+from tinysift.errors import TinysiftError
 from tinysift.selection import make_method
 
 
@@ -37,11 +38,42 @@ def test_difficulty_scores_and_epochs_by_hand():
     assert difficulty(ctx, "forgetting").tolist() == [1.0, 0.0, 0.0, 1.0]
     # the same scores reach CCS and D2 through `importance`
     assert np.allclose(make_method("ccs", importance="aum").fit(ctx).score(), [-2, 1, -1, 0])
+    assert np.allclose(make_method("ccs", epoch=0).fit(ctx).score(), [0.9, 0.1, 0.5, 0.2])
     # EL2N's epoch="mean" keeps the largest mean, not the last epoch's largest
     mean = make_method("el2n", epoch="mean", balance=False).fit(ctx)
     assert np.allclose(mean.score(), [0.4, 0.4, 0.5, 0.3])
     assert mean.select(1).tolist() == [2]
     assert make_method("el2n", epoch=0, balance=False).fit(ctx).select(1).tolist() == [0]
+
+
+def test_difficulty_refuses_an_epoch_or_a_score_it_does_not_have() -> None:
+    """3 recorded epochs: indices -3 to 2 name them (-3 the first); 3 and -4 are refused with
+    the count recorded and the fix, a text other than "mean" and an unknown score name are
+    refused by name (not read as the mean, or as forgetting counts)."""
+    from tinysift.selection.methods._common import difficulty
+
+    el2n = np.array([[0.9, 0.1], [0.1, 0.2], [0.2, 0.9]])
+    ctx = hand_context([0, 1], el2n=el2n)
+    assert np.allclose(difficulty(ctx, "el2n", -3), [0.9, 0.1])
+    for epoch in (3, -4):
+        with pytest.raises(TinysiftError, match=rf"epoch {epoch} is out of range: the proxy "
+                                                r"recorded 3 epochs \(raise proxy_epochs"):
+            difficulty(ctx, "el2n", epoch)
+    with pytest.raises(TinysiftError, match="epoch must be an integer index or 'mean', got "
+                                            "'last'"):
+        difficulty(ctx, "el2n", "last")
+    with pytest.raises(TinysiftError, match="importance"):
+        difficulty(ctx, "el2m")
+
+
+def test_a_misspelt_score_or_embedding_is_refused_with_the_names_that_work() -> None:
+    """The message lists the choices, so it says the fix as well as the problem."""
+    with pytest.raises(TinysiftError, match=r"\(importance\) 'el2m'; choose one of "
+                                            r"\('el2n', 'aum', 'forgetting'\)"):
+        make_method("ccs", importance="el2m")
+    with pytest.raises(TinysiftError, match="embedding must be one of given, pixels, "
+                                            "random-conv, cnn, got 'CNN'"):
+        make_method("d2", embedding="CNN")
 
 
 # -- CCS ----------------------------------------------------------------------------------------
@@ -62,6 +94,10 @@ def test_ccs_strata_allocation_and_cut_follow_algorithm_1():
     assert cut_hardest(hard, 0.25, 1, tie).tolist() == [0, 2, 4, 5, 6, 7, 8, 9]
     assert cut_hardest(hard, 0.25, 9, tie).tolist() == [0, 2, 3, 4, 5, 6, 7, 8, 9]  # shrunk
     assert cut_hardest(hard, 0.25, 10, tie).tolist() == list(range(10))
+    # floor(0.3 * 9) = 2 of 9, not 3
+    assert cut_hardest(hard[:9], 0.3, 1, tie[:9]).tolist() == [0, 2, 4, 5, 6, 7, 8]
+    with pytest.raises(ValueError, match="budget 11 exceeds the 10 samples available"):
+        allocate(11, np.array([5, 5]))  # not 10 kept in silence
 
 
 def test_ccs_selection_by_hand():
@@ -82,9 +118,10 @@ def test_ccs_selection_by_hand():
 
 
 # -- D2 -----------------------------------------------------------------------------------------
-def _d2_reference(z, s, k, gamma_f, gamma_r, count):
-    """Dense D2 (Maharana et al. 2024) as documented: symmetric kNN graph, weights
-    exp(-d / median kNN distance), s' = s + W^gamma_f s, greedy max with reverse messages."""
+def _d2_forward(z: np.ndarray, s: np.ndarray, k: int, gamma_f: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Dense forward pass as documented: symmetric kNN graph, weights exp(-d / median kNN
+    distance); the weights and s' = s + W^gamma_f s."""
     n = len(z)
     d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(d, np.inf)
@@ -94,7 +131,14 @@ def _d2_reference(z, s, k, gamma_f, gamma_r, count):
     adj |= adj.T
     m = np.median(d[np.arange(n)[:, None], nn])
     w = np.where(adj, np.exp(-np.where(adj, d, 0.0) / m), 0.0)
-    cur = s + (w ** gamma_f) @ s
+    return w, s + (w ** gamma_f) @ s
+
+
+def _d2_reference(z, s, k, gamma_f, gamma_r, count):
+    """Dense D2 (Maharana et al. 2024) as documented: the forward pass above, then greedy max
+    with reverse messages."""
+    n = len(z)
+    w, cur = _d2_forward(z, s, k, gamma_f)
     taken = np.zeros(n, bool)
     order = []
     for _ in range(count):
@@ -131,6 +175,121 @@ def test_d2_shifts_a_negative_difficulty_to_be_non_negative():
     want = _d2_reference(z, s - s.min(), 4, 1.0, 1.0, 8)
     method = make_method("d2", balance=False, hard_cut=0.0, importance="aum", n_neighbors=4)
     assert method.fit(ctx).select(8).tolist() == want.tolist()
+    assert np.allclose(method.score(), _d2_forward(z, s - s.min(), 4, 1.0)[1])
+
+
+def test_d2_scores_are_the_forward_pass_on_each_class_graph() -> None:
+    """scores_ (what selection.npz records) is s' = s + W^gamma_f s with s the difficulty at
+    ``epoch``, on each class's own kNN graph (balance=True) or on one graph of every sample
+    (balance=False)."""
+    rng = np.random.default_rng(3)
+    n = 30
+    y = np.arange(n) % 2
+    z = rng.normal(size=(n, 2)).astype(np.float32).astype(np.float64)
+    el2n = rng.random((2, n)).astype(np.float32).astype(np.float64)
+    ctx = hand_context(y, z=z, el2n=el2n)
+    params = {"n_neighbors": 4, "gamma_forward": 2.0, "gamma_reverse": 0.5, "epoch": 0}
+    per_class = make_method("d2", **params).fit(ctx).score()
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        assert np.allclose(per_class[idx], _d2_forward(z[idx], el2n[0, idx], 4, 2.0)[1])
+    whole = make_method("d2", balance=False, **params).fit(ctx).score()
+    assert np.allclose(whole, _d2_forward(z, el2n[0], 4, 2.0)[1])
+
+
+def test_d2_on_classes_smaller_than_the_neighbourhood() -> None:
+    """n_neighbors=10 (the default) on classes of 6 samples: each sample's neighbours are the
+    other 5 (k capped at n - 1; a kNN query for more neighbours than samples fails), and the
+    picks are the dense reference's."""
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], 6)
+    z = rng.normal(size=(12, 2)).astype(np.float32).astype(np.float64)
+    el2n = rng.random((1, 12)).astype(np.float32).astype(np.float64)
+    method = make_method("d2", hard_cut=0.0).fit(hand_context(y, z=z, el2n=el2n))
+    want = []
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        want += idx[_d2_reference(z[idx], el2n[0, idx], 5, 1.0, 1.0, 2)].tolist()
+    assert method.select(4).tolist() == sorted(want)
+
+
+def test_d2_on_duplicate_embeddings() -> None:
+    """Duplicate images share an embedding, at distance 0 from each other: the weights' scale
+    is the median of the positive kNN distances (1 when every distance is 0), so a class that
+    is mostly or wholly copies still gets finite scores and a selection; no sample is its own
+    neighbour, and a copy's edges weigh exp(0) = 1."""
+    from tinysift.selection.methods.d2 import knn_graph
+
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1], 12)
+    z = np.zeros((24, 2))
+    z[9:12] = [[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]]  # class 0: 9 copies and 3 others
+    z[12:] = [5.0, 5.0]  # class 1: 12 copies
+    ctx = hand_context(y, z=z, el2n=rng.random((1, 24)))
+    method = make_method("d2", hard_cut=0.0, n_neighbors=3).fit(ctx)
+    assert np.isfinite(method.score()).all()
+    assert len(method.select(8)) == 8
+    graph = knn_graph(z[12:], 3)
+    assert np.allclose(graph.data, 1.0) and not graph.diagonal().any()
+    assert (np.diff(graph.indptr) >= 3).all()
+
+
+def test_d2_with_zero_difficulty_keeps_each_class_first_samples_once() -> None:
+    """Forgetting counts are 0 for every sample the proxy learned and never forgot (easy data):
+    every score ties at 0 and stays 0 under the reverse messages, so the picks follow D2's tie
+    rule (lowest index first), each sample once."""
+    rng = np.random.default_rng(4)
+    correct = np.ones((3, 20), bool)
+    ctx = hand_context(np.arange(20) % 2, z=rng.normal(size=(20, 2)), correct=correct)
+    method = make_method("d2", importance="forgetting", hard_cut=0.0, n_neighbors=3)
+    assert method.fit(ctx).select(6).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_d2_builds_its_graph_in_the_embedding_it_names() -> None:
+    """``embedding`` picks the space of the kNN graph: the picks are the dense reference's on
+    that embedding (two unrelated embeddings of the same samples give other picks)."""
+    rng = np.random.default_rng(8)
+    n = 30
+    embeddings = {kind: rng.normal(size=(n, 2)).astype(np.float32) for kind in ("pixels", "cnn")}
+    el2n = rng.random((1, n)).astype(np.float32)
+    ctx = hand_context(np.arange(n) % 2, el2n=el2n)
+    ctx.embedding = lambda kind="pixels", dim=None: embeddings[kind]
+    picks = {}
+    for kind, z in embeddings.items():
+        method = make_method("d2", balance=False, hard_cut=0.0, n_neighbors=3, embedding=kind)
+        picks[kind] = method.fit(ctx).select(8).tolist()
+        want = _d2_reference(z.astype(np.float64), el2n[0].astype(np.float64), 3, 1.0, 1.0, 8)
+        assert picks[kind] == want.tolist(), kind
+    assert picks["pixels"] != picks["cnn"]
+
+
+def _outlier_context() -> tuple:
+    """40 samples in 2 classes (labels alternating); each class's first sample (0 and 1) is far
+    harder than the rest (EL2N 50 against below 1) and far from them in the embedding."""
+    rng = np.random.default_rng(11)
+    n = 40
+    el2n = rng.uniform(0.0, 1.0, size=(1, n))
+    el2n[0, :2] = 50.0
+    z = rng.normal(size=(n, 2))
+    z[0], z[1] = [100.0, 100.0], [-100.0, -100.0]
+    return hand_context(np.arange(n) % 2, z=z, el2n=el2n), el2n[0]
+
+
+@pytest.mark.parametrize("name, params", [("ccs", {"num_bins": 2}), ("d2", {"n_neighbors": 3})])
+def test_auto_hard_cut_follows_the_budget(name: str, params: dict) -> None:
+    """hard_cut="auto" (the default) cuts by the budget on CCS's schedule: keeping 4 of 40
+    (keep 0.1) never keeps a class's 30 % hardest; keeping 20 (keep 0.5) cuts nothing, and
+    each class's far-hardest sample is kept (CCS: alone in the top stratum; D2: the highest
+    score, with no neighbour near enough to push it down)."""
+    ctx, hard = _outlier_context()
+    for seed in range(3):
+        method = make_method(name, seed=seed, **params).fit(ctx)
+        small = method.select(4)
+        for c in (0, 1):
+            members = np.flatnonzero(ctx.y == c)
+            hardest = members[np.argsort(-hard[members])][:6]  # floor(0.3 * 20)
+            assert not np.isin(small, hardest).any(), (seed, small)
+        assert {0, 1} <= set(method.select(20).tolist()), seed
 
 
 # -- geometry -----------------------------------------------------------------------------------
@@ -232,6 +391,19 @@ def test_aum_threshold_flags_strictly_below():
     method = make_method("aum", balance=False).fit(hand_context([0, 1, 0, 1], margin=margin))
     assert method.flagged_.tolist() == [False, True, False, False]
     assert method.select(3).tolist() == [0, 2, 3]
+
+
+def test_a_refit_draws_the_tie_key_for_the_new_data() -> None:
+    """A method fit again on data of another size selects as a fresh one does: the seeded
+    tie-breaking key is drawn for the new number of samples (a key kept from a larger set
+    ranked ties by its first entries; from a smaller one it ran out)."""
+    small = hand_context(np.arange(6) % 2, correct=np.ones((2, 6), bool))
+    large = hand_context(np.arange(20) % 2, correct=np.ones((2, 20), bool))
+    for first, second, count in ((small, large, 9), (large, small, 3)):
+        method = make_method("forgetting", seed=4, balance=False).fit(first)
+        method.select(2)
+        fresh = make_method("forgetting", seed=4, balance=False).fit(second)
+        assert method.fit(second).select(count).tolist() == fresh.select(count).tolist()
 
 
 def test_random_selection_depends_on_the_seed_and_is_balanced():

@@ -173,6 +173,7 @@ def test_ccs_allocation_and_schedule():
     assert strata(np.array([0.0, 0.5, 1.0]), 2).tolist() == [0, 1, 1]
     assert [ccs_hard_cut(k) for k in (0.5, 0.31, 0.3, 0.2, 0.1, 0.01)] == \
         [0.0, 0.0, 0.1, 0.1, 0.3, 0.3]
+    assert ccs_hard_cut(0.1 + 0.2) == 0.1  # 0.30000000000000004 is keep 0.3
 
 
 @pytest.mark.parametrize("n", [1437, 1797, 1137, 12345, 50000])

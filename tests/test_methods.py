@@ -934,7 +934,8 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("aum", {"threshold": float("nan")}), ("flow", {"folds": 2.0}),
     ("prototypes", {"clusters_per_class": 2.5}), ("d2", {"n_neighbors": 2.5}),
     ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5}),
-    ("flow", {"dim": 2.5})])
+    ("flow", {"dim": 2.5}), ("ccs", {"num_bins": 0}), ("d2", {"n_neighbors": 0}),
+    ("ccs", {"hard_cut": 1.0}), ("d2", {"hard_cut": -0.1}), ("d2", {"embedding": None})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
