@@ -935,7 +935,9 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("prototypes", {"clusters_per_class": 2.5}), ("d2", {"n_neighbors": 2.5}),
     ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5}),
     ("flow", {"dim": 2.5}), ("ccs", {"num_bins": 0}), ("d2", {"n_neighbors": 0}),
-    ("ccs", {"hard_cut": 1.0}), ("d2", {"hard_cut": -0.1}), ("d2", {"embedding": None})])
+    ("ccs", {"hard_cut": 1.0}), ("d2", {"hard_cut": -0.1}), ("d2", {"embedding": None}),
+    ("d2", {"gamma_forward": float("nan")}), ("d2", {"gamma_forward": "1"}),
+    ("d2", {"gamma_reverse": -1.0}), ("d2", {"gamma_reverse": True})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
@@ -943,7 +945,9 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
     hard_cut or epoch, or in d2's or flow's embedding, failed only after the proxy CNN had
     trained (minutes on a real dataset); vq's fractions out of range were silently a
     meaningless window, its score_codebook=0 silently one codeword; aum's NaN threshold
-    silently flagged nothing."""
+    silently flagged nothing; d2's NaN gamma was an IndexError at select and a text one a
+    TypeError at fit (after the proxy CNN had trained), a negative one silently weighed far
+    neighbours above near ones."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import heapq
+import math
+from numbers import Real
 
 import numpy as np
 
@@ -150,6 +152,11 @@ class D2Method(RankedMethod):
         super().__init__(seed=seed, balance=balance)
         if not is_whole(n_neighbors, 1):
             raise TinysiftError(f"n_neighbors must be a whole number >= 1, got {n_neighbors!r}")
+        for name, gamma in (("gamma_forward", gamma_forward), ("gamma_reverse", gamma_reverse)):
+            if not (isinstance(gamma, Real) and not isinstance(gamma, bool)
+                    and 0.0 <= gamma < math.inf):
+                raise TinysiftError(f"{name} must be a finite number >= 0 (a neighbour at "
+                                    f"distance d weighs exp(-{name} d)), got {gamma!r}")
         check_difficulty_params(importance, epoch, hard_cut)
         check_embedding(embedding)
         self.importance = importance
