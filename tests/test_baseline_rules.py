@@ -96,6 +96,11 @@ def test_ccs_strata_allocation_and_cut_follow_algorithm_1():
     assert cut_hardest(hard, 0.25, 10, tie).tolist() == list(range(10))
     # floor(0.3 * 9) = 2 of 9, not 3
     assert cut_hardest(hard[:9], 0.3, 1, tie[:9]).tolist() == [0, 2, 4, 5, 6, 7, 8]
+    # floor(0.29 * 100) = 29 and floor(0.7 * 90) = 63, though the floats' products are
+    # 28.999... and 62.999...
+    ranks = np.arange(100.0)
+    assert len(cut_hardest(ranks, 0.29, 1, np.arange(100))) == 71
+    assert len(cut_hardest(ranks[:90], 0.7, 1, np.arange(90))) == 27
     with pytest.raises(ValueError, match="budget 11 exceeds the 10 samples available"):
         allocate(11, np.array([5, 5]))  # not 10 kept in silence
 

@@ -158,7 +158,9 @@ def cut_hardest(hard: np.ndarray, beta: float, quota: int, tiebreak: np.ndarray)
     """Positions (into ``hard``) that survive cutting the ``floor(beta * n)`` hardest; the cut
     shrinks when fewer than ``quota`` samples would survive."""
     n = len(hard)
-    cut = min(int(beta * n), n - quota)
+    # floor with a float's tolerance, as ccs_hard_cut compares: 0.29 * 100 is 28.999...96,
+    # which int() made a cut of 28
+    cut = min(int(beta * n + 1e-9), n - quota)
     if cut <= 0:
         return np.arange(n)
     order = top_order(hard, tiebreak)  # hardest first

@@ -23,7 +23,8 @@ from tinysift.selection.methods._common import (
 
 def knn_graph(z: np.ndarray, k: int):
     """Symmetric kNN graph of the rows of ``z`` as a CSR matrix holding ``exp(-d / m)``, with
-    ``d`` the Euclidean distance and ``m`` the median kNN distance (scale-free weights)."""
+    ``d`` the Euclidean distance and ``m`` the median of the positive kNN distances
+    (scale-free weights; a duplicate's distance 0 left out, 1 when every distance is 0)."""
     from scipy import sparse
     from sklearn.neighbors import NearestNeighbors
 
@@ -113,8 +114,8 @@ class D2Method(RankedMethod):
       EL2N depending on the dataset; ``importance`` picks), shifted to be non-negative;
     * embedding: the ``cnn`` embedding (proxy CNN features) where the paper uses the trained
       network's features; graph: symmetric kNN (``n_neighbors=10``), Euclidean distances
-      divided by the median kNN distance so ``gamma`` does not depend on the embedding's
-      scale (our choice; ``gamma_forward = gamma_reverse = 1``);
+      divided by the median positive kNN distance so ``gamma`` does not depend on the
+      embedding's scale (our choice; ``gamma_forward = gamma_reverse = 1``);
     * ``hard_cut="auto"`` first removes the hardest fraction with the CCS schedule
       (:func:`~tinysift.selection.methods._common.ccs_hard_cut`), as the authors' released
       CIFAR-10 command does (``--mis-ratio 0.4`` at 10 % kept; the schedule gives 0.3);
