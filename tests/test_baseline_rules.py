@@ -401,7 +401,8 @@ def test_aum_threshold_flags_strictly_below():
 def test_a_refit_draws_the_tie_key_for_the_new_data() -> None:
     """A method fit again on data of another size selects as a fresh one does: the seeded
     tie-breaking key is drawn for the new number of samples (a key kept from a larger set
-    ranked ties by its first entries; from a smaller one it ran out)."""
+    ranked ties by its first entries; from a smaller one it ran out), and for a seed set
+    since (the old seed's key was kept)."""
     small = hand_context(np.arange(6) % 2, correct=np.ones((2, 6), bool))
     large = hand_context(np.arange(20) % 2, correct=np.ones((2, 20), bool))
     for first, second, count in ((small, large, 9), (large, small, 3)):
@@ -409,6 +410,14 @@ def test_a_refit_draws_the_tie_key_for_the_new_data() -> None:
         method.select(2)
         fresh = make_method("forgetting", seed=4, balance=False).fit(second)
         assert method.fit(second).select(count).tolist() == fresh.select(count).tolist()
+    # and for a seed set between fits: the key of the seed it now has
+    ties = make_method("forgetting", seed=4, balance=False).fit(large)
+    ties.select(5)
+    ties.seed = 7
+    fresh = make_method("forgetting", seed=7, balance=False).fit(large).select(5)
+    assert ties.fit(large).select(5).tolist() == fresh.tolist()
+    assert fresh.tolist() != make_method("forgetting", seed=4, balance=False).fit(large).select(
+        5).tolist()
 
 
 def test_random_selection_depends_on_the_seed_and_is_balanced():

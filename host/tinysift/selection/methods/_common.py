@@ -24,12 +24,13 @@ class RankedMethod(PruningMethod):
     """Top-score selection with seeded random tie-breaking (not registered)."""
 
     def _tiebreak(self) -> np.ndarray:
-        key = getattr(self, "_tiebreak_key_", None)
+        # made once per (seed, size): a refit after its seed was set draws its own
+        cached = getattr(self, "_tiebreak_key_", None)
         n = self.context_.num_samples
-        if key is None or len(key) != n:
-            key = np.random.default_rng(self.seed).permutation(n)
-            self._tiebreak_key_ = key
-        return key
+        if cached is None or cached[0] != (self.seed, n):
+            cached = ((self.seed, n), np.random.default_rng(self.seed).permutation(n))
+            self._tiebreak_key_ = cached
+        return cached[1]
 
     def _top_scores(self, idx: np.ndarray, quota: int) -> np.ndarray:
         return idx[top_order(self.scores_[idx], self._tiebreak()[idx])[:quota]]
