@@ -235,7 +235,10 @@ def check_prune_quick(res: dict) -> None:
         (acc,) = v["runs"]
         assert v["acc_mean"] == acc and _is_count(acc, tests), name
         assert 0.4 < acc < res["full_data_acc"]["mean"], name
-        assert v["count"] == round(0.1 * 1437) and v["train_seconds"] > 0.5, name
+        # a timed training: its 60 steps take about 0.4 of the full data's 135, whatever the
+        # machine (a bound in seconds, 0.5, failed on a faster one at 0.47)
+        assert v["count"] == round(0.1 * 1437), name
+        assert v["train_seconds"] > 0.1 * res["full_data_seconds"] > 0, name
         # shared work (the proxy CNN) is charged to every method that reads it, so only the
         # trainings add up; each method's own charge fits in the run's wall time
         assert v["score_seconds"] + v["train_seconds"] <= res["wall_seconds"], name
@@ -252,7 +255,8 @@ def check_condense_quick(res: dict) -> None:
         assert set(per) == {"1", "5"}
         for v in per.values():
             assert v["acc_mean"] > 0.25 and _is_count(v["acc_mean"], tests)
-            assert v["condense_seconds"] >= 0 and v["train_seconds"] > 0.5
+            assert v["condense_seconds"] >= 0
+            assert v["train_seconds"] > 0.1 * res["full_data_seconds"] > 0  # timed, as above
     # random condenses by picking (no training); dm optimizes images (many gradient steps)
     assert res["methods"]["random"]["1"]["condense_seconds"] < 1.0
     assert res["methods"]["dm"]["5"]["condense_seconds"] > 3 * max(
