@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from processes import running
 from tinysift.boards import (
     SUPPORT,
     board_support,
@@ -163,7 +164,7 @@ def test_stopping_the_emulator_stops_its_whole_group_and_it_dies_with_the_host()
     group.stdout.close()
     assert group.poll() is not None
     deadline = time.monotonic() + 5
-    while _alive(sleep):
+    while running(sleep):
         assert time.monotonic() < deadline, "the group's other process outlived stop()"
         time.sleep(0.02)
 
@@ -176,7 +177,7 @@ def test_stopping_the_emulator_stops_its_whole_group_and_it_dies_with_the_host()
     os.kill(host.pid, signal.SIGKILL)
     host.wait(timeout=10)
     deadline = time.monotonic() + 5
-    while _alive(child):
+    while running(child):
         assert time.monotonic() < deadline, "the child outlived the host"
         time.sleep(0.02)
 
@@ -195,15 +196,6 @@ def test_an_emulator_that_ignores_sigterm_is_killed():
     qemu.stop(stubborn)
     stubborn.stdout.close()
     assert stubborn.returncode == -9
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
 def test_a_missing_qemu_is_one_line_naming_the_setup(tmp_path, monkeypatch):

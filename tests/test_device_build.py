@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import running
 from tinysift.boards import load_board
 from tinysift.device.build import (
     BuildResult,
@@ -334,15 +335,6 @@ def test_a_build_copies_its_elf_and_passes_only_its_own_export(tmp_path, monkeyp
     assert _recorded(stock_pio)["TS_EXPORT_DIR"] == str(export.resolve())
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
-
-
 def _interrupt(signum: int, frame: object) -> None:
     """A SIGALRM handler standing in for Ctrl-C."""
     raise KeyboardInterrupt
@@ -372,7 +364,7 @@ def test_a_stopped_build_leaves_none_of_its_processes(stopped_by, tmp_path):
     assert time.monotonic() - started < 10
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while _running(child):
+    while running(child):
         assert time.monotonic() < deadline, "the build's child outlived it"
         time.sleep(0.02)
 

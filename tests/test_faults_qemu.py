@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from fault_table import Row, logged_payloads, records_lost
+from processes import running
 from tinysift.device.protocol import FrameError, unframe
 from tinysift.errors import DeviceError
 
@@ -341,14 +342,6 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
 @pytest.mark.parametrize("sig,fault,code,status", [
     (signal.SIGKILL, "qemu-host-sigkill", -signal.SIGKILL, "partial"),
@@ -373,11 +366,11 @@ def test_qemu_dies_with_the_host(sig, fault, code, status, qemu_run, tmp_path, f
     t0 = time.monotonic()
     proc.send_signal(sig)
     _out, err = proc.communicate(timeout=60)
-    while _alive(qemus[0]) and time.monotonic() < t0 + 15:
+    while running(qemus[0]) and time.monotonic() < t0 + 15:
         time.sleep(0.05)
     seconds = time.monotonic() - t0
     problems = []
-    if _alive(qemus[0]):
+    if running(qemus[0]):
         problems.append("QEMU outlived the host")
         os.kill(qemus[0], signal.SIGKILL)
     if proc.returncode != code:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import running
 from tools_needed import FIRMWARE_TOOLS, ROOT, need_tools
 
 pytestmark = pytest.mark.qemu
@@ -239,15 +240,6 @@ LISTENER = ("import socket, sys, time; print('stand-in started', flush=True); "
 def listener(port: int) -> list[str]:
     """The stand-in's command for ``port``."""
     return [sys.executable, "-c", LISTENER, str(port)]
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not reaped by its new parent, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
 
 
 def test_a_stand_in_start_retries_a_taken_port_appends_its_log_and_ends(held, tmp_path,
