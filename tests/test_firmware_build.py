@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tools_needed import FIRMWARE_TOOLS, load_tool, need_tools
+from tinysift.device.build import platformio_sizes
+from tools_needed import FIRMWARE_TOOLS, need_tools
 
 pytestmark = pytest.mark.qemu
 
@@ -135,9 +136,8 @@ def test_build_reports_size(built):
     log = built["_log"]
     assert re.search(r"RAM:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
     assert re.search(r"Flash:\s+\[.*\]\s+[\d.]+% \(used \d+ bytes from 4194304 bytes\)", log)
-    # tools/firmware_size_table.py reads the same lines (its RAM figure counts the stack)
-    fst = load_tool("firmware_size_table")
-    figs = fst.pio_figures(log)
+    # tools/firmware_size_table.py and image_sizes read the same lines (RAM counts the stack)
+    figs = platformio_sizes(log)
     assert figs["ram"]["of"] == figs["flash"]["of"] == 4194304
     assert figs["ram"]["used"] > 64 * 1024 and figs["flash"]["used"] > 1000
     for env_name in QEMU_MACHINES:

@@ -16,7 +16,6 @@ time, this machine). Writes ``benchmarks/results/firmware_size.{json,md}``. Run 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -28,14 +27,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 BOARDS = ("qemu-mps2-an386", "qemu-netduinoplus2", "nucleo_f411re", "nucleo_l4r5zi")
 #: The STM32 boards' export keeps 100 samples in the `db` buffer (128 KB of RAM on the F4s).
 DB_CAPACITY = {"qemu-netduinoplus2": 100, "nucleo_f411re": 100, "nucleo_l4r5zi": 100}
-PIO_LINE = re.compile(r"^(RAM|Flash):\s*\[.*?\]\s*[\d.]+%\s*\(used (\d+) bytes from (\d+) bytes\)",
-                      re.M)
-
-
-def pio_figures(log: str) -> dict:
-    """PlatformIO's own "RAM: ... (used N bytes from M bytes)" lines."""
-    return {kind.lower(): {"used": int(used), "of": int(of)}
-            for kind, used, of in PIO_LINE.findall(log)}
 
 
 def make_export(board: str, work_dir: Path) -> Path:
@@ -53,7 +44,7 @@ def make_export(board: str, work_dir: Path) -> Path:
 def build(export: Path | None, board, out: Path) -> dict:
     import shutil
 
-    from tinysift.device.build import build_firmware
+    from tinysift.device.build import build_firmware, platformio_sizes
     from tinysift.device.icount import size_of
 
     shutil.rmtree(out, ignore_errors=True)  # a clean build: its time is a whole build's
@@ -65,7 +56,7 @@ def build(export: Path | None, board, out: Path) -> dict:
 
         raise SystemExit(f"{board.name}: {describe_sizes(res, board)}")
     return {"size": size_of(res.elf), "flash_bytes": res.flash_bytes,
-            "ram_bytes": res.ram_bytes, "platformio": pio_figures(res.log),
+            "ram_bytes": res.ram_bytes, "platformio": platformio_sizes(res.log),
             "seconds": round(seconds, 1)}
 
 

@@ -298,13 +298,26 @@ def build_firmware(export_dir: Path | None, board: Board, out_dir: Path, upload:
         raise DeviceUnavailable(f"the build reported success but {elf} is missing")
     dest = out_dir / f"firmware-{board.pio_env}.elf"
     shutil.copyfile(elf, dest)
-    flash, ram = elf_sizes(dest, board)
+    flash, ram = image_sizes(dest, board, log)
     return BuildResult(dest, flash, ram, log, seconds)
 
 
 def size_tool(board: Board) -> str:
     """The ``size`` that reads the board's ELF."""
     return "arm-none-eabi-size" if board.core.startswith("cortex") else "size"
+
+
+#: PlatformIO's own size summary at the end of a build, e.g.
+#: ``RAM:   [=         ]   1.7% (used 70512 bytes from 4194304 bytes)``.
+PLATFORMIO_SIZE_LINE = re.compile(
+    r"^(RAM|Flash):\s*\[.*?\]\s*[\d.]+%\s*\(used (\d+) bytes from (\d+) bytes\)", re.M)
+
+
+def platformio_sizes(log: str) -> dict[str, dict[str, int]]:
+    """PlatformIO's ``RAM:`` and ``Flash:`` lines in a build's log, as
+    ``{"ram": {"used": N, "of": M}, "flash": {...}}`` (the kinds the log has)."""
+    return {kind.lower(): {"used": int(used), "of": int(of)}
+            for kind, used, of in PLATFORMIO_SIZE_LINE.findall(log)}
 
 
 def elf_sizes(elf: Path, board: Board) -> tuple[int | None, int | None]:
@@ -323,10 +336,29 @@ def elf_sizes(elf: Path, board: Board) -> tuple[int | None, int | None]:
     return text + data, data + bss
 
 
+def image_sizes(elf: Path, board: Board, log: str) -> tuple[int | None, int | None]:
+    """(flash, static RAM) bytes of a built image: :func:`elf_sizes`, else the build log's
+    PlatformIO summary (:func:`platformio_sizes`), which the board's own toolchain measured.
+    The host's ``size`` reads no Xtensa ELF (the ESP32-S3); on the Cortex-M builds both give
+    the same bytes (benchmarks/results/firmware_size.json records both)."""
+    flash, ram = elf_sizes(elf, board)
+    if flash is not None and ram is not None:
+        return flash, ram
+    summary = platformio_sizes(log)
+    if "flash" not in summary or "ram" not in summary:
+        return None, None
+    return summary["flash"]["used"], summary["ram"]["used"]
+
+
 def describe_sizes(res: BuildResult, board: Board) -> str:
     """``flash N B, static RAM M B``, or why they are unknown."""
     if res.flash_bytes is None or res.ram_bytes is None:
-        return (f"flash and static RAM unknown ({size_tool(board)} not found or cannot read "
-                f"the ELF; install it, e.g. sudo apt-get install "
-                f"{'binutils-arm-none-eabi' if size_tool(board) != 'size' else 'binutils'})")
+        tool = size_tool(board)
+        if tool == "size":  # not a Cortex-M: the host's binutils read no other target
+            fix = (f"the {board.core} toolchain's size reads it (PlatformIO installs it with "
+                   f"the board's platform, under packages/toolchain-*/bin)")
+        else:
+            fix = "install it, e.g. sudo apt-get install binutils-arm-none-eabi"
+        return (f"flash and static RAM unknown ({tool} not found or cannot read the ELF, "
+                f"and the build's log has no PlatformIO size summary; {fix})")
     return f"flash {res.flash_bytes:,} B, static RAM {res.ram_bytes:,} B"
