@@ -19,6 +19,8 @@ keeps its first ``cap`` samples), and injects faults at named points:
 Faults (each fires once, at its point, on the `times`-th time the point is reached):
 
     reset        the device reboots: `@boot resets=<n+1>`, state fresh, the command dropped
+    reset_lost   a reset that a finished stream's buffer does not survive either (its
+                 check failed: `@boot db=0`)
     silence      nothing more is sent (the device still reads)
     close        the connection closes (link loss)
     corrupt      the next record goes out with a wrong CRC
@@ -130,9 +132,11 @@ class FakeDevice(threading.Thread):
                 self._fire(fault.action)
 
     def _fire(self, action: str) -> None:
-        if action in ("reset", "reset_mid_line"):
+        if action in ("reset", "reset_mid_line", "reset_lost"):
             if action == "reset_mid_line":  # cut inside a line: the @boot follows, no newline
                 self.conn.sendall(b"@epoch n=9 loss=0.5 tra")
+            if action == "reset_lost":
+                self.kept = 0
             self.resets += 1
             self.source, self.ram, self.loading, self.last_train = "flash", self.kept, 0, []
             self.send(self._boot())

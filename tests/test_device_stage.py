@@ -327,9 +327,10 @@ def test_only_a_finished_result_is_complete_or_stands_in():
 
 def test_the_training_set_hash_is_of_what_the_link_sends():
     """training_set_hash: 32 hex digits, of the samples as the link sends them (int8 bytes:
-    a uint8 copy of the same bytes is the same set) and the labels as integers (their
-    dtype does not matter); the samples' size is part of it, so 16-byte samples never pass
-    for 4-byte ones whose labels happen to hold the missing bytes."""
+    a uint8 copy of the same bytes is the same set, and so are 8x8x1 images of the 64 bytes
+    their flat copies hold) and the labels as integers (their dtype does not matter); the
+    samples' size is part of it, so 16-byte samples never pass for 4-byte ones whose labels
+    happen to hold the missing bytes."""
     from tinysift.device.results import training_set_hash
 
     x, y = a_set(0)
@@ -337,6 +338,7 @@ def test_the_training_set_hash_is_of_what_the_link_sends():
     base = training_set_hash((x, y), mode)
     assert re.fullmatch(r"[0-9a-f]{32}", base)
     assert training_set_hash((x.view(np.uint8), y), mode) == base  # 200 is sent as -56
+    assert training_set_hash((x.reshape(6, 8, 8, 1), y), mode) == base  # the same bytes sent
     for dtype in (np.int32, np.uint8, np.int16):
         assert training_set_hash((x, y.astype(dtype)), mode) == base, dtype
     # one 16-byte sample labelled 0 against two 4-byte samples labelled 1 and 0: the same
@@ -528,6 +530,19 @@ def test_a_streamed_session_checks_the_db_use_ram_answer(tmp_path):
     assert dev.trained_on == []
 
 
+def test_a_streamed_session_with_db_use_ram_trains_on_the_buffer_alone(tmp_path):
+    """converse_stream with `db use ram`: the device is told `db use ram` (not the default
+    `both`) and trains on the 12 kept samples alone, without the compiled-in 20, and the
+    complete results.json says so."""
+    from fake_device import FakeDevice
+
+    dev = FakeDevice(flash=20, test=24)
+    _, error, saved, _ = _converse_stream(tmp_path, dev, db_use="ram")
+    assert error is None, error
+    assert "db use ram" in dev.received and dev.trained_on == [STREAM_CAP]
+    assert saved.status == "complete" and saved.samples == STREAM_CAP
+
+
 def test_a_streamed_train_reset_once_is_retried_on_the_surviving_buffer(tmp_path):
     """A reset mid-train keeps a finished stream's buffer (`@boot db=12`): the buffer is
     selected again and the train retried, once; a second reset ends the session as
@@ -545,6 +560,20 @@ def test_a_streamed_train_reset_once_is_retried_on_the_surviving_buffer(tmp_path
     _, error, _, folder = _converse_stream(tmp_path / "twice", dev)
     assert re.search(r"the streamed buffer did not survive it or a retry failed "
                      r"\(@boot db=12\)", str(error)), error
+    assert DeviceResults.load(folder / "results.json").status == "device-reset"
+
+
+def test_a_streamed_train_reset_that_lost_the_buffer_is_not_retried(tmp_path):
+    """A reset mid-train that the buffer did not survive (`@boot db=0`: the firmware's check
+    of its no-init RAM failed) is not retried, since `db use` would find no samples to
+    train on: the session ends device-reset after one train, naming the boot's count."""
+    from fake_device import FakeDevice, Fault
+
+    dev = FakeDevice([Fault("train:epoch:1", "reset_lost")], test=24)
+    _, error, _, folder = _converse_stream(tmp_path, dev)
+    assert re.search(r"the streamed buffer did not survive it or a retry failed "
+                     r"\(@boot db=0\)", str(error)), error
+    assert dev.trained_on == [20 + STREAM_CAP]
     assert DeviceResults.load(folder / "results.json").status == "device-reset"
 
 
@@ -652,6 +681,71 @@ def test_stream_stage_interrupted_and_writes_its_parameters_atomically(tmp_path,
     res, _ = stage.run_stream_on_device(run, BOARD, params, a_set(0), stream, "ram",
                                         db_use="ram", port=NO_PORT)
     assert res.samples == 3
+
+
+def test_the_stream_stage_records_its_session_and_reuses_it(tmp_path):
+    """run_stream_on_device with a device on a port (tests/fake_device.py) and `db use ram`:
+    the device trains on the 3 kept samples alone, and results.json records what a rerun
+    and the tables need: the export's model hash and memory plan, the firmware build and
+    the streamed set. A second call with the same set, parameters and board is that result
+    and the stream.json the session wrote (host_seconds and all), without a port."""
+    from fake_device import FakeDevice
+    from tinysift.boards import load_board
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams, build_identity
+    from tinysift.stages.stream import run_stream_on_device, stream_set_hash
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    dev = FakeDevice(test=24)
+    try:
+        res, report = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s",
+                                           db_use="ram", port=dev.url, timeout=2.0)
+    finally:
+        dev.close()
+    assert dev.trained_on == [3] and report.kept == 3
+    saved = load(run / "device" / "s" / "results.json")
+    assert saved.status == "complete" and saved.samples == res.samples == 3
+    assert saved.model_hash == "abc"  # fake_run's export
+    assert saved.plan == {"ram_bytes": 1000, "flash_bytes": 2000}
+    assert saved.build == build_identity(run, load_board(BOARD))
+    assert saved.train_set_hash == stream_set_hash(a_set(0), "ram")
+    assert "host_seconds" in json.loads((run / "device" / "s" / "stream.json").read_text())
+    again, kept = run_stream_on_device(run, BOARD, params, a_set(0), stream, "s",
+                                       db_use="ram", port=NO_PORT)
+    assert again.session == saved.session and kept == report
+
+
+@pytest.mark.parametrize(("name", "text"), [("stream_params.json", '{"count'),
+                                            ("stream.json", '{"a_later_field": 1}'),
+                                            ("stream.json", "42")])
+def test_a_torn_stream_file_of_a_cached_result_runs_again(tmp_path, name: str, text: str):
+    """A finished streamed result whose stream_params.json or stream.json cannot be read
+    back (torn by a crash or a full disk, or not a stream report) is no cache: the session
+    runs again (here to the missing port) instead of ending every rerun in a traceback."""
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams
+    from tinysift.stages.stream import run_stream_on_device
+
+    run = exported_run(tmp_path / "run")
+    params, stream = TrainParams(epochs=1), StreamParams(6, 3)
+    folder = _stream_files(run, "s", params, stream, a_set(0))
+    (folder / name).write_text(text)
+    with pytest.raises(DeviceError, match="cannot open"):
+        run_stream_on_device(run, BOARD, params, a_set(0), stream, "s", port=NO_PORT)
+
+
+def test_a_streamed_result_never_stands_in_for_a_db_load_of_the_same_samples(tmp_path):
+    """`db stream` keeps `cap` of the samples it is sent (3 of 6 here), `db load` all of
+    them: a streamed result in a folder is not reused for a `db load` of the same samples,
+    labels and `db use` mode (its training set hash names the stream)."""
+    from tinysift.device.stream import StreamParams
+    from tinysift.stages.device import TrainParams, cached_results
+
+    run = exported_run(tmp_path / "run")
+    params = TrainParams(epochs=1)
+    _stream_files(run, "s", params, StreamParams(6, 3), a_set(0), db_use="ram")
+    assert cached_results(run, "s", params, BOARD, train_set=a_set(0), db_use="ram") is None
 
 
 def test_stream_stage_holds_the_run_lock(tmp_path):
@@ -1153,7 +1247,8 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
         run_stream_on_device(run, BOARD, params, (x, np.arange(6) % 3), StreamParams(6, 3),
                              "s", port=NO_PORT)
     # a count other than the samples sent: the device waited for lines that never came
-    # (or read the extra ones as commands); a negative cap or an unknown policy
+    # (or read the extra ones as commands); a negative cap, an unknown policy or `db use`
+    # mode
     with pytest.raises(TinysiftError, match=r"count is 7 but 6 samples are streamed.*"
                                             r"give count=6"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(7, 3), "s",
@@ -1168,6 +1263,9 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
                                             r"reservoir, coverage"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3, "fifo"), "s",
                              port=NO_PORT)
+    with pytest.raises(TinysiftError, match=r"db_use must be one of ram, both, got 'flash'"):
+        run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3), "s",
+                             db_use="flash", port=NO_PORT)
     assert not (run / "device").exists()  # no session was started
     with pytest.raises(DeviceError, match="cannot open"):  # 6 streamed, 4 kept: it fits
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 4), "s",
