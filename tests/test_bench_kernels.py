@@ -101,7 +101,8 @@ def test_a_hung_bench_firmware_is_stopped_and_never_outlives_the_host(tmp_path):
     need_tools("qemu-system-arm", "arm-none-eabi-gcc")
     elf = _hanging_elf(tmp_path)
     t0 = time.monotonic()
-    with pytest.raises(DeviceError, match=r"bench firmware"):
+    with pytest.raises(DeviceError, match=r"the bench firmware hang\.elf did not finish "
+                                          r"within 2 s under QEMU \(stopped\)"):
         run_qemu(elf, timeout=2)
     assert time.monotonic() - t0 < 30 and not _qemus_running(elf)
 
@@ -163,8 +164,11 @@ def test_bench_output_is_read_line_by_line():
 
 def test_invoke_instructions_reads_the_model_line(tmp_path, monkeypatch):
     """`engine check --board`'s figures come from BENCH_MODEL: the stack and the scratch
-    each from its own field (scratch 0 when the line has none)."""
+    each from its own field (scratch 0 when the line has none); a run that printed no
+    BENCH_MODEL line is one error saying so."""
     import importlib
+
+    from tinysift.errors import DeviceError
 
     icount = importlib.import_module("tinysift.device.icount")
     monkeypatch.setattr(icount, "build", lambda *a, **k: tmp_path / "invoke.elf")
@@ -174,6 +178,68 @@ def test_invoke_instructions_reads_the_model_line(tmp_path, monkeypatch):
         assert icount.invoke_instructions(tmp_path, tmp_path, dsp=False) == {
             "instructions": 1240, "macs": 90, "stack": 512, "arena": 2048,
             "scratch": scratch, "dsp": False}
+    monkeypatch.setattr(icount, "run_qemu", lambda elf: "BENCH_INFO dsp=0\nBENCH_DONE\n")
+    with pytest.raises(DeviceError, match="printed no BENCH_MODEL line"):
+        icount.invoke_instructions(tmp_path, tmp_path, dsp=False)
     monkeypatch.setattr(icount, "run_tool", lambda cmd: "   text\t   data\t    bss\t    dec"
                         "\thex\tfilename\n  30000\t   1200\t   9000\t  40200\t   9d08\tx.elf\n")
     assert icount.size_of(tmp_path / "x.elf") == {"text": 30000, "data": 1200, "bss": 9000}
+
+
+def _exiting_elf(folder: Path, name: str, text: str, code: int) -> Path:
+    """A Cortex-M image for QEMU mps2-an386 that writes ``text`` to UART0 (the serial port
+    run_qemu reads, as the bench firmware prints) and exits through semihosting
+    (SYS_EXIT_EXTENDED) with ``code``."""
+    import subprocess
+
+    src = folder / f"{name}.s"
+    src.write_text(
+        ".syntax unified\n.thumb\n.section .text\n.global _start\n_start:\n.word 0x20001000\n"
+        ".word reset + 1\n.thumb_func\nreset:\n  ldr r0, =0x40004000\n  movs r1, #1\n"
+        "  str r1, [r0, #8]\n  ldr r2, =text\nnext:\n  ldrb r1, [r2], #1\n  cbz r1, done\n"
+        "  str r1, [r0]\n  b next\ndone:\n  movs r0, #0x20\n  ldr r1, =block\n  bkpt 0xab\n"
+        f"hang: b hang\n.align 2\nblock: .word 0x20026, {code}\n"
+        f"text: .byte {', '.join(str(b) for b in text.encode())}, 0\n.align 2\n.ltorg\n")
+    elf = folder / f"{name}.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib",
+                    "-Wl,-Ttext=0", "-o", str(elf), str(src)], check=True)
+    return elf
+
+
+def test_a_bench_firmware_is_read_only_when_it_ends_with_bench_done_and_exit_0(tmp_path):
+    """run_qemu returns the serial output of a bench firmware that printed BENCH_DONE and
+    exited 0; one that exited without BENCH_DONE (its lines cut short) or with another exit
+    status (a fault: 3) is refused, naming the status and showing what it printed, so a
+    half-run bench never becomes a results file."""
+    from tinysift.device.icount import run_qemu
+    from tinysift.errors import DeviceError
+    from tools_needed import need_tools
+
+    need_tools("qemu-system-arm", "arm-none-eabi-gcc")
+    done = "BENCH_INFO dsp=1\nBENCH_DONE\n"
+    assert run_qemu(_exiting_elf(tmp_path, "done", done, 0), timeout=60).splitlines() == [
+        "BENCH_INFO dsp=1", "BENCH_DONE"]
+    with pytest.raises(DeviceError, match=r"bench firmware failed \(exit 0\):\nBENCH_INFO "
+                                          r"dsp=1\nBENCH_CASE"):
+        run_qemu(_exiting_elf(tmp_path, "cut", "BENCH_INFO dsp=1\nBENCH_CASE", 0), timeout=60)
+    with pytest.raises(DeviceError, match=r"bench firmware failed \(exit 3\):\nBENCH_INFO"):
+        run_qemu(_exiting_elf(tmp_path, "fault", done, 3), timeout=60)
+
+
+def test_a_failed_tool_is_one_error_naming_the_command_its_status_and_output(tmp_path):
+    """run_tool (the compiler, the linker, arm-none-eabi-size): a tool that fails, or dies of
+    a signal (a negative status), is a DeviceError that names the command line, the status
+    and ends with what the tool printed on stdout and stderr; a tool that succeeds gives its
+    stdout."""
+    import sys
+
+    from tinysift.device.icount import run_tool
+    from tinysift.errors import DeviceError
+
+    script = "import sys; print('the output'); sys.exit('the error')"
+    with pytest.raises(DeviceError, match=r"command failed \(1\): .*python.* -c import sys.*"
+                                          r"\nthe output\nthe error"):
+        run_tool([sys.executable, "-c", script])
+    with pytest.raises(DeviceError, match=r"command failed \(-9\)"):
+        run_tool([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"])
+    assert run_tool([sys.executable, "-c", "print('fine')"]) == "fine\n"
