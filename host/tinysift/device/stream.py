@@ -109,19 +109,48 @@ class StreamReport:
 def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.ndarray,
                params: StreamParams, limits: SessionLimits) -> StreamReport:
     """``db stream`` of (int8 samples ``x``, labels ``y``; sent once more after a garbled
-    data line), then ``db kept``."""
+    data line), then ``db kept``.
+
+    A record lost to a corrupt line is asked for again: the stream is sent once more when
+    its ``@db`` did not arrive (the device keeps the same buffer: the policy starts again
+    from its seed), and ``db kept`` is asked once more when fewer ``@kept`` records came
+    than the buffer holds.
+
+    Raises
+    ------
+    DeviceError : the ``@db`` or the ``@kept`` records still missing
+    """
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
-    report = StreamReport()
 
     def absorb(records: list[Record]) -> None:
         for rec in records:
             session.absorb(rec)
             report.absorb(rec)
 
-    absorb(send_lines(link, session, params.command(), lines,
-                      limits.db_stream(len(lines), params.policy == "coverage")))
-    absorb(link.command("db kept", limits=limits.db_kept(report.kept)))
+    for tries in (1, 2):
+        report = StreamReport()  # a stream sent again starts a new buffer
+        absorb(send_lines(link, session, params.command(), lines,
+                          limits.db_stream(len(lines), params.policy == "coverage")))
+        if report.db:
+            break
+        lost = (f"the device's @db answer to `db stream` did not arrive ("
+                f"{link.stats.dropped_lines} corrupt lines dropped on {link.url})")
+        if tries == 2:
+            raise DeviceError(f"{lost}, twice: what the buffer kept is unknown; stopped")
+        session.results.events.append({"db_stream_sent_again": lost})
+    for tries in (1, 2):
+        report.kept_index, report.kept_class, report.kept_codeword = [], [], []
+        absorb(link.command("db kept", limits=limits.db_kept(report.kept)))
+        if len(report.kept_index) == report.kept:
+            break
+        lost = (f"`db kept` sent {len(report.kept_index)} @kept records for the "
+                f"{report.kept} samples the buffer holds ({link.stats.dropped_lines} corrupt "
+                f"lines dropped on {link.url})")
+        if tries == 2:
+            raise DeviceError(f"{lost}, twice: stream.json would not say which samples the "
+                              "device kept; stopped")
+        session.results.events.append({"db_kept_asked_again": lost})
     return report
 
 
