@@ -1281,8 +1281,8 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
         run_stream_on_device(run, BOARD, params, (x, np.arange(6) % 3), StreamParams(6, 3),
                              "s", port=NO_PORT)
     # a count other than the samples sent: the device waited for lines that never came
-    # (or read the extra ones as commands); a negative cap, an unknown policy or `db use`
-    # mode
+    # (or read the extra ones as commands); a negative cap, an unknown policy, seed or
+    # `db use` mode
     with pytest.raises(TinysiftError, match=r"count is 7 but 6 samples are streamed.*"
                                             r"give count=6"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(7, 3), "s",
@@ -1297,6 +1297,11 @@ def test_the_streamed_session_refuses_a_real_board_without_a_port_or_a_set_that_
                                             r"reservoir, coverage"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3, "fifo"), "s",
                              port=NO_PORT)
+    for seed in (-1, 2**32):  # the firmware takes a 32-bit unsigned seed (101 bad_value:seed)
+        with pytest.raises(TinysiftError, match=rf"seed is {seed}: the device takes a seed "
+                                                r"from 0 to 4294967295"):
+            run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3, seed=seed),
+                                 "s", port=NO_PORT)
     with pytest.raises(TinysiftError, match=r"db_use must be one of ram, both, got 'flash'"):
         run_stream_on_device(run, BOARD, params, a_set(0), StreamParams(6, 3), "s",
                              db_use="flash", port=NO_PORT)

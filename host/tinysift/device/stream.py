@@ -50,7 +50,8 @@ class StreamParams:
     def check(self, samples: int) -> None:
         """Refuse, before any build or port, parameters the firmware would refuse or wait on:
         ``count`` other than the ``samples`` sent (the device waited for lines that never
-        came, or read the extra ones as commands) or none, a cap below 0, an unknown policy.
+        came, or read the extra ones as commands) or none, a cap below 0, an unknown policy,
+        a seed that is no 32-bit unsigned number (101 ``bad_value:seed``).
 
         Raises
         ------
@@ -71,6 +72,9 @@ class StreamParams:
         if self.policy not in POLICIES:
             raise TinysiftError(f"unknown stream policy {self.policy!r}; choose from "
                                 f"{', '.join(POLICIES)}")
+        if not 0 <= self.seed <= 0xFFFFFFFF:
+            raise TinysiftError(f"StreamParams.seed is {self.seed}: the device takes a seed "
+                                "from 0 to 4294967295")
 
 
 @dataclass
