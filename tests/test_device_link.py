@@ -755,7 +755,8 @@ def test_session_timeout_must_be_positive_and_finite():
 
 def test_integrate_windows_refuses_arrays_of_other_lengths():
     """A current or voltage of one sample is not broadcast over the capture (V x I would
-    take it as constant): every array must have one value per sample time."""
+    take it as constant): every array must have one value per sample time, in one dimension;
+    an empty capture is no windows, not an IndexError."""
     t = np.arange(4) / 1000.0
     marker = np.array([0, 1, 1, 0])
     for current, voltage in ((np.array([0.01]), np.full(4, 2.0)),
@@ -765,6 +766,12 @@ def test_integrate_windows_refuses_arrays_of_other_lengths():
             integrate_windows(t, current, voltage, marker)
     with pytest.raises(ValueError, match="same length"):
         integrate_windows(t, np.full(4, 0.01), np.full(4, 2.0), marker[:3])
+    # arrays of one shape, but not 1-D: not read as one capture along an axis of them
+    with pytest.raises(ValueError, match="must be 1-D"):
+        integrate_windows(t[None, :], np.full((1, 4), 0.01), np.full((1, 4), 2.0),
+                          marker[None, :])
+    # a capture of no samples (stopped before any came) has no windows
+    assert integrate_windows(t[:0], t[:0], t[:0], marker[:0]) == []
 
 
 def test_session_limits_by_hand():
@@ -1167,6 +1174,28 @@ def test_joulescope_capture_ends_with_the_command(monkeypatch):
     assert len(windows) == 2
     for w, (rise, fall) in zip(windows, edges, strict=True):
         _assert_window(w, rise, fall, dev.fs)
+
+
+def test_a_joulescope_capture_that_ran_out_before_stop_says_so(monkeypatch):
+    """A capture whose longest length ran out before stop() (the command outlasted it) is
+    ``ended_early``: its windows are the command's first ones, and the session keeps the
+    estimates of the phases it did not see. One that stop() ended is not."""
+    from fake_joulescope import FakeJoulescope, MarkerWire, install
+    from tinysift.device.energy import JoulescopeMonitor
+
+    dev = FakeJoulescope(MarkerWire())
+    install(monkeypatch, dev)
+    mon = JoulescopeMonitor(duration_s=0.2)
+    mon.start()
+    deadline = time.monotonic() + 10.0
+    while dev.is_streaming and time.monotonic() < deadline:  # its 0.2 s run out
+        time.sleep(0.01)
+    time.sleep(0.1)  # read() has returned to the monitor
+    mon.stop()
+    assert mon.ended_early
+    mon.start()
+    mon.stop()
+    assert not mon.ended_early
 
 
 def test_integrate_windows_flags_dropped_samples():
