@@ -886,10 +886,15 @@ def test_earlier_reports_move_under_the_earlier_scenario_s_key(tmp_path):
     ({"seed": -1}, "--seed must be >= 0, got -1"),
     # (the CLI folds 3,3 into 3; a pipeline file or a caller does not)
     ({"old_classes": (3, 3)}, r"--old-classes names 1 distinct class \(3,3\)"),
-], ids=["negative seed", "one class twice"])
+    ({"new_per_class": 0}, "--new-per-class must be >= 1, got 0"),
+    ({"test_per_class": 0}, "test_per_class and base_epochs must be >= 1, got 0 and 10"),
+    ({"base_epochs": 0}, "test_per_class and base_epochs must be >= 1, got 30 and 0"),
+], ids=["negative seed", "one class twice", "no new sample", "no test sample", "no epoch"])
 def test_adapt_settings_from_code_are_checked_as_the_cli_s(change, said):
     """AdaptConfig.validate holds a caller (a bench, a pipeline file) to the CLI's ranges,
-    before any base model: a negative seed, one old class named twice."""
+    before any base model: a negative seed, one old class named twice, no new sample a
+    class (the device would train on the replay set alone), no test sample or epoch (refused
+    only after the base model trained, in the selection's words)."""
     from tinysift.errors import BudgetError
     from tinysift.pipeline.adapt import AdaptConfig
 
