@@ -1014,6 +1014,74 @@ def test_a_pruning_plot_by_hand(tmp_path, kept_figures):
     assert diff.get_ylim()[0] == -6.0
 
 
+def test_an_older_pruning_file_without_protocol_or_seed_times_renders_as_it_ran():
+    """A results file written before the protocol and per-seed wall times were recorded ran
+    the proportional protocol and timed no seed: its table says the proportional step rule
+    with no protocol in the title, and the last invocation's wall time without claiming
+    seeds were resumed half-way (that note is for a file whose seeds all lack a time)."""
+    from tinysift.bench.report import prune_markdown
+
+    old = _prune_results([0.5])
+    del old["protocol"], old["seed_wall_seconds"]
+    md = prune_markdown(old)
+    assert md.startswith("# Pruning benchmark: digits\n")
+    assert "Protocol **proportional**: training steps shrink with the kept set" in md
+    assert "Wall time of the last invocation 1.0 min." in md
+    assert "not timed" not in md
+    resumed = prune_markdown(_prune_results([0.5], seed_wall_seconds=[None, None]))
+    assert ("Wall time of the last invocation 1.0 min (seeds resumed half-way, not timed)."
+            in resumed)
+
+
+def test_rows_from_a_checkout_without_git_are_named_by_their_source_alone():
+    """tinysift run from outside a git checkout records its git commit as "": the table
+    names such rows by their source hash and machine, with no empty ", git" part."""
+    from tinysift.bench.report import origins_lines
+
+    sets = [{"tinysift_source": "abc", "git": "", "machine": "vm (EPYC, 2 CPUs)", "rows": 4},
+            {"tinysift_source": "def", "git": "0123456789abcdef", "machine": "pc", "rows": 2}]
+    assert origins_lines({"origins": sets}) == [
+        "Rows from 2 code versions or machines (a resumed bench): 4 from source abc on vm "
+        "(EPYC, 2 CPUs); 2 from source def, git 0123456789 on pc.", ""]
+
+
+def test_a_keep_that_random_did_not_run_has_no_paired_difference():
+    """A method run at a keep random was not run at (results merged from benches of other
+    keeps) has nothing to be paired with there: its paired cell is "-" (not a KeyError on
+    random's missing keep), the other keeps' differences as usual."""
+    from tinysift.bench.report import prune_markdown
+
+    res = _prune_results([0.1, 0.5])
+    del res["methods"]["random"]["0.5"]
+    md = prune_markdown(res)
+    assert "| random | **0.8000 ± 0.0100** | - |" in md
+    assert "| vq | +0.00 ± 0.00 | - |" in md
+
+
+def test_a_pruning_plot_of_13_methods_gives_each_its_own_colour(tmp_path: Path,
+                                                                kept_figures: list):
+    """Past ten methods the plot takes tab20's light shades: 13 methods (as many as the
+    committed pruning benches plot) each get a colour of their own, no two the same; vq and
+    flow, tinysift's own, stand out in their highlight colours and thicker lines."""
+    from matplotlib.colors import to_hex
+
+    from tinysift.bench.report import prune_plot
+
+    names = ["random", "vq", "flow"] + [f"m{i}" for i in range(10)]
+    res = _prune_results([0.1])
+    point = res["methods"]["random"]
+    res["methods"] = {name: point for name in names}
+    fig = _plotted(prune_plot, res, tmp_path, kept_figures)
+    lines = {c.get_label(): c[0] for c in fig.axes[0].containers}
+    colors = {name: to_hex(line.get_color()) for name, line in lines.items()}
+    assert list(colors) == names
+    assert colors["vq"] == "#000000" and colors["flow"] == "#c2185b"
+    assert len(set(colors.values())) == len(names), colors
+    widths = {name: line.get_linewidth() for name, line in lines.items()}
+    assert widths["vq"] == widths["flow"] == 2.6
+    assert {widths[name] for name in names if name not in ("vq", "flow")} == {1.0}
+
+
 def test_a_guided_table_marks_a_method_without_a_budget_with_a_dash():
     """A method not run at a budget shows "-" in its accuracy, paired-difference and cost
     cells; the over-budget note gives the factor the results were judged with."""
@@ -1062,6 +1130,53 @@ def test_a_guided_plot_by_hand(tmp_path, kept_figures):
     assert round(during.get_ylim()[0], 6) == 0.35
     assert during.get_title() == ("accuracy during training, budget 0.5 (test subset, mean "
                                   "over seeds)")
+
+
+def test_a_guided_budget_no_method_holds_is_a_column_of_dashes():
+    """A results file whose budgets list one that none of its methods holds (cut to some
+    methods, or merged from benches of other budgets) renders that column as "-" in every
+    table, the other budgets as usual, instead of failing on the max of nothing."""
+    from tinysift.bench.guided_report import guided_markdown
+
+    res = _guided_results(3) | {"budgets": [0.3, 0.5]}
+    md = guided_markdown(res)
+    assert "| rs2 | - | 0.7900 ± 0.0100 (0.50) |" in md
+    assert "| vq | - | **0.8200 ± 0.0100 (0.50)** |" in md
+    assert "| vq | - | **+2.00 ± 0.00** |" in md and "| vq | - | 10 (1.0) |" in md
+
+
+def test_a_guided_plot_ends_each_mean_curve_where_its_shortest_seed_ends(tmp_path: Path,
+                                                                         kept_figures: list):
+    """The curves panel (the middle budget, 0.5) averages the seeds on a common grid that
+    ends at the shortest seed's last epoch (vq's seeds end at 0.9 and 1.0 of the recipe:
+    its mean ends at 0.9, no seed held flat past its end); a seed without a curve (none
+    logged: ``[]``) is left out of the mean, and a method not run at the middle budget has
+    no curve there but its accuracy line; the axis starts 0.05 below the full-data curve's
+    lowest point past its first third (its first epoch's 0.1 would squash the rest); vq and
+    flow, tinysift's own, are drawn thicker than rs2."""
+    from tinysift.bench.guided_report import guided_plot
+
+    def point(curves: list) -> dict:
+        return {"acc_mean": 0.8, "acc_std": 0.01, "curves": curves}
+
+    res = _guided_results(2) | {"budgets": [0.3, 0.5, 0.7],
+                                "full_data_curves": [[[0.3, 0.1], [0.6, 0.6], [1.0, 0.7]]]}
+    res["methods"] = {"rs2": {"0.5": point([[[0.0, 0.5], [1.0, 0.7]], []])},
+                      "vq": {"0.5": point([[[0.0, 0.4], [0.9, 0.8]],
+                                           [[0.0, 0.6], [1.0, 1.0]]])},
+                      "flow": {"0.3": point([[[0.0, 0.5], [1.0, 0.9]]])}}
+    acc, during = _plotted(guided_plot, res, tmp_path, kept_figures).axes
+    curves = {ln.get_label(): ln for ln in during.get_lines()}
+    assert set(curves) == {"rs2", "vq", "full-data recipe"}
+    assert [round(float(y), 6) for y in curves["rs2"].get_ydata()[::39]] == [0.5, 0.7]
+    vq = curves["vq"]
+    assert round(float(vq.get_xdata()[-1]), 6) == 0.9
+    assert round(float(vq.get_ydata()[-1]), 6) == round((0.8 + 0.6 + 0.4 * 0.9) / 2, 6)
+    assert round(float(curves["rs2"].get_xdata()[-1]), 6) == 1.0
+    assert round(during.get_ylim()[0], 6) == 0.55
+    widths = {c.get_label(): c[0].get_linewidth() for c in acc.containers}
+    assert widths == {"rs2": 1.2, "vq": 2.4, "flow": 2.4}
+    assert vq.get_linewidth() == 2.4 and curves["rs2"].get_linewidth() == 1.2
 
 
 def test_device_table_spread_from_two_seeds_and_no_section_for_an_update_without_points():
@@ -1148,6 +1263,64 @@ def test_an_upkeep_plot_by_hand(tmp_path, kept_figures):
                               "coverage": ([5.0, 10.0], [0.72, 0.8], [0.0072, 0.008])}
     assert _hlines(ax) == {"whole stream kept": 0.9}
     assert ax.get_title() == "update=head (2 seeds)"
+
+
+def _upkeep_results(scenario: str, **config) -> dict:
+    """Upkeep results of 3 seeds: reservoir and coverage at 5 per class, update=head."""
+    base = {"per_class": 5, "update": "head", "acc_std": 0.01, "acc_old": 0.6,
+            "acc_new": 0.9, "kept": 50.0, "codewords": 0, "covered": 0,
+            "stream_cycles": 100000.0, "seen": 100.0, "energy_mj": 12.34}
+    return {"scenario": scenario, "dataset": "fashion-mnist", "board": "qemu-m4", "seeds": 3,
+            "updates": ["head"],
+            "points": {"reservoir:5:head": base | {"policy": "reservoir", "acc_mean": 0.78},
+                       "coverage:5:head": base | {"policy": "coverage", "acc_mean": 0.8}},
+            "config": {"vq_per_class": 4, "replay": "vq", "replay_per_class": 10,
+                       "steps": 10, "batch": 8, "lr": 0.01, "schedule": "const"} | config,
+            "machine": {}, "wall_seconds": 60.0}
+
+
+def test_an_upkeep_table_header_has_a_column_for_each_cell_of_its_rows():
+    """With two tasks (new-classes) the header names the old and new columns its rows fill,
+    with as many columns as each row has cells; a file from before the coverage rules were
+    versioned says rules 1 (what coverage did then); an update mode the results list but
+    hold no point of gets no empty section."""
+    from tinysift.bench.upkeep_report import upkeep_markdown
+
+    res = _upkeep_results("new-classes") | {"updates": ["head", "full"]}
+    lines = upkeep_markdown(res).splitlines()
+    head = lines.index("## update=head") + 2
+    assert lines[head] == ("| buffer / class | policy | accuracy | old | new | coverage - "
+                           "reservoir (pt) | kept | codewords seen / covered | upkeep "
+                           "instructions / sample | training mJ |")
+    columns = lines[head].count("|")
+    assert [line.count("|") for line in lines[head + 1:head + 4]] == [columns] * 3
+    assert lines[head + 3].startswith("| 5 | coverage | 0.8000 ± 0.0100 | 0.6000 | 0.9000 |")
+    assert "## update=full" not in lines
+    assert "rules 1: a reservoir per codeword, the buffer split evenly over the codewords " \
+           "seen" in lines[2]
+    ruled = upkeep_markdown(_upkeep_results("new-classes", coverage_rules=3)).splitlines()
+    assert "rules 3: a class-balanced reservoir, stratified by codeword" in ruled[2]
+
+
+def test_an_upkeep_plot_draws_each_update_modes_points_in_its_own_panel(tmp_path: Path,
+                                                                        kept_figures: list):
+    """One panel per update mode, each with that mode's points only (head's buffers at
+    0.7/0.75, full's at 0.8/0.85), not every mode's."""
+    from tinysift.bench.upkeep_report import upkeep_plot
+
+    res = _upkeep_results("new-classes") | {"updates": ["head", "full"]}
+    for update, acc in (("head", 0.7), ("full", 0.8)):
+        for policy, extra in (("reservoir", 0.0), ("coverage", 0.05)):
+            res["points"][f"{policy}:5:{update}"] = {
+                "policy": policy, "per_class": 5, "update": update,
+                "acc_mean": acc + extra, "acc_std": 0.01}
+    head, full = _plotted(upkeep_plot, res, tmp_path, kept_figures).axes
+    assert [[round(y, 6) for y in bars[1]] for bars in _errorbars(head).values()] == [[0.7],
+                                                                                     [0.75]]
+    assert [[round(y, 6) for y in bars[1]] for bars in _errorbars(full).values()] == [[0.8],
+                                                                                     [0.85]]
+    assert (head.get_title(), full.get_title()) == ("update=head (3 seeds)",
+                                                    "update=full (3 seeds)")
 
 
 def test_firmware_size_table_rerenders_identical_and_names_a_platformio_disagreement():

@@ -61,7 +61,8 @@ def test_one_seed_has_no_interval_and_its_json_is_standard():
 def test_significant_needs_the_mean_strictly_beyond_the_interval_on_known_seeds():
     """The edges of the rule as documented: a mean exactly on its half-width is an interval
     that reaches 0 (not beyond it); a difference whose seeds are not recorded (no ``n``) or
-    that has no interval is not shown to have MIN_SEEDS seeds, so it is not significant."""
+    that has no interval is not shown to have MIN_SEEDS seeds, so it is not significant;
+    neither is one without a mean (nothing to compare, not a TypeError)."""
     from tinysift.bench.stats import MIN_SEEDS, diff_cell, significant
 
     on_edge = {"mean": 0.01, "half_width": 0.01, "n": 5}
@@ -72,6 +73,7 @@ def test_significant_needs_the_mean_strictly_beyond_the_interval_on_known_seeds(
     assert not significant({"mean": 0.02, "half_width": 0.01})  # seeds unknown
     assert significant({"mean": 0.02, "half_width": 0.01, "n": MIN_SEEDS})
     assert not significant({"mean": 0.02, "half_width": None, "n": MIN_SEEDS})
+    assert not significant({"mean": None, "half_width": 0.01, "n": MIN_SEEDS})
 
 
 def test_lists_of_other_lengths_are_refused_either_way():
