@@ -1082,6 +1082,25 @@ def test_a_pruning_plot_of_13_methods_gives_each_its_own_colour(tmp_path: Path,
     assert {widths[name] for name in names if name not in ("vq", "flow")} == {1.0}
 
 
+def test_a_pruning_plot_draws_a_method_at_the_keeps_it_ran(tmp_path: Path,
+                                                          kept_figures: list):
+    """A method not run at every keep (a results file merged from benches of other keeps)
+    is plotted at the keeps it ran, and its difference to random only where both ran: vq
+    at 0.1 and 0.5 of 0.1, 0.3 and 0.5, random at 0.1 and 0.3, so one difference."""
+    from tinysift.bench.report import prune_plot
+
+    res = _prune_results([0.1, 0.3, 0.5])
+    res["methods"] = {"random": {"0.1": {"acc_mean": 0.70, "acc_std": 0.01},
+                                 "0.3": {"acc_mean": 0.80, "acc_std": 0.01}},
+                      "vq": {"0.1": {"acc_mean": 0.75, "acc_std": 0.02},
+                             "0.5": {"acc_mean": 0.85, "acc_std": 0.02}}}
+    acc, diff = _plotted(prune_plot, res, tmp_path, kept_figures).axes
+    assert _errorbars(acc) == {"random": ([0.1, 0.3], [0.70, 0.80], [0.01, 0.01]),
+                               "vq": ([0.1, 0.5], [0.75, 0.85], [0.02, 0.02])}
+    (vq,) = [ln for ln in diff.get_lines() if ln.get_label() == "vq"]
+    assert list(vq.get_xdata()) == [0.1] and round(float(vq.get_ydata()[0]), 6) == 5.0
+
+
 def test_a_guided_table_marks_a_method_without_a_budget_with_a_dash():
     """A method not run at a budget shows "-" in its accuracy, paired-difference and cost
     cells; the over-budget note gives the factor the results were judged with."""
