@@ -11,20 +11,22 @@ from tinysift.scoring import ScoringContext
 from tinysift.scoring.context import TrainingDynamics
 
 
-def hand_context(y, z=None, el2n=None, margin=None, correct=None) -> ScoringContext:
+def hand_context(y, z=None, el2n=None, margin=None, correct=None,
+                 grand=None) -> ScoringContext:
     """A context with labels ``y`` whose embedding (every kind) is ``z`` and whose dynamics
     are the given ``(E, N)`` arrays (zeros where not given; ``correct`` defaults to a
     positive margin)."""
     y = np.asarray(y, dtype=np.int64)
     n = len(y)
-    given = [a for a in (el2n, margin, correct) if a is not None]
+    given = [a for a in (el2n, margin, correct, grand) if a is not None]
     e = np.asarray(given[0]).shape[0] if given else 1
     zeros = np.zeros((e, n), np.float32)
     margin = zeros if margin is None else np.asarray(margin, np.float32)
     dyn = TrainingDynamics(
         true_prob=zeros, margin=margin,
         correct=np.asarray(margin > 0 if correct is None else correct, bool),
-        el2n=zeros if el2n is None else np.asarray(el2n, np.float32), grand=zeros,
+        el2n=zeros if el2n is None else np.asarray(el2n, np.float32),
+        grand=zeros if grand is None else np.asarray(grand, np.float32),
         features=np.zeros((n, 4), np.float32), seconds=0.0)
     context = ScoringContext(np.zeros((n, 2, 2, 1), np.uint8), y, int(y.max()) + 1,
                              progress=False)

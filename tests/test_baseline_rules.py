@@ -389,6 +389,83 @@ def test_prototype_distance_is_cosine_to_the_nearest_centroid_of_the_class():
     assert np.allclose(method.distance_, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["moderate", "herding", "kcenter", "prototypes"])
+def test_geometric_baselines_measure_in_the_embedding_they_name(name: str) -> None:
+    """``embedding`` picks the space a geometric baseline measures in: on a context holding
+    two unrelated embeddings of the same samples, its scores are those of a context holding
+    only the named one (and the two embeddings give other scores)."""
+    rng = np.random.default_rng(12)
+    y = np.arange(30) % 2
+    embeddings = {kind: rng.normal(size=(30, 3)).astype(np.float32)
+                  for kind in ("pixels", "cnn")}
+    both = hand_context(y)
+    both.embedding = lambda kind="pixels", dim=None: embeddings[kind]
+    scores = {}
+    for kind, z in embeddings.items():
+        scores[kind] = make_method(name, embedding=kind).fit(both).score()
+        alone = make_method(name, embedding=kind).fit(hand_context(y, z=z)).score()
+        assert np.allclose(scores[kind], alone), kind
+    assert not np.allclose(scores["pixels"], scores["cnn"])
+
+
+def test_prototypes_of_a_class_smaller_than_its_clusters_are_its_samples() -> None:
+    """A class of fewer samples than ``clusters_per_class`` gets one prototype per sample
+    (5 k-means clusters of 2 samples is scikit-learn's error), each at distance 0; the
+    larger class still has its 5 and distances above 0."""
+    rng = np.random.default_rng(2)
+    y = np.array([0, 0] + [1] * 12)
+    method = make_method("prototypes").fit(hand_context(y, z=rng.normal(size=(14, 3))))
+    assert np.allclose(method.distance_[:2], 0.0, atol=1e-9)
+    assert (method.distance_[2:] > 1e-6).sum() >= 6
+
+
+def test_prototypes_switch_keep_is_where_the_hard_samples_are_kept_first() -> None:
+    """From a budget of ``switch_keep`` of the samples (as a count) up, the farthest are kept
+    first, below it the nearest: 0.8 of 22 samples is 18 (17.6 rounded, as keep=0.8 resolves);
+    1.0 keeps the hard ones only when keeping everything, 0.0 at every budget. Asked before
+    fit, the switch says to fit first."""
+    rng = np.random.default_rng(4)
+    ctx = hand_context(np.arange(22) % 2, z=rng.normal(size=(22, 3)) + [3.0, 0.0, 0.0])
+    unfitted = make_method("prototypes", switch_keep=0.8, clusters_per_class=1)
+    with pytest.raises(RuntimeError, match=r"not fitted: call fit\(context\) first"):
+        unfitted.keeps_hard(18)
+    method = unfitted.fit(ctx)
+    assert method.keeps_hard(18) and not method.keeps_hard(17)
+    d = method.distance_
+    for count, nearest_first in ((18, False), (17, True)):
+        kept = method.select(count)
+        for c in (0, 1):
+            members = np.flatnonzero(ctx.y == c)
+            ranked = members[np.argsort(d[members] if nearest_first else -d[members])]
+            quota = len(kept[ctx.y[kept] == c])
+            assert sorted(kept[ctx.y[kept] == c].tolist()) == sorted(ranked[:quota].tolist())
+    whole = make_method("prototypes", switch_keep=1.0, clusters_per_class=1).fit(ctx)
+    assert whole.keeps_hard(22) and not whole.keeps_hard(21)
+    assert make_method("prototypes", switch_keep=0.0).fit(ctx).keeps_hard(1)
+
+
+def test_prototypes_breaks_distance_ties_with_the_seed() -> None:
+    """Samples at the same distance (here all of them: duplicates) are kept by the seeded key,
+    not by index: other seeds keep other samples (the index kept each class's first ones)."""
+    ctx = hand_context(np.arange(20) % 2, z=np.ones((20, 3)))
+    picks = {tuple(make_method("prototypes", seed=seed, clusters_per_class=1).fit(ctx)
+                   .select(4).tolist()) for seed in range(6)}
+    assert len(picks) >= 4
+
+
+def test_a_sample_at_the_origin_of_the_embedding_is_at_prototype_distance_1() -> None:
+    """A sample whose centred embedding is all zeros (at the mean) has no direction: its
+    cosine to every prototype is 0, its distance 1 (the normalisation floors the norm: 0 / 0
+    was NaN, which k-means refuses and one prototype passes on as the distance)."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(12, 3))
+    z[0] = 0.0
+    ctx = hand_context(np.arange(12) % 2, z=z)
+    for clusters in (1, 2):
+        d = make_method("prototypes", clusters_per_class=clusters).fit(ctx).distance_
+        assert d[0] == pytest.approx(1.0) and np.isfinite(d).all(), clusters
+
+
 # -- scores of the dynamics ---------------------------------------------------------------------
 def test_aum_threshold_flags_strictly_below():
     """An AUM equal to the threshold is not flagged (flagged: AUM < threshold)."""
@@ -396,6 +473,35 @@ def test_aum_threshold_flags_strictly_below():
     method = make_method("aum", balance=False).fit(hand_context([0, 1, 0, 1], margin=margin))
     assert method.flagged_.tolist() == [False, True, False, False]
     assert method.select(3).tolist() == [0, 2, 3]
+
+
+def test_aum_flags_below_the_threshold_it_is_given() -> None:
+    """A threshold above 0 flags the samples whose AUM is below it (not below 0): they rank
+    after every unflagged sample, by descending AUM; the unflagged ones rank by ascending
+    AUM (hardest first). AUM is the mean margin over the epochs."""
+    margin = np.array([[3.0, 1.0, 2.0, 6.0, -1.0, 2.0],
+                       [3.0, 1.0, 2.0, 6.0, -1.0, 3.0]])
+    ctx = hand_context(np.arange(6) % 2, margin=margin)
+    method = make_method("aum", threshold=2.5, balance=False).fit(ctx)
+    assert np.allclose(method.aum_, [3.0, 1.0, 2.0, 6.0, -1.0, 2.5])
+    assert method.flagged_.tolist() == [False, True, True, False, True, False]
+    assert method.select(3).tolist() == [0, 3, 5]
+    assert method.select(4).tolist() == [0, 2, 3, 5]
+    assert method.select(5).tolist() == [0, 1, 2, 3, 5]
+
+
+def test_grand_reads_the_gradient_norm_of_the_epoch_it_is_given() -> None:
+    """GraNd's score is the recorded head-gradient norm (not EL2N) of the epoch asked for:
+    the last by default, epoch 0 (the closest to the paper's "at initialisation") or the
+    mean over the epochs; the highest is kept first."""
+    grand = np.array([[4.0, 1.0, 2.0, 0.5],
+                      [1.0, 3.0, 0.0, 2.0]])
+    ctx = hand_context([0, 1, 0, 1], el2n=grand[::-1, ::-1], grand=grand)
+    assert np.allclose(make_method("grand").fit(ctx).score(), [1.0, 3.0, 0.0, 2.0])
+    assert np.allclose(make_method("grand", epoch=0).fit(ctx).score(), [4.0, 1.0, 2.0, 0.5])
+    assert np.allclose(make_method("grand", epoch="mean").fit(ctx).score(),
+                       [2.5, 2.0, 1.0, 1.25])
+    assert make_method("grand", epoch=0, balance=False).fit(ctx).select(2).tolist() == [0, 2]
 
 
 def test_a_refit_draws_the_tie_key_for_the_new_data() -> None:

@@ -937,7 +937,9 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("flow", {"dim": 2.5}), ("ccs", {"num_bins": 0}), ("d2", {"n_neighbors": 0}),
     ("ccs", {"hard_cut": 1.0}), ("d2", {"hard_cut": -0.1}), ("d2", {"embedding": None}),
     ("d2", {"gamma_forward": float("nan")}), ("d2", {"gamma_forward": "1"}),
-    ("d2", {"gamma_reverse": -1.0}), ("d2", {"gamma_reverse": True})])
+    ("d2", {"gamma_reverse": -1.0}), ("d2", {"gamma_reverse": True}),
+    ("prototypes", {"clusters_per_class": 0}), ("prototypes", {"switch_keep": 1.5}),
+    ("prototypes", {"switch_keep": -0.1}), ("prototypes", {"switch_keep": float("nan")})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
@@ -947,7 +949,9 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
     meaningless window, its score_codebook=0 silently one codeword; aum's NaN threshold
     silently flagged nothing; d2's NaN gamma was an IndexError at select and a text one a
     TypeError at fit (after the proxy CNN had trained), a negative one silently weighed far
-    neighbours above near ones."""
+    neighbours above near ones; prototypes' clusters_per_class of 0 would be one cluster and a
+    switch_keep outside [0, 1] (or NaN) would keep the hard or the easy samples at every
+    budget."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):
