@@ -14,6 +14,7 @@ import pytest
 
 from hand_context import hand_context
 from tinysift.errors import TinysiftError
+from tinysift.scoring.dynamics import TrainingDynamics
 from tinysift.selection import make_method
 
 
@@ -504,6 +505,15 @@ def test_grand_reads_the_gradient_norm_of_the_epoch_it_is_given() -> None:
     assert make_method("grand", epoch=0, balance=False).fit(ctx).select(2).tolist() == [0, 2]
 
 
+def test_forgetting_counts_refuse_a_record_without_epochs() -> None:
+    """The correctness record is (epochs, samples); one row of samples alone is refused by
+    its shape, not a TypeError from inside the count."""
+    from tinysift.scoring.dynamics import forgetting_counts
+
+    with pytest.raises(ValueError, match=r"\(epochs, samples\), got shape \(5,\)"):
+        forgetting_counts(np.ones(5, bool))
+
+
 def test_a_refit_draws_the_tie_key_for_the_new_data() -> None:
     """A method fit again on data of another size selects as a fresh one does: the seeded
     tie-breaking key is drawn for the new number of samples (a key kept from a larger set
@@ -595,3 +605,70 @@ def test_recorded_dynamics_by_hand(monkeypatch):
         assert np.allclose(dyn.grand[e], el2n * np.sqrt((f ** 2).sum(1) + 1.0), atol=1e-4)
         assert dyn.correct[e].tolist() == (logits.argmax(1) == y).tolist()
         assert np.allclose(dyn.true_prob[e], p[np.arange(6), y], atol=1e-6)
+
+
+def _record_with_a_fake_proxy(monkeypatch, x: np.ndarray, y: np.ndarray, w: np.ndarray,
+                              b: np.ndarray, proxy_epochs: int) -> TrainingDynamics:
+    """record_dynamics with training replaced: after epoch ``e`` the proxy's features are
+    the image's pixels in [0, 1] times ``e + 1`` and its head is ``(w, b)``."""
+    import tinysift.models.cnn as cnn
+    import tinysift.models.training as training
+    from tinysift.scoring.dynamics import record_dynamics
+
+    class _Weight:
+        def __init__(self, value: np.ndarray) -> None:
+            self.value = np.asarray(value, np.float32)
+
+        def numpy(self) -> np.ndarray:
+            return self.value
+
+    class _Proxy:
+        def __init__(self, epoch: int) -> None:
+            self.scale = epoch + 1.0
+
+        def get_layer(self, name: str):
+            return type("Head", (), {"weights": [_Weight(w), _Weight(b)]})()
+
+    def features_of(proxy: _Proxy):
+        return lambda xb, training=False: _Weight(
+            np.asarray(xb, np.float32).reshape(len(xb), -1) * proxy.scale)
+
+    def train(x, y, k, train_config=None, epoch_hooks=(), progress=True, **_):
+        for epoch in range(train_config.epochs):
+            for hook in epoch_hooks:
+                hook(epoch, _Proxy(epoch))
+
+    monkeypatch.setattr(cnn, "feature_model", features_of)
+    monkeypatch.setattr(training, "train_model", train)
+    return record_dynamics(x, y, int(y.max()) + 1, proxy_epochs, 0, progress=False)
+
+
+def test_recorded_features_are_the_final_proxys_row_for_row(monkeypatch) -> None:
+    """``features`` (what the ``cnn`` embedding reduces) are the backbone features of the
+    final proxy, not of its first measurement, each row its own sample's also past the 2,048
+    samples of one inference batch."""
+    from tinysift.scoring.dynamics import proxy_schedule
+
+    n = 2100
+    rows = np.arange(n)
+    x = np.stack([rows % 256, rows // 256], 1).astype(np.uint8).reshape(n, 1, 2, 1)
+    y = rows % 2
+    dyn = _record_with_a_fake_proxy(monkeypatch, x, y, np.eye(2), np.zeros(2), 2)
+    cfg, _ = proxy_schedule(n, 2, 0)
+    want = x.reshape(n, 2) / 255.0 * cfg.epochs  # after the last epoch, cfg.epochs - 1
+    assert dyn.features.shape == (n, 2) and dyn.el2n.shape == (2, n)
+    np.testing.assert_allclose(dyn.features, want, rtol=1e-6)
+
+
+def test_correct_is_the_argmax_not_a_probability_above_one_half(monkeypatch) -> None:
+    """``correct`` (what forgetting counts) is the proxy's prediction, its largest
+    probability, equal to the label: logits (0.4, 0, 0) predict class 0 with probability
+    0.43, below one half, and its samples are correct, the others wrong."""
+    y = np.arange(6) % 3
+    x = np.zeros((6, 1, 1, 1), np.uint8)
+    dyn = _record_with_a_fake_proxy(monkeypatch, x, y, np.zeros((1, 3)),
+                                    np.array([0.4, 0.0, 0.0]), 1)
+    p0 = np.exp(0.4) / (np.exp(0.4) + 2.0)
+    np.testing.assert_allclose(dyn.true_prob[0], np.where(y == 0, p0, 1.0 / (np.exp(0.4) + 2)),
+                               rtol=1e-6)
+    assert p0 < 0.5 and dyn.correct[0].tolist() == (y == 0).tolist()

@@ -221,13 +221,16 @@ def test_an_embedding_of_fewer_samples_than_its_dimension_has_one_per_sample():
 def test_proxy_measures_after_the_fewest_whole_epochs_of_min_steps():
     """The proxy measures every ``every`` epochs, the fewest whole epochs holding
     MIN_STEPS_PER_MEASURE (50) optimizer steps: 96 samples in batches of 128 are 1 step an
-    epoch (50 epochs), 1,437 are 12 (5 epochs: 60 steps, 4 would be 48), 60,000 are 469 (1)."""
+    epoch (50 epochs), 600 are 5 (the last batch of 88 is a step too: 10 epochs, 50 steps),
+    1,437 are 12 (5 epochs: 60 steps, 4 would be 48), 60,000 are 469 (1); the proxy trains
+    with the seed it is given."""
     from tinysift.scoring.dynamics import MIN_STEPS_PER_MEASURE, proxy_schedule
 
     assert MIN_STEPS_PER_MEASURE == 50
-    for n, want in ((96, 50), (1437, 5), (5000, 2), (60000, 1)):
+    for n, want in ((96, 50), (600, 10), (1437, 5), (5000, 2), (60000, 1)):
         cfg, every = proxy_schedule(n, 4, 0)
         assert cfg.batch_size == 128 and every == want and cfg.epochs == 4 * want, n
+    assert proxy_schedule(1437, 4, 7)[0].seed == 7
 
 
 def test_adopt_leaves_the_callers_items_whole(tmp_path):
