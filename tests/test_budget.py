@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tinysift.errors import BudgetError
 from tinysift.selection.budget import (
+    balanced_subset,
     class_quotas,
     fraction_count,
     parse_keep,
@@ -126,3 +127,39 @@ def test_quotas_of_classes_without_samples_are_zero_and_cost_nothing():
     assert class_quotas(np.zeros(5, np.int64), 3, num_classes=4).tolist() == [3, 0, 0, 0]
     # a budget past the data keeps everything (balanced_subset clamps, this does not fail)
     assert class_quotas(labels, 20).tolist() == [3, 0, 10]
+
+
+@pytest.mark.parametrize("keep, fix", [
+    pytest.param("1.5", r"keep fraction must be in \(0, 1\] .*; pass an integer for an exact "
+                 "count", id="fraction-over-1"),
+    pytest.param("1438", r"larger than the training set \(1437 samples\); use at most 1437 or a "
+                 r"fraction in \(0, 1\]", id="count-past-n"),
+    pytest.param("ten", r"a fraction in \(0, 1\] \(e\.g\. 0\.1\) or an integer count "
+                 r"\(e\.g\. 180\), got 'ten'", id="neither"),
+])
+def test_bad_keep_says_what_to_pass_instead(keep: str, fix: str) -> None:
+    """A refused --keep names what would be taken instead (a count for a fraction over 1,
+    at most N or a fraction for a count past the data, an example of each form for text
+    that is neither), not only what was wrong."""
+    with pytest.raises(BudgetError, match=fix):
+        resolve_keep(keep, 1437)
+
+
+def test_quota_fewer_than_classes_names_the_smallest_budget_and_the_global_one() -> None:
+    """A class-balanced budget below the class count says the smallest budget that works
+    and how to ask for a global one instead (--no-balance, balance=False)."""
+    with pytest.raises(BudgetError, match=r"keep >= 3, or a global budget: --no-balance, "
+                                          r"balance=False in Python"):
+        class_quotas(np.array([0, 1, 2, 2]), 2)
+
+
+def test_balanced_subset_is_drawn_with_its_seed() -> None:
+    """The samples inside each class follow the seed given (export --fit's and the test
+    subset's seed): the same seed draws the same subset, another seed another one; the
+    subset is class-balanced and sorted either way."""
+    y = np.repeat(np.arange(3), 30)
+    first, other, again = (balanced_subset(y, 12, seed) for seed in (1, 2, 1))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    for subset in (first, other):
+        assert np.bincount(y[subset]).tolist() == [4, 4, 4]
+        assert np.all(np.diff(subset) > 0)
