@@ -930,7 +930,8 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("kcenter", {"embedding": "x"}), ("prototypes", {"embedding": "x"}),
     ("vq", {"embedding": "x"}), ("vq", {"outlier_tail": 1.5}), ("vq", {"window": 0}),
     ("vq", {"easy_below": 2.0}), ("vq", {"hard_above": -1.0}), ("vq", {"score_codebook": 0}),
-    ("vq", {"dim": 0}), ("flow", {"dim": 0}), ("flow", {"dim": 1}),
+    ("vq", {"dim": 0}), ("vq", {"outlier_tail": 1.0}), ("vq", {"hard_above": 1.5}),
+    ("vq", {"hard_cut": 1.5}), ("flow", {"dim": 0}), ("flow", {"dim": 1}),
     ("aum", {"threshold": float("nan")}), ("flow", {"folds": 2.0}),
     ("prototypes", {"clusters_per_class": 2.5}), ("d2", {"n_neighbors": 2.5}),
     ("d2", {"n_neighbors": True}), ("vq", {"score_codebook": 1.5}), ("vq", {"dim": 4.5}),
@@ -944,14 +945,14 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
     min_cut above max_cut) silently the max_cut; a typo in ccs's or d2's importance,
-    hard_cut or epoch, or in d2's or flow's embedding, failed only after the proxy CNN had
-    trained (minutes on a real dataset); vq's fractions out of range were silently a
-    meaningless window, its score_codebook=0 silently one codeword; aum's NaN threshold
-    silently flagged nothing; d2's NaN gamma was an IndexError at select and a text one a
-    TypeError at fit (after the proxy CNN had trained), a negative one silently weighed far
-    neighbours above near ones; prototypes' clusters_per_class of 0 would be one cluster and a
-    switch_keep outside [0, 1] (or NaN) would keep the hard or the easy samples at every
-    budget."""
+    hard_cut or epoch, in vq's hard_cut, or in d2's or flow's embedding, failed only after
+    the proxy CNN had trained (minutes on a real dataset); vq's fractions out of range
+    were silently a meaningless window, its score_codebook=0 silently one codeword; aum's
+    NaN threshold silently flagged nothing; d2's NaN gamma was an IndexError at select and
+    a text one a TypeError at fit (after the proxy CNN had trained), a negative one silently
+    weighed far neighbours above near ones; prototypes' clusters_per_class of 0 would be one
+    cluster and a switch_keep outside [0, 1] (or NaN) would keep the hard or the easy samples
+    at every budget."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):

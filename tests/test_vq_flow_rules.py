@@ -1,7 +1,10 @@
 """vq and flow selection rules held to hand computations on small arrays (a mutation
 audit's survivors, 2026-12-06): the window's slide and its start, seeds reaching the
 codebooks and the flows, the outlier tail's rounding, the declared proxy, the strata's
-allocation, the small-class rule."""
+allocation, the small-class rule; and a second audit's of vq (2026-12-07): the window's
+picks and bounds, codeword quotas, a class smaller than its codebook, the cut's seeded
+ties, the scarce floor's edge, the proxy at keep 0.1, the tail under the difficulty
+spread."""
 
 from __future__ import annotations
 
@@ -58,9 +61,12 @@ def test_vq_selection_follows_its_seed():
 
 def test_vq_declares_the_proxy_it_reads_for_auto_hard_above():
     """hard_above="auto" reads the proxy's training error at small keeps, so vq declares the
-    dynamics it needs even without a cut or an EL2N rule; a fixed start does not."""
+    dynamics it needs even without a cut or an EL2N rule; a fixed start does not, unless
+    the embedding is the proxy's own ("cnn": its features)."""
     assert make_method("vq", hard_cut=None, within="window").needs == {"dynamics"}
     assert make_method("vq", hard_cut=None, within="window", hard_above=0.5).needs == set()
+    assert make_method("vq", embedding="cnn", hard_cut=None, within="window",
+                       hard_above=0.5).needs == {"dynamics"}
 
 
 def test_vq_outlier_tail_is_rounded_down():
@@ -154,3 +160,134 @@ def test_flow_pixel_density_is_the_out_of_fold_flow_times_the_residual_gaussian(
     joint = ll + np.log(0.5)
     np.testing.assert_allclose(flow.agreement_, joint[rows, y] - log_sum_exp(joint),
                                rtol=1e-4, atol=1e-3)
+
+
+def test_vq_scores_a_class_smaller_than_its_codebook() -> None:
+    """A class with fewer samples than score_codebook (a rare class of user data) gets a
+    codeword per sample, not a scikit-learn error: each sample is its own codeword's nearest
+    member (score 1, distance 0, occupancy 1); in a larger class the score is the rank
+    inside the codeword relative to its size, the occupancy the number of samples the
+    codeword quantizes, and the selection covers every codeword of its codebook
+    (coverage_: codewords, codewords represented)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], [40, 5])
+    ctx = hand_context(y, z=rng.normal(size=(45, 4)))
+    vq = make_method("vq", seed=0, score_codebook=8, within="window", hard_cut=None,
+                     hard_above=0.5).fit(ctx)
+    rare, common = y == 1, y == 0
+    assert (vq.scores_[rare] == 1.0).all() and (vq.occupancy_[rare] == 1).all()
+    assert vq.distance_[rare] == pytest.approx(0.0, abs=1e-6)
+    words = vq.codeword_[common]
+    assert sorted(set(words.tolist())) == list(range(8))
+    np.testing.assert_array_equal(vq.occupancy_[common], np.bincount(words)[words])
+    for word in range(8):  # the rank inside the codeword, relative: 1, 1 - 1/s, ..., 1/s
+        members = np.flatnonzero(common & (vq.codeword_ == word))
+        np.testing.assert_allclose(np.sort(vq.scores_[members])[::-1],
+                                   1.0 - np.arange(len(members)) / len(members))
+    assert len(vq.select(20)) == 20  # the rare class kept whole, 15 of the other
+    assert vq.coverage_ == {0: (4, 4)}  # those 15 in 4 codewords, each represented
+
+
+def test_vq_window_picks_spread_over_the_window_and_stay_out_of_the_tail() -> None:
+    """A codeword's picks are spread over its distance-rank window, one at the middle of
+    each equal part (the window's ends rounded outwards); a window widened past the outlier
+    tail slides back below it; picks that cannot fit below the tail take as few tail ranks
+    as they need."""
+    from tinysift.selection.methods.vq import window_picks
+
+    assert window_picks(10, 2, 0.0, 0.52).tolist() == [1, 4]  # ranks [0, 6), halves' middles
+    assert window_picks(10, 2, 0.25, 0.65).tolist() == [3, 5]  # [2, 7)
+    assert window_picks(10, 4, 0.7, 0.9, limit=0.9).tolist() == [5, 6, 7, 8]  # not rank 9
+    assert window_picks(10, 9, 0.6, 0.9, limit=0.5).tolist() == list(range(9))
+    assert window_picks(5, 5, 0.2, 0.4).tolist() == list(range(5))
+
+
+def test_vq_codeword_quotas_of_equal_codewords_differ_by_at_most_one() -> None:
+    """Largest remainder: four codewords of 3 members sharing 6 picks get one each, and the
+    two left go to two of them (2, 2, 1, 1), not both to one (3, 1, 1, 1); with fewer picks
+    than codewords (per_codeword under 1) no codeword gets two while an equal one has none;
+    a quota of one per codeword gives each one, however unequal the codewords."""
+    from tinysift.selection.methods.vq import occupancy_quotas
+
+    assert occupancy_quotas(np.array([3, 3, 3, 3]), 6).tolist() == [2, 2, 1, 1]
+    assert occupancy_quotas(np.array([3, 3, 3, 3]), 2).tolist() == [1, 1, 0, 0]
+    assert occupancy_quotas(np.array([8, 1, 1]), 3).tolist() == [1, 1, 1]
+
+
+def test_vq_hard_cut_breaks_ties_with_the_seed() -> None:
+    """The hard cut drops a class's hardest by EL2N and the seed decides among equal EL2N
+    (as ccs's and d2's cuts do), so seeds average over a tie instead of repeating one draw:
+    on classes whose EL2N is all equal two seeds keep different halves, one seed the same
+    halves twice (one codeword a class, so nothing but the cut differs between the seeds)."""
+    rng = np.random.default_rng(0)
+    ctx = hand_context(np.repeat([0, 1], 40), z=rng.normal(size=(80, 3)),
+                       el2n=np.ones((1, 80)))
+    params = {"within": "window", "hard_cut": 0.5, "hard_above": 1.0, "per_codeword": 100}
+    picks = [make_method("vq", seed=seed, **params).fit(ctx).select(20) for seed in (0, 1, 0)]
+    assert np.array_equal(picks[0], picks[2]) and not np.array_equal(picks[0], picks[1])
+
+
+def test_vq_data_stops_being_scarce_at_scarce_per_class_samples_a_class() -> None:
+    """From SCARCE_PER_CLASS samples a class on (50: inclusive), hard_above="auto" starts
+    the keep-hard regime at the proxy's training error averaged over its measurements
+    (here 0 and 4 %: 2 %, never above 0.1), and within="difficulty" spreads over EL2N; one
+    sample fewer is scarce: the start is 0.1 and the picks are herding's."""
+    from tinysift.selection.methods.vq import SCARCE_PER_CLASS
+
+    assert SCARCE_PER_CLASS == 50
+    rng = np.random.default_rng(0)
+    y, z = np.repeat([0, 1], 600), rng.normal(size=(1200, 4))
+    correct = np.ones((2, 1200), bool)
+    correct[1, ::25] = False  # 4 % wrong at the second measurement, none at the first
+    vq = make_method("vq", seed=0).fit(hand_context(y, z=z, correct=correct))
+    vq.select(100)
+    assert vq.regime_ == "hard" and vq.hard_start_ == pytest.approx(0.02)
+    vq.select(99)
+    assert vq.regime_ == "typical" and vq.hard_start_ == 0.1 and vq.within_ == "herding"
+    wrong = np.zeros((2, 1200), bool)  # the proxy gets nothing right: error 1, start 0.1
+    vq = make_method("vq", seed=0).fit(hand_context(y, z=z, correct=wrong))
+    vq.select(100)
+    assert vq.hard_start_ == 0.1 and vq.regime_ == "typical" and vq.within_ == "difficulty"
+
+
+def test_vq_auto_start_needs_no_proxy_at_keep_0_1() -> None:
+    """hard_above="auto" can only move the keep-hard start below 0.1, so a keep of 0.1
+    itself (one of the bench's keeps: round(0.1 N) samples) takes the far window without
+    the proxy CNN: the proxy is neither trained for it nor charged to it."""
+    from hand_context import tiny_context
+    from tinysift.selection.budget import fraction_count
+
+    ctx = tiny_context(n=1200, classes=2)
+    vq = make_method("vq", seed=0).fit(ctx)
+    vq.select(fraction_count(0.1, ctx.num_samples))
+    assert vq.regime_ == "hard" and not any("dynamics" in key for key in ctx.timings)
+
+
+def test_vq_difficulty_spread_leaves_out_each_codewords_outlier_tail() -> None:
+    """within="difficulty" spreads a codeword's picks over the EL2N of its members without
+    the outlier tail: where a codeword's farthest members are also its hardest (as likely
+    mislabeled samples are), none of them is picked, though the spread reaches the hard
+    end of the rest (one codeword a class: its centre is the class mean)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 300)
+    z = rng.normal(size=(600, 4)) + 5.0 * y[:, None]
+    far = np.linalg.norm(z - np.stack([z[y == c].mean(0) for c in (0, 1)])[y], axis=1)
+    vq = make_method("vq", seed=0, hard_cut=None, hard_above=1.0, per_codeword=1000)
+    kept = vq.fit(hand_context(y, z=z, el2n=far[None])).select(120)
+    assert vq.within_ == "difficulty"
+    for c in (0, 1):
+        idx = np.flatnonzero(y == c)
+        by_distance = idx[np.argsort(far[idx])]
+        picks = kept[y[kept] == c]
+        assert not np.isin(picks, by_distance[-30:]).any()  # the farthest 10 %
+        assert np.isin(picks, by_distance[-60:]).any()
+
+
+def test_vq_window_is_at_most_the_non_outlier_part_and_may_be_all_of_it() -> None:
+    """window=1, the top of its documented range (0, 1], is taken: without an outlier tail
+    the window is then every distance rank at any keep; a window wider than the part
+    outside the outlier tail is that part (it never reaches into the tail)."""
+    vq = make_method("vq", window=1.0, outlier_tail=0.0, hard_above=0.5)
+    assert vq.rank_window(0.05) == (0.0, 1.0) and vq.rank_window(0.9) == (0.0, 1.0)
+    vq = make_method("vq", window=0.95, outlier_tail=0.1, hard_above=0.5)
+    assert vq.rank_window(0.05) == (0.0, 0.9) and vq.rank_window(0.9) == (0.0, 0.9)
