@@ -291,3 +291,16 @@ def test_vq_window_is_at_most_the_non_outlier_part_and_may_be_all_of_it() -> Non
     assert vq.rank_window(0.05) == (0.0, 1.0) and vq.rank_window(0.9) == (0.0, 1.0)
     vq = make_method("vq", window=0.95, outlier_tail=0.1, hard_above=0.5)
     assert vq.rank_window(0.05) == (0.0, 0.9) and vq.rank_window(0.9) == (0.0, 0.9)
+
+
+def test_vq_window_widened_for_its_picks_holds_exactly_them() -> None:
+    """A window narrower than a codeword's picks is widened symmetrically to as many ranks as
+    picks, so they are those ranks: [5, 6) of 10 widened for 3 picks is [4, 7). The far
+    end grew by the whole shortfall as well as the near end by half of it ([4, 8): picks
+    4, 6, 7, rank 5 skipped), so a widened window leaned to the far ranks."""
+    from tinysift.selection.methods.vq import window_picks
+
+    assert window_picks(10, 3, 0.5, 0.6).tolist() == [4, 5, 6]
+    assert window_picks(10, 4, 0.3, 0.5).tolist() == [2, 3, 4, 5]
+    assert window_picks(10, 4, 0.0, 0.1).tolist() == [0, 1, 2, 3]  # at the first rank
+    assert window_picks(10, 4, 0.8, 1.0).tolist() == [6, 7, 8, 9]  # at the last rank

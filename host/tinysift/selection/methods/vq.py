@@ -152,10 +152,9 @@ def window_picks(n: int, m: int, lo: float, hi: float, limit: float = 1.0) -> np
         return np.arange(n)
     a, b = int(math.floor(lo * n)), int(math.ceil(hi * n))
     if b - a < m:  # widen the window symmetrically until it holds m ranks
-        grow = m - (b - a)
-        a = max(0, a - (grow + 1) // 2)
-        b = min(n, a + max(m, b - a + grow))
-        a = max(0, b - max(m, b - a))
+        a = max(0, a - (m - (b - a) + 1) // 2)
+        b = min(n, a + m)
+        a = b - m  # at the last rank: the m ranks ending there
     top = max(m, int(math.ceil(limit * n)))
     if b > top:  # widened into the tail: slide the window back below it
         a, b = max(0, a - (b - top)), top
