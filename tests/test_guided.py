@@ -1935,6 +1935,95 @@ def test_infobatch_prunes_until_the_anneal_share_of_the_budget(passes):
     assert plan.note.startswith("pruned") and 30 < 200 - len(plan.indices) < 70
 
 
+def _planned_after_one_epoch(method: str, run_seed: int) -> np.ndarray:
+    """The samples ``method`` plans for its second epoch on 200 samples whose first epoch
+    trained them all (losses 0.1 and 2.0 alternating), the run's generator seeded by
+    ``run_seed`` and the sampler's own seed left at its default."""
+    st = _state(np.repeat(np.arange(2), 100), seed=run_seed)
+    sampler = make_sampler(method)
+    sampler.begin(st)
+    first = sampler.plan(st).indices
+    loss = np.where(first % 2 == 0, 0.1, 2.0).astype(np.float32)
+    st.record(first, loss, np.exp(-loss), np.zeros((len(first), 8), np.float32),
+              np.zeros(len(first), np.int64))
+    sampler.end_epoch(st)
+    st.epoch = 1
+    return sampler.plan(st).indices
+
+
+@pytest.mark.parametrize("method", ["rs2", "infobatch", "ucb"])
+def test_the_controls_draw_their_samples_from_the_runs_generator(method: str) -> None:
+    """RS2's permutation, InfoBatch's pruning draws and UCB's tie-break come from the run's
+    generator (TrainingState.rng: a seed fixes every choice): one run seed plans the same
+    samples every time, another seed other ones. A sampler drawing from a generator of its
+    own seed planned the same subsets for every run seed, so the seeds of a benchmark were
+    not independent draws (the loop test covers RS2 only, by training)."""
+    once, again, other = (_planned_after_one_epoch(method, seed) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(once, again)
+    assert not np.array_equal(np.sort(once), np.sort(other))
+
+
+def test_full_cut_plans_every_sample_once_unweighted_every_epoch() -> None:
+    """full-cut, the control for any cost claim, is the full-data recipe cut short: each
+    epoch's plan is every training sample exactly once with equal weights, whatever the
+    budget (its epochs are not budget x N)."""
+    st = _state(np.repeat(np.arange(3), 7), budget=0.3)
+    sampler = make_sampler("full-cut")
+    sampler.begin(st)
+    for epoch in range(3):
+        st.epoch = epoch
+        plan = sampler.plan(st)
+        assert sorted(plan.indices.tolist()) == list(range(21))
+        assert plan.weights is None or np.ptp(plan.weights) == 0
+
+
+def test_infobatch_takes_the_edges_of_its_ranges_as_documented() -> None:
+    """prune_ratio 0 (the paper's r: prune nothing) is a run of all the data, unweighted;
+    anneal 0 trains all the data from the start, anneal 1 prunes until the budget is spent;
+    an anneal below 0 is refused by the same message as one above 1 (it trained all the data
+    silently). The first epoch (nothing trained yet) is all the data, unweighted, without a
+    numpy warning about an empty mean; the plan's note, recorded per epoch in guided.json,
+    says how many samples were pruned."""
+    import warnings
+
+    from tinysift.errors import TinysiftError
+
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.5, epochs=8)  # 800 sample-passes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = make_sampler("infobatch").plan(st)
+    assert len(plan.indices) == 200 and plan.weights is None and plan.note == "first: full"
+    st.loss[:] = np.where(np.arange(200) % 2 == 0, 0.1, 2.0)
+    plan = make_sampler("infobatch", prune_ratio=0.0).plan(st)
+    assert len(plan.indices) == 200 and np.allclose(plan.weights, 1.0)
+    assert plan.note == "pruned 0 well-learned"
+    assert make_sampler("infobatch", anneal=0.0).plan(st).note == "anneal: full"
+    st.ledger.train_passes = 799  # progress 0.99875
+    plan = make_sampler("infobatch", anneal=1.0).plan(st)
+    pruned = 200 - len(plan.indices)
+    assert 30 < pruned < 70 and plan.note == f"pruned {pruned} well-learned"
+    with pytest.raises(TinysiftError, match=r"anneal must be a share of the budget in \[0, 1\], "
+                                            r"got -0.1"):
+        make_sampler("infobatch", anneal=-0.1)
+
+
+def test_ucb_takes_a_decay_of_1_and_keeps_the_measured_loss_exactly() -> None:
+    """decay 1 is in the documented range [0, 1]: the averages never move from the first
+    loss (and its spread stays 0). The first loss is the mean as measured (0.3 in float32),
+    not rounded on the way (a float16 copy read 0.2999)."""
+    st = _state(np.repeat(np.arange(2), 2))
+    sampler = make_sampler("ucb", decay=1.0)
+    sampler.begin(st)
+    for loss in (0.3, 5.0):
+        st.record(np.arange(4), np.full(4, loss, np.float32), np.ones(4, np.float32),
+                  np.zeros((4, 8), np.float32), np.zeros(4, np.int64))
+        sampler.end_epoch(st)
+        st.epoch += 1
+    assert sampler.mean_.tolist() == [float(np.float32(0.3))] * 4
+    assert sampler.var_.tolist() == [0.0] * 4 and sampler.count_.tolist() == [2] * 4
+
+
 def test_ledger_record_by_hand():
     """The ledger as the results record it: passes to one decimal, seconds of fits to three,
     of training to two, the forward cost it charged (1/3 of a sample-pass, docs/methods.md)
