@@ -921,7 +921,7 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
 
 @pytest.mark.parametrize("name, params", [
     ("flow", {"folds": 0}), ("flow", {"bins": 0}), ("flow", {"min_cut": 0.6}),
-    ("flow", {"max_cut": 1.0}), ("vq", {"per_codeword": 0}),
+    ("flow", {"min_cut": -0.1}), ("flow", {"max_cut": 1.0}), ("vq", {"per_codeword": 0}),
     ("ccs", {"importance": "el2m"}), ("ccs", {"hard_cut": 1.5}), ("ccs", {"epoch": "last"}),
     ("ccs", {"num_bins": 2.5}), ("d2", {"importance": "aum "}), ("d2", {"hard_cut": "cut"}),
     ("d2", {"embedding": "CNN"}), ("el2n", {"epoch": "last"}), ("grand", {"epoch": 1.5}),

@@ -1,7 +1,9 @@
 """Scoring held to hand computations on small arrays (a mutation audit's survivors,
 2026-12-06): cache keys tell apart what they must, shared work is charged once and at its
 original time, seeds reach the densities, untrained flows are scipy's cross-fitted
-normals, the proxy measures after whole epochs of at least 50 steps."""
+normals, the proxy measures after whole epochs of at least 50 steps; and (2026-12-07) the
+flows' epoch cap, chunks, folds, sampling and settings, the kNN and mixture densities'
+absent classes, self-exclusion and share of references, log_sum_exp's shift."""
 
 from __future__ import annotations
 
@@ -63,10 +65,12 @@ def test_features_of_another_length_refused(digits):
 
 
 @pytest.mark.parametrize("kind, params", [("knn", {"references": 0.5, "k": 3}),
-                                          ("flow", {"steps": 5, "n_layers": 2, "hidden": 4})])
+                                          ("flow", {"steps": 5, "n_layers": 2, "hidden": 4}),
+                                          ("gmm", {})])
 def test_densities_follow_their_seed(kind, params):
-    """make_density passes its seed on: knn's seeded share of references and the flows'
-    initial weights and batches differ between seeds, and repeat under one."""
+    """make_density passes its seed on: knn's seeded share of references, the flows'
+    initial weights and batches and the mixtures' k-means start differ between seeds, and
+    repeat under one."""
     from tinysift.scoring.density import make_density
 
     rng = np.random.default_rng(0)
@@ -324,3 +328,171 @@ def test_a_context_without_a_cache_folder_has_the_shared_work_it_adopted():
     ctx.adopt({ctx._shared_key("dynamics"): _fake_dynamics(40)})
     # needs that are no shared work (an embedding a method reads) ask for nothing
     assert ctx.has_shared({"dynamics", "embedding"}) and ctx.has_shared(set())
+
+
+def test_flow_config_refuses_a_yes_or_no_for_a_rate():
+    """A learning rate or weight decay of true/false (a TOML boolean) is no number: refused by
+    name, as a whole-number setting's true is (not a learning rate of 1)."""
+    from tinysift.errors import TinysiftError
+
+    for name in ("learning_rate", "weight_decay"):
+        with pytest.raises(TinysiftError, match=f"flow {name} must be a finite number"):
+            FlowConfig(**{name: True})
+    assert FlowConfig(n_layers=1).n_layers == 1  # one coupling layer is a flow
+
+
+def test_flow_training_stops_after_max_epochs_passes_over_the_smallest_class():
+    """The step count is the configured one but at most MAX_EPOCHS (64) passes over the
+    smallest trained flow's samples, rounded up: 5 samples in batches of 24 are 64 x 5 / 24
+    = 13.3 -> 14 steps. A class absent from the labels trains no flow and caps nothing (counted,
+    it would cap every flow at 0 steps: all of them untrained). Progress is reported after every
+    step, up to the steps run."""
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], [5, 50])
+    z = rng.normal(size=(len(y), 2)).astype(np.float32)
+    cfg = FlowConfig(steps=1000, batch=24, n_layers=2, hidden=4)
+    reported = []
+    flows = ClassFlows(cfg, seed=0).fit(z, y, 2, progress=lambda s, n: reported.append((s, n)))
+    assert flows.steps_ == 14
+    assert reported == [(s, 14) for s in range(1, 15)]
+    absent = ClassFlows(FlowConfig(steps=3, batch=8, n_layers=2, hidden=4), seed=0)
+    assert absent.fit(z, y, 3).steps_ == 3  # class 2 has no sample
+
+
+def test_flow_log_prob_of_many_chunks_is_that_of_one_and_of_no_samples_is_empty():
+    """log_prob scores the samples in chunks (4,096 rows at a time, 60,000-sample sets):
+    chunks of 7 give every row the density one chunk gives (every row, not only the first
+    chunk's), whatever its fold; no samples give an empty (0, K) array, not a numpy error;
+    a negative fold is refused like one past the last (its rows would keep log-density 0)."""
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    z = (rng.normal(size=(60, 3)) + y[:, None]).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=3, n_layers=2, hidden=4), seed=0).fit(z, y, 3, folds=2)
+    whole = flows.log_prob(z, flows.fold_)
+    np.testing.assert_allclose(flows.log_prob(z, flows.fold_, chunk=7), whole, rtol=1e-6)
+    assert np.isfinite(whole).all()
+    assert flows.log_prob(z[:0], flows.fold_[:0]).shape == (0, 3)
+    with pytest.raises(ValueError, match=r"a fold in \[0, 2\)"):
+        flows.log_prob(z, np.full(60, -1))
+
+
+def test_flow_sample_refuses_a_temperature_of_zero():
+    """A temperature of 0 would draw every sample at the base distribution's mode (no noise
+    at all): refused like a negative one, naming what is allowed."""
+    from tinysift.scoring.flows import ClassFlows
+
+    z = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=0, n_layers=2), seed=0).fit(z, np.arange(20) % 2, 2)
+    for temperature in (0.0, -0.5):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            flows.sample(0, 3, temperature=temperature)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flow_sample_inverts_the_couplings_through_the_permutations(seed):
+    """sample() runs the flow backwards, undoing each layer's permutation: with affine
+    couplings of a shift and log-scale of their own for every position (hand-set, no
+    training) a drawn point's log-density is the base normal's at the noise it came from
+    plus the log-determinant, the same for every draw: the sum of the log-scales each layer
+    applied, less the log-std of the standardization. Undoing a permutation with the
+    permutation itself (not its inverse) moves a dimension through another position's
+    couplings, and the density no longer matches (5 dimensions: not every permutation is
+    its own inverse)."""
+    from scipy.stats import norm
+
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(40, 5)).astype(np.float32)
+    flows = ClassFlows(FlowConfig(steps=0, n_layers=4, hidden=4), seed=seed).fit(
+        z, np.zeros(40, np.int64), 1)
+    shape = flows.vars_["bs"].shape  # (layers, flows, 1, dim)
+    flows.vars_["bs"].assign(rng.uniform(-1, 1, shape).astype(np.float32))
+    flows.vars_["bt"].assign(rng.uniform(-1, 1, shape).astype(np.float32))
+    draws = flows.sample(0, 6, seed=3)
+    u = np.random.default_rng(3).standard_normal((6, 5))  # sample()'s base noise, seed 3
+    log_s = np.tanh(flows.vars_["bs"].numpy()[:, 0, 0]) * (1 - flows.masks_)
+    logdet = log_s.sum() - np.log(flows.std_[0]).sum()
+    want = norm.logpdf(u).sum(1) + logdet
+    np.testing.assert_allclose(flows.log_prob(draws.astype(np.float32))[:, 0], want,
+                               rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["gmm", "knn"])
+def test_a_class_absent_from_the_fit_has_density_zero(kind):
+    """A class with no sample in the fit set (a replay set over old classes) has log-density
+    -inf everywhere, so it is never the most likely class and takes no posterior mass; the
+    classes present keep finite densities."""
+    from tinysift.scoring.density import label_posterior, make_density
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    z = (rng.normal(size=(60, 2)) + 4.0 * y[:, None]).astype(np.float32)
+    logp = make_density(kind, seed=0).fit(z, y, 3).log_prob(z)
+    assert np.isneginf(logp[:, 2]).all() and np.isfinite(logp[:, :2]).all()
+    post = np.exp(label_posterior(logp, y, np.array([0.5, 0.5, 0.0])))
+    assert post.min() > 0.5  # two well-apart classes: each sample's own label wins
+
+
+def test_knn_density_in_sample_skips_the_sample_itself():
+    """A reference sample is not its own neighbour: on the points 0, 1, 3, 6, 10 of a line
+    (k=2) point 0's density is measured to its second neighbour other than itself, 3 (not to
+    1, as when it counted itself at distance 0), a query off the references to its second
+    nearest, and both are -d log r_k - log n_c."""
+    from tinysift.scoring.density import make_density
+
+    z = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]], np.float32)
+    dens = make_density("knn", k=2).fit(z, np.zeros(5, np.int64), 1)
+    ll = dens.log_prob(np.array([[0.0], [5.0]], np.float32))[:, 0]
+    np.testing.assert_allclose(ll, -np.log([3.0, 2.0]) - np.log(5), rtol=1e-6)
+
+
+def test_knn_share_of_references_rounds_up_and_keeps_k_plus_one():
+    """references=0.25 keeps ceil(0.25 n_c) of each class, at least k + 1 (the k-th
+    neighbour of a reference, itself excluded) and at most the class: classes of 30, 10 and
+    3 keep 8, 4 and 3 at k=3; a share above 1 is refused, as one of 0 is."""
+    from tinysift.errors import TinysiftError
+    from tinysift.scoring.density import make_density
+
+    y = np.repeat([0, 1, 2], [30, 10, 3])
+    z = np.random.default_rng(0).normal(size=(len(y), 2)).astype(np.float32)
+    dens = make_density("knn", seed=0, k=3, references=0.25).fit(z, y, 3)
+    assert dens.counts_.tolist() == [8, 4, 3]
+    assert np.isfinite(dens.log_prob(z)).all()
+    with pytest.raises(TinysiftError, match=r"references must be a share in \(0, 1\]"):
+        make_density("knn", references=1.5)
+
+
+def test_log_sum_exp_does_not_overflow_or_underflow():
+    """log_sum_exp shifts each row by its maximum: log-densities of -1,000 (a far sample
+    under every class) or +1,000 give the exact log-sum (log 2 above the pair), not -inf
+    or inf from exp()."""
+    from tinysift.scoring.density import log_sum_exp
+
+    a = np.array([[-1000.0, -1000.0], [1000.0, 1000.0], [0.0, -np.inf]])
+    np.testing.assert_allclose(log_sum_exp(a), [-1000.0 + np.log(2), 1000.0 + np.log(2), 0.0])
+
+
+def test_flow_density_trains_the_flows_it_was_given():
+    """make_density("flow") fits flows of the steps, coupling layers and hidden units it
+    was given (the guided sampler's density_steps reach it), and runs those steps."""
+    from tinysift.scoring.density import make_density
+
+    z = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    dens = make_density("flow", steps=3, n_layers=2, hidden=5).fit(z, np.arange(40) % 2, 2)
+    assert dens.flows_.config == FlowConfig(n_layers=2, hidden=5, steps=3)
+    assert dens.flows_.steps_ == 3
+
+
+def test_an_unknown_density_is_refused_naming_the_known_ones():
+    """make_density of a kind it does not know is one line naming the kinds it does."""
+    from tinysift.errors import TinysiftError
+    from tinysift.scoring.density import make_density
+
+    with pytest.raises(TinysiftError, match="unknown density 'kde'; choose one of flow, gmm, knn"):
+        make_density("kde")
+

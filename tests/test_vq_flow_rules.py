@@ -4,7 +4,8 @@ codebooks and the flows, the outlier tail's rounding, the declared proxy, the st
 allocation, the small-class rule; and a second audit's of vq (2026-12-07): the window's
 picks and bounds, codeword quotas, a class smaller than its codebook, the cut's seeded
 ties, the scarce floor's edge, the proxy at keep 0.1, the tail under the difficulty
-spread."""
+spread; and of flow (2026-12-07): its ranks, small-class Gaussian, fold share and
+dimension, pixel residual, certainty, hard cut, strata and seed."""
 
 from __future__ import annotations
 
@@ -304,3 +305,188 @@ def test_vq_window_widened_for_its_picks_holds_exactly_them() -> None:
     assert window_picks(10, 4, 0.3, 0.5).tolist() == [2, 3, 4, 5]
     assert window_picks(10, 4, 0.0, 0.1).tolist() == [0, 1, 2, 3]  # at the first rank
     assert window_picks(10, 4, 0.8, 1.0).tolist() == [6, 7, 8, 9]  # at the last rank
+
+
+def test_flow_rank_within_is_a_share_below_one_with_ties_in_index_order():
+    """A within-class rank is the share of the class below the sample, in [0, 1): 0 for
+    the lowest, (n - 1) / n for the highest (never 1, whatever the class size), each class
+    on its own; equal values rank in index order (stable: 0, 2, 4, ... before 1, 3, ...
+    here, which an unstable sort mixes)."""
+    from tinysift.selection.methods.flow import rank_within
+
+    values = np.array([3.0, 1.0, 5.0, 2.0, 0.0])
+    labels = np.array([0, 0, 1, 0, 1])
+    np.testing.assert_allclose(rank_within(values, labels), [2 / 3, 0.0, 0.5, 1 / 3, 0.0])
+    ties = (np.arange(20) % 2).astype(float)  # ten 0s, ten 1s
+    want = np.where(ties == 0, np.arange(20) // 2, 10 + np.arange(20) // 2) / 20
+    np.testing.assert_array_equal(rank_within(ties, np.zeros(20, np.int64)), want)
+
+
+def test_flow_gaussian_for_small_classes_pools_the_variance_of_the_larger_ones():
+    """gaussian_log_prob: each class's own mean, the within-class variance pooled over the
+    classes of two samples or more (LDA's rule; a one-sample class has none to give), the
+    data's variance when no class has two, floored at 1e-6; the normalizer included."""
+    from scipy.stats import norm
+
+    from tinysift.selection.methods.flow import gaussian_log_prob
+
+    z = np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0], [5.0, 0.0], [9.0, 0.0], [20.0, -3.0]])
+    y = np.array([0, 0, 0, 1, 1, 2])
+    dev = np.array([[-1, -1], [1, -1], [0, 2], [-2, 0], [2, 0]], float)  # of classes 0, 1
+    std = np.sqrt((dev ** 2).mean(0))
+    got = gaussian_log_prob(z, y, np.array([2, 0]), 3)
+    for j, mean in enumerate(([20.0, -3.0], [1.0, 2.0])):
+        np.testing.assert_allclose(got[:, j], norm.logpdf(z, mean, std).sum(1))
+    alone = gaussian_log_prob(z[[0, 3, 5]], np.array([0, 1, 2]), np.array([1]), 3)
+    std = z[[0, 3, 5]].std(0)  # no class of two: the data's spread
+    np.testing.assert_allclose(alone[:, 0], norm.logpdf(z[[0, 3, 5]], z[3], std).sum(1))
+    same = gaussian_log_prob(np.ones((4, 2)), np.array([0, 0, 1, 1]), np.array([0]), 2)
+    np.testing.assert_allclose(same[:, 0], 2 * norm.logpdf(0.0, 0.0, 1e-3))
+
+
+def test_flow_config_given_as_a_table_is_the_flows_config():
+    """A pipeline file or --method-params gives the flows' settings as a table: they are
+    the flows' config (dropped, the defaults' 600 steps would run), checked when the method is
+    made."""
+    from tinysift.errors import TinysiftError
+
+    assert make_method("flow", flow={"steps": 7, "hidden": 8}).flow == FlowConfig(steps=7,
+                                                                                   hidden=8)
+    with pytest.raises(TinysiftError, match="flow steps must be a whole number >= 0"):
+        make_method("flow", flow={"steps": -1})
+
+
+@pytest.mark.parametrize("folds, sizes, small, dim", [
+    (2, [200, 200, 40], [], 2),  # 20 training samples: a flow, of 20 / 10 = 2 dimensions
+    (2, [200, 200, 39], [2], 6),  # 19.5: the Gaussian; the others' 100 / 10, capped at 6
+    (3, [200, 200, 45], [], 3),  # 2/3 of 45 = 30 training samples: 3 dimensions
+    (3, [200, 200, 29], [2], 6),  # 19.3: the Gaussian
+    (1, [200, 200, 25], [], 2)])  # no cross-fitting: a flow trains on the whole class
+def test_flow_small_class_and_dimension_follow_the_training_share_of_the_folds(
+        folds, sizes, small, dim):
+    """A class is too small for a flow below MIN_FLOW_TRAIN (20) training samples, which
+    are (folds - 1) / folds of it (not 1 / folds: the same at 2 folds only), all of it
+    without folds, 20 itself being enough; the flows' dimension is the smallest flowed
+    class's training share / 10, capped at the embedding's own 6 dimensions (dim asks for
+    32)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], sizes)
+    z = rng.normal(size=(len(y), 6)) + 3.0 * y[:, None]
+    ctx = hand_context(y, z=z, el2n=np.zeros((1, len(y))), correct=np.ones((1, len(y))))
+    flow = make_method("flow", seed=0, pixel_embedding=None, folds=folds,
+                       flow=FlowConfig(steps=2, n_layers=2, hidden=4)).fit(ctx)
+    assert flow.small_classes_.tolist() == small
+    assert flow.flow_dims_ == {"cnn": dim}
+    assert np.isfinite(flow.log_likelihood_).all()
+
+
+def test_flow_small_class_samples_train_no_flow():
+    """A class too small for a flow (5 samples) is left out of the flows: the other classes'
+    flows are those fit without its samples, every step run (a flow on its 2 or 3 samples
+    of a fold would cut every flow's training to 1 step, MAX_EPOCHS passes over it)."""
+    from sklearn.decomposition import PCA
+
+    from tinysift.scoring.flows import ClassFlows
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [120, 120, 5])
+    z = (rng.normal(size=(len(y), 3)) + 3.0 * y[:, None]).astype(np.float32)
+    ctx = hand_context(y, z=z, el2n=np.zeros((1, len(y))), correct=np.ones((1, len(y))))
+    cfg = FlowConfig(steps=4, n_layers=2, hidden=4)
+    flow = make_method("flow", seed=0, pixel_embedding=None, flow=cfg).fit(ctx)
+    assert flow.small_classes_.tolist() == [2] and flow.flow_dims_ == {"cnn": 3}
+    pca = PCA(n_components=3, svd_solver="randomized", random_state=0)
+    zp = pca.fit_transform(z).astype(np.float32)
+    flows = ClassFlows(cfg, seed=0).fit(zp, np.where(y == 2, -1, y), 3, folds=2)
+    assert flows.steps_ == 4
+    rows = np.flatnonzero(y < 2)
+    want = flows.log_prob(zp, flows.fold_)[rows, y[rows]]
+    np.testing.assert_allclose(flow.log_likelihood_[rows], want, rtol=1e-5, atol=1e-4)
+
+
+def test_flow_on_pixels_of_every_component_has_no_residual_and_no_second_density():
+    """Images of 2x2 pixels flowed in all 4 dimensions leave no residual: no residual
+    Gaussian is added (its variance would be 0 / 0), every log-density is finite; and the
+    pixel density is not taken twice when the feature embedding is the pixels too."""
+    from tinysift.scoring.context import TrainingDynamics
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    x = rng.integers(0, 256, size=(200, 2, 2, 1), dtype=np.uint8)
+    ctx = ScoringContext(x, y, 2, progress=False)
+    zeros = np.zeros((1, 200), np.float32)
+    dyn = TrainingDynamics(zeros, zeros, np.ones((1, 200), bool), zeros, zeros,
+                           features=np.zeros((200, 4), np.float32), seconds=0.0)
+    ctx.dynamics = lambda: dyn
+    flow = make_method("flow", seed=0, embedding="pixels",
+                       flow=FlowConfig(steps=0)).fit(ctx)
+    assert flow.flow_dims_ == {"pixels": 4}
+    assert set(flow.components_) == {"density", "agreement", "certainty"}
+    assert np.isfinite(flow.log_likelihood_).all() and np.isfinite(flow.agreement_).all()
+
+
+def test_flow_certainty_is_minus_the_el2n_averaged_over_the_measurements():
+    """The certainty rank orders a class by its mean EL2N over the proxy's measurements,
+    lowest EL2N most certain: the last measurement alone, or the EL2N itself, orders this
+    class otherwise."""
+    el2n = np.zeros((2, 8))
+    el2n[:, :4] = [[0.0, 0.1, 0.2, 0.9], [0.6, 0.4, 0.2, 0.0]]  # class 0: mean .3 .25 .2 .45
+    z = np.random.default_rng(0).normal(size=(8, 2))
+    ctx = hand_context(np.repeat([0, 1], 4), z=z, el2n=el2n, correct=np.ones((2, 8)))
+    flow = make_method("flow", seed=0, pixel_embedding=None,
+                       flow=FlowConfig(steps=0)).fit(ctx)
+    np.testing.assert_allclose(flow.components_["certainty"][:4], [0.25, 0.5, 0.75, 0.0])
+
+
+def test_flow_cut_is_clipped_to_min_cut_and_max_cut():
+    """The hard cut is the suspects' share times cut_margin clipped to [min_cut, max_cut]:
+    with no suspect (the proxy right everywhere) it is min_cut, 0.1 by default; with half
+    the labels rejected by both the flows (labels at random) and the proxy it is max_cut."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    z = rng.normal(size=(100, 2))
+    brief = {"pixel_embedding": None, "flow": FlowConfig(steps=0)}
+    right = hand_context(y, z=z, el2n=np.zeros((1, 100)), correct=np.ones((1, 100)))
+    assert make_method("flow", seed=0, **brief).fit(right).cut_fraction(0.5) == 0.1
+    wrong = hand_context(y, z=z, el2n=np.zeros((1, 100)), correct=np.zeros((1, 100)))
+    flow = make_method("flow", seed=0, max_cut=0.2, **brief).fit(wrong)
+    assert flow.suspect_fraction_ * flow.cut_margin > 0.2
+    assert flow.cut_fraction(0.5) == 0.2
+
+
+def test_flow_draw_inside_the_strata_follows_the_seed():
+    """The random picks inside a density stratum are drawn with the method's seed: two seeds
+    with the same scores (untrained flows without folds: the class Gaussians) pick
+    differently, one seed the same way twice."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    z = rng.normal(size=(120, 2)) + 3.0 * y[:, None]
+    ctx = hand_context(y, z=z, el2n=np.zeros((1, 120)), correct=np.ones((1, 120)))
+    brief = {"pixel_embedding": None, "folds": 1, "flow": FlowConfig(steps=0)}
+    flows = [make_method("flow", seed=s, **brief).fit(ctx) for s in (0, 1, 0)]
+    np.testing.assert_allclose(flows[0].scores_, flows[1].scores_)
+    picks = [f.select(30) for f in flows]
+    assert np.array_equal(picks[0], picks[2]) and not np.array_equal(picks[0], picks[1])
+
+
+def test_flow_strata_split_the_score_range_into_bins_equal_widths():
+    """``bins`` strata split the scores' range into that many equal widths: 2 bins over
+    [0, 1] part at 0.5, so the three samples at 0.6, 0.7 and 1.0 are a stratum of their own,
+    the smallest, taken whole (its share is 3 of 6) before the eight at 0 give the rest.
+    With one edge too few the samples below 1.0 would be a single stratum of ten."""
+    from tinysift.selection.methods.flow import stratified_pick
+
+    scores = np.array([0.0] * 8 + [0.6, 0.7, 1.0])
+    picks = stratified_pick(scores, 6, 2, np.random.default_rng(0))
+    assert len(np.unique(picks)) == 6 and {8, 9, 10} <= set(picks.tolist())
+
+
+def test_flow_strata_shares_round_down_leaving_the_rest_to_the_larger_strata():
+    """Each stratum, smallest first, gets the floor of what is left over the strata left
+    (CCS's allocation): strata of 3, 4 and 5 samples share 4 picks as 1, 1 and 2 (rounding
+    up gives the smallest 2 and the largest 1)."""
+    from tinysift.selection.methods.flow import stratified_pick
+
+    scores = np.array([0.0] * 3 + [0.5] * 4 + [1.0] * 5)
+    picks = stratified_pick(scores, 4, 3, np.random.default_rng(0))
+    assert np.bincount((scores[picks] * 2).astype(int), minlength=3).tolist() == [1, 1, 2]
