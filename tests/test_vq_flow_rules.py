@@ -490,3 +490,27 @@ def test_flow_strata_shares_round_down_leaving_the_rest_to_the_larger_strata():
     scores = np.array([0.0] * 3 + [0.5] * 4 + [1.0] * 5)
     picks = stratified_pick(scores, 4, 3, np.random.default_rng(0))
     assert np.bincount((scores[picks] * 2).astype(int), minlength=3).tolist() == [1, 1, 2]
+
+
+def test_flow_fit_s_bar_counts_the_steps_the_fit_runs(monkeypatch) -> None:
+    """The flow fit's progress bar is sized by the steps the fit runs, not the steps it was
+    given: the epoch cap stops it early on small classes (64 passes over 20 training samples
+    a flow are 5 batches of 256), and a bar of 600 read "5/600 steps" with a wrong time
+    left when it ended (it is drawn at 0/600 before the fit knows its steps)."""
+    import io
+
+    from rich.console import Console
+
+    from tinysift import progress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    monkeypatch.setattr(progress, "_bar_console", terminal)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    ctx = hand_context(y, z=rng.normal(size=(len(y), 8)) + 3.0 * y[:, None],
+                       el2n=np.zeros((1, len(y))), correct=np.ones((1, len(y))))
+    ctx.progress = True
+    make_method("flow", seed=0, pixel_embedding=None, dim=8,
+                flow=FlowConfig(steps=600, n_layers=2, hidden=8)).fit(ctx)
+    drawn = terminal.file.getvalue()
+    assert "5/5 steps" in drawn and "5/600" not in drawn

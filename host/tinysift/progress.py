@@ -50,9 +50,11 @@ class ProgressBar:
         self._bar.start()
         self._task = self._bar.add_task(label, total=total, **fields)
 
-    def update(self, completed: float, **fields: str) -> None:
+    def update(self, completed: float, total: float | None = None, **fields: str) -> None:
+        """``total``: the work's size where it is known only once the work runs (a flow fit
+        stops at its epoch cap, before the steps it was given)."""
         if self._bar is not None:
-            self._bar.update(self._task, completed=completed, **fields)
+            self._bar.update(self._task, completed=completed, total=total, **fields)
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -221,7 +221,7 @@ class FlowMethod(PruningMethod):
             with progress_bar(getattr(context, "progress", False), self.flow.steps,
                               f"flow fit ({kind}, {k * self.folds} flows)", "steps") as bar:
                 flows = ClassFlows(self.flow, seed=self.seed).fit(
-                    z, y_flow, k, folds=self.folds, progress=lambda s, _n: bar.update(s))
+                    z, y_flow, k, folds=self.folds, progress=lambda s, n: bar.update(s, total=n))
             ll = flows.log_prob(z, flows.fold_)
         else:  # every class is small: nothing for a flow to learn
             ll = np.full((len(y), k), -np.inf)
