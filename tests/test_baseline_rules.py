@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from hand_context import hand_context
-from tinysift.errors import TinysiftError
+from tinysift.errors import BudgetError, TinysiftError
+from tinysift.scoring import ScoringContext
 from tinysift.scoring.dynamics import TrainingDynamics
-from tinysift.selection import make_method
+from tinysift.selection import PruningMethod, make_method
 
 
 # -- the shared difficulty score (CCS, D2) and the epoch choice ---------------------------------
@@ -672,3 +673,78 @@ def test_correct_is_the_argmax_not_a_probability_above_one_half(monkeypatch) -> 
     np.testing.assert_allclose(dyn.true_prob[0], np.where(y == 0, p0, 1.0 / (np.exp(0.4) + 2)),
                                rtol=1e-6)
     assert p0 < 0.5 and dyn.correct[0].tolist() == (y == 0).tolist()
+
+
+# -- the selector interface every method shares (selection/base.py) -----------------------------
+
+
+class _GivenScores(PruningMethod):
+    """A method whose scores are given: what the interface itself does with them."""
+
+    name = "given-scores"
+
+    def __init__(self, scores: np.ndarray, seed: int = 0, balance: bool = True) -> None:
+        super().__init__(seed=seed, balance=balance)
+        self.given = np.asarray(scores)
+
+    def _fit(self, context: ScoringContext) -> np.ndarray:
+        return self.given
+
+
+class _RepeatingSelector(_GivenScores):
+    """A selection rule that picks one sample over and over."""
+
+    name = "repeating"
+
+    def _select(self, count: int) -> np.ndarray:
+        return np.zeros(count, np.int64)
+
+
+def _given_scores_context() -> tuple[ScoringContext, np.ndarray]:
+    """40 samples of two classes (even indices class 0), every score 0 but the two highest at
+    the end of class 0 and one lower at the start of class 1."""
+    scores = np.zeros(40)
+    scores[38], scores[36], scores[1] = 5.0, 4.0, -1.0
+    return hand_context(np.arange(40) % 2), scores
+
+
+def test_the_default_selector_keeps_each_classs_highest_scores_ties_by_index() -> None:
+    """Higher scores are kept first, each class up to its quota (a global top without
+    balance), and equal scores by index: the same scores always keep the same samples, the
+    ``nested`` claim the saved scores' re-cut relies on."""
+    ctx, scores = _given_scores_context()
+    balanced = _GivenScores(scores).fit(ctx)
+    assert balanced.select(6).tolist() == [0, 3, 5, 7, 36, 38]
+    assert balanced.select(40).tolist() == list(range(40))
+    assert _GivenScores(scores, balance=False).fit(ctx).select(3).tolist() == [0, 36, 38]
+
+
+@pytest.mark.parametrize("count", [0, 41])
+def test_select_refuses_a_count_outside_one_to_the_samples(count: int) -> None:
+    """A count of 0 or above the training set is a BudgetError naming the range, not an
+    empty selection or a short one."""
+    ctx, scores = _given_scores_context()
+    method = _GivenScores(scores).fit(ctx)
+    with pytest.raises(BudgetError, match=rf"keep count must be in \[1, 40\], got {count}"):
+        method.select(count)
+
+
+def test_a_method_breaking_the_interface_fails_naming_itself() -> None:
+    """A new method's scores not one per sample, or a selection of fewer distinct samples
+    than asked, fail at once naming the method (not a short selection written to
+    selection.npz); scores asked before fit say to fit first."""
+    ctx, scores = _given_scores_context()
+    with pytest.raises(RuntimeError, match=r"not fitted: call fit\(context\) first"):
+        _GivenScores(scores).score()
+    with pytest.raises(AssertionError, match=r"given-scores: scores have shape \(39,\)"):
+        _GivenScores(scores[:39]).fit(ctx)
+    with pytest.raises(AssertionError, match="repeating selected 1 samples, asked for 3"):
+        _RepeatingSelector(scores).fit(ctx).select(3)
+    assert np.array_equal(_GivenScores(scores).fit(ctx).score(), scores)
+
+
+def test_an_unknown_method_is_refused_with_the_known_ones() -> None:
+    """A misspelt method name lists the registered methods to choose from."""
+    with pytest.raises(TinysiftError, match=r"unknown method 'randm'; known methods: aum, "
+                                            r"ccs, .*, random"):
+        make_method("randm")

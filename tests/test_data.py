@@ -352,7 +352,9 @@ def _selection(path, **override):
     ("empty", lambda p: p.write_bytes(b""), "not a readable"),
     ("text", lambda p: p.write_text("indices: 1 2 3\n"), r"not a readable selection \(.npz\) "
      r"\(ValueError: neither a zip archive nor a numpy file\)"),
-    ("one array", lambda p: np.save(open(p, "wb"), np.arange(3)), "not a readable"),
+    ("one array", lambda p: np.save(open(p, "wb"), np.arange(3)),
+     r"not a readable selection \(.npz\) \(ValueError: a single array, not an .npz archive\); "
+     "create it again with `tinysift prune`"),
     ("float indices", lambda p: _selection(p, indices=np.array([1.0, 2.0, 3.0])), "integers"),
     ("2-D indices", lambda p: _selection(p, indices=np.array([[1, 2, 3]])), "1-D"),
     ("empty indices", lambda p: _selection(p, indices=np.array([], np.int64),
@@ -381,6 +383,17 @@ def _selection(path, **override):
     ("negative index", lambda p: _selection(p, indices=np.array([-1, 5, 9])),
      r"outside \[0, 20\)"),
     ("long scores", lambda p: _selection(p, scores=np.zeros(21)), "'scores'"),
+    ("no method", lambda p: _selection(p, method=None),
+     "has no 'method': not a tinysift selection file; create it again with `tinysift prune`"),
+    ("no keep count", lambda p: _selection(p, keep_count=None), "has no 'keep_count'"),
+    ("negative noise", lambda p: _selection(p, label_noise=np.float64(-0.1)),
+     r"label_noise -0.1 is not in \[0, 1\)"),
+    ("column scores", lambda p: _selection(p, scores=np.zeros((20, 1))),
+     r"'scores' must be one number per training sample \(20\), got float64 \(20, 1\)"),
+    ("float keep count", lambda p: _selection(p, keep_count=np.float64(3.0)),
+     "'keep_count' must be one int, got float64"),
+    ("text noise", lambda p: _selection(p, label_noise=np.array("0.2")),
+     "'label_noise' must be one float, got <U3"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_corrupt_selection_refused(tmp_path, kind, make, message):
     """Every corrupt selection.npz is one DatasetError naming the problem (they were
@@ -405,6 +418,32 @@ def test_selection_says_what_its_scores_mean_and_old_files_load(tmp_path):
                          20, "h")
     assert "nested" not in old and "score_meaning" not in old
     assert np.array_equal(old["indices"], [1, 5, 9])
+
+
+def test_a_selection_keeps_the_flags_it_is_given_and_a_scenarios_are_not_nested(tmp_path):
+    """The score_meaning and nested passed to write_selection are the ones saved (they may
+    depend on the method's parameters: herding without balance is not nested), the
+    registered defaults only fill what is not given; a name that is no method (a scenario's
+    selection) says nothing of its scores and is not nested: its scores re-cut nothing."""
+    from tinysift.selection.io import describe_scores, read_selection, write_selection
+
+    given = read_selection(write_selection(tmp_path / "g.npz", np.array([3]), np.zeros(20),
+                                           "vq", 20, "h", score_meaning="distance, lower first",
+                                           nested=True), 20, "h")
+    assert str(given["score_meaning"]) == "distance, lower first" and bool(given["nested"])
+    meaning_only = read_selection(write_selection(tmp_path / "m.npz", np.array([3]),
+                                                  np.zeros(20), "random", 20, "h",
+                                                  score_meaning="none"), 20, "h")
+    assert str(meaning_only["score_meaning"]) == "none" and bool(meaning_only["nested"])
+    nested_only = read_selection(write_selection(tmp_path / "n.npz", np.array([3]),
+                                                 np.zeros(20), "random", 20, "h",
+                                                 nested=False), 20, "h")
+    assert not nested_only["nested"]
+    assert str(nested_only["score_meaning"]) == describe_scores("random")[0] != ""
+    assert describe_scores("scenario:old") == ("", False)
+    scenario = read_selection(write_selection(tmp_path / "s.npz", np.array([3]), np.zeros(20),
+                                              "scenario:old", 20, "h"), 20, "h")
+    assert str(scenario["score_meaning"]) == "" and not scenario["nested"]
 
 
 @pytest.mark.parametrize("make,message", [
@@ -845,16 +884,40 @@ def test_a_selection_reads_back_how_it_was_made(tmp_path):
      r"'y' must hold one non-negative integer label per image, got int64 \(2,\) for 2"),
     ({"x": np.zeros((2, 8, 8), np.uint8), "y": np.array([0, 1, 2])},
      r"'y' must hold one non-negative integer label per image, got int64 \(3,\) for 2"),
-], ids=["no images", "negative label", "a label too many"])
+    ({"x": np.zeros((2, 8, 8), np.uint8)}, "has no 'y': not a tinysift condensed file"),
+    ({"x": np.zeros((2, 64), np.uint8), "y": np.array([0, 1])},
+     r"'x' must be \(N, H, W\[, C\]\) uint8 images with N >= 1, got uint8 \(2, 64\)"),
+    ({"x": np.zeros((2, 8, 8), np.float32), "y": np.array([0, 1])},
+     r"'x' must be \(N, H, W\[, C\]\) uint8 images with N >= 1, got float32 \(2, 8, 8\)"),
+    ({"x": np.zeros((2, 8, 8), np.uint8), "y": np.array([[0], [1]])},
+     r"'y' must hold one non-negative integer label per image, got int64 \(2, 1\) for 2"),
+    ({"x": np.zeros((2, 8, 8), np.uint8), "y": np.array([0.0, 1.0])},
+     r"'y' must hold one non-negative integer label per image, got float64 \(2,\) for 2"),
+], ids=["no images", "negative label", "a label too many", "no labels", "flat images",
+        "float images", "a column of labels", "float labels"])
 def test_a_malformed_condensed_set_is_refused(tmp_path, arrays, message):
-    """A condensed.npz without images, with a negative label or with more labels than
-    images is one DatasetError saying how to make it again (they reached training)."""
+    """A condensed.npz without labels, without images or with images that are not
+    (N, H, W[, C]) uint8, or with labels that are not one non-negative integer per image, is
+    one DatasetError saying how to make it again (they reached training)."""
     from tinysift.selection.io import read_condensed
 
     np.savez(tmp_path / "condensed.npz", method=np.array("dm"), **arrays)
     with pytest.raises(DatasetError, match=message + r".*; create it again with `tinysift "
                                                      r"condense`"):
         read_condensed(tmp_path)
+
+
+def test_a_condensed_set_reads_back_how_it_was_made(tmp_path) -> None:
+    """write_condensed's file says how the set was made: the method, the samples per class
+    and the dataset it was condensed from, beside its images and labels."""
+    from tinysift.selection.io import read_condensed, write_condensed
+
+    x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
+    write_condensed(tmp_path / "condensed.npz", x, np.array([0, 1]), "dm", 1, "h")
+    cond = read_condensed(tmp_path, "h", 2)
+    assert np.array_equal(cond["x"], x) and cond["y"].tolist() == [0, 1]
+    assert str(cond["method"]) == "dm" and int(cond["per_class"]) == 1
+    assert str(cond["dataset_hash"]) == "h"
 
 
 def test_a_condensed_set_without_a_dataset_hash_still_loads(tmp_path):
