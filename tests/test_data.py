@@ -920,6 +920,25 @@ def test_a_condensed_set_reads_back_how_it_was_made(tmp_path) -> None:
     assert str(cond["dataset_hash"]) == "h"
 
 
+def test_a_condensed_set_whose_method_is_not_one_text_says_condensed_and_the_fix(
+        tmp_path) -> None:
+    """A condensed.npz whose 'method' is not one string is refused as a condensed file with
+    how to make it again (it said "not a tinysift selection file" and no fix); a selection's
+    bad 'method' still says selection and `tinysift prune`."""
+    from tinysift.selection.io import read_condensed, read_selection
+
+    np.savez(tmp_path / "condensed.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]),
+             method=np.array(["dm", "dm"]))
+    with pytest.raises(DatasetError, match=re.escape(
+            "'method' must be one str, got <U2 (2,): not a tinysift condensed file; create it "
+            "again with `tinysift condense`")):
+        read_condensed(tmp_path)
+    with pytest.raises(DatasetError, match=re.escape(
+            "'method' must be one str, got <U1 (2,): not a tinysift selection file; create it "
+            "again with `tinysift prune`")):
+        read_selection(_selection(tmp_path / "selection.npz", method=np.array(["a", "b"])))
+
+
 def test_a_condensed_set_without_a_dataset_hash_still_loads(tmp_path):
     """A condensed.npz with no dataset_hash at all (written by hand, or before it was
     recorded) passes the dataset check, as the docstring says, not a KeyError."""

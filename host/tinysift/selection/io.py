@@ -119,14 +119,17 @@ def _load_npz(p: Path, what: str, fix: str) -> dict:
                            f"{fix}") from None
 
 
-def _scalar(sel: dict, key: str, p: Path, kind: type):
+def _scalar(sel: dict, key: str, p: Path, kind: type, what: str = "selection",
+            fix: str = "create it again with `tinysift prune`"):
+    """``sel[key]`` as one ``kind``, or a DatasetError naming the key, the file's kind
+    (``what``) and ``fix``."""
     value = sel[key]
     if value.ndim != 0 or (kind is str and value.dtype.kind not in "US") or (
             kind is int and value.dtype.kind not in "iu") or (
             kind is float and value.dtype.kind not in "iuf") or (
             kind is bool and value.dtype.kind != "b"):
         raise DatasetError(f"{p}: {key!r} must be one {kind.__name__}, got {value.dtype} "
-                           f"{value.shape}: not a tinysift selection file")
+                           f"{value.shape}: not a tinysift {what} file; {fix}")
     return kind(value)
 
 
@@ -239,7 +242,7 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
                            f"{y.dtype} {y.shape} for {len(x)} images; {fix}")
     if x.ndim == 3:  # (N, H, W): one channel, as the datasets read it (train compared the
         cond["x"] = x[..., None]  # shapes and said "condensed from a different dataset")
-    _scalar(cond, "method", p, str)
+    _scalar(cond, "method", p, str, "condensed", fix)
     made_for = str(cond["dataset_hash"]) if "dataset_hash" in cond else ""
     if dataset_hash is not None and made_for not in (dataset_hash, ""):
         raise DatasetError(f"{p} was condensed from dataset hash {made_for}, not "
