@@ -676,8 +676,6 @@ def test_correct_is_the_argmax_not_a_probability_above_one_half(monkeypatch) -> 
 
 
 # -- the selector interface every method shares (selection/base.py) -----------------------------
-
-
 class _GivenScores(PruningMethod):
     """A method whose scores are given: what the interface itself does with them."""
 
@@ -701,10 +699,12 @@ class _RepeatingSelector(_GivenScores):
 
 
 def _given_scores_context() -> tuple[ScoringContext, np.ndarray]:
-    """40 samples of two classes (even indices class 0), every score 0 but the two highest at
-    the end of class 0 and one lower at the start of class 1."""
+    """40 samples of two classes (even indices class 0): the two highest scores at the end of
+    class 0, one lowest at the start of class 1, every seventh sample a tie at 1, the rest a
+    tie at 0."""
     scores = np.zeros(40)
     scores[38], scores[36], scores[1] = 5.0, 4.0, -1.0
+    scores[::7] += 1.0
     return hand_context(np.arange(40) % 2), scores
 
 
@@ -714,9 +714,10 @@ def test_the_default_selector_keeps_each_classs_highest_scores_ties_by_index() -
     ``nested`` claim the saved scores' re-cut relies on."""
     ctx, scores = _given_scores_context()
     balanced = _GivenScores(scores).fit(ctx)
-    assert balanced.select(6).tolist() == [0, 3, 5, 7, 36, 38]
+    assert balanced.select(12).tolist() == [0, 2, 3, 5, 7, 9, 14, 21, 28, 35, 36, 38]
     assert balanced.select(40).tolist() == list(range(40))
-    assert _GivenScores(scores, balance=False).fit(ctx).select(3).tolist() == [0, 36, 38]
+    assert _GivenScores(scores, balance=False).fit(ctx).select(5).tolist() == [0, 7, 14, 36,
+                                                                                38]
 
 
 @pytest.mark.parametrize("count", [0, 41])
