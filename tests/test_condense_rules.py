@@ -91,3 +91,19 @@ def test_dm_holds_its_synthetic_pixels_in_the_unit_range():
     assert synth.shape == (2, 3, 8, 8, 1)
     assert synth.min() == 0.0 and synth.max() == 1.0
     assert (synth == 0.0).mean() > 0.25 and (synth == 1.0).mean() > 0.25
+
+
+@pytest.mark.parametrize("method", ["vq", "vq-real", "herding"])
+def test_embedding_condensers_refuse_a_bad_dimension_or_embedding_when_made(method):
+    """dim=0 was the context's default dimension (32) while the condense stage recorded 0,
+    and a float dim or an unknown embedding failed only at fit; each is refused when the
+    condenser is made, naming the parameter."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
+
+    for dim in (0, -1, 2.0):
+        with pytest.raises(TinysiftError, match=f"{method}: dim must be a whole number >= 1"):
+            make_condenser(method, dim=dim)
+    with pytest.raises(TinysiftError, match="embedding must be one of given, pixels, "
+                                            "random-conv, cnn, got 'pixel'"):
+        make_condenser(method, embedding="pixel")
