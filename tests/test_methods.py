@@ -260,10 +260,12 @@ def test_dm_checks_k_before_optimizing(ctx):
 
 @pytest.mark.parametrize("params", [{"real_batch": 0}, {"width": 0}, {"depth": 0},
                                     {"iterations": -1}, {"learning_rate": float("nan")},
-                                    {"real_batch": 2.5}])
+                                    {"real_batch": 2.5}, {"learning_rate": 0.0},
+                                    {"learning_rate": float("inf")}])
 def test_dm_refuses_bad_parameters_when_made(params):
     """real_batch=0 was a TF graph error and width=0 a ZeroDivisionError at condense; a NaN
-    learning rate silently gave black images."""
+    learning rate silently gave black images; a learning rate of 0 (or infinite) is not the
+    positive number the message asks for (0 would save the random initialization as dm's)."""
     from tinysift.condensation.base import make_condenser
     from tinysift.errors import TinysiftError
 
