@@ -373,16 +373,22 @@ def test_a_stopped_build_leaves_none_of_its_processes(stopped_by, tmp_path):
 
 # ---- image sizes ---------------------------------------------------------------------------
 
-def test_image_sizes_are_text_and_data_in_flash_data_and_bss_in_ram(tmp_path):
-    """elf_sizes: flash holds the code and the data's initial values (text + data), static
-    RAM the data and the zeroed bss (data + bss); here an object of 4,000 bytes of data and
-    2,000 of bss, no code. describe_sizes prints both with thousands separators."""
+def tables_object(tmp_path: Path) -> Path:
+    """A Cortex-M object of 4,000 bytes of data and 2,000 of bss, no code."""
     need_tools("arm-none-eabi-gcc", "arm-none-eabi-size")
     src = tmp_path / "tables.c"
     src.write_text("int table[1000] = {1};\nint zeros[500];\n")
     obj = tmp_path / "tables.o"
     subprocess.run(["arm-none-eabi-gcc", "-c", "-O1", str(src), "-o", str(obj)], check=True,
                    timeout=60)
+    return obj
+
+
+def test_image_sizes_are_text_and_data_in_flash_data_and_bss_in_ram(tmp_path):
+    """elf_sizes: flash holds the code and the data's initial values (text + data), static
+    RAM the data and the zeroed bss (data + bss); here an object of 4,000 bytes of data and
+    2,000 of bss, no code. describe_sizes prints both with thousands separators."""
+    obj = tables_object(tmp_path)
     brd = load_board("nucleo_f411re")
     assert elf_sizes(obj, brd) == (4000, 6000)
     assert describe_sizes(BuildResult(obj, 4000, 6000, "", 0.0), brd) == (
@@ -432,10 +438,5 @@ def test_image_sizes_fall_back_to_platformio_s_summary(tmp_path):
     flash_only = "\n".join(x for x in ESP32_BUILD_TAIL.splitlines() if not x.startswith("RAM"))
     assert image_sizes(image, esp32, flash_only) == (None, None)
     assert image_sizes(image, esp32, "") == (None, None)
-    need_tools("arm-none-eabi-gcc", "arm-none-eabi-size")
-    src = tmp_path / "tables.c"
-    src.write_text("int table[1000] = {1};\nint zeros[500];\n")
-    obj = tmp_path / "tables.o"
-    subprocess.run(["arm-none-eabi-gcc", "-c", "-O1", str(src), "-o", str(obj)], check=True,
-                   timeout=60)
-    assert image_sizes(obj, load_board("nucleo_f411re"), ESP32_BUILD_TAIL) == (4000, 6000)
+    assert image_sizes(tables_object(tmp_path), load_board("nucleo_f411re"),
+                       ESP32_BUILD_TAIL) == (4000, 6000)
