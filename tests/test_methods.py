@@ -990,13 +990,14 @@ def test_vq_within_difficulty_spreads_each_codeword_over_el2n(ctx, monkeypatch):
     assert np.quantile(hard[a], 0.9) > np.quantile(hard[b], 0.9)
 
 
-@pytest.mark.parametrize("dim", [0, 1])
+@pytest.mark.parametrize("dim", [0, 1, 2.5])
 def test_flow_condenser_refuses_a_dimension_below_2_when_made(dim):
-    """dim=0 was a scikit-learn PCA error at fit, dim=1 a FitError blaming 1x1 images."""
+    """dim=0 was a scikit-learn PCA error at fit, dim=1 a FitError blaming 1x1 images, 2.5
+    silently 2 dimensions under a record saying 2.5."""
     from tinysift.condensation.base import make_condenser
     from tinysift.errors import TinysiftError
 
-    with pytest.raises(TinysiftError, match="dim must be at least 2"):
+    with pytest.raises(TinysiftError, match="dim must be a whole number of at least 2"):
         make_condenser("flow", dim=dim)
 
 

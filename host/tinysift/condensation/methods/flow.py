@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
+from tinysift.params import is_whole
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 
 
@@ -26,11 +27,12 @@ class FlowCondenser(Condenser):
             from tinysift.errors import BudgetError
 
             raise BudgetError(f"flow condenser temperature must be in (0, 1], got {temperature}")
-        if not dim >= 2:  # 0 was a PCA error, 1 a FitError blaming 1x1 images
+        # 0 was a PCA error, 1 a FitError blaming 1x1 images, 2.5 silently 2 dimensions
+        if not is_whole(dim, 2):
             from tinysift.errors import TinysiftError
 
-            raise TinysiftError(f"flow condenser dim must be at least 2 (a flow needs 2 "
-                                f"dimensions), got {dim}")
+            raise TinysiftError(f"flow condenser dim must be a whole number of at least 2 (a "
+                                f"flow needs 2 dimensions), got {dim}")
         self.dim, self.temperature = dim, temperature
         self.flow = FlowConfig(**flow) if isinstance(flow, dict) else (flow or FlowConfig())
 
