@@ -518,6 +518,7 @@ def test_adaptation_exports_the_firmware_its_check_planned(tmp_path, monkeypatch
     from tinysift.device.build import HEAD_ONLY_FLAG, build_plan
     from tinysift.errors import FitError
     from tinysift.pipeline.adapt import AdaptConfig, prepare_base, run_adapt, test_indices
+    from tinysift.quantize import tflm
     from tinysift.stages.export import memory_plan_for
 
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "config"))
@@ -530,13 +531,22 @@ def test_adaptation_exports_the_firmware_its_check_planned(tmp_path, monkeypatch
                                db_capacity=60, backbone_training=bb)["ram_total"]
            for bb in (False, True)}
     save_user_board(DEFAULT_BOARD, {"ram_bytes": (ram[False] + ram[True]) // 2})
+    sent: dict = {}
 
-    def stop(*_args, **_kwargs):
+    def stop(*_args, **kwargs):
+        sent.update(kwargs)
         raise _Stop
 
     monkeypatch.setattr(device_stage, "cached_results", stop)
     with pytest.raises(_Stop):  # exported (it raised FitError here), then stopped
         run_adapt(cfg, log=lambda *_: None)
+    # the new samples go to the device as the model's int8 input: with its input scale 1/255
+    # and zero point -128, each pixel minus 128 (a zero point of 0 gave 0..127 and passed)
+    x_new, y_new = sent["train_set"]
+    scale, zero_point = tflm.input_quant((base / "model.tflite").read_bytes())
+    assert zero_point == -128 and scale == pytest.approx(1 / 255)
+    assert x_new.dtype == np.int8 and np.array_equal(y_new, scn.y_new)
+    np.testing.assert_array_equal(x_new, scn.x_new.astype(np.int16) - 128)
     info = json.loads((base / "export" / "export.json").read_text())
     assert info["backbone_training"] is False and info["memory_plan"]["fits"]
     assert info["memory_plan"]["ram_total"] == ram[False] and info["train_samples"] == 40
