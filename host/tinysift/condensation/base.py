@@ -62,14 +62,12 @@ class EmbeddingCondenser(Condenser):
     """A condenser working in one of the context's embeddings (``self.z_`` after fit)."""
 
     def __init__(self, seed: int = 0, embedding: str = "random-conv", dim: int = 32):
-        from tinysift.scoring.embeddings import EMBEDDINGS
+        from tinysift.scoring.embeddings import check_embedding
 
         super().__init__(seed)
         # checked here: a dim of 0 was the context's default dimension under a record
         # saying 0, an unknown embedding an error only at fit
-        if embedding not in EMBEDDINGS:
-            raise TinysiftError(f"{self.name}: embedding must be one of "
-                                f"{', '.join(EMBEDDINGS)}, got {embedding!r}")
+        check_embedding(embedding, f"{self.name}: embedding")
         if not is_whole(dim, 1):
             raise TinysiftError(f"{self.name}: dim must be a whole number >= 1, got {dim!r}")
         self.embedding, self.dim = embedding, dim

@@ -74,6 +74,17 @@ EMBEDDINGS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+def check_embedding(embedding: str | None, name: str = "embedding",
+                    allow_none: bool = False) -> None:
+    """Refuse an unknown embedding name when the method is made, not at its fit (after the
+    proxy CNN trained, for the methods that read the dynamics first)."""
+    if embedding is None and allow_none:
+        return
+    if embedding not in EMBEDDINGS:
+        raise TinysiftError(f"{name} must be one of {', '.join(EMBEDDINGS)}, got "
+                            f"{embedding!r}")
+
+
 def compute_embedding(kind: str, ctx, dim: int) -> np.ndarray:
     if kind not in EMBEDDINGS:
         raise TinysiftError(f"unknown embedding {kind!r}; choose one of {', '.join(EMBEDDINGS)}")

@@ -67,19 +67,6 @@ def check_epoch(epoch) -> None:
         raise TinysiftError(f"epoch must be an integer index or 'mean', got {epoch!r}")
 
 
-def check_embedding(embedding: str | None, name: str = "embedding",
-                    allow_none: bool = False) -> None:
-    """Refuse an unknown embedding name when the method is made, not at its fit (after the
-    proxy CNN trained, for the methods that read the dynamics first)."""
-    from tinysift.scoring.embeddings import EMBEDDINGS
-
-    if embedding is None and allow_none:
-        return
-    if embedding not in EMBEDDINGS:
-        raise TinysiftError(f"{name} must be one of {', '.join(EMBEDDINGS)}, got "
-                            f"{embedding!r}")
-
-
 SCORE_KINDS = ("el2n", "aum", "forgetting")
 
 

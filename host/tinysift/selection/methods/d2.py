@@ -10,11 +10,11 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.selection.base import register
 from tinysift.selection.methods._common import (
     RankedMethod,
     check_difficulty_params,
-    check_embedding,
     cut_hardest,
     difficulty,
     resolve_hard_cut,

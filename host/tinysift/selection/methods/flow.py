@@ -45,9 +45,9 @@ from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
 from tinysift.progress import progress_bar
 from tinysift.scoring.density import log_sum_exp
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 from tinysift.selection.base import PruningMethod, register
-from tinysift.selection.methods._common import check_embedding
 
 
 def rank_within(values: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import GreedyMethod, check_embedding, sq_dists_to
+from tinysift.selection.methods._common import GreedyMethod, sq_dists_to
 
 
 def kcenter_order(z: np.ndarray, first: int, limit: int | None = None) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.selection.base import register
-from tinysift.selection.methods._common import RankedMethod, check_embedding
+from tinysift.selection.methods._common import RankedMethod
 
 
 def centre_distances(z: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:

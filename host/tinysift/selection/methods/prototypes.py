@@ -6,9 +6,10 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.selection.base import register
 from tinysift.selection.budget import fraction_count
-from tinysift.selection.methods._common import RankedMethod, check_embedding, top_order
+from tinysift.selection.methods._common import RankedMethod, top_order
 
 
 def prototype_distances(z: np.ndarray, y: np.ndarray, num_classes: int, clusters: int,

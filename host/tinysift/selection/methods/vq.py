@@ -82,10 +82,10 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
+from tinysift.scoring.embeddings import check_embedding
 from tinysift.selection.base import PruningMethod, register
 from tinysift.selection.budget import fraction_count
 from tinysift.selection.methods._common import (
-    check_embedding,
     cut_hardest,
     difficulty,
     resolve_hard_cut,
