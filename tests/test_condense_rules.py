@@ -176,13 +176,17 @@ def test_vq_decodes_an_empty_codeword_to_a_real_sample():
 
 def test_flow_condenser_temperature_is_refused_outside_0_to_1():
     """Temperature 1 (the flow's own density) is allowed; 0, negative, above 1 or NaN are
-    refused when the condenser is made, before a flow is fit."""
+    refused when the condenser is made, before a flow is fit, as a parameter error saying
+    what the temperature does (it was a BudgetError, the class of a keep or K out of range)."""
     from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
 
     assert make_condenser("flow", temperature=1.0).temperature == 1.0
     for temperature in (0.0, -0.5, 1.5, float("nan")):
-        with pytest.raises(BudgetError, match="temperature must be in \\(0, 1\\]"):
+        with pytest.raises(TinysiftError, match="temperature must be in \\(0, 1\\].*scales "
+                           "the flow's base noise") as refused:
             make_condenser("flow", temperature=temperature)
+        assert not isinstance(refused.value, BudgetError)
 
 
 def test_flow_condenser_fits_at_most_a_tenth_of_its_smallest_class_in_dimensions():

@@ -217,6 +217,7 @@ def test_flow_condenser_samples_are_typical_of_their_class(ctx):
     toward the class mean put them between modes, below the real samples' 25th density
     percentile in some classes."""
     from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
 
     cond = make_condenser("flow", seed=0).fit(ctx)
     x, y = cond.condense(10)
@@ -227,7 +228,7 @@ def test_flow_condenser_samples_are_typical_of_their_class(ctx):
     for c in range(10):
         real = ll_real[ctx.y == c, c]
         assert np.median(ll_syn[y == c, c]) > np.percentile(real, 25), c
-    with pytest.raises(BudgetError, match="temperature must be in"):
+    with pytest.raises(TinysiftError, match="temperature must be in"):
         make_condenser("flow", temperature=0)
 
 

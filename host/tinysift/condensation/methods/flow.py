@@ -23,10 +23,12 @@ class FlowCondenser(Condenser):
     def __init__(self, seed: int = 0, dim: int = 24, temperature: float = 0.7,
                  flow: FlowConfig | dict | None = None):
         super().__init__(seed)
-        if not 0 < temperature <= 1:
-            from tinysift.errors import BudgetError
+        if not 0 < temperature <= 1:  # a parameter, not a budget: no BudgetError
+            from tinysift.errors import TinysiftError
 
-            raise BudgetError(f"flow condenser temperature must be in (0, 1], got {temperature}")
+            raise TinysiftError(f"flow condenser temperature must be in (0, 1], got "
+                                f"{temperature}: it scales the flow's base noise (1 draws at "
+                                f"the class's own spread, the default 0.7 nearer its mode)")
         # 0 was a PCA error, 1 a FitError blaming 1x1 images, 2.5 silently 2 dimensions
         if not is_whole(dim, 2):
             from tinysift.errors import TinysiftError
