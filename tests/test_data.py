@@ -420,6 +420,24 @@ def test_selection_says_what_its_scores_mean_and_old_files_load(tmp_path):
     assert np.array_equal(old["indices"], [1, 5, 9])
 
 
+def test_write_selection_refuses_indices_or_scores_that_do_not_fit_the_training_set(tmp_path):
+    """A selection is written only when it fits the training set it names: indices in
+    [0, num_samples), one score per sample, at least one sample. Without the check a
+    training set of 0 samples divided by zero and the others wrote a file that
+    read_selection refuses later, far from the caller's slip."""
+    from tinysift.selection.io import read_selection, write_selection
+
+    for indices, scores, n in (([3, 20], np.zeros(20), 20), ([-1, 3], np.zeros(20), 20),
+                               ([3], np.zeros(19), 20), ([], np.zeros(0), 0)):
+        with pytest.raises(ValueError, match=f"a selection of {n} samples needs"):
+            write_selection(tmp_path / "bad.npz", np.array(indices, np.int64), scores, "vq",
+                            n, "h")
+    assert not (tmp_path / "bad.npz").exists()
+    kept = read_selection(write_selection(tmp_path / "ok.npz", np.array([0, 19]),
+                                          np.zeros(20), "vq", 20, "h"), num_samples=20)
+    assert kept["indices"].tolist() == [0, 19]
+
+
 def test_a_selection_keeps_the_flags_it_is_given_and_a_scenarios_are_not_nested(tmp_path):
     """The score_meaning and nested passed to write_selection are the ones saved (they may
     depend on the method's parameters: herding without balance is not nested), the

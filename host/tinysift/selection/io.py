@@ -68,6 +68,14 @@ def write_selection(path: str | Path, indices: np.ndarray, scores: np.ndarray, m
         score_meaning = default_meaning if score_meaning is None else score_meaning
         nested = default_nested if nested is None else nested
     indices = np.unique(np.asarray(indices, dtype=np.int64))
+    # a caller's slip, refused before a file read_selection would refuse is written (a
+    # training set of 0 samples divided by zero)
+    if num_samples < 1 or (len(indices) and (indices[0] < 0 or indices[-1] >= num_samples)):
+        raise ValueError(f"a selection of {num_samples} samples needs indices in [0, "
+                         f"{num_samples}), got {indices[:1]}..{indices[-1:]}")
+    if len(np.ravel(scores)) != num_samples:
+        raise ValueError(f"a selection of {num_samples} samples needs one score per sample, "
+                         f"got {len(np.ravel(scores))}")
     made_by = {}
     if seed is not None:
         made_by["seed"] = np.int64(seed)
