@@ -11,6 +11,7 @@ keeps its first ``cap`` samples), and injects faults at named points:
     connect            on connection
     cmd:<word>         when a command arrives, before it is answered (info, db, train, ...)
     db_line:<k>        after the k-th data line of a load
+    stream:db          after a stream's `@db` record, before its `@dbclass` rows
     train:features     after `@phase name=features`
     train:epoch:<n>    after `@epoch n=<n>`
     train:eval         after `@eval when=before` and its `@class` records
@@ -268,6 +269,7 @@ class FakeDevice(threading.Thread):
         self.labels, self.source = streamed[:self.ram], "ram"
         self.send(f"@db loaded={self.ram} source=ram policy=reservoir seen={seen} cap={cap} "
                   "codewords=0 covered=0 evicted=0 cycles=1000")
+        self.point("stream:db")
         for k in range(self.classes):
             self.send(f"@dbclass class={k} kept={self.labels.count(k)} "
                       f"seen={streamed.count(k)} codewords=0 covered=0")

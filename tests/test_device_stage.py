@@ -580,16 +580,18 @@ def test_a_streamed_train_reset_that_lost_the_buffer_is_not_retried(tmp_path):
 # the stream's @db (the last data line's answer), or the first @kept record (the second `db`
 # command is `db kept`), arrives with a wrong CRC
 LOST_STREAM_RECORDS = {"db": ("db_line:16", "db_stream_sent_again"),
+                       "dbclass": ("stream:db", "db_stream_sent_again"),
                        "kept": ("cmd:db", "db_kept_asked_again")}
 
 
 @pytest.mark.parametrize("lost", list(LOST_STREAM_RECORDS))
 def test_a_stream_record_lost_on_the_link_is_asked_for_again(tmp_path, lost: str):
     """A corrupt line on the link lost the stream's `@db` (its buffer's numbers: the session
-    then failed on `db kept`, advising a board reset) or a `@kept` record (stream.json named
-    11 of the 12 kept samples, and the result was complete): the stream is sent again (the
-    device keeps the same buffer) or `db kept` asked again, once, and said in the events;
-    lost twice, the session stops naming the records."""
+    then failed on `db kept`, advising a board reset), a `@dbclass` row (stream.json had one
+    class fewer, the upkeep's kept_per_class the next class's count in its place) or a `@kept`
+    record (stream.json named 11 of the 12 kept samples, and the result was complete): the
+    stream is sent again (the device keeps the same buffer) or `db kept` asked again, once,
+    and said in the events; lost twice, the session stops naming the records."""
     from fake_device import FakeDevice, Fault
 
     point, event = LOST_STREAM_RECORDS[lost]
@@ -605,6 +607,7 @@ def test_a_stream_record_lost_on_the_link_is_asked_for_again(tmp_path, lost: str
                      test=24)
     _, error, _, _ = _converse_stream(tmp_path / "twice", dev)
     said = {"db": r"@db answer to `db stream` did not arrive",
+            "dbclass": r"@dbclass rows of classes 0 to `db stream` did not arrive",
             "kept": r"`db kept` sent 11 @kept records for the 12 samples the buffer holds"}[lost]
     said += r" \(2 corrupt lines dropped on socket://.*\), twice"
     assert re.search(said, str(error)), error

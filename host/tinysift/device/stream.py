@@ -116,13 +116,13 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
     data line), then ``db kept``.
 
     A record lost to a corrupt line is asked for again: the stream is sent once more when
-    its ``@db`` did not arrive (the device keeps the same buffer: the policy starts again
-    from its seed), and ``db kept`` is asked once more when fewer ``@kept`` records came
-    than the buffer holds.
+    its ``@db`` or one of its ``@dbclass`` rows (one per class of the model) did not arrive
+    (the device keeps the same buffer: the policy starts again from its seed), and ``db
+    kept`` is asked once more when fewer ``@kept`` records came than the buffer holds.
 
     Raises
     ------
-    DeviceError : the ``@db`` or the ``@kept`` records still missing
+    DeviceError : the ``@db``, ``@dbclass`` or ``@kept`` records still missing
     """
     lines = [data_line(int(label), sample.astype(np.int8).tobytes())
              for sample, label in zip(x, y, strict=True)]
@@ -136,10 +136,15 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
         report = StreamReport()  # a stream sent again starts a new buffer
         absorb(send_lines(link, session, params.command(), lines,
                           limits.db_stream(len(lines), params.policy == "coverage")))
-        if report.db:
+        # one @dbclass per class of the model: a row lost to line noise left the others
+        # read as the wrong classes (the upkeep's kept_per_class is positional)
+        rows = [c.get("class") for c in report.classes]
+        if report.db and rows == list(range(limits.cost.classes)):
             break
-        lost = (f"the device's @db answer to `db stream` did not arrive ("
-                f"{link.stats.dropped_lines} corrupt lines dropped on {link.url})")
+        missing = sorted(set(range(limits.cost.classes)) - set(rows))
+        lost = (f"the device's {'@dbclass rows of classes ' if report.db else '@db answer'}"
+                f"{', '.join(map(str, missing)) if report.db else ''} to `db stream` did not "
+                f"arrive ({link.stats.dropped_lines} corrupt lines dropped on {link.url})")
         if tries == 2:
             raise DeviceError(f"{lost}, twice: what the buffer kept is unknown; stopped")
         session.results.events.append({"db_stream_sent_again": lost})
