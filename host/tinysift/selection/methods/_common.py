@@ -104,6 +104,9 @@ def difficulty(context, kind: str = "el2n", epoch: int | str = -1) -> np.ndarray
 #: above a fraction cuts its beta, a keep at or below every fraction cuts the last one's.
 CCS_SCHEDULE = ((0.3, 0.0), (0.1, 0.1))
 CCS_SMALLEST_BETA = 0.3
+#: A float's rounding in the hard cut's comparisons: 0.29 * 100 is 28.999...96, which int()
+#: made a cut of 28, and a keep of 0.3 reached through a sum compared above 0.3
+ROUNDING = 1e-9
 
 
 def ccs_hard_cut(keep_fraction: float) -> float:
@@ -112,7 +115,7 @@ def ccs_hard_cut(keep_fraction: float) -> float:
     pruning rates up to 50 %, 10 % at 70-80 %, 30 % at 90 % (the authors' README example uses
     ``--mis-ratio 0.3`` for 90 % pruning). Beyond 90 % pruning the paper gives no setting; we
     keep 30 %. Between the published points the nearest lower pruning rate's value is used."""
-    return _ccs_beta(lambda above: float(keep_fraction) > above + 1e-9)
+    return _ccs_beta(lambda above: float(keep_fraction) > above + ROUNDING)
 
 
 def _ccs_beta(keeps_more_than) -> float:
@@ -146,9 +149,7 @@ def cut_hardest(hard: np.ndarray, beta: float, quota: int, tiebreak: np.ndarray)
     """Positions (into ``hard``) that survive cutting the ``floor(beta * n)`` hardest; the cut
     shrinks when fewer than ``quota`` samples would survive."""
     n = len(hard)
-    # floor with a float's tolerance, as ccs_hard_cut compares: 0.29 * 100 is 28.999...96,
-    # which int() made a cut of 28
-    cut = min(int(beta * n + 1e-9), n - quota)
+    cut = min(int(beta * n + ROUNDING), n - quota)  # floored as ccs_hard_cut compares
     if cut <= 0:
         return np.arange(n)
     order = top_order(hard, tiebreak)  # hardest first
