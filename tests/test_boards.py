@@ -307,6 +307,15 @@ def test_match_ports_on_pyserial_ports_orders_hints_and_records():
                               "adapter": "", "boards": [], "pass": "--port /dev/ttyS0"}
 
 
+def test_a_port_without_a_description_is_listed_with_an_empty_one():
+    """A serial port whose driver gives no description (None) is listed with an empty one:
+    `device list` adds the matched boards to that text and prints it, and its --json
+    record holds a string for every port, never null."""
+    (port,) = match_ports([_port("/dev/ttyUSB7", 0x2E8A, 0x000A, None)], list_boards())
+    assert port.description == "" and port.to_dict()["description"] == ""
+    assert port.boards == ["pico"]
+
+
 # ---- flashing ----------------------------------------------------------------------------------
 
 def _plan(name: str, tmp_path: Path):
@@ -727,6 +736,17 @@ def test_calibrate_with_the_users_meter():
     assert load_board("nucleo_f411re").active_current_ma == 12.0
 
 
+def test_calibrate_refuses_a_meter_reading_and_a_power_monitor_together():
+    """--joulescope and --current-ma together are refused as neither is: one current goes
+    into the profile, and which was meant is the user's to say; refused by the check the CLI
+    runs before any port or monitor is opened."""
+    from tinysift.device.calibrate import check_calibration
+
+    with pytest.raises(TinysiftError, match=r"pass exactly one of --joulescope \(measure\) "
+                                            r"and --current-ma X"):
+        check_calibration(load_board("nucleo_f411re"), "/dev/null", True, 3.0, None)
+
+
 def test_calibrate_and_a_device_run_refuse_their_inputs_before_any_port_or_monitor(tmp_path):
     """The library refuses what the CLI refuses, with the same functions the CLI calls
     before it loads the Joulescope's driver (they were twin checks, the library's without
@@ -1072,6 +1092,26 @@ def test_uf2_blocks_hold_every_field_the_spec_names():
     assert struct.unpack_from("<I", bin_to_uf2(b"\x01", family=2**32 - 1), 28)[0] == 2**32 - 1
     with pytest.raises(TinysiftError, match="is not a 32-bit family ID"):
         bin_to_uf2(b"\x01", family=2**32)
+
+
+def test_uf2_refuses_a_base_below_zero_and_its_command_line_takes_decimal(tmp_path):
+    """A negative base (a multiple of 256, so not refused as unaligned) is outside the 32-bit
+    address space as well: said in one line naming the RP2040's flash, not struct.error's
+    traceback. The command line reads --base and --family as Python integers, decimal as
+    well as 0x hex (int(v, 0)), not decimal digits read as hex."""
+    import struct
+
+    from tinysift.device.uf2 import bin_to_uf2, main
+
+    with pytest.raises(TinysiftError, match=r"--base -0x100 puts the 1-byte image outside "
+                                            r"the 32-bit address space.*0x10000000"):
+        bin_to_uf2(b"\x01", base=-256)
+    (tmp_path / "one.bin").write_bytes(b"\x01")
+    main([str(tmp_path / "one.bin"), str(tmp_path / "one.uf2"), "--base", str(0x20000000),
+          "--family", str(0x12345678)])
+    image = (tmp_path / "one.uf2").read_bytes()
+    assert struct.unpack_from("<I", image, 12)[0] == 0x20000000  # the target address
+    assert struct.unpack_from("<I", image, 28)[0] == 0x12345678  # the family ID
 
 
 def test_openocd_program_path_is_one_tcl_word(tmp_path):

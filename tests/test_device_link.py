@@ -7,6 +7,7 @@ exercised in tests/test_device_qemu.py); these tests cover the faults a real boa
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -838,6 +839,54 @@ def test_session_limits_by_hand():
           (features + 50 * per_sample + evaluation) / 125e6, 1 + 1 + summary, timeout=7)
 
 
+def _small_export(**extra) -> dict:
+    """The export of test_session_limits_by_hand: 5,608 backbone MACs, a head of 24."""
+    return {"layers": [{"op": "CONV_2D", "in": [8, 8, 1], "out": [8, 8, 4]},
+                       {"op": "DEPTHWISE_CONV_2D", "in": [8, 8, 4], "out": [8, 8, 4]},
+                       {"op": "CONV_2D", "in": [8, 8, 4], "out": [4, 4, 8], "macs": 1000},
+                       {"op": "AVERAGE_POOL_2D", "in": [4, 4, 8], "out": [1, 1, 8]},
+                       {"op": "RESHAPE", "in": [1, 1, 8], "out": [1, 1, 8]},
+                       {"op": "FULLY_CONNECTED", "in": [1, 1, 8], "out": [1, 1, 3]}],
+            "input": {"shape": [8, 8, 1]}, "num_classes": 3, "test_samples": 10, **extra}
+
+
+def test_an_export_without_its_head_layer_has_its_last_layer_as_the_head():
+    """An export.json written before `head_layer` was recorded: its last layer is the head
+    (the classifier), so the cost is the one of the same export naming that layer: the
+    limits of such a run are neither looser nor tighter than the recorded head's."""
+    from tinysift.device.limits import ModelCost
+
+    assert ModelCost.from_export(_small_export()) == ModelCost.from_export(
+        _small_export(head_layer=5))
+    assert ModelCost.from_export(_small_export()).head_macs == 24
+
+
+def test_int8_work_costs_by_the_dsp_and_float_work_by_the_fpu():
+    """The two per-core costs are the board's own, each by its own feature: the ESP32-S3 has
+    an FPU but no Arm DSP instructions, so its evaluation is 12 cycles an int8 MAC and 10 a
+    float one (docs/protocol.md's limits)."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import ModelCost, SessionLimits
+
+    esp = SessionLimits(load_board("esp32-s3"), ModelCost.from_export(_small_export()))
+    evaluation = 10 * (5608 * 12 + 24 * 10) / 240e6
+    assert esp.eval().silence == pytest.approx(20.0 + 4 * evaluation, rel=1e-12)
+
+
+def test_a_train_on_no_samples_in_steps_still_gets_its_limits():
+    """SessionLimits.train of an empty training set in steps (its callers pass at least one
+    sample today, but train() itself takes any count): the windows are counted as of one
+    sample, one step each, so the limits are finite, not a ZeroDivisionError."""
+    from tinysift.boards import load_board
+    from tinysift.device.limits import RECORD_SLACK, ModelCost, SessionLimits
+    from tinysift.device.session import TrainParams
+
+    pico = SessionLimits(load_board("pico"), ModelCost.from_export(_small_export()))
+    limits = pico.train(TrainParams(steps=5, batch=16), 0)
+    assert limits.records == 1 + 5 + pico.train_summary_records() + RECORD_SLACK
+    assert math.isfinite(limits.silence) and limits.deadline >= limits.silence
+
+
 # -- the Joulescope monitor, against tests/fake_joulescope.py (no Joulescope here) --------
 
 def _drive_marker(wire, highs_s, gap_s=0.05):
@@ -1081,6 +1130,70 @@ def test_calibrate_writes_one_whole_windows_current_and_waits_out_the_workload(m
     assert Link.timeouts == [("calib ms=3000", 8.0)]
 
 
+def test_run_workload_reads_the_calib_phase_and_closes_the_monitor_when_calib_fails(
+        monkeypatch):
+    """run_workload takes the cycles of the `@phase name=calib` record, not of another phase
+    sent before it; an answer without that phase is not the host's firmware (flash the
+    current one), nor are negative cycles; a `calib` that fails leaves the power monitor
+    closed, not open and capturing (PowerMonitor.close's contract)."""
+    from tinysift.device import calibrate as cal
+    from tinysift.device import link as link_mod
+    from tinysift.device.energy import PowerMonitor
+    from tinysift.device.protocol import RecordError
+
+    answers: list = []
+
+    class Link:  # the board's side: `calib` answers the next of ``answers``, or raises it
+        def __init__(self, port: str):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def wait_boot(self, timeout: float):
+            raise DeviceError("booted before the port opened")
+
+        def command(self, line: str, timeout: float):
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return [parse_record(payload) for payload in answer]
+
+    class Monitor(PowerMonitor):
+        def __init__(self):
+            self.calls: list[str] = []
+
+        def start(self, longest_s: float | None = None) -> None:
+            self.calls.append("start")
+
+        def stop(self) -> list:
+            self.calls.append("stop")
+            return []
+
+        def close(self) -> None:
+            self.calls.append("close")
+
+    monkeypatch.setattr(link_mod, "SerialLink", Link)
+    ready = "@ready cmd=calib status=0"
+    answers.append(["@phase name=features cycles=5", "@phase name=calib cycles=300", ready])
+    assert cal.run_workload("/dev/null", 100, None) == (300, [])
+    answers.append(["@phase name=features cycles=5", ready])
+    with pytest.raises(DeviceError, match=r"did not run `calib` \(records: \['phase', "
+                                          r"'ready'\]\); flash the current firmware"):
+        cal.run_workload("/dev/null", 100, None)
+    answers.append(["@phase name=calib cycles=-300", ready])
+    with pytest.raises(RecordError, match="cycles='-300', not a finite number of at least 0"):
+        cal.run_workload("/dev/null", 100, None)
+    monitor = Monitor()
+    answers.append(DeviceError("the port went away"))
+    with pytest.raises(DeviceError, match="the port went away"):
+        cal.run_workload("/dev/null", 100, monitor)
+    assert monitor.calls == ["start", "close"]
+
+
 def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     """The driver's stream buffer holds 30 s unless set, and read() refuses a longer
     capture: the monitor sizes it to the capture (here 45 s, on a fake whose captured second
@@ -1274,6 +1387,43 @@ def test_a_line_of_non_ascii_bytes_with_a_matching_crc_is_dropped():
         assert records[0].fields == {"proto": "1"}
         assert link.stats.dropped_lines == 1 and link.stats.dropped_bytes == len(bad)
     peer.stop.set()
+
+
+def test_the_printable_range_ends_at_space_and_tilde():
+    """TSP/1 lines are printable ASCII, 0x20..0x7E: a CRC-valid line holding the byte just
+    below (0x1F) or just above (0x7F, DEL) is refused as non-printable, like line noise;
+    the range's own ends, a space and a '~', are read."""
+    for outside in (b"\x1f", b"\x7f"):
+        with pytest.raises(FrameError, match="non-printable byte"):
+            unframe(_framed_raw(b"@info note=" + outside + b" "))
+    assert unframe(_framed_raw(b"@info note=~ ")) == "@info note=~"
+
+
+def test_a_payload_with_a_newline_cannot_be_framed():
+    """A newline ends a TSP/1 line: a payload holding one would reach the other side as two
+    lines, neither with its checksum, so frame() refuses it as it refuses a '*'."""
+    with pytest.raises(ValueError, match=r"may not contain '\*' or a newline"):
+        frame("@info note=a\nb")
+
+
+def test_a_record_the_host_cannot_use_names_the_record_and_the_fix():
+    """A RecordError says which record and which field was wrong, with the record's fields,
+    and the fix: the firmware and this host disagree on TSP/1, so the firmware is rebuilt
+    and flashed from this checkout; the record travels with the error. A field bounded above
+    only says its upper bound."""
+    from tinysift.device.protocol import RecordError
+
+    epoch = parse_record("@epoch n=x loss=1")
+    with pytest.raises(RecordError) as err:
+        epoch.int("n")
+    message = str(err.value)
+    assert message.startswith("the device sent @epoch that has n='x', not an integer "
+                              "(n=x loss=1); ")
+    assert message.endswith("rebuild and flash the firmware from this checkout "
+                            "(`tinysift device flash`)")
+    assert err.value.record is epoch
+    with pytest.raises(RecordError, match=r"has loss='2', not a finite number of at most 1 "):
+        parse_record("@epoch loss=2").float("loss", high=1)
 
 
 def test_a_reset_after_noise_holding_an_at_sign_is_still_seen():
