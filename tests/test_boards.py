@@ -19,6 +19,7 @@ from tinysift.boards import (
     list_boards,
     load_board,
     save_user_board,
+    user_board_keys,
     user_boards_dir,
 )
 from tinysift.device.build import build_plan
@@ -813,6 +814,36 @@ def test_calibrate_takes_the_range_ends_and_keeps_four_decimals():
     assert after.active_current_ma == 12.3457 and not after.current_is_estimate
     assert "1.235x the project profile's 10 mA" in after.current_source
 
+
+
+def test_a_board_of_your_own_is_calibrated_against_its_first_estimate():
+    """A board with no project profile (only the user's) is measured against the current
+    its profile gave before the first calibration, which the profile keeps: the second
+    calibration's ratio and its implausibility check were taken against the first
+    calibration's reading (5 mA then 6 mA read "1.200x" of 5 mA, not 0.600x of 10 mA; 200 mA
+    read as 33x, not 20x)."""
+    from tinysift.device.calibrate import calibrate
+
+    project = (ROOT / "boards" / "nucleo_f411re.toml").read_text()
+    user_boards_dir().mkdir(parents=True, exist_ok=True)
+    (user_boards_dir() / "myboard.toml").write_text(project)
+    with pytest.raises(TinysiftError, match=r"myboard\.toml: name = 'nucleo_f411re', but the "
+                                            r"file is myboard\.toml; set name = \"myboard\""):
+        load_board("myboard")  # a copy that kept its name: calibrate wrote the F411's profile
+    (user_boards_dir() / "myboard.toml").write_text(
+        project.replace('name = "nucleo_f411re"', 'name = "myboard"'))
+    assert load_board("myboard").active_current_ma == 10.0
+    first = calibrate("myboard", current_ma=5.0)
+    assert first.estimated_ma == 10.0 and first.ratio == 0.5
+    second = calibrate("myboard", current_ma=6.0)
+    assert second.estimated_ma == 10.0 and second.earlier[0] == 5.0
+    mine = load_board("myboard")
+    assert mine.active_current_ma == 6.0 and mine.estimated_current_ma == 10.0
+    assert "0.600x your profile's uncalibrated 10 mA" in mine.current_source
+    assert calibrate("myboard", current_ma=200.0).ratio == 20.0
+    # a project board keeps no estimate in the user's profile: boards/ has it
+    calibrate("nucleo_f411re", current_ma=12.0)
+    assert "estimated_current_ma" not in user_board_keys("nucleo_f411re")
 
 # ---- a profile's values are checked when it is loaded -----------------------------------------
 

@@ -82,6 +82,9 @@ class Board:
     #: micros(), 1 MHz); 0: the counter counts core cycles at ``clock_hz``. The device reports
     #: its counter's rate (``@info hz``), which the host uses first.
     counter_hz: int = 0
+    #: a profile of the user's own board (none in boards/): the active current it gave before
+    #: its first ``device calibrate``, which keeps it here (the ratio's base); 0: not set
+    estimated_current_ma: float = 0.0
     #: where the profile was read from (the project's boards/ or the user's folder)
     source_file: str = ""
 
@@ -170,6 +173,10 @@ def load_board(name: str) -> Board:
         raise TinysiftError(f"board profile {path}: missing keys {', '.join(missing)}; add "
                             f"them (see boards/{DEFAULT_BOARD}.toml)")
     _check_values(path, data)
+    if data["name"] != name:  # a copied profile kept its name: calibrate wrote the other's
+        raise TinysiftError(f"board profile {path}: name = {data['name']!r}, but the file is "
+                            f"{name}.toml; set name = \"{name}\" (a profile's name is its "
+                            f"file's){_or_delete(path)}")
     return Board(**data, source_file=str(path))
 
 

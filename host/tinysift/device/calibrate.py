@@ -194,25 +194,35 @@ def calibrate(board: str, port: str | None = None, monitor: PowerMonitor | None 
         how = f"{monitor.name}, one {window_s:.2f} s marker window of `calib`"
     else:
         measured, how = float(current_ma), "the user's meter (--current-ma)"
-    est = _estimate_of(brd)
+    est, whose = _estimate_of(brd)
     ratio = measured / est
     # the user's own earlier calibration (a project profile's datasheet current is none)
     mine = user_board_keys(brd.name)
     earlier = ((float(mine["active_current_ma"]), str(mine.get("current_source", "")))
                if "active_current_ma" in mine else None)
+    # a board of the user's own keeps the estimate a calibration replaces, as the base of
+    # every later one's ratio (the project's boards keep theirs in boards/)
+    keep_estimate = {"estimated_current_ma": est} if whose == YOUR_ESTIMATE else {}
     path = save_user_board(brd.name, {
         "active_current_ma": round(measured, 4),
         "current_source": (f"measured: tinysift device calibrate ({how}) on "
-                           f"{time.strftime('%Y-%m-%d')}; {ratio:.3f}x the project profile's "
-                           f"{est:g} mA"),
+                           f"{time.strftime('%Y-%m-%d')}; {ratio:.3f}x {whose} {est:g} mA"),
         "current_is_estimate": False,
+        **keep_estimate,
     }, header=f"tinysift device calibrate, {time.strftime('%Y-%m-%dT%H:%M:%S')}: your "
               f"{brd.name}'s measured active current, over the project's profile")
     return Calibration(brd.name, est, measured, how, path, cycles, window_s, earlier)
 
 
-def _estimate_of(brd: Board) -> float:
-    """The project profile's current (not an earlier calibration's)."""
+#: whose estimate a board of the user's own is calibrated against
+YOUR_ESTIMATE = "your profile's uncalibrated"
+
+
+def _estimate_of(brd: Board) -> tuple[float, str]:
+    """The estimated current a calibration is measured against, and whose it is: the
+    project profile's, or for a board of the user's own the one its profile gave before its
+    first calibration (not an earlier calibration's: the ratio drifted with each one, and the
+    30x check with it)."""
     import tomllib
 
     from tinysift.paths import boards_dir
@@ -220,5 +230,6 @@ def _estimate_of(brd: Board) -> float:
     project = boards_dir() / f"{brd.name}.toml"
     if project.is_file():
         with open(project, "rb") as fh:
-            return float(tomllib.load(fh).get("active_current_ma", brd.active_current_ma))
-    return brd.active_current_ma
+            return (float(tomllib.load(fh).get("active_current_ma", brd.active_current_ma)),
+                    "the project profile's")
+    return brd.estimated_current_ma or brd.active_current_ma, YOUR_ESTIMATE
