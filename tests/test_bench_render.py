@@ -322,7 +322,8 @@ def test_noise_rule_needs_flow_above_the_noisy_recipe_on_the_later_seeds_too():
 def test_the_rules_above_zero_mean_strictly_above():
     """"Above" in the rules written before the ten-seed runs is a mean strictly above zero:
     flow's mean over all seven seeds exactly equal to the noisy recipe's is NOT met though
-    the later seeds are above it; vq exactly level with a control on the later seeds is not
+    the later seeds are above it, nor above on all seven and exactly level on the later
+    seeds; vq exactly level with a control on the later seeds is not
     "above every control" there (numbers exact in binary, so the means are exactly 0)."""
     collect = _collect()
     full = [0.5] * 7
@@ -332,6 +333,11 @@ def test_the_rules_above_zero_mean_strictly_above():
              "methods": {"flow": {"0.5": {"acc_mean": 0.5, "runs": flow}}}}
     rule = collect.noise_rule(noise, first=5)
     assert rule.facts["every"]["mean"] == 0.0 and rule.facts["late"]["mean"] > 0
+    assert rule.met is False and rule[-1].endswith("**NOT met**")
+    # and the other way: above on all seven, exactly level on the later seeds alone
+    noise["methods"]["flow"]["0.5"]["runs"] = [0.75] * 5 + [0.5, 0.5]
+    rule = collect.noise_rule(noise, first=5)
+    assert rule.facts["every"]["mean"] > 0 and rule.facts["late"]["mean"] == 0.0
     assert rule.met is False and rule[-1].endswith("**NOT met**")
 
     def point(runs: list[float]) -> dict:
@@ -348,7 +354,7 @@ def test_the_rules_above_zero_mean_strictly_above():
     assert rule.facts["late"]["0.3"]["rs2"]["mean"] == 0.0
     beats = next(x for x in rule if "beyond the paired interval" in x)
     assert "0.3: met; 0.5: met" in beats and "both budgets: no" in beats, beats
-    assert rule.parts == {"reach": True, "beats": False}
+    assert rule.parts == {"reach": True, "beats": False} and rule.met is False  # needs both
     # equal steps: vq a point above random on seeds 0-4, exactly level with it on 5-6
     random = [0.900, 0.910, 0.920, 0.905, 0.915, 0.908, 0.912]
     vq = [a + 0.01 for a in random[:5]] + random[5:]
