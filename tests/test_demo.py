@@ -708,6 +708,25 @@ def test_a_single_run_draws_its_pareto_front(kept_figures):
             for ln in ax.get_lines()] == [("Pareto front", [10.0], [0.9])]
 
 
+def test_every_selection_method_is_plotted_in_a_colour_of_its_own(kept_figures: list) -> None:
+    """Each method a select pipeline can run, and the full set, is drawn in a colour of its
+    own: a method without one in the report's colours took matplotlib's next colour, tab10's
+    first, vq's (kcenter beside vq: two blue curves, and grand herding's orange)."""
+    from matplotlib.colors import to_hex
+
+    from tinysift.report.plots import accuracy_vs_samples
+    from tinysift.selection import methods  # noqa: F401  (registers every method)
+    from tinysift.selection.base import METHODS
+
+    names = [*sorted(METHODS), "full"]
+    accuracy_vs_samples({"rows": [{"method": name, "samples": 100, "acc_after": 0.5}
+                                  for name in names]})
+    (ax,) = kept_figures[0].axes
+    colors = {ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines()}
+    assert list(colors) == names
+    assert len(set(colors.values())) == len(names), colors
+
+
 def test_the_demo_runs_the_bench_with_every_setting_it_is_given():
     """Each demo setting reaches the device bench it runs (a setting dropped there ran the
     bench's default, with the pipeline file saying otherwise)."""

@@ -7,10 +7,13 @@ import re
 
 import numpy as np
 
-# One colour per method wherever it is plotted (tab10's, none repeated).
+# One colour per method wherever it is plotted (tab10's, then tab20's light shades; none
+# repeated), every selection method's: a method without one took matplotlib's next colour.
 COLORS = {"random": "#7f7f7f", "vq": "#1f77b4", "flow": "#d62728", "full": "#000000",
           "herding": "#ff7f0e", "ccs": "#2ca02c", "none": "#8c564b", "d2": "#9467bd",
-          "moderate": "#e377c2", "aum": "#bcbd22", "el2n": "#17becf"}
+          "moderate": "#e377c2", "aum": "#bcbd22", "el2n": "#17becf",
+          "forgetting": "#aec7e8", "grand": "#ffbb78", "kcenter": "#98df8a",
+          "prototypes": "#c5b0d5"}
 
 
 def pyplot():
