@@ -1270,6 +1270,47 @@ def test_a_device_plot_by_hand(tmp_path, kept_figures):
     assert _hlines(ax) == {"no replay": 0.3}
 
 
+def test_a_device_plot_draws_each_update_mode_in_its_own_panel(tmp_path: Path,
+                                                               kept_figures: list) -> None:
+    """One panel per update mode, each with that mode's points and its own no-replay floor
+    (head's and full's differ), its axes named; one seed is "1 seed"; flow is drawn bold in
+    its own colour like vq, each method's old-task accuracy dotted in its curve's colour,
+    every curve in the legend beside the reference lines."""
+    from matplotlib.colors import to_hex
+
+    from tinysift.bench.device_report import device_plot
+
+    def point(method: str, size: int, update: str, acc: float) -> dict:
+        return {"method": method, "size": size, "update": update, "acc_mean": acc,
+                "acc_std": 0.01, "acc_old": acc - 0.1}
+
+    points = [point("none", 0, "head", 0.3), point("flow", 5, "head", 0.6),
+              point("random", 5, "head", 0.55), point("none", 0, "full", 0.2),
+              point("flow", 5, "full", 0.7), point("random", 5, "full", 0.65)]
+    res = {"scenario": "new-classes", "dataset": "digits", "board": "qemu-m4", "seeds": 1,
+           "updates": ["head", "full"], "methods": ["random", "flow"],
+           "points": {f"{p['method']}:{p['size']}:{p['update']}": p for p in points}}
+    head, full = _plotted(device_plot, res, tmp_path, kept_figures).axes
+    assert _errorbars(head) == {"random": ([5.0], [0.55], [0.01]),
+                                "flow": ([5.0], [0.6], [0.01])}
+    assert _errorbars(full) == {"random": ([5.0], [0.65], [0.01]),
+                                "flow": ([5.0], [0.7], [0.01])}
+    assert (_hlines(head), _hlines(full)) == ({"no replay": 0.3}, {"no replay": 0.2})
+    assert (head.get_title(), full.get_title()) == (
+        "update=head (1 seed); dotted: old task", "update=full (1 seed); dotted: old task")
+    assert [(to_hex(c[0].get_color()), c[0].get_linewidth()) for c in full.containers] == [
+        ("#1f77b4", 1.2), ("#c2185b", 2.4)]
+    # each method's old-task accuracy dotted in its curve's colour
+    assert [(to_hex(ln.get_color()), round(float(ln.get_ydata()[0]), 6))
+            for ln in full.get_lines() if ln.get_linestyle() == ":"] == [("#1f77b4", 0.55),
+                                                                         ("#c2185b", 0.6)]
+    for ax in (head, full):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("replay samples per old class",
+                                                      "test accuracy (int8, on the device)")
+        assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+            "flow", "no replay", "random"]
+
+
 def test_an_upkeep_plot_by_hand(tmp_path, kept_figures):
     """Per update mode: reservoir and coverage accuracy per buffer size with the std bar,
     and the whole stream kept as a dashed line."""

@@ -530,6 +530,21 @@ def test_the_demo_reports_table_by_hand():
         ["vq", 10, "head", "0.812", "0.700", "0.950", "40.0", "123,456 B", "yes"]]
 
 
+def test_the_demo_table_lists_the_replay_methods_of_one_size_by_name() -> None:
+    """Rows of one update mode and replay size come in the order of their method's name
+    (herding, random, vq), whatever order the results hold them in: the table reads the
+    same from run to run."""
+    from tinysift.report.adapt import rows
+
+    summary = _adapt_summary()
+    points = summary["results"]["points"]
+    for method in ("random", "herding"):
+        points[f"{method}:10:head"] = points["vq:10:head"] | {"method": method}
+    assert [row[:3] for row in rows(summary)] == [
+        ["random", 10, "full"], ["none", 0, "head"], ["herding", 10, "head"],
+        ["random", 10, "head"], ["vq", 10, "head"]]
+
+
 def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
     """The demo's HTML page states the joint model's accuracies, the largest replay set
     that fits per update mode, the steps, the test samples per class and the seed, escapes
@@ -586,6 +601,65 @@ def test_the_demo_report_page_by_hand(tmp_path, kept_figures):
     assert "<tr><td>numpy</td><td>2.0</td></tr><tr><td>tinysift</td><td>1.0</td></tr>" in page
     assert "Seed 7. Wall time 61 s." in page
     assert page.count('<img alt="') == 4
+
+
+def test_the_demo_plots_name_their_axes_and_draw_each_method_in_its_colour(
+        tmp_path: Path, kept_figures: list) -> None:
+    """The demo page's accuracy against energy: each point in its method's colour (the one
+    colour a method has in every plot), labelled with its replay per class, the axes named
+    with their units (the energy estimated, the marker size the replay). Its old and new
+    classes' bars: no replay, then each method at the largest replay size by name, old and
+    new named in the legend, the accuracy axis named."""
+    from matplotlib.colors import to_hex
+
+    from tinysift.report.adapt import write_adapt_report
+    from tinysift.report.plots import COLORS
+
+    summary = _adapt_summary()
+    # herding at 10 per class too: after no replay (size 0), before vq (by name)
+    summary["results"]["points"]["herding:10:head"] = {
+        "method": "herding", "size": 10, "update": "head", "acc_mean": 0.78,
+        "acc_std": 0.0, "acc_old": 0.65, "acc_new": 0.92, "energy_mj": 41.0}
+    write_adapt_report(summary, tmp_path / "report.html")
+    _, energy, bars, _ = kept_figures
+    (ax,) = energy.axes
+    assert [to_hex(c.get_edgecolor()[0]) for c in ax.collections] == [
+        COLORS["vq"], COLORS["none"], COLORS["random"], COLORS["herding"]]
+    assert [t.get_text() for t in ax.texts] == ["10", "0", "10", "10"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
+        "on-device training energy, mJ (estimated; marker size: replay per class)",
+        "test accuracy, all classes (int8)", "Accuracy against energy")
+    (ax,) = bars.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "none\n0/class", "herding\n10/class", "vq\n10/class"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["old classes",
+                                                                  "new classes"]
+    assert ax.get_ylabel() == "test accuracy (int8, on the device)"
+
+
+def test_the_demo_page_names_its_plots_and_escapes_the_boards_it_names(tmp_path: Path) -> None:
+    """The demo page's title is the run's name; its heading and the sentence on what fits
+    name the boards escaped (a user's board profile may be named anything); its four plots
+    are inlined in order, each with alt text saying what it shows, the replay plot one
+    6-inch panel per update mode."""
+    from tinysift.report.adapt import write_adapt_report
+
+    summary = _adapt_summary()
+    summary["name"] = "demo <1>"
+    summary["config"] |= {"board": "m&m", "fit_board": "b<2>"}
+    summary["plans"]["largest_replay_per_class_fitting"]["board"] = "b<2>"
+    page = write_adapt_report(summary, tmp_path / "report.html").read_text()
+    assert "<title>tinysift report: demo &lt;1&gt;</title>" in page
+    assert "<h1>tinysift: learning new classes on m&amp;m</h1>" in page
+    assert "<th>fits b&lt;2&gt;</th>" in page and "<p>Best replay: vq. On b&lt;2&gt; (the" in page
+    parsed = _Page()
+    parsed.feed(page)
+    # 110 dpi: two update modes' panels 12 x 4.5 in, the others 6.4 x 4.0 and 9.0 x 3.6 in
+    assert [(alt, _png_size(src)) for alt, src in parsed.images] == [
+        ("accuracy against replay size per method", (1320, 495)),
+        ("accuracy against on-device energy", (704, 440)),
+        ("old and new classes per method", (704, 440)),
+        ("memory plan against the board", (990, 396))]
 
 
 def _select_summary() -> dict:
@@ -694,6 +768,69 @@ def test_the_select_report_by_hand(tmp_path, kept_figures):
     assert len({p.get_facecolor() for p in mem.patches}) == 4
     # one colour per method, none repeated
     assert len(set(COLORS.values())) == len(COLORS)
+
+
+def test_the_select_plots_name_their_axes_and_draw_each_method_in_its_colour(
+        tmp_path: Path, kept_figures: list) -> None:
+    """The select report's plots name their axes with their units and have a title, draw
+    each method in its one colour (the same in every plot) and name its series in a legend:
+    accuracy per samples kept, cycles (left axis) and energy (right) per samples kept, and
+    accuracy against energy with the Pareto front."""
+    from matplotlib.colors import to_hex
+
+    from tinysift.report.html import write_report
+    from tinysift.report.plots import COLORS
+
+    write_report(_select_summary(), tmp_path / "report.html")
+    accuracy, cost, pareto, _ = kept_figures
+    (ax,) = accuracy.axes
+    assert {ln.get_label(): to_hex(ln.get_color()) for ln in ax.get_lines()} == {
+        "random": COLORS["random"], "full": COLORS["full"]}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["random", "full"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
+        "training samples on the device", "test accuracy after on-device fine-tuning",
+        "Accuracy against samples kept")
+    cycles_ax, energy_ax = cost.axes
+    assert {ln.get_label(): to_hex(ln.get_color())
+            for ln in cycles_ax.get_lines() + energy_ax.get_lines()} == {
+        "random cycles": COLORS["random"], "full cycles": COLORS["full"],
+        "random energy": COLORS["random"], "full energy": COLORS["full"]}
+    assert [t.get_text() for t in cycles_ax.get_legend().get_texts()] == [
+        "random cycles", "full cycles"]
+    assert (cycles_ax.get_xlabel(), energy_ax.get_ylabel(), cycles_ax.get_title()) == (
+        "training samples on the device", "estimated energy per epoch (mJ)",
+        "On-device cost per training epoch")
+    (ax,) = pareto.axes
+    assert [to_hex(c.get_facecolor()[0]) for c in ax.collections] == [
+        COLORS["random"], COLORS["random"], COLORS["full"]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Pareto front"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
+        "estimated energy of on-device fine-tuning (mJ)", "test accuracy after fine-tuning",
+        "Accuracy against energy")
+
+
+def test_a_memory_plan_holds_a_capacity_up_to_twice_its_scale_and_names_the_others(
+        kept_figures: list) -> None:
+    """The memory plan's scale (1.15 x the larger use, the RAM's here) takes in a capacity
+    of up to twice it, at exactly twice too, with its red line; a capacity beyond is named
+    in the title instead, both where both are; the axis names its unit and what red is."""
+    from tinysift.report.plots import memory_plan
+
+    plan = {"flash": {"model": 5_000}, "ram": {"arena": 10_000}, "flash_capacity": 23_000,
+            "ram_capacity": 1_048_576, "board": "b"}
+    memory_plan({"memory_plan": plan})
+    memory_plan({"memory_plan": plan | {"flash_capacity": 2_097_152}})
+    at_twice, beyond = (fig.axes[0] for fig in kept_figures)
+    # flash's 23,000 B is twice 1.15 x the RAM's 10,000 B: the scale is its 1.05 x
+    assert [round(x, 6) for x in at_twice.get_xlim()] == [0.0, round(24_150 / 1024, 6)]
+    assert [list(ln.get_xdata()) for ln in at_twice.get_lines() if ln.get_color() == "red"] \
+        == [[23_000 / 1024] * 2]
+    assert at_twice.get_title() == "Memory plan on b (capacity off the scale: ram 1,024 KB)"
+    assert at_twice.get_xlabel() == "KB (red: the board's capacity)"
+    assert [round(x, 6) for x in beyond.get_xlim()] == [0.0, round(11_500 / 1024, 6)]
+    assert [ln for ln in beyond.get_lines() if ln.get_color() == "red"] == []
+    assert beyond.get_title() == ("Memory plan on b (capacity off the scale: flash 2,048 KB, "
+                                  "ram 1,024 KB)")
 
 
 def test_a_single_run_draws_its_pareto_front(kept_figures):
