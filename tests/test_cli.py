@@ -504,6 +504,14 @@ BAD_INPUT = [
     (["bench", "device", "--dataset", "nope", "--sizes", "5,0,-2"],
      "--sizes values must be replay samples per old class >= 1, got 0, -2 in '5,0,-2'"),
     (["bench", "upkeep", "--dataset", "nope", "--buffers", "5,,3"], "--buffers"),
+    # a fraction that is no number is named with its option, before any data is loaded
+    (["bench", "prune", "--dataset", "nope", "--keep", "0.5,x"],
+     "--keep takes comma-separated fractions, got '0.5,x'"),
+    (["bench", "guided", "--dataset", "nope", "--budgets", "half"],
+     "--budgets takes comma-separated fractions, got 'half'"),
+    # an empty --scenario (an unset shell variable) is refused, not read as the default
+    (["bench", "upkeep", "--dataset", "nope", "--scenario", ""],
+     "bench upkeep --scenario must be shift or new-classes, got ''"),
     (["run", "{tmp}/ok.toml", "--budgets", "5,x"], "--budgets"),
     # seeds numpy refuses, widths keras refuses, a variant nobody builds
     (["prune", "--dataset", "nope", "--keep", "0.1", "--seed", "-1"], "--seed"),
@@ -549,6 +557,8 @@ BAD_INPUT = [
     # FOLDER.npy)
     (["engine", "export", "--tflite", "{tmp}/typo/m.tflite", "--out-dir", "{tmp}/e"],
      "{tmp}/typo/m.tflite not found"),
+    (["engine", "export", "--tflite", "{tmp}/empty", "--out-dir", "{tmp}/e"],
+     "--tflite {tmp}/empty is a folder: give a .tflite file"),
     (["engine", "export", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/ok.toml"],
      "{tmp}/ok.toml is a file, not a folder (--out-dir)"),
     (["engine", "check", "--tflite", "{tmp}/m.tflite", "--out-dir", "{tmp}/ok.toml/e"],
@@ -2287,3 +2297,361 @@ def test_a_run_or_inputs_the_file_system_cannot_name_is_one_line(tmp_path, capsy
         err = capsys.readouterr().err
         (line,) = _error_lines(err)
         assert said in line and "unexpected" not in err, err
+
+
+def test_every_quick_bench_refuses_each_option_it_would_ignore(monkeypatch, capsys):
+    """Each option a bench's --quick configuration would replace is refused with --quick
+    alone, named, with "drop it" (and "drop them" for two): the tests named some of them,
+    and an option left out of the check would run as --quick's own value without a word
+    (bench guided --quick --seeds 3, bench device --quick --sizes 20, bench upkeep --quick
+    --steps 50, ...)."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.prune:bench_prune",
+                    "tinysift.bench.guided:bench_guided",
+                    "tinysift.bench.condense:bench_condense",
+                    "tinysift.bench.device:bench_device",
+                    "tinysift.bench.upkeep:bench_upkeep")
+    ignored = {
+        "prune": [("--dataset", "mnist"), ("--keep", "0.3"), ("--seeds", "2")],
+        "guided": [("--dataset", "mnist"), ("--budgets", "0.3"), ("--seeds", "2"),
+                   ("--epochs", "5"), ("--rerun", "vq"), ("--keep-steps", None),
+                   ("--batch", "64")],
+        "condense": [("--dataset", "mnist"), ("--per-class", "10"), ("--seeds", "2")],
+        "device": [("--scenario", "shift"), ("--dataset", "mnist"), ("--seeds", "2"),
+                   ("--methods", "vq"), ("--sizes", "20"), ("--updates", "bias"),
+                   ("--steps", "50"), ("--new-per-class", "50"), ("--test-per-class", "50")],
+        "upkeep": [("--scenario", "shift"), ("--dataset", "mnist"), ("--seeds", "2"),
+                   ("--buffers", "20"), ("--updates", "bias"), ("--vq-per-class", "8"),
+                   ("--replay", "vq"), ("--replay-per-class", "20"), ("--new-per-class", "50"),
+                   ("--steps", "50"), ("--base-epochs", "3")]}
+    for bench, options in ignored.items():
+        for flag, value in options:
+            given = [flag] if value is None else [flag, value]
+            assert main(["bench", bench, "--quick", *given]) == 2, (bench, flag)
+            (line,) = _error_lines(capsys.readouterr().err)
+            assert f"would ignore {flag}: drop it or --quick" in line, (bench, line)
+    assert main(["bench", "device", "--quick", "--sizes", "20", "--steps", "50"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "would ignore --sizes, --steps: drop them or --quick" in line, line
+    assert not seen
+
+
+def test_bench_guided_and_condense_defaults_are_their_helps(monkeypatch, capsys, tmp_path):
+    """`bench guided` without options runs what --help says: Fashion-MNIST, budgets 0.3, 0.5,
+    0.7, 5 seeds, 10 epochs, batch 128, nothing rerun, no --keep-steps, no parameters;
+    `bench condense` 1, 10 and 50 per class, 3 seeds; a given `bench device --steps` and
+    --dataset reach its configuration (a default changed, or a flag dropped, would run other
+    benches than the committed ones without a word)."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.guided:bench_guided",
+                    "tinysift.bench.condense:bench_condense",
+                    "tinysift.bench.device:bench_device")
+    out = ["--out-dir", str(tmp_path)]
+    assert main(["bench", "guided", *out]) == 130
+    c = seen[-1]
+    assert (c.dataset, c.budgets, c.seeds, c.epochs, c.batch, c.rerun, c.keep_steps,
+            c.method_params) == ("fashion-mnist", (0.3, 0.5, 0.7), 5, 10, 128, (), False, {})
+    assert main(["bench", "condense", *out]) == 130
+    assert (seen[-1].dataset, seen[-1].per_class, seen[-1].seeds) == (
+        "fashion-mnist", (1, 10, 50), 3)
+    assert main(["bench", "device", "--steps", "40", "--dataset", "mnist", *out]) == 130
+    assert (seen[-1].steps, seen[-1].dataset) == (40, "mnist")
+
+
+def test_guided_method_params_need_their_own_results_folder(monkeypatch, capsys, tmp_path):
+    """`bench guided --method-params` in the default --out-dir (benchmarks/results, however
+    it is spelled) is refused before the bench with the folder to give instead: its tables
+    would replace those of the methods' defaults. Parameters that change nothing (an empty
+    object) write the default tables, and are taken there."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.bench.guided:bench_guided")
+    monkeypatch.chdir(tmp_path)
+    params = ["--methods", "vq", "--method-params", '{"vq": {"alpha": 2}}']
+    for out in ([], ["--out-dir", "./benchmarks/results"]):
+        assert main(["bench", "guided", *params, *out]) == 2, out
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert ("--method-params with the default --out-dir would write its tables over "
+                "those of the methods' defaults in") in line, line
+        assert "give it a folder of its own, e.g. --out-dir" in line and "guided_params" in line
+    assert not seen
+    assert main(["bench", "guided", "--methods", "vq", "--method-params", '{"vq": {}}']) == 130
+    assert seen[-1].method_params == {"vq": {}}
+
+
+def test_bench_trainings_run_on_the_executor_given(monkeypatch, tmp_path):
+    """`bench prune/guided/condense --executor local:2` hand the spec to the executor that
+    runs their trainings (a spec dropped on the way would run them serially without a
+    word)."""
+    from tinysift.cli import main
+
+    specs = _stop_at(monkeypatch, "tinysift.bench.executor:open_executor")
+    for bench in ("prune", "guided", "condense"):
+        assert main(["bench", bench, "--quick", "--executor", "local:2", "--out-dir",
+                     str(tmp_path)]) == 130, bench
+    assert specs == ["local:2"] * 3
+
+
+def test_benches_say_what_they_measured_and_where_they_wrote(monkeypatch, capsys, tmp_path):
+    """`bench scoring` prints each method's time beside its target, and `bench upkeep`
+    names the results files it wrote (its stem: the scenario's) and how long it took."""
+    from tinysift.cli import main
+
+    monkeypatch.setattr("tinysift.bench.scoring.bench_scoring", lambda *a, **k: {
+        "methods": {"vq": {"seconds": 41.26, "target_seconds": 60},
+                    "flow": {"seconds": 312.0, "target_seconds": 300}}})
+    assert main(["bench", "scoring", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "vq: 41.3 s (target 60 s)" in out and "flow: 312.0 s (target 300 s)" in out, out
+    configs = []
+
+    def upkeep(cfg, log):
+        configs.append(cfg)
+        return {"wall_seconds": 90.0}
+
+    monkeypatch.setattr("tinysift.bench.upkeep.bench_upkeep", upkeep)
+    assert main(["bench", "upkeep", "--out-dir", str(tmp_path)]) == 0
+    assert f"wrote {tmp_path}/{configs[0].stem()}.* (1.5 min)" in capsys.readouterr().out
+
+
+def test_run_of_an_adapt_pipeline_takes_the_out_and_board_given(monkeypatch, tmp_path):
+    """`tinysift run ADAPT.toml --out --board` run there and on that board (the demo's
+    override was checked for its dataset, methods and seed alone)."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    demo = Path(__file__).resolve().parents[1] / "pipelines" / "demo.toml"
+    seen = _stop_at(monkeypatch, "tinysift.bench.adapt_demo:run_adapt_demo")
+    assert main(["run", str(demo), "--out", str(tmp_path / "a"), "--board",
+                 "qemu-mps2-an500"]) == 130
+    assert (seen[0].out, seen[0].board) == (str(tmp_path / "a"), "qemu-mps2-an500")
+
+
+def test_demo_and_run_print_the_table_headline_and_report(monkeypatch, capsys, tmp_path):
+    """`demo` and `run PIPELINE` end with the results table, the headline and where the
+    report and summary are (the pipeline's summary is given: the real one trains)."""
+    from pathlib import Path
+
+    from tinysift.cli import main
+
+    point = {"method": "vq", "size": 10, "update": "head", "acc_mean": 0.8123,
+             "acc_old": 0.7, "acc_new": 0.95, "energy_mj": 40.04}
+    adapt = {"results": {"points": {"vq:10:head": point}}, "headline": "Best replay: vq.",
+             "config": {"board": "qemu-mps2-an386", "fit_board": "nano33ble"},
+             "plans": {"boards": {}}, "wall_seconds": 61.4}
+    monkeypatch.setattr("tinysift.bench.adapt_demo.run_adapt_demo", lambda cfg, log: adapt)
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "│ vq │ 10 │ head │ 0.812 │ 0.700 │ 0.950 │ 40.0 │ - │ - │" in out, out
+    assert "Best replay: vq." in out
+    assert f"report: {tmp_path}/d/report.html summary: {tmp_path}/d/summary.json (61 s)" in out
+    row = {"method": "random", "samples": 150, "acc_before": 0.5, "acc_after": 0.8,
+           "int8_acc_after": 0.79, "cycles_per_epoch": 30_000, "energy_mj_per_epoch": 0.3,
+           "energy_mj_total": 1.5, "seconds_per_epoch": 0.0123}
+    select = {"dataset": "digits", "board": "qemu-mps2-an386", "epochs": 4, "rows": [row],
+              "headline": "random at 150 & up", "wall_seconds": 12.6}
+    monkeypatch.setattr("tinysift.pipeline.run.run_pipeline", lambda cfg, log: select)
+    pipeline = Path(__file__).resolve().parents[1] / "pipelines" / "select.toml"
+    assert main(["run", str(pipeline), "--out", str(tmp_path / "s")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "digits on qemu-mps2-an386: on-device fine-tuning, 4 epochs (energy estimated)" in out
+    assert ("│ random │ 150 │ 0.500 │ 0.800 │ 0.790 │ 30,000 │ 0.300 │ 1.500 │ 12.3 │"
+            in out), out
+    assert "random at 150 & up" in out
+    assert f"report: {tmp_path}/s/report.html summary: {tmp_path}/s/summary.json (13 s)" in out
+
+
+def test_engine_check_reports_each_kernel_and_a_board_it_does_not_fit(monkeypatch, tmp_path,
+                                                                     capsys):
+    """`engine check` prints each kernel's count of outputs identical to TFLM with its
+    verdict and first failures, and the fit problem under the memory plan; it exits 1 on a
+    mismatch (before the fit's 2), and 2 with the fit problem as its error line when every
+    output is identical on a board the model does not fit (--json says fits false). The
+    check's result is given (the real one compiles with gcc)."""
+    import json
+
+    from tinysift.cli import main
+    from tinysift.stages.engine import EngineCheck
+
+    tflite = tmp_path / "m.tflite"
+
+    def kernel(equal: int) -> dict:
+        return {"ok": equal == 5, "equal": equal, "inputs": 5, "first_layer": [],
+                "failures": [] if equal == 5 else ["input 3: output 2 differs by 1"]}
+
+    problem = "the RAM plan needs 9,000 B of nucleo_f411re's 8,192 B: use a bigger board"
+    plan = {"board": "nucleo_f411re", "flash": {"weights": 1000}, "ram": {"arena": 9000},
+            "flash_total": 1000, "flash_capacity": 4096, "ram_total": 9000,
+            "ram_capacity": 8192, "fits": False}
+    result = EngineCheck(tflite=tflite, inputs=5, layers=["0 CONV_2D"], arena_bytes=9000,
+                         tflm_arena_head=8800, results={"scalar": kernel(5), "dsp": kernel(4)},
+                         plan=plan, fit_problem=problem)
+    monkeypatch.setattr("tinysift.stages.engine.check_tflite", lambda *a, **k: result)
+    check = ["engine", "check", "--tflite", str(tflite), "--board", "nucleo_f411re"]
+    assert main(check) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "scalar kernels: 5/5 outputs identical to TFLM: all identical" in out, out
+    assert ("dsp kernels: 4/5 outputs identical to TFLM: MISMATCH input 3: output 2 differs "
+            "by 1") in out, out
+    assert problem in out
+    result.results["dsp"] = kernel(5)
+    assert main(check) == 2
+    said = capsys.readouterr()
+    assert "dsp kernels: 5/5 outputs identical to TFLM: all identical" in " ".join(
+        said.out.split())
+    (line,) = _error_lines(said.err)
+    assert problem in line, line
+    assert main([*check, "--json"]) == 2
+    reported = json.loads(capsys.readouterr().out)
+    assert (reported["ok"], reported["fits"], reported["fit_problem"]) == (True, False, problem)
+
+
+def test_engine_run_writes_its_outputs_as_npy_and_never_over_its_inputs(monkeypatch, tmp_path,
+                                                                       capsys):
+    """`engine run --out` writes the outputs as .npy (the suffix added where it is not
+    given, and said), its folder made; an --out that names the --inputs file (with or
+    without .npy) is refused and the inputs kept, and a file in the way of --out's folder is
+    refused before the engine runs. The engine is given (the real one compiles with gcc)."""
+    from tinysift.cli import main
+
+    x = np.zeros((2, 8, 8, 1), np.int8)
+    np.save(tmp_path / "x.npy", x)
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"not read: the engine is given")
+    ran = []
+
+    def engine(path, inputs, dsp=False):
+        ran.append(path)
+        return np.arange(20, dtype=np.int8).reshape(2, 10)
+
+    monkeypatch.setattr("tinysift.stages.engine.run_tflite", engine)
+    run = ["engine", "run", "--tflite", str(tflite), "--inputs", str(tmp_path / "x.npy")]
+    assert main([*run, "--out", str(tmp_path / "new" / "y")]) == 0
+    assert np.array_equal(np.load(tmp_path / "new" / "y.npy"), np.arange(20).reshape(2, 10))
+    assert f"2 outputs of 10 int8 -> {tmp_path}/new/y.npy" in capsys.readouterr().out
+    for out in ("x", "x.npy"):
+        assert main([*run, "--out", str(tmp_path / out)]) == 2, out
+        (line,) = _error_lines(capsys.readouterr().err)
+        assert (f"--out {tmp_path}/x.npy is the --inputs file: writing the outputs there "
+                f"would replace it; give another file, e.g. {tmp_path}/x_outputs.npy") in line
+    assert np.array_equal(np.load(tmp_path / "x.npy"), x)
+    assert main([*run, "--out", str(tmp_path / "x.npy" / "y.npy")]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert f"{tmp_path}/x.npy is a file, not a folder (--out)" in line, line
+    assert len(ran) == 1
+
+
+def test_device_results_name_the_counter_rate_accuracies_and_warnings(capsys):
+    """The device's table names a counter that runs at its own rate (a Pico's 1 MHz timer,
+    not the clock), each phase as written; below it the accuracies before and after, why a
+    power monitor's energy was not used and the clock the firmware disagrees on."""
+    from tinysift.cli.device_cmd import print_results
+    from tinysift.device.results import DeviceResults, PhaseResult
+
+    res = DeviceResults(board="pico", clock_hz=133_000_000, counter="timer",
+                        counter_hz=1_000_000, params={"epochs": 1}, energy_model={},
+                        started="then", status="complete",
+                        phases={"[train]": PhaseResult(cycles=1_234_567, seconds=1.2345,
+                                                       energy_mj=0.5)},
+                        test_acc_before=0.25, test_acc_after=0.75, test_int8_acc_after=0.7,
+                        events=[{"monitor": "no [samples] captured"},
+                                {"clock_differs": {"device_hz": 1_000_000,
+                                                   "profile_hz": 2_000_000}}])
+    print_results(res)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pico (timer counter at 1 MHz, 133 MHz) - complete" in out, out
+    assert "│ [train] │ 1,234,567 │ 1234.5 │ 0.5000 │ estimated │" in out, out
+    assert "test accuracy before 0.25 after 0.75 (int8 head 0.7)" in out
+    assert "power monitor: no [samples] captured" in out
+    assert ("warning: the firmware reports its timer counter at 1 MHz, the board profile says "
+            "2 MHz") in out
+    res.counter, res.counter_hz, res.events = "dwt", None, []
+    print_results(res)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pico (dwt counter, 133 MHz) - complete" in out and "warning" not in out, out
+
+
+def test_device_run_prints_each_epoch_or_window_as_the_device_reports_it(tmp_path, capsys):
+    """`device run` prints the device's progress per epoch, and per window of steps with
+    --steps (the device reports a window of ceil(N / B) steps, not an epoch)."""
+    from fake_device import FakeDevice, fake_run
+    from tinysift.cli import main
+
+    run = fake_run(tmp_path / "r", board="qemu-mps2-an386")
+    for length, word in ((["--epochs", "2"], "epoch"), (["--steps", "3"], "window")):
+        dev = FakeDevice()
+        try:
+            assert main(["device", "run", "--run", str(run), "--port", dev.url, *length,
+                         "--timeout", "3"]) == 0
+        finally:
+            dev.close()
+        out = capsys.readouterr().out
+        assert f"  {word} 1: loss " in out, out
+
+
+def test_calibrate_names_its_profile_and_times_the_joulescope_by_the_workload(
+        monkeypatch, capsys, tmp_path):
+    """`device calibrate` names the profile it wrote; with the Joulescope the capture lasts
+    the workload's --ms (default 2,000) plus 2 s (a capture of the default length would cut
+    a longer workload short). The Joulescope's driver is replaced: none is attached here."""
+    from tinysift.cli import main
+
+    monkeypatch.setenv("TINYSIFT_CONFIG_DIR", str(tmp_path))
+    assert main(["device", "calibrate", "--board", "nucleo_f411re", "--current-ma", "12"]) == 0
+    assert (f"-> {tmp_path}/boards/nucleo_f411re.toml (used by every later run on "
+            "nucleo_f411re)") in " ".join(capsys.readouterr().out.split())
+    monitors = _stop_at(monkeypatch, "tinysift.device.energy:JoulescopeMonitor",
+                        whole_call=True)
+    for ms, seconds in (([], 4.0), (["--ms", "5000"], 7.0)):
+        assert main(["device", "calibrate", "--board", "nucleo_f411re", "--joulescope",
+                     "--port", "/dev/ttyACM0", *ms]) == 130, ms
+        assert monitors[-1] == ((), {"duration_s": seconds}), ms
+
+
+def test_device_list_says_no_serial_port_is_plugged(monkeypatch, capsys):
+    """`device list` without a serial port lists the emulated boards with the --board to
+    give, and says how to plug a board in (the OS's port list is given empty)."""
+    from tinysift.cli import main
+
+    monkeypatch.setattr("serial.tools.list_ports.comports", lambda: [])
+    assert main(["device", "list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "│ emulated │ qemu-mps2-an386 │ - │ QEMU mps2-an386, env " in out, out
+    assert "│ --board qemu-mps2-an386 │" in out
+    assert "no serial ports: plug a board in over USB" in out
+
+
+def test_device_flash_dry_run_plans_an_export_made_for_another_board(tmp_path, capsys):
+    """`device flash --dry-run --run RUN` on another board than the export's plans the export
+    on that board before it prints any command, as a flash would before its build: here that
+    plan needs the run's quantized model, which the run lacks, and the line says how to make
+    it (without the check a dry run would print the commands of a flash that is refused)."""
+    from fake_device import fake_run
+    from tinysift.cli import main
+
+    run = fake_run(tmp_path / "r")  # exported for qemu-mps2-an386, without model.tflite
+    assert main(["device", "flash", "--board", "nucleo_f411re", "--run", str(run),
+                 "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    (line,) = _error_lines(captured.err)
+    assert (f"{run}/model.tflite not found: the memory plan needs the quantized model; run "
+            f"`tinysift quantize --run {run}` first") in line, line
+    assert "openocd" not in captured.out
+
+
+def test_device_run_refuses_a_joulescope_on_qemu_with_a_port_too(monkeypatch, capsys,
+                                                                tmp_path):
+    """`device run --joulescope --port P` on the emulated board is refused as emulated
+    before the Joulescope's driver loads: a port does not make QEMU's energy measurable, and
+    the user is told so, not that the driver is missing."""
+    from tinysift.cli import main
+
+    seen = _stop_at(monkeypatch, "tinysift.stages.device:run_on_device")
+    run = str(_run_folder(tmp_path / "run"))
+    assert main(["device", "run", "--run", run, "--joulescope", "--port", "/dev/ttyACM0"]) == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert "--board qemu-mps2-an386 is emulated" in line, line
+    assert not seen
