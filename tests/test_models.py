@@ -45,7 +45,8 @@ def test_bad_input_shapes_are_one_clear_error(tmp_path):
     from tinysift.errors import TinysiftError
     from tinysift.stages.train import train
 
-    with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 7x28"):
+    with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 7x28; ds-cnn and resnet8 "
+                                            "take images of any size"):
         build_model((7, 28, 1), 10, ModelConfig(variant="conv-maxpool"))
     with pytest.raises(TinysiftError, match="at least 8x8 pixels, got 28x7"):
         build_model((28, 7, 1), 10, ModelConfig(variant="conv-maxpool"))
@@ -216,6 +217,25 @@ def test_variants_are_built_as_documented():
         bns = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
         assert bns and {la.momentum for la in bns} == {0.5}, variant
     assert_relu_after_each_add(model)  # the last variant built: resnet8
+
+
+def test_the_model_outputs_probabilities_and_feature_model_the_flat_features():
+    """build_model's output is class probabilities (rows of non-negative values summing to
+    1: evaluate and the scores read them so), the head's softmax; feature_model gives the
+    backbone's flat features (N, 4 * width), the ones the head reads (the replay selection,
+    the embeddings and the VQ codebook measure in them)."""
+    from tinysift.models.cnn import feature_model
+
+    model = build_model((8, 8, 1), 3, ModelConfig(width=4))
+    x = np.random.default_rng(0).random((5, 8, 8, 1), np.float32)
+    probs = model(x, training=False).numpy()
+    features = feature_model(model)(x, training=False).numpy()
+    assert probs.shape == (5, 3) and features.shape == (5, 16)
+    weights, bias = model.get_layer("head").get_weights()
+    logits = features.astype(np.float64) @ weights + bias
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    assert np.allclose(probs, softmax, atol=1e-5) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
 def test_readme_model_cost(digits_run):
@@ -484,7 +504,8 @@ def test_float_images_are_refused_not_scaled_twice(digits):
 def test_count_macs_refuses_what_it_cannot_count():
     """A library user's own model: Conv1D, SeparableConv2D and a nested model counted 0 MACs,
     Conv2DTranspose a Conv2D's, a shared layer once, all without a word; a Dense layer on
-    (H, W, C) counted one position of H x W."""
+    (H, W, C) counted one position of H x W. A free input size is refused naming the layer
+    and its shapes."""
     from tinysift.errors import TinysiftError
     from tinysift.tfcompat import keras
 
@@ -505,8 +526,35 @@ def test_count_macs_refuses_what_it_cannot_count():
         with pytest.raises(TinysiftError, match=what):
             count_macs(keras.Model(inp, out))
     free = keras.Input((None, None, 1))
-    with pytest.raises(TinysiftError, match="fixed input size"):
+    with pytest.raises(TinysiftError, match=r"fixed input size; layer 'conv' has input "
+                                            r"\(None, None, None, 1\), output \(None, None, "
+                                            r"None, 2\)"):
         count_macs(keras.Model(free, layers.Conv2D(2, 3, name="conv")(free)))
+
+
+def test_count_macs_by_hand_of_oblong_kernels_a_depth_multiplier_and_a_dense_on_a_map():
+    """count_macs on a model of each counted kind in a shape the family does not build: a
+    3x1 Conv2D, a 1x3 depthwise convolution at stride 2 with depth_multiplier 2 and a Dense
+    on a (3, 3, 4) map, counted by hand: the family's square kernels and depthwise layers of
+    one output channel per input channel let a kernel's width read as its height, or a
+    depthwise layer's input channels taken for its outputs, pass every test."""
+    from tinysift.models.cost import CostReport
+    from tinysift.tfcompat import keras
+
+    layers = keras.layers
+    inp = keras.Input((6, 5, 3))
+    x = layers.Conv2D(2, (3, 1), padding="same")(inp)  # (6, 5, 2): 6*5*2 outputs of 3*1*3
+    x = layers.DepthwiseConv2D((1, 3), strides=2, depth_multiplier=2, padding="same")(x)
+    x = layers.Dense(5)(x)
+    # depthwise: (3, 3, 4) outputs of 1*3 each; Dense: 9 positions of 4*5
+    macs = 6 * 5 * 2 * 3 * 1 * 3 + 3 * 3 * 4 * 1 * 3 + 9 * 4 * 5
+    # weights and biases: 3*1*3*2 + 2, 1*3*2*2 + 4, 4*5 + 5
+    params = 20 + 16 + 25
+    cost = count_macs(keras.Model(inp, x))
+    assert cost == CostReport(params=params, macs_per_sample=macs, train_macs_per_sample=3 * macs)
+    assert cost.to_dict() == {"params": params, "macs_per_sample": macs,
+                              "train_macs_per_sample": 3 * macs}
+    assert cost.epoch_train_macs(7) == 7 * 3 * macs
 
 
 def test_train_model_names_data_and_recipes_it_cannot_train_on(digits):
