@@ -106,14 +106,18 @@ def test_engine_check_runs_a_model_of_large_activations(big_gap):
 
 def test_a_model_tflm_refuses_is_one_clear_error(small, monkeypatch):
     """Where even the search's ceiling does not run the model (its kernels refuse a
-    parameter), the error says so, not "the arena is too small"."""
+    parameter), the error says so, not "the arena is too small", with the arena it tried
+    (the search's ceiling: at least 4 MiB) and the fix."""
     import tinysift.export.golden as golden_mod
 
     def refuses(model_bytes, hi):
         raise TinysiftError(f"the model does not run in TFLM even with a {hi}-byte arena")
 
     monkeypatch.setattr(golden_mod, "minimal_arena", refuses)
-    with pytest.raises(TinysiftError, match="its kernels refuse a parameter"):
+    with pytest.raises(TinysiftError, match=r"even in a 4,194,304-byte arena \(at least twice "
+                                            r"what its tensors need\): its kernels refuse a "
+                                            r"parameter.*convert the model again with "
+                                            r"full-integer int8 quantization"):
         golden_mod.tflm_arena(small.read_bytes())
 
 

@@ -456,7 +456,8 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     """A run whose model.tflite takes float: a model.tflite put there by hand is refused with
     the command that re-quantizes; recorded as the quantize stage's output, it exports the
     test set TFLM's QUANTIZE makes of the float images (the int8 test images it was given
-    before saturated in that QUANTIZE) and a training set quantized the same way."""
+    before saturated in that QUANTIZE), a training set quantized the same way and the
+    model's outputs as TFLM gives them."""
     from tinysift.errors import StageError, TinysiftError
     from tinysift.export.tflite_reader import parse_tflite
     from tinysift.models.training import to_float
@@ -499,6 +500,9 @@ def test_float_input_model_exports_tflm_quantized_sets(run_copy):
     assert np.array_equal(x_train.reshape(len(y_kept), -1),
                           tflm.quantize_images(x_kept, scale, zp).reshape(len(y_kept), -1))
     assert (outputs.argmax(1) == ds.y_test[test_idx]).mean() > 0.9
+    # the model's own outputs, not its layer before (the QUANTIZE first shifts TFLM's
+    # operators by one against the engine's layers)
+    assert np.array_equal(outputs, tflm.run_tflm(tflite, x_tflite)[0])
 
 
 def test_input_quant_of_a_float_input_model_is_named():
@@ -1734,6 +1738,7 @@ def test_an_export_of_given_samples_and_a_codebook_records_them_and_redoes_on_a_
         assert np.array_equal(g["y_train"], y_train[:20])
         assert np.array_equal(g["vq_codewords"], book(3).codewords)
         assert np.array_equal(g["vq_counts"], counts)
+        assert np.array_equal(g["vq_radius2"], book(3).radius2)
     assert given(range(20), range(5), 3).skipped
     for train, test, fill in ((range(20), range(5), 4), (range(20), range(1, 6), 4),
                               (range(1, 21), range(1, 6), 4)):
@@ -2450,7 +2455,8 @@ def test_codebook_features_quantize_and_distances_by_hand():
 def test_codebook_of_digits_one_codeword_per_class_by_hand(digits):
     """One codeword per class is its members' mean, quantized (scale 2, zero point -100);
     a class's squared radius is the median of its members' squared int8 distances to it;
-    the class without samples (9) gets no codeword and the median of the others' radii."""
+    the class without samples (9) gets no codeword and the median of the others' radii,
+    as export.json's summary of the codebook says."""
     from tinysift.export.codebook import fit_codebook
 
     x = digits.x_train.reshape(len(digits.x_train), -1).astype(np.float32)
@@ -2474,6 +2480,8 @@ def test_codebook_of_digits_one_codeword_per_class_by_hand(digits):
         d2 = ((members - want) ** 2).sum(1)
         assert cb.radius2[c] == round(float(np.median(d2))), c
     assert cb.radius2[9] == round(float(np.median(cb.radius2[:9])))
+    assert cb.summary() == {"per_class": 1, "counts": [1] * 9 + [0],
+                            "radius2": cb.radius2.tolist(), "online_classes": [9]}
     assert cb.flash_bytes() == 10 * 1 * 64 + 10 + 4 * 10
     assert set(cb.arrays()) == {"vq_codewords", "vq_counts", "vq_radius2"}
 
@@ -2496,3 +2504,74 @@ def test_codebook_keeps_one_of_twin_codewords_and_its_per_class_range(digits):
         with pytest.raises(BudgetError, match=rf"--vq-per-class must be in 1\.\.255 "
                                               rf"\(got {per_class}\)"):
             fit_codebook(x[:30], y[:30], 10, per_class, 2.0, -100)
+
+
+def test_a_codebook_of_no_class_s_features_is_refused_saying_so():
+    """With no sample of any of the classes (no features, or labels all outside
+    0..num_classes-1) there is no radius to give the online classes: one BudgetError saying
+    a codebook needs features of at least one class, not numpy's NaN median of no radii
+    and "cannot convert float NaN to integer"."""
+    from tinysift.errors import BudgetError
+    from tinysift.export.codebook import fit_codebook
+
+    for features, labels in ((np.zeros((0, 4), np.float32), np.zeros(0, np.int64)),
+                             (np.ones((6, 4), np.float32), np.full(6, 5))):
+        with pytest.raises(BudgetError, match="needs features of at least one class"):
+            fit_codebook(features, labels, 3, 2, 1.0, 0)
+
+
+def test_the_codebook_s_features_are_in_the_device_s_int8_units(digits_run):
+    """fit_run_codebook's features (the float model's backbone, feature_model) quantized
+    with feature_quantization's scale and zero point are what the device computes for the
+    same images (TFLM's output of the layer before the head) within the int8 model's
+    rounding: codewords in other units (the head's output quantization, or the pooled map
+    before the features layer) would be compared with features they do not describe."""
+    from tinysift.data import load_dataset
+    from tinysift.export.codebook import feature_quantization, quantize_features
+    from tinysift.export.golden import layer_outputs
+    from tinysift.pipeline.adapt import base_features
+    from tinysift.quantize import tflm
+
+    tflite = (digits_run / "model.tflite").read_bytes()
+    head = json.loads((digits_run / "export" / "export.json").read_text())["head_layer"]
+    images = load_dataset("digits").x_test[:64]
+    scale, zero_point = tflm.input_quant(tflite)
+    device = layer_outputs(tflite, tflm.quantize_images(images, scale, zero_point))[head - 1]
+    host = quantize_features(base_features(digits_run, images), *feature_quantization(tflite))
+    assert host.shape == device.shape == (64, 64)
+    off = np.abs(host.astype(np.int64) - device.astype(np.int64))
+    assert off.mean() < 1 and off.max() <= 8, (off.mean(), off.max())
+
+
+def test_codebook_codewords_and_radius_by_hand_of_small_classes():
+    """Classes by hand (scale 1, zero point 0). Six members about one codeword (0, 0) have
+    squared distances 0, 1, 1, 2, 2, 2: the radius is their median 1.5 rounded, 2 (not
+    truncated to 1: the device would read a class tighter than it is). Three clusters asked
+    for three codewords get one each, and each member is measured to its nearest one
+    (radius 0). A class of two distance chunks (2,048 members each) is measured whole."""
+    from tinysift.export.codebook import fit_codebook
+
+    members = np.array([[0, 0], [1, 0], [-1, 0], [1, 1], [-1, -1], [1, -1]], np.float32)
+    cb = fit_codebook(members, np.zeros(6, np.int64), 1, 1, 1.0, 0)
+    assert cb.codewords[0, 0].tolist() == [0, 0] and cb.radius2.tolist() == [2]
+    clusters = np.repeat(np.array([[0], [10], [20]], np.float32), 4, axis=0)
+    cb = fit_codebook(clusters, np.zeros(12, np.int64), 1, 3, 1.0, 0)
+    assert sorted(cb.codewords[0, :, 0].tolist()) == [0, 10, 20]
+    assert cb.counts.tolist() == [3] and cb.radius2.tolist() == [0]
+    # 2,048 members at 0 and 2,048 at 3, the codeword 1.5 rounded to 2: squared distances 4
+    # and 1, median 2.5, radius 2 (the first chunk alone: 4)
+    halves = np.repeat(np.array([[0], [3]], np.float32), 2048, axis=0)
+    cb = fit_codebook(halves, np.zeros(4096, np.int64), 1, 1, 1.0, 0)
+    assert cb.codewords[0, 0].tolist() == [2] and cb.radius2.tolist() == [2]
+
+
+def test_codebook_follows_its_seed(digits):
+    """k-means draws its first codewords from the seed: the same seed gives the same
+    codebook, another seed another (fit_run_codebook passes the run's seed; one ignored
+    made every seed one codebook)."""
+    from tinysift.export.codebook import fit_codebook
+
+    x = digits.x_train.reshape(len(digits.x_train), -1).astype(np.float32)[:600]
+    y = np.asarray(digits.y_train)[:600]
+    books = [fit_codebook(x, y, 10, 4, 2.0, -100, seed=seed).codewords for seed in (0, 0, 1)]
+    assert np.array_equal(books[0], books[1]) and not np.array_equal(books[0], books[2])
