@@ -844,3 +844,51 @@ def test_a_table_that_fails_with_a_type_error_is_named(outputs):
                                          r"\(TypeError: "):
         collect.main()
     assert _untouched(docs, readme)
+
+
+def test_target_lines_print_the_decimals_that_keep_their_verdict():
+    """A difference just short of its bound is printed with the decimals that keep it
+    short: last-block 2.996 points above head is "+2.996" beside NOT met (not "+3.00", the
+    bound itself), coverage 0.004 points below the reservoir "-0.004" (not "-0.00")."""
+    collect = _collect()
+    point = {"energy_mj": 10.0, "ram_plan": 1000}
+    shift = {"seeds": 3, "scenario": "shift", "methods": ["random"], "sizes": [10],
+             "points": {"random:10:head": point | {"acc_mean": 0.5, "runs": [0.5] * 3},
+                        "random:10:last-block": point | {"acc_mean": 0.52996,
+                                                         "runs": [0.52996] * 3}}}
+    line = collect.device_targets(shift)[0]
+    assert "(+2.996 pt, " in line and line.endswith("target >= +3: NOT met)"), line
+    d = {"mean": -0.00004, "half_width": 0.01, "n": 3}
+    line = collect.upkeep_targets({"seeds": 3, "updates": ["head"], "buffers": [5],
+                                   "points": {"reservoir:5:head": {"acc_mean": 0.7},
+                                              "coverage:5:head": {"acc_mean": 0.69996,
+                                                                  "vs_reservoir": d}}})[0]
+    assert "(-0.004 ± 1.00 pt" in line and line.endswith("at least as well: NOT met)"), line
+
+
+def test_an_upkeep_buffer_size_with_one_policy_only_is_left_out():
+    """A buffer size where only one of the two policies ran has no pair to judge: no line
+    (a pair of one point and None failed on the missing one)."""
+    collect = _collect()
+    d = {"mean": 0.01, "half_width": 0.01, "n": 3}
+    res = {"seeds": 3, "updates": ["head"], "buffers": [5, 10],
+           "points": {"reservoir:5:head": {"acc_mean": 0.7},
+                      "coverage:5:head": {"acc_mean": 0.71, "vs_reservoir": d},
+                      "reservoir:10:head": {"acc_mean": 0.75}}}
+    lines = collect.upkeep_targets(res)
+    assert len(lines) == 1 and lines[0].startswith("- 5/class (head)"), lines
+
+
+def test_the_best_replay_at_20_per_class_is_a_replay_of_20_per_class():
+    """"The best replay at 20 per class" is judged among replays of 20 per class: not the
+    no-replay floor (method none) however high it scores, nor a replay of another size."""
+    collect = _collect()
+    res = _committed("device_new-classes_fashion-mnist.json")
+    best = max((p for p in res["points"].values() if p["size"] == 20 and p["method"] != "none"),
+               key=lambda p: p["acc_mean"])
+    for p in res["points"].values():
+        if p["method"] == "none" or p["size"] != 20:
+            p["acc_mean"] = 1.0
+    line = next(x for x in collect.device_targets(res) if x.startswith("- best at 20"))
+    assert line.startswith(f"- best at 20/class: {best['method']} (update={best['update']}) "
+                           f"{best['acc_mean']:.4f}"), line
