@@ -32,6 +32,17 @@ def test_blank_lines_in_a_log_are_no_skipped_records(tmp_path):
     assert again.resuming() == f"resuming: 2 trainings already in {again.path}"
 
 
+def test_the_resuming_line_counts_trainings_not_the_seeds_wall_times(tmp_path) -> None:
+    """A seed run in one go also logs its wall time: a rerun of a finished seed of two
+    trainings said "resuming: 3 trainings already", one more than it holds."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
+    log.add(0, "full", "1", acc=0.9)
+    log.add(0, "vq", "0.1", acc=0.5)
+    log.add_seed_wall(0, 60.0)
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
+    assert again.resuming() == f"resuming: 2 trainings already in {again.path}"
+
+
 def test_stamp_reruns_records_of_another_firmware(tmp_path):
     old = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f1"})
     old.add(0, "random", "10:head", acc=0.5, energy_mj=200.0)

@@ -277,7 +277,8 @@ class ProgressLog:
         none and none of its lines was skipped)."""
         if not self.done and not self.unreadable:
             return None
-        line = f"resuming: {len(self.done)} trainings already in {self.path}"
+        trainings = sum(1 for k in self.done if k[1] != WALL)  # a seed's wall time is none
+        line = f"resuming: {trainings} trainings already in {self.path}"
         if self.unreadable:
             line += (f"; {self.unreadable} line(s) of it are not progress records (torn by a "
                      "kill, edited, or without a number this bench reads) and were skipped: "
