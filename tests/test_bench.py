@@ -44,9 +44,9 @@ def test_bench_prune_quick_writes_results(tmp_path):
 
 
 def test_bench_prune_resumes_from_progress_log(tmp_path, capfd):
-    """A second run of the same configuration trains nothing and reports the same numbers
-    (and says every logged row, the methods' too); a torn last line (a kill mid-write) is
-    ignored and that training reruns."""
+    """Each training is said as it finishes; a second run of the same configuration trains
+    nothing and reports the same numbers (and says every logged row, the methods' too); a
+    torn last line (a kill mid-write) is ignored and that training reruns."""
     from tinysift.bench.prune import PruneBenchConfig, bench_prune
 
     cfg = PruneBenchConfig(dataset="digits", keeps=(0.1,), methods=("random",), seeds=1,
@@ -59,7 +59,8 @@ def test_bench_prune_resumes_from_progress_log(tmp_path, capfd):
     assert len(lines) == 3  # full data + random @ 0.1 + the seed's wall time
     assert first["methods"]["random"]["0.1"]["acc_mean"] > 0.3
     assert first["seed_wall_seconds"][0] > first["full_data_seconds"]
-    capfd.readouterr()
+    said = "".join(capfd.readouterr())
+    assert "[seed 0] full data: acc" in said and "[seed 0]     random keep 0.1" in said
     second = bench_prune(cfg, progress=False)
     said = "".join(capfd.readouterr())
     assert "[seed 0] full data: acc" in said and "[seed 0]     random keep 0.1" in said
@@ -92,20 +93,25 @@ def test_bench_condense_quick_writes_results(tmp_path):
     assert (tmp_path / "condense_digits_quick.png").stat().st_size > 10_000
 
 
-def test_bench_condense_resumes_and_adds_seeds(tmp_path):
-    """The condense bench logs every training: a rerun trains nothing, and a larger --seeds
-    only adds the new seed; the full-data ceiling is in the results."""
+def test_bench_condense_resumes_and_adds_seeds(tmp_path, capfd):
+    """The condense bench logs every training: a rerun trains nothing (and says it resumes),
+    and a larger --seeds only adds the new seed; the full-data ceiling is in the results.
+    Each condensed point's training is said as it finishes (the full data's is not)."""
     from tinysift.bench.condense import CondenseBenchConfig, bench_condense
 
     cfg = CondenseBenchConfig(dataset="digits", per_class=(2,), methods=("random",), seeds=1,
                               min_steps=60, subset_epochs=1, out_dir=tmp_path / "out",
                               progress_dir=tmp_path / "progress")
     first = bench_condense(cfg)
+    said = capfd.readouterr().err
+    assert "seed 0:   random K=2  : acc " in said and " s to condense)" in said
+    assert "full" not in said
     (log,) = (tmp_path / "progress").glob("condense_digits_*.jsonl")
     lines = log.read_text().splitlines()
     assert len(lines) == 3  # full data + random K=2 + the seed's wall time
     assert first["seed_wall_seconds"][0] > first["full_data_seconds"]
     assert bench_condense(cfg)["methods"] == first["methods"]
+    assert f"resuming: 2 trainings already in {log}" in capfd.readouterr().err
     assert log.read_text().splitlines() == lines
     cfg.seeds = 2
     second = bench_condense(cfg)
@@ -462,6 +468,10 @@ def test_prune_training_point_trains_the_picks_charged_scoring_and_selection(mon
         (idx, seconds), counts = picks[0.1], np.bincount(digits.y_train[picks[0.1][0]])
         assert len(idx) == 144 and seconds >= 0  # round(0.1 x 1437)
         assert (counts.max() - counts.min() <= 1) == balanced, counts
+    # the fit is seeded with the task's seed: each seed keeps its own random subset
+    seeded = [_score(data.context(s, progress=False), None, s, 1, None, "random", {}, [0.1])
+              ["picks"][0.1][0] for s in (0, 1)]
+    assert not np.array_equal(*seeded)
     recipe = TrainConfig(epochs=None, min_steps=5, subset_epochs=1, seed=2)
     passes, configs = [], []
     real_passes, real_train = loop.train_for_passes, training.train_model
@@ -490,8 +500,9 @@ def test_prune_training_point_trains_the_picks_charged_scoring_and_selection(mon
 def test_prune_results_take_a_point_once_every_done_seed_has_it(tmp_path):
     """Per (method, keep) done by every finished seed: the mean over seeds, the kept count,
     and the cost ratio against each seed's own full-data training; a point a seed lacks is
-    left out; the full data's accuracy is the mean and std over seeds."""
-    from tinysift.bench.prune import PruneBenchConfig, _results
+    left out; the full data's accuracy is the mean and std over seeds. The results carry
+    the recipe and every method's parameters they ran with."""
+    from tinysift.bench.prune import PruneBenchConfig, _results, bench_method_params
 
     cfg = PruneBenchConfig(dataset="digits", keeps=(0.1, 0.03), methods=("random", "vq"),
                            seeds=3, progress_dir=tmp_path, protocol="equal-steps")
@@ -505,6 +516,8 @@ def test_prune_results_take_a_point_once_every_done_seed_has_it(tmp_path):
         (2, "random", "0.1"): rec(0.6, 0.0, 10.0, 144)})  # seed 2 is not done
     res = _results(cfg, log, 2, 60.0)
     assert res["seeds"] == 2 and res["protocol"] == "equal-steps"
+    assert res["recipe"] == cfg.recipe()
+    assert res["method_params"] == bench_method_params(cfg)  # the defaults included
     assert res["keep"] == [0.1, 0.03] and res["label_noise"] == 0.0
     assert list(res["methods"]) == ["vq"] and list(res["methods"]["vq"]) == ["0.1"]
     vq = res["methods"]["vq"]["0.1"]
@@ -566,6 +579,43 @@ def test_prune_quick_bench_writes_its_own_results_and_shares_the_scoring_cache(
     tasks = prune._PruneTasks(cfg, SerialExecutor(), None, None, data, data, False)
     assert tasks.cache == tmp_path / "cache" / "prune_digits_noise0.2"
 
+
+def test_prune_recipe_states_the_configured_step_rule_proxy_and_protocol() -> None:
+    """The recipe line every prune results file and table carries names the bench's own
+    step rule and proxy measurements, per protocol: a fixed "max(250, 3 epochs)" or "3
+    measurements" would misdescribe every --quick or tuned bench."""
+    from tinysift.bench.prune import PruneBenchConfig
+
+    proportional = PruneBenchConfig(min_steps=60, subset_epochs=2, proxy_epochs=1).recipe()
+    assert "steps = max(60, 2 epochs of the kept set)" in proportional
+    assert "proxy CNN for dynamics-based scores: 1 measurements" in proportional
+    assert "sample-passes" not in proportional
+    equal = PruneBenchConfig(min_steps=60, subset_epochs=2, protocol="equal-steps").recipe()
+    assert "the full data's sample-passes (its steps (max(60, 2 epochs)) x 128)" in equal
+    assert "(protocol equal-steps;" in equal and "of the kept set" not in equal
+
+
+def test_prune_tasks_find_a_logged_keep_of_1_and_score_with_the_methods_parameters(
+        tmp_path: Path) -> None:
+    """A point is logged under f"{keep:g}" ("1" for --keep 1), and a rerun looks it up by
+    that label (not "1.0": the finished point would train again on every rerun); a method's
+    scoring task fits it with its --method-params."""
+    from tinysift.bench.driver import SeedData
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.prune import PruneBenchConfig, _PruneTasks
+    from tinysift.progress import make_console
+
+    cfg = PruneBenchConfig(dataset="digits", keeps=(1.0, 0.5), methods=("random",), seeds=1,
+                           progress_dir=tmp_path, cache_dir=None,
+                           method_params={"random": {"balance": False}})
+    point = {"acc": 0.5, "score_seconds": 0.0, "train_seconds": 1.0, "count": 1437}
+    log = _prune_log(tmp_path, cfg, {(0, "full", "1"): point, (0, "random", "1"): point})
+    data = SeedData(load_dataset("digits"))
+    tasks = _PruneTasks(cfg, SerialExecutor(), log, make_console(stderr=True), data, data,
+                        False).submit(0)
+    assert [t[2] for t in tasks if len(t) == 3] == ["random keep 0.5"]
+    (score,) = [t[0] for t in tasks if len(t) == 2]
+    assert score.args[6] == {"balance": False} and score.args[7] == [0.5]
 
 
 # -- how bench guided and bench condense build their checks, tasks and results -----------
@@ -863,7 +913,8 @@ def test_condense_point_condenses_with_the_seed_and_trains_on_what_it_kept(monke
 def test_condense_results_keep_the_k_order_and_each_seeds_full_data(tmp_path):
     """Per method and K (in the order given): the mean over the done seeds; the full data's
     accuracy and training seconds over the same seeds; a record without its condensing
-    time is not a finished training."""
+    time is not a finished training. The results name every row they read (their
+    origins), each condenser's parameters and the bench's own step rule."""
     from tinysift.bench.condense import (
         CondenseBenchConfig,
         _progress_log,
@@ -872,7 +923,7 @@ def test_condense_results_keep_the_k_order_and_each_seeds_full_data(tmp_path):
     )
 
     cfg = CondenseBenchConfig(dataset="digits", per_class=(5, 1), methods=("random",),
-                              seeds=2, progress_dir=tmp_path)
+                              seeds=2, min_steps=60, subset_epochs=2, progress_dir=tmp_path)
     log = _progress_log(cfg, "h", "condense_digits")
     for seed, acc in ((0, 0.6), (1, 0.4)):
         log.add(seed, "full", "all", acc=acc + 0.3, condense_seconds=0.0,
@@ -888,6 +939,83 @@ def test_condense_results_keep_the_k_order_and_each_seeds_full_data(tmp_path):
     assert res["methods"]["random"]["5"]["condense_seconds"] == 5.0
     assert res["full_data_acc"]["runs"] == pytest.approx([0.9, 0.7])
     assert res["full_data_seconds"] == 15.0
+    # the rows behind the numbers (2 full data, 2 per K) and how they ran
+    assert sum(o["rows"] for o in res["origins"]) == 6
+    assert res["method_params"] == {"random": {}}
+    assert res["recipe"].endswith("steps = max(60, 2 epochs)")
     # the table's "seconds to condense" is the method's longest, its largest K's here
     row = next(x for x in condense_markdown(res).splitlines() if x.startswith("| random |"))
     assert row.endswith("| 5.0 |")
+
+
+# -- bench prune on a cluster: the seed's shared work shipped to its tasks (a serial
+# executor runs them here; the cluster itself is tests/test_scale.py's) ----------------
+
+
+def _fake_proxy(monkeypatch) -> list:
+    """The proxy CNN's training dynamics, recorded at once (arrays of their shapes, as in
+    tests/test_bench_accounting.py); returns the list of the recordings made."""
+    from tinysift.scoring import context
+    from tinysift.scoring.dynamics import TrainingDynamics
+
+    recorded: list = []
+
+    def record(x, y, num_classes, epochs, seed, progress=True):
+        recorded.append(seed)
+        rng = np.random.default_rng(seed)
+        z = rng.uniform(size=(epochs, len(y))).astype(np.float32)
+        feats = rng.normal(size=(len(y), 40)).astype(np.float32)
+        return TrainingDynamics(z, z, z > 0.5, z, z, feats, 0.0)
+
+    monkeypatch.setattr(context, "record_dynamics", record)
+    return recorded
+
+
+def test_prune_ships_a_seeds_proxy_from_the_drivers_cache_or_as_one_task_it_caches(
+        tmp_path: Path, monkeypatch) -> None:
+    """On a cluster the methods' shared work (the proxy CNN's dynamics) is one task per
+    seed, whose result the driver adopts into its scoring cache; a rerun of a seed whose
+    dynamics are cached ships them as they are (no task: the proxy would train again on a
+    worker on every run); methods with no shared work ship nothing."""
+    from tinysift.bench.driver import SeedData
+    from tinysift.bench.executor import SerialExecutor
+    from tinysift.bench.prune import _shared_work, _ship_shared
+
+    recorded = _fake_proxy(monkeypatch)
+    data, ex = SeedData(load_dataset("digits")), SerialExecutor()
+    ctx = data.context(1, cache_dir=tmp_path, proxy_epochs=2, progress=False)
+    assert _ship_shared(ex, ctx, data, 1, 2, set()) == (None, [])
+    handle, tasks = _ship_shared(ex, ctx, data, 1, 2, {"dynamics"})
+    ((task, adopt),) = tasks
+    assert handle is task and task.fn is _shared_work and task.args[1:] == (1, 2,
+                                                                            ["dynamics"])
+    done = ex.result(task)
+    adopt(done)
+    assert recorded == [1] and len(list(tmp_path.glob("dynamics-*.npz"))) == 1
+    rerun = data.context(1, cache_dir=tmp_path, proxy_epochs=2, progress=False)
+    shipped, more = _ship_shared(ex, rerun, data, 1, 2, {"dynamics"})
+    assert more == [] and recorded == [1]
+    assert shipped.keys() == done.value.keys()
+
+
+def test_prune_scoring_task_charges_the_shipped_proxy_once_at_its_compute_time(
+        monkeypatch) -> None:
+    """A method's task on a cluster scores on a context of its own, given the seed's shipped
+    shared work: it uses the proxy's dynamics it was given (not trained again), is charged
+    their original compute time in its fit, and a selection that reads them again (vq's
+    hard cut at keep 0.03, its embedding the proxy's) is charged its own time only."""
+    from tinysift.bench.driver import SeedData
+    from tinysift.bench.prune import _score
+
+    recorded = _fake_proxy(monkeypatch)
+    data = SeedData(load_dataset("digits"))
+    shared = data.context(0, proxy_epochs=2, progress=False).shared_work(["dynamics"])
+    for item in shared.values():  # as if the proxy took 100 s on the worker that ran it
+        item["_seconds"] = np.float64(100.0)
+    out = _score(None, data, 0, 2, shared, "vq", {"embedding": "cnn"}, [0.1, 0.03])
+    assert recorded == [0]  # the shipped dynamics were used
+    assert 100.0 <= out["score_seconds"] < 150.0
+    for keep in (0.1, 0.03):
+        idx, seconds = out["picks"][keep]
+        assert 0.0 < seconds < 50.0, (keep, seconds)
+    assert len(out["picks"][0.03][0]) == 43  # round(0.03 x 1437)

@@ -108,11 +108,17 @@ def test_condensers_on_one_seeds_context_are_each_charged_the_embedding(monkeypa
                                                                          slow_embedding):
     """Serial condense bench: one context per seed, shared by its (method, K) points. Only
     the first to compute the random-conv embedding paid for it (herding 10.93 s, vq 0.26 s
-    on one context, 8.2 s on a fresh one); each is now charged as if it ran alone."""
+    on one context, 8.2 s on a fresh one); each is now charged as if it ran alone, and the
+    embedding is still computed once per seed (on its context), not once per point."""
     from tinysift.bench.condense import _condense_point
     from tinysift.bench.driver import SeedData
     from tinysift.data import load_dataset
     from tinysift.models import training
+    from tinysift.scoring import context
+
+    computed, slow = [], context.compute_embedding
+    monkeypatch.setattr(context, "compute_embedding",
+                        lambda kind, c, dim: computed.append(kind) or slow(kind, c, dim))
 
     class Trained:
         model, seconds = None, 0.0
@@ -125,3 +131,4 @@ def test_condensers_on_one_seeds_context_are_each_charged_the_embedding(monkeypa
               for name, k in (("herding", 1), ("vq", 1), ("herding", 2))]
     for p in points:
         assert SHARED_S - 0.05 <= p["condense_seconds"] <= SHARED_S + TOL + 0.5, points
+    assert computed == ["random-conv"]

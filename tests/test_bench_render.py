@@ -748,6 +748,35 @@ def test_readme_shift_energy_is_the_largest_replay_sets_whatever_the_sizes_order
     assert len(rows) == 1 and "| 4,321 |" in rows[0] and "| 12 |" not in rows[0]
 
 
+def test_condense_plot_draws_each_method_with_its_spread_against_the_full_data(
+        tmp_path: Path, kept_figures: list) -> None:
+    """The condense plot: a line per method (legend: its name) of mean accuracy per K with
+    the std as error bars, K on a log axis, the full data's accuracy as a dashed line, the
+    seeds in the title. Results without a full-data training (written before the bench had
+    one) plot and render without it."""
+    from tinysift.bench.condense import condense_markdown, condense_plot
+
+    res = json.loads((RESULTS / "condense_fashion-mnist.json").read_text())
+    condense_plot(res, tmp_path / "plot.png")
+    (ax,) = kept_figures[0].axes
+    assert sorted(ax.get_legend_handles_labels()[1]) == sorted([*res["methods"], "full data"])
+    assert ax.get_xscale() == "log" and ax.get_title().endswith("(3 seeds)")
+    (full,) = [line for line in ax.get_lines() if line.get_label() == "full data"]
+    assert list(full.get_ydata()) == [res["full_data_acc"]["mean"]] * 2
+    assert full.get_linestyle() == "--"
+    vq = res["methods"]["vq"]
+    (bars,) = [c for c in ax.containers if c.get_label() == "vq"]
+    line, _, (yerr,) = bars
+    assert list(line.get_xdata()) == res["per_class"]
+    assert list(line.get_ydata()) == [vq[str(k)]["acc_mean"] for k in res["per_class"]]
+    spans = [seg[1, 1] - seg[0, 1] for seg in yerr.get_segments()]
+    assert spans == pytest.approx([2 * vq[str(k)]["acc_std"] for k in res["per_class"]])
+    old = {k: v for k, v in res.items() if k not in ("full_data_acc", "full_data_seconds")}
+    condense_plot(old, tmp_path / "old.png")
+    assert "full data" not in kept_figures[1].axes[0].get_legend_handles_labels()[1]
+    assert "Full data" not in condense_markdown(old)
+
+
 def test_a_dollar_in_a_dataset_name_is_plotted_as_text(tmp_path):
     """A `$` pair in a user's dataset path (`npz:/data/$\\x$.npz`), which the plot titles
     name, was read by matplotlib as a TeX formula: mangled text, or a ValueError when the
