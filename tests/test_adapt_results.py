@@ -217,8 +217,16 @@ def test_upkeep_stream_is_the_new_samples_in_seeded_order_with_their_labels(
     info = json.loads((setup.base / "export" / "export.json").read_text())
     exported = info["codebook"]
     assert exported["per_class"] == 2 and exported["online_classes"] == [8, 9]
-    # beside the replay set: replay_per_class of each old class
+    # beside the replay set: replay_per_class of each old class, those very samples (as the
+    # model takes them) with their labels
     assert len(setup.replay) == info["train_samples"] == 2 * 8
+    with np.load(setup.base / "export" / "golden.npz") as golden:
+        assert np.array_equal(golden["y_train"], scn.y_old[setup.replay])
+        assert np.array_equal(golden["x_train"],
+                              tflm.quantize_images(scn.x_old[setup.replay], scale, zp))
+    # each old class's vq_per_class codewords are distinct int8 features (quantized with the
+    # feature tensor's scale and zero point; one codeword a class if they collapse)
+    assert setup.codebook.counts.tolist() == [2] * 8 + [0, 0]
     assert setup.codebook.summary()["online_classes"] == [8, 9]
     seen = []
 
@@ -660,9 +668,12 @@ def test_an_upkeep_point_is_its_runs_buffer_and_the_devices_own_numbers(monkeypa
     for None, as policy ``all``), class-balanced in the point's update mode, the stream drawn
     with the run's device seed (seed + 1, as its training); its row is the device's numbers:
     int8 accuracy of every / the old / the new classes, the @db record's counts (what it
-    kept, not the cap asked) and cycles, each class's kept samples, and the epochs' cycles
-    and energy (not the features phase). The device (QEMU, a firmware build: minutes) is a
+    kept, not the cap asked) and cycles, each class's kept samples, the epochs' cycles, and
+    the training bill (docs/energy.md: the epochs' energy, plus with update=head the trained
+    samples' share of the features phase). The device (QEMU, a firmware build: minutes) is a
     double returning records written by hand; the scenario is the real digits one."""
+    import dataclasses
+
     import tinysift.stages.stream as stream_stage
     from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
     from tinysift.device.stream import StreamParams, StreamReport
@@ -672,7 +683,7 @@ def test_an_upkeep_point_is_its_runs_buffer_and_the_devices_own_numbers(monkeypa
     rows = [{"class": c, "total": 10, "correct": 10, "int8_correct": 9} for c in range(8)]
     rows += [{"class": c, "total": 10, "correct": 10, "int8_correct": 2} for c in (8, 9)]
     res = DeviceResults(board="b", clock_hz=1, params={}, energy_model={}, started="",
-                        per_class={"after": rows},
+                        samples=12, test_samples=4, per_class={"after": rows},
                         phases={"features": PhaseResult(energy_mj=40.0)},
                         epochs=[EpochResult(1, 0.0, 0.0, 100, 0.0, 1.5),
                                 EpochResult(2, 0.0, 0.0, 300, 0.0, 2.5)])
@@ -685,7 +696,7 @@ def test_an_upkeep_point_is_its_runs_buffer_and_the_devices_own_numbers(monkeypa
 
     def device(_base, _board, params, samples, stream, label):
         calls.append((params, stream, label))
-        return res, rep
+        return dataclasses.replace(res, params={"update": params.update}), rep
 
     monkeypatch.setattr(stream_stage, "run_stream_on_device", device)
     setup = UpkeepSetup(scn, None, None, np.zeros((12, 8, 8, 1), np.int8), scn.y_new,
@@ -699,6 +710,7 @@ def test_an_upkeep_point_is_its_runs_buffer_and_the_devices_own_numbers(monkeypa
                    "energy_mj": 4.0}
     whole = run_point(cfg, setup, "reservoir", None, "head")
     assert (whole["policy"], whole["per_class"], whole["cap"]) == ("all", None, 12)
+    assert whole["energy_mj"] == 4.0 + 40.0 * 12 / 16  # 12 of the 16 samples trained
     (params, stream, label), (whole_params, whole_stream, whole_label) = calls
     assert stream == StreamParams(12, 4, "coverage", 5) and whole_stream.cap == 12
     assert (params.update, params.balance, params.seed) == ("bias", True, 5)

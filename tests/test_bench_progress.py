@@ -652,8 +652,8 @@ def test_an_upkeep_config_without_policies_or_update_modes_is_refused():
 
 def test_an_upkeep_config_refuses_an_unknown_policy_an_empty_buffer_or_a_codebook_size():
     """validate() runs before the base model is trained: an unknown policy, a buffer of 0
-    per class and codebooks outside the device's 1..255 codewords per class are refused
-    naming the option; the edges 1 and 255 pass."""
+    per class or no buffer size at all, and codebooks outside the device's 1..255 codewords
+    per class are refused naming the option; the edges 1 and 255 pass."""
     import pytest
 
     from tinysift.errors import BudgetError
@@ -662,6 +662,8 @@ def test_an_upkeep_config_refuses_an_unknown_policy_an_empty_buffer_or_a_codeboo
     for config, words in [(UpkeepConfig(policies=("fifo", "coverage")),
                            r"unknown policy 'fifo'; choose from reservoir, coverage"),
                           (UpkeepConfig(buffers=(5, 0)), "--buffers must be positive"),
+                          # none at all (from code): min()'s ValueError without the check
+                          (UpkeepConfig(buffers=()), "--buffers must be positive"),
                           (UpkeepConfig(vq_per_class=0), r"--vq-per-class must be in 1\.\.255"),
                           (UpkeepConfig(vq_per_class=256), r"--vq-per-class must be in 1\.\.255")]:
         with pytest.raises(BudgetError, match=words):
