@@ -360,7 +360,8 @@ def test_device_results_take_the_invocations_ram_plan_and_only_whole_points(tmp_
 
 def test_pipeline_files_are_checked_before_any_stage():
     """Device ranges and method lists of a pipeline file are refused when it is read (they
-    were refused after base training, selection and the build, or crashed the summary)."""
+    were refused after base training, selection and the build, or crashed the summary), and
+    so are the demo's update modes, each of them, and its fit board."""
     from tinysift.bench.adapt_demo import AdaptDemoConfig
     from tinysift.errors import TinysiftError
     from tinysift.pipeline.config import PipelineConfig
@@ -375,7 +376,14 @@ def test_pipeline_files_are_checked_before_any_stage():
     for bad, said in (({"methods": []}, "replay methods"), ({"methods": ["el2n"]}, "el2n"),
                       ({"lr": -1}, "lr -1"), ({"batch": 0}, "batch 0"),
                       ({"board": "nano33ble"}, "nano33ble is a real board"),
-                      ({"board": "bogus"}, "unknown board 'bogus'")):
+                      ({"board": "bogus"}, "unknown board 'bogus'"),
+                      # the demo's own: no update mode, a bad one after a good one, and the
+                      # memory plans' second board (refused after every device run)
+                      ({"updates": []}, "updates must name at least one update mode"),
+                      ({"updates": ["head", "sideways"]},
+                       "--update must be one of head, bias, last-block"),
+                      ({"fit_board": "bogus"}, "pipeline setting fit_board: unknown board "
+                                               "'bogus'.*fix it in the pipeline file")):
         with pytest.raises(TinysiftError, match=said):
             AdaptDemoConfig().override(**bad)
 

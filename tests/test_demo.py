@@ -12,6 +12,7 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tinysift.errors import TinysiftError
@@ -297,6 +298,43 @@ def test_the_select_headline_names_the_best_and_the_smallest_close_set():
         "(full exported set, 500 samples: 0.950) at 1.000 mJ per epoch instead of 1.000 mJ "
         "(no less).")
 
+    # a set exactly one point below the full set is within it; a point and a half is not
+    near = [row("full", 500, 0.900, 10.0), row("vq", 50, 0.900 - 0.01, 1.0),
+            row("random", 20, 0.885, 0.5)]
+    assert headline({"rows": near}).endswith(
+        " Smallest set within 1 point of the full set: vq with 50 samples (0.890), 10x less "
+        "energy per epoch.")
+
+
+def test_a_select_row_is_the_device_s_own_numbers():
+    """A row of the select report (summary.json, the table, the Pareto plot) is what its
+    device run reported: accuracy before and after fine-tuning and the int8 head's, the
+    means over the epochs of cycles, energy and seconds (not one epoch's, not their sum),
+    the training bill with the trained samples' share of the features phase, the features
+    phase's cycles and the counter; the samples are those the device trained on. A run that
+    sent no epoch (stopped early) reads 0 per epoch and its energy as estimated."""
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
+    from tinysift.pipeline.run import _row
+
+    epochs = [EpochResult(1, 0.9, 0.5, 1000, 0.5, 2.0, "measured"),
+              EpochResult(2, 0.6, 0.7, 3000, 1.5, 6.0, "measured")]
+    res = DeviceResults(board="qemu-mps2-an386", clock_hz=25_000_000,
+                        params={"update": "head"}, energy_model={}, started="",
+                        status="complete", counter="dwt", epochs=epochs,
+                        phases={"features": PhaseResult(cycles=7000, energy_mj=12.0)},
+                        test_acc_before=0.25, test_acc_after=0.75, test_int8_acc_after=0.7,
+                        samples=40, test_samples=20)
+    assert _row("vq", 50, res) == {
+        "method": "vq", "samples": 40, "acc_before": 0.25, "acc_after": 0.75,
+        "int8_acc_after": 0.7, "cycles_per_epoch": 2000, "energy_mj_per_epoch": 4.0,
+        "energy_mj_total": 2.0 + 6.0 + 12.0 * 40 / 60, "seconds_per_epoch": 1.0,
+        "feature_cycles": 7000, "counter": "dwt", "energy_kind": "measured"}
+    stopped = DeviceResults(board="qemu-mps2-an386", clock_hz=25_000_000, params={},
+                            energy_model={}, started="")
+    row = _row("random", 30, stopped)
+    assert (row["samples"], row["cycles_per_epoch"], row["energy_mj_per_epoch"],
+            row["energy_kind"]) == (30, 0, 0.0, "estimated")
+
 
 def test_a_pipeline_never_writes_over_another_kinds_report(tmp_path, monkeypatch):
     """A select file without `out` wrote its report into runs/demo, over the demo's (an
@@ -378,8 +416,11 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, writ
     summary records the data's content hash beside the seed and config, and a budget above
     the full exported set is said, not silently made the set's size (and does not size the
     device's `db load` buffer: 100,000 was refused as a --db-capacity over 65,535)."""
+    from tinysift.boards import load_board
     from tinysift.data import load_dataset
     from tinysift.pipeline.run import run_pipeline
+    from tinysift.quantize import tflm
+    from tinysift.stages.device import cached_results
 
     cfg = PipelineConfig(name="t", out=str(tmp_path / "run"), dataset="digits", base_keep="0.1",
                          base_epochs=3, methods=["random"], budgets=[20, 100_000], epochs=1,
@@ -412,6 +453,23 @@ def test_select_pipeline_records_its_data_and_says_what_it_clamps(tmp_path, writ
     with pytest.raises(TinysiftError):
         run_pipeline(PipelineConfig(**{**cfg.to_dict(), "dataset": other}), log=lambda *a: None)
     assert (tmp_path / "run" / "manifest.json").read_text() == manifest
+    # the report beside it, the pipeline recorded in the run folder, the board's clock and
+    # the exported test set in the summary
+    assert (tmp_path / "run" / "report.html").is_file()
+    recorded = json.loads((tmp_path / "run" / "manifest.json").read_text())["pipeline"]
+    assert recorded == cfg.to_dict()
+    assert (summary["kind"], summary["clock_hz"], summary["test_samples"]) == (
+        "select", load_board(cfg.board).clock_hz, 50)
+    # each pruned row is the device's training on its selection: the result on record is
+    # the one for those samples (as the model takes them) and their own labels
+    base = tmp_path / "run" / "base"
+    scale, zp = tflm.input_quant((base / "model.tflite").read_bytes())
+    for count in (20, full):
+        idx = np.load(tmp_path / "run" / "select" / f"random-{count}" / "selection.npz")[
+            "indices"]
+        chosen = (tflm.quantize_images(digits.x_train[idx], scale, zp), digits.y_train[idx])
+        assert cached_results(base, f"random-{count}", cfg.device_params(), cfg.board,
+                              train_set=chosen) is not None, count
 
 
 class _Page(HTMLParser):
@@ -886,6 +944,9 @@ def test_the_demo_runs_the_bench_with_every_setting_it_is_given():
     # a replay size of 0 is the no-replay floor the demo runs anyway, not a size
     with pytest.raises(TinysiftError, match=r"sizes must be positive .* got \[0, 5\]"):
         AdaptDemoConfig.quick().override(sizes=[0, 5]).validate()
+    # and no size at all is refused the same way (not min()'s ValueError)
+    with pytest.raises(TinysiftError, match=r"sizes must be positive .* got \[\]"):
+        AdaptDemoConfig.quick().override(sizes=[]).validate()
 
 
 def test_the_headline_names_the_smallest_of_equally_good_replay_sets():
@@ -905,6 +966,63 @@ def test_the_headline_names_the_smallest_of_equally_good_replay_sets():
                            "0.900"), text
     assert text.endswith("without replay (the forgetting floor) old 0.500, all 0.500.")
 
+
+
+def test_the_demo_headline_quotes_each_accuracy_of_its_points():
+    """The demo's headline (summary.json, the report, the terminal): the best replay point's
+    mode and its accuracy on all, the old and the new classes, the host joint model's, and
+    the no-replay floor's old and all accuracy, each from its own field; the floor is no
+    replay set even when it scores as well as one (it would win the tie as the smallest)."""
+    from tinysift.bench.adapt_demo import headline
+
+    points = {"vq:5:bias": {"method": "vq", "size": 5, "update": "bias", "acc_mean": 0.7,
+                            "acc_old": 0.8, "acc_new": 0.4},
+              "none:0:head": {"method": "none", "size": 0, "update": "head", "acc_mean": 0.7,
+                              "acc_old": 0.1, "acc_new": 0.9}}
+    assert headline({"results": {"points": points, "joint": {"acc_mean": 0.95}}}) == (
+        "Best replay: vq with 5 per old class (update=bias): all 0.700, old 0.800, new 0.400 "
+        "on the device; host joint model 0.950; without replay (the forgetting floor) old "
+        "0.100, all 0.700.")
+
+
+def test_the_demo_writes_its_bench_s_results_plans_and_report(tmp_path, monkeypatch,
+                                                               digits_run):
+    """run_adapt_demo: the device bench runs with the demo's settings in its pipeline folder,
+    and summary.json (recorded as an adapt pipeline's, so a select pipeline will not write
+    over it) holds the bench's results, the memory plans for the scenario's new samples
+    and the headline; report.html is written beside it. The bench (a base model, QEMU runs:
+    minutes) is a double that leaves the shared digits run as its base model and returns
+    the hand-made results of the report tests."""
+    import tinysift.bench.device
+    from tinysift.bench.adapt_demo import AdaptDemoConfig, headline, run_adapt_demo
+    from tinysift.pipeline.config import check_report_folder
+
+    cfg = AdaptDemoConfig.quick().override(out=str(tmp_path / "demo"))
+    results = _adapt_summary()["results"]
+    results["scenario_info"].update(new_samples=60, num_classes=10,
+                                    old_classes=list(range(8)), new_classes=[8, 9])
+    benched = []
+
+    def bench(bcfg, log, pipeline_folder):
+        benched.append((bcfg, pipeline_folder))
+        base = bcfg.work_dir / f"{bcfg.stem()}-s0" / "base"
+        base.parent.mkdir(parents=True)
+        base.symlink_to(digits_run)
+        return results
+
+    monkeypatch.setattr(tinysift.bench.device, "bench_device", bench)
+    summary = run_adapt_demo(cfg, log=lambda *_: None)
+    assert benched == [(cfg.bench_config(), True)]
+    saved = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    assert (saved["kind"], saved["results"], saved["config"]) == (
+        "adapt", results, cfg.to_dict())
+    assert saved["plans"]["new_samples"] == 60
+    assert sorted(saved["plans"]["boards"]) == sorted([cfg.board, cfg.fit_board])
+    assert saved["headline"] == headline(summary)
+    assert (tmp_path / "demo" / "report.html").is_file()
+    with pytest.raises(TinysiftError, match="holds the report of an adapt pipeline"):
+        check_report_folder(tmp_path / "demo", "select")
 
 def test_the_demo_plans_each_replay_size_and_the_largest_that_fits(digits_run):
     """The demo's memory plans (the shared digits run as the base model): each replay size
@@ -950,8 +1068,9 @@ def test_the_demo_plans_each_replay_size_and_the_largest_that_fits(digits_run):
                            backbone_training=True).fits
     small = AdaptDemoConfig(dataset="digits", fit_board="nucleo_f401re", sizes=[5],
                             updates=["last-block"], test_per_class=15)
-    assert _plans(small, digits_run, n_old, n_new, 10)[
-        "largest_replay_per_class_fitting"]["by_update"] == {"last-block": 0}
+    small_plans = _plans(small, digits_run, n_old, n_new, 10)
+    assert small_plans["largest_replay_per_class_fitting"]["by_update"] == {"last-block": 0}
+    assert small_plans["boards"]["nucleo_f401re"]["5:last-block"]["fits"] is False
     head_only = _plans(AdaptDemoConfig(dataset="digits", sizes=[5], updates=["head"],
                                        test_per_class=15), digits_run, n_old, n_new, 10)
     assert head_only["detail"]["ram_total"] == plan(cfg.board, 5, "head").ram_total
