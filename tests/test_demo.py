@@ -990,14 +990,17 @@ def test_the_demo_writes_its_bench_s_results_plans_and_report(tmp_path, monkeypa
     """run_adapt_demo: the device bench runs with the demo's settings in its pipeline folder,
     and summary.json (recorded as an adapt pipeline's, so a select pipeline will not write
     over it) holds the bench's results, the memory plans for the scenario's new samples
-    and the headline; report.html is written beside it. The bench (a base model, QEMU runs:
+    and old classes and the headline; report.html is written beside it. A class named twice
+    in old_classes is one class of the scenario: the plans sized the replay set by the
+    list's length (9 classes here for 8). The bench (a base model, QEMU runs:
     minutes) is a double that leaves the shared digits run as its base model and returns
     the hand-made results of the report tests."""
     import tinysift.bench.device
     from tinysift.bench.adapt_demo import AdaptDemoConfig, headline, run_adapt_demo
     from tinysift.pipeline.config import check_report_folder
 
-    cfg = AdaptDemoConfig.quick().override(out=str(tmp_path / "demo"))
+    cfg = AdaptDemoConfig.quick().override(out=str(tmp_path / "demo"),
+                                           old_classes=[0, 1, 2, 3, 4, 5, 6, 7, 3])
     results = _adapt_summary()["results"]
     results["scenario_info"].update(new_samples=60, num_classes=10,
                                     old_classes=list(range(8)), new_classes=[8, 9])
@@ -1018,6 +1021,7 @@ def test_the_demo_writes_its_bench_s_results_plans_and_report(tmp_path, monkeypa
     assert (saved["kind"], saved["results"], saved["config"]) == (
         "adapt", results, cfg.to_dict())
     assert saved["plans"]["new_samples"] == 60
+    assert saved["plans"]["detail"]["train_samples"] == max(cfg.sizes) * 8
     assert sorted(saved["plans"]["boards"]) == sorted([cfg.board, cfg.fit_board])
     assert saved["headline"] == headline(summary)
     assert (tmp_path / "demo" / "report.html").is_file()

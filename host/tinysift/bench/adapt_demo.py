@@ -92,7 +92,6 @@ class AdaptDemoConfig(TomlConfig):
             progress_dir=out / "progress", work_dir=out / "work")
 
 
-
 def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     """Run (or resume) the demo; writes ``OUT/summary.json`` and ``OUT/report.html``."""
     import sys
@@ -107,10 +106,13 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     bcfg = cfg.bench_config()
     res = bench_device(bcfg, log=log, pipeline_folder=True)
     base = bcfg.work_dir / f"{bcfg.stem()}-s{cfg.seed}" / "base"
+    info = res["scenario_info"]
     summary = {
         "kind": "adapt", "name": cfg.name, "config": cfg.to_dict(), "results": res,
-        "plans": _plans(cfg, base, len(cfg.old_classes), res["scenario_info"]["new_samples"],
-                        res["scenario_info"]["num_classes"]),
+        # the scenario's old classes, each once (a class named twice in the file is one
+        # class of the replay set, as the bench ran it)
+        "plans": _plans(cfg, base, len(info["old_classes"]), info["new_samples"],
+                        info["num_classes"]),
         "versions": package_versions(), "machine": machine_info(),
         "command": " ".join(sys.argv), "wall_seconds": time.perf_counter() - start,
     }
