@@ -967,7 +967,6 @@ def test_the_headline_names_the_smallest_of_equally_good_replay_sets():
     assert text.endswith("without replay (the forgetting floor) old 0.500, all 0.500.")
 
 
-
 def test_the_demo_headline_quotes_each_accuracy_of_its_points():
     """The demo's headline (summary.json, the report, the terminal): the best replay point's
     mode and its accuracy on all, the old and the new classes, the host joint model's, and
@@ -1027,6 +1026,7 @@ def test_the_demo_writes_its_bench_s_results_plans_and_report(tmp_path, monkeypa
     assert (tmp_path / "demo" / "report.html").is_file()
     with pytest.raises(TinysiftError, match="holds the report of an adapt pipeline"):
         check_report_folder(tmp_path / "demo", "select")
+
 
 def test_the_demo_plans_each_replay_size_and_the_largest_that_fits(digits_run):
     """The demo's memory plans (the shared digits run as the base model): each replay size
