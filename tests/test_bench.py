@@ -656,7 +656,8 @@ def test_bench_guided_refuses_from_code_what_no_training_could_run(tmp_path, mon
 def test_bench_guided_checks_budgets_in_the_batch_its_runs_train_in(tmp_path, monkeypatch):
     """0.05 of 1 epoch of digits' 1,437 samples is 71.85 sample-passes: less than one epoch's
     batch of 72 in the recipe's batch (refused: nothing would train), but with --keep-steps
-    the runs train in batches of 16 (128 x 0.05, at least 16), which it buys."""
+    the runs train in batches of 16 (128 x 0.05, at least 16), which it buys, and so does a
+    recipe of --batch 64 (the check is in the batch the runs train in, not the default's)."""
     from tinysift.bench import guided
     from tinysift.errors import TinysiftError
 
@@ -669,6 +670,10 @@ def test_bench_guided_checks_budgets_in_the_batch_its_runs_train_in(tmp_path, mo
     cfg.keep_steps = True
     guided.bench_guided(cfg)
     assert seen["stems"] == ["guided_digits"]
+    # --batch 64 without --keep-steps: the recipe's own batch is 64, which it buys too
+    cfg.keep_steps, cfg.batch = False, 64
+    guided.bench_guided(cfg)
+    assert seen["stems"] == ["guided_digits"] * 2
 
 
 def test_bench_guided_tasks_are_the_unlogged_trainings_of_each_seeds_recipe(tmp_path,
@@ -826,6 +831,110 @@ def test_guided_point_spends_its_budget_of_the_full_recipe_in_its_batch(monkeypa
     assert steps["batch_size"] == 64 and steps["fit_seconds"] == 0
     assert asked == [("test subset", CURVE_TEST_SAMPLES, 0), ("vq", 1),
                      ("test subset", CURVE_TEST_SAMPLES, 0), ("rs2", 1)]
+
+
+def test_bench_guided_reruns_the_seeds_it_runs_only_and_says_what_trains_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--rerun rs2 --seeds 2` forgets seeds 0 and 1's rs2 and keeps seed 2's (a later
+    `--seeds 3` must not train it again), and says so; a logged training of other method
+    parameters (a changed default) is said to train again."""
+    from tinysift.bench import guided
+    from tinysift.bench.progress import append_json_line
+
+    seen = _stopped(monkeypatch, guided)
+    cfg = guided.GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("rs2", "vq"),
+                                   seeds=2, epochs=1, quick=True, rerun=("rs2",),
+                                   out_dir=tmp_path, progress_dir=tmp_path / "p")
+    log = guided._progress_log(cfg, load_dataset("digits").content_hash,
+                               "guided_digits_quick")
+    rec = {"acc": 0.5, "seconds": 1.0, "spent": 0.5, "fit_passes": 0.0, "fit_seconds": 0.0}
+    for seed in (0, 1, 2):
+        log.add(seed, "rs2", "0.5", **rec)
+    changed = {**log.method_params["vq"], "per_code": 7}
+    append_json_line(log.path, {"seed": 0, "method": "vq", "budget": "0.5", **rec,
+                                "params": changed})
+    guided.bench_guided(cfg)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "1 logged trainings ran with other method parameters: rerunning those" in said
+    assert ("training rs2 again (seeds 0-1): 2 logged trainings stay in the log and no "
+            "longer count") in said
+    assert [seen["log"].get(seed, "rs2", "0.5") is None for seed in (0, 1, 2)] == [
+        True, True, False]
+
+
+def test_bench_guided_draws_progress_bars_in_this_process_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--progress` draws each training's bar when the trainings run here; on a cluster's
+    workers (a remote executor) nobody sees them, so the tasks are asked for none."""
+    from tinysift.bench import guided
+    from tinysift.bench.executor import SerialExecutor
+
+    class RemoteExecutor(SerialExecutor):
+        """The serial executor, marked as running its tasks on other machines."""
+
+        remote = True
+
+    seen = _stopped(monkeypatch, guided)
+    cfg = guided.GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("rs2",),
+                                   seeds=1, epochs=1, quick=True, out_dir=tmp_path,
+                                   progress_dir=None)
+    for executor, bars in ((SerialExecutor(), True), (RemoteExecutor(), False)):
+        guided.bench_guided(cfg, progress=True, executor=executor)
+        assert [task.args[6] for task, _, _ in seen["submit"](0)] == [bars, bars]
+
+
+def test_guided_results_flag_runs_over_their_budget_and_count_every_row_s_origin() -> None:
+    """Each seed's spending over the budget is recorded; a run is flagged only when it spent
+    more than OVER_BUDGET (1.02) times its budget, not at it. The results' origins count every
+    record behind the numbers, the methods' rows as well as the full data's."""
+    from tinysift.bench.guided import OVER_BUDGET, GuidedBenchConfig, _progress_log, _results
+
+    cfg = GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("rs2",), seeds=3,
+                            progress_dir=None)
+    log = _progress_log(cfg, "data", "g")
+    rec = {"acc": 0.8, "seconds": 5.0, "fit_passes": 0.0, "fit_seconds": 0.0}
+    for seed, spent in enumerate((0.5, 0.51, 0.52)):  # at, at 1.02 x, over 1.02 x
+        log.add(seed, "full", "1", spent=1.0, **rec)
+        log.add(seed, "rs2", "0.5", spent=spent, **rec)
+    res = _results(cfg, log, {}, 3, 60.0)
+    point = res["methods"]["rs2"]["0.5"]
+    assert point["spent_of_budget"] == [1.0, 1.02, 1.04] and point["over_budget"] == 1
+    assert res["over_budget_factor"] == OVER_BUDGET == 1.02
+    assert sum(origin["rows"] for origin in res["origins"]) == 6
+
+
+def test_a_guided_record_without_a_number_its_results_read_trains_again(tmp_path: Path) -> None:
+    """The guided results read each record's spent, seconds and fit numbers beside its
+    accuracy: a logged training lacking one (a hand edit) is skipped and said, and trains
+    again, instead of ending the bench with a KeyError as it writes its results."""
+    from tinysift.bench.guided import GuidedBenchConfig, _progress_log
+
+    cfg = GuidedBenchConfig(dataset="digits", progress_dir=tmp_path)
+    log = _progress_log(cfg, "h", "guided_digits")
+    rec = {"acc": 0.5, "seconds": 1.0, "spent": 0.5, "fit_passes": 0.0, "fit_seconds": 0.0}
+    log.add(0, "rs2", "0.5", **rec)
+    edited = {"seed": 1, "method": "rs2", "budget": "0.5", **rec,
+              "params": log.method_params["rs2"]}
+    del edited["spent"]
+    log.path.write_text(log.path.read_text() + json.dumps(edited) + "\n")
+    again = _progress_log(cfg, "h", "guided_digits")
+    assert again.get(0, "rs2", "0.5") is not None and again.get(1, "rs2", "0.5") is None
+    assert again.unreadable == 1
+
+
+def test_guided_recipe_line_names_the_batch_epochs_and_keep_steps() -> None:
+    """The results' recipe line names the recipe's batch and epochs, and --keep-steps's
+    batches only when it is set (a table must say which recipe its budgets are fractions
+    of)."""
+    from tinysift.bench.guided import GuidedBenchConfig
+
+    plain = GuidedBenchConfig(batch=64, epochs=3).recipe()
+    assert "batch 64, 3 epochs of the full data" in plain and "--keep-steps" not in plain
+    steps = GuidedBenchConfig(batch=64, epochs=3, keep_steps=True).recipe()
+    assert steps.startswith(plain)
+    assert steps.endswith("; budgeted runs train in batches of 64 x budget (as many steps as "
+                          "the recipe, --keep-steps)")
 
 
 def test_bench_condense_refuses_no_seeds_and_builds_each_seeds_unlogged_tasks(tmp_path,

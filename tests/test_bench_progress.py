@@ -4,6 +4,7 @@ lines, and the stamp that makes device points rerun when the firmware changed.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tinysift.bench.progress import ProgressLog
 
@@ -221,6 +222,27 @@ def test_guided_curves_follow_the_records_whose_parameters_count(tmp_path):
     _append_curve(other, 0, "flow", "0.5", [{**epochs[0], "curve_acc": 0.9}], 100)
     assert _load_curves(log)[(0, "flow", "0.5")] == [[0.5, 0.7]]
     assert _load_curves(other)[(0, "flow", "0.5")] == [[0.5, 0.9]]
+
+
+def test_guided_curves_logged_before_params_count_and_others_fill_only_a_gap(
+        tmp_path: Path) -> None:
+    """A curve logged before curves carried parameters counts as the log's own: a later
+    curve of other parameters does not replace it. Where only a curve of other parameters
+    was logged, that last one is the training's curve."""
+    from tinysift.bench.guided import _append_curve, _curves_path, _load_curves
+    from tinysift.bench.progress import append_json_line
+
+    epochs = [{"spent": 50, "curve_acc": 0.9, "samples": 50}]
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                      method_params={"flow": {"judge": "none"}})
+    append_json_line(_curves_path(log), {"seed": 0, "method": "flow", "budget": "0.5",
+                                         "points": [[0.5, 0.6]], "sizes": [50]})
+    other = ProgressLog({"a": 1}, tmp_path, "bench", point="budget",
+                        method_params={"flow": {"judge": "knn"}})
+    for seed in (0, 1):
+        _append_curve(other, seed, "flow", "0.5", epochs, 100)
+    assert _load_curves(log) == {(0, "flow", "0.5"): [[0.5, 0.6]],
+                                 (1, "flow", "0.5"): [[0.5, 0.9]]}
 
 
 def test_guided_bench_keeps_the_committed_logs_keys_and_separates_the_batch_options(tmp_path):
