@@ -711,3 +711,80 @@ def test_a_seeds_wall_time_is_no_training_of_it(tmp_path):
     again.get(1, "vq", "0.3")  # a bench of other budgets: seed 1's wall is never asked
     assert again.unreported([1]) == [("vq", "0.5")]
     assert again.get(1, "vq", "0.5")["acc"] == 0.7 and again.unreported([1]) == []
+
+
+def test_a_name_given_three_times_is_named_once_with_the_fix() -> None:
+    """`--methods vq,rs2,vq,vq`: the refusal names vq once (not once per repeat) and ends
+    with what to do."""
+    import pytest
+
+    from tinysift.bench.progress import distinct
+    from tinysift.errors import BudgetError
+
+    with pytest.raises(BudgetError) as err:
+        distinct(("vq", "rs2", "vq", "vq"), "--methods")
+    assert str(err.value) == "--methods vq,rs2,vq,vq names vq more than once: give each once"
+
+
+def test_a_machine_without_a_cpu_model_is_named_by_its_processor() -> None:
+    """A record's machine names the CPU model, or the processor where the machine has no
+    model name (not Linux: machine_info's cpu_model is empty), or "?" with neither."""
+    from tinysift.bench.progress import machine_label
+
+    assert machine_label({"hostname": "mac", "cpu_model": "", "processor": "arm",
+                          "cpus": 8}) == "mac (arm, 8 CPUs)"
+    assert machine_label({}) == "? (?, ? CPUs)"
+
+
+def test_a_record_s_numpy_numbers_are_logged_as_plain_numbers(tmp_path: Path) -> None:
+    """A training's numbers come from numpy (an accuracy as float32, a count as int64):
+    the record holds them as JSON numbers (json cannot write a float32) and a text value
+    as it is."""
+    import numpy as np
+
+    log = ProgressLog({"a": 1}, tmp_path, "bench")
+    rec = log.add(0, "vq", "0.1", acc=np.float32(0.75), count=np.int64(144), note="pixels")
+    line = json.loads(log.path.read_text().splitlines()[0])
+    assert (line["acc"], line["count"], line["note"]) == (0.75, 144, "pixels")
+    assert type(rec["acc"]) is float and type(rec["count"]) is int
+
+
+def test_a_results_record_holds_the_done_seeds_walls_and_a_json_ready_config(
+        tmp_path: Path) -> None:
+    """Every results file records its config as JSON (paths as text), the seeds done and
+    planned, and a wall time for each seed done only (a bench of 3 seeds written after 2)."""
+    from tinysift.bench.guided import GuidedBenchConfig
+    from tinysift.bench.progress import config_dict, run_record
+
+    cfg = GuidedBenchConfig(dataset="digits", seeds=3, out_dir=tmp_path / "out",
+                            progress_dir=None)
+    assert config_dict(cfg)["out_dir"] == str(tmp_path / "out")
+    assert config_dict(cfg)["progress_dir"] is None
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for seed in (0, 1):
+        log.add(seed, "full", "1", acc=0.8)
+        log.add_seed_wall(seed, 10.0 + seed)
+    record = run_record(cfg, 2, log, 30.0)
+    assert (record["seeds"], record["seeds_planned"], record["wall_seconds"]) == (2, 3, 30.0)
+    assert record["seed_wall_seconds"] == [10.0, 11.0]
+    assert json.loads(json.dumps(record))["config"]["out_dir"] == str(tmp_path / "out")
+
+
+def test_results_are_written_as_json_markdown_and_a_plot_when_the_bench_has_one(
+        tmp_path: Path) -> None:
+    """write_results writes STEM.json, STEM.md from the results, and STEM.png only for a
+    bench with a plot."""
+    from tinysift.bench.progress import write_results
+
+    def table(results: dict) -> str:
+        return f"| acc | {results['acc']} |\n"
+
+    def plot(results: dict, path: Path) -> None:
+        path.write_bytes(b"png")
+
+    write_results({"acc": 0.5}, tmp_path, "plotted", table, plot)
+    write_results({"acc": 0.5}, tmp_path, "plain", table)
+    assert json.loads((tmp_path / "plotted.json").read_text()) == {"acc": 0.5}
+    assert (tmp_path / "plotted.md").read_text() == "| acc | 0.5 |\n"
+    assert (tmp_path / "plotted.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.glob("plain*")) == ["plain.json", "plain.md"]
