@@ -713,6 +713,19 @@ def test_a_seeds_wall_time_is_no_training_of_it(tmp_path):
     assert again.get(1, "vq", "0.5")["acc"] == 0.7 and again.unreported([1]) == []
 
 
+def test_a_resumed_bench_counts_its_trainings_not_its_seeds_wall_times(tmp_path: Path) -> None:
+    """The resume line says how many trainings the log already holds: a seed's wall time
+    (the `_wall` record of a seed run in one go) is no training, and two complete seeds of
+    two trainings each said "resuming: 6 trainings"."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for seed in (0, 1):
+        log.add(seed, "full", "1", acc=0.8)
+        log.add(seed, "vq", "0.5", acc=0.7)
+        log.add_seed_wall(seed, 60.0)
+    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    assert again.resuming() == f"resuming: 4 trainings already in {again.path}"
+
+
 def test_a_name_given_three_times_is_named_once_with_the_fix() -> None:
     """`--methods vq,rs2,vq,vq`: the refusal names vq once (not once per repeat) and ends
     with what to do."""

@@ -275,9 +275,9 @@ class ProgressLog:
     def resuming(self) -> str | None:
         """The line a bench says when its log already holds trainings (None when it holds
         none and none of its lines was skipped)."""
-        if not self.done and not self.unreadable:
+        trainings = sum(k[1] != WALL for k in self.done)  # a seed's wall time is none
+        if not trainings and not self.unreadable:
             return None
-        trainings = sum(1 for k in self.done if k[1] != WALL)  # a seed's wall time is none
         line = f"resuming: {trainings} trainings already in {self.path}"
         if self.unreadable:
             line += (f"; {self.unreadable} line(s) of it are not progress records (torn by a "
