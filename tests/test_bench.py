@@ -884,6 +884,34 @@ def test_bench_guided_draws_progress_bars_in_this_process_only(
         assert [task.args[6] for task, _, _ in seen["submit"](0)] == [bars, bars]
 
 
+def test_a_finished_guided_training_is_logged_with_its_seeds_curve(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training's result is logged under its seed, method and budget, and its accuracy
+    curve is the results' curve of that seed (not of another); the results name every
+    method's parameters, its defaults included."""
+    from tinysift.bench import guided
+    from tinysift.bench.executor import TaskDone
+
+    seen = _stopped(monkeypatch, guided)
+    cfg = guided.GuidedBenchConfig(dataset="digits", budgets=(0.5,), methods=("infobatch",),
+                                   seeds=2, epochs=1, quick=True, out_dir=tmp_path,
+                                   progress_dir=None)
+    guided.bench_guided(cfg)
+    for seed in (0, 1):
+        for task, handle, _ in seen["submit"](seed):
+            spent = 1437 * task.args[3]
+            handle(TaskDone({"acc": 0.5 + seed / 10, "seconds": 1.0, "spent": spent / 1437,
+                             "train_passes": spent, "fit_passes": 0.0, "fit_seconds": 0.0,
+                             "epochs": [{"spent": spent, "curve_acc": 0.5 + seed / 10,
+                                         "samples": 718}],
+                             "full_passes": 1437, "batch_size": 128}, "here"))
+    assert seen["log"].get(1, "infobatch", "0.5")["acc"] == 0.6
+    res = seen["build"](2, 10.0)
+    assert res["methods"]["infobatch"]["0.5"]["curves"] == [[[0.5, 0.5]], [[0.5, 0.6]]]
+    assert res["full_data_curves"] == [[[1.0, 0.5]], [[1.0, 0.6]]]
+    assert res["method_params"]["infobatch"] == guided.bench_sampler_params(cfg)["infobatch"] != {}
+
+
 def test_guided_results_flag_runs_over_their_budget_and_count_every_row_s_origin() -> None:
     """Each seed's spending over the budget is recorded; a run is flagged only when it spent
     more than OVER_BUDGET (1.02) times its budget, not at it. The results' origins count every
