@@ -33,17 +33,6 @@ def test_blank_lines_in_a_log_are_no_skipped_records(tmp_path):
     assert again.resuming() == f"resuming: 2 trainings already in {again.path}"
 
 
-def test_the_resuming_line_counts_trainings_not_the_seeds_wall_times(tmp_path) -> None:
-    """A seed run in one go also logs its wall time: a rerun of a finished seed of two
-    trainings said "resuming: 3 trainings already", one more than it holds."""
-    log = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
-    log.add(0, "full", "1", acc=0.9)
-    log.add(0, "vq", "0.1", acc=0.5)
-    log.add_seed_wall(0, 60.0)
-    again = ProgressLog({"a": 1}, tmp_path, "bench", point="keep")
-    assert again.resuming() == f"resuming: 2 trainings already in {again.path}"
-
-
 def test_stamp_reruns_records_of_another_firmware(tmp_path):
     old = ProgressLog({"a": 1}, tmp_path, "bench", point="point", stamp={"firmware": "f1"})
     old.add(0, "random", "10:head", acc=0.5, energy_mj=200.0)
@@ -715,8 +704,9 @@ def test_a_seeds_wall_time_is_no_training_of_it(tmp_path):
 
 def test_a_resumed_bench_counts_its_trainings_not_its_seeds_wall_times(tmp_path: Path) -> None:
     """The resume line says how many trainings the log already holds: a seed's wall time
-    (the `_wall` record of a seed run in one go) is no training, and two complete seeds of
-    two trainings each said "resuming: 6 trainings"."""
+    (the `_wall` record of a seed run in one go) is no training: two complete seeds of two
+    trainings each said "resuming: 6 trainings", a rerun of one "3"; a log of wall times
+    alone says nothing."""
     log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
     for seed in (0, 1):
         log.add(seed, "full", "1", acc=0.8)
@@ -724,6 +714,9 @@ def test_a_resumed_bench_counts_its_trainings_not_its_seeds_wall_times(tmp_path:
         log.add_seed_wall(seed, 60.0)
     again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
     assert again.resuming() == f"resuming: 4 trainings already in {again.path}"
+    walls = ProgressLog({"a": 1}, tmp_path / "walls", "bench", point="budget")
+    walls.add_seed_wall(0, 60.0)  # a log of wall times alone holds nothing to resume
+    assert ProgressLog({"a": 1}, tmp_path / "walls", "bench", point="budget").resuming() is None
 
 
 def test_a_name_given_three_times_is_named_once_with_the_fix() -> None:
