@@ -94,7 +94,8 @@ def test_user_data_with_wrong_shape_or_labels_is_refused(write_npz, tmp_path):
 def test_bad_options_are_one_line_exit_2(tmp_path):
     for args, words in [
         (("adapt", "--scenario", "bogus"), "unknown scenario 'bogus'"),
-        (("adapt", "--update", "all"), "--update must be one of head, bias, last-block"),
+        (("adapt", "--update", "all"),
+         "--update must be one of head, bias, last-block, got 'all'"),
         (("adapt", "--old-classes", "a-b"), "--old-classes takes numbers and ranges"),
         # one old class: refused after the scenario was rewritten and the base trained
         (("adapt", "--dataset", "digits", "--old-classes", "3,3"),
@@ -381,7 +382,7 @@ def test_pipeline_files_are_checked_before_any_stage():
                       # memory plans' second board (refused after every device run)
                       ({"updates": []}, "updates must name at least one update mode"),
                       ({"updates": ["head", "sideways"]},
-                       "--update must be one of head, bias, last-block"),
+                       "--update must be one of head, bias, last-block, got 'sideways'"),
                       ({"fit_board": "bogus"}, "pipeline setting fit_board: unknown board "
                                                "'bogus'.*fix it in the pipeline file")):
         with pytest.raises(TinysiftError, match=said):

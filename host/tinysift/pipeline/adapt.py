@@ -104,7 +104,8 @@ class AdaptConfig:
                               "scenario takes its new samples from --dataset: add --scenario "
                               "user, or drop --new")
         if self.update not in UPDATES:
-            raise BudgetError(f"--update must be one of {', '.join(UPDATES)}")
+            raise BudgetError(f"--update must be one of {', '.join(UPDATES)}, got "
+                              f"{self.update!r}")  # the value: a pipeline file's is no flag
         # (one line for the three named none of them nor the value given)
         low = [f"{flag} must be >= {least}, got {value}"
                for flag, value, least in (("--replay-per-class", self.replay_per_class, 0),
