@@ -892,3 +892,16 @@ def test_the_best_replay_at_20_per_class_is_a_replay_of_20_per_class():
     line = next(x for x in collect.device_targets(res) if x.startswith("- best at 20"))
     assert line.startswith(f"- best at 20/class: {best['method']} (update={best['update']}) "
                            f"{best['acc_mean']:.4f}"), line
+
+
+def test_equal_steps_best_of_ours_alone_names_itself():
+    """Where vq is the best method and flow did not run, the "best or within" check has no
+    difference to print: its line names vq as best with its accuracy (not the line of a
+    check with nothing to compare)."""
+    collect = _collect()
+    random = [0.900, 0.910, 0.920, 0.905, 0.915]
+    res = _equal_steps({"random": random, "vq": [a + 0.01 for a in random]})
+    del res["methods"]["flow"]
+    best = next(x for x in collect.equal_steps_targets(res) if "vs random" not in x)
+    assert best.startswith("- keep 0.03: vq is best of those run (0.9200): not judged: "
+                           "flow missing"), best
