@@ -2500,24 +2500,27 @@ def test_codebook_keeps_one_of_twin_codewords_and_its_per_class_range(digits):
     assert cb.counts.tolist() == [1] and cb.radius2.tolist() == [0]
     assert not cb.codewords[0, 1:].any()
     assert fit_codebook(x[:30], y[:30], 10, 255, 2.0, -100).per_class == 255
-    for per_class in (0, 256):
-        with pytest.raises(BudgetError, match=rf"--vq-per-class must be in 1\.\.255 "
-                                              rf"\(got {per_class}\)"):
+    for per_class in (0, 256, 2.5):  # 2.5 was a numpy TypeError deep in the fit
+        with pytest.raises(BudgetError, match=rf"--vq-per-class must be a whole number in "
+                                              rf"1\.\.255 \(got {per_class}\)"):
             fit_codebook(x[:30], y[:30], 10, per_class, 2.0, -100)
 
 
 def test_a_codebook_of_no_class_s_features_is_refused_saying_so():
-    """With no sample of any of the classes (no features, or labels all outside
-    0..num_classes-1) there is no radius to give the online classes: one BudgetError saying
-    a codebook needs features of at least one class, not numpy's NaN median of no radii
-    and "cannot convert float NaN to integer"."""
-    from tinysift.errors import BudgetError
+    """With no sample of any of the classes there is no radius to give the online classes:
+    one BudgetError saying a codebook needs features of at least one class, not numpy's NaN
+    median of no radii and "cannot convert float NaN to integer". A label outside
+    0..num_classes-1 is refused naming the labels' range and the model's classes (such
+    samples were left out without a word)."""
+    from tinysift.errors import BudgetError, DatasetError
     from tinysift.export.codebook import fit_codebook
 
-    for features, labels in ((np.zeros((0, 4), np.float32), np.zeros(0, np.int64)),
-                             (np.ones((6, 4), np.float32), np.full(6, 5))):
-        with pytest.raises(BudgetError, match="needs features of at least one class"):
-            fit_codebook(features, labels, 3, 2, 1.0, 0)
+    with pytest.raises(BudgetError, match="needs features of at least one class"):
+        fit_codebook(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), 3, 2, 1.0, 0)
+    for labels in (np.full(6, 5), np.array([0, 1, 2, 0, 1, 3]), np.array([0, 1, -1, 0, 1, 2])):
+        with pytest.raises(DatasetError, match=rf"labels run {labels.min()}\.\.{labels.max()}, "
+                                               r"but the model has classes 0\.\.2"):
+            fit_codebook(np.ones((6, 4), np.float32), labels, 3, 2, 1.0, 0)
 
 
 def test_the_codebook_s_features_are_in_the_device_s_int8_units(digits_run):

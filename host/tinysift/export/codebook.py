@@ -81,13 +81,20 @@ def fit_codebook(features: np.ndarray, labels: np.ndarray, num_classes: int, per
     """k-means (``tinysift.guided.methods.vq.lloyd_kmeans``) on each class's float features
     (``min(per_class, members)`` codewords), quantized; classes without samples get no
     codewords and the median radius of the others."""
-    from tinysift.errors import BudgetError
+    from tinysift.errors import BudgetError, DatasetError
     from tinysift.guided.methods.vq import lloyd_kmeans
+    from tinysift.params import is_whole
 
-    if per_class < 1 or per_class > 255:
-        raise BudgetError(f"--vq-per-class must be in 1..255 (got {per_class})")
+    # 2.5 was a numpy TypeError deep in the fit
+    if not is_whole(per_class, 1) or per_class > 255:
+        raise BudgetError(f"--vq-per-class must be a whole number in 1..255 (got {per_class})")
     features = np.asarray(features, np.float32)
     labels = np.asarray(labels)
+    # a label past the model's classes had no codewords fitted and no word said
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(f"the codebook's labels run {labels.min()}..{labels.max()}, but the "
+                           f"model has classes 0..{num_classes - 1}: fit it on the model's "
+                           "own classes")
     d = features.shape[1]
     cw = np.zeros((num_classes, per_class, d), np.int8)
     counts = np.zeros(num_classes, np.int64)
