@@ -1304,6 +1304,11 @@ def test_a_device_plot_by_hand(tmp_path, kept_figures):
     (ax,) = _plotted(device_plot, shift, tmp_path, kept_figures).axes
     assert _dotted(ax) == [] and ax.get_title() == "update=head (3 seeds)"
     assert _hlines(ax) == {"no replay": 0.3}
+    # a partial results file of the floor alone: no dotted line, none promised
+    floor = shift | {"points": {k: v for k, v in shift["points"].items()
+                                if v["method"] == "none"}}
+    (ax,) = _plotted(device_plot, floor, tmp_path, kept_figures).axes
+    assert _dotted(ax) == [] and ax.get_title() == "update=head (3 seeds)"
 
 
 def test_a_device_plot_draws_each_update_mode_in_its_own_panel(tmp_path: Path,

@@ -145,7 +145,8 @@ def replay_plot(res: dict, path) -> None:
             ax.axhline(res["joint"]["acc_mean"], color="grey", linestyle="--", linewidth=1,
                        label="host joint model")
         seeds = f"{res['seeds']} seed" + ("" if res["seeds"] == 1 else "s")
-        old_shown = all(p.get("acc_old") is not None for p in pts if p["method"] != "none")
+        replays = [p for p in pts if p["method"] != "none"]  # none: a panel of no lines
+        old_shown = bool(replays) and all(p.get("acc_old") is not None for p in replays)
         ax.set_title(f"update={update} ({seeds})" + ("; dotted: old task" if old_shown else ""))
         ax.set_xlabel("replay samples per old class")
         ax.set_ylabel("test accuracy (int8, on the device)")
