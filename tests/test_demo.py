@@ -854,7 +854,7 @@ def test_the_select_plots_name_their_axes_and_draw_each_method_in_its_colour(
         "random cycles": COLORS["random"], "full cycles": COLORS["full"],
         "random energy": COLORS["random"], "full energy": COLORS["full"]}
     assert [t.get_text() for t in cycles_ax.get_legend().get_texts()] == [
-        "random cycles", "full cycles"]
+        "random cycles", "full cycles", "random energy", "full energy"]  # both axes' lines
     assert (cycles_ax.get_xlabel(), energy_ax.get_ylabel(), cycles_ax.get_title()) == (
         "training samples on the device", "estimated energy per epoch (mJ)",
         "On-device cost per training epoch")

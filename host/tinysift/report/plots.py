@@ -114,7 +114,10 @@ def cost_vs_samples(summary: dict) -> bytes:
     ax2.set_ylabel("estimated energy per epoch (mJ)")
     ax.set_title("On-device cost per training epoch")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=7)
+    # one legend for both axes: the dotted energy lines were in none
+    (cycles, names), (energy, more) = ax.get_legend_handles_labels(), \
+        ax2.get_legend_handles_labels()
+    ax.legend(cycles + energy, names + more, loc="upper left", fontsize=7)
     return _png(plt, fig)
 
 
