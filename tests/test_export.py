@@ -1622,6 +1622,40 @@ def test_quantize_records_and_keys_on_what_model_tflite_is_made_from(run_copy):
     assert (results["input_scale"], results["input_zero_point"]) == tflm.input_quant(tflite)
 
 
+def test_quantize_reports_the_int8_accuracy_tflm_computes_and_its_record_when_cached(
+        run_copy):
+    """The int8 accuracy quantize reports is TFLM's on the whole test split, the images
+    quantized with the model's own input scale and zero point (what the microcontroller
+    computes); a quantize answered from the cache returns the recorded figures, each in its
+    place, and one whose model.tflite was deleted quantizes again."""
+    from tinysift.data import load_dataset
+    from tinysift.quantize import tflm
+    from tinysift.runs import Run
+    from tinysift.stages.quantize import quantize
+
+    cached = quantize(run_copy, progress=False)
+    results = Run(run_copy).stage_info("quantize")["results"]
+    assert cached.skipped
+    assert (cached.mode, cached.float_acc, cached.int8_acc, cached.drop, cached.arena_bytes,
+            cached.tflite_bytes) == tuple(results[k] for k in (
+                "mode", "float_acc", "int8_acc", "drop", "arena_bytes", "tflite_bytes"))
+    ds = load_dataset("digits")
+    tflite = (run_copy / "model.tflite").read_bytes()
+    scale, zero_point = tflm.input_quant(tflite)
+    logits = tflm.run_tflm(tflite, tflm.quantize_images(ds.x_test, scale, zero_point))[0]
+    assert results["int8_acc"] == float((logits.argmax(1) == ds.y_test).mean())
+    # the digits run's two accuracies are equal: a record told apart shows which is read
+    run = Run(run_copy)
+    run.manifest["stages"]["quantize"]["results"].update(float_acc=0.5, drop=0.5 - cached.int8_acc)
+    run.save()
+    again = quantize(run_copy, progress=False)
+    assert (again.float_acc, again.int8_acc) == (0.5, cached.int8_acc)
+    # a model.tflite deleted since is made again, not answered "cached" with no file
+    (run_copy / "model.tflite").unlink()
+    assert not quantize(run_copy, progress=False).skipped
+    assert (run_copy / "model.tflite").exists()
+
+
 def test_fit_exports_a_recorded_balanced_subset(run_copy, capfd, tmp_path, monkeypatch):
     """--fit on a board too small for the 1,437 kept digits (a user profile with the RAM of
     about 700 of them): export.json says which rows of the kept set were exported (a seeded

@@ -493,6 +493,10 @@ def test_a_later_prune_or_condense_into_the_folder_strands_the_model(tmp_path):
     train("digits", own, selection=shared, epochs=1, progress=False)
     prune("digits", "random", 0.2, shared, progress=False)
     quantize(own, progress=False)
+    # a kept set smaller than --representative (500) calibrates on every kept sample
+    with np.load(own / "trainset.npz") as kept:
+        assert Run(own).stage_info("quantize")["results"]["representative_samples"] == len(
+            kept["indices"])
 
     out = tmp_path / "c"
     condense("digits", "random", 2, out, progress=False)
@@ -760,3 +764,147 @@ def test_bad_guided_params_are_refused_before_the_data_is_read(tmp_path):
     with pytest.raises(TinysiftError, match="'rs2' has no parameter nope"):
         train(f"npz:{tmp_path / 'missing.npz'}", tmp_path / "r", epochs=1, guided="rs2",
               budget=0.5, guided_params={"nope": 1}, progress=False)
+
+
+def test_prune_without_balance_takes_fewer_samples_than_classes(tmp_path):
+    """--no-balance is the fix the class-count refusal names: a global budget of 5 samples of
+    digits' 10 classes is taken (the balanced budget's refusal is not applied), the method
+    runs unbalanced (the record and the selection file say balance False), and the class
+    counts still list every class, 0 for those the budget missed (the last one here)."""
+    from tinysift.selection.io import read_selection
+    from tinysift.stages.prune import prune
+
+    out = tmp_path / "p"
+    outcome = prune("digits", "random", 5, out, balance=False, progress=False)
+    assert outcome.keep_count == 5 and sum(outcome.class_counts) == 5
+    assert len(outcome.class_counts) == 10 and outcome.class_counts[9] == 0
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["prune"]
+    assert stage["params"]["resolved_params"] == {"balance": False}
+    assert stage["results"]["class_counts"] == outcome.class_counts
+    assert json.loads(str(read_selection(out)["params"])) == {"balance": False}
+
+
+def test_prune_records_its_noise_draw_in_the_folder_and_the_selection(tmp_path, digits):
+    """train re-applies a selection's label noise from the file (its label_noise and
+    noise_seed) and quantize from the folder's dataset record: a prune under noise writes
+    both with the draw's seed, the method's seed and parameters, and a noise-free prune at
+    another seed records noise seed 0 (no draw), as train records it."""
+    from tinysift.data import add_label_noise
+    from tinysift.selection.io import read_selection
+    from tinysift.stages.prune import prune
+
+    noisy, _ = add_label_noise(digits, 0.2, 3)
+    out = tmp_path / "noisy"
+    prune("digits", "random", 0.1, out, seed=3, label_noise=0.2, progress=False)
+    assert json.loads((out / "manifest.json").read_text())["dataset"] == {
+        "name": "digits", "hash": noisy.content_hash, "train": 1437, "test": 360,
+        "label_noise": 0.2, "noise_seed": 3}
+    sel = read_selection(out, len(digits.y_train), noisy.content_hash)
+    assert (float(sel["label_noise"]), int(sel["noise_seed"]), int(sel["seed"])) == (0.2, 3, 3)
+    assert json.loads(str(sel["params"])) == {"balance": True}
+    clean = tmp_path / "clean"
+    prune("digits", "random", 0.1, clean, seed=3, progress=False)
+    assert json.loads((clean / "manifest.json").read_text())["dataset"]["noise_seed"] == 0
+    assert int(read_selection(clean)["noise_seed"]) == 0
+
+
+def test_an_unbalanced_greedy_selection_is_recorded_as_not_nested(tmp_path):
+    """kcenter with balance=False runs one greedy over the whole set up to the budget, so
+    the top of the file's scores is not its selection: the selection file says nested False,
+    the fitted method's (write_selection's default, the registered method's, says True and
+    would tell a reader the scores re-cut any budget)."""
+    from tinysift.selection.io import read_selection
+    from tinysift.stages.prune import prune
+
+    out = tmp_path / "p"
+    prune("digits", "kcenter", 30, out, balance=False, embedding="pixels", progress=False)
+    assert not bool(read_selection(out)["nested"])
+
+
+def test_condense_records_its_set_and_says_so_when_cached(tmp_path, digits):
+    """condense's outcome and record give the samples made (K per class of every class),
+    also when answered from the cache; condensed.npz carries its K and the folder records
+    the dataset it came from (name, hash, split sizes)."""
+    from tinysift.selection.io import read_condensed
+    from tinysift.stages.condense import condense
+
+    out = tmp_path / "c"
+    made = condense("digits", "random", 2, out, progress=False)
+    cached = condense("digits", "random", 2, out, progress=False)
+    assert (made.count, cached.count, cached.skipped) == (20, 20, True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"] == {"name": "digits", "hash": digits.content_hash,
+                                   "train": 1437, "test": 360}
+    results = manifest["stages"]["condense"]["results"]
+    assert results["count"] == 20 and results["class_counts"] == [2] * 10
+    assert int(read_condensed(out, digits.content_hash, 10)["per_class"]) == 2
+
+
+def test_prune_scores_again_for_other_proxy_epochs(tmp_path):
+    """--proxy-epochs sets the proxy training behind every dynamics-based score: a prune
+    again with another value must score again (not answer "cached" with the set the other
+    proxy scored), and the folder records the value. Also in `tinysift run`'s selections."""
+    from tinysift.stages.prune import prune, prune_many
+
+    out = tmp_path / "p"
+    assert not prune("digits", "random", 0.1, out, proxy_epochs=2, progress=False).skipped
+    assert prune("digits", "random", 0.1, out, proxy_epochs=2, progress=False).skipped
+    assert not prune("digits", "random", 0.1, out, proxy_epochs=3, progress=False).skipped
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["prune"]
+    assert stage["params"]["proxy_epochs"] == 3
+    many = tmp_path / "many"
+    first = prune_many("digits", ["random"], [20], many, proxy_epochs=2, progress=False)
+    stamp = first[("random", 20)].stat().st_mtime_ns
+    again = prune_many("digits", ["random"], [20], many, proxy_epochs=3, progress=False)
+    assert again[("random", 20)].stat().st_mtime_ns != stamp
+
+
+def test_a_set_deleted_since_its_stage_is_made_again(tmp_path):
+    """A prune or condense whose selection.npz or condensed.npz was deleted (or replaced)
+    runs again instead of answering "cached" with no set in the folder; so does `tinysift
+    run`'s prune_many, whose returned path the device rows train on."""
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune, prune_many
+
+    prune("digits", "random", 0.1, tmp_path / "p", progress=False)
+    (tmp_path / "p" / "selection.npz").unlink()
+    assert not prune("digits", "random", 0.1, tmp_path / "p", progress=False).skipped
+    assert (tmp_path / "p" / "selection.npz").exists()
+    condense("digits", "random", 2, tmp_path / "c", progress=False)
+    (tmp_path / "c" / "condensed.npz").unlink()
+    assert not condense("digits", "random", 2, tmp_path / "c", progress=False).skipped
+    assert (tmp_path / "c" / "condensed.npz").exists()
+    path = prune_many("digits", ["random"], [20], tmp_path / "many", progress=False)[
+        ("random", 20)]
+    path.unlink()
+    prune_many("digits", ["random"], [20], tmp_path / "many", progress=False)
+    assert path.exists()
+
+
+def test_prune_many_applies_and_records_each_method_s_parameters_and_seed(tmp_path):
+    """`tinysift run`'s method_params reach their method (here random without the class
+    balance), and each selection file says how it was made: the seed and every parameter."""
+    from tinysift.selection.io import read_selection
+    from tinysift.stages.prune import prune_many
+
+    path = prune_many("digits", ["random"], [20], tmp_path / "many", seed=2, progress=False,
+                      method_params={"random": {"balance": False}})[("random", 20)]
+    sel = read_selection(path)
+    assert int(sel["seed"]) == 2 and json.loads(str(sel["params"])) == {"balance": False}
+
+
+def test_prune_and_condense_seed_the_embedding_they_measure_in(tmp_path):
+    """--seed is the seed of every random choice, the random-conv embedding's filters too:
+    herding, whose picks follow from its embedding alone, picks another set at another seed
+    (with the embedding drawn at one seed whatever the stage's, both seeds picked one set)."""
+    from tinysift.stages.condense import condense
+    from tinysift.stages.prune import prune
+
+    kept = [np.load(prune("digits", "herding", 50, tmp_path / f"p{seed}", seed=seed,
+                          embedding="random-conv", progress=False).run_dir
+                    / "selection.npz")["indices"] for seed in (0, 1)]
+    assert not np.array_equal(*kept)
+    made = [np.load(condense("digits", "herding", 2, tmp_path / f"c{seed}", seed=seed,
+                             embedding="random-conv", progress=False).run_dir
+                    / "condensed.npz")["x"] for seed in (0, 1)]
+    assert not np.array_equal(*made)
