@@ -370,6 +370,21 @@ def test_convert_int8_names_a_model_the_images_do_not_fit():
         convert_int8(build_model((8, 8, 1), 10), images[:0])
 
 
+def test_convert_int8_takes_a_model_of_any_image_size():
+    """A model built for images of any size (None height and width, a global pooling
+    head) takes the representative 8x8 images: only a fixed size that differs is refused."""
+    from tinysift.quantize import tflm
+    from tinysift.quantize.convert import convert_int8
+    from tinysift.tfcompat import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(2, 3)(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    tflite = convert_int8(model, np.zeros((2, 8, 8, 1), np.uint8))
+    assert tflm.interpreter(tflite).get_input_details(0)["dtype"] == np.int8
+
+
 def test_convert_int8_calibrates_on_every_image_and_gives_int8_edges():
     """convert_int8 calibrates on every representative image (the input's int8 range spans
     the darkest and the brightest: [0, 1] after to_float, so scale 1/255 and zero point -128
