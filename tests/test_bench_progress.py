@@ -373,16 +373,22 @@ def test_a_torn_curve_line_does_not_swallow_the_next_curve(tmp_path):
     assert set(_load_curves(log)) == {(0, "rs2", "0.5"), (1, "rs2", "0.5")}
 
 
+def _two_timed_seeds(tmp_path, method: str) -> ProgressLog:
+    """A log of two complete seeds, each run in one go (full and ``method`` at 0.5, and the
+    seed's wall time), read back as a rerun reads it."""
+    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    for seed in (0, 1):
+        log.add(seed, "full", "1", acc=0.8)
+        log.add(seed, method, "0.5", acc=0.7)
+        log.add_seed_wall(seed, 60.0)
+    return ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+
+
 def test_a_seed_all_of_whose_trainings_rerun_gets_a_wall_time_again(tmp_path):
     """`--rerun` of every method of a seed (or all their parameters changed): its old wall
     time no longer describes anything, and the seed, run in one go again, is timed again
     (its old wall record kept it from counting as fresh)."""
-    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
-    for seed in (0, 1):
-        log.add(seed, "full", "1", acc=0.8)
-        log.add(seed, "flow", "0.5", acc=0.7)
-        log.add_seed_wall(seed, 60.0)
-    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    again = _two_timed_seeds(tmp_path, "flow")
     assert not again.is_fresh(0)
     again.forget(("full", "flow"))
     assert again.is_fresh(0) and again.is_fresh(1)
@@ -707,12 +713,7 @@ def test_a_resumed_bench_counts_its_trainings_not_its_seeds_wall_times(tmp_path:
     (the `_wall` record of a seed run in one go) is no training: two complete seeds of two
     trainings each said "resuming: 6 trainings", a rerun of one "3"; a log of wall times
     alone says nothing."""
-    log = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
-    for seed in (0, 1):
-        log.add(seed, "full", "1", acc=0.8)
-        log.add(seed, "vq", "0.5", acc=0.7)
-        log.add_seed_wall(seed, 60.0)
-    again = ProgressLog({"a": 1}, tmp_path, "bench", point="budget")
+    again = _two_timed_seeds(tmp_path, "vq")
     assert again.resuming() == f"resuming: 4 trainings already in {again.path}"
     walls = ProgressLog({"a": 1}, tmp_path / "walls", "bench", point="budget")
     walls.add_seed_wall(0, 60.0)  # a log of wall times alone holds nothing to resume
