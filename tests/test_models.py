@@ -317,6 +317,26 @@ def test_a_failed_training_stops_its_progress_bar(digits, monkeypatch):
     assert re.search(r"1/1 steps loss \d+\.\d{3}", terminal.file.getvalue())
 
 
+def test_the_bar_counts_the_steps_the_training_runs(digits, monkeypatch):
+    """Training runs whole epochs, past the step rule's budget when it is not a multiple of an
+    epoch: 64 images in batches of 32 under a 3-step rule run 2 epochs, 4 steps, and the bar
+    counts 4 of 4. It counted to the budget (4/3 steps; digits' default recipe 504/500)."""
+    import io
+
+    from rich.console import Console
+
+    from tinysift import progress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    monkeypatch.setattr(progress, "_bar_console", terminal)
+    cfg = TrainConfig(min_steps=3, subset_epochs=1, batch_size=32, seed=0)
+    result = train_model(digits.x_train[:64], digits.y_train[:64], 10, train_config=cfg,
+                         progress=True)
+    counts = re.findall(r"(\d+)/(\d+) steps", terminal.file.getvalue())
+    assert result.steps == 4 and counts and counts[-1] == ("4", "4")
+    assert {total for _, total in counts} == {"4"}
+
+
 def test_no_bar_where_stderr_is_not_a_terminal(digits, capfd):
     """In a pipe or a file a bar cannot be redrawn: nothing is drawn, and stdout carries only
     results (a bar on stdout left a blank line in piped output)."""

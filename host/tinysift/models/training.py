@@ -156,7 +156,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
           .prefetch(2))
     callbacks = [_HookCallback(epoch_hooks)] if epoch_hooks else []
     start = time.perf_counter()
-    with fit_progress(progress, total, f"train {n} samples") as bar:
+    with fit_progress(progress, epochs * per_epoch, f"train {n} samples") as bar:
         if epoch_hooks:
             hist = trainer.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
                                callbacks=callbacks + bar)
