@@ -289,6 +289,10 @@ def test_single_pass_equals_per_epoch_training(digits):
     for a, b in zip(fast.model.get_weights(), slow.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert fast.final_loss == pytest.approx(slow.final_loss, rel=1e-4)
+    # the result's history holds Keras' figures per Keras epoch: with hooks one per data
+    # epoch, the last loss the final loss
+    assert len(slow.history["loss"]) == len(slow.history["accuracy"]) == 14
+    assert slow.history["loss"][-1] == slow.final_loss
 
 
 def test_a_failed_training_stops_its_progress_bar(digits, monkeypatch):
@@ -398,7 +402,7 @@ def test_train_stage_writes_manifest_and_caches(tmp_path, digits):
 
     out = tmp_path / "run"
     first = train("digits", out, keep="0.2", epochs=None, seed=0, progress=False)
-    assert first.train_samples == 287 and not first.skipped
+    assert first.train_samples == 287 and not first.skipped and first.seconds > 0
     manifest = json.loads((out / "manifest.json").read_text())
     stage = manifest["stages"]["train"]
     assert stage["status"] == "done" and stage["results"]["train_samples"] == 287
@@ -627,6 +631,33 @@ def test_training_keeps_the_callers_global_generators(digits):
     assert caller_draws(lambda: train_guided(x, y, 10, make_sampler("rs2"), 1.0,
                                              train_config=one, progress=False))[0] == expected
     assert caller_draws(lambda: qat_finetune(first.model, x, y, 1, seed=5))[0] == expected
+
+
+def test_labels_of_any_integer_type_train(digits):
+    """Labels are whole numbers of any integer type: uint8 labels, as a dataset's npz may
+    store them (the datasets take any integer dtype), train as int64 ones do, to the same
+    weights; only floats and numbers outside [0, classes) are refused."""
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    one = TrainConfig(epochs=1, seed=2)
+    wide = train_model(x, y.astype(np.int64), 10, train_config=one, progress=False)
+    narrow = train_model(x, y.astype(np.uint8), 10, train_config=one, progress=False)
+    assert narrow.steps == 1
+    for a, b in zip(wide.model.get_weights(), narrow.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float_images_of_every_width_are_refused_naming_the_fix():
+    """to_float refuses float16, float32 and float64 images alike (numpy's default float is
+    float64: images scaled with a plain ``x / 255`` are), and its message names the fix: the
+    uint8 images, which tinysift scales itself."""
+    from tinysift.errors import TinysiftError
+    from tinysift.models.training import to_float
+
+    for dtype in (np.float16, np.float32, np.float64):
+        with pytest.raises(TinysiftError, match=rf"uint8 pixels \(0\.\.255\), got "
+                                                rf"{np.dtype(dtype).name}; pass the uint8 "
+                                                r"images: tinysift scales them to \[0, 1\]"):
+            to_float(np.zeros((1, 2, 2, 1), dtype))
 
 
 def test_images_become_float32_pixels_over_255():
