@@ -163,6 +163,8 @@ def test_shift_tests_on_both_test_splits_and_draws_new_samples_with_the_seed():
     src, tgt = load_dataset("mnist"), load_dataset("digits")
     assert np.array_equal(a.y_test_old, src.y_test) and len(a.y_old) == len(src.y_train)
     assert np.array_equal(a.y_test_new, tgt.y_test)
+    # the new task is tested on the digits' test images, none of the training ones
+    assert np.array_equal(a.x_test_new, scenarios.upsample_digits(tgt.x_test))
     assert np.array_equal(np.unique(a.y_new, return_counts=True)[1], [10] * 10)
     assert not np.array_equal(a.x_new, b.x_new)  # the seed draws the new samples
     # each new image is an upsampled training digit of its own label (its pair kept)
@@ -645,6 +647,160 @@ def test_upkeep_bench_logs_each_run_resumes_the_rest_and_writes_complete_seeds(
     prepared.clear()
     upkeep.bench_upkeep(cfg, log=lambda *_: None)
     assert ran == [] and prepared == []  # all logged: no setup either
+
+
+def _upkeep_device_doubles(monkeypatch, fail: set[tuple[int, str]]) -> list[tuple]:
+    """bench upkeep's seed setup and device run replaced by doubles (a base model, the
+    firmware and QEMU take minutes): every run returns the same row, a (seed, policy) in
+    ``fail`` raises a garbled link; returns the (seed, policy, per_class) of each run."""
+    import tinysift.bench.upkeep as upkeep
+    from tinysift.bench.upkeep import FIELDS
+    from tinysift.errors import TinysiftError
+
+    ran: list[tuple] = []
+
+    def run_point(ucfg, setup, policy, per_class, update):
+        ran.append((ucfg.seed, policy, per_class))
+        if (ucfg.seed, policy) in fail:
+            raise TinysiftError("no valid record from the board (a garbled link)")
+        return {"acc": 0.5, "acc_old": 0.4, "acc_new": 0.6, "cap": 10 if per_class else 300,
+                **{f: 2.0 for f in FIELDS[2:]}}
+
+    monkeypatch.setattr(upkeep, "prepare", lambda ucfg, say: f"setup {ucfg.seed}")
+    monkeypatch.setattr(upkeep, "run_point", run_point)
+    return ran
+
+
+def test_upkeep_bench_runs_the_later_seeds_after_a_failed_run_of_an_earlier_one(
+        tmp_path, monkeypatch):
+    """A failed device run does not end the bench (the module's contract, as bench device):
+    seed 0's failed coverage run leaves seed 1 to run all its points and be logged, so a
+    rerun has only the failed run left; the results hold the seeds before the first failed
+    run, here none, and the error says no results file was written."""
+    import tinysift.bench.upkeep as upkeep
+    from tinysift.errors import TasksFailed
+
+    fail = {(0, "coverage")}
+    ran = _upkeep_device_doubles(monkeypatch, fail)
+    cfg = _upkeep_bench(tmp_path)
+    with pytest.raises(TasksFailed, match="no results files written"):
+        upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    assert len(ran) == 6 and set(ran) == {(s, p, n) for s in (0, 1)
+                                          for p, n in (("reservoir", 5), ("coverage", 5),
+                                                       ("reservoir", None))}
+    assert not (tmp_path / "out" / f"{cfg.stem()}.json").exists()
+    fail.clear()
+    ran.clear()
+    res = upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    assert ran == [(0, "coverage", 5)] and res["seeds"] == 2
+
+
+def test_an_upkeep_record_without_one_of_the_device_numbers_runs_again(tmp_path, monkeypatch):
+    """A progress record missing one of the numbers the results average (a log written
+    before the energy was logged) is not a finished point: the rerun measures it again,
+    and only it, instead of averaging a missing energy into the results."""
+    import tinysift.bench.upkeep as upkeep
+
+    ran = _upkeep_device_doubles(monkeypatch, fail=set())
+    cfg = _upkeep_bench(tmp_path)
+    cfg.seeds = 1
+    upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    (log,) = (tmp_path / "p").glob(f"{cfg.stem()}_*.jsonl")
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    for rec in recs:
+        if rec["method"] == "coverage":
+            del rec["energy_mj"]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    ran.clear()
+    res = upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    assert ran == [(0, "coverage", 5)]
+    assert res["points"]["coverage:5:head"]["energy_mj"] == 2.0
+
+
+def test_upkeep_results_name_the_points_planned_and_the_whole_stream_row(tmp_path):
+    """The results file records the buffers, update modes and policies the bench ran (a
+    reader of the json, and the report's one table per update mode, go by them), the whole
+    stream's point as per_class None (the table's "whole stream" row, not a buffer of 0),
+    --quick in its configuration and the bench's wall time."""
+    from tinysift.bench.progress import ProgressLog
+    from tinysift.bench.upkeep import FIELDS, UpkeepBenchConfig, _results, point_key
+    from tinysift.bench.upkeep_report import upkeep_markdown
+    from tinysift.pipeline.upkeep import UpkeepConfig, points
+
+    up = UpkeepConfig(dataset="digits", buffers=(5, 10), updates=("head", "bias"),
+                      policies=("coverage", "reservoir"))
+    log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep", point="point")
+    for policy, per_class, update in points(up):
+        method, at = point_key(policy, per_class, update)
+        log.add(0, method, at, acc=0.5, acc_old=0.4, acc_new=0.6,
+                **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")},
+                **({"coverage_rules": 3} if method == "coverage" else {}))
+    res = _results(UpkeepBenchConfig(up, seeds=1, quick=True), log, 1, 12.5)
+    assert res["buffers"] == [5, 10] and res["updates"] == ["head", "bias"]
+    assert res["policies"] == ["coverage", "reservoir"]
+    assert res["config"]["quick"] is True and res["wall_seconds"] == 12.5
+    assert res["points"]["all:all:bias"]["per_class"] is None
+    assert res["points"]["coverage:10:bias"]["per_class"] == 10
+    text = upkeep_markdown(res)
+    assert "bias" in text and text.count("| whole stream |") == 2
+    # a coverage record of older rules (none named: rules 1) is no result of these rules
+    log.add(1, "coverage", "5:head", acc=0.9, acc_old=0.4, acc_new=0.6,
+            **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")})
+    log.add(1, "reservoir", "5:head", acc=0.5, acc_old=0.4, acc_new=0.6,
+            **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")})
+    two = _results(UpkeepBenchConfig(up, seeds=2), log, 2, 1.0)["points"]
+    assert "reservoir:5:head" in two and "coverage:5:head" not in two
+
+
+def test_upkeep_bench_refuses_to_replace_another_configurations_results(tmp_path,
+                                                                         monkeypatch):
+    """Results written by one replay rule are not replaced without a word by a bench of
+    another (another progress log): it is refused before any device run, naming the fix;
+    a rerun of the first configuration rewrites its own results."""
+    import tinysift.bench.upkeep as upkeep
+    from tinysift.errors import BudgetError
+
+    ran = _upkeep_device_doubles(monkeypatch, fail=set())
+    cfg = _upkeep_bench(tmp_path)
+    cfg.seeds = 1
+    upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    other = _upkeep_bench(tmp_path, replay_params={"alpha": 0.25})
+    other.seeds = 1
+    ran.clear()
+    with pytest.raises(BudgetError, match=r"holds the results of another configuration of "
+                                          r"this bench.*pass another --out-dir"):
+        upkeep.bench_upkeep(other, log=lambda *_: None)
+    assert ran == []
+    assert upkeep.bench_upkeep(cfg, log=lambda *_: None)["seeds"] == 1
+
+
+def test_upkeep_bench_of_fewer_seeds_than_its_log_says_the_later_ones_are_unreported(
+        tmp_path, monkeypatch, capsys):
+    """A rerun with --seeds 1 after two seeds rewrites the results with seed 0 only: it says
+    that the log holds seed 1 too and how to report it again (--seeds 2)."""
+    import tinysift.bench.upkeep as upkeep
+
+    _upkeep_device_doubles(monkeypatch, fail=set())
+    cfg = _upkeep_bench(tmp_path)
+    upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    capsys.readouterr()
+    cfg.seeds = 1
+    upkeep.bench_upkeep(cfg, log=lambda *_: None)
+    err = capsys.readouterr().err
+    assert "also holds trainings of seed 1" in err and "--seeds 2 reports those too" in err
+
+
+def test_upkeep_bench_log_is_another_for_another_replay_method(tmp_path, monkeypatch):
+    """The replay method chooses the exported replay set every point trains on: another
+    --replay is another progress log, even where both methods' parameters are alike."""
+    import tinysift.bench.upkeep as upkeep
+
+    logs = []
+    monkeypatch.setattr(upkeep, "_run", lambda cfg, plog, say, wall: logs.append(plog.path))
+    for replay in ("random", "herding"):
+        upkeep.bench_upkeep(_upkeep_bench(tmp_path, replay=replay, replay_params={}),
+                            log=lambda *_: None)
+    assert logs[0] != logs[1]
 
 
 def test_no_replay_is_chosen_or_counted_when_none_is_asked():
