@@ -876,6 +876,84 @@ def test_folder_classes_name_a_few_base_classes_then_dots():
         scenarios._folder_classes("folder:x", ("cat",), names)
 
 
+def test_scenario_hash_changes_with_the_contents_of_any_one_split():
+    """A scenario cache is written again when any split's data changed in place (same
+    shape and dtype): each of the eight arrays, one value changed, changes the hash."""
+    base = _tiny_scenario().content_hash()
+    for name in ("x_old", "y_old", "x_new", "y_new", "x_test_old", "y_test_old",
+                 "x_test_new", "y_test_new"):
+        changed = getattr(_tiny_scenario(), name).copy()
+        changed.flat[0] = (changed.flat[0] + 1) % 3  # still a class of the 3-class model
+        assert _tiny_scenario(**{name: changed}).content_hash() != base, name
+
+
+def test_to_npz_writes_the_class_names(tmp_path):
+    """The written npz is the dataset the pipeline's stages run on: it carries the
+    scenario's class names, which the reports name the classes by."""
+    _tiny_scenario().to_npz(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as z:
+        assert z["class_names"].tolist() == ["a", "b", "c"]
+
+
+def test_new_classes_without_an_old_class_is_refused_saying_none_was_given():
+    """No old class leaves the base model nothing to learn: the refusal says the range and
+    that none was given (not an empty list of bad classes)."""
+    with pytest.raises(DatasetError, match=r"^old classes must be in 0..9, got none$"):
+        scenarios.new_classes("digits", old_classes=(), new_per_class=5)
+
+
+def test_upsample_digits_refuses_images_that_are_not_uint8():
+    """Images scaled to 0..1 floats would be resized as near-black: they are refused,
+    naming the dtype expected and the one given."""
+    with pytest.raises(TypeError, match=r"uint8 images on 0..255, not float32"):
+        scenarios.upsample_digits(np.ones((1, 8, 8, 1), np.float32))
+
+
+def test_user_npz_with_its_own_test_split_keeps_it_and_trains_on_every_sample(write_npz):
+    """An npz holding x_test/y_test is the new task's test set as given: every training
+    sample goes to the device (none held out) and the test set is the user's own."""
+    x, y = _distinct_digits_like({8: 10, 9: 10})
+    x_test, y_test = _distinct_digits_like({8: 3, 9: 2})
+    x_test[:, 7, 7] = 255  # unlike any training image
+    scn = scenarios.user("digits", write_npz("new.npz", x=x, y=y, x_test=x_test,
+                                             y_test=y_test))
+    assert len(scn.y_new) == 20 and sorted(scn.y_test_new.tolist()) == [8, 8, 8, 9, 9]
+    assert (scn.x_test_new[..., 7, 7, 0] == 255).all()
+
+
+def test_a_folder_named_like_a_base_class_is_that_class_even_when_the_name_is_a_number():
+    """A base model whose classes are named 1..9 (no 0): folder "7" is the class named 7,
+    index 6, not index 7 (the class named 8); a number that names no class is an index."""
+    names = tuple(str(i) for i in range(1, 10))
+    assert scenarios._folder_classes("folder:x", ("7", "1"), names).tolist() == [6, 0]
+    assert scenarios._folder_classes("folder:x", ("0",), names).tolist() == [0]
+
+
+def test_folders_of_one_class_are_named_without_the_other_folders():
+    """Folders '03' and '3' are one class beside '4': the refusal names the two to merge,
+    not every folder."""
+    names = tuple(str(i) for i in range(10))
+    with pytest.raises(DatasetError, match=r"class folders \['03', '3'\] name the same class"):
+        scenarios._folder_classes("folder:x", ("03", "3", "4"), names)
+
+
+def test_a_user_folder_numbered_past_the_base_classes_is_refused(tmp_path):
+    """Folder 12 beside a 10-class base model is no class of it: refused naming the label
+    and the model's classes (not taken as another class)."""
+    with pytest.raises(DatasetError, match=r"new labels \[12\] are not classes of the model "
+                                           r"\(0..9\)"):
+        scenarios.user("digits", _user_folder(tmp_path, ["8", "12"]))
+
+
+def test_new_per_class_one_short_of_a_class_draws_exactly_that_many(write_npz):
+    """--new-per-class 7 of a class holding 8 training samples (10 less the held-out
+    fifth) gives the device 7, as the description says, not all 8."""
+    x, y = _distinct_digits_like({8: 10, 9: 10})
+    scn = scenarios.user("digits", write_npz("new.npz", x=x, y=y), new_per_class=7)
+    assert np.unique(scn.y_new, return_counts=True)[1].tolist() == [7, 7]
+    assert "7 samples per class" in scn.description
+
+
 def test_earlier_reports_move_under_the_earlier_scenario_s_key(tmp_path):
     """_set_aside_other_scenario: no earlier stamp, the same scenario, or no report moves
     nothing and makes no folder; another scenario's reports (only ``adapt-*.json``) go to
