@@ -912,11 +912,13 @@ def test_vq_warm_up_never_trains_dropped_samples():
     ("vq", {"weighting": "unbiassed"}, "weighting must be one of"),
     ("vq", {"embedding": "pixel"}, "embedding must be one of"),
     ("flow", {"judge": "knn", "judge_references": 0.0}, "judge_references must be a share"),
+    ("flow", {"judge": "knn", "judge_dim": 0}, "judge_dim must be a positive PCA dimension"),
 ])
 def test_vq_and_flow_refuse_parameters_outside_their_ranges(method, params, match):
     """The documented ranges, refused when the sampler is made: a keep_hard share outside
     [0, 1], a final share of the whole budget (nothing guided), an unknown weighting or
-    embedding, a judge measuring its distances to no reference."""
+    embedding, a judge measuring its distances to no reference or on a PCA of no dimension
+    (judge_dim=0 judged silently on vq's dimension instead)."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=match):
@@ -1519,6 +1521,108 @@ def test_flow_priority_uses_each_sample_s_own_passes_and_shares_tied_ranks():
     assert "priority_rule" not in sampler_params("flow", priority_rule="epochs")
     with pytest.raises(TinysiftError, match="priority_rule must be"):
         make_sampler("flow", priority_rule="loss")
+
+
+def _overlapping_blobs(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes of 4x4 images whose pixel means differ by 10 (sd 15): n/2 each, about
+    one sample in ten nearer the other class. The labels and the images."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), n // 2)
+    x = np.clip(rng.normal(60 + 10 * y[:, None], 15, (n, 16)), 0, 255)
+    return y, x.astype(np.uint8).reshape(n, 4, 4, 1)
+
+
+def _judged(y: np.ndarray, x: np.ndarray, **params) -> tuple[np.ndarray, CostLedger]:
+    """What a flow sampler with ``params`` judges on the pixels before any training, and the
+    ledger its fits were charged to."""
+    st = TrainingState(x=x, y=y, num_classes=2, epochs=6, budget=0.5,
+                       ledger=CostLedger(3 * len(y)), rng=np.random.default_rng(0),
+                       feature_dim=4)
+    s = make_sampler("flow", per_code=20, **params)
+    s.begin(st)
+    return s.judged_, st.ledger
+
+
+def test_flow_judge_drops_only_labels_another_class_is_likelier_for():
+    """The judge drops a sample whose label's posterior is below judge_posterior *and* whose
+    most likely class is another (docs/methods.md): with two classes a threshold above one
+    half adds nobody, a sample its own class is likeliest for stays however unsure."""
+    y, x = _overlapping_blobs()
+    half, _ = _judged(y, x, judge="knn", judge_posterior=0.5)
+    assert half.any() and not half.all()
+    for looser in (0.9, 1.0):
+        judged, _ = _judged(y, x, judge="knn", judge_posterior=looser)
+        assert (judged == half).all(), looser
+
+
+@pytest.mark.parametrize("judge, max_drop", [("knn", 0.06), ("knn+gmm", 0.034)])
+def test_flow_judge_drops_the_most_doubted_labels_first_under_the_cap(judge, max_drop):
+    """Where a class has more suspects than max_drop of it, the judge drops those whose label
+    is the most doubted (the lowest posterior; with several judges, each sample's least
+    doubtful one): every suspect of a stricter threshold (posterior below 0.3, fewer than
+    the cap of each class) is among the ones a looser threshold (0.5, more than the cap)
+    drops under that cap. Ordering by index, or by the last judge alone, dropped others."""
+    y, x = _overlapping_blobs()
+    strict, _ = _judged(y, x, judge=judge, judge_posterior=0.3)
+    loose, _ = _judged(y, x, judge=judge, judge_posterior=0.5)
+    capped, _ = _judged(y, x, judge=judge, judge_posterior=0.5, max_drop=max_drop)
+    cap = int(max_drop * 300)
+    for c in (0, 1):
+        mine = y == c
+        assert strict[mine].sum() <= cap == capped[mine].sum() < loose[mine].sum()
+    assert (capped <= loose).all() and (capped >= strict).all()
+
+
+def test_flow_judge_fits_a_mixture_where_a_class_is_smaller_than_a_flow_batch():
+    """judge="flow" follows the density's rule (the class docstring): on classes smaller than
+    a flow's batch the judge fits a Gaussian mixture, and the ledger names it judge-gmm."""
+    y, x = _overlapping_blobs(200)
+    _, ledger = _judged(y, x, judge="flow")
+    assert "judge-gmm" in ledger.fit_seconds and "judge-flow" not in ledger.fit_seconds
+
+
+def test_flow_judge_references_reach_the_knn_judge():
+    """judge_references sets the share of each class the kNN judge measures its distances
+    to: on overlapping classes a tenth of the references judges other samples than all of
+    them (the parameter was not handed to the density, the same judge ran either way)."""
+    y, x = _overlapping_blobs()
+    every, _ = _judged(y, x, judge="knn", judge_posterior=0.5)
+    tenth, _ = _judged(y, x, judge="knn", judge_posterior=0.5, judge_references=0.1)
+    assert (every != tenth).any()
+
+
+def test_flow_mixture_rule_is_a_flow_batch_of_256():
+    """docs/methods.md: "a Gaussian mixture instead where a class has fewer than 256
+    samples" (a flow's batch): 255 in the smaller class is a mixture, 256 a flow."""
+    assert FlowGuided.density_kind("flow", np.repeat([0, 1], [255, 300]), 2) == "gmm"
+    assert FlowGuided.density_kind("flow", np.repeat([0, 1], [256, 300]), 2) == "flow"
+
+
+def test_flow_stamp_names_the_judge_s_knobs_only_away_from_their_defaults():
+    """A judged run's stamp leaves judge_references and judge_dim out at their defaults (the
+    stamp of the runs logged before those knobs) and names them when set; every density of
+    the three may judge, joined by '+'."""
+    from tinysift.guided import sampler_params
+
+    plain = sampler_params("flow", judge="knn")
+    assert "judge_references" not in plain and "judge_dim" not in plain
+    tuned = sampler_params("flow", judge="knn", judge_references=0.5, judge_dim=8)
+    assert (tuned["judge_references"], tuned["judge_dim"]) == (0.5, 8)
+    assert sampler_params("flow", judge="knn+gmm+flow")["judge"] == "knn+gmm+flow"
+
+
+def test_flow_filter_needs_the_model_and_the_density_to_name_the_same_other_class():
+    """Two detectors must agree on the class (the module docstring): a sample labelled 0 that
+    the model puts in class 1 and the density in class 2, both doubting the label, is kept;
+    with both saying class 1 it goes. A model probability of exactly mislabel_model is not
+    below it: kept."""
+    y = np.repeat([0, 1, 2], 100)
+    s, st = _filter(y)
+    st.pred[[0, 1, 2]], st.loss[[0, 1, 2]], s.posterior_[[0, 1, 2]] = 1, 5.0, 0.01
+    s.density_class_[[0, 1, 2]] = [2, 1, 1]
+    s.mislabel_model = float(np.exp(-np.float64(np.float32(4.0))))
+    st.loss[2] = 4.0  # the model's probability of the label exactly at the threshold
+    assert np.flatnonzero(s._judge(st)).tolist() == [1]
 
 
 def test_infobatch_refuses_a_prune_ratio_it_cannot_rescale():
