@@ -737,6 +737,7 @@ def test_vq_refits_its_codebook_every_refresh_epochs_and_keeps_dropped_out_to_th
     st.ledger.train_passes = int(0.95 * st.ledger.budget_passes)
     assert s.plan(st).indices.tolist() == list(range(10, 200))
 
+
 def test_vq_class_beta_zero_keeps_the_class_shares():
     """With class_beta=0 (the default) a class the model gets wrong does not take the
     others' share (the class prior of an unweighted epoch stays the data's); with
