@@ -906,10 +906,108 @@ def test_vq_warm_up_never_trains_dropped_samples():
     assert plan.note == "warm-up" and sorted(plan.indices.tolist()) == list(range(30, 200))
 
 
+def test_vq_on_the_pixels_fits_its_codebook_on_the_images_not_the_features() -> None:
+    """``embedding="pixels"``: the codebook is fit on a PCA of the images (fit once in
+    begin, charged to the budget as "pixel-pca"), not on the model's cached features: images
+    in two far-apart groups get a codeword each even where every feature is the same, and
+    the images' four pixels are reduced to ``dim`` axes."""
+    y = np.zeros(80, np.int64)
+    group = np.repeat([0, 1], 40)
+    rng = np.random.default_rng(0)
+    x = np.clip(40 + 160 * group[:, None] + rng.normal(0, 5, (80, 4)), 0, 255).astype(np.uint8)
+    st = TrainingState(x=x.reshape(80, 2, 2, 1), y=y, num_classes=1, epochs=8, budget=0.5,
+                       ledger=CostLedger(0.5 * 8 * 80), rng=np.random.default_rng(0),
+                       feature_dim=4)
+    st.seen_epoch[:], st.loss[:], st.epoch = 0, 1.0, 1  # the features stay all zero
+    s = make_sampler("vq", per_code=40, embedding="pixels", dim=2)
+    s.begin(st)
+    assert "pixel-pca" in st.ledger.fit_seconds
+    assert s.embedding_of(st).shape == (80, 2)
+    s.plan(st)
+    idx, assign = s.codes_[0]
+    assert len(set(assign.tolist())) == 2  # two codewords, one a group:
+    assert len({(g, a) for g, a in zip(group[idx], assign, strict=True)}) == 2
+
+
+def test_vq_guided_epochs_leave_dropped_samples_out_and_say_how_many() -> None:
+    """A sample dropped (flow's filter, a subclass's judge) is in no codebook and in no
+    guided epoch, and the epoch's note counts them: the plan log shows the filter at work."""
+    y = np.repeat(np.arange(2), 100)
+    st = _state(y, budget=0.9, epochs=8, dim=4)
+    st.features[:] = np.random.default_rng(0).normal(size=(200, 4))
+    st.seen_epoch[:], st.loss[:], st.epoch = 0, 1.0, 1
+    s = make_sampler("vq", per_code=25)
+    s.begin(st)
+    s.dropped_[[0, 1, 2, 150]] = True
+    plan = s.plan(st)
+    assert plan.note == "guided (4 dropped)"
+    assert not np.isin([0, 1, 2, 150], plan.indices).any()
+    assert len(plan.indices) == 180  # 0.9 x 200 of the 196 kept
+    assert not np.isin([0, 1, 2, 150], np.concatenate([idx for idx, _ in s.codes_])).any()
+
+
+def test_vq_keeps_a_sample_without_a_measured_loss_first_and_its_codeword_at_the_mean() -> None:
+    """A NaN loss (a pass whose loss overflowed) ranks first inside its codeword, as an
+    untrained sample would (nothing says it is learned), and counts as the mean loss in the
+    codeword quotas: a blob of NaN losses neither starves nor takes the epoch (two blobs of
+    40, the other's losses 1 and 3, share 40 as 20 and 20, the NaN blob's mean being 2)."""
+    y = np.zeros(80, np.int64)
+    feats, blob = _blobs([40, 40])
+    loss = np.where(blob == 1, np.nan, np.tile([1.0, 3.0], 40))
+    s, plan = _guided(y, feats, loss, per_code=40)
+    assert np.bincount(blob[plan.indices], minlength=2).tolist() == [20, 20]
+    loss = np.full(80, 1.0)
+    loss[5] = np.nan
+    s, plan = _guided(y, feats, loss, per_code=40, keep_hard=0.1)
+    assert 5 in plan.indices[[0, 20]]  # its codeword's hard share (2 of its 20) starts with it
+
+
+def test_vq_warm_up_draws_its_unseen_samples_in_the_run_s_random_order() -> None:
+    """The warm-up's epochs are random draws of the samples not trained yet, from the run's
+    generator: not the first samples of the dataset in order (a class-sorted dataset would
+    train one class first), and another run seed draws another epoch."""
+    y = np.repeat(np.arange(2), 100)
+    firsts = []
+    for seed in (0, 1):
+        st = _state(y, budget=0.3, epochs=10, seed=seed)
+        s = make_sampler("vq")
+        s.begin(st)
+        firsts.append(s.plan(st).indices)
+    assert (np.bincount(y[firsts[0]], minlength=2) > 10).all()  # both classes in 60
+    assert not np.array_equal(np.sort(firsts[0]), np.sort(firsts[1]))
+
+
+def test_vq_a_class_takes_at_most_its_samples_and_a_whole_codeword_weighs_one_a_member() -> None:
+    """With class_beta 1 a small hard class (20 samples, loss 10, against 60 at 0.1) would
+    take 31 of an epoch of 40; it takes its 20 and the other class the other 20, so the
+    epoch keeps its size; and under ``unbiased`` weights a codeword taken whole weighs 1 a
+    member (its weights sum to its mass, as every codeword's)."""
+    y = np.repeat([0, 1], [60, 20])
+    feats, _ = _blobs([60, 20])
+    _, plan = _guided(y, feats, np.where(y == 1, 10.0, 0.1), per_code=40, class_beta=1.0,
+                      weighting="unbiased")
+    assert len(plan.indices) == 40 and np.bincount(y[plan.indices]).tolist() == [20, 20]
+    np.testing.assert_allclose(plan.weights[y[plan.indices] == 1], np.ones(20))
+    np.testing.assert_allclose(np.bincount(y[plan.indices], plan.weights), [60, 20])
+
+
+def test_vq_unbiased_weight_of_a_single_random_pick_is_the_rest_of_its_codeword() -> None:
+    """A quota of 2 from 20 members at keep_hard 0.5: the hard pick weighs 1 and the one
+    random pick stands for the other 19 members (weight 19), so the codeword's weights still
+    sum to its mass."""
+    members, prio = np.arange(20), np.arange(20.0)
+    s = make_sampler("vq", keep_hard=0.5, weighting="unbiased")
+    s.rng_ = np.random.default_rng(0)
+    picks, weights = s._within(members, 2, prio)
+    assert picks[0] == 19 and picks[1] in range(19)
+    np.testing.assert_allclose(weights, [1, 19])
+
+
 @pytest.mark.parametrize("method, params, match", [
     ("vq", {"keep_hard": 1.5}, "need 0 <= keep_hard <= 1"),
     ("vq", {"keep_hard": -0.1}, "need 0 <= keep_hard <= 1"),
     ("vq", {"final_full": 1.0}, "0 <= final_full < 1"),
+    ("vq", {"final_full": -0.1}, "0 <= final_full < 1"),
     ("vq", {"weighting": "unbiassed"}, "weighting must be one of"),
     ("vq", {"embedding": "pixel"}, "embedding must be one of"),
     ("flow", {"judge": "knn", "judge_references": 0.0}, "judge_references must be a share"),
@@ -1763,6 +1861,29 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     with pytest.raises(TinysiftError, match=r"unknown guided method 'vqq'; known: flow, "
                                             r"full-cut, infobatch, rs2, ucb, vq$"):
         make_sampler("vqq")
+
+
+def test_epoch_size_rounds_the_budgets_share_to_the_nearest_sample() -> None:
+    """An epoch is budget x N samples to the nearest one: 0.29 of 100 is 29 (the product is
+    28.999... in floating point, which truncation made 28), 0.5 of 7 is 4 (3.5 rounds to
+    even), and never under one sample."""
+    from tinysift.guided.base import epoch_size
+
+    assert epoch_size(0.29, 100) == 29
+    assert epoch_size(0.5, 7) == 4
+    assert epoch_size(0.001, 100) == 1
+    assert _state(np.zeros(100, np.int64), budget=0.29).epoch_size == 29
+
+
+def test_make_sampler_refuses_the_name_of_a_methods_catch_all_parameter() -> None:
+    """flow passes its other keyword parameters on to vq through ``**vq_params``: that
+    name is not a parameter, so it is refused with flow's parameters listed, not accepted
+    and failing inside the constructor."""
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match=r"'flow' has no parameter vq_params; its "
+                                            r"parameters: alpha, "):
+        make_sampler("flow", vq_params={})
 
 
 def test_an_overspent_ledger_has_nothing_left_and_a_finished_schedule():
