@@ -1010,14 +1010,20 @@ def test_vq_unbiased_weight_of_a_single_random_pick_is_the_rest_of_its_codeword(
     ("vq", {"final_full": -0.1}, "0 <= final_full < 1"),
     ("vq", {"weighting": "unbiassed"}, "weighting must be one of"),
     ("vq", {"embedding": "pixel"}, "embedding must be one of"),
+    ("vq", {"refresh": 0}, "refresh must be a whole number of epochs >= 1, got 0"),
+    ("vq", {"alpha": float("nan")}, "alpha, beta and class_beta must be finite numbers, got "
+                                    "alpha=nan"),
+    ("vq", {"beta": float("inf"), "class_beta": float("-inf")}, "got beta=inf, class_beta=-inf"),
     ("flow", {"judge": "knn", "judge_references": 0.0}, "judge_references must be a share"),
     ("flow", {"judge": "knn", "judge_dim": 0}, "judge_dim must be a positive PCA dimension"),
 ])
 def test_vq_and_flow_refuse_parameters_outside_their_ranges(method, params, match):
     """The documented ranges, refused when the sampler is made: a keep_hard share outside
     [0, 1], a final share of the whole budget (nothing guided), an unknown weighting or
-    embedding, a judge measuring its distances to no reference or on a PCA of no dimension
-    (judge_dim=0 judged silently on vq's dimension instead)."""
+    embedding, a refresh of no epochs (a refit every epoch, unsaid), an exponent that is no
+    finite number (NaN quotas cast to garbage counts), a judge measuring its distances to no
+    reference or on a PCA of no dimension (judge_dim=0 judged silently on vq's dimension
+    instead)."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=match):

@@ -104,6 +104,14 @@ class VQGuided(EpochSampler):
                                 f"final_full={final_full!r}, per_code={per_code!r}")
         if not is_whole(dim, 1):  # 0 failed after training; -3 kept all but 3
             raise TinysiftError(f"dim must be a positive PCA dimension, got {dim}")
+        if not is_whole(refresh, 1):  # 0 or less refit the codebook every epoch unsaid
+            raise TinysiftError(f"refresh must be a whole number of epochs >= 1, got "
+                                f"{refresh!r}")
+        bad = {k: v for k, v in (("alpha", alpha), ("beta", beta), ("class_beta", class_beta))
+               if not math.isfinite(v)}
+        if bad:  # a NaN exponent made every quota NaN, cast to garbage counts
+            raise TinysiftError(f"alpha, beta and class_beta must be finite numbers, got "
+                                f"{', '.join(f'{k}={v!r}' for k, v in bad.items())}")
         self.per_code = per_code
         self.alpha = alpha
         self.beta = beta
