@@ -6,6 +6,7 @@ upkeep stream and buffer size, and the benches' paired differences."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,6 +293,37 @@ def test_device_bench_differences_are_method_minus_reference_paired_by_seed(tmp_
     assert "vs_random" not in res["points"]["none:0:head"]
 
 
+def test_partial_device_results_name_the_seeds_done_and_planned_and_each_modes_plan(
+        tmp_path: Path) -> None:
+    """A device results file written after the first of three seeds (a bench still running or
+    stopped, herding not run yet) says 1 seed done of 3 planned, lists every method (in the
+    order asked: the plot's colours) and update mode asked, gives each mode's rows the RAM of
+    that mode's plan (bias's firmware holds the backbone buffers), carries the invocation's
+    memory plan and wall time (the table's text reads them), and each row's accuracies per
+    seed, of all, the old and the new task."""
+    from tinysift.bench.device import DeviceBenchConfig, _results
+    from tinysift.bench.progress import ProgressLog
+
+    cfg = DeviceBenchConfig(dataset="digits", seeds=3, first_seed=2,
+                            methods=("random", "herding"), sizes=(5,), updates=("head", "bias"))
+    log = ProgressLog({"t": 3}, tmp_path, "partial", point="point")
+    log.add(2, "joint", "host", acc=0.9, acc_old=0.9, acc_new=0.9)
+    for update in ("head", "bias"):
+        for method, size in (("none", 0), ("random", 5)):
+            log.add(2, method, f"{size}:{update}", acc=0.6, acc_old=0.5, acc_new=0.7,
+                    energy_mj=1.0, cycles=1.0, ram_plan=1.0)
+    plan = {"ram_total": 9_000, "db_capacity": 80}
+    res = _results(cfg, log, [2], plan, {"head": 6_000, "bias": 9_000}, 42.0)
+    assert (res["seeds"], res["seeds_planned"], res["seed_values"]) == (1, 3, [2])
+    assert res["updates"] == ["head", "bias"] and res["methods"] == ["random", "herding"]
+    assert {k: p["ram_plan"] for k, p in res["points"].items()} == {
+        "none:0:head": 6_000.0, "random:5:head": 6_000.0, "none:0:bias": 9_000.0,
+        "random:5:bias": 9_000.0}
+    assert res["memory_plan"] == plan and res["wall_seconds"] == 42.0
+    bias = res["points"]["random:5:bias"]
+    assert (bias["runs"], bias["old_runs"], bias["new_runs"]) == ([0.6], [0.5], [0.7])
+
+
 def test_upkeep_bench_difference_is_coverage_minus_reservoir_paired_by_seed(tmp_path):
     from tinysift.bench.progress import ProgressLog
     from tinysift.bench.upkeep import FIELDS, UpkeepBenchConfig, _results, point_key
@@ -354,6 +386,176 @@ def test_device_bench_logs_the_joint_reference_of_each_task(tmp_path, monkeypatc
     assert len(rec) == 1 and ref["new"] > 0.2, lines
     assert (rec[0]["acc"], rec[0]["acc_old"], rec[0]["acc_new"]) == (ref["all"], ref["old"],
                                                                      ref["new"])
+
+
+def test_device_bench_refuses_no_seeds_and_an_unknown_method_before_any_work(
+        tmp_path: Path) -> None:
+    """`bench device --seeds 0` (a bench of no seeds: it ended in an IndexError of the seed
+    list) and a misspelt replay method among good ones are refused in their own words before
+    anything is trained or written (the method was refused only after a base model, minutes
+    of training, when its first row came)."""
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+    from tinysift.errors import BudgetError
+
+    where = {"out_dir": tmp_path / "out", "progress_dir": tmp_path / "progress",
+             "work_dir": tmp_path / "work"}
+    with pytest.raises(BudgetError, match=r"^--seeds must be at least 1 \(got 0\)$"):
+        bench_device(DeviceBenchConfig(dataset="digits", seeds=0, **where), log=lambda *_: None)
+    with pytest.raises(BudgetError, match=r"unknown replay method 'herdin'; a replay set is "
+                                          r"chosen by a pruning method \(.*herding"):
+        bench_device(DeviceBenchConfig(dataset="digits", methods=("random", "herdin"), **where),
+                     log=lambda *_: None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_device_bench_seed_is_all_logged_only_with_every_row_of_every_update_mode() -> None:
+    """A seed is set up again (its base model, export and firmware: minutes) unless the host
+    joint model, the floor and every method and size of every update mode are logged: any one
+    row missing, the last mode's or the joint model's included, is a seed to run."""
+    from tinysift.bench.device import DeviceBenchConfig, _all_logged
+    from tinysift.bench.progress import ProgressLog
+
+    cfg = DeviceBenchConfig(dataset="digits", methods=("random", "vq"), sizes=(5, 10),
+                            updates=("head", "bias"))
+    rows = [("joint", "host")] + [(method, f"{size}:{update}") for update in ("head", "bias")
+                                  for method, size in (("none", 0), ("random", 5),
+                                                       ("random", 10), ("vq", 5), ("vq", 10))]
+    for missing in rows:
+        log = ProgressLog({"t": 1}, None, "device", point="point")
+        for method, at in rows:
+            if (method, at) != missing:
+                log.add(0, method, at, acc=0.5)
+        assert not _all_logged(cfg, log, 0), missing
+    log.add(0, *missing, acc=0.5)
+    assert _all_logged(cfg, log, 0) and not _all_logged(cfg, log, 1)
+
+
+def test_device_bench_replay_sets_fit_each_method_once_a_seed(digits_base: tuple) -> None:
+    """bench device's replay set is ``size`` of each old class; a method is fitted once a seed
+    (a later size reuses the fit and is charged its seconds, as if it ran alone: the rows'
+    select_seconds), the floor fits nothing, and a fit that failed fails every size of its
+    method with its own error, without fitting again (each fit scores the old data)."""
+    from tinysift.bench.device import DeviceBenchConfig, _replay_set
+
+    _adapt, scn, _parts, base = digits_base
+    cfg = DeviceBenchConfig(dataset="digits", new_per_class=20, test_per_class=10)
+    fits: dict = {}
+    local, _seconds = _replay_set(cfg, 0, "herding", 5, scn, base, fits)
+    assert np.bincount(scn.y_old[local]).tolist() == [5] * 8
+    fitted, _fit_seconds = fits["herding"]
+    fits["herding"] = (fitted, 100.0)  # a fit of 100 s
+    local, seconds = _replay_set(cfg, 0, "herding", 10, scn, base, fits)
+    assert np.bincount(scn.y_old[local]).tolist() == [10] * 8
+    assert seconds >= 100.0 and fits["herding"][0] is fitted
+    floor, _seconds = _replay_set(cfg, 0, "none", 0, scn, base, fits)
+    assert len(floor) == 0 and set(fits) == {"herding"}
+    bad = DeviceBenchConfig(dataset="digits", replay_params={"herding": {"colour": "red"}})
+    fits = {}
+    with pytest.raises(TypeError, match="colour") as first:
+        _replay_set(bad, 0, "herding", 5, scn, base, fits)
+    with pytest.raises(TypeError) as again:
+        _replay_set(bad, 0, "herding", 10, scn, base, fits)
+    assert again.value is first.value
+
+
+def test_a_resumed_device_bench_sets_up_its_last_seed_only_and_runs_its_missing_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resumed bench runs only the rows its log lacks (or holds without one of their numbers:
+    an edited record): a seed before the last whose rows are all logged is not set up at all;
+    the last is, for this invocation's memory plan (a head-only firmware whose buffer holds the
+    largest replay set plus the new samples: every row's RAM) and its missing rows. Each trains
+    on the device on its replay set (10 of each old class; the floor none) then the new
+    samples, streamed into RAM, with the bench's recipe and the device seed one past the
+    seed's; its record holds the int8 accuracies, the training bill of the samples trained,
+    every epoch's cycles and the plan's RAM. The results hold every seed from the first one (3
+    and 4, not 0 to 4). The device (QEMU: minutes) is a double returning records written by
+    hand."""
+    import importlib
+
+    import tinysift.stages.device as device_stage
+    from tinysift.bench.device import DeviceBenchConfig, bench_device
+    from tinysift.device.build import firmware_source_hash
+    from tinysift.device.results import DeviceResults, EpochResult, PhaseResult
+    from tinysift.stages.device import TrainParams
+
+    export_stage = importlib.import_module("tinysift.stages.export")
+    real_export = export_stage.export
+
+    def stop(*_a: object, **_k: object) -> None:
+        raise _Stop
+
+    def config(first_seed: int, seeds: int) -> DeviceBenchConfig:
+        return DeviceBenchConfig(dataset="digits", seeds=seeds, first_seed=first_seed,
+                                 methods=("random",), sizes=(5, 10), new_per_class=20,
+                                 base_epochs=2, test_per_class=10, out_dir=tmp_path / "out",
+                                 progress_dir=tmp_path / "progress", work_dir=tmp_path / "work")
+
+    # seed 4's base model and joint reference, logged by a bench stopped at its export
+    monkeypatch.setattr(export_stage, "export", stop)
+    with pytest.raises(_Stop):
+        bench_device(config(4, 1), log=lambda *_: None)
+    (log,) = (tmp_path / "progress").glob("*.jsonl")
+    (joint,) = [r for r in map(json.loads, log.read_text().splitlines())
+                if r["method"] == "joint"]
+    assert joint["firmware"] == firmware_source_hash()  # a firmware change reruns the rows
+    # the other rows of seeds 3 and 4 as device runs log them, but seed 4's floor, and its
+    # random 10/class without its energy
+    rows = [(3, "joint", "host"), (3, "none", "0:head"), (3, "random", "10:head"),
+            (4, "random", "10:head")] + [(seed, "random", "5:head") for seed in (3, 4)]
+    with log.open("a") as f:
+        for seed, method, point in rows:
+            record = joint | {"seed": seed, "method": method, "point": point, "acc": 0.5,
+                              "acc_old": 0.4, "acc_new": 0.6, "energy_mj": 1.0,
+                              "cycles": 10.0, "ram_plan": 1.0}
+            if (seed, point) == (4, "10:head"):
+                del record["energy_mj"]
+            f.write(json.dumps(record) + "\n")
+    monkeypatch.setattr(export_stage, "export", real_export)
+    per_class = [{"class": c, "total": 5, "correct": 5, "int8_correct": 4} for c in range(8)]
+    per_class += [{"class": c, "total": 5, "correct": 5, "int8_correct": 1} for c in (8, 9)]
+    runs = []
+
+    def device(_base: Path, board: str, params: TrainParams, train_set: tuple, label: str,
+               db_use: str) -> DeviceResults:
+        runs.append((params, train_set, label, db_use))
+        return DeviceResults(board=board, clock_hz=1, params={"update": params.update},
+                             energy_model={}, started="", counter="cycles", samples=30,
+                             test_samples=100, ram_bytes=1000, per_class={"after": per_class},
+                             phases={"features": PhaseResult(energy_mj=40.0)},
+                             epochs=[EpochResult(1, 0.0, 0.0, 100, 0.0, 1.5),
+                                     EpochResult(2, 0.0, 0.0, 300, 0.0, 2.5)])
+
+    monkeypatch.setattr(device_stage, "run_on_device", device)
+    said: list[str] = []
+    cfg = config(3, 2)
+    res = bench_device(cfg, log=said.append)
+    assert not (tmp_path / "work" / f"{cfg.stem()}-s3").exists()
+    assert [line.split(":")[0] for line in said if "every row already in" in line] == ["seed 3"]
+    (floor, (_x, floor_y), floor_label, _db), (params, (x, y), label, db_use) = runs
+    assert floor_label == "none-0-head" and floor.seed == 5
+    assert np.bincount(floor_y, minlength=10).tolist() == [0] * 8 + [20, 20]
+    assert (label, db_use, x.dtype, len(x)) == ("random-10-head", "ram", np.int8, 120)
+    assert np.bincount(y).tolist() == [10] * 8 + [20, 20]
+    assert (params.seed, params.update, params.balance, params.lr, params.batch, params.steps,
+            params.schedule) == (5, "head", True, 0.05, 32, 300, "cosine")
+    plan = res["memory_plan"]
+    assert plan["db_capacity"] == 10 * 8 + 40 and plan["backbone_training"] is False
+    (_edited, ran) = [r for r in map(json.loads, log.read_text().splitlines())
+                      if (r["seed"], r["method"], r["point"]) == (4, "random", "10:head")]
+    assert {k: ran[k] for k in ("acc", "acc_old", "acc_new", "energy_mj", "cycles",
+                                "ram_plan", "ram_static")} == {
+        "acc": 34 / 50, "acc_old": 0.8, "acc_new": 0.2, "energy_mj": 4.0 + 40.0 * 120 / 220,
+        "cycles": 400.0, "ram_plan": float(plan["ram_total"]), "ram_static": 1000.0}
+    assert "seed 4:   random  10/class head      : old 0.800 new 0.200 all 0.680" in said
+    assert res["seeds"] == 2 and res["seed_values"] == [3, 4]
+    assert sorted(res["points"]) == ["none:0:head", "random:10:head", "random:5:head"]
+    assert res["points"]["random:10:head"]["runs"] == [0.5, 34 / 50]
+    assert res["points"]["none:0:head"]["runs"] == [0.5, 34 / 50]
+    assert {p["ram_plan"] for p in res["points"].values()} == {float(plan["ram_total"])}
+    assert res["scenario_info"]["new_samples"] == 40
+    assert res["scenario_info"]["new_classes"] == [8, 9]
+    written = json.loads((tmp_path / "out" / f"{cfg.stem()}.json").read_text())
+    assert written["seed_values"] == [3, 4] and written["points"].keys() == res["points"].keys()
 
 
 def test_adaptation_sends_the_new_samples_and_trains_on_both_only_with_replay(
