@@ -468,8 +468,9 @@ def test_a_resumed_device_bench_sets_up_its_last_seed_only_and_runs_its_missing_
     samples, streamed into RAM, with the bench's recipe and the device seed one past the
     seed's; its record holds the int8 accuracies, the training bill of the samples trained,
     every epoch's cycles and the plan's RAM. The results hold every seed from the first one (3
-    and 4, not 0 to 4). The device (QEMU: minutes) is a double returning records written by
-    hand."""
+    and 4, not 0 to 4). Run again, it runs nothing and writes the same results, its last seed
+    set up for the plan alone. The device (QEMU: minutes) is a double returning records written
+    by hand."""
     import importlib
 
     import tinysift.stages.device as device_stage
@@ -556,6 +557,10 @@ def test_a_resumed_device_bench_sets_up_its_last_seed_only_and_runs_its_missing_
     assert res["scenario_info"]["new_classes"] == [8, 9]
     written = json.loads((tmp_path / "out" / f"{cfg.stem()}.json").read_text())
     assert written["seed_values"] == [3, 4] and written["points"].keys() == res["points"].keys()
+    # every row logged: nothing runs, the last seed is set up for the plan alone
+    runs.clear()
+    again = bench_device(cfg, log=said.append)
+    assert runs == [] and again["memory_plan"] == plan and again["points"] == res["points"]
 
 
 def test_adaptation_sends_the_new_samples_and_trains_on_both_only_with_replay(
