@@ -1401,9 +1401,15 @@ def test_the_printable_range_ends_at_space_and_tilde():
 
 def test_a_payload_with_a_newline_cannot_be_framed():
     """A newline ends a TSP/1 line: a payload holding one would reach the other side as two
-    lines, neither with its checksum, so frame() refuses it as it refuses a '*'."""
-    with pytest.raises(ValueError, match=r"may not contain '\*' or a newline"):
-        frame("@info note=a\nb")
+    lines, neither with its checksum, so frame() refuses it as it refuses a '*'; so is every
+    byte unframe() refuses as non-printable (a tab or CR was framed, then dropped there) and
+    a non-ASCII one (a UnicodeEncodeError)."""
+    for payload in ("@info note=a\nb", "@info note=a\tb", "@info note=a\rb", "@info note=\x7f",
+                    "@info note=é"):
+        with pytest.raises(ValueError, match=r"may not contain '\*' or a newline, and holds "
+                                             r"printable ASCII only \(0x20\.\.0x7E\), got "):
+            frame(payload)
+    assert unframe(frame("@info note=~ !")[:-1]) == "@info note=~ !"
 
 
 def test_a_record_the_host_cannot_use_names_the_record_and_the_fix():

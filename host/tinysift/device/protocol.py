@@ -28,8 +28,11 @@ def crc16(data: bytes) -> int:
 
 def frame(payload: str) -> bytes:
     """``payload`` -> ``payload *CRC\\n`` (bytes)."""
-    if "*" in payload or "\n" in payload:
-        raise ValueError("a payload may not contain '*' or a newline")
+    # what unframe() refuses on the other side is refused here: '*', a newline or another
+    # control byte (a tab or CR was framed and then dropped as non-printable), non-ASCII
+    if "*" in payload or any(not " " <= ch <= "~" for ch in payload):
+        raise ValueError(f"a payload may not contain '*' or a newline, and holds printable "
+                         f"ASCII only (0x20..0x7E), got {payload!r}")
     body = f"{payload} ".encode("ascii")
     return body + f"*{crc16(body):04X}\n".encode("ascii")
 
