@@ -142,9 +142,10 @@ def stream_set(link: SerialLink, session: DeviceSession, x: np.ndarray, y: np.nd
         if report.db and rows == list(range(limits.cost.classes)):
             break
         missing = sorted(set(range(limits.cost.classes)) - set(rows))
-        lost = (f"the device's {'@dbclass rows of classes ' if report.db else '@db answer'}"
-                f"{', '.join(map(str, missing)) if report.db else ''} to `db stream` did not "
-                f"arrive ({link.stats.dropped_lines} corrupt lines dropped on {link.url})")
+        what = (f"@dbclass rows of classes {', '.join(map(str, missing))}" if report.db
+                else "@db answer")
+        lost = (f"the device's {what} to `db stream` did not arrive ("
+                f"{link.stats.dropped_lines} corrupt lines dropped on {link.url})")
         if tries == 2:
             raise DeviceError(f"{lost}, twice: what the buffer kept is unknown; stopped")
         session.results.events.append({"db_stream_sent_again": lost})

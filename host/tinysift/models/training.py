@@ -137,9 +137,10 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
     total = train_config.total_steps(n)
     per_epoch = max(1, math.ceil(n / train_config.batch_size))
     epochs = math.ceil(total / per_epoch)
-    # Training runs whole epochs (epochs * per_epoch >= total steps, reported as `steps`)
-    # while the cosine decays over `total`: the few steps past it train at learning rate 0
-    # (Digits: 504 steps, the last 4). Kept as every committed result was trained.
+    steps = epochs * per_epoch
+    # Training runs whole epochs (`steps` >= `total`, reported) while the cosine decays over
+    # `total`: the few steps past it train at learning rate 0 (Digits: 504 steps, the last
+    # 4). Kept as every committed result was trained.
     shape = tuple(x.shape[1:])
     # A new model trains through its architecture's compiled twin, made before seeding.
     twin = None if model is not None else _compiled_twin(shape, num_classes, model_config)
@@ -156,7 +157,7 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
           .prefetch(2))
     callbacks = [_HookCallback(epoch_hooks)] if epoch_hooks else []
     start = time.perf_counter()
-    with fit_progress(progress, epochs * per_epoch, f"train {n} samples") as bar:
+    with fit_progress(progress, steps, f"train {n} samples") as bar:
         if epoch_hooks:
             hist = trainer.fit(ds, epochs=epochs, steps_per_epoch=per_epoch, verbose=0,
                                callbacks=callbacks + bar)
@@ -166,15 +167,15 @@ def train_model(x: np.ndarray, y: np.ndarray, num_classes: int,
             # the same order (the repeated dataset's iterator is shared across Keras epochs
             # anyway) and bit-identical weights, without Keras' per-epoch overhead, which
             # dominates on tiny kept sets (600 samples = 5 steps per epoch).
-            tail = _TailLoss(epochs * per_epoch, per_epoch)
-            hist = trainer.fit(ds, epochs=1, steps_per_epoch=epochs * per_epoch, verbose=0,
+            tail = _TailLoss(steps, per_epoch)
+            hist = trainer.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0,
                                callbacks=callbacks + bar + [tail])
             final_loss = tail.value()
     seconds = time.perf_counter() - start
     if trainer is not model:  # the caller keeps its own model; the twin trains the next one
         model.set_weights(trainer.get_weights())
         _copy_optimizer_state(trainer.optimizer, model)
-    return TrainResult(model=model, steps=epochs * per_epoch, seconds=seconds,
+    return TrainResult(model=model, steps=steps, seconds=seconds,
                        final_loss=final_loss,
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinysift.condensation.base import Condenser, register, to_uint8
+from tinysift.errors import TinysiftError
 from tinysift.params import is_whole
 from tinysift.scoring.flows import ClassFlows, FlowConfig
 
@@ -24,15 +25,11 @@ class FlowCondenser(Condenser):
                  flow: FlowConfig | dict | None = None):
         super().__init__(seed)
         if not 0 < temperature <= 1:  # a parameter, not a budget: no BudgetError
-            from tinysift.errors import TinysiftError
-
             raise TinysiftError(f"flow condenser temperature must be in (0, 1], got "
                                 f"{temperature}: it scales the flow's base noise (1 draws at "
                                 f"the class's own spread, the default 0.7 nearer its mode)")
         # 0 was a PCA error, 1 a FitError blaming 1x1 images, 2.5 silently 2 dimensions
         if not is_whole(dim, 2):
-            from tinysift.errors import TinysiftError
-
             raise TinysiftError(f"flow condenser dim must be a whole number of at least 2 (a "
                                 f"flow needs 2 dimensions), got {dim}")
         self.dim, self.temperature = dim, temperature
