@@ -819,11 +819,17 @@ def test_guided_point_spends_its_budget_of_the_full_recipe_in_its_batch(monkeypa
     recipe = TrainConfig(epochs=1, seed=1, batch_size=128)
     # vq on pixels fits their PCA at the start: a fit the run is charged
     r = _guided_point(data, 1, "vq", 0.5, recipe, {"embedding": "pixels"}, False)
-    # whole batches within the budget (5 of 128: 640 of 718.5 passes) and the fit, charged
-    # by the clock: a bound of 0.45 on the sum failed where the fit ran warm (0.4488)
-    assert r["full_passes"] == 1437 and r["train_passes"] % 128 == 0
-    assert 0.5 * 1437 - 128 < r["train_passes"] <= 0.5 * 1437 and r["fit_passes"] > 0
-    assert r["train_passes"] + r["fit_passes"] - 1e-9 <= r["spent"] * 1437 <= 0.56 * 1437
+    # The fit is charged by the clock, so only what holds at any clock speed is checked:
+    # training stops where the next batch (at most 128) would not fit beside the fit, and
+    # once the fit is charged (at the second step, when the speed is known) no batch
+    # overspends. Bounds on the clock's share failed both ways: 0.45 on the sum where the
+    # fit ran warm (0.4488), 590.5 on the training alone in CI, where a slow fit left room
+    # for 4 batches, not 5.
+    train, fit = r["train_passes"], r["fit_passes"]
+    assert r["full_passes"] == 1437 and fit > 0
+    assert train <= 0.5 * 1437 < train + fit + 128
+    assert train <= 2 * 128 or train + fit <= 0.5 * 1437
+    assert train + fit - 1e-9 <= r["spent"] * 1437
     assert r["fit_seconds"] > 0 and r["batch_size"] == 128
     assert len(r["epochs"]) == 1 and all(0 <= e["curve_acc"] <= 1 for e in r["epochs"])
     assert _is_count(r["acc"], len(data.base.y_test))
