@@ -6,6 +6,7 @@ exercised in tests/test_device_qemu.py); these tests cover the faults a real boa
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -110,6 +111,16 @@ def test_framing_and_record_edges_follow_tsp1():
     assert unframe(frame("@ready cmd=info status=0")[:-1] + b"\r") == "@ready cmd=info status=0"
     with pytest.raises(FrameError, match="checksum"):
         unframe(f" *{crc16(b' '):04X}".encode())  # an empty payload: six bytes
+    # the CRC is four upper-case hex digits, nothing else int(x, 16) reads: a garbled
+    # checksum field whose value happens to equal the body's CRC is still refused
+    for garble, fits in (("+{:03X}", lambda c: c < 0x1000), (" {:03X}", lambda c: c < 0x1000),
+                         ("0_{:02X}", lambda c: c < 0x100), ("0x{:02X}", lambda c: c < 0x100),
+                         ("{:04x}", lambda c: f"{c:04x}" != f"{c:04X}")):
+        body = next(b for i in itertools.count() if fits(crc16(b := f"@ok n={i} ".encode())))
+        line = body + b"*" + garble.format(crc16(body)).encode()
+        assert int(line[-4:], 16) == crc16(body), line  # what the loose reading took
+        with pytest.raises(FrameError, match="four upper-case hex digits"):
+            unframe(line)
     rec = parse_record("@info  note=a=b  n=3")
     assert rec.type == "info" and rec.fields == {"note": "a=b", "n": "3"}
     for bad in ("@info =3", "@ n=3"):

@@ -14,6 +14,7 @@ from tinysift.errors import DeviceError
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 255
+_CRC_DIGITS = re.compile(rb"[0-9A-F]{4}")
 
 
 def crc16(data: bytes) -> int:
@@ -52,10 +53,11 @@ def unframe(line: bytes, max_len: int = MAX_LINE) -> str:
         raise FrameError("non-printable byte")
     if len(line) < 7 or line[-6:-4] != b" *":
         raise FrameError("no ' *XXXX' checksum")
-    try:
-        want = int(line[-4:], 16)
-    except ValueError:
-        raise FrameError("checksum is not hex") from None
+    # four upper-case hex digits (docs/protocol.md), read strictly: int(x, 16) alone also
+    # takes a sign, a space, an underscore or '0x' (b"+1AB" read as 0x01AB)
+    if not _CRC_DIGITS.fullmatch(line[-4:]):
+        raise FrameError("checksum is not four upper-case hex digits")
+    want = int(line[-4:], 16)
     body = line[:-5]  # payload plus the space before '*'
     if crc16(body) != want:
         raise FrameError("checksum mismatch")
