@@ -135,22 +135,29 @@ def test_bench_guided_quick_writes_results(tmp_path):
     full = res["full_data_acc"]["mean"]
     assert full > 0.9, full  # 20 epochs of digits
     full_passes = 20 * 1437  # the quick recipe: 20 epochs of digits' training split
+    budget = 0.5 * full_passes
     for name, per in res["methods"].items():
         p = per["0.5"]
-        # The budget is spent; training stops when it is (one batch over at most; a fit is
-        # charged when it ends). Until flow fit a Gaussian mixture on classes smaller than a
-        # flow batch, its flows' fit alone overspent digits' budget (0.76-0.98 of the recipe).
-        assert 0.45 <= p["spent"] <= 0.56, (name, p["spent"])
+        # Fits are charged by the clock at the measured training speed: on digits a step is
+        # ~5 ms, so 30 ms more in each of flow's fits took its fits from 23% to 50% of the
+        # budget and its training down to 0.24 of the recipe. Only what holds at any speed
+        # is checked: training stops where the next batch (128) would not fit, and the
+        # training and scoring alone never overspend (a fit charged after the last step may).
+        spent, fits = p["spent"] * full_passes, p["fit_passes"]
+        assert budget - 128 < spent and spent - fits <= budget + 1e-6, (name, spent, fits)
         assert p["curves"][0], name  # accuracy after every epoch, for the curves
         # Half the budget trains digits well (0.89-0.97 measured, 3 seeds; full recipe 0.98);
-        # flow ended at chance (0.10) while it fit flows on digits' 144-a-class.
-        assert p["acc_mean"] > 0.75, (name, p["acc_mean"])
-    # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes, a
-    # fraction of the budget (timed, so noisy on data this small: flow's measured 11-24%;
-    # the flows' fit alone was 161%).
+        # flow ended at chance (0.10) while it fit flows on digits' 144-a-class. A method
+        # with fits is held to it where they left training 0.3 of the recipe (0.84 at 0.24,
+        # 0.43 at 0.20 with slowed fits; 0.39-0.47 here).
+        if fits == 0 or spent - fits >= 0.3 * full_passes:
+            assert p["acc_mean"] > 0.75, (name, p["acc_mean"], spent - fits)
+    # Fits are charged: vq and flow pay for codebooks (and densities) in sample-passes, but
+    # never the whole budget, which the flows' fit alone overspent (161%; 23% measured here
+    # and 66% with 0.1 s more in each fit: a bound at half of it failed at 30 ms more).
     for name in ("vq", "flow"):
         fits = res["methods"][name]["0.5"]["fit_passes"]
-        assert 0 < fits < 0.5 * 0.5 * full_passes, (name, fits)
+        assert 0 < fits < budget, (name, fits)
     assert res["methods"]["rs2"]["0.5"]["fit_seconds"] == 0
     md = (tmp_path / "guided_digits_quick.md").read_text()
     assert "| vq |" in md and "Paired difference to `full-cut`" not in md  # one seed
