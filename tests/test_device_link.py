@@ -1629,7 +1629,12 @@ def test_on_idle_runs_only_while_no_bytes_come():
     peer = Peer(on_connect=rec("@boot proto=1 resets=0"))
     peer.start()
     with SerialLink(peer.url, on_idle=lambda: idle.append(1)) as link:
-        time.sleep(0.3)  # the whole @boot is in the socket before the read starts
+        # The @boot is in the socket before the read starts: waited for, not slept for (a
+        # fixed 0.3 s lost the race to a peer thread scheduled late); one small send on
+        # loopback arrives whole.
+        deadline = time.monotonic() + 10.0
+        while not link.port.in_waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert link.wait_boot(timeout=2.0).fields["resets"] == "0"
         assert idle == []
     peer.stop.set()
