@@ -1314,7 +1314,9 @@ def test_a_joulescope_capture_that_ran_out_before_stop_says_so(monkeypatch):
     deadline = time.monotonic() + 10.0
     while dev.is_streaming and time.monotonic() < deadline:  # its 0.2 s run out
         time.sleep(0.01)
-    time.sleep(0.1)  # read() has returned to the monitor
+    # read() has returned to the monitor: its thread joined, not 0.1 s slept (a read that
+    # took longer to hand back its samples was then ended by stop(), not early)
+    mon._thread.join(timeout=10.0)
     mon.stop()
     assert mon.ended_early
     mon.start()
