@@ -1619,13 +1619,15 @@ def test_a_power_monitor_that_fails_at_the_end_keeps_the_finished_training(tmp_p
     assert not (run / "device" / "results.failed.json").exists()
 
 
-def _measured_long_training(tmp_path, monkeypatch, **monitor_args):
+def _measured_long_training(tmp_path, monkeypatch, cut_epoch_2=False, **monitor_args):
     """A 2-epoch training of two 35 s epochs (simulated: the fake's captured second takes
     10 ms) on a fake nucleo_f411re with the fake Joulescope on its marker, measured by a
     JoulescopeMonitor(**monitor_args) made once the fake is installed. The deadline is the
     one a 70 s training gets on a real board (its expected cycles, 4x, plus twice
     --timeout); the tiny export here expects milliseconds, so --timeout stands in for
-    them. Returns ``(results, joulescope)``."""
+    them. ``cut_epoch_2``: epoch 2's window stays open until the capture has ended, so a
+    capture that ends after epoch 1 ends inside it however late the training started.
+    Returns ``(results, joulescope)``."""
     from fake_device import FakeDevice
     from fake_joulescope import FakeJoulescope, MarkerWire, install
     from tinysift.device.energy import JoulescopeMonitor
@@ -1635,8 +1637,22 @@ def _measured_long_training(tmp_path, monkeypatch, **monitor_args):
     js = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
     install(monkeypatch, js)
     run = exported_run(tmp_path / "run")
-    dev = FakeDevice(board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire,
-                     window_s=0.02, epoch_delay=0.35)
+    class CutEpoch2(FakeDevice):
+        windows = 0
+
+        def _window(self, seconds: float) -> None:
+            self.windows += 1
+            if self.windows != 3:  # features, epoch 1, epoch 2, the evaluation
+                return super()._window(seconds)
+            wire.set(True)
+            deadline = time.monotonic() + 30.0
+            while js.is_streaming and time.monotonic() < deadline:
+                time.sleep(0.01)
+            wire.set(False)
+
+    dev = (CutEpoch2 if cut_epoch_2 else FakeDevice)(
+        board="nucleo_f411re", counter="dwt", hz=100_000_000, marker=wire, window_s=0.02,
+        epoch_delay=0.35)
     try:
         res = run_on_device(run, "nucleo_f411re", port=dev.url, params=TrainParams(epochs=2),
                             monitor=JoulescopeMonitor(**monitor_args), timeout=100.0)
@@ -1665,8 +1681,12 @@ def test_a_capture_shorter_than_the_training_keeps_what_it_measured(tmp_path, mo
     first windows: their count differed and every phase kept its estimate. The windows
     seen are the first ones: those are measured, the rest estimated, and an event says
     which and how to capture longer."""
-    res, js = _measured_long_training(tmp_path, monkeypatch, max_s=55.0)
-    assert js.reads[0]["contiguous_duration"] == 55.0
+    # The capture (0.9 s here) must end after epoch 1 (0.37 s after the training starts)
+    # and inside epoch 2's window: with a 55 s capture and a 35 s epoch 2 that held only
+    # where the training started within 0.18 s of the capture (a fake device 0.2 s late
+    # measured no epoch), so epoch 2's window stays open until the capture has ended.
+    res, js = _measured_long_training(tmp_path, monkeypatch, cut_epoch_2=True, max_s=90.0)
+    assert js.reads[0]["contiguous_duration"] == 90.0
     assert res.phases["features"].energy_kind == "measured"
     assert [ep.energy_kind for ep in res.epochs] == ["measured", "estimated"]
     assert res.epochs[0].seconds == pytest.approx(35.0, rel=0.3)
