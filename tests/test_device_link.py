@@ -1207,8 +1207,9 @@ def test_run_workload_reads_the_calib_phase_and_closes_the_monitor_when_calib_fa
 
 def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     """The driver's stream buffer holds 30 s unless set, and read() refuses a longer
-    capture: the monitor sizes it to the capture (here 45 s, on a fake whose captured second
-    takes 10 ms and which samples at 1 kHz, one of the driver's sampling_frequency values)."""
+    capture: the monitor sizes it to the capture (here 120 s, on a fake whose captured
+    second takes 10 ms and which samples at 1 kHz, one of the driver's sampling_frequency
+    values)."""
     from fake_joulescope import FakeJoulescope, MarkerWire, install
     from tinysift.device.energy import JoulescopeMonitor
 
@@ -1216,9 +1217,11 @@ def test_joulescope_monitor_sizes_the_stream_buffer_to_the_capture(monkeypatch):
     dev = FakeJoulescope(wire, sampling_frequency=1000, time_scale=0.01)
     assert dev.buffer_duration == 30  # the driver's default
     install(monkeypatch, dev)
-    mon = JoulescopeMonitor(duration_s=45.0)
+    # 1.2 s of real time, ended by stop() (no longer to run): a 45 s capture lasted 0.45 s,
+    # and this test's marker, 0.12 s in, was cut where it started 0.33 s late
+    mon = JoulescopeMonitor(duration_s=120.0)
     mon.start()
-    assert len(dev.stream_buffer) / dev.fs >= 45.0
+    assert len(dev.stream_buffer) / dev.fs >= 120.0
     time.sleep(0.02)
     ((rise, fall),) = _drive_marker(wire, [0.1])
     (w,) = mon.stop()
