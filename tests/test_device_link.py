@@ -932,7 +932,7 @@ def test_joulescope_monitor_reads_the_marker_from_gpi0(monkeypatch, model, backe
     wire = MarkerWire()
     dev = FakeJoulescope(wire, model=model, backend=backend)
     install(monkeypatch, dev)
-    mon = JoulescopeMonitor(duration_s=1.0)
+    mon = JoulescopeMonitor(duration_s=5.0)  # stop() ends it
     mon.start()
     time.sleep(0.05)
     edges = _drive_marker(wire, [0.15, 0.1])
@@ -956,7 +956,7 @@ def test_joulescope_monitor_starts_the_command_inside_the_capture(monkeypatch):
     wire = MarkerWire()
     dev = FakeJoulescope(wire, startup_s=0.3)
     install(monkeypatch, dev)
-    mon = JoulescopeMonitor(duration_s=1.0)
+    mon = JoulescopeMonitor(duration_s=5.0)  # stop() ends it
     mon.start()
     edges = _drive_marker(wire, [0.1, 0.1])  # at once, as the firmware does on `train`
     windows = mon.stop()
@@ -992,7 +992,7 @@ def test_a_cut_window_keeps_the_estimate(monkeypatch):
     wire = MarkerWire(high=True)  # features window open before the capture
     dev = FakeJoulescope(wire)
     install(monkeypatch, dev)
-    mon = JoulescopeMonitor(duration_s=1.0)
+    mon = JoulescopeMonitor(duration_s=5.0)  # stop() ends it
     mon.start()
     time.sleep(0.05)
     wire.set(False)
