@@ -191,7 +191,7 @@ def test_test_durations_adds_each_files_setup_call_and_teardown(tmp_path):
     line that only mentions a duration is not counted. Run as a script (a copy under
     tmp_path, so that it writes that copy's tests/file_durations.json, never the tree's), it
     writes them, and refuses two logs or a log without --durations lines with exit 2 and
-    nothing written."""
+    nothing written; -h and --help print its use."""
     import json
     import shutil
 
@@ -228,6 +228,9 @@ def test_test_durations_adds_each_files_setup_call_and_teardown(tmp_path):
     assert done.returncode == 2 and "Write tests/file_durations.json" in done.stderr
     done = run(str(tmp_path / "quiet.log"))
     assert done.returncode == 2 and "has no --durations lines" in done.stderr
+    for ask in ("-h", "--help"):  # read as a log's name: "cannot read --help"
+        done = run(ask)
+        assert done.returncode == 0 and "Write tests/file_durations.json" in done.stdout
     assert not out.exists()
     done = run(str(tmp_path / "d.log"))
     assert done.returncode == 0 and "(2 files, 11 s in all)" in done.stdout

@@ -30,6 +30,9 @@ def file_seconds(log: str) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):  # not a log named --help
+        print(__doc__)
+        return 0
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
