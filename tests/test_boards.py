@@ -271,6 +271,23 @@ def test_usb_id_needs_both_halves():
     assert usb_id(0x2E8A, 0x000A) == "2e8a:000a"
 
 
+def test_every_adapter_that_names_a_board_matches_its_profiles():
+    """`device list` hints `--board` only for IDs a profile lists: every USB ID ports.py names
+    as one of the project's boards is in that board's profiles (0483:3752, an ST-LINK/V2-1
+    without its drive, was named a Nucleo's port but in no Nucleo profile, so a Nucleo behind
+    it got no hint); the probes and bridges that can sit on any board, and the Pico's BOOTSEL
+    drive (no serial port), match none."""
+    from tinysift.device.ports import ADAPTERS
+
+    any_board = {"0d28:0204", "10c4:ea60", "2e8a:0003"}
+    profiles = list_boards()
+    for uid, what in ADAPTERS.items():
+        matched = boards_for(uid, profiles)
+        assert (matched == []) == (uid in any_board), (uid, what, matched)
+    nucleos = [b.name for b in profiles if b.name.startswith("nucleo_")]
+    assert boards_for("0483:3752", profiles) == nucleos == boards_for("0483:374b", profiles)
+
+
 def test_match_ports_on_pyserial_ports_orders_hints_and_records():
     """On pyserial's ListPortInfo: ports of known boards first (a board's port without a
     known adapter too), then named adapters, then the rest, each group by device name
