@@ -115,8 +115,8 @@ def cost_vs_samples(summary: dict) -> bytes:
     ax.set_title("On-device cost per training epoch")
     ax.grid(True, which="both", alpha=0.3)
     # one legend for both axes: the dotted energy lines were in none
-    (cycles, names), (energy, more) = ax.get_legend_handles_labels(), \
-        ax2.get_legend_handles_labels()
+    cycles, names = ax.get_legend_handles_labels()
+    energy, more = ax2.get_legend_handles_labels()
     ax.legend(cycles + energy, names + more, loc="upper left", fontsize=7)
     return _png(plt, fig)
 
