@@ -937,10 +937,10 @@ def test_upkeep_results_name_the_points_planned_and_the_whole_stream_row(tmp_pat
     up = UpkeepConfig(dataset="digits", buffers=(5, 10), updates=("head", "bias"),
                       policies=("coverage", "reservoir"))
     log = ProgressLog({"bench": "upkeep"}, tmp_path, "upkeep", point="point")
+    measured = {f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")}
     for policy, per_class, update in points(up):
         method, at = point_key(policy, per_class, update)
-        log.add(0, method, at, acc=0.5, acc_old=0.4, acc_new=0.6,
-                **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")},
+        log.add(0, method, at, acc=0.5, acc_old=0.4, acc_new=0.6, **measured,
                 **({"coverage_rules": 3} if method == "coverage" else {}))
     res = _results(UpkeepBenchConfig(up, seeds=1, quick=True), log, 1, 12.5)
     assert res["buffers"] == [5, 10] and res["updates"] == ["head", "bias"]
@@ -951,10 +951,8 @@ def test_upkeep_results_name_the_points_planned_and_the_whole_stream_row(tmp_pat
     text = upkeep_markdown(res)
     assert "bias" in text and text.count("| whole stream |") == 2
     # a coverage record of older rules (none named: rules 1) is no result of these rules
-    log.add(1, "coverage", "5:head", acc=0.9, acc_old=0.4, acc_new=0.6,
-            **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")})
-    log.add(1, "reservoir", "5:head", acc=0.5, acc_old=0.4, acc_new=0.6,
-            **{f: 1.0 for f in FIELDS if f not in ("acc_old", "acc_new")})
+    log.add(1, "coverage", "5:head", acc=0.9, acc_old=0.4, acc_new=0.6, **measured)
+    log.add(1, "reservoir", "5:head", acc=0.5, acc_old=0.4, acc_new=0.6, **measured)
     two = _results(UpkeepBenchConfig(up, seeds=2), log, 2, 1.0)["points"]
     assert "reservoir:5:head" in two and "coverage:5:head" not in two
 
