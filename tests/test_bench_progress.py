@@ -743,6 +743,20 @@ def test_a_machine_without_a_cpu_model_is_named_by_its_processor() -> None:
     assert machine_label({}) == "? (?, ? CPUs)"
 
 
+def test_a_machine_label_names_the_cpu_family_where_recorded() -> None:
+    """Two generations of a virtual machine's CPU can share the model name "AMD EPYC" and
+    still train to different last digits: a record that holds the family names it, so that
+    a resumed bench's rows from the two are told apart; records without one read as before."""
+    from tinysift.bench.progress import machine_label
+
+    zen5 = {"hostname": "vm", "cpu_model": "AMD EPYC", "cpus": 2,
+            "cpu_family": "AuthenticAMD family 26 model 2 stepping 1"}
+    assert machine_label(zen5) == "vm (AMD EPYC, AuthenticAMD family 26 model 2 stepping 1, 2 CPUs)"
+    older = {**zen5, "cpu_family": "AuthenticAMD family 25 model 17 stepping 1"}
+    assert machine_label(older) != machine_label(zen5)
+    assert machine_label({**zen5, "cpu_family": ""}) == "vm (AMD EPYC, 2 CPUs)"
+
+
 def test_a_record_s_numpy_numbers_are_logged_as_plain_numbers(tmp_path: Path) -> None:
     """A training's numbers come from numpy (an accuracy as float32, a count as int64):
     the record holds them as JSON numbers (json cannot write a float32) and a text value

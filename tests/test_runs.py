@@ -915,6 +915,30 @@ def test_a_stage_records_the_commit_and_the_cpu_it_ran_on(tmp_path):
         names = [line.partition(":")[2].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         assert info["machine"]["cpu_model"] == (names[0] if names else "")
+        first = cpuinfo.read_text().split("\n\n")[0]
+        family = re.search(r"^cpu family\s*:\s*(\d+)$", first, re.M)
+        if family:  # x86: the generation, which the model name may not tell
+            model = re.search(r"^model\s*:\s*(\d+)$", first, re.M).group(1)
+            assert f"family {family.group(1)} model {model} " in info["machine"]["cpu_family"]
+        else:
+            assert "cpu_family" in info["machine"]
+
+
+def test_the_cpu_family_reads_an_arm_or_an_x86_cpuinfo(monkeypatch):
+    """The family line is built from the fields each architecture's /proc/cpuinfo has, and
+    is empty where there is none (not Linux)."""
+    import tinysift.runs as runs
+
+    monkeypatch.setattr(runs, "_cpuinfo", lambda: {
+        "processor": "0", "CPU implementer": "0x41", "CPU part": "0xd0c",
+        "CPU revision": "1"})
+    assert runs._cpu_family() == "implementer 0x41 part 0xd0c revision 1"
+    monkeypatch.setattr(runs, "_cpuinfo", lambda: {
+        "vendor_id": "GenuineIntel", "cpu family": "6", "model": "143",
+        "model name": "Intel(R) Xeon(R) Processor", "stepping": "8"})
+    assert runs._cpu_family() == "GenuineIntel family 6 model 143 stepping 8"
+    monkeypatch.setattr(runs, "_cpuinfo", dict)
+    assert runs._cpu_family() == "" and runs._cpu_model() == ""
 
 
 def test_a_null_command_list_or_stage_table_is_damage(tmp_path):

@@ -108,19 +108,49 @@ def module_source_hash(modules: tuple[str, ...]) -> str:
 def machine_info() -> dict[str, Any]:
     return {"platform": platform.platform(), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "cpu_model": _cpu_model(), "cpus": os.cpu_count(), "hostname": platform.node()}
+            "cpu_model": _cpu_model(), "cpu_family": _cpu_family(), "cpus": os.cpu_count(),
+            "hostname": platform.node()}
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of Linux's /proc/cpuinfo (empty elsewhere)."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor's block ends
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
 def _cpu_model() -> str:
     """The CPU's model name (Linux /proc/cpuinfo; empty elsewhere): TF's CPU kernels differ
     between CPU generations, and so can a training's last digits."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    return _cpuinfo().get("model name", "")
+
+
+def _cpu_family() -> str:
+    """The CPU's generation as the processor states it (Linux; empty elsewhere): a virtual
+    machine's model name can be as vague as "AMD EPYC" for two generations whose trainings
+    differ in their last digits (x86: vendor, family, model, stepping; Arm: implementer,
+    part, revision)."""
+    info = _cpuinfo()
+    if "cpu family" in info:
+        return " ".join(f"{label} {info[name]}".strip() for name, label in (
+            ("vendor_id", ""), ("cpu family", "family"), ("model", "model"),
+            ("stepping", "stepping")) if name in info)
+    if "CPU implementer" in info:
+        return " ".join(f"{label} {info[name]}" for name, label in (
+            ("CPU implementer", "implementer"), ("CPU part", "part"),
+            ("CPU revision", "revision")) if name in info)
     return ""
 
 

@@ -85,9 +85,11 @@ def code_and_machine() -> dict[str, str]:
 
 def machine_label(facts: dict) -> str:
     """One line naming a machine from :func:`tinysift.runs.machine_info`'s facts (or a Dask
-    worker's): host, CPU model, CPUs."""
+    worker's): host, CPU model, the CPU's family where recorded (a model name such as "AMD
+    EPYC" can stand for two generations), CPUs."""
     cpu = facts.get("cpu_model") or facts.get("processor") or "?"
-    return f"{facts.get('hostname', '?')} ({cpu}, {facts.get('cpus', '?')} CPUs)"
+    family = f", {facts['cpu_family']}" if facts.get("cpu_family") else ""
+    return f"{facts.get('hostname', '?')} ({cpu}{family}, {facts.get('cpus', '?')} CPUs)"
 
 
 #: The fields of :func:`code_and_machine`, as :func:`origins` groups the rows by them.
