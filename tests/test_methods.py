@@ -943,7 +943,10 @@ def test_vq_gives_empty_codewords_no_quota(digits, monkeypatch):
     ("d2", {"gamma_forward": float("nan")}), ("d2", {"gamma_forward": "1"}),
     ("d2", {"gamma_reverse": -1.0}), ("d2", {"gamma_reverse": True}),
     ("prototypes", {"clusters_per_class": 0}), ("prototypes", {"switch_keep": 1.5}),
-    ("prototypes", {"switch_keep": -0.1}), ("prototypes", {"switch_keep": float("nan")})])
+    ("prototypes", {"switch_keep": -0.1}), ("prototypes", {"switch_keep": float("nan")}),
+    ("prototypes", {"switch_keep": True}), ("aum", {"threshold": True}),
+    ("vq", {"outlier_tail": "0.1"}), ("flow", {"min_cut": False}), ("vq", {"per_codewrod": 2}),
+    ("random", {"balance": 1})])
 def test_bad_selection_parameters_refused_at_construction(name, params):
     """Refused when the method is made, with the parameter named: they were a
     ZeroDivisionError or an IndexError after the proxy CNN (and flows) had trained, or (a
@@ -955,7 +958,9 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
     a text one a TypeError at fit (after the proxy CNN had trained), a negative one silently
     weighed far neighbours above near ones; prototypes' clusters_per_class of 0 would be one
     cluster and a switch_keep outside [0, 1] (or NaN) would keep the hard or the easy samples
-    at every budget."""
+    at every budget. A value of the wrong type (``--method-params`` is JSON: true where a
+    number is meant ran as 1, prototypes keeping the easy samples at every budget) and a
+    misspelt parameter (a TypeError) are refused by make_method, naming the parameter."""
     from tinysift.errors import TinysiftError
 
     with pytest.raises(TinysiftError, match=next(iter(params))):

@@ -5,6 +5,7 @@ included, and key its cache on them."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import types
 import typing
@@ -92,3 +93,62 @@ def describe_annotation(annotation) -> str:
         return f"a list of {describe_annotation(item).removeprefix('a ')}s" if item in (
             int, float, str) else "a list"
     return _TYPE_TEXT.get(origin or annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def parameter_annotations(cls: type) -> dict:
+    """The type each keyword parameter of ``cls(...)`` takes (see :func:`_init_parameters`),
+    read from its annotation or, unannotated, from its default's type; a parameter with
+    neither is left out (not checked)."""
+    found = {}
+    for p in _init_parameters(cls):
+        if p.annotation is not inspect.Parameter.empty:
+            found[p.name] = p.annotation
+        elif type(p.default) in (bool, int, float, str):
+            found[p.name] = type(p.default)
+    return found
+
+
+def _init_parameters(cls: type) -> list[inspect.Parameter]:
+    """The keyword parameters ``cls(...)`` takes (annotations evaluated where they can be),
+    those its ``**params`` pass on to a base class's ``__init__`` included; a name the
+    subclass and a base both take is the subclass's."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init, eval_str=True)
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate: its default
+            sig = inspect.signature(init)
+        for n, p in sig.parameters.items():
+            if n != "self" and n not in found and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                             p.KEYWORD_ONLY):
+                found[n] = p
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return list(found.values())
+
+
+def parameter_names(cls: type) -> set[str]:
+    """The keyword parameters ``cls(...)`` takes, those its ``**params`` pass on to a base
+    class's ``__init__`` included (flow takes vq's)."""
+    return {p.name for p in _init_parameters(cls)}
+
+
+def check_parameter_types(cls: type, params: dict, where: str) -> None:
+    """Refuse a value of ``params`` that is not of the type its parameter of ``cls(...)``
+    takes (:func:`parameter_annotations`, :func:`value_fits`): a bool where a number is
+    meant ran as 1 or 0, a number in quotes failed deep inside a fit.
+
+    Raises
+    ------
+    TinysiftError : ``"{where}: parameter {key} takes {type}, got {value!r}"``
+    """
+    from tinysift.errors import TinysiftError
+
+    annotations = parameter_annotations(cls)
+    for key, value in params.items():
+        if key in annotations and not value_fits(value, annotations[key]):
+            raise TinysiftError(f"{where}: parameter {key} takes "
+                                f"{describe_annotation(annotations[key])}, got {value!r}")

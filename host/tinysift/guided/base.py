@@ -14,7 +14,6 @@ A new method is one module in ``tinysift/guided/methods/`` that subclasses
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -23,7 +22,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.ledger import CostLedger
-from tinysift.params import describe_annotation, value_fits
+from tinysift.params import check_parameter_types, parameter_names
 
 SAMPLERS: dict[str, type[EpochSampler]] = {}
 
@@ -51,56 +50,11 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
                             + (f"its parameters: {', '.join(own)}" if own else
                                "it takes none: drop its parameters (--guided-params, or its "
                                "entry in a bench's --method-params)"))
-    annotations = parameter_annotations(SAMPLERS[name])
-    for key, value in params.items():
-        if key in annotations and not value_fits(value, annotations[key]):
-            raise TinysiftError(f"guided method {name!r}: parameter {key} takes "
-                                f"{describe_annotation(annotations[key])}, got {value!r}")
+    check_parameter_types(SAMPLERS[name], params, f"guided method {name!r}")
     try:
         return SAMPLERS[name](seed=seed, **params)
     except (TypeError, ValueError, AttributeError) as exc:
         raise TinysiftError(f"guided method {name!r}: {exc}") from exc
-
-
-def parameter_annotations(cls: type) -> dict:
-    """The type each keyword parameter of ``cls(...)`` takes (see :func:`_init_parameters`),
-    read from its annotation or, unannotated, from its default's type; a parameter with
-    neither is left out (not checked)."""
-    found = {}
-    for p in _init_parameters(cls):
-        if p.annotation is not inspect.Parameter.empty:
-            found[p.name] = p.annotation
-        elif type(p.default) in (bool, int, float, str):
-            found[p.name] = type(p.default)
-    return found
-
-
-def _init_parameters(cls: type) -> list[inspect.Parameter]:
-    """The keyword parameters ``cls(...)`` takes (annotations evaluated where they can be),
-    those its ``**params`` pass on to a base class's ``__init__`` included; a name the
-    subclass and a base both take is the subclass's."""
-    found: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            sig = inspect.signature(init, eval_str=True)
-        except Exception:  # noqa: BLE001 - an annotation that does not evaluate: its default
-            sig = inspect.signature(init)
-        for n, p in sig.parameters.items():
-            if n != "self" and n not in found and p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                                             p.KEYWORD_ONLY):
-                found[n] = p
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            break
-    return list(found.values())
-
-
-def parameter_names(cls: type) -> set[str]:
-    """The keyword parameters ``cls(...)`` takes, those its ``**params`` pass on to a base
-    class's ``__init__`` included (flow takes vq's)."""
-    return {p.name for p in _init_parameters(cls)}
 
 
 def sampler_params(name: str, **params) -> dict:
