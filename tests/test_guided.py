@@ -1848,7 +1848,8 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     it accepts, so a logged record's parameters can be passed back."""
     from tinysift.errors import TinysiftError
     from tinysift.guided import known_samplers, sampler_params
-    from tinysift.guided.base import SAMPLERS, parameter_names, stamped_params
+    from tinysift.guided.base import SAMPLERS, stamped_params
+    from tinysift.params import parameter_names
 
     with pytest.raises(TinysiftError, match=r"'flow' has no parameter judge_dimm; its "
                                             r"parameters: alpha, .*judge_dim, .*per_code"):

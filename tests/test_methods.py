@@ -967,6 +967,26 @@ def test_bad_selection_parameters_refused_at_construction(name, params):
         make_method(name, **params)
 
 
+def test_bad_condensation_parameters_refused_by_name_and_type():
+    """make_condenser checks names and types as make_method does: flow's temperature of true
+    ran as 1.0, dm's learning rate in quotes failed in the first step, a misspelt name was a
+    TypeError; a method without parameters says it takes none."""
+    from tinysift.condensation.base import make_condenser
+    from tinysift.errors import TinysiftError
+
+    with pytest.raises(TinysiftError, match=r"'flow': parameter temperature takes a number, "
+                                            r"got True"):
+        make_condenser("flow", temperature=True)
+    with pytest.raises(TinysiftError, match=r"'dm': parameter learning_rate takes a number"):
+        make_condenser("dm", learning_rate="1")
+    with pytest.raises(TinysiftError, match=r"'vq' has no parameter dimm; its parameters: "
+                                            r"dim, embedding"):
+        make_condenser("vq", dimm=3)
+    with pytest.raises(TinysiftError, match=r"'random' has no parameter dim; it takes none"):
+        make_condenser("random", dim=3)
+    assert make_condenser("flow", flow={"steps": 5}).flow.steps == 5
+
+
 def test_flow_keeps_the_dim_it_was_given():
     """get_params gives the constructor's dim back (scikit-learn's contract; a results record
     said 64 for dim=100); the flows are fit in at most MAX_DIM dimensions."""

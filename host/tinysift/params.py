@@ -136,17 +136,26 @@ def parameter_names(cls: type) -> set[str]:
     return {p.name for p in _init_parameters(cls)}
 
 
-def check_parameter_types(cls: type, params: dict, where: str) -> None:
-    """Refuse a value of ``params`` that is not of the type its parameter of ``cls(...)``
-    takes (:func:`parameter_annotations`, :func:`value_fits`): a bool where a number is
-    meant ran as 1 or 0, a number in quotes failed deep inside a fit.
+def check_parameters(cls: type, params: dict, where: str,
+                     takes_none: str = "it takes none") -> None:
+    """Refuse a name in ``params`` that ``cls(...)`` does not take (:func:`parameter_names`;
+    it was a TypeError), then a value not of the type its parameter takes
+    (:func:`parameter_annotations`, :func:`value_fits`): a bool where a number is meant ran
+    as 1 or 0, a number in quotes failed deep inside a fit.
 
     Raises
     ------
-    TinysiftError : ``"{where}: parameter {key} takes {type}, got {value!r}"``
+    TinysiftError : ``"{where} has no parameter {name}; its parameters: ..."`` (or
+        ``takes_none``), or ``"{where}: parameter {key} takes {type}, got {value!r}"``
     """
     from tinysift.errors import TinysiftError
 
+    takes = parameter_names(cls)
+    unknown = sorted(set(params) - takes)
+    if unknown:
+        own = sorted(takes - {"seed"})
+        raise TinysiftError(f"{where} has no parameter {', '.join(unknown)}; "
+                            + (f"its parameters: {', '.join(own)}" if own else takes_none))
     annotations = parameter_annotations(cls)
     for key, value in params.items():
         if key in annotations and not value_fits(value, annotations[key]):

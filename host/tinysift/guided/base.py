@@ -22,7 +22,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.ledger import CostLedger
-from tinysift.params import check_parameter_types, parameter_names
+from tinysift.params import check_parameters
 
 SAMPLERS: dict[str, type[EpochSampler]] = {}
 
@@ -42,15 +42,9 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     known = known_samplers()
     if name not in SAMPLERS:
         raise TinysiftError(f"unknown guided method {name!r}; known: {', '.join(known)}")
-    accepted = parameter_names(SAMPLERS[name])
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        own = sorted(accepted - {"seed"})
-        raise TinysiftError(f"guided method {name!r} has no parameter {', '.join(unknown)}; "
-                            + (f"its parameters: {', '.join(own)}" if own else
-                               "it takes none: drop its parameters (--guided-params, or its "
-                               "entry in a bench's --method-params)"))
-    check_parameter_types(SAMPLERS[name], params, f"guided method {name!r}")
+    check_parameters(SAMPLERS[name], params, f"guided method {name!r}",
+                     takes_none="it takes none: drop its parameters (--guided-params, or its "
+                                "entry in a bench's --method-params)")
     try:
         return SAMPLERS[name](seed=seed, **params)
     except (TypeError, ValueError, AttributeError) as exc:

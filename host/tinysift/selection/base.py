@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.params import Parameterized, check_parameter_types, is_whole, parameter_names
+from tinysift.params import Parameterized, check_parameters, is_whole
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
 
@@ -145,10 +145,5 @@ def make_method(name: str, **params) -> PruningMethod:
 
     if name not in METHODS:
         raise TinysiftError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    takes = parameter_names(METHODS[name])
-    unknown = sorted(set(params) - takes)
-    if unknown:
-        raise TinysiftError(f"method {name!r} has no parameter {', '.join(unknown)}; its "
-                            f"parameters: {', '.join(sorted(takes - {'seed'}))}")
-    check_parameter_types(METHODS[name], params, f"method {name!r}")
+    check_parameters(METHODS[name], params, f"method {name!r}")
     return METHODS[name](**params)
