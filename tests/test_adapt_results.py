@@ -436,6 +436,7 @@ def test_device_bench_replay_sets_fit_each_method_once_a_seed(digits_base: tuple
     select_seconds), the floor fits nothing, and a fit that failed fails every size of its
     method with its own error, without fitting again (each fit scores the old data)."""
     from tinysift.bench.device import DeviceBenchConfig, _replay_set
+    from tinysift.errors import TinysiftError
 
     _adapt, scn, _parts, base = digits_base
     cfg = DeviceBenchConfig(dataset="digits", new_per_class=20, test_per_class=10)
@@ -451,9 +452,9 @@ def test_device_bench_replay_sets_fit_each_method_once_a_seed(digits_base: tuple
     assert len(floor) == 0 and set(fits) == {"herding"}
     bad = DeviceBenchConfig(dataset="digits", replay_params={"herding": {"colour": "red"}})
     fits = {}
-    with pytest.raises(TypeError, match="colour") as first:
+    with pytest.raises(TinysiftError, match="herding' has no parameter colour") as first:
         _replay_set(bad, 0, "herding", 5, scn, base, fits)
-    with pytest.raises(TypeError) as again:
+    with pytest.raises(TinysiftError) as again:
         _replay_set(bad, 0, "herding", 10, scn, base, fits)
     assert again.value is first.value
 

@@ -136,28 +136,29 @@ def parameter_names(cls: type) -> set[str]:
     return {p.name for p in _init_parameters(cls)}
 
 
-def check_parameters(cls: type, params: dict, where: str,
-                     takes_none: str = "it takes none") -> None:
-    """Refuse a name in ``params`` that ``cls(...)`` does not take (:func:`parameter_names`;
-    it was a TypeError), then a value not of the type its parameter takes
-    (:func:`parameter_annotations`, :func:`value_fits`): a bool where a number is meant ran
-    as 1 or 0, a number in quotes failed deep inside a fit.
-
-    Raises
-    ------
-    TinysiftError : ``"{where} has no parameter {name}; its parameters: ..."`` (or
-        ``takes_none``), or ``"{where}: parameter {key} takes {type}, got {value!r}"``
-    """
-    from tinysift.errors import TinysiftError
-
+def unknown_parameter(cls: type, params: dict, where: str,
+                      takes_none: str = "it takes none") -> str | None:
+    """What is wrong when ``params`` names a parameter ``cls(...)`` does not take
+    (:func:`parameter_names`; it was a TypeError): ``"{where} has no parameter {name}; its
+    parameters: ..."`` (or ``takes_none`` where it takes none but the seed); None when none.
+    The caller raises it (this module sits below the error types)."""
     takes = parameter_names(cls)
     unknown = sorted(set(params) - takes)
-    if unknown:
-        own = sorted(takes - {"seed"})
-        raise TinysiftError(f"{where} has no parameter {', '.join(unknown)}; "
-                            + (f"its parameters: {', '.join(own)}" if own else takes_none))
+    if not unknown:
+        return None
+    own = sorted(takes - {"seed"})
+    return (f"{where} has no parameter {', '.join(unknown)}; "
+            + (f"its parameters: {', '.join(own)}" if own else takes_none))
+
+
+def mistyped_parameter(cls: type, params: dict, where: str) -> str | None:
+    """What is wrong when a value of ``params`` is not of the type its parameter of
+    ``cls(...)`` takes (:func:`parameter_annotations`, :func:`value_fits`: a bool where a
+    number is meant ran as 1 or 0, a number in quotes failed deep inside a fit): ``"{where}:
+    parameter {key} takes {type}, got {value!r}"``; None when every value fits."""
     annotations = parameter_annotations(cls)
     for key, value in params.items():
         if key in annotations and not value_fits(value, annotations[key]):
-            raise TinysiftError(f"{where}: parameter {key} takes "
-                                f"{describe_annotation(annotations[key])}, got {value!r}")
+            return (f"{where}: parameter {key} takes {describe_annotation(annotations[key])}, "
+                    f"got {value!r}")
+    return None

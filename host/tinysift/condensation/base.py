@@ -13,8 +13,9 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.params import Parameterized, check_parameters, is_whole
+from tinysift.params import Parameterized, is_whole
 from tinysift.scoring.context import ScoringContext
+from tinysift.selection.base import construct_checked
 
 CONDENSERS: dict[str, type[Condenser]] = {}
 
@@ -101,8 +102,7 @@ def make_condenser(name: str, **params) -> Condenser:
     if name not in CONDENSERS:
         raise TinysiftError(f"unknown condensation method {name!r}; known: "
                             f"{', '.join(sorted(CONDENSERS))}")
-    check_parameters(CONDENSERS[name], params, f"condensation method {name!r}")
-    return CONDENSERS[name](**params)
+    return construct_checked(CONDENSERS[name], f"condensation method {name!r}", **params)
 
 
 def to_uint8(x_float: np.ndarray) -> np.ndarray:

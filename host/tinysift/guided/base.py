@@ -22,7 +22,7 @@ import numpy as np
 
 from tinysift.errors import TinysiftError
 from tinysift.guided.ledger import CostLedger
-from tinysift.params import check_parameters
+from tinysift.params import mistyped_parameter, unknown_parameter
 
 SAMPLERS: dict[str, type[EpochSampler]] = {}
 
@@ -42,9 +42,13 @@ def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     known = known_samplers()
     if name not in SAMPLERS:
         raise TinysiftError(f"unknown guided method {name!r}; known: {', '.join(known)}")
-    check_parameters(SAMPLERS[name], params, f"guided method {name!r}",
-                     takes_none="it takes none: drop its parameters (--guided-params, or its "
-                                "entry in a bench's --method-params)")
+    problem = (unknown_parameter(SAMPLERS[name], params, f"guided method {name!r}",
+                                 takes_none="it takes none: drop its parameters "
+                                            "(--guided-params, or its entry in a bench's "
+                                            "--method-params)")
+               or mistyped_parameter(SAMPLERS[name], params, f"guided method {name!r}"))
+    if problem:
+        raise TinysiftError(problem)
     try:
         return SAMPLERS[name](seed=seed, **params)
     except (TypeError, ValueError, AttributeError) as exc:

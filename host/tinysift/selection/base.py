@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from tinysift.errors import BudgetError, TinysiftError
-from tinysift.params import Parameterized, check_parameters, is_whole
+from tinysift.params import Parameterized, is_whole, mistyped_parameter, unknown_parameter
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
 
@@ -145,5 +145,31 @@ def make_method(name: str, **params) -> PruningMethod:
 
     if name not in METHODS:
         raise TinysiftError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    check_parameters(METHODS[name], params, f"method {name!r}")
-    return METHODS[name](**params)
+    return construct_checked(METHODS[name], f"method {name!r}", **params)
+
+
+def construct_checked(cls: type, where: str, **params):
+    """``cls(**params)`` with its parameters checked (:mod:`tinysift.params`): a name it does
+    not take is refused first; a value the constructor refuses keeps the constructor's
+    refusal (it names the bound); a value of the wrong type is refused by its type, whether
+    the constructor failed on it (a TypeError) or took it (true as a number ran as 1).
+
+    Raises
+    ------
+    TinysiftError : ``"{where} has no parameter ..."`` or ``"{where}: parameter ... takes
+        ..."``, or the constructor's own refusal
+    """
+    problem = unknown_parameter(cls, params, where)
+    if problem:
+        raise TinysiftError(problem)
+    try:
+        made = cls(**params)
+    except (TypeError, ValueError) as exc:
+        problem = mistyped_parameter(cls, params, where)
+        if problem:
+            raise TinysiftError(problem) from exc
+        raise
+    problem = mistyped_parameter(cls, params, where)
+    if problem:
+        raise TinysiftError(problem)
+    return made
