@@ -114,6 +114,26 @@ def test_npz_with_test_split_and_names(write_npz):
     assert ds.class_names == ("cat", "dog") and len(ds.y_test) == 4
 
 
+def test_npz_with_keras_names(write_npz):
+    """Keras' load_data names (its mnist.npz: x_train, y_train, x_test, y_test) are read as
+    x and y with their test split (they were refused as "missing array 'x'"); a file that
+    mixes the two namings is refused, not read with one pair silently left out."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (30, 5, 5), dtype=np.uint8)
+    y = np.arange(30) % 3
+    ds = load_dataset(write_npz("k1.npz", x_train=x, y_train=y, x_test=x[:6], y_test=y[:6]))
+    assert np.array_equal(ds.x_train[..., 0], x) and np.array_equal(ds.y_train, y)
+    assert len(ds.y_test) == 6 and ds.num_classes == 3
+    plain = load_dataset(write_npz("k2.npz", x=x, y=y, x_test=x[:6], y_test=y[:6]))
+    assert plain.content_hash == ds.content_hash
+    with pytest.raises(DatasetError, match=r"mixes the names x/y and x_train/y_train"):
+        load_dataset(write_npz("k3.npz", x=x, y=y, x_train=x, y_train=y))
+    with pytest.raises(DatasetError, match=r"missing array 'y_train'.*Keras' names"):
+        load_dataset(write_npz("k4.npz", x_train=x))
+    with pytest.raises(DatasetError, match=r"x_train has 30 samples but y_train has 29"):
+        load_dataset(write_npz("k5.npz", x_train=x, y_train=y[:29]))
+
+
 @pytest.mark.parametrize("arrays, message", [
     (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.zeros(9, np.int64)), "same length"),
     (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.linspace(0, 1, 10)), "integer class labels"),

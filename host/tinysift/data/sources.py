@@ -297,9 +297,10 @@ def _path_is(path: Path, test: Callable[[Path], bool], name: str, fix: str) -> b
 
 
 def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
-    """The checked arrays of a user ``.npz``: ``x`` and ``y``, and ``x_test``, ``y_test`` and
-    ``class_names`` where present; images as uint8 NHWC, labels as int64 (each split's x and
-    y of one length). Every problem is a :class:`DatasetError` naming ``npz:PATH``."""
+    """The checked arrays of a user ``.npz``: ``x`` and ``y`` (or Keras' ``x_train`` and
+    ``y_train``, returned as ``x`` and ``y``), and ``x_test``, ``y_test`` and ``class_names``
+    where present; images as uint8 NHWC, labels as int64 (each split's x and y of one
+    length). Every problem is a :class:`DatasetError` naming ``npz:PATH``."""
     p = Path(path)
     name = f"npz:{path}"
     fix = "pass npz:PATH to an existing .npz file"
@@ -331,11 +332,19 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     except Exception as exc:  # noqa: BLE001 - zip, zlib, format and I/O errors alike
         raise DatasetError(f"{name}: not a readable .npz file ({exc}); save it with "
                            "np.savez(PATH, x=images, y=labels)") from None
-    for key in ("x", "y"):
+    # Keras' load_data names (its mnist.npz): x_train and y_train are the training split
+    train = ("x_train", "y_train") if ("x" not in arrays and "y" not in arrays
+                                       and {"x_train", "y_train"} & set(arrays)) else ("x", "y")
+    if train == ("x", "y") and {"x_train", "y_train"} & set(arrays):
+        raise DatasetError(f"{name}: mixes the names x/y and x_train/y_train (found "
+                           f"{sorted(arrays)}), so which arrays are the training split is "
+                           "unclear; save one pair (x_test/y_test is the test split)")
+    for key in train:
         if key not in arrays:
             raise DatasetError(
                 f"{name}: missing array {key!r} (found {sorted(arrays)}); "
-                "the file needs x (N,H,W[,C]) uint8 and y (N,) integer labels"
+                "the file needs x (N,H,W[,C]) uint8 and y (N,) integer labels (or Keras' "
+                "names, x_train and y_train)"
             )
     if "x_test" in arrays and "y_test" not in arrays:
         raise DatasetError(f"{name}: x_test is present but y_test is missing")
@@ -343,7 +352,7 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
         raise DatasetError(f"{name}: y_test is present but x_test is missing; save both, or "
                            "neither (a stratified 20% test split is then held out)")
     out = {k: v for k, v in arrays.items() if k == "class_names"}
-    for xkey, ykey in (("x", "y"), ("x_test", "y_test")):
+    for (xkey, ykey), (xout, yout) in ((train, ("x", "y")), (("x_test", "y_test"),) * 2):
         if xkey not in arrays:
             continue
         x, y = _normalize_images(arrays[xkey], name, xkey), arrays[ykey]
@@ -353,7 +362,7 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
                 f"{name}: {xkey} has {len(x)} samples but {ykey} has {len(y)}; {xkey} and "
                 f"{ykey} must have the same length"
             )
-        out[xkey], out[ykey] = x, y.astype(np.int64)
+        out[xout], out[yout] = x, y.astype(np.int64)
     return out
 
 
