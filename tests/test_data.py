@@ -180,6 +180,62 @@ def _folder_of(root, images: dict) -> str:
     return f"folder:{root}"
 
 
+def test_folder_of_train_and_test_splits(tmp_path):
+    """A folder whose only sub-folders are train/ and test/, each with a folder per class, is
+    read as its two splits (it was refused: "class folder 'test' has no images"): the
+    classes are train/'s, test/'s mapped onto them by name (its own order and a class it
+    lacks do not shift the labels), one rule for wide pixels and colour over both splits
+    (float pixels on 0..255 in train/ keep test/'s dark [0, 1] floats as they are, not x 255;
+    one colour image in test/ makes train/ RGB too), skipped files named by split. A class
+    only test/ has, or another image size, is refused; two classes named train and test with
+    their images inside stay two classes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+
+    def images(n, value=None, mode=None):
+        out = []
+        for i in range(n):
+            if mode == "F":
+                out.append((f"{i}.tif", Image.fromarray(np.full((6, 6), value, np.float32),
+                                                        "F")))
+            else:
+                arr = rng.integers(0, 255, (6, 6) + ((3,) if mode == "RGB" else ()),
+                                   dtype=np.uint8)
+                out.append((f"{i}.png", Image.fromarray(arr)))
+        return out
+
+    root = tmp_path / "split"
+    _folder_of(root / "train", {"ant": images(6), "bee": images(6), "cow": images(6)})
+    _folder_of(root / "test", {"cow": images(2), "ant": images(3)})
+    (root / "test" / "ant" / "notes.txt").write_text("x")
+    ds = load_dataset(f"folder:{root}")
+    assert ds.class_names == ("ant", "bee", "cow")
+    assert np.bincount(ds.y_train).tolist() == [6, 6, 6]
+    assert np.bincount(ds.y_test, minlength=3).tolist() == [3, 0, 2]
+    assert ds.input_shape == (6, 6, 1) and "test/ant/notes.txt (not an image type read here)" \
+        in ds.skipped
+
+    wide = tmp_path / "wide"
+    _folder_of(wide / "train", {"a": images(2, 200.0, "F"), "b": images(2, 100.0, "F")})
+    _folder_of(wide / "test", {"a": images(1, 0.5, "F"), "b": images(1, 1.0, "RGB")})
+    ds = load_dataset(f"folder:{wide}")
+    assert ds.input_shape == (6, 6, 3)  # test/'s colour image: every image RGB
+    assert ds.x_train[0].max() == 200 and ds.x_test[ds.y_test == 0].max() <= 1
+
+    _folder_of(tmp_path / "extra" / "train", {"a": images(3), "b": images(3)})
+    _folder_of(tmp_path / "extra" / "test", {"a": images(1), "c": images(1)})
+    with pytest.raises(DatasetError, match=r"test/ has class folder\(s\) 'c' that train/ lacks"):
+        load_dataset(f"folder:{tmp_path / 'extra'}")
+    _folder_of(tmp_path / "sizes" / "train", {"a": images(3), "b": images(3)})
+    _folder_of(tmp_path / "sizes" / "test", {
+        "a": [("0.png", Image.fromarray(np.zeros((5, 6), np.uint8)))]})
+    with pytest.raises(DatasetError, match=r"is 6x5 but train/'s images .* are 6x6"):
+        load_dataset(f"folder:{tmp_path / 'sizes'}")
+    named = _folder_of(tmp_path / "named", {"train": images(5), "test": images(5)})
+    assert load_dataset(named).class_names == ("test", "train")
+
+
 def test_folder_wide_pixels_keep_their_picture(tmp_path):
     """16-bit PNGs came out white (PIL's conversion to 8 bits clips at 255), float TIFFs in
     [0, 1] black in 3 channels: now scaled (value / 257, value x 255); other ranges refused."""

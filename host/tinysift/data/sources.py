@@ -414,11 +414,68 @@ def load_npz(path: str) -> Dataset:
 
 def load_folder(path: str) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class),
-    read by :func:`read_folder`, a stratified 20% held out for testing (:func:`_holdout`)."""
-    x, y, class_names, skipped = read_folder(path)
-    x_tr, y_tr, x_te, y_te = _holdout(x, y, f"folder:{path}")
-    return Dataset(f"folder:{path}", x_tr, y_tr, x_te, y_te, class_names,
+    read by :func:`read_folder`, a stratified 20% held out for testing (:func:`_holdout`);
+    or a folder of two splits, ``train/`` and ``test/``, each with one sub-folder per class
+    (the test split's classes are training classes; a class it lacks is not tested)."""
+    name = f"folder:{path}"
+    split = _split_folders(Path(path), name)
+    if split is None:
+        x, y, class_names, skipped = read_folder(path)
+        x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
+    else:
+        x_tr, y_tr, x_te, y_te, class_names, skipped = _read_split_folders(path, *split)
+    return Dataset(name, x_tr, y_tr, x_te, y_te, class_names,
                    source=str(Path(path).resolve()), skipped=skipped)
+
+
+#: the sub-folders of a folder laid out by split, as :func:`load_folder` reads it
+SPLIT_FOLDERS = ("train", "test")
+
+
+def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
+    """``root``'s ``train/`` and ``test/`` when those are its only (visible) sub-folders and
+    each holds sub-folders (its classes); None otherwise (then ``root``'s sub-folders are its
+    classes: two classes named train and test, their images directly inside, stay that)."""
+    if not _path_is(root, Path.is_dir, name, "pass folder:PATH with one sub-folder per class"):
+        return None  # read_folder says what is wrong
+    subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if sorted(subs) != sorted(SPLIT_FOLDERS):
+        return None
+    if not all(any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())
+               for s in SPLIT_FOLDERS):
+        return None
+    return subs["train"], subs["test"]
+
+
+def _read_split_folders(path: str, train: Path, test: Path):
+    """``(x_train, y_train, x_test, y_test, class names, skipped)`` of a folder of two splits:
+    the classes are train/'s, test/'s mapped onto them by name; one size, one channel rule
+    and one rule for wide pixels over both (:func:`_to_uint8`), as for one folder."""
+    name = f"folder:{path}"
+    root = Path(path)
+    parts = {split: _read_classes(folder, f"{name.rstrip('/')}/{split}", least)
+             for split, folder, least in (("train", train, 2), ("test", test, 1))}
+    (tr_images, tr_kinds, tr_paths, y_tr, names, tr_skipped) = parts["train"]
+    (te_images, te_kinds, te_paths, te_labels, te_names, te_skipped) = parts["test"]
+    extra = [n for n in te_names if n not in names]
+    if extra:
+        raise DatasetError(f"{name}: test/ has class folder(s) {', '.join(map(repr, extra))} "
+                           f"that train/ lacks (train/'s classes: {', '.join(names)}); a tested "
+                           "class must be trained: add it to train/, or remove it from test/")
+    if tr_images[0].shape[:2] != te_images[0].shape[:2]:
+        (h, w), (th, tw) = tr_images[0].shape[:2], te_images[0].shape[:2]
+        raise DatasetError(f"{name}: image {te_paths[0]} is {tw}x{th} but train/'s images "
+                           f"(the first: {tr_paths[0]}) are {w}x{h}; resize all images to one "
+                           "size")
+    x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths)
+    index = {n: i for i, n in enumerate(names)}
+    y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
+    beside = [f"{f.name} (beside train/ and test/)" for f in sorted(root.iterdir())
+              if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+              and not f.name.startswith(".")]
+    skipped = (tuple(beside) + tuple(f"train/{e}" for e in tr_skipped)
+               + tuple(f"test/{e}" for e in te_skipped))
+    return x[:len(y_tr)], y_tr, x[len(y_tr):], y_te, names, skipped
 
 
 def read_folder(path: str, min_classes: int = 2
@@ -433,8 +490,25 @@ def read_folder(path: str, min_classes: int = 2
     replicated, nothing lost). Wide pixels are scaled to 8 bits (:func:`_to_uint8`). Hidden
     files (``.name``, macOS' ``._name``) are skipped.
     """
-    root = Path(path)
     name = f"folder:{path}"
+    images, kinds, paths, labels, class_names, skipped = _read_classes(Path(path), name,
+                                                                       min_classes)
+    return _stack_images(images, kinds, name, paths), labels, class_names, skipped
+
+
+def _stack_images(images: list[np.ndarray], kinds: list[str], name: str,
+                  paths: list[Path]) -> np.ndarray:
+    """The images of :func:`_read_classes` as one uint8 NHWC array: wide pixels scaled
+    (:func:`_to_uint8`), all RGB when one is in colour (gray replicated, nothing lost)."""
+    images = _to_uint8(images, kinds, name, paths)
+    if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
+        images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
+    return np.stack(images)
+
+
+def _read_classes(root: Path, name: str, min_classes: int):
+    """``(images, kinds, paths, labels, class names, skipped entries)`` of a folder with one
+    sub-folder per class, the images as read (:func:`_read_image`), checked for one size."""
     fix = "pass folder:PATH with one sub-folder per class"
     if not _path_is(root, Path.is_dir, name, fix):
         raise DatasetError(f"{name}: not a directory; {fix}")
@@ -480,10 +554,7 @@ def read_folder(path: str, min_classes: int = 2
             kinds.append(kind)
             paths.append(f)
             labels.append(label)
-    images = _to_uint8(images, kinds, name, paths)
-    if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
-        images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
-    return (np.stack(images), np.asarray(labels, dtype=np.int64),
+    return (images, kinds, paths, np.asarray(labels, dtype=np.int64),
             tuple(d.name for d in class_dirs), tuple(skipped))
 
 
