@@ -188,7 +188,8 @@ def test_folder_of_train_and_test_splits(tmp_path):
     (float pixels on 0..255 in train/ keep test/'s dark [0, 1] floats as they are, not x 255;
     one colour image in test/ makes train/ RGB too), skipped files named by split. A class
     only test/ has, or another image size, is refused; two classes named train and test with
-    their images inside stay two classes."""
+    their images inside stay two classes; train/ by class beside a flat test/ is refused
+    naming the layout to use."""
     from PIL import Image
 
     rng = np.random.default_rng(3)
@@ -234,6 +235,11 @@ def test_folder_of_train_and_test_splits(tmp_path):
         load_dataset(f"folder:{tmp_path / 'sizes'}")
     named = _folder_of(tmp_path / "named", {"train": images(5), "test": images(5)})
     assert load_dataset(named).class_names == ("test", "train")
+    half = _folder_of(tmp_path / "half", {"test": images(2)})
+    _folder_of(tmp_path / "half" / "train", {"a": images(3), "b": images(3)})
+    with pytest.raises(DatasetError, match=r"train/ holds a folder per class but test/ does "
+                                           r"not; put test/'s images in a folder per class"):
+        load_dataset(half)
 
 
 def test_folder_wide_pixels_keep_their_picture(tmp_path):

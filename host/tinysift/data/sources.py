@@ -441,9 +441,15 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
     subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
     if sorted(subs) != sorted(SPLIT_FOLDERS):
         return None
-    if not all(any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())
-               for s in SPLIT_FOLDERS):
+    nested = [s for s in SPLIT_FOLDERS
+              if any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())]
+    if not nested:
         return None
+    if len(nested) == 1:  # one split laid out by class, the other not: neither reading fits
+        flat = next(s for s in SPLIT_FOLDERS if s not in nested)
+        raise DatasetError(f"{name}: {nested[0]}/ holds a folder per class but {flat}/ does "
+                           f"not; put {flat}/'s images in a folder per class too "
+                           f"({flat}/<class>/<image>), as in {nested[0]}/")
     return subs["train"], subs["test"]
 
 
