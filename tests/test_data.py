@@ -116,8 +116,9 @@ def test_npz_with_test_split_and_names(write_npz):
 
 def test_npz_with_keras_names(write_npz):
     """Keras' load_data names (its mnist.npz: x_train, y_train, x_test, y_test) are read as
-    x and y with their test split (they were refused as "missing array 'x'"); a file that
-    mixes the two namings is refused, not read with one pair silently left out."""
+    x and y with their test split (they were refused as "missing array 'x'"), and its
+    CIFAR-10 labels' one column (N, 1) as (N,); a file that mixes the two namings is refused,
+    not read with one pair silently left out."""
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (30, 5, 5), dtype=np.uint8)
     y = np.arange(30) % 3
@@ -130,6 +131,12 @@ def test_npz_with_keras_names(write_npz):
         load_dataset(write_npz("k3.npz", x=x, y=y, x_train=x, y_train=y))
     with pytest.raises(DatasetError, match=r"missing array 'y_train'.*Keras' names"):
         load_dataset(write_npz("k4.npz", x_train=x))
+    column = load_dataset(write_npz("k6.npz", x_train=x, y_train=y[:, None], x_test=x[:6],
+                                    y_test=y[:6, None]))  # Keras' CIFAR-10 labels are (N, 1)
+    assert column.content_hash == ds.content_hash
+    with pytest.raises(DatasetError, match=r"y must be 1-D \(N,\), got shape \(30, 3\); store "
+                                           r"one class index per sample"):
+        load_dataset(write_npz("k7.npz", x=x, y=np.stack([y] * 3, 1)))
     with pytest.raises(DatasetError, match=r"x_train has 30 samples but y_train has 29"):
         load_dataset(write_npz("k5.npz", x_train=x, y_train=y[:29]))
 

@@ -356,6 +356,8 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
         if xkey not in arrays:
             continue
         x, y = _normalize_images(arrays[xkey], name, xkey), arrays[ykey]
+        if y.ndim == 2 and y.shape[1] == 1:  # Keras' CIFAR-10 labels: one column, (N, 1)
+            y = y[:, 0]
         _check_labels(y, name, ykey)
         if len(x) != len(y):
             raise DatasetError(
@@ -695,7 +697,8 @@ def _check_labels(y: np.ndarray, name: str, key: str) -> None:
             "store class indices 0..K-1 (not one-hot, not float)"
         )
     if y.ndim != 1:
-        raise DatasetError(f"{name}: {key} must be 1-D (N,), got shape {y.shape}")
+        raise DatasetError(f"{name}: {key} must be 1-D (N,), got shape {y.shape}; store one "
+                           "class index per sample (not one-hot)")
     if len(y) and y.min() < 0:
         raise DatasetError(f"{name}: {key} has negative labels ({y.min()}); use 0..K-1")
     if len(y) and int(y.max()) > np.iinfo(np.int64).max:
