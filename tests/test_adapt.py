@@ -436,7 +436,8 @@ def test_user_folder_of_one_new_class_is_taken(tmp_path):
     single = tmp_path / "single" / "9"
     single.mkdir(parents=True)
     (root / "9" / "0.png").rename(single / "0.png")
-    with pytest.raises(DatasetError, match=r"single sample.*about 5\)$"):  # no npz advice
+    with pytest.raises(DatasetError, match=r"single sample.*about 5\), or supply the test "
+                                           r"split: train/ and test/ folders"):  # not npz's
         scenarios.user("digits", f"folder:{single.parent}")
     (tmp_path / "none").mkdir()
     with pytest.raises(DatasetError, match="found 0 class sub-folders; need at least 1"):
@@ -446,6 +447,20 @@ def test_user_folder_of_one_new_class_is_taken(tmp_path):
 
     with pytest.raises(DatasetError, match="found 1 class sub-folders; need at least 2"):
         load_dataset(spec)
+
+
+def test_user_folder_of_train_and_test_splits_is_taken_as_split(tmp_path):
+    """A user folder of train/ and test/ (a folder per class in each) is the new task's
+    training and test sets as given, each folder labelled by the class it names (one
+    class included); nothing of train/ is held out."""
+    root = tmp_path / "split"
+    _user_folder(root / "train", ["9", "8"])
+    (root / "test" / "9").mkdir(parents=True)
+    (root / "train" / "9" / "0.png").rename(root / "test" / "9" / "0.png")
+    scn = scenarios.user("digits", f"folder:{root}")
+    assert scn.new_classes == (8, 9)
+    assert np.bincount(scn.y_new, minlength=10)[8:].tolist() == [6, 5]
+    assert scn.y_test_new.tolist() == [9]
 
 
 def _corrupt_member(path):

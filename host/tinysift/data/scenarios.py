@@ -238,8 +238,9 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
 
     An ``npz:`` file (read and checked as :func:`tinysift.data.sources.load_npz` reads one)
     or a ``folder:`` of class sub-folders, each labelled by the class it names
-    (:func:`_folder_classes`), may hold any subset of the model's classes, one included (the
-    common case: one new class); without ``x_test`` a stratified 20% is held out. Another
+    (:func:`_folder_classes`; or ``train/`` and ``test/``, a folder per class in each), may
+    hold any subset of the model's classes, one included (the common case: one new class);
+    without a test split (``x_test``, ``test/``) a stratified 20% is held out. Another
     dataset name is its splits as they are."""
     from tinysift.data import load_dataset, sources
     from tinysift.data.registry import expand_user
@@ -254,6 +255,11 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     elif spec.startswith("folder:"):
         # read, not loaded as a dataset: a dataset needs 2 classes, so a folder of the one
         # new class was refused (an npz of one label was taken)
+        split = sources.read_split_folder(spec[7:], min_classes=1)
+        if split is not None:  # train/ and test/, a folder per class in each
+            x, y, x_te, y_te, names, skipped = split
+            classes = _folder_classes(spec, names, base_classes)
+            return x, classes[y], x_te, classes[y_te], skipped
         x, y, names, skipped = sources.read_folder(spec[7:], min_classes=1)
         y = _folder_classes(spec, names, base_classes)[y]
     else:
@@ -269,7 +275,8 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
             test[rng.choice(idx, size=max(1, len(idx) // 5), replace=False)] = True
     if not test.any():
         supply = (", or supply x_test/y_test in the .npz" if spec.startswith("npz:")
-                  else "")  # a folder has no place for a test split
+                  else ", or supply the test split: train/ and test/ folders, a folder per "
+                       "class in each")
         raise DatasetError(f"{spec}: every class has a single sample, so none can be held out "
                            "to test the new task (20% per class); add samples (at least 2 "
                            f"per class, about 5){supply}")

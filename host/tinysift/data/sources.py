@@ -420,12 +420,12 @@ def load_folder(path: str) -> Dataset:
     or a folder of two splits, ``train/`` and ``test/``, each with one sub-folder per class
     (the test split's classes are training classes; a class it lacks is not tested)."""
     name = f"folder:{path}"
-    split = _split_folders(Path(path), name)
+    split = read_split_folder(path)
     if split is None:
         x, y, class_names, skipped = read_folder(path)
         x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
     else:
-        x_tr, y_tr, x_te, y_te, class_names, skipped = _read_split_folders(path, *split)
+        x_tr, y_tr, x_te, y_te, class_names, skipped = split
     return Dataset(name, x_tr, y_tr, x_te, y_te, class_names,
                    source=str(Path(path).resolve()), skipped=skipped)
 
@@ -455,14 +455,20 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
     return subs["train"], subs["test"]
 
 
-def _read_split_folders(path: str, train: Path, test: Path):
-    """``(x_train, y_train, x_test, y_test, class names, skipped)`` of a folder of two splits:
-    the classes are train/'s, test/'s mapped onto them by name; one size, one channel rule
-    and one rule for wide pixels over both (:func:`_to_uint8`), as for one folder."""
+def read_split_folder(path: str, min_classes: int = 2):
+    """``(x_train, y_train, x_test, y_test, class names, skipped)`` of a folder of two splits
+    (train/ and test/, a folder per class in each; :func:`_split_folders`), or None for a
+    folder of another layout. The classes are train/'s (at least ``min_classes``), test/'s
+    mapped onto them by name; one size, one channel rule and one rule for wide pixels over
+    both (:func:`_to_uint8`), as for one folder."""
     name = f"folder:{path}"
     root = Path(path)
-    parts = {split: _read_classes(folder, f"{name.rstrip('/')}/{split}", least)
-             for split, folder, least in (("train", train, 2), ("test", test, 1))}
+    split = _split_folders(root, name)
+    if split is None:
+        return None
+    parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least)
+             for part, folder, least in (("train", split[0], min_classes),
+                                         ("test", split[1], 1))}
     (tr_images, tr_kinds, tr_paths, y_tr, names, tr_skipped) = parts["train"]
     (te_images, te_kinds, te_paths, te_labels, te_names, te_skipped) = parts["test"]
     extra = [n for n in te_names if n not in names]
