@@ -195,8 +195,8 @@ def test_folder_of_train_and_test_splits(tmp_path):
     (float pixels on 0..255 in train/ keep test/'s dark [0, 1] floats as they are, not x 255;
     one colour image in test/ makes train/ RGB too), skipped files named by split. A class
     only test/ has, or another image size, is refused; two classes named train and test with
-    their images inside stay two classes; train/ by class beside a flat test/ is refused
-    naming the layout to use."""
+    their images inside stay two classes; train/ by class beside a flat test/, or beside val/
+    (no test/, or a third split), is refused naming the layout to use."""
     from PIL import Image
 
     rng = np.random.default_rng(3)
@@ -242,11 +242,21 @@ def test_folder_of_train_and_test_splits(tmp_path):
         load_dataset(f"folder:{tmp_path / 'sizes'}")
     named = _folder_of(tmp_path / "named", {"train": images(5), "test": images(5)})
     assert load_dataset(named).class_names == ("test", "train")
+    for part in ("train", "test"):  # classes with a folder beside their images stay classes
+        (tmp_path / "named" / part / "thumbs").mkdir()
+    assert load_dataset(named).class_names == ("test", "train")
     half = _folder_of(tmp_path / "half", {"test": images(2)})
     _folder_of(tmp_path / "half" / "train", {"a": images(3), "b": images(3)})
     with pytest.raises(DatasetError, match=r"train/ holds a folder per class but test/ does "
                                            r"not; put test/'s images in a folder per class"):
         load_dataset(half)
+    for splits in (("train", "val"), ("train", "val", "test")):
+        other = tmp_path / "-".join(splits)
+        for part in splits:
+            _folder_of(other / part, {"a": images(2), "b": images(2)})
+        with pytest.raises(DatasetError, match=r"holds the split folders " + r", ".join(
+                f"{s}/" for s in sorted(splits)) + r"; tinysift reads train/ and test/"):
+            load_dataset(f"folder:{other}")
 
 
 def test_folder_wide_pixels_keep_their_picture(tmp_path):

@@ -441,10 +441,20 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
     if not _path_is(root, Path.is_dir, name, "pass folder:PATH with one sub-folder per class"):
         return None  # read_folder says what is wrong
     subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    # a split holds class folders and no image of its own (a class folder may hold a folder
+    # beside its images: skipped, and said)
+    nested = [s for s in sorted(subs)
+              if any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())
+              and not any(e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES
+                          for e in subs[s].iterdir())]
     if sorted(subs) != sorted(SPLIT_FOLDERS):
+        if "train" in subs and len(subs) >= 2 and len(nested) == len(subs):
+            # train/ and val/ (or more splits): class folders never hold folders
+            raise DatasetError(
+                f"{name}: holds the split folders {', '.join(f'{s}/' for s in sorted(subs))}"
+                "; tinysift reads train/ and test/ (the split whose accuracy it reports): "
+                "rename the held-out one to test/ (val/ -> test/), merge or move the others")
         return None
-    nested = [s for s in SPLIT_FOLDERS
-              if any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())]
     if not nested:
         return None
     if len(nested) == 1:  # one split laid out by class, the other not: neither reading fits
