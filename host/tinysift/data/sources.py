@@ -441,15 +441,12 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
     if not _path_is(root, Path.is_dir, name, "pass folder:PATH with one sub-folder per class"):
         return None  # read_folder says what is wrong
     subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
-    # a split holds class folders and no image of its own (a class folder may hold a folder
-    # beside its images: skipped, and said)
-    nested = [s for s in sorted(subs)
-              if any(e.is_dir() and not e.name.startswith(".") for e in subs[s].iterdir())
-              and not any(e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES
-                          for e in subs[s].iterdir())]
+    if "train" not in subs or len(subs) < 2:  # class folders: not listed a second time
+        return None
+    nested = [s for s in sorted(subs) if _holds_class_folders(subs[s])]
     if sorted(subs) != sorted(SPLIT_FOLDERS):
-        if "train" in subs and len(subs) >= 2 and len(nested) == len(subs):
-            # train/ and val/ (or more splits): class folders never hold folders
+        if len(nested) == len(subs):
+            # train/ and val/ (or more splits): a class folder holds images, these only folders
             raise DatasetError(
                 f"{name}: holds the split folders {', '.join(f'{s}/' for s in sorted(subs))}"
                 "; tinysift reads train/ and test/ (the split whose accuracy it reports): "
@@ -463,6 +460,22 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
                            f"not; put {flat}/'s images in a folder per class too "
                            f"({flat}/<class>/<image>), as in {nested[0]}/")
     return subs["train"], subs["test"]
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """Whether ``folder`` is a split: class folders and no image of its own (a class folder
+    may hold a folder beside its images: skipped, and said)."""
+    entries = list(folder.iterdir())
+    return (any(e.is_dir() and not e.name.startswith(".") for e in entries)
+            and not any(e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES for e in entries))
+
+
+def _stray_images(root: Path, where: str) -> list[str]:
+    """The images directly in ``root`` beside its folders, as skipped entries (``name
+    (where)``): read as no class's, and said."""
+    return [f"{f.name} ({where})" for f in sorted(root.iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            and not f.is_dir()]
 
 
 def read_split_folder(path: str, min_classes: int = 2):
@@ -494,10 +507,8 @@ def read_split_folder(path: str, min_classes: int = 2):
     x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
-    beside = [f"{f.name} (beside train/ and test/)" for f in sorted(root.iterdir())
-              if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-              and not f.name.startswith(".")]
-    skipped = (tuple(beside) + tuple(f"train/{e}" for e in tr_skipped)
+    skipped = (tuple(_stray_images(root, "beside train/ and test/"))
+               + tuple(f"train/{e}" for e in tr_skipped)
                + tuple(f"test/{e}" for e in te_skipped))
     return x[:len(y_tr)], y_tr, x[len(y_tr):], y_te, names, skipped
 
@@ -545,9 +556,7 @@ def _read_classes(root: Path, name: str, min_classes: int):
             "(one sub-folder of images per class)"
         )
     images, kinds, paths, labels, size = [], [], [], [], None
-    skipped = [f"{f.name} (beside the class folders)" for f in sorted(root.iterdir())
-               if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
-               and not f.is_dir()]
+    skipped = _stray_images(root, "beside the class folders")
     for label, cdir in enumerate(class_dirs):
         files = []
         for f in sorted(cdir.iterdir()):
