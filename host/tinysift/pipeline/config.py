@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from tinysift.errors import TinysiftError
-from tinysift.params import describe_annotation, value_fits
+from tinysift.params import describe_annotation, parameter_names, value_fits
 
 SEED_MAX = 2**31 - 1  # the CLI's --seed range: derived seeds (seed + 1, ...) stay in uint32
 
@@ -231,8 +231,6 @@ class PipelineConfig(TomlConfig):
         """Each ``method_params`` entry names a selection method and holds settings its
         constructor takes: a typo'd method was silently ignored, an unknown or ill-typed
         setting crashed the selection after the base model was trained."""
-        import inspect
-
         from tinysift.selection import METHODS, make_method
 
         for name, params in self.method_params.items():
@@ -243,10 +241,10 @@ class PipelineConfig(TomlConfig):
                 raise TinysiftError(f"method_params.{name} must be a table of {name}'s "
                                     f"settings (e.g. method_params = {{{name} = {{...}}}}), got "
                                     f"{params!r}")
-            signature = inspect.signature(METHODS[name].__init__).parameters
-            takes = sorted(k for k in signature if k not in ("self", "seed"))
+            # what the constructor takes, those its **params pass to a base class included
+            takes = sorted(parameter_names(METHODS[name]) - {"seed"})
             bad = sorted(k for k in params if k not in takes)
-            if bad and not any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+            if bad:
                 seed = " (the pipeline's seed is every method's)" if "seed" in bad else ""
                 raise TinysiftError(f"method_params.{name}: {name} has no setting "
                                     f"{', '.join(bad)}{seed}; its settings: "
