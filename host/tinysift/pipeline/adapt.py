@@ -263,8 +263,7 @@ def base_features(base: Path, x: np.ndarray) -> np.ndarray:
 def fit_replay(cfg: AdaptConfig, scn, base: Path):
     """The replay method fitted on the old training data, in the base model's feature space
     (``embedding="given"`` where the method has one); one fit serves every replay size."""
-    import inspect
-
+    from tinysift.params import parameter_names
     from tinysift.scoring import ScoringContext
     from tinysift.selection import METHODS, make_method
 
@@ -273,7 +272,7 @@ def fit_replay(cfg: AdaptConfig, scn, base: Path):
                          features=feats, progress=False)
     params = replay_method_params(cfg.replay, cfg.replay_params)
     make_method(cfg.replay)  # unknown names fail here with the list of known ones
-    if "embedding" in inspect.signature(METHODS[cfg.replay].__init__).parameters:
+    if "embedding" in parameter_names(METHODS[cfg.replay]):
         params.setdefault("embedding", "given")
     return make_method(cfg.replay, seed=cfg.seed, **params).fit(ctx)
 
