@@ -1513,13 +1513,40 @@ def test_npz_pixels_up_to_255_of_wide_types_are_read_as_bytes(write_npz):
 
 @pytest.mark.parametrize("y, message", [
     (np.array([0, 1, -1, 1] * 3), r"y has negative labels \(-1\); use 0..K-1"),
-    (np.eye(2, dtype=np.int64)[[0, 1] * 6], r"y must be 1-D \(N,\), got shape \(12, 2\)"),
-], ids=["negative", "one-hot"])
-def test_npz_labels_negative_or_one_hot_are_refused(write_npz, y, message):
-    """Negative labels and one-hot (N, K) labels are refused by name (they became a bincount
-    error and a length mismatch)."""
+    (np.array([0.0, 1.0, -1.0, 1.0] * 3), r"y has negative labels \(-1\); use 0..K-1"),
+    (np.full((12, 2), 0.5), r"y must be 1-D \(N,\), got shape \(12, 2\).*soft or "
+                            r"multi-label rows are not"),
+    (np.ones((12, 3), np.int64), r"y must be 1-D \(N,\), got shape \(12, 3\)"),
+    (np.eye(3, dtype=np.float32)[[0, 1] * 6], r"y is one-hot over 3 classes but no sample "
+                                              r"sets column\(s\) \[2\]"),
+], ids=["negative", "negative floats", "soft labels", "multi-label", "one-hot unset column"])
+def test_npz_labels_negative_soft_or_of_an_empty_class_are_refused(write_npz, y, message):
+    """Negative labels (stored as integers or as floats) and 2-D labels that are not one-hot
+    are refused by name (they became a bincount error and a length mismatch); a one-hot
+    column no training sample sets is an empty class, named as any other is (after argmax
+    a last such class would have vanished without a word)."""
     with pytest.raises(DatasetError, match=message):
         load_dataset(write_npz(x=np.zeros((len(y), 2, 2), np.uint8), y=y))
+
+
+@pytest.mark.parametrize("encode", [
+    lambda y: np.eye(3, dtype=np.float32)[y],  # Keras' to_categorical
+    lambda y: np.eye(3, dtype=np.uint8)[y],
+    lambda y: np.eye(3, dtype=bool)[y],
+    lambda y: y.astype(np.float64),  # whole numbers saved as floats (a CSV's, MATLAB's)
+], ids=["one-hot float32", "one-hot uint8", "one-hot bool", "whole floats"])
+def test_npz_labels_one_hot_or_whole_floats_are_read_as_class_indices(write_npz, encode):
+    """Labels as Keras users save them, one-hot rows or whole-number floats, are read as the
+    class indices they encode: the same dataset, hash and all, as the integer labels (they
+    were refused). A one-hot test split may leave a class out."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (30, 4, 4), dtype=np.uint8)
+    y = np.arange(30) % 3
+    plain = load_dataset(write_npz("i.npz", x=x, y=y, x_test=x[:4], y_test=np.array([0, 1] * 2)))
+    ds = load_dataset(write_npz("e.npz", x=x, y=encode(y), x_test=x[:4],
+                                y_test=encode(np.array([0, 1] * 2))))
+    assert ds.y_train.dtype == np.int64 and np.array_equal(ds.y_train, y)
+    assert ds.num_classes == 3 and ds.content_hash == plain.content_hash
 
 
 def test_a_label_equal_to_the_sample_count_is_refused_as_out_of_range(write_npz):

@@ -355,9 +355,8 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     for (xkey, ykey), (xout, yout) in ((train, ("x", "y")), (("x_test", "y_test"),) * 2):
         if xkey not in arrays:
             continue
-        x, y = _normalize_images(arrays[xkey], name, xkey), arrays[ykey]
-        if y.ndim == 2 and y.shape[1] == 1:  # Keras' CIFAR-10 labels: one column, (N, 1)
-            y = y[:, 0]
+        x, y = _normalize_images(arrays[xkey], name, xkey), _class_indices(arrays[ykey],
+                                                                            name, ykey)
         _check_labels(y, name, ykey)
         if len(x) != len(y):
             raise DatasetError(
@@ -715,15 +714,42 @@ def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
     )
 
 
+def _class_indices(y: np.ndarray, name: str, key: str) -> np.ndarray:
+    """Labels in the layouts Keras users save, as one class index per sample: a column (N, 1)
+    (Keras' CIFAR-10), one-hot rows (N, K) (``to_categorical``, float or integer: each row one
+    1 and K - 1 zeros) and floats holding whole numbers. Anything else is returned as it is,
+    for :func:`_check_labels` to refuse by name. For the training split (``key`` y or
+    y_train) a one-hot column no row sets is refused: after the conversion a last class of
+    no sample would vanish without a word, where any other empty class is named."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.shape[1] >= 2 and len(y) and y.dtype.kind in "biuf":
+        hot = y == 1
+        if (hot | (y == 0)).all() and (hot.sum(axis=1) == 1).all():
+            unset = np.flatnonzero(~hot.any(axis=0))
+            if key in ("y", "y_train") and len(unset):
+                shown = ", ".join(map(str, unset[:10].tolist()))
+                raise DatasetError(
+                    f"{name}: {key} is one-hot over {y.shape[1]} classes but no sample sets "
+                    f"column(s) [{shown}], so those classes have no training samples (empty "
+                    "class); drop those columns or add samples")
+            return np.argmax(hot, axis=1).astype(np.int64)
+    if y.dtype.kind == "f" and y.ndim == 1 and len(y) and np.isfinite(y).all() \
+            and (y == np.round(y)).all() and np.abs(y).max() < 2.0 ** 53:
+        return y.astype(np.int64)  # whole numbers stored as floats (a CSV's or MATLAB's)
+    return y
+
+
 def _check_labels(y: np.ndarray, name: str, key: str) -> None:
+    if y.ndim != 1:
+        raise DatasetError(f"{name}: {key} must be 1-D (N,), got shape {y.shape}; store one "
+                           "class index per sample (one-hot rows, one 1 and zeros each, are "
+                           "read too; soft or multi-label rows are not)")
     if not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(
             f"{name}: {key} must hold integer class labels, got dtype {y.dtype}; "
-            "store class indices 0..K-1 (not one-hot, not float)"
+            "store class indices 0..K-1 (whole numbers; one-hot rows are read too)"
         )
-    if y.ndim != 1:
-        raise DatasetError(f"{name}: {key} must be 1-D (N,), got shape {y.shape}; store one "
-                           "class index per sample (not one-hot)")
     if len(y) and y.min() < 0:
         raise DatasetError(f"{name}: {key} has negative labels ({y.min()}); use 0..K-1")
     if len(y) and int(y.max()) > np.iinfo(np.int64).max:
