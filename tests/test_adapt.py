@@ -76,6 +76,29 @@ def test_shift_keeps_the_digits_grey_levels():
     assert flat[0, 14, 14, 0] == 128
 
 
+def test_user_data_of_another_size_is_resized_when_the_new_spec_asks(write_npz, tmp_path):
+    """New data of another image size was refused with the fix left to the user: the
+    refusal now gives the spec that resizes it as it is read (``@8x8x1``, the base
+    model's input), and with that suffix the npz's and a folder's images (colour, two
+    sizes) become the base model's gray 8x8 input."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    big = write_npz("big.npz", x=rng.integers(0, 255, (40, 28, 28), np.uint8),
+                    y=np.repeat(np.arange(4), 10))
+    with pytest.raises(DatasetError, match=r"let tinysift resize it as it reads it: --new "
+                                           r"npz:.*big\.npz@8x8x1"):
+        scenarios.user("digits", big)
+    scn = scenarios.user("digits", big + "@8x8x1")
+    assert scn.x_new.shape[1:] == (8, 8, 1) and scn.x_test_new.shape[1:] == (8, 8, 1)
+    for i in range(6):
+        (tmp_path / "sevens" / "7").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20 + i, 16, 3), np.uint8)).save(
+            tmp_path / "sevens" / "7" / f"{i}.png")
+    scn = scenarios.user("digits", f"folder:{tmp_path}/sevens@8x8x1")
+    assert scn.x_new.shape[1:] == (8, 8, 1) and set(scn.y_new.tolist()) == {7}
+
+
 def test_user_data_with_wrong_shape_or_labels_is_refused(write_npz, tmp_path):
     rng = np.random.default_rng(0)
     bad_shape = write_npz("shape.npz", x=rng.integers(0, 255, (40, 28, 28), np.uint8),

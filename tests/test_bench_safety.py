@@ -226,6 +226,8 @@ def test_the_users_data_is_in_the_device_logs_key(tmp_path):
     first = user_data_key({"dataset": f"npz:{path}", "new": None})
     assert set(first["data"]) == {"dataset"}
     assert user_data_key({"dataset": f"npz:{path}"}) == first
+    # a size suffix (@4x4) is the dataset's spec, not its path: the file's bytes, as above
+    assert user_data_key({"dataset": f"npz:{path}@4x4"}) == first
     np.savez(path, x=np.ones((4, 8, 8), np.uint8), y=np.arange(4))
     assert user_data_key({"dataset": f"npz:{path}"}) != first
     (tmp_path / "imgs" / "a").mkdir(parents=True)

@@ -1774,3 +1774,66 @@ def test_folder_gray_palette_with_alpha_stays_one_channel(tmp_path):
     ds = load_dataset(name)
     assert ds.input_shape == (4, 4, 1)
     assert all(np.array_equal(a[..., 0], gray) for a in ds.x_train)
+
+
+def test_folder_of_several_image_sizes_is_resized_as_read_with_a_size_suffix(tmp_path):
+    """Photos of several sizes were refused ("resize all images to one size", the fix left
+    to the user): ``folder:PATH@HxW`` resizes each image as it is read (Pillow's bilinear
+    filter, a uniform image keeping its value exactly), and ``@HxWx1`` makes them gray by
+    ITU-R 601-2 luma as Pillow's convert("L") does, ``@HxWx3`` RGB. The refusal without a
+    suffix names it; the dataset's name keeps it, so a run records and reloads the size."""
+    from PIL import Image
+
+    from tinysift.data.registry import resolved_name
+
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (30, 40, 3), np.uint8)
+    files = {c: [(f"{i}.png", Image.fromarray(colour if i == 0 else
+                                              np.full((9 + i, 7 + 2 * i), 50 * k, np.uint8)))
+                 for i in range(5)] for k, c in enumerate("ab")}
+    files["c"] = [(f"{i}.png", Image.fromarray(np.full((8 + i, 8), 65535, np.uint16)))
+                  for i in range(5)]  # 16-bit: resized raw, then scaled to 8 bits
+    name = _folder_of(tmp_path / "photos", files)
+    with pytest.raises(DatasetError, match=r"is 9x10 but the first image .* is 40x30; resize "
+                                           r"all images to one size, or let tinysift resize "
+                                           r"them as it reads them: folder:.*photos@HxW"):
+        load_dataset(name)
+    ds = load_dataset(name + "@6x5")
+    assert ds.name == name + "@6x5" and ds.input_shape == (6, 5, 3)
+    every = np.concatenate([ds.x_train, ds.x_test])
+    first = np.asarray(Image.fromarray(colour).resize((5, 6), Image.Resampling.BILINEAR))
+    assert sum(np.abs(a.astype(int) - first).max() <= 1 for a in every) == 2  # a/0, b/0
+    assert sorted({int(a.min()) for a in every if a.min() == a.max()}) == [0, 50, 255]
+    gray = load_dataset(name + "@6x5x1")
+    assert gray.input_shape == (6, 5, 1) and gray.content_hash != ds.content_hash
+    luma = np.asarray(Image.fromarray(first).convert("L"))
+    assert any(np.abs(a[..., 0].astype(int) - luma).max() <= 1
+               for a in np.concatenate([gray.x_train, gray.x_test]))
+    assert resolved_name(f"folder:{tmp_path}/./photos@6x5x1") == name + "@6x5x1"
+
+
+def test_npz_images_are_resized_and_made_gray_or_rgb_with_a_size_suffix(write_npz, tmp_path):
+    """An npz's images are resized the same way (train and test split alike); a path that
+    exists as written (a file named ``x@4x4.npz``) is a path, not a size; sizes out of range
+    and channel counts other than 1 and 3 are refused."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (20, 16, 12), np.uint8)
+    y = np.arange(20) % 2
+    name = write_npz(x=x, y=y, x_test=x[:4], y_test=y[:4])
+    ds = load_dataset(name + "@8x6x3")
+    assert ds.x_train.shape == (20, 8, 6, 3) and ds.x_test.shape == (4, 8, 6, 3)
+    assert np.array_equal(ds.x_train[..., 0], ds.x_train[..., 2])
+    plain = load_dataset(name)
+    assert plain.input_shape == (16, 12, 1)
+    from PIL import Image
+    want = np.asarray(Image.fromarray(x[3]).resize((6, 8), Image.Resampling.BILINEAR))
+    assert np.abs(ds.x_train[3, ..., 0].astype(int) - want).max() <= 1
+    odd = tmp_path / "x@4x4.npz"
+    np.savez(odd, x=x, y=y)
+    assert load_dataset(f"npz:{odd}").input_shape == (16, 12, 1)
+    for suffix, message in (("@0x6", r"image size 0x6 is out of range; give @HxW with each "
+                                     r"side 1..1024"),
+                            ("@2000x6", "image size 2000x6 is out of range"),
+                            ("@8x6x2", r"2 channels asked for; give @HxWx1 \(gray\), @HxWx3")):
+        with pytest.raises(DatasetError, match=message):
+            load_dataset(name + suffix)

@@ -466,11 +466,14 @@ def user_data_key(specs: dict[str, str | None]) -> dict:
 
     The fingerprint hashes the bytes (of every file under a folder, with its relative path):
     any change reruns, also one the loader would not see."""
+    from tinysift.data.registry import user_data
+
     out = {}
     for option, spec in specs.items():
-        if not spec or not spec.startswith(("npz:", "folder:")):
+        user = user_data(spec) if spec else None
+        if user is None:
             continue
-        path = Path(spec.split(":", 1)[1])
+        path = Path(user[1])  # without a size suffix (@28x28: in the spec, so in the key)
         h = hashlib.sha256()
         try:
             files = ([path] if path.is_file() else

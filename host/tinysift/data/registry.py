@@ -62,7 +62,9 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     Parameters
     ----------
     name : str
-        ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, ``npz:PATH`` or ``folder:PATH``.
+        ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, ``npz:PATH`` or ``folder:PATH``
+        (either may end in ``@HxW`` or ``@HxWxC``: its images resized to H x W, and made C
+        channels, 1 gray or 3 RGB, as they are read).
     allow_download : bool
         Let Keras download a dataset that is not installed locally.
 
@@ -87,10 +89,10 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     cached = _CACHE.get(name)
     if cached is not None and cached[0] == signature:
         return cached[1]
-    if name.startswith("npz:"):
-        ds = sources.load_npz(name[4:])
-    elif name.startswith("folder:"):
-        ds = sources.load_folder(name[7:])
+    if user is not None:
+        kind, path = user
+        size = image_size(name)
+        ds = (sources.load_npz if kind == "npz" else sources.load_folder)(path, size)
     elif name in REGISTRY:
         info = REGISTRY[name]
         if name == "digits":
@@ -126,10 +128,22 @@ def _files_signature(name: str) -> tuple | None:
 
 
 def user_data(name: str) -> tuple[str, str] | None:
-    """``(kind, path)`` of a name of the user's data (``npz:PATH``, ``folder:PATH``); None
+    """``(kind, path)`` of a name of the user's data (``npz:PATH``, ``folder:PATH``, either
+    with a size suffix ``@HxW[xC]``, which ``path`` is without: :func:`image_size`); None
     for a registry name."""
     kind, sep, path = name.partition(":")
-    return (kind, path) if sep and kind in ("npz", "folder") else None
+    if not (sep and kind in ("npz", "folder")):
+        return None
+    return kind, sources.split_image_size(path, kind)[0]
+
+
+def image_size(name: str) -> sources.ImageSize | None:
+    """The size a user data name's suffix asks its images to be resized to (``npz:PATH@HxW``
+    or ``folder:PATH@HxWxC``); None without one, and for a registry name."""
+    kind, sep, path = name.partition(":")
+    if not (sep and kind in ("npz", "folder")):
+        return None
+    return sources.split_image_size(path, kind)[1]
 
 
 def expand_user(name: str) -> str:
@@ -138,7 +152,7 @@ def expand_user(name: str) -> str:
     file that exists)."""
     user = user_data(name)
     if user is not None and user[1].startswith("~"):
-        return f"{user[0]}:{os.path.expanduser(user[1])}"
+        return f"{user[0]}:{os.path.expanduser(user[1])}{_suffix(name)}"
     return name
 
 
@@ -147,8 +161,14 @@ def resolved_name(name: str) -> str:
     later stage may run from another directory); registry names unchanged."""
     user = user_data(expand_user(name))
     if user is not None:
-        return f"{user[0]}:{Path(user[1]).resolve()}"
+        return f"{user[0]}:{Path(user[1]).resolve()}{_suffix(name)}"
     return name
+
+
+def _suffix(name: str) -> str:
+    """A user data name's size suffix as written (``@28x28``), or ''."""
+    size = image_size(name)
+    return size.suffix if size is not None else ""
 
 
 def refuse_run_inside(name: str, out: str | Path, flag: str = "--out") -> None:

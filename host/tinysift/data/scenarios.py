@@ -218,9 +218,15 @@ def user(base: str, new: str, new_per_class: int | None = None, seed: int = 0) -
     x_new, y_new, x_test, y_test, skipped = _user_data(new, b.class_names)
     shape = tuple(int(d) for d in x_new.shape[1:])
     if shape != b.input_shape:
+        from tinysift.data.registry import user_data
+
+        wanted = "x".join(map(str, b.input_shape))
+        user = user_data(new)
+        how = (f", or let tinysift resize it as it reads it: --new {user[0]}:{user[1]}@{wanted}"
+               if user is not None else "")
         raise DatasetError(f"{new}: images are {'x'.join(map(str, shape))} but the "
-                           f"base model's input is {'x'.join(map(str, b.input_shape))}; "
-                           "resize the new data to the model's input shape")
+                           f"base model's input is {wanted}; resize the new data to the "
+                           f"model's input shape{how}")
     rng = np.random.default_rng(seed)
     i_new = _take_per_class(y_new, np.unique(y_new), new_per_class, rng)
     return Scenario("user", b.x_train, b.y_train, x_new[i_new], y_new[i_new],
@@ -243,24 +249,25 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     without a test split (``x_test``, ``test/``) a stratified 20% is held out. Another
     dataset name is its splits as they are."""
     from tinysift.data import load_dataset, sources
-    from tinysift.data.registry import expand_user
+    from tinysift.data.registry import expand_user, image_size, user_data
 
     spec = expand_user(spec)  # npz:~/x.npz was "file not found" (load_dataset expands it)
     skipped: tuple[str, ...] = ()
-    if spec.startswith("npz:"):
-        arrays = sources.read_npz_arrays(spec[4:])
+    user, size = user_data(spec), image_size(spec)  # the path, and its size suffix @HxW[xC]
+    if user is not None and user[0] == "npz":
+        arrays = sources.read_npz_arrays(user[1], size)
         x, y = arrays["x"], arrays["y"]
         if "x_test" in arrays:
             return x, y, arrays["x_test"], arrays["y_test"], skipped
-    elif spec.startswith("folder:"):
+    elif user is not None:
         # read, not loaded as a dataset: a dataset needs 2 classes, so a folder of the one
         # new class was refused (an npz of one label was taken)
-        split = sources.read_split_folder(spec[7:], min_classes=1)
+        split = sources.read_split_folder(user[1], min_classes=1, size=size)
         if split is not None:  # train/ and test/, a folder per class in each
             x, y, x_te, y_te, names, skipped = split
             classes = _folder_classes(spec, names, base_classes)
             return x, classes[y], x_te, classes[y_te], skipped
-        x, y, names, skipped = sources.read_folder(spec[7:], min_classes=1)
+        x, y, names, skipped = sources.read_folder(user[1], min_classes=1, size=size)
         y = _folder_classes(spec, names, base_classes)[y]
     else:
         d = load_dataset(spec)

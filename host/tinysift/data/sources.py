@@ -10,9 +10,11 @@ import gzip
 import importlib.util
 import os
 import pickle
+import re
 import zipfile
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,91 @@ CIFAR10_CLASSES = (
     "dog", "frog", "horse", "ship", "truck",
 )
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+#: ``PATH@HxW`` or ``PATH@HxWxC`` at the end of an ``npz:`` or ``folder:`` path
+_SIZE_SUFFIX = re.compile(r"@(\d+)x(\d+)(?:x(\d+))?$")
+#: the largest side a size suffix may ask for (a microcontroller's input is far smaller; a
+#: typo such as @2800x2800 would otherwise allocate gigabytes before anything else failed)
+MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """The input shape a size suffix asks for: ``height`` x ``width``, and ``channels`` (1:
+    gray, 3: RGB; None: as read)."""
+
+    height: int
+    width: int
+    channels: int | None = None
+
+    @property
+    def suffix(self) -> str:
+        """``@HxW`` or ``@HxWxC``, as written after the path."""
+        return (f"@{self.height}x{self.width}"
+                + (f"x{self.channels}" if self.channels is not None else ""))
+
+
+def split_image_size(path: str, kind: str) -> tuple[str, ImageSize | None]:
+    """``(path, size)`` of the path part of ``npz:PATH@HxW[xC]`` or ``folder:PATH@HxW[xC]``:
+    the images are resized to H x W (and made C channels) as they are read. A path that
+    exists as written (a file named ``x@8x8``) is a path, not a size; ``kind`` (npz,
+    folder) names the data in a refusal of a size out of range."""
+    match = _SIZE_SUFFIX.search(path)
+    if match is None:
+        return path, None
+    try:
+        if Path(path).exists():
+            return path, None
+    except OSError:  # a name too long: not a path as written
+        pass
+    height, width = int(match[1]), int(match[2])
+    channels = int(match[3]) if match[3] is not None else None
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise DatasetError(f"{kind}:{path}: image size {height}x{width} is out of range; give "
+                           f"@HxW with each side 1..{MAX_SIDE} (e.g. @28x28)")
+    if channels not in (None, 1, 3):
+        raise DatasetError(f"{kind}:{path}: {channels} channels asked for; give @HxWx1 "
+                           "(gray), @HxWx3 (RGB), or @HxW (channels as read)")
+    return path[:match.start()], ImageSize(height, width, channels)
+
+
+def resize_image(image: np.ndarray, size: ImageSize) -> np.ndarray:
+    """One (H, W, C) image of any numeric dtype resized to ``size``'s height and width,
+    channel by channel, by Pillow's bilinear filter (its support widens when shrinking, so a
+    large photo is averaged, not sampled); the same dtype back, integers rounded. The
+    filter's weights are not negative, so pixels stay within the image's own range."""
+    from PIL import Image
+
+    if image.shape[:2] == (size.height, size.width):
+        return image
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
+                         .resize((size.width, size.height), Image.Resampling.BILINEAR))
+              for c in range(image.shape[2])]
+    out = np.stack(planes, axis=-1)
+    if image.dtype.kind in "iu":
+        info = np.iinfo(image.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(image.dtype)
+    return out.astype(image.dtype)
+
+
+#: ITU-R 601-2 luma, the weights of Pillow's convert("L")
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def set_channels(x: np.ndarray, channels: int | None, name: str) -> np.ndarray:
+    """uint8 images (N, H, W, C) made ``channels`` channels: gray to RGB replicated, RGB (or
+    RGBA, alpha dropped) to gray by ITU-R 601-2 luma (Pillow's convert("L")); as they are
+    for None or the same count."""
+    have = x.shape[3]
+    if channels is None or have == channels:
+        return x
+    if have not in (1, 3, 4):
+        raise DatasetError(f"{name}: images of {have} channels cannot be made {channels}; "
+                           "save gray (1), RGB (3) or RGBA (4) images")
+    if channels == 3:
+        return x[..., :3] if have == 4 else np.repeat(x, 3, axis=3)
+    gray = np.rint(x[..., :3].astype(np.float64) @ _LUMA) if have >= 3 else x[..., 0]
+    return np.clip(gray, 0, 255).astype(np.uint8)[..., None]
 
 
 def load_digits() -> Dataset:
@@ -296,7 +383,7 @@ def _path_is(path: Path, test: Callable[[Path], bool], name: str, fix: str) -> b
         raise DatasetError(f"{name}: {exc.strerror or exc}; {fix}") from None
 
 
-def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
+def read_npz_arrays(path: str, size: ImageSize | None = None) -> dict[str, np.ndarray]:
     """The checked arrays of a user ``.npz``: ``x`` and ``y`` (or Keras' ``x_train`` and
     ``y_train``, returned as ``x`` and ``y``), and ``x_test``, ``y_test`` and ``class_names``
     where present; images as uint8 NHWC, labels as int64 (each split's x and y of one
@@ -357,6 +444,8 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
             continue
         x, y = _normalize_images(arrays[xkey], name, xkey), _class_indices(arrays[ykey],
                                                                             name, ykey)
+        if size is not None:
+            x = resize_images(x, size, name)
         _check_labels(y, name, ykey)
         if len(x) != len(y):
             raise DatasetError(
@@ -367,11 +456,12 @@ def read_npz_arrays(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def load_npz(path: str) -> Dataset:
+def load_npz(path: str, size: ImageSize | None = None) -> Dataset:
     """User data: an ``.npz`` with ``x`` and ``y`` (and optionally ``x_test``, ``y_test``,
-    ``class_names``). Without a test split, a stratified 20% split with seed 0 is held out."""
+    ``class_names``). Without a test split, a stratified 20% split with seed 0 is held out.
+    ``size``: the images resized as read (``npz:PATH@HxW[xC]``, :func:`split_image_size`)."""
     name = f"npz:{path}"
-    arrays = read_npz_arrays(path)
+    arrays = read_npz_arrays(path, size)
     x, y = arrays["x"], arrays["y"]
     if "x_test" in arrays:
         x_te, y_te = arrays["x_test"], arrays["y_test"]
@@ -410,22 +500,33 @@ def load_npz(path: str) -> Dataset:
     else:
         class_names = tuple(str(i) for i in range(num_classes))
     _check_nonempty_classes(y, len(class_names), name)
-    return Dataset(name, x, y, x_te, y_te, class_names, source=str(Path(path).resolve()))
+    return Dataset(name + (size.suffix if size else ""), x, y, x_te, y_te, class_names,
+                   source=str(Path(path).resolve()))
 
 
-def load_folder(path: str) -> Dataset:
+def resize_images(x: np.ndarray, size: ImageSize, name: str) -> np.ndarray:
+    """uint8 images (N, H, W, C) resized to ``size`` (:func:`resize_image`, each image) and
+    made its channels (:func:`set_channels`)."""
+    if x.shape[1:3] != (size.height, size.width):
+        x = np.stack([resize_image(image, size) for image in x])
+    return set_channels(x, size.channels, name)
+
+
+def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class),
     read by :func:`read_folder`, a stratified 20% held out for testing (:func:`_holdout`);
     or a folder of two splits, ``train/`` and ``test/``, each with one sub-folder per class
-    (the test split's classes are training classes; a class it lacks is not tested)."""
+    (the test split's classes are training classes; a class it lacks is not tested).
+    ``size``: every image resized as read (``folder:PATH@HxW[xC]``), so images of
+    several sizes are one dataset."""
     name = f"folder:{path}"
-    split = read_split_folder(path)
+    split = read_split_folder(path, size=size)
     if split is None:
-        x, y, class_names, skipped = read_folder(path)
+        x, y, class_names, skipped = read_folder(path, size=size)
         x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
     else:
         x_tr, y_tr, x_te, y_te, class_names, skipped = split
-    return Dataset(name, x_tr, y_tr, x_te, y_te, class_names,
+    return Dataset(name + (size.suffix if size else ""), x_tr, y_tr, x_te, y_te, class_names,
                    source=str(Path(path).resolve()), skipped=skipped)
 
 
@@ -477,7 +578,7 @@ def _stray_images(root: Path, where: str) -> list[str]:
             and not f.is_dir()]
 
 
-def read_split_folder(path: str, min_classes: int = 2):
+def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = None):
     """``(x_train, y_train, x_test, y_test, class names, skipped)`` of a folder of two splits
     (train/ and test/, a folder per class in each; :func:`_split_folders`), or None for a
     folder of another layout. The classes are train/'s (at least ``min_classes``), test/'s
@@ -488,7 +589,7 @@ def read_split_folder(path: str, min_classes: int = 2):
     split = _split_folders(root, name)
     if split is None:
         return None
-    parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least)
+    parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least, size)
              for part, folder, least in (("train", split[0], min_classes),
                                          ("test", split[1], 1))}
     (tr_images, tr_kinds, tr_paths, y_tr, names, tr_skipped) = parts["train"]
@@ -502,8 +603,10 @@ def read_split_folder(path: str, min_classes: int = 2):
         (h, w), (th, tw) = tr_images[0].shape[:2], te_images[0].shape[:2]
         raise DatasetError(f"{name}: image {te_paths[0]} is {tw}x{th} but train/'s images "
                            f"(the first: {tr_paths[0]}) are {w}x{h}; resize all images to one "
-                           "size")
+                           f"size, or let tinysift resize them as it reads them: {name}@HxW "
+                           "(e.g. @32x32)")
     x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths)
+    x = set_channels(x, size.channels if size else None, name)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
     skipped = (tuple(_stray_images(root, "beside train/ and test/"))
@@ -512,7 +615,7 @@ def read_split_folder(path: str, min_classes: int = 2):
     return x[:len(y_tr)], y_tr, x[len(y_tr):], y_te, names, skipped
 
 
-def read_folder(path: str, min_classes: int = 2
+def read_folder(path: str, min_classes: int = 2, size: ImageSize | None = None
                 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
     """The images of a folder with one sub-folder per class: ``(x, y, class names, skipped
     entries)``, not split. ``min_classes``: 2 for a dataset to classify; 1 for new data of a
@@ -522,12 +625,15 @@ def read_folder(path: str, min_classes: int = 2
     before ``10``). All images must share one size. Grayscale (with alpha, or a gray palette
     too) stays 1 channel unless some image is in colour: then every image becomes RGB (gray
     replicated, nothing lost). Wide pixels are scaled to 8 bits (:func:`_to_uint8`). Hidden
-    files (``.name``, macOS' ``._name``) are skipped.
+    files (``.name``, macOS' ``._name``) are skipped. ``size``: each image resized as read
+    (:func:`resize_image`), then every image made ``size.channels`` channels.
     """
     name = f"folder:{path}"
     images, kinds, paths, labels, class_names, skipped = _read_classes(Path(path), name,
-                                                                       min_classes)
-    return _stack_images(images, kinds, name, paths), labels, class_names, skipped
+                                                                       min_classes, size)
+    x = set_channels(_stack_images(images, kinds, name, paths),
+                     size.channels if size else None, name)
+    return x, labels, class_names, skipped
 
 
 def _stack_images(images: list[np.ndarray], kinds: list[str], name: str,
@@ -540,9 +646,10 @@ def _stack_images(images: list[np.ndarray], kinds: list[str], name: str,
     return np.stack(images)
 
 
-def _read_classes(root: Path, name: str, min_classes: int):
+def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | None = None):
     """``(images, kinds, paths, labels, class names, skipped entries)`` of a folder with one
-    sub-folder per class, the images as read (:func:`_read_image`), checked for one size."""
+    sub-folder per class, the images as read (:func:`_read_image`; resized to ``size`` when
+    given), checked for one size."""
     fix = "pass folder:PATH with one sub-folder per class"
     if not _path_is(root, Path.is_dir, name, fix):
         raise DatasetError(f"{name}: not a directory; {fix}")
@@ -554,7 +661,7 @@ def _read_classes(root: Path, name: str, min_classes: int):
             f"{name}: found {len(class_dirs)} class sub-folders; need at least {min_classes} "
             "(one sub-folder of images per class)"
         )
-    images, kinds, paths, labels, size = [], [], [], [], None
+    images, kinds, paths, labels, first = [], [], [], [], None
     skipped = _stray_images(root, "beside the class folders")
     for label, cdir in enumerate(class_dirs):
         files = []
@@ -575,13 +682,15 @@ def _read_classes(root: Path, name: str, min_classes: int):
                    if inside else ""))
         for f in files:
             arr, kind = _read_image(f, name)
-            if size is None:
-                size = arr.shape[:2]
-            if arr.shape[:2] != size:  # (it did not say which file the first was)
+            if size is not None:
+                arr = resize_image(arr, size)
+            if first is None:
+                first = arr.shape[:2]
+            if arr.shape[:2] != first:  # (it did not say which file the first was)
                 raise DatasetError(
                     f"{name}: image {f} is {arr.shape[1]}x{arr.shape[0]} but the first image "
-                    f"({paths[0]}) is {size[1]}x{size[0]}; resize all images "
-                    "to one size")
+                    f"({paths[0]}) is {first[1]}x{first[0]}; resize all images to one size, "
+                    f"or let tinysift resize them as it reads them: {name}@HxW (e.g. @32x32)")
             images.append(arr)
             kinds.append(kind)
             paths.append(f)
