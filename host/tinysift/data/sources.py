@@ -21,6 +21,7 @@ import numpy as np
 
 from tinysift.data.dataset import IMAGE_SUFFIXES, Dataset
 from tinysift.errors import DatasetError
+from tinysift.progress import progress_bar
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
@@ -661,8 +662,8 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
             f"{name}: found {len(class_dirs)} class sub-folders; need at least {min_classes} "
             "(one sub-folder of images per class)"
         )
-    images, kinds, paths, labels, first = [], [], [], [], None
     skipped = _stray_images(root, "beside the class folders")
+    listed: list[tuple[int, Path]] = []  # (label, image file): all listed before any is read
     for label, cdir in enumerate(class_dirs):
         files = []
         for f in sorted(cdir.iterdir()):
@@ -680,8 +681,13 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
                 f"{name}: class folder {cdir.name!r} has no images (empty class)"
                 + (f"; it holds {'; '.join(inside[:3])}: put the images directly in it"
                    if inside else ""))
-        for f in files:
-            arr, kind = _read_image(f, name)
+        listed += [(label, f) for f in files]
+    images, kinds, paths, labels, first = [], [], [], [], None
+    # a bar: thousands of photos take minutes to decode (shown on a terminal only)
+    with progress_bar(len(listed) >= 500, len(listed), f"reading {root.name or root}",
+                      "images") as bar:
+        for label, f in listed:
+            arr, kind = _read_image(f, name, size)
             if size is not None:
                 arr = resize_image(arr, size)
             if first is None:
@@ -695,6 +701,7 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
             kinds.append(kind)
             paths.append(f)
             labels.append(label)
+            bar.update(len(paths))
     return (images, kinds, paths, np.asarray(labels, dtype=np.int64),
             tuple(d.name for d in class_dirs), tuple(skipped))
 
@@ -703,14 +710,20 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
 _WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
 
-def _read_image(path: Path, name: str) -> tuple[np.ndarray, str]:
+def _read_image(path: Path, name: str, size: ImageSize | None = None
+                ) -> tuple[np.ndarray, str]:
     """One image (H, W, 1 or 3) and its kind: ``u8`` (uint8, as used), ``u16`` (16-bit
     modes), ``int`` (32-bit integers) or ``float``, raw, for :func:`_to_uint8`. Gray with
-    alpha and gray palettes stay one channel (alpha dropped), other modes become RGB."""
+    alpha and gray palettes stay one channel (alpha dropped), other modes become RGB.
+    ``size``: the size it will be resized to; a JPEG is then decoded at the smallest of its
+    reduced scales (1/2, 1/4, 1/8) still at least that size (about 10x faster for a phone
+    photo resized to 32x32; pixels within a few levels of the full decode's)."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            if size is not None:
+                im.draft(None, (size.width, size.height))  # a no-op but for JPEG
             if im.mode in ("1", "L", "LA", "La"):
                 return np.asarray(im.convert("L"), dtype=np.uint8)[..., None], "u8"
             if im.mode not in _WIDE_MODES:
