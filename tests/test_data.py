@@ -1856,3 +1856,32 @@ def test_folder_jpegs_resized_as_read_match_a_full_decode(tmp_path):
     assert ds.input_shape == (12, 16, 3)
     assert np.abs(ds.x_train.astype(int) - full).max() <= 4
     assert load_dataset(name + "@200x300").input_shape == (200, 300, 3)
+
+
+def test_a_registry_dataset_at_another_size_is_named_with_a_size_suffix():
+    """``digits@16x16`` is the registry dataset with both splits resized (a smaller input
+    fits a smaller board; ``x3`` makes it RGB), named so that a run records and reloads it;
+    a typo keeps the suffix in its hint, and a path without its prefix is told the prefix
+    with the suffix kept."""
+    from PIL import Image
+
+    digits = load_dataset("digits")
+    big = load_dataset("digits@16x16")
+    assert big.name == "digits@16x16" and big.input_shape == (16, 16, 1)
+    assert len(big.y_test) == len(digits.y_test) and np.array_equal(big.y_train, digits.y_train)
+    want = np.asarray(Image.fromarray(digits.x_test[5, ..., 0]).resize(
+        (16, 16), Image.Resampling.BILINEAR))
+    assert np.abs(big.x_test[5, ..., 0].astype(int) - want).max() <= 1
+    rgb = load_dataset("digits@16x16x3")
+    assert rgb.input_shape == (16, 16, 3) and np.array_equal(rgb.x_train[..., 1:2], big.x_train)
+    with pytest.raises(DatasetError, match=r"unknown dataset 'digts@16x16' \(did you mean "
+                                           r"digits@16x16\?\)"):
+        load_dataset("digts@16x16")
+    with pytest.raises(DatasetError, match=r"mnist@4x4x2: 2 channels asked for"):
+        load_dataset("mnist@4x4x2")
+
+
+def test_a_folder_without_its_prefix_is_told_the_prefix_with_its_size_kept(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(DatasetError, match=r"\(a folder of images: pass folder:.*imgs@8x8\)"):
+        load_dataset(f"{tmp_path}/imgs@8x8")

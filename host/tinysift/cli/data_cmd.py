@@ -34,8 +34,9 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout
                       "[green]yes[/]" if ok else "[red]no[/]", info.install_hint)
     table.add_row("npz:PATH", "any", "-", "-", "user data", "x, y [, x_test, y_test]")
     table.add_row("folder:PATH", "any", "-", "-", "user data", "one sub-folder per class")
-    table.caption = ("npz:PATH@HxW, folder:PATH@HxWxC: the images resized to H x W (and made "
-                     "C channels, 1 gray or 3 RGB) as they are read")
+    table.caption = ("any name may end in @HxW or @HxWxC (mnist@14x14, folder:PATH@32x32x1): "
+                     "the images resized to H x W (and made C channels, 1 gray or 3 RGB) as "
+                     "they are read")
     console.print(table)
 
 

@@ -63,7 +63,7 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     ----------
     name : str
         ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, ``npz:PATH`` or ``folder:PATH``
-        (either may end in ``@HxW`` or ``@HxWxC``: its images resized to H x W, and made C
+        (any may end in ``@HxW`` or ``@HxWxC``: its images resized to H x W, and made C
         channels, 1 gray or 3 RGB, as they are read).
     allow_download : bool
         Let Keras download a dataset that is not installed locally.
@@ -93,12 +93,14 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
         kind, path = user
         size = image_size(name)
         ds = (sources.load_npz if kind == "npz" else sources.load_folder)(path, size)
-    elif name in REGISTRY:
-        info = REGISTRY[name]
-        if name == "digits":
-            ds = info.loader()
+    elif registry_name(name) in REGISTRY:
+        base, size = registry_name(name), registry_size(name)
+        if size is not None:
+            ds = sources.resized(load_dataset(base, allow_download), size, name)
+        elif name == "digits":
+            ds = REGISTRY[name].loader()
         else:
-            ds = info.loader(allow_download=allow_download)
+            ds = REGISTRY[name].loader(allow_download=allow_download)
     else:
         known = ", ".join(list(REGISTRY) + ["npz:PATH", "folder:PATH"])
         raise DatasetError(f"unknown dataset {name!r}{_did_you_mean(name)}; known datasets: "
@@ -163,6 +165,24 @@ def resolved_name(name: str) -> str:
     if user is not None:
         return f"{user[0]}:{Path(user[1]).resolve()}{_suffix(name)}"
     return name
+
+
+def registry_name(name: str) -> str:
+    """The registry dataset a name reads (``fashion-mnist`` of ``fashion-mnist@14x14``); the
+    name itself when it has no size suffix, or is the user's data."""
+    if user_data(name) is not None:
+        return name
+    match = sources.SIZE_SUFFIX.search(name)
+    return name[:match.start()] if match is not None else name
+
+
+def registry_size(name: str) -> sources.ImageSize | None:
+    """The size a registry name's suffix asks for (``mnist@14x14``: 14 x 14); None without
+    one, and for the user's data (:func:`image_size`)."""
+    base = registry_name(name)
+    if base == name or base not in REGISTRY:
+        return None
+    return sources.split_image_size(name)[1]
 
 
 def _suffix(name: str) -> str:
@@ -230,17 +250,29 @@ def dataset_slug(name: str) -> str:
 
 def _did_you_mean(name: str) -> str:
     """A hint for an unknown dataset name: the prefix a path of the user's data needs, or
-    the registered name it is a typo of (empty when neither)."""
+    the registered name it is a typo of (empty when neither); a size suffix (``@14x14``)
+    is kept in the hint, not matched."""
     import difflib
 
-    path = Path(name)
+    base, size = name, ""
+    match = sources.SIZE_SUFFIX.search(name)
+    if match is not None and not _exists(name):
+        base, size = name[:match.start()], match.group(0)
+    path = Path(base)
     try:  # '' is the current folder; a name over 255 bytes is an OSError, not False
-        folder, file = bool(name) and path.is_dir(), bool(name) and path.is_file()
+        folder, file = bool(base) and path.is_dir(), bool(base) and path.is_file()
     except OSError:
         folder = file = False
     if folder:
         return f" (a folder of images: pass folder:{name})"
     if path.suffix == ".npz" or file:
         return f" (a .npz file: pass npz:{name})"
-    close = difflib.get_close_matches(name.lower(), list(REGISTRY), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = difflib.get_close_matches(base.lower(), list(REGISTRY), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}{size}?)" if close else ""
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError:  # a name over 255 bytes
+        return False

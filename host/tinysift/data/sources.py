@@ -35,7 +35,7 @@ CIFAR10_CLASSES = (
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
 #: ``PATH@HxW`` or ``PATH@HxWxC`` at the end of an ``npz:`` or ``folder:`` path
-_SIZE_SUFFIX = re.compile(r"@(\d+)x(\d+)(?:x(\d+))?$")
+SIZE_SUFFIX = re.compile(r"@(\d+)x(\d+)(?:x(\d+))?$")
 #: the largest side a size suffix may ask for (a microcontroller's input is far smaller; a
 #: typo such as @2800x2800 would otherwise allocate gigabytes before anything else failed)
 MAX_SIDE = 1024
@@ -57,28 +57,31 @@ class ImageSize:
                 + (f"x{self.channels}" if self.channels is not None else ""))
 
 
-def split_image_size(path: str, kind: str) -> tuple[str, ImageSize | None]:
-    """``(path, size)`` of the path part of ``npz:PATH@HxW[xC]`` or ``folder:PATH@HxW[xC]``:
-    the images are resized to H x W (and made C channels) as they are read. A path that
-    exists as written (a file named ``x@8x8``) is a path, not a size; ``kind`` (npz,
-    folder) names the data in a refusal of a size out of range."""
-    match = _SIZE_SUFFIX.search(path)
+def split_image_size(text: str, kind: str | None = None) -> tuple[str, ImageSize | None]:
+    """``(text, size)`` of ``text`` cut before a size suffix ``@HxW`` or ``@HxWxC`` (the
+    images are resized to H x W, and made C channels, as they are read); the size None
+    without one. ``kind`` (npz, folder): ``text`` is the path part of ``npz:PATH@HxW`` or
+    ``folder:PATH@HxW``, and a path that exists as written (a file named ``x@8x8``) is a
+    path, not a size; None: ``text`` is a registry name (``mnist@14x14``)."""
+    match = SIZE_SUFFIX.search(text)
     if match is None:
-        return path, None
-    try:
-        if Path(path).exists():
-            return path, None
-    except OSError:  # a name too long: not a path as written
-        pass
+        return text, None
+    if kind is not None:
+        try:
+            if Path(text).exists():
+                return text, None
+        except OSError:  # a name too long: not a path as written
+            pass
+    where = f"{kind}:{text}" if kind is not None else text
     height, width = int(match[1]), int(match[2])
     channels = int(match[3]) if match[3] is not None else None
     if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-        raise DatasetError(f"{kind}:{path}: image size {height}x{width} is out of range; give "
+        raise DatasetError(f"{where}: image size {height}x{width} is out of range; give "
                            f"@HxW with each side 1..{MAX_SIDE} (e.g. @28x28)")
     if channels not in (None, 1, 3):
-        raise DatasetError(f"{kind}:{path}: {channels} channels asked for; give @HxWx1 "
+        raise DatasetError(f"{where}: {channels} channels asked for; give @HxWx1 "
                            "(gray), @HxWx3 (RGB), or @HxW (channels as read)")
-    return path[:match.start()], ImageSize(height, width, channels)
+    return text[:match.start()], ImageSize(height, width, channels)
 
 
 def resize_image(image: np.ndarray, size: ImageSize) -> np.ndarray:
@@ -503,6 +506,14 @@ def load_npz(path: str, size: ImageSize | None = None) -> Dataset:
     _check_nonempty_classes(y, len(class_names), name)
     return Dataset(name + (size.suffix if size else ""), x, y, x_te, y_te, class_names,
                    source=str(Path(path).resolve()))
+
+
+def resized(ds: Dataset, size: ImageSize, name: str) -> Dataset:
+    """``ds`` with both splits' images resized to ``size`` (:func:`resize_images`), named
+    ``name`` (``mnist@14x14``): a registry dataset at another input size."""
+    return Dataset(name, resize_images(ds.x_train, size, name), ds.y_train,
+                   resize_images(ds.x_test, size, name), ds.y_test, ds.class_names,
+                   source=ds.source, skipped=ds.skipped)
 
 
 def resize_images(x: np.ndarray, size: ImageSize, name: str) -> np.ndarray:
