@@ -256,7 +256,7 @@ def _did_you_mean(name: str) -> str:
 
     base, size = name, ""
     match = sources.SIZE_SUFFIX.search(name)
-    if match is not None and not _exists(name):
+    if match is not None and not sources.exists_as_written(name):
         base, size = name[:match.start()], match.group(0)
     path = Path(base)
     try:  # '' is the current folder; a name over 255 bytes is an OSError, not False
@@ -269,10 +269,3 @@ def _did_you_mean(name: str) -> str:
         return f" (a .npz file: pass npz:{name})"
     close = difflib.get_close_matches(base.lower(), list(REGISTRY), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}{size}?)" if close else ""
-
-
-def _exists(path: str) -> bool:
-    try:
-        return Path(path).exists()
-    except OSError:  # a name over 255 bytes
-        return False

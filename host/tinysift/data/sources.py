@@ -66,12 +66,8 @@ def split_image_size(text: str, kind: str | None = None) -> tuple[str, ImageSize
     match = SIZE_SUFFIX.search(text)
     if match is None:
         return text, None
-    if kind is not None:
-        try:
-            if Path(text).exists():
-                return text, None
-        except OSError:  # a name too long: not a path as written
-            pass
+    if kind is not None and exists_as_written(text):
+        return text, None
     where = f"{kind}:{text}" if kind is not None else text
     height, width = int(match[1]), int(match[2])
     channels = int(match[3]) if match[3] is not None else None
@@ -82,6 +78,15 @@ def split_image_size(text: str, kind: str | None = None) -> tuple[str, ImageSize
         raise DatasetError(f"{where}: {channels} channels asked for; give @HxWx1 "
                            "(gray), @HxWx3 (RGB), or @HxW (channels as read)")
     return text[:match.start()], ImageSize(height, width, channels)
+
+
+def exists_as_written(path: str) -> bool:
+    """Whether ``path`` names a file or folder as it is written (a name over 255 bytes, an
+    OSError, does not)."""
+    try:
+        return Path(path).exists()
+    except OSError:
+        return False
 
 
 def resize_image(image: np.ndarray, size: ImageSize) -> np.ndarray:
