@@ -195,8 +195,8 @@ def test_folder_of_train_and_test_splits(tmp_path):
     (float pixels on 0..255 in train/ keep test/'s dark [0, 1] floats as they are, not x 255;
     one colour image in test/ makes train/ RGB too), skipped files named by split. A class
     only test/ has, or another image size, is refused; two classes named train and test with
-    their images inside stay two classes; train/ by class beside a flat test/, or beside val/
-    (no test/, or a third split), is refused naming the layout to use."""
+    their images inside stay two classes; train/ by class beside a flat test/, or beside two
+    held-out splits (val/ and test/), is refused naming the layout to use."""
     from PIL import Image
 
     rng = np.random.default_rng(3)
@@ -250,13 +250,36 @@ def test_folder_of_train_and_test_splits(tmp_path):
     with pytest.raises(DatasetError, match=r"train/ holds a folder per class but test/ does "
                                            r"not; put test/'s images in a folder per class"):
         load_dataset(half)
-    for splits in (("train", "val"), ("train", "val", "test")):
-        other = tmp_path / "-".join(splits)
-        for part in splits:
-            _folder_of(other / part, {"a": images(2), "b": images(2)})
-        with pytest.raises(DatasetError, match=r"holds the split folders " + r", ".join(
-                f"{s}/" for s in sorted(splits)) + r"; tinysift reads train/ and test/"):
-            load_dataset(f"folder:{other}")
+    three = tmp_path / "three"
+    for part in ("train", "val", "test"):
+        _folder_of(three / part, {"a": images(2), "b": images(2)})
+    with pytest.raises(DatasetError, match=r"holds the split folders test/, train/, val/; "
+                                           r"tinysift reads train/ and one held-out split"):
+        load_dataset(f"folder:{three}")
+
+
+@pytest.mark.parametrize("held_out", ["val", "validation"])
+def test_folder_of_train_and_val_splits_tests_on_val(tmp_path, held_out):
+    """train/ beside val/ (Keras' and ImageNet's layout; or validation/, valid/) was refused
+    with "rename val/ to test/": val/ is now the held-out split, read as test/ is, and named
+    in what is said of it (a skipped file, a class train/ lacks)."""
+    from PIL import Image
+
+    def images(n):
+        return [(f"{i}.png", Image.fromarray(np.full((4, 4), 9 * i, np.uint8)))
+                for i in range(n)]
+
+    root = tmp_path / "kaggle"
+    _folder_of(root / "train", {"a": images(4), "b": images(4)})
+    _folder_of(root / held_out, {"b": images(3)})
+    (root / held_out / "b" / "notes.txt").write_text("x")
+    ds = load_dataset(f"folder:{root}")
+    assert ds.class_names == ("a", "b") and ds.y_test.tolist() == [1, 1, 1]
+    assert f"{held_out}/b/notes.txt (not an image type read here)" in ds.skipped
+    _folder_of(root / held_out, {"c": images(1)})
+    with pytest.raises(DatasetError, match=rf"{held_out}/ has class folder\(s\) 'c' that "
+                                           rf"train/ lacks.*remove it from {held_out}/"):
+        load_dataset(f"folder:{root}")
 
 
 def test_folder_wide_pixels_keep_their_picture(tmp_path):

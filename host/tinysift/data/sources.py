@@ -532,8 +532,9 @@ def resize_images(x: np.ndarray, size: ImageSize, name: str) -> np.ndarray:
 def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
     """User data: a folder with one sub-folder of images per class (sub-folder name = class),
     read by :func:`read_folder`, a stratified 20% held out for testing (:func:`_holdout`);
-    or a folder of two splits, ``train/`` and ``test/``, each with one sub-folder per class
-    (the test split's classes are training classes; a class it lacks is not tested).
+    or a folder of two splits, ``train/`` and ``test/`` (or ``val/``, ``valid/``,
+    ``validation/``), each with one sub-folder per class (the test split's classes are
+    training classes; a class it lacks is not tested).
     ``size``: every image resized as read (``folder:PATH@HxW[xC]``), so images of
     several sizes are one dataset."""
     name = f"folder:{path}"
@@ -547,36 +548,40 @@ def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
                    source=str(Path(path).resolve()), skipped=skipped)
 
 
-#: the sub-folders of a folder laid out by split, as :func:`load_folder` reads it
-SPLIT_FOLDERS = ("train", "test")
+#: the names of the held-out split beside ``train/`` in a folder laid out by split (the one
+#: whose accuracy is reported): Keras' and ImageNet's layouts name it val/ or validation/
+HELD_OUT_FOLDERS = ("test", "val", "valid", "validation")
 
 
 def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
-    """``root``'s ``train/`` and ``test/`` when those are its only (visible) sub-folders and
-    each holds sub-folders (its classes); None otherwise (then ``root``'s sub-folders are its
-    classes: two classes named train and test, their images directly inside, stay that)."""
+    """``root``'s ``train/`` and its held-out split (``test/``, or ``val/``, ``valid/``,
+    ``validation/``) when those two are its only (visible) sub-folders and each holds
+    sub-folders (its classes); None otherwise (then ``root``'s sub-folders are its classes:
+    two classes named train and test, their images directly inside, stay that)."""
     if not _path_is(root, Path.is_dir, name, "pass folder:PATH with one sub-folder per class"):
         return None  # read_folder says what is wrong
     subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
     if "train" not in subs or len(subs) < 2:  # class folders: not listed a second time
         return None
     nested = [s for s in sorted(subs) if _holds_class_folders(subs[s])]
-    if sorted(subs) != sorted(SPLIT_FOLDERS):
+    held_out = [s for s in subs if s in HELD_OUT_FOLDERS]
+    if len(subs) != 2 or len(held_out) != 1:
         if len(nested) == len(subs):
-            # train/ and val/ (or more splits): a class folder holds images, these only folders
+            # train/, val/ and test/ (or a split of another name): a class folder holds
+            # images, these only folders
             raise DatasetError(
                 f"{name}: holds the split folders {', '.join(f'{s}/' for s in sorted(subs))}"
-                "; tinysift reads train/ and test/ (the split whose accuracy it reports): "
-                "rename the held-out one to test/ (val/ -> test/), merge or move the others")
+                "; tinysift reads train/ and one held-out split (test/, or val/: the split "
+                "whose accuracy it reports): merge or move the others")
         return None
     if not nested:
         return None
     if len(nested) == 1:  # one split laid out by class, the other not: neither reading fits
-        flat = next(s for s in SPLIT_FOLDERS if s not in nested)
+        flat = next(s for s in ("train", held_out[0]) if s not in nested)
         raise DatasetError(f"{name}: {nested[0]}/ holds a folder per class but {flat}/ does "
                            f"not; put {flat}/'s images in a folder per class too "
                            f"({flat}/<class>/<image>), as in {nested[0]}/")
-    return subs["train"], subs["test"]
+    return subs["train"], subs[held_out[0]]
 
 
 def _holds_class_folders(folder: Path) -> bool:
@@ -597,25 +602,27 @@ def _stray_images(root: Path, where: str) -> list[str]:
 
 def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = None):
     """``(x_train, y_train, x_test, y_test, class names, skipped)`` of a folder of two splits
-    (train/ and test/, a folder per class in each; :func:`_split_folders`), or None for a
-    folder of another layout. The classes are train/'s (at least ``min_classes``), test/'s
-    mapped onto them by name; one size, one channel rule and one rule for wide pixels over
-    both (:func:`_to_uint8`), as for one folder."""
+    (train/ and test/ or val/, a folder per class in each; :func:`_split_folders`), or None
+    for a folder of another layout. The classes are train/'s (at least ``min_classes``), the
+    held-out split's mapped onto them by name; one size, one channel rule and one rule for
+    wide pixels over both (:func:`_to_uint8`), as for one folder."""
     name = f"folder:{path}"
     root = Path(path)
     split = _split_folders(root, name)
     if split is None:
         return None
+    test = split[1].name  # test, or val, valid, validation
     parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least, size)
              for part, folder, least in (("train", split[0], min_classes),
-                                         ("test", split[1], 1))}
+                                         (test, split[1], 1))}
     (tr_images, tr_kinds, tr_paths, y_tr, names, tr_skipped) = parts["train"]
-    (te_images, te_kinds, te_paths, te_labels, te_names, te_skipped) = parts["test"]
+    (te_images, te_kinds, te_paths, te_labels, te_names, te_skipped) = parts[test]
     extra = [n for n in te_names if n not in names]
     if extra:
-        raise DatasetError(f"{name}: test/ has class folder(s) {', '.join(map(repr, extra))} "
-                           f"that train/ lacks (train/'s classes: {', '.join(names)}); a tested "
-                           "class must be trained: add it to train/, or remove it from test/")
+        raise DatasetError(f"{name}: {test}/ has class folder(s) "
+                           f"{', '.join(map(repr, extra))} that train/ lacks (train/'s "
+                           f"classes: {', '.join(names)}); a tested class must be trained: add "
+                           f"it to train/, or remove it from {test}/")
     if tr_images[0].shape[:2] != te_images[0].shape[:2]:
         (h, w), (th, tw) = tr_images[0].shape[:2], te_images[0].shape[:2]
         raise DatasetError(f"{name}: image {te_paths[0]} is {tw}x{th} but train/'s images "
@@ -626,9 +633,9 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
     x = set_channels(x, size.channels if size else None, name)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
-    skipped = (tuple(_stray_images(root, "beside train/ and test/"))
+    skipped = (tuple(_stray_images(root, f"beside train/ and {test}/"))
                + tuple(f"train/{e}" for e in tr_skipped)
-               + tuple(f"test/{e}" for e in te_skipped))
+               + tuple(f"{test}/{e}" for e in te_skipped))
     return x[:len(y_tr)], y_tr, x[len(y_tr):], y_te, names, skipped
 
 
