@@ -34,7 +34,7 @@ CIFAR10_CLASSES = (
 )
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
-#: ``PATH@HxW`` or ``PATH@HxWxC`` at the end of an ``npz:`` or ``folder:`` path
+#: ``@HxW`` or ``@HxWxC`` at the end of a dataset name (``mnist@14x14``, ``npz:PATH@8x8``)
 SIZE_SUFFIX = re.compile(r"@(\d+)x(\d+)(?:x(\d+))?$")
 #: the largest side a size suffix may ask for (a microcontroller's input is far smaller; a
 #: typo such as @2800x2800 would otherwise allocate gigabytes before anything else failed)
@@ -453,14 +453,14 @@ def read_npz_arrays(path: str, size: ImageSize | None = None) -> dict[str, np.nd
             continue
         x, y = _normalize_images(arrays[xkey], name, xkey), _class_indices(arrays[ykey],
                                                                             name, ykey)
-        if size is not None:
-            x = resize_images(x, size, name)
         _check_labels(y, name, ykey)
         if len(x) != len(y):
             raise DatasetError(
                 f"{name}: {xkey} has {len(x)} samples but {ykey} has {len(y)}; {xkey} and "
                 f"{ykey} must have the same length"
             )
+        if size is not None:  # after the checks: a refused file costs no resizing
+            x = resize_images(x, size, name)
         out[xout], out[yout] = x, y.astype(np.int64)
     return out
 
