@@ -1908,3 +1908,27 @@ def test_a_folder_without_its_prefix_is_told_the_prefix_with_its_size_kept(tmp_p
     (tmp_path / "imgs").mkdir()
     with pytest.raises(DatasetError, match=r"\(a folder of images: pass folder:.*imgs@8x8\)"):
         load_dataset(f"{tmp_path}/imgs@8x8")
+
+
+def test_folder_photos_are_read_upright_by_their_exif_orientation(tmp_path):
+    """A phone stores a portrait photo sideways and an EXIF tag that turns it: it was read
+    as stored (here a 6-wide, 4-high image beside upright 4-wide, 6-high ones: refused as
+    another size; among photos of one size, a sample lying down). Now turned as a viewer
+    shows it, in PNG and JPEG alike."""
+    from PIL import Image
+
+    sideways = np.zeros((4, 6), np.uint8)
+    sideways[0, :] = 255  # the top row white; turned 90 degrees clockwise: the right column
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    root = tmp_path / "phone"
+    for c, suffix in (("a", "png"), ("b", "jpg")):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(sideways).save(root / c / f"{i}.{suffix}", exif=exif, quality=100)
+    Image.fromarray(np.zeros((6, 4), np.uint8)).save(root / "a" / "upright.png")
+    ds = load_dataset(f"folder:{root}")
+    assert ds.input_shape == (6, 4, 1)
+    turned = [im[..., 0] for im in np.concatenate([ds.x_train, ds.x_test]) if im.max() > 0]
+    assert len(turned) == 6
+    assert all((im[:, 3] > 200).all() and (im[:, :3] < 50).all() for im in turned)

@@ -729,6 +729,8 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
             tuple(d.name for d in class_dirs), tuple(skipped))
 
 
+#: the EXIF tag of an image's orientation (1: as stored; 2-8: mirrored and/or turned)
+_EXIF_ORIENTATION = 0x0112
 #: PIL modes of wide gray pixels, read raw and scaled to 8 bits over the whole dataset
 _WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 
@@ -740,13 +742,19 @@ def _read_image(path: Path, name: str, size: ImageSize | None = None
     alpha and gray palettes stay one channel (alpha dropped), other modes become RGB.
     ``size``: the size it will be resized to; a JPEG is then decoded at the smallest of its
     reduced scales (1/2, 1/4, 1/8) still at least that size (about 10x faster for a phone
-    photo resized to 32x32; pixels within a few levels of the full decode's)."""
-    from PIL import Image
+    photo resized to 32x32; pixels within a few levels of the full decode's). An EXIF
+    orientation is applied: the image as a viewer shows it, not as the sensor stored it."""
+    from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
             if size is not None:
-                im.draft(None, (size.width, size.height))  # a no-op but for JPEG
+                opened.draft(None, (size.width, size.height))  # a no-op but for JPEG
+            image_format, im = opened.format, opened
+            # a phone stores a portrait photo sideways with an EXIF tag that turns it: read
+            # as stored, it was a lying-down sample among upright ones
+            if opened.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                im = ImageOps.exif_transpose(opened)
             if im.mode in ("1", "L", "LA", "La"):
                 return np.asarray(im.convert("L"), dtype=np.uint8)[..., None], "u8"
             if im.mode not in _WIDE_MODES:
@@ -760,7 +768,7 @@ def _read_image(path: Path, name: str, size: ImageSize | None = None
         raise DatasetError(f"{name}: cannot read image {path}: {exc}; replace it with a "
                            "readable PNG or JPEG, or move it out of the folder") from None
     # Pillow before 10.3 opens a 16-bit gray PNG as "I": a PNG has no 32-bit gray pixels
-    sixteen = im.mode.startswith("I;16") or (im.mode == "I" and im.format == "PNG")
+    sixteen = im.mode.startswith("I;16") or (im.mode == "I" and image_format == "PNG")
     kind = "float" if raw.dtype.kind == "f" else "u16" if sixteen else "int"
     if kind == "float" and not np.isfinite(raw).all():
         raise DatasetError(f"{name}: image {path} has NaN or infinite pixels")
