@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("fashion-mnist", help="the base model's dataset"),
         old_classes: str = typer.Option(None, help="new-classes: the base model's classes "
                                                    "(default 0-7)"),
-        new: str = typer.Option(None, help="user: the new data, npz:PATH or folder:PATH"),
+        new: str = typer.Option(None, help="user: the new data, npz:PATH or folder:PATH "
+                                           "(@HxW or @HxWxC at its end: resized as read)"),
         new_per_class: int = typer.Option(100, help="new samples per class the device gets"),
         replay: str = typer.Option("vq", help="pruning method choosing the replay set, or "
                                               "'none' (the forgetting floor)"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tinysift.cli.app_console import console, say
-from tinysift.cli.checks import json_object, positive_ints
+from tinysift.cli.checks import DATASET_HELP, json_object, positive_ints
 
 #: Where the committed benches write their results files.
 DEFAULT_OUT_DIR = Path("benchmarks/results")
@@ -57,8 +57,7 @@ def _quick_alone(quick: bool, what: str, **given) -> None:
 
 @app.command("prune")
 def prune_cmd(
-    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
-                                           "(default fashion-mnist)"),
+    dataset: str = typer.Option(None, help=f"{DATASET_HELP} (default fashion-mnist)"),
     keep: str = typer.Option(None, help="fractions KEPT (default 0.5,0.3,0.1,0.03,0.01; "
                                         "equal-steps: 0.1,0.03,0.01)"),
     methods: str = typer.Option("all", help="comma-separated, or 'all' (equal-steps: "
@@ -116,8 +115,7 @@ def prune_cmd(
 
 @app.command("guided")
 def guided_cmd(
-    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
-                                           "(default fashion-mnist)"),
+    dataset: str = typer.Option(None, help=f"{DATASET_HELP} (default fashion-mnist)"),
     budgets: str = typer.Option(None, help="fractions of the full-data recipe's "
                                            "sample-passes (default 0.3,0.5,0.7)"),
     methods: str = typer.Option("all", help="comma-separated guided methods, or 'all'"),
@@ -294,8 +292,7 @@ def _fractions(text: str, flag: str) -> list[float]:
 
 @app.command("condense")
 def condense_cmd(
-    dataset: str = typer.Option(None, help="dataset name, npz:PATH or folder:PATH "
-                                           "(default fashion-mnist)"),
+    dataset: str = typer.Option(None, help=f"{DATASET_HELP} (default fashion-mnist)"),
     per_class: str = typer.Option(None, help="samples made a class, comma-separated "
                                              "(default 1,10,50)"),
     methods: str = typer.Option("all", help="comma-separated condensation methods, or 'all'"),
@@ -332,7 +329,7 @@ def condense_cmd(
 
 @app.command("scoring")
 def scoring_cmd(
-    dataset: str = typer.Option("mnist", help="dataset name, npz:PATH or folder:PATH"),
+    dataset: str = typer.Option("mnist", help=DATASET_HELP),
     methods: str = typer.Option("vq,flow", help="comma-separated scoring methods"),
     out_dir: Path = typer.Option(Path("benchmarks/results"),
                                  help="folder of the results files (JSON, markdown, plot)"),

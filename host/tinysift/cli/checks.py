@@ -13,6 +13,8 @@ import typer
 # offsets (seed + 1 for the device, seed + class, seed + 7919 * class + epoch), so the CLI
 # takes the lower half and every derived seed stays in range.
 SEED_MAX = 2**31 - 1
+#: every --dataset option's help (and `data info`'s argument)
+DATASET_HELP = "dataset name, npz:PATH or folder:PATH (any may end in @HxW or @HxWxC: resized)"
 
 
 def seed_option(default: int | None = 0, help: str | None = None) -> Any:  # noqa: A002

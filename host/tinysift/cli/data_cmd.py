@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tinysift.cli.app_console import console, print_json
+from tinysift.cli.checks import DATASET_HELP
 
 app = typer.Typer(help="Datasets: list what exists here, inspect one.", no_args_is_help=True)
 
@@ -41,7 +42,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout
 
 
 @app.command("info")
-def info_cmd(name: str = typer.Argument(..., help="dataset name, npz:PATH or folder:PATH"),
+def info_cmd(name: str = typer.Argument(..., help=DATASET_HELP),
              download: bool = typer.Option(False, help="allow a Keras download if missing"),
              json_out: bool = typer.Option(False, "--json", help="JSON on stdout")):
     """Load a dataset and print its split sizes, shape, hash and per-class counts."""

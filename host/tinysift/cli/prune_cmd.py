@@ -8,14 +8,14 @@ import typer
 from rich.markup import escape
 
 from tinysift.cli.app_console import console
-from tinysift.cli.checks import seed_option
+from tinysift.cli.checks import DATASET_HELP, seed_option
 from tinysift.data.registry import dataset_slug
 
 
 def register(app: typer.Typer) -> None:
     @app.command("prune")
     def prune_cmd(
-        dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
+        dataset: str = typer.Option(..., help=DATASET_HELP),
         method: str = typer.Option("vq", help="vq, flow, or a baseline (random, el2n, ...)"),
         keep: str = typer.Option(..., help="fraction in (0,1] or integer count to KEEP"),
         out: Path = typer.Option(None, help="run folder (default "
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("condense")
     def condense_cmd(
-        dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
+        dataset: str = typer.Option(..., help=DATASET_HELP),
         method: str = typer.Option("vq", help="vq, vq-real, flow, dm, random, herding"),
         per_class: int = typer.Option(..., help="synthetic/representative samples per class"),
         out: Path = typer.Option(None, help="run folder (default "

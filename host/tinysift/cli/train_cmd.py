@@ -8,13 +8,13 @@ import typer
 from rich.markup import escape
 
 from tinysift.cli.app_console import console, err_console
-from tinysift.cli.checks import json_object, seed_option
+from tinysift.cli.checks import DATASET_HELP, json_object, seed_option
 
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
-        dataset: str = typer.Option(..., help="dataset name, npz:PATH or folder:PATH"),
+        dataset: str = typer.Option(..., help=DATASET_HELP),
         out: Path = typer.Option(None, help="run folder (default runs/train-<dataset>)"),
         keep: str = typer.Option(None, help="fraction in (0,1] or integer count to KEEP: a "
                                             "random class-balanced subset (seeded); with "
