@@ -34,6 +34,14 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_folder_of_the_session(tmp_path_factory):
+    """The tests' decoded image folders go to a folder of the session (the CLI's children
+    inherit it), not to the user's ~/.cache/tinysift."""
+    if "TINYSIFT_CACHE_DIR" not in os.environ:
+        os.environ["TINYSIFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Longest test files first (seconds measured per file: tests/file_durations.json,
     written by tools/test_durations.py), each file's tests kept together and in order.

@@ -1932,3 +1932,49 @@ def test_folder_photos_are_read_upright_by_their_exif_orientation(tmp_path):
     turned = [im[..., 0] for im in np.concatenate([ds.x_train, ds.x_test]) if im.max() > 0]
     assert len(turned) == 6
     assert all((im[:, 3] > 200).all() and (im[:, :3] < 50).all() for im in turned)
+
+
+def test_a_large_folder_is_read_back_decoded_until_a_file_changes(tmp_path, monkeypatch):
+    """Every stage of a run loaded a folder dataset again, decoding every image (minutes for
+    thousands of photos): a large one is now kept decoded in the cache folder and read back,
+    the same dataset (hash and warnings); a changed image reads the folder again and replaces
+    the copy; a copy cut short, or a cache folder that cannot be written, costs only time."""
+    from PIL import Image
+
+    from tinysift.data import registry
+
+    monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "DISK_CACHE_MIN_IMAGES", 10)
+    rng = np.random.default_rng(4)
+    name = _folder_of(tmp_path / "photos", {c: [(f"{i}.png", Image.fromarray(
+        rng.integers(0, 256, (5, 5), np.uint8))) for i in range(6)] for c in "ab"})
+    (tmp_path / "photos" / "a" / "notes.txt").write_text("x")
+
+    def load():
+        registry._CACHE.clear()  # the in-process cache: as a later stage's new process
+        return load_dataset(name)
+
+    first = load()
+    copies = list((tmp_path / "cache" / "datasets").iterdir())
+    assert len(copies) == 1
+    with np.load(copies[0]) as z:
+        planted = {k: z[k] for k in z.files}
+    planted["x_train"] = 255 - planted["x_train"]  # tell the copy from the folder
+    np.savez(copies[0], **planted)
+    again = load()
+    assert np.array_equal(again.x_train, 255 - first.x_train)
+    assert again.warnings() == first.warnings() and again.class_names == ("a", "b")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "photos" / "b" / "0.png")
+    changed = load()
+    assert changed.content_hash != first.content_hash
+    assert not np.array_equal(changed.x_train, again.x_train)
+    (copy,) = (tmp_path / "cache" / "datasets").iterdir()  # the old copy removed
+    assert copy != copies[0]
+    copy.write_bytes(copy.read_bytes()[:100])  # cut short
+    assert load().content_hash == changed.content_hash
+    monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(copy))  # a file: no folder can be made
+    assert load().content_hash == changed.content_hash
+    monkeypatch.setattr(registry, "DISK_CACHE_MIN_IMAGES", 13)
+    monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "small"))
+    load()
+    assert not (tmp_path / "small").exists()  # a small folder is read as it is

@@ -57,3 +57,18 @@ def firmware_dir() -> Path:
 def offline_pio() -> Path:
     """The wrapper that runs PlatformIO offline with the project's seeded core."""
     return project_root() / "tools" / "pio"
+
+
+#: Where tinysift keeps what it can compute again (decoded image folders):
+#: ``$TINYSIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/tinysift``, else ``~/.cache/tinysift``.
+CACHE_ENV = "TINYSIFT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """The user's cache folder (:data:`CACHE_ENV`); anything in it may be deleted at any
+    time, and is computed again when next needed."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tinysift"
