@@ -99,6 +99,17 @@ def test_user_data_of_another_size_is_resized_when_the_new_spec_asks(write_npz, 
     assert scn.x_new.shape[1:] == (8, 8, 1) and set(scn.y_new.tolist()) == {7}
 
 
+def test_user_data_one_hot_over_the_models_classes_may_hold_one_class(write_npz):
+    """New data one-hot over the base model's ten classes (Keras' to_categorical(y, 10))
+    with samples of class 7 only is read as class 7, as its integer labels are (a dataset's
+    one-hot column of no sample is an empty class; the new data's is no refusal)."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (20, 8, 8), np.uint8)
+    hot = write_npz("hot.npz", x=x, y=np.eye(10, dtype=np.float32)[np.full(20, 7)])
+    scn = scenarios.user("digits", hot)
+    assert set(scn.y_new.tolist()) == {7} and set(scn.y_test_new.tolist()) == {7}
+
+
 def test_user_data_with_wrong_shape_or_labels_is_refused(write_npz, tmp_path):
     rng = np.random.default_rng(0)
     bad_shape = write_npz("shape.npz", x=rng.integers(0, 255, (40, 28, 28), np.uint8),

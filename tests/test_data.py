@@ -1941,10 +1941,10 @@ def test_a_large_folder_is_read_back_decoded_until_a_file_changes(tmp_path, monk
     the copy; a copy cut short, or a cache folder that cannot be written, costs only time."""
     from PIL import Image
 
-    from tinysift.data import registry
+    from tinysift.data import folder_cache, registry
 
     monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(registry, "DISK_CACHE_MIN_IMAGES", 10)
+    monkeypatch.setattr(folder_cache, "MIN_IMAGES", 10)
     rng = np.random.default_rng(4)
     name = _folder_of(tmp_path / "photos", {c: [(f"{i}.png", Image.fromarray(
         rng.integers(0, 256, (5, 5), np.uint8))) for i in range(6)] for c in "ab"})
@@ -1974,7 +1974,115 @@ def test_a_large_folder_is_read_back_decoded_until_a_file_changes(tmp_path, monk
     assert load().content_hash == changed.content_hash
     monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(copy))  # a file: no folder can be made
     assert load().content_hash == changed.content_hash
-    monkeypatch.setattr(registry, "DISK_CACHE_MIN_IMAGES", 13)
+    monkeypatch.setattr(folder_cache, "MIN_IMAGES", 13)
     monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "small"))
     load()
     assert not (tmp_path / "small").exists()  # a small folder is read as it is
+
+
+def test_a_folders_decoded_copy_follows_linked_classes_and_every_way_of_naming_it(
+        tmp_path, monkeypatch):
+    """The copy's key follows class folders that are symbolic links (an image edited in
+    place in one was missed: rglob does not enter them), is shared by the relative and the
+    absolute name of one folder (a later stage loads the recorded absolute name: it missed
+    and wrote a second copy), and a write stopped by Ctrl-C leaves no part behind."""
+    from PIL import Image
+
+    from tinysift.data import folder_cache, registry
+
+    monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(folder_cache, "MIN_IMAGES", 4)
+    copies = tmp_path / "cache" / "datasets"
+
+    def image(value):
+        return Image.fromarray(np.full((3, 3), value, np.uint8))
+
+    root = tmp_path / "linked"
+    _folder_of(root, {"a": [(f"{i}.png", image(i)) for i in range(5)]})
+    _folder_of(tmp_path / "store", {"b": [(f"{i}.png", image(10 + i)) for i in range(5)]})
+    (root / "b").symlink_to(tmp_path / "store" / "b")
+
+    def load(name):
+        registry._CACHE.clear()
+        return load_dataset(name)
+
+    first = load(f"folder:{root}")
+    image(200).save(tmp_path / "store" / "b" / "0.png")  # in place, through the link
+    assert load(f"folder:{root}").content_hash != first.content_hash
+    monkeypatch.chdir(tmp_path)
+    assert load("folder:linked").content_hash == load(f"folder:{root}/").content_hash
+    assert len(list(copies.iterdir())) == 1
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(folder_cache.np, "savez", interrupted)
+    (tmp_path / "store" / "b" / "1.png").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        load(f"folder:{root}")
+    assert not [p for p in copies.iterdir() if p.name.endswith(".part")]
+
+
+def test_wide_pixels_resized_keep_the_scale_of_their_range_as_read(tmp_path):
+    """Float pixels on 0..255 (here 0..1 with one speck of 3) are kept as they are, not
+    x 255: the scale is chosen from the range as read, not from the resized image's (a
+    shrink averaged the speck away and every image was scaled x 255, from black to grey)."""
+    from PIL import Image
+
+    values = np.full((8, 8), 0.5, np.float32)
+    values[0, 0] = 3.0
+    name = _folder_of(tmp_path / "floats", {c: [(f"{i}.tif", Image.fromarray(values, "F"))
+                                                for i in range(5)] for c in "ab"})
+    plain, small = load_dataset(name), load_dataset(name + "@4x4")
+    assert plain.x_train.max() == 3 and small.x_train.max() <= 3
+
+
+def test_a_rotated_jpeg_is_drafted_at_its_turned_size(tmp_path, monkeypatch):
+    """A JPEG stored sideways (EXIF orientation 6) and read at a size of another aspect is
+    decoded at a reduced scale large enough for the turned image: each side at least the
+    size asked for (it was applied to the image as stored, so the 200-wide target got a
+    100-wide decode, stretched)."""
+    from PIL import Image
+
+    from tinysift.data import sources
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = Image.fromarray(np.random.default_rng(5).integers(0, 256, (400, 800, 3), np.uint8))
+    name = _folder_of(tmp_path / "turned", {c: [] for c in "ab"})
+    for c in "ab":
+        for i in range(3):
+            photo.save(tmp_path / "turned" / c / f"{i}.jpg", exif=exif, quality=90)
+    decoded = []
+    resize = sources.resize_image
+    monkeypatch.setattr(sources, "resize_image",
+                        lambda image, size: decoded.append(image.shape[:2]) or resize(image, size))
+    assert load_dataset(name + "@20x200").input_shape == (20, 200, 3)
+    assert decoded and all(h >= 20 and w >= 200 for h, w in decoded)
+    assert set(decoded) == {(400, 200)}  # half of the stored 800 x 400, turned
+
+
+def test_a_home_folder_named_like_a_size_is_a_path(tmp_path, monkeypatch):
+    """``folder:~/x@8x8`` where ~/x@8x8 exists is that folder at its own size, and the run
+    records it so (the exists check looked at the unexpanded text: it was loaded as the
+    folder, then recorded with the size twice, @8x8@8x8)."""
+    from PIL import Image
+
+    from tinysift.data.registry import resolved_name
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _folder_of(tmp_path / "x@8x8", {c: [(f"{i}.png", Image.fromarray(np.full(
+        (5, 6), 40 * i, np.uint8))) for i in range(5)] for c in "ab"})
+    assert load_dataset("folder:~/x@8x8").input_shape == (5, 6, 1)
+    assert resolved_name("folder:~/x@8x8") == f"folder:{tmp_path}/x@8x8"
+
+
+def test_train_beside_a_held_out_split_of_another_name_is_told_to_rename_it(tmp_path):
+    from PIL import Image
+
+    im = Image.fromarray(np.zeros((2, 2), np.uint8))
+    for part in ("train", "dev"):
+        _folder_of(tmp_path / "d" / part, {c: [("0.png", im), ("1.png", im)] for c in "ab"})
+    with pytest.raises(DatasetError, match=r"holds the split folders dev/, train/; .*: rename "
+                                           r"dev/ to test/ \(or val/\)"):
+        load_dataset(f"folder:{tmp_path / 'd'}")

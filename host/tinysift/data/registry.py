@@ -3,7 +3,6 @@ cache of decoded image folders."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.data import sources
+from tinysift.data import folder_cache, sources
 from tinysift.data.dataset import Dataset
 from tinysift.errors import DatasetError
 
@@ -92,7 +91,11 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     if cached is not None and cached[0] == signature:
         return cached[1]
     if user is not None and user[0] == "folder":
-        ds = _decoded_folder(name, user[1], signature)
+        size = image_size(name)
+        canonical = resolved_name(name)
+        ds = folder_cache.load(f"folder:{user[1]}{size.suffix if size else ''}",
+                               (canonical, dataset_slug(canonical)), signature,
+                               lambda: sources.load_folder(user[1], size))
     elif user is not None:
         ds = sources.load_npz(user[1], image_size(name))
     elif registry_name(name) in REGISTRY:
@@ -114,91 +117,6 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     return ds
 
 
-#: a folder dataset of at least this many images is kept decoded on disk: every later stage
-#: (train, quantize, export, ...) reads it back in a moment, not in the minutes its images
-#: took to decode (thousands of photos)
-DISK_CACHE_MIN_IMAGES = 500
-
-
-def _decoded_folder(name: str, path: str, signature: tuple | None) -> Dataset:
-    """A ``folder:`` dataset from its decoded copy in the cache folder
-    (:func:`tinysift.paths.cache_dir`), or read (:func:`sources.load_folder`) and, when
-    large, kept there. The copy's key is the name, the signature of every file under the
-    folder (:func:`_files_signature`) and the reader's code, so a changed image, a renamed
-    class or a new reader reads the folder again; a copy that cannot be read or written
-    costs only the time."""
-    cached = _cache_file(name, signature) if signature is not None else None
-    if cached is not None and cached.is_file():
-        ds = _read_decoded(cached, name)
-        if ds is not None:
-            return ds
-    ds = sources.load_folder(path, image_size(name))
-    if cached is not None and len(ds.y_train) + len(ds.y_test) >= DISK_CACHE_MIN_IMAGES:
-        _write_decoded(cached, ds)
-    return ds
-
-
-def _cache_file(name: str, signature: tuple) -> Path:
-    import hashlib
-    import json
-
-    from tinysift.paths import cache_dir
-
-    key = hashlib.sha256(json.dumps([name, signature, _reader_code()]).encode())
-    return cache_dir() / "datasets" / f"{dataset_slug(name)}-{key.hexdigest()[:20]}.npz"
-
-
-def _reader_code() -> str:
-    """A hash of the code that reads and checks a folder (a cached copy read by older code
-    is read again)."""
-    import hashlib
-
-    from tinysift.data import dataset
-
-    if not _READER:
-        h = hashlib.sha256()
-        for module in (sources, dataset):
-            h.update(Path(module.__file__).read_bytes())
-        _READER.append(h.hexdigest())
-    return _READER[0]
-
-
-_READER: list[str] = []
-
-
-def _read_decoded(file: Path, name: str) -> Dataset | None:
-    try:
-        with np.load(file, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-        return Dataset(name, a["x_train"], a["y_train"], a["x_test"], a["y_test"],
-                       tuple(a["class_names"].tolist()), source=str(a["source"]),
-                       skipped=tuple(a["skipped"].tolist()))
-    except Exception:  # noqa: BLE001 - cut short, another layout, unreadable: read the folder
-        return None
-
-
-def _write_decoded(file: Path, ds: Dataset) -> None:
-    """``ds`` saved to ``file`` (written beside it, then moved: a reader never sees half a
-    file), and the older copies of the same name removed (one copy per folder and size)."""
-    slug = file.name[:-len("-0123456789abcdef0123.npz")]
-    part = file.with_name(f"{file.name}.{os.getpid()}.part")
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with open(part, "wb") as out:
-            np.savez(out, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
-                     y_test=ds.y_test, class_names=np.array(ds.class_names, dtype=str),
-                     source=np.array(ds.source), skipped=np.array(ds.skipped, dtype=str))
-        os.replace(part, file)
-        for old in file.parent.iterdir():
-            key = old.name[len(slug) + 1:-len(".npz")]
-            if (old != file and old.name.startswith(f"{slug}-") and old.suffix == ".npz"
-                    and len(key) == 20 and all(c in "0123456789abcdef" for c in key)):
-                old.unlink(missing_ok=True)
-    except OSError:  # a full or read-only disk: the folder is read again next time
-        with contextlib.suppress(OSError):
-            part.unlink(missing_ok=True)
-
-
 def _files_signature(name: str) -> tuple | None:
     """What the cache of an ``npz:`` or ``folder:`` dataset is keyed on besides its name:
     the resolved path, and the inode, mtime and size of the file (of every file under the
@@ -209,11 +127,26 @@ def _files_signature(name: str) -> tuple | None:
     kind, path = user
     root = Path(path).resolve()
     try:
-        files = [root] if kind == "npz" else [root, *sorted(root.rglob("*"))]
+        files = [root] if kind == "npz" else [root, *_under(root)]
         stats = [(str(f), f.stat()) for f in files]
     except OSError:
         return None
     return tuple((f, st.st_ino, st.st_mtime_ns, st.st_size) for f, st in stats)
+
+
+def _under(root: Path) -> list[Path]:
+    """Every folder and file under ``root``, folders that are symbolic links followed as the
+    reader follows them (``rglob`` does not: an image edited in a linked class folder left
+    the signature as it was), each real folder once (a link loop ends)."""
+    out, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        dirs.sort()
+        if os.path.realpath(folder) in seen:
+            dirs.clear()
+            continue
+        seen.add(os.path.realpath(folder))
+        out += [Path(folder, d) for d in dirs] + [Path(folder, f) for f in sorted(files)]
+    return out
 
 
 def user_data(name: str) -> tuple[str, str] | None:

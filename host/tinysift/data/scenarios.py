@@ -255,7 +255,8 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     skipped: tuple[str, ...] = ()
     user, size = user_data(spec), image_size(spec)  # the path, and its size suffix @HxW[xC]
     if user is not None and user[0] == "npz":
-        arrays = sources.read_npz_arrays(user[1], size)
+        # one class of the model's is enough: a one-hot column of no sample is no refusal
+        arrays = sources.read_npz_arrays(user[1], size, every_class=False)
         x, y = arrays["x"], arrays["y"]
         if "x_test" in arrays:
             return x, y, arrays["x_test"], arrays["y_test"], skipped

@@ -66,8 +66,8 @@ def split_image_size(text: str, kind: str | None = None) -> tuple[str, ImageSize
     match = SIZE_SUFFIX.search(text)
     if match is None:
         return text, None
-    if kind is not None and exists_as_written(text):
-        return text, None
+    if kind is not None and exists_as_written(os.path.expanduser(text)):
+        return text, None  # (~ as the loader expands it: ~/x@8x8 names a folder there)
     where = f"{kind}:{text}" if kind is not None else text
     height, width = int(match[1]), int(match[2])
     channels = int(match[3]) if match[3] is not None else None
@@ -392,7 +392,8 @@ def _path_is(path: Path, test: Callable[[Path], bool], name: str, fix: str) -> b
         raise DatasetError(f"{name}: {exc.strerror or exc}; {fix}") from None
 
 
-def read_npz_arrays(path: str, size: ImageSize | None = None) -> dict[str, np.ndarray]:
+def read_npz_arrays(path: str, size: ImageSize | None = None, every_class: bool = True
+                    ) -> dict[str, np.ndarray]:
     """The checked arrays of a user ``.npz``: ``x`` and ``y`` (or Keras' ``x_train`` and
     ``y_train``, returned as ``x`` and ``y``), and ``x_test``, ``y_test`` and ``class_names``
     where present; images as uint8 NHWC, labels as int64 (each split's x and y of one
@@ -451,8 +452,8 @@ def read_npz_arrays(path: str, size: ImageSize | None = None) -> dict[str, np.nd
     for (xkey, ykey), (xout, yout) in ((train, ("x", "y")), (("x_test", "y_test"),) * 2):
         if xkey not in arrays:
             continue
-        x, y = _normalize_images(arrays[xkey], name, xkey), _class_indices(arrays[ykey],
-                                                                            name, ykey)
+        x = _normalize_images(arrays[xkey], name, xkey)
+        y = _class_indices(arrays[ykey], name, ykey, every_class and xout == "x")
         _check_labels(y, name, ykey)
         if len(x) != len(y):
             raise DatasetError(
@@ -569,10 +570,13 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
         if len(nested) == len(subs):
             # train/, val/ and test/ (or a split of another name): a class folder holds
             # images, these only folders
+            other = [s for s in sorted(subs) if s != "train"]
+            fix = (f"rename {other[0]}/ to test/ (or val/)" if len(other) == 1
+                   else "merge or move the others")
             raise DatasetError(
                 f"{name}: holds the split folders {', '.join(f'{s}/' for s in sorted(subs))}"
                 "; tinysift reads train/ and one held-out split (test/, or val/: the split "
-                "whose accuracy it reports): merge or move the others")
+                f"whose accuracy it reports): {fix}")
         return None
     if not nested:
         return None
@@ -615,8 +619,8 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
     parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least, size)
              for part, folder, least in (("train", split[0], min_classes),
                                          (test, split[1], 1))}
-    (tr_images, tr_kinds, tr_paths, y_tr, names, tr_skipped) = parts["train"]
-    (te_images, te_kinds, te_paths, te_labels, te_names, te_skipped) = parts[test]
+    (tr_images, tr_kinds, tr_ranges, tr_paths, y_tr, names, tr_skipped) = parts["train"]
+    (te_images, te_kinds, te_ranges, te_paths, te_labels, te_names, te_skipped) = parts[test]
     extra = [n for n in te_names if n not in names]
     if extra:
         raise DatasetError(f"{name}: {test}/ has class folder(s) "
@@ -629,7 +633,8 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
                            f"(the first: {tr_paths[0]}) are {w}x{h}; resize all images to one "
                            f"size, or let tinysift resize them as it reads them: {name}@HxW "
                            "(e.g. @32x32)")
-    x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths)
+    x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths,
+                      tr_ranges + te_ranges)
     x = set_channels(x, size.channels if size else None, name)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
@@ -653,27 +658,28 @@ def read_folder(path: str, min_classes: int = 2, size: ImageSize | None = None
     (:func:`resize_image`), then every image made ``size.channels`` channels.
     """
     name = f"folder:{path}"
-    images, kinds, paths, labels, class_names, skipped = _read_classes(Path(path), name,
-                                                                       min_classes, size)
-    x = set_channels(_stack_images(images, kinds, name, paths),
+    images, kinds, ranges, paths, labels, class_names, skipped = _read_classes(
+        Path(path), name, min_classes, size)
+    x = set_channels(_stack_images(images, kinds, name, paths, ranges),
                      size.channels if size else None, name)
     return x, labels, class_names, skipped
 
 
 def _stack_images(images: list[np.ndarray], kinds: list[str], name: str,
-                  paths: list[Path]) -> np.ndarray:
+                  paths: list[Path], ranges: list[tuple[float, float]]) -> np.ndarray:
     """The images of :func:`_read_classes` as one uint8 NHWC array: wide pixels scaled
     (:func:`_to_uint8`), all RGB when one is in colour (gray replicated, nothing lost)."""
-    images = _to_uint8(images, kinds, name, paths)
+    images = _to_uint8(images, kinds, name, paths, ranges)
     if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
         images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
     return np.stack(images)
 
 
 def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | None = None):
-    """``(images, kinds, paths, labels, class names, skipped entries)`` of a folder with one
-    sub-folder per class, the images as read (:func:`_read_image`; resized to ``size`` when
-    given), checked for one size."""
+    """``(images, kinds, ranges, paths, labels, class names, skipped entries)`` of a folder
+    with one sub-folder per class, the images as read (:func:`_read_image`; resized to
+    ``size`` when given), checked for one size; ``ranges``: each image's pixel range as read,
+    before a resize (which narrows it), for :func:`_to_uint8`'s choice of scale."""
     fix = "pass folder:PATH with one sub-folder per class"
     if not _path_is(root, Path.is_dir, name, fix):
         raise DatasetError(f"{name}: not a directory; {fix}")
@@ -705,12 +711,13 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
                 + (f"; it holds {'; '.join(inside[:3])}: put the images directly in it"
                    if inside else ""))
         listed += [(label, f) for f in files]
-    images, kinds, paths, labels, first = [], [], [], [], None
+    images, kinds, ranges, paths, labels, first = [], [], [], [], [], None
     # a bar: thousands of photos take minutes to decode (shown on a terminal only)
     with progress_bar(len(listed) >= 500, len(listed), f"reading {root.name or root}",
                       "images") as bar:
         for label, f in listed:
             arr, kind = _read_image(f, name, size)
+            ranges.append((0.0, 255.0) if kind == "u8" else (float(arr.min()), float(arr.max())))
             if size is not None:
                 arr = resize_image(arr, size)
             if first is None:
@@ -725,7 +732,7 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
             paths.append(f)
             labels.append(label)
             bar.update(len(paths))
-    return (images, kinds, paths, np.asarray(labels, dtype=np.int64),
+    return (images, kinds, ranges, paths, np.asarray(labels, dtype=np.int64),
             tuple(d.name for d in class_dirs), tuple(skipped))
 
 
@@ -748,12 +755,15 @@ def _read_image(path: Path, name: str, size: ImageSize | None = None
 
     try:
         with Image.open(path) as opened:
-            if size is not None:
-                opened.draft(None, (size.width, size.height))  # a no-op but for JPEG
-            image_format, im = opened.format, opened
             # a phone stores a portrait photo sideways with an EXIF tag that turns it: read
             # as stored, it was a lying-down sample among upright ones
-            if opened.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            orientation = opened.getexif().get(_EXIF_ORIENTATION, 1)
+            if size is not None:  # stored sideways (5-8): the size asked for, turned too
+                sideways = orientation in (5, 6, 7, 8)
+                opened.draft(None, (size.height, size.width) if sideways
+                             else (size.width, size.height))  # a no-op but for JPEG
+            image_format, im = opened.format, opened
+            if orientation != 1:
                 im = ImageOps.exif_transpose(opened)
             if im.mode in ("1", "L", "LA", "La"):
                 return np.asarray(im.convert("L"), dtype=np.uint8)[..., None], "u8"
@@ -776,13 +786,14 @@ def _read_image(path: Path, name: str, size: ImageSize | None = None
 
 
 def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str,
-              paths: list[Path]) -> list[np.ndarray]:
+              paths: list[Path], ranges: list[tuple[float, float]]) -> list[np.ndarray]:
     """Wide pixels scaled to 8 bits, one rule per kind for the whole dataset (per image, a
     dark image would be scaled unlike a bright one). PIL's own conversion clips at 255 (a
     16-bit image became white) and made [0, 1] floats black. 16-bit modes: value / 257;
     32-bit integers: as they are when every such pixel is in 0..255, else / 257 up to 65535;
     floats: x 255 when every such pixel is in [0, 1], else as they are up to 255. Other
-    ranges are refused."""
+    ranges are refused. ``ranges``: each image's pixel range as read (a resized image's is
+    narrower: a [0, 255] float image shrunk to values under 1 was scaled x 255)."""
     factor = {"u8": 1.0, "u16": 1 / 257}
     # kind: (every pixel up to `small`: x low_factor; else up to `large`: x high_factor)
     for kind, small, low_factor, large, high_factor, what in (
@@ -790,10 +801,9 @@ def _to_uint8(images: list[np.ndarray], kinds: list[str], name: str,
             ("float", 1.0, 255.0, 255, 1.0,
              "floating-point pixels outside [0, 1] and [0, 255]")):
         high = None
-        for a, k, p in zip(images, kinds, paths, strict=True):
+        for k, p, (low_px, high_px) in zip(kinds, paths, ranges, strict=True):
             if k != kind:
                 continue
-            low_px, high_px = float(a.min()), float(a.max())
             if low_px < 0 or high_px > large:  # the first image out of range, by name
                 raise DatasetError(f"{name}: image {p} has {what} (range [{low_px:g}, "
                                    f"{high_px:g}]); save it as 8-bit or 16-bit PNG")
@@ -867,25 +877,27 @@ def _normalize_images(x: np.ndarray, name: str, key: str = "x") -> np.ndarray:
     )
 
 
-def _class_indices(y: np.ndarray, name: str, key: str) -> np.ndarray:
+def _class_indices(y: np.ndarray, name: str, key: str, every_class: bool) -> np.ndarray:
     """Labels in the layouts Keras users save, as one class index per sample: a column (N, 1)
     (Keras' CIFAR-10), one-hot rows (N, K) (``to_categorical``, float or integer: each row one
     1 and K - 1 zeros) and floats holding whole numbers. Anything else is returned as it is,
-    for :func:`_check_labels` to refuse by name. For the training split (``key`` y or
-    y_train) a one-hot column no row sets is refused: after the conversion a last class of
-    no sample would vanish without a word, where any other empty class is named."""
+    for :func:`_check_labels` to refuse by name. ``every_class`` (a dataset's training
+    split): a one-hot column no row sets is refused, as after the conversion a last class of
+    no sample would vanish without a word, where any other empty class is named (new data
+    for a model, ``adapt``'s, may hold one class of many)."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 2 and y.shape[1] >= 2 and len(y) and y.dtype.kind in "biuf":
         hot = y == 1
         if (hot | (y == 0)).all() and (hot.sum(axis=1) == 1).all():
             unset = np.flatnonzero(~hot.any(axis=0))
-            if key in ("y", "y_train") and len(unset):
+            if every_class and len(unset):
                 shown = ", ".join(map(str, unset[:10].tolist()))
                 raise DatasetError(
                     f"{name}: {key} is one-hot over {y.shape[1]} classes but no sample sets "
                     f"column(s) [{shown}], so those classes have no training samples (empty "
-                    "class); drop those columns or add samples")
+                    "class); add samples of those classes, or drop their columns (and their "
+                    "class_names)")
             return np.argmax(hot, axis=1).astype(np.int64)
     if y.dtype.kind == "f" and y.ndim == 1 and len(y) and np.isfinite(y).all() \
             and (y == np.round(y)).all() and np.abs(y).max() < 2.0 ** 53:
