@@ -2086,3 +2086,14 @@ def test_train_beside_a_held_out_split_of_another_name_is_told_to_rename_it(tmp_
     with pytest.raises(DatasetError, match=r"holds the split folders dev/, train/; .*: rename "
                                            r"dev/ to test/ \(or val/\)"):
         load_dataset(f"folder:{tmp_path / 'd'}")
+
+
+def test_a_missing_path_with_a_size_ending_says_the_ending_was_read_as_a_size(tmp_path):
+    """``folder:x@08x8`` beside a folder ``x@8x8`` (a typo) said "folder:x: not a
+    directory", a path the user never typed: the refusal names the ending read as a size."""
+    (tmp_path / "x@8x8").mkdir()
+    with pytest.raises(DatasetError, match=r"x@08x8: .*/x does not exist \(the ending @08x8 "
+                                           r"is read as an image size, @HxW\)"):
+        load_dataset(f"folder:{tmp_path}/x@08x8")
+    with pytest.raises(DatasetError, match=r"nope\.npz does not exist \(the ending @8x8"):
+        load_dataset(f"npz:{tmp_path}/nope.npz@8x8")

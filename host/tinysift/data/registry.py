@@ -90,6 +90,12 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     cached = _CACHE.get(name)
     if cached is not None and cached[0] == signature:
         return cached[1]
+    if user is not None and image_size(name) is not None \
+            and not sources.exists_as_written(user[1]):
+        # (it said "folder:x: not a directory" of folder:x@08x8, a typo for a folder x@8x8)
+        ending = name[len(user[0]) + 1 + len(user[1]):]
+        raise DatasetError(f"{name}: {user[1]} does not exist (the ending {ending} is read as "
+                           f"an image size, @HxW); check the path")
     if user is not None and user[0] == "folder":
         size = image_size(name)
         canonical = resolved_name(name)
