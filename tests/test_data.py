@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -2097,3 +2099,46 @@ def test_a_missing_path_with_a_size_ending_says_the_ending_was_read_as_a_size(tm
         load_dataset(f"folder:{tmp_path}/x@08x8")
     with pytest.raises(DatasetError, match=r"nope\.npz does not exist \(the ending @8x8"):
         load_dataset(f"npz:{tmp_path}/nope.npz@8x8")
+
+
+def test_a_folders_copy_is_keyed_by_what_the_reader_reads_and_survives_odd_names(
+        tmp_path, monkeypatch):
+    """A rewrite of one size with its mtime put back (``cp -p``, ``touch -r``) reads the
+    folder again (the ctime is in the key); a dangling link hidden in a class folder (an
+    editor's lock, ``.#0.png``) or deep inside a linked sub-folder no longer leaves the folder
+    without a key (never cached, decoded at every load); a folder whose name is not UTF-8
+    loads and is kept (its name failed to encode); a part a killed writer left an hour ago is
+    removed."""
+    from PIL import Image
+
+    from tinysift.data import folder_cache, registry
+
+    monkeypatch.setenv("TINYSIFT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(folder_cache, "MIN_IMAGES", 4)
+    root = tmp_path / os.fsdecode(b"caf\xe9")
+    _folder_of(root, {c: [(f"{i}.png", Image.fromarray(np.full((3, 3), 9 * i, np.uint8)))
+                          for i in range(5)] for c in "ab"})
+    (root / "a" / ".#0.png").symlink_to(tmp_path / "gone")
+    (tmp_path / "deep" / "x").mkdir(parents=True)
+    (tmp_path / "deep" / "x" / "lost").symlink_to(tmp_path / "gone")
+    (root / "b" / "more").symlink_to(tmp_path / "deep")
+    name = f"folder:{root}"
+    assert registry._files_signature(name) is not None
+    (tmp_path / "cache" / "datasets").mkdir(parents=True)
+    stale = tmp_path / "cache" / "datasets" / "x.npz.123.part"
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200,) * 2)
+
+    def load():
+        registry._CACHE.clear()
+        return load_dataset(name)
+
+    first = load()
+    assert len(list((tmp_path / "cache" / "datasets").glob("*.npz"))) == 1
+    assert not stale.exists()
+    image = root / "a" / "1.png"
+    before = image.stat()
+    Image.fromarray(np.full((3, 3), 250, np.uint8)).save(image)
+    assert image.stat().st_size == before.st_size
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert load().content_hash != first.content_hash

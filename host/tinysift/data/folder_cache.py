@@ -32,11 +32,13 @@ def load(name: str, canonical: tuple[str, str], signature: tuple | None,
     mtime and size under the folder (None: some could not be stat'ed; nothing is cached)."""
     if signature is None:
         return read()
-    file = _copy_file(*canonical, signature)
-    if file.is_file():
-        ds = _read_copy(file, name)
-        if ds is not None:
-            return ds
+    try:
+        file = _copy_file(*canonical, signature)
+        ds = _read_copy(file, name) if file.is_file() else None
+    except (OSError, ValueError):  # a name no file can take: read, as without a cache
+        return read()
+    if ds is not None:
+        return ds
     ds = read()
     if len(ds.y_train) + len(ds.y_test) >= MIN_IMAGES:
         _write_copy(file, ds)
@@ -49,21 +51,25 @@ def _copy_file(canonical: str, slug: str, signature: tuple) -> Path:
     reader."""
     from tinysift.paths import cache_dir
 
-    owner = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    # (a path of bytes that are not UTF-8 holds surrogates: hashed as those bytes)
+    owner = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()[:8]
     key = hashlib.sha256(json.dumps([canonical, signature, _reader_code()]).encode())
     return cache_dir() / "datasets" / f"{slug}-{owner}-{key.hexdigest()[:_KEY_DIGITS]}.npz"
 
 
 def _reader_code() -> str:
-    """A hash of what decodes and checks a folder: this package's reading code and Pillow's
-    version (another decoder, other pixels). A copy read by other code is read again."""
+    """A hash of what decodes, checks and saves a folder: this package's reading code, this
+    module and Pillow's version (another decoder, other pixels). A copy made by other code
+    is read again."""
     if not _READER:
+        import sys
+
         import PIL
 
         from tinysift.data import dataset, sources
 
         h = hashlib.sha256(PIL.__version__.encode())
-        for module in (sources, dataset):
+        for module in (sources, dataset, sys.modules[__name__]):
             h.update(Path(module.__file__).read_bytes())
         _READER.append(h.hexdigest())
     return _READER[0]
@@ -84,13 +90,20 @@ def _read_copy(file: Path, name: str) -> Dataset | None:
 
 
 def _write_copy(file: Path, ds: Dataset) -> None:
-    """``ds`` saved to ``file`` (written beside it, then moved: a reader never sees half a
-    file), and the folder's older copies for the same name removed (one copy per folder and
-    size). Whatever stops the write (a full disk, Ctrl-C) leaves no part behind."""
-    part = file.with_name(f"{file.name}.{os.getpid()}.part")
+    """``ds`` saved to ``file`` (written beside it under a name of its own, then moved: a
+    reader never sees half a file, two writers never share one), and the folder's older
+    copies for the same name removed (one copy per folder and size), with parts an hour old
+    (a writer killed outright). Whatever else stops the write (a full disk, Ctrl-C) leaves
+    no part behind."""
+    import tempfile
+    import time
+
+    part = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        with open(part, "wb") as out:
+        handle, part = tempfile.mkstemp(dir=file.parent, prefix=f"{file.name}.",
+                                        suffix=".part")
+        with os.fdopen(handle, "wb") as out:
             np.savez(out, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
                      y_test=ds.y_test, class_names=np.array(ds.class_names, dtype=str),
                      source=np.array(ds.source), skipped=np.array(ds.skipped, dtype=str))
@@ -102,8 +115,11 @@ def _write_copy(file: Path, ds: Dataset) -> None:
                     and len(key) == _KEY_DIGITS
                     and all(c in "0123456789abcdef" for c in key)):
                 old.unlink(missing_ok=True)
+            elif old.suffix == ".part" and time.time() - old.stat().st_mtime > 3600:
+                old.unlink(missing_ok=True)
     except OSError:  # a full or read-only disk: the folder is read again next time
         pass
     finally:
-        with contextlib.suppress(OSError):
-            part.unlink(missing_ok=True)
+        if part is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(part)

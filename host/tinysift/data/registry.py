@@ -4,6 +4,7 @@ cache of decoded image folders."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,34 +125,40 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
 
 
 def _files_signature(name: str) -> tuple | None:
-    """What the cache of an ``npz:`` or ``folder:`` dataset is keyed on besides its name:
-    the resolved path, and the inode, mtime and size of the file (of every file under the
-    folder); None for registry names and for paths that do not exist."""
+    """What the caches of an ``npz:`` or ``folder:`` dataset are keyed on besides its name:
+    the resolved path, and the device, inode, mtime, ctime and size of the file (of every
+    entry the folder reader may look at, :func:`_under`; ctime, which no tool sets back,
+    catches a rewrite of one size whose mtime was restored: ``cp -p``, ``touch -r``); None
+    for registry names and for paths that cannot be listed or stat'ed."""
     user = user_data(name)
     if user is None:
         return None
     kind, path = user
     root = Path(path).resolve()
     try:
-        files = [root] if kind == "npz" else [root, *_under(root)]
-        stats = [(str(f), f.stat()) for f in files]
+        stats = [(str(root), root.stat())] + ([] if kind == "npz" else _under(root))
     except OSError:
         return None
-    return tuple((f, st.st_ino, st.st_mtime_ns, st.st_size) for f, st in stats)
+    return tuple((f, st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+                 for f, st in stats)
 
 
-def _under(root: Path) -> list[Path]:
-    """Every folder and file under ``root``, folders that are symbolic links followed as the
-    reader follows them (``rglob`` does not: an image edited in a linked class folder left
-    the signature as it was), each real folder once (a link loop ends)."""
-    out, seen = [], set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs.sort()
-        if os.path.realpath(folder) in seen:
-            dirs.clear()
-            continue
-        seen.add(os.path.realpath(folder))
-        out += [Path(folder, d) for d in dirs] + [Path(folder, f) for f in sorted(files)]
+def _under(root: Path, depth: int = 0) -> list[tuple[str, os.stat_result]]:
+    """``(path, stat)`` of the entries under ``root`` as deep as the folder reader looks
+    (classes and their images, or splits, their classes and their images): folders that are
+    links followed (``rglob`` did not: an image edited in a linked class folder was missed),
+    hidden folders and anything deeper not entered (a link to a large tree was walked
+    whole); an entry that cannot be followed (a dangling link) stat'ed as itself."""
+    out = []
+    with os.scandir(root) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            try:
+                st = entry.stat()
+            except OSError:
+                st = entry.stat(follow_symlinks=False)
+            out.append((entry.path, st))
+            if depth < 2 and not entry.name.startswith(".") and stat.S_ISDIR(st.st_mode):
+                out += _under(Path(entry.path), depth + 1)
     return out
 
 
@@ -266,12 +273,14 @@ def dataset_slug(name: str) -> str:
     hash of the whole name so that two long paths stay apart (a progress log named after
     a long ``npz:`` path was an OSError, "File name too long")."""
     slug = name.replace(":", "_").replace("/", "_").replace("\\", "_")
-    if len(slug.encode()) <= SLUG_LIMIT:
+    # a path of bytes that are not UTF-8 holds surrogates: kept as the bytes they stand for
+    if len(slug.encode(errors="surrogatepass")) <= SLUG_LIMIT:
         return slug
     import hashlib
 
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return slug.encode()[:SLUG_LIMIT - 11].decode(errors="ignore") + "-" + digest
+    digest = hashlib.sha256(name.encode(errors="surrogatepass")).hexdigest()[:10]
+    return (slug.encode(errors="surrogatepass")[:SLUG_LIMIT - 11].decode(errors="ignore")
+            + "-" + digest)
 
 
 def _did_you_mean(name: str) -> str:
