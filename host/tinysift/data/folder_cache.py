@@ -28,8 +28,9 @@ def load(name: str, canonical: tuple[str, str], signature: tuple | None,
     """The dataset ``name`` (a ``folder:`` name as it is loaded) from its decoded copy, or
     ``read()`` and, when large, kept. ``canonical``: its name as a run records it (absolute
     path, size suffix as printed), so that every way of writing one folder and size shares
-    one copy, and that name as a file-name part; ``signature``: every file's path, inode,
-    mtime and size under the folder (None: some could not be stat'ed; nothing is cached)."""
+    one copy, and that name as a file-name part; ``signature``: the path, device, inode,
+    mtime, ctime and size of every entry the reader looks at (None: some could not be
+    listed; nothing is cached)."""
     if signature is None:
         return read()
     try:
@@ -51,7 +52,7 @@ def _copy_file(canonical: str, slug: str, signature: tuple) -> Path:
     reader."""
     from tinysift.paths import cache_dir
 
-    # (a path of bytes that are not UTF-8 holds surrogates: hashed as those bytes)
+    # (a name of bytes that are not UTF-8 holds surrogates, which a plain encode() refuses)
     owner = hashlib.sha256(canonical.encode(errors="surrogatepass")).hexdigest()[:8]
     key = hashlib.sha256(json.dumps([canonical, signature, _reader_code()]).encode())
     return cache_dir() / "datasets" / f"{slug}-{owner}-{key.hexdigest()[:_KEY_DIGITS]}.npz"
