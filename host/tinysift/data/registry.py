@@ -166,19 +166,22 @@ def user_data(name: str) -> tuple[str, str] | None:
     """``(kind, path)`` of a name of the user's data (``npz:PATH``, ``folder:PATH``, either
     with a size suffix ``@HxW[xC]``, which ``path`` is without: :func:`image_size`); None
     for a registry name."""
-    kind, sep, path = name.partition(":")
-    if not (sep and kind in ("npz", "folder")):
-        return None
-    return kind, sources.split_image_size(path, kind)[0]
+    parts = _user_parts(name)
+    return parts[:2] if parts is not None else None
 
 
 def image_size(name: str) -> sources.ImageSize | None:
     """The size a user data name's suffix asks its images to be resized to (``npz:PATH@HxW``
     or ``folder:PATH@HxWxC``); None without one, and for a registry name."""
+    parts = _user_parts(name)
+    return parts[2] if parts is not None else None
+
+
+def _user_parts(name: str) -> tuple[str, str, sources.ImageSize | None] | None:
     kind, sep, path = name.partition(":")
     if not (sep and kind in ("npz", "folder")):
         return None
-    return sources.split_image_size(path, kind)[1]
+    return (kind, *sources.split_image_size(path, kind))
 
 
 def expand_user(name: str) -> str:
