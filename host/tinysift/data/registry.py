@@ -82,7 +82,7 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     computed once); ``npz:`` and ``folder:`` data is read again when its files changed.
     """
     name = expand_user(name)
-    user = user_data(name)
+    user = user_parts(name)
     if user is not None and not user[1].strip():
         # `--dataset folder:$DATA` with DATA unset read the current folder as the dataset
         raise DatasetError(f"{name!r} names no path (an unset shell variable?); pass "
@@ -91,22 +91,23 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
     cached = _CACHE.get(name)
     if cached is not None and cached[0] == signature:
         return cached[1]
-    if user is not None and image_size(name) is not None \
-            and not sources.exists_as_written(user[1]):
-        # (it said "folder:x: not a directory" of folder:x@08x8, a typo for a folder x@8x8)
-        ending = name[len(user[0]) + 1 + len(user[1]):]
-        raise DatasetError(f"{name}: {user[1]} does not exist (the ending {ending} is read as "
-                           f"an image size, @HxW); check the path")
-    if user is not None and user[0] == "folder":
-        size = image_size(name)
-        canonical = resolved_name(name)
-        ds = folder_cache.load(f"folder:{user[1]}{size.suffix if size else ''}",
-                               (canonical, dataset_slug(canonical)), signature,
-                               lambda: sources.load_folder(user[1], size))
-    elif user is not None:
-        ds = sources.load_npz(user[1], image_size(name))
-    elif registry_name(name) in REGISTRY:
-        base, size = registry_name(name), registry_size(name)
+    registry = _registry_parts(name) if user is None else None
+    if user is not None:
+        kind, path, size = user
+        if size is not None and not sources.exists_as_written(path):
+            # (it said "folder:x: not a directory" of folder:x@08x8, a typo for folder x@8x8)
+            ending = name[len(kind) + 1 + len(path):]
+            raise DatasetError(f"{name}: {path} does not exist (the ending {ending} is read "
+                               "as an image size, @HxW); check the path")
+        if kind == "folder":
+            canonical = resolved_name(name)
+            ds = folder_cache.load(f"folder:{path}{sources.size_suffix(size)}",
+                                   (canonical, dataset_slug(canonical)), signature,
+                                   lambda: sources.load_folder(path, size))
+        else:
+            ds = sources.load_npz(path, size)
+    elif registry is not None:
+        base, size = registry
         if size is not None:
             ds = sources.resized(load_dataset(base, allow_download), size, name)
         elif name == "digits":
@@ -166,18 +167,21 @@ def user_data(name: str) -> tuple[str, str] | None:
     """``(kind, path)`` of a name of the user's data (``npz:PATH``, ``folder:PATH``, either
     with a size suffix ``@HxW[xC]``, which ``path`` is without: :func:`image_size`); None
     for a registry name."""
-    parts = _user_parts(name)
+    parts = user_parts(name)
     return parts[:2] if parts is not None else None
 
 
 def image_size(name: str) -> sources.ImageSize | None:
     """The size a user data name's suffix asks its images to be resized to (``npz:PATH@HxW``
     or ``folder:PATH@HxWxC``); None without one, and for a registry name."""
-    parts = _user_parts(name)
+    parts = user_parts(name)
     return parts[2] if parts is not None else None
 
 
-def _user_parts(name: str) -> tuple[str, str, sources.ImageSize | None] | None:
+def user_parts(name: str) -> tuple[str, str, sources.ImageSize | None] | None:
+    """``(kind, path, size)`` of a name of the user's data, :func:`user_data` and
+    :func:`image_size` in one parse (one look at the file system); None for a registry
+    name."""
     kind, sep, path = name.partition(":")
     if not (sep and kind in ("npz", "folder")):
         return None
@@ -203,28 +207,22 @@ def resolved_name(name: str) -> str:
     return name
 
 
-def registry_name(name: str) -> str:
-    """The registry dataset a name reads (``fashion-mnist`` of ``fashion-mnist@14x14``); the
-    name itself when it has no size suffix, or is the user's data."""
-    if user_data(name) is not None:
-        return name
+def _registry_parts(name: str) -> tuple[str, sources.ImageSize | None] | None:
+    """``(registry dataset, size)`` of a name that is not the user's data
+    (``fashion-mnist@14x14``: fashion-mnist, 14 x 14; the size None without a suffix); None
+    when the name, its suffix aside, is no registry dataset (the size is then not checked:
+    the refusal is of the name)."""
     match = sources.SIZE_SUFFIX.search(name)
-    return name[:match.start()] if match is not None else name
-
-
-def registry_size(name: str) -> sources.ImageSize | None:
-    """The size a registry name's suffix asks for (``mnist@14x14``: 14 x 14); None without
-    one, and for the user's data (:func:`image_size`)."""
-    base = registry_name(name)
-    if base == name or base not in REGISTRY:
+    if match is None:
+        return (name, None) if name in REGISTRY else None
+    if name[:match.start()] not in REGISTRY:
         return None
-    return sources.split_image_size(name)[1]
+    return sources.split_image_size(name)
 
 
 def _suffix(name: str) -> str:
-    """A user data name's size suffix as written (``@28x28``), or ''."""
-    size = image_size(name)
-    return size.suffix if size is not None else ""
+    """A user data name's size suffix as printed (``@28x28``), or ''."""
+    return sources.size_suffix(image_size(name))
 
 
 def refuse_run_inside(name: str, out: str | Path, flag: str = "--out") -> None:

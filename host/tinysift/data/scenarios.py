@@ -249,11 +249,12 @@ def _user_data(spec: str, base_classes: tuple[str, ...]):
     without a test split (``x_test``, ``test/``) a stratified 20% is held out. Another
     dataset name is its splits as they are."""
     from tinysift.data import load_dataset, sources
-    from tinysift.data.registry import expand_user, image_size, user_data
+    from tinysift.data.registry import expand_user, user_parts
 
     spec = expand_user(spec)  # npz:~/x.npz was "file not found" (load_dataset expands it)
     skipped: tuple[str, ...] = ()
-    user, size = user_data(spec), image_size(spec)  # the path, and its size suffix @HxW[xC]
+    user = user_parts(spec)  # the kind, the path and its size suffix @HxW[xC]
+    size = user[2] if user is not None else None
     if user is not None and user[0] == "npz":
         # one class of the model's is enough: a one-hot column of no sample is no refusal
         arrays = sources.read_npz_arrays(user[1], size, every_class=False)

@@ -57,6 +57,11 @@ class ImageSize:
                 + (f"x{self.channels}" if self.channels is not None else ""))
 
 
+def size_suffix(size: ImageSize | None) -> str:
+    """``size``'s suffix as a dataset name ends in it (``@28x28``), or '' for None."""
+    return size.suffix if size is not None else ""
+
+
 def split_image_size(text: str, kind: str | None = None) -> tuple[str, ImageSize | None]:
     """``(text, size)`` of ``text`` cut before a size suffix ``@HxW`` or ``@HxWxC`` (the
     images are resized to H x W, and made C channels, as they are read); the size None
@@ -510,7 +515,7 @@ def load_npz(path: str, size: ImageSize | None = None) -> Dataset:
     else:
         class_names = tuple(str(i) for i in range(num_classes))
     _check_nonempty_classes(y, len(class_names), name)
-    return Dataset(name + (size.suffix if size else ""), x, y, x_te, y_te, class_names,
+    return Dataset(name + size_suffix(size), x, y, x_te, y_te, class_names,
                    source=str(Path(path).resolve()))
 
 
@@ -545,7 +550,7 @@ def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
         x_tr, y_tr, x_te, y_te = _holdout(x, y, name)
     else:
         x_tr, y_tr, x_te, y_te, class_names, skipped = split
-    return Dataset(name + (size.suffix if size else ""), x_tr, y_tr, x_te, y_te, class_names,
+    return Dataset(name + size_suffix(size), x_tr, y_tr, x_te, y_te, class_names,
                    source=str(Path(path).resolve()), skipped=skipped)
 
 
@@ -634,8 +639,7 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
                            f"size, or let tinysift resize them as it reads them: {name}@HxW "
                            "(e.g. @32x32)")
     x = _stack_images(tr_images + te_images, tr_kinds + te_kinds, name, tr_paths + te_paths,
-                      tr_ranges + te_ranges)
-    x = set_channels(x, size.channels if size else None, name)
+                      tr_ranges + te_ranges, size)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
     skipped = (tuple(_stray_images(root, f"beside train/ and {test}/"))
@@ -660,19 +664,19 @@ def read_folder(path: str, min_classes: int = 2, size: ImageSize | None = None
     name = f"folder:{path}"
     images, kinds, ranges, paths, labels, class_names, skipped = _read_classes(
         Path(path), name, min_classes, size)
-    x = set_channels(_stack_images(images, kinds, name, paths, ranges),
-                     size.channels if size else None, name)
-    return x, labels, class_names, skipped
+    return _stack_images(images, kinds, name, paths, ranges, size), labels, class_names, skipped
 
 
 def _stack_images(images: list[np.ndarray], kinds: list[str], name: str,
-                  paths: list[Path], ranges: list[tuple[float, float]]) -> np.ndarray:
+                  paths: list[Path], ranges: list[tuple[float, float]],
+                  size: ImageSize | None) -> np.ndarray:
     """The images of :func:`_read_classes` as one uint8 NHWC array: wide pixels scaled
-    (:func:`_to_uint8`), all RGB when one is in colour (gray replicated, nothing lost)."""
+    (:func:`_to_uint8`), all RGB when one is in colour (gray replicated, nothing lost), then
+    made the channels ``size`` asks for (:func:`set_channels`)."""
     images = _to_uint8(images, kinds, name, paths, ranges)
     if any(a.shape[2] == 3 for a in images):  # one colour image: all RGB, gray replicated
         images = [a if a.shape[2] == 3 else np.repeat(a, 3, axis=2) for a in images]
-    return np.stack(images)
+    return set_channels(np.stack(images), size.channels if size else None, name)
 
 
 def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | None = None):
