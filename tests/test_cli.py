@@ -895,6 +895,28 @@ def test_no_option_help_is_swallowed_as_markup():
     assert not found, found
 
 
+def test_no_flag_is_shown_as_taking_a_value(capsys):
+    """typer 0.29 prints a flag's type after it in --help (`--no-balance <bool>`, `--help
+    <bool>`), as if the flag took a value: the first screen a newcomer reads showed it
+    (pyproject keeps typer below 0.29). No command's help shows a flag with a type."""
+    from typer.main import get_command
+
+    from tinysift.cli import main
+    from tinysift.cli.app import app
+
+    def paths(cmd, path):
+        yield path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from paths(sub, [*path, name])
+
+    shown = []
+    for path in paths(get_command(app), []):
+        assert main([*path, "--help"]) == 0, path
+        if "<bool>" in capsys.readouterr().out:
+            shown.append(" ".join(path))
+    assert not shown, shown
+
+
 def test_bench_defaults_apply_only_when_not_given(monkeypatch):
     """`bench prune` without --seeds runs 3 seeds (equal-steps: 5), `bench device` without
     --new-per-class 100 (shift: 30); a given value is used as given."""
