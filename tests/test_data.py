@@ -1982,6 +1982,46 @@ def test_a_large_folder_is_read_back_decoded_until_a_file_changes(tmp_path, monk
     assert not (tmp_path / "small").exists()  # a small folder is read as it is
 
 
+def test_a_large_folder_is_read_under_a_bar_that_counts_every_image(tmp_path, monkeypatch):
+    """Thousands of photos take minutes to decode: from BAR_FROM_IMAGES images a bar shows
+    the reading, its total the folder's images (both splits), and it ends at that total; a
+    smaller folder asks for none."""
+    from PIL import Image
+
+    from tinysift.data import registry, sources
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, show, total, label, unit):
+            self.show, self.total, self.label, self.done = show, total, label, []
+
+        def __enter__(self):
+            bars.append(self)
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, completed, total=None, **fields):
+            self.done.append(completed)
+
+    monkeypatch.setattr(sources, "progress_bar", Recorder)
+    monkeypatch.setattr(sources, "BAR_FROM_IMAGES", 7)
+    rng = np.random.default_rng(5)
+    name = _folder_of(tmp_path / "photos", {c: [(f"{i}.png", Image.fromarray(
+        rng.integers(0, 256, (4, 4), np.uint8))) for i in range(4)] for c in "ab"})
+    registry._CACHE.clear()
+    load_dataset(name)
+    (bar,) = bars
+    assert (bar.show, bar.total, bar.label) == (True, 8, "reading photos")
+    assert bar.done == list(range(1, 9))
+    monkeypatch.setattr(sources, "BAR_FROM_IMAGES", 9)
+    registry._CACHE.clear()
+    load_dataset(name)
+    assert [b.show for b in bars] == [True, False]
+
+
 def test_a_folders_decoded_copy_follows_linked_classes_and_every_way_of_naming_it(
         tmp_path, monkeypatch):
     """The copy's key follows class folders that are symbolic links (an image edited in

@@ -557,6 +557,8 @@ def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
 #: the names of the held-out split beside ``train/`` in a folder laid out by split (the one
 #: whose accuracy is reported): Keras' and ImageNet's layouts name it val/ or validation/
 HELD_OUT_FOLDERS = ("test", "val", "valid", "validation")
+#: a folder of at least this many images shows a bar while it is read (a terminal only)
+BAR_FROM_IMAGES = 500
 
 
 def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
@@ -717,7 +719,7 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
         listed += [(label, f) for f in files]
     images, kinds, ranges, paths, labels, first = [], [], [], [], [], None
     # a bar: thousands of photos take minutes to decode (shown on a terminal only)
-    with progress_bar(len(listed) >= 500, len(listed), f"reading {root.name or root}",
+    with progress_bar(len(listed) >= BAR_FROM_IMAGES, len(listed), f"reading {root.name or root}",
                       "images") as bar:
         for label, f in listed:
             arr, kind = _read_image(f, name, size)
