@@ -284,6 +284,44 @@ def test_folder_of_train_and_val_splits_tests_on_val(tmp_path, held_out):
         load_dataset(f"folder:{root}")
 
 
+def test_folder_splits_in_capitals_and_a_split_alone(tmp_path):
+    """Train/ beside Val/ (as Windows and macOS tools name them) was read as two classes
+    ("class folder 'Train' has no images"): they are the splits, named as they are in what
+    is said; a folder holding only train/ (or val/), its classes inside, was read as one
+    class ("found 1 class sub-folders") and is refused with the fix."""
+    from PIL import Image
+
+    def images(n):
+        return [(f"{i}.png", Image.fromarray(np.full((4, 4), 9 * i, np.uint8)))
+                for i in range(n)]
+
+    root = tmp_path / "caps"
+    _folder_of(root / "Train", {"a": images(4), "b": images(4)})
+    _folder_of(root / "Val", {"b": images(3)})
+    (root / "Val" / "b" / "notes.txt").write_text("x")
+    ds = load_dataset(f"folder:{root}")
+    assert ds.class_names == ("a", "b") and ds.y_test.tolist() == [1, 1, 1]
+    assert "Val/b/notes.txt (not an image type read here)" in ds.skipped
+    _folder_of(root / "Val", {"c": images(1)})
+    with pytest.raises(DatasetError, match=r"Val/ has class folder\(s\) 'c' that Train/ "
+                                           r"lacks.*add it to Train/"):
+        load_dataset(f"folder:{root}")
+    for split, fix in (("train", r"add the held-out split beside it as test/ \(or val/\), "
+                                 r"or pass folder:.*lone-train/train \(20% of it held out"),
+                       ("val", r"add train/ beside it")):
+        lone = tmp_path / f"lone-{split}"
+        _folder_of(lone / split, {"a": images(5), "b": images(5)})
+        with pytest.raises(DatasetError, match=rf"holds only {split}/, a split with a folder "
+                                               rf"per class; .*: {fix}"):
+            load_dataset(f"folder:{lone}")
+        assert load_dataset(f"folder:{lone / split}").class_names == ("a", "b")
+    flat = tmp_path / "named-train"  # one class named train, its images inside: new data
+    _folder_of(flat, {"train": images(2)})
+    from tinysift.data.sources import read_folder
+
+    assert read_folder(str(flat), min_classes=1)[2] == ("train",)
+
+
 def test_folder_wide_pixels_keep_their_picture(tmp_path):
     """16-bit PNGs came out white (PIL's conversion to 8 bits clips at 255), float TIFFs in
     [0, 1] black in 3 channels: now scaled (value / 257, value x 255); other ranges refused."""
@@ -1771,6 +1809,29 @@ def test_warnings_say_the_skipped_entries_then_the_untested_classes():
     skipped, untested = ds.warnings()
     assert skipped == skipped_warnings("d", ("a/x (a sub-folder)",))[0]
     assert untested.startswith("the test split has no sample of class(es) 'b': test accuracy")
+
+
+def test_a_folders_user_is_told_how_a_folder_supplies_its_test_split(tmp_path):
+    """The fixes for a missing or too small test split named x_test/y_test in an .npz to the
+    user of a folder too: a folder's are told of test/ (or val/) beside train/, an npz's of
+    its arrays."""
+    from PIL import Image
+
+    from tinysift.data.dataset import Dataset
+
+    x, y = np.zeros((4, 2, 2, 1), np.uint8), np.array([0, 1, 0, 1])
+    for name, fix in (("folder:/d", "give the folder its own test split: train/ and test/ "
+                                    "(or val/) beside each other"),
+                      ("npz:/d.npz", "supply the test split as x_test/y_test in an .npz")):
+        (untested,) = Dataset(name, x, y, x[:2], np.array([0, 0]), ("a", "b")).warnings()
+        assert untested.endswith(f"or {fix}, a folder per class in each (with every class)"
+                                 if name.startswith("folder") else f"or {fix} (with every "
+                                 "class)"), untested
+    few = _folder_of(tmp_path / "few", {c: [(f"{i}.png", Image.fromarray(
+        np.full((3, 3), i, np.uint8))) for i in range(2)] for c in "ab"})
+    with pytest.raises(DatasetError, match=r"too few for the held-out 20% test split .*; add "
+                                           r"samples, or give the folder its own test split"):
+        load_dataset(few)
 
 
 def test_folder_hidden_folders_and_files_are_passed_over_without_a_word(tmp_path):

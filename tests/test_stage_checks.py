@@ -130,6 +130,25 @@ def test_small_subset_warns_about_steps(tmp_path):
     assert "498 optimizer steps" in short and "subset step rule's 500" in short
 
 
+def test_a_small_full_set_warns_about_steps():
+    """The default 10 epochs of 240 images of one's own are 20 steps of batch 128: the model
+    stayed at chance (0.12) without a word, where --epochs 0 (500 steps) reached 0.93. A
+    full set under FEW_STEPS steps is warned about, with the fix; digits' 120 steps and the
+    step rule are not."""
+    from tinysift.models.training import TrainConfig
+    from tinysift.stages.train import FEW_STEPS, _step_warnings
+
+    (w,) = _step_warnings(TrainConfig(epochs=10), 240, "full", None)
+    assert "240 samples for 10 epochs are only 20 optimizer steps of batch 128" in w
+    assert "--epochs 0 for the step rule's 500" in w
+    assert _step_warnings(TrainConfig(epochs=10), 1437, "full", None) == []
+    assert _step_warnings(TrainConfig(epochs=None), 240, "full", None) == []
+    per_epoch = 2  # 240 samples in batches of 128
+    assert _step_warnings(TrainConfig(epochs=FEW_STEPS // per_epoch), 240, "full", None) == []
+    assert len(_step_warnings(TrainConfig(epochs=FEW_STEPS // per_epoch - 1), 240, "full",
+                              None)) == 1
+
+
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):
     """The data repeats to fill a batch: --batch 100000 of digits trained about 70 copies of
     it per step, and --batch 10**12 was killed for memory without a word."""

@@ -19,6 +19,16 @@ def named_classes(names: list[str], shown: int = 10) -> str:
     return ", ".join(repr(n) for n in names[:shown]) + more
 
 
+def supply_test_split(name: str) -> str:
+    """How the user of dataset ``name`` supplies a test split of their own, for a message:
+    x_test/y_test in an .npz; test/ (or val/) beside train/ in a folder (a folder's user was
+    told of .npz arrays)."""
+    if name.startswith("folder:"):
+        return ("give the folder its own test split: train/ and test/ (or val/) beside each "
+                "other, a folder per class in each")
+    return "supply the test split as x_test/y_test in an .npz"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """An image classification dataset with a fixed train/test split.
@@ -102,8 +112,8 @@ class Dataset:
             return []
         return [f"the test split has no sample of class(es) {named_classes(missing)}: test "
                 "accuracy does not measure them; add samples (a held-out 20% gives a class a "
-                "test sample from about 5 samples on), or supply a test split with every "
-                "class as x_test/y_test in an .npz"]
+                "test sample from about 5 samples on), or "
+                f"{supply_test_split(self.name)} (with every class)"]
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The same dataset with the training split restricted to ``indices`` (integer

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.data.dataset import IMAGE_SUFFIXES, Dataset
+from tinysift.data.dataset import IMAGE_SUFFIXES, Dataset, supply_test_split
 from tinysift.errors import DatasetError
 from tinysift.progress import progress_bar
 
@@ -563,12 +563,29 @@ BAR_FROM_IMAGES = 500
 
 def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
     """``root``'s ``train/`` and its held-out split (``test/``, or ``val/``, ``valid/``,
-    ``validation/``) when those two are its only (visible) sub-folders and each holds
-    sub-folders (its classes); None otherwise (then ``root``'s sub-folders are its classes:
+    ``validation/``; in any case: ``Train/``, ``Val/``) when those two are its only (visible)
+    sub-folders and each holds sub-folders (its classes); a split alone is refused; None
+    otherwise (then ``root``'s sub-folders are its classes:
     two classes named train and test, their images directly inside, stay that)."""
     if not _path_is(root, Path.is_dir, name, "pass folder:PATH with one sub-folder per class"):
         return None  # read_folder says what is wrong
     subs = {d.name: d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if len(subs) == 1:
+        (only,) = subs
+        if only.lower() in ("train", *HELD_OUT_FOLDERS) and _holds_class_folders(subs[only]):
+            # it was read as one class named after the split: "found 1 class sub-folders"
+            fix = (f"add the held-out split beside it as test/ (or val/), or pass "
+                   f"folder:{root / only} (20% of it held out as the test split)"
+                   if only.lower() == "train" else
+                   "add train/ beside it (the images to train on, a folder per class)")
+            raise DatasetError(
+                f"{name}: holds only {only}/, a split with a folder per class; tinysift reads "
+                f"train/ beside a held-out split test/ (or val/): {fix}")
+    # Train/ and Val/ (as on Windows or macOS) are the splits too: they were read as classes
+    lower = {n.lower(): n for n in subs}
+    if len(lower) == len(subs):
+        subs = {n.lower() if n.lower() in ("train", *HELD_OUT_FOLDERS) else n: d
+                for n, d in subs.items()}
     if "train" not in subs or len(subs) < 2:  # class folders: not listed a second time
         return None
     nested = [s for s in sorted(subs) if _holds_class_folders(subs[s])]
@@ -577,21 +594,23 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
         if len(nested) == len(subs):
             # train/, val/ and test/ (or a split of another name): a class folder holds
             # images, these only folders
-            other = [s for s in sorted(subs) if s != "train"]
+            other = [subs[s].name for s in sorted(subs) if s != "train"]
             fix = (f"rename {other[0]}/ to test/ (or val/)" if len(other) == 1
                    else "merge or move the others")
             raise DatasetError(
-                f"{name}: holds the split folders {', '.join(f'{s}/' for s in sorted(subs))}"
+                f"{name}: holds the split folders "
+                f"{', '.join(f'{subs[s].name}/' for s in sorted(subs))}"
                 "; tinysift reads train/ and one held-out split (test/, or val/: the split "
                 f"whose accuracy it reports): {fix}")
         return None
     if not nested:
         return None
     if len(nested) == 1:  # one split laid out by class, the other not: neither reading fits
-        flat = next(s for s in ("train", held_out[0]) if s not in nested)
-        raise DatasetError(f"{name}: {nested[0]}/ holds a folder per class but {flat}/ does "
+        flat = subs[next(s for s in ("train", held_out[0]) if s not in nested)].name
+        split = subs[nested[0]].name
+        raise DatasetError(f"{name}: {split}/ holds a folder per class but {flat}/ does "
                            f"not; put {flat}/'s images in a folder per class too "
-                           f"({flat}/<class>/<image>), as in {nested[0]}/")
+                           f"({flat}/<class>/<image>), as in {split}/")
     return subs["train"], subs[held_out[0]]
 
 
@@ -622,21 +641,21 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
     split = _split_folders(root, name)
     if split is None:
         return None
-    test = split[1].name  # test, or val, valid, validation
+    train, test = split[0].name, split[1].name  # train (or Train); test, or val, valid, ...
     parts = {part: _read_classes(folder, f"{name.rstrip('/')}/{part}", least, size)
-             for part, folder, least in (("train", split[0], min_classes),
+             for part, folder, least in ((train, split[0], min_classes),
                                          (test, split[1], 1))}
-    (tr_images, tr_kinds, tr_ranges, tr_paths, y_tr, names, tr_skipped) = parts["train"]
+    (tr_images, tr_kinds, tr_ranges, tr_paths, y_tr, names, tr_skipped) = parts[train]
     (te_images, te_kinds, te_ranges, te_paths, te_labels, te_names, te_skipped) = parts[test]
     extra = [n for n in te_names if n not in names]
     if extra:
         raise DatasetError(f"{name}: {test}/ has class folder(s) "
-                           f"{', '.join(map(repr, extra))} that train/ lacks (train/'s "
+                           f"{', '.join(map(repr, extra))} that {train}/ lacks ({train}/'s "
                            f"classes: {', '.join(names)}); a tested class must be trained: add "
-                           f"it to train/, or remove it from {test}/")
+                           f"it to {train}/, or remove it from {test}/")
     if tr_images[0].shape[:2] != te_images[0].shape[:2]:
         (h, w), (th, tw) = tr_images[0].shape[:2], te_images[0].shape[:2]
-        raise DatasetError(f"{name}: image {te_paths[0]} is {tw}x{th} but train/'s images "
+        raise DatasetError(f"{name}: image {te_paths[0]} is {tw}x{th} but {train}/'s images "
                            f"(the first: {tr_paths[0]}) are {w}x{h}; resize all images to one "
                            f"size, or let tinysift resize them as it reads them: {name}@HxW "
                            "(e.g. @32x32)")
@@ -644,8 +663,8 @@ def read_split_folder(path: str, min_classes: int = 2, size: ImageSize | None = 
                       tr_ranges + te_ranges, size)
     index = {n: i for i, n in enumerate(names)}
     y_te = np.asarray([index[te_names[label]] for label in te_labels], dtype=np.int64)
-    skipped = (tuple(_stray_images(root, f"beside train/ and {test}/"))
-               + tuple(f"train/{e}" for e in tr_skipped)
+    skipped = (tuple(_stray_images(root, f"beside {train}/ and {test}/"))
+               + tuple(f"{train}/{e}" for e in tr_skipped)
                + tuple(f"{test}/{e}" for e in te_skipped))
     return x[:len(y_tr)], y_tr, x[len(y_tr):], y_te, names, skipped
 
@@ -970,7 +989,7 @@ def _holdout(x: np.ndarray, y: np.ndarray, name: str):
         raise DatasetError(
             f"{name}: every class has a single sample, so none can be held out for the 20% "
             "test split; add samples (at least 2 per class, about 5 for a test sample per "
-            "class), or supply the test split as x_test/y_test in an .npz")
+            f"class), or {supply_test_split(name)}")
     x_rest, y_rest = x[~single], y[~single]
     classes = int(np.count_nonzero(counts >= 2))
     n_test = int(np.ceil(0.2 * len(y_rest)))
@@ -980,8 +999,8 @@ def _holdout(x: np.ndarray, y: np.ndarray, name: str):
             + (" (those of 2 or more samples; a class of one stays in training)"
                if single.any() else "")
             + f" are too few for the held-out 20% test split (a test sample per class needs "
-            f"at least {5 * classes - 4} samples, about 5 per class); add samples, or supply "
-            "the test split as x_test/y_test in an .npz"
+            f"at least {5 * classes - 4} samples, about 5 per class); add samples, or "
+            f"{supply_test_split(name)}"
         )
     x_tr, x_te, y_tr, y_te = train_test_split(x_rest, y_rest, test_size=0.2, random_state=0,
                                               stratify=y_rest)
