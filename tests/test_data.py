@@ -1967,6 +1967,29 @@ def test_a_registry_dataset_at_another_size_is_named_with_a_size_suffix():
         load_dataset("mnist@4x4x2")
 
 
+@pytest.mark.parametrize("ending, likely", [("8X8", "8x8"), ("8", "8x8"), (" 8x8", "8x8"),
+                                             ("8x8X1", "8x8x1"), ("abc", None)])
+def test_a_size_suffix_that_is_none_says_so(tmp_path, ending, likely):
+    """digits@8X8 was "unknown dataset (did you mean digits?)", of a name that is digits,
+    and folder:photos@8X8 "not a directory", of a folder that is there: each says the ending
+    is no image size, the form, and the suffix its numbers likely mean."""
+    from PIL import Image
+
+    photos = _folder_of(tmp_path / "photos", {c: [(f"{i}.png", Image.fromarray(
+        np.full((4, 4), i, np.uint8))) for i in range(5)] for c in "ab"})
+    fix = (rf"did you mean {{}}@{likely}\?" if likely else r"\(e\.g\. {}@32x32\)")
+    with pytest.raises(DatasetError, match=rf"unknown dataset 'digits@{ending}': digits with "
+                                           rf"the ending @{ending}, which is not an image "
+                                           rf"size; give digits@HxW or @HxWxC, .*"
+                                           + fix.format("digits")):
+        load_dataset(f"digits@{ending}")
+    with pytest.raises(DatasetError, match=rf"photos@{ending} does not exist, and its ending "
+                                           rf"@{ending} is not an image size; give "
+                                           rf"{re.escape(photos)}@HxW .*"
+                                           + fix.format(re.escape(photos))):
+        load_dataset(f"{photos}@{ending}")
+
+
 def test_a_folder_without_its_prefix_is_told_the_prefix_with_its_size_kept(tmp_path):
     (tmp_path / "imgs").mkdir()
     with pytest.raises(DatasetError, match=r"\(a folder of images: pass folder:.*imgs@8x8\)"):

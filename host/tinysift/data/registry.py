@@ -99,6 +99,12 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
             ending = name[len(kind) + 1 + len(path):]
             raise DatasetError(f"{name}: {path} does not exist (the ending {ending} is read "
                                "as an image size, @HxW); check the path")
+        before, at, ending = path.rpartition("@")
+        if (size is None and at and not sources.exists_as_written(path)
+                and sources.exists_as_written(before)):
+            # folder:photos@32X32 said "not a directory" of a folder that is there
+            raise DatasetError(f"{name}: {path} does not exist, and its ending @{ending} is "
+                               f"not an image size; {_size_fix(ending, f'{kind}:{before}')}")
         if kind == "folder":
             canonical = resolved_name(name)
             ds = folder_cache.load(f"folder:{path}{sources.size_suffix(size)}",
@@ -115,6 +121,10 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
         else:
             ds = REGISTRY[name].loader(allow_download=allow_download)
     else:
+        before, at, ending = name.rpartition("@")
+        if at and before in REGISTRY:  # digits@8X8 was "did you mean digits?"
+            raise DatasetError(f"unknown dataset {name!r}: {before} with the ending @{ending}, "
+                               f"which is not an image size; {_size_fix(ending, before)}")
         known = ", ".join(list(REGISTRY) + ["npz:PATH", "folder:PATH"])
         raise DatasetError(f"unknown dataset {name!r}{_did_you_mean(name)}; known datasets: "
                            f"{known}")
@@ -218,6 +228,20 @@ def _registry_parts(name: str) -> tuple[str, sources.ImageSize | None] | None:
     if name[:match.start()] not in REGISTRY:
         return None
     return sources.split_image_size(name)
+
+
+def _size_fix(ending: str, base: str) -> str:
+    """The fix for a size suffix ``@ending`` that is none (``@8X8``, ``@8``, ``@ 8x8``):
+    the form, and the suffix it likely means where its numbers say so (one number: a
+    square)."""
+    import re
+
+    numbers = re.findall(r"\d+", ending)
+    form = f"give {base}@HxW or @HxWxC, the numbers joined by a lowercase x"
+    if not re.fullmatch(r"[\sxX*×\d]*", ending) or not 1 <= len(numbers) <= 3:
+        return f"{form} (e.g. {base}@32x32)"
+    likely = numbers * 2 if len(numbers) == 1 else numbers  # @8: a square, 8x8
+    return f"{form}: did you mean {base}@{'x'.join(likely)}?"
 
 
 def _suffix(name: str) -> str:
