@@ -1285,19 +1285,32 @@ def test_every_option_says_what_it_is():
     assert list(bare(typer.main.get_command(app))) == []
 
 
-def test_an_npz_as_inputs_suggests_its_images(tmp_path, capsys):
+def test_an_npz_as_inputs_suggests_its_images(tmp_path, monkeypatch):
     """`--inputs RUN/trainset.npz` (arrays indices, y, x) suggested
-    `np.load('trainset.npz')['indices']`, the first array, as the inputs; the images are x."""
+    `np.load('trainset.npz')['indices']`, the first array, as the inputs; the images are x.
+    Uint8 pixels, saved as suggested, were refused next ("the model takes int8 inputs; got
+    uint8"): the suggestion makes them the int8 inputs of tinysift's models (x - 128)."""
+    import re
+
     from tinysift.cli.checks import load_array
     from tinysift.errors import TinysiftError
 
+    pixels = np.arange(3 * 64).reshape(3, 8, 8, 1).astype(np.uint8)
     np.savez(tmp_path / "trainset.npz", indices=np.arange(3), y=np.zeros(3, np.int64),
-             x=np.zeros((3, 8, 8, 1), np.uint8))
+             x=pixels)
     np.savez(tmp_path / "other.npz", a=np.zeros(3), b=np.zeros(3))
-    for name, pick in (("trainset.npz", "x"), ("other.npz", "a")):
-        with pytest.raises(TinysiftError) as said:
-            load_array(tmp_path / name, "--inputs")
-        assert f"e.g. np.save('inputs.npy', np.load('{name}')['{pick}'])" in str(said.value)
+    with pytest.raises(TinysiftError) as said:
+        load_array(tmp_path / "other.npz", "--inputs")
+    assert "e.g. np.save('inputs.npy', np.load('other.npz')['a'])" in str(said.value)
+    with pytest.raises(TinysiftError) as said:
+        load_array(tmp_path / "trainset.npz", "--inputs")
+    assert "the int8 inputs of a model whose input scale is 1/255 and zero point -128" in str(
+        said.value)
+    monkeypatch.chdir(tmp_path)
+    exec(re.search(r"e\.g\. (np\.save\(.*\)\)) \(", str(said.value))[1], {"np": np})
+    saved = load_array(tmp_path / "inputs.npy", "--inputs")
+    assert saved.dtype == np.int8
+    assert np.array_equal(saved.astype(int), pixels.astype(int) - 128)
     with pytest.raises(TinysiftError, match=r"is an \.npz archive \(arrays indices, y, x\), "
                                             "not one array"):
         load_array(tmp_path / "trainset.npz", "--inputs")

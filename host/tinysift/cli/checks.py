@@ -89,12 +89,19 @@ def load_array(path: Path, flag: str):
     if hasattr(loaded, "files"):
         with loaded as npz:
             names = list(npz.files)
+            # the images, where the archive has them: a run's trainset.npz suggested its
+            # 'indices', the first array, as the inputs
+            pick = next((n for n in ("x", "x_test", "inputs") if n in names),
+                        (names or [""])[0])
+            pixels = bool(names) and npz[pick].dtype.name == "uint8"
         holds = f"arrays {', '.join(names)}" if names else "no arrays"
-        # the images, where the archive has them: a run's trainset.npz suggested its
-        # 'indices', the first array, as the inputs
-        pick = next((n for n in ("x", "x_test", "inputs") if n in names), (names or [""])[0])
-        example = (f", e.g. np.save('inputs.npy', np.load('{path.name}')['{pick}'])"
-                   if names else "")
+        array = f"np.load('{path.name}')['{pick}']"
+        if pixels:  # as saved, the engine refused them next: "takes int8 inputs; got uint8"
+            array = (f"({array}.astype(np.int16) - 128).astype(np.int8)")
+        example = (f", e.g. np.save('inputs.npy', {array})" if names else "")
+        if pixels:
+            example += (" (its uint8 pixels as the int8 inputs of a model whose input scale "
+                        "is 1/255 and zero point -128, as tinysift's)")
         raise TinysiftError(f"{flag} {path} is an .npz archive ({holds}), not one array; "
                             f"give {expected}{example}")
     if loaded.dtype.kind not in "biuf":
