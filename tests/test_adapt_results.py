@@ -401,7 +401,8 @@ def test_device_bench_refuses_no_seeds_and_an_unknown_method_before_any_work(
              "work_dir": tmp_path / "work"}
     with pytest.raises(BudgetError, match=r"^--seeds must be at least 1 \(got 0\)$"):
         bench_device(DeviceBenchConfig(dataset="digits", seeds=0, **where), log=lambda *_: None)
-    with pytest.raises(BudgetError, match=r"unknown replay method 'herdin'; a replay set is "
+    with pytest.raises(BudgetError, match=r"unknown replay method 'herdin' \(did you mean "
+                                          r"herding\?\); a replay set is "
                                           r"chosen by a pruning method \(.*herding"):
         bench_device(DeviceBenchConfig(dataset="digits", methods=("random", "herdin"), **where),
                      log=lambda *_: None)

@@ -745,7 +745,12 @@ def test_a_method_breaking_the_interface_fails_naming_itself() -> None:
 
 
 def test_an_unknown_method_is_refused_with_the_known_ones() -> None:
-    """A misspelt method name lists the registered methods to choose from."""
-    with pytest.raises(TinysiftError, match=r"unknown method 'randm'; known methods: aum, "
-                                            r"ccs, .*, random"):
+    """A misspelt method name lists the registered methods to choose from, and names the one
+    it likely means (a typo, or another case: `--method VQ` was told only the list)."""
+    with pytest.raises(TinysiftError, match=r"unknown method 'randm' \(did you mean random\?\); "
+                                            r"known methods: aum, ccs, .*, random"):
         make_method("randm")
+    with pytest.raises(TinysiftError, match=r"unknown method 'VQ' \(did you mean vq\?\);"):
+        make_method("VQ")
+    with pytest.raises(TinysiftError, match=r"unknown method 'zzz'; known methods: aum"):
+        make_method("zzz")

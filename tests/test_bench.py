@@ -312,8 +312,9 @@ def test_bench_prune_refuses_bad_seeds_and_protocols_from_code(monkeypatch):
     monkeypatch.setattr(tinysift.data, "load_dataset", no_data)
     with pytest.raises(TinysiftError, match=r"^--seeds must be at least 1 \(got 0\)$"):
         bench_prune(PruneBenchConfig(dataset="digits", seeds=0))
-    with pytest.raises(TinysiftError, match=r"^unknown --protocol 'equal'; choose one of "
-                                            r"proportional, equal-steps$"):
+    with pytest.raises(TinysiftError, match=r"^unknown --protocol 'equal' \(did you mean "
+                                            r"equal-steps\?\); choose one of proportional, "
+                                            r"equal-steps$"):
         bench_prune(PruneBenchConfig(dataset="digits", protocol="equal"))
 
 

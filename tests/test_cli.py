@@ -659,6 +659,25 @@ BAD_INPUT = [
     # --keep beside --condensed was ignored: the whole condensed set trained
     (["train", "--dataset", "digits", "--condensed", "{tmp}/typo", "--keep", "0.5", "--out",
       "{tmp}/typo"], "--keep does not apply to --condensed"),
+    # a typo or another case of a known name was told only the list: the likely one is named
+    (["prune", "--dataset", "digits", "--method", "Herding", "--keep", "0.1", "--out",
+      "{tmp}/typo"], "unknown method 'Herding' (did you mean herding?)"),
+    (["condense", "--dataset", "digits", "--method", "vq-rael", "--per-class", "2", "--out",
+      "{tmp}/typo"], "unknown condensation method 'vq-rael' (did you mean vq-real?)"),
+    (["train", "--dataset", "digits", "--guided", "infobath", "--budget", "0.5", "--out",
+      "{tmp}/typo"], "unknown guided method 'infobath' (did you mean infobatch?)"),
+    (["train", "--dataset", "digits", "--variant", "resnet", "--out", "{tmp}/typo"],
+     "unknown model variant 'resnet' (did you mean resnet8?)"),
+    (["bench", "prune", "--protocol", "equal-step"],
+     "unknown --protocol 'equal-step' (did you mean equal-steps?)"),
+    (["bench", "guided", "--methods", "vq,ucbb", "--seeds", "1"],
+     "unknown guided method(s) ['ucbb'] (did you mean ucb?)"),
+    (["adapt", "--dataset", "digits", "--replay", "Flow", "--out", "{tmp}/typo"],
+     "unknown replay method 'Flow' (did you mean flow?)"),
+    (["adapt", "--dataset", "digits", "--scenario", "shfit", "--out", "{tmp}/typo"],
+     "unknown scenario 'shfit' (did you mean shift?)"),
+    (["run", "{tmp}/setting-typo.toml"], "unknown pipeline settings ['epoch'] (did you mean "
+                                          "epochs?)"),
 ]
 
 
@@ -694,7 +713,7 @@ def bad_files(tmp_path):
                        ("base-epochs", "base_epochs = -1"), ("test-samples", "test_samples = 0"),
                        ("base-keep", 'base_keep = "2.0"'),
                        ("twice", "[base]\nepochs = 3\n[device]\nepochs = 5"),
-                       ("kind", 'kind = "selct"')):
+                       ("kind", 'kind = "selct"'), ("setting-typo", "epoch = 3")):
         (tmp_path / f"{name}.toml").write_text(f'dataset = "nope"\n{text}\n')
     (tmp_path / "fit-board-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
                                                    'fit_board = "bogus"\n')
@@ -1458,8 +1477,8 @@ def test_bench_values_out_of_range_are_refused_before_the_bench(monkeypatch, cap
             (["prune", "--keep", "0.5,0"], "--keep values must be fractions in (0, 1], got [0.0]"),
             (["prune", "--keep", "1.5"], "--keep values must be fractions in (0, 1], got [1.5]"),
             (["guided", "--budgets", "0,0.5"], "--budgets values must be fractions in (0, 1]"),
-            (["prune", "--protocol", "equal"], "unknown --protocol 'equal'; choose one of "
-             "proportional, equal-steps"),
+            (["prune", "--protocol", "equal"], "unknown --protocol 'equal' (did you mean "
+             "equal-steps?); choose one of proportional, equal-steps"),
             (["guided", "--methods", "vq", "--method-params", '{"flow": {}}'],
              "--method-params names 'flow', which this bench does not run (its methods: vq)"),
             (["guided", "--method-params", '{"vq": 3}'],

@@ -1865,8 +1865,9 @@ def test_an_unknown_sampler_parameter_names_the_method_s_parameters():
     begun = make_sampler("vq")  # ... and what a run fitted (codebooks, generators)
     begun.begin(_state(np.repeat([0, 1], 4)))
     assert stamped_params(begun) == sampler_params("vq")
-    with pytest.raises(TinysiftError, match=r"unknown guided method 'vqq'; known: flow, "
-                                            r"full-cut, infobatch, rs2, ucb, vq$"):
+    with pytest.raises(TinysiftError, match=r"unknown guided method 'vqq' \(did you mean "
+                                            r"vq\?\); known: flow, full-cut, infobatch, rs2, "
+                                            r"ucb, vq$"):
         make_sampler("vqq")
 
 

@@ -22,7 +22,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from tinysift.errors import TinysiftError
+from tinysift.errors import TinysiftError, did_you_mean
 from tinysift.params import describe_annotation, value_fits
 from tinysift.paths import boards_dir, firmware_dir
 
@@ -159,7 +159,9 @@ def load_board(name: str) -> Board:
             path = candidate
     if path is None:
         known = ", ".join(b.name for b in list_boards())
-        raise TinysiftError(f"unknown board {name!r}; known boards: {known}")
+        raise TinysiftError(f"unknown board {name!r}"
+                            f"{did_you_mean(name, [b.name for b in list_boards()])}; known "
+                            f"boards: {known}")
     known_keys = {f.name for f in fields(Board)} - {"source_file"}
     unknown = sorted(set(data) - known_keys)
     if unknown:

@@ -92,3 +92,16 @@ def out_of_memory_said(error: BaseException) -> str:
     names a whole tensor shape), or its type when it has no text."""
     text = (str(error).strip().splitlines() or [""])[0][:200]
     return f"out of memory ({text or type(error).__name__})"
+
+
+def did_you_mean(name: object, known) -> str:
+    """`` (did you mean X?)`` for a ``name`` that is another case or a typo of one of
+    ``known`` (``VQ``, ``vqq``: vq), for an "unknown ..." message; '' when none is close."""
+    import difflib
+
+    if not isinstance(name, str) or not name:
+        return ""
+    known = [str(k) for k in known]
+    same = [k for k in known if k.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -94,7 +94,7 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     serial, in this process): one per (seed, method, budget) training."""
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import load_dataset
-    from tinysift.errors import BudgetError
+    from tinysift.errors import BudgetError, did_you_mean
     from tinysift.guided import known_samplers
     from tinysift.progress import make_console
 
@@ -109,7 +109,8 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     distinct(cfg.methods, "--methods")  # a method given twice was trained twice
     unknown = sorted(set(cfg.methods) - set(known_samplers()))
     if unknown:
-        raise BudgetError(f"unknown guided method(s) {unknown}; known: "
+        raise BudgetError(f"unknown guided method(s) {unknown}"
+                          f"{did_you_mean(unknown[0], known_samplers())}; known: "
                           f"{', '.join(known_samplers())}")
     if not set(cfg.rerun) <= {"full", *cfg.methods}:
         raise BudgetError(f"--rerun names {sorted(set(cfg.rerun) - {'full', *cfg.methods})}, "

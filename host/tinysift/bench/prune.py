@@ -95,14 +95,15 @@ def bench_prune(cfg: PruneBenchConfig, progress: bool = True, executor=None) -> 
     from tinysift.bench.driver import SeedData, run_seeds
     from tinysift.bench.executor import SerialExecutor
     from tinysift.data import load_dataset
-    from tinysift.errors import TinysiftError
+    from tinysift.errors import TinysiftError, did_you_mean
     from tinysift.progress import make_console
     from tinysift.selection import resolve_keep
 
     if cfg.seeds < 1:
         raise TinysiftError(f"--seeds must be at least 1 (got {cfg.seeds})")
     if cfg.protocol not in PROTOCOLS:
-        raise TinysiftError(f"unknown --protocol {cfg.protocol!r}; choose one of "
+        raise TinysiftError(f"unknown --protocol {cfg.protocol!r}"
+                            f"{did_you_mean(cfg.protocol, PROTOCOLS)}; choose one of "
                             f"{', '.join(PROTOCOLS)}")
     point_labels(cfg.keeps, "--keep")  # two keeps of one label would share a record
     distinct(cfg.methods, "--methods")

@@ -85,10 +85,11 @@ def prune_cmd(
         PruneBenchConfig,
         bench_prune,
     )
-    from tinysift.errors import BudgetError
+    from tinysift.errors import BudgetError, did_you_mean
 
     if protocol not in PROTOCOLS:
-        raise BudgetError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise BudgetError(f"unknown --protocol {protocol!r}{did_you_mean(protocol, PROTOCOLS)}"
+                          f"; choose one of {', '.join(PROTOCOLS)}")
     _quick_alone(quick, "digits, keep 0.1, 1 seed", dataset=dataset, keep=keep, seeds=seeds)
     equal = protocol == "equal-steps"
     names = ((EQUAL_STEPS_METHODS if equal else ALL_METHODS) if methods == "all"

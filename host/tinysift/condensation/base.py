@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tinysift.errors import BudgetError, TinysiftError
+from tinysift.errors import BudgetError, TinysiftError, did_you_mean
 from tinysift.params import Parameterized, is_whole
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.base import construct_checked
@@ -100,7 +100,8 @@ def make_condenser(name: str, **params) -> Condenser:
     from tinysift.condensation import methods  # noqa: F401 (registers every method)
 
     if name not in CONDENSERS:
-        raise TinysiftError(f"unknown condensation method {name!r}; known: "
+        raise TinysiftError(f"unknown condensation method {name!r}"
+                            f"{did_you_mean(name, CONDENSERS)}; known: "
                             f"{', '.join(sorted(CONDENSERS))}")
     return construct_checked(CONDENSERS[name], f"condensation method {name!r}", **params)
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tinysift.errors import TinysiftError
+from tinysift.errors import TinysiftError, did_you_mean
 from tinysift.guided.ledger import CostLedger
 from tinysift.params import mistyped_parameter, unknown_parameter
 
@@ -41,7 +41,8 @@ def known_samplers() -> list[str]:
 def make_sampler(name: str, seed: int = 0, **params) -> EpochSampler:
     known = known_samplers()
     if name not in SAMPLERS:
-        raise TinysiftError(f"unknown guided method {name!r}; known: {', '.join(known)}")
+        raise TinysiftError(f"unknown guided method {name!r}{did_you_mean(name, known)}; "
+                            f"known: {', '.join(known)}")
     problem = (unknown_parameter(SAMPLERS[name], params, f"guided method {name!r}",
                                  takes_none="it takes none: drop its parameters "
                                             "(--guided-params, or its entry in a bench's "

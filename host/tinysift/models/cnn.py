@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from numbers import Real
 
-from tinysift.errors import TinysiftError
+from tinysift.errors import TinysiftError, did_you_mean
 from tinysift.params import is_whole
 
 FEATURES_LAYER = "features"
@@ -31,7 +31,8 @@ MIN_SIDE = {"ds-cnn": 1, "conv-maxpool": 8, "resnet8": 1}
 def check_shape(variant: str, width: int) -> None:
     """One TinysiftError for a variant tinysift does not build or a width below 1 channel."""
     if variant not in VARIANTS:
-        raise TinysiftError(f"unknown model variant {variant!r}; choose one of "
+        raise TinysiftError(f"unknown model variant {variant!r}"
+                            f"{did_you_mean(variant, VARIANTS)}; choose one of "
                             f"{', '.join(VARIANTS)} (--variant)")
     if not is_whole(width, 1):
         raise TinysiftError(f"model width must be a whole number of stem channels >= 1 "

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from tinysift.boards import DEFAULT_BOARD, check_emulated_board
-from tinysift.errors import BudgetError
+from tinysift.errors import BudgetError, did_you_mean
 from tinysift.export.memory import needs_backbone_buffers
 
 SCENARIO_FILE = "scenario.npz"
@@ -95,7 +95,8 @@ class AdaptConfig:
         from tinysift.data.scenarios import KINDS
 
         if self.scenario not in KINDS:
-            raise BudgetError(f"unknown scenario {self.scenario!r}; choose one of "
+            raise BudgetError(f"unknown scenario {self.scenario!r}"
+                              f"{did_you_mean(self.scenario, KINDS)}; choose one of "
                               f"{', '.join(KINDS)}")
         if self.scenario == "user" and not self.new:
             raise BudgetError("the user scenario needs --new npz:PATH or folder:PATH")
@@ -143,7 +144,9 @@ class AdaptConfig:
             from tinysift.selection import methods as _registered  # noqa: F401
 
             if self.replay not in METHODS:
-                raise BudgetError(f"unknown replay method {self.replay!r}; a replay set is "
+                raise BudgetError(f"unknown replay method {self.replay!r}"
+                                  f"{did_you_mean(self.replay, [*METHODS, NO_REPLAY])}; a "
+                                  "replay set is "
                                   f"chosen by a pruning method ({', '.join(sorted(METHODS))}) "
                                   f"or is '{NO_REPLAY}'")
         # the device's own ranges (lr, momentum, batch, schedule) before the base is trained

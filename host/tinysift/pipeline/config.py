@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
-from tinysift.errors import TinysiftError
+from tinysift.errors import TinysiftError, did_you_mean
 from tinysift.params import describe_annotation, parameter_names, value_fits
 
 SEED_MAX = 2**31 - 1  # the CLI's --seed range: derived seeds (seed + 1, ...) stay in uint32
@@ -69,7 +69,8 @@ class TomlConfig:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise TinysiftError(f"unknown pipeline settings {unknown}; known: {sorted(known)}")
+            raise TinysiftError(f"unknown pipeline settings {unknown}"
+                                f"{did_you_mean(unknown[0], known)}; known: {sorted(known)}")
         data = asdict(self)
         data.update(self._checked({k: v for k, v in values.items() if v is not None}))
         cfg = type(self)(**data)
@@ -169,7 +170,8 @@ class PipelineConfig(TomlConfig):
 
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise TinysiftError(f"unknown selection methods {unknown}; known: "
+            raise TinysiftError(f"unknown selection methods {unknown}"
+                                f"{did_you_mean(unknown[0], METHODS)}; known: "
                                 f"{', '.join(sorted(METHODS))}")
         if len(set(self.methods)) < len(self.methods):  # each row came twice
             raise TinysiftError(f"methods names a method twice: {self.methods}")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.errors import BudgetError
+from tinysift.errors import BudgetError, did_you_mean
 from tinysift.pipeline.adapt import UPDATES, AdaptConfig, check_updates
 
 POLICIES = ("reservoir", "coverage")
@@ -67,7 +67,8 @@ class UpkeepConfig(AdaptConfig):
         super().validate()
         bad = [p for p in self.policies if p not in POLICIES]
         if bad:
-            raise BudgetError(f"unknown policy {bad[0]!r}; choose from {', '.join(POLICIES)}")
+            raise BudgetError(f"unknown policy {bad[0]!r}{did_you_mean(bad[0], POLICIES)}; "
+                              f"choose from {', '.join(POLICIES)}")
         if not self.buffers or min(self.buffers) < 1:
             raise BudgetError("--buffers must be positive samples per class")
         check_updates(self.updates)

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tinysift.errors import BudgetError, TinysiftError
+from tinysift.errors import BudgetError, TinysiftError, did_you_mean
 from tinysift.params import Parameterized, is_whole, mistyped_parameter, unknown_parameter
 from tinysift.scoring.context import ScoringContext
 from tinysift.selection.budget import class_quotas
@@ -144,7 +144,8 @@ def make_method(name: str, **params) -> PruningMethod:
     from tinysift.selection import methods  # noqa: F401  (registers every method)
 
     if name not in METHODS:
-        raise TinysiftError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+        raise TinysiftError(f"unknown method {name!r}{did_you_mean(name, METHODS)}; known "
+                            f"methods: {', '.join(sorted(METHODS))}")
     return construct_checked(METHODS[name], f"method {name!r}", **params)
 
 

@@ -292,11 +292,12 @@ GUIDED_FILE = "guided.json"
 
 
 def _check_guided(guided, budget, epochs, keep, selection, condensed, params=None) -> None:
-    from tinysift.errors import BudgetError
+    from tinysift.errors import BudgetError, did_you_mean
     from tinysift.guided import known_samplers, make_sampler
 
     if guided not in known_samplers():
-        raise BudgetError(f"unknown guided method {guided!r}; known: "
+        raise BudgetError(f"unknown guided method {guided!r}"
+                          f"{did_you_mean(guided, known_samplers())}; known: "
                           f"{', '.join(known_samplers())}")
     if budget is None:
         raise BudgetError("--guided needs --budget F: the fraction in (0, 1] of the full-data "
