@@ -1304,6 +1304,22 @@ def test_every_option_says_what_it_is():
     assert list(bare(typer.main.get_command(app))) == []
 
 
+def test_export_of_a_folder_not_trained_names_the_train_to_run(tmp_path, capsys):
+    """`export` of a prune folder said "model.tflite not found; run tinysift quantize", and
+    that quantize then "has no train stage yet; run tinysift train": export names the train
+    (on the folder's selection) and the quantize after it at once."""
+    from tinysift.cli import main
+    from tinysift.stages.prune import prune
+
+    prune("digits", "random", 0.2, tmp_path / "p", seed=0)
+    capsys.readouterr()
+    assert main(["export", "--run", str(tmp_path / "p")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"has no train stage yet; run `tinysift train --dataset digits --selection "
+            f"{tmp_path}/p/selection.npz --out {tmp_path}/p` first, then `tinysift quantize "
+            f"--run {tmp_path}/p`: export reads its model.tflite") in err, err
+
+
 def test_an_npz_as_inputs_suggests_its_images(tmp_path, monkeypatch):
     """`--inputs RUN/trainset.npz` (arrays indices, y, x) suggested
     `np.load('trainset.npz')['indices']`, the first array, as the inputs; the images are x.

@@ -56,9 +56,20 @@ def register(app: typer.Typer) -> None:
         seed: int = seed_option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
+        from tinysift.errors import StageError
+        from tinysift.runs import Run
+        from tinysift.stages.checks import check_trained
         from tinysift.stages.export import export
 
-        r = export(require_run(run), board=board, fit=fit,
+        run = require_run(run)
+        if not (run / "model.tflite").exists():
+            # a folder not trained yet was told to quantize, and quantize then to train
+            try:
+                check_trained(Run(run))
+            except StageError as exc:
+                raise StageError(f"{exc}, then `tinysift quantize --run {run}`: export reads "
+                                 "its model.tflite") from None
+        r = export(run, board=board, fit=fit,
                    test_samples=EXPORT_TEST_SAMPLES if test_samples is None else test_samples,
                    db_capacity=db_capacity, seed=seed, backbone_training=not head_only)
         print_plan(r.plan)
