@@ -715,7 +715,9 @@ def test_adapt_log_says_dash_for_an_untested_task():
     from tinysift.pipeline.adapt import task_line
 
     line = task_line("vq-20-last-block", {"all": 0.947, "new": 0.947})
-    assert line == "vq-20-last-block: old -  new 0.947  all 0.947"
+    # and "all" is the new task's alone: "all 0.947" read as nothing forgotten
+    assert line == ("vq-20-last-block: old -  new 0.947  all 0.947 (the new task's: the old "
+                    "one is not tested here)")
     assert task_line("x", {"all": 0.5, "old": 0.25, "new": 0.75}) == \
         "x: old 0.250  new 0.750  all 0.500"
 

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         Trains a base model on the old task, chooses a replay set, and lets the device learn
         the new task with it; prints old/new/all accuracy against the host's joint model."""
         from tinysift.errors import BudgetError
-        from tinysift.pipeline.adapt import AdaptConfig, run_adapt
+        from tinysift.pipeline.adapt import AdaptConfig, run_adapt, task_line
 
         if old_classes is not None and scenario != "new-classes":  # was silently ignored
             raise BudgetError(f"--old-classes applies to the new-classes scenario only: "
@@ -50,10 +50,10 @@ def register(app: typer.Typer) -> None:
                           steps=steps, lr=lr, schedule=schedule, seed=seed, out=out)
         doc = run_adapt(cfg, log=say)
         acc, ref = doc["device"]["acc"], doc["host_joint"]
-        say(f"device ({doc['label']}): old {_pct(acc.get('old'))}  new "
-            f"{_pct(acc.get('new'))}  all {_pct(acc['all'])};  host joint model: "
-            f"old {_pct(ref.get('old'))}  new {_pct(ref.get('new'))}  all "
-            f"{_pct(ref['all'])};  {doc['device']['energy_mj']:.1f} mJ (estimated)")
+        device = task_line(f"device ({doc['label']})", acc)
+        say(f"{device};  host joint model: old {_pct(ref.get('old'))}  new "
+            f"{_pct(ref.get('new'))}  all {_pct(ref['all'])};  "
+            f"{doc['device']['energy_mj']:.1f} mJ (estimated)")
 
 
 def _classes(text: str) -> tuple[int, ...]:

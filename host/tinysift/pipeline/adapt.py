@@ -463,12 +463,14 @@ def run_adapt(cfg: AdaptConfig, log=print) -> dict:
 def task_line(label: str, accs: dict) -> str:
     """The log line of one adaptation's device accuracies; a task the device did not test
     (shift's old domain, a user's data of the old classes) is "-", as in the CLI's summary
-    and the device bench (was "nan")."""
+    and the device bench (was "nan"), and "all" is then said to be the new task's alone
+    (an "all 1.000" read as nothing forgotten, which was not measured)."""
     def fmt(task: str) -> str:
         v = accs.get(task)
         return "-" if v is None else f"{v:.3f}"
 
-    return f"{label}: old {fmt('old')}  new {fmt('new')}  all {fmt('all')}"
+    alone = " (the new task's: the old one is not tested here)" if accs.get("old") is None else ""
+    return f"{label}: old {fmt('old')}  new {fmt('new')}  all {fmt('all')}{alone}"
 
 
 def check_adaptation_fits(cfg: AdaptConfig, base: Path, replay: int, new: int, tests: int,
