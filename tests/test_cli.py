@@ -2260,11 +2260,17 @@ def test_quantize_and_export_print_what_their_stage_did(monkeypatch, tmp_path, c
             "ram": {"arena": 2048}, "flash_total": 4200, "flash_capacity": 8192,
             "ram_total": 2048, "ram_capacity": 8192,
             "not_counted": {"raw .tflite (optional)": 1234}}
-    exported = [ExportOutcome(run / "export", 100, 50, plan, "h", skipped=True,
-                              fit={"seed": 3, "kept": 143, "exported": 100, "dropped": 43}),
+    fitted = {"seed": 3, "kept": 143, "exported": 100, "dropped": 43}
+    exported = [ExportOutcome(run / "export", 100, 50, plan, "h", skipped=True, fit=fitted),
+                ExportOutcome(run / "export", 100, 50, plan, "h", fit=fitted),
                 ExportOutcome(run / "export", 143, 50, plan, "h")]
     monkeypatch.setattr(importlib.import_module("tinysift.stages.export"), "export",
                         lambda *a, **k: exported.pop(0))
+    from tinysift.runs import Run
+
+    selected = Run(run)
+    selected.manifest.setdefault("stages", {})["train"] = {"params": {"source": "selection:vq"}}
+    selected.save()
     assert main(["export", "--run", str(run), "--test-samples", "80", "--head-only", "--fit",
                  "--seed", "3"]) == 0
     out = " ".join(capsys.readouterr().out.split())
@@ -2277,6 +2283,14 @@ def test_quantize_and_export_print_what_their_stage_did(monkeypatch, tmp_path, c
     assert ("--fit: a class-balanced random subset (seed 3) of the 143 kept samples, not the "
             "selection's first 100 (43 dropped; export.json `fit` lists the positions); for a "
             "selection-ordered set, prune again with --keep 100") in out, out
+    # a run trained on its full set has no selection to speak of (it was told of one)
+    selected.manifest["stages"]["train"]["params"]["source"] = "full"
+    selected.save()
+    assert main(["export", "--run", str(run), "--fit", "--seed", "3"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("--fit: a class-balanced random subset (seed 3) of the 143 training samples, 100 "
+            "kept (43 dropped; export.json `fit` lists the positions); to choose which, prune "
+            "with --keep 100 and train on its selection") in out and "selection's" not in out
     assert main(["export", "--run", str(run), "--test-samples", "50"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "memory plan on qemu-mps2-an386" in out and out.endswith(

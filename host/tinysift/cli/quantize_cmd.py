@@ -56,22 +56,25 @@ def register(app: typer.Typer) -> None:
         seed: int = seed_option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
-        from tinysift.errors import StageError
+        from tinysift.errors import StageError, TinysiftError
         from tinysift.runs import Run
         from tinysift.stages.checks import check_trained
         from tinysift.stages.export import export
 
         run = require_run(run)
-        if not (run / "model.tflite").exists():
-            # a folder not trained yet was told to quantize, and quantize then to train
-            try:
-                check_trained(Run(run))
-            except StageError as exc:
-                raise StageError(f"{exc}, then `tinysift quantize --run {run}`: export reads "
-                                 "its model.tflite") from None
-        r = export(run, board=board, fit=fit,
-                   test_samples=EXPORT_TEST_SAMPLES if test_samples is None else test_samples,
-                   db_capacity=db_capacity, seed=seed, backbone_training=not head_only)
+        try:
+            r = export(run, board=board, fit=fit, test_samples=EXPORT_TEST_SAMPLES
+                       if test_samples is None else test_samples, db_capacity=db_capacity,
+                       seed=seed, backbone_training=not head_only)
+        except TinysiftError:
+            if not (run / "model.tflite").exists():
+                # a folder not trained yet was told to quantize, and quantize then to train
+                try:
+                    check_trained(Run(run))
+                except StageError as exc:
+                    raise StageError(f"{exc}, then `tinysift quantize --run {run}`: export "
+                                     "reads its model.tflite") from None
+            raise
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "
                       f"-> {r.export_dir}{' (cached)' if r.skipped else ''}", markup=False)
@@ -86,11 +89,20 @@ def register(app: typer.Typer) -> None:
                           "--head-only for update=last-block / bias)")
         if r.fit:
             f = r.fit
-            console.print(f"--fit: a class-balanced random subset (seed {f['seed']}) of the "
-                          f"{f['kept']} kept samples, not the selection's first {f['exported']}"
-                          f" ({f['dropped']} dropped; export.json `fit` lists the positions); "
-                          f"for a selection-ordered set, prune again with --keep "
-                          f"{f['exported']}")
+            source = str(((Run(run).stage_info("train") or {}).get("params") or {})
+                         .get("source", ""))
+            if source.startswith("selection:"):
+                console.print(f"--fit: a class-balanced random subset (seed {f['seed']}) of "
+                              f"the {f['kept']} kept samples, not the selection's first "
+                              f"{f['exported']} ({f['dropped']} dropped; export.json `fit` "
+                              f"lists the positions); for a selection-ordered set, prune "
+                              f"again with --keep {f['exported']}")
+            else:  # no selection to keep the order of (a full set was told of one)
+                console.print(f"--fit: a class-balanced random subset (seed {f['seed']}) of "
+                              f"the {f['kept']} training samples, {f['exported']} kept "
+                              f"({f['dropped']} dropped; export.json `fit` lists the "
+                              f"positions); to choose which, prune with --keep "
+                              f"{f['exported']} and train on its selection")
 
     @app.command("boards")
     def boards_cmd(json_out: bool = typer.Option(False, "--json", help="JSON on stdout")
