@@ -756,6 +756,14 @@ def test_a_selection_of_other_data_is_refused_before_training(tmp_path, digits):
         train("digits", tmp_path / "r", selection=tmp_path / "selection.npz", epochs=1,
               progress=False)
     assert not (tmp_path / "r" / "manifest.json").exists()
+    # in a run folder, the data it was made for is named (two hashes named none)
+    write_selection(tmp_path / "m" / "selection.npz", np.arange(40),
+                    np.zeros(len(digits.y_train)), "random", len(digits.y_train), "other-hash")
+    (tmp_path / "m" / "manifest.json").write_text('{"dataset": {"name": "npz:/data/x.npz"}}')
+    with pytest.raises(DatasetError, match=r"made for dataset hash other-hash \(dataset "
+                                           r"npz:/data/x\.npz, as its run folder records\), "
+                                           rf"not {digits.content_hash}"):
+        train("digits", tmp_path / "r", selection=tmp_path / "m", epochs=1, progress=False)
 
 
 def test_condensed_images_of_another_shape_are_refused(tmp_path, digits):

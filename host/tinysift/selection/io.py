@@ -206,10 +206,23 @@ def read_selection(path: str | Path, num_samples: int | None = None,
     if dataset_hash is not None and "dataset_hash" in sel and str(sel["dataset_hash"]) not in (
             dataset_hash, ""):
         raise DatasetError(
-            f"{p} was made for dataset hash {sel['dataset_hash']}, not {dataset_hash}; "
-            "the selection belongs to different data: prune this dataset again"
+            f"{p} was made for dataset hash {sel['dataset_hash']}{_made_from(p)}, not "
+            f"{dataset_hash}; the selection belongs to different data: prune this dataset "
+            "again"
         )
     return sel
+
+
+def _made_from(set_path: Path) -> str:
+    """`` (dataset NAME, as its run folder records)`` for a set file in a run folder whose
+    manifest names its dataset; '' otherwise: a mismatch named two hashes and no data."""
+    from tinysift.runs import MANIFEST
+
+    try:
+        name = json.loads((set_path.parent / MANIFEST).read_text())["dataset"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f" (dataset {name}, as its run folder records)" if isinstance(name, str) else ""
 
 
 def write_condensed(path: str | Path, x: np.ndarray, y: np.ndarray, method: str,
@@ -253,9 +266,9 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
     _scalar(cond, "method", p, str, "condensed", fix)
     made_for = str(cond["dataset_hash"]) if "dataset_hash" in cond else ""
     if dataset_hash is not None and made_for not in (dataset_hash, ""):
-        raise DatasetError(f"{p} was condensed from dataset hash {made_for}, not "
-                           f"{dataset_hash}: the set belongs to different data; condense this "
-                           "dataset again")
+        raise DatasetError(f"{p} was condensed from dataset hash {made_for}{_made_from(p)}, "
+                           f"not {dataset_hash}: the set belongs to different data; condense "
+                           "this dataset again")
     if num_classes is not None and int(y.max()) >= num_classes:
         raise DatasetError(f"{p} has label {int(y.max())}, but the dataset has {num_classes} "
                            f"classes (0..{num_classes - 1}); {fix} from this dataset")
