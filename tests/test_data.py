@@ -152,6 +152,9 @@ def test_npz_with_keras_names(write_npz):
     (dict(y=np.array([0, 1] * 5)), "missing array 'x'"),
     (dict(x=np.full((10, 4, 4), np.nan), y=np.array([0, 1] * 5)), "NaN"),
     (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.zeros(10, np.int64)), "one class"),
+    # every label 1 was told that class 0 had no samples, to relabel them 0..K-1
+    (dict(x=np.zeros((10, 4, 4), np.uint8), y=np.ones(10, np.int64)),
+     r"only one class \(every training label is 1\); classification needs at least 2"),
 ])
 def test_bad_npz_refused(write_npz, arrays, message):
     with pytest.raises(DatasetError, match=message):

@@ -961,6 +961,10 @@ def _check_label_range(top: int, samples: int, name: str) -> None:
 
 def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
     _check_label_range(int(y.max()), len(y), name)
+    labels = np.unique(y)
+    if len(labels) == 1:  # every label 1 was "class(es) [0] have no training samples"
+        raise DatasetError(f"{name}: only one class (every training label is "
+                           f"{int(labels[0])}); classification needs at least 2")
     counts = np.bincount(y, minlength=num_classes)
     empty = np.flatnonzero(counts == 0)
     if len(empty):
