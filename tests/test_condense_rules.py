@@ -121,6 +121,14 @@ def test_refusals_name_the_class_that_is_too_small_or_the_classes_absent():
     with pytest.raises(BudgetError, match="larger than class 2, which has only 4 training "
                                           "samples; use K <= 4"):
         make_condenser("random").fit(ScoringContext(x, y, 3, progress=False)).condense(5)
+    # a folder's classes have names: the one that limits K is named (it was "class 3" alone)
+    from tinysift.condensation.base import check_per_class
+
+    with pytest.raises(BudgetError, match=r"larger than class 2 \('lonely'\), which has only "
+                                          "4 training samples"):
+        check_per_class(5, np.bincount(y), ("cat", "dog", "lonely"))
+    with pytest.raises(BudgetError, match=r"larger than class 2, which has only 4"):
+        check_per_class(5, np.bincount(y), ("0", "1", "2"))
     y_gaps = np.array([0] * 12 + [2] * 12)  # classes 1 and 3 of 4 absent
     with pytest.raises(BudgetError, match="classes 1, 3 of the 4 classes have no training "
                                           "samples"):

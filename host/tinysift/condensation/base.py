@@ -77,8 +77,10 @@ class EmbeddingCondenser(Condenser):
         self.z_ = context.embedding(self.embedding, self.dim)
 
 
-def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
-    """Refuse a per-class K below 1 or above the smallest class (before any fit is paid)."""
+def check_per_class(per_class: int, class_counts: np.ndarray,
+                    class_names: tuple[str, ...] | None = None) -> None:
+    """Refuse a per-class K below 1 or above the smallest class (before any fit is paid);
+    ``class_names``: the smallest class is named too (a folder's "class 3" is 'lonely')."""
     if not is_whole(per_class, 1):
         raise BudgetError(f"per-class K (--per-class, samples made a class) must be a whole "
                           f"number >= 1, got {per_class!r}")
@@ -91,9 +93,12 @@ def check_per_class(per_class: int, class_counts: np.ndarray) -> None:
             "samples to condense; condensation makes K samples of every class: pass "
             "num_classes = the number of classes present (labels 0..K-1)")
     if per_class > smallest:
+        index = int(np.argmin(class_counts))
+        named = (f" ({class_names[index]!r})" if class_names is not None
+                 and class_names[index] != str(index) else "")
         raise BudgetError(
-            f"per-class K={per_class} is larger than class {int(np.argmin(class_counts))}, "
-            f"which has only {smallest} training samples; use K <= {smallest}")
+            f"per-class K={per_class} is larger than class {index}{named}, which has only "
+            f"{smallest} training samples; use K <= {smallest}")
 
 
 def make_condenser(name: str, **params) -> Condenser:

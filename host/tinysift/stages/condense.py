@@ -40,7 +40,7 @@ def condense(dataset: str, method: str, per_class: int, out: str | Path, seed: i
     from tinysift.scoring import ScoringContext
 
     ds = load_dataset(dataset)
-    check_per_class(per_class, ds.class_counts("train"))  # before any fit is paid for
+    check_per_class(per_class, ds.class_counts("train"), ds.class_names)  # before any fit
     run = Run(out, writes=("condensed.npz",))  # a user's own set is not overwritten
     run.refuse_other_dataset(resolved_name(dataset), ds.content_hash)
     impl = make_condenser(method, seed=seed, **method_params)
