@@ -2544,6 +2544,9 @@ def test_demo_and_run_print_the_table_headline_and_report(monkeypatch, capsys, t
     assert "digits on qemu-mps2-an386: on-device fine-tuning, 4 epochs (energy estimated)" in out
     assert ("│ random │ 150 │ 0.500 │ 0.800 │ 0.790 │ 30,000 │ 0.300 │ 1.500 │ 12.3 │"
             in out), out
+    # the total is many epochs' worth after one: the backbone's pass is said to be in it
+    assert ("mJ fine-tune: the whole bill, the backbone's one pass over the samples (features "
+            "cached) and every epoch of the head") in out, out
     assert "random at 150 & up" in out
     assert f"report: {tmp_path}/s/report.html summary: {tmp_path}/s/summary.json (13 s)" in out
 
