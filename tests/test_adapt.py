@@ -267,6 +267,30 @@ def test_an_adapt_folder_given_as_a_run_names_its_base_run(tmp_path, capsys):
     assert not (out / "manifest.json").exists()
 
 
+def test_the_base_models_line_says_the_ceiling_of_classes_it_has_not_learned(write_npz,
+                                                                            tmp_path):
+    """The base's accuracy is on the whole test split, whose new classes it has not learned:
+    `demo --quick`'s 0.79 read as a weak base where 0.80 was its ceiling. The line says what
+    share of the split those classes are and the ceiling; a base of every class says none."""
+    from tinysift.pipeline.adapt import AdaptConfig, prepare_base
+
+    cfg = AdaptConfig(dataset="digits", old_classes=tuple(range(8)), base_epochs=1,
+                      out=str(tmp_path / "run"))
+    said = []
+    prepare_base(cfg, log=said.append)
+    with np.load(tmp_path / "run" / "scenario.npz") as z:
+        learned = np.isin(z["y_test"], np.arange(8)).mean()
+    (line,) = [s for s in said if s.startswith("base model on the old task")]
+    assert (f"on the whole test split, {1 - learned:.0%} of it of classes the base has not "
+            f"learned: at most {learned:.4f} (") in line, line
+    said.clear()
+    path = write_npz("new.npz", x=np.full((40, 8, 8), 1, np.uint8), y=np.repeat([8, 9], 20))
+    prepare_base(AdaptConfig(scenario="user", dataset="digits", new=path, new_per_class=10,
+                             base_epochs=1, out=str(tmp_path / "user")), log=said.append)
+    (line,) = [s for s in said if s.startswith("base model on the old task")]
+    assert "at most" not in line and "on the whole test split (" in line, line
+
+
 def test_user_data_changed_in_place_is_written_again(write_npz, tmp_path):
     """The scenario cache is keyed on its content: a --new file rewritten in place replaces
     RUN/scenario.npz (the base, replay and test set came from the old file, the streamed
