@@ -425,6 +425,15 @@ def test_folder_mixed_gray_and_colour_is_all_colour(tmp_path):
     with pytest.raises(DatasetError, match="cannot read image .*9.png: Image size .*exceeds"
                        ".*; replace it with a readable PNG or JPEG, or move it out of the folder"):
         load_dataset(name)
+    # several: each is named at once (a run named the first, and the next only after that
+    # one was mended), the first one's reason said
+    for i in range(7):
+        (root / "b" / f"bad{i}.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"mixed: 8 images cannot be used: a/9\.png, "
+                                           r"b/bad0\.png, b/bad1\.png, b/bad2\.png, "
+                                           r"b/bad3\.png and 3 more; the first: cannot read "
+                                           r"image .*9\.png: Image size"):
+        load_dataset(name)
 
 
 def test_folder_with_empty_class_refused(tmp_path):

@@ -737,11 +737,16 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
                    if inside else ""))
         listed += [(label, f) for f in files]
     images, kinds, ranges, paths, labels, first = [], [], [], [], [], None
+    unreadable: list[tuple[Path, DatasetError]] = []
     # a bar: thousands of photos take minutes to decode (shown on a terminal only)
     with progress_bar(len(listed) >= BAR_FROM_IMAGES, len(listed), f"reading {root.name or root}",
                       "images") as bar:
         for label, f in listed:
-            arr, kind = _read_image(f, name, size)
+            try:
+                arr, kind = _read_image(f, name, size)
+            except DatasetError as exc:  # read on: one run names every file to mend, not
+                unreadable.append((f, exc))  # the first of them
+                continue
             ranges.append((0.0, 255.0) if kind == "u8" else (float(arr.min()), float(arr.max())))
             if size is not None:
                 arr = resize_image(arr, size)
@@ -756,7 +761,15 @@ def _read_classes(root: Path, name: str, min_classes: int, size: ImageSize | Non
             kinds.append(kind)
             paths.append(f)
             labels.append(label)
-            bar.update(len(paths))
+            bar.update(len(paths) + len(unreadable))
+    if len(unreadable) == 1:
+        raise unreadable[0][1]
+    if unreadable:
+        shown = ", ".join(str(f.relative_to(root)) for f, _ in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        said = str(unreadable[0][1]).removeprefix(f"{name}: ")
+        raise DatasetError(f"{name}: {len(unreadable)} images cannot be used: {shown}{more}; "
+                           f"the first: {said}")
     return (images, kinds, ranges, paths, np.asarray(labels, dtype=np.int64),
             tuple(d.name for d in class_dirs), tuple(skipped))
 
