@@ -678,6 +678,12 @@ BAD_INPUT = [
      "unknown scenario 'shfit' (did you mean shift?)"),
     (["run", "{tmp}/setting-typo.toml"], "unknown pipeline settings ['epoch'] (did you mean "
                                           "epochs?)"),
+    # several unknown settings: no guess (an adapt file without its kind line was told
+    # "did you mean board?", a setting it had); an adapt file's settings: its kind line
+    (["run", "{tmp}/settings-typo.toml"], "unknown pipeline settings ['epoch', 'foo']; known"),
+    (["run", "{tmp}/no-kind-adapt.toml"], "has no kind line, so it is read as a select "
+                                          "pipeline, but its settings are an adapt "
+                                          "pipeline's: add kind = \"adapt\" at its top"),
 ]
 
 
@@ -713,7 +719,9 @@ def bad_files(tmp_path):
                        ("base-epochs", "base_epochs = -1"), ("test-samples", "test_samples = 0"),
                        ("base-keep", 'base_keep = "2.0"'),
                        ("twice", "[base]\nepochs = 3\n[device]\nepochs = 5"),
-                       ("kind", 'kind = "selct"'), ("setting-typo", "epoch = 3")):
+                       ("kind", 'kind = "selct"'), ("setting-typo", "epoch = 3"),
+                       ("settings-typo", "epoch = 3\nfoo = 1"),
+                       ("no-kind-adapt", "old_classes = [0, 1]\nsizes = [5]\nsteps = 10")):
         (tmp_path / f"{name}.toml").write_text(f'dataset = "nope"\n{text}\n')
     (tmp_path / "fit-board-adapt.toml").write_text('kind = "adapt"\ndataset = "nope"\n'
                                                    'fit_board = "bogus"\n')
@@ -1320,35 +1328,42 @@ def test_export_of_a_folder_not_trained_names_the_train_to_run(tmp_path, capsys)
             f"--run {tmp_path}/p`: export reads its model.tflite") in err, err
 
 
-def test_an_npz_as_inputs_suggests_its_images(tmp_path, monkeypatch):
+def test_an_npz_as_inputs_suggests_its_images(tmp_path, monkeypatch, digits_run):
     """`--inputs RUN/trainset.npz` (arrays indices, y, x) suggested
     `np.load('trainset.npz')['indices']`, the first array, as the inputs; the images are x.
     Uint8 pixels, saved as suggested, were refused next ("the model takes int8 inputs; got
-    uint8"): the suggestion makes them the int8 inputs of tinysift's models (x - 128)."""
+    uint8"): with the model, the suggestion makes them its int8 inputs by its own input scale
+    and zero point, which the engine takes. An archive whose array cannot be loaded (objects)
+    gets the plain hint (its dtype was an unexpected ValueError, exit 1)."""
     import re
 
     from tinysift.cli.checks import load_array
     from tinysift.errors import TinysiftError
+    from tinysift.export.tflite_reader import parse_tflite
+    from tinysift.quantize.tflm import quantize_images
+    from tinysift.stages.export import check_inputs
 
+    tflite = digits_run / "model.tflite"
+    parsed = parse_tflite(tflite.read_bytes())
     pixels = np.arange(3 * 64).reshape(3, 8, 8, 1).astype(np.uint8)
     np.savez(tmp_path / "trainset.npz", indices=np.arange(3), y=np.zeros(3, np.int64),
              x=pixels)
     np.savez(tmp_path / "other.npz", a=np.zeros(3), b=np.zeros(3))
+    np.savez(tmp_path / "objects.npz", x=np.array(["a", None], dtype=object))
+    for name, pick in (("other.npz", "a"), ("objects.npz", "x"), ("trainset.npz", "x")):
+        with pytest.raises(TinysiftError) as said:
+            load_array(tmp_path / name, "--inputs", None if name == "trainset.npz" else tflite)
+        assert f"e.g. np.save('inputs.npy', np.load('{name}')['{pick}'])" in str(said.value)
     with pytest.raises(TinysiftError) as said:
-        load_array(tmp_path / "other.npz", "--inputs")
-    assert "e.g. np.save('inputs.npy', np.load('other.npz')['a'])" in str(said.value)
-    with pytest.raises(TinysiftError) as said:
-        load_array(tmp_path / "trainset.npz", "--inputs")
-    assert "the int8 inputs of a model whose input scale is 1/255 and zero point -128" in str(
-        said.value)
+        load_array(tmp_path / "trainset.npz", "--inputs", tflite)
+    assert "the uint8 pixels as this model's int8 inputs" in str(said.value)
     monkeypatch.chdir(tmp_path)
-    exec(re.search(r"e\.g\. (np\.save\(.*\)\)) \(", str(said.value))[1], {"np": np})
+    exec(re.search(r"e\.g\. (np\.save\(.*\)\)) \(", str(said.value))[1],
+         {"np": np, "quantize_images": quantize_images})
     saved = load_array(tmp_path / "inputs.npy", "--inputs")
-    assert saved.dtype == np.int8
-    assert np.array_equal(saved.astype(int), pixels.astype(int) - 128)
-    with pytest.raises(TinysiftError, match=r"is an \.npz archive \(arrays indices, y, x\), "
-                                            "not one array"):
-        load_array(tmp_path / "trainset.npz", "--inputs")
+    assert np.array_equal(saved, quantize_images(pixels, parsed.input.scale,
+                                                 parsed.input.zero_point))
+    assert check_inputs(parsed, saved).dtype == np.int8  # taken, not refused
     # an archive of no arrays says so, and suggests no array to take from it
     np.savez(tmp_path / "nothing.npz")
     with pytest.raises(TinysiftError) as said:

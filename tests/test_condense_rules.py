@@ -140,9 +140,8 @@ def test_an_unknown_condensation_method_is_refused_with_the_known_ones():
     from tinysift.condensation.base import make_condenser
     from tinysift.errors import TinysiftError
 
-    with pytest.raises(TinysiftError, match=r"unknown condensation method 'dn' \(did you mean "
-                                            r"dm\?\); known: dm, flow, herding, random, vq, "
-                                            r"vq-real"):
+    with pytest.raises(TinysiftError, match="unknown condensation method 'dn'; known: dm, "
+                                            "flow, herding, random, vq, vq-real"):
         make_condenser("dn")
 
 

@@ -305,6 +305,10 @@ def test_folder_splits_in_capitals_and_a_split_alone(tmp_path):
     ds = load_dataset(f"folder:{root}")
     assert ds.class_names == ("a", "b") and ds.y_test.tolist() == [1, 1, 1]
     assert "Val/b/notes.txt (not an image type read here)" in ds.skipped
+    # the class Val/ lacks: add it there (not "a held-out 20%", nor a split to supply)
+    assert ds.test_split_warnings() == [
+        "the test split has no sample of class(es) 'a': test accuracy does not measure them; "
+        "add images of them to Val/, the folder's test split"]
     _folder_of(root / "Val", {"c": images(1)})
     with pytest.raises(DatasetError, match=r"Val/ has class folder\(s\) 'c' that Train/ "
                                            r"lacks.*add it to Train/"):
@@ -1980,11 +1984,13 @@ def test_a_registry_dataset_at_another_size_is_named_with_a_size_suffix():
 
 
 @pytest.mark.parametrize("ending, likely", [("8X8", "8x8"), ("8", "8x8"), (" 8x8", "8x8"),
-                                             ("8x8X1", "8x8x1"), ("abc", None)])
+                                             ("8x8X1", "8x8x1"), ("0X8", None),
+                                             ("8X8X2", None), ("abc", None)])
 def test_a_size_suffix_that_is_none_says_so(tmp_path, ending, likely):
     """digits@8X8 was "unknown dataset (did you mean digits?)", of a name that is digits,
     and folder:photos@8X8 "not a directory", of a folder that is there: each says the ending
-    is no image size, the form, and the suffix its numbers likely mean."""
+    is no image size, the form, and the suffix its numbers likely mean (none that is refused
+    next: 0X8, 8X8X2). A path's own `@` (photos@abc, photos@2024/x) is a path's missing."""
     from PIL import Image
 
     photos = _folder_of(tmp_path / "photos", {c: [(f"{i}.png", Image.fromarray(
@@ -1995,11 +2001,13 @@ def test_a_size_suffix_that_is_none_says_so(tmp_path, ending, likely):
                                            rf"size; give digits@HxW or @HxWxC, .*"
                                            + fix.format("digits")):
         load_dataset(f"digits@{ending}")
-    with pytest.raises(DatasetError, match=rf"photos@{ending} does not exist, and its ending "
-                                           rf"@{ending} is not an image size; give "
-                                           rf"{re.escape(photos)}@HxW .*"
-                                           + fix.format(re.escape(photos))):
+    said = (rf"photos@{ending} does not exist, and its ending @{ending} is not an image size; "
+            rf"give {re.escape(photos)}@HxW .*" + fix.format(re.escape(photos))
+            if ending != "abc" else rf"photos@{ending}: not a directory")
+    with pytest.raises(DatasetError, match=said):
         load_dataset(f"{photos}@{ending}")
+    with pytest.raises(DatasetError, match=r"photos@2024/x: not a directory"):
+        load_dataset(f"{photos}@2024/x")
 
 
 def test_a_folder_without_its_prefix_is_told_the_prefix_with_its_size_kept(tmp_path):
@@ -2080,8 +2088,8 @@ def test_a_large_folder_is_read_back_decoded_until_a_file_changes(tmp_path, monk
 
 def test_a_large_folder_is_read_under_a_bar_that_counts_every_image(tmp_path, monkeypatch):
     """Thousands of photos take minutes to decode: from BAR_FROM_IMAGES images a bar shows
-    the reading, its total the folder's images (both splits), and it ends at that total; a
-    smaller folder asks for none."""
+    the reading, its total the folder's images, and it ends at that total; a smaller folder
+    asks for none."""
     from PIL import Image
 
     from tinysift.data import registry, sources

@@ -759,10 +759,16 @@ def test_a_selection_of_other_data_is_refused_before_training(tmp_path, digits):
     # in a run folder, the data it was made for is named (two hashes named none)
     write_selection(tmp_path / "m" / "selection.npz", np.arange(40),
                     np.zeros(len(digits.y_train)), "random", len(digits.y_train), "other-hash")
-    (tmp_path / "m" / "manifest.json").write_text('{"dataset": {"name": "npz:/data/x.npz"}}')
+    manifest = tmp_path / "m" / "manifest.json"
+    manifest.write_text('{"dataset": {"name": "npz:/data/x.npz", "hash": "other-hash"}}')
     with pytest.raises(DatasetError, match=r"made for dataset hash other-hash \(dataset "
                                            r"npz:/data/x\.npz, as its run folder records\), "
                                            rf"not {digits.content_hash}"):
+        train("digits", tmp_path / "r", selection=tmp_path / "m", epochs=1, progress=False)
+    # a set copied into the folder of other data is not named after that data
+    manifest.write_text('{"dataset": {"name": "npz:/data/x.npz", "hash": "third-hash"}}')
+    with pytest.raises(DatasetError, match=rf"made for dataset hash other-hash, not "
+                                           rf"{digits.content_hash}"):
         train("digits", tmp_path / "r", selection=tmp_path / "m", epochs=1, progress=False)
 
 

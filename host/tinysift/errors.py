@@ -103,5 +103,6 @@ def did_you_mean(name: object, known) -> str:
         return ""
     known = [str(k) for k in known]
     same = [k for k in known if k.lower() == name.lower()]
-    close = same or difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
+    # difflib's default cutoff: at 0.5, `updates` was "dataset?" and `full` "flow?"
+    close = same or difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""

@@ -109,8 +109,8 @@ def bench_guided(cfg: GuidedBenchConfig, progress: bool = False, executor=None) 
     distinct(cfg.methods, "--methods")  # a method given twice was trained twice
     unknown = sorted(set(cfg.methods) - set(known_samplers()))
     if unknown:
-        raise BudgetError(f"unknown guided method(s) {unknown}"
-                          f"{did_you_mean(unknown[0], known_samplers())}; known: "
+        hint = did_you_mean(unknown[0], known_samplers()) if len(unknown) == 1 else ""
+        raise BudgetError(f"unknown guided method(s) {unknown}{hint}; known: "
                           f"{', '.join(known_samplers())}")
     if not set(cfg.rerun) <= {"full", *cfg.methods}:
         raise BudgetError(f"--rerun names {sorted(set(cfg.rerun) - {'full', *cfg.methods})}, "

@@ -67,9 +67,10 @@ def require_run(run: Path, flag: str = "--run") -> Path:
     return run
 
 
-def load_array(path: Path, flag: str):
+def load_array(path: Path, flag: str, tflite: Path | None = None):
     """The one array a ``.npy`` holds, or one TinysiftError saying what the file holds
-    instead (an ``.npz`` archive, pickled objects, not numpy at all) and what is expected."""
+    instead (an ``.npz`` archive, pickled objects, not numpy at all) and what is expected;
+    for an archive of uint8 images, how to save them as ``tflite``'s inputs."""
     from tinysift.data.sources import open_numpy
     from tinysift.errors import TinysiftError
 
@@ -93,15 +94,12 @@ def load_array(path: Path, flag: str):
             # 'indices', the first array, as the inputs
             pick = next((n for n in ("x", "x_test", "inputs") if n in names),
                         (names or [""])[0])
-            pixels = bool(names) and npz[pick].dtype.name == "uint8"
+            pixels = bool(names) and _member_dtype(npz, pick) == "uint8"
         holds = f"arrays {', '.join(names)}" if names else "no arrays"
         array = f"np.load('{path.name}')['{pick}']"
-        if pixels:  # as saved, the engine refused them next: "takes int8 inputs; got uint8"
-            array = (f"({array}.astype(np.int16) - 128).astype(np.int8)")
         example = (f", e.g. np.save('inputs.npy', {array})" if names else "")
-        if pixels:
-            example += (" (its uint8 pixels as the int8 inputs of a model whose input scale "
-                        "is 1/255 and zero point -128, as tinysift's)")
+        if pixels:  # as saved, the engine refused them next: "takes int8 inputs; got uint8"
+            example = _pixels_example(array, tflite) or example
         raise TinysiftError(f"{flag} {path} is an .npz archive ({holds}), not one array; "
                             f"give {expected}{example}")
     if loaded.dtype.kind not in "biuf":
@@ -111,6 +109,44 @@ def load_array(path: Path, flag: str):
         raise TinysiftError(f"{flag} {path} holds no inputs (shape {loaded.shape}); give "
                             f"{expected}, N >= 1")
     return loaded
+
+
+def _member_dtype(npz, name: str) -> str | None:
+    """The dtype of array ``name`` of an open ``.npz``, read from its header alone (an
+    archive of images need not be loaded for a hint); None where it cannot be read (an
+    object array, a damaged member: the hint is then the plain one)."""
+    import numpy as np
+
+    try:
+        with npz.zip.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            return read(member)[2].name
+    except Exception:  # noqa: BLE001 - any unreadable member: no dtype, the plain hint
+        return None
+
+
+def _pixels_example(array: str, tflite: Path | None) -> str | None:
+    """How to save uint8 pixels (``array``, as Python) as ``tflite``'s inputs, for a model
+    trained on pixels / 255 as tinysift's are: int8 by the model's own input scale and zero
+    point (TFLM's rounding), or float32; None without a readable model."""
+    if tflite is None:
+        return None
+    try:
+        from tinysift.export.tflite_reader import parse_tflite
+
+        parsed = parse_tflite(Path(tflite).read_bytes(), tflite)
+    except Exception:  # noqa: BLE001 - the command refuses the model itself, with its reason
+        return None
+    trained = "for a model trained on pixels / 255, as tinysift's are"
+    if parsed.input_float is not None:
+        return (f", e.g. np.save('inputs.npy', ({array} / 255).astype(np.float32)) (the "
+                f"model takes float inputs; {trained})")
+    scale, zero = float(parsed.input.scale), int(parsed.input.zero_point)
+    return (f", e.g. np.save('inputs.npy', quantize_images({array}, {scale!r}, {zero})) "
+            f"(from tinysift.quantize.tflm import quantize_images: the uint8 pixels as this "
+            f"model's int8 inputs, its input scale and zero point; {trained})")
 
 
 def random_count(count: int | None, inputs: Path | None, default: int = 200) -> int:

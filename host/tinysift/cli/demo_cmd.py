@@ -43,12 +43,11 @@ def register(app: typer.Typer) -> None:
         """Execute a pipeline file; flags override its settings."""
         from tinysift.bench.adapt_demo import AdaptDemoConfig
         from tinysift.cli.checks import positive_ints
+        from tinysift.errors import TinysiftError
         from tinysift.pipeline.config import PipelineConfig, read_toml
 
         kind = read_toml(pipeline).get("kind", "select")
         if kind not in ("adapt", "select"):  # any other kind ran as a select pipeline
-            from tinysift.errors import TinysiftError
-
             raise TinysiftError(f"{pipeline}: kind = {kind!r} is not a pipeline kind; use "
                                 "\"select\" (pipelines/select.toml) or \"adapt\" "
                                 "(pipelines/demo.toml)")
@@ -64,12 +63,36 @@ def register(app: typer.Typer) -> None:
             _run_adapt(AdaptDemoConfig.from_toml(pipeline).override(
                 out=out, dataset=dataset, board=board, seed=seed, methods=listed))
             return
-        cfg = PipelineConfig.from_toml(pipeline).override(
+        try:
+            file_cfg = PipelineConfig.from_toml(pipeline)
+        except TinysiftError as exc:
+            _refuse_missing_kind(pipeline, exc, AdaptDemoConfig)
+            raise
+        cfg = file_cfg.override(
             out=out, dataset=dataset, board=board, epochs=epochs, seed=seed,
             budgets=list(positive_ints(budgets, "--budgets", "sample counts >= 1"))
             if budgets is not None else None,
             methods=listed)
         _run(cfg)
+
+
+def _refuse_missing_kind(pipeline, exc: Exception, adapt_config) -> None:
+    """A file without ``kind`` is read as a select pipeline: an adapt pipeline's settings
+    were then "unknown pipeline settings [...] (did you mean board?)" when the line missing
+    was ``kind = "adapt"``. Raises that, where the settings are an adapt pipeline's."""
+    from tinysift.errors import TinysiftError
+    from tinysift.pipeline.config import read_toml
+
+    if "kind" in read_toml(pipeline) or "unknown pipeline settings" not in str(exc):
+        return
+    try:
+        adapt_config.from_toml(pipeline)
+    except TinysiftError as other:
+        if "unknown pipeline settings" in str(other):
+            return  # neither kind's settings: the select pipeline's refusal stands
+    raise TinysiftError(f"{pipeline} has no kind line, so it is read as a select pipeline, "
+                        "but its settings are an adapt pipeline's: add kind = \"adapt\" at "
+                        "its top (as in pipelines/demo.toml)") from None
 
 
 def _run_adapt(cfg) -> None:

@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from tinysift.stages.engine import check_tflite
 
         count = random_count(count, inputs)
-        x = load_array(inputs, "--inputs") if inputs is not None else None
+        x = load_array(inputs, "--inputs", tflite) if inputs is not None else None
         r = check_tflite(tflite, inputs=x, count=count, seed=seed, board=board,
                          out_dir=out_dir)
         if json_out:
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 raise TinysiftError(f"--out {written} is the {flag} file: writing the outputs "
                                     f"there would replace it; give another file, e.g. "
                                     f"{written.with_name(written.stem + '_outputs.npy')}")
-        y = run_tflite(tflite, load_array(inputs, "--inputs"), dsp=dsp)
+        y = run_tflite(tflite, load_array(inputs, "--inputs", tflite), dsp=dsp)
         out_folder(written.parent, "--out", create=True)
         np.save(written, y)
         console.print(f"{len(y)} outputs of {y.shape[1] if y.ndim == 2 else 0} {y.dtype} "
@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
 
         tflite = tflite_file(tflite)  # a folder was "not found"
         count = random_count(count, inputs)
-        x = load_array(inputs, "--inputs") if inputs is not None else None
+        x = load_array(inputs, "--inputs", tflite) if inputs is not None else None
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
         console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
                       f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)

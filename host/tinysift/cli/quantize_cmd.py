@@ -72,6 +72,8 @@ def register(app: typer.Typer) -> None:
                 try:
                     check_trained(Run(run))
                 except StageError as exc:
+                    if "has no train stage yet" not in str(exc):
+                        raise  # (its own fix: train again, or another folder)
                     raise StageError(f"{exc}, then `tinysift quantize --run {run}`: export "
                                      "reads its model.tflite") from None
             raise

@@ -110,10 +110,31 @@ class Dataset:
         missing = self.untested_classes()
         if not missing:
             return []
+        held = self._held_out_folder()
+        if held:  # the folder's own split: the 20% and a split to supply do not apply
+            fix = f"add images of them to {held}/, the folder's test split"
+        else:
+            fix = ("add samples (a held-out 20% gives a class a test sample from about 5 "
+                   f"samples on), or {supply_test_split(self.name)} (with every class)")
         return [f"the test split has no sample of class(es) {named_classes(missing)}: test "
-                "accuracy does not measure them; add samples (a held-out 20% gives a class a "
-                "test sample from about 5 samples on), or "
-                f"{supply_test_split(self.name)} (with every class)"]
+                f"accuracy does not measure them; {fix}"]
+
+    def _held_out_folder(self) -> str:
+        """The held-out split folder (``test``, ``Val``, ...) of a ``folder:`` dataset read
+        from train/ beside it (its ``source``); '' for any other."""
+        from pathlib import Path
+
+        from tinysift.data.sources import HELD_OUT_FOLDERS
+
+        if not (self.name.startswith("folder:") and self.source):
+            return ""
+        try:
+            subs = [d.name for d in Path(self.source).iterdir()
+                    if d.is_dir() and not d.name.startswith(".")]
+        except OSError:
+            return ""
+        held = [n for n in subs if n.lower() in HELD_OUT_FOLDERS]
+        return held[0] if len(held) == 1 and any(n.lower() == "train" for n in subs) else ""
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The same dataset with the training split restricted to ``indices`` (integer

@@ -100,8 +100,8 @@ def load_dataset(name: str, allow_download: bool = False) -> Dataset:
             raise DatasetError(f"{name}: {path} does not exist (the ending {ending} is read "
                                "as an image size, @HxW); check the path")
         before, at, ending = path.rpartition("@")
-        if (size is None and at and not sources.exists_as_written(path)
-                and sources.exists_as_written(before)):
+        if (size is None and at and before.strip() and _looks_like_a_size(ending)
+                and not sources.exists_as_written(path) and sources.exists_as_written(before)):
             # folder:photos@32X32 said "not a directory" of a folder that is there
             raise DatasetError(f"{name}: {path} does not exist, and its ending @{ending} is "
                                f"not an image size; {_size_fix(ending, f'{kind}:{before}')}")
@@ -236,12 +236,22 @@ def _size_fix(ending: str, base: str) -> str:
     square)."""
     import re
 
-    numbers = re.findall(r"\d+", ending)
+    numbers = [int(n) for n in re.findall(r"\d+", ending)]
     form = f"give {base}@HxW or @HxWxC, the numbers joined by a lowercase x"
-    if not re.fullmatch(r"[\sxX*×\d]*", ending) or not 1 <= len(numbers) <= 3:
-        return f"{form} (e.g. {base}@32x32)"
     likely = numbers * 2 if len(numbers) == 1 else numbers  # @8: a square, 8x8
-    return f"{form}: did you mean {base}@{'x'.join(likely)}?"
+    if (not _looks_like_a_size(ending) or len(likely) > 3
+            or not all(1 <= n <= sources.MAX_SIDE for n in likely[:2])
+            or likely[2:] not in ([], [1], [3])):  # a guess that is refused next: none
+        return f"{form} (e.g. {base}@32x32)"
+    return f"{form}: did you mean {base}@{'x'.join(map(str, likely))}?"
+
+
+def _looks_like_a_size(ending: str) -> bool:
+    """Whether the text after a name's last ``@`` is numbers and x's (``8X8``, ``8``,
+    `` 8x8``): a size suffix mistyped; ``@2024/imgs`` or ``@v2.npz`` is part of a path."""
+    import re
+
+    return bool(re.fullmatch(r"[\sxX*×\d]*\d[\sxX*×\d]*", ending))
 
 
 def _suffix(name: str) -> str:

@@ -69,8 +69,11 @@ class TomlConfig:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise TinysiftError(f"unknown pipeline settings {unknown}"
-                                f"{did_you_mean(unknown[0], known)}; known: {sorted(known)}")
+            # one misspelt setting; among several (another kind's file), a guess misleads,
+            # and a setting already given is no guess
+            hint = did_you_mean(unknown[0], known - set(values)) if len(unknown) == 1 else ""
+            raise TinysiftError(f"unknown pipeline settings {unknown}{hint}; known: "
+                                f"{sorted(known)}")
         data = asdict(self)
         data.update(self._checked({k: v for k, v in values.items() if v is not None}))
         cfg = type(self)(**data)
@@ -170,8 +173,8 @@ class PipelineConfig(TomlConfig):
 
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise TinysiftError(f"unknown selection methods {unknown}"
-                                f"{did_you_mean(unknown[0], METHODS)}; known: "
+            hint = did_you_mean(unknown[0], METHODS) if len(unknown) == 1 else ""
+            raise TinysiftError(f"unknown selection methods {unknown}{hint}; known: "
                                 f"{', '.join(sorted(METHODS))}")
         if len(set(self.methods)) < len(self.methods):  # each row came twice
             raise TinysiftError(f"methods names a method twice: {self.methods}")

@@ -206,23 +206,29 @@ def read_selection(path: str | Path, num_samples: int | None = None,
     if dataset_hash is not None and "dataset_hash" in sel and str(sel["dataset_hash"]) not in (
             dataset_hash, ""):
         raise DatasetError(
-            f"{p} was made for dataset hash {sel['dataset_hash']}{_made_from(p)}, not "
+            f"{p} was made for dataset hash {sel['dataset_hash']}"
+            f"{_made_from(p, str(sel['dataset_hash']))}, not "
             f"{dataset_hash}; the selection belongs to different data: prune this dataset "
             "again"
         )
     return sel
 
 
-def _made_from(set_path: Path) -> str:
-    """`` (dataset NAME, as its run folder records)`` for a set file in a run folder whose
-    manifest names its dataset; '' otherwise: a mismatch named two hashes and no data."""
+def _made_from(set_path: Path, made_for: str) -> str:
+    """`` (dataset NAME, as its run folder records)`` for a set file made for hash
+    ``made_for`` in a run folder whose manifest names a dataset of that hash; '' otherwise
+    (a set copied into another data's folder is not named after it): a mismatch named two
+    hashes and no data."""
     from tinysift.runs import MANIFEST
 
     try:
-        name = json.loads((set_path.parent / MANIFEST).read_text())["dataset"]["name"]
+        recorded = json.loads((set_path.parent / MANIFEST).read_text())["dataset"]
+        name, digest = recorded["name"], recorded["hash"]
     except (OSError, ValueError, KeyError, TypeError):
         return ""
-    return f" (dataset {name}, as its run folder records)" if isinstance(name, str) else ""
+    if not isinstance(name, str) or digest != made_for:
+        return ""
+    return f" (dataset {name}, as its run folder records)"
 
 
 def write_condensed(path: str | Path, x: np.ndarray, y: np.ndarray, method: str,
@@ -266,7 +272,8 @@ def read_condensed(path: str | Path, dataset_hash: str | None = None,
     _scalar(cond, "method", p, str, "condensed", fix)
     made_for = str(cond["dataset_hash"]) if "dataset_hash" in cond else ""
     if dataset_hash is not None and made_for not in (dataset_hash, ""):
-        raise DatasetError(f"{p} was condensed from dataset hash {made_for}{_made_from(p)}, "
+        raise DatasetError(f"{p} was condensed from dataset hash {made_for}"
+                           f"{_made_from(p, made_for)}, "
                            f"not {dataset_hash}: the set belongs to different data; condense "
                            "this dataset again")
     if num_classes is not None and int(y.max()) >= num_classes:
