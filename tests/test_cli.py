@@ -676,6 +676,9 @@ BAD_INPUT = [
      "unknown replay method 'Flow' (did you mean flow?)"),
     (["adapt", "--dataset", "digits", "--scenario", "shfit", "--out", "{tmp}/typo"],
      "unknown scenario 'shfit' (did you mean shift?)"),
+    # with --old-classes it was "--old-classes applies to the new-classes scenario only"
+    (["adapt", "--dataset", "digits", "--scenario", "foo", "--old-classes", "0-7", "--out",
+      "{tmp}/typo"], "unknown scenario 'foo'; choose one of new-classes, shift, user"),
     (["run", "{tmp}/setting-typo.toml"], "unknown pipeline settings ['epoch'] (did you mean "
                                           "epochs?)"),
     # several unknown settings: no guess (an adapt file without its kind line was told
@@ -2345,20 +2348,26 @@ def test_data_list_says_what_is_available_here_and_how_to_get_the_rest(tmp_path,
 def test_a_folder_that_is_no_run_names_the_option_and_how_to_make_one(tmp_path):
     """A --run that is not a run folder names the option it came from and the command that
     makes a run there (a missing folder, one without manifest.json); a `tinysift adapt` or
-    pipeline folder names its base run, the folder to pass; a run folder is taken as is."""
+    pipeline folder names its base run, the folder to pass, and so does a folder inside a
+    run (export/, device/); a run folder is taken as is."""
     from tinysift.cli.checks import require_run
     from tinysift.errors import TinysiftError
 
     missing, empty, adapt = tmp_path / "typo", tmp_path / "empty", tmp_path / "adapt"
     empty.mkdir()
     base = _run_folder(adapt / "base")
+    export = base / "export"
+    export.mkdir()
     for folder, said in (
             (missing, f"{missing} does not exist (--base); create it with `tinysift train "
                       f"--dataset D --out {missing}` (then quantize, export)"),
             (empty, f"{empty} has no manifest.json (--base); create it with `tinysift train "
                     f"--dataset D --out {empty}` (then quantize, export)"),
             (adapt, f"{adapt} is the folder of `tinysift adapt` (or of a pipeline), whose base "
-                    f"model is the run folder {base}: pass --base {base}")):
+                    f"model is the run folder {base}: pass --base {base}"),
+            # RUN/export was told to `tinysift train --out RUN/export`: a run inside a run
+            (export, f"{export} is the export/ folder inside the run folder {base}: pass "
+                     f"--base {base}")):
         with pytest.raises(TinysiftError) as refused:
             require_run(folder, "--base")
         assert str(refused.value) == f"not a run folder: {said}"

@@ -517,6 +517,20 @@ def test_engine_export_says_a_model_does_not_fit_the_board(big_gap, tmp_path, ca
                  str(tmp_path / "y"), "--count", "1", "--board", "nucleo_l4r5zi"]) == 0
 
 
+def test_engine_export_prints_the_board_s_plan(small, tmp_path, capsys):
+    """`engine export --board` adds the inference memory plan (its help says so): it was
+    written to export.json alone, and the command printed the layers and arena only."""
+    from tinysift.cli import main
+
+    assert main(["engine", "export", "--tflite", str(small), "--count", "2", "--out-dir",
+                 str(tmp_path / "e"), "--board", "nucleo_f411re"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "memory plan on nucleo_f411re" in out and "activation arena" in out, out
+    assert main(["engine", "export", "--tflite", str(small), "--count", "2", "--out-dir",
+                 str(tmp_path / "f")]) == 0
+    assert "memory plan" not in capsys.readouterr().out
+
+
 def test_engine_export_keeps_files_no_export_wrote(small, tmp_path, capsys):
     """`engine export --out-dir` into a folder of the user's replaced their own golden.npz
     (or export.json, or ts_export.h) without a word; a folder of an earlier export is

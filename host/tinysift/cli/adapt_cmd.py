@@ -35,10 +35,12 @@ def register(app: typer.Typer) -> None:
 
         Trains a base model on the old task, chooses a replay set, and lets the device learn
         the new task with it; prints old/new/all accuracy against the host's joint model."""
+        from tinysift.data.scenarios import KINDS
         from tinysift.errors import BudgetError
         from tinysift.pipeline.adapt import AdaptConfig, run_adapt, task_line
 
-        if old_classes is not None and scenario != "new-classes":  # was silently ignored
+        if old_classes is not None and scenario in KINDS and scenario != "new-classes":
+            # (was silently ignored; an unknown scenario is AdaptConfig's to refuse, by name)
             raise BudgetError(f"--old-classes applies to the new-classes scenario only: "
                               f"{scenario}'s base model learns every class of its dataset; "
                               "drop --old-classes")

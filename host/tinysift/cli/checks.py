@@ -63,6 +63,9 @@ def require_run(run: Path, flag: str = "--run") -> Path:
             raise TinysiftError(f"not a run folder: {run} is the folder of `tinysift adapt` "
                                 f"(or of a pipeline), whose base model is the run folder "
                                 f"{run / 'base'}: pass {flag} {run / 'base'}")
+        if (run.parent / MANIFEST).is_file():  # RUN/export: was told to train a run there
+            raise TinysiftError(f"not a run folder: {run} is the {run.name}/ folder inside "
+                                f"the run folder {run.parent}: pass {flag} {run.parent}")
         raise TinysiftError(f"not a run folder: {run} has no {MANIFEST} ({flag}); {fix}")
     return run
 

@@ -136,6 +136,10 @@ def register(app: typer.Typer) -> None:
         count = random_count(count, inputs)
         x = load_array(inputs, "--inputs", tflite) if inputs is not None else None
         info = export_tflite(tflite, out_dir, inputs=x, count=count, seed=seed, board=board)
+        if info.get("memory_plan"):  # --board's plan was written to export.json alone
+            from tinysift.cli.quantize_cmd import print_plan
+
+            print_plan(info["memory_plan"])
         console.print(f"{len(info['layers'])} layers, arena {info['arena_bytes']:,} B, "
                       f"{info['test_samples']} golden inputs -> {out_dir}", markup=False)
         plan = info.get("memory_plan")
