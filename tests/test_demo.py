@@ -304,6 +304,15 @@ def test_the_select_headline_names_the_best_and_the_smallest_close_set():
     assert headline({"rows": near}).endswith(
         " Smallest set within 1 point of the full set: vq with 50 samples (0.890), 10x less "
         "energy per epoch.")
+    # every row at chance (a base trained too briefly): no best set, no saving (it read
+    # "random with 20 samples reaches 0.100 ... (14x less)"); just above chance, the usual
+    chance = [row("full", 500, 0.100, 10.0), row("random", 20, 0.100, 0.7)]
+    assert headline({"rows": chance, "num_classes": 10}) == (
+        "Every set, the full one included, ends at chance (0.100 for 10 classes): the "
+        "device's model did not learn (a base model trained too briefly? see the warnings "
+        "above), so this run compares no sets.")
+    chance[0]["acc_after"] = 0.125
+    assert headline({"rows": chance, "num_classes": 10}).startswith("Best pruned set")
 
 
 def test_a_select_row_is_the_device_s_own_numbers():

@@ -147,6 +147,13 @@ def test_a_small_full_set_warns_about_steps():
     assert _step_warnings(TrainConfig(epochs=FEW_STEPS // per_epoch), 240, "full", None) == []
     assert len(_step_warnings(TrainConfig(epochs=FEW_STEPS // per_epoch - 1), 240, "full",
                               None)) == 1
+    # a pipeline's base model: its file's base_epochs (`run --epochs 0` is the device's, and
+    # refused), for a full set and a kept one
+    (w,) = _step_warnings(TrainConfig(epochs=10), 240, "full", None, "base_epochs")
+    assert "set base_epochs = 0 in the pipeline file for the step rule's 500" in w
+    assert w.endswith("or more base_epochs") and "--epochs" not in w
+    (w,) = _step_warnings(TrainConfig(epochs=5), 143, "random", None, "base_epochs")
+    assert w.endswith(": set base_epochs = 0 in the pipeline file (or leave it out)"), w
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path):

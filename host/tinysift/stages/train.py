@@ -38,7 +38,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
           variant: str = "ds-cnn", progress: bool = True, guided: str | None = None,
           budget: float | None = None, guided_params: dict | None = None,
           label_noise: float = 0.0, keep_steps: bool = False,
-          batch: int = TrainConfig.batch_size) -> TrainOutcome:
+          batch: int = TrainConfig.batch_size,
+          epochs_setting: str = "--epochs") -> TrainOutcome:
     """Train the tiny CNN and save it to ``OUT/model.keras``.
 
     Parameters
@@ -180,7 +181,8 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
             params["guided"]["keep_steps"] = True
     if label_noise:
         params["label_noise"] = label_noise
-    warnings = (ds.warnings() + _step_warnings(train_cfg, len(y), source, guided)
+    warnings = (ds.warnings() + _step_warnings(train_cfg, len(y), source, guided,
+                                               epochs_setting)
                 + _missing_class_warnings(y, ds.class_names))
     key_ok = run.is_fresh("train", _key(params, inputs))
     if key_ok and (run / MODEL_FILE).exists() and (run / TRAINSET_FILE).exists():
@@ -250,28 +252,32 @@ def train(dataset: str, out: str | Path, keep: str | float | int | None = None,
 FEW_STEPS = 100
 
 
-def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | None
-                   ) -> list[str]:
+def _step_warnings(cfg: TrainConfig, samples: int, source: str, guided: str | None,
+                   setting: str = "--epochs") -> list[str]:
     """A kept or condensed set trained for fewer steps than the subset step rule gives it
     (10 epochs of 143 samples are 20 steps: the model stays near chance); a full set for
-    fewer than :data:`FEW_STEPS` (a small dataset of one's own at the default 10 epochs)."""
+    fewer than :data:`FEW_STEPS` (a small dataset of one's own at the default 10 epochs).
+    ``setting``: what sets the epochs where the training was asked for (a pipeline's
+    ``base_epochs``: `run --epochs 0` was refused, its --epochs being the device's)."""
     if cfg.epochs is None or guided is not None:
         return []
     steps = cfg.total_steps(samples)
     rule = TrainConfig(epochs=None, batch_size=cfg.batch_size).total_steps(samples)
+    flag = setting.startswith("--")
+    zero = f"pass {setting} 0" if flag else f"set {setting} = 0 in the pipeline file"
     if source == "full":
         if steps >= FEW_STEPS:
             return []
         return [f"{samples} samples for {cfg.epochs} epochs are only {steps} optimizer steps "
                 f"of batch {cfg.batch_size}: too few for the model to learn much (it may stay "
-                f"near chance); pass --epochs 0 for the step rule's {rule} (max("
-                f"{cfg.min_steps} steps, {cfg.subset_epochs} epochs)), or more --epochs"]
+                f"near chance); {zero} for the step rule's {rule} (max({cfg.min_steps} "
+                f"steps, {cfg.subset_epochs} epochs)), or more {setting}"]
     if steps >= rule:
         return []
     return [f"{samples} samples for {cfg.epochs} epochs are {steps} optimizer steps of batch "
             f"{cfg.batch_size}; a set this small needs the subset step rule's {rule} "
-            f"(max({cfg.min_steps} steps, {cfg.subset_epochs} epochs)): pass --epochs 0 "
-            "(or leave --epochs out)"]
+            f"(max({cfg.min_steps} steps, {cfg.subset_epochs} epochs)): {zero} "
+            f"(or leave {setting if flag else 'it'} out)"]
 
 
 def _missing_class_warnings(y: np.ndarray, class_names: tuple[str, ...]) -> list[str]:
