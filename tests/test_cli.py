@@ -676,6 +676,11 @@ BAD_INPUT = [
      "unknown replay method 'Flow' (did you mean flow?)"),
     (["adapt", "--dataset", "digits", "--scenario", "shfit", "--out", "{tmp}/typo"],
      "unknown scenario 'shfit' (did you mean shift?)"),
+    # a board with no firmware port: its port was opened (or `device flash` advised, which
+    # refuses it)
+    (["device", "run", "--run", "{tmp}/typo", "--board", "disco_f746ng", "--port",
+      "/dev/ttyS0"], "--board disco_f746ng has no firmware port (its profile is for memory "
+                     "plans only)"),
     # with --old-classes it was "--old-classes applies to the new-classes scenario only"
     (["adapt", "--dataset", "digits", "--scenario", "foo", "--old-classes", "0-7", "--out",
       "{tmp}/typo"], "unknown scenario 'foo'; choose one of new-classes, shift, user"),

@@ -201,11 +201,12 @@ def run_cmd(
         from tinysift.errors import TinysiftError
 
         raise TinysiftError("--epochs and --steps both set the training's length: give one")
-    if joulescope:  # checked before the Joulescope's driver loads
-        from tinysift.boards import load_board
-        from tinysift.stages.device import check_monitor_board
+    from tinysift.boards import load_board
+    from tinysift.stages.device import check_monitor_board, check_run_board
 
+    if joulescope:  # checked before the Joulescope's driver loads
         check_monitor_board(load_board(board), port)
+    check_run_board(load_board(board))
     params = TrainParams(epochs=5 if epochs is None else epochs, lr=lr, batch=batch,
                          seed=seed, update=update, steps=steps, schedule=schedule,
                          balance=balance)

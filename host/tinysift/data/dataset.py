@@ -19,6 +19,11 @@ def named_classes(names: list[str], shown: int = 10) -> str:
     return ", ".join(repr(n) for n in names[:shown]) + more
 
 
+#: the names of the held-out split beside ``train/`` in a folder laid out by split (the one
+#: whose accuracy is reported): Keras' and ImageNet's layouts name it val/ or validation/
+HELD_OUT_FOLDERS = ("test", "val", "valid", "validation")
+
+
 def supply_test_split(name: str) -> str:
     """How the user of dataset ``name`` supplies a test split of their own, for a message:
     x_test/y_test in an .npz; test/ (or val/) beside train/ in a folder (a folder's user was
@@ -123,8 +128,6 @@ class Dataset:
         """The held-out split folder (``test``, ``Val``, ...) of a ``folder:`` dataset read
         from train/ beside it (its ``source``); '' for any other."""
         from pathlib import Path
-
-        from tinysift.data.sources import HELD_OUT_FOLDERS
 
         if not (self.name.startswith("folder:") and self.source):
             return ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinysift.data.dataset import IMAGE_SUFFIXES, Dataset, supply_test_split
+from tinysift.data.dataset import HELD_OUT_FOLDERS, IMAGE_SUFFIXES, Dataset, supply_test_split
 from tinysift.errors import DatasetError
 from tinysift.progress import progress_bar
 
@@ -554,9 +554,6 @@ def load_folder(path: str, size: ImageSize | None = None) -> Dataset:
                    source=str(Path(path).resolve()), skipped=skipped)
 
 
-#: the names of the held-out split beside ``train/`` in a folder laid out by split (the one
-#: whose accuracy is reported): Keras' and ImageNet's layouts name it val/ or validation/
-HELD_OUT_FOLDERS = ("test", "val", "valid", "validation")
 #: a folder of at least this many images shows a bar while it is read (a terminal only)
 BAR_FROM_IMAGES = 500
 

@@ -131,6 +131,22 @@ def check_monitor_board(brd: Board, port: str | None) -> None:
                             "list` shows it) once it is flashed")
 
 
+def check_run_board(brd: Board) -> None:
+    """A board without a firmware port runs no tinysift firmware: a ``device run`` on it is
+    refused before any work (it opened the port, or told the user to `device flash` it,
+    which refuses it).
+
+    Raises
+    ------
+    TinysiftError
+        naming the fix
+    """
+    if not brd.port:
+        raise TinysiftError(f"--board {brd.name} has no firmware port (its profile is for "
+                            "memory plans only), so no tinysift firmware runs on it: choose a "
+                            "board `tinysift boards` lists as built")
+
+
 def check_device_folder(run_dir: Path) -> None:
     """``RUN/device`` (the firmware build and the device results) must be a folder or not
     yet there: a file in its place ended `device run` and `device flash` in an unexpected
