@@ -676,6 +676,9 @@ BAD_INPUT = [
      "unknown replay method 'Flow' (did you mean flow?)"),
     (["adapt", "--dataset", "digits", "--scenario", "shfit", "--out", "{tmp}/typo"],
      "unknown scenario 'shfit' (did you mean shift?)"),
+    # a file at demo's --out: "the progress log's folder ... pass another --out-dir"
+    (["demo", "--quick", "--out", "{tmp}/ok.toml"],
+     "{tmp}/ok.toml is a file, not a folder (--out): choose another folder"),
     # a board with no firmware port: its port was opened (or `device flash` advised, which
     # refuses it)
     (["device", "run", "--run", "{tmp}/typo", "--board", "disco_f746ng", "--port",
@@ -1268,6 +1271,10 @@ def test_device_results_of_a_steps_run_say_steps_and_windows(capsys):
     res.params, res.samples = {"epochs": 4}, 144
     print_results(res)
     assert "4 epochs on 144 samples: loss 1.0000 -> 0.7000; 0.5000 mJ/epoch" in " ".join(
+        capsys.readouterr().out.split())
+    res.epochs = windows[:1]  # "1 epochs"
+    print_results(res)
+    assert "1 epoch on 144 samples: loss 1.0000 -> 1.0000" in " ".join(
         capsys.readouterr().out.split())
 
 

@@ -99,9 +99,12 @@ def run_adapt_demo(cfg: AdaptDemoConfig, log=print) -> dict:
     from tinysift.bench.device import bench_device
     from tinysift.pipeline.config import check_report_folder
     from tinysift.report.adapt import write_adapt_report
-    from tinysift.runs import atomic_write_json, machine_info, package_versions
+    from tinysift.runs import atomic_write_json, machine_info, out_folder, package_versions
 
     start = time.perf_counter()
+    # a file at --out was refused as "the progress log's folder ... pass another --out-dir",
+    # options these commands do not have
+    out_folder(Path(cfg.out), "--out", create=False)
     check_report_folder(cfg.out, "adapt")
     bcfg = cfg.bench_config()
     res = bench_device(bcfg, log=log, pipeline_folder=True)

@@ -245,9 +245,13 @@ def print_results(res: DeviceResults) -> None:
         # with --steps the device reports per window of ceil(N / B) steps, its `samples` the
         # window's steps x batch (docs/trainer.md): "4 epochs on 160 samples" was 20 steps
         steps = (res.params or {}).get("steps")
-        what, per = ((f"{steps} steps ({len(ep)} windows of {res.samples} sample-passes)",
-                      "window") if steps else (f"{len(ep)} epochs on {res.samples} samples",
-                                               "epoch"))
+        def plural(n: int, word: str) -> str:  # "1 epochs on 72 samples"
+            return f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"
+
+        what, per = ((f"{plural(steps, 'step')} ({plural(len(ep), 'window')} of "
+                      f"{plural(res.samples, 'sample-pass')})", "window") if steps
+                     else (f"{plural(len(ep), 'epoch')} on {plural(res.samples, 'sample')}",
+                           "epoch"))
         console.print(f"{what}: loss {ep[0].loss:.4f} -> {ep[-1].loss:.4f}; "
                       f"{ep[-1].energy_mj:.4f} mJ/{per} ({ep[-1].energy_kind})")
     console.print(f"test accuracy before {res.test_acc_before}  after "
