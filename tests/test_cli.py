@@ -1341,6 +1341,12 @@ def test_export_of_a_folder_not_trained_names_the_train_to_run(tmp_path, capsys)
     assert (f"has no train stage yet; run `tinysift train --dataset digits --selection "
             f"{tmp_path}/p/selection.npz --out {tmp_path}/p` first, then `tinysift quantize "
             f"--run {tmp_path}/p`: export reads its model.tflite") in err, err
+    # and `device run` of it was told to export, which then refused it
+    assert main(["device", "run", "--run", str(tmp_path / "p")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"has no train stage yet; run `tinysift train --dataset digits --selection "
+            f"{tmp_path}/p/selection.npz --out {tmp_path}/p` first, then `tinysift quantize "
+            f"--run {tmp_path}/p` and `tinysift export --run {tmp_path}/p`") in err, err
 
 
 def test_an_npz_as_inputs_suggests_its_images(tmp_path, monkeypatch, digits_run):
@@ -1587,7 +1593,10 @@ def test_device_flash_dry_run_checks_the_run_and_names_the_upload_port(tmp_path,
     assert main(["device", "flash", "--board", "nucleo_f411re", "--run", str(run),
                  "--dry-run"]) == 2
     (line,) = _error_lines(capsys.readouterr().err)
-    assert f"{run} has no export stage yet; run `tinysift export --run {run}` first" in line
+    # (a run of no stage at all: the train first, then quantize and export)
+    assert (f"{run} has no train stage yet; run `tinysift train --dataset D --out {run}` "
+            f"first, then `tinysift quantize --run {run}` and `tinysift export --run {run}`"
+            in line), line
     assert main(["device", "flash", "--board", "nano33ble", "--port", "/dev/ttyACM3",
                  "--dry-run"]) == 0
     assert "-e nano33ble -t upload --upload-port /dev/ttyACM3" in capsys.readouterr().out

@@ -136,8 +136,13 @@ def check_quantized(run: Run) -> dict:
 
 
 def check_exported(run: Run) -> dict:
-    """The device's input: a finished export of the current quantized model."""
+    """The device's input: a finished export of the current quantized model. A folder with
+    no stage of the three (a prune's) is told the train to run first, then quantize and
+    export (it was told to export, which then refused it: nothing trained)."""
     fix = rerun_hint(run, "export", f"tinysift export --run {run.path}")
+    if not any(run.stage_info(stage) for stage in ("train", "quantize", "export")):
+        raise StageError(f"{run.path} has no train stage yet; run `{_train_hint(run)}` first, "
+                         f"then `tinysift quantize --run {run.path}` and `{fix}`")
     info = require_done(run, "export", fix)
     if run.stage_info("quantize") is not None:
         quantized = check_quantized(run)

@@ -182,6 +182,7 @@ def check_session(run_dir: Path, brd: Board, params: TrainParams, port: str | No
         raise TinysiftError(f"db_use must be one of {', '.join(DB_USE)}, got {db_use!r}")
     export_dir = run_dir / "export"
     if not (export_dir / "export.json").exists():
+        check_exported(Run(run_dir))  # a folder not trained yet: the train to run first
         raise TinysiftError(f"{export_dir} not found; run `tinysift export --run {run_dir}`")
     check_exported(Run(run_dir))
     export_info = json.loads((export_dir / "export.json").read_text())
