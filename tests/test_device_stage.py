@@ -744,7 +744,7 @@ def test_the_stream_stage_records_its_session_and_reuses_it(tmp_path):
     saved = load(run / "device" / "s" / "results.json")
     assert saved.status == "complete" and saved.samples == res.samples == 3
     assert saved.model_hash == "abc"  # fake_run's export
-    assert saved.plan == {"ram_bytes": 1000, "flash_bytes": 2000}
+    assert saved.plan == {"ram_bytes": 1000, "flash_bytes": 2000, "board": BOARD}
     assert saved.build == build_identity(run, load_board(BOARD))
     assert saved.train_set_hash == stream_set_hash(a_set(0), "ram")
     assert "host_seconds" in json.loads((run / "device" / "s" / "stream.json").read_text())
@@ -1019,8 +1019,9 @@ def test_a_pico_s_microsecond_timer_gives_seconds_and_energy(tmp_path):
     assert ep.energy_mj == pytest.approx(3.3 * 24.0 * 2.5)  # V * mA * s = mJ
     assert res.phases["features"].seconds == pytest.approx(1.0)
     assert clock_warning(res) is None and res.clock_hz == 125_000_000
-    # the export's plan (fake_run's: 1,000 bytes of RAM, 2,000 of flash) beside the timings
-    assert res.plan == {"ram_bytes": 1000, "flash_bytes": 2000}
+    # the export's plan (fake_run's: 1,000 bytes of RAM, 2,000 of flash) beside the timings,
+    # named as its board's (fake_run has no model.tflite to plan the pico with)
+    assert res.plan == {"ram_bytes": 1000, "flash_bytes": 2000, "board": BOARD}
     res.events.append({"clock_differs": {"device_hz": 2_000_000, "profile_hz": 1_000_000}})
     warning = clock_warning(res)  # a timer's rate is no core clock: the fix is counter_hz
     assert "timer counter at 2 MHz" in warning and "`counter_hz` in boards/pico.toml" in warning
@@ -1859,3 +1860,35 @@ def test_a_device_that_leaves_out_an_eval_or_epoch_gives_no_complete_result(tmp_
     failed = load(run / "device" / "results.json")
     assert failed.status == "failed" and failed.epochs  # what arrived is kept
     assert any("records_not_sent" in e for e in failed.events)
+
+
+def test_a_run_records_the_plan_of_the_board_it_ran_on(digits_run, tmp_path):
+    """A device run on another board than the export's recorded the export's plan (an
+    an386 plan of more RAM than a netduinoplus2 has, for a run that fit it): the totals are
+    those of the board it ran on, planned again, and named with it; the export's own board
+    gets the export's plan; without a model to plan with, the export's plan is named as the
+    export's board's."""
+    import json
+    import shutil
+
+    from tinysift.boards import load_board
+    from tinysift.stages.device import board_plan
+    from tinysift.stages.export import memory_plan_for
+
+    info = json.loads((digits_run / "export" / "export.json").read_text())
+    own = load_board(info["board"])
+    assert board_plan(digits_run, info, own) == {
+        "ram_bytes": info["memory_plan"]["ram_total"],
+        "flash_bytes": info["memory_plan"]["flash_total"], "board": own.name}
+    other = next(name for name in ("qemu-netduinoplus2", "qemu-mps2-an500")
+                 if name != own.name)
+    planned = board_plan(digits_run, info, load_board(other))
+    again = memory_plan_for(digits_run, other, info["test_samples"],
+                            train_samples=info["train_samples"],
+                            db_capacity=info["memory_plan"].get("db_capacity"))
+    assert planned["board"] == other
+    assert (planned["ram_bytes"], planned["flash_bytes"]) == (again["ram_total"],
+                                                              again["flash_total"])
+    bare = tmp_path / "bare"
+    shutil.copytree(digits_run / "export", bare / "export")
+    assert board_plan(bare, info, load_board(other))["board"] == own.name

@@ -103,8 +103,7 @@ def run_on_device(run_dir: str | Path, board: str, port: str | None = None,
     res.model_hash = export_info["content_hash"]
     res.build = build_identity(run_dir, brd)
     res.train_set_hash = set_hash
-    res.plan = {"ram_bytes": export_info["memory_plan"]["ram_total"],
-                "flash_bytes": export_info["memory_plan"]["flash_total"]}
+    res.plan = board_plan(Path(run_dir), export_info, brd)
     with attempt(session):
         with _open_link(brd, run_dir, port, session) as link:
             converse(link, session, setup, limits, on_reset, monitor, progress)
@@ -453,26 +452,20 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
     codebook, against ``brd`` (an export for ``brd`` itself was checked by ``tinysift
     export``)."""
     from tinysift.errors import FitError
-    from tinysift.export.memory import board_plan_fields, over_capacity, plan_memory
-    from tinysift.stages.export import run_model_footprint
+    from tinysift.export.memory import over_capacity
 
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "export" / "export.json").read_text())
-    made_for = info.get("board")
-    # the same profile as planned (an export before profiles were recorded is planned again)
-    if made_for == brd.name and info.get("board_profile") == board_plan_fields(brd):
+    plan = _replanned(run_dir, info, brd)
+    if plan is None or plan.fits:
         return
+    made_for = info.get("board")
     if made_for == brd.name:
         made_for = (f"{made_for} with other RAM/flash figures" if info.get("board_profile")
                     else f"{made_for}, its figures not recorded: an older export")
     db_capacity = (info.get("memory_plan") or {}).get("db_capacity")
     vq = int((info.get("codebook") or {}).get("per_class", 0))
     backbone = has_backbone_buffers(info)
-    plan = plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],
-                       info["test_samples"], db_capacity=db_capacity, vq_per_class=vq,
-                       backbone_training=backbone)
-    if plan.fits:
-        return
     codebook = f", a VQ codebook of {vq} per class" if vq else ""
     head_only = "" if backbone else ", head-only"
     raise FitError(f"{brd.name}: the export of {run_dir} (made for {made_for}: "
@@ -480,6 +473,40 @@ def check_export_fits(run_dir: str | Path, brd: Board) -> None:
                    f"{head_only}) {' and '.join(over_capacity(plan))}; export for this board "
                    f"first: tinysift export --run {run_dir} --board {brd.name} [--fit]"
                    f"{' --head-only' if not backbone else ''}")
+
+
+def _replanned(run_dir: Path, info: dict, brd: Board):
+    """The memory plan of a run's export (``info``: its export.json) on ``brd``, planned
+    again: the export's model, samples, `db load` capacity and VQ codebook; None where the
+    export was planned for ``brd``'s profile itself (an export before profiles were
+    recorded is planned again)."""
+    from tinysift.export.memory import board_plan_fields, plan_memory
+    from tinysift.stages.export import run_model_footprint
+
+    if info.get("board") == brd.name and info.get("board_profile") == board_plan_fields(brd):
+        return None
+    return plan_memory(run_model_footprint(run_dir), brd, info["train_samples"],
+                       info["test_samples"],
+                       db_capacity=(info.get("memory_plan") or {}).get("db_capacity"),
+                       vq_per_class=int((info.get("codebook") or {}).get("per_class", 0)),
+                       backbone_training=has_backbone_buffers(info))
+
+
+def board_plan(run_dir: Path, info: dict, brd: Board) -> dict:
+    """What a device run records of the plan: the RAM and flash totals on the board it ran
+    on, and that board (a run on another board than the export's recorded the export's plan:
+    more RAM than that board has, for a run that fit it)."""
+    try:
+        plan = _replanned(run_dir, info, brd)
+    except TinysiftError:  # no model.tflite to plan with: the export's own, named as such
+        plan = None
+        brd_name = info.get("board")
+    else:
+        brd_name = brd.name
+    if plan is None:
+        return {"ram_bytes": info["memory_plan"]["ram_total"],
+                "flash_bytes": info["memory_plan"]["flash_total"], "board": brd_name}
+    return {"ram_bytes": plan.ram_total, "flash_bytes": plan.flash_total, "board": brd.name}
 
 
 def cached_results(run_dir: str | Path, label: str, params: TrainParams, board: str,

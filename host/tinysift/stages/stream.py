@@ -25,6 +25,7 @@ from tinysift.stages.device import (
     RESULTS,
     _open_link,
     attempt,
+    board_plan,
     build_identity,
     check_session,
     check_stream_fits,
@@ -73,8 +74,7 @@ def run_stream_on_device(run_dir: str | Path, board: str, params: TrainParams,
     res.model_hash = info["content_hash"]
     res.build = build
     res.train_set_hash = set_hash
-    res.plan = {"ram_bytes": info["memory_plan"]["ram_total"],
-                "flash_bytes": info["memory_plan"]["flash_total"]}
+    res.plan = board_plan(Path(run_dir), info, brd)  # the board it runs on, planned
     with attempt(session, also=(STREAM_FILE, STREAM_PARAMS)):
         # the parameters first: a complete results.json always has its own beside it
         atomic_write_json(folder / STREAM_PARAMS, vars(stream))
