@@ -94,15 +94,22 @@ def out_of_memory_said(error: BaseException) -> str:
     return f"out of memory ({text or type(error).__name__})"
 
 
-def did_you_mean(name: object, known) -> str:
-    """`` (did you mean X?)`` for a ``name`` that is another case or a typo of one of
-    ``known`` (``VQ``, ``vqq``: vq), for an "unknown ..." message; '' when none is close."""
+def closest_name(name: object, known) -> str | None:
+    """The one of ``known`` that ``name`` is another case or a typo of (``VQ``, ``vqq``:
+    vq); None when none is close."""
     import difflib
 
     if not isinstance(name, str) or not name:
-        return ""
+        return None
     known = [str(k) for k in known]
     same = [k for k in known if k.lower() == name.lower()]
     # difflib's default cutoff: at 0.5, `updates` was "dataset?" and `full` "flow?"
     close = same or difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: object, known) -> str:
+    """`` (did you mean X?)`` for a ``name`` :func:`closest_name` finds in ``known``, for an
+    "unknown ..." message; '' when none is close."""
+    close = closest_name(name, known)
+    return f" (did you mean {close}?)" if close else ""

@@ -13,7 +13,7 @@ import numpy as np
 
 from tinysift.data import folder_cache, sources
 from tinysift.data.dataset import Dataset
-from tinysift.errors import DatasetError
+from tinysift.errors import DatasetError, closest_name
 
 
 @dataclass(frozen=True)
@@ -322,8 +322,6 @@ def _did_you_mean(name: str) -> str:
     """A hint for an unknown dataset name: the prefix a path of the user's data needs, or
     the registered name it is a typo of (empty when neither); a size suffix (``@14x14``)
     is kept in the hint, not matched."""
-    import difflib
-
     base, size = name, ""
     match = sources.SIZE_SUFFIX.search(name)
     if match is not None and not sources.exists_as_written(name):
@@ -337,5 +335,5 @@ def _did_you_mean(name: str) -> str:
         return f" (a folder of images: pass folder:{name})"
     if path.suffix == ".npz" or file:
         return f" (a .npz file: pass npz:{name})"
-    close = difflib.get_close_matches(base.lower(), list(REGISTRY), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}{size}?)" if close else ""
+    close = closest_name(base, REGISTRY)
+    return f" (did you mean {close}{size}?)" if close else ""

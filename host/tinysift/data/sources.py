@@ -579,8 +579,7 @@ def _split_folders(root: Path, name: str) -> tuple[Path, Path] | None:
                 f"{name}: holds only {only}/, a split with a folder per class; tinysift reads "
                 f"train/ beside a held-out split test/ (or val/): {fix}")
     # Train/ and Val/ (as on Windows or macOS) are the splits too: they were read as classes
-    lower = {n.lower(): n for n in subs}
-    if len(lower) == len(subs):
+    if len({n.lower() for n in subs}) == len(subs):  # (Train/ beside train/: as named)
         subs = {n.lower() if n.lower() in ("train", *HELD_OUT_FOLDERS) else n: d
                 for n, d in subs.items()}
     if "train" not in subs or len(subs) < 2:  # class folders: not listed a second time
@@ -971,11 +970,11 @@ def _check_label_range(top: int, samples: int, name: str) -> None:
 
 def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
     _check_label_range(int(y.max()), len(y), name)
-    labels = np.unique(y)
-    if len(labels) == 1:  # every label 1 was "class(es) [0] have no training samples"
-        raise DatasetError(f"{name}: only one class (every training label is "
-                           f"{int(labels[0])}); classification needs at least 2")
     counts = np.bincount(y, minlength=num_classes)
+    # (before the empty classes: every label 1 was "class(es) [0] have no training samples")
+    if np.count_nonzero(counts) == 1:
+        raise DatasetError(f"{name}: only one class (every training label is "
+                           f"{int(np.argmax(counts))}); classification needs at least 2")
     empty = np.flatnonzero(counts == 0)
     if len(empty):
         shown = ", ".join(map(str, empty[:10].tolist()))
@@ -984,8 +983,6 @@ def _check_nonempty_classes(y: np.ndarray, num_classes: int, name: str) -> None:
             f"{name}: class(es) [{shown}]{more} have no training samples (empty class); "
             "relabel to consecutive indices 0..K-1 or add samples"
         )
-    if num_classes < 2:
-        raise DatasetError(f"{name}: only one class; classification needs at least 2")
 
 
 def _holdout(x: np.ndarray, y: np.ndarray, name: str):
