@@ -204,9 +204,10 @@ def run_cmd(
     from tinysift.boards import load_board
     from tinysift.stages.device import check_monitor_board, check_run_board
 
+    brd = load_board(board)
     if joulescope:  # checked before the Joulescope's driver loads
-        check_monitor_board(load_board(board), port)
-    check_run_board(load_board(board))
+        check_monitor_board(brd, port)
+    check_run_board(brd)
     params = TrainParams(epochs=5 if epochs is None else epochs, lr=lr, batch=batch,
                          seed=seed, update=update, steps=steps, schedule=schedule,
                          balance=balance)

@@ -56,9 +56,9 @@ def register(app: typer.Typer) -> None:
         seed: int = seed_option(0),
     ) -> None:
         """Write RUN/export/: layer table, int8 sets, golden vectors (memory plan first)."""
-        from tinysift.errors import StageError, TinysiftError
+        from tinysift.errors import TinysiftError
         from tinysift.runs import Run
-        from tinysift.stages.checks import check_trained
+        from tinysift.stages.checks import check_trained, refuse_untrained
         from tinysift.stages.export import export
 
         run = require_run(run)
@@ -68,14 +68,11 @@ def register(app: typer.Typer) -> None:
                        seed=seed, backbone_training=not head_only)
         except TinysiftError:
             if not (run / "model.tflite").exists():
-                # a folder not trained yet was told to quantize, and quantize then to train
-                try:
-                    check_trained(Run(run))
-                except StageError as exc:
-                    if "has no train stage yet" not in str(exc):
-                        raise  # (its own fix: train again, or another folder)
-                    raise StageError(f"{exc}, then `tinysift quantize --run {run}`: export "
-                                     "reads its model.tflite") from None
+                # a folder not trained yet was told to quantize, and quantize then to train;
+                # one trained on other data, its own fix (train again, or another folder)
+                refuse_untrained(Run(run), f"`tinysift quantize --run {run}`: export reads "
+                                 "its model.tflite")
+                check_trained(Run(run))
             raise
         print_plan(r.plan)
         console.print(f"exported {r.train_samples} training + {r.test_samples} test samples "

@@ -101,6 +101,15 @@ def _train_hint(run: Run) -> str:
     return rerun_hint(run, "train", fallback, paths)
 
 
+def refuse_untrained(run: Run, then: str) -> None:
+    """A folder with no train stage (a prune's) is refused with the train to run first (on
+    its selection or condensed set), ``then`` the stages after it: a later stage named only
+    the stage before it, which refused it in turn."""
+    if run.stage_info("train") is None:
+        raise StageError(f"{run.path} has no train stage yet; run `{_train_hint(run)}` first, "
+                         f"then {then}")
+
+
 def check_trained(run: Run) -> dict:
     """quantize's input: a finished train, on the dataset the folder now records, and on the
     selection or condensed set as it still is."""
@@ -140,9 +149,8 @@ def check_exported(run: Run) -> dict:
     no stage of the three (a prune's) is told the train to run first, then quantize and
     export (it was told to export, which then refused it: nothing trained)."""
     fix = rerun_hint(run, "export", f"tinysift export --run {run.path}")
-    if not any(run.stage_info(stage) for stage in ("train", "quantize", "export")):
-        raise StageError(f"{run.path} has no train stage yet; run `{_train_hint(run)}` first, "
-                         f"then `tinysift quantize --run {run.path}` and `{fix}`")
+    if not any(run.stage_info(stage) for stage in ("quantize", "export")):
+        refuse_untrained(run, f"`tinysift quantize --run {run.path}` and `{fix}`")
     info = require_done(run, "export", fix)
     if run.stage_info("quantize") is not None:
         quantized = check_quantized(run)

@@ -496,16 +496,14 @@ def board_plan(run_dir: Path, info: dict, brd: Board) -> dict:
     """What a device run records of the plan: the RAM and flash totals on the board it ran
     on, and that board (a run on another board than the export's recorded the export's plan:
     more RAM than that board has, for a run that fit it)."""
+    exported = {"ram_bytes": info["memory_plan"]["ram_total"],
+                "flash_bytes": info["memory_plan"]["flash_total"]}
     try:
         plan = _replanned(run_dir, info, brd)
     except TinysiftError:  # no model.tflite to plan with: the export's own, named as such
-        plan = None
-        brd_name = info.get("board")
-    else:
-        brd_name = brd.name
+        return {**exported, "board": info.get("board")}
     if plan is None:
-        return {"ram_bytes": info["memory_plan"]["ram_total"],
-                "flash_bytes": info["memory_plan"]["flash_total"], "board": brd_name}
+        return {**exported, "board": brd.name}
     return {"ram_bytes": plan.ram_total, "flash_bytes": plan.flash_total, "board": brd.name}
 
 
